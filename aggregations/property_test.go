@@ -1,0 +1,385 @@
+package aggregations_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/aggregations/aggtest"
+)
+
+// The property tests use small times (around -100..250 ms) and small hops so that
+// random events share tiles and timestamps, cross zero (negative floors) and fall
+// on window and tile boundaries often.
+
+func randWindow(rng *rand.Rand) aggregations.Window {
+	hop := []int64{1, 2, 3, 5, 7, 10, 16}[rng.IntN(7)]
+	if rng.IntN(5) == 0 {
+		return aggregations.Window{Size: 0, Hop: hop}
+	}
+	return aggregations.Window{Size: hop * int64(1+rng.IntN(6)), Hop: hop}
+}
+
+// randEvents returns n events with out-of-order times drawn from a small range
+// (so that timestamps repeat), unique sequence numbers in random order, and values
+// that are multiples of 1/4 (so that sums are exact in any order).
+func randEvents(rng *rand.Rand, n int) []ev {
+	lo, span := int64(-60-rng.IntN(40)), int64(20+rng.IntN(200))
+	seqs := rng.Perm(n)
+	events := make([]ev, n)
+	for i := range events {
+		events[i] = ev{
+			TS:    lo + rng.Int64N(span),
+			Seq:   int64(seqs[i])*7 + 1000,
+			Value: float64(rng.IntN(81)-40) / 4,
+		}
+	}
+	return events
+}
+
+// queryTimes returns read times around the events: random ones, tile boundaries,
+// event times and the instants just after them, and times before all events.
+func queryTimes(rng *rand.Rand, w aggregations.Window, events []ev, from int64) []int64 {
+	var ts []int64
+	add := func(t int64) {
+		if t >= from {
+			ts = append(ts, t)
+		}
+	}
+	add(from)
+	for range 4 {
+		add(from + int64(rng.IntN(100)))
+		add(int64(rng.IntN(400) - 150))
+	}
+	if len(events) > 0 {
+		e := events[rng.IntN(len(events))]
+		add(e.TS)
+		add(e.TS + 1)
+		add(w.TileStart(e.TS))
+		add(w.TileStart(e.TS) + w.Size)
+		add(w.TileStart(e.TS) + w.Size + 1)
+		first := slices.MinFunc(events, func(a, b ev) int { return int(a.TS - b.TS) }).TS
+		add(first)
+		add(first - int64(rng.IntN(20)))
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// randClock returns a worker clock near the events: before, among or after them.
+func randClock(rng *rand.Rand, w aggregations.Window, events []ev) int64 {
+	lo, hi := int64(-100), int64(150)
+	if len(events) > 0 {
+		lo, hi = events[0].TS, events[0].TS
+		for _, e := range events {
+			lo, hi = min(lo, e.TS), max(hi, e.TS)
+		}
+	}
+	return lo - 2*w.Hop + rng.Int64N(hi-lo+3*w.Hop+1)
+}
+
+// coverage counts the situations a property test must reach to mean something.
+type coverage struct {
+	reads, emptyWindows, pendingReads, dropped, baseUsed int
+}
+
+func (c coverage) check(t *testing.T) {
+	t.Helper()
+	t.Logf("coverage: %+v", c)
+	if c.reads < 1000 || c.emptyWindows == 0 || c.pendingReads == 0 || c.dropped == 0 || c.baseUsed == 0 {
+		t.Errorf("property test did not reach every situation: %+v", c)
+	}
+}
+
+func checkRead(t *testing.T, s *aggregations.Series, w aggregations.Window, events []ev, T int64, what string) bool {
+	t.Helper()
+	ir := s.Read(w, T)
+	for _, k := range aggregations.Kinds() {
+		got, ok := aggregations.Finalize(k, ir)
+		want, wantOK := aggtest.BruteForce(k, w, events, T)
+		if ok != wantOK || (ok && !aggtest.Close(got, want)) {
+			t.Errorf("%s: window %v, T=%d, %v = %v, %v; brute force %v, %v\nevents %v\nseries %+v",
+				what, w, T, k, got, ok, want, wantOK, events, *s)
+			return false
+		}
+	}
+	return true
+}
+
+func pendingIn(s *aggregations.Series, w aggregations.Window, T int64) bool {
+	for _, tile := range s.Tiles {
+		if tile.Start >= w.Start(T) && tile.Start < T && len(tile.Pending) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPropertyOnlineReadMatchesBruteForce applies random events with random worker
+// clocks (so some events are pending and some are dropped) and checks that every
+// read at or after the latest clock equals the brute-force oracle, for every kind.
+func TestPropertyOnlineReadMatchesBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var cov coverage
+	for trial := range 4000 {
+		w := randWindow(rng)
+		events := randEvents(rng, rng.IntN(40))
+		var s aggregations.Series
+		now, maxNow := randClock(rng, w, events), int64(math.MinInt64)
+		monotonic := rng.IntN(2) == 0
+		for _, e := range events {
+			if monotonic {
+				now += int64(rng.IntN(3))
+			} else {
+				now = randClock(rng, w, events)
+			}
+			maxNow = max(maxNow, now)
+			start, applied := s.Apply(w, e, now)
+			wantDrop := !w.Lifetime() && e.TS < w.Horizon(now)
+			if applied == wantDrop {
+				t.Fatalf("trial %d: Apply(%v, %+v, now=%d) applied=%v, want %v (horizon %d)", trial, w, e, now, applied, !wantDrop, w.Horizon(now))
+			}
+			if !applied {
+				cov.dropped++
+			}
+			if start == aggregations.BaseStart {
+				cov.baseUsed++
+			}
+		}
+		// Dropped events are older than any window read at T >= maxNow, so the
+		// oracle may see every event.
+		for _, T := range queryTimes(rng, w, events, maxNow) {
+			cov.reads++
+			if s.Read(w, T).Empty() {
+				cov.emptyWindows++
+			}
+			if pendingIn(&s, w, T) {
+				cov.pendingReads++
+			}
+			if !checkRead(t, &s, w, events, T, "online") {
+				t.Fatalf("trial %d", trial)
+			}
+		}
+	}
+	cov.check(t)
+}
+
+// TestPropertyReplayReadMatchesBruteForce replays events with NoClock the way a
+// backfill does: the events before each read time, in random order, then the read.
+func TestPropertyReplayReadMatchesBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	reads := 0
+	for trial := range 3000 {
+		w := randWindow(rng)
+		events := randEvents(rng, rng.IntN(40))
+		byTime := slices.Clone(events)
+		slices.SortFunc(byTime, func(a, b ev) int { return int(a.TS - b.TS) })
+		var s aggregations.Series
+		next := 0
+		for _, T := range queryTimes(rng, w, events, math.MinInt64) {
+			batchEnd := next
+			for batchEnd < len(byTime) && byTime[batchEnd].TS < T {
+				batchEnd++
+			}
+			batch := byTime[next:batchEnd]
+			rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+			for _, e := range batch {
+				if _, applied := s.Apply(w, e, aggregations.NoClock); !applied {
+					t.Fatalf("trial %d: replay dropped %+v", trial, e)
+				}
+			}
+			next = batchEnd
+			reads++
+			if !checkRead(t, &s, w, events, T, "replay") {
+				t.Fatalf("trial %d", trial)
+			}
+		}
+		for _, tile := range s.Tiles {
+			if tile.Pending != nil {
+				t.Fatalf("trial %d: replay left pending events in %+v", trial, tile)
+			}
+		}
+	}
+	if reads < 1000 {
+		t.Errorf("only %d reads", reads)
+	}
+}
+
+// TestPropertyExpire checks that expiring at some clock changes no read at or after
+// that clock: reads still equal the oracle over all events, and, for finite windows,
+// the oracle over the events at or after the horizon only.
+func TestPropertyExpire(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var cov coverage
+	for trial := range 4000 {
+		w := randWindow(rng)
+		events := randEvents(rng, rng.IntN(40))
+		var s aggregations.Series
+		now := randClock(rng, w, events)
+		for _, e := range events {
+			now += int64(rng.IntN(3))
+			if _, applied := s.Apply(w, e, now); !applied {
+				cov.dropped++
+			}
+		}
+		expireAt := now + int64(rng.IntN(int(w.Size+3*w.Hop)))
+		before := slices.Clone(s.Tiles)
+		baseBefore := s.Base
+		removed, baseChanged := s.Expire(w, expireAt, nil)
+		horizon := w.Horizon(expireAt)
+
+		var wantRemoved []int64
+		for _, tile := range before {
+			if tile.Start < horizon {
+				wantRemoved = append(wantRemoved, tile.Start)
+			}
+		}
+		if !slices.Equal(removed, wantRemoved) {
+			t.Fatalf("trial %d: Expire(%v, %d) removed %v, want %v", trial, w, expireAt, removed, wantRemoved)
+		}
+		for _, tile := range s.Tiles {
+			if tile.Start < horizon {
+				t.Fatalf("trial %d: kept tile %d below horizon %d", trial, tile.Start, horizon)
+			}
+		}
+		if len(s.Tiles)+len(removed) != len(before) {
+			t.Fatalf("trial %d: kept %d + removed %d != %d tiles", trial, len(s.Tiles), len(removed), len(before))
+		}
+		if w.Lifetime() {
+			if baseChanged != (s.Base != baseBefore) {
+				t.Fatalf("trial %d: baseChanged=%v but base %+v -> %+v", trial, baseChanged, baseBefore, s.Base)
+			}
+			if baseChanged {
+				cov.baseUsed++
+			}
+		} else if baseChanged || !s.Base.Empty() {
+			t.Fatalf("trial %d: finite window changed base", trial)
+		}
+
+		var recent []ev
+		for _, e := range events {
+			if e.TS >= horizon {
+				recent = append(recent, e)
+			}
+		}
+		for _, T := range queryTimes(rng, w, events, expireAt) {
+			cov.reads++
+			if s.Read(w, T).Empty() {
+				cov.emptyWindows++
+			}
+			if pendingIn(&s, w, T) {
+				cov.pendingReads++
+			}
+			if !checkRead(t, &s, w, events, T, "after expire, all events") {
+				t.Fatalf("trial %d", trial)
+			}
+			if !w.Lifetime() && !checkRead(t, &s, w, recent, T, "after expire, events at or after the horizon") {
+				t.Fatalf("trial %d", trial)
+			}
+		}
+	}
+	cov.check(t)
+}
+
+// TestPropertyEncodingRoundTrip checks that encoding and decoding a series, into a
+// reused series, and rebuilding it tile by tile with SetTile, preserve every read.
+func TestPropertyEncodingRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var decoded aggregations.Series
+	for trial := range 3000 {
+		w := randWindow(rng)
+		events := randEvents(rng, rng.IntN(40))
+		var s aggregations.Series
+		now := randClock(rng, w, events)
+		for _, e := range events {
+			now += int64(rng.IntN(3))
+			s.Apply(w, e, now)
+		}
+		if rng.IntN(2) == 0 {
+			s.Expire(w, now, nil)
+		}
+		buf := aggregations.AppendSeries([]byte{0xEE}, &s)
+		rest, err := aggregations.DecodeSeries(append(buf[1:], 0xAB), &decoded)
+		if err != nil {
+			t.Fatalf("trial %d: DecodeSeries: %v", trial, err)
+		}
+		if len(rest) != 1 || rest[0] != 0xAB {
+			t.Fatalf("trial %d: rest = %x, want the trailing byte", trial, rest)
+		}
+		if again := aggregations.AppendSeries(nil, &decoded); string(again) != string(buf[1:]) {
+			t.Fatalf("trial %d: re-encoding differs", trial)
+		}
+
+		var rebuilt aggregations.Series
+		published := slices.Clone(s.Tiles)
+		rng.Shuffle(len(published), func(i, j int) { published[i], published[j] = published[j], published[i] })
+		for _, tile := range published {
+			b := aggregations.AppendTile(nil, tile)
+			got, rest, err := aggregations.DecodeTile(b)
+			if err != nil || len(rest) != 0 {
+				t.Fatalf("trial %d: DecodeTile: %v, rest %x", trial, err, rest)
+			}
+			rebuilt.SetTile(got)
+		}
+		if base, ok := s.Tile(aggregations.BaseStart); ok {
+			rebuilt.SetTile(base)
+		}
+
+		for _, T := range queryTimes(rng, w, events, now) {
+			want := s.Read(w, T)
+			if got := decoded.Read(w, T); got != want {
+				t.Fatalf("trial %d: T=%d decoded read %+v, want %+v", trial, T, got, want)
+			}
+			if got := rebuilt.Read(w, T); got != want {
+				t.Fatalf("trial %d: T=%d rebuilt read %+v, want %+v", trial, T, got, want)
+			}
+		}
+	}
+}
+
+// TestPropertyMerge checks that Merge is commutative and associative on random IRs,
+// and that merging the IRs of two event sets equals the IR of their union.
+func TestPropertyMerge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	sameIR := func(a, b aggregations.IR) bool {
+		return a.Count == b.Count && aggtest.Close(a.Sum, b.Sum) &&
+			a.Min == b.Min && a.Max == b.Max &&
+			a.Last == b.Last && a.LastTS == b.LastTS && a.LastSeq == b.LastSeq
+	}
+	randIR := func() ([]ev, aggregations.IR) {
+		events := randEvents(rng, rng.IntN(6))
+		for i := range events {
+			events[i].Value = (rng.Float64() - 0.5) * 1e6 // inexact sums on purpose
+			if rng.IntN(4) == 0 {
+				events[i].Seq = int64(rng.IntN(3)) // seq ties across IRs
+			}
+		}
+		return events, irOf(events...)
+	}
+	for trial := range 5000 {
+		ea, a := randIR()
+		eb, b := randIR()
+		_, c := randIR()
+
+		ab, ba := a, b
+		ab.Merge(b)
+		ba.Merge(a)
+		if !sameIR(ab, ba) {
+			t.Fatalf("trial %d: not commutative: %+v vs %+v", trial, ab, ba)
+		}
+		abc1 := ab
+		abc1.Merge(c)
+		bc := b
+		bc.Merge(c)
+		abc2 := a
+		abc2.Merge(bc)
+		if !sameIR(abc1, abc2) {
+			t.Fatalf("trial %d: not associative: %+v vs %+v", trial, abc1, abc2)
+		}
+		if union := irOf(append(slices.Clone(ea), eb...)...); !sameIR(ab, union) {
+			t.Fatalf("trial %d: merge %+v != IR of the union %+v", trial, ab, union)
+		}
+	}
+}

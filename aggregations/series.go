@@ -1,0 +1,223 @@
+package aggregations
+
+import (
+	"math"
+	"slices"
+)
+
+// Tile holds the IR of the events whose ts is in [Start, Start+Hop), plus Pending:
+// events that were in the future (ts >= the clock) when applied. A pending event is
+// folded only by reads whose T > its ts, which keeps the leading edge of the window
+// exact even for events stamped after the worker's clock. Pending is nil when empty.
+type Tile struct {
+	Start   int64
+	IR      IR
+	Pending []Event
+}
+
+// BaseStart is the Start used for the lifetime Base pseudo-tile when a Series is
+// published tile by tile. No real tile has this start.
+const BaseStart int64 = math.MinInt64
+
+// Series is one feature's state for one entity.
+//
+// Invariants: Tiles are sorted by Start ascending, without duplicates, and none has
+// Start == BaseStart. Base is used by lifetime windows only: the merged IR of the
+// events older than the kept tiles; finite windows leave it empty and ignore it.
+//
+// The zero Series is empty and ready to use. A Series is not safe for concurrent
+// use, and owns the Pending slices of its tiles.
+type Series struct {
+	Tiles []Tile
+	Base  IR
+}
+
+// search returns the index of the first tile with Start >= start, and whether that
+// tile's Start equals start. It checks the newest tile first: most events land there.
+func (s *Series) search(start int64) (int, bool) {
+	n := len(s.Tiles)
+	if n > 0 {
+		if last := s.Tiles[n-1].Start; last == start {
+			return n - 1, true
+		} else if last < start {
+			return n, false
+		}
+	}
+	lo, hi := 0, n
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if s.Tiles[mid].Start < start {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < n && s.Tiles[lo].Start == start
+}
+
+// Apply adds e to the series. now is the caller's wall clock in milliseconds; pass
+// NoClock in replays and backfills so that nothing is pending or dropped.
+//
+// It returns the Start of the tile it changed, or BaseStart when the event went into
+// Base. applied=false when the window is finite and e is older than w.Horizon(now):
+// the series is unchanged, and the caller counts and drops the event (tileStart is
+// then the tile it would have gone to). Lifetime windows never drop: such events go
+// into Base.
+//
+// An event with ts >= now goes to its tile's Pending; Apply also promotes that
+// tile's pending events with ts < now into its IR. Cost: O(log tiles), plus a copy
+// of the newer tiles when a tile is inserted. Adding to an existing tile with no
+// pending events does not allocate.
+func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied bool) {
+	start := w.TileStart(e.TS)
+	if start == BaseStart || (now != NoClock && start < w.Horizon(now)) {
+		if !w.Lifetime() {
+			return start, false
+		}
+		s.Base.Update(e)
+		return BaseStart, true
+	}
+	i, found := s.search(start)
+	if !found {
+		s.Tiles = slices.Insert(s.Tiles, i, Tile{Start: start})
+	}
+	t := &s.Tiles[i]
+	if e.TS >= now {
+		t.Pending = append(t.Pending, e)
+	} else {
+		t.IR.Update(e)
+	}
+	if len(t.Pending) > 0 && now != NoClock {
+		t.promote(now)
+	}
+	return start, true
+}
+
+// promote moves the pending events with ts < now into the IR.
+func (t *Tile) promote(now int64) {
+	n := 0
+	for _, p := range t.Pending {
+		if p.TS < now {
+			t.IR.Update(p)
+		} else {
+			t.Pending[n] = p
+			n++
+		}
+	}
+	if n == 0 {
+		t.Pending = nil
+		return
+	}
+	clear(t.Pending[n:])
+	t.Pending = t.Pending[:n]
+}
+
+// Read folds the window as of T: Base (lifetime windows only), plus the IR of every
+// tile with w.Start(T) <= Start < T, plus those tiles' pending events with ts < T.
+// Finalize the result with the feature's Kind. Read is exact when every event in
+// those IRs has ts < T: when T is at or after every clock passed to Apply and Expire,
+// or, with NoClock, when no event with ts >= T was applied to the tile holding T-1
+// (see the package doc). Cost: O(log tiles + tiles in the window + their pending
+// events); it does not allocate.
+func (s *Series) Read(w Window, T int64) IR {
+	var ir IR
+	if w.Lifetime() {
+		ir = s.Base
+	}
+	i, _ := s.search(w.Start(T))
+	for ; i < len(s.Tiles) && s.Tiles[i].Start < T; i++ {
+		t := &s.Tiles[i]
+		ir.Merge(t.IR)
+		for _, p := range t.Pending {
+			if p.TS < T {
+				ir.Update(p)
+			}
+		}
+	}
+	return ir
+}
+
+// Expire removes the tiles with Start < w.Horizon(now), which no read at T >= now
+// can touch. For lifetime windows the removed tiles (IR and pending events) are
+// merged into Base instead. It appends the removed starts to dst and returns it, so
+// that the caller can publish tombstones, and reports whether Base changed.
+// Expire with NoClock removes nothing. It keeps the capacity of Tiles and does not
+// allocate unless dst grows.
+func (s *Series) Expire(w Window, now int64, dst []int64) (removed []int64, baseChanged bool) {
+	if now == NoClock {
+		return dst, false
+	}
+	n, _ := s.search(w.Horizon(now))
+	if n == 0 {
+		return dst, false
+	}
+	for i := range s.Tiles[:n] {
+		t := &s.Tiles[i]
+		dst = append(dst, t.Start)
+		if !w.Lifetime() {
+			continue
+		}
+		if !t.IR.Empty() || len(t.Pending) > 0 {
+			baseChanged = true
+		}
+		s.Base.Merge(t.IR)
+		for _, p := range t.Pending {
+			s.Base.Update(p)
+		}
+	}
+	m := copy(s.Tiles, s.Tiles[n:])
+	clear(s.Tiles[m:])
+	s.Tiles = s.Tiles[:m]
+	return dst, baseChanged
+}
+
+// Tile returns the tile with that start, with a copy of its pending events, or
+// ok=false if there is none. Tile(BaseStart) returns Tile{Start: BaseStart, IR:
+// s.Base}, with ok=false when Base is empty.
+func (s *Series) Tile(start int64) (Tile, bool) {
+	if start == BaseStart {
+		return Tile{Start: BaseStart, IR: s.Base}, !s.Base.Empty()
+	}
+	i, found := s.search(start)
+	if !found {
+		return Tile{}, false
+	}
+	t := s.Tiles[i]
+	t.Pending = slices.Clone(t.Pending)
+	return t, true
+}
+
+// SetTile inserts t, or replaces the tile with the same Start. SetTile with Start ==
+// BaseStart sets Base to t.IR with t's pending events folded in. The series takes
+// ownership of t.Pending. Used by the lookup service, which rebuilds series from
+// published tiles.
+func (s *Series) SetTile(t Tile) {
+	if len(t.Pending) == 0 {
+		t.Pending = nil
+	}
+	if t.Start == BaseStart {
+		s.Base = t.IR
+		for _, p := range t.Pending {
+			s.Base.Update(p)
+		}
+		return
+	}
+	i, found := s.search(t.Start)
+	if found {
+		s.Tiles[i] = t
+		return
+	}
+	s.Tiles = slices.Insert(s.Tiles, i, t)
+}
+
+// DeleteTile removes the tile with that start, if any; DeleteTile(BaseStart)
+// empties Base.
+func (s *Series) DeleteTile(start int64) {
+	if start == BaseStart {
+		s.Base = IR{}
+		return
+	}
+	if i, found := s.search(start); found {
+		s.Tiles = slices.Delete(s.Tiles, i, i+1)
+	}
+}

@@ -1,0 +1,224 @@
+package aggregations
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Durations in milliseconds.
+const (
+	Second int64 = 1000
+	Minute       = 60 * Second
+	Hour         = 60 * Minute
+	Day          = 24 * Hour
+)
+
+// NoClock is the clock value for replays and backfills: Apply puts nothing in
+// Pending and drops nothing, and Expire removes nothing.
+const NoClock int64 = math.MaxInt64
+
+// Sentinel errors wrapped by the parsers, for callers that branch on them.
+var (
+	ErrInvalidDuration = errors.New("aggregations: invalid duration")
+	ErrInvalidWindow   = errors.New("aggregations: invalid window")
+)
+
+// lifetimeName is the window spelling for Size == 0.
+const lifetimeName = "lifetime"
+
+var durationUnits = [...]struct {
+	suffix byte
+	ms     int64
+}{{'d', Day}, {'h', Hour}, {'m', Minute}, {'s', Second}}
+
+// ParseDuration parses a positive whole number followed by one unit, s, m, h or d
+// ("90s", "15m", "1h", "30d"), into milliseconds. Signs, fractions, compound
+// durations ("1h30m"), other units and values that overflow int64 are errors
+// wrapping ErrInvalidDuration.
+func ParseDuration(s string) (int64, error) {
+	bad := func(why string) (int64, error) {
+		return 0, fmt.Errorf("%w %q: %s (want a positive whole number with unit s, m, h or d, e.g. 15m or 30d)", ErrInvalidDuration, s, why)
+	}
+	if len(s) < 2 {
+		return bad("too short")
+	}
+	digits, unit := s[:len(s)-1], s[len(s)-1]
+	var ms int64
+	for _, u := range durationUnits {
+		if u.suffix == unit {
+			ms = u.ms
+		}
+	}
+	if ms == 0 {
+		return bad(fmt.Sprintf("unknown unit %q", unit))
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return bad("not a whole number")
+		}
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n > math.MaxInt64/ms {
+		return bad("too large")
+	}
+	if n == 0 {
+		return bad("must be positive")
+	}
+	return n * ms, nil
+}
+
+// FormatDuration formats milliseconds with the largest unit that divides them
+// exactly ("30d", "1h", "90s"), falling back to "ms". It is the inverse of
+// ParseDuration for every duration ParseDuration accepts.
+func FormatDuration(ms int64) string {
+	if ms != 0 {
+		for _, u := range durationUnits {
+			if ms%u.ms == 0 {
+				return strconv.FormatInt(ms/u.ms, 10) + string(u.suffix)
+			}
+		}
+	}
+	return strconv.FormatInt(ms, 10) + "ms"
+}
+
+// Window is an aggregation window: Size and Hop in milliseconds. Size == 0 means
+// lifetime. A valid window (see Validate) has Hop > 0 and, when finite,
+// Size % Hop == 0 (so Hop <= Size). Methods on an invalid window do not panic but
+// their results are meaningless.
+type Window struct {
+	Size int64
+	Hop  int64
+}
+
+// DefaultHop is the hop used when a feature does not set one (Chronon's rule):
+// 1d for windows of 12d or more, 1h for 12h or more, otherwise 5m, but never more
+// than the window itself (a 90s window hops by 90s). Lifetime (size 0) hops by 1d.
+// A negative size returns 0, which no valid Window has.
+func DefaultHop(size int64) int64 {
+	switch {
+	case size < 0:
+		return 0
+	case size == 0:
+		return Day
+	case size >= 12*Day:
+		return Day
+	case size >= 12*Hour:
+		return Hour
+	case size < 5*Minute:
+		return size
+	default:
+		return 5 * Minute
+	}
+}
+
+// ParseWindow parses a window ("30d", or "lifetime") and its hop ("1d"; "" means
+// DefaultHop). A finite window must be a whole multiple of its hop; errors wrap
+// ErrInvalidDuration or ErrInvalidWindow and say what to change.
+func ParseWindow(window, hop string) (Window, error) {
+	var w Window
+	if window != lifetimeName {
+		size, err := ParseDuration(window)
+		if err != nil {
+			return Window{}, fmt.Errorf("window: %w (or %q)", err, lifetimeName)
+		}
+		w.Size = size
+	}
+	if hop == "" {
+		w.Hop = DefaultHop(w.Size)
+		if err := w.Validate(); err != nil {
+			return Window{}, fmt.Errorf("%w (with the default hop %s; set hop explicitly)", err, FormatDuration(w.Hop))
+		}
+		return w, nil
+	}
+	h, err := ParseDuration(hop)
+	if err != nil {
+		return Window{}, fmt.Errorf("hop: %w", err)
+	}
+	w.Hop = h
+	if err := w.Validate(); err != nil {
+		return Window{}, err
+	}
+	return w, nil
+}
+
+// Validate reports why w cannot be used, wrapping ErrInvalidWindow, or nil.
+func (w Window) Validate() error {
+	switch {
+	case w.Size < 0:
+		return fmt.Errorf("%w: size %dms is negative", ErrInvalidWindow, w.Size)
+	case w.Hop <= 0:
+		return fmt.Errorf("%w: hop %dms must be positive", ErrInvalidWindow, w.Hop)
+	case w.Size == 0:
+		return nil
+	case w.Hop > w.Size:
+		return fmt.Errorf("%w: hop %s is longer than window %s", ErrInvalidWindow, FormatDuration(w.Hop), FormatDuration(w.Size))
+	case w.Size%w.Hop != 0:
+		return fmt.Errorf("%w: window %s is not a whole multiple of hop %s", ErrInvalidWindow, FormatDuration(w.Size), FormatDuration(w.Hop))
+	}
+	return nil
+}
+
+// Lifetime reports whether w takes every event before the read time (Size == 0).
+func (w Window) Lifetime() bool { return w.Size == 0 }
+
+// Start is the inclusive lower bound of the window read as of T:
+// floor(T - Size, Hop), or math.MinInt64 for lifetime windows. The exclusive upper
+// bound is T itself.
+func (w Window) Start(T int64) int64 {
+	if w.Lifetime() {
+		return math.MinInt64
+	}
+	return floorTo(subSat(T, w.Size), w.Hop)
+}
+
+// TileStart is the start of the hop-aligned tile holding ts: floor(ts, Hop).
+func (w Window) TileStart(ts int64) int64 { return floorTo(ts, w.Hop) }
+
+// Horizon is the oldest tile start worth keeping at wall-clock now. For a finite
+// window it is Start(now) - Hop: one hop of slack below the oldest tile any read at
+// T >= now can touch, for readers whose clock lags a little. For a lifetime window
+// it is TileStart(now) - 2*Hop: the two recent hop tiles (and the current one) stay
+// separate; older tiles are folded into Series.Base.
+func (w Window) Horizon(now int64) int64 {
+	if w.Lifetime() {
+		return subSat(w.TileStart(now), 2*w.Hop)
+	}
+	return subSat(w.Start(now), w.Hop)
+}
+
+// String formats w as "30d/1d" or "lifetime/1d".
+func (w Window) String() string {
+	size := lifetimeName
+	if !w.Lifetime() {
+		size = FormatDuration(w.Size)
+	}
+	return size + "/" + FormatDuration(w.Hop)
+}
+
+// floorTo rounds t down to a multiple of step (a true floor, also for negative t),
+// saturating at math.MinInt64. A step <= 0 returns t unchanged.
+func floorTo(t, step int64) int64 {
+	if step <= 0 {
+		return t
+	}
+	m := t % step
+	if m < 0 {
+		m += step
+	}
+	r := t - m
+	if r > t { // wrapped below math.MinInt64
+		return math.MinInt64
+	}
+	return r
+}
+
+// subSat returns a - b for b >= 0, saturating at math.MinInt64.
+func subSat(a, b int64) int64 {
+	r := a - b
+	if r > a {
+		return math.MinInt64
+	}
+	return r
+}
