@@ -1,0 +1,981 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+// schemaFS holds the demo schemas at its root, as Parse(..., schemaFS(t), ".")
+// expects for "schema: transaction.avsc".
+func schemaFS(t *testing.T) fstest.MapFS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for _, name := range []string{"transaction.avsc", "login.avsc"} {
+		data, err := fs.ReadFile(schemas.Files, name)
+		if err != nil {
+			t.Fatalf("read embedded %s: %v", name, err)
+		}
+		fsys[name] = &fstest.MapFile{Data: data}
+	}
+	return fsys
+}
+
+func mustParse(t *testing.T, doc string) *File {
+	t.Helper()
+	f, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
+	if err != nil {
+		t.Fatalf("Parse: %v\n--- file ---\n%s", err, doc)
+	}
+	return f
+}
+
+// header declares two entities and two sources over the demo schemas;
+// tests append a features: list.
+const header = `entities:
+  - name: user
+    key: user_id
+  - name: merchant
+    key: merchant_id
+sources:
+  - name: transactions
+    topic: transactions
+    schema: transaction.avsc
+    event_time: ts
+  - name: logins
+    topic: logins
+    schema: login.avsc
+    event_time: ts
+`
+
+func TestLoadDemo(t *testing.T) {
+	f, err := LoadFS(schemas.Files, "demo.yaml")
+	if err != nil {
+		t.Fatalf("LoadFS(schemas.Files, demo.yaml): %v", err)
+	}
+	if f.Path != "demo.yaml" {
+		t.Errorf("Path = %q, want demo.yaml", f.Path)
+	}
+	if len(f.Features) != 7 {
+		t.Fatalf("got %d features, want 7", len(f.Features))
+	}
+	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor}
+	if f.Kafka != want {
+		t.Errorf("Kafka = %+v, want defaults %+v", f.Kafka, want)
+	}
+	hashes := map[string]string{}
+	for _, ft := range f.Features {
+		if ft.ID != ft.Name+"@1" {
+			t.Errorf("%s: ID = %q", ft.Name, ft.ID)
+		}
+		if ft.SourceRef == nil || ft.SourceRef.Name != ft.Source || ft.EntityRef == nil || ft.EntityRef.Name != ft.Entity {
+			t.Errorf("%s: refs not linked: source %v entity %v", ft.ID, ft.SourceRef, ft.EntityRef)
+			continue
+		}
+		if ft.SourceRef.Entity != ft.EntityRef {
+			t.Errorf("%s: source %s feeds entity %v, want %s", ft.ID, ft.Source, ft.SourceRef.Entity, ft.Entity)
+		}
+		if !slices.Contains(ft.SourceRef.Features, ft) {
+			t.Errorf("%s: missing from %s.Features", ft.ID, ft.Source)
+		}
+		if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(ft.Hash) {
+			t.Errorf("%s: Hash = %q, want 64 hex digits", ft.ID, ft.Hash)
+		}
+		if other, dup := hashes[ft.Hash]; dup {
+			t.Errorf("%s and %s have different definitions but the same hash", ft.ID, other)
+		}
+		hashes[ft.Hash] = ft.ID
+		if err := ft.Window.Validate(); err != nil {
+			t.Errorf("%s: window %v: %v", ft.ID, ft.Window, err)
+		}
+	}
+	for _, s := range f.Sources {
+		if s.Schema == nil {
+			t.Errorf("source %s: schema not loaded", s.Name)
+		}
+		// Source.Features is exactly the features naming the source, in file order.
+		var fed []*Feature
+		for _, ft := range f.Features {
+			if ft.Source == s.Name {
+				fed = append(fed, ft)
+			}
+		}
+		if !slices.Equal(s.Features, fed) {
+			t.Errorf("source %s: Features = %v, want %v", s.Name, ids(s.Features), ids(fed))
+		}
+	}
+
+	avg, err := f.Feature("txn_amount_avg_30d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if avg.Aggregation != aggregations.Avg || avg.Field != "amount" || avg.Window.Size != 30*aggregations.Day ||
+		avg.Window.Hop != aggregations.DefaultHop(30*aggregations.Day) || avg.Default != nil {
+		t.Errorf("txn_amount_avg_30d = %+v", avg)
+	}
+	last, err := f.Feature("txn_amount_last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !last.Window.Lifetime() || last.Aggregation != aggregations.Last {
+		t.Errorf("txn_amount_last: window %v aggregation %v, want lifetime last", last.Window, last.Aggregation)
+	}
+	if got, want := f.Topics(), []string{"logins", "transactions"}; !slices.Equal(got, want) {
+		t.Errorf("Topics() = %v, want %v", got, want)
+	}
+	if s, ok := f.SourceByTopic("logins"); !ok || s.Name != "logins" {
+		t.Errorf("SourceByTopic(logins) = %v, %v", s, ok)
+	}
+	if _, ok := f.SourceByTopic("featurepipe.features"); ok {
+		t.Error("SourceByTopic found featurepipe's own topic")
+	}
+	if got := f.EntityFeatures("user"); !slices.Equal(got, f.Features) {
+		t.Errorf("EntityFeatures(user) = %v, want all features", ids(got))
+	}
+	if got := f.EntityFeatures("merchant"); len(got) != 0 {
+		t.Errorf("EntityFeatures(merchant) = %v, want none", ids(got))
+	}
+}
+
+func ids(fs []*Feature) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.ID
+	}
+	return out
+}
+
+func TestLoadResolvesSchemasRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	data, err := fs.ReadFile(schemas.Files, "transaction.avsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "conf", "schemas"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "conf", "schemas", "transaction.avsc"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(schema string) string {
+		p := filepath.Join(dir, "conf", "features.yaml")
+		doc := strings.Replace(header, "schema: transaction.avsc", "schema: "+schema, 1)
+		doc = strings.Replace(doc, "schema: login.avsc", "schema: "+schema, 1) + `features:
+  - name: n
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 1h
+    owner: o
+    description: d
+`
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// The test's working directory is the package directory, not dir/conf, so
+	// success proves the path is taken relative to the feature file.
+	p := write("schemas/transaction.avsc")
+	f, err := Load(p)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if f.Path != p || f.Sources[0].Schema == nil || f.Sources[0].SchemaPath != "schemas/transaction.avsc" {
+		t.Errorf("Load = path %q, schema %v, schema path %q", f.Path, f.Sources[0].Schema, f.Sources[0].SchemaPath)
+	}
+
+	p = write("schemas/missing.avsc")
+	_, err = Load(p)
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Load with a missing schema: got %v, want *Error", err)
+	}
+	resolved := filepath.Join(dir, "conf", "schemas", "missing.avsc")
+	if e.File != p || e.Field != "sources[0].schema" || !strings.Contains(e.Msg, resolved) {
+		t.Errorf("error = %v; want file %s, field sources[0].schema and the resolved path %s", e, p, resolved)
+	}
+
+	if _, err := Load(filepath.Join(dir, "nope.yaml")); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing file) = %v, want an fs.ErrNotExist", err)
+	}
+}
+
+// wantMarker marks the line an invalid file's problem must be reported on.
+const wantMarker = "# want"
+
+func markedLine(t *testing.T, doc string) int {
+	t.Helper()
+	for i, line := range strings.Split(doc, "\n") {
+		if strings.Contains(line, wantMarker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("no %q marker in:\n%s", wantMarker, doc)
+	return 0
+}
+
+// TestInvalidFiles checks each rule on a file that breaks only that rule:
+// exactly one problem, on the marked line, naming the field, saying why.
+func TestInvalidFiles(t *testing.T) {
+	// feature is a valid feature fed by transactions, for cases whose problem
+	// is elsewhere; it starts with "  - name: base".
+	const feature = `  - name: base
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: avg
+    field: amount
+    window: 7d
+    owner: payments
+    description: Average amount.
+`
+	tests := []struct {
+		name  string
+		doc   string
+		line  int // when the file has no marker
+		field string
+		msg   string
+	}{
+		{
+			name: "unknown feature key is named with the allowed keys",
+			doc: header + "features:\n" + feature + `    colour: red # want
+`,
+			field: "features[0].colour",
+			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, default`,
+		},
+		{
+			name: "unknown kafka key suggests the close one",
+			doc: `kafka:
+  partitons: 3 # want
+` + header + "features:\n" + feature,
+			field: "kafka.partitons",
+			msg:   "did you mean partitions?",
+		},
+		{
+			name:  "unknown top-level key",
+			doc:   header + "feature_groups: [] # want\nfeatures:\n" + feature,
+			field: "feature_groups",
+			msg:   `unknown key "feature_groups"; allowed: kafka, entities, sources, features`,
+		},
+		{
+			name: "aggregation must be known",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: avgg # want
+    field: amount
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].aggregation",
+			msg:   `unknown aggregation "avgg"; allowed: count, sum, avg, min, max, last`,
+		},
+		{
+			name: "avg requires a field",
+			doc: header + `features:
+  - name: txn # want
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: avg
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].field",
+			msg:   "required for aggregation avg",
+		},
+		{
+			name: "aggregated field must be numeric",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: max
+    field: currency # want
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].field",
+			msg:   `field "currency" is of type string; aggregation max needs a numeric field (double, float, int or long); numeric fields: amount, ts`,
+		},
+		{
+			name: "boolean is not numeric",
+			doc: header + `features:
+  - name: ok_logins
+    version: 1
+    entity: user
+    source: logins
+    aggregation: sum
+    field: success # want
+    window: 7d
+    owner: identity
+    description: d
+`,
+			field: "features[0].field",
+			msg:   "is of type boolean; aggregation sum needs a numeric field",
+		},
+		{
+			name: "aggregated field must exist in the source schema",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: sum
+    field: amont # want
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].field",
+			msg:   `field "amont" is not in schema featurepipe.demo.Transaction of source "transactions"`,
+		},
+		{
+			name: "count may name a field, which must exist",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    field: nope # want
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].field",
+			msg:   `field "nope" is not in schema`,
+		},
+		{
+			name: "entity must be defined",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: usr # want
+    source: transactions
+    aggregation: count
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].entity",
+			msg:   `unknown entity "usr"; did you mean "user"? defined entities: merchant, user`,
+		},
+		{
+			name: "source must be defined",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: payments # want
+    aggregation: count
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].source",
+			msg:   `unknown source "payments"; defined sources: logins, transactions`,
+		},
+		{
+			name: "name and version are unique",
+			doc: header + "features:\n" + feature + `  - name: base
+    version: 1 # want
+    entity: user
+    source: transactions
+    aggregation: sum
+    field: amount
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[1].version",
+			msg:   "feature base@1 is already defined at line 16; a changed definition needs a new version",
+		},
+		{
+			name: "window must parse",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 30x # want
+    owner: payments
+    description: d
+`,
+			field: "features[0].window",
+			msg:   `invalid duration "30x"`,
+		},
+		{
+			name: "hop longer than the window",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 1h
+    hop: 2h # want
+    owner: payments
+    description: d
+`,
+			field: "features[0].hop",
+			msg:   "hop 2h is longer than window 1h",
+		},
+		{
+			name: "hop must parse",
+			doc: header + `features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 1h
+    hop: soon # want
+    owner: payments
+    description: d
+`,
+			field: "features[0].hop",
+			msg:   `invalid duration "soon"`,
+		},
+		{
+			name: "one source feeds one entity",
+			doc: header + "features:\n" + feature + `  - name: merchant_txn_count
+    version: 1
+    entity: merchant # want
+    source: transactions
+    aggregation: count
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[1].entity",
+			msg:   `source "transactions" already feeds entity "user" (features[0], line 16); the Kafka key of a source's records is its entity's key`,
+		},
+		{
+			name: "event_time must be in the schema",
+			doc: strings.Replace(header, "schema: login.avsc\n    event_time: ts", "schema: login.avsc\n    event_time: time # want", 1) +
+				"features:\n" + feature,
+			field: "sources[1].event_time",
+			msg:   `field "time" is not in schema featurepipe.demo.Login (login.avsc); fields: user_id, country, success, ts`,
+		},
+		{
+			name: "event_time must be a long or int",
+			doc: strings.Replace(header, "event_time: ts", "event_time: currency # want", 1) +
+				"features:\n" + feature,
+			field: "sources[0].event_time",
+			msg:   "event_time must be an Avro long or int",
+		},
+		{
+			name: "schema file must load",
+			doc: strings.Replace(header, "schema: login.avsc", "schema: schemas/missing.avsc # want", 1) +
+				"features:\n" + feature,
+			field: "sources[1].schema",
+			msg:   "cannot load schema schemas/missing.avsc",
+		},
+		{
+			name: "schema path stays inside the file system",
+			doc: strings.Replace(header, "schema: login.avsc", "schema: ../login.avsc # want", 1) +
+				"features:\n" + feature,
+			field: "sources[1].schema",
+			msg:   "must be relative to the feature file",
+		},
+		{
+			name: "YAML syntax error is reported with its line",
+			doc: header + "features:\n" + feature + `    tags: a: b # want
+`,
+			msg: "invalid YAML: mapping values are not allowed in this context",
+		},
+		{
+			name: "version 0 is not a version",
+			doc: header + `features:
+  - name: txn
+    version: 0 # want
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].version",
+			msg:   "must be a positive integer (1, 2, ...); got 0",
+		},
+		{
+			name: "version is required",
+			doc: header + `features:
+  - name: txn # want
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].version",
+			msg:   "required: a positive integer",
+		},
+		{
+			name: "version is an integer",
+			doc: header + `features:
+  - name: txn
+    version: "one" # want
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].version",
+			msg:   `expected an integer; got "one"`,
+		},
+		{
+			name: "owner is required",
+			doc: header + `features:
+  - name: txn # want
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 7d
+    description: d
+`,
+			field: "features[0].owner",
+			msg:   "required: the team answerable for the feature",
+		},
+		{
+			name: "feature names are lower snake case",
+			doc: header + `features:
+  - name: TxnCount # want
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 7d
+    owner: payments
+    description: d
+`,
+			field: "features[0].name",
+			msg:   `invalid feature name "TxnCount"`,
+		},
+		{
+			name: "entity names are unique",
+			doc: strings.Replace(header, "sources:\n", "  - name: user # want\n    key: merchant_id\nsources:\n", 1) +
+				"features:\n" + feature,
+			field: "entities[2].name",
+			msg:   `entity "user" is already defined at line 2; entity names are unique`,
+		},
+		{
+			name: "source names are unique",
+			doc: header + `  - name: logins # want
+    topic: logins_v2
+    schema: login.avsc
+    event_time: ts
+features:
+` + feature,
+			field: "sources[2].name",
+			msg:   `source "logins" is already defined at line 11`,
+		},
+		{
+			name:  "entity key must be in the source schema",
+			doc:   strings.Replace(header, "key: user_id", "key: uid", 1) + "features:\n" + strings.Replace(feature, "entity: user", "entity: user # want", 1),
+			field: "features[0].entity",
+			msg:   `entity "user" is keyed by field "uid", which is not in schema featurepipe.demo.Transaction of source "transactions"`,
+		},
+		{
+			name:  "entity key must be a string, long or int",
+			doc:   strings.Replace(header, "key: user_id", "key: amount", 1) + "features:\n" + strings.Replace(feature, "entity: user", "entity: user # want", 1),
+			field: "features[0].entity",
+			msg:   `which is of type double in schema featurepipe.demo.Transaction of source "transactions"; an entity key must be a string, long or int`,
+		},
+		{
+			name:  "source topic differs from featurepipe's topics",
+			doc:   strings.Replace(header, "topic: logins", "topic: featurepipe.dlq # want", 1) + "features:\n" + feature,
+			field: "sources[1].topic",
+			msg:   `topic "featurepipe.dlq" is featurepipe's own topic (kafka.dead_letter_topic)`,
+		},
+		{
+			name:  "source topics are distinct",
+			doc:   strings.Replace(header, "topic: logins", "topic: transactions # want", 1) + "features:\n" + feature,
+			field: "sources[1].topic",
+			msg:   `topic "transactions" is already read by source "transactions" (line 7)`,
+		},
+		{
+			name:  "topic names are legal Kafka names",
+			doc:   strings.Replace(header, "topic: logins", "topic: log ins # want", 1) + "features:\n" + feature,
+			field: "sources[1].topic",
+			msg:   `invalid Kafka topic name "log ins"`,
+		},
+		{
+			name: "kafka topics are distinct",
+			doc: `kafka:
+  lookup_log_topic: featurepipe.features # want
+` + header + "features:\n" + feature,
+			field: "kafka.lookup_log_topic",
+			msg:   `topic "featurepipe.features" is also kafka.feature_log_topic`,
+		},
+		{
+			name: "a kafka topic may not take another's default",
+			doc: `kafka:
+  feature_log_topic: featurepipe.dlq # want
+` + header + "features:\n" + feature,
+			field: "kafka.feature_log_topic",
+			msg:   `topic "featurepipe.dlq" is also the default of kafka.dead_letter_topic`,
+		},
+		{
+			name: "partitions within 1..10000",
+			doc: `kafka:
+  partitions: 10001 # want
+` + header + "features:\n" + feature,
+			field: "kafka.partitions",
+			msg:   "must be between 1 and 10000; got 10001",
+		},
+		{
+			name: "count and sum take no default",
+			doc: header + "features:\n" + strings.Replace(feature, "aggregation: avg", "aggregation: sum", 1) + `    default: 1 # want
+`,
+			field: "features[0].default",
+			msg:   "sum of an empty window is always 0",
+		},
+		{
+			name: "default is a number",
+			doc: header + "features:\n" + feature + `    default: zero # want
+`,
+			field: "features[0].default",
+			msg:   `expected a finite number; got "zero"`,
+		},
+		{
+			name: "a key given twice",
+			doc: header + "features:\n" + feature + `    window: 30d # want
+`,
+			field: "features[0].window",
+			msg:   "key given twice (first at line 22)",
+		},
+		{
+			name:  "empty file",
+			doc:   "",
+			line:  1,
+			field: "",
+			msg:   "file is empty",
+		},
+		{
+			name: "no features",
+			doc: header + `features: [] # want
+`,
+			field: "features",
+			msg:   "no features defined",
+		},
+		{
+			name:  "features omitted",
+			doc:   "entities: # want\n" + strings.TrimPrefix(header, "entities:\n"),
+			line:  1,
+			field: "features",
+			msg:   "no features defined",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantLine := tt.line
+			if wantLine == 0 {
+				wantLine = markedLine(t, tt.doc)
+			}
+			f, err := Parse("features.yaml", []byte(tt.doc), schemaFS(t), ".")
+			if f != nil {
+				t.Errorf("Parse returned a *File alongside error %v", err)
+			}
+			var e *Error
+			if !errors.As(err, &e) || errors.As(err, new(Errors)) {
+				t.Fatalf("got %v; want exactly one problem (a *Error)\n--- file ---\n%s", err, tt.doc)
+			}
+			if e.File != "features.yaml" || e.Line != wantLine || e.Field != tt.field || !strings.Contains(e.Msg, tt.msg) {
+				t.Errorf("got  %v\nwant features.yaml:%d: %s: ...%s...", e, wantLine, tt.field, tt.msg)
+			}
+		})
+	}
+}
+
+func TestEveryProblemIsReportedSortedByLine(t *testing.T) {
+	doc := `entities:
+  - name: User
+    key: user_id
+sources:
+  - name: transactions
+    topic: transactions
+    schema: transaction.avsc
+    event_time: ts
+features:
+  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: avgg
+    window: 7d
+    owner: payments
+    description: d
+    colour: red
+`
+	_, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("got %v, want Errors", err)
+	}
+	// The unknown key is found while reading the YAML, before the name and
+	// references are checked; the report is still in line order.
+	want := []struct {
+		line  int
+		field string
+	}{
+		{2, "entities[0].name"},
+		{12, "features[0].entity"},
+		{14, "features[0].aggregation"},
+		{18, "features[0].colour"},
+	}
+	if len(es) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(es), len(want), err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for i, w := range want {
+		if es[i].Line != w.line || es[i].Field != w.field {
+			t.Errorf("problem %d = %v, want line %d field %s", i, es[i], w.line, w.field)
+		}
+		if lines[i] != es[i].Error() {
+			t.Errorf("line %d of the message = %q, want %q", i, lines[i], es[i].Error())
+		}
+	}
+	var first *Error
+	if !errors.As(err, &first) || first != es[0] {
+		t.Errorf("errors.As(*Error) = %v, want the first problem", first)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *Error
+		want string
+	}{
+		{"file, line, field and message", &Error{"features.yaml", 23, "features[1].aggregation", "bad"}, "features.yaml:23: features[1].aggregation: bad"},
+		{"a problem of the whole file has no field", &Error{"f.yaml", 3, "", "invalid YAML: x"}, "f.yaml:3: invalid YAML: x"},
+		{"an unknown line is left out", &Error{"f.yaml", 0, "", "invalid YAML: x"}, "f.yaml: invalid YAML: x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.Error(); got != tt.want {
+				t.Errorf("Error() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidOptionalSettings(t *testing.T) {
+	doc := `kafka:
+  feature_log_topic: fp.features
+  dead_letter_topic: fp.dlq
+  lookup_log_topic: fp.lookups
+  group: fp-workers
+  partitions: 12
+  replication_factor: 3
+` + header + `features:
+  - name: amount_avg
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: avg
+    field: amount
+    window: 2h
+    hop: 30m
+    owner: payments
+    description: d
+    tags: [payments, fraud]
+    deprecated: true
+    default: -1.5
+  - name: currency_count
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    field: currency
+    window: lifetime
+    owner: payments
+    description: count may name a field of any type
+`
+	f := mustParse(t, doc)
+	lineOf := func(s string) int {
+		t.Helper()
+		for i, line := range strings.Split(doc, "\n") {
+			if strings.Contains(line, s) {
+				return i + 1
+			}
+		}
+		t.Fatalf("no %q in the file", s)
+		return 0
+	}
+	want := Kafka{"fp.features", "fp.dlq", "fp.lookups", "fp-workers", 12, 3}
+	if f.Kafka != want {
+		t.Errorf("Kafka = %+v, want %+v", f.Kafka, want)
+	}
+	avg := f.Features[0]
+	if avg.Window != (aggregations.Window{Size: 2 * aggregations.Hour, Hop: 30 * aggregations.Minute}) {
+		t.Errorf("window = %+v, want 2h hopping by 30m", avg.Window)
+	}
+	if avg.Default == nil || *avg.Default != -1.5 || !avg.Deprecated || !slices.Equal(avg.Tags, []string{"payments", "fraud"}) {
+		t.Errorf("amount_avg = default %v deprecated %v tags %v", avg.Default, avg.Deprecated, avg.Tags)
+	}
+	if want := lineOf("name: amount_avg"); avg.Line != want {
+		t.Errorf("amount_avg Line = %d, want %d", avg.Line, want)
+	}
+	if s, _ := f.Source("transactions"); s.Entity == nil || s.Entity.Name != "user" || len(s.Features) != 2 {
+		t.Errorf("transactions: entity %v, %d features; want user, 2", s.Entity, len(s.Features))
+	}
+	if s, _ := f.Source("logins"); s.Entity != nil || len(s.Features) != 0 {
+		t.Errorf("logins feeds no feature but has entity %v and features %v", s.Entity, ids(s.Features))
+	}
+	if e, ok := f.Entity("merchant"); !ok || e.Key != "merchant_id" || e.Line != lineOf("name: merchant") {
+		t.Errorf("Entity(merchant) = %+v, %v", e, ok)
+	}
+	if _, ok := f.Entity("nobody"); ok {
+		t.Error("Entity(nobody) found")
+	}
+}
+
+func TestHashCoversTheDefinitionOnly(t *testing.T) {
+	const base = `  - name: txn
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: avg
+    field: amount
+    window: 7d
+    hop: 1d
+    owner: payments
+    description: Average amount.
+    tags: [payments]
+`
+	hashOf := func(t *testing.T, feature string) string {
+		t.Helper()
+		return mustParse(t, header+"features:\n"+feature).Features[0].Hash
+	}
+	baseHash := hashOf(t, base)
+	tests := []struct {
+		name     string
+		old, new string
+		changes  bool
+	}{
+		{"window size", "window: 7d", "window: 14d", true},
+		{"hop", "hop: 1d", "hop: 1h", true},
+		{"aggregation", "aggregation: avg", "aggregation: max", true},
+		{"field", "field: amount", "field: ts", true},
+		{"entity key field", "", "", true}, // see below
+		{"default", "tags: [payments]", "tags: [payments]\n    default: 0", true},
+		{"description", "description: Average amount.", "description: Mean amount spent.", false},
+		{"owner", "owner: payments", "owner: risk", false},
+		{"tags", "tags: [payments]", "tags: [payments, fraud]", false},
+		{"deprecated", "tags: [payments]", "tags: [payments]\n    deprecated: true", false},
+		{"version", "version: 1", "version: 2", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got string
+			if tt.old == "" {
+				// Same feature, but the entity is keyed by another field.
+				f := mustParse(t, strings.Replace(header, "key: user_id", "key: merchant_id", 1)+"features:\n"+base)
+				got = f.Features[0].Hash
+			} else {
+				if !strings.Contains(base, tt.old) {
+					t.Fatalf("base has no %q", tt.old)
+				}
+				got = hashOf(t, strings.Replace(base, tt.old, tt.new, 1))
+			}
+			if changed := got != baseHash; changed != tt.changes {
+				t.Errorf("changing %s: hash changed = %v, want %v", tt.name, changed, tt.changes)
+			}
+		})
+	}
+}
+
+func TestFeatureReference(t *testing.T) {
+	version := func(n, extra string) string {
+		return `  - name: txn_count
+    version: ` + n + `
+    entity: user
+    source: transactions
+    aggregation: count
+    window: ` + n + `d
+    owner: payments
+    description: d
+` + extra
+	}
+	f := mustParse(t, header+"features:\n"+
+		version("1", "")+version("3", "    deprecated: true\n")+version("2", "")+
+		`  - name: old_only
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 1d
+    owner: payments
+    description: d
+    deprecated: true
+  - name: old_only
+    version: 2
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 2d
+    owner: payments
+    description: d
+    deprecated: true
+`)
+	tests := []struct {
+		name   string
+		ref    string
+		wantID string // "" when the reference is unknown
+		msg    string // part of the error message when unknown
+	}{
+		{"name picks the newest version that is not deprecated", "txn_count", "txn_count@2", ""},
+		{"name picks the newest version when all are deprecated", "old_only", "old_only@2", ""},
+		{"name@N picks exactly N", "txn_count@1", "txn_count@1", ""},
+		{"name@N picks a deprecated version too", "txn_count@3", "txn_count@3", ""},
+		{"unknown version lists the versions", "txn_count@4", "", "txn_count has versions 1, 2, 3"},
+		{"unknown name suggests close names", "txn_cnt", "", `did you mean "txn_count"?`},
+		{"unrelated name lists the features", "zzz", "", "defined features: old_only, txn_count"},
+		{"version must be a number", "txn_count@latest", "", "version after @ must be a positive integer"},
+		{"version 0 does not exist", "txn_count@0", "", "positive integer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ft, err := f.Feature(tt.ref)
+			if tt.wantID != "" {
+				if err != nil || ft.ID != tt.wantID {
+					t.Fatalf("Feature(%q) = %v, %v; want %s", tt.ref, ft, err, tt.wantID)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUnknownFeature) || ft != nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("Feature(%q) = %v, %v; want ErrUnknownFeature with %q", tt.ref, ft, err, tt.msg)
+			}
+		})
+	}
+	if got := f.EntityFeatures("user"); !slices.Equal(ids(got), []string{"txn_count@1", "txn_count@3", "txn_count@2", "old_only@1", "old_only@2"}) {
+		t.Errorf("EntityFeatures(user) = %v, want every version in file order", ids(got))
+	}
+}

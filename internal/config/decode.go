@@ -1,0 +1,377 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+)
+
+// Allowed keys of each block, in the order the documentation lists them.
+var (
+	fileKeys    = []string{"kafka", "entities", "sources", "features"}
+	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "group", "partitions", "replication_factor"}
+	entityKeys  = []string{"name", "key"}
+	sourceKeys  = []string{"name", "topic", "schema", "event_time"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "default"}
+)
+
+// decoder turns the YAML node tree into the File's types, recording every
+// structural problem (wrong node kind, unknown or duplicate key, missing
+// required value, wrong scalar type) and carrying on, so one run reports all
+// of them. Semantic checks live in validate.go.
+type decoder struct {
+	file string
+	errs Errors
+
+	kafka    mapping // zero if the kafka block is absent
+	entities []entityItem
+	sources  []sourceItem
+	features []featureItem
+}
+
+type entityItem struct {
+	e *Entity
+	m mapping
+}
+
+type sourceItem struct {
+	s *Source
+	m mapping
+}
+
+type featureItem struct {
+	f *Feature
+	m mapping
+	// Raw text of values that are parsed during validation.
+	aggregation, window, hop string
+}
+
+// mapping is a YAML mapping whose keys were checked against an allowed list.
+type mapping struct {
+	path string // field path of the mapping itself, "" for the document
+	line int
+	vals map[string]*yaml.Node // key -> value node (aliases resolved)
+}
+
+// field returns the field path of key inside m.
+func (m mapping) field(key string) string { return join(m.path, key) }
+
+// lineOf returns the line of key's value, or of the mapping if key is absent.
+func (m mapping) lineOf(key string) int {
+	if n := m.vals[key]; n != nil && n.Line > 0 {
+		return n.Line
+	}
+	return m.line
+}
+
+// get returns key's value node, or nil if the key is absent or null.
+func (m mapping) get(key string) *yaml.Node {
+	n := m.vals[key]
+	if n == nil || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil
+	}
+	return n
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func (d *decoder) addf(line int, field, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// yamlLine extracts the line from yaml.v3's "yaml: line N: problem" errors.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// decodeYAML parses data into a single YAML document. It returns false (with
+// the problem recorded) if the file is empty or not valid YAML.
+func (d *decoder) decodeYAML(data []byte) (*yaml.Node, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	err := dec.Decode(&doc)
+	if errors.Is(err, io.EOF) || err == nil && len(doc.Content) == 0 {
+		d.addf(1, "", "file is empty; it needs at least one feature under features:")
+		return nil, false
+	}
+	if err != nil {
+		d.syntaxError(err)
+		return nil, false
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		d.syntaxError(err)
+		return nil, false
+	default:
+		d.addf(extra.Line, "", "a second YAML document starts here (after ---); the feature file is one document")
+		return nil, false
+	}
+	return doc.Content[0], true
+}
+
+// parserProblems are the problems yaml.v3's parser (as opposed to its
+// scanner) reports. For these yaml.v3 prints a 0-based line: that of the
+// enclosing block's start when it is not the first line, else that of the
+// offending token. Scanner problems carry the 1-based line of the problem.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
+
+func (d *decoder) syntaxError(err error) {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		if parserProblems[m[2]] {
+			line++
+		}
+		d.addf(line, "", "invalid YAML: %s", m[2])
+		return
+	}
+	d.addf(0, "", "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// mapping checks that n is a mapping whose keys are all in allowed, each at
+// most once. It returns false (with the problem recorded) if n is not a
+// mapping; unknown and duplicate keys are recorded and skipped.
+func (d *decoder) mapping(n *yaml.Node, path string, allowed []string) (mapping, bool) {
+	n = deref(n)
+	if n.Kind != yaml.MappingNode {
+		d.addf(n.Line, path, "expected a mapping with keys %s; got %s", strings.Join(allowed, ", "), describe(n))
+		return mapping{}, false
+	}
+	m := mapping{path: path, line: n.Line, vals: make(map[string]*yaml.Node, len(n.Content)/2)}
+	keyLines := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			d.addf(k.Line, path, "keys must be plain names; allowed: %s", strings.Join(allowed, ", "))
+			continue
+		}
+		if !slices.Contains(allowed, k.Value) {
+			hint := ""
+			if c := closeNames(k.Value, allowed, 1); len(c) > 0 {
+				hint = "; did you mean " + c[0] + "?"
+			}
+			d.addf(k.Line, join(path, k.Value), "unknown key %q; allowed: %s%s", k.Value, strings.Join(allowed, ", "), hint)
+			continue
+		}
+		if first, dup := keyLines[k.Value]; dup {
+			d.addf(k.Line, join(path, k.Value), "key given twice (first at line %d); keep one", first)
+			continue
+		}
+		keyLines[k.Value] = k.Line
+		if v.Line == 0 {
+			v.Line = k.Line
+		}
+		m.vals[k.Value] = v
+	}
+	return m, true
+}
+
+// list returns the items of the sequence under key (nil if absent or null).
+func (d *decoder) list(m mapping, key, what string) []*yaml.Node {
+	n := m.get(key)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.addf(n.Line, m.field(key), "expected a list of %s; got %s", what, describe(n))
+		return nil
+	}
+	return n.Content
+}
+
+// str returns the string under key. A required key that is absent, null or
+// empty is recorded as missing, with need saying what the value is for.
+func (d *decoder) str(m mapping, key string, required bool, need string) string {
+	n := m.get(key)
+	if n == nil {
+		if required {
+			d.addf(m.lineOf(key), m.field(key), "required: %s", need)
+		}
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.addf(n.Line, m.field(key), "expected a string (%s); got %s", need, describe(n))
+		return ""
+	}
+	if required && strings.TrimSpace(n.Value) == "" {
+		d.addf(n.Line, m.field(key), "must not be empty: %s", need)
+	}
+	return n.Value
+}
+
+// integer returns the integer under key; present is false if the key is
+// absent or null, ok is false if the value is not an integer (recorded).
+func (d *decoder) integer(m mapping, key string) (v int64, present, ok bool) {
+	n := m.get(key)
+	if n == nil {
+		return 0, false, false
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+		d.addf(n.Line, m.field(key), "expected an integer; got %s", describe(n))
+		return 0, true, false
+	}
+	return v, true, true
+}
+
+// number returns the finite number under key, or nil if absent or invalid.
+func (d *decoder) number(m mapping, key string) *float64 {
+	n := m.get(key)
+	if n == nil {
+		return nil
+	}
+	var v float64
+	tag := n.ShortTag()
+	if n.Kind != yaml.ScalarNode || (tag != "!!int" && tag != "!!float") || n.Decode(&v) != nil ||
+		math.IsNaN(v) || math.IsInf(v, 0) {
+		d.addf(n.Line, m.field(key), "expected a finite number; got %s", describe(n))
+		return nil
+	}
+	return &v
+}
+
+// boolean returns the boolean under key (false if absent or invalid).
+func (d *decoder) boolean(m mapping, key string) bool {
+	n := m.get(key)
+	if n == nil {
+		return false
+	}
+	var v bool
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&v) != nil {
+		d.addf(n.Line, m.field(key), "expected true or false; got %s", describe(n))
+		return false
+	}
+	return v
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+// describe names a node for messages: a scalar by its text, others by kind.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.ShortTag() == "!!null" {
+			return "nothing"
+		}
+		return strconv.Quote(n.Value)
+	}
+	return "an unsupported YAML node"
+}
+
+// decodeFile walks the document. Everything it could read lands in d's item
+// lists, even items with problems, so validation can still check the rest.
+func (d *decoder) decodeFile(root *yaml.Node) {
+	top, ok := d.mapping(root, "", fileKeys)
+	if !ok {
+		return
+	}
+	if n := top.get("kafka"); n != nil {
+		if m, ok := d.mapping(n, "kafka", kafkaKeys); ok {
+			d.kafka = m
+		}
+	}
+	for i, n := range d.list(top, "entities", "entities (name, key)") {
+		m, ok := d.mapping(n, fmt.Sprintf("entities[%d]", i), entityKeys)
+		if !ok {
+			continue
+		}
+		d.entities = append(d.entities, entityItem{m: m, e: &Entity{
+			Name: d.str(m, "name", true, "the entity's name, referenced by features"),
+			Key:  d.str(m, "key", true, "the event field that identifies the entity"),
+			Line: m.line,
+		}})
+	}
+	for i, n := range d.list(top, "sources", "sources (name, topic, schema, event_time)") {
+		m, ok := d.mapping(n, fmt.Sprintf("sources[%d]", i), sourceKeys)
+		if !ok {
+			continue
+		}
+		d.sources = append(d.sources, sourceItem{m: m, s: &Source{
+			Name:       d.str(m, "name", true, "the source's name, referenced by features"),
+			Topic:      d.str(m, "topic", true, "the Kafka topic the events are read from"),
+			SchemaPath: d.str(m, "schema", true, "path of the events' Avro schema (.avsc), relative to this file"),
+			EventTime:  d.str(m, "event_time", true, "the event field holding the event time (Avro long, milliseconds)"),
+			Line:       m.line,
+		}})
+	}
+	featuresNode := top.get("features")
+	features := d.list(top, "features", "features")
+	if len(features) == 0 && (featuresNode == nil || featuresNode.Kind == yaml.SequenceNode) {
+		d.addf(top.lineOf("features"), "features", "no features defined; add at least one under features:")
+	}
+	for i, n := range features {
+		m, ok := d.mapping(n, fmt.Sprintf("features[%d]", i), featureKeys)
+		if !ok {
+			continue
+		}
+		f := &Feature{
+			Name:        d.str(m, "name", true, "the feature's name"),
+			Entity:      d.str(m, "entity", true, "the entity the feature is computed for"),
+			Source:      d.str(m, "source", true, "the source whose events feed the feature"),
+			Field:       d.str(m, "field", false, "the event field to aggregate"),
+			Owner:       d.str(m, "owner", true, "the team answerable for the feature"),
+			Description: d.str(m, "description", true, "what the feature means, for its users"),
+			Deprecated:  d.boolean(m, "deprecated"),
+			Default:     d.number(m, "default"),
+			Line:        m.line,
+		}
+		switch v, present, ok := d.integer(m, "version"); {
+		case !present:
+			d.addf(m.lineOf("version"), m.field("version"), "required: a positive integer (1, 2, ...); a changed definition needs a new version")
+		case ok && (v < 1 || v > math.MaxInt32):
+			d.addf(m.lineOf("version"), m.field("version"), "must be a positive integer (1, 2, ...); got %d", v)
+		case ok:
+			f.Version = int(v)
+		}
+		for j, t := range d.list(m, "tags", "strings") {
+			t = deref(t)
+			if t.Kind != yaml.ScalarNode || strings.TrimSpace(t.Value) == "" {
+				d.addf(t.Line, fmt.Sprintf("%s[%d]", m.field("tags"), j), "expected a non-empty string; got %s", describe(t))
+				continue
+			}
+			f.Tags = append(f.Tags, t.Value)
+		}
+		d.features = append(d.features, featureItem{
+			f:           f,
+			m:           m,
+			aggregation: d.str(m, "aggregation", true, "one of "+strings.Join(aggregations.KindNames(), ", ")),
+			window:      d.str(m, "window", true, `a duration with unit s, m, h or d (e.g. 30d), or "lifetime"`),
+			hop:         d.str(m, "hop", false, "a duration with unit s, m, h or d"),
+		})
+	}
+}

@@ -1,0 +1,394 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+var (
+	namePattern  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	topicPattern = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+)
+
+// maxTopicLen is Kafka's limit on topic name length.
+const maxTopicLen = 249
+
+// schemaLoader loads the schema at a path as written in the feature file. It
+// returns the resolved path as the user would recognise it, for messages.
+type schemaLoader func(rel string) (resolved string, s *schemas.Schema, err error)
+
+// build runs the semantic checks over what decodeFile read and links the
+// result. It returns nil if any problem was recorded, in decoding or here.
+func (d *decoder) build(path string, load schemaLoader) *File {
+	f := &File{Path: path}
+	own := d.buildKafka(&f.Kafka)
+	ents := d.buildEntities(f)
+	srcs := d.buildSources(f, own, load)
+	d.buildFeatures(f, ents, srcs)
+	if len(d.errs) > 0 {
+		return nil
+	}
+	for _, ft := range f.Features {
+		ft.ID = ft.Name + "@" + strconv.Itoa(ft.Version)
+		ft.Hash = definitionHash(ft)
+		ft.SourceRef.Features = append(ft.SourceRef.Features, ft)
+	}
+	return f
+}
+
+// buildKafka applies defaults and checks the kafka block. It returns
+// featurepipe's own topics, mapped to the key that names each.
+func (d *decoder) buildKafka(k *Kafka) map[string]string {
+	*k = Kafka{
+		FeatureLogTopic:   DefaultFeatureLogTopic,
+		DeadLetterTopic:   DefaultDeadLetterTopic,
+		LookupLogTopic:    DefaultLookupLogTopic,
+		Group:             DefaultGroup,
+		Partitions:        DefaultPartitions,
+		ReplicationFactor: DefaultReplicationFactor,
+	}
+	m := d.kafka
+	type topicKey struct {
+		key  string
+		dst  *string
+		what string
+	}
+	topics := []topicKey{
+		{"feature_log_topic", &k.FeatureLogTopic, "the compacted topic featurepipe publishes feature tiles to"},
+		{"dead_letter_topic", &k.DeadLetterTopic, "the topic undecodable or invalid records go to"},
+		{"lookup_log_topic", &k.LookupLogTopic, "the topic served lookups are logged to"},
+	}
+	set := make([]bool, len(topics))
+	for i, t := range topics {
+		if m.get(t.key) == nil {
+			continue
+		}
+		if v := d.str(m, t.key, true, t.what); v != "" && d.checkTopic(m.lineOf(t.key), m.field(t.key), v) {
+			*t.dst, set[i] = v, true
+		}
+	}
+	own := make(map[string]string, len(topics))
+	for i, t := range topics {
+		j := slices.IndexFunc(topics[:i], func(p topicKey) bool { return *p.dst == *t.dst })
+		if j < 0 {
+			own[*t.dst] = "kafka." + t.key
+			continue
+		}
+		// Report on a key the user wrote; two defaults never collide.
+		at, other := t.key, "kafka."+topics[j].key
+		if !set[i] {
+			at, other = topics[j].key, "the default of kafka."+t.key
+		}
+		d.addf(m.lineOf(at), m.field(at), "topic %q is also %s; featurepipe's topics must be distinct", *t.dst, other)
+	}
+	if m.get("group") != nil {
+		if v := d.str(m, "group", true, "the consumer group of the stream workers"); v != "" {
+			k.Group = v
+		}
+	}
+	if v, _, ok := d.integer(m, "partitions"); ok {
+		if v < 1 || v > 10000 {
+			d.addf(m.lineOf("partitions"), m.field("partitions"), "must be between 1 and 10000; got %d", v)
+		} else {
+			k.Partitions = int32(v)
+		}
+	}
+	if v, _, ok := d.integer(m, "replication_factor"); ok {
+		if v < 1 || v > 32767 {
+			d.addf(m.lineOf("replication_factor"), m.field("replication_factor"), "must be at least 1 (and at most the number of brokers); got %d", v)
+		} else {
+			k.ReplicationFactor = int16(v)
+		}
+	}
+	return own
+}
+
+func (d *decoder) checkTopic(line int, field, topic string) bool {
+	if len(topic) > maxTopicLen || topic == "." || topic == ".." || !topicPattern.MatchString(topic) {
+		d.addf(line, field, "invalid Kafka topic name %q; allowed: letters, digits, '.', '_' and '-', at most %d characters, not \".\" or \"..\"", topic, maxTopicLen)
+		return false
+	}
+	return true
+}
+
+func (d *decoder) checkName(m mapping, kind, name string) bool {
+	if name == "" {
+		return false // already reported as missing
+	}
+	if !namePattern.MatchString(name) {
+		d.addf(m.lineOf("name"), m.field("name"), "invalid %s name %q; a name is a lower-case letter followed by lower-case letters, digits or _ (^[a-z][a-z0-9_]*$)", kind, name)
+		return false
+	}
+	return true
+}
+
+func (d *decoder) buildEntities(f *File) map[string]*Entity {
+	byName := make(map[string]*Entity, len(d.entities))
+	for _, it := range d.entities {
+		f.Entities = append(f.Entities, it.e)
+		if !d.checkName(it.m, "entity", it.e.Name) {
+			continue
+		}
+		if first, dup := byName[it.e.Name]; dup {
+			d.addf(it.m.lineOf("name"), it.m.field("name"), "entity %q is already defined at line %d; entity names are unique", it.e.Name, first.Line)
+			continue
+		}
+		byName[it.e.Name] = it.e
+	}
+	return byName
+}
+
+func (d *decoder) buildSources(f *File, own map[string]string, load schemaLoader) map[string]*Source {
+	type loaded struct {
+		resolved string
+		s        *schemas.Schema
+		err      error
+	}
+	cache := make(map[string]loaded)
+	byName := make(map[string]*Source, len(d.sources))
+	byTopic := make(map[string]*Source, len(d.sources))
+	for _, it := range d.sources {
+		s, m := it.s, it.m
+		f.Sources = append(f.Sources, s)
+		if d.checkName(m, "source", s.Name) {
+			if first, dup := byName[s.Name]; dup {
+				d.addf(m.lineOf("name"), m.field("name"), "source %q is already defined at line %d; source names are unique", s.Name, first.Line)
+			} else {
+				byName[s.Name] = s
+			}
+		}
+		if s.Topic != "" && d.checkTopic(m.lineOf("topic"), m.field("topic"), s.Topic) {
+			if key, clash := own[s.Topic]; clash {
+				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q is featurepipe's own topic (%s); a source must read a topic of its own", s.Topic, key)
+			} else if first, dup := byTopic[s.Topic]; dup {
+				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q is already read by source %q (line %d); a topic has one schema and one key, so it belongs to one source", s.Topic, first.Name, first.Line)
+			} else {
+				byTopic[s.Topic] = s
+			}
+		}
+		if s.SchemaPath == "" {
+			continue
+		}
+		l, ok := cache[s.SchemaPath]
+		if !ok {
+			l.resolved, l.s, l.err = load(s.SchemaPath)
+			cache[s.SchemaPath] = l
+		}
+		if l.err != nil {
+			d.addf(m.lineOf("schema"), m.field("schema"), "cannot load schema %s (resolved relative to the feature file): %v", l.resolved, l.err)
+			continue
+		}
+		s.Schema = l.s
+		if s.EventTime == "" {
+			continue
+		}
+		switch fld, ok := s.Schema.Field(s.EventTime); {
+		case !ok:
+			d.addf(m.lineOf("event_time"), m.field("event_time"), "field %q is not in schema %s (%s); fields: %s", s.EventTime, s.Schema.Name, s.SchemaPath, fieldNames(s.Schema, nil))
+		case fld.Type != "long" && fld.Type != "int":
+			d.addf(m.lineOf("event_time"), m.field("event_time"), "field %q is %s; event_time must be an Avro long or int of milliseconds since the epoch (timestamp-millis); candidates: %s", s.EventTime, typeName(fld), fieldNames(s.Schema, isEventTime))
+		}
+	}
+	return byName
+}
+
+func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[string]*Source) {
+	type firstUse struct {
+		f    *Feature
+		path string
+	}
+	ids := make(map[string]*Feature, len(d.features))
+	sourceEntity := make(map[*Source]firstUse)
+	for _, it := range d.features {
+		ft, m := it.f, it.m
+		f.Features = append(f.Features, ft)
+		if d.checkName(m, "feature", ft.Name) && ft.Version > 0 {
+			id := ft.Name + "@" + strconv.Itoa(ft.Version)
+			if first, dup := ids[id]; dup {
+				d.addf(m.lineOf("version"), m.field("version"), "feature %s is already defined at line %d; a changed definition needs a new version", id, first.Line)
+			} else {
+				ids[id] = ft
+			}
+		}
+		if ft.Entity != "" {
+			if ft.EntityRef = ents[ft.Entity]; ft.EntityRef == nil {
+				d.addf(m.lineOf("entity"), m.field("entity"), "unknown entity %q; %s", ft.Entity, known("entities", ft.Entity, keys(ents)))
+			}
+		}
+		if ft.Source != "" {
+			if ft.SourceRef = srcs[ft.Source]; ft.SourceRef == nil {
+				d.addf(m.lineOf("source"), m.field("source"), "unknown source %q; %s", ft.Source, known("sources", ft.Source, keys(srcs)))
+			}
+		}
+		kindOK := false
+		if it.aggregation != "" {
+			k, err := aggregations.ParseKind(it.aggregation)
+			if err != nil {
+				d.addf(m.lineOf("aggregation"), m.field("aggregation"), "unknown aggregation %q; allowed: %s", it.aggregation, strings.Join(aggregations.KindNames(), ", "))
+			} else {
+				ft.Aggregation, kindOK = k, true
+			}
+		}
+		if kindOK {
+			d.checkField(it, ft.SourceRef)
+			if ft.Default != nil && ft.Aggregation.EmptyIsZero() {
+				d.addf(m.lineOf("default"), m.field("default"), "%s of an empty window is always 0; default applies only to avg, min, max and last", ft.Aggregation)
+			}
+		}
+		if it.window != "" {
+			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {
+				// Blame the hop only when it was given and the window alone parses.
+				key := "window"
+				if _, werr := aggregations.ParseDuration(it.window); it.hop != "" && (werr == nil || it.window == lifetime) {
+					key = "hop"
+				}
+				d.addf(m.lineOf(key), m.field(key), "%s", windowMessage(err))
+			} else {
+				ft.Window = w
+			}
+		}
+		src, ent := ft.SourceRef, ft.EntityRef
+		if src == nil || ent == nil {
+			continue
+		}
+		first, used := sourceEntity[src]
+		switch {
+		case !used:
+			sourceEntity[src] = firstUse{ft, m.path}
+			src.Entity = ent
+			d.checkKey(it, src, ent)
+		case first.f.EntityRef != ent:
+			d.addf(m.lineOf("entity"), m.field("entity"),
+				"source %q already feeds entity %q (%s, line %d); the Kafka key of a source's records is its entity's key, which places all events of an entity in one partition, so all features of a source must use the same entity; for %q features, produce the events keyed by %q to another topic and declare a source for it",
+				src.Name, first.f.Entity, first.path, first.f.Line, ent.Name, ent.Key)
+		}
+	}
+}
+
+// checkField checks the feature's field against its aggregation and, when
+// the source's schema is loaded, against the schema.
+func (d *decoder) checkField(it featureItem, src *Source) {
+	ft, m := it.f, it.m
+	k := ft.Aggregation
+	if ft.Field == "" {
+		if k.NeedsField() {
+			d.addf(m.lineOf("field"), m.field("field"), "required for aggregation %s: the numeric event field to aggregate", k)
+		}
+		return
+	}
+	if src == nil || src.Schema == nil {
+		return // reported at the source reference or the schema
+	}
+	fld, ok := src.Schema.Field(ft.Field)
+	if !ok {
+		list := "fields: " + fieldNames(src.Schema, nil)
+		if k.NeedsField() {
+			list = "numeric fields: " + fieldNames(src.Schema, isNumeric)
+		}
+		d.addf(m.lineOf("field"), m.field("field"), "field %q is not in schema %s of source %q; %s", ft.Field, src.Schema.Name, src.Name, list)
+		return
+	}
+	if k.NeedsField() && !isNumeric(fld) {
+		d.addf(m.lineOf("field"), m.field("field"), "field %q is %s; aggregation %s needs a numeric field (double, float, int or long); numeric fields: %s", ft.Field, typeName(fld), k, fieldNames(src.Schema, isNumeric))
+	}
+}
+
+// checkKey checks that the entity's key is a usable field of the source.
+func (d *decoder) checkKey(it featureItem, src *Source, ent *Entity) {
+	if src.Schema == nil || ent.Key == "" {
+		return
+	}
+	m := it.m
+	switch fld, ok := src.Schema.Field(ent.Key); {
+	case !ok:
+		d.addf(m.lineOf("entity"), m.field("entity"), "entity %q is keyed by field %q, which is not in schema %s of source %q; fields: %s", ent.Name, ent.Key, src.Schema.Name, src.Name, fieldNames(src.Schema, nil))
+	case !isKey(fld):
+		d.addf(m.lineOf("entity"), m.field("entity"), "entity %q is keyed by field %q, which is %s in schema %s of source %q; an entity key must be a string, long or int", ent.Name, ent.Key, typeName(fld), src.Schema.Name, src.Name)
+	}
+}
+
+func isNumeric(f schemas.Field) bool {
+	switch f.Type {
+	case "double", "float", "int", "long":
+		return true
+	}
+	return false
+}
+
+func isKey(f schemas.Field) bool {
+	switch f.Type {
+	case "string", "long", "int":
+		return true
+	}
+	return false
+}
+
+func isEventTime(f schemas.Field) bool { return f.Type == "long" || f.Type == "int" }
+
+// typeName describes a field's Avro type for messages, e.g. "a nullable
+// long (timestamp-millis)".
+func typeName(f schemas.Field) string {
+	s := f.Type
+	if f.LogicalType != "" {
+		s += " (" + f.LogicalType + ")"
+	}
+	if f.Nullable {
+		s = "nullable " + s
+	}
+	return "of type " + s
+}
+
+// fieldNames lists the schema's fields that match keep (all if nil).
+func fieldNames(s *schemas.Schema, keep func(schemas.Field) bool) string {
+	var names []string
+	for _, f := range s.Fields {
+		if keep == nil || keep(f) {
+			names = append(names, f.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "(none)"
+	}
+	return strings.Join(names, ", ")
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// known lists the defined names of a kind, with close matches to name first.
+func known(kind, name string, names []string) string {
+	if len(names) == 0 {
+		return fmt.Sprintf("no valid %s are defined; declare it under %s:", kind, kind)
+	}
+	s := fmt.Sprintf("defined %s: %s", kind, strings.Join(names, ", "))
+	if c := closeNames(name, names, 1); len(c) > 0 {
+		s = fmt.Sprintf("did you mean %q? %s", c[0], s)
+	}
+	return s
+}
+
+// lifetime is the window spelling of aggregations.Window{Size: 0}.
+const lifetime = "lifetime"
+
+// windowMessage is the aggregations package's explanation, without the
+// package and field prefixes our own "<file>:<line>: <field>:" already gives.
+func windowMessage(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"window: ", "hop: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return strings.ReplaceAll(msg, "aggregations: ", "")
+}
