@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/broker"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/pipeline/produce"
+)
+
+func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("kafka", "[--listen 127.0.0.1:9092] [--data DIR]", stderr)
+	listenAddr := fs.String("listen", "127.0.0.1:9092", "host:port the broker listens on")
+	data := fs.String("data", "", "directory to persist topics and groups in (default: memory only)")
+	partitions := fs.Int("partitions", 6, "partitions of auto-created topics")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	b, err := broker.Start(broker.Options{Listen: *listenAddr, DataDir: *data, Partitions: *partitions})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	fmt.Fprintf(stdout, "embedded Kafka broker listening on %s (topics are created on first use); Ctrl-C to stop\n", b.Addr())
+	<-ctx.Done()
+	return nil
+}
+
+func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("produce", "--brokers B --config F --source NAME --input FILE|-", stderr)
+	brokersFlag := fs.String("brokers", "", "comma-separated Kafka bootstrap brokers")
+	cfgPath := fs.String("config", "", "feature file (YAML)")
+	source := fs.String("source", "", "source name in the feature file")
+	input := fs.String("input", "-", "JSON-lines file, one event per line (- for stdin)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "brokers", "config", "source"); err != nil {
+		return err
+	}
+	brokers, err := kafka.ParseBrokers(*brokersFlag)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	enc, err := produce.NewEncoder(cfg, *source)
+	if err != nil {
+		return err
+	}
+	var in io.Reader = os.Stdin
+	name := "stdin"
+	if *input != "-" {
+		f, err := os.Open(*input)
+		if err != nil {
+			return fmt.Errorf("open input: %w", err)
+		}
+		defer f.Close()
+		in, name = f, *input
+	}
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-produce", nil),
+		kgo.DefaultProduceTopic(enc.Source().Topic), kgo.ProducerLinger(5*time.Millisecond))...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	start := time.Now()
+	st, bad, err := produce.Send(ctx, cl, enc, in, func(s produce.Stats) {
+		fmt.Fprintf(stderr, "… %d lines read, %d sent\n", s.Lines, s.Sent)
+	})
+	for _, le := range bad {
+		fmt.Fprintf(stderr, "%s:%d: %v\n", name, le.Line, le.Err)
+	}
+	fmt.Fprintf(stdout, "%d lines read, %d sent to %s, %d invalid, in %s\n", st.Lines, st.Sent, enc.Source().Topic, st.Invalid, time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		return err
+	}
+	if st.Invalid > 0 {
+		return fmt.Errorf("%d invalid line(s) were not sent (the %d valid ones were)", st.Invalid, st.Sent)
+	}
+	return nil
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("worker", "--brokers B --config F --data DIR [--metrics 127.0.0.1:9101]", stderr)
+	brokersFlag := fs.String("brokers", "", "comma-separated Kafka bootstrap brokers")
+	cfgPath := fs.String("config", "", "feature file (YAML)")
+	data := fs.String("data", "", "directory of this worker's Pebble state (one per worker process)")
+	metricsAddr := fs.String("metrics", "127.0.0.1:9101", "host:port serving /metrics and /healthz (empty: off)")
+	noSync := fs.Bool("no-sync", false, "do not fsync each batch commit (survives kill -9, not power loss)")
+	logFormat := fs.String("log-format", "json", "json or console")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "brokers", "config", "data"); err != nil {
+		return err
+	}
+	brokers, err := kafka.ParseBrokers(*brokersFlag)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	log, err := newLogger(*logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	reg := metrics.NewRegistry()
+	w, closeStore, err := startWorker(brokers, cfg, *data, reg, log, *noSync)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	g := newGroup(ctx)
+	g.Go("worker", w.Run)
+	if *metricsAddr != "" {
+		ln, err := listen(*metricsAddr)
+		if err != nil {
+			return err
+		}
+		g.Go("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, metricsMux(reg)) })
+	}
+	return g.Wait()
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "--brokers B --config F --data DIR [--listen :8080]", stderr)
+	brokersFlag := fs.String("brokers", "", "comma-separated Kafka bootstrap brokers")
+	cfgPath := fs.String("config", "", "feature file (YAML)")
+	data := fs.String("data", "", "directory of this replica's Pebble view")
+	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
+	logFormat := fs.String("log-format", "json", "json or console")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "brokers", "config", "data"); err != nil {
+		return err
+	}
+	brokers, err := kafka.ParseBrokers(*brokersFlag)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	log, err := newLogger(*logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	reg := metrics.NewRegistry()
+	svc, closeStore, err := startLookup(brokers, cfg, *data, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	ln, err := listen(*listenAddr)
+	if err != nil {
+		return err
+	}
+	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()))
+	g := newGroup(ctx)
+	g.Go("view", svc.Run)
+	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	return g.Wait()
+}

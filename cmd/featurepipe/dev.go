@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/broker"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("dev", "[--listen 127.0.0.1:8080] [--data DIR]", stderr)
+	listenAddr := fs.String("listen", "127.0.0.1:8080", "host:port of the lookup API")
+	kafkaAddr := fs.String("kafka", "127.0.0.1:0", "host:port of the embedded broker (0: any free port)")
+	data := fs.String("data", "", "state directory (default: a temporary directory removed on exit)")
+	users := fs.Int("users", 200, "demo users")
+	rate := fs.Int("rate", 200, "demo events per second after the 35-day history")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *users <= 0 || *rate <= 0 {
+		return usagef("--users and --rate must be positive")
+	}
+	log, err := newLogger("console", *logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	dir := *data
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "featurepipe-dev-"); err != nil {
+			return fmt.Errorf("temporary state directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	cfg, err := config.LoadFS(schemas.Files, "demo.yaml")
+	if err != nil {
+		return fmt.Errorf("demo feature file: %w", err)
+	}
+	b, err := broker.Start(broker.Options{Listen: *kafkaAddr, Partitions: int(cfg.Kafka.Partitions)})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	brokers := []string{b.Addr()}
+	reg := metrics.NewRegistry()
+	w, closeWorker, err := startWorker(brokers, cfg, dir, reg, log.Named("worker"), true)
+	if err != nil {
+		return err
+	}
+	defer closeWorker()
+	svc, closeView, err := startLookup(brokers, cfg, dir, reg, log.Named("lookup"))
+	if err != nil {
+		return err
+	}
+	defer closeView()
+	ln, err := listen(*listenAddr)
+	if err != nil {
+		return err
+	}
+	prod, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-demo", nil), kgo.ProducerLinger(5*time.Millisecond))...)
+	if err != nil {
+		return fmt.Errorf("demo producer: %w", err)
+	}
+	defer prod.Close()
+
+	var sent atomic.Int64
+	g := newGroup(ctx)
+	g.Go("worker", w.Run)
+	g.Go("lookup view", svc.Run)
+	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	g.Go("demo events", func(ctx context.Context) error {
+		d := produce.Demo{Users: *users, Rate: *rate, History: 35 * 24 * time.Hour}
+		err := d.Run(ctx, prod, cfg, func(n int) { sent.Store(int64(n)) })
+		if err == nil {
+			<-ctx.Done()
+		}
+		return err
+	})
+	g.Go("banner", func(ctx context.Context) error {
+		for !svc.Ready() || sent.Load() == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		addr := ln.Addr().String()
+		fmt.Fprintf(stdout, `
+featurepipe dev is running: embedded Kafka on %s, one worker, one lookup service, demo events.
+State in %s. Features are defined in schemas/demo.yaml.
+
+  curl -s http://%s/v1/lookup -d '{"entity":"user","keys":["u0001","u0002"],"features":["txn_amount_avg_30d","txn_count_7d","login_count_lifetime"]}'
+  curl -s http://%s/v1/features/user/u0001
+  curl -s http://%s/metrics | grep featurepipe_
+
+Produce your own events:  featurepipe produce --brokers %s --config schemas/demo.yaml --source transactions --input events.jsonl
+Ctrl-C to stop.
+`, b.Addr(), dir, addr, addr, addr, b.Addr())
+		log.Info("ready", zap.Int64("demo_events_sent", sent.Load()))
+		<-ctx.Done()
+		return nil
+	})
+	return g.Wait()
+}

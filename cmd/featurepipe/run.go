@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/logging"
+	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
+)
+
+// group runs components until the first returns; then it cancels the rest
+// and waits for them (Prometheus' run group, in a few lines).
+type group struct {
+	wg    sync.WaitGroup
+	once  sync.Once
+	err   error
+	ctx   context.Context
+	abort context.CancelFunc
+}
+
+func newGroup(ctx context.Context) *group {
+	g := &group{}
+	g.ctx, g.abort = context.WithCancel(ctx)
+	return g
+}
+
+func (g *group) Go(name string, fn func(ctx context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		err := fn(g.ctx)
+		g.once.Do(func() {
+			if err != nil && !errors.Is(err, context.Canceled) {
+				g.err = fmt.Errorf("%s: %w", name, err)
+			}
+		})
+		g.abort()
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	return g.err
+}
+
+// serveHTTP serves h on ln until ctx ends, with timeouts that keep slow or
+// stuck clients from holding connections.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	}
+}
+
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// metricsMux serves /metrics and /healthz for processes without an API.
+func metricsMux(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
+}
+
+func newLogger(format, level string) (*zap.Logger, error) {
+	log, err := logging.New(format, level)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return log, nil
+}
+
+// startWorker opens the worker's store under dataDir and returns the worker
+// and a closer for the store.
+func startWorker(brokers []string, cfg *config.File, dataDir string, reg *prometheus.Registry, log *zap.Logger, noSync bool) (*worker.Worker, func() error, error) {
+	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync})
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st, Registerer: reg, Log: log})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return w, st.Close, nil
+}
+
+func startLookup(brokers []string, cfg *config.File, dataDir string, reg *prometheus.Registry, log *zap.Logger) (*lookup.Service, func() error, error) {
+	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := lookup.New(lookup.Options{Brokers: brokers, Config: cfg, Store: st, Registerer: reg, Gatherer: reg, Log: log})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return s, st.Close, nil
+}

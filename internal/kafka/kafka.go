@@ -1,0 +1,119 @@
+// Package kafka sets up franz-go clients the way every featurepipe component
+// needs them, and creates the topics a feature file names.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+)
+
+// ParseBrokers splits a comma-separated broker list, rejecting empty entries.
+func ParseBrokers(s string) ([]string, error) {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no brokers given: pass --brokers host:port[,host:port...]")
+	}
+	return out, nil
+}
+
+// BaseOpts are the options every featurepipe client starts from: seed brokers,
+// client id, and a zap-backed kgo logger at warn level.
+func BaseOpts(brokers []string, clientID string, log *zap.Logger) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.ClientID(clientID),
+		kgo.RetryTimeout(30 * time.Second),
+	}
+	if log != nil {
+		opts = append(opts, kgo.WithLogger(zapLogger{log.Named("kgo")}))
+	}
+	return opts
+}
+
+// EnsureTopics creates the topics cfg names if they do not exist: source
+// topics and the dead-letter and lookup-log topics with cfg.Kafka.Partitions,
+// the feature log compacted. Existing topics are left as they are.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg *config.File) error {
+	adm := kadm.NewClient(cl)
+	p, rf := cfg.Kafka.Partitions, cfg.Kafka.ReplicationFactor
+	create := func(configs map[string]*string, topics ...string) error {
+		resps, err := adm.CreateTopics(ctx, p, rf, configs, topics...)
+		if err != nil {
+			return fmt.Errorf("create topics %v: %w", topics, err)
+		}
+		for _, r := range resps.Sorted() {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+			}
+		}
+		return nil
+	}
+	compact := "compact"
+	if err := create(map[string]*string{"cleanup.policy": &compact}, cfg.Kafka.FeatureLogTopic); err != nil {
+		return err
+	}
+	topics := append(cfg.Topics(), cfg.Kafka.DeadLetterTopic, cfg.Kafka.LookupLogTopic)
+	return create(nil, topics...)
+}
+
+// EndOffsets returns the current end (high watermark) offset of every
+// partition of topic.
+func EndOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
+	adm := kadm.NewClient(cl)
+	listed, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	out := make(map[int32]int64)
+	var ferr error
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			ferr = fmt.Errorf("end offset of %s/%d: %w", o.Topic, o.Partition, o.Err)
+			return
+		}
+		out[o.Partition] = o.Offset
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("topic %s has no partitions (does it exist?)", topic)
+	}
+	return out, nil
+}
+
+type zapLogger struct{ l *zap.Logger }
+
+func (z zapLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (z zapLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	fields := make([]zap.Field, 0, len(keyvals)/2)
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		fields = append(fields, zap.Any(fmt.Sprint(keyvals[i]), keyvals[i+1]))
+	}
+	switch level {
+	case kgo.LogLevelError:
+		z.l.Error(msg, fields...)
+	case kgo.LogLevelWarn:
+		z.l.Warn(msg, fields...)
+	default:
+		z.l.Debug(msg, fields...)
+	}
+}

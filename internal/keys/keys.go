@@ -1,0 +1,147 @@
+// Package keys defines the byte layouts of featurepipe's Pebble keys and of the
+// feature-log record keys. Every layout is prefix-free and ordered so that
+// related keys sort together: all state of one source partition is one range,
+// which is what snapshots and partition hand-off scan.
+//
+// Layouts (| is concatenation, u32/u64 big-endian, lp = uvarint length prefix):
+//
+//	worker state   'T' | lp(topic) | u32(partition) | entity key
+//	input offset   'O' | lp(topic) | u32(partition)          -> u64 next offset
+//	published      'P' | lp(topic) | u32(partition)          -> u64 offset published through
+//	view entity    'E' | lp(entity) | entity key
+//	view offset    'L' | lp(topic) | u32(partition)          -> u64 next feature-log offset
+//	feature log    lp(entity) | lp(entity key) | lp(feature id) | u64(tile start ^ signbit)
+package keys
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Key prefixes. One byte each, distinct, so that ranges never overlap.
+const (
+	prefixState     = 'T'
+	prefixOffset    = 'O'
+	prefixPublished = 'P'
+	prefixView      = 'E'
+	prefixViewLog   = 'L'
+)
+
+// ErrMalformed is returned (wrapped) when a key does not have the expected layout.
+var ErrMalformed = errors.New("keys: malformed key")
+
+func appendLP(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func readLP(src []byte) (string, []byte, error) {
+	n, w := binary.Uvarint(src)
+	if w <= 0 || uint64(len(src)-w) < n {
+		return "", nil, ErrMalformed
+	}
+	return string(src[w : w+int(n)]), src[w+int(n):], nil
+}
+
+func appendTopicPartition(dst []byte, prefix byte, topic string, partition int32) []byte {
+	dst = append(dst, prefix)
+	dst = appendLP(dst, topic)
+	return binary.BigEndian.AppendUint32(dst, uint32(partition))
+}
+
+// State is the worker-state key of one entity in one source partition.
+func State(dst []byte, topic string, partition int32, entityKey string) []byte {
+	dst = appendTopicPartition(dst, prefixState, topic, partition)
+	return append(dst, entityKey...)
+}
+
+// StatePartition returns the bounds [lower, upper) of all state keys of a source partition.
+func StatePartition(topic string, partition int32) (lower, upper []byte) {
+	lower = appendTopicPartition(nil, prefixState, topic, partition)
+	upper = appendTopicPartition(nil, prefixState, topic, partition+1)
+	return lower, upper
+}
+
+// EntityKeyFromState returns the entity key of a state key built by State.
+func EntityKeyFromState(k []byte) (string, error) {
+	if len(k) == 0 || k[0] != prefixState {
+		return "", fmt.Errorf("%w: not a state key", ErrMalformed)
+	}
+	_, rest, err := readLP(k[1:])
+	if err != nil || len(rest) < 4 {
+		return "", fmt.Errorf("%w: state key", ErrMalformed)
+	}
+	return string(rest[4:]), nil
+}
+
+// Offset is the key of the next source offset to apply for a partition.
+func Offset(topic string, partition int32) []byte {
+	return appendTopicPartition(nil, prefixOffset, topic, partition)
+}
+
+// Published is the key of the source offset through which the feature log has
+// been published for a partition (always <= the Offset value).
+func Published(topic string, partition int32) []byte {
+	return appendTopicPartition(nil, prefixPublished, topic, partition)
+}
+
+// View is the lookup-view key of one entity: all its features in one value.
+func View(dst []byte, entity, entityKey string) []byte {
+	dst = append(dst, prefixView)
+	dst = appendLP(dst, entity)
+	return append(dst, entityKey...)
+}
+
+// ViewLogOffset is the lookup-view key of the next feature-log offset to read.
+func ViewLogOffset(topic string, partition int32) []byte {
+	return appendTopicPartition(nil, prefixViewLog, topic, partition)
+}
+
+// TileRef names one tile of one feature of one entity: the key of a feature-log record.
+type TileRef struct {
+	Entity    string
+	EntityKey string
+	FeatureID string // name@version
+	Start     int64  // tile start, ms (math.MinInt64 for a lifetime base)
+}
+
+// AppendFeatureLog appends the feature-log record key of r. Compaction keeps
+// the latest record per key, so the log holds the latest value of every tile.
+func AppendFeatureLog(dst []byte, r TileRef) []byte {
+	dst = appendLP(dst, r.Entity)
+	dst = appendLP(dst, r.EntityKey)
+	dst = appendLP(dst, r.FeatureID)
+	return binary.BigEndian.AppendUint64(dst, uint64(r.Start)^(1<<63))
+}
+
+// ParseFeatureLog parses a key written by AppendFeatureLog.
+func ParseFeatureLog(k []byte) (TileRef, error) {
+	var r TileRef
+	var err error
+	if r.Entity, k, err = readLP(k); err != nil {
+		return r, fmt.Errorf("%w: feature-log entity", ErrMalformed)
+	}
+	if r.EntityKey, k, err = readLP(k); err != nil {
+		return r, fmt.Errorf("%w: feature-log entity key", ErrMalformed)
+	}
+	if r.FeatureID, k, err = readLP(k); err != nil {
+		return r, fmt.Errorf("%w: feature-log feature id", ErrMalformed)
+	}
+	if len(k) != 8 {
+		return r, fmt.Errorf("%w: feature-log tile start", ErrMalformed)
+	}
+	r.Start = int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+	return r, nil
+}
+
+// PutU64 encodes an offset value.
+func PutU64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+// U64 decodes an offset value written by PutU64.
+func U64(b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: offset value of %d bytes", ErrMalformed, len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}

@@ -1,0 +1,63 @@
+package keys
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"testing"
+)
+
+func TestFeatureLogKeyRoundTrip(t *testing.T) {
+	for _, r := range []TileRef{
+		{Entity: "user", EntityKey: "u1", FeatureID: "txn_avg@1", Start: 1_700_000_000_000},
+		{Entity: "user", EntityKey: "", FeatureID: "f@2", Start: math.MinInt64},
+		{Entity: "e", EntityKey: "with\x00nul", FeatureID: "f@1", Start: -5},
+	} {
+		got, err := ParseFeatureLog(AppendFeatureLog(nil, r))
+		if err != nil || got != r {
+			t.Fatalf("round trip %+v: got %+v, %v", r, got, err)
+		}
+	}
+}
+
+func TestFeatureLogKeysSortByTileStart(t *testing.T) {
+	a := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", -10})
+	b := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", 10})
+	c := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", math.MinInt64})
+	if !(bytes.Compare(c, a) < 0 && bytes.Compare(a, b) < 0) {
+		t.Fatal("tile starts must sort numerically, base first")
+	}
+}
+
+func TestMalformedFeatureLogKeyIsAnError(t *testing.T) {
+	for _, k := range [][]byte{nil, {0xff}, {3, 'a'}, AppendFeatureLog(nil, TileRef{"u", "k", "f", 1})[:5]} {
+		if _, err := ParseFeatureLog(k); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%q: want ErrMalformed, got %v", k, err)
+		}
+	}
+}
+
+func TestStateKeysOfAPartitionAreOneRange(t *testing.T) {
+	lo, hi := StatePartition("tx", 3)
+	in := State(nil, "tx", 3, "zzz")
+	for _, out := range [][]byte{State(nil, "tx", 2, "zzz"), State(nil, "tx", 4, ""), State(nil, "tx2", 3, "a"), Offset("tx", 3)} {
+		if bytes.Compare(out, lo) >= 0 && bytes.Compare(out, hi) < 0 {
+			t.Fatalf("key %q must be outside the range of tx/3", out)
+		}
+	}
+	if !(bytes.Compare(in, lo) >= 0 && bytes.Compare(in, hi) < 0) {
+		t.Fatal("state key of tx/3 must be inside its range")
+	}
+	if k, err := EntityKeyFromState(in); err != nil || k != "zzz" {
+		t.Fatalf("entity key: %q %v", k, err)
+	}
+}
+
+func TestOffsetValueRoundTrip(t *testing.T) {
+	if v, err := U64(PutU64(123456789)); err != nil || v != 123456789 {
+		t.Fatalf("got %d %v", v, err)
+	}
+	if _, err := U64([]byte{1, 2}); !errors.Is(err, ErrMalformed) {
+		t.Fatal("short offset must be malformed")
+	}
+}

@@ -1,0 +1,97 @@
+// Package metrics defines featurepipe's Prometheus metrics. Each component
+// gets a struct registered against a prometheus.Registerer passed in, never
+// the global registry, so tests can use their own.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "featurepipe"
+
+// NewRegistry returns a registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}
+
+// Worker holds the stream worker's metrics.
+type Worker struct {
+	EventsIn       *prometheus.CounterVec // source
+	DeadLetters    *prometheus.CounterVec // source, reason
+	DroppedLate    *prometheus.CounterVec // feature
+	ConsumerLag    *prometheus.GaugeVec   // topic, partition
+	BatchCommit    prometheus.Histogram   // seconds per Pebble batch commit
+	BatchEvents    prometheus.Histogram   // events per batch
+	TilesPublished prometheus.Counter     // feature-log records (upserts and tombstones)
+	Errors         *prometheus.CounterVec // stage
+	Assigned       prometheus.Gauge       // partitions owned
+}
+
+// NewWorker creates and registers the worker metrics on r.
+func NewWorker(r prometheus.Registerer) *Worker {
+	m := &Worker{
+		EventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "events_in_total",
+			Help: "Source records applied to state, by source."}, []string{"source"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "dead_letters_total",
+			Help: "Source records sent to the dead-letter topic, by source and reason."}, []string{"source", "reason"}),
+		DroppedLate: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "events_too_late_total",
+			Help: "Events older than a feature's window plus one hop, counted and dropped for that feature."}, []string{"feature"}),
+		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "consumer_lag_records",
+			Help: "High watermark minus the next offset to apply, per source partition."}, []string{"topic", "partition"}),
+		BatchCommit: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_commit_seconds",
+			Help: "Latency of one Pebble batch commit (state and offset together).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		BatchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_events",
+			Help: "Source records per committed batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+		TilesPublished: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "feature_log_records_total",
+			Help: "Tile upserts and tombstones produced to the feature log."}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "worker_errors_total",
+			Help: "Errors by stage (commit, publish, dead_letter, fetch)."}, []string{"stage"}),
+		Assigned: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "assigned_partitions",
+			Help: "Source partitions this worker owns."}),
+	}
+	r.MustRegister(m.EventsIn, m.DeadLetters, m.DroppedLate, m.ConsumerLag, m.BatchCommit, m.BatchEvents,
+		m.TilesPublished, m.Errors, m.Assigned)
+	return m
+}
+
+// Lookup holds the lookup service's metrics.
+type Lookup struct {
+	Latency        *prometheus.HistogramVec // route
+	Requests       *prometheus.CounterVec   // route, code
+	FeatureLookups *prometheus.CounterVec   // feature
+	LogRecords     prometheus.Counter       // feature-log records applied to the view
+	LogLag         *prometheus.GaugeVec     // partition
+	Ready          prometheus.Gauge
+}
+
+// NewLookup creates and registers the lookup metrics on r.
+func NewLookup(r prometheus.Registerer) *Lookup {
+	m := &Lookup{
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "lookup_seconds",
+			Help:    "Lookup request latency by route, from request decoded to response written.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, 1}}, []string{"route"}),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "http_requests_total",
+			Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
+		FeatureLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "feature_lookups_total",
+			Help: "Feature values served, by feature id (name@version)."}, []string{"feature"}),
+		LogRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "view_records_total",
+			Help: "Feature-log records applied to the lookup view."}),
+		LogLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "view_lag_records",
+			Help: "Feature-log high watermark minus the next offset to read, per partition."}, []string{"partition"}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "view_ready",
+			Help: "1 once the view has caught up with the feature log's end offsets seen at start."}),
+	}
+	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.LogRecords, m.LogLag, m.Ready)
+	return m
+}

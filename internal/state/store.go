@@ -1,0 +1,129 @@
+// Package state is featurepipe's Pebble store: one per process, holding a
+// worker's tiles and input offsets or a lookup replica's view. The invariant
+// every caller relies on: state and the offset it corresponds to are written
+// in one Batch and become durable together, or not at all.
+package state
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/featurepipe/featurepipe/internal/keys"
+)
+
+// Options configure Open. The zero value is valid.
+type Options struct {
+	// FS is the filesystem Pebble uses. Default: the OS filesystem. Tests
+	// pass vfs.NewMem or an errorfs-wrapped FS to inject faults.
+	FS vfs.FS
+	// NoSync makes Commit skip the fsync of the WAL. Default false: every
+	// Commit is durable across a machine crash. With NoSync a commit still
+	// survives a process kill (it is in the OS page cache) but not power loss.
+	NoSync bool
+	// CacheBytes is the block cache size. Default 64 MiB.
+	CacheBytes int64
+}
+
+// Store is an open Pebble database. Safe for concurrent use.
+type Store struct {
+	db   *pebble.DB
+	dir  string
+	sync *pebble.WriteOptions
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	defer cache.Unref()
+	popts := &pebble.Options{Cache: cache, Logger: quietLogger{}}
+	if o.FS != nil {
+		popts.FS = o.FS
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("open state store %s: %w", dir, err)
+	}
+	s := &Store{db: db, dir: dir, sync: pebble.Sync}
+	if o.NoSync {
+		s.sync = pebble.NoSync
+	}
+	return s, nil
+}
+
+// DB exposes the underlying Pebble database for iteration and checkpoints.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// Dir is the directory the store was opened in.
+func (s *Store) Dir() string { return s.dir }
+
+// Close closes the store; it must not be used afterwards.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close state store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// Get appends the value of key to dst. found is false when the key is absent.
+func (s *Store) Get(dst, key []byte) (val []byte, found bool, err error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return dst, false, fmt.Errorf("state get: %w", err)
+	}
+	dst = append(dst, v...)
+	return dst, true, closer.Close()
+}
+
+// GetOffset reads an offset value (see keys.Offset, keys.Published).
+// found is false when no offset was ever stored.
+func (s *Store) GetOffset(key []byte) (offset int64, found bool, err error) {
+	var buf [8]byte
+	v, found, err := s.Get(buf[:0], key)
+	if err != nil || !found {
+		return 0, found, err
+	}
+	off, err := keys.U64(v)
+	return off, true, err
+}
+
+// NewBatch returns a write-only batch. Cheap; commit with Commit.
+func (s *Store) NewBatch() *pebble.Batch { return s.db.NewBatch() }
+
+// Commit applies b atomically (and durably unless Options.NoSync) and closes it.
+func (s *Store) Commit(b *pebble.Batch) error {
+	defer b.Close()
+	if err := b.Commit(s.sync); err != nil {
+		return fmt.Errorf("commit state batch: %w", err)
+	}
+	return nil
+}
+
+// CommitNoSync applies b atomically without waiting for an fsync: for writes
+// whose loss on a machine crash is harmless (they are recomputed).
+func (s *Store) CommitNoSync(b *pebble.Batch) error {
+	defer b.Close()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit state batch: %w", err)
+	}
+	return nil
+}
+
+// quietLogger drops Pebble's informational logs; errors still surface as
+// returned errors. Fatalf must not exit the process from library code, so it
+// panics inside Pebble as Pebble itself expects a non-returning Fatalf.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

@@ -1,0 +1,159 @@
+// Package produce turns JSON lines into Avro single-object encoded events on
+// a source topic, keyed by the entity key so that every event of an entity
+// lands in one partition (and so with one worker).
+package produce
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+// MaxLineBytes bounds one input line. Longer lines are reported invalid.
+const MaxLineBytes = 1 << 20
+
+// LineError is one rejected input line.
+type LineError struct {
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Stats summarise a Send.
+type Stats struct {
+	Lines   int // non-empty lines read
+	Sent    int // records acknowledged by the broker
+	Invalid int // lines rejected (see the LineErrors)
+}
+
+// Encoder validates and encodes events of one source.
+type Encoder struct {
+	src *config.Source
+	key string
+}
+
+// NewEncoder returns the encoder of source name in cfg.
+func NewEncoder(cfg *config.File, name string) (*Encoder, error) {
+	src, ok := cfg.Source(name)
+	if !ok {
+		var names []string
+		for _, s := range cfg.Sources {
+			names = append(names, s.Name)
+		}
+		return nil, fmt.Errorf("unknown source %q in %s; sources: %v", name, cfg.Path, names)
+	}
+	if src.Entity == nil {
+		return nil, fmt.Errorf("source %q feeds no feature, so it has no entity key to partition by", name)
+	}
+	return &Encoder{src: src, key: src.Entity.Key}, nil
+}
+
+// Source is the source this encoder writes.
+func (e *Encoder) Source() *config.Source { return e.src }
+
+// Record encodes one native event into a record for the source topic.
+func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
+	key, err := schemas.String(native, e.key)
+	if err != nil {
+		return nil, fmt.Errorf("entity key: %w", err)
+	}
+	if key == "" {
+		return nil, fmt.Errorf("entity key field %q is empty", e.key)
+	}
+	if _, err := schemas.Int(native, e.src.EventTime); err != nil {
+		return nil, fmt.Errorf("event time: %w", err)
+	}
+	val, err := e.src.Schema.Encode(nil, native)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: e.src.Topic, Key: []byte(key), Value: val}, nil
+}
+
+// FromJSON encodes one JSON object line.
+func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
+	native, err := e.src.Schema.FromJSON(line)
+	if err != nil {
+		return nil, err
+	}
+	return e.Record(native)
+}
+
+// Send reads JSON lines from r and produces every valid one. Invalid lines
+// are reported (with their line numbers) and not sent; valid lines are sent
+// regardless. progress, if not nil, is called after every 10,000 lines.
+func Send(ctx context.Context, cl *kgo.Client, enc *Encoder, r io.Reader, progress func(Stats)) (Stats, []*LineError, error) {
+	var st Stats
+	var bad []*LineError
+	var sent atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Bytes()
+		if len(trimSpace(line)) == 0 {
+			continue
+		}
+		st.Lines++
+		rec, err := enc.FromJSON(line)
+		if err != nil {
+			bad = append(bad, &LineError{Line: n, Err: err})
+			continue
+		}
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				return
+			}
+			sent.Add(1)
+		})
+		if progress != nil && st.Lines%10000 == 0 {
+			st.Sent = int(sent.Load())
+			progress(st)
+		}
+	}
+	scanErr := sc.Err()
+	if errors.Is(scanErr, bufio.ErrTooLong) {
+		bad = append(bad, &LineError{Line: n + 1, Err: fmt.Errorf("line longer than %d bytes; stopped reading", MaxLineBytes)})
+		scanErr = nil
+	}
+	if err := cl.Flush(ctx); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	st.Sent = int(sent.Load())
+	st.Invalid = len(bad)
+	if scanErr != nil {
+		return st, bad, fmt.Errorf("read input: %w", scanErr)
+	}
+	if firstErr != nil {
+		return st, bad, fmt.Errorf("produce to %s: %w", enc.src.Topic, firstErr)
+	}
+	return st, bad, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
