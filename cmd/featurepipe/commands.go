@@ -75,6 +75,9 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		return err
+	}
 	start := time.Now()
 	st, bad, err := produce.Send(ctx, cl, enc, in, func(s produce.Stats) {
 		fmt.Fprintf(stderr, "… %d lines read, %d sent\n", s.Lines, s.Sent)

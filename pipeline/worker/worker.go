@@ -184,7 +184,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker kafka client: %w", err)
 	}
 	w.cl = cl
-	defer cl.Close()
+	defer func() {
+		// Poll blocks rebalances until allowed; leaving the group on Close
+		// is a rebalance, so allow it first or Close waits forever.
+		cl.AllowRebalance()
+		cl.Close()
+	}()
 	if err := kafka.EnsureTopics(ctx, cl, w.o.Config); err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -1,0 +1,53 @@
+# featurepipe: `make run` runs the whole pipeline on the embedded broker,
+# `make test` runs every test. See README.md.
+GO       ?= go
+BIN      := bin/featurepipe
+PKGS     := ./...
+
+.PHONY: all build run test test-unit test-kafka bench bench-apply bench-ingest bench-lookup fmt vet lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/featurepipe
+
+## run: everything in one process (embedded broker, worker, lookup service, demo events) on 127.0.0.1:8080
+run:
+	$(GO) run ./cmd/featurepipe dev
+
+## test: gofmt, go vet, unit tests and the end-to-end suite on the embedded broker, with the race detector
+test: lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-kafka: the end-to-end suite against a real Apache Kafka 4.x broker (needs Java 17 and Maven)
+test-kafka:
+	@set -e; out=$$(deploy/kafka/run.sh start); export $$out; \
+	trap 'deploy/kafka/run.sh stop' EXIT; \
+	echo "running the end-to-end suite against Apache Kafka at $$KAFKA_BROKERS"; \
+	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## bench: every figure in the README
+bench: bench-apply bench-ingest bench-lookup
+
+bench-apply:
+	$(GO) test -run '^$$' -bench 'Apply|Read' -benchmem ./aggregations/
+
+bench-ingest:
+	$(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
+
+bench-lookup: build
+	$(BIN) load --rate 20000 --duration 20s --keys 10000
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLookupRequest -fuzztime 60s ./pipeline/lookup/
+
+clean:
+	rm -rf bin
