@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -36,14 +37,14 @@ func TestPipelineMatchesBruteForce(t *testing.T) {
 
 	// Half the events exist before any worker starts, half arrive while two
 	// workers share the partitions.
-	events := genEvents(rng, 6000, users, 40*24*time.Hour, now)
-	produceEvents(t, ctx, cl, cfg, events[:3000], p)
+	evs := genEvents(rng, 6000, users, 40*24*time.Hour, now)
+	produceEvents(t, ctx, cl, cfg, evs[:3000], p)
 	dir := t.TempDir()
 	runWorker(t, k.brokers, cfg, filepath.Join(dir, "w1"))
 	runWorker(t, k.brokers, cfg, filepath.Join(dir, "w2"))
 	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(dir, "view"))
-	for i := 3000; i < len(events); i += 500 {
-		produceEvents(t, ctx, cl, cfg, events[i:i+500], p)
+	for i := 3000; i < len(evs); i += 500 {
+		produceEvents(t, ctx, cl, cfg, evs[i:i+500], p)
 	}
 	// A few hundred undecodable records must not disturb anything.
 	var junk []*kgo.Record
@@ -59,8 +60,8 @@ func TestPipelineMatchesBruteForce(t *testing.T) {
 	// Every junk record is in the dead-letter topic with its reason.
 	dead := readDeadLetters(t, k.brokers, cfg.Kafka.DeadLetterTopic, 200, 30*time.Second)
 	for _, r := range dead {
-		if reason := header(r, worker.HeaderReason); reason != worker.ReasonNotAvro {
-			t.Fatalf("dead letter reason %q, want %q", reason, worker.ReasonNotAvro)
+		if reason := header(r, worker.HeaderReason); reason != events.ReasonNotAvro {
+			t.Fatalf("dead letter reason %q, want %q", reason, events.ReasonNotAvro)
 		}
 	}
 

@@ -3,6 +3,8 @@ package worker
 import (
 	"strconv"
 
+	"github.com/featurepipe/featurepipe/pipeline/events"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -10,7 +12,7 @@ import (
 // (truncated, with the original sizes in headers, when they would exceed
 // MaxDeadLetterBytes).
 const (
-	HeaderReason          = "featurepipe.reason"           // a Reason* code
+	HeaderReason          = "featurepipe.reason"           // an events.Reason* code
 	HeaderError           = "featurepipe.error"            // human-readable detail
 	HeaderSource          = "featurepipe.source"           // source name in the feature file
 	HeaderSourceTopic     = "featurepipe.source.topic"     // original topic
@@ -24,15 +26,15 @@ const (
 // that a record too large for the dead-letter topic can never block the worker.
 const MaxDeadLetterBytes = 512 << 10
 
-func (w *Worker) deadLetter(plan *sourcePlan, r *kgo.Record, rej *rejection) *kgo.Record {
+func (w *Worker) deadLetter(plan *events.Plan, r *kgo.Record, rej *events.Rejection) *kgo.Record {
 	d := &kgo.Record{
 		Topic: w.o.Config.Kafka.DeadLetterTopic,
 		Key:   r.Key,
 		Value: r.Value,
 		Headers: []kgo.RecordHeader{
-			{Key: HeaderReason, Value: []byte(rej.reason)},
-			{Key: HeaderError, Value: []byte(truncate(rej.detail, 1024))},
-			{Key: HeaderSource, Value: []byte(plan.src.Name)},
+			{Key: HeaderReason, Value: []byte(rej.Reason)},
+			{Key: HeaderError, Value: []byte(truncate(rej.Detail, 1024))},
+			{Key: HeaderSource, Value: []byte(plan.Source.Name)},
 			{Key: HeaderSourceTopic, Value: []byte(r.Topic)},
 			{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
 			{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, r.Offset, 10)},

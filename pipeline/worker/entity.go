@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
 // entityState is the decoded worker state of one entity in one source
@@ -20,10 +21,10 @@ type entityState struct {
 // encodeEntity appends the value layout: uvarint(n) then n times
 // (uvarint len, feature id, series). Features are named, not numbered, so a
 // feature file may add or drop features between runs.
-func encodeEntity(dst []byte, plan *sourcePlan, es *entityState) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(plan.features)))
-	for i := range plan.features {
-		id := plan.features[i].id
+func encodeEntity(dst []byte, plan *events.Plan, es *entityState) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(plan.Features)))
+	for i := range plan.Features {
+		id := plan.Features[i].ID
 		dst = binary.AppendUvarint(dst, uint64(len(id)))
 		dst = append(dst, id...)
 		dst = aggregations.AppendSeries(dst, &es.series[i])
@@ -33,14 +34,14 @@ func encodeEntity(dst []byte, plan *sourcePlan, es *entityState) []byte {
 
 // decodeEntity fills es from a stored value. Series of features that are no
 // longer in the plan are skipped; new features start empty.
-func decodeEntity(src []byte, plan *sourcePlan, es *entityState) error {
-	if cap(es.series) >= len(plan.features) {
-		es.series = es.series[:len(plan.features)]
+func decodeEntity(src []byte, plan *events.Plan, es *entityState) error {
+	if cap(es.series) >= len(plan.Features) {
+		es.series = es.series[:len(plan.Features)]
 		for i := range es.series {
 			es.series[i] = aggregations.Series{Tiles: es.series[i].Tiles[:0]}
 		}
 	} else {
-		es.series = make([]aggregations.Series, len(plan.features))
+		es.series = make([]aggregations.Series, len(plan.Features))
 	}
 	n, w := binary.Uvarint(src)
 	if w <= 0 {
@@ -56,8 +57,8 @@ func decodeEntity(src []byte, plan *sourcePlan, es *entityState) error {
 		id := src[w : w+int(l)]
 		src = src[w+int(l):]
 		target := &skip
-		for i := range plan.features {
-			if plan.features[i].id == string(id) {
+		for i := range plan.Features {
+			if plan.Features[i].ID == string(id) {
 				target = &es.series[i]
 				break
 			}

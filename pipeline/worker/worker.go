@@ -39,7 +39,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/state"
-	"github.com/featurepipe/featurepipe/schemas"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
 // Options configure a Worker. Brokers, Config and Store are required.
@@ -57,11 +57,9 @@ type Options struct {
 	// MaxPollRecords bounds one batch. Default 20,000. Larger batches
 	// amortize the Pebble commit and fsync; smaller ones publish sooner.
 	MaxPollRecords int
-	// MaxFuture is how far after now an event time may be. Default 24h;
-	// later events go to the dead-letter topic.
-	MaxFuture time.Duration
-	// MaxKeyBytes bounds the entity key. Default 1024 bytes.
-	MaxKeyBytes int
+	// Limits bound what a valid event is (future event times, key size);
+	// invalid events go to the dead-letter topic. Defaults: events.Limits.
+	Limits events.Limits
 	// ClientID names this worker in Kafka. Default "featurepipe-worker".
 	ClientID string
 	// ExtraOpts are appended to the franz-go options (tests use them to
@@ -71,13 +69,13 @@ type Options struct {
 
 // Worker is one stream worker. Create with New, run with Run.
 type Worker struct {
-	o        Options
-	log      *zap.Logger
-	m        *metrics.Worker
-	plans    map[string]*sourcePlan
-	registry *schemas.Registry
-	cl       *kgo.Client
-	pubErr   atomic.Pointer[error]
+	o       Options
+	log     *zap.Logger
+	m       *metrics.Worker
+	plans   map[string]*events.Plan
+	decoder *events.Decoder
+	cl      *kgo.Client
+	pubErr  atomic.Pointer[error]
 
 	mu    sync.Mutex
 	parts map[topicPartition]*partState
@@ -87,7 +85,7 @@ type Worker struct {
 	dirty   map[dirtyTile]struct{}
 	valBuf  []byte
 	keyBuf  []byte
-	dec     decoded
+	dec     events.Event
 	touched []*partState
 }
 
@@ -99,7 +97,7 @@ type topicPartition struct {
 // partState tracks one owned partition.
 type partState struct {
 	tp   topicPartition
-	plan *sourcePlan
+	plan *events.Plan
 	// applyFrom: records below it are already in state; they are re-read
 	// only to republish the tiles they touched.
 	applyFrom int64
@@ -131,25 +129,15 @@ func New(o Options) (*Worker, error) {
 	if o.MaxPollRecords <= 0 {
 		o.MaxPollRecords = 20000
 	}
-	if o.MaxFuture <= 0 {
-		o.MaxFuture = 24 * time.Hour
-	}
-	if o.MaxKeyBytes <= 0 {
-		o.MaxKeyBytes = 1024
-	}
 	if o.ClientID == "" {
 		o.ClientID = "featurepipe-worker"
 	}
-	plans, err := buildPlans(o.Config)
+	plans, err := events.Plans(o.Config)
 	if err != nil {
 		return nil, err
 	}
-	reg := schemas.NewRegistry()
-	for _, s := range o.Config.Sources {
-		reg.Add(s.Schema)
-	}
 	return &Worker{
-		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, registry: reg,
+		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
 		parts: make(map[topicPartition]*partState),
 		cache: make(map[string]*entityState), dirty: make(map[dirtyTile]struct{}),
 	}, nil
@@ -255,7 +243,7 @@ func (w *Worker) adjustOffsets(_ context.Context, assigned map[string]map[int32]
 	return assigned, nil
 }
 
-func (w *Worker) loadPartition(plan *sourcePlan, tp topicPartition) (*partState, kgo.Offset, error) {
+func (w *Worker) loadPartition(plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
 	ps := &partState{tp: tp, plan: plan}
 	applied, hasApplied, err := w.o.Store.GetOffset(keys.Offset(tp.topic, tp.partition))
 	if err != nil {
@@ -323,32 +311,28 @@ func (w *Worker) processPartition(ctx context.Context, fp kgo.FetchTopicPartitio
 		}
 		ps.next = r.Offset + 1
 		replay := r.Offset < ps.applyFrom
-		if rej := w.decode(plan, r, now, &w.dec); rej != nil {
+		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &w.dec); rej != nil {
 			if !replay {
 				dead = append(dead, w.deadLetter(plan, r, rej))
 			}
 			continue
 		}
-		es, err := w.entity(plan, ps, w.dec.key)
+		es, err := w.entity(plan, ps, w.dec.Key)
 		if err != nil {
 			return err
 		}
-		for i := range plan.features {
-			f := &plan.features[i]
+		for i := range plan.Features {
+			f := &plan.Features[i]
 			if replay {
-				w.dirty[dirtyTile{es, i, f.window.TileStart(w.dec.ts)}] = struct{}{}
-				if f.window.Lifetime() {
+				w.dirty[dirtyTile{es, i, f.Window.TileStart(w.dec.TS)}] = struct{}{}
+				if f.Window.Lifetime() {
 					w.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
 				}
 				continue
 			}
-			v := 0.0
-			if f.fieldIdx >= 0 {
-				v = w.dec.values[f.fieldIdx]
-			}
-			tile, ok := es.series[i].Apply(f.window, aggregations.Event{TS: w.dec.ts, Seq: r.Offset, Value: v}, now)
+			tile, ok := es.series[i].Apply(f.Window, aggregations.Event{TS: w.dec.TS, Seq: r.Offset, Value: f.Value(&w.dec)}, now)
 			if !ok {
-				w.m.DroppedLate.WithLabelValues(f.id).Inc()
+				w.m.DroppedLate.WithLabelValues(f.ID).Inc()
 				continue
 			}
 			es.modified = true
@@ -368,15 +352,15 @@ func (w *Worker) processPartition(ctx context.Context, fp kgo.FetchTopicPartitio
 			return fmt.Errorf("produce %d dead letters of %s/%d: %w", len(dead), fp.Topic, fp.Partition, err)
 		}
 		for _, d := range dead {
-			w.m.DeadLetters.WithLabelValues(plan.src.Name, headerValue(d, HeaderReason)).Inc()
+			w.m.DeadLetters.WithLabelValues(plan.Source.Name, headerValue(d, HeaderReason)).Inc()
 		}
 	}
 	var removed []int64
 	b := w.o.Store.NewBatch()
 	for _, es := range w.cache {
-		for i := range plan.features {
+		for i := range plan.Features {
 			var baseChanged bool
-			removed, baseChanged = es.series[i].Expire(plan.features[i].window, now, removed[:0])
+			removed, baseChanged = es.series[i].Expire(plan.Features[i].Window, now, removed[:0])
 			for _, s := range removed {
 				w.dirty[dirtyTile{es, i, s}] = struct{}{}
 				es.modified = true
@@ -410,7 +394,7 @@ func (w *Worker) processPartition(ctx context.Context, fp kgo.FetchTopicPartitio
 	}
 	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
 	w.m.BatchEvents.Observe(float64(applied))
-	w.m.EventsIn.WithLabelValues(plan.src.Name).Add(float64(applied))
+	w.m.EventsIn.WithLabelValues(plan.Source.Name).Add(float64(applied))
 	if fp.HighWatermark >= 0 {
 		w.m.ConsumerLag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(fp.HighWatermark - ps.next))
 	}
@@ -420,7 +404,7 @@ func (w *Worker) processPartition(ctx context.Context, fp kgo.FetchTopicPartitio
 }
 
 // entity returns the batch-cached state of key, loading it from Pebble.
-func (w *Worker) entity(plan *sourcePlan, ps *partState, key string) (*entityState, error) {
+func (w *Worker) entity(plan *events.Plan, ps *partState, key string) (*entityState, error) {
 	if es, ok := w.cache[key]; ok {
 		return es, nil
 	}
@@ -436,7 +420,7 @@ func (w *Worker) entity(plan *sourcePlan, ps *partState, key string) (*entitySta
 			return nil, fmt.Errorf("%s/%d: %w", ps.tp.topic, ps.tp.partition, err)
 		}
 	} else {
-		es.series = make([]aggregations.Series, len(plan.features))
+		es.series = make([]aggregations.Series, len(plan.Features))
 	}
 	w.cache[key] = es
 	return es, nil
@@ -444,12 +428,12 @@ func (w *Worker) entity(plan *sourcePlan, ps *partState, key string) (*entitySta
 
 // publish produces the current value (or a tombstone) of every dirty tile.
 // Asynchronous; flushPublished waits for the acknowledgements.
-func (w *Worker) publish(plan *sourcePlan) {
+func (w *Worker) publish(plan *events.Plan) {
 	topic := w.o.Config.Kafka.FeatureLogTopic
 	for d := range w.dirty {
-		f := &plan.features[d.feature]
+		f := &plan.Features[d.feature]
 		r := &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
-			Entity: plan.entity, EntityKey: d.es.key, FeatureID: f.id, Start: d.start})}
+			Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID, Start: d.start})}
 		if t, ok := d.es.series[d.feature].Tile(d.start); ok {
 			r.Value = aggregations.AppendTile(nil, t)
 		}

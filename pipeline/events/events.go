@@ -1,0 +1,134 @@
+// Package events decodes and validates source records into events: the one
+// definition of what a valid event is, shared by the stream workers and the
+// backfill job so that both see exactly the same events.
+package events
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+// Reason codes of rejected records: the featurepipe.reason header of a dead
+// letter and the "reason" metric label. Stable: alerts and dashboards use them.
+const (
+	ReasonNotAvro       = "not_avro"         // no single-object marker, or too short
+	ReasonUnknownSchema = "unknown_schema"   // fingerprint of no schema the feature file names
+	ReasonMalformed     = "malformed"        // Avro body truncated or garbage
+	ReasonInvalidField  = "invalid_field"    // a needed field is missing, null or wrongly typed
+	ReasonNonFinite     = "non_finite_value" // NaN or ±Inf
+	ReasonEmptyKey      = "empty_key"        // entity key is ""
+	ReasonKeyTooLarge   = "key_too_large"    // entity key longer than MaxKeyBytes
+	ReasonKeyMismatch   = "key_mismatch"     // Kafka record key differs from the event's entity key
+	ReasonTooOld        = "timestamp_before_1970"
+	ReasonFuture        = "timestamp_in_future" // later than now + MaxFuture
+)
+
+// Reasons lists every reason code.
+func Reasons() []string {
+	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonInvalidField, ReasonNonFinite,
+		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture}
+}
+
+// Rejection is why a record cannot be applied.
+type Rejection struct {
+	Reason string // one of the Reason* codes
+	Detail string // human-readable, names the field and the problem
+}
+
+func (r *Rejection) Error() string { return r.Reason + ": " + r.Detail }
+
+func reject(reason, format string, args ...any) *Rejection {
+	return &Rejection{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Event is a valid decoded event.
+type Event struct {
+	Key    string
+	TS     int64     // event time, epoch ms
+	Values []float64 // per Plan.Fields
+}
+
+// Limits bound what a valid event may be. The zero value means the defaults.
+type Limits struct {
+	// MaxFuture is how far after now an event time may be. Default 24h.
+	MaxFuture time.Duration
+	// MaxKeyBytes bounds the entity key. Default 1024 bytes.
+	MaxKeyBytes int
+}
+
+// Decoder decodes the records of the sources of one feature file. Safe for
+// concurrent use.
+type Decoder struct {
+	registry    *schemas.Registry
+	maxFutureMS int64
+	maxKeyBytes int
+}
+
+// NewDecoder knows every schema cfg names.
+func NewDecoder(cfg *config.File, l Limits) *Decoder {
+	if l.MaxFuture <= 0 {
+		l.MaxFuture = 24 * time.Hour
+	}
+	if l.MaxKeyBytes <= 0 {
+		l.MaxKeyBytes = 1024
+	}
+	reg := schemas.NewRegistry()
+	for _, s := range cfg.Sources {
+		reg.Add(s.Schema)
+	}
+	return &Decoder{registry: reg, maxFutureMS: l.MaxFuture.Milliseconds(), maxKeyBytes: l.MaxKeyBytes}
+}
+
+// Decode validates one source record (Kafka key and value) against its plan.
+// now (epoch ms) bounds future event times. out.Values is reused.
+func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *Rejection {
+	_, rec, err := d.registry.Decode(value)
+	switch {
+	case errors.Is(err, schemas.ErrNotSingleObject):
+		return reject(ReasonNotAvro, "%v", err)
+	case errors.Is(err, schemas.ErrUnknownSchema):
+		return reject(ReasonUnknownSchema, "%v", err)
+	case err != nil:
+		return reject(ReasonMalformed, "%v", err)
+	}
+	entityKey, err := schemas.String(rec, plan.KeyField)
+	if err != nil {
+		return reject(ReasonInvalidField, "entity key: %v", err)
+	}
+	switch {
+	case entityKey == "":
+		return reject(ReasonEmptyKey, "field %q is empty", plan.KeyField)
+	case len(entityKey) > d.maxKeyBytes:
+		return reject(ReasonKeyTooLarge, "field %q is %d bytes; the limit is %d", plan.KeyField, len(entityKey), d.maxKeyBytes)
+	case string(key) != entityKey:
+		return reject(ReasonKeyMismatch, "record key %.64q differs from field %q = %.64q: produce with the entity key as the Kafka key", key, plan.KeyField, entityKey)
+	}
+	ts, err := schemas.Int(rec, plan.Source.EventTime)
+	if err != nil {
+		return reject(ReasonInvalidField, "event time: %v", err)
+	}
+	switch {
+	case ts < 0:
+		return reject(ReasonTooOld, "event time %d is before 1970", ts)
+	case ts > now+d.maxFutureMS:
+		return reject(ReasonFuture, "event time %d is more than %s after now (%d)", ts, time.Duration(d.maxFutureMS)*time.Millisecond, now)
+	}
+	out.Key, out.TS = entityKey, ts
+	out.Values = out.Values[:0]
+	for _, f := range plan.Fields {
+		v, err := schemas.Float(rec, f)
+		if err != nil {
+			return reject(ReasonInvalidField, "%v", err)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return reject(ReasonNonFinite, "field %q is %v", f, v)
+		}
+		out.Values = append(out.Values, v)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package events
+
+import (
+	"fmt"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
+)
+
+// Plan is what to do with the records of one source topic: which field
+// holds the entity key and which features they update. Built once from the
+// validated feature file; read-only afterwards.
+type Plan struct {
+	Source   *config.Source
+	Entity   string // entity name
+	KeyField string // event field holding the entity key
+	Features []FeaturePlan
+	Fields   []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
+}
+
+// FeaturePlan is one feature fed by a source.
+type FeaturePlan struct {
+	Feature  *config.Feature
+	ID       string // name@version
+	Window   aggregations.Window
+	Kind     aggregations.Kind
+	FieldIdx int // index into Plan.Fields; -1 for count
+}
+
+// Value returns the feature's input value from a decoded event (0 for count).
+func (f *FeaturePlan) Value(e *Event) float64 {
+	if f.FieldIdx < 0 {
+		return 0
+	}
+	return e.Values[f.FieldIdx]
+}
+
+// Plans returns the plan of every source that feeds at least one feature,
+// by topic. It fails when no source feeds a feature.
+func Plans(cfg *config.File) (map[string]*Plan, error) {
+	plans := make(map[string]*Plan)
+	for _, src := range cfg.Sources {
+		if len(src.Features) == 0 || src.Entity == nil {
+			continue
+		}
+		if _, dup := plans[src.Topic]; dup {
+			return nil, fmt.Errorf("topic %s is used by two sources; a topic feeds one source", src.Topic)
+		}
+		p := &Plan{Source: src, Entity: src.Entity.Name, KeyField: src.Entity.Key}
+		for _, f := range src.Features {
+			fp := FeaturePlan{Feature: f, ID: f.ID, Window: f.Window, Kind: f.Aggregation, FieldIdx: -1}
+			if f.Aggregation.NeedsField() {
+				fp.FieldIdx = indexOrAppend(&p.Fields, f.Field)
+			}
+			p.Features = append(p.Features, fp)
+		}
+		plans[src.Topic] = p
+	}
+	if len(plans) == 0 {
+		return nil, fmt.Errorf("%s defines no features, so there is nothing to compute", cfg.Path)
+	}
+	return plans, nil
+}
+
+func indexOrAppend(list *[]string, s string) int {
+	for i, x := range *list {
+		if x == s {
+			return i
+		}
+	}
+	*list = append(*list, s)
+	return len(*list) - 1
+}
