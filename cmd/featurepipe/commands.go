@@ -15,6 +15,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
 func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -102,6 +103,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", "", "directory of this worker's Pebble state (one per worker process)")
 	metricsAddr := fs.String("metrics", "127.0.0.1:9101", "host:port serving /metrics and /healthz (empty: off)")
 	noSync := fs.Bool("no-sync", false, "do not fsync each batch commit (survives kill -9, not power loss)")
+	instanceID := fs.String("instance-id", "", "static group membership id: a restart with the same id takes its partitions back without a rebalance")
+	sessionTimeout := fs.Duration("session-timeout", 10*time.Second, "how long the group waits for a silent (killed) worker before rebalancing")
 	logFormat := fs.String("log-format", "json", "json or console")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
@@ -124,7 +127,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	reg := metrics.NewRegistry()
-	w, closeStore, err := startWorker(brokers, cfg, *data, reg, log, *noSync)
+	w, closeStore, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout}, *data, *noSync)
 	if err != nil {
 		return err
 	}

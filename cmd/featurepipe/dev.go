@@ -16,6 +16,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
 	"github.com/featurepipe/featurepipe/schemas"
 )
 
@@ -56,7 +57,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer b.Close()
 	brokers := []string{b.Addr()}
 	reg := metrics.NewRegistry()
-	w, closeWorker, err := startWorker(brokers, cfg, dir, reg, log.Named("worker"), true)
+	w, closeWorker, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker")}, dir, true)
 	if err != nil {
 		return err
 	}

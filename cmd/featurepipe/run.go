@@ -104,14 +104,15 @@ func newLogger(format, level string) (*zap.Logger, error) {
 	return log, nil
 }
 
-// startWorker opens the worker's store under dataDir and returns the worker
-// and a closer for the store.
-func startWorker(brokers []string, cfg *config.File, dataDir string, reg *prometheus.Registry, log *zap.Logger, noSync bool) (*worker.Worker, func() error, error) {
+// startWorker opens the worker's store under dataDir/worker and returns the
+// worker (o with Store set) and a closer for the store.
+func startWorker(o worker.Options, dataDir string, noSync bool) (*worker.Worker, func() error, error) {
 	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync})
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st, Registerer: reg, Log: log})
+	o.Store = st
+	w, err := worker.New(o)
 	if err != nil {
 		st.Close()
 		return nil, nil, err

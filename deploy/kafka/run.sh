@@ -38,6 +38,10 @@ Commands:
            exits 0.
   stop     Stop the broker (SIGTERM, SIGKILL after ${stop_timeout}s) and delete its data,
            so the next start is a fresh, empty broker. kafka.log is kept.
+  restart [--kill]
+           Stop the broker (SIGTERM, or SIGKILL with --kill) and start it again on
+           the same data: topics, offsets and groups survive. For tests that take
+           the broker away mid-ingestion.
   status   Print KAFKA_BROKERS=... and exit 0 if the broker is running and answers
            metadata requests; exit 1 if running but not answering; 3 if stopped.
   tool CLASS [ARGS...]
@@ -223,6 +227,35 @@ fail_start() {
 	exit 1
 }
 
+# launch_broker starts the JVM on the formatted run dir and waits until it
+# answers metadata requests.
+launch_broker() {
+	# nohup and </dev/null: the broker outlives this script and never reads its stdin.
+	# shellcheck disable=SC2086 # heap_opts is a list of JVM flags
+	nohup "$java" $heap_opts \
+		-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+		-Djava.awt.headless=true \
+		-Dlog4j2.configurationFile="$log4j_conf" \
+		-Dfeaturepipe.kafka.logfile="$kafka_log" \
+		-Dfeaturepipe.kafka.rundir="$run_dir" \
+		-cp "$lib_dir/*" kafka.Kafka "$config" \
+		>>"$kafka_log" 2>&1 </dev/null &
+	echo $! >"$pid_file"
+	log "started Kafka (pid $!), waiting up to ${start_timeout}s for $host:$port to answer metadata requests"
+
+	local deadline=$((SECONDS + start_timeout))
+	while ((SECONDS < deadline)); do
+		broker_pid >/dev/null || fail_start "Kafka exited during startup"
+		if port_open "$port" && answers_metadata $((deadline - SECONDS)); then
+			log "Kafka is ready after ${SECONDS}s (log: $kafka_log)"
+			echo "KAFKA_BROKERS=$host:$port"
+			return 0
+		fi
+		sleep 0.5
+	done
+	fail_start "Kafka did not answer metadata requests on $host:$port within ${start_timeout}s"
+}
+
 cmd_start() {
 	local pid
 	check_settings
@@ -250,30 +283,7 @@ cmd_start() {
 	java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$config" --standalone >>"$tools_log" 2>&1 ||
 		fail_start "kafka.tools.StorageTool format failed: $(tail -n 5 "$tools_log")"
 
-	# nohup and </dev/null: the broker outlives this script and never reads its stdin.
-	# shellcheck disable=SC2086 # heap_opts is a list of JVM flags
-	nohup "$java" $heap_opts \
-		-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
-		-Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$log4j_conf" \
-		-Dfeaturepipe.kafka.logfile="$kafka_log" \
-		-Dfeaturepipe.kafka.rundir="$run_dir" \
-		-cp "$lib_dir/*" kafka.Kafka "$config" \
-		>>"$kafka_log" 2>&1 </dev/null &
-	echo $! >"$pid_file"
-	log "started Kafka (pid $!), waiting up to ${start_timeout}s for $host:$port to answer metadata requests"
-
-	local deadline=$((SECONDS + start_timeout))
-	while ((SECONDS < deadline)); do
-		broker_pid >/dev/null || fail_start "Kafka exited during startup"
-		if port_open "$port" && answers_metadata $((deadline - SECONDS)); then
-			log "Kafka is ready after ${SECONDS}s (log: $kafka_log)"
-			echo "KAFKA_BROKERS=$host:$port"
-			return 0
-		fi
-		sleep 0.5
-	done
-	fail_start "Kafka did not answer metadata requests on $host:$port within ${start_timeout}s"
+	launch_broker
 }
 
 cmd_stop() {
@@ -298,6 +308,36 @@ cmd_stop() {
 		log "Kafka is not running"
 	fi
 	rm -rf "$data_dir" "$pid_file" "$config" "$probe_config"
+}
+
+# cmd_restart stops the broker (SIGKILL with --kill, else SIGTERM) and starts it
+# again on the same data: topics, offsets and groups survive. For tests that
+# take the broker away mid-ingestion.
+cmd_restart() {
+	local pid signal=TERM
+	[[ "${1:-}" == "--kill" ]] && signal=KILL
+	check_settings
+	pid="$(broker_pid)" || die "Kafka is not running (run dir $run_dir); use start"
+	log "restarting Kafka (pid $pid, SIG$signal), keeping its data"
+	kill -"$signal" "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + stop_timeout))
+	while ((SECONDS < deadline)) && broker_pid >/dev/null; do
+		sleep 0.2
+	done
+	if broker_pid >/dev/null; then
+		kill -KILL "$pid" 2>/dev/null || true
+		while broker_pid >/dev/null; do
+			sleep 0.2
+		done
+	fi
+	local p
+	for p in "$port" "$controller_port"; do
+		for _ in $(seq 1 50); do
+			port_open "$p" || break
+			sleep 0.2
+		done
+	done
+	launch_broker
 }
 
 cmd_status() {
@@ -327,6 +367,10 @@ cmd_tool() {
 case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
+restart)
+	shift
+	cmd_restart "$@"
+	;;
 status) cmd_status ;;
 tool)
 	shift

@@ -245,10 +245,23 @@ func runWorker(t testing.TB, brokers []string, cfg *config.File, dir string) (st
 	return stop
 }
 
-// lookupServer is an in-process lookup service behind an HTTP test server.
+// lookupServer is a lookup service: in-process behind an HTTP test server
+// (svc set), or a subprocess (svc nil).
 type lookupServer struct {
 	svc *lookup.Service
 	url string
+}
+
+func (ls *lookupServer) ready() bool {
+	if ls.svc != nil {
+		return ls.svc.Ready()
+	}
+	resp, err := http.Get(ls.url + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func runLookup(t testing.TB, brokers []string, cfg *config.File, dir string) (*lookupServer, func()) {
@@ -361,7 +374,7 @@ func waitExact(t testing.TB, ls *lookupServer, cfg *config.File, p *produced, ke
 	deadline := time.Now().Add(timeout)
 	for {
 		bad, n := checkLookups(t, ls, cfg, p, keys)
-		if len(bad) == 0 && ls.svc.Ready() {
+		if len(bad) == 0 && ls.ready() {
 			return n
 		}
 		if time.Now().After(deadline) {

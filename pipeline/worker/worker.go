@@ -62,6 +62,14 @@ type Options struct {
 	Limits events.Limits
 	// ClientID names this worker in Kafka. Default "featurepipe-worker".
 	ClientID string
+	// InstanceID, when set, makes this worker a static group member
+	// (KIP-345): a restart with the same id within SessionTimeout takes its
+	// partitions back without a rebalance. Default "": dynamic membership.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent worker (one
+	// killed with kill -9) before giving its partitions to others.
+	// Default 10s; the broker bounds it (Kafka's minimum is 6s).
+	SessionTimeout time.Duration
 	// ExtraOpts are appended to the franz-go options (tests use them to
 	// shorten session timeouts).
 	ExtraOpts []kgo.Opt
@@ -132,6 +140,9 @@ func New(o Options) (*Worker, error) {
 	if o.ClientID == "" {
 		o.ClientID = "featurepipe-worker"
 	}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = 10 * time.Second
+	}
 	plans, err := events.Plans(o.Config)
 	if err != nil {
 		return nil, err
@@ -165,7 +176,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(4<<20),
 		kgo.MaxBufferedRecords(1_000_000),
+		kgo.SessionTimeout(w.o.SessionTimeout),
 	)
+	if w.o.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(w.o.InstanceID))
+	}
 	opts = append(opts, w.o.ExtraOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
