@@ -7,6 +7,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -27,11 +28,43 @@ type Options struct {
 	CacheBytes int64
 }
 
+// ErrFailed is returned (wrapped) by every operation after Pebble reported a
+// fatal error, e.g. a WAL write that failed on a broken disk. Nothing was
+// committed by the failing call; the process should stop and be restarted on
+// a healthy disk, where it resumes from the last committed state.
+var ErrFailed = errors.New("state store failed")
+
 // Store is an open Pebble database. Safe for concurrent use.
 type Store struct {
-	db   *pebble.DB
-	dir  string
-	sync *pebble.WriteOptions
+	db     *pebble.DB
+	dir    string
+	sync   *pebble.WriteOptions
+	failed atomic.Pointer[error]
+}
+
+// fatal is what Pebble's Fatalf panics with (see quietLogger): the calls
+// below turn it back into an error and poison the store.
+type fatal struct{ msg string }
+
+func (s *Store) recoverFatal(err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	f, ok := r.(fatal)
+	if !ok {
+		panic(r)
+	}
+	e := fmt.Errorf("%w: %s: %s", ErrFailed, s.dir, f.msg)
+	s.failed.CompareAndSwap(nil, &e)
+	*err = e
+}
+
+func (s *Store) check() error {
+	if e := s.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -62,8 +95,13 @@ func (s *Store) DB() *pebble.DB { return s.db }
 // Dir is the directory the store was opened in.
 func (s *Store) Dir() string { return s.dir }
 
-// Close closes the store; it must not be used afterwards.
-func (s *Store) Close() error {
+// Close closes the store; it must not be used afterwards. A failed store is
+// abandoned, not closed: Pebble's state after a fatal error is undefined.
+func (s *Store) Close() (err error) {
+	if err := s.check(); err != nil {
+		return err
+	}
+	defer s.recoverFatal(&err)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close state store %s: %w", s.dir, err)
 	}
@@ -72,6 +110,10 @@ func (s *Store) Close() error {
 
 // Get appends the value of key to dst. found is false when the key is absent.
 func (s *Store) Get(dst, key []byte) (val []byte, found bool, err error) {
+	if err := s.check(); err != nil {
+		return dst, false, err
+	}
+	defer s.recoverFatal(&err)
 	v, closer, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return dst, false, nil
@@ -98,32 +140,38 @@ func (s *Store) GetOffset(key []byte) (offset int64, found bool, err error) {
 // NewBatch returns a write-only batch. Cheap; commit with Commit.
 func (s *Store) NewBatch() *pebble.Batch { return s.db.NewBatch() }
 
-// Commit applies b atomically (and durably unless Options.NoSync) and closes it.
-func (s *Store) Commit(b *pebble.Batch) error {
-	defer b.Close()
-	if err := b.Commit(s.sync); err != nil {
-		return fmt.Errorf("commit state batch: %w", err)
-	}
-	return nil
-}
+// Commit applies b atomically (and durably unless Options.NoSync) and closes
+// it. On error nothing of b is visible; after an ErrFailed error the store is
+// unusable.
+func (s *Store) Commit(b *pebble.Batch) error { return s.commit(b, s.sync) }
 
 // CommitNoSync applies b atomically without waiting for an fsync: for writes
 // whose loss on a machine crash is harmless (they are recomputed).
-func (s *Store) CommitNoSync(b *pebble.Batch) error {
-	defer b.Close()
-	if err := b.Commit(pebble.NoSync); err != nil {
+func (s *Store) CommitNoSync(b *pebble.Batch) error { return s.commit(b, pebble.NoSync) }
+
+func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	if err := s.check(); err != nil {
+		b.Close()
+		return err
+	}
+	defer s.recoverFatal(&err)
+	if err := b.Commit(opts); err != nil {
+		b.Close()
 		return fmt.Errorf("commit state batch: %w", err)
 	}
-	return nil
+	return b.Close()
 }
 
 // quietLogger drops Pebble's informational logs; errors still surface as
-// returned errors. Fatalf must not exit the process from library code, so it
-// panics inside Pebble as Pebble itself expects a non-returning Fatalf.
+// returned errors. Pebble expects Fatalf not to return; instead of exiting
+// the process it panics with a fatal value that the Store's calls recover
+// into ErrFailed. A fatal error in a Pebble background goroutine (flush,
+// compaction) still crashes the process, which then restarts from its last
+// committed state like after kill -9.
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...interface{})  {}
 func (quietLogger) Errorf(string, ...interface{}) {}
 func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	panic(fatal{msg: fmt.Sprintf(format, args...)})
 }

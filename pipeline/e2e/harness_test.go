@@ -94,7 +94,19 @@ features:
 // against a shared Apache Kafka never see each other's data.
 func writeConfig(t testing.TB, text string) *config.File {
 	t.Helper()
+	return writeConfigFiles(t, text, nil)
+}
+
+// writeConfigFiles is writeConfig with extra files (e.g. more schemas)
+// written beside the feature file.
+func writeConfigFiles(t testing.TB, text string, extra map[string]string) *config.File {
+	t.Helper()
 	dir := t.TempDir()
+	for name, content := range extra {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	id := fmt.Sprintf("%s-%d", strings.NewReplacer("/", "-", "_", "-").Replace(strings.ToLower(t.Name())), time.Now().UnixNano()%1e9)
 	for _, name := range []string{"transaction.avsc", "login.avsc"} {
 		b, err := schemas.Files.ReadFile(name)
@@ -192,13 +204,15 @@ func produceEvents(t testing.TB, ctx context.Context, cl *kgo.Client, cfg *confi
 	}
 	into.mu.Lock()
 	defer into.mu.Unlock()
-	for i, res := range results {
+	// Results come in completion order; the records themselves carry
+	// their offsets, in input order.
+	for i, r := range recs {
 		e := events[i]
 		if into.events[e.source] == nil {
 			into.events[e.source] = map[string][]aggregations.Event{}
 		}
 		into.events[e.source][e.key] = append(into.events[e.source][e.key],
-			aggregations.Event{TS: e.ts, Seq: res.Record.Offset, Value: e.amount})
+			aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount})
 		into.total++
 	}
 }

@@ -490,3 +490,6 @@ func (w *Worker) flushPublished(ctx context.Context) error {
 	// Losing this write only causes a harmless republish.
 	return w.o.Store.CommitNoSync(b)
 }
+
+// Metrics returns the worker's metrics (for tests and embedding programs).
+func (w *Worker) Metrics() *metrics.Worker { return w.m }
