@@ -26,6 +26,10 @@ type Options struct {
 	NoSync bool
 	// CacheBytes is the block cache size. Default 64 MiB.
 	CacheBytes int64
+	// MemTableBytes is the size of a memtable (the WAL rotates when one
+	// fills). Default 64 MiB: large batches of tile updates fill Pebble's
+	// 4 MiB default quickly, and every flush costs a compaction later.
+	MemTableBytes uint64
 }
 
 // ErrFailed is returned (wrapped) by every operation after Pebble reported a
@@ -74,7 +78,10 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref()
-	popts := &pebble.Options{Cache: cache, Logger: quietLogger{}}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = 64 << 20
+	}
+	popts := &pebble.Options{Cache: cache, Logger: quietLogger{}, MemTableSize: o.MemTableBytes}
 	if o.FS != nil {
 		popts.FS = o.FS
 	}

@@ -44,6 +44,14 @@ func (d Demo) Run(ctx context.Context, cl *kgo.Client, cfg *config.File, onSent 
 		return tx.Record(map[string]any{"user_id": user, "merchant_id": fmt.Sprintf("m%03d", rng.IntN(200)),
 			"amount": float64(int(rng.ExpFloat64()*4000)) / 100, "currency": currencies[rng.IntN(len(currencies))], "ts": ts})
 	}
+	// stopped ends Run without error when ctx ended during a send: Run
+	// stops on cancel whichever phase it is in.
+	stopped := func(err error) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	total := 0
 	send := func(recs []*kgo.Record) error {
 		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
@@ -68,13 +76,13 @@ func (d Demo) Run(ctx context.Context, cl *kgo.Client, cfg *config.File, onSent 
 		batch = append(batch, r)
 		if len(batch) == cap(batch) {
 			if err := send(batch); err != nil {
-				return err
+				return stopped(err)
 			}
 			batch = batch[:0]
 		}
 	}
 	if err := send(batch); err != nil {
-		return err
+		return stopped(err)
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -95,10 +103,7 @@ func (d Demo) Run(ctx context.Context, cl *kgo.Client, cfg *config.File, onSent 
 			batch = append(batch, r)
 		}
 		if err := send(batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return stopped(err)
 		}
 	}
 }

@@ -5,6 +5,7 @@ package produce
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,49 +91,56 @@ func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
 }
 
 // Send reads JSON lines from r and produces every valid one. Invalid lines
-// are reported (with their line numbers) and not sent; valid lines are sent
-// regardless. progress, if not nil, is called after every 10,000 lines.
+// are reported (with their 1-based line numbers, in order) and not sent;
+// valid lines are sent regardless, including those after an invalid one.
+// Blank lines are skipped and not counted. A line longer than MaxLineBytes
+// (not counting its line ending) is reported invalid and skipped; at most
+// MaxLineBytes+64 KiB of it is held in memory. progress, if not nil, is
+// called after every 10,000 counted lines, valid or not.
 func Send(ctx context.Context, cl *kgo.Client, enc *Encoder, r io.Reader, progress func(Stats)) (Stats, []*LineError, error) {
 	var st Stats
 	var bad []*LineError
 	var sent atomic.Int64
 	var mu sync.Mutex
 	var firstErr error
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Bytes()
-		if len(trimSpace(line)) == 0 {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	var scanErr error
+	for n := 1; ; n++ {
+		var long bool
+		var err error
+		buf, long, err = readLine(br, buf)
+		if err != nil {
+			if err != io.EOF {
+				scanErr = err
+			}
+			break
+		}
+		if !long && len(trimSpace(buf)) == 0 {
 			continue
 		}
 		st.Lines++
-		rec, err := enc.FromJSON(line)
-		if err != nil {
+		if long {
+			bad = append(bad, &LineError{Line: n, Err: fmt.Errorf("line longer than %d bytes; skipped", MaxLineBytes)})
+		} else if rec, err := enc.FromJSON(buf); err != nil {
 			bad = append(bad, &LineError{Line: n, Err: err})
-			continue
-		}
-		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
+		} else {
+			cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
 				}
-				mu.Unlock()
-				return
-			}
-			sent.Add(1)
-		})
+				sent.Add(1)
+			})
+		}
 		if progress != nil && st.Lines%10000 == 0 {
-			st.Sent = int(sent.Load())
+			st.Sent, st.Invalid = int(sent.Load()), len(bad)
 			progress(st)
 		}
-	}
-	scanErr := sc.Err()
-	if errors.Is(scanErr, bufio.ErrTooLong) {
-		bad = append(bad, &LineError{Line: n + 1, Err: fmt.Errorf("line longer than %d bytes; stopped reading", MaxLineBytes)})
-		scanErr = nil
 	}
 	if err := cl.Flush(ctx); err != nil && firstErr == nil {
 		firstErr = err
@@ -146,6 +154,37 @@ func Send(ctx context.Context, cl *kgo.Client, enc *Encoder, r io.Reader, progre
 		return st, bad, fmt.Errorf("produce to %s: %w", enc.src.Topic, firstErr)
 	}
 	return st, bad, nil
+}
+
+// readLine reads the next line of br into buf[:0] and returns it without its
+// line ending ("\n" or "\r\n"). A line longer than MaxLineBytes is read to
+// its end but not kept whole: long is true and line holds only its
+// beginning. err is io.EOF only when no line is left; a last line without
+// "\n" is returned as a line.
+func readLine(br *bufio.Reader, buf []byte) (line []byte, long bool, err error) {
+	buf = buf[:0]
+	total := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		total += len(chunk)
+		if len(buf) <= MaxLineBytes+1 { // enough to tell a long line, with "\r\n"
+			buf = append(buf, chunk...)
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == io.EOF && total == 0:
+			return buf, false, io.EOF
+		case err != nil && err != io.EOF:
+			return buf, false, err
+		}
+		if total > len(buf) {
+			return buf, true, nil
+		}
+		buf = bytes.TrimSuffix(buf, []byte{'\n'})
+		buf = bytes.TrimSuffix(buf, []byte{'\r'})
+		return buf, len(buf) > MaxLineBytes, nil
+	}
 }
 
 func trimSpace(b []byte) []byte {

@@ -12,18 +12,20 @@
 // store is replayed from the earliest retained offset.
 //
 // Publication is at-least-once and idempotent: feature-log records carry the
-// latest value of a tile, keyed by (entity, feature version, tile). The store
-// keeps, per partition, the source offset through which publication was
-// flushed; on assignment the worker re-reads records between that offset and
-// the applied offset without applying them, and republishes the current
-// value of every tile they touch. A crash between commit and publish thus
-// loses nothing.
+// latest value of a tile, keyed by (entity, feature version, tile). Changed
+// tiles are collected for PublishInterval and published deduplicated, from a
+// cache of the entities touched in that interval. The store keeps, per
+// partition, the source offset through which publication was flushed; on
+// assignment the worker re-reads records between that offset and the applied
+// offset without applying them, and republishes the current value of every
+// tile they touch. A crash between commit and publish thus loses nothing.
 package worker
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,8 +57,15 @@ type Options struct {
 	// still in the future (kept pending in their tile) and which tiles expire.
 	Now func() time.Time
 	// MaxPollRecords bounds one batch. Default 20,000. Larger batches
-	// amortize the Pebble commit and fsync; smaller ones publish sooner.
+	// amortize the Pebble commit and its fsync.
 	MaxPollRecords int
+	// PublishInterval is how long changed tiles are collected before they
+	// are published to the feature log, deduplicated. Default 200ms: the
+	// added feature freshness latency. Also the lifetime of the entity cache.
+	PublishInterval time.Duration
+	// MaxCachedEntities publishes early when this many entities were
+	// touched since the last publication, bounding memory. Default 200,000.
+	MaxCachedEntities int
 	// Limits bound what a valid event is (future event times, key size);
 	// invalid events go to the dead-letter topic. Defaults: events.Limits.
 	Limits events.Limits
@@ -88,13 +97,15 @@ type Worker struct {
 	mu    sync.Mutex
 	parts map[topicPartition]*partState
 
-	// Reused per batch (only the poll goroutine touches them).
-	cache   map[string]*entityState
-	dirty   map[dirtyTile]struct{}
-	valBuf  []byte
-	keyBuf  []byte
-	dec     events.Event
-	touched []*partState
+	rebalancing atomic.Bool // a rebalance waits for this worker: publish now
+
+	// Only the poll goroutine touches these.
+	pending     []*partState // partitions with unpublished changes
+	cached      int          // entities cached since the last publication
+	lastPublish time.Time
+	valBuf      []byte
+	keyBuf      []byte
+	dead        []*kgo.Record
 }
 
 type topicPartition struct {
@@ -111,7 +122,23 @@ type partState struct {
 	applyFrom int64
 	next      int64 // next offset to process
 	published int64 // offset through which publication is flushed
-	hwm       int64
+
+	// Since the last publication: the entities touched (decoded, as in
+	// Pebble), and the tiles changed or to be republished.
+	cache    map[string]*entityState
+	dirty    map[dirtyTile]struct{}
+	pending  bool  // in Worker.pending
+	staged   int64 // next offset once the staged batch commits
+	applied  int   // events applied in the staged batch
+	modified []*entityState
+
+	// Scratch of applyPartition, which runs for different partitions in
+	// parallel: each partition owns its own.
+	dec    events.Event
+	keyBuf []byte
+	valBuf []byte
+	dead   []*kgo.Record
+	loaded int // entities added to cache by the staged batch
 }
 
 type dirtyTile struct {
@@ -137,6 +164,12 @@ func New(o Options) (*Worker, error) {
 	if o.MaxPollRecords <= 0 {
 		o.MaxPollRecords = 20000
 	}
+	if o.PublishInterval <= 0 {
+		o.PublishInterval = 200 * time.Millisecond
+	}
+	if o.MaxCachedEntities <= 0 {
+		o.MaxCachedEntities = 200_000
+	}
 	if o.ClientID == "" {
 		o.ClientID = "featurepipe-worker"
 	}
@@ -150,7 +183,6 @@ func New(o Options) (*Worker, error) {
 	return &Worker{
 		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
 		parts: make(map[topicPartition]*partState),
-		cache: make(map[string]*entityState), dirty: make(map[dirtyTile]struct{}),
 	}, nil
 }
 
@@ -171,11 +203,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.AdjustFetchOffsetsFn(w.adjustOffsets),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onRevoked),
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { w.rebalancing.Store(true) }),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.FetchMaxPartitionBytes(16<<20),
-		kgo.ProducerLinger(2*time.Millisecond),
+		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(4<<20),
-		kgo.MaxBufferedRecords(1_000_000),
+		kgo.MaxBufferedRecords(2_000_000),
 		kgo.SessionTimeout(w.o.SessionTimeout),
 	)
 	if w.o.InstanceID != "" {
@@ -197,42 +230,65 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("worker started", zap.Strings("topics", topics), zap.String("group", w.o.Config.Kafka.Group))
+	w.lastPublish = time.Now()
 	lastHint := time.Now()
 	for {
-		fetches := cl.PollRecords(ctx, w.o.MaxPollRecords)
+		fetches := w.poll(ctx)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
+			return w.shutdown()
 		}
 		for _, fe := range fetches.Errors() {
 			if errors.Is(fe.Err, context.Canceled) {
-				return nil
+				return w.shutdown()
+			}
+			if errors.Is(fe.Err, context.DeadlineExceeded) {
+				continue // the poll waited for the next publication only
 			}
 			w.m.Errors.WithLabelValues("fetch").Inc()
 			w.log.Warn("fetch error", zap.String("topic", fe.Topic), zap.Int32("partition", fe.Partition), zap.Error(fe.Err))
 		}
-		var perr error
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if perr == nil && len(p.Records) > 0 {
-				perr = w.processPartition(ctx, p)
-			}
-		})
-		if perr == nil {
-			perr = w.flushPublished(ctx)
+		err := w.apply(ctx, fetches)
+		if err == nil && (w.rebalancing.Load() || w.cached >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval) {
+			err = w.publish(ctx)
 		}
-		if perr != nil {
-			cl.AllowRebalance()
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return perr
+			return err
 		}
 		if time.Since(lastHint) > time.Second {
 			// The group offset is only a hint for lag monitoring; truth is in Pebble.
 			cl.CommitUncommittedOffsets(ctx)
 			lastHint = time.Now()
 		}
+		w.rebalancing.Store(false)
 		cl.AllowRebalance()
 	}
+}
+
+// poll waits for records, but while changes wait to be published no longer
+// than until their publication is due, so that a quiet stream still gets
+// its last changes published.
+func (w *Worker) poll(ctx context.Context) kgo.Fetches {
+	if len(w.pending) == 0 {
+		return w.cl.PollRecords(ctx, w.o.MaxPollRecords)
+	}
+	wait := max(w.o.PublishInterval-time.Since(w.lastPublish), time.Millisecond)
+	pctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return w.cl.PollRecords(pctx, w.o.MaxPollRecords)
+}
+
+// shutdown publishes what is committed but not yet published, so that a
+// clean stop leaves nothing to republish.
+func (w *Worker) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.publish(ctx); err != nil {
+		w.log.Warn("final publish; the next start republishes", zap.Error(err))
+	}
+	return nil
 }
 
 // adjustOffsets runs when partitions are assigned: it replaces the group's
@@ -259,7 +315,7 @@ func (w *Worker) adjustOffsets(_ context.Context, assigned map[string]map[int32]
 }
 
 func (w *Worker) loadPartition(plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
-	ps := &partState{tp: tp, plan: plan}
+	ps := &partState{tp: tp, plan: plan, cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}}
 	applied, hasApplied, err := w.o.Store.GetOffset(keys.Offset(tp.topic, tp.partition))
 	if err != nil {
 		return nil, kgo.Offset{}, err
@@ -285,6 +341,9 @@ func (w *Worker) loadPartition(plan *events.Plan, tp topicPartition) (*partState
 	}
 }
 
+// onRevoked forgets revoked partitions. Their changes were published before
+// the rebalance was allowed (see Run); the next owner resumes from its own
+// Pebble offsets.
 func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	w.mu.Lock()
 	for topic, parts := range revoked {
@@ -307,154 +366,247 @@ func (w *Worker) partition(topic string, p int32) *partState {
 	return w.parts[topicPartition{topic, p}]
 }
 
-// processPartition applies one fetched batch of one partition and commits it.
-func (w *Worker) processPartition(ctx context.Context, fp kgo.FetchTopicPartition) error {
-	ps := w.partition(fp.Topic, fp.Partition)
-	if ps == nil {
-		return nil // revoked while fetched; the new owner replays it
-	}
-	plan := ps.plan
+// apply applies one poll's records of every partition and commits all their
+// state changes with their next offsets in ONE Pebble batch. Partitions are
+// decoded and applied in parallel (up to GOMAXPROCS at once): they share no
+// state.
+func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	now := w.o.Now().UnixMilli()
-	clear(w.cache)
-	clear(w.dirty)
-	var dead []*kgo.Record
-	applied := 0
-	start := ps.next
+	type work struct {
+		ps *partState
+		fp kgo.FetchTopicPartition
+	}
+	var todo []work
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		if ps := w.partition(fp.Topic, fp.Partition); ps != nil { // nil: revoked while fetched
+			todo = append(todo, work{ps, fp})
+		}
+	})
+	errs := make([]error, len(todo))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, t := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = w.applyPartition(t.ps, t.fp, now)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var staged []*partState
+	w.dead = w.dead[:0]
+	for _, t := range todo {
+		ps := t.ps
+		w.dead = append(w.dead, ps.dead...)
+		w.cached += ps.loaded
+		if ps.staged > ps.next {
+			staged = append(staged, ps)
+			if t.fp.HighWatermark >= 0 {
+				w.m.ConsumerLag.WithLabelValues(t.fp.Topic, strconv.Itoa(int(t.fp.Partition))).Set(float64(t.fp.HighWatermark - ps.staged))
+			}
+		}
+	}
+	if len(staged) == 0 {
+		return nil
+	}
+	// Dead letters first: once the offsets are committed they must be safe.
+	if len(w.dead) > 0 {
+		if err := w.cl.ProduceSync(ctx, w.dead...).FirstErr(); err != nil {
+			w.m.Errors.WithLabelValues("dead_letter").Inc()
+			return fmt.Errorf("produce %d dead letters: %w", len(w.dead), err)
+		}
+		for _, d := range w.dead {
+			w.m.DeadLetters.WithLabelValues(headerValue(d, HeaderSource), headerValue(d, HeaderReason)).Inc()
+		}
+	}
+	b := w.o.Store.NewBatch()
+	for _, ps := range staged {
+		for _, es := range ps.modified {
+			w.keyBuf = keys.State(w.keyBuf[:0], ps.tp.topic, ps.tp.partition, es.key)
+			w.valBuf = encodeEntity(w.valBuf[:0], ps.plan, es)
+			if err := b.Set(w.keyBuf, w.valBuf, nil); err != nil {
+				b.Close()
+				return fmt.Errorf("stage state of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
+			}
+		}
+		if ps.staged > ps.applyFrom {
+			if err := b.Set(keys.Offset(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.staged), nil); err != nil {
+				b.Close()
+				return fmt.Errorf("stage offset of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
+			}
+		}
+	}
+	t0 := time.Now()
+	if err := w.o.Store.Commit(b); err != nil {
+		w.m.Errors.WithLabelValues("commit").Inc()
+		return fmt.Errorf("commit %s/%d through offset %d: %w", staged[0].tp.topic, staged[0].tp.partition, staged[0].staged, err)
+	}
+	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
+	total := 0
+	for _, ps := range staged {
+		ps.next = ps.staged
+		ps.applyFrom = max(ps.applyFrom, ps.next)
+		for _, es := range ps.modified {
+			es.modified = false
+		}
+		ps.modified = ps.modified[:0]
+		total += ps.applied
+		w.m.EventsIn.WithLabelValues(ps.plan.Source.Name).Add(float64(ps.applied))
+		if !ps.pending {
+			ps.pending = true
+			w.pending = append(w.pending, ps)
+		}
+	}
+	w.m.BatchEvents.Observe(float64(total))
+	return nil
+}
+
+// applyPartition applies one partition's records to its cached entities and
+// stages the result (ps.staged, ps.modified) for the batch commit. Nothing
+// is visible in Pebble until the commit.
+func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now int64) error {
+	plan := ps.plan
+	ps.staged, ps.applied, ps.loaded = ps.next, 0, 0
+	ps.dead = ps.dead[:0]
 	for _, r := range fp.Records {
-		if r.Offset < ps.next {
+		if r.Offset < ps.staged {
 			continue
 		}
-		ps.next = r.Offset + 1
+		ps.staged = r.Offset + 1
 		replay := r.Offset < ps.applyFrom
-		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &w.dec); rej != nil {
+		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec); rej != nil {
 			if !replay {
-				dead = append(dead, w.deadLetter(plan, r, rej))
+				ps.dead = append(ps.dead, w.deadLetter(plan, r, rej))
 			}
 			continue
 		}
-		es, err := w.entity(plan, ps, w.dec.Key)
+		es, err := w.entity(ps, ps.dec.Key)
 		if err != nil {
 			return err
 		}
 		for i := range plan.Features {
 			f := &plan.Features[i]
 			if replay {
-				w.dirty[dirtyTile{es, i, f.Window.TileStart(w.dec.TS)}] = struct{}{}
+				ps.dirty[dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)}] = struct{}{}
 				if f.Window.Lifetime() {
-					w.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
+					ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
 				}
 				continue
 			}
-			tile, ok := es.series[i].Apply(f.Window, aggregations.Event{TS: w.dec.TS, Seq: r.Offset, Value: f.Value(&w.dec)}, now)
+			tile, ok := es.series[i].Apply(f.Window, aggregations.Event{TS: ps.dec.TS, Seq: r.Offset, Value: f.Value(&ps.dec)}, now)
 			if !ok {
 				w.m.DroppedLate.WithLabelValues(f.ID).Inc()
 				continue
 			}
-			es.modified = true
-			w.dirty[dirtyTile{es, i, tile}] = struct{}{}
+			w.markModified(ps, es)
+			ps.dirty[dirtyTile{es, i, tile}] = struct{}{}
 		}
 		if !replay {
-			applied++
+			ps.applied++
 		}
 	}
-	if ps.next == start {
-		return nil
-	}
-	// Dead letters first: once the offset is committed they must be safe.
-	if len(dead) > 0 {
-		if err := w.cl.ProduceSync(ctx, dead...).FirstErr(); err != nil {
-			w.m.Errors.WithLabelValues("dead_letter").Inc()
-			return fmt.Errorf("produce %d dead letters of %s/%d: %w", len(dead), fp.Topic, fp.Partition, err)
-		}
-		for _, d := range dead {
-			w.m.DeadLetters.WithLabelValues(plan.Source.Name, headerValue(d, HeaderReason)).Inc()
-		}
-	}
+	// Expire old tiles of the entities this batch touched.
 	var removed []int64
-	b := w.o.Store.NewBatch()
-	for _, es := range w.cache {
+	for _, es := range ps.modified {
 		for i := range plan.Features {
 			var baseChanged bool
 			removed, baseChanged = es.series[i].Expire(plan.Features[i].Window, now, removed[:0])
 			for _, s := range removed {
-				w.dirty[dirtyTile{es, i, s}] = struct{}{}
-				es.modified = true
+				ps.dirty[dirtyTile{es, i, s}] = struct{}{}
 			}
 			if baseChanged {
-				w.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
-				es.modified = true
+				ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
 			}
 		}
-		if !es.modified {
-			continue
-		}
-		w.keyBuf = keys.State(w.keyBuf[:0], fp.Topic, fp.Partition, es.key)
-		w.valBuf = encodeEntity(w.valBuf[:0], plan, es)
-		if err := b.Set(w.keyBuf, w.valBuf, nil); err != nil {
-			b.Close()
-			return fmt.Errorf("stage state of %s/%d: %w", fp.Topic, fp.Partition, err)
-		}
 	}
-	if ps.next > ps.applyFrom {
-		if err := b.Set(keys.Offset(fp.Topic, fp.Partition), keys.PutU64(ps.next), nil); err != nil {
-			b.Close()
-			return fmt.Errorf("stage offset of %s/%d: %w", fp.Topic, fp.Partition, err)
-		}
-		ps.applyFrom = ps.next
-	}
-	t0 := time.Now()
-	if err := w.o.Store.Commit(b); err != nil {
-		w.m.Errors.WithLabelValues("commit").Inc()
-		return fmt.Errorf("commit %s/%d through offset %d: %w", fp.Topic, fp.Partition, ps.next, err)
-	}
-	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
-	w.m.BatchEvents.Observe(float64(applied))
-	w.m.EventsIn.WithLabelValues(plan.Source.Name).Add(float64(applied))
-	if fp.HighWatermark >= 0 {
-		w.m.ConsumerLag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(fp.HighWatermark - ps.next))
-	}
-	w.publish(plan)
-	w.touched = append(w.touched, ps)
 	return nil
 }
 
-// entity returns the batch-cached state of key, loading it from Pebble.
-func (w *Worker) entity(plan *events.Plan, ps *partState, key string) (*entityState, error) {
-	if es, ok := w.cache[key]; ok {
+func (w *Worker) markModified(ps *partState, es *entityState) {
+	if !es.modified {
+		es.modified = true
+		ps.modified = append(ps.modified, es)
+	}
+}
+
+// entity returns the cached state of key, loading it from Pebble.
+func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
+	if es, ok := ps.cache[key]; ok {
 		return es, nil
 	}
 	es := &entityState{key: key}
-	w.keyBuf = keys.State(w.keyBuf[:0], ps.tp.topic, ps.tp.partition, key)
-	val, found, err := w.o.Store.Get(w.valBuf[:0], w.keyBuf)
+	ps.keyBuf = keys.State(ps.keyBuf[:0], ps.tp.topic, ps.tp.partition, key)
+	val, found, err := w.o.Store.Get(ps.valBuf[:0], ps.keyBuf)
 	if err != nil {
 		return nil, fmt.Errorf("load state of %q in %s/%d: %w", key, ps.tp.topic, ps.tp.partition, err)
 	}
-	w.valBuf = val
+	ps.valBuf = val
 	if found {
-		if err := decodeEntity(val, plan, es); err != nil {
+		if err := decodeEntity(val, ps.plan, es); err != nil {
 			return nil, fmt.Errorf("%s/%d: %w", ps.tp.topic, ps.tp.partition, err)
 		}
 	} else {
-		es.series = make([]aggregations.Series, len(plan.Features))
+		es.series = make([]aggregations.Series, len(ps.plan.Features))
 	}
-	w.cache[key] = es
+	ps.cache[key] = es
+	ps.loaded++
 	return es, nil
 }
 
-// publish produces the current value (or a tombstone) of every dirty tile.
-// Asynchronous; flushPublished waits for the acknowledgements.
-func (w *Worker) publish(plan *events.Plan) {
-	topic := w.o.Config.Kafka.FeatureLogTopic
-	for d := range w.dirty {
-		f := &plan.Features[d.feature]
-		r := &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
-			Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID, Start: d.start})}
-		if t, ok := d.es.series[d.feature].Tile(d.start); ok {
-			r.Value = aggregations.AppendTile(nil, t)
-		}
-		w.cl.Produce(context.Background(), r, w.onPublished)
+// publish produces the current value (or a tombstone) of every tile changed
+// since the last publication, waits for the acknowledgements, records per
+// partition that publication is complete through its committed offset, and
+// empties the entity cache.
+func (w *Worker) publish(ctx context.Context) error {
+	w.lastPublish = time.Now()
+	if len(w.pending) == 0 {
+		return nil
 	}
-	w.m.TilesPublished.Add(float64(len(w.dirty)))
+	topic := w.o.Config.Kafka.FeatureLogTopic
+	n := 0
+	for _, ps := range w.pending {
+		plan := ps.plan
+		for d := range ps.dirty {
+			f := &plan.Features[d.feature]
+			r := &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
+				Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID, Start: d.start})}
+			if t, ok := d.es.series[d.feature].Tile(d.start); ok {
+				r.Value = aggregations.AppendTile(nil, t)
+			}
+			w.cl.Produce(ctx, r, w.onPublished)
+		}
+		n += len(ps.dirty)
+	}
+	if err := w.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush feature log: %w", err)
+	}
+	if perr := w.pubErr.Load(); perr != nil {
+		// Not recorded as published: a restart republishes these tiles.
+		return fmt.Errorf("publish to feature log %s: %w", topic, *perr)
+	}
+	w.m.TilesPublished.Add(float64(n))
+	b := w.o.Store.NewBatch()
+	for _, ps := range w.pending {
+		ps.published = ps.next
+		if err := b.Set(keys.Published(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.next), nil); err != nil {
+			b.Close()
+			return fmt.Errorf("stage published offset: %w", err)
+		}
+		clear(ps.dirty)
+		clear(ps.cache)
+		ps.pending = false
+	}
+	w.pending = w.pending[:0]
+	w.cached = 0
+	// Losing this write only causes a harmless republish.
+	return w.o.Store.CommitNoSync(b)
 }
 
 func (w *Worker) onPublished(_ *kgo.Record, err error) {
@@ -462,33 +614,6 @@ func (w *Worker) onPublished(_ *kgo.Record, err error) {
 		w.m.Errors.WithLabelValues("publish").Inc()
 		w.pubErr.CompareAndSwap(nil, &err)
 	}
-}
-
-// flushPublished waits until every tile produced so far is acknowledged, then
-// records per touched partition that publication is complete through its
-// next offset.
-func (w *Worker) flushPublished(ctx context.Context) error {
-	if len(w.touched) == 0 {
-		return nil
-	}
-	if err := w.cl.Flush(ctx); err != nil {
-		return fmt.Errorf("flush feature log: %w", err)
-	}
-	if perr := w.pubErr.Load(); perr != nil {
-		// Not recorded as published: a restart republishes these tiles.
-		return fmt.Errorf("publish to feature log %s: %w", w.o.Config.Kafka.FeatureLogTopic, *perr)
-	}
-	b := w.o.Store.NewBatch()
-	for _, ps := range w.touched {
-		ps.published = ps.next
-		if err := b.Set(keys.Published(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.next), nil); err != nil {
-			b.Close()
-			return fmt.Errorf("stage published offset: %w", err)
-		}
-	}
-	w.touched = w.touched[:0]
-	// Losing this write only causes a harmless republish.
-	return w.o.Store.CommitNoSync(b)
 }
 
 // Metrics returns the worker's metrics (for tests and embedding programs).

@@ -1,0 +1,453 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/broker"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/loadgen"
+	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+// loadParams are the flags of `featurepipe load`.
+type loadParams struct {
+	url          string
+	rate         float64
+	duration     time.Duration
+	warmup       time.Duration
+	keys         int
+	eventsPerKey int
+	features     []string
+	connections  int
+	cpuProfile   string
+}
+
+func (p loadParams) String() string {
+	url := p.url
+	if url == "" {
+		url = `"" (self-hosted)`
+	}
+	return fmt.Sprintf("--url %s --rate %g --duration %s --warmup %s --keys %d --events-per-key %d --features %s --connections %d",
+		url, p.rate, p.duration, p.warmup, p.keys, p.eventsPerKey, strings.Join(p.features, ","), p.connections)
+}
+
+// loadKey is the entity key of user i (1-based): u0001, u0002, ..., the keys
+// `featurepipe dev --users N` creates, so --url can target a dev instance.
+func loadKey(i int) string { return fmt.Sprintf("u%04d", i) }
+
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("load", "[--url http://127.0.0.1:8080] [--rate 20000] [--duration 20s] [--keys 10000]", stderr)
+	var p loadParams
+	fs.StringVar(&p.url, "url", "", "lookup service to drive (e.g. http://127.0.0.1:8080); empty: self-host an embedded broker, a worker and a lookup service with --keys users")
+	fs.Float64Var(&p.rate, "rate", 20000, "requests per second (open loop: request i is due at start + i/rate)")
+	fs.DurationVar(&p.duration, "duration", 20*time.Second, "measured period")
+	fs.DurationVar(&p.warmup, "warmup", 3*time.Second, "period at --rate before the measured one, not counted")
+	fs.IntVar(&p.keys, "keys", 10000, "entity keys u0001 ... u<keys>; each request looks up one at random")
+	fs.IntVar(&p.eventsPerKey, "events-per-key", 20, "self-hosted only: transactions per key, spread over the last 30 days")
+	features := fs.String("features", "txn_amount_avg_30d,txn_count_7d", "comma-separated features of entity user to look up")
+	fs.IntVar(&p.connections, "connections", 64, "maximum requests in flight (and keep-alive connections)")
+	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured period to this file (self-hosted: server and generator together)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	for _, f := range strings.Split(*features, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			p.features = append(p.features, f)
+		}
+	}
+	switch {
+	case !(p.rate > 0):
+		return usagef("--rate must be positive")
+	case p.duration <= 0:
+		return usagef("--duration must be positive")
+	case p.warmup < 0:
+		return usagef("--warmup must not be negative")
+	case p.keys <= 0 || p.keys > 9_999_999:
+		return usagef("--keys must be between 1 and 9999999")
+	case p.eventsPerKey <= 0:
+		return usagef("--events-per-key must be positive")
+	case p.connections <= 0:
+		return usagef("--connections must be positive")
+	case len(p.features) == 0:
+		return usagef("--features must name at least one feature")
+	}
+	if p.url != "" {
+		return driveLoad(ctx, p, strings.TrimSuffix(p.url, "/"), "the lookup service at "+p.url, nil, stdout, stderr)
+	}
+	return selfHostedLoad(ctx, p, stdout, stderr)
+}
+
+// selfHostedLoad starts an embedded broker, produces the demo history for
+// p.keys users, runs one worker and one lookup service in this process, waits
+// until the view has every key, and drives the lookup service over loopback.
+func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) error {
+	log, err := newLogger("console", "warn")
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	dir, err := os.MkdirTemp("", "featurepipe-load-")
+	if err != nil {
+		return fmt.Errorf("temporary state directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	cfg, err := config.LoadFS(schemas.Files, "demo.yaml")
+	if err != nil {
+		return fmt.Errorf("demo feature file: %w", err)
+	}
+	for _, f := range p.features {
+		def, err := cfg.Feature(f)
+		if err != nil {
+			return usagef("--features: %v", err)
+		}
+		if def.Entity != "user" {
+			return usagef("--features: %s is a feature of %s, not user", f, def.Entity)
+		}
+	}
+	b, err := broker.Start(broker.Options{Partitions: int(cfg.Kafka.Partitions)})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	brokers := []string{b.Addr()}
+
+	t0 := time.Now()
+	n, err := produceLoadHistory(ctx, brokers, cfg, p.keys, p.eventsPerKey)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "produced %d transactions for %d users in %s\n", n, p.keys, time.Since(t0).Round(time.Millisecond))
+
+	reg := metrics.NewRegistry()
+	w, closeWorker, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker")}, dir, true)
+	if err != nil {
+		return err
+	}
+	defer closeWorker()
+	svc, closeView, err := startLookup(brokers, cfg, dir, reg, log.Named("lookup"))
+	if err != nil {
+		return err
+	}
+	defer closeView()
+	ln, err := listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(stderr, "lookup service on %s; waiting for the worker to fill its view...\n", base)
+
+	var loadErr error
+	g := newGroup(ctx)
+	g.Go("worker", w.Run)
+	g.Go("lookup view", svc.Run)
+	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	g.Go("load", func(ctx context.Context) error {
+		t1 := time.Now()
+		if err := waitForKeys(ctx, base, p.keys, p.features[0]); err != nil {
+			loadErr = err
+			return nil
+		}
+		fmt.Fprintf(stderr, "the lookup view has all %d users after %s\n", p.keys, time.Since(t1).Round(time.Millisecond))
+		target := fmt.Sprintf("a lookup service in this process over loopback (embedded broker, 1 worker; %d users × %d transactions over 30 days, %d partitions)",
+			p.keys, p.eventsPerKey, cfg.Kafka.Partitions)
+		loadErr = driveLoad(ctx, p, base, target, reg, stdout, stderr)
+		return nil // ends the group: the pipeline stops
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return loadErr
+}
+
+// produceLoadHistory produces events transactions per user, with event times
+// spread uniformly over the last 30 days.
+func produceLoadHistory(ctx context.Context, brokers []string, cfg *config.File, users, events int) (int, error) {
+	enc, err := produce.NewEncoder(cfg, "transactions")
+	if err != nil {
+		return 0, err
+	}
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-load", nil),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))...)
+	if err != nil {
+		return 0, fmt.Errorf("load producer: %w", err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		return 0, err
+	}
+	rng := rand.New(rand.NewPCG(20000, 1))
+	now := time.Now()
+	const span = 30 * 24 * time.Hour
+	n := 0
+	var firstErr atomic.Pointer[error]
+	for u := 1; u <= users; u++ {
+		for range events {
+			rec, err := enc.Record(map[string]any{
+				"user_id": loadKey(u), "merchant_id": fmt.Sprintf("m%03d", rng.IntN(200)),
+				"amount": float64(int(rng.ExpFloat64()*4000)) / 100, "currency": "EUR",
+				"ts": now.Add(-time.Second - time.Duration(rng.Int64N(int64(span)))).UnixMilli(),
+			})
+			if err != nil {
+				return n, err
+			}
+			cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+				if err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+				}
+			})
+			n++
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return n, fmt.Errorf("produce load history: %w", err)
+	}
+	if err := firstErr.Load(); err != nil {
+		return n, fmt.Errorf("produce load history: %w", *err)
+	}
+	return n, nil
+}
+
+// waitForKeys polls the lookup service until feature is found (not
+// NOT_FOUND) for every key, in batches of 1000 keys.
+func waitForKeys(ctx context.Context, base string, keys int, feature string) error {
+	const batch = 1000
+	next := 1 // keys below next are known to be in the view
+	lastProgress := time.Now()
+	for next <= keys {
+		if time.Since(lastProgress) > 2*time.Minute {
+			return fmt.Errorf("the lookup view has not gained a user in 2 minutes; stuck at %s of %d", loadKey(next), keys)
+		}
+		req := lookup.LookupRequest{Entity: "user", Features: []string{feature}}
+		for i := next; i < next+batch && i <= keys; i++ {
+			req.Keys = append(req.Keys, loadKey(i))
+		}
+		var resp lookup.LookupResponse
+		status, err := postLookup(ctx, base, req, &resp)
+		if err != nil {
+			return err
+		}
+		advanced := false
+		if status == http.StatusOK {
+			for _, r := range resp.Results {
+				if r.Features[feature].Status == lookup.StatusNotFound {
+					break
+				}
+				next++
+				advanced = true
+			}
+		}
+		if advanced {
+			lastProgress = time.Now()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func postLookup(ctx context.Context, base string, body any, out any) (int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/v1/lookup", bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("lookup service: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return 0, fmt.Errorf("lookup answer: %w", err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// driveLoad runs the load against base's /v1/lookup and prints the report.
+// reg, when not nil, is the in-process lookup service's registry: the report
+// then adds the server-side handler time.
+func driveLoad(ctx context.Context, p loadParams, base, target string, reg *prometheus.Registry, stdout, stderr io.Writer) error {
+	url := base + "/v1/lookup"
+	bodies := make([][]byte, p.keys)
+	for i := range bodies {
+		b, err := json.Marshal(lookup.LookupRequest{Entity: "user", Keys: []string{loadKey(i + 1)}, Features: p.features})
+		if err != nil {
+			return err
+		}
+		bodies[i] = b
+	}
+	// Probe once so that a wrong URL or feature fails fast, not as 400,000 errors.
+	var probe lookup.LookupResponse
+	status, err := postLookup(ctx, base, json.RawMessage(bodies[0]), &probe)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("POST %s answered HTTP %d to %s; check --url and --features", url, status, bodies[0])
+	}
+	fmt.Fprintf(stderr, "running %g requests/s for %s (after %s of warm-up)...\n", p.rate, p.duration, p.warmup)
+	var before map[float64]uint64
+	if reg != nil {
+		before = handlerBuckets(reg)
+	}
+	stopProfile, err := startCPUProfile(p.cpuProfile, p.warmup)
+	if err != nil {
+		return err
+	}
+	res, err := loadgen.Run(ctx, loadgen.Options{
+		Rate: p.rate, Duration: p.duration, Warmup: p.warmup, MaxInFlight: p.connections,
+		Request: func(ctx context.Context, i uint64) (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(bodies[mix(i)%uint64(len(bodies))]))
+			if err == nil {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			return req, err
+		},
+	})
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	var server map[float64]uint64
+	if reg != nil {
+		server = subBuckets(handlerBuckets(reg), before)
+	}
+	printLoadReport(stdout, p, target, url, res, server)
+	if res.Errors > 0 || res.Missed > 0 {
+		return fmt.Errorf("%d of %d requests failed and %d were never sent (first error: %s)", res.Errors, res.Due, res.Missed, res.FirstError)
+	}
+	return nil
+}
+
+// startCPUProfile starts a CPU profile into path after delay (the warm-up)
+// and returns the function that stops it. path "" profiles nothing.
+func startCPUProfile(path string, delay time.Duration) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	timer := time.AfterFunc(delay, func() {
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "--cpuprofile: %v\n", err)
+		}
+	})
+	return func() {
+		if timer.Stop() { // the run ended during the warm-up
+			f.Close()
+			return
+		}
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// mix is splitmix64's finalizer: request i's key, uniformly random and the
+// same on every run.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+func printLoadReport(w io.Writer, p loadParams, target, url string, r *loadgen.Result, server map[float64]uint64) {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+	row := func(name string, h *loadgen.Histogram) {
+		fmt.Fprintf(w, "  %-28s p50 %s   p90 %s   p99 %s   p99.9 %s   max %s\n", name,
+			ms(h.Quantile(0.5)), ms(h.Quantile(0.9)), ms(h.Quantile(0.99)), ms(h.Quantile(0.999)), ms(h.Max()))
+	}
+	fmt.Fprintf(w, "\nfeaturepipe load: open-loop lookup latency at a fixed request rate\n")
+	fmt.Fprintf(w, "  machine      %s/%s, runtime.NumCPU %d, GOMAXPROCS %d, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+	fmt.Fprintf(w, "  target       %s\n", target)
+	fmt.Fprintf(w, "  request      POST %s, one random key of %d, features %s\n", url, p.keys, strings.Join(p.features, ","))
+	fmt.Fprintf(w, "  parameters   %s\n", p)
+	fmt.Fprintf(w, "  requests     %d due, %d sent, %d ok, %d errors, %d never sent; achieved %.1f/s over %s\n",
+		r.Due, r.Sent, r.OK, r.Errors, r.Missed, r.AchievedRate(), r.Elapsed.Round(time.Millisecond))
+	if r.Errors > 0 {
+		fmt.Fprintf(w, "  by status    %v (0: no response); first error: %s\n", r.ByStatus, r.FirstError)
+	}
+	fmt.Fprintf(w, "latency of the %d ok requests:\n", r.OK)
+	row("from scheduled time", r.Latency)
+	row("service time (from send)", r.Service)
+	row("send lag (generator)", r.Lag)
+	if total := server[math.Inf(1)]; total > 0 {
+		fmt.Fprintf(w, "server-side handler time (featurepipe_lookup_seconds{route=\"lookup\"}, warm-up included):\n ")
+		for _, le := range []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025} {
+			fmt.Fprintf(w, "  <= %gms: %.3f%%", le*1000, 100*float64(server[le])/float64(total))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// handlerBuckets returns the cumulative bucket counts of the lookup route's
+// handler-time histogram, by upper bound in seconds (+Inf: the total).
+func handlerBuckets(reg *prometheus.Registry) map[float64]uint64 {
+	out := map[float64]uint64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "featurepipe_lookup_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			route := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "route" {
+					route = l.GetValue()
+				}
+			}
+			if route != "lookup" {
+				continue
+			}
+			h := m.GetHistogram()
+			for _, b := range h.GetBucket() {
+				out[b.GetUpperBound()] = b.GetCumulativeCount()
+			}
+			out[math.Inf(1)] = h.GetSampleCount()
+		}
+	}
+	return out
+}
+
+func subBuckets(after, before map[float64]uint64) map[float64]uint64 {
+	out := make(map[float64]uint64, len(after))
+	for k, v := range after {
+		out[k] = v - before[k]
+	}
+	return out
+}

@@ -1,0 +1,228 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// arrivals is a test server that records when each request arrived and
+// which request number it carried.
+type arrivals struct {
+	mu    sync.Mutex
+	times []time.Time
+	ids   map[uint64]int
+}
+
+func (a *arrivals) record(r *http.Request) {
+	id, _ := strconv.ParseUint(r.URL.Query().Get("i"), 10, 64)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.times = append(a.times, time.Now())
+	if a.ids == nil {
+		a.ids = map[uint64]int{}
+	}
+	a.ids[id]++
+}
+
+func get(url string) func(ctx context.Context, i uint64) (*http.Request, error) {
+	return func(ctx context.Context, i uint64) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, "GET", url+"?i="+strconv.FormatUint(i, 10), nil)
+	}
+}
+
+func TestRunPacesAtTheRate(t *testing.T) {
+	var a arrivals
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.record(r) }))
+	defer srv.Close()
+	const rate, dur = 2000, time.Second
+	res, err := Run(context.Background(), Options{Rate: rate, Duration: dur, MaxInFlight: 16, Request: get(srv.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := uint64(rate * dur.Seconds())
+	if res.Due != want || res.Sent != want || res.OK != want || res.Errors != 0 || res.Missed != 0 {
+		t.Fatalf("due %d sent %d ok %d errors %d missed %d, want %d sent and answered", res.Due, res.Sent, res.OK, res.Errors, res.Missed, want)
+	}
+	if len(a.ids) != int(want) {
+		t.Errorf("server saw %d distinct requests, want %d (each request number once)", len(a.ids), want)
+	}
+	if res.Latency.Count() != want || res.Service.Count() != want {
+		t.Errorf("latency/service samples %d/%d, want %d", res.Latency.Count(), res.Service.Count(), want)
+	}
+	// Open loop: the requests are spread over the run, not sent as fast as
+	// possible. Every 100ms slice of the run gets about rate/10 of them.
+	if got := res.AchievedRate(); got < 0.9*rate || got > 1.1*rate {
+		t.Errorf("achieved rate %.0f/s, want %d/s ±10%%", got, rate)
+	}
+	first := a.times[0]
+	slices := make([]int, 10)
+	for _, at := range a.times {
+		if k := int(at.Sub(first) / (dur / 10)); k < len(slices) {
+			slices[k]++
+		}
+	}
+	for k, n := range slices {
+		if n < rate/10/2 || n > rate/10*2 {
+			t.Errorf("100ms slice %d got %d requests, want about %d (all slices: %v)", k, n, rate/10, slices)
+			break
+		}
+	}
+}
+
+func TestRunWarmupIsSentButNotCounted(t *testing.T) {
+	var a arrivals
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.record(r) }))
+	defer srv.Close()
+	res, err := Run(context.Background(), Options{Rate: 1000, Duration: 300 * time.Millisecond, Warmup: 200 * time.Millisecond, Request: get(srv.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.WarmupSent != 200 || res.Sent != 300 || res.Due != 300 {
+		t.Errorf("warm-up %d, measured %d of %d due; want 200 and 300 of 300", res.WarmupSent, res.Sent, res.Due)
+	}
+	if len(a.times) != 500 {
+		t.Errorf("server saw %d requests, want 500", len(a.times))
+	}
+	if res.Latency.Count() != 300 {
+		t.Errorf("%d latency samples, want the 300 measured", res.Latency.Count())
+	}
+}
+
+// A server that stalls once for 200ms. With one request in flight, a
+// closed-loop client would record one slow request; from the due time, every
+// request due during the stall is slow, and the percentiles show it.
+func TestRunLatencyCountsFromTheDueTime(t *testing.T) {
+	var n atomic.Int64
+	const stall = 200 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 100 {
+			time.Sleep(stall)
+		}
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Options{Rate: 1000, Duration: time.Second, MaxInFlight: 1, Request: get(srv.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK != 1000 || res.Missed != 0 {
+		t.Fatalf("ok %d missed %d, want 1000 and 0", res.OK, res.Missed)
+	}
+	// ~200 of 1000 requests were due during the stall: p90 is inside it.
+	if p90 := res.Latency.Quantile(0.9); p90 < stall/4 {
+		t.Errorf("latency p90 %v, want at least %v: requests due during the stall waited", p90, stall/4)
+	}
+	if res.Latency.Max() < stall || res.Service.Max() < stall {
+		t.Errorf("latency max %v service max %v, want both >= %v", res.Latency.Max(), res.Service.Max(), stall)
+	}
+	// Service time does not see the queue: only one request was slow.
+	if p90 := res.Service.Quantile(0.9); p90 > stall/4 {
+		t.Errorf("service p90 %v, want well under %v: only one request was slow to serve", p90, stall)
+	}
+	if p90 := res.Lag.Quantile(0.9); p90 < stall/4 {
+		t.Errorf("lag p90 %v, want at least %v: requests waited for the one in flight", p90, stall/4)
+	}
+}
+
+func TestRunCountsErrors(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%10 == 0 {
+			http.Error(w, "nope", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Options{Rate: 1000, Duration: 200 * time.Millisecond, Request: get(srv.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 20 || res.OK != 180 || res.ByStatus[503] != 20 || res.ByStatus[200] != 180 {
+		t.Errorf("errors %d ok %d by status %v, want 20 errors (503) and 180 ok", res.Errors, res.OK, res.ByStatus)
+	}
+	if res.FirstError == "" {
+		t.Error("FirstError is empty")
+	}
+	if res.Latency.Count() != 180 {
+		t.Errorf("%d latency samples, want only the 180 answered 200", res.Latency.Count())
+	}
+}
+
+func TestRunConnectionErrors(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more
+	res, err := Run(context.Background(), Options{Rate: 500, Duration: 100 * time.Millisecond, Request: get(url)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 50 || res.ByStatus[0] != 50 || res.OK != 0 {
+		t.Errorf("errors %d by status %v, want 50 without a response", res.Errors, res.ByStatus)
+	}
+}
+
+// With every slot taken by a server that never answers within the run,
+// requests cannot be sent: they are Missed, not silently dropped or counted
+// as sent.
+func TestRunCountsMissedRequests(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	res, err := Run(context.Background(), Options{Rate: 1000, Duration: 100 * time.Millisecond, MaxInFlight: 2,
+		Grace: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, Request: get(srv.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Due != 100 || res.Missed != 98 || res.Sent != 2 || res.Errors != 2 {
+		t.Errorf("due %d missed %d sent %d errors %d, want 100, 98 missed, 2 sent that timed out", res.Due, res.Missed, res.Sent, res.Errors)
+	}
+}
+
+func TestRunStopsWhenCanceled(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	res, err := Run(ctx, Options{Rate: 1000, Duration: 10 * time.Second, Request: get(srv.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(t0); took > 2*time.Second {
+		t.Errorf("Run took %v after its context ended at 200ms", took)
+	}
+	if res.Sent+res.Missed != res.Due || res.Missed < res.Due/2 || res.Errors != 0 {
+		t.Errorf("sent %d + missed %d != due %d, or errors %d: a canceled run counts unsent requests as missed", res.Sent, res.Missed, res.Due, res.Errors)
+	}
+}
+
+func TestOptionsAreValidated(t *testing.T) {
+	req := get("http://127.0.0.1:1")
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"rate must be positive", Options{Rate: 0, Duration: time.Second, Request: req}},
+		{"duration must be positive", Options{Rate: 1, Request: req}},
+		{"warm-up must not be negative", Options{Rate: 1, Duration: time.Second, Warmup: -1, Request: req}},
+		{"request is required", Options{Rate: 1, Duration: time.Second}},
+		{"in-flight bound must not be negative", Options{Rate: 1, Duration: time.Second, MaxInFlight: -1, Request: req}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Run(context.Background(), tc.o); !errors.Is(err, ErrOptions) {
+				t.Errorf("error %v, want ErrOptions", err)
+			}
+		})
+	}
+}

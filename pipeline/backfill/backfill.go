@@ -1,0 +1,390 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/events"
+)
+
+// Mode is the point-in-time rule of a backfill.
+type Mode string
+
+const (
+	// ModeEvent (the default) includes an event in the value as of T when its
+	// event time is before T.
+	ModeEvent Mode = "event"
+	// ModeArrival also requires the event's Kafka record timestamp (its
+	// arrival) to be <= T: only what the online system could have seen at T.
+	// It relies on record timestamps being CreateTime set by the producer at
+	// send time, or LogAppendTime.
+	ModeArrival Mode = "arrival"
+)
+
+// ErrInvalidOptions is wrapped by the errors of Run for unusable Options.
+var ErrInvalidOptions = errors.New("backfill: invalid options")
+
+// ParseMode parses "event" or "arrival"; "" is ModeEvent.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case "", ModeEvent:
+		return ModeEvent, nil
+	case ModeArrival:
+		return ModeArrival, nil
+	}
+	return "", fmt.Errorf("%w: point-in-time mode %q: want %q or %q", ErrInvalidOptions, s, ModeEvent, ModeArrival)
+}
+
+// Options configure Run. Brokers, Config, Spine and Out are required.
+type Options struct {
+	// Brokers are the Kafka bootstrap brokers of the source topics.
+	Brokers []string
+	// Config is the validated feature file.
+	Config *config.File
+	// Features are feature references ("name" for the default version,
+	// "name@N" for version N), one output column each, named "name", or
+	// "name@N" when N is not the default version. All must belong to one
+	// entity. Default: the default version of every feature of the entity
+	// whose key column the spine has (exactly one entity must match).
+	Features []string
+	// Spine is the input: a .csv or .parquet file with the entity's key
+	// column, a "timestamp" column (RFC 3339 or epoch milliseconds; for
+	// Parquet also TIMESTAMP or DATE) and any other columns, which pass
+	// through unchanged.
+	Spine string
+	// Out is the output, .csv or .parquet: every good spine row in spine
+	// order plus one column per feature (empty cell / null for null). The
+	// manifest goes to ManifestPath(Out). Both are written atomically, and
+	// only when Run succeeds.
+	Out string
+	// Mode is the point-in-time rule. Default ModeEvent.
+	Mode Mode
+	// SkipBadRows drops spine rows with a missing key or an unparseable
+	// timestamp (counted in the manifest). Default false: such rows fail Run
+	// before anything is written, with a *BadRowsError listing them.
+	SkipBadRows bool
+	// Progress receives a progress bar when it is a terminal, plain progress
+	// lines otherwise. Default nil: no progress.
+	Progress io.Writer
+	// Log receives the Kafka client's warnings and a summary line. Default:
+	// no logging.
+	Log *zap.Logger
+	// Now is the clock for the manifest's created_at and duration. Default
+	// time.Now.
+	Now func() time.Time
+
+	// ExportEvents, when set, is a .parquet file that receives every valid
+	// replayed event of the spine's entities (topic, partition, offset, key,
+	// ts, arrival and one nullable double column per value field), for
+	// comparisons with other engines (deploy/bench/backfill_duckdb.py).
+	ExportEvents string
+	// Limits are the event validation limits; they must equal the workers'
+	// for training to see exactly the events serving saw. Default: the
+	// events package defaults (MaxFuture 24h).
+	Limits events.Limits
+	// ExtraOpts are appended to the Kafka client options (tests).
+	ExtraOpts []kgo.Opt
+}
+
+func (o *Options) validate() error {
+	var problems []string
+	if len(o.Brokers) == 0 {
+		problems = append(problems, "no brokers")
+	}
+	if o.Config == nil {
+		problems = append(problems, "no feature file (Config)")
+	}
+	if o.Spine == "" {
+		problems = append(problems, "no spine")
+	} else if _, err := FormatOf(o.Spine); err != nil {
+		problems = append(problems, "spine: "+err.Error())
+	}
+	if o.Out == "" {
+		problems = append(problems, "no output (Out)")
+	} else if _, err := FormatOf(o.Out); err != nil {
+		problems = append(problems, "output: "+err.Error())
+	}
+	if o.ExportEvents != "" {
+		if f, err := FormatOf(o.ExportEvents); err != nil || f != FormatParquet {
+			problems = append(problems, "export events: want a .parquet file, got "+o.ExportEvents)
+		}
+	}
+	m, err := ParseMode(string(o.Mode))
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	o.Mode = m
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidOptions, strings.Join(problems, "; "))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Limits.MaxFuture <= 0 {
+		o.Limits.MaxFuture = 24 * time.Hour
+	}
+	return nil
+}
+
+// Run builds the training data set described by o and returns its manifest
+// (also written to ManifestPath(o.Out)). It reads the whole spine into
+// memory, replays the needed offsets of the source topics (see the package
+// doc), computes every feature as of every row's timestamp and writes the
+// output. Nothing is written when it fails.
+func Run(ctx context.Context, o Options) (*Manifest, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	began := o.Now()
+	cfg := o.Config
+	sp, err := readSpine(o.Spine)
+	if err != nil {
+		return nil, err
+	}
+	ent, cols, err := resolveColumns(cfg, o.Features, sp)
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.parse(ent.Key); err != nil {
+		return nil, err
+	}
+	if len(sp.bad) > 0 && !o.SkipBadRows {
+		return nil, &BadRowsError{Path: o.Spine, Rows: sp.bad}
+	}
+
+	// Key table: entity index per good row, rows grouped by entity.
+	keep := make(map[string]int32)
+	var keys []string
+	rowEnt := make([]int32, len(sp.keys))
+	for i, k := range sp.keys {
+		e, ok := keep[k]
+		if !ok {
+			e = int32(len(keys))
+			keep[k] = e
+			keys = append(keys, k)
+		}
+		rowEnt[i] = e
+	}
+	rowsOff := make([]int32, len(keys)+1)
+	for _, e := range rowEnt {
+		rowsOff[e+1]++
+	}
+	for i := 1; i < len(rowsOff); i++ {
+		rowsOff[i] += rowsOff[i-1]
+	}
+	rows := make([]int32, len(rowEnt))
+	pos := slices.Clone(rowsOff[:len(keys)])
+	for i, e := range rowEnt {
+		rows[pos[e]] = int32(i)
+		pos[e]++
+	}
+
+	// Sources and their replay start.
+	srcs, err := planSources(cfg, cols, sp.times, o.Limits.MaxFuture.Milliseconds())
+	if err != nil {
+		return nil, err
+	}
+	st := &replayStats{rejected: map[string]int64{}}
+	var ranges []OffsetRange
+	if len(sp.good) > 0 {
+		copts := append(kafka.BaseOpts(o.Brokers, "featurepipe-backfill", o.Log), o.ExtraOpts...)
+		adm, err := kgo.NewClient(copts...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		var total int64
+		for _, s := range srcs {
+			if err := listRanges(ctx, kadm.NewClient(adm), s); err != nil {
+				adm.Close()
+				return nil, err
+			}
+			for _, r := range s.ranges {
+				total += r.To - r.From
+				ranges = append(ranges, r)
+			}
+		}
+		adm.Close()
+		prog := newProgress(o.Progress, total, o.Now())
+		err = replay(ctx, copts, srcs, events.NewDecoder(cfg, o.Limits), keep, prog.add, st)
+		prog.finish()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if o.ExportEvents != "" {
+		if err := exportEvents(o.ExportEvents, srcs, keys); err != nil {
+			return nil, err
+		}
+	}
+
+	grouped := make([]*sourceEvents, len(srcs))
+	for i, s := range srcs {
+		grouped[i] = group(s, len(keys), o.Mode)
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	res := newResults(names, len(sp.good))
+	if err := compute(ctx, sp, rowsOff, rows, grouped, cols, res); err != nil {
+		return nil, err
+	}
+
+	outFormat, _ := FormatOf(o.Out)
+	if err := writeOutput(o.Out, outFormat, sp, res); err != nil {
+		return nil, err
+	}
+	m := &Manifest{
+		ManifestVersion: ManifestVersion,
+		CreatedAt:       began.UTC(),
+		Config:          cfg.Path,
+		Entity:          ent.Name,
+		KeyColumn:       ent.Key,
+		PointInTime:     o.Mode,
+		Spine: ManifestSpine{Path: o.Spine, Format: sp.format, SHA256: sp.sha256, Rows: sp.rows(),
+			BadRows: len(sp.bad), BadExamples: sp.bad[:min(len(sp.bad), maxReported)]},
+		Output:    ManifestOutput{Path: o.Out, Format: outFormat, Rows: len(sp.good)},
+		TimeRange: timeRange(sp.times),
+		Sources:   ranges,
+		Events:    EventStats{Records: st.records.Load(), Kept: st.kept.Load(), Rejected: st.rejected},
+	}
+	if m.Sources == nil {
+		m.Sources = []OffsetRange{}
+	}
+	for _, c := range cols {
+		m.Features = append(m.Features, manifestFeature(c))
+	}
+	m.DurationMS = o.Now().Sub(began).Milliseconds()
+	if err := writeManifest(ManifestPath(o.Out), m); err != nil {
+		return nil, err
+	}
+	o.Log.Info("backfill written", zap.String("out", o.Out), zap.Int("rows", len(sp.good)),
+		zap.Int("features", len(cols)), zap.Int64("records", m.Events.Records), zap.Int64("duration_ms", m.DurationMS))
+	return m, nil
+}
+
+// resolveColumns picks the entity and the feature columns.
+func resolveColumns(cfg *config.File, refs []string, sp *spine) (*config.Entity, []column, error) {
+	var feats []*config.Feature
+	var names []string
+	if len(refs) == 0 {
+		var matched []*config.Entity
+		var all []string
+		for _, e := range cfg.Entities {
+			all = append(all, fmt.Sprintf("%s (%s)", e.Name, e.Key))
+			if sp.column(e.Key) >= 0 && len(cfg.EntityFeatures(e.Name)) > 0 {
+				matched = append(matched, e)
+			}
+		}
+		switch len(matched) {
+		case 0:
+			return nil, nil, fmt.Errorf("spine %s has no key column of an entity with features (entities: %s; spine columns: %s)",
+				sp.path, strings.Join(all, ", "), strings.Join(sp.columns, ", "))
+		case 1:
+		default:
+			return nil, nil, fmt.Errorf("spine %s has the key columns of several entities (%s, %s, ...): pass --features to choose",
+				sp.path, matched[0].Name, matched[1].Name)
+		}
+		for _, f := range cfg.EntityFeatures(matched[0].Name) {
+			if slices.Contains(names, f.Name) {
+				continue
+			}
+			def, err := cfg.Feature(f.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			feats, names = append(feats, def), append(names, f.Name)
+		}
+	} else {
+		for _, ref := range refs {
+			ref = strings.TrimSpace(ref)
+			f, err := cfg.Feature(ref)
+			if err != nil {
+				return nil, nil, err
+			}
+			name := f.Name
+			if base, _, exact := strings.Cut(ref, "@"); exact {
+				if def, err := cfg.Feature(base); err != nil || def != f {
+					name = f.ID
+				}
+			}
+			feats, names = append(feats, f), append(names, name)
+		}
+	}
+	ent := feats[0].EntityRef
+	cols := make([]column, len(feats))
+	for i, f := range feats {
+		if f.EntityRef != ent {
+			return nil, nil, fmt.Errorf("features %s (entity %s) and %s (entity %s) have different entities; a spine has one entity",
+				feats[0].ID, ent.Name, f.ID, f.Entity)
+		}
+		if slices.Contains(names[:i], names[i]) {
+			return nil, nil, fmt.Errorf("feature column %q is requested twice", names[i])
+		}
+		if sp.column(names[i]) >= 0 {
+			return nil, nil, fmt.Errorf("spine %s already has a column %q; rename it or drop that feature", sp.path, names[i])
+		}
+		cols[i] = column{name: names[i], feature: f}
+	}
+	return ent, cols, nil
+}
+
+// planSources assigns every column to its source and computes where the
+// replay of each source starts.
+func planSources(cfg *config.File, cols []column, times []int64, maxFutureMS int64) ([]*sourceReplay, error) {
+	plans, err := events.Plans(cfg)
+	if err != nil {
+		return nil, err
+	}
+	minT := int64(math.MaxInt64)
+	for _, t := range times {
+		minT = min(minT, t)
+	}
+	var srcs []*sourceReplay
+	index := map[string]int{}
+	for c := range cols {
+		f := cols[c].feature
+		plan := plans[f.SourceRef.Topic]
+		if plan == nil {
+			return nil, fmt.Errorf("feature %s: source topic %s has no plan", f.ID, f.SourceRef.Topic)
+		}
+		i, ok := index[plan.Source.Topic]
+		if !ok {
+			i = len(srcs)
+			index[plan.Source.Topic] = i
+			srcs = append(srcs, &sourceReplay{plan: plan, startMS: math.MaxInt64})
+		}
+		cols[c].src = i
+		found := false
+		for _, fp := range plan.Features {
+			if fp.Feature == f {
+				cols[c].plan, found = fp, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("feature %s is not in the plan of topic %s", f.ID, plan.Source.Topic)
+		}
+		s := srcs[i]
+		if f.Window.Lifetime() {
+			s.startMS = math.MinInt64
+		} else if s.startMS != math.MinInt64 && len(times) > 0 {
+			s.startMS = min(s.startMS, minT-f.Window.Size-f.Window.Hop-maxFutureMS)
+		}
+	}
+	return srcs, nil
+}

@@ -1,0 +1,134 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/produce"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkBackfill replays BACKFILL_BENCH_EVENTS events (default 1,000,000)
+// of BACKFILL_BENCH_KEYS users (default 10,000) over 60 days against
+// BACKFILL_BENCH_ROWS spine rows (default 100,000) and every feature of the
+// test feature file, on kfake (or KAFKA_BROKERS), and reports events/s and
+// rows/s of the whole job (listing offsets, replay, sweep, Parquet output).
+//
+// With BACKFILL_BENCH_DIR set it keeps spine.csv, events.parquet (the
+// replayed events), train.parquet and its manifest there for
+// deploy/bench/backfill_duckdb.py. The big benchmark:
+//
+//	BACKFILL_BENCH_EVENTS=10000000 BACKFILL_BENCH_ROWS=1000000 BACKFILL_BENCH_KEYS=100000 \
+//	BACKFILL_BENCH_DIR=/tmp/bf go test -run '^$' -bench BenchmarkBackfill -benchtime 1x -timeout 1h ./pipeline/backfill
+func BenchmarkBackfill(b *testing.B) {
+	nEvents := envInt("BACKFILL_BENCH_EVENTS", 1_000_000)
+	nRows := envInt("BACKFILL_BENCH_ROWS", 100_000)
+	nKeys := envInt("BACKFILL_BENCH_KEYS", 10_000)
+	dir := os.Getenv("BACKFILL_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	brokers := startKafka(b)
+	cfg := writeConfig(b)
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "backfill-bench", nil),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(4<<20))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(42, 42))
+	now := time.Now().Add(-time.Minute).UnixMilli()
+	span := 60 * aggregations.Day
+	encs := map[string]*produce.Encoder{}
+	for _, s := range []string{"transactions", "logins"} {
+		if encs[s], err = produce.NewEncoder(cfg, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	var perr error
+	errc := make(chan error, 1)
+	for i := 0; i < nEvents; i++ {
+		src := "transactions"
+		if i%5 == 0 {
+			src = "logins"
+		}
+		key := fmt.Sprintf("user-%d", rng.IntN(nKeys))
+		ts := now - rng.Int64N(span)
+		native := map[string]any{"user_id": key, "ts": ts}
+		if src == "transactions" {
+			native["merchant_id"], native["amount"], native["currency"] = "m1", randomAmount(rng), "EUR"
+		} else {
+			native["country"], native["success"] = "DE", true
+		}
+		r, err := encs[src].Record(native)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Timestamp = time.UnixMilli(min(ts+rng.Int64N(aggregations.Hour), now))
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case perr = <-errc:
+		b.Fatal(perr)
+	default:
+	}
+	b.Logf("produced %d events in %s", nEvents, time.Since(start).Round(time.Millisecond))
+
+	rows := make([]spineRow, nRows)
+	for i := range rows {
+		// Spine times in the last 20 days: the 30d windows need 50 days of the 60.
+		rows[i] = spineRow{key: fmt.Sprintf("user-%d", rng.IntN(nKeys)), T: now - rng.Int64N(20*aggregations.Day), label: i % 2}
+	}
+	spine := filepath.Join(dir, "spine.csv")
+	writeSpine(b, spine, rows)
+	out := filepath.Join(dir, "train.parquet")
+	var m *Manifest
+	b.ResetTimer()
+	for b.Loop() {
+		o := Options{Brokers: brokers, Config: cfg, Spine: spine, Out: out}
+		if os.Getenv("BACKFILL_BENCH_DIR") != "" {
+			o.ExportEvents = filepath.Join(dir, "events.parquet")
+		}
+		if m, err = Run(ctx, o); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(float64(m.Events.Records)/sec, "events/s")
+	b.ReportMetric(float64(m.Output.Rows)/sec, "rows/s")
+	b.Logf("%d records replayed, %d rows x %d features in %.2fs per run", m.Events.Records, m.Output.Rows, len(m.Features), sec)
+}

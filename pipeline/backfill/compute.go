@@ -1,0 +1,162 @@
+package backfill
+
+import (
+	"cmp"
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/pipeline/events"
+)
+
+// column is one requested feature: where it is computed from and where its
+// values go.
+type column struct {
+	name    string
+	feature *config.Feature
+	src     int // index into the compute's sources
+	plan    events.FeaturePlan
+}
+
+// entEvent is one event of one entity, ready for the sweep.
+type entEvent struct {
+	vis int64 // the event is visible as of T iff vis <= T
+	ts  int64
+	seq int64
+	vi  int32 // index of its first value in sourceEvents.values / nf
+}
+
+// sourceEvents are one source's events grouped by entity: the events of
+// entity e are events[off[e]:off[e+1]].
+type sourceEvents struct {
+	nf     int
+	off    []int32
+	events []entEvent
+	values []float64
+}
+
+// group merges the per-partition events of src by entity (a counting sort)
+// and computes each event's visibility time.
+func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
+	nf := len(src.plan.Fields)
+	counts := make([]int32, entities+1)
+	total := 0
+	for _, pe := range src.byPart {
+		for _, e := range pe.events {
+			counts[e.ent+1]++
+		}
+		total += len(pe.events)
+	}
+	for i := 1; i <= entities; i++ {
+		counts[i] += counts[i-1]
+	}
+	se := &sourceEvents{nf: nf, off: slices.Clone(counts), events: make([]entEvent, total), values: make([]float64, total*nf)}
+	pos := counts[:entities]
+	for p := range src.byPart {
+		pe := &src.byPart[p]
+		for k, e := range pe.events {
+			i := pos[e.ent]
+			pos[e.ent]++
+			vis := e.ts + 1
+			if mode == ModeArrival {
+				vis = max(vis, e.arrival)
+			}
+			se.events[i] = entEvent{vis: vis, ts: e.ts, seq: e.seq, vi: i}
+			copy(se.values[int(i)*nf:int(i+1)*nf], pe.values[k*nf:(k+1)*nf])
+		}
+		*pe = partEvents{} // release
+	}
+	return se
+}
+
+// compute sweeps every entity with spine rows, GOMAXPROCS entities at a time.
+// rowsOff/rows group the good spine rows by entity like sourceEvents.
+func compute(ctx context.Context, sp *spine, rowsOff []int32, rows []int32, srcs []*sourceEvents, cols []column, res *results) error {
+	entities := len(rowsOff) - 1
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), max(entities, 1))
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sw := newSweeper(len(srcs), cols)
+			for ctx.Err() == nil {
+				e := int(next.Add(1) - 1)
+				if e >= entities {
+					return
+				}
+				sw.entity(sp, rows[rowsOff[e]:rowsOff[e+1]], e, srcs, cols, res)
+			}
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// sweeper holds one worker's reusable state.
+type sweeper struct {
+	series  []aggregations.Series // per column
+	cursor  []int                 // per source: next event to apply
+	removed []int64
+}
+
+func newSweeper(nsrc int, cols []column) *sweeper {
+	return &sweeper{series: make([]aggregations.Series, len(cols)), cursor: make([]int, nsrc)}
+}
+
+// entity computes every column of one entity's rows.
+func (sw *sweeper) entity(sp *spine, rows []int32, e int, srcs []*sourceEvents, cols []column, res *results) {
+	slices.SortFunc(rows, func(a, b int32) int {
+		return cmp.Or(cmp.Compare(sp.times[a], sp.times[b]), cmp.Compare(a, b))
+	})
+	for s, se := range srcs {
+		evs := se.events[se.off[e]:se.off[e+1]]
+		slices.SortFunc(evs, func(a, b entEvent) int {
+			return cmp.Or(cmp.Compare(a.vis, b.vis), cmp.Compare(a.ts, b.ts), cmp.Compare(a.seq, b.seq))
+		})
+		sw.cursor[s] = 0
+	}
+	for c := range sw.series {
+		sw.series[c].Tiles = sw.series[c].Tiles[:0]
+		sw.series[c].Base = aggregations.IR{}
+	}
+	for _, r := range rows {
+		T := sp.times[r]
+		// Apply every event visible as of T; each has ts < T.
+		for s, se := range srcs {
+			evs := se.events[se.off[e]:se.off[e+1]]
+			i := sw.cursor[s]
+			for ; i < len(evs) && evs[i].vis <= T; i++ {
+				ev := &evs[i]
+				for c := range cols {
+					col := &cols[c]
+					if col.src != s {
+						continue
+					}
+					v := 0.0
+					if col.plan.FieldIdx >= 0 {
+						v = se.values[int(ev.vi)*se.nf+col.plan.FieldIdx]
+					}
+					sw.series[c].Apply(col.plan.Window, aggregations.Event{TS: ev.ts, Seq: ev.seq, Value: v}, aggregations.NoClock)
+				}
+			}
+			sw.cursor[s] = i
+		}
+		for c := range cols {
+			col := &cols[c]
+			// Rows are in T order, so tiles no later read can touch may go;
+			// for lifetime windows they fold into Base. Keeps reads O(window).
+			sw.removed, _ = sw.series[c].Expire(col.plan.Window, T, sw.removed[:0])
+			v, ok := aggregations.Finalize(col.plan.Kind, sw.series[c].Read(col.plan.Window, T))
+			if !ok && col.feature.Default != nil {
+				v, ok = *col.feature.Default, true
+			}
+			res.set(int(r), c, v, ok)
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package backfill
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// ManifestVersion is the version of the manifest format written by Run.
+const ManifestVersion = 1
+
+// ManifestPath is where Run writes the manifest of the output at out.
+func ManifestPath(out string) string { return out + ".manifest.json" }
+
+// Manifest describes a training data set: enough to reproduce it (feature
+// definitions by hash, the spine by checksum, the exact offsets replayed and
+// the point-in-time mode) and to catalog it.
+type Manifest struct {
+	ManifestVersion int       `json:"manifest_version"`
+	CreatedAt       time.Time `json:"created_at"`
+	Config          string    `json:"config"` // feature file path
+	Entity          string    `json:"entity"`
+	KeyColumn       string    `json:"key_column"`
+	PointInTime     Mode      `json:"point_in_time"`
+
+	Features []ManifestFeature `json:"features"`
+	Spine    ManifestSpine     `json:"spine"`
+	Output   ManifestOutput    `json:"output"`
+	// TimeRange spans the timestamps of the rows written; nil without rows.
+	TimeRange *TimeRange `json:"time_range,omitempty"`
+	// Sources are the offsets replayed per topic and partition, sorted.
+	Sources []OffsetRange `json:"sources"`
+	Events  EventStats    `json:"events"`
+	// DurationMS is how long Run took, for benchmarks; not part of the data.
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// ManifestFeature is one feature column and the definition it was computed from.
+type ManifestFeature struct {
+	Column      string   `json:"column"`
+	Name        string   `json:"name"`
+	Version     int      `json:"version"`
+	Hash        string   `json:"hash"` // config.Feature.Hash
+	Aggregation string   `json:"aggregation"`
+	Field       string   `json:"field,omitempty"`
+	Window      string   `json:"window"` // e.g. "30d/1d", "lifetime/1d"
+	WindowMS    int64    `json:"window_ms"`
+	HopMS       int64    `json:"hop_ms"`
+	Source      string   `json:"source"`
+	Topic       string   `json:"topic"`
+	Default     *float64 `json:"default,omitempty"`
+}
+
+// ManifestSpine identifies the input spine.
+type ManifestSpine struct {
+	Path   string `json:"path"`
+	Format Format `json:"format"`
+	SHA256 string `json:"sha256"`
+	Rows   int    `json:"rows"` // data rows in the file
+	// BadRows were dropped (only with SkipBadRows; otherwise Run fails).
+	BadRows     int      `json:"bad_rows"`
+	BadExamples []BadRow `json:"bad_examples,omitempty"` // the first few
+}
+
+// ManifestOutput describes the written file.
+type ManifestOutput struct {
+	Path   string `json:"path"`
+	Format Format `json:"format"`
+	Rows   int    `json:"rows"`
+}
+
+// TimeRange is the span of the spine timestamps written.
+type TimeRange struct {
+	Min   time.Time `json:"min"`
+	Max   time.Time `json:"max"`
+	MinMS int64     `json:"min_ms"`
+	MaxMS int64     `json:"max_ms"`
+}
+
+// EventStats count the records replayed.
+type EventStats struct {
+	Records int64 `json:"records"` // source records read
+	// Kept are the valid events of the spine's entities.
+	Kept int64 `json:"kept"`
+	// Rejected counts the records skipped as invalid, by events.Reason* code:
+	// the records a worker sends to the dead-letter topic.
+	Rejected map[string]int64 `json:"rejected"`
+}
+
+func manifestFeature(c column) ManifestFeature {
+	f := c.feature
+	return ManifestFeature{
+		Column: c.name, Name: f.Name, Version: f.Version, Hash: f.Hash,
+		Aggregation: f.Aggregation.String(), Field: f.Field,
+		Window: f.Window.String(), WindowMS: f.Window.Size, HopMS: f.Window.Hop,
+		Source: f.Source, Topic: f.SourceRef.Topic, Default: f.Default,
+	}
+}
+
+func timeRange(times []int64) *TimeRange {
+	if len(times) == 0 {
+		return nil
+	}
+	lo, hi := times[0], times[0]
+	for _, t := range times {
+		lo, hi = min(lo, t), max(hi, t)
+	}
+	return &TimeRange{Min: time.UnixMilli(lo).UTC(), Max: time.UnixMilli(hi).UTC(), MinMS: lo, MaxMS: hi}
+}
+
+// writeManifest writes m as indented JSON beside the output.
+func writeManifest(path string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	return writeAtomically(path, func(f *os.File) error {
+		_, err := f.Write(append(b, '\n'))
+		return err
+	})
+}
+
+// ReadManifest reads a manifest written by Run.
+func ReadManifest(path string) (*Manifest, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	return &m, nil
+}

@@ -1,0 +1,192 @@
+package backfill
+
+import (
+	"bufio"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/encoding"
+)
+
+// results are the feature values of the good spine rows: row i (an index
+// into spine.good), feature column j is values[i*len(columns)+j], null when
+// valid is false.
+type results struct {
+	columns []string
+	values  []float64
+	valid   []bool
+}
+
+func newResults(columns []string, rows int) *results {
+	return &results{columns: columns, values: make([]float64, rows*len(columns)), valid: make([]bool, rows*len(columns))}
+}
+
+func (r *results) set(row, col int, v float64, ok bool) {
+	i := row*len(r.columns) + col
+	r.values[i], r.valid[i] = v, ok
+}
+
+// writeAtomically writes path through a temporary file in the same directory
+// and renames it into place, so a failed run never leaves a partial file.
+func writeAtomically(path string, write func(f *os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeOutput writes every good spine row in file order with its feature
+// columns appended.
+func writeOutput(path string, format Format, sp *spine, res *results) error {
+	return writeAtomically(path, func(f *os.File) error {
+		if format == FormatCSV {
+			return writeCSV(f, sp, res)
+		}
+		return writeParquet(f, sp, res)
+	})
+}
+
+func writeCSV(f *os.File, sp *spine, res *results) error {
+	bw := bufio.NewWriterSize(f, 1<<20)
+	w := csv.NewWriter(bw)
+	nf := len(res.columns)
+	rec := make([]string, 0, len(sp.columns)+nf)
+	rec = append(append(rec, sp.columns...), res.columns...)
+	if err := w.Write(rec); err != nil {
+		return err
+	}
+	for i, src := range sp.good {
+		rec = rec[:0]
+		if sp.format == FormatCSV {
+			rec = append(rec, sp.records[src]...)
+		} else {
+			for _, v := range sp.prows[src] {
+				rec = append(rec, cellString(v))
+			}
+		}
+		for j := 0; j < nf; j++ {
+			cell := ""
+			if res.valid[i*nf+j] {
+				cell = formatFloat(res.values[i*nf+j])
+			}
+			rec = append(rec, cell)
+		}
+		if err := w.Write(rec); err != nil {
+			return err
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// writeParquet keeps the columns of a Parquet spine with their types; the
+// columns of a CSV spine become strings. Feature columns are optional doubles.
+func writeParquet(f *os.File, sp *spine, res *results) error {
+	var fields []parquet.Field
+	if sp.format == FormatParquet {
+		fields = append(fields, sp.pschema.Fields()...)
+	} else {
+		for _, c := range sp.columns {
+			fields = append(fields, namedNode{parquet.String(), c})
+		}
+	}
+	base := len(fields)
+	for _, c := range res.columns {
+		fields = append(fields, namedNode{parquet.Optional(parquet.Leaf(parquet.DoubleType)), c})
+	}
+	schema := parquet.NewSchema("backfill", orderedGroup(fields))
+	w := parquet.NewWriter(f, schema, parquet.Compression(&parquet.Zstd))
+	nf := len(res.columns)
+	const batch = 1024
+	rows := make([]parquet.Row, 0, batch)
+	flush := func() error {
+		if _, err := w.WriteRows(rows); err != nil {
+			return err
+		}
+		rows = rows[:0]
+		return nil
+	}
+	for i, src := range sp.good {
+		row := make(parquet.Row, 0, base+nf)
+		if sp.format == FormatParquet {
+			row = append(row, sp.prows[src]...)
+		} else {
+			for c, cell := range sp.records[src] {
+				row = append(row, parquet.ByteArrayValue([]byte(cell)).Level(0, 0, c))
+			}
+		}
+		for j := 0; j < nf; j++ {
+			v := parquet.NullValue().Level(0, 0, base+j)
+			if res.valid[i*nf+j] {
+				v = parquet.DoubleValue(res.values[i*nf+j]).Level(0, 1, base+j)
+			}
+			row = append(row, v)
+		}
+		rows = append(rows, row)
+		if len(rows) == batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// orderedGroup is a Parquet group that keeps its fields in the given order
+// (parquet.Group sorts them by name, which would reorder the spine's columns).
+type orderedGroup []parquet.Field
+
+func (g orderedGroup) ID() int                     { return 0 }
+func (g orderedGroup) String() string              { return parquet.Group{}.String() }
+func (g orderedGroup) Type() parquet.Type          { return parquet.Group{}.Type() }
+func (g orderedGroup) Optional() bool              { return false }
+func (g orderedGroup) Repeated() bool              { return false }
+func (g orderedGroup) Required() bool              { return true }
+func (g orderedGroup) Leaf() bool                  { return false }
+func (g orderedGroup) Fields() []parquet.Field     { return g }
+func (g orderedGroup) Encoding() encoding.Encoding { return nil }
+func (g orderedGroup) Compression() compress.Codec { return nil }
+func (g orderedGroup) GoType() reflect.Type        { return reflect.TypeOf(map[string]any(nil)) }
+
+// namedNode names a node as a field of an orderedGroup.
+type namedNode struct {
+	parquet.Node
+	name string
+}
+
+func (n namedNode) Name() string { return n.name }
+
+func (n namedNode) Value(base reflect.Value) reflect.Value {
+	if base.Kind() == reflect.Map {
+		return base.MapIndex(reflect.ValueOf(n.name))
+	}
+	return reflect.Value{}
+}

@@ -1,0 +1,270 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/pipeline/events"
+)
+
+// OffsetRange is the part of one partition a backfill replayed: offsets From
+// (inclusive) to To (exclusive, the end offset listed at the start).
+type OffsetRange struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	From      int64  `json:"from"`
+	To        int64  `json:"to"`
+}
+
+// rawEvent is one kept event: compact, with its values in a flat slice
+// (len(plan.Fields) per event) beside it.
+type rawEvent struct {
+	ent     int32 // index of the entity key in the spine's key table
+	ts      int64 // event time, ms
+	seq     int64 // Kafka offset
+	arrival int64 // Kafka record timestamp, ms
+}
+
+// partEvents are the events kept from one partition.
+type partEvents struct {
+	events []rawEvent
+	values []float64
+}
+
+// replayStats count what a replay saw.
+type replayStats struct {
+	records  atomic.Int64 // records read within the ranges
+	kept     atomic.Int64 // valid events of a spine entity
+	mu       sync.Mutex
+	rejected map[string]int64 // by events.Reason*
+}
+
+func (s *replayStats) reject(reason string) {
+	s.mu.Lock()
+	s.rejected[reason]++
+	s.mu.Unlock()
+}
+
+// sourceReplay is what to replay of one source topic and, after replay, its
+// events per partition.
+type sourceReplay struct {
+	plan    *events.Plan
+	startMS int64 // first record timestamp needed; math.MinInt64 = from the start
+	ranges  []OffsetRange
+	byPart  []partEvents // parallel to ranges
+}
+
+// listRanges fills src.ranges from the log start, timestamp and end offsets.
+func listRanges(ctx context.Context, adm *kadm.Client, src *sourceReplay) error {
+	topic := src.plan.Source.Topic
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("list end offsets of %s (does the topic exist?): %w", topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	var after kadm.ListedOffsets
+	if src.startMS != math.MinInt64 {
+		after, err = adm.ListOffsetsAfterMilli(ctx, max(src.startMS, 0), topic)
+		if err == nil {
+			err = after.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("list offsets of %s after %d: %w", topic, src.startMS, err)
+		}
+	}
+	src.ranges = src.ranges[:0]
+	ends.Each(func(e kadm.ListedOffset) {
+		r := OffsetRange{Topic: topic, Partition: e.Partition, To: e.Offset}
+		if s, ok := starts.Lookup(topic, e.Partition); ok {
+			r.From = s.Offset
+		}
+		if a, ok := after.Lookup(topic, e.Partition); ok && a.Offset > r.From {
+			r.From = a.Offset
+		}
+		r.From = min(r.From, r.To)
+		src.ranges = append(src.ranges, r)
+	})
+	if len(src.ranges) == 0 {
+		return fmt.Errorf("topic %s has no partitions (does it exist?)", topic)
+	}
+	sort.Slice(src.ranges, func(i, j int) bool { return src.ranges[i].Partition < src.ranges[j].Partition })
+	src.byPart = make([]partEvents, len(src.ranges))
+	return nil
+}
+
+// replay reads every range of every source with one client, decoding each
+// partition in its own goroutine, and returns when every range is read.
+// keep maps an entity key to its index in the spine's key table; events of
+// other keys are dropped after validation.
+func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *events.Decoder,
+	keep map[string]int32, onRecords func(n int), st *replayStats) error {
+	type job struct {
+		src *sourceReplay
+		i   int
+		in  chan []*kgo.Record
+	}
+	consume := map[string]map[int32]kgo.Offset{}
+	jobs := map[string]map[int32]*job{}
+	var all []*job
+	for _, s := range srcs {
+		for i, r := range s.ranges {
+			if r.From >= r.To {
+				continue
+			}
+			if consume[r.Topic] == nil {
+				consume[r.Topic] = map[int32]kgo.Offset{}
+				jobs[r.Topic] = map[int32]*job{}
+			}
+			consume[r.Topic][r.Partition] = kgo.NewOffset().At(r.From)
+			j := &job{src: s, i: i, in: make(chan []*kgo.Record, 4)}
+			jobs[r.Topic][r.Partition] = j
+			all = append(all, j)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(consume),
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	var pending atomic.Int64
+	pending.Store(int64(len(all)))
+	allDone := make(chan struct{})
+	for _, j := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := j.src.ranges[j.i]
+			pe := &j.src.byPart[j.i]
+			plan := j.src.plan
+			nf := len(plan.Fields)
+			var ev events.Event
+			next := r.From
+			for batch := range j.in {
+				n := 0
+				for _, rec := range batch {
+					if rec.Offset >= r.To {
+						next = r.To
+						break
+					}
+					if rec.Offset < next {
+						continue
+					}
+					next = rec.Offset + 1
+					n++
+					arrival := rec.Timestamp.UnixMilli()
+					if rej := dec.Decode(plan, rec.Key, rec.Value, arrival, &ev); rej != nil {
+						st.reject(rej.Reason)
+						continue
+					}
+					ent, ok := keep[ev.Key]
+					if !ok {
+						continue
+					}
+					pe.events = append(pe.events, rawEvent{ent: ent, ts: ev.TS, seq: rec.Offset, arrival: arrival})
+					pe.values = append(pe.values, ev.Values[:nf]...)
+				}
+				st.records.Add(int64(n))
+				if onRecords != nil {
+					onRecords(n)
+				}
+				if next >= r.To {
+					if pending.Add(-1) == 0 {
+						close(allDone)
+					}
+					// Drain until the poller closes the channel.
+					for range j.in {
+					}
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, j := range all {
+			close(j.in)
+		}
+		wg.Wait()
+		for _, j := range all {
+			st.kept.Add(int64(len(j.src.byPart[j.i].events)))
+		}
+	}()
+	go func() {
+		// Wake PollFetches when the last partition finishes.
+		select {
+		case <-allDone:
+			cancel(errDone)
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-allDone:
+			return nil
+		default:
+		}
+		fetches := cl.PollFetches(ctx)
+		if err := context.Cause(ctx); err != nil {
+			select {
+			case <-allDone:
+				return nil
+			default:
+			}
+			return fmt.Errorf("replay: %w", err)
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && ferr == nil {
+				ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+		var sendErr error
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) == 0 || sendErr != nil {
+				return
+			}
+			j := jobs[fp.Topic][fp.Partition]
+			if j == nil {
+				return
+			}
+			select {
+			case j.in <- fp.Records:
+			case <-allDone:
+			case <-ctx.Done():
+				sendErr = context.Cause(ctx)
+			}
+		})
+		if sendErr != nil {
+			return fmt.Errorf("replay: %w", sendErr)
+		}
+	}
+}
+
+var errDone = errors.New("replay complete")

@@ -1,0 +1,228 @@
+package lookup
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/aggregations/aggtest"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/keys"
+	"github.com/featurepipe/featurepipe/internal/state"
+)
+
+// fixtureNow is the fixed clock of every fixture: lookups are answered as of
+// it. It is deliberately not aligned to any hop, so sawtooth window starts
+// differ from T - size.
+var fixtureNow = time.Date(2025, 3, 14, 12, 30, 15, 250_000_000, time.UTC)
+
+// fixtureEvents are the raw events behind the fixture's view, by source and
+// entity key. They are the input of the brute-force checks: the view is built
+// from them with the tile code, the expected answers without it.
+type fixtureEvents map[string]map[string][]aggregations.Event
+
+// arrival is the feature-log record time (updated_at) the fixture stores for
+// every feature fed by a source.
+var arrival = map[string]time.Duration{
+	"transactions": -42 * time.Second,
+	"logins":       -7 * time.Minute,
+	"reviews":      -time.Hour,
+}
+
+// fixtureData returns the fixture events for T:
+//
+//	u1    transactions over 40 days, with events exactly at T (excluded), at
+//	      T-1ms, and on both sides of the 7d/6h window start; logins, some
+//	      within the last hour
+//	u2    transactions 40 to 60 days old only (every finite window empty, the
+//	      lifetime one not); no logins
+//	42    a few recent transactions; logins older than 1h
+//	u404  nothing at all
+//	m1    merchant reviews
+func fixtureData(T int64) fixtureEvents {
+	rng := rand.New(rand.NewPCG(7, 11))
+	ev := fixtureEvents{"transactions": {}, "logins": {}, "reviews": {}}
+	seq := int64(0)
+	add := func(source, key string, ts int64, v float64) {
+		seq++
+		ev[source][key] = append(ev[source][key], aggregations.Event{TS: ts, Seq: seq, Value: v})
+	}
+	cents := func(max int) float64 { return float64(rng.IntN(max*100)) / 100 }
+	for range 30 {
+		add("transactions", "u1", T-1-rng.Int64N(40*aggregations.Day), cents(500))
+	}
+	for range 4 {
+		add("transactions", "u1", T-1-rng.Int64N(aggregations.Hour), cents(50))
+	}
+	start7d := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}.Start(T)
+	add("transactions", "u1", start7d, 111)   // first instant of txn_count_7d's window
+	add("transactions", "u1", start7d-1, 222) // just before it
+	add("transactions", "u1", T-1, 3.25)      // the newest event that counts
+	add("transactions", "u1", T, 9999)        // at T: never part of an answer as of T
+	for range 6 {
+		add("logins", "u1", T-1-rng.Int64N(3*aggregations.Hour), 0)
+	}
+	for range 5 {
+		add("transactions", "u2", T-40*aggregations.Day-rng.Int64N(20*aggregations.Day), cents(100))
+	}
+	for range 3 {
+		add("transactions", "42", T-1-rng.Int64N(6*aggregations.Day), cents(80))
+	}
+	for range 2 {
+		add("logins", "42", T-2*aggregations.Hour-rng.Int64N(aggregations.Day), 0)
+	}
+	for range 8 {
+		add("reviews", "m1", T-1-rng.Int64N(20*aggregations.Day), float64(1+rng.IntN(5)))
+	}
+	return ev
+}
+
+// fixture is a lookup Service whose view was written directly (no Kafka), with
+// the events it was built from.
+type fixture struct {
+	svc    *Service
+	cfg    *config.File
+	events fixtureEvents
+	T      int64
+	h      http.Handler
+}
+
+func loadTestConfig(t testing.TB) *config.File {
+	t.Helper()
+	cfg, err := config.Load("testdata/features.yaml")
+	if err != nil {
+		t.Fatalf("test feature file: %v", err)
+	}
+	return cfg
+}
+
+// newFixture opens a store in a temporary directory, writes the fixture view
+// into it the way the feature-log consumer would (one value per entity, every
+// feature fed by a source the entity has events in), and returns a Service
+// answering as of fixtureNow. o's Brokers, Config, Store and Now are set by
+// newFixture. ready=false leaves the service catching up.
+func newFixture(t testing.TB, o Options, ready bool) *fixture {
+	t.Helper()
+	cfg := loadTestConfig(t)
+	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	T := fixtureNow.UnixMilli()
+	events := fixtureData(T)
+	writeView(t, st, cfg, events, T)
+	o.Brokers, o.Config, o.Store = []string{"127.0.0.1:1"}, cfg, st
+	o.Now = func() time.Time { return fixtureNow }
+	svc, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ready {
+		svc.setCatchUp(map[int32]int64{}, nil)
+	}
+	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}
+}
+
+// writeView folds events into per-entity view values with the tile code, as
+// workers (Series.Apply at their clock, here T) and the view consumer do.
+func writeView(t testing.TB, st *state.Store, cfg *config.File, events fixtureEvents, T int64) {
+	t.Helper()
+	b := st.NewBatch()
+	for _, ent := range cfg.Entities {
+		entKeys := map[string]bool{}
+		for _, f := range cfg.EntityFeatures(ent.Name) {
+			for k := range events[f.Source] {
+				entKeys[k] = true
+			}
+		}
+		for key := range entKeys {
+			var e entityView
+			for _, f := range cfg.EntityFeatures(ent.Name) {
+				evs := events[f.Source][key]
+				if len(evs) == 0 {
+					continue
+				}
+				i := e.add(f.ID)
+				for _, x := range evs {
+					e.series[i].Apply(f.Window, x, T)
+				}
+				e.updated[i] = fixtureNow.Add(arrival[f.Source]).UnixMilli()
+			}
+			if err := b.Set(keys.View(nil, ent.Name, key), e.encode(nil), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// do sends one request to the fixture's handler.
+func (fx *fixture) do(t testing.TB, method, path, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, r)
+	rec := httptest.NewRecorder()
+	fx.h.ServeHTTP(rec, req)
+	return rec
+}
+
+// expected is the independently computed answer for one (key, feature).
+type expected struct {
+	value  *float64
+	status string
+	// updated is when the feature-log record arrived, nil for NOT_FOUND.
+	updated *time.Time
+}
+
+// expect computes the answer for one feature of one key from the raw events
+// by definition (aggtest.BruteForce), not from tiles: NOT_FOUND when the key
+// has no event of the feature's source, PRESENT when at least one event is in
+// the window as of T, EMPTY_WINDOW otherwise; the definition's default
+// replaces a null value.
+func (fx *fixture) expect(t testing.TB, f *config.Feature, key string) expected {
+	t.Helper()
+	evs := fx.events[f.Source][key]
+	var x expected
+	switch n, _ := aggtest.BruteForce(aggregations.Count, f.Window, evs, fx.T); {
+	case len(evs) == 0:
+		x.status = StatusNotFound
+	case n > 0:
+		x.status = StatusPresent
+	default:
+		x.status = StatusEmptyWindow
+	}
+	if x.status != StatusNotFound {
+		u := fixtureNow.Add(arrival[f.Source]).UTC().Truncate(time.Millisecond)
+		x.updated = &u
+	}
+	if v, ok := aggtest.BruteForce(f.Aggregation, f.Window, evs, fx.T); ok {
+		x.value = &v
+	} else if f.Default != nil {
+		d := *f.Default
+		x.value = &d
+	}
+	return x
+}
+
+func fmtValue(v *float64) string {
+	if v == nil {
+		return "null"
+	}
+	return fmt.Sprint(*v)
+}
