@@ -28,6 +28,7 @@ const (
 	DefaultFeatureLogTopic   = "featurepipe.features"
 	DefaultDeadLetterTopic   = "featurepipe.dlq"
 	DefaultLookupLogTopic    = "featurepipe.lookups"
+	DefaultRegistryTopic     = "featurepipe.registry"
 	DefaultGroup             = "featurepipe-workers"
 	DefaultPartitions        = 6
 	DefaultReplicationFactor = 1
@@ -44,7 +45,7 @@ type File struct {
 
 // Kafka holds the topics and settings featurepipe itself owns. Every field has
 // a default (see the Default constants), so the kafka block may be omitted.
-// The three topics are distinct from each other and from every source topic.
+// Its topics are distinct from each other and from every source topic.
 type Kafka struct {
 	// FeatureLogTopic is the compacted topic of tile upserts that lookup
 	// replicas follow. Default "featurepipe.features".
@@ -54,6 +55,10 @@ type Kafka struct {
 	DeadLetterTopic string
 	// LookupLogTopic records served lookups. Default "featurepipe.lookups".
 	LookupLogTopic string
+	// RegistryTopic is the compacted topic recording every feature
+	// version's definition hash and, per partition, whether it is warming
+	// up or ready. Default "featurepipe.registry".
+	RegistryTopic string
 	// Group is the consumer group of the stream workers. Default
 	// "featurepipe-workers".
 	Group string

@@ -68,7 +68,7 @@ func TestLoadDemo(t *testing.T) {
 	if len(f.Features) != 7 {
 		t.Fatalf("got %d features, want 7", len(f.Features))
 	}
-	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor}
+	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want defaults %+v", f.Kafka, want)
 	}
@@ -829,7 +829,7 @@ func TestValidOptionalSettings(t *testing.T) {
 		t.Fatalf("no %q in the file", s)
 		return 0
 	}
-	want := Kafka{"fp.features", "fp.dlq", "fp.lookups", "fp-workers", 12, 3}
+	want := Kafka{"fp.features", "fp.dlq", "fp.lookups", DefaultRegistryTopic, "fp-workers", 12, 3}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want %+v", f.Kafka, want)
 	}

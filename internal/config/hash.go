@@ -20,13 +20,23 @@ const hashFormat = "featurepipe.feature.v1"
 // f must be fully linked (SourceRef and EntityRef set).
 func definitionHash(f *Feature) string {
 	var b strings.Builder
-	put := func(key, value string) {
-		b.WriteString(key)
+	b.WriteString("format=" + strconv.Quote(hashFormat) + "\n")
+	for _, kv := range f.Definition() {
+		b.WriteString(kv[0])
 		b.WriteByte('=')
-		b.WriteString(strconv.Quote(value))
+		b.WriteString(strconv.Quote(kv[1]))
 		b.WriteByte('\n')
 	}
-	put("format", hashFormat)
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// Definition returns the fields that define what f computes, as ordered
+// (name, value) pairs: what Hash covers, and what a registry shows when a
+// definition changed under the same version. f must be fully linked.
+func (f *Feature) Definition() [][2]string {
+	var out [][2]string
+	put := func(key, value string) { out = append(out, [2]string{key, value}) }
 	put("entity", f.Entity)
 	put("entity_key", f.EntityRef.Key)
 	put("source", f.Source)
@@ -45,6 +55,5 @@ func definitionHash(f *Feature) string {
 		def = strconv.FormatFloat(v, 'g', -1, 64)
 	}
 	put("default", def)
-	sum := sha256.Sum256([]byte(b.String()))
-	return hex.EncodeToString(sum[:])
+	return out
 }

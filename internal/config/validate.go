@@ -50,6 +50,7 @@ func (d *decoder) buildKafka(k *Kafka) map[string]string {
 		FeatureLogTopic:   DefaultFeatureLogTopic,
 		DeadLetterTopic:   DefaultDeadLetterTopic,
 		LookupLogTopic:    DefaultLookupLogTopic,
+		RegistryTopic:     DefaultRegistryTopic,
 		Group:             DefaultGroup,
 		Partitions:        DefaultPartitions,
 		ReplicationFactor: DefaultReplicationFactor,
@@ -64,6 +65,7 @@ func (d *decoder) buildKafka(k *Kafka) map[string]string {
 		{"feature_log_topic", &k.FeatureLogTopic, "the compacted topic featurepipe publishes feature tiles to"},
 		{"dead_letter_topic", &k.DeadLetterTopic, "the topic undecodable or invalid records go to"},
 		{"lookup_log_topic", &k.LookupLogTopic, "the topic served lookups are logged to"},
+		{"registry_topic", &k.RegistryTopic, "the compacted topic of feature version definitions and status"},
 	}
 	set := make([]bool, len(topics))
 	for i, t := range topics {

@@ -49,7 +49,7 @@ func BaseOpts(brokers []string, clientID string, log *zap.Logger) []kgo.Opt {
 
 // EnsureTopics creates the topics cfg names if they do not exist: source
 // topics and the dead-letter and lookup-log topics with cfg.Kafka.Partitions,
-// the feature log compacted. Existing topics are left as they are.
+// the feature log and the registry compacted. Existing topics are left as they are.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg *config.File) error {
 	adm := kadm.NewClient(cl)
 	p, rf := cfg.Kafka.Partitions, cfg.Kafka.ReplicationFactor
@@ -66,7 +66,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg *config.File) error {
 		return nil
 	}
 	compact := "compact"
-	if err := create(map[string]*string{"cleanup.policy": &compact}, cfg.Kafka.FeatureLogTopic); err != nil {
+	if err := create(map[string]*string{"cleanup.policy": &compact}, cfg.Kafka.FeatureLogTopic, cfg.Kafka.RegistryTopic); err != nil {
 		return err
 	}
 	topics := append(cfg.Topics(), cfg.Kafka.DeadLetterTopic, cfg.Kafka.LookupLogTopic)

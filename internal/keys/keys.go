@@ -8,6 +8,9 @@
 //	worker state   'T' | lp(topic) | u32(partition) | entity key
 //	input offset   'O' | lp(topic) | u32(partition)          -> u64 next offset
 //	published      'P' | lp(topic) | u32(partition)          -> u64 offset published through
+//	feature known  'F' | lp(topic) | u32(partition) | feature id  -> u64 offset it was first applied from
+//	bootstrap      'B' | lp(topic) | u32(partition) | feature id  -> u64 next | u64 end
+//	republish      'R' | lp(topic) | u32(partition) | feature id  -> empty
 //	view entity    'E' | lp(entity) | entity key
 //	view offset    'L' | lp(topic) | u32(partition)          -> u64 next feature-log offset
 //	feature log    lp(entity) | lp(entity key) | lp(feature id) | u64(tile start ^ signbit)
@@ -26,6 +29,9 @@ const (
 	prefixPublished = 'P'
 	prefixView      = 'E'
 	prefixViewLog   = 'L'
+	prefixFeature   = 'F'
+	prefixBootstrap = 'B'
+	prefixRepublish = 'R'
 )
 
 // ErrMalformed is returned (wrapped) when a key does not have the expected layout.
@@ -84,6 +90,37 @@ func Offset(topic string, partition int32) []byte {
 // been published for a partition (always <= the Offset value).
 func Published(topic string, partition int32) []byte {
 	return appendTopicPartition(nil, prefixPublished, topic, partition)
+}
+
+// FeatureKnown is the key recording that a feature version's state exists in
+// a partition, and from which offset the live stream applied it.
+func FeatureKnown(topic string, partition int32, featureID string) []byte {
+	return append(appendTopicPartition(nil, prefixFeature, topic, partition), featureID...)
+}
+
+// Bootstrap is the key of a feature version's bootstrap progress in a
+// partition: history in [next, end) still has to be replayed into it.
+func Bootstrap(topic string, partition int32, featureID string) []byte {
+	return append(appendTopicPartition(nil, prefixBootstrap, topic, partition), featureID...)
+}
+
+// Republish is the key marking that every tile of a feature version in a
+// partition must be published again (after its bootstrap).
+func Republish(topic string, partition int32, featureID string) []byte {
+	return append(appendTopicPartition(nil, prefixRepublish, topic, partition), featureID...)
+}
+
+// PutRange encodes a bootstrap range value.
+func PutRange(next, end int64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(next)), uint64(end))
+}
+
+// Range decodes a value written by PutRange.
+func Range(b []byte) (next, end int64, err error) {
+	if len(b) != 16 {
+		return 0, 0, fmt.Errorf("%w: range value of %d bytes", ErrMalformed, len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint64(b[8:])), nil
 }
 
 // View is the lookup-view key of one entity: all its features in one value.

@@ -61,3 +61,22 @@ func TestOffsetValueRoundTrip(t *testing.T) {
 		t.Fatal("short offset must be malformed")
 	}
 }
+
+func TestRangeRoundTrip(t *testing.T) {
+	next, end, err := Range(PutRange(5, 900))
+	if err != nil || next != 5 || end != 900 {
+		t.Fatalf("got %d %d %v", next, end, err)
+	}
+	if _, _, err := Range([]byte{1}); !errors.Is(err, ErrMalformed) {
+		t.Fatal("short range must be malformed")
+	}
+}
+
+func TestFeatureKeysDoNotCollideWithState(t *testing.T) {
+	lo, hi := StatePartition("tx", 0)
+	for _, k := range [][]byte{FeatureKnown("tx", 0, "f@1"), Bootstrap("tx", 0, "f@1"), Republish("tx", 0, "f@1")} {
+		if bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0 {
+			t.Fatalf("%q falls in the state range", k)
+		}
+	}
+}

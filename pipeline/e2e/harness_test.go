@@ -357,7 +357,7 @@ func checkLookups(t testing.TB, ls *lookupServer, cfg *config.File, p *produced,
 	t.Helper()
 	var names []string
 	for _, f := range cfg.Features {
-		names = append(names, f.Name)
+		names = append(names, f.ID) // name@version: versions side by side are checked each
 	}
 	var resp lookup.LookupResponse
 	if code := postJSON(t, ls.url+"/v1/lookup", lookup.LookupRequest{Entity: "user", Keys: keys, Features: names}, &resp); code != http.StatusOK {
@@ -371,10 +371,10 @@ func checkLookups(t testing.TB, ls *lookupServer, cfg *config.File, p *produced,
 	for _, r := range resp.Results {
 		for _, f := range cfg.Features {
 			want, ok := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][r.Key], T)
-			got := r.Features[f.Name].Value
+			got := r.Features[f.ID].Value
 			n++
 			if (got != nil) != ok || (ok && !aggtest.Close(*got, want)) {
-				bad = append(bad, mismatch{key: r.Key, feature: f.Name, got: got, want: want, wantOK: ok})
+				bad = append(bad, mismatch{key: r.Key, feature: f.ID, got: got, want: want, wantOK: ok})
 			}
 		}
 	}

@@ -42,6 +42,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
 // Options configure a Worker. Brokers, Config and Store are required.
@@ -98,6 +99,8 @@ type Worker struct {
 	parts map[topicPartition]*partState
 
 	rebalancing atomic.Bool // a rebalance waits for this worker: publish now
+	bootChanged atomic.Bool // owned bootstraps changed: rebuild bootCl
+	bootCl      *kgo.Client // reads history for bootstrapping partitions
 
 	// Only the poll goroutine touches these.
 	pending     []*partState // partitions with unpublished changes
@@ -139,6 +142,9 @@ type partState struct {
 	valBuf []byte
 	dead   []*kgo.Record
 	loaded int // entities added to cache by the staged batch
+
+	boot      []*bootFeature // new feature versions replaying history
+	republish []int          // feature indices whose tiles must all be republished
 }
 
 type dirtyTile struct {
@@ -229,6 +235,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := kafka.EnsureTopics(ctx, cl, w.o.Config); err != nil && ctx.Err() == nil {
 		return err
 	}
+	if err := w.register(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if w.bootCl != nil {
+			w.bootCl.Close()
+		}
+	}()
 	w.log.Info("worker started", zap.Strings("topics", topics), zap.String("group", w.o.Config.Kafka.Group))
 	w.lastPublish = time.Now()
 	lastHint := time.Now()
@@ -247,9 +261,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.m.Errors.WithLabelValues("fetch").Inc()
 			w.log.Warn("fetch error", zap.String("topic", fe.Topic), zap.Int32("partition", fe.Partition), zap.Error(fe.Err))
 		}
-		err := w.apply(ctx, fetches)
+		err := w.refreshBootClient(ctx)
+		if err == nil {
+			err = w.apply(ctx, fetches)
+		}
 		if err == nil && (w.rebalancing.Load() || w.cached >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval) {
 			err = w.publish(ctx)
+		}
+		if err == nil {
+			err = w.finishBoots(ctx)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -271,10 +291,14 @@ func (w *Worker) Run(ctx context.Context) error {
 // than until their publication is due, so that a quiet stream still gets
 // its last changes published.
 func (w *Worker) poll(ctx context.Context) kgo.Fetches {
-	if len(w.pending) == 0 {
+	boot := w.bootCl != nil || w.bootChanged.Load()
+	if len(w.pending) == 0 && !boot {
 		return w.cl.PollRecords(ctx, w.o.MaxPollRecords)
 	}
 	wait := max(w.o.PublishInterval-time.Since(w.lastPublish), time.Millisecond)
+	if boot {
+		wait = min(wait, 10*time.Millisecond) // history is read between live polls
+	}
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	return w.cl.PollRecords(pctx, w.o.MaxPollRecords)
@@ -325,6 +349,9 @@ func (w *Worker) loadPartition(plan *events.Plan, tp topicPartition) (*partState
 		return nil, kgo.Offset{}, err
 	}
 	ps.applyFrom = applied
+	if err := w.loadFeatures(ps, applied, hasApplied); err != nil {
+		return nil, kgo.Offset{}, err
+	}
 	switch {
 	case !hasApplied:
 		// Never seen: replay everything retained.
@@ -348,6 +375,9 @@ func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	w.mu.Lock()
 	for topic, parts := range revoked {
 		for _, p := range parts {
+			if ps := w.parts[topicPartition{topic, p}]; ps != nil && len(ps.boot) > 0 {
+				w.bootChanged.Store(true)
+			}
 			delete(w.parts, topicPartition{topic, p})
 			w.m.ConsumerLag.DeleteLabelValues(topic, strconv.Itoa(int(p)))
 		}
@@ -413,6 +443,16 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 			}
 		}
 	}
+	booted, err := w.applyBoot(ctx, now)
+	if err != nil {
+		return err
+	}
+	for _, ps := range booted {
+		if ps.staged <= ps.next { // not staged by the live stream
+			ps.staged, ps.applied = ps.next, 0
+			staged = append(staged, ps)
+		}
+	}
 	if len(staged) == 0 {
 		return nil
 	}
@@ -442,6 +482,18 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 				return fmt.Errorf("stage offset of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
 			}
 		}
+		for _, bf := range ps.boot {
+			if bf.staged == bf.next {
+				continue
+			}
+			id := ps.plan.Features[bf.idx].ID
+			if bf.staged >= bf.end {
+				_ = b.Delete(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), nil)
+				_ = b.Set(keys.Republish(ps.tp.topic, ps.tp.partition, id), nil, nil)
+			} else {
+				_ = b.Set(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), keys.PutRange(bf.staged, bf.end), nil)
+			}
+		}
 	}
 	t0 := time.Now()
 	if err := w.o.Store.Commit(b); err != nil {
@@ -451,6 +503,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
 	total := 0
 	for _, ps := range staged {
+		w.commitBoot(ps)
 		ps.next = ps.staged
 		ps.applyFrom = max(ps.applyFrom, ps.next)
 		for _, es := range ps.modified {
@@ -618,3 +671,42 @@ func (w *Worker) onPublished(_ *kgo.Record, err error) {
 
 // Metrics returns the worker's metrics (for tests and embedding programs).
 func (w *Worker) Metrics() *metrics.Worker { return w.m }
+
+// commitBoot records committed bootstrap progress in memory: finished
+// versions move to the republish list.
+func (w *Worker) commitBoot(ps *partState) {
+	if len(ps.boot) == 0 {
+		return
+	}
+	kept := ps.boot[:0]
+	for _, bf := range ps.boot {
+		bf.next = bf.staged
+		if bf.next >= bf.end {
+			ps.republish = append(ps.republish, bf.idx)
+			continue
+		}
+		kept = append(kept, bf)
+	}
+	if len(kept) != len(ps.boot) {
+		w.bootChanged.Store(true)
+	}
+	ps.boot = kept
+}
+
+// register checks the feature file against the registry (refusing a changed
+// definition under an existing version) and registers new versions.
+func (w *Worker) register(ctx context.Context) error {
+	topic := w.o.Config.Kafka.RegistryTopic
+	view, err := registry.Load(ctx, w.o.Brokers, topic, w.log)
+	if err != nil {
+		return fmt.Errorf("read feature registry: %w", err)
+	}
+	if err := registry.Check(w.o.Config, view); err != nil {
+		return err
+	}
+	by := w.o.ClientID
+	if w.o.InstanceID != "" {
+		by += "/" + w.o.InstanceID
+	}
+	return registry.Register(ctx, w.cl, topic, w.o.Config, view, by)
+}

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
+)
+
+const versionsV1 = `
+kafka:
+  feature_log_topic: features-{{ID}}
+  dead_letter_topic: dlq-{{ID}}
+  lookup_log_topic: lookups-{{ID}}
+  registry_topic: registry-{{ID}}
+  group: workers-{{ID}}
+  partitions: 3
+entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: transactions-{{ID}}, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: spend, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, owner: t, description: d}
+  - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
+`
+
+// versionsV2 adds spend@2 with another window beside spend@1.
+const versionsV2Feature = `  - {name: spend, version: 2, entity: user, source: transactions, aggregation: sum, field: amount, window: 3d, hop: 1h, owner: t, description: d}
+`
+
+// transactionsOnly keeps the generated events but sends them all to the
+// transactions source.
+func transactionsOnly(evs []event) []event {
+	for i := range evs {
+		evs[i].source = "transactions"
+	}
+	return evs
+}
+
+// sameTopics rewrites a config text to use the topics of an existing config.
+func sameTopics(text string, cfg *config.File) string {
+	id := strings.TrimPrefix(cfg.Kafka.FeatureLogTopic, "features-")
+	return strings.ReplaceAll(text, "{{ID}}", id)
+}
+
+// runWorkerErr runs a worker and returns its Run error channel.
+func runWorkerErr(t *testing.T, brokers []string, cfg *config.File, dir string) (<-chan error, func()) {
+	st, err := state.Open(dir, state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st,
+		ExtraOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx); st.Close() }()
+	return done, cancel
+}
+
+// TestNewVersionIsBootstrappedSideBySide runs spend@1 over a stream, then
+// adds spend@2 (another window) to the feature file: the restarted worker
+// bootstraps spend@2 from the topic's history while spend@1 keeps being
+// computed, and both end exact. The registry shows spend@2 warming up, then
+// ready; changing spend@1's definition without a new version is refused.
+func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
+	k := startKafka(t)
+	cfg1 := writeConfig(t, versionsV1)
+	ctx := context.Background()
+	cl := newClient(t, k.brokers)
+	if err := kafka.EnsureTopics(ctx, cl, cfg1); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	const users = 100
+	rng := rand.New(rand.NewPCG(41, 42))
+	p := newProduced()
+	produceEvents(t, ctx, cl, cfg1, transactionsOnly(genEvents(rng, 20000, users, 10*24*time.Hour, time.Now())), p)
+	stop1 := runWorker(t, k.brokers, cfg1, filepath.Join(dir, "worker"))
+	ls1, stopLookup1 := runLookup(t, k.brokers, cfg1, filepath.Join(dir, "view1"))
+	waitExact(t, ls1, cfg1, p, allKeys(users), time.Minute)
+	stop1()
+	stopLookup1()
+
+	// A changed definition under the same version is refused, naming the difference.
+	changed := strings.Replace(versionsV1, "window: 7d", "window: 14d", 1)
+	cfgBad := writeConfig(t, sameTopics(changed, cfg1))
+	errc, cancel := runWorkerErr(t, k.brokers, cfgBad, filepath.Join(dir, "other"))
+	select {
+	case err := <-errc:
+		if !errors.Is(err, registry.ErrDefinitionChanged) || !strings.Contains(err.Error(), "window_size_ms") ||
+			!strings.Contains(err.Error(), "spend@2") {
+			t.Fatalf("want a refusal naming window_size_ms and suggesting spend@2, got: %v", err)
+		}
+		t.Logf("changed definition refused:\n%v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("a worker with a changed definition under the same version kept running")
+	}
+	cancel()
+
+	// spend@2 beside spend@1.
+	v2 := strings.Replace(versionsV1, "features:\n", "features:\n"+versionsV2Feature, 1)
+	cfg2 := writeConfig(t, sameTopics(v2, cfg1))
+	ls2, _ := runLookup(t, k.brokers, cfg2, filepath.Join(dir, "view2"))
+	runWorker(t, k.brokers, cfg2, filepath.Join(dir, "worker"))
+	// More events stream in while spend@2 bootstraps.
+	for i := 0; i < 5; i++ {
+		produceEvents(t, ctx, cl, cfg2, transactionsOnly(genEvents(rng, 2000, users, 10*24*time.Hour, time.Now())), p)
+	}
+	n := waitExact(t, ls2, cfg2, p, allKeys(users), 2*time.Minute)
+	// Every partition of spend@2 ends ready in the registry.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		view, err := registry.Load(ctx, k.brokers, cfg2.Kafka.RegistryTopic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := view.Statuses("spend@2")
+		if view.Ready("spend@2") && len(st) == int(cfg2.Kafka.Partitions) {
+			if _, ok := view.Definition("spend@2"); !ok {
+				t.Fatal("spend@2 is not registered")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spend@2 statuses after bootstrap: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("spend@2 bootstrapped beside spend@1 over %d events; %d values (both versions) equal brute force", p.total, n)
+}

@@ -1,0 +1,311 @@
+// Package registry keeps the feature-version registry: a compacted Kafka
+// topic recording, for every feature version (name@version), the hash of its
+// definition and, per source partition, whether its state is still warming
+// up (being bootstrapped from history) or ready.
+//
+// The first worker to run a version registers its definition; a later start
+// with a different definition under the same version is refused, with the
+// difference shown, because a definition never changes under one version.
+//
+// Record keys and values (JSON):
+//
+//	def/<name@version>                        -> Definition
+//	status/<name@version>/<topic>/<partition> -> Status
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+)
+
+// Definition is a registered feature version.
+type Definition struct {
+	Feature      string      `json:"feature"` // name@version
+	Hash         string      `json:"hash"`
+	Fields       [][2]string `json:"definition"` // config.Feature.Definition()
+	RegisteredAt time.Time   `json:"registered_at"`
+	RegisteredBy string      `json:"registered_by"`
+}
+
+// Status states.
+const (
+	StateWarmingUp = "warming_up" // bootstrapping history for this partition
+	StateReady     = "ready"
+)
+
+// Status is one feature version's state in one source partition.
+type Status struct {
+	Feature   string    `json:"feature"`
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	State     string    `json:"state"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Progress of a bootstrap: next offset to replay and where it ends.
+	Next int64 `json:"next,omitempty"`
+	End  int64 `json:"end,omitempty"`
+}
+
+// ErrDefinitionChanged is returned (wrapped, with the difference) by Check
+// when a feature version's definition differs from the registered one.
+var ErrDefinitionChanged = errors.New("feature definition changed under the same version")
+
+func defKey(id string) string { return "def/" + id }
+
+func statusKey(id, topic string, p int32) string {
+	return "status/" + id + "/" + topic + "/" + strconv.Itoa(int(p))
+}
+
+// View is the registry's content, kept current by Load or Follow. Safe for
+// concurrent use.
+type View struct {
+	mu     sync.RWMutex
+	defs   map[string]Definition
+	status map[string]map[string]Status // feature -> topic/partition -> status
+}
+
+// NewView returns an empty view.
+func NewView() *View {
+	return &View{defs: map[string]Definition{}, status: map[string]map[string]Status{}}
+}
+
+// apply folds one registry record into the view.
+func (v *View) apply(key, value []byte) error {
+	k := string(key)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case strings.HasPrefix(k, "def/"):
+		id := strings.TrimPrefix(k, "def/")
+		if value == nil {
+			delete(v.defs, id)
+			return nil
+		}
+		var d Definition
+		if err := json.Unmarshal(value, &d); err != nil {
+			return fmt.Errorf("registry record %s: %w", k, err)
+		}
+		v.defs[id] = d
+	case strings.HasPrefix(k, "status/"):
+		rest := strings.TrimPrefix(k, "status/")
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			return fmt.Errorf("registry record %s: malformed key", k)
+		}
+		id, tp := rest[:i], rest[i+1:]
+		if value == nil {
+			delete(v.status[id], tp)
+			return nil
+		}
+		var s Status
+		if err := json.Unmarshal(value, &s); err != nil {
+			return fmt.Errorf("registry record %s: %w", k, err)
+		}
+		if v.status[id] == nil {
+			v.status[id] = map[string]Status{}
+		}
+		v.status[id][tp] = s
+	}
+	return nil
+}
+
+// Definition returns the registered definition of a feature version.
+func (v *View) Definition(id string) (Definition, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	d, ok := v.defs[id]
+	return d, ok
+}
+
+// Ready reports whether no partition of the feature version is warming up.
+// A version the registry knows no status of is ready: it has been computed
+// from the first event on.
+func (v *View) Ready(id string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, s := range v.status[id] {
+		if s.State == StateWarmingUp {
+			return false
+		}
+	}
+	return true
+}
+
+// Statuses returns the per-partition statuses of a feature version, sorted
+// by topic and partition.
+func (v *View) Statuses(id string) []Status {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]Status, 0, len(v.status[id]))
+	for _, s := range v.status[id] {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
+}
+
+// Check compares every feature of cfg with its registered definition and
+// returns ErrDefinitionChanged listing each difference, or nil.
+func Check(cfg *config.File, v *View) error {
+	var msgs []string
+	for _, f := range cfg.Features {
+		d, ok := v.Definition(f.ID)
+		if !ok || d.Hash == f.Hash {
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s (%s:%d) was registered %s by %s with a different definition:",
+			f.ID, cfg.Path, f.Line, d.RegisteredAt.Format(time.RFC3339), d.RegisteredBy)
+		was := map[string]string{}
+		for _, kv := range d.Fields {
+			was[kv[0]] = kv[1]
+		}
+		for _, kv := range f.Definition() {
+			if old, ok := was[kv[0]]; !ok || old != kv[1] {
+				fmt.Fprintf(&b, "\n    %s: registered %q, now %q", kv[0], old, kv[1])
+			}
+		}
+		fmt.Fprintf(&b, "\n  a definition never changes under one version: bump the version (%s@%d) to compute the new definition side by side with the old one",
+			f.Name, f.Version+1)
+		msgs = append(msgs, b.String())
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w:\n  %s", ErrDefinitionChanged, strings.Join(msgs, "\n  "))
+}
+
+// Load reads the registry topic up to its end offsets at the time of the
+// call into a new view.
+func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) (*View, error) {
+	v := NewView()
+	admin, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-registry", log)...)
+	if err != nil {
+		return nil, fmt.Errorf("registry client: %w", err)
+	}
+	ends, err := kafka.EndOffsets(ctx, admin, topic)
+	admin.Close()
+	if err != nil {
+		return nil, err
+	}
+	need := map[int32]int64{}
+	start := map[int32]kgo.Offset{}
+	for p, end := range ends {
+		if end > 0 {
+			need[p] = end
+			start[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	if len(need) == 0 {
+		return v, nil
+	}
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))...)
+	if err != nil {
+		return nil, fmt.Errorf("registry client: %w", err)
+	}
+	defer cl.Close()
+	for len(need) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read registry %s: %w", topic, err)
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("read registry %s/%d: %w", t, p, err) })
+		if ferr != nil {
+			return nil, ferr
+		}
+		var aerr error
+		fetches.EachRecord(func(r *kgo.Record) {
+			if err := v.apply(r.Key, r.Value); err != nil && aerr == nil {
+				aerr = err
+			}
+			if end, ok := need[r.Partition]; ok && r.Offset+1 >= end {
+				delete(need, r.Partition)
+			}
+		})
+		if aerr != nil {
+			log.Warn("skipping unreadable registry record", zap.Error(aerr))
+		}
+	}
+	return v, nil
+}
+
+// Follow keeps v current with the registry topic until ctx ends, from the
+// start. Lookup replicas use it to know which versions are warming up.
+func Follow(ctx context.Context, brokers []string, topic string, v *View, log *zap.Logger) error {
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMaxAge(5*time.Second))...)
+	if err != nil {
+		return fmt.Errorf("registry client: %w", err)
+	}
+	defer cl.Close()
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if err := v.apply(r.Key, r.Value); err != nil {
+				log.Warn("skipping unreadable registry record", zap.Error(err))
+			}
+		})
+	}
+}
+
+// Register records the definition of every feature of cfg the view does not
+// know yet, and adds them to the view. by names the registrant.
+func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.File, v *View, by string) error {
+	var recs []*kgo.Record
+	now := time.Now().UTC()
+	for _, f := range cfg.Features {
+		if _, ok := v.Definition(f.ID); ok {
+			continue
+		}
+		d := Definition{Feature: f.ID, Hash: f.Hash, Fields: f.Definition(), RegisteredAt: now, RegisteredBy: by}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(defKey(f.ID)), Value: b})
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("register feature versions in %s: %w", topic, err)
+	}
+	for _, r := range recs {
+		if err := v.apply(r.Key, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StatusRecord returns the registry record of s.
+func StatusRecord(topic string, s Status) (*kgo.Record, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(statusKey(s.Feature, s.Topic, s.Partition)), Value: b}, nil
+}

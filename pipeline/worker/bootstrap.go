@@ -1,0 +1,291 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/keys"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
+)
+
+// A feature version added to a feature file whose partitions already have
+// state is bootstrapped: the partition's history before the offset where the
+// live stream started applying it is replayed into it alone, while the live
+// stream keeps every version (old and new) current. Bootstrap progress is
+// committed in the same Pebble batch as the state it produced, so it is
+// exactly once like everything else. When a partition's bootstrap ends,
+// every tile of the version is republished and the registry marks the
+// partition ready; until every partition is ready, lookups report the
+// version as WARMING_UP.
+
+// bootFeature is one feature version being bootstrapped in a partition.
+type bootFeature struct {
+	idx       int   // index into plan.Features
+	next, end int64 // history [next, end) still to replay
+	staged    int64 // next once the staged batch commits
+}
+
+// loadFeatures reads which feature versions the partition's state knows,
+// starts bootstraps for the new ones and resumes unfinished ones. applied
+// is the partition's committed offset (hasApplied false: no state yet, the
+// whole partition is replayed for every version).
+func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) error {
+	b := w.o.Store.NewBatch()
+	tp := ps.tp
+	for i := range ps.plan.Features {
+		id := ps.plan.Features[i].ID
+		_, known, err := w.o.Store.GetOffset(keys.FeatureKnown(tp.topic, tp.partition, id))
+		if err != nil {
+			b.Close()
+			return err
+		}
+		if !known {
+			_ = b.Set(keys.FeatureKnown(tp.topic, tp.partition, id), keys.PutU64(applied), nil)
+			if hasApplied && applied > 0 {
+				_ = b.Set(keys.Bootstrap(tp.topic, tp.partition, id), keys.PutRange(0, applied), nil)
+				ps.boot = append(ps.boot, &bootFeature{idx: i, next: 0, end: applied, staged: 0})
+			}
+			continue
+		}
+		val, found, err := w.o.Store.Get(nil, keys.Bootstrap(tp.topic, tp.partition, id))
+		if err != nil {
+			b.Close()
+			return err
+		}
+		if found {
+			next, end, err := keys.Range(val)
+			if err != nil {
+				b.Close()
+				return err
+			}
+			ps.boot = append(ps.boot, &bootFeature{idx: i, next: next, end: end, staged: next})
+		}
+		if _, found, err := w.o.Store.Get(nil, keys.Republish(tp.topic, tp.partition, id)); err != nil {
+			b.Close()
+			return err
+		} else if found {
+			ps.republish = append(ps.republish, i)
+		}
+	}
+	if len(ps.boot) > 0 || len(ps.republish) > 0 {
+		w.bootChanged.Store(true)
+	}
+	return w.o.Store.Commit(b)
+}
+
+// refreshBootClient (re)creates the client reading history for the owned
+// partitions that bootstrap, and announces their warming-up status.
+func (w *Worker) refreshBootClient(ctx context.Context) error {
+	if !w.bootChanged.Swap(false) {
+		return nil
+	}
+	if w.bootCl != nil {
+		w.bootCl.Close()
+		w.bootCl = nil
+	}
+	start := map[string]map[int32]kgo.Offset{}
+	var status []*kgo.Record
+	w.mu.Lock()
+	for tp, ps := range w.parts {
+		if len(ps.boot) == 0 {
+			continue
+		}
+		from := ps.boot[0].next
+		for _, bf := range ps.boot {
+			from = min(from, bf.next)
+			r, err := registry.StatusRecord(w.o.Config.Kafka.RegistryTopic, registry.Status{
+				Feature: ps.plan.Features[bf.idx].ID, Topic: tp.topic, Partition: tp.partition,
+				State: registry.StateWarmingUp, UpdatedAt: time.Now().UTC(), Next: bf.next, End: bf.end})
+			if err == nil {
+				status = append(status, r)
+			}
+		}
+		if start[tp.topic] == nil {
+			start[tp.topic] = map[int32]kgo.Offset{}
+		}
+		if from == 0 {
+			start[tp.topic][tp.partition] = kgo.NewOffset().AtStart()
+		} else {
+			start[tp.topic][tp.partition] = kgo.NewOffset().At(from).WithEpoch(-1)
+		}
+	}
+	w.mu.Unlock()
+	if len(status) > 0 {
+		if err := w.cl.ProduceSync(ctx, status...).FirstErr(); err != nil {
+			return fmt.Errorf("announce bootstraps in the registry: %w", err)
+		}
+	}
+	if len(start) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(w.o.Brokers, w.o.ClientID+"-bootstrap", w.log),
+		kgo.ConsumePartitions(start), kgo.FetchMaxBytes(32<<20))...)
+	if err != nil {
+		return fmt.Errorf("bootstrap client: %w", err)
+	}
+	w.bootCl = cl
+	w.log.Info("bootstrapping new feature versions from history", zap.Any("partitions", start))
+	return nil
+}
+
+// applyBoot polls history for bootstrapping partitions (waiting at most a
+// moment) and applies it to the new feature versions only. It returns the
+// partitions whose bootstrap progressed; their progress is staged for the
+// batch commit.
+func (w *Worker) applyBoot(ctx context.Context, now int64) ([]*partState, error) {
+	if w.bootCl == nil {
+		return nil, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+	fetches := w.bootCl.PollRecords(pctx, w.o.MaxPollRecords)
+	cancel()
+	var progressed []*partState
+	var err error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if err != nil || len(fp.Records) == 0 {
+			return
+		}
+		ps := w.partition(fp.Topic, fp.Partition)
+		if ps == nil || len(ps.boot) == 0 {
+			return
+		}
+		moved := false
+		for _, r := range fp.Records {
+			var decoded bool
+			var rejected bool
+			for _, bf := range ps.boot {
+				if r.Offset < bf.staged || r.Offset >= bf.end {
+					continue
+				}
+				bf.staged = r.Offset + 1
+				moved = true
+				if !decoded {
+					decoded = true
+					rejected = w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec) != nil
+				}
+				if rejected {
+					continue // dead-lettered by the live stream when it first arrived
+				}
+				es, e := w.entity(ps, ps.dec.Key)
+				if e != nil {
+					err = e
+					return
+				}
+				f := &ps.plan.Features[bf.idx]
+				tile, ok := es.series[bf.idx].Apply(f.Window, aggregations.Event{TS: ps.dec.TS, Seq: r.Offset, Value: f.Value(&ps.dec)}, now)
+				if !ok {
+					w.m.DroppedLate.WithLabelValues(f.ID).Inc()
+					continue
+				}
+				w.markModified(ps, es)
+				ps.dirty[dirtyTile{es, bf.idx, tile}] = struct{}{}
+			}
+		}
+		if moved {
+			progressed = append(progressed, ps)
+		}
+	})
+	return progressed, err
+}
+
+// finishBoots republishes every tile of the versions whose bootstrap ended,
+// then marks those partitions ready in the registry.
+func (w *Worker) finishBoots(ctx context.Context) error {
+	w.mu.Lock()
+	var todo []*partState
+	for _, ps := range w.parts {
+		if len(ps.republish) > 0 {
+			todo = append(todo, ps)
+		}
+	}
+	w.mu.Unlock()
+	for _, ps := range todo {
+		if err := w.republishAll(ctx, ps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// republishAll publishes every tile of the partition's versions marked for
+// republishing, reading the committed state, then marks them ready.
+func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
+	// Publish the cache first so that Pebble and the feature log agree.
+	if err := w.publish(ctx); err != nil {
+		return err
+	}
+	tp, plan := ps.tp, ps.plan
+	lo, hi := keys.StatePartition(tp.topic, tp.partition)
+	it, err := w.o.Store.DB().NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("scan state of %s/%d: %w", tp.topic, tp.partition, err)
+	}
+	topic := w.o.Config.Kafka.FeatureLogTopic
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		key, err := keys.EntityKeyFromState(it.Key())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		es := &entityState{key: key}
+		if err := decodeEntity(it.Value(), plan, es); err != nil {
+			it.Close()
+			return err
+		}
+		for _, i := range ps.republish {
+			f := &plan.Features[i]
+			s := &es.series[i]
+			emit := func(t aggregations.Tile) {
+				w.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
+					Entity: plan.Entity, EntityKey: key, FeatureID: f.ID, Start: t.Start}), Value: aggregations.AppendTile(nil, t)}, w.onPublished)
+				n++
+			}
+			if base, ok := s.Tile(aggregations.BaseStart); ok {
+				emit(base)
+			}
+			for _, t := range s.Tiles {
+				emit(t)
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("scan state of %s/%d: %w", tp.topic, tp.partition, err)
+	}
+	if err := w.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush feature log: %w", err)
+	}
+	if perr := w.pubErr.Load(); perr != nil {
+		return fmt.Errorf("publish to feature log %s: %w", topic, *perr)
+	}
+	w.m.TilesPublished.Add(float64(n))
+	var status []*kgo.Record
+	b := w.o.Store.NewBatch()
+	for _, i := range ps.republish {
+		id := plan.Features[i].ID
+		_ = b.Delete(keys.Republish(tp.topic, tp.partition, id), nil)
+		r, err := registry.StatusRecord(w.o.Config.Kafka.RegistryTopic, registry.Status{
+			Feature: id, Topic: tp.topic, Partition: tp.partition, State: registry.StateReady, UpdatedAt: time.Now().UTC()})
+		if err == nil {
+			status = append(status, r)
+		}
+	}
+	if err := w.cl.ProduceSync(ctx, status...).FirstErr(); err != nil {
+		b.Close()
+		return fmt.Errorf("mark bootstrapped versions ready in the registry: %w", err)
+	}
+	if err := w.o.Store.Commit(b); err != nil {
+		return err
+	}
+	w.log.Info("feature versions bootstrapped and ready", zap.String("topic", tp.topic), zap.Int32("partition", tp.partition),
+		zap.Int("tiles_republished", n))
+	ps.republish = ps.republish[:0]
+	return nil
+}
