@@ -16,6 +16,7 @@ type Plan struct {
 	KeyField string // event field holding the entity key
 	Features []FeaturePlan
 	Fields   []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
+	ids      []string
 }
 
 // FeaturePlan is one feature fed by a source.
@@ -26,6 +27,9 @@ type FeaturePlan struct {
 	Kind     aggregations.Kind
 	FieldIdx int // index into Plan.Fields; -1 for count
 }
+
+// IDs returns the feature ids (name@version) in plan order.
+func (p *Plan) IDs() []string { return p.ids }
 
 // Value returns the feature's input value from a decoded event (0 for count).
 func (f *FeaturePlan) Value(e *Event) float64 {
@@ -53,6 +57,7 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 				fp.FieldIdx = indexOrAppend(&p.Fields, f.Field)
 			}
 			p.Features = append(p.Features, fp)
+			p.ids = append(p.ids, f.ID)
 		}
 		plans[src.Topic] = p
 	}

@@ -64,6 +64,11 @@ type Options struct {
 	// are published to the feature log, deduplicated. Default 200ms: the
 	// added feature freshness latency. Also the lifetime of the entity cache.
 	PublishInterval time.Duration
+	// StatusInterval is how often the worker records in the registry, per
+	// owned partition and feature version, that it is alive and whether the
+	// version is ready or warming up: the freshness `featurepipe features`
+	// shows. Default 10s.
+	StatusInterval time.Duration
 	// MaxCachedEntities publishes early when this many entities were
 	// touched since the last publication, bounding memory. Default 200,000.
 	MaxCachedEntities int
@@ -106,6 +111,7 @@ type Worker struct {
 	pending     []*partState // partitions with unpublished changes
 	cached      int          // entities cached since the last publication
 	lastPublish time.Time
+	lastStatus  time.Time
 	valBuf      []byte
 	keyBuf      []byte
 	dead        []*kgo.Record
@@ -172,6 +178,9 @@ func New(o Options) (*Worker, error) {
 	}
 	if o.PublishInterval <= 0 {
 		o.PublishInterval = 200 * time.Millisecond
+	}
+	if o.StatusInterval <= 0 {
+		o.StatusInterval = 10 * time.Second
 	}
 	if o.MaxCachedEntities <= 0 {
 		o.MaxCachedEntities = 200_000
@@ -270,6 +279,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if err == nil {
 			err = w.finishBoots(ctx)
+		}
+		if err == nil && time.Since(w.lastStatus) >= w.o.StatusInterval {
+			w.reportStatus(ctx)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -709,4 +721,40 @@ func (w *Worker) register(ctx context.Context) error {
 		by += "/" + w.o.InstanceID
 	}
 	return registry.Register(ctx, w.cl, topic, w.o.Config, view, by)
+}
+
+// reportStatus records, for every owned partition and feature version,
+// whether it is ready or warming up, with the time of its last publication.
+// Best effort: a failure is logged and retried at the next interval.
+func (w *Worker) reportStatus(ctx context.Context) {
+	w.lastStatus = time.Now()
+	var recs []*kgo.Record
+	w.mu.Lock()
+	for tp, ps := range w.parts {
+		warming := map[int]bool{}
+		for _, bf := range ps.boot {
+			warming[bf.idx] = true
+		}
+		for _, i := range ps.republish {
+			warming[i] = true
+		}
+		for i := range ps.plan.Features {
+			st := registry.Status{Feature: ps.plan.Features[i].ID, Topic: tp.topic, Partition: tp.partition,
+				State: registry.StateReady, UpdatedAt: w.lastPublish.UTC(), Next: ps.published}
+			if warming[i] {
+				st.State = registry.StateWarmingUp
+			}
+			if r, err := registry.StatusRecord(w.o.Config.Kafka.RegistryTopic, st); err == nil {
+				recs = append(recs, r)
+			}
+		}
+	}
+	w.mu.Unlock()
+	for _, r := range recs {
+		w.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				w.log.Debug("registry status", zap.Error(err))
+			}
+		})
+	}
 }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+// featureInfo is one row of `featurepipe features`.
+type featureInfo struct {
+	Name        string   `json:"name"`
+	Version     int      `json:"version"`
+	Status      string   `json:"status"` // ready | warming_up | deprecated | unregistered | unknown
+	Deprecated  bool     `json:"deprecated"`
+	Entity      string   `json:"entity"`
+	Source      string   `json:"source"`
+	Aggregation string   `json:"aggregation"`
+	Field       string   `json:"field,omitempty"`
+	Window      string   `json:"window"`
+	Hop         string   `json:"hop"`
+	Owner       string   `json:"owner"`
+	Description string   `json:"description"`
+	Tags        []string `json:"tags,omitempty"`
+	Hash        string   `json:"hash"`
+	// From the registry (with --brokers).
+	Registered     *time.Time `json:"registered_at,omitempty"`
+	Partitions     int        `json:"partitions,omitempty"`
+	WarmingUp      int        `json:"partitions_warming_up,omitempty"`
+	LastPublished  *time.Time `json:"last_published_at,omitempty"`
+	FreshnessSecs  *float64   `json:"freshness_seconds,omitempty"`
+	RegistryDiffer bool       `json:"registered_definition_differs,omitempty"`
+}
+
+func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("features", "[--config F] [--brokers B] [--json]", stderr)
+	cfgPath := fs.String("config", "", "feature file (default: the demo feature file, schemas/demo.yaml)")
+	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds registration, status and freshness from the registry")
+	asJSON := fs.Bool("json", false, "print JSON (one array) for scripts")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var cfg *config.File
+	var err error
+	if *cfgPath == "" {
+		cfg, err = config.LoadFS(schemas.Files, "demo.yaml")
+	} else {
+		cfg, err = config.Load(*cfgPath)
+	}
+	if err != nil {
+		return err
+	}
+	var view *registry.View
+	if *brokersFlag != "" {
+		brokers, err := kafka.ParseBrokers(*brokersFlag)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if view, err = registry.Load(lctx, brokers, cfg.Kafka.RegistryTopic, nil); err != nil {
+			return fmt.Errorf("read the registry %s: %w", cfg.Kafka.RegistryTopic, err)
+		}
+	}
+	rows := describeFeatures(cfg, view, time.Now())
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FEATURE\tSTATUS\tENTITY\tSOURCE\tAGGREGATION\tWINDOW\tOWNER\tFRESHNESS\tDESCRIPTION")
+	for _, r := range rows {
+		agg := r.Aggregation
+		if r.Field != "" {
+			agg += "(" + r.Field + ")"
+		}
+		fresh := "-"
+		if r.FreshnessSecs != nil {
+			fresh = (time.Duration(*r.FreshnessSecs * float64(time.Second))).Round(time.Second).String()
+		}
+		status := r.Status
+		if r.WarmingUp > 0 {
+			status = fmt.Sprintf("warming_up (%d/%d partitions)", r.WarmingUp, r.Partitions)
+		}
+		if r.Deprecated && r.Status != "deprecated" {
+			status += ", deprecated"
+		}
+		fmt.Fprintf(tw, "%s@%d\t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\n", r.Name, r.Version, status, r.Entity, r.Source,
+			agg, r.Window, r.Hop, r.Owner, fresh, r.Description)
+	}
+	return tw.Flush()
+}
+
+// describeFeatures merges the feature file with what the registry knows.
+func describeFeatures(cfg *config.File, view *registry.View, now time.Time) []featureInfo {
+	var rows []featureInfo
+	for _, f := range cfg.Features {
+		window := "lifetime"
+		if !f.Window.Lifetime() {
+			window = aggregations.FormatDuration(f.Window.Size)
+		}
+		r := featureInfo{Name: f.Name, Version: f.Version, Deprecated: f.Deprecated, Entity: f.Entity, Source: f.Source,
+			Aggregation: f.Aggregation.String(), Field: f.Field, Window: window, Hop: aggregations.FormatDuration(f.Window.Hop),
+			Owner: f.Owner, Description: strings.TrimSpace(f.Description), Tags: f.Tags, Hash: f.Hash, Status: "unknown"}
+		if view != nil {
+			r.Status = "unregistered"
+			if d, ok := view.Definition(f.ID); ok {
+				at := d.RegisteredAt
+				r.Registered = &at
+				r.RegistryDiffer = d.Hash != f.Hash
+				r.Status = registry.StateReady
+			}
+			for _, s := range view.Statuses(f.ID) {
+				r.Partitions++
+				if s.State == registry.StateWarmingUp {
+					r.WarmingUp++
+				}
+				if r.LastPublished == nil || s.UpdatedAt.After(*r.LastPublished) {
+					at := s.UpdatedAt
+					r.LastPublished = &at
+				}
+			}
+			if r.WarmingUp > 0 {
+				r.Status = registry.StateWarmingUp
+			}
+			if r.LastPublished != nil {
+				secs := now.Sub(*r.LastPublished).Seconds()
+				r.FreshnessSecs = &secs
+			}
+		}
+		if f.Deprecated && r.Status != registry.StateWarmingUp {
+			r.Status = "deprecated"
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}

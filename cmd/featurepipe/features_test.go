@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
+)
+
+// TestFeaturesListsStatusFromTheRegistry registers the demo features, marks
+// one warming up in one partition and another as published a minute ago,
+// then checks what `featurepipe features --json` reports.
+func TestFeaturesListsStatusFromTheRegistry(t *testing.T) {
+	f := newProduceFixture(t)
+	// A deprecated version beside the demo's.
+	text, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := "  - {name: txn_count_7d, version: 2, entity: user, source: transactions, aggregation: count, window: 7d, hop: 1d, owner: payments-team, description: Coarser hop., deprecated: true}\n"
+	if err := os.WriteFile(f.config, []byte(string(text)+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	topic := cfg.Kafka.RegistryTopic
+	if err := registry.Register(ctx, cl, topic, cfg, registry.NewView(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	published := time.Now().Add(-time.Minute).UTC()
+	for _, s := range []registry.Status{
+		{Feature: "txn_amount_avg_30d@1", Topic: "transactions", Partition: 0, State: registry.StateWarmingUp, UpdatedAt: published},
+		{Feature: "txn_amount_avg_30d@1", Topic: "transactions", Partition: 1, State: registry.StateReady, UpdatedAt: published},
+		{Feature: "txn_count_7d@1", Topic: "transactions", Partition: 0, State: registry.StateReady, UpdatedAt: published},
+	} {
+		r, err := registry.StatusRecord(topic, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr := execCLI("features", "--config", f.config, "--brokers", f.brokers, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rows []featureInfo
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	by := map[string]featureInfo{}
+	for _, r := range rows {
+		by[fmt.Sprintf("%s@%d", r.Name, r.Version)] = r
+	}
+	if len(rows) != len(cfg.Features) {
+		t.Fatalf("%d rows, want %d", len(rows), len(cfg.Features))
+	}
+	avg := by["txn_amount_avg_30d@1"]
+	if avg.Status != registry.StateWarmingUp || avg.WarmingUp != 1 || avg.Partitions != 2 || avg.Registered == nil {
+		t.Fatalf("avg: %+v", avg)
+	}
+	if c := by["txn_count_7d@1"]; c.Status != registry.StateReady || c.FreshnessSecs == nil || *c.FreshnessSecs < 59 || *c.FreshnessSecs > 300 {
+		t.Fatalf("count@1: %+v", c)
+	}
+	if d := by["txn_count_7d@2"]; d.Status != "deprecated" || !d.Deprecated || d.Hop != "1d" {
+		t.Fatalf("count@2: %+v", d)
+	}
+	// The table form names the partitions warming up.
+	code, stdout, _ = execCLI("features", "--config", f.config, "--brokers", f.brokers)
+	if code != 0 || !strings.Contains(stdout, "warming_up (1/2 partitions)") || !strings.Contains(stdout, "txn_count_7d@2") {
+		t.Fatalf("table:\n%s", stdout)
+	}
+}
