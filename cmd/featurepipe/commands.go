@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -105,6 +107,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	noSync := fs.Bool("no-sync", false, "do not fsync each batch commit (survives kill -9, not power loss)")
 	instanceID := fs.String("instance-id", "", "static group membership id: a restart with the same id takes its partitions back without a rebalance")
 	sessionTimeout := fs.Duration("session-timeout", 10*time.Second, "how long the group waits for a silent (killed) worker before rebalancing")
+	snapDir := fs.String("snapshots", "", "snapshot directory (local or shared): state snapshots for lookup cold starts and backfills (default: none)")
+	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
+	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
 	logFormat := fs.String("log-format", "json", "json or console")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
@@ -127,8 +132,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	reg := metrics.NewRegistry()
+	snaps, err := openSnapshots(*snapDir, *snapRetain)
+	if err != nil {
+		return err
+	}
 	w, closeStore, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
-		InstanceID: *instanceID, SessionTimeout: *sessionTimeout}, *data, *noSync)
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Snapshots: snaps, SnapshotEvery: *snapEvery}, *data, *noSync)
 	if err != nil {
 		return err
 	}
@@ -140,7 +149,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		g.Go("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, metricsMux(reg)) })
+		mux := http.NewServeMux()
+		mux.Handle("/", metricsMux(reg))
+		mux.Handle("POST /v1/snapshot", snapshotHandler(w))
+		g.Go("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) })
 	}
 	return g.Wait()
 }
@@ -151,6 +163,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgPath := fs.String("config", "", "feature file (YAML)")
 	data := fs.String("data", "", "directory of this replica's Pebble view")
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
+	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
+	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
 	logFormat := fs.String("log-format", "json", "json or console")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
@@ -173,7 +187,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	reg := metrics.NewRegistry()
-	svc, closeStore, err := startLookup(brokers, cfg, *data, reg, log)
+	sample, err := lookupLogSample(*logSample)
+	if err != nil {
+		return err
+	}
+	snaps, err := openSnapshots(*snapDir, 0)
+	if err != nil {
+		return err
+	}
+	svc, closeStore, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
+		LookupLogSample: sample, Snapshots: snaps}, *data)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/loadgen"
 	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -41,6 +43,7 @@ type loadParams struct {
 	features     []string
 	connections  int
 	cpuProfile   string
+	logSample    float64
 }
 
 func (p loadParams) String() string {
@@ -48,8 +51,8 @@ func (p loadParams) String() string {
 	if url == "" {
 		url = `"" (self-hosted)`
 	}
-	return fmt.Sprintf("--url %s --rate %g --duration %s --warmup %s --keys %d --events-per-key %d --features %s --connections %d",
-		url, p.rate, p.duration, p.warmup, p.keys, p.eventsPerKey, strings.Join(p.features, ","), p.connections)
+	return fmt.Sprintf("--url %s --rate %g --duration %s --warmup %s --keys %d --events-per-key %d --features %s --connections %d --lookup-log-sample %g",
+		url, p.rate, p.duration, p.warmup, p.keys, p.eventsPerKey, strings.Join(p.features, ","), p.connections, p.logSample)
 }
 
 // loadKey is the entity key of user i (1-based): u0001, u0002, ..., the keys
@@ -67,6 +70,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&p.eventsPerKey, "events-per-key", 20, "self-hosted only: transactions per key, spread over the last 30 days")
 	features := fs.String("features", "txn_amount_avg_30d,txn_count_7d", "comma-separated features of entity user to look up")
 	fs.IntVar(&p.connections, "connections", 64, "maximum requests in flight (and keep-alive connections)")
+	fs.Float64Var(&p.logSample, "lookup-log-sample", 1, "self-hosted only: the lookup service's --lookup-log-sample (0: no lookup log)")
 	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured period to this file (self-hosted: server and generator together)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -145,7 +149,12 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 		return err
 	}
 	defer closeWorker()
-	svc, closeView, err := startLookup(brokers, cfg, dir, reg, log.Named("lookup"))
+	sample, err := lookupLogSample(p.logSample)
+	if err != nil {
+		return err
+	}
+	svc, closeView, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg,
+		Log: log.Named("lookup"), LookupLogSample: sample}, dir)
 	if err != nil {
 		return err
 	}
@@ -324,16 +333,27 @@ func driveLoad(ctx context.Context, p loadParams, base, target string, reg *prom
 	if err != nil {
 		return err
 	}
-	res, err := loadgen.Run(ctx, loadgen.Options{
-		Rate: p.rate, Duration: p.duration, Warmup: p.warmup, MaxInFlight: p.connections,
-		Request: func(ctx context.Context, i uint64) (*http.Request, error) {
+	o := loadgen.Options{Rate: p.rate, Duration: p.duration, Warmup: p.warmup, MaxInFlight: p.connections}
+	if host, ok := strings.CutPrefix(base, "http://"); ok && !strings.Contains(host, "/") {
+		// The lean client: each key's request pre-built once, sent over raw
+		// keep-alive connections (no net/http client on the hot path).
+		wire := make([][]byte, len(bodies))
+		hdr := http.Header{"Content-Type": {"application/json"}}
+		for i, b := range bodies {
+			wire[i] = loadgen.WireRequest("POST", host, "/v1/lookup", hdr, b)
+		}
+		o.Addr = host
+		o.Wire = func(i uint64) []byte { return wire[mix(i)%uint64(len(wire))] }
+	} else { // https, or a base path: net/http
+		o.Request = func(ctx context.Context, i uint64) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(bodies[mix(i)%uint64(len(bodies))]))
 			if err == nil {
 				req.Header.Set("Content-Type", "application/json")
 			}
 			return req, err
-		},
-	})
+		}
+	}
+	res, err := loadgen.Run(ctx, o)
 	stopProfile()
 	if err != nil {
 		return err
@@ -450,4 +470,33 @@ func subBuckets(after, before map[float64]uint64) map[float64]uint64 {
 		out[k] = v - before[k]
 	}
 	return out
+}
+
+// lookupLogSample maps a --lookup-log-sample flag (0 off, 1 every key) to
+// lookup.Options.LookupLogSample (whose zero value means the default, 1).
+func lookupLogSample(p float64) (float64, error) {
+	switch {
+	case !(p >= 0 && p <= 1):
+		return 0, usagef("--lookup-log-sample %v must be between 0 (off) and 1 (every key)", p)
+	case p == 0:
+		return lookup.NoLookupLog, nil
+	}
+	return p, nil
+}
+
+// startLookupWith opens the view store under dataDir/view and returns the
+// lookup service (o with Store set) and a closer for the store: startLookup
+// with every option.
+func startLookupWith(o lookup.Options, dataDir string) (*lookup.Service, func() error, error) {
+	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	o.Store = st
+	s, err := lookup.New(o)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return s, st.Close, nil
 }

@@ -31,8 +31,10 @@ func commands() []command {
 		{"worker", "run a stream worker (consumer group member) that maintains feature tiles", runWorker},
 		{"serve", "run the lookup service (HTTP) over the feature log", runServe},
 		{"features", "list every feature version: status, owner, source, window, freshness", runFeatures},
+		{"snapshot", "make workers write a state snapshot now, or list snapshots", runSnapshot},
 		{"load", "drive the lookup service at a fixed request rate and report latency percentiles", runLoad},
 		{"backfill", "build point-in-time training data from the source topics", runBackfill},
+		{"skew", "compare served lookups with the backfill engine's values", runSkew},
 	}
 }
 

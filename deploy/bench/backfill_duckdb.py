@@ -81,6 +81,7 @@ def main():
     ap.add_argument("--out", help="write the result here (.parquet)")
     ap.add_argument("--compare", help="featurepipe's output to compare with (.parquet or .csv)")
     ap.add_argument("--threads", type=int, default=0, help="DuckDB threads (default: all)")
+    ap.add_argument("--timing", help="write the timings here as JSON (load, compute, total seconds)")
     a = ap.parse_args()
 
     m = json.load(open(a.manifest))
@@ -108,6 +109,10 @@ def main():
     print(f"duckdb {duckdb.__version__}: {nev} events, {rows} rows x {len(m['features'])} features: "
           f"load {t_load:.2f}s, compute {t_compute:.2f}s, total {t_load + t_compute:.2f}s "
           f"(featurepipe backfill: {m.get('duration_ms', 0) / 1000:.2f}s incl. Kafka replay)")
+    if a.timing:
+        with open(a.timing, "w") as fh:
+            json.dump({"duckdb": duckdb.__version__, "events": nev, "rows": rows, "features": len(m["features"]),
+                       "load": t_load, "compute": t_compute, "total": t_load + t_compute}, fh)
     if a.out:
         con.execute(f"COPY result TO '{a.out}' (FORMAT parquet)")
 

@@ -18,10 +18,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -37,9 +35,10 @@ type Options struct {
 	// counted. Default 0.
 	Warmup time.Duration
 	// MaxInFlight bounds the requests outstanding at once; it is also the
-	// number of sending goroutines and of keep-alive connections. When every
-	// slot is busy, due requests wait for one, and that wait counts in their
-	// latency. Default 64.
+	// number of sending goroutines and of keep-alive connections. A free
+	// slot takes the next request in due order and sends it at its due
+	// time; when every slot is busy, due requests queue (in order) for the
+	// next free one, and that wait counts in their latency. Default 64.
 	MaxInFlight int
 	// Grace is how long after the end of the run a backlogged request (one
 	// due in the run but not yet sent, because MaxInFlight requests were
@@ -49,12 +48,26 @@ type Options struct {
 	// Timeout bounds one request, from send to response read. A request
 	// that times out is an error. Default 5s.
 	Timeout time.Duration
-	// Client sends the requests. Default: NewClient(MaxInFlight).
+	// Client sends the requests built by Request. Default:
+	// NewClient(MaxInFlight). Unused with Wire.
 	Client *http.Client
-	// Request builds request i (0, 1, 2, ...) with ctx. It is called by
-	// MaxInFlight goroutines at once and must be safe for that; the time it
-	// takes counts in latency but not in service time.
+	// Request builds request i (0, 1, 2, ...) with ctx, sent through Client
+	// (net/http). It is called by MaxInFlight goroutines at once and must be
+	// safe for that; the time it takes counts in latency but not in service
+	// time. Exactly one of Request and Wire is required.
 	Request func(ctx context.Context, i uint64) (*http.Request, error)
+	// Wire returns request i as the bytes of a complete HTTP/1.1 request
+	// (see WireRequest), sent as is over one of MaxInFlight keep-alive TCP
+	// connections to Addr, one request in flight per connection (no
+	// pipelining). The response is parsed minimally: status line,
+	// Content-Length or chunked framing, Connection: close; the body is
+	// read and discarded. This costs a fraction of net/http's client CPU
+	// (no per-request allocation), which matters when the generator shares
+	// the CPUs with the server it measures. The returned bytes must not be
+	// modified while Run is running; pre-build them once per key.
+	Wire func(i uint64) []byte
+	// Addr is the host:port Wire requests are sent to. Required with Wire.
+	Addr string
 }
 
 // Result is what Run measured. Counts and histograms cover the measured
@@ -109,8 +122,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: Duration %v must be positive", ErrOptions, o.Duration)
 	case o.Warmup < 0:
 		return fmt.Errorf("%w: Warmup %v is negative", ErrOptions, o.Warmup)
-	case o.Request == nil:
-		return fmt.Errorf("%w: Request is required", ErrOptions)
+	case (o.Request == nil) == (o.Wire == nil):
+		return fmt.Errorf("%w: exactly one of Request and Wire is required", ErrOptions)
+	case o.Wire != nil && o.Addr == "":
+		return fmt.Errorf("%w: Addr is required with Wire", ErrOptions)
 	case o.MaxInFlight < 0:
 		return fmt.Errorf("%w: MaxInFlight %d is negative", ErrOptions, o.MaxInFlight)
 	}
@@ -123,7 +138,7 @@ func (o *Options) validate() error {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	if o.Client == nil {
+	if o.Client == nil && o.Request != nil {
 		o.Client = NewClient(o.MaxInFlight)
 	}
 	return nil
@@ -142,162 +157,4 @@ func NewClient(conns int) *http.Client {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}}
-}
-
-type job struct {
-	i        uint64
-	due      time.Time
-	measured bool
-}
-
-// worker is one sending goroutine's private tallies, merged at the end.
-type worker struct {
-	latency, service, lag *Histogram
-	sent, ok, errs        uint64
-	warm, canceled        uint64
-	byStatus              map[int]uint64
-	firstErr              string
-	firstErrAt            time.Time
-	lastDone              time.Time
-}
-
-// Run sends Rate × (Warmup + Duration) requests, request i due at
-// start + i/Rate, through MaxInFlight goroutines, and returns what it
-// measured. It returns early, with what was measured so far and the
-// unsent requests counted as Missed, when ctx ends. The error is non-nil
-// only for invalid options.
-func Run(ctx context.Context, o Options) (*Result, error) {
-	if err := o.validate(); err != nil {
-		return nil, err
-	}
-	interval := float64(time.Second) / o.Rate
-	warmN := uint64(o.Warmup.Seconds() * o.Rate)
-	total := warmN + uint64(o.Duration.Seconds()*o.Rate)
-
-	jobs := make(chan job)
-	workers := make([]*worker, o.MaxInFlight)
-	var wg sync.WaitGroup
-	for k := range workers {
-		w := &worker{latency: NewHistogram(), service: NewHistogram(), lag: NewHistogram(), byStatus: map[int]uint64{}}
-		workers[k] = w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				w.do(ctx, &o, j)
-			}
-		}()
-	}
-
-	start := time.Now().Add(10 * time.Millisecond)
-	measureFrom := start.Add(time.Duration(float64(warmN) * interval))
-	deadline := start.Add(time.Duration(float64(total)*interval) + o.Grace)
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	var missed uint64
-	i := uint64(0)
-dispatch:
-	for ; i < total; i++ {
-		due := start.Add(time.Duration(float64(i) * interval))
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		select {
-		case jobs <- job{i: i, due: due, measured: i >= warmN}:
-		case <-timer.C:
-			break dispatch
-		case <-ctx.Done():
-			break dispatch
-		}
-	}
-	if i < total {
-		missed = total - max(i, warmN)
-	}
-	close(jobs)
-	wg.Wait()
-
-	r := &Result{Due: total - warmN, Missed: missed, ByStatus: map[int]uint64{},
-		Latency: NewHistogram(), Service: NewHistogram(), Lag: NewHistogram()}
-	var firstErrAt, lastDone time.Time
-	for _, w := range workers {
-		r.Latency.Merge(w.latency)
-		r.Service.Merge(w.service)
-		r.Lag.Merge(w.lag)
-		r.Sent += w.sent
-		r.OK += w.ok
-		r.Errors += w.errs
-		r.WarmupSent += w.warm
-		r.Missed += w.canceled
-		for s, c := range w.byStatus {
-			r.ByStatus[s] += c
-		}
-		if w.firstErr != "" && (firstErrAt.IsZero() || w.firstErrAt.Before(firstErrAt)) {
-			r.FirstError, firstErrAt = w.firstErr, w.firstErrAt
-		}
-		if w.lastDone.After(lastDone) {
-			lastDone = w.lastDone
-		}
-	}
-	if r.Sent > 0 {
-		r.Elapsed = lastDone.Sub(measureFrom)
-	}
-	return r, nil
-}
-
-// do sends one request and records it.
-func (w *worker) do(ctx context.Context, o *Options, j job) {
-	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	status, sentAt, err := send(rctx, o, j.i)
-	done := time.Now()
-	if err != nil && ctx.Err() != nil {
-		// Cut short by the caller, not failed by the server: unsent.
-		if j.measured {
-			w.canceled++
-		}
-		return
-	}
-	if !j.measured {
-		w.warm++
-		return
-	}
-	w.sent++
-	w.lastDone = done
-	w.byStatus[status]++
-	if err == nil && status != http.StatusOK {
-		err = fmt.Errorf("HTTP %d", status)
-	}
-	if err != nil {
-		w.errs++
-		if w.firstErr == "" {
-			w.firstErr, w.firstErrAt = fmt.Sprintf("request %d: %v", j.i, err), done
-		}
-		return
-	}
-	w.ok++
-	w.latency.Record(done.Sub(j.due))
-	w.service.Record(done.Sub(sentAt))
-	w.lag.Record(sentAt.Sub(j.due))
-}
-
-// send performs request i and reads its whole body (so the connection is
-// reused). status is 0 when there was no response.
-func send(ctx context.Context, o *Options, i uint64) (status int, sentAt time.Time, err error) {
-	req, err := o.Request(ctx, i)
-	sentAt = time.Now()
-	if err != nil {
-		return 0, sentAt, fmt.Errorf("build request: %w", err)
-	}
-	resp, err := o.Client.Do(req)
-	if err != nil {
-		return 0, sentAt, err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	if cerr := resp.Body.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return resp.StatusCode, sentAt, fmt.Errorf("read response: %w", err)
-	}
-	return resp.StatusCode, sentAt, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,12 +38,14 @@ func get(url string) func(ctx context.Context, i uint64) (*http.Request, error) 
 	}
 }
 
-func TestRunPacesAtTheRate(t *testing.T) {
+func TestRunPacesAtTheRate(t *testing.T) { bothClients(t, testRunPacesAtTheRate) }
+
+func testRunPacesAtTheRate(t *testing.T, c client) {
 	var a arrivals
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.record(r) }))
 	defer srv.Close()
 	const rate, dur = 2000, time.Second
-	res, err := Run(context.Background(), Options{Rate: rate, Duration: dur, MaxInFlight: 16, Request: get(srv.URL)})
+	res, err := Run(context.Background(), c.with(Options{Rate: rate, Duration: dur, MaxInFlight: 16}, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +79,13 @@ func TestRunPacesAtTheRate(t *testing.T) {
 	}
 }
 
-func TestRunWarmupIsSentButNotCounted(t *testing.T) {
+func TestRunWarmupIsSentButNotCounted(t *testing.T) { bothClients(t, testRunWarmupIsSentButNotCounted) }
+
+func testRunWarmupIsSentButNotCounted(t *testing.T, c client) {
 	var a arrivals
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.record(r) }))
 	defer srv.Close()
-	res, err := Run(context.Background(), Options{Rate: 1000, Duration: 300 * time.Millisecond, Warmup: 200 * time.Millisecond, Request: get(srv.URL)})
+	res, err := Run(context.Background(), c.with(Options{Rate: 1000, Duration: 300 * time.Millisecond, Warmup: 200 * time.Millisecond}, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +104,10 @@ func TestRunWarmupIsSentButNotCounted(t *testing.T) {
 // closed-loop client would record one slow request; from the due time, every
 // request due during the stall is slow, and the percentiles show it.
 func TestRunLatencyCountsFromTheDueTime(t *testing.T) {
+	bothClients(t, testRunLatencyCountsFromTheDueTime)
+}
+
+func testRunLatencyCountsFromTheDueTime(t *testing.T, c client) {
 	var n atomic.Int64
 	const stall = 200 * time.Millisecond
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -107,7 +116,7 @@ func TestRunLatencyCountsFromTheDueTime(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	res, err := Run(context.Background(), Options{Rate: 1000, Duration: time.Second, MaxInFlight: 1, Request: get(srv.URL)})
+	res, err := Run(context.Background(), c.with(Options{Rate: 1000, Duration: time.Second, MaxInFlight: 1}, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +139,9 @@ func TestRunLatencyCountsFromTheDueTime(t *testing.T) {
 	}
 }
 
-func TestRunCountsErrors(t *testing.T) {
+func TestRunCountsErrors(t *testing.T) { bothClients(t, testRunCountsErrors) }
+
+func testRunCountsErrors(t *testing.T, c client) {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1)%10 == 0 {
@@ -138,7 +149,7 @@ func TestRunCountsErrors(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	res, err := Run(context.Background(), Options{Rate: 1000, Duration: 200 * time.Millisecond, Request: get(srv.URL)})
+	res, err := Run(context.Background(), c.with(Options{Rate: 1000, Duration: 200 * time.Millisecond}, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +164,13 @@ func TestRunCountsErrors(t *testing.T) {
 	}
 }
 
-func TestRunConnectionErrors(t *testing.T) {
+func TestRunConnectionErrors(t *testing.T) { bothClients(t, testRunConnectionErrors) }
+
+func testRunConnectionErrors(t *testing.T, c client) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens there any more
-	res, err := Run(context.Background(), Options{Rate: 500, Duration: 100 * time.Millisecond, Request: get(url)})
+	res, err := Run(context.Background(), c.with(Options{Rate: 500, Duration: 100 * time.Millisecond}, url))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +182,9 @@ func TestRunConnectionErrors(t *testing.T) {
 // With every slot taken by a server that never answers within the run,
 // requests cannot be sent: they are Missed, not silently dropped or counted
 // as sent.
-func TestRunCountsMissedRequests(t *testing.T) {
+func TestRunCountsMissedRequests(t *testing.T) { bothClients(t, testRunCountsMissedRequests) }
+
+func testRunCountsMissedRequests(t *testing.T, c client) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -179,8 +194,8 @@ func TestRunCountsMissedRequests(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	res, err := Run(context.Background(), Options{Rate: 1000, Duration: 100 * time.Millisecond, MaxInFlight: 2,
-		Grace: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, Request: get(srv.URL)})
+	res, err := Run(context.Background(), c.with(Options{Rate: 1000, Duration: 100 * time.Millisecond, MaxInFlight: 2,
+		Grace: 50 * time.Millisecond, Timeout: 300 * time.Millisecond}, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,13 +204,15 @@ func TestRunCountsMissedRequests(t *testing.T) {
 	}
 }
 
-func TestRunStopsWhenCanceled(t *testing.T) {
+func TestRunStopsWhenCanceled(t *testing.T) { bothClients(t, testRunStopsWhenCanceled) }
+
+func testRunStopsWhenCanceled(t *testing.T, c client) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()
-	res, err := Run(ctx, Options{Rate: 1000, Duration: 10 * time.Second, Request: get(srv.URL)})
+	res, err := Run(ctx, c.with(Options{Rate: 1000, Duration: 10 * time.Second}, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,5 +241,28 @@ func TestOptionsAreValidated(t *testing.T) {
 				t.Errorf("error %v, want ErrOptions", err)
 			}
 		})
+	}
+}
+
+// client is one of Run's two ways of sending: net/http (Options.Request) or
+// the raw keep-alive client (Options.Wire). Every Run rule holds for both.
+type client struct {
+	name string
+	with func(o Options, url string) Options
+}
+
+func bothClients(t *testing.T, test func(*testing.T, client)) {
+	for _, c := range []client{
+		{"net/http", func(o Options, url string) Options { o.Request = get(url); return o }},
+		{"wire", func(o Options, url string) Options {
+			host := strings.TrimPrefix(url, "http://")
+			o.Addr = host
+			o.Wire = func(i uint64) []byte {
+				return WireRequest("GET", host, "/?i="+strconv.FormatUint(i, 10), nil, nil)
+			}
+			return o
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) { test(t, c) })
 	}
 }

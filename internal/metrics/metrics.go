@@ -73,6 +73,9 @@ type Lookup struct {
 	LogRecords     prometheus.Counter       // feature-log records applied to the view
 	LogLag         *prometheus.GaugeVec     // partition
 	Ready          prometheus.Gauge
+	// LookupLogRecords counts lookup-log records by result: sent (acked by
+	// Kafka), dropped (the producer buffer was full) or error (failed).
+	LookupLogRecords *prometheus.CounterVec // result
 }
 
 // NewLookup creates and registers the lookup metrics on r.
@@ -91,7 +94,9 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 			Help: "Feature-log high watermark minus the next offset to read, per partition."}, []string{"partition"}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "view_ready",
 			Help: "1 once the view has caught up with the feature log's end offsets seen at start."}),
+		LookupLogRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "lookup_log_records_total",
+			Help: "Served-lookup records for the lookup-log topic, by result: sent, dropped (producer buffer full) or error."}, []string{"result"}),
 	}
-	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.LogRecords, m.LogLag, m.Ready)
+	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords)
 	return m
 }

@@ -10,12 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
@@ -98,7 +96,9 @@ type Options struct {
 	ExtraOpts []kgo.Opt
 }
 
-func (o *Options) validate() error {
+// validate checks o and fills in defaults; files says whether Spine and Out
+// are required (Run) or ignored (Compute).
+func (o *Options) validate(files bool) error {
 	var problems []string
 	if len(o.Brokers) == 0 {
 		problems = append(problems, "no brokers")
@@ -106,15 +106,23 @@ func (o *Options) validate() error {
 	if o.Config == nil {
 		problems = append(problems, "no feature file (Config)")
 	}
-	if o.Spine == "" {
+	switch {
+	case !files:
+	case o.Spine == "":
 		problems = append(problems, "no spine")
-	} else if _, err := FormatOf(o.Spine); err != nil {
-		problems = append(problems, "spine: "+err.Error())
+	default:
+		if _, err := FormatOf(o.Spine); err != nil {
+			problems = append(problems, "spine: "+err.Error())
+		}
 	}
-	if o.Out == "" {
+	switch {
+	case !files:
+	case o.Out == "":
 		problems = append(problems, "no output (Out)")
-	} else if _, err := FormatOf(o.Out); err != nil {
-		problems = append(problems, "output: "+err.Error())
+	default:
+		if _, err := FormatOf(o.Out); err != nil {
+			problems = append(problems, "output: "+err.Error())
+		}
 	}
 	if o.ExportEvents != "" {
 		if f, err := FormatOf(o.ExportEvents); err != nil || f != FormatParquet {
@@ -147,7 +155,7 @@ func (o *Options) validate() error {
 // doc), computes every feature as of every row's timestamp and writes the
 // output. Nothing is written when it fails.
 func Run(ctx context.Context, o Options) (*Manifest, error) {
-	if err := o.validate(); err != nil {
+	if err := o.validate(true); err != nil {
 		return nil, err
 	}
 	began := o.Now()
@@ -167,83 +175,11 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		return nil, &BadRowsError{Path: o.Spine, Rows: sp.bad}
 	}
 
-	// Key table: entity index per good row, rows grouped by entity.
-	keep := make(map[string]int32)
-	var keys []string
-	rowEnt := make([]int32, len(sp.keys))
-	for i, k := range sp.keys {
-		e, ok := keep[k]
-		if !ok {
-			e = int32(len(keys))
-			keep[k] = e
-			keys = append(keys, k)
-		}
-		rowEnt[i] = e
-	}
-	rowsOff := make([]int32, len(keys)+1)
-	for _, e := range rowEnt {
-		rowsOff[e+1]++
-	}
-	for i := 1; i < len(rowsOff); i++ {
-		rowsOff[i] += rowsOff[i-1]
-	}
-	rows := make([]int32, len(rowEnt))
-	pos := slices.Clone(rowsOff[:len(keys)])
-	for i, e := range rowEnt {
-		rows[pos[e]] = int32(i)
-		pos[e]++
-	}
-
-	// Sources and their replay start.
-	srcs, err := planSources(cfg, cols, sp.times, o.Limits.MaxFuture.Milliseconds())
+	ev, err := o.evaluate(ctx, cols, sp.keys, sp.times)
 	if err != nil {
 		return nil, err
 	}
-	st := &replayStats{rejected: map[string]int64{}}
-	var ranges []OffsetRange
-	if len(sp.good) > 0 {
-		copts := append(kafka.BaseOpts(o.Brokers, "featurepipe-backfill", o.Log), o.ExtraOpts...)
-		adm, err := kgo.NewClient(copts...)
-		if err != nil {
-			return nil, fmt.Errorf("kafka client: %w", err)
-		}
-		var total int64
-		for _, s := range srcs {
-			if err := listRanges(ctx, kadm.NewClient(adm), s); err != nil {
-				adm.Close()
-				return nil, err
-			}
-			for _, r := range s.ranges {
-				total += r.To - r.From
-				ranges = append(ranges, r)
-			}
-		}
-		adm.Close()
-		prog := newProgress(o.Progress, total, o.Now())
-		err = replay(ctx, copts, srcs, events.NewDecoder(cfg, o.Limits), keep, prog.add, st)
-		prog.finish()
-		if err != nil {
-			return nil, err
-		}
-	}
-	if o.ExportEvents != "" {
-		if err := exportEvents(o.ExportEvents, srcs, keys); err != nil {
-			return nil, err
-		}
-	}
-
-	grouped := make([]*sourceEvents, len(srcs))
-	for i, s := range srcs {
-		grouped[i] = group(s, len(keys), o.Mode)
-	}
-	names := make([]string, len(cols))
-	for i, c := range cols {
-		names[i] = c.name
-	}
-	res := newResults(names, len(sp.good))
-	if err := compute(ctx, sp, rowsOff, rows, grouped, cols, res); err != nil {
-		return nil, err
-	}
+	res, ranges, st := ev.res, ev.ranges, ev.stats
 
 	outFormat, _ := FormatOf(o.Out)
 	if err := writeOutput(o.Out, outFormat, sp, res); err != nil {

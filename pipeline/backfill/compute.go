@@ -74,8 +74,9 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 }
 
 // compute sweeps every entity with spine rows, GOMAXPROCS entities at a time.
-// rowsOff/rows group the good spine rows by entity like sourceEvents.
-func compute(ctx context.Context, sp *spine, rowsOff []int32, rows []int32, srcs []*sourceEvents, cols []column, res *results) error {
+// times are the rows' T; rowsOff/rows group the rows by entity like
+// sourceEvents.
+func compute(ctx context.Context, times []int64, rowsOff []int32, rows []int32, srcs []*sourceEvents, cols []column, res *results) error {
 	entities := len(rowsOff) - 1
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -90,7 +91,7 @@ func compute(ctx context.Context, sp *spine, rowsOff []int32, rows []int32, srcs
 				if e >= entities {
 					return
 				}
-				sw.entity(sp, rows[rowsOff[e]:rowsOff[e+1]], e, srcs, cols, res)
+				sw.entity(times, rows[rowsOff[e]:rowsOff[e+1]], e, srcs, cols, res)
 			}
 		}()
 	}
@@ -110,9 +111,9 @@ func newSweeper(nsrc int, cols []column) *sweeper {
 }
 
 // entity computes every column of one entity's rows.
-func (sw *sweeper) entity(sp *spine, rows []int32, e int, srcs []*sourceEvents, cols []column, res *results) {
+func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEvents, cols []column, res *results) {
 	slices.SortFunc(rows, func(a, b int32) int {
-		return cmp.Or(cmp.Compare(sp.times[a], sp.times[b]), cmp.Compare(a, b))
+		return cmp.Or(cmp.Compare(times[a], times[b]), cmp.Compare(a, b))
 	})
 	for s, se := range srcs {
 		evs := se.events[se.off[e]:se.off[e+1]]
@@ -126,7 +127,7 @@ func (sw *sweeper) entity(sp *spine, rows []int32, e int, srcs []*sourceEvents, 
 		sw.series[c].Base = aggregations.IR{}
 	}
 	for _, r := range rows {
-		T := sp.times[r]
+		T := times[r]
 		// Apply every event visible as of T; each has ts < T.
 		for s, se := range srcs {
 			evs := se.events[se.off[e]:se.off[e+1]]

@@ -4,6 +4,10 @@
 // decoder (pipeline/events) and the same aggregation code (aggregations) that
 // the stream workers and the lookup service use.
 //
+// Run reads the spine from a file and writes the output to one; Compute
+// takes the spine as in-memory Points and returns the Values, through the
+// same engine (pipeline/skew replays served lookups with it).
+//
 // # Semantics
 //
 // A feature's value for a spine row is the aggregation over the entity's

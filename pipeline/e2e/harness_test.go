@@ -262,8 +262,9 @@ func runWorker(t testing.TB, brokers []string, cfg *config.File, dir string) (st
 // lookupServer is a lookup service: in-process behind an HTTP test server
 // (svc set), or a subprocess (svc nil).
 type lookupServer struct {
-	svc *lookup.Service
-	url string
+	svc  *lookup.Service
+	url  string
+	stop func()
 }
 
 func (ls *lookupServer) ready() bool {
@@ -288,6 +289,14 @@ func runLookup(t testing.TB, brokers []string, cfg *config.File, dir string) (*l
 	if err != nil {
 		t.Fatal(err)
 	}
+	ls := serveLookup(t, svc, st)
+	return ls, ls.stop
+}
+
+// serveLookup runs svc and serves it over HTTP until the test ends (or
+// stop); it closes st afterwards.
+func serveLookup(t testing.TB, svc *lookup.Service, st *state.Store) *lookupServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -306,7 +315,7 @@ func runLookup(t testing.TB, brokers []string, cfg *config.File, dir string) (*l
 		})
 	}
 	t.Cleanup(stop)
-	return &lookupServer{svc: svc, url: srv.URL}, stop
+	return &lookupServer{svc: svc, url: srv.URL, stop: stop}
 }
 
 // postJSON posts body and decodes the answer into out, returning the status.

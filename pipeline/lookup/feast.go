@@ -100,7 +100,14 @@ func (s *Service) handleFeast(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return feastShape(joinKey, req.Features, req.FullFeatureNames, refs, feats, keys, ans), nil
+	return &feastAnswer{answer: ans, resp: feastShape(joinKey, req.Features, req.FullFeatureNames, refs, feats, keys, ans.response())}, nil
+}
+
+// feastAnswer is what handleFeast returns: the response to write and the
+// answer behind it (for the lookup log).
+type feastAnswer struct {
+	answer *lookupAnswer
+	resp   *FeastResponse
 }
 
 func feastShape(joinKey string, requested []string, full bool, refs []string, feats []*config.Feature, keys []string, ans *LookupResponse) *FeastResponse {

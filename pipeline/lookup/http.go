@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.uber.org/zap"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -20,6 +23,7 @@ const (
 	StatusPresent     = "PRESENT"      // at least one event in the window
 	StatusEmptyWindow = "EMPTY_WINDOW" // the entity is known but no event is in the window
 	StatusNotFound    = "NOT_FOUND"    // no event of this entity was ever seen for this feature
+	StatusWarmingUp   = "WARMING_UP"   // the version is still being bootstrapped from history: the value is partial
 )
 
 // apiError is an error with an HTTP status and a stable code, written as
@@ -73,29 +77,71 @@ func (s *Service) routes() http.Handler {
 
 // endpoint is the one response path: it checks readiness, bounds the body,
 // times the handler, and writes either its result or its error as JSON.
+// After a successful answer it logs the served values (see lookupLogger).
 func (s *Service) endpoint(route string, h func(*http.Request) (any, error)) http.Handler {
 	hist := s.m.Latency.WithLabelValues(route)
+	ok := s.m.Requests.WithLabelValues(route, "200")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t0 := time.Now()
 		var code int
-		if !s.Ready() {
+		var served *lookupAnswer
+		if !s.ready.Load() {
 			code = writeError(w, &apiError{http.StatusServiceUnavailable, "not_ready", "the lookup view is still catching up with the feature log; retry shortly"})
 		} else {
 			r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
 			res, err := h(r)
-			if err != nil {
+			switch {
+			case err != nil:
 				code = writeError(w, err)
-			} else {
-				code = writeJSON(w, http.StatusOK, res)
+			default:
+				if a, isAnswer := res.(*lookupAnswer); isAnswer {
+					served = a
+				} else if f, isFeast := res.(*feastAnswer); isFeast {
+					served, res = f.answer, f.resp
+				}
+				if a, isAnswer := res.(*lookupAnswer); isAnswer {
+					code = writeAnswer(w, a)
+				} else {
+					code = writeJSON(w, http.StatusOK, res)
+				}
 			}
 		}
 		hist.Observe(time.Since(t0).Seconds())
-		s.m.Requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		if code == http.StatusOK {
+			ok.Inc()
+		} else {
+			s.m.Requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		}
+		if served != nil {
+			s.logLookups(served)
+			served.release()
+		}
 	})
 }
 
+var contentTypeJSON = []string{"application/json"}
+
+// writeAnswer writes a lookup answer with the hand-written encoder: one
+// pooled buffer, one Write, an explicit Content-Length (no chunking).
+func writeAnswer(w http.ResponseWriter, a *lookupAnswer) int {
+	bp := bufPool.Get().(*[]byte)
+	b := a.appendJSON((*bp)[:0])
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	if cap(b) <= 64<<10 { // do not pool the buffers of huge answers
+		*bp = b
+		bufPool.Put(bp)
+	}
+	return http.StatusOK
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 func writeJSON(w http.ResponseWriter, status int, v any) int {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 	return status
@@ -190,7 +236,7 @@ func (s *Service) resolve(info *entityInfo, refs []string) ([]*config.Feature, [
 	out := make([]*config.Feature, len(refs))
 	var warnings []string
 	for i, ref := range refs {
-		f, err := s.o.Config.Feature(ref)
+		f, err := s.pick(ref)
 		if err != nil {
 			return nil, nil, &apiError{http.StatusNotFound, "unknown_feature", err.Error()}
 		}
@@ -199,6 +245,9 @@ func (s *Service) resolve(info *entityInfo, refs []string) ([]*config.Feature, [
 		}
 		if f.Deprecated {
 			warnings = append(warnings, fmt.Sprintf("feature %s is deprecated", f.ID))
+			if _, seen := s.warned.LoadOrStore(f.ID, true); !seen {
+				s.log.Warn("deprecated feature looked up", zap.String("feature", f.ID))
+			}
 		}
 		out[i] = f
 	}
@@ -239,70 +288,159 @@ func (s *Service) handleEntity(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := r.PathValue("key")
-	var names []string
-	var feats []*config.Feature
-	seen := map[string]bool{}
-	for _, f := range info.features {
-		if seen[f.Name] {
-			continue
-		}
-		seen[f.Name] = true
-		def, err := s.o.Config.Feature(f.Name)
-		if err != nil {
-			return nil, err
-		}
-		names = append(names, f.Name)
-		feats = append(feats, def)
+	if info.latestErr != nil {
+		return nil, info.latestErr
 	}
-	return s.answer(info, []string{key}, names, feats, nil)
+	feats, warnings, err := s.resolve(info, info.latestNames)
+	if err != nil {
+		return nil, err
+	}
+	return s.answer(info, []string{r.PathValue("key")}, info.latestNames, feats, warnings)
 }
 
-// answer computes every (key, feature) value as of now.
-func (s *Service) answer(info *entityInfo, keys, names []string, feats []*config.Feature, warnings []string) (*LookupResponse, error) {
-	now := s.o.Now()
-	T := now.UnixMilli()
-	resp := &LookupResponse{AsOf: now.UTC(), Results: make([]KeyResult, len(keys)), Warnings: warnings}
-	e := viewPool.Get().(*entityView)
-	defer viewPool.Put(e)
-	var kbuf, vbuf [256]byte
-	for i, key := range keys {
-		found, err := s.load(info.name, key, e, kbuf[:0], vbuf[:0])
-		if err != nil {
-			return nil, err
+// pick resolves a feature reference: "name@version" exactly; a bare name
+// to the newest version that is ready (not warming up), preferring
+// versions that are not deprecated, else what config.File.Feature picks.
+func (s *Service) pick(ref string) (*config.Feature, error) {
+	def, err := s.o.Config.Feature(ref)
+	if err != nil || strings.Contains(ref, "@") || s.reg.Ready(def.ID) {
+		return def, err
+	}
+	var best *config.Feature
+	for _, f := range s.o.Config.Features {
+		if f.Name != def.Name || !s.reg.Ready(f.ID) {
+			continue
 		}
-		kr := KeyResult{Key: key, Features: make(map[string]FeatureValue, len(feats))}
-		for j, f := range feats {
-			kr.Features[names[j]] = s.value(f, e, found, T)
+		if best == nil || (best.Deprecated && !f.Deprecated) || (best.Deprecated == f.Deprecated && f.Version > best.Version) {
+			best = f
+		}
+	}
+	if best == nil {
+		return def, nil
+	}
+	return best, nil
+}
+
+// value is one feature's value as of the lookup time, without the pointers
+// of FeatureValue (no allocation per value).
+type value struct {
+	v       float64
+	hasV    bool
+	status  string
+	version int
+	updated int64 // ms; 0: none
+}
+
+func (v *value) public() FeatureValue {
+	fv := FeatureValue{Status: v.status, Version: v.version}
+	if v.hasV {
+		x := v.v
+		fv.Value = &x
+	}
+	if v.updated > 0 {
+		u := time.UnixMilli(v.updated).UTC()
+		fv.UpdatedAt = &u
+	}
+	return fv
+}
+
+// lookupAnswer is the result of answer: vals[i*len(feats)+j] is feature j
+// (requested as names[j]) of keys[i], as of asOf. It is pooled: the endpoint
+// releases it after writing and logging it.
+type lookupAnswer struct {
+	info     *entityInfo
+	asOf     time.Time
+	keys     []string
+	names    []string
+	feats    []*config.Feature
+	warnings []string
+	vals     []value
+	order    []int // indexes of names in JSON order (sorted, duplicates dropped)
+}
+
+var answerPool = sync.Pool{New: func() any { return new(lookupAnswer) }}
+
+func (a *lookupAnswer) release() {
+	*a = lookupAnswer{vals: a.vals[:0], order: a.order[:0]}
+	answerPool.Put(a)
+}
+
+// response converts a to the exported LookupResponse.
+func (a *lookupAnswer) response() *LookupResponse {
+	resp := &LookupResponse{AsOf: a.asOf, Results: make([]KeyResult, len(a.keys)), Warnings: a.warnings}
+	n := len(a.feats)
+	for i, key := range a.keys {
+		kr := KeyResult{Key: key, Features: make(map[string]FeatureValue, n)}
+		for j := range a.feats {
+			kr.Features[a.names[j]] = a.vals[i*n+j].public()
 		}
 		resp.Results[i] = kr
 	}
-	for _, f := range feats {
-		s.m.FeatureLookups.WithLabelValues(f.ID).Add(float64(len(keys)))
+	return resp
+}
+
+// answer computes every (key, feature) value as of now.
+func (s *Service) answer(info *entityInfo, keys, names []string, feats []*config.Feature, warnings []string) (*lookupAnswer, error) {
+	now := s.o.Now()
+	T := now.UnixMilli()
+	a := answerPool.Get().(*lookupAnswer)
+	a.info, a.asOf, a.keys, a.names, a.feats, a.warnings = info, now.UTC(), keys, names, feats, warnings
+	var kbuf [256]byte
+	for _, key := range keys {
+		e, found, err := s.view(info.name, key, kbuf[:0])
+		if err != nil {
+			a.release()
+			return nil, err
+		}
+		for _, f := range feats {
+			a.vals = append(a.vals, s.value(f, e, found, T))
+		}
 	}
-	return resp, nil
+	for _, f := range feats {
+		if c := s.featureLookups[f.ID]; c != nil {
+			c.Add(float64(len(keys)))
+		}
+	}
+	a.sortNames()
+	return a, nil
+}
+
+// sortNames fills order: the names in the order encoding/json writes map
+// keys (sorted), each once (the last occurrence, as a map assignment keeps).
+func (a *lookupAnswer) sortNames() {
+	for j := range a.names {
+		a.order = append(a.order, j)
+	}
+	slices.SortStableFunc(a.order, func(x, y int) int { return strings.Compare(a.names[x], a.names[y]) })
+	out := a.order[:0]
+	for k, j := range a.order {
+		if k+1 < len(a.order) && a.names[a.order[k+1]] == a.names[j] {
+			continue
+		}
+		out = append(out, j)
+	}
+	a.order = out
 }
 
 // value folds one feature of one entity as of T.
-func (s *Service) value(f *config.Feature, e *entityView, found bool, T int64) FeatureValue {
-	fv := FeatureValue{Version: f.Version, Status: StatusNotFound}
+func (s *Service) value(f *config.Feature, e *entityView, found bool, T int64) value {
+	fv := value{version: f.Version, status: StatusNotFound}
 	var ir aggregations.IR
 	if i := e.index(f.ID); found && i >= 0 {
 		ir = e.series[i].Read(f.Window, T)
-		fv.Status = StatusEmptyWindow
+		fv.status = StatusEmptyWindow
 		if !ir.Empty() {
-			fv.Status = StatusPresent
+			fv.status = StatusPresent
 		}
-		if e.updated[i] > 0 {
-			u := time.UnixMilli(e.updated[i]).UTC()
-			fv.UpdatedAt = &u
-		}
+		fv.updated = e.updated[i]
+	}
+	if !s.reg.Ready(f.ID) {
+		fv.status = StatusWarmingUp
 	}
 	if v, ok := aggregations.Finalize(f.Aggregation, ir); ok {
-		fv.Value = &v
+		fv.v, fv.hasV = v, true
 	} else if f.Default != nil {
-		d := *f.Default
-		fv.Value = &d
+		fv.v, fv.hasV = *f.Default, true
 	}
 	return fv
 }

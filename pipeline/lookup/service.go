@@ -11,6 +11,8 @@ package lookup
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,7 +23,9 @@ import (
 
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
 // Options configure a Service. Brokers, Config and Store are required.
@@ -44,7 +48,33 @@ type Options struct {
 	MaxKeys int
 	// ClientID names this replica in Kafka. Default "featurepipe-lookup".
 	ClientID string
+	// CacheEntries bounds the decoded entity views kept in memory in front
+	// of the Pebble view (see viewCache): a hit costs a map read instead of
+	// a Pebble Get and a decode. A cached view is never older than the
+	// Pebble view. Memory: one decoded view per entry, typically a few KiB
+	// (every tile of every feature of the entity). Default 100,000;
+	// negative disables the cache.
+	CacheEntries int
+	// LookupLogSample is the probability that one answered key (of any
+	// route) is logged to the config's lookup-log topic as a
+	// lookuplog.Entry. Default (0): 1.0, every key. Negative (use
+	// NoLookupLog): nothing is logged. Values above 1 are rejected.
+	// Logging never blocks or fails a lookup: records are produced
+	// asynchronously into a bounded buffer and dropped, and counted, when
+	// it is full (see LookupLogBuffer).
+	LookupLogSample float64
+	// Snapshots, when set, lets an empty replica start from the newest
+	// worker snapshots covering every source partition instead of replaying
+	// the whole feature log (see coldStart). Default nil.
+	Snapshots *snapshot.Store
+	// LookupLogBuffer bounds the lookup-log records buffered in the
+	// producer (kgo.MaxBufferedRecords); when it is full, new records are
+	// dropped instead of slowing lookups down. Default 100,000.
+	LookupLogBuffer int
 }
+
+// NoLookupLog is the Options.LookupLogSample that turns the lookup log off.
+const NoLookupLog = -1
 
 // Service is one lookup replica.
 type Service struct {
@@ -59,6 +89,12 @@ type Service struct {
 
 	entities map[string]*entityInfo
 	byKey    map[string]*entityInfo // entity key field (Feast join key) -> entity
+
+	reg            *registry.View // feature versions warming up (followed in Run)
+	warned         sync.Map       // deprecated feature ids already logged
+	cache          *viewCache
+	featureLookups map[string]prometheus.Counter // feature id -> its feature_lookups_total
+	llog           lookupLogger
 }
 
 // entityInfo is what the HTTP layer needs of one entity.
@@ -66,6 +102,11 @@ type entityInfo struct {
 	name     string
 	keyField string
 	features []*config.Feature // all versions, file order
+	// latest are the newest ready versions of the entity's features, by
+	// name (latestNames), in file order: what GET /v1/features answers.
+	latest      []*config.Feature
+	latestNames []string
+	latestErr   error
 }
 
 // New validates the options.
@@ -97,19 +138,76 @@ func New(o Options) (*Service, error) {
 	if o.ClientID == "" {
 		o.ClientID = "featurepipe-lookup"
 	}
+	switch {
+	case o.CacheEntries == 0:
+		o.CacheEntries = 100_000
+	case o.CacheEntries < 0:
+		o.CacheEntries = 0
+	}
+	switch {
+	case o.LookupLogSample > 1 || math.IsNaN(o.LookupLogSample):
+		return nil, fmt.Errorf("lookup: LookupLogSample %v must be a probability (0 for the default 1.0, negative to disable)", o.LookupLogSample)
+	case o.LookupLogSample == 0:
+		o.LookupLogSample = 1
+	case o.LookupLogSample < 0:
+		o.LookupLogSample = 0
+	}
+	if o.LookupLogBuffer <= 0 {
+		o.LookupLogBuffer = 100_000
+	}
 	s := &Service{o: o, log: o.Log, m: metrics.NewLookup(o.Registerer), started: time.Now(),
-		behind: map[int32]int64{-1: 0}, entities: map[string]*entityInfo{}, byKey: map[string]*entityInfo{}}
+		behind: map[int32]int64{-1: 0}, entities: map[string]*entityInfo{}, byKey: map[string]*entityInfo{},
+		cache: newViewCache(o.CacheEntries), featureLookups: map[string]prometheus.Counter{}, reg: registry.NewView()}
 	for _, e := range o.Config.Entities {
 		info := &entityInfo{name: e.Name, keyField: e.Key, features: o.Config.EntityFeatures(e.Name)}
+		seen := map[string]bool{}
+		for _, f := range info.features {
+			if seen[f.Name] {
+				continue
+			}
+			seen[f.Name] = true
+			def, err := o.Config.Feature(f.Name)
+			if err != nil {
+				info.latestErr = err
+				break
+			}
+			info.latestNames = append(info.latestNames, f.Name)
+			info.latest = append(info.latest, def)
+		}
 		s.entities[e.Name] = info
 		s.byKey[e.Key] = info
 	}
+	for _, f := range o.Config.Features {
+		s.featureLookups[f.ID] = s.m.FeatureLookups.WithLabelValues(f.ID)
+	}
+	s.llog.init(s)
 	return s, nil
 }
 
 // Run follows the feature log until ctx is canceled. Serve HTTP with Handler
 // concurrently.
-func (s *Service) Run(ctx context.Context) error { return s.consume(ctx) }
+//
+// Run also owns the lookup-log producer: lookups answered before Run starts
+// or after it returns are not logged. On return it flushes the records
+// still buffered for up to 5 seconds.
+func (s *Service) Run(ctx context.Context) error {
+	stop, err := s.llog.start(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := registry.Follow(rctx, s.o.Brokers, s.o.Config.Kafka.RegistryTopic, s.reg, s.log); err != nil {
+			s.log.Warn("following the feature registry", zap.Error(err))
+		}
+	}()
+	return s.consume(ctx)
+}
+
+// Metrics returns the replica's metrics (for tests and embedding programs).
+func (s *Service) Metrics() *metrics.Lookup { return s.m }
 
 // Ready reports whether the view has caught up.
 func (s *Service) Ready() bool { return s.ready.Load() }

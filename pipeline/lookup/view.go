@@ -91,7 +91,41 @@ func (e *entityView) decode(src []byte) error {
 	return nil
 }
 
-var viewPool = sync.Pool{New: func() any { return new(entityView) }}
+// absentView is the cached view of an entity the feature log never
+// mentioned.
+var absentView = new(entityView)
+
+var valPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// view returns the view of one entity for a lookup, from the cache or from
+// Pebble (then caching it). The view must not be modified. found is false
+// for an entity the feature log never mentioned.
+func (s *Service) view(entity, key string, kbuf []byte) (e *entityView, found bool, err error) {
+	kbuf = keys.View(kbuf[:0], entity, key)
+	e, gen := s.cache.get(kbuf)
+	if e != nil {
+		return e, e != absentView, nil
+	}
+	vp := valPool.Get().(*[]byte)
+	defer valPool.Put(vp)
+	val, found, err := s.o.Store.Get((*vp)[:0], kbuf)
+	if cap(val) <= 1<<20 {
+		*vp = val[:0]
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if !found {
+		s.cache.put(kbuf, gen, absentView)
+		return absentView, false, nil
+	}
+	e = new(entityView)
+	if err := e.decode(val); err != nil {
+		return nil, false, fmt.Errorf("view of %s %q: %w", entity, key, err)
+	}
+	s.cache.put(kbuf, gen, e)
+	return e, true, nil
+}
 
 // load reads the view of one entity into e. found is false for an entity the
 // feature log never mentioned.
@@ -131,10 +165,17 @@ func (s *Service) consume(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	admin.Close()
 	if ctx.Err() != nil {
+		admin.Close()
 		return nil
 	}
+	if s.emptyView(topic, ends) {
+		if err := s.coldStart(ctx, admin, ends); err != nil {
+			// The feature log holds everything: replay it instead.
+			s.log.Warn("cold start from snapshots failed; replaying the feature log", zap.Error(err))
+		}
+	}
+	admin.Close()
 	start := make(map[int32]kgo.Offset, len(ends))
 	next := make(map[int32]int64, len(ends))
 	for p := range ends {
@@ -218,12 +259,20 @@ func (s *Service) consume(ctx context.Context) error {
 				kbuf = keys.View(kbuf[:0], entity, key)
 				vbuf = e.encode(vbuf[:0])
 				_ = b.Set(kbuf, vbuf, nil)
+				// Lookups must not hit the old value once Pebble has the
+				// new one: see viewCache.
+				s.cache.invalidate(kbuf)
 			}
 			last := fp.Records[len(fp.Records)-1].Offset + 1
 			_ = b.Set(keys.ViewLogOffset(topic, fp.Partition), keys.PutU64(last), nil)
 			if err := s.o.Store.CommitNoSync(b); err != nil {
 				perr = err
 				return
+			}
+			for ck, e := range cache { // e is not modified after this batch
+				entity, key, _ := cutNUL(ck)
+				kbuf = keys.View(kbuf[:0], entity, key)
+				s.cache.publish(kbuf, e)
 			}
 			s.m.LogRecords.Add(float64(len(fp.Records)))
 			if fp.HighWatermark >= 0 {
@@ -244,6 +293,16 @@ func cutNUL(s string) (string, string, bool) {
 		}
 	}
 	return s, "", false
+}
+
+// emptyView reports whether the view has never read the feature log.
+func (s *Service) emptyView(topic string, ends map[int32]int64) bool {
+	for p := range ends {
+		if _, found, err := s.o.Store.GetOffset(keys.ViewLogOffset(topic, p)); err != nil || found {
+			return false
+		}
+	}
+	return true
 }
 
 // setCatchUp records the end offsets the view must reach before it is ready.

@@ -81,8 +81,8 @@ func NewView() *View {
 	return &View{defs: map[string]Definition{}, status: map[string]map[string]Status{}}
 }
 
-// apply folds one registry record into the view.
-func (v *View) apply(key, value []byte) error {
+// Apply folds one registry record (key, value) into the view.
+func (v *View) Apply(key, value []byte) error {
 	k := string(key)
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -234,7 +234,7 @@ func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) 
 		}
 		var aerr error
 		fetches.EachRecord(func(r *kgo.Record) {
-			if err := v.apply(r.Key, r.Value); err != nil && aerr == nil {
+			if err := v.Apply(r.Key, r.Value); err != nil && aerr == nil {
 				aerr = err
 			}
 			if end, ok := need[r.Partition]; ok && r.Offset+1 >= end {
@@ -264,7 +264,7 @@ func Follow(ctx context.Context, brokers []string, topic string, v *View, log *z
 			return nil
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
-			if err := v.apply(r.Key, r.Value); err != nil {
+			if err := v.Apply(r.Key, r.Value); err != nil {
 				log.Warn("skipping unreadable registry record", zap.Error(err))
 			}
 		})
@@ -294,7 +294,7 @@ func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.Fil
 		return fmt.Errorf("register feature versions in %s: %w", topic, err)
 	}
 	for _, r := range recs {
-		if err := v.apply(r.Key, r.Value); err != nil {
+		if err := v.Apply(r.Key, r.Value); err != nil {
 			return err
 		}
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
@@ -69,6 +70,11 @@ type Options struct {
 	// version is ready or warming up: the freshness `featurepipe features`
 	// shows. Default 10s.
 	StatusInterval time.Duration
+	// Snapshots, when set, receives a snapshot of the owned partitions'
+	// state every SnapshotEvery and on RequestSnapshot. Default nil: none.
+	Snapshots *snapshot.Store
+	// SnapshotEvery is the snapshot period. Default 10m.
+	SnapshotEvery time.Duration
 	// MaxCachedEntities publishes early when this many entities were
 	// touched since the last publication, bounding memory. Default 200,000.
 	MaxCachedEntities int
@@ -106,6 +112,13 @@ type Worker struct {
 	rebalancing atomic.Bool // a rebalance waits for this worker: publish now
 	bootChanged atomic.Bool // owned bootstraps changed: rebuild bootCl
 	bootCl      *kgo.Client // reads history for bootstrapping partitions
+
+	snapNow      chan struct{}
+	lastSnap     atomic.Pointer[snapshot.Manifest]
+	lastSnapTime time.Time
+	flMu         sync.Mutex
+	flOffsets    map[int32]int64 // feature-log partition -> next offset acknowledged
+	scratch      aggregations.Series
 
 	// Only the poll goroutine touches these.
 	pending     []*partState // partitions with unpublished changes
@@ -182,6 +195,9 @@ func New(o Options) (*Worker, error) {
 	if o.StatusInterval <= 0 {
 		o.StatusInterval = 10 * time.Second
 	}
+	if o.SnapshotEvery <= 0 {
+		o.SnapshotEvery = 10 * time.Minute
+	}
 	if o.MaxCachedEntities <= 0 {
 		o.MaxCachedEntities = 200_000
 	}
@@ -197,7 +213,8 @@ func New(o Options) (*Worker, error) {
 	}
 	return &Worker{
 		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
-		parts: make(map[topicPartition]*partState),
+		parts:   make(map[topicPartition]*partState),
+		snapNow: make(chan struct{}, 1), flOffsets: map[int32]int64{}, lastSnapTime: time.Now(),
 	}, nil
 }
 
@@ -280,6 +297,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err == nil {
 			err = w.finishBoots(ctx)
 		}
+		if err == nil && w.snapshotDue() {
+			if serr := w.writeSnapshot(ctx); serr != nil {
+				// A failed snapshot loses nothing: state is in Pebble.
+				w.log.Error("snapshot failed; retrying at the next period", zap.Error(serr))
+				w.m.Errors.WithLabelValues("snapshot").Inc()
+			}
+		}
 		if err == nil && time.Since(w.lastStatus) >= w.o.StatusInterval {
 			w.reportStatus(ctx)
 		}
@@ -303,13 +327,19 @@ func (w *Worker) Run(ctx context.Context) error {
 // than until their publication is due, so that a quiet stream still gets
 // its last changes published.
 func (w *Worker) poll(ctx context.Context) kgo.Fetches {
-	boot := w.bootCl != nil || w.bootChanged.Load()
-	if len(w.pending) == 0 && !boot {
-		return w.cl.PollRecords(ctx, w.o.MaxPollRecords)
+	const forever = time.Duration(1<<63 - 1)
+	wait := forever
+	if len(w.pending) > 0 {
+		wait = max(w.o.PublishInterval-time.Since(w.lastPublish), time.Millisecond)
 	}
-	wait := max(w.o.PublishInterval-time.Since(w.lastPublish), time.Millisecond)
-	if boot {
+	if w.bootCl != nil || w.bootChanged.Load() {
 		wait = min(wait, 10*time.Millisecond) // history is read between live polls
+	}
+	if w.o.Snapshots != nil {
+		wait = min(wait, time.Second) // notice snapshot requests and periods when idle
+	}
+	if wait == forever {
+		return w.cl.PollRecords(ctx, w.o.MaxPollRecords)
 	}
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -674,8 +704,12 @@ func (w *Worker) publish(ctx context.Context) error {
 	return w.o.Store.CommitNoSync(b)
 }
 
-func (w *Worker) onPublished(_ *kgo.Record, err error) {
-	if err != nil {
+func (w *Worker) onPublished(r *kgo.Record, err error) {
+	if err == nil {
+		w.noteFeatureLogOffset(r)
+		return
+	}
+	{
 		w.m.Errors.WithLabelValues("publish").Inc()
 		w.pubErr.CompareAndSwap(nil, &err)
 	}

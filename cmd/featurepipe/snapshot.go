@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/featurepipe/featurepipe/internal/snapshot"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
+)
+
+// snapshotHandler serves POST /v1/snapshot on a worker's metrics listener:
+// it asks the worker for a snapshot and answers its manifest once written.
+func snapshotHandler(w *worker.Worker) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		before := w.LastSnapshot()
+		w.RequestSnapshot()
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		defer cancel()
+		for {
+			if m := w.LastSnapshot(); m != nil && m != before {
+				rw.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(rw).Encode(m)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				http.Error(rw, `{"error":{"code":"timeout","message":"no snapshot was written within 2 minutes; see the worker's log"}}`, http.StatusGatewayTimeout)
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("snapshot", "--worker http://HOST:PORT[,...] | --snapshots DIR --list", stderr)
+	workers := fs.String("worker", "", "comma-separated metrics addresses of the workers to snapshot now (their --metrics)")
+	dir := fs.String("snapshots", "", "snapshot directory, for --list")
+	list := fs.Bool("list", false, "list the snapshots in --snapshots, newest first, and any that are corrupt")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *list {
+		if *dir == "" {
+			return usagef("--list needs --snapshots DIR")
+		}
+		b, err := snapshot.NewDirBackend(*dir)
+		if err != nil {
+			return err
+		}
+		ms, problems, err := snapshot.NewStore(b, 0).List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			var parts []string
+			for _, s := range m.Sources {
+				parts = append(parts, fmt.Sprintf("%s/%d@%d", s.Topic, s.Partition, s.NextOffset))
+			}
+			fmt.Fprintf(stdout, "%s  %s  by %s  %d features  %s\n", m.ID, m.CreatedAt.Format(time.RFC3339), m.Worker, len(m.Features), strings.Join(parts, " "))
+		}
+		for _, p := range problems {
+			fmt.Fprintf(stdout, "corrupt, skipped: %v\n", p)
+		}
+		return nil
+	}
+	if *workers == "" {
+		return usagef("--worker is required (or --snapshots DIR --list)")
+	}
+	for _, addr := range strings.Split(*workers, ",") {
+		addr = strings.TrimSpace(addr)
+		if !strings.Contains(addr, "://") {
+			addr = "http://" + addr
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(addr, "/")+"/v1/snapshot", nil)
+		if err != nil {
+			return usagef("--worker %s: %v", addr, err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("ask %s for a snapshot: %w", addr, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: HTTP %d: %s", addr, resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+		var m snapshot.Manifest
+		if err := json.Unmarshal(body, &m); err != nil {
+			return fmt.Errorf("%s: unreadable answer: %w", addr, err)
+		}
+		fmt.Fprintf(stdout, "%s: snapshot %s written (%d partitions)\n", addr, m.ID, len(m.Sources))
+	}
+	return nil
+}
+
+// openSnapshots opens the snapshot store in dir; "" means none.
+func openSnapshots(dir string, retain int) (*snapshot.Store, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	b, err := snapshot.NewDirBackend(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot directory: %w", err)
+	}
+	return snapshot.NewStore(b, retain), nil
+}

@@ -1,0 +1,195 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// sender sends requests for one slot (one goroutine, at most one request in
+// flight). status is 0 when there was no response; sentAt is taken after
+// the request was built, just before it was written.
+type sender interface {
+	send(ctx context.Context, i uint64) (status int, sentAt time.Time, err error)
+	close()
+}
+
+// slot is one sending goroutine's private tallies, merged at the end.
+type slot struct {
+	latency, service, lag *Histogram
+	sent, ok, errs        uint64
+	warm, missed          uint64
+	byStatus              map[int]uint64
+	firstErr              string
+	firstErrAt            time.Time
+	lastDone              time.Time
+}
+
+// Run sends Rate × (Warmup + Duration) requests, request i due at
+// start + i/Rate, through MaxInFlight slots, and returns what it measured.
+// Each slot is a goroutine with at most one request in flight. A pacer hands
+// request i, at its due time, to a free slot; when none is free, requests
+// queue in due order for the next one. Latency counts from the due time
+// either way.
+//
+// It returns early, with what was measured so far and the unsent requests
+// counted as Missed, when ctx ends. The error is non-nil only for invalid
+// options.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	interval := float64(time.Second) / o.Rate
+	warmN := uint64(o.Warmup.Seconds() * o.Rate)
+	total := warmN + uint64(o.Duration.Seconds()*o.Rate)
+
+	start := time.Now().Add(10 * time.Millisecond)
+	measureFrom := start.Add(time.Duration(float64(warmN) * interval))
+	deadline := start.Add(time.Duration(float64(total)*interval) + o.Grace)
+
+	type job struct {
+		i        uint64
+		due      time.Time
+		measured bool
+	}
+	jobs := make(chan job)
+	slots := make([]*slot, o.MaxInFlight)
+	var wg sync.WaitGroup
+	for k := range slots {
+		s := &slot{latency: NewHistogram(), service: NewHistogram(), lag: NewHistogram(), byStatus: map[int]uint64{}}
+		slots[k] = s
+		var snd sender
+		if o.Wire != nil {
+			snd = newWireConn(&o)
+		} else {
+			snd = &httpSender{o: &o}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer snd.close()
+			for j := range jobs {
+				s.do(ctx, snd, j.i, j.due, j.measured)
+			}
+		}()
+	}
+
+	// The pacer hands request i to a free slot at its due time, or, when
+	// every slot is busy, as soon as one frees up (the wait counts in its
+	// latency). It sleeps with sleepUntil, which is precise to tens of
+	// microseconds: time.Sleep may oversleep by up to 1ms when the process
+	// is otherwise idle, and that delay would count in every latency.
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	i := uint64(0)
+dispatch:
+	for ; i < total; i++ {
+		due := start.Add(time.Duration(float64(i) * interval))
+		sleepUntil(due)
+		select {
+		case jobs <- job{i: i, due: due, measured: i >= warmN}:
+		case <-timer.C:
+			break dispatch
+		case <-ctx.Done():
+			break dispatch
+		}
+	}
+	close(jobs)
+	wg.Wait()
+
+	r := &Result{Due: total - warmN, ByStatus: map[int]uint64{},
+		Latency: NewHistogram(), Service: NewHistogram(), Lag: NewHistogram()}
+	if i < total {
+		r.Missed = total - max(i, warmN)
+	}
+	var firstErrAt, lastDone time.Time
+	for _, s := range slots {
+		r.Latency.Merge(s.latency)
+		r.Service.Merge(s.service)
+		r.Lag.Merge(s.lag)
+		r.Sent += s.sent
+		r.OK += s.ok
+		r.Errors += s.errs
+		r.WarmupSent += s.warm
+		r.Missed += s.missed
+		for st, c := range s.byStatus {
+			r.ByStatus[st] += c
+		}
+		if s.firstErr != "" && (firstErrAt.IsZero() || s.firstErrAt.Before(firstErrAt)) {
+			r.FirstError, firstErrAt = s.firstErr, s.firstErrAt
+		}
+		if s.lastDone.After(lastDone) {
+			lastDone = s.lastDone
+		}
+	}
+	if r.Sent > 0 {
+		r.Elapsed = lastDone.Sub(measureFrom)
+	}
+	return r, nil
+}
+
+// do sends request i and records it.
+func (s *slot) do(ctx context.Context, snd sender, i uint64, due time.Time, measured bool) {
+	status, sentAt, err := snd.send(ctx, i)
+	done := time.Now()
+	if err != nil && ctx.Err() != nil {
+		// Cut short by the caller, not failed by the server: unsent.
+		if measured {
+			s.missed++
+		}
+		return
+	}
+	if !measured {
+		s.warm++
+		return
+	}
+	s.sent++
+	s.lastDone = done
+	s.byStatus[status]++
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("HTTP %d", status)
+	}
+	if err != nil {
+		s.errs++
+		if s.firstErr == "" {
+			s.firstErr, s.firstErrAt = fmt.Sprintf("request %d: %v", i, err), done
+		}
+		return
+	}
+	s.ok++
+	s.latency.Record(done.Sub(due))
+	s.service.Record(done.Sub(sentAt))
+	s.lag.Record(sentAt.Sub(due))
+}
+
+// httpSender sends Options.Request through Options.Client (net/http).
+type httpSender struct{ o *Options }
+
+func (h *httpSender) close() {}
+
+// send performs request i and reads its whole body (so the connection is
+// reused).
+func (h *httpSender) send(ctx context.Context, i uint64) (status int, sentAt time.Time, err error) {
+	rctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
+	defer cancel()
+	req, err := h.o.Request(rctx, i)
+	sentAt = time.Now()
+	if err != nil {
+		return 0, sentAt, fmt.Errorf("build request: %w", err)
+	}
+	resp, err := h.o.Client.Do(req)
+	if err != nil {
+		return 0, sentAt, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return resp.StatusCode, sentAt, fmt.Errorf("read response: %w", err)
+	}
+	return resp.StatusCode, sentAt, nil
+}

@@ -1,0 +1,189 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/events"
+)
+
+// Point is one row of an in-memory spine: an entity key and the time T its
+// features are computed as of (epoch ms; events with ts < T count).
+type Point struct {
+	Key string
+	T   int64
+}
+
+// Values are the feature values Compute returns: one row per Point, in the
+// order given, and one column per requested feature.
+type Values struct {
+	// Columns name the feature columns like Run's output does: "name", or
+	// "name@N" when N is not the default version.
+	Columns []string
+	// Features are the definitions of Columns, in the same order.
+	Features []*config.Feature
+	// Sources are the offsets replayed per topic and partition, sorted.
+	Sources []OffsetRange
+	// Events count the records replayed.
+	Events EventStats
+
+	res *results
+}
+
+// Rows is the number of points.
+func (v *Values) Rows() int {
+	if len(v.Columns) == 0 {
+		return 0
+	}
+	return len(v.res.values) / len(v.Columns)
+}
+
+// Get returns the value of column col for point row; ok is false for null
+// (an empty window of avg, min, max or last without a default).
+func (v *Values) Get(row, col int) (value float64, ok bool) {
+	i := row*len(v.Columns) + col
+	return v.res.values[i], v.res.valid[i]
+}
+
+// Compute is Run with the spine in memory and the values returned instead of
+// written: the same replay, the same sweep and the same aggregation code, so
+// a value Compute returns is exactly the cell Run would write for a spine row
+// with that key and timestamp. It is what `featurepipe skew` replays served
+// lookups through.
+//
+// Options.Features is required (there are no spine columns to pick an
+// entity from) and every feature must belong to one entity. Spine, Out and
+// SkipBadRows are ignored; ExportEvents works as in Run. A point with an
+// empty key fails Compute with ErrInvalidOptions. Memory is that of Run:
+// O(points x features + events of the points' entities).
+func Compute(ctx context.Context, o Options, points []Point) (*Values, error) {
+	if err := o.validate(false); err != nil {
+		return nil, err
+	}
+	if len(o.Features) == 0 {
+		return nil, fmt.Errorf("%w: Compute needs Features", ErrInvalidOptions)
+	}
+	keys := make([]string, len(points))
+	times := make([]int64, len(points))
+	for i, p := range points {
+		if p.Key == "" {
+			return nil, fmt.Errorf("%w: point %d has an empty key", ErrInvalidOptions, i)
+		}
+		keys[i], times[i] = p.Key, p.T
+	}
+	_, cols, err := resolveColumns(o.Config, o.Features, &spine{path: "(in-memory spine)"})
+	if err != nil {
+		return nil, err
+	}
+	ev, err := o.evaluate(ctx, cols, keys, times)
+	if err != nil {
+		return nil, err
+	}
+	v := &Values{Sources: ev.ranges, res: ev.res,
+		Events: EventStats{Records: ev.stats.records.Load(), Kept: ev.stats.kept.Load(), Rejected: ev.stats.rejected}}
+	for _, c := range cols {
+		v.Columns = append(v.Columns, c.name)
+		v.Features = append(v.Features, c.feature)
+	}
+	if v.Sources == nil {
+		v.Sources = []OffsetRange{}
+	}
+	return v, nil
+}
+
+// evaluation is what evaluate computed.
+type evaluation struct {
+	res    *results
+	ranges []OffsetRange
+	stats  *replayStats
+}
+
+// evaluate is the engine shared by Run and Compute: it replays the sources
+// of cols and computes every column for rows (keys[i], times[i]).
+func (o *Options) evaluate(ctx context.Context, cols []column, rowKeys []string, times []int64) (*evaluation, error) {
+	cfg := o.Config
+	// Key table: entity index per row, rows grouped by entity.
+	keep := make(map[string]int32)
+	var keys []string
+	rowEnt := make([]int32, len(rowKeys))
+	for i, k := range rowKeys {
+		e, ok := keep[k]
+		if !ok {
+			e = int32(len(keys))
+			keep[k] = e
+			keys = append(keys, k)
+		}
+		rowEnt[i] = e
+	}
+	rowsOff := make([]int32, len(keys)+1)
+	for _, e := range rowEnt {
+		rowsOff[e+1]++
+	}
+	for i := 1; i < len(rowsOff); i++ {
+		rowsOff[i] += rowsOff[i-1]
+	}
+	rows := make([]int32, len(rowEnt))
+	pos := slices.Clone(rowsOff[:len(keys)])
+	for i, e := range rowEnt {
+		rows[pos[e]] = int32(i)
+		pos[e]++
+	}
+
+	// Sources and their replay start.
+	srcs, err := planSources(cfg, cols, times, o.Limits.MaxFuture.Milliseconds())
+	if err != nil {
+		return nil, err
+	}
+	st := &replayStats{rejected: map[string]int64{}}
+	var ranges []OffsetRange
+	if len(rowKeys) > 0 {
+		copts := append(kafka.BaseOpts(o.Brokers, "featurepipe-backfill", o.Log), o.ExtraOpts...)
+		adm, err := kgo.NewClient(copts...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		var total int64
+		for _, s := range srcs {
+			if err := listRanges(ctx, kadm.NewClient(adm), s); err != nil {
+				adm.Close()
+				return nil, err
+			}
+			for _, r := range s.ranges {
+				total += r.To - r.From
+				ranges = append(ranges, r)
+			}
+		}
+		adm.Close()
+		prog := newProgress(o.Progress, total, o.Now())
+		err = replay(ctx, copts, srcs, events.NewDecoder(cfg, o.Limits), keep, prog.add, st)
+		prog.finish()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if o.ExportEvents != "" {
+		if err := exportEvents(o.ExportEvents, srcs, keys); err != nil {
+			return nil, err
+		}
+	}
+
+	grouped := make([]*sourceEvents, len(srcs))
+	for i, s := range srcs {
+		grouped[i] = group(s, len(keys), o.Mode)
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	res := newResults(names, len(rowKeys))
+	if err := compute(ctx, times, rowsOff, rows, grouped, cols, res); err != nil {
+		return nil, err
+	}
+	return &evaluation{res: res, ranges: ranges, stats: st}, nil
+}

@@ -1,0 +1,118 @@
+package lookup
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// viewCache holds decoded entity views in front of the Pebble view, so that a
+// lookup of a recently read entity costs a map read instead of a Pebble Get
+// and a decode.
+//
+// Invariant: a hit returns exactly the value the Pebble view holds at that
+// moment, never an older one. The feature-log consumer keeps it so around
+// every commit that changes an entity:
+//
+//  1. before the commit, invalidate: remove the entity and bump its shard's
+//     generation, so lookups miss and read Pebble (old or new value, as they
+//     would without a cache);
+//  2. after the commit, publish: store the new decoded value and bump the
+//     generation again.
+//
+// A miss inserts the value it read from Pebble only if its shard's generation
+// did not move between before the read and the insert: otherwise a commit may
+// have raced with the read, and the value read may already be stale.
+//
+// Cached views are immutable: the consumer publishes a view it no longer
+// modifies, lookups only read them, so hits take no copy. Each of the
+// cacheShards shards holds at most max/cacheShards entries; inserting into a
+// full shard evicts an arbitrary entry of it. Hits take a shard read lock.
+type viewCache struct {
+	seed   maphash.Seed
+	max    int // per shard; 0 disables the cache
+	shards [cacheShards]cacheShard
+}
+
+const cacheShards = 64
+
+type cacheShard struct {
+	mu  sync.RWMutex
+	gen uint64
+	m   map[string]*entityView
+	_   [40]byte // keep shards on separate cache lines
+}
+
+func newViewCache(entries int) *viewCache {
+	c := &viewCache{seed: maphash.MakeSeed()}
+	if entries > 0 {
+		c.max = max(entries/cacheShards, 1)
+	}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]*entityView)
+	}
+	return c
+}
+
+func (c *viewCache) shard(key []byte) *cacheShard {
+	return &c.shards[maphash.Bytes(c.seed, key)%cacheShards]
+}
+
+// get returns the cached view of the view key, or nil and the generation to
+// pass to put after reading Pebble.
+func (c *viewCache) get(key []byte) (e *entityView, gen uint64) {
+	if c.max == 0 {
+		return nil, 0
+	}
+	sh := c.shard(key)
+	sh.mu.RLock()
+	e, gen = sh.m[string(key)], sh.gen
+	sh.mu.RUnlock()
+	return e, gen
+}
+
+// put caches e, read from Pebble after get returned gen, unless the shard
+// changed meanwhile. e must not be modified afterwards.
+func (c *viewCache) put(key []byte, gen uint64, e *entityView) {
+	if c.max == 0 {
+		return
+	}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	if sh.gen == gen {
+		if _, ok := sh.m[string(key)]; !ok && len(sh.m) >= c.max {
+			for k := range sh.m {
+				delete(sh.m, k)
+				break
+			}
+		}
+		sh.m[string(key)] = e
+	}
+	sh.mu.Unlock()
+}
+
+// invalidate removes the view key before a commit that changes it.
+func (c *viewCache) invalidate(key []byte) {
+	if c.max == 0 {
+		return
+	}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	delete(sh.m, string(key))
+	sh.gen++
+	sh.mu.Unlock()
+}
+
+// publish stores e, the committed value of the view key. e must not be
+// modified afterwards.
+func (c *viewCache) publish(key []byte, e *entityView) {
+	if c.max == 0 {
+		return
+	}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	sh.gen++
+	if len(sh.m) < c.max {
+		sh.m[string(key)] = e
+	}
+	sh.mu.Unlock()
+}

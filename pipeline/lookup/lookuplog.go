@@ -1,0 +1,173 @@
+package lookup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/kafka"
+)
+
+// lookupLogger produces a lookuplog.Entry for every answered key (with
+// probability Options.LookupLogSample) to the lookup-log topic, keyed by the
+// entity key.
+//
+// It never blocks or fails a lookup: records go to the producer with
+// TryProduce, which fails at once (the record is dropped and counted) when
+// Options.LookupLogBuffer records are already buffered, e.g. while the
+// broker is slow or down. Records and their buffers are pooled and returned
+// in the produce promise, so logging adds little garbage. The entry's JSON
+// is written by hand (appendEntry), in the shape lookuplog.Decode reads.
+type lookupLogger struct {
+	s      *Service
+	sample float64 // 0: off
+	cl     atomic.Pointer[kgo.Client]
+
+	sent, dropped, failed prometheus.Counter
+	lastErrLog            atomic.Int64 // unix ns of the last error logged
+}
+
+func (l *lookupLogger) init(s *Service) {
+	l.s, l.sample = s, s.o.LookupLogSample
+	l.sent = s.m.LookupLogRecords.WithLabelValues("sent")
+	l.dropped = s.m.LookupLogRecords.WithLabelValues("dropped")
+	l.failed = s.m.LookupLogRecords.WithLabelValues("error")
+}
+
+// start creates the producer. stop flushes what is buffered (for up to 5
+// seconds) and closes it.
+func (l *lookupLogger) start(ctx context.Context) (stop func(), err error) {
+	if l.sample == 0 {
+		return func() {}, nil
+	}
+	o := &l.s.o
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(o.Brokers, o.ClientID+"-lookup-log", l.s.log),
+		kgo.DefaultProduceTopic(o.Config.Kafka.LookupLogTopic),
+		kgo.MaxBufferedRecords(o.LookupLogBuffer),
+		kgo.ProducerLinger(10*time.Millisecond))...)
+	if err != nil {
+		return nil, fmt.Errorf("lookup log producer: %w", err)
+	}
+	l.cl.Store(cl)
+	return func() {
+		l.cl.Store(nil)
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := cl.Flush(fctx); err != nil {
+			l.s.log.Warn("lookup log: records still buffered at shutdown are lost", zap.Error(err))
+		}
+		cl.Close()
+	}, nil
+}
+
+// logRecord is a pooled record with its key and value buffer.
+type logRecord struct {
+	rec kgo.Record
+	buf []byte
+}
+
+var logRecordPool = sync.Pool{New: func() any { return &logRecord{buf: make([]byte, 0, 256)} }}
+
+// logLookups produces the sampled keys of a. It must not be called after a
+// is released.
+func (s *Service) logLookups(a *lookupAnswer) {
+	l := &s.llog
+	if l.sample == 0 {
+		return
+	}
+	cl := l.cl.Load()
+	if cl == nil {
+		return
+	}
+	// Feature ids in sorted order, each once: a request may name a feature twice
+	// (by name and by name@version).
+	var idx [32]int
+	order := idx[:0]
+	for j, f := range a.feats {
+		dup := false
+		for _, k := range order {
+			if a.feats[k].ID == f.ID {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			order = append(order, j)
+		}
+	}
+	for x := 1; x < len(order); x++ { // insertion sort: few features
+		for y := x; y > 0 && a.feats[order[y]].ID < a.feats[order[y-1]].ID; y-- {
+			order[y], order[y-1] = order[y-1], order[y]
+		}
+	}
+	at := a.asOf.UnixMilli()
+	n := len(a.feats)
+	for i, key := range a.keys {
+		if l.sample < 1 && rand.Float64() >= l.sample {
+			continue
+		}
+		lr := logRecordPool.Get().(*logRecord)
+		b := append(lr.buf[:0], key...)
+		b = appendEntry(b, a.info.name, key, at, a, order, a.vals[i*n:(i+1)*n])
+		lr.buf = b
+		lr.rec = kgo.Record{Key: b[:len(key)], Value: b[len(key):], Context: context.Background()}
+		cl.TryProduce(context.Background(), &lr.rec, l.promise)
+	}
+}
+
+func (l *lookupLogger) promise(r *kgo.Record, err error) {
+	switch {
+	case err == nil:
+		l.sent.Inc()
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		l.dropped.Inc()
+	default:
+		l.failed.Inc()
+		if now := time.Now().UnixNano(); now-l.lastErrLog.Load() > int64(10*time.Second) {
+			l.lastErrLog.Store(now)
+			l.s.log.Warn("lookup log: producing a record failed (counted in featurepipe_lookup_log_records_total{result=\"error\"}; logged at most every 10s)", zap.Error(err))
+		}
+	}
+	// Every record of this client is the rec field, the first, of a pooled
+	// logRecord: recover it.
+	lr := (*logRecord)(unsafe.Pointer(r))
+	if cap(lr.buf) <= 64<<10 {
+		lr.rec = kgo.Record{}
+		logRecordPool.Put(lr)
+	}
+}
+
+// appendEntry appends the JSON of lookuplog.Entry{Entity, Key, At, Features}
+// with the features of order (ids sorted, once each) and their values vals.
+func appendEntry(b []byte, entity, key string, at int64, a *lookupAnswer, order []int, vals []value) []byte {
+	b = append(b, `{"entity":`...)
+	b = appendString(b, entity)
+	b = append(b, `,"key":`...)
+	b = appendString(b, key)
+	b = append(b, `,"at":`...)
+	b = strconv.AppendInt(b, at, 10)
+	b = append(b, `,"features":{`...)
+	for k, j := range order {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, a.feats[j].ID)
+		b = append(b, ':')
+		if vals[j].hasV {
+			b = appendFloat(b, vals[j].v)
+		} else {
+			b = append(b, "null"...)
+		}
+	}
+	return append(b, "}}"...)
+}

@@ -1,0 +1,319 @@
+package skew
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/backfill"
+	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+)
+
+// DefaultExamples is the number of mismatching examples kept per feature
+// when Options.Examples is 0.
+const DefaultExamples = 5
+
+// DefaultTolerance is the relative tolerance used when Options.Tolerance is 0.
+const DefaultTolerance = 1e-9
+
+var (
+	// ErrInvalidOptions is wrapped by the errors of Run for unusable Options.
+	ErrInvalidOptions = errors.New("skew: invalid options")
+	// ErrMismatch is wrapped by Report.Err when any served value differs
+	// from its recomputation.
+	ErrMismatch = errors.New("skew: served values differ from the backfill")
+)
+
+// Options configure Run. Brokers and Config are required.
+type Options struct {
+	// Brokers are the Kafka bootstrap brokers of the lookup log and the
+	// source topics.
+	Brokers []string
+	// Config is the validated feature file: the same one the workers and
+	// the lookup service run with.
+	Config *config.File
+	// Topic is the lookup-log topic. Default Config.Kafka.LookupLogTopic.
+	Topic string
+	// Since skips lookup-log records with a Kafka timestamp before it (found
+	// with offsets-for-timestamp). Default zero: from the log start.
+	Since time.Time
+	// Mode is the backfill's point-in-time rule. Default backfill.ModeEvent.
+	Mode backfill.Mode
+	// Examples is how many mismatching rows to keep per feature. Default
+	// DefaultExamples; negative keeps none.
+	Examples int
+	// Tolerance is the relative difference below which two numbers match:
+	// |served - recomputed| <= Tolerance * max(|served|, |recomputed|).
+	// Default DefaultTolerance; it must not be negative.
+	Tolerance float64
+	// Keep, when set, selects the entries to compare (e.g. some keys, a time
+	// range, the lookups of one client); the others are read but neither
+	// recomputed nor counted in Entries. Default nil: every entry.
+	Keep func(*lookuplog.Entry) bool
+	// Limits are the event validation limits of the workers. Default: the
+	// events package defaults.
+	Limits events.Limits
+	// Progress receives the backfill's replay progress. Default nil: none.
+	Progress io.Writer
+	// Log receives the Kafka clients' warnings. Default: no logging.
+	Log *zap.Logger
+	// ExtraOpts are appended to the Kafka client options (tests).
+	ExtraOpts []kgo.Opt
+}
+
+func (o *Options) validate() error {
+	var problems []string
+	if len(o.Brokers) == 0 {
+		problems = append(problems, "no brokers")
+	}
+	if o.Config == nil {
+		problems = append(problems, "no feature file (Config)")
+	}
+	m, err := backfill.ParseMode(string(o.Mode))
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	o.Mode = m
+	if o.Tolerance < 0 || math.IsNaN(o.Tolerance) {
+		problems = append(problems, fmt.Sprintf("tolerance %v is negative", o.Tolerance))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidOptions, strings.Join(problems, "; "))
+	}
+	if o.Topic == "" {
+		o.Topic = o.Config.Kafka.LookupLogTopic
+	}
+	if o.Examples == 0 {
+		o.Examples = DefaultExamples
+	}
+	if o.Tolerance == 0 {
+		o.Tolerance = DefaultTolerance
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return nil
+}
+
+// Report is the result of Run; it encodes as the JSON of `featurepipe skew
+// --json`.
+type Report struct {
+	Topic string                 `json:"topic"`
+	Since *time.Time             `json:"since,omitempty"`
+	Mode  backfill.Mode          `json:"point_in_time"`
+	Log   []backfill.OffsetRange `json:"lookup_log"` // offsets read
+	// Entries are the lookup-log entries read; Invalid the records that did
+	// not decode as entries (skipped).
+	Entries int64 `json:"entries"`
+	Invalid int64 `json:"invalid"`
+	// Unknown counts served values of feature ids the feature file does not
+	// define (skipped), by id.
+	Unknown map[string]int64 `json:"unknown_features,omitempty"`
+	// Compared and Mismatches sum the per-feature counts.
+	Compared   int64 `json:"compared"`
+	Mismatches int64 `json:"mismatches"`
+	// Features are sorted by feature id.
+	Features []*FeatureReport `json:"features"`
+	// Records counts the source records the backfill replayed.
+	Records int64 `json:"source_records"`
+	// DurationMS is how long Run took.
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// FeatureReport is the comparison of one feature.
+type FeatureReport struct {
+	Feature    string `json:"feature"` // id, name@version
+	Rows       int64  `json:"rows"`
+	Mismatches int64  `json:"mismatches"`
+	// NullMismatches are the mismatches where one side is null.
+	NullMismatches int64 `json:"null_mismatches"`
+	// MaxAbsDiff and MaxRelDiff are over rows where both sides are numbers;
+	// the relative difference is |a-b| / max(|a|, |b|).
+	MaxAbsDiff float64   `json:"max_abs_diff"`
+	MaxRelDiff float64   `json:"max_rel_diff"`
+	Examples   []Example `json:"examples"`
+}
+
+// Example is one mismatching row; nil is null.
+type Example struct {
+	Key        string   `json:"key"`
+	At         int64    `json:"at"` // epoch ms
+	Served     *float64 `json:"served"`
+	Recomputed *float64 `json:"recomputed"`
+}
+
+// Err is nil when every compared value matched, else an error wrapping
+// ErrMismatch with the count.
+func (r *Report) Err() error {
+	if r.Mismatches == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d of %d values (point-in-time %s)", ErrMismatch, r.Mismatches, r.Compared, r.Mode)
+}
+
+// Feature returns the report of feature id, or nil.
+func (r *Report) Feature(id string) *FeatureReport {
+	for _, f := range r.Features {
+		if f.Feature == id {
+			return f
+		}
+	}
+	return nil
+}
+
+// Run reads the lookup log (see the package doc), recomputes every served
+// value with the backfill engine and compares. A non-nil error means the
+// comparison could not be made; mismatches are reported in the Report (see
+// Report.Err), not as an error.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	opts := append(kafka.BaseOpts(o.Brokers, "featurepipe-skew", o.Log), o.ExtraOpts...)
+	entries, ranges, invalid, err := readLog(ctx, opts, o.Topic, o.Since)
+	if err != nil {
+		return nil, err
+	}
+	if o.Keep != nil {
+		entries = slices.DeleteFunc(entries, func(l logged) bool { return !o.Keep(l.entry) })
+	}
+	rep := &Report{Topic: o.Topic, Mode: o.Mode, Log: ranges, Entries: int64(len(entries)), Invalid: invalid,
+		Unknown: map[string]int64{}, Features: []*FeatureReport{}}
+	if !o.Since.IsZero() {
+		s := o.Since.UTC()
+		rep.Since = &s
+	}
+	// "First" examples are the earliest lookups.
+	slices.SortFunc(entries, func(a, b logged) int {
+		return cmp.Or(cmp.Compare(a.entry.At, b.entry.At), cmp.Compare(a.entry.Key, b.entry.Key),
+			cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset))
+	})
+
+	// Group the served values by the entity of their feature: one Compute
+	// per entity over the points that served any of its features.
+	type entityWork struct {
+		ids    []string
+		points []backfill.Point
+		served []map[string]*float64 // per point: the values of this entity's features
+	}
+	work := map[string]*entityWork{}
+	var entities []string
+	for _, l := range entries {
+		perEnt := map[string]map[string]*float64{}
+		for id, v := range l.entry.Features {
+			f, err := o.Config.Feature(id)
+			if err != nil || f.ID != id {
+				rep.Unknown[id]++
+				continue
+			}
+			ent := f.EntityRef.Name
+			if perEnt[ent] == nil {
+				perEnt[ent] = map[string]*float64{}
+			}
+			perEnt[ent][id] = v
+		}
+		for ent, vals := range perEnt {
+			w := work[ent]
+			if w == nil {
+				w = &entityWork{}
+				work[ent] = w
+				entities = append(entities, ent)
+			}
+			for id := range vals {
+				if !slices.Contains(w.ids, id) {
+					w.ids = append(w.ids, id)
+				}
+			}
+			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
+			w.served = append(w.served, vals)
+		}
+	}
+	if len(rep.Unknown) == 0 {
+		rep.Unknown = nil
+	}
+	slices.Sort(entities)
+	byID := map[string]*FeatureReport{}
+	for _, ent := range entities {
+		w := work[ent]
+		slices.Sort(w.ids)
+		vals, err := backfill.Compute(ctx, backfill.Options{
+			Brokers: o.Brokers, Config: o.Config, Features: w.ids, Mode: o.Mode,
+			Limits: o.Limits, Log: o.Log, ExtraOpts: o.ExtraOpts, Progress: o.Progress,
+		}, w.points)
+		if err != nil {
+			return nil, fmt.Errorf("recompute entity %s: %w", ent, err)
+		}
+		rep.Records += vals.Events.Records
+		for c, f := range vals.Features {
+			fr := byID[f.ID]
+			if fr == nil {
+				fr = &FeatureReport{Feature: f.ID, Examples: []Example{}}
+				byID[f.ID] = fr
+				rep.Features = append(rep.Features, fr)
+			}
+			for i, p := range w.points {
+				served, ok := w.served[i][f.ID]
+				if !ok {
+					continue
+				}
+				v, vok := vals.Get(i, c)
+				var recomputed *float64
+				if vok {
+					recomputed = &v
+				}
+				fr.compare(p, served, recomputed, o.Tolerance, o.Examples)
+			}
+		}
+	}
+	slices.SortFunc(rep.Features, func(a, b *FeatureReport) int { return cmp.Compare(a.Feature, b.Feature) })
+	for _, fr := range rep.Features {
+		rep.Compared += fr.Rows
+		rep.Mismatches += fr.Mismatches
+	}
+	rep.DurationMS = time.Since(began).Milliseconds()
+	return rep, nil
+}
+
+// compare adds one row to fr.
+func (fr *FeatureReport) compare(p backfill.Point, served, recomputed *float64, tol float64, examples int) {
+	fr.Rows++
+	match := true
+	switch {
+	case served == nil && recomputed == nil:
+	case served == nil || recomputed == nil:
+		match = false
+		fr.NullMismatches++
+	default:
+		a, b := *served, *recomputed
+		abs := math.Abs(a - b)
+		rel := 0.0
+		if abs > 0 {
+			rel = abs / math.Max(math.Abs(a), math.Abs(b))
+		}
+		if a != b && !(math.IsNaN(a) && math.IsNaN(b)) {
+			fr.MaxAbsDiff = math.Max(fr.MaxAbsDiff, abs)
+			fr.MaxRelDiff = math.Max(fr.MaxRelDiff, rel)
+			match = abs <= tol*math.Max(math.Abs(a), math.Abs(b))
+		}
+	}
+	if match {
+		return
+	}
+	fr.Mismatches++
+	if len(fr.Examples) < examples {
+		fr.Examples = append(fr.Examples, Example{Key: p.Key, At: p.T, Served: served, Recomputed: recomputed})
+	}
+}

@@ -1,0 +1,59 @@
+package skew
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText writes r as the human-readable report of `featurepipe skew`: a
+// summary line, one table row per feature and the examples of the features
+// with mismatches.
+func (r *Report) WriteText(w io.Writer) error {
+	from := "from the start"
+	if r.Since != nil {
+		from = "since " + r.Since.Format(time.RFC3339Nano)
+	}
+	fmt.Fprintf(w, "skew: %d lookup-log entries of %s (%s, %d undecodable), point-in-time %s, %d source records replayed in %s\n",
+		r.Entries, r.Topic, from, r.Invalid, r.Mode, r.Records, time.Duration(r.DurationMS)*time.Millisecond)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "feature\trows\tmismatches\tnull vs value\tmax abs diff\tmax rel diff\t")
+	for _, f := range r.Features {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t\n", f.Feature, f.Rows, f.Mismatches, f.NullMismatches,
+			num(f.MaxAbsDiff), num(f.MaxRelDiff))
+	}
+	fmt.Fprintf(tw, "total\t%d\t%d\t\t\t\t\n", r.Compared, r.Mismatches)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for id, n := range r.Unknown {
+		fmt.Fprintf(w, "skipped %d served values of %s: not in the feature file\n", n, id)
+	}
+	for _, f := range r.Features {
+		if len(f.Examples) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: first %d of %d mismatches (key, at, served, recomputed)\n", f.Feature, len(f.Examples), f.Mismatches)
+		for _, e := range f.Examples {
+			fmt.Fprintf(w, "  %s\t%s (%d)\t%s\t%s\n", e.Key, time.UnixMilli(e.At).UTC().Format("2006-01-02T15:04:05.000Z"), e.At,
+				ptr(e.Served), ptr(e.Recomputed))
+		}
+	}
+	if r.Mismatches == 0 {
+		_, err := fmt.Fprintf(w, "\nno skew: all %d served values reproduced\n", r.Compared)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nSKEW: %d of %d served values differ\n", r.Mismatches, r.Compared)
+	return err
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
+
+func ptr(f *float64) string {
+	if f == nil {
+		return "null"
+	}
+	return strconv.FormatFloat(*f, 'g', -1, 64)
+}
