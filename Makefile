@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-unit test-kafka bench bench-apply bench-ingest bench-lookup fmt vet lint fuzz clean
+.PHONY: all build run test test-kafka bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -24,7 +24,7 @@ test-kafka:
 	@set -e; out=$$(deploy/kafka/run.sh start); export $$out; \
 	trap 'deploy/kafka/run.sh stop' EXIT; \
 	echo "running the end-to-end suite against Apache Kafka at $$KAFKA_BROKERS"; \
-	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/...
+	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/... ./pipeline/backfill/... ./pipeline/skew/...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,8 +34,8 @@ lint:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## bench: every figure in the README
-bench: bench-apply bench-ingest bench-lookup
+## bench: every figure in the README (bench-backfill is separate: it needs Python and ~10 minutes)
+bench: bench-apply bench-ingest bench-lookup bench-coldstart
 
 bench-apply:
 	$(GO) test -run '^$$' -bench 'Apply|Read' -benchmem ./aggregations/
@@ -46,8 +46,16 @@ bench-ingest:
 bench-lookup: build
 	$(BIN) load --rate 20000 --duration 20s --keys 10000
 
+bench-coldstart:
+	$(GO) test -run '^$$' -bench 'ColdStart' -benchtime 1x -timeout 30m ./pipeline/e2e/
+
+## bench-backfill: 10M events, 1M spine rows, featurepipe vs DuckDB (installs duckdb in .cache/)
+bench-backfill:
+	deploy/bench/backfill.sh
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLookupRequest -fuzztime 60s ./pipeline/lookup/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./schemas/
 
 clean:
 	rm -rf bin

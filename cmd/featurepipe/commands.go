@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,9 +101,7 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("worker", "--brokers B --config F --data DIR [--metrics 127.0.0.1:9101]", stderr)
-	brokersFlag := fs.String("brokers", "", "comma-separated Kafka bootstrap brokers")
-	cfgPath := fs.String("config", "", "feature file (YAML)")
-	data := fs.String("data", "", "directory of this worker's Pebble state (one per worker process)")
+	sf := addServiceFlags(fs, "directory of this worker's Pebble state (one per worker process)")
 	metricsAddr := fs.String("metrics", "127.0.0.1:9101", "host:port serving /metrics and /healthz (empty: off)")
 	noSync := fs.Bool("no-sync", false, "do not fsync each batch commit (survives kill -9, not power loss)")
 	instanceID := fs.String("instance-id", "", "static group membership id: a restart with the same id takes its partitions back without a rebalance")
@@ -110,34 +109,18 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	snapDir := fs.String("snapshots", "", "snapshot directory (local or shared): state snapshots for lookup cold starts and backfills (default: none)")
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
-	logFormat := fs.String("log-format", "json", "json or console")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "brokers", "config", "data"); err != nil {
-		return err
-	}
-	brokers, err := kafka.ParseBrokers(*brokersFlag)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	log, err := newLogger(*logFormat, *logLevel)
+	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return err
-	}
 	reg := metrics.NewRegistry()
 	snaps, err := openSnapshots(*snapDir, *snapRetain)
 	if err != nil {
 		return err
 	}
 	w, closeStore, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
-		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Snapshots: snaps, SnapshotEvery: *snapEvery}, *data, *noSync)
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Snapshots: snaps, SnapshotEvery: *snapEvery}, *sf.data, *noSync)
 	if err != nil {
 		return err
 	}
@@ -159,33 +142,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", "--brokers B --config F --data DIR [--listen :8080]", stderr)
-	brokersFlag := fs.String("brokers", "", "comma-separated Kafka bootstrap brokers")
-	cfgPath := fs.String("config", "", "feature file (YAML)")
-	data := fs.String("data", "", "directory of this replica's Pebble view")
+	sf := addServiceFlags(fs, "directory of this replica's Pebble view")
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
 	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
 	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
-	logFormat := fs.String("log-format", "json", "json or console")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "brokers", "config", "data"); err != nil {
-		return err
-	}
-	brokers, err := kafka.ParseBrokers(*brokersFlag)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	log, err := newLogger(*logFormat, *logLevel)
+	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return err
-	}
 	reg := metrics.NewRegistry()
 	sample, err := lookupLogSample(*logSample)
 	if err != nil {
@@ -196,7 +161,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	svc, closeStore, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
-		LookupLogSample: sample, Snapshots: snaps}, *data)
+		LookupLogSample: sample, Snapshots: snaps}, *sf.data)
 	if err != nil {
 		return err
 	}
@@ -210,4 +175,42 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	g.Go("view", svc.Run)
 	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
 	return g.Wait()
+}
+
+// serviceFlags are the flags every long-running service shares.
+type serviceFlags struct {
+	brokers, config, data, logFormat, logLevel *string
+}
+
+func addServiceFlags(fs *flag.FlagSet, dataHelp string) *serviceFlags {
+	return &serviceFlags{
+		brokers:   fs.String("brokers", "", "comma-separated Kafka bootstrap brokers"),
+		config:    fs.String("config", "", "feature file (YAML)"),
+		data:      fs.String("data", "", dataHelp),
+		logFormat: fs.String("log-format", "json", "json or console"),
+		logLevel:  fs.String("log-level", "info", "debug, info, warn or error"),
+	}
+}
+
+// setup parses args, checks the required flags and loads what they name.
+func (sf *serviceFlags) setup(fs *flag.FlagSet, args []string) ([]string, *zap.Logger, *config.File, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := required(fs, "brokers", "config", "data"); err != nil {
+		return nil, nil, nil, err
+	}
+	brokers, err := kafka.ParseBrokers(*sf.brokers)
+	if err != nil {
+		return nil, nil, nil, usagef("%v", err)
+	}
+	cfg, err := config.Load(*sf.config)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log, err := newLogger(*sf.logFormat, *sf.logLevel)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return brokers, log, cfg, nil
 }
