@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
@@ -92,6 +93,20 @@ type Options struct {
 	// for training to see exactly the events serving saw. Default: the
 	// events package defaults (MaxFuture 24h).
 	Limits events.Limits
+	// Snapshots, when set, is the workers' snapshot store (--snapshots DIR):
+	// each source partition then starts from the state of the newest
+	// snapshot usable for the spine (SnapshotUsable: all its events before
+	// the earliest spine time, taken no later than it, holding every
+	// requested feature with nothing a row reads expired) and replays only
+	// the records after it, so windows may reach further back than the
+	// topics' retention. Partitions without a usable snapshot are replayed
+	// as without Snapshots; corrupt snapshots are logged and skipped. The
+	// manifest names the snapshot of each partition (OffsetRange.Snapshot).
+	// It assumes the workers' clock is the wall clock that stamped the
+	// snapshots' CreatedAt. Cost: one download and verification of each
+	// chosen SST, then one pass over its keys decoding the spine's entities.
+	// Default nil: replay only.
+	Snapshots *snapshot.Store
 	// ExtraOpts are appended to the Kafka client options (tests).
 	ExtraOpts []kgo.Opt
 }
@@ -210,7 +225,8 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		return nil, err
 	}
 	o.Log.Info("backfill written", zap.String("out", o.Out), zap.Int("rows", len(sp.good)),
-		zap.Int("features", len(cols)), zap.Int64("records", m.Events.Records), zap.Int64("duration_ms", m.DurationMS))
+		zap.Int("features", len(cols)), zap.Int64("records", m.Events.Records), zap.Strings("snapshots", sortedSnapshotIDs(m.Sources)),
+		zap.Int64("duration_ms", m.DurationMS))
 	return m, nil
 }
 

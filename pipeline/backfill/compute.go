@@ -75,8 +75,9 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 
 // compute sweeps every entity with spine rows, GOMAXPROCS entities at a time.
 // times are the rows' T; rowsOff/rows group the rows by entity like
-// sourceEvents.
-func compute(ctx context.Context, times []int64, rowsOff []int32, rows []int32, srcs []*sourceEvents, cols []column, res *results) error {
+// sourceEvents. seeded holds the entities' state loaded from snapshots (nil:
+// none); the sweep takes it over.
+func compute(ctx context.Context, times []int64, rowsOff []int32, rows []int32, srcs []*sourceEvents, seeded seeds, cols []column, res *results) error {
 	entities := len(rowsOff) - 1
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -91,7 +92,7 @@ func compute(ctx context.Context, times []int64, rowsOff []int32, rows []int32, 
 				if e >= entities {
 					return
 				}
-				sw.entity(times, rows[rowsOff[e]:rowsOff[e+1]], e, srcs, cols, res)
+				sw.entity(times, rows[rowsOff[e]:rowsOff[e+1]], e, srcs, seeded[int32(e)], cols, res)
 			}
 		}()
 	}
@@ -110,8 +111,10 @@ func newSweeper(nsrc int, cols []column) *sweeper {
 	return &sweeper{series: make([]aggregations.Series, len(cols)), cursor: make([]int, nsrc)}
 }
 
-// entity computes every column of one entity's rows.
-func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEvents, cols []column, res *results) {
+// entity computes every column of one entity's rows. seed, when not nil,
+// is the entity's state from snapshots, one series per column, every event
+// in it before the earliest row's T; entity takes it over.
+func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEvents, seed []aggregations.Series, cols []column, res *results) {
 	slices.SortFunc(rows, func(a, b int32) int {
 		return cmp.Or(cmp.Compare(times[a], times[b]), cmp.Compare(a, b))
 	})
@@ -123,6 +126,14 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 		sw.cursor[s] = 0
 	}
 	for c := range sw.series {
+		if seed != nil && (len(seed[c].Tiles) > 0 || !seed[c].Base.Empty()) {
+			// Its pending events (ts >= the worker's clock) stay pending:
+			// Apply with NoClock never promotes, and Read folds those with
+			// ts < T, which is all of them (they are before every row's T).
+			sw.series[c] = seed[c]
+			seed[c] = aggregations.Series{}
+			continue
+		}
 		sw.series[c].Tiles = sw.series[c].Tiles[:0]
 		sw.series[c].Base = aggregations.IR{}
 	}

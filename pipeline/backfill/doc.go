@@ -40,6 +40,31 @@
 // control records at the very end of a partition are not supported (the
 // featurepipe producers do not use transactions).
 //
+// # Snapshots
+//
+// With Options.Snapshots (`backfill --snapshots DIR`) a partition can start
+// from the workers' state instead of from its replay offset, so a backfill
+// reaches further back than the topics' retention. For each source
+// partition, the newest snapshot passing SnapshotUsable is chosen: its
+// events are all before the earliest spine time T_min and it was taken at or
+// before T_min (every event in it had arrived by any row's T, and the
+// worker's clock was at most T_min, so for every finite window
+// Horizon(CreatedAt) <= Start(T_min) is also checked: no tile a row reads
+// was expired; lifetime windows keep old tiles folded in Base); it holds
+// every requested feature of the topic with the same definition hash; and
+// its next offset lies between the partition's log start and end offsets.
+// The state of the spine's entities is decoded from it (requested features
+// only) and seeds the sweep, and the partition is replayed from the
+// snapshot's next offset (or the usual start, when later) to the end offset.
+//
+// This is exact: a snapshot tile may hold pending events (ts >= the
+// worker's clock when it applied them), but every event of the snapshot has
+// ts < T_min <= T, and Series.Read folds pending events with ts < T, so a
+// read at any row's T folds all of them, exactly like the events replayed
+// after them. Partitions without a usable snapshot are replayed as usual;
+// corrupt snapshots are logged and skipped for older ones (or the replay).
+// The manifest records each partition's snapshot (OffsetRange.Snapshot).
+//
 // # Algorithm
 //
 // Per entity, the events (event time, offset, arrival, values) and the spine

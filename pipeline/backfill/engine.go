@@ -142,24 +142,33 @@ func (o *Options) evaluate(ctx context.Context, cols []column, rowKeys []string,
 	}
 	st := &replayStats{rejected: map[string]int64{}}
 	var ranges []OffsetRange
+	var seeded seeds
 	if len(rowKeys) > 0 {
 		copts := append(kafka.BaseOpts(o.Brokers, "featurepipe-backfill", o.Log), o.ExtraOpts...)
 		adm, err := kgo.NewClient(copts...)
 		if err != nil {
 			return nil, fmt.Errorf("kafka client: %w", err)
 		}
-		var total int64
 		for _, s := range srcs {
 			if err := listRanges(ctx, kadm.NewClient(adm), s); err != nil {
 				adm.Close()
 				return nil, err
 			}
+		}
+		adm.Close()
+		if o.Snapshots != nil {
+			minT := slices.Min(times)
+			if seeded, err = o.seedFromSnapshots(ctx, srcs, cols, keep, minT); err != nil {
+				return nil, err
+			}
+		}
+		var total int64
+		for _, s := range srcs {
 			for _, r := range s.ranges {
 				total += r.To - r.From
 				ranges = append(ranges, r)
 			}
 		}
-		adm.Close()
 		prog := newProgress(o.Progress, total, o.Now())
 		err = replay(ctx, copts, srcs, events.NewDecoder(cfg, o.Limits), keep, prog.add, st)
 		prog.finish()
@@ -182,7 +191,7 @@ func (o *Options) evaluate(ctx context.Context, cols []column, rowKeys []string,
 		names[i] = c.name
 	}
 	res := newResults(names, len(rowKeys))
-	if err := compute(ctx, times, rowsOff, rows, grouped, cols, res); err != nil {
+	if err := compute(ctx, times, rowsOff, rows, grouped, seeded, cols, res); err != nil {
 		return nil, err
 	}
 	return &evaluation{res: res, ranges: ranges, stats: st}, nil

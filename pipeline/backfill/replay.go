@@ -22,6 +22,10 @@ type OffsetRange struct {
 	Partition int32  `json:"partition"`
 	From      int64  `json:"from"`
 	To        int64  `json:"to"`
+	// Snapshot is the id of the snapshot the partition's state started from
+	// (Options.Snapshots), its replay then starting at or after the
+	// snapshot's next offset; "" when the partition was replayed alone.
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // rawEvent is one kept event: compact, with its values in a flat slice
@@ -60,6 +64,8 @@ type sourceReplay struct {
 	startMS int64 // first record timestamp needed; math.MinInt64 = from the start
 	ranges  []OffsetRange
 	byPart  []partEvents // parallel to ranges
+	// logStarts are the partitions' log start offsets, parallel to ranges.
+	logStarts []int64
 }
 
 // listRanges fills src.ranges from the log start, timestamp and end offsets.
@@ -90,11 +96,13 @@ func listRanges(ctx context.Context, adm *kadm.Client, src *sourceReplay) error 
 		}
 	}
 	src.ranges = src.ranges[:0]
+	logStart := map[int32]int64{}
 	ends.Each(func(e kadm.ListedOffset) {
 		r := OffsetRange{Topic: topic, Partition: e.Partition, To: e.Offset}
 		if s, ok := starts.Lookup(topic, e.Partition); ok {
 			r.From = s.Offset
 		}
+		logStart[e.Partition] = r.From
 		if a, ok := after.Lookup(topic, e.Partition); ok && a.Offset > r.From {
 			r.From = a.Offset
 		}
@@ -106,6 +114,10 @@ func listRanges(ctx context.Context, adm *kadm.Client, src *sourceReplay) error 
 	}
 	sort.Slice(src.ranges, func(i, j int) bool { return src.ranges[i].Partition < src.ranges[j].Partition })
 	src.byPart = make([]partEvents, len(src.ranges))
+	src.logStarts = make([]int64, len(src.ranges))
+	for i, r := range src.ranges {
+		src.logStarts[i] = logStart[r.Partition]
+	}
 	return nil
 }
 
