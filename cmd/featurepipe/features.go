@@ -12,6 +12,7 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -39,12 +40,17 @@ type featureInfo struct {
 	LastPublished  *time.Time `json:"last_published_at,omitempty"`
 	FreshnessSecs  *float64   `json:"freshness_seconds,omitempty"`
 	RegistryDiffer bool       `json:"registered_definition_differs,omitempty"`
+	// From the snapshot store (with --snapshots): the newest snapshot
+	// holding this version's state with its current definition.
+	Snapshot   string     `json:"snapshot,omitempty"`
+	SnapshotAt *time.Time `json:"snapshot_at,omitempty"`
 }
 
 func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("features", "[--config F] [--brokers B] [--json]", stderr)
+	fs := newFlags("features", "[--config F] [--brokers B] [--snapshots DIR] [--json]", stderr)
 	cfgPath := fs.String("config", "", "feature file (default: the demo feature file, schemas/demo.yaml)")
 	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds registration, status and freshness from the registry")
+	snapDir := fs.String("snapshots", "", "snapshot directory: adds the newest snapshot of each version")
 	asJSON := fs.Bool("json", false, "print JSON (one array) for scripts")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -72,13 +78,27 @@ func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	rows := describeFeatures(cfg, view, time.Now())
+	if *snapDir != "" {
+		snaps, err := openSnapshots(*snapDir, 0)
+		if err != nil {
+			return err
+		}
+		ms, problems, err := snaps.List(ctx)
+		if err != nil {
+			return fmt.Errorf("list snapshots in %s: %w", *snapDir, err)
+		}
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "skipping corrupt snapshot: %v\n", p)
+		}
+		addSnapshots(rows, cfg, ms)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FEATURE\tSTATUS\tENTITY\tSOURCE\tAGGREGATION\tWINDOW\tOWNER\tFRESHNESS\tDESCRIPTION")
+	fmt.Fprintln(tw, "FEATURE\tSTATUS\tENTITY\tSOURCE\tAGGREGATION\tWINDOW\tOWNER\tFRESHNESS\tSNAPSHOT\tDESCRIPTION")
 	for _, r := range rows {
 		agg := r.Aggregation
 		if r.Field != "" {
@@ -95,8 +115,12 @@ func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if r.Deprecated && r.Status != "deprecated" {
 			status += ", deprecated"
 		}
-		fmt.Fprintf(tw, "%s@%d\t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\n", r.Name, r.Version, status, r.Entity, r.Source,
-			agg, r.Window, r.Hop, r.Owner, fresh, r.Description)
+		snap := "-"
+		if r.SnapshotAt != nil {
+			snap = r.SnapshotAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s@%d\t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, status, r.Entity, r.Source,
+			agg, r.Window, r.Hop, r.Owner, fresh, snap, r.Description)
 	}
 	return tw.Flush()
 }
@@ -144,4 +168,26 @@ func describeFeatures(cfg *config.File, view *registry.View, now time.Time) []fe
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// addSnapshots sets, per row, the newest snapshot (ms is newest first) that
+// holds the version with its current definition hash.
+func addSnapshots(rows []featureInfo, cfg *config.File, ms []*snapshot.Manifest) {
+	for i := range rows {
+		f := cfg.Features[i]
+		for _, m := range ms {
+			found := false
+			for _, fr := range m.Features {
+				if fr.ID == f.ID && fr.Hash == f.Hash {
+					found = true
+					break
+				}
+			}
+			if found {
+				at := m.CreatedAt
+				rows[i].Snapshot, rows[i].SnapshotAt = m.ID, &at
+				break
+			}
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -90,5 +91,27 @@ func TestFeaturesListsStatusFromTheRegistry(t *testing.T) {
 	code, stdout, _ = execCLI("features", "--config", f.config, "--brokers", f.brokers)
 	if code != 0 || !strings.Contains(stdout, "warming_up (1/2 partitions)") || !strings.Contains(stdout, "txn_count_7d@2") {
 		t.Fatalf("table:\n%s", stdout)
+	}
+}
+
+func TestAddSnapshotsPicksTheNewestWithTheSameDefinition(t *testing.T) {
+	f := newProduceFixture(t)
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := describeFeatures(cfg, nil, time.Now())
+	avg := cfg.Features[0]
+	older, newer := time.Now().Add(-time.Hour), time.Now()
+	ms := []*snapshot.Manifest{ // newest first, as Store.List returns them
+		{ID: "new-other-def", CreatedAt: newer, Features: []snapshot.FeatureRef{{ID: avg.ID, Hash: "not-the-current-hash"}}},
+		{ID: "old", CreatedAt: older, Features: []snapshot.FeatureRef{{ID: avg.ID, Hash: avg.Hash}}},
+	}
+	addSnapshots(rows, cfg, ms)
+	if rows[0].Snapshot != "old" || rows[0].SnapshotAt == nil {
+		t.Fatalf("row of %s: snapshot %q, want the one with its definition", avg.ID, rows[0].Snapshot)
+	}
+	if rows[1].Snapshot != "" {
+		t.Fatalf("a version in no snapshot got %q", rows[1].Snapshot)
 	}
 }
