@@ -74,8 +74,27 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg *config.File) error {
 }
 
 // EndOffsets returns the current end (high watermark) offset of every
-// partition of topic.
+// partition of topic. A topic created moments ago may not be known to every
+// broker yet: such errors are retried for up to 30 seconds.
 func EndOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := endOffsets(ctx, cl, topic)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil ||
+			!(errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.LeaderNotAvailable) || errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, errNoPartitions)) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+var errNoPartitions = errors.New("topic has no partitions (does it exist?)")
+
+func endOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
 	adm := kadm.NewClient(cl)
 	listed, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
@@ -94,7 +113,7 @@ func EndOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]in
 		return nil, ferr
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("topic %s has no partitions (does it exist?)", topic)
+		return nil, fmt.Errorf("topic %s: %w", topic, errNoPartitions)
 	}
 	return out, nil
 }

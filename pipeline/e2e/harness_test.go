@@ -64,6 +64,7 @@ kafka:
   feature_log_topic: features-{{ID}}
   dead_letter_topic: dlq-{{ID}}
   lookup_log_topic: lookups-{{ID}}
+  registry_topic: registry-{{ID}}
   group: workers-{{ID}}
   partitions: 4
 entities:

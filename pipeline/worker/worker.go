@@ -667,17 +667,30 @@ func (w *Worker) publish(ctx context.Context) error {
 	topic := w.o.Config.Kafka.FeatureLogTopic
 	n := 0
 	for _, ps := range w.pending {
+		n += len(ps.dirty)
+	}
+	// One allocation for all records and one growing slab for their keys
+	// and values (earlier sub-slices stay valid when the slab grows).
+	recs := make([]kgo.Record, n)
+	slab := make([]byte, 0, n*64)
+	i := 0
+	for _, ps := range w.pending {
 		plan := ps.plan
 		for d := range ps.dirty {
 			f := &plan.Features[d.feature]
-			r := &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
-				Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID, Start: d.start})}
+			r := &recs[i]
+			i++
+			r.Topic = topic
+			from := len(slab)
+			slab = keys.AppendFeatureLog(slab, keys.TileRef{Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID, Start: d.start})
+			r.Key = slab[from:len(slab):len(slab)]
 			if t, ok := d.es.series[d.feature].Tile(d.start); ok {
-				r.Value = aggregations.AppendTile(nil, t)
+				from = len(slab)
+				slab = aggregations.AppendTile(slab, t)
+				r.Value = slab[from:len(slab):len(slab)]
 			}
 			w.cl.Produce(ctx, r, w.onPublished)
 		}
-		n += len(ps.dirty)
 	}
 	if err := w.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("flush feature log: %w", err)
