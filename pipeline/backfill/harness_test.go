@@ -5,14 +5,11 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,31 +17,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
-	"github.com/featurepipe/featurepipe/internal/broker"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
-	"github.com/featurepipe/featurepipe/schemas"
 )
 
 // startKafka returns the brokers of Apache Kafka when KAFKA_BROKERS is set,
 // else of a fresh embedded broker (kfake) closed at the end of the test.
-func startKafka(t testing.TB) []string {
-	t.Helper()
-	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
-		brokers, err := kafka.ParseBrokers(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return brokers
-	}
-	b, err := broker.Start(broker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return []string{b.Addr()}
-}
+func startKafka(t testing.TB) []string { return testkit.StartKafka(t).Brokers }
 
 // featureFile has one entity, two sources and every aggregation over finite
 // and lifetime windows with default and explicit hops, a feature with a
@@ -85,26 +66,7 @@ features:
 // to this test, so runs against a shared Apache Kafka never meet.
 func writeConfig(t testing.TB) *config.File {
 	t.Helper()
-	dir := t.TempDir()
-	id := fmt.Sprintf("bf-%s-%d", strings.NewReplacer("/", "-", "_", "-").Replace(strings.ToLower(t.Name())), time.Now().UnixNano()%1e9)
-	for _, name := range []string{"transaction.avsc", "login.avsc"} {
-		b, err := schemas.Files.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "features.yaml")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(featureFile, "{{ID}}", id)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testkit.WriteConfig(t, featureFile, nil)
 }
 
 // genEvent is one source record to produce.

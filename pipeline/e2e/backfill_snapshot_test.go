@@ -34,7 +34,7 @@ func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
 		old[i].ts = now.Add(time.Duration(1+rng.IntN(600)) * time.Second).UnixMilli()
 	}
 	produceEvents(t, ctx, cl, cfg, old, p)
-	w := snapshottingWorker(t, k.brokers, cfg, filepath.Join(dir, "worker"), store)
+	w := snapshottingWorker(t, k.Brokers, cfg, filepath.Join(dir, "worker"), store)
 	snap := snapshotOfAll(t, ctx, w, cl, cfg)
 	maxTS := int64(0)
 	for _, sp := range snap.Sources {
@@ -125,7 +125,7 @@ func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
 	// check runs the backfill and returns the wrong values per feature.
 	check := func(name string, snaps *snapshot.Store) (*backfill.Manifest, map[string]int, int) {
 		out := filepath.Join(dir, name+".csv")
-		m, err := backfill.Run(ctx, backfill.Options{Brokers: k.brokers, Config: cfg, Spine: spinePath, Out: out, Snapshots: snaps})
+		m, err := backfill.Run(ctx, backfill.Options{Brokers: k.Brokers, Config: cfg, Spine: spinePath, Out: out, Snapshots: snaps})
 		if err != nil {
 			t.Fatalf("backfill %s: %v", name, err)
 		}
@@ -183,7 +183,7 @@ func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
 	for _, f := range cfg.Features {
 		ids = append(ids, f.ID)
 	}
-	early, err := backfill.Compute(ctx, backfill.Options{Brokers: k.brokers, Config: cfg, Features: ids, Snapshots: store},
+	early, err := backfill.Compute(ctx, backfill.Options{Brokers: k.Brokers, Config: cfg, Features: ids, Snapshots: store},
 		[]backfill.Point{{Key: "user-001", T: snap.CreatedAt.UnixMilli() - 1}, {Key: "user-002", T: tMin}})
 	if err != nil {
 		t.Fatal(err)

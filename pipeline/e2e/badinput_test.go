@@ -53,7 +53,7 @@ func TestBadInputGoesToTheDeadLetterTopic(t *testing.T) {
 	text := strings.Replace(featureFile, "features:\n", strings.TrimPrefix(badInputSources, "\n")+"features:\n", 1)
 	cfg := writeConfigFiles(t, text, map[string]string{"nullable.avsc": nullableAmount, "strings.avsc": stringAmount})
 	ctx := context.Background()
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(k.brokers, "e2e-bad", nil),
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(k.Brokers, "e2e-bad", nil),
 		kgo.ProducerLinger(time.Millisecond), kgo.ProducerBatchMaxBytes(32<<20), kgo.MaxBufferedBytes(256<<20))...)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestBadInputGoesToTheDeadLetterTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	w, err := worker.New(worker.Options{Brokers: k.brokers, Config: cfg, Store: st, Registerer: reg})
+	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestBadInputGoesToTheDeadLetterTopic(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(t.TempDir(), "view"))
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(t.TempDir(), "view"))
 
 	tx, _ := cfg.Source("transactions")
 	legacy, _ := cfg.Source("legacy_transactions")
@@ -184,7 +184,7 @@ func TestBadInputGoesToTheDeadLetterTopic(t *testing.T) {
 		}
 	}
 	n := waitExact(t, ls, cfg, p, allKeys(users), 2*time.Minute)
-	dead := readDeadLetters(t, k.brokers, cfg.Kafka.DeadLetterTopic, len(wantBad), time.Minute)
+	dead := readDeadLetters(t, k.Brokers, cfg.Kafka.DeadLetterTopic, len(wantBad), time.Minute)
 	for _, d := range dead {
 		part, _ := strconv.Atoi(header(d, worker.HeaderSourcePartition))
 		off, _ := strconv.ParseInt(header(d, worker.HeaderSourceOffset), 10, 64)

@@ -53,7 +53,7 @@ func BenchmarkColdStart(b *testing.B) {
 	k := startKafka(b)
 	cfg := writeConfig(b, coldStartFeatures)
 	ctx := context.Background()
-	cl := newClient(b, k.brokers)
+	cl := newClient(b, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func BenchmarkColdStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	store := snapshot.NewStore(backend, 5)
-	w := snapshottingWorker(b, k.brokers, cfg, filepath.Join(dir, "worker"), store)
+	w := snapshottingWorker(b, k.Brokers, cfg, filepath.Join(dir, "worker"), store)
 	in := w.Metrics().EventsIn.WithLabelValues("transactions")
 	for testutil.ToFloat64(in) < float64(entities*3) {
 		time.Sleep(50 * time.Millisecond)
@@ -101,7 +101,7 @@ func BenchmarkColdStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer st.Close()
-		svc, err := lookup.New(lookup.Options{Brokers: k.brokers, Config: cfg, Store: st, Snapshots: snaps, LookupLogSample: lookup.NoLookupLog})
+		svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st, Snapshots: snaps, LookupLogSample: lookup.NoLookupLog})
 		if err != nil {
 			b.Fatal(err)
 		}

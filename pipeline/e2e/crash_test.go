@@ -85,13 +85,13 @@ func TestWorkerKill9DuringIngestion(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(dir, "view"))
-	w := startProc(t, "worker", "worker", "--brokers", k.brokers[0], "--config", cfg.Path,
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	w := startProc(t, "worker", "worker", "--brokers", k.Brokers[0], "--config", cfg.Path,
 		"--data", filepath.Join(dir, "worker"), "--metrics", "", "--log-level", "warn",
 		"--instance-id", "crash-worker", "--session-timeout", "6s")
 
@@ -152,17 +152,17 @@ func TestRebalancesUnderLoad(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(dir, "view"))
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	const users = 200
 	rng := rand.New(rand.NewPCG(8, 9))
 	p := newProduced()
 	stops := map[string]func(){}
-	start := func(name string) { stops[name] = runWorker(t, k.brokers, cfg, filepath.Join(dir, name)) }
+	start := func(name string) { stops[name] = runWorker(t, k.Brokers, cfg, filepath.Join(dir, name)) }
 	stop := func(name string) { stops[name]() }
 	schedule := []func(){
 		func() { start("w1") }, func() { start("w2") }, func() { start("w3") },
@@ -185,15 +185,15 @@ func TestLookupKill9ComesBackToTheSameValues(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	runWorker(t, k.brokers, cfg, filepath.Join(dir, "worker"))
+	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "worker"))
 	addr := freePort(t)
 	url := "http://" + addr
-	srv := startProc(t, "serve", "serve", "--brokers", k.brokers[0], "--config", cfg.Path,
+	srv := startProc(t, "serve", "serve", "--brokers", k.Brokers[0], "--config", cfg.Path,
 		"--data", filepath.Join(dir, "view"), "--listen", addr, "--log-level", "warn")
 	ls := &lookupServer{url: url}
 	const users = 200
@@ -225,7 +225,7 @@ func TestLookupKill9ComesBackToTheSameValues(t *testing.T) {
 // test process.
 func TestBrokerRestartMidIngestion(t *testing.T) {
 	k := startKafka(t)
-	if !k.real {
+	if !k.Real {
 		t.Skip("restarts the broker process: runs against Apache Kafka (make test-kafka)")
 	}
 	script, err := filepath.Abs("../../deploy/kafka/run.sh")
@@ -234,14 +234,14 @@ func TestBrokerRestartMidIngestion(t *testing.T) {
 	}
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(dir, "view"))
-	runWorker(t, k.brokers, cfg, filepath.Join(dir, "w1"))
-	runWorker(t, k.brokers, cfg, filepath.Join(dir, "w2"))
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w1"))
+	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w2"))
 	const users = 200
 	rng := rand.New(rand.NewPCG(13, 14))
 	p := newProduced()

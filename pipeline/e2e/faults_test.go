@@ -85,12 +85,12 @@ func TestFailingDiskStopsTheWorkerWithoutLoss(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(dir, "view"))
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	const users = 200
 	rng := rand.New(rand.NewPCG(21, 22))
 	p := newProduced()
@@ -103,7 +103,7 @@ func TestFailingDiskStopsTheWorkerWithoutLoss(t *testing.T) {
 	out := &strings.Builder{}
 	faulty.Stdout, faulty.Stderr = out, out
 	faulty.Env = append(os.Environ(), "FEATUREPIPE_FAULTY_WORKER=1", "FAIL_FILE="+failFile,
-		"CONFIG="+cfg.Path, "DATA="+data, "BROKERS="+k.brokers[0])
+		"CONFIG="+cfg.Path, "DATA="+data, "BROKERS="+k.Brokers[0])
 	if err := faulty.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestFailingDiskStopsTheWorkerWithoutLoss(t *testing.T) {
 	}
 
 	// Restart on a healthy disk (same directory, no fault injection).
-	startProc(t, "worker", "worker", "--instance-id", "faulty", "--session-timeout", "6s", "--brokers", k.brokers[0], "--config", cfg.Path,
+	startProc(t, "worker", "worker", "--instance-id", "faulty", "--session-timeout", "6s", "--brokers", k.Brokers[0], "--config", cfg.Path,
 		"--data", filepath.Dir(data), "--metrics", "", "--log-level", "warn")
 	n := waitExact(t, ls, cfg, p, allKeys(users), 2*time.Minute)
 	t.Logf("restarted on a healthy disk: %d values equal brute force", n)

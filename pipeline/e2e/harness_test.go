@@ -8,10 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,41 +17,19 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
-	"github.com/featurepipe/featurepipe/internal/broker"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
-	"github.com/featurepipe/featurepipe/schemas"
 )
 
 // kafkaCluster is the broker a test runs against.
-type kafkaCluster struct {
-	brokers []string
-	real    bool           // Apache Kafka from KAFKA_BROKERS
-	embed   *broker.Broker // nil for real Kafka
-}
+type kafkaCluster = testkit.Kafka
 
-// startKafka returns Apache Kafka when KAFKA_BROKERS is set, else a fresh
-// embedded broker closed at the end of the test.
-func startKafka(t testing.TB) *kafkaCluster {
-	t.Helper()
-	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
-		brokers, err := kafka.ParseBrokers(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &kafkaCluster{brokers: brokers, real: true}
-	}
-	b, err := broker.Start(broker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return &kafkaCluster{brokers: []string{b.Addr()}, embed: b}
-}
+func startKafka(t testing.TB) *kafkaCluster { return testkit.StartKafka(t) }
 
 // featureFile is the feature file every end-to-end test uses: one entity,
 // two sources and features of every aggregation over finite and lifetime
@@ -90,43 +65,18 @@ features:
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
 `
 
-// writeConfig writes the feature file and its schemas into a temporary
-// directory, with topic and group names unique to this test so that runs
-// against a shared Apache Kafka never see each other's data.
+// writeConfig writes a feature file (with its schemas) whose topic and
+// group names are unique to this test.
 func writeConfig(t testing.TB, text string) *config.File {
 	t.Helper()
-	return writeConfigFiles(t, text, nil)
+	return testkit.WriteConfig(t, text, nil)
 }
 
 // writeConfigFiles is writeConfig with extra files (e.g. more schemas)
 // written beside the feature file.
 func writeConfigFiles(t testing.TB, text string, extra map[string]string) *config.File {
 	t.Helper()
-	dir := t.TempDir()
-	for name, content := range extra {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	id := fmt.Sprintf("%s-%d", strings.NewReplacer("/", "-", "_", "-").Replace(strings.ToLower(t.Name())), time.Now().UnixNano()%1e9)
-	for _, name := range []string{"transaction.avsc", "login.avsc"} {
-		b, err := schemas.Files.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "features.yaml")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "{{ID}}", id)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testkit.WriteConfig(t, text, extra)
 }
 
 // produced remembers every valid event by source and entity key, with its

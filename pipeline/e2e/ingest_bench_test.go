@@ -41,7 +41,7 @@ func BenchmarkIngest(b *testing.B) {
 	k := startKafka(b)
 	cfg := writeConfig(b, featureFile)
 	ctx := context.Background()
-	cl := newClient(b, k.brokers)
+	cl := newClient(b, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	w, err := worker.New(worker.Options{Brokers: k.brokers, Config: cfg, Store: st})
+	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st})
 	if err != nil {
 		b.Fatal(err)
 	}

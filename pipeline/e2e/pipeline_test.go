@@ -26,7 +26,7 @@ func TestPipelineMatchesBruteForce(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -40,9 +40,9 @@ func TestPipelineMatchesBruteForce(t *testing.T) {
 	evs := genEvents(rng, 6000, users, 40*24*time.Hour, now)
 	produceEvents(t, ctx, cl, cfg, evs[:3000], p)
 	dir := t.TempDir()
-	runWorker(t, k.brokers, cfg, filepath.Join(dir, "w1"))
-	runWorker(t, k.brokers, cfg, filepath.Join(dir, "w2"))
-	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(dir, "view"))
+	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w1"))
+	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w2"))
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	for i := 3000; i < len(evs); i += 500 {
 		produceEvents(t, ctx, cl, cfg, evs[i:i+500], p)
 	}
@@ -58,7 +58,7 @@ func TestPipelineMatchesBruteForce(t *testing.T) {
 	t.Logf("%d events, %d users: %d feature values equal brute force", p.total, users, n)
 
 	// Every junk record is in the dead-letter topic with its reason.
-	dead := readDeadLetters(t, k.brokers, cfg.Kafka.DeadLetterTopic, 200, 30*time.Second)
+	dead := readDeadLetters(t, k.Brokers, cfg.Kafka.DeadLetterTopic, 200, 30*time.Second)
 	for _, r := range dead {
 		if reason := header(r, worker.HeaderReason); reason != events.ReasonNotAvro {
 			t.Fatalf("dead letter reason %q, want %q", reason, events.ReasonNotAvro)

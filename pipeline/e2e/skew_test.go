@@ -157,13 +157,13 @@ func TestSkewOfServedLookups(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	runWorker(t, k.brokers, cfg, filepath.Join(dir, "w1"))
-	ls, _ := runLookup(t, k.brokers, cfg, filepath.Join(dir, "view"))
+	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w1"))
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	rng := rand.New(rand.NewPCG(21, 4))
 	const users = 40
 	keys := allKeys(users)
@@ -176,7 +176,7 @@ func TestSkewOfServedLookups(t *testing.T) {
 		t.Helper()
 		// The lookup service logs asynchronously: wait for every entry.
 		waitLogged(t, cl, cfg.Kafka.LookupLogTopic, int64(calls*len(keys)), timeout)
-		rep, err := skew.Run(ctx, skew.Options{Brokers: k.brokers, Config: cfg, Mode: mode, Keep: keepServed(keep), Examples: 3})
+		rep, err := skew.Run(ctx, skew.Options{Brokers: k.Brokers, Config: cfg, Mode: mode, Keep: keepServed(keep), Examples: 3})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -85,7 +85,7 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 	k := startKafka(t)
 	cfg := writeConfig(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +99,8 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 	rng := rand.New(rand.NewPCG(51, 52))
 	p := newProduced()
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 10000, users, 40*24*time.Hour, time.Now()), p)
-	w := snapshottingWorker(t, k.brokers, cfg, filepath.Join(dir, "worker"), store)
-	full, fullSvc := runLookupFrom(t, k.brokers, cfg, filepath.Join(dir, "full"), nil)
+	w := snapshottingWorker(t, k.Brokers, cfg, filepath.Join(dir, "worker"), store)
+	full, fullSvc := runLookupFrom(t, k.Brokers, cfg, filepath.Join(dir, "full"), nil)
 	waitExact(t, full, cfg, p, allKeys(users), time.Minute)
 	first := takeSnapshot(t, w)
 	if len(first.Sources) == 0 || len(first.FeatureLog) == 0 || len(first.Features) != len(cfg.Features) {
@@ -115,7 +115,7 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 	// Events after the snapshot reach a cold-started replica through the log.
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 3000, users, 40*24*time.Hour, time.Now()), p)
 	waitExact(t, full, cfg, p, allKeys(users), time.Minute)
-	cold, coldSvc := runLookupFrom(t, k.brokers, cfg, filepath.Join(dir, "cold"), store)
+	cold, coldSvc := runLookupFrom(t, k.Brokers, cfg, filepath.Join(dir, "cold"), store)
 	n := waitExact(t, cold, cfg, p, allKeys(users), time.Minute)
 	replayed := testutil.ToFloat64(coldSvc.Metrics().LogRecords)
 	all := testutil.ToFloat64(fullSvc.Metrics().LogRecords)
@@ -139,7 +139,7 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 		t.Fatal("the corrupted snapshot verifies")
 	}
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 2000, users, 40*24*time.Hour, time.Now()), p)
-	again, againSvc := runLookupFrom(t, k.brokers, cfg, filepath.Join(dir, "again"), store)
+	again, againSvc := runLookupFrom(t, k.Brokers, cfg, filepath.Join(dir, "again"), store)
 	n = waitExact(t, again, cfg, p, allKeys(users), time.Minute)
 	// It started from the first snapshot, not from a full replay.
 	if got, all := testutil.ToFloat64(againSvc.Metrics().LogRecords), testutil.ToFloat64(fullSvc.Metrics().LogRecords); got >= all {

@@ -80,7 +80,7 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 	k := startKafka(t)
 	cfg1 := writeConfig(t, versionsV1)
 	ctx := context.Background()
-	cl := newClient(t, k.brokers)
+	cl := newClient(t, k.Brokers)
 	if err := kafka.EnsureTopics(ctx, cl, cfg1); err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +89,8 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	p := newProduced()
 	produceEvents(t, ctx, cl, cfg1, transactionsOnly(genEvents(rng, 20000, users, 10*24*time.Hour, time.Now())), p)
-	stop1 := runWorker(t, k.brokers, cfg1, filepath.Join(dir, "worker"))
-	ls1, stopLookup1 := runLookup(t, k.brokers, cfg1, filepath.Join(dir, "view1"))
+	stop1 := runWorker(t, k.Brokers, cfg1, filepath.Join(dir, "worker"))
+	ls1, stopLookup1 := runLookup(t, k.Brokers, cfg1, filepath.Join(dir, "view1"))
 	waitExact(t, ls1, cfg1, p, allKeys(users), time.Minute)
 	stop1()
 	stopLookup1()
@@ -98,7 +98,7 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 	// A changed definition under the same version is refused, naming the difference.
 	changed := strings.Replace(versionsV1, "window: 7d", "window: 14d", 1)
 	cfgBad := writeConfig(t, sameTopics(changed, cfg1))
-	errc, cancel := runWorkerErr(t, k.brokers, cfgBad, filepath.Join(dir, "other"))
+	errc, cancel := runWorkerErr(t, k.Brokers, cfgBad, filepath.Join(dir, "other"))
 	select {
 	case err := <-errc:
 		if !errors.Is(err, registry.ErrDefinitionChanged) || !strings.Contains(err.Error(), "window_size_ms") ||
@@ -115,8 +115,8 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 	// spend@2 beside spend@1.
 	v2 := strings.Replace(versionsV1, "features:\n", "features:\n"+versionsV2Feature, 1)
 	cfg2 := writeConfig(t, sameTopics(v2, cfg1))
-	ls2, _ := runLookup(t, k.brokers, cfg2, filepath.Join(dir, "view2"))
-	runWorker(t, k.brokers, cfg2, filepath.Join(dir, "worker"))
+	ls2, _ := runLookup(t, k.Brokers, cfg2, filepath.Join(dir, "view2"))
+	runWorker(t, k.Brokers, cfg2, filepath.Join(dir, "worker"))
 	// More events stream in while spend@2 bootstraps.
 	for i := 0; i < 5; i++ {
 		produceEvents(t, ctx, cl, cfg2, transactionsOnly(genEvents(rng, 2000, users, 10*24*time.Hour, time.Now())), p)
@@ -125,7 +125,7 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 	// Every partition of spend@2 ends ready in the registry.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		view, err := registry.Load(ctx, k.brokers, cfg2.Kafka.RegistryTopic, nil)
+		view, err := registry.Load(ctx, k.Brokers, cfg2.Kafka.RegistryTopic, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
