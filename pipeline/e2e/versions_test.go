@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +143,58 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("spend@2 bootstrapped beside spend@1 over %d events; %d values (both versions) equal brute force", p.total, n)
+	// Before it was ready, every partition announced spend@2 as warming up
+	// (the registry's history, not yet compacted, shows it).
+	warming := registryHistory(t, k.Brokers, cfg2.Kafka.RegistryTopic, "spend@2", registry.StateWarmingUp)
+	if warming != int(cfg2.Kafka.Partitions) {
+		t.Fatalf("%d partitions announced spend@2 warming up, want %d", warming, cfg2.Kafka.Partitions)
+	}
+	t.Logf("spend@2 bootstrapped beside spend@1 over %d events (warming up in %d partitions, then ready); %d values (both versions) equal brute force", p.total, warming, n)
+}
+
+// registryHistory counts the distinct partitions for which the registry
+// topic holds a status record of feature in state.
+func registryHistory(t *testing.T, brokers []string, topic, feature, state string) int {
+	t.Helper()
+	ends, err := func() (map[int32]int64, error) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		return kafka.EndOffsets(context.Background(), cl, topic)
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seen := map[string]bool{}
+	for {
+		done := true
+		for _, end := range ends {
+			done = done && end == 0
+		}
+		if done {
+			return len(seen)
+		}
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			var st registry.Status
+			if strings.HasPrefix(string(r.Key), "status/"+feature+"/") && json.Unmarshal(r.Value, &st) == nil && st.State == state {
+				seen[st.Topic+"/"+strconv.Itoa(int(st.Partition))] = true
+			}
+			if r.Offset+1 >= ends[r.Partition] {
+				ends[r.Partition] = 0
+			}
+		})
+	}
 }
