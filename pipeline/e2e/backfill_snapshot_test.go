@@ -31,13 +31,8 @@ import (
 // pending (future-stamped) events. The same backfill without snapshots is
 // wrong, which shows the snapshot was needed.
 func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	backend, err := snapshot.NewDirBackend(filepath.Join(dir, "snapshots"))
 	if err != nil {

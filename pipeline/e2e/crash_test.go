@@ -82,13 +82,8 @@ func TestWorkerKill9DuringIngestion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: kills and restarts a worker process many times")
 	}
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	w := startProc(t, "worker", "worker", "--brokers", k.Brokers[0], "--config", cfg.Path,
@@ -149,13 +144,8 @@ func TestWorkerKill9DuringIngestion(t *testing.T) {
 // stream in; every partition moves several times and is resumed from each
 // worker's own Pebble offsets.
 func TestRebalancesUnderLoad(t *testing.T) {
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	const users = 200
@@ -182,13 +172,8 @@ func TestRebalancesUnderLoad(t *testing.T) {
 // TestLookupKill9ComesBackToTheSameValues kills the lookup service process
 // with SIGKILL and restarts it on the same Pebble view.
 func TestLookupKill9ComesBackToTheSameValues(t *testing.T) {
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "worker"))
 	addr := freePort(t)

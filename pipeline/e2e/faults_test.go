@@ -17,7 +17,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -82,13 +81,8 @@ func runFaultyWorker() int {
 // instead of advancing offsets; restarted on the same directory with a
 // healthy disk, it must resume without loss.
 func TestFailingDiskStopsTheWorkerWithoutLoss(t *testing.T) {
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	const users = 200

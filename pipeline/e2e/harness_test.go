@@ -380,3 +380,16 @@ func decodeInto(t testing.TB, resp *http.Response, out any) {
 		t.Fatal(err)
 	}
 }
+
+// setup starts the broker, writes the feature file text with names unique
+// to the test, and returns a client for which every topic it names exists.
+func setup(t testing.TB, text string) (*kafkaCluster, *config.File, *kgo.Client) {
+	t.Helper()
+	k := startKafka(t)
+	cfg := writeConfig(t, text)
+	cl := newClient(t, k.Brokers)
+	if err := kafka.EnsureTopics(context.Background(), cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return k, cfg, cl
+}

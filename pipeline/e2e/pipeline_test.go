@@ -11,7 +11,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -23,13 +22,8 @@ import (
 // user must equal the brute force over the produced events as of the
 // lookup's time (exact for counts, 1e-9 relative for floats).
 func TestPipelineMatchesBruteForce(t *testing.T) {
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(7, 11))
 	const users = 300
 	p := newProduced()

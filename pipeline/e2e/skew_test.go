@@ -16,7 +16,6 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
@@ -154,13 +153,8 @@ func eventsBetween(rng *rand.Rand, n, users int, from, to time.Time) []event {
 // produced, after the previous lookup's as_of (a millisecond pause makes sure
 // it is later, not equal), and every event time is before the produce call.
 func TestSkewOfServedLookups(t *testing.T) {
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w1"))
 	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))

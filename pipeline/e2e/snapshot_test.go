@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
@@ -82,13 +81,8 @@ func runLookupFrom(t testing.TB, brokers []string, cfg *config.File, dir string,
 // after the snapshot; a corrupt newest snapshot is skipped for the previous
 // one.
 func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
-	k := startKafka(t)
-	cfg := writeConfig(t, featureFile)
+	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	backend, err := snapshot.NewDirBackend(filepath.Join(dir, "snapshots"))
 	if err != nil {
