@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -199,6 +201,16 @@ func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) 
 	admin, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-registry", log)...)
 	if err != nil {
 		return nil, fmt.Errorf("registry client: %w", err)
+	}
+	// A registry topic that does not exist yet is an empty registry.
+	topics, err := kadm.NewClient(admin).ListTopics(ctx, topic)
+	if err != nil {
+		admin.Close()
+		return nil, fmt.Errorf("look up registry topic %s: %w", topic, err)
+	}
+	if td, ok := topics[topic]; !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+		admin.Close()
+		return v, nil
 	}
 	ends, err := kafka.EndOffsets(ctx, admin, topic)
 	admin.Close()
