@@ -116,7 +116,10 @@ func (w *Worker) writeSnapshot(ctx context.Context) error {
 			NextOffset: ps.next, MaxEventTime: maxTS,
 			Iter: func(yield func(k, v []byte) bool) error { return iterate(ps, yield) }})
 	}
-	m := snapshot.Manifest{Worker: w.o.ClientID + "/" + w.o.InstanceID}
+	m := snapshot.Manifest{Worker: w.o.ClientID}
+	if w.o.InstanceID != "" {
+		m.Worker += "/" + w.o.InstanceID
+	}
 	for id, h := range features {
 		m.Features = append(m.Features, snapshot.FeatureRef{ID: id, Hash: h})
 	}
