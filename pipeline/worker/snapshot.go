@@ -14,6 +14,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/entity"
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
 // RequestSnapshot asks the worker to write a snapshot as soon as possible
@@ -170,4 +171,62 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// restore loads the newest valid snapshot of a partition this worker has no
+// state for: its state keys, the offsets it covers (applied and published:
+// the previous owner published everything the snapshot holds) and which
+// feature versions it holds, all in one batch. Versions the snapshot lacks,
+// or holds with another definition, are then bootstrapped like new ones.
+// Corrupt snapshots are skipped for older ones. ok=false: no snapshot.
+// Cost: one read of the partition's SST, held in one batch.
+func (w *Worker) restore(ctx context.Context, plan *events.Plan, tp topicPartition) (next int64, ok bool, err error) {
+	want := snapshot.TopicPartition{Topic: tp.topic, Partition: tp.partition}
+	hashes := map[string]string{}
+	for _, f := range plan.Features {
+		hashes[f.ID] = f.Feature.Hash
+	}
+	usable := func(m *snapshot.Manifest) []string {
+		var ids []string
+		for _, fr := range m.Features {
+			if h, ok := hashes[fr.ID]; ok && h == fr.Hash {
+				ids = append(ids, fr.ID)
+			}
+		}
+		return ids
+	}
+	choices, problems, err := w.o.Snapshots.Newest(ctx, []snapshot.TopicPartition{want},
+		func(m *snapshot.Manifest, _ snapshot.SourcePartition) bool { return len(usable(m)) > 0 })
+	if err != nil {
+		return 0, false, fmt.Errorf("choose a snapshot of %s/%d: %w", tp.topic, tp.partition, err)
+	}
+	for _, p := range problems {
+		w.log.Warn("corrupt or partial snapshot skipped", zap.Error(p))
+	}
+	c, found := choices[want]
+	if !found {
+		return 0, false, nil
+	}
+	b := w.o.Store.NewBatch()
+	n := 0
+	if err := w.o.Snapshots.Read(ctx, c.Manifest, c.Source.File, func(k, v []byte) error {
+		n++
+		return b.Set(k, v, nil)
+	}); err != nil {
+		b.Close()
+		w.log.Warn("snapshot unreadable; replaying the partition instead", zap.String("snapshot", c.Manifest.ID), zap.Error(err))
+		return 0, false, nil
+	}
+	next = c.Source.NextOffset
+	for _, id := range usable(c.Manifest) {
+		_ = b.Set(keys.FeatureKnown(tp.topic, tp.partition, id), keys.PutU64(next), nil)
+	}
+	_ = b.Set(keys.Offset(tp.topic, tp.partition), keys.PutU64(next), nil)
+	_ = b.Set(keys.Published(tp.topic, tp.partition), keys.PutU64(next), nil)
+	if err := w.o.Store.Commit(b); err != nil {
+		return 0, false, err
+	}
+	w.log.Info("partition restored from snapshot", zap.String("topic", tp.topic), zap.Int32("partition", tp.partition),
+		zap.String("snapshot", c.Manifest.ID), zap.Int64("next_offset", next), zap.Int("entities", n))
+	return next, true, nil
 }

@@ -359,13 +359,13 @@ func (w *Worker) shutdown() error {
 
 // adjustOffsets runs when partitions are assigned: it replaces the group's
 // committed offsets by the ones in Pebble.
-func (w *Worker) adjustOffsets(_ context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for topic, parts := range assigned {
 		plan := w.plans[topic]
 		for p := range parts {
-			ps, start, err := w.loadPartition(plan, topicPartition{topic, p})
+			ps, start, err := w.loadPartition(ctx, plan, topicPartition{topic, p})
 			if err != nil {
 				w.log.Error("read partition offsets", zap.Error(err))
 				return nil, err
@@ -380,7 +380,7 @@ func (w *Worker) adjustOffsets(_ context.Context, assigned map[string]map[int32]
 	return assigned, nil
 }
 
-func (w *Worker) loadPartition(plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
+func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
 	ps := &partState{tp: tp, plan: plan, cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}}
 	applied, hasApplied, err := w.o.Store.GetOffset(keys.Offset(tp.topic, tp.partition))
 	if err != nil {
@@ -389,6 +389,18 @@ func (w *Worker) loadPartition(plan *events.Plan, tp topicPartition) (*partState
 	published, hasPublished, err := w.o.Store.GetOffset(keys.Published(tp.topic, tp.partition))
 	if err != nil {
 		return nil, kgo.Offset{}, err
+	}
+	if !hasApplied && w.o.Snapshots != nil {
+		// New to this worker: start from the newest snapshot of the
+		// partition, if any, instead of the earliest retained offset, so
+		// that history older than the topic's retention is not lost.
+		next, ok, err := w.restore(ctx, plan, tp)
+		if err != nil {
+			return nil, kgo.Offset{}, err
+		}
+		if ok {
+			applied, hasApplied, published, hasPublished = next, true, next, true
+		}
 	}
 	ps.applyFrom = applied
 	if err := w.loadFeatures(ps, applied, hasApplied); err != nil {
