@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -71,16 +72,42 @@ func statusKey(id, topic string, p int32) string {
 }
 
 // View is the registry's content, kept current by Load or Follow. Safe for
-// concurrent use.
+// concurrent use. Ready, called on every lookup, takes no lock: it reads an
+// immutable set of the versions warming up, replaced whenever one changes.
 type View struct {
-	mu     sync.RWMutex
-	defs   map[string]Definition
-	status map[string]map[string]Status // feature -> topic/partition -> status
+	mu      sync.RWMutex
+	defs    map[string]Definition
+	status  map[string]map[string]Status // feature -> topic/partition -> status
+	warming atomic.Pointer[map[string]bool]
 }
 
 // NewView returns an empty view.
 func NewView() *View {
-	return &View{defs: map[string]Definition{}, status: map[string]map[string]Status{}}
+	v := &View{defs: map[string]Definition{}, status: map[string]map[string]Status{}}
+	v.warming.Store(&map[string]bool{})
+	return v
+}
+
+// noteWarming updates the warming-up set for id; v.mu must be held.
+func (v *View) noteWarming(id string) {
+	warm := false
+	for _, s := range v.status[id] {
+		warm = warm || s.State == StateWarmingUp
+	}
+	cur := *v.warming.Load()
+	if cur[id] == warm {
+		return
+	}
+	next := make(map[string]bool, len(cur)+1)
+	for k := range cur {
+		next[k] = true
+	}
+	if warm {
+		next[id] = true
+	} else {
+		delete(next, id)
+	}
+	v.warming.Store(&next)
 }
 
 // Apply folds one registry record (key, value) into the view.
@@ -109,6 +136,7 @@ func (v *View) Apply(key, value []byte) error {
 		id, tp := rest[:i], rest[i+1:]
 		if value == nil {
 			delete(v.status[id], tp)
+			v.noteWarming(id)
 			return nil
 		}
 		var s Status
@@ -119,6 +147,7 @@ func (v *View) Apply(key, value []byte) error {
 			v.status[id] = map[string]Status{}
 		}
 		v.status[id][tp] = s
+		v.noteWarming(id)
 	}
 	return nil
 }
@@ -134,16 +163,7 @@ func (v *View) Definition(id string) (Definition, bool) {
 // Ready reports whether no partition of the feature version is warming up.
 // A version the registry knows no status of is ready: it has been computed
 // from the first event on.
-func (v *View) Ready(id string) bool {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	for _, s := range v.status[id] {
-		if s.State == StateWarmingUp {
-			return false
-		}
-	}
-	return true
-}
+func (v *View) Ready(id string) bool { return !(*v.warming.Load())[id] }
 
 // Statuses returns the per-partition statuses of a feature version, sorted
 // by topic and partition.
