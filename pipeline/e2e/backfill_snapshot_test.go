@@ -34,11 +34,7 @@ func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
 	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
 	dir := t.TempDir()
-	backend, err := snapshot.NewDirBackend(filepath.Join(dir, "snapshots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := snapshot.NewStore(backend, 5)
+	store, _ := newSnapshotStore(t, dir)
 	const users = 60
 	rng := rand.New(rand.NewPCG(71, 72))
 	p := newProduced()

@@ -4,20 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
-	"github.com/featurepipe/featurepipe/pipeline/produce"
 )
 
 const coldStartFeatures = `
@@ -42,51 +37,16 @@ features:
 // 2 features): replaying the whole feature log, versus loading the newest
 // snapshot and replaying only the log after it.
 func BenchmarkColdStart(b *testing.B) {
-	entities := 1_000_000
-	if s := os.Getenv("COLDSTART_ENTITIES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		entities = n
-	}
-	k := startKafka(b)
-	cfg := writeConfig(b, coldStartFeatures)
+	entities := envInt(b, "COLDSTART_ENTITIES", 1_000_000)
+	k, cfg, cl := setup(b, coldStartFeatures)
 	ctx := context.Background()
-	cl := newClient(b, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		b.Fatal(err)
-	}
-	enc, err := produce.NewEncoder(cfg, "transactions")
-	if err != nil {
-		b.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(7, 7))
 	now := time.Now()
-	batch := make([]*kgo.Record, 0, 5000)
-	for i := 0; i < entities*3; i++ {
-		r, err := enc.Record(map[string]any{"user_id": fmt.Sprintf("user-%07d", i%entities), "merchant_id": "m",
-			"amount": float64(rng.IntN(10000)) / 100, "currency": "EUR", "ts": now.Add(-time.Duration(rng.Int64N(int64(10 * 24 * time.Hour)))).UnixMilli()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		batch = append(batch, r)
-		if len(batch) == cap(batch) {
-			if err := cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
-		b.Fatal(err)
-	}
+	produceTransactions(b, cl, cfg, entities*3, func(i int) (string, int64) {
+		return fmt.Sprintf("user-%07d", i%entities), now.Add(-time.Duration(rng.Int64N(int64(10 * 24 * time.Hour)))).UnixMilli()
+	})
 	dir := b.TempDir()
-	backend, err := snapshot.NewDirBackend(filepath.Join(dir, "snapshots"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	store := snapshot.NewStore(backend, 5)
+	store, _ := newSnapshotStore(b, dir)
 	w := snapshottingWorker(b, k.Brokers, cfg, filepath.Join(dir, "worker"), store)
 	in := w.Metrics().EventsIn.WithLabelValues("transactions")
 	for testutil.ToFloat64(in) < float64(entities*3) {

@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -182,13 +184,21 @@ func newClient(t testing.TB, brokers []string) *kgo.Client {
 // runWorker runs an in-process worker on its own store until stop is called.
 func runWorker(t testing.TB, brokers []string, cfg *config.File, dir string) (stop func()) {
 	t.Helper()
+	_, stop = startWorker(t, worker.Options{Brokers: brokers, Config: cfg}, dir)
+	return stop
+}
+
+// startWorker runs an in-process worker with options o on a store opened in
+// dir (short group timeouts for tests) until stop or the end of the test.
+func startWorker(t testing.TB, o worker.Options, dir string) (w *worker.Worker, stop func()) {
+	t.Helper()
 	st, err := state.Open(dir, state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st,
-		ExtraOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.RebalanceTimeout(10 * time.Second)}})
-	if err != nil {
+	o.Store = st
+	o.ExtraOpts = append(o.ExtraOpts, kgo.SessionTimeout(6*time.Second), kgo.RebalanceTimeout(10*time.Second))
+	if w, err = worker.New(o); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -207,7 +217,7 @@ func runWorker(t testing.TB, brokers []string, cfg *config.File, dir string) (st
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return w, stop
 }
 
 // lookupServer is a lookup service: in-process behind an HTTP test server
@@ -392,4 +402,47 @@ func setup(t testing.TB, text string) (*kafkaCluster, *config.File, *kgo.Client)
 		t.Fatal(err)
 	}
 	return k, cfg, cl
+}
+
+// envInt reads a positive integer knob of a benchmark, else def.
+func envInt(b testing.TB, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return n
+}
+
+// produceTransactions produces n transactions for benchmarks, without
+// keeping them: next returns the user and event time of the i-th.
+func produceTransactions(b testing.TB, cl *kgo.Client, cfg *config.File, n int, next func(i int) (user string, ts int64)) {
+	b.Helper()
+	enc, err := produce.NewEncoder(cfg, "transactions")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	batch := make([]*kgo.Record, 0, 5000)
+	flush := func() {
+		if err := cl.ProduceSync(context.Background(), batch...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	for i := 0; i < n; i++ {
+		user, ts := next(i)
+		r, err := enc.Record(map[string]any{"user_id": user, "merchant_id": "m",
+			"amount": float64(rng.IntN(100000)) / 100, "currency": "EUR", "ts": ts})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if batch = append(batch, r); len(batch) == cap(batch) {
+			flush()
+		}
+	}
+	flush()
 }

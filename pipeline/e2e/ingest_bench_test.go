@@ -6,16 +6,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/state"
-	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
@@ -30,55 +26,23 @@ import (
 // (uniform over 30 days, like replaying history: almost every event touches
 // a different tile, so the feature log gets ~7 records per event).
 func BenchmarkIngest(b *testing.B) {
-	total := 1_000_000
-	if s := os.Getenv("INGEST_EVENTS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		total = n
-	}
-	k := startKafka(b)
-	cfg := writeConfig(b, featureFile)
+	total := envInt(b, "INGEST_EVENTS", 1_000_000)
+	k, cfg, cl := setup(b, featureFile)
 	ctx := context.Background()
-	cl := newClient(b, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		b.Fatal(err)
-	}
-	enc, err := produce.NewEncoder(cfg, "transactions")
-	if err != nil {
-		b.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	now := time.Now()
 	uniform := os.Getenv("INGEST_TIMES") == "uniform"
-	eventTime := func() int64 {
+	const users = 10_000
+	produceTransactions(b, cl, cfg, total, func(int) (string, int64) {
+		ago := time.Duration(rng.Int64N(int64(time.Minute)))
 		switch {
 		case uniform:
-			return now.Add(-time.Duration(rng.Int64N(int64(30 * 24 * time.Hour)))).UnixMilli()
+			ago = time.Duration(rng.Int64N(int64(30 * 24 * time.Hour)))
 		case rng.IntN(20) == 0:
-			return now.Add(-time.Duration(rng.Int64N(int64(7 * 24 * time.Hour)))).UnixMilli()
-		default:
-			return now.Add(-time.Duration(rng.Int64N(int64(time.Minute)))).UnixMilli()
+			ago = time.Duration(rng.Int64N(int64(7 * 24 * time.Hour)))
 		}
-	}
-	const users = 10_000
-	batch := make([]*kgo.Record, 0, 10_000)
-	for i := 0; i < total; i++ {
-		r, err := enc.Record(map[string]any{"user_id": fmt.Sprintf("user-%05d", rng.IntN(users)), "merchant_id": "m",
-			"amount": float64(rng.IntN(100000)) / 100, "currency": "EUR",
-			"ts": eventTime()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		batch = append(batch, r)
-		if len(batch) == cap(batch) || i == total-1 {
-			if err := cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
+		return fmt.Sprintf("user-%05d", rng.IntN(users)), now.Add(-ago).UnixMilli()
+	})
 	st, err := state.Open(filepath.Join(b.TempDir(), "worker"), state.Options{})
 	if err != nil {
 		b.Fatal(err)

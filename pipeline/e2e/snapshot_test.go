@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
@@ -22,26 +21,18 @@ import (
 // store on request.
 func snapshottingWorker(t testing.TB, brokers []string, cfg *config.File, dir string, store *snapshot.Store) *worker.Worker {
 	t.Helper()
-	st, err := state.Open(dir, state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st, Snapshots: store,
-		SnapshotEvery: time.Hour, ExtraOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		st.Close()
-	})
+	w, _ := startWorker(t, worker.Options{Brokers: brokers, Config: cfg, Snapshots: store, SnapshotEvery: time.Hour}, dir)
 	return w
+}
+
+// newSnapshotStore opens a directory snapshot store under dir.
+func newSnapshotStore(t testing.TB, dir string) (*snapshot.Store, *snapshot.DirBackend) {
+	t.Helper()
+	backend, err := snapshot.NewDirBackend(filepath.Join(dir, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snapshot.NewStore(backend, 5), backend
 }
 
 // takeSnapshot asks w for a snapshot and waits for its manifest.
@@ -84,11 +75,7 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
 	dir := t.TempDir()
-	backend, err := snapshot.NewDirBackend(filepath.Join(dir, "snapshots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := snapshot.NewStore(backend, 5)
+	store, backend := newSnapshotStore(t, dir)
 	const users = 200
 	rng := rand.New(rand.NewPCG(51, 52))
 	p := newProduced()
