@@ -1,8 +1,12 @@
 package lookup
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/featurepipe/featurepipe/aggregations"
 )
 
 // The cache never returns a value older than the Pebble view: these are the
@@ -10,11 +14,11 @@ import (
 // consumer's commit (invalidate, commit, publish).
 func TestViewCacheNeverServesAStaleView(t *testing.T) {
 	key := []byte("user\x00u1")
-	old, committed := &entityView{ids: []string{"old"}}, &entityView{ids: []string{"new"}}
+	old, committed := []byte("old"), []byte("new")
 	for _, tc := range []struct {
 		name string
 		run  func(c *viewCache)
-		want *entityView // what a lookup gets from the cache afterwards; nil: a miss
+		want []byte // what a lookup gets from the cache afterwards; nil: a miss
 	}{
 		{"a miss caches what it read", func(c *viewCache) {
 			_, gen := c.get(key)
@@ -46,8 +50,8 @@ func TestViewCacheNeverServesAStaleView(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newViewCache(1000)
 			tc.run(c)
-			if got, _ := c.get(key); got != tc.want {
-				t.Errorf("cache holds %v, want %v", got, tc.want)
+			if got, _ := c.get(key); !bytes.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+				t.Errorf("cache holds %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -58,8 +62,8 @@ func TestViewCacheIsBounded(t *testing.T) {
 	for i := range 10_000 {
 		k := []byte(fmt.Sprint("k", i))
 		_, gen := c.get(k)
-		c.put(k, gen, &entityView{})
-		c.publish([]byte(fmt.Sprint("p", i)), &entityView{})
+		c.put(k, gen, absent)
+		c.publish([]byte(fmt.Sprint("p", i)), absent)
 	}
 	for i := range c.shards {
 		if n := len(c.shards[i].m); n > 4 {
@@ -68,8 +72,74 @@ func TestViewCacheIsBounded(t *testing.T) {
 	}
 	off := newViewCache(0)
 	_, gen := off.get([]byte("k"))
-	off.put([]byte("k"), gen, &entityView{})
-	if e, _ := off.get([]byte("k")); e != nil {
+	off.put([]byte("k"), gen, absent)
+	if v, _ := off.get([]byte("k")); v != nil {
 		t.Error("a disabled cache returned a view")
+	}
+}
+
+// Lookups parse every cached view into a reused lookupView, and cache
+// misses decode Pebble values into a reused entityView: either must leave
+// exactly the view it read behind, whatever the previous one held (other
+// features, more tiles, fewer features), and a lookupView decodes only the
+// series asked for.
+func TestReusedViewsDecodeLikeFreshOnes(t *testing.T) {
+	mk := func(ids ...string) *entityView {
+		e := new(entityView)
+		for n, id := range ids {
+			i := e.add(id)
+			e.updated[i] = int64(1000 + n)
+			for k := range n + 1 {
+				e.series[i].SetTile(aggregations.Tile{Start: int64(k) * 3600_000, IR: aggregations.IR{Count: int64(k + 1), Sum: float64(n)}})
+			}
+		}
+		return e
+	}
+	views := []*entityView{
+		mk("a@1", "b@1", "c@1"),
+		mk("a@1", "b@1", "c@1"), // same ids: strings reused
+		mk("b@1", "a@1"),        // fewer, other order
+		mk("x@2", "a@1", "b@1", "c@1", "d@1"),
+		mk(),
+		mk("a@1"),
+	}
+	reused, lv := new(entityView), new(lookupView)
+	for n, want := range views {
+		if err := reused.decode(want.encode(nil)); err != nil {
+			t.Fatalf("view %d: %v", n, err)
+		}
+		if got, exp := reused.encode(nil), want.encode(nil); !bytes.Equal(got, exp) {
+			t.Errorf("view %d decoded into a reused entityView re-encodes as %x, want %x", n, got, exp)
+		}
+		if err := lv.parse(want.appendIndexed(nil)); err != nil {
+			t.Fatalf("view %d: %v", n, err)
+		}
+		if !slices.Equal(lv.ids, want.ids) || !slices.Equal(lv.updated, want.updated) {
+			t.Errorf("view %d: ids %v updated %v, want %v %v", n, lv.ids, lv.updated, want.ids, want.updated)
+		}
+		for i := range lv.ids {
+			if i%2 == 1 {
+				continue // decoded only when asked for
+			}
+			sr, err := lv.seriesAt(i)
+			if err != nil {
+				t.Fatalf("view %d series %d: %v", n, i, err)
+			}
+			if got, exp := aggregations.AppendSeries(nil, sr), aggregations.AppendSeries(nil, &want.series[i]); !bytes.Equal(got, exp) {
+				t.Errorf("view %d series %s = %x, want %x", n, lv.ids[i], got, exp)
+			}
+		}
+		for i := range lv.decoded {
+			if lv.decoded[i] != (i%2 == 0) {
+				t.Errorf("view %d: series %d decoded %v, want only the ones asked for", n, i, lv.decoded[i])
+			}
+		}
+	}
+	// Truncated or padded bytes are refused, not misread.
+	good := views[3].appendIndexed(nil)
+	for _, bad := range [][]byte{good[:len(good)-1], append(slices.Clone(good), 0), good[:1]} {
+		if err := lv.parse(bad); err == nil {
+			t.Errorf("parse accepted %d corrupt bytes", len(bad))
+		}
 	}
 }

@@ -386,14 +386,21 @@ func (s *Service) answer(info *entityInfo, keys, names []string, feats []*config
 	a := answerPool.Get().(*lookupAnswer)
 	a.info, a.asOf, a.keys, a.names, a.feats, a.warnings = info, now.UTC(), keys, names, feats, warnings
 	var kbuf [256]byte
+	v := lookupViewPool.Get().(*lookupView)
+	defer lookupViewPool.Put(v)
 	for _, key := range keys {
-		e, found, err := s.view(info.name, key, kbuf[:0])
+		found, err := s.view(info.name, key, v, kbuf[:0])
 		if err != nil {
 			a.release()
 			return nil, err
 		}
 		for _, f := range feats {
-			a.vals = append(a.vals, s.value(f, e, found, T))
+			fv, err := s.value(f, v, found, T)
+			if err != nil {
+				a.release()
+				return nil, fmt.Errorf("view of %s %q: %w", info.name, key, err)
+			}
+			a.vals = append(a.vals, fv)
 		}
 	}
 	for _, f := range feats {
@@ -423,24 +430,28 @@ func (a *lookupAnswer) sortNames() {
 }
 
 // value folds one feature of one entity as of T.
-func (s *Service) value(f *config.Feature, e *entityView, found bool, T int64) value {
+func (s *Service) value(f *config.Feature, v *lookupView, found bool, T int64) (value, error) {
 	fv := value{version: f.Version, status: StatusNotFound}
 	var ir aggregations.IR
-	if i := e.index(f.ID); found && i >= 0 {
-		ir = e.series[i].Read(f.Window, T)
+	if i := v.index(f.ID); found && i >= 0 {
+		sr, err := v.seriesAt(i)
+		if err != nil {
+			return fv, err
+		}
+		ir = sr.Read(f.Window, T)
 		fv.status = StatusEmptyWindow
 		if !ir.Empty() {
 			fv.status = StatusPresent
 		}
-		fv.updated = e.updated[i]
+		fv.updated = v.updated[i]
 	}
 	if !s.reg.Ready(f.ID) {
 		fv.status = StatusWarmingUp
 	}
-	if v, ok := aggregations.Finalize(f.Aggregation, ir); ok {
-		fv.v, fv.hasV = v, true
+	if x, ok := aggregations.Finalize(f.Aggregation, ir); ok {
+		fv.v, fv.hasV = x, true
 	} else if f.Default != nil {
 		fv.v, fv.hasV = *f.Default, true
 	}
-	return fv
+	return fv, nil
 }

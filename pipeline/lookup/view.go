@@ -52,6 +52,22 @@ func (e *entityView) add(id string) int {
 	return len(e.ids) - 1
 }
 
+// addBytes is add for an id given as bytes: when e is reused and its
+// previous decode had the same id at this position (the common case: every
+// view of an entity type lists the same features), the old string is kept
+// and nothing is allocated.
+func (e *entityView) addBytes(id []byte) int {
+	if n := len(e.ids); n < cap(e.ids) {
+		if old := e.ids[:n+1][n]; old == string(id) {
+			return e.add(old)
+		}
+	}
+	return e.add(string(id))
+}
+
+// viewPool holds entityViews to decode Pebble values into on a cache miss.
+var viewPool = sync.Pool{New: func() any { return new(entityView) }}
+
 // encode layout: uvarint(n), n × (uvarint len, id, varint updated, series).
 func (e *entityView) encode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(e.ids)))
@@ -76,7 +92,7 @@ func (e *entityView) decode(src []byte) error {
 		if w <= 0 || uint64(len(src)-w) < l {
 			return aggregations.ErrCorrupt
 		}
-		i := e.add(string(src[w : w+int(l)]))
+		i := e.addBytes(src[w : w+int(l)])
 		src = src[w+int(l):]
 		u, w2 := binary.Varint(src)
 		if w2 <= 0 {
@@ -91,40 +107,51 @@ func (e *entityView) decode(src []byte) error {
 	return nil
 }
 
-// absentView is the cached view of an entity the feature log never
-// mentioned.
-var absentView = new(entityView)
+// absent is the cached value of an entity the feature log never mentioned.
+var absent = []byte{}
 
 var valPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// view returns the view of one entity for a lookup, from the cache or from
-// Pebble (then caching it). The view must not be modified. found is false
-// for an entity the feature log never mentioned.
-func (s *Service) view(entity, key string, kbuf []byte) (e *entityView, found bool, err error) {
+// view parses the view of one entity into v, from the cache or from Pebble
+// (then caching it). found is false for an entity the feature log never
+// mentioned; v is then empty.
+func (s *Service) view(entity, key string, v *lookupView, kbuf []byte) (found bool, err error) {
 	kbuf = keys.View(kbuf[:0], entity, key)
-	e, gen := s.cache.get(kbuf)
-	if e != nil {
-		return e, e != absentView, nil
+	val, gen := s.cache.get(kbuf)
+	if val == nil {
+		if val, err = s.readIndexed(kbuf); err != nil {
+			return false, fmt.Errorf("view of %s %q: %w", entity, key, err)
+		}
+		s.cache.put(kbuf, gen, val)
 	}
+	if len(val) == 0 {
+		v.reset()
+		return false, nil
+	}
+	if err := v.parse(val); err != nil {
+		return false, fmt.Errorf("view of %s %q: %w", entity, key, err)
+	}
+	return true, nil
+}
+
+// readIndexed reads the view key from Pebble and returns it in the cache's
+// layout (appendIndexed), or absent.
+func (s *Service) readIndexed(kbuf []byte) ([]byte, error) {
 	vp := valPool.Get().(*[]byte)
 	defer valPool.Put(vp)
-	val, found, err := s.o.Store.Get((*vp)[:0], kbuf)
+	val, ok, err := s.o.Store.Get((*vp)[:0], kbuf)
 	if cap(val) <= 1<<20 {
 		*vp = val[:0]
 	}
-	if err != nil {
-		return nil, false, err
+	if err != nil || !ok {
+		return absent, err
 	}
-	if !found {
-		s.cache.put(kbuf, gen, absentView)
-		return absentView, false, nil
-	}
-	e = new(entityView)
+	e := viewPool.Get().(*entityView)
+	defer viewPool.Put(e)
 	if err := e.decode(val); err != nil {
-		return nil, false, fmt.Errorf("view of %s %q: %w", entity, key, err)
+		return nil, err
 	}
-	s.cache.put(kbuf, gen, e)
-	return e, true, nil
+	return e.appendIndexed(nil), nil
 }
 
 // load reads the view of one entity into e. found is false for an entity the
@@ -199,7 +226,8 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 	defer cl.Close()
 	s.log.Info("following feature log", zap.String("topic", topic), zap.Int("partitions", len(ends)), zap.Any("end_offsets_at_start", ends))
-	cache := make(map[string]*entityView)
+	cache := make(map[string]*entityView) // the entities one partition's records change
+	published := make(map[string][]byte)  // their committed encodings, for the lookup cache
 	var kbuf, vbuf []byte
 	for {
 		fetches := cl.PollRecords(ctx, 50000)
@@ -218,6 +246,7 @@ func (s *Service) consume(ctx context.Context) error {
 				return
 			}
 			clear(cache)
+			clear(published)
 			b := s.o.Store.NewBatch()
 			for _, r := range fp.Records {
 				ref, err := keys.ParseFeatureLog(r.Key)
@@ -259,6 +288,7 @@ func (s *Service) consume(ctx context.Context) error {
 				kbuf = keys.View(kbuf[:0], entity, key)
 				vbuf = e.encode(vbuf[:0])
 				_ = b.Set(kbuf, vbuf, nil)
+				published[ck] = e.appendIndexed(nil)
 				// Lookups must not hit the old value once Pebble has the
 				// new one: see viewCache.
 				s.cache.invalidate(kbuf)
@@ -269,10 +299,10 @@ func (s *Service) consume(ctx context.Context) error {
 				perr = err
 				return
 			}
-			for ck, e := range cache { // e is not modified after this batch
+			for ck, v := range published {
 				entity, key, _ := cutNUL(ck)
 				kbuf = keys.View(kbuf[:0], entity, key)
-				s.cache.publish(kbuf, e)
+				s.cache.publish(kbuf, v)
 			}
 			s.m.LogRecords.Add(float64(len(fp.Records)))
 			if fp.HighWatermark >= 0 {
