@@ -266,3 +266,25 @@ func bothClients(t *testing.T, test func(*testing.T, client)) {
 		t.Run(c.name, func(t *testing.T) { test(t, c) })
 	}
 }
+
+// A slot waiting for a request due far ahead (here 1 request/s, 8 slots: the
+// last is due in 8s) stops waiting when the context ends.
+func TestRunCancelEndsLongWaits(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	res, err := Run(ctx, Options{Rate: 1, Duration: 8 * time.Second, MaxInFlight: 8, Request: func(ctx context.Context, i uint64) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("Run returned %s after its context ended at 200ms", d)
+	}
+	if res.Sent+res.Missed != res.Due || res.Missed < 7 {
+		t.Errorf("sent %d + missed %d, want %d due with at least 7 missed", res.Sent, res.Missed, res.Due)
+	}
+}

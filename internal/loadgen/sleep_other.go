@@ -2,11 +2,6 @@
 
 package loadgen
 
-import "time"
-
-// sleepUntil returns at t or shortly after.
-func sleepUntil(t time.Time) {
-	if d := time.Until(t); d > 0 {
-		time.Sleep(d)
-	}
-}
+// newSleeper returns time.Sleep's sleeper: on systems without timerfd(2)
+// a wait may overshoot by up to 1ms when the process is otherwise idle.
+func newSleeper() sleeper { return goSleeper{} }
