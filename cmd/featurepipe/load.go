@@ -8,16 +8,21 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/broker"
@@ -97,7 +102,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("--features must name at least one feature")
 	}
 	if p.url != "" {
-		return driveLoad(ctx, p, strings.TrimSuffix(p.url, "/"), "the lookup service at "+p.url, nil, stdout, stderr)
+		return driveLoad(ctx, p, strings.TrimSuffix(p.url, "/"), "the lookup service at "+p.url, stdout, stderr)
 	}
 	return selfHostedLoad(ctx, p, stdout, stderr)
 }
@@ -143,50 +148,93 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stderr, "produced %d transactions for %d users in %s\n", n, p.keys, time.Since(t0).Round(time.Millisecond))
 
-	reg := metrics.NewRegistry()
-	w, closeWorker, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker")}, dir, true)
+	w, closeWorker, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: metrics.NewRegistry(), Log: log.Named("worker")}, dir, true)
 	if err != nil {
 		return err
 	}
 	defer closeWorker()
-	sample, err := lookupLogSample(p.logSample)
+	if _, err := lookupLogSample(p.logSample); err != nil {
+		return err
+	}
+	// The lookup service runs as its own process, as in production: its
+	// runtime (scheduler, garbage collector) is not shared with the embedded
+	// broker, the worker or the generator; only the 2 cores are.
+	cfgDir := filepath.Join(dir, "config")
+	if err := os.CopyFS(cfgDir, schemas.Files); err != nil {
+		return fmt.Errorf("write the demo feature file: %w", err)
+	}
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return err
 	}
-	svc, closeView, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg,
-		Log: log.Named("lookup"), LookupLogSample: sample}, dir)
+	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return fmt.Errorf("find this program to start the lookup service: %w", err)
 	}
-	defer closeView()
-	ln, err := listen("127.0.0.1:0")
-	if err != nil {
-		return err
+	base := "http://" + addr
+	serve := exec.Command(exe, "serve", "--brokers", b.Addr(), "--config", filepath.Join(cfgDir, "demo.yaml"),
+		"--data", filepath.Join(dir, "serve"), "--listen", addr, "--log-format", "console", "--log-level", "warn",
+		"--lookup-log-sample", strconv.FormatFloat(p.logSample, 'g', -1, 64))
+	serve.Stdout, serve.Stderr = stderr, stderr
+	if err := serve.Start(); err != nil {
+		return fmt.Errorf("start the lookup service: %w", err)
 	}
-	base := "http://" + ln.Addr().String()
-	fmt.Fprintf(stderr, "lookup service on %s; waiting for the worker to fill its view...\n", base)
+	exited := make(chan error, 1)
+	go func() { exited <- serve.Wait() }()
+	defer func() {
+		_ = serve.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = serve.Process.Kill()
+			<-exited
+		}
+	}()
+	fmt.Fprintf(stderr, "lookup service (pid %d) on %s; waiting for the worker to fill its view...\n", serve.Process.Pid, base)
 
 	var loadErr error
 	g := newGroup(ctx)
 	g.Go("worker", w.Run)
-	g.Go("lookup view", svc.Run)
-	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
 	g.Go("load", func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() { // a lookup service that dies ends the wait or the run
+			select {
+			case err := <-exited:
+				exited <- err
+				if loadErr == nil {
+					fmt.Fprintf(stderr, "the lookup service exited: %v\n", err)
+				}
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		t1 := time.Now()
 		if err := waitForKeys(ctx, base, p.keys, p.features[0]); err != nil {
 			loadErr = err
 			return nil
 		}
 		fmt.Fprintf(stderr, "the lookup view has all %d users after %s\n", p.keys, time.Since(t1).Round(time.Millisecond))
-		target := fmt.Sprintf("a lookup service in this process over loopback (embedded broker, 1 worker; %d users × %d transactions over 30 days, %d partitions)",
+		target := fmt.Sprintf("`featurepipe serve` in its own process over loopback; embedded broker, 1 worker and this generator in this process; %d users × %d transactions over 30 days, %d partitions",
 			p.keys, p.eventsPerKey, cfg.Kafka.Partitions)
-		loadErr = driveLoad(ctx, p, base, target, reg, stdout, stderr)
+		loadErr = driveLoad(ctx, p, base, target, stdout, stderr)
 		return nil // ends the group: the pipeline stops
 	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	return loadErr
+}
+
+// freeLoopbackAddr returns a 127.0.0.1 address with a port free right now,
+// for a child process to listen on.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
 }
 
 // produceLoadHistory produces events transactions per user, with event times
@@ -238,14 +286,16 @@ func produceLoadHistory(ctx context.Context, brokers []string, cfg *config.File,
 }
 
 // waitForKeys polls the lookup service until feature is found (not
-// NOT_FOUND) for every key, in batches of 1000 keys.
+// NOT_FOUND) for every key, in batches of 1000 keys. It gives up after 2
+// minutes without progress.
 func waitForKeys(ctx context.Context, base string, keys int, feature string) error {
 	const batch = 1000
 	next := 1 // keys below next are known to be in the view
 	lastProgress := time.Now()
+	var lastErr error
 	for next <= keys {
 		if time.Since(lastProgress) > 2*time.Minute {
-			return fmt.Errorf("the lookup view has not gained a user in 2 minutes; stuck at %s of %d", loadKey(next), keys)
+			return fmt.Errorf("the lookup view has not gained a user in 2 minutes; stuck at %s of %d (last error: %v)", loadKey(next), keys, lastErr)
 		}
 		req := lookup.LookupRequest{Entity: "user", Features: []string{feature}}
 		for i := next; i < next+batch && i <= keys; i++ {
@@ -253,9 +303,12 @@ func waitForKeys(ctx context.Context, base string, keys int, feature string) err
 		}
 		var resp lookup.LookupResponse
 		status, err := postLookup(ctx, base, req, &resp)
-		if err != nil {
+		if err != nil && ctx.Err() != nil {
 			return err
 		}
+		lastErr = err
+		// An error is a lookup service still starting (not listening yet):
+		// poll again, within the no-progress limit above.
 		advanced := false
 		if status == http.StatusOK {
 			for _, r := range resp.Results {
@@ -303,9 +356,9 @@ func postLookup(ctx context.Context, base string, body any, out any) (int, error
 }
 
 // driveLoad runs the load against base's /v1/lookup and prints the report.
-// reg, when not nil, is the in-process lookup service's registry: the report
-// then adds the server-side handler time.
-func driveLoad(ctx context.Context, p loadParams, base, target string, reg *prometheus.Registry, stdout, stderr io.Writer) error {
+// When base also serves featurepipe's /metrics, the report adds the
+// server-side handler time of the run.
+func driveLoad(ctx context.Context, p loadParams, base, target string, stdout, stderr io.Writer) error {
 	url := base + "/v1/lookup"
 	bodies := make([][]byte, p.keys)
 	for i := range bodies {
@@ -325,10 +378,7 @@ func driveLoad(ctx context.Context, p loadParams, base, target string, reg *prom
 		return fmt.Errorf("POST %s answered HTTP %d to %s; check --url and --features", url, status, bodies[0])
 	}
 	fmt.Fprintf(stderr, "running %g requests/s for %s (after %s of warm-up)...\n", p.rate, p.duration, p.warmup)
-	var before map[float64]uint64
-	if reg != nil {
-		before = handlerBuckets(reg)
-	}
+	before, scraped := handlerBuckets(ctx, base)
 	stopProfile, err := startCPUProfile(p.cpuProfile, p.warmup)
 	if err != nil {
 		return err
@@ -359,8 +409,8 @@ func driveLoad(ctx context.Context, p loadParams, base, target string, reg *prom
 		return err
 	}
 	var server map[float64]uint64
-	if reg != nil {
-		server = subBuckets(handlerBuckets(reg), before)
+	if after, ok := handlerBuckets(ctx, base); ok && scraped {
+		server = subBuckets(after, before)
 	}
 	printLoadReport(stdout, p, target, url, res, server)
 	if res.Errors > 0 || res.Missed > 0 {
@@ -424,7 +474,7 @@ func printLoadReport(w io.Writer, p loadParams, target, url string, r *loadgen.R
 	row("service time (from send)", r.Service)
 	row("send lag (generator)", r.Lag)
 	if total := server[math.Inf(1)]; total > 0 {
-		fmt.Fprintf(w, "server-side handler time (featurepipe_lookup_seconds{route=\"lookup\"}, warm-up included):\n ")
+		fmt.Fprintf(w, "server-side handler time (featurepipe_lookup_seconds{route=\"lookup\"} from /metrics, warm-up included):\n ")
 		for _, le := range []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025} {
 			fmt.Fprintf(w, "  <= %gms: %.3f%%", le*1000, 100*float64(server[le])/float64(total))
 		}
@@ -432,36 +482,50 @@ func printLoadReport(w io.Writer, p loadParams, target, url string, r *loadgen.R
 	}
 }
 
-// handlerBuckets returns the cumulative bucket counts of the lookup route's
-// handler-time histogram, by upper bound in seconds (+Inf: the total).
-func handlerBuckets(reg *prometheus.Registry) map[float64]uint64 {
-	out := map[float64]uint64{}
-	mfs, err := reg.Gather()
+// handlerBuckets scrapes base's /metrics and returns the cumulative bucket
+// counts of the lookup route's handler-time histogram, by upper bound in
+// seconds (+Inf: the total). ok is false when base has no such metric.
+func handlerBuckets(ctx context.Context, base string) (buckets map[float64]uint64, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
 	if err != nil {
-		return out
+		return nil, false
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "featurepipe_lookup_seconds" {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, false
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, false
+	}
+	mf := mfs["featurepipe_lookup_seconds"]
+	if mf == nil {
+		return nil, false
+	}
+	out := map[float64]uint64{}
+	for _, m := range mf.GetMetric() {
+		route := ""
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "route" {
+				route = l.GetValue()
+			}
+		}
+		if route != "lookup" {
 			continue
 		}
-		for _, m := range mf.GetMetric() {
-			route := ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "route" {
-					route = l.GetValue()
-				}
-			}
-			if route != "lookup" {
-				continue
-			}
-			h := m.GetHistogram()
-			for _, b := range h.GetBucket() {
-				out[b.GetUpperBound()] = b.GetCumulativeCount()
-			}
-			out[math.Inf(1)] = h.GetSampleCount()
+		h := m.GetHistogram()
+		for _, b := range h.GetBucket() {
+			out[b.GetUpperBound()] = b.GetCumulativeCount()
 		}
+		out[math.Inf(1)] = h.GetSampleCount()
+		ok = true
 	}
-	return out
+	return out, ok
 }
 
 func subBuckets(after, before map[float64]uint64) map[float64]uint64 {
