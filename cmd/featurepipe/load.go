@@ -49,11 +49,15 @@ type loadParams struct {
 	connections  int
 	cpuProfile   string
 	logSample    float64
+	baseline     bool
 }
 
 func (p loadParams) String() string {
 	url := p.url
-	if url == "" {
+	switch {
+	case p.baseline:
+		url = `"" --baseline`
+	case url == "":
 		url = `"" (self-hosted)`
 	}
 	return fmt.Sprintf("--url %s --rate %g --duration %s --warmup %s --keys %d --events-per-key %d --features %s --connections %d --lookup-log-sample %g",
@@ -76,7 +80,10 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	features := fs.String("features", "txn_amount_avg_30d,txn_count_7d", "comma-separated features of entity user to look up")
 	fs.IntVar(&p.connections, "connections", 64, "maximum requests in flight (and keep-alive connections)")
 	fs.Float64Var(&p.logSample, "lookup-log-sample", 1, "self-hosted only: the lookup service's --lookup-log-sample (0: no lookup log)")
-	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured period to this file (self-hosted: server and generator together)")
+	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured period of this process to this file (the generator; self-hosted: also the broker and the worker, not the lookup service, which runs in its own process)")
+	fs.BoolVar(&p.baseline, "baseline", false, "drive a trivial HTTP server (net/http, answers every request with an empty result) in its own process instead of featurepipe: the latency floor this machine and generator set for any HTTP service")
+	baselineServe := ""
+	fs.StringVar(&baselineServe, "baseline-serve", "", "only serve the --baseline server on this host:port until interrupted (--baseline starts it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -100,6 +107,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("--connections must be positive")
 	case len(p.features) == 0:
 		return usagef("--features must name at least one feature")
+	}
+	switch {
+	case baselineServe != "":
+		return serveBaseline(ctx, baselineServe)
+	case p.baseline && p.url != "":
+		return usagef("--baseline and --url exclude each other")
+	case p.baseline:
+		return baselineLoad(ctx, p, stdout, stderr)
 	}
 	if p.url != "" {
 		return driveLoad(ctx, p, strings.TrimSuffix(p.url, "/"), "the lookup service at "+p.url, stdout, stderr)
@@ -167,30 +182,16 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find this program to start the lookup service: %w", err)
-	}
 	base := "http://" + addr
-	serve := exec.Command(exe, "serve", "--brokers", b.Addr(), "--config", filepath.Join(cfgDir, "demo.yaml"),
+	serve, err := startChild(stderr, "serve", "--brokers", b.Addr(), "--config", filepath.Join(cfgDir, "demo.yaml"),
 		"--data", filepath.Join(dir, "serve"), "--listen", addr, "--log-format", "console", "--log-level", "warn",
 		"--lookup-log-sample", strconv.FormatFloat(p.logSample, 'g', -1, 64))
-	serve.Stdout, serve.Stderr = stderr, stderr
-	if err := serve.Start(); err != nil {
+	if err != nil {
 		return fmt.Errorf("start the lookup service: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	defer func() {
-		_ = serve.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = serve.Process.Kill()
-			<-exited
-		}
-	}()
-	fmt.Fprintf(stderr, "lookup service (pid %d) on %s; waiting for the worker to fill its view...\n", serve.Process.Pid, base)
+	defer serve.stop()
+	exited := serve.exited
+	fmt.Fprintf(stderr, "lookup service (pid %d) on %s; waiting for the worker to fill its view...\n", serve.pid, base)
 
 	var loadErr error
 	g := newGroup(ctx)
@@ -224,6 +225,81 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 		return err
 	}
 	return loadErr
+}
+
+// child is a featurepipe subprocess of `featurepipe load`.
+type child struct {
+	pid    int
+	exited chan error // receives Wait's result once
+	stop   func()     // SIGTERM, then SIGKILL after 10s; waits for the exit
+}
+
+// startChild starts this program with args, its output to stderr.
+func startChild(stderr io.Writer, args ...string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this program: %w", err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{pid: cmd.Process.Pid, exited: make(chan error, 1)}
+	go func() { c.exited <- cmd.Wait() }()
+	c.stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-c.exited:
+			c.exited <- err
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}
+	return c, nil
+}
+
+// baselineLoad drives a trivial HTTP server in a child process (see
+// serveBaseline) with the same generator and parameters: the latency floor
+// this machine sets for any HTTP service, to read featurepipe's figures
+// against.
+func baselineLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) error {
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	c, err := startChild(stderr, "load", "--baseline-serve", addr)
+	if err != nil {
+		return fmt.Errorf("start the baseline server: %w", err)
+	}
+	defer c.stop()
+	base := "http://" + addr
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			return fmt.Errorf("the baseline server on %s did not answer within 10s", addr)
+		}
+	}
+	fmt.Fprintf(stderr, "baseline server (pid %d) on %s\n", c.pid, base)
+	return driveLoad(ctx, p, base, "--baseline: a trivial net/http server in its own process (reads the body, answers {\"results\":[]}); no broker, no worker", stdout, stderr)
+}
+
+// serveBaseline serves the --baseline server on addr until ctx ends: every
+// request's body is read and answered 200 with an empty lookup result.
+func serveBaseline(ctx context.Context, addr string) error {
+	ln, err := listen(addr)
+	if err != nil {
+		return err
+	}
+	body := []byte(`{"results":[]}`)
+	return serveHTTP(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header()["Content-Type"] = []string{"application/json"}
+		_, _ = w.Write(body)
+	}))
 }
 
 // freeLoopbackAddr returns a 127.0.0.1 address with a port free right now,
