@@ -31,7 +31,7 @@ func reportRate(b *testing.B, unit string) {
 
 // BenchmarkApply measures the worker's hot path on a 30d/1d window.
 func BenchmarkApply(b *testing.B) {
-	w := aggregations.Window{Size: 30 * day, Hop: day}
+	w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}
 
 	// Every event lands in an existing tile: the steady state of a busy entity.
 	b.Run("existing-tiles", func(b *testing.B) {
@@ -58,12 +58,12 @@ func BenchmarkApply(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			now += minute
-			e := ev{TS: now - 1 - rng.Int64N(minute), Seq: int64(i), Value: 1}
+			now += aggregations.Minute
+			e := ev{TS: now - 1 - rng.Int64N(aggregations.Minute), Seq: int64(i), Value: 1}
 			if i%20 == 0 {
 				e.TS = now - 1 - rng.Int64N(w.Size)
 			}
-			if now%day < minute {
+			if now%aggregations.Day < aggregations.Minute {
 				removed, _ = s.Expire(w, now, removed[:0])
 			}
 			s.Apply(w, e, now)
@@ -78,8 +78,8 @@ func BenchmarkRead(b *testing.B) {
 		name string
 		w    aggregations.Window
 	}{
-		{"30d-1d", aggregations.Window{Size: 30 * day, Hop: day}},
-		{"7d-1h", aggregations.Window{Size: 7 * day, Hop: hour}},
+		{"30d-1d", aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}},
+		{"7d-1h", aggregations.Window{Size: 7 * aggregations.Day, Hop: aggregations.Hour}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var s aggregations.Series
@@ -106,7 +106,7 @@ func BenchmarkRead(b *testing.B) {
 // BenchmarkEncoding measures the per-write and per-lookup cost of a 30d/1d series
 // stored as one value.
 func BenchmarkEncoding(b *testing.B) {
-	w := aggregations.Window{Size: 30 * day, Hop: day}
+	w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}
 	var s aggregations.Series
 	for _, e := range benchEvents(w, benchNow, 10000) {
 		s.Apply(w, e, benchNow)

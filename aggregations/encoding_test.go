@@ -40,11 +40,18 @@ func TestTileRoundTrip(t *testing.T) {
 			if string(rest) != "x" {
 				t.Errorf("rest = %q, want the bytes after the tile", rest)
 			}
-			if !reflect.DeepEqual(got, tc.tile) || math.Signbit(got.IR.Sum) != math.Signbit(tc.tile.IR.Sum) {
-				t.Errorf("round trip = %+v, want %+v", got, tc.tile)
+			// DeepEqual treats -0 and 0 as equal; the bits tell them apart.
+			if !reflect.DeepEqual(got, tc.tile) || floatBits(got.IR) != floatBits(tc.tile.IR) {
+				t.Errorf("round trip = %+v, want %+v (float bits %x, want %x)", got, tc.tile, floatBits(got.IR), floatBits(tc.tile.IR))
 			}
 		})
 	}
+}
+
+// floatBits is the bit patterns of ir's Sum, Min, Max and Last, which unlike
+// == distinguish -0 from 0.
+func floatBits(ir aggregations.IR) [4]uint64 {
+	return [4]uint64{math.Float64bits(ir.Sum), math.Float64bits(ir.Min), math.Float64bits(ir.Max), math.Float64bits(ir.Last)}
 }
 
 func validSeries() *aggregations.Series {

@@ -85,6 +85,18 @@ type coverage struct {
 	reads, emptyWindows, pendingReads, dropped, baseUsed int
 }
 
+// read counts a read of s at T, and whether its window is empty or holds
+// pending events.
+func (c *coverage) read(s *aggregations.Series, w aggregations.Window, T int64) {
+	c.reads++
+	if s.Read(w, T).Empty() {
+		c.emptyWindows++
+	}
+	if pendingIn(s, w, T) {
+		c.pendingReads++
+	}
+}
+
 func (c coverage) check(t *testing.T) {
 	t.Helper()
 	t.Logf("coverage: %+v", c)
@@ -151,13 +163,7 @@ func TestPropertyOnlineReadMatchesBruteForce(t *testing.T) {
 		// Dropped events are older than any window read at T >= maxNow, so the
 		// oracle may see every event.
 		for _, T := range queryTimes(rng, w, events, maxNow) {
-			cov.reads++
-			if s.Read(w, T).Empty() {
-				cov.emptyWindows++
-			}
-			if pendingIn(&s, w, T) {
-				cov.pendingReads++
-			}
+			cov.read(&s, w, T)
 			if !checkRead(t, &s, w, events, T, "online") {
 				t.Fatalf("trial %d", trial)
 			}
@@ -265,13 +271,7 @@ func TestPropertyExpire(t *testing.T) {
 			}
 		}
 		for _, T := range queryTimes(rng, w, events, expireAt) {
-			cov.reads++
-			if s.Read(w, T).Empty() {
-				cov.emptyWindows++
-			}
-			if pendingIn(&s, w, T) {
-				cov.pendingReads++
-			}
+			cov.read(&s, w, T)
 			if !checkRead(t, &s, w, events, T, "after expire, all events") {
 				t.Fatalf("trial %d", trial)
 			}

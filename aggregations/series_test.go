@@ -258,10 +258,10 @@ func TestSetTileDeleteTile(t *testing.T) {
 
 func TestReadDoesNotAllocate(t *testing.T) {
 	var s aggregations.Series
-	w := aggregations.Window{Size: 30 * day, Hop: day}
+	w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}
 	now := int64(1_700_000_000_000)
 	for i := int64(0); i < 40; i++ {
-		s.Apply(w, ev{TS: now - i*day/2, Seq: i, Value: float64(i)}, now)
+		s.Apply(w, ev{TS: now - i*aggregations.Day/2, Seq: i, Value: float64(i)}, now)
 	}
 	s.Apply(w, ev{TS: now + 5, Seq: 99, Value: 1}, now) // one pending
 	var sink aggregations.IR

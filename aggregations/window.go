@@ -19,11 +19,40 @@ const (
 // Pending and drops nothing, and Expire removes nothing.
 const NoClock int64 = math.MaxInt64
 
+// The sentinels' messages without the package prefix, for WindowError.Msg.
+const (
+	invalidDuration = "invalid duration"
+	invalidWindow   = "invalid window"
+)
+
 // Sentinel errors wrapped by the parsers, for callers that branch on them.
 var (
-	ErrInvalidDuration = errors.New("aggregations: invalid duration")
-	ErrInvalidWindow   = errors.New("aggregations: invalid window")
+	ErrInvalidDuration = errors.New("aggregations: " + invalidDuration)
+	ErrInvalidWindow   = errors.New("aggregations: " + invalidWindow)
 )
+
+// WindowError is the error ParseWindow returns. It wraps ErrInvalidDuration or
+// ErrInvalidWindow and says which setting to change, so that a caller reporting
+// against its own names for the settings (a file and line, a flag) needs
+// neither to parse the window again nor to pick apart the message.
+type WindowError struct {
+	// Part is the setting to change: "window", or "hop" when a hop was given
+	// and the window itself is valid. A window that is not a whole multiple of
+	// the default hop blames "window" (there is no hop to change).
+	Part string
+	// Msg explains the problem without a package or setting prefix, e.g.
+	// `invalid duration "30x": unknown unit 'x' (...)` or
+	// "invalid window: hop 2h is longer than window 1h".
+	Msg string
+	// sentinel is ErrInvalidDuration or ErrInvalidWindow.
+	sentinel error
+}
+
+// Error returns "aggregations: <part>: <msg>".
+func (e *WindowError) Error() string { return "aggregations: " + e.Part + ": " + e.Msg }
+
+// Unwrap returns ErrInvalidDuration or ErrInvalidWindow.
+func (e *WindowError) Unwrap() error { return e.sentinel }
 
 // lifetimeName is the window spelling for Size == 0.
 const lifetimeName = "lifetime"
@@ -38,20 +67,30 @@ var durationUnits = [...]struct {
 // durations ("1h30m"), other units and values that overflow int64 are errors
 // wrapping ErrInvalidDuration.
 func ParseDuration(s string) (int64, error) {
-	bad := func(why string) (int64, error) {
-		return 0, fmt.Errorf("%w %q: %s (want a positive whole number with unit s, m, h or d, e.g. 15m or 30d)", ErrInvalidDuration, s, why)
+	ms, problem := parseDuration(s)
+	if problem != "" {
+		return 0, fmt.Errorf("%w %s", ErrInvalidDuration, problem)
+	}
+	return ms, nil
+}
+
+// parseDuration is ParseDuration, returning why s is invalid (the text after
+// "invalid duration") instead of an error; problem is "" when s is valid.
+func parseDuration(s string) (ms int64, problem string) {
+	var unitMS int64
+	bad := func(why string) (int64, string) {
+		return 0, fmt.Sprintf("%q: %s (want a positive whole number with unit s, m, h or d, e.g. 15m or 30d)", s, why)
 	}
 	if len(s) < 2 {
 		return bad("too short")
 	}
 	digits, unit := s[:len(s)-1], s[len(s)-1]
-	var ms int64
 	for _, u := range durationUnits {
 		if u.suffix == unit {
-			ms = u.ms
+			unitMS = u.ms
 		}
 	}
-	if ms == 0 {
+	if unitMS == 0 {
 		return bad(fmt.Sprintf("unknown unit %q", unit))
 	}
 	for i := 0; i < len(digits); i++ {
@@ -60,13 +99,13 @@ func ParseDuration(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil || n > math.MaxInt64/ms {
+	if err != nil || n > math.MaxInt64/unitMS {
 		return bad("too large")
 	}
 	if n == 0 {
 		return bad("must be positive")
 	}
-	return n * ms, nil
+	return n * unitMS, ""
 }
 
 // FormatDuration formats milliseconds with the largest unit that divides them
@@ -114,50 +153,72 @@ func DefaultHop(size int64) int64 {
 }
 
 // ParseWindow parses a window ("30d", or "lifetime") and its hop ("1d"; "" means
-// DefaultHop). A finite window must be a whole multiple of its hop; errors wrap
-// ErrInvalidDuration or ErrInvalidWindow and say what to change.
+// DefaultHop). A finite window must be a whole multiple of its hop. Errors are a
+// *WindowError, which wraps ErrInvalidDuration or ErrInvalidWindow, names the
+// setting to change and says what to change.
 func ParseWindow(window, hop string) (Window, error) {
 	var w Window
 	if window != lifetimeName {
-		size, err := ParseDuration(window)
-		if err != nil {
-			return Window{}, fmt.Errorf("window: %w (or %q)", err, lifetimeName)
+		size, problem := parseDuration(window)
+		if problem != "" {
+			return Window{}, durationError("window", fmt.Sprintf("%s (or %q)", problem, lifetimeName))
 		}
 		w.Size = size
 	}
 	if hop == "" {
 		w.Hop = DefaultHop(w.Size)
-		if err := w.Validate(); err != nil {
-			return Window{}, fmt.Errorf("%w (with the default hop %s; set hop explicitly)", err, FormatDuration(w.Hop))
+		if problem := w.problem(); problem != "" {
+			return Window{}, windowError("window", fmt.Sprintf("%s (with the default hop %s; set hop explicitly)", problem, FormatDuration(w.Hop)))
 		}
 		return w, nil
 	}
-	h, err := ParseDuration(hop)
-	if err != nil {
-		return Window{}, fmt.Errorf("hop: %w", err)
+	h, problem := parseDuration(hop)
+	if problem != "" {
+		return Window{}, durationError("hop", problem)
 	}
 	w.Hop = h
-	if err := w.Validate(); err != nil {
-		return Window{}, err
+	if problem := w.problem(); problem != "" {
+		return Window{}, windowError("hop", problem)
 	}
 	return w, nil
 }
 
+// durationError is a WindowError for a part that is not a duration; problem
+// is what follows "invalid duration".
+func durationError(part, problem string) *WindowError {
+	return &WindowError{Part: part, Msg: invalidDuration + " " + problem, sentinel: ErrInvalidDuration}
+}
+
+// windowError is a WindowError for a window and hop that do not fit together;
+// problem is what follows "invalid window: ".
+func windowError(part, problem string) *WindowError {
+	return &WindowError{Part: part, Msg: invalidWindow + ": " + problem, sentinel: ErrInvalidWindow}
+}
+
 // Validate reports why w cannot be used, wrapping ErrInvalidWindow, or nil.
 func (w Window) Validate() error {
-	switch {
-	case w.Size < 0:
-		return fmt.Errorf("%w: size %dms is negative", ErrInvalidWindow, w.Size)
-	case w.Hop <= 0:
-		return fmt.Errorf("%w: hop %dms must be positive", ErrInvalidWindow, w.Hop)
-	case w.Size == 0:
-		return nil
-	case w.Hop > w.Size:
-		return fmt.Errorf("%w: hop %s is longer than window %s", ErrInvalidWindow, FormatDuration(w.Hop), FormatDuration(w.Size))
-	case w.Size%w.Hop != 0:
-		return fmt.Errorf("%w: window %s is not a whole multiple of hop %s", ErrInvalidWindow, FormatDuration(w.Size), FormatDuration(w.Hop))
+	if problem := w.problem(); problem != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidWindow, problem)
 	}
 	return nil
+}
+
+// problem is Validate's explanation (the text after "invalid window: "), or
+// "" for a valid window.
+func (w Window) problem() string {
+	switch {
+	case w.Size < 0:
+		return fmt.Sprintf("size %dms is negative", w.Size)
+	case w.Hop <= 0:
+		return fmt.Sprintf("hop %dms must be positive", w.Hop)
+	case w.Size == 0:
+		return ""
+	case w.Hop > w.Size:
+		return fmt.Sprintf("hop %s is longer than window %s", FormatDuration(w.Hop), FormatDuration(w.Size))
+	case w.Size%w.Hop != 0:
+		return fmt.Sprintf("window %s is not a whole multiple of hop %s", FormatDuration(w.Size), FormatDuration(w.Hop))
+	}
+	return ""
 }
 
 // Lifetime reports whether w takes every event before the read time (Size == 0).

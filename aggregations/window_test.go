@@ -9,25 +9,18 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 )
 
-const (
-	sec    = int64(1000)
-	minute = 60 * sec
-	hour   = 60 * minute
-	day    = 24 * hour
-)
-
 func TestParseDuration(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		in   string
 		want int64
 	}{
-		{"seconds", "90s", 90 * sec},
-		{"minutes", "15m", 15 * minute},
-		{"hours", "1h", hour},
-		{"days", "30d", 30 * day},
-		{"leading zeros are allowed", "007m", 7 * minute},
-		{"largest representable number of seconds", "9223372036854775s", 9223372036854775 * sec},
+		{"seconds", "90s", 90 * aggregations.Second},
+		{"minutes", "15m", 15 * aggregations.Minute},
+		{"hours", "1h", aggregations.Hour},
+		{"days", "30d", 30 * aggregations.Day},
+		{"leading zeros are allowed", "007m", 7 * aggregations.Minute},
+		{"largest representable number of seconds", "9223372036854775s", 9223372036854775 * aggregations.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := aggregations.ParseDuration(tc.in)
@@ -71,12 +64,12 @@ func TestFormatDuration(t *testing.T) {
 		ms   int64
 		want string
 	}{
-		{30 * day, "30d"}, {36 * hour, "36h"}, {90 * minute, "90m"}, {90 * sec, "90s"}, {1500, "1500ms"}, {0, "0ms"},
+		{30 * aggregations.Day, "30d"}, {36 * aggregations.Hour, "36h"}, {90 * aggregations.Minute, "90m"}, {90 * aggregations.Second, "90s"}, {1500, "1500ms"}, {0, "0ms"},
 	} {
 		if got := aggregations.FormatDuration(tc.ms); got != tc.want {
 			t.Errorf("FormatDuration(%d) = %q, want %q", tc.ms, got, tc.want)
 		}
-		if tc.ms%sec == 0 && tc.ms > 0 {
+		if tc.ms%aggregations.Second == 0 && tc.ms > 0 {
 			if back, err := aggregations.ParseDuration(tc.want); err != nil || back != tc.ms {
 				t.Errorf("ParseDuration(FormatDuration(%d)) = %d, %v", tc.ms, back, err)
 			}
@@ -89,16 +82,16 @@ func TestDefaultHop(t *testing.T) {
 		name       string
 		size, want int64
 	}{
-		{"lifetime hops by a day", 0, day},
-		{"30d hops by a day", 30 * day, day},
-		{"exactly 12d hops by a day", 12 * day, day},
-		{"just under 12d hops by an hour", 12*day - hour, hour},
-		{"exactly 12h hops by an hour", 12 * hour, hour},
-		{"just under 12h hops by 5m", 12*hour - 5*minute, 5 * minute},
-		{"1h hops by 5m", hour, 5 * minute},
-		{"exactly 5m hops by 5m", 5 * minute, 5 * minute},
-		{"a window shorter than 5m hops by itself", 90 * sec, 90 * sec},
-		{"a negative size has no hop", -day, 0},
+		{"lifetime hops by a day", 0, aggregations.Day},
+		{"30d hops by a day", 30 * aggregations.Day, aggregations.Day},
+		{"exactly 12d hops by a day", 12 * aggregations.Day, aggregations.Day},
+		{"just under 12d hops by an hour", 12*aggregations.Day - aggregations.Hour, aggregations.Hour},
+		{"exactly 12h hops by an hour", 12 * aggregations.Hour, aggregations.Hour},
+		{"just under 12h hops by 5m", 12*aggregations.Hour - 5*aggregations.Minute, 5 * aggregations.Minute},
+		{"1h hops by 5m", aggregations.Hour, 5 * aggregations.Minute},
+		{"exactly 5m hops by 5m", 5 * aggregations.Minute, 5 * aggregations.Minute},
+		{"a window shorter than 5m hops by itself", 90 * aggregations.Second, 90 * aggregations.Second},
+		{"a negative size has no hop", -aggregations.Day, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := aggregations.DefaultHop(tc.size); got != tc.want {
@@ -114,12 +107,12 @@ func TestParseWindow(t *testing.T) {
 		want              aggregations.Window
 		str               string
 	}{
-		{"explicit hop", "30d", "1d", aggregations.Window{Size: 30 * day, Hop: day}, "30d/1d"},
-		{"empty hop takes the default", "7d", "", aggregations.Window{Size: 7 * day, Hop: hour}, "7d/1h"},
-		{"hop equal to the window is a tumbling window", "1h", "1h", aggregations.Window{Size: hour, Hop: hour}, "1h/1h"},
-		{"lifetime with the default hop", "lifetime", "", aggregations.Window{Size: 0, Hop: day}, "lifetime/1d"},
-		{"lifetime with an explicit hop", "lifetime", "1h", aggregations.Window{Size: 0, Hop: hour}, "lifetime/1h"},
-		{"short window defaults to its own size", "90s", "", aggregations.Window{Size: 90 * sec, Hop: 90 * sec}, "90s/90s"},
+		{"explicit hop", "30d", "1d", aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}, "30d/1d"},
+		{"empty hop takes the default", "7d", "", aggregations.Window{Size: 7 * aggregations.Day, Hop: aggregations.Hour}, "7d/1h"},
+		{"hop equal to the window is a tumbling window", "1h", "1h", aggregations.Window{Size: aggregations.Hour, Hop: aggregations.Hour}, "1h/1h"},
+		{"lifetime with the default hop", "lifetime", "", aggregations.Window{Size: 0, Hop: aggregations.Day}, "lifetime/1d"},
+		{"lifetime with an explicit hop", "lifetime", "1h", aggregations.Window{Size: 0, Hop: aggregations.Hour}, "lifetime/1h"},
+		{"short window defaults to its own size", "90s", "", aggregations.Window{Size: 90 * aggregations.Second, Hop: 90 * aggregations.Second}, "90s/90s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := aggregations.ParseWindow(tc.window, tc.hop)
@@ -137,23 +130,38 @@ func TestParseWindow(t *testing.T) {
 	for _, tc := range []struct {
 		name, window, hop string
 		is                error
+		part              string // WindowError.Part: the setting to change
 		says              string
 	}{
-		{"hop longer than the window", "1h", "2h", aggregations.ErrInvalidWindow, "longer than window 1h"},
-		{"window not a multiple of the hop", "10m", "3m", aggregations.ErrInvalidWindow, "not a whole multiple of hop 3m"},
-		{"window not a multiple of the default hop", "300h", "", aggregations.ErrInvalidWindow, "default hop 1d"},
-		{"zero hop", "1h", "0m", aggregations.ErrInvalidDuration, "hop"},
-		{"unparsable window", "30days", "", aggregations.ErrInvalidDuration, "lifetime"},
-		{"lifetime is not a hop", "30d", "lifetime", aggregations.ErrInvalidDuration, "hop"},
-		{"empty window", "", "1d", aggregations.ErrInvalidDuration, "window"},
+		{"hop longer than the window", "1h", "2h", aggregations.ErrInvalidWindow, "hop", "longer than window 1h"},
+		{"window not a multiple of the hop", "10m", "3m", aggregations.ErrInvalidWindow, "hop", "not a whole multiple of hop 3m"},
+		{"window not a multiple of the default hop", "300h", "", aggregations.ErrInvalidWindow, "window", "default hop 1d"},
+		{"zero hop", "1h", "0m", aggregations.ErrInvalidDuration, "hop", "must be positive"},
+		{"unparsable window", "30days", "", aggregations.ErrInvalidDuration, "window", "lifetime"},
+		{"unparsable window with a valid hop", "30days", "1h", aggregations.ErrInvalidDuration, "window", "lifetime"},
+		{"lifetime is not a hop", "30d", "lifetime", aggregations.ErrInvalidDuration, "hop", `"lifetime"`},
+		{"lifetime with an unparsable hop", "lifetime", "soon", aggregations.ErrInvalidDuration, "hop", `"soon"`},
+		{"empty window", "", "1d", aggregations.ErrInvalidDuration, "window", "too short"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := aggregations.ParseWindow(tc.window, tc.hop)
 			if !errors.Is(err, tc.is) {
 				t.Fatalf("ParseWindow(%q, %q) = %+v, %v; want %v", tc.window, tc.hop, got, err, tc.is)
 			}
-			if !strings.Contains(err.Error(), tc.says) {
-				t.Errorf("error %q should say %q", err, tc.says)
+			var we *aggregations.WindowError
+			if !errors.As(err, &we) {
+				t.Fatalf("error %v (%T) is not a *WindowError", err, err)
+			}
+			if we.Part != tc.part || !strings.Contains(we.Msg, tc.says) || strings.Contains(we.Msg, "aggregations:") {
+				t.Errorf("WindowError{Part: %q, Msg: %q}; want part %q and a message saying %q without the package prefix", we.Part, we.Msg, tc.part, tc.says)
+			}
+			// The message starts with the sentinel's own words, so a caller
+			// printing Msg alone still says what kind of problem it is.
+			if kind := strings.TrimPrefix(tc.is.Error(), "aggregations: "); !strings.HasPrefix(we.Msg, kind) {
+				t.Errorf("Msg %q does not start with %q", we.Msg, kind)
+			}
+			if want := "aggregations: " + tc.part + ": " + we.Msg; err.Error() != want {
+				t.Errorf("Error() = %q, want %q", err.Error(), want)
 			}
 		})
 	}
@@ -165,9 +173,9 @@ func TestWindowValidate(t *testing.T) {
 		w    aggregations.Window
 		ok   bool
 	}{
-		{"zero hop is invalid", aggregations.Window{Size: day}, false},
-		{"negative hop is invalid", aggregations.Window{Size: day, Hop: -hour}, false},
-		{"negative size is invalid", aggregations.Window{Size: -day, Hop: hour}, false},
+		{"zero hop is invalid", aggregations.Window{Size: aggregations.Day}, false},
+		{"negative hop is invalid", aggregations.Window{Size: aggregations.Day, Hop: -aggregations.Hour}, false},
+		{"negative size is invalid", aggregations.Window{Size: -aggregations.Day, Hop: aggregations.Hour}, false},
 		{"lifetime with any positive hop is valid", aggregations.Window{Hop: 7}, true},
 		{"multiple of the hop is valid", aggregations.Window{Size: 6, Hop: 3}, true},
 	} {

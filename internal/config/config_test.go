@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,6 +65,9 @@ func TestLoadDemo(t *testing.T) {
 	}
 	if f.Path != "demo.yaml" {
 		t.Errorf("Path = %q, want demo.yaml", f.Path)
+	}
+	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
+		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
 	if len(f.Features) != 7 {
 		t.Fatalf("got %d features, want 7", len(f.Features))
@@ -212,6 +216,19 @@ func TestLoadResolvesSchemasRelativeToTheFile(t *testing.T) {
 	}
 }
 
+// validFeature is a valid feature of entity user fed by transactions, for
+// tests to append after header + "features:\n" or to edit one line of.
+const validFeature = `  - name: base
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: avg
+    field: amount
+    window: 7d
+    owner: payments
+    description: Average amount.
+`
+
 // wantMarker marks the line an invalid file's problem must be reported on.
 const wantMarker = "# want"
 
@@ -229,18 +246,10 @@ func markedLine(t *testing.T, doc string) int {
 // TestInvalidFiles checks each rule on a file that breaks only that rule:
 // exactly one problem, on the marked line, naming the field, saying why.
 func TestInvalidFiles(t *testing.T) {
-	// feature is a valid feature fed by transactions, for cases whose problem
-	// is elsewhere; it starts with "  - name: base".
-	const feature = `  - name: base
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: avg
-    field: amount
-    window: 7d
-    owner: payments
-    description: Average amount.
-`
+	// edit returns validFeature with each old string replaced by the new one
+	// after it. A case whose old string is missing loses its "# want" marker
+	// or its problem, so it fails rather than passing vacuously.
+	edit := func(oldnew ...string) string { return strings.NewReplacer(oldnew...).Replace(validFeature) }
 	tests := []struct {
 		name  string
 		doc   string
@@ -250,7 +259,7 @@ func TestInvalidFiles(t *testing.T) {
 	}{
 		{
 			name: "unknown feature key is named with the allowed keys",
-			doc: header + "features:\n" + feature + `    colour: red # want
+			doc: header + "features:\n" + validFeature + `    colour: red # want
 `,
 			field: "features[0].colour",
 			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, default`,
@@ -259,328 +268,186 @@ func TestInvalidFiles(t *testing.T) {
 			name: "unknown kafka key suggests the close one",
 			doc: `kafka:
   partitons: 3 # want
-` + header + "features:\n" + feature,
+` + header + "features:\n" + validFeature,
 			field: "kafka.partitons",
 			msg:   "did you mean partitions?",
 		},
 		{
 			name:  "unknown top-level key",
-			doc:   header + "feature_groups: [] # want\nfeatures:\n" + feature,
+			doc:   header + "feature_groups: [] # want\nfeatures:\n" + validFeature,
 			field: "feature_groups",
 			msg:   `unknown key "feature_groups"; allowed: kafka, entities, sources, features`,
 		},
 		{
-			name: "aggregation must be known",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: avgg # want
-    field: amount
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "aggregation must be known",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: avgg # want"),
 			field: "features[0].aggregation",
 			msg:   `unknown aggregation "avgg"; allowed: count, sum, avg, min, max, last`,
 		},
 		{
-			name: "avg requires a field",
-			doc: header + `features:
-  - name: txn # want
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: avg
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "avg requires a field",
+			doc:   header + "features:\n" + edit("name: base", "name: base # want", "    field: amount\n", ""),
 			field: "features[0].field",
 			msg:   "required for aggregation avg",
 		},
 		{
-			name: "aggregated field must be numeric",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: max
-    field: currency # want
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "aggregated field must be numeric",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: max", "field: amount", "field: currency # want"),
 			field: "features[0].field",
 			msg:   `field "currency" is of type string; aggregation max needs a numeric field (double, float, int or long); numeric fields: amount, ts`,
 		},
 		{
-			name: "boolean is not numeric",
-			doc: header + `features:
-  - name: ok_logins
-    version: 1
-    entity: user
-    source: logins
-    aggregation: sum
-    field: success # want
-    window: 7d
-    owner: identity
-    description: d
-`,
+			name:  "boolean is not numeric",
+			doc:   header + "features:\n" + edit("source: transactions", "source: logins", "aggregation: avg", "aggregation: sum", "field: amount", "field: success # want"),
 			field: "features[0].field",
 			msg:   "is of type boolean; aggregation sum needs a numeric field",
 		},
 		{
-			name: "aggregated field must exist in the source schema",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: sum
-    field: amont # want
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "aggregated field must exist in the source schema",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: sum", "field: amount", "field: amont # want"),
 			field: "features[0].field",
 			msg:   `field "amont" is not in schema featurepipe.demo.Transaction of source "transactions"`,
 		},
 		{
-			name: "count may name a field, which must exist",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: count
-    field: nope # want
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "count may name a field, which must exist",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "field: amount", "field: nope # want"),
 			field: "features[0].field",
 			msg:   `field "nope" is not in schema`,
 		},
 		{
-			name: "entity must be defined",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: usr # want
-    source: transactions
-    aggregation: count
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "entity must be defined",
+			doc:   header + "features:\n" + edit("entity: user", "entity: usr # want"),
 			field: "features[0].entity",
 			msg:   `unknown entity "usr"; did you mean "user"? defined entities: merchant, user`,
 		},
 		{
-			name: "source must be defined",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: payments # want
-    aggregation: count
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "source must be defined",
+			doc:   header + "features:\n" + edit("source: transactions", "source: payments # want"),
 			field: "features[0].source",
 			msg:   `unknown source "payments"; defined sources: logins, transactions`,
 		},
 		{
-			name: "name and version are unique",
-			doc: header + "features:\n" + feature + `  - name: base
-    version: 1 # want
-    entity: user
-    source: transactions
-    aggregation: sum
-    field: amount
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "name and version are unique",
+			doc:   header + "features:\n" + validFeature + edit("version: 1", "version: 1 # want", "aggregation: avg", "aggregation: sum"),
 			field: "features[1].version",
 			msg:   "feature base@1 is already defined at line 16; a changed definition needs a new version",
 		},
 		{
-			name: "window must parse",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 30x # want
-    owner: payments
-    description: d
-`,
+			name:  "window must parse",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "    field: amount\n", "", "window: 7d", "window: 30x # want"),
 			field: "features[0].window",
 			msg:   `invalid duration "30x"`,
 		},
 		{
-			name: "hop longer than the window",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 1h
-    hop: 2h # want
-    owner: payments
-    description: d
-`,
+			name:  "hop longer than the window",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "    field: amount\n", "", "window: 7d", "window: 1h\n    hop: 2h # want"),
 			field: "features[0].hop",
 			msg:   "hop 2h is longer than window 1h",
 		},
 		{
-			name: "hop must parse",
-			doc: header + `features:
-  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 1h
-    hop: soon # want
-    owner: payments
-    description: d
-`,
+			name:  "hop must parse",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "    field: amount\n", "", "window: 7d", "window: 1h\n    hop: soon # want"),
 			field: "features[0].hop",
 			msg:   `invalid duration "soon"`,
 		},
 		{
-			name: "one source feeds one entity",
-			doc: header + "features:\n" + feature + `  - name: merchant_txn_count
-    version: 1
-    entity: merchant # want
-    source: transactions
-    aggregation: count
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "an unparsable window is blamed even when a hop is given",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "    field: amount\n", "", "window: 7d", "window: 30x # want\n    hop: 1h"),
+			field: "features[0].window",
+			msg:   `invalid duration "30x"`,
+		},
+		{
+			name:  "a window that is not a multiple of the default hop is blamed on the window",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "    field: amount\n", "", "window: 7d", "window: 300h # want"),
+			field: "features[0].window",
+			msg:   "invalid window: window 300h is not a whole multiple of hop 1d (with the default hop 1d; set hop explicitly)",
+		},
+		{
+			name:  "a window that is not a multiple of the given hop is blamed on the hop",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "    field: amount\n", "", "window: 7d", "window: 10m\n    hop: 3m # want"),
+			field: "features[0].hop",
+			msg:   "invalid window: window 10m is not a whole multiple of hop 3m",
+		},
+		{
+			name:  "a lifetime window with an unparsable hop is blamed on the hop",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: count", "    field: amount\n", "", "window: 7d", "window: lifetime\n    hop: soon # want"),
+			field: "features[0].hop",
+			msg:   `invalid duration "soon"`,
+		},
+		{
+			name:  "one source feeds one entity",
+			doc:   header + "features:\n" + validFeature + edit("name: base", "name: merchant_txn_count", "entity: user", "entity: merchant # want"),
 			field: "features[1].entity",
 			msg:   `source "transactions" already feeds entity "user" (features[0], line 16); the Kafka key of a source's records is its entity's key`,
 		},
 		{
 			name: "event_time must be in the schema",
 			doc: strings.Replace(header, "schema: login.avsc\n    event_time: ts", "schema: login.avsc\n    event_time: time # want", 1) +
-				"features:\n" + feature,
+				"features:\n" + validFeature,
 			field: "sources[1].event_time",
 			msg:   `field "time" is not in schema featurepipe.demo.Login (login.avsc); fields: user_id, country, success, ts`,
 		},
 		{
 			name: "event_time must be a long or int",
 			doc: strings.Replace(header, "event_time: ts", "event_time: currency # want", 1) +
-				"features:\n" + feature,
+				"features:\n" + validFeature,
 			field: "sources[0].event_time",
 			msg:   "event_time must be an Avro long or int",
 		},
 		{
 			name: "schema file must load",
 			doc: strings.Replace(header, "schema: login.avsc", "schema: schemas/missing.avsc # want", 1) +
-				"features:\n" + feature,
+				"features:\n" + validFeature,
 			field: "sources[1].schema",
 			msg:   "cannot load schema schemas/missing.avsc",
 		},
 		{
 			name: "schema path stays inside the file system",
 			doc: strings.Replace(header, "schema: login.avsc", "schema: ../login.avsc # want", 1) +
-				"features:\n" + feature,
+				"features:\n" + validFeature,
 			field: "sources[1].schema",
 			msg:   "must be relative to the feature file",
 		},
 		{
 			name: "YAML syntax error is reported with its line",
-			doc: header + "features:\n" + feature + `    tags: a: b # want
+			doc: header + "features:\n" + validFeature + `    tags: a: b # want
 `,
 			msg: "invalid YAML: mapping values are not allowed in this context",
 		},
 		{
-			name: "version 0 is not a version",
-			doc: header + `features:
-  - name: txn
-    version: 0 # want
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "version 0 is not a version",
+			doc:   header + "features:\n" + edit("version: 1", "version: 0 # want"),
 			field: "features[0].version",
 			msg:   "must be a positive integer (1, 2, ...); got 0",
 		},
 		{
-			name: "version is required",
-			doc: header + `features:
-  - name: txn # want
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "version is required",
+			doc:   header + "features:\n" + edit("name: base", "name: base # want", "    version: 1\n", ""),
 			field: "features[0].version",
 			msg:   "required: a positive integer",
 		},
 		{
-			name: "version is an integer",
-			doc: header + `features:
-  - name: txn
-    version: "one" # want
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "version is an integer",
+			doc:   header + "features:\n" + edit("version: 1", `version: "one" # want`),
 			field: "features[0].version",
 			msg:   `expected an integer; got "one"`,
 		},
 		{
-			name: "owner is required",
-			doc: header + `features:
-  - name: txn # want
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 7d
-    description: d
-`,
+			name:  "owner is required",
+			doc:   header + "features:\n" + edit("name: base", "name: base # want", "    owner: payments\n", ""),
 			field: "features[0].owner",
 			msg:   "required: the team answerable for the feature",
 		},
 		{
-			name: "feature names are lower snake case",
-			doc: header + `features:
-  - name: TxnCount # want
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: count
-    window: 7d
-    owner: payments
-    description: d
-`,
+			name:  "feature names are lower snake case",
+			doc:   header + "features:\n" + edit("name: base", "name: TxnCount # want"),
 			field: "features[0].name",
 			msg:   `invalid feature name "TxnCount"`,
 		},
 		{
 			name: "entity names are unique",
 			doc: strings.Replace(header, "sources:\n", "  - name: user # want\n    key: merchant_id\nsources:\n", 1) +
-				"features:\n" + feature,
+				"features:\n" + validFeature,
 			field: "entities[2].name",
 			msg:   `entity "user" is already defined at line 2; entity names are unique`,
 		},
@@ -591,37 +458,37 @@ func TestInvalidFiles(t *testing.T) {
     schema: login.avsc
     event_time: ts
 features:
-` + feature,
+` + validFeature,
 			field: "sources[2].name",
 			msg:   `source "logins" is already defined at line 11`,
 		},
 		{
 			name:  "entity key must be in the source schema",
-			doc:   strings.Replace(header, "key: user_id", "key: uid", 1) + "features:\n" + strings.Replace(feature, "entity: user", "entity: user # want", 1),
+			doc:   strings.Replace(header, "key: user_id", "key: uid", 1) + "features:\n" + edit("entity: user", "entity: user # want"),
 			field: "features[0].entity",
 			msg:   `entity "user" is keyed by field "uid", which is not in schema featurepipe.demo.Transaction of source "transactions"`,
 		},
 		{
 			name:  "entity key must be a string, long or int",
-			doc:   strings.Replace(header, "key: user_id", "key: amount", 1) + "features:\n" + strings.Replace(feature, "entity: user", "entity: user # want", 1),
+			doc:   strings.Replace(header, "key: user_id", "key: amount", 1) + "features:\n" + edit("entity: user", "entity: user # want"),
 			field: "features[0].entity",
 			msg:   `which is of type double in schema featurepipe.demo.Transaction of source "transactions"; an entity key must be a string, long or int`,
 		},
 		{
 			name:  "source topic differs from featurepipe's topics",
-			doc:   strings.Replace(header, "topic: logins", "topic: featurepipe.dlq # want", 1) + "features:\n" + feature,
+			doc:   strings.Replace(header, "topic: logins", "topic: featurepipe.dlq # want", 1) + "features:\n" + validFeature,
 			field: "sources[1].topic",
 			msg:   `topic "featurepipe.dlq" is featurepipe's own topic (kafka.dead_letter_topic)`,
 		},
 		{
 			name:  "source topics are distinct",
-			doc:   strings.Replace(header, "topic: logins", "topic: transactions # want", 1) + "features:\n" + feature,
+			doc:   strings.Replace(header, "topic: logins", "topic: transactions # want", 1) + "features:\n" + validFeature,
 			field: "sources[1].topic",
 			msg:   `topic "transactions" is already read by source "transactions" (line 7)`,
 		},
 		{
 			name:  "topic names are legal Kafka names",
-			doc:   strings.Replace(header, "topic: logins", "topic: log ins # want", 1) + "features:\n" + feature,
+			doc:   strings.Replace(header, "topic: logins", "topic: log ins # want", 1) + "features:\n" + validFeature,
 			field: "sources[1].topic",
 			msg:   `invalid Kafka topic name "log ins"`,
 		},
@@ -629,7 +496,7 @@ features:
 			name: "kafka topics are distinct",
 			doc: `kafka:
   lookup_log_topic: featurepipe.features # want
-` + header + "features:\n" + feature,
+` + header + "features:\n" + validFeature,
 			field: "kafka.lookup_log_topic",
 			msg:   `topic "featurepipe.features" is also kafka.feature_log_topic`,
 		},
@@ -637,7 +504,7 @@ features:
 			name: "a kafka topic may not take another's default",
 			doc: `kafka:
   feature_log_topic: featurepipe.dlq # want
-` + header + "features:\n" + feature,
+` + header + "features:\n" + validFeature,
 			field: "kafka.feature_log_topic",
 			msg:   `topic "featurepipe.dlq" is also the default of kafka.dead_letter_topic`,
 		},
@@ -645,27 +512,26 @@ features:
 			name: "partitions within 1..10000",
 			doc: `kafka:
   partitions: 10001 # want
-` + header + "features:\n" + feature,
+` + header + "features:\n" + validFeature,
 			field: "kafka.partitions",
 			msg:   "must be between 1 and 10000; got 10001",
 		},
 		{
-			name: "count and sum take no default",
-			doc: header + "features:\n" + strings.Replace(feature, "aggregation: avg", "aggregation: sum", 1) + `    default: 1 # want
-`,
+			name:  "count and sum take no default",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: sum") + "    default: 1 # want\n",
 			field: "features[0].default",
 			msg:   "sum of an empty window is always 0",
 		},
 		{
 			name: "default is a number",
-			doc: header + "features:\n" + feature + `    default: zero # want
+			doc: header + "features:\n" + validFeature + `    default: zero # want
 `,
 			field: "features[0].default",
 			msg:   `expected a finite number; got "zero"`,
 		},
 		{
 			name: "a key given twice",
-			doc: header + "features:\n" + feature + `    window: 30d # want
+			doc: header + "features:\n" + validFeature + `    window: 30d # want
 `,
 			field: "features[0].window",
 			msg:   "key given twice (first at line 22)",
@@ -708,6 +574,9 @@ features:
 			}
 			if e.File != "features.yaml" || e.Line != wantLine || e.Field != tt.field || !strings.Contains(e.Msg, tt.msg) {
 				t.Errorf("got  %v\nwant features.yaml:%d: %s: ...%s...", e, wantLine, tt.field, tt.msg)
+			}
+			if strings.Contains(e.Msg, "aggregations:") {
+				t.Errorf("message %q carries the aggregations package prefix", e.Msg)
 			}
 		})
 	}
@@ -857,59 +726,90 @@ func TestValidOptionalSettings(t *testing.T) {
 	}
 }
 
+// timedSchema is the transaction schema with a second long field, so that a
+// test can change a source's event_time and nothing else.
+const timedSchema = `{"type": "record", "name": "Timed", "namespace": "featurepipe.test", "fields": [
+  {"name": "user_id", "type": "string"},
+  {"name": "merchant_id", "type": "string"},
+  {"name": "amount", "type": "double"},
+  {"name": "ts", "type": "long"},
+  {"name": "received_ts", "type": "long"}
+]}`
+
 func TestHashCoversTheDefinitionOnly(t *testing.T) {
-	const base = `  - name: txn
-    version: 1
-    entity: user
-    source: transactions
-    aggregation: avg
-    field: amount
-    window: 7d
-    hop: 1d
-    owner: payments
-    description: Average amount.
-    tags: [payments]
-`
-	hashOf := func(t *testing.T, feature string) string {
+	fsys := schemaFS(t)
+	fsys["timed.avsc"] = &fstest.MapFile{Data: []byte(timedSchema)}
+	baseHeader := strings.Replace(header, "schema: transaction.avsc", "schema: timed.avsc", 1)
+	base := strings.Replace(validFeature, "window: 7d\n", "window: 7d\n    hop: 1d\n", 1) + "    tags: [payments]\n"
+	// edited applies old, new pairs to s, each once; a missing old string is
+	// a broken test, not an unchanged hash.
+	edited := func(t *testing.T, s string, oldnew []string) string {
 		t.Helper()
-		return mustParse(t, header+"features:\n"+feature).Features[0].Hash
+		for i := 0; i+1 < len(oldnew); i += 2 {
+			if !strings.Contains(s, oldnew[i]) {
+				t.Fatalf("no %q in:\n%s", oldnew[i], s)
+			}
+			s = strings.Replace(s, oldnew[i], oldnew[i+1], 1)
+		}
+		return s
 	}
-	baseHash := hashOf(t, base)
+	hashOf := func(t *testing.T, headerEdits, featureEdits []string) (string, *Feature) {
+		t.Helper()
+		doc := edited(t, baseHeader, headerEdits) + "features:\n" + edited(t, base, featureEdits)
+		f, err := Parse("features.yaml", []byte(doc), fsys, ".")
+		if err != nil {
+			t.Fatalf("Parse: %v\n--- file ---\n%s", err, doc)
+		}
+		return f.Features[0].Hash, f.Features[0]
+	}
+	baseHash, _ := hashOf(t, nil, nil)
 	tests := []struct {
-		name     string
-		old, new string
-		changes  bool
+		name            string
+		header, feature []string // old, new pairs
+		changes         bool
 	}{
-		{"window size", "window: 7d", "window: 14d", true},
-		{"hop", "hop: 1d", "hop: 1h", true},
-		{"aggregation", "aggregation: avg", "aggregation: max", true},
-		{"field", "field: amount", "field: ts", true},
-		{"entity key field", "", "", true}, // see below
-		{"default", "tags: [payments]", "tags: [payments]\n    default: 0", true},
-		{"description", "description: Average amount.", "description: Mean amount spent.", false},
-		{"owner", "owner: payments", "owner: risk", false},
-		{"tags", "tags: [payments]", "tags: [payments, fraud]", false},
-		{"deprecated", "tags: [payments]", "tags: [payments]\n    deprecated: true", false},
-		{"version", "version: 1", "version: 2", false},
+		// Every entry of Definition, changed alone.
+		{"entity", []string{"sources:\n", "  - name: customer\n    key: user_id\nsources:\n"}, []string{"entity: user", "entity: customer"}, true},
+		{"entity key field", []string{"key: user_id", "key: merchant_id"}, nil, true},
+		{"source", []string{"name: transactions", "name: payments"}, []string{"source: transactions", "source: payments"}, true},
+		{"topic", []string{"topic: transactions", "topic: payments"}, nil, true},
+		{"event_time", []string{"event_time: ts", "event_time: received_ts"}, nil, true},
+		{"aggregation", nil, []string{"aggregation: avg", "aggregation: max"}, true},
+		{"field", nil, []string{"field: amount", "field: ts"}, true},
+		{"window size", nil, []string{"window: 7d", "window: 14d"}, true},
+		{"hop", nil, []string{"hop: 1d", "hop: 1h"}, true},
+		{"default", nil, []string{"tags: [payments]", "tags: [payments]\n    default: 0"}, true},
+		// Metadata, and what the hash leaves out on purpose.
+		{"description", nil, []string{"description: Average amount.", "description: Mean amount spent."}, false},
+		{"owner", nil, []string{"owner: payments", "owner: risk"}, false},
+		{"tags", nil, []string{"tags: [payments]", "tags: [payments, fraud]"}, false},
+		{"deprecated", nil, []string{"tags: [payments]", "tags: [payments]\n    deprecated: true"}, false},
+		{"version", nil, []string{"version: 1", "version: 2"}, false},
+		{"name", nil, []string{"name: base", "name: other"}, false},
+		{"the schema file, same fields", []string{"schema: timed.avsc", "schema: ./timed.avsc"}, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got string
-			if tt.old == "" {
-				// Same feature, but the entity is keyed by another field.
-				f := mustParse(t, strings.Replace(header, "key: user_id", "key: merchant_id", 1)+"features:\n"+base)
-				got = f.Features[0].Hash
-			} else {
-				if !strings.Contains(base, tt.old) {
-					t.Fatalf("base has no %q", tt.old)
-				}
-				got = hashOf(t, strings.Replace(base, tt.old, tt.new, 1))
-			}
+			got, _ := hashOf(t, tt.header, tt.feature)
 			if changed := got != baseHash; changed != tt.changes {
 				t.Errorf("changing %s: hash changed = %v, want %v", tt.name, changed, tt.changes)
 			}
 		})
 	}
+	t.Run("default -0 and 0 hash the same", func(t *testing.T) {
+		zero, _ := hashOf(t, nil, []string{"tags: [payments]", "tags: [payments]\n    default: 0"})
+		negZero, f := hashOf(t, nil, []string{"tags: [payments]", "tags: [payments]\n    default: -0.0"})
+		if f.Default == nil || !math.Signbit(*f.Default) {
+			t.Fatalf("default: -0.0 did not parse as -0, so this case tests nothing (Default %v)", f.Default)
+		}
+		if negZero != zero {
+			t.Errorf("default -0 hashes to %s, default 0 to %s; want the same", negZero, zero)
+		}
+		one, _ := hashOf(t, nil, []string{"tags: [payments]", "tags: [payments]\n    default: 1"})
+		if one == zero {
+			t.Error("default 1 and default 0 hash the same")
+		}
+	})
 }
 
 func TestFeatureReference(t *testing.T) {

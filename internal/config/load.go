@@ -16,9 +16,12 @@ import (
 // system's file system. Schema paths in the file are resolved relative to
 // the file's directory (absolute schema paths are used as they are).
 //
-// On any problem Load returns a nil *File and either a *Error (one problem)
-// or Errors (several, sorted by line); every problem in the file is reported,
-// not just the first.
+// If the file cannot be read, Load returns a nil *File and the read error,
+// wrapped with context (errors.Is(err, fs.ErrNotExist) holds for a missing
+// file). On any problem in the file itself it returns a nil *File and either
+// a *Error (one problem) or Errors (several, sorted by line); every problem
+// in the file is reported, not just the first. A schema that cannot be read
+// is a problem in the file, reported on its schema: line.
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -29,7 +32,8 @@ func Load(path string) (*File, error) {
 
 // LoadFS is Load over fsys: it reads the feature file at the slash-separated
 // path p and resolves schema paths relative to path.Dir(p) inside fsys, for
-// example LoadFS(schemas.Files, "demo.yaml").
+// example LoadFS(schemas.Files, "demo.yaml"). Errors are as for Load: a
+// wrapped read error when p cannot be read, else *Error or Errors.
 func LoadFS(fsys fs.FS, p string) (*File, error) {
 	data, err := fs.ReadFile(fsys, p)
 	if err != nil {
@@ -41,7 +45,8 @@ func LoadFS(fsys fs.FS, p string) (*File, error) {
 // Parse validates the feature file data. name identifies the file in error
 // messages and becomes File.Path; schema paths are resolved relative to dir
 // inside fsys and must stay inside it (no absolute paths, no "..").
-// Errors are as for Load.
+// Parse reads no feature file, so every error it returns is a *Error or
+// Errors, as for the problems Load reports.
 func Parse(name string, data []byte, fsys fs.FS, dir string) (*File, error) {
 	return parse(name, data, fsSchemas(fsys, dir))
 }

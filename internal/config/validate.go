@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -246,12 +247,14 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 		}
 		if it.window != "" {
 			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {
-				// Blame the hop only when it was given and the window alone parses.
-				key := "window"
-				if _, werr := aggregations.ParseDuration(it.window); it.hop != "" && (werr == nil || it.window == lifetime) {
-					key = "hop"
+				// Report on the setting to change, without the package prefix
+				// our own "<file>:<line>: <field>:" replaces.
+				key, msg := "window", err.Error()
+				var we *aggregations.WindowError
+				if errors.As(err, &we) {
+					key, msg = we.Part, we.Msg
 				}
-				d.addf(m.lineOf(key), m.field(key), "%s", windowMessage(err))
+				d.addf(m.lineOf(key), m.field(key), "%s", msg)
 			} else {
 				ft.Window = w
 			}
@@ -380,17 +383,4 @@ func known(kind, name string, names []string) string {
 		s = fmt.Sprintf("did you mean %q? %s", c[0], s)
 	}
 	return s
-}
-
-// lifetime is the window spelling of aggregations.Window{Size: 0}.
-const lifetime = "lifetime"
-
-// windowMessage is the aggregations package's explanation, without the
-// package and field prefixes our own "<file>:<line>: <field>:" already gives.
-func windowMessage(err error) string {
-	msg := err.Error()
-	for _, p := range []string{"window: ", "hop: "} {
-		msg = strings.TrimPrefix(msg, p)
-	}
-	return strings.ReplaceAll(msg, "aggregations: ", "")
 }
