@@ -67,8 +67,5 @@ func Start(o Options) (*Broker, error) {
 // Addr is the host:port clients connect to.
 func (b *Broker) Addr() string { return b.addr }
 
-// Cluster exposes the kfake cluster (tests use it to inject faults).
-func (b *Broker) Cluster() *kfake.Cluster { return b.c }
-
 // Close stops the broker, flushing persisted state when DataDir is set.
 func (b *Broker) Close() { b.c.Close() }

@@ -17,7 +17,9 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 )
 
-// ParseBrokers splits a comma-separated broker list, rejecting empty entries.
+// ParseBrokers splits a comma-separated broker list, trimming spaces and
+// skipping empty entries ("a:1,,b:2," is two brokers). It fails only when
+// no broker is left.
 func ParseBrokers(s string) ([]string, error) {
 	var out []string
 	for _, b := range strings.Split(s, ",") {
@@ -100,18 +102,11 @@ func endOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]in
 	if err != nil {
 		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
-	out := make(map[int32]int64)
-	var ferr error
-	listed.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			ferr = fmt.Errorf("end offset of %s/%d: %w", o.Topic, o.Partition, o.Err)
-			return
-		}
-		out[o.Partition] = o.Offset
-	})
-	if ferr != nil {
-		return nil, ferr
+	if err := listed.Error(); err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
+	out := make(map[int32]int64)
+	listed.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	if len(out) == 0 {
 		return nil, fmt.Errorf("topic %s: %w", topic, errNoPartitions)
 	}

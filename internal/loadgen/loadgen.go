@@ -81,7 +81,7 @@ type Result struct {
 	// Errors are requests that failed or answered anything but 200.
 	Errors uint64
 	// Missed requests were due but never sent (see Options.Grace), or were
-	// not sent because ctx ended.
+	// not sent (or were cut short) because ctx ended: Due − Sent.
 	Missed uint64
 	// ByStatus counts responses by HTTP status; status 0 counts requests
 	// that got no response (connection errors, timeouts).
@@ -90,8 +90,9 @@ type Result struct {
 	FirstError string
 	// WarmupSent counts the warm-up requests (not in any other field).
 	WarmupSent uint64
-	// Elapsed is the wall time from the first to the last measured request
-	// completing, the denominator of AchievedRate.
+	// Elapsed is the wall time from the due time of the first measured
+	// request to the completion of the last one, the denominator of
+	// AchievedRate. 0 when nothing was sent.
 	Elapsed time.Duration
 	// Latency of the 200 responses, from the time each request was due to
 	// its response body read: what a client population at Rate sees.

@@ -209,10 +209,11 @@ func TestRunStopsWhenCanceled(t *testing.T) { bothClients(t, testRunStopsWhenCan
 func testRunStopsWhenCanceled(t *testing.T, c client) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	const rate, before = 1000, 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), before)
 	defer cancel()
 	t0 := time.Now()
-	res, err := Run(ctx, c.with(Options{Rate: 1000, Duration: 10 * time.Second}, srv.URL))
+	res, err := Run(ctx, c.with(Options{Rate: rate, Duration: 10 * time.Second}, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +222,15 @@ func testRunStopsWhenCanceled(t *testing.T, c client) {
 	}
 	if res.Sent+res.Missed != res.Due || res.Missed < res.Due/2 || res.Errors != 0 {
 		t.Errorf("sent %d + missed %d != due %d, or errors %d: a canceled run counts unsent requests as missed", res.Sent, res.Missed, res.Due, res.Errors)
+	}
+	// What was measured before the cancel is kept: about rate × 200ms
+	// (less the 10ms head start), and none due after it.
+	due := uint64(rate * before.Seconds())
+	if res.Sent < due/4 || res.Sent > due {
+		t.Errorf("sent %d before the cancel, want about %d (between %d and %d)", res.Sent, due-10, due/4, due)
+	}
+	if res.OK != res.Sent || res.Latency.Count() != res.Sent {
+		t.Errorf("ok %d, %d latency samples, want the %d sent", res.OK, res.Latency.Count(), res.Sent)
 	}
 }
 

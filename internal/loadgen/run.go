@@ -21,8 +21,7 @@ type sender interface {
 // slot is one sending goroutine's private tallies, merged at the end.
 type slot struct {
 	latency, service, lag *Histogram
-	sent, ok, errs        uint64
-	warm, missed          uint64
+	sent, ok, errs, warm  uint64
 	byStatus              map[int]uint64
 	firstErr              string
 	firstErrAt            time.Time
@@ -80,22 +79,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				if i >= total {
 					return
 				}
-				measured := i >= warmN
+				// Past the deadline or after cancellation no request is
+				// sent any more: this one and every later one are Missed.
 				if ctx.Err() != nil || time.Now().After(deadline) {
-					if measured {
-						s.missed++
-					}
-					continue
+					return
 				}
 				due := start.Add(time.Duration(float64(i) * interval))
 				sleepUntil(ctx, sl, due)
 				if ctx.Err() != nil {
-					if measured {
-						s.missed++
-					}
-					continue
+					return
 				}
-				s.do(ctx, snd, i, due, measured)
+				s.do(ctx, snd, i, due, i >= warmN)
 			}
 		}()
 	}
@@ -112,7 +106,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		r.OK += s.ok
 		r.Errors += s.errs
 		r.WarmupSent += s.warm
-		r.Missed += s.missed
 		for st, c := range s.byStatus {
 			r.ByStatus[st] += c
 		}
@@ -123,6 +116,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			lastDone = s.lastDone
 		}
 	}
+	// Every measured request was either sent (and counted) or not.
+	r.Missed = r.Due - r.Sent
 	if r.Sent > 0 {
 		r.Elapsed = lastDone.Sub(measureFrom)
 	}
@@ -134,10 +129,8 @@ func (s *slot) do(ctx context.Context, snd sender, i uint64, due time.Time, meas
 	status, sentAt, err := snd.send(ctx, i)
 	done := time.Now()
 	if err != nil && ctx.Err() != nil {
-		// Cut short by the caller, not failed by the server: unsent.
-		if measured {
-			s.missed++
-		}
+		// Cut short by the caller, not failed by the server: not counted
+		// as sent, so Run counts it as Missed.
 		return
 	}
 	if !measured {

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"fmt"
 	"os"
 	"time"
 
@@ -34,20 +35,28 @@ func newSleeper() sleeper {
 }
 
 // sleepUntil returns at t or shortly after. Waits under 20µs are not slept
-// at all: arming and reading the timer costs about as much.
+// at all: arming and reading the timer costs about as much. If the timerfd
+// fails, it waits with time.Sleep instead.
 func (s *timerSleeper) sleepUntil(t time.Time) {
+	if err := s.wait(t); err != nil {
+		goSleeper{}.sleepUntil(t)
+	}
+}
+
+// wait arms the timer to expire at t and blocks until it does.
+func (s *timerSleeper) wait(t time.Time) error {
 	d := time.Until(t)
 	if d < 20*time.Microsecond {
-		return
+		return nil
 	}
 	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
 	if err := unix.TimerfdSettime(s.fd, 0, &spec, nil); err != nil {
-		goSleeper{}.sleepUntil(t)
-		return
+		return fmt.Errorf("arm timerfd: %w", err)
 	}
 	if _, err := s.f.Read(s.buf[:]); err != nil {
-		goSleeper{}.sleepUntil(t)
+		return fmt.Errorf("read timerfd: %w", err)
 	}
+	return nil
 }
 
 func (s *timerSleeper) close() { s.f.Close() }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -95,6 +97,37 @@ func TestWireReconnectsAfterConnectionClose(t *testing.T) {
 	}
 	if res.OK != 50 || res.Errors != 0 {
 		t.Errorf("ok %d errors %d (first: %s), want 50 ok", res.OK, res.Errors, res.FirstError)
+	}
+}
+
+// A server that closes connections idle for 20ms, with requests 50ms apart:
+// each request after the first is written to a connection the server has
+// closed. Like net/http, the wire client retries such a request once on a
+// new connection, and it succeeds.
+func TestWireRetriesOnConnectionClosedWhileIdle(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	req := WireRequest("GET", host, "/", nil, nil)
+	res, err := Run(context.Background(), Options{Rate: 20, Duration: 500 * time.Millisecond, MaxInFlight: 1, Addr: host,
+		Wire: func(uint64) []byte { return req }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK != 10 || res.Errors != 0 {
+		t.Errorf("ok %d errors %d (first: %s), want 10 ok", res.OK, res.Errors, res.FirstError)
+	}
+	// The server did close idle connections: otherwise this tests nothing.
+	if n := conns.Load(); n < 5 {
+		t.Errorf("%d connections for 10 requests, want most requests on a new one", n)
 	}
 }
 

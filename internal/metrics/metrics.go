@@ -56,7 +56,7 @@ func NewWorker(r prometheus.Registerer) *Worker {
 		TilesPublished: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "feature_log_records_total",
 			Help: "Tile upserts and tombstones produced to the feature log."}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "worker_errors_total",
-			Help: "Errors by stage (commit, publish, dead_letter, fetch)."}, []string{"stage"}),
+			Help: "Errors by stage (commit, publish, dead_letter, fetch, snapshot)."}, []string{"stage"}),
 		Assigned: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "assigned_partitions",
 			Help: "Source partitions this worker owns."}),
 	}
@@ -82,7 +82,7 @@ type Lookup struct {
 func NewLookup(r prometheus.Registerer) *Lookup {
 	m := &Lookup{
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "lookup_seconds",
-			Help:    "Lookup request latency by route, from request decoded to response written.",
+			Help:    "Lookup request latency by route, from handler entry (headers read, body not yet) to response written.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, 1}}, []string{"route"}),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "http_requests_total",
 			Help: "HTTP requests by route and status code."}, []string{"route", "code"}),

@@ -62,9 +62,6 @@ func NewStore(b Backend, retain int) *Store {
 	return &Store{b: b, retain: retain, garbageGrace: defaultGarbageGrace, now: time.Now}
 }
 
-// Backend returns the store's backend.
-func (s *Store) Backend() Backend { return s.b }
-
 // PartitionData is the state of one source partition to snapshot.
 type PartitionData struct {
 	Topic        string
@@ -363,15 +360,61 @@ func checkSum(m *Manifest, f FileRef, n int64, h hash.Hash) error {
 // verified (temp file, fsync, rename), ready for (*pebble.DB).Ingest; a
 // corrupt file returns a *CorruptError (ErrCorrupt) and leaves nothing at
 // dstPath. Put dstPath on the same filesystem as the database so Ingest can
-// hard-link it instead of copying. Cost: one read of the file.
-func (s *Store) Fetch(ctx context.Context, m *Manifest, file, dstPath string) (err error) {
+// hard-link it instead of copying. Cost: one read of the file, one local
+// write and an fsync. (featurepipe's loaders use Read: they rewrite keys or
+// add to a batch of their own.)
+func (s *Store) Fetch(ctx context.Context, m *Manifest, file, dstPath string) error {
 	f, ok := m.fileRef(file)
 	if !ok {
 		return fmt.Errorf("snapshot %s: fetch %s: not in manifest: %w", m.ID, file, ErrNotExist)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dstPath), "."+filepath.Base(dstPath)+".tmp-*")
+	tmp, err := s.download(ctx, m, f, filepath.Dir(dstPath), "."+filepath.Base(dstPath)+".tmp-*", true)
 	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dstPath); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("snapshot %s: fetch %s: %w", m.ID, file, err)
+	}
+	return nil
+}
+
+// Read calls fn for every key/value of file (an SST named by
+// SourcePartition.File) of snapshot m, in key order, after downloading it to
+// a temporary local file (in os.TempDir, removed on return) and verifying
+// it: a corrupt file returns a *CorruptError before fn is called. key and
+// value are valid only during the call. An error from fn stops the iteration
+// and is returned as is. Cost: one read of the file, one local write (not
+// fsynced: the copy is scratch) and one read of the copy.
+func (s *Store) Read(ctx context.Context, m *Manifest, file string, fn func(key, value []byte) error) error {
+	f, ok := m.fileRef(file)
+	if !ok {
+		return fmt.Errorf("snapshot %s: read %s: not in manifest: %w", m.ID, file, ErrNotExist)
+	}
+	dir, err := os.MkdirTemp("", "featurepipe-snapshot-")
+	if err != nil {
+		return fmt.Errorf("snapshot %s: read %s: %w", m.ID, file, err)
+	}
+	defer os.RemoveAll(dir)
+	path, err := s.download(ctx, m, f, dir, "*.sst", false)
+	if err != nil {
+		return err
+	}
+	if err := readSST(path, fn); err != nil {
+		return fmt.Errorf("snapshot %s: read %s: %w", m.ID, file, err)
+	}
+	return nil
+}
+
+// download copies file f of m to a new file in dir (named by
+// os.CreateTemp's pattern), verifying its size and checksum on the way, and
+// returns the path of the closed copy. With durable the copy is fsynced
+// first. On error nothing is left in dir; a corrupt file is a
+// *CorruptError.
+func (s *Store) download(ctx context.Context, m *Manifest, f FileRef, dir, pattern string, durable bool) (path string, err error) {
+	tmp, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", fmt.Errorf("snapshot %s: download %s: %w", m.ID, f.Name, err)
 	}
 	defer func() {
 		if err != nil {
@@ -380,40 +423,17 @@ func (s *Store) Fetch(ctx context.Context, m *Manifest, file, dstPath string) (e
 		}
 	}()
 	if err := s.copyVerified(ctx, m, f, tmp); err != nil {
-		return err
+		return "", err
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("snapshot %s: fetch %s: %w", m.ID, file, err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return "", fmt.Errorf("snapshot %s: download %s: %w", m.ID, f.Name, err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("snapshot %s: fetch %s: %w", m.ID, file, err)
+		return "", fmt.Errorf("snapshot %s: download %s: %w", m.ID, f.Name, err)
 	}
-	if err := os.Rename(tmp.Name(), dstPath); err != nil {
-		return fmt.Errorf("snapshot %s: fetch %s: %w", m.ID, file, err)
-	}
-	return nil
-}
-
-// Read calls fn for every key/value of file (an SST named by
-// SourcePartition.File) of snapshot m, in key order, after downloading it to
-// a temporary local file and verifying it: a corrupt file returns a
-// *CorruptError before fn is called. key and value are valid only during
-// the call. An error from fn stops the iteration and is returned as is.
-// Prefer Fetch + Ingest to load a whole partition into Pebble.
-func (s *Store) Read(ctx context.Context, m *Manifest, file string, fn func(key, value []byte) error) error {
-	dir, err := os.MkdirTemp("", "featurepipe-snapshot-")
-	if err != nil {
-		return fmt.Errorf("snapshot %s: read %s: %w", m.ID, file, err)
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "part.sst")
-	if err := s.Fetch(ctx, m, file, path); err != nil {
-		return err
-	}
-	if err := readSST(path, fn); err != nil {
-		return fmt.Errorf("snapshot %s: read %s: %w", m.ID, file, err)
-	}
-	return nil
+	return tmp.Name(), nil
 }
 
 // Choice is the snapshot chosen for one source partition.
@@ -434,7 +454,8 @@ type Choice struct {
 // different snapshots (each worker snapshots its own partitions, and one
 // corrupt SST only disqualifies its own partition). Only the files chosen
 // (and the corrupt ones passed over) are read, once each: verifying costs
-// one read of each chosen SST, and Fetch reads it again.
+// one read of each chosen SST, and Read or Fetch reads it again. want may
+// hold duplicates; each partition is chosen once.
 //
 // Lookup cold start accepts all; backfill accepts only snapshots whose
 // SourcePartition.MaxEventTime is before the earliest spine time.
@@ -444,33 +465,27 @@ func (s *Store) Newest(ctx context.Context, want []TopicPartition, accept func(*
 		return nil, nil, err
 	}
 	chosen := make(map[TopicPartition]Choice, len(want))
-	verified := map[string]error{} // object name -> verification result
+	seen := make(map[TopicPartition]bool, len(want))
 	for _, tp := range want {
-		if _, done := chosen[tp]; done {
-			continue
+		if seen[tp] {
+			continue // each partition's files are verified once
 		}
+		seen[tp] = true
 		for _, m := range ms {
 			sp, ok := m.Source(tp)
 			if !ok || (accept != nil && !accept(m, sp)) {
 				continue
 			}
-			obj := m.Object(sp.File)
-			verr, done := verified[obj]
-			if !done {
-				f, _ := m.fileRef(sp.File) // validate guarantees it is listed
-				verr = s.verifyFile(ctx, m, f)
-				if verr != nil && !errors.Is(verr, ErrCorrupt) {
-					return nil, nil, verr
-				}
-				verified[obj] = verr
-				if verr != nil {
-					problems = append(problems, problemOf(verr))
-				}
-			}
+			f, _ := m.fileRef(sp.File) // validate guarantees it is listed
+			verr := s.verifyFile(ctx, m, f)
 			if verr == nil {
 				chosen[tp] = Choice{Manifest: m, Source: sp}
 				break
 			}
+			if !errors.Is(verr, ErrCorrupt) {
+				return nil, nil, verr
+			}
+			problems = append(problems, problemOf(verr))
 		}
 	}
 	return chosen, problems, nil
@@ -487,7 +502,9 @@ func (s *Store) Newest(ctx context.Context, want []TopicPartition, accept func(*
 // snapshots because other partitions were snapshotted more often.
 //
 // A snapshot is deleted manifest first (so it stops existing), then its
-// files; an object a kept manifest references is never deleted. Garbage,
+// files. Every object of a snapshot is under its own "<id>/" prefix (file
+// names hold no "/", see Manifest.Object), so deleting one snapshot's
+// objects never touches another's. Garbage,
 // i.e. ids without a valid manifest (a failed Write, an unparseable
 // manifest), is deleted once the time in its id is more than 24h old, so a
 // Write in progress is left alone.
@@ -508,17 +525,9 @@ func (s *Store) Prune(ctx context.Context) (deleted []string, err error) {
 		return nil, err
 	}
 	keep := s.retained(ms)
-	referenced := map[string]bool{}
 	valid := map[string]bool{}
 	for _, m := range ms {
 		valid[m.ID] = true
-		if !keep[m.ID] {
-			continue
-		}
-		referenced[m.Object(ManifestName)] = true
-		for _, f := range m.Files {
-			referenced[m.Object(f.Name)] = true
-		}
 	}
 	objects := map[string][]string{}
 	for _, so := range snaps {
@@ -530,8 +539,8 @@ func (s *Store) Prune(ctx context.Context) (deleted []string, err error) {
 			return fmt.Errorf("snapshot %s: prune: %w", id, err)
 		}
 		for _, obj := range objects[id] {
-			if referenced[obj] || obj == id+"/"+ManifestName {
-				continue
+			if obj == id+"/"+ManifestName {
+				continue // deleted above
 			}
 			if err := s.b.Delete(ctx, obj); err != nil {
 				return fmt.Errorf("snapshot %s: prune: %w", id, err)

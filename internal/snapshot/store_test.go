@@ -801,3 +801,50 @@ func BenchmarkRead(b *testing.B) {
 		}
 	}
 }
+
+// A partition wanted twice is chosen once and its files verified once: a
+// corrupt one is reported once.
+func TestNewestWithDuplicatePartitions(t *testing.T) {
+	ctx := context.Background()
+	a0 := TopicPartition{"a", 0}
+	b := newDir(t)
+	s := NewStore(b, 0)
+	older := writeSnap(t, s, "w", 0, a0)
+	newer := writeSnap(t, s, "w", 1, a0)
+	sp, _ := newer.Source(a0)
+	flipByte(t, b, newer.Object(sp.File))
+	got, problems, err := s.Newest(ctx, []TopicPartition{a0, a0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[a0].Manifest.ID != older.ID {
+		t.Errorf("chose %v, want a/0 from %s", got, older.ID)
+	}
+	if len(problems) != 1 {
+		t.Errorf("problems %v, want the corrupt file once", problems)
+	}
+}
+
+// Read's local copy is scratch: it is gone when Read returns, whether the
+// file was intact or corrupt.
+func TestReadLeavesNoTemporaryFiles(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx := context.Background()
+	a0, a1 := TopicPartition{"a", 0}, TopicPartition{"a", 1}
+	b := newDir(t)
+	s := NewStore(b, 0)
+	m := writeSnap(t, s, "w", 0, a0, a1)
+	good, _ := m.Source(a0)
+	bad, _ := m.Source(a1)
+	truncateFile(t, b, m.Object(bad.File))
+	if got := readAll(t, s, m, good.File); len(got) != 100 {
+		t.Errorf("read %d pairs, want 100", len(got))
+	}
+	if err := s.Read(ctx, m, bad.File, func(k, v []byte) error { return nil }); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Read of the truncated file = %v, want ErrCorrupt", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("Read left %v in TMPDIR", left)
+	}
+}

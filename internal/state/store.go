@@ -99,9 +99,6 @@ func Open(dir string, o Options) (*Store, error) {
 // DB exposes the underlying Pebble database for iteration and checkpoints.
 func (s *Store) DB() *pebble.DB { return s.db }
 
-// Dir is the directory the store was opened in.
-func (s *Store) Dir() string { return s.dir }
-
 // Close closes the store; it must not be used afterwards. A failed store is
 // abandoned, not closed: Pebble's state after a fatal error is undefined.
 func (s *Store) Close() (err error) {
