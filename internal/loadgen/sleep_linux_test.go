@@ -32,8 +32,10 @@ func TestTimerSleeperWakesOnTime(t *testing.T) {
 		over = append(over, d)
 	}
 	slices.Sort(over)
-	// A loaded machine delays some wake-ups; the median is robust to that.
-	if med := over[tries/2]; med > 300*time.Microsecond {
-		t.Errorf("median overshoot %v, want < 300µs (all: %v)", med, over)
+	// A loaded machine (make test runs every package at once) delays some
+	// wake-ups; the median is robust to that, and 1ms still catches a wait
+	// armed with the wrong unit or duration (idle, the median is ~60µs).
+	if med := over[tries/2]; med > time.Millisecond {
+		t.Errorf("median overshoot %v, want < 1ms (all: %v)", med, over)
 	}
 }
