@@ -5,7 +5,7 @@
 // worker's plan (lookup cold start from a snapshot) can decode it.
 //
 // Layout: uvarint(n), then n times: uvarint(len(id)), id, series
-// (aggregations.AppendSeries).
+// (aggregations.AppendSeries). Nothing follows the last series.
 package entity
 
 import (
@@ -26,9 +26,20 @@ func Append(dst []byte, ids []string, series []aggregations.Series) []byte {
 	return dst
 }
 
-// Decode decodes a value written by Append. For each feature, target
-// returns the series to decode into, or nil to skip it.
-func Decode(src []byte, target func(id string) *aggregations.Series) error {
+// ID is the type a Decode callback receives a feature id as. With []byte
+// decoding allocates nothing for the ids: the slice aliases src and is
+// valid only during the call (compare with string(id) == x, index maps
+// with m[string(id)], both allocation-free; copy with string(id) to keep
+// it). With string each id costs one allocation.
+type ID interface{ ~string | ~[]byte }
+
+// Decode decodes a value written by Append, in order. For each feature,
+// target returns the series to decode into (aggregations.DecodeSeries
+// resets it first), or nil to skip it. A truncated value, a value with
+// bytes after its last series, or a corrupt series fails with an error
+// wrapping aggregations.ErrCorrupt; targets already returned may then hold
+// decoded series.
+func Decode[I ID](src []byte, target func(id I) *aggregations.Series) error {
 	n, w := binary.Uvarint(src)
 	if w <= 0 {
 		return fmt.Errorf("entity value: %w", aggregations.ErrCorrupt)
@@ -40,9 +51,9 @@ func Decode(src []byte, target func(id string) *aggregations.Series) error {
 		if w <= 0 || uint64(len(src)-w) < l {
 			return fmt.Errorf("entity value: %w", aggregations.ErrCorrupt)
 		}
-		id := string(src[w : w+int(l)])
+		id := src[w : w+int(l)]
 		src = src[w+int(l):]
-		s := target(id)
+		s := target(I(id))
 		if s == nil {
 			s = &skip
 		}
@@ -50,6 +61,9 @@ func Decode(src []byte, target func(id string) *aggregations.Series) error {
 		if src, err = aggregations.DecodeSeries(src, s); err != nil {
 			return fmt.Errorf("entity value, feature %s: %w", id, err)
 		}
+	}
+	if len(src) > 0 {
+		return fmt.Errorf("entity value: %d bytes after the last of %d series: %w", len(src), n, aggregations.ErrCorrupt)
 	}
 	return nil
 }

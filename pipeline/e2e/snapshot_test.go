@@ -92,6 +92,7 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 			t.Fatalf("source partition in manifest: %+v", sp)
 		}
 	}
+	assertMaxEventTimes(t, cfg, first, p)
 
 	// Events after the snapshot reach a cold-started replica through the log.
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 3000, users, 40*24*time.Hour, time.Now()), p)
@@ -105,8 +106,13 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 	}
 	t.Logf("cold start from snapshot %s: %d values equal brute force after applying %v of %v feature-log records", first.ID, n, replayed, all)
 
-	// A second snapshot, corrupted: the next cold start must skip it.
+	// A second snapshot: a replica cold started from it while it is intact
+	// replays only what was published after it.
 	second := takeSnapshot(t, w)
+	newest, newestSvc := runLookupFrom(t, k.Brokers, cfg, filepath.Join(dir, "newest"), store)
+	waitExact(t, newest, cfg, p, allKeys(users), time.Minute)
+
+	// Then corrupted: the next cold start must skip it.
 	victim := filepath.Join(backend.Dir(), second.ID, second.Sources[0].File)
 	b, err := os.ReadFile(victim)
 	if err != nil {
@@ -126,5 +132,45 @@ func TestSnapshotRoundTripAndCorruptSnapshotSkipped(t *testing.T) {
 	if got, all := testutil.ToFloat64(againSvc.Metrics().LogRecords), testutil.ToFloat64(fullSvc.Metrics().LogRecords); got >= all {
 		t.Fatalf("after skipping the corrupt snapshot the replica replayed the whole log (%v of %v records)", got, all)
 	}
-	t.Logf("corrupt snapshot %s skipped for %s; %d values equal brute force", second.ID, first.ID, n)
+	// Nor from the corrupt second one: it replayed what was published
+	// between the two snapshots on top of what the replica started from the
+	// intact second one did (which has applied the last events by now too).
+	waitExact(t, newest, cfg, p, allKeys(users), time.Minute)
+	fromFirst, fromSecond := testutil.ToFloat64(againSvc.Metrics().LogRecords), testutil.ToFloat64(newestSvc.Metrics().LogRecords)
+	if fromFirst <= fromSecond {
+		t.Fatalf("the replica that skipped the corrupt snapshot applied %v feature-log records, not more than the %v of one started from it while intact: the corrupt snapshot was loaded",
+			fromFirst, fromSecond)
+	}
+	t.Logf("corrupt snapshot %s skipped for %s; %d values equal brute force; %v feature-log records applied, %v from the intact second",
+		second.ID, first.ID, n, fromFirst, fromSecond)
+}
+
+// assertMaxEventTimes checks that the manifest's highest event time per
+// source topic (over its partitions) is the newest event produced to it:
+// every produced event is recent enough to be held by the state.
+func assertMaxEventTimes(t testing.TB, cfg *config.File, m *snapshot.Manifest, p *produced) {
+	t.Helper()
+	got := map[string]int64{}
+	for _, sp := range m.Sources {
+		src, ok := cfg.SourceByTopic(sp.Topic)
+		if !ok {
+			t.Fatalf("manifest names topic %s, no source of the feature file", sp.Topic)
+		}
+		if v, seen := got[src.Name]; !seen || sp.MaxEventTime > v {
+			got[src.Name] = sp.MaxEventTime
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for source, byKey := range p.events {
+		want := int64(-1)
+		for _, evs := range byKey {
+			for _, e := range evs {
+				want = max(want, e.TS)
+			}
+		}
+		if got[source] != want {
+			t.Errorf("manifest's max event time of source %s: %d, want the newest event produced, %d", source, got[source], want)
+		}
+	}
 }

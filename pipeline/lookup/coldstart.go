@@ -78,10 +78,10 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 			if _, err := s.load(src.Entity.Name, key, &e, kbuf, vbuf); err != nil {
 				return err
 			}
-			if err := entity.Decode(v, func(id string) *aggregations.Series {
-				i := e.index(id)
+			if err := entity.Decode(v, func(id []byte) *aggregations.Series {
+				i := e.index(string(id)) // does not escape: no allocation
 				if i < 0 {
-					i = e.add(id)
+					i = e.addBytes(id) // copies id
 				}
 				e.updated[i] = updated
 				return &e.series[i]

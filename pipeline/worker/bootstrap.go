@@ -100,12 +100,7 @@ func (w *Worker) refreshBootClient(ctx context.Context) error {
 		from := ps.boot[0].next
 		for _, bf := range ps.boot {
 			from = min(from, bf.next)
-			r, err := registry.StatusRecord(w.o.Config.Kafka.RegistryTopic, registry.Status{
-				Feature: ps.plan.Features[bf.idx].ID, Topic: tp.topic, Partition: tp.partition,
-				State: registry.StateWarmingUp, UpdatedAt: time.Now().UTC(), Next: bf.next, End: bf.end})
-			if err == nil {
-				status = append(status, r)
-			}
+			status = w.appendStatus(status, ps, bf.idx, registry.StateWarmingUp, time.Now(), bf.next, bf.end)
 		}
 		if start[tp.topic] == nil {
 			start[tp.topic] = map[int32]kgo.Offset{}
@@ -178,14 +173,7 @@ func (w *Worker) applyBoot(ctx context.Context, now int64) ([]*partState, error)
 					err = e
 					return
 				}
-				f := &ps.plan.Features[bf.idx]
-				tile, ok := es.series[bf.idx].Apply(f.Window, aggregations.Event{TS: ps.dec.TS, Seq: r.Offset, Value: f.Value(&ps.dec)}, now)
-				if !ok {
-					w.m.DroppedLate.WithLabelValues(f.ID).Inc()
-					continue
-				}
-				w.markModified(ps, es)
-				ps.dirty[dirtyTile{es, bf.idx, tile}] = struct{}{}
+				w.applyFeature(ps, es, bf.idx, r.Offset, now)
 			}
 		}
 		if moved {
@@ -245,7 +233,7 @@ func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 			s := &es.series[i]
 			emit := func(t aggregations.Tile) {
 				w.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
-					Entity: plan.Entity, EntityKey: key, FeatureID: f.ID, Start: t.Start}), Value: aggregations.AppendTile(nil, t)}, w.onPublished)
+					Entity: plan.Entity, EntityKey: key, FeatureID: f.ID, Start: t.Start}), Value: aggregations.AppendTile(nil, t)}, w.published)
 				n++
 			}
 			if base, ok := s.Tile(aggregations.BaseStart); ok {
@@ -269,13 +257,8 @@ func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 	var status []*kgo.Record
 	b := w.o.Store.NewBatch()
 	for _, i := range ps.republish {
-		id := plan.Features[i].ID
-		_ = b.Delete(keys.Republish(tp.topic, tp.partition, id), nil)
-		r, err := registry.StatusRecord(w.o.Config.Kafka.RegistryTopic, registry.Status{
-			Feature: id, Topic: tp.topic, Partition: tp.partition, State: registry.StateReady, UpdatedAt: time.Now().UTC()})
-		if err == nil {
-			status = append(status, r)
-		}
+		_ = b.Delete(keys.Republish(tp.topic, tp.partition, plan.Features[i].ID), nil)
+		status = w.appendStatus(status, ps, i, registry.StateReady, time.Now(), 0, 0)
 	}
 	if err := w.cl.ProduceSync(ctx, status...).FirstErr(); err != nil {
 		b.Close()

@@ -21,15 +21,33 @@ func encodeEntity(dst []byte, plan *events.Plan, es *entityState) []byte {
 }
 
 // decodeEntity fills es from a stored value. Series of features that are no
-// longer in the plan are skipped; new features start empty.
+// longer in the plan are skipped; new features start empty. encodeEntity
+// writes in plan order, so the k-th stored series is looked up at plan
+// position k first: O(F) id comparisons for a value written with the
+// current plan, O(F²) at worst after the feature file changed.
 func decodeEntity(src []byte, plan *events.Plan, es *entityState) error {
 	es.series = make([]aggregations.Series, len(plan.Features))
-	return entity.Decode(src, func(id string) *aggregations.Series {
-		for i := range plan.Features {
-			if plan.Features[i].ID == id {
-				return &es.series[i]
-			}
+	k := 0
+	return entity.Decode(src, func(id []byte) *aggregations.Series {
+		i := planIndex(plan, id, k)
+		k++
+		if i < 0 {
+			return nil
 		}
-		return nil
+		return &es.series[i]
 	})
+}
+
+// planIndex returns the index of feature id in plan, trying position hint
+// first; -1 if the plan lacks it.
+func planIndex(plan *events.Plan, id []byte, hint int) int {
+	if hint < len(plan.Features) && plan.Features[hint].ID == string(id) {
+		return hint
+	}
+	for i := range plan.Features {
+		if plan.Features[i].ID == string(id) {
+			return i
+		}
+	}
+	return -1
 }

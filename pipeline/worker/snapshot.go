@@ -97,13 +97,14 @@ func (w *Worker) writeSnapshot(ctx context.Context) error {
 	}
 	var parts []snapshot.PartitionData
 	features := map[string]string{}
+	var scratch []aggregations.Series // reused by valueMaxTS across entities
 	for _, ps := range owned {
 		maxTS := int64(-1)
 		var derr error
 		if err := iterate(ps, func(_, v []byte) bool {
-			derr = entity.Decode(v, func(string) *aggregations.Series { return &w.scratch })
-			if derr == nil {
-				maxTS = max(maxTS, seriesMaxTS(&w.scratch))
+			var ts int64
+			if ts, scratch, derr = valueMaxTS(v, scratch); derr == nil {
+				maxTS = max(maxTS, ts)
 			}
 			return derr == nil
 		}); err != nil || derr != nil {
@@ -117,10 +118,7 @@ func (w *Worker) writeSnapshot(ctx context.Context) error {
 			NextOffset: ps.next, MaxEventTime: maxTS,
 			Iter: func(yield func(k, v []byte) bool) error { return iterate(ps, yield) }})
 	}
-	m := snapshot.Manifest{Worker: w.o.ClientID}
-	if w.o.InstanceID != "" {
-		m.Worker += "/" + w.o.InstanceID
-	}
+	m := snapshot.Manifest{Worker: w.name()}
 	for id, h := range features {
 		m.Features = append(m.Features, snapshot.FeatureRef{ID: id, Hash: h})
 	}
@@ -145,6 +143,30 @@ func (w *Worker) writeSnapshot(ctx context.Context) error {
 		w.log.Info("old snapshots deleted", zap.Strings("ids", deleted))
 	}
 	return nil
+}
+
+// valueMaxTS is the highest event time held by a stored entity value (-1 if
+// none), over every series it holds, including those of features no longer
+// in the plan: a snapshot's MaxEventTime may overstate, never understate.
+// The series are decoded into scratch, grown as needed and returned for
+// reuse (tiles included), so a scan allocates only for its largest entity.
+func valueMaxTS(v []byte, scratch []aggregations.Series) (int64, []aggregations.Series, error) {
+	n := 0
+	err := entity.Decode(v, func([]byte) *aggregations.Series {
+		if n == len(scratch) {
+			scratch = append(scratch, aggregations.Series{})
+		}
+		n++
+		return &scratch[n-1]
+	})
+	if err != nil {
+		return 0, scratch, err
+	}
+	m := int64(-1)
+	for i := range scratch[:n] {
+		m = max(m, seriesMaxTS(&scratch[i]))
+	}
+	return m, scratch, nil
 }
 
 // seriesMaxTS is the highest event time held by a series (-1 if empty).

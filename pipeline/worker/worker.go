@@ -9,7 +9,9 @@
 // (re)assignment, never from the group's committed offset (which is kept only
 // as a hint for monitoring), so a record contributes to state exactly once
 // across kill -9, restarts and rebalances. A partition new to this worker's
-// store is replayed from the earliest retained offset.
+// store is restored from the newest usable snapshot when Options.Snapshots
+// is set and one exists (then replayed from the offset the snapshot covers),
+// otherwise replayed from the earliest retained offset.
 //
 // Publication is at-least-once and idempotent: feature-log records carry the
 // latest value of a tile, keyed by (entity, feature version, tile). Changed
@@ -91,8 +93,8 @@ type Options struct {
 	// killed with kill -9) before giving its partitions to others.
 	// Default 10s; the broker bounds it (Kafka's minimum is 6s).
 	SessionTimeout time.Duration
-	// ExtraOpts are appended to the franz-go options (tests use them to
-	// shorten session timeouts).
+	// ExtraOpts are appended to the franz-go options of the group client,
+	// after the worker's own, so they override them. Default none.
 	ExtraOpts []kgo.Opt
 }
 
@@ -118,11 +120,15 @@ type Worker struct {
 	lastSnapTime time.Time
 	flMu         sync.Mutex
 	flOffsets    map[int32]int64 // feature-log partition -> next offset acknowledged
-	scratch      aggregations.Series
+
+	// Metric children resolved once, not per event: per source topic.
+	planMetrics map[string]*planMetrics
+	// published is w.onPublished bound once: a method value passed per
+	// produced record would allocate a closure per tile.
+	published func(*kgo.Record, error)
 
 	// Only the poll goroutine touches these.
 	pending     []*partState // partitions with unpublished changes
-	cached      int          // entities cached since the last publication
 	lastPublish time.Time
 	lastStatus  time.Time
 	valBuf      []byte
@@ -135,10 +141,26 @@ type topicPartition struct {
 	partition int32
 }
 
+// planMetrics are the metric children of one source's plan.
+type planMetrics struct {
+	eventsIn    prometheus.Counter
+	droppedLate []prometheus.Counter // per feature, in plan order
+}
+
+func newPlanMetrics(m *metrics.Worker, plan *events.Plan) *planMetrics {
+	pm := &planMetrics{eventsIn: m.EventsIn.WithLabelValues(plan.Source.Name)}
+	for i := range plan.Features {
+		pm.droppedLate = append(pm.droppedLate, m.DroppedLate.WithLabelValues(plan.Features[i].ID))
+	}
+	return pm
+}
+
 // partState tracks one owned partition.
 type partState struct {
-	tp   topicPartition
-	plan *events.Plan
+	tp      topicPartition
+	plan    *events.Plan
+	metrics *planMetrics
+	lag     prometheus.Gauge // resolved at the partition's first batch
 	// applyFrom: records below it are already in state; they are re-read
 	// only to republish the tiles they touched.
 	applyFrom int64
@@ -160,7 +182,6 @@ type partState struct {
 	keyBuf []byte
 	valBuf []byte
 	dead   []*kgo.Record
-	loaded int // entities added to cache by the staged batch
 
 	boot      []*bootFeature // new feature versions replaying history
 	republish []int          // feature indices whose tiles must all be republished
@@ -211,11 +232,26 @@ func New(o Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{
+	w := &Worker{
 		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
 		parts:   make(map[topicPartition]*partState),
 		snapNow: make(chan struct{}, 1), flOffsets: map[int32]int64{}, lastSnapTime: time.Now(),
-	}, nil
+		planMetrics: make(map[string]*planMetrics, len(plans)),
+	}
+	for topic, plan := range plans {
+		w.planMetrics[topic] = newPlanMetrics(w.m, plan)
+	}
+	w.published = w.onPublished
+	return w, nil
+}
+
+// name identifies this worker in the registry and in snapshot manifests:
+// ClientID, then "/" and InstanceID for a static member.
+func (w *Worker) name() string {
+	if w.o.InstanceID != "" {
+		return w.o.ClientID + "/" + w.o.InstanceID
+	}
+	return w.o.ClientID
 }
 
 // Run consumes until ctx is canceled (returning nil) or a state or publish
@@ -291,7 +327,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err == nil {
 			err = w.apply(ctx, fetches)
 		}
-		if err == nil && (w.rebalancing.Load() || w.cached >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval) {
+		if err == nil && (w.rebalancing.Load() || w.cachedEntities() >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval) {
 			err = w.publish(ctx)
 		}
 		if err == nil {
@@ -381,7 +417,7 @@ func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int3
 }
 
 func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
-	ps := &partState{tp: tp, plan: plan, cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}}
+	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}}
 	applied, hasApplied, err := w.o.Store.GetOffset(keys.Offset(tp.topic, tp.partition))
 	if err != nil {
 		return nil, kgo.Offset{}, err
@@ -489,11 +525,10 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	for _, t := range todo {
 		ps := t.ps
 		w.dead = append(w.dead, ps.dead...)
-		w.cached += ps.loaded
 		if ps.staged > ps.next {
 			staged = append(staged, ps)
 			if t.fp.HighWatermark >= 0 {
-				w.m.ConsumerLag.WithLabelValues(t.fp.Topic, strconv.Itoa(int(t.fp.Partition))).Set(float64(t.fp.HighWatermark - ps.staged))
+				w.setLag(ps, t.fp.HighWatermark)
 			}
 		}
 	}
@@ -565,7 +600,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		ps.modified = ps.modified[:0]
 		total += ps.applied
-		w.m.EventsIn.WithLabelValues(ps.plan.Source.Name).Add(float64(ps.applied))
+		ps.metrics.eventsIn.Add(float64(ps.applied))
 		if !ps.pending {
 			ps.pending = true
 			w.pending = append(w.pending, ps)
@@ -580,7 +615,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 // is visible in Pebble until the commit.
 func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now int64) error {
 	plan := ps.plan
-	ps.staged, ps.applied, ps.loaded = ps.next, 0, 0
+	ps.staged, ps.applied = ps.next, 0
 	ps.dead = ps.dead[:0]
 	for _, r := range fp.Records {
 		if r.Offset < ps.staged {
@@ -599,21 +634,15 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 			return err
 		}
 		for i := range plan.Features {
-			f := &plan.Features[i]
 			if replay {
+				f := &plan.Features[i]
 				ps.dirty[dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)}] = struct{}{}
 				if f.Window.Lifetime() {
 					ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
 				}
 				continue
 			}
-			tile, ok := es.series[i].Apply(f.Window, aggregations.Event{TS: ps.dec.TS, Seq: r.Offset, Value: f.Value(&ps.dec)}, now)
-			if !ok {
-				w.m.DroppedLate.WithLabelValues(f.ID).Inc()
-				continue
-			}
-			w.markModified(ps, es)
-			ps.dirty[dirtyTile{es, i, tile}] = struct{}{}
+			w.applyFeature(ps, es, i, r.Offset, now)
 		}
 		if !replay {
 			ps.applied++
@@ -636,11 +665,47 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 	return nil
 }
 
+// applyFeature applies the decoded event ps.dec (source offset seq) to
+// feature i of es, staging the entity and marking the changed tile dirty;
+// an event too late for the feature's window is counted and dropped.
+func (w *Worker) applyFeature(ps *partState, es *entityState, i int, seq, now int64) {
+	f := &ps.plan.Features[i]
+	tile, ok := es.series[i].Apply(f.Window, aggregations.Event{TS: ps.dec.TS, Seq: seq, Value: f.Value(&ps.dec)}, now)
+	if !ok {
+		ps.metrics.droppedLate[i].Inc()
+		return
+	}
+	w.markModified(ps, es)
+	ps.dirty[dirtyTile{es, i, tile}] = struct{}{}
+}
+
 func (w *Worker) markModified(ps *partState, es *entityState) {
 	if !es.modified {
 		es.modified = true
 		ps.modified = append(ps.modified, es)
 	}
+}
+
+// setLag records the partition's consumer lag after its staged batch. The
+// gauge child is resolved at the first batch (not at assignment, so that no
+// lag is reported before it is known) and deleted on revocation.
+func (w *Worker) setLag(ps *partState, highWatermark int64) {
+	if ps.lag == nil {
+		ps.lag = w.m.ConsumerLag.WithLabelValues(ps.tp.topic, strconv.Itoa(int(ps.tp.partition)))
+	}
+	ps.lag.Set(float64(highWatermark - ps.staged))
+}
+
+// cachedEntities is the number of entities cached since the last
+// publication, over all partitions: the live stream and bootstraps both
+// load through entity(), and only partitions with unpublished changes
+// (w.pending) hold any. Cost: one map length per pending partition.
+func (w *Worker) cachedEntities() int {
+	n := 0
+	for _, ps := range w.pending {
+		n += len(ps.cache)
+	}
+	return n
 }
 
 // entity returns the cached state of key, loading it from Pebble.
@@ -663,7 +728,6 @@ func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
 		es.series = make([]aggregations.Series, len(ps.plan.Features))
 	}
 	ps.cache[key] = es
-	ps.loaded++
 	return es, nil
 }
 
@@ -701,7 +765,7 @@ func (w *Worker) publish(ctx context.Context) error {
 				slab = aggregations.AppendTile(slab, t)
 				r.Value = slab[from:len(slab):len(slab)]
 			}
-			w.cl.Produce(ctx, r, w.onPublished)
+			w.cl.Produce(ctx, r, w.published)
 		}
 	}
 	if err := w.cl.Flush(ctx); err != nil {
@@ -724,7 +788,6 @@ func (w *Worker) publish(ctx context.Context) error {
 		ps.pending = false
 	}
 	w.pending = w.pending[:0]
-	w.cached = 0
 	// Losing this write only causes a harmless republish.
 	return w.o.Store.CommitNoSync(b)
 }
@@ -734,10 +797,8 @@ func (w *Worker) onPublished(r *kgo.Record, err error) {
 		w.noteFeatureLogOffset(r)
 		return
 	}
-	{
-		w.m.Errors.WithLabelValues("publish").Inc()
-		w.pubErr.CompareAndSwap(nil, &err)
-	}
+	w.m.Errors.WithLabelValues("publish").Inc()
+	w.pubErr.CompareAndSwap(nil, &err)
 }
 
 // Metrics returns the worker's metrics (for tests and embedding programs).
@@ -775,11 +836,7 @@ func (w *Worker) register(ctx context.Context) error {
 	if err := registry.Check(w.o.Config, view); err != nil {
 		return err
 	}
-	by := w.o.ClientID
-	if w.o.InstanceID != "" {
-		by += "/" + w.o.InstanceID
-	}
-	return registry.Register(ctx, w.cl, topic, w.o.Config, view, by)
+	return registry.Register(ctx, w.cl, topic, w.o.Config, view, w.name())
 }
 
 // reportStatus records, for every owned partition and feature version,
@@ -789,7 +846,7 @@ func (w *Worker) reportStatus(ctx context.Context) {
 	w.lastStatus = time.Now()
 	var recs []*kgo.Record
 	w.mu.Lock()
-	for tp, ps := range w.parts {
+	for _, ps := range w.parts {
 		warming := map[int]bool{}
 		for _, bf := range ps.boot {
 			warming[bf.idx] = true
@@ -798,14 +855,11 @@ func (w *Worker) reportStatus(ctx context.Context) {
 			warming[i] = true
 		}
 		for i := range ps.plan.Features {
-			st := registry.Status{Feature: ps.plan.Features[i].ID, Topic: tp.topic, Partition: tp.partition,
-				State: registry.StateReady, UpdatedAt: w.lastPublish.UTC(), Next: ps.published}
+			state := registry.StateReady
 			if warming[i] {
-				st.State = registry.StateWarmingUp
+				state = registry.StateWarmingUp
 			}
-			if r, err := registry.StatusRecord(w.o.Config.Kafka.RegistryTopic, st); err == nil {
-				recs = append(recs, r)
-			}
+			recs = w.appendStatus(recs, ps, i, state, w.lastPublish, ps.published, 0)
 		}
 	}
 	w.mu.Unlock()
@@ -816,4 +870,20 @@ func (w *Worker) reportStatus(ctx context.Context) {
 			}
 		})
 	}
+}
+
+// appendStatus appends the registry record of feature i's status in ps's
+// partition: state (registry.StateReady or StateWarmingUp) as of at, with a
+// bootstrap's progress [next, end) or, when ready, the offset publication
+// is flushed through as next (0: omitted). A record that cannot be encoded
+// is logged and left out: status is best effort.
+func (w *Worker) appendStatus(recs []*kgo.Record, ps *partState, i int, state string, at time.Time, next, end int64) []*kgo.Record {
+	r, err := registry.StatusRecord(w.o.Config.Kafka.RegistryTopic, registry.Status{
+		Feature: ps.plan.Features[i].ID, Topic: ps.tp.topic, Partition: ps.tp.partition,
+		State: state, UpdatedAt: at.UTC(), Next: next, End: end})
+	if err != nil {
+		w.log.Warn("encode registry status", zap.String("feature", ps.plan.Features[i].ID), zap.Error(err))
+		return recs
+	}
+	return append(recs, r)
 }
