@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,6 +17,8 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/pipeline/backfill"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -115,7 +118,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
-	snaps, err := openSnapshots(*snapDir, *snapRetain)
+	snaps, err := openSnapshots(*snapDir, *snapRetain, true)
 	if err != nil {
 		return err
 	}
@@ -156,7 +159,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	snaps, err := openSnapshots(*snapDir, 0)
+	snaps, err := openSnapshots(*snapDir, 0, false)
 	if err != nil {
 		return err
 	}
@@ -213,4 +216,74 @@ func (sf *serviceFlags) setup(fs *flag.FlagSet, args []string) ([]string, *zap.L
 		return nil, nil, nil, err
 	}
 	return brokers, log, cfg, nil
+}
+
+// batchFlags are the flags of the batch commands that replay the source
+// topics (backfill, skew).
+type batchFlags struct {
+	brokers, config, mode *string
+	modeFlag              string
+	maxFuture             *time.Duration
+}
+
+// addBatchFlags defines --brokers, --config, the point-in-time mode flag
+// (named modeFlag, default event) and --max-future (default
+// events.DefaultMaxFuture, 24h).
+func addBatchFlags(fs *flag.FlagSet, configHelp, modeFlag, modeHelp string) *batchFlags {
+	return &batchFlags{
+		brokers:  fs.String("brokers", "", "comma-separated Kafka bootstrap brokers"),
+		config:   fs.String("config", "", configHelp),
+		mode:     fs.String(modeFlag, string(backfill.ModeEvent), modeHelp),
+		modeFlag: modeFlag,
+		maxFuture: fs.Duration("max-future", events.DefaultMaxFuture,
+			"how far after arrival an event time may be; the workers have no such flag and always use the default 24h; another value replays other events than they computed from"),
+	}
+}
+
+// batchSetup is what batchFlags.setup loaded.
+type batchSetup struct {
+	brokers []string
+	mode    backfill.Mode
+	limits  events.Limits
+	cfg     *config.File
+	log     *zap.Logger // console, warn; the caller syncs it
+}
+
+// setup parses args, checks that --brokers, --config and the flags named in
+// extra are set, and loads what the flags name.
+func (bf *batchFlags) setup(fs *flag.FlagSet, args []string, extra ...string) (*batchSetup, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if err := required(fs, append([]string{"brokers", "config"}, extra...)...); err != nil {
+		return nil, err
+	}
+	var s batchSetup
+	var err error
+	if s.brokers, err = kafka.ParseBrokers(*bf.brokers); err != nil {
+		return nil, usagef("%v", err)
+	}
+	if s.mode, err = backfill.ParseMode(*bf.mode); err != nil {
+		return nil, usagef("--%s: %v", bf.modeFlag, err)
+	}
+	s.limits = events.Limits{MaxFuture: *bf.maxFuture}
+	if s.cfg, err = config.Load(*bf.config); err != nil {
+		return nil, err
+	}
+	if s.log, err = newLogger("console", "warn"); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// splitList splits a comma-separated flag value into its trimmed, non-empty
+// items (nil for "").
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

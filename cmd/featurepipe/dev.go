@@ -15,6 +15,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 	"github.com/featurepipe/featurepipe/schemas"
@@ -62,7 +63,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer closeWorker()
-	svc, closeView, err := startLookup(brokers, cfg, dir, reg, log.Named("lookup"))
+	svc, closeView, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log.Named("lookup")}, dir)
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	rows := describeFeatures(cfg, view, time.Now())
 	if *snapDir != "" {
-		snaps, err := openSnapshots(*snapDir, 0)
+		snaps, err := openSnapshots(*snapDir, 0, false)
 		if err != nil {
 			return err
 		}

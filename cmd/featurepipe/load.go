@@ -30,7 +30,6 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/loadgen"
 	"github.com/featurepipe/featurepipe/internal/metrics"
-	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -71,7 +70,7 @@ func loadKey(i int) string { return fmt.Sprintf("u%04d", i) }
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("load", "[--url http://127.0.0.1:8080] [--rate 20000] [--duration 20s] [--keys 10000]", stderr)
 	var p loadParams
-	fs.StringVar(&p.url, "url", "", "lookup service to drive (e.g. http://127.0.0.1:8080); empty: self-host an embedded broker, a worker and a lookup service with --keys users")
+	fs.StringVar(&p.url, "url", "", "lookup service to drive (e.g. http://127.0.0.1:8080); empty: self-host an embedded broker and a worker in this process and `featurepipe serve` in its own, with --keys users")
 	fs.Float64Var(&p.rate, "rate", 20000, "requests per second (open loop: request i is due at start + i/rate)")
 	fs.DurationVar(&p.duration, "duration", 20*time.Second, "measured period")
 	fs.DurationVar(&p.warmup, "warmup", 3*time.Second, "period at --rate before the measured one, not counted")
@@ -87,11 +86,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	for _, f := range strings.Split(*features, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			p.features = append(p.features, f)
-		}
-	}
+	p.features = splitList(*features)
 	switch {
 	case !(p.rate > 0):
 		return usagef("--rate must be positive")
@@ -108,6 +103,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case len(p.features) == 0:
 		return usagef("--features must name at least one feature")
 	}
+	if _, err := lookupLogSample(p.logSample); err != nil {
+		return err
+	}
 	switch {
 	case baselineServe != "":
 		return serveBaseline(ctx, baselineServe)
@@ -123,8 +121,10 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // selfHostedLoad starts an embedded broker, produces the demo history for
-// p.keys users, runs one worker and one lookup service in this process, waits
-// until the view has every key, and drives the lookup service over loopback.
+// p.keys users, runs one worker in this process and `featurepipe serve` in
+// a child process, waits until the lookup view has every key, and drives the
+// lookup service over loopback. A lookup service that exits on its own ends
+// the run with "the lookup service exited: ...".
 func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) error {
 	log, err := newLogger("console", "warn")
 	if err != nil {
@@ -168,9 +168,6 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 		return err
 	}
 	defer closeWorker()
-	if _, err := lookupLogSample(p.logSample); err != nil {
-		return err
-	}
 	// The lookup service runs as its own process, as in production: its
 	// runtime (scheduler, garbage collector) is not shared with the embedded
 	// broker, the worker or the generator; only the 2 cores are.
@@ -190,35 +187,31 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 		return fmt.Errorf("start the lookup service: %w", err)
 	}
 	defer serve.stop()
-	exited := serve.exited
 	fmt.Fprintf(stderr, "lookup service (pid %d) on %s; waiting for the worker to fill its view...\n", serve.pid, base)
 
-	var loadErr error
+	var loadErr error // written by the load component only; read after g.Wait
 	g := newGroup(ctx)
 	g.Go("worker", w.Run)
 	g.Go("load", func(ctx context.Context) error {
-		ctx, cancel := context.WithCancel(ctx)
+		runCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go func() { // a lookup service that dies ends the wait or the run
 			select {
-			case err := <-exited:
-				exited <- err
-				if loadErr == nil {
-					fmt.Fprintf(stderr, "the lookup service exited: %v\n", err)
-				}
+			case <-serve.done:
 				cancel()
-			case <-ctx.Done():
+			case <-runCtx.Done():
 			}
 		}()
-		t1 := time.Now()
-		if err := waitForKeys(ctx, base, p.keys, p.features[0]); err != nil {
-			loadErr = err
-			return nil
-		}
-		fmt.Fprintf(stderr, "the lookup view has all %d users after %s\n", p.keys, time.Since(t1).Round(time.Millisecond))
 		target := fmt.Sprintf("`featurepipe serve` in its own process over loopback; embedded broker, 1 worker and this generator in this process; %d users × %d transactions over 30 days, %d partitions",
 			p.keys, p.eventsPerKey, cfg.Kafka.Partitions)
-		loadErr = driveLoad(ctx, p, base, target, stdout, stderr)
+		loadErr = waitAndDrive(runCtx, p, base, target, stdout, stderr)
+		if ctx.Err() == nil { // not stopped from outside (the user, the worker)
+			select {
+			case <-serve.done: // its death, not the lookups it failed, is the error
+				loadErr = fmt.Errorf("the lookup service exited: %v", serve.err)
+			default:
+			}
+		}
 		return nil // ends the group: the pipeline stops
 	})
 	if err := g.Wait(); err != nil {
@@ -227,14 +220,28 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 	return loadErr
 }
 
-// child is a featurepipe subprocess of `featurepipe load`.
-type child struct {
-	pid    int
-	exited chan error // receives Wait's result once
-	stop   func()     // SIGTERM, then SIGKILL after 10s; waits for the exit
+// waitAndDrive waits until the lookup service at base has every key, then
+// drives it (see driveLoad).
+func waitAndDrive(ctx context.Context, p loadParams, base, target string, stdout, stderr io.Writer) error {
+	t1 := time.Now()
+	if err := waitForKeys(ctx, base, p.keys, p.features[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "the lookup view has all %d users after %s\n", p.keys, time.Since(t1).Round(time.Millisecond))
+	return driveLoad(ctx, p, base, target, stdout, stderr)
 }
 
-// startChild starts this program with args, its output to stderr.
+// child is a featurepipe subprocess of `featurepipe load`.
+type child struct {
+	pid   int
+	proc  *os.Process
+	grace time.Duration // stop's wait between SIGTERM and SIGKILL
+	done  chan struct{} // closed when the process has exited; err is set then
+	err   error         // Wait's result; read only after done is closed
+}
+
+// startChild starts this program with args, its output to stderr. The
+// caller must call stop.
 func startChild(stderr io.Writer, args ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -242,21 +249,66 @@ func startChild(stderr io.Writer, args ...string) (*child, error) {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
+	return startCmd(cmd)
+}
+
+// startCmd starts cmd as a child with a 10s stop grace period.
+func startCmd(cmd *exec.Cmd) (*child, error) {
+	// Once the process has exited, stop waiting for its output pipe after
+	// 5s (a grandchild could hold it open).
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &child{pid: cmd.Process.Pid, exited: make(chan error, 1)}
-	go func() { c.exited <- cmd.Wait() }()
-	c.stop = func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+	c := &child{pid: cmd.Process.Pid, proc: cmd.Process, grace: 10 * time.Second, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// stop sends SIGTERM and waits up to c.grace for the exit, then sends
+// SIGKILL and waits for the exit. When it returns the process is gone, so
+// its files (a Pebble directory) are closed and may be removed. Safe to
+// call more than once and after the child exited on its own.
+func (c *child) stop() {
+	_ = c.proc.Signal(syscall.SIGTERM)
+	t := time.NewTimer(c.grace)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return
+	case <-t.C:
+	}
+	_ = c.proc.Kill()
+	<-c.done
+}
+
+// waitHealthy polls url every 20ms until it answers (any status), the child
+// exits, ctx ends or timeout passes.
+func (c *child) waitHealthy(ctx context.Context, url string, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			return nil
+		}
 		select {
-		case err := <-c.exited:
-			c.exited <- err
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
+		case <-c.done:
+			return fmt.Errorf("exited: %v", c.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("did not answer within %s", timeout)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return c, nil
 }
 
 // baselineLoad drives a trivial HTTP server in a child process (see
@@ -274,14 +326,8 @@ func baselineLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) e
 	}
 	defer c.stop()
 	base := "http://" + addr
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Since(start) > 10*time.Second {
-			return fmt.Errorf("the baseline server on %s did not answer within 10s", addr)
-		}
+	if err := c.waitHealthy(ctx, base+"/healthz", 10*time.Second); err != nil {
+		return fmt.Errorf("the baseline server on %s: %w", addr, err)
 	}
 	fmt.Fprintf(stderr, "baseline server (pid %d) on %s\n", c.pid, base)
 	return driveLoad(ctx, p, base, "--baseline: a trivial net/http server in its own process (reads the body, answers {\"results\":[]}); no broker, no worker", stdout, stderr)
@@ -379,12 +425,14 @@ func waitForKeys(ctx context.Context, base string, keys int, feature string) err
 		}
 		var resp lookup.LookupResponse
 		status, err := postLookup(ctx, base, req, &resp)
-		if err != nil && ctx.Err() != nil {
-			return err
+		// An error is a lookup service still starting (not listening yet, or
+		// 503 not_ready): poll again, within the no-progress limit above.
+		switch {
+		case err != nil:
+			lastErr = err
+		case status != http.StatusOK:
+			lastErr = fmt.Errorf("HTTP %d", status)
 		}
-		lastErr = err
-		// An error is a lookup service still starting (not listening yet):
-		// poll again, within the no-progress limit above.
 		advanced := false
 		if status == http.StatusOK {
 			for _, r := range resp.Results {
@@ -610,33 +658,4 @@ func subBuckets(after, before map[float64]uint64) map[float64]uint64 {
 		out[k] = v - before[k]
 	}
 	return out
-}
-
-// lookupLogSample maps a --lookup-log-sample flag (0 off, 1 every key) to
-// lookup.Options.LookupLogSample (whose zero value means the default, 1).
-func lookupLogSample(p float64) (float64, error) {
-	switch {
-	case !(p >= 0 && p <= 1):
-		return 0, usagef("--lookup-log-sample %v must be between 0 (off) and 1 (every key)", p)
-	case p == 0:
-		return lookup.NoLookupLog, nil
-	}
-	return p, nil
-}
-
-// startLookupWith opens the view store under dataDir/view and returns the
-// lookup service (o with Store set) and a closer for the store: startLookup
-// with every option.
-func startLookupWith(o lookup.Options, dataDir string) (*lookup.Service, func() error, error) {
-	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true})
-	if err != nil {
-		return nil, nil, err
-	}
-	o.Store = st
-	s, err := lookup.New(o)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return s, st.Close, nil
 }

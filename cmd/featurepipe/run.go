@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/logging"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/state"
@@ -120,12 +119,28 @@ func startWorker(o worker.Options, dataDir string, noSync bool) (*worker.Worker,
 	return w, st.Close, nil
 }
 
-func startLookup(brokers []string, cfg *config.File, dataDir string, reg *prometheus.Registry, log *zap.Logger) (*lookup.Service, func() error, error) {
+// lookupLogSample maps a --lookup-log-sample flag (0 off, 1 every key) to
+// lookup.Options.LookupLogSample (whose zero value means the default, 1).
+func lookupLogSample(p float64) (float64, error) {
+	switch {
+	case !(p >= 0 && p <= 1):
+		return 0, usagef("--lookup-log-sample %v must be between 0 (off) and 1 (every key)", p)
+	case p == 0:
+		return lookup.NoLookupLog, nil
+	}
+	return p, nil
+}
+
+// startLookupWith opens the view store under dataDir/view (without fsync:
+// view writes lost in a crash are read again from the feature log) and returns the lookup service
+// (o with Store set) and a closer for the store.
+func startLookupWith(o lookup.Options, dataDir string) (*lookup.Service, func() error, error) {
 	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true})
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := lookup.New(lookup.Options{Brokers: brokers, Config: cfg, Store: st, Registerer: reg, Gatherer: reg, Log: log})
+	o.Store = st
+	s, err := lookup.New(o)
 	if err != nil {
 		st.Close()
 		return nil, nil, err

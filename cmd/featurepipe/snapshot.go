@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -49,11 +52,11 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if *dir == "" {
 			return usagef("--list needs --snapshots DIR")
 		}
-		b, err := snapshot.NewDirBackend(*dir)
+		snaps, err := openSnapshots(*dir, 0, false)
 		if err != nil {
 			return err
 		}
-		ms, problems, err := snapshot.NewStore(b, 0).List(ctx)
+		ms, problems, err := snaps.List(ctx)
 		if err != nil {
 			return err
 		}
@@ -69,11 +72,11 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return nil
 	}
-	if *workers == "" {
+	addrs := splitList(*workers)
+	if len(addrs) == 0 {
 		return usagef("--worker is required (or --snapshots DIR --list)")
 	}
-	for _, addr := range strings.Split(*workers, ",") {
-		addr = strings.TrimSpace(addr)
+	for _, addr := range addrs {
 		if !strings.Contains(addr, "://") {
 			addr = "http://" + addr
 		}
@@ -99,10 +102,26 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// openSnapshots opens the snapshot store in dir; "" means none.
-func openSnapshots(dir string, retain int) (*snapshot.Store, error) {
+// openSnapshots opens the snapshot store in dir ("" means none), keeping
+// retain snapshots per partition (0: the store's default). Only a writer
+// (the worker) passes create, which makes a missing dir. Readers (serve,
+// backfill, features, snapshot --list) fail when dir is not an existing
+// directory, so that a mistyped --snapshots is an error, not a silent "no
+// snapshots" (and no stray directory).
+func openSnapshots(dir string, retain int, create bool) (*snapshot.Store, error) {
 	if dir == "" {
 		return nil, nil
+	}
+	if !create {
+		st, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, usagef("--snapshots %s: no such directory (a worker with --snapshots creates it)", dir)
+		case err != nil:
+			return nil, fmt.Errorf("snapshot directory: %w", err)
+		case !st.IsDir():
+			return nil, usagef("--snapshots %s: not a directory", dir)
+		}
 	}
 	b, err := snapshot.NewDirBackend(dir)
 	if err != nil {

@@ -159,7 +159,7 @@ func (o *Options) validate(files bool) error {
 		o.Log = zap.NewNop()
 	}
 	if o.Limits.MaxFuture <= 0 {
-		o.Limits.MaxFuture = 24 * time.Hour
+		o.Limits.MaxFuture = events.DefaultMaxFuture
 	}
 	return nil
 }

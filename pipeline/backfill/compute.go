@@ -104,11 +104,18 @@ func compute(ctx context.Context, times []int64, rowsOff []int32, rows []int32, 
 type sweeper struct {
 	series  []aggregations.Series // per column
 	cursor  []int                 // per source: next event to apply
+	srcCols [][]int               // per source: the columns it feeds, ascending
 	removed []int64
 }
 
+// newSweeper returns a sweeper for nsrc sources and cols (each col.src <
+// nsrc).
 func newSweeper(nsrc int, cols []column) *sweeper {
-	return &sweeper{series: make([]aggregations.Series, len(cols)), cursor: make([]int, nsrc)}
+	sw := &sweeper{series: make([]aggregations.Series, len(cols)), cursor: make([]int, nsrc), srcCols: make([][]int, nsrc)}
+	for c, col := range cols {
+		sw.srcCols[col.src] = append(sw.srcCols[col.src], c)
+	}
+	return sw
 }
 
 // entity computes every column of one entity's rows. seed, when not nil,
@@ -145,11 +152,8 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 			i := sw.cursor[s]
 			for ; i < len(evs) && evs[i].vis <= T; i++ {
 				ev := &evs[i]
-				for c := range cols {
+				for _, c := range sw.srcCols[s] {
 					col := &cols[c]
-					if col.src != s {
-						continue
-					}
 					v := 0.0
 					if col.plan.FieldIdx >= 0 {
 						v = se.values[int(ev.vi)*se.nf+col.plan.FieldIdx]

@@ -68,34 +68,50 @@ type sourceReplay struct {
 	logStarts []int64
 }
 
-// listRanges fills src.ranges from the log start, timestamp and end offsets.
+// listRanges fills src.ranges, src.logStarts and src.byPart (see ListRanges).
 func listRanges(ctx context.Context, adm *kadm.Client, src *sourceReplay) error {
-	topic := src.plan.Source.Topic
+	ranges, logStarts, err := ListRanges(ctx, adm, src.plan.Source.Topic, src.startMS)
+	if err != nil {
+		return err
+	}
+	src.ranges, src.logStarts = ranges, logStarts
+	src.byPart = make([]partEvents, len(ranges))
+	return nil
+}
+
+// ListRanges lists what to read of every partition of topic, sorted by
+// partition: from the first offset whose record timestamp is at or after
+// startMS (math.MinInt64: the log start; a partition without such a record
+// gets an empty range) to the end offset listed now. logStarts are the
+// partitions' log start offsets, parallel to ranges. It costs three
+// ListOffsets round trips (two for math.MinInt64) and fails for a topic
+// that does not exist or has no partitions.
+func ListRanges(ctx context.Context, adm *kadm.Client, topic string, startMS int64) (ranges []OffsetRange, logStarts []int64, err error) {
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("list end offsets of %s (does the topic exist?): %w", topic, err)
+		return nil, nil, fmt.Errorf("list end offsets of %s (does the topic exist?): %w", topic, err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err == nil {
 		err = starts.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("list start offsets of %s: %w", topic, err)
+		return nil, nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
 	var after kadm.ListedOffsets
-	if src.startMS != math.MinInt64 {
-		after, err = adm.ListOffsetsAfterMilli(ctx, max(src.startMS, 0), topic)
+	if startMS != math.MinInt64 {
+		// A partition without a record at or after startMS lists its end.
+		after, err = adm.ListOffsetsAfterMilli(ctx, max(startMS, 0), topic)
 		if err == nil {
 			err = after.Error()
 		}
 		if err != nil {
-			return fmt.Errorf("list offsets of %s after %d: %w", topic, src.startMS, err)
+			return nil, nil, fmt.Errorf("list offsets of %s after %d: %w", topic, startMS, err)
 		}
 	}
-	src.ranges = src.ranges[:0]
 	logStart := map[int32]int64{}
 	ends.Each(func(e kadm.ListedOffset) {
 		r := OffsetRange{Topic: topic, Partition: e.Partition, To: e.Offset}
@@ -107,18 +123,17 @@ func listRanges(ctx context.Context, adm *kadm.Client, src *sourceReplay) error 
 			r.From = a.Offset
 		}
 		r.From = min(r.From, r.To)
-		src.ranges = append(src.ranges, r)
+		ranges = append(ranges, r)
 	})
-	if len(src.ranges) == 0 {
-		return fmt.Errorf("topic %s has no partitions (does it exist?)", topic)
+	if len(ranges) == 0 {
+		return nil, nil, fmt.Errorf("topic %s has no partitions (does it exist?)", topic)
 	}
-	sort.Slice(src.ranges, func(i, j int) bool { return src.ranges[i].Partition < src.ranges[j].Partition })
-	src.byPart = make([]partEvents, len(src.ranges))
-	src.logStarts = make([]int64, len(src.ranges))
-	for i, r := range src.ranges {
-		src.logStarts[i] = logStart[r.Partition]
+	sort.Slice(ranges, func(i, j int) bool { return ranges[i].Partition < ranges[j].Partition })
+	logStarts = make([]int64, len(ranges))
+	for i, r := range ranges {
+		logStarts[i] = logStart[r.Partition]
 	}
-	return nil
+	return ranges, logStarts, nil
 }
 
 // replay reads every range of every source with one client, decoding each

@@ -271,6 +271,17 @@ func (s *spine) parse(keyColumn string) error {
 
 const timeWant = "want RFC 3339 or epoch milliseconds"
 
+// ParseTime parses a point in time as the spine's timestamp column is
+// parsed (see parseTime) and returns it in epoch milliseconds: for flags
+// that name a time, such as skew's --since.
+func ParseTime(text string) (int64, error) {
+	ms, why := parseTime(text)
+	if why != "" {
+		return 0, fmt.Errorf("%q: %s", strings.TrimSpace(text), why)
+	}
+	return ms, nil
+}
+
 // parseTime parses RFC 3339 (with any fraction of a second) or whole epoch
 // milliseconds. A fraction below one millisecond rounds up: an event at
 // millisecond m is before T exactly when m < ceil(T).

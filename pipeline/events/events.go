@@ -53,11 +53,20 @@ type Event struct {
 	Values []float64 // per Plan.Fields
 }
 
+// Defaults of Limits. The stream workers always use them (they have no flag
+// to change them); the batch commands' --max-future defaults to
+// DefaultMaxFuture and must stay at it to see the events the workers saw.
+const (
+	DefaultMaxFuture   = 24 * time.Hour // Limits.MaxFuture
+	DefaultMaxKeyBytes = 1024           // Limits.MaxKeyBytes
+)
+
 // Limits bound what a valid event may be. The zero value means the defaults.
 type Limits struct {
-	// MaxFuture is how far after now an event time may be. Default 24h.
+	// MaxFuture is how far after now an event time may be. Default
+	// DefaultMaxFuture (24h).
 	MaxFuture time.Duration
-	// MaxKeyBytes bounds the entity key. Default 1024 bytes.
+	// MaxKeyBytes bounds the entity key. Default DefaultMaxKeyBytes (1024).
 	MaxKeyBytes int
 }
 
@@ -72,10 +81,10 @@ type Decoder struct {
 // NewDecoder knows every schema cfg names.
 func NewDecoder(cfg *config.File, l Limits) *Decoder {
 	if l.MaxFuture <= 0 {
-		l.MaxFuture = 24 * time.Hour
+		l.MaxFuture = DefaultMaxFuture
 	}
 	if l.MaxKeyBytes <= 0 {
-		l.MaxKeyBytes = 1024
+		l.MaxKeyBytes = DefaultMaxKeyBytes
 	}
 	reg := schemas.NewRegistry()
 	for _, s := range cfg.Sources {
@@ -102,7 +111,7 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 	}
 	switch {
 	case entityKey == "":
-		return reject(ReasonEmptyKey, "field %q is empty", plan.KeyField)
+		return reject(ReasonEmptyKey, "entity key field %q is empty", plan.KeyField)
 	case len(entityKey) > d.maxKeyBytes:
 		return reject(ReasonKeyTooLarge, "field %q is %d bytes; the limit is %d", plan.KeyField, len(entityKey), d.maxKeyBytes)
 	case string(key) != entityKey:

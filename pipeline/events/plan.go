@@ -47,6 +47,9 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 		if len(src.Features) == 0 || src.Entity == nil {
 			continue
 		}
+		// Defensive: config.Load already refuses two sources on one topic
+		// and a file without features; these two errors guard hand-built
+		// configs (config.File literals in tests and tools).
 		if _, dup := plans[src.Topic]; dup {
 			return nil, fmt.Errorf("topic %s is used by two sources; a topic feeds one source", src.Topic)
 		}
@@ -61,7 +64,7 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 		}
 		plans[src.Topic] = p
 	}
-	if len(plans) == 0 {
+	if len(plans) == 0 { // defensive, as above
 		return nil, fmt.Errorf("%s defines no features, so there is nothing to compute", cfg.Path)
 	}
 	return plans, nil

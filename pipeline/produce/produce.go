@@ -12,10 +12,12 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/schemas"
 )
 
@@ -37,10 +39,15 @@ type Stats struct {
 	Invalid int // lines rejected (see the LineErrors)
 }
 
-// Encoder validates and encodes events of one source.
+// Encoder validates and encodes events of one source. A record it returns
+// is one every stream worker accepts: it is checked with the workers' own
+// validation (package events, default Limits) against the clock of the
+// call. Safe for concurrent use.
 type Encoder struct {
-	src *config.Source
-	key string
+	src  *config.Source
+	key  string
+	plan *events.Plan
+	dec  *events.Decoder
 }
 
 // NewEncoder returns the encoder of source name in cfg.
@@ -56,21 +63,33 @@ func NewEncoder(cfg *config.File, name string) (*Encoder, error) {
 	if src.Entity == nil {
 		return nil, fmt.Errorf("source %q feeds no feature, so it has no entity key to partition by", name)
 	}
-	return &Encoder{src: src, key: src.Entity.Key}, nil
+	plans, err := events.Plans(cfg)
+	if err != nil {
+		return nil, err
+	}
+	plan := plans[src.Topic]
+	if plan == nil { // a source with an entity feeds a feature, so it has a plan
+		return nil, fmt.Errorf("source %q has no event plan", name)
+	}
+	return &Encoder{src: src, key: src.Entity.Key, plan: plan, dec: events.NewDecoder(cfg, events.Limits{})}, nil
 }
 
 // Source is the source this encoder writes.
 func (e *Encoder) Source() *config.Source { return e.src }
 
-// Record encodes one native event into a record for the source topic.
+// Record encodes one native event into a record for the source topic, keyed
+// by its entity key. It refuses an event the workers would dead-letter
+// (an *events.Rejection: empty or over-long key, event time before 1970 or
+// more than events.DefaultMaxFuture from now, non-finite value...): the
+// encoded record is decoded and validated as a worker does, which costs one
+// Avro decode per record.
 func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
 	key, err := schemas.String(native, e.key)
 	if err != nil {
 		return nil, fmt.Errorf("entity key: %w", err)
 	}
-	if key == "" {
-		return nil, fmt.Errorf("entity key field %q is empty", e.key)
-	}
+	// The event time is read here only so that a missing or mistyped one is
+	// named as such; goavro's encode error would not say "event time".
 	if _, err := schemas.Int(native, e.src.EventTime); err != nil {
 		return nil, fmt.Errorf("event time: %w", err)
 	}
@@ -78,7 +97,12 @@ func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kgo.Record{Topic: e.src.Topic, Key: []byte(key), Value: val}, nil
+	rec := &kgo.Record{Topic: e.src.Topic, Key: []byte(key), Value: val}
+	var ev events.Event
+	if rej := e.dec.Decode(e.plan, rec.Key, val, time.Now().UnixMilli(), &ev); rej != nil {
+		return nil, rej
+	}
+	return rec, nil
 }
 
 // FromJSON encodes one JSON object line.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/broker"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -371,6 +373,8 @@ func TestRecord(t *testing.T) {
 		want   string // part of the error; "" for success
 	}{
 		{"valid record", func(map[string]any) {}, ""},
+		{"entity key at the key limit", func(m map[string]any) { m["user_id"] = strings.Repeat("k", events.DefaultMaxKeyBytes) }, ""},
+		{"event time 23h from now", func(m map[string]any) { m["ts"] = time.Now().Add(23 * time.Hour).UnixMilli() }, ""},
 		{"event time as time.Time", func(m map[string]any) { m["ts"] = time.UnixMilli(1_700_000_000_000) }, ""},
 		{"missing entity key", func(m map[string]any) { delete(m, "user_id") }, `entity key: field "user_id": missing`},
 		{"empty entity key", func(m map[string]any) { m["user_id"] = "" }, `entity key field "user_id" is empty`},
@@ -378,6 +382,13 @@ func TestRecord(t *testing.T) {
 		{"missing event time", func(m map[string]any) { delete(m, "ts") }, `event time: field "ts": missing`},
 		{"event time of the wrong type", func(m map[string]any) { m["ts"] = 1.5 }, `event time: field "ts": want integer, got double`},
 		{"value the schema refuses", func(m map[string]any) { m["amount"] = "x" }, "encode featurepipe.demo.Transaction"},
+		// What the schema accepts but every worker dead-letters: refused
+		// with the workers' reason code (package events).
+		{"event time before 1970", func(m map[string]any) { m["ts"] = int64(-1) }, events.ReasonTooOld + ": event time -1 is before 1970"},
+		{"event time 25h from now (beyond MaxFuture)", func(m map[string]any) { m["ts"] = time.Now().Add(25 * time.Hour).UnixMilli() }, events.ReasonFuture + ": "},
+		{"event time in microseconds", func(m map[string]any) { m["ts"] = time.Now().UnixMicro() }, events.ReasonFuture + ": "},
+		{"entity key over the key limit", func(m map[string]any) { m["user_id"] = strings.Repeat("k", events.DefaultMaxKeyBytes+1) }, events.ReasonKeyTooLarge + ": "},
+		{"non-finite value", func(m map[string]any) { m["amount"] = math.Inf(1) }, events.ReasonNonFinite + ": "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,15 +404,17 @@ func TestRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Topic != "transactions" || string(r.Key) != "u-1" {
-				t.Fatalf("record topic %q key %q, want transactions u-1", r.Topic, r.Key)
+			wantKey, _ := schemas.String(native, "user_id") // u-1 unless the row changed it
+			wantTS, _ := schemas.Int(native, "ts")          // 1_700_000_000_000 unless the row changed it
+			if r.Topic != "transactions" || string(r.Key) != wantKey {
+				t.Fatalf("record topic %q key %.20q, want transactions %.20q", r.Topic, r.Key, wantKey)
 			}
 			_, rec, err := schemas.NewRegistry(enc.Source().Schema).Decode(r.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ts, _ := schemas.Int(rec, "ts"); ts != 1_700_000_000_000 {
-				t.Fatalf("decoded ts %d", ts)
+			if ts, _ := schemas.Int(rec, "ts"); ts != wantTS {
+				t.Fatalf("decoded ts %d, want %d", ts, wantTS)
 			}
 		})
 	}

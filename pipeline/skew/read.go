@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -29,42 +29,15 @@ func readLog(ctx context.Context, opts []kgo.Opt, topic string, since time.Time)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("kafka client: %w", err)
 	}
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
+	startMS := int64(math.MinInt64) // the log start
+	if !since.IsZero() {
+		startMS = since.UnixMilli()
 	}
-	if err != nil {
-		cl.Close()
-		return nil, nil, 0, fmt.Errorf("list end offsets of lookup log %s (does the topic exist?): %w", topic, err)
-	}
-	var starts kadm.ListedOffsets
-	if since.IsZero() {
-		starts, err = adm.ListStartOffsets(ctx, topic)
-	} else {
-		starts, err = adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic)
-	}
-	if err == nil {
-		err = starts.Error()
-	}
+	ranges, _, err := backfill.ListRanges(ctx, kadm.NewClient(cl), topic, startMS)
 	cl.Close()
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("list start offsets of lookup log %s: %w", topic, err)
+		return nil, nil, 0, fmt.Errorf("lookup log: %w", err)
 	}
-	var ranges []backfill.OffsetRange
-	ends.Each(func(e kadm.ListedOffset) {
-		r := backfill.OffsetRange{Topic: topic, Partition: e.Partition, To: e.Offset}
-		if s, ok := starts.Lookup(topic, e.Partition); ok && s.Offset >= 0 {
-			r.From = min(s.Offset, r.To)
-		} else {
-			r.From = r.To // no record at or after since
-		}
-		ranges = append(ranges, r)
-	})
-	if len(ranges) == 0 {
-		return nil, nil, 0, fmt.Errorf("lookup log %s has no partitions (does it exist?)", topic)
-	}
-	sort.Slice(ranges, func(i, j int) bool { return ranges[i].Partition < ranges[j].Partition })
 
 	consume := map[int32]kgo.Offset{}
 	remaining := map[int32]int64{} // partition -> end offset still to reach

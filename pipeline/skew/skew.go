@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -205,52 +206,52 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Group the served values by the entity of their feature: one Compute
 	// per entity over the points that served any of its features.
 	type entityWork struct {
-		ids    []string
+		ids    map[string]bool // features of this entity that were served
 		points []backfill.Point
-		served []map[string]*float64 // per point: the values of this entity's features
+		served []map[string]*float64 // per point: its entry's values (only this entity's features are looked up)
+	}
+	byID := make(map[string]*config.Feature, len(o.Config.Features))
+	for _, f := range o.Config.Features {
+		byID[f.ID] = f
 	}
 	work := map[string]*entityWork{}
 	var entities []string
+	var entryEnts []string // entities of the current entry (reused)
 	for _, l := range entries {
-		perEnt := map[string]map[string]*float64{}
-		for id, v := range l.entry.Features {
-			f, err := o.Config.Feature(id)
-			if err != nil || f.ID != id {
+		entryEnts = entryEnts[:0]
+		for id := range l.entry.Features {
+			f := byID[id]
+			if f == nil {
 				rep.Unknown[id]++
 				continue
 			}
 			ent := f.EntityRef.Name
-			if perEnt[ent] == nil {
-				perEnt[ent] = map[string]*float64{}
-			}
-			perEnt[ent][id] = v
-		}
-		for ent, vals := range perEnt {
 			w := work[ent]
 			if w == nil {
-				w = &entityWork{}
+				w = &entityWork{ids: map[string]bool{}}
 				work[ent] = w
 				entities = append(entities, ent)
 			}
-			for id := range vals {
-				if !slices.Contains(w.ids, id) {
-					w.ids = append(w.ids, id)
-				}
+			w.ids[id] = true
+			if !slices.Contains(entryEnts, ent) {
+				entryEnts = append(entryEnts, ent)
 			}
+		}
+		for _, ent := range entryEnts {
+			w := work[ent]
 			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
-			w.served = append(w.served, vals)
+			w.served = append(w.served, l.entry.Features)
 		}
 	}
 	if len(rep.Unknown) == 0 {
 		rep.Unknown = nil
 	}
 	slices.Sort(entities)
-	byID := map[string]*FeatureReport{}
+	reports := map[string]*FeatureReport{}
 	for _, ent := range entities {
 		w := work[ent]
-		slices.Sort(w.ids)
 		vals, err := backfill.Compute(ctx, backfill.Options{
-			Brokers: o.Brokers, Config: o.Config, Features: w.ids, Mode: o.Mode,
+			Brokers: o.Brokers, Config: o.Config, Features: slices.Sorted(maps.Keys(w.ids)), Mode: o.Mode,
 			Limits: o.Limits, Log: o.Log, ExtraOpts: o.ExtraOpts, Progress: o.Progress,
 		}, w.points)
 		if err != nil {
@@ -258,10 +259,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Records += vals.Events.Records
 		for c, f := range vals.Features {
-			fr := byID[f.ID]
+			fr := reports[f.ID]
 			if fr == nil {
 				fr = &FeatureReport{Feature: f.ID, Examples: []Example{}}
-				byID[f.ID] = fr
+				reports[f.ID] = fr
 				rep.Features = append(rep.Features, fr)
 			}
 			for i, p := range w.points {
