@@ -26,20 +26,16 @@ func Append(dst []byte, ids []string, series []aggregations.Series) []byte {
 	return dst
 }
 
-// ID is the type a Decode callback receives a feature id as. With []byte
-// decoding allocates nothing for the ids: the slice aliases src and is
-// valid only during the call (compare with string(id) == x, index maps
-// with m[string(id)], both allocation-free; copy with string(id) to keep
-// it). With string each id costs one allocation.
-type ID interface{ ~string | ~[]byte }
-
 // Decode decodes a value written by Append, in order. For each feature,
-// target returns the series to decode into (aggregations.DecodeSeries
+// target gets its id, aliasing src and valid only during the call (compare
+// with string(id) == x or index a map with m[string(id)], both
+// allocation-free; copy with string(id) to keep it), and returns the series
+// to decode into (aggregations.DecodeSeries
 // resets it first), or nil to skip it. A truncated value, a value with
 // bytes after its last series, or a corrupt series fails with an error
 // wrapping aggregations.ErrCorrupt; targets already returned may then hold
 // decoded series.
-func Decode[I ID](src []byte, target func(id I) *aggregations.Series) error {
+func Decode(src []byte, target func(id []byte) *aggregations.Series) error {
 	n, w := binary.Uvarint(src)
 	if w <= 0 {
 		return fmt.Errorf("entity value: %w", aggregations.ErrCorrupt)
@@ -53,7 +49,7 @@ func Decode[I ID](src []byte, target func(id I) *aggregations.Series) error {
 		}
 		id := src[w : w+int(l)]
 		src = src[w+int(l):]
-		s := target(I(id))
+		s := target(id)
 		if s == nil {
 			s = &skip
 		}

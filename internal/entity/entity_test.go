@@ -28,18 +28,14 @@ func TestRoundTripKeepsNamedSeriesAndSkipsUnknown(t *testing.T) {
 	if got.Read(w, T) != series[1].Read(w, T) {
 		t.Fatal("decoded series reads differently")
 	}
-	// The string form of the callback decodes the same.
+	// Targets found through a map keyed by id (m[string(id)]) decode the same.
 	var gotS aggregations.Series
-	if err := Decode(b, func(id string) *aggregations.Series {
-		if id == "b@1" {
-			return &gotS
-		}
-		return nil
-	}); err != nil {
+	byID := map[string]*aggregations.Series{"b@1": &gotS}
+	if err := Decode(b, func(id []byte) *aggregations.Series { return byID[string(id)] }); err != nil {
 		t.Fatal(err)
 	}
 	if gotS.Read(w, T) != series[1].Read(w, T) {
-		t.Fatal("decoded series (string ids) reads differently")
+		t.Fatal("decoded series (map lookup) reads differently")
 	}
 	if err := Decode(b[:len(b)-3], func([]byte) *aggregations.Series { return nil }); !errors.Is(err, aggregations.ErrCorrupt) {
 		t.Fatalf("truncated value: %v", err)

@@ -242,8 +242,8 @@ func (o *Options) readSnapshot(ctx context.Context, c snapshot.Choice, colOf map
 			return nil // not in the spine
 		}
 		series := make([]aggregations.Series, ncols)
-		if err := entity.Decode(v, func(id string) *aggregations.Series {
-			if c, ok := colOf[id]; ok {
+		if err := entity.Decode(v, func(id []byte) *aggregations.Series {
+			if c, ok := colOf[string(id)]; ok {
 				return &series[c]
 			}
 			return nil
