@@ -6,8 +6,9 @@ import (
 )
 
 // viewCache holds encoded entity views in front of the Pebble view, so that a
-// lookup of a recently read entity costs a map read and a decode instead of
-// a Pebble Get and a decode.
+// lookup of a recently read entity costs a map read instead of a Pebble Get
+// (either way followed by lookupView.parse and the decode of the series
+// asked for).
 //
 // It holds the encoded bytes, not decoded views, on purpose: a decoded view
 // is a tree of slices (every tile of every feature), and 100,000 of them are
@@ -24,8 +25,8 @@ import (
 //  1. before the commit, invalidate: remove the entity and bump its shard's
 //     generation, so lookups miss and read Pebble (old or new value, as they
 //     would without a cache);
-//  2. after the commit, publish: store the new decoded value and bump the
-//     generation again.
+//  2. after the commit, publish: store the new committed value (the same
+//     bytes the batch wrote) and bump the generation again.
 //
 // A miss inserts the value it read from Pebble only if its shard's generation
 // did not move between before the read and the insert: otherwise a commit may
@@ -33,23 +34,31 @@ import (
 //
 // Cached values are immutable: the consumer publishes bytes it no longer
 // modifies, lookups only read them, so hits take no copy. A value is the
-// entityView encoding, or empty (not nil) for an entity the feature log
-// never mentioned. Each of the
-// cacheShards shards holds at most max/cacheShards entries; inserting into a
-// full shard evicts an arbitrary entry of it. Hits take a shard read lock.
+// entity's value exactly as the Pebble view holds it (entityView.encode's
+// layout), or empty (not nil) for an entity the feature log never
+// mentioned. Each of the cacheShards shards holds at most max/cacheShards
+// entries; inserting into a full shard evicts an arbitrary entry of it.
+// Hits take a shard read lock.
 type viewCache struct {
+	// shards come first, at the object's start: Go's heap size classes
+	// above 1 KiB are multiples of 64 bytes, so the object (about 4 KiB)
+	// is 64-byte aligned and each 64-byte shard has a cache line of its
+	// own.
+	shards [cacheShards]cacheShard
 	seed   maphash.Seed
 	max    int // per shard; 0 disables the cache
-	shards [cacheShards]cacheShard
 }
 
 const cacheShards = 64
 
+// cacheShard is padded to 64 bytes, one cache line on amd64 and arm64, so
+// that lookups taking one shard's lock do not contend with those taking
+// its neighbour's (TestCacheShardIsOneCacheLine).
 type cacheShard struct {
-	mu  sync.RWMutex
+	mu  sync.RWMutex // 24 bytes
 	gen uint64
 	m   map[string][]byte
-	_   [40]byte // keep shards on separate cache lines
+	_   [24]byte
 }
 
 func newViewCache(entries int) *viewCache {
@@ -62,6 +71,10 @@ func newViewCache(entries int) *viewCache {
 	}
 	return c
 }
+
+// enabled reports whether the cache keeps anything (Options.CacheEntries
+// is not negative).
+func (c *viewCache) enabled() bool { return c.max > 0 }
 
 func (c *viewCache) shard(key []byte) *cacheShard {
 	return &c.shards[maphash.Bytes(c.seed, key)%cacheShards]

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
-
-	"github.com/featurepipe/featurepipe/internal/config"
 )
 
 // The hand-written encoder must write byte for byte what encoding/json
@@ -27,7 +25,7 @@ func TestAnswerEncodingMatchesEncodingJSON(t *testing.T) {
 		nf := 1 + rng.IntN(4)
 		for range nf {
 			a.names = append(a.names, pick(strs)) // duplicates happen: a map keeps one
-			a.feats = append(a.feats, &config.Feature{})
+			a.feats = append(a.feats, pickedFeature{})
 		}
 		for range 1 + rng.IntN(3) {
 			a.keys = append(a.keys, pick(strs))

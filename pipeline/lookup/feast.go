@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/featurepipe/featurepipe/internal/config"
 )
 
 // FeastRequest is the body of Feast's POST /get-online-features. Entities
@@ -44,16 +42,16 @@ const (
 	feastNull     = "NULL_VALUE"
 )
 
-func (s *Service) handleFeast(r *http.Request) (any, error) {
+func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 	var req FeastRequest
 	if err := decodeBody(r, &req); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if req.FeatureService != "" {
-		return nil, badRequest("unsupported", "feature_service is not supported; list \"features\" instead")
+		return nil, nil, badRequest("unsupported", "feature_service is not supported; list \"features\" instead")
 	}
 	if len(req.Entities) != 1 {
-		return nil, badRequest("bad_entities", `"entities" must map exactly one join key (e.g. "user_id") to a list of keys`)
+		return nil, nil, badRequest("bad_entities", `"entities" must map exactly one join key (e.g. "user_id") to a list of keys`)
 	}
 	var joinKey string
 	var raw []any
@@ -66,7 +64,7 @@ func (s *Service) handleFeast(r *http.Request) (any, error) {
 		for k := range s.byKey {
 			known = append(known, k)
 		}
-		return nil, badRequest("unknown_entity", "no entity has join key %q; join keys: %s", joinKey, strings.Join(known, ", "))
+		return nil, nil, badRequest("unknown_entity", "no entity has join key %q; join keys: %s", joinKey, strings.Join(known, ", "))
 	}
 	keys := make([]string, len(raw))
 	for i, v := range raw {
@@ -75,15 +73,15 @@ func (s *Service) handleFeast(r *http.Request) (any, error) {
 			keys[i] = k
 		case float64:
 			if k != float64(int64(k)) {
-				return nil, badRequest("bad_entities", "entities.%s[%d]: %v is not an integer key", joinKey, i, k)
+				return nil, nil, badRequest("bad_entities", "entities.%s[%d]: %v is not an integer key", joinKey, i, k)
 			}
 			keys[i] = strconv.FormatInt(int64(k), 10)
 		default:
-			return nil, badRequest("bad_entities", "entities.%s[%d]: keys must be strings or integers", joinKey, i)
+			return nil, nil, badRequest("bad_entities", "entities.%s[%d]: keys must be strings or integers", joinKey, i)
 		}
 	}
 	if err := s.checkKeys(keys); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	refs := make([]string, len(req.Features))
 	for i, f := range req.Features {
@@ -92,58 +90,50 @@ func (s *Service) handleFeast(r *http.Request) (any, error) {
 		}
 		refs[i] = f
 	}
-	feats, _, err := s.resolve(info, refs)
+	ans, err := s.lookup(info, keys, refs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ans, err := s.answer(info, keys, refs, feats, nil)
-	if err != nil {
-		return nil, err
-	}
-	return &feastAnswer{answer: ans, resp: feastShape(joinKey, req.Features, req.FullFeatureNames, refs, feats, keys, ans.response())}, nil
+	return feastShape(joinKey, req.Features, req.FullFeatureNames, refs, ans), ans, nil
 }
 
-// feastAnswer is what handleFeast returns: the response to write and the
-// answer behind it (for the lookup log).
-type feastAnswer struct {
-	answer *lookupAnswer
-	resp   *FeastResponse
-}
-
-func feastShape(joinKey string, requested []string, full bool, refs []string, feats []*config.Feature, keys []string, ans *LookupResponse) *FeastResponse {
+// feastShape writes the answer a (for the feature references refs,
+// requested as requested) in Feast's column-oriented shape.
+func feastShape(joinKey string, requested []string, full bool, refs []string, a *lookupAnswer) *FeastResponse {
 	out := &FeastResponse{}
 	out.Metadata.FeatureNames = append(out.Metadata.FeatureNames, joinKey)
 	zero := time.Unix(0, 0).UTC().Format(time.RFC3339)
 	keyCol := FeastColumn{}
-	for _, k := range keys {
+	for _, k := range a.keys {
 		keyCol.Values = append(keyCol.Values, k)
 		keyCol.Statuses = append(keyCol.Statuses, feastPresent)
 		keyCol.EventTimestamps = append(keyCol.EventTimestamps, zero)
 	}
 	out.Results = append(out.Results, keyCol)
-	for j := range feats {
+	n := len(a.feats)
+	for j := range a.feats {
 		name := refs[j]
 		if full {
 			name = strings.ReplaceAll(requested[j], ":", "__")
 		}
 		out.Metadata.FeatureNames = append(out.Metadata.FeatureNames, name)
 		col := FeastColumn{}
-		for i := range keys {
-			fv := ans.Results[i].Features[refs[j]]
+		for i := range a.keys {
+			fv := &a.vals[i*n+j]
 			status := feastPresent
 			switch {
-			case fv.Status == StatusNotFound:
+			case fv.status == StatusNotFound:
 				status = feastNotFound
-			case fv.Value == nil:
+			case !fv.hasV:
 				status = feastNull
 			}
 			var v any
-			if fv.Value != nil {
-				v = *fv.Value
+			if fv.hasV {
+				v = fv.v
 			}
 			ts := zero
-			if fv.UpdatedAt != nil {
-				ts = fv.UpdatedAt.Format(time.RFC3339Nano)
+			if fv.updated > 0 {
+				ts = time.UnixMilli(fv.updated).UTC().Format(time.RFC3339Nano)
 			}
 			col.Values = append(col.Values, v)
 			col.Statuses = append(col.Statuses, status)

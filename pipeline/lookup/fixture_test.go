@@ -130,6 +130,7 @@ func newFixture(t testing.TB, o Options, ready bool) *fixture {
 	}
 	if ready {
 		svc.setCatchUp(map[int32]int64{}, nil)
+		svc.registryCaughtUp()
 	}
 	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}
 }
@@ -163,6 +164,9 @@ func writeView(t testing.TB, st *state.Store, cfg *config.File, events fixtureEv
 				t.Fatal(err)
 			}
 		}
+	}
+	if err := markViewFormat(b); err != nil {
+		t.Fatal(err)
 	}
 	if err := st.Commit(b); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go.uber.org/zap"
 	"io"
 	"net/http"
 	"slices"
@@ -13,8 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/featurepipe/featurepipe/aggregations"
-	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 )
 
@@ -50,7 +50,7 @@ func (s *Service) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Ready() {
-			writeError(w, &apiError{http.StatusServiceUnavailable, "not_ready", "catching up with the feature log"})
+			writeError(w, &apiError{http.StatusServiceUnavailable, "not_ready", "catching up with the feature log and the feature registry"})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -75,10 +75,16 @@ func (s *Service) routes() http.Handler {
 	return mux
 }
 
+// handler is a route's logic. It returns its error, or the answer it
+// served (for the lookup log; the endpoint releases it) and the response to
+// write: resp, written with encoding/json, or, if resp is nil, served
+// itself (with its hand-written encoder).
+type handler func(*http.Request) (resp any, served *lookupAnswer, err error)
+
 // endpoint is the one response path: it checks readiness, bounds the body,
 // times the handler, and writes either its result or its error as JSON.
 // After a successful answer it logs the served values (see lookupLogger).
-func (s *Service) endpoint(route string, h func(*http.Request) (any, error)) http.Handler {
+func (s *Service) endpoint(route string, h handler) http.Handler {
 	hist := s.m.Latency.WithLabelValues(route)
 	ok := s.m.Requests.WithLabelValues(route, "200")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -86,24 +92,19 @@ func (s *Service) endpoint(route string, h func(*http.Request) (any, error)) htt
 		var code int
 		var served *lookupAnswer
 		if !s.ready.Load() {
-			code = writeError(w, &apiError{http.StatusServiceUnavailable, "not_ready", "the lookup view is still catching up with the feature log; retry shortly"})
+			code = writeError(w, &apiError{http.StatusServiceUnavailable, "not_ready", "the lookup view is still catching up with the feature log and the feature registry; retry shortly"})
 		} else {
 			r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
-			res, err := h(r)
+			var resp any
+			var err error
+			resp, served, err = h(r)
 			switch {
 			case err != nil:
 				code = writeError(w, err)
+			case resp != nil:
+				code = writeJSON(w, http.StatusOK, resp)
 			default:
-				if a, isAnswer := res.(*lookupAnswer); isAnswer {
-					served = a
-				} else if f, isFeast := res.(*feastAnswer); isFeast {
-					served, res = f.answer, f.resp
-				}
-				if a, isAnswer := res.(*lookupAnswer); isAnswer {
-					code = writeAnswer(w, a)
-				} else {
-					code = writeJSON(w, http.StatusOK, res)
-				}
+				code = writeAnswer(w, served)
 			}
 		}
 		hist.Observe(time.Since(t0).Seconds())
@@ -228,30 +229,45 @@ func (s *Service) entityNames() string {
 	return strings.Join(names, ", ")
 }
 
-// resolve maps requested feature references to definitions of the entity.
-func (s *Service) resolve(info *entityInfo, refs []string) ([]*config.Feature, []string, error) {
+// resolve appends to a.feats the definitions of the entity the requested
+// feature references resolve to (see pick), and to a.warnings the warning of
+// each deprecated one. It allocates nothing once a's slices are warm.
+func (s *Service) resolve(a *lookupAnswer, info *entityInfo, refs []string) error {
 	if len(refs) == 0 {
-		return nil, nil, badRequest("missing_features", `"features" must name at least one feature of entity %s`, info.name)
+		return badRequest("missing_features", `"features" must name at least one feature of entity %s`, info.name)
 	}
-	out := make([]*config.Feature, len(refs))
-	var warnings []string
-	for i, ref := range refs {
+	for _, ref := range refs {
 		f, err := s.pick(ref)
 		if err != nil {
-			return nil, nil, &apiError{http.StatusNotFound, "unknown_feature", err.Error()}
+			return &apiError{http.StatusNotFound, "unknown_feature", err.Error()}
 		}
-		if f.Entity != info.name {
-			return nil, nil, badRequest("wrong_entity", "feature %s belongs to entity %s, not %s", f.ID, f.Entity, info.name)
+		if f.def.Entity != info.name {
+			return badRequest("wrong_entity", "feature %s belongs to entity %s, not %s", f.def.ID, f.def.Entity, info.name)
 		}
-		if f.Deprecated {
-			warnings = append(warnings, fmt.Sprintf("feature %s is deprecated", f.ID))
-			if _, seen := s.warned.LoadOrStore(f.ID, true); !seen {
-				s.log.Warn("deprecated feature looked up", zap.String("feature", f.ID))
+		if f.warning != "" {
+			a.warnings = append(a.warnings, f.warning)
+			if f.warned.CompareAndSwap(false, true) {
+				s.log.Warn("deprecated feature looked up", zap.String("feature", f.def.ID))
 			}
 		}
-		out[i] = f
+		a.feats = append(a.feats, f)
 	}
-	return out, warnings, nil
+	return nil
+}
+
+// lookup answers keys of info for the feature references refs: a pooled
+// answer the caller releases (the endpoint does), or an error.
+func (s *Service) lookup(info *entityInfo, keys, refs []string) (*lookupAnswer, error) {
+	a := answerPool.Get().(*lookupAnswer)
+	if err := s.resolve(a, info, refs); err != nil {
+		a.release()
+		return nil, err
+	}
+	if err := s.answer(a, info, keys, refs); err != nil {
+		a.release()
+		return nil, err
+	}
+	return a, nil
 }
 
 func (s *Service) checkKeys(keys []string) error {
@@ -264,61 +280,32 @@ func (s *Service) checkKeys(keys []string) error {
 	return nil
 }
 
-func (s *Service) handleLookup(r *http.Request) (any, error) {
+func (s *Service) handleLookup(r *http.Request) (any, *lookupAnswer, error) {
 	var req LookupRequest
 	if err := decodeBody(r, &req); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	info, err := s.entity(req.Entity)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.checkKeys(req.Keys); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	feats, warnings, err := s.resolve(info, req.Features)
-	if err != nil {
-		return nil, err
-	}
-	return s.answer(info, req.Keys, req.Features, feats, warnings)
+	a, err := s.lookup(info, req.Keys, req.Features)
+	return nil, a, err
 }
 
-func (s *Service) handleEntity(r *http.Request) (any, error) {
+func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 	info, err := s.entity(r.PathValue("entity"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if info.latestErr != nil {
-		return nil, info.latestErr
+		return nil, nil, info.latestErr
 	}
-	feats, warnings, err := s.resolve(info, info.latestNames)
-	if err != nil {
-		return nil, err
-	}
-	return s.answer(info, []string{r.PathValue("key")}, info.latestNames, feats, warnings)
-}
-
-// pick resolves a feature reference: "name@version" exactly; a bare name
-// to the newest version that is ready (not warming up), preferring
-// versions that are not deprecated, else what config.File.Feature picks.
-func (s *Service) pick(ref string) (*config.Feature, error) {
-	def, err := s.o.Config.Feature(ref)
-	if err != nil || strings.Contains(ref, "@") || s.reg.Ready(def.ID) {
-		return def, err
-	}
-	var best *config.Feature
-	for _, f := range s.o.Config.Features {
-		if f.Name != def.Name || !s.reg.Ready(f.ID) {
-			continue
-		}
-		if best == nil || (best.Deprecated && !f.Deprecated) || (best.Deprecated == f.Deprecated && f.Version > best.Version) {
-			best = f
-		}
-	}
-	if best == nil {
-		return def, nil
-	}
-	return best, nil
+	a, err := s.lookup(info, []string{r.PathValue("key")}, info.latestNames)
+	return nil, a, err
 }
 
 // value is one feature's value as of the lookup time, without the pointers
@@ -344,7 +331,7 @@ func (v *value) public() FeatureValue {
 	return fv
 }
 
-// lookupAnswer is the result of answer: vals[i*len(feats)+j] is feature j
+// lookupAnswer is the result of lookup: vals[i*len(feats)+j] is feature j
 // (requested as names[j]) of keys[i], as of asOf. It is pooled: the endpoint
 // releases it after writing and logging it.
 type lookupAnswer struct {
@@ -352,7 +339,7 @@ type lookupAnswer struct {
 	asOf     time.Time
 	keys     []string
 	names    []string
-	feats    []*config.Feature
+	feats    []pickedFeature
 	warnings []string
 	vals     []value
 	order    []int // indexes of names in JSON order (sorted, duplicates dropped)
@@ -360,8 +347,9 @@ type lookupAnswer struct {
 
 var answerPool = sync.Pool{New: func() any { return new(lookupAnswer) }}
 
+// release returns a to answerPool, keeping its slices' capacity.
 func (a *lookupAnswer) release() {
-	*a = lookupAnswer{vals: a.vals[:0], order: a.order[:0]}
+	*a = lookupAnswer{feats: a.feats[:0], warnings: a.warnings[:0], vals: a.vals[:0], order: a.order[:0]}
 	answerPool.Put(a)
 }
 
@@ -379,37 +367,32 @@ func (a *lookupAnswer) response() *LookupResponse {
 	return resp
 }
 
-// answer computes every (key, feature) value as of now.
-func (s *Service) answer(info *entityInfo, keys, names []string, feats []*config.Feature, warnings []string) (*lookupAnswer, error) {
+// answer computes every (key, feature of a.feats) value as of now into a.
+// Once the pools and the cache are warm, it allocates nothing
+// (TestAnswerPathDoesNotAllocate).
+func (s *Service) answer(a *lookupAnswer, info *entityInfo, keys, names []string) error {
 	now := s.o.Now()
 	T := now.UnixMilli()
-	a := answerPool.Get().(*lookupAnswer)
-	a.info, a.asOf, a.keys, a.names, a.feats, a.warnings = info, now.UTC(), keys, names, feats, warnings
-	var kbuf [256]byte
+	a.info, a.asOf, a.keys, a.names = info, now.UTC(), keys, names
 	v := lookupViewPool.Get().(*lookupView)
 	defer lookupViewPool.Put(v)
 	for _, key := range keys {
-		found, err := s.view(info.name, key, v, kbuf[:0])
-		if err != nil {
-			a.release()
-			return nil, err
+		if err := s.view(info.name, key, v); err != nil {
+			return err
 		}
-		for _, f := range feats {
-			fv, err := s.value(f, v, found, T)
+		for _, f := range a.feats {
+			fv, err := fold(f, v, T)
 			if err != nil {
-				a.release()
-				return nil, fmt.Errorf("view of %s %q: %w", info.name, key, err)
+				return fmt.Errorf("view of %s %q: %w", info.name, key, err)
 			}
 			a.vals = append(a.vals, fv)
 		}
 	}
-	for _, f := range feats {
-		if c := s.featureLookups[f.ID]; c != nil {
-			c.Add(float64(len(keys)))
-		}
+	for _, f := range a.feats {
+		f.lookups.Add(float64(len(keys)))
 	}
 	a.sortNames()
-	return a, nil
+	return nil
 }
 
 // sortNames fills order: the names in the order encoding/json writes map
@@ -429,29 +412,30 @@ func (a *lookupAnswer) sortNames() {
 	a.order = out
 }
 
-// value folds one feature of one entity as of T.
-func (s *Service) value(f *config.Feature, v *lookupView, found bool, T int64) (value, error) {
-	fv := value{version: f.Version, status: StatusNotFound}
+// fold computes one feature of one entity as of T. An empty v (an entity the
+// feature log never mentioned) has no feature: NOT_FOUND.
+func fold(f pickedFeature, v *lookupView, T int64) (value, error) {
+	fv := value{version: f.def.Version, status: StatusNotFound}
 	var ir aggregations.IR
-	if i := v.index(f.ID); found && i >= 0 {
+	if i := v.index(f.def.ID); i >= 0 {
 		sr, err := v.seriesAt(i)
 		if err != nil {
 			return fv, err
 		}
-		ir = sr.Read(f.Window, T)
+		ir = sr.Read(f.def.Window, T)
 		fv.status = StatusEmptyWindow
 		if !ir.Empty() {
 			fv.status = StatusPresent
 		}
 		fv.updated = v.updated[i]
 	}
-	if !s.reg.Ready(f.ID) {
+	if f.warming {
 		fv.status = StatusWarmingUp
 	}
-	if x, ok := aggregations.Finalize(f.Aggregation, ir); ok {
+	if x, ok := aggregations.Finalize(f.def.Aggregation, ir); ok {
 		fv.v, fv.hasV = x, true
-	} else if f.Default != nil {
-		fv.v, fv.hasV = *f.Default, true
+	} else if f.def.Default != nil {
+		fv.v, fv.hasV = *f.def.Default, true
 	}
 	return fv, nil
 }

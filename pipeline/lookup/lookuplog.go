@@ -96,7 +96,7 @@ func (s *Service) logLookups(a *lookupAnswer) {
 	for j, f := range a.feats {
 		dup := false
 		for _, k := range order {
-			if a.feats[k].ID == f.ID {
+			if a.feats[k].def.ID == f.def.ID {
 				dup = true
 				break
 			}
@@ -106,7 +106,7 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		}
 	}
 	for x := 1; x < len(order); x++ { // insertion sort: few features
-		for y := x; y > 0 && a.feats[order[y]].ID < a.feats[order[y-1]].ID; y-- {
+		for y := x; y > 0 && a.feats[order[y]].def.ID < a.feats[order[y-1]].def.ID; y-- {
 			order[y], order[y-1] = order[y-1], order[y]
 		}
 	}
@@ -161,7 +161,7 @@ func appendEntry(b []byte, entity, key string, at int64, a *lookupAnswer, order 
 		if k > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, a.feats[j].ID)
+		b = appendString(b, a.feats[j].def.ID)
 		b = append(b, ':')
 		if vals[j].hasV {
 			b = appendFloat(b, vals[j].v)

@@ -5,7 +5,9 @@
 // backfill job use. Any replica answers any entity.
 //
 // Readiness: /readyz answers 503, and lookups answer 503 not_ready, until the
-// view has caught up with the feature log's end offsets seen at start.
+// view has caught up with the feature log's end offsets seen at start and
+// the registry view has read the registry topic up to its end offsets seen
+// at start (before that, a version still warming up would look ready).
 package lookup
 
 import (
@@ -49,9 +51,10 @@ type Options struct {
 	// ClientID names this replica in Kafka. Default "featurepipe-lookup".
 	ClientID string
 	// CacheEntries bounds the entity views kept in memory, encoded, in
-	// front of the Pebble view (see viewCache): a hit costs a map read and
-	// a decode (a few microseconds, no allocation) instead of a Pebble Get
-	// and a decode. A cached view is never older than the Pebble view.
+	// front of the Pebble view (see viewCache): a hit costs a map read (no
+	// allocation) instead of a Pebble Get and a copy of the value; either
+	// way the lookup then decodes only the features it asks for. A cached
+	// view is never older than the Pebble view.
 	// Memory: one encoded view per entry, typically a few KiB (every tile
 	// of every feature of the entity), one pointer-free object each, so a
 	// full cache adds little to garbage-collection work. Default 100,000;
@@ -85,28 +88,26 @@ type Service struct {
 	m       *metrics.Lookup
 	started time.Time
 
-	mu     sync.Mutex
-	behind map[int32]int64 // partitions not yet caught up -> end offset to reach
-	ready  atomic.Bool
+	mu          sync.Mutex
+	behind      map[int32]int64 // partitions not yet caught up -> end offset to reach
+	regCaughtUp bool            // the registry view has read the topic's end offsets seen at start
+	ready       atomic.Bool
 
 	entities map[string]*entityInfo
 	byKey    map[string]*entityInfo // entity key field (Feast join key) -> entity
+	feats    featureIndex
 
-	reg            *registry.View // feature versions warming up (followed in Run)
-	warned         sync.Map       // deprecated feature ids already logged
-	cache          *viewCache
-	featureLookups map[string]prometheus.Counter // feature id -> its feature_lookups_total
-	llog           lookupLogger
+	reg   *registry.View // feature versions warming up (followed in Run)
+	cache *viewCache
+	llog  lookupLogger
 }
 
 // entityInfo is what the HTTP layer needs of one entity.
 type entityInfo struct {
-	name     string
-	keyField string
-	features []*config.Feature // all versions, file order
-	// latest are the newest ready versions of the entity's features, by
-	// name (latestNames), in file order: what GET /v1/features answers.
-	latest      []*config.Feature
+	name string
+	// latestNames are the entity's feature names, once each, in file
+	// order: what GET /v1/features answers (each at its newest ready
+	// version, see pick).
 	latestNames []string
 	latestErr   error
 }
@@ -159,28 +160,24 @@ func New(o Options) (*Service, error) {
 	}
 	s := &Service{o: o, log: o.Log, m: metrics.NewLookup(o.Registerer), started: time.Now(),
 		behind: map[int32]int64{-1: 0}, entities: map[string]*entityInfo{}, byKey: map[string]*entityInfo{},
-		cache: newViewCache(o.CacheEntries), featureLookups: map[string]prometheus.Counter{}, reg: registry.NewView()}
+		cache: newViewCache(o.CacheEntries), reg: registry.NewView()}
+	s.feats = newFeatureIndex(o.Config, s.m.FeatureLookups)
 	for _, e := range o.Config.Entities {
-		info := &entityInfo{name: e.Name, keyField: e.Key, features: o.Config.EntityFeatures(e.Name)}
+		info := &entityInfo{name: e.Name}
 		seen := map[string]bool{}
-		for _, f := range info.features {
+		for _, f := range o.Config.EntityFeatures(e.Name) {
 			if seen[f.Name] {
 				continue
 			}
 			seen[f.Name] = true
-			def, err := o.Config.Feature(f.Name)
-			if err != nil {
+			if _, err := o.Config.Feature(f.Name); err != nil {
 				info.latestErr = err
 				break
 			}
 			info.latestNames = append(info.latestNames, f.Name)
-			info.latest = append(info.latest, def)
 		}
 		s.entities[e.Name] = info
 		s.byKey[e.Key] = info
-	}
-	for _, f := range o.Config.Features {
-		s.featureLookups[f.ID] = s.m.FeatureLookups.WithLabelValues(f.ID)
 	}
 	s.llog.init(s)
 	return s, nil
@@ -193,6 +190,9 @@ func New(o Options) (*Service, error) {
 // or after it returns are not logged. On return it flushes the records
 // still buffered for up to 5 seconds.
 func (s *Service) Run(ctx context.Context) error {
+	if err := s.checkViewFormat(); err != nil {
+		return err
+	}
 	stop, err := s.llog.start(ctx)
 	if err != nil {
 		return err
@@ -201,7 +201,7 @@ func (s *Service) Run(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		if err := registry.Follow(rctx, s.o.Brokers, s.o.Config.Kafka.RegistryTopic, s.reg, s.log); err != nil {
+		if err := registry.Follow(rctx, s.o.Brokers, s.o.Config.Kafka.RegistryTopic, s.reg, s.log, s.registryCaughtUp); err != nil {
 			s.log.Warn("following the feature registry", zap.Error(err))
 		}
 	}()
@@ -211,7 +211,8 @@ func (s *Service) Run(ctx context.Context) error {
 // Metrics returns the replica's metrics (for tests and embedding programs).
 func (s *Service) Metrics() *metrics.Lookup { return s.m }
 
-// Ready reports whether the view has caught up.
+// Ready reports whether the view has caught up with the feature log and
+// the registry view with the registry.
 func (s *Service) Ready() bool { return s.ready.Load() }
 
 // Handler returns the HTTP API: lookups, Feast's get-online-features,

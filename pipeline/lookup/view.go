@@ -1,12 +1,12 @@
 package lookup
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -65,21 +65,61 @@ func (e *entityView) addBytes(id []byte) int {
 	return e.add(string(id))
 }
 
-// viewPool holds entityViews to decode Pebble values into on a cache miss.
-var viewPool = sync.Pool{New: func() any { return new(entityView) }}
-
-// encode layout: uvarint(n), n × (uvarint len, id, varint updated, series).
+// encode appends e in the view layout: the one encoding of an entity's
+// view, in the Pebble view and in the lookup cache alike, so that a cache
+// miss caches the bytes it read and the consumer encodes a changed entity
+// once. Each series is length-prefixed, so that a lookup decodes only the
+// features it asks for (see lookupView.parse).
+//
+// Layout (viewFormat 2): uvarint(n), n × (uvarint len, id, varint updated,
+// uvarint len, series). encode allocates nothing but dst's growth.
 func (e *entityView) encode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(e.ids)))
 	for i, id := range e.ids {
 		dst = binary.AppendUvarint(dst, uint64(len(id)))
 		dst = append(dst, id...)
 		dst = binary.AppendVarint(dst, e.updated[i])
-		dst = aggregations.AppendSeries(dst, &e.series[i])
+		dst = appendSeriesPrefixed(dst, &e.series[i])
 	}
 	return dst
 }
 
+// appendSeriesPrefixed appends uvarint(len) and the encoding of s: it
+// encodes s in place, then shifts it right by the width of its length (a
+// memmove of the series bytes, no scratch buffer).
+func appendSeriesPrefixed(dst []byte, s *aggregations.Series) []byte {
+	at := len(dst)
+	dst = aggregations.AppendSeries(dst, s)
+	n := len(dst) - at
+	var hdr [binary.MaxVarintLen64]byte
+	w := binary.PutUvarint(hdr[:], uint64(n))
+	dst = append(dst, hdr[:w]...)
+	copy(dst[at+w:], dst[at:at+n])
+	copy(dst[at:], hdr[:w])
+	return dst
+}
+
+// readEntry reads one (id, updated, series) entry of the view layout from
+// the start of src, returning the bytes after it. id and series alias src.
+func readEntry(src []byte) (id []byte, updated int64, series, rest []byte, err error) {
+	l, w := binary.Uvarint(src)
+	if w <= 0 || uint64(len(src)-w) < l {
+		return nil, 0, nil, nil, aggregations.ErrCorrupt
+	}
+	id, src = src[w:w+int(l)], src[w+int(l):]
+	updated, w = binary.Varint(src)
+	if w <= 0 {
+		return nil, 0, nil, nil, aggregations.ErrCorrupt
+	}
+	src = src[w:]
+	l, w = binary.Uvarint(src)
+	if w <= 0 || uint64(len(src)-w) < l {
+		return nil, 0, nil, nil, aggregations.ErrCorrupt
+	}
+	return id, updated, src[w : w+int(l)], src[w+int(l):], nil
+}
+
+// decode reads bytes written by encode into e, decoding every series.
 func (e *entityView) decode(src []byte) error {
 	e.reset()
 	n, w := binary.Uvarint(src)
@@ -88,21 +128,23 @@ func (e *entityView) decode(src []byte) error {
 	}
 	src = src[w:]
 	for j := uint64(0); j < n; j++ {
-		l, w := binary.Uvarint(src)
-		if w <= 0 || uint64(len(src)-w) < l {
-			return aggregations.ErrCorrupt
-		}
-		i := e.addBytes(src[w : w+int(l)])
-		src = src[w+int(l):]
-		u, w2 := binary.Varint(src)
-		if w2 <= 0 {
-			return aggregations.ErrCorrupt
-		}
-		e.updated[i] = u
-		var err error
-		if src, err = aggregations.DecodeSeries(src[w2:], &e.series[i]); err != nil {
+		id, u, series, rest, err := readEntry(src)
+		if err != nil {
 			return err
 		}
+		i := e.addBytes(id)
+		e.updated[i] = u
+		left, err := aggregations.DecodeSeries(series, &e.series[i])
+		if err != nil {
+			return err
+		}
+		if len(left) != 0 {
+			return fmt.Errorf("feature %s: %w: %d bytes after the series", id, aggregations.ErrCorrupt, len(left))
+		}
+		src = rest
+	}
+	if len(src) != 0 {
+		return fmt.Errorf("%w: %d bytes after the view", aggregations.ErrCorrupt, len(src))
 	}
 	return nil
 }
@@ -110,48 +152,47 @@ func (e *entityView) decode(src []byte) error {
 // absent is the cached value of an entity the feature log never mentioned.
 var absent = []byte{}
 
-var valPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// view parses the view of one entity into v, from the cache or from Pebble
-// (then caching it). found is false for an entity the feature log never
-// mentioned; v is then empty.
-func (s *Service) view(entity, key string, v *lookupView, kbuf []byte) (found bool, err error) {
-	kbuf = keys.View(kbuf[:0], entity, key)
-	val, gen := s.cache.get(kbuf)
+// view parses the view of one entity into v, from the cache or, on a miss,
+// from Pebble: the bytes read are cached as they are (one Get, one copy of
+// the value, no decode and no re-encode). An entity the feature log never
+// mentioned leaves v empty. v.kbuf is the key buffer.
+func (s *Service) view(entity, key string, v *lookupView) error {
+	v.kbuf = keys.View(v.kbuf[:0], entity, key)
+	val, gen := s.cache.get(v.kbuf)
 	if val == nil {
-		if val, err = s.readIndexed(kbuf); err != nil {
-			return false, fmt.Errorf("view of %s %q: %w", entity, key, err)
+		var err error
+		if val, err = s.readView(v); err != nil {
+			return fmt.Errorf("view of %s %q: %w", entity, key, err)
 		}
-		s.cache.put(kbuf, gen, val)
+		s.cache.put(v.kbuf, gen, val)
 	}
 	if len(val) == 0 {
 		v.reset()
-		return false, nil
+		return nil
 	}
 	if err := v.parse(val); err != nil {
-		return false, fmt.Errorf("view of %s %q: %w", entity, key, err)
+		return fmt.Errorf("view of %s %q: %w", entity, key, err)
 	}
-	return true, nil
+	return nil
 }
 
-// readIndexed reads the view key from Pebble and returns it in the cache's
-// layout (appendIndexed), or absent.
-func (s *Service) readIndexed(kbuf []byte) ([]byte, error) {
-	vp := valPool.Get().(*[]byte)
-	defer valPool.Put(vp)
-	val, ok, err := s.o.Store.Get((*vp)[:0], kbuf)
-	if cap(val) <= 1<<20 {
-		*vp = val[:0]
+// readView reads the value of the view key v.kbuf from Pebble, or absent.
+// With the cache enabled the value is a new slice of its exact size, which
+// the cache keeps; disabled, it is read into v.vbuf, reused by the next
+// read (v aliases it until then).
+func (s *Service) readView(v *lookupView) ([]byte, error) {
+	var dst []byte
+	if !s.cache.enabled() {
+		dst = v.vbuf[:0]
 	}
-	if err != nil || !ok {
+	val, found, err := s.o.Store.Get(dst, v.kbuf)
+	if !s.cache.enabled() && cap(val) <= 1<<20 { // do not keep huge buffers
+		v.vbuf = val[:0]
+	}
+	if err != nil || !found {
 		return absent, err
 	}
-	e := viewPool.Get().(*entityView)
-	defer viewPool.Put(e)
-	if err := e.decode(val); err != nil {
-		return nil, err
-	}
-	return e.appendIndexed(nil), nil
+	return val, nil
 }
 
 // load reads the view of one entity into e. found is false for an entity the
@@ -227,7 +268,12 @@ func (s *Service) consume(ctx context.Context) error {
 	defer cl.Close()
 	s.log.Info("following feature log", zap.String("topic", topic), zap.Int("partitions", len(ends)), zap.Any("end_offsets_at_start", ends))
 	cache := make(map[string]*entityView) // the entities one partition's records change
-	published := make(map[string][]byte)  // their committed encodings, for the lookup cache
+	// published holds their committed encodings, for the lookup cache: nil
+	// when the cache is disabled.
+	var published map[string][]byte
+	if s.cache.enabled() {
+		published = make(map[string][]byte)
+	}
 	var kbuf, vbuf []byte
 	for {
 		fetches := cl.PollRecords(ctx, 50000)
@@ -286,9 +332,14 @@ func (s *Service) consume(ctx context.Context) error {
 			for ck, e := range cache {
 				entity, key, _ := cutNUL(ck)
 				kbuf = keys.View(kbuf[:0], entity, key)
+				// One encoding, for the batch (which copies it) and the
+				// cache (which keeps an exact-size copy).
 				vbuf = e.encode(vbuf[:0])
 				_ = b.Set(kbuf, vbuf, nil)
-				published[ck] = e.appendIndexed(nil)
+				if published == nil {
+					continue
+				}
+				published[ck] = bytes.Clone(vbuf)
 				// Lookups must not hit the old value once Pebble has the
 				// new one: see viewCache.
 				s.cache.invalidate(kbuf)
@@ -357,10 +408,21 @@ func (s *Service) advance(p int32, next int64) {
 	}
 }
 
+// registryCaughtUp is registry.Follow's report that the registry view
+// holds every record the registry topic had at start.
+func (s *Service) registryCaughtUp() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.regCaughtUp = true
+	s.checkReadyLocked()
+}
+
+// checkReadyLocked makes the replica ready once both the view (feature log)
+// and the registry view have caught up. s.mu must be held.
 func (s *Service) checkReadyLocked() {
-	if len(s.behind) == 0 && !s.ready.Load() {
+	if len(s.behind) == 0 && s.regCaughtUp && !s.ready.Load() {
 		s.ready.Store(true)
 		s.m.Ready.Set(1)
-		s.log.Info("lookup view caught up with the feature log", zap.Duration("after", time.Since(s.started)))
+		s.log.Info("lookup view caught up with the feature log and the feature registry", zap.Duration("after", time.Since(s.started)))
 	}
 }

@@ -54,6 +54,13 @@ func TestWarmingUpVersions(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `"version":1`) || strings.Contains(rec.Body.String(), StatusWarmingUp) {
 		t.Fatalf("GET /v1/features must answer the ready version: %s", rec.Body)
 	}
+	var entity LookupResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &entity); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := entity.Results[0].Features["txn_amount_avg"]; !ok || v.Version != 1 || v.Status == StatusWarmingUp {
+		t.Fatalf("GET /v1/features: txn_amount_avg %+v (present %v), want the ready version 1: %s", v, ok, rec.Body)
+	}
 
 	setStatus(registry.StateReady)
 	if v := lookup("txn_amount_avg"); v.Version != 2 || v.Status == StatusWarmingUp {

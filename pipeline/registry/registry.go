@@ -222,31 +222,17 @@ func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("registry client: %w", err)
 	}
-	// A registry topic that does not exist yet is an empty registry.
-	topics, err := kadm.NewClient(admin).ListTopics(ctx, topic)
-	if err != nil {
-		admin.Close()
-		return nil, fmt.Errorf("look up registry topic %s: %w", topic, err)
-	}
-	if td, ok := topics[topic]; !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
-		admin.Close()
-		return v, nil
-	}
-	ends, err := kafka.EndOffsets(ctx, admin, topic)
+	need, err := toRead(ctx, admin, topic)
 	admin.Close()
 	if err != nil {
 		return nil, err
 	}
-	need := map[int32]int64{}
-	start := map[int32]kgo.Offset{}
-	for p, end := range ends {
-		if end > 0 {
-			need[p] = end
-			start[p] = kgo.NewOffset().AtStart()
-		}
-	}
 	if len(need) == 0 {
 		return v, nil
+	}
+	start := map[int32]kgo.Offset{}
+	for p := range need {
+		start[p] = kgo.NewOffset().AtStart()
 	}
 	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))...)
@@ -269,9 +255,7 @@ func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) 
 			if err := v.Apply(r.Key, r.Value); err != nil && aerr == nil {
 				aerr = err
 			}
-			if end, ok := need[r.Partition]; ok && r.Offset+1 >= end {
-				delete(need, r.Partition)
-			}
+			need.reached(r)
 		})
 		if aerr != nil {
 			log.Warn("skipping unreadable registry record", zap.Error(aerr))
@@ -280,9 +264,63 @@ func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) 
 	return v, nil
 }
 
-// Follow keeps v current with the registry topic until ctx ends, from the
-// start. Lookup replicas use it to know which versions are warming up.
-func Follow(ctx context.Context, brokers []string, topic string, v *View, log *zap.Logger) error {
+// ends maps each partition still to be read to its end offset at the time
+// the reader started: the partition is read once a record at end-1 or later
+// was applied.
+type ends map[int32]int64
+
+// reached notes that r was applied.
+func (e ends) reached(r *kgo.Record) {
+	if end, ok := e[r.Partition]; ok && r.Offset+1 >= end {
+		delete(e, r.Partition)
+	}
+}
+
+// toRead returns the end offset of every partition of the registry topic
+// that holds records (start offset below end offset): what a reader from
+// the start must apply to know the registry as of now. A topic that does
+// not exist yet is an empty registry: no partition to read.
+func toRead(ctx context.Context, cl *kgo.Client, topic string) (ends, error) {
+	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("look up registry topic %s: %w", topic, err)
+	}
+	if td, ok := topics[topic]; !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+		return ends{}, nil
+	}
+	endOffsets, err := kafka.EndOffsets(ctx, cl, topic)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list start offsets of registry topic %s: %w", topic, err)
+	}
+	need := ends{}
+	for p, end := range endOffsets {
+		so, ok := starts.Lookup(topic, p)
+		if end > 0 && (!ok || so.Offset < end) {
+			need[p] = end
+		}
+	}
+	return need, nil
+}
+
+// Follow keeps v current with the registry topic until ctx ends, reading it
+// from the start. Lookup replicas use it to know which versions are warming
+// up.
+//
+// Until v holds every record the topic had when Follow started, v.Ready may
+// report a version that is warming up as ready: Follow first learns the
+// topic's end offsets (retrying every second while Kafka is unreachable)
+// and calls caughtUp, once, when every partition has been applied up to
+// them (at once for an absent or empty topic). caughtUp may be nil. It is
+// never called if ctx ends first.
+func Follow(ctx context.Context, brokers []string, topic string, v *View, log *zap.Logger, caughtUp func()) error {
 	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
 		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMaxAge(5*time.Second))...)
@@ -290,6 +328,19 @@ func Follow(ctx context.Context, brokers []string, topic string, v *View, log *z
 		return fmt.Errorf("registry client: %w", err)
 	}
 	defer cl.Close()
+	need, err := toReadRetrying(ctx, cl, topic, log)
+	if err != nil {
+		return nil // ctx ended
+	}
+	report := func() {
+		if need != nil && len(need) == 0 {
+			need = nil
+			if caughtUp != nil {
+				caughtUp()
+			}
+		}
+	}
+	report()
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
@@ -299,7 +350,29 @@ func Follow(ctx context.Context, brokers []string, topic string, v *View, log *z
 			if err := v.Apply(r.Key, r.Value); err != nil {
 				log.Warn("skipping unreadable registry record", zap.Error(err))
 			}
+			need.reached(r)
 		})
+		report()
+	}
+}
+
+// toReadRetrying is toRead, retried every second until it succeeds or ctx
+// ends (then it returns ctx's error).
+func toReadRetrying(ctx context.Context, cl *kgo.Client, topic string, log *zap.Logger) (ends, error) {
+	for {
+		need, err := toRead(ctx, cl, topic)
+		if err == nil {
+			return need, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		log.Warn("waiting for the feature registry's end offsets", zap.String("topic", topic), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
 }
 
