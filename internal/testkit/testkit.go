@@ -6,12 +6,16 @@
 package testkit
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/broker"
 	"github.com/featurepipe/featurepipe/internal/config"
@@ -75,4 +79,89 @@ func WriteConfig(t testing.TB, text string, extra map[string]string) *config.Fil
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// KafkaSection is the kafka section of a feature file with the given number
+// of partitions and names unique to the test: the feature log is
+// features-{{ID}}, the dead-letter topic dlq-{{ID}}, the lookup log
+// lookups-{{ID}}, the registry registry-{{ID}} and the consumer group
+// workers-{{ID}} (WriteConfig replaces {{ID}}). It ends with a newline, so
+// the entities section can follow directly.
+func KafkaSection(partitions int) string {
+	return fmt.Sprintf(`kafka:
+  feature_log_topic: features-{{ID}}
+  dead_letter_topic: dlq-{{ID}}
+  lookup_log_topic: lookups-{{ID}}
+  registry_topic: registry-{{ID}}
+  group: workers-{{ID}}
+  partitions: %d
+`, partitions)
+}
+
+// SetupOptions tunes Setup; the zero value suits most tests.
+type SetupOptions struct {
+	// Files are written beside the feature file (e.g. more schemas).
+	Files map[string]string
+	// ClientOpts are appended to the client's options (after the defaults,
+	// so they win).
+	ClientOpts []kgo.Opt
+	// SourceTopicConfigs maps a source name to the topic configs its topic
+	// is created with (e.g. max.message.bytes), before EnsureTopics creates
+	// every other topic with the defaults. Default: none.
+	SourceTopicConfigs map[string]map[string]*string
+}
+
+// Setup starts a broker (StartKafka), writes and loads the feature file text
+// (WriteConfig) and returns a client for which every topic the file names
+// exists (kafka.EnsureTopics). The client, closed when the test ends, has
+// kafka.BaseOpts, a 1ms producer linger and room for 1,000,000 buffered
+// records (ProduceSync of large batches never blocks on the buffer), then
+// o.ClientOpts.
+func Setup(t testing.TB, text string, o SetupOptions) (*Kafka, *config.File, *kgo.Client) {
+	t.Helper()
+	k := StartKafka(t)
+	cfg := WriteConfig(t, text, o.Files)
+	opts := append(kafka.BaseOpts(k.Brokers, "featurepipe-test", nil),
+		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(1_000_000))
+	cl, err := kgo.NewClient(append(opts, o.ClientOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx := context.Background()
+	if err := createSourceTopics(ctx, cl, cfg, o.SourceTopicConfigs); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return k, cfg, cl
+}
+
+// createSourceTopics creates the topic of each source named in configs with
+// those configs and cfg's partitions and replication factor.
+func createSourceTopics(ctx context.Context, cl *kgo.Client, cfg *config.File, configs map[string]map[string]*string) error {
+	adm := kadm.NewClient(cl)
+	for name, c := range configs {
+		src, ok := cfg.Source(name)
+		if !ok {
+			return fmt.Errorf("topic configs for source %q, which the feature file does not define", name)
+		}
+		if _, err := adm.CreateTopic(ctx, cfg.Kafka.Partitions, cfg.Kafka.ReplicationFactor, c, src.Topic); err != nil {
+			return fmt.Errorf("create topic %s of source %s: %w", src.Topic, name, err)
+		}
+	}
+	return nil
+}
+
+// Event returns the native record (ready for produce.Encoder.Record or
+// Schema.Encode) of one event of the demo schemas: for source "logins" a
+// successful login from DE (amount unused), for any other source a
+// transaction of amount EUR at merchant m1. ts is the event time in epoch
+// milliseconds.
+func Event(source, key string, ts int64, amount float64) map[string]any {
+	if source == "logins" {
+		return map[string]any{"user_id": key, "ts": ts, "country": "DE", "success": true}
+	}
+	return map[string]any{"user_id": key, "ts": ts, "merchant_id": "m1", "amount": amount, "currency": "EUR"}
 }

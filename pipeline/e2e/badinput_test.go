@@ -12,13 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/featurepipe/featurepipe/internal/kafka"
-	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -49,51 +46,24 @@ const badInputSources = `
 // dead-letter topic must hold every bad record exactly with its reason and
 // source partition/offset, and the metric must count each reason.
 func TestBadInputGoesToTheDeadLetterTopic(t *testing.T) {
-	k := startKafka(t)
 	text := strings.Replace(featureFile, "features:\n", strings.TrimPrefix(badInputSources, "\n")+"features:\n", 1)
-	cfg := writeConfigFiles(t, text, map[string]string{"nullable.avsc": nullableAmount, "strings.avsc": stringAmount})
-	ctx := context.Background()
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(k.Brokers, "e2e-bad", nil),
-		kgo.ProducerLinger(time.Millisecond), kgo.ProducerBatchMaxBytes(32<<20), kgo.MaxBufferedBytes(256<<20))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	// The transactions topic accepts records up to 32 MiB so that a 10 MB key can be produced at all.
-	txTopic := cfg.Sources[0].Topic
 	big := "33554432"
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, cfg.Kafka.Partitions, 1, map[string]*string{"max.message.bytes": &big}, txTopic); err != nil {
-		t.Fatal(err)
-	}
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	st, err := state.Open(filepath.Join(t.TempDir(), "worker"), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	k, cfg, cl := testkit.Setup(t, text, testkit.SetupOptions{
+		Files:              map[string]string{"nullable.avsc": nullableAmount, "strings.avsc": stringAmount},
+		ClientOpts:         []kgo.Opt{kgo.ProducerBatchMaxBytes(32 << 20), kgo.MaxBufferedBytes(256 << 20)},
+		SourceTopicConfigs: map[string]map[string]*string{"transactions": {"max.message.bytes": &big}},
+	})
+	ctx := context.Background()
+	txTopic := cfg.Sources[0].Topic
+	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(t.TempDir(), "worker"))
 	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(t.TempDir(), "view"))
 
 	tx, _ := cfg.Source("transactions")
 	legacy, _ := cfg.Source("legacy_transactions")
 	strs, _ := cfg.Source("string_transactions")
 	valid := func(user string, amount float64, ts int64) []byte {
-		b, err := tx.Schema.Encode(nil, map[string]any{"user_id": user, "merchant_id": "m", "amount": amount, "currency": "EUR", "ts": ts})
+		b, err := tx.Schema.Encode(nil, testkit.Event("transactions", user, ts, amount))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,18 +12,11 @@ import (
 
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 )
 
-const coldStartFeatures = `
-kafka:
-  feature_log_topic: features-{{ID}}
-  dead_letter_topic: dlq-{{ID}}
-  lookup_log_topic: lookups-{{ID}}
-  registry_topic: registry-{{ID}}
-  group: workers-{{ID}}
-  partitions: 6
-entities:
+var coldStartFeatures = testkit.KafkaSection(6) + `entities:
   - {name: user, key: user_id}
 sources:
   - {name: transactions, topic: transactions-{{ID}}, schema: transaction.avsc, event_time: ts}
@@ -31,6 +24,10 @@ features:
   - {name: spend_30d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 30d, owner: t, description: d}
   - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
 `
+
+// coldStartTimeout bounds each wait of BenchmarkColdStart, so that a broken
+// pipeline fails the benchmark instead of hanging it.
+const coldStartTimeout = 10 * time.Minute
 
 // BenchmarkColdStart measures how long a new lookup replica takes to become
 // ready for COLDSTART_ENTITIES entities (default 1,000,000; 3 events each,
@@ -49,7 +46,11 @@ func BenchmarkColdStart(b *testing.B) {
 	store, _ := newSnapshotStore(b, dir)
 	w := snapshottingWorker(b, k.Brokers, cfg, filepath.Join(dir, "worker"), store)
 	in := w.Metrics().EventsIn.WithLabelValues("transactions")
+	deadline := time.Now().Add(coldStartTimeout)
 	for testutil.ToFloat64(in) < float64(entities*3) {
+		if time.Now().After(deadline) {
+			b.Fatalf("the worker consumed only %v of %d events in %s", testutil.ToFloat64(in), entities*3, coldStartTimeout)
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	m := takeSnapshot(b, w)
@@ -70,7 +71,16 @@ func BenchmarkColdStart(b *testing.B) {
 		start := time.Now()
 		go func() { done <- svc.Run(cctx) }()
 		for !svc.Ready() {
-			time.Sleep(10 * time.Millisecond)
+			select {
+			case err := <-done:
+				b.Fatalf("%s: the lookup service stopped before it was ready: %v", name, err)
+			case <-time.After(10 * time.Millisecond):
+			}
+			if time.Since(start) > coldStartTimeout {
+				cancel()
+				<-done
+				b.Fatalf("%s: not ready after %s", name, coldStartTimeout)
+			}
 		}
 		took := time.Since(start)
 		cancel()

@@ -20,7 +20,6 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
@@ -31,20 +30,10 @@ import (
 // kafkaCluster is the broker a test runs against.
 type kafkaCluster = testkit.Kafka
 
-func startKafka(t testing.TB) *kafkaCluster { return testkit.StartKafka(t) }
-
 // featureFile is the feature file every end-to-end test uses: one entity,
 // two sources and features of every aggregation over finite and lifetime
 // windows, with default and explicit hops.
-const featureFile = `
-kafka:
-  feature_log_topic: features-{{ID}}
-  dead_letter_topic: dlq-{{ID}}
-  lookup_log_topic: lookups-{{ID}}
-  registry_topic: registry-{{ID}}
-  group: workers-{{ID}}
-  partitions: 4
-entities:
+var featureFile = testkit.KafkaSection(4) + `entities:
   - name: user
     key: user_id
 sources:
@@ -72,13 +61,6 @@ features:
 func writeConfig(t testing.TB, text string) *config.File {
 	t.Helper()
 	return testkit.WriteConfig(t, text, nil)
-}
-
-// writeConfigFiles is writeConfig with extra files (e.g. more schemas)
-// written beside the feature file.
-func writeConfigFiles(t testing.TB, text string, extra map[string]string) *config.File {
-	t.Helper()
-	return testkit.WriteConfig(t, text, extra)
 }
 
 // produced remembers every valid event by source and entity key, with its
@@ -139,13 +121,7 @@ func produceEvents(t testing.TB, ctx context.Context, cl *kgo.Client, cfg *confi
 			}
 			encs[e.source] = enc
 		}
-		native := map[string]any{"user_id": e.key, "ts": e.ts}
-		if e.source == "transactions" {
-			native["merchant_id"], native["amount"], native["currency"] = "m1", e.amount, "EUR"
-		} else {
-			native["country"], native["success"] = "DE", true
-		}
-		r, err := enc.Record(native)
+		r, err := enc.Record(testkit.Event(e.source, e.key, e.ts, e.amount))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,17 +146,6 @@ func produceEvents(t testing.TB, ctx context.Context, cl *kgo.Client, cfg *confi
 	}
 }
 
-func newClient(t testing.TB, brokers []string) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "e2e-test", nil),
-		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(1_000_000))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
-}
-
 // runWorker runs an in-process worker on its own store until stop is called.
 func runWorker(t testing.TB, brokers []string, cfg *config.File, dir string) (stop func()) {
 	t.Helper()
@@ -189,27 +154,60 @@ func runWorker(t testing.TB, brokers []string, cfg *config.File, dir string) (st
 }
 
 // startWorker runs an in-process worker with options o on a store opened in
-// dir (short group timeouts for tests) until stop or the end of the test.
+// dir until stop or the end of the test (see launchWorker).
 func startWorker(t testing.TB, o worker.Options, dir string) (w *worker.Worker, stop func()) {
+	t.Helper()
+	r := launchWorker(t, o, dir)
+	return r.w, r.stop
+}
+
+// workerRun is an in-process worker started by launchWorker.
+type workerRun struct {
+	w *worker.Worker
+	// done receives the error Run returned (nil after a stop), once. A
+	// test that takes it owns that error: stop no longer reports it.
+	done <-chan error
+	// stop cancels Run, waits for it to return, reports its error as a
+	// test error (unless taken from done) and closes the store. It is
+	// idempotent and also runs when the test ends.
+	stop func()
+}
+
+// launchWorker runs an in-process worker with options o on a store opened
+// in dir (no fsync) until stop or the end of the test. Group timeouts are
+// short for tests: SessionTimeout defaults to 6s (Kafka's minimum) and the
+// rebalance timeout is 10s.
+func launchWorker(t testing.TB, o worker.Options, dir string) *workerRun {
 	t.Helper()
 	st, err := state.Open(dir, state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.Store = st
-	o.ExtraOpts = append(o.ExtraOpts, kgo.SessionTimeout(6*time.Second), kgo.RebalanceTimeout(10*time.Second))
-	if w, err = worker.New(o); err != nil {
+	if o.SessionTimeout == 0 {
+		o.SessionTimeout = 6 * time.Second
+	}
+	o.ExtraOpts = append(o.ExtraOpts, kgo.RebalanceTimeout(10*time.Second))
+	w, err := worker.New(o)
+	if err != nil {
+		st.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	errc := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() { errc <- w.Run(ctx); close(exited) }()
 	var once sync.Once
-	stop = func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("worker: %v", err)
+			<-exited
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("worker: %v", err)
+				}
+			default: // the test took Run's error from done
 			}
 			if err := st.Close(); err != nil {
 				t.Error(err)
@@ -217,7 +215,7 @@ func startWorker(t testing.TB, o worker.Options, dir string) (w *worker.Worker, 
 		})
 	}
 	t.Cleanup(stop)
-	return w, stop
+	return &workerRun{w: w, done: errc, stop: stop}
 }
 
 // lookupServer is a lookup service: in-process behind an HTTP test server
@@ -299,15 +297,19 @@ func postJSON(t testing.TB, url string, body, out any) int {
 	return resp.StatusCode
 }
 
-// mismatch describes one wrong value.
+// mismatch describes one wrong value, or (note set) a wrong answer.
 type mismatch struct {
 	key, feature string
 	got          *float64
 	want         float64
 	wantOK       bool
+	note         string // e.g. "HTTP 503", "missing from the answer"
 }
 
 func (m mismatch) String() string {
+	if m.note != "" {
+		return fmt.Sprintf("%s %s: %s", m.key, m.feature, m.note)
+	}
 	got := "null"
 	if m.got != nil {
 		got = fmt.Sprint(*m.got)
@@ -319,31 +321,58 @@ func (m mismatch) String() string {
 	return fmt.Sprintf("%s %s: got %s, want %s", m.key, m.feature, got, want)
 }
 
-// checkLookups asks the lookup service for every feature of every key and
-// compares each value with the brute force over the produced events as of
-// the answer's as_of time. It returns the mismatches and the number of
-// values compared.
-func checkLookups(t testing.TB, ls *lookupServer, cfg *config.File, p *produced, keys []string) ([]mismatch, int) {
+// byID names a feature as name@version: versions side by side are each
+// requested (and checked) on their own.
+func byID(f *config.Feature) string { return f.ID }
+
+// byName names a feature by its bare name, as GET /v1/features answers it.
+func byName(f *config.Feature) string { return f.Name }
+
+// lookupAll posts a lookup of every feature of cfg (requested as name(f))
+// for keys. The status is 200 or the mismatch says why not.
+func lookupAll(t testing.TB, ls *lookupServer, cfg *config.File, keys []string, name func(*config.Feature) string) (*lookup.LookupResponse, []mismatch) {
 	t.Helper()
-	var names []string
-	for _, f := range cfg.Features {
-		names = append(names, f.ID) // name@version: versions side by side are checked each
+	names := make([]string, len(cfg.Features))
+	for i, f := range cfg.Features {
+		names[i] = name(f)
 	}
 	var resp lookup.LookupResponse
 	if code := postJSON(t, ls.url+"/v1/lookup", lookup.LookupRequest{Entity: "user", Keys: keys, Features: names}, &resp); code != http.StatusOK {
-		return []mismatch{{key: "*", feature: fmt.Sprintf("HTTP %d", code)}}, 0
+		return nil, []mismatch{{key: "*", feature: "*", note: fmt.Sprintf("HTTP %d", code)}}
+	}
+	return &resp, nil
+}
+
+// compareAnswer compares resp, the answer to a lookup of keys and feats
+// (each requested as name(f)), with the brute force over the produced
+// events as of resp.AsOf. Besides wrong values, a missing or extra result,
+// a result for another key than requested at its position, and a requested
+// feature missing from a result are mismatches. It returns the mismatches
+// and the number of values compared (len(keys)*len(feats) when the answer
+// has the requested shape).
+func compareAnswer(resp *lookup.LookupResponse, keys []string, feats []*config.Feature, name func(*config.Feature) string, p *produced) ([]mismatch, int) {
+	if len(resp.Results) != len(keys) {
+		return []mismatch{{key: "*", feature: "*", note: fmt.Sprintf("%d results for %d keys", len(resp.Results), len(keys))}}, 0
 	}
 	T := resp.AsOf.UnixMilli()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var bad []mismatch
 	n := 0
-	for _, r := range resp.Results {
-		for _, f := range cfg.Features {
+	for i, r := range resp.Results {
+		if r.Key != keys[i] {
+			bad = append(bad, mismatch{key: keys[i], feature: "*", note: fmt.Sprintf("result %d is for key %q", i, r.Key)})
+			continue
+		}
+		for _, f := range feats {
+			fv, present := r.Features[name(f)]
+			if !present {
+				bad = append(bad, mismatch{key: r.Key, feature: name(f), note: "missing from the answer"})
+				continue
+			}
 			want, ok := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][r.Key], T)
-			got := r.Features[f.ID].Value
 			n++
-			if (got != nil) != ok || (ok && !aggtest.Close(*got, want)) {
+			if got := fv.Value; (got != nil) != ok || (ok && !aggtest.Close(*got, want)) {
 				bad = append(bad, mismatch{key: r.Key, feature: f.ID, got: got, want: want, wantOK: ok})
 			}
 		}
@@ -351,14 +380,29 @@ func checkLookups(t testing.TB, ls *lookupServer, cfg *config.File, p *produced,
 	return bad, n
 }
 
-// waitExact polls until every lookup value equals the brute force, failing
-// with the first mismatches after timeout.
+// checkLookups asks the lookup service for every feature (by name@version)
+// of every key and compares the answer with the brute force (compareAnswer).
+// It returns the mismatches and the number of values compared.
+func checkLookups(t testing.TB, ls *lookupServer, cfg *config.File, p *produced, keys []string) ([]mismatch, int) {
+	t.Helper()
+	resp, bad := lookupAll(t, ls, cfg, keys, byID)
+	if bad != nil {
+		return bad, 0
+	}
+	return compareAnswer(resp, keys, cfg.Features, byID, p)
+}
+
+// waitExact polls until every lookup value (len(keys)*len(cfg.Features) of
+// them) equals the brute force and the service is ready, failing with the
+// first mismatches after timeout. It returns the number of values compared.
 func waitExact(t testing.TB, ls *lookupServer, cfg *config.File, p *produced, keys []string, timeout time.Duration) int {
 	t.Helper()
+	want := len(keys) * len(cfg.Features)
 	deadline := time.Now().Add(timeout)
 	for {
 		bad, n := checkLookups(t, ls, cfg, p, keys)
-		if len(bad) == 0 && ls.ready() {
+		ready := ls.ready()
+		if len(bad) == 0 && n == want && ready {
 			return n
 		}
 		if time.Now().After(deadline) {
@@ -366,7 +410,7 @@ func waitExact(t testing.TB, ls *lookupServer, cfg *config.File, p *produced, ke
 			if len(bad) > 10 {
 				bad = bad[:10]
 			}
-			t.Fatalf("after %s, values still differ from brute force, e.g.:\n%v", timeout, bad)
+			t.Fatalf("after %s, %d of %d values compared (ready: %v); values still differ from brute force, e.g.:\n%v", timeout, n, want, ready, bad)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -392,16 +436,11 @@ func decodeInto(t testing.TB, resp *http.Response, out any) {
 }
 
 // setup starts the broker, writes the feature file text with names unique
-// to the test, and returns a client for which every topic it names exists.
+// to the test, and returns a client for which every topic it names exists
+// (testkit.Setup).
 func setup(t testing.TB, text string) (*kafkaCluster, *config.File, *kgo.Client) {
 	t.Helper()
-	k := startKafka(t)
-	cfg := writeConfig(t, text)
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(context.Background(), cl, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return k, cfg, cl
+	return testkit.Setup(t, text, testkit.SetupOptions{})
 }
 
 // envInt reads a positive integer knob of a benchmark, else def.
@@ -435,8 +474,7 @@ func produceTransactions(b testing.TB, cl *kgo.Client, cfg *config.File, n int, 
 	}
 	for i := 0; i < n; i++ {
 		user, ts := next(i)
-		r, err := enc.Record(map[string]any{"user_id": user, "merchant_id": "m",
-			"amount": float64(rng.IntN(100000)) / 100, "currency": "EUR", "ts": ts})
+		r, err := enc.Record(testkit.Event("transactions", user, ts, float64(rng.IntN(100000))/100))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,10 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
-	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/skew"
 )
@@ -37,37 +34,20 @@ type servedAt struct {
 // Every answered request (HTTP 200, each key logged) is counted in *calls.
 func exactLookup(t *testing.T, ls *lookupServer, cfg *config.File, p *produced, keys []string, timeout time.Duration, calls *int) int64 {
 	t.Helper()
-	var names []string
-	for _, f := range cfg.Features {
-		names = append(names, f.Name)
-	}
+	want := len(keys) * len(cfg.Features)
 	deadline := time.Now().Add(timeout)
 	for {
-		var resp lookup.LookupResponse
-		code := postJSON(t, ls.url+"/v1/lookup", lookup.LookupRequest{Entity: "user", Keys: keys, Features: names}, &resp)
-		T := resp.AsOf.UnixMilli()
-		var bad []string
-		if code != http.StatusOK {
-			bad = append(bad, fmt.Sprintf("HTTP %d", code))
-		} else {
+		resp, bad := lookupAll(t, ls, cfg, keys, byName)
+		n := 0
+		if resp != nil {
 			*calls++
-			p.mu.Lock()
-			for _, r := range resp.Results {
-				for _, f := range cfg.Features {
-					want, ok := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][r.Key], T)
-					got := r.Features[f.Name].Value
-					if (got != nil) != ok || (ok && !aggtest.Close(*got, want)) {
-						bad = append(bad, fmt.Sprintf("%s %s", r.Key, f.ID))
-					}
-				}
-			}
-			p.mu.Unlock()
+			bad, n = compareAnswer(resp, keys, cfg.Features, byName, p)
 		}
-		if len(bad) == 0 && ls.ready() {
-			return T
+		if len(bad) == 0 && n == want && ls.ready() {
+			return resp.AsOf.UnixMilli()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s the lookup service has not caught up: %d values differ, e.g. %v", timeout, len(bad), bad[:min(len(bad), 5)])
+			t.Fatalf("after %s the lookup service has not caught up: %d of %d values compared, %d differ, e.g. %v", timeout, n, want, len(bad), bad[:min(len(bad), 5)])
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -15,20 +15,12 @@ import (
 
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
-	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
-const versionsV1 = `
-kafka:
-  feature_log_topic: features-{{ID}}
-  dead_letter_topic: dlq-{{ID}}
-  lookup_log_topic: lookups-{{ID}}
-  registry_topic: registry-{{ID}}
-  group: workers-{{ID}}
-  partitions: 3
-entities:
+var versionsV1 = testkit.KafkaSection(3) + `entities:
   - {name: user, key: user_id}
 sources:
   - {name: transactions, topic: transactions-{{ID}}, schema: transaction.avsc, event_time: ts}
@@ -56,36 +48,14 @@ func sameTopics(text string, cfg *config.File) string {
 	return strings.ReplaceAll(text, "{{ID}}", id)
 }
 
-// runWorkerErr runs a worker and returns its Run error channel.
-func runWorkerErr(t *testing.T, brokers []string, cfg *config.File, dir string) (<-chan error, func()) {
-	st, err := state.Open(dir, state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st,
-		ExtraOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx); st.Close() }()
-	return done, cancel
-}
-
 // TestNewVersionIsBootstrappedSideBySide runs spend@1 over a stream, then
 // adds spend@2 (another window) to the feature file: the restarted worker
 // bootstraps spend@2 from the topic's history while spend@1 keeps being
 // computed, and both end exact. The registry shows spend@2 warming up, then
 // ready; changing spend@1's definition without a new version is refused.
 func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
-	k := startKafka(t)
-	cfg1 := writeConfig(t, versionsV1)
+	k, cfg1, cl := setup(t, versionsV1)
 	ctx := context.Background()
-	cl := newClient(t, k.Brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg1); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	const users = 100
 	rng := rand.New(rand.NewPCG(41, 42))
@@ -100,19 +70,19 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 	// A changed definition under the same version is refused, naming the difference.
 	changed := strings.Replace(versionsV1, "window: 7d", "window: 14d", 1)
 	cfgBad := writeConfig(t, sameTopics(changed, cfg1))
-	errc, cancel := runWorkerErr(t, k.Brokers, cfgBad, filepath.Join(dir, "other"))
+	bad := launchWorker(t, worker.Options{Brokers: k.Brokers, Config: cfgBad}, filepath.Join(dir, "other"))
 	select {
-	case err := <-errc:
+	case err := <-bad.done:
 		if !errors.Is(err, registry.ErrDefinitionChanged) || !strings.Contains(err.Error(), "window_size_ms") ||
 			!strings.Contains(err.Error(), "spend@2") {
 			t.Fatalf("want a refusal naming window_size_ms and suggesting spend@2, got: %v", err)
 		}
 		t.Logf("changed definition refused:\n%v", err)
 	case <-time.After(30 * time.Second):
-		cancel()
+		bad.stop()
 		t.Fatal("a worker with a changed definition under the same version kept running")
 	}
-	cancel()
+	bad.stop()
 
 	// spend@2 beside spend@1.
 	v2 := strings.Replace(versionsV1, "features:\n", "features:\n"+versionsV2Feature, 1)
