@@ -19,7 +19,6 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
@@ -49,12 +48,7 @@ type scenario struct {
 func newScenario(t *testing.T, seed uint64) *scenario {
 	t.Helper()
 	ctx := context.Background()
-	brokers := startKafka(t)
-	cfg := writeConfig(t)
-	cl := newClient(t, brokers)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
+	brokers, cfg, cl := setup(t)
 	rng := rand.New(rand.NewPCG(seed, 99))
 	now := time.Now().Add(-time.Minute).UnixMilli()
 	s := &scenario{cfg: cfg, brokers: brokers, w: newWorld(), now: now}

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
-	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 )
 
@@ -50,21 +50,12 @@ func BenchmarkBackfill(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	brokers := startKafka(b)
-	cfg := writeConfig(b)
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "backfill-bench", nil),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(900<<10))...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		b.Fatal(err)
-	}
+	brokers, cfg, cl := setup(b, kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(900<<10))
 	rng := rand.New(rand.NewPCG(42, 42))
 	now := time.Now().Add(-time.Minute).UnixMilli()
 	span := 60 * aggregations.Day
 	encs := map[string]*produce.Encoder{}
+	var err error
 	for _, s := range []string{"transactions", "logins"} {
 		if encs[s], err = produce.NewEncoder(cfg, s); err != nil {
 			b.Fatal(err)
@@ -80,13 +71,11 @@ func BenchmarkBackfill(b *testing.B) {
 		}
 		key := fmt.Sprintf("user-%d", rng.IntN(nKeys))
 		ts := now - rng.Int64N(span)
-		native := map[string]any{"user_id": key, "ts": ts}
+		var amount float64
 		if src == "transactions" {
-			native["merchant_id"], native["amount"], native["currency"] = "m1", randomAmount(rng), "EUR"
-		} else {
-			native["country"], native["success"] = "DE", true
+			amount = randomAmount(rng)
 		}
-		r, err := encs[src].Record(native)
+		r, err := encs[src].Record(testkit.Event(src, key, ts, amount))
 		if err != nil {
 			b.Fatal(err)
 		}

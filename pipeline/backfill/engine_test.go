@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
 // TestComputeMatchesBruteForce: an in-memory spine gives the brute-force
@@ -51,7 +52,7 @@ func TestComputeMatchesBruteForce(t *testing.T) {
 }
 
 func TestComputeValidatesOptions(t *testing.T) {
-	cfg := writeConfig(t)
+	cfg := testkit.WriteConfig(t, featureFile, nil)
 	for name, tc := range map[string]struct {
 		o      Options
 		points []Point

@@ -18,27 +18,14 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 )
 
-// startKafka returns the brokers of Apache Kafka when KAFKA_BROKERS is set,
-// else of a fresh embedded broker (kfake) closed at the end of the test.
-func startKafka(t testing.TB) []string { return testkit.StartKafka(t).Brokers }
-
 // featureFile has one entity, two sources and every aggregation over finite
 // and lifetime windows with default and explicit hops, a feature with a
 // declared default and two versions of one feature.
-const featureFile = `
-kafka:
-  feature_log_topic: features-{{ID}}
-  dead_letter_topic: dlq-{{ID}}
-  lookup_log_topic: lookups-{{ID}}
-  registry_topic: registry-{{ID}}
-  group: workers-{{ID}}
-  partitions: 3
-entities:
+var featureFile = testkit.KafkaSection(3) + `entities:
   - name: user
     key: user_id
 sources:
@@ -62,11 +49,14 @@ features:
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
 `
 
-// writeConfig writes the feature file and its schemas with topic names unique
-// to this test, so runs against a shared Apache Kafka never meet.
-func writeConfig(t testing.TB) *config.File {
+// setup starts the broker (KAFKA_BROKERS or a fresh kfake), writes
+// featureFile with names unique to the test and returns the brokers, the
+// file and a client for which every topic it names exists (testkit.Setup;
+// clientOpts win over its defaults).
+func setup(t testing.TB, clientOpts ...kgo.Opt) ([]string, *config.File, *kgo.Client) {
 	t.Helper()
-	return testkit.WriteConfig(t, featureFile, nil)
+	k, cfg, cl := testkit.Setup(t, featureFile, testkit.SetupOptions{ClientOpts: clientOpts})
+	return k.Brokers, cfg, cl
 }
 
 // genEvent is one source record to produce.
@@ -115,32 +105,18 @@ func produceAll(t testing.TB, ctx context.Context, cl *kgo.Client, cfg *config.F
 		if e.junk {
 			r = &kgo.Record{Topic: enc.Source().Topic, Key: []byte(e.key), Value: []byte("not avro")}
 		} else {
-			native := map[string]any{"user_id": e.key, "ts": e.ts}
-			if e.source == "transactions" {
-				native["merchant_id"], native["amount"], native["currency"] = "m1", e.amount, "EUR"
-			} else {
-				native["country"], native["success"] = "DE", true
-			}
 			var err error
-			if r, err = enc.Record(native); err != nil {
+			if r, err = enc.Record(testkit.Event(e.source, e.key, e.ts, e.amount)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		r.Timestamp = time.UnixMilli(e.arrival)
 		recs = append(recs, r)
 	}
-	index := make(map[*kgo.Record]int, len(recs))
-	for i, r := range recs {
-		index[r] = i
-	}
-	results := cl.ProduceSync(ctx, recs...)
-	if err := results.FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatalf("produce: %v", err)
 	}
-	// Results come in completion order, not in the order of recs.
-	for _, res := range results {
-		r := res.Record
-		i := index[r]
+	for i, r := range recs { // ProduceSync set Partition and Offset
 		if w.records[r.Topic] == nil {
 			w.records[r.Topic] = map[int32][]kgo.Record{}
 		}
@@ -160,17 +136,6 @@ func produceAll(t testing.TB, ctx context.Context, cl *kgo.Client, cfg *config.F
 			slices.SortFunc(recs, func(a, b kgo.Record) int { return cmp.Compare(a.Offset, b.Offset) })
 		}
 	}
-}
-
-func newClient(t testing.TB, brokers []string) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "backfill-test", nil),
-		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(1_000_000))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
 }
 
 // spineRow is one row of a test spine.

@@ -15,7 +15,6 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
@@ -23,15 +22,9 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/skew"
 )
 
-const featureFile = `
-kafka:
-  feature_log_topic: features-{{ID}}
-  dead_letter_topic: dlq-{{ID}}
-  lookup_log_topic: lookups-{{ID}}
-  registry_topic: registry-{{ID}}
-  group: workers-{{ID}}
-  partitions: 3
-entities:
+// featureFile has one entity, one source and features over finite and
+// lifetime windows, two versions of one of them.
+var featureFile = testkit.KafkaSection(3) + `entities:
   - name: user
     key: user_id
 sources:
@@ -46,23 +39,6 @@ features:
   - {name: txn_count_7d, version: 2, entity: user, source: transactions, aggregation: count, window: 3d, hop: 1h, owner: t, description: d}
   - {name: txn_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: t, description: d}
 `
-
-// setup starts Kafka (KAFKA_BROKERS or kfake) and writes the feature file
-// with topic names unique to the test.
-func setup(t *testing.T) ([]string, *config.File, *kgo.Client) {
-	t.Helper()
-	brokers := testkit.StartKafka(t).Brokers
-	cfg := testkit.WriteConfig(t, featureFile, nil)
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "skew-test", nil), kgo.ProducerLinger(time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	if err := kafka.EnsureTopics(context.Background(), cl, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return brokers, cfg, cl
-}
 
 // seen is a produced event with its arrival.
 type seen struct {
@@ -91,7 +67,7 @@ func world(t *testing.T, cl *kgo.Client, cfg *config.File, rng *rand.Rand, n, us
 		}
 		arrival = min(arrival, now-1)
 		amount := float64(rng.IntN(100_000)) / 100
-		r, err := enc.Record(map[string]any{"user_id": key, "ts": ts, "merchant_id": "m", "amount": amount, "currency": "EUR"})
+		r, err := enc.Record(testkit.Event("transactions", key, ts, amount))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +120,8 @@ func same(a, b *float64) bool {
 // by brute force from what had arrived by each lookup, with a few values
 // tampered with.
 func TestSkewReport(t *testing.T) {
-	brokers, cfg, cl := setup(t)
+	k, cfg, cl := testkit.Setup(t, featureFile, testkit.SetupOptions{})
+	brokers := k.Brokers
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 5))
 	now := time.Now().Add(-time.Minute).UnixMilli()
