@@ -19,7 +19,10 @@
 // also for negative times.
 //
 // last is the value of the event with the latest event time in the window; a tie on
-// event time is won by the larger Seq (the Kafka offset), never by arrival order.
+// event time is won by the larger Seq, never by arrival order. Callers build Seq with
+// the Seq function from the record's source partition and Kafka offset: the later
+// offset wins within a partition, the higher partition across partitions (producers
+// with different partitioners put one entity's events in several partitions).
 //
 // Empty windows are explicit: count and sum give 0, avg, min, max and last give null
 // (Finalize returns ok=false).

@@ -4,7 +4,8 @@ package aggregations
 type Event struct {
 	// TS is the event time in epoch milliseconds.
 	TS int64
-	// Seq breaks ties on TS for Last: the larger Seq wins. Use the Kafka offset.
+	// Seq breaks ties on TS for Last: the larger Seq wins. Build it with
+	// Seq(partition, offset) from the record's source partition and offset.
 	Seq int64
 	// Value is the aggregated field; Count ignores it. Callers reject NaN and
 	// infinities upstream: they would poison Sum, Min and Max.
