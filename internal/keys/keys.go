@@ -13,7 +13,14 @@
 //	republish      'R' | lp(topic) | u32(partition) | feature id  -> empty
 //	view entity    'E' | lp(entity) | entity key
 //	view offset    'L' | lp(topic) | u32(partition)          -> u64 next feature-log offset
-//	feature log    lp(entity) | lp(entity key) | lp(feature id) | u64(tile start ^ signbit)
+//	feature log    lp(entity) | lp(entity key) | lp(feature id) | u32(source partition) | u64(tile start ^ signbit)
+//
+// The feature-log key names the source partition whose worker state the tile
+// comes from: an entity whose events producers spread over several partitions
+// (different partitioners) has one partial tile per partition, each replaced
+// only by its own partition's worker, and the lookup view merges them on read.
+// Feature-log keys written before the source partition was part of the key
+// (8 bytes after the feature id) fail to parse with ErrOldLayout.
 package keys
 
 import (
@@ -36,6 +43,11 @@ const (
 
 // ErrMalformed is returned (wrapped) when a key does not have the expected layout.
 var ErrMalformed = errors.New("keys: malformed key")
+
+// ErrOldLayout is returned (wrapped, with ErrMalformed) by ParseFeatureLog for
+// a feature-log key of the layout without the source partition, written by a
+// featurepipe before it. Its tile cannot be attributed to a partition.
+var ErrOldLayout = errors.New("keys: feature-log key without source partition (older layout)")
 
 func appendLP(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
@@ -140,15 +152,22 @@ type TileRef struct {
 	Entity    string
 	EntityKey string
 	FeatureID string // name@version
-	Start     int64  // tile start, ms (math.MinInt64 for a lifetime base)
+	// SourcePartition is the partition of the source topic whose worker
+	// state holds the tile: the tiles of one entity from several partitions
+	// are partial and merge on read.
+	SourcePartition int32
+	Start           int64 // tile start, ms (math.MinInt64 for a lifetime base)
 }
 
 // AppendFeatureLog appends the feature-log record key of r. Compaction keeps
-// the latest record per key, so the log holds the latest value of every tile.
+// the latest record per key, so the log holds the latest value of every tile
+// of every source partition. The key is 12 bytes longer than its three
+// length-prefixed strings (4 of them the source partition).
 func AppendFeatureLog(dst []byte, r TileRef) []byte {
 	dst = appendLP(dst, r.Entity)
 	dst = appendLP(dst, r.EntityKey)
 	dst = appendLP(dst, r.FeatureID)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.SourcePartition))
 	return binary.BigEndian.AppendUint64(dst, uint64(r.Start)^(1<<63))
 }
 
@@ -165,10 +184,18 @@ func ParseFeatureLog(k []byte) (TileRef, error) {
 	if r.FeatureID, k, err = readLP(k); err != nil {
 		return r, fmt.Errorf("%w: feature-log feature id", ErrMalformed)
 	}
-	if len(k) != 8 {
-		return r, fmt.Errorf("%w: feature-log tile start", ErrMalformed)
+	switch len(k) {
+	case 12:
+	case 8:
+		return r, fmt.Errorf("%w: %w", ErrMalformed, ErrOldLayout)
+	default:
+		return r, fmt.Errorf("%w: feature-log source partition and tile start", ErrMalformed)
 	}
-	r.Start = int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+	r.SourcePartition = int32(binary.BigEndian.Uint32(k))
+	if r.SourcePartition < 0 {
+		return r, fmt.Errorf("%w: feature-log source partition %d", ErrMalformed, r.SourcePartition)
+	}
+	r.Start = int64(binary.BigEndian.Uint64(k[4:]) ^ (1 << 63))
 	return r, nil
 }
 

@@ -9,31 +9,56 @@ import (
 
 func TestFeatureLogKeyRoundTrip(t *testing.T) {
 	for _, r := range []TileRef{
-		{Entity: "user", EntityKey: "u1", FeatureID: "txn_avg@1", Start: 1_700_000_000_000},
-		{Entity: "user", EntityKey: "", FeatureID: "f@2", Start: math.MinInt64},
-		{Entity: "e", EntityKey: "with\x00nul", FeatureID: "f@1", Start: -5},
+		{Entity: "user", EntityKey: "u1", FeatureID: "txn_avg@1", SourcePartition: 0, Start: 1_700_000_000_000},
+		{Entity: "user", EntityKey: "", FeatureID: "f@2", SourcePartition: 7, Start: math.MinInt64},
+		{Entity: "e", EntityKey: "with\x00nul", FeatureID: "f@1", SourcePartition: math.MaxInt32, Start: -5},
 	} {
-		got, err := ParseFeatureLog(AppendFeatureLog(nil, r))
+		k := AppendFeatureLog(nil, r)
+		if want := 3 + len(r.Entity) + len(r.EntityKey) + len(r.FeatureID) + 4 + 8; len(k) != want {
+			t.Fatalf("%+v: key of %d bytes, want %d (strings, u32 partition, u64 start)", r, len(k), want)
+		}
+		got, err := ParseFeatureLog(k)
 		if err != nil || got != r {
 			t.Fatalf("round trip %+v: got %+v, %v", r, got, err)
 		}
 	}
 }
 
+func TestFeatureLogKeysDifferBySourcePartition(t *testing.T) {
+	a := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", 0, 10})
+	b := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", 1, 10})
+	if bytes.Equal(a, b) {
+		t.Fatal("the tiles of two source partitions must have distinct keys: compaction would keep only one")
+	}
+}
+
 func TestFeatureLogKeysSortByTileStart(t *testing.T) {
-	a := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", -10})
-	b := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", 10})
-	c := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", math.MinInt64})
+	a := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", 2, -10})
+	b := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", 2, 10})
+	c := AppendFeatureLog(nil, TileRef{"u", "k", "f@1", 2, math.MinInt64})
 	if !(bytes.Compare(c, a) < 0 && bytes.Compare(a, b) < 0) {
 		t.Fatal("tile starts must sort numerically, base first")
 	}
 }
 
 func TestMalformedFeatureLogKeyIsAnError(t *testing.T) {
-	for _, k := range [][]byte{nil, {0xff}, {3, 'a'}, AppendFeatureLog(nil, TileRef{"u", "k", "f", 1})[:5]} {
-		if _, err := ParseFeatureLog(k); !errors.Is(err, ErrMalformed) {
-			t.Fatalf("%q: want ErrMalformed, got %v", k, err)
+	negative := AppendFeatureLog(nil, TileRef{"u", "k", "f", 0, 1})
+	negative[len(negative)-12] = 0x80 // partition < 0
+	for _, k := range [][]byte{nil, {0xff}, {3, 'a'}, AppendFeatureLog(nil, TileRef{"u", "k", "f", 0, 1})[:5],
+		AppendFeatureLog(nil, TileRef{"u", "k", "f", 0, 1})[:12], negative} {
+		if _, err := ParseFeatureLog(k); !errors.Is(err, ErrMalformed) || errors.Is(err, ErrOldLayout) {
+			t.Fatalf("%q: want ErrMalformed (not ErrOldLayout), got %v", k, err)
 		}
+	}
+}
+
+func TestOldLayoutFeatureLogKeyIsRecognised(t *testing.T) {
+	// The layout before the source partition: the three strings, then u64(start ^ signbit).
+	old := AppendFeatureLog(nil, TileRef{"user", "u1", "f@1", 0, 5})
+	old = append(old[:len(old)-12], old[len(old)-8:]...)
+	_, err := ParseFeatureLog(old)
+	if !errors.Is(err, ErrOldLayout) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("old-layout key: want ErrOldLayout and ErrMalformed, got %v", err)
 	}
 }
 

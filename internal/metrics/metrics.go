@@ -36,6 +36,7 @@ type Worker struct {
 	TilesPublished prometheus.Counter     // feature-log records (upserts and tombstones)
 	Errors         *prometheus.CounterVec // stage
 	Assigned       prometheus.Gauge       // partitions owned
+	OffCanonical   *prometheus.CounterVec // source
 }
 
 // NewWorker creates and registers the worker metrics on r.
@@ -59,9 +60,12 @@ func NewWorker(r prometheus.Registerer) *Worker {
 			Help: "Errors by stage (commit, publish, dead_letter, fetch, snapshot)."}, []string{"stage"}),
 		Assigned: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "assigned_partitions",
 			Help: "Source partitions this worker owns."}),
+		OffCanonical: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "records_off_canonical_partition_total",
+			Help: "Source records read from another partition than their key's canonical one (murmur2, as Kafka's Java client " +
+				"and franz-go partition keys), by source: a producer with another partitioner. Values stay exact; see the README."}, []string{"source"}),
 	}
 	r.MustRegister(m.EventsIn, m.DeadLetters, m.DroppedLate, m.ConsumerLag, m.BatchCommit, m.BatchEvents,
-		m.TilesPublished, m.Errors, m.Assigned)
+		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical)
 	return m
 }
 

@@ -26,7 +26,7 @@ type column struct {
 type entEvent struct {
 	vis int64 // the event is visible as of T iff vis <= T
 	ts  int64
-	seq int64
+	seq int64 // aggregations.Seq(source partition, offset): the tie-break for last
 	vi  int32 // index of its first value in sourceEvents.values / nf
 }
 
@@ -40,7 +40,10 @@ type sourceEvents struct {
 }
 
 // group merges the per-partition events of src by entity (a counting sort)
-// and computes each event's visibility time.
+// and computes each event's visibility time and its tie-break for last,
+// aggregations.Seq(partition, offset), as the workers do: an entity's events
+// may be in several partitions (producers with different partitioners), and
+// the sweep folds them all into one series.
 func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 	nf := len(src.plan.Fields)
 	counts := make([]int32, entities+1)
@@ -58,6 +61,7 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 	pos := counts[:entities]
 	for p := range src.byPart {
 		pe := &src.byPart[p]
+		part := src.ranges[p].Partition
 		for k, e := range pe.events {
 			i := pos[e.ent]
 			pos[e.ent]++
@@ -65,7 +69,7 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 			if mode == ModeArrival {
 				vis = max(vis, e.arrival)
 			}
-			se.events[i] = entEvent{vis: vis, ts: e.ts, seq: e.seq, vi: i}
+			se.events[i] = entEvent{vis: vis, ts: e.ts, seq: aggregations.Seq(part, e.seq), vi: i}
 			copy(se.values[int(i)*nf:int(i+1)*nf], pe.values[k*nf:(k+1)*nf])
 		}
 		*pe = partEvents{} // release

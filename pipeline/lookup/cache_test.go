@@ -87,7 +87,7 @@ func TestReusedViewsDecodeLikeFreshOnes(t *testing.T) {
 	mk := func(ids ...string) *entityView {
 		e := new(entityView)
 		for n, id := range ids {
-			i := e.add(id)
+			i := e.add(id, 0)
 			e.updated[i] = int64(1000 + n)
 			for k := range n + 1 {
 				e.series[i].SetTile(aggregations.Tile{Start: int64(k) * 3600_000, IR: aggregations.IR{Count: int64(k + 1), Sum: float64(n)}})

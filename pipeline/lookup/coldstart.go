@@ -79,9 +79,11 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 				return err
 			}
 			if err := entity.Decode(v, func(id []byte) *aggregations.Series {
-				i := e.index(string(id)) // does not escape: no allocation
+				// The snapshot holds one source partition's state: it
+				// fills that partition's series of the feature only.
+				i := e.index(string(id), c.Source.Partition) // does not escape: no allocation
 				if i < 0 {
-					i = e.addBytes(id) // copies id
+					i = e.add(string(id), c.Source.Partition)
 				}
 				e.updated[i] = updated
 				return &e.series[i]

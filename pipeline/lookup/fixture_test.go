@@ -154,7 +154,7 @@ func writeView(t testing.TB, st *state.Store, cfg *config.File, events fixtureEv
 				if len(evs) == 0 {
 					continue
 				}
-				i := e.add(f.ID)
+				i := e.add(f.ID, 0)
 				for _, x := range evs {
 					e.series[i].Apply(f.Window, x, T)
 				}

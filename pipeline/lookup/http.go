@@ -416,18 +416,16 @@ func (a *lookupAnswer) sortNames() {
 // feature log never mentioned) has no feature: NOT_FOUND.
 func fold(f pickedFeature, v *lookupView, T int64) (value, error) {
 	fv := value{version: f.def.Version, status: StatusNotFound}
-	var ir aggregations.IR
-	if i := v.index(f.def.ID); i >= 0 {
-		sr, err := v.seriesAt(i)
-		if err != nil {
-			return fv, err
-		}
-		ir = sr.Read(f.def.Window, T)
+	ir, updated, found, err := v.read(f.def.ID, f.def.Window, T)
+	if err != nil {
+		return fv, err
+	}
+	if found {
 		fv.status = StatusEmptyWindow
 		if !ir.Empty() {
 			fv.status = StatusPresent
 		}
-		fv.updated = v.updated[i]
+		fv.updated = updated
 	}
 	if f.warming {
 		fv.status = StatusWarmingUp

@@ -10,7 +10,8 @@ import (
 
 // lookupView is one entity's view as a lookup reads it from the view
 // layout's bytes (see entityView.encode): ids and update times parsed, each
-// series decoded on first use. It aliases the bytes it parsed (ids and raw
+// series decoded on first use; a feature has one entry per source partition
+// that published it, adjacent (see entityView). It aliases the bytes it parsed (ids and raw
 // series included), which the cache never modifies. Reused through
 // lookupViewPool: once warm, parsing and decoding allocate nothing.
 type lookupView struct {
@@ -42,7 +43,7 @@ func (v *lookupView) parse(src []byte) error {
 	}
 	src = src[w:]
 	for range n {
-		id, u, raw, rest, err := readEntry(src)
+		id, _, u, raw, rest, err := readEntry(src)
 		if err != nil {
 			return err
 		}
@@ -63,8 +64,8 @@ func (v *lookupView) parse(src []byte) error {
 	return nil
 }
 
-// index returns the position of feature id in v, or -1 (always for an
-// empty view: an entity the feature log never mentioned).
+// index returns the position of the first entry of feature id in v, or -1
+// (always for an empty view: an entity the feature log never mentioned).
 func (v *lookupView) index(id string) int {
 	for i, x := range v.ids {
 		if string(x) == id { // no allocation: the conversion is only compared
@@ -87,4 +88,37 @@ func (v *lookupView) seriesAt(i int) (*aggregations.Series, error) {
 		v.decoded[i] = true
 	}
 	return &v.series[i], nil
+}
+
+// read is the value of feature id with window w as of T, before
+// finalizing: the window folded over the series of every source partition
+// that published the feature, merged (aggregations.IR.Merge: counts and sums
+// add, last is the latest (ts, Seq), Seq ordering partitions as
+// aggregations.Seq does). found is false when v has no series of id (the
+// feature log never mentioned it for this entity); updated is the latest
+// update time of those series (ms).
+//
+// Cost: the scan of v's entries up to id's, then one series decode (first
+// use) and fold per partition; with one partition, exactly what a single
+// series costs. It allocates nothing once v is warm.
+func (v *lookupView) read(id string, w aggregations.Window, T int64) (ir aggregations.IR, updated int64, found bool, err error) {
+	for i, x := range v.ids {
+		if string(x) != id { // no allocation: the conversion is only compared
+			if found {
+				break // the entries of id are adjacent
+			}
+			continue
+		}
+		sr, err := v.seriesAt(i)
+		if err != nil {
+			return aggregations.IR{}, 0, true, err
+		}
+		if !found {
+			ir, updated, found = sr.Read(w, T), v.updated[i], true
+			continue
+		}
+		ir.Merge(sr.Read(w, T))
+		updated = max(updated, v.updated[i])
+	}
+	return ir, updated, found, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -18,30 +19,78 @@ import (
 )
 
 // entityView is the decoded view value of one entity: every feature the
-// feature log carries for it, each with the time of its latest tile update.
+// feature log carries for it, per source partition, each with the time of
+// its latest tile update.
+//
+// A feature has one series per source partition that published tiles of it
+// (keys.TileRef.SourcePartition): each is the state of one partition's
+// worker, replaced tile by tile by that worker only, and a read merges them
+// (lookupView.read). Usually one: producers put an entity's events in one
+// partition. Invariant: the entries of one feature are adjacent, in
+// ascending partition order, so a read stops after them.
 type entityView struct {
 	ids     []string
+	parts   []int32 // source partition of each entry
 	updated []int64 // ms
 	series  []aggregations.Series
 }
 
 func (e *entityView) reset() {
 	e.ids = e.ids[:0]
+	e.parts = e.parts[:0]
 	e.updated = e.updated[:0]
 	e.series = e.series[:0]
 }
 
-func (e *entityView) index(id string) int {
+// index returns the entry of feature id from source partition part, or -1.
+func (e *entityView) index(id string, part int32) int {
 	for i, x := range e.ids {
-		if x == id {
+		if x == id && e.parts[i] == part {
 			return i
 		}
 	}
 	return -1
 }
 
-func (e *entityView) add(id string) int {
+// add adds an empty entry for feature id from source partition part, which
+// must not have one, where the invariant wants it: after the entries of id
+// from lower partitions, at the end for a new id. It returns its index.
+func (e *entityView) add(id string, part int32) int {
+	pos, seen := len(e.ids), false
+	for i, x := range e.ids {
+		if x != id {
+			if seen {
+				break
+			}
+			continue
+		}
+		seen = true
+		if e.parts[i] > part {
+			pos = i
+			break
+		}
+		pos = i + 1
+	}
+	n := e.appendEntry(id, part)
+	if pos == n {
+		return n
+	}
+	// Rotate the new entry from the end into pos.
+	id0, part0, upd0, ser0 := e.ids[n], e.parts[n], e.updated[n], e.series[n]
+	copy(e.ids[pos+1:], e.ids[pos:n])
+	copy(e.parts[pos+1:], e.parts[pos:n])
+	copy(e.updated[pos+1:], e.updated[pos:n])
+	copy(e.series[pos+1:], e.series[pos:n])
+	e.ids[pos], e.parts[pos], e.updated[pos], e.series[pos] = id0, part0, upd0, ser0
+	return pos
+}
+
+// appendEntry appends an empty entry, keeping the capacity of a previous
+// series in that slot, and returns its index. The caller keeps the
+// invariant (decode appends in the encoded order, which has it).
+func (e *entityView) appendEntry(id string, part int32) int {
 	e.ids = append(e.ids, id)
+	e.parts = append(e.parts, part)
 	e.updated = append(e.updated, 0)
 	if len(e.series) < cap(e.series) {
 		e.series = e.series[:len(e.series)+1]
@@ -52,17 +101,17 @@ func (e *entityView) add(id string) int {
 	return len(e.ids) - 1
 }
 
-// addBytes is add for an id given as bytes: when e is reused and its
-// previous decode had the same id at this position (the common case: every
-// view of an entity type lists the same features), the old string is kept
-// and nothing is allocated.
-func (e *entityView) addBytes(id []byte) int {
+// appendBytes is appendEntry for an id given as bytes: when e is reused
+// and its previous decode had the same id at this position (the common
+// case: every view of an entity type lists the same features), the old
+// string is kept and nothing is allocated.
+func (e *entityView) appendBytes(id []byte, part int32) int {
 	if n := len(e.ids); n < cap(e.ids) {
 		if old := e.ids[:n+1][n]; old == string(id) {
-			return e.add(old)
+			return e.appendEntry(old, part)
 		}
 	}
-	return e.add(string(id))
+	return e.appendEntry(string(id), part)
 }
 
 // encode appends e in the view layout: the one encoding of an entity's
@@ -71,13 +120,16 @@ func (e *entityView) addBytes(id []byte) int {
 // once. Each series is length-prefixed, so that a lookup decodes only the
 // features it asks for (see lookupView.parse).
 //
-// Layout (viewFormat 2): uvarint(n), n × (uvarint len, id, varint updated,
-// uvarint len, series). encode allocates nothing but dst's growth.
+// Layout (viewFormat 3): uvarint(n), n × (uvarint len, id, uvarint source
+// partition, varint updated, uvarint len, series), entries of one id
+// adjacent in ascending partition order. encode allocates nothing but dst's
+// growth.
 func (e *entityView) encode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(e.ids)))
 	for i, id := range e.ids {
 		dst = binary.AppendUvarint(dst, uint64(len(id)))
 		dst = append(dst, id...)
+		dst = binary.AppendUvarint(dst, uint64(e.parts[i]))
 		dst = binary.AppendVarint(dst, e.updated[i])
 		dst = appendSeriesPrefixed(dst, &e.series[i])
 	}
@@ -99,24 +151,30 @@ func appendSeriesPrefixed(dst []byte, s *aggregations.Series) []byte {
 	return dst
 }
 
-// readEntry reads one (id, updated, series) entry of the view layout from
-// the start of src, returning the bytes after it. id and series alias src.
-func readEntry(src []byte) (id []byte, updated int64, series, rest []byte, err error) {
+// readEntry reads one (id, partition, updated, series) entry of the view
+// layout from the start of src, returning the bytes after it. id and series
+// alias src.
+func readEntry(src []byte) (id []byte, part int32, updated int64, series, rest []byte, err error) {
 	l, w := binary.Uvarint(src)
 	if w <= 0 || uint64(len(src)-w) < l {
-		return nil, 0, nil, nil, aggregations.ErrCorrupt
+		return nil, 0, 0, nil, nil, aggregations.ErrCorrupt
 	}
 	id, src = src[w:w+int(l)], src[w+int(l):]
+	p, w := binary.Uvarint(src)
+	if w <= 0 || p > math.MaxInt32 {
+		return nil, 0, 0, nil, nil, aggregations.ErrCorrupt
+	}
+	src = src[w:]
 	updated, w = binary.Varint(src)
 	if w <= 0 {
-		return nil, 0, nil, nil, aggregations.ErrCorrupt
+		return nil, 0, 0, nil, nil, aggregations.ErrCorrupt
 	}
 	src = src[w:]
 	l, w = binary.Uvarint(src)
 	if w <= 0 || uint64(len(src)-w) < l {
-		return nil, 0, nil, nil, aggregations.ErrCorrupt
+		return nil, 0, 0, nil, nil, aggregations.ErrCorrupt
 	}
-	return id, updated, src[w : w+int(l)], src[w+int(l):], nil
+	return id, int32(p), updated, src[w : w+int(l)], src[w+int(l):], nil
 }
 
 // decode reads bytes written by encode into e, decoding every series.
@@ -128,11 +186,11 @@ func (e *entityView) decode(src []byte) error {
 	}
 	src = src[w:]
 	for j := uint64(0); j < n; j++ {
-		id, u, series, rest, err := readEntry(src)
+		id, part, u, series, rest, err := readEntry(src)
 		if err != nil {
 			return err
 		}
-		i := e.addBytes(id)
+		i := e.appendBytes(id, part)
 		e.updated[i] = u
 		left, err := aggregations.DecodeSeries(series, &e.series[i])
 		if err != nil {
@@ -294,8 +352,13 @@ func (s *Service) consume(ctx context.Context) error {
 			clear(cache)
 			clear(published)
 			b := s.o.Store.NewBatch()
+			oldLayout := 0
 			for _, r := range fp.Records {
 				ref, err := keys.ParseFeatureLog(r.Key)
+				if errors.Is(err, keys.ErrOldLayout) {
+					oldLayout++ // reported once per fetch below
+					continue
+				}
 				if err != nil {
 					s.log.Warn("skipping malformed feature-log record", zap.Int32("partition", fp.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
 					continue
@@ -311,9 +374,11 @@ func (s *Service) consume(ctx context.Context) error {
 					}
 					cache[ck] = e
 				}
-				i := e.index(ref.FeatureID)
+				// Only the series of the tile's source partition changes:
+				// the other partitions' tiles of the feature stay as they are.
+				i := e.index(ref.FeatureID, ref.SourcePartition)
 				if i < 0 {
-					i = e.add(ref.FeatureID)
+					i = e.add(ref.FeatureID, ref.SourcePartition)
 				}
 				if r.Value == nil {
 					e.series[i].DeleteTile(ref.Start)
@@ -328,6 +393,11 @@ func (s *Service) consume(ctx context.Context) error {
 				if ts := r.Timestamp.UnixMilli(); ts > e.updated[i] {
 					e.updated[i] = ts
 				}
+			}
+			if oldLayout > 0 {
+				s.log.Warn("skipping feature-log records of the layout without source partition (written by an older featurepipe); "+
+					"their tiles are published again under the new layout when the workers republish them",
+					zap.Int32("partition", fp.Partition), zap.Int("records", oldLayout))
 			}
 			for ck, e := range cache {
 				entity, key, _ := cutNUL(ck)

@@ -23,7 +23,7 @@ import (
 func testView() *entityView {
 	e := new(entityView)
 	for n, id := range []string{"empty@1", "one@1", "many@2"} {
-		i := e.add(id)
+		i := e.add(id, int32(n))
 		e.updated[i] = int64(1_700_000_000_000 + n)
 		for k := range []int{0, 1, 40}[n] {
 			e.series[i].SetTile(aggregations.Tile{Start: int64(k) * 3600_000, IR: aggregations.IR{Count: int64(k + 1), Sum: float64(k) + 0.5}})
@@ -45,7 +45,7 @@ func TestViewLayoutRoundTrip(t *testing.T) {
 	if again := got.encode(nil); !bytes.Equal(again, enc) {
 		t.Fatalf("decode+encode = %x, want %x", again, enc)
 	}
-	// Walk the layout by hand: uvarint(n), n × (lp id, varint updated, lp series).
+	// Walk the layout by hand: uvarint(n), n × (lp id, uvarint partition, varint updated, lp series).
 	src := enc
 	n, w := binary.Uvarint(src)
 	src = src[w:]
@@ -56,6 +56,11 @@ func TestViewLayoutRoundTrip(t *testing.T) {
 		l, w := binary.Uvarint(src)
 		id := string(src[w : w+int(l)])
 		src = src[w+int(l):]
+		p, w := binary.Uvarint(src)
+		src = src[w:]
+		if p != uint64(want.parts[i]) {
+			t.Errorf("entry %d: partition %d, want %d", i, p, want.parts[i])
+		}
 		u, w := binary.Varint(src)
 		src = src[w:]
 		sl, w := binary.Uvarint(src)
@@ -90,10 +95,11 @@ func TestViewLayoutRoundTrip(t *testing.T) {
 	}
 	// Bytes after a series inside its length prefix are refused.
 	var e entityView
-	e.add("x@1")
+	e.add("x@1", 0)
 	bad := binary.AppendUvarint(nil, 1)
 	bad = binary.AppendUvarint(bad, 3)
 	bad = append(bad, "x@1"...)
+	bad = binary.AppendUvarint(bad, 0)
 	bad = binary.AppendVarint(bad, 0)
 	s := append(aggregations.AppendSeries(nil, &e.series[0]), 0)
 	bad = binary.AppendUvarint(bad, uint64(len(s)))
@@ -273,6 +279,19 @@ func TestViewFormat(t *testing.T) {
 	}
 	if !s.emptyView(topic, map[int32]int64{0: 0, 1: 0}) {
 		t.Fatal("the cleared view does not start over")
+	}
+	// The previous format (2, one series per feature), marked: rebuilt too.
+	writeV1View(t, st, topic)
+	b = st.NewBatch()
+	_ = b.Set(viewFormatKey, keys.PutU64(2), nil)
+	if err := st.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.checkViewFormat(); err != nil {
+		t.Fatal(err)
+	}
+	if has(keys.View(nil, "user", "u1")) || has(keys.ViewLogOffset(topic, 0)) {
+		t.Error("a view of format 2 survived: its series are not per source partition")
 	}
 	// A newer format is refused, and kept.
 	writeV1View(t, st, topic)

@@ -12,8 +12,10 @@ import (
 // viewFormat is the layout of the view's values (see entityView.encode),
 // recorded under viewFormatKey. 1 (never recorded: views without the
 // marker): series not length-prefixed. 2: length-prefixed series, the
-// layout the lookup cache holds.
-const viewFormat = 2
+// layout the lookup cache holds. 3: one entry per feature and source
+// partition (the feature-log key names the source partition; a read merges
+// the partitions' series).
+const viewFormat = 3
 
 // viewFormatKey is the Pebble key of the view's format. It is built here,
 // not in internal/keys, and cannot collide with any key that package

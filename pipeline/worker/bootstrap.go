@@ -233,7 +233,8 @@ func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 			s := &es.series[i]
 			emit := func(t aggregations.Tile) {
 				w.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
-					Entity: plan.Entity, EntityKey: key, FeatureID: f.ID, Start: t.Start}), Value: aggregations.AppendTile(nil, t)}, w.published)
+					Entity: plan.Entity, EntityKey: key, FeatureID: f.ID, SourcePartition: tp.partition, Start: t.Start}),
+					Value: aggregations.AppendTile(nil, t)}, w.published)
 				n++
 			}
 			if base, ok := s.Tile(aggregations.BaseStart); ok {

@@ -123,6 +123,9 @@ type Worker struct {
 
 	// Metric children resolved once, not per event: per source topic.
 	planMetrics map[string]*planMetrics
+	// offCanonLogs rate-limit the log line about off-canonical records, per
+	// source (poll goroutine only).
+	offCanonLogs map[string]*offCanonicalLog
 	// published is w.onPublished bound once: a method value passed per
 	// produced record would allocate a closure per tile.
 	published func(*kgo.Record, error)
@@ -143,12 +146,14 @@ type topicPartition struct {
 
 // planMetrics are the metric children of one source's plan.
 type planMetrics struct {
-	eventsIn    prometheus.Counter
-	droppedLate []prometheus.Counter // per feature, in plan order
+	eventsIn     prometheus.Counter
+	offCanonical prometheus.Counter
+	droppedLate  []prometheus.Counter // per feature, in plan order
 }
 
 func newPlanMetrics(m *metrics.Worker, plan *events.Plan) *planMetrics {
-	pm := &planMetrics{eventsIn: m.EventsIn.WithLabelValues(plan.Source.Name)}
+	pm := &planMetrics{eventsIn: m.EventsIn.WithLabelValues(plan.Source.Name),
+		offCanonical: m.OffCanonical.WithLabelValues(plan.Source.Name)}
 	for i := range plan.Features {
 		pm.droppedLate = append(pm.droppedLate, m.DroppedLate.WithLabelValues(plan.Features[i].ID))
 	}
@@ -185,6 +190,8 @@ type partState struct {
 
 	boot      []*bootFeature // new feature versions replaying history
 	republish []int          // feature indices whose tiles must all be republished
+
+	canon canonical // counts records outside their key's canonical partition
 }
 
 type dirtyTile struct {
@@ -236,7 +243,7 @@ func New(o Options) (*Worker, error) {
 		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
 		parts:   make(map[topicPartition]*partState),
 		snapNow: make(chan struct{}, 1), flOffsets: map[int32]int64{}, lastSnapTime: time.Now(),
-		planMetrics: make(map[string]*planMetrics, len(plans)),
+		planMetrics: make(map[string]*planMetrics, len(plans)), offCanonLogs: map[string]*offCanonicalLog{},
 	}
 	for topic, plan := range plans {
 		w.planMetrics[topic] = newPlanMetrics(w.m, plan)
@@ -418,6 +425,11 @@ func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int3
 
 func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
 	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}}
+	if n, err := w.partitionCount(ctx, tp.topic); err != nil {
+		w.log.Warn("records outside their canonical partition are not counted for this partition", zap.Error(err))
+	} else {
+		ps.canon = newCanonical(n)
+	}
 	applied, hasApplied, err := w.o.Store.GetOffset(keys.Offset(tp.topic, tp.partition))
 	if err != nil {
 		return nil, kgo.Offset{}, err
@@ -601,6 +613,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		ps.modified = ps.modified[:0]
 		total += ps.applied
 		ps.metrics.eventsIn.Add(float64(ps.applied))
+		w.commitOffCanonical(ps, ps.metrics.offCanonical)
 		if !ps.pending {
 			ps.pending = true
 			w.pending = append(w.pending, ps)
@@ -623,6 +636,9 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		}
 		ps.staged = r.Offset + 1
 		replay := r.Offset < ps.applyFrom
+		if !replay {
+			ps.canon.observe(r)
+		}
 		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec); rej != nil {
 			if !replay {
 				ps.dead = append(ps.dead, w.deadLetter(plan, r, rej))
@@ -665,12 +681,14 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 	return nil
 }
 
-// applyFeature applies the decoded event ps.dec (source offset seq) to
-// feature i of es, staging the entity and marking the changed tile dirty;
-// an event too late for the feature's window is counted and dropped.
-func (w *Worker) applyFeature(ps *partState, es *entityState, i int, seq, now int64) {
+// applyFeature applies the decoded event ps.dec (at source offset offset of
+// the partition) to feature i of es, staging the entity and marking the
+// changed tile dirty; an event too late for the feature's window is counted
+// and dropped. Its tie-break for last is aggregations.Seq(partition, offset).
+func (w *Worker) applyFeature(ps *partState, es *entityState, i int, offset, now int64) {
 	f := &ps.plan.Features[i]
-	tile, ok := es.series[i].Apply(f.Window, aggregations.Event{TS: ps.dec.TS, Seq: seq, Value: f.Value(&ps.dec)}, now)
+	ev := aggregations.Event{TS: ps.dec.TS, Seq: aggregations.Seq(ps.tp.partition, offset), Value: f.Value(&ps.dec)}
+	tile, ok := es.series[i].Apply(f.Window, ev, now)
 	if !ok {
 		ps.metrics.droppedLate[i].Inc()
 		return
@@ -758,7 +776,8 @@ func (w *Worker) publish(ctx context.Context) error {
 			i++
 			r.Topic = topic
 			from := len(slab)
-			slab = keys.AppendFeatureLog(slab, keys.TileRef{Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID, Start: d.start})
+			slab = keys.AppendFeatureLog(slab, keys.TileRef{Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID,
+				SourcePartition: ps.tp.partition, Start: d.start})
 			r.Key = slab[from:len(slab):len(slab)]
 			if t, ok := d.es.series[d.feature].Tile(d.start); ok {
 				from = len(slab)
