@@ -17,6 +17,7 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
@@ -159,10 +160,10 @@ func spreadKeys(p *produced, src string) int {
 	return n
 }
 
-// checkBackfill computes every feature of keys in backfill at a few times
-// (now and in the past, both point-in-time modes) and compares each value
-// with the brute force over the produced events.
-func checkBackfill(t *testing.T, k *kafkaCluster, cfg *config.File, p *produced, keys []string, now time.Time) {
+// checkBackfill computes every feature of keys in backfill as of now minus
+// each of agos and compares each value with the brute force over the
+// produced events. With snaps, every partition must start from a snapshot.
+func checkBackfill(t *testing.T, k *kafkaCluster, cfg *config.File, p *produced, keys []string, now time.Time, agos []time.Duration, snaps *snapshot.Store) {
 	t.Helper()
 	var ids []string
 	for _, f := range cfg.Features {
@@ -170,13 +171,18 @@ func checkBackfill(t *testing.T, k *kafkaCluster, cfg *config.File, p *produced,
 	}
 	var points []backfill.Point
 	for _, key := range keys {
-		for _, ago := range []time.Duration{0, time.Hour, 36 * time.Hour, 10 * 24 * time.Hour} {
+		for _, ago := range agos {
 			points = append(points, backfill.Point{Key: key, T: now.Add(-ago).UnixMilli()})
 		}
 	}
-	vals, err := backfill.Compute(context.Background(), backfill.Options{Brokers: k.Brokers, Config: cfg, Features: ids}, points)
+	vals, err := backfill.Compute(context.Background(), backfill.Options{Brokers: k.Brokers, Config: cfg, Features: ids, Snapshots: snaps}, points)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, r := range vals.Sources {
+		if snaps != nil && r.Snapshot == "" {
+			t.Fatalf("backfill: partition %s/%d did not start from a snapshot", r.Topic, r.Partition)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -236,7 +242,7 @@ func TestMixedPartitionersStayExact(t *testing.T) {
 	at := exactLookup(t, ls, cfg, m.p, keys, 90*time.Second, &calls)
 	t.Logf("%d events (%d keys with transactions in several partitions): every lookup value equals the brute force", m.p.total, spreadKeys(m.p, "transactions"))
 
-	checkBackfill(t, k, cfg, m.p, keys, time.UnixMilli(at))
+	checkBackfill(t, k, cfg, m.p, keys, time.UnixMilli(at), []time.Duration{0, time.Hour, 36 * time.Hour, 10 * 24 * time.Hour}, nil)
 
 	waitLogged(t, cl, cfg.Kafka.LookupLogTopic, int64(calls*len(keys)), 60*time.Second)
 	served := map[servedAt]bool{}
@@ -250,6 +256,33 @@ func TestMixedPartitionersStayExact(t *testing.T) {
 		rep.WriteText(&b)
 		t.Fatalf("skew: %d mismatches of %d values compared (want 0 of %d):\n%s", rep.Mismatches, rep.Compared, want, b.String())
 	}
+}
+
+// TestMixedPartitionersSnapshots checks the snapshot paths with an
+// entity's events in several partitions: a lookup replica cold started from
+// a worker's snapshots (one per source partition, each holding a partial
+// series of the entity) and a backfill seeded from them answer the brute
+// force.
+func TestMixedPartitionersSnapshots(t *testing.T) {
+	k, cfg, cl := setup(t, featureFile)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(16, 5))
+	const users = 100
+	keys := allKeys(users)
+	m := newMixedProducers(t, k, cfg, cl)
+	dir := t.TempDir()
+	store, _ := newSnapshotStore(t, dir)
+	w := snapshottingWorker(t, k.Brokers, cfg, filepath.Join(dir, "w1"), store)
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	m.produce(ctx, rng, withTies(rng, genEvents(rng, 4000, users, 40*24*time.Hour, time.Now())))
+	calls := 0
+	exactLookup(t, ls, cfg, m.p, keys, 90*time.Second, &calls)
+	snap := takeSnapshot(t, w)
+	cold, _ := runLookupFrom(t, k.Brokers, cfg, filepath.Join(dir, "cold"), store)
+	n := waitExact(t, cold, cfg, m.p, keys, 90*time.Second)
+	t.Logf("lookup cold started from snapshot %s: %d values equal the brute force", snap.ID, n)
+	time.Sleep(5 * time.Millisecond) // spine times after the snapshot's creation
+	checkBackfill(t, k, cfg, m.p, keys, time.Now(), []time.Duration{0}, store)
 }
 
 // TestMixedPartitionersKill9 is TestMixedPartitionersStayExact's online
