@@ -11,6 +11,7 @@
 //	feature known  'F' | lp(topic) | u32(partition) | feature id  -> u64 offset it was first applied from
 //	bootstrap      'B' | lp(topic) | u32(partition) | feature id  -> u64 next | u64 end
 //	republish      'R' | lp(topic) | u32(partition) | feature id  -> empty
+//	log layout     'K' | lp(topic) | u32(partition)          -> u64 feature-log key layout published under
 //	view entity    'E' | lp(entity) | entity key
 //	view offset    'L' | lp(topic) | u32(partition)          -> u64 next feature-log offset
 //	feature log    lp(entity) | lp(entity key) | lp(feature id) | u32(source partition) | u64(tile start ^ signbit)
@@ -39,7 +40,13 @@ const (
 	prefixFeature   = 'F'
 	prefixBootstrap = 'B'
 	prefixRepublish = 'R'
+	prefixLogLayout = 'K'
 )
+
+// FeatureLogLayout is the version of the feature-log key layout that
+// AppendFeatureLog writes: 2 names the source partition; 1 (never
+// recorded) did not.
+const FeatureLogLayout = 2
 
 // ErrMalformed is returned (wrapped) when a key does not have the expected layout.
 var ErrMalformed = errors.New("keys: malformed key")
@@ -120,6 +127,14 @@ func Bootstrap(topic string, partition int32, featureID string) []byte {
 // partition must be published again (after its bootstrap).
 func Republish(topic string, partition int32, featureID string) []byte {
 	return append(appendTopicPartition(nil, prefixRepublish, topic, partition), featureID...)
+}
+
+// PublishedLayout is the key of the feature-log key layout a partition's
+// tiles were published under (a PutU64 value). A partition with state but
+// without it published its tiles under layout 1, which readers skip: its
+// worker republishes every tile once.
+func PublishedLayout(topic string, partition int32) []byte {
+	return appendTopicPartition(nil, prefixLogLayout, topic, partition)
 }
 
 // PutRange encodes a bootstrap range value.

@@ -42,6 +42,12 @@ type Manifest struct {
 	// FeatureLog holds, per feature-log partition, the offset the state
 	// corresponds to.
 	FeatureLog []LogPartition `json:"feature_log"`
+	// FeatureLogLayout is the feature-log key layout the state's tiles were
+	// published under (keys.FeatureLogLayout when written); 0 in snapshots
+	// of featurepipes before it was recorded (layout 1, without the source
+	// partition). A worker restoring a partition from an older layout
+	// republishes its tiles.
+	FeatureLogLayout int `json:"feature_log_layout,omitempty"`
 	// Files lists every file of the snapshot with its size and checksum.
 	// Write fills it.
 	Files []FileRef `json:"files"`

@@ -17,7 +17,9 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
+	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
@@ -360,4 +362,75 @@ func checkOffCanonical(t *testing.T, m *mixedProducers, workers ...*worker.Worke
 		t.Fatalf("featurepipe_records_off_canonical_partition_total = %v, want %d (records the CRC32 producer put outside their murmur2 partition)", got, want)
 	}
 	t.Logf("featurepipe_records_off_canonical_partition_total = %v: exactly the records outside their canonical partition", got)
+}
+
+// TestOlderFeatureLogLayoutIsRepublishedOnce: a worker whose store has
+// state published under the feature-log key layout without the source
+// partition (which lookup replicas now skip) republishes every tile once
+// under the new layout, and not again on the next start.
+func TestOlderFeatureLogLayoutIsRepublishedOnce(t *testing.T) {
+	k, cfg, cl := setup(t, featureFile)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(16, 7))
+	const users = 60
+	p := newProduced()
+	produceEvents(t, ctx, cl, cfg, genEvents(rng, 2000, users, 40*24*time.Hour, time.Now()), p)
+	dir := t.TempDir()
+	wdir := filepath.Join(dir, "w1")
+	_, stop := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, wdir)
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	waitExact(t, ls, cfg, p, allKeys(users), 90*time.Second)
+	stop()
+
+	// Make the store look like one of an older featurepipe: no layout marker.
+	st, err := state.Open(wdir, state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := st.NewBatch()
+	for _, src := range cfg.Sources {
+		for part := range cfg.Kafka.Partitions {
+			_ = b.Delete(keys.PublishedLayout(src.Topic, part), nil)
+		}
+	}
+	if err := st.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// At least the two lifetime transaction features of every user with
+	// transactions have a tile.
+	p.mu.Lock()
+	atLeast := 2 * len(p.events["transactions"])
+	p.mu.Unlock()
+
+	restart := func() float64 {
+		t.Helper()
+		w, stop := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, wdir)
+		defer stop()
+		deadline := time.Now().Add(60 * time.Second)
+		for testutil.ToFloat64(w.Metrics().Assigned) < float64(2*cfg.Kafka.Partitions) {
+			if time.Now().After(deadline) {
+				t.Fatal("the worker was not assigned every partition")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// Republishing happens right after the assignment; give it time.
+		var n float64
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			n = testutil.ToFloat64(w.Metrics().TilesPublished)
+		}
+		return n
+	}
+	if n := restart(); n < float64(atLeast) {
+		t.Fatalf("after the upgrade the worker republished %v tiles, want at least %d", n, atLeast)
+	} else {
+		t.Logf("upgrade: %v tiles republished under the new layout", n)
+	}
+	if n := restart(); n != 0 {
+		t.Fatalf("the next start republished %v tiles again, want 0", n)
+	}
+	fresh, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "fresh"))
+	waitExact(t, fresh, cfg, p, allKeys(users), 90*time.Second)
 }

@@ -36,9 +36,23 @@ type bootFeature struct {
 // starts bootstraps for the new ones and resumes unfinished ones. applied
 // is the partition's committed offset (hasApplied false: no state yet, the
 // whole partition is replayed for every version).
+//
+// A partition with state whose tiles were published under an older
+// feature-log key layout (keys.PublishedLayout below keys.FeatureLogLayout:
+// readers skip those records) has every known version marked for
+// republishing, once.
 func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) error {
-	b := w.o.Store.NewBatch()
 	tp := ps.tp
+	layout, hasLayout, err := w.o.Store.GetOffset(keys.PublishedLayout(tp.topic, tp.partition))
+	if err != nil {
+		return err
+	}
+	upgrade := hasApplied && (!hasLayout || layout < keys.FeatureLogLayout)
+	if upgrade {
+		w.log.Warn("the partition's tiles were published under an older feature-log key layout: republishing them all",
+			zap.String("topic", tp.topic), zap.Int32("partition", tp.partition))
+	}
+	b := w.o.Store.NewBatch()
 	for i := range ps.plan.Features {
 		id := ps.plan.Features[i].ID
 		_, known, err := w.o.Store.GetOffset(keys.FeatureKnown(tp.topic, tp.partition, id))
@@ -59,6 +73,7 @@ func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) err
 			b.Close()
 			return err
 		}
+		booting := found
 		if found {
 			next, end, err := keys.Range(val)
 			if err != nil {
@@ -70,10 +85,12 @@ func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) err
 		if _, found, err := w.o.Store.Get(nil, keys.Republish(tp.topic, tp.partition, id)); err != nil {
 			b.Close()
 			return err
-		} else if found {
+		} else if found || (upgrade && !booting) { // a bootstrap republishes when it ends
+			_ = b.Set(keys.Republish(tp.topic, tp.partition, id), nil, nil)
 			ps.republish = append(ps.republish, i)
 		}
 	}
+	_ = b.Set(keys.PublishedLayout(tp.topic, tp.partition), keys.PutU64(keys.FeatureLogLayout), nil)
 	if len(ps.boot) > 0 || len(ps.republish) > 0 {
 		w.bootChanged.Store(true)
 	}

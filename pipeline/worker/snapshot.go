@@ -118,7 +118,7 @@ func (w *Worker) writeSnapshot(ctx context.Context) error {
 			NextOffset: ps.next, MaxEventTime: maxTS,
 			Iter: func(yield func(k, v []byte) bool) error { return iterate(ps, yield) }})
 	}
-	m := snapshot.Manifest{Worker: w.name()}
+	m := snapshot.Manifest{Worker: w.name(), FeatureLogLayout: keys.FeatureLogLayout}
 	for id, h := range features {
 		m.Features = append(m.Features, snapshot.FeatureRef{ID: id, Hash: h})
 	}
@@ -245,6 +245,10 @@ func (w *Worker) restore(ctx context.Context, plan *events.Plan, tp topicPartiti
 	}
 	_ = b.Set(keys.Offset(tp.topic, tp.partition), keys.PutU64(next), nil)
 	_ = b.Set(keys.Published(tp.topic, tp.partition), keys.PutU64(next), nil)
+	if l := c.Manifest.FeatureLogLayout; l > 0 {
+		// Else absent: loadFeatures republishes the tiles (older layout).
+		_ = b.Set(keys.PublishedLayout(tp.topic, tp.partition), keys.PutU64(int64(l)), nil)
+	}
 	if err := w.o.Store.Commit(b); err != nil {
 		return 0, false, err
 	}
