@@ -88,9 +88,23 @@ func (w *Worker) commitOffCanonical(ps *partState, counter prometheus.Counter) {
 	}
 }
 
+// partitionCountTTL is how long a topic's partition count is reused.
+const partitionCountTTL = time.Minute
+
+// partitionCounted is a topic's partition count and when it was read.
+type partitionCounted struct {
+	n  int
+	at time.Time
+}
+
 // partitionCount returns the number of partitions of topic, from the
-// broker's metadata. The worker calls it once per topic per assignment.
+// broker's metadata, reused for partitionCountTTL: an assignment of many
+// partitions costs one metadata request per topic. Called with w.mu held
+// (from the assignment callback).
 func (w *Worker) partitionCount(ctx context.Context, topic string) (int, error) {
+	if c, ok := w.partCounts[topic]; ok && time.Since(c.at) < partitionCountTTL {
+		return c.n, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	td, err := kadm.NewClient(w.cl).ListTopics(ctx, topic)
@@ -100,5 +114,7 @@ func (w *Worker) partitionCount(ctx context.Context, topic string) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("partitions of %s: %w", topic, err)
 	}
-	return len(td[topic].Partitions), nil
+	n := len(td[topic].Partitions)
+	w.partCounts[topic] = partitionCounted{n: n, at: time.Now()}
+	return n, nil
 }

@@ -126,6 +126,8 @@ type Worker struct {
 	// offCanonLogs rate-limit the log line about off-canonical records, per
 	// source (poll goroutine only).
 	offCanonLogs map[string]*offCanonicalLog
+	// partCounts are the source topics' partition counts (w.mu held).
+	partCounts map[string]partitionCounted
 	// published is w.onPublished bound once: a method value passed per
 	// produced record would allocate a closure per tile.
 	published func(*kgo.Record, error)
@@ -244,6 +246,7 @@ func New(o Options) (*Worker, error) {
 		parts:   make(map[topicPartition]*partState),
 		snapNow: make(chan struct{}, 1), flOffsets: map[int32]int64{}, lastSnapTime: time.Now(),
 		planMetrics: make(map[string]*planMetrics, len(plans)), offCanonLogs: map[string]*offCanonicalLog{},
+		partCounts: map[string]partitionCounted{},
 	}
 	for topic, plan := range plans {
 		w.planMetrics[topic] = newPlanMetrics(w.m, plan)
