@@ -3,6 +3,7 @@ package lookup
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -167,5 +168,38 @@ func TestEntityViewKeepsPartitionsOfAFeatureTogether(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { _, _, _, _ = lv.read("a@1", w, 10) }); n != 0 {
 			t.Fatalf("a read merging three partitions allocated %v times", n)
 		}
+	}
+}
+
+// BenchmarkViewRead measures lookupView.read of one feature (7d window, 6h
+// hop, a tile every 6h over 8 days) among 8 features whose events are in 1,
+// 2 or 4 source partitions: the cost of each extra partition of an entity.
+func BenchmarkViewRead(b *testing.B) {
+	w := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}
+	T := fixtureNow.UnixMilli()
+	for _, parts := range []int32{1, 2, 4} {
+		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
+			var e entityView
+			for f := range 8 {
+				for p := range parts {
+					i := e.add(fmt.Sprintf("feature_%d@1", f), p)
+					for k := range 32 {
+						start := w.TileStart(T - int64(k)*w.Hop)
+						e.series[i].SetTile(aggregations.Tile{Start: start, IR: aggregations.IR{Count: 2, Sum: 3, Min: 1, Max: 2, Last: 2, LastTS: start + 1, LastSeq: aggregations.Seq(p, int64(k))}})
+					}
+				}
+			}
+			enc := e.encode(nil)
+			var lv lookupView
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := lv.parse(enc); err != nil {
+					b.Fatal(err)
+				}
+				if ir, _, found, err := lv.read("feature_5@1", w, T); err != nil || !found || ir.Count == 0 {
+					b.Fatal(ir, found, err)
+				}
+			}
+		})
 	}
 }
