@@ -83,3 +83,14 @@ func TestOffCanonicalLogIsRateLimited(t *testing.T) {
 		t.Fatalf("second line fields %v", f)
 	}
 }
+
+// BenchmarkCanonicalObserve is the per-record cost the off-canonical count
+// adds to the apply path (a 9-byte key, like "user-0042").
+func BenchmarkCanonicalObserve(b *testing.B) {
+	c := newCanonical(12)
+	r := &kgo.Record{Key: []byte("user-0042"), Partition: 3}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.observe(r)
+	}
+}
