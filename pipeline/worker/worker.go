@@ -14,7 +14,10 @@
 // otherwise replayed from the earliest retained offset.
 //
 // Publication is at-least-once and idempotent: feature-log records carry the
-// latest value of a tile, keyed by (entity, feature version, tile). Changed
+// latest value of a tile, keyed by (entity, feature version, source
+// partition, tile): the worker of each partition owns its own tiles of an
+// entity, which lookups merge when producers put an entity's events in
+// several partitions (see canonical.go for how those are counted). Changed
 // tiles are collected for PublishInterval and published deduplicated, from a
 // cache of the entities touched in that interval. The store keeps, per
 // partition, the source offset through which publication was flushed; on
