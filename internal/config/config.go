@@ -1,7 +1,8 @@
 // Package config loads and validates featurepipe's feature file: the YAML
 // document that declares the Kafka topics featurepipe owns, the entities
 // features are keyed by, the source topics (with their Avro schemas) events
-// come from, and the versioned feature definitions computed from them.
+// come from, the versioned feature definitions computed from them, and the
+// feature services that bundle features for a model (see Service).
 //
 // The file is validated completely before anything runs: Load reports every
 // problem it finds at once, each with its file, line and field path and what
@@ -41,6 +42,7 @@ type File struct {
 	Entities []*Entity
 	Sources  []*Source
 	Features []*Feature // in file order
+	Services []*Service // feature services, in file order; may be empty
 }
 
 // Kafka holds the topics and settings featurepipe itself owns. Every field has

@@ -276,7 +276,7 @@ func TestInvalidFiles(t *testing.T) {
 			name:  "unknown top-level key",
 			doc:   header + "feature_groups: [] # want\nfeatures:\n" + validFeature,
 			field: "feature_groups",
-			msg:   `unknown key "feature_groups"; allowed: kafka, entities, sources, features`,
+			msg:   `unknown key "feature_groups"; allowed: kafka, entities, sources, features, services`,
 		},
 		{
 			name:  "aggregation must be known",

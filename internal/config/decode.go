@@ -18,11 +18,12 @@ import (
 
 // Allowed keys of each block, in the order the documentation lists them.
 var (
-	fileKeys    = []string{"kafka", "entities", "sources", "features"}
+	fileKeys    = []string{"kafka", "entities", "sources", "features", "services"}
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor"}
 	entityKeys  = []string{"name", "key"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time"}
 	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "default"}
+	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
 // decoder turns the YAML node tree into the File's types, recording every
@@ -37,6 +38,7 @@ type decoder struct {
 	entities []entityItem
 	sources  []sourceItem
 	features []featureItem
+	services []serviceItem
 }
 
 type entityItem struct {
@@ -374,4 +376,5 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			hop:         d.str(m, "hop", false, "a duration with unit s, m, h or d"),
 		})
 	}
+	d.decodeServices(top)
 }

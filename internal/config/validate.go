@@ -33,6 +33,7 @@ func (d *decoder) build(path string, load schemaLoader) *File {
 	ents := d.buildEntities(f)
 	srcs := d.buildSources(f, own, load)
 	d.buildFeatures(f, ents, srcs)
+	d.buildServices(f)
 	if len(d.errs) > 0 {
 		return nil
 	}
