@@ -47,9 +47,6 @@ func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 	if err := decodeBody(r, &req); err != nil {
 		return nil, nil, err
 	}
-	if req.FeatureService != "" {
-		return nil, nil, badRequest("unsupported", "feature_service is not supported; list \"features\" instead")
-	}
 	if len(req.Entities) != 1 {
 		return nil, nil, badRequest("bad_entities", `"entities" must map exactly one join key (e.g. "user_id") to a list of keys`)
 	}
@@ -90,11 +87,19 @@ func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 		}
 		refs[i] = f
 	}
+	requested := req.Features
+	if req.FeatureService != "" { // Feast's FeatureService: its name replaces "features"
+		svcRefs, err := s.requestedFeatures(info, req.FeatureService, refs)
+		if err != nil {
+			return nil, nil, err
+		}
+		refs, requested = svcRefs, svcRefs
+	}
 	ans, err := s.lookup(info, keys, refs)
 	if err != nil {
 		return nil, nil, err
 	}
-	return feastShape(joinKey, req.Features, req.FullFeatureNames, refs, ans), ans, nil
+	return feastShape(joinKey, requested, req.FullFeatureNames, refs, ans), ans, nil
 }
 
 // feastShape writes the answer a (for the feature references refs,

@@ -187,6 +187,9 @@ type LookupRequest struct {
 	Entity   string   `json:"entity"`
 	Keys     []string `json:"keys"`
 	Features []string `json:"features"` // "name" (newest ready version) or "name@version"
+	// FeatureService names a feature service of the feature file instead of
+	// Features: the answer holds exactly the service's features.
+	FeatureService string `json:"feature_service,omitempty"`
 }
 
 // LookupResponse is the answer of POST /v1/lookup and GET /v1/features.
@@ -234,7 +237,7 @@ func (s *Service) entityNames() string {
 // each deprecated one. It allocates nothing once a's slices are warm.
 func (s *Service) resolve(a *lookupAnswer, info *entityInfo, refs []string) error {
 	if len(refs) == 0 {
-		return badRequest("missing_features", `"features" must name at least one feature of entity %s`, info.name)
+		return badRequest("missing_features", `"features" must name at least one feature of entity %s, or "feature_service" a feature service`, info.name)
 	}
 	for _, ref := range refs {
 		f, err := s.pick(ref)
@@ -292,7 +295,11 @@ func (s *Service) handleLookup(r *http.Request) (any, *lookupAnswer, error) {
 	if err := s.checkKeys(req.Keys); err != nil {
 		return nil, nil, err
 	}
-	a, err := s.lookup(info, req.Keys, req.Features)
+	refs, err := s.requestedFeatures(info, req.FeatureService, req.Features)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := s.lookup(info, req.Keys, refs)
 	return nil, a, err
 }
 
