@@ -7,17 +7,19 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 )
 
 func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("backfill", "--brokers B --config F --spine spine.csv|.parquet --out train.parquet|.csv [--features a,b,name@2] [--snapshots DIR]", stderr)
+	fs := newFlags("backfill", "--brokers B --config F --spine spine.csv|.parquet --out train.parquet|.csv [--features a,b,name@2 | --feature-service NAME] [--snapshots DIR]", stderr)
 	bf := addBatchFlags(fs, "feature file (YAML)", "point-in-time", "event: events with event time < T; arrival: also arrived (Kafka timestamp) <= T")
 	spinePath := fs.String("spine", "", "spine: .csv or .parquet with the entity key column, a timestamp column (RFC 3339 or epoch ms) and any label columns")
 	out := fs.String("out", "", "output .parquet or .csv; the manifest goes to <out>.manifest.json")
 	features := fs.String("features", "", "comma-separated features (name or name@version); default: every feature of the spine's entity")
+	service := fs.String("feature-service", "", "a feature service of the feature file: the same as --features listing its features (not both); the manifest records its name")
 	skipBad := fs.Bool("skip-bad-rows", false, "drop spine rows with a missing key or bad timestamp instead of failing")
 	export := fs.String("export-events", "", "also write the replayed events of the spine's entities to this .parquet file (benchmarks)")
 	snapDir := fs.String("snapshots", "", "the workers' snapshot directory: start each partition from the newest snapshot taken before the earliest spine time, replaying only the records after it (windows may then exceed the topics' retention)")
@@ -31,7 +33,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	man, err := backfill.Run(ctx, backfill.Options{
-		Brokers: b.brokers, Config: b.cfg, Features: splitList(*features), Spine: *spinePath, Out: *out,
+		Brokers: b.brokers, Config: b.cfg, Features: splitList(*features), FeatureService: *service, Spine: *spinePath, Out: *out,
 		Mode: b.mode, SkipBadRows: *skipBad, Progress: stderr, Log: b.log, ExportEvents: *export,
 		Limits: b.limits, Snapshots: snaps,
 	})
@@ -40,6 +42,9 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return usagef("%v", err)
 		}
 		return err
+	}
+	if man.FeatureService != "" {
+		fmt.Fprintf(stdout, "feature service %s: %s\n", man.FeatureService, manifestColumns(man))
 	}
 	fmt.Fprintf(stdout, "%d rows x %d features written to %s (%d records replayed, %d invalid skipped, %d bad spine rows dropped) in %s; manifest %s\n",
 		man.Output.Rows, len(man.Features), man.Output.Path, man.Events.Records, sumCounts(man.Events.Rejected), man.Spine.BadRows,
@@ -67,4 +72,14 @@ func sumCounts(m map[string]int64) int64 {
 		n += v
 	}
 	return n
+}
+
+// manifestColumns lists the manifest's columns with the versions they were
+// computed from, e.g. "txn_count_7d (txn_count_7d@1), ...".
+func manifestColumns(m *backfill.Manifest) string {
+	cols := make([]string, len(m.Features))
+	for i, f := range m.Features {
+		cols[i] = fmt.Sprintf("%s (%s@%d)", f.Column, f.Name, f.Version)
+	}
+	return strings.Join(cols, ", ")
 }

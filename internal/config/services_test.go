@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/featurepipe/featurepipe/schemas"
 )
 
 // svcFeatures declares, after header, a source of merchant events and three
@@ -174,5 +176,21 @@ func TestInvalidServices(t *testing.T) {
 				t.Errorf("got  %v\nwant features.yaml:%d: %s: ...%s...", e, wantLine, tt.field, tt.msg)
 			}
 		})
+	}
+}
+
+// The demo file's services load and each serves the demo's one entity.
+func TestDemoServices(t *testing.T) {
+	f, err := LoadFS(schemas.Files, "demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Services) < 1 {
+		t.Fatal("demo.yaml declares no feature service")
+	}
+	for _, s := range f.Services {
+		if s.Entity != "user" || len(s.Features) == 0 || s.Owner == "" || s.Description == "" {
+			t.Errorf("demo service %+v", *s)
+		}
 	}
 }

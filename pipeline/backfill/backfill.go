@@ -58,6 +58,12 @@ type Options struct {
 	// entity. Default: the default version of every feature of the entity
 	// whose key column the spine has (exactly one entity must match).
 	Features []string
+	// FeatureService names a feature service of Config to use instead of
+	// Features: exactly the same as listing the service's features (its
+	// bare names resolve as bare names in Features do). Features must then
+	// be empty. The manifest records the name, and each column's resolved
+	// version and definition hash as always. Default "": none.
+	FeatureService string
 	// Spine is the input: a .csv or .parquet file with the entity's key
 	// column, a "timestamp" column (RFC 3339 or epoch milliseconds; for
 	// Parquet also TIMESTAMP or DATE) and any other columns, which pass
@@ -144,6 +150,18 @@ func (o *Options) validate(files bool) error {
 			problems = append(problems, "export events: want a .parquet file, got "+o.ExportEvents)
 		}
 	}
+	if o.FeatureService != "" {
+		switch {
+		case len(o.Features) > 0:
+			problems = append(problems, "give either features or a feature service, not both: feature service "+o.FeatureService+" already names its features")
+		case o.Config != nil:
+			if svc, err := o.Config.Service(o.FeatureService); err != nil {
+				problems = append(problems, err.Error())
+			} else {
+				o.Features = slices.Clone(svc.Features)
+			}
+		}
+	}
 	m, err := ParseMode(string(o.Mode))
 	if err != nil {
 		problems = append(problems, err.Error())
@@ -207,6 +225,7 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		Entity:          ent.Name,
 		KeyColumn:       ent.Key,
 		PointInTime:     o.Mode,
+		FeatureService:  o.FeatureService,
 		Spine: ManifestSpine{Path: o.Spine, Format: sp.format, SHA256: sp.sha256, Rows: sp.rows(),
 			BadRows: len(sp.bad), BadExamples: sp.bad[:min(len(sp.bad), maxReported)]},
 		Output:    ManifestOutput{Path: o.Out, Format: outFormat, Rows: len(sp.good)},

@@ -57,7 +57,7 @@ func (v *Values) Get(row, col int) (value float64, ok bool) {
 // with that key and timestamp. It is what `featurepipe skew` replays served
 // lookups through.
 //
-// Options.Features is required (there are no spine columns to pick an
+// Options.Features (or FeatureService) is required (there are no spine columns to pick an
 // entity from) and every feature must belong to one entity. Spine, Out and
 // SkipBadRows are ignored; ExportEvents works as in Run. A point with an
 // empty key fails Compute with ErrInvalidOptions. Memory is that of Run:

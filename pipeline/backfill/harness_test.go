@@ -24,7 +24,7 @@ import (
 
 // featureFile has one entity, two sources and every aggregation over finite
 // and lifetime windows with default and explicit hops, a feature with a
-// declared default and two versions of one feature.
+// declared default and two versions of one feature, and a feature service.
 var featureFile = testkit.KafkaSection(3) + `entities:
   - name: user
     key: user_id
@@ -47,6 +47,8 @@ features:
   - {name: txn_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: t, description: d}
   - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+services:
+  - {name: fraud_scoring, owner: t, description: d, features: [txn_avg_30d@1, txn_avg_30d, txn_count_7d, login_count_1h@1]}
 `
 
 // setup starts the broker (KAFKA_BROKERS or a fresh kfake), writes

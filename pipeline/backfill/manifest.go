@@ -23,6 +23,9 @@ type Manifest struct {
 	Entity          string    `json:"entity"`
 	KeyColumn       string    `json:"key_column"`
 	PointInTime     Mode      `json:"point_in_time"`
+	// FeatureService is the feature service whose features are the
+	// columns (Options.FeatureService), "" when they were listed.
+	FeatureService string `json:"feature_service,omitempty"`
 
 	Features []ManifestFeature `json:"features"`
 	Spine    ManifestSpine     `json:"spine"`
