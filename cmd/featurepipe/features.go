@@ -47,11 +47,12 @@ type featureInfo struct {
 }
 
 func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("features", "[--config F] [--brokers B] [--snapshots DIR] [--json]", stderr)
+	fs := newFlags("features", "[--config F] [--brokers B] [--snapshots DIR] [--services] [--json]", stderr)
 	cfgPath := fs.String("config", "", "feature file (default: the demo feature file, schemas/demo.yaml)")
 	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds registration, status and freshness from the registry")
 	snapDir := fs.String("snapshots", "", "snapshot directory: adds the newest snapshot of each version")
 	asJSON := fs.Bool("json", false, "print JSON (one array) for scripts")
+	services := fs.Bool("services", false, "list the feature services instead: their features as listed and the version each resolves to (with --brokers: the newest ready version, as lookups resolve a bare name)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -76,6 +77,9 @@ func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if view, err = registry.Load(lctx, brokers, cfg.Kafka.RegistryTopic, nil); err != nil {
 			return fmt.Errorf("read the registry %s: %w", cfg.Kafka.RegistryTopic, err)
 		}
+	}
+	if *services {
+		return runServices(cfg, view, *asJSON, stdout)
 	}
 	rows := describeFeatures(cfg, view, time.Now())
 	if *snapDir != "" {

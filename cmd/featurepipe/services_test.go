@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"os"
@@ -8,8 +9,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
 // TestBackfillFeatureServiceFlag: `backfill --feature-service` writes the
@@ -75,4 +82,87 @@ func TestBackfillFeatureServiceFlag(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFeaturesServices: `features --services` lists each service's
+// features, a bare name resolved as lookups resolve it: with --brokers the
+// newest ready version (here @1 while @2 warms up, then @2), without them
+// the newest version, status unknown.
+func TestFeaturesServices(t *testing.T) {
+	f := newProduceFixture(t)
+	text, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := "  - {name: txn_amount_max_7d, version: 2, entity: user, source: transactions, aggregation: max, field: amount, window: 7d, hop: 1d, owner: fraud-team, description: Coarser hop.}\n"
+	if err := os.WriteFile(f.config, []byte(string(text)+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	topic := cfg.Kafka.RegistryTopic
+	if err := registry.Register(ctx, cl, topic, cfg, registry.NewView(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	setMax2 := func(state string) {
+		r, err := registry.StatusRecord(topic, registry.Status{Feature: "txn_amount_max_7d@2", Topic: "transactions", Partition: 0, State: state, UpdatedAt: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	services := func(args ...string) map[string]serviceInfo {
+		t.Helper()
+		code, stdout, stderr := execCLI(append([]string{"features", "--services", "--json", "--config", f.config}, args...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var rows []serviceInfo
+		if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
+			t.Fatalf("%v\n%s", err, stdout)
+		}
+		by := map[string]serviceInfo{}
+		for _, r := range rows {
+			by[r.Name] = r
+		}
+		if len(rows) != len(cfg.Services) {
+			t.Fatalf("%d services listed, want %d", len(rows), len(cfg.Services))
+		}
+		return by
+	}
+	// fraud_scoring lists txn_count_7d@1, txn_amount_sum_1h@1, txn_amount_max_7d, txn_amount_min_7d.
+	check := func(what string, got serviceInfo, maxID, status string) {
+		t.Helper()
+		want := []serviceFeature{
+			{Ref: "txn_count_7d@1", ID: "txn_count_7d@1", Version: 1, Status: status},
+			{Ref: "txn_amount_sum_1h@1", ID: "txn_amount_sum_1h@1", Version: 1, Status: status},
+			{Ref: "txn_amount_max_7d", ID: maxID, Version: int(maxID[len(maxID)-1] - '0'), Status: status},
+			{Ref: "txn_amount_min_7d", ID: "txn_amount_min_7d@1", Version: 1, Status: status},
+		}
+		if !slices.Equal(got.Features, want) || got.Entity != "user" || got.Owner != "fraud-team" || !slices.Equal(got.Models, []string{"fraud-gbm"}) {
+			t.Errorf("%s: %+v\nwant features %+v", what, got, want)
+		}
+	}
+	check("without --brokers", services()["fraud_scoring"], "txn_amount_max_7d@2", "unknown")
+	setMax2(registry.StateWarmingUp)
+	check("while @2 warms up", services("--brokers", f.brokers)["fraud_scoring"], "txn_amount_max_7d@1", registry.StateReady)
+	code, stdout, _ := execCLI("features", "--services", "--config", f.config, "--brokers", f.brokers)
+	if code != 0 || !strings.Contains(stdout, "txn_amount_max_7d (@1)") || !strings.Contains(stdout, "spending_profile") {
+		t.Errorf("table:\n%s", stdout)
+	}
+	setMax2(registry.StateReady)
+	check("once @2 is ready", services("--brokers", f.brokers)["fraud_scoring"], "txn_amount_max_7d@2", registry.StateReady)
 }

@@ -178,3 +178,43 @@ func (d *decoder) buildServices(f *File) {
 		s.Entity = entityOf
 	}
 }
+
+// ResolveReady resolves a feature reference as the lookup service does at
+// request time: "name@N" is exactly version N; a bare name is the first of
+// its versions, in File.Feature's preference order (not deprecated first,
+// then newest), for which ready(id) holds, else what File.Feature picks
+// (then not ready). ready nil means every version is ready, which makes
+// ResolveReady equal to File.Feature. Errors are File.Feature's.
+func (f *File) ResolveReady(ref string, ready func(id string) bool) (ft *Feature, isReady bool, err error) {
+	def, err := f.Feature(ref)
+	if err != nil {
+		return nil, false, err
+	}
+	if ready == nil {
+		return def, true, nil
+	}
+	if strings.Contains(ref, "@") {
+		return def, ready(def.ID), nil
+	}
+	var vs []*Feature
+	for _, v := range f.Features {
+		if v.Name == def.Name {
+			vs = append(vs, v)
+		}
+	}
+	slices.SortStableFunc(vs, func(a, b *Feature) int {
+		if a.Deprecated != b.Deprecated {
+			if a.Deprecated {
+				return 1
+			}
+			return -1
+		}
+		return b.Version - a.Version
+	})
+	for _, v := range vs {
+		if ready(v.ID) {
+			return v, true, nil
+		}
+	}
+	return def, false, nil
+}

@@ -194,3 +194,41 @@ func TestDemoServices(t *testing.T) {
 		}
 	}
 }
+
+// ResolveReady: a pinned version stays pinned (its readiness reported); a
+// bare name takes the newest ready version that is not deprecated, then a
+// ready deprecated one, else File.Feature's pick, not ready.
+func TestResolveReady(t *testing.T) {
+	f := mustParse(t, header+"features:\n"+validFeature+
+		"  - {name: base, version: 2, entity: user, source: transactions, aggregation: count, window: 1d, owner: o, description: d}\n"+
+		"  - {name: base, version: 3, entity: user, source: transactions, aggregation: count, window: 2d, owner: o, description: d}\n"+
+		"  - {name: base, version: 4, entity: user, source: transactions, aggregation: count, window: 3d, deprecated: true, owner: o, description: d}\n")
+	readyOnly := func(ids ...string) func(string) bool {
+		return func(id string) bool { return slices.Contains(ids, id) }
+	}
+	for _, tc := range []struct {
+		name   string
+		ref    string
+		ready  func(string) bool
+		wantID string
+		wantOK bool
+	}{
+		{"nil ready is File.Feature", "base", nil, "base@3", true},
+		{"newest ready", "base", readyOnly("base@1", "base@2", "base@3", "base@4"), "base@3", true},
+		{"newest warming: the next ready one", "base", readyOnly("base@1", "base@2", "base@4"), "base@2", true},
+		{"deprecated only when no other is ready", "base", readyOnly("base@4"), "base@4", true},
+		{"nothing ready: File.Feature's pick, not ready", "base", readyOnly(), "base@3", false},
+		{"a pinned version stays, warming", "base@3", readyOnly("base@1"), "base@3", false},
+		{"a pinned version stays, ready", "base@1", readyOnly("base@1"), "base@1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok, err := f.ResolveReady(tc.ref, tc.ready)
+			if err != nil || got.ID != tc.wantID || ok != tc.wantOK {
+				t.Errorf("ResolveReady(%s) = %v %v %v, want %s %v", tc.ref, got, ok, err, tc.wantID, tc.wantOK)
+			}
+		})
+	}
+	if _, _, err := f.ResolveReady("nope", nil); !errors.Is(err, ErrUnknownFeature) {
+		t.Errorf("unknown feature: %v", err)
+	}
+}

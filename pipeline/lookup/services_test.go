@@ -174,3 +174,43 @@ func TestFeatureServiceBareNameIsNewestReady(t *testing.T) {
 		t.Fatalf("bare name in a service once @2 is ready: %+v, want version 2", v)
 	}
 }
+
+// pick (the request-time resolution, precomputed for speed) agrees with
+// config.File.ResolveReady (what `featurepipe features --services` shows)
+// for every reference under every warming-up combination of a name's
+// versions.
+func TestPickAgreesWithResolveReady(t *testing.T) {
+	cfg := pickTestConfig(t)
+	svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: newFixture(t, Options{}, true).svc.o.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids, refs []string
+	for _, f := range cfg.Features {
+		ids, refs = append(ids, f.ID), append(refs, f.Name, f.ID)
+	}
+	// Version i warms up when bit i%7 of mask is set: the 7 versions of mix
+	// and dep (the last 7 ids) take every combination, the others follow.
+	for mask := 0; mask < 1<<7; mask++ {
+		for i, id := range ids {
+			state := registry.StateReady
+			if mask&(1<<(i%7)) != 0 {
+				state = registry.StateWarmingUp
+			}
+			r, err := registry.StatusRecord("registry", registry.Status{Feature: id, Topic: "transactions", Partition: 0, State: state})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := svc.reg.Apply(r.Key, r.Value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ref := range refs {
+			want, ready, werr := cfg.ResolveReady(ref, svc.reg.Ready)
+			got, gerr := svc.pick(ref)
+			if werr != nil || gerr != nil || got.def != want || got.warming == ready {
+				t.Fatalf("mask %b, %q: pick %v (warming %v, %v), ResolveReady %v (ready %v, %v)", mask, ref, got.def, got.warming, gerr, want, ready, werr)
+			}
+		}
+	}
+}
