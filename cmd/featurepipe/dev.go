@@ -105,13 +105,14 @@ featurepipe dev is running: embedded Kafka on %s, one worker, one lookup service
 State in %s. Features are defined in schemas/demo.yaml.
 
   curl -s http://%s/v1/lookup -d '{"entity":"user","keys":["u0001","u0002"],"features":["txn_amount_avg_30d","txn_count_7d","login_count_lifetime"]}'
+  curl -s http://%s/v1/lookup -d '{"entity":"user","keys":["u0001"],"feature_service":"fraud_scoring"}'
   curl -s http://%s/v1/features/user/u0001
   curl -s http://%s/metrics | grep featurepipe_
-  featurepipe features --brokers %s
+  featurepipe features --brokers %s [--services]
 
 Produce your own events:  featurepipe produce --brokers %s --config schemas/demo.yaml --source transactions --input events.jsonl
 Ctrl-C to stop.
-`, b.Addr(), dir, addr, addr, addr, b.Addr(), b.Addr())
+`, b.Addr(), dir, addr, addr, addr, addr, b.Addr(), b.Addr())
 		log.Info("ready", zap.Int64("demo_events_sent", sent.Load()))
 		<-ctx.Done()
 		return nil
