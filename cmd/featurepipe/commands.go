@@ -149,9 +149,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
 	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
 	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
+	tokensFile := fs.String("tokens", "", "tokens file (hashes, consumers and scopes; see featurepipe token): lookups then need a Bearer token (default: open to anyone, with a warning)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
+	}
+	var tokens *lookup.Tokens
+	if *tokensFile != "" {
+		if tokens, err = lookup.LoadTokens(*tokensFile, cfg); err != nil {
+			return err
+		}
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
@@ -164,16 +173,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	svc, closeStore, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
-		LookupLogSample: sample, Snapshots: snaps}, *sf.data)
+		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens}, *sf.data)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	ln, err := listen(*listenAddr)
+	ln, err := listenHTTP(*listenAddr, *tlsCert, *tlsKey)
 	if err != nil {
 		return err
 	}
-	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()))
+	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", *tlsCert != ""))
 	g := newGroup(ctx)
 	g.Go("view", svc.Run)
 	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })

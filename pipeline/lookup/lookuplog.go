@@ -147,7 +147,7 @@ func (l *lookupLogger) promise(r *kgo.Record, err error) {
 	}
 }
 
-// appendEntry appends the JSON of lookuplog.Entry{Entity, Key, At, Features}
+// appendEntry appends the JSON of lookuplog.Entry{Entity, Key, At, Consumer, Features}
 // with the features of order (ids sorted, once each) and their values vals.
 func appendEntry(b []byte, entity, key string, at int64, a *lookupAnswer, order []int, vals []value) []byte {
 	b = append(b, `{"entity":`...)
@@ -156,6 +156,10 @@ func appendEntry(b []byte, entity, key string, at int64, a *lookupAnswer, order 
 	b = appendString(b, key)
 	b = append(b, `,"at":`...)
 	b = strconv.AppendInt(b, at, 10)
+	if a.consumer != "" {
+		b = append(b, `,"consumer":`...)
+		b = appendString(b, a.consumer)
+	}
 	b = append(b, `,"features":{`...)
 	for k, j := range order {
 		if k > 0 {

@@ -76,6 +76,11 @@ type Options struct {
 	// producer (kgo.MaxBufferedRecords); when it is full, new records are
 	// dropped instead of slowing lookups down. Default 100,000.
 	LookupLogBuffer int
+	// Tokens, when set, are the API tokens the lookup routes accept, each
+	// with its consumer and scopes (see auth.go, LoadTokens). Default nil:
+	// the API is open to anyone who can reach it, and Run logs a warning
+	// saying so.
+	Tokens *Tokens
 }
 
 // NoLookupLog is the Options.LookupLogSample that turns the lookup log off.
@@ -192,6 +197,11 @@ func New(o Options) (*Service, error) {
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.checkViewFormat(); err != nil {
 		return err
+	}
+	if s.o.Tokens == nil {
+		s.log.Warn("the lookup API is open: no tokens file (serve --tokens), so anyone who can reach it reads every feature")
+	} else {
+		s.log.Info("the lookup API requires tokens", zap.Int("tokens", s.o.Tokens.Len()))
 	}
 	stop, err := s.llog.start(ctx)
 	if err != nil {

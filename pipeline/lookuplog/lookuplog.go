@@ -16,6 +16,9 @@ type Entry struct {
 	Key    string `json:"key"`
 	// At is the time the values are as of (the request time), epoch ms.
 	At int64 `json:"at"`
+	// Consumer is who asked: the consumer of the API token the request
+	// carried; empty on an open service (no tokens).
+	Consumer string `json:"consumer,omitempty"`
 	// Features maps feature id (name@version) to the value served; null for
 	// an empty window served as null.
 	Features map[string]*float64 `json:"features"`
