@@ -15,9 +15,12 @@ build:
 run:
 	$(GO) run ./cmd/featurepipe dev
 
-## test: gofmt, go vet, unit tests and the end-to-end suite on the embedded broker, with the race detector
+## test: gofmt, go vet, unit tests and the end-to-end suite on the embedded broker, with the race
+## detector; then the allocation guarantees, which skip under -race (see pipeline/lookup/race_test.go)
+ALLOC_TESTS := Allocat|ViewMissCachesThePebbleBytes
 test: lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' $(PKGS)
 
 ## test-kafka: the end-to-end suite against a real Apache Kafka 4.x broker (needs Java 17 and Maven)
 test-kafka:
