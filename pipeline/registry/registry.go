@@ -126,6 +126,9 @@ func (v *View) Apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("registry record %s: %w", k, err)
 		}
+		if old, ok := v.defs[id]; ok && old.Hash != d.Hash {
+			return nil // the first definition of a version wins (see Register)
+		}
 		v.defs[id] = d
 	case strings.HasPrefix(k, "status/"):
 		rest := strings.TrimPrefix(k, "status/")
@@ -378,6 +381,15 @@ func toReadRetrying(ctx context.Context, cl *kgo.Client, topic string, log *zap.
 
 // Register records the definition of every feature of cfg the view does not
 // know yet, and adds them to the view. by names the registrant.
+//
+// Registration races: two registrants that loaded the registry before
+// either wrote can both find a version unregistered and both write it. The
+// first definition of a version in the log wins (View.Apply keeps it), so
+// after writing, Register reads the registry topic again up to its end and
+// fails with ErrDefinitionChanged, as Check does, unless every definition
+// it wrote is the winner's (the same hash). A loser writes the winner's
+// definition again before failing, so that compaction, which keeps the last
+// record of a key, keeps the winner's.
 func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.File, v *View, by string) error {
 	var recs []*kgo.Record
 	now := time.Now().UTC()
@@ -398,12 +410,43 @@ func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.Fil
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("register feature versions in %s: %w", topic, err)
 	}
+	after := NewView()
+	err := kafka.ReadToEnd(ctx, cl, topic, func(r *kgo.Record) error {
+		_ = after.Apply(r.Key, r.Value) // unreadable records: Load warns about them
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read back the registration in %s: %w", topic, err)
+	}
+	var repair []*kgo.Record
 	for _, r := range recs {
-		if err := v.Apply(r.Key, r.Value); err != nil {
+		id := strings.TrimPrefix(string(r.Key), "def/")
+		won, ok := after.Definition(id)
+		if !ok {
+			return fmt.Errorf("register %s in %s: the definition written is not in the topic when read back (deleted meanwhile?)", id, topic)
+		}
+		b, err := json.Marshal(won)
+		if err != nil {
 			return err
 		}
+		if err := v.Apply(r.Key, b); err != nil {
+			return err
+		}
+		var mine Definition
+		if err := json.Unmarshal(r.Value, &mine); err == nil && mine.Hash != won.Hash {
+			repair = append(repair, &kgo.Record{Topic: topic, Key: r.Key, Value: b})
+		}
 	}
-	return nil
+	if len(repair) == 0 {
+		return nil
+	}
+	if err := cl.ProduceSync(ctx, repair...).FirstErr(); err != nil {
+		return fmt.Errorf("restore the winning definitions in %s: %w", topic, err)
+	}
+	if err := Check(cfg, after); err != nil {
+		return fmt.Errorf("another registrant registered first: %w", err)
+	}
+	return errors.New("registry: lost a registration race without a difference (bug)")
 }
 
 // StatusRecord returns the registry record of s.
