@@ -106,7 +106,7 @@ func newLogger(format, level string) (*zap.Logger, error) {
 // startWorker opens the worker's store under dataDir/worker and returns the
 // worker (o with Store set) and a closer for the store.
 func startWorker(o worker.Options, dataDir string, noSync bool) (*worker.Worker, func() error, error) {
-	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync})
+	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync, Log: o.Log, Registerer: o.Registerer, Name: "worker"})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -135,7 +135,7 @@ func lookupLogSample(p float64) (float64, error) {
 // view writes lost in a crash are read again from the feature log) and returns the lookup service
 // (o with Store set) and a closer for the store.
 func startLookupWith(o lookup.Options, dataDir string) (*lookup.Service, func() error, error) {
-	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true})
+	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true, Log: o.Log, Registerer: o.Registerer, Name: "view"})
 	if err != nil {
 		return nil, nil, err
 	}
