@@ -208,14 +208,21 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer stop()
+	// The registry follower runs beside the feature-log consumer and is
+	// stopped and waited for when the consumer returns, before the producer
+	// is flushed: Run leaves no goroutine behind.
 	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	followed := make(chan struct{})
 	go func() {
+		defer close(followed)
 		if err := registry.Follow(rctx, s.o.Brokers, s.o.Config.Kafka.RegistryTopic, s.reg, s.log, s.registryCaughtUp); err != nil {
 			s.log.Warn("following the feature registry", zap.Error(err))
 		}
 	}()
-	return s.consume(ctx)
+	err = s.consume(ctx)
+	cancel()
+	<-followed
+	return err
 }
 
 // Metrics returns the replica's metrics (for tests and embedding programs).
