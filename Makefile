@@ -27,7 +27,7 @@ test-kafka:
 	@set -e; out=$$(deploy/kafka/run.sh start); export $$out; \
 	trap 'deploy/kafka/run.sh stop' EXIT; \
 	echo "running the end-to-end suite against Apache Kafka at $$KAFKA_BROKERS"; \
-	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/... ./pipeline/backfill/... ./pipeline/skew/...
+	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/... ./pipeline/backfill/... ./pipeline/skew/... ./pipeline/registry/... ./internal/kafka/...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

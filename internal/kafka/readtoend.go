@@ -23,8 +23,8 @@ type Range struct {
 // Ranges maps partitions to the ranges to read.
 type Ranges map[int32]Range
 
-// ToEnd returns, for every partition of topic holding records, the range
-// from its log start to its end offset now: the last stable offset
+// ToEnd returns, for every partition of topic, the range from its log start
+// to its end offset now (empty, From == End, for an empty partition): the last stable offset
 // (read-committed), so that an open transaction is not waited for and
 // records it may still commit are not expected. A topic that does not exist
 // is empty: no ranges, no error. Retriable metadata errors of a topic created
@@ -80,9 +80,7 @@ func toEnd(ctx context.Context, adm *kadm.Client, topic string) (Ranges, error) 
 		if s, ok := starts.Lookup(topic, o.Partition); ok {
 			from = s.Offset
 		}
-		if from < o.Offset {
-			rs[o.Partition] = Range{From: from, End: o.Offset}
-		}
+		rs[o.Partition] = Range{From: min(from, o.Offset), End: o.Offset}
 	})
 	if n == 0 {
 		return nil, fmt.Errorf("topic %s: %w", topic, errNoPartitions)
@@ -98,12 +96,28 @@ func ReadToEnd(ctx context.Context, cl *kgo.Client, topic string, fn func(*kgo.R
 	if err != nil {
 		return err
 	}
-	return ReadRanges(ctx, cl, topic, rs, fn)
+	_, err = ReadRanges(ctx, cl, topic, rs, fn)
+	return err
 }
 
-// ReadRanges reads the ranges of topic and calls fn with every committed
-// data record in them, in offset order within a partition (partitions
-// interleave). fn's error stops the read and is returned as it is.
+// ReadRanges is ReadBatches with one call of fn per record.
+func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(*kgo.Record) error) (next map[int32]int64, err error) {
+	return ReadBatches(ctx, cl, topic, ranges, func(_ int32, recs []*kgo.Record) error {
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReadBatches reads the ranges of topic and calls fn with the committed data
+// records in them, a partition's records in offset order, in batches (one
+// per partition per fetch; partitions interleave; fn may keep the slice).
+// fn's error stops the read and is returned as it is. It returns each
+// partition's read position when done: the offset a follower continues from
+// (at least the range's End; the From of an empty range).
 //
 // Isolation is read-committed: records of aborted transactions are skipped,
 // and so are transaction markers (control records). A partition is done when
@@ -117,14 +131,86 @@ func ReadToEnd(ctx context.Context, cl *kgo.Client, topic string, fn func(*kgo.R
 // It issues Fetch requests itself (no consumer group, no fetch session) on
 // cl, which needs no consume options: cl's other work is unaffected. A
 // range whose start was deleted by retention resumes at the new log start.
-// Cost: one Fetch per leader broker per round, up to 4 MiB per partition;
-// memory is one response at a time.
-func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(*kgo.Record) error) error {
+// Cost: one Fetch per leader broker per round, up to 8 MiB per partition and
+// 64 MiB in all; memory: up to three responses (one decoded, two queued).
+// Record batches must be of the v2 format (Kafka 0.11 on; Kafka 4 writes
+// nothing else).
+func ReadBatches(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(partition int32, recs []*kgo.Record) error) (next map[int32]int64, err error) {
+	// Two goroutines: the fetcher issues Fetch requests and moves the
+	// positions on from the raw batch headers (see fetchLoop); this one
+	// decodes the batches it sent and calls fn, while the next fetch is in
+	// flight.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan []fetched, 2)
+	var ferr error
+	go func() {
+		defer close(work)
+		next, ferr = fetchLoop(fctx, cl, topic, ranges, work)
+	}()
+	dec := kgo.DefaultDecompressor()
+	var perr error
+	for batch := range work {
+		if perr != nil {
+			continue // drain until the fetcher stops
+		}
+		for _, f := range batch {
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+				Offset: f.start, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: f.rp.Partition,
+			}, f.rp, dec, nil)
+			if fp.Err != nil {
+				perr = fmt.Errorf("read %s/%d at offset %d: %w", topic, f.rp.Partition, f.start, fp.Err)
+				break
+			}
+			recs := fp.Records
+			for i, r := range recs {
+				if r.Offset >= f.end {
+					recs = recs[:i]
+					break
+				}
+			}
+			if len(recs) > 0 {
+				if perr = fn(f.rp.Partition, recs); perr != nil {
+					break
+				}
+			}
+		}
+		if perr != nil {
+			cancel()
+		}
+	}
+	if perr != nil {
+		return nil, perr
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	return next, nil
+}
+
+// fetched is one partition's raw fetch response, fetched at start, to be
+// decoded below end.
+type fetched struct {
+	rp         *kmsg.FetchResponseTopicPartition
+	start, end int64
+}
+
+// fetchLoop fetches every range to its end and sends the responses that hold
+// batches to work. It keeps the positions: a response moves a partition to
+// one past the last offset of its last complete batch (batchesEnd); an
+// empty response at or above the last stable offset's reach ends the range.
+func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, work chan<- []fetched) (map[int32]int64, error) {
 	pos := make(map[int32]int64, len(ranges))
+	next := make(map[int32]int64, len(ranges))
 	for p, r := range ranges {
+		next[p] = r.From
 		if r.From < r.End {
 			pos[p] = r.From
 		}
+	}
+	done := func(p int32) {
+		next[p] = pos[p]
+		delete(pos, p)
 	}
 	adm := kadm.NewClient(cl)
 	var meta kadm.TopicDetail
@@ -137,16 +223,15 @@ func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges
 			return nil
 		}
 	}
-	dec := kgo.DefaultDecompressor()
 	for len(pos) > 0 {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("read %s: %w", topic, err)
+			return nil, fmt.Errorf("read %s: %w", topic, err)
 		}
 		if refresh {
 			md, err := adm.Metadata(ctx, topic)
 			if err != nil {
 				if berr := backoff(); berr != nil {
-					return fmt.Errorf("read %s: metadata: %w (%w)", topic, err, berr)
+					return nil, fmt.Errorf("read %s: metadata: %w (%w)", topic, err, berr)
 				}
 				continue
 			}
@@ -164,7 +249,7 @@ func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges
 		}
 		if len(byLeader) == 0 {
 			if err := backoff(); err != nil {
-				return fmt.Errorf("read %s: %w", topic, err)
+				return nil, fmt.Errorf("read %s: %w", topic, err)
 			}
 			continue
 		}
@@ -173,20 +258,19 @@ func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges
 			leaders = append(leaders, l)
 		}
 		sort.Slice(leaders, func(i, j int) bool { return leaders[i] < leaders[j] })
+		stalled := true // no partition moved this round
 		for _, leader := range leaders {
 			parts := byLeader[leader]
 			sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 			resp, err := fetch(ctx, cl, leader, topic, meta.ID, parts, pos)
 			if err != nil {
 				if ctx.Err() != nil {
-					return fmt.Errorf("read %s: %w", topic, ctx.Err())
+					return nil, fmt.Errorf("read %s: %w", topic, ctx.Err())
 				}
 				refresh = true
-				if err := backoff(); err != nil {
-					return fmt.Errorf("read %s: %w", topic, err)
-				}
 				continue
 			}
+			var out []fetched
 			for i := range resp.Topics {
 				for j := range resp.Topics[i].Partitions {
 					rp := &resp.Topics[i].Partitions[j]
@@ -200,47 +284,51 @@ func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges
 						switch {
 						case errors.Is(err, kerr.OffsetOutOfRange) && rp.LogStartOffset > start:
 							pos[rp.Partition] = rp.LogStartOffset // deleted by retention
+							stalled = false
 						case kerr.IsRetriable(err) || errors.Is(err, kerr.OffsetOutOfRange):
 							refresh = true
 						default:
-							return fmt.Errorf("read %s/%d at offset %d: %w", topic, rp.Partition, start, err)
+							return nil, fmt.Errorf("read %s/%d at offset %d: %w", topic, rp.Partition, start, err)
 						}
 						if pos[rp.Partition] >= end {
-							delete(pos, rp.Partition)
+							done(rp.Partition)
 						}
 						continue
 					}
-					fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-						Offset: start, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: rp.Partition,
-					}, rp, dec, nil)
-					if fp.Err != nil {
-						return fmt.Errorf("read %s/%d at offset %d: %w", topic, rp.Partition, start, fp.Err)
-					}
-					for _, r := range fp.Records {
-						if r.Offset >= end {
-							break
-						}
-						if err := fn(r); err != nil {
-							return err
-						}
-					}
-					next = max(next, batchesEnd(rp.RecordBatches))
-					switch {
-					case next > start:
-						pos[rp.Partition] = next
+					switch to := batchesEnd(rp.RecordBatches); {
+					case to > start:
+						out = append(out, fetched{rp: rp, start: start, end: end})
+						pos[rp.Partition] = to
+						stalled = false
 					case len(rp.RecordBatches) == 0 && rp.LastStableOffset >= end:
 						// Nothing left below the last stable offset: the
 						// rest of the range was compacted away.
 						pos[rp.Partition] = end
+						stalled = false
 					}
 					if pos[rp.Partition] >= end {
-						delete(pos, rp.Partition)
+						done(rp.Partition)
 					}
 				}
 			}
+			if len(out) > 0 {
+				select {
+				case work <- out:
+				case <-ctx.Done():
+					return nil, fmt.Errorf("read %s: %w", topic, ctx.Err())
+				}
+			}
+		}
+		if stalled && len(pos) > 0 {
+			// Waiting for a transaction to end, a leader to move, or a
+			// broker to answer: the fetches already waited MaxWait, or
+			// failed; do not spin.
+			if err := backoff(); err != nil {
+				return nil, fmt.Errorf("read %s: %w", topic, err)
+			}
 		}
 	}
-	return nil
+	return next, nil
 }
 
 // fetch sends one read-committed Fetch for parts at their positions to
@@ -250,7 +338,7 @@ func fetch(ctx context.Context, cl *kgo.Client, leader int32, topic string, id k
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 250
 	req.MinBytes = 1
-	req.MaxBytes = 32 << 20
+	req.MaxBytes = 64 << 20
 	req.IsolationLevel = 1
 	req.SessionID = 0
 	req.SessionEpoch = -1
@@ -262,7 +350,7 @@ func fetch(ctx context.Context, cl *kgo.Client, leader int32, topic string, id k
 		fp.Partition = p
 		fp.FetchOffset = pos[p]
 		fp.LogStartOffset = -1
-		fp.PartitionMaxBytes = 4 << 20
+		fp.PartitionMaxBytes = 8 << 20
 		fp.CurrentLeaderEpoch = -1
 		t.Partitions = append(t.Partitions, fp)
 	}

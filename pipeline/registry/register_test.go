@@ -145,3 +145,52 @@ func TestConcurrentRegistrationsOneWins(t *testing.T) {
 		})
 	}
 }
+
+// Load ends on a registry whose last records are a transaction's: it used
+// to wait for a record at end-1, which a commit or abort marker never is,
+// and it applied aborted records.
+func TestLoadEndsOnTransactionMarkersAndSkipsAborted(t *testing.T) {
+	k := testkit.StartKafka(t)
+	a, b := raceConfigs(t)
+	topic := a.Kafka.RegistryTopic
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafka.EnsureTopics(ctx, admin, a); err != nil {
+		t.Fatal(err)
+	}
+	produceTxn := func(cfg *config.File, commit bool) {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.TransactionalID(topic+"-txn"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		f := cfg.Features[0]
+		d, _ := json.Marshal(Definition{Feature: f.ID, Hash: f.Hash, Fields: f.Definition()})
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(defKey(f.ID)), Value: d}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produceTxn(b, false) // aborted: must not count
+	produceTxn(a, true)  // committed: its marker is the last offset
+	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer lcancel()
+	v, err := Load(lctx, k.Brokers, topic, nil)
+	if err != nil {
+		t.Fatalf("Load did not end on a registry whose last offset is a commit marker: %v", err)
+	}
+	if d, ok := v.Definition("spend@1"); !ok || d.Hash != a.Features[0].Hash {
+		t.Fatalf("definition %+v (found %v); want the committed one, not the aborted one", d, ok)
+	}
+}
