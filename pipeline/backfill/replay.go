@@ -236,5 +236,3 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 	}
 	return nil
 }
-
-
