@@ -58,6 +58,7 @@ bench-backfill:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLookupRequest -fuzztime 60s ./pipeline/lookup/
+	$(GO) test -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./schemas/
 
 clean:
