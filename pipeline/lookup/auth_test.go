@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/state"
 )
 
 // Tokens of the access tests, with their hashes in authTokensFile.
@@ -294,5 +301,66 @@ func TestLookupLogRecordsTheConsumer(t *testing.T) {
 	// Nothing more arrives: the refused lookup was not logged.
 	if more, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 4, 2*time.Second); len(more) != 3 {
 		t.Fatalf("%d entries, want 3", len(more))
+	}
+}
+
+// Run says at start whether the API is open, and never logs a token.
+func TestRunLogsWhetherTheAPIIsOpen(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := loadTestConfig(t)
+	tokens, err := ParseTokens("tokens.yaml", []byte(authTokensFile()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tokens *Tokens
+		level  zapcore.Level
+		want   string
+	}{
+		{nil, zapcore.WarnLevel, "the lookup API is open"},
+		{tokens, zapcore.InfoLevel, "the lookup API requires tokens"},
+	} {
+		core, logs := observer.New(zapcore.InfoLevel)
+		st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: st, LookupLogSample: NoLookupLog, Log: zap.New(core), Tokens: tc.tokens})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		for deadline := time.Now().Add(30 * time.Second); !svc.Ready(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("not ready")
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range logs.All() {
+			if strings.Contains(e.Message, tc.want) && e.Level == tc.level {
+				found = true
+			}
+			for _, tok := range []string{tokAll, tokUser, tokUserPII, tokMerchant} {
+				if strings.Contains(fmt.Sprint(e.Message, e.Context), tok) {
+					t.Errorf("a log line carries a token: %v", e)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no %v log %q at start", tc.level, tc.want)
+		}
 	}
 }
