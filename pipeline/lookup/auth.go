@@ -100,7 +100,7 @@ func (ts *Tokens) Len() int {
 }
 
 // LoadTokens reads and validates the tokens file at path against cfg (every
-// entity named must exist). Problems in the file are reported as
+// entity named must exist; nil cfg: entities are not checked). Problems in the file are reported as
 // *config.Error (one) or config.Errors (all of them), each naming the file,
 // line and field, like feature-file errors.
 func LoadTokens(path string, cfg *config.File) (*Tokens, error) {
@@ -163,7 +163,10 @@ func ParseTokens(name string, data []byte, cfg *config.File) (*Tokens, error) {
 			}
 			t.Entities = p.list(m, n, field, "entities", true)
 			for _, e := range t.Entities {
-				if _, ok := cfg.Entity(e); !ok && e != "*" {
+				if e == "*" || cfg == nil {
+					continue
+				}
+				if _, ok := cfg.Entity(e); !ok {
 					p.errf(m["entities"].Line, field+".entities", fmt.Sprintf("unknown entity %q; entities: %s", e, entityList(cfg)))
 				}
 			}
@@ -237,7 +240,9 @@ func (p *tokenParser) str(m map[string]*yaml.Node, parent *yaml.Node, field, key
 	case v == nil:
 		p.errf(parent.Line, joinField(field, key), "missing")
 		return ""
-	case v.Kind != yaml.ScalarNode || v.ShortTag() != "!!str" || strings.TrimSpace(v.Value) == "":
+	case v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" || strings.TrimSpace(v.Value) == "":
+		// Any other scalar is taken as written: a hash of digits and one
+		// "e" reads as a YAML float, a consumer "42" as an int.
 		p.errf(v.Line, joinField(field, key), "must be a non-empty string")
 		return ""
 	}

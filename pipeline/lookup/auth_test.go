@@ -364,3 +364,12 @@ func TestRunLogsWhetherTheAPIIsOpen(t *testing.T) {
 		}
 	}
 }
+
+// Hashes and consumers are taken as written whatever YAML type they read as.
+func TestTokensFileScalarsAreStrings(t *testing.T) {
+	numeric := "12e" + strings.Repeat("4", 61) // hex digits that YAML reads as a float
+	ts, err := ParseTokens("tokens.yaml", []byte("tokens:\n  - {consumer: 42, sha256: "+numeric+", entities: [user]}\n"), nil)
+	if err != nil || ts.Len() != 1 || ts.list[0].Consumer != "42" {
+		t.Fatalf("tokens %+v, err %v", ts, err)
+	}
+}
