@@ -15,16 +15,19 @@ build:
 run:
 	$(GO) run ./cmd/featurepipe dev
 
-## test: gofmt, go vet, unit tests and the end-to-end suite on the embedded broker, with the race detector
+## test: gofmt, go vet, unit tests and the end-to-end suite on the embedded broker, with the race
+## detector; then the allocation guarantees, which skip under -race (see pipeline/lookup/race_test.go)
+ALLOC_TESTS := Allocat|ViewMissCachesThePebbleBytes
 test: lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' $(PKGS)
 
 ## test-kafka: the end-to-end suite against a real Apache Kafka 4.x broker (needs Java 17 and Maven)
 test-kafka:
 	@set -e; out=$$(deploy/kafka/run.sh start); export $$out; \
 	trap 'deploy/kafka/run.sh stop' EXIT; \
 	echo "running the end-to-end suite against Apache Kafka at $$KAFKA_BROKERS"; \
-	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/... ./pipeline/backfill/... ./pipeline/skew/...
+	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/... ./pipeline/backfill/... ./pipeline/skew/... ./pipeline/registry/... ./internal/kafka/...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -55,6 +58,7 @@ bench-backfill:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLookupRequest -fuzztime 60s ./pipeline/lookup/
+	$(GO) test -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./schemas/
 
 clean:

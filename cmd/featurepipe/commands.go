@@ -102,7 +102,7 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("worker", "--brokers B --config F --data DIR [--metrics 127.0.0.1:9101]", stderr)
 	sf := addServiceFlags(fs, "directory of this worker's Pebble state (one per worker process)")
 	metricsAddr := fs.String("metrics", "127.0.0.1:9101", "host:port serving /metrics and /healthz (empty: off)")
@@ -122,36 +122,46 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	w, closeStore, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
+	a := &app{}
+	defer a.closeInto(&err)
+	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
 		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Snapshots: snaps, SnapshotEvery: *snapEvery}, *sf.data, *noSync)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	g := newGroup(ctx)
-	g.Go("worker", w.Run)
+	a.add("worker", w.Run)
 	if *metricsAddr != "" {
 		ln, err := listen(*metricsAddr)
 		if err != nil {
 			return err
 		}
+		a.onClose("metrics listener", ln.Close)
 		mux := http.NewServeMux()
 		mux.Handle("/", metricsMux(reg))
 		mux.Handle("POST /v1/snapshot", snapshotHandler(w))
-		g.Go("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) })
+		a.add("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) })
 	}
-	return g.Wait()
+	return a.run(ctx)
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("serve", "--brokers B --config F --data DIR [--listen :8080]", stderr)
 	sf := addServiceFlags(fs, "directory of this replica's Pebble view")
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
 	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
 	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
+	tokensFile := fs.String("tokens", "", "tokens file (hashes, consumers and scopes; see featurepipe token): lookups then need a Bearer token (default: open to anyone, with a warning)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
+	}
+	var tokens *lookup.Tokens
+	if *tokensFile != "" {
+		if tokens, err = lookup.LoadTokens(*tokensFile, cfg); err != nil {
+			return err
+		}
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
@@ -163,21 +173,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	svc, closeStore, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
-		LookupLogSample: sample, Snapshots: snaps}, *sf.data)
+	a := &app{}
+	defer a.closeInto(&err)
+	svc, err := openLookup(a, lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
+		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens}, *sf.data)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	ln, err := listen(*listenAddr)
+	ln, err := listenHTTP(*listenAddr, *tlsCert, *tlsKey)
 	if err != nil {
 		return err
 	}
-	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()))
-	g := newGroup(ctx)
-	g.Go("view", svc.Run)
-	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
-	return g.Wait()
+	a.onClose("HTTP listener", ln.Close)
+	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", *tlsCert != ""))
+	a.add("view", svc.Run)
+	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	return a.run(ctx)
 }
 
 // serviceFlags are the flags every long-running service shares.

@@ -21,7 +21,7 @@ import (
 	"github.com/featurepipe/featurepipe/schemas"
 )
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("dev", "[--listen 127.0.0.1:8080] [--data DIR]", stderr)
 	listenAddr := fs.String("listen", "127.0.0.1:8080", "host:port of the lookup API")
 	kafkaAddr := fs.String("kafka", "127.0.0.1:0", "host:port of the embedded broker (0: any free port)")
@@ -51,39 +51,39 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("demo feature file: %w", err)
 	}
+	a := &app{}
+	defer a.closeInto(&err)
 	b, err := broker.Start(broker.Options{Listen: *kafkaAddr, Partitions: int(cfg.Kafka.Partitions)})
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	a.onClose("broker", func() error { b.Close(); return nil })
 	brokers := []string{b.Addr()}
 	reg := metrics.NewRegistry()
-	w, closeWorker, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker")}, dir, true)
+	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker")}, dir, true)
 	if err != nil {
 		return err
 	}
-	defer closeWorker()
-	svc, closeView, err := startLookupWith(lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log.Named("lookup")}, dir)
+	svc, err := openLookup(a, lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log.Named("lookup")}, dir)
 	if err != nil {
 		return err
 	}
-	defer closeView()
 	ln, err := listen(*listenAddr)
 	if err != nil {
 		return err
 	}
+	a.onClose("HTTP listener", ln.Close)
 	prod, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-demo", nil), kgo.ProducerLinger(5*time.Millisecond))...)
 	if err != nil {
 		return fmt.Errorf("demo producer: %w", err)
 	}
-	defer prod.Close()
+	a.onClose("demo producer", func() error { prod.Close(); return nil })
 
 	var sent atomic.Int64
-	g := newGroup(ctx)
-	g.Go("worker", w.Run)
-	g.Go("lookup view", svc.Run)
-	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
-	g.Go("demo events", func(ctx context.Context) error {
+	a.add("worker", w.Run)
+	a.add("lookup view", svc.Run)
+	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	a.add("demo events", func(ctx context.Context) error {
 		d := produce.Demo{Users: *users, Rate: *rate, History: 35 * 24 * time.Hour}
 		err := d.Run(ctx, prod, cfg, func(n int) { sent.Store(int64(n)) })
 		if err == nil {
@@ -91,7 +91,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return err
 	})
-	g.Go("banner", func(ctx context.Context) error {
+	a.add("banner", func(ctx context.Context) error {
 		for !svc.Ready() || sent.Load() == 0 {
 			select {
 			case <-ctx.Done():
@@ -117,5 +117,5 @@ Ctrl-C to stop.
 		<-ctx.Done()
 		return nil
 	})
-	return g.Wait()
+	return a.run(ctx)
 }

@@ -125,7 +125,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // a child process, waits until the lookup view has every key, and drives the
 // lookup service over loopback. A lookup service that exits on its own ends
 // the run with "the lookup service exited: ...".
-func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) error {
+func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) (err error) {
 	log, err := newLogger("console", "warn")
 	if err != nil {
 		return err
@@ -163,11 +163,12 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stderr, "produced %d transactions for %d users in %s\n", n, p.keys, time.Since(t0).Round(time.Millisecond))
 
-	w, closeWorker, err := startWorker(worker.Options{Brokers: brokers, Config: cfg, Registerer: metrics.NewRegistry(), Log: log.Named("worker")}, dir, true)
+	a := &app{}
+	defer a.closeInto(&err)
+	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: metrics.NewRegistry(), Log: log.Named("worker")}, dir, true)
 	if err != nil {
 		return err
 	}
-	defer closeWorker()
 	// The lookup service runs as its own process, as in production: its
 	// runtime (scheduler, garbage collector) is not shared with the embedded
 	// broker, the worker or the generator; only the 2 cores are.
@@ -189,10 +190,9 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 	defer serve.stop()
 	fmt.Fprintf(stderr, "lookup service (pid %d) on %s; waiting for the worker to fill its view...\n", serve.pid, base)
 
-	var loadErr error // written by the load component only; read after g.Wait
-	g := newGroup(ctx)
-	g.Go("worker", w.Run)
-	g.Go("load", func(ctx context.Context) error {
+	var loadErr error // written by the load component only; read after a.run
+	a.add("worker", w.Run)
+	a.add("load", func(ctx context.Context) error {
 		runCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go func() { // a lookup service that dies ends the wait or the run
@@ -214,7 +214,7 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 		}
 		return nil // ends the group: the pipeline stops
 	})
-	if err := g.Wait(); err != nil {
+	if err := a.run(ctx); err != nil {
 		return err
 	}
 	return loadErr

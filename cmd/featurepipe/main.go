@@ -30,6 +30,7 @@ func commands() []command {
 		{"produce", "encode JSON lines as Avro events and produce them to a source topic", runProduce},
 		{"worker", "run a stream worker (consumer group member) that maintains feature tiles", runWorker},
 		{"serve", "run the lookup service (HTTP) over the feature log", runServe},
+		{"token", "make a new lookup API token and print its tokens-file entry (serve --tokens)", runToken},
 		{"features", "list every feature version: status, owner, source, window, freshness", runFeatures},
 		{"snapshot", "make workers write a state snapshot now, or list snapshots", runSnapshot},
 		{"load", "drive the lookup service at a fixed request rate and report latency percentiles", runLoad},

@@ -7,11 +7,11 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/featurepipe/featurepipe/internal/logging"
 	"github.com/featurepipe/featurepipe/internal/metrics"
@@ -20,40 +20,84 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
-// group runs components until the first returns; then it cancels the rest
-// and waits for them (Prometheus' run group, in a few lines).
-type group struct {
-	wg    sync.WaitGroup
-	once  sync.Once
-	err   error
-	ctx   context.Context
-	abort context.CancelFunc
+// app is one process's wiring, in two phases. Build: everything that can
+// fail at start-up is done first (stores opened, listeners bound, clients
+// created), each registering its closer with onClose; nothing runs yet, so
+// a failure (a taken port) leaves nothing to stop, only what was built to
+// close. Run: every component added with add starts at once; when the first
+// returns (or ctx ends) the others are canceled, and Run waits for all of
+// them (errgroup). Close then closes what was built in reverse order, after
+// every component has stopped, so a store is never closed under a running
+// component (Prometheus' run group: cmd/prometheus/main.go).
+//
+// The usual shape is
+//
+//	a := &app{}
+//	defer a.closeInto(&err)
+//	... build, a.onClose(...), a.add(...) ...
+//	return a.run(ctx)
+type app struct {
+	components []component
+	closers    []closer
 }
 
-func newGroup(ctx context.Context) *group {
-	g := &group{}
-	g.ctx, g.abort = context.WithCancel(ctx)
-	return g
+type component struct {
+	name string
+	run  func(ctx context.Context) error
 }
 
-func (g *group) Go(name string, fn func(ctx context.Context) error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		err := fn(g.ctx)
-		g.once.Do(func() {
-			if err != nil && !errors.Is(err, context.Canceled) {
-				g.err = fmt.Errorf("%s: %w", name, err)
+type closer struct {
+	name  string
+	close func() error
+}
+
+// add registers a component to start in run.
+func (a *app) add(name string, run func(ctx context.Context) error) {
+	a.components = append(a.components, component{name, run})
+}
+
+// onClose registers what close releases, after everything added before it
+// (reverse order).
+func (a *app) onClose(name string, close func() error) {
+	a.closers = append(a.closers, closer{name, close})
+}
+
+// run starts every component and returns when all have stopped: the first
+// error of a component (wrapped with its name; context.Canceled is a clean
+// stop), or nil.
+func (a *app) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	ctx, cancel := context.WithCancel(gctx)
+	defer cancel()
+	for _, c := range a.components {
+		g.Go(func() error {
+			defer cancel() // the first to return stops the rest
+			if err := c.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", c.name, err)
 			}
+			return nil
 		})
-		g.abort()
-	}()
+	}
+	return g.Wait()
 }
 
-func (g *group) Wait() error {
-	g.wg.Wait()
-	return g.err
+// close closes what was built, in reverse order, each once, and returns
+// their errors joined. Call it after run has returned (or instead of run
+// when building failed).
+func (a *app) close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		c := a.closers[i]
+		if err := c.close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close %s: %w", c.name, err))
+		}
+	}
+	a.closers = nil
+	return errors.Join(errs...)
 }
+
+// closeInto is close for a defer: its error joins *err.
+func (a *app) closeInto(err *error) { *err = errors.Join(*err, a.close()) }
 
 // serveHTTP serves h on ln until ctx ends, with timeouts that keep slow or
 // stuck clients from holding connections.
@@ -103,20 +147,16 @@ func newLogger(format, level string) (*zap.Logger, error) {
 	return log, nil
 }
 
-// startWorker opens the worker's store under dataDir/worker and returns the
-// worker (o with Store set) and a closer for the store.
-func startWorker(o worker.Options, dataDir string, noSync bool) (*worker.Worker, func() error, error) {
-	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync})
+// openWorker opens the worker's store under dataDir/worker (closed by a)
+// and returns the worker (o with Store set), not yet running.
+func openWorker(a *app, o worker.Options, dataDir string, noSync bool) (*worker.Worker, error) {
+	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync, Log: o.Log, Registerer: o.Registerer, Name: "worker"})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	a.onClose("worker store", st.Close)
 	o.Store = st
-	w, err := worker.New(o)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return w, st.Close, nil
+	return worker.New(o)
 }
 
 // lookupLogSample maps a --lookup-log-sample flag (0 off, 1 every key) to
@@ -131,19 +171,15 @@ func lookupLogSample(p float64) (float64, error) {
 	return p, nil
 }
 
-// startLookupWith opens the view store under dataDir/view (without fsync:
-// view writes lost in a crash are read again from the feature log) and returns the lookup service
-// (o with Store set) and a closer for the store.
-func startLookupWith(o lookup.Options, dataDir string) (*lookup.Service, func() error, error) {
-	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true})
+// openLookup opens the view store under dataDir/view (without fsync: view
+// writes lost in a crash are read again from the feature log; closed by a)
+// and returns the lookup service (o with Store set), not yet running.
+func openLookup(a *app, o lookup.Options, dataDir string) (*lookup.Service, error) {
+	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true, Log: o.Log, Registerer: o.Registerer, Name: "view"})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	a.onClose("view store", st.Close)
 	o.Store = st
-	s, err := lookup.New(o)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return s, st.Close, nil
+	return lookup.New(o)
 }

@@ -7,10 +7,13 @@ package state
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/keys"
 )
@@ -30,6 +33,17 @@ type Options struct {
 	// fills). Default 64 MiB: large batches of tile updates fill Pebble's
 	// 4 MiB default quickly, and every flush costs a compaction later.
 	MemTableBytes uint64
+	// Log receives Pebble's errors and its background events: background
+	// errors (a failed flush or compaction), data corruption, slow disk
+	// operations, write stalls, low disk space (see eventListener).
+	// Default: a no-op logger.
+	Log *zap.Logger
+	// Registerer receives featurepipe_state_events_total{store,event},
+	// counting those events. Default: none (counted, not exported).
+	Registerer prometheus.Registerer
+	// Name labels this store in logs and metrics ("worker", "view").
+	// Default: the directory's base name.
+	Name string
 }
 
 // ErrFailed is returned (wrapped) by every operation after Pebble reported a
@@ -81,7 +95,20 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.MemTableBytes == 0 {
 		o.MemTableBytes = 64 << 20
 	}
-	popts := &pebble.Options{Cache: cache, Logger: quietLogger{}, MemTableSize: o.MemTableBytes}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Name == "" {
+		o.Name = filepath.Base(dir)
+	}
+	log := o.Log.With(zap.String("store", o.Name), zap.String("dir", dir))
+	events, err := stateEvents(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("open state store %s: %w", dir, err)
+	}
+	popts := &pebble.Options{Cache: cache, Logger: pebbleLogger{log}, MemTableSize: o.MemTableBytes}
+	el := eventListener(log, events.MustCurryWith(prometheus.Labels{"store": o.Name}))
+	popts.EventListener = &el
 	if o.FS != nil {
 		popts.FS = o.FS
 	}
@@ -166,16 +193,24 @@ func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 	return b.Close()
 }
 
-// quietLogger drops Pebble's informational logs; errors still surface as
-// returned errors. Pebble expects Fatalf not to return; instead of exiting
-// the process it panics with a fatal value that the Store's calls recover
-// into ErrFailed. A fatal error in a Pebble background goroutine (flush,
-// compaction) still crashes the process, which then restarts from its last
-// committed state like after kill -9.
-type quietLogger struct{}
+// pebbleLogger logs Pebble's informational messages at debug level and its
+// errors at error level. Pebble expects Fatalf not to return; instead of
+// exiting the process it panics with a fatal value that the Store's calls
+// recover into ErrFailed. A fatal error in a Pebble background goroutine
+// (flush, compaction) still crashes the process, which then restarts from
+// its last committed state like after kill -9.
+type pebbleLogger struct{ log *zap.Logger }
 
-func (quietLogger) Infof(string, ...interface{})  {}
-func (quietLogger) Errorf(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
+func (l pebbleLogger) Infof(format string, args ...interface{}) {
+	if ce := l.log.Check(zap.DebugLevel, "pebble"); ce != nil {
+		ce.Write(zap.String("msg", fmt.Sprintf(format, args...)))
+	}
+}
+
+func (l pebbleLogger) Errorf(format string, args ...interface{}) {
+	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
 	panic(fatal{msg: fmt.Sprintf(format, args...)})
 }

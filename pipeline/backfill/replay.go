@@ -2,7 +2,6 @@ package backfill
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -11,7 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
@@ -82,12 +83,15 @@ func listRanges(ctx context.Context, adm *kadm.Client, src *sourceReplay) error 
 // ListRanges lists what to read of every partition of topic, sorted by
 // partition: from the first offset whose record timestamp is at or after
 // startMS (math.MinInt64: the log start; a partition without such a record
-// gets an empty range) to the end offset listed now. logStarts are the
+// gets an empty range) to the end offset listed now (the last stable
+// offset). logStarts are the
 // partitions' log start offsets, parallel to ranges. It costs three
 // ListOffsets round trips (two for math.MinInt64) and fails for a topic
 // that does not exist or has no partitions.
 func ListRanges(ctx context.Context, adm *kadm.Client, topic string, startMS int64) (ranges []OffsetRange, logStarts []int64, err error) {
-	ends, err := adm.ListEndOffsets(ctx, topic)
+	// Last stable offsets: replays read committed records only, and must
+	// not wait for transactions still open (see kafka.ReadBatches).
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -136,10 +140,11 @@ func ListRanges(ctx context.Context, adm *kadm.Client, topic string, startMS int
 	return ranges, logStarts, nil
 }
 
-// replay reads every range of every source with one client, decoding each
-// partition in its own goroutine, and returns when every range is read.
-// keep maps an entity key to its index in the spine's key table; events of
-// other keys are dropped after validation.
+// replay reads every range of every source with one client (one
+// kafka.ReadBatches per topic: read-committed, each range read up to its
+// end by position), decoding each partition in its own goroutine, and
+// returns when every range is read. keep maps an entity key to its index in
+// the spine's key table; events of other keys are dropped after validation.
 func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *events.Decoder,
 	keep map[string]int32, onRecords func(n int), st *replayStats) error {
 	type job struct {
@@ -147,7 +152,7 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 		i   int
 		in  chan []*kgo.Record
 	}
-	consume := map[string]map[int32]kgo.Offset{}
+	read := map[string]kafka.Ranges{}
 	jobs := map[string]map[int32]*job{}
 	var all []*job
 	for _, s := range srcs {
@@ -155,11 +160,11 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 			if r.From >= r.To {
 				continue
 			}
-			if consume[r.Topic] == nil {
-				consume[r.Topic] = map[int32]kgo.Offset{}
+			if read[r.Topic] == nil {
+				read[r.Topic] = kafka.Ranges{}
 				jobs[r.Topic] = map[int32]*job{}
 			}
-			consume[r.Topic][r.Partition] = kgo.NewOffset().At(r.From)
+			read[r.Topic][r.Partition] = kafka.Range{From: r.From, End: r.To}
 			j := &job{src: s, i: i, in: make(chan []*kgo.Record, 4)}
 			jobs[r.Topic][r.Partition] = j
 			all = append(all, j)
@@ -168,41 +173,23 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 	if len(all) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(consume),
-		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var wg sync.WaitGroup
-	var pending atomic.Int64
-	pending.Store(int64(len(all)))
-	allDone := make(chan struct{})
 	for _, j := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := j.src.ranges[j.i]
 			pe := &j.src.byPart[j.i]
 			plan := j.src.plan
 			nf := len(plan.Fields)
 			var ev events.Event
-			next := r.From
 			for batch := range j.in {
-				n := 0
 				for _, rec := range batch {
-					if rec.Offset >= r.To {
-						next = r.To
-						break
-					}
-					if rec.Offset < next {
-						continue
-					}
-					next = rec.Offset + 1
-					n++
 					arrival := rec.Timestamp.UnixMilli()
 					if rej := dec.Decode(plan, rec.Key, rec.Value, arrival, &ev); rej != nil {
 						st.reject(rej.Reason)
@@ -215,83 +202,37 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 					pe.events = append(pe.events, rawEvent{ent: ent, ts: ev.TS, seq: rec.Offset, arrival: arrival})
 					pe.values = append(pe.values, ev.Values[:nf]...)
 				}
-				st.records.Add(int64(n))
+				st.records.Add(int64(len(batch)))
 				if onRecords != nil {
-					onRecords(n)
-				}
-				if next >= r.To {
-					if pending.Add(-1) == 0 {
-						close(allDone)
-					}
-					// Drain until the poller closes the channel.
-					for range j.in {
-					}
-					return
+					onRecords(len(batch))
 				}
 			}
 		}()
 	}
-	defer func() {
-		for _, j := range all {
-			close(j.in)
-		}
-		wg.Wait()
-		for _, j := range all {
-			st.kept.Add(int64(len(j.src.byPart[j.i].events)))
-		}
-	}()
-	go func() {
-		// Wake PollFetches when the last partition finishes.
-		select {
-		case <-allDone:
-			cancel(errDone)
-		case <-ctx.Done():
-		}
-	}()
-	for {
-		select {
-		case <-allDone:
-			return nil
-		default:
-		}
-		fetches := cl.PollFetches(ctx)
-		if err := context.Cause(ctx); err != nil {
-			select {
-			case <-allDone:
-				return nil
-			default:
-			}
-			return fmt.Errorf("replay: %w", err)
-		}
-		var ferr error
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && ferr == nil {
-				ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
-			}
+	g, gctx := errgroup.WithContext(ctx)
+	for topic, rs := range read {
+		g.Go(func() error {
+			_, err := kafka.ReadBatches(gctx, cl, topic, rs, func(p int32, recs []*kgo.Record) error {
+				select {
+				case jobs[topic][p].in <- recs:
+					return nil
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			})
+			return err
 		})
-		if ferr != nil {
-			return ferr
-		}
-		var sendErr error
-		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if len(fp.Records) == 0 || sendErr != nil {
-				return
-			}
-			j := jobs[fp.Topic][fp.Partition]
-			if j == nil {
-				return
-			}
-			select {
-			case j.in <- fp.Records:
-			case <-allDone:
-			case <-ctx.Done():
-				sendErr = context.Cause(ctx)
-			}
-		})
-		if sendErr != nil {
-			return fmt.Errorf("replay: %w", sendErr)
-		}
 	}
+	err = g.Wait()
+	for _, j := range all {
+		close(j.in)
+	}
+	wg.Wait()
+	for _, j := range all {
+		st.kept.Add(int64(len(j.src.byPart[j.i].events)))
+	}
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	return nil
 }
-
-var errDone = errors.New("replay complete")

@@ -91,13 +91,28 @@ func (s *Service) endpoint(route string, h handler) http.Handler {
 		t0 := time.Now()
 		var code int
 		var served *lookupAnswer
-		if !s.ready.Load() {
+		tok, authErr := s.o.Tokens.authenticate(r) // (nil, nil) without tokens: open
+		if authErr != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="featurepipe"`)
+			code = writeError(w, authErr)
+		} else if !s.ready.Load() {
 			code = writeError(w, &apiError{http.StatusServiceUnavailable, "not_ready", "the lookup view is still catching up with the feature log and the feature registry; retry shortly"})
 		} else {
 			r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
 			var resp any
 			var err error
 			resp, served, err = h(r)
+			if err == nil && tok != nil { // scopes: see auth.go
+				if aerr := tok.permit(served); aerr != nil {
+					err, resp = aerr, nil
+					if served != nil {
+						served.release()
+						served = nil
+					}
+				} else {
+					served.consumer = tok.Consumer
+				}
+			}
 			switch {
 			case err != nil:
 				code = writeError(w, err)
@@ -349,7 +364,8 @@ type lookupAnswer struct {
 	feats    []pickedFeature
 	warnings []string
 	vals     []value
-	order    []int // indexes of names in JSON order (sorted, duplicates dropped)
+	order    []int  // indexes of names in JSON order (sorted, duplicates dropped)
+	consumer string // the token's consumer ("" on an open service), for the lookup log
 }
 
 var answerPool = sync.Pool{New: func() any { return new(lookupAnswer) }}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
 
 // lookupLogger produces a lookuplog.Entry for every answered key (with
@@ -26,8 +26,8 @@ import (
 // TryProduce, which fails at once (the record is dropped and counted) when
 // Options.LookupLogBuffer records are already buffered, e.g. while the
 // broker is slow or down. Records and their buffers are pooled and returned
-// in the produce promise, so logging adds little garbage. The entry's JSON
-// is written by hand (appendEntry), in the shape lookuplog.Decode reads.
+// in the produce promise, so logging adds little garbage. The record value
+// is written with the lookuplog codec's Append functions.
 type lookupLogger struct {
 	s      *Service
 	sample float64 // 0: off
@@ -118,7 +118,12 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		}
 		lr := logRecordPool.Get().(*logRecord)
 		b := append(lr.buf[:0], key...)
-		b = appendEntry(b, a.info.name, key, at, a, order, a.vals[i*n:(i+1)*n])
+		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer)
+		vals := a.vals[i*n : (i+1)*n]
+		for k, j := range order {
+			b = lookuplog.AppendFeature(b, k, a.feats[j].def.ID, vals[j].v, vals[j].hasV)
+		}
+		b = lookuplog.AppendEnd(b)
 		lr.buf = b
 		lr.rec = kgo.Record{Key: b[:len(key)], Value: b[len(key):], Context: context.Background()}
 		cl.TryProduce(context.Background(), &lr.rec, l.promise)
@@ -145,29 +150,4 @@ func (l *lookupLogger) promise(r *kgo.Record, err error) {
 		lr.rec = kgo.Record{}
 		logRecordPool.Put(lr)
 	}
-}
-
-// appendEntry appends the JSON of lookuplog.Entry{Entity, Key, At, Features}
-// with the features of order (ids sorted, once each) and their values vals.
-func appendEntry(b []byte, entity, key string, at int64, a *lookupAnswer, order []int, vals []value) []byte {
-	b = append(b, `{"entity":`...)
-	b = appendString(b, entity)
-	b = append(b, `,"key":`...)
-	b = appendString(b, key)
-	b = append(b, `,"at":`...)
-	b = strconv.AppendInt(b, at, 10)
-	b = append(b, `,"features":{`...)
-	for k, j := range order {
-		if k > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, a.feats[j].def.ID)
-		b = append(b, ':')
-		if vals[j].hasV {
-			b = appendFloat(b, vals[j].v)
-		} else {
-			b = append(b, "null"...)
-		}
-	}
-	return append(b, "}}"...)
 }

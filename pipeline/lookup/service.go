@@ -76,6 +76,11 @@ type Options struct {
 	// producer (kgo.MaxBufferedRecords); when it is full, new records are
 	// dropped instead of slowing lookups down. Default 100,000.
 	LookupLogBuffer int
+	// Tokens, when set, are the API tokens the lookup routes accept, each
+	// with its consumer and scopes (see auth.go, LoadTokens). Default nil:
+	// the API is open to anyone who can reach it, and Run logs a warning
+	// saying so.
+	Tokens *Tokens
 }
 
 // NoLookupLog is the Options.LookupLogSample that turns the lookup log off.
@@ -193,19 +198,31 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.checkViewFormat(); err != nil {
 		return err
 	}
+	if s.o.Tokens == nil {
+		s.log.Warn("the lookup API is open: no tokens file (serve --tokens), so anyone who can reach it reads every feature")
+	} else {
+		s.log.Info("the lookup API requires tokens", zap.Int("tokens", s.o.Tokens.Len()))
+	}
 	stop, err := s.llog.start(ctx)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	// The registry follower runs beside the feature-log consumer and is
+	// stopped and waited for when the consumer returns, before the producer
+	// is flushed: Run leaves no goroutine behind.
 	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	followed := make(chan struct{})
 	go func() {
+		defer close(followed)
 		if err := registry.Follow(rctx, s.o.Brokers, s.o.Config.Kafka.RegistryTopic, s.reg, s.log, s.registryCaughtUp); err != nil {
 			s.log.Warn("following the feature registry", zap.Error(err))
 		}
 	}()
-	return s.consume(ctx)
+	err = s.consume(ctx)
+	cancel()
+	<-followed
+	return err
 }
 
 // Metrics returns the replica's metrics (for tests and embedding programs).

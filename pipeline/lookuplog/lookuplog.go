@@ -1,36 +1,96 @@
-// Package lookuplog defines the record the lookup service writes to the
-// lookup-log topic for every answered (sampled) lookup, and that
-// `featurepipe skew` replays as a spine through the backfill engine: what
-// was served, for which key, as of which time.
+// Package lookuplog is the lookup-log topic's codec: the record the lookup
+// service writes for every answered (sampled) lookup, and that `featurepipe
+// skew` replays as a spine through the backfill engine: what was served, for
+// which key, as of which time, to which consumer. The lookup service writes
+// records with the Append functions (no allocation), everything else with
+// Encode, and every reader decodes with Decode: one encoding, one place.
+//
+// Record key: the entity key. Value: the JSON object
+//
+//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","features":{"a@1":12.5,"b@2":null}}
+//
+// with "consumer" left out when empty and the features sorted by id, each
+// once (the order and escaping of encoding/json).
 package lookuplog
 
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
 )
 
-// Entry is one served key. Key of the Kafka record: the entity key. Value:
-// the JSON encoding of Entry.
+// Entry is one served key.
 type Entry struct {
 	Entity string `json:"entity"`
 	Key    string `json:"key"`
 	// At is the time the values are as of (the request time), epoch ms.
 	At int64 `json:"at"`
+	// Consumer is who asked: the consumer of the API token the request
+	// carried; empty on an open service (no tokens).
+	Consumer string `json:"consumer,omitempty"`
 	// Features maps feature id (name@version) to the value served; null for
 	// an empty window served as null.
 	Features map[string]*float64 `json:"features"`
 }
 
-// Encode returns the record value of e.
+// Encode returns the record value of e, as the lookup service writes it.
 func (e *Entry) Encode() ([]byte, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("encode lookup log entry: %w", err)
+	ids := make([]string, 0, len(e.Features))
+	for id := range e.Features {
+		ids = append(ids, id)
 	}
-	return b, nil
+	slices.Sort(ids)
+	b := AppendStart(nil, e.Entity, e.Key, e.At, e.Consumer)
+	for i, id := range ids {
+		v := e.Features[id]
+		if v == nil {
+			b = AppendFeature(b, i, id, 0, false)
+		} else {
+			b = AppendFeature(b, i, id, *v, true)
+		}
+	}
+	return AppendEnd(b), nil
 }
 
-// Decode parses a record value written by Encode.
+// AppendStart appends the start of an entry's record value to b: everything
+// up to its features. Then call AppendFeature for each feature, in id order,
+// each id once (i counts them from 0), and AppendEnd. They allocate nothing
+// beyond growing b.
+func AppendStart(b []byte, entity, key string, at int64, consumer string) []byte {
+	b = append(b, `{"entity":`...)
+	b = appendString(b, entity)
+	b = append(b, `,"key":`...)
+	b = appendString(b, key)
+	b = append(b, `,"at":`...)
+	b = strconv.AppendInt(b, at, 10)
+	if consumer != "" {
+		b = append(b, `,"consumer":`...)
+		b = appendString(b, consumer)
+	}
+	return append(b, `,"features":{`...)
+}
+
+// AppendFeature appends the i-th feature (from 0) of an entry: its id and
+// the value served, or null when ok is false (or the value is not finite).
+func AppendFeature(b []byte, i int, id string, v float64, ok bool) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = appendString(b, id)
+	b = append(b, ':')
+	if !ok {
+		return append(b, "null"...)
+	}
+	return appendFloat(b, v)
+}
+
+// AppendEnd closes an entry started with AppendStart.
+func AppendEnd(b []byte) []byte { return append(b, "}}"...) }
+
+// Decode parses a record value.
 func Decode(b []byte) (*Entry, error) {
 	var e Entry
 	if err := json.Unmarshal(b, &e); err != nil {
@@ -40,4 +100,80 @@ func Decode(b []byte) (*Entry, error) {
 		return nil, fmt.Errorf("decode lookup log entry: missing entity or time")
 	}
 	return &e, nil
+}
+
+// appendFloat formats f as encoding/json does; NaN and infinities, which
+// encoding/json refuses, are written as null.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' { // clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString quotes s as encoding/json does (HTML escaping on, invalid
+// UTF-8 as \ufffd, U+2028 and U+2029 escaped).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

@@ -1,6 +1,10 @@
 package lookuplog
 
-import "testing"
+import (
+	"encoding/json"
+	"math"
+	"testing"
+)
 
 func TestEntryRoundTrip(t *testing.T) {
 	v := 12.5
@@ -26,5 +30,46 @@ func TestDecodeRejectsIncompleteEntries(t *testing.T) {
 		if _, err := Decode([]byte(b)); err == nil {
 			t.Fatalf("%s: want an error", b)
 		}
+	}
+}
+
+// Encode (and so the lookup service's Append calls) writes what
+// encoding/json writes for an Entry, for any strings and values: one
+// encoding, readable by any JSON reader.
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	v1, v2, tiny, huge, nan := 12.5, -0.0, 1e-9, 3e21, math.NaN()
+	for _, e := range []*Entry{
+		{Entity: "user", Key: "u1", At: 1700000000123, Features: map[string]*float64{"b@2": nil, "a@1": &v1}},
+		{Entity: "user", Key: "\"<&>\u2028\x00\xff\\", At: -1, Consumer: "fraud-model \t", Features: map[string]*float64{"z@1": &v2, "é@3": &tiny, "x@9": &huge}},
+		{Entity: "merchant", Key: "", At: 1, Features: map[string]*float64{}},
+	} {
+		got, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("Encode:\n%s\nencoding/json:\n%s", got, want)
+		}
+	}
+	// Not finite: encoding/json refuses; the codec writes null.
+	b, _ := (&Entry{Entity: "user", Key: "k", At: 1, Features: map[string]*float64{"a@1": &nan}}).Encode()
+	if e, err := Decode(b); err != nil || e.Features["a@1"] != nil {
+		t.Fatalf("NaN: %s, %v", b, err)
+	}
+}
+
+func TestAppendAllocatesOnlyTheBuffer(t *testing.T) {
+	buf := make([]byte, 0, 512)
+	if n := testing.AllocsPerRun(100, func() {
+		b := AppendStart(buf[:0], "user", "u1", 1700000000123, "fraud-model")
+		b = AppendFeature(b, 0, "a@1", 12.5, true)
+		b = AppendFeature(b, 1, "b@2", 0, false)
+		buf = AppendEnd(b)
+	}); n != 0 {
+		t.Fatalf("%v allocations per entry", n)
 	}
 }

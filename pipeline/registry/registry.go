@@ -25,8 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -126,6 +124,9 @@ func (v *View) Apply(key, value []byte) error {
 		if err := json.Unmarshal(value, &d); err != nil {
 			return fmt.Errorf("registry record %s: %w", k, err)
 		}
+		if old, ok := v.defs[id]; ok && old.Hash != d.Hash {
+			return nil // the first definition of a version wins (see Register)
+		}
 		v.defs[id] = d
 	case strings.HasPrefix(k, "status/"):
 		rest := strings.TrimPrefix(k, "status/")
@@ -215,99 +216,28 @@ func Check(cfg *config.File, v *View) error {
 }
 
 // Load reads the registry topic up to its end offsets at the time of the
-// call into a new view.
+// call into a new view (kafka.ReadToEnd: read-committed, ends by position).
+// Unreadable records are skipped with a warning.
 func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) (*View, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	v := NewView()
-	admin, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-registry", log)...)
-	if err != nil {
-		return nil, fmt.Errorf("registry client: %w", err)
-	}
-	need, err := toRead(ctx, admin, topic)
-	admin.Close()
-	if err != nil {
-		return nil, err
-	}
-	if len(need) == 0 {
-		return v, nil
-	}
-	start := map[int32]kgo.Offset{}
-	for p := range need {
-		start[p] = kgo.NewOffset().AtStart()
-	}
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))...)
+	cl, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-registry", log)...)
 	if err != nil {
 		return nil, fmt.Errorf("registry client: %w", err)
 	}
 	defer cl.Close()
-	for len(need) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read registry %s: %w", topic, err)
+	err = kafka.ReadToEnd(ctx, cl, topic, func(r *kgo.Record) error {
+		if err := v.Apply(r.Key, r.Value); err != nil {
+			log.Warn("skipping unreadable registry record", zap.Error(err))
 		}
-		var ferr error
-		fetches.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("read registry %s/%d: %w", t, p, err) })
-		if ferr != nil {
-			return nil, ferr
-		}
-		var aerr error
-		fetches.EachRecord(func(r *kgo.Record) {
-			if err := v.Apply(r.Key, r.Value); err != nil && aerr == nil {
-				aerr = err
-			}
-			need.reached(r)
-		})
-		if aerr != nil {
-			log.Warn("skipping unreadable registry record", zap.Error(aerr))
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read registry: %w", err)
 	}
 	return v, nil
-}
-
-// ends maps each partition still to be read to its end offset at the time
-// the reader started: the partition is read once a record at end-1 or later
-// was applied.
-type ends map[int32]int64
-
-// reached notes that r was applied.
-func (e ends) reached(r *kgo.Record) {
-	if end, ok := e[r.Partition]; ok && r.Offset+1 >= end {
-		delete(e, r.Partition)
-	}
-}
-
-// toRead returns the end offset of every partition of the registry topic
-// that holds records (start offset below end offset): what a reader from
-// the start must apply to know the registry as of now. A topic that does
-// not exist yet is an empty registry: no partition to read.
-func toRead(ctx context.Context, cl *kgo.Client, topic string) (ends, error) {
-	adm := kadm.NewClient(cl)
-	topics, err := adm.ListTopics(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("look up registry topic %s: %w", topic, err)
-	}
-	if td, ok := topics[topic]; !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
-		return ends{}, nil
-	}
-	endOffsets, err := kafka.EndOffsets(ctx, cl, topic)
-	if err != nil {
-		return nil, err
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list start offsets of registry topic %s: %w", topic, err)
-	}
-	need := ends{}
-	for p, end := range endOffsets {
-		so, ok := starts.Lookup(topic, p)
-		if end > 0 && (!ok || so.Offset < end) {
-			need[p] = end
-		}
-	}
-	return need, nil
 }
 
 // Follow keeps v current with the registry topic until ctx ends, reading it
@@ -315,69 +245,89 @@ func toRead(ctx context.Context, cl *kgo.Client, topic string) (ends, error) {
 // up.
 //
 // Until v holds every record the topic had when Follow started, v.Ready may
-// report a version that is warming up as ready: Follow first learns the
-// topic's end offsets (retrying every second while Kafka is unreachable)
-// and calls caughtUp, once, when every partition has been applied up to
-// them (at once for an absent or empty topic). caughtUp may be nil. It is
-// never called if ctx ends first.
+// report a version that is warming up as ready: Follow first reads the topic
+// up to its end offsets (kafka.ReadToEnd, retrying every second while Kafka
+// is unreachable), then calls caughtUp, once, and goes on from where it
+// stopped. caughtUp may be nil. It is never called if ctx ends first.
+// Partitions added to the topic after the start are not followed.
 func Follow(ctx context.Context, brokers []string, topic string, v *View, log *zap.Logger, caughtUp func()) error {
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MetadataMaxAge(5*time.Second))...)
+	if log == nil {
+		log = zap.NewNop()
+	}
+	admin, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-registry", log)...)
+	if err != nil {
+		return fmt.Errorf("registry client: %w", err)
+	}
+	apply := func(r *kgo.Record) error {
+		if err := v.Apply(r.Key, r.Value); err != nil {
+			log.Warn("skipping unreadable registry record", zap.Error(err))
+		}
+		return nil
+	}
+	var next map[int32]int64
+	for {
+		var rs kafka.Ranges
+		rs, err = kafka.ToEnd(ctx, admin, topic)
+		if err == nil {
+			next, err = kafka.ReadRanges(ctx, admin, topic, rs, apply)
+		}
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		log.Warn("waiting for the feature registry", zap.String("topic", topic), zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	admin.Close()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if caughtUp != nil {
+		caughtUp()
+	}
+	if len(next) == 0 {
+		// The topic does not exist yet: follow it from the start once it does.
+		next = nil
+	}
+	start := map[string]map[int32]kgo.Offset{topic: {}}
+	for p, off := range next {
+		start[topic][p] = kgo.NewOffset().At(off)
+	}
+	opts := append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if next == nil {
+		opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.MetadataMaxAge(5*time.Second))
+	} else {
+		opts = append(opts, kgo.ConsumePartitions(start))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("registry client: %w", err)
 	}
 	defer cl.Close()
-	need, err := toReadRetrying(ctx, cl, topic, log)
-	if err != nil {
-		return nil // ctx ended
-	}
-	report := func() {
-		if need != nil && len(need) == 0 {
-			need = nil
-			if caughtUp != nil {
-				caughtUp()
-			}
-		}
-	}
-	report()
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			if err := v.Apply(r.Key, r.Value); err != nil {
-				log.Warn("skipping unreadable registry record", zap.Error(err))
-			}
-			need.reached(r)
-		})
-		report()
-	}
-}
-
-// toReadRetrying is toRead, retried every second until it succeeds or ctx
-// ends (then it returns ctx's error).
-func toReadRetrying(ctx context.Context, cl *kgo.Client, topic string, log *zap.Logger) (ends, error) {
-	for {
-		need, err := toRead(ctx, cl, topic)
-		if err == nil {
-			return need, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		log.Warn("waiting for the feature registry's end offsets", zap.String("topic", topic), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
+		fetches.EachRecord(func(r *kgo.Record) { _ = apply(r) })
 	}
 }
 
 // Register records the definition of every feature of cfg the view does not
 // know yet, and adds them to the view. by names the registrant.
+//
+// Registration races: two registrants that loaded the registry before
+// either wrote can both find a version unregistered and both write it. The
+// first definition of a version in the log wins (View.Apply keeps it), so
+// after writing, Register reads the registry topic again up to its end and
+// fails with ErrDefinitionChanged, as Check does, unless every definition
+// it wrote is the winner's (the same hash). A loser writes the winner's
+// definition again before failing, so that compaction, which keeps the last
+// record of a key, keeps the winner's.
 func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.File, v *View, by string) error {
 	var recs []*kgo.Record
 	now := time.Now().UTC()
@@ -398,12 +348,43 @@ func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.Fil
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("register feature versions in %s: %w", topic, err)
 	}
+	after := NewView()
+	err := kafka.ReadToEnd(ctx, cl, topic, func(r *kgo.Record) error {
+		_ = after.Apply(r.Key, r.Value) // unreadable records: Load warns about them
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read back the registration in %s: %w", topic, err)
+	}
+	var repair []*kgo.Record
 	for _, r := range recs {
-		if err := v.Apply(r.Key, r.Value); err != nil {
+		id := strings.TrimPrefix(string(r.Key), "def/")
+		won, ok := after.Definition(id)
+		if !ok {
+			return fmt.Errorf("register %s in %s: the definition written is not in the topic when read back (deleted meanwhile?)", id, topic)
+		}
+		b, err := json.Marshal(won)
+		if err != nil {
 			return err
 		}
+		if err := v.Apply(r.Key, b); err != nil {
+			return err
+		}
+		var mine Definition
+		if err := json.Unmarshal(r.Value, &mine); err == nil && mine.Hash != won.Hash {
+			repair = append(repair, &kgo.Record{Topic: topic, Key: r.Key, Value: b})
+		}
 	}
-	return nil
+	if len(repair) == 0 {
+		return nil
+	}
+	if err := cl.ProduceSync(ctx, repair...).FirstErr(); err != nil {
+		return fmt.Errorf("restore the winning definitions in %s: %w", topic, err)
+	}
+	if err := Check(cfg, after); err != nil {
+		return fmt.Errorf("another registrant registered first: %w", err)
+	}
+	return errors.New("registry: lost a registration race without a difference (bug)")
 }
 
 // StatusRecord returns the registry record of s.

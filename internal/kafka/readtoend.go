@@ -1,0 +1,387 @@
+package kafka
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Range is the part of one partition a reader reads: offsets From (inclusive)
+// to End (exclusive).
+type Range struct {
+	From, End int64
+}
+
+// Ranges maps partitions to the ranges to read.
+type Ranges map[int32]Range
+
+// ToEnd returns, for every partition of topic, the range from its log start
+// to its end offset now (empty, From == End, for an empty partition): the last stable offset
+// (read-committed), so that an open transaction is not waited for and
+// records it may still commit are not expected. A topic that does not exist
+// is empty: no ranges, no error. Retriable metadata errors of a topic created
+// moments ago are retried for up to 30 seconds.
+func ToEnd(ctx context.Context, cl *kgo.Client, topic string) (Ranges, error) {
+	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("look up topic %s: %w", topic, err)
+	}
+	if td, ok := topics[topic]; !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+		return Ranges{}, nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rs, err := toEnd(ctx, adm, topic)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil || !retriable(err) {
+			return rs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func retriable(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.LeaderNotAvailable) ||
+		errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, errNoPartitions) || kerr.IsRetriable(err)
+}
+
+func toEnd(ctx context.Context, adm *kadm.Client, topic string) (Ranges, error) {
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	rs := Ranges{}
+	n := 0
+	ends.Each(func(o kadm.ListedOffset) {
+		n++
+		from := int64(0)
+		if s, ok := starts.Lookup(topic, o.Partition); ok {
+			from = s.Offset
+		}
+		rs[o.Partition] = Range{From: min(from, o.Offset), End: o.Offset}
+	})
+	if n == 0 {
+		return nil, fmt.Errorf("topic %s: %w", topic, errNoPartitions)
+	}
+	return rs, nil
+}
+
+// ReadToEnd reads topic from its log start up to its end offsets as of the
+// call (see ToEnd) and calls fn with every committed data record below them,
+// in offset order within a partition. See ReadRanges.
+func ReadToEnd(ctx context.Context, cl *kgo.Client, topic string, fn func(*kgo.Record) error) error {
+	rs, err := ToEnd(ctx, cl, topic)
+	if err != nil {
+		return err
+	}
+	_, err = ReadRanges(ctx, cl, topic, rs, fn)
+	return err
+}
+
+// ReadRanges is ReadBatches with one call of fn per record.
+func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(*kgo.Record) error) (next map[int32]int64, err error) {
+	return ReadBatches(ctx, cl, topic, ranges, func(_ int32, recs []*kgo.Record) error {
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReadBatches reads the ranges of topic and calls fn with the committed data
+// records in them, a partition's records in offset order, in batches (one
+// per partition per fetch; partitions interleave; fn may keep the slice).
+// fn's error stops the read and is returned as it is. It returns each
+// partition's read position when done: the offset a follower continues from
+// (at least the range's End; the From of an empty range).
+//
+// Isolation is read-committed: records of aborted transactions are skipped,
+// and so are transaction markers (control records). A partition is done when
+// the read position reaches the range's end, not when a record at End-1 is
+// seen: on a compacted topic, or one whose last records are transaction
+// markers, there may be no record at End-1 at all. The position moves past
+// compacted gaps, markers and aborted batches as the broker reports them, and
+// a fetch at the position that returns no batch below the partition's last
+// stable offset means everything up to it was compacted away.
+//
+// It issues Fetch requests itself (no consumer group, no fetch session) on
+// cl, which needs no consume options: cl's other work is unaffected. A
+// range whose start was deleted by retention resumes at the new log start.
+// Cost: one Fetch per leader broker per round, up to 8 MiB per partition and
+// 64 MiB in all; memory: up to three responses (one decoded, two queued).
+// Record batches must be of the v2 format (Kafka 0.11 on; Kafka 4 writes
+// nothing else).
+func ReadBatches(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(partition int32, recs []*kgo.Record) error) (next map[int32]int64, err error) {
+	// Two goroutines: the fetcher issues Fetch requests and moves the
+	// positions on from the raw batch headers (see fetchLoop); this one
+	// decodes the batches it sent and calls fn, while the next fetch is in
+	// flight.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan []fetched, 2)
+	var ferr error
+	go func() {
+		defer close(work)
+		next, ferr = fetchLoop(fctx, cl, topic, ranges, work)
+	}()
+	dec := kgo.DefaultDecompressor()
+	var perr error
+	for batch := range work {
+		if perr != nil {
+			continue // drain until the fetcher stops
+		}
+		for _, f := range batch {
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+				Offset: f.start, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: f.rp.Partition,
+			}, f.rp, dec, nil)
+			if fp.Err != nil {
+				perr = fmt.Errorf("read %s/%d at offset %d: %w", topic, f.rp.Partition, f.start, fp.Err)
+				break
+			}
+			recs := fp.Records
+			for i, r := range recs {
+				if r.Offset >= f.end {
+					recs = recs[:i]
+					break
+				}
+			}
+			if len(recs) > 0 {
+				if perr = fn(f.rp.Partition, recs); perr != nil {
+					break
+				}
+			}
+		}
+		if perr != nil {
+			cancel()
+		}
+	}
+	if perr != nil {
+		return nil, perr
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	return next, nil
+}
+
+// fetched is one partition's raw fetch response, fetched at start, to be
+// decoded below end.
+type fetched struct {
+	rp         *kmsg.FetchResponseTopicPartition
+	start, end int64
+}
+
+// fetchLoop fetches every range to its end and sends the responses that hold
+// batches to work. It keeps the positions: a response moves a partition to
+// one past the last offset of its last complete batch (batchesEnd); an
+// empty response at or above the last stable offset's reach ends the range.
+func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, work chan<- []fetched) (map[int32]int64, error) {
+	pos := make(map[int32]int64, len(ranges))
+	next := make(map[int32]int64, len(ranges))
+	for p, r := range ranges {
+		next[p] = r.From
+		if r.From < r.End {
+			pos[p] = r.From
+		}
+	}
+	done := func(p int32) {
+		next[p] = pos[p]
+		delete(pos, p)
+	}
+	adm := kadm.NewClient(cl)
+	var meta kadm.TopicDetail
+	refresh := true
+	backoff := func() error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+			return nil
+		}
+	}
+	for len(pos) > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		if refresh {
+			md, err := adm.Metadata(ctx, topic)
+			if err != nil {
+				if berr := backoff(); berr != nil {
+					return nil, fmt.Errorf("read %s: metadata: %w (%w)", topic, err, berr)
+				}
+				continue
+			}
+			meta = md.Topics[topic]
+			refresh = false
+		}
+		byLeader := map[int32][]int32{}
+		for p := range pos {
+			pd, ok := meta.Partitions[p]
+			if !ok || pd.Leader < 0 {
+				refresh = true
+				continue
+			}
+			byLeader[pd.Leader] = append(byLeader[pd.Leader], p)
+		}
+		if len(byLeader) == 0 {
+			if err := backoff(); err != nil {
+				return nil, fmt.Errorf("read %s: %w", topic, err)
+			}
+			continue
+		}
+		leaders := make([]int32, 0, len(byLeader))
+		for l := range byLeader {
+			leaders = append(leaders, l)
+		}
+		sort.Slice(leaders, func(i, j int) bool { return leaders[i] < leaders[j] })
+		stalled := true // no partition moved this round
+		for _, leader := range leaders {
+			parts := byLeader[leader]
+			sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+			resp, err := fetch(ctx, cl, leader, topic, meta.ID, parts, pos)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("read %s: %w", topic, ctx.Err())
+				}
+				refresh = true
+				continue
+			}
+			var out []fetched
+			for i := range resp.Topics {
+				for j := range resp.Topics[i].Partitions {
+					rp := &resp.Topics[i].Partitions[j]
+					start, ok := pos[rp.Partition]
+					if !ok {
+						continue
+					}
+					end := ranges[rp.Partition].End
+					if code := rp.ErrorCode; code != 0 {
+						err := kerr.ErrorForCode(code)
+						switch {
+						case errors.Is(err, kerr.OffsetOutOfRange) && rp.LogStartOffset > start:
+							pos[rp.Partition] = rp.LogStartOffset // deleted by retention
+							stalled = false
+						case kerr.IsRetriable(err) || errors.Is(err, kerr.OffsetOutOfRange):
+							refresh = true
+						default:
+							return nil, fmt.Errorf("read %s/%d at offset %d: %w", topic, rp.Partition, start, err)
+						}
+						if pos[rp.Partition] >= end {
+							done(rp.Partition)
+						}
+						continue
+					}
+					switch to := batchesEnd(rp.RecordBatches); {
+					case to > start:
+						out = append(out, fetched{rp: rp, start: start, end: end})
+						pos[rp.Partition] = to
+						stalled = false
+					case len(rp.RecordBatches) == 0 && rp.LastStableOffset >= end:
+						// Nothing left below the last stable offset: the
+						// rest of the range was compacted away.
+						pos[rp.Partition] = end
+						stalled = false
+					}
+					if pos[rp.Partition] >= end {
+						done(rp.Partition)
+					}
+				}
+			}
+			if len(out) > 0 {
+				select {
+				case work <- out:
+				case <-ctx.Done():
+					return nil, fmt.Errorf("read %s: %w", topic, ctx.Err())
+				}
+			}
+		}
+		if stalled && len(pos) > 0 {
+			// Waiting for a transaction to end, a leader to move, or a
+			// broker to answer: the fetches already waited MaxWait, or
+			// failed; do not spin.
+			if err := backoff(); err != nil {
+				return nil, fmt.Errorf("read %s: %w", topic, err)
+			}
+		}
+	}
+	return next, nil
+}
+
+// fetch sends one read-committed Fetch for parts at their positions to
+// leader.
+func fetch(ctx context.Context, cl *kgo.Client, leader int32, topic string, id kadm.TopicID, parts []int32, pos map[int32]int64) (*kmsg.FetchResponse, error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = 250
+	req.MinBytes = 1
+	req.MaxBytes = 64 << 20
+	req.IsolationLevel = 1
+	req.SessionID = 0
+	req.SessionEpoch = -1
+	t := kmsg.NewFetchRequestTopic()
+	t.Topic = topic
+	t.TopicID = id
+	for _, p := range parts {
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition = p
+		fp.FetchOffset = pos[p]
+		fp.LogStartOffset = -1
+		fp.PartitionMaxBytes = 8 << 20
+		fp.CurrentLeaderEpoch = -1
+		t.Partitions = append(t.Partitions, fp)
+	}
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, cl.Broker(int(leader)))
+	if err != nil {
+		return nil, err
+	}
+	if resp.ErrorCode != 0 {
+		return nil, kerr.ErrorForCode(resp.ErrorCode)
+	}
+	return resp, nil
+}
+
+// batchesEnd returns one past the last offset of the last complete v2
+// record batch in raw (0 if none). A batch keeps its last offset when
+// compaction removes records from its end, so this moves the position past
+// them, which record offsets alone would not.
+func batchesEnd(raw []byte) int64 {
+	var end int64
+	for len(raw) >= 27 {
+		base := int64(binary.BigEndian.Uint64(raw[0:8]))
+		length := int64(int32(binary.BigEndian.Uint32(raw[8:12])))
+		if length < 15 || int64(len(raw)) < 12+length {
+			break
+		}
+		if raw[16] == 2 { // magic: v2 batches carry lastOffsetDelta at byte 23
+			delta := int64(int32(binary.BigEndian.Uint32(raw[23:27])))
+			end = max(end, base+delta+1)
+		}
+		raw = raw[12+length:]
+	}
+	return end
+}

@@ -1,0 +1,48 @@
+package lookup
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+)
+
+// The records the service writes are byte for byte what the lookuplog
+// codec encodes for the entries they decode to: one codec for the topic.
+func TestLookupLogRecordsAreTheCodecs(t *testing.T) {
+	fx, brokers := logFixture(t, 0)
+	if rec := fx.do(t, "POST", "/v1/lookup", `{"entity":"user","keys":["u1","u404","<&>"],"features":["txn_count_7d","txn_amount_avg","txn_amount_avg@2","login_count_1h"]}`); rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(fx.cfg.Kafka.LookupLogTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := 0
+	for n < 3 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			n++
+			e, err := lookuplog.Decode(r.Value)
+			if err != nil {
+				t.Fatalf("%s: %v", r.Value, err)
+			}
+			again, err := e.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(again) != string(r.Value) || string(r.Key) != e.Key {
+				t.Errorf("written  %s (key %q)\nre-encoded %s", r.Value, r.Key, again)
+			}
+		})
+	}
+	if n != 3 {
+		t.Fatalf("%d records, want 3", n)
+	}
+}
