@@ -23,6 +23,10 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	skipBad := fs.Bool("skip-bad-rows", false, "drop spine rows with a missing key or bad timestamp instead of failing")
 	export := fs.String("export-events", "", "also write the replayed events of the spine's entities to this .parquet file (benchmarks)")
 	snapDir := fs.String("snapshots", "", "the workers' snapshot directory: start each partition from the newest snapshot taken before the earliest spine time, replaying only the records after it (windows may then exceed the topics' retention)")
+	dsName := fs.String("dataset-name", "", "name of the dataset registered in the catalog (each run registers its next version, name@1, name@2, ...); default: the --out file's name without extension")
+	dsDesc := fs.String("description", "", "the dataset's description (catalog)")
+	dsOwner := fs.String("owner", "", "the dataset's owner (catalog)")
+	actor := fs.String("actor", "", "who runs the backfill (catalog; default: the OS user)")
 	b, err := bf.setup(fs, args, "spine", "out")
 	if err != nil {
 		return err
@@ -36,6 +40,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		Brokers: b.brokers, Config: b.cfg, Features: splitList(*features), FeatureService: *service, Spine: *spinePath, Out: *out,
 		Mode: b.mode, SkipBadRows: *skipBad, Progress: stderr, Log: b.log, ExportEvents: *export,
 		Limits: b.limits, Snapshots: snaps,
+		Dataset: backfill.DatasetOptions{Name: *dsName, Description: *dsDesc, Owner: *dsOwner, Actor: *actor},
 	})
 	if err != nil {
 		if errors.Is(err, backfill.ErrInvalidOptions) || errors.Is(err, backfill.ErrFormat) {
@@ -49,6 +54,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "%d rows x %d features written to %s (%d records replayed, %d invalid skipped, %d bad spine rows dropped) in %s; manifest %s\n",
 		man.Output.Rows, len(man.Features), man.Output.Path, man.Events.Records, sumCounts(man.Events.Rejected), man.Spine.BadRows,
 		time.Duration(man.DurationMS)*time.Millisecond, backfill.ManifestPath(*out))
+	fmt.Fprintf(stdout, "registered in the catalog as dataset %s\n", man.Dataset)
 	if snaps != nil {
 		from := map[string]int{}
 		for _, r := range man.Sources {

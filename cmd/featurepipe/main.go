@@ -36,6 +36,9 @@ func commands() []command {
 		{"load", "drive the lookup service at a fixed request rate and report latency percentiles", runLoad},
 		{"backfill", "build point-in-time training data from the source topics", runBackfill},
 		{"skew", "compare served lookups with the backfill engine's values", runSkew},
+		{"datasets", "list the datasets in the catalog (every backfill registers one), newest first", runDatasets},
+		{"models", "list the models in the catalog, or register one: models register --name N --version V --dataset D@V ...", runModels},
+		{"history", "show every registered version of a feature: definition, hash, who and when", runHistory},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
 // Mode is the point-in-time rule of a backfill.
@@ -113,6 +115,10 @@ type Options struct {
 	// chosen SST, then one pass over its keys decoding the spine's entities.
 	// Default nil: replay only.
 	Snapshots *snapshot.Store
+	// Dataset names and describes the dataset Run registers in the catalog
+	// (see DatasetOptions for the defaults). The manifest records its
+	// name@version (Manifest.Dataset).
+	Dataset DatasetOptions
 	// ExtraOpts are appended to the Kafka client options (tests).
 	ExtraOpts []kgo.Opt
 }
@@ -167,6 +173,17 @@ func (o *Options) validate(files bool) error {
 		problems = append(problems, err.Error())
 	}
 	o.Mode = m
+	if files {
+		if o.Dataset.Name == "" && o.Out != "" {
+			o.Dataset.Name = datasetName(o.Out)
+		}
+		if err := registry.ValidName("dataset", o.Dataset.Name); err != nil {
+			problems = append(problems, err.Error()+" (set the dataset name)")
+		}
+		if o.Dataset.Actor == "" {
+			o.Dataset.Actor = OSUser()
+		}
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidOptions, strings.Join(problems, "; "))
 	}
@@ -238,6 +255,10 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	}
 	for _, c := range cols {
 		m.Features = append(m.Features, manifestFeature(c))
+	}
+	if m.Dataset, err = o.registerDataset(ctx, m); err != nil {
+		_ = os.Remove(o.Out) // nothing is written when Run fails
+		return nil, err
 	}
 	m.DurationMS = o.Now().Sub(began).Milliseconds()
 	if err := writeManifest(ManifestPath(o.Out), m); err != nil {

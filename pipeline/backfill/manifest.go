@@ -26,6 +26,9 @@ type Manifest struct {
 	// FeatureService is the feature service whose features are the
 	// columns (Options.FeatureService), "" when they were listed.
 	FeatureService string `json:"feature_service,omitempty"`
+	// Dataset is the name@version this output is registered as in the
+	// catalog (Options.Dataset).
+	Dataset string `json:"dataset,omitempty"`
 
 	Features []ManifestFeature `json:"features"`
 	Spine    ManifestSpine     `json:"spine"`

@@ -171,11 +171,14 @@ func TestLoadEndsOnTransactionMarkersAndSkipsAborted(t *testing.T) {
 		}
 		defer cl.Close()
 		f := cfg.Features[0]
-		d, _ := json.Marshal(Definition{Feature: f.ID, Hash: f.Hash, Fields: f.Definition()})
+		rec, err := DefinitionRecord(topic, Definition{Feature: f.ID, Hash: f.Hash, Fields: f.Definition()})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cl.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(defKey(f.ID)), Value: d}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {

@@ -7,19 +7,18 @@
 // with a different definition under the same version is refused, with the
 // difference shown, because a definition never changes under one version.
 //
-// Record keys and values (JSON):
-//
-//	def/<name@version>                        -> Definition
-//	status/<name@version>/<topic>/<partition> -> Status
+// The topic is the catalog's log (DESIGN.md, "The catalog"): besides feature
+// versions and their status it holds the datasets every backfill registers
+// and the models registered on them (catalog.go), each name@version
+// immutable once written. codec.go is the one codec of its records and View
+// the one reader every command uses.
 package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,25 +62,22 @@ type Status struct {
 // when a feature version's definition differs from the registered one.
 var ErrDefinitionChanged = errors.New("feature definition changed under the same version")
 
-func defKey(id string) string { return "def/" + id }
-
-func statusKey(id, topic string, p int32) string {
-	return "status/" + id + "/" + topic + "/" + strconv.Itoa(int(p))
-}
-
 // View is the registry's content, kept current by Load or Follow. Safe for
 // concurrent use. Ready, called on every lookup, takes no lock: it reads an
 // immutable set of the versions warming up, replaced whenever one changes.
 type View struct {
-	mu      sync.RWMutex
-	defs    map[string]Definition
-	status  map[string]map[string]Status // feature -> topic/partition -> status
-	warming atomic.Pointer[map[string]bool]
+	mu       sync.RWMutex
+	defs     map[string]Definition
+	status   map[string]map[string]Status // feature -> topic/partition -> status
+	datasets map[string]Dataset           // name@version
+	models   map[string]Model             // name@version
+	warming  atomic.Pointer[map[string]bool]
 }
 
 // NewView returns an empty view.
 func NewView() *View {
-	v := &View{defs: map[string]Definition{}, status: map[string]map[string]Status{}}
+	v := &View{defs: map[string]Definition{}, status: map[string]map[string]Status{},
+		datasets: map[string]Dataset{}, models: map[string]Model{}}
 	v.warming.Store(&map[string]bool{})
 	return v
 }
@@ -108,47 +104,48 @@ func (v *View) noteWarming(id string) {
 	v.warming.Store(&next)
 }
 
-// Apply folds one registry record (key, value) into the view.
+// Apply folds one registry record (key, value) into the view. A record of
+// a kind this version does not know is ignored (see codec.go); a malformed
+// one is an error and leaves the view unchanged.
 func (v *View) Apply(key, value []byte) error {
-	k := string(key)
+	r, err := DecodeRecord(key, value)
+	if errors.Is(err, ErrUnknownKind) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	switch {
-	case strings.HasPrefix(k, "def/"):
-		id := strings.TrimPrefix(k, "def/")
-		if value == nil {
+	switch r.Kind {
+	case KindDefinition:
+		id := r.ID
+		if r.Tombstone {
 			delete(v.defs, id)
 			return nil
 		}
-		var d Definition
-		if err := json.Unmarshal(value, &d); err != nil {
-			return fmt.Errorf("registry record %s: %w", k, err)
-		}
+		d := *r.Definition
 		if old, ok := v.defs[id]; ok && old.Hash != d.Hash {
 			return nil // the first definition of a version wins (see Register)
 		}
 		v.defs[id] = d
-	case strings.HasPrefix(k, "status/"):
-		rest := strings.TrimPrefix(k, "status/")
-		i := strings.IndexByte(rest, '/')
-		if i < 0 {
-			return fmt.Errorf("registry record %s: malformed key", k)
-		}
-		id, tp := rest[:i], rest[i+1:]
-		if value == nil {
+	case KindStatus:
+		i := strings.IndexByte(r.ID, '/')
+		id, tp := r.ID[:i], r.ID[i+1:]
+		if r.Tombstone {
 			delete(v.status[id], tp)
 			v.noteWarming(id)
 			return nil
 		}
-		var s Status
-		if err := json.Unmarshal(value, &s); err != nil {
-			return fmt.Errorf("registry record %s: %w", k, err)
-		}
 		if v.status[id] == nil {
 			v.status[id] = map[string]Status{}
 		}
-		v.status[id][tp] = s
+		v.status[id][tp] = *r.Status
 		v.noteWarming(id)
+	case KindDataset:
+		v.applyDataset(r)
+	case KindModel:
+		v.applyModel(r)
 	}
 	return nil
 }
@@ -336,11 +333,11 @@ func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.Fil
 			continue
 		}
 		d := Definition{Feature: f.ID, Hash: f.Hash, Fields: f.Definition(), RegisteredAt: now, RegisteredBy: by}
-		b, err := json.Marshal(d)
+		r, err := DefinitionRecord(topic, d)
 		if err != nil {
 			return err
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(defKey(f.ID)), Value: b})
+		recs = append(recs, r)
 	}
 	if len(recs) == 0 {
 		return nil
@@ -358,21 +355,23 @@ func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.Fil
 	}
 	var repair []*kgo.Record
 	for _, r := range recs {
-		id := strings.TrimPrefix(string(r.Key), "def/")
-		won, ok := after.Definition(id)
-		if !ok {
-			return fmt.Errorf("register %s in %s: the definition written is not in the topic when read back (deleted meanwhile?)", id, topic)
-		}
-		b, err := json.Marshal(won)
+		mine, err := DecodeRecord(r.Key, r.Value)
 		if err != nil {
 			return err
 		}
-		if err := v.Apply(r.Key, b); err != nil {
+		won, ok := after.Definition(mine.ID)
+		if !ok {
+			return fmt.Errorf("register %s in %s: the definition written is not in the topic when read back (deleted meanwhile?)", mine.ID, topic)
+		}
+		wr, err := DefinitionRecord(topic, won)
+		if err != nil {
 			return err
 		}
-		var mine Definition
-		if err := json.Unmarshal(r.Value, &mine); err == nil && mine.Hash != won.Hash {
-			repair = append(repair, &kgo.Record{Topic: topic, Key: r.Key, Value: b})
+		if err := v.Apply(wr.Key, wr.Value); err != nil {
+			return err
+		}
+		if mine.Definition.Hash != won.Hash {
+			repair = append(repair, wr)
 		}
 	}
 	if len(repair) == 0 {
@@ -385,13 +384,4 @@ func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.Fil
 		return fmt.Errorf("another registrant registered first: %w", err)
 	}
 	return errors.New("registry: lost a registration race without a difference (bug)")
-}
-
-// StatusRecord returns the registry record of s.
-func StatusRecord(topic string, s Status) (*kgo.Record, error) {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return nil, err
-	}
-	return &kgo.Record{Topic: topic, Key: []byte(statusKey(s.Feature, s.Topic, s.Partition)), Value: b}, nil
 }

@@ -1,0 +1,80 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
+)
+
+// DatasetOptions describe the dataset a Run registers in the catalog (the
+// registry topic of the feature file).
+type DatasetOptions struct {
+	// Name of the dataset; each Run registers its next version (name@1,
+	// name@2, ...). Default: the output file's name without its extension.
+	Name        string
+	Description string
+	Owner       string
+	// Actor is who ran the backfill. Default: the OS user (OSUser).
+	Actor string
+}
+
+// OSUser returns the name of the OS user running the process ($USER when
+// the user database has no entry, "unknown" when neither is known).
+func OSUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}
+
+// datasetName is the default dataset name of the output out.
+func datasetName(out string) string {
+	base := filepath.Base(out)
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// registerDataset registers m as the next version of the dataset named in
+// o.Dataset and returns its name@version.
+func (o *Options) registerDataset(ctx context.Context, m *Manifest) (string, error) {
+	loc, err := filepath.Abs(m.Output.Path)
+	if err != nil {
+		loc = m.Output.Path
+	}
+	d := registry.Dataset{
+		Name: o.Dataset.Name, Description: o.Dataset.Description, Owner: o.Dataset.Owner,
+		Service: m.FeatureService, Entity: m.Entity,
+		SpinePath: m.Spine.Path, SpineSHA256: m.Spine.SHA256, Rows: m.Output.Rows,
+		PointInTime: string(m.PointInTime), Location: loc, Format: string(m.Output.Format),
+		Config: m.Config, CreatedAt: m.CreatedAt, Actor: o.Dataset.Actor,
+	}
+	for _, f := range m.Features {
+		d.Features = append(d.Features, registry.FeatureRef{Feature: fmt.Sprintf("%s@%d", f.Name, f.Version), Column: f.Column, Hash: f.Hash})
+	}
+	if m.TimeRange != nil {
+		d.TimeRange = &registry.TimeRange{Min: m.TimeRange.Min, Max: m.TimeRange.Max}
+	}
+	cl, err := kgo.NewClient(append(kafka.BaseOpts(o.Brokers, "featurepipe-backfill", o.Log), o.ExtraOpts...)...)
+	if err != nil {
+		return "", fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, o.Config); err != nil {
+		return "", err
+	}
+	reg, err := registry.RegisterDataset(ctx, cl, o.Config.Kafka.RegistryTopic, d)
+	if err != nil {
+		return "", fmt.Errorf("register the dataset in the catalog: %w", err)
+	}
+	return reg.ID(), nil
+}
