@@ -286,6 +286,10 @@ func registrationID() string {
 	return hex.EncodeToString(b)
 }
 
+// testHookBeforeWrite, when set (tests), runs before each dataset or model
+// record is written: a test registers a rival there to lose a race for sure.
+var testHookBeforeWrite func()
+
 // maxAttempts bounds the retries of a registration that keeps losing races.
 const maxAttempts = 20
 
@@ -330,6 +334,9 @@ func RegisterDataset(ctx context.Context, cl *kgo.Client, topic string, d Datase
 		rec, err := DatasetRecord(topic, d)
 		if err != nil {
 			return Dataset{}, err
+		}
+		if testHookBeforeWrite != nil {
+			testHookBeforeWrite()
 		}
 		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			return Dataset{}, fmt.Errorf("register dataset %s in %s: %w", d.ID(), topic, err)
@@ -435,6 +442,9 @@ func RegisterModel(ctx context.Context, cl *kgo.Client, topic string, cfg *confi
 	rec, err := ModelRecord(topic, m)
 	if err != nil {
 		return Model{}, false, err
+	}
+	if testHookBeforeWrite != nil {
+		testHookBeforeWrite()
 	}
 	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return Model{}, false, fmt.Errorf("register model %s in %s: %w", m.ID(), topic, err)
