@@ -112,6 +112,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	snapDir := fs.String("snapshots", "", "snapshot directory (local or shared): state snapshots for lookup cold starts and backfills (default: none)")
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
+	actor := fs.String("actor", "", "who runs this worker: recorded with the feature versions it registers (featurepipe history); default: the OS user")
 	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
@@ -125,7 +126,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	a := &app{}
 	defer a.closeInto(&err)
 	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
-		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Snapshots: snaps, SnapshotEvery: *snapEvery}, *sf.data, *noSync)
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor}, *sf.data, *noSync)
 	if err != nil {
 		return err
 	}

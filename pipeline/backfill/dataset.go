@@ -3,8 +3,6 @@ package backfill
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -26,17 +24,9 @@ type DatasetOptions struct {
 	Actor string
 }
 
-// OSUser returns the name of the OS user running the process ($USER when
-// the user database has no entry, "unknown" when neither is known).
-func OSUser() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "unknown"
-}
+// OSUser returns the name of the OS user running the process: the default
+// actor recorded in the catalog (registry.OSUser).
+func OSUser() string { return registry.OSUser() }
 
 // datasetName is the default dataset name of the output out.
 func datasetName(out string) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
 // cli runs the featurepipe binary and returns its exit code, stdout and
@@ -53,7 +54,7 @@ func TestCatalogDatasetsAndModels(t *testing.T) {
 	now := time.Now()
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 500, 20, 10*24*time.Hour, now), newProduced())
 	dir := t.TempDir()
-	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w"))
+	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, Actor: "alice", InstanceID: "w1"}, filepath.Join(dir, "w"))
 	brokers := strings.Join(k.Brokers, ",")
 	topic := cfg.Kafka.RegistryTopic
 
@@ -205,7 +206,7 @@ func TestCatalogDatasetsAndModels(t *testing.T) {
 		t.Fatalf("models table:\n%s", stdout)
 	}
 
-	// history: the worker's registration of each version.
+	// history: the worker's registration of each version, with its actor.
 	code, stdout, stderr = cli(t, "history", "txn_count_7d", "--brokers", brokers, "--config", cfg.Path, "--json")
 	if code != 0 {
 		t.Fatalf("history: exit %d\n%s", code, stderr)
@@ -218,9 +219,14 @@ func TestCatalogDatasetsAndModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hist) != 1 || hist[0].Feature != "txn_count_7d@1" || hist[0].Hash != f.Hash || hist[0].RegisteredBy == "" ||
+	if len(hist) != 1 || hist[0].Feature != "txn_count_7d@1" || hist[0].Hash != f.Hash || hist[0].RegisteredBy != "alice via featurepipe-worker/w1" ||
 		hist[0].RegisteredAt.IsZero() || fmt.Sprint(hist[0].Fields) != fmt.Sprint(f.Definition()) {
 		t.Fatalf("history %+v", hist)
+	}
+	if code, stdout, _ := cli(t, "history", "--brokers", brokers, "--config", cfg.Path, "txn_count_7d"); code != 0 ||
+		!strings.Contains(stdout, "txn_count_7d@1  registered ") || !strings.Contains(stdout, " by alice via featurepipe-worker/w1  hash "+f.Hash) ||
+		!strings.Contains(stdout, "aggregation:") {
+		t.Fatalf("history table (FEATURE after the flags): exit %d\n%s", code, stdout)
 	}
 	if code, _, stderr := cli(t, "history", "no_such_feature", "--brokers", brokers, "--config", cfg.Path); code != 1 ||
 		!strings.Contains(stderr, "feature no_such_feature has no registered version") {

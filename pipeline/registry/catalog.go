@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"os/user"
 	"reflect"
 	"regexp"
 	"slices"
@@ -278,6 +280,19 @@ func (v *View) serviceInCatalog(name string) bool {
 		}
 	}
 	return false
+}
+
+// OSUser returns the name of the OS user running the process ($USER when
+// the user database has no entry, "unknown" when neither is known): the
+// default actor of every catalog registration.
+func OSUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
 }
 
 func registrationID() string {

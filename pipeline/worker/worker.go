@@ -88,6 +88,10 @@ type Options struct {
 	Limits events.Limits
 	// ClientID names this worker in Kafka. Default "featurepipe-worker".
 	ClientID string
+	// Actor is who runs this worker: the catalog records new feature
+	// versions as registered by "Actor via ClientID[/InstanceID]"
+	// (featurepipe history). Default: the OS user (registry.OSUser).
+	Actor string
 	// InstanceID, when set, makes this worker a static group member
 	// (KIP-345): a restart with the same id within SessionTimeout takes its
 	// partitions back without a rebalance. Default "": dynamic membership.
@@ -233,6 +237,9 @@ func New(o Options) (*Worker, error) {
 	}
 	if o.MaxCachedEntities <= 0 {
 		o.MaxCachedEntities = 200_000
+	}
+	if o.Actor == "" {
+		o.Actor = registry.OSUser()
 	}
 	if o.ClientID == "" {
 		o.ClientID = "featurepipe-worker"
@@ -861,7 +868,7 @@ func (w *Worker) register(ctx context.Context) error {
 	if err := registry.Check(w.o.Config, view); err != nil {
 		return err
 	}
-	return registry.Register(ctx, w.cl, topic, w.o.Config, view, w.name())
+	return registry.Register(ctx, w.cl, topic, w.o.Config, view, w.o.Actor+" via "+w.name())
 }
 
 // reportStatus records, for every owned partition and feature version,
