@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"path/filepath"
@@ -158,9 +157,9 @@ func registryHistory(t *testing.T, brokers []string, topic, feature, state strin
 			t.Fatalf("reading %s: %v", topic, ctx.Err())
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
-			var st registry.Status
-			if strings.HasPrefix(string(r.Key), "status/"+feature+"/") && json.Unmarshal(r.Value, &st) == nil && st.State == state {
-				seen[st.Topic+"/"+strconv.Itoa(int(st.Partition))] = true
+			if rec, err := registry.DecodeRecord(r.Key, r.Value); err == nil && rec.Status != nil &&
+				rec.Status.Feature == feature && rec.Status.State == state {
+				seen[rec.Status.Topic+"/"+strconv.Itoa(int(rec.Status.Partition))] = true
 			}
 			if r.Offset+1 >= ends[r.Partition] {
 				ends[r.Partition] = 0
