@@ -62,7 +62,8 @@ type Status struct {
 // when a feature version's definition differs from the registered one.
 var ErrDefinitionChanged = errors.New("feature definition changed under the same version")
 
-// View is the registry's content, kept current by Load or Follow. Safe for
+// View is the registry's content (feature versions, their statuses, and the
+// catalog's datasets and models), kept current by Load or Follow. Safe for
 // concurrent use. Ready, called on every lookup, takes no lock: it reads an
 // immutable set of the versions warming up, replaced whenever one changes.
 type View struct {
