@@ -77,4 +77,12 @@
 //
 // Cost: memory is O(spine rows x features + events of the spine's entities);
 // events of entities absent from the spine are decoded and dropped.
+//
+// # Catalog
+//
+// After writing the output, Run registers it in the catalog (the feature
+// file's registry topic, registry.RegisterDataset) as the next version of
+// the dataset Options.Dataset names, and the manifest records that
+// name@version. If the registration fails, the output is removed and Run
+// fails: every data set Run leaves behind is in the catalog.
 package backfill
