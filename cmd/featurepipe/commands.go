@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/feastflight"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -149,6 +151,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
 	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
 	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
+	flightAddr := fs.String("flight", "", "host:port for Feast's remote offline store (Arrow Flight): get_historical_features computed by the backfill engine; empty: off")
 	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
@@ -173,10 +176,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var fl *feastflight.Server
+	var fln net.Listener
+	if *flightAddr != "" {
+		if fl, err = feastflight.New(feastflight.Options{Brokers: brokers, Config: cfg, Snapshots: snaps, Log: log}); err != nil {
+			ln.Close()
+			return err
+		}
+		if fln, err = listen(*flightAddr); err != nil {
+			ln.Close()
+			return err
+		}
+		log.Info("Feast offline store (Arrow Flight) listening", zap.String("addr", fln.Addr().String()))
+	}
 	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()))
 	g := newGroup(ctx)
 	g.Go("view", svc.Run)
 	g.Go("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	if fl != nil {
+		g.Go("flight", func(ctx context.Context) error { return fl.Serve(ctx, fln) })
+	}
 	return g.Wait()
 }
 
