@@ -11,8 +11,9 @@
 //     with value type STRING (featurepipe keys are strings);
 //   - each source that feeds features is one FeatureView named after the
 //     source (a source feeds exactly one entity), with one Field per feature
-//     name: Int64 for count, Float64 otherwise. A bare name is the newest
-//     ready version, as in a lookup. Its batch source is a FileSource
+//     name: Int64 for count, Float64 otherwise, typed and described after
+//     the version a bare name resolves to (the newest not deprecated; online,
+//     the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
 //     offline store sends every read to featurepipe.
 package feastrepo
@@ -70,7 +71,7 @@ type fieldData struct{ Name, Type, Description string }
 
 type viewData struct {
 	Var, Name, Entity, Topic string
-	Fields               []fieldData
+	Fields                   []fieldData
 }
 
 type repoData struct {
@@ -146,11 +147,16 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				continue // another version: the field is the bare name
 			}
 			seen[f.Name] = true
+			// The version a bare name reads (its type and description).
+			def, err := cfg.Feature(f.Name)
+			if err != nil {
+				return nil, err
+			}
 			typ := "Float64"
-			if f.Aggregation == aggregations.Count {
+			if def.Aggregation == aggregations.Count {
 				typ = "Int64"
 			}
-			v.Fields = append(v.Fields, fieldData{Name: f.Name, Type: typ, Description: f.Description})
+			v.Fields = append(v.Fields, fieldData{Name: f.Name, Type: typ, Description: def.Description})
 		}
 		d.Views = append(d.Views, v)
 	}
