@@ -8,10 +8,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +21,6 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/internal/testkit"
-	"github.com/featurepipe/featurepipe/pipeline/feastflight"
 	"github.com/featurepipe/featurepipe/pipeline/feastrepo"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
@@ -74,8 +74,9 @@ func (w world) value(cfg *config.File, f *config.Feature, key string, T int64) *
 	return &v
 }
 
-// TestFeastSDK drives featurepipe with the real Feast SDK: a worker and a
-// lookup service over an embedded broker, the Flight offline store,
+// TestFeastSDK drives featurepipe with the real Feast SDK: a worker over an
+// embedded broker, `featurepipe serve --flight` (the lookup service and the
+// Flight offline store) in its own process,
 // featurepipe feast-repo's repository, `feast apply`, then
 // testdata/feast_check.py's get_online_features (seen, unseen, empty-window
 // and other-source-only keys) and get_historical_features (thousands of
@@ -167,22 +168,7 @@ func TestFeastSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("worker", wk.Run)
-	svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: open("view")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run("lookup", svc.Run)
-	web := httptest.NewServer(svc.Handler())
-	defer web.Close()
-	fl, err := feastflight.New(feastflight.Options{Brokers: k.Brokers, Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run("flight", func(ctx context.Context) error { return fl.Serve(ctx, ln) })
+	webURL, flightAddr := startServe(t, dir, k.Brokers, cfg.Path)
 
 	// Online cases: the values must not change while Python runs (no
 	// window edge passes any event in the next 10 minutes), so the brute
@@ -279,10 +265,10 @@ func TestFeastSDK(t *testing.T) {
 	}
 
 	// The lookup service has every event before Python asks.
-	waitOnline(t, web.URL, cfg, w, onlineKeys, 90*time.Second)
+	waitOnline(t, webURL, cfg, w, onlineKeys, 90*time.Second)
 
 	repo := filepath.Join(dir, "repo")
-	if err := feastrepo.Write(repo, cfg, feastrepo.Options{URL: web.URL, Flight: ln.Addr().String()}); err != nil {
+	if err := feastrepo.Write(repo, cfg, feastrepo.Options{URL: webURL, Flight: flightAddr}); err != nil {
 		t.Fatal(err)
 	}
 	casesPath := filepath.Join(dir, "cases.json")
@@ -300,6 +286,56 @@ func TestFeastSDK(t *testing.T) {
 	}
 	out := runCmd(t, repo, 5*time.Minute, py, script, repo, casesPath)
 	t.Logf("feast_check: %s", bytes.TrimSpace(out))
+}
+
+// startServe builds featurepipe and runs `featurepipe serve --flight` until
+// the test ends, returning its lookup URL and Flight address.
+func startServe(t *testing.T, dir string, brokers []string, configPath string) (url, flightAddr string) {
+	t.Helper()
+	bin := filepath.Join(dir, "featurepipe")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/featurepipe").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	web, fl := freePort(t), freePort(t)
+	logPath := filepath.Join(dir, "serve.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--brokers", strings.Join(brokers, ","), "--config", configPath,
+		"--data", filepath.Join(dir, "view"), "--listen", web, "--flight", fl, "--lookup-log-sample", "0")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				log, _ := os.ReadFile(logPath)
+				t.Errorf("featurepipe serve: %v\n%s", err, tail(log, 4000))
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("featurepipe serve did not stop within 30s of SIGTERM")
+		}
+		logFile.Close()
+	})
+	return "http://" + web, fl
+}
+
+// freePort returns a 127.0.0.1 address no one listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // runCmd runs name args in dir, failing the test with its output on error.
