@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -221,5 +222,21 @@ func TestFlightPutThenGet(t *testing.T) {
 	}
 	if err := get(); status.Code(err) != codes.NotFound {
 		t.Fatalf("second DoGet of a ticket: %v, want NotFound", err)
+	}
+
+	// Beyond MaxPending (2 here) uploads waiting for DoGet, the oldest goes.
+	var descs []*flight.FlightDescriptor
+	for i := 0; i < 3; i++ {
+		cmd := historical("transactions:txn_count_7d")
+		cmd["command_id"] = fmt.Sprint("c", i)
+		descs = append(descs, put(cmd, entityTable(t, map[string]any{"user_id": "u1", "event_timestamp": time.Now()})))
+	}
+	if _, err := cl.GetFlightInfo(ctx, descs[0]); status.Code(err) != codes.NotFound {
+		t.Fatalf("the oldest of 3 uploads with MaxPending 2: %v, want NotFound", err)
+	}
+	for _, d := range descs[1:] {
+		if _, err := cl.GetFlightInfo(ctx, d); err != nil {
+			t.Fatalf("a newer upload: %v", err)
+		}
 	}
 }

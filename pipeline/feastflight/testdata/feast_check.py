@@ -63,6 +63,23 @@ def main():
         if df["user_id"].tolist() != off["keys"]:
             bad.append("offline: the join keys came back changed")
 
+    # full_feature_names=True: columns are view__name, online and offline.
+    full_on = store.get_online_features(features=on["features"], entity_rows=on["rows"][:5],
+                                        full_feature_names=True).to_dict()
+    full_off = store.get_historical_features(entity_df=entity_df.head(20), features=off["features"],
+                                             full_feature_names=True).to_df().sort_values("row_id")
+    for j, ref in enumerate(on["features"]):
+        name = ref.replace(":", "__")
+        if name not in full_on or name not in full_off.columns:
+            bad.append(f"full_feature_names: no column {name} (online {sorted(full_on)}, offline {list(full_off.columns)})")
+            continue
+        for i in range(5):
+            if not same(full_on[name][i], on["expected"][i][j]):
+                bad.append(f"online full name {name} row {i}: got {full_on[name][i]!r}, want {on['expected'][i][j]!r}")
+        for i, v in enumerate(full_off[name].tolist()):
+            if not same(v, off["expected"][i][j]):
+                bad.append(f"offline full name {name} row {i}: got {v!r}, want {off['expected'][i][j]!r}")
+
     if bad:
         print(f"{len(bad)} mismatches, e.g.:", *bad[:20], sep="\n  ")
         sys.exit(1)
