@@ -36,6 +36,7 @@ func commands() []command {
 		{"load", "drive the lookup service at a fixed request rate and report latency percentiles", runLoad},
 		{"backfill", "build point-in-time training data from the source topics", runBackfill},
 		{"skew", "compare served lookups with the backfill engine's values", runSkew},
+		{"feast-repo", "write a Feast repository (feature_store.yaml, definitions) that reads featurepipe", runFeastRepo},
 	}
 }
 
@@ -45,7 +46,7 @@ func usage(w io.Writer) {
 	cmds := commands()
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 }
 

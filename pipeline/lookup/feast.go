@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-// FeastRequest is the body of Feast's POST /get-online-features. Entities
+// FeastRequest is the body of Feast's POST /get-online-features. Fields it
+// does not list (the SDK always sends include_feature_view_version_metadata)
+// are ignored, as Feast's server does. Entities
 // maps the entity's join key (its key field in the feature file, e.g.
 // user_id) to the keys to look up. Feature names may be "view:name" as Feast
 // writes them; the view part is ignored.
@@ -44,7 +46,7 @@ const (
 
 func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 	var req FeastRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(r, &req, false); err != nil {
 		return nil, nil, err
 	}
 	if len(req.Entities) != 1 {
@@ -125,17 +127,7 @@ func feastShape(joinKey string, requested []string, full bool, refs []string, a 
 		col := FeastColumn{}
 		for i := range a.keys {
 			fv := &a.vals[i*n+j]
-			status := feastPresent
-			switch {
-			case fv.status == StatusNotFound:
-				status = feastNotFound
-			case !fv.hasV:
-				status = feastNull
-			}
-			var v any
-			if fv.hasV {
-				v = fv.v
-			}
+			status, v := feastCell(fv)
 			ts := zero
 			if fv.updated > 0 {
 				ts = time.UnixMilli(fv.updated).UTC().Format(time.RFC3339Nano)
@@ -147,4 +139,21 @@ func feastShape(joinKey string, requested []string, full bool, refs []string, a 
 		out.Results = append(out.Results, col)
 	}
 	return out
+}
+
+// feastCell maps a value to Feast's status and value, as Feast's own
+// server answers (the status contract in fold, in Feast's words):
+//   - NOT_FOUND (unknown entity): NOT_FOUND, null, even for count and sum;
+//   - a value (PRESENT, or EMPTY_WINDOW's real 0 of count and sum, or a
+//     default): PRESENT with it, since SDKs up to 0.63 turn every other
+//     status into None;
+//   - no value (avg, min, max, last of an empty window): NULL_VALUE, null.
+func feastCell(fv *value) (status string, v any) {
+	switch {
+	case fv.status == StatusNotFound:
+		return feastNotFound, nil
+	case !fv.hasV:
+		return feastNull, nil
+	}
+	return feastPresent, fv.v
 }
