@@ -27,7 +27,8 @@ func runFeastRepo(_ context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := feastrepo.Write(*out, cfg, feastrepo.Options{Project: *project, URL: *url, Flight: *flightAddr}); err != nil {
+	if err := feastrepo.Write(*out, cfg, feastrepo.Options{Project: *project, URL: *url, Flight: *flightAddr,
+		Warn: func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) }}); err != nil {
 		return usagef("%v", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s/%s and %s/%s; next: cd %s && feast apply\n", *out, feastrepo.StoreYAML, *out, feastrepo.Definitions, *out)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
 func TestFeastRepoCommand(t *testing.T) {
@@ -27,6 +29,33 @@ func TestFeastRepoCommand(t *testing.T) {
 		py, err := os.ReadFile(filepath.Join(out, "featurepipe_features.py"))
 		if err != nil || !strings.Contains(string(py), `join_keys=["user_id"]`) {
 			t.Fatalf("definitions: %v\n%s", err, py)
+		}
+		for _, want := range []string{`name="fraud_scoring"`, `name="spending_profile"`} {
+			if !strings.Contains(string(py), want) {
+				t.Errorf("definitions lack the demo's feature service %s:\n%s", want, py)
+			}
+		}
+		if stderr != "" {
+			t.Errorf("unexpected stderr:\n%s", stderr)
+		}
+	})
+	t.Run("warns of a service the views cannot express", func(t *testing.T) {
+		cfg := testkit.WriteConfig(t, `kafka:
+  feature_log_topic: features
+entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: transactions, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: txn_count, version: 1, entity: user, source: transactions, aggregation: count, window: 7d, owner: t, description: d}
+  - {name: txn_count, version: 2, entity: user, source: transactions, aggregation: count, window: 1d, owner: t, description: d}
+services:
+  - {name: old_model, owner: t, description: d, features: [txn_count@1]}
+`, nil)
+		code, _, stderr := execCLI("feast-repo", "--config", cfg.Path, "--out", t.TempDir(), "--url", "http://127.0.0.1:8080", "--flight", "127.0.0.1:8815")
+		want := "warning: feature service old_model is not generated: it lists txn_count@1, but feature view transactions's field txn_count reads txn_count@2"
+		if code != 0 || !strings.Contains(stderr, want) {
+			t.Fatalf("exit %d, stderr:\n%s\nwant %q", code, stderr, want)
 		}
 	})
 	for name, tc := range map[string]struct {

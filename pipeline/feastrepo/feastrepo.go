@@ -15,7 +15,17 @@
 //     the version a bare name resolves to (the newest not deprecated; online,
 //     the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
-//     offline store sends every read to featurepipe.
+//     offline store sends every read to featurepipe;
+//   - each feature service (services: in the feature file) is a Feast
+//     FeatureService of the same name, owner and description, whose features
+//     are projections of the source views (view[["name", ...]]), when every
+//     reference it lists is a bare name or pins the version a bare name
+//     reads: then the view's field is exactly that version offline (the
+//     remote offline store sends view:name) and the lookup service answers
+//     the service's own references online (SDK 0.64+ sends the service's
+//     name). A service that pins any other version cannot be expressed with
+//     the generated views (a field is one version): it is not generated; the
+//     definitions file says why in a comment and Options.Warn is told.
 package feastrepo
 
 import (
@@ -29,6 +39,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"text/template"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -43,6 +54,10 @@ type Options struct {
 	URL string
 	// Flight is the host:port of featurepipe serve --flight, required.
 	Flight string
+	// Warn, if set, is called once per feature service that is not
+	// generated, with the reason (the generated file has it as a comment
+	// too). Default: nil, the comment only.
+	Warn func(msg string)
 }
 
 // Files are the generated repository files, by name.
@@ -74,11 +89,25 @@ type viewData struct {
 	Fields                   []fieldData
 }
 
+// projectionData is one feature view's part of a feature service.
+type projectionData struct {
+	View   string   // the view's Python variable
+	Fields []string // field names, in the service's order
+}
+
+type serviceData struct {
+	Var, Name, Owner, Description, Features string
+	Projections                              []projectionData
+}
+
 type repoData struct {
 	Project, URL, FlightHost string
 	FlightPort               int
 	Entities                 []entityData
 	Views                    []viewData
+	Services                 []serviceData
+	// Skipped are the comments of the services not generated.
+	Skipped []string
 }
 
 // Write writes the repository into dir (created if missing; existing
@@ -163,5 +192,54 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 	if len(d.Views) == 0 {
 		return nil, errors.New("the feature file defines no feature: nothing to write")
 	}
+	for _, svc := range cfg.Services {
+		sd, why, err := service(cfg, svc)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			d.Skipped = append(d.Skipped, why)
+			if o.Warn != nil {
+				o.Warn(why)
+			}
+			continue
+		}
+		d.Services = append(d.Services, *sd)
+	}
 	return d, nil
+}
+
+// service maps a feature service to a Feast FeatureService over the
+// generated views, or says why it cannot be (why != "").
+func service(cfg *config.File, svc *config.Service) (sd *serviceData, why string, err error) {
+	if !pyName.MatchString(svc.Name) {
+		return nil, "", fmt.Errorf("feature service %s: Feast needs names of letters, digits and underscores", svc.Name)
+	}
+	sd = &serviceData{Var: "service_" + svc.Name, Name: svc.Name, Owner: svc.Owner, Description: svc.Description,
+		Features: strings.Join(svc.Features, ", ")}
+	at := map[string]int{} // source -> index in sd.Projections
+	for _, ref := range svc.Features {
+		ft, err := cfg.Feature(ref)
+		if err != nil {
+			return nil, "", fmt.Errorf("feature service %s: %w", svc.Name, err)
+		}
+		def, err := cfg.Feature(ft.Name)
+		if err != nil {
+			return nil, "", fmt.Errorf("feature service %s: %w", svc.Name, err)
+		}
+		if def.ID != ft.ID {
+			return nil, fmt.Sprintf("feature service %s is not generated: it lists %s, but feature view %s's field %s reads %s "+
+				"(the version a bare name reads), and a field is one version; read the service with featurepipe's "+
+				`POST /v1/lookup {"feature_service": %q} or featurepipe backfill --feature-service %s`,
+				svc.Name, ref, ft.Source, ft.Name, def.ID, svc.Name, svc.Name), nil
+		}
+		j, ok := at[ft.Source]
+		if !ok {
+			j = len(sd.Projections)
+			at[ft.Source] = j
+			sd.Projections = append(sd.Projections, projectionData{View: "view_" + ft.Source})
+		}
+		sd.Projections[j].Fields = append(sd.Projections[j].Fields, ft.Name)
+	}
+	return sd, "", nil
 }

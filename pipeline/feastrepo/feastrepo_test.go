@@ -33,16 +33,34 @@ features:
   - {name: txn_amount_avg, version: 2, entity: user, source: transactions, aggregation: avg, field: amount, window: 7d, owner: t, description: "Average amount, 7 days."}
   - {name: txn_count_7d, version: 1, entity: user, source: transactions, aggregation: count, window: 7d, owner: t, description: d}
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+services:
+  - name: fraud_scoring
+    owner: fraud-team
+    description: Features of the "card-fraud" model.
+    features: [txn_count_7d@1, login_count_1h, txn_amount_avg@2]
+  - name: legacy_model
+    owner: t
+    description: Pins an older version.
+    features: [txn_amount_avg@1]
 `
 
 // TestWriteGolden: one FeatureView per source with a typed Field per
 // feature name (versions collapse to the name), the entity with its join
-// key, and the remote stores; the output is pinned by golden files.
+// key, the remote stores, and a FeatureService per expressible feature
+// service (projections of several views); a service pinning a version other
+// than the one a bare name reads is not generated, with the reason in a
+// comment and in Options.Warn. The output is pinned by golden files.
 func TestWriteGolden(t *testing.T) {
 	cfg := testkit.WriteConfig(t, featureFile, nil)
 	dir := t.TempDir()
-	if err := Write(dir, cfg, Options{URL: "http://127.0.0.1:8080", Flight: "127.0.0.1:8815"}); err != nil {
+	var warned []string
+	if err := Write(dir, cfg, Options{URL: "http://127.0.0.1:8080", Flight: "127.0.0.1:8815",
+		Warn: func(msg string) { warned = append(warned, msg) }}); err != nil {
 		t.Fatal(err)
+	}
+	wantWarn := "feature service legacy_model is not generated: it lists txn_amount_avg@1, but feature view transactions's field txn_amount_avg reads txn_amount_avg@2"
+	if len(warned) != 1 || !strings.HasPrefix(warned[0], wantWarn) {
+		t.Errorf("warnings %q, want one starting %q", warned, wantWarn)
 	}
 	for _, name := range []string{StoreYAML, Definitions} {
 		got, err := os.ReadFile(filepath.Join(dir, name))
@@ -62,6 +80,21 @@ func TestWriteGolden(t *testing.T) {
 		if string(got) != string(want) {
 			t.Errorf("%s differs from %s:\n%s", name, golden, got)
 		}
+	}
+	defs, err := os.ReadFile(filepath.Join(dir, Definitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`features=[view_transactions[["txn_count_7d", "txn_amount_avg"]], view_logins[["login_count_1h"]]],`,
+		"# " + wantWarn,
+	} {
+		if !strings.Contains(string(defs), want) {
+			t.Errorf("%s lacks %s", Definitions, want)
+		}
+	}
+	if strings.Contains(string(defs), `name="legacy_model"`) {
+		t.Errorf("%s defines legacy_model, which its views cannot express", Definitions)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "data")); err != nil || !fi.IsDir() {
 		t.Errorf("the registry's directory data/ was not created: %v", err)
