@@ -97,7 +97,7 @@ type projectionData struct {
 
 type serviceData struct {
 	Var, Name, Owner, Description, Features string
-	Projections                              []projectionData
+	Projections                             []projectionData
 }
 
 type repoData struct {
