@@ -50,6 +50,11 @@ features:
   - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_life, version: 1, entity: user, source: logins, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+services:
+  - name: fraud_scoring
+    owner: fraud-team
+    description: A pinned version and bare names of two sources.
+    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d]
 `
 
 // world is every produced event, by source and key, Seq = Kafka offset.
@@ -80,8 +85,9 @@ func (w world) value(cfg *config.File, f *config.Feature, key string, T int64) *
 // featurepipe feast-repo's repository, `feast apply`, then
 // testdata/feast_check.py's get_online_features (seen, unseen, empty-window
 // and other-source-only keys) and get_historical_features (thousands of
-// rows, many exactly at event times and 1ms after) compared with the brute
-// force. FEAST_PYTHON is the python of a venv with the feast package (make
+// rows, many exactly at event times and 1ms after), by feature references
+// and by the generated FeatureService (store.get_feature_service), compared
+// with the brute force. FEAST_PYTHON is the python of a venv with the feast package (make
 // test-feast builds them).
 func TestFeastSDK(t *testing.T) {
 	py := os.Getenv("FEAST_PYTHON")
@@ -191,9 +197,29 @@ func TestFeastSDK(t *testing.T) {
 			TimesMS  []int64      `json:"times_ms"`
 			Expected [][]*float64 `json:"expected"`
 		} `json:"offline"`
+		// Service is the feature service feast_check.py reads with
+		// store.get_feature_service(Name), online and offline; Features are
+		// its features as view:name, each one of Online.Features (whose
+		// expected values it checks against).
+		Service struct {
+			Name     string   `json:"name"`
+			Features []string `json:"features"`
+		} `json:"service"`
 	}
 	var c cases
 	c.Online.Features = refs
+	svc, err := cfg.Service("fraud_scoring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Service.Name = svc.Name
+	for _, ref := range svc.Features {
+		f, err := cfg.Feature(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Service.Features = append(c.Service.Features, f.Source+":"+f.Name)
+	}
 	row := func(key string, T int64) []*float64 {
 		out := make([]*float64, len(feats))
 		for j, f := range feats {

@@ -8,6 +8,10 @@ brute force over the produced events):
             "expected": [[value or null per feature] per row]}
   offline: {"features": [...], "keys": [...], "times_ms": [...],
             "expected": [[value or null per feature] per row]}
+  service: {"name": NAME, "features": ["view:name", ...]}: the generated
+            FeatureService, read with store.get_feature_service(NAME) online
+            and offline; its features' expected values are the online and
+            offline ones of the same references.
 
 Exits 1 with the first mismatches printed, 0 with a one-line summary.
 """
@@ -80,12 +84,43 @@ def main():
             if not same(v, off["expected"][i][j]):
                 bad.append(f"offline full name {name} row {i}: got {v!r}, want {off['expected'][i][j]!r}")
 
+    # The FeatureService: exactly its features, the brute force's values,
+    # online (SDK 0.64+ sends its name, older SDKs its view:name refs) and
+    # offline (its view:name refs), by name and with full_feature_names.
+    svc = cases["service"]
+    fs = store.get_feature_service(svc["name"])
+    idx = [on["features"].index(ref) for ref in svc["features"]]
+    for full in (False, True):
+        names = [ref.replace(":", "__") if full else ref.split(":", 1)[1] for ref in svc["features"]]
+        rows = on["rows"] if not full else on["rows"][:5]
+        got = store.get_online_features(features=fs, entity_rows=rows, full_feature_names=full).to_dict()
+        if sorted(got) != sorted(["user_id"] + names):
+            bad.append(f"service online full={full}: columns {sorted(got)}, want user_id and {names}")
+            continue
+        for name, j in zip(names, idx):
+            for i, row in enumerate(rows):
+                if not same(got[name][i], on["expected"][i][j]):
+                    bad.append(f"service online full={full} {row} {name}: got {got[name][i]!r}, want {on['expected'][i][j]!r}")
+        edf = entity_df if not full else entity_df.head(20)
+        sdf = store.get_historical_features(entity_df=edf, features=fs, full_feature_names=full).to_df()
+        if sorted(sdf.columns) != sorted(list(edf.columns) + names) or len(sdf) != len(edf):
+            bad.append(f"service offline full={full}: {len(sdf)} rows, columns {list(sdf.columns)}, "
+                       f"want {len(edf)} rows, {list(edf.columns) + names}")
+            continue
+        sdf = sdf.sort_values("row_id").reset_index(drop=True)
+        for name, j in zip(names, idx):
+            for i, v in enumerate(sdf[name].tolist()):
+                if not same(v, off["expected"][i][j]):
+                    bad.append(f"service offline full={full} row {i} ({off['keys'][i]} at {off['times_ms'][i]}) {name}: "
+                               f"got {v!r}, want {off['expected'][i][j]!r}")
+
     if bad:
         print(f"{len(bad)} mismatches, e.g.:", *bad[:20], sep="\n  ")
         sys.exit(1)
     import feast
     print(json.dumps({"feast": feast.__version__, "online_values": len(on["rows"]) * len(on["features"]),
-                      "offline_rows": len(off["keys"]), "offline_values": len(off["keys"]) * len(off["features"])}))
+                      "offline_rows": len(off["keys"]), "offline_values": len(off["keys"]) * len(off["features"]),
+                      "service": svc["name"], "service_features": len(svc["features"])}))
 
 
 if __name__ == "__main__":
