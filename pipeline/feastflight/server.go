@@ -23,6 +23,8 @@
 //
 // Feature views are featurepipe sources (as featurepipe feast-repo writes
 // them) and a feature reference view:name is the feature's default version.
+// A FeatureService (store.get_feature_service) needs nothing more: the SDK
+// sends its features as view:name references of its projections.
 // Errors (unknown feature view or feature, no timestamp or join-key column,
 // unsupported column types) are Flight errors with code InvalidArgument and
 // a message saying what to change.
