@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-kafka bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-kafka test-feast bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -28,6 +28,23 @@ test-kafka:
 	trap 'deploy/kafka/run.sh stop' EXIT; \
 	echo "running the end-to-end suite against Apache Kafka at $$KAFKA_BROKERS"; \
 	$(GO) test -count=1 -timeout 20m ./pipeline/e2e/... ./pipeline/backfill/... ./pipeline/skew/... ./pipeline/registry/... ./internal/kafka/...
+
+## test-feast: the real Feast SDK against featurepipe (online and offline), newest and pre-0.64 releases;
+## each SDK in its own venv under .cache/ (created with pip on first use). A skip fails the target.
+PYTHON     ?= python3
+FEAST_SDKS ?= 0.67.0 0.63.0
+test-feast:
+	@set -e; for v in $(FEAST_SDKS); do \
+	  venv=.cache/feast-$$v; \
+	  if [ ! -x $$venv/bin/feast ]; then \
+	    echo "creating $$venv (pip install feast==$$v)"; rm -rf $$venv; \
+	    $(PYTHON) -m venv $$venv; $$venv/bin/pip install -q feast==$$v; \
+	  fi; \
+	  echo "== Feast SDK $$v"; \
+	  FEAST_PYTHON=$$PWD/$$venv/bin/python $(GO) test -count=1 -v -run '^TestFeastSDK$$' -timeout 15m ./pipeline/feastflight/ > .cache/test-feast-$$v.out 2>&1 || true; \
+	  grep -E '^(---|ok|FAIL|panic)|feast_check|feast_sdk_test' .cache/test-feast-$$v.out || true; \
+	  grep -q -- '--- PASS: TestFeastSDK' .cache/test-feast-$$v.out || { echo "TestFeastSDK did not pass with Feast $$v (see .cache/test-feast-$$v.out)"; exit 1; }; \
+	done
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -19,6 +19,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/feastflight"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -154,6 +155,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	tokensFile := fs.String("tokens", "", "tokens file (hashes, consumers and scopes; see featurepipe token): lookups then need a Bearer token (default: open to anyone, with a warning)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	flightAddr := fs.String("flight", "", "host:port for Feast's remote offline store (Arrow Flight): get_historical_features computed by the backfill engine; empty: off")
 	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
@@ -186,6 +188,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return err
 	}
 	a.onClose("HTTP listener", ln.Close)
+	if *flightAddr != "" {
+		fl, err := feastflight.New(feastflight.Options{Brokers: brokers, Config: cfg, Snapshots: snaps, Log: log})
+		if err != nil {
+			return err
+		}
+		fln, err := listen(*flightAddr)
+		if err != nil {
+			return err
+		}
+		a.onClose("Flight listener", fln.Close)
+		log.Info("Feast offline store (Arrow Flight) listening", zap.String("addr", fln.Addr().String()))
+		a.add("flight", func(ctx context.Context) error { return fl.Serve(ctx, fln) })
+	}
 	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", *tlsCert != ""))
 	a.add("view", svc.Run)
 	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })

@@ -39,6 +39,7 @@ func commands() []command {
 		{"datasets", "list the datasets in the catalog (every backfill registers one), newest first", runDatasets},
 		{"models", "list the models in the catalog, or register one: models register --name N --version V --dataset D@V ...", runModels},
 		{"history", "show every registered version of a feature: definition, hash, who and when", runHistory},
+		{"feast-repo", "write a Feast repository (feature_store.yaml, definitions) that reads featurepipe", runFeastRepo},
 	}
 }
 
@@ -48,7 +49,7 @@ func usage(w io.Writer) {
 	cmds := commands()
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 }
 

@@ -17,11 +17,27 @@ import (
 
 // Append appends the value of the series named ids.
 func Append(dst []byte, ids []string, series []aggregations.Series) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(ids)))
+	return AppendWith(dst, ids, series, "", nil)
+}
+
+// AppendWith is Append with one more series, extra named extraID, after
+// the others; a nil extra is left out (then it is Append). Decode reads it
+// like any other series. The worker keeps its first-seen marker so.
+func AppendWith(dst []byte, ids []string, series []aggregations.Series, extraID string, extra *aggregations.Series) []byte {
+	n := len(ids)
+	if extra != nil {
+		n++
+	}
+	dst = binary.AppendUvarint(dst, uint64(n))
 	for i, id := range ids {
 		dst = binary.AppendUvarint(dst, uint64(len(id)))
 		dst = append(dst, id...)
 		dst = aggregations.AppendSeries(dst, &series[i])
+	}
+	if extra != nil {
+		dst = binary.AppendUvarint(dst, uint64(len(extraID)))
+		dst = append(dst, extraID...)
+		dst = aggregations.AppendSeries(dst, extra)
 	}
 	return dst
 }

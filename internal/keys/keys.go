@@ -22,6 +22,11 @@
 // only by its own partition's worker, and the lookup view merges them on read.
 // Feature-log keys written before the source partition was part of the key
 // (8 bytes after the feature id) fail to parse with ErrOldLayout.
+//
+// The feature log also carries one first-seen marker per (entity key,
+// source, source partition): a record with the reserved feature id
+// SeenFeatureID(source) and tile start math.MinInt64 (see SeenFeatureID).
+// It is never tombstoned; the view keeps the earliest time over partitions.
 package keys
 
 import (
@@ -212,6 +217,27 @@ func ParseFeatureLog(k []byte) (TileRef, error) {
 	}
 	r.Start = int64(binary.BigEndian.Uint64(k[4:]) ^ (1 << 63))
 	return r, nil
+}
+
+// seenPrefix starts every reserved first-seen feature id. Feature ids are
+// name@version with a validated name, so none starts with a NUL byte.
+const seenPrefix = "\x00seen:"
+
+// SeenFeatureID is the reserved feature id of the first-seen marker of an
+// entity in source: the feature-log record (and the worker-state series)
+// whose lifetime base holds, as its LastTS, the smallest event time of the
+// entity's events in that source. The marker only ever decreases and is
+// never deleted, so an entity stays known after its tiles expire.
+func SeenFeatureID(source string) string { return seenPrefix + source }
+
+// IsSeen reports whether a feature id is a first-seen marker id.
+func IsSeen(id []byte) bool {
+	return len(id) >= len(seenPrefix) && string(id[:len(seenPrefix)]) == seenPrefix
+}
+
+// IsSeenID is IsSeen for an id held as a string.
+func IsSeenID(id string) bool {
+	return len(id) >= len(seenPrefix) && id[:len(seenPrefix)] == seenPrefix
 }
 
 // PutU64 encodes an offset value.

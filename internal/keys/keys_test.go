@@ -105,3 +105,20 @@ func TestFeatureKeysDoNotCollideWithState(t *testing.T) {
 		}
 	}
 }
+
+func TestSeenFeatureIDIsReservedAndRoundTrips(t *testing.T) {
+	id := SeenFeatureID("transactions")
+	if !IsSeen([]byte(id)) || !IsSeenID(id) {
+		t.Fatalf("%q is not recognised as a marker id", id)
+	}
+	for _, f := range []string{"txn_count_7d@1", "seen:transactions", "", "\x00see"} {
+		if IsSeen([]byte(f)) || IsSeenID(f) {
+			t.Errorf("%q taken for a marker id", f)
+		}
+	}
+	k := AppendFeatureLog(nil, TileRef{Entity: "user", EntityKey: "u1", FeatureID: id, Start: math.MinInt64})
+	r, err := ParseFeatureLog(k)
+	if err != nil || r.FeatureID != id || r.Start != math.MinInt64 {
+		t.Fatalf("marker key round trip: %+v, %v", r, err)
+	}
+}

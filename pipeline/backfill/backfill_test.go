@@ -133,8 +133,20 @@ func newScenario(t *testing.T, seed uint64) *scenario {
 	return s
 }
 
-// want is the brute-force value of feature f for row r.
+// want is the brute-force value of feature f for row r: null (NOT_FOUND)
+// when the row's key has no event before T (arrived by T in arrival mode)
+// in any source of its entity.
 func (s *scenario) want(f *config.Feature, r spineRow, mode Mode) (float64, bool) {
+	visible := func(e stored) bool { return e.ev.TS < r.T && (mode != ModeArrival || e.arrival <= r.T) }
+	known := false
+	for _, g := range s.cfg.EntityFeatures(f.Entity) {
+		for _, e := range s.w.events[g.Source][r.key] {
+			known = known || visible(e)
+		}
+	}
+	if !known {
+		return 0, false
+	}
 	var evs []aggregations.Event
 	for _, e := range s.w.events[f.Source][r.key] {
 		if mode == ModeArrival && e.arrival > r.T {

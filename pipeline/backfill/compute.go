@@ -136,6 +136,16 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 		})
 		sw.cursor[s] = 0
 	}
+	// known: the entity had an event before the row's T (the status
+	// contract's NOT_FOUND rule, as the lookup's first-seen marker): every
+	// seeded event is before every row's T.
+	known := false
+	if seed != nil {
+		known = !seed[len(cols)].Base.Empty()
+		for c := range cols {
+			known = known || len(seed[c].Tiles) > 0 || !seed[c].Base.Empty()
+		}
+	}
 	for c := range sw.series {
 		if seed != nil && (len(seed[c].Tiles) > 0 || !seed[c].Base.Empty()) {
 			// Its pending events (ts >= the worker's clock) stay pending:
@@ -154,6 +164,7 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 		for s, se := range srcs {
 			evs := se.events[se.off[e]:se.off[e+1]]
 			i := sw.cursor[s]
+			known = known || (i < len(evs) && evs[i].vis <= T)
 			for ; i < len(evs) && evs[i].vis <= T; i++ {
 				ev := &evs[i]
 				for _, c := range sw.srcCols[s] {
@@ -175,6 +186,9 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 			v, ok := aggregations.Finalize(col.plan.Kind, sw.series[c].Read(col.plan.Window, T))
 			if !ok && col.feature.Default != nil {
 				v, ok = *col.feature.Default, true
+			}
+			if !known { // NOT_FOUND: null, whatever the aggregation
+				v, ok = 0, false
 			}
 			res.set(int(r), c, v, ok)
 		}

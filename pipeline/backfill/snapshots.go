@@ -101,9 +101,19 @@ func SnapshotUsable(m *snapshot.Manifest, sp snapshot.SourcePartition, n Snapsho
 func fmtMS(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
 
 // seeds are the series loaded from snapshots: per spine entity, one series
-// per column (zero for the columns of sources without a snapshot). The sweep
-// takes ownership of an entity's series when it starts on that entity.
+// per column (zero for the columns of sources without a snapshot), then the
+// entity's first-seen marker (index len(cols); its Base.LastTS is the
+// earliest event time of the entity in the snapshots' sources, empty if
+// none has one: see pipeline/worker/seen.go). The sweep takes ownership of
+// an entity's series when it starts on that entity.
 type seeds map[int32][]aggregations.Series
+
+// mergeSeen keeps in dst the earlier of two first-seen markers.
+func mergeSeen(dst, src *aggregations.Series) {
+	if !src.Base.Empty() && (dst.Base.Empty() || src.Base.LastTS < dst.Base.LastTS) {
+		dst.Base = src.Base
+	}
+}
 
 // seedFromSnapshots chooses a snapshot for every partition of srcs (whose
 // ranges are listed), loads the state of the spine's entities (keep) from
@@ -211,10 +221,11 @@ func (o *Options) seedFromSnapshots(ctx context.Context, srcs []*sourceReplay, c
 				continue
 			}
 			// The entity also has state in another partition of the topic
-			// (e.g. partitions were added): merge.
-			for c := range series {
+			// or another source (e.g. partitions were added): merge.
+			for c := range cols {
 				mergeSeries(&have[c], &series[c])
 			}
+			mergeSeen(&have[len(cols)], &series[len(cols)])
 		}
 		src := srcs[l.ref.src]
 		r := &src.ranges[l.ref.i]
@@ -229,7 +240,8 @@ func (o *Options) seedFromSnapshots(ctx context.Context, srcs []*sourceReplay, c
 
 // readSnapshot decodes the state of the spine's entities (keep) from one
 // chosen snapshot partition: for each, the series of the features in colOf
-// (feature id -> column), in a slice of ncols series.
+// (feature id -> column), in a slice of ncols series, and its first-seen
+// marker after them.
 func (o *Options) readSnapshot(ctx context.Context, c snapshot.Choice, colOf map[string]int, ncols int, keep map[string]int32) (seeds, error) {
 	got := seeds{}
 	err := o.Snapshots.Read(ctx, c.Manifest, c.Source.File, func(k, v []byte) error {
@@ -241,10 +253,13 @@ func (o *Options) readSnapshot(ctx context.Context, c snapshot.Choice, colOf map
 		if !ok {
 			return nil // not in the spine
 		}
-		series := make([]aggregations.Series, ncols)
+		series := make([]aggregations.Series, ncols+1)
 		if err := entity.Decode(v, func(id []byte) *aggregations.Series {
 			if c, ok := colOf[string(id)]; ok {
 				return &series[c]
+			}
+			if keys.IsSeen(id) {
+				return &series[ncols]
 			}
 			return nil
 		}); err != nil {

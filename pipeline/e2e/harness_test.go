@@ -66,13 +66,30 @@ func writeConfig(t testing.TB, text string) *config.File {
 // produced remembers every valid event by source and entity key, with its
 // Kafka offset as the tie-breaking sequence, for brute-force checks.
 type produced struct {
-	mu     sync.Mutex
-	events map[string]map[string][]aggregations.Event // source -> key -> events
-	total  int
+	mu       sync.Mutex
+	events   map[string]map[string][]aggregations.Event // source -> key -> events
+	entityOf map[string]string                          // source -> its entity
+	total    int
 }
 
 func newProduced() *produced {
-	return &produced{events: map[string]map[string][]aggregations.Event{}}
+	return &produced{events: map[string]map[string][]aggregations.Event{}, entityOf: map[string]string{}}
+}
+
+// knownLocked reports whether key of entity has an event with ts < T in any
+// source (p.mu held): the lookup's NOT_FOUND rule, by definition.
+func (p *produced) knownLocked(entity, key string, T int64) bool {
+	for src, byKey := range p.events {
+		if p.entityOf[src] != entity {
+			continue
+		}
+		for _, e := range byKey[key] {
+			if e.TS < T {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // event is one generated input event.
@@ -139,6 +156,9 @@ func produceEvents(t testing.TB, ctx context.Context, cl *kgo.Client, cfg *confi
 		e := events[i]
 		if into.events[e.source] == nil {
 			into.events[e.source] = map[string][]aggregations.Event{}
+			if src, ok := cfg.Source(e.source); ok && src.Entity != nil {
+				into.entityOf[e.source] = src.Entity.Name
+			}
 		}
 		into.events[e.source][e.key] = append(into.events[e.source][e.key],
 			aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount})
@@ -372,8 +392,22 @@ func compareAnswer(resp *lookup.LookupResponse, keys []string, feats []*config.F
 			}
 			want, ok := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][r.Key], T)
 			n++
+			// The status contract: NOT_FOUND (null) for a key without any
+			// event before T in any source of its entity, else PRESENT or
+			// EMPTY_WINDOW by whether the window holds an event.
+			status := lookup.StatusNotFound
+			if p.knownLocked(f.Entity, r.Key, T) {
+				status = lookup.StatusEmptyWindow
+				if c, _ := aggtest.BruteForce(aggregations.Count, f.Window, p.events[f.Source][r.Key], T); c > 0 {
+					status = lookup.StatusPresent
+				}
+			} else {
+				ok = false
+			}
 			if got := fv.Value; (got != nil) != ok || (ok && !aggtest.Close(*got, want)) {
 				bad = append(bad, mismatch{key: r.Key, feature: f.ID, got: got, want: want, wantOK: ok})
+			} else if fv.Status != status && fv.Status != lookup.StatusWarmingUp {
+				bad = append(bad, mismatch{key: r.Key, feature: f.ID, got: got, want: want, wantOK: ok, note: "status " + fv.Status + ", want " + status})
 			}
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-// FeastRequest is the body of Feast's POST /get-online-features. Entities
+// FeastRequest is the body of Feast's POST /get-online-features. Fields it
+// does not list (the SDK always sends include_feature_view_version_metadata)
+// are ignored, as Feast's server does. Entities
 // maps the entity's join key (its key field in the feature file, e.g.
 // user_id) to the keys to look up. Feature names may be "view:name" as Feast
 // writes them; the view part is ignored.
@@ -44,7 +46,7 @@ const (
 
 func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 	var req FeastRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(r, &req, false); err != nil {
 		return nil, nil, err
 	}
 	if len(req.Entities) != 1 {
@@ -87,24 +89,49 @@ func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 		}
 		refs[i] = f
 	}
-	requested := req.Features
+	requested, names := req.Features, refs
 	if req.FeatureService != "" { // Feast's FeatureService: its name replaces "features"
 		svcRefs, err := s.requestedFeatures(info, req.FeatureService, refs)
 		if err != nil {
 			return nil, nil, err
 		}
-		refs, requested = svcRefs, svcRefs
+		refs = svcRefs
+		requested, names = s.feastServiceNames(svcRefs)
 	}
 	ans, err := s.lookup(info, keys, refs)
 	if err != nil {
 		return nil, nil, err
 	}
-	return feastShape(joinKey, requested, req.FullFeatureNames, refs, ans), ans, nil
+	return feastShape(joinKey, requested, req.FullFeatureNames, names, ans), ans, nil
 }
 
-// feastShape writes the answer a (for the feature references refs,
+// feastServiceNames names a feature service's columns as Feast names the
+// features of the FeatureService featurepipe feast-repo generates for it:
+// a reference that is a bare name, or pins the version a bare name reads in
+// the feature file, is the field of its source's feature view, so its
+// column is the feature's name (view__name with full_feature_names), as
+// Feast's own server and the offline store answer. Any other reference
+// (a service feast-repo does not generate) keeps its name as listed,
+// name@version, so that its columns stay distinct. requested[j] is the
+// view:name (or the reference) full names derive from.
+func (s *Service) feastServiceNames(svcRefs []string) (requested, names []string) {
+	requested, names = make([]string, len(svcRefs)), make([]string, len(svcRefs))
+	for j, ref := range svcRefs {
+		requested[j], names[j] = ref, ref
+		ft, err := s.o.Config.Feature(ref)
+		if err != nil {
+			continue // validated at load; the lookup reports it
+		}
+		if def, err := s.o.Config.Feature(ft.Name); err == nil && def.ID == ft.ID {
+			requested[j], names[j] = ft.Source+":"+ft.Name, ft.Name
+		}
+	}
+	return requested, names
+}
+
+// feastShape writes the answer a (for the features named names,
 // requested as requested) in Feast's column-oriented shape.
-func feastShape(joinKey string, requested []string, full bool, refs []string, a *lookupAnswer) *FeastResponse {
+func feastShape(joinKey string, requested []string, full bool, names []string, a *lookupAnswer) *FeastResponse {
 	out := &FeastResponse{}
 	out.Metadata.FeatureNames = append(out.Metadata.FeatureNames, joinKey)
 	zero := time.Unix(0, 0).UTC().Format(time.RFC3339)
@@ -117,7 +144,7 @@ func feastShape(joinKey string, requested []string, full bool, refs []string, a 
 	out.Results = append(out.Results, keyCol)
 	n := len(a.feats)
 	for j := range a.feats {
-		name := refs[j]
+		name := names[j]
 		if full {
 			name = strings.ReplaceAll(requested[j], ":", "__")
 		}
@@ -125,17 +152,7 @@ func feastShape(joinKey string, requested []string, full bool, refs []string, a 
 		col := FeastColumn{}
 		for i := range a.keys {
 			fv := &a.vals[i*n+j]
-			status := feastPresent
-			switch {
-			case fv.status == StatusNotFound:
-				status = feastNotFound
-			case !fv.hasV:
-				status = feastNull
-			}
-			var v any
-			if fv.hasV {
-				v = fv.v
-			}
+			status, v := feastCell(fv)
 			ts := zero
 			if fv.updated > 0 {
 				ts = time.UnixMilli(fv.updated).UTC().Format(time.RFC3339Nano)
@@ -147,4 +164,21 @@ func feastShape(joinKey string, requested []string, full bool, refs []string, a 
 		out.Results = append(out.Results, col)
 	}
 	return out
+}
+
+// feastCell maps a value to Feast's status and value, as Feast's own
+// server answers (the status contract in fold, in Feast's words):
+//   - NOT_FOUND (unknown entity): NOT_FOUND, null, even for count and sum;
+//   - a value (PRESENT, or EMPTY_WINDOW's real 0 of count and sum, or a
+//     default): PRESENT with it, since SDKs up to 0.63 turn every other
+//     status into None;
+//   - no value (avg, min, max, last of an empty window): NULL_VALUE, null.
+func feastCell(fv *value) (status string, v any) {
+	switch {
+	case fv.status == StatusNotFound:
+		return feastNotFound, nil
+	case !fv.hasV:
+		return feastNull, nil
+	}
+	return feastPresent, fv.v
 }

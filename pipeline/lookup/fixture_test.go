@@ -44,7 +44,13 @@ var arrival = map[string]time.Duration{
 //	      lifetime one not); no logins
 //	42    a few recent transactions; logins older than 1h
 //	u404  nothing at all
+//	u7    one login exactly at T only: not yet known as of T
+//	u8    one login 1ms in the future only: not yet known as of T
 //	m1    merchant reviews
+//
+// u2's finite-window tiles are all past the worker's expiry horizon: its view
+// holds no series for those features (as a replica that replays a compacted
+// feature log sees them), only its first-seen marker and its lifetime ones.
 func fixtureData(T int64) fixtureEvents {
 	rng := rand.New(rand.NewPCG(7, 11))
 	ev := fixtureEvents{"transactions": {}, "logins": {}, "reviews": {}}
@@ -80,6 +86,8 @@ func fixtureData(T int64) fixtureEvents {
 	for range 8 {
 		add("reviews", "m1", T-1-rng.Int64N(20*aggregations.Day), float64(1+rng.IntN(5)))
 	}
+	add("logins", "u7", T, 0)
+	add("logins", "u8", T+1, 0)
 	return ev
 }
 
@@ -136,7 +144,10 @@ func newFixture(t testing.TB, o Options, ready bool) *fixture {
 }
 
 // writeView folds events into per-entity view values with the tile code, as
-// workers (Series.Apply at their clock, here T) and the view consumer do.
+// workers (Series.Apply and Expire at their clock, here T) and the view
+// consumer do: a feature whose every tile expired has no series (its
+// tombstones compacted away), and every source the entity has events in
+// has its first-seen marker (the smallest event time).
 func writeView(t testing.TB, st *state.Store, cfg *config.File, events fixtureEvents, T int64) {
 	t.Helper()
 	b := st.NewBatch()
@@ -149,15 +160,32 @@ func writeView(t testing.TB, st *state.Store, cfg *config.File, events fixtureEv
 		}
 		for key := range entKeys {
 			var e entityView
+			seen := map[string]bool{}
 			for _, f := range cfg.EntityFeatures(ent.Name) {
 				evs := events[f.Source][key]
 				if len(evs) == 0 {
 					continue
 				}
-				i := e.add(f.ID, 0)
-				for _, x := range evs {
-					e.series[i].Apply(f.Window, x, T)
+				if !seen[f.Source] {
+					seen[f.Source] = true
+					first := evs[0].TS
+					for _, x := range evs {
+						first = min(first, x.TS)
+					}
+					var marker aggregations.Series
+					marker.Base.Update(aggregations.Event{TS: first})
+					setSeen(&e.series[e.add(keys.SeenFeatureID(f.Source), 0)], aggregations.Tile{Start: aggregations.BaseStart, IR: marker.Base})
 				}
+				var sr aggregations.Series
+				for _, x := range evs {
+					sr.Apply(f.Window, x, T)
+				}
+				sr.Expire(f.Window, T, nil)
+				if len(sr.Tiles) == 0 && sr.Base.Empty() {
+					continue
+				}
+				i := e.add(f.ID, 0)
+				e.series[i] = sr
 				e.updated[i] = fixtureNow.Add(arrival[f.Source]).UnixMilli()
 			}
 			if err := b.Set(keys.View(nil, ent.Name, key), e.encode(nil), nil); err != nil {
@@ -195,25 +223,36 @@ type expected struct {
 }
 
 // expect computes the answer for one feature of one key from the raw events
-// by definition (aggtest.BruteForce), not from tiles: NOT_FOUND when the key
-// has no event of the feature's source, PRESENT when at least one event is in
-// the window as of T, EMPTY_WINDOW otherwise; the definition's default
-// replaces a null value.
+// by definition (aggtest.BruteForce), not from tiles, with the status
+// contract: NOT_FOUND (value null) when the key has no event with ts < T in
+// any source of the feature's entity; otherwise PRESENT when at least one
+// event of the feature is in the window as of T, EMPTY_WINDOW when none is;
+// the definition's default replaces a null value of a known key. updated is
+// set when a record of the feature survives the worker's expiry (an event
+// whose tile is at or after the horizon, or any event for lifetime windows).
 func (fx *fixture) expect(t testing.TB, f *config.Feature, key string) expected {
 	t.Helper()
-	evs := fx.events[f.Source][key]
 	var x expected
-	switch n, _ := aggtest.BruteForce(aggregations.Count, f.Window, evs, fx.T); {
-	case len(evs) == 0:
-		x.status = StatusNotFound
-	case n > 0:
-		x.status = StatusPresent
-	default:
-		x.status = StatusEmptyWindow
+	known := false
+	for _, g := range fx.cfg.EntityFeatures(f.Entity) {
+		for _, e := range fx.events[g.Source][key] {
+			known = known || e.TS < fx.T
+		}
 	}
-	if x.status != StatusNotFound {
-		u := fixtureNow.Add(arrival[f.Source]).UTC().Truncate(time.Millisecond)
-		x.updated = &u
+	if !known {
+		x.status = StatusNotFound
+		return x
+	}
+	evs := fx.events[f.Source][key]
+	x.status = StatusEmptyWindow
+	if n, _ := aggtest.BruteForce(aggregations.Count, f.Window, evs, fx.T); n > 0 {
+		x.status = StatusPresent
+	}
+	for _, e := range evs {
+		if f.Window.Lifetime() || f.Window.TileStart(e.TS) >= f.Window.Horizon(fx.T) {
+			u := fixtureNow.Add(arrival[f.Source]).UTC().Truncate(time.Millisecond)
+			x.updated = &u
+		}
 	}
 	if v, ok := aggtest.BruteForce(f.Aggregation, f.Window, evs, fx.T); ok {
 		x.value = &v

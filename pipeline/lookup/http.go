@@ -21,8 +21,8 @@ import (
 // Feature value statuses in lookup responses.
 const (
 	StatusPresent     = "PRESENT"      // at least one event in the window
-	StatusEmptyWindow = "EMPTY_WINDOW" // the entity is known but no event is in the window
-	StatusNotFound    = "NOT_FOUND"    // no event of this entity was ever seen for this feature
+	StatusEmptyWindow = "EMPTY_WINDOW" // the entity is known but no event is in the window: count/sum 0, others null
+	StatusNotFound    = "NOT_FOUND"    // no event of this entity with ts < T exists (in any source): the value is null
 	StatusWarmingUp   = "WARMING_UP"   // the version is still being bootstrapped from history: the value is partial
 )
 
@@ -171,12 +171,18 @@ func writeError(w http.ResponseWriter, err error) int {
 	return writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
 }
 
-// decodeBody decodes exactly one JSON object into v, rejecting unknown
-// fields, trailing data and oversized bodies with a 4xx. The Content-Type is
-// not checked, so a plain `curl -d '{...}'` works.
-func decodeBody(r *http.Request, v any) error {
+// decodeBody decodes exactly one JSON object into v, rejecting trailing
+// data and oversized bodies with a 4xx, and unknown fields too when strict
+// (POST /v1/lookup: a misspelt field is an error, not a silent default).
+// Feast's endpoint is not strict: the Feast SDK sends fields featurepipe
+// does not use (e.g. include_feature_view_version_metadata), which Feast's
+// own server ignores too. The Content-Type is not checked, so a plain
+// `curl -d '{...}'` works.
+func decodeBody(r *http.Request, v any, strict bool) error {
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -300,7 +306,7 @@ func (s *Service) checkKeys(keys []string) error {
 
 func (s *Service) handleLookup(r *http.Request) (any, *lookupAnswer, error) {
 	var req LookupRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(r, &req, true); err != nil {
 		return nil, nil, err
 	}
 	info, err := s.entity(req.Entity)
@@ -403,8 +409,12 @@ func (s *Service) answer(a *lookupAnswer, info *entityInfo, keys, names []string
 		if err := s.view(info.name, key, v); err != nil {
 			return err
 		}
+		known, err := knownAt(v, T)
+		if err != nil {
+			return fmt.Errorf("view of %s %q: %w", info.name, key, err)
+		}
 		for _, f := range a.feats {
-			fv, err := fold(f, v, T)
+			fv, err := fold(f, v, T, known)
 			if err != nil {
 				return fmt.Errorf("view of %s %q: %w", info.name, key, err)
 			}
@@ -435,23 +445,35 @@ func (a *lookupAnswer) sortNames() {
 	a.order = out
 }
 
-// fold computes one feature of one entity as of T. An empty v (an entity the
-// feature log never mentioned) has no feature: NOT_FOUND.
-func fold(f pickedFeature, v *lookupView, T int64) (value, error) {
+// fold computes one feature of one entity as of T; known is knownAt(v, T).
+// The status contract (DESIGN.md "Statuses"), the same for every read path:
+//   - NOT_FOUND: the entity is unknown as of T (no event with ts < T in
+//     any of its sources): the value is null, whatever the aggregation or
+//     its default.
+//   - EMPTY_WINDOW: known, but no event of this feature in the window
+//     (none ever, or its tiles expired): count and sum are a real 0, the
+//     others null or the feature's default.
+//   - PRESENT: at least one event in the window.
+//   - WARMING_UP: the version is still bootstrapping (the value is partial;
+//     null for an unknown entity).
+func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	fv := value{version: f.def.Version, status: StatusNotFound}
-	ir, updated, found, err := v.read(f.def.ID, f.def.Window, T)
+	if f.warming {
+		fv.status = StatusWarmingUp
+	}
+	if !known {
+		return fv, nil
+	}
+	ir, updated, _, err := v.read(f.def.ID, f.def.Window, T)
 	if err != nil {
 		return fv, err
 	}
-	if found {
+	fv.updated = updated
+	if !f.warming {
 		fv.status = StatusEmptyWindow
 		if !ir.Empty() {
 			fv.status = StatusPresent
 		}
-		fv.updated = updated
-	}
-	if f.warming {
-		fv.status = StatusWarmingUp
 	}
 	if x, ok := aggregations.Finalize(f.def.Aggregation, ir); ok {
 		fv.v, fv.hasV = x, true

@@ -131,9 +131,9 @@ func TestErrors(t *testing.T) {
 		{name: "feast: feature of another entity is 400", method: "POST", path: "/get-online-features",
 			body:   `{"features":["reviews:review_rating_avg_30d"],"entities":{"user_id":["u1"]}}`,
 			status: 400, code: "wrong_entity", msg: "belongs to entity merchant, not user"},
-		{name: "feast: unknown JSON field is 400", method: "POST", path: "/get-online-features",
+		{name: "feast: unknown JSON fields are ignored (as Feast does), a body without entities is still 400", method: "POST", path: "/get-online-features",
 			body:   `{"features":["txn_count_7d"],"entity_rows":[{"user_id":"u1"}]}`,
-			status: 400, code: "malformed_body", msg: `unknown field "entity_rows"`},
+			status: 400, code: "bad_entities", msg: `"entities" must map exactly one join key`},
 		{name: "unknown route is a JSON 404 listing the routes", method: "GET", path: "/v2/lookup",
 			status: 404, code: "not_found", msg: "no route GET /v2/lookup; routes: POST /v1/lookup"},
 		{name: "entity route without a key is a JSON 404", method: "GET", path: "/v1/features/user",
@@ -301,7 +301,7 @@ func (fx *fixture) checkLookup(t *testing.T, body []byte, wantKeys, names []stri
 
 func TestLookupAnswers(t *testing.T) {
 	fx := newFixture(t, Options{}, true)
-	allUsers := []string{"u1", "u2", "42", "u404"}
+	allUsers := []string{"u1", "u2", "42", "u404", "u7", "u8"}
 	for _, tc := range []struct {
 		golden       string
 		keys         []string
@@ -352,10 +352,16 @@ func TestLookupRules(t *testing.T) {
 		{"empty count window is 0", "u2", "txn_count_7d", StatusEmptyWindow, num(0), 1},
 		{"empty sum window is 0", "u2", "txn_amount_sum_1h", StatusEmptyWindow, num(0), 1},
 		{"a default replaces the null of an empty window", "u2", "txn_amount_min_7d", StatusEmptyWindow, num(-1), 1},
-		{"a default also answers an unknown key", "u404", "txn_amount_min_7d", StatusNotFound, num(-1), 1},
+		{"a default does not answer an unknown key", "u404", "txn_amount_min_7d", StatusNotFound, nil, 1},
 		{"an unknown key has a null avg", "u404", "txn_amount_avg", StatusNotFound, nil, 2},
-		{"an unknown key counts 0", "u404", "txn_count_7d", StatusNotFound, num(0), 1},
-		{"a source the key never had is NOT_FOUND", "u2", "login_count_lifetime", StatusNotFound, num(0), 1},
+		{"an unknown key has a null count", "u404", "txn_count_7d", StatusNotFound, nil, 1},
+		{"an unknown key has a null sum", "u404", "txn_amount_sum_1h", StatusNotFound, nil, 1},
+		{"a key whose only event is at T is unknown", "u7", "login_count_lifetime", StatusNotFound, nil, 1},
+		{"a key whose only event is after T is unknown", "u8", "login_count_lifetime", StatusNotFound, nil, 1},
+		{"a known key counts 0 in a source it never had", "u2", "login_count_lifetime", StatusEmptyWindow, num(0), 1},
+		{"a known key counts 0 where every tile expired", "u2", "txn_count_7d", StatusEmptyWindow, num(0), 1},
+		{"a known key sums 0 where every tile expired", "u2", "txn_amount_sum_1h", StatusEmptyWindow, num(0), 1},
+		{"a known key has a null avg where every tile expired", "u2", "txn_amount_avg@2", StatusEmptyWindow, nil, 2},
 		{"lifetime windows keep events older than every finite window", "u2", "txn_amount_last", StatusPresent, nil, 1},
 		{"the event at T is excluded, the one at T-1ms is the last", "u1", "txn_amount_last", StatusPresent, num(3.25), 1},
 		{"a name without version is the newest version", "u1", "txn_amount_avg", StatusPresent, nil, 2},
@@ -390,7 +396,7 @@ func TestLookupRules(t *testing.T) {
 
 func TestEntityRoute(t *testing.T) {
 	fx := newFixture(t, Options{}, true)
-	for _, key := range []string{"u1", "u404"} {
+	for _, key := range []string{"u1", "u2", "u404", "u7"} {
 		t.Run(key, func(t *testing.T) {
 			rec := fx.do(t, "GET", "/v1/features/user/"+key, "")
 			if rec.Code != http.StatusOK {
@@ -419,7 +425,7 @@ func TestFeast(t *testing.T) {
 		refs  []string
 	}{
 		{golden: "feast",
-			body:  `{"features":["user_stats:txn_amount_avg","user_stats:txn_count_7d","login_count_1h","txn_amount_min_7d@1"],"entities":{"user_id":["u1",42,"u2","u404"]}}`,
+			body:  `{"features":["user_stats:txn_amount_avg","user_stats:txn_count_7d","login_count_1h","txn_amount_min_7d@1"],"entities":{"user_id":["u1",42,"u2","u404","u7"]},"include_feature_view_version_metadata":false}`,
 			names: []string{"txn_amount_avg", "txn_count_7d", "login_count_1h", "txn_amount_min_7d@1"},
 			refs:  []string{"txn_amount_avg", "txn_count_7d", "login_count_1h", "txn_amount_min_7d@1"}},
 		{golden: "feast_full_names",
@@ -476,6 +482,12 @@ func TestFeast(t *testing.T) {
 						wantStatus = "NOT_FOUND"
 					case want.value == nil:
 						wantStatus = "NULL_VALUE"
+					}
+					// Feast's shape: a known key's value (an empty window's
+					// real 0 included) is PRESENT; NOT_FOUND and NULL_VALUE
+					// cells are null.
+					if want.status == StatusNotFound {
+						want.value = nil
 					}
 					if want.updated != nil {
 						wantTS = want.updated.Format(time.RFC3339Nano)

@@ -52,13 +52,20 @@ func TestFeatureServiceLookup(t *testing.T) {
 
 // TestFeatureServiceFeast: Feast's get-online-features with
 // "feature_service" (what the Feast SDK sends for a FeatureService) answers
-// the service's features as columns, the same values as listing them.
+// the service's features as columns named as Feast's own server names the
+// generated FeatureService's features (name, or view__name with
+// full_feature_names; the pinned txn_count_7d@1 is the version its field
+// reads), the same answer as listing them as view:name.
 func TestFeatureServiceFeast(t *testing.T) {
 	fx := newFixture(t, Options{}, true)
 	svc, err := fx.cfg.Service("fraud_scoring")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !slices.Equal(svc.Features, []string{"txn_count_7d@1", "txn_amount_avg", "txn_amount_max_30d", "login_count_1h"}) {
+		t.Fatalf("setup: fraud_scoring lists %q", svc.Features)
+	}
+	asViews := []string{"transactions:txn_count_7d", "transactions:txn_amount_avg", "transactions:txn_amount_max_30d", "logins:login_count_1h"}
 	for _, full := range []bool{false, true} {
 		req := map[string]any{"feature_service": "fraud_scoring", "entities": map[string]any{"user_id": []any{"u1", 42, "u2", "u404"}}, "full_feature_names": full}
 		body, _ := json.Marshal(req)
@@ -73,20 +80,38 @@ func TestFeatureServiceFeast(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 			t.Fatal(err)
 		}
-		if want := append([]string{"user_id"}, svc.Features...); !slices.Equal(resp.Metadata.FeatureNames, want) {
+		want := []string{"user_id", "txn_count_7d", "txn_amount_avg", "txn_amount_max_30d", "login_count_1h"}
+		if full {
+			want = []string{"user_id", "transactions__txn_count_7d", "transactions__txn_amount_avg", "transactions__txn_amount_max_30d", "logins__login_count_1h"}
+		}
+		if !slices.Equal(resp.Metadata.FeatureNames, want) {
 			t.Errorf("full=%v: feature_names %q, want %q", full, resp.Metadata.FeatureNames, want)
 		}
 		delete(req, "feature_service")
-		req["features"] = svc.Features
+		req["features"] = asViews
 		listedBody, _ := json.Marshal(req)
 		listed := fx.do(t, "POST", "/get-online-features", string(listedBody))
-		var want FeastResponse
-		if err := json.Unmarshal(listed.Body.Bytes(), &want); err != nil {
+		var wantResp FeastResponse
+		if err := json.Unmarshal(listed.Body.Bytes(), &wantResp); err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(resp, want) {
+		if !reflect.DeepEqual(resp, wantResp) {
 			t.Errorf("full=%v: service answer differs from listing its features:\nservice: %s\nlisted:  %s", full, rec.Body, listed.Body)
 		}
+	}
+}
+
+// TestFeastServiceNames: a service reference that pins a version other
+// than the one a bare name reads (which feast-repo cannot generate) keeps
+// its name as listed in Feast's shape, so that two versions stay distinct.
+func TestFeastServiceNames(t *testing.T) {
+	fx := newFixture(t, Options{}, true)
+	requested, names := fx.svc.feastServiceNames([]string{"txn_amount_avg@1", "txn_amount_avg@2", "txn_amount_avg", "login_count_1h@1"})
+	if want := []string{"txn_amount_avg@1", "txn_amount_avg", "txn_amount_avg", "login_count_1h"}; !slices.Equal(names, want) {
+		t.Errorf("names %q, want %q", names, want)
+	}
+	if want := []string{"txn_amount_avg@1", "transactions:txn_amount_avg", "transactions:txn_amount_avg", "logins:login_count_1h"}; !slices.Equal(requested, want) {
+		t.Errorf("requested %q, want %q", requested, want)
 	}
 }
 

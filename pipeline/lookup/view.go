@@ -380,15 +380,22 @@ func (s *Service) consume(ctx context.Context) error {
 				if i < 0 {
 					i = e.add(ref.FeatureID, ref.SourcePartition)
 				}
-				if r.Value == nil {
+				seen := keys.IsSeenID(ref.FeatureID)
+				switch {
+				case r.Value == nil && seen: // never published; markers are never deleted
+				case r.Value == nil:
 					e.series[i].DeleteTile(ref.Start)
-				} else {
+				default:
 					t, _, err := aggregations.DecodeTile(r.Value)
 					if err != nil {
 						s.log.Warn("skipping undecodable tile", zap.Int32("partition", fp.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
 						continue
 					}
-					e.series[i].SetTile(t)
+					if seen {
+						setSeen(&e.series[i], t)
+					} else {
+						e.series[i].SetTile(t)
+					}
 				}
 				if ts := r.Timestamp.UnixMilli(); ts > e.updated[i] {
 					e.updated[i] = ts

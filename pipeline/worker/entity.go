@@ -3,6 +3,7 @@ package worker
 import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/entity"
+	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
@@ -13,24 +14,34 @@ import (
 type entityState struct {
 	key      string
 	series   []aggregations.Series
+	seen     aggregations.Series // the first-seen marker (see seen.go); empty: none yet
 	modified bool
 }
 
-func encodeEntity(dst []byte, plan *events.Plan, es *entityState) []byte {
-	return entity.Append(dst, plan.IDs(), es.series)
+// encodeEntity encodes es; its first-seen marker, if any, is the series
+// named seenID after the features.
+func encodeEntity(dst []byte, plan *events.Plan, seenID string, es *entityState) []byte {
+	if es.seen.Base.Empty() {
+		return entity.Append(dst, plan.IDs(), es.series)
+	}
+	return entity.AppendWith(dst, plan.IDs(), es.series, seenID, &es.seen)
 }
 
 // decodeEntity fills es from a stored value. Series of features that are no
 // longer in the plan are skipped; new features start empty. encodeEntity
 // writes in plan order, so the k-th stored series is looked up at plan
 // position k first: O(F) id comparisons for a value written with the
-// current plan, O(F²) at worst after the feature file changed.
+// current plan, O(F²) at worst after the feature file changed. The
+// first-seen marker (any keys.IsSeen id) goes to es.seen.
 func decodeEntity(src []byte, plan *events.Plan, es *entityState) error {
 	es.series = make([]aggregations.Series, len(plan.Features))
 	k := 0
 	return entity.Decode(src, func(id []byte) *aggregations.Series {
 		i := planIndex(plan, id, k)
 		k++
+		if i < 0 && keys.IsSeen(id) {
+			return &es.seen
+		}
 		if i < 0 {
 			return nil
 		}

@@ -95,3 +95,38 @@ func TestDecodeEntityMatchesByID(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstSeenMarker: the marker is the smallest event time applied, it
+// survives the state value round trip beside the features, and a replayed
+// record republishes it without changing it.
+func TestFirstSeenMarker(t *testing.T) {
+	w := &Worker{}
+	ps := &partState{plan: planOf("a@1"), seenID: "\x00seen:src", dirty: map[dirtyTile]struct{}{}}
+	es := &entityState{key: "k", series: make([]aggregations.Series, 1)}
+	for _, ts := range []int64{t0 + 5, t0 + 9, t0 + 2, t0 + 7} {
+		w.noteSeen(ps, es, ts, false)
+	}
+	if es.seen.Base.LastTS != t0+2 {
+		t.Fatalf("marker %d, want the smallest event time %d", es.seen.Base.LastTS, t0+2)
+	}
+	if _, ok := ps.dirty[dirtyTile{es, seenFeature, aggregations.BaseStart}]; !ok || len(ps.modified) != 1 {
+		t.Fatalf("marker record not staged: dirty %v, modified %d", ps.dirty, len(ps.modified))
+	}
+	var back entityState
+	if err := decodeEntity(encodeEntity(nil, ps.plan, ps.seenID, es), ps.plan, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.seen.Base.LastTS != t0+2 {
+		t.Fatalf("round trip: marker %d", back.seen.Base.LastTS)
+	}
+	clear(ps.dirty)
+	w.noteSeen(ps, &back, t0-1000, true)
+	if back.seen.Base.LastTS != t0+2 || len(ps.dirty) != 1 {
+		t.Fatalf("a replayed record changed the marker to %d or was not republished (%d dirty)", back.seen.Base.LastTS, len(ps.dirty))
+	}
+	// A value without a marker (written before markers) decodes without one.
+	var old entityState
+	if err := decodeEntity(entity.Append(nil, ps.plan.IDs(), es.series), ps.plan, &old); err != nil || !old.seen.Base.Empty() {
+		t.Fatalf("value without marker: %v, marker %v", err, old.seen.Base)
+	}
+}

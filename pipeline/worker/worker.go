@@ -199,6 +199,7 @@ type partState struct {
 
 	boot      []*bootFeature // new feature versions replaying history
 	republish []int          // feature indices whose tiles must all be republished
+	seenID    string         // the first-seen marker's feature id (see seen.go)
 
 	canon canonical // counts records outside their key's canonical partition
 }
@@ -437,7 +438,7 @@ func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int3
 }
 
 func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
-	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}}
+	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}, seenID: seenID(plan)}
 	if n, err := w.partitionCount(ctx, tp.topic); err != nil {
 		w.log.Warn("records outside their canonical partition are not counted for this partition", zap.Error(err))
 	} else {
@@ -584,7 +585,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	for _, ps := range staged {
 		for _, es := range ps.modified {
 			w.keyBuf = keys.State(w.keyBuf[:0], ps.tp.topic, ps.tp.partition, es.key)
-			w.valBuf = encodeEntity(w.valBuf[:0], ps.plan, es)
+			w.valBuf = encodeEntity(w.valBuf[:0], ps.plan, ps.seenID, es)
 			if err := b.Set(w.keyBuf, w.valBuf, nil); err != nil {
 				b.Close()
 				return fmt.Errorf("stage state of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
@@ -662,6 +663,7 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		if err != nil {
 			return err
 		}
+		w.noteSeen(ps, es, ps.dec.TS, replay)
 		for i := range plan.Features {
 			if replay {
 				f := &plan.Features[i]
@@ -784,10 +786,15 @@ func (w *Worker) publish(ctx context.Context) error {
 	for _, ps := range w.pending {
 		plan := ps.plan
 		for d := range ps.dirty {
-			f := &plan.Features[d.feature]
 			r := &recs[i]
 			i++
 			r.Topic = topic
+			if d.feature == seenFeature {
+				slab, r.Key, r.Value = appendSeenRecord(slab, ps, d.es)
+				w.cl.Produce(ctx, r, w.published)
+				continue
+			}
+			f := &plan.Features[d.feature]
 			from := len(slab)
 			slab = keys.AppendFeatureLog(slab, keys.TileRef{Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID,
 				SourcePartition: ps.tp.partition, Start: d.start})

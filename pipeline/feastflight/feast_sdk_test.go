@@ -1,0 +1,439 @@
+package feastflight_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/aggregations/aggtest"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/feastrepo"
+	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
+)
+
+// featureFile has a lifetime feature in each source, so that a backfill of
+// every feature replays all history (exactly what the brute force sees).
+var featureFile = testkit.KafkaSection(2) + `entities:
+  - name: user
+    key: user_id
+sources:
+  - name: transactions
+    topic: transactions-{{ID}}
+    schema: transaction.avsc
+    event_time: ts
+  - name: logins
+    topic: logins-{{ID}}
+    schema: login.avsc
+    event_time: ts
+features:
+  - {name: txn_count_7d, version: 1, entity: user, source: transactions, aggregation: count, window: 7d, hop: 6h, owner: t, description: "Transactions in the last 7 days."}
+  - {name: txn_sum_1d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1d, owner: t, description: d}
+  - {name: txn_avg_30d, version: 1, entity: user, source: transactions, aggregation: avg, field: amount, window: 30d, owner: t, description: d}
+  - {name: txn_max_7d, version: 1, entity: user, source: transactions, aggregation: max, field: amount, window: 7d, owner: t, description: d}
+  - {name: txn_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: t, description: d}
+  - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
+  - {name: login_count_life, version: 1, entity: user, source: logins, aggregation: count, window: lifetime, owner: t, description: d}
+  - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+services:
+  - name: fraud_scoring
+    owner: fraud-team
+    description: A pinned version and bare names of two sources.
+    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d]
+`
+
+// world is every produced event, by source and key, Seq = Kafka offset.
+type world map[string]map[string][]aggregations.Event
+
+// value is the brute-force value of f for key as of T under the status
+// contract: null for a key without any event before T (NOT_FOUND).
+func (w world) value(cfg *config.File, f *config.Feature, key string, T int64) *float64 {
+	known := false
+	for _, byKey := range w {
+		for _, e := range byKey[key] {
+			known = known || e.TS < T
+		}
+	}
+	if !known {
+		return nil
+	}
+	v, ok := aggtest.BruteForce(f.Aggregation, f.Window, w[f.Source][key], T)
+	if !ok {
+		return nil
+	}
+	return &v
+}
+
+// TestFeastSDK drives featurepipe with the real Feast SDK: a worker over an
+// embedded broker, `featurepipe serve --flight` (the lookup service and the
+// Flight offline store) in its own process,
+// featurepipe feast-repo's repository, `feast apply`, then
+// testdata/feast_check.py's get_online_features (seen, unseen, empty-window
+// and other-source-only keys) and get_historical_features (thousands of
+// rows, many exactly at event times and 1ms after), by feature references
+// and by the generated FeatureService (store.get_feature_service), compared
+// with the brute force. FEAST_PYTHON is the python of a venv with the feast package (make
+// test-feast builds them).
+func TestFeastSDK(t *testing.T) {
+	py := os.Getenv("FEAST_PYTHON")
+	if py == "" {
+		t.Skip("FEAST_PYTHON is not set: make test-feast runs this test with the Feast SDK")
+	}
+	if _, err := os.Stat(py); err != nil {
+		t.Fatalf("FEAST_PYTHON=%s: %v", py, err)
+	}
+	k, cfg, cl := testkit.Setup(t, featureFile, testkit.SetupOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Events: 80 users over 40 days; "u-old" with one transaction 20 days
+	// ago only (known, every short window empty); "u-login" with logins
+	// only (known, no transaction); "nobody" never seen.
+	rng := rand.New(rand.NewPCG(9, 3))
+	now := time.Now().UnixMilli()
+	type ev struct {
+		source, key string
+		ts          int64
+		amount      float64
+	}
+	var evs []ev
+	for i := 0; i < 3000; i++ {
+		key := fmt.Sprintf("u%03d", rng.IntN(80))
+		src := "transactions"
+		if rng.IntN(4) == 0 {
+			src = "logins"
+		}
+		evs = append(evs, ev{src, key, now - 2*60_000 - rng.Int64N(40*aggregations.Day), float64(rng.IntN(100_00)) / 100})
+	}
+	for i := 0; i < 40; i++ { // recent logins for the 1h window
+		evs = append(evs, ev{"logins", fmt.Sprintf("u%03d", rng.IntN(80)), now - 2*60_000 - rng.Int64N(50*60_000), 0})
+	}
+	evs = append(evs, ev{"transactions", "u-old", now - 20*aggregations.Day, 12.5},
+		ev{"logins", "u-login", now - 3*aggregations.Day, 0})
+	w := world{}
+	encs := map[string]*produce.Encoder{}
+	for _, e := range evs {
+		enc := encs[e.source]
+		if enc == nil {
+			var err error
+			if enc, err = produce.NewEncoder(cfg, e.source); err != nil {
+				t.Fatal(err)
+			}
+			encs[e.source] = enc
+		}
+		r, err := enc.Record(testkit.Event(e.source, e.key, e.ts, e.amount))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if w[e.source] == nil {
+			w[e.source] = map[string][]aggregations.Event{}
+		}
+		w[e.source][e.key] = append(w[e.source][e.key], aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount})
+	}
+
+	// Worker, lookup service (HTTP) and the Flight offline store.
+	dir := t.TempDir()
+	run := func(name string, f func(context.Context) error) {
+		done := make(chan error, 1)
+		go func() { done <- f(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		})
+	}
+	open := func(name string) *state.Store {
+		st, err := state.Open(filepath.Join(dir, name), state.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	wk, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: open("worker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("worker", wk.Run)
+	webURL, flightAddr := startServe(t, dir, k.Brokers, cfg.Path)
+
+	// Online cases: the values must not change while Python runs (no
+	// window edge passes any event in the next 10 minutes), so the brute
+	// force as of now holds as of the SDK's call.
+	var refs []string
+	var feats []*config.Feature
+	for _, f := range cfg.Features {
+		refs = append(refs, f.Source+":"+f.Name)
+		feats = append(feats, f)
+	}
+	type cases struct {
+		Online struct {
+			Features []string            `json:"features"`
+			Rows     []map[string]string `json:"rows"`
+			Expected [][]*float64        `json:"expected"`
+		} `json:"online"`
+		Offline struct {
+			Features []string     `json:"features"`
+			Keys     []string     `json:"keys"`
+			TimesMS  []int64      `json:"times_ms"`
+			Expected [][]*float64 `json:"expected"`
+		} `json:"offline"`
+		// Service is the feature service feast_check.py reads with
+		// store.get_feature_service(Name), online and offline; Features are
+		// its features as view:name, each one of Online.Features (whose
+		// expected values it checks against).
+		Service struct {
+			Name     string   `json:"name"`
+			Features []string `json:"features"`
+		} `json:"service"`
+	}
+	var c cases
+	c.Online.Features = refs
+	svc, err := cfg.Service("fraud_scoring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Service.Name = svc.Name
+	for _, ref := range svc.Features {
+		f, err := cfg.Feature(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Service.Features = append(c.Service.Features, f.Source+":"+f.Name)
+	}
+	row := func(key string, T int64) []*float64 {
+		out := make([]*float64, len(feats))
+		for j, f := range feats {
+			out[j] = w.value(cfg, f, key, T)
+		}
+		return out
+	}
+	stable := func(key string) bool {
+		T0 := time.Now().UnixMilli()
+		a, b := row(key, T0), row(key, T0+10*60_000)
+		for j := range a {
+			if (a[j] == nil) != (b[j] == nil) || (a[j] != nil && *a[j] != *b[j]) {
+				return false
+			}
+		}
+		return true
+	}
+	onlineKeys := []string{"u-old", "u-login", "nobody"}
+	for i := 0; i < 80; i++ {
+		if key := fmt.Sprintf("u%03d", i); stable(key) {
+			onlineKeys = append(onlineKeys, key)
+		}
+	}
+	if len(onlineKeys) < 40 {
+		t.Fatalf("only %d keys have values stable for 10 minutes", len(onlineKeys))
+	}
+	for _, key := range onlineKeys {
+		if !stable(key) {
+			t.Fatalf("%s's values change within 10 minutes", key)
+		}
+		c.Online.Rows = append(c.Online.Rows, map[string]string{"user_id": key})
+		c.Online.Expected = append(c.Online.Expected, row(key, time.Now().UnixMilli()))
+	}
+	// The contract on the three special keys, stated (the brute force
+	// computes it too).
+	if v := c.Online.Expected[0][0]; v == nil || *v != 0 {
+		t.Fatalf("setup: u-old's txn_count_7d is %v, want a real 0", v)
+	}
+	if v := c.Online.Expected[2][0]; v != nil {
+		t.Fatalf("setup: nobody's txn_count_7d is %v, want null", *v)
+	}
+
+	// Offline cases: random times, every event time of some keys and 1ms
+	// after, and unknown keys.
+	c.Offline.Features = refs
+	addRow := func(key string, T int64) {
+		c.Offline.Keys = append(c.Offline.Keys, key)
+		c.Offline.TimesMS = append(c.Offline.TimesMS, T)
+		c.Offline.Expected = append(c.Offline.Expected, row(key, T))
+	}
+	for i := 0; i < 1500; i++ {
+		addRow(fmt.Sprintf("u%03d", rng.IntN(82)), now-rng.Int64N(42*aggregations.Day)) // u080, u081: never seen
+	}
+	for i := 0; i < 20; i++ {
+		key := fmt.Sprintf("u%03d", i)
+		for _, src := range []string{"transactions", "logins"} {
+			for _, e := range w[src][key] {
+				addRow(key, e.TS)   // the event itself is excluded
+				addRow(key, e.TS+1) // and counts 1ms later
+			}
+		}
+	}
+	addRow("u-old", now-20*aggregations.Day)
+	addRow("u-old", now-20*aggregations.Day+1)
+	addRow("u-old", now)
+	addRow("nobody", now)
+	if len(c.Offline.Keys) < 2000 {
+		t.Fatalf("setup: only %d offline rows", len(c.Offline.Keys))
+	}
+
+	// The lookup service has every event before Python asks.
+	waitOnline(t, webURL, cfg, w, onlineKeys, 90*time.Second)
+
+	repo := filepath.Join(dir, "repo")
+	if err := feastrepo.Write(repo, cfg, feastrepo.Options{URL: webURL, Flight: flightAddr}); err != nil {
+		t.Fatal(err)
+	}
+	casesPath := filepath.Join(dir, "cases.json")
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(casesPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCmd(t, repo, 3*time.Minute, filepath.Join(filepath.Dir(py), "feast"), "apply")
+	script, err := filepath.Abs("testdata/feast_check.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runCmd(t, repo, 5*time.Minute, py, script, repo, casesPath)
+	t.Logf("feast_check: %s", bytes.TrimSpace(out))
+}
+
+// startServe builds featurepipe and runs `featurepipe serve --flight` until
+// the test ends, returning its lookup URL and Flight address.
+func startServe(t *testing.T, dir string, brokers []string, configPath string) (url, flightAddr string) {
+	t.Helper()
+	bin := filepath.Join(dir, "featurepipe")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/featurepipe").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	web, fl := freePort(t), freePort(t)
+	logPath := filepath.Join(dir, "serve.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--brokers", strings.Join(brokers, ","), "--config", configPath,
+		"--data", filepath.Join(dir, "view"), "--listen", web, "--flight", fl, "--lookup-log-sample", "0")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				log, _ := os.ReadFile(logPath)
+				t.Errorf("featurepipe serve: %v\n%s", err, tail(log, 4000))
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("featurepipe serve did not stop within 30s of SIGTERM")
+		}
+		logFile.Close()
+	})
+	return "http://" + web, fl
+}
+
+// freePort returns a 127.0.0.1 address no one listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runCmd runs name args in dir, failing the test with its output on error.
+func runCmd(t *testing.T, dir string, timeout time.Duration, name string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "FEAST_USAGE=False", "PYTHONUNBUFFERED=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %v: %v\nstdout:\n%s\nstderr:\n%s", name, args, err, stdout.Bytes(), tail(stderr.Bytes(), 6000))
+	}
+	return stdout.Bytes()
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// waitOnline polls POST /v1/lookup until every feature of keys equals the
+// brute force as of the answer's as_of.
+func waitOnline(t *testing.T, url string, cfg *config.File, w world, keys []string, timeout time.Duration) {
+	t.Helper()
+	var ids []string
+	for _, f := range cfg.Features {
+		ids = append(ids, f.ID)
+	}
+	body, _ := json.Marshal(lookup.LookupRequest{Entity: "user", Keys: keys, Features: ids})
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		last = func() string {
+			resp, err := http.Post(url+"/v1/lookup", "application/json", bytes.NewReader(body))
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return resp.Status
+			}
+			var lr lookup.LookupResponse
+			if err := json.NewDecoder(resp.Body).Decode(&lr); err != nil {
+				return err.Error()
+			}
+			T := lr.AsOf.UnixMilli()
+			for i, r := range lr.Results {
+				for _, f := range cfg.Features {
+					got, want := r.Features[f.ID].Value, w.value(cfg, f, keys[i], T)
+					if (got == nil) != (want == nil) || (got != nil && !aggtest.Close(*got, *want)) {
+						return fmt.Sprintf("%s %s: %v, want %v", keys[i], f.ID, fmtV(got), fmtV(want))
+					}
+				}
+			}
+			return ""
+		}()
+		if last == "" {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the lookup service did not reach the brute force within %s: %s", timeout, last)
+}
+
+func fmtV(v *float64) any {
+	if v == nil {
+		return "null"
+	}
+	return *v
+}

@@ -1,0 +1,369 @@
+package feastflight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/pipeline/backfill"
+)
+
+// timestampColumn is the entity dataframe's column of T, as Feast names it.
+// Without it, the only timestamp column is T (Feast's own inference).
+const timestampColumn = "event_timestamp"
+
+// batchRows bounds the rows of one answered record batch (one gRPC message).
+const batchRows = 32 << 10
+
+// request is a resolved get_historical_features: per requested feature,
+// its definition, its backfill reference and its output column name.
+type request struct {
+	feats []*config.Feature
+	names []string
+}
+
+// resolve checks the command's feature views and references against the
+// feature file.
+func (s *Server) resolve(cmd *command) (*request, error) {
+	if cmd.EntityDFSQL != nil {
+		return nil, invalid("an entity dataframe given as SQL is not supported: pass a pandas DataFrame")
+	}
+	if len(cmd.FeatureRefs) == 0 {
+		return nil, invalid("no features requested")
+	}
+	views := map[string]bool{}
+	for _, v := range cmd.FeatureViewNames {
+		views[v] = true
+	}
+	req := &request{}
+	for _, ref := range cmd.FeatureRefs {
+		view, name, ok := strings.Cut(ref, ":")
+		if !ok {
+			return nil, invalid("feature reference %q: want feature_view:feature", ref)
+		}
+		src, found := s.o.Config.Source(view)
+		if !found || src.Entity == nil || len(src.Features) == 0 {
+			return nil, invalid("unknown feature view %q: featurepipe's feature views are its sources with features (%s); regenerate the repository with featurepipe feast-repo", view, s.viewNames())
+		}
+		if len(views) > 0 && !views[view] {
+			return nil, invalid("feature reference %q names a feature view the request does not list", ref)
+		}
+		f, err := s.o.Config.Feature(name)
+		if err != nil || f.Source != view {
+			return nil, invalid("feature view %q has no feature %q: its features are %s", view, name, featureNames(src))
+		}
+		out := name
+		if cmd.FullFeatureNames {
+			out = view + "__" + name
+		}
+		req.feats = append(req.feats, f)
+		req.names = append(req.names, out)
+	}
+	return req, nil
+}
+
+func (s *Server) viewNames() string {
+	var out []string
+	for _, src := range s.o.Config.Sources {
+		if src.Entity != nil && len(src.Features) > 0 {
+			out = append(out, src.Name)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func featureNames(src *config.Source) string {
+	var out []string
+	for _, f := range src.Features {
+		if len(out) == 0 || out[len(out)-1] != f.Name {
+			out = append(out, f.Name)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// answer computes a get_historical_features command for the entity table
+// recs (schema) and streams the entity table with the feature columns.
+func (s *Server) answer(ctx context.Context, cmd *command, schema *arrow.Schema, recs []arrow.RecordBatch, w flight.DataStreamWriter) error {
+	t0 := time.Now()
+	req, err := s.resolve(cmd)
+	if err != nil {
+		return s.fail(cmd, err)
+	}
+	cols, rows, err := concat(schema, recs, s.mem)
+	if err != nil {
+		return s.fail(cmd, err)
+	}
+	defer releaseArrays(cols)
+	if len(recs) == 1 && len(schema.Fields()) == 1 && schema.Field(0).Name == "key" {
+		return s.fail(cmd, invalid("no entity dataframe: pass one with the join keys and %s", timestampColumn))
+	}
+	times, err := timesOf(schema, cols)
+	if err != nil {
+		return s.fail(cmd, err)
+	}
+	out, err := s.compute(ctx, req, schema, cols, times, rows)
+	if err != nil {
+		return s.fail(cmd, err)
+	}
+	defer releaseArrays(out)
+	fields := append([]arrow.Field(nil), schema.Fields()...)
+	for j, f := range req.feats {
+		fields = append(fields, arrow.Field{Name: req.names[j], Type: outType(f), Nullable: true})
+	}
+	outSchema := arrow.NewSchema(fields, nil)
+	all := append(append([]arrow.Array(nil), cols...), out...)
+	rec := array.NewRecordBatch(outSchema, all, int64(rows))
+	defer rec.Release()
+	wr := flight.NewRecordWriter(w, ipc.WithSchema(outSchema), ipc.WithAllocator(s.mem))
+	for from := int64(0); from < int64(rows) || from == 0; from += batchRows {
+		part := rec.NewSlice(from, min(from+batchRows, int64(rows)))
+		err := wr.Write(part)
+		part.Release()
+		if err != nil {
+			return fmt.Errorf("featurepipe: send the answer: %w", err)
+		}
+		if rows == 0 {
+			break
+		}
+	}
+	if err := wr.Close(); err != nil {
+		return fmt.Errorf("featurepipe: send the answer: %w", err)
+	}
+	s.log.Info("Feast get_historical_features answered", zap.Int("rows", rows), zap.Strings("features", cmd.FeatureRefs),
+		zap.Duration("took", time.Since(t0)))
+	return nil
+}
+
+func (s *Server) fail(cmd *command, err error) error {
+	s.log.Info("Feast get_historical_features refused", zap.Strings("features", cmd.FeatureRefs), zap.Error(err))
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Errorf(codes.Internal, "featurepipe: %v", err)
+}
+
+// outType is a feature's Arrow type: int64 for count (Feast's Int64 field),
+// float64 otherwise; null for NOT_FOUND rows and empty avg/min/max/last.
+func outType(f *config.Feature) arrow.DataType {
+	if f.Aggregation == aggregations.Count {
+		return arrow.PrimitiveTypes.Int64
+	}
+	return arrow.PrimitiveTypes.Float64
+}
+
+// compute runs the backfill engine once per entity of the requested
+// features (backfill.Compute takes one entity) and returns one column per
+// feature, in request order.
+func (s *Server) compute(ctx context.Context, req *request, schema *arrow.Schema, cols []arrow.Array, times []int64, rows int) ([]arrow.Array, error) {
+	out := make([]arrow.Array, len(req.feats))
+	done := map[string]bool{}
+	for _, first := range req.feats {
+		ent := first.EntityRef
+		if done[ent.Name] {
+			continue
+		}
+		done[ent.Name] = true
+		idx := schema.FieldIndices(ent.Key)
+		if len(idx) != 1 {
+			return nil, invalid("the entity dataframe has no %q column: entity %s's join key (columns: %s)", ent.Key, ent.Name, columnNames(schema))
+		}
+		keys, err := keysOf(ent.Key, cols[idx[0]])
+		if err != nil {
+			return nil, err
+		}
+		var refs []string
+		var at []int
+		for j, f := range req.feats {
+			if f.Entity == ent.Name {
+				refs = append(refs, f.Name)
+				at = append(at, j)
+			}
+		}
+		points := make([]backfill.Point, rows)
+		for i := range points {
+			points[i] = backfill.Point{Key: keys[i], T: times[i]}
+		}
+		v, err := backfill.Compute(ctx, backfill.Options{Brokers: s.o.Brokers, Config: s.o.Config, Features: refs,
+			Snapshots: s.o.Snapshots, Limits: s.o.Limits, Log: s.log}, points)
+		if err != nil {
+			if errors.Is(err, backfill.ErrInvalidOptions) {
+				return nil, invalid("%v", err)
+			}
+			return nil, err
+		}
+		for c, j := range at {
+			out[j] = column(req.feats[j], v, c, rows, s.mem)
+		}
+	}
+	return out, nil
+}
+
+// column builds feature column c of v.
+func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
+	if f.Aggregation == aggregations.Count {
+		b := array.NewInt64Builder(mem)
+		defer b.Release()
+		for i := 0; i < rows; i++ {
+			if x, ok := v.Get(i, c); ok {
+				b.Append(int64(x))
+			} else {
+				b.AppendNull()
+			}
+		}
+		return b.NewArray()
+	}
+	b := array.NewFloat64Builder(mem)
+	defer b.Release()
+	for i := 0; i < rows; i++ {
+		if x, ok := v.Get(i, c); ok {
+			b.Append(x)
+		} else {
+			b.AppendNull()
+		}
+	}
+	return b.NewArray()
+}
+
+// concat joins each column's chunks into one array.
+func concat(schema *arrow.Schema, recs []arrow.RecordBatch, mem memory.Allocator) ([]arrow.Array, int, error) {
+	cols := make([]arrow.Array, len(schema.Fields()))
+	rows := 0
+	for _, r := range recs {
+		rows += int(r.NumRows())
+	}
+	for j := range cols {
+		var parts []arrow.Array
+		for _, r := range recs {
+			parts = append(parts, r.Column(j))
+		}
+		if len(parts) == 0 {
+			cols[j] = array.MakeArrayOfNull(mem, schema.Field(j).Type, 0)
+			continue
+		}
+		a, err := array.Concatenate(parts, mem)
+		if err != nil {
+			releaseArrays(cols)
+			return nil, 0, invalid("entity dataframe column %q: %v", schema.Field(j).Name, err)
+		}
+		cols[j] = a
+	}
+	return cols, rows, nil
+}
+
+func releaseArrays(as []arrow.Array) {
+	for _, a := range as {
+		if a != nil {
+			a.Release()
+		}
+	}
+}
+
+func emptyBatch(schema *arrow.Schema, mem memory.Allocator) arrow.RecordBatch {
+	cols := make([]arrow.Array, len(schema.Fields()))
+	for j, f := range schema.Fields() {
+		cols[j] = array.MakeArrayOfNull(mem, f.Type, 0)
+	}
+	defer releaseArrays(cols)
+	return array.NewRecordBatch(schema, cols, 0)
+}
+
+func columnNames(schema *arrow.Schema) string {
+	var out []string
+	for _, f := range schema.Fields() {
+		out = append(out, f.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+// timesOf returns each row's T in epoch milliseconds from the timestamp
+// column: event_timestamp, else the only timestamp column. A T with
+// sub-millisecond digits is rounded up: an event at ts (ms) is before T
+// exactly when ts < ceil(T).
+func timesOf(schema *arrow.Schema, cols []arrow.Array) ([]int64, error) {
+	j := -1
+	if idx := schema.FieldIndices(timestampColumn); len(idx) == 1 {
+		j = idx[0]
+	} else {
+		var found []int
+		for k, f := range schema.Fields() {
+			if f.Type.ID() == arrow.TIMESTAMP {
+				found = append(found, k)
+			}
+		}
+		if len(found) != 1 {
+			return nil, invalid("the entity dataframe needs an %q column (a timestamp: the time as of which each row's features are computed); columns: %s",
+				timestampColumn, columnNames(schema))
+		}
+		j = found[0]
+	}
+	name := schema.Field(j).Name
+	ts, ok := cols[j].(*array.Timestamp)
+	if !ok {
+		return nil, invalid("entity dataframe column %q is %s, not a timestamp: convert it with pandas.to_datetime(..., utc=True)", name, cols[j].DataType())
+	}
+	unit := ts.DataType().(*arrow.TimestampType).Unit
+	per := int64(unit.Multiplier() / time.Millisecond) // ms, s: >= 1
+	div := int64(time.Millisecond / unit.Multiplier()) // us, ns: > 1
+	out := make([]int64, ts.Len())
+	for i := range out {
+		if ts.IsNull(i) {
+			return nil, invalid("entity dataframe row %d: %q is null", i, name)
+		}
+		v := int64(ts.Value(i))
+		switch {
+		case div > 1:
+			q := v / div
+			if v%div > 0 {
+				q++
+			}
+			out[i] = q
+		default:
+			out[i] = v * per
+		}
+	}
+	return out, nil
+}
+
+// keysOf returns a join-key column as featurepipe keys: strings as they
+// are, integers in decimal.
+func keysOf(name string, a arrow.Array) ([]string, error) {
+	out := make([]string, a.Len())
+	for i := range out {
+		if a.IsNull(i) {
+			return nil, invalid("entity dataframe row %d: join key %q is null", i, name)
+		}
+		switch c := a.(type) {
+		case *array.String:
+			out[i] = c.Value(i)
+		case *array.LargeString:
+			out[i] = c.Value(i)
+		case *array.StringView:
+			out[i] = c.Value(i)
+		case *array.Int64:
+			out[i] = strconv.FormatInt(c.Value(i), 10)
+		case *array.Int32:
+			out[i] = strconv.FormatInt(int64(c.Value(i)), 10)
+		default:
+			return nil, invalid("entity dataframe column %q is %s: join keys must be strings or integers", name, a.DataType())
+		}
+		if out[i] == "" {
+			return nil, invalid("entity dataframe row %d: join key %q is empty", i, name)
+		}
+	}
+	return out, nil
+}
