@@ -21,6 +21,10 @@
 // assignment the worker re-reads records between that offset and the applied
 // offset without applying them, and republishes the current value of every
 // tile they touch. A crash between commit and publish thus loses nothing.
+// Partitions revoked in a rebalance are published and flushed in the revoke
+// callback, before this worker rejoins the group and so before their next
+// owner starts: no tile of a partition reaches the feature log from a
+// worker that no longer owns it, where an older value could win.
 package worker
 
 import (
@@ -93,6 +97,21 @@ type Options struct {
 	// killed with kill -9) before giving its partitions to others.
 	// Default 10s; the broker bounds it (Kafka's minimum is 6s).
 	SessionTimeout time.Duration
+	// RebalanceTimeout is how long the group waits, once a rebalance has
+	// begun, for every member to rejoin; a member that does not (one killed
+	// mid-rebalance) is dropped after it. The group is cooperative
+	// (franz-go's cooperative-sticky balancer): members keep processing the
+	// partitions they keep while it rebalances, so this bounds only how long
+	// moving partitions wait. It must exceed the longest poll-loop step
+	// (one poll's apply, commit and publication, or a revoke's publication;
+	// snapshot I/O runs in the background), or a busy worker is dropped and
+	// rejoins. Default 10s (franz-go's is 60s).
+	RebalanceTimeout time.Duration
+	// StallAfter is how long one poll-loop step or one rebalance callback
+	// may run before Healthy reports the worker stuck (a liveness probe
+	// then restarts it, which loses nothing: state is in Pebble). Waiting
+	// for records is not a step. Default 3 × RebalanceTimeout.
+	StallAfter time.Duration
 	// ExtraOpts are appended to the franz-go options of the group client,
 	// after the worker's own, so they override them. Default none.
 	ExtraOpts []kgo.Opt
@@ -107,11 +126,17 @@ type Worker struct {
 	decoder *events.Decoder
 	cl      *kgo.Client
 	pubErr  atomic.Pointer[error]
+	// fatal is an error met in a rebalance callback that makes going on
+	// unsafe; Run returns it at its next step.
+	fatal atomic.Pointer[error]
+	// stepStart and callbackStart are when the running poll-loop step and
+	// rebalance callback began (unix ns; 0: none runs): see Healthy.
+	stepStart     atomic.Int64
+	callbackStart atomic.Int64
 
 	mu    sync.Mutex
 	parts map[topicPartition]*partState
 
-	rebalancing atomic.Bool // a rebalance waits for this worker: publish now
 	bootChanged atomic.Bool // owned bootstraps changed: rebuild bootCl
 	bootCl      *kgo.Client // reads history for bootstrapping partitions
 
@@ -127,13 +152,22 @@ type Worker struct {
 	// produced record would allocate a closure per tile.
 	published func(*kgo.Record, error)
 
-	// Only the poll goroutine touches these.
+	// pubMu guards the publisher's state: the pending partitions, their
+	// dirty tiles and entity caches, and lastPublish. The poll goroutine
+	// holds it to publish; the revoke callback, which franz-go runs in its
+	// group goroutine (gated by BlockRebalanceOnPoll so that it never runs
+	// while a poll's records are processed, but possibly while the poll
+	// goroutine waits for records), holds it to publish and drop the
+	// revoked partitions.
+	pubMu       sync.Mutex
 	pending     []*partState // partitions with unpublished changes
 	lastPublish time.Time
-	lastStatus  time.Time
-	valBuf      []byte
-	keyBuf      []byte
-	dead        []*kgo.Record
+
+	// Only the poll goroutine touches these.
+	lastStatus time.Time
+	valBuf     []byte
+	keyBuf     []byte
+	dead       []*kgo.Record
 }
 
 type topicPartition struct {
@@ -228,6 +262,12 @@ func New(o Options) (*Worker, error) {
 	if o.SessionTimeout <= 0 {
 		o.SessionTimeout = 10 * time.Second
 	}
+	if o.RebalanceTimeout <= 0 {
+		o.RebalanceTimeout = 10 * time.Second
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 3 * o.RebalanceTimeout
+	}
 	plans, err := events.Plans(o.Config)
 	if err != nil {
 		return nil, err
@@ -268,10 +308,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Cooperative (KIP-429): a rebalance revokes only the partitions
+		// that move, so the others keep being processed while the group
+		// waits for a slow or dead member. This is franz-go's default,
+		// stated here because the revoke callback relies on it: it gets
+		// only the moving partitions.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.RebalanceTimeout(w.o.RebalanceTimeout),
 		kgo.AdjustFetchOffsetsFn(w.adjustOffsets),
 		kgo.OnPartitionsRevoked(w.onRevoked),
-		kgo.OnPartitionsLost(w.onRevoked),
-		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { w.rebalancing.Store(true) }),
+		kgo.OnPartitionsLost(w.onLost),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.FetchMaxPartitionBytes(16<<20),
 		kgo.ProducerLinger(5*time.Millisecond),
@@ -306,10 +352,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	w.log.Info("worker started", zap.Strings("topics", topics), zap.String("group", w.o.Config.Kafka.Group))
+	w.pubMu.Lock()
 	w.lastPublish = time.Now()
+	w.pubMu.Unlock()
 	lastHint := time.Now()
 	for {
+		w.stepStart.Store(0)
 		fetches := w.poll(ctx)
+		w.stepStart.Store(time.Now().UnixNano())
+		if perr := w.fatal.Load(); perr != nil {
+			return *perr
+		}
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return w.shutdown()
 		}
@@ -327,7 +380,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err == nil {
 			err = w.apply(ctx, fetches)
 		}
-		if err == nil && (w.rebalancing.Load() || w.cachedEntities() >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval) {
+		if err == nil && w.publishDue() {
 			err = w.publish(ctx)
 		}
 		if err == nil {
@@ -354,9 +407,18 @@ func (w *Worker) Run(ctx context.Context) error {
 			cl.CommitUncommittedOffsets(ctx)
 			lastHint = time.Now()
 		}
-		w.rebalancing.Store(false)
+		// Revoked partitions are published by onRevoked, which runs once
+		// this allows it: no signal to catch here, and none to lose.
 		cl.AllowRebalance()
 	}
+}
+
+// publishDue reports whether the pending changes must be published now:
+// PublishInterval has passed or the entity caches are full.
+func (w *Worker) publishDue() bool {
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	return w.cachedEntities() >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval
 }
 
 // poll waits for records, but while changes wait to be published no longer
@@ -365,9 +427,11 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 	const forever = time.Duration(1<<63 - 1)
 	wait := forever
+	w.pubMu.Lock()
 	if len(w.pending) > 0 {
 		wait = max(w.o.PublishInterval-time.Since(w.lastPublish), time.Millisecond)
 	}
+	w.pubMu.Unlock()
 	if w.bootCl != nil || w.bootChanged.Load() {
 		wait = min(wait, 10*time.Millisecond) // history is read between live polls
 	}
@@ -458,26 +522,96 @@ func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicP
 	}
 }
 
-// onRevoked forgets revoked partitions. Their changes were published before
-// the rebalance was allowed (see Run); the next owner resumes from its own
-// Pebble offsets.
+// onRevoked hands revoked partitions over: it publishes and flushes their
+// unpublished tiles (and records them as published), so that nothing this
+// worker computed for them reaches the feature log after the next owner
+// starts, then forgets them. franz-go calls it before this member rejoins,
+// so before the next owner is assigned them; with BlockRebalanceOnPoll never
+// while a poll's records are processed. Cooperative rebalancing passes only
+// the partitions that move. A failed publication makes Run return its error
+// (restart the worker: the published offset was not recorded, so a later
+// owner from this store republishes).
 func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	w.mu.Lock()
-	for topic, parts := range revoked {
-		for _, p := range parts {
-			if ps := w.parts[topicPartition{topic, p}]; ps != nil && len(ps.boot) > 0 {
-				w.bootChanged.Store(true)
-			}
-			delete(w.parts, topicPartition{topic, p})
-			w.m.ConsumerLag.DeleteLabelValues(topic, strconv.Itoa(int(p)))
-		}
+	w.forget(ctx, revoked, true)
+	if len(revoked) == 0 {
+		return
 	}
-	w.m.Assigned.Set(float64(len(w.parts)))
-	w.mu.Unlock()
 	if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
 		w.log.Debug("commit offset hint on revoke", zap.Error(err))
 	}
 	w.log.Info("partitions revoked", zap.Any("partitions", revoked))
+}
+
+// onLost forgets partitions lost without a hand-over (this member was
+// dropped from the group: another may own them already). Their unpublished
+// tiles are dropped, not published: a late publication could overwrite the
+// new owner's newer values. The new owner computes them from its own
+// offsets; this store's published offset stays behind its applied offset,
+// so if the partitions come back here they are republished.
+func (w *Worker) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	w.forget(ctx, lost, false)
+	if len(lost) > 0 {
+		w.log.Warn("partitions lost", zap.Any("partitions", lost))
+	}
+}
+
+// forget removes partitions from the publisher (publishing their pending
+// tiles first when publish is set) and from the owned set.
+func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish bool) {
+	w.callbackStart.Store(time.Now().UnixNano())
+	defer w.callbackStart.Store(0)
+	gone := make(map[topicPartition]bool)
+	for topic, ps := range parts {
+		for _, p := range ps {
+			gone[topicPartition{topic, p}] = true
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	sel := func(ps *partState) bool { return gone[ps.tp] }
+	w.pubMu.Lock()
+	if publish {
+		// Bounded: the group waits for this callback at most the
+		// rebalance timeout.
+		pctx, cancel := context.WithTimeout(ctx, w.o.RebalanceTimeout)
+		if err := w.publishLocked(pctx, sel); err != nil {
+			err = fmt.Errorf("publish revoked partitions: %w", err)
+			w.fatal.CompareAndSwap(nil, &err)
+			w.log.Error("publish on revoke", zap.Error(err))
+		}
+		cancel()
+	}
+	w.dropPendingLocked(sel)
+	w.pubMu.Unlock()
+
+	w.mu.Lock()
+	for tp := range gone {
+		if ps := w.parts[tp]; ps != nil && len(ps.boot) > 0 {
+			w.bootChanged.Store(true)
+		}
+		delete(w.parts, tp)
+		w.m.ConsumerLag.DeleteLabelValues(tp.topic, strconv.Itoa(int(tp.partition)))
+	}
+	w.m.Assigned.Set(float64(len(w.parts)))
+	w.mu.Unlock()
+}
+
+// dropPendingLocked removes the pending partitions sel accepts from the
+// publisher, with their dirty tiles and cached entities. pubMu held.
+func (w *Worker) dropPendingLocked(sel func(*partState) bool) {
+	kept := w.pending[:0]
+	for _, ps := range w.pending {
+		if !sel(ps) {
+			kept = append(kept, ps)
+			continue
+		}
+		clear(ps.dirty)
+		clear(ps.cache)
+		ps.pending = false
+	}
+	clear(w.pending[len(kept):])
+	w.pending = kept
 }
 
 func (w *Worker) partition(topic string, p int32) *partState {
@@ -591,6 +725,8 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
 	total := 0
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
 	for _, ps := range staged {
 		w.commitBoot(ps)
 		ps.next = ps.staged
@@ -736,13 +872,28 @@ func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
 // partition that publication is complete through its committed offset, and
 // empties the entity cache.
 func (w *Worker) publish(ctx context.Context) error {
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
 	w.lastPublish = time.Now()
-	if len(w.pending) == 0 {
+	return w.publishLocked(ctx, nil)
+}
+
+// publishLocked publishes the pending partitions sel accepts (nil: all) as
+// publish does and removes them from the pending list. On error they stay
+// pending and nothing is recorded as published. pubMu held.
+func (w *Worker) publishLocked(ctx context.Context, sel func(*partState) bool) error {
+	var parts []*partState
+	for _, ps := range w.pending {
+		if sel == nil || sel(ps) {
+			parts = append(parts, ps)
+		}
+	}
+	if len(parts) == 0 {
 		return nil
 	}
 	topic := w.o.Config.Kafka.FeatureLogTopic
 	n := 0
-	for _, ps := range w.pending {
+	for _, ps := range parts {
 		n += len(ps.dirty)
 	}
 	// One allocation for all records and one growing slab for their keys
@@ -750,7 +901,7 @@ func (w *Worker) publish(ctx context.Context) error {
 	recs := make([]kgo.Record, n)
 	slab := make([]byte, 0, n*64)
 	i := 0
-	for _, ps := range w.pending {
+	for _, ps := range parts {
 		plan := ps.plan
 		for d := range ps.dirty {
 			f := &plan.Features[d.feature]
@@ -777,19 +928,25 @@ func (w *Worker) publish(ctx context.Context) error {
 	}
 	w.m.TilesPublished.Add(float64(n))
 	b := w.o.Store.NewBatch()
-	for _, ps := range w.pending {
-		ps.published = ps.next
+	for _, ps := range parts {
 		if err := b.Set(keys.Published(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.next), nil); err != nil {
 			b.Close()
 			return fmt.Errorf("stage published offset: %w", err)
 		}
-		clear(ps.dirty)
-		clear(ps.cache)
-		ps.pending = false
 	}
-	w.pending = w.pending[:0]
 	// Losing this write only causes a harmless republish.
-	return w.o.Store.CommitNoSync(b)
+	if err := w.o.Store.CommitNoSync(b); err != nil {
+		return fmt.Errorf("record published offsets: %w", err)
+	}
+	for _, ps := range parts {
+		ps.published = ps.next
+	}
+	if sel == nil {
+		w.dropPendingLocked(func(*partState) bool { return true })
+	} else {
+		w.dropPendingLocked(sel)
+	}
+	return nil
 }
 
 func (w *Worker) onPublished(r *kgo.Record, err error) {
