@@ -324,6 +324,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.ProducerBatchMaxBytes(4<<20),
 		kgo.MaxBufferedRecords(2_000_000),
 		kgo.SessionTimeout(w.o.SessionTimeout),
+		// Kafka's guidance: at most a third of the session timeout. A
+		// member learns of a rebalance at its next heartbeat, and must
+		// rejoin within the rebalance timeout of its start.
+		kgo.HeartbeatInterval(min(3*time.Second, w.o.SessionTimeout/3)),
 	)
 	if w.o.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(w.o.InstanceID))
@@ -334,7 +338,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker kafka client: %w", err)
 	}
 	w.cl = cl
+	hintCtx, stopHints := context.WithCancel(ctx)
+	var hints sync.WaitGroup
+	var hinting atomic.Bool
 	defer func() {
+		stopHints()
+		hints.Wait()
 		// Poll blocks rebalances until allowed; leaving the group on Close
 		// is a rebalance, so allow it first or Close waits forever.
 		cl.AllowRebalance()
@@ -402,9 +411,20 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if time.Since(lastHint) > time.Second {
-			// The group offset is only a hint for lag monitoring; truth is in Pebble.
-			cl.CommitUncommittedOffsets(ctx)
+		if time.Since(lastHint) > time.Second && hinting.CompareAndSwap(false, true) {
+			// The group offset is only a hint for lag monitoring; truth is
+			// in Pebble. Committed from another goroutine: franz-go blocks
+			// a commit while the group joins and syncs, which with a dead
+			// member in the group lasts up to its session timeout, and
+			// the partitions this worker keeps must not wait for that.
+			hints.Add(1)
+			go func() {
+				defer hints.Done()
+				defer hinting.Store(false)
+				if err := cl.CommitUncommittedOffsets(hintCtx); err != nil && hintCtx.Err() == nil {
+					w.log.Debug("commit offset hint", zap.Error(err))
+				}
+			}()
 			lastHint = time.Now()
 		}
 		// Revoked partitions are published by onRevoked, which runs once
