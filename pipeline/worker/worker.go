@@ -142,7 +142,9 @@ type Worker struct {
 
 	snapNow      chan struct{}
 	lastSnap     atomic.Pointer[snapshot.Manifest]
-	lastSnapTime time.Time
+	lastSnapTime time.Time      // poll goroutine only
+	snapWriting  atomic.Bool    // the background snapshot writer runs
+	snapWG       sync.WaitGroup // the background snapshot writer
 	flMu         sync.Mutex
 	flOffsets    map[int32]int64 // feature-log partition -> next offset acknowledged
 
@@ -341,9 +343,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	hintCtx, stopHints := context.WithCancel(ctx)
 	var hints sync.WaitGroup
 	var hinting atomic.Bool
+	// The background snapshot writer stops with Run.
+	snapCtx, stopSnap := context.WithCancel(ctx)
 	defer func() {
 		stopHints()
 		hints.Wait()
+		stopSnap()
+		w.snapWG.Wait()
 		// Poll blocks rebalances until allowed; leaving the group on Close
 		// is a rebalance, so allow it first or Close waits forever.
 		cl.AllowRebalance()
@@ -396,11 +402,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			err = w.finishBoots(ctx)
 		}
 		if err == nil && w.snapshotDue() {
-			if serr := w.writeSnapshot(ctx); serr != nil {
-				// A failed snapshot loses nothing: state is in Pebble.
-				w.log.Error("snapshot failed; retrying at the next period", zap.Error(serr))
-				w.m.Errors.WithLabelValues("snapshot").Inc()
-			}
+			err = w.startSnapshot(ctx, snapCtx)
 		}
 		if err == nil && time.Since(w.lastStatus) >= w.o.StatusInterval {
 			w.reportStatus(ctx)
