@@ -88,7 +88,7 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 	var parts []owned
 	w.mu.Lock()
 	for _, ps := range w.parts {
-		if len(ps.boot) == 0 && len(ps.republish) == 0 {
+		if len(ps.boot) == 0 && len(ps.republish) == 0 && !ps.restoring {
 			parts = append(parts, owned{ps.tp, ps.next, ps.plan})
 		}
 	}
@@ -238,6 +238,72 @@ func firstErr(errs ...error) error {
 		if e != nil {
 			return e
 		}
+	}
+	return nil
+}
+
+// restoreResult is a finished background restore.
+type restoreResult struct {
+	tp  topicPartition
+	err error
+}
+
+// startRestore restores partition tp from its newest snapshot in a
+// background goroutine (one per partition at a time), so that neither the
+// group's rebalance (franz-go calls adjustOffsets inside it) nor the poll
+// loop waits for snapshot I/O. The partition stays paused meanwhile;
+// finishRestores resumes it. Exactly once: restore commits the state and
+// the offsets it covers in one batch, and nothing of the partition is
+// applied before that batch is committed. w.mu held.
+func (w *Worker) startRestore(plan *events.Plan, tp topicPartition) {
+	if w.restoring[tp] {
+		return // the restore in flight serves this assignment too
+	}
+	w.restoring[tp] = true
+	ctx := w.bgCtx
+	w.restoreWG.Add(1)
+	go func() {
+		defer w.restoreWG.Done()
+		_, _, err := w.restore(ctx, plan, tp)
+		w.mu.Lock()
+		delete(w.restoring, tp)
+		w.restoreDone = append(w.restoreDone, restoreResult{tp, err})
+		w.mu.Unlock()
+	}()
+}
+
+// finishRestores loads again, from Pebble, every owned partition whose
+// background restore finished (with a snapshot's state, or none found: then
+// it is replayed from the start), sets its fetch offset and resumes it. Poll
+// goroutine, before AllowRebalance (franz-go's rule for SetOffsets). A
+// failed restore is returned: restart the worker.
+func (w *Worker) finishRestores(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	done := w.restoreDone
+	w.restoreDone = nil
+	for _, r := range done {
+		if r.err != nil {
+			if w.bgCtx.Err() != nil {
+				return nil // Run is ending
+			}
+			return fmt.Errorf("restore %s/%d from a snapshot: %w", r.tp.topic, r.tp.partition, r.err)
+		}
+		old := w.parts[r.tp]
+		if old == nil || !old.restoring {
+			continue // revoked since (the restored state stays in Pebble)
+		}
+		ps, start, err := w.loadPartition(ctx, old.plan, r.tp, false)
+		if err != nil {
+			return err
+		}
+		w.parts[r.tp] = ps
+		if eo := start.EpochOffset(); eo.Offset >= 0 {
+			w.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.tp.topic: {r.tp.partition: eo}})
+		}
+		w.cl.ResumeFetchPartitions(map[string][]int32{r.tp.topic: {r.tp.partition}})
+		w.log.Info("partition resumed after its restore", zap.String("topic", r.tp.topic), zap.Int32("partition", r.tp.partition),
+			zap.Int64("applied_through", ps.applyFrom), zap.Int64("published_through", ps.published))
 	}
 	return nil
 }

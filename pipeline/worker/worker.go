@@ -136,6 +136,13 @@ type Worker struct {
 
 	mu    sync.Mutex
 	parts map[topicPartition]*partState
+	// Restores from snapshots run in the background (see startRestore):
+	// in flight by partition, and finished ones waiting for the poll
+	// goroutine. Guarded by mu.
+	restoring   map[topicPartition]bool
+	restoreDone []restoreResult
+	restoreWG   sync.WaitGroup
+	bgCtx       context.Context // background work (snapshots, restores) stops with Run
 
 	bootChanged atomic.Bool // owned bootstraps changed: rebuild bootCl
 	bootCl      *kgo.Client // reads history for bootstrapping partitions
@@ -221,6 +228,10 @@ type partState struct {
 
 	boot      []*bootFeature // new feature versions replaying history
 	republish []int          // feature indices whose tiles must all be republished
+	// restoring: a background restore from a snapshot runs; the partition
+	// is paused and none of its records are applied until finishRestores
+	// replaces this state.
+	restoring bool
 }
 
 type dirtyTile struct {
@@ -276,7 +287,7 @@ func New(o Options) (*Worker, error) {
 	}
 	w := &Worker{
 		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
-		parts:   make(map[topicPartition]*partState),
+		parts:   make(map[topicPartition]*partState), restoring: map[topicPartition]bool{}, bgCtx: context.Background(),
 		snapNow: make(chan struct{}, 1), flOffsets: map[int32]int64{}, lastSnapTime: time.Now(),
 		planMetrics: make(map[string]*planMetrics, len(plans)),
 	}
@@ -343,13 +354,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	hintCtx, stopHints := context.WithCancel(ctx)
 	var hints sync.WaitGroup
 	var hinting atomic.Bool
-	// The background snapshot writer stops with Run.
+	// The background snapshot writer and restores stop with Run.
 	snapCtx, stopSnap := context.WithCancel(ctx)
+	w.bgCtx = snapCtx
 	defer func() {
 		stopHints()
 		hints.Wait()
 		stopSnap()
 		w.snapWG.Wait()
+		w.restoreWG.Wait()
 		// Poll blocks rebalances until allowed; leaving the group on Close
 		// is a rebalance, so allow it first or Close waits forever.
 		cl.AllowRebalance()
@@ -391,7 +404,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.m.Errors.WithLabelValues("fetch").Inc()
 			w.log.Warn("fetch error", zap.String("topic", fe.Topic), zap.Int32("partition", fe.Partition), zap.Error(fe.Err))
 		}
-		err := w.refreshBootClient(ctx)
+		err := w.finishRestores(ctx)
+		if err == nil {
+			err = w.refreshBootClient(ctx)
+		}
 		if err == nil {
 			err = w.apply(ctx, fetches)
 		}
@@ -459,6 +475,11 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 	}
 	if w.o.Snapshots != nil {
 		wait = min(wait, time.Second) // notice snapshot requests and periods when idle
+		w.mu.Lock()
+		if len(w.restoring) > 0 || len(w.restoreDone) > 0 {
+			wait = min(wait, 20*time.Millisecond) // resume restored partitions soon
+		}
+		w.mu.Unlock()
 	}
 	if wait == forever {
 		return w.cl.PollRecords(ctx, w.o.MaxPollRecords)
@@ -484,25 +505,45 @@ func (w *Worker) shutdown() error {
 func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	pause, resume := map[string][]int32{}, map[string][]int32{}
 	for topic, parts := range assigned {
 		plan := w.plans[topic]
 		for p := range parts {
-			ps, start, err := w.loadPartition(ctx, plan, topicPartition{topic, p})
+			ps, start, err := w.loadPartition(ctx, plan, topicPartition{topic, p}, true)
 			if err != nil {
 				w.log.Error("read partition offsets", zap.Error(err))
 				return nil, err
 			}
 			w.parts[ps.tp] = ps
 			parts[p] = start
+			if ps.restoring {
+				pause[topic] = append(pause[topic], p)
+				w.log.Info("partition assigned; restoring it from a snapshot", zap.String("topic", topic), zap.Int32("partition", p))
+				continue
+			}
+			// Paused if it was restoring when last revoked.
+			resume[topic] = append(resume[topic], p)
 			w.log.Info("partition assigned", zap.String("topic", topic), zap.Int32("partition", p),
 				zap.Int64("applied_through", ps.applyFrom), zap.Int64("published_through", ps.published))
 		}
+	}
+	if len(pause) > 0 {
+		w.cl.PauseFetchPartitions(pause)
+	}
+	if len(resume) > 0 {
+		w.cl.ResumeFetchPartitions(resume)
 	}
 	w.m.Assigned.Set(float64(len(w.parts)))
 	return assigned, nil
 }
 
-func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
+// loadPartition reads a newly assigned partition's offsets and feature
+// versions from Pebble and returns its state and the offset to fetch from.
+// A partition with no state here, when tryRestore is set and snapshots are
+// configured, is returned restoring (ps.restoring): a background restore is
+// started (startRestore), and the caller pauses it until finishRestores
+// loads it again. w.mu held.
+func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition, tryRestore bool) (*partState, kgo.Offset, error) {
 	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}}
 	applied, hasApplied, err := w.o.Store.GetOffset(keys.Offset(tp.topic, tp.partition))
 	if err != nil {
@@ -512,17 +553,13 @@ func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicP
 	if err != nil {
 		return nil, kgo.Offset{}, err
 	}
-	if !hasApplied && w.o.Snapshots != nil {
+	if !hasApplied && w.o.Snapshots != nil && tryRestore {
 		// New to this worker: start from the newest snapshot of the
 		// partition, if any, instead of the earliest retained offset, so
 		// that history older than the topic's retention is not lost.
-		next, ok, err := w.restore(ctx, plan, tp)
-		if err != nil {
-			return nil, kgo.Offset{}, err
-		}
-		if ok {
-			applied, hasApplied, published, hasPublished = next, true, next, true
-		}
+		ps.restoring = true
+		w.startRestore(plan, tp)
+		return ps, kgo.NewOffset().AtStart(), nil
 	}
 	ps.applyFrom = applied
 	if err := w.loadFeatures(ps, applied, hasApplied); err != nil {
@@ -608,7 +645,11 @@ func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish b
 	w.pubMu.Unlock()
 
 	w.mu.Lock()
+	unpause := map[string][]int32{}
 	for tp := range gone {
+		if ps := w.parts[tp]; ps != nil && ps.restoring {
+			unpause[tp.topic] = append(unpause[tp.topic], tp.partition)
+		}
 		if ps := w.parts[tp]; ps != nil && len(ps.boot) > 0 {
 			w.bootChanged.Store(true)
 		}
@@ -617,6 +658,9 @@ func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish b
 	}
 	w.m.Assigned.Set(float64(len(w.parts)))
 	w.mu.Unlock()
+	if len(unpause) > 0 && w.cl != nil {
+		w.cl.ResumeFetchPartitions(unpause) // no longer ours: nothing is fetched
+	}
 }
 
 // dropPendingLocked removes the pending partitions sel accepts from the
@@ -657,7 +701,8 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		if len(fp.Records) == 0 {
 			return
 		}
-		if ps := w.partition(fp.Topic, fp.Partition); ps != nil { // nil: revoked while fetched
+		// nil: revoked while fetched; restoring: fetched before paused.
+		if ps := w.partition(fp.Topic, fp.Partition); ps != nil && !ps.restoring {
 			todo = append(todo, work{ps, fp})
 		}
 	})
@@ -1026,6 +1071,9 @@ func (w *Worker) reportStatus(ctx context.Context) {
 	var recs []*kgo.Record
 	w.mu.Lock()
 	for _, ps := range w.parts {
+		if ps.restoring {
+			continue
+		}
 		warming := map[int]bool{}
 		for _, bf := range ps.boot {
 			warming[bf.idx] = true
