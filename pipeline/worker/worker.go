@@ -287,7 +287,7 @@ func New(o Options) (*Worker, error) {
 	}
 	w := &Worker{
 		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
-		parts:   make(map[topicPartition]*partState), restoring: map[topicPartition]bool{}, bgCtx: context.Background(),
+		parts: make(map[topicPartition]*partState), restoring: map[topicPartition]bool{}, bgCtx: context.Background(),
 		snapNow: make(chan struct{}, 1), flOffsets: map[int32]int64{}, lastSnapTime: time.Now(),
 		planMetrics: make(map[string]*planMetrics, len(plans)),
 	}
