@@ -122,34 +122,78 @@ func (pr *probes) lags() []time.Duration {
 	return out
 }
 
-// revokedBetween returns the partitions of topic that the worker logging
-// (JSON, zap's production encoder) to path revoked or lost between from and
-// to.
-func revokedBetween(t testing.TB, path, topic string, from, to time.Time) map[int32]bool {
+// ownEvent is a worker taking (assigned) or giving up a partition.
+type ownEvent struct {
+	at        time.Time
+	partition int32
+	assigned  bool
+}
+
+// owned is a worker's ownership history of one topic's partitions.
+type owned []ownEvent
+
+// ownership reads, from the log of a worker (JSON, zap's production
+// encoder) at path, when it was assigned and gave up (revoked or lost)
+// each partition of topic.
+func ownership(t testing.TB, path, topic string) owned {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int32]bool{}
+	var out owned
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		var entry struct {
 			TS         float64            `json:"ts"`
 			Msg        string             `json:"msg"`
+			Topic      string             `json:"topic"`
+			Partition  int32              `json:"partition"`
 			Partitions map[string][]int32 `json:"partitions"`
 		}
 		if len(line) == 0 || json.Unmarshal(line, &entry) != nil {
 			continue
 		}
 		at := time.Unix(0, int64(entry.TS*1e9))
-		if (entry.Msg != "partitions revoked" && entry.Msg != "partitions lost") || at.Before(from) || at.After(to) {
-			continue
-		}
-		for _, p := range entry.Partitions[topic] {
-			out[p] = true
+		switch entry.Msg {
+		case "partition assigned":
+			if entry.Topic == topic {
+				out = append(out, ownEvent{at, entry.Partition, true})
+			}
+		case "partitions revoked", "partitions lost":
+			for _, p := range entry.Partitions[topic] {
+				out = append(out, ownEvent{at, p, false})
+			}
 		}
 	}
+	slices.SortStableFunc(out, func(a, b ownEvent) int { return a.at.Compare(b.at) })
 	return out
+}
+
+// since returns since when partition has been owned at t (ok false: not
+// owned at t).
+func (o owned) since(partition int32, t time.Time) (time.Time, bool) {
+	var from time.Time
+	ok := false
+	for _, e := range o {
+		if e.at.After(t) {
+			break
+		}
+		if e.partition == partition {
+			from, ok = e.at, e.assigned
+		}
+	}
+	return from, ok
+}
+
+// revocations counts the partitions given up.
+func (o owned) revocations() int {
+	n := 0
+	for _, e := range o {
+		if !e.assigned {
+			n++
+		}
+	}
+	return n
 }
 
 // owners describes the group: its state, its number of members and, per
@@ -205,7 +249,7 @@ func testCrashLoop(t *testing.T, static bool) {
 		kills     = 8
 		users     = 300
 		steadyID  = "featurepipe-steady"
-		freshness = session // bound on a kept partition's freshness lag
+		freshness = session // bound on the freshness lag of the steady worker's partitions
 	)
 	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
@@ -250,8 +294,7 @@ func testCrashLoop(t *testing.T, static bool) {
 	}
 
 	// During the loop: events stream in, probes every 200ms, and every
-	// 100ms a sample of each partition's freshness lag and, when the
-	// group is stable, which partitions the steady worker owns.
+	// 100ms a sample of each partition's freshness lag.
 	type sample struct {
 		at   time.Time
 		lags []time.Duration
@@ -259,10 +302,7 @@ func testCrashLoop(t *testing.T, static bool) {
 	var (
 		mu      sync.Mutex
 		samples []sample
-		kept    map[int32]bool // owned by the steady worker in every stable description
-		stable  int
 	)
-	loopStart := time.Now()
 	loopCtx, endLoop := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	bg.Add(3)
@@ -289,23 +329,6 @@ func testCrashLoop(t *testing.T, static bool) {
 				samples = append(samples, sample{time.Now(), lags})
 				mu.Unlock()
 			}
-			if state, _, own, err := owners(loopCtx, adm, cfg.Kafka.Group, topic); err == nil && state == "Stable" {
-				mu.Lock()
-				stable++
-				now := map[int32]bool{}
-				for _, part := range own[steadyID] {
-					now[part] = true
-				}
-				if kept == nil {
-					kept = now
-				}
-				for part := range kept {
-					if !now[part] {
-						delete(kept, part)
-					}
-				}
-				mu.Unlock()
-			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
@@ -325,43 +348,35 @@ func testCrashLoop(t *testing.T, static bool) {
 	time.Sleep(500 * time.Millisecond) // samples after the last kill
 	endLoop()
 	bg.Wait()
-	// A round can complete and the next begin between two descriptions:
-	// the steady worker's log says exactly which partitions it gave up.
-	for part := range revokedBetween(t, logf.Name(), topic, loopStart, time.Now()) {
-		mu.Lock()
-		delete(kept, part)
-		mu.Unlock()
-	}
 
+	// A lag is the steady worker's when it owned the partition since the
+	// oldest probe event not yet counted was sent: its own log says when
+	// it was assigned and gave up each partition. (Partitions it gave to
+	// the crashing worker wait for that member's death to be noticed.)
+	own := ownership(t, logf.Name(), topic)
 	mu.Lock()
-	var maxKept, maxAny time.Duration
+	var maxSteady, maxAny time.Duration
+	counted := 0
 	for _, s := range samples {
 		for part, lag := range s.lags {
 			maxAny = max(maxAny, lag)
-			if kept[int32(part)] {
-				maxKept = max(maxKept, lag)
+			if since, ok := own.since(int32(part), s.at); ok && !since.After(s.at.Add(-lag)) {
+				maxSteady = max(maxSteady, lag)
+				counted++
 			}
 		}
 	}
-	keptParts := make([]int32, 0, len(kept))
-	for part := range kept {
-		keptParts = append(keptParts, part)
-	}
-	slices.Sort(keptParts)
-	nSamples, nStable := len(samples), stable
+	nSamples := len(samples)
 	mu.Unlock()
-	t.Logf("crash loop: %d kill -9 of the second worker; %d freshness samples, %d stable group descriptions; the steady worker kept partitions %v of %s",
-		kills, nSamples, nStable, keptParts, topic)
-	t.Logf("largest freshness lag during the loop: %s on a partition the steady worker kept, %s on any partition",
-		maxKept.Round(time.Millisecond), maxAny.Round(time.Millisecond))
-	if nSamples < 20 || nStable == 0 {
-		t.Fatalf("too few samples (%d freshness, %d stable) to judge freshness", nSamples, nStable)
+	t.Logf("crash loop: %d kill -9 of the second worker; %d freshness samples, %d of them (per partition) on a partition the steady worker owned; it gave up partitions %d times",
+		kills, nSamples, counted, own.revocations())
+	t.Logf("largest freshness lag during the loop: %s on a partition the steady worker owned, %s on any partition",
+		maxSteady.Round(time.Millisecond), maxAny.Round(time.Millisecond))
+	if counted < 20 {
+		t.Fatalf("too few samples (%d of %d) on the steady worker's partitions to judge freshness", counted, nSamples)
 	}
-	if len(keptParts) == 0 {
-		t.Fatalf("the steady worker kept none of %s's partitions through the loop: every partition moved", topic)
-	}
-	if maxKept > freshness {
-		t.Errorf("a partition the steady worker kept was %s stale during the loop (bound %s): the crash loop stalled it", maxKept.Round(time.Millisecond), freshness)
+	if maxSteady > freshness {
+		t.Errorf("a partition the steady worker owned was %s stale during the loop (bound %s): the crash loop stalled it", maxSteady.Round(time.Millisecond), freshness)
 	}
 
 	// A last, healthy start: the group converges (both workers own
