@@ -346,17 +346,22 @@ func (w *Worker) Run(ctx context.Context) error {
 		opts = append(opts, kgo.InstanceID(w.o.InstanceID))
 	}
 	opts = append(opts, w.o.ExtraOpts...)
+	// The background snapshot writer and restores stop with Run.
+	snapCtx, stopSnap := context.WithCancel(ctx)
+	// The group callbacks (adjustOffsets) use w.cl and w.bgCtx under w.mu:
+	// holding it here makes them wait until both are set.
+	w.mu.Lock()
+	w.bgCtx = snapCtx
 	cl, err := kgo.NewClient(opts...)
+	w.cl = cl
+	w.mu.Unlock()
 	if err != nil {
+		stopSnap()
 		return fmt.Errorf("worker kafka client: %w", err)
 	}
-	w.cl = cl
 	hintCtx, stopHints := context.WithCancel(ctx)
 	var hints sync.WaitGroup
 	var hinting atomic.Bool
-	// The background snapshot writer and restores stop with Run.
-	snapCtx, stopSnap := context.WithCancel(ctx)
-	w.bgCtx = snapCtx
 	defer func() {
 		stopHints()
 		hints.Wait()
