@@ -42,7 +42,10 @@ type reaper struct {
 	members map[memberKey]*memberSeen
 	groups  map[string]timeouts // largest timeouts seen per group
 	gens    map[string]int32    // latest generation seen per group
-	now     func() time.Time
+	// leaderSynced is the latest generation whose leader SyncGroup (the
+	// one with the assignment) was seen, per group.
+	leaderSynced map[string]int32
+	now          func() time.Time
 }
 
 type memberKey struct{ group, member string }
@@ -58,6 +61,9 @@ type memberSeen struct {
 	// answered is when the group was first seen in another state after
 	// that request: the request was answered (zero: not yet).
 	answered time.Time
+	// gen is the group generation current at that request (as seen in
+	// other requests): the round that answers it has a newer one.
+	gen int32
 	timeouts
 }
 
@@ -93,7 +99,7 @@ func startReaper(c *kfake.Cluster, addr string) (*reaper, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &reaper{cl: cl, adm: kadm.NewClient(cl), cancel: cancel, done: make(chan struct{}),
-		members: map[memberKey]*memberSeen{}, groups: map[string]timeouts{}, gens: map[string]int32{}, now: time.Now}
+		members: map[memberKey]*memberSeen{}, groups: map[string]timeouts{}, gens: map[string]int32{}, leaderSynced: map[string]int32{}, now: time.Now}
 	observe := func(req kmsg.Request) (kmsg.Response, error, bool) {
 		r.observe(req)
 		return nil, nil, false // observe only: kfake handles the request
@@ -125,7 +131,7 @@ func (r *reaper) observe(req kmsg.Request) {
 		g := r.groups[req.Group]
 		r.groups[req.Group] = timeouts{max(g.session, t.session), max(g.rebalance, t.rebalance)}
 		if req.MemberID != "" {
-			r.members[memberKey{req.Group, req.MemberID}] = &memberSeen{last: now, awaiting: "PreparingRebalance", timeouts: t}
+			r.members[memberKey{req.Group, req.MemberID}] = &memberSeen{last: now, awaiting: "PreparingRebalance", gen: r.gens[req.Group], timeouts: t}
 		}
 	case *kmsg.SyncGroupRequest:
 		r.gens[req.Group] = max(r.gens[req.Group], req.Generation)
@@ -133,13 +139,24 @@ func (r *reaper) observe(req kmsg.Request) {
 		// JoinGroup still waiting was answered. The leader's (the one
 		// with the assignment) completes the sync round: every
 		// SyncGroup waiting is answered.
+		// Only a SyncGroup of a newer generation than the one current
+		// at a member's request answers it (a late one of an older round
+		// does not).
 		for k, m := range r.members {
-			if k.group == req.Group && m.answered.IsZero() && (m.awaiting == "PreparingRebalance" ||
+			if k.group == req.Group && m.answered.IsZero() && req.Generation > m.gen && (m.awaiting == "PreparingRebalance" ||
 				m.awaiting == "CompletingRebalance" && len(req.GroupAssignment) > 0) {
 				m.answered = now
 			}
 		}
+		if len(req.GroupAssignment) > 0 {
+			r.leaderSynced[req.Group] = max(r.leaderSynced[req.Group], req.Generation)
+		}
 		r.touch(req.Group, req.MemberID, now, "CompletingRebalance")
+		m := r.members[memberKey{req.Group, req.MemberID}]
+		m.gen = req.Generation - 1
+		if r.leaderSynced[req.Group] >= req.Generation {
+			m.answered = now // the leader synced first: kfake answers at once
+		}
 	case *kmsg.HeartbeatRequest:
 		if req.Version == 0 {
 			return // the reaper's keep-alive (see reap)

@@ -129,6 +129,7 @@ type Worker struct {
 	// fatal is an error met in a rebalance callback that makes going on
 	// unsafe; Run returns it at its next step.
 	fatal atomic.Pointer[error]
+	wake  atomic.Pointer[context.CancelFunc] // ends the running poll
 	// stepStart and callbackStart are when the running poll-loop step and
 	// rebalance callback began (unix ns; 0: none runs): see Healthy.
 	stepStart     atomic.Int64
@@ -486,11 +487,20 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 		}
 		w.mu.Unlock()
 	}
+	var pctx context.Context
+	var cancel context.CancelFunc
 	if wait == forever {
-		return w.cl.PollRecords(ctx, w.o.MaxPollRecords)
+		pctx, cancel = context.WithCancel(ctx)
+	} else {
+		pctx, cancel = context.WithTimeout(ctx, wait)
 	}
-	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	// A rebalance callback that fails (w.fatal) wakes the poll.
+	w.wake.Store(&cancel)
+	defer w.wake.Store(nil)
+	if w.fatal.Load() != nil {
+		cancel()
+	}
 	return w.cl.PollRecords(pctx, w.o.MaxPollRecords)
 }
 
@@ -642,6 +652,9 @@ func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish b
 		if err := w.publishLocked(pctx, sel); err != nil {
 			err = fmt.Errorf("publish revoked partitions: %w", err)
 			w.fatal.CompareAndSwap(nil, &err)
+			if wake := w.wake.Load(); wake != nil {
+				(*wake)()
+			}
 			w.log.Error("publish on revoke", zap.Error(err))
 		}
 		cancel()
