@@ -12,24 +12,32 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 )
 
-// kfake (as of v0.0.0-20260918054303) does not expire a classic consumer
-// group member whose connection died while it waited in JoinGroup: the join
-// response cannot be delivered, and kfake starts a member's session timer
-// only when a response is delivered. The member stays in the group with no
-// timer; if the group then becomes stable it keeps its partitions (nothing
-// processes them) until some later rebalance drops it after the full
-// rebalance timeout, and every crash-looping worker adds one. Apache Kafka
-// expires such a member after its session timeout.
+// kfake (as of v0.0.0-20260918054303, the newest on the module proxy)
+// departs from Apache Kafka's classic consumer groups in two ways that stall
+// a group with a crash-looping member:
 //
-// The reaper restores Kafka's rule from outside: it watches the group
-// requests (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and, once a second,
-// removes with a LeaveGroup request every classic-group member that sent
-// nothing for longer than its session timeout, counted, if its last request
-// was a JoinGroup or SyncGroup (which block while the group rebalances), from
-// when that rebalance step was seen completed, and bounded by its rebalance
-// timeout plus its session timeout (memberSeen.isDead). A member the
-// reaper never saw a request from (a static member's first join carries no
-// member id; groups reloaded from DataDir) is timed from when it first
+//   - A member whose connection died while it waited in JoinGroup never
+//     expires: kfake starts a member's session timer only when a response is
+//     delivered, and that one cannot be. If the group then becomes stable the
+//     member keeps its partitions (nothing processes them) until a later
+//     rebalance drops it after the full rebalance timeout; every crash adds
+//     one. Kafka expires it after its session timeout.
+//   - A live member waiting in JoinGroup or SyncGroup keeps its session timer
+//     running, so a rebalance that lasts longer than the session timeout (one
+//     waiting for such dead members) drops it, and its JoinGroup is never
+//     answered (the client waits for its request timeout). Kafka keeps a
+//     member waiting in a rebalance alive.
+//
+// The reaper restores Kafka's rules from outside, through the protocol. It
+// watches the group requests (JoinGroup, SyncGroup, Heartbeat, LeaveGroup)
+// and, once a second, (1) heartbeats for every member waiting in a
+// rebalance, and (2) removes with a LeaveGroup request every classic-group
+// member that sent nothing for longer than its session timeout, counted, if
+// its last request was a JoinGroup or SyncGroup, from when that request was
+// answered (seen by a SyncGroup of a newer round), and bounded by its
+// rebalance timeout plus its session timeout (memberSeen.isDead). A member
+// the reaper never saw a request from (a static member's first join carries
+// no member id; groups reloaded from DataDir) is timed from when it first
 // appears in the group's description, with the largest timeouts seen in its
 // group (or franz-go's defaults, 45s and 60s).
 type reaper struct {
@@ -58,8 +66,8 @@ type memberSeen struct {
 	// JoinGroup ("PreparingRebalance") or SyncGroup
 	// ("CompletingRebalance"), blocks; "" after a heartbeat.
 	awaiting string
-	// answered is when the group was first seen in another state after
-	// that request: the request was answered (zero: not yet).
+	// answered is when that request was answered, as far as the reaper
+	// can tell (zero: not yet).
 	answered time.Time
 	// gen is the group generation current at that request (as seen in
 	// other requests): the round that answers it has a newer one.
