@@ -207,7 +207,9 @@ func launchWorker(t testing.TB, o worker.Options, dir string) *workerRun {
 	if o.SessionTimeout == 0 {
 		o.SessionTimeout = 6 * time.Second
 	}
-	o.ExtraOpts = append(o.ExtraOpts, kgo.RebalanceTimeout(10*time.Second))
+	if o.RebalanceTimeout == 0 {
+		o.RebalanceTimeout = 10 * time.Second
+	}
 	w, err := worker.New(o)
 	if err != nil {
 		st.Close()
