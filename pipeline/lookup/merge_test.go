@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/featurelog"
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/state"
 )
@@ -61,10 +62,12 @@ func TestViewMergesSourcePartitions(t *testing.T) {
 	recent, older := count7d.TileStart(T-aggregations.Hour), count7d.TileStart(T-3*aggregations.Day)
 	send := func(part int32, feature string, start int64, ir *aggregations.IR) {
 		t.Helper()
-		r := &kgo.Record{Key: keys.AppendFeatureLog(nil, keys.TileRef{Entity: "user", EntityKey: "u1", FeatureID: feature,
-			SourcePartition: part, Start: start})}
+		r := &kgo.Record{}
+		ref := keys.TileRef{Entity: "user", EntityKey: "u1", FeatureID: feature, SourcePartition: part, Start: start}
 		if ir != nil {
-			r.Value = aggregations.AppendTile(nil, aggregations.Tile{Start: start, IR: *ir})
+			_, r.Key, r.Value = featurelog.Append(nil, ref, aggregations.Tile{Start: start, IR: *ir}, true)
+		} else {
+			_, r.Key, r.Value = featurelog.Append(nil, ref, aggregations.Tile{}, false)
 		}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatal(err)

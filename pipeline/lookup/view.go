@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/featurelog"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/keys"
 )
@@ -354,7 +355,7 @@ func (s *Service) consume(ctx context.Context) error {
 			b := s.o.Store.NewBatch()
 			oldLayout := 0
 			for _, r := range fp.Records {
-				ref, err := keys.ParseFeatureLog(r.Key)
+				rec, err := featurelog.Parse(r.Key, r.Value)
 				if errors.Is(err, keys.ErrOldLayout) {
 					oldLayout++ // reported once per fetch below
 					continue
@@ -363,6 +364,7 @@ func (s *Service) consume(ctx context.Context) error {
 					s.log.Warn("skipping malformed feature-log record", zap.Int32("partition", fp.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
 					continue
 				}
+				ref := rec.Ref
 				ck := ref.Entity + "\x00" + ref.EntityKey
 				e, ok := cache[ck]
 				if !ok {
@@ -382,20 +384,13 @@ func (s *Service) consume(ctx context.Context) error {
 				}
 				seen := keys.IsSeenID(ref.FeatureID)
 				switch {
-				case r.Value == nil && seen: // never published; markers are never deleted
-				case r.Value == nil:
+				case rec.Deleted && seen: // never published; markers are never deleted
+				case rec.Deleted:
 					e.series[i].DeleteTile(ref.Start)
+				case seen:
+					setSeen(&e.series[i], rec.Tile)
 				default:
-					t, _, err := aggregations.DecodeTile(r.Value)
-					if err != nil {
-						s.log.Warn("skipping undecodable tile", zap.Int32("partition", fp.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
-						continue
-					}
-					if seen {
-						setSeen(&e.series[i], t)
-					} else {
-						e.series[i].SetTile(t)
-					}
+					e.series[i].SetTile(rec.Tile)
 				}
 				if ts := r.Timestamp.UnixMilli(); ts > e.updated[i] {
 					e.updated[i] = ts

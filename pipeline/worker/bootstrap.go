@@ -245,20 +245,19 @@ func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 			it.Close()
 			return err
 		}
+		emit := func(feature int, start int64) {
+			r := &kgo.Record{Topic: topic}
+			_, r.Key, r.Value = appendRecord(nil, ps, es, feature, start)
+			w.cl.Produce(ctx, r, w.published)
+			n++
+		}
 		for _, i := range ps.republish {
-			f := &plan.Features[i]
 			s := &es.series[i]
-			emit := func(t aggregations.Tile) {
-				w.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: keys.AppendFeatureLog(nil, keys.TileRef{
-					Entity: plan.Entity, EntityKey: key, FeatureID: f.ID, SourcePartition: tp.partition, Start: t.Start}),
-					Value: aggregations.AppendTile(nil, t)}, w.published)
-				n++
-			}
-			if base, ok := s.Tile(aggregations.BaseStart); ok {
-				emit(base)
+			if _, ok := s.Tile(aggregations.BaseStart); ok {
+				emit(i, aggregations.BaseStart)
 			}
 			for _, t := range s.Tiles {
-				emit(t)
+				emit(i, t.Start)
 			}
 		}
 	}

@@ -42,15 +42,3 @@ func (w *Worker) noteSeen(ps *partState, es *entityState, ts int64, replay bool)
 	w.markModified(ps, es)
 	ps.dirty[dirtyTile{es, seenFeature, aggregations.BaseStart}] = struct{}{}
 }
-
-// appendSeenRecord appends the feature-log key and value of es's marker to
-// slab, returning it and the two sub-slices.
-func appendSeenRecord(slab []byte, ps *partState, es *entityState) (out, key, value []byte) {
-	from := len(slab)
-	slab = keys.AppendFeatureLog(slab, keys.TileRef{Entity: ps.plan.Entity, EntityKey: es.key, FeatureID: ps.seenID,
-		SourcePartition: ps.tp.partition, Start: aggregations.BaseStart})
-	key = slab[from:len(slab):len(slab)]
-	from = len(slab)
-	slab = aggregations.AppendTile(slab, aggregations.Tile{Start: aggregations.BaseStart, IR: es.seen.Base})
-	return slab, key, slab[from:len(slab):len(slab)]
-}

@@ -1021,26 +1021,11 @@ func (w *Worker) publishLocked(ctx context.Context, sel func(*partState) bool) e
 	slab := make([]byte, 0, n*64)
 	i := 0
 	for _, ps := range parts {
-		plan := ps.plan
 		for d := range ps.dirty {
 			r := &recs[i]
 			i++
 			r.Topic = topic
-			if d.feature == seenFeature {
-				slab, r.Key, r.Value = appendSeenRecord(slab, ps, d.es)
-				w.cl.Produce(ctx, r, w.published)
-				continue
-			}
-			f := &plan.Features[d.feature]
-			from := len(slab)
-			slab = keys.AppendFeatureLog(slab, keys.TileRef{Entity: plan.Entity, EntityKey: d.es.key, FeatureID: f.ID,
-				SourcePartition: ps.tp.partition, Start: d.start})
-			r.Key = slab[from:len(slab):len(slab)]
-			if t, ok := d.es.series[d.feature].Tile(d.start); ok {
-				from = len(slab)
-				slab = aggregations.AppendTile(slab, t)
-				r.Value = slab[from:len(slab):len(slab)]
-			}
+			slab, r.Key, r.Value = appendRecord(slab, ps, d.es, d.feature, d.start)
 			w.cl.Produce(ctx, r, w.published)
 		}
 	}
