@@ -138,7 +138,8 @@ func (w *Worker) refreshBootClient(ctx context.Context) error {
 		return nil
 	}
 	cl, err := kgo.NewClient(append(kafka.BaseOpts(w.o.Brokers, w.o.ClientID+"-bootstrap", w.log),
-		kgo.ConsumePartitions(start), kgo.FetchMaxBytes(32<<20))...)
+		kgo.ConsumePartitions(start), kgo.FetchMaxBytes(32<<20),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...) // as the live stream
 	if err != nil {
 		return fmt.Errorf("bootstrap client: %w", err)
 	}

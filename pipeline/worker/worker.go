@@ -344,6 +344,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Records of aborted transactions in a source topic never happened:
+		// read only committed ones (franz-go's default reads uncommitted).
+		// An open transaction holds its partition back until it ends.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Cooperative (KIP-429): a rebalance revokes only the partitions
 		// that move, so the others keep being processed while the group
 		// waits for a slow or dead member. This is franz-go's default,
