@@ -269,21 +269,33 @@ func (s *Service) load(entity, key string, e *entityView, kbuf, vbuf []byte) (fo
 	return true, nil
 }
 
-// consume follows the feature log into the Pebble view until ctx ends.
+// consume follows the feature log into the Pebble view until ctx ends. It
+// first catches up with the end offsets (last stable offsets) seen at start
+// with kafka.ReadBatches, which ends by read position (a compacted tail or a
+// transaction marker at end-1 does not keep the replica unready), then
+// follows the log from the positions that read reached.
 func (s *Service) consume(ctx context.Context) error {
 	topic := s.o.Config.Kafka.FeatureLogTopic
 	admin, err := kgo.NewClient(kafka.BaseOpts(s.o.Brokers, s.o.ClientID+"-admin", s.log)...)
 	if err != nil {
 		return fmt.Errorf("lookup kafka client: %w", err)
 	}
+	defer admin.Close()
 	if err := kafka.EnsureTopics(ctx, admin, s.o.Config); err != nil {
-		admin.Close()
 		return err
 	}
 	var ends map[int32]int64
 	for {
-		ends, err = kafka.EndOffsets(ctx, admin, topic)
+		var rs kafka.Ranges
+		rs, err = kafka.ToEnd(ctx, admin, topic)
+		if err == nil && len(rs) == 0 {
+			err = fmt.Errorf("feature log %s has no partitions yet", topic)
+		}
 		if err == nil || ctx.Err() != nil {
+			ends = make(map[int32]int64, len(rs))
+			for p, r := range rs {
+				ends[p] = r.End
+			}
 			break
 		}
 		s.log.Warn("waiting for feature log", zap.Error(err))
@@ -293,7 +305,6 @@ func (s *Service) consume(ctx context.Context) error {
 		}
 	}
 	if ctx.Err() != nil {
-		admin.Close()
 		return nil
 	}
 	if s.emptyView(topic, ends) {
@@ -302,22 +313,44 @@ func (s *Service) consume(ctx context.Context) error {
 			s.log.Warn("cold start from snapshots failed; replaying the feature log", zap.Error(err))
 		}
 	}
-	admin.Close()
-	start := make(map[int32]kgo.Offset, len(ends))
+	ranges := make(kafka.Ranges, len(ends))
 	next := make(map[int32]int64, len(ends))
-	for p := range ends {
+	for p, end := range ends {
 		off, found, err := s.o.Store.GetOffset(keys.ViewLogOffset(topic, p))
 		if err != nil {
 			return err
 		}
 		if found {
-			start[p] = kgo.NewOffset().At(off).WithEpoch(-1)
 			next[p] = off
-		} else {
-			start[p] = kgo.NewOffset().AtStart()
 		}
+		ranges[p] = kafka.Range{From: off, End: max(off, end)} // From 0: the log start (ReadBatches moves past retention)
 	}
 	s.setCatchUp(ends, next)
+	a := newLogApplier(s.cache.enabled())
+	s.log.Info("catching up with the feature log", zap.String("topic", topic), zap.Int("partitions", len(ends)), zap.Any("end_offsets_at_start", ends))
+	pos, err := kafka.ReadBatches(ctx, admin, topic, ranges, func(p int32, recs []*kgo.Record) error {
+		return s.applyLog(a, topic, p, recs)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("catch up with the feature log: %w", err)
+	}
+	// The read positions, past any marker or compacted tail: kept so that a
+	// restart does not read them again, and the start of the follow.
+	b := s.o.Store.NewBatch()
+	start := make(map[int32]kgo.Offset, len(pos))
+	for p, off := range pos {
+		_ = b.Set(keys.ViewLogOffset(topic, p), keys.PutU64(off), nil)
+		start[p] = kgo.NewOffset().At(off).WithEpoch(-1)
+	}
+	if err := s.o.Store.CommitNoSync(b); err != nil {
+		return fmt.Errorf("record feature-log positions: %w", err)
+	}
+	for p, off := range pos {
+		s.advance(p, off)
+	}
 	cl, err := kgo.NewClient(append(kafka.BaseOpts(s.o.Brokers, s.o.ClientID, s.log),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
 		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxWait(100*time.Millisecond))...)
@@ -325,15 +358,7 @@ func (s *Service) consume(ctx context.Context) error {
 		return fmt.Errorf("lookup kafka client: %w", err)
 	}
 	defer cl.Close()
-	s.log.Info("following feature log", zap.String("topic", topic), zap.Int("partitions", len(ends)), zap.Any("end_offsets_at_start", ends))
-	cache := make(map[string]*entityView) // the entities one partition's records change
-	// published holds their committed encodings, for the lookup cache: nil
-	// when the cache is disabled.
-	var published map[string][]byte
-	if s.cache.enabled() {
-		published = make(map[string][]byte)
-	}
-	var kbuf, vbuf []byte
+	s.log.Info("following feature log", zap.String("topic", topic), zap.Any("from", pos))
 	for {
 		fetches := cl.PollRecords(ctx, 50000)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -350,93 +375,122 @@ func (s *Service) consume(ctx context.Context) error {
 			if perr != nil || len(fp.Records) == 0 {
 				return
 			}
-			clear(cache)
-			clear(published)
-			b := s.o.Store.NewBatch()
-			oldLayout := 0
-			for _, r := range fp.Records {
-				rec, err := featurelog.Parse(r.Key, r.Value)
-				if errors.Is(err, keys.ErrOldLayout) {
-					oldLayout++ // reported once per fetch below
-					continue
-				}
-				if err != nil {
-					s.log.Warn("skipping malformed feature-log record", zap.Int32("partition", fp.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
-					continue
-				}
-				ref := rec.Ref
-				ck := ref.Entity + "\x00" + ref.EntityKey
-				e, ok := cache[ck]
-				if !ok {
-					e = new(entityView)
-					if _, err := s.load(ref.Entity, ref.EntityKey, e, kbuf, vbuf); err != nil {
-						perr = err
-						b.Close()
-						return
-					}
-					cache[ck] = e
-				}
-				// Only the series of the tile's source partition changes:
-				// the other partitions' tiles of the feature stay as they are.
-				i := e.index(ref.FeatureID, ref.SourcePartition)
-				if i < 0 {
-					i = e.add(ref.FeatureID, ref.SourcePartition)
-				}
-				seen := keys.IsSeenID(ref.FeatureID)
-				switch {
-				case rec.Deleted && seen: // never published; markers are never deleted
-				case rec.Deleted:
-					e.series[i].DeleteTile(ref.Start)
-				case seen:
-					setSeen(&e.series[i], rec.Tile)
-				default:
-					e.series[i].SetTile(rec.Tile)
-				}
-				if ts := r.Timestamp.UnixMilli(); ts > e.updated[i] {
-					e.updated[i] = ts
-				}
-			}
-			if oldLayout > 0 {
-				s.log.Warn("skipping feature-log records of the layout without source partition (written by an older featurepipe); "+
-					"their tiles are published again under the new layout when the workers republish them",
-					zap.Int32("partition", fp.Partition), zap.Int("records", oldLayout))
-			}
-			for ck, e := range cache {
-				entity, key, _ := cutNUL(ck)
-				kbuf = keys.View(kbuf[:0], entity, key)
-				// One encoding, for the batch (which copies it) and the
-				// cache (which keeps an exact-size copy).
-				vbuf = e.encode(vbuf[:0])
-				_ = b.Set(kbuf, vbuf, nil)
-				if published == nil {
-					continue
-				}
-				published[ck] = bytes.Clone(vbuf)
-				// Lookups must not hit the old value once Pebble has the
-				// new one: see viewCache.
-				s.cache.invalidate(kbuf)
-			}
-			last := fp.Records[len(fp.Records)-1].Offset + 1
-			_ = b.Set(keys.ViewLogOffset(topic, fp.Partition), keys.PutU64(last), nil)
-			if err := s.o.Store.CommitNoSync(b); err != nil {
-				perr = err
+			if perr = s.applyLog(a, topic, fp.Partition, fp.Records); perr != nil {
 				return
 			}
-			for ck, v := range published {
-				entity, key, _ := cutNUL(ck)
-				kbuf = keys.View(kbuf[:0], entity, key)
-				s.cache.publish(kbuf, v)
-			}
-			s.m.LogRecords.Add(float64(len(fp.Records)))
+			last := fp.Records[len(fp.Records)-1].Offset + 1
 			if fp.HighWatermark >= 0 {
 				s.m.LogLag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(fp.HighWatermark - last))
 			}
-			s.advance(fp.Partition, last)
 		})
 		if perr != nil {
 			return fmt.Errorf("apply feature log to view: %w", perr)
 		}
 	}
+}
+
+// logApplier is the scratch of applyLog, reused across batches.
+type logApplier struct {
+	cache map[string]*entityView // the entities one batch changes
+	// published holds their committed encodings, for the lookup cache: nil
+	// when the cache is disabled.
+	published  map[string][]byte
+	kbuf, vbuf []byte
+}
+
+func newLogApplier(cached bool) *logApplier {
+	a := &logApplier{cache: make(map[string]*entityView)}
+	if cached {
+		a.published = make(map[string][]byte)
+	}
+	return a
+}
+
+// applyLog applies one batch of feature-log records of partition p (in
+// offset order) to the view and commits it, with the partition's read
+// offset (one past the last record), in one Pebble batch.
+func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	clear(a.cache)
+	clear(a.published)
+	b := s.o.Store.NewBatch()
+	oldLayout := 0
+	for _, r := range recs {
+		rec, err := featurelog.Parse(r.Key, r.Value)
+		if errors.Is(err, keys.ErrOldLayout) {
+			oldLayout++ // reported once per batch below
+			continue
+		}
+		if err != nil {
+			s.log.Warn("skipping malformed feature-log record", zap.Int32("partition", p), zap.Int64("offset", r.Offset), zap.Error(err))
+			continue
+		}
+		ref := rec.Ref
+		ck := ref.Entity + "\x00" + ref.EntityKey
+		e, ok := a.cache[ck]
+		if !ok {
+			e = new(entityView)
+			if _, err := s.load(ref.Entity, ref.EntityKey, e, a.kbuf, a.vbuf); err != nil {
+				b.Close()
+				return err
+			}
+			a.cache[ck] = e
+		}
+		// Only the series of the tile's source partition changes: the
+		// other partitions' tiles of the feature stay as they are.
+		i := e.index(ref.FeatureID, ref.SourcePartition)
+		if i < 0 {
+			i = e.add(ref.FeatureID, ref.SourcePartition)
+		}
+		seen := keys.IsSeenID(ref.FeatureID)
+		switch {
+		case rec.Deleted && seen: // never published; markers are never deleted
+		case rec.Deleted:
+			e.series[i].DeleteTile(ref.Start)
+		case seen:
+			setSeen(&e.series[i], rec.Tile)
+		default:
+			e.series[i].SetTile(rec.Tile)
+		}
+		if ts := r.Timestamp.UnixMilli(); ts > e.updated[i] {
+			e.updated[i] = ts
+		}
+	}
+	if oldLayout > 0 {
+		s.log.Warn("skipping feature-log records of the layout without source partition (written by an older featurepipe); "+
+			"their tiles are published again under the new layout when the workers republish them",
+			zap.Int32("partition", p), zap.Int("records", oldLayout))
+	}
+	for ck, e := range a.cache {
+		entity, key, _ := cutNUL(ck)
+		a.kbuf = keys.View(a.kbuf[:0], entity, key)
+		// One encoding, for the batch (which copies it) and the cache
+		// (which keeps an exact-size copy).
+		a.vbuf = e.encode(a.vbuf[:0])
+		_ = b.Set(a.kbuf, a.vbuf, nil)
+		if a.published == nil {
+			continue
+		}
+		a.published[ck] = bytes.Clone(a.vbuf)
+		// Lookups must not hit the old value once Pebble has the new
+		// one: see viewCache.
+		s.cache.invalidate(a.kbuf)
+	}
+	last := recs[len(recs)-1].Offset + 1
+	_ = b.Set(keys.ViewLogOffset(topic, p), keys.PutU64(last), nil)
+	if err := s.o.Store.CommitNoSync(b); err != nil {
+		return err
+	}
+	for ck, v := range a.published {
+		entity, key, _ := cutNUL(ck)
+		a.kbuf = keys.View(a.kbuf[:0], entity, key)
+		s.cache.publish(a.kbuf, v)
+	}
+	s.m.LogRecords.Add(float64(len(recs)))
+	s.advance(p, last)
+	return nil
 }
 
 func cutNUL(s string) (string, string, bool) {
