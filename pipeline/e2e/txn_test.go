@@ -4,15 +4,21 @@ import (
 	"context"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/keys"
+	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
 // produceTxn produces recs in one transaction of a transactional producer
@@ -101,4 +107,99 @@ func TestAbortedTransactionsAreNotApplied(t *testing.T) {
 	keys := append(allKeys(users), "user-ghost")
 	n := waitExact(t, ls, cfg, p, keys, 90*time.Second)
 	t.Logf("%d committed events, 110 aborted: %d feature values equal the brute force over the committed ones", p.total, n)
+}
+
+// TestBootstrapEndsOverATransactionMarker: a new feature version's
+// bootstrap ends by read position at the offset where the live stream
+// started applying it, even when no committed record sits just below that
+// offset. Here every source partition ends with an aborted transaction (its
+// records, then the abort marker) that a worker of an older featurepipe,
+// which read uncommitted, applied: its applied offset is the marker's. The
+// read-committed bootstrap of spend@2 sees no record at applied-1; it must
+// still end, spend@2 become ready in every partition, and its values equal
+// the brute force over the committed events.
+func TestBootstrapEndsOverATransactionMarker(t *testing.T) {
+	k, cfg1, cl := setup(t, versionsV1)
+	ctx := context.Background()
+	dir := t.TempDir()
+	const users = 60
+	rng := rand.New(rand.NewPCG(5, 8))
+	p := newProduced()
+	committed := transactionsOnly(genEvents(rng, 3000, users, 5*24*time.Hour, time.Now()))
+	produceEvents(t, ctx, cl, cfg1, committed, p)
+	enc, err := produce.NewEncoder(cfg1, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aborted []*kgo.Record
+	for _, u := range allKeys(users) { // every user: every partition gets some
+		r, err := enc.Record(testkit.Event("transactions", u, time.Now().Add(-time.Hour).UnixMilli(), 1e6))
+		if err != nil {
+			t.Fatal(err)
+		}
+		aborted = append(aborted, r)
+	}
+	produceTxn(t, k.Brokers, "aborted-tail", false, aborted)
+
+	// The older worker: read-uncommitted, until it applied every record.
+	w1, stop1 := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg1,
+		ExtraOpts: []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadUncommitted())}}, filepath.Join(dir, "worker"))
+	want := float64(len(committed) + len(aborted))
+	deadline := time.Now().Add(time.Minute)
+	for testutil.ToFloat64(w1.Metrics().EventsIn) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the read-uncommitted worker applied %v of %v records in a minute", testutil.ToFloat64(w1.Metrics().EventsIn), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop1()
+	// The scenario: in every partition, the applied offset is the abort
+	// marker's, the last offset of the partition.
+	ends, err := kafka.EndOffsets(ctx, cl, cfg1.Sources[0].Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(filepath.Join(dir, "worker"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for part, end := range ends {
+		applied, ok, err := st.GetOffset(keys.Offset(cfg1.Sources[0].Topic, part))
+		if err != nil || !ok || applied != end-1 {
+			t.Fatalf("partition %d: applied offset %d (%v, %v), want the abort marker's %d", part, applied, ok, err, end-1)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// spend@2 beside spend@1, on the current (read-committed) worker.
+	v2 := strings.Replace(versionsV1, "features:\n", "features:\n"+versionsV2Feature, 1)
+	cfg2 := writeConfig(t, sameTopics(v2, cfg1))
+	ls2, _ := runLookup(t, k.Brokers, cfg2, filepath.Join(dir, "view2"))
+	runWorker(t, k.Brokers, cfg2, filepath.Join(dir, "worker"))
+	deadline = time.Now().Add(time.Minute)
+	for {
+		view, err := registry.Load(ctx, k.Brokers, cfg2.Kafka.RegistryTopic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := view.Statuses("spend@2")
+		if view.Ready("spend@2") && len(st) == int(cfg2.Kafka.Partitions) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spend@2 not ready in every partition a minute after the worker started (the bootstrap waits for a record below the marker): %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	only2 := *cfg2
+	only2.Features = nil
+	for _, f := range cfg2.Features {
+		if f.ID == "spend@2" {
+			only2.Features = append(only2.Features, f)
+		}
+	}
+	n := waitExact(t, ls2, &only2, p, allKeys(users), time.Minute)
+	t.Logf("spend@2 bootstrapped over a history ending in an abort marker: %d values equal the brute force over the committed events", n)
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -97,36 +98,64 @@ func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) err
 	return w.o.Store.Commit(b)
 }
 
-// refreshBootClient (re)creates the client reading history for the owned
+// bootReader reads the history of the bootstrapping partitions in the
+// background, one goroutine per source topic, with kafka.ReadBatches
+// (read-committed, like the live stream). A partition's history ends by
+// read position, not by a record at its end offset minus one: that offset
+// may hold a transaction marker, a record of an aborted transaction or
+// nothing at all (compacted away). The poll goroutine applies what it sends
+// (applyBoot).
+type bootReader struct {
+	msgs   chan bootMsg
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// bootMsg is one batch of a partition's history, its end, or a read error.
+type bootMsg struct {
+	topic     string
+	partition int32
+	recs      []*kgo.Record
+	// done: the partition's history is read through next (at least the
+	// end of every bootstrap of the partition); every batch before it was
+	// sent.
+	done bool
+	next int64
+	err  error
+}
+
+// stop ends the reader's goroutines and waits for them.
+func (r *bootReader) stop() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// refreshBootClient (re)starts the reader of history for the owned
 // partitions that bootstrap, and announces their warming-up status.
 func (w *Worker) refreshBootClient(ctx context.Context) error {
 	if !w.bootChanged.Swap(false) {
 		return nil
 	}
-	if w.bootCl != nil {
-		w.bootCl.Close()
-		w.bootCl = nil
+	if w.bootRd != nil {
+		w.bootRd.stop()
+		w.bootRd = nil
 	}
-	start := map[string]map[int32]kgo.Offset{}
+	ranges := map[string]kafka.Ranges{}
 	var status []*kgo.Record
 	w.mu.Lock()
 	for tp, ps := range w.parts {
 		if len(ps.boot) == 0 {
 			continue
 		}
-		from := ps.boot[0].next
+		from, end := ps.boot[0].next, ps.boot[0].end
 		for _, bf := range ps.boot {
-			from = min(from, bf.next)
+			from, end = min(from, bf.next), max(end, bf.end)
 			status = w.appendStatus(status, ps, bf.idx, registry.StateWarmingUp, time.Now(), bf.next, bf.end)
 		}
-		if start[tp.topic] == nil {
-			start[tp.topic] = map[int32]kgo.Offset{}
+		if ranges[tp.topic] == nil {
+			ranges[tp.topic] = kafka.Ranges{}
 		}
-		if from == 0 {
-			start[tp.topic][tp.partition] = kgo.NewOffset().AtStart()
-		} else {
-			start[tp.topic][tp.partition] = kgo.NewOffset().At(from).WithEpoch(-1)
-		}
+		ranges[tp.topic][tp.partition] = kafka.Range{From: from, End: end}
 	}
 	w.mu.Unlock()
 	if len(status) > 0 {
@@ -134,71 +163,142 @@ func (w *Worker) refreshBootClient(ctx context.Context) error {
 			return fmt.Errorf("announce bootstraps in the registry: %w", err)
 		}
 	}
-	if len(start) == 0 {
+	if len(ranges) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(w.o.Brokers, w.o.ClientID+"-bootstrap", w.log),
-		kgo.ConsumePartitions(start), kgo.FetchMaxBytes(32<<20),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...) // as the live stream
-	if err != nil {
-		return fmt.Errorf("bootstrap client: %w", err)
+	rctx, cancel := context.WithCancel(w.bgCtx)
+	r := &bootReader{msgs: make(chan bootMsg, 4), cancel: cancel}
+	send := func(m bootMsg) error {
+		select {
+		case r.msgs <- m:
+			return nil
+		case <-rctx.Done():
+			return rctx.Err()
+		}
 	}
-	w.bootCl = cl
-	w.log.Info("bootstrapping new feature versions from history", zap.Any("partitions", start))
+	for topic, rs := range ranges {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			next, err := kafka.ReadBatches(rctx, w.cl, topic, rs, func(p int32, recs []*kgo.Record) error {
+				return send(bootMsg{topic: topic, partition: p, recs: recs})
+			})
+			if err != nil {
+				if rctx.Err() == nil {
+					_ = send(bootMsg{topic: topic, err: fmt.Errorf("read history of %s to bootstrap new feature versions: %w", topic, err)})
+				}
+				return
+			}
+			for p, off := range next {
+				if send(bootMsg{topic: topic, partition: p, done: true, next: off}) != nil {
+					return
+				}
+			}
+		}()
+	}
+	w.bootRd = r
+	w.log.Info("bootstrapping new feature versions from history", zap.Any("ranges", ranges))
 	return nil
 }
 
-// applyBoot polls history for bootstrapping partitions (waiting at most a
-// moment) and applies it to the new feature versions only. It returns the
-// partitions whose bootstrap progressed; their progress is staged for the
-// batch commit.
+// applyBoot applies the history the boot reader sent (waiting at most a
+// moment for it, taking up to about MaxPollRecords records) to the new
+// feature versions only. It returns the partitions whose bootstrap
+// progressed; their progress is staged for the batch commit.
 func (w *Worker) applyBoot(ctx context.Context, now int64) ([]*partState, error) {
-	if w.bootCl == nil {
+	if w.bootRd == nil {
 		return nil, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-	fetches := w.bootCl.PollRecords(pctx, w.o.MaxPollRecords)
-	cancel()
+	wait := time.NewTimer(5 * time.Millisecond)
+	defer wait.Stop()
 	var progressed []*partState
-	var err error
-	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if err != nil || len(fp.Records) == 0 {
-			return
-		}
-		ps := w.partition(fp.Topic, fp.Partition)
-		if ps == nil || len(ps.boot) == 0 {
-			return
-		}
-		moved := false
-		for _, r := range fp.Records {
-			var decoded bool
-			var rejected bool
-			for _, bf := range ps.boot {
-				if r.Offset < bf.staged || r.Offset >= bf.end {
-					continue
-				}
-				bf.staged = r.Offset + 1
-				moved = true
-				if !decoded {
-					decoded = true
-					rejected = w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec) != nil
-				}
-				if rejected {
-					continue // dead-lettered by the live stream when it first arrived
-				}
-				es, e := w.entity(ps, ps.dec.Key)
-				if e != nil {
-					err = e
-					return
-				}
-				w.applyFeature(ps, es, bf.idx, r.Offset, now)
+	moved := map[*partState]bool{}
+	n := 0
+	for n < w.o.MaxPollRecords {
+		var m bootMsg
+		if n == 0 && len(moved) == 0 {
+			select {
+			case m = <-w.bootRd.msgs:
+			case <-wait.C:
+				return nil, nil
+			case <-ctx.Done():
+				return nil, nil
+			}
+		} else {
+			select {
+			case m = <-w.bootRd.msgs:
+			default:
+				return progressed, nil
 			}
 		}
-		if moved {
+		if m.err != nil {
+			return nil, m.err
+		}
+		n += len(m.recs)
+		ps := w.partition(m.topic, m.partition)
+		if ps == nil || len(ps.boot) == 0 {
+			continue
+		}
+		did := false
+		if m.done {
+			did = w.endBoot(ps, m.next)
+		} else {
+			var err error
+			if did, err = w.applyBootRecords(ps, m.recs, now); err != nil {
+				return nil, err
+			}
+		}
+		if did && !moved[ps] {
+			moved[ps] = true
 			progressed = append(progressed, ps)
 		}
-	})
-	return progressed, err
+	}
+	return progressed, nil
+}
+
+// applyBootRecords applies history records of ps to the bootstrapping
+// versions whose range holds them, reporting whether any moved. An error
+// (loading an entity's state) makes going on unsafe.
+func (w *Worker) applyBootRecords(ps *partState, recs []*kgo.Record, now int64) (bool, error) {
+	moved := false
+	for _, r := range recs {
+		var decoded bool
+		var rejected bool
+		for _, bf := range ps.boot {
+			if r.Offset < bf.staged || r.Offset >= bf.end {
+				continue
+			}
+			bf.staged = r.Offset + 1
+			moved = true
+			if !decoded {
+				decoded = true
+				rejected = w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec) != nil
+			}
+			if rejected {
+				continue // dead-lettered by the live stream when it first arrived
+			}
+			es, err := w.entity(ps, ps.dec.Key)
+			if err != nil {
+				return moved, err
+			}
+			w.applyFeature(ps, es, bf.idx, r.Offset, now)
+		}
+	}
+	return moved, nil
+}
+
+// endBoot ends, at read position next, the bootstraps of ps whose range it
+// covers: every record of their history below it was applied (or was not
+// a committed data record), reporting whether any ended.
+func (w *Worker) endBoot(ps *partState, next int64) bool {
+	moved := false
+	for _, bf := range ps.boot {
+		if bf.staged < bf.end && next >= bf.end {
+			bf.staged = bf.end
+			moved = true
+		}
+	}
+	return moved
 }
 
 // finishBoots republishes every tile of the versions whose bootstrap ended,

@@ -152,8 +152,8 @@ type Worker struct {
 	restoreWG   sync.WaitGroup
 	bgCtx       context.Context // background work (snapshots, restores) stops with Run
 
-	bootChanged atomic.Bool // owned bootstraps changed: rebuild bootCl
-	bootCl      *kgo.Client // reads history for bootstrapping partitions
+	bootChanged atomic.Bool // owned bootstraps changed: restart bootRd
+	bootRd      *bootReader // reads history for bootstrapping partitions (poll goroutine only)
 
 	snapNow      chan struct{}
 	lastSnap     atomic.Pointer[snapshot.Manifest]
@@ -407,8 +407,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer func() {
-		if w.bootCl != nil {
-			w.bootCl.Close()
+		if w.bootRd != nil {
+			w.bootRd.stop()
 		}
 	}()
 	w.log.Info("worker started", zap.Strings("topics", topics), zap.String("group", w.o.Config.Kafka.Group))
@@ -502,7 +502,7 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 		wait = max(w.o.PublishInterval-time.Since(w.lastPublish), time.Millisecond)
 	}
 	w.pubMu.Unlock()
-	if w.bootCl != nil || w.bootChanged.Load() {
+	if w.bootRd != nil || w.bootChanged.Load() {
 		wait = min(wait, 10*time.Millisecond) // history is read between live polls
 	}
 	if w.o.Snapshots != nil {
