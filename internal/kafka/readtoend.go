@@ -117,7 +117,10 @@ func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges
 // per partition per fetch; partitions interleave; fn may keep the slice).
 // fn's error stops the read and is returned as it is. It returns each
 // partition's read position when done: the offset a follower continues from
-// (at least the range's End; the From of an empty range).
+// without missing a record: the range's End (a fetched batch may reach past
+// End, but its records at or past End are not passed to fn), the new log
+// start where retention deleted the rest of the range, the From of an empty
+// range.
 //
 // Isolation is read-committed: records of aborted transactions are skipped,
 // and so are transaction markers (control records). A partition is done when
@@ -202,6 +205,7 @@ type fetched struct {
 func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, work chan<- []fetched) (map[int32]int64, error) {
 	pos := make(map[int32]int64, len(ranges))
 	next := make(map[int32]int64, len(ranges))
+	retained := map[int32]int64{} // the log start where retention moved a position
 	for p, r := range ranges {
 		next[p] = r.From
 		if r.From < r.End {
@@ -209,7 +213,8 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 		}
 	}
 	done := func(p int32) {
-		next[p] = pos[p]
+		// Not past End: the records of a batch past End were not passed on.
+		next[p] = min(pos[p], max(ranges[p].End, retained[p]))
 		delete(pos, p)
 	}
 	adm := kadm.NewClient(cl)
@@ -284,6 +289,7 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 						switch {
 						case errors.Is(err, kerr.OffsetOutOfRange) && rp.LogStartOffset > start:
 							pos[rp.Partition] = rp.LogStartOffset // deleted by retention
+							retained[rp.Partition] = rp.LogStartOffset
 							stalled = false
 						case kerr.IsRetriable(err) || errors.Is(err, kerr.OffsetOutOfRange):
 							refresh = true
