@@ -324,7 +324,7 @@ func (w *Worker) finishBoots(ctx context.Context) error {
 // republishing, reading the committed state, then marks them ready.
 func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 	// Publish the cache first so that Pebble and the feature log agree.
-	if err := w.publish(ctx); err != nil {
+	if err := w.pub.publish(ctx); err != nil {
 		return err
 	}
 	tp, plan := ps.tp, ps.plan
@@ -349,7 +349,7 @@ func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 		emit := func(feature int, start int64) {
 			r := &kgo.Record{Topic: topic}
 			_, r.Key, r.Value = appendRecord(nil, ps, es, feature, start)
-			w.cl.Produce(ctx, r, w.published)
+			w.pub.produce(ctx, r)
 			n++
 		}
 		for _, i := range ps.republish {
@@ -365,13 +365,9 @@ func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("scan state of %s/%d: %w", tp.topic, tp.partition, err)
 	}
-	if err := w.cl.Flush(ctx); err != nil {
-		return fmt.Errorf("flush feature log: %w", err)
+	if err := w.pub.flush(ctx, n); err != nil {
+		return err
 	}
-	if perr := w.pubErr.Load(); perr != nil {
-		return fmt.Errorf("publish to feature log %s: %w", topic, *perr)
-	}
-	w.m.TilesPublished.Add(float64(n))
 	var status []*kgo.Record
 	b := w.o.Store.NewBatch()
 	for _, i := range ps.republish {
@@ -389,4 +385,25 @@ func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 		zap.Int("tiles_republished", n))
 	ps.republish = ps.republish[:0]
 	return nil
+}
+
+// commitBoot records committed bootstrap progress in memory: finished
+// versions move to the republish list.
+func (w *Worker) commitBoot(ps *partState) {
+	if len(ps.boot) == 0 {
+		return
+	}
+	kept := ps.boot[:0]
+	for _, bf := range ps.boot {
+		bf.next = bf.staged
+		if bf.next >= bf.end {
+			ps.republish = append(ps.republish, bf.idx)
+			continue
+		}
+		kept = append(kept, bf)
+	}
+	if len(kept) != len(ps.boot) {
+		w.bootChanged.Store(true)
+	}
+	ps.boot = kept
 }

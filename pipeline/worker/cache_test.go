@@ -17,13 +17,13 @@ func TestCachedEntitiesCountsEveryLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	w := &Worker{o: Options{Store: st}}
+	w := &Worker{o: Options{Store: st}, pub: &publisher{}}
 	newPart := func(p int32) *partState {
 		return &partState{tp: topicPartition{"t", p}, plan: planOf("a@1", "b@1"),
 			cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}, pending: true}
 	}
 	live, boot := newPart(0), newPart(1)
-	w.pending = []*partState{live, boot}
+	w.pub.pending = []*partState{live, boot}
 	for _, k := range []string{"u1", "u2", "u1"} {
 		if _, err := w.entity(live, k); err != nil {
 			t.Fatal(err)
@@ -34,7 +34,7 @@ func TestCachedEntitiesCountsEveryLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := w.cachedEntities(); got != 5 {
+	if got := w.pub.cachedEntities(); got != 5 {
 		t.Fatalf("%d cached entities counted, want 5", got)
 	}
 }

@@ -1,10 +1,258 @@
 package worker
 
 import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/featurelog"
 	"github.com/featurepipe/featurepipe/internal/keys"
+	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/internal/state"
 )
+
+// publisher is the feature log's one writer. It owns the partitions with
+// unpublished changes (their dirty tiles and entity caches), when they were
+// last published, the first produce error, and the feature-log offsets
+// acknowledged so far (which a snapshot's state corresponds to).
+//
+// mu guards pending and last. The poll goroutine holds it to publish and
+// while it moves committed partitions' offsets on (apply); the revoke
+// callback, which franz-go runs in its group goroutine (gated by
+// BlockRebalanceOnPoll so that it never runs while a poll's records are
+// processed, but possibly while the poll goroutine waits for records),
+// holds it to publish and drop the revoked partitions (handOver).
+type publisher struct {
+	cl        *kgo.Client // set by Worker.Run before anything is published
+	store     *state.Store
+	m         *metrics.Worker
+	topic     string
+	interval  time.Duration // Options.PublishInterval
+	maxCached int           // Options.MaxCachedEntities
+
+	err atomic.Pointer[error] // the first produce error
+	// produced is onProduced bound once: a method value passed per
+	// produced record would allocate a closure per tile.
+	produced func(*kgo.Record, error)
+
+	flMu      sync.Mutex
+	flOffsets map[int32]int64 // feature-log partition -> next offset acknowledged
+
+	mu      sync.Mutex
+	pending []*partState // partitions with unpublished changes
+	last    time.Time    // the last publication's start
+}
+
+func newPublisher(o Options, m *metrics.Worker) *publisher {
+	p := &publisher{store: o.Store, m: m, topic: o.Config.Kafka.FeatureLogTopic, interval: o.PublishInterval,
+		maxCached: o.MaxCachedEntities, flOffsets: map[int32]int64{}, last: time.Now()}
+	p.produced = p.onProduced
+	return p
+}
+
+// start resets the publication clock: the first interval starts now.
+func (p *publisher) start() {
+	p.mu.Lock()
+	p.last = time.Now()
+	p.mu.Unlock()
+}
+
+// lastPublished returns when the last publication started.
+func (p *publisher) lastPublished() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
+}
+
+// due reports whether the pending changes must be published now: the
+// publish interval has passed or the entity caches are full.
+func (p *publisher) due() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cachedEntities() >= p.maxCached || time.Since(p.last) >= p.interval
+}
+
+// untilDue returns how long a poll may wait before the pending changes are
+// due (at least 1ms), or idle when nothing is pending.
+func (p *publisher) untilDue(idle time.Duration) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.pending) == 0 {
+		return idle
+	}
+	return max(p.interval-time.Since(p.last), time.Millisecond)
+}
+
+// addLocked marks ps as having unpublished changes. mu held.
+func (p *publisher) addLocked(ps *partState) {
+	if !ps.pending {
+		ps.pending = true
+		p.pending = append(p.pending, ps)
+	}
+}
+
+// cachedEntities is the number of entities cached since the last
+// publication, over all partitions: the live stream and bootstraps both
+// load through Worker.entity, and only partitions with unpublished changes
+// (pending) hold any. Cost: one map length per pending partition. mu held.
+func (p *publisher) cachedEntities() int {
+	n := 0
+	for _, ps := range p.pending {
+		n += len(ps.cache)
+	}
+	return n
+}
+
+// publish produces the current value (or a tombstone) of every tile changed
+// since the last publication, waits for the acknowledgements, records per
+// partition that publication is complete through its committed offset, and
+// empties the entity cache.
+func (p *publisher) publish(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = time.Now()
+	return p.publishLocked(ctx, nil)
+}
+
+// handOver removes the pending partitions sel accepts, publishing them
+// first when publish is set (partitions revoked, not lost). They are
+// dropped even when their publication fails: the error is returned, and
+// their published offset was not recorded, so a later owner from this
+// store republishes.
+func (p *publisher) handOver(ctx context.Context, sel func(*partState) bool, publish bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var err error
+	if publish {
+		err = p.publishLocked(ctx, sel)
+	}
+	p.dropLocked(sel)
+	return err
+}
+
+// publishLocked publishes the pending partitions sel accepts (nil: all) as
+// publish does and removes them from the pending list. On error they stay
+// pending and nothing is recorded as published. mu held.
+func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool) error {
+	var parts []*partState
+	for _, ps := range p.pending {
+		if sel == nil || sel(ps) {
+			parts = append(parts, ps)
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	n := 0
+	for _, ps := range parts {
+		n += len(ps.dirty)
+	}
+	// One allocation for all records and one growing slab for their keys
+	// and values (earlier sub-slices stay valid when the slab grows).
+	recs := make([]kgo.Record, n)
+	slab := make([]byte, 0, n*64)
+	i := 0
+	for _, ps := range parts {
+		for d := range ps.dirty {
+			r := &recs[i]
+			i++
+			r.Topic = p.topic
+			slab, r.Key, r.Value = appendRecord(slab, ps, d.es, d.feature, d.start)
+			p.cl.Produce(ctx, r, p.produced)
+		}
+	}
+	// Not recorded as published on error: a restart republishes these tiles.
+	if err := p.flush(ctx, n); err != nil {
+		return err
+	}
+	b := p.store.NewBatch()
+	for _, ps := range parts {
+		if err := b.Set(keys.Published(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.next), nil); err != nil {
+			b.Close()
+			return fmt.Errorf("stage published offset: %w", err)
+		}
+	}
+	// Losing this write only causes a harmless republish.
+	if err := p.store.CommitNoSync(b); err != nil {
+		return fmt.Errorf("record published offsets: %w", err)
+	}
+	for _, ps := range parts {
+		ps.published = ps.next
+	}
+	if sel == nil {
+		p.dropLocked(func(*partState) bool { return true })
+	} else {
+		p.dropLocked(sel)
+	}
+	return nil
+}
+
+// dropLocked removes the pending partitions sel accepts, with their dirty
+// tiles and cached entities. mu held.
+func (p *publisher) dropLocked(sel func(*partState) bool) {
+	kept := p.pending[:0]
+	for _, ps := range p.pending {
+		if !sel(ps) {
+			kept = append(kept, ps)
+			continue
+		}
+		clear(ps.dirty)
+		clear(ps.cache)
+		ps.pending = false
+	}
+	clear(p.pending[len(kept):])
+	p.pending = kept
+}
+
+// produce sends one feature-log record (built by appendRecord) without
+// waiting; flush waits for it.
+func (p *publisher) produce(ctx context.Context, r *kgo.Record) {
+	p.cl.Produce(ctx, r, p.produced)
+}
+
+// flush waits until the n records produced since the last flush are
+// acknowledged and fails if any produce failed (since the worker started:
+// a failure makes the worker stop).
+func (p *publisher) flush(ctx context.Context, n int) error {
+	if err := p.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush feature log: %w", err)
+	}
+	if perr := p.err.Load(); perr != nil {
+		return fmt.Errorf("publish to feature log %s: %w", p.topic, *perr)
+	}
+	p.m.TilesPublished.Add(float64(n))
+	return nil
+}
+
+func (p *publisher) onProduced(r *kgo.Record, err error) {
+	if err == nil {
+		p.flMu.Lock()
+		if next := r.Offset + 1; next > p.flOffsets[r.Partition] {
+			p.flOffsets[r.Partition] = next
+		}
+		p.flMu.Unlock()
+		return
+	}
+	p.m.Errors.WithLabelValues("publish").Inc()
+	p.err.CompareAndSwap(nil, &err)
+}
+
+// featureLogOffsets returns, per feature-log partition, the offset after
+// the last record acknowledged: a snapshot's state corresponds to them.
+func (p *publisher) featureLogOffsets() map[int32]int64 {
+	p.flMu.Lock()
+	defer p.flMu.Unlock()
+	out := make(map[int32]int64, len(p.flOffsets))
+	for k, v := range p.flOffsets {
+		out[k] = v
+	}
+	return out
+}
 
 // appendRecord appends the feature-log record of tile start of feature
 // (an index into ps.plan.Features, or seenFeature for the entity's

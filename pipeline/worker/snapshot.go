@@ -45,16 +45,6 @@ func (w *Worker) snapshotDue() bool {
 	return time.Since(w.lastSnapTime) >= w.o.SnapshotEvery
 }
 
-// noteFeatureLogOffset remembers the highest feature-log offset acknowledged
-// per partition: a snapshot's state corresponds to these offsets.
-func (w *Worker) noteFeatureLogOffset(r *kgo.Record) {
-	w.flMu.Lock()
-	if next := r.Offset + 1; next > w.flOffsets[r.Partition] {
-		w.flOffsets[r.Partition] = next
-	}
-	w.flMu.Unlock()
-}
-
 // startSnapshot publishes everything committed (so that state, offsets and
 // the feature log agree), then captures, in the poll goroutine, which
 // partitions to snapshot with their offsets and one Pebble snapshot: a
@@ -77,7 +67,7 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 			w.snapWriting.Store(false)
 		}
 	}()
-	if err := w.publish(ctx); err != nil {
+	if err := w.pub.publish(ctx); err != nil {
 		return err
 	}
 	type owned struct {
@@ -113,11 +103,9 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 		m.Features = append(m.Features, snapshot.FeatureRef{ID: id, Hash: h})
 	}
 	sort.Slice(m.Features, func(i, j int) bool { return m.Features[i].ID < m.Features[j].ID })
-	w.flMu.Lock()
-	for p, off := range w.flOffsets {
+	for p, off := range w.pub.featureLogOffsets() {
 		m.FeatureLog = append(m.FeatureLog, snapshot.LogPartition{Partition: p, Offset: off})
 	}
-	w.flMu.Unlock()
 	sort.Slice(m.FeatureLog, func(i, j int) bool { return m.FeatureLog[i].Partition < m.FeatureLog[j].Partition })
 	snap := w.o.Store.DB().NewSnapshot()
 	started = true

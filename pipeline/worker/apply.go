@@ -1,0 +1,262 @@
+package worker
+
+// Apply and commit: one poll's records are decoded, applied to the cached
+// entities of their partitions in parallel, and committed with their next
+// offsets in one Pebble batch.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/keys"
+)
+
+// apply applies one poll's records of every partition and commits all their
+// state changes with their next offsets in ONE Pebble batch. Partitions are
+// decoded and applied in parallel (up to GOMAXPROCS at once): they share no
+// state.
+func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
+	now := w.o.Now().UnixMilli()
+	type work struct {
+		ps *partState
+		fp kgo.FetchTopicPartition
+	}
+	var todo []work
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		// nil: revoked while fetched; restoring: fetched before paused.
+		if ps := w.partition(fp.Topic, fp.Partition); ps != nil && !ps.restoring {
+			todo = append(todo, work{ps, fp})
+		}
+	})
+	errs := make([]error, len(todo))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, t := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = w.applyPartition(t.ps, t.fp, now)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var staged []*partState
+	w.dead = w.dead[:0]
+	for _, t := range todo {
+		ps := t.ps
+		w.dead = append(w.dead, ps.dead...)
+		if ps.staged > ps.next {
+			staged = append(staged, ps)
+			if t.fp.HighWatermark >= 0 {
+				w.setLag(ps, t.fp.HighWatermark)
+			}
+		}
+	}
+	booted, err := w.applyBoot(ctx, now)
+	if err != nil {
+		return err
+	}
+	for _, ps := range booted {
+		if ps.staged <= ps.next { // not staged by the live stream
+			ps.staged, ps.applied = ps.next, 0
+			staged = append(staged, ps)
+		}
+	}
+	if len(staged) == 0 {
+		return nil
+	}
+	// Dead letters first: once the offsets are committed they must be safe.
+	if len(w.dead) > 0 {
+		if err := w.cl.ProduceSync(ctx, w.dead...).FirstErr(); err != nil {
+			w.m.Errors.WithLabelValues("dead_letter").Inc()
+			return fmt.Errorf("produce %d dead letters: %w", len(w.dead), err)
+		}
+		for _, d := range w.dead {
+			w.m.DeadLetters.WithLabelValues(headerValue(d, HeaderSource), headerValue(d, HeaderReason)).Inc()
+		}
+	}
+	b := w.o.Store.NewBatch()
+	for _, ps := range staged {
+		for _, es := range ps.modified {
+			w.keyBuf = keys.State(w.keyBuf[:0], ps.tp.topic, ps.tp.partition, es.key)
+			w.valBuf = encodeEntity(w.valBuf[:0], ps.plan, ps.seenID, es)
+			if err := b.Set(w.keyBuf, w.valBuf, nil); err != nil {
+				b.Close()
+				return fmt.Errorf("stage state of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
+			}
+		}
+		if ps.staged > ps.applyFrom {
+			if err := b.Set(keys.Offset(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.staged), nil); err != nil {
+				b.Close()
+				return fmt.Errorf("stage offset of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
+			}
+		}
+		for _, bf := range ps.boot {
+			if bf.staged == bf.next {
+				continue
+			}
+			id := ps.plan.Features[bf.idx].ID
+			if bf.staged >= bf.end {
+				_ = b.Delete(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), nil)
+				_ = b.Set(keys.Republish(ps.tp.topic, ps.tp.partition, id), nil, nil)
+			} else {
+				_ = b.Set(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), keys.PutRange(bf.staged, bf.end), nil)
+			}
+		}
+	}
+	t0 := time.Now()
+	if err := w.o.Store.Commit(b); err != nil {
+		w.m.Errors.WithLabelValues("commit").Inc()
+		return fmt.Errorf("commit %s/%d through offset %d: %w", staged[0].tp.topic, staged[0].tp.partition, staged[0].staged, err)
+	}
+	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
+	total := 0
+	// Under the publisher's lock: the revoke callback publishes from these
+	// fields (ps.next) and the pending list.
+	w.pub.mu.Lock()
+	defer w.pub.mu.Unlock()
+	for _, ps := range staged {
+		w.commitBoot(ps)
+		ps.next = ps.staged
+		ps.applyFrom = max(ps.applyFrom, ps.next)
+		for _, es := range ps.modified {
+			es.modified = false
+		}
+		ps.modified = ps.modified[:0]
+		total += ps.applied
+		ps.metrics.eventsIn.Add(float64(ps.applied))
+		w.commitOffCanonical(ps, ps.metrics.offCanonical)
+		w.pub.addLocked(ps)
+	}
+	w.m.BatchEvents.Observe(float64(total))
+	return nil
+}
+
+// applyPartition applies one partition's records to its cached entities and
+// stages the result (ps.staged, ps.modified) for the batch commit. Nothing
+// is visible in Pebble until the commit.
+func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now int64) error {
+	plan := ps.plan
+	ps.staged, ps.applied = ps.next, 0
+	ps.dead = ps.dead[:0]
+	for _, r := range fp.Records {
+		if r.Offset < ps.staged {
+			continue
+		}
+		ps.staged = r.Offset + 1
+		replay := r.Offset < ps.applyFrom
+		if !replay {
+			ps.canon.observe(r)
+		}
+		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec); rej != nil {
+			if !replay {
+				ps.dead = append(ps.dead, w.deadLetter(plan, r, rej))
+			}
+			continue
+		}
+		es, err := w.entity(ps, ps.dec.Key)
+		if err != nil {
+			return err
+		}
+		w.noteSeen(ps, es, ps.dec.TS, replay)
+		for i := range plan.Features {
+			if replay {
+				f := &plan.Features[i]
+				ps.dirty[dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)}] = struct{}{}
+				if f.Window.Lifetime() {
+					ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
+				}
+				continue
+			}
+			w.applyFeature(ps, es, i, r.Offset, now)
+		}
+		if !replay {
+			ps.applied++
+		}
+	}
+	// Expire old tiles of the entities this batch touched.
+	var removed []int64
+	for _, es := range ps.modified {
+		for i := range plan.Features {
+			var baseChanged bool
+			removed, baseChanged = es.series[i].Expire(plan.Features[i].Window, now, removed[:0])
+			for _, s := range removed {
+				ps.dirty[dirtyTile{es, i, s}] = struct{}{}
+			}
+			if baseChanged {
+				ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
+			}
+		}
+	}
+	return nil
+}
+
+// applyFeature applies the decoded event ps.dec (at source offset offset of
+// the partition) to feature i of es, staging the entity and marking the
+// changed tile dirty; an event too late for the feature's window is counted
+// and dropped. Its tie-break for last is aggregations.Seq(partition, offset).
+func (w *Worker) applyFeature(ps *partState, es *entityState, i int, offset, now int64) {
+	f := &ps.plan.Features[i]
+	ev := aggregations.Event{TS: ps.dec.TS, Seq: aggregations.Seq(ps.tp.partition, offset), Value: f.Value(&ps.dec)}
+	tile, ok := es.series[i].Apply(f.Window, ev, now)
+	if !ok {
+		ps.metrics.droppedLate[i].Inc()
+		return
+	}
+	w.markModified(ps, es)
+	ps.dirty[dirtyTile{es, i, tile}] = struct{}{}
+}
+
+func (w *Worker) markModified(ps *partState, es *entityState) {
+	if !es.modified {
+		es.modified = true
+		ps.modified = append(ps.modified, es)
+	}
+}
+
+// setLag records the partition's consumer lag after its staged batch. The
+// gauge child is resolved at the first batch (not at assignment, so that no
+// lag is reported before it is known) and deleted on revocation.
+func (w *Worker) setLag(ps *partState, highWatermark int64) {
+	if ps.lag == nil {
+		ps.lag = w.m.ConsumerLag.WithLabelValues(ps.tp.topic, strconv.Itoa(int(ps.tp.partition)))
+	}
+	ps.lag.Set(float64(highWatermark - ps.staged))
+}
+
+// entity returns the cached state of key, loading it from Pebble.
+func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
+	if es, ok := ps.cache[key]; ok {
+		return es, nil
+	}
+	es := &entityState{key: key}
+	ps.keyBuf = keys.State(ps.keyBuf[:0], ps.tp.topic, ps.tp.partition, key)
+	val, found, err := w.o.Store.Get(ps.valBuf[:0], ps.keyBuf)
+	if err != nil {
+		return nil, fmt.Errorf("load state of %q in %s/%d: %w", key, ps.tp.topic, ps.tp.partition, err)
+	}
+	ps.valBuf = val
+	if found {
+		if err := decodeEntity(val, ps.plan, es); err != nil {
+			return nil, fmt.Errorf("%s/%d: %w", ps.tp.topic, ps.tp.partition, err)
+		}
+	} else {
+		es.series = make([]aggregations.Series, len(ps.plan.Features))
+	}
+	ps.cache[key] = es
+	return es, nil
+}
