@@ -159,6 +159,18 @@ func (v *View) Definition(id string) (Definition, bool) {
 	return d, ok
 }
 
+// Definitions returns every registered feature version, sorted by id.
+func (v *View) Definitions() []Definition {
+	v.mu.RLock()
+	out := make([]Definition, 0, len(v.defs))
+	for _, d := range v.defs {
+		out = append(out, d)
+	}
+	v.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Feature < out[j].Feature })
+	return out
+}
+
 // Ready reports whether no partition of the feature version is warming up.
 // A version the registry knows no status of is ready: it has been computed
 // from the first event on.
