@@ -33,7 +33,7 @@ type Change struct {
 	// Dependents are the services, datasets, models and consumers
 	// downstream of Object, and Owners their owners (whom to tell),
 	// sorted and unique.
-	Dependents []Node    `json:"dependents"`
+	Dependents []Node   `json:"dependents"`
 	Owners     []string `json:"owners"`
 	// Breaking: the change removes or redefines something with
 	// dependents, or redefines a version in place (which workers refuse).
@@ -145,7 +145,11 @@ func Diff(next *config.File, v *registry.View, current *config.File, consumers C
 		old, had := before[s.Name]
 		switch {
 		case !known[s.Name]:
-			add(Change{Kind: ServiceAdded, Object: id, Detail: []string{fmt.Sprintf("new service, owner %s: %s", s.Owner, strings.Join(s.Features, ", "))}}, false)
+			detail := []string{fmt.Sprintf("new service, owner %s: %s", s.Owner, strings.Join(s.Features, ", "))}
+			if current == nil {
+				detail = append(detail, "(no dataset or model in the catalog names it; give the running feature file to compare services with it)")
+			}
+			add(Change{Kind: ServiceAdded, Object: id, Detail: detail}, false)
 		case had && !sameSet(old, s.Features):
 			c := Change{Kind: ServiceChanged, Object: id, Detail: listDiff(old, s.Features)}
 			add(c, false)

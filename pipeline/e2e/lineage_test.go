@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/pipeline/lineage"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
+	"github.com/featurepipe/featurepipe/pipeline/worker"
+)
+
+// twoServices: fraud_scoring (servicesBlock) and spending, sharing
+// txn_count_7d@1.
+const twoServices = servicesBlock + `  - name: spending
+    owner: payments-team
+    description: Spending profile.
+    features: [txn_count_7d@1, txn_sum_1d@1]
+`
+
+// TestPlanAndLineage: two services share a feature, two consumers read
+// them, a backfill registers a dataset from one service and a model is
+// registered on it; `plan` on a file that redefines a shared feature and
+// removes two (one with dependents, one without) exits 2 listing each
+// change's dependents and owners, `plan` on the running file exits 0, a file
+// whose service lists a removed feature exits 1; `lineage --json` answers
+// both directions and `describe` shows the model.
+func TestPlanAndLineage(t *testing.T) {
+	k, cfg, cl := setup(t, featureFile+twoServices)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rng := rand.New(rand.NewPCG(21, 22))
+	now := time.Now()
+	produceEvents(t, ctx, cl, cfg, genEvents(rng, 300, 10, 5*24*time.Hour, now), newProduced())
+	dir := t.TempDir()
+	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, Actor: "alice", InstanceID: "w1"}, filepath.Join(dir, "w"))
+	brokers := strings.Join(k.Brokers, ",")
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		v, err := registry.Load(ctx, k.Brokers, cfg.Kafka.RegistryTopic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Definitions()) == len(cfg.Features) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker registered %d of %d feature versions within 90s", len(v.Definitions()), len(cfg.Features))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Two consumers in the lookup log, as the lookup service records them
+	// (its consumer is the API token's): fraud-api reads the fraud service,
+	// an anonymous caller the spending one.
+	var recs []*kgo.Record
+	for _, e := range []lookuplog.Entry{
+		{Entity: "user", Key: "user-001", At: now.UnixMilli(), Consumer: "fraud-api", Features: map[string]*float64{"txn_count_7d@1": nil, "txn_avg_30d@1": nil, "login_count_1h@1": nil}},
+		{Entity: "user", Key: "user-002", At: now.UnixMilli(), Consumer: "fraud-api", Features: map[string]*float64{"txn_count_7d@1": nil, "txn_avg_30d@1": nil, "login_count_1h@1": nil}},
+		{Entity: "user", Key: "user-003", At: now.UnixMilli(), Features: map[string]*float64{"txn_count_7d@1": nil, "txn_sum_1d@1": nil}},
+	} {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: cfg.Kafka.LookupLogTopic, Key: []byte(e.Key), Value: b})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	spine := filepath.Join(dir, "spine.csv")
+	var sb strings.Builder
+	sb.WriteString("user_id,timestamp\n")
+	for i := range 5 {
+		fmt.Fprintf(&sb, "user-%03d,%s\n", i, now.Add(-time.Duration(i+1)*time.Hour).UTC().Format(time.RFC3339))
+	}
+	if err := os.WriteFile(spine, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := cli(t, "backfill", "--brokers", brokers, "--config", cfg.Path, "--spine", spine, "--out", filepath.Join(dir, "train.csv"),
+		"--feature-service", "fraud_scoring", "--owner", "ds-team"); code != 0 || !strings.Contains(stdout, "dataset train@1") {
+		t.Fatalf("backfill: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := cli(t, "models", "register", "--brokers", brokers, "--config", cfg.Path, "--name", "fraud-gbm", "--version", "1",
+		"--dataset", "train@1", "--service", "fraud_scoring", "--owner", "ml-team"); code != 0 {
+		t.Fatalf("models register: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// plan on the running file: nothing changes.
+	if code, stdout, stderr := cli(t, "plan", "--brokers", brokers, "--config", cfg.Path, "--current", cfg.Path); code != 0 || !strings.Contains(stdout, "No changes") {
+		t.Fatalf("plan of the running file: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// The new file: txn_count_7d@1 redefined in place (14d), login_count_1h@1
+	// removed (and from the service), txn_min_7d@1 removed (nothing uses it).
+	text, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(s, old, new string) string {
+		t.Helper()
+		if !strings.Contains(s, old) {
+			t.Fatalf("%q is not in the feature file", old)
+		}
+		return strings.Replace(s, old, new, 1)
+	}
+	next := edit(string(text), "aggregation: count, window: 7d, hop: 6h", "aggregation: count, window: 14d, hop: 6h")
+	next = edit(next, "  - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}\n", "")
+	next = edit(next, "  - {name: txn_min_7d, version: 1, entity: user, source: transactions, aggregation: min, field: amount, window: 7d, owner: t, description: d}\n", "")
+	listed := filepath.Join(filepath.Dir(cfg.Path), "listed.yaml") // still listed by the service
+	if err := os.WriteFile(listed, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next = edit(next, "[txn_count_7d@1, txn_avg_30d, login_count_1h@1]", "[txn_count_7d@1, txn_avg_30d]")
+	newPath := filepath.Join(filepath.Dir(cfg.Path), "new.yaml")
+	if err := os.WriteFile(newPath, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli(t, "plan", "--brokers", brokers, "--config", listed); code != 1 || !strings.Contains(stderr, "login_count_1h@1") ||
+		!strings.Contains(stderr, "listed.yaml:") {
+		t.Fatalf("plan of a file whose service lists a removed feature: exit %d\n%s; want exit 1 naming it at file:line", code, stderr)
+	}
+
+	code, stdout, stderr := cli(t, "plan", "--brokers", brokers, "--config", newPath, "--current", cfg.Path, "--json")
+	if code != 2 {
+		t.Fatalf("plan --json: exit %d, want 2\n%s%s", code, stdout, stderr)
+	}
+	var p lineage.Plan
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatalf("plan --json: %v\n%s", err, stdout)
+	}
+	type want struct {
+		kind, object string
+		breaking     bool
+		dependents   []string
+		owners       []string
+	}
+	for _, w := range []want{
+		{lineage.Redefined, "feature:txn_count_7d@1", true,
+			[]string{"service:fraud_scoring", "service:spending", "dataset:train@1", "model:fraud-gbm@1", "consumer:anonymous", "consumer:fraud-api"},
+			[]string{"anonymous", "ds-team", "fraud-api", "fraud-team", "ml-team", "payments-team"}},
+		{lineage.Removed, "feature:login_count_1h@1", true,
+			[]string{"service:fraud_scoring", "dataset:train@1", "model:fraud-gbm@1", "consumer:fraud-api"},
+			[]string{"ds-team", "fraud-api", "fraud-team", "ml-team"}},
+		{lineage.ServiceChanged, "service:fraud_scoring", true, []string{"dataset:train@1", "model:fraud-gbm@1"}, []string{"ds-team", "ml-team"}},
+		{lineage.Removed, "feature:txn_min_7d@1", false, []string{}, []string{}},
+	} {
+		var got *lineage.Change
+		for i := range p.Changes {
+			if p.Changes[i].Kind == w.kind && p.Changes[i].Object == w.object {
+				got = &p.Changes[i]
+			}
+		}
+		if got == nil {
+			t.Errorf("no %s %s in the plan:\n%s", w.kind, w.object, stdout)
+			continue
+		}
+		var deps []string
+		for _, n := range got.Dependents {
+			deps = append(deps, n.ID)
+		}
+		if got.Breaking != w.breaking || !slices.Equal(deps, w.dependents) && len(deps)+len(w.dependents) > 0 || !slices.Equal(got.Owners, w.owners) {
+			t.Errorf("%s %s: breaking %v, dependents %v, owners %v\nwant %v, %v, %v", w.kind, w.object, got.Breaking, deps, got.Owners, w.breaking, w.dependents, w.owners)
+		}
+	}
+	if len(p.Changes) != 4 || !p.Breaking {
+		t.Errorf("plan has %d changes (want 4), breaking %v:\n%s", len(p.Changes), p.Breaking, stdout)
+	}
+	// The text form says the same to people.
+	code, stdout, _ = cli(t, "plan", "--brokers", brokers, "--config", newPath, "--current", cfg.Path)
+	for _, s := range []string{"! redefined feature:txn_count_7d@1  BREAKING", `window_size_ms: registered "604800000", now "1209600000"`,
+		"tell: anonymous, ds-team, fraud-api, fraud-team, ml-team, payments-team", "- removed feature:txn_min_7d@1\n", "Plan: 4 changes, 3 breaking."} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("plan text lacks %q:\n%s", s, stdout)
+		}
+	}
+	if code != 2 {
+		t.Errorf("plan: exit %d, want 2", code)
+	}
+
+	// lineage --json, both directions.
+	lin := func(args ...string) lineage.Sub {
+		t.Helper()
+		code, stdout, stderr := cli(t, append([]string{"lineage", "--brokers", brokers, "--config", cfg.Path, "--json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("lineage %v: exit %d\n%s", args, code, stderr)
+		}
+		var s lineage.Sub
+		if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+			t.Fatalf("lineage %v: %v\n%s", args, err, stdout)
+		}
+		return s
+	}
+	nodeIDs := func(s lineage.Sub) []string {
+		var out []string
+		for _, n := range s.Nodes {
+			out = append(out, n.ID)
+		}
+		return out
+	}
+	down := lin("feature:txn_count_7d@1", "--downstream")
+	if got, want := nodeIDs(down), []string{"feature:txn_count_7d@1", "service:fraud_scoring", "service:spending", "dataset:train@1",
+		"model:fraud-gbm@1", "consumer:anonymous", "consumer:fraud-api"}; !slices.Equal(got, want) {
+		t.Errorf("lineage --downstream: %v\nwant %v", got, want)
+	}
+	if !slices.Contains(down.Edges, lineage.Edge{From: "feature:txn_count_7d@1", To: "consumer:fraud-api", Lookups: 2}) {
+		t.Errorf("lineage --downstream edges lack fraud-api's 2 lookups: %v", down.Edges)
+	}
+	topic := ""
+	for _, s := range cfg.Sources {
+		if s.Name == "transactions" {
+			topic = "topic:" + s.Topic
+		}
+	}
+	var logins string
+	for _, s := range cfg.Sources {
+		if s.Name == "logins" {
+			logins = "topic:" + s.Topic
+		}
+	}
+	up := lin("model:fraud-gbm@1", "--upstream")
+	if got, want := nodeIDs(up), []string{"model:fraud-gbm@1", logins, topic, "source:logins", "source:transactions",
+		"feature:login_count_1h@1", "feature:txn_avg_30d@1", "feature:txn_count_7d@1", "service:fraud_scoring", "dataset:train@1"}; !slices.Equal(got, want) {
+		t.Errorf("lineage --upstream: %v\nwant %v", got, want)
+	}
+	if code, stdout, _ := cli(t, "lineage", "service:spending", "--brokers", brokers, "--config", cfg.Path, "--dot"); code != 0 ||
+		!strings.Contains(stdout, `"feature:txn_sum_1d@1" -> "service:spending";`) {
+		t.Errorf("lineage --dot: exit %d\n%s", code, stdout)
+	}
+	if code, _, stderr := cli(t, "lineage", "feature:txn_count_7d", "--brokers", brokers); code != 2 || !strings.Contains(stderr, "feature:txn_count_7d@1") {
+		t.Errorf("lineage of a feature without version: exit %d\n%s", code, stderr)
+	}
+
+	// describe: a model, with its dataset and what it depends on.
+	code, stdout, stderr = cli(t, "describe", "model:fraud-gbm@1", "--brokers", brokers, "--config", cfg.Path)
+	if code != 0 || !strings.Contains(stdout, "dataset:") || !strings.Contains(stdout, "train@1") || !strings.Contains(stdout, "ml-team") ||
+		!strings.Contains(stdout, "feature:txn_count_7d@1") {
+		t.Errorf("describe model: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = cli(t, "describe", "feature:txn_count_7d@1", "--brokers", brokers, "--config", cfg.Path, "--json")
+	var d lineage.Description
+	if err := json.Unmarshal([]byte(stdout), &d); code != 0 || err != nil {
+		t.Fatalf("describe --json: exit %d, %v\n%s%s", code, err, stdout, stderr)
+	}
+	if d.Definition == nil || d.Definition.RegisteredBy != "alice via featurepipe-worker/w1" || d.Feature == nil || d.Feature.Hash != d.Definition.Hash ||
+		d.Consumers["fraud-api"] != 2 || d.Consumers[lineage.Anonymous] != 1 || len(d.Downstream) != 6 {
+		t.Errorf("describe feature: %+v", d)
+	}
+}
