@@ -244,6 +244,18 @@ func TestDiff(t *testing.T) {
 			t.Errorf("plan = %+v", p)
 		}
 	})
+	t.Run("a version removed before is not reported again", func(t *testing.T) {
+		// current (the running file) has no lone@1 although it is registered.
+		lone := file(t, baseFeatures+`  - {name: lone, version: 1, entity: user, source: transactions, aggregation: count, window: 1d, owner: o, description: d}
+`, baseServices)
+		p := Diff(current, catalog(t, lone), current, nil)
+		if len(p.Changes) != 0 {
+			t.Errorf("plan = %+v", p)
+		}
+		if p = Diff(current, catalog(t, lone), nil, nil); change(p, Removed, "feature:lone@1") == nil {
+			t.Errorf("without the running file, every registered version missing is removed: %+v", p)
+		}
+	})
 	t.Run("without the current file, services come from the catalog", func(t *testing.T) {
 		next := file(t, baseFeatures, `services:
   - {name: spend, owner: payments-team, description: d, features: [count@1, amount]}

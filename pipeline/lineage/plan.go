@@ -59,7 +59,8 @@ type Plan struct {
 // VersionAdded; registered with another hash → Redefined (always
 // Breaking: a definition never changes under one version, workers refuse
 // it); registered but absent from next → Removed (Breaking when it has
-// dependents); deprecated in next and not in current (or current nil) →
+// dependents; with current, only a version current still has: one removed
+// earlier stays registered but is not reported again); deprecated in next and not in current (or current nil) →
 // Deprecated. Services: absent from next → ServiceRemoved (Breaking with
 // dependents); another feature list → ServiceChanged (Breaking when models
 // or datasets were built from it, since they were trained on the old
@@ -114,6 +115,11 @@ func Diff(next *config.File, v *registry.View, current *config.File, consumers C
 		}
 	}
 	for _, d := range v.Definitions() {
+		if current != nil {
+			if _, err := current.Feature(d.Feature); err != nil {
+				continue // removed before: the running file no longer has it
+			}
+		}
 		if !inNext[d.Feature] {
 			add(Change{Kind: Removed, Object: NodeID(KindFeature, d.Feature),
 				Detail: []string{fmt.Sprintf("registered %s by %s, not in %s", d.RegisteredAt.Format("2006-01-02"), d.RegisteredBy, next.Path)}}, true)

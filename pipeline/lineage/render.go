@@ -1,7 +1,9 @@
 package lineage
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -50,6 +52,13 @@ func (s Sub) Text() string {
 	for _, e := range s.Edges {
 		down[e.From] = append(down[e.From], e)
 		up[e.To] = append(up[e.To], e)
+	}
+	order := func(id string) int { k, _, _ := strings.Cut(id, ":"); return slices.Index(kinds, k) }
+	for _, es := range down {
+		slices.SortStableFunc(es, func(a, b Edge) int { return cmp.Compare(order(a.To), order(b.To)) })
+	}
+	for _, es := range up {
+		slices.SortStableFunc(es, func(a, b Edge) int { return cmp.Compare(order(b.From), order(a.From)) })
 	}
 	var b strings.Builder
 	b.WriteString(label(nodes[s.Root], 0) + "\n")
