@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,8 +16,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/lineage"
-	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -29,7 +33,7 @@ const twoServices = servicesBlock + `  - name: spending
 `
 
 // TestPlanAndLineage: two services share a feature, two consumers read
-// them, a backfill registers a dataset from one service and a model is
+// them through the lookup service (each with its API token), a backfill registers a dataset from one service and a model is
 // registered on it; `plan` on a file that redefines a shared feature and
 // removes two (one with dependents, one without) exits 2 listing each
 // change's dependents and owners, `plan` on the running file exits 0, a file
@@ -60,23 +64,71 @@ func TestPlanAndLineage(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// Two consumers in the lookup log, as the lookup service records them
-	// (its consumer is the API token's): fraud-api reads the fraud service,
-	// an anonymous caller the spending one.
-	var recs []*kgo.Record
-	for _, e := range []lookuplog.Entry{
-		{Entity: "user", Key: "user-001", At: now.UnixMilli(), Consumer: "fraud-api", Features: map[string]*float64{"txn_count_7d@1": nil, "txn_avg_30d@1": nil, "login_count_1h@1": nil}},
-		{Entity: "user", Key: "user-002", At: now.UnixMilli(), Consumer: "fraud-api", Features: map[string]*float64{"txn_count_7d@1": nil, "txn_avg_30d@1": nil, "login_count_1h@1": nil}},
-		{Entity: "user", Key: "user-003", At: now.UnixMilli(), Features: map[string]*float64{"txn_count_7d@1": nil, "txn_sum_1d@1": nil}},
-	} {
-		b, err := e.Encode()
+	// Two consumers look the services up through the lookup service, each
+	// with its API token: fraud-api reads fraud_scoring for two keys,
+	// payments-api spending for one.
+	fraudTok, fraudHash, err := lookup.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payTok, payHash, err := lookup.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := lookup.ParseTokens("tokens.yaml", []byte(fmt.Sprintf(`tokens:
+  - {consumer: fraud-api, sha256: %s, entities: ["*"], tags: ["*"]}
+  - {consumer: payments-api, sha256: %s, entities: ["*"], tags: ["*"]}
+`, fraudHash, payHash)), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st, Tokens: toks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := serveLookup(t, svc, st)
+	for deadline := time.Now().Add(90 * time.Second); !ls.ready(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the lookup service was not ready within 90s")
+		}
+	}
+	lookupAs := func(token, service string, keys ...string) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"entity": "user", "keys": keys, "feature_service": service})
+		req, err := http.NewRequest(http.MethodPost, ls.url+"/v1/lookup", bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, &kgo.Record{Topic: cfg.Kafka.LookupLogTopic, Key: []byte(e.Key), Value: b})
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("lookup of %s: HTTP %d", service, resp.StatusCode)
+		}
 	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
+	lookupAs(fraudTok, "fraud_scoring", "user-001", "user-002")
+	lookupAs(payTok, "spending", "user-003")
+	// The lookup log is written asynchronously: wait until it holds the
+	// three keys.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		n := 0
+		if err := kafka.ReadToEnd(ctx, cl, cfg.Kafka.LookupLogTopic, func(*kgo.Record) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lookup log holds %d records after 60s, want 3", n)
+		}
 	}
 
 	spine := filepath.Join(dir, "spine.csv")
@@ -148,8 +200,8 @@ func TestPlanAndLineage(t *testing.T) {
 	}
 	for _, w := range []want{
 		{lineage.Redefined, "feature:txn_count_7d@1", true,
-			[]string{"service:fraud_scoring", "service:spending", "dataset:train@1", "model:fraud-gbm@1", "consumer:anonymous", "consumer:fraud-api"},
-			[]string{"anonymous", "ds-team", "fraud-api", "fraud-team", "ml-team", "payments-team"}},
+			[]string{"service:fraud_scoring", "service:spending", "dataset:train@1", "model:fraud-gbm@1", "consumer:fraud-api", "consumer:payments-api"},
+			[]string{"ds-team", "fraud-api", "fraud-team", "ml-team", "payments-api", "payments-team"}},
 		{lineage.Removed, "feature:login_count_1h@1", true,
 			[]string{"service:fraud_scoring", "dataset:train@1", "model:fraud-gbm@1", "consumer:fraud-api"},
 			[]string{"ds-team", "fraud-api", "fraud-team", "ml-team"}},
@@ -180,7 +232,7 @@ func TestPlanAndLineage(t *testing.T) {
 	// The text form says the same to people.
 	code, stdout, _ = cli(t, "plan", "--brokers", brokers, "--config", newPath, "--current", cfg.Path)
 	for _, s := range []string{"! redefined feature:txn_count_7d@1  BREAKING", `window_size_ms: registered "604800000", now "1209600000"`,
-		"tell: anonymous, ds-team, fraud-api, fraud-team, ml-team, payments-team", "- removed feature:txn_min_7d@1\n", "Plan: 4 changes, 3 breaking."} {
+		"tell: ds-team, fraud-api, fraud-team, ml-team, payments-api, payments-team", "- removed feature:txn_min_7d@1\n", "Plan: 4 changes, 3 breaking."} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("plan text lacks %q:\n%s", s, stdout)
 		}
@@ -211,7 +263,7 @@ func TestPlanAndLineage(t *testing.T) {
 	}
 	down := lin("feature:txn_count_7d@1", "--downstream")
 	if got, want := nodeIDs(down), []string{"feature:txn_count_7d@1", "service:fraud_scoring", "service:spending", "dataset:train@1",
-		"model:fraud-gbm@1", "consumer:anonymous", "consumer:fraud-api"}; !slices.Equal(got, want) {
+		"model:fraud-gbm@1", "consumer:fraud-api", "consumer:payments-api"}; !slices.Equal(got, want) {
 		t.Errorf("lineage --downstream: %v\nwant %v", got, want)
 	}
 	if !slices.Contains(down.Edges, lineage.Edge{From: "feature:txn_count_7d@1", To: "consumer:fraud-api", Lookups: 2}) {
@@ -254,7 +306,7 @@ func TestPlanAndLineage(t *testing.T) {
 		t.Fatalf("describe --json: exit %d, %v\n%s%s", code, err, stdout, stderr)
 	}
 	if d.Definition == nil || d.Definition.RegisteredBy != "alice via featurepipe-worker/w1" || d.Feature == nil || d.Feature.Hash != d.Definition.Hash ||
-		d.Consumers["fraud-api"] != 2 || d.Consumers[lineage.Anonymous] != 1 || len(d.Downstream) != 6 {
+		d.Consumers["fraud-api"] != 2 || d.Consumers["payments-api"] != 1 || len(d.Downstream) != 6 {
 		t.Errorf("describe feature: %+v", d)
 	}
 }
