@@ -1,8 +1,17 @@
 package main
 
 import (
+	"context"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/lineage"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
 
 // lineage and describe refuse bad usage with exit 2; plan exits 1 on every
@@ -35,5 +44,56 @@ func TestLineagePlanDescribeUsage(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
 			t.Errorf("%v: exit %d\n%s\nwant exit %d saying %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
+	}
+}
+
+// lookupLogConsumers counts keys per feature version and consumer from the
+// lookup log: a record without a consumer counts as anonymous, a record
+// written before since is left out, and an undecodable one is skipped.
+func TestLookupLogConsumers(t *testing.T) {
+	k, cfg, cl := testkit.Setup(t, testkit.KafkaSection(2)+`entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: tx-{{ID}}, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: spend, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, owner: t, description: d}
+`, testkit.SetupOptions{})
+	now := time.Now()
+	rec := func(consumer string, at time.Time, ids ...string) *kgo.Record {
+		e := lookuplog.Entry{Entity: "user", Key: "u", At: now.UnixMilli(), Consumer: consumer, Features: map[string]*float64{}}
+		for _, id := range ids {
+			e.Features[id] = nil
+		}
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &kgo.Record{Topic: cfg.Kafka.LookupLogTopic, Key: []byte("u"), Value: b, Timestamp: at}
+	}
+	recs := []*kgo.Record{
+		rec("fraud-api", now, "spend@1", "count@1"),
+		rec("fraud-api", now, "spend@1"),
+		rec("", now, "spend@1"),
+		rec("old-job", now.Add(-8*24*time.Hour), "spend@1"),
+		{Topic: cfg.Kafka.LookupLogTopic, Value: []byte("not json")},
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s := &catalogSetup{brokers: k.Brokers, cfg: cfg}
+	got, err := lookupLogConsumers(context.Background(), s, now.Add(-planWindow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := lineage.Consumers{"spend@1": {"fraud-api": 2, lineage.Anonymous: 1}, "count@1": {"fraud-api": 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("last 7 days: %v, want %v", got, want)
+	}
+	all, err := lookupLogConsumers(context.Background(), s, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all["spend@1"]["old-job"] != 1 {
+		t.Errorf("everything retained: %v, want old-job too", all)
 	}
 }

@@ -289,3 +289,41 @@ services:
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	cfg := file(t, baseFeatures, baseServices)
+	v := catalog(t, cfg)
+	c := Consumers{"count@1": {"fraud-api": 7}}
+	g := Build(cfg, v, c)
+	d, err := Describe("feature:count@1", g, cfg, v, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Feature == nil || d.Feature.Owner != "risk-team" || d.Feature.At != "f.yaml:6" || d.Definition == nil || d.Definition.RegisteredBy != "ann" ||
+		d.Consumers["fraud-api"] != 7 || !slices.Equal(ids(d.Upstream), []string{"topic:tx", "source:transactions"}) || len(d.Downstream) != 5 {
+		t.Errorf("feature: %+v", d)
+	}
+	d, err = Describe("service:spend", g, cfg, v, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Service == nil || !slices.Equal(d.Service.Resolved, []string{"count@1", "amount@2"}) || d.Service.Owner != "payments-team" {
+		t.Errorf("service: %+v", d.Service)
+	}
+	d, err = Describe("model:fraud-gbm@1", g, cfg, v, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := ""
+	for _, f := range d.Fields() {
+		text += f[0] + ": " + f[1] + "\n"
+	}
+	for _, want := range []string{"owner: ml-team", "dataset: train@1", "service: fraud", "upstream: topic:tx, source:transactions, feature:amount@1, feature:count@1, service:fraud, dataset:train@1", "downstream: -"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("model description lacks %q:\n%s", want, text)
+		}
+	}
+	if _, err := Describe("dataset:nope@1", g, cfg, v, c); err == nil {
+		t.Error("describe of an unknown dataset: no error")
+	}
+}
