@@ -42,9 +42,10 @@ var kinds = []string{KindTopic, KindSource, KindFeature, KindService, KindDatase
 // Anonymous is the consumer of a lookup that named none.
 const Anonymous = "anonymous"
 
-// Consumers is, per feature version (name@version), the lookups each
-// consumer made of it over some recent window (the caller's choice; plan
-// uses the last 7 days). A nil Consumers has none.
+// Consumers is, per feature version (name@version), how many keys each
+// consumer looked up (one lookup-log entry per key) over some recent window
+// (the caller's choice: lineage and describe use all the lookup log
+// retains, plan the last 7 days). A nil Consumers has none.
 type Consumers map[string]map[string]int64
 
 // Node is one object of the catalog.
@@ -100,7 +101,8 @@ func ParseNode(id string) (kind, name string, err error) {
 // topic and source from its registered definition); services from the file
 // and from the datasets and models that name them; a service's bare feature
 // reference links the version it resolves to now (config.ResolveReady with
-// v.Ready). Cost: linear in the objects of cfg, v and c.
+// v.Ready). Cost: linear in the objects of cfg, v and c, plus services ×
+// models for the services' models: lists.
 func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 	g := &Graph{nodes: map[string]*Node{}, down: map[string][]Edge{}, up: map[string][]Edge{}}
 	seen := map[[2]string]bool{}
