@@ -175,9 +175,6 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// ExitCode is the process's exit code (see run).
-func (e *exitError) ExitCode() int { return e.code }
-
 // errBreaking is plan's error when a change would break dependents.
 var errBreaking = errors.New("the plan removes or redefines something that has dependents (or redefines a version in place)")
 

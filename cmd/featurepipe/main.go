@@ -63,8 +63,8 @@ func main() {
 }
 
 // run dispatches to a subcommand and maps its error to an exit code:
-// 0 success, 2 usage error, 1 anything else; an error with an ExitCode()
-// method (plan's breaking changes) exits with that code.
+// 0 success, 2 usage error, 1 anything else; an *exitError (plan) exits
+// with its code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
@@ -79,13 +79,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
-		var ec interface{ ExitCode() int }
+		var ee *exitError
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
-		case errors.As(err, &ec):
+		case errors.As(err, &ee):
 			fmt.Fprintf(stderr, "featurepipe %s: %v\n", c.name, err)
-			return ec.ExitCode()
+			return ee.code
 		case errors.As(err, new(*usageError)):
 			fmt.Fprintf(stderr, "featurepipe %s: %v\n", c.name, err)
 			return 2
