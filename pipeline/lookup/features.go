@@ -7,16 +7,14 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/featurepipe/featurepipe/internal/config"
 )
 
 // featureInfo is what a lookup needs of one feature version, built once in
 // New so that resolving a request allocates and formats nothing.
 type featureInfo struct {
-	def     *config.Feature
-	lookups prometheus.Counter // its featurepipe_feature_lookups_total
+	def *config.Feature
+	idx int // position in featureIndex.list
 	// warning is the response warning of a deprecated version, else "".
 	warning string
 	// warned is set once the deprecated version's first lookup is logged.
@@ -36,19 +34,21 @@ type pickedFeature struct {
 type featureIndex struct {
 	byID   map[string]*featureInfo
 	byName map[string][]*featureInfo
+	list   []*featureInfo // in file order; featureInfo.idx indexes it
 }
 
 // newFeatureIndex builds the index of cfg's features. The preference order
 // of a name's versions is config.File.Feature's rule: versions that are not
 // deprecated first, then the newest first (ties in file order), so that the
 // first is what config.File.Feature resolves the bare name to.
-func newFeatureIndex(cfg *config.File, lookups *prometheus.CounterVec) featureIndex {
+func newFeatureIndex(cfg *config.File) featureIndex {
 	x := featureIndex{byID: map[string]*featureInfo{}, byName: map[string][]*featureInfo{}}
 	for _, f := range cfg.Features {
-		fi := &featureInfo{def: f, lookups: lookups.WithLabelValues(f.ID)}
+		fi := &featureInfo{def: f, idx: len(x.list)}
 		if f.Deprecated {
 			fi.warning = fmt.Sprintf("feature %s is deprecated", f.ID)
 		}
+		x.list = append(x.list, fi)
 		x.byID[f.ID] = fi
 		x.byName[f.Name] = append(x.byName[f.Name], fi)
 	}

@@ -7,10 +7,10 @@
 //
 // Record key: the entity key. Value: the JSON object
 //
-//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","features":{"a@1":12.5,"b@2":null}}
+//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","service":"fraud_scoring","features":{"a@1":12.5,"b@2":null}}
 //
-// with "consumer" left out when empty and the features sorted by id, each
-// once (the order and escaping of encoding/json).
+// with "consumer" and "service" left out when empty and the features sorted
+// by id, each once (the order and escaping of encoding/json).
 package lookuplog
 
 import (
@@ -29,8 +29,12 @@ type Entry struct {
 	// At is the time the values are as of (the request time), epoch ms.
 	At int64 `json:"at"`
 	// Consumer is who asked: the consumer of the API token the request
-	// carried; empty on an open service (no tokens).
+	// carried, else the X-Featurepipe-Consumer header's name, else
+	// "anonymous". Empty in records of older replicas (read it as
+	// "anonymous").
 	Consumer string `json:"consumer,omitempty"`
+	// Service is the feature service the request named, or empty.
+	Service string `json:"service,omitempty"`
 	// Features maps feature id (name@version) to the value served; null for
 	// an empty window served as null.
 	Features map[string]*float64 `json:"features"`
@@ -43,7 +47,7 @@ func (e *Entry) Encode() ([]byte, error) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	b := AppendStart(nil, e.Entity, e.Key, e.At, e.Consumer)
+	b := AppendStart(nil, e.Entity, e.Key, e.At, e.Consumer, e.Service)
 	for i, id := range ids {
 		v := e.Features[id]
 		if v == nil {
@@ -59,7 +63,7 @@ func (e *Entry) Encode() ([]byte, error) {
 // up to its features. Then call AppendFeature for each feature, in id order,
 // each id once (i counts them from 0), and AppendEnd. They allocate nothing
 // beyond growing b.
-func AppendStart(b []byte, entity, key string, at int64, consumer string) []byte {
+func AppendStart(b []byte, entity, key string, at int64, consumer, service string) []byte {
 	b = append(b, `{"entity":`...)
 	b = appendString(b, entity)
 	b = append(b, `,"key":`...)
@@ -69,6 +73,10 @@ func AppendStart(b []byte, entity, key string, at int64, consumer string) []byte
 	if consumer != "" {
 		b = append(b, `,"consumer":`...)
 		b = appendString(b, consumer)
+	}
+	if service != "" {
+		b = append(b, `,"service":`...)
+		b = appendString(b, service)
 	}
 	return append(b, `,"features":{`...)
 }

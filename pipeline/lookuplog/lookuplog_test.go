@@ -42,6 +42,8 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 		{Entity: "user", Key: "u1", At: 1700000000123, Features: map[string]*float64{"b@2": nil, "a@1": &v1}},
 		{Entity: "user", Key: "\"<&>\u2028\x00\xff\\", At: -1, Consumer: "fraud-model \t", Features: map[string]*float64{"z@1": &v2, "é@3": &tiny, "x@9": &huge}},
 		{Entity: "merchant", Key: "", At: 1, Features: map[string]*float64{}},
+		{Entity: "user", Key: "u2", At: 2, Consumer: "fraud-api", Service: "fraud_<scoring>", Features: map[string]*float64{"a@1": &v1}},
+		{Entity: "user", Key: "u3", At: 3, Service: "only-service", Features: map[string]*float64{}},
 	} {
 		got, err := e.Encode()
 		if err != nil {
@@ -65,7 +67,7 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 func TestAppendAllocatesOnlyTheBuffer(t *testing.T) {
 	buf := make([]byte, 0, 512)
 	if n := testing.AllocsPerRun(100, func() {
-		b := AppendStart(buf[:0], "user", "u1", 1700000000123, "fraud-model")
+		b := AppendStart(buf[:0], "user", "u1", 1700000000123, "fraud-model", "fraud_scoring")
 		b = AppendFeature(b, 0, "a@1", 12.5, true)
 		b = AppendFeature(b, 1, "b@2", 0, false)
 		buf = AppendEnd(b)
