@@ -25,6 +25,8 @@ type featureInfo struct {
 	Version     int      `json:"version"`
 	Status      string   `json:"status"` // ready | warming_up | deprecated | unregistered | unknown
 	Deprecated  bool     `json:"deprecated"`
+	ReplacedBy  string   `json:"replaced_by,omitempty"` // a deprecated version's replacement, name@version
+	Sunset      string   `json:"sunset,omitempty"`      // a deprecated version's sunset date, YYYY-MM-DD
 	Entity      string   `json:"entity"`
 	Source      string   `json:"source"`
 	Aggregation string   `json:"aggregation"`
@@ -50,7 +52,7 @@ type featureInfo struct {
 	// whether nobody did for 30 days (see package usage). Usage is absent
 	// for a version nobody read in the log.
 	Usage  *featureusage.Stats `json:"usage,omitempty"`
-	Unused *bool        `json:"unused,omitempty"`
+	Unused *bool               `json:"unused,omitempty"`
 }
 
 func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -153,6 +155,12 @@ func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		if r.Deprecated && r.Status != "deprecated" {
 			status += ", deprecated"
+		}
+		if r.ReplacedBy != "" {
+			status += " → " + r.ReplacedBy
+		}
+		if r.Sunset != "" {
+			status += " (sunset " + r.Sunset + ")"
 		}
 		snap := "-"
 		if r.SnapshotAt != nil {
@@ -257,6 +265,10 @@ func describeFeatures(cfg *config.File, view *registry.View, now time.Time) []fe
 		r := featureInfo{Name: f.Name, Version: f.Version, Deprecated: f.Deprecated, Entity: f.Entity, Source: f.Source,
 			Aggregation: f.Aggregation.String(), Field: f.Field, Window: window, Hop: aggregations.FormatDuration(f.Window.Hop),
 			Owner: f.Owner, Description: strings.TrimSpace(f.Description), Tags: f.Tags, Hash: f.Hash, Status: "unknown"}
+		r.ReplacedBy = f.ReplacedBy
+		if !f.Sunset.IsZero() {
+			r.Sunset = f.Sunset.Format(time.DateOnly)
+		}
 		if view != nil {
 			r.Status = "unregistered"
 			if d, ok := view.Definition(f.ID); ok {

@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/featurepipe/featurepipe/internal/config"
 )
 
 // doAs sends a request with the consumer header (none when consumer is "")
@@ -193,10 +196,55 @@ func TestLookupLogRecordsConsumerAndService(t *testing.T) {
 	}
 	entries, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 2, 20*time.Second)
 	got := map[string]string{}
+	ids := map[string]bool{}
 	for _, e := range entries {
 		got[e.Key] = e.Consumer + "/" + e.Service
+		if !strings.HasPrefix(e.Request, fx.svc.replicaID+"-") {
+			t.Errorf("entry %s: request id %q, want %s-<sequence>", e.Key, e.Request, fx.svc.replicaID)
+		}
+		ids[e.Request] = true
+	}
+	if len(ids) != 2 {
+		t.Errorf("two requests carry %d distinct request ids", len(ids))
 	}
 	if want := map[string]string{"u1": "fraud-api/fraud_scoring", "u2": "anonymous/"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("lookup log consumer/service %v, want %v", got, want)
+	}
+}
+
+// A deprecated version keeps answering, with a warning naming its
+// replacement and sunset, and its lookups are counted per consumer so its
+// owner sees who still has to move.
+func TestDeprecatedLookupNamesTheReplacement(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	fx := newFixtureWith(t, Options{Registerer: reg, Gatherer: reg}, true, func(cfg *config.File) {
+		f, err := cfg.Feature("txn_amount_max_30d@1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ReplacedBy, f.Sunset = "txn_amount_avg@2", time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)
+	})
+	body := `{"entity":"user","keys":["u1"],"features":["txn_amount_max_30d@1","txn_count_7d"]}`
+	for _, c := range []string{"fraud-api", "fraud-api", "reco-api"} {
+		rec := fx.doAs(t, c, "", body)
+		if rec.Code != 200 {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		var resp LookupResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+			t.Fatal(err)
+		}
+		want := "feature txn_amount_max_30d@1 is deprecated; use txn_amount_avg@2 instead (sunset 2027-01-31)"
+		if len(resp.Warnings) != 1 || resp.Warnings[0] != want {
+			t.Fatalf("warnings %q, want [%q]", resp.Warnings, want)
+		}
+		if v := resp.Results[0].Features["txn_amount_max_30d@1"]; v.Status != StatusPresent {
+			t.Fatalf("the deprecated version stopped answering: %+v", v)
+		}
+	}
+	for c, want := range map[string]float64{"fraud-api": 2, "reco-api": 1} {
+		if got := lookupsBy(t, reg, "featurepipe_deprecated_lookups_total", "txn_amount_max_30d", "1", c); got != want {
+			t.Errorf("deprecated lookups of %s: %v, want %v", c, got, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
 )
@@ -46,7 +47,7 @@ func newFeatureIndex(cfg *config.File) featureIndex {
 	for _, f := range cfg.Features {
 		fi := &featureInfo{def: f, idx: len(x.list)}
 		if f.Deprecated {
-			fi.warning = fmt.Sprintf("feature %s is deprecated", f.ID)
+			fi.warning = deprecationWarning(f)
 		}
 		x.list = append(x.list, fi)
 		x.byID[f.ID] = fi
@@ -64,6 +65,20 @@ func newFeatureIndex(cfg *config.File) featureIndex {
 		})
 	}
 	return x
+}
+
+// deprecationWarning is the response warning of deprecated version f:
+// "feature a@1 is deprecated; use a@2 instead (sunset 2027-01-31)", with
+// the replacement and the sunset when the feature file names them.
+func deprecationWarning(f *config.Feature) string {
+	w := fmt.Sprintf("feature %s is deprecated", f.ID)
+	if f.ReplacedBy != "" {
+		w += fmt.Sprintf("; use %s instead", f.ReplacedBy)
+	}
+	if !f.Sunset.IsZero() {
+		w += fmt.Sprintf(" (sunset %s)", f.Sunset.Format(time.DateOnly))
+	}
+	return w
 }
 
 // pick resolves a feature reference: "name@version" exactly; a bare name to

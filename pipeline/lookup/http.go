@@ -119,7 +119,7 @@ func (s *Service) endpoint(route string, h handler) http.Handler {
 				}
 			}
 			if err == nil && served != nil {
-				served.consumer = consumer
+				served.consumer, served.request = consumer, s.requests.Add(1)
 				s.count(served)
 			}
 			switch {
@@ -280,7 +280,8 @@ func (s *Service) resolve(a *lookupAnswer, info *entityInfo, refs []string) erro
 		if f.warning != "" {
 			a.warnings = append(a.warnings, f.warning)
 			if f.warned.CompareAndSwap(false, true) {
-				s.log.Warn("deprecated feature looked up", zap.String("feature", f.def.ID))
+				s.log.Warn("deprecated feature looked up (logged once per version; featurepipe_deprecated_lookups_total counts them per consumer)",
+					zap.String("feature", f.def.ID), zap.String("replaced_by", f.def.ReplacedBy), zap.String("warning", f.warning))
 			}
 		}
 		a.feats = append(a.feats, f)
@@ -386,6 +387,7 @@ type lookupAnswer struct {
 	order    []int  // indexes of names in JSON order (sorted, duplicates dropped)
 	consumer string // who asked (see consumerName), for the counters and the lookup log
 	service  string // the feature service the request named, or ""
+	request  uint64 // the request's sequence number on this replica, for the lookup log
 }
 
 var answerPool = sync.Pool{New: func() any { return new(lookupAnswer) }}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,10 @@ type Service struct {
 	llog  lookupLogger
 
 	consumers consumerSet
+	// replicaID (16 random hex digits, new at every start) and requests (a
+	// sequence) make the request id of lookup-log entries.
+	replicaID string
+	requests  atomic.Uint64
 }
 
 // entityInfo is what the HTTP layer needs of one entity.
@@ -176,6 +181,7 @@ func New(o Options) (*Service, error) {
 	s := &Service{o: o, log: o.Log, m: metrics.NewLookup(o.Registerer), started: time.Now(),
 		behind: map[int32]int64{-1: 0}, entities: map[string]*entityInfo{}, byKey: map[string]*entityInfo{},
 		cache: newViewCache(o.CacheEntries), reg: registry.NewView()}
+	s.replicaID = fmt.Sprintf("%016x", rand.Uint64())
 	s.feats = newFeatureIndex(o.Config)
 	s.consumers.init(o.MaxConsumers, s.feats.list, s.m.FeatureLookups, s.m.DeprecatedLookups, o.Tokens.consumers())
 	for _, e := range o.Config.Entities {

@@ -10,11 +10,11 @@
 //
 //   - Keys: keys served, one per lookup-log entry naming the version: the
 //     unit of featurepipe_feature_lookups_total.
-//   - Lookups: requests, counted as distinct (entity, consumer, feature
-//     service, request time in ms) among those entries: every entry of one
-//     request carries the same request time. Two requests of the same
-//     consumer and service for the same entity in the same millisecond count
-//     once.
+//   - Lookups: requests, counted as distinct request ids among those
+//     entries (every key of one request carries its id). Entries of older
+//     replicas, without an id, are told apart by (entity, consumer, feature
+//     service, request time in ms): there, two requests of one consumer in
+//     the same millisecond count once.
 //
 // LastUsed is the newest request time over the whole log, per version, per
 // consumer and per feature service. A version is Unused when nobody read it
@@ -106,6 +106,7 @@ func (s *Stats) Unused(since, now time.Time) bool {
 
 // requestID identifies a request among a version's entries.
 type requestID struct {
+	request                   string // the entry's id; the rest is zero when set
 	entity, consumer, service string
 	at                        int64
 }
@@ -143,7 +144,10 @@ func (a *Aggregator) Add(e *lookuplog.Entry) {
 		consumer = anonymous
 	}
 	age := time.Duration(max(a.now-e.At, 0)) * time.Millisecond
-	rid := requestID{e.Entity, consumer, e.Service, e.At}
+	rid := requestID{entity: e.Entity, consumer: consumer, service: e.Service, at: e.At}
+	if e.Request != "" {
+		rid = requestID{request: e.Request}
+	}
 	for id := range e.Features {
 		x := a.accs[id]
 		if x == nil {

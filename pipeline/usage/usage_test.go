@@ -48,10 +48,10 @@ func TestWindows(t *testing.T) {
 	two := []string{"u1", "u2"}
 	stats := aggregate(
 		request("fraud-api", "fraud_scoring", 10*time.Minute, two, "a@1", "b@1"), // 1h, 24h, 7d
-		request("fraud-api", "", 3*time.Hour, two, "a@1"),                          // 24h, 7d
-		request("", "", 2*Day, []string{"u3"}, "a@1"),                              // 7d, anonymous
-		request("batch", "", 10*Day, two, "a@1"),                                   // older than 7d: last used only
-		request("fraud-api", "", -time.Minute, []string{"u1"}, "b@1"),              // clock skew: counts as now
+		request("fraud-api", "", 3*time.Hour, two, "a@1"),                        // 24h, 7d
+		request("", "", 2*Day, []string{"u3"}, "a@1"),                            // 7d, anonymous
+		request("batch", "", 10*Day, two, "a@1"),                                 // older than 7d: last used only
+		request("fraud-api", "", -time.Minute, []string{"u1"}, "b@1"),            // clock skew: counts as now
 	)
 	a := stats["a@1"]
 	for _, tc := range []struct {
@@ -90,6 +90,22 @@ func TestWindows(t *testing.T) {
 // A request is one lookup however many keys it served; two requests of
 // different consumers at the same millisecond are two.
 func TestLookupsCountRequests(t *testing.T) {
+	// With request ids (every replica writes them): two requests of one
+	// consumer in the same millisecond are two.
+	withID := func(id string, r []*lookuplog.Entry) []*lookuplog.Entry {
+		for _, e := range r {
+			e.Request = id
+		}
+		return r
+	}
+	byID := aggregate(
+		withID("r1-1", request("a", "", time.Minute, []string{"k1", "k2"}, "f@1")),
+		withID("r1-2", request("a", "", time.Minute, []string{"k1"}, "f@1")),
+	)
+	if got := byID["f@1"].Windows.Hour; got != (Counts{Lookups: 2, Keys: 3}) {
+		t.Fatalf("with ids: %+v, want 2 lookups of 3 keys", got)
+	}
+	// Without ids (older replicas):
 	stats := aggregate(
 		request("a", "", time.Minute, []string{"k1", "k2", "k3"}, "f@1"),
 		request("b", "", time.Minute, []string{"k1"}, "f@1"),
