@@ -175,3 +175,12 @@ func featuresJSON(t *testing.T, args ...string) []featureInfo {
 	}
 	return rows
 }
+
+func TestServeRejectsABadMaxConsumers(t *testing.T) {
+	f := newProduceFixture(t)
+	code, _, stderr := execCLI("serve", "--brokers", f.brokers, "--config", f.config, "--data", t.TempDir(),
+		"--listen", "127.0.0.1:0", "--max-consumers", "0")
+	if code != 2 || !strings.Contains(stderr, "--max-consumers must be at least 1") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
