@@ -119,11 +119,13 @@ type consumerSet struct {
 	nFeats  int
 	lookups *prometheus.CounterVec
 	depr    *prometheus.CounterVec
-	feats   []*featureInfo
 }
 
+// init prepares the set for the features of the index (feats, by
+// featureInfo.idx), with an entry for "anonymous" and every fixed name (the
+// token consumers), which do not count against max.
 func (cs *consumerSet) init(max int, feats []*featureInfo, lookups, depr *prometheus.CounterVec, fixed []string) {
-	cs.max, cs.feats, cs.nFeats, cs.lookups, cs.depr = max, feats, len(feats), lookups, depr
+	cs.max, cs.nFeats, cs.lookups, cs.depr = max, len(feats), lookups, depr
 	cs.other = cs.newEntry(OtherConsumer)
 	m := map[string]*consumerEntry{AnonymousConsumer: cs.newEntry(AnonymousConsumer)}
 	for _, name := range fixed {
