@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,26 @@ func TestFeaturesShowsConsumers(t *testing.T) {
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := registry.Register(ctx, cl, cfg.Kafka.RegistryTopic, cfg, registry.NewView(), "test"); err != nil {
+	// Two versions were registered 60 days ago, the others now.
+	for _, id := range []string{"txn_count_7d@1", "login_count_lifetime@1"} {
+		ft, err := cfg.Feature(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := registry.DefinitionRecord(cfg.Kafka.RegistryTopic, registry.Definition{Feature: ft.ID, Hash: ft.Hash,
+			Fields: ft.Definition(), RegisteredAt: time.Now().Add(-60 * 24 * time.Hour).UTC(), RegisteredBy: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, err := registry.Load(ctx, []string{f.brokers}, cfg.Kafka.RegistryTopic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := registry.Register(ctx, cl, cfg.Kafka.RegistryTopic, cfg, old, "test"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -123,15 +143,22 @@ func TestFeaturesShowsConsumers(t *testing.T) {
 	if s := count.Usage.Services; len(s) != 1 || s[0].Name != "fraud_scoring" || s[0].Windows.Week.Keys != 3 {
 		t.Errorf("services of txn_count_7d@1: %+v", s)
 	}
+	if count.Registered == nil || time.Since(*count.Registered) < 30*24*time.Hour {
+		t.Fatalf("txn_count_7d@1 should read as registered 60 days ago: %v", count.Registered)
+	}
 	if time.Since(count.Usage.LastUsed) > 10*time.Minute || count.Unused == nil || *count.Unused {
 		t.Errorf("txn_count_7d@1: last used %v, unused %v", count.Usage.LastUsed, count.Unused)
 	}
-	if login := by["login_count_lifetime"]; login.Usage != nil || login.Unused == nil || *login.Unused {
-		t.Errorf("login_count_lifetime (never read, registered just now: not yet unused): %+v", login)
+	if login := by["login_count_lifetime"]; login.Usage != nil || login.Unused == nil || !*login.Unused {
+		t.Errorf("login_count_lifetime (never read, registered 60 days ago: unused): %+v", login)
+	}
+	if last := by["txn_amount_last"]; last.Usage != nil || last.Unused == nil || *last.Unused {
+		t.Errorf("txn_amount_last (never read, registered just now: not yet unused): %+v", last)
 	}
 	// The table shows the consumers column.
 	code, stdout, stderr := execCLI("features", "--config", f.config, "--brokers", f.brokers)
-	if code != 0 || !strings.Contains(stdout, "reco-api(4), fraud-api(3)") || !strings.Contains(stdout, "LAST USED") {
+	if code != 0 || !strings.Contains(stdout, "reco-api(4), fraud-api(3)") || !strings.Contains(stdout, "LAST USED") ||
+		!regexp.MustCompile(`login_count_lifetime@1 .* unused +never`).MatchString(stdout) {
 		t.Fatalf("table (exit %d, %s):\n%s", code, stderr, stdout)
 	}
 	// Filters.
@@ -152,7 +179,7 @@ func TestFeaturesShowsConsumers(t *testing.T) {
 		{[]string{"--owner", "Fraud-Team"}, "txn_amount_max_7d,txn_amount_min_7d"},    // owner, any case
 		{[]string{"--tag", "fraud", "--owner", "payments-team"}, "txn_amount_sum_1h"}, // both
 		{[]string{"--search", "nothing-matches"}, ""},                                 // none
-		{[]string{"--brokers", f.brokers, "--unused"}, ""},                            // all registered just now
+		{[]string{"--brokers", f.brokers, "--unused"}, "login_count_lifetime"},        // the others are read or younger than 30 days
 	} {
 		if got := names(tc.args...); got != tc.want {
 			t.Errorf("features %v: %q, want %q", tc.args, got, tc.want)
