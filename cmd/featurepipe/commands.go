@@ -110,6 +110,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	noSync := fs.Bool("no-sync", false, "do not fsync each batch commit (survives kill -9, not power loss)")
 	instanceID := fs.String("instance-id", "", "static group membership id: a restart with the same id takes its partitions back without a rebalance")
 	sessionTimeout := fs.Duration("session-timeout", 10*time.Second, "how long the group waits for a silent (killed) worker before rebalancing")
+	rebalanceTimeout := fs.Duration("rebalance-timeout", 10*time.Second, "how long a rebalance waits for members to rejoin (a member dead mid-rebalance is dropped after it); must exceed the longest poll-loop step")
+	stallAfter := fs.Duration("stall-after", 0, "/healthz fails when one poll-loop step or rebalance callback runs longer than this (default 3 × --rebalance-timeout)")
 	snapDir := fs.String("snapshots", "", "snapshot directory (local or shared): state snapshots for lookup cold starts and backfills (default: none)")
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
@@ -127,7 +129,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	a := &app{}
 	defer a.closeInto(&err)
 	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
-		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor}, *sf.data, *noSync)
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, RebalanceTimeout: *rebalanceTimeout, StallAfter: *stallAfter, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor}, *sf.data, *noSync)
 	if err != nil {
 		return err
 	}
@@ -139,7 +141,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		}
 		a.onClose("metrics listener", ln.Close)
 		mux := http.NewServeMux()
-		mux.Handle("/", metricsMux(reg))
+		mux.Handle("/", metricsMux(reg, w.Healthy))
 		mux.Handle("POST /v1/snapshot", snapshotHandler(w))
 		a.add("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) })
 	}
@@ -152,6 +154,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
 	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
 	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
+	maxConsumers := fs.Int("max-consumers", lookup.DefaultMaxConsumers, "consumer names (from the X-Featurepipe-Consumer header) that get their own label in featurepipe_feature_lookups_total; later ones count as other (token consumers always get one)")
 	tokensFile := fs.String("tokens", "", "tokens file (hashes, consumers and scopes; see featurepipe token): lookups then need a Bearer token (default: open to anyone, with a warning)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
@@ -159,6 +162,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
+	}
+	if *maxConsumers < 1 {
+		return usagef("--max-consumers must be at least 1; got %d", *maxConsumers)
 	}
 	var tokens *lookup.Tokens
 	if *tokensFile != "" {
@@ -179,7 +185,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	a := &app{}
 	defer a.closeInto(&err)
 	svc, err := openLookup(a, lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
-		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens}, *sf.data)
+		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens, MaxConsumers: *maxConsumers}, *sf.data)
 	if err != nil {
 		return err
 	}

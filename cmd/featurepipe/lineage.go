@@ -10,70 +10,41 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/lineage"
-	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
+	featureusage "github.com/featurepipe/featurepipe/pipeline/usage"
 )
 
 // planWindow is how far back plan counts a consumer's lookups.
 const planWindow = 7 * 24 * time.Hour
 
-// consumersFunc returns the lookups per feature version and consumer since
-// a time (the zero time: everything the lookup log retains). lineage, plan
-// and describe read consumers only through it, so that it can become the
-// usage package's reader.
-type consumersFunc func(ctx context.Context, s *catalogSetup, since time.Time) (lineage.Consumers, error)
+// consumersFunc returns the keys served per feature version and consumer:
+// in the last 7 days when lastWeek, else over everything the lookup log
+// retains. lineage, plan and describe read consumers only through it.
+type consumersFunc func(ctx context.Context, s *catalogSetup, lastWeek bool) (lineage.Consumers, error)
 
 // readConsumers is the consumersFunc the commands use.
 var readConsumers consumersFunc = lookupLogConsumers
 
 // lookupLogConsumers reads the lookup log (the feature file's
-// kafka.lookup_log_topic, else the default) to its end and counts, per
-// feature version and consumer, the keys served from records written at or
-// after since. A lookup without a consumer counts as lineage.Anonymous;
-// undecodable records are skipped. Cost: one read of the whole topic.
-// TODO(usage): switch to pipeline/usage once it lands.
-func lookupLogConsumers(ctx context.Context, s *catalogSetup, since time.Time) (lineage.Consumers, error) {
+// kafka.lookup_log_topic, else the default) with the usage package, the one
+// reader of usage statistics. A lookup without a consumer counts as
+// anonymous; undecodable records are skipped. Cost: one read of the whole
+// topic.
+func lookupLogConsumers(ctx context.Context, s *catalogSetup, lastWeek bool) (lineage.Consumers, error) {
 	topic := config.DefaultLookupLogTopic
 	if s.cfg != nil {
 		topic = s.cfg.Kafka.LookupLogTopic
 	}
-	cl, err := kgo.NewClient(kafka.BaseOpts(s.brokers, "featurepipe-lineage", nil)...)
-	if err != nil {
-		return nil, fmt.Errorf("lookup log client: %w", err)
-	}
-	defer cl.Close()
 	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	out := lineage.Consumers{}
-	err = kafka.ReadToEnd(lctx, cl, topic, func(r *kgo.Record) error {
-		if r.Timestamp.Before(since) {
-			return nil
-		}
-		e, err := lookuplog.Decode(r.Value)
-		if err != nil {
-			return nil
-		}
-		who := e.Consumer
-		if who == "" {
-			who = lineage.Anonymous
-		}
-		for id := range e.Features {
-			if out[id] == nil {
-				out[id] = map[string]int64{}
-			}
-			out[id][who]++
-		}
-		return nil
-	})
+	stats, err := featureusage.Read(lctx, s.brokers, topic, time.Now(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("read the lookup log %s: %w", topic, err)
 	}
-	return out, nil
+	return lineage.Consumers(featureusage.ConsumerKeys(stats, lastWeek)), nil
 }
 
 // parseWithNode parses flags with one positional NODE before, between or
@@ -106,12 +77,12 @@ func parseWithNode(fs *flag.FlagSet, args []string) (string, error) {
 }
 
 // graph reads the catalog and the consumers and builds the lineage graph.
-func (s *catalogSetup) graph(ctx context.Context, since time.Time) (*lineage.Graph, *registry.View, lineage.Consumers, error) {
+func (s *catalogSetup) graph(ctx context.Context, lastWeek bool) (*lineage.Graph, *registry.View, lineage.Consumers, error) {
 	v, err := s.view(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err := readConsumers(ctx, s, since)
+	c, err := readConsumers(ctx, s, lastWeek)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -138,7 +109,7 @@ func runLineage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	g, _, _, err := s.graph(ctx, time.Time{})
+	g, _, _, err := s.graph(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -213,7 +184,7 @@ func plan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := readConsumers(ctx, s, time.Now().Add(-planWindow))
+	c, err := readConsumers(ctx, s, true)
 	if err != nil {
 		return err
 	}
@@ -243,7 +214,7 @@ func runDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	g, v, c, err := s.graph(ctx, time.Time{})
+	g, v, c, err := s.graph(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -48,8 +48,9 @@ func TestLineagePlanDescribeUsage(t *testing.T) {
 }
 
 // lookupLogConsumers counts keys per feature version and consumer from the
-// lookup log: a record without a consumer counts as anonymous, a record
-// written before since is left out, and an undecodable one is skipped.
+// lookup log: a record without a consumer counts as anonymous, a lookup
+// older than 7 days counts only in everything retained, and an undecodable
+// record is skipped.
 func TestLookupLogConsumers(t *testing.T) {
 	k, cfg, cl := testkit.Setup(t, testkit.KafkaSection(2)+`entities:
   - {name: user, key: user_id}
@@ -60,7 +61,7 @@ features:
 `, testkit.SetupOptions{})
 	now := time.Now()
 	rec := func(consumer string, at time.Time, ids ...string) *kgo.Record {
-		e := lookuplog.Entry{Entity: "user", Key: "u", At: now.UnixMilli(), Consumer: consumer, Features: map[string]*float64{}}
+		e := lookuplog.Entry{Entity: "user", Key: "u", At: at.UnixMilli(), Consumer: consumer, Features: map[string]*float64{}}
 		for _, id := range ids {
 			e.Features[id] = nil
 		}
@@ -81,7 +82,7 @@ features:
 		t.Fatal(err)
 	}
 	s := &catalogSetup{brokers: k.Brokers, cfg: cfg}
-	got, err := lookupLogConsumers(context.Background(), s, now.Add(-planWindow))
+	got, err := lookupLogConsumers(context.Background(), s, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ features:
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("last 7 days: %v, want %v", got, want)
 	}
-	all, err := lookupLogConsumers(context.Background(), s, time.Time{})
+	all, err := lookupLogConsumers(context.Background(), s, false)
 	if err != nil {
 		t.Fatal(err)
 	}

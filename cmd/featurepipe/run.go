@@ -132,10 +132,20 @@ func listen(addr string) (net.Listener, error) {
 }
 
 // metricsMux serves /metrics and /healthz for processes without an API.
-func metricsMux(reg *prometheus.Registry) http.Handler {
+// /healthz answers 200 "ok" while healthy returns nil (healthy nil: always),
+// else 503 with the error: the liveness probe restarts the process.
+func metricsMux(reg *prometheus.Registry, healthy func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler(reg))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if healthy != nil {
+			if err := healthy(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	return mux
 }
 

@@ -2,7 +2,10 @@
 // used by `featurepipe kafka`, `featurepipe dev` and the fast tests. It
 // speaks the real Kafka protocol, so clients cannot tell it from Apache Kafka
 // for everything featurepipe uses: produce, fetch, consumer groups,
-// list-offsets by timestamp, compaction.
+// list-offsets by timestamp, compaction. Where kfake's consumer groups
+// depart from Apache Kafka's (members dead mid-rebalance never expire, live
+// members waiting in a rebalance do), a reaper restores Kafka's rule
+// (reaper.go).
 package broker
 
 import (
@@ -28,6 +31,7 @@ type Options struct {
 type Broker struct {
 	c    *kfake.Cluster
 	addr string
+	r    *reaper
 }
 
 // Start starts a single-broker cluster. Topics are created on first use.
@@ -61,11 +65,19 @@ func Start(o Options) (*Broker, error) {
 		c.Close()
 		return nil, fmt.Errorf("start embedded broker on %s: no listener", o.Listen)
 	}
-	return &Broker{c: c, addr: addrs[0]}, nil
+	r, err := startReaper(c, addrs[0])
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("start embedded broker on %s: %w", o.Listen, err)
+	}
+	return &Broker{c: c, addr: addrs[0], r: r}, nil
 }
 
 // Addr is the host:port clients connect to.
 func (b *Broker) Addr() string { return b.addr }
 
 // Close stops the broker, flushing persisted state when DataDir is set.
-func (b *Broker) Close() { b.c.Close() }
+func (b *Broker) Close() {
+	b.r.close()
+	b.c.Close()
+}

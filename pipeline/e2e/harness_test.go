@@ -76,6 +76,19 @@ func newProduced() *produced {
 	return &produced{events: map[string]map[string][]aggregations.Event{}, entityOf: map[string]string{}}
 }
 
+// addLocked records one produced event of key in source (p.mu held),
+// remembering the source's entity for knownLocked.
+func (p *produced) addLocked(cfg *config.File, source, key string, e aggregations.Event) {
+	if p.events[source] == nil {
+		p.events[source] = map[string][]aggregations.Event{}
+		if src, ok := cfg.Source(source); ok && src.Entity != nil {
+			p.entityOf[source] = src.Entity.Name
+		}
+	}
+	p.events[source][key] = append(p.events[source][key], e)
+	p.total++
+}
+
 // knownLocked reports whether key of entity has an event with ts < T in any
 // source (p.mu held): the lookup's NOT_FOUND rule, by definition.
 func (p *produced) knownLocked(entity, key string, T int64) bool {
@@ -154,15 +167,7 @@ func produceEvents(t testing.TB, ctx context.Context, cl *kgo.Client, cfg *confi
 	// their offsets, in input order.
 	for i, r := range recs {
 		e := events[i]
-		if into.events[e.source] == nil {
-			into.events[e.source] = map[string][]aggregations.Event{}
-			if src, ok := cfg.Source(e.source); ok && src.Entity != nil {
-				into.entityOf[e.source] = src.Entity.Name
-			}
-		}
-		into.events[e.source][e.key] = append(into.events[e.source][e.key],
-			aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount})
-		into.total++
+		into.addLocked(cfg, e.source, e.key, aggregations.Event{TS: e.ts, Seq: aggregations.Seq(r.Partition, r.Offset), Value: e.amount})
 	}
 }
 
@@ -207,7 +212,9 @@ func launchWorker(t testing.TB, o worker.Options, dir string) *workerRun {
 	if o.SessionTimeout == 0 {
 		o.SessionTimeout = 6 * time.Second
 	}
-	o.ExtraOpts = append(o.ExtraOpts, kgo.RebalanceTimeout(10*time.Second))
+	if o.RebalanceTimeout == 0 {
+		o.RebalanceTimeout = 10 * time.Second
+	}
 	w, err := worker.New(o)
 	if err != nil {
 		st.Close()

@@ -120,12 +120,7 @@ func (m *mixedProducers) produce(ctx context.Context, rng *rand.Rand, evs []even
 	defer p.mu.Unlock()
 	for i, r := range recs {
 		e := evs[i]
-		if p.events[e.source] == nil {
-			p.events[e.source] = map[string][]aggregations.Event{}
-		}
-		p.events[e.source][e.key] = append(p.events[e.source][e.key],
-			aggregations.Event{TS: e.ts, Seq: aggregations.Seq(r.Partition, r.Offset), Value: e.amount})
-		p.total++
+		p.addLocked(m.cfg, e.source, e.key, aggregations.Event{TS: e.ts, Seq: aggregations.Seq(r.Partition, r.Offset), Value: e.amount})
 	}
 }
 

@@ -7,10 +7,10 @@
 //
 // Record key: the entity key. Value: the JSON object
 //
-//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","features":{"a@1":12.5,"b@2":null}}
+//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","service":"fraud_scoring","request":"9f2c01ab-1k","features":{"a@1":12.5,"b@2":null}}
 //
-// with "consumer" left out when empty and the features sorted by id, each
-// once (the order and escaping of encoding/json).
+// with "consumer", "service" and "request" left out when empty and the features sorted
+// by id, each once (the order and escaping of encoding/json).
 package lookuplog
 
 import (
@@ -29,8 +29,17 @@ type Entry struct {
 	// At is the time the values are as of (the request time), epoch ms.
 	At int64 `json:"at"`
 	// Consumer is who asked: the consumer of the API token the request
-	// carried; empty on an open service (no tokens).
+	// carried, else the X-Featurepipe-Consumer header's name, else
+	// "anonymous". Empty in records of older replicas (read it as
+	// "anonymous").
 	Consumer string `json:"consumer,omitempty"`
+	// Service is the feature service the request named, or empty.
+	Service string `json:"service,omitempty"`
+	// Request identifies the request the entry is one key of: every key of
+	// one request carries the same id, unique across replicas and restarts
+	// ("<replica>-<sequence>", see AppendStart). Empty in records of older
+	// replicas.
+	Request string `json:"request,omitempty"`
 	// Features maps feature id (name@version) to the value served; null for
 	// an empty window served as null.
 	Features map[string]*float64 `json:"features"`
@@ -43,7 +52,7 @@ func (e *Entry) Encode() ([]byte, error) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	b := AppendStart(nil, e.Entity, e.Key, e.At, e.Consumer)
+	b := AppendStart(nil, e.Entity, e.Key, e.At, e.Consumer, e.Service, e.Request, 0)
 	for i, id := range ids {
 		v := e.Features[id]
 		if v == nil {
@@ -59,7 +68,11 @@ func (e *Entry) Encode() ([]byte, error) {
 // up to its features. Then call AppendFeature for each feature, in id order,
 // each id once (i counts them from 0), and AppendEnd. They allocate nothing
 // beyond growing b.
-func AppendStart(b []byte, entity, key string, at int64, consumer string) []byte {
+//
+// The entry's Request is request when seq is 0, else request, "-" and seq
+// in base 36: the lookup service passes its replica id and the request's
+// sequence number, so that no string is built per request.
+func AppendStart(b []byte, entity, key string, at int64, consumer, service, request string, seq uint64) []byte {
 	b = append(b, `{"entity":`...)
 	b = appendString(b, entity)
 	b = append(b, `,"key":`...)
@@ -69,6 +82,19 @@ func AppendStart(b []byte, entity, key string, at int64, consumer string) []byte
 	if consumer != "" {
 		b = append(b, `,"consumer":`...)
 		b = appendString(b, consumer)
+	}
+	if service != "" {
+		b = append(b, `,"service":`...)
+		b = appendString(b, service)
+	}
+	if request != "" || seq != 0 {
+		b = append(b, `,"request":`...)
+		b = appendString(b, request)
+		if seq != 0 { // "-" and base-36 digits need no escaping: replace the closing quote
+			b[len(b)-1] = '-'
+			b = strconv.AppendUint(b, seq, 36)
+			b = append(b, '"')
+		}
 	}
 	return append(b, `,"features":{`...)
 }

@@ -30,9 +30,11 @@ func (w *Worker) RequestSnapshot() {
 // or nil.
 func (w *Worker) LastSnapshot() *snapshot.Manifest { return w.lastSnap.Load() }
 
-// snapshotDue reports whether a snapshot should be written now.
+// snapshotDue reports whether a snapshot should be written now: requested
+// or the period passed, and the last one written (a request made while one
+// is written stays pending, and is served by the next).
 func (w *Worker) snapshotDue() bool {
-	if w.o.Snapshots == nil {
+	if w.o.Snapshots == nil || w.snapWriting.Load() {
 		return false
 	}
 	select {
@@ -53,37 +55,97 @@ func (w *Worker) noteFeatureLogOffset(r *kgo.Record) {
 	w.flMu.Unlock()
 }
 
-// writeSnapshot publishes everything committed (so that state, offsets and
-// the feature log agree), then writes the state of every owned partition,
-// read from one Pebble snapshot, to the snapshot store, and prunes old
-// snapshots. Partitions still bootstrapping a version are left out: their
-// state is incomplete.
-func (w *Worker) writeSnapshot(ctx context.Context) error {
+// startSnapshot publishes everything committed (so that state, offsets and
+// the feature log agree), then captures, in the poll goroutine, which
+// partitions to snapshot with their offsets and one Pebble snapshot: a
+// consistent image, since only the poll goroutine commits. Reading that
+// image and writing it to the snapshot store (and pruning old snapshots)
+// runs in a background goroutine, so that the poll loop, and a rebalance
+// waiting for it, never waits for snapshot I/O. At most one snapshot is
+// written at a time: a snapshot due while one is written is skipped until
+// the next period. Partitions still bootstrapping a version are left out:
+// their state is incomplete. The writer runs until done or bgCtx ends; Run
+// cancels and waits for it before returning (the store closes after Run).
+func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
+	if !w.snapWriting.CompareAndSwap(false, true) {
+		return nil
+	}
 	w.lastSnapTime = time.Now()
+	started := false
+	defer func() {
+		if !started {
+			w.snapWriting.Store(false)
+		}
+	}()
 	if err := w.publish(ctx); err != nil {
 		return err
 	}
+	type owned struct {
+		tp   topicPartition
+		next int64
+		plan *events.Plan
+	}
+	var parts []owned
 	w.mu.Lock()
-	var owned []*partState
 	for _, ps := range w.parts {
-		if len(ps.boot) == 0 && len(ps.republish) == 0 {
-			owned = append(owned, ps)
+		if len(ps.boot) == 0 && len(ps.republish) == 0 && !ps.restoring {
+			parts = append(parts, owned{ps.tp, ps.next, ps.plan})
 		}
 	}
 	w.mu.Unlock()
-	if len(owned) == 0 {
+	if len(parts) == 0 {
 		return nil
 	}
-	sort.Slice(owned, func(i, j int) bool {
-		if owned[i].tp.topic != owned[j].tp.topic {
-			return owned[i].tp.topic < owned[j].tp.topic
+	sort.Slice(parts, func(i, j int) bool {
+		if parts[i].tp.topic != parts[j].tp.topic {
+			return parts[i].tp.topic < parts[j].tp.topic
 		}
-		return owned[i].tp.partition < owned[j].tp.partition
+		return parts[i].tp.partition < parts[j].tp.partition
 	})
+	m := snapshot.Manifest{Worker: w.name(), FeatureLogLayout: keys.FeatureLogLayout}
+	features := map[string]string{}
+	for _, o := range parts {
+		for _, f := range o.plan.Features {
+			features[f.ID] = f.Feature.Hash
+		}
+	}
+	for id, h := range features {
+		m.Features = append(m.Features, snapshot.FeatureRef{ID: id, Hash: h})
+	}
+	sort.Slice(m.Features, func(i, j int) bool { return m.Features[i].ID < m.Features[j].ID })
+	w.flMu.Lock()
+	for p, off := range w.flOffsets {
+		m.FeatureLog = append(m.FeatureLog, snapshot.LogPartition{Partition: p, Offset: off})
+	}
+	w.flMu.Unlock()
+	sort.Slice(m.FeatureLog, func(i, j int) bool { return m.FeatureLog[i].Partition < m.FeatureLog[j].Partition })
 	snap := w.o.Store.DB().NewSnapshot()
-	defer snap.Close()
-	iterate := func(ps *partState, fn func(k, v []byte) bool) error {
-		lo, hi := keys.StatePartition(ps.tp.topic, ps.tp.partition)
+	started = true
+	w.snapWG.Add(1)
+	go func() {
+		defer w.snapWG.Done()
+		defer w.snapWriting.Store(false)
+		defer snap.Close()
+		tps := make([]topicPartition, len(parts))
+		next := make([]int64, len(parts))
+		for i, o := range parts {
+			tps[i], next[i] = o.tp, o.next
+		}
+		if err := w.writeSnapshot(bgCtx, snap, m, tps, next); err != nil && bgCtx.Err() == nil {
+			// A failed snapshot loses nothing: state is in Pebble.
+			w.log.Error("snapshot failed; retrying at the next period", zap.Error(err))
+			w.m.Errors.WithLabelValues("snapshot").Inc()
+		}
+	}()
+	return nil
+}
+
+// writeSnapshot writes the state of partitions tps, as of the Pebble
+// snapshot snap (through offsets next), to the snapshot store under
+// manifest m, and prunes old snapshots. Runs in the background writer.
+func (w *Worker) writeSnapshot(ctx context.Context, snap *pebble.Snapshot, m snapshot.Manifest, tps []topicPartition, next []int64) error {
+	iterate := func(tp topicPartition, fn func(k, v []byte) bool) error {
+		lo, hi := keys.StatePartition(tp.topic, tp.partition)
 		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
 			return err
@@ -96,39 +158,24 @@ func (w *Worker) writeSnapshot(ctx context.Context) error {
 		return it.Close()
 	}
 	var parts []snapshot.PartitionData
-	features := map[string]string{}
 	var scratch []aggregations.Series // reused by valueMaxTS across entities
-	for _, ps := range owned {
+	for i, tp := range tps {
 		maxTS := int64(-1)
 		var derr error
-		if err := iterate(ps, func(_, v []byte) bool {
+		if err := iterate(tp, func(_, v []byte) bool {
 			var ts int64
 			if ts, scratch, derr = valueMaxTS(v, scratch); derr == nil {
 				maxTS = max(maxTS, ts)
 			}
 			return derr == nil
 		}); err != nil || derr != nil {
-			return fmt.Errorf("snapshot %s/%d: %w", ps.tp.topic, ps.tp.partition, firstErr(err, derr))
+			return fmt.Errorf("snapshot %s/%d: %w", tp.topic, tp.partition, firstErr(err, derr))
 		}
-		for _, f := range ps.plan.Features {
-			features[f.ID] = f.Feature.Hash
-		}
-		ps := ps
-		parts = append(parts, snapshot.PartitionData{Topic: ps.tp.topic, Partition: ps.tp.partition,
-			NextOffset: ps.next, MaxEventTime: maxTS,
-			Iter: func(yield func(k, v []byte) bool) error { return iterate(ps, yield) }})
+		tp := tp
+		parts = append(parts, snapshot.PartitionData{Topic: tp.topic, Partition: tp.partition,
+			NextOffset: next[i], MaxEventTime: maxTS,
+			Iter: func(yield func(k, v []byte) bool) error { return iterate(tp, yield) }})
 	}
-	m := snapshot.Manifest{Worker: w.name(), FeatureLogLayout: keys.FeatureLogLayout}
-	for id, h := range features {
-		m.Features = append(m.Features, snapshot.FeatureRef{ID: id, Hash: h})
-	}
-	sort.Slice(m.Features, func(i, j int) bool { return m.Features[i].ID < m.Features[j].ID })
-	w.flMu.Lock()
-	for p, off := range w.flOffsets {
-		m.FeatureLog = append(m.FeatureLog, snapshot.LogPartition{Partition: p, Offset: off})
-	}
-	w.flMu.Unlock()
-	sort.Slice(m.FeatureLog, func(i, j int) bool { return m.FeatureLog[i].Partition < m.FeatureLog[j].Partition })
 	t0 := time.Now()
 	written, err := w.o.Snapshots.Write(ctx, m, parts)
 	if err != nil {
@@ -191,6 +238,72 @@ func firstErr(errs ...error) error {
 		if e != nil {
 			return e
 		}
+	}
+	return nil
+}
+
+// restoreResult is a finished background restore.
+type restoreResult struct {
+	tp  topicPartition
+	err error
+}
+
+// startRestore restores partition tp from its newest snapshot in a
+// background goroutine (one per partition at a time), so that neither the
+// group's rebalance (franz-go calls adjustOffsets inside it) nor the poll
+// loop waits for snapshot I/O. The partition stays paused meanwhile;
+// finishRestores resumes it. Exactly once: restore commits the state and
+// the offsets it covers in one batch, and nothing of the partition is
+// applied before that batch is committed. w.mu held.
+func (w *Worker) startRestore(plan *events.Plan, tp topicPartition) {
+	if w.restoring[tp] {
+		return // the restore in flight serves this assignment too
+	}
+	w.restoring[tp] = true
+	ctx := w.bgCtx
+	w.restoreWG.Add(1)
+	go func() {
+		defer w.restoreWG.Done()
+		_, _, err := w.restore(ctx, plan, tp)
+		w.mu.Lock()
+		delete(w.restoring, tp)
+		w.restoreDone = append(w.restoreDone, restoreResult{tp, err})
+		w.mu.Unlock()
+	}()
+}
+
+// finishRestores loads again, from Pebble, every owned partition whose
+// background restore finished (with a snapshot's state, or none found: then
+// it is replayed from the start), sets its fetch offset and resumes it. Poll
+// goroutine, before AllowRebalance (franz-go's rule for SetOffsets). A
+// failed restore is returned: restart the worker.
+func (w *Worker) finishRestores(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	done := w.restoreDone
+	w.restoreDone = nil
+	for _, r := range done {
+		if r.err != nil {
+			if w.bgCtx.Err() != nil {
+				return nil // Run is ending
+			}
+			return fmt.Errorf("restore %s/%d from a snapshot: %w", r.tp.topic, r.tp.partition, r.err)
+		}
+		old := w.parts[r.tp]
+		if old == nil || !old.restoring {
+			continue // revoked since (the restored state stays in Pebble)
+		}
+		ps, start, err := w.loadPartition(ctx, old.plan, r.tp, false)
+		if err != nil {
+			return err
+		}
+		w.parts[r.tp] = ps
+		if eo := start.EpochOffset(); eo.Offset >= 0 {
+			w.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.tp.topic: {r.tp.partition: eo}})
+		}
+		w.cl.ResumeFetchPartitions(map[string][]int32{r.tp.topic: {r.tp.partition}})
+		w.log.Info("partition resumed after its restore", zap.String("topic", r.tp.topic), zap.Int32("partition", r.tp.partition),
+			zap.Int64("applied_through", ps.applyFrom), zap.Int64("published_through", ps.published))
 	}
 	return nil
 }

@@ -24,6 +24,10 @@
 // assignment the worker re-reads records between that offset and the applied
 // offset without applying them, and republishes the current value of every
 // tile they touch. A crash between commit and publish thus loses nothing.
+// Partitions revoked in a rebalance are published and flushed in the revoke
+// callback, before this worker rejoins the group and so before their next
+// owner starts: no tile of a partition reaches the feature log from a
+// worker that no longer owns it, where an older value could win.
 package worker
 
 import (
@@ -100,6 +104,21 @@ type Options struct {
 	// killed with kill -9) before giving its partitions to others.
 	// Default 10s; the broker bounds it (Kafka's minimum is 6s).
 	SessionTimeout time.Duration
+	// RebalanceTimeout is how long the group waits, once a rebalance has
+	// begun, for every member to rejoin; a member that does not (one killed
+	// mid-rebalance) is dropped after it. The group is cooperative
+	// (franz-go's cooperative-sticky balancer): members keep processing the
+	// partitions they keep while it rebalances, so this bounds only how long
+	// moving partitions wait. It must exceed the longest poll-loop step
+	// (one poll's apply, commit and publication, or a revoke's publication;
+	// snapshot I/O runs in the background), or a busy worker is dropped and
+	// rejoins. Default 10s (franz-go's is 60s).
+	RebalanceTimeout time.Duration
+	// StallAfter is how long one poll-loop step or one rebalance callback
+	// may run before Healthy reports the worker stuck (a liveness probe
+	// then restarts it, which loses nothing: state is in Pebble). Waiting
+	// for records is not a step. Default 3 × RebalanceTimeout.
+	StallAfter time.Duration
 	// ExtraOpts are appended to the franz-go options of the group client,
 	// after the worker's own, so they override them. Default none.
 	ExtraOpts []kgo.Opt
@@ -114,17 +133,33 @@ type Worker struct {
 	decoder *events.Decoder
 	cl      *kgo.Client
 	pubErr  atomic.Pointer[error]
+	// fatal is an error met in a rebalance callback that makes going on
+	// unsafe; Run returns it at its next step.
+	fatal atomic.Pointer[error]
+	wake  atomic.Pointer[context.CancelFunc] // ends the running poll
+	// stepStart and callbackStart are when the running poll-loop step and
+	// rebalance callback began (unix ns; 0: none runs): see Healthy.
+	stepStart     atomic.Int64
+	callbackStart atomic.Int64
 
 	mu    sync.Mutex
 	parts map[topicPartition]*partState
+	// Restores from snapshots run in the background (see startRestore):
+	// in flight by partition, and finished ones waiting for the poll
+	// goroutine. Guarded by mu.
+	restoring   map[topicPartition]bool
+	restoreDone []restoreResult
+	restoreWG   sync.WaitGroup
+	bgCtx       context.Context // background work (snapshots, restores) stops with Run
 
-	rebalancing atomic.Bool // a rebalance waits for this worker: publish now
 	bootChanged atomic.Bool // owned bootstraps changed: rebuild bootCl
 	bootCl      *kgo.Client // reads history for bootstrapping partitions
 
 	snapNow      chan struct{}
 	lastSnap     atomic.Pointer[snapshot.Manifest]
-	lastSnapTime time.Time
+	lastSnapTime time.Time      // poll goroutine only
+	snapWriting  atomic.Bool    // the background snapshot writer runs
+	snapWG       sync.WaitGroup // the background snapshot writer
 	flMu         sync.Mutex
 	flOffsets    map[int32]int64 // feature-log partition -> next offset acknowledged
 
@@ -139,13 +174,22 @@ type Worker struct {
 	// produced record would allocate a closure per tile.
 	published func(*kgo.Record, error)
 
-	// Only the poll goroutine touches these.
+	// pubMu guards the publisher's state: the pending partitions, their
+	// dirty tiles and entity caches, and lastPublish. The poll goroutine
+	// holds it to publish; the revoke callback, which franz-go runs in its
+	// group goroutine (gated by BlockRebalanceOnPoll so that it never runs
+	// while a poll's records are processed, but possibly while the poll
+	// goroutine waits for records), holds it to publish and drop the
+	// revoked partitions.
+	pubMu       sync.Mutex
 	pending     []*partState // partitions with unpublished changes
 	lastPublish time.Time
-	lastStatus  time.Time
-	valBuf      []byte
-	keyBuf      []byte
-	dead        []*kgo.Record
+
+	// Only the poll goroutine touches these.
+	lastStatus time.Time
+	valBuf     []byte
+	keyBuf     []byte
+	dead       []*kgo.Record
 }
 
 type topicPartition struct {
@@ -202,6 +246,11 @@ type partState struct {
 	seenID    string         // the first-seen marker's feature id (see seen.go)
 
 	canon canonical // counts records outside their key's canonical partition
+
+	// restoring: a background restore from a snapshot runs; the partition
+	// is paused and none of its records are applied until finishRestores
+	// replaces this state.
+	restoring bool
 }
 
 type dirtyTile struct {
@@ -248,13 +297,19 @@ func New(o Options) (*Worker, error) {
 	if o.SessionTimeout <= 0 {
 		o.SessionTimeout = 10 * time.Second
 	}
+	if o.RebalanceTimeout <= 0 {
+		o.RebalanceTimeout = 10 * time.Second
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 3 * o.RebalanceTimeout
+	}
 	plans, err := events.Plans(o.Config)
 	if err != nil {
 		return nil, err
 	}
 	w := &Worker{
 		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
-		parts:   make(map[topicPartition]*partState),
+		parts: make(map[topicPartition]*partState), restoring: map[topicPartition]bool{}, bgCtx: context.Background(),
 		snapNow: make(chan struct{}, 1), flOffsets: map[int32]int64{}, lastSnapTime: time.Now(),
 		planMetrics: make(map[string]*planMetrics, len(plans)), offCanonLogs: map[string]*offCanonicalLog{},
 		partCounts: map[string]partitionCounted{},
@@ -289,27 +344,53 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Cooperative (KIP-429): a rebalance revokes only the partitions
+		// that move, so the others keep being processed while the group
+		// waits for a slow or dead member. This is franz-go's default,
+		// stated here because the revoke callback relies on it: it gets
+		// only the moving partitions.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.RebalanceTimeout(w.o.RebalanceTimeout),
 		kgo.AdjustFetchOffsetsFn(w.adjustOffsets),
 		kgo.OnPartitionsRevoked(w.onRevoked),
-		kgo.OnPartitionsLost(w.onRevoked),
-		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { w.rebalancing.Store(true) }),
+		kgo.OnPartitionsLost(w.onLost),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.FetchMaxPartitionBytes(16<<20),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(4<<20),
 		kgo.MaxBufferedRecords(2_000_000),
 		kgo.SessionTimeout(w.o.SessionTimeout),
+		// Kafka's guidance: at most a third of the session timeout. A
+		// member learns of a rebalance at its next heartbeat, and must
+		// rejoin within the rebalance timeout of its start.
+		kgo.HeartbeatInterval(min(3*time.Second, w.o.SessionTimeout/3)),
 	)
 	if w.o.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(w.o.InstanceID))
 	}
 	opts = append(opts, w.o.ExtraOpts...)
+	// The background snapshot writer and restores stop with Run.
+	snapCtx, stopSnap := context.WithCancel(ctx)
+	// The group callbacks (adjustOffsets) use w.cl and w.bgCtx under w.mu:
+	// holding it here makes them wait until both are set.
+	w.mu.Lock()
+	w.bgCtx = snapCtx
 	cl, err := kgo.NewClient(opts...)
+	w.cl = cl
+	w.mu.Unlock()
 	if err != nil {
+		stopSnap()
 		return fmt.Errorf("worker kafka client: %w", err)
 	}
-	w.cl = cl
+	hintCtx, stopHints := context.WithCancel(ctx)
+	var hints sync.WaitGroup
+	var hinting atomic.Bool
 	defer func() {
+		stopHints()
+		hints.Wait()
+		stopSnap()
+		w.snapWG.Wait()
+		w.restoreWG.Wait()
 		// Poll blocks rebalances until allowed; leaving the group on Close
 		// is a rebalance, so allow it first or Close waits forever.
 		cl.AllowRebalance()
@@ -327,10 +408,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	w.log.Info("worker started", zap.Strings("topics", topics), zap.String("group", w.o.Config.Kafka.Group))
+	w.pubMu.Lock()
 	w.lastPublish = time.Now()
+	w.pubMu.Unlock()
 	lastHint := time.Now()
 	for {
+		w.stepStart.Store(0)
 		fetches := w.poll(ctx)
+		w.stepStart.Store(time.Now().UnixNano())
+		if perr := w.fatal.Load(); perr != nil {
+			return *perr
+		}
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return w.shutdown()
 		}
@@ -344,22 +432,21 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.m.Errors.WithLabelValues("fetch").Inc()
 			w.log.Warn("fetch error", zap.String("topic", fe.Topic), zap.Int32("partition", fe.Partition), zap.Error(fe.Err))
 		}
-		err := w.refreshBootClient(ctx)
+		err := w.finishRestores(ctx)
+		if err == nil {
+			err = w.refreshBootClient(ctx)
+		}
 		if err == nil {
 			err = w.apply(ctx, fetches)
 		}
-		if err == nil && (w.rebalancing.Load() || w.cachedEntities() >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval) {
+		if err == nil && w.publishDue() {
 			err = w.publish(ctx)
 		}
 		if err == nil {
 			err = w.finishBoots(ctx)
 		}
 		if err == nil && w.snapshotDue() {
-			if serr := w.writeSnapshot(ctx); serr != nil {
-				// A failed snapshot loses nothing: state is in Pebble.
-				w.log.Error("snapshot failed; retrying at the next period", zap.Error(serr))
-				w.m.Errors.WithLabelValues("snapshot").Inc()
-			}
+			err = w.startSnapshot(ctx, snapCtx)
 		}
 		if err == nil && time.Since(w.lastStatus) >= w.o.StatusInterval {
 			w.reportStatus(ctx)
@@ -370,14 +457,34 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if time.Since(lastHint) > time.Second {
-			// The group offset is only a hint for lag monitoring; truth is in Pebble.
-			cl.CommitUncommittedOffsets(ctx)
+		if time.Since(lastHint) > time.Second && hinting.CompareAndSwap(false, true) {
+			// The group offset is only a hint for lag monitoring; truth is
+			// in Pebble. Committed from another goroutine: franz-go blocks
+			// a commit while the group joins and syncs, which with a dead
+			// member in the group lasts up to its session timeout, and
+			// the partitions this worker keeps must not wait for that.
+			hints.Add(1)
+			go func() {
+				defer hints.Done()
+				defer hinting.Store(false)
+				if err := cl.CommitUncommittedOffsets(hintCtx); err != nil && hintCtx.Err() == nil {
+					w.log.Debug("commit offset hint", zap.Error(err))
+				}
+			}()
 			lastHint = time.Now()
 		}
-		w.rebalancing.Store(false)
+		// Revoked partitions are published by onRevoked, which runs once
+		// this allows it: no signal to catch here, and none to lose.
 		cl.AllowRebalance()
 	}
+}
+
+// publishDue reports whether the pending changes must be published now:
+// PublishInterval has passed or the entity caches are full.
+func (w *Worker) publishDue() bool {
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	return w.cachedEntities() >= w.o.MaxCachedEntities || time.Since(w.lastPublish) >= w.o.PublishInterval
 }
 
 // poll waits for records, but while changes wait to be published no longer
@@ -386,20 +493,36 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 	const forever = time.Duration(1<<63 - 1)
 	wait := forever
+	w.pubMu.Lock()
 	if len(w.pending) > 0 {
 		wait = max(w.o.PublishInterval-time.Since(w.lastPublish), time.Millisecond)
 	}
+	w.pubMu.Unlock()
 	if w.bootCl != nil || w.bootChanged.Load() {
 		wait = min(wait, 10*time.Millisecond) // history is read between live polls
 	}
 	if w.o.Snapshots != nil {
 		wait = min(wait, time.Second) // notice snapshot requests and periods when idle
+		w.mu.Lock()
+		if len(w.restoring) > 0 || len(w.restoreDone) > 0 {
+			wait = min(wait, 20*time.Millisecond) // resume restored partitions soon
+		}
+		w.mu.Unlock()
 	}
+	var pctx context.Context
+	var cancel context.CancelFunc
 	if wait == forever {
-		return w.cl.PollRecords(ctx, w.o.MaxPollRecords)
+		pctx, cancel = context.WithCancel(ctx)
+	} else {
+		pctx, cancel = context.WithTimeout(ctx, wait)
 	}
-	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	// A rebalance callback that fails (w.fatal) wakes the poll.
+	w.wake.Store(&cancel)
+	defer w.wake.Store(nil)
+	if w.fatal.Load() != nil {
+		cancel()
+	}
 	return w.cl.PollRecords(pctx, w.o.MaxPollRecords)
 }
 
@@ -419,25 +542,45 @@ func (w *Worker) shutdown() error {
 func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	pause, resume := map[string][]int32{}, map[string][]int32{}
 	for topic, parts := range assigned {
 		plan := w.plans[topic]
 		for p := range parts {
-			ps, start, err := w.loadPartition(ctx, plan, topicPartition{topic, p})
+			ps, start, err := w.loadPartition(ctx, plan, topicPartition{topic, p}, true)
 			if err != nil {
 				w.log.Error("read partition offsets", zap.Error(err))
 				return nil, err
 			}
 			w.parts[ps.tp] = ps
 			parts[p] = start
+			if ps.restoring {
+				pause[topic] = append(pause[topic], p)
+				w.log.Info("partition assigned; restoring it from a snapshot", zap.String("topic", topic), zap.Int32("partition", p))
+				continue
+			}
+			// Paused if it was restoring when last revoked.
+			resume[topic] = append(resume[topic], p)
 			w.log.Info("partition assigned", zap.String("topic", topic), zap.Int32("partition", p),
 				zap.Int64("applied_through", ps.applyFrom), zap.Int64("published_through", ps.published))
 		}
+	}
+	if len(pause) > 0 {
+		w.cl.PauseFetchPartitions(pause)
+	}
+	if len(resume) > 0 {
+		w.cl.ResumeFetchPartitions(resume)
 	}
 	w.m.Assigned.Set(float64(len(w.parts)))
 	return assigned, nil
 }
 
-func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition) (*partState, kgo.Offset, error) {
+// loadPartition reads a newly assigned partition's offsets and feature
+// versions from Pebble and returns its state and the offset to fetch from.
+// A partition with no state here, when tryRestore is set and snapshots are
+// configured, is returned restoring (ps.restoring): a background restore is
+// started (startRestore), and the caller pauses it until finishRestores
+// loads it again. w.mu held.
+func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition, tryRestore bool) (*partState, kgo.Offset, error) {
 	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}, seenID: seenID(plan)}
 	if n, err := w.partitionCount(ctx, tp.topic); err != nil {
 		w.log.Warn("records outside their canonical partition are not counted for this partition", zap.Error(err))
@@ -452,17 +595,13 @@ func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicP
 	if err != nil {
 		return nil, kgo.Offset{}, err
 	}
-	if !hasApplied && w.o.Snapshots != nil {
+	if !hasApplied && w.o.Snapshots != nil && tryRestore {
 		// New to this worker: start from the newest snapshot of the
 		// partition, if any, instead of the earliest retained offset, so
 		// that history older than the topic's retention is not lost.
-		next, ok, err := w.restore(ctx, plan, tp)
-		if err != nil {
-			return nil, kgo.Offset{}, err
-		}
-		if ok {
-			applied, hasApplied, published, hasPublished = next, true, next, true
-		}
+		ps.restoring = true
+		w.startRestore(plan, tp)
+		return ps, kgo.NewOffset().AtStart(), nil
 	}
 	ps.applyFrom = applied
 	if err := w.loadFeatures(ps, applied, hasApplied); err != nil {
@@ -484,26 +623,106 @@ func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicP
 	}
 }
 
-// onRevoked forgets revoked partitions. Their changes were published before
-// the rebalance was allowed (see Run); the next owner resumes from its own
-// Pebble offsets.
+// onRevoked hands revoked partitions over: it publishes and flushes their
+// unpublished tiles (and records them as published), so that nothing this
+// worker computed for them reaches the feature log after the next owner
+// starts, then forgets them. franz-go calls it before this member rejoins,
+// so before the next owner is assigned them; with BlockRebalanceOnPoll never
+// while a poll's records are processed. Cooperative rebalancing passes only
+// the partitions that move. A failed publication makes Run return its error
+// (restart the worker: the published offset was not recorded, so a later
+// owner from this store republishes).
 func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	w.mu.Lock()
-	for topic, parts := range revoked {
-		for _, p := range parts {
-			if ps := w.parts[topicPartition{topic, p}]; ps != nil && len(ps.boot) > 0 {
-				w.bootChanged.Store(true)
-			}
-			delete(w.parts, topicPartition{topic, p})
-			w.m.ConsumerLag.DeleteLabelValues(topic, strconv.Itoa(int(p)))
-		}
+	w.forget(ctx, revoked, true)
+	if len(revoked) == 0 {
+		return
 	}
-	w.m.Assigned.Set(float64(len(w.parts)))
-	w.mu.Unlock()
 	if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
 		w.log.Debug("commit offset hint on revoke", zap.Error(err))
 	}
 	w.log.Info("partitions revoked", zap.Any("partitions", revoked))
+}
+
+// onLost forgets partitions lost without a hand-over (this member was
+// dropped from the group: another may own them already). Their unpublished
+// tiles are dropped, not published: a late publication could overwrite the
+// new owner's newer values. The new owner computes them from its own
+// offsets; this store's published offset stays behind its applied offset,
+// so if the partitions come back here they are republished.
+func (w *Worker) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	w.forget(ctx, lost, false)
+	if len(lost) > 0 {
+		w.log.Warn("partitions lost", zap.Any("partitions", lost))
+	}
+}
+
+// forget removes partitions from the publisher (publishing their pending
+// tiles first when publish is set) and from the owned set.
+func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish bool) {
+	w.callbackStart.Store(time.Now().UnixNano())
+	defer w.callbackStart.Store(0)
+	gone := make(map[topicPartition]bool)
+	for topic, ps := range parts {
+		for _, p := range ps {
+			gone[topicPartition{topic, p}] = true
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	sel := func(ps *partState) bool { return gone[ps.tp] }
+	w.pubMu.Lock()
+	if publish {
+		// Bounded: the group waits for this callback at most the
+		// rebalance timeout.
+		pctx, cancel := context.WithTimeout(ctx, w.o.RebalanceTimeout)
+		if err := w.publishLocked(pctx, sel); err != nil {
+			err = fmt.Errorf("publish revoked partitions: %w", err)
+			w.fatal.CompareAndSwap(nil, &err)
+			if wake := w.wake.Load(); wake != nil {
+				(*wake)()
+			}
+			w.log.Error("publish on revoke", zap.Error(err))
+		}
+		cancel()
+	}
+	w.dropPendingLocked(sel)
+	w.pubMu.Unlock()
+
+	w.mu.Lock()
+	unpause := map[string][]int32{}
+	for tp := range gone {
+		if ps := w.parts[tp]; ps != nil && ps.restoring {
+			unpause[tp.topic] = append(unpause[tp.topic], tp.partition)
+		}
+		if ps := w.parts[tp]; ps != nil && len(ps.boot) > 0 {
+			w.bootChanged.Store(true)
+		}
+		delete(w.parts, tp)
+		w.m.ConsumerLag.DeleteLabelValues(tp.topic, strconv.Itoa(int(tp.partition)))
+	}
+	w.m.Assigned.Set(float64(len(w.parts)))
+	w.mu.Unlock()
+	if len(unpause) > 0 && w.cl != nil {
+		w.cl.ResumeFetchPartitions(unpause) // no longer ours: nothing is fetched
+	}
+}
+
+// dropPendingLocked removes the pending partitions sel accepts from the
+// publisher, with their dirty tiles and cached entities. pubMu held.
+func (w *Worker) dropPendingLocked(sel func(*partState) bool) {
+	kept := w.pending[:0]
+	for _, ps := range w.pending {
+		if !sel(ps) {
+			kept = append(kept, ps)
+			continue
+		}
+		clear(ps.dirty)
+		clear(ps.cache)
+		ps.pending = false
+	}
+	clear(w.pending[len(kept):])
+	w.pending = kept
 }
 
 func (w *Worker) partition(topic string, p int32) *partState {
@@ -527,7 +746,8 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		if len(fp.Records) == 0 {
 			return
 		}
-		if ps := w.partition(fp.Topic, fp.Partition); ps != nil { // nil: revoked while fetched
+		// nil: revoked while fetched; restoring: fetched before paused.
+		if ps := w.partition(fp.Topic, fp.Partition); ps != nil && !ps.restoring {
 			todo = append(todo, work{ps, fp})
 		}
 	})
@@ -617,6 +837,8 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
 	total := 0
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
 	for _, ps := range staged {
 		w.commitBoot(ps)
 		ps.next = ps.staged
@@ -769,13 +991,28 @@ func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
 // partition that publication is complete through its committed offset, and
 // empties the entity cache.
 func (w *Worker) publish(ctx context.Context) error {
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
 	w.lastPublish = time.Now()
-	if len(w.pending) == 0 {
+	return w.publishLocked(ctx, nil)
+}
+
+// publishLocked publishes the pending partitions sel accepts (nil: all) as
+// publish does and removes them from the pending list. On error they stay
+// pending and nothing is recorded as published. pubMu held.
+func (w *Worker) publishLocked(ctx context.Context, sel func(*partState) bool) error {
+	var parts []*partState
+	for _, ps := range w.pending {
+		if sel == nil || sel(ps) {
+			parts = append(parts, ps)
+		}
+	}
+	if len(parts) == 0 {
 		return nil
 	}
 	topic := w.o.Config.Kafka.FeatureLogTopic
 	n := 0
-	for _, ps := range w.pending {
+	for _, ps := range parts {
 		n += len(ps.dirty)
 	}
 	// One allocation for all records and one growing slab for their keys
@@ -783,7 +1020,7 @@ func (w *Worker) publish(ctx context.Context) error {
 	recs := make([]kgo.Record, n)
 	slab := make([]byte, 0, n*64)
 	i := 0
-	for _, ps := range w.pending {
+	for _, ps := range parts {
 		plan := ps.plan
 		for d := range ps.dirty {
 			r := &recs[i]
@@ -816,19 +1053,25 @@ func (w *Worker) publish(ctx context.Context) error {
 	}
 	w.m.TilesPublished.Add(float64(n))
 	b := w.o.Store.NewBatch()
-	for _, ps := range w.pending {
-		ps.published = ps.next
+	for _, ps := range parts {
 		if err := b.Set(keys.Published(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.next), nil); err != nil {
 			b.Close()
 			return fmt.Errorf("stage published offset: %w", err)
 		}
-		clear(ps.dirty)
-		clear(ps.cache)
-		ps.pending = false
 	}
-	w.pending = w.pending[:0]
 	// Losing this write only causes a harmless republish.
-	return w.o.Store.CommitNoSync(b)
+	if err := w.o.Store.CommitNoSync(b); err != nil {
+		return fmt.Errorf("record published offsets: %w", err)
+	}
+	for _, ps := range parts {
+		ps.published = ps.next
+	}
+	if sel == nil {
+		w.dropPendingLocked(func(*partState) bool { return true })
+	} else {
+		w.dropPendingLocked(sel)
+	}
+	return nil
 }
 
 func (w *Worker) onPublished(r *kgo.Record, err error) {
@@ -886,6 +1129,9 @@ func (w *Worker) reportStatus(ctx context.Context) {
 	var recs []*kgo.Record
 	w.mu.Lock()
 	for _, ps := range w.parts {
+		if ps.restoring {
+			continue
+		}
 		warming := map[int]bool{}
 		for _, bf := range ps.boot {
 			warming[bf.idx] = true
