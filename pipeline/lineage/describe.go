@@ -12,19 +12,29 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
-// FeatureInfo is what the feature file says about a feature version.
+// FeatureInfo is what the feature file says about a feature version, or,
+// when it does not declare the version, what the catalog recorded of the
+// running file (registry.FeatureMeta).
 type FeatureInfo struct {
-	Owner       string      `json:"owner"`
-	Description string      `json:"description"`
-	Tags        []string    `json:"tags,omitempty"`
-	Deprecated  bool        `json:"deprecated,omitempty"`
-	Definition  [][2]string `json:"definition"`
-	Hash        string      `json:"hash"`
-	At          string      `json:"at"` // file:line
+	Owner       string   `json:"owner"`
+	Description string   `json:"description"`
+	Tags        []string `json:"tags,omitempty"`
+	Deprecated  bool     `json:"deprecated,omitempty"`
+	ReplacedBy  string   `json:"replaced_by,omitempty"`
+	Sunset      string   `json:"sunset,omitempty"` // YYYY-MM-DD
+	// Retired: the catalog records the version as no longer in the
+	// running feature file.
+	Retired    bool        `json:"retired,omitempty"`
+	Definition [][2]string `json:"definition"`
+	Hash       string      `json:"hash"`
+	// At is file:line, or for what the catalog recorded (no feature file
+	// declares it) "registry (recorded TIME by WHO)".
+	At string `json:"at"`
 }
 
 // ServiceInfo is what the feature file says about a feature service, with
-// the versions its references resolve to now.
+// the versions its references resolve to now, or, when it does not declare
+// the service, what the catalog recorded (resolved when recorded).
 type ServiceInfo struct {
 	Owner       string   `json:"owner"`
 	Description string   `json:"description"`
@@ -32,7 +42,11 @@ type ServiceInfo struct {
 	Features    []string `json:"features"` // as written
 	Resolved    []string `json:"resolved"` // name@version, per Features
 	Models      []string `json:"models,omitempty"`
-	At          string   `json:"at"`
+	// Retired: the catalog records the service as no longer in the running
+	// feature file.
+	Retired bool `json:"retired,omitempty"`
+	// At: as FeatureInfo.At.
+	At string `json:"at"`
 }
 
 // Description is everything known about one node: from the feature file,
@@ -71,6 +85,14 @@ func Describe(id string, g *Graph, cfg *config.File, v *registry.View, c Consume
 					Definition: f.Definition(), Hash: f.Hash, At: fmt.Sprintf("%s:%d", cfg.Path, f.Line)}
 			}
 		}
+		if m, ok := v.Meta(name); ok && d.Feature == nil {
+			d.Feature = &FeatureInfo{Owner: m.Owner, Description: m.Description, Tags: m.Tags, Deprecated: m.Deprecated,
+				ReplacedBy: m.ReplacedBy, Sunset: m.Sunset, Retired: m.Retired,
+				At: "registry (recorded " + m.RegisteredAt.Format(time.RFC3339) + " by " + m.RegisteredBy + ")"}
+			if def, ok := v.Definition(name); ok {
+				d.Feature.Definition, d.Feature.Hash = def.Fields, def.Hash
+			}
+		}
 		if def, ok := v.Definition(name); ok {
 			d.Definition = &def
 			d.Statuses = v.Statuses(name)
@@ -88,6 +110,11 @@ func Describe(id string, g *Graph, cfg *config.File, v *registry.View, c Consume
 				}
 				d.Service = si
 			}
+		}
+		if rs, ok := v.Service(name); ok && d.Service == nil {
+			d.Service = &ServiceInfo{Owner: rs.Owner, Description: rs.Description, Entity: rs.Entity, Features: rs.Features,
+				Resolved: rs.Resolved, Models: rs.Models, Retired: rs.Retired,
+				At: "registry (recorded " + rs.RegisteredAt.Format(time.RFC3339) + " by " + rs.RegisteredBy + ")"}
 		}
 	case KindDataset:
 		if ds, ok := v.Dataset(name); ok {
@@ -116,6 +143,11 @@ func (d Description) Fields() [][2]string {
 		put("tags", strings.Join(f.Tags, ", "))
 		if f.Deprecated {
 			put("deprecated", "yes")
+		}
+		put("replaced by", f.ReplacedBy)
+		put("sunset", f.Sunset)
+		if f.Retired {
+			put("retired", "yes (no longer in the running feature file)")
 		}
 		put("defined at", f.At)
 		for _, kv := range f.Definition {
@@ -148,7 +180,10 @@ func (d Description) Fields() [][2]string {
 		put("entity", s.Entity)
 		put("defined at", s.At)
 		put("features", strings.Join(s.Features, ", "))
-		put("resolved now", strings.Join(s.Resolved, ", "))
+		put("resolved", strings.Join(s.Resolved, ", "))
+		if s.Retired {
+			put("retired", "yes (no longer in the running feature file)")
+		}
 		put("models", strings.Join(s.Models, ", "))
 	}
 	if ds := d.Dataset; ds != nil {

@@ -98,10 +98,12 @@ func ParseNode(id string) (kind, name string, err error) {
 // Build draws the graph of cfg (nil: the catalog alone), the catalog v and
 // the consumers c (may be nil). Feature versions come from both the file
 // and the catalog (a registered version no longer in the file keeps its
-// topic and source from its registered definition); services from the file
-// and from the datasets and models that name them; a service's bare feature
-// reference links the version it resolves to now (config.ResolveReady with
-// v.Ready). Cost: linear in the objects of cfg, v and c, plus services ×
+// topic and source from its registered definition, and its owner and
+// deprecation from its recorded metadata); services from the file, else
+// from the catalog's service records (the running file's, features as
+// resolved when recorded), and from the datasets and models that name them;
+// a service of cfg links, for a bare feature reference, the version it
+// resolves to now (config.ResolveReady with v.Ready). Cost: linear in the objects of cfg, v and c, plus services ×
 // models for the services' models: lists.
 func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 	g := &Graph{nodes: map[string]*Node{}, down: map[string][]Edge{}, up: map[string][]Edge{}}
@@ -135,6 +137,9 @@ func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 		n.Registered = true
 		if n.InFile {
 			continue
+		}
+		if m, ok := v.Meta(d.Feature); ok {
+			n.Owner, n.Deprecated = m.Owner, m.Deprecated
 		}
 		var topic, source string
 		for _, kv := range d.Fields {
@@ -173,6 +178,33 @@ func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 						g.node(KindModel, m.ID())
 						edge(Edge{From: n.ID, To: NodeID(KindModel, m.ID())})
 					}
+				}
+			}
+		}
+	}
+	// The services the running feature file declares, as the catalog
+	// records them (registry.RecordFile), unless cfg declares them: their
+	// features as resolved when recorded. A retired service (no longer
+	// running) keeps its node and models but links no feature.
+	for _, s := range v.Services() {
+		if cfg != nil {
+			if _, err := cfg.Service(s.Name); err == nil {
+				continue
+			}
+		}
+		n := g.node(KindService, s.Name)
+		n.Owner = s.Owner
+		if !s.Retired {
+			for _, id := range s.Resolved {
+				g.node(KindFeature, id)
+				edge(Edge{From: NodeID(KindFeature, id), To: n.ID})
+			}
+		}
+		for _, name := range s.Models {
+			for _, m := range models {
+				if m.Name == name {
+					g.node(KindModel, m.ID())
+					edge(Edge{From: n.ID, To: NodeID(KindModel, m.ID())})
 				}
 			}
 		}

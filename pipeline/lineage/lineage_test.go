@@ -272,6 +272,107 @@ func TestDiff(t *testing.T) {
 	})
 }
 
+// recordFile applies to v the records a worker start with cfg writes
+// (registry.RecordFile): its services and feature metadata; retired marks
+// versions and services cfg no longer has.
+func recordFile(t *testing.T, v *registry.View, cfg *config.File, retired ...string) {
+	t.Helper()
+	svcs, metas, err := registry.FileRecords(cfg, nil, time.Unix(60, 0).UTC(), "ann via w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range retired {
+		if n, ok := strings.CutPrefix(id, "service:"); ok {
+			svcs = append(svcs, registry.Service{Name: n, Owner: "gone-team", Features: []string{"count@1"}, Resolved: []string{"count@1"}, Retired: true})
+		} else {
+			metas = append(metas, registry.FeatureMeta{Feature: id, Owner: "gone-team", Retired: true})
+		}
+	}
+	for _, s := range svcs {
+		r, err := registry.ServiceRecord("reg", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Apply(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range metas {
+		r, err := registry.MetaRecord("reg", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Apply(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Without --current, plan takes the running file's services, owners and
+// deprecations from the catalog's records (what every worker start
+// writes): the same file plans nothing, a removed service shows its
+// dependents, and what was removed or deprecated before is not reported
+// again.
+func TestDiffWithTheCatalogsRecordsOfTheRunningFile(t *testing.T) {
+	services := `services:
+  - {name: fraud, owner: fraud-team, description: d, features: [count@1, amount@1]}
+  - {name: spend, owner: payments-team, description: d, features: [count@1, amount], models: [fraud-gbm]}
+`
+	deprecated := strings.Replace(baseFeatures, "window: 1d, owner", "window: 1d, deprecated: true, owner", 1)
+	running := file(t, deprecated, services)
+	lone := file(t, deprecated+`  - {name: lone, version: 1, entity: user, source: transactions, aggregation: count, window: 1d, owner: o, description: d}
+`, services)
+	v := catalog(t, lone) // lone@1 is registered, and retired below
+	recordFile(t, v, running, "lone@1", "service:old")
+	// A dataset built from old, which the catalog records as retired.
+	r, err := registry.DatasetRecord("reg", registry.Dataset{Name: "old_train", Version: 1, Service: "old", Entity: "user"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Apply(r.Key, r.Value); err != nil {
+		t.Fatal(err)
+	}
+
+	if p := Diff(running, v, nil, nil); len(p.Changes) != 0 || p.Breaking {
+		t.Errorf("the running file against its own records: %+v", p.Changes)
+	}
+	if p := Diff(running, registry.NewView(), nil, nil); change(p, ServiceAdded, "service:spend") == nil {
+		t.Errorf("an empty catalog must see spend as added: %+v", p.Changes) // the check above is not vacuous
+	}
+
+	next := file(t, deprecated, `services:
+  - {name: fraud, owner: fraud-team, description: d, features: [count@1, amount@1]}
+`)
+	p := Diff(next, v, nil, nil)
+	c := change(p, ServiceRemoved, "service:spend")
+	if c == nil || !c.Breaking || !p.Breaking {
+		t.Fatalf("removing spend: %+v", p.Changes)
+	}
+	if got, want := ids(c.Dependents), []string{"model:fraud-gbm@1"}; !slices.Equal(got, want) {
+		t.Errorf("spend's dependents = %v, want %v", got, want)
+	}
+	if len(p.Changes) != 1 {
+		t.Errorf("want only spend removed (not lone@1 or old, removed before; not amount@1's deprecation, recorded): %+v", p.Changes)
+	}
+
+	g := Build(nil, v, nil)
+	if n, ok := g.Node("service:spend"); !ok || n.Owner != "payments-team" {
+		t.Errorf("catalog-only graph: spend = %+v (found %v)", n, ok)
+	}
+	if n, _ := g.Node("feature:amount@1"); !n.Deprecated || n.Owner != "payments-team" {
+		t.Errorf("catalog-only graph: amount@1 = %+v, want its recorded owner and deprecation", n)
+	}
+	// spend's bare "amount" was recorded resolved (to amount@2).
+	if got := ids(g.Dependents("feature:amount@2")); !slices.Contains(got, "service:spend") {
+		t.Errorf("amount@2's dependents %v, want service:spend", got)
+	}
+	d, err := Describe("service:spend", g, nil, v, nil)
+	if err != nil || d.Service == nil || !slices.Equal(d.Service.Resolved, []string{"count@1", "amount@2"}) ||
+		!strings.HasPrefix(d.Service.At, "registry (recorded") {
+		t.Errorf("describe service:spend from the catalog: %+v, %v", d.Service, err)
+	}
+}
+
 // Removing a version a service still lists is a config error, with its
 // line, before any plan.
 func TestRemovedFeatureInService(t *testing.T) {

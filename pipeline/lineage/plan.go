@@ -48,10 +48,13 @@ type Plan struct {
 }
 
 // Diff compares the feature file next with the catalog v, like terraform
-// plan. current is the feature file running now (nil if unknown): it
-// supplies the services, owners and deprecations the catalog does not
-// record; without it, the services known are those the catalog's datasets
-// and models name, with the features the newest model recorded.
+// plan. current is the feature file running now, an override: nil (the
+// usual case) takes the running file's services, owners and deprecations
+// from the catalog, where every worker start records them
+// (registry.RecordFile); the services known are then those recorded and not
+// retired, plus those the catalog's datasets and models name (with the
+// features the newest model recorded when no service record has them). A
+// catalog written before services were recorded has only the latter.
 // consumers are the lookups per feature version and consumer over the
 // window the caller chose (plan: 7 days).
 //
@@ -59,9 +62,10 @@ type Plan struct {
 // VersionAdded; registered with another hash → Redefined (always
 // Breaking: a definition never changes under one version, workers refuse
 // it); registered but absent from next → Removed (Breaking when it has
-// dependents; with current, only a version current still has: one removed
-// earlier stays registered but is not reported again); deprecated in next and not in current (or current nil) →
-// Deprecated. Services: absent from next → ServiceRemoved (Breaking with
+// dependents; only a version still running, per current or, without it,
+// per the catalog's metadata: one removed earlier stays registered, marked
+// retired, and is not reported again); deprecated in next and not in the
+// running file (current, else the catalog's metadata) → Deprecated. Services: absent from next → ServiceRemoved (Breaking with
 // dependents); another feature list → ServiceChanged (Breaking when models
 // or datasets were built from it, since they were trained on the old
 // list); new → ServiceAdded. Removing a feature that next's services still
@@ -108,6 +112,8 @@ func Diff(next *config.File, v *registry.View, current *config.File, consumers C
 				if cf, err := current.Feature(f.ID); err == nil {
 					was = cf.Deprecated
 				}
+			} else if m, ok := v.Meta(f.ID); ok {
+				was = m.Deprecated
 			}
 			if !was {
 				add(Change{Kind: Deprecated, Object: id, Detail: []string{"deprecated: lookups keep working; tell its readers to move"}}, false)
@@ -119,26 +125,38 @@ func Diff(next *config.File, v *registry.View, current *config.File, consumers C
 			if _, err := current.Feature(d.Feature); err != nil {
 				continue // removed before: the running file no longer has it
 			}
+		} else if m, ok := v.Meta(d.Feature); ok && m.Retired {
+			continue // removed before, as the catalog records
 		}
 		if !inNext[d.Feature] {
 			add(Change{Kind: Removed, Object: NodeID(KindFeature, d.Feature),
 				Detail: []string{fmt.Sprintf("registered %s by %s, not in %s", d.RegisteredAt.Format("2006-01-02"), d.RegisteredBy, next.Path)}}, true)
 		}
 	}
-	// Services before: the current file's, else those the catalog names
-	// (features as the newest model registered on them recorded).
+	// Services before: the current file's, else those the catalog records
+	// as running, else those its datasets and models name (features as the
+	// newest model registered on them recorded). retired: removed earlier.
 	before := map[string][]string{}
 	known := map[string]bool{}
+	retired := map[string]bool{}
 	if current != nil {
 		for _, s := range current.Services {
 			before[s.Name], known[s.Name] = s.Features, true
 		}
+	} else {
+		for _, s := range v.Services() {
+			if s.Retired {
+				retired[s.Name] = true
+				continue
+			}
+			before[s.Name], known[s.Name] = s.Features, true
+		}
 	}
 	for _, d := range v.Datasets() {
-		known[d.Service] = known[d.Service] || d.Service != ""
+		known[d.Service] = known[d.Service] || d.Service != "" && !retired[d.Service]
 	}
 	for _, m := range v.Models() { // newest first
-		if m.Service == "" {
+		if m.Service == "" || retired[m.Service] {
 			continue
 		}
 		known[m.Service] = true
@@ -152,8 +170,8 @@ func Diff(next *config.File, v *registry.View, current *config.File, consumers C
 		switch {
 		case !known[s.Name]:
 			detail := []string{fmt.Sprintf("new service, owner %s: %s", s.Owner, strings.Join(s.Features, ", "))}
-			if current == nil {
-				detail = append(detail, "(no dataset or model in the catalog names it; give the running feature file to compare services with it)")
+			if current == nil && !v.HasFileRecords() {
+				detail = append(detail, "(the catalog records no running services yet: no worker that records them has started; give the running feature file with --current to compare services with it)")
 			}
 			add(Change{Kind: ServiceAdded, Object: id, Detail: detail}, false)
 		case had && !sameSet(old, s.Features):
@@ -168,8 +186,8 @@ func Diff(next *config.File, v *registry.View, current *config.File, consumers C
 		}
 	}
 	var gone []string
-	for name := range known {
-		if _, err := next.Service(name); err != nil {
+	for name, ok := range known {
+		if _, err := next.Service(name); ok && err != nil {
 			gone = append(gone, name)
 		}
 	}
