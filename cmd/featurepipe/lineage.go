@@ -163,7 +163,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func plan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("plan", "--config NEW.yaml --brokers B [--current RUNNING.yaml] [--json]", stderr)
 	cf := addCatalogFlags(fs)
-	current := fs.String("current", "", "the feature file running now (optional): its services, owners and deprecations, which the catalog does not record")
+	current := fs.String("current", "", "the feature file running now (optional override): its services, owners and deprecations instead of those the catalog records (every worker start records its file's)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
