@@ -55,11 +55,22 @@ func TestPlanAndLineage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(v.Definitions()) == len(cfg.Features) {
+		if len(v.Definitions()) == len(cfg.Features) && len(v.Services()) == len(cfg.Services) {
+			// The worker recorded its file's services, bare references
+			// resolved, and each version's metadata.
+			fs, _ := v.Service("fraud_scoring")
+			if fs.Owner != "fraud-team" || !slices.Equal(fs.Resolved, []string{"txn_count_7d@1", "txn_avg_30d@1", "login_count_1h@1"}) ||
+				!slices.Equal(fs.Models, []string{"fraud-gbm"}) || fs.RegisteredBy != "alice via featurepipe-worker/w1" {
+				t.Fatalf("recorded service fraud_scoring: %+v", fs)
+			}
+			if m, ok := v.Meta("txn_count_7d@1"); !ok || m.Owner == "" || m.RegisteredBy != fs.RegisteredBy {
+				t.Fatalf("recorded metadata of txn_count_7d@1: %+v (found %v)", m, ok)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the worker registered %d of %d feature versions within 90s", len(v.Definitions()), len(cfg.Features))
+			t.Fatalf("within 90s the worker registered %d of %d feature versions and %d of %d services",
+				len(v.Definitions()), len(cfg.Features), len(v.Services()), len(cfg.Services))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -152,6 +163,50 @@ func TestPlanAndLineage(t *testing.T) {
 	// plan on the running file: nothing changes.
 	if code, stdout, stderr := cli(t, "plan", "--brokers", brokers, "--config", cfg.Path, "--current", cfg.Path); code != 0 || !strings.Contains(stdout, "No changes") {
 		t.Fatalf("plan of the running file: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// Without --current, plan compares with the services and metadata the
+	// worker recorded: the running file changes nothing, and a file without
+	// the services shows each removal with its dependents (spending, which
+	// no dataset or model names, is known only from the worker's record).
+	if code, stdout, stderr := cli(t, "plan", "--brokers", brokers, "--config", cfg.Path); code != 0 || !strings.Contains(stdout, "No changes") {
+		t.Fatalf("plan of the running file without --current: exit %d\n%s%s", code, stdout, stderr)
+	}
+	{
+		text, err := os.ReadFile(cfg.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(text), twoServices) {
+			t.Fatal("the services block is not in the feature file")
+		}
+		noServices := filepath.Join(filepath.Dir(cfg.Path), "no-services.yaml")
+		if err := os.WriteFile(noServices, []byte(strings.Replace(string(text), twoServices, "", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := cli(t, "plan", "--brokers", brokers, "--config", noServices, "--json")
+		var p lineage.Plan
+		if err := json.Unmarshal([]byte(stdout), &p); code != 2 || err != nil {
+			t.Fatalf("plan without services: exit %d (want 2), %v\n%s%s", code, err, stdout, stderr)
+		}
+		got := map[string]lineage.Change{}
+		for _, c := range p.Changes {
+			got[c.Kind+" "+c.Object] = c
+		}
+		fs, ok := got[lineage.ServiceRemoved+" service:fraud_scoring"]
+		var deps []string
+		for _, n := range fs.Dependents {
+			deps = append(deps, n.ID)
+		}
+		if !ok || !fs.Breaking || !slices.Equal(deps, []string{"dataset:train@1", "model:fraud-gbm@1"}) || !slices.Equal(fs.Owners, []string{"ds-team", "ml-team"}) {
+			t.Errorf("fraud_scoring removed: %+v (found %v)", fs, ok)
+		}
+		if sp, ok := got[lineage.ServiceRemoved+" service:spending"]; !ok || sp.Breaking {
+			t.Errorf("spending removed: %+v (found %v)", sp, ok)
+		}
+		if len(p.Changes) != 2 {
+			t.Errorf("plan without services: %d changes, want 2:\n%s", len(p.Changes), stdout)
+		}
 	}
 
 	// The new file: txn_count_7d@1 redefined in place (14d), login_count_1h@1
