@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/pipeline/lineage"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
