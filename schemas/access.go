@@ -7,7 +7,7 @@ import (
 )
 
 // Float, Int and String read one field of a native record (from
-// Registry.Decode or FromJSON). They unwrap a nullable union's
+// Set.Decode or FromJSON). They unwrap a nullable union's
 // map[string]any{branch: v}. Errors are *FieldError values naming the field,
 // of kind ErrMissingField, ErrNullField or ErrWrongType. They do not allocate
 // on success, except String formatting a number.

@@ -16,7 +16,7 @@ import (
 // items, values and size, then writes primitives in simple form; Java, Python
 // and Rust producers follow it. Codec.Rabin therefore differs from every
 // other implementation's fingerprint for both demo schemas. Schema.Fingerprint
-// follows the specification; Registry also accepts Codec.Rabin so records
+// follows the specification; Set also accepts Codec.Rabin so records
 // written by goavro's SingleFromNative still decode.
 
 // canonicalForm returns the Parsing Canonical Form of the Avro schema text, per

@@ -42,7 +42,7 @@ func TestFromJSONValidLineSurvivesEncodeAndDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rec, err := schemas.NewRegistry(s).Decode(mustEncode(t, s, native))
+	_, rec, err := schemas.NewSet(s).Decode(mustEncode(t, s, native))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,11 @@
 // little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing
 // Canonical Form, then the Avro binary body. A consumer resolves the writer
 // schema by that fingerprint among the schemas named by the feature file (a
-// Registry); there is no schema registry server.
+// Set); there is no schema registry server.
 //
 // The fingerprint follows the specification's Parsing Canonical Form, which
 // goavro's Codec.Rabin does not for schemas with logical types (see
-// Schema.CanonicalForm); a Registry accepts both, Encode writes the former.
+// Schema.CanonicalForm); a Set accepts both, Encode writes the former.
 //
 // Native records are the map[string]any form of github.com/linkedin/goavro/v2.
 // Two details of that form matter to callers, and the accessors Float, Int and

@@ -154,6 +154,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
 	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
 	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
+	maxConsumers := fs.Int("max-consumers", lookup.DefaultMaxConsumers, "consumer names (from the X-Featurepipe-Consumer header) that get their own label in featurepipe_feature_lookups_total; later ones count as other (token consumers always get one)")
 	tokensFile := fs.String("tokens", "", "tokens file (hashes, consumers and scopes; see featurepipe token): lookups then need a Bearer token (default: open to anyone, with a warning)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
@@ -161,6 +162,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	brokers, log, cfg, err := sf.setup(fs, args)
 	if err != nil {
 		return err
+	}
+	if *maxConsumers < 1 {
+		return usagef("--max-consumers must be at least 1; got %d", *maxConsumers)
 	}
 	var tokens *lookup.Tokens
 	if *tokensFile != "" {
@@ -181,7 +185,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	a := &app{}
 	defer a.closeInto(&err)
 	svc, err := openLookup(a, lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
-		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens}, *sf.data)
+		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens, MaxConsumers: *maxConsumers}, *sf.data)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func TestFeaturesListsStatusFromTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	extra := "  - {name: txn_count_7d, version: 2, entity: user, source: transactions, aggregation: count, window: 7d, hop: 1d, owner: payments-team, description: Coarser hop., deprecated: true}\n"
+	extra := "  - {name: txn_count_7d, version: 2, entity: user, source: transactions, aggregation: count, window: 7d, hop: 1d, owner: payments-team, description: Coarser hop., deprecated: true, replaced_by: txn_count_7d@1, sunset: 2027-01-31}\n"
 	if err := os.WriteFile(f.config, []byte(string(text)+extra), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -84,12 +84,12 @@ func TestFeaturesListsStatusFromTheRegistry(t *testing.T) {
 	if c := by["txn_count_7d@1"]; c.Status != registry.StateReady || c.FreshnessSecs == nil || *c.FreshnessSecs < 59 || *c.FreshnessSecs > 300 {
 		t.Fatalf("count@1: %+v", c)
 	}
-	if d := by["txn_count_7d@2"]; d.Status != "deprecated" || !d.Deprecated || d.Hop != "1d" {
+	if d := by["txn_count_7d@2"]; d.Status != "deprecated" || !d.Deprecated || d.Hop != "1d" || d.ReplacedBy != "txn_count_7d@1" || d.Sunset != "2027-01-31" {
 		t.Fatalf("count@2: %+v", d)
 	}
 	// The table form names the partitions warming up.
 	code, stdout, _ = execCLI("features", "--config", f.config, "--brokers", f.brokers)
-	if code != 0 || !strings.Contains(stdout, "warming_up (1/2 partitions)") || !strings.Contains(stdout, "txn_count_7d@2") {
+	if code != 0 || !strings.Contains(stdout, "warming_up (1/2 partitions)") || !strings.Contains(stdout, "deprecated → txn_count_7d@1 (sunset 2027-01-31)") {
 		t.Fatalf("table:\n%s", stdout)
 	}
 }

@@ -39,6 +39,9 @@ func commands() []command {
 		{"datasets", "list the datasets in the catalog (every backfill registers one), newest first", runDatasets},
 		{"models", "list the models in the catalog, or register one: models register --name N --version V --dataset D@V ...", runModels},
 		{"history", "show every registered version of a feature: definition, hash, who and when", runHistory},
+		{"lineage", "show what a catalog node comes from and what depends on it: lineage NODE [--upstream|--downstream] [--json|--dot]", runLineage},
+		{"plan", "compare a changed feature file with the catalog: changes, dependents, owners (exit 2: breaks dependents)", runPlan},
+		{"describe", "show everything known about a feature version, service, dataset or model: describe NODE", runDescribe},
 		{"feast-repo", "write a Feast repository (feature_store.yaml, definitions) that reads featurepipe", runFeastRepo},
 	}
 }
@@ -60,7 +63,8 @@ func main() {
 }
 
 // run dispatches to a subcommand and maps its error to an exit code:
-// 0 success, 2 usage error, 1 anything else.
+// 0 success, 2 usage error, 1 anything else; an *exitError (plan) exits
+// with its code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
@@ -75,9 +79,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
+		var ee *exitError
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, &ee):
+			fmt.Fprintf(stderr, "featurepipe %s: %v\n", c.name, err)
+			return ee.code
 		case errors.As(err, new(*usageError)):
 			fmt.Fprintf(stderr, "featurepipe %s: %v\n", c.name, err)
 			return 2

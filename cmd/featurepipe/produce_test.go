@@ -80,7 +80,7 @@ func (f *produceFixture) records(t *testing.T, topic string) []string {
 	for _, end := range ends {
 		total += end
 	}
-	reg := schemas.NewRegistry()
+	reg := schemas.NewSet()
 	for _, name := range []string{"transaction.avsc", "login.avsc"} {
 		s, err := schemas.Load(schemas.Files, name)
 		if err != nil {

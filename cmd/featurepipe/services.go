@@ -19,6 +19,10 @@ type serviceInfo struct {
 	Description string           `json:"description"`
 	Models      []string         `json:"models,omitempty"`
 	Features    []serviceFeature `json:"features"`
+	// Origin is "file" for a service of the feature file, "registry" for
+	// one only the catalog records (declared by the file the last started
+	// worker runs; its features as resolved when recorded).
+	Origin string `json:"origin"`
 }
 
 // serviceFeature is one feature of a service as listed and as a lookup
@@ -37,7 +41,9 @@ type serviceFeature struct {
 
 // describeServices lists cfg's feature services with every reference
 // resolved as the lookup service would resolve it (see
-// config.File.ResolveReady); view nil treats every version as ready.
+// config.File.ResolveReady); view nil treats every version as ready. With a
+// view, the services the catalog records as running (registry.RecordFile)
+// that cfg does not declare follow, as recorded.
 func describeServices(cfg *config.File, view *registry.View) ([]serviceInfo, error) {
 	var ready func(string) bool
 	if view != nil {
@@ -45,7 +51,7 @@ func describeServices(cfg *config.File, view *registry.View) ([]serviceInfo, err
 	}
 	rows := make([]serviceInfo, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
-		r := serviceInfo{Name: s.Name, Entity: s.Entity, Owner: s.Owner, Description: strings.TrimSpace(s.Description), Models: s.Models}
+		r := serviceInfo{Name: s.Name, Entity: s.Entity, Owner: s.Owner, Description: strings.TrimSpace(s.Description), Models: s.Models, Origin: "file"}
 		for _, ref := range s.Features {
 			f, ok, err := cfg.ResolveReady(ref, ready)
 			if err != nil {
@@ -60,6 +66,32 @@ func describeServices(cfg *config.File, view *registry.View) ([]serviceInfo, err
 				status = registry.StateWarmingUp
 			}
 			r.Features = append(r.Features, serviceFeature{Ref: ref, ID: f.ID, Version: f.Version, Status: status})
+		}
+		rows = append(rows, r)
+	}
+	if view == nil {
+		return rows, nil
+	}
+	for _, rs := range view.Services() {
+		if _, err := cfg.Service(rs.Name); err == nil || rs.Retired {
+			continue
+		}
+		r := serviceInfo{Name: rs.Name, Entity: rs.Entity, Owner: rs.Owner, Description: rs.Description, Models: rs.Models, Origin: "registry"}
+		for i, ref := range rs.Features {
+			f := serviceFeature{Ref: ref, Status: "unknown"}
+			if i < len(rs.Resolved) {
+				f.ID = rs.Resolved[i]
+				if _, v, err := registry.ParseRef(f.ID); err == nil {
+					f.Version = v
+				}
+				if _, ok := view.Definition(f.ID); ok {
+					f.Status = registry.StateWarmingUp
+					if view.Ready(f.ID) {
+						f.Status = registry.StateReady
+					}
+				}
+			}
+			r.Features = append(r.Features, f)
 		}
 		rows = append(rows, r)
 	}
@@ -90,7 +122,11 @@ func printServices(w io.Writer, rows []serviceInfo) error {
 		if len(r.Models) > 0 {
 			models = strings.Join(r.Models, ", ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Entity, r.Owner, strings.Join(feats, ", "), models, r.Description)
+		desc := r.Description
+		if r.Origin == "registry" {
+			desc = "[registry: not in this file] " + desc
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Entity, r.Owner, strings.Join(feats, ", "), models, desc)
 	}
 	return tw.Flush()
 }

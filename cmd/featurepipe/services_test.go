@@ -165,4 +165,29 @@ func TestFeaturesServices(t *testing.T) {
 	}
 	setMax2(registry.StateReady)
 	check("once @2 is ready", services("--brokers", f.brokers)["fraud_scoring"], "txn_amount_max_7d@2", registry.StateReady)
+
+	// A worker running another file recorded a service this file lacks:
+	// with --brokers it is listed after the file's, as recorded.
+	view, err := registry.Load(ctx, []string{f.brokers}, topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := *cfg
+	other.Services = append(slices.Clone(cfg.Services), &config.Service{Name: "shadow", Owner: "shadow-team", Entity: "user", Features: []string{"txn_amount_max_7d"}})
+	if err := registry.RecordFile(ctx, cl, topic, &other, view, "test"); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := execCLI("features", "--services", "--json", "--config", f.config, "--brokers", f.brokers)
+	var rows []serviceInfo
+	if err := json.Unmarshal([]byte(stdout), &rows); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v: %s", code, err, stderr)
+	}
+	last := rows[len(rows)-1]
+	if len(rows) != len(cfg.Services)+1 || last.Name != "shadow" || last.Origin != "registry" || last.Owner != "shadow-team" ||
+		!slices.Equal(last.Features, []serviceFeature{{Ref: "txn_amount_max_7d", ID: "txn_amount_max_7d@2", Version: 2, Status: registry.StateReady}}) {
+		t.Errorf("services with the catalog's: %+v", rows)
+	}
+	if rows[0].Origin != "file" {
+		t.Errorf("a service of the file has origin %q", rows[0].Origin)
+	}
 }

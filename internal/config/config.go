@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/schemas"
@@ -110,6 +111,14 @@ type Feature struct {
 	Description string
 	Tags        []string
 	Deprecated  bool
+	// ReplacedBy is the version that replaces a deprecated one, as
+	// "name@version" (validated: it exists, serves the same entity and is
+	// not this version); "" when none is named. Only with Deprecated.
+	ReplacedBy string
+	// Sunset is the date (UTC midnight) after which a deprecated version may
+	// stop being served; zero when none is announced. Only with Deprecated.
+	// Metadata: lookups keep working after it (with their warning).
+	Sunset time.Time
 	// Default is the value of an empty window. nil means the documented
 	// default: null for avg, min, max and last; 0 for count and sum (which
 	// do not accept a default).

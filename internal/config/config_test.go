@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/schemas"
@@ -262,7 +263,7 @@ func TestInvalidFiles(t *testing.T) {
 			doc: header + "features:\n" + validFeature + `    colour: red # want
 `,
 			field: "features[0].colour",
-			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, default`,
+			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default`,
 		},
 		{
 			name: "unknown kafka key suggests the close one",
@@ -535,6 +536,50 @@ features:
 `,
 			field: "features[0].window",
 			msg:   "key given twice (first at line 22)",
+		},
+		{
+			name:  "replaced_by must name a defined version",
+			doc:   header + "features:\n" + validFeature + "    deprecated: true\n    replaced_by: base@2 # want\n",
+			field: "features[0].replaced_by",
+			msg:   "replacement base@2 is not defined; versions of base: base@1",
+		},
+		{
+			name:  "replaced_by must pin a version",
+			doc:   header + "features:\n" + validFeature + "    deprecated: true\n    replaced_by: base # want\n",
+			field: "features[0].replaced_by",
+			msg:   `"base": name the replacement with its version, as name@version (e.g. base@2)`,
+		},
+		{
+			name:  "a version cannot replace itself",
+			doc:   header + "features:\n" + validFeature + "    deprecated: true\n    replaced_by: base@1 # want\n",
+			field: "features[0].replaced_by",
+			msg:   "cannot replace itself",
+		},
+		{
+			name: "replacement of another entity",
+			doc: header + "  - {name: by_merchant, topic: tx_by_merchant, schema: transaction.avsc, event_time: ts}\nfeatures:\n" + validFeature +
+				"    deprecated: true\n    replaced_by: merchant_avg@1 # want\n" +
+				"  - {name: merchant_avg, version: 1, entity: merchant, source: by_merchant, aggregation: avg, field: amount, window: 7d, owner: o, description: d}\n",
+			field: "features[0].replaced_by",
+			msg:   "replacement merchant_avg@1 belongs to entity merchant, not user",
+		},
+		{
+			name:  "sunset must be a date",
+			doc:   header + "features:\n" + validFeature + "    deprecated: true\n    sunset: 2027-02-30 # want\n",
+			field: "features[0].sunset",
+			msg:   `"2027-02-30" is not a date: write YYYY-MM-DD`,
+		},
+		{
+			name:  "replaced_by only on a deprecated version",
+			doc:   header + "features:\n" + validFeature + "    replaced_by: base@2 # want\n" + edit("version: 1", "version: 2"),
+			field: "features[0].replaced_by",
+			msg:   "applies to a deprecated version only: add deprecated: true",
+		},
+		{
+			name:  "sunset only on a deprecated version",
+			doc:   header + "features:\n" + validFeature + "    sunset: 2027-01-31 # want\n",
+			field: "features[0].sunset",
+			msg:   "applies to a deprecated version only",
 		},
 		{
 			name:  "empty file",
@@ -877,5 +922,33 @@ func TestFeatureReference(t *testing.T) {
 	}
 	if got := f.EntityFeatures("user"); !slices.Equal(ids(got), []string{"txn_count@1", "txn_count@3", "txn_count@2", "old_only@1", "old_only@2"}) {
 		t.Errorf("EntityFeatures(user) = %v, want every version in file order", ids(got))
+	}
+}
+
+// A deprecated version names its replacement and sunset; the replacement
+// is stored pinned, the sunset as a UTC date, and neither changes the hash.
+func TestDeprecationFields(t *testing.T) {
+	doc := header + "features:\n" + validFeature + "    deprecated: true\n    replaced_by: base@2\n    sunset: 2027-01-31\n" +
+		strings.Replace(validFeature, "version: 1", "version: 2", 1) + "    tags: [x]\n"
+	f, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := f.Feature("base@1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.ReplacedBy != "base@2" || !old.Sunset.Equal(time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("base@1: replaced by %q, sunset %v", old.ReplacedBy, old.Sunset)
+	}
+	plain, err := Parse("features.yaml", []byte(header+"features:\n"+validFeature), schemaFS(t), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Features[0].Hash != old.Hash {
+		t.Fatal("deprecation metadata changed the definition hash")
+	}
+	if bare, _ := f.Feature("base"); bare.ID != "base@2" {
+		t.Fatalf("a bare name resolves to %s, want the replacement base@2", bare.ID)
 	}
 }

@@ -22,7 +22,7 @@ var (
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor"}
 	entityKeys  = []string{"name", "key"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time"}
-	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "default"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
@@ -56,6 +56,7 @@ type featureItem struct {
 	m mapping
 	// Raw text of values that are parsed during validation.
 	aggregation, window, hop string
+	sunset                   string
 }
 
 // mapping is a YAML mapping whose keys were checked against an allowed list.
@@ -349,6 +350,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			Owner:       d.str(m, "owner", true, "the team answerable for the feature"),
 			Description: d.str(m, "description", true, "what the feature means, for its users"),
 			Deprecated:  d.boolean(m, "deprecated"),
+			ReplacedBy:  d.str(m, "replaced_by", false, "the version that replaces this one, as name@version"),
 			Default:     d.number(m, "default"),
 			Line:        m.line,
 		}
@@ -374,6 +376,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			aggregation: d.str(m, "aggregation", true, "one of "+strings.Join(aggregations.KindNames(), ", ")),
 			window:      d.str(m, "window", true, `a duration with unit s, m, h or d (e.g. 30d), or "lifetime"`),
 			hop:         d.str(m, "hop", false, "a duration with unit s, m, h or d"),
+			sunset:      d.str(m, "sunset", false, "the date this version stops being served, YYYY-MM-DD"),
 		})
 	}
 	d.decodeServices(top)

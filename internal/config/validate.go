@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/schemas"
@@ -260,6 +261,13 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 				ft.Window = w
 			}
 		}
+		if it.sunset != "" {
+			if t, err := time.Parse(time.DateOnly, strings.TrimSpace(it.sunset)); err != nil {
+				d.addf(m.lineOf("sunset"), m.field("sunset"), "%q is not a date: write YYYY-MM-DD, e.g. 2027-01-31", it.sunset)
+			} else {
+				ft.Sunset = t
+			}
+		}
 		src, ent := ft.SourceRef, ft.EntityRef
 		if src == nil || ent == nil {
 			continue
@@ -274,6 +282,57 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			d.addf(m.lineOf("entity"), m.field("entity"),
 				"source %q already feeds entity %q (%s, line %d); the Kafka key of a source's records is its entity's key, which places all events of an entity in one partition, so all features of a source must use the same entity; for %q features, produce the events keyed by %q to another topic and declare a source for it",
 				src.Name, first.f.Entity, first.path, first.f.Line, ent.Name, ent.Key)
+		}
+	}
+	d.checkDeprecations(ids)
+}
+
+// checkDeprecations checks replaced_by and sunset once every feature
+// version is known (ids: id -> version): they belong to a deprecated
+// version, and the replacement is another existing version, pinned as
+// name@version, of the same entity.
+func (d *decoder) checkDeprecations(ids map[string]*Feature) {
+	for _, it := range d.features {
+		ft, m := it.f, it.m
+		if !ft.Deprecated {
+			for _, key := range []string{"replaced_by", "sunset"} {
+				if m.get(key) != nil {
+					d.addf(m.lineOf(key), m.field(key), "applies to a deprecated version only: add deprecated: true, or remove %s", key)
+				}
+			}
+			continue
+		}
+		if ft.ReplacedBy == "" {
+			continue
+		}
+		ref := strings.TrimSpace(ft.ReplacedBy)
+		name, ver, pinned := strings.Cut(ref, "@")
+		n, err := strconv.Atoi(ver)
+		if !pinned || err != nil || n < 1 {
+			d.addf(m.lineOf("replaced_by"), m.field("replaced_by"), "%q: name the replacement with its version, as name@version (e.g. %s@%d)", ref, ft.Name, ft.Version+1)
+			continue
+		}
+		id := name + "@" + strconv.Itoa(n)
+		repl := ids[id]
+		switch {
+		case repl == nil:
+			var versions []string
+			for _, other := range d.features {
+				if other.f.Name == name {
+					versions = append(versions, other.f.Name+"@"+strconv.Itoa(other.f.Version))
+				}
+			}
+			hint := "define it in this file first"
+			if len(versions) > 0 {
+				hint = "versions of " + name + ": " + strings.Join(versions, ", ")
+			}
+			d.addf(m.lineOf("replaced_by"), m.field("replaced_by"), "replacement %s is not defined; %s", id, hint)
+		case repl == ft:
+			d.addf(m.lineOf("replaced_by"), m.field("replaced_by"), "a version cannot replace itself; name the version to move to")
+		case ft.Entity != "" && repl.Entity != ft.Entity:
+			d.addf(m.lineOf("replaced_by"), m.field("replaced_by"), "replacement %s belongs to entity %s, not %s: a replacement must be looked up with the same keys", id, repl.Entity, ft.Entity)
+		default:
+			ft.ReplacedBy = id
 		}
 	}
 }

@@ -71,12 +71,16 @@ func NewWorker(r prometheus.Registerer) *Worker {
 
 // Lookup holds the lookup service's metrics.
 type Lookup struct {
-	Latency        *prometheus.HistogramVec // route
-	Requests       *prometheus.CounterVec   // route, code
-	FeatureLookups *prometheus.CounterVec   // feature
-	LogRecords     prometheus.Counter       // feature-log records applied to the view
-	LogLag         *prometheus.GaugeVec     // partition
-	Ready          prometheus.Gauge
+	Latency  *prometheus.HistogramVec // route
+	Requests *prometheus.CounterVec   // route, code
+	// FeatureLookups counts values served (one per key and feature version)
+	// by feature name, version and consumer (bounded: see lookup.Options.MaxConsumers).
+	FeatureLookups *prometheus.CounterVec // feature, version, consumer
+	// DeprecatedLookups is FeatureLookups of deprecated versions only.
+	DeprecatedLookups *prometheus.CounterVec // feature, version, consumer
+	LogRecords        prometheus.Counter     // feature-log records applied to the view
+	LogLag            *prometheus.GaugeVec   // partition
+	Ready             prometheus.Gauge
 	// LookupLogRecords counts lookup-log records by result: sent (acked by
 	// Kafka), dropped (the producer buffer was full) or error (failed).
 	LookupLogRecords *prometheus.CounterVec // result
@@ -91,7 +95,11 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "http_requests_total",
 			Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
 		FeatureLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "feature_lookups_total",
-			Help: "Feature values served, by feature id (name@version)."}, []string{"feature"}),
+			Help: "Feature values served (one per key and feature), by feature name, version and consumer (names beyond the cap fold into other)."},
+			[]string{"feature", "version", "consumer"}),
+		DeprecatedLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "deprecated_lookups_total",
+			Help: "Values of deprecated feature versions served, by feature name, version and consumer: who still has to move to the replacement."},
+			[]string{"feature", "version", "consumer"}),
 		LogRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "view_records_total",
 			Help: "Feature-log records applied to the lookup view."}),
 		LogLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "view_lag_records",
@@ -101,6 +109,6 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 		LookupLogRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "lookup_log_records_total",
 			Help: "Served-lookup records for the lookup-log topic, by result: sent, dropped (producer buffer full) or error."}, []string{"result"}),
 	}
-	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords)
+	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.DeprecatedLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords)
 	return m
 }

@@ -73,7 +73,7 @@ type Limits struct {
 // Decoder decodes the records of the sources of one feature file. Safe for
 // concurrent use.
 type Decoder struct {
-	registry    *schemas.Registry
+	schemas     *schemas.Set
 	maxFutureMS int64
 	maxKeyBytes int
 }
@@ -86,17 +86,17 @@ func NewDecoder(cfg *config.File, l Limits) *Decoder {
 	if l.MaxKeyBytes <= 0 {
 		l.MaxKeyBytes = DefaultMaxKeyBytes
 	}
-	reg := schemas.NewRegistry()
+	reg := schemas.NewSet()
 	for _, s := range cfg.Sources {
 		reg.Add(s.Schema)
 	}
-	return &Decoder{registry: reg, maxFutureMS: l.MaxFuture.Milliseconds(), maxKeyBytes: l.MaxKeyBytes}
+	return &Decoder{schemas: reg, maxFutureMS: l.MaxFuture.Milliseconds(), maxKeyBytes: l.MaxKeyBytes}
 }
 
 // Decode validates one source record (Kafka key and value) against its plan.
 // now (epoch ms) bounds future event times. out.Values is reused.
 func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *Rejection {
-	_, rec, err := d.registry.Decode(value)
+	_, rec, err := d.schemas.Decode(value)
 	switch {
 	case errors.Is(err, schemas.ErrNotSingleObject):
 		return reject(ReasonNotAvro, "%v", err)

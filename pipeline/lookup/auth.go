@@ -70,6 +70,18 @@ type Tokens struct {
 	list []*Token
 }
 
+// consumers returns the consumer of every token (with repeats).
+func (ts *Tokens) consumers() []string {
+	if ts == nil {
+		return nil
+	}
+	out := make([]string, 0, len(ts.list))
+	for _, t := range ts.list {
+		out = append(out, t.Consumer)
+	}
+	return out
+}
+
 // TokenPrefix starts every token NewToken makes, so that a leaked token is
 // easy to recognise (e.g. by secret scanners).
 const TokenPrefix = "fpt_"

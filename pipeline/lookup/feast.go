@@ -102,6 +102,7 @@ func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	ans.service = req.FeatureService
 	return feastShape(joinKey, requested, req.FullFeatureNames, names, ans), ans, nil
 }
 

@@ -6,8 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
+	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
 )
@@ -15,8 +14,8 @@ import (
 // featureInfo is what a lookup needs of one feature version, built once in
 // New so that resolving a request allocates and formats nothing.
 type featureInfo struct {
-	def     *config.Feature
-	lookups prometheus.Counter // its featurepipe_feature_lookups_total
+	def *config.Feature
+	idx int // position in featureIndex.list
 	// warning is the response warning of a deprecated version, else "".
 	warning string
 	// warned is set once the deprecated version's first lookup is logged.
@@ -36,19 +35,21 @@ type pickedFeature struct {
 type featureIndex struct {
 	byID   map[string]*featureInfo
 	byName map[string][]*featureInfo
+	list   []*featureInfo // in file order; featureInfo.idx indexes it
 }
 
 // newFeatureIndex builds the index of cfg's features. The preference order
 // of a name's versions is config.File.Feature's rule: versions that are not
 // deprecated first, then the newest first (ties in file order), so that the
 // first is what config.File.Feature resolves the bare name to.
-func newFeatureIndex(cfg *config.File, lookups *prometheus.CounterVec) featureIndex {
+func newFeatureIndex(cfg *config.File) featureIndex {
 	x := featureIndex{byID: map[string]*featureInfo{}, byName: map[string][]*featureInfo{}}
 	for _, f := range cfg.Features {
-		fi := &featureInfo{def: f, lookups: lookups.WithLabelValues(f.ID)}
+		fi := &featureInfo{def: f, idx: len(x.list)}
 		if f.Deprecated {
-			fi.warning = fmt.Sprintf("feature %s is deprecated", f.ID)
+			fi.warning = deprecationWarning(f)
 		}
+		x.list = append(x.list, fi)
 		x.byID[f.ID] = fi
 		x.byName[f.Name] = append(x.byName[f.Name], fi)
 	}
@@ -64,6 +65,20 @@ func newFeatureIndex(cfg *config.File, lookups *prometheus.CounterVec) featureIn
 		})
 	}
 	return x
+}
+
+// deprecationWarning is the response warning of deprecated version f:
+// "feature a@1 is deprecated; use a@2 instead (sunset 2027-01-31)", with
+// the replacement and the sunset when the feature file names them.
+func deprecationWarning(f *config.Feature) string {
+	w := fmt.Sprintf("feature %s is deprecated", f.ID)
+	if f.ReplacedBy != "" {
+		w += fmt.Sprintf("; use %s instead", f.ReplacedBy)
+	}
+	if !f.Sunset.IsZero() {
+		w += fmt.Sprintf(" (sunset %s)", f.Sunset.Format(time.DateOnly))
+	}
+	return w
 }
 
 // pick resolves a feature reference: "name@version" exactly; a bare name to

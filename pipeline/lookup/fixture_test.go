@@ -117,7 +117,17 @@ func loadTestConfig(t testing.TB) *config.File {
 // newFixture. ready=false leaves the service catching up.
 func newFixture(t testing.TB, o Options, ready bool) *fixture {
 	t.Helper()
+	return newFixtureWith(t, o, ready, nil)
+}
+
+// newFixtureWith is newFixture with the test config changed by edit (when
+// not nil) before the service is built.
+func newFixtureWith(t testing.TB, o Options, ready bool, edit func(*config.File)) *fixture {
+	t.Helper()
 	cfg := loadTestConfig(t)
+	if edit != nil {
+		edit(cfg)
+	}
 	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)

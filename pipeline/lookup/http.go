@@ -92,9 +92,16 @@ func (s *Service) endpoint(route string, h handler) http.Handler {
 		var code int
 		var served *lookupAnswer
 		tok, authErr := s.o.Tokens.authenticate(r) // (nil, nil) without tokens: open
+		var consumer string
+		var consumerErr *apiError
+		if authErr == nil {
+			consumer, consumerErr = consumerName(r, tok)
+		}
 		if authErr != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="featurepipe"`)
 			code = writeError(w, authErr)
+		} else if consumerErr != nil {
+			code = writeError(w, consumerErr)
 		} else if !s.ready.Load() {
 			code = writeError(w, &apiError{http.StatusServiceUnavailable, "not_ready", "the lookup view is still catching up with the feature log and the feature registry; retry shortly"})
 		} else {
@@ -109,9 +116,11 @@ func (s *Service) endpoint(route string, h handler) http.Handler {
 						served.release()
 						served = nil
 					}
-				} else {
-					served.consumer = tok.Consumer
 				}
+			}
+			if err == nil && served != nil {
+				served.consumer, served.request = consumer, s.requests.Add(1)
+				s.count(served)
 			}
 			switch {
 			case err != nil:
@@ -271,7 +280,8 @@ func (s *Service) resolve(a *lookupAnswer, info *entityInfo, refs []string) erro
 		if f.warning != "" {
 			a.warnings = append(a.warnings, f.warning)
 			if f.warned.CompareAndSwap(false, true) {
-				s.log.Warn("deprecated feature looked up", zap.String("feature", f.def.ID))
+				s.log.Warn("deprecated feature looked up (logged once per version; featurepipe_deprecated_lookups_total counts them per consumer)",
+					zap.String("feature", f.def.ID), zap.String("replaced_by", f.def.ReplacedBy), zap.String("warning", f.warning))
 			}
 		}
 		a.feats = append(a.feats, f)
@@ -321,7 +331,11 @@ func (s *Service) handleLookup(r *http.Request) (any, *lookupAnswer, error) {
 		return nil, nil, err
 	}
 	a, err := s.lookup(info, req.Keys, refs)
-	return nil, a, err
+	if err != nil {
+		return nil, nil, err
+	}
+	a.service = req.FeatureService
+	return nil, a, nil
 }
 
 func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
@@ -371,7 +385,9 @@ type lookupAnswer struct {
 	warnings []string
 	vals     []value
 	order    []int  // indexes of names in JSON order (sorted, duplicates dropped)
-	consumer string // the token's consumer ("" on an open service), for the lookup log
+	consumer string // who asked (see consumerName), for the counters and the lookup log
+	service  string // the feature service the request named, or ""
+	request  uint64 // the request's sequence number on this replica, for the lookup log
 }
 
 var answerPool = sync.Pool{New: func() any { return new(lookupAnswer) }}
@@ -420,9 +436,6 @@ func (s *Service) answer(a *lookupAnswer, info *entityInfo, keys, names []string
 			}
 			a.vals = append(a.vals, fv)
 		}
-	}
-	for _, f := range a.feats {
-		f.lookups.Add(float64(len(keys)))
 	}
 	a.sortNames()
 	return nil

@@ -118,7 +118,7 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		}
 		lr := logRecordPool.Get().(*logRecord)
 		b := append(lr.buf[:0], key...)
-		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer)
+		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
 		for k, j := range order {
 			b = lookuplog.AppendFeature(b, k, a.feats[j].def.ID, vals[j].v, vals[j].hasV)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,11 @@ type Options struct {
 	// the API is open to anyone who can reach it, and Run logs a warning
 	// saying so.
 	Tokens *Tokens
+	// MaxConsumers bounds the consumer names taken from the ConsumerHeader
+	// that get their own label in the per-consumer metrics; later names are
+	// counted as "other" (see consumers.go). Token consumers and
+	// "anonymous" always have their own. Default DefaultMaxConsumers (100).
+	MaxConsumers int
 }
 
 // NoLookupLog is the Options.LookupLogSample that turns the lookup log off.
@@ -105,6 +111,12 @@ type Service struct {
 	reg   *registry.View // feature versions warming up (followed in Run)
 	cache *viewCache
 	llog  lookupLogger
+
+	consumers consumerSet
+	// replicaID (16 random hex digits, new at every start) and requests (a
+	// sequence) make the request id of lookup-log entries.
+	replicaID string
+	requests  atomic.Uint64
 }
 
 // entityInfo is what the HTTP layer needs of one entity.
@@ -160,13 +172,18 @@ func New(o Options) (*Service, error) {
 	case o.LookupLogSample < 0:
 		o.LookupLogSample = 0
 	}
+	if o.MaxConsumers <= 0 {
+		o.MaxConsumers = DefaultMaxConsumers
+	}
 	if o.LookupLogBuffer <= 0 {
 		o.LookupLogBuffer = 100_000
 	}
 	s := &Service{o: o, log: o.Log, m: metrics.NewLookup(o.Registerer), started: time.Now(),
 		behind: map[int32]int64{-1: 0}, entities: map[string]*entityInfo{}, byKey: map[string]*entityInfo{},
 		cache: newViewCache(o.CacheEntries), reg: registry.NewView()}
-	s.feats = newFeatureIndex(o.Config, s.m.FeatureLookups)
+	s.replicaID = fmt.Sprintf("%016x", rand.Uint64())
+	s.feats = newFeatureIndex(o.Config)
+	s.consumers.init(o.MaxConsumers, s.feats.list, s.m.FeatureLookups, s.m.DeprecatedLookups, o.Tokens.consumers())
 	for _, e := range o.Config.Entities {
 		info := &entityInfo{name: e.Name}
 		seen := map[string]bool{}

@@ -7,19 +7,19 @@
 //
 // Record key: the entity key. Value: the JSON object
 //
-//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","features":{"a@1":12.5,"b@2":null}}
+//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","service":"fraud_scoring","request":"9f2c01ab-1k","features":{"a@1":12.5,"b@2":null}}
 //
-// with "consumer" left out when empty and the features sorted by id, each
-// once (the order and escaping of encoding/json).
+// with "consumer", "service" and "request" left out when empty and the features sorted
+// by id, each once (the order and escaping of encoding/json).
 package lookuplog
 
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/featurepipe/featurepipe/internal/jsonenc"
 )
 
 // Entry is one served key.
@@ -29,8 +29,17 @@ type Entry struct {
 	// At is the time the values are as of (the request time), epoch ms.
 	At int64 `json:"at"`
 	// Consumer is who asked: the consumer of the API token the request
-	// carried; empty on an open service (no tokens).
+	// carried, else the X-Featurepipe-Consumer header's name, else
+	// "anonymous". Empty in records of older replicas (read it as
+	// "anonymous").
 	Consumer string `json:"consumer,omitempty"`
+	// Service is the feature service the request named, or empty.
+	Service string `json:"service,omitempty"`
+	// Request identifies the request the entry is one key of: every key of
+	// one request carries the same id, unique across replicas and restarts
+	// ("<replica>-<sequence>", see AppendStart). Empty in records of older
+	// replicas.
+	Request string `json:"request,omitempty"`
 	// Features maps feature id (name@version) to the value served; null for
 	// an empty window served as null.
 	Features map[string]*float64 `json:"features"`
@@ -43,7 +52,7 @@ func (e *Entry) Encode() ([]byte, error) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	b := AppendStart(nil, e.Entity, e.Key, e.At, e.Consumer)
+	b := AppendStart(nil, e.Entity, e.Key, e.At, e.Consumer, e.Service, e.Request, 0)
 	for i, id := range ids {
 		v := e.Features[id]
 		if v == nil {
@@ -59,16 +68,33 @@ func (e *Entry) Encode() ([]byte, error) {
 // up to its features. Then call AppendFeature for each feature, in id order,
 // each id once (i counts them from 0), and AppendEnd. They allocate nothing
 // beyond growing b.
-func AppendStart(b []byte, entity, key string, at int64, consumer string) []byte {
+//
+// The entry's Request is request when seq is 0, else request, "-" and seq
+// in base 36: the lookup service passes its replica id and the request's
+// sequence number, so that no string is built per request.
+func AppendStart(b []byte, entity, key string, at int64, consumer, service, request string, seq uint64) []byte {
 	b = append(b, `{"entity":`...)
-	b = appendString(b, entity)
+	b = jsonenc.AppendString(b, entity)
 	b = append(b, `,"key":`...)
-	b = appendString(b, key)
+	b = jsonenc.AppendString(b, key)
 	b = append(b, `,"at":`...)
 	b = strconv.AppendInt(b, at, 10)
 	if consumer != "" {
 		b = append(b, `,"consumer":`...)
-		b = appendString(b, consumer)
+		b = jsonenc.AppendString(b, consumer)
+	}
+	if service != "" {
+		b = append(b, `,"service":`...)
+		b = jsonenc.AppendString(b, service)
+	}
+	if request != "" || seq != 0 {
+		b = append(b, `,"request":`...)
+		b = jsonenc.AppendString(b, request)
+		if seq != 0 { // "-" and base-36 digits need no escaping: replace the closing quote
+			b[len(b)-1] = '-'
+			b = strconv.AppendUint(b, seq, 36)
+			b = append(b, '"')
+		}
 	}
 	return append(b, `,"features":{`...)
 }
@@ -79,12 +105,12 @@ func AppendFeature(b []byte, i int, id string, v float64, ok bool) []byte {
 	if i > 0 {
 		b = append(b, ',')
 	}
-	b = appendString(b, id)
+	b = jsonenc.AppendString(b, id)
 	b = append(b, ':')
 	if !ok {
 		return append(b, "null"...)
 	}
-	return appendFloat(b, v)
+	return jsonenc.AppendFloat(b, v)
 }
 
 // AppendEnd closes an entry started with AppendStart.
@@ -100,80 +126,4 @@ func Decode(b []byte) (*Entry, error) {
 		return nil, fmt.Errorf("decode lookup log entry: missing entity or time")
 	}
 	return &e, nil
-}
-
-// appendFloat formats f as encoding/json does; NaN and infinities, which
-// encoding/json refuses, are written as null.
-func appendFloat(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' { // clean up e-09 to e-9
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString quotes s as encoding/json does (HTML escaping on, invalid
-// UTF-8 as \ufffd, U+2028 and U+2029 escaped).
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

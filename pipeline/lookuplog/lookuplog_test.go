@@ -42,6 +42,9 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 		{Entity: "user", Key: "u1", At: 1700000000123, Features: map[string]*float64{"b@2": nil, "a@1": &v1}},
 		{Entity: "user", Key: "\"<&>\u2028\x00\xff\\", At: -1, Consumer: "fraud-model \t", Features: map[string]*float64{"z@1": &v2, "é@3": &tiny, "x@9": &huge}},
 		{Entity: "merchant", Key: "", At: 1, Features: map[string]*float64{}},
+		{Entity: "user", Key: "u2", At: 2, Consumer: "fraud-api", Service: "fraud_<scoring>", Features: map[string]*float64{"a@1": &v1}},
+		{Entity: "user", Key: "u3", At: 3, Service: "only-service", Features: map[string]*float64{}},
+		{Entity: "user", Key: "u4", At: 4, Request: "9f2c01ab-9ix", Features: map[string]*float64{}},
 	} {
 		got, err := e.Encode()
 		if err != nil {
@@ -65,11 +68,24 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 func TestAppendAllocatesOnlyTheBuffer(t *testing.T) {
 	buf := make([]byte, 0, 512)
 	if n := testing.AllocsPerRun(100, func() {
-		b := AppendStart(buf[:0], "user", "u1", 1700000000123, "fraud-model")
+		b := AppendStart(buf[:0], "user", "u1", 1700000000123, "fraud-model", "fraud_scoring", "9f2c01ab", 12345)
 		b = AppendFeature(b, 0, "a@1", 12.5, true)
 		b = AppendFeature(b, 1, "b@2", 0, false)
 		buf = AppendEnd(b)
 	}); n != 0 {
 		t.Fatalf("%v allocations per entry", n)
+	}
+}
+
+// The lookup service's request id (replica id and sequence number) decodes
+// as "<replica>-<base 36 sequence>".
+func TestAppendStartRequestID(t *testing.T) {
+	b := AppendEnd(AppendStart(nil, "user", "u1", 1, "c", "", "9f2c01ab", 36*36+1))
+	e, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Request != "9f2c01ab-101" {
+		t.Fatalf("request %q in %s", e.Request, b)
 	}
 }

@@ -225,7 +225,7 @@ func TestSend(t *testing.T) {
 
 	t.Run("every valid line was produced, keyed by its entity key, decodable", func(t *testing.T) {
 		recs := consumeAll(t, cl, len(wantSent), enc.Source().Topic)
-		reg := schemas.NewRegistry(enc.Source().Schema)
+		reg := schemas.NewSet(enc.Source().Schema)
 		got := map[string]float64{}
 		for _, r := range recs {
 			_, rec, err := reg.Decode(r.Value)
@@ -409,7 +409,7 @@ func TestRecord(t *testing.T) {
 			if r.Topic != "transactions" || string(r.Key) != wantKey {
 				t.Fatalf("record topic %q key %.20q, want transactions %.20q", r.Topic, r.Key, wantKey)
 			}
-			_, rec, err := schemas.NewRegistry(enc.Source().Schema).Decode(r.Value)
+			_, rec, err := schemas.NewSet(enc.Source().Schema).Decode(r.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -451,7 +451,7 @@ func TestDemoRun(t *testing.T) {
 	if len(recs) < last {
 		t.Fatalf("consumed %d records, but %d were reported sent", len(recs), last)
 	}
-	reg := schemas.NewRegistry()
+	reg := schemas.NewSet()
 	for _, s := range cfg.Sources {
 		reg.Add(s.Schema)
 	}

@@ -19,12 +19,18 @@ import (
 //	status/<name@version>/<topic>/<partition> Status         KindStatus
 //	dataset/<name@version>                    Dataset        KindDataset
 //	model/<name@version>                      Model          KindModel
+//	service/<name>                            Service        KindService
+//	meta/<name@version>                       FeatureMeta    KindMeta
 //
 // A nil value is a tombstone (compaction deletes the key). Compatibility:
 // a reader skips a record of a kind it does not know (DecodeRecord returns
 // ErrUnknownKind, View.Apply ignores it), so a newer writer's kinds never
 // stop an older reader; the binaries released before datasets and models
-// existed skip dataset/ and model/ records the same way. New fields are
+// existed skip dataset/ and model/ records the same way, and those released
+// before services and feature metadata were recorded skip service/ and
+// meta/ records. Definitions, datasets and models are immutable (the first
+// record of a key wins); services and metadata change without a version
+// (the last record of a key wins). New fields are
 // added to values with omitempty, so old records still decode.
 
 // Kind is a record kind of the registry topic.
@@ -36,6 +42,8 @@ const (
 	KindStatus     Kind = "status"
 	KindDataset    Kind = "dataset"
 	KindModel      Kind = "model"
+	KindService    Kind = "service"
+	KindMeta       Kind = "meta"
 )
 
 // ErrUnknownKind is returned (wrapped) by DecodeRecord for a key of a kind
@@ -43,17 +51,20 @@ const (
 var ErrUnknownKind = errors.New("unknown registry record kind")
 
 // Record is one decoded registry record. Exactly one of Definition, Status,
-// Dataset and Model is set, per Kind, unless Tombstone.
+// Dataset, Model, Service and Meta is set, per Kind, unless Tombstone.
 type Record struct {
 	Kind Kind
-	// ID is the object id: name@version for definitions, datasets and
-	// models, name@version/topic/partition for statuses.
+	// ID is the object id: name@version for definitions, datasets, models
+	// and feature metadata, name@version/topic/partition for statuses, the
+	// name for services.
 	ID         string
 	Tombstone  bool
 	Definition *Definition
 	Status     *Status
 	Dataset    *Dataset
 	Model      *Model
+	Service    *Service
+	Meta       *FeatureMeta
 }
 
 func recordKey(k Kind, id string) []byte { return []byte(string(k) + "/" + id) }
@@ -89,11 +100,17 @@ func DecodeRecord(key, value []byte) (Record, error) {
 	case KindModel:
 		r.Model = &Model{}
 		dst = r.Model
+	case KindService:
+		r.Service = &Service{}
+		dst = r.Service
+	case KindMeta:
+		r.Meta = &FeatureMeta{}
+		dst = r.Meta
 	default:
 		return Record{}, fmt.Errorf("registry record %q: %w %q", k, ErrUnknownKind, r.Kind)
 	}
 	if r.Tombstone {
-		r.Definition, r.Status, r.Dataset, r.Model = nil, nil, nil, nil
+		r.Definition, r.Status, r.Dataset, r.Model, r.Service, r.Meta = nil, nil, nil, nil, nil, nil
 		return r, nil
 	}
 	if err := json.Unmarshal(value, dst); err != nil {
@@ -128,4 +145,14 @@ func DatasetRecord(topic string, d Dataset) (*kgo.Record, error) {
 // ModelRecord returns the registry record of m (key model/<m.ID()>).
 func ModelRecord(topic string, m Model) (*kgo.Record, error) {
 	return encode(topic, KindModel, m.ID(), m)
+}
+
+// ServiceRecord returns the registry record of s (key service/<s.Name>).
+func ServiceRecord(topic string, s Service) (*kgo.Record, error) {
+	return encode(topic, KindService, s.Name, s)
+}
+
+// MetaRecord returns the registry record of m (key meta/<m.Feature>).
+func MetaRecord(topic string, m FeatureMeta) (*kgo.Record, error) {
+	return encode(topic, KindMeta, m.Feature, m)
 }

@@ -10,7 +10,9 @@
 // The topic is the catalog's log (DESIGN.md, "The catalog"): besides feature
 // versions and their status it holds the datasets every backfill registers
 // and the models registered on them (catalog.go), each name@version
-// immutable once written. codec.go is the one codec of its records and View
+// immutable once written, and the feature services and feature-version
+// metadata (owner, description, deprecation) of the feature file the last
+// started worker runs (services.go), which change without a version. codec.go is the one codec of its records and View
 // the one reader every command uses.
 package registry
 
@@ -62,8 +64,9 @@ type Status struct {
 // when a feature version's definition differs from the registered one.
 var ErrDefinitionChanged = errors.New("feature definition changed under the same version")
 
-// View is the registry's content (feature versions, their statuses, and the
-// catalog's datasets and models), kept current by Load or Follow. Safe for
+// View is the registry's content (feature versions, their statuses and
+// metadata, the running file's feature services, and the catalog's datasets
+// and models), kept current by Load or Follow. Safe for
 // concurrent use. Ready, called on every lookup, takes no lock: it reads an
 // immutable set of the versions warming up, replaced whenever one changes.
 type View struct {
@@ -72,13 +75,16 @@ type View struct {
 	status   map[string]map[string]Status // feature -> topic/partition -> status
 	datasets map[string]Dataset           // name@version
 	models   map[string]Model             // name@version
+	services map[string]Service           // name
+	meta     map[string]FeatureMeta       // name@version
 	warming  atomic.Pointer[map[string]bool]
 }
 
 // NewView returns an empty view.
 func NewView() *View {
 	v := &View{defs: map[string]Definition{}, status: map[string]map[string]Status{},
-		datasets: map[string]Dataset{}, models: map[string]Model{}}
+		datasets: map[string]Dataset{}, models: map[string]Model{},
+		services: map[string]Service{}, meta: map[string]FeatureMeta{}}
 	v.warming.Store(&map[string]bool{})
 	return v
 }
@@ -147,6 +153,10 @@ func (v *View) Apply(key, value []byte) error {
 		v.applyDataset(r)
 	case KindModel:
 		v.applyModel(r)
+	case KindService:
+		v.applyService(r)
+	case KindMeta:
+		v.applyMeta(r)
 	}
 	return nil
 }
@@ -157,6 +167,18 @@ func (v *View) Definition(id string) (Definition, bool) {
 	defer v.mu.RUnlock()
 	d, ok := v.defs[id]
 	return d, ok
+}
+
+// Definitions returns every registered feature version, sorted by id.
+func (v *View) Definitions() []Definition {
+	v.mu.RLock()
+	out := make([]Definition, 0, len(v.defs))
+	for _, d := range v.defs {
+		out = append(out, d)
+	}
+	v.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Feature < out[j].Feature })
+	return out
 }
 
 // Ready reports whether no partition of the feature version is warming up.
@@ -316,7 +338,8 @@ func Follow(ctx context.Context, brokers []string, topic string, v *View, log *z
 }
 
 // Register records the definition of every feature of cfg the view does not
-// know yet, and adds them to the view. by names the registrant.
+// know yet, then the file's services and feature metadata (RecordFile), and
+// adds them to the view. by names the registrant.
 //
 // Registration races: two registrants that loaded the registry before
 // either wrote can both find a version unregistered and both write it. The
@@ -327,6 +350,14 @@ func Follow(ctx context.Context, brokers []string, topic string, v *View, log *z
 // definition again before failing, so that compaction, which keeps the last
 // record of a key, keeps the winner's.
 func Register(ctx context.Context, cl *kgo.Client, topic string, cfg *config.File, v *View, by string) error {
+	if err := registerDefinitions(ctx, cl, topic, cfg, v, by); err != nil {
+		return err
+	}
+	return RecordFile(ctx, cl, topic, cfg, v, by)
+}
+
+// registerDefinitions is Register's first part: the feature versions.
+func registerDefinitions(ctx context.Context, cl *kgo.Client, topic string, cfg *config.File, v *View, by string) error {
 	var recs []*kgo.Record
 	now := time.Now().UTC()
 	for _, f := range cfg.Features {

@@ -83,7 +83,7 @@ func checkAgainstJSON(t *testing.T, s *schemas.Schema, rec map[string]any, line 
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	txn, login := mustLoad(t, "transaction.avsc"), mustLoad(t, "login.avsc")
-	reg := schemas.NewRegistry(txn, login)
+	reg := schemas.NewSet(txn, login)
 	tests := []struct {
 		name   string
 		schema *schemas.Schema
@@ -122,7 +122,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 
 func TestDecodedTimestampIsTimeAndEncodesBack(t *testing.T) {
 	txn := mustLoad(t, "transaction.avsc")
-	reg := schemas.NewRegistry(txn)
+	reg := schemas.NewSet(txn)
 	at := time.Date(2024, 2, 29, 23, 59, 59, 987_000_000, time.UTC)
 	native := map[string]any{"user_id": "u", "merchant_id": "m", "amount": 1.0, "currency": "EUR", "ts": at}
 	b := mustEncode(t, txn, native)
@@ -144,7 +144,7 @@ func TestDecodedTimestampIsTimeAndEncodesBack(t *testing.T) {
 
 func TestDecodeErrors(t *testing.T) {
 	txn := mustLoad(t, "transaction.avsc")
-	reg := schemas.NewRegistry(txn)
+	reg := schemas.NewSet(txn)
 	valid := mustEncode(t, txn, mustFromJSON(t, txn, `{"user_id":"u-1","merchant_id":"m-9","amount":12.5,"currency":"EUR","ts":1700000000123}`))
 	header := valid[:10]
 	otherFP := append([]byte{0xC3, 0x01}, binary.LittleEndian.AppendUint64(nil, txn.Fingerprint^1)...)
@@ -183,7 +183,7 @@ func TestDecodeErrors(t *testing.T) {
 func TestUnknownSchemaErrorNamesTheFingerprintInHex(t *testing.T) {
 	txn, login := mustLoad(t, "transaction.avsc"), mustLoad(t, "login.avsc")
 	b := mustEncode(t, login, mustFromJSON(t, login, `{"user_id":"u","country":"FR","success":true,"ts":1}`))
-	_, _, err := schemas.NewRegistry(txn).Decode(b)
+	_, _, err := schemas.NewSet(txn).Decode(b)
 	if !errors.Is(err, schemas.ErrUnknownSchema) {
 		t.Fatalf("err = %v, want ErrUnknownSchema", err)
 	}
@@ -192,13 +192,13 @@ func TestUnknownSchemaErrorNamesTheFingerprintInHex(t *testing.T) {
 	}
 }
 
-func TestRegistry(t *testing.T) {
+func TestSet(t *testing.T) {
 	txn, login := mustLoad(t, "transaction.avsc"), mustLoad(t, "login.avsc")
 
-	t.Run("zero value is an empty registry", func(t *testing.T) {
-		var r schemas.Registry
+	t.Run("zero value is an empty set", func(t *testing.T) {
+		var r schemas.Set
 		if _, ok := r.Lookup(txn.Fingerprint); ok || r.Len() != 0 {
-			t.Fatalf("zero Registry found a schema or has Len %d", r.Len())
+			t.Fatalf("zero Set found a schema or has Len %d", r.Len())
 		}
 		b := mustEncode(t, txn, mustFromJSON(t, txn, `{"user_id":"u","merchant_id":"m","amount":1,"currency":"EUR","ts":1}`))
 		if _, _, err := r.Decode(b); !errors.Is(err, schemas.ErrUnknownSchema) {
@@ -212,7 +212,7 @@ func TestRegistry(t *testing.T) {
 
 	t.Run("the same schema parsed twice collapses to the first", func(t *testing.T) {
 		again := mustLoad(t, "transaction.avsc")
-		r := schemas.NewRegistry(txn, again, login, nil)
+		r := schemas.NewSet(txn, again, login, nil)
 		if r.Len() != 2 {
 			t.Fatalf("Len = %d, want 2", r.Len())
 		}
@@ -221,7 +221,7 @@ func TestRegistry(t *testing.T) {
 		}
 		r.Add(again)
 		if s, _ := r.Lookup(txn.Fingerprint); s != txn || r.Len() != 2 {
-			t.Fatal("Add of a duplicate changed the registry")
+			t.Fatal("Add of a duplicate changed the set")
 		}
 	})
 
@@ -239,7 +239,7 @@ func TestRegistry(t *testing.T) {
 		if plain.Fingerprint != txn.Fingerprint {
 			t.Fatalf("fingerprints differ: %#x vs %#x", plain.Fingerprint, txn.Fingerprint)
 		}
-		if r := schemas.NewRegistry(txn, plain); r.Len() != 1 {
+		if r := schemas.NewSet(txn, plain); r.Len() != 1 {
 			t.Fatalf("Len = %d, want 1", r.Len())
 		}
 	})
@@ -250,7 +250,7 @@ func TestRegistry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, rec, err := schemas.NewRegistry(login, txn).Decode(b)
+		s, rec, err := schemas.NewSet(login, txn).Decode(b)
 		if err != nil || s != txn {
 			t.Fatalf("Decode = %v, %v; want the transaction schema", s, err)
 		}
@@ -260,7 +260,7 @@ func TestRegistry(t *testing.T) {
 	})
 
 	t.Run("Add is safe while decoding", func(t *testing.T) {
-		r := schemas.NewRegistry(txn)
+		r := schemas.NewSet(txn)
 		b := mustEncode(t, txn, mustFromJSON(t, txn, `{"user_id":"u","merchant_id":"m","amount":1,"currency":"EUR","ts":1}`))
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -287,7 +287,7 @@ func TestRegistry(t *testing.T) {
 
 func TestEncode(t *testing.T) {
 	txn := mustLoad(t, "transaction.avsc")
-	reg := schemas.NewRegistry(txn)
+	reg := schemas.NewSet(txn)
 
 	t.Run("appends to dst", func(t *testing.T) {
 		prefix := []byte("prefix")
@@ -325,7 +325,7 @@ func TestEncode(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	txn, login := mustLoad(f, "transaction.avsc"), mustLoad(f, "login.avsc")
-	reg := schemas.NewRegistry(txn, login)
+	reg := schemas.NewSet(txn, login)
 	f.Add(mustEncode(f, txn, mustFromJSON(f, txn, `{"user_id":"u-1","merchant_id":"m-9","amount":12.5,"currency":"EUR","ts":1700000000123}`)))
 	f.Add(mustEncode(f, login, mustFromJSON(f, login, `{"user_id":"u-2","country":"FR","success":true,"ts":-5}`)))
 	f.Add([]byte{0xC3, 0x01})
@@ -346,10 +346,10 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// BenchmarkDecode measures Registry.Decode of one demo transaction.
+// BenchmarkDecode measures Set.Decode of one demo transaction.
 func BenchmarkDecode(b *testing.B) {
 	txn, login := mustLoad(b, "transaction.avsc"), mustLoad(b, "login.avsc")
-	reg := schemas.NewRegistry(txn, login)
+	reg := schemas.NewSet(txn, login)
 	rec := mustEncode(b, txn, mustFromJSON(b, txn, `{"user_id":"user-000123","merchant_id":"merchant-42","amount":12.5,"currency":"EUR","ts":1700000000123}`))
 	b.SetBytes(int64(len(rec)))
 	b.ReportAllocs()

@@ -15,7 +15,7 @@ var (
 	// ErrNotSingleObject: the input is shorter than the 10-byte header or does
 	// not start with the marker C3 01.
 	ErrNotSingleObject = errors.New("not Avro single-object encoded")
-	// ErrUnknownSchema: the header names a fingerprint the Registry does not
+	// ErrUnknownSchema: the header names a fingerprint the Set does not
 	// hold. The message includes the fingerprint in hex.
 	ErrUnknownSchema = errors.New("unknown schema fingerprint")
 	// ErrMalformed: the body does not decode with the writer schema
@@ -59,8 +59,8 @@ func (s *Schema) Encode(dst []byte, native map[string]any) ([]byte, error) {
 	return out, nil
 }
 
-// Registry resolves writer schemas by fingerprint. The zero value is an empty
-// registry ready to use.
+// Set resolves writer schemas by fingerprint. The zero value is an empty
+// set ready to use.
 //
 // Lookup and Decode take no lock (they read an immutable map through an
 // atomic pointer) and are safe to call concurrently with each other and with
@@ -70,20 +70,20 @@ func (s *Schema) Encode(dst []byte, native map[string]any) ([]byte, error) {
 // A schema is found by its Fingerprint and also by goavro's Codec.Rabin when
 // that differs (see Schema.CanonicalForm), so records written with
 // Codec.SingleFromNative decode too.
-type Registry struct {
+type Set struct {
 	mu    sync.Mutex // serialises Add
-	table atomic.Pointer[registryTable]
+	table atomic.Pointer[setTable]
 }
 
-// registryTable is an immutable snapshot of a Registry.
-type registryTable struct {
+// setTable is an immutable snapshot of a Set.
+type setTable struct {
 	byFP map[uint64]*Schema // Fingerprint and Codec.Rabin -> schema
 	n    int                // distinct schemas
 }
 
 // with returns a copy of t holding s too, or t itself when s's fingerprint is
 // already there.
-func (t *registryTable) with(s *Schema) *registryTable {
+func (t *setTable) with(s *Schema) *setTable {
 	var old map[uint64]*Schema
 	n := 0
 	if t != nil {
@@ -100,13 +100,13 @@ func (t *registryTable) with(s *Schema) *registryTable {
 	if _, ok := m[s.Codec.Rabin]; !ok {
 		m[s.Codec.Rabin] = s
 	}
-	return &registryTable{byFP: m, n: n + 1}
+	return &setTable{byFP: m, n: n + 1}
 }
 
-// NewRegistry returns a registry holding ss. Schemas with the same
+// NewSet returns a set holding ss. Schemas with the same
 // fingerprint collapse into one (see Add); nil entries are ignored.
-func NewRegistry(ss ...*Schema) *Registry {
-	r := &Registry{}
+func NewSet(ss ...*Schema) *Set {
+	r := &Set{}
 	for _, s := range ss {
 		r.Add(s)
 	}
@@ -118,7 +118,7 @@ func NewRegistry(ss ...*Schema) *Registry {
 // fingerprints mean equal Parsing Canonical Forms, which ignore doc, default
 // and logicalType attributes, so the two decode the same bytes. A nil s is
 // ignored.
-func (r *Registry) Add(s *Schema) {
+func (r *Set) Add(s *Schema) {
 	if s == nil {
 		return
 	}
@@ -129,7 +129,7 @@ func (r *Registry) Add(s *Schema) {
 
 // Lookup returns the schema registered under fingerprint fp (its
 // Fingerprint, or its Codec.Rabin).
-func (r *Registry) Lookup(fp uint64) (*Schema, bool) {
+func (r *Set) Lookup(fp uint64) (*Schema, bool) {
 	t := r.table.Load()
 	if t == nil {
 		return nil, false
@@ -139,7 +139,7 @@ func (r *Registry) Lookup(fp uint64) (*Schema, bool) {
 }
 
 // Len returns the number of distinct schemas registered.
-func (r *Registry) Len() int {
+func (r *Set) Len() int {
 	if t := r.table.Load(); t != nil {
 		return t.n
 	}
@@ -156,14 +156,14 @@ func (r *Registry) Len() int {
 // copy them before reusing b. A panic inside the Avro decoder on hostile input
 // is recovered and reported as ErrMalformed, so one bad record cannot crash a
 // worker.
-func (r *Registry) Decode(b []byte) (s *Schema, rec map[string]any, err error) {
+func (r *Set) Decode(b []byte) (s *Schema, rec map[string]any, err error) {
 	fp, err := Fingerprint(b)
 	if err != nil {
 		return nil, nil, err
 	}
 	s, ok := r.Lookup(fp)
 	if !ok {
-		return nil, nil, fmt.Errorf("%w 0x%016x (registry holds %d schemas)", ErrUnknownSchema, fp, r.Len())
+		return nil, nil, fmt.Errorf("%w 0x%016x (set holds %d schemas)", ErrUnknownSchema, fp, r.Len())
 	}
 	name := s.Name
 	defer func() {
