@@ -123,12 +123,18 @@ type Feature struct {
 	// default: null for avg, min, max and last; 0 for count and sum (which
 	// do not accept a default).
 	Default *float64
-	Line    int
+	// Where is the feature's filter as written (trimmed), "" when every
+	// event of the source counts. Part of the definition hash.
+	Where string
+	// Filter is Where compiled against the source's schema; nil when Where
+	// is "" (then filtering costs nothing).
+	Filter *Filter
+	Line   int
 	// ID is "name@version".
 	ID string
 	// Hash is the hex SHA-256 of the canonical definition: entity and its
 	// key field, source, topic and event_time field, aggregation, field,
-	// window size and hop, and default. Owner, description, tags and
+	// window size and hop, default and where (when set). Owner, description, tags and
 	// deprecated are metadata and do not change it.
 	Hash      string
 	SourceRef *Source

@@ -263,7 +263,7 @@ func TestInvalidFiles(t *testing.T) {
 			doc: header + "features:\n" + validFeature + `    colour: red # want
 `,
 			field: "features[0].colour",
-			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default`,
+			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where`,
 		},
 		{
 			name: "unknown kafka key suggests the close one",
@@ -589,6 +589,48 @@ features:
 			msg:   "file is empty",
 		},
 		{
+			name:  "where naming an unknown field",
+			doc:   header + "features:\n" + validFeature + "    where: amont > 100.0 # want\n",
+			field: "features[0].where",
+			msg:   "column 1: undeclared reference to 'amont' (did you mean 'amount'?) (usable fields of schema featurepipe.demo.Transaction: user_id, merchant_id, amount, currency, ts)",
+		},
+		{
+			name:  "where comparing a field with a value of another type",
+			doc:   header + "features:\n" + validFeature + "    where: currency > 100.0 # want\n",
+			field: "features[0].where",
+			msg:   "column 10: found no matching overload for '_>_' applied to '(string, double)'",
+		},
+		{
+			name:  "where of an int field compared with a double literal of the wrong kind",
+			doc:   header + "features:\n" + validFeature + "    where: \"amount > 'big'\" # want\n",
+			field: "features[0].where",
+			msg:   "found no matching overload for '_>_' applied to '(double, string)'",
+		},
+		{
+			name:  "where that is not boolean",
+			doc:   header + "features:\n" + validFeature + "    where: amount * 2.0 # want\n",
+			field: "features[0].where",
+			msg:   `"amount * 2.0" is of type double; where must be a boolean expression, e.g. amount > 100.0`,
+		},
+		{
+			name:  "where with a syntax error",
+			doc:   header + "features:\n" + validFeature + "    where: \"amount > 100.0 &&\" # want\n",
+			field: "features[0].where",
+			msg:   "Syntax error: mismatched input '<EOF>'",
+		},
+		{
+			name:  "empty where",
+			doc:   header + "features:\n" + validFeature + "    where: \" \" # want\n",
+			field: "features[0].where",
+			msg:   "is empty; write a boolean expression",
+		},
+		{
+			name:  "where must be a string",
+			doc:   header + "features:\n" + validFeature + "    where: [amount] # want\n",
+			field: "features[0].where",
+			msg:   "expected a string",
+		},
+		{
 			name: "no features",
 			doc: header + `features: [] # want
 `,
@@ -824,6 +866,7 @@ func TestHashCoversTheDefinitionOnly(t *testing.T) {
 		{"window size", nil, []string{"window: 7d", "window: 14d"}, true},
 		{"hop", nil, []string{"hop: 1d", "hop: 1h"}, true},
 		{"default", nil, []string{"tags: [payments]", "tags: [payments]\n    default: 0"}, true},
+		{"where", nil, []string{"tags: [payments]", "tags: [payments]\n    where: amount > 1.0"}, true},
 		// Metadata, and what the hash leaves out on purpose.
 		{"description", nil, []string{"description: Average amount.", "description: Mean amount spent."}, false},
 		{"owner", nil, []string{"owner: payments", "owner: risk"}, false},
@@ -855,6 +898,64 @@ func TestHashCoversTheDefinitionOnly(t *testing.T) {
 			t.Error("default 1 and default 0 hash the same")
 		}
 	})
+}
+
+// TestWhereHash: a where is part of the definition (two wheres hash
+// differently, surrounding space does not count), and a feature without one
+// has no where entry, so the hashes stored before where existed still match.
+func TestWhereHash(t *testing.T) {
+	hash := func(where string) *Feature {
+		t.Helper()
+		doc := header + "features:\n" + validFeature
+		if where != "" {
+			doc += "    where: " + where + "\n"
+		}
+		return mustParse(t, doc).Features[0]
+	}
+	none, a, b, aSpaced := hash(""), hash(`"amount > 1.0"`), hash(`"amount > 2.0"`), hash(`"  amount > 1.0 "`)
+	if a.Hash == b.Hash || a.Hash == none.Hash {
+		t.Errorf("hashes: none %s, amount > 1.0 %s, amount > 2.0 %s; want all distinct", none.Hash, a.Hash, b.Hash)
+	}
+	if aSpaced.Hash != a.Hash || aSpaced.Where != "amount > 1.0" {
+		t.Errorf("surrounding space changed the definition: %q %s vs %s", aSpaced.Where, aSpaced.Hash, a.Hash)
+	}
+	for _, kv := range none.Definition() {
+		if kv[0] == "where" {
+			t.Errorf("a feature without where has a where entry %q in its definition", kv[1])
+		}
+	}
+	if none.Filter != nil || a.Filter == nil || a.Filter.Expr != "amount > 1.0" {
+		t.Errorf("Filter: without where %v, with where %+v", none.Filter, a.Filter)
+	}
+}
+
+// TestWhereFieldTypes: the CEL type of every usable Avro type, and the clear
+// refusal of nullable fields.
+func TestWhereFieldTypes(t *testing.T) {
+	fsys := schemaFS(t)
+	fsys["wide.avsc"] = &fstest.MapFile{Data: []byte(`{"type": "record", "name": "Wide", "namespace": "featurepipe.test", "fields": [
+  {"name": "user_id", "type": "string"},
+  {"name": "d", "type": "double"}, {"name": "f", "type": "float"},
+  {"name": "i", "type": "int"}, {"name": "l", "type": "long"},
+  {"name": "b", "type": "boolean"},
+  {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+  {"name": "maybe", "type": ["null", "double"]}
+]}`)}
+	doc := func(where string) string {
+		return strings.Replace(header, "schema: transaction.avsc", "schema: wide.avsc", 1) + "features:\n" +
+			strings.Replace(validFeature, "field: amount", "field: d", 1) + "    where: '" + where + "' # want\n"
+	}
+	ok := `d > 1.0 && f < 2.0 && i == 3 && l != 4 && b && e == "A" && ts > 0`
+	if _, err := Parse("features.yaml", []byte(doc(ok)), fsys, "."); err != nil {
+		t.Fatalf("where %s: %v", ok, err)
+	}
+	_, err := Parse("features.yaml", []byte(doc("maybe > 1.0")), fsys, ".")
+	var e *Error
+	if !errors.As(err, &e) || e.Field != "features[0].where" ||
+		!strings.Contains(e.Msg, `field "maybe" is of type nullable double: nullable fields cannot be used in where yet`) {
+		t.Errorf("where on a nullable field: got %v", err)
+	}
 }
 
 func TestFeatureReference(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -210,6 +212,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 		path string
 	}
 	ids := make(map[string]*Feature, len(d.features))
+	envs := make(filterEnvs)
 	sourceEntity := make(map[*Source]firstUse)
 	for _, it := range d.features {
 		ft, m := it.f, it.m
@@ -261,6 +264,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 				ft.Window = w
 			}
 		}
+		d.checkWhere(it, envs)
 		if it.sunset != "" {
 			if t, err := time.Parse(time.DateOnly, strings.TrimSpace(it.sunset)); err != nil {
 				d.addf(m.lineOf("sunset"), m.field("sunset"), "%q is not a date: write YYYY-MM-DD, e.g. 2027-01-31", it.sunset)
@@ -363,6 +367,31 @@ func (d *decoder) checkField(it featureItem, src *Source) {
 	if k.NeedsField() && !isNumeric(fld) {
 		d.addf(m.lineOf("field"), m.field("field"), "field %q is %s; aggregation %s needs a numeric field (double, float, int or long); numeric fields: %s", ft.Field, typeName(fld), k, fieldNames(src.Schema, isNumeric))
 	}
+}
+
+// checkWhere type-checks and compiles the feature's where against its
+// source's schema, setting Where and Filter.
+func (d *decoder) checkWhere(it featureItem, envs filterEnvs) {
+	ft, m := it.f, it.m
+	expr := strings.TrimSpace(it.where)
+	if n := m.get("where"); n == nil || n.Kind != yaml.ScalarNode {
+		return // absent, or its type already reported
+	}
+	if expr == "" {
+		d.addf(m.lineOf("where"), m.field("where"), "is empty; write a boolean expression over the source's fields, e.g. \"amount > 100.0\", or remove where")
+		return
+	}
+	ft.Where = expr
+	src := ft.SourceRef
+	if src == nil || src.Schema == nil {
+		return // reported at the source reference or the schema
+	}
+	flt, err := envs.compileWhere(src.Schema, expr)
+	if err != nil {
+		d.addf(m.lineOf("where"), m.field("where"), "%v", err)
+		return
+	}
+	ft.Filter = flt
 }
 
 // checkKey checks that the entity's key is a usable field of the source.

@@ -1,0 +1,143 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/featurepipe/featurepipe/schemas"
+)
+
+// Filter is a feature's compiled where expression: a CEL
+// (https://cel.dev) boolean expression over the fields of its source's Avro
+// schema, type-checked against that schema when the file is loaded and
+// compiled once. Only events for which it is true count toward the feature.
+//
+// The fields a where may name are the source schema's non-nullable fields of
+// type double, float (CEL double), int, long (CEL int; a timestamp-millis long
+// is its epoch milliseconds), string, enum (CEL string, the symbol) and
+// boolean. Nullable, record, array, map, bytes and fixed fields are refused
+// at load.
+//
+// A Filter is immutable and safe for concurrent use; Match is not
+// allocation-free (CEL boxes the numeric values it reads, about one
+// allocation per numeric field read, plus its evaluation frame is pooled),
+// see BenchmarkFilterMatch.
+type Filter struct {
+	// Expr is the expression as written (surrounding space trimmed).
+	Expr string
+	prg  cel.Program
+}
+
+// FilterInput is the activation a Filter reads a record's fields from: a
+// decoded native Avro record (the map[string]any form of goavro, as
+// schemas.Set.Decode returns). Reuse one per goroutine (set Rec before each
+// Match) so that evaluating does not allocate an activation. The zero value
+// has no record.
+type FilterInput struct {
+	Rec map[string]any
+}
+
+// ResolveName implements interpreter.Activation: the value of field name of
+// Rec. A missing field is unresolved, which makes the evaluation fail.
+func (in *FilterInput) ResolveName(name string) (any, bool) {
+	v, ok := in.Rec[name]
+	if !ok {
+		return nil, false
+	}
+	if t, isTime := v.(time.Time); isTime { // timestamp-millis long
+		return t.UnixMilli(), true
+	}
+	return v, true
+}
+
+// Parent implements interpreter.Activation; there is none.
+func (in *FilterInput) Parent() interpreter.Activation { return nil }
+
+// Match evaluates the filter on in.Rec. An error means the record cannot be
+// evaluated (a field missing or of another type than the schema says, an
+// integer overflow, a division by zero, ...); callers dead-letter such a
+// record rather than guess.
+func (f *Filter) Match(in *FilterInput) (bool, error) {
+	out, _, err := f.prg.Eval(in)
+	if err != nil {
+		return false, fmt.Errorf("where %q: %w", f.Expr, err)
+	}
+	b, ok := out.(types.Bool)
+	if !ok { // defensive: the type checker proved the result boolean
+		return false, fmt.Errorf("where %q: result is %s, not a bool", f.Expr, out.Type())
+	}
+	return bool(b), nil
+}
+
+// celType is the CEL type a where sees for an Avro field, or nil (with the
+// reason) when where cannot use the field.
+func celType(f schemas.Field) (*cel.Type, string) {
+	if f.Nullable {
+		return nil, "nullable fields cannot be used in where yet"
+	}
+	switch f.Type {
+	case "double", "float":
+		return cel.DoubleType, ""
+	case "int", "long":
+		return cel.IntType, ""
+	case "string", "enum":
+		return cel.StringType, ""
+	case "boolean":
+		return cel.BoolType, ""
+	}
+	return nil, "fields of Avro type " + f.Type + " cannot be used in where"
+}
+
+// filterEnvs caches one CEL environment per schema during one Load.
+type filterEnvs map[*schemas.Schema]*cel.Env
+
+// compileWhere type-checks and compiles expr against schema s. The error
+// message is one line, suited to the file:line: field: message form.
+func (envs filterEnvs) compileWhere(s *schemas.Schema, expr string) (*Filter, error) {
+	env := envs[s]
+	if env == nil {
+		var opts []cel.EnvOption
+		for _, f := range s.Fields {
+			if t, _ := celType(f); t != nil {
+				opts = append(opts, cel.Variable(f.Name, t))
+			}
+		}
+		var err error
+		if env, err = cel.NewEnv(opts...); err != nil {
+			return nil, fmt.Errorf("cannot build the expression environment of schema %s: %v", s.Name, err)
+		}
+		envs[s] = env
+	}
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		var msgs []string
+		for _, e := range iss.Errors() {
+			msgs = append(msgs, fmt.Sprintf("column %d: %s", e.Location.Column()+1, unsupportedField(s, e.Message)))
+		}
+		return nil, fmt.Errorf("%s (usable fields of schema %s: %s)", strings.Join(msgs, "; "), s.Name, fieldNames(s, func(f schemas.Field) bool { t, _ := celType(f); return t != nil }))
+	}
+	if !ast.OutputType().IsExactType(cel.BoolType) {
+		return nil, fmt.Errorf("%q is of type %s; where must be a boolean expression, e.g. amount > 100.0", expr, ast.OutputType())
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("cannot compile %q: %v", expr, err)
+	}
+	return &Filter{Expr: expr, prg: prg}, nil
+}
+
+// unsupportedField explains an undeclared reference to a field the schema
+// has but where cannot use; other messages are returned unchanged.
+func unsupportedField(s *schemas.Schema, msg string) string {
+	for _, f := range s.Fields {
+		if _, why := celType(f); why != "" && strings.Contains(msg, "undeclared reference to '"+f.Name+"'") {
+			return fmt.Sprintf("field %q is %s: %s", f.Name, typeName(f), why)
+		}
+	}
+	return msg
+}
