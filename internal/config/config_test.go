@@ -19,7 +19,7 @@ import (
 
 // schemaFS holds the demo schemas at its root, as Parse(..., schemaFS(t), ".")
 // expects for "schema: transaction.avsc".
-func schemaFS(t *testing.T) fstest.MapFS {
+func schemaFS(t testing.TB) fstest.MapFS {
 	t.Helper()
 	fsys := fstest.MapFS{}
 	for _, name := range []string{"transaction.avsc", "login.avsc"} {
@@ -32,7 +32,7 @@ func schemaFS(t *testing.T) fstest.MapFS {
 	return fsys
 }
 
-func mustParse(t *testing.T, doc string) *File {
+func mustParse(t testing.TB, doc string) *File {
 	t.Helper()
 	f, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
 	if err != nil {

@@ -23,10 +23,12 @@ import (
 // boolean. Nullable, record, array, map, bytes and fixed fields are refused
 // at load.
 //
-// A Filter is immutable and safe for concurrent use; Match is not
-// allocation-free (CEL boxes the numeric values it reads, about one
-// allocation per numeric field read, plus its evaluation frame is pooled),
-// see BenchmarkFilterMatch.
+// A Filter is immutable and safe for concurrent use. Match with a reused
+// FilterInput costs one allocation per field read (CEL boxes each value
+// into its own value type: 8 bytes for a double, 16 for a string; its
+// evaluation frames are pooled), about 110 ns for "amount > 100.0" and 210 ns
+// and 2 allocations for "amount > 100.0 && currency != 'JPY'" on one core
+// (BenchmarkFilterMatch). Features without a where cost nothing.
 type Filter struct {
 	// Expr is the expression as written (surrounding space trimmed).
 	Expr string

@@ -45,7 +45,7 @@ type sourceEvents struct {
 // may be in several partitions (producers with different partitioners), and
 // the sweep folds them all into one series.
 func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
-	nf := len(src.plan.Fields)
+	nf := src.plan.Width()
 	counts := make([]int32, entities+1)
 	total := 0
 	for _, pe := range src.byPart {
@@ -169,9 +169,13 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 				ev := &evs[i]
 				for _, c := range sw.srcCols[s] {
 					col := &cols[c]
+					vals := se.values[int(ev.vi)*se.nf : int(ev.vi+1)*se.nf]
+					if !col.plan.CountsIn(vals) {
+						continue // the feature's where excludes the event
+					}
 					v := 0.0
 					if col.plan.FieldIdx >= 0 {
-						v = se.values[int(ev.vi)*se.nf+col.plan.FieldIdx]
+						v = vals[col.plan.FieldIdx]
 					}
 					sw.series[c].Apply(col.plan.Window, aggregations.Event{TS: ev.ts, Seq: ev.seq, Value: v}, aggregations.NoClock)
 				}

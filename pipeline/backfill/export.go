@@ -41,7 +41,7 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 		}
 		for _, s := range srcs {
 			topic := []byte(s.plan.Source.Topic)
-			nf := len(s.plan.Fields)
+			nf := s.plan.Width()
 			for p, pe := range s.byPart {
 				part := s.ranges[p].Partition
 				for k, e := range pe.events {

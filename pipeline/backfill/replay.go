@@ -30,7 +30,8 @@ type OffsetRange struct {
 }
 
 // rawEvent is one kept event: compact, with its values in a flat slice
-// (len(plan.Fields) per event) beside it.
+// (plan.Width() per event: the field values, then the where outcomes)
+// beside it.
 type rawEvent struct {
 	ent     int32 // index of the entity key in the spine's key table
 	ts      int64 // event time, ms
@@ -186,7 +187,7 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 			defer wg.Done()
 			pe := &j.src.byPart[j.i]
 			plan := j.src.plan
-			nf := len(plan.Fields)
+			nf := plan.Width() // values and where outcomes
 			var ev events.Event
 			for batch := range j.in {
 				for _, rec := range batch {

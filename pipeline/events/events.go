@@ -26,12 +26,17 @@ const (
 	ReasonKeyMismatch   = "key_mismatch"     // Kafka record key differs from the event's entity key
 	ReasonTooOld        = "timestamp_before_1970"
 	ReasonFuture        = "timestamp_in_future" // later than now + MaxFuture
+	// ReasonFilterError: a feature's where could not be evaluated on the
+	// record (e.g. int() of an out-of-range double). The whole record is
+	// rejected, for all the features of its source: a record counts for
+	// all of them or for none, never for some.
+	ReasonFilterError = "filter_error"
 )
 
 // Reasons lists every reason code.
 func Reasons() []string {
 	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonInvalidField, ReasonNonFinite,
-		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture}
+		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError}
 }
 
 // Rejection is why a record cannot be applied.
@@ -48,9 +53,14 @@ func reject(reason, format string, args ...any) *Rejection {
 
 // Event is a valid decoded event.
 type Event struct {
-	Key    string
-	TS     int64     // event time, epoch ms
-	Values []float64 // per Plan.Fields
+	Key string
+	TS  int64 // event time, epoch ms
+	// Values holds Plan.Width() numbers: the value of each of Plan.Fields,
+	// then, for each feature with a where (FeaturePlan.Filtered), 1 if the
+	// where holds for the event and 0 if not. Use FeaturePlan.Value and
+	// FeaturePlan.Counts rather than indexing it.
+	Values []float64
+	filter config.FilterInput // reused activation of the wheres
 }
 
 // Defaults of Limits. The stream workers always use them (they have no flag
@@ -138,6 +148,32 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 			return reject(ReasonNonFinite, "field %q is %v", f, v)
 		}
 		out.Values = append(out.Values, v)
+	}
+	if plan.filters > 0 {
+		return d.filter(plan, rec, out)
+	}
+	return nil
+}
+
+// filter appends to out.Values the outcome of each feature's where on rec.
+// An evaluation error rejects the whole record (ReasonFilterError).
+func (d *Decoder) filter(plan *Plan, rec map[string]any, out *Event) *Rejection {
+	out.filter.Rec = rec
+	defer func() { out.filter.Rec = nil }() // do not keep the record alive
+	for i := range plan.Features {
+		f := &plan.Features[i]
+		if !f.Filtered() {
+			continue
+		}
+		ok, err := f.Feature.Filter.Match(&out.filter)
+		if err != nil {
+			return reject(ReasonFilterError, "feature %s: %v", f.ID, err)
+		}
+		m := 0.0
+		if ok {
+			m = 1
+		}
+		out.Values = append(out.Values, m)
 	}
 	return nil
 }

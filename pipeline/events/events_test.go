@@ -69,8 +69,15 @@ features:
 // directory and loads it.
 func loadConfig(tb testing.TB) *config.File {
 	tb.Helper()
+	return loadConfigWith(tb, testFeatures)
+}
+
+// loadConfigWith is loadConfig with another features file over the same
+// schemas.
+func loadConfigWith(tb testing.TB, features string) *config.File {
+	tb.Helper()
 	dir := tb.TempDir()
-	files := map[string]string{"features.yaml": testFeatures}
+	files := map[string]string{"features.yaml": features}
 	for name, text := range testSchemas {
 		files[name] = text
 	}
@@ -266,6 +273,21 @@ func TestDecode(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a where that cannot be evaluated rejects the record", func(t *testing.T) {
+		cfg := loadConfigWith(t, filteredFeatures)
+		plans, err := events.Plans(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev events.Event
+		rej := events.NewDecoder(cfg, events.Limits{}).Decode(plans["payments"], []byte("u-1"),
+			encode(t, sourceSchema(t, cfg, "payments"), payment(map[string]any{"amount": 1e30})), now, &ev)
+		if rej == nil || rej.Reason != events.ReasonFilterError ||
+			!strings.Contains(rej.Detail, `feature pay_small_count_1d@1: where "int(amount) < 1000": integer overflow`) {
+			t.Fatalf("amount 1e30 under int(amount) < 1000: got %v, want %s naming the feature, the where and the error", rej, events.ReasonFilterError)
+		}
+		seen[rej.Reason] = true
+	})
 	t.Run("every reason code is exercised", func(t *testing.T) {
 		for _, r := range events.Reasons() {
 			if !seen[r] {
@@ -470,6 +492,129 @@ func BenchmarkDecode(b *testing.B) {
 	var ev events.Event
 	b.ReportAllocs()
 	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		if rej := dec.Decode(plan, key, rec, now, &ev); rej != nil {
+			b.Fatal(rej)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// filteredFeatures feeds payments with features with and without a where,
+// over a double (amount) and an int (items) field.
+const filteredFeatures = `
+entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: payments, topic: payments, schema: payment.avsc, event_time: ts}
+features:
+  - {name: pay_amount_sum_1d, version: 1, entity: user, source: payments, aggregation: sum, field: amount, window: 1d, owner: t, description: d}
+  - {name: pay_big_sum_1d, version: 1, entity: user, source: payments, aggregation: sum, field: amount, window: 1d, owner: t, description: d, where: "amount > 10.0"}
+  - {name: pay_odd_items_count_1d, version: 1, entity: user, source: payments, aggregation: count, window: 1d, owner: t, description: d, where: "items % 2 == 1 && user_id != 'u-0'"}
+  - {name: pay_small_count_1d, version: 1, entity: user, source: payments, aggregation: count, window: 1d, owner: t, description: d, where: "int(amount) < 1000"}
+`
+
+// TestFilter: Decode evaluates every where of the plan on the record and
+// FeaturePlan.Counts reports the outcome, per feature; features without a
+// where count every event.
+func TestFilter(t *testing.T) {
+	cfg := loadConfigWith(t, filteredFeatures)
+	plans, err := events.Plans(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, pay := plans["payments"], sourceSchema(t, cfg, "payments")
+	if plan.Width() != len(plan.Fields)+3 || !slices.Equal(plan.Fields, []string{"amount"}) {
+		t.Fatalf("Fields %v, Width %d; want [amount] and width 4 (1 field + 3 wheres)", plan.Fields, plan.Width())
+	}
+	for i, want := range []bool{false, true, true, true} {
+		if got := plan.Features[i].Filtered(); got != want {
+			t.Errorf("feature %s: Filtered = %v, want %v", plan.Features[i].ID, got, want)
+		}
+	}
+	dec := events.NewDecoder(cfg, events.Limits{})
+	tests := []struct {
+		name string
+		rec  map[string]any
+		want []bool // Counts per feature
+	}{
+		{"all hold", payment(map[string]any{"amount": 12.5, "items": int32(3)}), []bool{true, true, true, true}},
+		{"none holds", payment(map[string]any{"amount": 5000.0, "items": int32(4)}), []bool{true, true, false, false}},
+		{"boundary: amount == 10 is not > 10", payment(map[string]any{"amount": 10.0, "items": int32(5)}), []bool{true, false, true, true}},
+		{"string comparison", payment(map[string]any{"user_id": "u-0", "amount": 1.0, "items": int32(1)}), []bool{true, false, false, true}},
+	}
+	var ev events.Event // reused across records, as the callers do
+	for _, tt := range tests {
+		key, _ := tt.rec["user_id"].(string)
+		if rej := dec.Decode(plan, []byte(key), encode(t, pay, tt.rec), now, &ev); rej != nil {
+			t.Fatalf("%s: rejected: %v", tt.name, rej)
+		}
+		var got []bool
+		for i := range plan.Features {
+			got = append(got, plan.Features[i].Counts(&ev))
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: Counts = %v, want %v", tt.name, got, tt.want)
+		}
+		if ev.Values[0] != tt.rec["amount"] || plan.Features[1].Value(&ev) != tt.rec["amount"] {
+			t.Errorf("%s: Values %v; want amount %v first", tt.name, ev.Values, tt.rec["amount"])
+		}
+	}
+	t.Run("features of a plan without wheres always count", func(t *testing.T) {
+		plain := loadConfig(t)
+		ps, err := events.Plans(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := ps["payments"]
+		if p.Width() != len(p.Fields) {
+			t.Fatalf("Width %d, want len(Fields) %d", p.Width(), len(p.Fields))
+		}
+		var ev events.Event
+		if rej := events.NewDecoder(plain, events.Limits{}).Decode(p, []byte("u-1"), encode(t, sourceSchema(t, plain, "payments"), payment(nil)), now, &ev); rej != nil {
+			t.Fatal(rej)
+		}
+		for i := range p.Features {
+			if p.Features[i].Filtered() || !p.Features[i].Counts(&ev) {
+				t.Errorf("feature %s: filtered or not counted", p.Features[i].ID)
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeFiltered is BenchmarkDecode's record under the demo's
+// features plus one with a where on two fields: the cost of a where on the
+// hot path (compare with BenchmarkDecode).
+func BenchmarkDecodeFiltered(b *testing.B) {
+	raw, err := schemas.Files.ReadFile("demo.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Parse("demo.yaml", append(raw, []byte(`
+  - name: txn_big_count_7d
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: count
+    window: 7d
+    owner: t
+    description: d
+    where: "amount > 100.0 && currency != 'JPY'"
+`)...), schemas.Files, ".")
+	if err != nil {
+		b.Fatal(err)
+	}
+	plans, err := events.Plans(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plan := plans["transactions"]
+	dec := events.NewDecoder(cfg, events.Limits{})
+	rec := encode(b, plan.Source.Schema, map[string]any{"user_id": "u0001", "merchant_id": "m042",
+		"amount": 137.5, "currency": "EUR", "ts": now - 60_000})
+	key := []byte("u0001")
+	var ev events.Event
+	b.ReportAllocs()
 	for b.Loop() {
 		if rej := dec.Decode(plan, key, rec, now, &ev); rej != nil {
 			b.Fatal(rej)

@@ -17,6 +17,7 @@ type Plan struct {
 	Features []FeaturePlan
 	Fields   []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
 	ids      []string
+	filters  int // features with a where
 }
 
 // FeaturePlan is one feature fed by a source.
@@ -26,10 +27,31 @@ type FeaturePlan struct {
 	Window   aggregations.Window
 	Kind     aggregations.Kind
 	FieldIdx int // index into Plan.Fields; -1 for count
+	// match is 1 + the index in Event.Values of the outcome of the
+	// feature's where (config.Feature.Filter); 0 (the zero value) when it
+	// has none.
+	match int
 }
 
 // IDs returns the feature ids (name@version) in plan order.
 func (p *Plan) IDs() []string { return p.ids }
+
+// Width is the number of Event.Values of a decoded event: len(Fields),
+// plus one per feature with a where.
+func (p *Plan) Width() int { return len(p.Fields) + p.filters }
+
+// Counts reports whether e counts toward the feature: true unless the
+// feature has a where that is false for e. Free for features without one.
+func (f *FeaturePlan) Counts(e *Event) bool { return f.CountsIn(e.Values) }
+
+// CountsIn is Counts for the Values of an event kept elsewhere (values
+// holds that event's Plan.Width() values).
+func (f *FeaturePlan) CountsIn(values []float64) bool {
+	return f.match == 0 || values[f.match-1] != 0
+}
+
+// Filtered reports whether the feature has a where.
+func (f *FeaturePlan) Filtered() bool { return f.match != 0 }
 
 // Value returns the feature's input value from a decoded event (0 for count).
 func (f *FeaturePlan) Value(e *Event) float64 {
@@ -61,6 +83,12 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 			}
 			p.Features = append(p.Features, fp)
 			p.ids = append(p.ids, f.ID)
+		}
+		for i := range p.Features {
+			if p.Features[i].Feature.Filter != nil {
+				p.filters++
+				p.Features[i].match = len(p.Fields) + p.filters
+			}
 		}
 		plans[src.Topic] = p
 	}

@@ -176,6 +176,9 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		for i := range plan.Features {
 			if replay {
 				f := &plan.Features[i]
+				if !f.Counts(&ps.dec) {
+					continue
+				}
 				ps.dirty[dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)}] = struct{}{}
 				if f.Window.Lifetime() {
 					ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
@@ -208,9 +211,12 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 // applyFeature applies the decoded event ps.dec (at source offset offset of
 // the partition) to feature i of es, staging the entity and marking the
 // changed tile dirty; an event too late for the feature's window is counted
-// and dropped. Its tie-break for last is aggregations.Seq(partition, offset).
+// and dropped; an event the feature's where excludes is skipped. Its tie-break for last is aggregations.Seq(partition, offset).
 func (w *Worker) applyFeature(ps *partState, es *entityState, i int, offset, now int64) {
 	f := &ps.plan.Features[i]
+	if !f.Counts(&ps.dec) {
+		return // the feature's where is false for this event
+	}
 	ev := aggregations.Event{TS: ps.dec.TS, Seq: aggregations.Seq(ps.tp.partition, offset), Value: f.Value(&ps.dec)}
 	tile, ok := es.series[i].Apply(f.Window, ev, now)
 	if !ok {
