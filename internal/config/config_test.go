@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 7 {
-		t.Fatalf("got %d features, want 7", len(f.Features))
+	if len(f.Features) != 8 {
+		t.Fatalf("got %d features, want 8", len(f.Features))
 	}
 	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor}
 	if f.Kafka != want {
@@ -133,6 +133,16 @@ func TestLoadDemo(t *testing.T) {
 	}
 	if !last.Window.Lifetime() || last.Aggregation != aggregations.Last {
 		t.Errorf("txn_amount_last: window %v aggregation %v, want lifetime last", last.Window, last.Aggregation)
+	}
+	large, err := f.Feature("txn_large_count_7d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if large.Where != "amount > 100.0 && currency != 'JPY'" || large.Filter == nil {
+		t.Errorf("txn_large_count_7d: where %q, filter %v", large.Where, large.Filter)
+	}
+	if avg.Where != "" || avg.Filter != nil {
+		t.Errorf("txn_amount_avg_30d has where %q, filter %v; want none", avg.Where, avg.Filter)
 	}
 	if got, want := f.Topics(), []string{"logins", "transactions"}; !slices.Equal(got, want) {
 		t.Errorf("Topics() = %v, want %v", got, want)
