@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
@@ -49,20 +51,21 @@ type txn struct {
 	currency string
 }
 
-// filterPredicates are the wheres of filterFile written in Go, by feature
-// name (nil: no where). int(amount) truncates toward zero in CEL, as the Go
-// conversion does.
+// filterPredicates are the wheres of this file's feature files written in
+// Go, by feature id (none: no where). int(amount) truncates toward zero in
+// CEL, as the Go conversion does.
 var filterPredicates = map[string]func(txn) bool{
-	"txn_big_sum_7d":     func(e txn) bool { return e.amount > 5000 && e.currency != "JPY" },
-	"txn_big_count_life": func(e txn) bool { return e.amount > 5000 && e.currency != "JPY" },
-	"txn_odd_max_30d":    func(e txn) bool { return int64(e.amount)%3 != 0 },
+	"txn_big_sum_7d@1":     func(e txn) bool { return e.amount > 5000 && e.currency != "JPY" },
+	"txn_big_count_life@1": func(e txn) bool { return e.amount > 5000 && e.currency != "JPY" },
+	"txn_odd_max_30d@1":    func(e txn) bool { return int64(e.amount)%3 != 0 },
+	"txn_big_sum_7d@2":     func(e txn) bool { return e.amount > 2000 || e.currency == "JPY" },
 }
 
 // filteredWant is the brute force of feature f for key's events as of T:
 // its value over the events its where keeps, and the lookup status, which
 // (like NOT_FOUND) looks at every valid event of the key, kept or not.
 func filteredWant(f *config.Feature, evs []txn, T int64) (want float64, ok bool, status string) {
-	keep := filterPredicates[f.Name]
+	keep := filterPredicates[f.ID]
 	var in []aggregations.Event
 	known := false
 	for _, e := range evs {
@@ -105,22 +108,7 @@ func TestFilteredFeaturesMatchBruteForce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(12, 1))
 	now := time.Now()
 	const users = 30
-	currencies := []string{"EUR", "USD", "JPY"}
-	var txns []txn
-	var recs []*kgo.Record
-	for range 1500 {
-		age := time.Duration(rng.Int64N(int64(40 * 24 * time.Hour)))
-		if rng.IntN(4) == 0 {
-			age = time.Duration(rng.Int64N(int64(3 * time.Hour)))
-		}
-		e := txn{key: fmt.Sprintf("user-%03d", rng.IntN(users)), ts: now.Add(-age - time.Second).UnixMilli(),
-			amount: float64(rng.IntN(1_000_000)) / 100, currency: currencies[rng.IntN(len(currencies))]}
-		r, err := enc.Record(map[string]any{"user_id": e.key, "merchant_id": "m1", "amount": e.amount, "currency": e.currency, "ts": e.ts})
-		if err != nil {
-			t.Fatal(err)
-		}
-		txns, recs = append(txns, e), append(recs, r)
-	}
+	txns, recs := genTxns(t, enc, rng, 1500, users, now)
 	// The record whose where fails: valid Avro, valid fields, but
 	// int(1e300) overflows. Encoded by hand, since produce.Encoder
 	// refuses it (it validates with the same decoder).
@@ -169,21 +157,11 @@ func TestFilteredFeaturesMatchBruteForce(t *testing.T) {
 
 	// Online: every value equals the brute force once the worker caught up.
 	const timeout = 90 * time.Second
-	deadline := time.Now().Add(timeout)
-	for {
-		bad, n := compareFiltered(t, ls, cfg, keys, byKey)
-		if len(bad) == 0 && n == len(keys)*len(cfg.Features) && ls.ready() {
-			t.Logf("lookup: %d values equal the brute force", n)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s, %d values compared; differences from the brute force, e.g.:\n%s", timeout, n, strings.Join(bad[:min(len(bad), 10)], "\n"))
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	n := waitFiltered(t, ls, cfg, keys, byKey, timeout)
+	t.Logf("lookup: %d values equal the brute force", n)
 	kept := 0
 	for _, e := range txns {
-		if filterPredicates["txn_big_sum_7d"](e) {
+		if filterPredicates["txn_big_sum_7d@1"](e) {
 			kept++
 		}
 	}
@@ -268,4 +246,116 @@ func compareFiltered(t *testing.T, ls *lookupServer, cfg *config.File, keys []st
 		}
 	}
 	return out, n
+}
+
+// genTxns returns n transactions of users keys (amounts and currencies on
+// both sides of the wheres, event times over the 40 days before now, in
+// random order) and their records, unproduced.
+func genTxns(t *testing.T, enc *produce.Encoder, rng *rand.Rand, n, users int, now time.Time) ([]txn, []*kgo.Record) {
+	t.Helper()
+	currencies := []string{"EUR", "USD", "JPY"}
+	var txns []txn
+	var recs []*kgo.Record
+	for range n {
+		age := time.Duration(rng.Int64N(int64(40 * 24 * time.Hour)))
+		if rng.IntN(4) == 0 {
+			age = time.Duration(rng.Int64N(int64(3 * time.Hour)))
+		}
+		e := txn{key: fmt.Sprintf("user-%03d", rng.IntN(users)), ts: now.Add(-age - time.Second).UnixMilli(),
+			amount: float64(rng.IntN(1_000_000)) / 100, currency: currencies[rng.IntN(len(currencies))]}
+		r, err := enc.Record(map[string]any{"user_id": e.key, "merchant_id": "m1", "amount": e.amount, "currency": e.currency, "ts": e.ts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		txns, recs = append(txns, e), append(recs, r)
+	}
+	return txns, recs
+}
+
+// produceTxns produces txns (records recs) and adds them, with their
+// offsets, to byKey.
+func produceTxns(t *testing.T, cl *kgo.Client, txns []txn, recs []*kgo.Record, byKey map[string][]txn) {
+	t.Helper()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	for i, r := range recs {
+		e := txns[i]
+		e.seq = aggregations.Seq(r.Partition, r.Offset)
+		byKey[e.key] = append(byKey[e.key], e)
+	}
+}
+
+// waitFiltered polls the lookup service until every value of keys equals
+// filteredWant and the service is ready, failing after timeout.
+func waitFiltered(t *testing.T, ls *lookupServer, cfg *config.File, keys []string, byKey map[string][]txn, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		bad, n := compareFiltered(t, ls, cfg, keys, byKey)
+		if len(bad) == 0 && n == len(keys)*len(cfg.Features) && ls.ready() {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s, %d values compared; differences from the brute force, e.g.:\n%s", timeout, n, strings.Join(bad[:min(len(bad), 10)], "\n"))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+var filterVersionsV1 = testkit.KafkaSection(3) + `entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: transactions-{{ID}}, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: txn_big_sum_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, owner: t, description: d, where: "amount > 5000.0 && currency != 'JPY'"}
+  - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
+`
+
+// TestFilteredVersionBootstraps: a where is part of a feature's definition
+// (changing it under the same version is refused, naming where), and a new
+// version with another where bootstraps from the topic's history beside the
+// old one, both ending equal to the Go brute force.
+func TestFilteredVersionBootstraps(t *testing.T) {
+	k, cfg1, cl := setup(t, filterVersionsV1)
+	dir := t.TempDir()
+	const users = 40
+	rng := rand.New(rand.NewPCG(12, 2))
+	enc, err := produce.NewEncoder(cfg1, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string][]txn{}
+	txns, recs := genTxns(t, enc, rng, 3000, users, time.Now())
+	produceTxns(t, cl, txns, recs, byKey)
+	stop1 := runWorker(t, k.Brokers, cfg1, filepath.Join(dir, "worker"))
+	ls1, stopLookup1 := runLookup(t, k.Brokers, cfg1, filepath.Join(dir, "view1"))
+	waitFiltered(t, ls1, cfg1, allKeys(users), byKey, time.Minute)
+	stop1()
+	stopLookup1()
+
+	changed := strings.Replace(filterVersionsV1, "amount > 5000.0", "amount > 4000.0", 1)
+	bad := launchWorker(t, worker.Options{Brokers: k.Brokers, Config: writeConfig(t, sameTopics(changed, cfg1))}, filepath.Join(dir, "other"))
+	select {
+	case err := <-bad.done:
+		if !errors.Is(err, registry.ErrDefinitionChanged) || !strings.Contains(err.Error(), "where") {
+			t.Fatalf("want a refusal naming where, got: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		bad.stop()
+		t.Fatal("a worker with a changed where under the same version kept running")
+	}
+	bad.stop()
+
+	v2 := strings.Replace(filterVersionsV1, "features:\n", "features:\n"+
+		`  - {name: txn_big_sum_7d, version: 2, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, owner: t, description: d, where: "amount > 2000.0 || currency == 'JPY'"}`+"\n", 1)
+	cfg2 := writeConfig(t, sameTopics(v2, cfg1))
+	ls2, _ := runLookup(t, k.Brokers, cfg2, filepath.Join(dir, "view2"))
+	runWorker(t, k.Brokers, cfg2, filepath.Join(dir, "worker"))
+	for range 3 { // events stream in while @2 bootstraps
+		txns, recs := genTxns(t, enc, rng, 500, users, time.Now())
+		produceTxns(t, cl, txns, recs, byKey)
+	}
+	n := waitFiltered(t, ls2, cfg2, allKeys(users), byKey, 2*time.Minute)
+	t.Logf("txn_big_sum_7d@2 bootstrapped beside @1: %d values equal the brute force", n)
 }
