@@ -284,24 +284,16 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 						continue
 					}
 					end := ranges[rp.Partition].End
-					if code := rp.ErrorCode; code != 0 {
-						err := kerr.ErrorForCode(code)
-						switch {
-						case errors.Is(err, kerr.OffsetOutOfRange) && rp.LogStartOffset > start:
-							pos[rp.Partition] = rp.LogStartOffset // deleted by retention
-							retained[rp.Partition] = rp.LogStartOffset
-							stalled = false
-						case kerr.IsRetriable(err) || errors.Is(err, kerr.OffsetOutOfRange):
-							refresh = true
-						default:
-							return nil, fmt.Errorf("read %s/%d at offset %d: %w", topic, rp.Partition, start, err)
-						}
-						if pos[rp.Partition] >= end {
-							done(rp.Partition)
-						}
-						continue
-					}
+					err := kerr.ErrorForCode(rp.ErrorCode) // nil for code 0
 					switch to := batchesEnd(rp.RecordBatches); {
+					case errors.Is(err, kerr.OffsetOutOfRange) && rp.LogStartOffset > start:
+						pos[rp.Partition] = rp.LogStartOffset // deleted by retention
+						retained[rp.Partition] = rp.LogStartOffset
+						stalled = false
+					case kerr.IsRetriable(err) || errors.Is(err, kerr.OffsetOutOfRange):
+						refresh = true
+					case err != nil:
+						return nil, fmt.Errorf("read %s/%d at offset %d: %w", topic, rp.Partition, start, err)
 					case to > start:
 						out = append(out, fetched{rp: rp, start: start, end: end})
 						pos[rp.Partition] = to
