@@ -163,7 +163,7 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 			i++
 			r.Topic = p.topic
 			slab, r.Key, r.Value = appendRecord(slab, ps, d.es, d.feature, d.start)
-			p.cl.Produce(ctx, r, p.produced)
+			p.produce(ctx, r)
 		}
 	}
 	// Not recorded as published on error: a restart republishes these tiles.
@@ -184,20 +184,16 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	for _, ps := range parts {
 		ps.published = ps.next
 	}
-	if sel == nil {
-		p.dropLocked(func(*partState) bool { return true })
-	} else {
-		p.dropLocked(sel)
-	}
+	p.dropLocked(sel)
 	return nil
 }
 
-// dropLocked removes the pending partitions sel accepts, with their dirty
-// tiles and cached entities. mu held.
+// dropLocked removes the pending partitions sel accepts (nil: all), with
+// their dirty tiles and cached entities. mu held.
 func (p *publisher) dropLocked(sel func(*partState) bool) {
 	kept := p.pending[:0]
 	for _, ps := range p.pending {
-		if !sel(ps) {
+		if sel != nil && !sel(ps) {
 			kept = append(kept, ps)
 			continue
 		}
