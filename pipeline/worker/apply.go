@@ -173,23 +173,14 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 			return err
 		}
 		w.noteSeen(ps, es, ps.dec.TS, replay)
+		if replay {
+			markReplayed(ps, es)
+			continue
+		}
 		for i := range plan.Features {
-			if replay {
-				f := &plan.Features[i]
-				if !f.Counts(&ps.dec) {
-					continue
-				}
-				ps.dirty[dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)}] = struct{}{}
-				if f.Window.Lifetime() {
-					ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
-				}
-				continue
-			}
 			w.applyFeature(ps, es, i, r.Offset, now)
 		}
-		if !replay {
-			ps.applied++
-		}
+		ps.applied++
 	}
 	// Expire old tiles of the entities this batch touched.
 	var removed []int64
@@ -225,6 +216,22 @@ func (w *Worker) applyFeature(ps *partState, es *entityState, i int, offset, now
 	}
 	w.markModified(ps, es)
 	ps.dirty[dirtyTile{es, i, tile}] = struct{}{}
+}
+
+// markReplayed marks dirty the tiles of es that the decoded event ps.dec,
+// a replayed record already in state, counted toward, so that their
+// current values are published again.
+func markReplayed(ps *partState, es *entityState) {
+	for i := range ps.plan.Features {
+		f := &ps.plan.Features[i]
+		if !f.Counts(&ps.dec) {
+			continue
+		}
+		ps.dirty[dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)}] = struct{}{}
+		if f.Window.Lifetime() {
+			ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
+		}
+	}
 }
 
 func (w *Worker) markModified(ps *partState, es *entityState) {
