@@ -262,8 +262,8 @@ func (w *Worker) applyBoot(ctx context.Context, now int64) ([]*partState, error)
 func (w *Worker) applyBootRecords(ps *partState, recs []*kgo.Record, now int64) (bool, error) {
 	moved := false
 	for _, r := range recs {
-		var decoded bool
-		var rejected bool
+		decoded, rejected := false, false
+		var es *entityState // the record's entity, loaded once for all versions
 		for _, bf := range ps.boot {
 			if r.Offset < bf.staged || r.Offset >= bf.end {
 				continue
@@ -272,14 +272,15 @@ func (w *Worker) applyBootRecords(ps *partState, recs []*kgo.Record, now int64) 
 			moved = true
 			if !decoded {
 				decoded = true
-				rejected = w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec) != nil
+				if rejected = w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec) != nil; !rejected {
+					var err error
+					if es, err = w.entity(ps, ps.dec.Key); err != nil {
+						return moved, err
+					}
+				}
 			}
 			if rejected {
 				continue // dead-lettered by the live stream when it first arrived
-			}
-			es, err := w.entity(ps, ps.dec.Key)
-			if err != nil {
-				return moved, err
 			}
 			w.applyFeature(ps, es, bf.idx, r.Offset, now)
 		}
