@@ -70,16 +70,11 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 	if err := w.pub.publish(ctx); err != nil {
 		return err
 	}
-	type owned struct {
-		tp   topicPartition
-		next int64
-		plan *events.Plan
-	}
-	var parts []owned
+	var parts []snapPart
 	w.mu.Lock()
 	for _, ps := range w.parts {
 		if len(ps.boot) == 0 && len(ps.republish) == 0 && !ps.restoring {
-			parts = append(parts, owned{ps.tp, ps.next, ps.plan})
+			parts = append(parts, snapPart{ps.tp, ps.next, ps.plan})
 		}
 	}
 	w.mu.Unlock()
@@ -114,12 +109,7 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 		defer w.snapWG.Done()
 		defer w.snapWriting.Store(false)
 		defer snap.Close()
-		tps := make([]topicPartition, len(parts))
-		next := make([]int64, len(parts))
-		for i, o := range parts {
-			tps[i], next[i] = o.tp, o.next
-		}
-		if err := w.writeSnapshot(bgCtx, snap, m, tps, next); err != nil && bgCtx.Err() == nil {
+		if err := w.writeSnapshot(bgCtx, snap, m, parts); err != nil && bgCtx.Err() == nil {
 			// A failed snapshot loses nothing: state is in Pebble.
 			w.log.Error("snapshot failed; retrying at the next period", zap.Error(err))
 			w.m.Errors.WithLabelValues("snapshot").Inc()
@@ -128,10 +118,18 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 	return nil
 }
 
-// writeSnapshot writes the state of partitions tps, as of the Pebble
-// snapshot snap (through offsets next), to the snapshot store under
-// manifest m, and prunes old snapshots. Runs in the background writer.
-func (w *Worker) writeSnapshot(ctx context.Context, snap *pebble.Snapshot, m snapshot.Manifest, tps []topicPartition, next []int64) error {
+// snapPart is a partition a snapshot holds, captured in the poll goroutine:
+// its state is in the Pebble snapshot through offset next.
+type snapPart struct {
+	tp   topicPartition
+	next int64
+	plan *events.Plan
+}
+
+// writeSnapshot writes the state of owned, as of the Pebble snapshot snap,
+// to the snapshot store under manifest m, and prunes old snapshots. Runs in
+// the background writer.
+func (w *Worker) writeSnapshot(ctx context.Context, snap *pebble.Snapshot, m snapshot.Manifest, owned []snapPart) error {
 	iterate := func(tp topicPartition, fn func(k, v []byte) bool) error {
 		lo, hi := keys.StatePartition(tp.topic, tp.partition)
 		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -147,7 +145,8 @@ func (w *Worker) writeSnapshot(ctx context.Context, snap *pebble.Snapshot, m sna
 	}
 	var parts []snapshot.PartitionData
 	var scratch []aggregations.Series // reused by valueMaxTS across entities
-	for i, tp := range tps {
+	for _, o := range owned {
+		tp := o.tp
 		maxTS := int64(-1)
 		var derr error
 		if err := iterate(tp, func(_, v []byte) bool {
@@ -159,9 +158,8 @@ func (w *Worker) writeSnapshot(ctx context.Context, snap *pebble.Snapshot, m sna
 		}); err != nil || derr != nil {
 			return fmt.Errorf("snapshot %s/%d: %w", tp.topic, tp.partition, firstErr(err, derr))
 		}
-		tp := tp
 		parts = append(parts, snapshot.PartitionData{Topic: tp.topic, Partition: tp.partition,
-			NextOffset: next[i], MaxEventTime: maxTS,
+			NextOffset: o.next, MaxEventTime: maxTS,
 			Iter: func(yield func(k, v []byte) bool) error { return iterate(tp, yield) }})
 	}
 	t0 := time.Now()
