@@ -297,11 +297,15 @@ func parseTime(text string) (int64, string) {
 	if err != nil {
 		return 0, timeWant
 	}
-	return ceilMilli(t.Unix(), int64(t.Nanosecond())), ""
+	return CeilMilli(t), ""
 }
 
-func ceilMilli(sec, nsec int64) int64 {
-	ms := sec*1000 + nsec/1e6
+// CeilMilli returns t in epoch milliseconds, sub-millisecond digits rounded
+// up: an event at ts (ms) is before t exactly when ts < CeilMilli(t). It is
+// T of every spine row given as a time (and of feastflight's entity rows).
+func CeilMilli(t time.Time) int64 {
+	nsec := int64(t.Nanosecond())
+	ms := t.Unix()*1000 + nsec/1e6
 	if nsec%1e6 != 0 {
 		ms++
 	}

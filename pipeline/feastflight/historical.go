@@ -292,8 +292,7 @@ func columnNames(schema *arrow.Schema) string {
 
 // timesOf returns each row's T in epoch milliseconds from the timestamp
 // column: event_timestamp, else the only timestamp column. A T with
-// sub-millisecond digits is rounded up: an event at ts (ms) is before T
-// exactly when ts < ceil(T).
+// sub-millisecond digits is rounded up, as a spine's (backfill.CeilMilli).
 func timesOf(schema *arrow.Schema, cols []arrow.Array) ([]int64, error) {
 	j := -1
 	if idx := schema.FieldIndices(timestampColumn); len(idx) == 1 {
@@ -317,24 +316,12 @@ func timesOf(schema *arrow.Schema, cols []arrow.Array) ([]int64, error) {
 		return nil, invalid("entity dataframe column %q is %s, not a timestamp: convert it with pandas.to_datetime(..., utc=True)", name, cols[j].DataType())
 	}
 	unit := ts.DataType().(*arrow.TimestampType).Unit
-	per := int64(unit.Multiplier() / time.Millisecond) // ms, s: >= 1
-	div := int64(time.Millisecond / unit.Multiplier()) // us, ns: > 1
 	out := make([]int64, ts.Len())
 	for i := range out {
 		if ts.IsNull(i) {
 			return nil, invalid("entity dataframe row %d: %q is null", i, name)
 		}
-		v := int64(ts.Value(i))
-		switch {
-		case div > 1:
-			q := v / div
-			if v%div > 0 {
-				q++
-			}
-			out[i] = q
-		default:
-			out[i] = v * per
-		}
+		out[i] = backfill.CeilMilli(ts.Value(i).ToTime(unit))
 	}
 	return out, nil
 }

@@ -5,14 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/featurelog"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/keys"
-	"github.com/featurepipe/featurepipe/internal/state"
 )
 
 // The view is caught up when its read position reaches the end offsets
@@ -20,11 +18,7 @@ import (
 // last entry is a transaction's commit marker (no record at end-1), and the
 // replica must still become ready, with the committed tile applied.
 func TestViewCatchesUpOverATransactionMarker(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := newTestCluster(t, 1)
 	cfg := loadTestConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -58,32 +52,14 @@ func TestViewCatchesUpOverATransactionMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openTestStore(t)
 	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: st, LookupLogSample: NoLookupLog,
 		Now: func() time.Time { return fixtureNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(rctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !svc.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("the replica is not ready 30s after start: the feature log's tail is a transaction marker, and its catch-up waits for a record at end-1")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start: the feature log's tail is a transaction marker, and its catch-up waits for a record at end-1")
 	e := new(entityView)
 	found, err := svc.load("user", "u1", e, nil, nil)
 	if err != nil || !found {

@@ -114,6 +114,7 @@ type consumerSet struct {
 	m       atomic.Pointer[map[string]*consumerEntry] // copied on write
 	mu      sync.Mutex                                // serializes writers
 	named   int                                       // header-named entries added
+	full    atomic.Bool                               // named reached max: new names are "other"
 	max     int
 	other   *consumerEntry
 	nFeats  int
@@ -141,10 +142,14 @@ func (cs *consumerSet) newEntry(label string) *consumerEntry {
 }
 
 // get returns name's entry, adding it while fewer than max header-named
-// consumers have one, else the shared "other" entry.
+// consumers have one, else the shared "other" entry. Once the set is full,
+// a name without an entry takes no lock either.
 func (cs *consumerSet) get(name string) *consumerEntry {
 	if e := (*cs.m.Load())[name]; e != nil {
 		return e
+	}
+	if cs.full.Load() {
+		return cs.other
 	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -163,6 +168,7 @@ func (cs *consumerSet) get(name string) *consumerEntry {
 	m[name] = e
 	cs.named++
 	cs.m.Store(&m)
+	cs.full.Store(cs.named >= cs.max)
 	return e
 }
 

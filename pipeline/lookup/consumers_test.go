@@ -248,3 +248,29 @@ func TestDeprecatedLookupNamesTheReplacement(t *testing.T) {
 		}
 	}
 }
+
+// Once MaxConsumers header names have entries, a new name folds into
+// "other" without the writers' lock: a stream of distinct names (a client
+// sending a request id as its consumer) does not serialize lookups.
+func TestFullConsumerSetTakesNoLock(t *testing.T) {
+	fx, _ := consumerFixture(t, Options{MaxConsumers: 2})
+	cs := &fx.svc.consumers
+	if cs.get("a").label != "a" || cs.get("b").label != "b" {
+		t.Fatal("the first two names did not get their own entries")
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	got := make(chan string, 1)
+	go func() { got <- cs.get("c").label }()
+	select {
+	case l := <-got:
+		if l != OtherConsumer {
+			t.Fatalf("a name beyond MaxConsumers: label %q, want %q", l, OtherConsumer)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a name beyond MaxConsumers waits for the writers' lock")
+	}
+	if cs.get("a").label != "a" {
+		t.Fatal("a name seen before lost its entry")
+	}
+}

@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
@@ -128,15 +131,7 @@ func newFixtureWith(t testing.TB, o Options, ready bool, edit func(*config.File)
 	if edit != nil {
 		edit(cfg)
 	}
-	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	st := openTestStore(t)
 	T := fixtureNow.UnixMilli()
 	events := fixtureData(T)
 	writeView(t, st, cfg, events, T)
@@ -278,4 +273,58 @@ func fmtValue(v *float64) string {
 		return "null"
 	}
 	return fmt.Sprint(*v)
+}
+
+// newTestCluster starts a one-broker kfake cluster whose auto-created topics
+// have partitions partitions; it is closed when the test ends.
+func newTestCluster(t testing.TB, partitions int) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(partitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// openTestStore opens a store in a temporary directory, closed when the
+// test ends (after the cleanups registered later, such as startRun's).
+func openTestStore(t testing.TB) *state.Store {
+	t.Helper()
+	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return st
+}
+
+// startRun runs svc.Run until the test ends: the cleanup cancels it, waits
+// for it to return and reports its error.
+func startRun(t testing.TB, svc *Service) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// waitReady waits up to d for svc to become ready, failing the test with
+// msg after that.
+func waitReady(t testing.TB, svc *Service, d time.Duration, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !svc.Ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+	}
 }

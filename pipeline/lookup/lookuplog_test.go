@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/state"
@@ -21,17 +20,9 @@ import (
 // that its lookup log can be consumed.
 func logFixture(t *testing.T, sample float64) (*fixture, []string) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	brokers := c.ListenAddrs()
+	brokers := newTestCluster(t, 3).ListenAddrs()
 	cfg := loadTestConfig(t)
-	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openTestStore(t)
 	T := fixtureNow.UnixMilli()
 	events := fixtureData(T)
 	writeView(t, st, cfg, events, T)
@@ -40,24 +31,8 @@ func logFixture(t *testing.T, sample float64) (*fixture, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); !svc.Ready(); {
-		if time.Now().After(deadline) {
-			t.Fatal("the service did not become ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	startRun(t, svc)
+	waitReady(t, svc, 10*time.Second, "the service did not become ready")
 	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}, brokers
 }
 

@@ -2,7 +2,6 @@ package lookup
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"testing"
 	"time"
 	"unsafe"
-
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/keys"
@@ -313,37 +310,16 @@ func TestViewFormat(t *testing.T) {
 // once ready, the entity the old view held is unknown (the feature log of
 // this test is empty), not an error.
 func TestRunRebuildsAnOldView(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := newTestCluster(t, 3)
 	cfg := loadTestConfig(t)
-	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openTestStore(t)
 	writeV1View(t, st, cfg.Kafka.FeatureLogTopic)
 	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: st, LookupLogSample: NoLookupLog})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	for deadline := time.Now().Add(10 * time.Second); !svc.Ready(); {
-		if time.Now().After(deadline) {
-			t.Fatal("the service did not become ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	startRun(t, svc)
+	waitReady(t, svc, 10*time.Second, "the service did not become ready")
 	fx := &fixture{svc: svc, cfg: cfg, h: svc.Handler()}
 	rec := fx.do(t, http.MethodPost, "/v1/lookup", `{"entity":"user","keys":["u1"],"features":["txn_count_7d"]}`)
 	if rec.Code != http.StatusOK {
