@@ -4,15 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
@@ -23,27 +19,9 @@ import (
 func TestFeaturesListsStatusFromTheRegistry(t *testing.T) {
 	f := newProduceFixture(t)
 	// A deprecated version beside the demo's.
-	text, err := os.ReadFile(f.config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	extra := "  - {name: txn_count_7d, version: 2, entity: user, source: transactions, aggregation: count, window: 7d, hop: 1d, owner: payments-team, description: Coarser hop., deprecated: true, replaced_by: txn_count_7d@1, sunset: 2027-01-31}\n"
-	if err := os.WriteFile(f.config, []byte(string(text)+extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(f.config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, cl := f.catalog(t, extra)
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	topic := cfg.Kafka.RegistryTopic
 	if err := registry.Register(ctx, cl, topic, cfg, registry.NewView(), "test"); err != nil {
 		t.Fatal(err)

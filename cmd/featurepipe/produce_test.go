@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/broker"
+	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -43,6 +44,35 @@ func newProduceFixture(t *testing.T) *produceFixture {
 		}
 	}
 	return &produceFixture{brokers: b.Addr(), config: filepath.Join(dir, "demo.yaml"), dir: dir}
+}
+
+// catalog appends extra (feature file lines; "" for none) to the fixture's
+// feature file, loads it, creates its topics and returns it with a client
+// of the fixture's broker, closed when the test ends.
+func (f *produceFixture) catalog(t *testing.T, extra string) (*config.File, *kgo.Client) {
+	t.Helper()
+	if extra != "" {
+		text, err := os.ReadFile(f.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.config, []byte(string(text)+extra), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := kafka.EnsureTopics(context.Background(), cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, cl
 }
 
 // input writes lines to a file in the fixture's directory.

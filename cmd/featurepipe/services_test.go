@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
@@ -90,27 +87,9 @@ func TestBackfillFeatureServiceFlag(t *testing.T) {
 // the newest version, status unknown.
 func TestFeaturesServices(t *testing.T) {
 	f := newProduceFixture(t)
-	text, err := os.ReadFile(f.config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	extra := "  - {name: txn_amount_max_7d, version: 2, entity: user, source: transactions, aggregation: max, field: amount, window: 7d, hop: 1d, owner: fraud-team, description: Coarser hop.}\n"
-	if err := os.WriteFile(f.config, []byte(string(text)+extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(f.config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, cl := f.catalog(t, extra)
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	topic := cfg.Kafka.RegistryTopic
 	if err := registry.Register(ctx, cl, topic, cfg, registry.NewView(), "test"); err != nil {
 		t.Fatal(err)

@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -24,19 +20,8 @@ import (
 // owner, tag and usage.
 func TestFeaturesShowsConsumers(t *testing.T) {
 	f := newProduceFixture(t)
-	cfg, err := config.Load(f.config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, cl := f.catalog(t, "")
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	// Two versions were registered 60 days ago, the others now.
 	for _, id := range []string{"txn_count_7d@1", "login_count_lifetime@1"} {
 		ft, err := cfg.Feature(id)

@@ -103,8 +103,8 @@ func ParseNode(id string) (kind, name string, err error) {
 // from the catalog's service records (the running file's, features as
 // resolved when recorded), and from the datasets and models that name them;
 // a service of cfg links, for a bare feature reference, the version it
-// resolves to now (config.ResolveReady with v.Ready). Cost: linear in the objects of cfg, v and c, plus services ×
-// models for the services' models: lists.
+// resolves to now (config.ResolveReady with v.Ready). Cost: linear in the
+// objects of cfg, v and c.
 func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 	g := &Graph{nodes: map[string]*Node{}, down: map[string][]Edge{}, up: map[string][]Edge{}}
 	seen := map[[2]string]bool{}
@@ -160,6 +160,19 @@ func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 		}
 	}
 	models := v.Models()
+	modelIDs := map[string][]string{} // model name -> its versions, as models orders them
+	for _, m := range models {
+		modelIDs[m.Name] = append(modelIDs[m.Name], m.ID())
+	}
+	// linkModels links service n to every version of the models it names.
+	linkModels := func(n *Node, names []string) {
+		for _, name := range names {
+			for _, id := range modelIDs[name] {
+				g.node(KindModel, id)
+				edge(Edge{From: n.ID, To: NodeID(KindModel, id)})
+			}
+		}
+	}
 	if cfg != nil {
 		for _, s := range cfg.Services {
 			n := g.node(KindService, s.Name)
@@ -172,14 +185,7 @@ func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 				g.node(KindFeature, f.ID)
 				edge(Edge{From: NodeID(KindFeature, f.ID), To: n.ID})
 			}
-			for _, name := range s.Models {
-				for _, m := range models {
-					if m.Name == name {
-						g.node(KindModel, m.ID())
-						edge(Edge{From: n.ID, To: NodeID(KindModel, m.ID())})
-					}
-				}
-			}
+			linkModels(n, s.Models)
 		}
 	}
 	// The services the running feature file declares, as the catalog
@@ -200,14 +206,7 @@ func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 				edge(Edge{From: NodeID(KindFeature, id), To: n.ID})
 			}
 		}
-		for _, name := range s.Models {
-			for _, m := range models {
-				if m.Name == name {
-					g.node(KindModel, m.ID())
-					edge(Edge{From: n.ID, To: NodeID(KindModel, m.ID())})
-				}
-			}
-		}
+		linkModels(n, s.Models)
 	}
 	for _, d := range v.Datasets() {
 		n := g.node(KindDataset, d.ID())

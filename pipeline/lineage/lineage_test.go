@@ -355,6 +355,12 @@ func TestDiffWithTheCatalogsRecordsOfTheRunningFile(t *testing.T) {
 		t.Errorf("want only spend removed (not lone@1 or old, removed before; not amount@1's deprecation, recorded): %+v", p.Changes)
 	}
 
+	// The file's spend names fraud-gbm among its models: it links every
+	// version, as the catalog's record of spend does.
+	if got, want := ids(Build(running, v, nil).Dependents("service:spend")), []string{"model:fraud-gbm@1"}; !slices.Equal(got, want) {
+		t.Errorf("file graph: spend's dependents = %v, want %v", got, want)
+	}
+
 	g := Build(nil, v, nil)
 	if n, ok := g.Node("service:spend"); !ok || n.Owner != "payments-team" {
 		t.Errorf("catalog-only graph: spend = %+v (found %v)", n, ok)

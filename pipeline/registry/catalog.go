@@ -346,32 +346,14 @@ func RegisterDataset(ctx context.Context, cl *kgo.Client, topic string, d Datase
 	for range maxAttempts {
 		d.Version = v.nextDatasetVersion(d.Name)
 		d.RegistrationID = registrationID()
-		rec, err := DatasetRecord(topic, d)
+		var mine bool
+		v, _, mine, err = claim(ctx, cl, topic, KindDataset, d.ID(), d.RegistrationID, d, DatasetRecord,
+			func(v *View) (Dataset, string, bool) { w, ok := v.Dataset(d.ID()); return w, w.RegistrationID, ok })
 		if err != nil {
 			return Dataset{}, err
 		}
-		if testHookBeforeWrite != nil {
-			testHookBeforeWrite()
-		}
-		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-			return Dataset{}, fmt.Errorf("register dataset %s in %s: %w", d.ID(), topic, err)
-		}
-		if v, err = readView(ctx, cl, topic); err != nil {
-			return Dataset{}, fmt.Errorf("read back dataset %s: %w", d.ID(), err)
-		}
-		won, ok := v.Dataset(d.ID())
-		if !ok {
-			return Dataset{}, fmt.Errorf("register dataset %s in %s: the record written is not in the topic when read back (deleted meanwhile?)", d.ID(), topic)
-		}
-		if won.RegistrationID == d.RegistrationID {
+		if mine {
 			return d, nil
-		}
-		repair, err := DatasetRecord(topic, won)
-		if err != nil {
-			return Dataset{}, err
-		}
-		if err := cl.ProduceSync(ctx, repair).FirstErr(); err != nil {
-			return Dataset{}, fmt.Errorf("restore the winning dataset %s in %s: %w", d.ID(), topic, err)
 		}
 	}
 	return Dataset{}, fmt.Errorf("register dataset %s in %s: lost %d registration races in a row; try again", d.Name, topic, maxAttempts)
@@ -454,34 +436,57 @@ func RegisterModel(ctx context.Context, cl *kgo.Client, topic string, cfg *confi
 	if old, ok := v.Model(m.ID()); ok {
 		return settleModel(old, m)
 	}
-	rec, err := ModelRecord(topic, m)
+	_, won, mine, err := claim(ctx, cl, topic, KindModel, m.ID(), m.RegistrationID, m, ModelRecord,
+		func(v *View) (Model, string, bool) { w, ok := v.Model(m.ID()); return w, w.RegistrationID, ok })
 	if err != nil {
 		return Model{}, false, err
+	}
+	if mine {
+		return m, true, nil
+	}
+	return settleModel(won, m)
+}
+
+// claim writes x, the record of id (of kind k) with registration id regID,
+// reads the registry topic back to its end and reports whether x is the
+// first record of its key in the log (the one every View keeps): winner
+// looks the key up in the view read and returns its registration id. A
+// registrant that lost rewrites the winner's record, so that compaction,
+// which keeps a key's last record, keeps the winner's. It returns the view
+// read and the winner. RegisterDataset and RegisterModel settle their races
+// with it.
+func claim[T any](ctx context.Context, cl *kgo.Client, topic string, k Kind, id, regID string, x T,
+	encode func(string, T) (*kgo.Record, error), winner func(*View) (T, string, bool),
+) (v *View, won T, mine bool, err error) {
+	var zero T
+	rec, err := encode(topic, x)
+	if err != nil {
+		return nil, zero, false, err
 	}
 	if testHookBeforeWrite != nil {
 		testHookBeforeWrite()
 	}
 	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return Model{}, false, fmt.Errorf("register model %s in %s: %w", m.ID(), topic, err)
+		return nil, zero, false, fmt.Errorf("register %s %s in %s: %w", k, id, topic, err)
 	}
 	if v, err = readView(ctx, cl, topic); err != nil {
-		return Model{}, false, fmt.Errorf("read back model %s: %w", m.ID(), err)
+		return nil, zero, false, fmt.Errorf("read back %s %s: %w", k, id, err)
 	}
-	won, ok := v.Model(m.ID())
+	won, wonID, ok := winner(v)
 	if !ok {
-		return Model{}, false, fmt.Errorf("register model %s in %s: the record written is not in the topic when read back (deleted meanwhile?)", m.ID(), topic)
+		return nil, zero, false, fmt.Errorf("register %s %s in %s: the record written is not in the topic when read back (deleted meanwhile?)", k, id, topic)
 	}
-	if won.RegistrationID == m.RegistrationID {
-		return m, true, nil
+	if wonID == regID {
+		return v, won, true, nil
 	}
-	repair, err := ModelRecord(topic, won)
+	repair, err := encode(topic, won)
 	if err != nil {
-		return Model{}, false, err
+		return nil, zero, false, err
 	}
 	if err := cl.ProduceSync(ctx, repair).FirstErr(); err != nil {
-		return Model{}, false, fmt.Errorf("restore the winning model %s in %s: %w", m.ID(), topic, err)
+		return nil, zero, false, fmt.Errorf("restore the winning %s %s in %s: %w", k, id, topic, err)
 	}
-	return settleModel(won, m)
+	return v, won, false, nil
 }
 
 // settleModel answers a registration of m when old is already registered.

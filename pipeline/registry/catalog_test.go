@@ -462,6 +462,17 @@ func TestRegisterModelIsImmutable(t *testing.T) {
 	if got, _ := v.Model("fraud-gbm@5"); got.Owner != "someone-else" {
 		t.Fatalf("fraud-gbm@5 is %+v, want the rival's (first in the log)", got)
 	}
+	// The loser rewrote the winner's record, so compaction keeps the rival's.
+	var last = map[string][]byte{}
+	if err := kafka.ReadToEnd(ctx, cl, topic, func(r *kgo.Record) error {
+		last[string(r.Key)] = r.Value
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := DecodeRecord([]byte("model/fraud-gbm@5"), last["model/fraud-gbm@5"]); err != nil || r.Model.Owner != "someone-else" {
+		t.Fatalf("last record of fraud-gbm@5: %+v, %v; want the rival's (the winner's)", r.Model, err)
+	}
 	if ms := v.Models(); len(ms) != 3 {
 		t.Fatalf("models %+v, want 3 versions", ms)
 	}

@@ -377,13 +377,9 @@ func registerDefinitions(ctx context.Context, cl *kgo.Client, topic string, cfg 
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("register feature versions in %s: %w", topic, err)
 	}
-	after := NewView()
-	err := kafka.ReadToEnd(ctx, cl, topic, func(r *kgo.Record) error {
-		_ = after.Apply(r.Key, r.Value) // unreadable records: Load warns about them
-		return nil
-	})
+	after, err := readView(ctx, cl, topic)
 	if err != nil {
-		return fmt.Errorf("read back the registration in %s: %w", topic, err)
+		return fmt.Errorf("read back the registration: %w", err)
 	}
 	var repair []*kgo.Record
 	for _, r := range recs {
