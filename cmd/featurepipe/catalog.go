@@ -18,7 +18,6 @@ import (
 
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
-	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -224,7 +223,7 @@ func runModelsRegister(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	if *actor == "" {
-		*actor = backfill.OSUser()
+		*actor = registry.OSUser()
 	}
 	cl, err := kgo.NewClient(kafka.BaseOpts(s.brokers, "featurepipe-models", nil)...)
 	if err != nil {

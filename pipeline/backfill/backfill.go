@@ -181,7 +181,7 @@ func (o *Options) validate(files bool) error {
 			problems = append(problems, err.Error()+" (set the dataset name)")
 		}
 		if o.Dataset.Actor == "" {
-			o.Dataset.Actor = OSUser()
+			o.Dataset.Actor = registry.OSUser()
 		}
 	}
 	if len(problems) > 0 {

@@ -20,13 +20,9 @@ type DatasetOptions struct {
 	Name        string
 	Description string
 	Owner       string
-	// Actor is who ran the backfill. Default: the OS user (OSUser).
+	// Actor is who ran the backfill. Default: the OS user (registry.OSUser).
 	Actor string
 }
-
-// OSUser returns the name of the OS user running the process: the default
-// actor recorded in the catalog (registry.OSUser).
-func OSUser() string { return registry.OSUser() }
 
 // datasetName is the default dataset name of the output out.
 func datasetName(out string) string {
