@@ -154,7 +154,7 @@ func TestCatalogDatasetsAndModels(t *testing.T) {
 	d := ds[1]
 	if d.Service != "fraud_scoring" || d.Owner != "fraud-team" || d.Description != "November training set" || d.Entity != "user" ||
 		d.Rows != 10 || d.PointInTime != "event" || d.Location != out || d.Format != "csv" || d.SpinePath != spine ||
-		d.SpineSHA256 != man.Spine.SHA256 || d.Actor != backfill.OSUser() || d.CreatedAt.IsZero() || d.Config != cfg.Path {
+		d.SpineSHA256 != man.Spine.SHA256 || d.Actor != registry.OSUser() || d.CreatedAt.IsZero() || d.Config != cfg.Path {
 		t.Fatalf("dataset recorded as %+v", d)
 	}
 	if d.TimeRange == nil || !d.TimeRange.Min.Equal(t0) || !d.TimeRange.Max.Equal(t0.Add(9*time.Hour)) {
@@ -189,7 +189,7 @@ func TestCatalogDatasetsAndModels(t *testing.T) {
 	if m.ID() != "fraud-gbm@3" || m.Dataset != "train_2026_11@1" || m.Service != "fraud_scoring" ||
 		m.Metrics["auc"] != 0.912 || m.Metrics["logloss"] != 0.31 || len(m.Metrics) != 2 || m.Owner != "fraud-team" ||
 		m.Description != "card fraud GBM" || m.Limitations != "card-present only" || m.URI != "s3://models/fraud-gbm/3" ||
-		m.Actor != backfill.OSUser() || m.RegisteredAt.IsZero() || strings.Join(m.ServiceFeatures, ",") != strings.Join(svc.Features, ",") {
+		m.Actor != registry.OSUser() || m.RegisteredAt.IsZero() || strings.Join(m.ServiceFeatures, ",") != strings.Join(svc.Features, ",") {
 		t.Fatalf("model recorded as %+v", m)
 	}
 	if fmt.Sprint(m.Features) != fmt.Sprint(d.Features) {
