@@ -205,11 +205,17 @@ type fetched struct {
 func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, work chan<- []fetched) (map[int32]int64, error) {
 	pos := make(map[int32]int64, len(ranges))
 	next := make(map[int32]int64, len(ranges))
+	retained := map[int32]int64{} // the log start where retention moved a position
 	for p, r := range ranges {
 		next[p] = r.From
 		if r.From < r.End {
 			pos[p] = r.From
 		}
+	}
+	done := func(p int32) {
+		// Not past End: the records of a batch past End were not passed on.
+		next[p] = min(pos[p], max(ranges[p].End, retained[p]))
+		delete(pos, p)
 	}
 	adm := kadm.NewClient(cl)
 	var meta kadm.TopicDetail
@@ -278,15 +284,11 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 						continue
 					}
 					end := ranges[rp.Partition].End
-					// reach bounds the read position returned: End (the
-					// records of a batch past End were not passed on), or a
-					// log start past End that retention moved to.
-					reach := end
 					err := kerr.ErrorForCode(rp.ErrorCode) // nil for code 0
 					switch to := batchesEnd(rp.RecordBatches); {
 					case errors.Is(err, kerr.OffsetOutOfRange) && rp.LogStartOffset > start:
 						pos[rp.Partition] = rp.LogStartOffset // deleted by retention
-						reach = max(end, rp.LogStartOffset)
+						retained[rp.Partition] = rp.LogStartOffset
 						stalled = false
 					case kerr.IsRetriable(err) || errors.Is(err, kerr.OffsetOutOfRange):
 						refresh = true
@@ -303,8 +305,7 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 						stalled = false
 					}
 					if pos[rp.Partition] >= end {
-						next[rp.Partition] = min(pos[rp.Partition], reach)
-						delete(pos, rp.Partition)
+						done(rp.Partition)
 					}
 				}
 			}
