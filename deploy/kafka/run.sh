@@ -67,7 +67,7 @@ Environment:
   JAVA, MVN              java and mvn commands (default: from PATH)
 
 Example:
-  eval "export \$(deploy/kafka/run.sh start)"   # sets KAFKA_BROKERS
+  export \$(deploy/kafka/run.sh start)   # sets KAFKA_BROKERS, KAFKA_SASL_SSL_* ...
   go test ./...
   deploy/kafka/run.sh stop
 EOF

@@ -136,27 +136,27 @@ func describe(c Conn, err error) error {
 	case errors.Is(err, kerr.SaslAuthenticationFailed):
 		s := sec.SASL
 		if s == nil {
-			return fmt.Errorf("%w at %s: the brokers ask for SASL but kafka.security.sasl is not set: %v", ErrAuthentication, brokers, err)
+			return authErrorf(err, "the brokers at %s ask for SASL authentication but kafka.security.sasl is not set: %v", brokers, err)
 		}
 		if s.Mechanism == config.SASLOAuthBearer {
-			return fmt.Errorf("%w: SASL authentication failed (OAUTHBEARER, token from %s) at %s: %v; check the token (%s)", ErrAuthentication, s.TokenFile, brokers, err, s.At)
+			return authErrorf(err, "SASL authentication failed (OAUTHBEARER, token from %s) at %s: %v; check the token (%s)", s.TokenFile, brokers, err, s.At)
 		}
 		src := "the environment variable " + s.PasswordEnv
 		if s.PasswordFile != "" {
 			src = "the file " + s.PasswordFile
 		}
-		return fmt.Errorf("%w: SASL authentication failed for user %q (%s) at %s: %v; check the user name and the password in %s (%s)",
-			ErrAuthentication, s.Username, s.Mechanism, brokers, err, src, s.At)
+		return authErrorf(err, "SASL authentication failed for user %q (%s) at %s: %v; check the user name and the password in %s (%s)",
+			s.Username, s.Mechanism, brokers, err, src, s.At)
 	case errors.Is(err, kerr.UnsupportedSaslMechanism):
-		return fmt.Errorf("%w: the brokers at %s do not enable SASL mechanism %s: %v", ErrAuthentication, brokers, sec.SASL.Mechanism, err)
+		return authErrorf(err, "the brokers at %s do not enable SASL mechanism %s: %v", brokers, sec.SASL.Mechanism, err)
 	case errors.As(err, &hostErr):
-		return fmt.Errorf("%w: TLS: %v; connect by a name the broker certificate carries, or set kafka.security.tls.server_name to one", ErrAuthentication, err)
+		return authErrorf(err, "TLS: %v; connect by a name the broker certificate carries, or set kafka.security.tls.server_name to one", err)
 	case errors.As(err, &unknownCA), errors.As(err, &verifyErr):
 		at := "kafka.security.tls.ca_file"
 		if sec.TLS != nil {
 			at = sec.TLS.At + ".ca_file"
 		}
-		return fmt.Errorf("%w: TLS: the certificate of the broker at %s is not signed by a trusted authority (%v); set %s to the CA that signed it", ErrAuthentication, brokers, err, at)
+		return authErrorf(err, "TLS: the certificate of the broker at %s is not signed by a trusted authority (%v); set %s to the CA that signed it", brokers, err, at)
 	case tlsAnswer(err):
 		return fmt.Errorf("kafka at %s answered in TLS: this listener needs kafka.security.tls (%v)", brokers, err)
 	case errors.As(err, &recordErr):
@@ -169,6 +169,20 @@ func describe(c Conn, err error) error {
 		return fmt.Errorf("kafka at %s closed the connection during the handshake (%v): %s", brokers, err, hint)
 	}
 	return fmt.Errorf("kafka at %s did not answer within %s: %w", brokers, DefaultCheckTimeout, err)
+}
+
+// authError is a rejected credential or certificate: it matches
+// ErrAuthentication and unwraps to the client's error.
+type authError struct {
+	msg   string
+	cause error
+}
+
+func (e *authError) Error() string   { return e.msg }
+func (e *authError) Unwrap() []error { return []error{ErrAuthentication, e.cause} }
+
+func authErrorf(cause error, format string, args ...any) error {
+	return &authError{msg: fmt.Sprintf(format, args...), cause: cause}
 }
 
 func yesNo(b bool) string {
