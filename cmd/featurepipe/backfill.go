@@ -27,7 +27,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	dsDesc := fs.String("description", "", "the dataset's description (catalog)")
 	dsOwner := fs.String("owner", "", "the dataset's owner (catalog)")
 	actor := fs.String("actor", "", "who runs the backfill (catalog; default: the OS user)")
-	b, err := bf.setup(fs, args, "spine", "out")
+	b, err := bf.setup(ctx, fs, args, "spine", "out")
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
@@ -32,25 +30,25 @@ type catalogFlags struct {
 func addCatalogFlags(fs *flag.FlagSet) *catalogFlags {
 	return &catalogFlags{
 		brokers: fs.String("brokers", "", "comma-separated Kafka bootstrap brokers (required)"),
-		config:  fs.String("config", "", "feature file (YAML): its kafka.registry_topic is the catalog (default topic: "+config.DefaultRegistryTopic+")"),
+		config:  fs.String("config", "", "feature file (YAML): its kafka.registry_topic is the catalog (default topic: "+config.DefaultRegistryTopic+"), its kafka.security how to connect (default: plaintext)"),
 		asJSON:  fs.Bool("json", false, "print JSON (one array) for scripts"),
 	}
 }
 
 // catalogSetup is what catalogFlags.load loaded.
 type catalogSetup struct {
-	brokers []string
-	cfg     *config.File // nil without --config
-	topic   string
+	conn  kafka.Conn   // --brokers with --config's kafka.security
+	cfg   *config.File // nil without --config
+	topic string
 }
 
-func (cf *catalogFlags) setup(fs *flag.FlagSet) (*catalogSetup, error) {
+func (cf *catalogFlags) setup(ctx context.Context, fs *flag.FlagSet) (*catalogSetup, error) {
 	if err := required(fs, "brokers"); err != nil {
 		return nil, err
 	}
 	var s catalogSetup
-	var err error
-	if s.brokers, err = kafka.ParseBrokers(*cf.brokers); err != nil {
+	brokers, err := kafka.ParseBrokers(*cf.brokers)
+	if err != nil {
 		return nil, usagef("%v", err)
 	}
 	s.topic = config.DefaultRegistryTopic
@@ -60,6 +58,10 @@ func (cf *catalogFlags) setup(fs *flag.FlagSet) (*catalogSetup, error) {
 		}
 		s.topic = s.cfg.Kafka.RegistryTopic
 	}
+	s.conn = kafka.ConnOf(brokers, s.cfg)
+	if err := checkKafka(ctx, s.conn); err != nil {
+		return nil, err
+	}
 	return &s, nil
 }
 
@@ -67,7 +69,7 @@ func (cf *catalogFlags) setup(fs *flag.FlagSet) (*catalogSetup, error) {
 func (s *catalogSetup) view(ctx context.Context) (*registry.View, error) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	v, err := registry.Load(lctx, s.brokers, s.topic, nil)
+	v, err := registry.Load(lctx, s.conn, s.topic, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read the catalog %s: %w", s.topic, err)
 	}
@@ -87,7 +89,7 @@ func runDatasets(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	s, err := cf.setup(fs)
+	s, err := cf.setup(ctx, fs)
 	if err != nil {
 		return err
 	}
@@ -167,7 +169,7 @@ func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	s, err := cf.setup(fs)
+	s, err := cf.setup(ctx, fs)
 	if err != nil {
 		return err
 	}
@@ -218,14 +220,14 @@ func runModelsRegister(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *version < 1 {
 		return usagef("--version must be a whole number >= 1 (see featurepipe models register --help)")
 	}
-	s, err := cf.setup(fs)
+	s, err := cf.setup(ctx, fs)
 	if err != nil {
 		return err
 	}
 	if *actor == "" {
 		*actor = registry.OSUser()
 	}
-	cl, err := kgo.NewClient(kafka.BaseOpts(s.brokers, "featurepipe-models", nil)...)
+	cl, err := kafka.NewClient(s.conn, "featurepipe-models", nil)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
@@ -282,7 +284,7 @@ func runHistory(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usagef("name the feature: featurepipe history FEATURE --brokers B (see --help)")
 	}
 	feature, _, _ = strings.Cut(feature, "@") // every version of it
-	s, err := cf.setup(fs)
+	s, err := cf.setup(ctx, fs)
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,10 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	conn := kafka.ConnOf(brokers, cfg)
+	if err := checkKafka(ctx, conn); err != nil {
+		return err
+	}
 	enc, err := produce.NewEncoder(cfg, *source)
 	if err != nil {
 		return err
@@ -77,8 +81,8 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer f.Close()
 		in, name = f, *input
 	}
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-produce", nil),
-		kgo.DefaultProduceTopic(enc.Source().Topic), kgo.ProducerLinger(5*time.Millisecond))...)
+	cl, err := kafka.NewClient(conn, "featurepipe-produce", nil,
+		kgo.DefaultProduceTopic(enc.Source().Topic), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
@@ -116,7 +120,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
 	actor := fs.String("actor", "", "who runs this worker: recorded with the feature versions it registers (featurepipe history); default: the OS user")
-	brokers, log, cfg, err := sf.setup(fs, args)
+	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -159,7 +163,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	flightAddr := fs.String("flight", "", "host:port for Feast's remote offline store (Arrow Flight): get_historical_features computed by the backfill engine; empty: off")
-	brokers, log, cfg, err := sf.setup(fs, args)
+	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -228,8 +232,9 @@ func addServiceFlags(fs *flag.FlagSet, dataHelp string) *serviceFlags {
 	}
 }
 
-// setup parses args, checks the required flags and loads what they name.
-func (sf *serviceFlags) setup(fs *flag.FlagSet, args []string) ([]string, *zap.Logger, *config.File, error) {
+// setup parses args, checks the required flags, loads what they name and,
+// with kafka.security set, checks the connection (checkKafka).
+func (sf *serviceFlags) setup(ctx context.Context, fs *flag.FlagSet, args []string) ([]string, *zap.Logger, *config.File, error) {
 	if err := parse(fs, args); err != nil {
 		return nil, nil, nil, err
 	}
@@ -242,6 +247,9 @@ func (sf *serviceFlags) setup(fs *flag.FlagSet, args []string) ([]string, *zap.L
 	}
 	cfg, err := config.Load(*sf.config)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkKafka(ctx, kafka.ConnOf(brokers, cfg)); err != nil {
 		return nil, nil, nil, err
 	}
 	log, err := newLogger(*sf.logFormat, *sf.logLevel)
@@ -283,8 +291,9 @@ type batchSetup struct {
 }
 
 // setup parses args, checks that --brokers, --config and the flags named in
-// extra are set, and loads what the flags name.
-func (bf *batchFlags) setup(fs *flag.FlagSet, args []string, extra ...string) (*batchSetup, error) {
+// extra are set, loads what the flags name and, with kafka.security set,
+// checks the connection (checkKafka).
+func (bf *batchFlags) setup(ctx context.Context, fs *flag.FlagSet, args []string, extra ...string) (*batchSetup, error) {
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -303,10 +312,26 @@ func (bf *batchFlags) setup(fs *flag.FlagSet, args []string, extra ...string) (*
 	if s.cfg, err = config.Load(*bf.config); err != nil {
 		return nil, err
 	}
+	if err := checkKafka(ctx, kafka.ConnOf(s.brokers, s.cfg)); err != nil {
+		return nil, err
+	}
 	if s.log, err = newLogger("console", "warn"); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// checkKafka fails fast when the feature file's kafka.security does not
+// get featurepipe into the cluster (a wrong password, an untrusted
+// certificate, a listener of another protocol): kafka.Check, at most
+// kafka.DefaultCheckTimeout. Without kafka.security it checks nothing, so a
+// plaintext command still waits for brokers that are starting, as the
+// clients' retries always did.
+func checkKafka(ctx context.Context, c kafka.Conn) error {
+	if c.Security.TLS == nil && c.Security.SASL == nil {
+		return nil
+	}
+	return kafka.Check(ctx, c)
 }
 
 // splitList splits a comma-separated flag value into its trimmed, non-empty

@@ -73,7 +73,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		return err
 	}
 	a.onClose("HTTP listener", ln.Close)
-	prod, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-demo", nil), kgo.ProducerLinger(5*time.Millisecond))...)
+	prod, err := kafka.NewClient(kafka.Conn{Brokers: brokers}, "featurepipe-demo", nil, kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("demo producer: %w", err)
 	}

@@ -90,15 +90,19 @@ func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return usagef("%v", err)
 		}
+		conn := kafka.ConnOf(brokers, cfg)
+		if err := checkKafka(ctx, conn); err != nil {
+			return err
+		}
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if view, err = registry.Load(lctx, brokers, cfg.Kafka.RegistryTopic, nil); err != nil {
+		if view, err = registry.Load(lctx, conn, cfg.Kafka.RegistryTopic, nil); err != nil {
 			return fmt.Errorf("read the registry %s: %w", cfg.Kafka.RegistryTopic, err)
 		}
 		if !*services {
 			uctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
-			if used, err = featureusage.Read(uctx, brokers, cfg.Kafka.LookupLogTopic, now, nil); err != nil {
+			if used, err = featureusage.Read(uctx, conn, cfg.Kafka.LookupLogTopic, now, nil); err != nil {
 				return err
 			}
 		}

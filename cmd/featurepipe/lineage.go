@@ -39,7 +39,7 @@ func lookupLogConsumers(ctx context.Context, s *catalogSetup, lastWeek bool) (li
 	}
 	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	stats, err := featureusage.Read(lctx, s.brokers, topic, time.Now(), nil)
+	stats, err := featureusage.Read(lctx, s.conn, topic, time.Now(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("read the lookup log %s: %w", topic, err)
 	}
@@ -104,7 +104,7 @@ func runLineage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *dot && *cf.asJSON {
 		return usagef("--json and --dot exclude each other")
 	}
-	s, err := cf.setup(fs)
+	s, err := cf.setup(ctx, fs)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func plan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := required(fs, "config"); err != nil {
 		return err
 	}
-	s, err := cf.setup(fs)
+	s, err := cf.setup(ctx, fs)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func runDescribe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	s, err := cf.setup(fs)
+	s, err := cf.setup(ctx, fs)
 	if err != nil {
 		return err
 	}

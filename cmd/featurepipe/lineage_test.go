@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/lineage"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
@@ -81,7 +82,7 @@ features:
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	s := &catalogSetup{brokers: k.Brokers, cfg: cfg}
+	s := &catalogSetup{conn: kafka.ConnOf(k.Brokers, cfg), cfg: cfg}
 	got, err := lookupLogConsumers(context.Background(), s, true)
 	if err != nil {
 		t.Fatal(err)

@@ -366,8 +366,8 @@ func produceLoadHistory(ctx context.Context, brokers []string, cfg *config.File,
 	if err != nil {
 		return 0, err
 	}
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-load", nil),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))...)
+	cl, err := kafka.NewClient(kafka.ConnOf(brokers, cfg), "featurepipe-load", nil,
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
 		return 0, fmt.Errorf("load producer: %w", err)
 	}

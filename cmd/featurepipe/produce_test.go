@@ -96,8 +96,8 @@ func (f *produceFixture) records(t *testing.T, topic string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(append(kafka.BaseOpts([]string{f.brokers}, "produce-cli-test", nil),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: []string{f.brokers}}, "produce-cli-test", nil,
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestProduceErrors(t *testing.T) {
 		})
 	}
 	// None of the failed runs may have produced anything.
-	cl, err := kgo.NewClient(kafka.BaseOpts([]string{f.brokers}, "produce-cli-test", nil)...)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: []string{f.brokers}}, "produce-cli-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
@@ -147,7 +148,7 @@ func TestFeaturesServices(t *testing.T) {
 
 	// A worker running another file recorded a service this file lacks:
 	// with --brokers it is listed after the file's, as recorded.
-	view, err := registry.Load(ctx, []string{f.brokers}, topic, nil)
+	view, err := registry.Load(ctx, kafka.Conn{Brokers: []string{f.brokers}}, topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func runSkew(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	examples := fs.Int("examples", skew.DefaultExamples, "mismatching examples to show per feature")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	tolerance := fs.Float64("tolerance", skew.DefaultTolerance, "relative difference below which two numbers match")
-	b, err := bf.setup(fs, args)
+	b, err := bf.setup(ctx, fs, args)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -37,7 +38,7 @@ func TestFeaturesShowsConsumers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	old, err := registry.Load(ctx, []string{f.brokers}, cfg.Kafka.RegistryTopic, nil)
+	old, err := registry.Load(ctx, kafka.Conn{Brokers: []string{f.brokers}}, cfg.Kafka.RegistryTopic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

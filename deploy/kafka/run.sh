@@ -16,6 +16,8 @@ host=127.0.0.1
 run_dir="${KAFKA_RUN_DIR:-$here/run}"
 port="${KAFKA_PORT:-19092}"
 controller_port="${KAFKA_CONTROLLER_PORT:-19093}"
+sasl_port="${KAFKA_SASL_SSL_PORT:-}" # default KAFKA_PORT + 2, set by check_settings
+sasl_user=featurepipe
 heap_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 start_timeout="${KAFKA_START_TIMEOUT:-120}"
 stop_timeout=20
@@ -32,9 +34,15 @@ A single-node Apache Kafka broker (KRaft, broker and controller in one JVM) on
 Commands:
   start    Fetch the jars into lib/ if pom.xml changed (Maven), format a fresh
            log dir, start the broker in the background and wait until it answers
-           metadata requests (at most KAFKA_START_TIMEOUT seconds). Prints
-           KAFKA_BROKERS=127.0.0.1:PORT on stdout; everything else goes to stderr.
-           If the broker is already running it says so, prints the same line and
+           metadata requests (at most KAFKA_START_TIMEOUT seconds). Prints on stdout
+             KAFKA_BROKERS=127.0.0.1:PORT                 plaintext listener
+             KAFKA_SASL_SSL_BROKERS=127.0.0.1:SASL_PORT   SASL_SSL listener
+             KAFKA_SASL_SSL_CA=RUN_DIR/tls/ca.pem         the throw-away CA
+             KAFKA_SASL_USERNAME=featurepipe              SCRAM-SHA-256/512 and PLAIN user
+             KAFKA_SASL_PASSWORD=...                      its password (random per start)
+           everything else goes to stderr. The SASL_SSL listener also takes
+           OAUTHBEARER with unsecured (unsigned) JWTs: tests only.
+           If the broker is already running it says so, prints the same lines and
            exits 0.
   stop     Stop the broker (SIGTERM, SIGKILL after ${stop_timeout}s) and delete its data,
            so the next start is a fresh, empty broker. kafka.log is kept.
@@ -52,13 +60,14 @@ Commands:
 Environment:
   KAFKA_PORT             client listener port (default 19092)
   KAFKA_CONTROLLER_PORT  KRaft controller listener port (default 19093)
+  KAFKA_SASL_SSL_PORT    SASL_SSL listener port (default KAFKA_PORT + 2)
   KAFKA_RUN_DIR          config, data, pid and logs (default deploy/kafka/run)
   KAFKA_HEAP_OPTS        broker JVM heap flags (default "-Xms256m -Xmx1g")
   KAFKA_START_TIMEOUT    seconds start waits for the broker (default 120)
   JAVA, MVN              java and mvn commands (default: from PATH)
 
 Example:
-  eval "export \$(deploy/kafka/run.sh start)"   # sets KAFKA_BROKERS
+  export \$(deploy/kafka/run.sh start)   # sets KAFKA_BROKERS, KAFKA_SASL_SSL_* ...
   go test ./...
   deploy/kafka/run.sh stop
 EOF
@@ -80,7 +89,10 @@ check_port_var() {
 check_settings() {
 	check_port_var KAFKA_PORT "$port"
 	check_port_var KAFKA_CONTROLLER_PORT "$controller_port"
+	[[ -n $sasl_port ]] || sasl_port=$((10#$port + 2))
+	check_port_var KAFKA_SASL_SSL_PORT "$sasl_port"
 	[[ $port != "$controller_port" ]] || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ (both $port)"
+	[[ $sasl_port != "$port" && $sasl_port != "$controller_port" ]] || die "KAFKA_SASL_SSL_PORT ($sasl_port) must differ from KAFKA_PORT and KAFKA_CONTROLLER_PORT"
 	[[ $start_timeout =~ ^[0-9]+$ ]] || die "KAFKA_START_TIMEOUT must be whole seconds, got '$start_timeout'"
 	mkdir -p "$run_dir"
 	run_dir="$(cd "$run_dir" && pwd)" # absolute: it goes into server.properties and the JVM's cmdline
@@ -90,6 +102,7 @@ check_settings() {
 	config="$run_dir/server.properties"
 	probe_config="$run_dir/probe.properties"
 	data_dir="$run_dir/data"
+	tls_dir="$run_dir/tls"
 }
 
 check_java() {
@@ -173,18 +186,60 @@ answers_metadata() {
 		--bootstrap-server "$host:$port" --command-config "$probe_config" --list >/dev/null 2>&1
 }
 
+# make_tls writes a fresh throw-away CA, a broker certificate it signed (for $host and
+# localhost) and a random SASL password into tls/. Called by start only: restart keeps them,
+# as the SCRAM credentials in the kept data were made with that password.
+make_tls() {
+	command -v openssl >/dev/null 2>&1 || die "openssl not found: it makes the SASL_SSL listener's test CA"
+	rm -rf "$tls_dir"
+	mkdir -p "$tls_dir"
+	(
+		cd "$tls_dir"
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 7 \
+			-subj "/CN=featurepipe test CA" \
+			-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+		openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=$host"
+		printf 'subjectAltName=IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' "$host" >broker.ext
+		openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.pem -days 7 -extfile broker.ext
+		cat broker.key broker.pem >broker-keystore.pem
+		openssl rand -hex 16 >password
+		chmod 600 ca.key broker.key broker-keystore.pem password
+	) >>"$tools_log" 2>&1 || fail_start "openssl failed making the test CA (see $tools_log)"
+}
+
+# print_addresses prints the lines start and status put on stdout.
+print_addresses() {
+	echo "KAFKA_BROKERS=$host:$port"
+	echo "KAFKA_SASL_SSL_BROKERS=$host:$sasl_port"
+	echo "KAFKA_SASL_SSL_CA=$tls_dir/ca.pem"
+	echo "KAFKA_SASL_USERNAME=$sasl_user"
+	echo "KAFKA_SASL_PASSWORD=$(<"$tls_dir/password")"
+}
+
 write_config() {
 	cat >"$config" <<EOF
 # Generated by deploy/kafka/run.sh start; rewritten on every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$host:$controller_port
-listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
-advertised.listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port,SASL_SSL://$host:$sasl_port
+advertised.listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port,SASL_SSL://$host:$sasl_port
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
 log.dirs=$data_dir
+
+# SASL_SSL for the security tests: a throw-away CA (tls/ca.pem) signed the broker's
+# certificate (PEM keystore: unencrypted PKCS#8 key + chain). SCRAM credentials were added
+# at format time (StorageTool format --add-scram); PLAIN's user is in the JAAS line below;
+# OAUTHBEARER uses Kafka's default unsecured validator (unsigned JWTs: never in production).
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$tls_dir/broker-keystore.pem
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN,OAUTHBEARER
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user="$(<"$tls_dir/password")";
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="$sasl_user";
 
 # One node: every internal topic has one replica.
 num.partitions=6
@@ -248,7 +303,7 @@ launch_broker() {
 		broker_pid >/dev/null || fail_start "Kafka exited during startup"
 		if port_open "$port" && answers_metadata $((deadline - SECONDS)); then
 			log "Kafka is ready after ${SECONDS}s (log: $kafka_log)"
-			echo "KAFKA_BROKERS=$host:$port"
+			print_addresses
 			return 0
 		fi
 		sleep 0.5
@@ -261,13 +316,13 @@ cmd_start() {
 	check_settings
 	if pid="$(broker_pid)"; then
 		log "Kafka is already running (pid $pid, run dir $run_dir)"
-		echo "KAFKA_BROKERS=$host:$port"
+		print_addresses
 		return 0
 	fi
 	check_java
 	ensure_lib
 	local p
-	for p in "$port" "$controller_port"; do
+	for p in "$port" "$controller_port" "$sasl_port"; do
 		! port_open "$p" || die "$host:$p is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
 	done
 
@@ -275,12 +330,17 @@ cmd_start() {
 	rm -rf "$data_dir" "$pid_file"
 	: >"$kafka_log"
 	: >"$tools_log"
+	make_tls
 	write_config
 
 	local cluster_id
 	cluster_id="$(java_tool kafka.tools.StorageTool random-uuid)" ||
 		fail_start "kafka.tools.StorageTool random-uuid failed (see $tools_log)"
-	java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$config" --standalone >>"$tools_log" 2>&1 ||
+	local pw
+	pw="$(<"$tls_dir/password")"
+	java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$config" --standalone \
+		--add-scram "SCRAM-SHA-512=[name=$sasl_user,password=$pw]" \
+		--add-scram "SCRAM-SHA-256=[name=$sasl_user,password=$pw]" >>"$tools_log" 2>&1 ||
 		fail_start "kafka.tools.StorageTool format failed: $(tail -n 5 "$tools_log")"
 
 	launch_broker
@@ -307,7 +367,7 @@ cmd_stop() {
 	else
 		log "Kafka is not running"
 	fi
-	rm -rf "$data_dir" "$pid_file" "$config" "$probe_config"
+	rm -rf "$data_dir" "$pid_file" "$config" "$probe_config" "$tls_dir"
 }
 
 # cmd_restart stops the broker (SIGKILL with --kill, else SIGTERM) and starts it
@@ -331,7 +391,7 @@ cmd_restart() {
 		done
 	fi
 	local p
-	for p in "$port" "$controller_port"; do
+	for p in "$port" "$controller_port" "$sasl_port"; do
 		for _ in $(seq 1 50); do
 			port_open "$p" || break
 			sleep 0.2
@@ -349,7 +409,7 @@ cmd_status() {
 	fi
 	if port_open "$port" && answers_metadata; then
 		log "Kafka is running (pid $pid) and answers on $host:$port"
-		echo "KAFKA_BROKERS=$host:$port"
+		print_addresses
 		return 0
 	fi
 	log "Kafka is running (pid $pid) but does not answer metadata requests on $host:$port"

@@ -71,6 +71,9 @@ type Kafka struct {
 	// ReplicationFactor is used only when featurepipe creates a topic (at
 	// least 1). Default 1, which suits a single broker and nothing else.
 	ReplicationFactor int16
+	// Security is TLS and SASL for every Kafka client (kafka.security; see
+	// Security). Default: plaintext, no authentication.
+	Security Security
 }
 
 // Entity is what features are keyed by (a user, a merchant, ...).

@@ -114,6 +114,7 @@ func (d *decoder) buildKafka(k *Kafka) map[string]string {
 			k.ReplicationFactor = int16(v)
 		}
 	}
+	d.decodeSecurity(m, &k.Security)
 	return own
 }
 

@@ -35,18 +35,26 @@ func ParseBrokers(s string) ([]string, error) {
 	return out, nil
 }
 
-// BaseOpts are the options every featurepipe client starts from: seed brokers,
-// client id, and a zap-backed kgo logger at warn level.
-func BaseOpts(brokers []string, clientID string, log *zap.Logger) []kgo.Opt {
+// BaseOpts are the options every featurepipe client starts from: c's seed
+// brokers and security (TLS, SASL; see Conn), the client id, a 30s retry
+// timeout and a zap-backed kgo logger at warn level (none if log is nil).
+// It fails only when kafka.security names a secret or certificate that
+// cannot be read; the message names the feature file's field.
+func BaseOpts(c Conn, clientID string, log *zap.Logger) ([]kgo.Opt, error) {
+	sec, err := securityOpts(c.Security)
+	if err != nil {
+		return nil, err
+	}
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(brokers...),
+		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(clientID),
 		kgo.RetryTimeout(30 * time.Second),
 	}
+	opts = append(opts, sec...)
 	if log != nil {
 		opts = append(opts, kgo.WithLogger(zapLogger{log.Named("kgo")}))
 	}
-	return opts
+	return opts, nil
 }
 
 // EnsureTopics creates the topics cfg names if they do not exist: source

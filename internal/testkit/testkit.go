@@ -121,9 +121,8 @@ func Setup(t testing.TB, text string, o SetupOptions) (*Kafka, *config.File, *kg
 	t.Helper()
 	k := StartKafka(t)
 	cfg := WriteConfig(t, text, o.Files)
-	opts := append(kafka.BaseOpts(k.Brokers, "featurepipe-test", nil),
-		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(1_000_000))
-	cl, err := kgo.NewClient(append(opts, o.ClientOpts...)...)
+	opts := append([]kgo.Opt{kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(1_000_000)}, o.ClientOpts...)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: k.Brokers}, "featurepipe-test", nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

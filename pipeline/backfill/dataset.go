@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
@@ -50,7 +48,7 @@ func (o *Options) registerDataset(ctx context.Context, m *Manifest) (string, err
 	if m.TimeRange != nil {
 		d.TimeRange = &registry.TimeRange{Min: m.TimeRange.Min, Max: m.TimeRange.Max}
 	}
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(o.Brokers, "featurepipe-backfill", o.Log), o.ExtraOpts...)...)
+	cl, err := kafka.NewClient(kafka.ConnOf(o.Brokers, o.Config), "featurepipe-backfill", o.Log, o.ExtraOpts...)
 	if err != nil {
 		return "", fmt.Errorf("kafka client: %w", err)
 	}

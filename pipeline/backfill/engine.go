@@ -144,7 +144,11 @@ func (o *Options) evaluate(ctx context.Context, cols []column, rowKeys []string,
 	var ranges []OffsetRange
 	var seeded seeds
 	if len(rowKeys) > 0 {
-		copts := append(kafka.BaseOpts(o.Brokers, "featurepipe-backfill", o.Log), o.ExtraOpts...)
+		copts, err := kafka.BaseOpts(kafka.ConnOf(o.Brokers, cfg), "featurepipe-backfill", o.Log)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		copts = append(copts, o.ExtraOpts...)
 		adm, err := kgo.NewClient(copts...)
 		if err != nil {
 			return nil, fmt.Errorf("kafka client: %w", err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -61,7 +62,7 @@ func TestCatalogDatasetsAndModels(t *testing.T) {
 	// The worker registers every feature version it runs.
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		v, err := registry.Load(ctx, k.Brokers, topic, nil)
+		v, err := registry.Load(ctx, kafka.Conn{Brokers: k.Brokers}, topic, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

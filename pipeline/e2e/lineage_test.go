@@ -51,7 +51,7 @@ func TestPlanAndLineage(t *testing.T) {
 	brokers := strings.Join(k.Brokers, ",")
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		v, err := registry.Load(ctx, k.Brokers, cfg.Kafka.RegistryTopic, nil)
+		v, err := registry.Load(ctx, kafka.Conn{Brokers: k.Brokers}, cfg.Kafka.RegistryTopic, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,7 +25,7 @@ import (
 // (id) and commits or aborts it.
 func produceTxn(t *testing.T, brokers []string, id string, commit bool, recs []*kgo.Record) {
 	t.Helper()
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(brokers, "featurepipe-test-txn", nil), kgo.TransactionalID(id))...)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: brokers}, "featurepipe-test-txn", nil, kgo.TransactionalID(id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestBootstrapEndsOverATransactionMarker(t *testing.T) {
 	runWorker(t, k.Brokers, cfg2, filepath.Join(dir, "worker"))
 	deadline = time.Now().Add(time.Minute)
 	for {
-		view, err := registry.Load(ctx, k.Brokers, cfg2.Kafka.RegistryTopic, nil)
+		view, err := registry.Load(ctx, kafka.Conn{Brokers: k.Brokers}, cfg2.Kafka.RegistryTopic, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

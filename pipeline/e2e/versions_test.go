@@ -96,7 +96,7 @@ func TestNewVersionIsBootstrappedSideBySide(t *testing.T) {
 	// Every partition of spend@2 ends ready in the registry.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		view, err := registry.Load(ctx, k.Brokers, cfg2.Kafka.RegistryTopic, nil)
+		view, err := registry.Load(ctx, kafka.Conn{Brokers: k.Brokers}, cfg2.Kafka.RegistryTopic, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

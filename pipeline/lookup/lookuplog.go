@@ -51,10 +51,10 @@ func (l *lookupLogger) start(ctx context.Context) (stop func(), err error) {
 		return func() {}, nil
 	}
 	o := &l.s.o
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(o.Brokers, o.ClientID+"-lookup-log", l.s.log),
+	cl, err := kafka.NewClient(kafka.ConnOf(o.Brokers, o.Config), o.ClientID+"-lookup-log", l.s.log,
 		kgo.DefaultProduceTopic(o.Config.Kafka.LookupLogTopic),
 		kgo.MaxBufferedRecords(o.LookupLogBuffer),
-		kgo.ProducerLinger(10*time.Millisecond))...)
+		kgo.ProducerLinger(10*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("lookup log producer: %w", err)
 	}

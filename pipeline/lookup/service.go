@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
@@ -232,7 +233,7 @@ func (s *Service) Run(ctx context.Context) error {
 	followed := make(chan struct{})
 	go func() {
 		defer close(followed)
-		if err := registry.Follow(rctx, s.o.Brokers, s.o.Config.Kafka.RegistryTopic, s.reg, s.log, s.registryCaughtUp); err != nil {
+		if err := registry.Follow(rctx, kafka.ConnOf(s.o.Brokers, s.o.Config), s.o.Config.Kafka.RegistryTopic, s.reg, s.log, s.registryCaughtUp); err != nil {
 			s.log.Warn("following the feature registry", zap.Error(err))
 		}
 	}()

@@ -276,7 +276,7 @@ func (s *Service) load(entity, key string, e *entityView, kbuf, vbuf []byte) (fo
 // follows the log from the positions that read reached.
 func (s *Service) consume(ctx context.Context) error {
 	topic := s.o.Config.Kafka.FeatureLogTopic
-	admin, err := kgo.NewClient(kafka.BaseOpts(s.o.Brokers, s.o.ClientID+"-admin", s.log)...)
+	admin, err := kafka.NewClient(kafka.ConnOf(s.o.Brokers, s.o.Config), s.o.ClientID+"-admin", s.log)
 	if err != nil {
 		return fmt.Errorf("lookup kafka client: %w", err)
 	}
@@ -351,9 +351,9 @@ func (s *Service) consume(ctx context.Context) error {
 	for p, off := range pos {
 		s.advance(p, off)
 	}
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(s.o.Brokers, s.o.ClientID, s.log),
+	cl, err := kafka.NewClient(kafka.ConnOf(s.o.Brokers, s.o.Config), s.o.ClientID, s.log,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxWait(100*time.Millisecond))...)
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("lookup kafka client: %w", err)
 	}

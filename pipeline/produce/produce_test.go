@@ -43,8 +43,8 @@ func startBroker(t testing.TB, cfg *config.File) *kgo.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	cl, err := kgo.NewClient(append(kafka.BaseOpts([]string{b.Addr()}, "produce-test", nil),
-		kgo.ProducerLinger(time.Millisecond))...)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: []string{b.Addr()}}, "produce-test", nil,
+		kgo.ProducerLinger(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,8 @@ func consumeAll(t testing.TB, cl *kgo.Client, want int, topics ...string) []*kgo
 	if want >= 0 && total != int64(want) {
 		t.Fatalf("topics %v hold %d records, want %d", topics, total, want)
 	}
-	opts := kafka.BaseOpts(cl.OptValue(kgo.SeedBrokers).([]string), "produce-test-consumer", nil)
-	cons, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	cons, err := kafka.NewClient(kafka.Conn{Brokers: cl.OptValue(kgo.SeedBrokers).([]string)}, "produce-test-consumer", nil,
+		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -204,7 +204,7 @@ func TestRegisterDatasetMakesNewVersions(t *testing.T) {
 	if strings.Join(ids, " ") != "train@1 train@2 other@1 train@3" {
 		t.Fatalf("versions %v", ids)
 	}
-	v, err := Load(ctx, brokers, topic, nil)
+	v, err := Load(ctx, kafka.Conn{Brokers: brokers}, topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestConcurrentDatasetRegistrationsGetDistinctVersions(t *testing.T) {
 		}
 		seen[regs[i].Version] = regs[i].Actor
 	}
-	v, err := Load(ctx, brokers, cfg.Kafka.RegistryTopic, nil)
+	v, err := Load(ctx, kafka.Conn{Brokers: brokers}, cfg.Kafka.RegistryTopic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestCheckModel(t *testing.T) {
 	topic := cfg.Kafka.RegistryTopic
 	registerTrain(t, ctx, cl, topic, "")        // train@1, from listed features
 	registerTrain(t, ctx, cl, topic, "old_svc") // train@2, from a service no longer in the file
-	v, err := Load(ctx, brokers, topic, nil)
+	v, err := Load(ctx, kafka.Conn{Brokers: brokers}, topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestRegisterModelIsImmutable(t *testing.T) {
 			t.Fatalf("lost to a different rival: %v, want ErrModelExists", err)
 		}
 	}
-	v, err := Load(ctx, brokers, topic, nil)
+	v, err := Load(ctx, kafka.Conn{Brokers: brokers}, topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,11 +70,11 @@ func TestConcurrentRegistrationsOneWins(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Both check first: the registry is empty for both.
-			va, err := Load(ctx, k.Brokers, topic, nil)
+			va, err := Load(ctx, kafka.Conn{Brokers: k.Brokers}, topic, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			vb, err := Load(ctx, k.Brokers, topic, nil)
+			vb, err := Load(ctx, kafka.Conn{Brokers: k.Brokers}, topic, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,7 +117,7 @@ func TestConcurrentRegistrationsOneWins(t *testing.T) {
 			if !concurrent && winner != a {
 				t.Fatal("one after the other: the first registrant must win")
 			}
-			after, err := Load(ctx, k.Brokers, topic, nil)
+			after, err := Load(ctx, kafka.Conn{Brokers: k.Brokers}, topic, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,7 +189,7 @@ func TestLoadEndsOnTransactionMarkersAndSkipsAborted(t *testing.T) {
 	produceTxn(a, true)  // committed: its marker is the last offset
 	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer lcancel()
-	v, err := Load(lctx, k.Brokers, topic, nil)
+	v, err := Load(lctx, kafka.Conn{Brokers: k.Brokers}, topic, nil)
 	if err != nil {
 		t.Fatalf("Load did not end on a registry whose last offset is a commit marker: %v", err)
 	}

@@ -238,12 +238,12 @@ func Check(cfg *config.File, v *View) error {
 // Load reads the registry topic up to its end offsets at the time of the
 // call into a new view (kafka.ReadToEnd: read-committed, ends by position).
 // Unreadable records are skipped with a warning.
-func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) (*View, error) {
+func Load(ctx context.Context, conn kafka.Conn, topic string, log *zap.Logger) (*View, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	v := NewView()
-	cl, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-registry", log)...)
+	cl, err := kafka.NewClient(conn, "featurepipe-registry", log)
 	if err != nil {
 		return nil, fmt.Errorf("registry client: %w", err)
 	}
@@ -270,11 +270,11 @@ func Load(ctx context.Context, brokers []string, topic string, log *zap.Logger) 
 // is unreachable), then calls caughtUp, once, and goes on from where it
 // stopped. caughtUp may be nil. It is never called if ctx ends first.
 // Partitions added to the topic after the start are not followed.
-func Follow(ctx context.Context, brokers []string, topic string, v *View, log *zap.Logger, caughtUp func()) error {
+func Follow(ctx context.Context, conn kafka.Conn, topic string, v *View, log *zap.Logger, caughtUp func()) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	admin, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-registry", log)...)
+	admin, err := kafka.NewClient(conn, "featurepipe-registry", log)
 	if err != nil {
 		return fmt.Errorf("registry client: %w", err)
 	}
@@ -315,15 +315,14 @@ func Follow(ctx context.Context, brokers []string, topic string, v *View, log *z
 	for p, off := range next {
 		start[topic][p] = kgo.NewOffset().At(off)
 	}
-	opts := append(kafka.BaseOpts(brokers, "featurepipe-registry", log),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	opts := []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())}
 	if next == nil {
 		opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.MetadataMaxAge(5*time.Second))
 	} else {
 		opts = append(opts, kgo.ConsumePartitions(start))
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kafka.NewClient(conn, "featurepipe-registry", log, opts...)
 	if err != nil {
 		return fmt.Errorf("registry client: %w", err)
 	}

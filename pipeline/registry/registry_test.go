@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/kafka"
 )
 
 func TestReadyFollowsTheWarmingUpPartitions(t *testing.T) {
@@ -96,7 +98,7 @@ func TestFollowReportsCatchUpAfterTheExistingRecords(t *testing.T) {
 	caught := make(chan seen, 2)
 	done := make(chan error, 1)
 	go func() {
-		done <- Follow(ctx, brokers, topic, v, zap.NewNop(), func() {
+		done <- Follow(ctx, kafka.Conn{Brokers: brokers}, topic, v, zap.NewNop(), func() {
 			n := 0
 			for i := range 299 {
 				n += len(v.Statuses(fmt.Sprintf("g%d@1", i)))
@@ -145,7 +147,9 @@ func TestFollowAnEmptyRegistryIsCaughtUpAtOnce(t *testing.T) {
 			defer cancel()
 			caught := make(chan struct{})
 			done := make(chan error, 1)
-			go func() { done <- Follow(ctx, brokers, topic, NewView(), zap.NewNop(), func() { close(caught) }) }()
+			go func() {
+				done <- Follow(ctx, kafka.Conn{Brokers: brokers}, topic, NewView(), zap.NewNop(), func() { close(caught) })
+			}()
 			select {
 			case <-caught:
 			case <-ctx.Done():

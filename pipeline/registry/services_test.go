@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
@@ -96,7 +97,7 @@ func TestRegisterRecordsServicesAndMetadata(t *testing.T) {
 	if err := Register(ctx, cl, topic, cfg, NewView(), "ann via w1"); err != nil {
 		t.Fatal(err)
 	}
-	v, err := Load(ctx, brokers, topic, nil)
+	v, err := Load(ctx, kafka.Conn{Brokers: brokers}, topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestRegisterRecordsServicesAndMetadata(t *testing.T) {
 	if err := Register(ctx, cl, topic, cfg, v, "bob via w2"); err != nil {
 		t.Fatal(err)
 	}
-	v, err = Load(ctx, brokers, topic, nil)
+	v, err = Load(ctx, kafka.Conn{Brokers: brokers}, topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestRegisterRecordsServicesAndMetadata(t *testing.T) {
 	if err := Register(ctx, cl, topic, &next, v, "cy via w3"); err != nil {
 		t.Fatal(err)
 	}
-	v, err = Load(ctx, brokers, topic, nil)
+	v, err = Load(ctx, kafka.Conn{Brokers: brokers}, topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,7 +183,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	began := time.Now()
-	opts := append(kafka.BaseOpts(o.Brokers, "featurepipe-skew", o.Log), o.ExtraOpts...)
+	opts, err := kafka.BaseOpts(kafka.ConnOf(o.Brokers, o.Config), "featurepipe-skew", o.Log)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	opts = append(opts, o.ExtraOpts...)
 	entries, ranges, invalid, err := readLog(ctx, opts, o.Topic, o.Since)
 	if err != nil {
 		return nil, err

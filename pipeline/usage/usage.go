@@ -237,11 +237,11 @@ func readers(m map[string]*reader) []Reader {
 // and returns the usage of every version in it as of now, by id. An
 // undecodable record is skipped (and logged on log, which may be nil); a
 // topic that does not exist yet is no usage, not an error.
-func Read(ctx context.Context, brokers []string, topic string, now time.Time, log *zap.Logger) (map[string]*Stats, error) {
+func Read(ctx context.Context, conn kafka.Conn, topic string, now time.Time, log *zap.Logger) (map[string]*Stats, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	cl, err := kgo.NewClient(kafka.BaseOpts(brokers, "featurepipe-usage", log)...)
+	cl, err := kafka.NewClient(conn, "featurepipe-usage", log)
 	if err != nil {
 		return nil, fmt.Errorf("lookup log client: %w", err)
 	}
@@ -269,8 +269,8 @@ func Read(ctx context.Context, brokers []string, topic string, now time.Time, lo
 // it in the 7 days before now with their keys served in that week; versions
 // nobody read that week are absent. It is Read reduced to what `plan` and
 // lineage need (whom a change would hurt).
-func ConsumersLast7d(ctx context.Context, brokers []string, topic string, now time.Time) (map[string]map[string]int64, error) {
-	stats, err := Read(ctx, brokers, topic, now, nil)
+func ConsumersLast7d(ctx context.Context, conn kafka.Conn, topic string, now time.Time) (map[string]map[string]int64, error) {
+	stats, err := Read(ctx, conn, topic, now, nil)
 	if err != nil {
 		return nil, err
 	}

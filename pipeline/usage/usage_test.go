@@ -147,10 +147,10 @@ func TestReadFromTheLookupLog(t *testing.T) {
 	topic := fmt.Sprintf("usage-test-%d", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if s, err := Read(ctx, k.Brokers, topic, now, nil); err != nil || len(s) != 0 {
+	if s, err := Read(ctx, kafka.Conn{Brokers: k.Brokers}, topic, now, nil); err != nil || len(s) != 0 {
 		t.Fatalf("missing topic: %v, %v", s, err)
 	}
-	cl, err := kgo.NewClient(append(kafka.BaseOpts(k.Brokers, "usage-test", nil), kgo.AllowAutoTopicCreation())...)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: k.Brokers}, "usage-test", nil, kgo.AllowAutoTopicCreation())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestReadFromTheLookupLog(t *testing.T) {
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Read(ctx, k.Brokers, topic, now, nil)
+	s, err := Read(ctx, kafka.Conn{Brokers: k.Brokers}, topic, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -18,7 +19,7 @@ import (
 // definition under an existing version) and registers new versions.
 func (w *Worker) register(ctx context.Context) error {
 	topic := w.o.Config.Kafka.RegistryTopic
-	view, err := registry.Load(ctx, w.o.Brokers, topic, w.log)
+	view, err := registry.Load(ctx, kafka.ConnOf(w.o.Brokers, w.o.Config), topic, w.log)
 	if err != nil {
 		return fmt.Errorf("read feature registry: %w", err)
 	}

@@ -318,7 +318,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	for t := range w.plans {
 		topics = append(topics, t)
 	}
-	opts := append(kafka.BaseOpts(w.o.Brokers, w.o.ClientID, w.log),
+	opts, err := kafka.BaseOpts(kafka.ConnOf(w.o.Brokers, w.o.Config), w.o.ClientID, w.log)
+	if err != nil {
+		return fmt.Errorf("worker kafka client: %w", err)
+	}
+	opts = append(opts,
 		kgo.ConsumerGroup(w.o.Config.Kafka.Group),
 		kgo.ConsumeTopics(topics...),
 		kgo.DisableAutoCommit(),
