@@ -250,16 +250,12 @@ func plainWords(f *config.Feature) string {
 var units = []struct {
 	ms   int64
 	name string
-}{{7 * 86400000, "week"}, {86400000, "day"}, {3600000, "hour"}, {60000, "minute"}, {1000, "second"}, {1, "millisecond"}}
+}{{86400000, "day"}, {3600000, "hour"}, {60000, "minute"}, {1000, "second"}, {1, "millisecond"}}
 
 // spellDuration spells ms in its largest whole unit: "30 days", "1 hour".
 func spellDuration(ms int64) string {
 	for _, u := range units {
 		if ms%u.ms == 0 && ms >= u.ms {
-			// 14 days reads better than 2 weeks next to 30 days; weeks only when 7 days.
-			if u.name == "week" && ms != u.ms {
-				continue
-			}
 			n := ms / u.ms
 			if n == 1 {
 				return "1 " + u.name
@@ -272,7 +268,7 @@ func spellDuration(ms int64) string {
 
 // hyphenDuration is spellDuration as an adjective: "1-day", "5-minute".
 func hyphenDuration(ms int64) string {
-	for _, u := range units[1:] {
+	for _, u := range units {
 		if ms%u.ms == 0 && ms >= u.ms {
 			return strconv.FormatInt(ms/u.ms, 10) + "-" + u.name
 		}

@@ -44,7 +44,7 @@ features:
 `, nil)
 	for _, tc := range []struct{ id, want string }{
 		{"a@1", "average of amount over the last 30 days, 1-day hops, per user, from topic transactions"},
-		{"b@1", "number of events over the last 1 week, "},
+		{"b@1", "number of events over the last 7 days, 1-hour hops, "},
 		{"c@1", "latest value of amount over all time, per user, from topic transactions"},
 		{"d@1", "sum of amount over the last 1 hour, 5-minute hops, counting events where currency == 'EUR', per user, from topic transactions"},
 	} {
@@ -103,7 +103,7 @@ func TestFeaturePage(t *testing.T) {
 	}
 	body = html.UnescapeString(body)
 	for _, w := range []string{
-		`sum of amount over the last 1 week`, // plain words (f001: sum, 7d)
+		`sum of amount over the last 7 days`, // plain words (f001: sum, 7d)
 		`data-root="feature:f001@1"`,         // the lineage graph, rooted here
 		`data-node="service:svc00"`, `data-node="dataset:train_svc00@1"`, `data-node="model:m00@1"`, `data-node="topic:transactions"`,
 		`href="/ui/services/svc00"`, `href="/ui/datasets/train_svc00@1"`, `href="/ui/models/m00@1"`,
@@ -232,5 +232,13 @@ func TestTokens(t *testing.T) {
 	u.ServeHTTP(w, r)
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/ui/" {
 		t.Errorf("login: %d to %q, want 303 to /ui/", w.Code, w.Header().Get("Location"))
+	}
+}
+
+func TestNiceCeil(t *testing.T) {
+	for _, tc := range []struct{ n, want int64 }{{0, 4}, {1, 4}, {4, 4}, {5, 8}, {9, 20}, {10, 20}, {21, 40}, {41, 80}, {81, 200}, {1234, 2000}} {
+		if got := niceCeil(tc.n); got != tc.want {
+			t.Errorf("niceCeil(%d) = %d, want %d", tc.n, got, tc.want)
+		}
 	}
 }

@@ -90,22 +90,20 @@ func maxLookups(s usage.Series) int64 {
 	return m
 }
 
-// niceCeil rounds n up to 1, 2 or 5 times a power of ten (at least 4, so
-// that the four grid lines have whole numbers).
+// niceCeil returns the top of the chart's scale for a peak of n: four
+// grid steps of 1, 2 or 5 times a power of ten (at least 4 in all).
 func niceCeil(n int64) int64 {
-	if n <= 4 {
-		return 4
-	}
+	step := max((n+3)/4, 1)
 	p := int64(1)
-	for p*10 <= n {
+	for p*10 < step {
 		p *= 10
 	}
-	for _, m := range []int64{1, 2, 4, 5, 10} {
-		if m*p >= n && (m*p)%4 == 0 {
-			return m * p
+	for _, m := range []int64{1, 2, 5, 10} {
+		if m*p >= step {
+			return 4 * m * p
 		}
 	}
-	return 10 * p
+	return 40 * p
 }
 
 // lineage graph layout
