@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -30,7 +31,9 @@ func withUI(a *app, svc *lookup.Service, brokers []string, cfg *config.File, tok
 		return nil, fmt.Errorf("web UI: %w", err)
 	}
 	a.add("usage from the lookup log", func(ctx context.Context) error {
-		return live.Follow(ctx, brokers, cfg.Kafka.LookupLogTopic, log.Named("usage"))
+		// From 30 days back: enough to tell unused versions, without
+		// replaying a longer retention at every start.
+		return live.Follow(ctx, brokers, cfg.Kafka.LookupLogTopic, time.Now().Add(-featureusage.UnusedAfter), log.Named("usage"))
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", u)

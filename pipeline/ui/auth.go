@@ -99,7 +99,11 @@ func (u *UI) handleLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) login(w http.ResponseWriter, r *http.Request, status int, problem string) {
-	next := r.URL.RequestURI()
+	to := *r.URL
+	q := to.Query()
+	q.Del("token") // never echo a token into the form
+	to.RawQuery = q.Encode()
+	next := to.RequestURI()
 	if r.URL.Path == "/ui/login" {
 		next = r.FormValue("next")
 	}

@@ -93,7 +93,9 @@ func startLive(t *testing.T) *liveEnv {
 	t.Cleanup(srv.Close)
 	run("worker", w.Run)
 	run("lookup", svc.Run)
-	run("usage", func(ctx context.Context) error { return live.Follow(ctx, k.Brokers, cfg.Kafka.LookupLogTopic, nil) })
+	run("usage", func(ctx context.Context) error {
+		return live.Follow(ctx, k.Brokers, cfg.Kafka.LookupLogTopic, time.Now().Add(-usage.UnusedAfter), nil)
+	})
 
 	// Demo events: user u0NN made NN+2 transactions in the last days, and logged in twice.
 	now := time.Now()

@@ -24,8 +24,8 @@
 // HTML comes from html/template (contextual escaping), embedded with the
 // static files (one stylesheet, one small script: live search, the
 // console, copy buttons); charts and the lineage graph are inline SVG drawn
-// on the server. The pages work without JavaScript, except the console's
-// live answer (its form then posts to the API proxy and shows the JSON).
+// on the server. The pages work without JavaScript, except the console,
+// whose answer the script fetches.
 //
 // Access: with API tokens (Options.Tokens, serve --tokens) every page asks
 // for a token. A browser presents it once, in the form at /ui/login or as

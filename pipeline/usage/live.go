@@ -24,11 +24,12 @@ import (
 // Unlike Aggregator it has no fixed "now": an hour's bucket is kept until
 // it is LiveHours old, so the windows slide as time goes on.
 //
-// Memory is bounded: per version, one ring of LiveHours buckets per reader,
-// with at most MaxLiveConsumers consumers of their own (later ones are
-// counted as OtherConsumers), and a FIFO set of the last liveRequests
-// (request, version) pairs seen, to count a request once however many keys
-// it has (see Add). Safe for concurrent use.
+// Memory is bounded: per version, one ring of LiveHours buckets (2.7 KiB)
+// per reader, with at most MaxLiveConsumers consumers of their own (later
+// ones are counted as OtherConsumers), so at most about 60 KiB per version
+// ever read; and a FIFO set of the last liveRequests (request, version)
+// pairs seen, to count a request once however many keys it has (see Add).
+// Safe for concurrent use.
 type Live struct {
 	mu      sync.Mutex
 	feats   map[string]*liveFeature
@@ -275,18 +276,25 @@ func (f *liveFeature) series(name string, r *liveReader, now time.Time, hours in
 	return s
 }
 
-// Follow reads the lookup-log topic from its start (what it retains) into
-// l and keeps following it until ctx ends; it returns nil then. A topic
-// that does not exist yet is followed once it does (metadata is refreshed
-// every 5 s). Undecodable records are skipped and logged (the first ten).
-// It uses no consumer group and commits nothing: every follower reads the
-// whole retained log at start.
-func (l *Live) Follow(ctx context.Context, brokers []string, topic string, log *zap.Logger) error {
+// Follow reads the lookup-log topic into l, from the first record
+// appended at or after from (zero: the topic's start, everything it
+// retains), and keeps following it until ctx ends; it returns nil then. A
+// topic that does not exist yet is followed once it does (metadata is
+// refreshed every 5 s). Undecodable records are skipped and logged (the
+// first ten). It uses no consumer group and commits nothing: every
+// follower replays the log from from at start, which costs one decode per
+// entry since then (pass now minus UnusedAfter to know last use over 30
+// days without replaying a longer retention).
+func (l *Live) Follow(ctx context.Context, brokers []string, topic string, from time.Time, log *zap.Logger) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	start := kgo.NewOffset().AtStart()
+	if !from.IsZero() {
+		start = kgo.NewOffset().AfterMilli(from.UnixMilli())
+	}
 	opts := append(kafka.BaseOpts(brokers, "featurepipe-usage-live", log),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start),
 		kgo.MetadataMaxAge(5*time.Second))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -116,7 +116,7 @@ func TestLiveFollow(t *testing.T) {
 	l := NewLive()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- l.Follow(ctx, k.Brokers, topic, nil) }()
+	go func() { done <- l.Follow(ctx, k.Brokers, topic, time.Time{}, nil) }()
 	produce("u2")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -131,5 +131,26 @@ func TestLiveFollow(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Follow: %v", err)
+	}
+	// A follower from a time skips what was appended before it.
+	time.Sleep(20 * time.Millisecond)
+	from := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	produce("u3")
+	later := NewLive()
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- later.Follow(ctx, k.Brokers, topic, from, nil) }()
+	deadline = time.Now().Add(30 * time.Second)
+	for later.Stats("a@1", at, 1) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Follow from a time counted nothing in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // anything older would have come first
+	cancel()
+	<-done
+	if st := later.Stats("a@1", at, 1); st.Total.Keys != 1 {
+		t.Errorf("Follow from a time counted %d keys, want 1 (u3 only)", st.Total.Keys)
 	}
 }
