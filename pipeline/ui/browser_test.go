@@ -148,8 +148,30 @@ func (b *browser) readmeShot(name string) {
 	}
 }
 
+// a11yProblems are the accessibility rules every page keeps: a language,
+// one h1, a label for every form control, an accessible name for every
+// picture (SVG with role img) and every link.
+const a11yProblems = `(() => {
+	const p = [];
+	if (!document.documentElement.lang) p.push("no lang on <html>");
+	if (document.querySelectorAll("h1").length !== 1) p.push(document.querySelectorAll("h1").length + " h1 elements");
+	document.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(el => {
+		if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label")) p.push("unlabelled " + el.outerHTML.slice(0, 80));
+	});
+	document.querySelectorAll("svg[role=img]").forEach(el => {
+		if (!el.querySelector("title") && !el.getAttribute("aria-label")) p.push("SVG without a title");
+	});
+	document.querySelectorAll("a[href]").forEach(a => {
+		if (!a.textContent.trim() && !a.querySelector("title")) p.push("link without text: " + a.getAttribute("href"));
+	});
+	return p;
+})()`
+
 func (b *browser) noConsoleErrors(page string) {
 	b.t.Helper()
+	for _, p := range eval[[]string](b, a11yProblems) {
+		b.t.Errorf("%s: accessibility: %s", page, p)
+	}
 	time.Sleep(200 * time.Millisecond) // let late events arrive
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -172,6 +194,11 @@ func TestBrowser(t *testing.T) {
 	if n := eval[int](b, `document.querySelectorAll("#results a.fname").length`); n != len(env.cfg.Features) {
 		t.Errorf("home page lists %d versions, want %d", n, len(env.cfg.Features))
 	}
+	b.do("tab to the next control", chromedp.KeyEvent("\t"))
+	if got := eval[string](b, `document.activeElement.name`); got != "owner" {
+		t.Errorf("Tab from the search box went to %q, want the owner filter", got)
+	}
+	b.do("focus the search box", chromedp.Focus("#q"))
 	b.readmeShot("search")
 	b.do("type a query", chromedp.SendKeys("#q", "txn_count"))
 	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.getElementById("results").dataset.query === "q=txn_count" &&
