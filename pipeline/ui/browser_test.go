@@ -150,7 +150,8 @@ func (b *browser) readmeShot(name string) {
 
 // a11yProblems are the accessibility rules every page keeps: a language,
 // one h1, a label for every form control, an accessible name for every
-// picture (SVG with role img) and every link.
+// picture (SVG with role img) and every link; and no sideways scrolling of
+// the page (wide tables and graphs scroll in their own box).
 const a11yProblems = `(() => {
 	const p = [];
 	if (!document.documentElement.lang) p.push("no lang on <html>");
@@ -164,6 +165,8 @@ const a11yProblems = `(() => {
 	document.querySelectorAll("a[href]").forEach(a => {
 		if (!a.textContent.trim() && !a.querySelector("title")) p.push("link without text: " + a.getAttribute("href"));
 	});
+	if (document.documentElement.scrollWidth > window.innerWidth + 1)
+		p.push("the page is " + document.documentElement.scrollWidth + "px wide in a " + window.innerWidth + "px window (scrolls sideways)");
 	return p;
 })()`
 
@@ -314,6 +317,11 @@ func TestBrowser(t *testing.T) {
 	}
 	b.shot("search-phone")
 	b.noConsoleErrors("search on a phone")
+	for _, path := range []string{"/ui/features/txn_count_7d@1", "/ui/sources/transactions", "/ui/console"} {
+		b.do("phone "+path, chromedp.Navigate(env.url+path), chromedp.WaitVisible("footer"))
+		b.shot("phone-" + strings.Split(strings.TrimPrefix(path, "/ui/"), "/")[0])
+		b.noConsoleErrors(path + " on a phone")
+	}
 }
 
 func contains(xs []string, x string) bool {
