@@ -207,6 +207,9 @@ func TestTokens(t *testing.T) {
 	if code, _, _ := get(t, u, "/ui/features/f001@1", "Cookie", "featurepipe_token=fpt_good"); code != 200 {
 		t.Errorf("with the cookie: %d, want 200", code)
 	}
+	if _, _, hdr := get(t, u, "/ui/login"); !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Errorf("login page CSP %q", hdr.Get("Content-Security-Policy"))
+	}
 	if code, _, _ := get(t, u, "/ui/static/app.js"); code != 200 {
 		t.Errorf("static files need no token: %d", code)
 	}
