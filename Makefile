@@ -24,7 +24,7 @@ test: lint
 
 ## test-ui: the web catalog (pipeline/ui) in headless Chromium, driven by chromedp against the whole
 ## pipeline on the embedded broker. Needs Debian's chromium package: fails (does not skip) without it.
-UI_TEST := $(GO) test -tags browser -count=1 -timeout 10m -run '^TestBrowser$$' ./pipeline/ui/
+UI_TEST := $(GO) test -tags browser -count=1 -timeout 10m -run '^TestBrowser' ./pipeline/ui/
 test-ui:
 	@command -v chromium >/dev/null || { echo "test-ui needs Chromium: apt-get install -y chromium"; exit 1; }
 	$(UI_TEST)

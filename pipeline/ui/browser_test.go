@@ -170,6 +170,29 @@ const a11yProblems = `(() => {
 	return p;
 })()`
 
+// expectConsole drops the console errors that contain text (expected
+// ones, e.g. the browser logging a 401 or 403 answer), failing the test
+// when there is none.
+func (b *browser) expectConsole(text string) {
+	b.t.Helper()
+	time.Sleep(200 * time.Millisecond)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var keep []string
+	found := false
+	for _, m := range b.console {
+		if strings.Contains(m, text) {
+			found = true
+			continue
+		}
+		keep = append(keep, m)
+	}
+	if !found {
+		b.t.Errorf("expected a console error with %q; got %v", text, b.console)
+	}
+	b.console = keep
+}
+
 func (b *browser) noConsoleErrors(page string) {
 	b.t.Helper()
 	for _, p := range eval[[]string](b, a11yProblems) {
@@ -185,7 +208,7 @@ func (b *browser) noConsoleErrors(page string) {
 }
 
 func TestBrowser(t *testing.T) {
-	env := startLive(t)
+	env := startLive(t, false)
 	b := newBrowser(t, env.url)
 	b.do("set the viewport", chromedp.EmulateViewport(1200, 860))
 
@@ -331,4 +354,41 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestBrowserTokens: with API tokens, the browser signs in with the form,
+// carries the token in its cookie, and the console's answers obey the
+// token's scopes.
+func TestBrowserTokens(t *testing.T) {
+	env := startLive(t, true)
+	b := newBrowser(t, env.url)
+	b.do("set the viewport", chromedp.EmulateViewport(1200, 860))
+	b.do("open a feature page without a token", chromedp.Navigate(env.url+"/ui/features/txn_count_7d@1"), chromedp.WaitVisible("#token"))
+	b.shot("login")
+	b.expectConsole("status of 401") // the browser logs the page's own 401
+	b.noConsoleErrors("login")
+	b.do("sign in", chromedp.SendKeys("#token", liveTokens["payments-only"]), chromedp.Submit("#token"), chromedp.WaitVisible("#lineage svg"))
+	if got := eval[string](b, `location.pathname`); got != "/ui/features/txn_count_7d@1" {
+		t.Errorf("after signing in the browser is on %q, want the page it asked for", got)
+	}
+	if got := eval[string](b, `document.cookie`); got != "" {
+		t.Errorf("the token cookie is readable by scripts: %q", got)
+	}
+	// payments-only may read txn_count_7d (tagged payments), not txn_amount_max_7d (fraud).
+	b.do("console within the scope", chromedp.Navigate(env.url+"/ui/console?entity=user&feature=txn_count_7d@1"),
+		chromedp.WaitVisible("#c-keys"), chromedp.SendKeys("#c-keys", "u004"), chromedp.Click("#c-run"), chromedp.WaitVisible("#c-table"))
+	if got := eval[string](b, `document.querySelector('#c-table td[data-feature="txn_count_7d@1"]').firstChild.textContent`); got != "6" {
+		t.Errorf("console with the token: txn_count_7d@1 of u004 = %q, want 6", got)
+	}
+	b.do("console outside the scope", chromedp.Navigate(env.url+"/ui/console?entity=user&feature=txn_amount_max_7d@1"),
+		chromedp.WaitVisible("#c-keys"), chromedp.SendKeys("#c-keys", "u004"), chromedp.Click("#c-run"), chromedp.WaitVisible("#c-error"))
+	if got := eval[string](b, `document.getElementById("c-error").textContent`); !strings.HasPrefix(got, "403 ") || !strings.Contains(got, "payments-only") {
+		t.Errorf("console outside the token's scope shows %q, want the API's 403 naming the consumer", got)
+	}
+	b.shot("console-forbidden")
+	b.expectConsole("status of 403") // the browser logs the API's 403
+	b.noConsoleErrors("console outside the scope")
+	b.do("sign out", chromedp.Navigate(env.url+"/ui/logout"), chromedp.WaitVisible("#token"))
+	b.do("the catalog asks again", chromedp.Navigate(env.url+"/ui/"), chromedp.WaitVisible("#token"))
+	b.expectConsole("status of 401")
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,26 @@ type liveEnv struct {
 	url  string
 	cfg  *config.File
 	live *usage.Live
+	// tokens, with API tokens on, maps each consumer to its token.
+	tokens map[string]string
+}
+
+// liveTokens are the API tokens of startLive(t, true): fraud-api,
+// batch-scorer and admin may read everything; payments-only reads user
+// features tagged payments only.
+var liveTokens = map[string]string{"fraud-api": "fpt_fraud-api", "batch-scorer": "fpt_batch-scorer", "admin": "fpt_admin", "payments-only": "fpt_payments-only"}
+
+func liveTokensFile() string {
+	var b strings.Builder
+	b.WriteString("tokens:\n")
+	for consumer, tok := range liveTokens {
+		scope := `["*"]`
+		if consumer == "payments-only" {
+			scope = "[payments]"
+		}
+		fmt.Fprintf(&b, "  - consumer: %s\n    sha256: %s\n    entities: [\"*\"]\n    tags: %s\n", consumer, lookup.HashToken(tok), scope)
+	}
+	return b.String()
 }
 
 // The usage the environment makes: fraud-api reads the fraud_scoring
@@ -44,7 +65,7 @@ const (
 	batchLookups = 3
 )
 
-func startLive(t *testing.T) *liveEnv {
+func startLive(t *testing.T, withTokens bool) *liveEnv {
 	t.Helper()
 	demo, err := schemas.Files.ReadFile("demo.yaml")
 	if err != nil {
@@ -76,13 +97,23 @@ func startLive(t *testing.T) *liveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: lst})
+	lo := lookup.Options{Brokers: k.Brokers, Config: cfg, Store: lst}
+	uo := Options{Config: cfg, Refresh: -1}
+	if withTokens {
+		ts, err := lookup.ParseTokens("tokens.yaml", []byte(liveTokensFile()), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo.Tokens, uo.Tokens = ts, ts
+	}
+	svc, err := lookup.New(lo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	live := usage.NewLive()
 	api := svc.Handler()
-	u, err := New(Options{Config: cfg, Registry: svc.Registry(), Usage: live, API: api, Refresh: -1})
+	uo.Registry, uo.Usage, uo.API = svc.Registry(), live, api
+	u, err := New(uo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +154,9 @@ func startLive(t *testing.T) *liveEnv {
 		t.Fatal(err)
 	}
 	env := &liveEnv{url: srv.URL, cfg: cfg, live: live}
+	if withTokens {
+		env.tokens = liveTokens
+	}
 	env.waitFor(t, "the lookup service to answer every event", func() bool {
 		var resp lookup.LookupResponse
 		// (not txn_count_7d, whose usage the test checks; u012's largest
@@ -187,7 +221,12 @@ func (e *liveEnv) post(t *testing.T, consumer string, body, out any) int {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/lookup", bytes.NewReader(b))
-	if consumer != "" {
+	switch {
+	case e.tokens != nil && consumer == "":
+		req.Header.Set("Authorization", "Bearer "+e.tokens["admin"])
+	case e.tokens != nil:
+		req.Header.Set("Authorization", "Bearer "+e.tokens[consumer])
+	case consumer != "":
 		req.Header.Set(lookup.ConsumerHeader, consumer)
 	}
 	resp, err := http.DefaultClient.Do(req)
