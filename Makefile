@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-kafka test-feast bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-feast bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -21,6 +21,18 @@ ALLOC_TESTS := Allocat|ViewMissCachesThePebbleBytes
 test: lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' $(PKGS)
+
+## test-ui: the web catalog (pipeline/ui) in headless Chromium, driven by chromedp against the whole
+## pipeline on the embedded broker. Needs Debian's chromium package: fails (does not skip) without it.
+UI_TEST := $(GO) test -tags browser -count=1 -timeout 10m -run '^TestBrowser' ./pipeline/ui/
+test-ui:
+	@command -v chromium >/dev/null || { echo "test-ui needs Chromium: apt-get install -y chromium"; exit 1; }
+	$(UI_TEST)
+
+## screenshots: regenerate the README's pictures of the web catalog (pipeline/ui/screenshots/*.png, each < 150 KB)
+screenshots:
+	@command -v chromium >/dev/null || { echo "screenshots needs Chromium: apt-get install -y chromium"; exit 1; }
+	UI_SCREENSHOTS=$(CURDIR)/pipeline/ui/screenshots $(UI_TEST)
 
 ## test-kafka: the end-to-end suite against a real Apache Kafka 4.x broker (needs Java 17 and Maven),
 ## then (after the suite's broker restart) the SASL_SSL tests over its second listener (SCRAM, test
@@ -53,6 +65,7 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags browser ./pipeline/ui/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

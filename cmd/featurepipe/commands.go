@@ -162,6 +162,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	tokensFile := fs.String("tokens", "", "tokens file (hashes, consumers and scopes; see featurepipe token): lookups then need a Bearer token (default: open to anyone, with a warning)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	withWebUI := fs.Bool("ui", true, "serve the web catalog at /ui/ (it obeys --tokens: a browser signs in with a token)")
 	flightAddr := fs.String("flight", "", "host:port for Feast's remote offline store (Arrow Flight): get_historical_features computed by the backfill engine; empty: off")
 	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
@@ -212,8 +213,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		a.add("flight", func(ctx context.Context) error { return fl.Serve(ctx, fln) })
 	}
 	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", *tlsCert != ""))
+	h := svc.Handler()
+	if *withWebUI {
+		if h, err = withUI(a, svc, brokers, cfg, tokens, log); err != nil {
+			return err
+		}
+	}
 	a.add("view", svc.Run)
-	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, h) })
 	return a.run(ctx)
 }
 

@@ -82,7 +82,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	var sent atomic.Int64
 	a.add("worker", w.Run)
 	a.add("lookup view", svc.Run)
-	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, svc.Handler()) })
+	h, err := withUI(a, svc, brokers, cfg, nil, log)
+	if err != nil {
+		return err
+	}
+	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, h) })
 	a.add("demo events", func(ctx context.Context) error {
 		d := produce.Demo{Users: *users, Rate: *rate, History: 35 * 24 * time.Hour}
 		err := d.Run(ctx, prod, cfg, func(n int) { sent.Store(int64(n)) })
@@ -103,6 +107,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		fmt.Fprintf(stdout, `
 featurepipe dev is running: embedded Kafka on %s, one worker, one lookup service, demo events.
 State in %s. Features are defined in schemas/demo.yaml.
+The web catalog: http://%s/ui/
 
   curl -s http://%s/v1/lookup -d '{"entity":"user","keys":["u0001","u0002"],"features":["txn_amount_avg_30d","txn_count_7d","login_count_lifetime"]}'
   curl -s http://%s/v1/lookup -d '{"entity":"user","keys":["u0001"],"feature_service":"fraud_scoring"}'
@@ -112,7 +117,7 @@ State in %s. Features are defined in schemas/demo.yaml.
 
 Produce your own events:  featurepipe produce --brokers %s --config schemas/demo.yaml --source transactions --input events.jsonl
 Ctrl-C to stop.
-`, b.Addr(), dir, addr, addr, addr, addr, b.Addr(), b.Addr())
+`, b.Addr(), dir, addr, addr, addr, addr, addr, b.Addr(), b.Addr())
 		log.Info("ready", zap.Int64("demo_events_sent", sent.Load()))
 		<-ctx.Done()
 		return nil

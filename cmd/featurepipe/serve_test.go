@@ -170,6 +170,40 @@ func TestServeTLSWithTokens(t *testing.T) {
 	if c, body := get("/v1/features/user/u1", strings.TrimSpace(string(tok))); c != 200 || !strings.Contains(body, `"results"`) {
 		t.Errorf("with the token: %d %s", c, body)
 	}
+	// The web catalog is served at /ui/ and obeys the tokens: a browser
+	// presents one once with ?token= and then carries it in a cookie.
+	if c, body := get("/ui/", ""); c != 401 || !strings.Contains(body, `action="/ui/login"`) {
+		t.Errorf("UI without a token: %d, want 401 and the sign-in form", c)
+	}
+	noFollow := &http.Client{Timeout: 10 * time.Second, Transport: client.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get("https://" + addr + "/ui/features/txn_count_7d@1?token=" + strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ck := resp.Header.Get("Set-Cookie")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/features/txn_count_7d@1" || !strings.Contains(ck, "Secure") {
+		t.Errorf("UI ?token=: %d to %q, cookie %q; want 303 to the address without it and a Secure cookie", resp.StatusCode, resp.Header.Get("Location"), ck)
+	}
+	uiGet := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, "https://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Cookie", "featurepipe_token="+strings.TrimSpace(string(tok)))
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if c, body := uiGet("GET", "/ui/features/txn_count_7d@1", ""); c != 200 || !strings.Contains(body, "number of events over the last 7 days") {
+		t.Errorf("UI feature page with the cookie: %d", c)
+	}
+	if c, body := uiGet("POST", "/ui/api/lookup", `{"entity":"user","keys":["u1"],"features":["txn_count_7d"]}`); c != 200 || !strings.Contains(body, `"results"`) {
+		t.Errorf("UI console lookup with the cookie: %d %s", c, body)
+	}
 	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/healthz"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {

@@ -305,6 +305,15 @@ func (ts *Tokens) authenticate(r *http.Request) (*Token, *apiError) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return nil, authError("invalid_token", `the Authorization header must be "Bearer <token>"`)
 	}
+	found := ts.find(tok)
+	if found == nil {
+		return nil, authError("invalid_token", "the token is not valid for this service")
+	}
+	return found, nil
+}
+
+// find returns the token whose hash is tok's, or nil.
+func (ts *Tokens) find(tok string) *Token {
 	sum := sha256.Sum256([]byte(tok))
 	var found *Token
 	for _, t := range ts.list { // every hash, no early exit: constant time
@@ -312,10 +321,20 @@ func (ts *Tokens) authenticate(r *http.Request) (*Token, *apiError) {
 			found = t
 		}
 	}
-	if found == nil {
-		return nil, authError("invalid_token", "the token is not valid for this service")
+	return found
+}
+
+// Consumer reports whether tok is one of the accepted tokens and whose it
+// is, comparing in constant time like the API does. A nil *Tokens accepts
+// none. The web UI (pipeline/ui) checks the token a browser presents with it.
+func (ts *Tokens) Consumer(tok string) (consumer string, ok bool) {
+	if ts == nil || tok == "" {
+		return "", false
 	}
-	return found, nil
+	if t := ts.find(tok); t != nil {
+		return t.Consumer, true
+	}
+	return "", false
 }
 
 // permit checks that t may read what a answers: its entity and every

@@ -225,6 +225,26 @@ func TestTokensFileErrors(t *testing.T) {
 	})
 }
 
+// TestTokensConsumer: the check the web UI makes of a browser's token.
+func TestTokensConsumer(t *testing.T) {
+	ts, err := ParseTokens("tokens.yaml", []byte(authTokensFile()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tok, consumer string
+		ok            bool
+	}{{tokUser, "fraud-model", true}, {tokMerchant, "merchant-scorer", true}, {"fpt_unknown", "", false}, {"", "", false}} {
+		if c, ok := ts.Consumer(tc.tok); c != tc.consumer || ok != tc.ok {
+			t.Errorf("Consumer(%q) = %q, %v; want %q, %v", tc.tok, c, ok, tc.consumer, tc.ok)
+		}
+	}
+	var none *Tokens
+	if _, ok := none.Consumer(tokUser); ok {
+		t.Error("a nil *Tokens accepted a token")
+	}
+}
+
 func TestNewTokenIsRandomAndHashes(t *testing.T) {
 	a, ha, err := NewToken()
 	if err != nil {

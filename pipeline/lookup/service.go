@@ -250,6 +250,11 @@ func (s *Service) Metrics() *metrics.Lookup { return s.m }
 // the registry view with the registry.
 func (s *Service) Ready() bool { return s.ready.Load() }
 
+// Registry returns the catalog view the replica follows (in Run): feature
+// versions, statuses, services, datasets and models. Read-only for callers;
+// the web UI reads it.
+func (s *Service) Registry() *registry.View { return s.reg }
+
 // Handler returns the HTTP API: lookups, Feast's get-online-features,
 // /healthz, /readyz and /metrics.
 func (s *Service) Handler() http.Handler { return s.routes() }

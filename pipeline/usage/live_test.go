@@ -1,0 +1,156 @@
+package usage
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+)
+
+func withRequest(es []*lookuplog.Entry, id string) []*lookuplog.Entry {
+	for _, e := range es {
+		e.Request = id
+	}
+	return es
+}
+
+func TestLiveCountsKeysAndRequestsPerHour(t *testing.T) {
+	l := NewLive()
+	add := func(es []*lookuplog.Entry) {
+		for _, e := range es {
+			l.Add(e)
+		}
+	}
+	three := []string{"u1", "u2", "u3"}
+	add(withRequest(request("fraud-api", "", 10*time.Minute, three, "a@1", "b@1"), "r1")) // this hour: 3 keys, 1 lookup
+	add(withRequest(request("fraud-api", "", 20*time.Minute, []string{"u4"}, "a@1"), "r2"))
+	add(request("", "", 3*time.Hour, []string{"u1", "u2"}, "a@1")) // no request id: one request; anonymous
+	add(request("batch", "", 9*Day, []string{"u9"}, "a@1"))        // older than the ring: last use and retained only
+
+	asOf := now.Add(-time.Minute) // the entries of the last 20 minutes fall in this clock hour
+	st := l.Stats("a@1", asOf, 24)
+	if st == nil {
+		t.Fatal("no stats for a@1")
+	}
+	if st.Total.Keys != 6 || st.Total.Lookups != 3 {
+		t.Errorf("24h total: %d keys, %d lookups; want 6 keys, 3 lookups", st.Total.Keys, st.Total.Lookups)
+	}
+	if got := st.Total.Hours[23]; got.Keys != 4 || got.Lookups != 2 || !got.Hour.Equal(asOf.Truncate(time.Hour)) {
+		t.Errorf("current hour: %+v; want 4 keys, 2 lookups at %v", got, asOf.Truncate(time.Hour))
+	}
+	if got := st.Total.Hours[21]; got.Keys != 2 || got.Lookups != 1 {
+		t.Errorf("3 hours ago: %+v; want 2 keys, 1 lookup", got)
+	}
+	if st.Total.KeysRetained != 7 {
+		t.Errorf("retained keys %d, want 7 (the 9-day-old key too)", st.Total.KeysRetained)
+	}
+	names := []string{}
+	for _, c := range st.Consumers {
+		names = append(names, fmt.Sprintf("%s:%d", c.Consumer, c.Keys))
+	}
+	if fmt.Sprint(names) != "[fraud-api:4 anonymous:2 batch:0]" {
+		t.Errorf("consumers %v; want [fraud-api:4 anonymous:2 batch:0] (most keys first)", names)
+	}
+	sum := l.Summaries(asOf)["b@1"]
+	if sum.Keys24h != 3 || sum.Lookups24h != 1 {
+		t.Errorf("b@1 summary %+v; want 3 keys, 1 lookup", sum)
+	}
+	if l.ConsumerKeys()["a@1"]["batch"] != 1 {
+		t.Errorf("consumer keys %v; want batch:1 for a@1", l.ConsumerKeys()["a@1"])
+	}
+	// A week later, the hour buckets have slid out of the window.
+	later := now.Add(8 * Day)
+	if st := l.Stats("a@1", later, LiveHours); st.Total.Keys != 0 {
+		t.Errorf("a week later: %d keys in the window, want 0", st.Total.Keys)
+	}
+	// A new entry in a reused slot clears what the slot held.
+	add(withRequest(request("fraud-api", "", -LiveHours*time.Hour+30*time.Minute, []string{"u1"}, "a@1"), "r3"))
+	if st := l.Stats("a@1", asOf.Add(LiveHours*time.Hour), 1); st.Total.Keys != 1 {
+		t.Errorf("reused slot: %d keys, want 1 (the old hour's 4 cleared)", st.Total.Keys)
+	}
+}
+
+func TestLiveBoundsConsumers(t *testing.T) {
+	l := NewLive()
+	for i := range MaxLiveConsumers + 5 {
+		l.Add(&lookuplog.Entry{Entity: "user", Key: "u", At: now.UnixMilli(), Consumer: fmt.Sprintf("c%02d", i),
+			Request: fmt.Sprint(i), Features: map[string]*float64{"a@1": nil}})
+	}
+	st := l.Stats("a@1", now, 1)
+	if len(st.Consumers) != MaxLiveConsumers+1 {
+		t.Fatalf("%d consumers tracked, want %d (+ %s)", len(st.Consumers), MaxLiveConsumers, OtherConsumers)
+	}
+	if st.Consumers[0].Consumer != OtherConsumers || st.Consumers[0].Keys != 5 {
+		t.Errorf("first consumer %s with %d keys; want %s with 5", st.Consumers[0].Consumer, st.Consumers[0].Keys, OtherConsumers)
+	}
+}
+
+func TestLiveFollow(t *testing.T) {
+	k := testkit.StartKafka(t)
+	cl, err := kgo.NewClient(kafka.BaseOpts(k.Brokers, "test", nil)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := "lookups-live"
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 2, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	produce := func(key string) {
+		e := &lookuplog.Entry{Entity: "user", Key: key, At: at.UnixMilli(), Consumer: "fraud-api", Request: key,
+			Features: map[string]*float64{"a@1": nil}}
+		b, _ := e.Encode()
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce("u1") // before Follow starts: read from the start
+	l := NewLive()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Follow(ctx, k.Brokers, topic, time.Time{}, nil) }()
+	produce("u2")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st := l.Stats("a@1", at, 1); st != nil && st.Total.Keys == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Follow did not count both entries in 30s: %+v", l.Stats("a@1", at, 1))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Follow: %v", err)
+	}
+	// A follower from a time skips what was appended before it.
+	time.Sleep(20 * time.Millisecond)
+	from := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	produce("u3")
+	later := NewLive()
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- later.Follow(ctx, k.Brokers, topic, from, nil) }()
+	deadline = time.Now().Add(30 * time.Second)
+	for later.Stats("a@1", at, 1) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Follow from a time counted nothing in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // anything older would have come first
+	cancel()
+	<-done
+	if st := later.Stats("a@1", at, 1); st.Total.Keys != 1 {
+		t.Errorf("Follow from a time counted %d keys, want 1 (u3 only)", st.Total.Keys)
+	}
+}
