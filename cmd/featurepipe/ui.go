@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/ui"
 	featureusage "github.com/featurepipe/featurepipe/pipeline/usage"
@@ -33,7 +34,7 @@ func withUI(a *app, svc *lookup.Service, brokers []string, cfg *config.File, tok
 	a.add("usage from the lookup log", func(ctx context.Context) error {
 		// From 30 days back: enough to tell unused versions, without
 		// replaying a longer retention at every start.
-		return live.Follow(ctx, brokers, cfg.Kafka.LookupLogTopic, time.Now().Add(-featureusage.UnusedAfter), log.Named("usage"))
+		return live.Follow(ctx, kafka.ConnOf(brokers, cfg), cfg.Kafka.LookupLogTopic, time.Now().Add(-featureusage.UnusedAfter), log.Named("usage"))
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", u)

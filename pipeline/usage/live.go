@@ -285,7 +285,7 @@ func (f *liveFeature) series(name string, r *liveReader, now time.Time, hours in
 // follower replays the log from from at start, which costs one decode per
 // entry since then (pass now minus UnusedAfter to know last use over 30
 // days without replaying a longer retention).
-func (l *Live) Follow(ctx context.Context, brokers []string, topic string, from time.Time, log *zap.Logger) error {
+func (l *Live) Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -293,10 +293,13 @@ func (l *Live) Follow(ctx context.Context, brokers []string, topic string, from 
 	if !from.IsZero() {
 		start = kgo.NewOffset().AfterMilli(from.UnixMilli())
 	}
-	opts := append(kafka.BaseOpts(brokers, "featurepipe-usage-live", log),
+	base, err := kafka.BaseOpts(conn, "featurepipe-usage-live", log)
+	if err != nil {
+		return fmt.Errorf("lookup log client: %w", err)
+	}
+	cl, err := kgo.NewClient(append(base,
 		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start),
-		kgo.MetadataMaxAge(5*time.Second))
-	cl, err := kgo.NewClient(opts...)
+		kgo.MetadataMaxAge(5*time.Second))...)
 	if err != nil {
 		return fmt.Errorf("lookup log client: %w", err)
 	}

@@ -94,7 +94,7 @@ func TestLiveBoundsConsumers(t *testing.T) {
 
 func TestLiveFollow(t *testing.T) {
 	k := testkit.StartKafka(t)
-	cl, err := kgo.NewClient(kafka.BaseOpts(k.Brokers, "test", nil)...)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: k.Brokers}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestLiveFollow(t *testing.T) {
 	l := NewLive()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- l.Follow(ctx, k.Brokers, topic, time.Time{}, nil) }()
+	go func() { done <- l.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, time.Time{}, nil) }()
 	produce("u2")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -139,7 +139,7 @@ func TestLiveFollow(t *testing.T) {
 	produce("u3")
 	later := NewLive()
 	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- later.Follow(ctx, k.Brokers, topic, from, nil) }()
+	go func() { done <- later.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, from, nil) }()
 	deadline = time.Now().Add(30 * time.Second)
 	for later.Stats("a@1", at, 1) == nil {
 		if time.Now().After(deadline) {
