@@ -75,7 +75,8 @@ type fieldSpec struct {
 	unionKey   string   // goavro's branch name for the non-null branch of a nullable union
 	symbols    []string // enum symbols, when Type is "enum"
 	hasDefault bool
-	defaultVal any // the schema's default, decoded as JSON with UseNumber
+	defaultVal any    // the schema's default, decoded as JSON with UseNumber
+	canonical  string // Parsing Canonical Form of the field's type (for Resolve)
 }
 
 // named is a named type (record, enum, fixed) defined inside a schema.
@@ -157,6 +158,10 @@ func Parse(text []byte) (*Schema, error) {
 		name, _ := fm["name"].(string)
 		f, spec := s.describeField(name, fm["type"], ns)
 		spec.defaultVal, spec.hasDefault = fm["default"]
+		var cb strings.Builder
+		if err := writeCanonical(&cb, fm["type"], ns); err == nil {
+			spec.canonical = cb.String()
+		}
 		s.index[name] = len(s.Fields)
 		s.Fields = append(s.Fields, f)
 		s.specs = append(s.specs, spec)
@@ -193,6 +198,9 @@ func (s *Schema) Field(name string) (Field, bool) {
 	}
 	return s.Fields[i], true
 }
+
+// canonicalField returns the Parsing Canonical Form of field i's type.
+func (s *Schema) canonicalField(i int) string { return s.specs[i].canonical }
 
 // describeField unwraps a nullable union and resolves the field's type.
 func (s *Schema) describeField(name string, t any, ns string) (Field, fieldSpec) {
