@@ -159,6 +159,17 @@ func NewDecoder(cfg *config.File, l Limits) *Decoder {
 	return d
 }
 
+// NewDecoderWith is NewDecoder with reg as the schema registry client
+// instead of one made from kafka.schema_registry (to share one client, or
+// to set its timeouts). A nil reg means NewDecoder's.
+func NewDecoderWith(cfg *config.File, l Limits, reg *schemaregistry.Client) *Decoder {
+	d := NewDecoder(cfg, l)
+	if reg != nil {
+		d.registry, d.registryErr = reg, nil
+	}
+	return d
+}
+
 // Registry returns the schema registry client, or nil when no source of
 // the feature file uses encoding confluent (or the client could not be
 // made: see RegistryErr).
