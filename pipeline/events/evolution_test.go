@@ -44,6 +44,10 @@ features:
 `
 
 func evolutionConfig(t *testing.T, encoding, writers, url string) *config.File {
+	return evolutionConfigTB(t, encoding, writers, url)
+}
+
+func evolutionConfigTB(t testing.TB, encoding, writers, url string) *config.File {
 	t.Helper()
 	dir := t.TempDir()
 	text := strings.NewReplacer("{{URL}}", url, "{{ENCODING}}", encoding, "{{WRITERS}}", writers).Replace(evolutionFeatures)
@@ -242,5 +246,62 @@ func TestUnreachableRegistryIsATemporaryRejection(t *testing.T) {
 	rej := dec.Decode(plans["payments"], []byte("u-1"), b, now, &ev)
 	if rej == nil || !rej.Temporary || rej.Reason != events.ReasonSchemaRegistry || !strings.Contains(rej.Detail, "schema registry unavailable") {
 		t.Fatalf("rejection = %+v, want a Temporary %s", rej, events.ReasonSchemaRegistry)
+	}
+}
+
+// BenchmarkDecodeEvolved decodes records of the reader schema itself, of an
+// older writer (one promoted field, one default) found by fingerprint, and
+// of the reader schema in Confluent's wire format (id cached after the
+// first record): the cost of resolution per record.
+func BenchmarkDecodeEvolved(b *testing.B) {
+	reg := registrytest.New()
+	url, stop := reg.Start()
+	defer stop()
+	for _, bc := range []struct {
+		name, encoding, writer string
+		rec                    map[string]any
+	}{
+		{"reader schema", "single-object", "v2.avsc", evolutionCases[0].rec},
+		{"older writer", "single-object", "v1.avsc", evolutionCases[1].rec},
+		{"confluent reader schema", "confluent", "v2.avsc", evolutionCases[0].rec},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			writers := ""
+			if bc.encoding == "single-object" {
+				writers = "    writer_schemas: [v1.avsc]"
+			}
+			cfg := evolutionConfigTB(b, bc.encoding, writers, url)
+			plans, err := events.Plans(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			dec := events.NewDecoder(cfg, events.Limits{})
+			s, err := schemas.Parse([]byte(evolution[bc.writer]))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var value []byte
+			if bc.encoding == "confluent" {
+				c, _ := schemaregistry.New(schemaregistry.Options{URL: url})
+				id, err := c.Register(context.Background(), "payments-value", s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				value, err = s.EncodeConfluent(nil, id, bc.rec)
+				if err != nil {
+					b.Fatal(err)
+				}
+			} else if value, err = s.Encode(nil, bc.rec); err != nil {
+				b.Fatal(err)
+			}
+			key := []byte("u-1")
+			var ev events.Event
+			b.ReportAllocs()
+			for b.Loop() {
+				if rej := dec.Decode(plans["payments"], key, value, now, &ev); rej != nil {
+					b.Fatal(rej)
+				}
+			}
+		})
 	}
 }
