@@ -8,18 +8,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/featurepipe/featurepipe/internal/schemaregistry"
 	"github.com/featurepipe/featurepipe/internal/schemaregistry/registrytest"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -282,4 +288,89 @@ func compareConfluent(t *testing.T, url string, keys []string, want func(string)
 		}
 	}
 	return ""
+}
+
+// TestRegistryOutageStopsTheWorkerWithoutDeadLetters: a record whose
+// writer schema cannot be fetched (the registry is down) is not bad input.
+// The worker must not dead-letter it nor commit past it: Run returns an
+// error naming the registry, and a worker started once the registry is
+// back applies every record exactly once.
+func TestRegistryOutageStopsTheWorkerWithoutDeadLetters(t *testing.T) {
+	reg := registrytest.New()
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, `{"error_code":50301,"message":"maintenance"}`, http.StatusServiceUnavailable)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	text := testkit.KafkaSection(2) + fmt.Sprintf("  schema_registry: {url: %q}\n", srv.URL) + confluentFeatures
+	k, cfg, cl := testkit.Setup(t, text, testkit.SetupOptions{})
+	enc, err := produce.NewEncoder(cfg, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	const n = 20
+	for i := 0; i < n; i++ {
+		rec, err := enc.Record(testkit.Event("transactions", fmt.Sprintf("u-%d", i%4), now-int64(n-i)*1000, float64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	down.Store(true)
+	dir := filepath.Join(t.TempDir(), "worker")
+	client, err := schemaregistry.New(schemaregistry.Options{URL: srv.URL, RetryFor: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := launchWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, SchemaRegistry: client}, dir)
+	select {
+	case err := <-r.done:
+		if err == nil || !strings.Contains(err.Error(), "schema registry unavailable") || !strings.Contains(err.Error(), "maintenance") {
+			t.Fatalf("worker stopped with %v, want the registry's unavailability", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the worker kept running while no record could be decoded")
+	}
+	r.stop()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, cfg.Kafka.DeadLetterTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset != 0 {
+			t.Errorf("dead-letter partition %d has %d records; a registry outage must dead-letter nothing", o.Partition, o.Offset)
+		}
+	})
+
+	down.Store(false)
+	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, dir)
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(t.TempDir(), "view"))
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var resp lookup.LookupResponse
+		total := 0.0
+		if postJSON(t, ls.url+"/v1/lookup", lookup.LookupRequest{Entity: "user", Keys: []string{"u-0", "u-1", "u-2", "u-3"}, Features: []string{"cf_count"}}, &resp) == http.StatusOK {
+			for _, kr := range resp.Results {
+				if v := kr.Features["cf_count"].Value; v != nil {
+					total += *v
+				}
+			}
+		}
+		if total == n {
+			break
+		}
+		if total > n || time.Now().After(deadline) {
+			t.Fatalf("after the outage the features count %v records, want exactly %d", total, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
