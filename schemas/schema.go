@@ -1,11 +1,17 @@
 // Package schemas owns featurepipe's Avro schemas and the encoding of events.
 //
-// Events travel on Kafka in Avro single-object encoding (Avro specification,
-// "Single-object encoding"): the two marker bytes C3 01, the 8-byte
-// little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing
-// Canonical Form, then the Avro binary body. A consumer resolves the writer
-// schema by that fingerprint among the schemas named by the feature file (a
-// Set); there is no schema registry server.
+// Events travel on Kafka in one of two encodings. Avro single-object
+// encoding (Avro specification, "Single-object encoding"): the two marker
+// bytes C3 01, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of
+// the writer schema's Parsing Canonical Form, then the Avro binary body; a
+// consumer resolves the writer schema by that fingerprint among the schemas
+// named by the feature file (a Set). Or Confluent's wire format (0x00, a
+// 4-byte schema id, the body: ConfluentID, EncodeConfluent), whose writer
+// schema a schema registry holds (package internal/schemaregistry fetches it).
+//
+// A record written with another schema than the one a consumer reads with is
+// read by Avro's schema resolution rules: Resolve, once per writer schema,
+// then Resolution.Apply per record.
 //
 // The fingerprint follows the specification's Parsing Canonical Form, which
 // goavro's Codec.Rabin does not for schemas with logical types (see
