@@ -14,7 +14,8 @@
 // and the parsed schema is kept for the life of the Client (a few KiB per
 // id; a topic sees a handful). An id the registry does not know (error code
 // 40403) is remembered for NotFoundTTL so that a run of records carrying it
-// does not become a run of requests.
+// does not become a run of requests (at most 10,000 such ids are kept past
+// their TTL).
 //
 // Errors: ErrNotFound for an unknown id or subject (permanent: dead-letter
 // the record), ErrUnavailable for a registry that could not be reached or
@@ -110,8 +111,24 @@ type Client struct {
 	o    Options
 	base *url.URL
 
-	mu  sync.Mutex
-	ids map[uint32]*entry
+	mu       sync.Mutex
+	ids      map[uint32]*entry
+	notFound int // entries of unknown ids in ids, expired or not
+}
+
+// maxNotFound bounds the remembered unknown ids: past it, expired ones are
+// dropped, so a stream of garbage ids cannot grow the cache for ever.
+const maxNotFound = 10_000
+
+// sweepLocked drops expired not-found entries. c.mu must be held.
+func (c *Client) sweepLocked() {
+	now := time.Now()
+	for id, e := range c.ids {
+		if !e.expires.IsZero() && now.After(e.expires) {
+			delete(c.ids, id)
+			c.notFound--
+		}
+	}
 }
 
 // entry is one id's fetch: done is closed once s or err is set.
@@ -175,7 +192,9 @@ func (c *Client) SchemaByID(ctx context.Context, id uint32) (*schemas.Schema, er
 		c.mu.Lock()
 		e := c.ids[id]
 		if e != nil && !e.expires.IsZero() && time.Now().After(e.expires) {
-			e = nil // a remembered not-found has expired
+			delete(c.ids, id) // a remembered not-found has expired
+			c.notFound--
+			e = nil
 		}
 		owner := e == nil
 		if owner {
@@ -190,6 +209,10 @@ func (c *Client) SchemaByID(ctx context.Context, id uint32) (*schemas.Schema, er
 			case e.err == nil:
 			case errors.Is(e.err, ErrNotFound):
 				e.expires = time.Now().Add(c.o.NotFoundTTL)
+				c.notFound++
+				if c.notFound > maxNotFound {
+					c.sweepLocked()
+				}
 			default:
 				delete(c.ids, id) // transient or caller's ctx: let the next call retry
 			}
@@ -256,6 +279,9 @@ func (c *Client) Register(ctx context.Context, subject string, s *schemas.Schema
 	id := uint32(*resp.ID)
 	c.mu.Lock()
 	if e := c.ids[id]; e == nil || !e.expires.IsZero() {
+		if e != nil {
+			c.notFound-- // an id unknown before, registered now
+		}
 		e = &entry{done: make(chan struct{}), s: s}
 		close(e.done)
 		c.ids[id] = e
