@@ -293,8 +293,8 @@ func compareConfluent(t *testing.T, url string, keys []string, want func(string)
 // TestRegistryOutageStopsTheWorkerWithoutDeadLetters: a record whose
 // writer schema cannot be fetched (the registry is down) is not bad input.
 // The worker must not dead-letter it nor commit past it: Run returns an
-// error naming the registry, and a worker started once the registry is
-// back applies every record exactly once.
+// error naming the registry (a backfill fails likewise), and a worker
+// started once the registry is back applies every record exactly once.
 func TestRegistryOutageStopsTheWorkerWithoutDeadLetters(t *testing.T) {
 	reg := registrytest.New()
 	var down atomic.Bool
@@ -350,6 +350,13 @@ func TestRegistryOutageStopsTheWorkerWithoutDeadLetters(t *testing.T) {
 			t.Errorf("dead-letter partition %d has %d records; a registry outage must dead-letter nothing", o.Partition, o.Offset)
 		}
 	})
+
+	// A backfill meanwhile fails rather than skip the records as invalid.
+	_, err = backfill.Compute(ctx, backfill.Options{Brokers: k.Brokers, Config: cfg, Features: []string{"cf_count"}, SchemaRegistry: client},
+		[]backfill.Point{{Key: "u-0", T: now + 60_000}})
+	if err == nil || !strings.Contains(err.Error(), "schema registry unavailable") {
+		t.Fatalf("backfill during the outage: %v, want the registry's unavailability", err)
+	}
 
 	down.Store(false)
 	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, dir)
