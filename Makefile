@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-ui screenshots test-kafka test-feast bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-feast test-registry bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -60,6 +60,19 @@ test-feast:
 	  grep -E '^(---|ok|FAIL|panic)|feast_check|feast_sdk_test' .cache/test-feast-$$v.out || true; \
 	  grep -q -- '--- PASS: TestFeastSDK' .cache/test-feast-$$v.out || { echo "TestFeastSDK did not pass with Feast $$v (see .cache/test-feast-$$v.out)"; exit 1; }; \
 	done
+
+## test-registry: confluent-kafka from PyPI (librdkafka + AvroSerializer) produces through a schema registry that
+## speaks Confluent's REST API; a worker, lookups and a backfill read it. Its venv is cached under .cache/. A skip fails.
+CONFLUENT_KAFKA ?= 2.16.1
+test-registry:
+	@set -e; venv=.cache/confluent-kafka-$(CONFLUENT_KAFKA); \
+	if ! $$venv/bin/python -c 'import confluent_kafka.schema_registry.avro' 2>/dev/null; then \
+	  echo "creating $$venv (pip install confluent-kafka[avro,schemaregistry]==$(CONFLUENT_KAFKA))"; rm -rf $$venv; \
+	  $(PYTHON) -m venv $$venv; $$venv/bin/pip install -q "confluent-kafka[avro,schemaregistry]==$(CONFLUENT_KAFKA)"; \
+	fi; \
+	CONFLUENT_PYTHON=$$PWD/$$venv/bin/python $(GO) test -count=1 -v -run '^TestConfluentProducerThroughSchemaRegistry$$' -timeout 10m ./pipeline/e2e/ > .cache/test-registry.out 2>&1 || true; \
+	grep -E '^(---|ok|FAIL|panic)|confluent_test' .cache/test-registry.out || true; \
+	grep -q -- '--- PASS: TestConfluentProducerThroughSchemaRegistry' .cache/test-registry.out || { echo "TestConfluentProducerThroughSchemaRegistry did not pass (see .cache/test-registry.out)"; exit 1; }
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

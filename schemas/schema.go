@@ -1,11 +1,17 @@
 // Package schemas owns featurepipe's Avro schemas and the encoding of events.
 //
-// Events travel on Kafka in Avro single-object encoding (Avro specification,
-// "Single-object encoding"): the two marker bytes C3 01, the 8-byte
-// little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing
-// Canonical Form, then the Avro binary body. A consumer resolves the writer
-// schema by that fingerprint among the schemas named by the feature file (a
-// Set); there is no schema registry server.
+// Events travel on Kafka in one of two encodings. Avro single-object
+// encoding (Avro specification, "Single-object encoding"): the two marker
+// bytes C3 01, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of
+// the writer schema's Parsing Canonical Form, then the Avro binary body; a
+// consumer resolves the writer schema by that fingerprint among the schemas
+// named by the feature file (a Set). Or Confluent's wire format (0x00, a
+// 4-byte schema id, the body: ConfluentID, EncodeConfluent), whose writer
+// schema a schema registry holds (package internal/schemaregistry fetches it).
+//
+// A record written with another schema than the one a consumer reads with is
+// read by Avro's schema resolution rules: Resolve, once per writer schema,
+// then Resolution.Apply per record.
 //
 // The fingerprint follows the specification's Parsing Canonical Form, which
 // goavro's Codec.Rabin does not for schemas with logical types (see
@@ -75,7 +81,8 @@ type fieldSpec struct {
 	unionKey   string   // goavro's branch name for the non-null branch of a nullable union
 	symbols    []string // enum symbols, when Type is "enum"
 	hasDefault bool
-	defaultVal any // the schema's default, decoded as JSON with UseNumber
+	defaultVal any    // the schema's default, decoded as JSON with UseNumber
+	canonical  string // Parsing Canonical Form of the field's type (for Resolve)
 }
 
 // named is a named type (record, enum, fixed) defined inside a schema.
@@ -157,6 +164,10 @@ func Parse(text []byte) (*Schema, error) {
 		name, _ := fm["name"].(string)
 		f, spec := s.describeField(name, fm["type"], ns)
 		spec.defaultVal, spec.hasDefault = fm["default"]
+		var cb strings.Builder
+		if err := writeCanonical(&cb, fm["type"], ns); err == nil {
+			spec.canonical = cb.String()
+		}
 		s.index[name] = len(s.Fields)
 		s.Fields = append(s.Fields, f)
 		s.specs = append(s.specs, spec)
@@ -193,6 +204,9 @@ func (s *Schema) Field(name string) (Field, bool) {
 	}
 	return s.Fields[i], true
 }
+
+// canonicalField returns the Parsing Canonical Form of field i's type.
+func (s *Schema) canonicalField(i int) string { return s.specs[i].canonical }
 
 // describeField unwraps a nullable union and resolves the field's type.
 func (s *Schema) describeField(name string, t any, ns string) (Field, fieldSpec) {

@@ -165,22 +165,33 @@ func (r *Set) Decode(b []byte) (s *Schema, rec map[string]any, err error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("%w 0x%016x (set holds %d schemas)", ErrUnknownSchema, fp, r.Len())
 	}
-	name := s.Name
-	defer func() {
-		if p := recover(); p != nil {
-			s, rec, err = nil, nil, fmt.Errorf("%w: %s: decoder panic: %v", ErrMalformed, name, p)
-		}
-	}()
-	native, rest, err := s.Codec.NativeFromBinary(b[soeHeaderLen:])
+	rec, err = s.DecodeBinary(b[soeHeaderLen:])
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %v", ErrMalformed, s.Name, err)
-	}
-	if len(rest) != 0 {
-		return nil, nil, fmt.Errorf("%w: %s: %d trailing bytes after the record", ErrMalformed, s.Name, len(rest))
-	}
-	rec, ok = native.(map[string]any)
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: %s: decoded %T, want a record", ErrMalformed, s.Name, native)
+		return nil, nil, err
 	}
 	return s, rec, nil
+}
+
+// DecodeBinary decodes the Avro binary body b (no header) of one record
+// written with s. Errors wrap ErrMalformed: b does not decode, or has bytes
+// left after the record. As for Set.Decode, values of Avro type bytes alias b
+// and a decoder panic on hostile input is recovered as ErrMalformed.
+func (s *Schema) DecodeBinary(b []byte) (rec map[string]any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			rec, err = nil, fmt.Errorf("%w: %s: decoder panic: %v", ErrMalformed, s.Name, p)
+		}
+	}()
+	native, rest, err := s.Codec.NativeFromBinary(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, s.Name, err)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %s: %d trailing bytes after the record", ErrMalformed, s.Name, len(rest))
+	}
+	rec, ok := native.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: decoded %T, want a record", ErrMalformed, s.Name, native)
+	}
+	return rec, nil
 }

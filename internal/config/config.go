@@ -74,7 +74,39 @@ type Kafka struct {
 	// Security is TLS and SASL for every Kafka client (kafka.security; see
 	// Security). Default: plaintext, no authentication.
 	Security Security
+	// SchemaRegistry is the Confluent-compatible schema registry that
+	// sources with encoding confluent resolve writer schema ids in. Zero
+	// (URL "") when the file has no kafka.schema_registry; required when a
+	// source says encoding: confluent.
+	SchemaRegistry SchemaRegistry
 }
+
+// SchemaRegistry locates a Confluent-compatible schema registry
+// (kafka.schema_registry). The password is never in the feature file: it
+// is read from the environment variable PasswordEnv when a client starts.
+type SchemaRegistry struct {
+	// URL is the registry's base URL (http or https), e.g.
+	// http://localhost:8081, or http://localhost:8080/apis/ccompat/v7 for
+	// Apicurio Registry's Confluent-compatible API.
+	URL string
+	// Username enables HTTP basic authentication; "" sends none.
+	Username string
+	// PasswordEnv names the environment variable holding the password; set
+	// exactly when Username is.
+	PasswordEnv string
+	Line        int
+}
+
+// Encodings of a source's record values (Source.Encoding).
+const (
+	// EncodingSingleObject is Avro single-object encoding (C3 01, the
+	// writer schema's 8-byte fingerprint, the body): the default. Writer
+	// schemas are the source's schema and its writer_schemas.
+	EncodingSingleObject = "single-object"
+	// EncodingConfluent is Confluent's wire format (0x00, a 4-byte schema
+	// id, the body); writer schemas come from kafka.schema_registry.
+	EncodingConfluent = "confluent"
+)
 
 // Entity is what features are keyed by (a user, a merchant, ...).
 type Entity struct {
@@ -90,7 +122,16 @@ type Source struct {
 	SchemaPath string // as written in the file, relative to the feature file
 	EventTime  string // event field holding the event time (Avro long/int, ms)
 	Line       int
-	Schema     *schemas.Schema // loaded
+	Schema     *schemas.Schema // loaded; the reader schema features are checked against
+	// Encoding is EncodingSingleObject (the default) or EncodingConfluent.
+	Encoding string
+	// WriterSchemaPaths are the source's writer_schemas as written: other
+	// schemas (older or newer versions of Schema) that single-object
+	// records on the topic may be written with; found by fingerprint and
+	// read as Schema by Avro's resolution rules. Only for single-object.
+	WriterSchemaPaths []string
+	// WriterSchemas are WriterSchemaPaths loaded, in the same order.
+	WriterSchemas []*schemas.Schema
 	// Entity is the entity of the features this source feeds, nil if no
 	// feature uses the source. It is unique: the Kafka key of a source's
 	// records is its entity's key, so one source feeds one entity.

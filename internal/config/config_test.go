@@ -73,7 +73,7 @@ func TestLoadDemo(t *testing.T) {
 	if len(f.Features) != 8 {
 		t.Fatalf("got %d features, want 8", len(f.Features))
 	}
-	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor, Security{}}
+	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want defaults %+v", f.Kafka, want)
 	}
@@ -795,7 +795,7 @@ func TestValidOptionalSettings(t *testing.T) {
 		t.Fatalf("no %q in the file", s)
 		return 0
 	}
-	want := Kafka{"fp.features", "fp.dlq", "fp.lookups", DefaultRegistryTopic, "fp-workers", 12, 3, Security{}}
+	want := Kafka{FeatureLogTopic: "fp.features", DeadLetterTopic: "fp.dlq", LookupLogTopic: "fp.lookups", RegistryTopic: DefaultRegistryTopic, Group: "fp-workers", Partitions: 12, ReplicationFactor: 3}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want %+v", f.Kafka, want)
 	}

@@ -19,9 +19,9 @@ import (
 // Allowed keys of each block, in the order the documentation lists them.
 var (
 	fileKeys    = []string{"kafka", "entities", "sources", "features", "services"}
-	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security"}
+	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry"}
 	entityKeys  = []string{"name", "key"}
-	sourceKeys  = []string{"name", "topic", "schema", "event_time"}
+	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas"}
 	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
@@ -330,8 +330,18 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			Topic:      d.str(m, "topic", true, "the Kafka topic the events are read from"),
 			SchemaPath: d.str(m, "schema", true, "path of the events' Avro schema (.avsc), relative to this file"),
 			EventTime:  d.str(m, "event_time", true, "the event field holding the event time (Avro long, milliseconds)"),
+			Encoding:   d.str(m, "encoding", false, "how record values are encoded: single-object or confluent"),
 			Line:       m.line,
 		}})
+		s := d.sources[len(d.sources)-1].s
+		for j, n := range d.list(m, "writer_schemas", "schema paths (.avsc)") {
+			n = deref(n)
+			if n.Kind != yaml.ScalarNode || strings.TrimSpace(n.Value) == "" {
+				d.addf(n.Line, fmt.Sprintf("%s[%d]", m.field("writer_schemas"), j), "expected the path of an Avro schema (.avsc); got %s", describe(n))
+				continue
+			}
+			s.WriterSchemaPaths = append(s.WriterSchemaPaths, n.Value)
+		}
 	}
 	featuresNode := top.get("features")
 	features := d.list(top, "features", "features")

@@ -25,7 +25,7 @@ var (
 	securityKeys = []string{"tls", "sasl"}
 	tlsKeys      = []string{"ca_file", "cert_file", "key_file", "server_name"}
 	saslKeys     = []string{"mechanism", "username", "password_env", "password_file", "token_file"}
-	envName      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envName      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) // a portable environment variable name
 )
 
 // Security is how every Kafka client featurepipe creates connects: the

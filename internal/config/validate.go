@@ -33,6 +33,7 @@ type schemaLoader func(rel string) (resolved string, s *schemas.Schema, err erro
 func (d *decoder) build(path string, load schemaLoader) *File {
 	f := &File{Path: path}
 	own := d.buildKafka(&f.Kafka)
+	d.buildSchemaRegistry(&f.Kafka)
 	ents := d.buildEntities(f)
 	srcs := d.buildSources(f, own, load)
 	d.buildFeatures(f, ents, srcs)
@@ -181,6 +182,15 @@ func (d *decoder) buildSources(f *File, own map[string]string, load schemaLoader
 				byTopic[s.Topic] = s
 			}
 		}
+		loadCached := func(p string) (string, *schemas.Schema, error) {
+			l, ok := cache[p]
+			if !ok {
+				l.resolved, l.s, l.err = load(p)
+				cache[p] = l
+			}
+			return l.resolved, l.s, l.err
+		}
+		d.buildEncoding(f, it, loadCached)
 		if s.SchemaPath == "" {
 			continue
 		}

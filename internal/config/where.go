@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,10 @@ import (
 type Filter struct {
 	// Expr is the expression as written (surrounding space trimmed).
 	Expr string
-	prg  cel.Program
+	// Fields are the schema fields the expression reads, sorted: what a
+	// record's writer schema must provide for the filter to be evaluated.
+	Fields []string
+	prg    cel.Program
 }
 
 // FilterInput is the activation a Filter reads a record's fields from: a
@@ -130,7 +134,14 @@ func (envs filterEnvs) compileWhere(s *schemas.Schema, expr string) (*Filter, er
 	if err != nil {
 		return nil, fmt.Errorf("cannot compile %q: %v", expr, err)
 	}
-	return &Filter{Expr: expr, prg: prg}, nil
+	var fields []string
+	for _, ref := range ast.NativeRep().ReferenceMap() {
+		if _, ok := s.Field(ref.Name); ok && len(ref.OverloadIDs) == 0 && !slices.Contains(fields, ref.Name) {
+			fields = append(fields, ref.Name)
+		}
+	}
+	slices.Sort(fields)
+	return &Filter{Expr: expr, Fields: fields, prg: prg}, nil
 }
 
 // unsupportedField explains an undeclared reference to a field the schema

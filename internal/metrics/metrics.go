@@ -57,7 +57,7 @@ func NewWorker(r prometheus.Registerer) *Worker {
 		TilesPublished: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "feature_log_records_total",
 			Help: "Tile upserts and tombstones produced to the feature log."}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "worker_errors_total",
-			Help: "Errors by stage (commit, publish, dead_letter, fetch, snapshot)."}, []string{"stage"}),
+			Help: "Errors by stage (commit, publish, dead_letter, fetch, snapshot, schema_registry)."}, []string{"stage"}),
 		Assigned: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "assigned_partitions",
 			Help: "Source partitions this worker owns."}),
 		OffCanonical: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "records_off_canonical_partition_total",

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/schemaregistry"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
@@ -101,6 +102,11 @@ type Options struct {
 	// for training to see exactly the events serving saw. Default: the
 	// events package defaults (MaxFuture 24h).
 	Limits events.Limits
+	// SchemaRegistry resolves the writer schema ids of sources with
+	// encoding confluent. Default: a client made from the feature file's
+	// kafka.schema_registry. A record whose schema cannot be fetched fails
+	// the backfill (it is not skipped as invalid: the result would be wrong).
+	SchemaRegistry *schemaregistry.Client
 	// Snapshots, when set, is the workers' snapshot store (--snapshots DIR):
 	// each source partition then starts from the state of the newest
 	// snapshot usable for the spine (SnapshotUsable: all its events before

@@ -174,7 +174,7 @@ func (o *Options) evaluate(ctx context.Context, cols []column, rowKeys []string,
 			}
 		}
 		prog := newProgress(o.Progress, total, o.Now())
-		err = replay(ctx, copts, srcs, events.NewDecoder(cfg, o.Limits), keep, prog.add, st)
+		err = replay(ctx, copts, srcs, events.NewDecoderWith(cfg, o.Limits, o.SchemaRegistry), keep, prog.add, st)
 		prog.finish()
 		if err != nil {
 			return nil, err

@@ -181,6 +181,8 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 	defer cl.Close()
 
 	var wg sync.WaitGroup
+	var tempMu sync.Mutex
+	var tempErr error // the first record the schema registry could not resolve
 	for _, j := range all {
 		wg.Add(1)
 		go func() {
@@ -193,6 +195,14 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 				for _, rec := range batch {
 					arrival := rec.Timestamp.UnixMilli()
 					if rej := dec.Decode(plan, rec.Key, rec.Value, arrival, &ev); rej != nil {
+						if rej.Temporary { // not a bad record: the backfill cannot be exact
+							tempMu.Lock()
+							if tempErr == nil {
+								tempErr = fmt.Errorf("%s/%d offset %d: %w", rec.Topic, rec.Partition, rec.Offset, rej)
+							}
+							tempMu.Unlock()
+							continue
+						}
 						st.reject(rej.Reason)
 						continue
 					}
@@ -234,6 +244,9 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 	}
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
+	}
+	if tempErr != nil {
+		return fmt.Errorf("replay: %w", tempErr)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 
 // Writer schemas a misbehaving producer might use: the feature file names
 // them (as sources feeding no feature) so their records decode, and then
-// fail validation on the transactions source.
+// cannot be read as the transactions source's schema (Avro resolution).
 const (
 	nullableAmount = `{"type":"record","name":"Transaction","namespace":"featurepipe.legacy","fields":[
  {"name":"user_id","type":"string"},{"name":"amount","type":["null","double"]},{"name":"ts","type":"long"}]}`
@@ -88,14 +88,14 @@ func TestBadInputGoesToTheDeadLetterTopic(t *testing.T) {
 			le.LittleEndian.PutUint64(b[2:10], uint64(i)+12345)
 			return &kgo.Record{Key: []byte("user-001"), Value: b}
 		}},
-		{events.ReasonInvalidField, func(i int) *kgo.Record { // amount missing (null)
+		{events.ReasonIncompatibleSchema, func(i int) *kgo.Record { // amount null in a writer schema that allows it; the reader's does not
 			b, err := legacy.Schema.Encode(nil, map[string]any{"user_id": "user-002", "amount": nil, "ts": now - 1000})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return &kgo.Record{Key: []byte("user-002"), Value: b}
 		}},
-		{events.ReasonInvalidField, func(i int) *kgo.Record { // amount wrongly typed
+		{events.ReasonIncompatibleSchema, func(i int) *kgo.Record { // amount a string in its writer schema: does not promote to double
 			b, err := strs.Schema.Encode(nil, map[string]any{"user_id": "user-003", "amount": "12.5", "ts": now - 1000})
 			if err != nil {
 				t.Fatal(err)

@@ -4,28 +4,38 @@
 package events
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/schemaregistry"
 	"github.com/featurepipe/featurepipe/schemas"
 )
 
 // Reason codes of rejected records: the featurepipe.reason header of a dead
 // letter and the "reason" metric label. Stable: alerts and dashboards use them.
 const (
-	ReasonNotAvro       = "not_avro"         // no single-object marker, or too short
-	ReasonUnknownSchema = "unknown_schema"   // fingerprint of no schema the feature file names
-	ReasonMalformed     = "malformed"        // Avro body truncated or garbage
-	ReasonInvalidField  = "invalid_field"    // a needed field is missing, null or wrongly typed
-	ReasonNonFinite     = "non_finite_value" // NaN or ±Inf
-	ReasonEmptyKey      = "empty_key"        // entity key is ""
-	ReasonKeyTooLarge   = "key_too_large"    // entity key longer than MaxKeyBytes
-	ReasonKeyMismatch   = "key_mismatch"     // Kafka record key differs from the event's entity key
-	ReasonTooOld        = "timestamp_before_1970"
-	ReasonFuture        = "timestamp_in_future" // later than now + MaxFuture
+	ReasonNotAvro       = "not_avro"       // no single-object marker (or Confluent magic byte), or too short
+	ReasonUnknownSchema = "unknown_schema" // fingerprint of no schema the feature file names, or a schema id the registry does not know
+	ReasonMalformed     = "malformed"      // Avro body truncated or garbage
+	// ReasonIncompatibleSchema: the record's writer schema cannot be read
+	// as the source's schema by Avro's resolution rules for a field the
+	// features read (missing without a reader default, a type that does not
+	// promote, another record name), or a field the writer allows to be
+	// null is null where the source's schema does not.
+	ReasonIncompatibleSchema = "incompatible_schema"
+	ReasonInvalidField       = "invalid_field"    // a needed field is missing, null or wrongly typed
+	ReasonNonFinite          = "non_finite_value" // NaN or ±Inf
+	ReasonEmptyKey           = "empty_key"        // entity key is ""
+	ReasonKeyTooLarge        = "key_too_large"    // entity key longer than MaxKeyBytes
+	ReasonKeyMismatch        = "key_mismatch"     // Kafka record key differs from the event's entity key
+	ReasonTooOld             = "timestamp_before_1970"
+	ReasonFuture             = "timestamp_in_future" // later than now + MaxFuture
 	// ReasonFilterError: a feature's where could not be evaluated on the
 	// record (e.g. int() of an out-of-range double). The whole record is
 	// rejected, for all the features of its source: a record counts for
@@ -35,14 +45,25 @@ const (
 
 // Reasons lists every reason code.
 func Reasons() []string {
-	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonInvalidField, ReasonNonFinite,
+	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonIncompatibleSchema, ReasonInvalidField, ReasonNonFinite,
 		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError}
 }
+
+// ReasonSchemaRegistry is the Reason of a Temporary rejection: the schema
+// registry could not be asked (unreachable past its retry budget, or it
+// refused the credentials). It is not a dead-letter reason.
+const ReasonSchemaRegistry = "schema_registry_error"
 
 // Rejection is why a record cannot be applied.
 type Rejection struct {
 	Reason string // one of the Reason* codes
 	Detail string // human-readable, names the field and the problem
+	// Temporary means the record itself may be fine: its writer schema
+	// could not be fetched from the schema registry (Reason
+	// ReasonSchemaRegistry). Callers must not dead-letter it: a worker
+	// stops (nothing of the batch is committed; a restart resumes at the
+	// record), a backfill fails, produce reports the error.
+	Temporary bool
 }
 
 func (r *Rejection) Error() string { return r.Reason + ": " + r.Detail }
@@ -82,13 +103,39 @@ type Limits struct {
 
 // Decoder decodes the records of the sources of one feature file. Safe for
 // concurrent use.
+//
+// Writer schemas: a single-object record's writer is found by fingerprint
+// among every source's schema and writer_schemas; a Confluent record's by
+// its schema id in the schema registry (kafka.schema_registry), fetched once
+// per id and kept. A record whose writer is not the source's schema is read
+// as the source's schema by Avro's resolution rules for the fields its plan
+// reads (Plan.Reads); the resolution is worked out once per (plan, writer
+// schema) and cached, so a record costs one map look-up more than a record
+// written with the source's schema (which costs nothing more).
 type Decoder struct {
 	schemas     *schemas.Set
+	registry    *schemaregistry.Client // nil when no source is confluent
+	registryErr error                  // why registry is nil although a source is confluent
+	byID        sync.Map               // uint32 -> *schemas.Schema: the registry's schemas, read without a lock
+	resolutions sync.Map               // resolutionKey -> *resolution
 	maxFutureMS int64
 	maxKeyBytes int
 }
 
-// NewDecoder knows every schema cfg names.
+type resolutionKey struct {
+	plan   *Plan
+	writer *schemas.Schema
+}
+
+type resolution struct {
+	r   *schemas.Resolution
+	err error
+}
+
+// NewDecoder knows every schema cfg names. When a source uses encoding
+// confluent it makes a schema registry client from kafka.schema_registry,
+// reading the password from the environment variable password_env names
+// (an unset variable sends an empty password; the registry's 401 says so).
 func NewDecoder(cfg *config.File, l Limits) *Decoder {
 	if l.MaxFuture <= 0 {
 		l.MaxFuture = DefaultMaxFuture
@@ -96,24 +143,121 @@ func NewDecoder(cfg *config.File, l Limits) *Decoder {
 	if l.MaxKeyBytes <= 0 {
 		l.MaxKeyBytes = DefaultMaxKeyBytes
 	}
-	reg := schemas.NewSet()
+	d := &Decoder{schemas: schemas.NewSet(cfg.WriterSchemas()...), maxFutureMS: l.MaxFuture.Milliseconds(), maxKeyBytes: l.MaxKeyBytes}
 	for _, s := range cfg.Sources {
-		reg.Add(s.Schema)
+		if s.Encoding != config.EncodingConfluent {
+			continue
+		}
+		r := cfg.Kafka.SchemaRegistry
+		o := schemaregistry.Options{URL: r.URL, Username: r.Username}
+		if r.PasswordEnv != "" {
+			o.Password = os.Getenv(r.PasswordEnv)
+		}
+		d.registry, d.registryErr = schemaregistry.New(o)
+		break
 	}
-	return &Decoder{schemas: reg, maxFutureMS: l.MaxFuture.Milliseconds(), maxKeyBytes: l.MaxKeyBytes}
+	return d
+}
+
+// NewDecoderWith is NewDecoder with reg as the schema registry client
+// instead of one made from kafka.schema_registry (to share one client, or
+// to set its timeouts). A nil reg means NewDecoder's.
+func NewDecoderWith(cfg *config.File, l Limits, reg *schemaregistry.Client) *Decoder {
+	d := NewDecoder(cfg, l)
+	if reg != nil {
+		d.registry, d.registryErr = reg, nil
+	}
+	return d
+}
+
+// Registry returns the schema registry client, or nil when no source of
+// the feature file uses encoding confluent (or the client could not be
+// made: see RegistryErr).
+func (d *Decoder) Registry() *schemaregistry.Client { return d.registry }
+
+// RegistryErr is why Registry is nil although a source is confluent.
+func (d *Decoder) RegistryErr() error { return d.registryErr }
+
+// writerByID returns the registry schema id, fetching it on first use
+// (bounded by the client's timeout and retry budget).
+func (d *Decoder) writerByID(id uint32) (*schemas.Schema, *Rejection) {
+	if s, ok := d.byID.Load(id); ok {
+		return s.(*schemas.Schema), nil
+	}
+	if d.registry == nil {
+		err := d.registryErr
+		if err == nil {
+			err = errors.New("no kafka.schema_registry")
+		}
+		return nil, &Rejection{Reason: ReasonSchemaRegistry, Detail: fmt.Sprintf("schema id %d: %v", id, err), Temporary: true}
+	}
+	s, err := d.registry.SchemaByID(context.Background(), id)
+	switch {
+	case errors.Is(err, schemaregistry.ErrNotFound):
+		return nil, reject(ReasonUnknownSchema, "schema id %d: %v", id, err)
+	case err != nil:
+		return nil, &Rejection{Reason: ReasonSchemaRegistry, Detail: fmt.Sprintf("schema id %d: %v", id, err), Temporary: true}
+	}
+	d.byID.Store(id, s)
+	return s, nil
+}
+
+// resolve reads rec, written with w, as plan's source schema.
+func (d *Decoder) resolve(plan *Plan, w *schemas.Schema, rec map[string]any) *Rejection {
+	key := resolutionKey{plan, w}
+	v, ok := d.resolutions.Load(key)
+	if !ok {
+		r, err := schemas.Resolve(w, plan.Source.Schema, plan.reads)
+		v, _ = d.resolutions.LoadOrStore(key, &resolution{r: r, err: err})
+	}
+	res := v.(*resolution)
+	if res.err != nil {
+		return reject(ReasonIncompatibleSchema, "%v", res.err)
+	}
+	if err := res.r.Apply(rec); err != nil {
+		return reject(ReasonIncompatibleSchema, "%v", err)
+	}
+	return nil
 }
 
 // Decode validates one source record (Kafka key and value) against its plan.
 // now (epoch ms) bounds future event times. out.Values is reused.
+//
+// For a source with encoding confluent the first record of a schema id not
+// seen yet waits for the registry (up to its timeout and retry budget); a
+// registry that cannot be asked gives a Temporary rejection, which must not
+// be dead-lettered.
 func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *Rejection {
-	_, rec, err := d.schemas.Decode(value)
-	switch {
-	case errors.Is(err, schemas.ErrNotSingleObject):
-		return reject(ReasonNotAvro, "%v", err)
-	case errors.Is(err, schemas.ErrUnknownSchema):
-		return reject(ReasonUnknownSchema, "%v", err)
-	case err != nil:
-		return reject(ReasonMalformed, "%v", err)
+	var w *schemas.Schema
+	var rec map[string]any
+	var err error
+	if plan.Source.Encoding == config.EncodingConfluent {
+		id, body, err := schemas.ConfluentID(value)
+		if err != nil {
+			return reject(ReasonNotAvro, "%v", err)
+		}
+		var rej *Rejection
+		if w, rej = d.writerByID(id); rej != nil {
+			return rej
+		}
+		if rec, err = w.DecodeBinary(body); err != nil {
+			return reject(ReasonMalformed, "schema id %d: %v", id, err)
+		}
+	} else {
+		w, rec, err = d.schemas.Decode(value)
+		switch {
+		case errors.Is(err, schemas.ErrNotSingleObject):
+			return reject(ReasonNotAvro, "%v", err)
+		case errors.Is(err, schemas.ErrUnknownSchema):
+			return reject(ReasonUnknownSchema, "%v", err)
+		case err != nil:
+			return reject(ReasonMalformed, "%v", err)
+		}
+	}
+	if w != plan.Source.Schema {
+		if rej := d.resolve(plan, w, rec); rej != nil {
+			return rej
+		}
 	}
 	entityKey, err := schemas.String(rec, plan.KeyField)
 	if err != nil {

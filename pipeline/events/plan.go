@@ -17,8 +17,15 @@ type Plan struct {
 	Features []FeaturePlan
 	Fields   []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
 	ids      []string
-	filters  int // features with a where
+	filters  int      // features with a where
+	reads    []string // every field a record must provide: key, event time, Fields, where fields
 }
+
+// Reads lists the fields the plan reads from a record: the entity key, the
+// event time, the value fields and the fields of every where. A writer
+// schema is compatible with the source's schema when these resolve (see
+// schemas.Resolve); its other fields do not matter.
+func (p *Plan) Reads() []string { return p.reads }
 
 // FeaturePlan is one feature fed by a source.
 type FeaturePlan struct {
@@ -84,10 +91,18 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 			p.Features = append(p.Features, fp)
 			p.ids = append(p.ids, f.ID)
 		}
+		p.reads = []string{p.KeyField}
+		indexOrAppend(&p.reads, src.EventTime)
+		for _, f := range p.Fields {
+			indexOrAppend(&p.reads, f)
+		}
 		for i := range p.Features {
-			if p.Features[i].Feature.Filter != nil {
+			if flt := p.Features[i].Feature.Filter; flt != nil {
 				p.filters++
 				p.Features[i].match = len(p.Fields) + p.filters
+				for _, f := range flt.Fields {
+					indexOrAppend(&p.reads, f)
+				}
 			}
 		}
 		plans[src.Topic] = p

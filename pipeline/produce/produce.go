@@ -1,5 +1,6 @@
-// Package produce turns JSON lines into Avro single-object encoded events on
-// a source topic, keyed by the entity key so that every event of an entity
+// Package produce turns JSON lines into Avro events on a source topic, in
+// the source's encoding (single-object, or Confluent's wire format with the
+// schema registered in the schema registry), keyed by the entity key so that every event of an entity
 // lands in one partition (and so with one worker).
 package produce
 
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/schemaregistry"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -48,6 +50,10 @@ type Encoder struct {
 	key  string
 	plan *events.Plan
 	dec  *events.Decoder
+
+	idMu sync.Mutex
+	id   uint32 // the source schema's registry id (encoding confluent), once registered
+	idOK bool
 }
 
 // NewEncoder returns the encoder of source name in cfg.
@@ -93,9 +99,21 @@ func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
 	if _, err := schemas.Int(native, e.src.EventTime); err != nil {
 		return nil, fmt.Errorf("event time: %w", err)
 	}
-	val, err := e.src.Schema.Encode(nil, native)
-	if err != nil {
-		return nil, err
+	var val []byte
+	if e.src.Encoding == config.EncodingConfluent {
+		id, err := e.SchemaID(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		val, err = e.src.Schema.EncodeConfluent(nil, id, native)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if val, err = e.src.Schema.Encode(nil, native); err != nil {
+			return nil, err
+		}
 	}
 	rec := &kgo.Record{Topic: e.src.Topic, Key: []byte(key), Value: val}
 	var ev events.Event
@@ -103,6 +121,32 @@ func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
 		return nil, rej
 	}
 	return rec, nil
+}
+
+// SchemaID returns the schema registry id of the source's schema, for a
+// source with encoding confluent: the first call registers the schema under
+// the topic's subject (TopicNameStrategy, "<topic>-value"), which returns
+// the existing id when the subject already has it; later calls answer from
+// memory. A failed call is retried by the next one. The registry's
+// compatibility check applies: a schema it refuses is an error naming the
+// subject.
+func (e *Encoder) SchemaID(ctx context.Context) (uint32, error) {
+	e.idMu.Lock()
+	defer e.idMu.Unlock()
+	if e.idOK {
+		return e.id, nil
+	}
+	reg := e.dec.Registry()
+	if reg == nil {
+		return 0, fmt.Errorf("source %q: encoding confluent needs a schema registry client: %v", e.src.Name, e.dec.RegistryErr())
+	}
+	subject := schemaregistry.SubjectForTopic(e.src.Topic)
+	id, err := reg.Register(ctx, subject, e.src.Schema)
+	if err != nil {
+		return 0, fmt.Errorf("register schema %s of source %q under subject %s: %w", e.src.SchemaPath, e.src.Name, subject, err)
+	}
+	e.id, e.idOK = id, true
+	return id, nil
 }
 
 // FromJSON encodes one JSON object line.

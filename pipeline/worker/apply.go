@@ -163,6 +163,12 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 			ps.canon.observe(r)
 		}
 		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec); rej != nil {
+			if rej.Temporary {
+				// Not a bad record: its writer schema could not be fetched.
+				// Nothing of this batch is committed; a restart resumes here.
+				w.m.Errors.WithLabelValues("schema_registry").Inc()
+				return fmt.Errorf("decode %s/%d offset %d: %w", ps.tp.topic, ps.tp.partition, r.Offset, rej)
+			}
 			if !replay {
 				ps.dead = append(ps.dead, w.deadLetter(plan, r, rej))
 			}

@@ -272,7 +272,11 @@ func (w *Worker) applyBootRecords(ps *partState, recs []*kgo.Record, now int64) 
 			moved = true
 			if !decoded {
 				decoded = true
-				if rejected = w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec) != nil; !rejected {
+				rej := w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec)
+				if rej != nil && rej.Temporary {
+					return moved, fmt.Errorf("decode %s/%d offset %d: %w", ps.tp.topic, ps.tp.partition, r.Offset, rej)
+				}
+				if rejected = rej != nil; !rejected {
 					var err error
 					if es, err = w.entity(ps, ps.dec.Key); err != nil {
 						return moved, err

@@ -45,6 +45,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
+	"github.com/featurepipe/featurepipe/internal/schemaregistry"
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/events"
@@ -86,6 +87,12 @@ type Options struct {
 	// Limits bound what a valid event is (future event times, key size);
 	// invalid events go to the dead-letter topic. Defaults: events.Limits.
 	Limits events.Limits
+	// SchemaRegistry resolves the writer schema ids of sources with
+	// encoding confluent. Default: a client made from the feature file's
+	// kafka.schema_registry (10s per request, transient failures retried
+	// for 30s). A record whose schema cannot be fetched is never
+	// dead-lettered: Run returns the error without committing its batch.
+	SchemaRegistry *schemaregistry.Client
 	// ClientID names this worker in Kafka. Default "featurepipe-worker".
 	ClientID string
 	// Actor is who runs this worker: the catalog records new feature
@@ -288,7 +295,7 @@ func New(o Options) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{
-		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoder(o.Config, o.Limits),
+		o: o, log: o.Log, m: metrics.NewWorker(o.Registerer), plans: plans, decoder: events.NewDecoderWith(o.Config, o.Limits, o.SchemaRegistry),
 		parts: make(map[topicPartition]*partState), restoring: map[topicPartition]bool{}, bgCtx: context.Background(),
 		snapNow: make(chan struct{}, 1), lastSnapTime: time.Now(),
 		planMetrics: make(map[string]*planMetrics, len(plans)), offCanonLogs: map[string]*offCanonicalLog{},
