@@ -65,6 +65,7 @@ const DefaultCheckTimeout = 15 * time.Second
 //
 // Cost: one connection and one round trip; no topic is created.
 func Check(ctx context.Context, c Conn) error {
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, DefaultCheckTimeout)
 	defer cancel()
 	// No retries inside kgo: this loop sees every error and stops at the
@@ -89,7 +90,7 @@ func Check(ctx context.Context, c Conn) error {
 		case err == nil:
 			return nil
 		case definitive(err):
-			return describe(c, err)
+			return describe(c, err, 0)
 		case ctx.Err() == nil:
 			last = err // a refused dial: the brokers may be starting
 		}
@@ -98,7 +99,7 @@ func Check(ctx context.Context, c Conn) error {
 			if last == nil {
 				last = ctx.Err()
 			}
-			return describe(c, last)
+			return describe(c, last, time.Since(began))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -124,8 +125,10 @@ func tlsAnswer(err error) bool {
 	return strings.Contains(err.Error(), "tls alert record")
 }
 
-// describe turns a failed Check into a message that says what to fix.
-func describe(c Conn, err error) error {
+// describe turns a failed Check into a message that says what to fix;
+// waited is how long Check tried before giving up without a definitive
+// answer (0: it had one).
+func describe(c Conn, err error, waited time.Duration) error {
 	brokers := strings.Join(c.Brokers, ",")
 	sec := c.Security
 	var unknownCA x509.UnknownAuthorityError
@@ -147,7 +150,7 @@ func describe(c Conn, err error) error {
 		}
 		return authErrorf(err, "SASL authentication failed for user %q (%s) at %s: %v; check the user name and the password in %s (%s)",
 			s.Username, s.Mechanism, brokers, err, src, s.At)
-	case errors.Is(err, kerr.UnsupportedSaslMechanism):
+	case errors.Is(err, kerr.UnsupportedSaslMechanism) && sec.SASL != nil:
 		return authErrorf(err, "the brokers at %s do not enable SASL mechanism %s: %v", brokers, sec.SASL.Mechanism, err)
 	case errors.As(err, &hostErr):
 		return authErrorf(err, "TLS: %v; connect by a name the broker certificate carries, or set kafka.security.tls.server_name to one", err)
@@ -168,7 +171,10 @@ func describe(c Conn, err error) error {
 		}
 		return fmt.Errorf("kafka at %s closed the connection during the handshake (%v): %s", brokers, err, hint)
 	}
-	return fmt.Errorf("kafka at %s did not answer within %s: %w", brokers, DefaultCheckTimeout, err)
+	if waited > 0 {
+		return fmt.Errorf("kafka at %s did not answer within %s: %w", brokers, waited.Round(100*time.Millisecond), err)
+	}
+	return fmt.Errorf("kafka at %s refused featurepipe: %w", brokers, err)
 }
 
 // authError is a rejected credential or certificate: it matches

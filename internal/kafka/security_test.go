@@ -224,3 +224,20 @@ func TestOAuthBearerRereadsTheTokenFile(t *testing.T) {
 		t.Fatalf("after rotation, message %q does not carry the new token", got)
 	}
 }
+
+// Brokers that cannot be reached are retried until the context's deadline
+// (they may be starting), then reported with the last dial error.
+func TestCheckGivesUpOnUnreachableBrokers(t *testing.T) {
+	ca := testkit.WriteTLS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	began := time.Now()
+	err := kafka.Check(ctx, kafka.Conn{Brokers: []string{"127.0.0.1:1"}, Security: config.Security{TLS: &config.TLS{CAFile: ca.CAFile, At: tlsAt}}})
+	if took := time.Since(began); took < 900*time.Millisecond || took > 10*time.Second {
+		t.Errorf("Check returned after %s; want it to retry until the 1s deadline", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "kafka at 127.0.0.1:1 did not answer within 1s") || !strings.Contains(err.Error(), "connection refused") ||
+		errors.Is(err, kafka.ErrAuthentication) {
+		t.Fatalf("Check: %v; want a timeout naming the refused dial", err)
+	}
+}
