@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -115,7 +116,18 @@ func definitive(err error) bool {
 	return errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) ||
 		errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.ClusterAuthorizationFailed) ||
 		errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &verifyErr) || errors.As(err, &recordErr) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || tlsAnswer(err)
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || tlsAnswer(err) || tlsAlert(err) != nil
+}
+
+// tlsAlert returns the TLS alert the broker sent (crypto/tls reports it as
+// a net.OpError with Op "remote error"), or nil: it refused the handshake,
+// for example for want of a client certificate.
+func tlsAlert(err error) *net.OpError {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		return op
+	}
+	return nil
 }
 
 // tlsAnswer reports whether a plaintext client read a TLS record: kgo says
@@ -160,6 +172,15 @@ func describe(c Conn, err error, waited time.Duration) error {
 			at = sec.TLS.At + ".ca_file"
 		}
 		return authErrorf(err, "TLS: the certificate of the broker at %s is not signed by a trusted authority (%v); set %s to the CA that signed it", brokers, err, at)
+	case tlsAlert(err) != nil:
+		hint := "check kafka.security.tls against the listener's TLS settings"
+		if strings.Contains(err.Error(), "certificate") {
+			hint = "the brokers require a client certificate they trust: set kafka.security.tls.cert_file and key_file"
+			if sec.TLS != nil && sec.TLS.CertFile != "" {
+				hint = "the brokers do not accept the client certificate " + sec.TLS.CertFile
+			}
+		}
+		return authErrorf(err, "TLS: the broker at %s refused the handshake (%v): %s", brokers, tlsAlert(err), hint)
 	case tlsAnswer(err):
 		return fmt.Errorf("kafka at %s answered in TLS: this listener needs kafka.security.tls (%v)", brokers, err)
 	case errors.As(err, &recordErr):
