@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -268,4 +270,57 @@ func readCSV(t *testing.T, path string) [][]string {
 		t.Fatal(err)
 	}
 	return rows
+}
+
+// TestCommandsConnectWithKafkaSecurity runs commands against an embedded
+// broker that takes only TLS and SCRAM-SHA-256 (no Apache Kafka needed):
+// the feature file's kafka.security reaches produce, worker and the catalog
+// commands (a password file named relative to the feature file), and a
+// rotated-away password stops the worker at start-up with the reason.
+func TestCommandsConnectWithKafkaSecurity(t *testing.T) {
+	ca := testkit.WriteTLS(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(ca.Server), kfake.EnableSASL(),
+		kfake.Superuser("SCRAM-SHA-256", "fp", "s3cret"), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := strings.Join(c.ListenAddrs(), ",")
+	f := newProduceFixture(t) // its own plaintext broker is not used
+	demo, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	security := "kafka:\n  security:\n    tls: {ca_file: " + ca.CAFile + "}\n" +
+		"    sasl: {mechanism: SCRAM-SHA-256, username: fp, password_file: secrets/kafka-password}\n"
+	if err := os.WriteFile(f.config, append([]byte(security), demo...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(f.dir, "secrets", "kafka-password")
+	if err := os.MkdirAll(filepath.Dir(pwFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	events := f.input(t, "events.jsonl", txnLine("u-1", 10), txnLine("u-2", 5))
+	if code, stdout, stderr := execCLI("produce", "--brokers", brokers, "--config", f.config, "--source", "transactions", "--input", events); code != 0 || !strings.Contains(stdout, "2 lines read, 2 sent") {
+		t.Fatalf("produce over TLS+SCRAM: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := execCLI("datasets", "--brokers", brokers, "--config", f.config); code != 0 || !strings.Contains(stdout, "no dataset in the catalog") {
+		t.Fatalf("datasets over TLS+SCRAM: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	if err := os.WriteFile(pwFile, []byte("rotated-elsewhere\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	code, _, stderr := execCLI("worker", "--brokers", brokers, "--config", f.config, "--data", t.TempDir(), "--metrics", "")
+	want := `SASL authentication failed for user "fp" (SCRAM-SHA-256) at ` + brokers
+	if code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "the password in the file "+pwFile) {
+		t.Errorf("worker with a wrong password: exit %d, stderr %q\nwant exit 1 saying %q and naming the file", code, stderr, want)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the worker took %s to fail", took)
+	}
 }

@@ -210,6 +210,7 @@ make_tls() {
 # print_addresses prints the lines start and status put on stdout.
 print_addresses() {
 	echo "KAFKA_BROKERS=$host:$port"
+	[[ -f $tls_dir/password ]] || return 0 # a broker started by an older run.sh: no SASL_SSL
 	echo "KAFKA_SASL_SSL_BROKERS=$host:$sasl_port"
 	echo "KAFKA_SASL_SSL_CA=$tls_dir/ca.pem"
 	echo "KAFKA_SASL_USERNAME=$sasl_user"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,7 @@ const DefaultCheckTimeout = 15 * time.Second
 //
 // Cost: one connection and one round trip; no topic is created.
 func Check(ctx context.Context, c Conn) error {
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, DefaultCheckTimeout)
 	defer cancel()
 	// No retries inside kgo: this loop sees every error and stops at the
@@ -89,7 +91,7 @@ func Check(ctx context.Context, c Conn) error {
 		case err == nil:
 			return nil
 		case definitive(err):
-			return describe(c, err)
+			return describe(c, err, 0)
 		case ctx.Err() == nil:
 			last = err // a refused dial: the brokers may be starting
 		}
@@ -98,7 +100,7 @@ func Check(ctx context.Context, c Conn) error {
 			if last == nil {
 				last = ctx.Err()
 			}
-			return describe(c, last)
+			return describe(c, last, time.Since(began))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -114,7 +116,18 @@ func definitive(err error) bool {
 	return errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) ||
 		errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.ClusterAuthorizationFailed) ||
 		errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &verifyErr) || errors.As(err, &recordErr) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || tlsAnswer(err)
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || tlsAnswer(err) || tlsAlert(err) != nil
+}
+
+// tlsAlert returns the TLS alert the broker sent (crypto/tls reports it as
+// a net.OpError with Op "remote error"), or nil: it refused the handshake,
+// for example for want of a client certificate.
+func tlsAlert(err error) *net.OpError {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		return op
+	}
+	return nil
 }
 
 // tlsAnswer reports whether a plaintext client read a TLS record: kgo says
@@ -124,8 +137,10 @@ func tlsAnswer(err error) bool {
 	return strings.Contains(err.Error(), "tls alert record")
 }
 
-// describe turns a failed Check into a message that says what to fix.
-func describe(c Conn, err error) error {
+// describe turns a failed Check into a message that says what to fix;
+// waited is how long Check tried before giving up without a definitive
+// answer (0: it had one).
+func describe(c Conn, err error, waited time.Duration) error {
 	brokers := strings.Join(c.Brokers, ",")
 	sec := c.Security
 	var unknownCA x509.UnknownAuthorityError
@@ -147,7 +162,7 @@ func describe(c Conn, err error) error {
 		}
 		return authErrorf(err, "SASL authentication failed for user %q (%s) at %s: %v; check the user name and the password in %s (%s)",
 			s.Username, s.Mechanism, brokers, err, src, s.At)
-	case errors.Is(err, kerr.UnsupportedSaslMechanism):
+	case errors.Is(err, kerr.UnsupportedSaslMechanism) && sec.SASL != nil:
 		return authErrorf(err, "the brokers at %s do not enable SASL mechanism %s: %v", brokers, sec.SASL.Mechanism, err)
 	case errors.As(err, &hostErr):
 		return authErrorf(err, "TLS: %v; connect by a name the broker certificate carries, or set kafka.security.tls.server_name to one", err)
@@ -157,6 +172,15 @@ func describe(c Conn, err error) error {
 			at = sec.TLS.At + ".ca_file"
 		}
 		return authErrorf(err, "TLS: the certificate of the broker at %s is not signed by a trusted authority (%v); set %s to the CA that signed it", brokers, err, at)
+	case tlsAlert(err) != nil:
+		hint := "check kafka.security.tls against the listener's TLS settings"
+		if strings.Contains(err.Error(), "certificate") {
+			hint = "the brokers require a client certificate they trust: set kafka.security.tls.cert_file and key_file"
+			if sec.TLS != nil && sec.TLS.CertFile != "" {
+				hint = "the brokers do not accept the client certificate " + sec.TLS.CertFile
+			}
+		}
+		return authErrorf(err, "TLS: the broker at %s refused the handshake (%v): %s", brokers, tlsAlert(err), hint)
 	case tlsAnswer(err):
 		return fmt.Errorf("kafka at %s answered in TLS: this listener needs kafka.security.tls (%v)", brokers, err)
 	case errors.As(err, &recordErr):
@@ -168,7 +192,10 @@ func describe(c Conn, err error) error {
 		}
 		return fmt.Errorf("kafka at %s closed the connection during the handshake (%v): %s", brokers, err, hint)
 	}
-	return fmt.Errorf("kafka at %s did not answer within %s: %w", brokers, DefaultCheckTimeout, err)
+	if waited > 0 {
+		return fmt.Errorf("kafka at %s did not answer within %s: %w", brokers, waited.Round(100*time.Millisecond), err)
+	}
+	return fmt.Errorf("kafka at %s refused featurepipe: %w", brokers, err)
 }
 
 // authError is a rejected credential or certificate: it matches

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"os"
 	"path/filepath"
@@ -222,5 +223,46 @@ func TestOAuthBearerRereadsTheTokenFile(t *testing.T) {
 	}
 	if got := first(); !strings.Contains(got, "auth=Bearer rotated-token\x01") {
 		t.Fatalf("after rotation, message %q does not carry the new token", got)
+	}
+}
+
+// Brokers that cannot be reached are retried until the context's deadline
+// (they may be starting), then reported with the last dial error.
+func TestCheckGivesUpOnUnreachableBrokers(t *testing.T) {
+	ca := testkit.WriteTLS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	began := time.Now()
+	err := kafka.Check(ctx, kafka.Conn{Brokers: []string{"127.0.0.1:1"}, Security: config.Security{TLS: &config.TLS{CAFile: ca.CAFile, At: tlsAt}}})
+	if took := time.Since(began); took < 900*time.Millisecond || took > 10*time.Second {
+		t.Errorf("Check returned after %s; want it to retry until the 1s deadline", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "kafka at 127.0.0.1:1 did not answer within 1s") || !strings.Contains(err.Error(), "connection refused") ||
+		errors.Is(err, kafka.ErrAuthentication) {
+		t.Fatalf("Check: %v; want a timeout naming the refused dial", err)
+	}
+}
+
+// Mutual TLS: a broker that requires client certificates takes a client
+// with cert_file/key_file and refuses, fast, one without.
+func TestMutualTLS(t *testing.T) {
+	ca := testkit.WriteTLS(t)
+	server := ca.Server.Clone()
+	server.ClientAuth = tls.RequireAndVerifyClientCert
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	with := config.Security{TLS: &config.TLS{CAFile: ca.CAFile, CertFile: ca.CertFile, KeyFile: ca.KeyFile, At: tlsAt}}
+	if err := kafka.Check(context.Background(), kafka.Conn{Brokers: c.ListenAddrs(), Security: with}); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	began := time.Now()
+	err = kafka.Check(context.Background(), kafka.Conn{Brokers: c.ListenAddrs(), Security: config.Security{TLS: &config.TLS{CAFile: ca.CAFile, At: tlsAt}}})
+	t.Logf("without: %v", err)
+	if err == nil || time.Since(began) >= kafka.DefaultCheckTimeout || !errors.Is(err, kafka.ErrAuthentication) ||
+		!strings.Contains(err.Error(), "refused the handshake (remote error: tls: certificate required): the brokers require a client certificate they trust: set kafka.security.tls.cert_file and key_file") {
+		t.Fatalf("without a client certificate: %v after %s; want a fast refusal naming the certificate", err, time.Since(began))
 	}
 }

@@ -31,7 +31,9 @@ type TLSFiles struct {
 
 // WriteTLS makes a CA (named "featurepipe test CA") and a server
 // certificate for hosts (DNS names or IP addresses; default 127.0.0.1 and
-// localhost), valid for a day, with ECDSA P-256 keys.
+// localhost), valid for a day, with ECDSA P-256 keys. The certificate is
+// also valid for client authentication, and Server.ClientCAs holds the CA:
+// set Server.ClientAuth to require client certificates (mutual TLS).
 func WriteTLS(t testing.TB, hosts ...string) *TLSFiles {
 	t.Helper()
 	if len(hosts) == 0 {
@@ -70,7 +72,7 @@ func WriteTLS(t testing.TB, hosts ...string) *TLSFiles {
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, // also a client certificate
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -101,7 +103,9 @@ func WriteTLS(t testing.TB, hosts ...string) *TLSFiles {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	f.Server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, MinVersion: tls.VersionTLS12}
 	return f
 }
 

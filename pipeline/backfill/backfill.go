@@ -51,7 +51,8 @@ func ParseMode(s string) (Mode, error) {
 
 // Options configure Run. Brokers, Config, Spine and Out are required.
 type Options struct {
-	// Brokers are the Kafka bootstrap brokers of the source topics.
+	// Brokers are the Kafka bootstrap brokers of the source topics; the
+	// clients connect with Config.Kafka.Security (TLS, SASL).
 	Brokers []string
 	// Config is the validated feature file.
 	Config *config.File

@@ -40,7 +40,7 @@ var (
 // Options configure Run. Brokers and Config are required.
 type Options struct {
 	// Brokers are the Kafka bootstrap brokers of the lookup log and the
-	// source topics.
+	// source topics; the clients connect with Config.Kafka.Security.
 	Brokers []string
 	// Config is the validated feature file: the same one the workers and
 	// the lookup service run with.

@@ -54,6 +54,8 @@ import (
 
 // Options configure a Worker. Brokers, Config and Store are required.
 type Options struct {
+	// Brokers are the seed brokers; every client connects with
+	// Config.Kafka.Security (TLS, SASL; kafka.ConnOf).
 	Brokers []string
 	Config  *config.File
 	Store   *state.Store
