@@ -167,10 +167,10 @@ func cmpOr(a, b string) string {
 //
 // Put uploads an object of up to PartSize bytes with one PUT and a larger
 // one as a multipart upload; either way S3 makes the object visible only
-// once complete, which is the atomicity Store relies on. Every request
-// carries the SHA-256 of its body (a part's, for multipart), which the
-// server checks, so a body damaged in transit is refused rather than
-// stored. A failed or cancelled Put aborts its multipart upload; the upload
+// once complete, which is the atomicity Store relies on. Every upload
+// request carries the MD5 (Content-MD5) and SHA-256 (signed) of its body,
+// a part's for multipart, which the server checks, so a body damaged in
+// transit is refused rather than stored. A failed or cancelled Put aborts its multipart upload; the upload
 // of a process killed mid-way stays behind on the server, invisible to
 // List and Get, until AbortIncompleteUploads (called by Store.Prune) or a
 // bucket lifecycle rule removes it.

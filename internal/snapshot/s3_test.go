@@ -8,11 +8,16 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -656,5 +661,64 @@ func TestNewS3BackendRejectsBadOptions(t *testing.T) {
 				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A body damaged on its way to the server (a flipped bit between client
+// and server) is refused by the server, from the checksums each request
+// carries: nothing is stored under the name.
+func TestS3BackendBodyDamagedInTransitIsRefused(t *testing.T) {
+	srv := s3server.Start(t)
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var damaged atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	director := proxy.Director
+	proxy.Director = func(r *http.Request) {
+		director(r)
+		if r.Method != http.MethodPut || r.Body == nil || r.ContentLength < 1000 {
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return
+		}
+		body[len(body)/2] ^= 0x01
+		damaged.Add(1)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+	env := srv.Env()
+	env["AWS_ENDPOINT_URL"] = front.URL
+	o, err := S3OptionsFromEnv(S3Scheme+testBucket+"/transit", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.PartSize, o.MaxRetries = MinS3PartSize, 1
+	b, err := NewS3Backend(context.Background(), o, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{64 << 10, 2*MinS3PartSize + 1} { // one PUT; multipart
+		name := fmt.Sprintf("snap/%d.sst", size)
+		before := damaged.Load()
+		err := b.Put(context.Background(), name, bytes.NewReader(randomBytes(size, 9)))
+		if damaged.Load() == before {
+			t.Fatalf("%d bytes: the proxy damaged no request", size)
+		}
+		if err == nil {
+			t.Fatalf("%d bytes: a Put whose body was damaged in transit succeeded", size)
+		}
+		if _, gerr := get(t, b, name); !errors.Is(gerr, ErrNotExist) {
+			t.Fatalf("%d bytes: after the refused Put, Get = %v; want ErrNotExist", size, gerr)
+		}
+		t.Logf("%d bytes: %v", size, err)
+	}
+	if ups := incompleteUploads(t, b); len(ups) != 0 {
+		t.Fatalf("incomplete uploads left behind: %v", ups)
 	}
 }
