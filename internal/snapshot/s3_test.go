@@ -557,7 +557,7 @@ func (bb *blockingBackend) Put(ctx context.Context, name string, r io.Reader) er
 		m, err := r.Read(p)
 		if n += m; n > bb.after {
 			fmt.Println("HELPER: blocked mid-upload")
-			select {}
+			time.Sleep(time.Hour) // until killed (a sleeper is no deadlock)
 		}
 		return m, err
 	}))
