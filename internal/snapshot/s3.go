@@ -293,8 +293,12 @@ func s3Transport(caBundle string) (http.RoundTripper, error) {
 	return t, nil
 }
 
-// Location is "s3://bucket/prefix", for messages.
+// Location is "s3://bucket/prefix" ("s3://bucket" without a prefix), for
+// messages.
 func (b *S3Backend) Location() string {
+	if b.prefix == "" {
+		return S3Scheme + b.bucket
+	}
 	return S3Scheme + b.bucket + "/" + strings.TrimSuffix(b.prefix, "/")
 }
 
@@ -318,16 +322,17 @@ func (b *S3Backend) Put(ctx context.Context, name string, r io.Reader) (err erro
 		}
 	}()
 	r = ctxReader{ctx, r}
-	buf := make([]byte, b.partSize)
-	n, rerr := io.ReadFull(r, buf)
-	switch rerr {
-	case io.EOF, io.ErrUnexpectedEOF:
-		md5b64, sha := sums(buf[:n])
-		_, err := b.core.PutObject(ctx, b.bucket, b.key(name), bytes.NewReader(buf[:n]), int64(n), md5b64, sha,
+	// Grows as needed: a small object (a manifest) costs its size, not a
+	// whole part.
+	var first bytes.Buffer
+	switch _, rerr := io.CopyN(&first, r, b.partSize); rerr {
+	case io.EOF:
+		md5b64, sha := sums(first.Bytes())
+		_, err := b.core.PutObject(ctx, b.bucket, b.key(name), bytes.NewReader(first.Bytes()), int64(first.Len()), md5b64, sha,
 			minio.PutObjectOptions{ContentType: "application/octet-stream"})
 		return err
 	case nil:
-		return b.putMultipart(ctx, name, r, buf)
+		return b.putMultipart(ctx, name, r, first.Bytes())
 	default:
 		return rerr
 	}
