@@ -61,15 +61,7 @@ func TestS3SnapshotsWorkerProcessToReplica(t *testing.T) {
 	}
 
 	// Another machine: its own client, from the same environment.
-	o, err := snapshot.S3OptionsFromEnv(location, func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend, err := snapshot.NewS3Backend(ctx, o, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := snapshot.NewStore(backend, 5)
+	store := s3SnapshotStore(t, srv, location, false)
 	ms, problems, err := store.List(ctx)
 	if err != nil || len(problems) != 0 || len(ms) != 1 || ms[0].ID != m.ID {
 		t.Fatalf("snapshots in %s: %v, problems %v, %v; want the worker's %s", location, ms, problems, err, m.ID)
@@ -89,4 +81,28 @@ func TestS3SnapshotsWorkerProcessToReplica(t *testing.T) {
 		t.Fatalf("the replica cold started from %s applied %v feature-log records, as many as a full replay (%v): the snapshot was not used", location, replayed, all)
 	}
 	t.Logf("cold start from %s/%s: %d values equal brute force after applying %v of %v feature-log records", location, m.ID, n, replayed, all)
+}
+
+// TestS3BackfillFromSnapshotBeyondRetention is
+// TestBackfillFromSnapshotBeyondRetention with the snapshots in a bucket of
+// a real S3 server: the backfill reads a snapshot's SSTs from S3.
+func TestS3BackfillFromSnapshotBeyondRetention(t *testing.T) {
+	srv := s3server.Start(t)
+	backfillFromSnapshotBeyondRetention(t, s3SnapshotStore(t, srv, "s3://featurepipe-backfill/snapshots", true))
+}
+
+// s3SnapshotStore opens a snapshot store at location on srv, with a client
+// of its own, configured from srv's environment.
+func s3SnapshotStore(t testing.TB, srv *s3server.Server, location string, create bool) *snapshot.Store {
+	t.Helper()
+	env := srv.Env()
+	o, err := snapshot.S3OptionsFromEnv(location, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend, err := snapshot.NewS3Backend(context.Background(), o, create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snapshot.NewStore(backend, 5)
 }
