@@ -37,12 +37,17 @@ func TestS3SnapshotsWorkerProcessToReplica(t *testing.T) {
 	p := newProduced()
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 8000, users, 40*24*time.Hour, time.Now()), p)
 
+	start := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	binary(t) // built once per run; not part of any wait below
+	phase("featurepipe built")
 	metrics := freePort(t)
 	startProc(t, "worker", "worker", "--brokers", k.Brokers[0], "--config", cfg.Path,
 		"--data", filepath.Join(dir, "worker"), "--metrics", metrics, "--log-level", "warn",
 		"--snapshots", location, "--snapshot-every", "1h")
 	full, fullSvc := runLookupFrom(t, k.Brokers, cfg, filepath.Join(dir, "full"), nil)
-	waitExact(t, full, cfg, p, allKeys(users), 2*time.Minute)
+	waitExact(t, full, cfg, p, allKeys(users), 3*time.Minute)
+	phase("the worker process has published every event")
 
 	// Ask the worker process for a snapshot (featurepipe snapshot --worker).
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+metrics+"/v1/snapshot", nil)
@@ -60,6 +65,8 @@ func TestS3SnapshotsWorkerProcessToReplica(t *testing.T) {
 		t.Fatalf("POST /v1/snapshot: HTTP %d, %v, manifest %+v", resp.StatusCode, err, m)
 	}
 
+	phase("snapshot written")
+
 	// Another machine: its own client, from the same environment.
 	store := s3SnapshotStore(t, srv, location, false)
 	ms, problems, err := store.List(ctx)
@@ -73,9 +80,10 @@ func TestS3SnapshotsWorkerProcessToReplica(t *testing.T) {
 	// Events after the snapshot reach the cold-started replica through the
 	// feature log.
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 2000, users, 40*24*time.Hour, time.Now()), p)
-	waitExact(t, full, cfg, p, allKeys(users), 2*time.Minute)
+	waitExact(t, full, cfg, p, allKeys(users), 3*time.Minute)
 	cold, coldSvc := runLookupFrom(t, k.Brokers, cfg, filepath.Join(dir, "cold"), store)
-	n := waitExact(t, cold, cfg, p, allKeys(users), 2*time.Minute)
+	n := waitExact(t, cold, cfg, p, allKeys(users), 3*time.Minute)
+	phase("the cold-started replica is exact")
 	replayed, all := testutil.ToFloat64(coldSvc.Metrics().LogRecords), testutil.ToFloat64(fullSvc.Metrics().LogRecords)
 	if replayed >= all {
 		t.Fatalf("the replica cold started from %s applied %v feature-log records, as many as a full replay (%v): the snapshot was not used", location, replayed, all)
