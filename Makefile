@@ -32,7 +32,7 @@ test-kafka:
 ## test-s3: snapshots on a real S3 server: versitygw (posix backend), built from its Go module into
 ## .cache/versitygw on first use (deploy/versitygw/run.sh); each test starts its own server. A skip fails.
 test-s3:
-	@set -e; export $$(deploy/versitygw/run.sh build); \
+	@set -e; out=$$(deploy/versitygw/run.sh build); export $$out; \
 	FEATUREPIPE_REQUIRE_S3=1 $(GO) test -race -count=1 -timeout 15m -run 'S3' ./internal/snapshot/ ./cmd/featurepipe/ ./pipeline/e2e/
 
 ## test-feast: the real Feast SDK against featurepipe (online and offline), newest and pre-0.64 releases;
