@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-ui screenshots test-kafka test-feast test-registry bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -43,6 +43,12 @@ test-kafka:
 	echo "running the end-to-end suite against Apache Kafka at $$KAFKA_BROKERS (SASL_SSL at $$KAFKA_SASL_SSL_BROKERS)"; \
 	$(GO) test -count=1 -timeout 20m -skip 'SASLSSL' ./pipeline/e2e/... ./pipeline/backfill/... ./pipeline/skew/... ./pipeline/registry/... ./internal/kafka/...; \
 	$(GO) test -count=1 -timeout 10m -run 'SASLSSL' ./cmd/featurepipe/ ./internal/kafka/
+
+## test-s3: snapshots on a real S3 server: versitygw (posix backend), built from its Go module into
+## .cache/versitygw on first use (deploy/versitygw/run.sh); each test starts its own server. A skip fails.
+test-s3:
+	@set -e; out=$$(deploy/versitygw/run.sh build); export $$out; \
+	FEATUREPIPE_REQUIRE_S3=1 $(GO) test -race -count=1 -timeout 15m -run 'S3' ./internal/snapshot/ ./cmd/featurepipe/ ./pipeline/e2e/
 
 ## test-feast: the real Feast SDK against featurepipe (online and offline), newest and pre-0.64 releases;
 ## each SDK in its own venv under .cache/ (created with pip on first use). A skip fails the target.

@@ -14,7 +14,7 @@ import (
 )
 
 func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("backfill", "--brokers B --config F --spine spine.csv|.parquet --out train.parquet|.csv [--features a,b,name@2 | --feature-service NAME] [--snapshots DIR]", stderr)
+	fs := newFlags("backfill", "--brokers B --config F --spine spine.csv|.parquet --out train.parquet|.csv [--features a,b,name@2 | --feature-service NAME] [--snapshots DIR|s3://bucket/prefix]", stderr)
 	bf := addBatchFlags(fs, "feature file (YAML)", "point-in-time", "event: events with event time < T; arrival: also arrived (Kafka timestamp) <= T")
 	spinePath := fs.String("spine", "", "spine: .csv or .parquet with the entity key column, a timestamp column (RFC 3339 or epoch ms) and any label columns")
 	out := fs.String("out", "", "output .parquet or .csv; the manifest goes to <out>.manifest.json")
@@ -22,7 +22,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	service := fs.String("feature-service", "", "a feature service of the feature file: the same as --features listing its features (not both); the manifest records its name")
 	skipBad := fs.Bool("skip-bad-rows", false, "drop spine rows with a missing key or bad timestamp instead of failing")
 	export := fs.String("export-events", "", "also write the replayed events of the spine's entities to this .parquet file (benchmarks)")
-	snapDir := fs.String("snapshots", "", "the workers' snapshot directory: start each partition from the newest snapshot taken before the earliest spine time, replaying only the records after it (windows may then exceed the topics' retention)")
+	snapDir := fs.String("snapshots", "", "the workers' snapshots (a directory or s3://bucket/prefix): start each partition from the newest snapshot taken before the earliest spine time, replaying only the records after it (windows may then exceed the topics' retention)")
 	dsName := fs.String("dataset-name", "", "name of the dataset registered in the catalog (each run registers its next version, name@1, name@2, ...); default: the --out file's name without extension")
 	dsDesc := fs.String("description", "", "the dataset's description (catalog)")
 	dsOwner := fs.String("owner", "", "the dataset's owner (catalog)")
@@ -32,7 +32,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer b.log.Sync()
-	snaps, err := openSnapshots(*snapDir, 0, false)
+	snaps, err := openSnapshots(ctx, *snapDir, 0, false)
 	if err != nil {
 		return err
 	}

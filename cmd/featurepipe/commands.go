@@ -116,7 +116,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	sessionTimeout := fs.Duration("session-timeout", 10*time.Second, "how long the group waits for a silent (killed) worker before rebalancing")
 	rebalanceTimeout := fs.Duration("rebalance-timeout", 10*time.Second, "how long a rebalance waits for members to rejoin (a member dead mid-rebalance is dropped after it); must exceed the longest poll-loop step")
 	stallAfter := fs.Duration("stall-after", 0, "/healthz fails when one poll-loop step or rebalance callback runs longer than this (default 3 × --rebalance-timeout)")
-	snapDir := fs.String("snapshots", "", "snapshot directory (local or shared): state snapshots for lookup cold starts and backfills (default: none)")
+	snapDir := fs.String("snapshots", "", "snapshot directory (local or shared) or s3://bucket/prefix (endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): state snapshots for lookup cold starts and backfills (default: none)")
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
 	actor := fs.String("actor", "", "who runs this worker: recorded with the feature versions it registers (featurepipe history); default: the OS user")
@@ -126,7 +126,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
-	snaps, err := openSnapshots(*snapDir, *snapRetain, true)
+	snaps, err := openSnapshots(ctx, *snapDir, *snapRetain, true)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	sf := addServiceFlags(fs, "directory of this replica's Pebble view")
 	listenAddr := fs.String("listen", ":8080", "host:port of the HTTP API")
 	logSample := fs.Float64("lookup-log-sample", 1, "probability that an answered key is logged to the lookup-log topic (0: off)")
-	snapDir := fs.String("snapshots", "", "snapshot directory the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
+	snapDir := fs.String("snapshots", "", "snapshot directory or s3://bucket/prefix the workers write (--snapshots): an empty replica starts from the newest snapshots instead of replaying the whole feature log")
 	maxConsumers := fs.Int("max-consumers", lookup.DefaultMaxConsumers, "consumer names (from the X-Featurepipe-Consumer header) that get their own label in featurepipe_feature_lookups_total; later ones count as other (token consumers always get one)")
 	tokensFile := fs.String("tokens", "", "tokens file (hashes, consumers and scopes; see featurepipe token): lookups then need a Bearer token (default: open to anyone, with a warning)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
@@ -183,7 +183,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	snaps, err := openSnapshots(*snapDir, 0, false)
+	snaps, err := openSnapshots(ctx, *snapDir, 0, false)
 	if err != nil {
 		return err
 	}

@@ -56,10 +56,10 @@ type featureInfo struct {
 }
 
 func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("features", "[--config F] [--brokers B] [--snapshots DIR] [--search TEXT] [--owner O] [--tag T] [--unused] [--services] [--json]", stderr)
+	fs := newFlags("features", "[--config F] [--brokers B] [--snapshots DIR|s3://bucket/prefix] [--search TEXT] [--owner O] [--tag T] [--unused] [--services] [--json]", stderr)
 	cfgPath := fs.String("config", "", "feature file (default: the demo feature file, schemas/demo.yaml)")
 	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds registration, status and freshness from the registry")
-	snapDir := fs.String("snapshots", "", "snapshot directory: adds the newest snapshot of each version")
+	snapDir := fs.String("snapshots", "", "snapshot directory or s3://bucket/prefix: adds the newest snapshot of each version")
 	asJSON := fs.Bool("json", false, "print JSON (one array) for scripts")
 	search := fs.String("search", "", "only versions whose name, description, tags or owner contain TEXT (case-insensitive)")
 	owner := fs.String("owner", "", "only versions owned by O (case-insensitive)")
@@ -115,7 +115,7 @@ func runFeatures(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		addUsage(rows, used, now)
 	}
 	if *snapDir != "" {
-		snaps, err := openSnapshots(*snapDir, 0, false)
+		snaps, err := openSnapshots(ctx, *snapDir, 0, false)
 		if err != nil {
 			return err
 		}

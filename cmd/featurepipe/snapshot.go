@@ -41,9 +41,9 @@ func snapshotHandler(w *worker.Worker) http.HandlerFunc {
 }
 
 func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("snapshot", "--worker http://HOST:PORT[,...] | --snapshots DIR --list", stderr)
+	fs := newFlags("snapshot", "--worker http://HOST:PORT[,...] | --snapshots DIR|s3://bucket/prefix --list", stderr)
 	workers := fs.String("worker", "", "comma-separated metrics addresses of the workers to snapshot now (their --metrics)")
-	dir := fs.String("snapshots", "", "snapshot directory, for --list")
+	dir := fs.String("snapshots", "", "snapshot directory or s3://bucket/prefix, for --list")
 	list := fs.Bool("list", false, "list the snapshots in --snapshots, newest first, and any that are corrupt")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -52,7 +52,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if *dir == "" {
 			return usagef("--list needs --snapshots DIR")
 		}
-		snaps, err := openSnapshots(*dir, 0, false)
+		snaps, err := openSnapshots(ctx, *dir, 0, false)
 		if err != nil {
 			return err
 		}
@@ -74,7 +74,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	addrs := splitList(*workers)
 	if len(addrs) == 0 {
-		return usagef("--worker is required (or --snapshots DIR --list)")
+		return usagef("--worker is required (or --snapshots DIR|s3://bucket/prefix --list)")
 	}
 	for _, addr := range addrs {
 		if !strings.Contains(addr, "://") {
@@ -102,30 +102,52 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// openSnapshots opens the snapshot store in dir ("" means none), keeping
+// openSnapshots opens the snapshot store at loc ("" means none): a
+// directory, or "s3://bucket/prefix" with the endpoint, region and
+// credentials from the environment (see snapshot.S3OptionsFromEnv), keeping
 // retain snapshots per partition (0: the store's default). Only a writer
-// (the worker) passes create, which makes a missing dir. Readers (serve,
-// backfill, features, snapshot --list) fail when dir is not an existing
-// directory, so that a mistyped --snapshots is an error, not a silent "no
-// snapshots" (and no stray directory).
-func openSnapshots(dir string, retain int, create bool) (*snapshot.Store, error) {
-	if dir == "" {
+// (the worker) passes create, which makes a missing directory or bucket.
+// Readers (serve, backfill, features, snapshot --list) fail when it does
+// not exist, so that a mistyped --snapshots is an error, not a silent "no
+// snapshots" (and no stray directory or bucket).
+func openSnapshots(ctx context.Context, loc string, retain int, create bool) (*snapshot.Store, error) {
+	if loc == "" {
 		return nil, nil
 	}
+	if strings.HasPrefix(loc, snapshot.S3Scheme) {
+		o, err := snapshot.S3OptionsFromEnv(loc, os.Getenv)
+		if err != nil {
+			return nil, usagef("--snapshots %s: %v", loc, err)
+		}
+		// The bucket check retries a dead endpoint with back-off: bound it.
+		cctx, cancel := context.WithTimeout(ctx, s3ConnectTimeout)
+		defer cancel()
+		b, err := snapshot.NewS3Backend(cctx, o, create)
+		if err != nil {
+			return nil, fmt.Errorf("--snapshots %s: %w", loc, err)
+		}
+		return snapshot.NewStore(b, retain), nil
+	}
+	if strings.Contains(loc, "://") {
+		return nil, usagef("--snapshots %s: want a directory or s3://bucket/prefix", loc)
+	}
 	if !create {
-		st, err := os.Stat(dir)
+		st, err := os.Stat(loc)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, usagef("--snapshots %s: no such directory (a worker with --snapshots creates it)", dir)
+			return nil, usagef("--snapshots %s: no such directory (a worker with --snapshots creates it)", loc)
 		case err != nil:
 			return nil, fmt.Errorf("snapshot directory: %w", err)
 		case !st.IsDir():
-			return nil, usagef("--snapshots %s: not a directory", dir)
+			return nil, usagef("--snapshots %s: not a directory", loc)
 		}
 	}
-	b, err := snapshot.NewDirBackend(dir)
+	b, err := snapshot.NewDirBackend(loc)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot directory: %w", err)
 	}
 	return snapshot.NewStore(b, retain), nil
 }
+
+// s3ConnectTimeout bounds openSnapshots' check of an S3 bucket.
+const s3ConnectTimeout = 30 * time.Second

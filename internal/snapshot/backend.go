@@ -16,9 +16,10 @@ import (
 )
 
 // Backend is blob storage for snapshots: the only thing a storage backend
-// implements (a directory now, an S3-compatible bucket later). Names are
-// slash-separated relative paths ("<id>/manifest.json"); a name element never
-// starts with '.', which backends may use for their own temporary objects.
+// implements (DirBackend: a directory; S3Backend: an S3-compatible bucket).
+// Names are slash-separated relative paths ("<id>/manifest.json"); a name
+// element never starts with '.', which backends may use for their own
+// temporary objects.
 //
 // A Backend must be safe for concurrent use. Store relies on exactly these
 // guarantees and nothing more (S3 provides all of them):

@@ -1,6 +1,7 @@
 // Package snapshot stores versioned, immutable snapshots of worker state in a
-// Backend (a directory given by --snapshots DIR now, an S3-compatible bucket
-// later) and loads them back.
+// Backend (a directory, DirBackend, given by --snapshots DIR, or an
+// S3-compatible bucket, S3Backend, given by --snapshots s3://bucket/prefix)
+// and loads them back.
 //
 // A snapshot is a set of SST files, one per source partition, plus a
 // manifest. Layout in the backend:
@@ -507,7 +508,8 @@ func (s *Store) Newest(ctx context.Context, want []TopicPartition, accept func(*
 // objects never touches another's. Garbage,
 // i.e. ids without a valid manifest (a failed Write, an unparseable
 // manifest), is deleted once the time in its id is more than 24h old, so a
-// Write in progress is left alone.
+// Write in progress is left alone; so are a backend's incomplete uploads
+// (S3Backend.AbortIncompleteUploads) started more than 24h ago.
 //
 // The race: a reader that chose a snapshot (Newest) and is still reading it
 // when retain newer snapshots of its partitions appear may see its files
@@ -570,7 +572,19 @@ func (s *Store) Prune(ctx context.Context) (deleted []string, err error) {
 			return deleted, err
 		}
 	}
+	if c, ok := s.b.(uploadAborter); ok {
+		if _, err := c.AbortIncompleteUploads(ctx, cutoff); err != nil {
+			return deleted, fmt.Errorf("snapshot: prune: %w", err)
+		}
+	}
 	return deleted, nil
+}
+
+// uploadAborter is a Backend whose interrupted Puts can leave invisible
+// partial uploads behind (S3's multipart uploads of a killed process).
+// Prune aborts those started before the garbage cutoff.
+type uploadAborter interface {
+	AbortIncompleteUploads(ctx context.Context, before time.Time) ([]string, error)
 }
 
 // retained returns the ids Prune keeps; ms is sorted newest first.

@@ -31,10 +31,14 @@ import (
 // pending (future-stamped) events. The same backfill without snapshots is
 // wrong, which shows the snapshot was needed.
 func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
+	store, _ := newSnapshotStore(t, t.TempDir())
+	backfillFromSnapshotBeyondRetention(t, store)
+}
+
+func backfillFromSnapshotBeyondRetention(t *testing.T, store *snapshot.Store) {
 	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
 	dir := t.TempDir()
-	store, _ := newSnapshotStore(t, dir)
 	const users = 60
 	rng := rand.New(rand.NewPCG(71, 72))
 	p := newProduced()
