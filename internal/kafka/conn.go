@@ -92,8 +92,8 @@ func Check(ctx context.Context, c Conn) error {
 			return nil
 		case definitive(err):
 			return describe(c, err, 0)
-		case ctx.Err() == nil:
-			last = err // a refused dial: the brokers may be starting
+		case last == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+			last = err // a failed dial: the brokers may be starting
 		}
 		select {
 		case <-ctx.Done():

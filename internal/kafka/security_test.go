@@ -237,9 +237,11 @@ func TestCheckGivesUpOnUnreachableBrokers(t *testing.T) {
 	if took := time.Since(began); took < 900*time.Millisecond || took > 10*time.Second {
 		t.Errorf("Check returned after %s; want it to retry until the 1s deadline", took)
 	}
-	if err == nil || !strings.Contains(err.Error(), "kafka at 127.0.0.1:1 did not answer within 1s") || !strings.Contains(err.Error(), "connection refused") ||
+	// The last dial error is "connection refused", or "i/o timeout" when
+	// the deadline cut a dial short on a loaded machine.
+	if err == nil || !strings.Contains(err.Error(), "kafka at 127.0.0.1:1 did not answer within ") || !strings.Contains(err.Error(), "dial tcp 127.0.0.1:1") ||
 		errors.Is(err, kafka.ErrAuthentication) {
-		t.Fatalf("Check: %v; want a timeout naming the refused dial", err)
+		t.Fatalf("Check: %v; want a timeout naming the failed dial", err)
 	}
 }
 
