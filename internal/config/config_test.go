@@ -273,7 +273,7 @@ func TestInvalidFiles(t *testing.T) {
 			doc: header + "features:\n" + validFeature + `    colour: red # want
 `,
 			field: "features[0].colour",
-			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where`,
+			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where, ttl, expression, inputs`,
 		},
 		{
 			name: "unknown kafka key suggests the close one",
@@ -939,8 +939,8 @@ func TestWhereHash(t *testing.T) {
 	}
 }
 
-// TestWhereFieldTypes: the CEL type of every usable Avro type, and the clear
-// refusal of nullable fields.
+// TestWhereFieldTypes: the CEL type of every usable Avro type, and CEL's null
+// semantics for nullable fields.
 func TestWhereFieldTypes(t *testing.T) {
 	fsys := schemaFS(t)
 	fsys["wide.avsc"] = &fstest.MapFile{Data: []byte(`{"type": "record", "name": "Wide", "namespace": "featurepipe.test", "fields": [
@@ -960,12 +960,48 @@ func TestWhereFieldTypes(t *testing.T) {
 	if _, err := Parse("features.yaml", []byte(doc(ok)), fsys, "."); err != nil {
 		t.Fatalf("where %s: %v", ok, err)
 	}
-	_, err := Parse("features.yaml", []byte(doc("maybe > 1.0")), fsys, ".")
-	var e *Error
-	if !errors.As(err, &e) || e.Field != "features[0].where" ||
-		!strings.Contains(e.Msg, `field "maybe" is of type nullable double: nullable fields cannot be used in where yet`) {
-		t.Errorf("where on a nullable field: got %v", err)
+	// A nullable field is CEL's nullable double: it compares with null, and
+	// is type-checked like a double.
+	f, err := Parse("features.yaml", []byte(doc("maybe != null && maybe > 1.0")), fsys, ".")
+	if err != nil {
+		t.Fatalf("where on a nullable field: %v", err)
 	}
+	_, err = Parse("features.yaml", []byte(doc(`maybe > "x"`)), fsys, ".")
+	var e *Error
+	if !errors.As(err, &e) || e.Field != "features[0].where" || !strings.Contains(e.Msg, "no matching overload") {
+		t.Errorf("where comparing a nullable double with a string: got %v", err)
+	}
+	guarded := f.Features[0].Filter
+	unguarded := mustParseFS(t, fsys, doc("maybe > 1.0")).Features[0].Filter
+	rec := func(maybe any) map[string]any { return map[string]any{"user_id": "u1", "d": 1.0, "maybe": maybe} }
+	var in FilterInput
+	for _, tt := range []struct {
+		f       *Filter
+		maybe   any // as goavro decodes a ["null", "double"] union
+		want    bool
+		wantErr bool
+	}{
+		{guarded, nil, false, false},
+		{guarded, map[string]any{"double": 2.0}, true, false},
+		{guarded, map[string]any{"double": 0.5}, false, false},
+		{unguarded, map[string]any{"double": 2.0}, true, false},
+		{unguarded, nil, false, true}, // null reaches >: the record is dead-lettered (filter_error)
+	} {
+		in.Rec = rec(tt.maybe)
+		got, err := tt.f.Match(&in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("where %s with maybe=%v: got %v, %v; want %v, error %v", tt.f.Expr, tt.maybe, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func mustParseFS(t *testing.T, fsys fs.FS, doc string) *File {
+	t.Helper()
+	f, err := Parse("features.yaml", []byte(doc), fsys, ".")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return f
 }
 
 func TestFeatureReference(t *testing.T) {
