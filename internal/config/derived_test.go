@@ -10,9 +10,8 @@ import (
 )
 
 // derivedBase declares, after header + "features:\n", the inputs the derived
-// tests read: sum_1h (sum), avg_30d@1 and @2 (avg), cnt_7d (count), all of
-// entity user, and logins_m, a count of entity merchant... fed by logins is
-// not possible (logins is keyed by user), so merchant has no feature here.
+// tests read: sum_1h (sum), avg_30d@1 and @2 (avg) and cnt_7d (count), all
+// of entity user.
 const derivedBase = `  - name: sum_1h
     version: 1
     entity: user
@@ -126,11 +125,11 @@ func TestDerivedEval(t *testing.T) {
 		wantOK bool
 	}{
 		{"sum_1h / avg_30d", 30, 10, 3, true},
-		{"sum_1h / avg_30d", null, 10, 0, false},             // a null input propagates
-		{"sum_1h / avg_30d", 30, null, 0, false},             // either side
-		{"sum_1h / avg_30d", 30, 0, 0, false},                // ÷0: +Inf is null
-		{"sum_1h / avg_30d", 0, 0, 0, false},                 // 0/0: NaN is null
-		{"-sum_1h / avg_30d", 30, 0, 0, false},               // -Inf too
+		{"sum_1h / avg_30d", null, 10, 0, false},              // a null input propagates
+		{"sum_1h / avg_30d", 30, null, 0, false},              // either side
+		{"sum_1h / avg_30d", 30, 0, 0, false},                 // ÷0: +Inf is null
+		{"sum_1h / avg_30d", 0, 0, 0, false},                  // 0/0: NaN is null
+		{"-sum_1h / avg_30d", 30, 0, 0, false},                // -Inf too
 		{"avg_30d == null ? 0.0 : avg_30d", 1, null, 0, true}, // handled null
 		{"avg_30d == null ? 0.0 : avg_30d", 1, 7, 7, true},
 		{"avg_30d != null && avg_30d > 5.0 ? 1 : 0", 1, null, 0, true}, // && absorbs the null, int result
