@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 8 {
-		t.Fatalf("got %d features, want 8", len(f.Features))
+	if len(f.Features) != 10 {
+		t.Fatalf("got %d features, want 10", len(f.Features))
 	}
 	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor}
 	if f.Kafka != want {
@@ -81,6 +81,12 @@ func TestLoadDemo(t *testing.T) {
 	for _, ft := range f.Features {
 		if ft.ID != ft.Name+"@1" {
 			t.Errorf("%s: ID = %q", ft.Name, ft.ID)
+		}
+		if ft.IsDerived() {
+			if ft.SourceRef != nil || ft.EntityRef == nil || ft.EntityRef.Name != ft.Entity || len(ft.Derived.Inputs) == 0 {
+				t.Errorf("derived %s: source %v entity %v inputs %v", ft.ID, ft.SourceRef, ft.EntityRef, ft.Derived.Inputs)
+			}
+			continue
 		}
 		if ft.SourceRef == nil || ft.SourceRef.Name != ft.Source || ft.EntityRef == nil || ft.EntityRef.Name != ft.Entity {
 			t.Errorf("%s: refs not linked: source %v entity %v", ft.ID, ft.SourceRef, ft.EntityRef)
@@ -140,6 +146,12 @@ func TestLoadDemo(t *testing.T) {
 	}
 	if large.Where != "amount > 100.0 && currency != 'JPY'" || large.Filter == nil {
 		t.Errorf("txn_large_count_7d: where %q, filter %v", large.Where, large.Filter)
+	}
+	if fresh, err := f.Feature("txn_amount_last_fresh"); err != nil || fresh.TTL != 30*aggregations.Day {
+		t.Errorf("txn_amount_last_fresh: %v, ttl %v; want 30d", err, fresh)
+	}
+	if ratio, err := f.Feature("txn_spend_ratio_1h_30d"); err != nil || !ratio.IsDerived() || ids(ratio.Derived.Inputs)[0] != "txn_amount_avg_30d@1" {
+		t.Errorf("txn_spend_ratio_1h_30d: %v, %+v; want derived from txn_amount_avg_30d@1 and txn_amount_sum_1h@1", err, ratio)
 	}
 	if avg.Where != "" || avg.Filter != nil {
 		t.Errorf("txn_amount_avg_30d has where %q, filter %v; want none", avg.Where, avg.Filter)

@@ -131,7 +131,7 @@ func TestBackfillFromSnapshotBeyondRetention(t *testing.T) {
 		for _, f := range cfg.Features {
 			c := colIndex(t, tab[0], f.Name)
 			for i, r := range rows {
-				want, ok := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][r.key], r.T)
+				want, ok, _ := bruteForceLocked(p, f, r.key, r.T)
 				cell := tab[i+1][c]
 				got, err := strconv.ParseFloat(cell, 64)
 				n++
