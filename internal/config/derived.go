@@ -92,7 +92,9 @@ func (in *DerivedInput) Parent() interpreter.Activation { return nil }
 // a null result, a failed evaluation (a null input reaching an operator,
 // an integer overflow) or a non-finite number (a division by zero). It is
 // the one evaluation of derived features: the lookup service and backfill
-// call it. Cost: CEL boxes each input read (one small allocation each).
+// call it. Cost: CEL boxes each input read and the result (8 bytes each):
+// about 300 ns and 3 allocations for "a / b" on one core
+// (BenchmarkDerivedEval).
 func (d *Derivation) Eval(in *DerivedInput) (value float64, ok bool) {
 	out, _, err := d.prg.Eval(in)
 	if err != nil {
