@@ -263,7 +263,8 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 			leaders = append(leaders, l)
 		}
 		sort.Slice(leaders, func(i, j int) bool { return leaders[i] < leaders[j] })
-		stalled := true // no partition moved this round
+		stalled := true        // no partition moved this round
+		var outOfRange []int32 // positions the broker no longer has
 		for _, leader := range leaders {
 			parts := byLeader[leader]
 			sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
@@ -290,7 +291,11 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 						pos[rp.Partition] = rp.LogStartOffset // deleted by retention
 						retained[rp.Partition] = rp.LogStartOffset
 						stalled = false
-					case kerr.IsRetriable(err) || errors.Is(err, kerr.OffsetOutOfRange):
+					case errors.Is(err, kerr.OffsetOutOfRange):
+						// Apache Kafka answers OFFSET_OUT_OF_RANGE with log start
+						// -1 (kfake sends the real one): ask for it.
+						outOfRange = append(outOfRange, rp.Partition)
+					case kerr.IsRetriable(err):
 						refresh = true
 					case err != nil:
 						return nil, fmt.Errorf("read %s/%d at offset %d: %w", topic, rp.Partition, start, err)
@@ -308,6 +313,23 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 						done(rp.Partition)
 					}
 				}
+			}
+			if len(outOfRange) > 0 {
+				moved, err := skipRetained(ctx, adm, topic, outOfRange, pos)
+				if err != nil {
+					return nil, err
+				}
+				for p, ls := range moved {
+					retained[p] = ls
+					stalled = false
+					if ls >= ranges[p].End {
+						done(p)
+					}
+				}
+				if len(moved) < len(outOfRange) {
+					refresh = true
+				}
+				outOfRange = outOfRange[:0]
 			}
 			if len(out) > 0 {
 				select {
@@ -327,6 +349,31 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 		}
 	}
 	return next, nil
+}
+
+// skipRetained moves the positions of parts, which a broker answered with
+// OFFSET_OUT_OF_RANGE, to their partition's log start when retention (or
+// DeleteRecords) moved it past them, and returns the moved ones. A partition
+// whose log start is not past its position is left alone: its leader may be
+// moving, and the caller refreshes metadata and retries.
+func skipRetained(ctx context.Context, adm *kadm.Client, topic string, parts []int32, pos map[int32]int64) (map[int32]int64, error) {
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, ctx.Err())
+		}
+		return nil, nil // retried after a metadata refresh
+	}
+	moved := map[int32]int64{}
+	for _, p := range parts {
+		o, ok := starts.Lookup(topic, p)
+		if !ok || o.Err != nil || o.Offset <= pos[p] {
+			continue
+		}
+		pos[p] = o.Offset
+		moved[p] = o.Offset
+	}
+	return moved, nil
 }
 
 // fetch sends one read-committed Fetch for parts at their positions to

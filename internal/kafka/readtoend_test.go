@@ -224,3 +224,45 @@ func TestReadToEndCompactedTopic(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 }
+
+// A range whose start retention deleted resumes at the new log start, and a
+// range that retention deleted entirely ends there: the position returned is
+// the new log start, past the range's End, so that a follower does not ask
+// for deleted offsets.
+func TestReadRangesPastRetention(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic, cl := newTopic(t, k, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for p := range int32(2) {
+		for i := range 10 {
+			if err := cl.ProduceSync(ctx, rec(topic, p, fmt.Sprint(i), "v")).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: topic, Partition: 0, At: 4})  // p0: the range's start deleted
+	del.Add(kadm.Offset{Topic: topic, Partition: 1, At: 10}) // p1: all of it deleted
+	resp, err := kadm.NewClient(cl).DeleteRecords(ctx, del)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32][]int64{}
+	next, err := kafka.ReadRanges(ctx, cl, topic, kafka.Ranges{0: {From: 0, End: 10}, 1: {From: 0, End: 6}}, func(r *kgo.Record) error {
+		got[r.Partition] = append(got[r.Partition], r.Offset)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{4, 5, 6, 7, 8, 9}; !slices.Equal(got[0], want) || len(got[1]) != 0 {
+		t.Fatalf("read %v, want p0 %v and nothing of p1", got, want)
+	}
+	if next[0] != 10 || next[1] != 10 {
+		t.Fatalf("positions %v, want 10 for both (p0 its End, p1 its new log start past End 6)", next)
+	}
+}
