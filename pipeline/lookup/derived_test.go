@@ -157,3 +157,30 @@ func TestTTLBoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestDerivedNeedsItsInputsScopes: a derived value reveals its inputs, so a
+// token reads a derived feature only when it may read every input's tags.
+func TestDerivedNeedsItsInputsScopes(t *testing.T) {
+	fx := derivedFixture(t)
+	tokens, err := ParseTokens("tokens.yaml", []byte(authTokensFile()), fx.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fx.cfg.Features {
+		if f.Name == "txn_amount_avg" {
+			f.Tags = []string{"pii"} // ratio and ratio2 read txn_amount_avg@2
+		}
+	}
+	fx.svc.o.Tokens = tokens
+	body := `{"entity":"user","keys":["u1"],"features":["ratio2"]}`
+	rec := fx.doAuth(t, http.MethodPost, "/v1/lookup", body, "Bearer "+tokUser)
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "feature txn_amount_avg@2 (read by derived feature ratio2@1) is tagged pii") {
+		t.Errorf("ratio2 without the pii scope of its input's input: HTTP %d %s", rec.Code, rec.Body)
+	}
+	if rec := fx.doAuth(t, http.MethodPost, "/v1/lookup", body, "Bearer "+tokUserPII); rec.Code != http.StatusOK {
+		t.Errorf("ratio2 with the pii scope: HTTP %d %s", rec.Code, rec.Body)
+	}
+	if rec := fx.doAuth(t, http.MethodPost, "/v1/lookup", `{"entity":"user","keys":["u1"],"features":["last_fresh"]}`, "Bearer "+tokUser); rec.Code != http.StatusOK {
+		t.Errorf("an untagged feature: HTTP %d %s", rec.Code, rec.Body)
+	}
+}
