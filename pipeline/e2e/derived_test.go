@@ -302,17 +302,30 @@ func TestDerivedAndTTLOnEveryReadPath(t *testing.T) {
 
 	// skew: every value served above, derived and expired ones included,
 	// recomputed by the backfill engine: 0 mismatches.
-	waitLogged(t, cl, cfg.Kafka.LookupLogTopic, int64(len(served)), 30*time.Second)
+	// The lookup service logs asynchronously, after the wall-clock lookups
+	// of waitExact: run skew until it reads every entry served above.
 	keep := map[servedAt]bool{}
 	for _, pt := range served {
 		keep[servedAt{pt.Key, pt.T}] = true
 	}
-	rep, err := skew.Run(ctx, skew.Options{Brokers: k.Brokers, Config: cfg, Keep: keepServed(keep), Examples: 3})
-	if err != nil {
-		t.Fatal(err)
+	var rep *skew.Report
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if rep, err = skew.Run(ctx, skew.Options{Brokers: k.Brokers, Config: cfg, Keep: keepServed(keep), Examples: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Entries == int64(len(served)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("skew read %d of the %d entries served as of T1 and T2", rep.Entries, len(served))
+		}
 	}
-	if rep.Mismatches != 0 || rep.Feature(ratio) == nil || rep.Feature(ratio).Rows == 0 || rep.Feature(lastFresh) == nil || rep.Feature(lastFresh).Rows == 0 {
-		t.Fatalf("skew: %d mismatches of %d; derived %+v, ttl %+v", rep.Mismatches, rep.Compared, rep.Feature(ratio), rep.Feature(lastFresh))
+	// Per T: every feature of every key, every feature of a, the
+	// service's 3 features and Feast's 2 of every key.
+	nf := len(cfg.Features)
+	wantCompared := int64(2 * (len(keys)*nf + nf + len(keys)*3 + len(keys)*2))
+	if rep.Mismatches != 0 || rep.Compared != wantCompared || rep.Feature(ratio) == nil || rep.Feature(ratio).Rows == 0 || rep.Feature(lastFresh) == nil || rep.Feature(lastFresh).Rows == 0 {
+		t.Fatalf("skew: %d mismatches of %d compared (want %d); derived %+v, ttl %+v", rep.Mismatches, rep.Compared, wantCompared, rep.Feature(ratio), rep.Feature(lastFresh))
 	}
 	t.Logf("skew: %d served values (%d of the derived feature, %d of the ttl feature) recomputed, 0 mismatches",
 		rep.Compared, rep.Feature(ratio).Rows, rep.Feature(lastFresh).Rows)
