@@ -143,8 +143,9 @@ type Feature struct {
 	ID string
 	// Hash is the hex SHA-256 of the canonical definition: entity and its
 	// key field, source, topic and event_time field, aggregation, field,
-	// window size and hop, default and where (when set). Owner, description, tags and
-	// deprecated are metadata and do not change it.
+	// window size and hop, default, and where and ttl (when set); for a
+	// derived feature, entity, expression and input versions. Owner,
+	// description, tags and deprecated are metadata and do not change it.
 	Hash      string
 	SourceRef *Source
 	EntityRef *Entity
