@@ -269,6 +269,9 @@ func describeFeatures(cfg *config.File, view *registry.View, now time.Time) []fe
 		r := featureInfo{Name: f.Name, Version: f.Version, Deprecated: f.Deprecated, Entity: f.Entity, Source: f.Source,
 			Aggregation: f.Aggregation.String(), Field: f.Field, Window: window, Hop: aggregations.FormatDuration(f.Window.Hop),
 			Owner: f.Owner, Description: strings.TrimSpace(f.Description), Tags: f.Tags, Hash: f.Hash, Status: "unknown"}
+		if f.IsDerived() { // no source, aggregation or window: its expression
+			r.Aggregation, r.Field, r.Window, r.Hop = "derived", f.Derived.Expr, "-", "-"
+		}
 		r.ReplacedBy = f.ReplacedBy
 		if !f.Sunset.IsZero() {
 			r.Sunset = f.Sunset.Format(time.DateOnly)

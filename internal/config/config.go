@@ -173,13 +173,23 @@ type Feature struct {
 	// Filter is Where compiled against the source's schema; nil when Where
 	// is "" (then filtering costs nothing).
 	Filter *Filter
-	Line   int
+	// TTL is how old (ms) the newest event of the feature in the window may
+	// be at T before the value expires (see Expired); 0: never. Part of the
+	// definition hash when set.
+	TTL int64
+	// Derived is the feature's expression over other features of its
+	// entity (see Derivation); nil for a feature aggregated from a source.
+	// A derived feature has no Source, SourceRef, Aggregation, Field or
+	// Window.
+	Derived *Derivation
+	Line    int
 	// ID is "name@version".
 	ID string
 	// Hash is the hex SHA-256 of the canonical definition: entity and its
 	// key field, source, topic and event_time field, aggregation, field,
-	// window size and hop, default and where (when set). Owner, description, tags and
-	// deprecated are metadata and do not change it.
+	// window size and hop, default, and where and ttl (when set); for a
+	// derived feature, entity, expression and input versions. Owner,
+	// description, tags and deprecated are metadata and do not change it.
 	Hash      string
 	SourceRef *Source
 	EntityRef *Entity

@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 8 {
-		t.Fatalf("got %d features, want 8", len(f.Features))
+	if len(f.Features) != 10 {
+		t.Fatalf("got %d features, want 10", len(f.Features))
 	}
 	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor}
 	if f.Kafka != want {
@@ -81,6 +81,12 @@ func TestLoadDemo(t *testing.T) {
 	for _, ft := range f.Features {
 		if ft.ID != ft.Name+"@1" {
 			t.Errorf("%s: ID = %q", ft.Name, ft.ID)
+		}
+		if ft.IsDerived() {
+			if ft.SourceRef != nil || ft.EntityRef == nil || ft.EntityRef.Name != ft.Entity || len(ft.Derived.Inputs) == 0 {
+				t.Errorf("derived %s: source %v entity %v inputs %v", ft.ID, ft.SourceRef, ft.EntityRef, ft.Derived.Inputs)
+			}
+			continue
 		}
 		if ft.SourceRef == nil || ft.SourceRef.Name != ft.Source || ft.EntityRef == nil || ft.EntityRef.Name != ft.Entity {
 			t.Errorf("%s: refs not linked: source %v entity %v", ft.ID, ft.SourceRef, ft.EntityRef)
@@ -140,6 +146,12 @@ func TestLoadDemo(t *testing.T) {
 	}
 	if large.Where != "amount > 100.0 && currency != 'JPY'" || large.Filter == nil {
 		t.Errorf("txn_large_count_7d: where %q, filter %v", large.Where, large.Filter)
+	}
+	if fresh, err := f.Feature("txn_amount_last_fresh"); err != nil || fresh.TTL != 30*aggregations.Day {
+		t.Errorf("txn_amount_last_fresh: %v, ttl %v; want 30d", err, fresh)
+	}
+	if ratio, err := f.Feature("txn_spend_ratio_1h_30d"); err != nil || !ratio.IsDerived() || ids(ratio.Derived.Inputs)[0] != "txn_amount_avg_30d@1" {
+		t.Errorf("txn_spend_ratio_1h_30d: %v, %+v; want derived from txn_amount_avg_30d@1 and txn_amount_sum_1h@1", err, ratio)
 	}
 	if avg.Where != "" || avg.Filter != nil {
 		t.Errorf("txn_amount_avg_30d has where %q, filter %v; want none", avg.Where, avg.Filter)
@@ -273,7 +285,7 @@ func TestInvalidFiles(t *testing.T) {
 			doc: header + "features:\n" + validFeature + `    colour: red # want
 `,
 			field: "features[0].colour",
-			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where`,
+			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where, ttl, expression, inputs`,
 		},
 		{
 			name: "unknown kafka key suggests the close one",
@@ -939,8 +951,8 @@ func TestWhereHash(t *testing.T) {
 	}
 }
 
-// TestWhereFieldTypes: the CEL type of every usable Avro type, and the clear
-// refusal of nullable fields.
+// TestWhereFieldTypes: the CEL type of every usable Avro type, and CEL's null
+// semantics for nullable fields.
 func TestWhereFieldTypes(t *testing.T) {
 	fsys := schemaFS(t)
 	fsys["wide.avsc"] = &fstest.MapFile{Data: []byte(`{"type": "record", "name": "Wide", "namespace": "featurepipe.test", "fields": [
@@ -960,12 +972,48 @@ func TestWhereFieldTypes(t *testing.T) {
 	if _, err := Parse("features.yaml", []byte(doc(ok)), fsys, "."); err != nil {
 		t.Fatalf("where %s: %v", ok, err)
 	}
-	_, err := Parse("features.yaml", []byte(doc("maybe > 1.0")), fsys, ".")
-	var e *Error
-	if !errors.As(err, &e) || e.Field != "features[0].where" ||
-		!strings.Contains(e.Msg, `field "maybe" is of type nullable double: nullable fields cannot be used in where yet`) {
-		t.Errorf("where on a nullable field: got %v", err)
+	// A nullable field is CEL's nullable double: it compares with null, and
+	// is type-checked like a double.
+	f, err := Parse("features.yaml", []byte(doc("maybe != null && maybe > 1.0")), fsys, ".")
+	if err != nil {
+		t.Fatalf("where on a nullable field: %v", err)
 	}
+	_, err = Parse("features.yaml", []byte(doc(`maybe > "x"`)), fsys, ".")
+	var e *Error
+	if !errors.As(err, &e) || e.Field != "features[0].where" || !strings.Contains(e.Msg, "no matching overload") {
+		t.Errorf("where comparing a nullable double with a string: got %v", err)
+	}
+	guarded := f.Features[0].Filter
+	unguarded := mustParseFS(t, fsys, doc("maybe > 1.0")).Features[0].Filter
+	rec := func(maybe any) map[string]any { return map[string]any{"user_id": "u1", "d": 1.0, "maybe": maybe} }
+	var in FilterInput
+	for _, tt := range []struct {
+		f       *Filter
+		maybe   any // as goavro decodes a ["null", "double"] union
+		want    bool
+		wantErr bool
+	}{
+		{guarded, nil, false, false},
+		{guarded, map[string]any{"double": 2.0}, true, false},
+		{guarded, map[string]any{"double": 0.5}, false, false},
+		{unguarded, map[string]any{"double": 2.0}, true, false},
+		{unguarded, nil, false, true}, // null reaches >: the record is dead-lettered (filter_error)
+	} {
+		in.Rec = rec(tt.maybe)
+		got, err := tt.f.Match(&in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("where %s with maybe=%v: got %v, %v; want %v, error %v", tt.f.Expr, tt.maybe, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func mustParseFS(t *testing.T, fsys fs.FS, doc string) *File {
+	t.Helper()
+	f, err := Parse("features.yaml", []byte(doc), fsys, ".")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return f
 }
 
 func TestFeatureReference(t *testing.T) {

@@ -22,7 +22,7 @@ var (
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry"}
 	entityKeys  = []string{"name", "key"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas"}
-	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
@@ -58,6 +58,9 @@ type featureItem struct {
 	aggregation, window, hop string
 	sunset                   string
 	where                    string
+	// Derived features and TTL (derived.go, ttl.go).
+	ttl, expression string
+	inputs          []*yaml.Node
 }
 
 // mapping is a YAML mapping whose keys were checked against an allowed list.
@@ -353,10 +356,13 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 		if !ok {
 			continue
 		}
+		// A derived feature (expression:) has no source, aggregation or
+		// window of its own: see derived.go.
+		derived := m.get("expression") != nil
 		f := &Feature{
 			Name:        d.str(m, "name", true, "the feature's name"),
 			Entity:      d.str(m, "entity", true, "the entity the feature is computed for"),
-			Source:      d.str(m, "source", true, "the source whose events feed the feature"),
+			Source:      d.str(m, "source", !derived, "the source whose events feed the feature"),
 			Field:       d.str(m, "field", false, "the event field to aggregate"),
 			Owner:       d.str(m, "owner", true, "the team answerable for the feature"),
 			Description: d.str(m, "description", true, "what the feature means, for its users"),
@@ -384,11 +390,14 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 		d.features = append(d.features, featureItem{
 			f:           f,
 			m:           m,
-			aggregation: d.str(m, "aggregation", true, "one of "+strings.Join(aggregations.KindNames(), ", ")),
-			window:      d.str(m, "window", true, `a duration with unit s, m, h or d (e.g. 30d), or "lifetime"`),
+			aggregation: d.str(m, "aggregation", !derived, "one of "+strings.Join(aggregations.KindNames(), ", ")),
+			window:      d.str(m, "window", !derived, `a duration with unit s, m, h or d (e.g. 30d), or "lifetime"`),
 			hop:         d.str(m, "hop", false, "a duration with unit s, m, h or d"),
 			sunset:      d.str(m, "sunset", false, "the date this version stops being served, YYYY-MM-DD"),
 			where:       d.str(m, "where", false, `a boolean expression over the source's fields, e.g. "amount > 100.0"`),
+			ttl:         d.str(m, "ttl", false, "a duration with unit s, m, h or d (e.g. 30d)"),
+			expression:  d.str(m, "expression", false, `an expression over other features of the entity, e.g. "txn_amount_sum_1h / txn_amount_avg_30d"`),
+			inputs:      d.list(m, "inputs", "feature versions (name@version)"),
 		})
 	}
 	d.decodeServices(top)

@@ -14,7 +14,8 @@ const hashFormat = "featurepipe.feature.v1"
 // definitionHash is the hex SHA-256 of f's canonical definition: everything
 // that changes the value computed for an entity (entity and its key field,
 // source, topic and event_time field, aggregation, field, window size and
-// hop, default, and where when set) and nothing else. Owner, description, tags and deprecated are
+// hop, default, and where and ttl when set; for a derived feature: entity,
+// expression and the input versions) and nothing else. Owner, description, tags and deprecated are
 // metadata that may change under the same version. The name and version are
 // left out too, so the same definition under two versions hashes the same.
 // f must be fully linked (SourceRef and EntityRef set).
@@ -36,6 +37,9 @@ func definitionHash(f *Feature) string {
 // definition changed under the same version. f must be fully linked.
 func (f *Feature) Definition() [][2]string {
 	var out [][2]string
+	if f.Derived != nil {
+		return f.derivedDefinition()
+	}
 	put := func(key, value string) { out = append(out, [2]string{key, value}) }
 	put("entity", f.Entity)
 	put("entity_key", f.EntityRef.Key)
@@ -59,6 +63,9 @@ func (f *Feature) Definition() [][2]string {
 		// Only when set, so the hashes of features without a where (all
 		// of them before where existed) are unchanged.
 		put("where", f.Where)
+	}
+	if f.TTL > 0 { // likewise only when set
+		put("ttl_ms", strconv.FormatInt(f.TTL, 10))
 	}
 	return out
 }

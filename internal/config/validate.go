@@ -37,14 +37,19 @@ func (d *decoder) build(path string, load schemaLoader) *File {
 	ents := d.buildEntities(f)
 	srcs := d.buildSources(f, own, load)
 	d.buildFeatures(f, ents, srcs)
+	d.buildDerived(f)
 	d.buildServices(f)
 	if len(d.errs) > 0 {
 		return nil
 	}
 	for _, ft := range f.Features {
 		ft.ID = ft.Name + "@" + strconv.Itoa(ft.Version)
+	}
+	for _, ft := range f.Features { // inputs' IDs first: a derived feature's hash names them
 		ft.Hash = definitionHash(ft)
-		ft.SourceRef.Features = append(ft.SourceRef.Features, ft)
+		if ft.SourceRef != nil { // nil for a derived feature
+			ft.SourceRef.Features = append(ft.SourceRef.Features, ft)
+		}
 	}
 	return f
 }
@@ -276,6 +281,8 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			}
 		}
 		d.checkWhere(it, envs)
+		d.checkTTL(it)
+		d.checkDerivedShape(it)
 		if it.sunset != "" {
 			if t, err := time.Parse(time.DateOnly, strings.TrimSpace(it.sunset)); err != nil {
 				d.addf(m.lineOf("sunset"), m.field("sunset"), "%q is not a date: write YYYY-MM-DD, e.g. 2027-01-31", it.sunset)

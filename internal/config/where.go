@@ -18,11 +18,16 @@ import (
 // schema, type-checked against that schema when the file is loaded and
 // compiled once. Only events for which it is true count toward the feature.
 //
-// The fields a where may name are the source schema's non-nullable fields of
-// type double, float (CEL double), int, long (CEL int; a timestamp-millis long
-// is its epoch milliseconds), string, enum (CEL string, the symbol) and
-// boolean. Nullable, record, array, map, bytes and fixed fields are refused
-// at load.
+// The fields a where may name are the source schema's fields of type
+// double, float (CEL double), int, long (CEL int; a timestamp-millis long is
+// its epoch milliseconds), string, enum (CEL string, the symbol) and
+// boolean. A nullable one (an Avro union with null) is CEL's nullable
+// wrapper of that type, with CEL's null semantics: it compares with null
+// (discount != null && discount > 0.5), and an operator applied to its null
+// fails the evaluation (the record is dead-lettered, reason filter_error),
+// so test for null first; CEL's && and || absorb such a failure when the
+// other side decides. Record, array, map, bytes and fixed fields are
+// refused at load.
 //
 // A Filter is immutable and safe for concurrent use. Match with a reused
 // FilterInput costs one allocation per field read (CEL boxes each value
@@ -55,6 +60,14 @@ func (in *FilterInput) ResolveName(name string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
+	if u, isUnion := v.(map[string]any); isUnion && len(u) == 1 { // a nullable field's non-null branch
+		for _, inner := range u {
+			v = inner
+		}
+	}
+	if v == nil { // a nullable field's null
+		return types.NullValue, true
+	}
 	if t, isTime := v.(time.Time); isTime { // timestamp-millis long
 		return t.UnixMilli(), true
 	}
@@ -83,20 +96,26 @@ func (f *Filter) Match(in *FilterInput) (bool, error) {
 // celType is the CEL type a where sees for an Avro field, or nil (with the
 // reason) when where cannot use the field.
 func celType(f schemas.Field) (*cel.Type, string) {
-	if f.Nullable {
-		return nil, "nullable fields cannot be used in where yet"
-	}
+	var t *cel.Type
 	switch f.Type {
 	case "double", "float":
-		return cel.DoubleType, ""
+		t = cel.DoubleType
 	case "int", "long":
-		return cel.IntType, ""
+		t = cel.IntType
 	case "string", "enum":
-		return cel.StringType, ""
+		t = cel.StringType
 	case "boolean":
-		return cel.BoolType, ""
+		t = cel.BoolType
+	default:
+		return nil, "fields of Avro type " + f.Type + " cannot be used in where"
 	}
-	return nil, "fields of Avro type " + f.Type + " cannot be used in where"
+	if f.Nullable {
+		// CEL's nullable wrapper: compares with null, and an operator
+		// applied to a null value fails (so the record is dead-lettered
+		// unless the where tests for null first).
+		return cel.NullableType(t), ""
+	}
+	return t, ""
 }
 
 // filterEnvs caches one CEL environment per schema during one Load.

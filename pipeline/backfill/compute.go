@@ -187,14 +187,24 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 			// Rows are in T order, so tiles no later read can touch may go;
 			// for lifetime windows they fold into Base. Keeps reads O(window).
 			sw.removed, _ = sw.series[c].Expire(col.plan.Window, T, sw.removed[:0])
-			v, ok := aggregations.Finalize(col.plan.Kind, sw.series[c].Read(col.plan.Window, T))
+			ir := sw.series[c].Read(col.plan.Window, T)
+			st := statusPresent
+			switch {
+			case !known:
+				st = statusNotFound
+			case col.feature.Expired(ir, T): // the lookup service's TTL rule
+				st, ir = statusExpired, aggregations.IR{}
+			case ir.Empty():
+				st = statusEmptyWindow
+			}
+			v, ok := aggregations.Finalize(col.plan.Kind, ir)
 			if !ok && col.feature.Default != nil {
 				v, ok = *col.feature.Default, true
 			}
 			if !known { // NOT_FOUND: null, whatever the aggregation
 				v, ok = 0, false
 			}
-			res.set(int(r), c, v, ok)
+			res.set(int(r), c, v, ok, st)
 		}
 	}
 }

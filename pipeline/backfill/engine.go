@@ -51,6 +51,15 @@ func (v *Values) Get(row, col int) (value float64, ok bool) {
 	return v.res.values[i], v.res.valid[i]
 }
 
+// Status returns the status of column col for point row, as the lookup
+// service would answer it as of the point's T (without WARMING_UP, which
+// is about serving): StatusPresent, StatusEmptyWindow, StatusNotFound or
+// StatusExpired (an aggregated feature's ttl). A derived feature is
+// StatusNotFound or StatusPresent.
+func (v *Values) Status(row, col int) string {
+	return v.res.status[row*len(v.Columns)+col].String()
+}
+
 // Compute is Run with the spine in memory and the values returned instead of
 // written: the same replay, the same sweep and the same aggregation code, so
 // a value Compute returns is exactly the cell Run would write for a spine row
@@ -105,9 +114,12 @@ type evaluation struct {
 }
 
 // evaluate is the engine shared by Run and Compute: it replays the sources
-// of cols and computes every column for rows (keys[i], times[i]).
-func (o *Options) evaluate(ctx context.Context, cols []column, rowKeys []string, times []int64) (*evaluation, error) {
+// of cols and computes every column for rows (keys[i], times[i]). Derived
+// columns are evaluated from the aggregated features they read, which are
+// computed like any column (see expandDerived).
+func (o *Options) evaluate(ctx context.Context, visible []column, rowKeys []string, times []int64) (*evaluation, error) {
 	cfg := o.Config
+	cols := expandDerived(visible)
 	// Key table: entity index per row, rows grouped by entity.
 	keep := make(map[string]int32)
 	var keys []string
@@ -198,5 +210,6 @@ func (o *Options) evaluate(ctx context.Context, cols []column, rowKeys []string,
 	if err := compute(ctx, times, rowsOff, rows, grouped, seeded, cols, res); err != nil {
 		return nil, err
 	}
+	res = deriveResults(visible, cols, res)
 	return &evaluation{res: res, ranges: ranges, stats: st}, nil
 }

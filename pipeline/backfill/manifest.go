@@ -56,6 +56,13 @@ type ManifestFeature struct {
 	Source      string   `json:"source"`
 	Topic       string   `json:"topic"`
 	Default     *float64 `json:"default,omitempty"`
+	// TTLMS is the feature's ttl (ms), 0 without one.
+	TTLMS int64 `json:"ttl_ms,omitempty"`
+	// Expression and Inputs define a derived feature (Aggregation
+	// "derived", no window or source): its expression and the feature
+	// versions it reads.
+	Expression string   `json:"expression,omitempty"`
+	Inputs     []string `json:"inputs,omitempty"`
 }
 
 // ManifestSpine identifies the input spine.
@@ -96,7 +103,15 @@ type EventStats struct {
 
 func manifestFeature(c column) ManifestFeature {
 	f := c.feature
-	return ManifestFeature{
+	if f.IsDerived() {
+		m := ManifestFeature{Column: c.name, Name: f.Name, Version: f.Version, Hash: f.Hash,
+			Aggregation: "derived", Expression: f.Derived.Expr}
+		for _, in := range f.Derived.Inputs {
+			m.Inputs = append(m.Inputs, in.ID)
+		}
+		return m
+	}
+	return ManifestFeature{TTLMS: f.TTL,
 		Column: c.name, Name: f.Name, Version: f.Version, Hash: f.Hash,
 		Aggregation: f.Aggregation.String(), Field: f.Field,
 		Window: f.Window.String(), WindowMS: f.Window.Size, HopMS: f.Window.Hop,

@@ -20,15 +20,17 @@ type results struct {
 	columns []string
 	values  []float64
 	valid   []bool
+	status  []cellStatus // per cell, like values
 }
 
 func newResults(columns []string, rows int) *results {
-	return &results{columns: columns, values: make([]float64, rows*len(columns)), valid: make([]bool, rows*len(columns))}
+	n := rows * len(columns)
+	return &results{columns: columns, values: make([]float64, n), valid: make([]bool, n), status: make([]cellStatus, n)}
 }
 
-func (r *results) set(row, col int, v float64, ok bool) {
+func (r *results) set(row, col int, v float64, ok bool, st cellStatus) {
 	i := row*len(r.columns) + col
-	r.values[i], r.valid[i] = v, ok
+	r.values[i], r.valid[i], r.status[i] = v, ok, st
 }
 
 // writeAtomically writes path through a temporary file in the same directory

@@ -135,7 +135,7 @@ func backfillFromSnapshotBeyondRetention(t *testing.T, store *snapshot.Store) {
 		for _, f := range cfg.Features {
 			c := colIndex(t, tab[0], f.Name)
 			for i, r := range rows {
-				want, ok := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][r.key], r.T)
+				want, ok, _ := bruteForceLocked(p, f, r.key, r.T)
 				cell := tab[i+1][c]
 				got, err := strconv.ParseFloat(cell, 64)
 				n++

@@ -33,6 +33,9 @@ type kafkaCluster = testkit.Kafka
 // featureFile is the feature file every end-to-end test uses: one entity,
 // two sources and features of every aggregation over finite and lifetime
 // windows, with default and explicit hops.
+//
+// txn_last_fresh has a ttl and txn_sum_ratio is derived: every test
+// checks them too (bruteForceLocked, derived_test.go).
 var featureFile = testkit.KafkaSection(4) + `entities:
   - name: user
     key: user_id
@@ -54,6 +57,8 @@ features:
   - {name: txn_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: t, description: d}
   - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+  - {name: txn_last_fresh, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, ttl: 2d, owner: t, description: d}
+  - {name: txn_sum_ratio, version: 1, entity: user, expression: "txn_sum_1d / txn_avg_30d", owner: t, description: d}
 `
 
 // writeConfig writes a feature file (with its schemas) whose topic and
@@ -397,20 +402,11 @@ func compareAnswer(resp *lookup.LookupResponse, keys []string, feats []*config.F
 				bad = append(bad, mismatch{key: r.Key, feature: name(f), note: "missing from the answer"})
 				continue
 			}
-			want, ok := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][r.Key], T)
-			n++
 			// The status contract: NOT_FOUND (null) for a key without any
-			// event before T in any source of its entity, else PRESENT or
-			// EMPTY_WINDOW by whether the window holds an event.
-			status := lookup.StatusNotFound
-			if p.knownLocked(f.Entity, r.Key, T) {
-				status = lookup.StatusEmptyWindow
-				if c, _ := aggtest.BruteForce(aggregations.Count, f.Window, p.events[f.Source][r.Key], T); c > 0 {
-					status = lookup.StatusPresent
-				}
-			} else {
-				ok = false
-			}
+			// event before T in any source of its entity, else PRESENT,
+			// EMPTY_WINDOW or EXPIRED (see bruteForceLocked).
+			want, ok, status := bruteForceLocked(p, f, r.Key, T)
+			n++
 			if got := fv.Value; (got != nil) != ok || (ok && !aggtest.Close(*got, want)) {
 				bad = append(bad, mismatch{key: r.Key, feature: f.ID, got: got, want: want, wantOK: ok})
 			} else if fv.Status != status && fv.Status != lookup.StatusWarmingUp {

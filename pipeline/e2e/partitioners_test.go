@@ -189,7 +189,7 @@ func checkBackfill(t *testing.T, k *kafkaCluster, cfg *config.File, p *produced,
 	for r, pt := range points {
 		for c, f := range vals.Features {
 			got, ok := vals.Get(r, c)
-			want, wantOK := aggtest.BruteForce(f.Aggregation, f.Window, p.events[f.Source][pt.Key], pt.T)
+			want, wantOK, _ := bruteForceLocked(p, f, pt.Key, pt.T)
 			n++
 			if ok != wantOK || (ok && !aggtest.Close(got, want)) {
 				bad = append(bad, mismatch{key: pt.Key, feature: f.ID, got: &got, want: want, wantOK: wantOK}.String())

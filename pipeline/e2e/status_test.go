@@ -29,8 +29,8 @@ import (
 //	nobody   never seen: NOT_FOUND, every value null (count and sum too)
 //
 // Feast's shape answers a known key's value (the empty window's 0
-// included) as PRESENT, a missing value as NULL_VALUE, and a NOT_FOUND
-// cell as null.
+// included) as PRESENT, a missing value as NULL_VALUE (OUTSIDE_MAX_AGE when
+// EXPIRED), and a NOT_FOUND cell as null.
 func TestStatusContractOnEveryReadPath(t *testing.T) {
 	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
@@ -119,6 +119,8 @@ func TestStatusContractOnEveryReadPath(t *testing.T) {
 			switch {
 			case jv.Status == lookup.StatusNotFound:
 				wantStatus = "NOT_FOUND"
+			case jv.Value == nil && jv.Status == lookup.StatusExpired: // txn_last_fresh of old
+				wantStatus = "OUTSIDE_MAX_AGE"
 			case jv.Value == nil:
 				wantStatus = "NULL_VALUE"
 			default:

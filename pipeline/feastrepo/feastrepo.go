@@ -227,6 +227,11 @@ func service(cfg *config.File, svc *config.Service) (sd *serviceData, why string
 		if err != nil {
 			return nil, "", fmt.Errorf("feature service %s: %w", svc.Name, err)
 		}
+		if ft.IsDerived() {
+			return nil, fmt.Sprintf("feature service %s is not generated: it lists derived feature %s, which has no source and so no feature view; "+
+				`read the service with featurepipe's POST /v1/lookup {"feature_service": %q} or featurepipe backfill --feature-service %s`,
+				svc.Name, ref, svc.Name, svc.Name), nil
+		}
 		if def.ID != ft.ID {
 			return nil, fmt.Sprintf("feature service %s is not generated: it lists %s, but feature view %s's field %s reads %s "+
 				"(the version a bare name reads), and a field is one version; read the service with featurepipe's "+

@@ -7,6 +7,7 @@
 //	topic:NAME → source:NAME → feature:NAME@V → service:NAME → dataset:NAME@V → model:NAME@V
 //	                                          ↘ dataset:NAME@V (listed features)
 //	                                          ↘ consumer:NAME (seen in the lookup log)
+//	                                          ↘ feature:NAME@V (a derived feature reading it)
 //
 // The package does no I/O: Build takes a feature file, the catalog's
 // registry.View and the consumers per feature version (Consumers), and Diff
@@ -129,6 +130,13 @@ func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 		for _, f := range cfg.Features {
 			n := g.node(KindFeature, f.ID)
 			n.InFile, n.Owner, n.Deprecated = true, f.Owner, f.Deprecated
+			if f.IsDerived() { // computed from other feature versions, not a source
+				for _, in := range f.Derived.Inputs {
+					g.node(KindFeature, in.ID)
+					edge(Edge{From: NodeID(KindFeature, in.ID), To: n.ID})
+				}
+				continue
+			}
 			edge(Edge{From: NodeID(KindSource, f.Source), To: n.ID})
 		}
 	}
@@ -148,6 +156,13 @@ func Build(cfg *config.File, v *registry.View, c Consumers) *Graph {
 				topic = kv[1]
 			case "source":
 				source = kv[1]
+			case "inputs": // a derived feature's input versions (config.Feature.Definition)
+				for _, in := range strings.Split(kv[1], ",") {
+					if in != "" {
+						g.node(KindFeature, in)
+						edge(Edge{From: NodeID(KindFeature, in), To: n.ID})
+					}
+				}
 			}
 		}
 		if source != "" {
@@ -355,8 +370,9 @@ func (g *Graph) Walk(id string, d Direction) (Sub, error) {
 	return sub, nil
 }
 
-// Dependents returns the services, datasets, models and consumers
-// downstream of id (transitively), in graph order; none for an unknown id.
+// Dependents returns the derived features, services, datasets, models and
+// consumers downstream of id (transitively), in graph order; none for an
+// unknown id. (A feature's only downstream features are derived ones.)
 func (g *Graph) Dependents(id string) []Node {
 	sub, err := g.Walk(id, Downstream)
 	if err != nil {
@@ -365,7 +381,7 @@ func (g *Graph) Dependents(id string) []Node {
 	var out []Node
 	for _, n := range sub.Nodes[1:] {
 		switch n.Kind {
-		case KindService, KindDataset, KindModel, KindConsumer:
+		case KindFeature, KindService, KindDataset, KindModel, KindConsumer:
 			out = append(out, n)
 		}
 	}

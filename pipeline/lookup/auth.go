@@ -348,14 +348,35 @@ func (t *Token) permit(a *lookupAnswer) *apiError {
 			fmt.Sprintf("consumer %s may not read entity %s (its entities: %s)", t.Consumer, a.info.name, strings.Join(t.Entities, ", "))}
 	}
 	for _, f := range a.feats {
-		for _, tag := range f.def.Tags {
-			if !grants(t.Tags, tag) {
-				return &apiError{http.StatusForbidden, "forbidden",
-					fmt.Sprintf("feature %s is tagged %s; consumer %s lacks the %s scope", f.def.ID, tag, t.Consumer, tag)}
+		if def, tag := t.missingTag(f.def); def != nil {
+			via := ""
+			if def != f.def {
+				via = fmt.Sprintf(" (read by derived feature %s)", f.def.ID)
 			}
+			return &apiError{http.StatusForbidden, "forbidden",
+				fmt.Sprintf("feature %s%s is tagged %s; consumer %s lacks the %s scope", def.ID, via, tag, t.Consumer, tag)}
 		}
 	}
 	return nil
+}
+
+// missingTag returns a tag of def that t does not grant, with the feature
+// carrying it, or nil. A derived feature reveals its inputs, so their tags
+// (recursively) count as its own.
+func (t *Token) missingTag(def *config.Feature) (*config.Feature, string) {
+	for _, tag := range def.Tags {
+		if !grants(t.Tags, tag) {
+			return def, tag
+		}
+	}
+	if def.Derived != nil {
+		for _, in := range def.Derived.Inputs {
+			if f, tag := t.missingTag(in); f != nil {
+				return f, tag
+			}
+		}
+	}
+	return nil, ""
 }
 
 // grants reports whether scope (names, or "*") covers name.

@@ -42,6 +42,9 @@ const (
 	feastPresent  = "PRESENT"
 	feastNotFound = "NOT_FOUND"
 	feastNull     = "NULL_VALUE"
+	// feastOutsideMaxAge is Feast's status of a value older than its
+	// feature view's ttl: featurepipe's EXPIRED without a value.
+	feastOutsideMaxAge = "OUTSIDE_MAX_AGE"
 )
 
 func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
@@ -173,11 +176,16 @@ func feastShape(joinKey string, requested []string, full bool, names []string, a
 //   - a value (PRESENT, or EMPTY_WINDOW's real 0 of count and sum, or a
 //     default): PRESENT with it, since SDKs up to 0.63 turn every other
 //     status into None;
-//   - no value (avg, min, max, last of an empty window): NULL_VALUE, null.
+//   - no value (avg, min, max, last of an empty window): NULL_VALUE, null;
+//   - EXPIRED without a value: OUTSIDE_MAX_AGE (Feast's status of a value
+//     older than its view's ttl), null; with one (count, sum, a default),
+//     PRESENT like an empty window's.
 func feastCell(fv *value) (status string, v any) {
 	switch {
 	case fv.status == StatusNotFound:
 		return feastNotFound, nil
+	case !fv.hasV && fv.status == StatusExpired:
+		return feastOutsideMaxAge, nil
 	case !fv.hasV:
 		return feastNull, nil
 	}

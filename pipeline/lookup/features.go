@@ -90,7 +90,7 @@ func deprecationWarning(f *config.Feature) string {
 func (s *Service) pick(ref string) (pickedFeature, error) {
 	if vs, ok := s.feats.byName[ref]; ok {
 		for _, fi := range vs {
-			if s.reg.Ready(fi.def.ID) {
+			if s.versionReady(fi.def) {
 				return pickedFeature{fi, false}, nil
 			}
 		}
@@ -111,5 +111,19 @@ func (s *Service) pick(ref string) (pickedFeature, error) {
 		}
 		return pickedFeature{}, err
 	}
-	return pickedFeature{fi, !s.reg.Ready(fi.def.ID)}, nil
+	return pickedFeature{fi, !s.versionReady(fi.def)}, nil
+}
+
+// versionReady reports whether feature version def is ready (not warming
+// up): a derived feature is ready when every input is.
+func (s *Service) versionReady(def *config.Feature) bool {
+	if def.Derived == nil {
+		return s.reg.Ready(def.ID)
+	}
+	for _, in := range def.Derived.Inputs {
+		if !s.versionReady(in) {
+			return false
+		}
+	}
+	return true
 }

@@ -14,7 +14,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 )
 
@@ -24,6 +23,7 @@ const (
 	StatusEmptyWindow = "EMPTY_WINDOW" // the entity is known but no event is in the window: count/sum 0, others null
 	StatusNotFound    = "NOT_FOUND"    // no event of this entity with ts < T exists (in any source): the value is null
 	StatusWarmingUp   = "WARMING_UP"   // the version is still being bootstrapped from history: the value is partial
+	StatusExpired     = "EXPIRED"      // the newest event in the window is older than the feature's ttl: the empty-window value
 )
 
 // apiError is an error with an HTTP status and a stable code, written as
@@ -467,8 +467,14 @@ func (a *lookupAnswer) sortNames() {
 //     (none ever, or its tiles expired): count and sum are a real 0, the
 //     others null or the feature's default.
 //   - PRESENT: at least one event in the window.
+//   - EXPIRED: the feature has a ttl and the newest event in its window is
+//     older than it (config.Feature.Expired): the empty-window value.
 //   - WARMING_UP: the version is still bootstrapping (the value is partial;
-//     null for an unknown entity).
+//     null for an unknown entity). A derived feature is warming up while
+//     any input is.
+//
+// A derived feature (see foldDef) is NOT_FOUND, WARMING_UP, or PRESENT
+// with its value or null.
 func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	fv := value{version: f.def.Version, status: StatusNotFound}
 	if f.warming {
@@ -477,21 +483,14 @@ func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	if !known {
 		return fv, nil
 	}
-	ir, updated, _, err := v.read(f.def.ID, f.def.Window, T)
+	x, ok, status, updated, err := foldDef(f.def, v, T, 0)
 	if err != nil {
 		return fv, err
 	}
 	fv.updated = updated
 	if !f.warming {
-		fv.status = StatusEmptyWindow
-		if !ir.Empty() {
-			fv.status = StatusPresent
-		}
+		fv.status = status
 	}
-	if x, ok := aggregations.Finalize(f.def.Aggregation, ir); ok {
-		fv.v, fv.hasV = x, true
-	} else if f.def.Default != nil {
-		fv.v, fv.hasV = *f.def.Default, true
-	}
+	fv.v, fv.hasV = x, ok
 	return fv, nil
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
 )
 
 // lookupView is one entity's view as a lookup reads it from the view
@@ -20,6 +21,10 @@ type lookupView struct {
 	raw     [][]byte
 	series  []aggregations.Series
 	decoded []bool
+
+	// derived are the activations of derived features being evaluated,
+	// one per nesting depth (see foldDef).
+	derived []config.DerivedInput
 
 	kbuf []byte // the view key being read (see Service.view)
 	vbuf []byte // the value read from Pebble when the cache is disabled
