@@ -158,10 +158,15 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	slab := make([]byte, 0, n*64)
 	i := 0
 	for _, ps := range parts {
-		for d := range ps.dirty {
+		for d, ts := range ps.dirty {
 			r := &recs[i]
 			i++
 			r.Topic = p.topic
+			if ts > 0 {
+				// The newest source record folded into the tile since the
+				// last publication; zero: franz-go stamps the produce time.
+				r.Timestamp = time.UnixMilli(ts)
+			}
 			slab, r.Key, r.Value = appendRecord(slab, ps, d.es, d.feature, d.start)
 			p.produce(ctx, r)
 		}

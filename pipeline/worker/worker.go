@@ -206,9 +206,11 @@ type partState struct {
 	published int64 // offset through which publication is flushed
 
 	// Since the last publication: the entities touched (decoded, as in
-	// Pebble), and the tiles changed or to be republished.
+	// Pebble), and the tiles changed or to be republished, each with the
+	// newest Kafka timestamp (ms) of a source record folded into it since
+	// then (0: none; see markDirty), which its feature-log record carries.
 	cache    map[string]*entityState
-	dirty    map[dirtyTile]struct{}
+	dirty    map[dirtyTile]int64
 	pending  bool  // in Worker.pending
 	staged   int64 // next offset once the staged batch commits
 	applied  int   // events applied in the staged batch
@@ -217,6 +219,7 @@ type partState struct {
 	// Scratch of applyPartition, which runs for different partitions in
 	// parallel: each partition owns its own.
 	dec    events.Event
+	recTS  int64 // the Kafka timestamp (ms) of the record being applied; 0 for history and expiry
 	keyBuf []byte
 	valBuf []byte
 	dead   []*kgo.Record
@@ -226,6 +229,13 @@ type partState struct {
 	seenID    string         // the first-seen marker's feature id (see seen.go)
 
 	canon canonical // counts records outside their key's canonical partition
+
+	// newest is, per feature (plan order), the newest event time (ms)
+	// applied to its state since this worker took the partition (0: none);
+	// poll goroutine only. fresh is its value as of the last committed
+	// batch, read by the freshness collector at scrape time.
+	newest []int64
+	fresh  []atomic.Int64
 
 	// restoring: a background restore from a snapshot runs; the partition
 	// is paused and none of its records are applied until finishRestores
@@ -298,6 +308,7 @@ func New(o Options) (*Worker, error) {
 		w.planMetrics[topic] = newPlanMetrics(w.m, plan)
 	}
 	w.pub = newPublisher(o, w.m)
+	metrics.NewFreshness(o.Registerer, o.Now, w.newestEvents)
 	return w, nil
 }
 
