@@ -111,11 +111,28 @@ State in %s. Features are defined in schemas/demo.yaml.
   featurepipe features --brokers %s [--services]
 
 Produce your own events:  featurepipe produce --brokers %s --config schemas/demo.yaml --source transactions --input events.jsonl
+
+Monitoring (from the repository root; see README, Monitoring):
+  prometheus --config.file=deploy/prometheus/prometheus-dev.yml --storage.tsdb.path=$(mktemp -d) --web.listen-address=127.0.0.1:9090
+    (scrapes 127.0.0.1:8080/metrics%s; alert rules deploy/prometheus/alerts.yml)
+  docker run --rm --network host -e FEATUREPIPE_PROMETHEUS_URL=http://127.0.0.1:9090 \
+    -v $PWD/deploy/grafana/provisioning:/etc/grafana/provisioning -v $PWD/deploy/grafana/dashboards:/var/lib/grafana/dashboards \
+    grafana/grafana   (http://127.0.0.1:3000, admin/admin, dashboard "featurepipe")
+  or everything on Apache Kafka in containers: docker compose -f deploy/compose/compose.yml up --build
 Ctrl-C to stop.
-`, b.Addr(), dir, addr, addr, addr, addr, b.Addr(), b.Addr())
+`, b.Addr(), dir, addr, addr, addr, addr, b.Addr(), b.Addr(), promTargetNote(addr))
 		log.Info("ready", zap.Int64("demo_events_sent", sent.Load()))
 		<-ctx.Done()
 		return nil
 	})
 	return a.run(ctx)
+}
+
+// promTargetNote tells, when the lookup API listens elsewhere than
+// deploy/prometheus/prometheus-dev.yml's target, to change that target.
+func promTargetNote(addr string) string {
+	if addr == "127.0.0.1:8080" {
+		return ""
+	}
+	return ": this one listens on " + addr + ", edit the target"
 }
