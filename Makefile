@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-kafka test-feast bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-kafka test-feast test-monitoring bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -45,6 +45,14 @@ test-feast:
 	  grep -E '^(---|ok|FAIL|panic)|feast_check|feast_sdk_test' .cache/test-feast-$$v.out || true; \
 	  grep -q -- '--- PASS: TestFeastSDK' .cache/test-feast-$$v.out || { echo "TestFeastSDK did not pass with Feast $$v (see .cache/test-feast-$$v.out)"; exit 1; }; \
 	done
+
+## test-monitoring: promtool unit tests of every alert rule, then a real Prometheus (Debian package
+## prometheus, which brings promtool) scraping a running pipeline: every dashboard query and alert
+## metric returns data, and the stale-feature alert fires when a source stops. Fails if prometheus is missing.
+test-monitoring:
+	promtool test rules deploy/prometheus/alerts_test.yml
+	promtool check config deploy/prometheus/prometheus.yml deploy/prometheus/prometheus-dev.yml
+	FEATUREPIPE_TEST_PROMETHEUS=1 $(GO) test -count=1 -timeout 15m -run '^(TestMonitoringOnPrometheus|TestEveryAlertRuleHasAUnitTest)$$' -v ./pipeline/e2e/
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -67,6 +67,11 @@ func NewWorker(r prometheus.Registerer) *Worker {
 	}
 	r.MustRegister(m.EventsIn, m.DeadLetters, m.DroppedLate, m.ConsumerLag, m.BatchCommit, m.BatchEvents,
 		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical)
+	// Every stage's error series exists from the start at 0, so that
+	// rate() and increase() see the first error (and alerts can use them).
+	for _, stage := range []string{"commit", "publish", "dead_letter", "fetch", "snapshot"} {
+		m.Errors.WithLabelValues(stage)
+	}
 	return m
 }
 
