@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // ManifestVersion is the version of the manifest format written by Run.
@@ -56,6 +58,11 @@ type ManifestFeature struct {
 	Source      string   `json:"source"`
 	Topic       string   `json:"topic"`
 	Default     *float64 `json:"default,omitempty"`
+	// Statistics of the column's values (count, null rate, mean, stddev,
+	// min, max, quantiles and the sketch behind them; see
+	// pipeline/monitor): the training baseline live values are compared
+	// with (featurepipe_feature_drift_psi).
+	Statistics *monitor.Stats `json:"statistics,omitempty"`
 }
 
 // ManifestSpine identifies the input spine.
