@@ -16,6 +16,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 	"github.com/featurepipe/featurepipe/schemas"
@@ -60,7 +61,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	a.onClose("broker", func() error { b.Close(); return nil })
 	brokers := []string{b.Addr()}
 	reg := metrics.NewRegistry()
-	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker")}, dir, true)
+	stats, err := monitor.NewLive(reg, monitor.LiveOptions{}) // every value, 1h, no baseline
+	if err != nil {
+		return err
+	}
+	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker"), Stats: stats}, dir, true)
 	if err != nil {
 		return err
 	}

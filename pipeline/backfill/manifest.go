@@ -146,3 +146,21 @@ func ReadManifest(path string) (*Manifest, error) {
 	}
 	return &m, nil
 }
+
+// Baselines returns the statistics of every feature of the data set, by
+// feature id (name@version), as drift baselines named after the dataset
+// (its name@version, or fallback when it was not registered). Features of a
+// manifest written before statistics were recorded are left out.
+func (m *Manifest) Baselines(fallback string) map[string]monitor.Baseline {
+	name := m.Dataset
+	if name == "" {
+		name = fallback
+	}
+	out := map[string]monitor.Baseline{}
+	for _, f := range m.Features {
+		if f.Statistics != nil {
+			out[fmt.Sprintf("%s@%d", f.Name, f.Version)] = monitor.Baseline{Name: name, Stats: f.Statistics}
+		}
+	}
+	return out
+}

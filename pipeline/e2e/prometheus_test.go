@@ -26,6 +26,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -308,8 +309,10 @@ func (p *prometheusServer) ruleNames(t testing.TB) []string {
 // by several consumers), lets a real Prometheus scrape it with the alert
 // rules of deploy/prometheus/alerts.yml, and checks through Prometheus's HTTP
 // API that every expression of the Grafana dashboard returns data, that every
-// metric the alert rules use exists, and that FeaturepipeFeatureStale fires
-// for the features of a source that stops, and only for those. Run by make
+// metric the alert rules use exists, that FeaturepipeFeatureStale fires for
+// the feature of a source that stops, and only for it, and that
+// FeaturepipeFeatureDrift fires when the values of a feature with a training
+// baseline shift, and not before. Run by make
 // test-monitoring (FEATUREPIPE_TEST_PROMETHEUS=1); skipped otherwise.
 func TestMonitoringOnPrometheus(t *testing.T) {
 	if os.Getenv(PrometheusTestEnv) != "1" {
@@ -323,7 +326,19 @@ func TestMonitoringOnPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: wst, Registerer: wreg, PublishInterval: 100 * time.Millisecond})
+	// txn_last's training baseline: amounts uniform over 0..99, as the
+	// traffic below sends until it shifts them.
+	baseline := monitor.NewStats()
+	for v := range 100 {
+		for range 10 {
+			baseline.AddValue(float64(v))
+		}
+	}
+	stats, err := monitor.NewLive(wreg, monitor.LiveOptions{Baselines: map[string]monitor.Baseline{"txn_last@1": {Name: "train@1", Stats: baseline}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: wst, Registerer: wreg, PublishInterval: 100 * time.Millisecond, Stats: stats})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,37 +372,46 @@ func TestMonitoringOnPrometheus(t *testing.T) {
 		"featurepipe-lookup": strings.TrimPrefix(ls.url, "http://"),
 	})
 
-	// Traffic until the test ends: every 200ms a few events of each source
-	// (transactions with event times 4.5 minutes old, a producer that lags
-	// but within the 5-minute freshness alert), a junk record every second,
-	// and lookups by two consumers on two routes.
+	// Traffic until the test ends: every 200ms an event of each source
+	// (logins with event times 4.5 minutes old, a producer that lags but
+	// within the 5-minute freshness alert; transactions with amounts
+	// uniform over 0..99, as txn_last's baseline), a junk record every
+	// second, and lookups by two consumers on two routes. Once shift is
+	// closed, logins stop and transaction amounts move to 1000..1099.
 	encs := map[string]*produce.Encoder{}
 	for _, src := range []string{"transactions", "logins"} {
 		if encs[src], err = produce.NewEncoder(cfg, src); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var txnStopped sync.WaitGroup
-	stopTxn := make(chan struct{})
+	shift := make(chan struct{})
+	var shifted sync.WaitGroup
+	shifted.Add(1)
 	tctx, tcancel := context.WithCancel(context.Background())
 	var traffic sync.WaitGroup
 	traffic.Add(1)
-	txnStopped.Add(1)
 	go func() {
 		defer traffic.Done()
-		txnRunning := true
+		normal := true
 		for i := 0; tctx.Err() == nil; i++ {
-			now := time.Now()
-			evs := []event{{"logins", fmt.Sprintf("user-%03d", i%50), now.Add(-time.Second).UnixMilli(), 0}}
-			if txnRunning {
+			if normal {
 				select {
-				case <-stopTxn:
-					txnRunning = false
-					txnStopped.Done()
+				case <-shift:
+					normal = false
+					shifted.Done()
 				default:
-					evs = append(evs, event{"transactions", fmt.Sprintf("user-%03d", i%50), now.Add(-270 * time.Second).UnixMilli(), float64(i % 100)})
 				}
 			}
+			now := time.Now()
+			user := fmt.Sprintf("user-%03d", i%50)
+			amount := float64(i % 100)
+			evs := []event{}
+			if normal {
+				evs = append(evs, event{"logins", user, now.Add(-270 * time.Second).UnixMilli(), 0})
+			} else {
+				amount += 1000
+			}
+			evs = append(evs, event{"transactions", user, now.Add(-time.Second).UnixMilli(), amount})
 			// Not produceAt: t.Fatal is for the test's goroutine. A failed
 			// produce shows as missing data below.
 			var recs []*kgo.Record
@@ -401,7 +425,7 @@ func TestMonitoringOnPrometheus(t *testing.T) {
 				_ = cl.ProduceSync(tctx, &kgo.Record{Topic: cfg.Sources[0].Topic, Key: []byte("user-001"), Value: []byte("junk")}).FirstErr()
 			}
 			for _, consumer := range []string{"fraud-model", "ranking"} {
-				body := fmt.Sprintf(`{"entity":"user","keys":["user-%03d"],"features":["txn_sum_1d","login_count_1h"]}`, i%50)
+				body := fmt.Sprintf(`{"entity":"user","keys":[%q],"features":["txn_sum_1d","login_count_1h"]}`, user)
 				req, _ := http.NewRequestWithContext(tctx, http.MethodPost, ls.url+"/v1/lookup", strings.NewReader(body))
 				req.Header.Set(lookup.ConsumerHeader, consumer)
 				if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -451,37 +475,52 @@ func TestMonitoringOnPrometheus(t *testing.T) {
 			})
 		}
 	}
-	// Nothing is stale while both sources run.
+	// Nothing is stale, nothing drifts while the traffic is as trained.
 	for _, a := range prom.alerts(t) {
-		if a.Labels["alertname"] == "FeaturepipeFeatureStale" {
-			t.Fatalf("FeaturepipeFeatureStale %s while its source runs: %v", a.State, a.Labels)
+		if n := a.Labels["alertname"]; n == "FeaturepipeFeatureStale" || n == "FeaturepipeFeatureDrift" {
+			t.Fatalf("%s %s before the shift: %v", n, a.State, a.Labels)
 		}
+	}
+	if v := prom.query(t, `featurepipe_feature_drift_psi{feature="txn_last"}`); !hasData(v) {
+		t.Fatal("no PSI for txn_last")
+	} else {
+		t.Logf("txn_last PSI before the shift: %v", v[0].Value[1])
 	}
 
-	// The transactions source stops: its features' freshness passes 5
-	// minutes within about 30s, and after the rule's 1 minute the alert
-	// fires for each of them, never for the logins feature.
-	close(stopTxn)
-	txnStopped.Wait()
-	stoppedAt := time.Now()
-	var firing map[string]bool
-	waitFor(t, "FeaturepipeFeatureStale firing for every transactions feature", 4*time.Minute, func() bool {
-		firing = map[string]bool{}
+	// Logins stop and transaction amounts shift: login_count_1h's
+	// freshness passes 5 minutes within about 30s and, after the rule's 1
+	// minute, FeaturepipeFeatureStale fires for it (never for the running
+	// transactions features); txn_last's PSI passes 0.2 and, after 2
+	// minutes, FeaturepipeFeatureDrift fires for it.
+	close(shift)
+	shifted.Wait()
+	shiftedAt := time.Now()
+	var stale, drift string
+	waitFor(t, "FeaturepipeFeatureStale for login_count_1h and FeaturepipeFeatureDrift for txn_last firing", 5*time.Minute, func() bool {
 		for _, a := range prom.alerts(t) {
-			if a.Labels["alertname"] != "FeaturepipeFeatureStale" {
-				continue
-			}
-			if a.Labels["feature"] == "login_count_1h" {
-				t.Fatalf("FeaturepipeFeatureStale %s for login_count_1h, whose source runs", a.State)
-			}
-			if a.State == "firing" {
-				firing[a.Labels["feature"]+"@"+a.Labels["version"]] = true
+			id := a.Labels["feature"] + "@" + a.Labels["version"]
+			switch a.Labels["alertname"] {
+			case "FeaturepipeFeatureStale":
+				if id != "login_count_1h@1" {
+					t.Fatalf("FeaturepipeFeatureStale %s for %s, whose source runs", a.State, id)
+				}
+				if a.State == "firing" && stale == "" {
+					stale = time.Since(shiftedAt).Round(time.Second).String()
+				}
+			case "FeaturepipeFeatureDrift":
+				if id != "txn_last@1" || a.Labels["baseline"] != "train@1" {
+					t.Fatalf("FeaturepipeFeatureDrift %s for %s against %s: only txn_last@1 has a baseline", a.State, id, a.Labels["baseline"])
+				}
+				if a.State == "firing" && drift == "" {
+					drift = time.Since(shiftedAt).Round(time.Second).String()
+				}
 			}
 		}
-		return len(firing) == 7
+		return stale != "" && drift != ""
 	})
-	if since := time.Since(stoppedAt); since < time.Minute {
-		t.Fatalf("the alert fired %s after the source stopped: before its `for: 1m`", since)
+	if since := time.Since(shiftedAt); since < 2*time.Minute {
+		t.Fatalf("the alerts fired %s after the shift: before their `for`", since)
 	}
-	t.Logf("FeaturepipeFeatureStale firing for %d features %s after the transactions source stopped", len(firing), time.Since(stoppedAt).Round(time.Second))
+	t.Logf("after the shift: FeaturepipeFeatureStale fired after %s, FeaturepipeFeatureDrift after %s (PSI %v)", stale, drift,
+		prom.query(t, `featurepipe_feature_drift_psi{feature="txn_last"}`)[0].Value[1])
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // publisher is the feature log's one writer. It owns the partitions with
@@ -34,6 +35,8 @@ type publisher struct {
 	topic     string
 	interval  time.Duration // Options.PublishInterval
 	maxCached int           // Options.MaxCachedEntities
+	stats     *monitor.Live // Options.Stats; nil: no statistics
+	now       func() time.Time
 
 	err atomic.Pointer[error] // the first produce error
 	// produced is onProduced bound once: a method value passed per
@@ -50,7 +53,7 @@ type publisher struct {
 
 func newPublisher(o Options, m *metrics.Worker) *publisher {
 	p := &publisher{store: o.Store, m: m, topic: o.Config.Kafka.FeatureLogTopic, interval: o.PublishInterval,
-		maxCached: o.MaxCachedEntities, flOffsets: map[int32]int64{}, last: time.Now()}
+		maxCached: o.MaxCachedEntities, stats: o.Stats, now: o.Now, flOffsets: map[int32]int64{}, last: time.Now()}
 	p.produced = p.onProduced
 	return p
 }
@@ -171,6 +174,7 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 			p.produce(ctx, r)
 		}
 	}
+	p.observe(parts)
 	// Not recorded as published on error: a restart republishes these tiles.
 	if err := p.flush(ctx, n); err != nil {
 		return err
@@ -191,6 +195,50 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	}
 	p.dropLocked(sel)
 	return nil
+}
+
+// observe adds to the statistics (Options.Stats) the value as of now of
+// every (entity, feature version) with a tile in this publication, once
+// each, sampled. Cost: with statistics off, nothing; else per sampled pair
+// one read and fold of the entity's tiles in the window and a sketch insert,
+// and one merge per publication.
+func (p *publisher) observe(parts []*partState) {
+	if p.stats == nil {
+		return
+	}
+	now := p.now().UnixMilli()
+	b := p.stats.NewBatch()
+	type pair struct {
+		es      *entityState
+		feature int
+	}
+	seen := map[pair]struct{}{}
+	for _, ps := range parts {
+		for d := range ps.dirty {
+			if d.feature < 0 {
+				continue // a first-seen marker
+			}
+			k := pair{d.es, d.feature}
+			if _, ok := seen[k]; ok {
+				continue
+			}
+			seen[k] = struct{}{}
+			if !p.stats.Sampled() {
+				continue
+			}
+			f := &ps.plan.Features[d.feature]
+			v, ok := aggregations.Finalize(f.Kind, d.es.series[d.feature].Read(f.Window, now))
+			if !ok && f.Feature.Default != nil {
+				v, ok = *f.Feature.Default, true
+			}
+			if ok {
+				b.Add(f.ID, f.Feature.Name, f.Feature.Version, &v)
+			} else {
+				b.Add(f.ID, f.Feature.Name, f.Feature.Version, nil)
+			}
+		}
+	}
+	_ = p.stats.Commit(b) // fails only on sketches of different accuracies: never
 }
 
 // dropLocked removes the pending partitions sel accepts (nil: all), with

@@ -48,6 +48,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -115,6 +116,12 @@ type Options struct {
 	// then restarts it, which loses nothing: state is in Pebble). Waiting
 	// for records is not a step. Default 3 × RebalanceTimeout.
 	StallAfter time.Duration
+	// Stats, when set, observes the feature values this worker publishes:
+	// at each publication, the value as of now of every (entity, feature
+	// version) with a changed tile, sampled as its options say, for rolling
+	// statistics and drift against baselines (see monitor.Live). Default
+	// nil: none, at no cost.
+	Stats *monitor.Live
 	// ExtraOpts are appended to the franz-go options of the group client,
 	// after the worker's own, so they override them. Default none.
 	ExtraOpts []kgo.Opt
