@@ -68,8 +68,10 @@ bench: bench-apply bench-ingest bench-lookup bench-coldstart
 bench-apply:
 	$(GO) test -run '^$$' -bench 'Apply|Read' -benchmem ./aggregations/
 
+## bench-ingest: without, then with feature statistics of every published value (INGEST_STATS)
 bench-ingest:
-	$(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
+	INGEST_STATS=0 $(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
+	INGEST_STATS=1 $(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
 
 bench-lookup: build
 	$(BIN) load --rate 20000 --duration 20s --keys 10000

@@ -44,6 +44,9 @@ type File struct {
 	Sources  []*Source
 	Features []*Feature // in file order
 	Services []*Service // feature services, in file order; may be empty
+	// Monitor are the file-level monitoring thresholds (DefaultMonitor
+	// where the top-level monitor block leaves a key out).
+	Monitor Monitor
 }
 
 // Kafka holds the topics and settings featurepipe itself owns. Every field has
@@ -129,7 +132,10 @@ type Feature struct {
 	// Filter is Where compiled against the source's schema; nil when Where
 	// is "" (then filtering costs nothing).
 	Filter *Filter
-	Line   int
+	// Monitor are the version's monitoring thresholds: its monitor block
+	// over the file's. Metadata: not part of the definition hash.
+	Monitor Monitor
+	Line    int
 	// ID is "name@version".
 	ID string
 	// Hash is the hex SHA-256 of the canonical definition: entity and its

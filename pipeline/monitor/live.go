@@ -27,10 +27,10 @@ type LiveOptions struct {
 	Window time.Duration
 	// Buckets is the number of sub-windows. Default 12 (5 minutes of 1h).
 	Buckets int
-	// Sample is the fraction of published values observed, in (0, 1].
-	// Default 1: every value. Cost: one feature read and fold (the value
-	// as of now) and a sketch insert per sampled value, in the worker's
-	// publication.
+	// Sample is the fraction of the entities with published changes whose
+	// feature values are observed, in (0, 1]. Default 1: every one. Cost:
+	// per sampled entity and feature, one read and fold of its tiles (the
+	// value as of now) and a sketch insert, in the worker's publication.
 	Sample float64
 	// Baselines by feature id (name@version). Versions without one get
 	// statistics but no drift gauges.
@@ -115,7 +115,8 @@ func NewLive(r prometheus.Registerer, o LiveOptions) (*Live, error) {
 	return l, nil
 }
 
-// Sampled reports whether to observe the next value (Options.Sample).
+// Sampled reports whether to observe the next entity's values
+// (Options.Sample).
 func (l *Live) Sampled() bool { return l.o.Sample >= 1 || rand.Float64() < l.o.Sample }
 
 // Batch accumulates one publication's observations, by feature id, without
@@ -130,15 +131,21 @@ func (l *Live) NewBatch() *Batch {
 	return &Batch{stats: map[string]*Stats{}, names: map[string][2]string{}}
 }
 
-// Add observes value v (nil: null) of feature version id (name, version).
-func (b *Batch) Add(id, name string, version int, v *float64) {
+// Stats returns the batch's statistics of feature version id (name,
+// version), to Add values to.
+func (b *Batch) Stats(id, name string, version int) *Stats {
 	s := b.stats[id]
 	if s == nil {
 		s = NewStats()
 		b.stats[id] = s
 		b.names[id] = [2]string{name, strconv.Itoa(version)}
 	}
-	s.Add(v)
+	return s
+}
+
+// Add observes value v (nil: null) of feature version id (name, version).
+func (b *Batch) Add(id, name string, version int, v *float64) {
+	b.Stats(id, name, version).Add(v)
 }
 
 // Commit merges the batch into the current sub-window of each version.

@@ -198,43 +198,42 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 }
 
 // observe adds to the statistics (Options.Stats) the value as of now of
-// every (entity, feature version) with a tile in this publication, once
-// each, sampled. Cost: with statistics off, nothing; else per sampled pair
-// one read and fold of the entity's tiles in the window and a sketch insert,
-// and one merge per publication.
+// every feature version of the entities touched since the last
+// publication (the entity cache), a sampled entity at a time. Cost: with
+// statistics off, nothing; else per sampled entity and feature one read
+// and fold of its tiles in the window and a sketch insert, and one merge
+// per publication.
 func (p *publisher) observe(parts []*partState) {
 	if p.stats == nil {
 		return
 	}
 	now := p.now().UnixMilli()
 	b := p.stats.NewBatch()
-	type pair struct {
-		es      *entityState
-		feature int
-	}
-	seen := map[pair]struct{}{}
+	var sts []*monitor.Stats
 	for _, ps := range parts {
-		for d := range ps.dirty {
-			if d.feature < 0 {
-				continue // a first-seen marker
-			}
-			k := pair{d.es, d.feature}
-			if _, ok := seen[k]; ok {
+		if len(ps.cache) == 0 {
+			continue
+		}
+		fs := ps.plan.Features
+		sts = sts[:0]
+		for i := range fs {
+			sts = append(sts, b.Stats(fs[i].ID, fs[i].Feature.Name, fs[i].Feature.Version))
+		}
+		for _, es := range ps.cache {
+			if len(es.series) != len(fs) || !p.stats.Sampled() {
 				continue
 			}
-			seen[k] = struct{}{}
-			if !p.stats.Sampled() {
-				continue
-			}
-			f := &ps.plan.Features[d.feature]
-			v, ok := aggregations.Finalize(f.Kind, d.es.series[d.feature].Read(f.Window, now))
-			if !ok && f.Feature.Default != nil {
-				v, ok = *f.Feature.Default, true
-			}
-			if ok {
-				b.Add(f.ID, f.Feature.Name, f.Feature.Version, &v)
-			} else {
-				b.Add(f.ID, f.Feature.Name, f.Feature.Version, nil)
+			for i := range fs {
+				f := &fs[i]
+				v, ok := aggregations.Finalize(f.Kind, es.series[i].Read(f.Window, now))
+				switch {
+				case ok:
+					sts[i].AddValue(v)
+				case f.Feature.Default != nil:
+					sts[i].AddValue(*f.Feature.Default)
+				default:
+					sts[i].AddNull()
+				}
 			}
 		}
 	}
