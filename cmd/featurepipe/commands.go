@@ -148,6 +148,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		mux := http.NewServeMux()
 		mux.Handle("/", metricsMux(reg, w.Healthy))
 		mux.Handle("POST /v1/snapshot", snapshotHandler(w))
+		if stats != nil {
+			mux.Handle("GET /v1/stats", stats.Handler(w.Freshness)) // featurepipe monitor
+		}
 		a.add("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) })
 	}
 	return a.run(ctx)

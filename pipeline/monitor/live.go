@@ -91,7 +91,7 @@ func NewLive(r prometheus.Registerer, o LiveOptions) (*Live, error) {
 		o.Now = time.Now
 	}
 	if o.MinValues <= 0 {
-		o.MinValues = 100
+		o.MinValues = MinValues
 	}
 	l := &Live{o: o, bucket: (o.Window / time.Duration(o.Buckets)).Milliseconds(), features: map[string]*liveFeature{},
 		psi: prometheus.NewDesc("featurepipe_feature_drift_psi",

@@ -46,3 +46,15 @@ func (w *Worker) newestEvents(emit func(feature, version string, newestMs int64)
 		emit(k.name, strconv.Itoa(k.version), ts)
 	}
 }
+
+// Freshness returns, by feature id (name@version), the worker's clock minus
+// the newest event time committed over the partitions it owns, in seconds
+// (the featurepipe_feature_freshness_seconds gauges, for GET /v1/stats).
+func (w *Worker) Freshness() map[string]float64 {
+	now := w.o.Now().UnixMilli()
+	out := map[string]float64{}
+	w.newestEvents(func(feature, version string, newestMs int64) {
+		out[feature+"@"+version] = float64(max(now-newestMs, 0)) / 1000
+	})
+	return out
+}
