@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -80,6 +80,14 @@ test-registry:
 	grep -E '^(---|ok|FAIL|panic)|confluent_test' .cache/test-registry.out || true; \
 	grep -q -- '--- PASS: TestConfluentProducerThroughSchemaRegistry' .cache/test-registry.out || { echo "TestConfluentProducerThroughSchemaRegistry did not pass (see .cache/test-registry.out)"; exit 1; }
 
+## test-monitoring: promtool unit tests of every alert rule, then a real Prometheus (Debian package
+## prometheus, which brings promtool) scraping a running pipeline: every dashboard query and alert
+## metric returns data, and the stale-feature alert fires when a source stops. Fails if prometheus is missing.
+test-monitoring:
+	promtool test rules deploy/prometheus/alerts_test.yml
+	promtool check config deploy/prometheus/prometheus.yml deploy/prometheus/prometheus-dev.yml
+	FEATUREPIPE_TEST_PROMETHEUS=1 $(GO) test -count=1 -timeout 15m -run '^(TestMonitoringOnPrometheus|TestEveryAlertRuleHasAUnitTest)$$' -v ./pipeline/e2e/
+
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
@@ -95,8 +103,10 @@ bench: bench-apply bench-ingest bench-lookup bench-coldstart
 bench-apply:
 	$(GO) test -run '^$$' -bench 'Apply|Read' -benchmem ./aggregations/
 
+## bench-ingest: without, then with feature statistics of every published value (INGEST_STATS)
 bench-ingest:
-	$(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
+	INGEST_STATS=0 $(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
+	INGEST_STATS=1 $(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
 
 bench-lookup: build
 	$(BIN) load --rate 20000 --duration 20s --keys 10000

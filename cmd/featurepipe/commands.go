@@ -120,12 +120,17 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
 	actor := fs.String("actor", "", "who runs this worker: recorded with the feature versions it registers (featurepipe history); default: the OS user")
+	stf := addStatsFlags(fs)
 	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
+	stats, err := stf.live(reg)
+	if err != nil {
+		return err
+	}
 	snaps, err := openSnapshots(ctx, *snapDir, *snapRetain, true)
 	if err != nil {
 		return err
@@ -133,7 +138,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	a := &app{}
 	defer a.closeInto(&err)
 	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
-		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, RebalanceTimeout: *rebalanceTimeout, StallAfter: *stallAfter, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor}, *sf.data, *noSync)
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, RebalanceTimeout: *rebalanceTimeout, StallAfter: *stallAfter, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor, Stats: stats}, *sf.data, *noSync)
 	if err != nil {
 		return err
 	}
@@ -147,6 +152,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		mux := http.NewServeMux()
 		mux.Handle("/", metricsMux(reg, w.Healthy))
 		mux.Handle("POST /v1/snapshot", snapshotHandler(w))
+		if stats != nil {
+			mux.Handle("GET /v1/stats", stats.Handler(w.Freshness)) // featurepipe monitor
+		}
 		a.add("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) })
 	}
 	return a.run(ctx)

@@ -16,6 +16,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 	"github.com/featurepipe/featurepipe/schemas"
@@ -60,7 +61,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	a.onClose("broker", func() error { b.Close(); return nil })
 	brokers := []string{b.Addr()}
 	reg := metrics.NewRegistry()
-	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker")}, dir, true)
+	stats, err := monitor.NewLive(reg, monitor.LiveOptions{}) // every value, 1h, no baseline
+	if err != nil {
+		return err
+	}
+	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker"), Stats: stats}, dir, true)
 	if err != nil {
 		return err
 	}
@@ -116,11 +121,28 @@ The web catalog: http://%s/ui/
   featurepipe features --brokers %s [--services]
 
 Produce your own events:  featurepipe produce --brokers %s --config schemas/demo.yaml --source transactions --input events.jsonl
+
+Monitoring (from the repository root; see README, Monitoring):
+  prometheus --config.file=deploy/prometheus/prometheus-dev.yml --storage.tsdb.path=$(mktemp -d) --web.listen-address=127.0.0.1:9090
+    (scrapes 127.0.0.1:8080/metrics%s; alert rules deploy/prometheus/alerts.yml)
+  docker run --rm --network host -e FEATUREPIPE_PROMETHEUS_URL=http://127.0.0.1:9090 \
+    -v $PWD/deploy/grafana/provisioning:/etc/grafana/provisioning -v $PWD/deploy/grafana/dashboards:/var/lib/grafana/dashboards \
+    grafana/grafana   (http://127.0.0.1:3000, admin/admin, dashboard "featurepipe")
+  or everything on Apache Kafka in containers: docker compose -f deploy/compose/compose.yml up --build
 Ctrl-C to stop.
-`, b.Addr(), dir, addr, addr, addr, addr, addr, b.Addr(), b.Addr())
+`, b.Addr(), dir, addr, addr, addr, addr, addr, b.Addr(), b.Addr(), promTargetNote(addr))
 		log.Info("ready", zap.Int64("demo_events_sent", sent.Load()))
 		<-ctx.Done()
 		return nil
 	})
 	return a.run(ctx)
+}
+
+// promTargetNote tells, when the lookup API listens elsewhere than
+// deploy/prometheus/prometheus-dev.yml's target, to change that target.
+func promTargetNote(addr string) string {
+	if addr == "127.0.0.1:8080" {
+		return ""
+	}
+	return ": this one listens on " + addr + ", edit the target"
 }

@@ -41,6 +41,7 @@ func commands() []command {
 		{"history", "show every registered version of a feature: definition, hash, who and when", runHistory},
 		{"lineage", "show what a catalog node comes from and what depends on it: lineage NODE [--upstream|--downstream] [--json|--dot]", runLineage},
 		{"plan", "compare a changed feature file with the catalog: changes, dependents, owners (exit 2: breaks dependents)", runPlan},
+		{"monitor", "print every feature's statistics, drift against its training baseline and freshness, from the workers (exit 2: a threshold crossed)", runMonitor},
 		{"describe", "show everything known about a feature version, service, dataset or model: describe NODE", runDescribe},
 		{"feast-repo", "write a Feast repository (feature_store.yaml, definitions) that reads featurepipe", runFeastRepo},
 	}

@@ -44,6 +44,9 @@ type File struct {
 	Sources  []*Source
 	Features []*Feature // in file order
 	Services []*Service // feature services, in file order; may be empty
+	// Monitor are the file-level monitoring thresholds (DefaultMonitor
+	// where the top-level monitor block leaves a key out).
+	Monitor Monitor
 }
 
 // Kafka holds the topics and settings featurepipe itself owns. Every field has
@@ -182,6 +185,9 @@ type Feature struct {
 	// A derived feature has no Source, SourceRef, Aggregation, Field or
 	// Window.
 	Derived *Derivation
+	// Monitor are the version's monitoring thresholds: its monitor block
+	// over the file's. Metadata: not part of the definition hash.
+	Monitor Monitor
 	Line    int
 	// ID is "name@version".
 	ID string

@@ -18,11 +18,11 @@ import (
 
 // Allowed keys of each block, in the order the documentation lists them.
 var (
-	fileKeys    = []string{"kafka", "entities", "sources", "features", "services"}
+	fileKeys    = []string{"kafka", "entities", "sources", "features", "services", "monitor"}
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry"}
 	entityKeys  = []string{"name", "key"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas"}
-	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
@@ -35,6 +35,7 @@ type decoder struct {
 	errs Errors
 
 	kafka    mapping // zero if the kafka block is absent
+	monitor  Monitor // the file's monitor block over DefaultMonitor
 	entities []entityItem
 	sources  []sourceItem
 	features []featureItem
@@ -312,6 +313,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			d.kafka = m
 		}
 	}
+	d.monitor = d.decodeMonitor(top.get("monitor"), "monitor", DefaultMonitor)
 	for i, n := range d.list(top, "entities", "entities (name, key)") {
 		m, ok := d.mapping(n, fmt.Sprintf("entities[%d]", i), entityKeys)
 		if !ok {
@@ -369,6 +371,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			Deprecated:  d.boolean(m, "deprecated"),
 			ReplacedBy:  d.str(m, "replaced_by", false, "the version that replaces this one, as name@version"),
 			Default:     d.number(m, "default"),
+			Monitor:     d.decodeMonitor(m.get("monitor"), m.field("monitor"), d.monitor),
 			Line:        m.line,
 		}
 		switch v, present, ok := d.integer(m, "version"); {

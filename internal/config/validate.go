@@ -31,7 +31,7 @@ type schemaLoader func(rel string) (resolved string, s *schemas.Schema, err erro
 // build runs the semantic checks over what decodeFile read and links the
 // result. It returns nil if any problem was recorded, in decoding or here.
 func (d *decoder) build(path string, load schemaLoader) *File {
-	f := &File{Path: path}
+	f := &File{Path: path, Monitor: d.monitor}
 	own := d.buildKafka(&f.Kafka)
 	d.buildSchemaRegistry(&f.Kafka)
 	ents := d.buildEntities(f)

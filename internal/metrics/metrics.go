@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -66,6 +67,11 @@ func NewWorker(r prometheus.Registerer) *Worker {
 	}
 	r.MustRegister(m.EventsIn, m.DeadLetters, m.DroppedLate, m.ConsumerLag, m.BatchCommit, m.BatchEvents,
 		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical)
+	// Every stage's error series exists from the start at 0, so that
+	// rate() and increase() see the first error (and alerts can use them).
+	for _, stage := range []string{"commit", "publish", "dead_letter", "fetch", "snapshot"} {
+		m.Errors.WithLabelValues(stage)
+	}
 	return m
 }
 
@@ -84,6 +90,11 @@ type Lookup struct {
 	// LookupLogRecords counts lookup-log records by result: sent (acked by
 	// Kafka), dropped (the producer buffer was full) or error (failed).
 	LookupLogRecords *prometheus.CounterVec // result
+	// EndToEnd observes, per feature-tile upsert applied to the view once
+	// it is ready, the time from the feature-log record's timestamp (the
+	// Kafka timestamp of the newest source record folded into the tile
+	// since its last publication) to the view commit that makes it visible.
+	EndToEnd prometheus.Histogram
 }
 
 // NewLookup creates and registers the lookup metrics on r.
@@ -108,7 +119,49 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 			Help: "1 once the view has caught up with the feature log's end offsets seen at start."}),
 		LookupLogRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "lookup_log_records_total",
 			Help: "Served-lookup records for the lookup-log topic, by result: sent, dropped (producer buffer full) or error."}, []string{"result"}),
+		EndToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "end_to_end_latency_seconds",
+			Help: "Source record Kafka timestamp to visible in this replica's view, per feature-tile upsert applied once the view is ready " +
+				"(a tile republished without a new source record measures publication to visible).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
 	}
-	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.DeprecatedLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords)
+	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.DeprecatedLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords, m.EndToEnd)
 	return m
+}
+
+// Freshness is the feature-freshness collector: at every scrape it asks
+// newest for the newest event time applied per feature version and exports
+// featurepipe_feature_freshness_seconds{feature,version} = now - that time
+// (clamped at 0: an event time slightly in the future, within the worker's
+// limits, reads as fresh). A version with no event applied yet is not
+// exported. Cost: one call of newest per scrape; nothing on the hot path.
+type Freshness struct {
+	desc   *prometheus.Desc
+	now    func() time.Time
+	newest func(emit func(feature, version string, newestMs int64))
+}
+
+// NewFreshness creates and registers the freshness collector on r. newest
+// must call emit once per feature version it knows an event time of (ms
+// since the epoch); it runs on the scraping goroutine.
+func NewFreshness(r prometheus.Registerer, now func() time.Time, newest func(emit func(feature, version string, newestMs int64))) *Freshness {
+	f := &Freshness{
+		desc: prometheus.NewDesc(namespace+"_feature_freshness_seconds",
+			"Now minus the newest event time applied to state, per feature version, over the source partitions this worker owns "+
+				"(take the min over workers). Absent until the worker applies an event of the version.",
+			[]string{"feature", "version"}, nil),
+		now: now, newest: newest,
+	}
+	r.MustRegister(f)
+	return f
+}
+
+// Describe implements prometheus.Collector.
+func (f *Freshness) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
+
+// Collect implements prometheus.Collector.
+func (f *Freshness) Collect(ch chan<- prometheus.Metric) {
+	now := f.now().UnixMilli()
+	f.newest(func(feature, version string, newestMs int64) {
+		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, float64(max(now-newestMs, 0))/1000, feature, version)
+	})
 }

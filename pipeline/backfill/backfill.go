@@ -260,8 +260,10 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	if m.Sources == nil {
 		m.Sources = []OffsetRange{}
 	}
-	for _, c := range cols {
-		m.Features = append(m.Features, manifestFeature(c))
+	for j, c := range cols {
+		mf := manifestFeature(c)
+		mf.Statistics = res.columnStats(j)
+		m.Features = append(m.Features, mf)
 	}
 	if m.Dataset, err = o.registerDataset(ctx, m); err != nil {
 		_ = os.Remove(o.Out) // nothing is written when Run fails

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 const (
@@ -389,6 +391,32 @@ func TestManifest(t *testing.T) {
 	}
 	if m.Events.Records == 0 || m.Events.Records > total {
 		t.Errorf("manifest counts %d records replayed of %d in the topic", m.Events.Records, total)
+	}
+	// Each feature's statistics (the training baseline) are those of its
+	// column in the output, nulls included.
+	tb := readTable(t, out)
+	for _, f := range m.Features {
+		col := slices.Index(tb.columns, f.Column)
+		want := monitor.NewStats()
+		for i, row := range tb.cells {
+			if tb.null[i][col] {
+				want.AddNull()
+				continue
+			}
+			v, err := strconv.ParseFloat(row[col], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.AddValue(v)
+		}
+		if f.Statistics == nil {
+			t.Fatalf("%s: no statistics in the manifest", f.Column)
+		}
+		got, w := f.Statistics.Summary(), want.Summary()
+		if got.Count != int64(len(s.rows)) || got.Count != w.Count || got.Nulls != w.Nulls || fmt.Sprint(got.Quantiles) != fmt.Sprint(w.Quantiles) ||
+			(w.Mean != nil) != (got.Mean != nil) || w.Mean != nil && (math.Abs(*got.Mean-*w.Mean) > 1e-9*math.Abs(*w.Mean) || *got.Min != *w.Min || *got.Max != *w.Max) {
+			t.Errorf("%s: manifest statistics %+v, the output's %+v", f.Column, got, w)
+		}
 	}
 }
 

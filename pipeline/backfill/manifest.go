@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // ManifestVersion is the version of the manifest format written by Run.
@@ -63,6 +65,11 @@ type ManifestFeature struct {
 	// versions it reads.
 	Expression string   `json:"expression,omitempty"`
 	Inputs     []string `json:"inputs,omitempty"`
+	// Statistics of the column's values (count, null rate, mean, stddev,
+	// min, max, quantiles and the sketch behind them; see
+	// pipeline/monitor): the training baseline live values are compared
+	// with (featurepipe_feature_drift_psi).
+	Statistics *monitor.Stats `json:"statistics,omitempty"`
 }
 
 // ManifestSpine identifies the input spine.
@@ -153,4 +160,22 @@ func ReadManifest(path string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
 	}
 	return &m, nil
+}
+
+// Baselines returns the statistics of every feature of the data set, by
+// feature id (name@version), as drift baselines named after the dataset
+// (its name@version, or fallback when it was not registered). Features of a
+// manifest written before statistics were recorded are left out.
+func (m *Manifest) Baselines(fallback string) map[string]monitor.Baseline {
+	name := m.Dataset
+	if name == "" {
+		name = fallback
+	}
+	out := map[string]monitor.Baseline{}
+	for _, f := range m.Features {
+		if f.Statistics != nil {
+			out[fmt.Sprintf("%s@%d", f.Name, f.Version)] = monitor.Baseline{Name: name, Stats: f.Statistics}
+		}
+	}
+	return out
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/encoding"
+
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // results are the feature values of the good spine rows: row i (an index
@@ -26,6 +28,22 @@ type results struct {
 func newResults(columns []string, rows int) *results {
 	n := rows * len(columns)
 	return &results{columns: columns, values: make([]float64, n), valid: make([]bool, n), status: make([]cellStatus, n)}
+}
+
+// columnStats returns the statistics of column col's values (nulls
+// included): the training baseline the manifest records. Cost: one pass
+// over the rows.
+func (r *results) columnStats(col int) *monitor.Stats {
+	s := monitor.NewStats()
+	nf := len(r.columns)
+	for i := col; i < len(r.values); i += nf {
+		if r.valid[i] {
+			s.AddValue(r.values[i])
+		} else {
+			s.AddNull()
+		}
+	}
+	return s
 }
 
 func (r *results) set(row, col int, v float64, ok bool, st cellStatus) {

@@ -6,12 +6,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
@@ -25,6 +28,9 @@ import (
 // the last minute, 5% late by up to 7 days, like a live stream) or "uniform"
 // (uniform over 30 days, like replaying history: almost every event touches
 // a different tile, so the feature log gets ~7 records per event).
+// INGEST_STATS is the worker's statistics sample (monitor.Live, as
+// `worker --stats-sample`): "0" or unset for none, "1" for every published
+// value; make bench-ingest runs both.
 func BenchmarkIngest(b *testing.B) {
 	total := envInt(b, "INGEST_EVENTS", 1_000_000)
 	k, cfg, cl := setup(b, featureFile)
@@ -48,13 +54,24 @@ func BenchmarkIngest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st})
+	var stats *monitor.Live
+	if s := os.Getenv("INGEST_STATS"); s != "" && s != "0" {
+		sample, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			b.Fatalf("INGEST_STATS=%s: %v", s, err)
+		}
+		if stats, err = monitor.NewLive(nil, monitor.LiveOptions{Sample: sample}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st, Stats: stats})
 	if err != nil {
 		b.Fatal(err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	start := time.Now()
 	go func() { done <- w.Run(wctx) }()
 	in := w.Metrics().EventsIn.WithLabelValues("transactions")
@@ -65,6 +82,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	}
 	elapsed := time.Since(start)
+	cpu := processCPU(b) - cpu0
 	b.StopTimer()
 	cancel()
 	if err := <-done; err != nil {
@@ -72,5 +90,19 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(elapsed.Seconds(), "s/total")
-	b.Logf("%d events for %d users through one worker in %s", total, users, elapsed.Round(time.Millisecond))
+	// CPU time (user + system) of the whole process (worker and embedded
+	// broker) while ingesting: unlike events/s, barely moved by other jobs
+	// sharing the cores.
+	b.ReportMetric(cpu.Seconds()*1e6/float64(total), "cpu-µs/event")
+	b.Logf("%d events for %d users through one worker in %s, %s CPU (statistics sample %q)", total, users, elapsed.Round(time.Millisecond),
+		cpu.Round(time.Millisecond), os.Getenv("INGEST_STATS"))
+}
+
+// processCPU is the user plus system CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

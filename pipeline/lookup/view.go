@@ -396,6 +396,9 @@ type logApplier struct {
 	// when the cache is disabled.
 	published  map[string][]byte
 	kbuf, vbuf []byte
+	// sourceTS are the Kafka timestamps (ms) of the batch's feature-tile
+	// upserts, observed as end-to-end latency once the batch is visible.
+	sourceTS []int64
 }
 
 func newLogApplier(cached bool) *logApplier {
@@ -415,6 +418,7 @@ func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Rec
 	}
 	clear(a.cache)
 	clear(a.published)
+	a.sourceTS = a.sourceTS[:0]
 	b := s.o.Store.NewBatch()
 	oldLayout := 0
 	for _, r := range recs {
@@ -453,6 +457,7 @@ func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Rec
 			setSeen(&e.series[i], rec.Tile)
 		default:
 			e.series[i].SetTile(rec.Tile)
+			a.sourceTS = append(a.sourceTS, r.Timestamp.UnixMilli())
 		}
 		if ts := r.Timestamp.UnixMilli(); ts > e.updated[i] {
 			e.updated[i] = ts
@@ -489,8 +494,25 @@ func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Rec
 		s.cache.publish(a.kbuf, v)
 	}
 	s.m.LogRecords.Add(float64(len(recs)))
+	s.observeEndToEnd(a.sourceTS)
 	s.advance(p, last)
 	return nil
+}
+
+// observeEndToEnd observes, for each feature-tile upsert just made visible,
+// now minus its feature-log record's timestamp: the worker sets it to the
+// Kafka timestamp of the newest source record folded into the tile since
+// its last publication (the publication time when none was: a republished
+// or bootstrapped tile). Nothing is observed before the view is ready: a
+// catching-up replica would measure its own backlog, not the pipeline.
+func (s *Service) observeEndToEnd(sourceTS []int64) {
+	if !s.ready.Load() || len(sourceTS) == 0 {
+		return
+	}
+	now := time.Now().UnixMilli()
+	for _, ts := range sourceTS {
+		s.m.EndToEnd.Observe(float64(max(now-ts, 0)) / 1000)
+	}
 }
 
 func cutNUL(s string) (string, string, bool) {

@@ -140,6 +140,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		total += ps.applied
 		ps.metrics.eventsIn.Add(float64(ps.applied))
 		w.commitOffCanonical(ps, ps.metrics.offCanonical)
+		ps.commitNewest()
 		w.pub.addLocked(ps)
 	}
 	w.m.BatchEvents.Observe(float64(total))
@@ -178,6 +179,7 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		if err != nil {
 			return err
 		}
+		ps.recTS = r.Timestamp.UnixMilli()
 		w.noteSeen(ps, es, ps.dec.TS, replay)
 		if replay {
 			markReplayed(ps, es)
@@ -189,16 +191,17 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		ps.applied++
 	}
 	// Expire old tiles of the entities this batch touched.
+	ps.recTS = 0
 	var removed []int64
 	for _, es := range ps.modified {
 		for i := range plan.Features {
 			var baseChanged bool
 			removed, baseChanged = es.series[i].Expire(plan.Features[i].Window, now, removed[:0])
 			for _, s := range removed {
-				ps.dirty[dirtyTile{es, i, s}] = struct{}{}
+				ps.markDirty(dirtyTile{es, i, s})
 			}
 			if baseChanged {
-				ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
+				ps.markDirty(dirtyTile{es, i, aggregations.BaseStart})
 			}
 		}
 	}
@@ -221,7 +224,10 @@ func (w *Worker) applyFeature(ps *partState, es *entityState, i int, offset, now
 		return
 	}
 	w.markModified(ps, es)
-	ps.dirty[dirtyTile{es, i, tile}] = struct{}{}
+	ps.markDirty(dirtyTile{es, i, tile})
+	if ev.TS > ps.newest[i] {
+		ps.newest[i] = ev.TS
+	}
 }
 
 // markReplayed marks dirty the tiles of es that the decoded event ps.dec,
@@ -233,10 +239,20 @@ func markReplayed(ps *partState, es *entityState) {
 		if !f.Counts(&ps.dec) {
 			continue
 		}
-		ps.dirty[dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)}] = struct{}{}
+		ps.markDirty(dirtyTile{es, i, f.Window.TileStart(ps.dec.TS)})
 		if f.Window.Lifetime() {
-			ps.dirty[dirtyTile{es, i, aggregations.BaseStart}] = struct{}{}
+			ps.markDirty(dirtyTile{es, i, aggregations.BaseStart})
 		}
+	}
+}
+
+// markDirty marks tile d to be published, keeping the newest source record
+// timestamp folded into it (ps.recTS, when not 0) since the last
+// publication: its feature-log record's Kafka timestamp, from which lookup
+// replicas measure end-to-end latency.
+func (ps *partState) markDirty(d dirtyTile) {
+	if cur, ok := ps.dirty[d]; !ok || ps.recTS > cur {
+		ps.dirty[d] = ps.recTS
 	}
 }
 

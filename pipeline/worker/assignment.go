@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -61,7 +62,8 @@ func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int3
 // started (startRestore), and the caller pauses it until finishRestores
 // loads it again. w.mu held.
 func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicPartition, tryRestore bool) (*partState, kgo.Offset, error) {
-	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}, seenID: seenID(plan)}
+	ps := &partState{tp: tp, plan: plan, metrics: w.planMetrics[tp.topic], cache: map[string]*entityState{}, dirty: map[dirtyTile]int64{}, seenID: seenID(plan),
+		newest: make([]int64, len(plan.Features)), fresh: make([]atomic.Int64, len(plan.Features))}
 	if n, err := w.partitionCount(ctx, tp.topic); err != nil {
 		w.log.Warn("records outside their canonical partition are not counted for this partition", zap.Error(err))
 	} else {

@@ -261,6 +261,9 @@ func (w *Worker) applyBoot(ctx context.Context, now int64) ([]*partState, error)
 // (loading an entity's state) makes going on unsafe.
 func (w *Worker) applyBootRecords(ps *partState, recs []*kgo.Record, now int64) (bool, error) {
 	moved := false
+	// History is not live: its tiles' feature-log records carry their
+	// publication time, not these records' (see markDirty).
+	ps.recTS = 0
 	for _, r := range recs {
 		decoded, rejected := false, false
 		var es *entityState // the record's entity, loaded once for all versions

@@ -20,7 +20,7 @@ func TestCachedEntitiesCountsEveryLoad(t *testing.T) {
 	w := &Worker{o: Options{Store: st}, pub: &publisher{}}
 	newPart := func(p int32) *partState {
 		return &partState{tp: topicPartition{"t", p}, plan: planOf("a@1", "b@1"),
-			cache: map[string]*entityState{}, dirty: map[dirtyTile]struct{}{}, pending: true}
+			cache: map[string]*entityState{}, dirty: map[dirtyTile]int64{}, pending: true}
 	}
 	live, boot := newPart(0), newPart(1)
 	w.pub.pending = []*partState{live, boot}

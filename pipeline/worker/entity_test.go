@@ -101,7 +101,7 @@ func TestDecodeEntityMatchesByID(t *testing.T) {
 // record republishes it without changing it.
 func TestFirstSeenMarker(t *testing.T) {
 	w := &Worker{}
-	ps := &partState{plan: planOf("a@1"), seenID: "\x00seen:src", dirty: map[dirtyTile]struct{}{}}
+	ps := &partState{plan: planOf("a@1"), seenID: "\x00seen:src", dirty: map[dirtyTile]int64{}}
 	es := &entityState{key: "k", series: make([]aggregations.Series, 1)}
 	for _, ts := range []int64{t0 + 5, t0 + 9, t0 + 2, t0 + 7} {
 		w.noteSeen(ps, es, ts, false)

@@ -14,6 +14,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // publisher is the feature log's one writer. It owns the partitions with
@@ -34,6 +35,8 @@ type publisher struct {
 	topic     string
 	interval  time.Duration // Options.PublishInterval
 	maxCached int           // Options.MaxCachedEntities
+	stats     *monitor.Live // Options.Stats; nil: no statistics
+	now       func() time.Time
 
 	err atomic.Pointer[error] // the first produce error
 	// produced is onProduced bound once: a method value passed per
@@ -50,7 +53,7 @@ type publisher struct {
 
 func newPublisher(o Options, m *metrics.Worker) *publisher {
 	p := &publisher{store: o.Store, m: m, topic: o.Config.Kafka.FeatureLogTopic, interval: o.PublishInterval,
-		maxCached: o.MaxCachedEntities, flOffsets: map[int32]int64{}, last: time.Now()}
+		maxCached: o.MaxCachedEntities, stats: o.Stats, now: o.Now, flOffsets: map[int32]int64{}, last: time.Now()}
 	p.produced = p.onProduced
 	return p
 }
@@ -158,14 +161,20 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	slab := make([]byte, 0, n*64)
 	i := 0
 	for _, ps := range parts {
-		for d := range ps.dirty {
+		for d, ts := range ps.dirty {
 			r := &recs[i]
 			i++
 			r.Topic = p.topic
+			if ts > 0 {
+				// The newest source record folded into the tile since the
+				// last publication; zero: franz-go stamps the produce time.
+				r.Timestamp = time.UnixMilli(ts)
+			}
 			slab, r.Key, r.Value = appendRecord(slab, ps, d.es, d.feature, d.start)
 			p.produce(ctx, r)
 		}
 	}
+	p.observe(parts)
 	// Not recorded as published on error: a restart republishes these tiles.
 	if err := p.flush(ctx, n); err != nil {
 		return err
@@ -186,6 +195,49 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	}
 	p.dropLocked(sel)
 	return nil
+}
+
+// observe adds to the statistics (Options.Stats) the value as of now of
+// every feature version of the entities touched since the last
+// publication (the entity cache), a sampled entity at a time. Cost: with
+// statistics off, nothing; else per sampled entity and feature one read
+// and fold of its tiles in the window and a sketch insert, and one merge
+// per publication.
+func (p *publisher) observe(parts []*partState) {
+	if p.stats == nil {
+		return
+	}
+	now := p.now().UnixMilli()
+	b := p.stats.NewBatch()
+	var sts []*monitor.Stats
+	for _, ps := range parts {
+		if len(ps.cache) == 0 {
+			continue
+		}
+		fs := ps.plan.Features
+		sts = sts[:0]
+		for i := range fs {
+			sts = append(sts, b.Stats(fs[i].ID, fs[i].Feature.Name, fs[i].Feature.Version))
+		}
+		for _, es := range ps.cache {
+			if len(es.series) != len(fs) || !p.stats.Sampled() {
+				continue
+			}
+			for i := range fs {
+				f := &fs[i]
+				v, ok := aggregations.Finalize(f.Kind, es.series[i].Read(f.Window, now))
+				switch {
+				case ok:
+					sts[i].AddValue(v)
+				case f.Feature.Default != nil:
+					sts[i].AddValue(*f.Feature.Default)
+				default:
+					sts[i].AddNull()
+				}
+			}
+		}
+	}
+	_ = p.stats.Commit(b) // fails only on sketches of different accuracies: never
 }
 
 // dropLocked removes the pending partitions sel accepts (nil: all), with

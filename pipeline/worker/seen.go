@@ -30,7 +30,7 @@ func seenID(plan *events.Plan) string { return keys.SeenFeatureID(plan.Source.Na
 func (w *Worker) noteSeen(ps *partState, es *entityState, ts int64, replay bool) {
 	if replay {
 		if !es.seen.Base.Empty() {
-			ps.dirty[dirtyTile{es, seenFeature, aggregations.BaseStart}] = struct{}{}
+			ps.markDirty(dirtyTile{es, seenFeature, aggregations.BaseStart})
 		}
 		return
 	}
@@ -40,5 +40,5 @@ func (w *Worker) noteSeen(ps *partState, es *entityState, ts int64, replay bool)
 	es.seen.Base = aggregations.IR{}
 	es.seen.Base.Update(aggregations.Event{TS: ts})
 	w.markModified(ps, es)
-	ps.dirty[dirtyTile{es, seenFeature, aggregations.BaseStart}] = struct{}{}
+	ps.markDirty(dirtyTile{es, seenFeature, aggregations.BaseStart})
 }

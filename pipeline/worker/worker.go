@@ -49,6 +49,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/snapshot"
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -124,6 +125,12 @@ type Options struct {
 	// then restarts it, which loses nothing: state is in Pebble). Waiting
 	// for records is not a step. Default 3 × RebalanceTimeout.
 	StallAfter time.Duration
+	// Stats, when set, observes the feature values this worker publishes:
+	// at each publication, the value as of now of every (entity, feature
+	// version) with a changed tile, sampled as its options say, for rolling
+	// statistics and drift against baselines (see monitor.Live). Default
+	// nil: none, at no cost.
+	Stats *monitor.Live
 	// ExtraOpts are appended to the franz-go options of the group client,
 	// after the worker's own, so they override them. Default none.
 	ExtraOpts []kgo.Opt
@@ -215,9 +222,11 @@ type partState struct {
 	published int64 // offset through which publication is flushed
 
 	// Since the last publication: the entities touched (decoded, as in
-	// Pebble), and the tiles changed or to be republished.
+	// Pebble), and the tiles changed or to be republished, each with the
+	// newest Kafka timestamp (ms) of a source record folded into it since
+	// then (0: none; see markDirty), which its feature-log record carries.
 	cache    map[string]*entityState
-	dirty    map[dirtyTile]struct{}
+	dirty    map[dirtyTile]int64
 	pending  bool  // in Worker.pending
 	staged   int64 // next offset once the staged batch commits
 	applied  int   // events applied in the staged batch
@@ -226,6 +235,7 @@ type partState struct {
 	// Scratch of applyPartition, which runs for different partitions in
 	// parallel: each partition owns its own.
 	dec    events.Event
+	recTS  int64 // the Kafka timestamp (ms) of the record being applied; 0 for history and expiry
 	keyBuf []byte
 	valBuf []byte
 	dead   []*kgo.Record
@@ -235,6 +245,13 @@ type partState struct {
 	seenID    string         // the first-seen marker's feature id (see seen.go)
 
 	canon canonical // counts records outside their key's canonical partition
+
+	// newest is, per feature (plan order), the newest event time (ms)
+	// applied to its state since this worker took the partition (0: none);
+	// poll goroutine only. fresh is its value as of the last committed
+	// batch, read by the freshness collector at scrape time.
+	newest []int64
+	fresh  []atomic.Int64
 
 	// restoring: a background restore from a snapshot runs; the partition
 	// is paused and none of its records are applied until finishRestores
@@ -307,6 +324,7 @@ func New(o Options) (*Worker, error) {
 		w.planMetrics[topic] = newPlanMetrics(w.m, plan)
 	}
 	w.pub = newPublisher(o, w.m)
+	metrics.NewFreshness(o.Registerer, o.Now, w.newestEvents)
 	return w, nil
 }
 

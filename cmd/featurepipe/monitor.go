@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
+)
+
+// runMonitor prints every feature version's statistics and drift, merged
+// over the workers' GET /v1/stats, and exits 2 when one crosses its
+// thresholds (the feature file's monitor blocks).
+func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("monitor", "--config F [--workers 127.0.0.1:9101,...] [--feature F] [--json]", stderr)
+	cfgPath := fs.String("config", "", "feature file (thresholds: its monitor blocks)")
+	workers := fs.String("workers", "127.0.0.1:9101", "comma-separated --metrics addresses of every worker (each reports the partitions it owns)")
+	feature := fs.String("feature", "", "only this feature (name, or name@version)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	timeout := fs.Duration("timeout", 10*time.Second, "per-worker request timeout")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return usagef("--config is required (the thresholds are in the feature file)")
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var snaps []monitor.Snapshot
+	client := &http.Client{Timeout: *timeout}
+	for _, addr := range strings.Split(*workers, ",") {
+		if addr = strings.TrimSpace(addr); addr == "" {
+			continue
+		}
+		s, err := fetchStats(ctx, client, addr)
+		if err != nil {
+			return err
+		}
+		snaps = append(snaps, s)
+	}
+	if len(snaps) == 0 {
+		return usagef("--workers names no worker")
+	}
+	stats, bases, fresh, err := monitor.Merge(snaps)
+	if err != nil {
+		return err
+	}
+	var reports []monitor.FeatureReport
+	crossed := 0
+	for _, f := range cfg.Features {
+		if *feature != "" && *feature != f.Name && *feature != f.ID {
+			continue
+		}
+		freshness, ok := fresh[f.ID]
+		if !ok {
+			freshness = -1
+		}
+		th := monitor.Thresholds{PSI: f.Monitor.PSI, NullRate: f.Monitor.NullRate, Freshness: f.Monitor.Freshness.Seconds()}
+		r := monitor.Check(f.ID, stats[f.ID], bases[f.ID], freshness, th, monitor.MinValues)
+		if len(r.Crossed) > 0 {
+			crossed++
+		}
+		reports = append(reports, r)
+	}
+	if *feature != "" && len(reports) == 0 {
+		return usagef("--feature %s: no such feature in %s", *feature, *cfgPath)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"window": snaps[0].Window, "features": reports}); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FEATURE\tVALUES\tNULL\tMEAN\tP50\tP99\tBASELINE\tPSI\tKS\tFRESHNESS\tSTATUS")
+		for _, r := range reports {
+			fmt.Fprintln(tw, strings.Join(r.Row(), "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "statistics over the last %s, merged over %d worker(s)\n", snaps[0].Window, len(snaps))
+	}
+	if crossed > 0 {
+		return &exitError{fmt.Errorf("%d feature version(s) crossed their monitor thresholds", crossed), 2}
+	}
+	return nil
+}
+
+// fetchStats reads one worker's GET /v1/stats.
+func fetchStats(ctx context.Context, client *http.Client, addr string) (monitor.Snapshot, error) {
+	var s monitor.Snapshot
+	url := addr
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/v1/stats", nil)
+	if err != nil {
+		return s, usagef("--workers %s: %v", addr, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("worker %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("worker %s: GET /v1/stats answered %s (statistics off: --stats-sample 0?)", addr, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return s, fmt.Errorf("worker %s: /v1/stats: %w", addr, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
+)
+
+// monitorWorker serves a worker's GET /v1/stats for statistics of id made
+// of values (nil: a null) against baseline, with the given freshness.
+func monitorWorker(t *testing.T, values map[string][]*float64, baselines map[string]monitor.Baseline, fresh map[string]float64) string {
+	t.Helper()
+	live, err := monitor.NewLive(nil, monitor.LiveOptions{Baselines: baselines})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := live.NewBatch()
+	for id, vs := range values {
+		name, _, _ := strings.Cut(id, "@")
+		for _, v := range vs {
+			b.Add(id, name, 1, v)
+		}
+	}
+	if err := live.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(live.Handler(func() map[string]float64 { return fresh }))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func seq(from, n int) []*float64 {
+	var out []*float64
+	for i := range n {
+		v := float64(from + i%100)
+		out = append(out, &v)
+	}
+	return out
+}
+
+// TestMonitorCommand: statistics merged over two workers, drift against
+// the baseline, freshness from the freshest worker, thresholds from the
+// feature file (a feature's block over the file's), exit 2 when crossed.
+func TestMonitorCommand(t *testing.T) {
+	cfg := testkit.WriteConfig(t, `monitor: {freshness: 10m}
+entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: tx, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: amount_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: o, description: d}
+  - {name: amount_sum, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1d, owner: o, description: d,
+     monitor: {freshness: 1m}}
+`, nil)
+	base := monitor.NewStats()
+	for _, v := range seq(0, 1000) {
+		base.AddValue(*v)
+	}
+	baselines := map[string]monitor.Baseline{"amount_last@1": {Name: "train@1", Stats: base}}
+	run1 := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append([]string{"monitor", "--config", cfg.Path}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+
+	// As trained, fresh enough (the freshest worker counts): exit 0.
+	w1 := monitorWorker(t, map[string][]*float64{"amount_last@1": seq(0, 100), "amount_sum@1": seq(0, 50)}, baselines,
+		map[string]float64{"amount_last@1": 5, "amount_sum@1": 3000})
+	w2 := monitorWorker(t, map[string][]*float64{"amount_last@1": seq(0, 100), "amount_sum@1": seq(0, 50)}, baselines,
+		map[string]float64{"amount_last@1": 700, "amount_sum@1": 30})
+	code, out, errs := run1("--workers", w1+","+w2)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "amount_last@1  200") || !strings.Contains(out, "train@1") {
+		t.Fatalf("table does not show 200 merged values against train@1:\n%s", out)
+	}
+
+	// Shifted values, a stale amount_sum (1m threshold) and nulls: exit 2.
+	nulls := append(seq(0, 50), make([]*float64, 50)...)
+	w3 := monitorWorker(t, map[string][]*float64{"amount_last@1": seq(500, 200), "amount_sum@1": nulls}, baselines,
+		map[string]float64{"amount_last@1": 1, "amount_sum@1": 90})
+	code, out, errs = run1("--workers", w3, "--json")
+	if code != 2 || !strings.Contains(errs, "2 feature version(s) crossed") {
+		t.Fatalf("exit %d, want 2:\n%s%s", code, out, errs)
+	}
+	var rep struct {
+		Features []monitor.FeatureReport `json:"features"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, r := range rep.Features {
+		got[r.ID] = strings.Join(r.Crossed, ",")
+	}
+	if got["amount_last@1"] != "psi" || got["amount_sum@1"] != "freshness,null_rate" {
+		t.Fatalf("crossed %v, want amount_last@1: psi; amount_sum@1: freshness, null_rate", got)
+	}
+	if r := rep.Features[0]; r.PSI == nil || *r.PSI < 1 || r.Thresholds.Freshness != (10*time.Minute).Seconds() {
+		t.Fatalf("amount_last@1 report %+v", r)
+	}
+
+	// --feature picks one; an unknown one is a usage error.
+	if code, out, _ := run1("--workers", w3, "--feature", "amount_sum"); code != 2 || strings.Contains(out, "amount_last") {
+		t.Fatalf("--feature amount_sum: exit %d\n%s", code, out)
+	}
+	if code, _, errs := run1("--workers", w3, "--feature", "nope"); code != 2 || !strings.Contains(errs, "no such feature") {
+		t.Fatalf("--feature nope: exit %d %s", code, errs)
+	}
+}

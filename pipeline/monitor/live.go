@@ -1,0 +1,246 @@
+package monitor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Baseline is the statistics a feature version's live values are compared
+// with: by default a training dataset's (its backfill manifest).
+type Baseline struct {
+	// Name labels the drift gauges (baseline="..."), e.g. the dataset's
+	// name@version or its manifest's file name.
+	Name  string
+	Stats *Stats
+}
+
+// LiveOptions configure Live.
+type LiveOptions struct {
+	// Window is the rolling window the statistics cover. Default 1h. It is
+	// kept as Buckets sub-windows; the oldest is dropped whole, so the
+	// statistics cover between Window - Window/Buckets and Window.
+	Window time.Duration
+	// Buckets is the number of sub-windows. Default 12 (5 minutes of 1h).
+	Buckets int
+	// Sample is the fraction of the entities with published changes whose
+	// feature values are observed, in (0, 1]. Default 1: every one. Cost:
+	// per sampled entity and feature, one read and fold of its tiles (the
+	// value as of now) and a sketch insert, in the worker's publication.
+	Sample float64
+	// Baselines by feature id (name@version). Versions without one get
+	// statistics but no drift gauges.
+	Baselines map[string]Baseline
+	// MinValues is how many non-null values the window needs before PSI
+	// and KS are exported: a handful of values is noise, not drift.
+	// Default 100.
+	MinValues int64
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Live keeps rolling-window statistics per feature version of the values
+// the worker publishes, and exports them at scrape time:
+// featurepipe_feature_null_rate{feature,version},
+// featurepipe_feature_values{feature,version} (values in the window) and,
+// for versions with a baseline, featurepipe_feature_drift_psi,
+// featurepipe_feature_drift_ks and
+// featurepipe_feature_null_rate_change{feature,version,baseline}. Observations are
+// accumulated per publication (Batch, no lock) and merged once
+// (Commit); a scrape merges each version's sub-windows and compares them
+// with the baseline. Safe for concurrent use.
+type Live struct {
+	o      LiveOptions
+	bucket int64 // sub-window length, ms
+
+	mu       sync.Mutex
+	features map[string]*liveFeature
+
+	psi, ks, nullRate, nullChange, values *prometheus.Desc
+}
+
+type liveFeature struct {
+	name    string
+	version string
+	ring    []*Stats
+	starts  []int64 // sub-window start (ms) of each ring slot; -1 unused
+}
+
+// NewLive validates o and returns a Live registered on r.
+func NewLive(r prometheus.Registerer, o LiveOptions) (*Live, error) {
+	if o.Window <= 0 {
+		o.Window = time.Hour
+	}
+	if o.Buckets <= 0 {
+		o.Buckets = 12
+	}
+	if o.Sample == 0 {
+		o.Sample = 1
+	}
+	if o.Sample < 0 || o.Sample > 1 {
+		return nil, fmt.Errorf("statistics sample %v: want a fraction in (0, 1]", o.Sample)
+	}
+	if o.Window/time.Duration(o.Buckets) < time.Millisecond {
+		return nil, fmt.Errorf("statistics window %s too short for %d sub-windows", o.Window, o.Buckets)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MinValues <= 0 {
+		o.MinValues = MinValues
+	}
+	l := &Live{o: o, bucket: (o.Window / time.Duration(o.Buckets)).Milliseconds(), features: map[string]*liveFeature{},
+		psi: prometheus.NewDesc("featurepipe_feature_drift_psi",
+			"Population stability index of the feature version's published values over the statistics window against its baseline "+
+				"(10 baseline decile bins, smoothed): < 0.1 stable, > 0.25 major shift.", []string{"feature", "version", "baseline"}, nil),
+		ks: prometheus.NewDesc("featurepipe_feature_drift_ks",
+			"Kolmogorov-Smirnov statistic of the feature version's published values over the statistics window against its baseline.",
+			[]string{"feature", "version", "baseline"}, nil),
+		nullRate: prometheus.NewDesc("featurepipe_feature_null_rate",
+			"Fraction of the feature version's published values over the statistics window that are null.", []string{"feature", "version"}, nil),
+		nullChange: prometheus.NewDesc("featurepipe_feature_null_rate_change",
+			"The feature version's null rate over the statistics window minus its baseline's.", []string{"feature", "version", "baseline"}, nil),
+		values: prometheus.NewDesc("featurepipe_feature_values",
+			"Published values of the feature version observed over the statistics window (after sampling).", []string{"feature", "version"}, nil),
+	}
+	if r != nil {
+		if err := r.Register(l); err != nil {
+			return nil, fmt.Errorf("register feature statistics: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// Sampled reports whether to observe the next entity's values
+// (Options.Sample).
+func (l *Live) Sampled() bool { return l.o.Sample >= 1 || rand.Float64() < l.o.Sample }
+
+// Batch accumulates one publication's observations, by feature id, without
+// a lock; Commit merges it. Not safe for concurrent use.
+type Batch struct {
+	stats map[string]*Stats
+	names map[string][2]string
+}
+
+// NewBatch returns an empty batch.
+func (l *Live) NewBatch() *Batch {
+	return &Batch{stats: map[string]*Stats{}, names: map[string][2]string{}}
+}
+
+// Stats returns the batch's statistics of feature version id (name,
+// version), to Add values to.
+func (b *Batch) Stats(id, name string, version int) *Stats {
+	s := b.stats[id]
+	if s == nil {
+		s = NewStats()
+		b.stats[id] = s
+		b.names[id] = [2]string{name, strconv.Itoa(version)}
+	}
+	return s
+}
+
+// Add observes value v (nil: null) of feature version id (name, version).
+func (b *Batch) Add(id, name string, version int, v *float64) {
+	b.Stats(id, name, version).Add(v)
+}
+
+// Commit merges the batch into the current sub-window of each version.
+func (l *Live) Commit(b *Batch) error {
+	if len(b.stats) == 0 {
+		return nil
+	}
+	start := l.o.Now().UnixMilli() / l.bucket * l.bucket
+	slot := int(start / l.bucket % int64(l.o.Buckets))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, s := range b.stats {
+		f := l.features[id]
+		if f == nil {
+			n := b.names[id]
+			f = &liveFeature{name: n[0], version: n[1], ring: make([]*Stats, l.o.Buckets), starts: make([]int64, l.o.Buckets)}
+			for i := range f.starts {
+				f.starts[i] = -1
+			}
+			l.features[id] = f
+		}
+		if f.starts[slot] != start || f.ring[slot] == nil {
+			f.ring[slot], f.starts[slot] = NewStats(), start
+		}
+		if err := f.ring[slot].Merge(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Window returns the statistics of feature version id over the window (nil
+// when none was observed in it).
+func (l *Live) Window(id string) *Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.features[id]
+	if f == nil {
+		return nil
+	}
+	return l.windowLocked(f, l.o.Now().UnixMilli())
+}
+
+func (l *Live) windowLocked(f *liveFeature, now int64) *Stats {
+	from := now/l.bucket*l.bucket - l.bucket*int64(l.o.Buckets-1)
+	var out *Stats
+	for i, s := range f.ring {
+		if s == nil || f.starts[i] < from {
+			continue
+		}
+		if out == nil {
+			out = NewStats()
+		}
+		_ = out.Merge(s) // same accuracy everywhere: cannot fail
+	}
+	return out
+}
+
+// Describe implements prometheus.Collector.
+func (l *Live) Describe(ch chan<- *prometheus.Desc) {
+	ch <- l.psi
+	ch <- l.ks
+	ch <- l.nullRate
+	ch <- l.nullChange
+	ch <- l.values
+}
+
+// Collect implements prometheus.Collector: per version, the window's null
+// rate and count, and PSI and KS against its baseline when both sides have
+// non-null values. Cost: a merge of each version's sub-windows and a pass
+// over the sketches' bins.
+func (l *Live) Collect(ch chan<- prometheus.Metric) {
+	now := l.o.Now().UnixMilli()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, f := range l.features {
+		w := l.windowLocked(f, now)
+		if w == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(l.values, prometheus.GaugeValue, float64(w.Count()), f.name, f.version)
+		ch <- prometheus.MustNewConstMetric(l.nullRate, prometheus.GaugeValue, w.NullRate(), f.name, f.version)
+		b, ok := l.o.Baselines[id]
+		if !ok || b.Stats == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(l.nullChange, prometheus.GaugeValue, w.NullRate()-b.Stats.NullRate(), f.name, f.version, b.Name)
+		if w.count-w.nulls < l.o.MinValues {
+			continue
+		}
+		if psi, ok := PSI(b.Stats, w); ok {
+			ch <- prometheus.MustNewConstMetric(l.psi, prometheus.GaugeValue, psi, f.name, f.version, b.Name)
+		}
+		if ks, ok := KS(b.Stats, w); ok {
+			ch <- prometheus.MustNewConstMetric(l.ks, prometheus.GaugeValue, ks, f.name, f.version, b.Name)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package monitor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestLiveRollingWindowAndGauges: observations fall in sub-windows; the
+// window covers the last Buckets of them; the gauges are the window's null
+// rate and count, and PSI, KS and null-rate change against the baseline
+// once MinValues values are in.
+func TestLiveRollingWindowAndGauges(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	base := NewStats()
+	for v := range 100 {
+		base.AddValue(float64(v))
+	}
+	reg := prometheus.NewRegistry()
+	l, err := NewLive(reg, LiveOptions{Window: 10 * time.Minute, Buckets: 10, MinValues: 50, Now: func() time.Time { return now },
+		Baselines: map[string]Baseline{"a@1": {Name: "train@1", Stats: base}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(id string, vs ...float64) {
+		b := l.NewBatch()
+		for _, v := range vs {
+			if v < 0 {
+				b.Add(id, strings.Split(id, "@")[0], 1, nil)
+			} else {
+				b.Add(id, strings.Split(id, "@")[0], 1, &v)
+			}
+		}
+		if err := l.Commit(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var shifted []float64
+	for v := range 40 {
+		shifted = append(shifted, float64(v+1000))
+	}
+	add("a@1", shifted...)
+	add("b@1", 1, -1, -1, -1)
+	// 40 values: below MinValues, no drift yet.
+	if n := testutil.CollectAndCount(reg, "featurepipe_feature_drift_psi"); n != 0 {
+		t.Fatalf("%d PSI series with 40 values, want none below MinValues", n)
+	}
+	now = now.Add(3 * time.Minute)
+	add("a@1", shifted...)
+	want := `
+# HELP featurepipe_feature_null_rate Fraction of the feature version's published values over the statistics window that are null.
+# TYPE featurepipe_feature_null_rate gauge
+featurepipe_feature_null_rate{feature="a",version="1"} 0
+featurepipe_feature_null_rate{feature="b",version="1"} 0.75
+# HELP featurepipe_feature_values Published values of the feature version observed over the statistics window (after sampling).
+# TYPE featurepipe_feature_values gauge
+featurepipe_feature_values{feature="a",version="1"} 80
+featurepipe_feature_values{feature="b",version="1"} 4
+`
+	if err := testutil.CollectAndCompare(reg, strings.NewReader(want), "featurepipe_feature_null_rate", "featurepipe_feature_values"); err != nil {
+		t.Fatal(err)
+	}
+	if ks := testutil.ToFloat64(onlyOne(t, reg, "featurepipe_feature_drift_ks")); ks != 1 {
+		t.Fatalf("KS %v of disjoint values, want 1", ks)
+	}
+	if psi := testutil.ToFloat64(onlyOne(t, reg, "featurepipe_feature_drift_psi")); psi < 2 {
+		t.Fatalf("PSI %v of values all above the baseline's, want > 2", psi)
+	}
+	// Eight minutes on, the first sub-window (and b's only one) left the
+	// 10-minute window: a has 40 values, b none.
+	now = now.Add(8 * time.Minute)
+	if w := l.Window("a@1"); w == nil || w.Count() != 40 {
+		t.Fatalf("window of a@1: %v values, want 40", w)
+	}
+	if w := l.Window("b@1"); w != nil {
+		t.Fatalf("b@1 still has %d values after its sub-window left the window", w.Count())
+	}
+	if _, err := NewLive(nil, LiveOptions{Sample: 1.5}); err == nil {
+		t.Fatal("sample 1.5 accepted")
+	}
+}
+
+func onlyOne(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			if len(mf.GetMetric()) != 1 {
+				t.Fatalf("%s: %d series, want 1", name, len(mf.GetMetric()))
+			}
+			labels := mf.GetMetric()[0].GetLabel()
+			if len(labels) != 3 || labels[0].GetValue() != "train@1" {
+				t.Fatalf("%s labels %v", name, labels)
+			}
+			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+			g.Set(mf.GetMetric()[0].GetGauge().GetValue())
+			return g
+		}
+	}
+	t.Fatalf("no %s", name)
+	return nil
+}

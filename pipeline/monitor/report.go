@@ -1,0 +1,216 @@
+package monitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Snapshot is a worker's statistics as GET /v1/stats serves them (on the
+// worker's --metrics address): per feature version, the window's mergeable
+// statistics and its baseline's, so that `featurepipe monitor` can merge
+// several workers' and compare them.
+type Snapshot struct {
+	Window    string             `json:"window"`
+	Features  []FeatureSnapshot  `json:"features"`
+	TakenAt   time.Time          `json:"taken_at"`
+	Freshness map[string]float64 `json:"freshness_seconds,omitempty"` // by feature id; set by the worker
+}
+
+// FeatureSnapshot is one version's statistics.
+type FeatureSnapshot struct {
+	ID       string    `json:"id"` // name@version
+	Window   *Stats    `json:"window"`
+	Baseline *Baseline `json:"baseline,omitempty"`
+}
+
+// MarshalJSON writes a baseline as its name and statistics.
+func (b Baseline) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Name  string `json:"name"`
+		Stats *Stats `json:"stats"`
+	}{b.Name, b.Stats})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (b *Baseline) UnmarshalJSON(data []byte) error {
+	var v struct {
+		Name  string `json:"name"`
+		Stats *Stats `json:"stats"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	b.Name, b.Stats = v.Name, v.Stats
+	return nil
+}
+
+// Snapshot returns the current window statistics of every version with
+// values in the window, sorted by id.
+func (l *Live) Snapshot() Snapshot {
+	now := l.o.Now()
+	s := Snapshot{Window: l.o.Window.String(), TakenAt: now.UTC()}
+	l.mu.Lock()
+	for id, f := range l.features {
+		w := l.windowLocked(f, now.UnixMilli())
+		if w == nil {
+			continue
+		}
+		fs := FeatureSnapshot{ID: id, Window: w}
+		if b, ok := l.o.Baselines[id]; ok && b.Stats != nil {
+			fs.Baseline = &b
+		}
+		s.Features = append(s.Features, fs)
+	}
+	l.mu.Unlock()
+	sort.Slice(s.Features, func(i, j int) bool { return s.Features[i].ID < s.Features[j].ID })
+	return s
+}
+
+// Handler serves Snapshot as JSON, with freshness (seconds by feature id,
+// may be nil) added.
+func (l *Live) Handler(freshness func() map[string]float64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s := l.Snapshot()
+		if freshness != nil {
+			s.Freshness = freshness()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s)
+	})
+}
+
+// Thresholds a version is checked against (config.Monitor, without the
+// config import).
+type Thresholds struct {
+	PSI       float64 `json:"psi"`
+	NullRate  float64 `json:"null_rate"`
+	Freshness float64 `json:"freshness_seconds"`
+}
+
+// FeatureReport is one version's statistics, drift and verdict.
+type FeatureReport struct {
+	ID       string   `json:"feature"`
+	Summary  Summary  `json:"statistics"`
+	Baseline string   `json:"baseline,omitempty"`
+	PSI      *float64 `json:"psi,omitempty"`
+	KS       *float64 `json:"ks,omitempty"`
+	// NullRateChange is the null rate minus the baseline's.
+	NullRateChange *float64   `json:"null_rate_change,omitempty"`
+	Freshness      *float64   `json:"freshness_seconds,omitempty"`
+	Thresholds     Thresholds `json:"thresholds"`
+	// Crossed lists the thresholds crossed: psi, null_rate, freshness.
+	Crossed []string `json:"crossed,omitempty"`
+}
+
+// Merge merges several workers' snapshots: per version, the sum of their
+// window statistics, the first baseline met, the smallest freshness (the
+// freshest worker). Each worker reports the partitions it owns.
+func Merge(snaps []Snapshot) (map[string]*Stats, map[string]*Baseline, map[string]float64, error) {
+	stats, bases, fresh := map[string]*Stats{}, map[string]*Baseline{}, map[string]float64{}
+	for _, s := range snaps {
+		for _, f := range s.Features {
+			if f.Window == nil {
+				continue
+			}
+			if stats[f.ID] == nil {
+				stats[f.ID] = NewStats()
+			}
+			if err := stats[f.ID].Merge(f.Window); err != nil {
+				return nil, nil, nil, fmt.Errorf("%s: %w", f.ID, err)
+			}
+			if f.Baseline != nil && bases[f.ID] == nil {
+				bases[f.ID] = f.Baseline
+			}
+		}
+		for id, v := range s.Freshness {
+			if cur, ok := fresh[id]; !ok || v < cur {
+				fresh[id] = v
+			}
+		}
+	}
+	return stats, bases, fresh, nil
+}
+
+// Check reports on one version: its statistics, its drift against baseline
+// (when given, with at least minValues non-null values on the live side)
+// and which thresholds it crosses. freshness < 0: unknown.
+func Check(id string, live *Stats, baseline *Baseline, freshness float64, th Thresholds, minValues int64) FeatureReport {
+	r := FeatureReport{ID: id, Thresholds: th}
+	if live == nil {
+		live = NewStats()
+	}
+	r.Summary = live.Summary()
+	if freshness >= 0 {
+		r.Freshness = &freshness
+		if freshness > th.Freshness {
+			r.Crossed = append(r.Crossed, "freshness")
+		}
+	}
+	nullRate := r.Summary.NullRate
+	if baseline != nil && baseline.Stats != nil {
+		r.Baseline = baseline.Name
+		change := nullRate - baseline.Stats.NullRate()
+		r.NullRateChange = &change
+		nullRate = change
+		if live.count-live.nulls >= minValues {
+			if psi, ok := PSI(baseline.Stats, live); ok {
+				r.PSI = &psi
+				if psi > th.PSI {
+					r.Crossed = append(r.Crossed, "psi")
+				}
+			}
+			if ks, ok := KS(baseline.Stats, live); ok {
+				r.KS = &ks
+			}
+		}
+	}
+	if r.Summary.Count > 0 && nullRate > th.NullRate {
+		r.Crossed = append(r.Crossed, "null_rate")
+	}
+	sort.Strings(r.Crossed)
+	return r
+}
+
+// MinValues is the default LiveOptions.MinValues, exported for Check's
+// callers.
+const MinValues = 100
+
+func fmtOpt(v *float64, prec int) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*v, 'f', prec, 64)
+}
+
+// Row renders the report as a table row: feature, values, null rate,
+// mean, p50, p99, baseline, PSI, KS, freshness, verdict.
+func (r FeatureReport) Row() []string {
+	q := func(name string) string {
+		if v, ok := r.Summary.Quantiles[name]; ok {
+			return strconv.FormatFloat(v, 'g', 5, 64)
+		}
+		return "-"
+	}
+	mean := "-"
+	if r.Summary.Mean != nil {
+		mean = strconv.FormatFloat(*r.Summary.Mean, 'g', 5, 64)
+	}
+	fresh := "-"
+	if r.Freshness != nil {
+		fresh = (time.Duration(*r.Freshness * float64(time.Second))).Round(time.Second).String()
+	}
+	verdict := "ok"
+	if len(r.Crossed) > 0 {
+		verdict = "CROSSED " + fmt.Sprint(r.Crossed)
+	}
+	base := r.Baseline
+	if base == "" {
+		base = "-"
+	}
+	return []string{r.ID, strconv.FormatInt(r.Summary.Count, 10), strconv.FormatFloat(r.Summary.NullRate*100, 'f', 1, 64) + "%",
+		mean, q("p50"), q("p99"), base, fmtOpt(r.PSI, 3), fmtOpt(r.KS, 3), fresh, verdict}
+}

@@ -1,0 +1,204 @@
+// Package monitor computes feature statistics and drift: the same Stats
+// summarize the values a backfill writes (the training baseline, recorded in
+// the dataset manifest) and the values the workers publish (live), and PSI
+// and KS compare the two.
+//
+// Stats are mergeable: count, nulls, Welford's mean and M2 (merged with
+// Chan's formula), min, max and a DDSketch (github.com/DataDog/sketches-go)
+// of the non-null values with 1% relative accuracy, so quantiles are within
+// 1% of a true value of the data. A Stats is not safe for concurrent use.
+package monitor
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/DataDog/sketches-go/ddsketch/mapping"
+	"github.com/DataDog/sketches-go/ddsketch/store"
+)
+
+// RelativeAccuracy of every sketch: a quantile is within 1% of a value of
+// the data. Sketches merge only with the same accuracy.
+const RelativeAccuracy = 0.01
+
+// maxBins bounds a sketch's bins per sign (the lowest collapse first):
+// 2048 bins at 1% cover about 17 orders of magnitude, about 16 KiB at most.
+const maxBins = 2048
+
+// Quantiles are the quantiles Summary reports (p1, p5, p10, p25, p50, p75,
+// p90, p95, p99).
+var Quantiles = []float64{0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99}
+
+// Stats summarize a stream of feature values, some of them null (an empty
+// window without a default, NOT_FOUND, a missing field).
+type Stats struct {
+	count int64 // values, nulls included
+	nulls int64
+	mean  float64
+	m2    float64
+	min   float64
+	max   float64
+	// sketch holds the non-null, finite values.
+	sketch *ddsketch.DDSketch
+}
+
+// logMapping is the index mapping of every sketch (immutable, shared). Its
+// error (only for an accuracy outside (0, 1)) is checked by a test.
+var logMapping, logMappingErr = mapping.NewLogarithmicMapping(RelativeAccuracy)
+
+// NewStats returns empty statistics.
+func NewStats() *Stats {
+	return &Stats{sketch: ddsketch.NewDDSketch(logMapping, store.NewCollapsingLowestDenseStore(maxBins), store.NewCollapsingLowestDenseStore(maxBins))}
+}
+
+// Add adds one value; nil is a null. NaN and infinities count as nulls.
+// Cost: O(1), no allocation once the sketch's bins cover the value.
+func (s *Stats) Add(v *float64) {
+	if v == nil {
+		s.AddNull()
+		return
+	}
+	s.AddValue(*v)
+}
+
+// AddNull adds a null value.
+func (s *Stats) AddNull() {
+	s.count++
+	s.nulls++
+}
+
+// AddValue adds a non-null value (NaN and infinities count as nulls).
+func (s *Stats) AddValue(x float64) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		s.AddNull()
+		return
+	}
+	n := s.count - s.nulls
+	if n == 0 {
+		s.min, s.max = x, x
+	} else {
+		s.min, s.max = min(s.min, x), max(s.max, x)
+	}
+	s.count++
+	d := x - s.mean
+	s.mean += d / float64(n+1)
+	s.m2 += d * (x - s.mean)
+	_ = s.sketch.Add(x) // fails only for values the mapping cannot index (beyond ±1e307)
+}
+
+// Merge adds o's values to s.
+func (s *Stats) Merge(o *Stats) error {
+	na, nb := float64(s.count-s.nulls), float64(o.count-o.nulls)
+	switch {
+	case nb == 0:
+	case na == 0:
+		s.mean, s.m2, s.min, s.max = o.mean, o.m2, o.min, o.max
+	default:
+		d := o.mean - s.mean
+		n := na + nb
+		s.mean += d * nb / n
+		s.m2 += o.m2 + d*d*na*nb/n
+		s.min, s.max = min(s.min, o.min), max(s.max, o.max)
+	}
+	s.count += o.count
+	s.nulls += o.nulls
+	if err := s.sketch.MergeWith(o.sketch); err != nil {
+		return fmt.Errorf("merge feature statistics: %w", err)
+	}
+	return nil
+}
+
+// Count is the number of values, nulls included.
+func (s *Stats) Count() int64 { return s.count }
+
+// NullRate is the fraction of null values (0 without values).
+func (s *Stats) NullRate() float64 {
+	if s.count == 0 {
+		return 0
+	}
+	return float64(s.nulls) / float64(s.count)
+}
+
+// Summary is the readable form of Stats.
+type Summary struct {
+	Count    int64   `json:"count"`
+	Nulls    int64   `json:"nulls"`
+	NullRate float64 `json:"null_rate"`
+	// The rest are over the non-null values; absent without any.
+	Mean   *float64 `json:"mean,omitempty"`
+	Stddev *float64 `json:"stddev,omitempty"` // sample standard deviation (n-1)
+	Min    *float64 `json:"min,omitempty"`
+	Max    *float64 `json:"max,omitempty"`
+	// Quantiles by name (p1 ... p99), within 1% relative accuracy.
+	Quantiles map[string]float64 `json:"quantiles,omitempty"`
+}
+
+// Summary returns the statistics in readable form.
+func (s *Stats) Summary() Summary {
+	out := Summary{Count: s.count, Nulls: s.nulls, NullRate: s.NullRate()}
+	n := s.count - s.nulls
+	if n == 0 {
+		return out
+	}
+	mean, lo, hi, sd := s.mean, s.min, s.max, 0.0
+	if n > 1 {
+		sd = math.Sqrt(s.m2 / float64(n-1))
+	}
+	out.Mean, out.Min, out.Max, out.Stddev = &mean, &lo, &hi, &sd
+	out.Quantiles = map[string]float64{}
+	for _, q := range Quantiles {
+		v, err := s.sketch.GetValueAtQuantile(q)
+		if err == nil {
+			out.Quantiles[fmt.Sprintf("p%d", int(math.Round(q*100)))] = v
+		}
+	}
+	return out
+}
+
+// statsJSON is the serialized form: the summary for people, the exact
+// moments and the sketch (base64 of its binary encoding) to merge and
+// compare again.
+type statsJSON struct {
+	Summary
+	M2     float64 `json:"m2"`
+	Sketch string  `json:"sketch"`
+}
+
+// MarshalJSON encodes the summary with what restores the Stats exactly.
+func (s *Stats) MarshalJSON() ([]byte, error) {
+	var b []byte
+	s.sketch.Encode(&b, false)
+	return json.Marshal(statsJSON{Summary: s.Summary(), M2: s.m2, Sketch: base64.StdEncoding.EncodeToString(b)})
+}
+
+// UnmarshalJSON restores Stats written by MarshalJSON.
+func (s *Stats) UnmarshalJSON(data []byte) error {
+	var j statsJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	b, err := base64.StdEncoding.DecodeString(j.Sketch)
+	if err != nil {
+		return fmt.Errorf("feature statistics sketch: %w", err)
+	}
+	sk, err := ddsketch.DecodeDDSketch(b, store.DefaultProvider, nil)
+	if err != nil {
+		return fmt.Errorf("feature statistics sketch: %w", err)
+	}
+	fresh := NewStats()
+	if err := fresh.sketch.MergeWith(sk); err != nil {
+		return fmt.Errorf("feature statistics sketch (accuracy other than %v?): %w", RelativeAccuracy, err)
+	}
+	*s = *fresh
+	s.count, s.nulls, s.m2 = j.Count, j.Nulls, j.M2
+	if j.Mean != nil {
+		s.mean = *j.Mean
+	}
+	if j.Min != nil {
+		s.min, s.max = *j.Min, *j.Max
+	}
+	return nil
+}
