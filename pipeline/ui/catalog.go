@@ -88,9 +88,13 @@ func buildCatalog(o *Options, now time.Time) *catalog {
 		c.byName[r.Name] = append(c.byName[r.Name], r)
 	}
 	for _, f := range o.Config.Features {
+		topic := "" // a derived feature reads other features, no topic
+		if f.SourceRef != nil {
+			topic = f.SourceRef.Topic
+		}
 		add(&featureRow{ID: f.ID, Name: f.Name, Version: f.Version, Def: f, Owner: f.Owner,
 			Description: strings.TrimSpace(f.Description), Tags: f.Tags, Entity: f.Entity, Source: f.Source,
-			Topic: f.SourceRef.Topic, Hash: f.Hash, Deprecated: f.Deprecated})
+			Topic: topic, Hash: f.Hash, Deprecated: f.Deprecated})
 	}
 	for _, d := range o.Registry.Definitions() {
 		if _, ok := c.byID[d.Feature]; ok {
@@ -222,6 +226,14 @@ func (c *catalog) search(q query) []*featureRow {
 // the last 30 days, 1-day hops, per user, from topic transactions".
 func plainWords(f *config.Feature) string {
 	var b strings.Builder
+	if d := f.Derived; d != nil {
+		ids := make([]string, len(d.Inputs))
+		for i, in := range d.Inputs {
+			ids[i] = in.ID
+		}
+		b.WriteString("derived: " + d.Expr + ", from " + strings.Join(ids, ", ") + ", per " + f.Entity)
+		return b.String()
+	}
 	agg := map[string]string{"count": "number of events", "sum": "sum of", "avg": "average of", "min": "smallest",
 		"max": "largest", "last": "latest value of"}[f.Aggregation.String()]
 	if agg == "" {
@@ -244,6 +256,9 @@ func plainWords(f *config.Feature) string {
 		b.WriteString(", counting events where " + f.Where)
 	}
 	b.WriteString(", per " + f.Entity + ", from topic " + f.SourceRef.Topic)
+	if f.TTL > 0 {
+		b.WriteString("; expires when its newest event is older than " + spellDuration(f.TTL))
+	}
 	return b.String()
 }
 

@@ -18,10 +18,13 @@ type yamlFeature struct {
 	Name        string   `yaml:"name"`
 	Version     int      `yaml:"version"`
 	Entity      string   `yaml:"entity"`
-	Source      string   `yaml:"source"`
-	Aggregation string   `yaml:"aggregation"`
+	Source      string   `yaml:"source,omitempty"`
+	Aggregation string   `yaml:"aggregation,omitempty"`
 	Field       string   `yaml:"field,omitempty"`
-	Window      string   `yaml:"window"`
+	Window      string   `yaml:"window,omitempty"`
+	TTL         string   `yaml:"ttl,omitempty"`
+	Expression  string   `yaml:"expression,omitempty"`
+	Inputs      []string `yaml:"inputs,flow,omitempty"`
 	Hop         string   `yaml:"hop,omitempty"`
 	Where       string   `yaml:"where,omitempty"`
 	Default     *float64 `yaml:"default,omitempty"`
@@ -39,8 +42,17 @@ func featureYAML(f *config.Feature) string {
 	y := yamlFeature{Name: f.Name, Version: f.Version, Entity: f.Entity, Source: f.Source, Aggregation: f.Aggregation.String(),
 		Field: f.Field, Window: "lifetime", Where: f.Where, Default: f.Default, Owner: f.Owner,
 		Description: strings.TrimSpace(f.Description), Tags: f.Tags, Deprecated: f.Deprecated, ReplacedBy: f.ReplacedBy}
-	if !f.Window.Lifetime() {
+	switch {
+	case f.Derived != nil: // no source, aggregation or window; inputs pinned
+		y.Aggregation, y.Window, y.Expression = "", "", f.Derived.Expr
+		for _, in := range f.Derived.Inputs {
+			y.Inputs = append(y.Inputs, in.ID)
+		}
+	case !f.Window.Lifetime():
 		y.Window, y.Hop = aggregations.FormatDuration(f.Window.Size), aggregations.FormatDuration(f.Window.Hop)
+	}
+	if f.TTL > 0 {
+		y.TTL = aggregations.FormatDuration(f.TTL)
 	}
 	if !f.Sunset.IsZero() {
 		y.Sunset = f.Sunset.Format(time.DateOnly)

@@ -66,6 +66,25 @@ features:
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    version: 1\n%s", name, def)
 	}
+	// A derived feature and one with a ttl: pages of features without a
+	// source, and the ttl's words.
+	b.WriteString(`  - name: spend_ratio
+    version: 1
+    entity: user
+    expression: "f001 / f002"
+    owner: team-a
+    description: Seven-day spend over the 30-day average.
+  - name: last_fresh
+    version: 1
+    entity: user
+    source: transactions
+    aggregation: last
+    field: amount
+    window: lifetime
+    ttl: 30d
+    owner: team-a
+    description: Latest amount, expired after 30 days without one.
+`)
 	b.WriteString("services:\n")
 	for s := 0; s < n/5; s++ {
 		var refs []string
@@ -114,6 +133,9 @@ func newFixture(t testing.TB, n int) *fixture {
 		fmt.Sscanf(f.Name, "f%d", &i)
 		apply(registry.DefinitionRecord("r", registry.Definition{Feature: f.ID, Hash: f.Hash, Fields: f.Definition(), RegisteredAt: registered, RegisteredBy: "worker-1"}))
 		for p := range int32(2) {
+			if f.Derived != nil {
+				break // no source partitions: ready when its inputs are
+			}
 			state := registry.StateReady
 			if i%11 == 4 && p == 1 {
 				state = registry.StateWarmingUp

@@ -135,6 +135,28 @@ func TestFeaturePage(t *testing.T) {
 	}
 }
 
+// A derived feature's page says what it reads (no source, no window) and
+// shows its expression; a ttl is spelled out.
+func TestDerivedAndTTLFeaturePages(t *testing.T) {
+	f := newFixture(t, 40)
+	u := f.ui(t, Options{})
+	for target, want := range map[string][]string{
+		"/ui/features/spend_ratio@1": {"derived: f001 / f002, from f001@1, f002@1, per user", "expression: f001 / f002", "inputs: [f001@1, f002@1]"},
+		"/ui/features/last_fresh@1":  {"latest value of amount over all time", "expires when its newest event is older than 30 days", "ttl: 30d"},
+	} {
+		code, body, _ := get(t, u, target)
+		if code != 200 {
+			t.Fatalf("%s: status %d: %s", target, code, body)
+		}
+		body = html.UnescapeString(body)
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s lacks %q", target, w)
+			}
+		}
+	}
+}
+
 func TestSourcePageFieldsAndReaders(t *testing.T) {
 	f := newFixture(t, 12)
 	u := f.ui(t, Options{})
