@@ -21,6 +21,7 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/feastflight"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -171,6 +172,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTP listener: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	withWebUI := fs.Bool("ui", true, "serve the web catalog at /ui/ (it obeys --tokens: a browser signs in with a token)")
+	monitorWorkers := fs.String("monitor-workers", "", "comma-separated --metrics addresses of every worker: the web catalog's feature pages show their statistics and drift (as featurepipe monitor does); empty: none")
 	flightAddr := fs.String("flight", "", "host:port for Feast's remote offline store (Arrow Flight): get_historical_features computed by the backfill engine; empty: off")
 	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
@@ -223,9 +225,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	log.Info("lookup service listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", *tlsCert != ""))
 	h := svc.Handler()
 	if *withWebUI {
-		if h, err = withUI(a, svc, brokers, cfg, tokens, log); err != nil {
+		var feed *monitor.Feed
+		if addrs := splitList(*monitorWorkers); len(addrs) > 0 {
+			feed = monitor.NewFeed(workerStats(addrs, 5*time.Second))
+		}
+		if h, err = withUI(a, svc, brokers, cfg, tokens, feed, log); err != nil {
 			return err
 		}
+	} else if *monitorWorkers != "" {
+		return usagef("--monitor-workers is for the web catalog: drop it or --ui=false")
 	}
 	a.add("view", svc.Run)
 	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, h) })

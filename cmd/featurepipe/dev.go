@@ -87,7 +87,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	var sent atomic.Int64
 	a.add("worker", w.Run)
 	a.add("lookup view", svc.Run)
-	h, err := withUI(a, svc, brokers, cfg, nil, log)
+	feed := monitor.NewFeed(func(context.Context) ([]monitor.Snapshot, error) {
+		s := stats.Snapshot()
+		s.Freshness = w.Freshness()
+		return []monitor.Snapshot{s}, nil
+	})
+	h, err := withUI(a, svc, brokers, cfg, nil, feed, log)
 	if err != nil {
 		return err
 	}

@@ -34,20 +34,13 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	var snaps []monitor.Snapshot
-	client := &http.Client{Timeout: *timeout}
-	for _, addr := range strings.Split(*workers, ",") {
-		if addr = strings.TrimSpace(addr); addr == "" {
-			continue
-		}
-		s, err := fetchStats(ctx, client, addr)
-		if err != nil {
-			return err
-		}
-		snaps = append(snaps, s)
-	}
-	if len(snaps) == 0 {
+	addrs := splitList(*workers)
+	if len(addrs) == 0 {
 		return usagef("--workers names no worker")
+	}
+	snaps, err := workerStats(addrs, *timeout)(ctx)
+	if err != nil {
+		return err
 	}
 	stats, bases, fresh, err := monitor.Merge(snaps)
 	if err != nil {
@@ -63,8 +56,7 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if !ok {
 			freshness = -1
 		}
-		th := monitor.Thresholds{PSI: f.Monitor.PSI, NullRate: f.Monitor.NullRate, Freshness: f.Monitor.Freshness.Seconds()}
-		r := monitor.Check(f.ID, stats[f.ID], bases[f.ID], freshness, th, monitor.MinValues)
+		r := monitor.Check(f.ID, stats[f.ID], bases[f.ID], freshness, thresholdsOf(f), monitor.MinValues)
 		if len(r.Crossed) > 0 {
 			crossed++
 		}
@@ -94,6 +86,30 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return &exitError{fmt.Errorf("%d feature version(s) crossed their monitor thresholds", crossed), 2}
 	}
 	return nil
+}
+
+// thresholdsOf is f's monitor block as monitor.Check takes it.
+func thresholdsOf(f *config.Feature) monitor.Thresholds {
+	return monitor.Thresholds{PSI: f.Monitor.PSI, NullRate: f.Monitor.NullRate, Freshness: f.Monitor.Freshness.Seconds()}
+}
+
+// workerStats returns a function that reads the snapshots of the workers at
+// addrs (their --metrics addresses; GET /v1/stats), each request bounded by
+// timeout: what `featurepipe monitor` merges and the web catalog's
+// monitor.Feed follows.
+func workerStats(addrs []string, timeout time.Duration) func(context.Context) ([]monitor.Snapshot, error) {
+	client := &http.Client{Timeout: timeout}
+	return func(ctx context.Context) ([]monitor.Snapshot, error) {
+		snaps := make([]monitor.Snapshot, 0, len(addrs))
+		for _, addr := range addrs {
+			s, err := fetchStats(ctx, client, addr)
+			if err != nil {
+				return nil, err
+			}
+			snaps = append(snaps, s)
+		}
+		return snaps, nil
+	}
 }
 
 // fetchStats reads one worker's GET /v1/stats.

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
+)
+
+// The web catalog's monitor shows a feature's freshness, its drift against
+// the training baseline (flagged past the feature file's threshold) and its
+// value distribution now and then over the baseline's deciles, from the
+// workers' GET /v1/stats.
+func TestUIMonitorShowsDriftAndDistributions(t *testing.T) {
+	cfg := testkit.WriteConfig(t, `entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: tx, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: amount_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: o, description: d,
+     monitor: {psi: 0.3}}
+  - {name: amount_sum, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1d, owner: o, description: d}
+`, nil)
+	base := monitor.NewStats()
+	for _, v := range seq(0, 1000) {
+		base.AddValue(*v)
+	}
+	shifted := append(seq(0, 500), seq(70, 500)...) // half the values moved up
+	addr := monitorWorker(t, map[string][]*float64{"amount_last@1": shifted},
+		map[string]monitor.Baseline{"amount_last@1": {Name: "train@3", Stats: base}}, map[string]float64{"amount_last@1": 1.5})
+	feed := monitor.NewFeed(workerStats([]string{addr}, 0))
+	if err := feed.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := uiMonitor{feed, cfg}
+	got, ok := m.Feature("amount_last@1")
+	if !ok {
+		t.Fatal("no monitoring for amount_last@1")
+	}
+	if got.Freshness == nil || got.Freshness.Seconds() != 1.5 {
+		t.Errorf("freshness %v, want 1.5s", got.Freshness)
+	}
+	var psi *float64
+	for _, f := range got.Figures {
+		if f.Name == "PSI vs train@3" {
+			psi = &f.Value
+			if f.Threshold != 0.3 || f.Alert != (f.Value > 0.3) || !f.Alert {
+				t.Errorf("PSI figure %+v: want the file's threshold 0.3, crossed by this shift", f)
+			}
+		}
+	}
+	if psi == nil {
+		t.Fatalf("no PSI figure in %+v", got.Figures)
+	}
+	if len(got.Now) != monitor.PSIBins || len(got.Baseline) != monitor.PSIBins || !math.IsInf(got.Now[len(got.Now)-1].Upper, 1) {
+		t.Fatalf("distributions: %d now, %d baseline buckets (want %d, the last unbounded)", len(got.Now), len(got.Baseline), monitor.PSIBins)
+	}
+	var nowTop, baseTop float64
+	for i := range got.Now {
+		if got.Now[i].Upper != got.Baseline[i].Upper {
+			t.Fatalf("bucket %d bounds differ: %v vs %v", i, got.Now[i].Upper, got.Baseline[i].Upper)
+		}
+		if i >= 7 {
+			nowTop, baseTop = nowTop+got.Now[i].Share, baseTop+got.Baseline[i].Share
+		}
+	}
+	if nowTop < baseTop+0.2 {
+		t.Errorf("the top three deciles hold %.2f of the values now and %.2f at training: the shift does not show", nowTop, baseTop)
+	}
+	// A version no worker reported has no monitoring; nor an unknown id.
+	if _, ok := m.Feature("amount_sum@1"); ok {
+		t.Error("amount_sum@1 has monitoring, yet no worker reported it")
+	}
+	if _, ok := m.Feature("nope@1"); ok {
+		t.Error("an unknown feature has monitoring")
+	}
+}
