@@ -868,6 +868,9 @@ func TestHashCoversTheDefinitionOnly(t *testing.T) {
 		// Every entry of Definition, changed alone.
 		{"entity", []string{"sources:\n", "  - name: customer\n    key: user_id\nsources:\n"}, []string{"entity: user", "entity: customer"}, true},
 		{"entity key field", []string{"key: user_id", "key: merchant_id"}, nil, true},
+		{"keys: [one field] is key: one field", []string{"key: user_id", "keys: [user_id]"}, nil, false},
+		{"composite key fields", []string{"key: user_id", "keys: [user_id, merchant_id]"}, nil, true},
+		{"composite key field order", []string{"key: user_id", "keys: [merchant_id, user_id]"}, nil, true},
 		{"source", []string{"name: transactions", "name: payments"}, []string{"source: transactions", "source: payments"}, true},
 		{"topic", []string{"topic: transactions", "topic: payments"}, nil, true},
 		{"event_time", []string{"event_time: ts", "event_time: received_ts"}, nil, true},

@@ -20,8 +20,8 @@ import (
 var (
 	fileKeys    = []string{"kafka", "entities", "sources", "features", "services"}
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor"}
-	entityKeys  = []string{"name", "key"}
-	sourceKeys  = []string{"name", "topic", "schema", "event_time"}
+	entityKeys  = []string{"name", "key", "keys"}
+	sourceKeys  = []string{"name", "topic", "schema", "event_time", "entity"}
 	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
@@ -49,6 +49,9 @@ type entityItem struct {
 type sourceItem struct {
 	s *Source
 	m mapping
+	// entity is the entity the source's Kafka key identifies, as written
+	// ("" when not declared).
+	entity string
 }
 
 type featureItem struct {
@@ -309,16 +312,17 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			d.kafka = m
 		}
 	}
-	for i, n := range d.list(top, "entities", "entities (name, key)") {
+	for i, n := range d.list(top, "entities", "entities (name, key or keys)") {
 		m, ok := d.mapping(n, fmt.Sprintf("entities[%d]", i), entityKeys)
 		if !ok {
 			continue
 		}
-		d.entities = append(d.entities, entityItem{m: m, e: &Entity{
+		e := &Entity{
 			Name: d.str(m, "name", true, "the entity's name, referenced by features"),
-			Key:  d.str(m, "key", true, "the event field that identifies the entity"),
 			Line: m.line,
-		}})
+		}
+		d.entityKeyFields(m, e)
+		d.entities = append(d.entities, entityItem{m: m, e: e})
 	}
 	for i, n := range d.list(top, "sources", "sources (name, topic, schema, event_time)") {
 		m, ok := d.mapping(n, fmt.Sprintf("sources[%d]", i), sourceKeys)
@@ -331,7 +335,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			SchemaPath: d.str(m, "schema", true, "path of the events' Avro schema (.avsc), relative to this file"),
 			EventTime:  d.str(m, "event_time", true, "the event field holding the event time (Avro long, milliseconds)"),
 			Line:       m.line,
-		}})
+		}, entity: d.str(m, "entity", false, "the entity its records' Kafka key identifies")})
 	}
 	featuresNode := top.get("features")
 	features := d.list(top, "features", "features")
@@ -382,4 +386,49 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 		})
 	}
 	d.decodeServices(top)
+}
+
+// entityKeyFields reads an entity's key fields: `key: user_id` (one field)
+// or `keys: [user_id, merchant_id]` (a composite key; one field is the same
+// as key:). Exactly one of the two is required; fields are distinct.
+func (d *decoder) entityKeyFields(m mapping, e *Entity) {
+	const need = "the event field that identifies the entity (key: user_id), or the fields that together do (keys: [user_id, merchant_id])"
+	_, hasKey := m.vals["key"]
+	if _, hasKeys := m.vals["keys"]; !hasKeys {
+		if k := d.str(m, "key", true, need); k != "" {
+			e.Key, e.Keys = k, []string{k}
+		}
+		return
+	}
+	if hasKey {
+		d.addf(m.lineOf("keys"), m.field("keys"), "give key (one field) or keys (a list of fields), not both")
+		return
+	}
+	n := m.get("keys")
+	items := d.list(m, "keys", "event field names")
+	switch {
+	case n != nil && n.Kind != yaml.SequenceNode:
+		return // reported by list
+	case len(items) == 0:
+		d.addf(m.lineOf("keys"), m.field("keys"), "required: %s", need)
+		return
+	}
+	var ks []string
+	for j, it := range items {
+		it = deref(it)
+		path := fmt.Sprintf("%s[%d]", m.field("keys"), j)
+		if it.Kind != yaml.ScalarNode || strings.TrimSpace(it.Value) == "" {
+			d.addf(it.Line, path, "expected an event field name; got %s", describe(it))
+			return
+		}
+		if slices.Contains(ks, it.Value) {
+			d.addf(it.Line, path, "field %q is listed twice; each key field once", it.Value)
+			return
+		}
+		ks = append(ks, it.Value)
+	}
+	e.Keys = ks
+	if len(ks) == 1 {
+		e.Key = ks[0]
+	}
 }
