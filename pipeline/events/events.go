@@ -61,12 +61,12 @@ type Event struct {
 	// Rekeyed holds, for a source plan with Rekeys, the entity key of each
 	// re-keying, parallel to Plan.Rekeys.
 	Rekeyed []string
-	TS  int64 // event time, epoch ms
+	TS      int64 // event time, epoch ms
 	// Values holds Plan.Width() numbers: the value of each of Plan.Fields,
 	// then, for each feature with a where (FeaturePlan.Filtered), 1 if the
 	// where holds for the event and 0 if not. Use FeaturePlan.Value and
 	// FeaturePlan.Counts rather than indexing it.
-	Values []float64
+	Values  []float64
 	filter  config.FilterInput // reused activation of the wheres
 	keyVals []string           // scratch of entityKey
 }
