@@ -75,7 +75,14 @@ func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicP
 	if err != nil {
 		return nil, kgo.Offset{}, err
 	}
-	if !hasApplied && w.o.Snapshots != nil && tryRestore {
+	if plan.Repartition != nil {
+		if ps.marks, err = loadMarks(w.o.Store, tp, ""); err != nil {
+			return nil, kgo.Offset{}, err
+		}
+	}
+	// Snapshots hold source partitions only: a repartition partition new
+	// to this store replays its topic (marks included) from the start.
+	if !hasApplied && w.o.Snapshots != nil && tryRestore && plan.Repartition == nil {
 		// New to this worker: start from the newest snapshot of the
 		// partition, if any, instead of the earliest retained offset, so
 		// that history older than the topic's retention is not lost.
