@@ -51,8 +51,13 @@ import (
 // repartitionRecord is the re-keyed copy of source record r for
 // repartition i of its plan, keyed by key. It shares r's value.
 func repartitionRecord(ps *partState, r *kgo.Record, i int, key string) *kgo.Record {
+	return repartitionRecordFor(ps.plan.Rekeys[i].Topic, r, key)
+}
+
+// repartitionRecordFor is the re-keyed copy of r for topic.
+func repartitionRecordFor(topic string, r *kgo.Record, key string) *kgo.Record {
 	return &kgo.Record{
-		Topic:     ps.plan.Rekeys[i].Topic,
+		Topic:     topic,
 		Key:       []byte(key),
 		Value:     r.Value,
 		Timestamp: r.Timestamp, // arrival time, for point-in-time=arrival backfills
