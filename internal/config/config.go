@@ -34,6 +34,7 @@ const (
 	DefaultLookupLogTopic    = "featurepipe.lookups"
 	DefaultRegistryTopic     = "featurepipe.registry"
 	DefaultGroup             = "featurepipe-workers"
+	DefaultRepartitionPrefix = "featurepipe.repartition."
 	DefaultPartitions        = 6
 	DefaultReplicationFactor = 1
 )
@@ -73,6 +74,12 @@ type Kafka struct {
 	// ReplicationFactor is used only when featurepipe creates a topic (at
 	// least 1). Default 1, which suits a single broker and nothing else.
 	ReplicationFactor int16
+	// RepartitionPrefix starts the name of every repartition topic (see
+	// Repartition). Default "featurepipe.repartition.". Two deployments
+	// sharing a Kafka cluster need different prefixes (or source names):
+	// a repartition topic has one writer group. Source topics may not start
+	// with it.
+	RepartitionPrefix string
 }
 
 // Entity is what features are keyed by (a user, a merchant, a (user,
@@ -127,14 +134,11 @@ type Source struct {
 	Repartitions []*Repartition
 }
 
-// RepartitionTopicPrefix starts the name of every repartition topic:
-// featurepipe.repartition.<source>.<entity>.
-const RepartitionTopicPrefix = "featurepipe.repartition."
-
 // RepartitionTopic names the internal topic through which the events of
-// source are re-keyed by entity.
-func RepartitionTopic(source, entity string) string {
-	return RepartitionTopicPrefix + source + "." + entity
+// source are re-keyed by entity: Kafka.RepartitionPrefix, then
+// <source>.<entity> (by default featurepipe.repartition.<source>.<entity>).
+func (k *Kafka) RepartitionTopic(source, entity string) string {
+	return k.RepartitionPrefix + source + "." + entity
 }
 
 // Repartition is one re-keying: the events of Source feed features of

@@ -73,7 +73,7 @@ func TestLoadDemo(t *testing.T) {
 	if len(f.Features) != 8 {
 		t.Fatalf("got %d features, want 8", len(f.Features))
 	}
-	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor}
+	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor, DefaultRepartitionPrefix}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want defaults %+v", f.Kafka, want)
 	}
@@ -795,7 +795,7 @@ func TestValidOptionalSettings(t *testing.T) {
 		t.Fatalf("no %q in the file", s)
 		return 0
 	}
-	want := Kafka{"fp.features", "fp.dlq", "fp.lookups", DefaultRegistryTopic, "fp-workers", 12, 3}
+	want := Kafka{"fp.features", "fp.dlq", "fp.lookups", DefaultRegistryTopic, "fp-workers", 12, 3, DefaultRepartitionPrefix}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want %+v", f.Kafka, want)
 	}

@@ -19,7 +19,7 @@ import (
 // Allowed keys of each block, in the order the documentation lists them.
 var (
 	fileKeys    = []string{"kafka", "entities", "sources", "features", "services"}
-	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor"}
+	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "repartition_prefix"}
 	entityKeys  = []string{"name", "key", "keys"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time", "entity"}
 	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where"}

@@ -183,3 +183,14 @@ func TestRekeyConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRepartitionPrefix(t *testing.T) {
+	f := mustParse(t, "kafka:\n  repartition_prefix: team-a.rekey.\n"+rekeyHeader+rekeyFeature("by_merchant", "merchant"))
+	if got := f.Repartitions()[0].Topic; got != "team-a.rekey.transactions.merchant" {
+		t.Errorf("repartition topic %s, want team-a.rekey.transactions.merchant", got)
+	}
+	_, err := Parse("features.yaml", []byte("kafka:\n  repartition_prefix: bad/prefix\n"+rekeyHeader+rekeyFeature("by_merchant", "merchant")), schemaFS(t), ".")
+	if err == nil || !strings.Contains(err.Error(), "features.yaml:2: kafka.repartition_prefix: invalid Kafka topic name") {
+		t.Errorf("a prefix with a slash: %v", err)
+	}
+}

@@ -51,7 +51,7 @@ func (d *decoder) build(path string, load schemaLoader) *File {
 		i := slices.IndexFunc(src.Repartitions, func(r *Repartition) bool { return r.Entity == ft.EntityRef })
 		if i < 0 {
 			i = len(src.Repartitions)
-			src.Repartitions = append(src.Repartitions, &Repartition{Topic: RepartitionTopic(src.Name, ft.Entity), Source: src, Entity: ft.EntityRef})
+			src.Repartitions = append(src.Repartitions, &Repartition{Topic: f.Kafka.RepartitionTopic(src.Name, ft.Entity), Source: src, Entity: ft.EntityRef})
 		}
 		ft.Repartition = src.Repartitions[i]
 		ft.Repartition.Features = append(ft.Repartition.Features, ft)
@@ -68,6 +68,7 @@ func (d *decoder) buildKafka(k *Kafka) map[string]string {
 		LookupLogTopic:    DefaultLookupLogTopic,
 		RegistryTopic:     DefaultRegistryTopic,
 		Group:             DefaultGroup,
+		RepartitionPrefix: DefaultRepartitionPrefix,
 		Partitions:        DefaultPartitions,
 		ReplicationFactor: DefaultReplicationFactor,
 	}
@@ -109,6 +110,12 @@ func (d *decoder) buildKafka(k *Kafka) map[string]string {
 	if m.get("group") != nil {
 		if v := d.str(m, "group", true, "the consumer group of the stream workers"); v != "" {
 			k.Group = v
+		}
+	}
+	if m.get("repartition_prefix") != nil {
+		const what = "the start of the repartition topics' names, e.g. featurepipe.repartition."
+		if v := d.str(m, "repartition_prefix", true, what); v != "" && d.checkTopic(m.lineOf("repartition_prefix"), m.field("repartition_prefix"), v+"x") {
+			k.RepartitionPrefix = v
 		}
 	}
 	if v, _, ok := d.integer(m, "partitions"); ok {
@@ -185,8 +192,8 @@ func (d *decoder) buildSources(f *File, own map[string]string, load schemaLoader
 		if s.Topic != "" && d.checkTopic(m.lineOf("topic"), m.field("topic"), s.Topic) {
 			if key, clash := own[s.Topic]; clash {
 				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q is featurepipe's own topic (%s); a source must read a topic of its own", s.Topic, key)
-			} else if strings.HasPrefix(s.Topic, RepartitionTopicPrefix) {
-				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q starts with %q, reserved for featurepipe's repartition topics; a source must read a topic of its own", s.Topic, RepartitionTopicPrefix)
+			} else if strings.HasPrefix(s.Topic, f.Kafka.RepartitionPrefix) {
+				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q starts with %q, reserved for featurepipe's repartition topics (kafka.repartition_prefix); a source must read a topic of its own", s.Topic, f.Kafka.RepartitionPrefix)
 			} else if first, dup := byTopic[s.Topic]; dup {
 				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q is already read by source %q (line %d); a topic has one schema and one key, so it belongs to one source", s.Topic, first.Name, first.Line)
 			} else {
@@ -307,7 +314,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 		}
 		if src.EntityDeclared {
 			if ent != src.Entity && len(ent.Keys) > 0 {
-				d.checkRepartitionTopic(m, src, ent)
+				d.checkRepartitionTopic(m, f.Kafka.RepartitionTopic(src.Name, ent.Name))
 			}
 			continue
 		}
@@ -319,7 +326,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 		case first.f.EntityRef != ent:
 			d.addf(m.lineOf("entity"), m.field("entity"),
 				"source %q already feeds entity %q (%s, line %d); the Kafka key of a source's records is its entity's key, so a source that feeds several entities must say which one its Kafka key identifies: add `entity: %s` to source %q (line %d), and the events of %q features are then re-keyed by %s through the internal topic %s",
-				src.Name, first.f.Entity, first.path, first.f.Line, first.f.Entity, src.Name, src.Line, ent.Name, ent.KeyList(), RepartitionTopic(src.Name, ent.Name))
+				src.Name, first.f.Entity, first.path, first.f.Line, first.f.Entity, src.Name, src.Line, ent.Name, ent.KeyList(), f.Kafka.RepartitionTopic(src.Name, ent.Name))
 		}
 	}
 	d.checkDeprecations(ids)
@@ -444,11 +451,11 @@ func (d *decoder) checkKeyFields(m mapping, key string, src *Source, ent *Entity
 	}
 }
 
-// checkRepartitionTopic checks that the repartition topic re-keying src by
-// ent is a valid Kafka topic name (its length is the only thing that can
-// be wrong: source and entity names are checked).
-func (d *decoder) checkRepartitionTopic(m mapping, src *Source, ent *Entity) {
-	if t := RepartitionTopic(src.Name, ent.Name); len(t) > maxTopicLen {
+// checkRepartitionTopic checks that a repartition topic name is valid for
+// Kafka (its length is the only thing that can be wrong: the prefix, source
+// and entity names are checked).
+func (d *decoder) checkRepartitionTopic(m mapping, t string) {
+	if len(t) > maxTopicLen {
 		d.addf(m.lineOf("entity"), m.field("entity"), "the repartition topic %s would be longer than Kafka's %d characters; shorten the source or entity name", t, maxTopicLen)
 	}
 }
