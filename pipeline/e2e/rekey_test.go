@@ -25,7 +25,9 @@ import (
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/skew"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
@@ -450,6 +452,42 @@ func TestRekeyedBackfill(t *testing.T) {
 	now := time.Now()
 	produceRekey(t, ctx, cl, cfg, genRekeyEvents(rng, 4000, 40, 6, 40*24*time.Hour, now), p)
 	waitRekeyedExact(t, ls.url, cfg, p, 2*time.Minute)
+
+	// skew recomputes served values of every entity, re-keyed ones too,
+	// and finds them equal: one more exact round of lookups, once the log
+	// holds every earlier one.
+	logged := func() int64 { return recordsWritten(t, cl, cfg.Kafka.LookupLogTopic) }
+	for prev := int64(-1); ; time.Sleep(time.Second) {
+		if n := logged(); n == prev {
+			break
+		} else {
+			prev = n
+		}
+	}
+	before, after := logged(), time.Now().UnixMilli()
+	if bad, _ := checkRekeyed(t, ls.url, cfg, p); len(bad) > 0 {
+		t.Fatalf("lookups no longer exact: %v", bad[0])
+	}
+	p.mu.Lock()
+	served := int64(len(p.users) + len(p.merch) + len(p.pairs) + 3)
+	p.mu.Unlock()
+	waitLogged(t, cl, cfg.Kafka.LookupLogTopic, before+served, time.Minute)
+	rep, err := skew.Run(ctx, skew.Options{Brokers: k.Brokers, Config: cfg, Mode: backfill.ModeArrival,
+		Keep: func(e *lookuplog.Entry) bool { return e.At >= after }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Entries != served || rep.Mismatches != 0 {
+		var b strings.Builder
+		rep.WriteText(&b)
+		t.Fatalf("skew: %d entries (want %d), %d mismatches (want 0):\n%s", rep.Entries, served, rep.Mismatches, b.String())
+	}
+	for _, id := range []string{"pair_sum_7d@1", "pair_last@1", "merchant_max_30d@1"} {
+		if c := rep.Feature(id); c == nil || c.Rows == 0 {
+			t.Fatalf("skew compared no value of re-keyed %s: %+v", id, c)
+		}
+	}
+	t.Logf("skew: %d served values of 3 entities recomputed, 0 mismatches", rep.Compared)
 
 	type row struct {
 		user, merchant string
