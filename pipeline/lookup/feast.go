@@ -149,7 +149,13 @@ func (s *Service) feastServiceNames(svcRefs []string) (requested, names []string
 			continue // validated at load; the lookup reports it
 		}
 		if def, err := s.o.Config.Feature(ft.Name); err == nil && def.ID == ft.ID {
-			requested[j], names[j] = ft.Source+":"+ft.Name, ft.Name
+			// The view feast-repo generates (feastrepo.ViewName): the
+			// source's, or <source>_<entity> for a re-keyed feature.
+			view := ft.Source
+			if ft.Repartition != nil {
+				view += "_" + ft.Entity
+			}
+			requested[j], names[j] = view+":"+ft.Name, ft.Name
 		}
 	}
 	return requested, names
