@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 8 {
-		t.Fatalf("got %d features, want 8", len(f.Features))
+	if len(f.Features) != 10 {
+		t.Fatalf("got %d features, want 10", len(f.Features))
 	}
 	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor, DefaultRepartitionPrefix}
 	if f.Kafka != want {
@@ -86,8 +86,11 @@ func TestLoadDemo(t *testing.T) {
 			t.Errorf("%s: refs not linked: source %v entity %v", ft.ID, ft.SourceRef, ft.EntityRef)
 			continue
 		}
-		if ft.SourceRef.Entity != ft.EntityRef {
-			t.Errorf("%s: source %s feeds entity %v, want %s", ft.ID, ft.Source, ft.SourceRef.Entity, ft.Entity)
+		// A feature of the entity its source's Kafka key identifies is
+		// computed in place; any other is re-keyed.
+		if direct := ft.SourceRef.Entity == ft.EntityRef; direct != (ft.Repartition == nil) ||
+			!direct && (ft.Repartition.Entity != ft.EntityRef || ft.Repartition.Source != ft.SourceRef) {
+			t.Errorf("%s: source %s keyed by %s, entity %s, repartition %+v", ft.ID, ft.Source, ft.SourceRef.Entity.Name, ft.Entity, ft.Repartition)
 		}
 		if !slices.Contains(ft.SourceRef.Features, ft) {
 			t.Errorf("%s: missing from %s.Features", ft.ID, ft.Source)
@@ -153,11 +156,18 @@ func TestLoadDemo(t *testing.T) {
 	if _, ok := f.SourceByTopic("featurepipe.features"); ok {
 		t.Error("SourceByTopic found featurepipe's own topic")
 	}
-	if got := f.EntityFeatures("user"); !slices.Equal(got, f.Features) {
-		t.Errorf("EntityFeatures(user) = %v, want all features", ids(got))
+	if got := f.EntityFeatures("user"); !slices.Equal(got, f.Features[:8]) {
+		t.Errorf("EntityFeatures(user) = %v, want the first 8 features", ids(got))
 	}
-	if got := f.EntityFeatures("merchant"); len(got) != 0 {
-		t.Errorf("EntityFeatures(merchant) = %v, want none", ids(got))
+	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
+		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
+	}
+	var reps []string
+	for _, r := range f.Repartitions() {
+		reps = append(reps, r.Topic)
+	}
+	if want := []string{"featurepipe.repartition.transactions.merchant", "featurepipe.repartition.transactions.user_merchant"}; !slices.Equal(reps, want) {
+		t.Errorf("Repartitions() = %v, want %v", reps, want)
 	}
 }
 

@@ -84,7 +84,8 @@ type Limits struct {
 	// MaxFuture is how far after now an event time may be. Default
 	// DefaultMaxFuture (24h).
 	MaxFuture time.Duration
-	// MaxKeyBytes bounds the entity key. Default DefaultMaxKeyBytes (1024).
+	// MaxKeyBytes bounds each entity key field value (a composite key is
+	// longer). Default DefaultMaxKeyBytes (1024).
 	MaxKeyBytes int
 }
 
@@ -196,8 +197,8 @@ func (d *Decoder) filter(plan *Plan, rec map[string]any, out *Event) *Rejection 
 }
 
 // entityKey builds the entity key over fields of rec with keys.EntityKey
-// (the one key-building function), checking each value and the whole key.
-// vals is scratch.
+// (the one key-building function), checking each value: not empty, at most
+// MaxKeyBytes (per field: a composite key may be longer). vals is scratch.
 func (d *Decoder) entityKey(rec map[string]any, fields []string, vals *[]string) (string, *Rejection) {
 	*vals = (*vals)[:0]
 	for _, f := range fields {
@@ -208,13 +209,12 @@ func (d *Decoder) entityKey(rec map[string]any, fields []string, vals *[]string)
 		if v == "" {
 			return "", reject(ReasonEmptyKey, "entity key field %q is empty", f)
 		}
+		if len(v) > d.maxKeyBytes {
+			return "", reject(ReasonKeyTooLarge, "field %q is %d bytes; the limit is %d", f, len(v), d.maxKeyBytes)
+		}
 		*vals = append(*vals, v)
 	}
-	k := keys.EntityKey(*vals)
-	if len(k) > d.maxKeyBytes {
-		return "", reject(ReasonKeyTooLarge, "%s is %d bytes; the limit is %d", fieldsText(fields), len(k), d.maxKeyBytes)
-	}
-	return k, nil
+	return keys.EntityKey(*vals), nil
 }
 
 // fieldsText names key fields for messages: field "user_id", or fields
