@@ -111,6 +111,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 				return fmt.Errorf("stage state of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
 			}
 		}
+		stageRekeyHistory(b, ps)
 		if ps.marks != nil {
 			if err := ps.marks.stage(b, ps.tp, ""); err != nil {
 				b.Close()
@@ -158,6 +159,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	defer w.pub.mu.Unlock()
 	for _, ps := range staged {
 		w.commitBoot(ps)
+		commitRekeyHistory(ps)
 		ps.next = ps.staged
 		ps.applyFrom = max(ps.applyFrom, ps.next)
 		for _, es := range ps.modified {
@@ -210,7 +212,14 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 			}
 			seq = aggregations.Seq(sp, soff)
 		}
-		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec); rej != nil {
+		rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec)
+		if replay && len(ps.rekeyHist) > 0 {
+			rekeyHistoryRecord(ps, r, rej != nil)
+			if r.Offset < ps.published {
+				continue // before the republish range: only re-keyed
+			}
+		}
+		if rej != nil {
 			if !replay {
 				ps.dead = append(ps.dead, w.deadLetter(plan, r, rej))
 			}

@@ -43,6 +43,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/state"
@@ -157,4 +158,126 @@ func loadMarks(st *state.Store, tp topicPartition, scope string) (*marks, error)
 func deleteMarks(b *pebble.Batch, tp topicPartition, scope string) {
 	lo, hi := keys.RepartitionMarks(tp.topic, tp.partition, scope)
 	_ = b.DeleteRange(lo, hi, nil)
+}
+
+// History of a new re-keying. When a source partition that already has
+// state gains a repartition topic (a feature of a new entity is added to
+// the feature file), the records it applied before are re-keyed too: the
+// partition is fetched again from offset 0, and records below its applied
+// offset only produce their copies for the new repartition topics (their
+// state is in Pebble already), before any live record's copy, so each
+// source partition's copies stay one contiguous run in offset order, as the
+// high-water marks need. Progress is committed with the partition's batch
+// under keys.Bootstrap(topic, partition, rekeyID(repartition topic)); a
+// re-keying the partition knows is recorded under keys.FeatureKnown with
+// the same id. A partition restored from a snapshot (which does not record
+// re-keyings) re-keys its history again: the consuming side skips what it
+// applied already.
+
+// rekeyHistory is the history [next, end) of a source partition still to
+// re-key to Rekeys[idx].
+type rekeyHistory struct {
+	idx       int
+	next, end int64
+	staged    int64
+}
+
+// rekeyID is the reserved id of a re-keying among a partition's feature
+// ids (feature ids are validated names, none starts with a NUL byte).
+func rekeyID(topic string) string { return "\x00rekey:" + topic }
+
+// loadRekeyHistory finds the re-keyings of ps new to its state and the
+// unfinished histories of earlier ones, recording the new ones as known.
+func (w *Worker) loadRekeyHistory(ps *partState, applied int64, hasApplied bool) error {
+	if len(ps.plan.Rekeys) == 0 {
+		return nil
+	}
+	tp := ps.tp
+	b := w.o.Store.NewBatch()
+	for i, r := range ps.plan.Rekeys {
+		id := rekeyID(r.Topic)
+		_, known, err := w.o.Store.GetOffset(keys.FeatureKnown(tp.topic, tp.partition, id))
+		if err != nil {
+			b.Close()
+			return err
+		}
+		if !known {
+			_ = b.Set(keys.FeatureKnown(tp.topic, tp.partition, id), keys.PutU64(applied), nil)
+			if hasApplied && applied > 0 {
+				_ = b.Set(keys.Bootstrap(tp.topic, tp.partition, id), keys.PutRange(0, applied), nil)
+				ps.rekeyHist = append(ps.rekeyHist, &rekeyHistory{idx: i, end: applied})
+			}
+			continue
+		}
+		val, found, err := w.o.Store.Get(nil, keys.Bootstrap(tp.topic, tp.partition, id))
+		if err != nil {
+			b.Close()
+			return err
+		}
+		if found {
+			next, end, err := keys.Range(val)
+			if err != nil {
+				b.Close()
+				return err
+			}
+			ps.rekeyHist = append(ps.rekeyHist, &rekeyHistory{idx: i, next: next, end: end, staged: next})
+		}
+	}
+	if len(ps.rekeyHist) > 0 {
+		w.log.Info("re-keying the partition's history to new repartition topics", zap.String("topic", tp.topic), zap.Int32("partition", tp.partition))
+	}
+	return w.o.Store.Commit(b)
+}
+
+// rekeyHistoryStart is the lowest offset whose history is still to re-key.
+func (ps *partState) rekeyHistoryStart() (int64, bool) {
+	var lo int64
+	ok := false
+	for _, h := range ps.rekeyHist {
+		if !ok || h.next < lo {
+			lo, ok = h.next, true
+		}
+	}
+	return lo, ok
+}
+
+// rekeyHistoryRecord produces the copies of replayed record r (decoded in
+// ps.dec unless rejected) to the repartition topics whose history holds it.
+func rekeyHistoryRecord(ps *partState, r *kgo.Record, rejected bool) {
+	for _, h := range ps.rekeyHist {
+		if r.Offset < h.staged || r.Offset >= h.end {
+			continue
+		}
+		h.staged = r.Offset + 1
+		if !rejected {
+			ps.repart = append(ps.repart, repartitionRecord(ps, r, h.idx, ps.dec.Rekeyed[h.idx]))
+		}
+	}
+}
+
+// stageRekeyHistory writes the histories' progress into b.
+func stageRekeyHistory(b *pebble.Batch, ps *partState) {
+	for _, h := range ps.rekeyHist {
+		if h.staged == h.next {
+			continue
+		}
+		id := rekeyID(ps.plan.Rekeys[h.idx].Topic)
+		if h.staged >= h.end {
+			_ = b.Delete(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), nil)
+		} else {
+			_ = b.Set(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), keys.PutRange(h.staged, h.end), nil)
+		}
+	}
+}
+
+// commitRekeyHistory records committed progress, dropping finished histories.
+func commitRekeyHistory(ps *partState) {
+	kept := ps.rekeyHist[:0]
+	for _, h := range ps.rekeyHist {
+		h.next = h.staged
+		if h.next < h.end {
+			kept = append(kept, h)
+		}
+	}
+	ps.rekeyHist = kept
 }

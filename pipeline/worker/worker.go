@@ -234,6 +234,9 @@ type partState struct {
 	// marks are a repartition partition's high-water marks (nil for a
 	// source partition): see repartition.go.
 	marks *marks
+	// rekeyHist are the histories still to re-key to new repartition
+	// topics (repartition.go).
+	rekeyHist []*rekeyHistory
 
 	boot      []*bootFeature // new feature versions replaying history
 	republish []int          // feature indices whose tiles must all be republished
