@@ -3,6 +3,7 @@ package keys
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/featurepipe/featurepipe/internal/jsonenc"
 )
@@ -19,15 +20,31 @@ import (
 // reports, and unambiguous, since every value is quoted (values are valid
 // UTF-8 strings as Avro requires; invalid bytes are written as U+FFFD, like
 // encoding/json). Integer key fields take their decimal text, as for single
-// keys. Cost: one allocation for a composite key.
+// keys. Cost: none for a single key, one allocation for a composite key
+// (more only when values need JSON escapes).
 func EntityKey(values []string) string {
 	if len(values) == 1 {
 		return values[0]
 	}
-	return string(AppendEntityKey(nil, values))
+	n := 2 + len(values) // brackets and commas, roughly
+	for _, v := range values {
+		n += len(v) + 2 // quotes
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	sb.WriteByte('[')
+	var tmp [128]byte // quoting scratch, on the stack for values that fit
+	for i, v := range values {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.Write(jsonenc.AppendString(tmp[:0], v))
+	}
+	sb.WriteByte(']')
+	return sb.String()
 }
 
-// AppendEntityKey appends EntityKey(values) to dst.
+// AppendEntityKey appends EntityKey(values) to dst (the same bytes).
 func AppendEntityKey(dst []byte, values []string) []byte {
 	if len(values) == 1 {
 		return append(dst, values[0]...)

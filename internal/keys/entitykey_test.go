@@ -38,3 +38,13 @@ func TestEntityKey(t *testing.T) {
 		t.Error("SplitEntityKey accepted a key of the wrong arity")
 	}
 }
+
+func TestEntityKeyAllocations(t *testing.T) {
+	single, pair := []string{"u1"}, []string{"user-042", "merchant-7"}
+	if n := testing.AllocsPerRun(100, func() { _ = EntityKey(single) }); n != 0 {
+		t.Errorf("EntityKey of a single key: %v allocations, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = EntityKey(pair) }); n != 1 {
+		t.Errorf("EntityKey of a composite key: %v allocations, want 1", n)
+	}
+}
