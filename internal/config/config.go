@@ -8,7 +8,9 @@
 // problem it finds at once, each with its file, line and field path and what
 // would be allowed instead. A *File returned without error is consistent:
 // every reference resolves, every schema is loaded, every field a feature reads
-// exists with a usable type, and each source feeds exactly one entity.
+// exists with a usable type, and each source's Kafka key identifies exactly
+// one entity (Source.Entity); features of other entities fed by the source are
+// re-keyed through a repartition topic (see Repartition).
 //
 // A *File is read-only after Load returns and safe for concurrent use.
 package config
@@ -32,6 +34,7 @@ const (
 	DefaultLookupLogTopic    = "featurepipe.lookups"
 	DefaultRegistryTopic     = "featurepipe.registry"
 	DefaultGroup             = "featurepipe-workers"
+	DefaultRepartitionPrefix = "featurepipe.repartition."
 	DefaultPartitions        = 6
 	DefaultReplicationFactor = 1
 )
@@ -82,6 +85,12 @@ type Kafka struct {
 	// (URL "") when the file has no kafka.schema_registry; required when a
 	// source says encoding: confluent.
 	SchemaRegistry SchemaRegistry
+	// RepartitionPrefix starts the name of every repartition topic (see
+	// Repartition). Default "featurepipe.repartition.". Two deployments
+	// sharing a Kafka cluster need different prefixes (or source names):
+	// a repartition topic has one writer group. Source topics may not start
+	// with it.
+	RepartitionPrefix string
 }
 
 // SchemaRegistry locates a Confluent-compatible schema registry
@@ -111,11 +120,32 @@ const (
 	EncodingConfluent = "confluent"
 )
 
-// Entity is what features are keyed by (a user, a merchant, ...).
+// Entity is what features are keyed by (a user, a merchant, a (user,
+// merchant) pair, ...).
 type Entity struct {
 	Name string
-	Key  string // name of the event field that identifies the entity
+	// Key is the event field that identifies a single-key entity (`key:`,
+	// or `keys:` with one field); "" for a composite entity.
+	Key string
+	// Keys are the event fields that together identify the entity, in the
+	// order written: one for `key:`, two or more for a composite entity
+	// (`keys: [user_id, merchant_id]`). Never empty in a loaded File. The
+	// entity key string of an event is keys.EntityKey over these fields'
+	// values, in this order.
+	Keys []string
 	Line int
+}
+
+// Composite reports whether the entity is identified by several fields.
+func (e *Entity) Composite() bool { return len(e.Keys) > 1 }
+
+// KeyList is the key fields as written for messages: "user_id" or
+// "[user_id, merchant_id]".
+func (e *Entity) KeyList() string {
+	if len(e.Keys) == 1 {
+		return e.Keys[0]
+	}
+	return "[" + strings.Join(e.Keys, ", ") + "]"
 }
 
 // Source is a Kafka topic of Avro events.
@@ -135,12 +165,39 @@ type Source struct {
 	WriterSchemaPaths []string
 	// WriterSchemas are WriterSchemaPaths loaded, in the same order.
 	WriterSchemas []*schemas.Schema
-	// Entity is the entity of the features this source feeds, nil if no
-	// feature uses the source. It is unique: the Kafka key of a source's
-	// records is its entity's key, so one source feeds one entity.
+	// Entity is the entity the Kafka key of the source's records
+	// identifies: declared with `entity:` on the source, otherwise the one
+	// entity of its features (nil if no feature uses the source and none is
+	// declared). Features of this entity are computed in the source's own
+	// partitions.
 	Entity *Entity
+	// EntityDeclared is true when the file names Entity under the source.
+	EntityDeclared bool
 	// Features are the features fed by this source, in file order.
 	Features []*Feature
+	// Repartitions are the other entities whose features this source feeds,
+	// in order of first use: their events are re-keyed through one
+	// repartition topic each.
+	Repartitions []*Repartition
+}
+
+// RepartitionTopic names the internal topic through which the events of
+// source are re-keyed by entity: Kafka.RepartitionPrefix, then
+// <source>.<entity> (by default featurepipe.repartition.<source>.<entity>).
+func (k *Kafka) RepartitionTopic(source, entity string) string {
+	return k.RepartitionPrefix + source + "." + entity
+}
+
+// Repartition is one re-keying: the events of Source feed features of
+// Entity, which its Kafka key does not identify, so workers produce them to
+// Topic keyed by Entity's key (same partitioner as producers, same partition
+// count as the source topic) and apply them from there. Topic has delete
+// cleanup; it is written and read by workers only.
+type Repartition struct {
+	Topic    string
+	Source   *Source
+	Entity   *Entity
+	Features []*Feature // the features of Entity fed by Source, in file order
 }
 
 // Feature is one version of a feature definition. A definition never changes
@@ -199,6 +256,9 @@ type Feature struct {
 	Hash      string
 	SourceRef *Source
 	EntityRef *Entity
+	// Repartition is the re-keying this feature's events go through, nil
+	// when its entity is the one its source's Kafka key identifies.
+	Repartition *Repartition
 }
 
 // Source returns the source with the given name.
@@ -311,8 +371,18 @@ func (f *File) EntityFeatures(entity string) []*Feature {
 	return out
 }
 
+// Repartitions returns every re-keying of the file, by source then entity
+// in order of first use.
+func (f *File) Repartitions() []*Repartition {
+	var out []*Repartition
+	for _, s := range f.Sources {
+		out = append(out, s.Repartitions...)
+	}
+	return out
+}
+
 // Topics returns the source topics, deduplicated and sorted. It does not
-// include featurepipe's own topics (see Kafka).
+// include featurepipe's own topics (see Kafka and Repartitions).
 func (f *File) Topics() []string {
 	out := make([]string, 0, len(f.Sources))
 	for _, s := range f.Sources {

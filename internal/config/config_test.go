@@ -73,7 +73,7 @@ func TestLoadDemo(t *testing.T) {
 	if len(f.Features) != 10 {
 		t.Fatalf("got %d features, want 10", len(f.Features))
 	}
-	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor}
+	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want defaults %+v", f.Kafka, want)
 	}
@@ -92,8 +92,11 @@ func TestLoadDemo(t *testing.T) {
 			t.Errorf("%s: refs not linked: source %v entity %v", ft.ID, ft.SourceRef, ft.EntityRef)
 			continue
 		}
-		if ft.SourceRef.Entity != ft.EntityRef {
-			t.Errorf("%s: source %s feeds entity %v, want %s", ft.ID, ft.Source, ft.SourceRef.Entity, ft.Entity)
+		// A feature of the entity its source's Kafka key identifies is
+		// computed in place; any other is re-keyed.
+		if direct := ft.SourceRef.Entity == ft.EntityRef; direct != (ft.Repartition == nil) ||
+			!direct && (ft.Repartition.Entity != ft.EntityRef || ft.Repartition.Source != ft.SourceRef) {
+			t.Errorf("%s: source %s keyed by %s, entity %s, repartition %+v", ft.ID, ft.Source, ft.SourceRef.Entity.Name, ft.Entity, ft.Repartition)
 		}
 		if !slices.Contains(ft.SourceRef.Features, ft) {
 			t.Errorf("%s: missing from %s.Features", ft.ID, ft.Source)
@@ -165,11 +168,18 @@ func TestLoadDemo(t *testing.T) {
 	if _, ok := f.SourceByTopic("featurepipe.features"); ok {
 		t.Error("SourceByTopic found featurepipe's own topic")
 	}
-	if got := f.EntityFeatures("user"); !slices.Equal(got, f.Features) {
-		t.Errorf("EntityFeatures(user) = %v, want all features", ids(got))
+	if got := f.EntityFeatures("user"); !slices.Equal(got, f.Features[:8]) {
+		t.Errorf("EntityFeatures(user) = %v, want the first 8 features", ids(got))
 	}
-	if got := f.EntityFeatures("merchant"); len(got) != 0 {
-		t.Errorf("EntityFeatures(merchant) = %v, want none", ids(got))
+	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
+		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
+	}
+	var reps []string
+	for _, r := range f.Repartitions() {
+		reps = append(reps, r.Topic)
+	}
+	if want := []string{"featurepipe.repartition.transactions.merchant", "featurepipe.repartition.transactions.user_merchant"}; !slices.Equal(reps, want) {
+		t.Errorf("Repartitions() = %v, want %v", reps, want)
 	}
 }
 
@@ -807,7 +817,7 @@ func TestValidOptionalSettings(t *testing.T) {
 		t.Fatalf("no %q in the file", s)
 		return 0
 	}
-	want := Kafka{FeatureLogTopic: "fp.features", DeadLetterTopic: "fp.dlq", LookupLogTopic: "fp.lookups", RegistryTopic: DefaultRegistryTopic, Group: "fp-workers", Partitions: 12, ReplicationFactor: 3}
+	want := Kafka{FeatureLogTopic: "fp.features", DeadLetterTopic: "fp.dlq", LookupLogTopic: "fp.lookups", RegistryTopic: DefaultRegistryTopic, Group: "fp-workers", Partitions: 12, ReplicationFactor: 3, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
 		t.Errorf("Kafka = %+v, want %+v", f.Kafka, want)
 	}
@@ -880,6 +890,9 @@ func TestHashCoversTheDefinitionOnly(t *testing.T) {
 		// Every entry of Definition, changed alone.
 		{"entity", []string{"sources:\n", "  - name: customer\n    key: user_id\nsources:\n"}, []string{"entity: user", "entity: customer"}, true},
 		{"entity key field", []string{"key: user_id", "key: merchant_id"}, nil, true},
+		{"keys: [one field] is key: one field", []string{"key: user_id", "keys: [user_id]"}, nil, false},
+		{"composite key fields", []string{"key: user_id", "keys: [user_id, merchant_id]"}, nil, true},
+		{"composite key field order", []string{"key: user_id", "keys: [merchant_id, user_id]"}, nil, true},
 		{"source", []string{"name: transactions", "name: payments"}, []string{"source: transactions", "source: payments"}, true},
 		{"topic", []string{"topic: transactions", "topic: payments"}, nil, true},
 		{"event_time", []string{"event_time: ts", "event_time: received_ts"}, nil, true},

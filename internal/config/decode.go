@@ -19,9 +19,9 @@ import (
 // Allowed keys of each block, in the order the documentation lists them.
 var (
 	fileKeys    = []string{"kafka", "entities", "sources", "features", "services", "monitor"}
-	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry"}
-	entityKeys  = []string{"name", "key"}
-	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas"}
+	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry", "repartition_prefix"}
+	entityKeys  = []string{"name", "key", "keys"}
+	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas", "entity"}
 	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
@@ -50,6 +50,9 @@ type entityItem struct {
 type sourceItem struct {
 	s *Source
 	m mapping
+	// entity is the entity the source's Kafka key identifies, as written
+	// ("" when not declared).
+	entity string
 }
 
 type featureItem struct {
@@ -314,16 +317,17 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 		}
 	}
 	d.monitor = d.decodeMonitor(top.get("monitor"), "monitor", DefaultMonitor)
-	for i, n := range d.list(top, "entities", "entities (name, key)") {
+	for i, n := range d.list(top, "entities", "entities (name, key or keys)") {
 		m, ok := d.mapping(n, fmt.Sprintf("entities[%d]", i), entityKeys)
 		if !ok {
 			continue
 		}
-		d.entities = append(d.entities, entityItem{m: m, e: &Entity{
+		e := &Entity{
 			Name: d.str(m, "name", true, "the entity's name, referenced by features"),
-			Key:  d.str(m, "key", true, "the event field that identifies the entity"),
 			Line: m.line,
-		}})
+		}
+		d.entityKeyFields(m, e)
+		d.entities = append(d.entities, entityItem{m: m, e: e})
 	}
 	for i, n := range d.list(top, "sources", "sources (name, topic, schema, event_time)") {
 		m, ok := d.mapping(n, fmt.Sprintf("sources[%d]", i), sourceKeys)
@@ -337,7 +341,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			EventTime:  d.str(m, "event_time", true, "the event field holding the event time (Avro long, milliseconds)"),
 			Encoding:   d.str(m, "encoding", false, "how record values are encoded: single-object or confluent"),
 			Line:       m.line,
-		}})
+		}, entity: d.str(m, "entity", false, "the entity its records' Kafka key identifies")})
 		s := d.sources[len(d.sources)-1].s
 		for j, n := range d.list(m, "writer_schemas", "schema paths (.avsc)") {
 			n = deref(n)
@@ -404,4 +408,49 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 		})
 	}
 	d.decodeServices(top)
+}
+
+// entityKeyFields reads an entity's key fields: `key: user_id` (one field)
+// or `keys: [user_id, merchant_id]` (a composite key; one field is the same
+// as key:). Exactly one of the two is required; fields are distinct.
+func (d *decoder) entityKeyFields(m mapping, e *Entity) {
+	const need = "the event field that identifies the entity (key: user_id), or the fields that together do (keys: [user_id, merchant_id])"
+	_, hasKey := m.vals["key"]
+	if _, hasKeys := m.vals["keys"]; !hasKeys {
+		if k := d.str(m, "key", true, need); k != "" {
+			e.Key, e.Keys = k, []string{k}
+		}
+		return
+	}
+	if hasKey {
+		d.addf(m.lineOf("keys"), m.field("keys"), "give key (one field) or keys (a list of fields), not both")
+		return
+	}
+	n := m.get("keys")
+	items := d.list(m, "keys", "event field names")
+	switch {
+	case n != nil && n.Kind != yaml.SequenceNode:
+		return // reported by list
+	case len(items) == 0:
+		d.addf(m.lineOf("keys"), m.field("keys"), "required: %s", need)
+		return
+	}
+	var ks []string
+	for j, it := range items {
+		it = deref(it)
+		path := fmt.Sprintf("%s[%d]", m.field("keys"), j)
+		if it.Kind != yaml.ScalarNode || strings.TrimSpace(it.Value) == "" {
+			d.addf(it.Line, path, "expected an event field name; got %s", describe(it))
+			return
+		}
+		if slices.Contains(ks, it.Value) {
+			d.addf(it.Line, path, "field %q is listed twice; each key field once", it.Value)
+			return
+		}
+		ks = append(ks, it.Value)
+	}
+	e.Keys = ks
+	if len(ks) == 1 {
+		e.Key = ks[0]
+	}
 }

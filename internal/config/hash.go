@@ -12,7 +12,7 @@ import (
 const hashFormat = "featurepipe.feature.v1"
 
 // definitionHash is the hex SHA-256 of f's canonical definition: everything
-// that changes the value computed for an entity (entity and its key field,
+// that changes the value computed for an entity (entity and its key fields,
 // source, topic and event_time field, aggregation, field, window size and
 // hop, default, and where and ttl when set; for a derived feature: entity,
 // expression and the input versions) and nothing else. Owner, description, tags and deprecated are
@@ -42,7 +42,9 @@ func (f *Feature) Definition() [][2]string {
 	}
 	put := func(key, value string) { out = append(out, [2]string{key, value}) }
 	put("entity", f.Entity)
-	put("entity_key", f.EntityRef.Key)
+	// The key fields, comma-separated: one field for a single-key entity
+	// (the spelling of every hash before composite keys existed).
+	put("entity_key", strings.Join(f.EntityRef.Keys, ","))
 	put("source", f.Source)
 	put("topic", f.SourceRef.Topic)
 	put("event_time", f.SourceRef.EventTime)

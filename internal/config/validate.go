@@ -35,7 +35,7 @@ func (d *decoder) build(path string, load schemaLoader) *File {
 	own := d.buildKafka(&f.Kafka)
 	d.buildSchemaRegistry(&f.Kafka)
 	ents := d.buildEntities(f)
-	srcs := d.buildSources(f, own, load)
+	srcs := d.buildSources(f, own, load, ents)
 	d.buildFeatures(f, ents, srcs)
 	d.buildDerived(f)
 	d.buildServices(f)
@@ -47,9 +47,21 @@ func (d *decoder) build(path string, load schemaLoader) *File {
 	}
 	for _, ft := range f.Features { // inputs' IDs first: a derived feature's hash names them
 		ft.Hash = definitionHash(ft)
-		if ft.SourceRef != nil { // nil for a derived feature
-			ft.SourceRef.Features = append(ft.SourceRef.Features, ft)
+		src := ft.SourceRef
+		if src == nil { // a derived feature: no source
+			continue
 		}
+		src.Features = append(src.Features, ft)
+		if ft.EntityRef == src.Entity {
+			continue
+		}
+		i := slices.IndexFunc(src.Repartitions, func(r *Repartition) bool { return r.Entity == ft.EntityRef })
+		if i < 0 {
+			i = len(src.Repartitions)
+			src.Repartitions = append(src.Repartitions, &Repartition{Topic: f.Kafka.RepartitionTopic(src.Name, ft.Entity), Source: src, Entity: ft.EntityRef})
+		}
+		ft.Repartition = src.Repartitions[i]
+		ft.Repartition.Features = append(ft.Repartition.Features, ft)
 	}
 	return f
 }
@@ -63,6 +75,7 @@ func (d *decoder) buildKafka(k *Kafka) map[string]string {
 		LookupLogTopic:    DefaultLookupLogTopic,
 		RegistryTopic:     DefaultRegistryTopic,
 		Group:             DefaultGroup,
+		RepartitionPrefix: DefaultRepartitionPrefix,
 		Partitions:        DefaultPartitions,
 		ReplicationFactor: DefaultReplicationFactor,
 	}
@@ -104,6 +117,12 @@ func (d *decoder) buildKafka(k *Kafka) map[string]string {
 	if m.get("group") != nil {
 		if v := d.str(m, "group", true, "the consumer group of the stream workers"); v != "" {
 			k.Group = v
+		}
+	}
+	if m.get("repartition_prefix") != nil {
+		const what = "the start of the repartition topics' names, e.g. featurepipe.repartition."
+		if v := d.str(m, "repartition_prefix", true, what); v != "" && d.checkTopic(m.lineOf("repartition_prefix"), m.field("repartition_prefix"), v+"x") {
+			k.RepartitionPrefix = v
 		}
 	}
 	if v, _, ok := d.integer(m, "partitions"); ok {
@@ -159,7 +178,7 @@ func (d *decoder) buildEntities(f *File) map[string]*Entity {
 	return byName
 }
 
-func (d *decoder) buildSources(f *File, own map[string]string, load schemaLoader) map[string]*Source {
+func (d *decoder) buildSources(f *File, own map[string]string, load schemaLoader, ents map[string]*Entity) map[string]*Source {
 	type loaded struct {
 		resolved string
 		s        *schemas.Schema
@@ -181,10 +200,19 @@ func (d *decoder) buildSources(f *File, own map[string]string, load schemaLoader
 		if s.Topic != "" && d.checkTopic(m.lineOf("topic"), m.field("topic"), s.Topic) {
 			if key, clash := own[s.Topic]; clash {
 				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q is featurepipe's own topic (%s); a source must read a topic of its own", s.Topic, key)
+			} else if strings.HasPrefix(s.Topic, f.Kafka.RepartitionPrefix) {
+				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q starts with %q, reserved for featurepipe's repartition topics (kafka.repartition_prefix); a source must read a topic of its own", s.Topic, f.Kafka.RepartitionPrefix)
 			} else if first, dup := byTopic[s.Topic]; dup {
 				d.addf(m.lineOf("topic"), m.field("topic"), "topic %q is already read by source %q (line %d); a topic has one schema and one key, so it belongs to one source", s.Topic, first.Name, first.Line)
 			} else {
 				byTopic[s.Topic] = s
+			}
+		}
+		if it.entity != "" {
+			if s.Entity = ents[it.entity]; s.Entity == nil {
+				d.addf(m.lineOf("entity"), m.field("entity"), "unknown entity %q; %s", it.entity, known("entities", it.entity, keys(ents)))
+			} else {
+				s.EntityDeclared = true
 			}
 		}
 		loadCached := func(p string) (string, *schemas.Schema, error) {
@@ -218,6 +246,9 @@ func (d *decoder) buildSources(f *File, own map[string]string, load schemaLoader
 		case fld.Type != "long" && fld.Type != "int":
 			d.addf(m.lineOf("event_time"), m.field("event_time"), "field %q is %s; event_time must be an Avro long or int of milliseconds since the epoch (timestamp-millis); candidates: %s", s.EventTime, typeName(fld), fieldNames(s.Schema, isEventTime))
 		}
+		if s.EntityDeclared {
+			d.checkKeyFields(m, "entity", s, s.Entity)
+		}
 	}
 	return byName
 }
@@ -230,6 +261,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 	ids := make(map[string]*Feature, len(d.features))
 	envs := make(filterEnvs)
 	sourceEntity := make(map[*Source]firstUse)
+	checkedKeys := make(map[[2]any]bool) // (source, entity) pairs whose key fields were checked
 	for _, it := range d.features {
 		ft, m := it.f, it.m
 		f.Features = append(f.Features, ft)
@@ -294,16 +326,26 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 		if src == nil || ent == nil {
 			continue
 		}
+		pair := [2]any{src, ent}
+		if !checkedKeys[pair] {
+			checkedKeys[pair] = true
+			d.checkKeyFields(m, "entity", src, ent)
+		}
+		if src.EntityDeclared {
+			if ent != src.Entity && len(ent.Keys) > 0 {
+				d.checkRepartitionTopic(m, f.Kafka.RepartitionTopic(src.Name, ent.Name))
+			}
+			continue
+		}
 		first, used := sourceEntity[src]
 		switch {
 		case !used:
 			sourceEntity[src] = firstUse{ft, m.path}
 			src.Entity = ent
-			d.checkKey(it, src, ent)
 		case first.f.EntityRef != ent:
 			d.addf(m.lineOf("entity"), m.field("entity"),
-				"source %q already feeds entity %q (%s, line %d); the Kafka key of a source's records is its entity's key, which places all events of an entity in one partition, so all features of a source must use the same entity; for %q features, produce the events keyed by %q to another topic and declare a source for it",
-				src.Name, first.f.Entity, first.path, first.f.Line, ent.Name, ent.Key)
+				"source %q already feeds entity %q (%s, line %d); the Kafka key of a source's records is its entity's key, so a source that feeds several entities must say which one its Kafka key identifies: add `entity: %s` to source %q (line %d), and the events of %q features are then re-keyed by %s through the internal topic %s",
+				src.Name, first.f.Entity, first.path, first.f.Line, first.f.Entity, src.Name, src.Line, ent.Name, ent.KeyList(), f.Kafka.RepartitionTopic(src.Name, ent.Name))
 		}
 	}
 	d.checkDeprecations(ids)
@@ -412,17 +454,28 @@ func (d *decoder) checkWhere(it featureItem, envs filterEnvs) {
 	ft.Filter = flt
 }
 
-// checkKey checks that the entity's key is a usable field of the source.
-func (d *decoder) checkKey(it featureItem, src *Source, ent *Entity) {
-	if src.Schema == nil || ent.Key == "" {
+// checkKeyFields checks that every key field of ent is a usable field of
+// src's schema, blaming m's key.
+func (d *decoder) checkKeyFields(m mapping, key string, src *Source, ent *Entity) {
+	if src.Schema == nil {
 		return
 	}
-	m := it.m
-	switch fld, ok := src.Schema.Field(ent.Key); {
-	case !ok:
-		d.addf(m.lineOf("entity"), m.field("entity"), "entity %q is keyed by field %q, which is not in schema %s of source %q; fields: %s", ent.Name, ent.Key, src.Schema.Name, src.Name, fieldNames(src.Schema, nil))
-	case !isKey(fld):
-		d.addf(m.lineOf("entity"), m.field("entity"), "entity %q is keyed by field %q, which is %s in schema %s of source %q; an entity key must be a string, long or int", ent.Name, ent.Key, typeName(fld), src.Schema.Name, src.Name)
+	for _, k := range ent.Keys {
+		switch fld, ok := src.Schema.Field(k); {
+		case !ok:
+			d.addf(m.lineOf(key), m.field(key), "entity %q is keyed by field %q, which is not in schema %s of source %q; fields: %s", ent.Name, k, src.Schema.Name, src.Name, fieldNames(src.Schema, nil))
+		case !isKey(fld):
+			d.addf(m.lineOf(key), m.field(key), "entity %q is keyed by field %q, which is %s in schema %s of source %q; an entity key must be a string, long or int", ent.Name, k, typeName(fld), src.Schema.Name, src.Name)
+		}
+	}
+}
+
+// checkRepartitionTopic checks that a repartition topic name is valid for
+// Kafka (its length is the only thing that can be wrong: the prefix, source
+// and entity names are checked).
+func (d *decoder) checkRepartitionTopic(m mapping, t string) {
+	if len(t) > maxTopicLen {
+		d.addf(m.lineOf("entity"), m.field("entity"), "the repartition topic %s would be longer than Kafka's %d characters; shorten the source or entity name", t, maxTopicLen)
 	}
 }
 

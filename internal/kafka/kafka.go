@@ -59,28 +59,76 @@ func BaseOpts(c Conn, clientID string, log *zap.Logger) ([]kgo.Opt, error) {
 
 // EnsureTopics creates the topics cfg names if they do not exist: source
 // topics and the dead-letter and lookup-log topics with cfg.Kafka.Partitions,
-// the feature log and the registry compacted. Existing topics are left as they are.
+// the feature log and the registry compacted, and every repartition topic
+// (config.File.Repartitions) with delete cleanup and its source topic's
+// partition count (as the source topic exists now). Existing topics are
+// left as they are. This and package config are the one home of
+// featurepipe's topics: names, keys and cleanup policies.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg *config.File) error {
 	adm := kadm.NewClient(cl)
 	p, rf := cfg.Kafka.Partitions, cfg.Kafka.ReplicationFactor
 	create := func(configs map[string]*string, topics ...string) error {
-		resps, err := adm.CreateTopics(ctx, p, rf, configs, topics...)
-		if err != nil {
-			return fmt.Errorf("create topics %v: %w", topics, err)
-		}
-		for _, r := range resps.Sorted() {
-			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-				return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
-			}
-		}
-		return nil
+		return createTopics(ctx, adm, p, rf, configs, topics...)
 	}
 	compact := "compact"
 	if err := create(map[string]*string{"cleanup.policy": &compact}, cfg.Kafka.FeatureLogTopic, cfg.Kafka.RegistryTopic); err != nil {
 		return err
 	}
 	topics := append(cfg.Topics(), cfg.Kafka.DeadLetterTopic, cfg.Kafka.LookupLogTopic)
-	return create(nil, topics...)
+	if err := create(nil, topics...); err != nil {
+		return err
+	}
+	reps := cfg.Repartitions()
+	if len(reps) == 0 {
+		return nil
+	}
+	del := "delete"
+	for _, r := range reps {
+		// Just created, the source topic may not be in every broker's
+		// metadata yet: retried for up to 30 seconds.
+		var n int32
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			td, err := adm.ListTopics(ctx, r.Source.Topic)
+			if err == nil {
+				err = td.Error()
+			}
+			if err == nil {
+				if n = int32(len(td[r.Source.Topic].Partitions)); n == 0 {
+					err = errNoPartitions
+				}
+			}
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("partitions of source topic %s (to create %s with as many): %w", r.Source.Topic, r.Topic, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if err := createTopics(ctx, adm, n, rf, map[string]*string{"cleanup.policy": &del}, r.Topic); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createTopics creates topics, an existing one being no error.
+func createTopics(ctx context.Context, adm *kadm.Client, p int32, rf int16, configs map[string]*string, topics ...string) error {
+	resps, err := adm.CreateTopics(ctx, p, rf, configs, topics...)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", topics, err)
+	}
+	for _, r := range resps.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
 }
 
 // EndOffsets returns the current end (high watermark) offset of every

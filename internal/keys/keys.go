@@ -12,6 +12,7 @@
 //	bootstrap      'B' | lp(topic) | u32(partition) | feature id  -> u64 next | u64 end
 //	republish      'R' | lp(topic) | u32(partition) | feature id  -> empty
 //	log layout     'K' | lp(topic) | u32(partition)          -> u64 feature-log key layout published under
+//	repartition    'H' | lp(topic) | u32(partition) | lp(scope) | u32(source partition) -> u64 source offset applied through
 //	view entity    'E' | lp(entity) | entity key
 //	view offset    'L' | lp(topic) | u32(partition)          -> u64 next feature-log offset
 //	feature log    lp(entity) | lp(entity key) | lp(feature id) | u32(source partition) | u64(tile start ^ signbit)
@@ -46,6 +47,7 @@ const (
 	prefixBootstrap = 'B'
 	prefixRepublish = 'R'
 	prefixLogLayout = 'K'
+	prefixRepMark   = 'H'
 )
 
 // FeatureLogLayout is the version of the feature-log key layout that
@@ -140,6 +142,36 @@ func Republish(topic string, partition int32, featureID string) []byte {
 // worker republishes every tile once.
 func PublishedLayout(topic string, partition int32) []byte {
 	return appendTopicPartition(nil, prefixLogLayout, topic, partition)
+}
+
+// RepartitionMark is the key of a repartition partition's high-water mark
+// for one source partition: the highest source offset of that partition
+// whose re-keyed record was applied (a PutU64 value). Records at or below
+// it are duplicates (producer retries, or re-production by a restarted or
+// zombie worker) and are skipped. scope is "" for the live stream, or the
+// feature id of a bootstrapping version, which replays history with marks
+// of its own. Written in the same Pebble batch as the state it describes.
+func RepartitionMark(topic string, partition int32, scope string, sourcePartition int32) []byte {
+	dst := appendLP(appendTopicPartition(nil, prefixRepMark, topic, partition), scope)
+	return binary.BigEndian.AppendUint32(dst, uint32(sourcePartition))
+}
+
+// RepartitionMarks returns the bounds [lower, upper) of the marks of one
+// scope of a repartition partition.
+func RepartitionMarks(topic string, partition int32, scope string) (lower, upper []byte) {
+	lower = appendLP(appendTopicPartition(nil, prefixRepMark, topic, partition), scope)
+	upper = binary.BigEndian.AppendUint32(append([]byte(nil), lower...), 1<<32-1)
+	upper = append(upper, 0xff)
+	return lower, upper
+}
+
+// RepartitionMarkSource returns the source partition of a RepartitionMark key
+// (its last four bytes).
+func RepartitionMarkSource(k []byte) (int32, error) {
+	if len(k) < 5 || k[0] != prefixRepMark {
+		return 0, fmt.Errorf("%w: not a repartition mark key", ErrMalformed)
+	}
+	return int32(binary.BigEndian.Uint32(k[len(k)-4:])), nil
 }
 
 // PutRange encodes a bootstrap range value.

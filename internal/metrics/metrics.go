@@ -38,6 +38,11 @@ type Worker struct {
 	Errors         *prometheus.CounterVec // stage
 	Assigned       prometheus.Gauge       // partitions owned
 	OffCanonical   *prometheus.CounterVec // source
+	// Repartitioned counts re-keyed records produced to repartition topics.
+	Repartitioned prometheus.Counter
+	// RepartitionDuplicates counts repartition records skipped because
+	// their source offset was at or below the high-water mark, by topic.
+	RepartitionDuplicates *prometheus.CounterVec
 }
 
 // NewWorker creates and registers the worker metrics on r.
@@ -65,8 +70,12 @@ func NewWorker(r prometheus.Registerer) *Worker {
 			Help: "Source records read from another partition than their key's canonical one (murmur2, as Kafka's Java client " +
 				"and franz-go partition keys), by source: a producer with another partitioner. Values stay exact; see the README."}, []string{"source"}),
 	}
+	m.Repartitioned = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "repartition_records_total",
+		Help: "Re-keyed copies of source records produced to repartition topics (acknowledged before their source offset is committed)."})
+	m.RepartitionDuplicates = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "repartition_duplicates_total",
+		Help: "Repartition records skipped as duplicates (source offset at or below the high-water mark), by repartition topic."}, []string{"topic"})
 	r.MustRegister(m.EventsIn, m.DeadLetters, m.DroppedLate, m.ConsumerLag, m.BatchCommit, m.BatchEvents,
-		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical)
+		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical, m.Repartitioned, m.RepartitionDuplicates)
 	// Every stage's error series exists from the start at 0, so that
 	// rate() and increase() see the first error (and alerts can use them).
 	for _, stage := range []string{"commit", "publish", "dead_letter", "fetch", "snapshot"} {

@@ -225,7 +225,7 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sp.parse(ent.Key); err != nil {
+	if err := sp.parse(ent.Keys); err != nil {
 		return nil, err
 	}
 	if len(sp.bad) > 0 && !o.SkipBadRows {
@@ -247,7 +247,7 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		CreatedAt:       began.UTC(),
 		Config:          cfg.Path,
 		Entity:          ent.Name,
-		KeyColumn:       ent.Key,
+		KeyColumn:       strings.Join(ent.Keys, ","),
 		PointInTime:     o.Mode,
 		FeatureService:  o.FeatureService,
 		Spine: ManifestSpine{Path: o.Spine, Format: sp.format, SHA256: sp.sha256, Rows: sp.rows(),
@@ -287,8 +287,8 @@ func resolveColumns(cfg *config.File, refs []string, sp *spine) (*config.Entity,
 		var matched []*config.Entity
 		var all []string
 		for _, e := range cfg.Entities {
-			all = append(all, fmt.Sprintf("%s (%s)", e.Name, e.Key))
-			if sp.column(e.Key) >= 0 && len(cfg.EntityFeatures(e.Name)) > 0 {
+			all = append(all, fmt.Sprintf("%s (%s)", e.Name, e.KeyList()))
+			if len(cfg.EntityFeatures(e.Name)) > 0 && !slices.ContainsFunc(e.Keys, func(k string) bool { return sp.column(k) < 0 }) {
 				matched = append(matched, e)
 			}
 		}
@@ -298,6 +298,10 @@ func resolveColumns(cfg *config.File, refs []string, sp *spine) (*config.Entity,
 				sp.path, strings.Join(all, ", "), strings.Join(sp.columns, ", "))
 		case 1:
 		default:
+			if widest := widestEntity(matched); widest != nil {
+				matched = []*config.Entity{widest}
+				break
+			}
 			return nil, nil, fmt.Errorf("spine %s has the key columns of several entities (%s, %s, ...): pass --features to choose",
 				sp.path, matched[0].Name, matched[1].Name)
 		}
@@ -345,6 +349,28 @@ func resolveColumns(cfg *config.File, refs []string, sp *spine) (*config.Entity,
 	return ent, cols, nil
 }
 
+// widestEntity returns, among entities whose key columns a spine has, the
+// one whose key fields include every other's (a spine with user_id and
+// merchant_id is of the composite user_merchant, not of user or merchant),
+// or nil if there is no such one.
+func widestEntity(matched []*config.Entity) *config.Entity {
+	var widest *config.Entity
+	for _, e := range matched {
+		if widest == nil || len(e.Keys) > len(widest.Keys) {
+			widest = e
+		}
+	}
+	for _, e := range matched {
+		if e == widest {
+			continue
+		}
+		if len(e.Keys) == len(widest.Keys) || slices.ContainsFunc(e.Keys, func(k string) bool { return !slices.Contains(widest.Keys, k) }) {
+			return nil
+		}
+	}
+	return widest
+}
+
 // planSources assigns every column to its source and computes where the
 // replay of each source starts.
 func planSources(cfg *config.File, cols []column, times []int64, maxFutureMS int64) ([]*sourceReplay, error) {
@@ -358,9 +384,19 @@ func planSources(cfg *config.File, cols []column, times []int64, maxFutureMS int
 	}
 	var srcs []*sourceReplay
 	index := map[string]int{}
+	rekey := map[*config.Repartition]*events.Plan{}
 	for c := range cols {
 		f := cols[c].feature
 		plan := plans[f.SourceRef.Topic]
+		if f.Repartition != nil {
+			// Re-keyed online through a repartition topic; here the source
+			// is replayed and re-keyed in memory, by the same key-building
+			// code (the spine has one entity, so one plan per topic).
+			if rekey[f.Repartition] == nil {
+				rekey[f.Repartition] = events.RekeyPlan(f.Repartition)
+			}
+			plan = rekey[f.Repartition]
+		}
 		if plan == nil {
 			return nil, fmt.Errorf("feature %s: source topic %s has no plan", f.ID, f.SourceRef.Topic)
 		}

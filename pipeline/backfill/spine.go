@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/featurepipe/featurepipe/internal/keys"
 	"io"
 	"os"
 	"path/filepath"
@@ -87,11 +88,12 @@ type spine struct {
 	pschema *parquet.Schema
 	prows   []parquet.Row
 
-	keyCol, tsCol int
-	good          []int    // indexes of the good rows, in file order
-	keys          []string // per good row
-	times         []int64  // per good row, epoch ms
-	bad           []BadRow
+	keyCols []int // the entity's key columns, in key order
+	tsCol   int
+	good    []int    // indexes of the good rows, in file order
+	keys    []string // per good row
+	times   []int64  // per good row, epoch ms
+	bad     []BadRow
 }
 
 // rows is the number of data rows in the file.
@@ -217,13 +219,17 @@ func (s *spine) column(name string) int {
 	return -1
 }
 
-// parse extracts the key (column keyCol) and T of every row, collecting the
-// bad rows.
-func (s *spine) parse(keyColumn string) error {
-	s.keyCol, s.tsCol = s.column(keyColumn), s.column(TimestampColumn)
+// parse extracts the entity key and T of every row, collecting the bad
+// rows. The key is keys.EntityKey over the columns named after the
+// entity's key fields (one for a single-key entity), the function every
+// read path keys entities with.
+func (s *spine) parse(keyColumns []string) error {
+	s.keyCols, s.tsCol = make([]int, len(keyColumns)), s.column(TimestampColumn)
 	var missing []string
-	if s.keyCol < 0 {
-		missing = append(missing, strconv.Quote(keyColumn))
+	for i, kc := range keyColumns {
+		if s.keyCols[i] = s.column(kc); s.keyCols[i] < 0 {
+			missing = append(missing, strconv.Quote(kc))
+		}
 	}
 	if s.tsCol < 0 {
 		missing = append(missing, strconv.Quote(TimestampColumn))
@@ -239,24 +245,36 @@ func (s *spine) parse(keyColumn string) error {
 	s.good = make([]int, 0, n)
 	s.keys = make([]string, 0, n)
 	s.times = make([]int64, 0, n)
+	vals := make([]string, len(keyColumns))
 	for i := 0; i < n; i++ {
 		var key string
 		var T int64
 		var why string
 		if s.format == FormatCSV {
 			rec := s.records[i]
-			key = rec[s.keyCol]
-			if key == "" {
-				why = fmt.Sprintf("key %q is empty", keyColumn)
-			} else if T, why = parseTime(rec[s.tsCol]); why != "" {
-				why = fmt.Sprintf("%s %q: %s", TimestampColumn, rec[s.tsCol], why)
+			for j, c := range s.keyCols {
+				if vals[j] = rec[c]; vals[j] == "" && why == "" {
+					why = fmt.Sprintf("key %q is empty", keyColumns[j])
+				}
+			}
+			if why == "" {
+				if T, why = parseTime(rec[s.tsCol]); why != "" {
+					why = fmt.Sprintf("%s %q: %s", TimestampColumn, rec[s.tsCol], why)
+				}
 			}
 		} else {
 			row := s.prows[i]
-			key, why = parquetKey(row[s.keyCol], keyColumn)
+			for j, c := range s.keyCols {
+				if why == "" {
+					vals[j], why = parquetKey(row[c], keyColumns[j])
+				}
+			}
 			if why == "" {
 				T, why = parquetTime(row[s.tsCol], tsType)
 			}
+		}
+		if why == "" {
+			key = keys.EntityKey(vals)
 		}
 		if why != "" {
 			s.bad = append(s.bad, BadRow{Row: i + 1, Reason: why})

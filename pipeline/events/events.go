@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/schemaregistry"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -74,14 +76,20 @@ func reject(reason, format string, args ...any) *Rejection {
 
 // Event is a valid decoded event.
 type Event struct {
+	// Key is the entity key of the plan's features (keys.EntityKey over
+	// Plan.EntityKeys).
 	Key string
-	TS  int64 // event time, epoch ms
+	// Rekeyed holds, for a source plan with Rekeys, the entity key of each
+	// re-keying, parallel to Plan.Rekeys.
+	Rekeyed []string
+	TS      int64 // event time, epoch ms
 	// Values holds Plan.Width() numbers: the value of each of Plan.Fields,
 	// then, for each feature with a where (FeaturePlan.Filtered), 1 if the
 	// where holds for the event and 0 if not. Use FeaturePlan.Value and
 	// FeaturePlan.Counts rather than indexing it.
-	Values []float64
-	filter config.FilterInput // reused activation of the wheres
+	Values  []float64
+	filter  config.FilterInput // reused activation of the wheres
+	keyVals []string           // scratch of entityKey
 }
 
 // Defaults of Limits. The stream workers always use them (they have no flag
@@ -97,7 +105,8 @@ type Limits struct {
 	// MaxFuture is how far after now an event time may be. Default
 	// DefaultMaxFuture (24h).
 	MaxFuture time.Duration
-	// MaxKeyBytes bounds the entity key. Default DefaultMaxKeyBytes (1024).
+	// MaxKeyBytes bounds each entity key field value (a composite key is
+	// longer). Default DefaultMaxKeyBytes (1024).
 	MaxKeyBytes int
 }
 
@@ -259,17 +268,26 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 			return rej
 		}
 	}
-	entityKey, err := schemas.String(rec, plan.KeyField)
-	if err != nil {
-		return reject(ReasonInvalidField, "entity key: %v", err)
+	recordKey, rej := d.entityKey(rec, plan.KeyFields, &out.keyVals)
+	if rej != nil {
+		return rej
 	}
-	switch {
-	case entityKey == "":
-		return reject(ReasonEmptyKey, "entity key field %q is empty", plan.KeyField)
-	case len(entityKey) > d.maxKeyBytes:
-		return reject(ReasonKeyTooLarge, "field %q is %d bytes; the limit is %d", plan.KeyField, len(entityKey), d.maxKeyBytes)
-	case string(key) != entityKey:
-		return reject(ReasonKeyMismatch, "record key %.64q differs from field %q = %.64q: produce with the entity key as the Kafka key", key, plan.KeyField, entityKey)
+	if string(key) != recordKey {
+		return reject(ReasonKeyMismatch, "record key %.64q differs from %s = %.64q: produce with the entity key as the Kafka key", key, fieldsText(plan.KeyFields), recordKey)
+	}
+	entityKey := recordKey
+	if plan.rekeyed() {
+		if entityKey, rej = d.entityKey(rec, plan.EntityKeys, &out.keyVals); rej != nil {
+			return rej
+		}
+	}
+	out.Rekeyed = out.Rekeyed[:0]
+	for _, r := range plan.Rekeys {
+		k, rej := d.entityKey(rec, r.Entity.Keys, &out.keyVals)
+		if rej != nil {
+			return rej
+		}
+		out.Rekeyed = append(out.Rekeyed, k)
 	}
 	ts, err := schemas.Int(rec, plan.Source.EventTime)
 	if err != nil {
@@ -320,4 +338,34 @@ func (d *Decoder) filter(plan *Plan, rec map[string]any, out *Event) *Rejection 
 		out.Values = append(out.Values, m)
 	}
 	return nil
+}
+
+// entityKey builds the entity key over fields of rec with keys.EntityKey
+// (the one key-building function), checking each value: not empty, at most
+// MaxKeyBytes (per field: a composite key may be longer). vals is scratch.
+func (d *Decoder) entityKey(rec map[string]any, fields []string, vals *[]string) (string, *Rejection) {
+	*vals = (*vals)[:0]
+	for _, f := range fields {
+		v, err := schemas.String(rec, f)
+		if err != nil {
+			return "", reject(ReasonInvalidField, "entity key: %v", err)
+		}
+		if v == "" {
+			return "", reject(ReasonEmptyKey, "entity key field %q is empty", f)
+		}
+		if len(v) > d.maxKeyBytes {
+			return "", reject(ReasonKeyTooLarge, "field %q is %d bytes; the limit is %d", f, len(v), d.maxKeyBytes)
+		}
+		*vals = append(*vals, v)
+	}
+	return keys.EntityKey(*vals), nil
+}
+
+// fieldsText names key fields for messages: field "user_id", or fields
+// [user_id, merchant_id].
+func fieldsText(fields []string) string {
+	if len(fields) == 1 {
+		return fmt.Sprintf("field %q", fields[0])
+	}
+	return "fields [" + strings.Join(fields, ", ") + "]"
 }

@@ -392,8 +392,9 @@ func TestPlans(t *testing.T) {
 	})
 	p := plans["payments"]
 	t.Run("plan names its source, entity and key field", func(t *testing.T) {
-		if p.Source == nil || p.Source.Name != "payments" || p.Entity != "user" || p.KeyField != "user_id" {
-			t.Fatalf("plan = source %v entity %q key %q", p.Source, p.Entity, p.KeyField)
+		if p.Source == nil || p.Source.Name != "payments" || p.Topic != "payments" || p.Entity != "user" ||
+			!slices.Equal(p.KeyFields, []string{"user_id"}) || !slices.Equal(p.EntityKeys, p.KeyFields) || len(p.Rekeys) != 0 {
+			t.Fatalf("plan = source %v topic %s entity %q keys %q/%q", p.Source, p.Topic, p.Entity, p.KeyFields, p.EntityKeys)
 		}
 	})
 	t.Run("fields are deduplicated, in order of first use", func(t *testing.T) {

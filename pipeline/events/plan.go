@@ -2,23 +2,46 @@ package events
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
 )
 
-// Plan is what to do with the records of one source topic: which field
-// holds the entity key and which features they update. Built once from the
-// validated feature file; read-only afterwards.
+// Plan is what to do with the records of one topic: which fields make the
+// Kafka key, which make the entity key of the features, and which features
+// they update. Built once from the validated feature file; read-only
+// afterwards.
+//
+// Three kinds exist: a source plan (Topic is the source topic; the features
+// of the entity its Kafka key identifies, Rekeys naming the repartition
+// topics its records are also re-keyed to); a repartition plan (Topic is a
+// repartition topic, Repartition set; its records are the source's, keyed
+// by the re-keyed entity); and a re-key plan (RekeyPlan: the source topic
+// read with the re-keyed entity's features, for backfill, which re-keys in
+// memory what the workers re-key through the repartition topic).
 type Plan struct {
-	Source   *config.Source
-	Entity   string // entity name
-	KeyField string // event field holding the entity key
-	Features []FeaturePlan
-	Fields   []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
-	ids      []string
-	filters  int      // features with a where
-	reads    []string // every field a record must provide: key, event time, Fields, where fields
+	Source *config.Source
+	// Topic is the topic the plan's records are read from.
+	Topic string
+	// Repartition is set for a repartition plan and a re-key plan.
+	Repartition *config.Repartition
+	Entity      string // entity name of the features
+	// KeyFields are the fields whose entity key (keys.EntityKey) the Kafka
+	// record key must equal (else ReasonKeyMismatch).
+	KeyFields []string
+	// EntityKeys are the fields of the features' entity key (Event.Key):
+	// KeyFields, except in a re-key plan.
+	EntityKeys []string
+	Features   []FeaturePlan
+	Fields     []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
+	// Rekeys are, for a source plan, the re-keyings each record also goes
+	// through (config.Source.Repartitions order): Decode fills
+	// Event.Rekeyed with one key each.
+	Rekeys  []*config.Repartition
+	ids     []string
+	filters int      // features with a where
+	reads   []string // every field a record must provide: keys, event time, Fields, where fields
 }
 
 // Reads lists the fields the plan reads from a record: the entity key, the
@@ -68,8 +91,9 @@ func (f *FeaturePlan) Value(e *Event) float64 {
 	return e.Values[f.FieldIdx]
 }
 
-// Plans returns the plan of every source that feeds at least one feature,
-// by topic. It fails when no source feeds a feature.
+// Plans returns the plan of every topic the workers consume, by topic: each
+// source that feeds at least one feature (directly or re-keyed), and each
+// repartition topic. It fails when no source feeds a feature.
 func Plans(cfg *config.File) (map[string]*Plan, error) {
 	plans := make(map[string]*Plan)
 	for _, src := range cfg.Sources {
@@ -82,35 +106,99 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 		if _, dup := plans[src.Topic]; dup {
 			return nil, fmt.Errorf("topic %s is used by two sources; a topic feeds one source", src.Topic)
 		}
-		p := &Plan{Source: src, Entity: src.Entity.Name, KeyField: src.Entity.Key}
+		p := &Plan{Source: src, Topic: src.Topic, Entity: src.Entity.Name, KeyFields: src.Entity.Keys, EntityKeys: src.Entity.Keys,
+			Rekeys: src.Repartitions}
+		var direct []*config.Feature
 		for _, f := range src.Features {
-			fp := FeaturePlan{Feature: f, ID: f.ID, Window: f.Window, Kind: f.Aggregation, FieldIdx: -1}
-			if f.Aggregation.NeedsField() {
-				fp.FieldIdx = indexOrAppend(&p.Fields, f.Field)
+			if f.Repartition == nil {
+				direct = append(direct, f)
 			}
-			p.Features = append(p.Features, fp)
-			p.ids = append(p.ids, f.ID)
 		}
-		p.reads = []string{p.KeyField}
-		indexOrAppend(&p.reads, src.EventTime)
-		for _, f := range p.Fields {
-			indexOrAppend(&p.reads, f)
-		}
-		for i := range p.Features {
-			if flt := p.Features[i].Feature.Filter; flt != nil {
-				p.filters++
-				p.Features[i].match = len(p.Fields) + p.filters
-				for _, f := range flt.Fields {
-					indexOrAppend(&p.reads, f)
+		p.addFeatures(direct)
+		// A record is valid for all of a source's features or for none:
+		// the source side checks the fields the re-keyed features read too.
+		for _, r := range src.Repartitions {
+			for _, f := range r.Features {
+				if f.Aggregation.NeedsField() {
+					indexOrAppend(&p.Fields, f.Field)
 				}
 			}
 		}
+		p.finish()
 		plans[src.Topic] = p
+		for _, r := range src.Repartitions {
+			rp := &Plan{Source: src, Topic: r.Topic, Repartition: r, Entity: r.Entity.Name, KeyFields: r.Entity.Keys, EntityKeys: r.Entity.Keys}
+			rp.addFeatures(r.Features)
+			rp.finish()
+			plans[r.Topic] = rp
+		}
 	}
 	if len(plans) == 0 { // defensive, as above
 		return nil, fmt.Errorf("%s defines no features, so there is nothing to compute", cfg.Path)
 	}
 	return plans, nil
+}
+
+// RekeyPlan is the plan that reads the source topic of r, validating its
+// records as the source's workers do (Kafka key = the source entity's key),
+// with r's features keyed by r's entity: backfill's in-memory version of
+// the workers' repartition topic, producing the same events.
+func RekeyPlan(r *config.Repartition) *Plan {
+	src := r.Source
+	p := &Plan{Source: src, Topic: src.Topic, Repartition: r, Entity: r.Entity.Name, KeyFields: src.Entity.Keys, EntityKeys: r.Entity.Keys}
+	p.addFeatures(r.Features)
+	p.finish()
+	return p
+}
+
+// Rekeyed reports whether the plan's features are keyed by other fields
+// than its records' Kafka key (a re-key plan).
+func (p *Plan) rekeyed() bool { return !slices.Equal(p.KeyFields, p.EntityKeys) }
+
+func (p *Plan) addFeatures(fs []*config.Feature) {
+	for _, f := range fs {
+		fp := FeaturePlan{Feature: f, ID: f.ID, Window: f.Window, Kind: f.Aggregation, FieldIdx: -1}
+		if f.Aggregation.NeedsField() {
+			fp.FieldIdx = indexOrAppend(&p.Fields, f.Field)
+		}
+		p.Features = append(p.Features, fp)
+		p.ids = append(p.ids, f.ID)
+	}
+}
+
+// finish places the where outcomes after the Fields values and lists the
+// fields the plan reads (Reads); call it once Fields is complete. A source
+// plan also reads what its re-keyings need (their key fields and wheres),
+// so that a record is valid for all of a source's features or for none.
+func (p *Plan) finish() {
+	for i := range p.Features {
+		if p.Features[i].Feature.Filter != nil {
+			p.filters++
+			p.Features[i].match = len(p.Fields) + p.filters
+		}
+	}
+	for _, f := range slices.Concat(p.KeyFields, p.EntityKeys, []string{p.Source.EventTime}, p.Fields) {
+		indexOrAppend(&p.reads, f)
+	}
+	wheres := func(fps []FeaturePlan, fs []*config.Feature) {
+		for _, fp := range fps {
+			fs = append(fs, fp.Feature)
+		}
+		for _, f := range fs {
+			if f.Filter != nil {
+				for _, field := range f.Filter.Fields {
+					indexOrAppend(&p.reads, field)
+				}
+			}
+		}
+	}
+	wheres(p.Features, nil)
+	for _, r := range p.Rekeys {
+		for _, k := range r.Entity.Keys {
+			indexOrAppend(&p.reads, k)
+		}
+		wheres(nil, r.Features)
+	}
 }
 
 func indexOrAppend(list *[]string, s string) int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
+	entitykeys "github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
+	"github.com/featurepipe/featurepipe/pipeline/feastrepo"
 )
 
 // timestampColumn is the entity dataframe's column of T, as Feast names it.
@@ -55,16 +58,16 @@ func (s *Server) resolve(cmd *command) (*request, error) {
 		if !ok {
 			return nil, invalid("feature reference %q: want feature_view:feature", ref)
 		}
-		src, found := s.o.Config.Source(view)
-		if !found || src.Entity == nil || len(src.Features) == 0 {
-			return nil, invalid("unknown feature view %q: featurepipe's feature views are its sources with features (%s); regenerate the repository with featurepipe feast-repo", view, s.viewNames())
+		inView := s.viewFeatures(view)
+		if len(inView) == 0 {
+			return nil, invalid("unknown feature view %q: featurepipe's feature views are its sources with features (%s), and <source>_<entity> for re-keyed features; regenerate the repository with featurepipe feast-repo", view, s.viewNames())
 		}
 		if len(views) > 0 && !views[view] {
 			return nil, invalid("feature reference %q names a feature view the request does not list", ref)
 		}
 		f, err := s.o.Config.Feature(name)
-		if err != nil || f.Source != view {
-			return nil, invalid("feature view %q has no feature %q: its features are %s", view, name, featureNames(src))
+		if err != nil || feastrepo.ViewName(f) != view {
+			return nil, invalid("feature view %q has no feature %q: its features are %s", view, name, featureNames(inView))
 		}
 		out := name
 		if cmd.FullFeatureNames {
@@ -76,19 +79,31 @@ func (s *Server) resolve(cmd *command) (*request, error) {
 	return req, nil
 }
 
+// viewFeatures are the features (all versions, file order) of the Feast
+// feature view named view (feastrepo.ViewName), none for an unknown view.
+func (s *Server) viewFeatures(view string) []*config.Feature {
+	var out []*config.Feature
+	for _, f := range s.o.Config.Features {
+		if feastrepo.ViewName(f) == view {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 func (s *Server) viewNames() string {
 	var out []string
-	for _, src := range s.o.Config.Sources {
-		if src.Entity != nil && len(src.Features) > 0 {
-			out = append(out, src.Name)
+	for _, f := range s.o.Config.Features {
+		if v := feastrepo.ViewName(f); !slices.Contains(out, v) {
+			out = append(out, v)
 		}
 	}
 	return strings.Join(out, ", ")
 }
 
-func featureNames(src *config.Source) string {
+func featureNames(fs []*config.Feature) string {
 	var out []string
-	for _, f := range src.Features {
+	for _, f := range fs {
 		if len(out) == 0 || out[len(out)-1] != f.Name {
 			out = append(out, f.Name)
 		}
@@ -178,13 +193,29 @@ func (s *Server) compute(ctx context.Context, req *request, schema *arrow.Schema
 			continue
 		}
 		done[ent.Name] = true
-		idx := schema.FieldIndices(ent.Key)
-		if len(idx) != 1 {
-			return nil, invalid("the entity dataframe has no %q column: entity %s's join key (columns: %s)", ent.Key, ent.Name, columnNames(schema))
+		// One column per join key (a composite entity has several); the
+		// entity key is built as on every read path (keys.EntityKey).
+		keyCols := make([][]string, len(ent.Keys))
+		for c, k := range ent.Keys {
+			idx := schema.FieldIndices(k)
+			if len(idx) != 1 {
+				return nil, invalid("the entity dataframe has no %q column: entity %s's join key (columns: %s)", k, ent.Name, columnNames(schema))
+			}
+			var err error
+			if keyCols[c], err = keysOf(k, cols[idx[0]]); err != nil {
+				return nil, err
+			}
 		}
-		keys, err := keysOf(ent.Key, cols[idx[0]])
-		if err != nil {
-			return nil, err
+		keys := keyCols[0]
+		if len(keyCols) > 1 {
+			keys = make([]string, rows)
+			vals := make([]string, len(keyCols))
+			for i := range keys {
+				for c := range keyCols {
+					vals[c] = keyCols[c][i]
+				}
+				keys[i] = entitykeys.EntityKey(vals)
+			}
 		}
 		var refs []string
 		var at []int

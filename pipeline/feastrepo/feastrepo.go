@@ -85,8 +85,32 @@ type entityData struct{ Var, Name, JoinKey string }
 type fieldData struct{ Name, Type, Description string }
 
 type viewData struct {
-	Var, Name, Entity, Topic string
+	Var, Name, Entity, Topic string // Entity: the Python list of the view's entities' variables
 	Fields                   []fieldData
+}
+
+// ViewName is the Feast feature view of a feature: its source's name for a
+// feature of the entity the source's Kafka key identifies, else
+// <source>_<entity> (a Feast view has one set of entities).
+func ViewName(f *config.Feature) string {
+	if f.Repartition == nil {
+		return f.Source
+	}
+	return f.Source + "_" + f.Entity
+}
+
+// entityVars are the Python variables of e's Feast entities: one per join
+// key, as Feast's entities have one join key each (a composite entity's
+// views list them all).
+func entityVars(e *config.Entity) []string {
+	if !e.Composite() {
+		return []string{"entity_" + e.Name}
+	}
+	out := make([]string, len(e.Keys))
+	for i, k := range e.Keys {
+		out[i] = "entity_" + e.Name + "__" + k
+	}
+	return out
 }
 
 // projectionData is one feature view's part of a feature service.
@@ -157,10 +181,18 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 	}
 	d := &repoData{Project: o.Project, URL: o.URL, FlightHost: host, FlightPort: port}
 	for _, e := range cfg.Entities {
-		if !pyName.MatchString(e.Name) || !pyName.MatchString(e.Key) {
-			return nil, fmt.Errorf("entity %s (key %s): Feast needs names of letters, digits and underscores", e.Name, e.Key)
+		for _, k := range e.Keys {
+			if !pyName.MatchString(e.Name) || !pyName.MatchString(k) {
+				return nil, fmt.Errorf("entity %s (key %s): Feast needs names of letters, digits and underscores", e.Name, k)
+			}
 		}
-		d.Entities = append(d.Entities, entityData{Var: "entity_" + e.Name, Name: e.Name, JoinKey: e.Key})
+		if !e.Composite() {
+			d.Entities = append(d.Entities, entityData{Var: "entity_" + e.Name, Name: e.Name, JoinKey: e.Key})
+			continue
+		}
+		for i, v := range entityVars(e) {
+			d.Entities = append(d.Entities, entityData{Var: v, Name: strings.TrimPrefix(v, "entity_"), JoinKey: e.Keys[i]})
+		}
 	}
 	for _, src := range cfg.Sources {
 		if src.Entity == nil || len(src.Features) == 0 {
@@ -169,13 +201,21 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 		if !pyName.MatchString(src.Name) {
 			return nil, fmt.Errorf("source %s: Feast needs a feature view name of letters, digits and underscores", src.Name)
 		}
-		v := viewData{Var: "view_" + src.Name, Name: src.Name, Entity: "entity_" + src.Entity.Name, Topic: src.Topic}
+		views := map[string]*viewData{}
+		var order []string
 		seen := map[string]bool{}
 		for _, f := range src.Features {
 			if seen[f.Name] {
 				continue // another version: the field is the bare name
 			}
 			seen[f.Name] = true
+			name := ViewName(f)
+			v := views[name]
+			if v == nil {
+				v = &viewData{Var: "view_" + name, Name: name, Entity: strings.Join(entityVars(f.EntityRef), ", "), Topic: src.Topic}
+				views[name] = v
+				order = append(order, name)
+			}
 			// The version a bare name reads (its type and description).
 			def, err := cfg.Feature(f.Name)
 			if err != nil {
@@ -187,7 +227,9 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 			}
 			v.Fields = append(v.Fields, fieldData{Name: f.Name, Type: typ, Description: def.Description})
 		}
-		d.Views = append(d.Views, v)
+		for _, name := range order {
+			d.Views = append(d.Views, *views[name])
+		}
 	}
 	if len(d.Views) == 0 {
 		return nil, errors.New("the feature file defines no feature: nothing to write")
@@ -217,7 +259,7 @@ func service(cfg *config.File, svc *config.Service) (sd *serviceData, why string
 	}
 	sd = &serviceData{Var: "service_" + svc.Name, Name: svc.Name, Owner: svc.Owner, Description: svc.Description,
 		Features: strings.Join(svc.Features, ", ")}
-	at := map[string]int{} // source -> index in sd.Projections
+	at := map[string]int{} // view name -> index in sd.Projections
 	for _, ref := range svc.Features {
 		ft, err := cfg.Feature(ref)
 		if err != nil {
@@ -238,11 +280,11 @@ func service(cfg *config.File, svc *config.Service) (sd *serviceData, why string
 				`POST /v1/lookup {"feature_service": %q} or featurepipe backfill --feature-service %s`,
 				svc.Name, ref, ft.Source, ft.Name, def.ID, svc.Name, svc.Name), nil
 		}
-		j, ok := at[ft.Source]
+		j, ok := at[ViewName(ft)]
 		if !ok {
 			j = len(sd.Projections)
-			at[ft.Source] = j
-			sd.Projections = append(sd.Projections, projectionData{View: "view_" + ft.Source})
+			at[ViewName(ft)] = j
+			sd.Projections = append(sd.Projections, projectionData{View: "view_" + ViewName(ft)})
 		}
 		sd.Projections[j].Fields = append(sd.Projections[j].Fields, ft.Name)
 	}

@@ -1,17 +1,24 @@
 package lookup
 
 import (
+	"errors"
 	"net/http"
-	"strconv"
+	"sort"
 	"strings"
 	"time"
+
+	"github.com/featurepipe/featurepipe/internal/keys"
 )
+
+// entityKey is keys.EntityKey (the variable keys shadows the package below).
+var entityKey = keys.EntityKey
 
 // FeastRequest is the body of Feast's POST /get-online-features. Fields it
 // does not list (the SDK always sends include_feature_view_version_metadata)
 // are ignored, as Feast's server does. Entities
 // maps the entity's join key (its key field in the feature file, e.g.
-// user_id) to the keys to look up. Feature names may be "view:name" as Feast
+// user_id), or each join key of a composite entity (user_id and
+// merchant_id: columns of equal length), to the keys to look up. Feature names may be "view:name" as Feast
 // writes them; the view part is ignored.
 type FeastRequest struct {
 	Features         []string         `json:"features"`
@@ -52,38 +59,56 @@ func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 	if err := decodeBody(r, &req, false); err != nil {
 		return nil, nil, err
 	}
-	if len(req.Entities) != 1 {
-		return nil, nil, badRequest("bad_entities", `"entities" must map exactly one join key (e.g. "user_id") to a list of keys`)
+	if len(req.Entities) == 0 {
+		return nil, nil, badRequest("bad_entities", `"entities" must map exactly one join key (e.g. "user_id"), or each join key of a composite entity, to a list of keys`)
 	}
-	var joinKey string
-	var raw []any
-	for k, v := range req.Entities {
-		joinKey, raw = k, v
+	joinKeys := make([]string, 0, len(req.Entities))
+	for k := range req.Entities {
+		joinKeys = append(joinKeys, k)
 	}
-	info, ok := s.byKey[joinKey]
+	info, ok := s.byKey[joinKeySet(joinKeys)]
 	if !ok {
 		var known []string
-		for k := range s.byKey {
-			known = append(known, k)
+		for _, e := range s.o.Config.Entities {
+			known = append(known, e.KeyList())
 		}
-		return nil, nil, badRequest("unknown_entity", "no entity has join key %q; join keys: %s", joinKey, strings.Join(known, ", "))
+		sort.Strings(joinKeys)
+		if len(joinKeys) == 1 {
+			return nil, nil, badRequest("unknown_entity", "no entity has join key %q; join keys: %s", joinKeys[0], strings.Join(known, ", "))
+		}
+		return nil, nil, badRequest("unknown_entity", "no entity has join keys %s; join keys: %s", strings.Join(joinKeys, ", "), strings.Join(known, ", "))
 	}
-	keys := make([]string, len(raw))
-	for i, v := range raw {
-		switch k := v.(type) {
-		case string:
-			keys[i] = k
-		case float64:
-			if k != float64(int64(k)) {
-				return nil, nil, badRequest("bad_entities", "entities.%s[%d]: %v is not an integer key", joinKey, i, k)
+	joinKeys = info.keys // the entity's order: its columns come first, in it
+	n := len(req.Entities[joinKeys[0]])
+	for _, k := range joinKeys[1:] {
+		if len(req.Entities[k]) != n {
+			return nil, nil, badRequest("bad_entities", "entities.%s has %d keys and entities.%s %d; the join keys of one entity are columns of one table, of the same length", joinKeys[0], n, k, len(req.Entities[k]))
+		}
+	}
+	keyCols := make([][]string, len(joinKeys))
+	for c, k := range joinKeys {
+		keyCols[c] = make([]string, n)
+		for i, v := range req.Entities[k] {
+			t, err := keyValue(v)
+			if err != nil {
+				if _, num := v.(float64); !num {
+					err = errors.New("keys must be strings or integers")
+				}
+				return nil, nil, badRequest("bad_entities", "entities.%s[%d]: %v", k, i, err)
 			}
-			keys[i] = strconv.FormatInt(int64(k), 10)
-		default:
-			return nil, nil, badRequest("bad_entities", "entities.%s[%d]: keys must be strings or integers", joinKey, i)
+			keyCols[c][i] = t
 		}
 	}
-	if err := s.checkKeys(keys); err != nil {
+	if err := s.checkKeys(n); err != nil {
 		return nil, nil, err
+	}
+	keys := make([]string, n)
+	vals := make([]string, len(joinKeys))
+	for i := range keys {
+		for c := range joinKeys {
+			vals[c] = keyCols[c][i]
+		}
+		keys[i] = entityKey(vals)
 	}
 	refs := make([]string, len(req.Features))
 	for i, f := range req.Features {
@@ -106,7 +131,7 @@ func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 		return nil, nil, err
 	}
 	ans.service = req.FeatureService
-	return feastShape(joinKey, requested, req.FullFeatureNames, names, ans), ans, nil
+	return feastShape(joinKeys, keyCols, requested, req.FullFeatureNames, names, ans), ans, nil
 }
 
 // feastServiceNames names a feature service's columns as Feast names the
@@ -127,7 +152,13 @@ func (s *Service) feastServiceNames(svcRefs []string) (requested, names []string
 			continue // validated at load; the lookup reports it
 		}
 		if def, err := s.o.Config.Feature(ft.Name); err == nil && def.ID == ft.ID {
-			requested[j], names[j] = ft.Source+":"+ft.Name, ft.Name
+			// The view feast-repo generates (feastrepo.ViewName): the
+			// source's, or <source>_<entity> for a re-keyed feature.
+			view := ft.Source
+			if ft.Repartition != nil {
+				view += "_" + ft.Entity
+			}
+			requested[j], names[j] = view+":"+ft.Name, ft.Name
 		}
 	}
 	return requested, names
@@ -135,17 +166,19 @@ func (s *Service) feastServiceNames(svcRefs []string) (requested, names []string
 
 // feastShape writes the answer a (for the features named names,
 // requested as requested) in Feast's column-oriented shape.
-func feastShape(joinKey string, requested []string, full bool, names []string, a *lookupAnswer) *FeastResponse {
+func feastShape(joinKeys []string, keyCols [][]string, requested []string, full bool, names []string, a *lookupAnswer) *FeastResponse {
 	out := &FeastResponse{}
-	out.Metadata.FeatureNames = append(out.Metadata.FeatureNames, joinKey)
 	zero := time.Unix(0, 0).UTC().Format(time.RFC3339)
-	keyCol := FeastColumn{}
-	for _, k := range a.keys {
-		keyCol.Values = append(keyCol.Values, k)
-		keyCol.Statuses = append(keyCol.Statuses, feastPresent)
-		keyCol.EventTimestamps = append(keyCol.EventTimestamps, zero)
+	for c, jk := range joinKeys {
+		out.Metadata.FeatureNames = append(out.Metadata.FeatureNames, jk)
+		keyCol := FeastColumn{}
+		for _, k := range keyCols[c] {
+			keyCol.Values = append(keyCol.Values, k)
+			keyCol.Statuses = append(keyCol.Statuses, feastPresent)
+			keyCol.EventTimestamps = append(keyCol.EventTimestamps, zero)
+		}
+		out.Results = append(out.Results, keyCol)
 	}
-	out.Results = append(out.Results, keyCol)
 	n := len(a.feats)
 	for j := range a.feats {
 		name := names[j]

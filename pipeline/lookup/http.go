@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 )
 
@@ -212,7 +213,10 @@ func decodeBody(r *http.Request, v any, strict bool) error {
 	return nil
 }
 
-// LookupRequest is the body of POST /v1/lookup.
+// LookupRequest is the body of POST /v1/lookup. In JSON, a key of a
+// composite entity is an object of its key fields,
+// {"user_id":"u1","merchant_id":"m9"} (see entitykeys.go); from Go, give
+// the entity key string keys.EntityKey builds, or post the JSON yourself.
 type LookupRequest struct {
 	Entity   string   `json:"entity"`
 	Keys     []string `json:"keys"`
@@ -304,26 +308,30 @@ func (s *Service) lookup(info *entityInfo, keys, refs []string) (*lookupAnswer, 
 	return a, nil
 }
 
-func (s *Service) checkKeys(keys []string) error {
-	if len(keys) == 0 {
+func (s *Service) checkKeys(n int) error {
+	if n == 0 {
 		return badRequest("missing_keys", `"keys" must list at least one entity key`)
 	}
-	if len(keys) > s.o.MaxKeys {
-		return badRequest("too_many_keys", "%d keys in one request; the limit is %d", len(keys), s.o.MaxKeys)
+	if n > s.o.MaxKeys {
+		return badRequest("too_many_keys", "%d keys in one request; the limit is %d", n, s.o.MaxKeys)
 	}
 	return nil
 }
 
 func (s *Service) handleLookup(r *http.Request) (any, *lookupAnswer, error) {
-	var req LookupRequest
-	if err := decodeBody(r, &req, true); err != nil {
+	var body lookupBody
+	if err := decodeBody(r, &body, true); err != nil {
 		return nil, nil, err
 	}
+	req := LookupRequest{Entity: body.Entity, Features: body.Features, FeatureService: body.FeatureService}
 	info, err := s.entity(req.Entity)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.checkKeys(req.Keys); err != nil {
+	if err := s.checkKeys(len(body.Keys)); err != nil {
+		return nil, nil, err
+	}
+	if req.Keys, err = requestKeys(info, body.Keys); err != nil {
 		return nil, nil, err
 	}
 	refs, err := s.requestedFeatures(info, req.FeatureService, req.Features)
@@ -346,7 +354,16 @@ func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 	if info.latestErr != nil {
 		return nil, nil, info.latestErr
 	}
-	a, err := s.lookup(info, []string{r.PathValue("key")}, info.latestNames)
+	key := r.PathValue("key")
+	if len(info.keys) > 1 {
+		// A composite key in a path is its entity key string, the JSON
+		// array of its values in key order.
+		if _, err := keys.SplitEntityKey(key, len(info.keys)); err != nil {
+			return nil, nil, badRequest("bad_key", "entity %s has a composite key: put the JSON array of its %s values in the path, e.g. /v1/features/%s/%s (URL-encoded), or POST /v1/lookup with an object key",
+				info.name, strings.Join(info.keys, ", "), info.name, keys.EntityKey(info.keys))
+		}
+	}
+	a, err := s.lookup(info, []string{key}, info.latestNames)
 	return nil, a, err
 }
 

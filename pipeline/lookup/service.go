@@ -108,7 +108,7 @@ type Service struct {
 	ready       atomic.Bool
 
 	entities map[string]*entityInfo
-	byKey    map[string]*entityInfo // entity key field (Feast join key) -> entity
+	byKey    map[string]*entityInfo // the entity's key fields (Feast join keys) as a joinKeySet -> entity
 	feats    featureIndex
 
 	reg   *registry.View // feature versions warming up (followed in Run)
@@ -125,6 +125,7 @@ type Service struct {
 // entityInfo is what the HTTP layer needs of one entity.
 type entityInfo struct {
 	name string
+	keys []string // the entity's key fields, in order (config.Entity.Keys)
 	// latestNames are the entity's feature names, once each, in file
 	// order: what GET /v1/features answers (each at its newest ready
 	// version, see pick).
@@ -188,7 +189,7 @@ func New(o Options) (*Service, error) {
 	s.feats = newFeatureIndex(o.Config)
 	s.consumers.init(o.MaxConsumers, s.feats.list, s.m.FeatureLookups, s.m.DeprecatedLookups, o.Tokens.consumers())
 	for _, e := range o.Config.Entities {
-		info := &entityInfo{name: e.Name}
+		info := &entityInfo{name: e.Name, keys: e.Keys}
 		seen := map[string]bool{}
 		for _, f := range o.Config.EntityFeatures(e.Name) {
 			if seen[f.Name] {
@@ -202,7 +203,7 @@ func New(o Options) (*Service, error) {
 			info.latestNames = append(info.latestNames, f.Name)
 		}
 		s.entities[e.Name] = info
-		s.byKey[e.Key] = info
+		s.byKey[joinKeySet(e.Keys)] = info
 	}
 	s.llog.init(s)
 	return s, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/schemaregistry"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/schemas"
@@ -47,7 +48,7 @@ type Stats struct {
 // call. Safe for concurrent use.
 type Encoder struct {
 	src  *config.Source
-	key  string
+	keys []string // the source entity's key fields
 	plan *events.Plan
 	dec  *events.Decoder
 
@@ -77,7 +78,7 @@ func NewEncoder(cfg *config.File, name string) (*Encoder, error) {
 	if plan == nil { // a source with an entity feeds a feature, so it has a plan
 		return nil, fmt.Errorf("source %q has no event plan", name)
 	}
-	return &Encoder{src: src, key: src.Entity.Key, plan: plan, dec: events.NewDecoder(cfg, events.Limits{})}, nil
+	return &Encoder{src: src, keys: src.Entity.Keys, plan: plan, dec: events.NewDecoder(cfg, events.Limits{})}, nil
 }
 
 // Source is the source this encoder writes.
@@ -90,10 +91,15 @@ func (e *Encoder) Source() *config.Source { return e.src }
 // encoded record is decoded and validated as a worker does, which costs one
 // Avro decode per record.
 func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
-	key, err := schemas.String(native, e.key)
-	if err != nil {
-		return nil, fmt.Errorf("entity key: %w", err)
+	vals := make([]string, len(e.keys))
+	for i, k := range e.keys {
+		v, err := schemas.String(native, k)
+		if err != nil {
+			return nil, fmt.Errorf("entity key: %w", err)
+		}
+		vals[i] = v
 	}
+	key := keys.EntityKey(vals)
 	// The event time is read here only so that a missing or mistyped one is
 	// named as such; goavro's encode error would not say "event time".
 	if _, err := schemas.Int(native, e.src.EventTime); err != nil {

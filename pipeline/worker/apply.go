@@ -17,6 +17,7 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/keys"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
 // apply applies one poll's records of every partition and commits all their
@@ -56,9 +57,11 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	var staged []*partState
 	w.dead = w.dead[:0]
+	w.repart = w.repart[:0]
 	for _, t := range todo {
 		ps := t.ps
 		w.dead = append(w.dead, ps.dead...)
+		w.repart = append(w.repart, ps.repart...)
 		if ps.staged > ps.next {
 			staged = append(staged, ps)
 			if t.fp.HighWatermark >= 0 {
@@ -89,6 +92,15 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 			w.m.DeadLetters.WithLabelValues(headerValue(d, HeaderSource), headerValue(d, HeaderReason)).Inc()
 		}
 	}
+	// Re-keyed copies too: a source offset is committed only once its
+	// records are in their repartition topics (see repartition.go).
+	if len(w.repart) > 0 {
+		if err := w.cl.ProduceSync(ctx, w.repart...).FirstErr(); err != nil {
+			w.m.Errors.WithLabelValues("repartition").Inc()
+			return fmt.Errorf("produce %d re-keyed records: %w", len(w.repart), err)
+		}
+		w.m.Repartitioned.Add(float64(len(w.repart)))
+	}
 	b := w.o.Store.NewBatch()
 	for _, ps := range staged {
 		for _, es := range ps.modified {
@@ -97,6 +109,13 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 			if err := b.Set(w.keyBuf, w.valBuf, nil); err != nil {
 				b.Close()
 				return fmt.Errorf("stage state of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
+			}
+		}
+		stageRekeyHistory(b, ps)
+		if ps.marks != nil {
+			if err := ps.marks.stage(b, ps.tp, ""); err != nil {
+				b.Close()
+				return err
 			}
 		}
 		if ps.staged > ps.applyFrom {
@@ -113,8 +132,17 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 			if bf.staged >= bf.end {
 				_ = b.Delete(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), nil)
 				_ = b.Set(keys.Republish(ps.tp.topic, ps.tp.partition, id), nil, nil)
+				if bf.marks != nil {
+					deleteMarks(b, ps.tp, id)
+				}
 			} else {
 				_ = b.Set(keys.Bootstrap(ps.tp.topic, ps.tp.partition, id), keys.PutRange(bf.staged, bf.end), nil)
+				if bf.marks != nil {
+					if err := bf.marks.stage(b, ps.tp, id); err != nil {
+						b.Close()
+						return err
+					}
+				}
 			}
 		}
 	}
@@ -131,6 +159,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	defer w.pub.mu.Unlock()
 	for _, ps := range staged {
 		w.commitBoot(ps)
+		commitRekeyHistory(ps)
 		ps.next = ps.staged
 		ps.applyFrom = max(ps.applyFrom, ps.next)
 		for _, es := range ps.modified {
@@ -148,12 +177,15 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 }
 
 // applyPartition applies one partition's records to its cached entities and
-// stages the result (ps.staged, ps.modified) for the batch commit. Nothing
-// is visible in Pebble until the commit.
+// stages the result (ps.staged, ps.modified) for the batch commit, with the
+// re-keyed copies of a source partition's records (ps.repart) and the
+// repartition marks of a repartition partition (ps.marks). Nothing is
+// visible in Pebble until the commit.
 func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now int64) error {
 	plan := ps.plan
 	ps.staged, ps.applied = ps.next, 0
 	ps.dead = ps.dead[:0]
+	ps.repart = ps.repart[:0]
 	for _, r := range fp.Records {
 		if r.Offset < ps.staged {
 			continue
@@ -163,15 +195,52 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		if !replay {
 			ps.canon.observe(r)
 		}
-		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec); rej != nil {
-			if rej.Temporary {
-				// Not a bad record: its writer schema could not be fetched.
-				// Nothing of this batch is committed; a restart resumes here.
-				w.m.Errors.WithLabelValues("schema_registry").Inc()
-				return fmt.Errorf("decode %s/%d offset %d: %w", ps.tp.topic, ps.tp.partition, r.Offset, rej)
+		// The event's order for last: its source record's, also when it
+		// comes through a repartition topic (the same order as backfill's).
+		seq := aggregations.Seq(ps.tp.partition, r.Offset)
+		if plan.Repartition != nil {
+			sp, soff, err := origin(r)
+			if err != nil {
+				if !replay {
+					ps.dead = append(ps.dead, w.deadLetter(plan, r, &events.Rejection{Reason: events.ReasonMalformed, Detail: err.Error()}))
+				}
+				continue
 			}
+			// A replayed record is in state already, and so in the marks.
+			if !replay && !ps.marks.admit(sp, soff) {
+				ps.metrics.duplicates.Inc()
+				continue
+			}
+			seq = aggregations.Seq(sp, soff)
+		}
+		rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec)
+		if rej != nil && rej.Temporary {
+			// Not a bad record: its writer schema could not be fetched.
+			// Nothing of this batch is committed; a restart resumes here.
+			w.m.Errors.WithLabelValues("schema_registry").Inc()
+			return fmt.Errorf("decode %s/%d offset %d: %w", ps.tp.topic, ps.tp.partition, r.Offset, rej)
+		}
+		if replay && len(ps.rekeyHist) > 0 {
+			rekeyHistoryRecord(ps, r, rej != nil)
+			if r.Offset < ps.published {
+				continue // before the republish range: only re-keyed
+			}
+		}
+		if rej != nil {
 			if !replay {
 				ps.dead = append(ps.dead, w.deadLetter(plan, r, rej))
+			}
+			continue
+		}
+		if !replay {
+			for i, k := range ps.dec.Rekeyed {
+				ps.repart = append(ps.repart, repartitionRecord(ps, r, i, k))
+			}
+		}
+		if len(plan.Features) == 0 {
+			// Every feature of the source is re-keyed: no state here.
+			if !replay {
+				ps.applied++
 			}
 			continue
 		}
@@ -186,7 +255,7 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 			continue
 		}
 		for i := range plan.Features {
-			w.applyFeature(ps, es, i, r.Offset, now)
+			w.applyFeature(ps, es, i, seq, now)
 		}
 		ps.applied++
 	}
@@ -208,16 +277,16 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 	return nil
 }
 
-// applyFeature applies the decoded event ps.dec (at source offset offset of
-// the partition) to feature i of es, staging the entity and marking the
+// applyFeature applies the decoded event ps.dec (of order seq, see
+// aggregations.Seq) to feature i of es, staging the entity and marking the
 // changed tile dirty; an event too late for the feature's window is counted
-// and dropped; an event the feature's where excludes is skipped. Its tie-break for last is aggregations.Seq(partition, offset).
-func (w *Worker) applyFeature(ps *partState, es *entityState, i int, offset, now int64) {
+// and dropped; an event the feature's where excludes is skipped.
+func (w *Worker) applyFeature(ps *partState, es *entityState, i int, seq, now int64) {
 	f := &ps.plan.Features[i]
 	if !f.Counts(&ps.dec) {
 		return // the feature's where is false for this event
 	}
-	ev := aggregations.Event{TS: ps.dec.TS, Seq: aggregations.Seq(ps.tp.partition, offset), Value: f.Value(&ps.dec)}
+	ev := aggregations.Event{TS: ps.dec.TS, Seq: seq, Value: f.Value(&ps.dec)}
 	tile, ok := es.series[i].Apply(f.Window, ev, now)
 	if !ok {
 		ps.metrics.droppedLate[i].Inc()

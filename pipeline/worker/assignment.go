@@ -77,7 +77,14 @@ func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicP
 	if err != nil {
 		return nil, kgo.Offset{}, err
 	}
-	if !hasApplied && w.o.Snapshots != nil && tryRestore {
+	if plan.Repartition != nil {
+		if ps.marks, err = loadMarks(w.o.Store, tp, ""); err != nil {
+			return nil, kgo.Offset{}, err
+		}
+	}
+	// Snapshots hold source partitions only: a repartition partition new
+	// to this store replays its topic (marks included) from the start.
+	if !hasApplied && w.o.Snapshots != nil && tryRestore && plan.Repartition == nil {
 		// New to this worker: start from the newest snapshot of the
 		// partition, if any, instead of the earliest retained offset, so
 		// that history older than the topic's retention is not lost.
@@ -89,19 +96,35 @@ func (w *Worker) loadPartition(ctx context.Context, plan *events.Plan, tp topicP
 	if err := w.loadFeatures(ps, applied, hasApplied); err != nil {
 		return nil, kgo.Offset{}, err
 	}
+	if err := w.loadRekeyHistory(ps, applied, hasApplied); err != nil {
+		return nil, kgo.Offset{}, err
+	}
+	start := w.fetchStart(ps, applied, hasApplied, published, hasPublished)
+	if h, ok := ps.rekeyHistoryStart(); ok && hasApplied && h < ps.next {
+		// Re-key history first: fetch from where it starts (records below
+		// the published offset only produce re-keyed copies).
+		ps.next = h
+		start = kgo.NewOffset().At(h).WithEpoch(-1)
+	}
+	return ps, start, nil
+}
+
+// fetchStart sets ps.next and ps.published from the partition's committed
+// offsets and returns the offset to fetch from.
+func (w *Worker) fetchStart(ps *partState, applied int64, hasApplied bool, published int64, hasPublished bool) kgo.Offset {
 	switch {
 	case !hasApplied:
 		// Never seen: replay everything retained.
-		return ps, kgo.NewOffset().AtStart(), nil
+		return kgo.NewOffset().AtStart()
 	case hasPublished && published >= applied:
 		ps.next, ps.published = applied, applied
-		return ps, kgo.NewOffset().At(applied).WithEpoch(-1), nil
+		return kgo.NewOffset().At(applied).WithEpoch(-1)
 	case hasPublished:
 		ps.next, ps.published = published, published
-		return ps, kgo.NewOffset().At(published).WithEpoch(-1), nil
+		return kgo.NewOffset().At(published).WithEpoch(-1)
 	default:
 		// Applied but publication state unknown: republish from the start.
-		return ps, kgo.NewOffset().AtStart(), nil
+		return kgo.NewOffset().AtStart()
 	}
 }
 

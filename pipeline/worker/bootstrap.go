@@ -31,6 +31,11 @@ type bootFeature struct {
 	idx       int   // index into plan.Features
 	next, end int64 // history [next, end) still to replay
 	staged    int64 // next once the staged batch commits
+	// marks, in a repartition partition, are the bootstrap's own
+	// high-water marks (scope: the feature id), committed with its
+	// progress: history holds the duplicates the live stream skipped, and
+	// the bootstrap skips the same ones.
+	marks *marks
 }
 
 // loadFeatures reads which feature versions the partition's state knows,
@@ -65,7 +70,12 @@ func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) err
 			_ = b.Set(keys.FeatureKnown(tp.topic, tp.partition, id), keys.PutU64(applied), nil)
 			if hasApplied && applied > 0 {
 				_ = b.Set(keys.Bootstrap(tp.topic, tp.partition, id), keys.PutRange(0, applied), nil)
-				ps.boot = append(ps.boot, &bootFeature{idx: i, next: 0, end: applied, staged: 0})
+				bf := &bootFeature{idx: i, next: 0, end: applied, staged: 0}
+				if ps.plan.Repartition != nil {
+					deleteMarks(b, tp, id) // of an earlier bootstrap of this id, if any
+					bf.marks = newMarks()
+				}
+				ps.boot = append(ps.boot, bf)
 			}
 			continue
 		}
@@ -81,7 +91,14 @@ func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) err
 				b.Close()
 				return err
 			}
-			ps.boot = append(ps.boot, &bootFeature{idx: i, next: next, end: end, staged: next})
+			bf := &bootFeature{idx: i, next: next, end: end, staged: next}
+			if ps.plan.Repartition != nil {
+				if bf.marks, err = loadMarks(w.o.Store, tp, id); err != nil {
+					b.Close()
+					return err
+				}
+			}
+			ps.boot = append(ps.boot, bf)
 		}
 		if _, found, err := w.o.Store.Get(nil, keys.Republish(tp.topic, tp.partition, id)); err != nil {
 			b.Close()
@@ -267,12 +284,26 @@ func (w *Worker) applyBootRecords(ps *partState, recs []*kgo.Record, now int64) 
 	for _, r := range recs {
 		decoded, rejected := false, false
 		var es *entityState // the record's entity, loaded once for all versions
+		seq := aggregations.Seq(ps.tp.partition, r.Offset)
+		var sp int32
+		var soff int64
+		var originErr error
+		if ps.plan.Repartition != nil {
+			sp, soff, originErr = origin(r)
+			seq = aggregations.Seq(sp, soff)
+		}
 		for _, bf := range ps.boot {
 			if r.Offset < bf.staged || r.Offset >= bf.end {
 				continue
 			}
 			bf.staged = r.Offset + 1
 			moved = true
+			if originErr != nil {
+				continue // dead-lettered by the live stream
+			}
+			if bf.marks != nil && !bf.marks.admit(sp, soff) {
+				continue // a duplicate the live stream skipped too
+			}
 			if !decoded {
 				decoded = true
 				rej := w.decoder.Decode(ps.plan, r.Key, r.Value, now, &ps.dec)
@@ -289,7 +320,7 @@ func (w *Worker) applyBootRecords(ps *partState, recs []*kgo.Record, now int64) 
 			if rejected {
 				continue // dead-lettered by the live stream when it first arrived
 			}
-			w.applyFeature(ps, es, bf.idx, r.Offset, now)
+			w.applyFeature(ps, es, bf.idx, seq, now)
 		}
 	}
 	return moved, nil

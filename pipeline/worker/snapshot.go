@@ -73,7 +73,8 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 	var parts []snapPart
 	w.mu.Lock()
 	for _, ps := range w.parts {
-		if len(ps.boot) == 0 && len(ps.republish) == 0 && !ps.restoring {
+		// Not repartition partitions: their marks are not in a snapshot.
+		if len(ps.boot) == 0 && len(ps.republish) == 0 && !ps.restoring && ps.plan.Repartition == nil {
 			parts = append(parts, snapPart{ps.tp, ps.next, ps.plan})
 		}
 	}

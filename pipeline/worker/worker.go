@@ -186,6 +186,7 @@ type Worker struct {
 	valBuf     []byte
 	keyBuf     []byte
 	dead       []*kgo.Record
+	repart     []*kgo.Record
 }
 
 type topicPartition struct {
@@ -198,11 +199,19 @@ type planMetrics struct {
 	eventsIn     prometheus.Counter
 	offCanonical prometheus.Counter
 	droppedLate  []prometheus.Counter // per feature, in plan order
+	duplicates   prometheus.Counter   // repartition records skipped as duplicates
 }
 
 func newPlanMetrics(m *metrics.Worker, plan *events.Plan) *planMetrics {
-	pm := &planMetrics{eventsIn: m.EventsIn.WithLabelValues(plan.Source.Name),
-		offCanonical: m.OffCanonical.WithLabelValues(plan.Source.Name)}
+	// A repartition topic's records count under their own label: they are
+	// the source's events a second time.
+	label := plan.Source.Name
+	if plan.Repartition != nil {
+		label = plan.Topic
+	}
+	pm := &planMetrics{eventsIn: m.EventsIn.WithLabelValues(label),
+		offCanonical: m.OffCanonical.WithLabelValues(label),
+		duplicates:   m.RepartitionDuplicates.WithLabelValues(plan.Topic)}
 	for i := range plan.Features {
 		pm.droppedLate = append(pm.droppedLate, m.DroppedLate.WithLabelValues(plan.Features[i].ID))
 	}
@@ -239,6 +248,14 @@ type partState struct {
 	keyBuf []byte
 	valBuf []byte
 	dead   []*kgo.Record
+	repart []*kgo.Record // re-keyed copies of the staged batch's records
+
+	// marks are a repartition partition's high-water marks (nil for a
+	// source partition): see repartition.go.
+	marks *marks
+	// rekeyHist are the histories still to re-key to new repartition
+	// topics (repartition.go).
+	rekeyHist []*rekeyHistory
 
 	boot      []*bootFeature // new feature versions replaying history
 	republish []int          // feature indices whose tiles must all be republished
