@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 10 {
-		t.Fatalf("got %d features, want 10", len(f.Features))
+	if len(f.Features) != 12 {
+		t.Fatalf("got %d features, want 12", len(f.Features))
 	}
 	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
@@ -168,8 +168,14 @@ func TestLoadDemo(t *testing.T) {
 	if _, ok := f.SourceByTopic("featurepipe.features"); ok {
 		t.Error("SourceByTopic found featurepipe's own topic")
 	}
-	if got := f.EntityFeatures("user"); !slices.Equal(got, f.Features[:8]) {
-		t.Errorf("EntityFeatures(user) = %v, want the first 8 features", ids(got))
+	var users []*Feature // every feature but the merchant and (user, merchant) ones, in file order
+	for _, ft := range f.Features {
+		if ft.Entity == "user" {
+			users = append(users, ft)
+		}
+	}
+	if got := f.EntityFeatures("user"); len(users) != 10 || !slices.Equal(got, users) {
+		t.Errorf("EntityFeatures(user) = %v, want the 10 user features in file order", ids(got))
 	}
 	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
 		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
