@@ -22,7 +22,7 @@ var (
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor"}
 	entityKeys  = []string{"name", "key"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time"}
-	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "percentile"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
@@ -58,6 +58,7 @@ type featureItem struct {
 	aggregation, window, hop string
 	sunset                   string
 	where                    string
+	percentile               *float64 // nil when absent
 }
 
 // mapping is a YAML mapping whose keys were checked against an allowed list.
@@ -379,6 +380,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			hop:         d.str(m, "hop", false, "a duration with unit s, m, h or d"),
 			sunset:      d.str(m, "sunset", false, "the date this version stops being served, YYYY-MM-DD"),
 			where:       d.str(m, "where", false, `a boolean expression over the source's fields, e.g. "amount > 100.0"`),
+			percentile:  d.number(m, "percentile"),
 		})
 	}
 	d.decodeServices(top)

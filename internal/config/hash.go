@@ -14,7 +14,7 @@ const hashFormat = "featurepipe.feature.v1"
 // definitionHash is the hex SHA-256 of f's canonical definition: everything
 // that changes the value computed for an entity (entity and its key field,
 // source, topic and event_time field, aggregation, field, window size and
-// hop, default, and where when set) and nothing else. Owner, description, tags and deprecated are
+// hop, default, and where and percentile when set) and nothing else. Owner, description, tags and deprecated are
 // metadata that may change under the same version. The name and version are
 // left out too, so the same definition under two versions hashes the same.
 // f must be fully linked (SourceRef and EntityRef set).
@@ -55,6 +55,11 @@ func (f *Feature) Definition() [][2]string {
 		def = strconv.FormatFloat(v, 'g', -1, 64)
 	}
 	put("default", def)
+	if f.Percentile != 0 {
+		// Only when set (approx_percentile), so the hashes of the other
+		// features are unchanged.
+		put("percentile", strconv.FormatFloat(f.Percentile, 'g', -1, 64))
+	}
 	if f.Where != "" {
 		// Only when set, so the hashes of features without a where (all
 		// of them before where existed) are unchanged.
