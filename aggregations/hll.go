@@ -124,7 +124,9 @@ func (s *hll) merge(o *hll) {
 }
 
 // mergeSparse returns the union of two sorted sparse register lists, keeping
-// the larger rho of a shared index. It reuses a's storage when it has room.
+// the larger rho of a shared index. It reuses a's storage when it has room
+// (merging from the back, so no element is overwritten before it is read), and
+// otherwise grows it to at most twice the result.
 func mergeSparse(a, b []uint32) []uint32 {
 	n := len(a)
 	for i, j := 0, 0; j < len(b); {
@@ -137,31 +139,24 @@ func mergeSparse(a, b []uint32) []uint32 {
 			n, j = n+1, j+1
 		}
 	}
-	if n == len(a) { // no new index: raise in place
-		for i, j := 0, 0; j < len(b); j++ {
-			for a[i]>>8 < b[j]>>8 {
-				i++
-			}
-			if b[j] > a[i] {
-				a[i] = b[j]
-			}
-		}
-		return a
+	out := a[:cap(a)]
+	if cap(a) < n {
+		out = make([]uint32, n, max(n, 2*len(a))) // amortized: a read merges many tiles
+		copy(out, a)
 	}
-	out := make([]uint32, n, max(n, 2*cap(a))) // amortized: a read merges many tiles
-	i, j, k := 0, 0, 0
-	for ; i < len(a) && j < len(b); k++ {
-		switch x, y := a[i], b[j]; {
-		case x>>8 < y>>8:
-			out[k], i = x, i+1
-		case x>>8 > y>>8:
-			out[k], j = y, j+1
+	out = out[:n]
+	i, j := len(a)-1, len(b)-1
+	for k := n - 1; j >= 0; k-- {
+		switch {
+		case i >= 0 && out[i]>>8 > b[j]>>8:
+			out[k], i = out[i], i-1
+		case i >= 0 && out[i]>>8 == b[j]>>8:
+			out[k] = max(out[i], b[j])
+			i, j = i-1, j-1
 		default:
-			out[k], i, j = max(x, y), i+1, j+1
+			out[k], j = b[j], j-1
 		}
 	}
-	k += copy(out[k:], a[i:])
-	copy(out[k:], b[j:])
 	return out
 }
 

@@ -116,7 +116,7 @@ func mergeBuckets(a, b []bucket) []bucket {
 	}
 	out := a
 	if cap(a) < n {
-		out = make([]bucket, n, max(n, 2*cap(a))) // amortized: a read merges many tiles
+		out = make([]bucket, n, max(n, 2*len(a))) // amortized: a read merges many tiles
 		copy(out, a)
 	} else {
 		out = a[:n]
