@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 8 {
-		t.Fatalf("got %d features, want 8", len(f.Features))
+	if len(f.Features) != 12 {
+		t.Fatalf("got %d features, want 12", len(f.Features))
 	}
 	want := Kafka{DefaultFeatureLogTopic, DefaultDeadLetterTopic, DefaultLookupLogTopic, DefaultRegistryTopic, DefaultGroup, DefaultPartitions, DefaultReplicationFactor}
 	if f.Kafka != want {
