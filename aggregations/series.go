@@ -161,7 +161,11 @@ func (s *Series) Expire(w Window, now int64, dst []int64) (removed []int64, base
 		if !t.IR.Empty() || len(t.Pending) > 0 {
 			baseChanged = true
 		}
-		s.Base.merge(&t.IR)
+		if s.Base.Empty() {
+			s.Base = t.IR // the tile goes: Base takes its sketch rather than a copy
+		} else {
+			s.Base.merge(&t.IR)
+		}
 		for _, p := range t.Pending {
 			s.Base.update(p, w)
 		}
