@@ -40,9 +40,9 @@
 // method and merged with Chan et al.'s formula, accurate to about ulp(mean)/stddev
 // relative (1e-7 for values like 1e9 + 0.3).
 //
-// approx_distinct is a HyperLogLog estimate (4096 registers, relative standard
-// error 1.04/sqrt(4096) = 1.625%, nearly exact below a few hundred values; see
-// hll.go). approx_percentile with percentile p is a DDSketch estimate within 1%
+// approx_distinct is exact up to DistinctExactMax (128) distinct values, beyond a
+// HyperLogLog estimate (4096 registers, relative standard error 1.04/sqrt(4096) =
+// 1.625%; see hll.go). approx_percentile with percentile p is a DDSketch estimate within 1%
 // relative of the exact value of rank floor(p*(n-1)) in the sorted values (a
 // guarantee; see quantiles.go). Both sketches merge exactly (register max, bucket
 // counts), so every merge order gives the identical value online and in backfill.

@@ -245,13 +245,26 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 	return dst
 }
 
-// appendHLL writes a HyperLogLog sketch: its precision byte (hllP), the number
-// k of non-zero registers as a uvarint, then, when k <= hllSparseMax, each
-// non-zero register as its index (uvarint; after the first, the increase over
-// the previous index) and its value (one byte); otherwise all hllM registers,
-// one byte each.
+// appendHLL writes a HyperLogLog sketch: its precision byte (hllP) and the
+// number of exact hashes as a uvarint. In exact mode (that number is 1 to
+// DistinctExactMax) the sorted hashes follow, each as a uvarint (after the
+// first, the increase over the previous one). In register mode (0 hashes) the
+// number k of non-zero registers follows as a uvarint, then, when k <=
+// hllSparseMax, each non-zero register as its index (uvarint; after the first,
+// the increase over the previous index) and its value (one byte); otherwise
+// all hllM registers, one byte each.
 func appendHLL(dst []byte, s *hll) []byte {
 	dst = append(dst, hllP)
+	if !s.registers() {
+		dst = binary.AppendUvarint(dst, uint64(len(s.exact)))
+		var prev uint64
+		for _, h := range s.exact {
+			dst = binary.AppendUvarint(dst, h-prev)
+			prev = h
+		}
+		return dst
+	}
+	dst = binary.AppendUvarint(dst, 0)
 	k := s.nonZero()
 	dst = binary.AppendUvarint(dst, uint64(k))
 	if k > hllSparseMax {
@@ -446,6 +459,9 @@ func (d *decoder) hll() *hll {
 	if p := d.byte("hll precision"); d.err == nil && p != hllP {
 		d.fail("hll precision %d, want %d", p, hllP)
 	}
+	if n := d.uvarint("hll hashes"); d.err != nil || n > 0 {
+		return d.hllExact(n)
+	}
 	k := d.uvarint("hll registers")
 	if d.err != nil {
 		return nil
@@ -496,6 +512,32 @@ func (d *decoder) hll() *hll {
 			d.fail("hll register %d out of range", rho)
 		default:
 			s.sparse = append(s.sparse, uint32(idx)<<8|uint32(rho))
+		}
+	}
+	return s
+}
+
+// hllExact decodes the n hashes of an exact-mode sketch written by appendHLL.
+func (d *decoder) hllExact(n uint64) *hll {
+	if d.err != nil {
+		return nil
+	}
+	// Every hash takes at least one byte.
+	if n > DistinctExactMax || n > uint64(len(d.src)) {
+		d.fail("hll with %d exact hashes (at most %d, %d bytes left)", n, DistinctExactMax, len(d.src))
+		return nil
+	}
+	s := &hll{exact: make([]uint64, 0, n)}
+	var h uint64
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		delta := d.uvarint("hll hash")
+		switch {
+		case d.err != nil:
+		case i > 0 && (delta == 0 || h+delta < h):
+			d.fail("hll hashes out of order")
+		default:
+			h += delta
+			s.exact = append(s.exact, h)
 		}
 	}
 	return s

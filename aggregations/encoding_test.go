@@ -272,16 +272,19 @@ func TestDecodeRejectsCorruptSketches(t *testing.T) {
 	}{
 		{"extended flags that fit one byte", ext(count)},
 		{"unknown extended flag", ext(count | 1<<20)},
-		{"hll of another precision", ext(count|hll, 14, 1, 0, 1)},
-		{"hll with no register", ext(count|hll, 12, 0)},
-		{"hll register out of range", ext(count|hll, 12, 1, 5, 60)},
-		{"hll register zero", ext(count|hll, 12, 1, 5, 0)},
-		{"hll indexes out of order", ext(count|hll, 12, 2, 5, 1, 0, 1)},
-		{"hll index past the registers", ext(count|hll, 12, 1, 0xff, 0xff, 0x03, 1)},
+		{"hll of another precision", ext(count|hll, 14, 1, 7)},
+		{"hll with no register", ext(count|hll, 12, 0, 0)},
+		{"hll register out of range", ext(count|hll, 12, 0, 1, 5, 60)},
+		{"hll register zero", ext(count|hll, 12, 0, 1, 5, 0)},
+		{"hll indexes out of order", ext(count|hll, 12, 0, 2, 5, 1, 0, 1)},
+		{"hll index past the registers", ext(count|hll, 12, 0, 1, 0xff, 0xff, 0x03, 1)},
+		{"hll exact hashes out of order", ext(count|hll, 12, 2, 9, 0)},
+		{"hll with more exact hashes than it keeps", append(append(ext(count|hll, 12), binary.AppendUvarint(nil, 129)...), make([]byte, 129)...)},
+		{"hll exact hashes wrapping around", append(ext(count|hll, 12, 2), append(binary.AppendUvarint(nil, math.MaxUint64), 2)...)},
 		{"quantile sketch counting other events than the IR", append(f64(ext(count|qs), 0.5), 0, 1, 0, 2, 0)},
 		{"quantile out of range", append(f64(ext(count|qs), 1.5), 1, 0, 0)},
 		{"empty quantile bucket", append(f64(ext(count|qs), 0.5), 0, 1, 0, 0, 0)},
-		{"two sketches", append(f64(append(ext(count|hll|qs), 12, 1, 5, 1), 0.5), 1, 0, 0)},
+		{"two sketches", append(f64(append(ext(count|hll|qs), 12, 1, 5), 0.5), 1, 0, 0)},
 		{"quantile bucket count larger than the input", append(f64(ext(count|qs), 0.5), 0, 0xff, 0xff, 0x03)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,9 +294,14 @@ func TestDecodeRejectsCorruptSketches(t *testing.T) {
 		})
 	}
 	t.Run("a valid hand-built extended tile decodes (the cases above fail for their stated reason)", func(t *testing.T) {
-		src := append(f64(ext(count|qs), 0.5), 0, 1, 0, 1, 0)
-		if _, rest, err := aggregations.DecodeTile(src); err != nil || len(rest) != 0 {
-			t.Fatalf("DecodeTile = %v, rest %x", err, rest)
+		for _, src := range [][]byte{
+			append(f64(ext(count|qs), 0.5), 0, 1, 0, 1, 0),
+			ext(count|hll, 12, 0, 1, 5, 1),
+			ext(count|hll, 12, 2, 9, 1),
+		} {
+			if _, rest, err := aggregations.DecodeTile(src); err != nil || len(rest) != 0 {
+				t.Fatalf("DecodeTile(%x) = %v, rest %x", src, err, rest)
+			}
 		}
 	})
 }

@@ -15,8 +15,8 @@ import (
 // most hllQ+1 = 53). The estimate is Ertl's improved raw estimator ("New
 // cardinality estimation algorithms for HyperLogLog sketches", 2017), which
 // needs no bias tables and is unbiased from 0 to far beyond 2^50 distinct
-// values; its relative standard error is about 1.04/sqrt(m) = 1.625%, and
-// below a few hundred distinct values the estimate is nearly exact.
+// values; its relative standard error is about 1.04/sqrt(m) = 1.625% (less
+// just past the exact range below: about 1.1% there).
 //
 // Why not a library (axiomhq/hyperloglog, datasketches-go): the IR must give
 // the identical estimate for the same set of values however tiles were merged
@@ -27,11 +27,21 @@ import (
 // higher-precision sparse mode to the dense registers at points that depend on
 // insertion and merge history, and their estimate depends on the mode.
 //
-// Representation: while at most hllSparseMax registers are non-zero the sketch
-// keeps only those, as sorted (index, rho) pairs (4 bytes each in memory, about
-// 3 encoded); past that, all m registers (4 KiB). Which one is used is a
-// function of the registers too (the number of non-zero registers only grows),
-// so the encoding of a set of values is canonical.
+// Exact below DistinctExactMax: while a sketch has seen at most DistinctExactMax
+// distinct values it keeps their 64-bit hashes (the mixer is a bijection of the
+// value's bits, so distinct values never share a hash) and the estimate is their
+// number, exact. Past that it keeps the registers only.
+//
+// Representation of the registers: while at most hllSparseMax are non-zero the
+// sketch keeps only those, as sorted (index, rho) pairs (4 bytes each in memory,
+// about 3 encoded); past that, all m registers (4 KiB).
+//
+// Every choice of representation is a function of the set of values seen: the
+// exact set while that set has at most DistinctExactMax values (every subset
+// then has too), otherwise the registers of all of them (register max is
+// associative), sparse or dense by their number of non-zero registers (which
+// only grows). So the estimate and the encoding of a set of values are the same
+// however it was built or merged.
 const (
 	hllP         = 12
 	hllM         = 1 << hllP
@@ -39,11 +49,20 @@ const (
 	hllSparseMax = hllM / 4
 )
 
-// hll is a HyperLogLog sketch. The zero hll is empty.
+// DistinctExactMax is the number of distinct values up to which approx_distinct
+// is exact (a sketch keeps the values' hashes until it has seen more).
+const DistinctExactMax = 128
+
+// hll is a HyperLogLog sketch. The zero hll is empty (exact mode).
 type hll struct {
-	sparse []uint32 // idx<<8 | rho, sorted by idx, rho > 0; nil once dense
-	dense  []uint8  // hllM registers, nil while sparse
+	exact  []uint64 // sorted distinct hashes while registers are not used
+	sparse []uint32 // idx<<8 | rho, sorted by idx, rho > 0; nil while exact or once dense
+	dense  []uint8  // hllM registers, nil while exact or sparse
 }
+
+// registers reports whether s keeps registers (more than DistinctExactMax
+// distinct values seen) rather than the exact set of hashes.
+func (s *hll) registers() bool { return s.sparse != nil || s.dense != nil }
 
 // hashValue is the 64-bit hash of a numeric value: its float64 bits, with -0
 // normalized to 0, through the murmur3 fmix64 finalizer (a bijection, so
@@ -64,9 +83,35 @@ func hashValue(v float64) uint64 {
 // add folds the value v into the sketch.
 func (s *hll) add(v float64) {
 	h := hashValue(v)
+	if s.registers() {
+		s.addHash(h)
+		return
+	}
+	i, found := slices.BinarySearch(s.exact, h)
+	if found {
+		return
+	}
+	s.exact = slices.Insert(s.exact, i, h)
+	if len(s.exact) > DistinctExactMax {
+		s.toRegisters()
+	}
+}
+
+// addHash raises the register of hash h (register mode).
+func (s *hll) addHash(h uint64) {
 	idx := uint32(h >> hllQ)
 	rho := uint8(min(bits.LeadingZeros64(h<<hllP)+1, hllQ+1))
 	s.set(idx, rho)
+}
+
+// toRegisters moves from the exact set to the registers of its hashes.
+func (s *hll) toRegisters() {
+	hashes := s.exact
+	s.exact = nil
+	s.sparse = make([]uint32, 0, len(hashes))
+	for _, h := range hashes {
+		s.addHash(h)
+	}
 }
 
 // set raises register idx to rho.
@@ -98,8 +143,25 @@ func (s *hll) toDense() {
 	s.sparse = nil
 }
 
-// merge folds o into s (register-wise max).
+// merge folds o into s: the union of the exact sets while it stays within
+// DistinctExactMax, otherwise the register-wise max.
 func (s *hll) merge(o *hll) {
+	if !o.registers() {
+		if s.registers() {
+			for _, h := range o.exact {
+				s.addHash(h)
+			}
+			return
+		}
+		s.exact = mergeHashes(s.exact, o.exact)
+		if len(s.exact) > DistinctExactMax {
+			s.toRegisters()
+		}
+		return
+	}
+	if !s.registers() {
+		s.toRegisters()
+	}
 	if o.dense != nil {
 		if s.dense == nil {
 			s.toDense()
@@ -160,9 +222,20 @@ func mergeSparse(a, b []uint32) []uint32 {
 	return out
 }
 
+// mergeHashes returns the union of two sorted hash sets, inserting b's new
+// hashes into a (a is the receiver's own; b has at most DistinctExactMax).
+func mergeHashes(a, b []uint64) []uint64 {
+	for _, h := range b {
+		if i, found := slices.BinarySearch(a, h); !found {
+			a = slices.Insert(a, i, h)
+		}
+	}
+	return a
+}
+
 // clone returns a deep copy of s.
 func (s *hll) clone() *hll {
-	return &hll{sparse: slices.Clone(s.sparse), dense: slices.Clone(s.dense)}
+	return &hll{exact: slices.Clone(s.exact), sparse: slices.Clone(s.sparse), dense: slices.Clone(s.dense)}
 }
 
 // nonZero is the number of non-zero registers.
@@ -179,9 +252,12 @@ func (s *hll) nonZero() int {
 	return n
 }
 
-// estimate is the estimated number of distinct values (Ertl's improved raw
-// estimator over the register histogram).
+// estimate is the number of distinct values: exact while s keeps the hashes,
+// otherwise Ertl's improved raw estimator over the register histogram.
 func (s *hll) estimate() float64 {
+	if !s.registers() {
+		return float64(len(s.exact))
+	}
 	var c [hllQ + 2]int
 	if s.dense != nil {
 		for _, r := range s.dense {

@@ -38,9 +38,10 @@ const (
 	// First is the value of the event with the earliest event time (ties: the
 	// smaller Seq, i.e. the earlier offset, wins); empty windows give null.
 	First
-	// ApproxDistinct estimates the number of distinct values with a HyperLogLog
-	// sketch (standard error 1.04/sqrt(4096) = 1.625%, see hll.go); empty
-	// windows give 0. It needs a Window made with For(ApproxDistinct, 0).
+	// ApproxDistinct is the number of distinct values: exact up to
+	// DistinctExactMax of them, beyond a HyperLogLog estimate (standard error
+	// 1.04/sqrt(4096) = 1.625%, see hll.go); empty windows give 0. It needs a
+	// Window made with For(ApproxDistinct, 0).
 	ApproxDistinct
 	// ApproxPercentile estimates a quantile with a DDSketch-style log-bucket
 	// sketch of relative accuracy 1% (see quantiles.go); empty windows give

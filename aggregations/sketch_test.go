@@ -16,8 +16,8 @@ var (
 )
 
 // TestApproxDistinctAccuracy checks the HyperLogLog estimate over 40 seeds per
-// cardinality, from a handful of values (where it is nearly exact) through the
-// sparse/dense switch and the small-range regime to 100,000: the root mean
+// cardinality, from a handful of values (exact up to DistinctExactMax) through
+// the sparse/dense switch and the small-range regime to 100,000: the root mean
 // square relative error stays within 1.3x the stated standard error
 // 1.04/sqrt(4096), the mean error (bias) within a third of it, and no single
 // estimate is off by more than 5 standard errors.
@@ -26,7 +26,7 @@ func TestApproxDistinctAccuracy(t *testing.T) {
 		t.Skip("accuracy over many seeds takes a few seconds")
 	}
 	const seeds = 40
-	for _, n := range []int{1, 10, 100, 1000, 3000, 10_000, 20_000, 50_000, 100_000} {
+	for _, n := range []int{1, 10, 100, aggregations.DistinctExactMax, aggregations.DistinctExactMax + 1, 300, 1000, 3000, 10_000, 20_000, 50_000, 100_000} {
 		var sumSq, sum, worst float64
 		for seed := range uint64(seeds) {
 			rng := rand.New(rand.NewPCG(seed, uint64(n)))
@@ -50,6 +50,9 @@ func TestApproxDistinctAccuracy(t *testing.T) {
 			sum += rel
 			sumSq += rel * rel
 			worst = max(worst, math.Abs(rel))
+			if n <= aggregations.DistinctExactMax && got != float64(n) {
+				t.Errorf("n=%d seed %d: estimate %v, want exactly %d", n, seed, got, n)
+			}
 			if math.Abs(rel) > 5*aggtest.DistinctStdErr {
 				t.Errorf("n=%d seed %d: estimate %v is off by %.2f%%", n, seed, got, 100*rel)
 			}

@@ -117,14 +117,19 @@ const DistinctStdErr = 1.04 / 64
 // Within reports whether got, the value of aggregation k, matches want, the value
 // BruteForce computed: Close for the exact kinds; for approx_percentile within
 // PercentileAlpha relative (a guarantee, plus 1e-9 for rounding of the bucket
-// bounds); for approx_distinct within 5 standard errors or 1, whichever is
-// larger (a single estimate; accuracy over many is tested separately).
+// bounds); for approx_distinct exactly up to aggregations.DistinctExactMax
+// distinct values (a guarantee), beyond within 5 standard errors (a single
+// estimate: about one in a million falls outside; accuracy over many is tested
+// separately).
 func Within(k aggregations.Kind, got, want float64) bool {
 	switch k {
 	case aggregations.ApproxPercentile:
 		return math.Abs(got-want) <= (PercentileAlpha+1e-9)*math.Abs(want)
 	case aggregations.ApproxDistinct:
-		return math.Abs(got-want) <= math.Max(1, 5*DistinctStdErr*want)
+		if want <= aggregations.DistinctExactMax {
+			return got == want
+		}
+		return math.Abs(got-want) <= 5*DistinctStdErr*want
 	}
 	return Close(got, want)
 }
