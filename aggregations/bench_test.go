@@ -72,6 +72,29 @@ func BenchmarkApply(b *testing.B) {
 	})
 }
 
+// BenchmarkApplyKind measures the worker's hot path per aggregation, on a 30d/1d
+// window with every event landing in an existing tile (as existing-tiles above):
+// the exact kinds share one IR and must not allocate; approx_distinct and
+// approx_percentile also update their sketch.
+func BenchmarkApplyKind(b *testing.B) {
+	for _, k := range aggregations.Kinds() {
+		b.Run(k.String(), func(b *testing.B) {
+			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0.95)
+			events := benchEvents(w, benchNow, 1<<14)
+			var s aggregations.Series
+			for _, e := range events {
+				s.Apply(w, e, benchNow)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Apply(w, events[i&(len(events)-1)], benchNow)
+			}
+			reportRate(b, "events/s")
+		})
+	}
+}
+
 // BenchmarkRead measures a lookup: fold one series as of the request time.
 func BenchmarkRead(b *testing.B) {
 	for _, tc := range []struct {
@@ -80,12 +103,14 @@ func BenchmarkRead(b *testing.B) {
 	}{
 		{"30d-1d", aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}},
 		{"7d-1h", aggregations.Window{Size: 7 * aggregations.Day, Hop: aggregations.Hour}},
+		{"30d-1d-approx_distinct", aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(aggregations.ApproxDistinct, 0)},
+		{"30d-1d-approx_percentile", aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(aggregations.ApproxPercentile, 0.95)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var s aggregations.Series
 			rng := rand.New(rand.NewPCG(7, 7))
 			for i := range 10000 {
-				s.Apply(tc.w, ev{TS: benchNow - 1 - rng.Int64N(tc.w.Size+tc.w.Hop), Seq: int64(i), Value: 1}, benchNow)
+				s.Apply(tc.w, ev{TS: benchNow - 1 - rng.Int64N(tc.w.Size+tc.w.Hop), Seq: int64(i), Value: float64(rng.IntN(10000)) / 100}, benchNow)
 			}
 			s.Apply(tc.w, ev{TS: benchNow + 10, Seq: 1e6, Value: 1}, benchNow) // one pending event
 			b.ReportMetric(float64(len(s.Tiles)), "tiles")

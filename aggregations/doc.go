@@ -24,8 +24,40 @@
 // offset wins within a partition, the higher partition across partitions (producers
 // with different partitioners put one entity's events in several partitions).
 //
-// Empty windows are explicit: count and sum give 0, avg, min, max and last give null
-// (Finalize returns ok=false).
+// first mirrors last: the value of the event with the earliest event time; a tie is
+// won by the smaller Seq (the earlier offset).
+//
+// Empty windows are explicit: count, sum and approx_distinct give 0; every other
+// kind gives null (Finalize returns ok=false), and variance_samp and stddev_samp
+// are null below two events.
+//
+// # Operators and their error bounds
+//
+// count, sum, avg, min, max, last, first and the variances are exact (sums and
+// variances up to floating-point rounding). variance and stddev are population
+// statistics (divided by n), variance_samp and stddev_samp sample statistics
+// (divided by n-1); all four come from (count, mean, M2), updated with Welford's
+// method and merged with Chan et al.'s formula, accurate to about ulp(mean)/stddev
+// relative (1e-7 for values like 1e9 + 0.3).
+//
+// approx_distinct is exact up to DistinctExactMax (128) distinct values, beyond a
+// HyperLogLog estimate (4096 registers, relative standard error 1.04/sqrt(4096) =
+// 1.625%; see hll.go). approx_percentile with percentile p is a DDSketch estimate within 1%
+// relative of the exact value of rank floor(p*(n-1)) in the sorted values (a
+// guarantee; see quantiles.go). Both sketches merge exactly (register max, bucket
+// counts), so every merge order gives the identical value online and in backfill.
+// Their IRs hold the sketch behind a pointer, allocated only for the windows made
+// with Window.For of those kinds; the exact kinds never allocate.
+//
+// Both sketches are implemented here rather than taken from a library (DESIGN.md
+// keeps this package standard-library only, and the issue asked for a sketch
+// library): the IR needs an estimate that is a pure function of the merged state
+// whatever the merge order, and a compact canonical encoding per tile that this
+// package versions. The HLL++ libraries (axiomhq/hyperloglog, datasketches-go)
+// estimate from a sparse higher-precision mode whose switch to dense registers
+// depends on insertion and merge history, and DataDog/sketches-go keeps a dense
+// float64 array per bucket range (KiBs per tile) with its own encodings; KLL
+// (datasketches) is randomized and merge-order dependent.
 //
 // # State
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // ErrCorrupt is wrapped by every decode error.
@@ -13,9 +14,17 @@ var ErrCorrupt = errors.New("aggregations: corrupt encoding")
 // seriesVersion is the first byte of an encoded Series. Decoders reject other values.
 const seriesVersion byte = 1
 
-// Flags of an encoded tile: which fields follow. Absent fields are zero.
+// Flags of an encoded tile: which fields follow. Absent fields are zero, except
+// the derived ones of a non-empty IR (see flagMean and flagFirst).
+//
+// The first eight fit the single flags byte of the original format. The others
+// are written after flagsExtended, a byte no original encoding can start with
+// (it has fields but no Count, which the decoder always rejected), followed by
+// all the flags as a uvarint. An IR that needs none of the new fields is still
+// written in the original form, so tiles written before the new fields existed
+// and tiles of the original kinds read and write exactly as before.
 const (
-	flagCount byte = 1 << iota
+	flagCount uint64 = 1 << iota
 	flagSum
 	flagMin
 	flagMax
@@ -23,22 +32,52 @@ const (
 	flagLastTS
 	flagLastSeq
 	flagPending
+	// flagMean: Mean is written because it differs from Sum/Count (otherwise
+	// a non-empty IR's Mean is Sum/Count, bit for bit).
+	flagMean
+	// flagM2: M2 is non-zero.
+	flagM2
+	// flagFirst: First, FirstTS and FirstSeq are written because they differ
+	// from Last, LastTS and LastSeq (otherwise a non-empty IR's are those).
+	flagFirst
+	// flagHLL: an ApproxDistinct sketch follows.
+	flagHLL
+	// flagQuantiles: an ApproxPercentile sketch follows.
+	flagQuantiles
+
+	flagsKnown = flagQuantiles<<1 - 1
 )
+
+// flagsExtended introduces extended flags (see flagCount).
+const flagsExtended byte = 0x7E
+
+// appendFlags writes flags as one byte when they fit the original format,
+// otherwise as flagsExtended and a uvarint.
+func appendFlags(dst []byte, flags uint64) []byte {
+	if flags <= 0xFF {
+		return append(dst, byte(flags))
+	}
+	return binary.AppendUvarint(append(dst, flagsExtended), flags)
+}
 
 // AppendTile appends the binary encoding of t to dst and returns the extended slice.
 //
-// Layout: a flags byte; Start as a zigzag varint; then, in this order, only the
-// fields whose flag is set (the non-zero ones): Count (varint), Sum, Min, Max, Last
-// (8-byte little-endian IEEE 754; -0 counts as non-zero), LastTS (varint, relative to
-// Start), LastSeq (varint), and the pending events (uvarint count, then per event TS
-// relative to Start, Seq as varints and Value as 8 bytes). A typical non-empty tile
-// takes about 50 bytes, an empty one 1 + len(varint Start).
+// Layout: the flags (one byte, or flagsExtended and a uvarint, see flagCount);
+// Start as a zigzag varint; then, in this order, only the fields whose flag is set
+// (the non-zero or non-derived ones): Count (varint), Sum, Min, Max, Last (8-byte
+// little-endian IEEE 754; -0 counts as non-zero), LastTS (varint, relative to
+// Start), LastSeq (varint), Mean, M2, First (8 bytes each), FirstTS (varint,
+// relative to Start), FirstSeq (varint), the HyperLogLog sketch, the quantile
+// sketch (see appendHLL and appendQuantiles), and the pending events (uvarint
+// count, then per event TS relative to Start, Seq as varints and Value as 8
+// bytes). A typical non-empty tile of an exact kind takes about 50 to 80 bytes,
+// an empty one 1 + len(varint Start).
 func AppendTile(dst []byte, t Tile) []byte {
 	flags := irFlags(t.IR)
 	if len(t.Pending) > 0 {
 		flags |= flagPending
 	}
-	dst = append(dst, flags)
+	dst = appendFlags(dst, flags)
 	dst = binary.AppendVarint(dst, t.Start)
 	dst = appendIRFields(dst, flags, t.IR, t.Start)
 	if flags&flagPending != 0 {
@@ -70,7 +109,7 @@ func DecodeTile(src []byte) (t Tile, rest []byte, err error) {
 func AppendSeries(dst []byte, s *Series) []byte {
 	dst = append(dst, seriesVersion)
 	flags := irFlags(s.Base)
-	dst = append(dst, flags)
+	dst = appendFlags(dst, flags)
 	dst = appendIRFields(dst, flags, s.Base, 0)
 	dst = binary.AppendUvarint(dst, uint64(len(s.Tiles)))
 	for _, t := range s.Tiles {
@@ -91,7 +130,7 @@ func DecodeSeries(src []byte, s *Series) (rest []byte, err error) {
 	if v := d.byte("version"); d.err == nil && v != seriesVersion {
 		d.fail("unknown series version %d", v)
 	}
-	flags := d.byte("base flags")
+	flags := d.flags("base flags")
 	if flags&flagPending != 0 {
 		d.fail("base has pending events")
 	}
@@ -126,8 +165,8 @@ func DecodeSeries(src []byte, s *Series) (rest []byte, err error) {
 	return d.src, nil
 }
 
-func irFlags(ir IR) byte {
-	var f byte
+func irFlags(ir IR) uint64 {
+	var f uint64
 	if ir.Count != 0 {
 		f |= flagCount
 	}
@@ -149,16 +188,31 @@ func irFlags(ir IR) byte {
 	if ir.LastSeq != 0 {
 		f |= flagLastSeq
 	}
+	if ir.Count != 0 && math.Float64bits(ir.Mean) != math.Float64bits(ir.Sum/float64(ir.Count)) {
+		f |= flagMean
+	}
+	if math.Float64bits(ir.M2) != 0 {
+		f |= flagM2
+	}
+	if ir.Count != 0 && (math.Float64bits(ir.First) != math.Float64bits(ir.Last) || ir.FirstTS != ir.LastTS || ir.FirstSeq != ir.LastSeq) {
+		f |= flagFirst
+	}
+	if ir.hll != nil {
+		f |= flagHLL
+	}
+	if ir.qs != nil {
+		f |= flagQuantiles
+	}
 	return f
 }
 
 // appendIRFields writes the fields flagged in flags; LastTS is written relative to ref.
-func appendIRFields(dst []byte, flags byte, ir IR, ref int64) []byte {
+func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 	if flags&flagCount != 0 {
 		dst = binary.AppendVarint(dst, ir.Count)
 	}
 	for _, f := range [...]struct {
-		flag byte
+		flag uint64
 		v    float64
 	}{{flagSum, ir.Sum}, {flagMin, ir.Min}, {flagMax, ir.Max}, {flagLast, ir.Last}} {
 		if flags&f.flag != 0 {
@@ -170,6 +224,89 @@ func appendIRFields(dst []byte, flags byte, ir IR, ref int64) []byte {
 	}
 	if flags&flagLastSeq != 0 {
 		dst = binary.AppendVarint(dst, ir.LastSeq)
+	}
+	if flags&flagMean != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Mean))
+	}
+	if flags&flagM2 != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.M2))
+	}
+	if flags&flagFirst != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.First))
+		dst = binary.AppendVarint(dst, ir.FirstTS-ref)
+		dst = binary.AppendVarint(dst, ir.FirstSeq)
+	}
+	if flags&flagHLL != 0 {
+		dst = appendHLL(dst, ir.hll)
+	}
+	if flags&flagQuantiles != 0 {
+		dst = appendQuantiles(dst, ir.qs)
+	}
+	return dst
+}
+
+// appendHLL writes a HyperLogLog sketch: its precision byte (hllP) and the
+// number of exact hashes as a uvarint. In exact mode (that number is 1 to
+// DistinctExactMax) the sorted hashes follow, each as a uvarint (after the
+// first, the increase over the previous one). In register mode (0 hashes) the
+// number k of non-zero registers follows as a uvarint, then, when k <=
+// hllSparseMax, each non-zero register as its index (uvarint; after the first,
+// the increase over the previous index) and its value (one byte); otherwise
+// all hllM registers, one byte each.
+func appendHLL(dst []byte, s *hll) []byte {
+	dst = append(dst, hllP)
+	if !s.registers() {
+		dst = binary.AppendUvarint(dst, uint64(len(s.exact)))
+		var prev uint64
+		for _, h := range s.exact {
+			dst = binary.AppendUvarint(dst, h-prev)
+			prev = h
+		}
+		return dst
+	}
+	dst = binary.AppendUvarint(dst, 0)
+	k := s.nonZero()
+	dst = binary.AppendUvarint(dst, uint64(k))
+	if k > hllSparseMax {
+		return append(dst, s.dense...)
+	}
+	var prev uint32
+	emit := func(idx uint32, rho uint8) {
+		dst = binary.AppendUvarint(dst, uint64(idx-prev))
+		dst = append(dst, rho)
+		prev = idx
+	}
+	if s.dense != nil { // cannot happen (dense only past hllSparseMax), but stay correct
+		for i, r := range s.dense {
+			if r != 0 {
+				emit(uint32(i), r)
+			}
+		}
+		return dst
+	}
+	for _, e := range s.sparse {
+		emit(e>>8, uint8(e))
+	}
+	return dst
+}
+
+// appendQuantiles writes a quantile sketch: q (8 bytes), the zero count
+// (uvarint), then the positive and the negative store, each as a uvarint
+// number of buckets followed by each bucket's key (zigzag varint; after the
+// first, the increase over the previous key as a uvarint) and count (uvarint).
+func appendQuantiles(dst []byte, s *quantiles) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.q))
+	dst = binary.AppendUvarint(dst, s.zero)
+	for _, store := range [2][]bucket{s.pos, s.neg} {
+		dst = binary.AppendUvarint(dst, uint64(len(store)))
+		for i, b := range store {
+			if i == 0 {
+				dst = binary.AppendVarint(dst, int64(b.key))
+			} else {
+				dst = binary.AppendUvarint(dst, uint64(int64(b.key)-int64(store[i-1].key)))
+			}
+			dst = binary.AppendUvarint(dst, b.n)
+		}
 	}
 	return dst
 }
@@ -244,7 +381,24 @@ func (d *decoder) float(what string) float64 {
 	return v
 }
 
-func (d *decoder) irFields(flags byte, ir *IR, ref int64) {
+// flags reads a flags byte, or flagsExtended and the uvarint after it.
+func (d *decoder) flags(what string) uint64 {
+	b := d.byte(what)
+	if d.err != nil || b != flagsExtended {
+		return uint64(b)
+	}
+	f := d.uvarint(what)
+	switch {
+	case d.err != nil:
+	case f <= 0xFF:
+		d.fail("extended %s %#x fit one byte", what, f)
+	case f&^flagsKnown != 0:
+		d.fail("unknown %s %#x", what, f&^flagsKnown)
+	}
+	return f
+}
+
+func (d *decoder) irFields(flags uint64, ir *IR, ref int64) {
 	if flags&flagCount != 0 {
 		ir.Count = d.varint("count")
 	}
@@ -266,14 +420,181 @@ func (d *decoder) irFields(flags byte, ir *IR, ref int64) {
 	if flags&flagLastSeq != 0 {
 		ir.LastSeq = d.varint("last seq")
 	}
-	if d.err == nil && ir.Count <= 0 && *ir != (IR{}) {
-		d.fail("count %d with non-empty fields", ir.Count)
+	if flags&flagMean != 0 {
+		ir.Mean = d.float("mean")
+	} else if ir.Count > 0 {
+		ir.Mean = ir.Sum / float64(ir.Count)
 	}
+	if flags&flagM2 != 0 {
+		ir.M2 = d.float("m2")
+	}
+	if flags&flagFirst != 0 {
+		ir.First = d.float("first")
+		ir.FirstTS = ref + d.varint("first ts")
+		ir.FirstSeq = d.varint("first seq")
+	} else if ir.Count > 0 {
+		ir.First, ir.FirstTS, ir.FirstSeq = ir.Last, ir.LastTS, ir.LastSeq
+	}
+	if flags&flagHLL != 0 {
+		ir.hll = d.hll()
+	}
+	if flags&flagQuantiles != 0 {
+		ir.qs = d.quantiles()
+	}
+	switch {
+	case d.err != nil:
+	case ir.Count <= 0 && *ir != (IR{}):
+		d.fail("count %d with non-empty fields", ir.Count)
+	case !(ir.M2 >= 0):
+		d.fail("m2 %v is negative", ir.M2)
+	case ir.hll != nil && ir.qs != nil:
+		d.fail("two sketches")
+	case ir.qs != nil && ir.qs.total() != uint64(ir.Count):
+		d.fail("quantile sketch of %d values in an IR of %d", ir.qs.total(), ir.Count)
+	}
+}
+
+// hll decodes a sketch written by appendHLL.
+func (d *decoder) hll() *hll {
+	if p := d.byte("hll precision"); d.err == nil && p != hllP {
+		d.fail("hll precision %d, want %d", p, hllP)
+	}
+	if n := d.uvarint("hll hashes"); d.err != nil || n > 0 {
+		return d.hllExact(n)
+	}
+	k := d.uvarint("hll registers")
+	if d.err != nil {
+		return nil
+	}
+	if k == 0 || k > hllM {
+		d.fail("hll with %d non-zero registers", k)
+		return nil
+	}
+	s := &hll{}
+	if k > hllSparseMax {
+		if len(d.src) < hllM {
+			d.fail("truncated hll registers")
+			return nil
+		}
+		s.dense = slices.Clone(d.src[:hllM])
+		d.advance(hllM)
+		n := 0
+		for _, r := range s.dense {
+			if r > hllQ+1 {
+				d.fail("hll register %d out of range", r)
+				return nil
+			}
+			if r != 0 {
+				n++
+			}
+		}
+		if uint64(n) != k {
+			d.fail("hll has %d non-zero registers, header says %d", n, k)
+		}
+		return s
+	}
+	// Every sparse register takes at least two bytes.
+	if k > uint64(len(d.src)/2) {
+		d.fail("hll register count %d exceeds the %d bytes left", k, len(d.src))
+		return nil
+	}
+	s.sparse = make([]uint32, 0, k)
+	var idx uint64
+	for i := uint64(0); i < k && d.err == nil; i++ {
+		delta := d.uvarint("hll index")
+		rho := d.byte("hll register")
+		idx += delta
+		switch {
+		case d.err != nil:
+		case i > 0 && delta == 0, idx >= hllM:
+			d.fail("hll index %d out of order or range", idx)
+		case rho == 0 || rho > hllQ+1:
+			d.fail("hll register %d out of range", rho)
+		default:
+			s.sparse = append(s.sparse, uint32(idx)<<8|uint32(rho))
+		}
+	}
+	return s
+}
+
+// hllExact decodes the n hashes of an exact-mode sketch written by appendHLL.
+func (d *decoder) hllExact(n uint64) *hll {
+	if d.err != nil {
+		return nil
+	}
+	// Every hash takes at least one byte.
+	if n > DistinctExactMax || n > uint64(len(d.src)) {
+		d.fail("hll with %d exact hashes (at most %d, %d bytes left)", n, DistinctExactMax, len(d.src))
+		return nil
+	}
+	s := &hll{exact: make([]uint64, 0, n)}
+	var h uint64
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		delta := d.uvarint("hll hash")
+		switch {
+		case d.err != nil:
+		case i > 0 && (delta == 0 || h+delta < h):
+			d.fail("hll hashes out of order")
+		default:
+			h += delta
+			s.exact = append(s.exact, h)
+		}
+	}
+	return s
+}
+
+// quantiles decodes a sketch written by appendQuantiles.
+func (d *decoder) quantiles() *quantiles {
+	s := &quantiles{q: d.float("quantile")}
+	if d.err == nil && !(s.q > 0 && s.q < 1) {
+		d.fail("quantile %v not between 0 and 1", s.q)
+	}
+	s.zero = d.uvarint("zero count")
+	s.pos = d.buckets()
+	s.neg = d.buckets()
+	return s
+}
+
+// buckets decodes one store of a quantile sketch.
+func (d *decoder) buckets() []bucket {
+	n := d.uvarint("bucket count")
+	// Every bucket takes at least two bytes.
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	if n > uint64(len(d.src)/2) {
+		d.fail("bucket count %d exceeds the %d bytes left", n, len(d.src))
+		return nil
+	}
+	out := make([]bucket, 0, n)
+	var key int64
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		if i == 0 {
+			key = d.varint("bucket key")
+		} else {
+			delta := d.uvarint("bucket key")
+			if d.err == nil && (delta == 0 || delta > math.MaxUint32) {
+				d.fail("bucket key step %d", delta)
+			}
+			key += int64(delta)
+		}
+		c := d.uvarint("bucket count")
+		switch {
+		case d.err != nil:
+		case key < math.MinInt32 || key > math.MaxInt32:
+			d.fail("bucket key %d out of range", key)
+		case c == 0:
+			d.fail("empty bucket")
+		default:
+			out = append(out, bucket{int32(key), c})
+		}
+	}
+	return out
 }
 
 // tile decodes one tile into t, appending pending events to pending (reused storage).
 func (d *decoder) tile(t *Tile, pending []Event) {
-	flags := d.byte("flags")
+	flags := d.flags("flags")
 	t.Start = d.varint("start")
 	d.irFields(flags, &t.IR, t.Start)
 	if flags&flagPending == 0 || d.err != nil {

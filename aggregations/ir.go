@@ -1,34 +1,66 @@
 package aggregations
 
+import "math"
+
 // Event is one input to an aggregation.
 type Event struct {
 	// TS is the event time in epoch milliseconds.
 	TS int64
-	// Seq breaks ties on TS for Last: the larger Seq wins. Build it with
-	// Seq(partition, offset) from the record's source partition and offset.
+	// Seq breaks ties on TS for Last and First: the larger Seq is later. Build it
+	// with Seq(partition, offset) from the record's source partition and offset.
 	Seq int64
 	// Value is the aggregated field; Count ignores it. Callers reject NaN and
 	// infinities upstream: they would poison Sum, Min and Max.
 	Value float64
 }
 
-// IR is the intermediate representation shared by every Kind: a fixed-size value
-// that is updated with events, merged with other IRs and finalized into a value.
-// Avg is Sum/Count. Update and Merge never allocate.
+// IR is the intermediate representation shared by every Kind: a value that is
+// updated with events, merged with other IRs and finalized into a value. Avg is
+// Sum/Count; the variances come from (Count, Mean, M2), merged with Chan et al.'s
+// parallel formula, which stays accurate where the sum of squares would cancel
+// (values like 1e9+0.1).
 //
-// Invariant: an IR with Count == 0 is empty and all its other fields are zero;
-// when Count > 0, (LastTS, LastSeq) is the largest (TS, Seq) folded in and Last
-// is that event's value.
+// The exact fields are updated for every kind; Update and Merge of an IR without
+// a sketch never allocate. The sketches of ApproxDistinct and ApproxPercentile
+// are behind pointers, allocated only for IRs created through a Window made by
+// Window.For of those kinds (Series.Apply, Read and Expire pass the window). An
+// IR owns its sketch: copying an IR by assignment shares it, so only one of the
+// copies may be updated; Merge into an empty IR copies the other's sketch.
+//
+// Invariant: an IR with Count == 0 is empty and all its other fields are zero
+// (no sketch); when Count > 0, (LastTS, LastSeq) is the largest (TS, Seq) folded
+// in and Last is that event's value, (FirstTS, FirstSeq) the smallest and First
+// its value, Mean the mean and M2 the sum of squared deviations from it, and a
+// sketch, when present, has seen exactly the Count values.
 type IR struct {
 	Count               int64
 	Sum, Min, Max, Last float64
 	LastTS, LastSeq     int64
+	Mean, M2            float64
+	First               float64
+	FirstTS, FirstSeq   int64
+
+	hll *hll       // ApproxDistinct only
+	qs  *quantiles // ApproxPercentile only
 }
 
-// Update folds e into ir.
-func (ir *IR) Update(e Event) {
+// Update folds e into ir, and into ir's sketch if it has one. An empty IR gets
+// no sketch from Update: Series.Apply creates the sketch its window asks for.
+func (ir *IR) Update(e Event) { ir.update(e, Window{}) }
+
+// update folds e into ir; an empty ir gets the sketch w asks for.
+func (ir *IR) update(e Event, w Window) {
 	if ir.Count == 0 {
-		*ir = IR{Count: 1, Sum: e.Value, Min: e.Value, Max: e.Value, Last: e.Value, LastTS: e.TS, LastSeq: e.Seq}
+		*ir = IR{Count: 1, Sum: e.Value, Min: e.Value, Max: e.Value, Last: e.Value, LastTS: e.TS, LastSeq: e.Seq,
+			Mean: e.Value, First: e.Value, FirstTS: e.TS, FirstSeq: e.Seq}
+		switch w.sketch {
+		case hllSketch:
+			ir.hll = &hll{}
+			ir.hll.add(e.Value)
+		case quantileSketch:
+			ir.qs = &quantiles{q: w.quantile}
+			ir.qs.add(e.Value)
+		}
 		return
 	}
 	ir.Count++
@@ -42,20 +74,56 @@ func (ir *IR) Update(e Event) {
 	if laterThan(e.TS, e.Seq, e.Value, ir.LastTS, ir.LastSeq, ir.Last) {
 		ir.Last, ir.LastTS, ir.LastSeq = e.Value, e.TS, e.Seq
 	}
+	if earlierThan(e.TS, e.Seq, e.Value, ir.FirstTS, ir.FirstSeq, ir.First) {
+		ir.First, ir.FirstTS, ir.FirstSeq = e.Value, e.TS, e.Seq
+	}
+	// Welford: d*(x - new mean) is never negative, so M2 stays >= 0.
+	d := e.Value - ir.Mean
+	ir.Mean += d / float64(ir.Count)
+	ir.M2 += d * (e.Value - ir.Mean)
+	if ir.hll != nil {
+		ir.hll.add(e.Value)
+	}
+	if ir.qs != nil {
+		ir.qs.add(e.Value)
+	}
 }
 
-// Merge folds o into ir. Merge is commutative and associative (Sum up to
-// floating-point rounding); merging an empty IR is a no-op and merging into an
-// empty IR copies o.
-func (ir *IR) Merge(o IR) {
+// Merge folds o into ir. Merge is commutative (bit for bit) and associative
+// (Sum, Mean and M2 up to floating-point rounding; the sketches exactly);
+// merging an empty IR is a no-op and merging into an empty IR copies o, with a
+// copy of its sketch (ir never shares o's).
+func (ir *IR) Merge(o IR) { ir.merge(&o) }
+
+// merge is Merge without copying o (Series.Read merges every tile of a window).
+func (ir *IR) merge(o *IR) {
 	if o.Count == 0 {
 		return
 	}
 	if ir.Count == 0 {
-		*ir = o
+		*ir = *o
+		if o.hll != nil {
+			ir.hll = o.hll.clone()
+		}
+		if o.qs != nil {
+			ir.qs = o.qs.clone()
+		}
 		return
 	}
-	ir.Count += o.Count
+	// Chan et al.: combine from the larger part (by count, then mean) so that
+	// the result does not depend on which side is the receiver.
+	big, small := ir, o
+	if o.Count > ir.Count || (o.Count == ir.Count && o.Mean > ir.Mean) {
+		big, small = o, ir
+	}
+	n := ir.Count + o.Count
+	d := small.Mean - big.Mean
+	f := float64(small.Count) / float64(n)
+	mean := big.Mean + d*f
+	m2 := big.M2 + small.M2 + d*d*float64(big.Count)*f
+	ir.Mean, ir.M2 = mean, m2
+
+	ir.Count = n
 	ir.Sum += o.Sum
 	if o.Min < ir.Min {
 		ir.Min = o.Min
@@ -66,6 +134,36 @@ func (ir *IR) Merge(o IR) {
 	if laterThan(o.LastTS, o.LastSeq, o.Last, ir.LastTS, ir.LastSeq, ir.Last) {
 		ir.Last, ir.LastTS, ir.LastSeq = o.Last, o.LastTS, o.LastSeq
 	}
+	if earlierThan(o.FirstTS, o.FirstSeq, o.First, ir.FirstTS, ir.FirstSeq, ir.First) {
+		ir.First, ir.FirstTS, ir.FirstSeq = o.First, o.FirstTS, o.FirstSeq
+	}
+	switch {
+	case o.hll == nil:
+	case ir.hll == nil:
+		ir.hll = o.hll.clone()
+	default:
+		ir.hll.merge(o.hll)
+	}
+	switch {
+	case o.qs == nil:
+	case ir.qs == nil:
+		ir.qs = o.qs.clone()
+	default:
+		ir.qs.merge(o.qs)
+	}
+}
+
+// Clone returns a copy of ir with its own copy of ir's sketch, if any: the
+// copy and ir may then be updated independently. Without a sketch it is a
+// plain copy and does not allocate.
+func (ir IR) Clone() IR {
+	if ir.hll != nil {
+		ir.hll = ir.hll.clone()
+	}
+	if ir.qs != nil {
+		ir.qs = ir.qs.clone()
+	}
+	return ir
 }
 
 // laterThan orders candidates for Last by (ts, seq), and by value when both are
@@ -80,12 +178,27 @@ func laterThan(ts, seq int64, v float64, ts0, seq0 int64, v0 float64) bool {
 	return v > v0
 }
 
+// earlierThan orders candidates for First by (ts, seq), and by the smaller
+// value when both are equal, mirroring laterThan.
+func earlierThan(ts, seq int64, v float64, ts0, seq0 int64, v0 float64) bool {
+	if ts != ts0 {
+		return ts < ts0
+	}
+	if seq != seq0 {
+		return seq < seq0
+	}
+	return v < v0
+}
+
 // Empty reports whether no event was folded into ir (Count == 0).
 func (ir IR) Empty() bool { return ir.Count == 0 }
 
 // Finalize turns an IR into the value of aggregation k. ok=false means null: an
-// empty window for Avg, Min, Max and Last, or an invalid k. Count and Sum of an
-// empty window are 0 with ok=true.
+// empty window for every kind but Count, Sum and ApproxDistinct (which give 0), a
+// window of fewer than two events for VarianceSamp and StddevSamp, an IR without
+// the sketch k needs (its series' window was not made by Window.For(k, ...)), or
+// an invalid k. ApproxDistinct is rounded to a whole number and never exceeds
+// Count; ApproxPercentile answers the percentile its window was made for.
 func Finalize(k Kind, ir IR) (value float64, ok bool) {
 	switch k {
 	case Count:
@@ -95,6 +208,14 @@ func Finalize(k Kind, ir IR) (value float64, ok bool) {
 			return 0, true
 		}
 		return ir.Sum, true
+	case ApproxDistinct:
+		if ir.Count == 0 {
+			return 0, true
+		}
+		if ir.hll == nil {
+			return 0, false
+		}
+		return math.Min(math.Max(1, math.Round(ir.hll.estimate())), float64(ir.Count)), true
 	}
 	if ir.Count == 0 {
 		return 0, false
@@ -108,6 +229,26 @@ func Finalize(k Kind, ir IR) (value float64, ok bool) {
 		return ir.Max, true
 	case Last:
 		return ir.Last, true
+	case First:
+		return ir.First, true
+	case Variance:
+		return ir.M2 / float64(ir.Count), true
+	case Stddev:
+		return math.Sqrt(ir.M2 / float64(ir.Count)), true
+	case VarianceSamp, StddevSamp:
+		if ir.Count < 2 {
+			return 0, false
+		}
+		v := ir.M2 / float64(ir.Count-1)
+		if k == StddevSamp {
+			v = math.Sqrt(v)
+		}
+		return v, true
+	case ApproxPercentile:
+		if ir.qs == nil {
+			return 0, false
+		}
+		return ir.qs.quantile(ir.qs.q)
 	}
 	return 0, false
 }

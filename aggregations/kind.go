@@ -24,6 +24,29 @@ const (
 	// Last is the value of the event with the latest event time (ties: larger Seq
 	// wins); empty windows give null.
 	Last
+	// Variance is the population variance (the mean squared deviation from the
+	// mean, divided by n); empty windows give null.
+	Variance
+	// Stddev is the square root of Variance; empty windows give null.
+	Stddev
+	// VarianceSamp is the sample variance (divided by n-1); windows with fewer
+	// than two events give null.
+	VarianceSamp
+	// StddevSamp is the square root of VarianceSamp; windows with fewer than two
+	// events give null.
+	StddevSamp
+	// First is the value of the event with the earliest event time (ties: the
+	// smaller Seq, i.e. the earlier offset, wins); empty windows give null.
+	First
+	// ApproxDistinct is the number of distinct values: exact up to
+	// DistinctExactMax of them, beyond a HyperLogLog estimate (standard error
+	// 1.04/sqrt(4096) = 1.625%, see hll.go); empty windows give 0. It needs a
+	// Window made with For(ApproxDistinct, 0).
+	ApproxDistinct
+	// ApproxPercentile estimates a quantile with a DDSketch-style log-bucket
+	// sketch of relative accuracy 1% (see quantiles.go); empty windows give
+	// null. It needs a Window made with For(ApproxPercentile, p).
+	ApproxPercentile
 )
 
 // ErrUnknownKind is wrapped by ParseKind errors.
@@ -36,12 +59,20 @@ var kindNames = [...]string{
 	Min:   "min",
 	Max:   "max",
 	Last:  "last",
+
+	Variance:         "variance",
+	Stddev:           "stddev",
+	VarianceSamp:     "variance_samp",
+	StddevSamp:       "stddev_samp",
+	First:            "first",
+	ApproxDistinct:   "approx_distinct",
+	ApproxPercentile: "approx_percentile",
 }
 
 // Kinds returns every valid Kind, in declaration order. The slice is new on every
 // call and may be modified by the caller.
 func Kinds() []Kind {
-	return []Kind{Count, Sum, Avg, Min, Max, Last}
+	return []Kind{Count, Sum, Avg, Min, Max, Last, Variance, Stddev, VarianceSamp, StddevSamp, First, ApproxDistinct, ApproxPercentile}
 }
 
 // KindNames returns the names ParseKind accepts, in the order of Kinds.
@@ -54,7 +85,8 @@ func KindNames() []string {
 }
 
 // ParseKind parses the lower-case name of an aggregation ("count", "sum", "avg",
-// "min", "max", "last"). Names are case-sensitive. The error wraps ErrUnknownKind and
+// "min", "max", "last", "variance", "stddev", "variance_samp", "stddev_samp",
+// "first", "approx_distinct", "approx_percentile"). Names are case-sensitive. The error wraps ErrUnknownKind and
 // lists the allowed names.
 func ParseKind(s string) (Kind, error) {
 	for _, k := range Kinds() {
@@ -74,12 +106,20 @@ func (k Kind) String() string {
 }
 
 // Valid reports whether k is one of the declared kinds.
-func (k Kind) Valid() bool { return k >= Count && k <= Last }
+func (k Kind) Valid() bool { return k >= Count && k <= ApproxPercentile }
 
 // NeedsField reports whether the aggregation reads an event field: false only for
 // Count, which ignores Event.Value.
 func (k Kind) NeedsField() bool { return k != Count }
 
-// EmptyIsZero reports whether an empty window has the value 0 (Count and Sum)
-// rather than null (Avg, Min, Max, Last).
-func (k Kind) EmptyIsZero() bool { return k == Count || k == Sum }
+// EmptyIsZero reports whether an empty window has the value 0 (Count, Sum and
+// ApproxDistinct) rather than null (every other kind).
+func (k Kind) EmptyIsZero() bool { return k == Count || k == Sum || k == ApproxDistinct }
+
+// NeedsPercentile reports whether the aggregation takes a percentile (0 < p <
+// 1): true only for ApproxPercentile.
+func (k Kind) NeedsPercentile() bool { return k == ApproxPercentile }
+
+// Approximate reports whether the aggregation is estimated by a sketch
+// (ApproxDistinct, ApproxPercentile) rather than computed exactly.
+func (k Kind) Approximate() bool { return k == ApproxDistinct || k == ApproxPercentile }

@@ -21,6 +21,13 @@ func TestParseKind(t *testing.T) {
 		{"min parses", "min", aggregations.Min},
 		{"max parses", "max", aggregations.Max},
 		{"last parses", "last", aggregations.Last},
+		{"variance parses", "variance", aggregations.Variance},
+		{"stddev parses", "stddev", aggregations.Stddev},
+		{"variance_samp parses", "variance_samp", aggregations.VarianceSamp},
+		{"stddev_samp parses", "stddev_samp", aggregations.StddevSamp},
+		{"first parses", "first", aggregations.First},
+		{"approx_distinct parses", "approx_distinct", aggregations.ApproxDistinct},
+		{"approx_percentile parses", "approx_percentile", aggregations.ApproxPercentile},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := aggregations.ParseKind(tc.in)
@@ -43,7 +50,7 @@ func TestParseKind(t *testing.T) {
 			if !errors.Is(err, aggregations.ErrUnknownKind) {
 				t.Fatalf("ParseKind(%q) error = %v, want ErrUnknownKind", tc.in, err)
 			}
-			for _, name := range []string{"count", "sum", "avg", "min", "max", "last"} {
+			for _, name := range []string{"count", "sum", "avg", "min", "max", "last", "stddev_samp", "approx_percentile"} {
 				if !strings.Contains(err.Error(), name) {
 					t.Errorf("error %q does not list allowed name %q", err, name)
 				}
@@ -53,33 +60,49 @@ func TestParseKind(t *testing.T) {
 }
 
 func TestKinds(t *testing.T) {
-	want := []aggregations.Kind{aggregations.Count, aggregations.Sum, aggregations.Avg, aggregations.Min, aggregations.Max, aggregations.Last}
+	want := []aggregations.Kind{aggregations.Count, aggregations.Sum, aggregations.Avg, aggregations.Min, aggregations.Max, aggregations.Last,
+		aggregations.Variance, aggregations.Stddev, aggregations.VarianceSamp, aggregations.StddevSamp, aggregations.First,
+		aggregations.ApproxDistinct, aggregations.ApproxPercentile}
 	if got := aggregations.Kinds(); !slices.Equal(got, want) {
 		t.Fatalf("Kinds() = %v, want %v", got, want)
 	}
-	if got := aggregations.KindNames(); !slices.Equal(got, []string{"count", "sum", "avg", "min", "max", "last"}) {
+	if got := aggregations.KindNames(); !slices.Equal(got, []string{"count", "sum", "avg", "min", "max", "last",
+		"variance", "stddev", "variance_samp", "stddev_samp", "first", "approx_distinct", "approx_percentile"}) {
 		t.Fatalf("KindNames() = %v", got)
 	}
 	if got := aggregations.Kind(0).String(); got != "Kind(0)" {
 		t.Errorf("invalid kind String() = %q, want Kind(0)", got)
 	}
-	if aggregations.Kind(0).Valid() || aggregations.Kind(7).Valid() || !aggregations.Last.Valid() {
+	if aggregations.Kind(0).Valid() || aggregations.Kind(14).Valid() || !aggregations.Last.Valid() || !aggregations.ApproxPercentile.Valid() {
 		t.Error("Valid() accepts only the declared kinds")
 	}
 }
 
 func TestKindProperties(t *testing.T) {
 	for _, tc := range []struct {
-		kind                    aggregations.Kind
-		needsField, emptyIsZero bool
+		kind                                             aggregations.Kind
+		needsField, emptyIsZero, percentile, approximate bool
 	}{
-		{aggregations.Count, false, true},
-		{aggregations.Sum, true, true},
-		{aggregations.Avg, true, false},
-		{aggregations.Min, true, false},
-		{aggregations.Max, true, false},
-		{aggregations.Last, true, false},
+		{aggregations.Count, false, true, false, false},
+		{aggregations.Sum, true, true, false, false},
+		{aggregations.Avg, true, false, false, false},
+		{aggregations.Min, true, false, false, false},
+		{aggregations.Max, true, false, false, false},
+		{aggregations.Last, true, false, false, false},
+		{aggregations.Variance, true, false, false, false},
+		{aggregations.Stddev, true, false, false, false},
+		{aggregations.VarianceSamp, true, false, false, false},
+		{aggregations.StddevSamp, true, false, false, false},
+		{aggregations.First, true, false, false, false},
+		{aggregations.ApproxDistinct, true, true, false, true},
+		{aggregations.ApproxPercentile, true, false, true, true},
 	} {
+		if got := tc.kind.NeedsPercentile(); got != tc.percentile {
+			t.Errorf("%v.NeedsPercentile() = %v, want %v", tc.kind, got, tc.percentile)
+		}
+		if got := tc.kind.Approximate(); got != tc.approximate {
+			t.Errorf("%v.Approximate() = %v, want %v", tc.kind, got, tc.approximate)
+		}
 		if got := tc.kind.NeedsField(); got != tc.needsField {
 			t.Errorf("%v.NeedsField() = %v, want %v", tc.kind, got, tc.needsField)
 		}

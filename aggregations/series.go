@@ -74,7 +74,7 @@ func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied b
 		if !w.Lifetime() {
 			return start, false
 		}
-		s.Base.Update(e)
+		s.Base.update(e, w)
 		return BaseStart, true
 	}
 	i, found := s.search(start)
@@ -85,20 +85,20 @@ func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied b
 	if e.TS >= now {
 		t.Pending = append(t.Pending, e)
 	} else {
-		t.IR.Update(e)
+		t.IR.update(e, w)
 	}
 	if len(t.Pending) > 0 && now != NoClock {
-		t.promote(now)
+		t.promote(w, now)
 	}
 	return start, true
 }
 
 // promote moves the pending events with ts < now into the IR.
-func (t *Tile) promote(now int64) {
+func (t *Tile) promote(w Window, now int64) {
 	n := 0
 	for _, p := range t.Pending {
 		if p.TS < now {
-			t.IR.Update(p)
+			t.IR.update(p, w)
 		} else {
 			t.Pending[n] = p
 			n++
@@ -118,19 +118,20 @@ func (t *Tile) promote(now int64) {
 // those IRs has ts < T: when T is at or after every clock passed to Apply and Expire,
 // or, with NoClock, when no event with ts >= T was applied to the tile holding T-1
 // (see the package doc). Cost: O(log tiles + tiles in the window + their pending
-// events); it does not allocate.
+// events); it does not allocate, except for a window with a sketch (see
+// Window.For), whose result owns a new sketch.
 func (s *Series) Read(w Window, T int64) IR {
 	var ir IR
 	if w.Lifetime() {
-		ir = s.Base
+		ir.Merge(s.Base) // a copy: the result must not share Base's sketch
 	}
 	i, _ := s.search(w.Start(T))
 	for ; i < len(s.Tiles) && s.Tiles[i].Start < T; i++ {
 		t := &s.Tiles[i]
-		ir.Merge(t.IR)
+		ir.merge(&t.IR)
 		for _, p := range t.Pending {
 			if p.TS < T {
-				ir.Update(p)
+				ir.update(p, w)
 			}
 		}
 	}
@@ -160,9 +161,13 @@ func (s *Series) Expire(w Window, now int64, dst []int64) (removed []int64, base
 		if !t.IR.Empty() || len(t.Pending) > 0 {
 			baseChanged = true
 		}
-		s.Base.Merge(t.IR)
+		if s.Base.Empty() {
+			s.Base = t.IR // the tile goes: Base takes its sketch rather than a copy
+		} else {
+			s.Base.merge(&t.IR)
+		}
 		for _, p := range t.Pending {
-			s.Base.Update(p)
+			s.Base.update(p, w)
 		}
 	}
 	m := copy(s.Tiles, s.Tiles[n:])
@@ -172,7 +177,8 @@ func (s *Series) Expire(w Window, now int64, dst []int64) (removed []int64, base
 }
 
 // Tile returns the tile with that start, with a copy of its pending events, or
-// ok=false if there is none. Tile(BaseStart) returns Tile{Start: BaseStart, IR:
+// ok=false if there is none. The returned IR shares its sketch (if any) with the
+// series: encode or merge from it, do not update it. Tile(BaseStart) returns Tile{Start: BaseStart, IR:
 // s.Base}, with ok=false when Base is empty.
 func (s *Series) Tile(start int64) (Tile, bool) {
 	if start == BaseStart {

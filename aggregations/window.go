@@ -126,10 +126,49 @@ func FormatDuration(ms int64) string {
 // lifetime. A valid window (see Validate) has Hop > 0 and, when finite,
 // Size % Hop == 0 (so Hop <= Size). Methods on an invalid window do not panic but
 // their results are meaningless.
+//
+// A window also says which sketch, if any, its tiles' IRs keep: none for a
+// window built as a literal or by ParseWindow, the kind's sketch for one
+// returned by For. Every Series method takes the window, so the feature's kind
+// reaches each place an IR is created (Apply, Read, Expire) without the Series
+// having to remember it.
 type Window struct {
 	Size int64
 	Hop  int64
+	// sketch is the sketch the tiles' IRs keep (see For); zero: none.
+	sketch sketchKind
+	// quantile is the quantile an ApproxPercentile sketch answers (see For).
+	quantile float64
 }
+
+// sketchKind names the sketch an IR keeps besides its exact fields.
+type sketchKind uint8
+
+const (
+	noSketch sketchKind = iota
+	hllSketch
+	quantileSketch
+)
+
+// For returns w set up for aggregation k: the tiles of an ApproxDistinct
+// feature keep a HyperLogLog sketch, those of an ApproxPercentile feature a
+// quantile sketch answering percentile (0 < percentile < 1; Validate checks
+// it). For every other kind it returns w without a sketch and ignores
+// percentile: exact kinds cost no sketch.
+func (w Window) For(k Kind, percentile float64) Window {
+	w.sketch, w.quantile = noSketch, 0
+	switch k {
+	case ApproxDistinct:
+		w.sketch = hllSketch
+	case ApproxPercentile:
+		w.sketch, w.quantile = quantileSketch, percentile
+	}
+	return w
+}
+
+// Percentile is the quantile the tiles' quantile sketch answers: the
+// percentile given to For(ApproxPercentile, percentile), 0 for any other window.
+func (w Window) Percentile() float64 { return w.quantile }
 
 // DefaultHop is the hop used when a feature does not set one (Chronon's rule):
 // 1d for windows of 12d or more, 1h for 12h or more, otherwise 5m, but never more
@@ -211,6 +250,8 @@ func (w Window) problem() string {
 		return fmt.Sprintf("size %dms is negative", w.Size)
 	case w.Hop <= 0:
 		return fmt.Sprintf("hop %dms must be positive", w.Hop)
+	case w.sketch == quantileSketch && !(w.quantile > 0 && w.quantile < 1):
+		return fmt.Sprintf("percentile %v must be between 0 and 1 (exclusive)", w.quantile)
 	case w.Size == 0:
 		return ""
 	case w.Hop > w.Size:

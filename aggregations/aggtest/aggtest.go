@@ -5,6 +5,7 @@ package aggtest
 
 import (
 	"math"
+	"slices"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 )
@@ -12,20 +13,26 @@ import (
 // BruteForce computes the value of aggregation k as of T from raw events by
 // definition: it keeps the events with floor(T-Size, Hop) <= ts < T (lifetime: ts <
 // T) and aggregates them directly. last takes the event with the largest (ts, seq),
-// then the largest value if a record appears twice. An empty window gives 0, true for
-// count and sum and 0, false (null) otherwise. w must be valid (Hop > 0).
-// Cost: O(len(events)).
+// then the largest value if a record appears twice; first the smallest (ts, seq),
+// then the smallest value. The variances are computed in two passes (mean, then
+// squared deviations). approx_distinct is the exact number of distinct values (-0
+// and 0 are one value) and approx_percentile the exact value of rank
+// floor(p*(n-1)) in the sorted values, p = w.Percentile() (null when w has none):
+// what the sketches estimate (see Within). An empty window gives 0, true for
+// count, sum and approx_distinct and 0, false (null) otherwise; variance_samp and
+// stddev_samp are null below two events. w must be valid (Hop > 0).
+// Cost: O(len(events) log len(events)).
 func BruteForce(k aggregations.Kind, w aggregations.Window, events []aggregations.Event, T int64) (value float64, ok bool) {
 	lo := int64(math.MinInt64)
 	if w.Size != 0 {
 		lo = floor(T-w.Size, w.Hop)
 	}
 	var (
-		n          int64
-		sum        float64
-		minV, maxV = math.Inf(1), math.Inf(-1)
-		last       aggregations.Event
-		haveLast   bool
+		n           int64
+		sum         float64
+		minV, maxV  = math.Inf(1), math.Inf(-1)
+		last, first aggregations.Event
+		values      []float64
 	)
 	for _, e := range events {
 		if e.TS < lo || e.TS >= T {
@@ -35,31 +42,96 @@ func BruteForce(k aggregations.Kind, w aggregations.Window, events []aggregation
 		sum += e.Value
 		minV = math.Min(minV, e.Value)
 		maxV = math.Max(maxV, e.Value)
-		if !haveLast || e.TS > last.TS ||
+		if n == 1 || e.TS > last.TS ||
 			(e.TS == last.TS && (e.Seq > last.Seq || (e.Seq == last.Seq && e.Value > last.Value))) {
-			last, haveLast = e, true
+			last = e
 		}
+		if n == 1 || e.TS < first.TS ||
+			(e.TS == first.TS && (e.Seq < first.Seq || (e.Seq == first.Seq && e.Value < first.Value))) {
+			first = e
+		}
+		values = append(values, e.Value)
 	}
 	switch k {
 	case aggregations.Count:
 		return float64(n), true
 	case aggregations.Sum:
 		return sum, true
+	case aggregations.ApproxDistinct:
+		distinct := make(map[float64]bool, len(values))
+		for _, v := range values {
+			distinct[v] = true // map keys: -0 == 0
+		}
+		return float64(len(distinct)), true
 	}
 	if n == 0 {
 		return 0, false
 	}
+	mean := sum / float64(n)
+	var m2 float64
+	for _, v := range values {
+		m2 += (v - mean) * (v - mean)
+	}
 	switch k {
 	case aggregations.Avg:
-		return sum / float64(n), true
+		return mean, true
 	case aggregations.Min:
 		return minV, true
 	case aggregations.Max:
 		return maxV, true
 	case aggregations.Last:
 		return last.Value, true
+	case aggregations.First:
+		return first.Value, true
+	case aggregations.Variance:
+		return m2 / float64(n), true
+	case aggregations.Stddev:
+		return math.Sqrt(m2 / float64(n)), true
+	case aggregations.VarianceSamp, aggregations.StddevSamp:
+		if n < 2 {
+			return 0, false
+		}
+		if k == aggregations.StddevSamp {
+			return math.Sqrt(m2 / float64(n-1)), true
+		}
+		return m2 / float64(n-1), true
+	case aggregations.ApproxPercentile:
+		p := w.Percentile()
+		if p <= 0 || p >= 1 {
+			return 0, false
+		}
+		slices.Sort(values)
+		return values[int(p*float64(n-1))], true
 	}
 	return 0, false
+}
+
+// PercentileAlpha is the relative accuracy of approx_percentile: the estimate is
+// within PercentileAlpha*|x| of the exact value x that BruteForce returns.
+const PercentileAlpha = 0.01
+
+// DistinctStdErr is the relative standard error of approx_distinct,
+// 1.04/sqrt(4096).
+const DistinctStdErr = 1.04 / 64
+
+// Within reports whether got, the value of aggregation k, matches want, the value
+// BruteForce computed: Close for the exact kinds; for approx_percentile within
+// PercentileAlpha relative (a guarantee, plus 1e-9 for rounding of the bucket
+// bounds); for approx_distinct exactly up to aggregations.DistinctExactMax
+// distinct values (a guarantee), beyond within 5 standard errors (a single
+// estimate: about one in a million falls outside; accuracy over many is tested
+// separately).
+func Within(k aggregations.Kind, got, want float64) bool {
+	switch k {
+	case aggregations.ApproxPercentile:
+		return math.Abs(got-want) <= (PercentileAlpha+1e-9)*math.Abs(want)
+	case aggregations.ApproxDistinct:
+		if want <= aggregations.DistinctExactMax {
+			return got == want
+		}
+		return math.Abs(got-want) <= 5*DistinctStdErr*want
+	}
+	return Close(got, want)
 }
 
 // floor rounds t down to a multiple of step, also for negative t. It is written

@@ -223,9 +223,14 @@ type Feature struct {
 	// stop being served; zero when none is announced. Only with Deprecated.
 	// Metadata: lookups keep working after it (with their warning).
 	Sunset time.Time
+	// Percentile is the quantile approx_percentile estimates, 0 < p < 1
+	// (required there, rejected for other aggregations); 0 for the other
+	// aggregations. Part of the definition hash when set. Window carries it
+	// too (see aggregations.Window.For).
+	Percentile float64
 	// Default is the value of an empty window. nil means the documented
-	// default: null for avg, min, max and last; 0 for count and sum (which
-	// do not accept a default).
+	// default: null for every aggregation but count, sum and approx_distinct,
+	// which give 0 (and do not accept a default).
 	Default *float64
 	// Where is the feature's filter as written (trimmed), "" when every
 	// event of the source counts. Part of the definition hash.
@@ -250,9 +255,10 @@ type Feature struct {
 	ID string
 	// Hash is the hex SHA-256 of the canonical definition: entity and its
 	// key field, source, topic and event_time field, aggregation, field,
-	// window size and hop, default, and where and ttl (when set); for a
-	// derived feature, entity, expression and input versions. Owner,
-	// description, tags and deprecated are metadata and do not change it.
+	// window size and hop, default, and where, ttl and percentile (when
+	// set); for a derived feature, entity, expression and input versions.
+	// Owner, description, tags and deprecated are metadata and do not
+	// change it.
 	Hash      string
 	SourceRef *Source
 	EntityRef *Entity

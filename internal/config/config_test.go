@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 12 {
-		t.Fatalf("got %d features, want 12", len(f.Features))
+	if len(f.Features) != 16 {
+		t.Fatalf("got %d features, want 16", len(f.Features))
 	}
 	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
@@ -174,8 +174,8 @@ func TestLoadDemo(t *testing.T) {
 			users = append(users, ft)
 		}
 	}
-	if got := f.EntityFeatures("user"); len(users) != 10 || !slices.Equal(got, users) {
-		t.Errorf("EntityFeatures(user) = %v, want the 10 user features in file order", ids(got))
+	if got := f.EntityFeatures("user"); len(users) != 14 || !slices.Equal(got, users) {
+		t.Errorf("EntityFeatures(user) = %v, want the 14 user features in file order", ids(got))
 	}
 	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
 		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
@@ -301,7 +301,7 @@ func TestInvalidFiles(t *testing.T) {
 			doc: header + "features:\n" + validFeature + `    colour: red # want
 `,
 			field: "features[0].colour",
-			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where, ttl, expression, inputs`,
+			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where, ttl, expression, inputs, percentile`,
 		},
 		{
 			name: "unknown kafka key suggests the close one",
@@ -321,7 +321,7 @@ func TestInvalidFiles(t *testing.T) {
 			name:  "aggregation must be known",
 			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: avgg # want"),
 			field: "features[0].aggregation",
-			msg:   `unknown aggregation "avgg"; allowed: count, sum, avg, min, max, last`,
+			msg:   `unknown aggregation "avgg"; allowed: count, sum, avg, min, max, last, variance, stddev, variance_samp, stddev_samp, first, approx_distinct, approx_percentile`,
 		},
 		{
 			name:  "avg requires a field",
@@ -560,6 +560,54 @@ features:
 			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: sum") + "    default: 1 # want\n",
 			field: "features[0].default",
 			msg:   "sum of an empty window is always 0",
+		},
+		{
+			name:  "approx_distinct takes no default (its empty window is 0)",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: approx_distinct") + "    default: 1 # want\n",
+			field: "features[0].default",
+			msg:   "approx_distinct of an empty window is always 0; default applies only to the aggregations whose empty window is null (avg, min, max, last, variance, stddev, variance_samp, stddev_samp, first, approx_percentile)",
+		},
+		{
+			name:  "approx_percentile requires a percentile",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: approx_percentile # want"),
+			field: "features[0].percentile",
+			msg:   "required for aggregation approx_percentile: the quantile to estimate, between 0 and 1",
+		},
+		{
+			name:  "a percentile is a fraction strictly between 0 and 1",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: approx_percentile") + "    percentile: 95 # want\n",
+			field: "features[0].percentile",
+			msg:   "95 is not between 0 and 1 (exclusive); write the quantile as a fraction, e.g. 0.95",
+		},
+		{
+			name:  "percentile 1 is rejected",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: approx_percentile") + "    percentile: 1 # want\n",
+			field: "features[0].percentile",
+			msg:   "1 is not between 0 and 1 (exclusive)",
+		},
+		{
+			name:  "percentile 0 is rejected",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: approx_percentile") + "    percentile: 0 # want\n",
+			field: "features[0].percentile",
+			msg:   "0 is not between 0 and 1 (exclusive)",
+		},
+		{
+			name:  "percentile applies only to approx_percentile",
+			doc:   header + "features:\n" + validFeature + "    percentile: 0.5 # want\n",
+			field: "features[0].percentile",
+			msg:   "applies only to aggregation approx_percentile, not avg; remove percentile",
+		},
+		{
+			name:  "percentile is a number",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: approx_percentile") + "    percentile: high # want\n",
+			field: "features[0].percentile",
+			msg:   `expected a finite number; got "high"`,
+		},
+		{
+			name:  "the new aggregations require a field",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: stddev_samp", "name: base", "name: base # want", "    field: amount\n", ""),
+			field: "features[0].field",
+			msg:   "required for aggregation stddev_samp: the numeric event field to aggregate",
 		},
 		{
 			name: "default is a number",
@@ -908,6 +956,7 @@ func TestHashCoversTheDefinitionOnly(t *testing.T) {
 		{"hop", nil, []string{"hop: 1d", "hop: 1h"}, true},
 		{"default", nil, []string{"tags: [payments]", "tags: [payments]\n    default: 0"}, true},
 		{"where", nil, []string{"tags: [payments]", "tags: [payments]\n    where: amount > 1.0"}, true},
+		{"percentile", nil, []string{"aggregation: avg", "aggregation: approx_percentile\n    percentile: 0.95"}, true},
 		// Metadata, and what the hash leaves out on purpose.
 		{"description", nil, []string{"description: Average amount.", "description: Mean amount spent."}, false},
 		{"owner", nil, []string{"owner: payments", "owner: risk"}, false},
@@ -1128,5 +1177,47 @@ func TestDeprecationFields(t *testing.T) {
 	}
 	if bare, _ := f.Feature("base"); bare.ID != "base@2" {
 		t.Fatalf("a bare name resolves to %s, want the replacement base@2", bare.ID)
+	}
+}
+
+// TestNewAggregations: every aggregation name loads with a numeric field; the
+// window of the approximate ones carries their sketch (and percentile), the
+// exact ones' does not; percentile enters the definition (so two percentiles
+// hash differently) only when set, so the hashes of other features are as
+// before.
+func TestNewAggregations(t *testing.T) {
+	for _, k := range aggregations.Kinds() {
+		if k == aggregations.Count {
+			continue
+		}
+		doc := header + "features:\n" + strings.Replace(validFeature, "aggregation: avg", "aggregation: "+k.String(), 1)
+		if k.NeedsPercentile() {
+			doc += "    percentile: 0.95\n"
+		}
+		f := mustParse(t, doc).Features[0]
+		if f.Aggregation != k {
+			t.Errorf("%s: parsed as %v", k, f.Aggregation)
+		}
+		plain := aggregations.Window{Size: f.Window.Size, Hop: f.Window.Hop}
+		if wantSketch := k.Approximate(); (f.Window != plain) != wantSketch {
+			t.Errorf("%s: window %+v; want a sketch: %v", k, f.Window, wantSketch)
+		}
+		if f.Window != plain.For(k, f.Percentile) {
+			t.Errorf("%s: window %+v, want %+v", k, f.Window, plain.For(k, f.Percentile))
+		}
+		hasP := false
+		for _, kv := range f.Definition() {
+			hasP = hasP || kv[0] == "percentile"
+		}
+		if hasP != k.NeedsPercentile() || (k.NeedsPercentile() && (f.Percentile != 0.95 || f.Window.Percentile() != 0.95)) {
+			t.Errorf("%s: percentile %v (window %v), in the definition: %v", k, f.Percentile, f.Window.Percentile(), hasP)
+		}
+	}
+	p := func(v string) string {
+		doc := header + "features:\n" + strings.Replace(validFeature, "aggregation: avg", "aggregation: approx_percentile", 1) + "    percentile: " + v + "\n"
+		return mustParse(t, doc).Features[0].Hash
+	}
+	if p("0.95") == p("0.99") || p("0.95") != p("0.950") {
+		t.Errorf("percentile hashes: 0.95 %s, 0.99 %s, 0.950 %s", p("0.95"), p("0.99"), p("0.950"))
 	}
 }

@@ -22,7 +22,7 @@ var (
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry", "repartition_prefix"}
 	entityKeys  = []string{"name", "key", "keys"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas", "entity"}
-	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor", "percentile"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
@@ -65,6 +65,7 @@ type featureItem struct {
 	// Derived features and TTL (derived.go, ttl.go).
 	ttl, expression string
 	inputs          []*yaml.Node
+	percentile               *float64 // nil when absent
 }
 
 // mapping is a YAML mapping whose keys were checked against an allowed list.
@@ -405,6 +406,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			ttl:         d.str(m, "ttl", false, "a duration with unit s, m, h or d (e.g. 30d)"),
 			expression:  d.str(m, "expression", false, `an expression over other features of the entity, e.g. "txn_amount_sum_1h / txn_amount_avg_30d"`),
 			inputs:      d.list(m, "inputs", "feature versions (name@version)"),
+			percentile:  d.number(m, "percentile"),
 		})
 	}
 	d.decodeServices(top)

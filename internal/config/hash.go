@@ -14,7 +14,7 @@ const hashFormat = "featurepipe.feature.v1"
 // definitionHash is the hex SHA-256 of f's canonical definition: everything
 // that changes the value computed for an entity (entity and its key fields,
 // source, topic and event_time field, aggregation, field, window size and
-// hop, default, and where and ttl when set; for a derived feature: entity,
+// hop, default, and where, ttl and percentile when set; for a derived feature: entity,
 // expression and the input versions) and nothing else. Owner, description, tags and deprecated are
 // metadata that may change under the same version. The name and version are
 // left out too, so the same definition under two versions hashes the same.
@@ -61,6 +61,11 @@ func (f *Feature) Definition() [][2]string {
 		def = strconv.FormatFloat(v, 'g', -1, 64)
 	}
 	put("default", def)
+	if f.Percentile != 0 {
+		// Only when set (approx_percentile), so the hashes of the other
+		// features are unchanged.
+		put("percentile", strconv.FormatFloat(f.Percentile, 'g', -1, 64))
+	}
 	if f.Where != "" {
 		// Only when set, so the hashes of features without a where (all
 		// of them before where existed) are unchanged.

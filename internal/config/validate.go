@@ -295,8 +295,9 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 		if kindOK {
 			d.checkField(it, ft.SourceRef)
 			if ft.Default != nil && ft.Aggregation.EmptyIsZero() {
-				d.addf(m.lineOf("default"), m.field("default"), "%s of an empty window is always 0; default applies only to avg, min, max and last", ft.Aggregation)
+				d.addf(m.lineOf("default"), m.field("default"), "%s of an empty window is always 0; default applies only to the aggregations whose empty window is null (%s)", ft.Aggregation, strings.Join(nullWhenEmpty(), ", "))
 			}
+			d.checkPercentile(it)
 		}
 		if it.window != "" {
 			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {
@@ -309,7 +310,9 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 				}
 				d.addf(m.lineOf(key), m.field(key), "%s", msg)
 			} else {
-				ft.Window = w
+				// The window carries the sketch the kind's tiles keep (none for
+				// the exact kinds); an invalid kind was reported above.
+				ft.Window = w.For(ft.Aggregation, ft.Percentile)
 			}
 		}
 		d.checkWhere(it, envs)
@@ -399,6 +402,37 @@ func (d *decoder) checkDeprecations(ids map[string]*Feature) {
 			ft.ReplacedBy = id
 		}
 	}
+}
+
+// checkPercentile checks percentile against the aggregation: required by
+// approx_percentile, strictly between 0 and 1, and rejected elsewhere. It sets
+// ft.Percentile when valid.
+func (d *decoder) checkPercentile(it featureItem) {
+	ft, m := it.f, it.m
+	k := ft.Aggregation
+	switch p := it.percentile; {
+	case p == nil && k.NeedsPercentile() && m.get("percentile") == nil: // (a present non-number was reported)
+		d.addf(m.lineOf("aggregation"), m.field("percentile"), "required for aggregation %s: the quantile to estimate, between 0 and 1 (e.g. percentile: 0.95 for the 95th percentile)", k)
+	case p == nil:
+	case !k.NeedsPercentile():
+		d.addf(m.lineOf("percentile"), m.field("percentile"), "applies only to aggregation approx_percentile, not %s; remove percentile", k)
+	case !(*p > 0 && *p < 1):
+		d.addf(m.lineOf("percentile"), m.field("percentile"), "%v is not between 0 and 1 (exclusive); write the quantile as a fraction, e.g. 0.95 for the 95th percentile", *p)
+	default:
+		ft.Percentile = *p
+	}
+}
+
+// nullWhenEmpty lists the aggregations whose empty window is null: those a
+// default applies to.
+func nullWhenEmpty() []string {
+	var names []string
+	for _, k := range aggregations.Kinds() {
+		if !k.EmptyIsZero() {
+			names = append(names, k.String())
+		}
+	}
+	return names
 }
 
 // checkField checks the feature's field against its aggregation and, when

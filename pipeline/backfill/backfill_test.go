@@ -188,7 +188,7 @@ func (s *scenario) check(t *testing.T, out string, rows []spineRow, cols map[str
 					t.Fatal(err)
 				}
 			}
-			if tb.null[i][c] == ok || (ok && !aggtest.Close(got, want)) {
+			if tb.null[i][c] == ok || (ok && !aggtest.Within(f.Aggregation, got, want)) {
 				if bad++; bad <= 10 {
 					t.Errorf("row %d (%s at %d) %s = %q (null %v), want %v (ok %v)", i, r.key, r.T, name, tb.cells[i][c], tb.null[i][c], want, ok)
 				}
@@ -211,7 +211,8 @@ func TestBackfillMatchesBruteForce(t *testing.T) {
 	s := newScenario(t, 1)
 	cols := map[string]*config.Feature{}
 	var refs []string
-	for _, ref := range []string{"txn_avg_30d@1", "txn_avg_30d", "txn_sum_1d", "txn_count_7d", "txn_min_7d", "txn_max_30d", "txn_last", "txn_count_life", "login_count_1h"} {
+	for _, ref := range []string{"txn_avg_30d@1", "txn_avg_30d", "txn_sum_1d", "txn_count_7d", "txn_min_7d", "txn_max_30d", "txn_last", "txn_count_life", "login_count_1h",
+		"txn_var_1d", "txn_stddev_7d", "txn_var_samp_30d", "txn_stddev_samp_life", "txn_first", "txn_distinct_30d", "txn_p95_7d"} {
 		f, err := s.cfg.Feature(ref)
 		if err != nil {
 			t.Fatal(err)

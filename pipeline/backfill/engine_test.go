@@ -14,7 +14,8 @@ import (
 // point-in-time modes (the same engine as Run, without files).
 func TestComputeMatchesBruteForce(t *testing.T) {
 	s := newScenario(t, 5)
-	refs := []string{"txn_avg_30d@1", "txn_avg_30d@2", "txn_count_7d", "txn_min_7d", "txn_last", "login_count_1h"}
+	refs := []string{"txn_avg_30d@1", "txn_avg_30d@2", "txn_count_7d", "txn_min_7d", "txn_last", "login_count_1h",
+		"txn_stddev_7d", "txn_var_samp_30d", "txn_first", "txn_distinct_30d", "txn_p95_7d"}
 	points := make([]Point, len(s.rows))
 	for i, r := range s.rows {
 		points[i] = Point{Key: r.key, T: r.T}
@@ -37,7 +38,7 @@ func TestComputeMatchesBruteForce(t *testing.T) {
 				for i, r := range s.rows {
 					want, ok := s.want(f, r, mode)
 					got, gotOK := v.Get(i, c)
-					if gotOK != ok || (ok && !aggtest.Close(got, want)) {
+					if gotOK != ok || (ok && !aggtest.Within(f.Aggregation, got, want)) {
 						if bad++; bad <= 10 {
 							t.Errorf("point %d (%s at %d) %s = %v (ok %v), want %v (ok %v)", i, r.key, r.T, f.ID, got, gotOK, want, ok)
 						}

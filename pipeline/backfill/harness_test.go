@@ -47,6 +47,13 @@ features:
   - {name: txn_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: t, description: d}
   - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+  - {name: txn_var_1d, version: 1, entity: user, source: transactions, aggregation: variance, field: amount, window: 1d, owner: t, description: d}
+  - {name: txn_stddev_7d, version: 1, entity: user, source: transactions, aggregation: stddev, field: amount, window: 7d, default: -1, owner: t, description: d}
+  - {name: txn_var_samp_30d, version: 1, entity: user, source: transactions, aggregation: variance_samp, field: amount, window: 30d, hop: 12h, owner: t, description: d}
+  - {name: txn_stddev_samp_life, version: 1, entity: user, source: transactions, aggregation: stddev_samp, field: amount, window: lifetime, owner: t, description: d}
+  - {name: txn_first, version: 1, entity: user, source: transactions, aggregation: first, field: amount, window: lifetime, owner: t, description: d}
+  - {name: txn_distinct_30d, version: 1, entity: user, source: transactions, aggregation: approx_distinct, field: amount, window: 30d, owner: t, description: d}
+  - {name: txn_p95_7d, version: 1, entity: user, source: transactions, aggregation: approx_percentile, percentile: 0.95, field: amount, window: 7d, hop: 6h, owner: t, description: d}
 services:
   - {name: fraud_scoring, owner: t, description: d, features: [txn_avg_30d@1, txn_avg_30d, txn_count_7d, login_count_1h@1]}
 `
@@ -289,5 +296,5 @@ func readTable(t testing.TB, path string) *table {
 }
 
 // randomAmount is a whole number of cents, so sums are exact enough to
-// compare with the brute force within aggtest.Close.
+// compare with the brute force within aggtest.Within.
 func randomAmount(rng *rand.Rand) float64 { return float64(rng.IntN(100_000)) / 100 }

@@ -139,7 +139,7 @@ func backfillFromSnapshotBeyondRetention(t *testing.T, store *snapshot.Store) {
 				cell := tab[i+1][c]
 				got, err := strconv.ParseFloat(cell, 64)
 				n++
-				if (cell != "") != ok || (ok && (err != nil || !aggtest.Close(got, want))) {
+				if (cell != "") != ok || (ok && (err != nil || !aggtest.Within(f.Aggregation, got, want))) {
 					if wrong[f.ID] == 0 && snaps != nil {
 						t.Errorf("%s %s as of %d: got %q, want %v (ok=%v)", r.key, f.ID, r.T, cell, want, ok)
 					}

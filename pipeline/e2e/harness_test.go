@@ -31,8 +31,8 @@ import (
 type kafkaCluster = testkit.Kafka
 
 // featureFile is the feature file every end-to-end test uses: one entity,
-// two sources and features of every aggregation over finite and lifetime
-// windows, with default and explicit hops.
+// two sources and features of every aggregation (the sketches included) over
+// finite and lifetime windows, with default and explicit hops.
 //
 // txn_last_fresh has a ttl and txn_sum_ratio is derived: every test
 // checks them too (bruteForceLocked, derived_test.go).
@@ -57,6 +57,13 @@ features:
   - {name: txn_last, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: t, description: d}
   - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+  - {name: txn_var_1d, version: 1, entity: user, source: transactions, aggregation: variance, field: amount, window: 1d, owner: t, description: d}
+  - {name: txn_stddev_7d, version: 1, entity: user, source: transactions, aggregation: stddev, field: amount, window: 7d, owner: t, description: d}
+  - {name: txn_var_samp_30d, version: 1, entity: user, source: transactions, aggregation: variance_samp, field: amount, window: 30d, hop: 12h, owner: t, description: d}
+  - {name: txn_stddev_samp_life, version: 1, entity: user, source: transactions, aggregation: stddev_samp, field: amount, window: lifetime, owner: t, description: d}
+  - {name: txn_first, version: 1, entity: user, source: transactions, aggregation: first, field: amount, window: lifetime, owner: t, description: d}
+  - {name: txn_distinct_30d, version: 1, entity: user, source: transactions, aggregation: approx_distinct, field: amount, window: 30d, owner: t, description: d}
+  - {name: txn_p95_7d, version: 1, entity: user, source: transactions, aggregation: approx_percentile, percentile: 0.95, field: amount, window: 7d, hop: 6h, owner: t, description: d}
   - {name: txn_last_fresh, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, ttl: 2d, owner: t, description: d}
   - {name: txn_sum_ratio, version: 1, entity: user, expression: "txn_sum_1d / txn_avg_30d", owner: t, description: d}
 `
@@ -407,7 +414,7 @@ func compareAnswer(resp *lookup.LookupResponse, keys []string, feats []*config.F
 			// EMPTY_WINDOW or EXPIRED (see bruteForceLocked).
 			want, ok, status := bruteForceLocked(p, f, r.Key, T)
 			n++
-			if got := fv.Value; (got != nil) != ok || (ok && !aggtest.Close(*got, want)) {
+			if got := fv.Value; (got != nil) != ok || (ok && !aggtest.Within(f.Aggregation, *got, want)) {
 				bad = append(bad, mismatch{key: r.Key, feature: f.ID, got: got, want: want, wantOK: ok})
 			} else if fv.Status != status && fv.Status != lookup.StatusWarmingUp {
 				bad = append(bad, mismatch{key: r.Key, feature: f.ID, got: got, want: want, wantOK: ok, note: "status " + fv.Status + ", want " + status})

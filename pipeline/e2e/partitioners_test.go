@@ -191,7 +191,7 @@ func checkBackfill(t *testing.T, k *kafkaCluster, cfg *config.File, p *produced,
 			got, ok := vals.Get(r, c)
 			want, wantOK, _ := bruteForceLocked(p, f, pt.Key, pt.T)
 			n++
-			if ok != wantOK || (ok && !aggtest.Close(got, want)) {
+			if ok != wantOK || (ok && !aggtest.Within(f.Aggregation, got, want)) {
 				bad = append(bad, mismatch{key: pt.Key, feature: f.ID, got: &got, want: want, wantOK: wantOK}.String())
 			}
 		}

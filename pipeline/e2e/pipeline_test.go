@@ -85,7 +85,7 @@ func checkReadPaths(t *testing.T, ls *lookupServer, cfg *config.File, p *produce
 		t.Fatalf("GET /v1/features/user/user-001: %d of %d values compared, differing from brute force: %v", n, len(cfg.Features), bad)
 	}
 
-	keys, names := []string{"user-001", "nobody"}, []string{"txn_count_life", "txn_avg_30d"}
+	keys, names := []string{"user-001", "nobody"}, []string{"txn_count_life", "txn_avg_30d", "txn_stddev_samp_life", "txn_first", "txn_distinct_30d", "txn_p95_7d"}
 	feats := make([]*config.Feature, len(names))
 	for i, name := range names {
 		if feats[i], err = cfg.Feature(name); err != nil {
@@ -93,7 +93,7 @@ func checkReadPaths(t *testing.T, ls *lookupServer, cfg *config.File, p *produce
 		}
 	}
 	feast, post := feastAndLookup(t, ls, keys, names)
-	if got := feast.Metadata.FeatureNames; len(got) != 3 || got[0] != "user_id" || got[1] != "txn_count_life" {
+	if got := feast.Metadata.FeatureNames; len(got) != 1+len(names) || got[0] != "user_id" || got[1] != "txn_count_life" {
 		t.Fatalf("feast feature names %v", got)
 	}
 	if v := one.Results[0].Features["txn_count_life"].Value; v == nil || feast.Results[1].Values[0] != *v {
@@ -141,7 +141,7 @@ func feastAndLookup(t *testing.T, ls *lookupServer, keys, names []string) (*look
 		before := post()
 		var feast lookup.FeastResponse
 		if code := postJSON(t, ls.url+"/get-online-features", map[string]any{
-			"features": []string{"user_features:" + names[0], names[1]},
+			"features": append([]string{"user_features:" + names[0]}, names[1:]...),
 			"entities": map[string][]string{"user_id": keys},
 		}, &feast); code != http.StatusOK {
 			t.Fatalf("POST /get-online-features: HTTP %d", code)
