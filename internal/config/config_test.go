@@ -301,7 +301,7 @@ func TestInvalidFiles(t *testing.T) {
 			doc: header + "features:\n" + validFeature + `    colour: red # want
 `,
 			field: "features[0].colour",
-			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where, ttl, expression, inputs, percentile`,
+			msg:   `unknown key "colour"; allowed: name, version, entity, source, aggregation, field, window, hop, owner, description, tags, deprecated, replaced_by, sunset, default, where, ttl, expression, inputs, monitor, percentile`,
 		},
 		{
 			name: "unknown kafka key suggests the close one",
