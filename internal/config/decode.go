@@ -65,7 +65,7 @@ type featureItem struct {
 	// Derived features and TTL (derived.go, ttl.go).
 	ttl, expression string
 	inputs          []*yaml.Node
-	percentile               *float64 // nil when absent
+	percentile      *float64 // nil when absent
 }
 
 // mapping is a YAML mapping whose keys were checked against an allowed list.
