@@ -281,7 +281,7 @@ func TestDerivedAndTTLOnEveryReadPath(t *testing.T) {
 		for c, f := range vals.Features {
 			got, ok := vals.Get(r, c)
 			want, wantOK, status := bruteForceLocked(p, f, pt.Key, pt.T)
-			if ok != wantOK || ok && !aggtest.Close(got, want) || vals.Status(r, c) != status {
+			if ok != wantOK || ok && !aggtest.Within(f.Aggregation, got, want) || vals.Status(r, c) != status {
 				t.Errorf("backfill %s %s as of %d: %v %v %s, want %v %v %s", pt.Key, f.ID, pt.T, got, ok, vals.Status(r, c), want, wantOK, status)
 			}
 		}
