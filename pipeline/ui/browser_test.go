@@ -226,14 +226,14 @@ func TestBrowser(t *testing.T) {
 	}
 	b.do("focus the search box", chromedp.Focus("#q"))
 	b.readmeShot("search")
-	b.do("type a query", chromedp.SendKeys("#q", "txn_count"))
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.getElementById("results").dataset.query === "q=txn_count" &&
+	b.do("type a query", chromedp.SendKeys("#q", "txn_count_7d"))
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.getElementById("results").dataset.query === "q=txn_count_7d" &&
 		document.querySelectorAll("#results a.fname").length === 1`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
 		b.shot("failed-live-search")
-		t.Fatalf("the live search did not show the one match of txn_count: %v", err)
+		t.Fatalf("the live search did not show the one match of txn_count_7d: %v", err)
 	}
-	if got := eval[string](b, `location.pathname + location.search`); got != "/ui/?q=txn_count" {
-		t.Errorf("the address is %q, want the deep link /ui/?q=txn_count", got)
+	if got := eval[string](b, `location.pathname + location.search`); got != "/ui/?q=txn_count_7d" {
+		t.Errorf("the address is %q, want the deep link /ui/?q=txn_count_7d", got)
 	}
 	b.shot("search-query")
 	b.noConsoleErrors("search")
