@@ -510,12 +510,20 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// idleWake bounds how long one poll waits for records: how soon a worker
+// with an idle stream notices work its rebalance callbacks announced.
+const idleWake = 250 * time.Millisecond
+
 // poll waits for records, but while changes wait to be published no longer
 // than until their publication is due, so that a quiet stream still gets
 // its last changes published.
 func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 	const forever = time.Duration(1<<63 - 1)
-	wait := w.pub.untilDue(forever)
+	// Never longer than idleWake: an assignment callback runs while this
+	// poll waits (BlockRebalanceOnPoll) and may mark bootstraps or
+	// republishes after the wait was computed; on an idle stream nothing
+	// else would end the poll to start them.
+	wait := min(w.pub.untilDue(forever), idleWake)
 	if w.bootRd != nil || w.bootChanged.Load() {
 		wait = min(wait, 10*time.Millisecond) // history is read between live polls
 	}
@@ -527,13 +535,7 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 		}
 		w.mu.Unlock()
 	}
-	var pctx context.Context
-	var cancel context.CancelFunc
-	if wait == forever {
-		pctx, cancel = context.WithCancel(ctx)
-	} else {
-		pctx, cancel = context.WithTimeout(ctx, wait)
-	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	// A rebalance callback that fails (w.fatal) wakes the poll.
 	w.wake.Store(&cancel)
