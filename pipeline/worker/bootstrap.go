@@ -38,6 +38,33 @@ type bootFeature struct {
 	marks *marks
 }
 
+// history returns the part of tp's history that id (a feature version or a
+// re-keying) still has to read. An id new to the partition's state is
+// recorded as known in b (fresh) and, when the partition has applied
+// records, has its whole history [0, applied) to read, recorded as its
+// bootstrap range; a known id has the range an unfinished bootstrap left.
+// booting=false: nothing to read.
+func (w *Worker) history(b *pebble.Batch, tp topicPartition, id string, applied int64, hasApplied bool) (next, end int64, fresh, booting bool, err error) {
+	_, known, err := w.o.Store.GetOffset(keys.FeatureKnown(tp.topic, tp.partition, id))
+	if err != nil {
+		return 0, 0, false, false, err
+	}
+	if !known {
+		_ = b.Set(keys.FeatureKnown(tp.topic, tp.partition, id), keys.PutU64(applied), nil)
+		if !hasApplied || applied == 0 {
+			return 0, 0, true, false, nil
+		}
+		_ = b.Set(keys.Bootstrap(tp.topic, tp.partition, id), keys.PutRange(0, applied), nil)
+		return 0, applied, true, true, nil
+	}
+	val, found, err := w.o.Store.Get(nil, keys.Bootstrap(tp.topic, tp.partition, id))
+	if err != nil || !found {
+		return 0, 0, false, false, err
+	}
+	next, end, err = keys.Range(val)
+	return next, end, false, err == nil, err
+}
+
 // loadFeatures reads which feature versions the partition's state knows,
 // starts bootstraps for the new ones and resumes unfinished ones. applied
 // is the partition's committed offset (hasApplied false: no state yet, the
@@ -61,44 +88,28 @@ func (w *Worker) loadFeatures(ps *partState, applied int64, hasApplied bool) err
 	b := w.o.Store.NewBatch()
 	for i := range ps.plan.Features {
 		id := ps.plan.Features[i].ID
-		_, known, err := w.o.Store.GetOffset(keys.FeatureKnown(tp.topic, tp.partition, id))
+		next, end, fresh, booting, err := w.history(b, tp, id, applied, hasApplied)
 		if err != nil {
 			b.Close()
 			return err
 		}
-		if !known {
-			_ = b.Set(keys.FeatureKnown(tp.topic, tp.partition, id), keys.PutU64(applied), nil)
-			if hasApplied && applied > 0 {
-				_ = b.Set(keys.Bootstrap(tp.topic, tp.partition, id), keys.PutRange(0, applied), nil)
-				bf := &bootFeature{idx: i, next: 0, end: applied, staged: 0}
-				if ps.plan.Repartition != nil {
-					deleteMarks(b, tp, id) // of an earlier bootstrap of this id, if any
-					bf.marks = newMarks()
-				}
-				ps.boot = append(ps.boot, bf)
-			}
-			continue
-		}
-		val, found, err := w.o.Store.Get(nil, keys.Bootstrap(tp.topic, tp.partition, id))
-		if err != nil {
-			b.Close()
-			return err
-		}
-		booting := found
-		if found {
-			next, end, err := keys.Range(val)
-			if err != nil {
-				b.Close()
-				return err
-			}
+		if booting {
 			bf := &bootFeature{idx: i, next: next, end: end, staged: next}
-			if ps.plan.Repartition != nil {
+			switch {
+			case ps.plan.Repartition == nil:
+			case fresh:
+				deleteMarks(b, tp, id) // of an earlier bootstrap of this id, if any
+				bf.marks = newMarks()
+			default:
 				if bf.marks, err = loadMarks(w.o.Store, tp, id); err != nil {
 					b.Close()
 					return err
 				}
 			}
 			ps.boot = append(ps.boot, bf)
+		}
+		if fresh {
+			continue // a new version republishes when its bootstrap ends
 		}
 		if _, found, err := w.o.Store.Get(nil, keys.Republish(tp.topic, tp.partition, id)); err != nil {
 			b.Close()

@@ -195,31 +195,12 @@ func (w *Worker) loadRekeyHistory(ps *partState, applied int64, hasApplied bool)
 	tp := ps.tp
 	b := w.o.Store.NewBatch()
 	for i, r := range ps.plan.Rekeys {
-		id := rekeyID(r.Topic)
-		_, known, err := w.o.Store.GetOffset(keys.FeatureKnown(tp.topic, tp.partition, id))
+		next, end, _, booting, err := w.history(b, tp, rekeyID(r.Topic), applied, hasApplied)
 		if err != nil {
 			b.Close()
 			return err
 		}
-		if !known {
-			_ = b.Set(keys.FeatureKnown(tp.topic, tp.partition, id), keys.PutU64(applied), nil)
-			if hasApplied && applied > 0 {
-				_ = b.Set(keys.Bootstrap(tp.topic, tp.partition, id), keys.PutRange(0, applied), nil)
-				ps.rekeyHist = append(ps.rekeyHist, &rekeyHistory{idx: i, end: applied})
-			}
-			continue
-		}
-		val, found, err := w.o.Store.Get(nil, keys.Bootstrap(tp.topic, tp.partition, id))
-		if err != nil {
-			b.Close()
-			return err
-		}
-		if found {
-			next, end, err := keys.Range(val)
-			if err != nil {
-				b.Close()
-				return err
-			}
+		if booting {
 			ps.rekeyHist = append(ps.rekeyHist, &rekeyHistory{idx: i, next: next, end: end, staged: next})
 		}
 	}
