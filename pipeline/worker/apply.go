@@ -186,11 +186,15 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 	ps.staged, ps.applied = ps.next, 0
 	ps.dead = ps.dead[:0]
 	ps.repart = ps.repart[:0]
+	defer func() { ps.quiet = false }()
 	for _, r := range fp.Records {
 		if r.Offset < ps.staged {
 			continue
 		}
 		ps.staged = r.Offset + 1
+		// Below the published mark: the feature log has this record's
+		// tiles from a newer state than this store's (publishedmark.go).
+		ps.quiet = r.Offset < ps.quietUntil
 		replay := r.Offset < ps.applyFrom
 		if !replay {
 			ps.canon.observe(r)
@@ -259,8 +263,16 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		}
 		ps.applied++
 	}
-	// Expire old tiles of the entities this batch touched.
+	// Expire old tiles of the entities this batch touched, once the state
+	// has reached the published mark: below it, tombstones and the tiles
+	// folded into a lifetime feature's base would be published from a state
+	// older than the feature log's (and the base without the tiles' events
+	// while the feature log still has the tiles, or the other way round).
 	ps.recTS = 0
+	ps.quiet = false
+	if ps.staged < ps.quietUntil {
+		return nil
+	}
 	var removed []int64
 	for _, es := range ps.modified {
 		for i := range plan.Features {
@@ -320,6 +332,9 @@ func markReplayed(ps *partState, es *entityState) {
 // publication: its feature-log record's Kafka timestamp, from which lookup
 // replicas measure end-to-end latency.
 func (ps *partState) markDirty(d dirtyTile) {
+	if ps.quiet {
+		return // below the published mark
+	}
 	if cur, ok := ps.dirty[d]; !ok || ps.recTS > cur {
 		ps.dirty[d] = ps.recTS
 	}

@@ -19,7 +19,8 @@ import (
 )
 
 // adjustOffsets runs when partitions are assigned: it replaces the group's
-// committed offsets by the ones in Pebble.
+// committed offsets by the ones in Pebble, keeping the committed ones as the
+// partitions' published marks (publishedmark.go).
 func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -32,6 +33,7 @@ func (w *Worker) adjustOffsets(ctx context.Context, assigned map[string]map[int3
 				w.log.Error("read partition offsets", zap.Error(err))
 				return nil, err
 			}
+			ps.setQuietUntil(committedMark(parts[p]))
 			w.parts[ps.tp] = ps
 			parts[p] = start
 			if ps.restoring {
@@ -137,14 +139,13 @@ func (w *Worker) fetchStart(ps *partState, applied int64, hasApplied bool, publi
 // the partitions that move. A failed publication makes Run return its error
 // (restart the worker: the published offset was not recorded, so a later
 // owner from this store republishes).
-func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	w.forget(ctx, revoked, true)
+func (w *Worker) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	marks := w.forget(ctx, revoked, true)
 	if len(revoked) == 0 {
 		return
 	}
-	if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
-		w.log.Debug("commit offset hint on revoke", zap.Error(err))
-	}
+	// The next owner reads these marks when it is assigned the partitions.
+	w.commitMarksNow(ctx, marks)
 	w.log.Info("partitions revoked", zap.Any("partitions", revoked))
 }
 
@@ -162,8 +163,9 @@ func (w *Worker) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]in
 }
 
 // forget removes partitions from the publisher (publishing their pending
-// tiles first when publish is set) and from the owned set.
-func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish bool) {
+// tiles first when publish is set) and from the owned set, and returns
+// their published marks.
+func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish bool) map[string]map[int32]kgo.EpochOffset {
 	w.callbackStart.Store(time.Now().UnixNano())
 	defer w.callbackStart.Store(0)
 	gone := make(map[topicPartition]bool)
@@ -173,7 +175,7 @@ func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish b
 		}
 	}
 	if len(gone) == 0 {
-		return
+		return nil
 	}
 	// Bounded: the group waits for this callback at most the rebalance
 	// timeout.
@@ -190,7 +192,11 @@ func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish b
 
 	w.mu.Lock()
 	unpause := map[string][]int32{}
+	marks := map[string]map[int32]kgo.EpochOffset{}
 	for tp := range gone {
+		if ps := w.parts[tp]; ps != nil {
+			addMark(marks, tp, ps.mark.Load())
+		}
 		if ps := w.parts[tp]; ps != nil && ps.restoring {
 			unpause[tp.topic] = append(unpause[tp.topic], tp.partition)
 		}
@@ -205,10 +211,18 @@ func (w *Worker) forget(ctx context.Context, parts map[string][]int32, publish b
 	if len(unpause) > 0 && w.cl != nil {
 		w.cl.ResumeFetchPartitions(unpause) // no longer ours: nothing is fetched
 	}
+	return marks
 }
 
 func (w *Worker) partition(topic string, p int32) *partState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.parts[topicPartition{topic, p}]
+}
+
+// setQuietUntil sets the published mark the partition was assigned with
+// (see publishedmark.go) and the mark to commit.
+func (ps *partState) setQuietUntil(mark int64) {
+	ps.quietUntil = mark
+	ps.mark.Store(max(ps.published, mark))
 }

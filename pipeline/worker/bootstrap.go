@@ -352,12 +352,14 @@ func (w *Worker) endBoot(ps *partState, next int64) bool {
 }
 
 // finishBoots republishes every tile of the versions whose bootstrap ended,
-// then marks those partitions ready in the registry.
+// then marks those partitions ready in the registry. A partition whose state
+// is still below its published mark republishes once it has reached it
+// (publishedmark.go): its values are older than the feature log's until then.
 func (w *Worker) finishBoots(ctx context.Context) error {
 	w.mu.Lock()
 	var todo []*partState
 	for _, ps := range w.parts {
-		if len(ps.republish) > 0 {
+		if len(ps.republish) > 0 && ps.next >= ps.quietUntil {
 			todo = append(todo, ps)
 		}
 	}

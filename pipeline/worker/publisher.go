@@ -192,6 +192,7 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	}
 	for _, ps := range parts {
 		ps.published = ps.next
+		ps.mark.Store(max(ps.next, ps.quietUntil))
 	}
 	p.dropLocked(sel)
 	return nil
@@ -259,8 +260,12 @@ func (p *publisher) dropLocked(sel func(*partState) bool) {
 
 // produce sends one feature-log record (built by appendRecord) without
 // waiting; flush waits for it.
+//
+// The record does not fail when ctx is canceled (a worker stopping while it
+// publishes): it stays buffered, and the final publication's flush waits for
+// it. A failed record fails every later publication (see flush).
 func (p *publisher) produce(ctx context.Context, r *kgo.Record) {
-	p.cl.Produce(ctx, r, p.produced)
+	p.cl.Produce(context.WithoutCancel(ctx), r, p.produced)
 }
 
 // flush waits until the n records produced since the last flush are

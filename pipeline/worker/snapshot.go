@@ -284,6 +284,7 @@ func (w *Worker) finishRestores(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		ps.setQuietUntil(old.quietUntil)
 		w.parts[r.tp] = ps
 		if eo := start.EpochOffset(); eo.Offset >= 0 {
 			w.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.tp.topic: {r.tp.partition: eo}})

@@ -6,8 +6,9 @@
 // changed tiles to the compacted feature log.
 //
 // Exactly-once effect: the offset to resume from is read from Pebble on every
-// (re)assignment, never from the group's committed offset (which is kept only
-// as a hint for monitoring), so a record contributes to state exactly once
+// (re)assignment, never from the group's committed offset (which is the
+// partition's published mark, see publishedmark.go), so a record contributes
+// to state exactly once
 // across kill -9, restarts and rebalances. A partition new to this worker's
 // store is restored from the newest usable snapshot when Options.Snapshots
 // is set and one exists (then replayed from the offset the snapshot covers),
@@ -27,7 +28,9 @@
 // Partitions revoked in a rebalance are published and flushed in the revoke
 // callback, before this worker rejoins the group and so before their next
 // owner starts: no tile of a partition reaches the feature log from a
-// worker that no longer owns it, where an older value could win.
+// worker that no longer owns it, where an older value could win. And a new
+// owner whose store is older than the feature log publishes nothing until
+// it has caught up with the published mark its predecessor committed.
 package worker
 
 import (
@@ -181,6 +184,8 @@ type Worker struct {
 	// partCounts are the source topics' partition counts (w.mu held).
 	partCounts map[string]partitionCounted
 
+	commits markCommits // the published marks' commits (publishedmark.go)
+
 	// Only the poll goroutine touches these.
 	lastStatus time.Time
 	valBuf     []byte
@@ -229,6 +234,16 @@ type partState struct {
 	applyFrom int64
 	next      int64 // next offset to process
 	published int64 // offset through which publication is flushed
+
+	// quietUntil is the partition's published mark when it was assigned
+	// (see publishedmark.go): records below it change state but mark no
+	// tile to publish (quiet is set while one is applied), and expiry
+	// waits until the state has reached it. mark is the mark to commit:
+	// max(published, quietUntil), set when publication is flushed and
+	// read by the commit goroutine.
+	quietUntil int64
+	quiet      bool
+	mark       atomic.Int64
 
 	// Since the last publication: the entities touched (decoded, as in
 	// Pebble), and the tiles changed or to be republished, each with the
@@ -415,12 +430,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		stopSnap()
 		return fmt.Errorf("worker kafka client: %w", err)
 	}
-	hintCtx, stopHints := context.WithCancel(ctx)
-	var hints sync.WaitGroup
-	var hinting atomic.Bool
 	defer func() {
-		stopHints()
-		hints.Wait()
+		w.stopCommits()
 		stopSnap()
 		w.snapWG.Wait()
 		w.restoreWG.Wait()
@@ -484,24 +495,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return w.shutdown()
 			}
 			return err
 		}
-		if time.Since(lastHint) > time.Second && hinting.CompareAndSwap(false, true) {
-			// The group offset is only a hint for lag monitoring; truth is
-			// in Pebble. Committed from another goroutine: franz-go blocks
-			// a commit while the group joins and syncs, which with a dead
-			// member in the group lasts up to its session timeout, and
-			// the partitions this worker keeps must not wait for that.
-			hints.Add(1)
-			go func() {
-				defer hints.Done()
-				defer hinting.Store(false)
-				if err := cl.CommitUncommittedOffsets(hintCtx); err != nil && hintCtx.Err() == nil {
-					w.log.Debug("commit offset hint", zap.Error(err))
-				}
-			}()
+		if time.Since(lastHint) > time.Second {
+			w.commitMarksPeriodically(ctx)
 			lastHint = time.Now()
 		}
 		// Revoked partitions are published by onRevoked, which runs once
@@ -547,13 +546,17 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 }
 
 // shutdown publishes what is committed but not yet published, so that a
-// clean stop leaves nothing to republish.
+// clean stop leaves nothing to republish, and commits the published marks
+// (the revoke callback of the group leave that follows runs with a
+// canceled context).
 func (w *Worker) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := w.pub.publish(ctx); err != nil {
 		w.log.Warn("final publish; the next start republishes", zap.Error(err))
+		return nil
 	}
+	w.commitMarksNow(ctx, w.publishedMarks())
 	return nil
 }
 
