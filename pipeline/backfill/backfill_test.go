@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,8 +21,10 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
 const (
@@ -417,6 +420,30 @@ func TestManifest(t *testing.T) {
 		if got.Count != int64(len(s.rows)) || got.Count != w.Count || got.Nulls != w.Nulls || fmt.Sprint(got.Quantiles) != fmt.Sprint(w.Quantiles) ||
 			(w.Mean != nil) != (got.Mean != nil) || w.Mean != nil && (math.Abs(*got.Mean-*w.Mean) > 1e-9*math.Abs(*w.Mean) || *got.Min != *w.Min || *got.Max != *w.Max) {
 			t.Errorf("%s: manifest statistics %+v, the output's %+v", f.Column, got, w)
+		}
+	}
+	// The catalog's dataset record carries the same statistics, by feature
+	// id: the baseline a worker finds without the manifest file.
+	view, err := registry.Load(context.Background(), kafka.ConnOf(s.brokers, s.cfg), s.cfg.Kafka.RegistryTopic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, ok := view.Dataset(m.Dataset)
+	if !ok {
+		t.Fatalf("dataset %s is not in the catalog", m.Dataset)
+	}
+	for _, f := range m.Features {
+		id := fmt.Sprintf("%s@%d", f.Name, f.Version)
+		got := ds.Statistics[id]
+		if got == nil {
+			t.Errorf("catalog dataset %s: no statistics of %s (has %v)", ds.ID(), id, slices.Sorted(maps.Keys(ds.Statistics)))
+			continue
+		}
+		if g, w := must(json.Marshal(got)), must(json.Marshal(f.Statistics)); string(g) != string(w) {
+			t.Errorf("catalog dataset %s, %s: statistics %s, the manifest's %s", ds.ID(), id, g, w)
+		}
+		if best, ok := view.NewestDatasetWith(id); !ok || best.ID() != ds.ID() {
+			t.Errorf("newest dataset with %s: %s (found %v), want %s", id, best.ID(), ok, ds.ID())
 		}
 	}
 }

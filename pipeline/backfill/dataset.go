@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
@@ -43,7 +44,14 @@ func (o *Options) registerDataset(ctx context.Context, m *Manifest) (string, err
 		Config: m.Config, CreatedAt: m.CreatedAt, Actor: o.Dataset.Actor,
 	}
 	for _, f := range m.Features {
-		d.Features = append(d.Features, registry.FeatureRef{Feature: fmt.Sprintf("%s@%d", f.Name, f.Version), Column: f.Column, Hash: f.Hash})
+		id := fmt.Sprintf("%s@%d", f.Name, f.Version)
+		d.Features = append(d.Features, registry.FeatureRef{Feature: id, Column: f.Column, Hash: f.Hash})
+		if f.Statistics != nil {
+			if d.Statistics == nil {
+				d.Statistics = map[string]*monitor.Stats{}
+			}
+			d.Statistics[id] = f.Statistics
+		}
 	}
 	if m.TimeRange != nil {
 		d.TimeRange = &registry.TimeRange{Min: m.TimeRange.Min, Max: m.TimeRange.Max}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // FeatureRef is one feature version a dataset was computed from (or a
@@ -63,7 +64,13 @@ type Dataset struct {
 	Format    string    `json:"format"`
 	Config    string    `json:"config,omitempty"` // feature file path
 	CreatedAt time.Time `json:"created_at"`
-	Actor     string    `json:"actor"`
+	// Statistics of each feature's column (count, null rate, moments,
+	// quantiles and the sketch behind them), by feature id (name@version),
+	// as in the manifest: the training baseline drift is measured against
+	// (monitor.Live). Empty for datasets registered before statistics were
+	// recorded. Cost: the sketches make a record a few KB per feature.
+	Statistics map[string]*monitor.Stats `json:"statistics,omitempty"`
+	Actor      string                    `json:"actor"`
 	// RegistrationID is random per registration attempt: when two
 	// registrants write the same name@version, the first record in the log
 	// wins and each tells by this id whether it was the first.
@@ -197,6 +204,30 @@ func (v *View) Dataset(id string) (Dataset, bool) {
 	return d, ok
 }
 
+// NewestDatasetWith returns the newest registered dataset (in the order of
+// Datasets) that has statistics of feature version id (name@version): the
+// default drift baseline of that version. ok is false when no dataset has.
+// Cost: one pass over the datasets, no sort.
+func (v *View) NewestDatasetWith(id string) (d Dataset, ok bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, c := range v.datasets {
+		if c.Statistics[id] == nil {
+			continue
+		}
+		if !ok || newerDataset(c, d) < 0 {
+			d, ok = c, true
+		}
+	}
+	return d, ok
+}
+
+// newerDataset orders datasets newest first: by created_at, then name
+// ascending and version descending (the order of Datasets).
+func newerDataset(a, b Dataset) int {
+	return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.Name, b.Name), cmp.Compare(b.Version, a.Version))
+}
+
 // Model returns the registered model name@version.
 func (v *View) Model(id string) (Model, bool) {
 	v.mu.RLock()
@@ -214,9 +245,7 @@ func (v *View) Datasets() []Dataset {
 		out = append(out, d)
 	}
 	v.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Dataset) int {
-		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.Name, b.Name), cmp.Compare(b.Version, a.Version))
-	})
+	slices.SortFunc(out, newerDataset)
 	return out
 }
 

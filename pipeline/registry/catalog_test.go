@@ -15,6 +15,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 func sampleDataset() Dataset {
@@ -475,5 +476,47 @@ func TestRegisterModelIsImmutable(t *testing.T) {
 	}
 	if ms := v.Models(); len(ms) != 3 {
 		t.Fatalf("models %+v, want 3 versions", ms)
+	}
+}
+
+// The default drift baseline of a feature version is the newest dataset
+// that has its statistics, whatever newer datasets without them say; the
+// statistics survive the record codec.
+func TestNewestDatasetWith(t *testing.T) {
+	v := NewView()
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	stats := func(values ...float64) *monitor.Stats {
+		s := monitor.NewStats()
+		for _, x := range values {
+			s.AddValue(x)
+		}
+		return s
+	}
+	for _, d := range []Dataset{
+		{Name: "train", Version: 1, CreatedAt: t0, Statistics: map[string]*monitor.Stats{"spend@1": stats(1, 2)}},
+		{Name: "train", Version: 2, CreatedAt: t0.Add(time.Hour), Statistics: map[string]*monitor.Stats{"spend@1": stats(5, 6, 7)}},
+		// Newest, but without spend@1's statistics (an older featurepipe,
+		// or another feature set).
+		{Name: "other", Version: 1, CreatedAt: t0.Add(2 * time.Hour), Features: []FeatureRef{{Feature: "spend@1"}},
+			Statistics: map[string]*monitor.Stats{"spend@2": stats(9)}},
+		{Name: "older", Version: 1, CreatedAt: t0.Add(-time.Hour), Statistics: map[string]*monitor.Stats{"spend@2": stats(3)}},
+	} {
+		r, err := DatasetRecord("t", d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Apply(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]string{"spend@1": "train@2", "spend@2": "other@1", "spend@3": ""} {
+		d, ok := v.NewestDatasetWith(id)
+		if got := map[bool]string{true: d.ID(), false: ""}[ok]; got != want {
+			t.Errorf("newest dataset with %s: %q, want %q", id, got, want)
+		}
+	}
+	d, _ := v.NewestDatasetWith("spend@1")
+	if s := d.Statistics["spend@1"]; s == nil || s.Count() != 3 || *s.Summary().Mean != 6 {
+		t.Fatalf("train@2's spend@1 statistics after the codec: %+v", d.Statistics["spend@1"])
 	}
 }
