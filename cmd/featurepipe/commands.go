@@ -128,7 +128,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
-	stats, err := stf.live(reg)
+	stats, followCatalog, err := stf.live(ctx, reg, catalogAt{kafka.ConnOf(brokers, cfg), cfg.Kafka.RegistryTopic, log.Named("baselines")})
 	if err != nil {
 		return err
 	}
@@ -144,6 +144,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return err
 	}
 	a.add("worker", w.Run)
+	if followCatalog != nil {
+		a.add("dataset catalog", followCatalog) // default drift baselines
+	}
 	if *metricsAddr != "" {
 		ln, err := listen(*metricsAddr)
 		if err != nil {

@@ -32,9 +32,16 @@ type LiveOptions struct {
 	// per sampled entity and feature, one read and fold of its tiles (the
 	// value as of now) and a sketch insert, in the worker's publication.
 	Sample float64
-	// Baselines by feature id (name@version). Versions without one get
-	// statistics but no drift gauges.
+	// Baselines by feature id (name@version). Versions without one (and
+	// without one from Resolve) get statistics but no drift gauges.
 	Baselines map[string]Baseline
+	// Resolve, when set, finds the baseline of a version that Baselines
+	// has none for, e.g. the newest dataset in the catalog that includes
+	// it (ok false: none). It is called at every scrape and Snapshot for
+	// each version with values in the window, under Live's lock, so it
+	// must be cheap, must not call back into Live, and must be safe for
+	// concurrent use. The Stats it returns are only read.
+	Resolve func(id string) (Baseline, bool)
 	// MinValues is how many non-null values the window needs before PSI
 	// and KS are exported: a handful of values is noise, not drift.
 	// Default 100.
@@ -228,8 +235,8 @@ func (l *Live) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(l.values, prometheus.GaugeValue, float64(w.Count()), f.name, f.version)
 		ch <- prometheus.MustNewConstMetric(l.nullRate, prometheus.GaugeValue, w.NullRate(), f.name, f.version)
-		b, ok := l.o.Baselines[id]
-		if !ok || b.Stats == nil {
+		b, ok := l.baseline(id)
+		if !ok {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(l.nullChange, prometheus.GaugeValue, w.NullRate()-b.Stats.NullRate(), f.name, f.version, b.Name)
@@ -243,4 +250,14 @@ func (l *Live) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(l.ks, prometheus.GaugeValue, ks, f.name, f.version, b.Name)
 		}
 	}
+}
+
+// baseline returns the baseline of feature version id: Options.Baselines',
+// else Options.Resolve's. ok is false when neither has one with statistics.
+func (l *Live) baseline(id string) (Baseline, bool) {
+	b, ok := l.o.Baselines[id]
+	if !ok && l.o.Resolve != nil {
+		b, ok = l.o.Resolve(id)
+	}
+	return b, ok && b.Stats != nil
 }

@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,4 +107,91 @@ func onlyOne(t *testing.T, reg *prometheus.Registry, name string) prometheus.Col
 	}
 	t.Fatalf("no %s", name)
 	return nil
+}
+
+// TestLiveResolvesBaselines: a version without an explicit baseline gets
+// Resolve's, asked again at every scrape (a newer dataset is picked up
+// without a restart); an explicit baseline wins over Resolve's; the
+// baseline label and Snapshot name the one used.
+func TestLiveResolvesBaselines(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	uniform := func(lo int) *Stats {
+		s := NewStats()
+		for v := range 100 {
+			s.AddValue(float64(lo + v))
+		}
+		return s
+	}
+	var mu sync.Mutex
+	resolved := map[string]Baseline{"a@1": {Name: "old@1", Stats: uniform(1000)}, "b@1": {Name: "old@1", Stats: uniform(1000)}}
+	reg := prometheus.NewRegistry()
+	l, err := NewLive(reg, LiveOptions{MinValues: 50, Now: func() time.Time { return now },
+		Baselines: map[string]Baseline{"b@1": {Name: "pinned.manifest.json", Stats: uniform(0)}},
+		Resolve: func(id string) (Baseline, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			b, ok := resolved[id]
+			return b, ok
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := l.NewBatch()
+	for _, id := range []string{"a@1", "b@1", "c@1"} {
+		for v := range 100 {
+			x := float64(v)
+			b.Add(id, strings.Split(id, "@")[0], 1, &x)
+		}
+	}
+	if err := l.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	psi := func() map[string]string {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, mf := range mfs {
+			if mf.GetName() != "featurepipe_feature_drift_psi" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					labels[lp.GetName()] = lp.GetValue()
+				}
+				level := "stable"
+				if m.GetGauge().GetValue() > 1 {
+					level = "drifted"
+				}
+				out[labels["feature"]+"@"+labels["version"]] = labels["baseline"] + " " + level
+			}
+		}
+		return out
+	}
+	// Live values 0..99: a against its resolved baseline 1000..1099 has
+	// drifted; b is pinned to 0..99 (stable); c has no baseline at all.
+	want := map[string]string{"a@1": "old@1 drifted", "b@1": "pinned.manifest.json stable"}
+	if got := psi(); !maps.Equal(got, want) {
+		t.Fatalf("PSI series %v, want %v", got, want)
+	}
+	// A newer dataset with a's live distribution: the next scrape uses it.
+	mu.Lock()
+	resolved["a@1"] = Baseline{Name: "new@1", Stats: uniform(0)}
+	mu.Unlock()
+	want["a@1"] = "new@1 stable"
+	if got := psi(); !maps.Equal(got, want) {
+		t.Fatalf("PSI series after a newer dataset %v, want %v", got, want)
+	}
+	names := map[string]string{}
+	for _, f := range l.Snapshot().Features {
+		if f.Baseline != nil {
+			names[f.ID] = f.Baseline.Name
+		}
+	}
+	if want := map[string]string{"a@1": "new@1", "b@1": "pinned.manifest.json"}; !maps.Equal(names, want) {
+		t.Fatalf("snapshot baselines %v, want %v", names, want)
+	}
 }

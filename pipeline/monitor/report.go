@@ -60,7 +60,7 @@ func (l *Live) Snapshot() Snapshot {
 			continue
 		}
 		fs := FeatureSnapshot{ID: id, Window: w}
-		if b, ok := l.o.Baselines[id]; ok && b.Stats != nil {
+		if b, ok := l.baseline(id); ok {
 			fs.Baseline = &b
 		}
 		s.Features = append(s.Features, fs)
