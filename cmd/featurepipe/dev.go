@@ -18,6 +18,7 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 	"github.com/featurepipe/featurepipe/schemas"
 )
@@ -61,10 +62,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	a.onClose("broker", func() error { b.Close(); return nil })
 	brokers := []string{b.Addr()}
 	reg := metrics.NewRegistry()
-	stats, err := monitor.NewLive(reg, monitor.LiveOptions{}) // every value, 1h, no baseline
+	// Every value, 1h; each version's baseline is the newest dataset with
+	// its statistics (a backfill against this broker registers one).
+	catalog := registry.NewView()
+	stats, err := monitor.NewLive(reg, monitor.LiveOptions{Resolve: func(id string) (monitor.Baseline, bool) { return datasetBaselineOf(catalog, id) }})
 	if err != nil {
 		return err
 	}
+	a.add("dataset catalog", func(ctx context.Context) error {
+		return registry.Follow(ctx, kafka.ConnOf(brokers, cfg), cfg.Kafka.RegistryTopic, catalog, log.Named("baselines"), nil)
+	})
 	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log.Named("worker"), Stats: stats}, dir, true)
 	if err != nil {
 		return err
