@@ -13,16 +13,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
 // driftPSI trains txn_last's baseline with a backfill over history (amounts
 // N(100, 10)), then runs a worker with that baseline while live events
 // arrive with amounts N(100 + shift, 10), and returns the PSI the worker
-// exports once everything is published.
-func driftPSI(t *testing.T, seed uint64, shift float64) float64 {
+// exports once everything is published. With fromCatalog the worker finds
+// the baseline as it does without --baseline, the newest dataset in the
+// catalog with txn_last's statistics, instead of reading the manifest.
+func driftPSI(t *testing.T, seed uint64, shift float64, fromCatalog bool) float64 {
 	t.Helper()
 	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
@@ -62,7 +66,18 @@ func driftPSI(t *testing.T, seed uint64, shift float64) float64 {
 
 	// Live: the worker replays the history, then 1,500 new events arrive.
 	reg := prometheus.NewRegistry()
-	live, err := monitor.NewLive(reg, monitor.LiveOptions{Baselines: baselines})
+	o := monitor.LiveOptions{Baselines: baselines}
+	if fromCatalog {
+		view, err := registry.Load(ctx, kafka.ConnOf(k.Brokers, cfg), cfg.Kafka.RegistryTopic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o = monitor.LiveOptions{Resolve: func(id string) (monitor.Baseline, bool) {
+			d, ok := view.NewestDatasetWith(id)
+			return monitor.Baseline{Name: d.ID(), Stats: d.Statistics[id]}, ok
+		}}
+	}
+	live, err := monitor.NewLive(reg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +117,15 @@ func driftPSI(t *testing.T, seed uint64, shift float64) float64 {
 }
 
 // TestDriftAgainstBackfillBaseline: PSI against the baseline a backfill
-// recorded stays below the 0.2 threshold when the live values follow the
-// training distribution, over several seeds, and crosses it when they shift
-// by one standard deviation.
+// recorded (in its manifest; for seed 2, in the catalog) stays below the
+// 0.2 threshold when the live values follow the training distribution,
+// over several seeds, and crosses it when they shift by one standard
+// deviation.
 func TestDriftAgainstBackfillBaseline(t *testing.T) {
 	const threshold = 0.2
 	for seed := uint64(1); seed <= 3; seed++ {
-		same := driftPSI(t, seed, 0)
-		shifted := driftPSI(t, seed, 10)
+		same := driftPSI(t, seed, 0, seed == 2)
+		shifted := driftPSI(t, seed, 10, seed == 2)
 		t.Logf("seed %d: PSI %.4f without shift, %.4f shifted by one sigma", seed, same, shifted)
 		if same >= threshold {
 			t.Errorf("seed %d: PSI %.4f without a shift, want below %v", seed, same, threshold)
