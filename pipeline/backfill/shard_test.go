@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/produce"
 )
 
 func TestParseShard(t *testing.T) {
@@ -287,5 +291,104 @@ func TestShardFailsOnOffCanonicalRecords(t *testing.T) {
 	t.Log(err)
 	if _, err := os.Stat(filepath.Join(o.Out, o.Shard.PartFile())); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the failed shard left its file: %v", err)
+	}
+}
+
+// rekeyShardFile: a merchant entity fed from transactions keyed by user, so
+// its events are spread over every partition by the user key.
+var rekeyShardFile = testkit.KafkaSection(3) + `  repartition_prefix: repartition-{{ID}}.
+entities:
+  - {name: user, key: user_id}
+  - {name: merchant, key: merchant_id}
+sources:
+  - {name: transactions, topic: transactions-{{ID}}, schema: transaction.avsc, event_time: ts, entity: user}
+features:
+  - {name: user_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
+  - {name: merchant_max_30d, version: 1, entity: merchant, source: transactions, aggregation: max, field: amount, window: 30d, hop: 12h, owner: t, description: d}
+  - {name: merchant_count_1d, version: 1, entity: merchant, source: transactions, aggregation: count, window: 1d, owner: t, description: d}
+`
+
+// TestShardedRekeyedMatchesSingleProcess: a re-keyed source cannot be split
+// by partition (a merchant's events are in every partition, by user); each
+// shard reads it in full and keeps its merchants, and the union of the
+// shards' rows is the single run's.
+func TestShardedRekeyedMatchesSingleProcess(t *testing.T) {
+	k, cfg, cl := testkit.Setup(t, rekeyShardFile, testkit.SetupOptions{})
+	brokers := k.Brokers
+	ctx := context.Background()
+	enc, err := produce.NewEncoder(cfg, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	now := time.Now().Add(-time.Minute).UnixMilli()
+	var recs []*kgo.Record
+	for i := 0; i < 600; i++ {
+		ts := now - rng.Int64N(20*aggregations.Day)
+		r, err := enc.Record(map[string]any{"user_id": fmt.Sprintf("u%d", rng.IntN(30)), "ts": ts,
+			"merchant_id": fmt.Sprintf("m%d", rng.IntN(12)), "amount": randomAmount(rng), "currency": "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Timestamp = time.UnixMilli(ts)
+		recs = append(recs, r)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spine := filepath.Join(dir, "spine.csv")
+	var sb strings.Builder
+	sb.WriteString("merchant_id,timestamp,label\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&sb, "m%d,%d,%d\n", rng.IntN(14), now-rng.Int64N(15*aggregations.Day), i) // m12, m13: no events
+	}
+	if err := os.WriteFile(spine, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := Options{Brokers: brokers, Config: cfg, Spine: spine}
+	single := base
+	single.Out = filepath.Join(dir, "single.parquet")
+	m1, err := Run(ctx, single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readTable(t, single.Out)
+	byLabel := map[string]int{}
+	for i, row := range want.cells {
+		byLabel[row[want.col(t, "label")]] = i
+	}
+	const n = 2
+	out := filepath.Join(dir, "sharded")
+	var ds *Manifest
+	got := 0
+	for i := 0; i < n; i++ {
+		o := base
+		o.Out, o.Shard = out, Shard{Index: i, Count: n}
+		m, err := Run(ctx, o)
+		if err != nil {
+			t.Fatalf("shard %d: %v", i, err)
+		}
+		if len(m.Shards) > 0 {
+			ds = m
+		}
+		tb := readTable(t, filepath.Join(out, o.Shard.PartFile()))
+		if len(tb.cells) == 0 {
+			t.Fatalf("shard %d has no rows", i)
+		}
+		for r, row := range tb.cells {
+			w, ok := byLabel[row[tb.col(t, "label")]]
+			if !ok || !slices.Equal(row, want.cells[w]) || !slices.Equal(tb.null[r], want.null[w]) {
+				t.Fatalf("shard %d row %v (nulls %v), single run row %d", i, row, tb.null[r], w)
+			}
+			got++
+		}
+		if m.Shard != nil && m.Events.Records != m1.Events.Records {
+			t.Fatalf("shard %d read %d records, want all %d (a re-keyed source is read in full)", i, m.Events.Records, m1.Events.Records)
+		}
+	}
+	if got != len(want.cells) || ds == nil || ds.Output.Rows != m1.Output.Rows || !slices.Equal(ds.Sources, m1.Sources) ||
+		ds.Events.Records != n*m1.Events.Records {
+		t.Fatalf("%d rows in the shards, single run %d; dataset manifest %+v", got, len(want.cells), ds)
 	}
 }
