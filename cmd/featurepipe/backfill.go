@@ -14,7 +14,7 @@ import (
 )
 
 func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("backfill", "--brokers B --config F --spine spine.csv|.parquet --out train.parquet|.csv|DIR [--features a,b,name@2 | --feature-service NAME] [--snapshots DIR|s3://bucket/prefix] [--shard i/N]", stderr)
+	fs := newFlags("backfill", "--brokers B --config F --spine spine.csv|.parquet --out train.parquet|.csv|DIR [--features a,b,name@2 | --feature-service NAME] [--snapshots DIR|s3://bucket/prefix] [--shard i/N | --merge]", stderr)
 	bf := addBatchFlags(fs, "feature file (YAML)", "point-in-time", "event: events with event time < T; arrival: also arrived (Kafka timestamp) <= T")
 	spinePath := fs.String("spine", "", "spine: .csv or .parquet with the entity key column, a timestamp column (RFC 3339 or epoch ms) and any label columns")
 	out := fs.String("out", "", "output .parquet or .csv; the manifest goes to <out>.manifest.json")
@@ -34,8 +34,30 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		"and the last shard to finish writes the one manifest DIR.manifest.json and registers the dataset once. "+
 		"The rows are exactly the single-process run's; a record of a spine entity outside its canonical partition fails the shard that reads it (run without --shard then). "+
 		"Use a new DIR per run")
-	b, err := bf.setup(ctx, fs, args, "spine", "out")
+	merge := fs.Bool("merge", false, "only merge the shard manifests of the sharded dataset --out DIR into DIR.manifest.json and register it (with the shards' --dataset-name): "+
+		"the recovery when the last shard died while merging; every shard must have finished, none may still run")
+	b, err := bf.setup(ctx, fs, args, "out")
 	if err != nil {
+		return err
+	}
+	if *merge {
+		if *shardFlag != "" {
+			return usagef("--merge merges the shards' results: give it without --shard")
+		}
+		defer b.log.Sync()
+		man, err := backfill.MergeShards(ctx, backfill.Options{Brokers: b.brokers, Config: b.cfg, Out: *out, Log: b.log,
+			Dataset: backfill.DatasetOptions{Name: *dsName, Description: *dsDesc, Owner: *dsOwner, Actor: *actor}})
+		if err != nil {
+			if errors.Is(err, backfill.ErrInvalidOptions) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "%d shards merged: %d rows in %s; manifest %s\nregistered in the catalog as dataset %s\n",
+			len(man.Shards), man.Output.Rows, man.Output.Path, backfill.ManifestPath(*out), man.Dataset)
+		return nil
+	}
+	if err := required(fs, "spine"); err != nil {
 		return err
 	}
 	shard, err := backfill.ParseShard(*shardFlag)

@@ -68,4 +68,35 @@ func TestBackfillShardFlag(t *testing.T) {
 	if m.Output.Rows != 5 || len(m.Shards) != 3 || m.Dataset != "train@1" {
 		t.Errorf("manifest: %d rows, %d shards, dataset %q; want 5, 3, train@1", m.Output.Rows, len(m.Shards), m.Dataset)
 	}
+
+	if code, _, stderr := execCLI(append(base, "--merge")...); code != 1 || !strings.Contains(stderr, "already has its manifest") {
+		t.Errorf("--merge of a finished dataset: exit %d: %s", code, stderr)
+	}
+
+	// Recovery: the shard that claimed the merge died before writing the
+	// manifest; --merge finishes the dataset once every shard is done.
+	out2 := filepath.Join(f.dir, "train2")
+	base2 := slices.Clone(base)
+	base2[slices.Index(base2, out)] = out2
+	for _, shard := range []string{"0/3", "2/3"} {
+		if code, _, stderr := execCLI(append(base2, "--shard", shard)...); code != 0 {
+			t.Fatalf("--shard %s: exit %d: %s", shard, code, stderr)
+		}
+	}
+	if code, _, stderr := execCLI(append(base2, "--merge")...); code != 1 || !strings.Contains(stderr, "shards 1 of 3 have not finished") {
+		t.Errorf("--merge with shard 1 missing: exit %d: %s", code, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(out2, "_shards", "merge.claim"), []byte("shard 1/3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := execCLI(append(base2, "--shard", "1/3")...); code != 0 || !strings.Contains(stdout, "not every shard has finished") {
+		t.Fatalf("--shard 1/3 with a claim left behind: exit %d: %s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr := execCLI(append(base2, "--merge")...)
+	if code != 0 || !strings.Contains(stdout, "3 shards merged: 5 rows in "+out2) || !strings.Contains(stdout, "registered in the catalog as dataset train2@1") {
+		t.Fatalf("--merge: exit %d: %s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := execCLI(append(base2, "--merge", "--shard", "0/3")...); code != 2 || !strings.Contains(stderr, "without --shard") {
+		t.Errorf("--merge --shard: exit %d: %s", code, stderr)
+	}
 }

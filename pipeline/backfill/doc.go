@@ -113,7 +113,9 @@
 //     manifest ManifestPath(Out) (rows, sources and events summed, statistics
 //     merged, the files in Manifest.Shards) and registers the dataset once.
 //     No shard waits for another. A failed merge removes the claim, so a
-//     retried shard merges again. An Out that already has its manifest is
+//     retried shard merges again; a merging shard killed before writing the
+//     manifest leaves the claim, and MergeShards (`backfill --merge`)
+//     finishes the dataset. An Out that already has its manifest is
 //     refused: give each run a new directory.
 //
 // The union of the shards' rows is exactly the single-process run's, cell

@@ -9,11 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
+	"github.com/featurepipe/featurepipe/pipeline/registry"
 )
 
 // finishShard writes shard m's manifest into the dataset directory and,
@@ -28,7 +31,7 @@ import (
 // see them all, and the claim lets exactly one merge. If the merge fails,
 // the claim is removed, so a retried shard merges again. A shard killed
 // between claiming and writing the dataset manifest leaves the claim
-// behind: delete it and rerun any one shard.
+// behind: MergeShards (`backfill --merge`) then finishes the dataset.
 func (o *Options) finishShard(ctx context.Context, m *Manifest, began time.Time) (*Manifest, error) {
 	sh := o.Shard
 	m.Shard = &sh
@@ -179,4 +182,71 @@ func sameRun(a, b *Manifest) error {
 		}
 	}
 	return nil
+}
+
+// MergeShards merges the shard manifests of the sharded dataset in o.Out
+// (every shard finished) into its manifest and registers the dataset, as
+// the last shard does (`backfill --merge`): the recovery when that shard
+// died between claiming the merge and writing the manifest. It overrides a
+// claim left behind, so run it only when no shard is still running. It
+// needs Brokers, Config, Out and the shards' Dataset options; the other
+// Options are ignored. It fails when a shard manifest is missing or the
+// dataset already has its manifest.
+func MergeShards(ctx context.Context, o Options) (*Manifest, error) {
+	if len(o.Brokers) == 0 || o.Config == nil || o.Out == "" {
+		return nil, fmt.Errorf("%w: merging shards needs brokers, a feature file and the dataset directory (Out)", ErrInvalidOptions)
+	}
+	if o.Dataset.Name == "" {
+		o.Dataset.Name = datasetName(o.Out)
+	}
+	if err := registry.ValidName("dataset", o.Dataset.Name); err != nil {
+		return nil, fmt.Errorf("%w: %v (set the dataset name)", ErrInvalidOptions, err)
+	}
+	if o.Dataset.Actor == "" {
+		o.Dataset.Actor = registry.OSUser()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if _, err := os.Stat(ManifestPath(o.Out)); err == nil {
+		return nil, fmt.Errorf("%s already has its manifest %s: nothing to merge", o.Out, ManifestPath(o.Out))
+	}
+	dir := filepath.Join(o.Out, shardDir)
+	found, err := filepath.Glob(filepath.Join(dir, "part-*-of-*.json"))
+	if err != nil || len(found) == 0 {
+		return nil, fmt.Errorf("no shard manifests in %s: is %s a sharded backfill's --out?", dir, o.Out)
+	}
+	first, err := ReadManifest(found[0])
+	if err != nil {
+		return nil, err
+	}
+	if first.Shard == nil {
+		return nil, fmt.Errorf("%s is not a shard manifest", found[0])
+	}
+	parts := make([]*Manifest, first.Shard.Count)
+	var missing []string
+	for i := range parts {
+		p := filepath.Join(dir, Shard{Index: i, Count: first.Shard.Count}.shardManifestFile())
+		if parts[i], err = ReadManifest(p); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, strconv.Itoa(i))
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("shards %s of %d have not finished (no manifest in %s): run them first", strings.Join(missing, ", "), len(parts), dir)
+	}
+	claim := filepath.Join(dir, mergeClaim)
+	if err := os.WriteFile(claim, []byte("backfill --merge\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("claim the merge of %s: %w", o.Out, err)
+	}
+	ds, err := o.mergeShards(ctx, parts)
+	if err != nil {
+		_ = os.Remove(claim)
+		return nil, err
+	}
+	return ds, nil
 }
