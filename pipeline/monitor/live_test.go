@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
 // TestLiveRollingWindowAndGauges: observations fall in sub-windows; the
@@ -146,31 +148,7 @@ func TestLiveResolvesBaselines(t *testing.T) {
 	if err := l.Commit(b); err != nil {
 		t.Fatal(err)
 	}
-	psi := func() map[string]string {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]string{}
-		for _, mf := range mfs {
-			if mf.GetName() != "featurepipe_feature_drift_psi" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				labels := map[string]string{}
-				for _, lp := range m.GetLabel() {
-					labels[lp.GetName()] = lp.GetValue()
-				}
-				level := "stable"
-				if m.GetGauge().GetValue() > 1 {
-					level = "drifted"
-				}
-				out[labels["feature"]+"@"+labels["version"]] = labels["baseline"] + " " + level
-			}
-		}
-		return out
-	}
+	psi := func() map[string]string { return testkit.DriftLevels(t, reg) }
 	// Live values 0..99: a against its resolved baseline 1000..1099 has
 	// drifted; b is pinned to 0..99 (stable); c has no baseline at all.
 	want := map[string]string{"a@1": "old@1 drifted", "b@1": "pinned.manifest.json stable"}
