@@ -17,7 +17,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("backfill", "--brokers B --config F --spine spine.csv|.parquet --out train.parquet|.csv|DIR [--features a,b,name@2 | --feature-service NAME] [--snapshots DIR|s3://bucket/prefix] [--shard i/N | --merge]", stderr)
 	bf := addBatchFlags(fs, "feature file (YAML)", "point-in-time", "event: events with event time < T; arrival: also arrived (Kafka timestamp) <= T")
 	spinePath := fs.String("spine", "", "spine: .csv or .parquet with the entity key column, a timestamp column (RFC 3339 or epoch ms) and any label columns")
-	out := fs.String("out", "", "output .parquet or .csv; the manifest goes to <out>.manifest.json")
+	out := fs.String("out", "", "output .parquet or .csv (with --shard or --merge: the dataset's directory); the manifest goes to <out>.manifest.json")
 	features := fs.String("features", "", "comma-separated features (name or name@version); default: every feature of the spine's entity")
 	service := fs.String("feature-service", "", "a feature service of the feature file: the same as --features listing its features (not both); the manifest records its name")
 	skipBad := fs.Bool("skip-bad-rows", false, "drop spine rows with a missing key or bad timestamp instead of failing")
@@ -30,7 +30,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	shardFlag := fs.String("shard", "", "run shard i of N (0 <= i < N; e.g. $(JOB_COMPLETION_INDEX)/8 in a Kubernetes Indexed Job): "+
 		"the spine rows whose key's canonical partition p (murmur2, the Java client's and franz-go's default partitioner) has p mod N == i, "+
 		"replayed from those partitions only (re-keyed sources, or a source with another partition count than the first, are read in full). "+
-		"--out is then a directory every shard can write: shard i writes DIR/part-<i>-of-<N>.parquet and DIR/_shards/part-<i>-of-<N>.json, "+
+		"--out is then a directory every shard can write: shard i writes DIR/part-<i>-of-<N>.parquet (e.g. part-00003-of-00008.parquet) and DIR/_shards/part-<i>-of-<N>.json, "+
 		"and the last shard to finish writes the one manifest DIR.manifest.json and registers the dataset once. "+
 		"The rows are exactly the single-process run's; a record of a spine entity outside its canonical partition fails the shard that reads it (run without --shard then). "+
 		"Use a new DIR per run")
