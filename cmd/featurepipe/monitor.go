@@ -11,19 +11,25 @@ import (
 	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // runMonitor prints every feature version's statistics and drift, merged
 // over the workers' GET /v1/stats, and exits 2 when one crosses its
-// thresholds (the feature file's monitor blocks).
+// thresholds (the feature file's monitor blocks). With --brokers it adds,
+// per feature version, the statistics and drift of the values served to
+// each consumer, read from the lookup log (monitor.ReadServed).
 func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("monitor", "--config F [--workers 127.0.0.1:9101,...] [--feature F] [--json]", stderr)
+	fs := newFlags("monitor", "--config F [--workers 127.0.0.1:9101,...] [--brokers B] [--feature F] [--json]", stderr)
 	cfgPath := fs.String("config", "", "feature file (thresholds: its monitor blocks)")
 	workers := fs.String("workers", "127.0.0.1:9101", "comma-separated --metrics addresses of every worker (each reports the partitions it owns)")
 	feature := fs.String("feature", "", "only this feature (name, or name@version)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-worker request timeout")
+	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds the statistics of the values served to each consumer over the last 1h and 24h, read from the lookup log "+
+		"(reads the log's last 24h once: one JSON decode per served key)")
+	servedSample := fs.Float64("served-sample", 1, "with --brokers, the fraction of lookup-log entries read into the served statistics, in (0, 1]")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +43,23 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	addrs := splitList(*workers)
 	if len(addrs) == 0 {
 		return usagef("--workers names no worker")
+	}
+	if !(*servedSample > 0 && *servedSample <= 1) {
+		return usagef("--served-sample %v: want a fraction in (0, 1]", *servedSample)
+	}
+	var served *monitor.Served
+	if *brokersFlag != "" {
+		brokers, err := kafka.ParseBrokers(*brokersFlag)
+		if err != nil {
+			return usagef("--brokers: %v", err)
+		}
+		conn := kafka.ConnOf(brokers, cfg)
+		if err := checkKafka(ctx, conn); err != nil {
+			return err
+		}
+		if served, err = monitor.ReadServed(ctx, conn, cfg.Kafka.LookupLogTopic, monitor.ServedOptions{Sample: *servedSample}, nil); err != nil {
+			return err
+		}
 	}
 	snaps, err := workerStats(addrs, *timeout)(ctx)
 	if err != nil {
@@ -57,7 +80,14 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			freshness = -1
 		}
 		r := monitor.Check(f.ID, stats[f.ID], bases[f.ID], freshness, thresholdsOf(f), monitor.MinValues)
-		if len(r.Crossed) > 0 {
+		bad := len(r.Crossed) > 0
+		if served != nil {
+			r.Served = monitor.CheckServed(f.ID, served, bases[f.ID], thresholdsOf(f), monitor.MinValues)
+			for _, sr := range r.Served {
+				bad = bad || len(sr.Crossed) > 0
+			}
+		}
+		if bad {
 			crossed++
 		}
 		reports = append(reports, r)
@@ -76,14 +106,20 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(tw, "FEATURE\tVALUES\tNULL\tMEAN\tP50\tP99\tBASELINE\tPSI\tKS\tFRESHNESS\tSTATUS")
 		for _, r := range reports {
 			fmt.Fprintln(tw, strings.Join(r.Row(), "\t"))
+			for _, sr := range r.Served {
+				fmt.Fprintln(tw, strings.Join(sr.Row(), "\t"))
+			}
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "statistics over the last %s, merged over %d worker(s)\n", snaps[0].Window, len(snaps))
+		if served != nil {
+			fmt.Fprintln(stdout, "served: the values each consumer was served, from the lookup log, against the same baseline")
+		}
 	}
 	if crossed > 0 {
-		return &exitError{fmt.Errorf("%d feature version(s) crossed their monitor thresholds", crossed), 2}
+		return &exitError{fmt.Errorf("%d feature version(s) crossed their monitor thresholds (published or served values)", crossed), 2}
 	}
 	return nil
 }

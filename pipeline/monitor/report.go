@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -104,6 +105,68 @@ type FeatureReport struct {
 	Thresholds     Thresholds `json:"thresholds"`
 	// Crossed lists the thresholds crossed: psi, null_rate, freshness.
 	Crossed []string `json:"crossed,omitempty"`
+	// Served are the statistics of the values served to each consumer
+	// (from the lookup log; see Served), when asked for.
+	Served []ServedReport `json:"served,omitempty"`
+}
+
+// ServedReport is the statistics of one version's values served to one
+// consumer over one window, and their drift against the version's baseline.
+type ServedReport struct {
+	Consumer       string   `json:"consumer"`
+	Window         string   `json:"window"`
+	Summary        Summary  `json:"statistics"`
+	Baseline       string   `json:"baseline,omitempty"`
+	PSI            *float64 `json:"psi,omitempty"`
+	KS             *float64 `json:"ks,omitempty"`
+	NullRateChange *float64 `json:"null_rate_change,omitempty"`
+	// Crossed lists the thresholds crossed: psi, null_rate.
+	Crossed []string `json:"crossed,omitempty"`
+}
+
+// CheckServed reports on the values of version id served to each consumer
+// in s, per window (consumers sorted, windows in s's order; windows a
+// consumer was served nothing in are left out), checked as Check checks
+// published values (without freshness).
+func CheckServed(id string, s *Served, baseline *Baseline, th Thresholds, minValues int64) []ServedReport {
+	var out []ServedReport
+	for _, c := range s.Consumers(id) {
+		for _, w := range s.Windows() {
+			st := s.Stats(id, c, w)
+			if st == nil {
+				continue
+			}
+			r := Check(id, st, baseline, -1, th, minValues)
+			out = append(out, ServedReport{Consumer: c, Window: w.String(), Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS,
+				NullRateChange: r.NullRateChange, Crossed: r.Crossed})
+		}
+	}
+	return out
+}
+
+// Row renders the report as a table row with FeatureReport.Row's columns:
+// "served to CONSUMER (WINDOW)" for the feature, no freshness.
+func (r ServedReport) Row() []string {
+	fr := FeatureReport{ID: fmt.Sprintf("  served to %s (%s)", r.Consumer, shortDuration(r.Window)), Summary: r.Summary,
+		Baseline: r.Baseline, PSI: r.PSI, KS: r.KS, Crossed: r.Crossed}
+	return fr.Row()
+}
+
+// shortDuration writes a time.Duration's String without zero minutes and
+// seconds ("1h0m0s" as "1h").
+func shortDuration(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = strings.TrimSuffix(out, "0m")
+	}
+	return out
 }
 
 // Merge merges several workers' snapshots: per version, the sum of their
