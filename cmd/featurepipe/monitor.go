@@ -69,6 +69,10 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	long, longWindow, err := monitor.MergeLong(snaps)
+	if err != nil {
+		return err
+	}
 	var reports []monitor.FeatureReport
 	crossed := 0
 	for _, f := range cfg.Features {
@@ -80,6 +84,9 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			freshness = -1
 		}
 		r := monitor.Check(f.ID, stats[f.ID], bases[f.ID], freshness, thresholdsOf(f), monitor.MinValues)
+		if longWindow != "" {
+			r.LongWindow = monitor.CheckWindow(f.ID, longWindow, long[f.ID], bases[f.ID], monitor.MinValues)
+		}
 		bad := len(r.Crossed) > 0
 		if served != nil {
 			r.Served = monitor.CheckServed(f.ID, served, bases[f.ID], thresholdsOf(f), monitor.MinValues)
@@ -98,7 +105,11 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"window": snaps[0].Window, "features": reports}); err != nil {
+		out := map[string]any{"window": snaps[0].Window, "features": reports}
+		if longWindow != "" {
+			out["long_window"] = longWindow
+		}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
@@ -106,6 +117,9 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(tw, "FEATURE\tVALUES\tNULL\tMEAN\tP50\tP99\tBASELINE\tPSI\tKS\tFRESHNESS\tSTATUS")
 		for _, r := range reports {
 			fmt.Fprintln(tw, strings.Join(r.Row(), "\t"))
+			if r.LongWindow != nil {
+				fmt.Fprintln(tw, strings.Join(r.LongWindow.Row(), "\t"))
+			}
 			for _, sr := range r.Served {
 				fmt.Fprintln(tw, strings.Join(sr.Row(), "\t"))
 			}
@@ -113,7 +127,11 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "statistics over the last %s, merged over %d worker(s)\n", snaps[0].Window, len(snaps))
+		if longWindow != "" {
+			fmt.Fprintf(stdout, "statistics over the last %s (and %s, not checked against the thresholds), merged over %d worker(s)\n", snaps[0].Window, longWindow, len(snaps))
+		} else {
+			fmt.Fprintf(stdout, "statistics over the last %s, merged over %d worker(s)\n", snaps[0].Window, len(snaps))
+		}
 		if served != nil {
 			fmt.Fprintln(stdout, "served: the values each consumer was served, from the lookup log, against the same baseline")
 		}

@@ -86,6 +86,10 @@ features:
 	if !strings.Contains(out, "amount_last@1  200") || !strings.Contains(out, "train@1") {
 		t.Fatalf("table does not show 200 merged values against train@1:\n%s", out)
 	}
+	// The workers' 24h window too (the same values: they were all observed now).
+	if !strings.Contains(out, "  over 24h     200") || !strings.Contains(out, "(and 24h0m0s, not checked") {
+		t.Fatalf("table does not show the 24h window:\n%s", out)
+	}
 
 	// Shifted values, a stale amount_sum (1m threshold) and nulls: exit 2.
 	nulls := append(seq(0, 50), make([]*float64, 50)...)
@@ -110,6 +114,9 @@ features:
 	}
 	if r := rep.Features[0]; r.PSI == nil || *r.PSI < 1 || r.Thresholds.Freshness != (10*time.Minute).Seconds() {
 		t.Fatalf("amount_last@1 report %+v", r)
+	}
+	if lw := rep.Features[1].LongWindow; lw == nil || lw.Window != "24h0m0s" || lw.Summary.Count != 100 || lw.Summary.Nulls != 50 {
+		t.Fatalf("amount_sum@1 over 24h: %+v, want 100 values, 50 nulls", lw)
 	}
 
 	// --feature picks one; an unknown one is a usage error.
