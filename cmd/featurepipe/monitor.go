@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +27,7 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	workers := fs.String("workers", "127.0.0.1:9101", "comma-separated --metrics addresses of every worker (each reports the partitions it owns)")
 	feature := fs.String("feature", "", "only this feature (name, or name@version)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	sparkline := fs.String("sparkline", "auto", "the table's DISTRIBUTION column, the values between p1 and p99 as a tiny histogram: auto (on a terminal), always or never")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-worker request timeout")
 	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds the statistics of the values served to each consumer over the last 1h and 24h, read from the lookup log "+
 		"(reads the log's last 24h once: one JSON decode per served key)")
@@ -43,6 +45,16 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	addrs := splitList(*workers)
 	if len(addrs) == 0 {
 		return usagef("--workers names no worker")
+	}
+	var spark bool
+	switch *sparkline {
+	case "auto":
+		spark = isTerminal(stdout)
+	case "always":
+		spark = true
+	case "never":
+	default:
+		return usagef("--sparkline %q: want auto, always or never", *sparkline)
 	}
 	if !(*servedSample > 0 && *servedSample <= 1) {
 		return usagef("--served-sample %v: want a fraction in (0, 1]", *servedSample)
@@ -114,14 +126,24 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FEATURE\tVALUES\tNULL\tMEAN\tP50\tP99\tBASELINE\tPSI\tKS\tFRESHNESS\tSTATUS")
+		header := "FEATURE\tVALUES\tNULL\tMEAN\tP50\tP99\tBASELINE\tPSI\tKS\tFRESHNESS\tSTATUS"
+		if spark {
+			header += "\tDISTRIBUTION (P1 TO P99)"
+		}
+		fmt.Fprintln(tw, header)
+		row := func(cells []string, h *monitor.Histogram) {
+			if spark {
+				cells = append(cells, monitor.SparklineCell(h))
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		}
 		for _, r := range reports {
-			fmt.Fprintln(tw, strings.Join(r.Row(), "\t"))
+			row(r.Row(), r.Histogram)
 			if r.LongWindow != nil {
-				fmt.Fprintln(tw, strings.Join(r.LongWindow.Row(), "\t"))
+				row(r.LongWindow.Row(), r.LongWindow.Histogram)
 			}
 			for _, sr := range r.Served {
-				fmt.Fprintln(tw, strings.Join(sr.Row(), "\t"))
+				row(sr.Row(), sr.Histogram)
 			}
 		}
 		if err := tw.Flush(); err != nil {
@@ -189,4 +211,15 @@ func fetchStats(ctx context.Context, client *http.Client, addr string) (monitor.
 		return s, fmt.Errorf("worker %s: /v1/stats: %w", addr, err)
 	}
 	return s, nil
+}
+
+// isTerminal reports whether w is a terminal (a character device), where
+// the table gets its sparklines.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

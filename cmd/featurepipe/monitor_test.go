@@ -86,6 +86,24 @@ features:
 	if !strings.Contains(out, "amount_last@1  200") || !strings.Contains(out, "train@1") {
 		t.Fatalf("table does not show 200 merged values against train@1:\n%s", out)
 	}
+	if strings.Contains(out, "DISTRIBUTION") {
+		t.Fatalf("sparklines when the output is not a terminal:\n%s", out)
+	}
+	// --sparkline always: the values between p1 and p99 as a histogram, the
+	// merged statistics' (both workers' values).
+	code, spark, errs := run1("--workers", w1+","+w2, "--sparkline", "always")
+	merged := monitor.NewStats()
+	for _, v := range append(seq(0, 100), seq(0, 100)...) {
+		merged.AddValue(*v)
+	}
+	h, _ := merged.Histogram(monitor.HistogramBins)
+	if code != 0 || !strings.Contains(spark, "DISTRIBUTION (P1 TO P99)") || !strings.Contains(spark, monitor.SparklineCell(&h)) ||
+		strings.Count(spark, " |") != 4 { // both versions, each in both windows
+		t.Fatalf("--sparkline always: exit %d, want the row's cell %q:\n%s%s", code, monitor.SparklineCell(&h), spark, errs)
+	}
+	if code, _, errs := run1("--workers", w1, "--sparkline", "sometimes"); code != 2 || !strings.Contains(errs, "auto, always or never") {
+		t.Fatalf("--sparkline sometimes: exit %d %s", code, errs)
+	}
 	// The workers' 24h window too (the same values: they were all observed now).
 	if !strings.Contains(out, "  over 24h     200") || !strings.Contains(out, "(and 24h0m0s, not checked") {
 		t.Fatalf("table does not show the 24h window:\n%s", out)
@@ -114,6 +132,9 @@ features:
 	}
 	if r := rep.Features[0]; r.PSI == nil || *r.PSI < 1 || r.Thresholds.Freshness != (10*time.Minute).Seconds() {
 		t.Fatalf("amount_last@1 report %+v", r)
+	}
+	if h := rep.Features[0].Histogram; h == nil || len(h.Counts) != monitor.HistogramBins || rep.Features[0].Summary.Quantiles["p1"] != h.Lo {
+		t.Fatalf("amount_last@1 histogram %+v", h)
 	}
 	if lw := rep.Features[1].LongWindow; lw == nil || lw.Window != "24h0m0s" || lw.Summary.Count != 100 || lw.Summary.Nulls != 50 {
 		t.Fatalf("amount_sum@1 over 24h: %+v, want 100 values, 50 nulls", lw)

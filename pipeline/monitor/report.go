@@ -113,6 +113,9 @@ type FeatureReport struct {
 	Thresholds     Thresholds `json:"thresholds"`
 	// Crossed lists the thresholds crossed: psi, null_rate, freshness.
 	Crossed []string `json:"crossed,omitempty"`
+	// Histogram is the values between p1 and p99 in HistogramBins bins
+	// (Stats.Histogram); absent without non-null values.
+	Histogram *Histogram `json:"histogram,omitempty"`
 	// LongWindow is the published values over the workers' long window
 	// (LiveOptions.LongWindow), when they keep one.
 	LongWindow *WindowReport `json:"long_window,omitempty"`
@@ -124,13 +127,14 @@ type FeatureReport struct {
 // ServedReport is the statistics of one version's values served to one
 // consumer over one window, and their drift against the version's baseline.
 type ServedReport struct {
-	Consumer       string   `json:"consumer"`
-	Window         string   `json:"window"`
-	Summary        Summary  `json:"statistics"`
-	Baseline       string   `json:"baseline,omitempty"`
-	PSI            *float64 `json:"psi,omitempty"`
-	KS             *float64 `json:"ks,omitempty"`
-	NullRateChange *float64 `json:"null_rate_change,omitempty"`
+	Consumer       string     `json:"consumer"`
+	Window         string     `json:"window"`
+	Summary        Summary    `json:"statistics"`
+	Baseline       string     `json:"baseline,omitempty"`
+	PSI            *float64   `json:"psi,omitempty"`
+	KS             *float64   `json:"ks,omitempty"`
+	NullRateChange *float64   `json:"null_rate_change,omitempty"`
+	Histogram      *Histogram `json:"histogram,omitempty"`
 	// Crossed lists the thresholds crossed: psi, null_rate.
 	Crossed []string `json:"crossed,omitempty"`
 }
@@ -149,7 +153,7 @@ func CheckServed(id string, s *Served, baseline *Baseline, th Thresholds, minVal
 			}
 			r := Check(id, st, baseline, -1, th, minValues)
 			out = append(out, ServedReport{Consumer: c, Window: w.String(), Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS,
-				NullRateChange: r.NullRateChange, Crossed: r.Crossed})
+				NullRateChange: r.NullRateChange, Histogram: r.Histogram, Crossed: r.Crossed})
 		}
 	}
 	return out
@@ -236,19 +240,21 @@ func MergeLong(snaps []Snapshot) (stats map[string]*Stats, window string, err er
 // WindowReport is a version's published values over another window than
 // the report's (the long window): statistics and drift, no verdict.
 type WindowReport struct {
-	Window         string   `json:"window"`
-	Summary        Summary  `json:"statistics"`
-	Baseline       string   `json:"baseline,omitempty"`
-	PSI            *float64 `json:"psi,omitempty"`
-	KS             *float64 `json:"ks,omitempty"`
-	NullRateChange *float64 `json:"null_rate_change,omitempty"`
+	Window         string     `json:"window"`
+	Summary        Summary    `json:"statistics"`
+	Baseline       string     `json:"baseline,omitempty"`
+	PSI            *float64   `json:"psi,omitempty"`
+	KS             *float64   `json:"ks,omitempty"`
+	NullRateChange *float64   `json:"null_rate_change,omitempty"`
+	Histogram      *Histogram `json:"histogram,omitempty"`
 }
 
 // CheckWindow is Check's statistics and drift of stats over window,
 // without thresholds: the long window informs, the window decides.
 func CheckWindow(id, window string, stats *Stats, baseline *Baseline, minValues int64) *WindowReport {
 	r := Check(id, stats, baseline, -1, Thresholds{}, minValues)
-	return &WindowReport{Window: window, Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS, NullRateChange: r.NullRateChange}
+	return &WindowReport{Window: window, Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS, NullRateChange: r.NullRateChange,
+		Histogram: r.Histogram}
 }
 
 // Row renders the report as a table row with FeatureReport.Row's columns:
@@ -268,6 +274,9 @@ func Check(id string, live *Stats, baseline *Baseline, freshness float64, th Thr
 		live = NewStats()
 	}
 	r.Summary = live.Summary()
+	if h, ok := live.Histogram(HistogramBins); ok {
+		r.Histogram = &h
+	}
 	if freshness >= 0 {
 		r.Freshness = &freshness
 		if freshness > th.Freshness {
@@ -308,6 +317,15 @@ func fmtOpt(v *float64, prec int) string {
 		return "-"
 	}
 	return strconv.FormatFloat(*v, 'f', prec, 64)
+}
+
+// SparklineCell renders h as "P1 |sparkline| P99" (h may be nil: "-").
+func SparklineCell(h *Histogram) string {
+	if h == nil {
+		return "-"
+	}
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+	return g(h.Lo) + " |" + h.Sparkline() + "| " + g(h.Hi)
 }
 
 // Row renders the report as a table row: feature, values, null rate,
