@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
@@ -281,5 +282,38 @@ func TestLiveLongWindow(t *testing.T) {
 	}
 	if s := none.Snapshot(); s.LongWindow != "" || s.Features[0].Long != nil || none.LongWindow("a@1") != nil {
 		t.Errorf("long window statistics without a long window: %+v", s)
+	}
+}
+
+// BenchmarkLiveCommit: one publication's batch (10 versions, 100 values
+// each) committed with the 1h window only, and with the 24h window too.
+func BenchmarkLiveCommit(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		long time.Duration
+	}{{"1h", -1}, {"1h+24h", 0}} {
+		b.Run(c.name, func(b *testing.B) {
+			l, err := NewLive(nil, LiveOptions{LongWindow: c.long})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids := make([]string, 10)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("f%d@1", i)
+			}
+			b.ResetTimer()
+			for n := 0; n < b.N; n++ {
+				bt := l.NewBatch()
+				for i, id := range ids {
+					for v := range 100 {
+						x := float64(v*(i+1)) + 0.5
+						bt.Add(id, id, 1, &x)
+					}
+				}
+				if err := l.Commit(bt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
