@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,7 +23,7 @@ import (
 // per feature version, the statistics and drift of the values served to
 // each consumer, read from the lookup log (monitor.ReadServed).
 func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("monitor", "--config F [--workers 127.0.0.1:9101,...] [--brokers B] [--feature F] [--json]", stderr)
+	fs := newFlags("monitor", "--config F [--workers 127.0.0.1:9101,...] [--brokers B [--consumer C]] [--feature F] [--json]", stderr)
 	cfgPath := fs.String("config", "", "feature file (thresholds: its monitor blocks)")
 	workers := fs.String("workers", "127.0.0.1:9101", "comma-separated --metrics addresses of every worker (each reports the partitions it owns)")
 	feature := fs.String("feature", "", "only this feature (name, or name@version)")
@@ -31,6 +32,7 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	timeout := fs.Duration("timeout", 10*time.Second, "per-worker request timeout")
 	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds the statistics of the values served to each consumer over the last 1h and 24h, read from the lookup log "+
 		"(reads the log's last 24h once: one JSON decode per served key)")
+	consumer := fs.String("consumer", "", "with --brokers, only the values served to this consumer")
 	servedSample := fs.Float64("served-sample", 1, "with --brokers, the fraction of lookup-log entries read into the served statistics, in (0, 1]")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -58,6 +60,9 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if !(*servedSample > 0 && *servedSample <= 1) {
 		return usagef("--served-sample %v: want a fraction in (0, 1]", *servedSample)
+	}
+	if *consumer != "" && *brokersFlag == "" {
+		return usagef("--consumer needs --brokers: served values are read from the lookup log")
 	}
 	var served *monitor.Served
 	if *brokersFlag != "" {
@@ -102,6 +107,9 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		bad := len(r.Crossed) > 0
 		if served != nil {
 			r.Served = monitor.CheckServed(f.ID, served, bases[f.ID], thresholdsOf(f), monitor.MinValues)
+			if *consumer != "" {
+				r.Served = slices.DeleteFunc(r.Served, func(sr monitor.ServedReport) bool { return sr.Consumer != *consumer })
+			}
 			for _, sr := range r.Served {
 				bad = bad || len(sr.Crossed) > 0
 			}

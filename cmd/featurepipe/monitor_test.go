@@ -216,6 +216,19 @@ features:
 		t.Fatalf("served reports\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
+	// --consumer keeps one consumer's rows (and its verdict).
+	out.Reset()
+	code = run(ctx, []string{"monitor", "--config", cfg.Path, "--workers", w, "--brokers", strings.Join(k.Brokers, ","), "--consumer", "fraud-api", "--json"}, &out, &errb)
+	rep.Features = nil
+	if err := json.Unmarshal(out.Bytes(), &rep); code != 0 || err != nil || len(rep.Features[0].Served) != 2 || rep.Features[0].Served[1].Consumer != "fraud-api" {
+		t.Fatalf("--consumer fraud-api: exit %d, %v:\n%s", code, err, out.String())
+	}
+
+	errb.Reset()
+	if code := run(ctx, []string{"monitor", "--config", cfg.Path, "--workers", w, "--consumer", "fraud-api"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--consumer needs --brokers") {
+		t.Fatalf("--consumer without --brokers: exit %d %s", code, errb.String())
+	}
+
 	// The table shows a row per consumer and window under the feature.
 	out.Reset()
 	run(ctx, []string{"monitor", "--config", cfg.Path, "--workers", w, "--brokers", strings.Join(k.Brokers, ",")}, &out, &errb)
