@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/broker"
@@ -45,12 +46,22 @@ type freshParams struct {
 	probeEvery time.Duration // one probe event per probeEvery
 	pollEvery  time.Duration // the probe key's lookups, one per pollEvery
 	settle     time.Duration // how long the last probes may take to become visible
+	// Self-hosted only: the worker's Options.PublishInterval (0: its
+	// default) and Options.FixedPublishInterval.
+	publishInterval time.Duration
+	fixedInterval   bool
 }
 
 func (p freshParams) String() string {
 	target := `--url "" (self-hosted)`
 	if p.url != "" {
 		target = fmt.Sprintf("--url %s --brokers %s", p.url, strings.Join(p.brokers, ","))
+	}
+	if p.url == "" && p.publishInterval > 0 {
+		target += " --publish-interval " + p.publishInterval.String()
+	}
+	if p.url == "" && p.fixedInterval {
+		target += " --fixed-publish-interval"
 	}
 	return fmt.Sprintf("--freshness %s --rate %g --duration %s --warmup %s --keys %d --probe-interval %s --probe-poll %s",
 		target, p.rate, p.duration, p.warmup, p.keys, p.probeEvery, p.pollEvery)
@@ -88,7 +99,8 @@ func selfHostedFreshness(ctx context.Context, p freshParams, stdout, stderr io.W
 	brokers := []string{b.Addr()}
 	a := &app{}
 	defer a.closeInto(&err)
-	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: metrics.NewRegistry(), Log: log.Named("worker")}, dir, true)
+	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: metrics.NewRegistry(), Log: log.Named("worker"),
+		PublishInterval: p.publishInterval, FixedPublishInterval: p.fixedInterval}, dir, true)
 	if err != nil {
 		return err
 	}
@@ -121,9 +133,14 @@ func selfHostedFreshness(ctx context.Context, p freshParams, stdout, stderr io.W
 			case <-runCtx.Done():
 			}
 		}()
-		target := fmt.Sprintf("embedded broker and 1 worker (demo feature file, Pebble without fsync, as `featurepipe dev`) in this process; `featurepipe serve` in its own process over loopback; %d partitions",
-			cfg.Kafka.Partitions)
+		publication := "adaptive publication"
+		if p.fixedInterval {
+			publication = "fixed publish interval"
+		}
+		target := fmt.Sprintf("embedded broker and 1 worker (demo feature file, Pebble without fsync, as `featurepipe dev`; %s) in this process; `featurepipe serve` in its own process over loopback; %d partitions",
+			publication, cfg.Kafka.Partitions)
 		runErr = measureFreshness(runCtx, p, brokers, cfg, base, target, stdout, stderr)
+		printWorkerPublications(stdout, w.Metrics())
 		if ctx.Err() == nil {
 			select {
 			case <-serve.done:
@@ -432,9 +449,18 @@ func printFreshReport(w io.Writer, p freshParams, target, base, probeKey string,
 }
 
 // runFreshness checks the flags of `featurepipe load --freshness` and runs it.
-func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, brokers []string, probeEvery, probePoll time.Duration, stdout, stderr io.Writer) error {
+// freshFlags are the flags of `featurepipe load` for --freshness only.
+type freshFlags struct {
+	brokers                         []string
+	probeEvery, probePoll, pubEvery time.Duration
+	fixedInterval                   bool
+}
+
+func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, ff freshFlags, stdout, stderr io.Writer) error {
+	brokers, probeEvery, probePoll := ff.brokers, ff.probeEvery, ff.probePoll
 	p := freshParams{url: strings.TrimSuffix(lp.url, "/"), brokers: brokers, rate: lp.rate, duration: lp.duration, warmup: lp.warmup,
-		keys: lp.keys, probeEvery: probeEvery, pollEvery: probePoll, settle: 30 * time.Second}
+		keys: lp.keys, probeEvery: probeEvery, pollEvery: probePoll, settle: 30 * time.Second,
+		publishInterval: ff.pubEvery, fixedInterval: ff.fixedInterval}
 	rateSet := false
 	fs.Visit(func(f *flag.Flag) { rateSet = rateSet || f.Name == "rate" })
 	if !rateSet {
@@ -459,6 +485,10 @@ func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, brokers 
 		return usagef("--freshness --url needs --brokers: the pipeline's Kafka brokers, to produce to")
 	case p.url == "" && len(brokers) > 0:
 		return usagef("--brokers needs --url: the lookup service of that pipeline")
+	case p.url != "" && (p.publishInterval != 0 || p.fixedInterval):
+		return usagef("--publish-interval and --fixed-publish-interval configure the self-hosted worker: not with --url")
+	case p.publishInterval < 0:
+		return usagef("--publish-interval must not be negative")
 	}
 	if p.url == "" {
 		return selfHostedFreshness(ctx, p, stdout, stderr)
@@ -468,4 +498,21 @@ func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, brokers 
 		return fmt.Errorf("demo feature file: %w", err)
 	}
 	return measureFreshness(ctx, p, brokers, cfg, p.url, "the pipeline of --brokers and --url (demo feature file)", stdout, stderr)
+}
+
+// printWorkerPublications reports what the self-hosted worker applied and
+// published over the whole run (first probe and warm-up included): the
+// cost side of freshness.
+func printWorkerPublications(w io.Writer, m *metrics.Worker) {
+	events := 0.0
+	for _, src := range []string{"transactions", "logins"} {
+		events += testutil.ToFloat64(m.EventsIn.WithLabelValues(src))
+	}
+	records := testutil.ToFloat64(m.TilesPublished)
+	fmt.Fprintf(w, "worker (whole run): %.0f source events applied, %.0f feature-log records (%.1f per event), publications by trigger:",
+		events, records, records/max(events, 1))
+	for _, tr := range []string{"caught_up", "interval", "cache_full"} {
+		fmt.Fprintf(w, " %s %.0f", tr, testutil.ToFloat64(m.Publications.WithLabelValues(tr)))
+	}
+	fmt.Fprintln(w)
 }

@@ -69,7 +69,9 @@ func TestLoadFreshnessFlags(t *testing.T) {
 	}{
 		{[]string{"load", "--freshness", "--url", "http://127.0.0.1:1"}, "needs --brokers"},
 		{[]string{"load", "--freshness", "--brokers", "127.0.0.1:1"}, "--brokers needs --url"},
-		{[]string{"load", "--brokers", "127.0.0.1:1"}, "--brokers applies to --freshness only"},
+		{[]string{"load", "--brokers", "127.0.0.1:1"}, "apply to --freshness only"},
+		{[]string{"load", "--fixed-publish-interval"}, "apply to --freshness only"},
+		{[]string{"load", "--freshness", "--url", "http://127.0.0.1:1", "--brokers", "127.0.0.1:1", "--fixed-publish-interval"}, "not with --url"},
 		{[]string{"load", "--freshness", "--baseline"}, "exclude each other"},
 		{[]string{"load", "--freshness", "--probe-interval", "0s"}, "--probe-interval must be positive"},
 	} {

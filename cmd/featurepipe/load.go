@@ -99,6 +99,8 @@ brokers --brokers names.`, stderr)
 	brokerList := fs.String("brokers", "", "--freshness with --url: the pipeline's Kafka brokers (host:port,...)")
 	probeEvery := fs.Duration("probe-interval", 20*time.Millisecond, "--freshness: one probe event per interval")
 	probePoll := fs.Duration("probe-poll", time.Millisecond, "--freshness: pause between lookups of the probe user (the measure's resolution)")
+	pubEvery := fs.Duration("publish-interval", 0, "--freshness, self-hosted: the worker's publish interval, the longest batching under load (0: the worker's default, 200ms)")
+	fixedInterval := fs.Bool("fixed-publish-interval", false, "--freshness, self-hosted: the worker publishes at the interval only, never as soon as a light stream's poll is applied (the behaviour before adaptive publication, for comparison)")
 	baselineServe := ""
 	fs.StringVar(&baselineServe, "baseline-serve", "", "only serve the --baseline server on this host:port until interrupted (--baseline starts it)")
 	if err := parse(fs, args); err != nil {
@@ -106,10 +108,11 @@ brokers --brokers names.`, stderr)
 	}
 	p.features = splitList(*features)
 	if *freshness {
-		return runFreshness(ctx, fs, p, splitList(*brokerList), *probeEvery, *probePoll, stdout, stderr)
+		return runFreshness(ctx, fs, p, freshFlags{brokers: splitList(*brokerList), probeEvery: *probeEvery, probePoll: *probePoll,
+			pubEvery: *pubEvery, fixedInterval: *fixedInterval}, stdout, stderr)
 	}
-	if *brokerList != "" {
-		return usagef("--brokers applies to --freshness only")
+	if *brokerList != "" || *pubEvery != 0 || *fixedInterval {
+		return usagef("--brokers, --publish-interval and --fixed-publish-interval apply to --freshness only")
 	}
 	switch {
 	case !(p.rate > 0):
