@@ -50,6 +50,7 @@ type freshParams struct {
 	// default) and Options.FixedPublishInterval.
 	publishInterval time.Duration
 	fixedInterval   bool
+	cpuProfile      string // --cpuprofile: this process's measured period
 }
 
 func (p freshParams) String() string {
@@ -339,20 +340,29 @@ func measureFreshness(ctx context.Context, p freshParams, brokers []string, cfg 
 			}
 		}
 	}()
+	stopProfile, err := startCPUProfile(p.cpuProfile, p.warmup)
+	if err != nil {
+		stopLoad()
+		<-loadDone
+		return err
+	}
 	probeTick := time.NewTicker(p.probeEvery)
 	end := start.Add(p.warmup + p.duration)
 	for time.Now().Before(end) {
 		select {
 		case <-ctx.Done():
+			stopProfile()
 			return ctx.Err()
 		case <-probeTick.C:
 		}
 		if err := sendProbe(time.Since(start) >= p.warmup); err != nil {
 			probeTick.Stop()
+			stopProfile()
 			return err
 		}
 	}
 	probeTick.Stop()
+	stopProfile()
 	stopLoad()
 	elapsed := <-loadDone
 	mu.Lock()
@@ -460,7 +470,7 @@ func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, ff fresh
 	brokers, probeEvery, probePoll := ff.brokers, ff.probeEvery, ff.probePoll
 	p := freshParams{url: strings.TrimSuffix(lp.url, "/"), brokers: brokers, rate: lp.rate, duration: lp.duration, warmup: lp.warmup,
 		keys: lp.keys, probeEvery: probeEvery, pollEvery: probePoll, settle: 30 * time.Second,
-		publishInterval: ff.pubEvery, fixedInterval: ff.fixedInterval}
+		publishInterval: ff.pubEvery, fixedInterval: ff.fixedInterval, cpuProfile: lp.cpuProfile}
 	rateSet := false
 	fs.Visit(func(f *flag.Flag) { rateSet = rateSet || f.Name == "rate" })
 	if !rateSet {
