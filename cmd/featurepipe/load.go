@@ -68,7 +68,21 @@ func (p loadParams) String() string {
 func loadKey(i int) string { return fmt.Sprintf("u%04d", i) }
 
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("load", "[--url http://127.0.0.1:8080] [--rate 20000] [--duration 20s] [--keys 10000]", stderr)
+	fs := newFlags("load", `[--url http://127.0.0.1:8080] [--rate 20000] [--duration 20s] [--keys 10000]
+       featurepipe load --freshness [--url http://127.0.0.1:8080 --brokers 127.0.0.1:9092] [--rate 10000] [--duration 20s]
+
+Without --freshness: open-loop lookups at --rate, latency percentiles.
+
+With --freshness: produce → visible. A steady stream of --rate transactions/s
+(demo feature file: users u0001..u<keys>, event times now) and, every
+--probe-interval, one transaction of a probe user unique to the run; the probe
+user's txn_count_7d is looked up every --probe-poll, and a probe is visible at
+the first answer counting it. Reports p50/p90/p99/max from the producer's
+acknowledgement (and from the produce call) to visible: the whole path, Kafka,
+worker, feature log, lookup replica, HTTP. Self-hosted (no --url): an embedded
+broker and a worker as in featurepipe dev, featurepipe serve in its own process.
+With --url: a running pipeline of the demo feature file (featurepipe dev), whose
+brokers --brokers names.`, stderr)
 	var p loadParams
 	fs.StringVar(&p.url, "url", "", "lookup service to drive (e.g. http://127.0.0.1:8080); empty: self-host an embedded broker and a worker in this process and `featurepipe serve` in its own, with --keys users")
 	fs.Float64Var(&p.rate, "rate", 20000, "requests per second (open loop: request i is due at start + i/rate)")
@@ -81,12 +95,25 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Float64Var(&p.logSample, "lookup-log-sample", 1, "self-hosted only: the lookup service's --lookup-log-sample (0: no lookup log)")
 	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured period of this process to this file (the generator; self-hosted: also the broker and the worker, not the lookup service, which runs in its own process)")
 	fs.BoolVar(&p.baseline, "baseline", false, "drive a trivial HTTP server (net/http, answers every request with an empty result) in its own process instead of featurepipe: the latency floor this machine and generator set for any HTTP service")
+	freshness := fs.Bool("freshness", false, "measure produce → visible in the lookup replica instead of lookup latency (see above); --rate is then background events/s, default 10000")
+	brokerList := fs.String("brokers", "", "--freshness with --url: the pipeline's Kafka brokers (host:port,...)")
+	probeEvery := fs.Duration("probe-interval", 20*time.Millisecond, "--freshness: one probe event per interval")
+	probePoll := fs.Duration("probe-poll", time.Millisecond, "--freshness: pause between lookups of the probe user (the measure's resolution)")
+	pubEvery := fs.Duration("publish-interval", 0, "--freshness, self-hosted: the worker's publish interval, the longest batching under load (0: the worker's default, 200ms)")
+	fixedInterval := fs.Bool("fixed-publish-interval", false, "--freshness, self-hosted: the worker publishes at the interval only, never as soon as a light stream's poll is applied (the behaviour before adaptive publication, for comparison)")
 	baselineServe := ""
 	fs.StringVar(&baselineServe, "baseline-serve", "", "only serve the --baseline server on this host:port until interrupted (--baseline starts it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	p.features = splitList(*features)
+	if *freshness {
+		return runFreshness(ctx, fs, p, freshFlags{brokers: splitList(*brokerList), probeEvery: *probeEvery, probePoll: *probePoll,
+			pubEvery: *pubEvery, fixedInterval: *fixedInterval}, stdout, stderr)
+	}
+	if *brokerList != "" || *pubEvery != 0 || *fixedInterval {
+		return usagef("--brokers, --publish-interval and --fixed-publish-interval apply to --freshness only")
+	}
 	switch {
 	case !(p.rate > 0):
 		return usagef("--rate must be positive")

@@ -43,6 +43,10 @@ type Worker struct {
 	// RepartitionDuplicates counts repartition records skipped because
 	// their source offset was at or below the high-water mark, by topic.
 	RepartitionDuplicates *prometheus.CounterVec
+	// Publications counts the worker's publications to the feature log
+	// (each one produce flush), by trigger: caught_up (adaptive, a light
+	// stream), interval, cache_full, revoke, shutdown, snapshot, republish.
+	Publications *prometheus.CounterVec
 }
 
 // NewWorker creates and registers the worker metrics on r.
@@ -74,8 +78,11 @@ func NewWorker(r prometheus.Registerer) *Worker {
 		Help: "Re-keyed copies of source records produced to repartition topics (acknowledged before their source offset is committed)."})
 	m.RepartitionDuplicates = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "repartition_duplicates_total",
 		Help: "Repartition records skipped as duplicates (source offset at or below the high-water mark), by repartition topic."}, []string{"topic"})
+	m.Publications = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "publications_total",
+		Help: "Publications of changed tiles to the feature log (one produce flush each), by trigger: caught_up (adaptive: the poll " +
+			"caught up, a light stream), interval, cache_full, revoke, shutdown, snapshot, republish."}, []string{"trigger"})
 	r.MustRegister(m.EventsIn, m.DeadLetters, m.DroppedLate, m.ConsumerLag, m.BatchCommit, m.BatchEvents,
-		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical, m.Repartitioned, m.RepartitionDuplicates)
+		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical, m.Repartitioned, m.RepartitionDuplicates, m.Publications)
 	// Every stage's error series exists from the start at 0, so that
 	// rate() and increase() see the first error (and alerts can use them).
 	for _, stage := range []string{"commit", "publish", "dead_letter", "fetch", "snapshot"} {

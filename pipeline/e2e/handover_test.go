@@ -68,7 +68,8 @@ func TestRevokedPartitionsArePublishedBeforeTheHandOver(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 10))
 	p := newProduced()
 
-	a := launchWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, PublishInterval: time.Hour}, filepath.Join(dir, "a"))
+	// FixedPublishInterval: no adaptive publication of a light stream.
+	a := launchWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, PublishInterval: time.Hour, FixedPublishInterval: true}, filepath.Join(dir, "a"))
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 6000, users, 40*24*time.Hour, time.Now()), p)
 	waitFor(t, "worker A applies the first 6000 events", time.Minute, func() bool { return eventsApplied(a.w) == p.total })
 	if got := testutil.ToFloat64(a.w.Metrics().TilesPublished); got != 0 {

@@ -376,7 +376,7 @@ func (w *Worker) finishBoots(ctx context.Context) error {
 // republishing, reading the committed state, then marks them ready.
 func (w *Worker) republishAll(ctx context.Context, ps *partState) error {
 	// Publish the cache first so that Pebble and the feature log agree.
-	if err := w.pub.publish(ctx); err != nil {
+	if err := w.pub.publish(ctx, "republish"); err != nil {
 		return err
 	}
 	tp, plan := ps.tp, ps.plan

@@ -72,12 +72,13 @@ func (p *publisher) lastPublished() time.Time {
 	return p.last
 }
 
-// due reports whether the pending changes must be published now: the
-// publish interval has passed or the entity caches are full.
-func (p *publisher) due() bool {
+// dueState reports whether the entity caches are full, whether the publish
+// interval has passed since the last publication, and whether any change
+// is pending (see Worker.publishTrigger).
+func (p *publisher) dueState() (full, intervalDue, pending bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cachedEntities() >= p.maxCached || time.Since(p.last) >= p.interval
+	return p.cachedEntities() >= p.maxCached, time.Since(p.last) >= p.interval, len(p.pending) > 0
 }
 
 // untilDue returns how long a poll may wait before the pending changes are
@@ -114,12 +115,14 @@ func (p *publisher) cachedEntities() int {
 // publish produces the current value (or a tombstone) of every tile changed
 // since the last publication, waits for the acknowledgements, records per
 // partition that publication is complete through its committed offset, and
-// empties the entity cache.
-func (p *publisher) publish(ctx context.Context) error {
+// empties the entity cache. trigger labels the publication in the
+// publications metric (Worker.publishTrigger, "shutdown", "snapshot",
+// "republish").
+func (p *publisher) publish(ctx context.Context, trigger string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.last = time.Now()
-	return p.publishLocked(ctx, nil)
+	return p.publishLocked(ctx, nil, trigger)
 }
 
 // handOver removes the pending partitions sel accepts, publishing them
@@ -132,7 +135,7 @@ func (p *publisher) handOver(ctx context.Context, sel func(*partState) bool, pub
 	defer p.mu.Unlock()
 	var err error
 	if publish {
-		err = p.publishLocked(ctx, sel)
+		err = p.publishLocked(ctx, sel, "revoke")
 	}
 	p.dropLocked(sel)
 	return err
@@ -141,7 +144,7 @@ func (p *publisher) handOver(ctx context.Context, sel func(*partState) bool, pub
 // publishLocked publishes the pending partitions sel accepts (nil: all) as
 // publish does and removes them from the pending list. On error they stay
 // pending and nothing is recorded as published. mu held.
-func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool) error {
+func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool, trigger string) error {
 	var parts []*partState
 	for _, ps := range p.pending {
 		if sel == nil || sel(ps) {
@@ -151,6 +154,7 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	if len(parts) == 0 {
 		return nil
 	}
+	p.m.Publications.WithLabelValues(trigger).Inc()
 	n := 0
 	for _, ps := range parts {
 		n += len(ps.dirty)

@@ -67,7 +67,7 @@ func (w *Worker) startSnapshot(ctx, bgCtx context.Context) error {
 			w.snapWriting.Store(false)
 		}
 	}()
-	if err := w.pub.publish(ctx); err != nil {
+	if err := w.pub.publish(ctx, "snapshot"); err != nil {
 		return err
 	}
 	var parts []snapPart

@@ -19,8 +19,10 @@
 // partition, tile): the worker of each partition owns its own tiles of an
 // entity, which lookups merge when producers put an entity's events in
 // several partitions (see canonical.go for how those are counted). Changed
-// tiles are collected for PublishInterval and published deduplicated, from a
-// cache of the entities touched in that interval. The store keeps, per
+// tiles are collected and published deduplicated, from a cache of the
+// entities touched since the last publication: as soon as a poll is
+// applied when the stream is light (the poll caught up with its
+// partitions), else after PublishInterval (see Worker.publishTrigger). The store keeps, per
 // partition, the source offset through which publication was flushed; on
 // assignment the worker re-reads records between that offset and the applied
 // offset without applying them, and republishes the current value of every
@@ -73,10 +75,19 @@ type Options struct {
 	// MaxPollRecords bounds one batch. Default 20,000. Larger batches
 	// amortize the Pebble commit and its fsync.
 	MaxPollRecords int
-	// PublishInterval is how long changed tiles are collected before they
-	// are published to the feature log, deduplicated. Default 200ms: the
-	// added feature freshness latency. Also the lifetime of the entity cache.
+	// PublishInterval is the longest time changed tiles are collected
+	// before they are published to the feature log, deduplicated: the
+	// batching time under load, and the added freshness latency then. On a
+	// light stream the worker publishes sooner (adaptive publication, see
+	// Worker.Run): as soon as a poll that caught up with its partitions is
+	// applied. Default 200ms. Also the longest lifetime of the entity
+	// cache.
 	PublishInterval time.Duration
+	// FixedPublishInterval turns adaptive publication off: changes wait
+	// for PublishInterval (or a full entity cache) even on a light stream,
+	// as before adaptive publication (tests keep tiles pending with it).
+	// Default false: adaptive.
+	FixedPublishInterval bool
 	// StatusInterval is how often the worker records in the registry, per
 	// owned partition and feature version, that it is alive and whether the
 	// version is ready or warming up: the freshness `featurepipe features`
@@ -481,8 +492,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err == nil {
 			err = w.apply(ctx, fetches)
 		}
-		if err == nil && w.pub.due() {
-			err = w.pub.publish(ctx)
+		if err == nil {
+			if trigger := w.publishTrigger(fetches); trigger != "" {
+				err = w.pub.publish(ctx, trigger)
+			}
 		}
 		if err == nil {
 			err = w.finishBoots(ctx)
@@ -507,6 +520,64 @@ func (w *Worker) Run(ctx context.Context) error {
 		// this allows it: no signal to catch here, and none to lose.
 		cl.AllowRebalance()
 	}
+}
+
+// publishTrigger returns why the pending changes must be published after
+// this poll, or "" when they wait:
+//
+//   - "cache_full": MaxCachedEntities entities are cached;
+//   - "interval": PublishInterval has passed since the last publication;
+//   - "caught_up" (adaptive publication, unless FixedPublishInterval): the
+//     stream is light, that is the poll just applied read every partition
+//     it returned records of to the end its fetch saw (caughtUp; an empty
+//     poll counts), and no bootstrap replays history. Waiting would then
+//     buy no batching, only latency: nothing else is ready to apply. Under
+//     load (a backlog: the poll stopped short of a partition's end, at
+//     MaxPollRecords or the fetch size) changes wait for the interval as
+//     before; while history replays for new feature versions they do too
+//     (its tiles change over and over).
+//
+// Costs of caught_up: per publication one produce flush (a round trip to
+// the feature log's leaders, during which the poll loop waits and records
+// accumulate, so publications grow with the stream: the loop regulates
+// itself) and one Pebble batch without fsync (the published offsets);
+// less deduplication of a tile changed in successive polls, so more
+// feature-log records per event on a busy stream of few entities.
+func (w *Worker) publishTrigger(fetches kgo.Fetches) string {
+	// With nothing pending, "interval" still restarts the interval (a
+	// publication of nothing): a change after an idle spell waits for the
+	// interval as before when adaptive publication is off.
+	switch full, intervalDue, pending := w.pub.dueState(); {
+	case full:
+		return "cache_full"
+	case intervalDue:
+		return "interval"
+	case pending && !w.o.FixedPublishInterval && w.bootRd == nil && !w.bootChanged.Load() && caughtUp(fetches):
+		return "caught_up"
+	}
+	return ""
+}
+
+// caughtUp reports whether a poll read every partition it returned records
+// of to the end its fetch saw: the high watermark, or the last stable
+// offset when lower (an open transaction's records are not readable yet),
+// within one offset (the commit marker that ends a transaction is never
+// returned as a record). A poll without records is caught up. Cost: one
+// pass over the poll's partitions.
+func caughtUp(fetches kgo.Fetches) bool {
+	ok := true
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if !ok || len(fp.Records) == 0 {
+			return
+		}
+		end := fp.HighWatermark
+		if fp.LastStableOffset >= 0 && fp.LastStableOffset < end {
+			end = fp.LastStableOffset
+		}
+		next := fp.Records[len(fp.Records)-1].Offset + 1
+		ok = end >= 0 && end-next <= 1
+	})
+	return ok
 }
 
 // idleWake bounds how long one poll waits for records: how soon a worker
@@ -552,7 +623,7 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 func (w *Worker) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.pub.publish(ctx); err != nil {
+	if err := w.pub.publish(ctx, "shutdown"); err != nil {
 		w.log.Warn("final publish; the next start republishes", zap.Error(err))
 		return nil
 	}

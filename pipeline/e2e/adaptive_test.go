@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/featurepipe/featurepipe/pipeline/worker"
+)
+
+// publications is the number of publications w made, by trigger, and
+// their total.
+func publications(w *worker.Worker) (map[string]float64, float64) {
+	out := map[string]float64{}
+	total := 0.0
+	for _, tr := range []string{"caught_up", "interval", "cache_full", "revoke", "shutdown", "snapshot", "republish"} {
+		v := testutil.ToFloat64(w.Metrics().Publications.WithLabelValues(tr))
+		out[tr] = v
+		total += v
+	}
+	return out, total
+}
+
+// TestLightStreamIsPublishedBeforeTheInterval: adaptive publication. With a
+// one-minute publish interval, a single event on an idle stream (a light
+// stream: the poll catches up with its partition) is published as soon as
+// its poll is applied, so a lookup replica serves it within 20s (in
+// milliseconds, unless the machine is very busy); without adaptive
+// publication it would wait for the interval, and no publication would
+// count as caught_up.
+func TestLightStreamIsPublishedBeforeTheInterval(t *testing.T) {
+	k, cfg, cl := setup(t, featureFile)
+	ctx := context.Background()
+	dir := t.TempDir()
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	const interval = time.Minute
+	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, PublishInterval: interval}, filepath.Join(dir, "w"))
+	waitFor(t, "the worker owns every partition", time.Minute, func() bool {
+		return testutil.ToFloat64(w.Metrics().Assigned) == float64(2*cfg.Kafka.Partitions)
+	})
+	p := newProduced()
+	rng := rand.New(rand.NewPCG(31, 7))
+	for i := range 3 {
+		// Each event well after the worker's last publication: the interval
+		// restarts at each one, so only adaptive publication shows it soon.
+		sent := time.Now()
+		produceEvents(t, ctx, cl, cfg, genEvents(rng, 1, 50, 24*time.Hour, time.Now()), p)
+		waitExact(t, ls, cfg, p, allKeys(50), interval/3)
+		t.Logf("event %d visible in the lookup replica after %s", i+1, time.Since(sent).Round(time.Millisecond))
+	}
+	by, _ := publications(w)
+	if by["caught_up"] < 3 {
+		t.Fatalf("publications by trigger %v: want at least 3 caught_up", by)
+	}
+}
+
+// TestBacklogIsPublishedInBatches: under load (a backlog, polls that stop
+// short of their partitions' ends) the worker does not publish after every
+// poll: with a 10s interval and polls of at most 500 records, replaying
+// 40,000 events takes some 80+ batches but only a few publications (the
+// polls that reached the end of everything, and the interval).
+func TestBacklogIsPublishedInBatches(t *testing.T) {
+	k, cfg, cl := setup(t, featureFile)
+	ctx := context.Background()
+	dir := t.TempDir()
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	p := newProduced()
+	rng := rand.New(rand.NewPCG(37, 3))
+	const users = 500
+	produceEvents(t, ctx, cl, cfg, genEvents(rng, 40_000, users, 30*24*time.Hour, time.Now()), p)
+
+	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, PublishInterval: 10 * time.Second, MaxPollRecords: 500}, filepath.Join(dir, "w"))
+	waitFor(t, "the worker applies the backlog", 2*time.Minute, func() bool { return eventsApplied(w) == p.total })
+	waitExact(t, ls, cfg, p, allKeys(users), time.Minute)
+	var m dto.Metric
+	if err := w.Metrics().BatchEvents.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	batches := float64(m.GetHistogram().GetSampleCount())
+	by, total := publications(w)
+	t.Logf("%v batches committed, %v publications by trigger %v", batches, total, by)
+	if batches < 40 {
+		t.Fatalf("only %v batches: the test needs a backlog of many polls", batches)
+	}
+	// After every poll would be one per batch; the bound leaves room for
+	// polls that happened to end at every partition's end mid-replay.
+	if total > batches/4 {
+		t.Fatalf("%v publications for %v batches of a backlog (by trigger %v): want at most a quarter", total, batches, by)
+	}
+}
