@@ -6,24 +6,34 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
 // runMonitor prints every feature version's statistics and drift, merged
 // over the workers' GET /v1/stats, and exits 2 when one crosses its
-// thresholds (the feature file's monitor blocks).
+// thresholds (the feature file's monitor blocks). With --brokers it adds,
+// per feature version, the statistics and drift of the values served to
+// each consumer, read from the lookup log (monitor.ReadServed).
 func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("monitor", "--config F [--workers 127.0.0.1:9101,...] [--feature F] [--json]", stderr)
+	fs := newFlags("monitor", "--config F [--workers 127.0.0.1:9101,...] [--brokers B [--consumer C]] [--feature F] [--json]", stderr)
 	cfgPath := fs.String("config", "", "feature file (thresholds: its monitor blocks)")
 	workers := fs.String("workers", "127.0.0.1:9101", "comma-separated --metrics addresses of every worker (each reports the partitions it owns)")
 	feature := fs.String("feature", "", "only this feature (name, or name@version)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	sparkline := fs.String("sparkline", "auto", "the table's DISTRIBUTION column, the values between p1 and p99 as a tiny histogram: auto (on a terminal), always or never")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-worker request timeout")
+	brokersFlag := fs.String("brokers", "", "Kafka brokers: adds the statistics of the values served to each consumer over the last 1h and 24h, read from the lookup log "+
+		"(reads the log's last 24h once: one JSON decode per served key)")
+	consumer := fs.String("consumer", "", "with --brokers, only the values served to this consumer")
+	servedSample := fs.Float64("served-sample", 1, "with --brokers, the fraction of lookup-log entries read into the served statistics, in (0, 1]")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,11 +48,45 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(addrs) == 0 {
 		return usagef("--workers names no worker")
 	}
+	var spark bool
+	switch *sparkline {
+	case "auto":
+		spark = isTerminal(stdout)
+	case "always":
+		spark = true
+	case "never":
+	default:
+		return usagef("--sparkline %q: want auto, always or never", *sparkline)
+	}
+	if !(*servedSample > 0 && *servedSample <= 1) {
+		return usagef("--served-sample %v: want a fraction in (0, 1]", *servedSample)
+	}
+	if *consumer != "" && *brokersFlag == "" {
+		return usagef("--consumer needs --brokers: served values are read from the lookup log")
+	}
+	var served *monitor.Served
+	if *brokersFlag != "" {
+		brokers, err := kafka.ParseBrokers(*brokersFlag)
+		if err != nil {
+			return usagef("--brokers: %v", err)
+		}
+		conn := kafka.ConnOf(brokers, cfg)
+		if err := checkKafka(ctx, conn); err != nil {
+			return err
+		}
+		if served, err = monitor.ReadServed(ctx, conn, cfg.Kafka.LookupLogTopic, monitor.ServedOptions{Sample: *servedSample}, nil); err != nil {
+			return err
+		}
+	}
 	snaps, err := workerStats(addrs, *timeout)(ctx)
 	if err != nil {
 		return err
 	}
 	stats, bases, fresh, err := monitor.Merge(snaps)
+	if err != nil {
+		return err
+	}
+	long, longWindow, err := monitor.MergeLong(snaps)
 	if err != nil {
 		return err
 	}
@@ -57,7 +101,20 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			freshness = -1
 		}
 		r := monitor.Check(f.ID, stats[f.ID], bases[f.ID], freshness, thresholdsOf(f), monitor.MinValues)
-		if len(r.Crossed) > 0 {
+		if longWindow != "" {
+			r.LongWindow = monitor.CheckWindow(f.ID, longWindow, long[f.ID], bases[f.ID], monitor.MinValues)
+		}
+		bad := len(r.Crossed) > 0
+		if served != nil {
+			r.Served = monitor.CheckServed(f.ID, served, bases[f.ID], thresholdsOf(f), monitor.MinValues)
+			if *consumer != "" {
+				r.Served = slices.DeleteFunc(r.Served, func(sr monitor.ServedReport) bool { return sr.Consumer != *consumer })
+			}
+			for _, sr := range r.Served {
+				bad = bad || len(sr.Crossed) > 0
+			}
+		}
+		if bad {
 			crossed++
 		}
 		reports = append(reports, r)
@@ -68,22 +125,49 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"window": snaps[0].Window, "features": reports}); err != nil {
+		out := map[string]any{"window": snaps[0].Window, "features": reports}
+		if longWindow != "" {
+			out["long_window"] = longWindow
+		}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FEATURE\tVALUES\tNULL\tMEAN\tP50\tP99\tBASELINE\tPSI\tKS\tFRESHNESS\tSTATUS")
+		header := "FEATURE\tVALUES\tNULL\tMEAN\tP50\tP99\tBASELINE\tPSI\tKS\tFRESHNESS\tSTATUS"
+		if spark {
+			header += "\tDISTRIBUTION (P1 TO P99)"
+		}
+		fmt.Fprintln(tw, header)
+		row := func(cells []string, h *monitor.Histogram) {
+			if spark {
+				cells = append(cells, monitor.SparklineCell(h))
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		}
 		for _, r := range reports {
-			fmt.Fprintln(tw, strings.Join(r.Row(), "\t"))
+			row(r.Row(), r.Histogram)
+			if r.LongWindow != nil {
+				row(r.LongWindow.Row(), r.LongWindow.Histogram)
+			}
+			for _, sr := range r.Served {
+				row(sr.Row(), sr.Histogram)
+			}
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "statistics over the last %s, merged over %d worker(s)\n", snaps[0].Window, len(snaps))
+		if longWindow != "" {
+			fmt.Fprintf(stdout, "statistics over the last %s (and %s, not checked against the thresholds), merged over %d worker(s)\n", snaps[0].Window, longWindow, len(snaps))
+		} else {
+			fmt.Fprintf(stdout, "statistics over the last %s, merged over %d worker(s)\n", snaps[0].Window, len(snaps))
+		}
+		if served != nil {
+			fmt.Fprintln(stdout, "served: the values each consumer was served, from the lookup log, against the same baseline")
+		}
 	}
 	if crossed > 0 {
-		return &exitError{fmt.Errorf("%d feature version(s) crossed their monitor thresholds", crossed), 2}
+		return &exitError{fmt.Errorf("%d feature version(s) crossed their monitor thresholds (published or served values)", crossed), 2}
 	}
 	return nil
 }
@@ -135,4 +219,15 @@ func fetchStats(ctx context.Context, client *http.Client, addr string) (monitor.
 		return s, fmt.Errorf("worker %s: /v1/stats: %w", addr, err)
 	}
 	return s, nil
+}
+
+// isTerminal reports whether w is a terminal (a character device), where
+// the table gets its sparklines.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -26,6 +26,7 @@ const datasetBaseline = "dataset:"
 type statsFlags struct {
 	sample    *float64
 	window    *time.Duration
+	long      *time.Duration
 	baselines *string
 }
 
@@ -33,6 +34,7 @@ func addStatsFlags(fs *flag.FlagSet) *statsFlags {
 	return &statsFlags{
 		sample: fs.Float64("stats-sample", 1, "fraction of published feature values observed for statistics and drift (0: statistics off)"),
 		window: fs.Duration("stats-window", time.Hour, "rolling window of the feature statistics (featurepipe_feature_null_rate, drift)"),
+		long:   fs.Duration("stats-long-window", 24*time.Hour, "a second, longer rolling window of the feature statistics, for GET /v1/stats and featurepipe monitor (0: none)"),
 		baselines: fs.String("baseline", "", "comma-separated drift baselines (featurepipe_feature_drift_psi/ks), each dataset:NAME@V (a dataset in the catalog) "+
 			"or a backfill manifest (OUT.manifest.json); a later one wins for a feature in several, and features in none get no drift. "+
 			"Default: per feature version, the newest dataset in the catalog with its statistics (datasets registered later are picked up)"),
@@ -61,7 +63,10 @@ func (f *statsFlags) live(ctx context.Context, r prometheus.Registerer, cat cata
 		}
 		return nil, nil, nil
 	}
-	o := monitor.LiveOptions{Window: *f.window, Sample: *f.sample}
+	o := monitor.LiveOptions{Window: *f.window, Sample: *f.sample, LongWindow: *f.long}
+	if *f.long == 0 {
+		o.LongWindow = -1 // none
+	}
 	if strings.TrimSpace(*f.baselines) != "" {
 		if o.Baselines, err = readBaselines(ctx, *f.baselines, cat); err != nil {
 			return nil, nil, err

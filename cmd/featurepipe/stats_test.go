@@ -27,34 +27,6 @@ func uniformStats(lo int) *monitor.Stats {
 	return s
 }
 
-// driftOf returns, per feature id, the baseline label of its PSI series
-// and whether the PSI says drifted (above 1) or stable.
-func driftOf(t *testing.T, reg *prometheus.Registry) map[string]string {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, mf := range mfs {
-		if mf.GetName() != "featurepipe_feature_drift_psi" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			level := "stable"
-			if m.GetGauge().GetValue() > 1 {
-				level = "drifted"
-			}
-			out[l["feature"]+"@"+l["version"]] = l["baseline"] + " " + level
-		}
-	}
-	return out
-}
-
 // TestWorkerBaselines: --baseline dataset:NAME@V takes that dataset's
 // statistics from the catalog; without --baseline each feature version is
 // compared with the newest dataset that has its statistics, and a dataset
@@ -141,7 +113,7 @@ features:
 		if follow != nil {
 			t.Errorf("--baseline %s: follows the catalog, want a fixed baseline", tc.flag)
 		}
-		if got := driftOf(t, reg); !maps.Equal(got, tc.want) {
+		if got := testkit.DriftLevels(t, reg); !maps.Equal(got, tc.want) {
 			t.Errorf("--baseline %s: drift %v, want %v", tc.flag, got, tc.want)
 		}
 	}
@@ -186,7 +158,7 @@ features:
 		t.Helper()
 		deadline := time.Now().Add(time.Minute)
 		for {
-			got := driftOf(t, reg)
+			got := testkit.DriftLevels(t, reg)
 			if maps.Equal(got, want) {
 				return
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -126,6 +127,16 @@ type Options struct {
 	// (see DatasetOptions for the defaults). The manifest records its
 	// name@version (Manifest.Dataset).
 	Dataset DatasetOptions
+	// Shard, when set (Count > 0), makes Run compute one shard of a sharded
+	// backfill (see the package doc, "Shards"): the spine rows whose key's
+	// canonical partition p has p mod Count == Index, from those partitions
+	// of the sources. Out is then the dataset's directory: the shard writes
+	// Out/part-<i>-of-<N>.parquet and its manifest in Out/_shards/, and the
+	// last shard to finish writes the dataset manifest ManifestPath(Out)
+	// and registers the dataset, once. The union of the shards' rows is
+	// exactly the single-process run's. Default: the zero Shard, one
+	// process. Not with ExportEvents, nor in Compute.
+	Shard Shard
 	// ExtraOpts are appended to the Kafka client options (tests).
 	ExtraOpts []kgo.Opt
 }
@@ -153,9 +164,24 @@ func (o *Options) validate(files bool) error {
 	case !files:
 	case o.Out == "":
 		problems = append(problems, "no output (Out)")
+	case o.Shard.Sharded():
+		if _, err := FormatOf(o.Out); err == nil {
+			problems = append(problems, "output: a sharded backfill writes a directory of Parquet files, got the file name "+o.Out)
+		}
 	default:
 		if _, err := FormatOf(o.Out); err != nil {
 			problems = append(problems, "output: "+err.Error())
+		}
+	}
+	if o.Shard.Sharded() {
+		if _, err := ParseShard(o.Shard.String()); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if !files {
+			problems = append(problems, "Compute does not shard")
+		}
+		if o.ExportEvents != "" {
+			problems = append(problems, "export events: not with a shard")
 		}
 	}
 	if o.ExportEvents != "" {
@@ -211,50 +237,49 @@ func (o *Options) validate(files bool) error {
 // memory, replays the needed offsets of the source topics (see the package
 // doc), computes every feature as of every row's timestamp and writes the
 // output. Nothing is written when it fails.
+//
+// With o.Shard it computes one shard (see Options.Shard) and returns the
+// dataset's manifest when it was the last shard to finish (Manifest.Shards
+// lists the files), its own shard manifest otherwise (Manifest.Shard set,
+// no Dataset).
 func Run(ctx context.Context, o Options) (*Manifest, error) {
 	if err := o.validate(true); err != nil {
 		return nil, err
 	}
 	began := o.Now()
-	cfg := o.Config
-	sp, err := readSpine(o.Spine)
+	out, outFormat := o.Out, Format("")
+	if o.Shard.Sharded() {
+		if _, err := os.Stat(ManifestPath(o.Out)); err == nil {
+			return nil, fmt.Errorf("%s already describes a complete dataset (%s): give each sharded run a new --out directory", o.Out, ManifestPath(o.Out))
+		}
+		if err := os.MkdirAll(filepath.Join(o.Out, shardDir), 0o755); err != nil {
+			return nil, fmt.Errorf("create the dataset directory: %w", err)
+		}
+		out, outFormat = filepath.Join(o.Out, o.Shard.PartFile()), FormatParquet
+	} else {
+		outFormat, _ = FormatOf(o.Out)
+	}
+	b, err := o.build(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ent, cols, err := resolveColumns(cfg, o.Features, sp)
-	if err != nil {
-		return nil, err
-	}
-	if err := sp.parse(ent.Keys); err != nil {
-		return nil, err
-	}
-	if len(sp.bad) > 0 && !o.SkipBadRows {
-		return nil, &BadRowsError{Path: o.Spine, Rows: sp.bad}
-	}
-
-	ev, err := o.evaluate(ctx, cols, sp.keys, sp.times)
-	if err != nil {
-		return nil, err
-	}
-	res, ranges, st := ev.res, ev.ranges, ev.stats
-
-	outFormat, _ := FormatOf(o.Out)
-	if err := writeOutput(o.Out, outFormat, sp, res); err != nil {
+	sp, cols, st := b.sp, b.cols, b.ev.stats
+	if err := writeOutput(out, outFormat, sp, b.ev.res); err != nil {
 		return nil, err
 	}
 	m := &Manifest{
 		ManifestVersion: ManifestVersion,
 		CreatedAt:       began.UTC(),
-		Config:          cfg.Path,
-		Entity:          ent.Name,
-		KeyColumn:       strings.Join(ent.Keys, ","),
+		Config:          o.Config.Path,
+		Entity:          b.ent.Name,
+		KeyColumn:       strings.Join(b.ent.Keys, ","),
 		PointInTime:     o.Mode,
 		FeatureService:  o.FeatureService,
 		Spine: ManifestSpine{Path: o.Spine, Format: sp.format, SHA256: sp.sha256, Rows: sp.rows(),
 			BadRows: len(sp.bad), BadExamples: sp.bad[:min(len(sp.bad), maxReported)]},
-		Output:    ManifestOutput{Path: o.Out, Format: outFormat, Rows: len(sp.good)},
+		Output:    ManifestOutput{Path: out, Format: outFormat, Rows: len(sp.good)},
 		TimeRange: timeRange(sp.times),
-		Sources:   ranges,
+		Sources:   b.ev.ranges,
 		Events:    EventStats{Records: st.records.Load(), Kept: st.kept.Load(), Rejected: st.rejected},
 	}
 	if m.Sources == nil {
@@ -262,8 +287,11 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	}
 	for j, c := range cols {
 		mf := manifestFeature(c)
-		mf.Statistics = res.columnStats(j)
+		mf.Statistics = b.ev.res.columnStats(j)
 		m.Features = append(m.Features, mf)
+	}
+	if o.Shard.Sharded() {
+		return o.finishShard(ctx, m, began)
 	}
 	if m.Dataset, err = o.registerDataset(ctx, m); err != nil {
 		_ = os.Remove(o.Out) // nothing is written when Run fails
@@ -277,6 +305,47 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		zap.Int("features", len(cols)), zap.Int64("records", m.Events.Records), zap.Strings("snapshots", sortedSnapshotIDs(m.Sources)),
 		zap.Int64("duration_ms", m.DurationMS))
 	return m, nil
+}
+
+// built is what build computed: the spine (with only the shard's rows in
+// good, keys and times when sharded), its entity, the columns and their values.
+type built struct {
+	sp   *spine
+	ent  *config.Entity
+	cols []column
+	ev   *evaluation
+}
+
+// build reads and parses the spine, resolves the columns and evaluates
+// them; o is validated.
+func (o *Options) build(ctx context.Context) (*built, error) {
+	sp, err := readSpine(o.Spine)
+	if err != nil {
+		return nil, err
+	}
+	ent, cols, err := resolveColumns(o.Config, o.Features, sp)
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.parse(ent.Keys); err != nil {
+		return nil, err
+	}
+	if len(sp.bad) > 0 && !o.SkipBadRows {
+		return nil, &BadRowsError{Path: o.Spine, Rows: sp.bad}
+	}
+	ev, err := o.evaluate(ctx, cols, sp.keys, sp.times)
+	if err != nil {
+		return nil, err
+	}
+	if ev.rows != nil { // a shard: keep its rows, in spine order
+		part := *sp
+		part.good, part.keys, part.times = make([]int, len(ev.rows)), make([]string, len(ev.rows)), make([]int64, len(ev.rows))
+		for i, r := range ev.rows {
+			part.good[i], part.keys[i], part.times[i] = sp.good[r], sp.keys[r], sp.times[r]
+		}
+		sp = &part
+	}
+	return &built{sp: sp, ent: ent, cols: cols, ev: ev}, nil
 }
 
 // resolveColumns picks the entity and the feature columns.

@@ -34,7 +34,9 @@ func envInt(name string, def int) int {
 // With BACKFILL_BENCH_DIR set it keeps spine.csv, train.parquet and its
 // manifest there, plus events.parquet (the replayed events, exported by a
 // second, untimed run) and featurepipe.json (the timed run's seconds) for
-// deploy/bench/backfill_duckdb.py. The big benchmark
+// deploy/bench/backfill_duckdb.py. With BACKFILL_BENCH_SHARDS=N (N > 1) it
+// then times the same backfill as N shards run at once (--shard i/N) and
+// reports the wall time (sharded-s) and each shard's. The big benchmark
 // (deploy/bench/backfill.sh runs it with DuckDB beside it):
 //
 //	BACKFILL_BENCH_EVENTS=10000000 BACKFILL_BENCH_ROWS=1000000 BACKFILL_BENCH_KEYS=100000 \
@@ -119,6 +121,33 @@ func BenchmarkBackfill(b *testing.B) {
 	b.ReportMetric(float64(m.Events.Records)/sec, "events/s")
 	b.ReportMetric(float64(m.Output.Rows)/sec, "rows/s")
 	b.Logf("%d records replayed, %d rows x %d features in %.2fs per run", m.Events.Records, m.Output.Rows, len(m.Features), sec)
+	if n := envInt("BACKFILL_BENCH_SHARDS", 1); n > 1 {
+		// The same backfill as n shards run at once in this process (on one
+		// machine they share its cores; on n machines each has its own).
+		began := time.Now()
+		mans := make([]*Manifest, n)
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			go func() {
+				var err error
+				mans[i], err = Run(ctx, Options{Brokers: brokers, Config: cfg, Spine: spine, Out: filepath.Join(dir, "train-sharded"), Shard: Shard{Index: i, Count: n}})
+				errs <- err
+			}()
+		}
+		for i := 0; i < n; i++ {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		wall := time.Since(began).Seconds()
+		for _, sm := range mans {
+			for _, sh := range sm.Shards {
+				b.Logf("shard %d/%d: %d rows in %.2fs", sh.Index, n, sh.Rows, float64(sh.DurationMS)/1000)
+			}
+		}
+		b.ReportMetric(wall, "sharded-s")
+		b.Logf("%d shards at once: %.2fs wall (one process: %.2fs)", n, wall, sec)
+	}
 	if os.Getenv("BACKFILL_BENCH_DIR") != "" {
 		// The events for other engines, exported by a second, untimed run
 		// (writing 10M events to Parquet is not part of a backfill).

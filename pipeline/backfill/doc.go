@@ -78,6 +78,49 @@
 // Cost: memory is O(spine rows x features + events of the spine's entities);
 // events of entities absent from the spine are decoded and dropped.
 //
+// # Shards
+//
+// With Options.Shard = i/N (`backfill --shard i/N`) Run computes one of N
+// shards; the N runs may go at once on N machines (deploy/kubernetes/
+// backfill-job.yaml: an Indexed Job). Every shard reads the whole spine.
+//
+//   - Rows: shard i owns the spine rows whose entity key k has
+//     murmur2(k) mod P mod N == i, murmur2 being the canonical partitioner
+//     (Kafka's Java client, franz-go's default; pipeline/worker/canonical.go)
+//     and P the partition count of the first source topic, by name, that is
+//     not re-keyed (N if there is none).
+//   - Partitions: of every source topic that is not re-keyed and has P
+//     partitions, shard i replays the partitions p with p mod N == i: exactly
+//     those where the producers put its rows' events. A re-keyed source (its
+//     Kafka key is not the spine's entity key) or one with another partition
+//     count is replayed in full by every shard, which keeps its own keys'
+//     events: correct, N times the reading.
+//   - Guard: an entity whose events a producer put outside the key's
+//     canonical partition (another partitioner, e.g. librdkafka's CRC32)
+//     would miss them in its shard. Every partition of a partition-sharded
+//     topic is read by exactly one shard, which fails (ErrNotCanonical) on a
+//     valid event of a spine entity another shard owns, so a sharded run
+//     either equals the single-process run or fails; run such a backfill
+//     without Shard.
+//   - Planning: every shard computes the replay start offsets and chooses
+//     snapshots from the whole spine's earliest time, as the single-process
+//     run does, so each partition is read from the same offset.
+//   - Output: Out is the dataset's directory. Shard i writes
+//     Out/part-<i>-of-<N>.parquet (its rows in spine order; Parquet only) and
+//     its manifest Out/_shards/part-<i>-of-<N>.json, then reads the other
+//     shards' manifests. The shard that finds all N, and wins the exclusive
+//     creation of Out/_shards/merge.claim, merges them into the one dataset
+//     manifest ManifestPath(Out) (rows, sources and events summed, statistics
+//     merged, the files in Manifest.Shards) and registers the dataset once.
+//     No shard waits for another. A failed merge removes the claim, so a
+//     retried shard merges again; a merging shard killed before writing the
+//     manifest leaves the claim, and MergeShards (`backfill --merge`)
+//     finishes the dataset. An Out that already has its manifest is
+//     refused: give each run a new directory.
+//
+// The union of the shards' rows is exactly the single-process run's, cell
+// for cell (TestShardedRunMatchesSingleProcess).
+//
 // # Catalog
 //
 // After writing the output, Run registers it in the catalog (the feature

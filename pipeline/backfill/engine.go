@@ -111,15 +111,70 @@ type evaluation struct {
 	res    *results
 	ranges []OffsetRange
 	stats  *replayStats
+	// rows are the indices of the rows computed (res row i is input row
+	// rows[i]): a shard's rows (Options.Shard); nil when every row is.
+	rows []int
 }
 
 // evaluate is the engine shared by Run and Compute: it replays the sources
-// of cols and computes every column for rows (keys[i], times[i]). Derived
-// columns are evaluated from the aggregated features they read, which are
-// computed like any column (see expandDerived).
+// of cols and computes every column for rows (keys[i], times[i]); with
+// Options.Shard, only for the shard's rows (evaluation.rows), from its
+// partitions. Derived columns are evaluated from the aggregated features
+// they read, which are computed like any column (see expandDerived).
+//
+// A shard plans its replay (start offsets, snapshots) from every row's
+// time, not only its own: what it reads is then exactly its part of what
+// the single-process run reads, and every partition is read by one shard,
+// which checks it for other shards' entities (ErrNotCanonical).
 func (o *Options) evaluate(ctx context.Context, visible []column, rowKeys []string, times []int64) (*evaluation, error) {
 	cfg := o.Config
 	cols := expandDerived(visible)
+	sharded := o.Shard.Sharded()
+
+	// Sources and their replay start.
+	srcs, err := planSources(cfg, cols, times, o.Limits.MaxFuture.Milliseconds())
+	if err != nil {
+		return nil, err
+	}
+	st := &replayStats{rejected: map[string]int64{}}
+	var ranges []OffsetRange
+	var seeded seeds
+	var copts []kgo.Opt
+	var ownedRows []int
+	if len(rowKeys) > 0 || sharded {
+		copts, err = kafka.BaseOpts(kafka.ConnOf(o.Brokers, cfg), "featurepipe-backfill", o.Log)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		copts = append(copts, o.ExtraOpts...)
+		adm, err := kgo.NewClient(copts...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		for _, s := range srcs {
+			if err := listRanges(ctx, kadm.NewClient(adm), s); err != nil {
+				adm.Close()
+				return nil, err
+			}
+		}
+		adm.Close()
+		if sharded {
+			ownedRows = planShard(o.Shard, srcs, rowKeys).owned
+			if ownedRows == nil {
+				ownedRows = []int{} // none: not "every row"
+			}
+		}
+	}
+	allTimes := times
+	if sharded {
+		keys := make([]string, len(ownedRows))
+		ts := make([]int64, len(ownedRows))
+		for i, r := range ownedRows {
+			keys[i], ts[i] = rowKeys[r], times[r]
+		}
+		rowKeys, times = keys, ts
+	}
+
 	// Key table: entity index per row, rows grouped by entity.
 	keep := make(map[string]int32)
 	var keys []string
@@ -147,33 +202,9 @@ func (o *Options) evaluate(ctx context.Context, visible []column, rowKeys []stri
 		pos[e]++
 	}
 
-	// Sources and their replay start.
-	srcs, err := planSources(cfg, cols, times, o.Limits.MaxFuture.Milliseconds())
-	if err != nil {
-		return nil, err
-	}
-	st := &replayStats{rejected: map[string]int64{}}
-	var ranges []OffsetRange
-	var seeded seeds
-	if len(rowKeys) > 0 {
-		copts, err := kafka.BaseOpts(kafka.ConnOf(o.Brokers, cfg), "featurepipe-backfill", o.Log)
-		if err != nil {
-			return nil, fmt.Errorf("kafka client: %w", err)
-		}
-		copts = append(copts, o.ExtraOpts...)
-		adm, err := kgo.NewClient(copts...)
-		if err != nil {
-			return nil, fmt.Errorf("kafka client: %w", err)
-		}
-		for _, s := range srcs {
-			if err := listRanges(ctx, kadm.NewClient(adm), s); err != nil {
-				adm.Close()
-				return nil, err
-			}
-		}
-		adm.Close()
-		if o.Snapshots != nil {
-			minT := slices.Min(times)
+	if copts != nil {
+		if o.Snapshots != nil && len(allTimes) > 0 {
+			minT := slices.Min(allTimes)
 			if seeded, err = o.seedFromSnapshots(ctx, srcs, cols, keep, minT); err != nil {
 				return nil, err
 			}
@@ -211,5 +242,5 @@ func (o *Options) evaluate(ctx context.Context, visible []column, rowKeys []stri
 		return nil, err
 	}
 	res = deriveResults(visible, cols, res)
-	return &evaluation{res: res, ranges: ranges, stats: st}, nil
+	return &evaluation{res: res, ranges: ranges, stats: st, rows: ownedRows}, nil
 }

@@ -41,6 +41,26 @@ type Manifest struct {
 	Sources []OffsetRange `json:"sources"`
 	Events  EventStats    `json:"events"`
 	// DurationMS is how long Run took, for benchmarks; not part of the data.
+	// For a sharded dataset: from the first shard's start to the merge.
+	DurationMS int64 `json:"duration_ms"`
+
+	// Shard is set in a shard's own manifest (Options.Shard; in the
+	// dataset directory's _shards folder): which shard it describes.
+	Shard *Shard `json:"shard,omitempty"`
+	// Shards list the files of a sharded dataset, in shard order; its
+	// Output.Path is then the directory holding them. Its Sources are the
+	// union of the shards' (a source read in full by every shard, being
+	// re-keyed, appears once per distinct range read) and its Events the
+	// sums of theirs.
+	Shards []ManifestShard `json:"shards,omitempty"`
+}
+
+// ManifestShard is one shard's file of a sharded dataset.
+type ManifestShard struct {
+	Index int    `json:"index"`
+	Path  string `json:"path"`
+	Rows  int    `json:"rows"`
+	// DurationMS is how long the shard took.
 	DurationMS int64 `json:"duration_ms"`
 }
 

@@ -68,6 +68,10 @@ type sourceReplay struct {
 	byPart  []partEvents // parallel to ranges
 	// logStarts are the partitions' log start offsets, parallel to ranges.
 	logStarts []int64
+	// foreign, in a sharded run reading only its partitions of this source,
+	// are the spine's keys other shards own (key -> shard): reading one of
+	// them fails the replay (ErrNotCanonical). nil: no check.
+	foreign map[string]int
 }
 
 // listRanges fills src.ranges, src.logStarts and src.byPart (see ListRanges).
@@ -182,7 +186,8 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 
 	var wg sync.WaitGroup
 	var tempMu sync.Mutex
-	var tempErr error // the first record the schema registry could not resolve
+	var tempErr error    // the first record the schema registry could not resolve
+	var foreignErr error // the first record of another shard's entity
 	for _, j := range all {
 		wg.Add(1)
 		go func() {
@@ -208,6 +213,15 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 					}
 					ent, ok := keep[ev.Key]
 					if !ok {
+						if owner, theirs := j.src.foreign[ev.Key]; theirs {
+							tempMu.Lock()
+							if foreignErr == nil {
+								foreignErr = fmt.Errorf("%w: %s/%d offset %d: entity %q belongs to shard %d, which does not read this partition: "+
+									"the producers of %s do not partition by murmur2 of the key (Kafka's Java client and franz-go default); run this backfill without --shard",
+									ErrNotCanonical, rec.Topic, rec.Partition, rec.Offset, ev.Key, owner, rec.Topic)
+							}
+							tempMu.Unlock()
+						}
 						continue
 					}
 					pe.events = append(pe.events, rawEvent{ent: ent, ts: ev.TS, seq: rec.Offset, arrival: arrival})
@@ -247,6 +261,9 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 	}
 	if tempErr != nil {
 		return fmt.Errorf("replay: %w", tempErr)
+	}
+	if foreignErr != nil {
+		return fmt.Errorf("replay: %w", foreignErr)
 	}
 	return nil
 }

@@ -199,7 +199,7 @@ func (o *Options) seedFromSnapshots(ctx context.Context, srcs []*sourceReplay, c
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			l.got, l.err = o.readSnapshot(ctx, l.choice, colOf[l.ref.src], len(cols), keep)
+			l.got, l.err = o.readSnapshot(ctx, l.choice, colOf[l.ref.src], len(cols), keep, srcs[l.ref.src].foreign)
 		}()
 	}
 	wg.Wait()
@@ -241,8 +241,10 @@ func (o *Options) seedFromSnapshots(ctx context.Context, srcs []*sourceReplay, c
 // readSnapshot decodes the state of the spine's entities (keep) from one
 // chosen snapshot partition: for each, the series of the features in colOf
 // (feature id -> column), in a slice of ncols series, and its first-seen
-// marker after them.
-func (o *Options) readSnapshot(ctx context.Context, c snapshot.Choice, colOf map[string]int, ncols int, keep map[string]int32) (seeds, error) {
+// marker after them. State of a key in foreign (a sharded run's entities
+// of other shards, sourceReplay.foreign) fails it with ErrNotCanonical, as
+// a replayed record of one does.
+func (o *Options) readSnapshot(ctx context.Context, c snapshot.Choice, colOf map[string]int, ncols int, keep map[string]int32, foreign map[string]int) (seeds, error) {
 	got := seeds{}
 	err := o.Snapshots.Read(ctx, c.Manifest, c.Source.File, func(k, v []byte) error {
 		key, err := keys.EntityKeyFromState(k)
@@ -251,6 +253,11 @@ func (o *Options) readSnapshot(ctx context.Context, c snapshot.Choice, colOf map
 		}
 		e, ok := keep[key]
 		if !ok {
+			if owner, theirs := foreign[key]; theirs {
+				return fmt.Errorf("%w: snapshot %s of %s/%d holds state of entity %q, which belongs to shard %d: "+
+					"the producers of %s do not partition by murmur2 of the key; run this backfill without --shard",
+					ErrNotCanonical, c.Manifest.ID, c.Source.Topic, c.Source.Partition, key, owner, c.Source.Topic)
+			}
 			return nil // not in the spine
 		}
 		series := make([]aggregations.Series, ncols+1)

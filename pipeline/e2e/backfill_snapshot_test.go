@@ -172,6 +172,9 @@ func backfillFromSnapshotBeyondRetention(t *testing.T, store *snapshot.Store) {
 	}
 	t.Logf("backfill from snapshot %s: %d values equal brute force over all %d events, %d records replayed",
 		snap.ID, n, p.total, m.Events.Records)
+	// As 2 shards, each seeding its partitions from the snapshot: the same rows.
+	checkShardedEqual(t, ctx, backfill.Options{Brokers: k.Brokers, Config: cfg, Spine: spinePath, Snapshots: store},
+		dir, filepath.Join(dir, "with-snapshot.csv"), 2)
 
 	// A spine reaching back before the snapshot cannot use it.
 	var ids []string

@@ -27,6 +27,17 @@ type LiveOptions struct {
 	Window time.Duration
 	// Buckets is the number of sub-windows. Default 12 (5 minutes of 1h).
 	Buckets int
+	// LongWindow is a second rolling window the statistics are also kept
+	// over (Snapshot, `featurepipe monitor`), kept as LongBuckets
+	// sub-windows like Window. The gauges and drift verdicts use Window
+	// only. Default 24h; negative: none. Cost: each Commit merges the batch
+	// into one more sub-window, and a Snapshot merges LongBuckets more
+	// sub-windows per version; memory: up to LongBuckets more Stats per
+	// version (each at most 32 KiB, typically a few KiB).
+	LongWindow time.Duration
+	// LongBuckets is the number of sub-windows of LongWindow. Default 24
+	// (an hour of 24h).
+	LongBuckets int
 	// Sample is the fraction of the entities with published changes whose
 	// feature values are observed, in (0, 1]. Default 1: every one. Cost:
 	// per sampled entity and feature, one read and fold of its tiles (the
@@ -61,8 +72,8 @@ type LiveOptions struct {
 // (Commit); a scrape merges each version's sub-windows and compares them
 // with the baseline. Safe for concurrent use.
 type Live struct {
-	o      LiveOptions
-	bucket int64 // sub-window length, ms
+	o     LiveOptions
+	rings []ringSpec // [0]: Window; [1]: LongWindow, when kept
 
 	mu       sync.Mutex
 	features map[string]*liveFeature
@@ -70,11 +81,58 @@ type Live struct {
 	psi, ks, nullRate, nullChange, values *prometheus.Desc
 }
 
+// ringSpec is the shape of one rolling window: buckets sub-windows of
+// bucket ms.
+type ringSpec struct {
+	bucket  int64
+	buckets int
+}
+
 type liveFeature struct {
 	name    string
 	version string
-	ring    []*Stats
-	starts  []int64 // sub-window start (ms) of each ring slot; -1 unused
+	rings   []ring // one per Live.rings
+}
+
+// ring is one rolling window's sub-windows.
+type ring struct {
+	slots  []*Stats
+	starts []int64 // sub-window start (ms) of each slot; -1 unused
+}
+
+func newRing(n int) ring {
+	r := ring{slots: make([]*Stats, n), starts: make([]int64, n)}
+	for i := range r.starts {
+		r.starts[i] = -1
+	}
+	return r
+}
+
+// add merges s into the sub-window of time now (ms).
+func (r *ring) add(spec ringSpec, now int64, s *Stats) error {
+	start := now / spec.bucket * spec.bucket
+	slot := int(start / spec.bucket % int64(spec.buckets))
+	if r.starts[slot] != start || r.slots[slot] == nil {
+		r.slots[slot], r.starts[slot] = NewStats(), start
+	}
+	return r.slots[slot].Merge(s)
+}
+
+// window merges the sub-windows of the window ending at now (ms); nil
+// when none has values.
+func (r *ring) window(spec ringSpec, now int64) *Stats {
+	from := now/spec.bucket*spec.bucket - spec.bucket*int64(spec.buckets-1)
+	var out *Stats
+	for i, s := range r.slots {
+		if s == nil || r.starts[i] < from {
+			continue
+		}
+		if out == nil {
+			out = NewStats()
+		}
+		_ = out.Merge(s) // same accuracy everywhere: cannot fail
+	}
+	return out
 }
 
 // NewLive validates o and returns a Live registered on r.
@@ -94,13 +152,29 @@ func NewLive(r prometheus.Registerer, o LiveOptions) (*Live, error) {
 	if o.Window/time.Duration(o.Buckets) < time.Millisecond {
 		return nil, fmt.Errorf("statistics window %s too short for %d sub-windows", o.Window, o.Buckets)
 	}
+	if o.LongWindow == 0 {
+		o.LongWindow = 24 * time.Hour
+	}
+	if o.LongBuckets <= 0 {
+		o.LongBuckets = 24
+	}
+	if o.LongWindow > 0 && o.LongWindow/time.Duration(o.LongBuckets) < time.Millisecond {
+		return nil, fmt.Errorf("statistics long window %s too short for %d sub-windows", o.LongWindow, o.LongBuckets)
+	}
+	if o.LongWindow < 0 {
+		o.LongWindow = 0
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.MinValues <= 0 {
 		o.MinValues = MinValues
 	}
-	l := &Live{o: o, bucket: (o.Window / time.Duration(o.Buckets)).Milliseconds(), features: map[string]*liveFeature{},
+	rings := []ringSpec{{(o.Window / time.Duration(o.Buckets)).Milliseconds(), o.Buckets}}
+	if o.LongWindow > 0 {
+		rings = append(rings, ringSpec{(o.LongWindow / time.Duration(o.LongBuckets)).Milliseconds(), o.LongBuckets})
+	}
+	l := &Live{o: o, rings: rings, features: map[string]*liveFeature{},
 		psi: prometheus.NewDesc("featurepipe_feature_drift_psi",
 			"Population stability index of the feature version's published values over the statistics window against its baseline "+
 				"(10 baseline decile bins, smoothed): < 0.1 stable, > 0.25 major shift.", []string{"feature", "version", "baseline"}, nil),
@@ -155,30 +229,29 @@ func (b *Batch) Add(id, name string, version int, v *float64) {
 	b.Stats(id, name, version).Add(v)
 }
 
-// Commit merges the batch into the current sub-window of each version.
+// Commit merges the batch into the current sub-window of each version, in
+// every window kept.
 func (l *Live) Commit(b *Batch) error {
 	if len(b.stats) == 0 {
 		return nil
 	}
-	start := l.o.Now().UnixMilli() / l.bucket * l.bucket
-	slot := int(start / l.bucket % int64(l.o.Buckets))
+	now := l.o.Now().UnixMilli()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for id, s := range b.stats {
 		f := l.features[id]
 		if f == nil {
 			n := b.names[id]
-			f = &liveFeature{name: n[0], version: n[1], ring: make([]*Stats, l.o.Buckets), starts: make([]int64, l.o.Buckets)}
-			for i := range f.starts {
-				f.starts[i] = -1
+			f = &liveFeature{name: n[0], version: n[1]}
+			for _, spec := range l.rings {
+				f.rings = append(f.rings, newRing(spec.buckets))
 			}
 			l.features[id] = f
 		}
-		if f.starts[slot] != start || f.ring[slot] == nil {
-			f.ring[slot], f.starts[slot] = NewStats(), start
-		}
-		if err := f.ring[slot].Merge(s); err != nil {
-			return err
+		for i, spec := range l.rings {
+			if err := f.rings[i].add(spec, now, s); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -196,19 +269,28 @@ func (l *Live) Window(id string) *Stats {
 	return l.windowLocked(f, l.o.Now().UnixMilli())
 }
 
-func (l *Live) windowLocked(f *liveFeature, now int64) *Stats {
-	from := now/l.bucket*l.bucket - l.bucket*int64(l.o.Buckets-1)
-	var out *Stats
-	for i, s := range f.ring {
-		if s == nil || f.starts[i] < from {
-			continue
-		}
-		if out == nil {
-			out = NewStats()
-		}
-		_ = out.Merge(s) // same accuracy everywhere: cannot fail
+// LongWindow returns the statistics of feature version id over
+// LiveOptions.LongWindow (nil when none was observed in it, or no long
+// window is kept).
+func (l *Live) LongWindow(id string) *Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.features[id]
+	if f == nil {
+		return nil
 	}
-	return out
+	return l.longWindowLocked(f, l.o.Now().UnixMilli())
+}
+
+func (l *Live) windowLocked(f *liveFeature, now int64) *Stats {
+	return f.rings[0].window(l.rings[0], now)
+}
+
+func (l *Live) longWindowLocked(f *liveFeature, now int64) *Stats {
+	if len(l.rings) < 2 {
+		return nil
+	}
+	return f.rings[1].window(l.rings[1], now)
 }
 
 // Describe implements prometheus.Collector.

@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
 // TestLiveRollingWindowAndGauges: observations fall in sub-windows; the
@@ -146,31 +150,7 @@ func TestLiveResolvesBaselines(t *testing.T) {
 	if err := l.Commit(b); err != nil {
 		t.Fatal(err)
 	}
-	psi := func() map[string]string {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]string{}
-		for _, mf := range mfs {
-			if mf.GetName() != "featurepipe_feature_drift_psi" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				labels := map[string]string{}
-				for _, lp := range m.GetLabel() {
-					labels[lp.GetName()] = lp.GetValue()
-				}
-				level := "stable"
-				if m.GetGauge().GetValue() > 1 {
-					level = "drifted"
-				}
-				out[labels["feature"]+"@"+labels["version"]] = labels["baseline"] + " " + level
-			}
-		}
-		return out
-	}
+	psi := func() map[string]string { return testkit.DriftLevels(t, reg) }
 	// Live values 0..99: a against its resolved baseline 1000..1099 has
 	// drifted; b is pinned to 0..99 (stable); c has no baseline at all.
 	want := map[string]string{"a@1": "old@1 drifted", "b@1": "pinned.manifest.json stable"}
@@ -193,5 +173,125 @@ func TestLiveResolvesBaselines(t *testing.T) {
 	}
 	if want := map[string]string{"a@1": "new@1", "b@1": "pinned.manifest.json"}; !maps.Equal(names, want) {
 		t.Fatalf("snapshot baselines %v, want %v", names, want)
+	}
+}
+
+// TestLiveLongWindow: the long window (24h in hourly sub-windows) keeps
+// what the short one has dropped, its statistics are those of the values
+// in its sub-windows, and a version with values in it only is still in the
+// Snapshot (without window statistics).
+func TestLiveLongWindow(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	l, err := NewLive(nil, LiveOptions{Window: 10 * time.Minute, Buckets: 10, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []*float64
+	add := func(id string, at time.Duration, vs ...float64) []*float64 {
+		now = t0.Add(at)
+		b := l.NewBatch()
+		var out []*float64
+		for _, v := range vs {
+			if v < 0 {
+				b.Add(id, "a", 1, nil)
+				out = append(out, nil)
+			} else {
+				b.Add(id, "a", 1, &v)
+				out = append(out, &v)
+			}
+		}
+		if err := l.Commit(b); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	first := add("a@1", 0, 1, 2, 3, -1)
+	second := add("a@1", 3*time.Hour, 10, 20, 30)
+	third := add("a@1", 20*time.Hour, 100, -1, 300)
+	add("b@1", 20*time.Hour, 7)
+	values = append(append(append(values, first...), second...), third...)
+	checkBruteForce(t, "long window at 20h", l.LongWindow("a@1"), values)
+	checkBruteForce(t, "window at 20h", l.Window("a@1"), third)
+
+	// At 24h30m the hour of the first values has left the 24h window; the
+	// 10-minute window is empty.
+	now = t0.Add(24*time.Hour + 30*time.Minute)
+	checkBruteForce(t, "long window at 24h30m", l.LongWindow("a@1"), append(second, third...))
+	if w := l.Window("a@1"); w != nil {
+		t.Errorf("10-minute window at 24h30m: %d values, want none", w.Count())
+	}
+	snap := l.Snapshot()
+	if snap.Window != "10m0s" || snap.LongWindow != "24h0m0s" || len(snap.Features) != 2 {
+		t.Fatalf("snapshot %s/%s with %d versions, want 10m0s/24h0m0s with 2", snap.Window, snap.LongWindow, len(snap.Features))
+	}
+	b, err := json.Marshal([]Snapshot{snap, snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var two []Snapshot
+	if err := json.Unmarshal(b, &two); err != nil {
+		t.Fatal(err)
+	}
+	if two[0].Features[0].Window != nil {
+		t.Errorf("a@1 has window statistics with no value in the window")
+	}
+	// Two workers' snapshots merge: every value twice.
+	long, window, err := MergeLong(two)
+	if err != nil || window != "24h0m0s" {
+		t.Fatalf("MergeLong: %v, window %q", err, window)
+	}
+	twice := append(append(second, third...), append(second, third...)...)
+	checkBruteForce(t, "merged long window", long["a@1"], twice)
+	if stats, _, _, _ := Merge(two); len(stats) != 0 {
+		t.Errorf("Merge found window statistics of %d versions, want none", len(stats))
+	}
+
+	// LongWindow < 0: none kept.
+	none, err := NewLive(nil, LiveOptions{LongWindow: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 1.0
+	bt := none.NewBatch()
+	bt.Add("a@1", "a", 1, &v)
+	if err := none.Commit(bt); err != nil {
+		t.Fatal(err)
+	}
+	if s := none.Snapshot(); s.LongWindow != "" || s.Features[0].Long != nil || none.LongWindow("a@1") != nil {
+		t.Errorf("long window statistics without a long window: %+v", s)
+	}
+}
+
+// BenchmarkLiveCommit: one publication's batch (10 versions, 100 values
+// each) committed with the 1h window only, and with the 24h window too.
+func BenchmarkLiveCommit(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		long time.Duration
+	}{{"1h", -1}, {"1h+24h", 0}} {
+		b.Run(c.name, func(b *testing.B) {
+			l, err := NewLive(nil, LiveOptions{LongWindow: c.long})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids := make([]string, 10)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("f%d@1", i)
+			}
+			b.ResetTimer()
+			for n := 0; n < b.N; n++ {
+				bt := l.NewBatch()
+				for i, id := range ids {
+					for v := range 100 {
+						x := float64(v*(i+1)) + 0.5
+						bt.Add(id, id, 1, &x)
+					}
+				}
+				if err := l.Commit(bt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

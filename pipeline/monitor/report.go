@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -14,16 +15,21 @@ import (
 // statistics and its baseline's, so that `featurepipe monitor` can merge
 // several workers' and compare them.
 type Snapshot struct {
-	Window    string             `json:"window"`
-	Features  []FeatureSnapshot  `json:"features"`
-	TakenAt   time.Time          `json:"taken_at"`
-	Freshness map[string]float64 `json:"freshness_seconds,omitempty"` // by feature id; set by the worker
+	Window string `json:"window"`
+	// LongWindow is LiveOptions.LongWindow (absent when none is kept).
+	LongWindow string             `json:"long_window,omitempty"`
+	Features   []FeatureSnapshot  `json:"features"`
+	TakenAt    time.Time          `json:"taken_at"`
+	Freshness  map[string]float64 `json:"freshness_seconds,omitempty"` // by feature id; set by the worker
 }
 
 // FeatureSnapshot is one version's statistics.
 type FeatureSnapshot struct {
-	ID       string    `json:"id"` // name@version
-	Window   *Stats    `json:"window"`
+	ID string `json:"id"` // name@version
+	// Window is nil when the version had values in the long window only.
+	Window *Stats `json:"window"`
+	// Long is the statistics over the snapshot's LongWindow.
+	Long     *Stats    `json:"long_window,omitempty"`
 	Baseline *Baseline `json:"baseline,omitempty"`
 }
 
@@ -48,18 +54,21 @@ func (b *Baseline) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// Snapshot returns the current window statistics of every version with
-// values in the window, sorted by id.
+// Snapshot returns the current window (and long window) statistics of
+// every version with values in either, sorted by id.
 func (l *Live) Snapshot() Snapshot {
 	now := l.o.Now()
 	s := Snapshot{Window: l.o.Window.String(), TakenAt: now.UTC()}
+	if l.o.LongWindow > 0 {
+		s.LongWindow = l.o.LongWindow.String()
+	}
 	l.mu.Lock()
 	for id, f := range l.features {
-		w := l.windowLocked(f, now.UnixMilli())
-		if w == nil {
+		w, long := l.windowLocked(f, now.UnixMilli()), l.longWindowLocked(f, now.UnixMilli())
+		if w == nil && long == nil {
 			continue
 		}
-		fs := FeatureSnapshot{ID: id, Window: w}
+		fs := FeatureSnapshot{ID: id, Window: w, Long: long}
 		if b, ok := l.baseline(id); ok {
 			fs.Baseline = &b
 		}
@@ -104,6 +113,75 @@ type FeatureReport struct {
 	Thresholds     Thresholds `json:"thresholds"`
 	// Crossed lists the thresholds crossed: psi, null_rate, freshness.
 	Crossed []string `json:"crossed,omitempty"`
+	// Histogram is the values between p1 and p99 in HistogramBins bins
+	// (Stats.Histogram); absent without non-null values.
+	Histogram *Histogram `json:"histogram,omitempty"`
+	// LongWindow is the published values over the workers' long window
+	// (LiveOptions.LongWindow), when they keep one.
+	LongWindow *WindowReport `json:"long_window,omitempty"`
+	// Served are the statistics of the values served to each consumer
+	// (from the lookup log; see Served), when asked for.
+	Served []ServedReport `json:"served,omitempty"`
+}
+
+// ServedReport is the statistics of one version's values served to one
+// consumer over one window, and their drift against the version's baseline.
+type ServedReport struct {
+	Consumer       string     `json:"consumer"`
+	Window         string     `json:"window"`
+	Summary        Summary    `json:"statistics"`
+	Baseline       string     `json:"baseline,omitempty"`
+	PSI            *float64   `json:"psi,omitempty"`
+	KS             *float64   `json:"ks,omitempty"`
+	NullRateChange *float64   `json:"null_rate_change,omitempty"`
+	Histogram      *Histogram `json:"histogram,omitempty"`
+	// Crossed lists the thresholds crossed: psi, null_rate.
+	Crossed []string `json:"crossed,omitempty"`
+}
+
+// CheckServed reports on the values of version id served to each consumer
+// in s, per window (consumers sorted, windows in s's order; windows a
+// consumer was served nothing in are left out), checked as Check checks
+// published values (without freshness).
+func CheckServed(id string, s *Served, baseline *Baseline, th Thresholds, minValues int64) []ServedReport {
+	var out []ServedReport
+	for _, c := range s.Consumers(id) {
+		for _, w := range s.Windows() {
+			st := s.Stats(id, c, w)
+			if st == nil {
+				continue
+			}
+			r := Check(id, st, baseline, -1, th, minValues)
+			out = append(out, ServedReport{Consumer: c, Window: w.String(), Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS,
+				NullRateChange: r.NullRateChange, Histogram: r.Histogram, Crossed: r.Crossed})
+		}
+	}
+	return out
+}
+
+// Row renders the report as a table row with FeatureReport.Row's columns:
+// "served to CONSUMER (WINDOW)" for the feature, no freshness.
+func (r ServedReport) Row() []string {
+	fr := FeatureReport{ID: fmt.Sprintf("  served to %s (%s)", r.Consumer, shortDuration(r.Window)), Summary: r.Summary,
+		Baseline: r.Baseline, PSI: r.PSI, KS: r.KS, Crossed: r.Crossed}
+	return fr.Row()
+}
+
+// shortDuration writes a time.Duration's String without zero minutes and
+// seconds ("1h0m0s" as "1h").
+func shortDuration(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = strings.TrimSuffix(out, "0m")
+	}
+	return out
 }
 
 // Merge merges several workers' snapshots: per version, the sum of their
@@ -113,6 +191,9 @@ func Merge(snaps []Snapshot) (map[string]*Stats, map[string]*Baseline, map[strin
 	stats, bases, fresh := map[string]*Stats{}, map[string]*Baseline{}, map[string]float64{}
 	for _, s := range snaps {
 		for _, f := range s.Features {
+			if f.Baseline != nil && bases[f.ID] == nil {
+				bases[f.ID] = f.Baseline
+			}
 			if f.Window == nil {
 				continue
 			}
@@ -121,9 +202,6 @@ func Merge(snaps []Snapshot) (map[string]*Stats, map[string]*Baseline, map[strin
 			}
 			if err := stats[f.ID].Merge(f.Window); err != nil {
 				return nil, nil, nil, fmt.Errorf("%s: %w", f.ID, err)
-			}
-			if f.Baseline != nil && bases[f.ID] == nil {
-				bases[f.ID] = f.Baseline
 			}
 		}
 		for id, v := range s.Freshness {
@@ -135,6 +213,58 @@ func Merge(snaps []Snapshot) (map[string]*Stats, map[string]*Baseline, map[strin
 	return stats, bases, fresh, nil
 }
 
+// MergeLong merges several workers' long-window statistics, per version
+// (as Merge merges the window's). window is the snapshots' LongWindow
+// ("" when no worker keeps one).
+func MergeLong(snaps []Snapshot) (stats map[string]*Stats, window string, err error) {
+	stats = map[string]*Stats{}
+	for _, s := range snaps {
+		if window == "" {
+			window = s.LongWindow
+		}
+		for _, f := range s.Features {
+			if f.Long == nil {
+				continue
+			}
+			if stats[f.ID] == nil {
+				stats[f.ID] = NewStats()
+			}
+			if err := stats[f.ID].Merge(f.Long); err != nil {
+				return nil, "", fmt.Errorf("%s: %w", f.ID, err)
+			}
+		}
+	}
+	return stats, window, nil
+}
+
+// WindowReport is a version's published values over another window than
+// the report's (the long window): statistics and drift, no verdict.
+type WindowReport struct {
+	Window         string     `json:"window"`
+	Summary        Summary    `json:"statistics"`
+	Baseline       string     `json:"baseline,omitempty"`
+	PSI            *float64   `json:"psi,omitempty"`
+	KS             *float64   `json:"ks,omitempty"`
+	NullRateChange *float64   `json:"null_rate_change,omitempty"`
+	Histogram      *Histogram `json:"histogram,omitempty"`
+}
+
+// CheckWindow is Check's statistics and drift of stats over window,
+// without thresholds: the long window informs, the window decides.
+func CheckWindow(id, window string, stats *Stats, baseline *Baseline, minValues int64) *WindowReport {
+	r := Check(id, stats, baseline, -1, Thresholds{}, minValues)
+	return &WindowReport{Window: window, Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS, NullRateChange: r.NullRateChange,
+		Histogram: r.Histogram}
+}
+
+// Row renders the report as a table row with FeatureReport.Row's columns:
+// "over WINDOW" for the feature, no freshness or verdict.
+func (r WindowReport) Row() []string {
+	row := FeatureReport{ID: "  over " + shortDuration(r.Window), Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS}.Row()
+	row[len(row)-1] = ""
+	return row
+}
+
 // Check reports on one version: its statistics, its drift against baseline
 // (when given, with at least minValues non-null values on the live side)
 // and which thresholds it crosses. freshness < 0: unknown.
@@ -144,6 +274,9 @@ func Check(id string, live *Stats, baseline *Baseline, freshness float64, th Thr
 		live = NewStats()
 	}
 	r.Summary = live.Summary()
+	if h, ok := live.Histogram(HistogramBins); ok {
+		r.Histogram = &h
+	}
 	if freshness >= 0 {
 		r.Freshness = &freshness
 		if freshness > th.Freshness {
@@ -184,6 +317,15 @@ func fmtOpt(v *float64, prec int) string {
 		return "-"
 	}
 	return strconv.FormatFloat(*v, 'f', prec, 64)
+}
+
+// SparklineCell renders h as "P1 |sparkline| P99" (h may be nil: "-").
+func SparklineCell(h *Histogram) string {
+	if h == nil {
+		return "-"
+	}
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+	return g(h.Lo) + " |" + h.Sparkline() + "| " + g(h.Hi)
 }
 
 // Row renders the report as a table row: feature, values, null rate,

@@ -1,0 +1,230 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+)
+
+// Served values: the statistics of what the lookup service answered, per
+// consumer, read from the lookup log (package lookuplog: one entry per
+// served key, with the consumer and every value served). They are the same
+// Stats as the workers' published values, so the same PSI and KS compare a
+// consumer's served values with the training baseline: a model sees drift
+// in what it is served even when the published values look fine (e.g. it
+// asks for a different population of keys than it was trained on).
+
+// AnonymousConsumer is the consumer of lookup-log entries without one
+// (older replicas), as the lookup service names callers without a name.
+const AnonymousConsumer = "anonymous"
+
+// OtherConsumers collects, per feature version, the consumers beyond
+// ServedOptions.MaxConsumers.
+const OtherConsumers = "other"
+
+// Default windows of served statistics: the same as the workers'.
+var DefaultServedWindows = []time.Duration{time.Hour, 24 * time.Hour}
+
+// ServedOptions configure Served.
+type ServedOptions struct {
+	// Now is the end of every window. Default time.Now() at NewServed.
+	Now time.Time
+	// Windows are the windows statistics are kept over, each ending at Now:
+	// an entry counts in a window when Now - window <= its time (the request
+	// time, lookuplog.Entry.At) <= Now; later times (clock skew) count as
+	// Now. Default DefaultServedWindows (1h, 24h).
+	Windows []time.Duration
+	// Sample is the fraction of lookup-log entries observed, in (0, 1].
+	// Default 1: every one. The lookup log itself may already be a sample
+	// (serve --lookup-log-sample).
+	Sample float64
+	// MaxConsumers bounds the consumers with statistics of their own per
+	// feature version; later ones count under OtherConsumers. Default 20.
+	MaxConsumers int
+}
+
+// Served keeps the statistics of served values per (feature version,
+// consumer) over fixed windows ending at ServedOptions.Now, from lookup-log
+// entries (Add, or ReadServed).
+//
+// Memory is bounded: per feature version at most MaxConsumers+1 consumers,
+// each one Stats per window (a DDSketch of at most 2 x 2048 bins, 32 KiB;
+// typically a few hundred bins, a few KiB, as values rarely span more than
+// a few orders of magnitude). With 50 versions, 20 consumers and 2 windows
+// that is at most 67 MiB, typically a few MiB; nothing grows with the
+// number of entries. Cost: per observed entry, a JSON decode (ReadServed)
+// and per feature and window an O(1) Stats.Add. Not safe for concurrent use.
+type Served struct {
+	o     ServedOptions
+	now   int64                          // ms
+	feats map[string]map[string][]*Stats // feature id -> consumer -> stats per window
+}
+
+// NewServed validates o and returns empty statistics.
+func NewServed(o ServedOptions) (*Served, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if len(o.Windows) == 0 {
+		o.Windows = DefaultServedWindows
+	}
+	for _, w := range o.Windows {
+		if w <= 0 {
+			return nil, fmt.Errorf("served statistics window %s: want a positive duration", w)
+		}
+	}
+	if o.Sample == 0 {
+		o.Sample = 1
+	}
+	if !(o.Sample > 0 && o.Sample <= 1) {
+		return nil, fmt.Errorf("served statistics sample %v: want a fraction in (0, 1]", o.Sample)
+	}
+	if o.MaxConsumers <= 0 {
+		o.MaxConsumers = 20
+	}
+	o.Windows = slices.Clone(o.Windows)
+	return &Served{o: o, now: o.Now.UnixMilli(), feats: map[string]map[string][]*Stats{}}, nil
+}
+
+// Windows returns the windows kept, as configured.
+func (s *Served) Windows() []time.Duration { return s.o.Windows }
+
+// Longest is the longest window: entries older than Now minus it are not
+// needed.
+func (s *Served) Longest() time.Duration { return slices.Max(s.o.Windows) }
+
+// Add observes the values of one lookup-log entry (with probability
+// Options.Sample) in every window its time falls in.
+func (s *Served) Add(e *lookuplog.Entry) {
+	age := s.now - min(e.At, s.now)
+	in := false
+	for _, w := range s.o.Windows {
+		in = in || age <= w.Milliseconds()
+	}
+	if !in || s.o.Sample < 1 && rand.Float64() >= s.o.Sample {
+		return
+	}
+	consumer := e.Consumer
+	if consumer == "" {
+		consumer = AnonymousConsumer
+	}
+	for id, v := range e.Features {
+		byConsumer := s.feats[id]
+		if byConsumer == nil {
+			byConsumer = map[string][]*Stats{}
+			s.feats[id] = byConsumer
+		}
+		c := consumer
+		if byConsumer[c] == nil && len(byConsumer) >= s.o.MaxConsumers && c != OtherConsumers {
+			c = OtherConsumers
+		}
+		st := byConsumer[c]
+		if st == nil {
+			st = make([]*Stats, len(s.o.Windows))
+			for i := range st {
+				st[i] = NewStats()
+			}
+			byConsumer[c] = st
+		}
+		for i, w := range s.o.Windows {
+			if age <= w.Milliseconds() {
+				st[i].Add(v)
+			}
+		}
+	}
+}
+
+// Consumers returns the consumers served feature version id in any window,
+// sorted.
+func (s *Served) Consumers(id string) []string {
+	var out []string
+	for c := range s.feats[id] {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Stats returns the statistics of the values of feature version id served
+// to consumer over window (one of Options.Windows), nil when none was.
+// Callers must not modify them.
+func (s *Served) Stats(id, consumer string, window time.Duration) *Stats {
+	i := slices.Index(s.o.Windows, window)
+	st := s.feats[id][consumer]
+	if i < 0 || st == nil || st[i].Count() == 0 {
+		return nil
+	}
+	return st[i]
+}
+
+// ReadServed reads the lookup-log topic from the first record appended at
+// or after o.Now minus the longest window (record timestamps; a later
+// entry's own time decides its windows) up to the end offsets seen at the
+// start, into new Served statistics. A topic that does not exist yet is no
+// statistics, not an error; undecodable records are skipped (the first ten
+// logged on log, which may be nil). Cost: one read and JSON decode of every
+// lookup-log record of the longest window (at 1,000 keys/s served and 24h,
+// 86 million records: minutes), so run it on demand, not per scrape.
+func ReadServed(ctx context.Context, conn kafka.Conn, topic string, o ServedOptions, log *zap.Logger) (*Served, error) {
+	s, err := NewServed(o)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cl, err := kafka.NewClient(conn, "featurepipe-monitor-served", log)
+	if err != nil {
+		return nil, fmt.Errorf("lookup log client: %w", err)
+	}
+	defer cl.Close()
+	rs, err := kafka.ToEnd(ctx, cl, topic)
+	if err != nil {
+		return nil, fmt.Errorf("read the lookup log %s: %w", topic, err)
+	}
+	if len(rs) == 0 {
+		return s, nil
+	}
+	from, err := kadm.NewClient(cl).ListOffsetsAfterMilli(ctx, s.now-s.Longest().Milliseconds(), topic)
+	if err == nil {
+		err = from.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lookup log %s: offsets of the last %s: %w", topic, s.Longest(), err)
+	}
+	for p, r := range rs {
+		// No record at or after the time: kadm answers the end offset.
+		if o, ok := from.Lookup(topic, p); ok {
+			if o.Offset < 0 {
+				o.Offset = r.End
+			}
+			r.From = min(max(r.From, o.Offset), r.End)
+			rs[p] = r
+		}
+	}
+	skipped := 0
+	_, err = kafka.ReadRanges(ctx, cl, topic, rs, func(r *kgo.Record) error {
+		e, err := lookuplog.Decode(r.Value)
+		if err != nil {
+			if skipped++; skipped <= 10 {
+				log.Warn("skipping an unreadable lookup-log record", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+			}
+			return nil
+		}
+		s.Add(e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the lookup log %s: %w", topic, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,192 @@
+package monitor
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+)
+
+// checkBruteForce compares s with the statistics computed directly from
+// values (nil: null): counts exactly, moments to rounding, quantiles within
+// the sketch's 1% of the value at rank floor(q*(n-1)) of the sorted values.
+func checkBruteForce(t *testing.T, what string, s *Stats, values []*float64) {
+	t.Helper()
+	var xs []float64
+	for _, v := range values {
+		if v != nil {
+			xs = append(xs, *v)
+		}
+	}
+	if s == nil {
+		if len(values) > 0 {
+			t.Errorf("%s: no statistics, want %d values", what, len(values))
+		}
+		return
+	}
+	sum := s.Summary()
+	if sum.Count != int64(len(values)) || sum.Nulls != int64(len(values)-len(xs)) {
+		t.Errorf("%s: count %d nulls %d, want %d and %d", what, sum.Count, sum.Nulls, len(values), len(values)-len(xs))
+		return
+	}
+	if len(xs) == 0 {
+		return
+	}
+	slices.Sort(xs)
+	mean, m2 := 0.0, 0.0
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	for _, x := range xs {
+		m2 += (x - mean) * (x - mean)
+	}
+	sd := 0.0
+	if len(xs) > 1 {
+		sd = math.Sqrt(m2 / float64(len(xs)-1))
+	}
+	if !near(*sum.Mean, mean, 1e-9*(1+math.Abs(mean))) || !near(*sum.Stddev, sd, 1e-9*(1+sd)) ||
+		*sum.Min != xs[0] || *sum.Max != xs[len(xs)-1] {
+		t.Errorf("%s: mean %v stddev %v min %v max %v, want %v %v %v %v", what, *sum.Mean, *sum.Stddev, *sum.Min, *sum.Max, mean, sd, xs[0], xs[len(xs)-1])
+	}
+	for _, q := range Quantiles {
+		name := fmt.Sprintf("p%d", int(math.Round(q*100)))
+		want := xs[int(q*float64(len(xs)-1))]
+		if got := sum.Quantiles[name]; !near(got, want, RelativeAccuracy*math.Abs(want)+1e-12) {
+			t.Errorf("%s: %s %v, want %v within 1%%", what, name, got, want)
+		}
+	}
+}
+
+func entry(consumer string, at int64, vals map[string]*float64) *lookuplog.Entry {
+	return &lookuplog.Entry{Entity: "user", Key: "k", At: at, Consumer: consumer, Features: vals}
+}
+
+// TestServedPerConsumerAndWindow: each consumer's served values, per
+// window by request time, match the statistics computed directly from the
+// values it was served.
+func TestServedPerConsumerAndWindow(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	s, err := NewServed(ServedOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	type key struct {
+		consumer string
+		window   time.Duration
+	}
+	want := map[key][]*float64{}
+	for i := range 3000 {
+		consumer := []string{"fraud-api", "ranking", ""}[i%3]
+		var v *float64
+		if rng.IntN(10) > 0 {
+			x := 1 + rng.Float64()*100
+			if consumer == "ranking" {
+				x = 1000 + rng.ExpFloat64()*50 // another population
+			}
+			v = &x
+		}
+		age := time.Duration(rng.Int64N(int64(30 * time.Hour)))
+		if i%7 == 0 {
+			age = -time.Minute // a clock ahead counts as now
+		}
+		s.Add(entry(consumer, now.Add(-age).UnixMilli(), map[string]*float64{"a@1": v}))
+		if consumer == "" {
+			consumer = AnonymousConsumer
+		}
+		for _, w := range DefaultServedWindows {
+			if age <= w {
+				want[key{consumer, w}] = append(want[key{consumer, w}], v)
+			}
+		}
+	}
+	if got := s.Consumers("a@1"); fmt.Sprint(got) != "[anonymous fraud-api ranking]" {
+		t.Fatalf("consumers %v", got)
+	}
+	for k, vs := range want {
+		checkBruteForce(t, fmt.Sprintf("%s over %s", k.consumer, k.window), s.Stats("a@1", k.consumer, k.window), vs)
+	}
+	if s.Stats("a@1", "fraud-api", time.Hour).Count() >= s.Stats("a@1", "fraud-api", 24*time.Hour).Count() {
+		t.Errorf("the 1h window has as many values as the 24h one")
+	}
+	if s.Stats("a@1", "nobody", time.Hour) != nil || s.Stats("b@1", "fraud-api", time.Hour) != nil || s.Stats("a@1", "fraud-api", time.Minute) != nil {
+		t.Errorf("statistics for a consumer, version or window never served")
+	}
+}
+
+// TestServedBoundsConsumers: consumers beyond MaxConsumers share "other",
+// whose statistics are those of all their values.
+func TestServedBoundsConsumers(t *testing.T) {
+	now := time.Now()
+	s, err := NewServed(ServedOptions{Now: now, MaxConsumers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other []*float64
+	for i := range 10 {
+		v := float64(i)
+		s.Add(entry(fmt.Sprintf("c%d", i), now.UnixMilli(), map[string]*float64{"a@1": &v}))
+		if i >= 2 {
+			other = append(other, &v)
+		}
+	}
+	if got := s.Consumers("a@1"); fmt.Sprint(got) != "[c0 c1 other]" {
+		t.Fatalf("consumers %v, want [c0 c1 other]", got)
+	}
+	checkBruteForce(t, "other", s.Stats("a@1", OtherConsumers, time.Hour), other)
+}
+
+func TestServedSampleAndOptions(t *testing.T) {
+	now := time.Now()
+	s, err := NewServed(ServedOptions{Now: now, Sample: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4000 {
+		v := 1.0
+		s.Add(entry("c", now.UnixMilli(), map[string]*float64{"a@1": &v}))
+	}
+	// Binomial(4000, 0.25): mean 1000, sd 27; 10 sd either way.
+	if n := s.Stats("a@1", "c", time.Hour).Count(); n < 730 || n > 1270 {
+		t.Errorf("sampled %d of 4000 at 0.25", n)
+	}
+	for _, o := range []ServedOptions{{Sample: 1.5}, {Sample: -1}, {Windows: []time.Duration{time.Hour, 0}}} {
+		if _, err := NewServed(o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// TestCheckServed: a consumer served shifted values crosses the PSI
+// threshold, one served the baseline's distribution does not.
+func TestCheckServed(t *testing.T) {
+	now := time.Now()
+	s, _ := NewServed(ServedOptions{Now: now})
+	base := NewStats()
+	for i := range 1000 {
+		base.AddValue(float64(i % 100))
+		same, shifted := float64(i%100), float64(50+i%100)
+		s.Add(entry("same", now.UnixMilli(), map[string]*float64{"a@1": &same}))
+		s.Add(entry("shifted", now.Add(-2*time.Hour).UnixMilli(), map[string]*float64{"a@1": &shifted}))
+	}
+	reps := CheckServed("a@1", s, &Baseline{Name: "train@1", Stats: base}, Thresholds{PSI: 0.2, NullRate: 0.05}, MinValues)
+	var got []string
+	for _, r := range reps {
+		got = append(got, fmt.Sprintf("%s/%s/%v", r.Consumer, r.Window, r.Crossed))
+		if r.Baseline != "train@1" || r.PSI == nil || r.KS == nil {
+			t.Errorf("%+v: no drift against train@1", r)
+		}
+	}
+	// "shifted" was served 2h ago: only in the 24h window.
+	if fmt.Sprint(got) != "[same/1h0m0s/[] same/24h0m0s/[] shifted/24h0m0s/[psi]]" {
+		t.Fatalf("reports %v", got)
+	}
+	if row := reps[2].Row(); row[0] != "  served to shifted (24h)" || row[1] != "1000" {
+		t.Errorf("row %q", row)
+	}
+}
