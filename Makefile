@@ -120,6 +120,8 @@ bench-backfill:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLookupRequest -fuzztime 60s ./pipeline/lookup/
+	$(GO) test -run '^$$' -fuzz FuzzLookupBodyDecoders -fuzztime 60s ./pipeline/lookup/
+	$(GO) test -run '^$$' -fuzz FuzzLookupEndpointDecoders -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./schemas/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTile -fuzztime 60s ./aggregations/

@@ -57,8 +57,7 @@ func requestKeys(info *entityInfo, raw []json.RawMessage) ([]string, error) {
 			continue
 		}
 		if len(info.keys) > 1 {
-			return nil, badRequest("bad_key", "keys[%d]: entity %s has a composite key: give each key as an object with its fields %s, e.g. %s",
-				i, info.name, strings.Join(info.keys, ", "), exampleKey(info.keys))
+			return nil, compositeKeyError(info, i)
 		}
 		var s string
 		if err := json.Unmarshal(r, &s); err != nil {
@@ -67,6 +66,13 @@ func requestKeys(info *entityInfo, raw []json.RawMessage) ([]string, error) {
 		out[i] = s
 	}
 	return out, nil
+}
+
+// compositeKeyError is the 400 for keys[i] given as a string to an entity
+// with a composite key.
+func compositeKeyError(info *entityInfo, i int) error {
+	return badRequest("bad_key", "keys[%d]: entity %s has a composite key: give each key as an object with its fields %s, e.g. %s",
+		i, info.name, strings.Join(info.keys, ", "), exampleKey(info.keys))
 }
 
 // keyObject checks obj, one key as an object, against the entity's key

@@ -56,7 +56,7 @@ const (
 
 func (s *Service) handleFeast(r *http.Request) (any, *lookupAnswer, error) {
 	var req FeastRequest
-	if err := decodeBody(r, &req, false); err != nil {
+	if err := decodeBody(r.Body, &req, false); err != nil {
 		return nil, nil, err
 	}
 	if len(req.Entities) == 0 {

@@ -148,13 +148,20 @@ func (s *Service) endpoint(route string, h handler) http.Handler {
 var contentTypeJSON = []string{"application/json"}
 
 // writeAnswer writes a lookup answer with the hand-written encoder: one
-// pooled buffer, one Write, an explicit Content-Length (no chunking).
+// pooled buffer, one Write, a Content-Length (no chunking). net/http adds
+// the Content-Length itself, without allocating, when the handler's whole
+// output fits its response buffer (bufferBeforeChunkingSize, 2 KiB, for
+// HTTP/1.1; 4 KiB for HTTP/2) and the handler returns without flushing:
+// the answer sets it explicitly only when it is larger
+// (TestAnswerHasContentLength).
 func writeAnswer(w http.ResponseWriter, a *lookupAnswer) int {
 	bp := bufPool.Get().(*[]byte)
 	b := a.appendJSON((*bp)[:0])
 	h := w.Header()
 	h["Content-Type"] = contentTypeJSON
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	if len(b) > autoContentLength {
+		h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 	if cap(b) <= 64<<10 { // do not pool the buffers of huge answers
@@ -163,6 +170,10 @@ func writeAnswer(w http.ResponseWriter, a *lookupAnswer) int {
 	}
 	return http.StatusOK
 }
+
+// autoContentLength is the largest response net/http frames with a
+// Content-Length of its own (see writeAnswer).
+const autoContentLength = 2048
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
@@ -188,8 +199,8 @@ func writeError(w http.ResponseWriter, err error) int {
 // does not use (e.g. include_feature_view_version_metadata), which Feast's
 // own server ignores too. The Content-Type is not checked, so a plain
 // `curl -d '{...}'` works.
-func decodeBody(r *http.Request, v any, strict bool) error {
-	dec := json.NewDecoder(r.Body)
+func decodeBody(body io.Reader, v any, strict bool) error {
+	dec := json.NewDecoder(body)
 	if strict {
 		dec.DisallowUnknownFields()
 	}
@@ -297,15 +308,19 @@ func (s *Service) resolve(a *lookupAnswer, info *entityInfo, refs []string) erro
 // answer the caller releases (the endpoint does), or an error.
 func (s *Service) lookup(info *entityInfo, keys, refs []string) (*lookupAnswer, error) {
 	a := answerPool.Get().(*lookupAnswer)
-	if err := s.resolve(a, info, refs); err != nil {
-		a.release()
-		return nil, err
-	}
-	if err := s.answer(a, info, keys, refs); err != nil {
+	if err := s.lookupInto(a, info, keys, refs); err != nil {
 		a.release()
 		return nil, err
 	}
 	return a, nil
+}
+
+// lookupInto is lookup into a (from answerPool) that the caller releases.
+func (s *Service) lookupInto(a *lookupAnswer, info *entityInfo, keys, refs []string) error {
+	if err := s.resolve(a, info, refs); err != nil {
+		return err
+	}
+	return s.answer(a, info, keys, refs)
 }
 
 func (s *Service) checkKeys(n int) error {
@@ -319,31 +334,50 @@ func (s *Service) checkKeys(n int) error {
 }
 
 func (s *Service) handleLookup(r *http.Request) (any, *lookupAnswer, error) {
-	var body lookupBody
-	if err := decodeBody(r, &body, true); err != nil {
+	a := answerPool.Get().(*lookupAnswer)
+	if err := s.answerBody(r, a); err != nil {
+		a.release()
 		return nil, nil, err
 	}
-	req := LookupRequest{Entity: body.Entity, Features: body.Features, FeatureService: body.FeatureService}
-	info, err := s.entity(req.Entity)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := s.checkKeys(len(body.Keys)); err != nil {
-		return nil, nil, err
-	}
-	if req.Keys, err = requestKeys(info, body.Keys); err != nil {
-		return nil, nil, err
-	}
-	refs, err := s.requestedFeatures(info, req.FeatureService, req.Features)
-	if err != nil {
-		return nil, nil, err
-	}
-	a, err := s.lookup(info, req.Keys, refs)
-	if err != nil {
-		return nil, nil, err
-	}
-	a.service = req.FeatureService
 	return nil, a, nil
+}
+
+// answerBody decodes a POST /v1/lookup body (see decodeLookup) and answers
+// it into a. The checks and their order, so which error a bad request
+// gets, are the same whichever decoder read the body.
+func (s *Service) answerBody(r *http.Request, a *lookupAnswer) error {
+	body, err := decodeLookup(r, a.reqKeys[:0], a.reqFeatures[:0], !s.jsonOnly)
+	if body.plain { // keep the grown slices for the next request
+		a.reqKeys, a.reqFeatures = body.keys, body.features
+	}
+	if err != nil {
+		return err
+	}
+	info, err := s.entity(body.entity)
+	if err != nil {
+		return err
+	}
+	if err := s.checkKeys(body.numKeys()); err != nil {
+		return err
+	}
+	keyList := body.keys
+	switch {
+	case !body.plain:
+		if keyList, err = requestKeys(info, body.raw); err != nil {
+			return err
+		}
+	case len(info.keys) > 1:
+		return compositeKeyError(info, 0)
+	}
+	refs, err := s.requestedFeatures(info, body.service, body.features)
+	if err != nil {
+		return err
+	}
+	if err := s.lookupInto(a, info, keyList, refs); err != nil {
+		return err
+	}
+	a.service = body.service
+	return nil
 }
 
 func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
@@ -405,14 +439,28 @@ type lookupAnswer struct {
 	consumer string // who asked (see consumerName), for the counters and the lookup log
 	service  string // the feature service the request named, or ""
 	request  uint64 // the request's sequence number on this replica, for the lookup log
+	// reqKeys and reqFeatures are the decoder's reusable slices (keys and
+	// names may alias them until release).
+	reqKeys, reqFeatures []string
 }
 
 var answerPool = sync.Pool{New: func() any { return new(lookupAnswer) }}
 
 // release returns a to answerPool, keeping its slices' capacity.
 func (a *lookupAnswer) release() {
-	*a = lookupAnswer{feats: a.feats[:0], warnings: a.warnings[:0], vals: a.vals[:0], order: a.order[:0]}
+	*a = lookupAnswer{feats: a.feats[:0], warnings: a.warnings[:0], vals: a.vals[:0], order: a.order[:0],
+		reqKeys: reuse(a.reqKeys), reqFeatures: reuse(a.reqFeatures)}
 	answerPool.Put(a)
+}
+
+// reuse empties a pooled slice of strings, dropping its references (the
+// request's text) and slices grown past 1024 entries.
+func reuse(xs []string) []string {
+	if cap(xs) > 1024 {
+		return nil
+	}
+	clear(xs[:cap(xs)])
+	return xs[:0]
 }
 
 // response converts a to the exported LookupResponse.

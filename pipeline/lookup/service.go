@@ -97,10 +97,13 @@ const NoLookupLog = -1
 
 // Service is one lookup replica.
 type Service struct {
-	o       Options
-	log     *zap.Logger
-	m       *metrics.Lookup
-	started time.Time
+	o Options
+	// jsonOnly makes POST /v1/lookup decode every body with encoding/json
+	// (tests compare the fast decoder with it; see decodeLookup).
+	jsonOnly bool
+	log      *zap.Logger
+	m        *metrics.Lookup
+	started  time.Time
 
 	mu          sync.Mutex
 	behind      map[int32]int64 // partitions not yet caught up -> end offset to reach

@@ -116,14 +116,19 @@ func AppendFeature(b []byte, i int, id string, v float64, ok bool) []byte {
 // AppendEnd closes an entry started with AppendStart.
 func AppendEnd(b []byte) []byte { return append(b, "}}"...) }
 
-// Decode parses a record value.
+// Decode parses a record value. Values as the Append functions write them
+// take a hand-written path (decodeFast); any other JSON is decoded by
+// encoding/json, with the same result.
 func Decode(b []byte) (*Entry, error) {
-	var e Entry
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("decode lookup log entry: %w", err)
+	e, ok := decodeFast(b)
+	if !ok {
+		e = &Entry{}
+		if err := json.Unmarshal(b, e); err != nil {
+			return nil, fmt.Errorf("decode lookup log entry: %w", err)
+		}
 	}
 	if e.Entity == "" || e.At == 0 {
 		return nil, fmt.Errorf("decode lookup log entry: missing entity or time")
 	}
-	return &e, nil
+	return e, nil
 }
