@@ -123,7 +123,9 @@ func TestFeatureFreshness(t *testing.T) {
 func TestEndToEndLatency(t *testing.T) {
 	k, cfg, cl := setup(t, featureFile)
 	dir := t.TempDir()
-	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(dir, "w"))
+	// A fixed publish interval: the two records below must be folded into
+	// one publication (adaptive publication would publish each on its own).
+	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, FixedPublishInterval: true}, filepath.Join(dir, "w"))
 	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
