@@ -228,6 +228,11 @@ type Feature struct {
 	// aggregations. Part of the definition hash when set. Window carries it
 	// too (see aggregations.Window.For).
 	Percentile float64
+	// K is how many events first_k and last_k keep, 1 <= K <=
+	// aggregations.MaxK (required there, rejected for other aggregations);
+	// 0 for the other aggregations. Part of the definition hash when set.
+	// Window carries it too (see aggregations.Window.WithK).
+	K int
 	// Default is the value of an empty window. nil means the documented
 	// default: null for every aggregation but count, sum and approx_distinct,
 	// which give 0 (and do not accept a default).
