@@ -400,6 +400,9 @@ func resolveColumns(cfg *config.File, refs []string, sp *spine) (*config.Entity,
 			feats, names = append(feats, f), append(names, name)
 		}
 	}
+	if err := config.ListFeatureError("backfill (Parquet/CSV)", feats); err != nil {
+		return nil, nil, err
+	}
 	ent := feats[0].EntityRef
 	cols := make([]column, len(feats))
 	for i, f := range feats {
