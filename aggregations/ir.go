@@ -63,7 +63,9 @@ func (ir *IR) update(e Event, w Window) {
 			ir.qs = &quantiles{q: w.quantile}
 			ir.qs.add(e.Value)
 		case firstKList, lastKList:
-			ir.ks = &kList{k: w.k, last: w.sketch == lastKList, evs: make([]Event, 1, min(w.k, 8))}
+			// An invalid k (Validate rejects it) is clamped: no panic.
+			k := min(max(w.k, 1), MaxK)
+			ir.ks = &kList{k: k, last: w.sketch == lastKList, evs: make([]Event, 1, min(k, 8))}
 			ir.ks.evs[0] = e
 		}
 		return

@@ -297,3 +297,16 @@ func TestListKinds(t *testing.T) {
 		t.Errorf("WithK on a window without a list set k=%d", w.K())
 	}
 }
+
+// TestListWithInvalidKDoesNotPanic: a list window without WithK (invalid,
+// Validate says so) still folds events, as a list of one.
+func TestListWithInvalidKDoesNotPanic(t *testing.T) {
+	w := aggregations.Window{Hop: 1}.For(aggregations.LastK, 0)
+	var s aggregations.Series
+	for i := range 5 {
+		s.Apply(w, ev{TS: int64(i), Seq: int64(i), Value: float64(i)}, aggregations.NoClock)
+	}
+	if got, ok := aggregations.FinalizeList(aggregations.LastK, s.Read(w, 100)); !ok || !slices.Equal(got, []float64{4}) {
+		t.Errorf("last_k without k = %v, %v; want [4] (k clamped to 1)", got, ok)
+	}
+}
