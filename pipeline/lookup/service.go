@@ -138,9 +138,6 @@ func New(o Options) (*Service, error) {
 	if len(o.Brokers) == 0 || o.Config == nil || o.Store == nil {
 		return nil, errors.New("lookup: Brokers, Config and Store are required")
 	}
-	if err := config.ListFeatureError("lookup", o.Config.Features); err != nil {
-		return nil, fmt.Errorf("lookup: %w", err)
-	}
 	if o.Registerer == nil {
 		reg := prometheus.NewRegistry()
 		o.Registerer, o.Gatherer = reg, reg
