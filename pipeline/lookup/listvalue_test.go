@@ -17,8 +17,26 @@ import (
 )
 
 // listFixture is the lookup fixture with two list features added to the
-// test feature file: last_k (k 3, 7d) and first_k (k 5, lifetime).
+// test feature file (see listConfig).
 func listFixture(t *testing.T) *fixture {
+	t.Helper()
+	cfg := listConfig(t)
+	st := openTestStore(t)
+	T := fixtureNow.UnixMilli()
+	events := fixtureData(T)
+	writeView(t, st, cfg, events, T)
+	svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: st, Now: func() time.Time { return fixtureNow }, LookupLogSample: NoLookupLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.setCatchUp(map[int32]int64{}, nil)
+	svc.registryCaughtUp()
+	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}
+}
+
+// listConfig is the test feature file with two list features added:
+// last_k (k 3, 7d) and first_k (k 5, lifetime).
+func listConfig(t *testing.T) *config.File {
 	t.Helper()
 	data, err := os.ReadFile("testdata/features.yaml")
 	if err != nil {
@@ -35,17 +53,37 @@ func listFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// TestLookupLogSkipsLists: the lookup log (read by skew, which compares
+// numbers) records the scalar features of a request and leaves out its list
+// features rather than log them as null.
+func TestLookupLogSkipsLists(t *testing.T) {
+	brokers := newTestCluster(t, 3).ListenAddrs()
+	cfg := listConfig(t)
 	st := openTestStore(t)
 	T := fixtureNow.UnixMilli()
-	events := fixtureData(T)
-	writeView(t, st, cfg, events, T)
-	svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: st, Now: func() time.Time { return fixtureNow }, LookupLogSample: NoLookupLog})
+	writeView(t, st, cfg, fixtureData(T), T)
+	svc, err := New(Options{Brokers: brokers, Config: cfg, Store: st, Now: func() time.Time { return fixtureNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.setCatchUp(map[int32]int64{}, nil)
-	svc.registryCaughtUp()
-	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, "the service did not become ready")
+	fx := &fixture{svc: svc, cfg: cfg, T: T, h: svc.Handler()}
+	rec := fx.do(t, "POST", "/v1/lookup", `{"entity":"user","keys":["u1"],"features":["txn_amount_last3_7d","txn_count_7d","txn_amount_first5"]}`)
+	if rec.Code != 200 {
+		t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
+	}
+	entries, _ := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 1, 30*time.Second)
+	if len(entries) != 1 {
+		t.Fatalf("%d log entries, want 1", len(entries))
+	}
+	f := entries[0].Features
+	if len(f) != 1 || f["txn_count_7d@1"] == nil {
+		t.Errorf("logged features %v, want txn_count_7d@1 only", f)
+	}
 }
 
 // TestLookupServesLists: POST /v1/lookup and GET /v1/features answer a
