@@ -21,9 +21,9 @@ type Event struct {
 // (values like 1e9+0.1).
 //
 // The exact fields are updated for every kind; Update and Merge of an IR without
-// a sketch never allocate. The k events of FirstK and LastK are kept like a
-// sketch (behind a pointer, only for windows made by Window.For of those kinds). The sketches of ApproxDistinct and ApproxPercentile
-// are behind pointers, allocated only for IRs created through a Window made by
+// a sketch never allocate. The sketches of ApproxDistinct and ApproxPercentile,
+// and the event lists of FirstK and LastK (at most k events), are behind
+// pointers, allocated only for IRs created through a Window made by
 // Window.For of those kinds (Series.Apply, Read and Expire pass the window). An
 // IR owns its sketch: copying an IR by assignment shares it, so only one of the
 // copies may be updated; Merge into an empty IR copies the other's sketch.
@@ -216,9 +216,8 @@ func earlierThan(ts, seq int64, v float64, ts0, seq0 int64, v0 float64) bool {
 // Empty reports whether no event was folded into ir (Count == 0).
 func (ir IR) Empty() bool { return ir.Count == 0 }
 
-// Finalize turns an IR into the value of aggregation k. The list kinds (FirstK,
-// LastK) have no single value: Finalize gives null for them; use FinalizeList.
-// ok=false means null: an
+// Finalize turns an IR into the value of aggregation k (for the list kinds,
+// FirstK and LastK, it gives null: use FinalizeList). ok=false means null: an
 // empty window for every kind but Count, Sum and ApproxDistinct (which give 0), a
 // window of fewer than two events for VarianceSamp and StddevSamp, an IR without
 // the sketch k needs (its series' window was not made by Window.For(k, ...)), or
