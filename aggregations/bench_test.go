@@ -75,11 +75,12 @@ func BenchmarkApply(b *testing.B) {
 // BenchmarkApplyKind measures the worker's hot path per aggregation, on a 30d/1d
 // window with every event landing in an existing tile (as existing-tiles above):
 // the exact kinds share one IR and must not allocate; approx_distinct and
-// approx_percentile also update their sketch.
+// approx_percentile also update their sketch, first_k and last_k (k = 100)
+// their event list.
 func BenchmarkApplyKind(b *testing.B) {
 	for _, k := range aggregations.Kinds() {
 		b.Run(k.String(), func(b *testing.B) {
-			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0.95)
+			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0.95).WithK(100)
 			events := benchEvents(w, benchNow, 1<<14)
 			var s aggregations.Series
 			for _, e := range events {

@@ -27,8 +27,15 @@
 // first mirrors last: the value of the event with the earliest event time; a tie is
 // won by the smaller Seq (the earlier offset).
 //
+// first_k and last_k (k between 1 and MaxK) are lists: the values of the k
+// earliest events oldest first, and of the k latest newest first, ordered by
+// (event time, Seq) exactly as first and last (FinalizeList). Each tile keeps
+// only its own k first or last events, which is enough: the k first of a
+// window are among the k first of its tiles. Merging keeps the k first of
+// both lists, a function of the set of events whatever the merge order.
+//
 // Empty windows are explicit: count, sum and approx_distinct give 0; every other
-// kind gives null (Finalize returns ok=false), and variance_samp and stddev_samp
+// kind gives null (Finalize returns ok=false; first_k and last_k too), and variance_samp and stddev_samp
 // are null below two events.
 //
 // # Operators and their error bounds

@@ -44,8 +44,11 @@ const (
 	flagHLL
 	// flagQuantiles: an ApproxPercentile sketch follows.
 	flagQuantiles
+	// flagFirstK, flagLastK: the event list of a FirstK or LastK IR follows.
+	flagFirstK
+	flagLastK
 
-	flagsKnown = flagQuantiles<<1 - 1
+	flagsKnown = flagLastK<<1 - 1
 )
 
 // flagsExtended introduces extended flags (see flagCount).
@@ -203,6 +206,13 @@ func irFlags(ir IR) uint64 {
 	if ir.qs != nil {
 		f |= flagQuantiles
 	}
+	if ir.ks != nil {
+		if ir.ks.last {
+			f |= flagLastK
+		} else {
+			f |= flagFirstK
+		}
+	}
 	return f
 }
 
@@ -241,6 +251,23 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 	}
 	if flags&flagQuantiles != 0 {
 		dst = appendQuantiles(dst, ir.qs)
+	}
+	if flags&(flagFirstK|flagLastK) != 0 {
+		dst = appendKList(dst, ir.ks, ref)
+	}
+	return dst
+}
+
+// appendKList writes the event list of a FirstK or LastK IR: k and the
+// number of events (uvarints), then each event, in list order, as its TS
+// relative to ref and its Seq (varints) and its Value (8 bytes).
+func appendKList(dst []byte, l *kList, ref int64) []byte {
+	dst = binary.AppendUvarint(dst, uint64(l.k))
+	dst = binary.AppendUvarint(dst, uint64(len(l.evs)))
+	for _, e := range l.evs {
+		dst = binary.AppendVarint(dst, e.TS-ref)
+		dst = binary.AppendVarint(dst, e.Seq)
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.Value))
 	}
 	return dst
 }
@@ -441,14 +468,23 @@ func (d *decoder) irFields(flags uint64, ir *IR, ref int64) {
 	if flags&flagQuantiles != 0 {
 		ir.qs = d.quantiles()
 	}
+	switch flags & (flagFirstK | flagLastK) {
+	case 0:
+	case flagFirstK | flagLastK:
+		d.fail("both a first_k and a last_k list")
+	default:
+		ir.ks = d.kList(flags&flagLastK != 0, ref)
+	}
 	switch {
 	case d.err != nil:
 	case ir.Count <= 0 && *ir != (IR{}):
 		d.fail("count %d with non-empty fields", ir.Count)
 	case !(ir.M2 >= 0):
 		d.fail("m2 %v is negative", ir.M2)
-	case ir.hll != nil && ir.qs != nil:
+	case ir.hll != nil && ir.qs != nil, ir.ks != nil && (ir.hll != nil || ir.qs != nil):
 		d.fail("two sketches")
+	case ir.ks != nil && int64(len(ir.ks.evs)) != min(int64(ir.ks.k), ir.Count):
+		d.fail("%d listed events in an IR of %d with k %d", len(ir.ks.evs), ir.Count, ir.ks.k)
 	case ir.qs != nil && ir.qs.total() != uint64(ir.Count):
 		d.fail("quantile sketch of %d values in an IR of %d", ir.qs.total(), ir.Count)
 	}
@@ -541,6 +577,34 @@ func (d *decoder) hllExact(n uint64) *hll {
 		}
 	}
 	return s
+}
+
+// kList decodes an event list written by appendKList.
+func (d *decoder) kList(last bool, ref int64) *kList {
+	k := d.uvarint("k")
+	n := d.uvarint("listed events")
+	switch {
+	case d.err != nil:
+		return nil
+	case k < 1 || k > MaxK:
+		d.fail("k %d not between 1 and %d", k, MaxK)
+		return nil
+	case n < 1 || n > k || n > uint64(len(d.src)/10): // every event takes at least 10 bytes
+		d.fail("%d listed events (k %d, %d bytes left)", n, k, len(d.src))
+		return nil
+	}
+	l := &kList{k: int(k), last: last, evs: make([]Event, 0, n)}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var e Event
+		e.TS = ref + d.varint("listed ts")
+		e.Seq = d.varint("listed seq")
+		e.Value = d.float("listed value")
+		if d.err == nil && i > 0 && l.before(e, l.evs[i-1]) {
+			d.fail("listed events out of order")
+		}
+		l.evs = append(l.evs, e)
+	}
+	return l
 }
 
 // quantiles decodes a sketch written by appendQuantiles.

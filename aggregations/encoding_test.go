@@ -207,6 +207,8 @@ func sketchSeries() map[string]struct {
 	for name, w := range map[string]aggregations.Window{
 		"approx_distinct":   aggregations.Window{Size: 0, Hop: 10}.For(aggregations.ApproxDistinct, 0),
 		"approx_percentile": aggregations.Window{Size: 0, Hop: 10}.For(aggregations.ApproxPercentile, 0.95),
+		"first_k":           aggregations.Window{Size: 0, Hop: 10}.For(aggregations.FirstK, 0).WithK(1000),
+		"last_k":            aggregations.Window{Size: 0, Hop: 10}.For(aggregations.LastK, 0).WithK(7),
 	} {
 		var s aggregations.Series
 		for i := range 3000 {
@@ -265,7 +267,18 @@ func TestDecodeRejectsCorruptSketches(t *testing.T) {
 		count = 1
 		hll   = 1 << 11
 		qs    = 1 << 12
+		fk    = 1 << 13
+		lk    = 1 << 14
 	)
+	// ev10 is one listed event: ts 0, seq s, value 0 (10 bytes).
+	ev10 := func(s byte) []byte { return append([]byte{0, s}, make([]byte, 8)...) }
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
 	for _, tc := range []struct {
 		name string
 		src  []byte
@@ -286,6 +299,17 @@ func TestDecodeRejectsCorruptSketches(t *testing.T) {
 		{"empty quantile bucket", append(f64(ext(count|qs), 0.5), 0, 1, 0, 0, 0)},
 		{"two sketches", append(f64(append(ext(count|hll|qs), 12, 1, 5), 0.5), 1, 0, 0)},
 		{"quantile bucket count larger than the input", append(f64(ext(count|qs), 0.5), 0, 0xff, 0xff, 0x03)},
+		{"k zero", cat(ext(count|lk, 0, 1), ev10(1))},
+		{"k above MaxK", cat(ext(count|lk, 0xe9, 0x07, 1), ev10(1))}, // 1001
+		{"no listed event", ext(count|lk, 3, 0)},
+		{"more listed events than k", cat(ext(count|fk, 1, 2), ev10(1), ev10(2))},
+		{"more listed events than the IR's count", cat(ext(count|fk, 3, 2), ev10(1), ev10(2))},
+		{"fewer listed events than min(k, count)", cat(ext(count|fk, 3, 1)[:0], binary.AppendUvarint([]byte{0x7E}, fk|count), []byte{0}, binary.AppendVarint(nil, 2), []byte{3, 1}, ev10(1))},
+		{"first_k events out of order", cat(ext(count|fk, 3, 2)[:0], binary.AppendUvarint([]byte{0x7E}, fk|count), []byte{0}, binary.AppendVarint(nil, 2), []byte{3, 2}, ev10(4), ev10(2))},
+		{"last_k events out of order", cat(ext(count|lk, 3, 2)[:0], binary.AppendUvarint([]byte{0x7E}, lk|count), []byte{0}, binary.AppendVarint(nil, 2), []byte{3, 2}, ev10(2), ev10(4))},
+		{"both lists", cat(ext(count|fk|lk, 1, 1), ev10(1), []byte{1, 1}, ev10(1))},
+		{"a list and a sketch", cat(ext(count|hll|lk, 12, 1, 5, 1, 1), ev10(1))},
+		{"listed events larger than the input", ext(count|lk, 3, 1, 0, 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := aggregations.DecodeTile(tc.src); !errors.Is(err, aggregations.ErrCorrupt) {
@@ -298,6 +322,10 @@ func TestDecodeRejectsCorruptSketches(t *testing.T) {
 			append(f64(ext(count|qs), 0.5), 0, 1, 0, 1, 0),
 			ext(count|hll, 12, 0, 1, 5, 1),
 			ext(count|hll, 12, 2, 9, 1),
+			cat(ext(count|lk, 3, 1), ev10(1)),
+			cat(ext(count|fk, 1000&0x7f|0x80, 1000>>7, 1), ev10(1)),
+			cat(binary.AppendUvarint([]byte{0x7E}, fk|count), []byte{0}, binary.AppendVarint(nil, 2), []byte{3, 2}, ev10(2), ev10(4)),
+			cat(binary.AppendUvarint([]byte{0x7E}, lk|count), []byte{0}, binary.AppendVarint(nil, 2), []byte{3, 2}, ev10(4), ev10(2)),
 		} {
 			if _, rest, err := aggregations.DecodeTile(src); err != nil || len(rest) != 0 {
 				t.Fatalf("DecodeTile(%x) = %v, rest %x", src, err, rest)

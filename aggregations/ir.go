@@ -21,8 +21,9 @@ type Event struct {
 // (values like 1e9+0.1).
 //
 // The exact fields are updated for every kind; Update and Merge of an IR without
-// a sketch never allocate. The sketches of ApproxDistinct and ApproxPercentile
-// are behind pointers, allocated only for IRs created through a Window made by
+// a sketch never allocate. The sketches of ApproxDistinct and ApproxPercentile,
+// and the event lists of FirstK and LastK (at most k events), are behind
+// pointers, allocated only for IRs created through a Window made by
 // Window.For of those kinds (Series.Apply, Read and Expire pass the window). An
 // IR owns its sketch: copying an IR by assignment shares it, so only one of the
 // copies may be updated; Merge into an empty IR copies the other's sketch.
@@ -42,6 +43,7 @@ type IR struct {
 
 	hll *hll       // ApproxDistinct only
 	qs  *quantiles // ApproxPercentile only
+	ks  *kList     // FirstK, LastK only
 }
 
 // Update folds e into ir, and into ir's sketch if it has one. An empty IR gets
@@ -60,6 +62,11 @@ func (ir *IR) update(e Event, w Window) {
 		case quantileSketch:
 			ir.qs = &quantiles{q: w.quantile}
 			ir.qs.add(e.Value)
+		case firstKList, lastKList:
+			// An invalid k (Validate rejects it) is clamped: no panic.
+			k := min(max(w.k, 1), MaxK)
+			ir.ks = &kList{k: k, last: w.sketch == lastKList, evs: make([]Event, 1, min(k, 8))}
+			ir.ks.evs[0] = e
 		}
 		return
 	}
@@ -87,6 +94,9 @@ func (ir *IR) update(e Event, w Window) {
 	if ir.qs != nil {
 		ir.qs.add(e.Value)
 	}
+	if ir.ks != nil {
+		ir.ks.add(e)
+	}
 }
 
 // Merge folds o into ir. Merge is commutative (bit for bit) and associative
@@ -107,6 +117,9 @@ func (ir *IR) merge(o *IR) {
 		}
 		if o.qs != nil {
 			ir.qs = o.qs.clone()
+		}
+		if o.ks != nil {
+			ir.ks = o.ks.clone()
 		}
 		return
 	}
@@ -151,6 +164,13 @@ func (ir *IR) merge(o *IR) {
 	default:
 		ir.qs.merge(o.qs)
 	}
+	switch {
+	case o.ks == nil:
+	case ir.ks == nil:
+		ir.ks = o.ks.clone()
+	default:
+		ir.ks.merge(o.ks)
+	}
 }
 
 // Clone returns a copy of ir with its own copy of ir's sketch, if any: the
@@ -162,6 +182,9 @@ func (ir IR) Clone() IR {
 	}
 	if ir.qs != nil {
 		ir.qs = ir.qs.clone()
+	}
+	if ir.ks != nil {
+		ir.ks = ir.ks.clone()
 	}
 	return ir
 }
@@ -193,7 +216,8 @@ func earlierThan(ts, seq int64, v float64, ts0, seq0 int64, v0 float64) bool {
 // Empty reports whether no event was folded into ir (Count == 0).
 func (ir IR) Empty() bool { return ir.Count == 0 }
 
-// Finalize turns an IR into the value of aggregation k. ok=false means null: an
+// Finalize turns an IR into the value of aggregation k (for the list kinds,
+// FirstK and LastK, it gives null: use FinalizeList). ok=false means null: an
 // empty window for every kind but Count, Sum and ApproxDistinct (which give 0), a
 // window of fewer than two events for VarianceSamp and StddevSamp, an IR without
 // the sketch k needs (its series' window was not made by Window.For(k, ...)), or

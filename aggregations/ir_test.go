@@ -3,6 +3,7 @@ package aggregations_test
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -239,5 +240,73 @@ func TestExactKindsDoNotAllocate(t *testing.T) {
 		_ = s.Read(w, 100)
 	}); n != 0 {
 		t.Errorf("exact kinds allocate %v times per event", n)
+	}
+}
+
+// TestListKinds pins first_k and last_k on a hand-checked example: event-time
+// order (not arrival), ties on ts by Seq (first_k: smaller first, last_k:
+// larger first), at most k values, null when empty, and nothing from Finalize
+// or from a window without the list.
+func TestListKinds(t *testing.T) {
+	events := []ev{{TS: 5, Seq: 2, Value: 50}, {TS: 1, Seq: 9, Value: 10}, {TS: 5, Seq: 1, Value: 51}, {TS: 3, Seq: 4, Value: 30}, {TS: 9, Seq: 3, Value: 90}}
+	for _, tc := range []struct {
+		kind aggregations.Kind
+		k    int
+		want []float64
+	}{
+		{aggregations.FirstK, 3, []float64{10, 30, 51}},
+		{aggregations.LastK, 3, []float64{90, 50, 51}},
+		{aggregations.FirstK, 1, []float64{10}},
+		{aggregations.LastK, 10, []float64{90, 50, 51, 30, 10}},
+	} {
+		w := aggregations.Window{Size: 0, Hop: 2}.For(tc.kind, 0).WithK(tc.k)
+		if err := w.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		var s aggregations.Series
+		if got, ok := aggregations.FinalizeList(tc.kind, s.Read(w, 100)); ok || got != nil {
+			t.Errorf("%v of an empty window = %v, %v; want null", tc.kind, got, ok)
+		}
+		for _, e := range events {
+			s.Apply(w, e, aggregations.NoClock)
+		}
+		ir := s.Read(w, 100)
+		if got, ok := aggregations.FinalizeList(tc.kind, ir); !ok || !slices.Equal(got, tc.want) {
+			t.Errorf("%v k=%d = %v, %v; want %v", tc.kind, tc.k, got, ok, tc.want)
+		}
+		if _, ok := aggregations.Finalize(tc.kind, ir); ok {
+			t.Errorf("Finalize(%v) is not null", tc.kind)
+		}
+		other := aggregations.LastK
+		if tc.kind == aggregations.LastK {
+			other = aggregations.FirstK
+		}
+		if _, ok := aggregations.FinalizeList(other, ir); ok {
+			t.Errorf("FinalizeList(%v) of a %v IR is not null", other, tc.kind)
+		}
+		if _, ok := aggregations.FinalizeList(aggregations.Last, ir); ok {
+			t.Error("FinalizeList(last) is not null")
+		}
+	}
+	for _, k := range []int{0, -1, aggregations.MaxK + 1} {
+		if err := (aggregations.Window{Hop: 1}).For(aggregations.LastK, 0).WithK(k).Validate(); err == nil {
+			t.Errorf("k=%d validates", k)
+		}
+	}
+	if w := (aggregations.Window{Hop: 1}).WithK(5); w.K() != 0 {
+		t.Errorf("WithK on a window without a list set k=%d", w.K())
+	}
+}
+
+// TestListWithInvalidKDoesNotPanic: a list window without WithK (invalid,
+// Validate says so) still folds events, as a list of one.
+func TestListWithInvalidKDoesNotPanic(t *testing.T) {
+	w := aggregations.Window{Hop: 1}.For(aggregations.LastK, 0)
+	var s aggregations.Series
+	for i := range 5 {
+		s.Apply(w, ev{TS: int64(i), Seq: int64(i), Value: float64(i)}, aggregations.NoClock)
+	}
+	if got, ok := aggregations.FinalizeList(aggregations.LastK, s.Read(w, 100)); !ok || !slices.Equal(got, []float64{4}) {
+		t.Errorf("last_k without k = %v, %v; want [4] (k clamped to 1)", got, ok)
 	}
 }

@@ -47,6 +47,16 @@ const (
 	// sketch of relative accuracy 1% (see quantiles.go); empty windows give
 	// null. It needs a Window made with For(ApproxPercentile, p).
 	ApproxPercentile
+	// FirstK is the list of the values of the k earliest events, oldest
+	// first (ties on event time: the smaller Seq first, as First); empty
+	// windows give null. It needs a Window made with For(FirstK, 0).WithK(k).
+	// Its value comes from FinalizeList.
+	FirstK
+	// LastK is the list of the values of the k latest events, newest first
+	// (ties on event time: the larger Seq first, as Last); empty windows give
+	// null. It needs a Window made with For(LastK, 0).WithK(k). Its value
+	// comes from FinalizeList.
+	LastK
 )
 
 // ErrUnknownKind is wrapped by ParseKind errors.
@@ -67,12 +77,14 @@ var kindNames = [...]string{
 	First:            "first",
 	ApproxDistinct:   "approx_distinct",
 	ApproxPercentile: "approx_percentile",
+	FirstK:           "first_k",
+	LastK:            "last_k",
 }
 
 // Kinds returns every valid Kind, in declaration order. The slice is new on every
 // call and may be modified by the caller.
 func Kinds() []Kind {
-	return []Kind{Count, Sum, Avg, Min, Max, Last, Variance, Stddev, VarianceSamp, StddevSamp, First, ApproxDistinct, ApproxPercentile}
+	return []Kind{Count, Sum, Avg, Min, Max, Last, Variance, Stddev, VarianceSamp, StddevSamp, First, ApproxDistinct, ApproxPercentile, FirstK, LastK}
 }
 
 // KindNames returns the names ParseKind accepts, in the order of Kinds.
@@ -86,7 +98,7 @@ func KindNames() []string {
 
 // ParseKind parses the lower-case name of an aggregation ("count", "sum", "avg",
 // "min", "max", "last", "variance", "stddev", "variance_samp", "stddev_samp",
-// "first", "approx_distinct", "approx_percentile"). Names are case-sensitive. The error wraps ErrUnknownKind and
+// "first", "approx_distinct", "approx_percentile", "first_k", "last_k"). Names are case-sensitive. The error wraps ErrUnknownKind and
 // lists the allowed names.
 func ParseKind(s string) (Kind, error) {
 	for _, k := range Kinds() {
@@ -106,7 +118,7 @@ func (k Kind) String() string {
 }
 
 // Valid reports whether k is one of the declared kinds.
-func (k Kind) Valid() bool { return k >= Count && k <= ApproxPercentile }
+func (k Kind) Valid() bool { return k >= Count && k <= LastK }
 
 // NeedsField reports whether the aggregation reads an event field: false only for
 // Count, which ignores Event.Value.
@@ -123,3 +135,11 @@ func (k Kind) NeedsPercentile() bool { return k == ApproxPercentile }
 // Approximate reports whether the aggregation is estimated by a sketch
 // (ApproxDistinct, ApproxPercentile) rather than computed exactly.
 func (k Kind) Approximate() bool { return k == ApproxDistinct || k == ApproxPercentile }
+
+// List reports whether the aggregation's value is a list of values (FirstK,
+// LastK; see FinalizeList) rather than one number.
+func (k Kind) List() bool { return k == FirstK || k == LastK }
+
+// NeedsK reports whether the aggregation takes k (1 <= k <= MaxK): true for
+// FirstK and LastK.
+func (k Kind) NeedsK() bool { return k.List() }

@@ -20,8 +20,13 @@ func randWindow(rng *rand.Rand) aggregations.Window {
 	if rng.IntN(5) != 0 {
 		w.Size = hop * int64(1+rng.IntN(6))
 	}
-	// A third of the windows keep each sketch, as those features' windows do.
-	switch rng.IntN(3) {
+	// A fifth of the windows keep each sketch or list, as those features'
+	// windows do.
+	switch rng.IntN(5) {
+	case 3:
+		w = w.For(aggregations.FirstK, 0).WithK([]int{1, 2, 3, 5, 1000}[rng.IntN(5)])
+	case 4:
+		w = w.For(aggregations.LastK, 0).WithK([]int{1, 2, 3, 5, 1000}[rng.IntN(5)])
 	case 1:
 		w = w.For(aggregations.ApproxDistinct, 0)
 	case 2:
@@ -35,7 +40,7 @@ func randWindow(rng *rand.Rand) aggregations.Window {
 func kindsOf(w aggregations.Window) []aggregations.Kind {
 	var ks []aggregations.Kind
 	for _, k := range aggregations.Kinds() {
-		if !k.Approximate() || w == w.For(k, w.Percentile()) {
+		if (!k.Approximate() && !k.List()) || w == w.For(k, w.Percentile()).WithK(w.K()) {
 			ks = append(ks, k)
 		}
 	}
@@ -135,6 +140,16 @@ func checkRead(t *testing.T, s *aggregations.Series, w aggregations.Window, even
 	t.Helper()
 	ir := s.Read(w, T)
 	for _, k := range kindsOf(w) {
+		if k.List() {
+			got, ok := aggregations.FinalizeList(k, ir)
+			want, wantOK := aggtest.BruteForceList(k, w, events, T)
+			if ok != wantOK || !slices.Equal(got, want) {
+				t.Errorf("%s: window %v k=%d, T=%d, %v = %v, %v; brute force %v, %v\nevents %v\nseries %+v",
+					what, w, w.K(), T, k, got, ok, want, wantOK, events, *s)
+				return false
+			}
+			continue
+		}
 		got, ok := aggregations.Finalize(k, ir)
 		want, wantOK := aggtest.BruteForce(k, w, events, T)
 		if ok != wantOK || (ok && !aggtest.Within(k, got, want)) {
@@ -385,6 +400,13 @@ func TestPropertyMerge(t *testing.T) {
 				return false
 			}
 		}
+		for _, k := range []aggregations.Kind{aggregations.FirstK, aggregations.LastK} {
+			va, oka := aggregations.FinalizeList(k, a)
+			vb, okb := aggregations.FinalizeList(k, b)
+			if !slices.Equal(va, vb) || oka != okb {
+				return false
+			}
+		}
 		return true
 	}
 	for trial := range 5000 {
@@ -437,7 +459,7 @@ func TestPropertyTilesMergeInEveryOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	orders := 0
 	for trial := range 400 {
-		w := randWindow(rng).For([]aggregations.Kind{aggregations.Count, aggregations.ApproxDistinct, aggregations.ApproxPercentile}[rng.IntN(3)], 0.9)
+		w := randWindow(rng).For([]aggregations.Kind{aggregations.Count, aggregations.ApproxDistinct, aggregations.ApproxPercentile, aggregations.FirstK, aggregations.LastK}[rng.IntN(5)], 0.9).WithK(1 + rng.IntN(6))
 		events := randEvents(rng, 1+rng.IntN(40))
 		var s aggregations.Series
 		for _, e := range events {
@@ -463,6 +485,14 @@ func TestPropertyTilesMergeInEveryOrder(t *testing.T) {
 			}
 			got := make(map[aggregations.Kind]float64)
 			for _, k := range kindsOf(w) {
+				if k.List() {
+					l, ok := aggregations.FinalizeList(k, ir)
+					want, wantOK := aggtest.BruteForceList(k, aggregations.Window{Hop: 1}.For(k, 0).WithK(w.K()), kept, math.MaxInt64)
+					if ok != wantOK || !slices.Equal(l, want) {
+						t.Fatalf("trial %d order %v: %v = %v, %v; brute force %v, %v", trial, order, k, l, ok, want, wantOK)
+					}
+					continue // equal to the brute force in every order: the same list
+				}
 				v, ok := aggregations.Finalize(k, ir)
 				want, wantOK := aggtest.BruteForce(k, aggregations.Window{Hop: 1}.For(k, w.Percentile()), kept, math.MaxInt64)
 				if ok != wantOK || (ok && !aggtest.Within(k, v, want)) {
@@ -518,6 +548,12 @@ func foldIR(w aggregations.Window, events ...ev) aggregations.IR {
 	life := aggregations.Window{Size: 0, Hop: 1}.For(aggregations.Count, 0)
 	if p := w.Percentile(); p > 0 {
 		life = life.For(aggregations.ApproxPercentile, p)
+	} else if k := w.K(); k > 0 {
+		for _, kind := range []aggregations.Kind{aggregations.FirstK, aggregations.LastK} {
+			if w == w.For(kind, 0).WithK(k) {
+				life = life.For(kind, 0).WithK(k)
+			}
+		}
 	} else if w == w.For(aggregations.ApproxDistinct, 0) {
 		life = life.For(aggregations.ApproxDistinct, 0)
 	}

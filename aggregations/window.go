@@ -139,6 +139,8 @@ type Window struct {
 	sketch sketchKind
 	// quantile is the quantile an ApproxPercentile sketch answers (see For).
 	quantile float64
+	// k is the number of events a FirstK or LastK list keeps (see WithK).
+	k int
 }
 
 // sketchKind names the sketch an IR keeps besides its exact fields.
@@ -148,16 +150,23 @@ const (
 	noSketch sketchKind = iota
 	hllSketch
 	quantileSketch
+	firstKList
+	lastKList
 )
 
 // For returns w set up for aggregation k: the tiles of an ApproxDistinct
 // feature keep a HyperLogLog sketch, those of an ApproxPercentile feature a
 // quantile sketch answering percentile (0 < percentile < 1; Validate checks
-// it). For every other kind it returns w without a sketch and ignores
+// it), those of FirstK and LastK the list of their k events (set k with
+// WithK). For every other kind it returns w without a sketch and ignores
 // percentile: exact kinds cost no sketch.
 func (w Window) For(k Kind, percentile float64) Window {
-	w.sketch, w.quantile = noSketch, 0
+	w.sketch, w.quantile, w.k = noSketch, 0, 0
 	switch k {
+	case FirstK:
+		w.sketch = firstKList
+	case LastK:
+		w.sketch = lastKList
 	case ApproxDistinct:
 		w.sketch = hllSketch
 	case ApproxPercentile:
@@ -165,6 +174,20 @@ func (w Window) For(k Kind, percentile float64) Window {
 	}
 	return w
 }
+
+// WithK returns w with the number of events the tiles of a FirstK or LastK
+// window keep (1 <= k <= MaxK; Validate checks it); other windows are
+// returned unchanged. For(FirstK or LastK, ...) without WithK is invalid.
+func (w Window) WithK(k int) Window {
+	if w.sketch == firstKList || w.sketch == lastKList {
+		w.k = k
+	}
+	return w
+}
+
+// K is the number of events the tiles of a FirstK or LastK window keep, 0
+// for any other window.
+func (w Window) K() int { return w.k }
 
 // Percentile is the quantile the tiles' quantile sketch answers: the
 // percentile given to For(ApproxPercentile, percentile), 0 for any other window.
@@ -252,6 +275,8 @@ func (w Window) problem() string {
 		return fmt.Sprintf("hop %dms must be positive", w.Hop)
 	case w.sketch == quantileSketch && !(w.quantile > 0 && w.quantile < 1):
 		return fmt.Sprintf("percentile %v must be between 0 and 1 (exclusive)", w.quantile)
+	case (w.sketch == firstKList || w.sketch == lastKList) && (w.k < 1 || w.k > MaxK):
+		return fmt.Sprintf("k %d must be between 1 and %d", w.k, MaxK)
 	case w.Size == 0:
 		return ""
 	case w.Hop > w.Size:

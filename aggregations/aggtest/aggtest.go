@@ -167,3 +167,53 @@ func Close(got, want float64) bool {
 }
 
 func whole(v float64) bool { return v == math.Trunc(v) }
+
+// BruteForceList computes the value of a list aggregation (first_k, last_k)
+// as of T from raw events by definition: the events of the window (as
+// BruteForce takes them) sorted by (ts, seq, value), the first w.K() of them
+// for first_k, or the last w.K() in reverse (newest first) for last_k. An
+// empty window, a k < 1 or a kind that is not a list give nil, false (null).
+// Cost: O(len(events) log len(events)).
+func BruteForceList(k aggregations.Kind, w aggregations.Window, events []aggregations.Event, T int64) (values []float64, ok bool) {
+	lo := int64(math.MinInt64)
+	if w.Size != 0 {
+		lo = floor(T-w.Size, w.Hop)
+	}
+	var in []aggregations.Event
+	for _, e := range events {
+		if e.TS >= lo && e.TS < T {
+			in = append(in, e)
+		}
+	}
+	if !k.List() || len(in) == 0 || w.K() < 1 {
+		return nil, false
+	}
+	slices.SortFunc(in, func(a, b aggregations.Event) int {
+		switch {
+		case a.TS != b.TS:
+			return cmpInt(a.TS, b.TS)
+		case a.Seq != b.Seq:
+			return cmpInt(a.Seq, b.Seq)
+		case a.Value < b.Value:
+			return -1
+		case a.Value > b.Value:
+			return 1
+		}
+		return 0
+	})
+	if k == aggregations.LastK {
+		slices.Reverse(in)
+	}
+	in = in[:min(len(in), w.K())]
+	for _, e := range in {
+		values = append(values, e.Value)
+	}
+	return values, true
+}
+
+func cmpInt(a, b int64) int {
+	if a < b {
+		return -1
+	}
+	return 1
+}

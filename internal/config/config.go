@@ -228,6 +228,11 @@ type Feature struct {
 	// aggregations. Part of the definition hash when set. Window carries it
 	// too (see aggregations.Window.For).
 	Percentile float64
+	// K is how many events first_k and last_k keep, 1 <= K <=
+	// aggregations.MaxK (required there, rejected for other aggregations);
+	// 0 for the other aggregations. Part of the definition hash when set.
+	// Window carries it too (see aggregations.Window.WithK).
+	K int
 	// Default is the value of an empty window. nil means the documented
 	// default: null for every aggregation but count, sum and approx_distinct,
 	// which give 0 (and do not accept a default).
@@ -456,4 +461,19 @@ func quoteList(items []string, lastSep string) string {
 		return strings.Join(q, "")
 	}
 	return strings.Join(q[:len(q)-1], ", ") + lastSep + q[len(q)-1]
+}
+
+// ListFeatureError reports, for a read path (what: "lookup", "backfill",
+// ...) that carries one number per feature only, the first feature of fs
+// whose value is a list (first_k, last_k), or nil. The read paths refuse
+// such features with this error rather than serve them as null (today:
+// sharded backfills, the backfill engine API used by skew and Feast Flight,
+// the Feast repository generator and the Flight server).
+func ListFeatureError(what string, fs []*Feature) error {
+	for _, f := range fs {
+		if f.Derived == nil && f.Aggregation.List() {
+			return fmt.Errorf("feature %s@%d is a list (%s): %s does not carry list values yet; remove it or request other features", f.Name, f.Version, f.Aggregation, what)
+		}
+	}
+	return nil
 }

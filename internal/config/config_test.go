@@ -604,6 +604,42 @@ features:
 			msg:   `expected a finite number; got "high"`,
 		},
 		{
+			name:  "last_k requires k",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last_k # want"),
+			field: "features[0].k",
+			msg:   "required for aggregation last_k: how many events to keep, from 1 to 1000 (e.g. k: 10)",
+		},
+		{
+			name:  "k above 1000 is rejected",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: first_k") + "    k: 1001 # want\n",
+			field: "features[0].k",
+			msg:   "1001 is out of range: keep from 1 to 1000 events",
+		},
+		{
+			name:  "k 0 is rejected",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last_k") + "    k: 0 # want\n",
+			field: "features[0].k",
+			msg:   "0 is out of range: keep from 1 to 1000 events",
+		},
+		{
+			name:  "k is a whole number",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last_k") + "    k: 2.5 # want\n",
+			field: "features[0].k",
+			msg:   "expected an integer; got",
+		},
+		{
+			name:  "k applies only to first_k and last_k",
+			doc:   header + "features:\n" + validFeature + "    k: 5 # want\n",
+			field: "features[0].k",
+			msg:   "applies only to aggregations first_k and last_k, not avg; remove k",
+		},
+		{
+			name:  "a list takes no default",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last_k") + "    k: 5\n    default: 1 # want\n",
+			field: "features[0].default",
+			msg:   "last_k is a list, null for an empty window; a number default does not apply to it; remove default",
+		},
+		{
 			name:  "the new aggregations require a field",
 			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: stddev_samp", "name: base", "name: base # want", "    field: amount\n", ""),
 			field: "features[0].field",
@@ -1194,20 +1230,27 @@ func TestNewAggregations(t *testing.T) {
 		if k.NeedsPercentile() {
 			doc += "    percentile: 0.95\n"
 		}
+		if k.NeedsK() {
+			doc += "    k: 7\n"
+		}
 		f := mustParse(t, doc).Features[0]
 		if f.Aggregation != k {
 			t.Errorf("%s: parsed as %v", k, f.Aggregation)
 		}
 		plain := aggregations.Window{Size: f.Window.Size, Hop: f.Window.Hop}
-		if wantSketch := k.Approximate(); (f.Window != plain) != wantSketch {
+		if wantSketch := k.Approximate() || k.List(); (f.Window != plain) != wantSketch {
 			t.Errorf("%s: window %+v; want a sketch: %v", k, f.Window, wantSketch)
 		}
-		if f.Window != plain.For(k, f.Percentile) {
-			t.Errorf("%s: window %+v, want %+v", k, f.Window, plain.For(k, f.Percentile))
+		if f.Window != plain.For(k, f.Percentile).WithK(f.K) {
+			t.Errorf("%s: window %+v, want %+v", k, f.Window, plain.For(k, f.Percentile).WithK(f.K))
 		}
-		hasP := false
+		hasP, hasK := false, false
 		for _, kv := range f.Definition() {
 			hasP = hasP || kv[0] == "percentile"
+			hasK = hasK || (kv[0] == "k" && kv[1] == "7")
+		}
+		if hasK != k.NeedsK() || (k.NeedsK() && (f.K != 7 || f.Window.K() != 7)) {
+			t.Errorf("%s: k %d (window %d), in the definition: %v", k, f.K, f.Window.K(), hasK)
 		}
 		if hasP != k.NeedsPercentile() || (k.NeedsPercentile() && (f.Percentile != 0.95 || f.Window.Percentile() != 0.95)) {
 			t.Errorf("%s: percentile %v (window %v), in the definition: %v", k, f.Percentile, f.Window.Percentile(), hasP)
@@ -1219,5 +1262,12 @@ func TestNewAggregations(t *testing.T) {
 	}
 	if p("0.95") == p("0.99") || p("0.95") != p("0.950") {
 		t.Errorf("percentile hashes: 0.95 %s, 0.99 %s, 0.950 %s", p("0.95"), p("0.99"), p("0.950"))
+	}
+	kh := func(v string) string {
+		doc := header + "features:\n" + strings.Replace(validFeature, "aggregation: avg", "aggregation: last_k", 1) + "    k: " + v + "\n"
+		return mustParse(t, doc).Features[0].Hash
+	}
+	if kh("5") == kh("6") {
+		t.Error("k 5 and 6 hash the same")
 	}
 }

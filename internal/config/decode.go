@@ -22,7 +22,7 @@ var (
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry", "repartition_prefix"}
 	entityKeys  = []string{"name", "key", "keys"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas", "entity"}
-	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor", "percentile"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor", "percentile", "k"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
@@ -66,6 +66,8 @@ type featureItem struct {
 	ttl, expression string
 	inputs          []*yaml.Node
 	percentile      *float64 // nil when absent
+	k               int64    // valid when kOK
+	kPresent, kOK   bool
 }
 
 // mapping is a YAML mapping whose keys were checked against an allowed list.
@@ -395,7 +397,7 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			}
 			f.Tags = append(f.Tags, t.Value)
 		}
-		d.features = append(d.features, featureItem{
+		it := featureItem{
 			f:           f,
 			m:           m,
 			aggregation: d.str(m, "aggregation", !derived, "one of "+strings.Join(aggregations.KindNames(), ", ")),
@@ -407,7 +409,9 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			expression:  d.str(m, "expression", false, `an expression over other features of the entity, e.g. "txn_amount_sum_1h / txn_amount_avg_30d"`),
 			inputs:      d.list(m, "inputs", "feature versions (name@version)"),
 			percentile:  d.number(m, "percentile"),
-		})
+		}
+		it.k, it.kPresent, it.kOK = d.integer(m, "k")
+		d.features = append(d.features, it)
 	}
 	d.decodeServices(top)
 }

@@ -142,7 +142,7 @@ func (f *Feature) derivedDefinition() [][2]string {
 
 // derivedRefused are the keys a derived feature must not have: it reads
 // other features, not events.
-var derivedRefused = []string{"source", "aggregation", "field", "window", "hop", "default", "where"}
+var derivedRefused = []string{"source", "aggregation", "field", "window", "hop", "default", "where", "k"}
 
 // checkDerivedShape checks that a derived feature (expression:) has none of
 // the keys of an aggregated one, and that inputs appears only with an
@@ -260,6 +260,11 @@ func (d *decoder) compileDerived(f *File, it featureItem, envs map[string]*cel.E
 		}
 		if in == ft {
 			d.addf(line, field, "reads itself (%s): a derived feature cannot depend on its own value", name)
+			bad = true
+			continue
+		}
+		if in.Aggregation.List() {
+			d.addf(line, field, "%s is a list (%s): a derived feature reads numbers only", name, in.Aggregation)
 			bad = true
 			continue
 		}

@@ -66,6 +66,9 @@ func (f *Feature) Definition() [][2]string {
 		// features are unchanged.
 		put("percentile", strconv.FormatFloat(f.Percentile, 'g', -1, 64))
 	}
+	if f.K != 0 { // only when set (first_k, last_k), like percentile
+		put("k", strconv.Itoa(f.K))
+	}
 	if f.Where != "" {
 		// Only when set, so the hashes of features without a where (all
 		// of them before where existed) are unchanged.

@@ -298,6 +298,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 				d.addf(m.lineOf("default"), m.field("default"), "%s of an empty window is always 0; default applies only to the aggregations whose empty window is null (%s)", ft.Aggregation, strings.Join(nullWhenEmpty(), ", "))
 			}
 			d.checkPercentile(it)
+			d.checkK(it)
 		}
 		if it.window != "" {
 			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {
@@ -312,7 +313,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			} else {
 				// The window carries the sketch the kind's tiles keep (none for
 				// the exact kinds); an invalid kind was reported above.
-				ft.Window = w.For(ft.Aggregation, ft.Percentile)
+				ft.Window = w.For(ft.Aggregation, ft.Percentile).WithK(ft.K)
 			}
 		}
 		d.checkWhere(it, envs)
@@ -423,12 +424,35 @@ func (d *decoder) checkPercentile(it featureItem) {
 	}
 }
 
+// checkK checks k against the aggregation: required by first_k and last_k,
+// a whole number from 1 to aggregations.MaxK, and rejected elsewhere; a list
+// aggregation takes no default (its empty window is null). It sets ft.K when
+// valid.
+func (d *decoder) checkK(it featureItem) {
+	ft, m := it.f, it.m
+	k := ft.Aggregation
+	switch {
+	case !it.kPresent && k.NeedsK() && m.get("k") == nil:
+		d.addf(m.lineOf("aggregation"), m.field("k"), "required for aggregation %s: how many events to keep, from 1 to %d (e.g. k: 10)", k, aggregations.MaxK)
+	case !it.kPresent || !it.kOK: // absent, or a non-integer (reported)
+	case !k.NeedsK():
+		d.addf(m.lineOf("k"), m.field("k"), "applies only to aggregations first_k and last_k, not %s; remove k", k)
+	case it.k < 1 || it.k > aggregations.MaxK:
+		d.addf(m.lineOf("k"), m.field("k"), "%d is out of range: keep from 1 to %d events", it.k, aggregations.MaxK)
+	default:
+		ft.K = int(it.k)
+	}
+	if k.List() && m.get("default") != nil {
+		d.addf(m.lineOf("default"), m.field("default"), "%s is a list, null for an empty window; a number default does not apply to it; remove default", k)
+	}
+}
+
 // nullWhenEmpty lists the aggregations whose empty window is null: those a
 // default applies to.
 func nullWhenEmpty() []string {
 	var names []string
 	for _, k := range aggregations.Kinds() {
-		if !k.EmptyIsZero() {
+		if !k.EmptyIsZero() && !k.List() {
 			names = append(names, k.String())
 		}
 	}

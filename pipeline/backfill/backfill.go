@@ -287,7 +287,9 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	}
 	for j, c := range cols {
 		mf := manifestFeature(c)
-		mf.Statistics = b.ev.res.columnStats(j)
+		if !b.ev.res.isList(j) { // a list has no numeric statistics
+			mf.Statistics = b.ev.res.columnStats(j)
+		}
 		m.Features = append(m.Features, mf)
 	}
 	if o.Shard.Sharded() {
@@ -326,6 +328,15 @@ func (o *Options) build(ctx context.Context) (*built, error) {
 	ent, cols, err := resolveColumns(o.Config, o.Features, sp)
 	if err != nil {
 		return nil, err
+	}
+	if o.Shard.Sharded() {
+		feats := make([]*config.Feature, len(cols))
+		for i, c := range cols {
+			feats[i] = c.feature
+		}
+		if err := config.ListFeatureError("a sharded backfill", feats); err != nil {
+			return nil, err
+		}
 	}
 	if err := sp.parse(ent.Keys); err != nil {
 		return nil, err

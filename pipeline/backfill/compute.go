@@ -197,6 +197,14 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 			case ir.Empty():
 				st = statusEmptyWindow
 			}
+			if col.plan.Kind.List() { // first_k, last_k: null when empty, no default
+				l, ok := aggregations.FinalizeList(col.plan.Kind, ir)
+				if !known {
+					l, ok = nil, false
+				}
+				res.setList(int(r), c, l, ok, st)
+				continue
+			}
 			v, ok := aggregations.Finalize(col.plan.Kind, ir)
 			if !ok && col.feature.Default != nil {
 				v, ok = *col.feature.Default, true

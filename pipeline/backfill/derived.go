@@ -99,6 +99,7 @@ func deriveResults(cols, base []column, res *results) *results {
 		rows = len(res.values) / len(base)
 	}
 	out := newResults(names, rows)
+	out.markLists(cols)
 	var ins []config.DerivedInput // one activation per nesting depth
 	var eval func(f *config.Feature, row, depth int) (float64, bool)
 	eval = func(f *config.Feature, row, depth int) (float64, bool) {
@@ -123,6 +124,10 @@ func deriveResults(cols, base []column, res *results) *results {
 		for c, col := range cols {
 			if !col.feature.IsDerived() {
 				i := row*len(base) + baseIdx[col.feature]
+				if out.isList(c) {
+					out.setList(row, c, res.lists[i], res.valid[i], res.status[i])
+					continue
+				}
 				out.set(row, c, res.values[i], res.valid[i], res.status[i])
 				continue
 			}

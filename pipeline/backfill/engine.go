@@ -90,6 +90,13 @@ func Compute(ctx context.Context, o Options, points []Point) (*Values, error) {
 	if err != nil {
 		return nil, err
 	}
+	feats := make([]*config.Feature, len(cols))
+	for i, c := range cols {
+		feats[i] = c.feature
+	}
+	if err := config.ListFeatureError("the backfill engine API (skew, Feast Flight)", feats); err != nil {
+		return nil, err
+	}
 	ev, err := o.evaluate(ctx, cols, keys, times)
 	if err != nil {
 		return nil, err
@@ -238,6 +245,7 @@ func (o *Options) evaluate(ctx context.Context, visible []column, rowKeys []stri
 		names[i] = c.name
 	}
 	res := newResults(names, len(rowKeys))
+	res.markLists(cols)
 	if err := compute(ctx, times, rowsOff, rows, grouped, seeded, cols, res); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package backfill
 import (
 	"bufio"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,6 +24,33 @@ type results struct {
 	values  []float64
 	valid   []bool
 	status  []cellStatus // per cell, like values
+	// listCol marks the columns of list features (first_k, last_k), whose
+	// cells are in lists (values holds 0); both nil when there are none.
+	listCol []bool
+	lists   [][]float64
+}
+
+// markLists marks the columns of cols (in r's column order) whose feature
+// is a list, allocating their cells.
+func (r *results) markLists(cols []column) {
+	for c, col := range cols {
+		if col.feature.Aggregation.List() {
+			if r.listCol == nil {
+				r.listCol = make([]bool, len(r.columns))
+				r.lists = make([][]float64, len(r.values))
+			}
+			r.listCol[c] = true
+		}
+	}
+}
+
+// isList reports whether column col holds lists.
+func (r *results) isList(col int) bool { return r.listCol != nil && r.listCol[col] }
+
+// setList sets a cell of a list column (see markLists).
+func (r *results) setList(row, col int, l []float64, ok bool, st cellStatus) {
+	i := row*len(r.columns) + col
+	r.lists[i], r.valid[i], r.status[i] = l, ok, st
 }
 
 func newResults(columns []string, rows int) *results {
@@ -108,7 +136,15 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 		}
 		for j := 0; j < nf; j++ {
 			cell := ""
-			if res.valid[i*nf+j] {
+			switch {
+			case !res.valid[i*nf+j]:
+			case res.isList(j): // a list: its JSON text
+				b, err := json.Marshal(res.lists[i*nf+j])
+				if err != nil {
+					return err
+				}
+				cell = string(b)
+			default:
 				cell = formatFloat(res.values[i*nf+j])
 			}
 			rec = append(rec, cell)
@@ -125,7 +161,9 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 }
 
 // writeParquet keeps the columns of a Parquet spine with their types; the
-// columns of a CSV spine become strings. Feature columns are optional doubles.
+// columns of a CSV spine become strings. Feature columns are optional doubles;
+// those of list features (first_k, last_k) optional LISTs of doubles (CSV
+// writes a list as its JSON text, e.g. [12.5,3]).
 func writeParquet(f *os.File, sp *spine, res *results) error {
 	var fields []parquet.Field
 	if sp.format == FormatParquet {
@@ -136,7 +174,11 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 		}
 	}
 	base := len(fields)
-	for _, c := range res.columns {
+	for j, c := range res.columns {
+		if res.isList(j) { // an optional LIST of required doubles
+			fields = append(fields, namedNode{parquet.Optional(parquet.List(parquet.Required(parquet.Leaf(parquet.DoubleType)))), c})
+			continue
+		}
 		fields = append(fields, namedNode{parquet.Optional(parquet.Leaf(parquet.DoubleType)), c})
 	}
 	schema := parquet.NewSchema("backfill", orderedGroup(fields))
@@ -161,6 +203,14 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 			}
 		}
 		for j := 0; j < nf; j++ {
+			if res.isList(j) && res.valid[i*nf+j] {
+				// Definition level 2 (the optional list and its repeated
+				// group are present); repetition level 1 after the first.
+				for e, x := range res.lists[i*nf+j] {
+					row = append(row, parquet.DoubleValue(x).Level(min(e, 1), 2, base+j))
+				}
+				continue
+			}
 			v := parquet.NullValue().Level(0, 0, base+j)
 			if res.valid[i*nf+j] {
 				v = parquet.DoubleValue(res.values[i*nf+j]).Level(0, 1, base+j)

@@ -35,6 +35,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -95,6 +96,9 @@ type put struct {
 func New(o Options) (*Server, error) {
 	if len(o.Brokers) == 0 || o.Config == nil {
 		return nil, errors.New("feastflight: Brokers and Config are required")
+	}
+	if err := config.ListFeatureError("feastflight", o.Config.Features); err != nil {
+		return nil, fmt.Errorf("feastflight: %w", err)
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()

@@ -164,6 +164,9 @@ func Write(dir string, cfg *config.File, o Options) error {
 // build maps the feature file and o to the templates' data, checking every
 // name the Python code will use.
 func build(cfg *config.File, o Options) (*repoData, error) {
+	if err := config.ListFeatureError("the Feast repository", cfg.Features); err != nil {
+		return nil, err
+	}
 	if o.Project == "" {
 		o.Project = "featurepipe"
 	}

@@ -36,9 +36,23 @@ func foldDef(def *config.Feature, v *lookupView, T int64, depth int) (x float64,
 		x, ok = d.Eval(&v.derived[depth])
 		return x, ok, StatusPresent, updated, nil
 	}
-	ir, updated, _, err := v.read(def.ID, def.Window, T)
+	ir, status, updated, err := foldIR(def, v, T)
 	if err != nil {
 		return 0, false, "", 0, err
+	}
+	if x, ok = aggregations.Finalize(def.Aggregation, ir); !ok && def.Default != nil {
+		x, ok = *def.Default, true
+	}
+	return x, ok, status, updated, nil
+}
+
+// foldIR folds the window of aggregated feature def as of T: its IR (empty
+// when EXPIRED), its status (PRESENT, EMPTY_WINDOW or EXPIRED) and the
+// latest update time (ms) of the tiles it read.
+func foldIR(def *config.Feature, v *lookupView, T int64) (ir aggregations.IR, status string, updated int64, err error) {
+	ir, updated, _, err = v.read(def.ID, def.Window, T)
+	if err != nil {
+		return aggregations.IR{}, "", 0, err
 	}
 	status = StatusEmptyWindow
 	switch {
@@ -47,8 +61,5 @@ func foldDef(def *config.Feature, v *lookupView, T int64, depth int) (x float64,
 	case !ir.Empty():
 		status = StatusPresent
 	}
-	if x, ok = aggregations.Finalize(def.Aggregation, ir); !ok && def.Default != nil {
-		x, ok = *def.Default, true
-	}
-	return x, ok, status, updated, nil
+	return ir, status, updated, nil
 }

@@ -50,9 +50,12 @@ func (a *lookupAnswer) appendJSON(b []byte) []byte {
 // appendJSON appends v as encoding/json writes the FeatureValue v.public().
 func (v *value) appendJSON(b []byte) []byte {
 	b = append(b, `{"value":`...)
-	if v.hasV {
+	switch {
+	case v.hasV && v.list != nil:
+		b = appendList(b, v.list)
+	case v.hasV:
 		b = jsonenc.AppendFloat(b, v.v)
-	} else {
+	default:
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"status":`...)

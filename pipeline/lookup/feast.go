@@ -221,6 +221,8 @@ func feastCell(fv *value) (status string, v any) {
 		return feastOutsideMaxAge, nil
 	case !fv.hasV:
 		return feastNull, nil
+	case fv.list != nil: // a list feature: a JSON array, as Feast's DOUBLE_LIST
+		return feastPresent, fv.list
 	}
 	return feastPresent, fv.v
 }

@@ -251,8 +251,12 @@ type KeyResult struct {
 }
 
 // FeatureValue is one feature's value as of the request time.
+//
+// A list feature (first_k, last_k) has its value in List, written as a
+// JSON array under "value" (see MarshalJSON); Value is then nil.
 type FeatureValue struct {
 	Value     *float64   `json:"value"`
+	List      []float64  `json:"-"`
 	Status    string     `json:"status"`
 	Version   int        `json:"version"`
 	UpdatedAt *time.Time `json:"updated_at,omitempty"`
@@ -405,6 +409,7 @@ func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 // of FeatureValue (no allocation per value).
 type value struct {
 	v       float64
+	list    []float64 // the value of a list feature (first_k, last_k), with hasV
 	hasV    bool
 	status  string
 	version int
@@ -413,7 +418,10 @@ type value struct {
 
 func (v *value) public() FeatureValue {
 	fv := FeatureValue{Status: v.status, Version: v.version}
-	if v.hasV {
+	switch {
+	case v.hasV && v.list != nil:
+		fv.List = v.list
+	case v.hasV:
 		x := v.v
 		fv.Value = &x
 	}
@@ -547,6 +555,9 @@ func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	}
 	if !known {
 		return fv, nil
+	}
+	if f.def.Derived == nil && f.def.Aggregation.List() {
+		return foldList(fv, f, v, T)
 	}
 	x, ok, status, updated, err := foldDef(f.def, v, T, 0)
 	if err != nil {

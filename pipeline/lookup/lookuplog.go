@@ -120,8 +120,13 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		b := append(lr.buf[:0], key...)
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
-		for k, j := range order {
+		k := 0
+		for _, j := range order {
+			if a.feats[j].def.Aggregation.List() {
+				continue // lists are not logged yet (skew compares numbers)
+			}
 			b = lookuplog.AppendFeature(b, k, a.feats[j].def.ID, vals[j].v, vals[j].hasV)
+			k++
 		}
 		b = lookuplog.AppendEnd(b)
 		lr.buf = b

@@ -230,6 +230,9 @@ func (p *publisher) observe(parts []*partState) {
 			}
 			for i := range fs {
 				f := &fs[i]
+				if f.Kind.List() {
+					continue // a list has no numeric statistics
+				}
 				v, ok := aggregations.Finalize(f.Kind, es.series[i].Read(f.Window, now))
 				switch {
 				case ok:

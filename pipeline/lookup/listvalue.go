@@ -1,0 +1,95 @@
+package lookup
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/jsonenc"
+)
+
+// foldList is fold for a list feature (first_k, last_k): its value is the
+// list aggregations.FinalizeList gives (null for an empty window or an
+// expired one: a list takes no default), with fold's statuses. It allocates
+// the list.
+func foldList(fv value, f pickedFeature, v *lookupView, T int64) (value, error) {
+	ir, status, updated, err := foldIR(f.def, v, T)
+	if err != nil {
+		return fv, err
+	}
+	fv.updated = updated
+	if !f.warming {
+		fv.status = status
+	}
+	fv.list, fv.hasV = aggregations.FinalizeList(f.def.Aggregation, ir)
+	return fv, nil
+}
+
+// appendList appends l as a JSON array of numbers, as encoding/json writes
+// a []float64.
+func appendList(b []byte, l []float64) []byte {
+	b = append(b, '[')
+	for i, x := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendFloat(b, x)
+	}
+	return append(b, ']')
+}
+
+// featureValueJSON is FeatureValue's JSON form: value is a number, an
+// array of numbers (a list feature) or null.
+type featureValueJSON struct {
+	Value     any        `json:"value"`
+	Status    string     `json:"status"`
+	Version   int        `json:"version"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+}
+
+// MarshalJSON writes fv with "value" a number (Value), an array (List) or
+// null, then status, version and updated_at (when set).
+func (fv FeatureValue) MarshalJSON() ([]byte, error) {
+	w := featureValueJSON{Status: fv.Status, Version: fv.Version, UpdatedAt: fv.UpdatedAt}
+	switch {
+	case fv.List != nil:
+		w.Value = fv.List
+	case fv.Value != nil:
+		w.Value = *fv.Value
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: an array "value" into List,
+// a number into Value.
+func (fv *FeatureValue) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Value     json.RawMessage `json:"value"`
+		Status    string          `json:"status"`
+		Version   int             `json:"version"`
+		UpdatedAt *time.Time      `json:"updated_at"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*fv = FeatureValue{Status: w.Status, Version: w.Version, UpdatedAt: w.UpdatedAt}
+	switch raw := bytes.TrimSpace(w.Value); {
+	case len(raw) == 0 || string(raw) == "null":
+	case raw[0] == '[':
+		if err := json.Unmarshal(raw, &fv.List); err != nil {
+			return fmt.Errorf("feature value list: %w", err)
+		}
+		if fv.List == nil {
+			fv.List = []float64{}
+		}
+	default:
+		var x float64
+		if err := json.Unmarshal(raw, &x); err != nil {
+			return fmt.Errorf("feature value: %w", err)
+		}
+		fv.Value = &x
+	}
+	return nil
+}
