@@ -12,8 +12,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/featurepipe/featurepipe/internal/broker"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
@@ -77,84 +74,24 @@ const freshnessFeature = "txn_count_7d"
 // load` self-hosted does: an embedded broker and one worker (Pebble without
 // fsync, as dev) in this process, `featurepipe serve` (the lookup replica)
 // in a child process, then measures (see measureFreshness).
-func selfHostedFreshness(ctx context.Context, p freshParams, stdout, stderr io.Writer) (err error) {
-	log, err := newLogger("console", "warn")
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
-	dir, err := os.MkdirTemp("", "featurepipe-freshness-")
-	if err != nil {
-		return fmt.Errorf("temporary state directory: %w", err)
-	}
-	defer os.RemoveAll(dir)
+func selfHostedFreshness(ctx context.Context, p freshParams, stdout, stderr io.Writer) error {
 	cfg, err := config.LoadFS(schemas.Files, "demo.yaml")
 	if err != nil {
 		return fmt.Errorf("demo feature file: %w", err)
 	}
-	b, err := broker.Start(broker.Options{Partitions: int(cfg.Kafka.Partitions)})
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	brokers := []string{b.Addr()}
-	a := &app{}
-	defer a.closeInto(&err)
-	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: metrics.NewRegistry(), Log: log.Named("worker"),
-		PublishInterval: p.publishInterval, FixedPublishInterval: p.fixedInterval}, dir, true)
-	if err != nil {
-		return err
-	}
-	cfgDir := filepath.Join(dir, "config")
-	if err := os.CopyFS(cfgDir, schemas.Files); err != nil {
-		return fmt.Errorf("write the demo feature file: %w", err)
-	}
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return err
-	}
-	base := "http://" + addr
-	serve, err := startChild(stderr, "serve", "--brokers", b.Addr(), "--config", filepath.Join(cfgDir, "demo.yaml"),
-		"--data", filepath.Join(dir, "serve"), "--listen", addr, "--log-format", "console", "--log-level", "warn",
-		"--lookup-log-sample", "0")
-	if err != nil {
-		return fmt.Errorf("start the lookup service: %w", err)
-	}
-	defer serve.stop()
-	fmt.Fprintf(stderr, "lookup service (pid %d) on %s\n", serve.pid, base)
-	var runErr error
-	a.add("worker", w.Run)
-	a.add("freshness", func(ctx context.Context) error {
-		runCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			select {
-			case <-serve.done:
-				cancel()
-			case <-runCtx.Done():
-			}
-		}()
+	sp := selfHostedSpec{name: "freshness", cfg: cfg, lookupLogSample: "0",
+		worker: worker.Options{PublishInterval: p.publishInterval, FixedPublishInterval: p.fixedInterval}}
+	return runSelfHosted(ctx, sp, stderr, func(ctx context.Context, s selfHosted) error {
 		publication := "adaptive publication"
 		if p.fixedInterval {
 			publication = "fixed publish interval"
 		}
 		target := fmt.Sprintf("embedded broker and 1 worker (demo feature file, Pebble without fsync, as `featurepipe dev`; %s) in this process; `featurepipe serve` in its own process over loopback; %d partitions",
 			publication, cfg.Kafka.Partitions)
-		runErr = measureFreshness(runCtx, p, brokers, cfg, base, target, stdout, stderr)
-		printWorkerPublications(stdout, w.Metrics())
-		if ctx.Err() == nil {
-			select {
-			case <-serve.done:
-				runErr = fmt.Errorf("the lookup service exited: %v", serve.err)
-			default:
-			}
-		}
-		return nil // ends the group: the pipeline stops
-	})
-	if err := a.run(ctx); err != nil {
+		err := measureFreshness(ctx, p, s.brokers, cfg, s.base, target, stdout, stderr)
+		printWorkerPublications(stdout, s.worker.Metrics())
 		return err
-	}
-	return runErr
+	})
 }
 
 // probeTimes are one probe event's instants.

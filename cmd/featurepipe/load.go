@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -25,14 +24,11 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/featurepipe/featurepipe/internal/broker"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/loadgen"
-	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
-	"github.com/featurepipe/featurepipe/pipeline/worker"
 	"github.com/featurepipe/featurepipe/schemas"
 )
 
@@ -152,17 +148,7 @@ brokers --brokers names.`, stderr)
 // a child process, waits until the lookup view has every key, and drives the
 // lookup service over loopback. A lookup service that exits on its own ends
 // the run with "the lookup service exited: ...".
-func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) (err error) {
-	log, err := newLogger("console", "warn")
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
-	dir, err := os.MkdirTemp("", "featurepipe-load-")
-	if err != nil {
-		return fmt.Errorf("temporary state directory: %w", err)
-	}
-	defer os.RemoveAll(dir)
+func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer) error {
 	cfg, err := config.LoadFS(schemas.Files, "demo.yaml")
 	if err != nil {
 		return fmt.Errorf("demo feature file: %w", err)
@@ -176,75 +162,23 @@ func selfHostedLoad(ctx context.Context, p loadParams, stdout, stderr io.Writer)
 			return usagef("--features: %s is a feature of %s, not user", f, def.Entity)
 		}
 	}
-	b, err := broker.Start(broker.Options{Partitions: int(cfg.Kafka.Partitions)})
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	brokers := []string{b.Addr()}
-
-	t0 := time.Now()
-	n, err := produceLoadHistory(ctx, brokers, cfg, p.keys, p.eventsPerKey)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "produced %d transactions for %d users in %s\n", n, p.keys, time.Since(t0).Round(time.Millisecond))
-
-	a := &app{}
-	defer a.closeInto(&err)
-	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: metrics.NewRegistry(), Log: log.Named("worker")}, dir, true)
-	if err != nil {
-		return err
-	}
-	// The lookup service runs as its own process, as in production: its
-	// runtime (scheduler, garbage collector) is not shared with the embedded
-	// broker, the worker or the generator; only the 2 cores are.
-	cfgDir := filepath.Join(dir, "config")
-	if err := os.CopyFS(cfgDir, schemas.Files); err != nil {
-		return fmt.Errorf("write the demo feature file: %w", err)
-	}
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return err
-	}
-	base := "http://" + addr
-	serve, err := startChild(stderr, "serve", "--brokers", b.Addr(), "--config", filepath.Join(cfgDir, "demo.yaml"),
-		"--data", filepath.Join(dir, "serve"), "--listen", addr, "--log-format", "console", "--log-level", "warn",
-		"--lookup-log-sample", strconv.FormatFloat(p.logSample, 'g', -1, 64))
-	if err != nil {
-		return fmt.Errorf("start the lookup service: %w", err)
-	}
-	defer serve.stop()
-	fmt.Fprintf(stderr, "lookup service (pid %d) on %s; waiting for the worker to fill its view...\n", serve.pid, base)
-
-	var loadErr error // written by the load component only; read after a.run
-	a.add("worker", w.Run)
-	a.add("load", func(ctx context.Context) error {
-		runCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() { // a lookup service that dies ends the wait or the run
-			select {
-			case <-serve.done:
-				cancel()
-			case <-runCtx.Done():
+	sp := selfHostedSpec{name: "load", cfg: cfg,
+		lookupLogSample: strconv.FormatFloat(p.logSample, 'g', -1, 64),
+		started:         "; waiting for the worker to fill its view...",
+		before: func(ctx context.Context, brokers []string) error {
+			t0 := time.Now()
+			n, err := produceLoadHistory(ctx, brokers, cfg, p.keys, p.eventsPerKey)
+			if err != nil {
+				return err
 			}
-		}()
+			fmt.Fprintf(stderr, "produced %d transactions for %d users in %s\n", n, p.keys, time.Since(t0).Round(time.Millisecond))
+			return nil
+		}}
+	return runSelfHosted(ctx, sp, stderr, func(ctx context.Context, s selfHosted) error {
 		target := fmt.Sprintf("`featurepipe serve` in its own process over loopback; embedded broker, 1 worker and this generator in this process; %d users × %d transactions over 30 days, %d partitions",
 			p.keys, p.eventsPerKey, cfg.Kafka.Partitions)
-		loadErr = waitAndDrive(runCtx, p, base, target, stdout, stderr)
-		if ctx.Err() == nil { // not stopped from outside (the user, the worker)
-			select {
-			case <-serve.done: // its death, not the lookups it failed, is the error
-				loadErr = fmt.Errorf("the lookup service exited: %v", serve.err)
-			default:
-			}
-		}
-		return nil // ends the group: the pipeline stops
+		return waitAndDrive(ctx, p, s.base, target, stdout, stderr)
 	})
-	if err := a.run(ctx); err != nil {
-		return err
-	}
-	return loadErr
 }
 
 // waitAndDrive waits until the lookup service at base has every key, then
