@@ -413,15 +413,10 @@ func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, ff fresh
 	if !rateSet {
 		p.rate = 10000
 	}
+	if err := checkLoadRun(p.rate, p.duration, p.warmup, p.keys); err != nil {
+		return err
+	}
 	switch {
-	case !(p.rate > 0):
-		return usagef("--rate must be positive")
-	case p.duration <= 0:
-		return usagef("--duration must be positive")
-	case p.warmup < 0:
-		return usagef("--warmup must not be negative")
-	case p.keys <= 0 || p.keys > 9_999_999:
-		return usagef("--keys must be between 1 and 9999999")
 	case probeEvery <= 0:
 		return usagef("--probe-interval must be positive")
 	case probePoll < 0:

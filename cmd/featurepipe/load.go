@@ -110,15 +110,10 @@ brokers --brokers names.`, stderr)
 	if *brokerList != "" || *pubEvery != 0 || *fixedInterval {
 		return usagef("--brokers, --publish-interval and --fixed-publish-interval apply to --freshness only")
 	}
+	if err := checkLoadRun(p.rate, p.duration, p.warmup, p.keys); err != nil {
+		return err
+	}
 	switch {
-	case !(p.rate > 0):
-		return usagef("--rate must be positive")
-	case p.duration <= 0:
-		return usagef("--duration must be positive")
-	case p.warmup < 0:
-		return usagef("--warmup must not be negative")
-	case p.keys <= 0 || p.keys > 9_999_999:
-		return usagef("--keys must be between 1 and 9999999")
 	case p.eventsPerKey <= 0:
 		return usagef("--events-per-key must be positive")
 	case p.connections <= 0:
@@ -619,4 +614,20 @@ func subBuckets(after, before map[float64]uint64) map[float64]uint64 {
 		out[k] = v - before[k]
 	}
 	return out
+}
+
+// checkLoadRun checks the flags both modes of `featurepipe load` take:
+// --rate, --duration, --warmup and --keys.
+func checkLoadRun(rate float64, duration, warmup time.Duration, keys int) error {
+	switch {
+	case !(rate > 0):
+		return usagef("--rate must be positive")
+	case duration <= 0:
+		return usagef("--duration must be positive")
+	case warmup < 0:
+		return usagef("--warmup must not be negative")
+	case keys <= 0 || keys > 9_999_999:
+		return usagef("--keys must be between 1 and 9999999")
+	}
+	return nil
 }
