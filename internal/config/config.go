@@ -467,8 +467,7 @@ func quoteList(items []string, lastSep string) string {
 // ...) that carries one number per feature only, the first feature of fs
 // whose value is a list (first_k, last_k), or nil. The read paths refuse
 // such features with this error rather than serve them as null (today:
-// sharded backfills, the backfill engine API used by skew and Feast Flight,
-// the Feast repository generator and the Flight server).
+// sharded backfills and skew, whose lookup log has no list values).
 func ListFeatureError(what string, fs []*Feature) error {
 	for _, f := range fs {
 		if f.Derived == nil && f.Aggregation.List() {

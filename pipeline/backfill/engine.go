@@ -45,10 +45,28 @@ func (v *Values) Rows() int {
 }
 
 // Get returns the value of column col for point row; ok is false for null
-// (an empty window of avg, min, max or last without a default).
+// (an empty window of avg, min, max or last without a default). A list
+// column (IsList) has no number: Get returns 0 and whether the list is
+// not null; read it with List.
 func (v *Values) Get(row, col int) (value float64, ok bool) {
 	i := row*len(v.Columns) + col
 	return v.res.values[i], v.res.valid[i]
+}
+
+// IsList reports whether column col is a list feature's (first_k, last_k),
+// whose values List returns.
+func (v *Values) IsList(col int) bool { return v.res.isList(col) }
+
+// List returns the value of list column col (IsList) for point row, ordered
+// as the aggregation defines (last_k newest first), the same list Run
+// writes; ok is false for null (an empty window, NOT_FOUND, EXPIRED) and
+// for a column that is not a list. The slice is shared: do not modify it.
+func (v *Values) List(row, col int) (list []float64, ok bool) {
+	if !v.res.isList(col) {
+		return nil, false
+	}
+	i := row*len(v.Columns) + col
+	return v.res.lists[i], v.res.valid[i]
 }
 
 // Status returns the status of column col for point row, as the lookup
@@ -93,9 +111,6 @@ func Compute(ctx context.Context, o Options, points []Point) (*Values, error) {
 	feats := make([]*config.Feature, len(cols))
 	for i, c := range cols {
 		feats[i] = c.feature
-	}
-	if err := config.ListFeatureError("the backfill engine API (skew, Feast Flight)", feats); err != nil {
-		return nil, err
 	}
 	ev, err := o.evaluate(ctx, cols, keys, times)
 	if err != nil {

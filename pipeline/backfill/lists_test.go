@@ -39,8 +39,8 @@ features:
 // every spine row to aggtest.BruteForceList over the produced events (ties
 // on event time included), empty (null) for an empty window or an unknown
 // key, also next to a derived column; the manifest has no numeric
-// statistics for them; the engine API
-// (Compute: skew, Feast Flight) and sharded runs refuse them by name.
+// statistics for them; the engine API (Compute: Feast Flight) answers the
+// same lists (Values.List); sharded runs refuse them by name.
 func TestListFeaturesInCSVAndParquet(t *testing.T) {
 	k, cfg, cl := testkit.Setup(t, listFile, testkit.SetupOptions{})
 	ctx := context.Background()
@@ -106,10 +106,36 @@ func TestListFeaturesInCSVAndParquet(t *testing.T) {
 		}
 	}
 
-	// Compute (skew, Feast Flight) and sharded runs do not carry lists.
-	if _, err := Compute(ctx, Options{Brokers: k.Brokers, Config: cfg, Features: []string{"sum_7d", "first4"}}, []Point{{Key: "many", T: now}}); err == nil || !strings.Contains(err.Error(), "feature first4@1 is a list (first_k)") {
-		t.Errorf("Compute of a list: %v", err)
+	// Compute (Feast Flight) answers the same lists, next to a number.
+	points := make([]Point, len(rows))
+	for i, r := range rows {
+		points[i] = Point{Key: r.key, T: r.T}
 	}
+	v, err := Compute(ctx, Options{Brokers: k.Brokers, Config: cfg, Features: []string{"sum_7d", "first4", "last3_7d"}}, points)
+	if err != nil {
+		t.Fatalf("Compute: %v", err)
+	}
+	if v.IsList(0) || !v.IsList(1) || !v.IsList(2) {
+		t.Errorf("IsList of %v: %v %v %v", v.Columns, v.IsList(0), v.IsList(1), v.IsList(2))
+	}
+	if _, ok := v.List(0, 0); ok {
+		t.Error("List of a number column answered")
+	}
+	full := 0
+	for i, r := range rows {
+		for c, name := range []string{"first4", "last3_7d"} {
+			wl := want(name, r.key, r.T)
+			got, ok := v.List(i, c+1)
+			if !slices.Equal(got, wl) || ok != (wl != nil) {
+				t.Errorf("Compute row %d (%s, T=%d) %s = %v (%v), want %v", i, r.key, r.T, name, got, ok, wl)
+			}
+			full += len(wl)
+		}
+	}
+	if full == 0 {
+		t.Error("Compute: every list was null")
+	}
+	// Sharded runs do not carry lists.
 	spine := filepath.Join(dir, "spine-shard.csv")
 	writeSpine(t, spine, rows)
 	shard, _ := ParseShard("0/2")

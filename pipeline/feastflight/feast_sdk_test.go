@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,11 +52,12 @@ features:
   - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_life, version: 1, entity: user, source: logins, aggregation: count, window: lifetime, owner: t, description: d}
   - {name: login_count_1h, version: 1, entity: user, source: logins, aggregation: count, window: 1h, owner: t, description: d}
+  - {name: txn_amount_last5_30d, version: 1, entity: user, source: transactions, aggregation: last_k, k: 5, field: amount, window: 30d, owner: t, description: "Newest five amounts, 30 days."}
 services:
   - name: fraud_scoring
     owner: fraud-team
-    description: A pinned version and bare names of two sources.
-    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d]
+    description: A pinned version and bare names of two sources, and a list.
+    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d, txn_amount_last5_30d]
 `
 
 // world is every produced event, by source and key, Seq = Kafka offset.
@@ -63,13 +66,7 @@ type world map[string]map[string][]aggregations.Event
 // value is the brute-force value of f for key as of T under the status
 // contract: null for a key without any event before T (NOT_FOUND).
 func (w world) value(cfg *config.File, f *config.Feature, key string, T int64) *float64 {
-	known := false
-	for _, byKey := range w {
-		for _, e := range byKey[key] {
-			known = known || e.TS < T
-		}
-	}
-	if !known {
+	if !w.known(key, T) {
 		return nil
 	}
 	v, ok := aggtest.BruteForce(f.Aggregation, f.Window, w[f.Source][key], T)
@@ -77,6 +74,46 @@ func (w world) value(cfg *config.File, f *config.Feature, key string, T int64) *
 		return nil
 	}
 	return &v
+}
+
+// known reports whether key has any event before T.
+func (w world) known(key string, T int64) bool {
+	for _, byKey := range w {
+		for _, e := range byKey[key] {
+			if e.TS < T {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// list is the brute-force value of list feature f (first_k, last_k) for
+// key as of T: nil (null) for an empty window or NOT_FOUND.
+func (w world) list(f *config.Feature, key string, T int64) []float64 {
+	if !w.known(key, T) {
+		return nil
+	}
+	l, ok := aggtest.BruteForceList(f.Aggregation, f.Window, w[f.Source][key], T)
+	if !ok {
+		return nil
+	}
+	return l
+}
+
+// cell is the brute-force value of f as the cases file carries it: a
+// number, a list of numbers (first_k, last_k) or nil (null).
+func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) any {
+	if f.Aggregation.List() {
+		if l := w.list(f, key, T); l != nil {
+			return l
+		}
+		return nil
+	}
+	if v := w.value(cfg, f, key, T); v != nil {
+		return *v
+	}
+	return nil
 }
 
 // TestFeastSDK drives featurepipe with the real Feast SDK: a worker over an
@@ -87,7 +124,8 @@ func (w world) value(cfg *config.File, f *config.Feature, key string, T int64) *
 // and other-source-only keys) and get_historical_features (thousands of
 // rows, many exactly at event times and 1ms after), by feature references
 // and by the generated FeatureService (store.get_feature_service), compared
-// with the brute force. FEAST_PYTHON is the python of a venv with the feast package (make
+// with the brute force, the last_k feature (a Feast Array(Float64) field) as
+// the brute force's list online and offline. FEAST_PYTHON is the python of a venv with the feast package (make
 // test-feast builds them).
 func TestFeastSDK(t *testing.T) {
 	py := os.Getenv("FEAST_PYTHON")
@@ -102,7 +140,9 @@ func TestFeastSDK(t *testing.T) {
 	defer cancel()
 
 	// Events: 80 users over 40 days; "u-old" with one transaction 20 days
-	// ago only (known, every short window empty); "u-login" with logins
+	// ago only (known, every short window empty; its amount is integral, so
+	// the list feature has an integral double, which Feast's DOUBLE_LIST
+	// must receive as a JSON float); "u-login" with logins
 	// only (known, no transaction); "nobody" never seen.
 	rng := rand.New(rand.NewPCG(9, 3))
 	now := time.Now().UnixMilli()
@@ -123,7 +163,7 @@ func TestFeastSDK(t *testing.T) {
 	for i := 0; i < 40; i++ { // recent logins for the 1h window
 		evs = append(evs, ev{"logins", fmt.Sprintf("u%03d", rng.IntN(80)), now - 2*60_000 - rng.Int64N(50*60_000), 0})
 	}
-	evs = append(evs, ev{"transactions", "u-old", now - 20*aggregations.Day, 12.5},
+	evs = append(evs, ev{"transactions", "u-old", now - 20*aggregations.Day, 12},
 		ev{"logins", "u-login", now - 3*aggregations.Day, 0})
 	w := world{}
 	encs := map[string]*produce.Encoder{}
@@ -189,13 +229,13 @@ func TestFeastSDK(t *testing.T) {
 		Online struct {
 			Features []string            `json:"features"`
 			Rows     []map[string]string `json:"rows"`
-			Expected [][]*float64        `json:"expected"`
+			Expected [][]any             `json:"expected"` // number, list or nil
 		} `json:"online"`
 		Offline struct {
-			Features []string     `json:"features"`
-			Keys     []string     `json:"keys"`
-			TimesMS  []int64      `json:"times_ms"`
-			Expected [][]*float64 `json:"expected"`
+			Features []string `json:"features"`
+			Keys     []string `json:"keys"`
+			TimesMS  []int64  `json:"times_ms"`
+			Expected [][]any  `json:"expected"`
 		} `json:"offline"`
 		// Service is the feature service feast_check.py reads with
 		// store.get_feature_service(Name), online and offline; Features are
@@ -220,22 +260,16 @@ func TestFeastSDK(t *testing.T) {
 		}
 		c.Service.Features = append(c.Service.Features, f.Source+":"+f.Name)
 	}
-	row := func(key string, T int64) []*float64 {
-		out := make([]*float64, len(feats))
+	row := func(key string, T int64) []any {
+		out := make([]any, len(feats))
 		for j, f := range feats {
-			out[j] = w.value(cfg, f, key, T)
+			out[j] = w.cell(cfg, f, key, T)
 		}
 		return out
 	}
 	stable := func(key string) bool {
 		T0 := time.Now().UnixMilli()
-		a, b := row(key, T0), row(key, T0+10*60_000)
-		for j := range a {
-			if (a[j] == nil) != (b[j] == nil) || (a[j] != nil && *a[j] != *b[j]) {
-				return false
-			}
-		}
-		return true
+		return reflect.DeepEqual(row(key, T0), row(key, T0+10*60_000))
 	}
 	onlineKeys := []string{"u-old", "u-login", "nobody"}
 	for i := 0; i < 80; i++ {
@@ -255,11 +289,30 @@ func TestFeastSDK(t *testing.T) {
 	}
 	// The contract on the three special keys, stated (the brute force
 	// computes it too).
-	if v := c.Online.Expected[0][0]; v == nil || *v != 0 {
+	if v := c.Online.Expected[0][0]; v != 0.0 {
 		t.Fatalf("setup: u-old's txn_count_7d is %v, want a real 0", v)
 	}
 	if v := c.Online.Expected[2][0]; v != nil {
-		t.Fatalf("setup: nobody's txn_count_7d is %v, want null", *v)
+		t.Fatalf("setup: nobody's txn_count_7d is %v, want null", v)
+	}
+	// The list feature: u-old's holds its one integral amount, and some
+	// online keys have a full list.
+	lastK, err := cfg.Feature("txn_amount_last5_30d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := slices.Index(feats, lastK)
+	if v, ok := c.Online.Expected[0][lk].([]float64); !ok || !slices.Equal(v, []float64{12}) {
+		t.Fatalf("setup: u-old's %s is %v, want [12]", lastK.Name, c.Online.Expected[0][lk])
+	}
+	fullLists := 0
+	for _, r := range c.Online.Expected {
+		if v, ok := r[lk].([]float64); ok && len(v) == lastK.K {
+			fullLists++
+		}
+	}
+	if fullLists == 0 {
+		t.Fatalf("setup: no online key has %d values of %s", lastK.K, lastK.Name)
 	}
 
 	// Offline cases: random times, every event time of some keys and 1ms
@@ -415,6 +468,13 @@ func waitOnline(t *testing.T, url string, cfg *config.File, w world, keys []stri
 			T := lr.AsOf.UnixMilli()
 			for i, r := range lr.Results {
 				for _, f := range cfg.Features {
+					if f.Aggregation.List() {
+						got, want := r.Features[f.ID].List, w.list(f, keys[i], T)
+						if !slices.Equal(got, want) || (got == nil) != (want == nil) {
+							return fmt.Sprintf("%s %s: %v, want %v", keys[i], f.ID, got, want)
+						}
+						continue
+					}
 					got, want := r.Features[f.ID].Value, w.value(cfg, f, keys[i], T)
 					if (got == nil) != (want == nil) || (got != nil && !aggtest.Close(*got, *want)) {
 						return fmt.Sprintf("%s %s: %v, want %v", keys[i], f.ID, fmtV(got), fmtV(want))

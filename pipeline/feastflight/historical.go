@@ -173,10 +173,15 @@ func (s *Server) fail(cmd *command, err error) error {
 }
 
 // outType is a feature's Arrow type: int64 for count (Feast's Int64 field),
-// float64 otherwise; null for NOT_FOUND rows and empty avg/min/max/last.
+// list<double> for first_k and last_k (Feast's Array(Float64)), float64
+// otherwise; null for NOT_FOUND rows and empty avg/min/max/last (and an
+// empty list's window).
 func outType(f *config.Feature) arrow.DataType {
-	if f.Aggregation == aggregations.Count {
+	switch {
+	case f.Aggregation == aggregations.Count:
 		return arrow.PrimitiveTypes.Int64
+	case f.Aggregation.List():
+		return arrow.ListOf(arrow.PrimitiveTypes.Float64)
 	}
 	return arrow.PrimitiveTypes.Float64
 }
@@ -244,8 +249,23 @@ func (s *Server) compute(ctx context.Context, req *request, schema *arrow.Schema
 	return out, nil
 }
 
-// column builds feature column c of v.
+// column builds feature column c of v, of type outType(f).
 func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
+	if v.IsList(c) { // first_k, last_k: a list<double>, null when empty
+		b := array.NewListBuilder(mem, arrow.PrimitiveTypes.Float64)
+		defer b.Release()
+		elems := b.ValueBuilder().(*array.Float64Builder)
+		for i := 0; i < rows; i++ {
+			l, ok := v.List(i, c)
+			if !ok {
+				b.AppendNull()
+				continue
+			}
+			b.Append(true)
+			elems.AppendValues(l, nil)
+		}
+		return b.NewArray()
+	}
 	if f.Aggregation == aggregations.Count {
 		b := array.NewInt64Builder(mem)
 		defer b.Release()

@@ -35,7 +35,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 
@@ -96,9 +95,6 @@ type put struct {
 func New(o Options) (*Server, error) {
 	if len(o.Brokers) == 0 || o.Config == nil {
 		return nil, errors.New("feastflight: Brokers and Config are required")
-	}
-	if err := config.ListFeatureError("feastflight", o.Config.Features); err != nil {
-		return nil, fmt.Errorf("feastflight: %w", err)
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()

@@ -11,9 +11,11 @@
 //     with value type STRING (featurepipe keys are strings);
 //   - each source that feeds features is one FeatureView named after the
 //     source (a source feeds exactly one entity), with one Field per feature
-//     name: Int64 for count, Float64 otherwise, typed and described after
-//     the version a bare name resolves to (the newest not deprecated; online,
-//     the newest ready one). Its batch source is a FileSource
+//     name: Int64 for count, Array(Float64) for first_k and last_k (Feast's
+//     DOUBLE_LIST: the lookup service answers a JSON array of floats, the
+//     Flight server an Arrow list<double>), Float64 otherwise, typed and
+//     described after the version a bare name resolves to (the newest not
+//     deprecated; online, the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
 //     offline store sends every read to featurepipe;
 //   - each feature service (services: in the feature file) is a Feast
@@ -164,9 +166,6 @@ func Write(dir string, cfg *config.File, o Options) error {
 // build maps the feature file and o to the templates' data, checking every
 // name the Python code will use.
 func build(cfg *config.File, o Options) (*repoData, error) {
-	if err := config.ListFeatureError("the Feast repository", cfg.Features); err != nil {
-		return nil, err
-	}
 	if o.Project == "" {
 		o.Project = "featurepipe"
 	}
@@ -225,8 +224,11 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				return nil, err
 			}
 			typ := "Float64"
-			if def.Aggregation == aggregations.Count {
+			switch {
+			case def.Aggregation == aggregations.Count:
 				typ = "Int64"
+			case def.Aggregation.List():
+				typ = "Array(Float64)"
 			}
 			v.Fields = append(v.Fields, fieldData{Name: f.Name, Type: typ, Description: def.Description})
 		}

@@ -1,9 +1,13 @@
 package lookup
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -222,7 +226,43 @@ func feastCell(fv *value) (status string, v any) {
 	case !fv.hasV:
 		return feastNull, nil
 	case fv.list != nil: // a list feature: a JSON array, as Feast's DOUBLE_LIST
-		return feastPresent, fv.list
+		return feastPresent, feastDoubles(fv.list)
 	}
 	return feastPresent, fv.v
+}
+
+// feastDoubles is a list feature's value in Feast's answer: a JSON array
+// whose every element is written as a float (3.0, not 3). The Feast SDK's
+// remote online store converts the array with the field's DOUBLE_LIST type
+// (Array(Float64)), which refuses Python ints ("Value "3" is of type int"),
+// and infers DOUBLE_LIST from the first element where it has no type (a
+// feature service's answer in SDK 0.64+): an integral double written as 3
+// would fail or turn the list into INT64_LIST. Values are never NaN or
+// infinite (JSON has neither; the list holds Avro doubles as read).
+type feastDoubles []float64
+
+// MarshalJSON writes each element as encoding/json does (the shortest form
+// that reads back the same double), with ".0" after an integral mantissa. Cost: O(len) with one
+// allocation for the result.
+func (l feastDoubles) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 2+len(l)*8)
+	b = append(b, '[')
+	for i, x := range l {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("list element %v: JSON has no NaN or infinity", x)
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		start := len(b)
+		format := byte('f') // as encoding/json: exponents only far from 1
+		if a := math.Abs(x); a != 0 && (a < 1e-6 || a >= 1e21) {
+			format = 'e'
+		}
+		b = strconv.AppendFloat(b, x, format, -1, 64)
+		if !bytes.ContainsAny(b[start:], ".e") {
+			b = append(b, ".0"...)
+		}
+	}
+	return append(b, ']'), nil
 }

@@ -167,6 +167,37 @@ func TestLookupServesLists(t *testing.T) {
 	if err := json.Unmarshal(last.Values[0], &got); err != nil || !slices.Equal(got, resp.Results[0].Features["txn_amount_last3_7d"].List) || last.Statuses[0] != "PRESENT" {
 		t.Errorf("feast answer %s: %v %v, want %v", rec.Body, got, err, resp.Results[0].Features["txn_amount_last3_7d"].List)
 	}
+	// Every element is a JSON float (3.0, not 3): the Feast SDK converts the
+	// array as DOUBLE_LIST, which refuses Python ints.
+	var raw []json.RawMessage
+	if err := json.Unmarshal(last.Values[0], &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range raw {
+		if !bytes.ContainsAny(e, ".e") {
+			t.Errorf("feast list element %s is not written as a float (in %s)", e, last.Values[0])
+		}
+	}
+}
+
+// TestFeastDoublesJSON: a list in Feast's answer writes integral doubles
+// with ".0" and every double so that it reads back exactly.
+func TestFeastDoublesJSON(t *testing.T) {
+	in := feastDoubles{3, -2, 0, 2.5, 1e21, 1e-7, 123456789012, 0.1, 5e-324}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[3.0,-2.0,0.0,2.5,1e+21,1e-07,123456789012.0,0.1,5e-324]`; string(b) != want {
+		t.Errorf("got %s, want %s", b, want)
+	}
+	var back []float64
+	if err := json.Unmarshal(b, &back); err != nil || !slices.Equal(back, []float64(in)) {
+		t.Errorf("read back %v (%v), want %v", back, err, in)
+	}
+	if _, err := json.Marshal(feastDoubles{math.NaN()}); err == nil {
+		t.Error("NaN was written")
+	}
 }
 
 // TestListValueEncoding: the hand-written encoder writes list values exactly

@@ -254,6 +254,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	reports := map[string]*FeatureReport{}
 	for _, ent := range entities {
 		w := work[ent]
+		// The lookup log carries no list values (first_k, last_k), so
+		// there is nothing to compare them with; refuse rather than
+		// compare a list's placeholder 0.
+		feats := make([]*config.Feature, 0, len(w.ids))
+		for id := range w.ids {
+			feats = append(feats, byID[id])
+		}
+		if err := config.ListFeatureError("skew", feats); err != nil {
+			return nil, err
+		}
 		vals, err := backfill.Compute(ctx, backfill.Options{
 			Brokers: o.Brokers, Config: o.Config, Features: slices.Sorted(maps.Keys(w.ids)), Mode: o.Mode,
 			Limits: o.Limits, Log: o.Log, ExtraOpts: o.ExtraOpts, Progress: o.Progress,

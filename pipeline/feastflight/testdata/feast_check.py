@@ -5,7 +5,8 @@ usage: python feast_check.py REPO_DIR CASES.json
 CASES.json (written by the Go test, which computed every expected value by
 brute force over the produced events):
   online:  {"features": ["view:name", ...], "rows": [{"user_id": k}, ...],
-            "expected": [[value or null per feature] per row]}
+            "expected": [[value or null per feature] per row]}; a list
+            feature's value (first_k, last_k: Array(Float64)) is a list
   offline: {"features": [...], "keys": [...], "times_ms": [...],
             "expected": [[value or null per feature] per row]}
   service: {"name": NAME, "features": ["view:name", ...]}: the generated
@@ -23,10 +24,20 @@ import pandas as pd
 from feast import FeatureStore
 
 
+def is_null(got):
+    return got is None or got is pd.NA or (isinstance(got, float) and math.isnan(got))
+
+
 def same(got, want):
     if want is None:
-        return got is None or (isinstance(got, float) and math.isnan(got)) or got is pd.NA
-    if got is None or got is pd.NA or (isinstance(got, float) and math.isnan(got)):
+        return is_null(got)
+    if isinstance(want, list):
+        # A list feature (Array(Float64)): the same doubles in the same
+        # order, exactly (a list, or a numpy array from a DataFrame).
+        if is_null(got) or isinstance(got, (str, bytes)) or not hasattr(got, "__len__"):
+            return False
+        return len(got) == len(want) and all(float(g) == float(w) for g, w in zip(got, want))
+    if is_null(got):
         return False
     return math.isclose(float(got), float(want), rel_tol=1e-9, abs_tol=1e-9)
 

@@ -1,0 +1,46 @@
+package feastrepo
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/featurepipe/featurepipe/internal/testkit"
+)
+
+// TestListFeaturesAreArrays: first_k and last_k features are Fields of type
+// Array(Float64) (Feast's DOUBLE_LIST), imported from feast.types, next to
+// the Float64 and Int64 fields of the same view.
+func TestListFeaturesAreArrays(t *testing.T) {
+	cfg := testkit.WriteConfig(t, `entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: tx, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: s, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1d, owner: t, description: d}
+  - {name: n, version: 1, entity: user, source: transactions, aggregation: count, window: 1d, owner: t, description: d}
+  - {name: recent, version: 1, entity: user, source: transactions, aggregation: last_k, k: 5, field: amount, window: 30d, owner: t, description: newest five}
+  - {name: earliest, version: 1, entity: user, source: transactions, aggregation: first_k, k: 3, field: amount, window: lifetime, owner: t, description: first three}
+`, nil)
+	dir := t.TempDir()
+	if err := Write(dir, cfg, Options{URL: "http://127.0.0.1:8080", Flight: "127.0.0.1:8815"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, Definitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs := string(b)
+	for _, want := range []string{
+		"from feast.types import Array, Float64, Int64\n",
+		`Field(name="s", dtype=Float64, description="d"),`,
+		`Field(name="n", dtype=Int64, description="d"),`,
+		`Field(name="recent", dtype=Array(Float64), description="newest five"),`,
+		`Field(name="earliest", dtype=Array(Float64), description="first three"),`,
+	} {
+		if !strings.Contains(defs, want) {
+			t.Errorf("%s lacks %q:\n%s", Definitions, want, defs)
+		}
+	}
+}
