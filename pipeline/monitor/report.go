@@ -100,22 +100,30 @@ type Thresholds struct {
 	Freshness float64 `json:"freshness_seconds"`
 }
 
-// FeatureReport is one version's statistics, drift and verdict.
-type FeatureReport struct {
-	ID       string   `json:"feature"`
+// Drift is a version's statistics over one window and their drift against
+// its baseline: what every report (published values over the window, over
+// the long window, served to a consumer) carries. Its fields appear at the
+// top level of the reports' JSON.
+type Drift struct {
 	Summary  Summary  `json:"statistics"`
 	Baseline string   `json:"baseline,omitempty"`
 	PSI      *float64 `json:"psi,omitempty"`
 	KS       *float64 `json:"ks,omitempty"`
 	// NullRateChange is the null rate minus the baseline's.
-	NullRateChange *float64   `json:"null_rate_change,omitempty"`
-	Freshness      *float64   `json:"freshness_seconds,omitempty"`
-	Thresholds     Thresholds `json:"thresholds"`
-	// Crossed lists the thresholds crossed: psi, null_rate, freshness.
-	Crossed []string `json:"crossed,omitempty"`
+	NullRateChange *float64 `json:"null_rate_change,omitempty"`
 	// Histogram is the values between p1 and p99 in HistogramBins bins
 	// (Stats.Histogram); absent without non-null values.
 	Histogram *Histogram `json:"histogram,omitempty"`
+}
+
+// FeatureReport is one version's statistics, drift and verdict.
+type FeatureReport struct {
+	ID string `json:"feature"`
+	Drift
+	Freshness  *float64   `json:"freshness_seconds,omitempty"`
+	Thresholds Thresholds `json:"thresholds"`
+	// Crossed lists the thresholds crossed: psi, null_rate, freshness.
+	Crossed []string `json:"crossed,omitempty"`
 	// LongWindow is the published values over the workers' long window
 	// (LiveOptions.LongWindow), when they keep one.
 	LongWindow *WindowReport `json:"long_window,omitempty"`
@@ -127,14 +135,9 @@ type FeatureReport struct {
 // ServedReport is the statistics of one version's values served to one
 // consumer over one window, and their drift against the version's baseline.
 type ServedReport struct {
-	Consumer       string     `json:"consumer"`
-	Window         string     `json:"window"`
-	Summary        Summary    `json:"statistics"`
-	Baseline       string     `json:"baseline,omitempty"`
-	PSI            *float64   `json:"psi,omitempty"`
-	KS             *float64   `json:"ks,omitempty"`
-	NullRateChange *float64   `json:"null_rate_change,omitempty"`
-	Histogram      *Histogram `json:"histogram,omitempty"`
+	Consumer string `json:"consumer"`
+	Window   string `json:"window"`
+	Drift
 	// Crossed lists the thresholds crossed: psi, null_rate.
 	Crossed []string `json:"crossed,omitempty"`
 }
@@ -152,8 +155,7 @@ func CheckServed(id string, s *Served, baseline *Baseline, th Thresholds, minVal
 				continue
 			}
 			r := Check(id, st, baseline, -1, th, minValues)
-			out = append(out, ServedReport{Consumer: c, Window: w.String(), Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS,
-				NullRateChange: r.NullRateChange, Histogram: r.Histogram, Crossed: r.Crossed})
+			out = append(out, ServedReport{Consumer: c, Window: w.String(), Drift: r.Drift, Crossed: r.Crossed})
 		}
 	}
 	return out
@@ -162,8 +164,7 @@ func CheckServed(id string, s *Served, baseline *Baseline, th Thresholds, minVal
 // Row renders the report as a table row with FeatureReport.Row's columns:
 // "served to CONSUMER (WINDOW)" for the feature, no freshness.
 func (r ServedReport) Row() []string {
-	fr := FeatureReport{ID: fmt.Sprintf("  served to %s (%s)", r.Consumer, shortDuration(r.Window)), Summary: r.Summary,
-		Baseline: r.Baseline, PSI: r.PSI, KS: r.KS, Crossed: r.Crossed}
+	fr := FeatureReport{ID: fmt.Sprintf("  served to %s (%s)", r.Consumer, shortDuration(r.Window)), Drift: r.Drift, Crossed: r.Crossed}
 	return fr.Row()
 }
 
@@ -240,27 +241,21 @@ func MergeLong(snaps []Snapshot) (stats map[string]*Stats, window string, err er
 // WindowReport is a version's published values over another window than
 // the report's (the long window): statistics and drift, no verdict.
 type WindowReport struct {
-	Window         string     `json:"window"`
-	Summary        Summary    `json:"statistics"`
-	Baseline       string     `json:"baseline,omitempty"`
-	PSI            *float64   `json:"psi,omitempty"`
-	KS             *float64   `json:"ks,omitempty"`
-	NullRateChange *float64   `json:"null_rate_change,omitempty"`
-	Histogram      *Histogram `json:"histogram,omitempty"`
+	Window string `json:"window"`
+	Drift
 }
 
 // CheckWindow is Check's statistics and drift of stats over window,
 // without thresholds: the long window informs, the window decides.
 func CheckWindow(id, window string, stats *Stats, baseline *Baseline, minValues int64) *WindowReport {
 	r := Check(id, stats, baseline, -1, Thresholds{}, minValues)
-	return &WindowReport{Window: window, Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS, NullRateChange: r.NullRateChange,
-		Histogram: r.Histogram}
+	return &WindowReport{Window: window, Drift: r.Drift}
 }
 
 // Row renders the report as a table row with FeatureReport.Row's columns:
 // "over WINDOW" for the feature, no freshness or verdict.
 func (r WindowReport) Row() []string {
-	row := FeatureReport{ID: "  over " + shortDuration(r.Window), Summary: r.Summary, Baseline: r.Baseline, PSI: r.PSI, KS: r.KS}.Row()
+	row := FeatureReport{ID: "  over " + shortDuration(r.Window), Drift: r.Drift}.Row()
 	row[len(row)-1] = ""
 	return row
 }
