@@ -157,6 +157,16 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		for _, r := range reports { // lists and strings: lengths and top values
+			if line := r.TopLine(); line != "" {
+				fmt.Fprintf(stdout, "%s: %s\n", r.ID, line)
+			}
+			for _, sr := range r.Served {
+				if line := sr.TopLine(); line != "" {
+					fmt.Fprintf(stdout, "%s served to %s (%s): %s\n", r.ID, sr.Consumer, sr.Window, line)
+				}
+			}
+		}
 		if longWindow != "" {
 			fmt.Fprintf(stdout, "statistics over the last %s (and %s, not checked against the thresholds), merged over %d worker(s)\n", snaps[0].Window, longWindow, len(snaps))
 		} else {

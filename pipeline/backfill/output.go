@@ -59,11 +59,18 @@ func newResults(columns []string, rows int) *results {
 }
 
 // columnStats returns the statistics of column col's values (nulls
-// included): the training baseline the manifest records. Cost: one pass
-// over the rows.
+// included; a list column's lists, monitor.Stats.AddList, as the worker
+// observes them): the training baseline the manifest records. Cost: one
+// pass over the rows.
 func (r *results) columnStats(col int) *monitor.Stats {
 	s := monitor.NewStats()
 	nf := len(r.columns)
+	if r.isList(col) {
+		for i := col; i < len(r.values); i += nf {
+			s.AddList(r.lists[i], r.valid[i])
+		}
+		return s
+	}
 	for i := col; i < len(r.values); i += nf {
 		if r.valid[i] {
 			s.AddValue(r.values[i])

@@ -314,6 +314,36 @@ func fmtOpt(v *float64, prec int) string {
 	return strconv.FormatFloat(*v, 'f', prec, 64)
 }
 
+// TopShownInText is how many top values TopLine shows.
+const TopShownInText = 5
+
+// TopLine describes a list's lengths and the most frequent list elements
+// or strings in one line, "lists of 1-3 (mean 2.9); top: 42 ×399, 7 ×12
+// (counts within 3)"; "" for numbers. Values longer than 24 characters
+// are cut.
+func (d Drift) TopLine() string {
+	var parts []string
+	if l := d.Summary.Length; l != nil && l.Min != nil {
+		parts = append(parts, fmt.Sprintf("lists of %g-%g (mean %.3g)", *l.Min, *l.Max, *l.Mean))
+	}
+	if len(d.Summary.Top) > 0 {
+		var vs []string
+		for _, tv := range d.Summary.Top[:min(TopShownInText, len(d.Summary.Top))] {
+			v := tv.Value
+			if r := []rune(v); len(r) > 24 {
+				v = string(r[:23]) + "…"
+			}
+			vs = append(vs, fmt.Sprintf("%s ×%d", strconv.Quote(v), tv.Count))
+		}
+		top := "top: " + strings.Join(vs, ", ")
+		if d.Summary.TopError > 0 {
+			top += fmt.Sprintf(" (counts within %d)", d.Summary.TopError)
+		}
+		parts = append(parts, top)
+	}
+	return strings.Join(parts, "; ")
+}
+
 // SparklineCell renders h as "P1 |sparkline| P99" (h may be nil: "-").
 func SparklineCell(h *Histogram) string {
 	if h == nil {

@@ -230,8 +230,9 @@ func (p *publisher) observe(parts []*partState) {
 			}
 			for i := range fs {
 				f := &fs[i]
-				if f.Kind.List() {
-					continue // a list has no numeric statistics
+				if f.Kind.List() { // lengths, elements, top elements; a list takes no default
+					sts[i].AddList(aggregations.FinalizeList(f.Kind, es.series[i].Read(f.Window, now)))
+					continue
 				}
 				v, ok := aggregations.Finalize(f.Kind, es.series[i].Read(f.Window, now))
 				switch {
