@@ -56,10 +56,11 @@ func listConfig(t *testing.T) *config.File {
 	return cfg
 }
 
-// TestLookupLogSkipsLists: the lookup log (read by skew, which compares
-// numbers) records the scalar features of a request and leaves out its list
-// features rather than log them as null.
-func TestLookupLogSkipsLists(t *testing.T) {
+// TestLookupLogCarriesLists: the lookup log records the scalar features of
+// a request under "features" (what skew reads) and its list features under
+// "lists", each the list the response served (what the served-value
+// statistics read).
+func TestLookupLogCarriesLists(t *testing.T) {
 	brokers := newTestCluster(t, 3).ListenAddrs()
 	cfg := listConfig(t)
 	st := openTestStore(t)
@@ -76,6 +77,16 @@ func TestLookupLogSkipsLists(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
 	}
+	var resp struct {
+		Results []struct {
+			Features map[string]struct {
+				Value json.RawMessage `json:"value"`
+			} `json:"features"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Results) != 1 {
+		t.Fatalf("response %s: %v", rec.Body, err)
+	}
 	entries, _ := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 1, 30*time.Second)
 	if len(entries) != 1 {
 		t.Fatalf("%d log entries, want 1", len(entries))
@@ -83,6 +94,20 @@ func TestLookupLogSkipsLists(t *testing.T) {
 	f := entries[0].Features
 	if len(f) != 1 || f["txn_count_7d@1"] == nil {
 		t.Errorf("logged features %v, want txn_count_7d@1 only", f)
+	}
+	lists := entries[0].Lists
+	if len(lists) != 2 {
+		t.Fatalf("logged lists %v, want txn_amount_last3_7d@1 and txn_amount_first5@1", lists)
+	}
+	for name, id := range map[string]string{"txn_amount_last3_7d": "txn_amount_last3_7d@1", "txn_amount_first5": "txn_amount_first5@1"} {
+		var served []float64
+		if err := json.Unmarshal(resp.Results[0].Features[name].Value, &served); err != nil {
+			t.Fatalf("%s served %s: %v", name, resp.Results[0].Features[name].Value, err)
+		}
+		got, ok := lists[id]
+		if !ok || len(got) == 0 || !slices.Equal(got, served) {
+			t.Errorf("%s logged %v (present %v), served %v", id, got, ok, served)
+		}
 	}
 }
 
