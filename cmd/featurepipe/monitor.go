@@ -90,6 +90,10 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	week, err := monitor.MergeWeek(snaps)
+	if err != nil {
+		return err
+	}
 	var reports []monitor.FeatureReport
 	crossed := 0
 	for _, f := range cfg.Features {
@@ -104,7 +108,8 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if longWindow != "" {
 			r.LongWindow = monitor.CheckWindow(f.ID, longWindow, long[f.ID], bases[f.ID], monitor.MinValues)
 		}
-		bad := len(r.Crossed) > 0
+		r.Week = monitor.CheckWeek(f.ID, week[f.ID], thresholdsOf(f), monitor.MinValues)
+		bad := len(r.Crossed) > 0 || r.Week != nil && len(r.Week.Crossed) > 0
 		if served != nil {
 			r.Served = monitor.CheckServed(f.ID, served, bases[f.ID], thresholdsOf(f), monitor.MinValues)
 			if *consumer != "" {
@@ -149,6 +154,9 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			row(r.Row(), r.Histogram)
 			if r.LongWindow != nil {
 				row(r.LongWindow.Row(), r.LongWindow.Histogram)
+			}
+			if r.Week != nil {
+				row(r.Week.Row(), r.Week.Histogram)
 			}
 			for _, sr := range r.Served {
 				row(sr.Row(), sr.Histogram)
