@@ -83,7 +83,8 @@ type Event struct {
 	// re-keying, parallel to Plan.Rekeys.
 	Rekeyed []string
 	TS      int64 // event time, epoch ms
-	// Values holds Plan.Width() numbers: the value of each of Plan.Fields,
+	// Values holds Plan.Width() numbers: the value of each of Plan.Fields
+	// (read by its Plan.Encodings entry),
 	// then, for each feature with a where (FeaturePlan.Filtered), 1 if the
 	// where holds for the event and 0 if not. Use FeaturePlan.Value and
 	// FeaturePlan.Counts rather than indexing it.
@@ -301,7 +302,15 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 	}
 	out.Key, out.TS = entityKey, ts
 	out.Values = out.Values[:0]
-	for _, f := range plan.Fields {
+	for i, f := range plan.Fields {
+		if plan.Encodings[i] == EncodeDistinct {
+			v, err := distinctValue(rec, f, plan.types[i])
+			if err != nil {
+				return reject(ReasonInvalidField, "%v", err)
+			}
+			out.Values = append(out.Values, v)
+			continue
+		}
 		v, err := schemas.Float(rec, f)
 		if err != nil {
 			return reject(ReasonInvalidField, "%v", err)
