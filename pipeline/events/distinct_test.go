@@ -177,3 +177,36 @@ func mustPlan(t *testing.T, features string) *events.Plan {
 	}
 	return plans["visits"]
 }
+
+// TestDistinctLongAloneIsHashed: a plan whose only approx_distinct field is
+// a plain long (a schema the fast projection could read as a double) still
+// tells apart two longs beyond 2^53 that a double rounds together.
+func TestDistinctLongAloneIsHashed(t *testing.T) {
+	const cardsOnly = `
+entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: visits, topic: visits, schema: visit.avsc, event_time: ts}
+features:
+  - {name: cards, version: 1, entity: user, source: visits, aggregation: approx_distinct, field: card, window: 7d, owner: t, description: d}
+`
+	cfg := loadConfigWith(t, cardsOnly)
+	plans, err := events.Plans(cfg) // the decoder's own schemas, so the fast path may answer
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := plans["visits"]
+	dec := events.NewDecoder(cfg, events.Limits{})
+	s := sourceSchema(t, cfg, "visits")
+	const big = int64(1) << 60
+	var a, b events.Event
+	if rej := dec.Decode(plan, []byte("u-1"), encode(t, s, visit("m-1", big, true, 1, now-1000)), now, &a); rej != nil {
+		t.Fatal(rej)
+	}
+	if rej := dec.Decode(plan, []byte("u-1"), encode(t, s, visit("m-1", big+1, true, 1, now-1000)), now, &b); rej != nil {
+		t.Fatal(rej)
+	}
+	if a.Values[0] == b.Values[0] {
+		t.Fatalf("2^60 and 2^60+1 both read as %v", a.Values[0])
+	}
+}

@@ -70,6 +70,9 @@ func (p *Plan) compileFast() {
 	if p.filters > 0 || p.Source == nil || p.Source.Schema == nil {
 		return
 	}
+	if slices.Contains(p.Encodings, EncodeDistinct) {
+		return // approx_distinct hashes strings and large longs: the generic path's distinctValue
+	}
 	var names []string
 	var targets []schemas.Target
 	slot := func(name string, t schemas.Target) int {
