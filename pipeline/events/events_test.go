@@ -42,6 +42,8 @@ var testSchemas = map[string]string{
 	"payment_textamt.avsc":  paymentSchema(fUserID, fAmountText, fFee, fItems, fTS),
 	"payment_textts.avsc":   paymentSchema(fUserID, fAmount, fFee, fItems, fTSText, fAt),
 	"payment_boolkey.avsc":  paymentSchema(fUserIDBool, fAmount, fFee, fItems, fTS),
+	"visit.avsc": `{"type":"record","name":"Visit","namespace":"featurepipe.test","fields":[` + fUserID + `,` +
+		`{"name":"merchant","type":"string"},{"name":"card","type":"long"},{"name":"flag","type":["null","boolean"],"default":null},` + fAmount + `,` + fTS + `]}`,
 }
 
 // testFeatures feeds payments with five features over three distinct fields
