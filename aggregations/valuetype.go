@@ -43,9 +43,10 @@ func (t ValueType) String() string {
 }
 
 // Accepts reports whether the aggregation takes input values of type t:
-// every aggregation that reads a field takes doubles and longs;
-// approx_distinct also takes booleans and strings (distinct merchants per
-// user). Count reads no field and accepts none.
+// every aggregation that reads a field takes doubles and longs; the ones
+// that keep values (last, first, first_k, last_k: KeepsValues) and
+// approx_distinct also take booleans; approx_distinct also takes strings
+// (distinct merchants per user). Count reads no field and accepts none.
 func (k Kind) Accepts(t ValueType) bool {
 	if !k.NeedsField() {
 		return false
@@ -53,10 +54,32 @@ func (k Kind) Accepts(t ValueType) bool {
 	switch t {
 	case TypeDouble, TypeLong:
 		return true
-	case TypeBool, TypeString:
+	case TypeBool:
+		return k == ApproxDistinct || k.KeepsValues()
+	case TypeString:
 		return k == ApproxDistinct
 	}
 	return false
+}
+
+// KeepsValues reports whether the aggregation's value is made of input
+// values as they were (Last, First, FirstK, LastK) rather than computed
+// from them: its output has the input's type (see Output).
+func (k Kind) KeepsValues() bool { return k == Last || k == First || k.List() }
+
+// Output is the type of the aggregation's value (of each element, for a
+// list) over input values of type t: t for the kinds that keep values
+// (a last of a long field is a long, a last_k of a boolean field a list
+// of booleans), TypeDouble for every other (counts, sums, estimates).
+// Output encoders (lookup JSON, backfill Parquet and CSV, Feast) write a
+// value by it; the value itself is the float64 the IR holds: a long is
+// exact (the decoder refuses longs beyond 2^53 for these kinds), a boolean
+// is 0 or 1.
+func (k Kind) Output(t ValueType) ValueType {
+	if k.KeepsValues() && k.Accepts(t) {
+		return t
+	}
+	return TypeDouble
 }
 
 // KindsAccepting names the aggregations that accept t, comma-separated in

@@ -24,6 +24,9 @@ func TestFieldValueTypes(t *testing.T) {
 		{"transactions", "max", "ts", aggregations.TypeLong},
 		{"logins", "approx_distinct", "success", aggregations.TypeBool},
 		{"logins", "approx_distinct", "country", aggregations.TypeString},
+		{"logins", "last", "success", aggregations.TypeBool},
+		{"logins", "first", "success", aggregations.TypeBool},
+		{"transactions", "last", "ts", aggregations.TypeLong},
 	} {
 		doc := header + "features:\n" + strings.NewReplacer("source: transactions", "source: "+tt.source,
 			"aggregation: avg", "aggregation: "+tt.aggregation, "field: amount", "field: "+tt.field).Replace(validFeature)

@@ -27,7 +27,7 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 	colOf := map[string]int{}
 	for _, s := range srcs {
 		for i, f := range s.plan.Fields {
-			if s.plan.Encodings[i] != events.EncodeNumber {
+			if s.plan.Encodings[i] == events.EncodeDistinct {
 				continue // approx_distinct's reading of a string, boolean or long: a hash, not the value
 			}
 			if _, ok := colOf[f]; !ok {
@@ -62,7 +62,7 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 						row[c] = parquet.NullValue().Level(0, 0, c)
 					}
 					for i, name := range s.plan.Fields {
-						if s.plan.Encodings[i] != events.EncodeNumber {
+						if s.plan.Encodings[i] == events.EncodeDistinct {
 							continue
 						}
 						c := colOf[name]

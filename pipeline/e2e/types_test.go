@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +210,159 @@ func TestDistinctOfTypedFieldsOnEveryPath(t *testing.T) {
 	}
 	if !sketched {
 		t.Error("no value passed the exact limit: the sketch mode was not tested")
+	}
+}
+
+var keptFile = testkit.KafkaSection(4) + `entities:
+  - name: user
+    key: user_id
+sources:
+  - name: visits
+    topic: visits-{{ID}}
+    schema: visit.avsc
+    event_time: ts
+features:
+  - {name: last_card, version: 1, entity: user, source: visits, aggregation: last, field: card, window: 7d, owner: t, description: d}
+  - {name: first_flag, version: 1, entity: user, source: visits, aggregation: first, field: flag, window: lifetime, owner: t, description: d}
+  - {name: cards3, version: 1, entity: user, source: visits, aggregation: last_k, k: 3, field: card, window: 7d, owner: t, description: d}
+  - {name: flags2, version: 1, entity: user, source: visits, aggregation: first_k, k: 2, field: flag, window: lifetime, owner: t, description: d}
+`
+
+// TestKeptLongsAndBooleansThroughLookup: last, first, last_k and first_k of
+// a long and a boolean field, through a real worker and the lookup
+// service, answer JSON integers (exact near 2^53) and booleans, equal to
+// aggtest.BruteForce / BruteForceList over the produced values; a record
+// whose long is beyond 2^53 is dead-lettered (inexact_long) and counts
+// nowhere; Feast's /get-online-features answers the same typed values.
+func TestKeptLongsAndBooleansThroughLookup(t *testing.T) {
+	k, cfg, cl := testkit.Setup(t, keptFile, testkit.SetupOptions{Files: map[string]string{"visit.avsc": visitSchema}})
+	ctx := context.Background()
+	enc, err := produce.NewEncoder(cfg, "visits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rng := rand.New(rand.NewPCG(5, 5))
+	var recs []*kgo.Record
+	var vs []typedVisit
+	for i := range 30 {
+		v := typedVisit{key: []string{"a", "b"}[i%2], ts: now.Add(-time.Duration(rng.Int64N(int64(9 * 24 * time.Hour)))).UnixMilli(),
+			card: 1<<53 - rng.Int64N(100), flag: rng.IntN(2) == 0}
+		r, err := enc.Record(map[string]any{"user_id": v.key, "merchant": "m", "card": v.card, "flag": map[string]any{"boolean": v.flag}, "ts": v.ts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, recs = append(vs, v), append(recs, r)
+	}
+	raw, err := enc.Source().Schema.Encode(nil, map[string]any{"user_id": "a", "merchant": "m", "card": int64(1<<53 + 1),
+		"flag": map[string]any{"boolean": true}, "ts": now.Add(-time.Minute).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	badRec := &kgo.Record{Topic: enc.Source().Topic, Key: []byte("a"), Value: raw}
+	if err := cl.ProduceSync(ctx, append(recs, badRec)...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		vs[i].seq = aggregations.Seq(r.Partition, r.Offset)
+	}
+	// want is the JSON text of feature name for key as of T.
+	want := func(name, key string, T int64) string {
+		f, _ := cfg.Feature(name)
+		var evs []aggregations.Event
+		for _, v := range vs {
+			if v.key != key {
+				continue
+			}
+			x := float64(v.card)
+			if f.Field == "flag" {
+				x = 0
+				if v.flag {
+					x = 1
+				}
+			}
+			evs = append(evs, aggregations.Event{TS: v.ts, Seq: v.seq, Value: x})
+		}
+		text := func(x float64) string {
+			if f.Field == "flag" {
+				return strconv.FormatBool(x != 0)
+			}
+			return strconv.FormatInt(int64(x), 10)
+		}
+		if f.Aggregation.List() {
+			l, ok := aggtest.BruteForceList(f.Aggregation, f.Window, evs, T)
+			if !ok {
+				return "null"
+			}
+			parts := make([]string, len(l))
+			for i, x := range l {
+				parts[i] = text(x)
+			}
+			return "[" + strings.Join(parts, ",") + "]"
+		}
+		x, ok := aggtest.BruteForce(f.Aggregation, f.Window, evs, T)
+		if !ok {
+			return "null"
+		}
+		return text(x)
+	}
+	names := []string{"last_card", "first_flag", "cards3", "flags2"}
+	keys := []string{"a", "b", "nobody"}
+	dir := t.TempDir()
+	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(dir, "w"))
+	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := serveLookup(t, svc, st)
+	var answer struct {
+		AsOf    time.Time `json:"as_of"`
+		Results []struct {
+			Key      string
+			Features map[string]struct{ Value json.RawMessage }
+		}
+	}
+	check := func() (bad []string) {
+		if code := postJSON(t, ls.url+"/v1/lookup", map[string]any{"entity": "user", "keys": keys, "features": names}, &answer); code != http.StatusOK {
+			return []string{"HTTP " + http.StatusText(code)}
+		}
+		for _, r := range answer.Results {
+			for _, name := range names {
+				if got, w := string(r.Features[name].Value), want(name, r.Key, answer.AsOf.UnixMilli()); got != w {
+					bad = append(bad, fmt.Sprintf("%s %s: %s, want %s", r.Key, name, got, w))
+				}
+			}
+		}
+		return bad
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		bad := check()
+		if len(bad) == 0 && ls.ready() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lookups differ from the brute force after 90s: %v", bad)
+		}
+	}
+	// Feast answers the same typed values (JSON integers and booleans).
+	var feast struct {
+		Results []struct{ Values []json.RawMessage }
+	}
+	if code := postJSON(t, ls.url+"/get-online-features", map[string]any{
+		"features": []string{"visits:last_card", "visits:first_flag", "visits:cards3", "visits:flags2"}, "entities": map[string][]string{"user_id": {"a", "b"}},
+	}, &feast); code != http.StatusOK {
+		t.Fatalf("POST /get-online-features: HTTP %d", code)
+	}
+	T := answer.AsOf.UnixMilli()
+	for j, name := range names {
+		for i, key := range []string{"a", "b"} {
+			if got, w := string(feast.Results[j+1].Values[i]), want(name, key, T); got != w {
+				t.Errorf("feast %s of %s: %s, want %s", name, key, got, w)
+			}
+		}
 	}
 }

@@ -26,6 +26,13 @@ const (
 	// hashed by the sketch (see distinctValue). A long field read both ways
 	// (approx_distinct and sum, say) has one slot of each.
 	EncodeDistinct
+	// EncodeExactLong reads a long (or int) kept as it is by last, first,
+	// first_k or last_k: its float64, exact because a long beyond 2^53 in
+	// magnitude is rejected (ReasonInexactLong) rather than rounded.
+	EncodeExactLong
+	// EncodeBool reads a boolean as 0 (false) or 1 (true), for every
+	// aggregation that takes booleans.
+	EncodeBool
 )
 
 // exactLong is the largest magnitude up to which every long is exactly a
@@ -34,17 +41,43 @@ const exactLong = 1 << 53
 
 // encodingOf is how the feature reads its field.
 func encodingOf(k aggregations.Kind, t aggregations.ValueType) Encoding {
-	if k == aggregations.ApproxDistinct && t != aggregations.TypeDouble {
+	switch {
+	case t == aggregations.TypeBool:
+		return EncodeBool
+	case t == aggregations.TypeLong && k.KeepsValues():
+		return EncodeExactLong
+	case k == aggregations.ApproxDistinct && t != aggregations.TypeDouble:
 		return EncodeDistinct
 	}
 	return EncodeNumber
 }
 
-// distinctValue reads field name of rec, of type t, as approx_distinct's
-// input: a float64 whose bits stand for the value, the same in every
-// process (the workers and backfill decode with this function):
+// exactLongValue reads field name as EncodeExactLong does.
+func exactLongValue(rec map[string]any, name string) (float64, *Rejection) {
+	v, err := schemas.Int(rec, name)
+	if err != nil {
+		return 0, reject(ReasonInvalidField, "%v", err)
+	}
+	if v < -exactLong || v > exactLong {
+		return 0, reject(ReasonInexactLong, "field %q is %d, beyond ±2^53: last, first, first_k and last_k keep longs exactly only up to 2^53 in magnitude", name, v)
+	}
+	return float64(v), nil
+}
+
+// boolValue reads field name as EncodeBool does.
+func boolValue(rec map[string]any, name string) (float64, error) {
+	b, err := schemas.Bool(rec, name)
+	if err != nil || !b {
+		return 0, err
+	}
+	return 1, nil
+}
+
+// distinctValue reads field name of rec, of type t (a long or a string),
+// as approx_distinct's input: a float64 whose bits stand for the value, the
+// same in every process (the workers and backfill decode with this
+// function; a boolean is read by EncodeBool, 0 or 1):
 //
-//   - a boolean is 0 or 1;
 //   - a long (or int) of magnitude at most 2^53 is its float64, exactly the
 //     number a double field holding it would count (and what approx_distinct
 //     of a long field counted before this encoding: its state stays valid);
@@ -65,15 +98,6 @@ func distinctValue(rec map[string]any, name string, t aggregations.ValueType) (f
 			return 0, err
 		}
 		return hashFloat(xxhash.Sum64String(s)), nil
-	case aggregations.TypeBool:
-		b, err := schemas.Bool(rec, name)
-		if err != nil {
-			return 0, err
-		}
-		if b {
-			return 1, nil
-		}
-		return 0, nil
 	case aggregations.TypeLong:
 		v, err := schemas.Int(rec, name)
 		if err != nil {

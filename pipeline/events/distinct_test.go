@@ -48,7 +48,7 @@ func TestDistinctSlots(t *testing.T) {
 		got = append(got, slot{f, plan.Encodings[i]})
 	}
 	want := []slot{{"merchant", events.EncodeDistinct}, {"card", events.EncodeDistinct}, {"card", events.EncodeNumber},
-		{"flag", events.EncodeDistinct}, {"amount", events.EncodeNumber}}
+		{"flag", events.EncodeBool}, {"amount", events.EncodeNumber}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("slots %v, want %v", got, want)
 	}
@@ -208,5 +208,79 @@ features:
 	}
 	if a.Values[0] == b.Values[0] {
 		t.Fatalf("2^60 and 2^60+1 both read as %v", a.Values[0])
+	}
+}
+
+// keptFeatures keep long and boolean values as they are.
+const keptFeatures = `
+entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: visits, topic: visits, schema: visit.avsc, event_time: ts}
+features:
+  - {name: last_card, version: 1, entity: user, source: visits, aggregation: last, field: card, window: 7d, owner: t, description: d}
+  - {name: first_flag, version: 1, entity: user, source: visits, aggregation: first, field: flag, window: 7d, owner: t, description: d}
+  - {name: cards3, version: 1, entity: user, source: visits, aggregation: last_k, k: 3, field: card, window: 7d, owner: t, description: d}
+  - {name: card_sum, version: 1, entity: user, source: visits, aggregation: sum, field: card, window: 7d, owner: t, description: d}
+`
+
+// TestKeptValues: last, first and the lists read a long exactly (up to
+// ±2^53 included; one slot for all of them, another for sum, which rounds
+// and accepts any long) and a boolean as 0 or 1; their output type is the
+// field's.
+func TestKeptValues(t *testing.T) {
+	cfg := loadConfigWith(t, keptFeatures)
+	plan := mustPlan(t, keptFeatures)
+	if !slices.Equal(plan.Encodings, []events.Encoding{events.EncodeExactLong, events.EncodeBool, events.EncodeNumber}) {
+		t.Fatalf("fields %v encodings %v", plan.Fields, plan.Encodings)
+	}
+	for _, f := range cfg.Features {
+		want := map[string]aggregations.ValueType{"last_card": aggregations.TypeLong, "first_flag": aggregations.TypeBool,
+			"cards3": aggregations.TypeLong, "card_sum": aggregations.TypeDouble}[f.Name]
+		if f.OutputType() != want {
+			t.Errorf("%s: output type %v, want %v", f.ID, f.OutputType(), want)
+		}
+	}
+	dec := events.NewDecoder(cfg, events.Limits{})
+	s := sourceSchema(t, cfg, "visits")
+	for _, c := range []struct {
+		card int64
+		flag bool
+	}{{1 << 53, false}, {-(1 << 53), true}, {-7, true}} {
+		var ev events.Event
+		if rej := dec.Decode(plan, []byte("u-1"), encode(t, s, visit("m", c.card, c.flag, 1, now-1000)), now, &ev); rej != nil {
+			t.Fatalf("card %d: %v", c.card, rej)
+		}
+		wantFlag := 0.0
+		if c.flag {
+			wantFlag = 1
+		}
+		if int64(ev.Values[0]) != c.card || ev.Values[1] != wantFlag {
+			t.Errorf("card %d flag %v read as %v", c.card, c.flag, ev.Values)
+		}
+	}
+}
+
+// TestExactLongAloneIsRangeChecked: a plan whose only kept long (last of a
+// plain long field) the fast projection could read as a double still
+// rejects a long beyond 2^53 instead of rounding it.
+func TestExactLongAloneIsRangeChecked(t *testing.T) {
+	const lastCard = `
+entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: visits, topic: visits, schema: visit.avsc, event_time: ts}
+features:
+  - {name: last_card, version: 1, entity: user, source: visits, aggregation: last, field: card, window: 7d, owner: t, description: d}
+`
+	cfg := loadConfigWith(t, lastCard)
+	plans, err := events.Plans(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := events.NewDecoder(cfg, events.Limits{})
+	var ev events.Event
+	if rej := dec.Decode(plans["visits"], []byte("u-1"), encode(t, sourceSchema(t, cfg, "visits"), visit("m-1", 1<<60+1, true, 1, now-1000)), now, &ev); rej == nil {
+		t.Fatalf("a long beyond 2^53 was read as %v, want a rejection", ev.Values)
 	}
 }

@@ -290,6 +290,20 @@ func TestDecode(t *testing.T) {
 		}
 		seen[rej.Reason] = true
 	})
+	t.Run("a long beyond 2^53 that last keeps is rejected", func(t *testing.T) {
+		cfg := loadConfigWith(t, visitFeatures+"  - {name: last_card, version: 1, entity: user, source: visits, aggregation: last, field: card, window: 7d, owner: t, description: d}\n")
+		plans, err := events.Plans(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev events.Event
+		rej := events.NewDecoder(cfg, events.Limits{}).Decode(plans["visits"], []byte("u-1"),
+			encode(t, sourceSchema(t, cfg, "visits"), visit("m", 1<<53+1, true, 1, now-1000)), now, &ev)
+		if rej == nil || rej.Reason != events.ReasonInexactLong || !strings.Contains(rej.Detail, `field "card" is 9007199254740993, beyond ±2^53`) {
+			t.Fatalf("card 2^53+1 under last: got %v, want %s naming the field and the value", rej, events.ReasonInexactLong)
+		}
+		seen[rej.Reason] = true
+	})
 	t.Run("every reason code is exercised", func(t *testing.T) {
 		for _, r := range events.Reasons() {
 			if !seen[r] {

@@ -70,8 +70,8 @@ func (p *Plan) compileFast() {
 	if p.filters > 0 || p.Source == nil || p.Source.Schema == nil {
 		return
 	}
-	if slices.Contains(p.Encodings, EncodeDistinct) {
-		return // approx_distinct hashes strings and large longs: the generic path's distinctValue
+	if slices.ContainsFunc(p.Encodings, func(e Encoding) bool { return e != EncodeNumber }) {
+		return // distinct values are hashed, exact longs range-checked, booleans kept: the generic path
 	}
 	var names []string
 	var targets []schemas.Target

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
 )
@@ -261,6 +262,38 @@ func TestListValueEncoding(t *testing.T) {
 		bl, bx := back.Results[0].Features["l"], back.Results[0].Features["x"]
 		if !slices.Equal(bl.List, l.list) || (bl.List == nil) != !l.hasV || bl.Value != nil || bx.Value == nil || *bx.Value != x.v || bx.List != nil {
 			t.Fatalf("case %d: round trip %+v %+v of %s", n, bl, bx, got)
+		}
+	}
+}
+
+// TestBooleanFeatureValueRoundTrip: a boolean feature's value and list are
+// JSON booleans, and read back as 1/0 with Type TypeBool; a long's is a
+// whole JSON number.
+func TestBooleanFeatureValueRoundTrip(t *testing.T) {
+	one, big := 1.0, float64(1<<53)
+	for _, c := range []struct {
+		fv   FeatureValue
+		json string
+	}{
+		{FeatureValue{Value: &one, Type: aggregations.TypeBool, Status: StatusPresent}, `{"value":true,"status":"PRESENT","version":0}`},
+		{FeatureValue{List: []float64{0, 1}, Type: aggregations.TypeBool, Status: StatusPresent}, `{"value":[false,true],"status":"PRESENT","version":0}`},
+		{FeatureValue{Value: &big, Type: aggregations.TypeLong, Status: StatusPresent}, `{"value":9007199254740992,"status":"PRESENT","version":0}`},
+	} {
+		b, err := json.Marshal(c.fv)
+		if err != nil || string(b) != c.json {
+			t.Errorf("Marshal %+v = %s, %v; want %s", c.fv, b, err, c.json)
+			continue
+		}
+		var back FeatureValue
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		wantType := c.fv.Type
+		if wantType == aggregations.TypeLong {
+			wantType = aggregations.TypeDouble // JSON cannot tell a long from a double
+		}
+		if back.Type != wantType || (c.fv.Value != nil) != (back.Value != nil) || (back.Value != nil && *back.Value != *c.fv.Value) || !slices.Equal(back.List, c.fv.List) {
+			t.Errorf("%s read back as %+v", b, back)
 		}
 	}
 }
