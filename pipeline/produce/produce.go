@@ -155,6 +155,13 @@ func (e *Encoder) SchemaID(ctx context.Context) (uint32, error) {
 	return id, nil
 }
 
+// ClientOpts are the producer options of `featurepipe produce` for enc's
+// source (on top of kafka.BaseOpts): its topic as the default one and a
+// linger of 5 ms, so that records accumulate into batches.
+func ClientOpts(enc *Encoder) []kgo.Opt {
+	return []kgo.Opt{kgo.DefaultProduceTopic(enc.Source().Topic), kgo.ProducerLinger(5 * time.Millisecond)}
+}
+
 // FromJSON encodes one JSON object line.
 func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
 	native, err := e.src.Schema.FromJSON(line)
