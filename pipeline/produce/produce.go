@@ -286,13 +286,24 @@ func (c *chunk) encode(enc *Encoder) {
 	c.text = nil // the records hold their own bytes
 }
 
+// newChunk returns an empty chunk with room for chunkLines lines of
+// textBytes bytes in all (the size of the previous chunk).
+func newChunk(textBytes int) *chunk {
+	return &chunk{
+		text:  make([]byte, 0, textBytes),
+		ends:  make([]int, 0, chunkLines),
+		lines: make([]int, 0, chunkLines),
+		long:  make([]bool, 0, chunkLines),
+	}
+}
+
 // readChunks reads r line by line and passes emit the counted lines in
 // chunks of up to chunkLines, in order. It returns the read error that
 // ended the input, or nil at its end.
 func readChunks(r io.Reader, emit func(*chunk)) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var buf []byte
-	c := &chunk{}
+	c := newChunk(0)
 	for n := 1; ; n++ {
 		var long bool
 		var err error
@@ -316,8 +327,9 @@ func readChunks(r io.Reader, emit func(*chunk)) error {
 		c.lines = append(c.lines, n)
 		c.long = append(c.long, long)
 		if len(c.lines) == chunkLines {
+			size := len(c.text) // c belongs to the encoders once emitted
 			emit(c)
-			c = &chunk{}
+			c = newChunk(size)
 		}
 	}
 }
