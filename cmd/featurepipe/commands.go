@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/broker"
@@ -82,8 +81,7 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer f.Close()
 		in, name = f, *input
 	}
-	cl, err := kafka.NewClient(conn, "featurepipe-produce", nil,
-		kgo.DefaultProduceTopic(enc.Source().Topic), kgo.ProducerLinger(5*time.Millisecond))
+	cl, err := kafka.NewClient(conn, "featurepipe-produce", nil, produce.ClientOpts(enc)...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}

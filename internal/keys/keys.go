@@ -99,14 +99,21 @@ func StatePartition(topic string, partition int32) (lower, upper []byte) {
 
 // EntityKeyFromState returns the entity key of a state key built by State.
 func EntityKeyFromState(k []byte) (string, error) {
+	key, err := StateEntityKey(k)
+	return string(key), err
+}
+
+// StateEntityKey is EntityKeyFromState without a copy: the entity key
+// aliases k.
+func StateEntityKey(k []byte) ([]byte, error) {
 	if len(k) == 0 || k[0] != prefixState {
-		return "", fmt.Errorf("%w: not a state key", ErrMalformed)
+		return nil, fmt.Errorf("%w: not a state key", ErrMalformed)
 	}
-	_, rest, err := readLP(k[1:])
-	if err != nil || len(rest) < 4 {
-		return "", fmt.Errorf("%w: state key", ErrMalformed)
+	n, w := binary.Uvarint(k[1:])
+	if rest := uint64(len(k) - 1 - w); w <= 0 || rest < n || rest-n < 4 {
+		return nil, fmt.Errorf("%w: state key", ErrMalformed)
 	}
-	return string(rest[4:]), nil
+	return k[1+w+int(n)+4:], nil
 }
 
 // Offset is the key of the next source offset to apply for a partition.
