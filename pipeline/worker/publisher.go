@@ -258,7 +258,18 @@ func (p *publisher) dropLocked(sel func(*partState) bool) {
 			continue
 		}
 		clear(ps.dirty)
-		clear(ps.cache)
+		// The entities just touched become the kept generation, as
+		// committed (every batch commits before it is published or
+		// dropped; a batch that fails stops the worker); the older
+		// generation goes.
+		old := ps.kept
+		ps.kept = ps.cache
+		if old == nil {
+			old = make(map[string]*entityState)
+		} else {
+			clear(old)
+		}
+		ps.cache = old
 		ps.pending = false
 	}
 	clear(p.pending[len(kept):])
