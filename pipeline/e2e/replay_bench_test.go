@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
@@ -64,19 +65,22 @@ const replayTimeout = 10 * time.Minute
 // Each of REPLAY_ROUNDS rounds (default 1) runs on a fresh broker: bare,
 // then featurepipe. Reported: both rates (median over the rounds) and
 // ratio, the median of the rounds' featurepipe/bare ratios (issue goal
-// ≥ 0.5). With REPLAY_SPLIT=1 the featurepipe half runs as two phases
+// ≥ 0.5), and the CPU time of the whole process (broker included) per
+// event of each, with cpu-ratio = bare/featurepipe: less moved than the
+// rates by other jobs sharing the cores. With REPLAY_SPLIT=1 the featurepipe half runs as two phases
 // measured apart: the worker alone until every event is applied and
 // published (worker-events/s), then a replica started afterwards until it
 // serves them all (replica-records/s, over the feature-log records it
 // applied). Profiles (-cpuprofile, -memprofile) carry the pprof label
 // phase=bare|worker|replica|together, so that `go tool pprof
-// -tagfocus phase=worker` shows one half.
+// -tagfocus phase=worker` shows one half. REPLAY_PUBLISH_INTERVAL sets
+// the worker's PublishInterval (default: the worker's).
 func BenchmarkHistoryReplay(b *testing.B) {
 	total := envInt(b, "REPLAY_EVENTS", 300_000)
 	users := envInt(b, "REPLAY_USERS", 5_000)
 	rounds := envInt(b, "REPLAY_ROUNDS", 1)
 	split := envInt(b, "REPLAY_SPLIT", 2) == 1
-	var bares, fps, ratios, workers, replicas []float64
+	var bares, fps, ratios, workers, replicas, bareCPUs, fpCPUs, cpuRatios []float64
 	for round := range rounds {
 		k, cfg, cl := setup(b, replayFeatures)
 		rng := rand.New(rand.NewPCG(18, uint64(round)))
@@ -88,7 +92,9 @@ func BenchmarkHistoryReplay(b *testing.B) {
 		cl.Close()
 		b.ResetTimer()
 		var bare float64
+		cpu0 := processCPU(b)
 		labeled("bare", func() { bare = float64(total) / bareConsume(b, k.Brokers, cfg, total).Seconds() })
+		cpu1 := processCPU(b)
 		var fp float64
 		if split {
 			var w, r time.Duration
@@ -104,17 +110,39 @@ func BenchmarkHistoryReplay(b *testing.B) {
 			labeled("together", func() { took = replayTogether(b, k.Brokers, cfg, total) })
 			fp = float64(total) / took.Seconds()
 		}
+		cpu2 := processCPU(b)
 		b.StopTimer()
+		bareCPU := float64(cpu1-cpu0) / float64(time.Microsecond) / float64(total)
+		fpCPU := float64(cpu2-cpu1) / float64(time.Microsecond) / float64(total)
 		bares, fps, ratios = append(bares, bare), append(fps, fp), append(ratios, fp/bare)
-		b.Logf("round %d: bare %.0f events/s, featurepipe %.0f events/s, ratio %.3f (%d events, %d users, 40 days)", round+1, bare, fp, fp/bare, total, users)
+		bareCPUs, fpCPUs, cpuRatios = append(bareCPUs, bareCPU), append(fpCPUs, fpCPU), append(cpuRatios, bareCPU/fpCPU)
+		b.Logf("round %d: bare %.0f events/s, featurepipe %.0f events/s, ratio %.3f; CPU per event (whole process, broker included) bare %.1f µs, featurepipe %.1f µs, ratio %.3f (%d events, %d users, 40 days)",
+			round+1, bare, fp, fp/bare, bareCPU, fpCPU, bareCPU/fpCPU, total, users)
 	}
 	b.ReportMetric(median(bares), "bare-events/s")
 	b.ReportMetric(median(fps), "events/s")
 	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(bareCPUs), "bare-cpu-µs/event")
+	b.ReportMetric(median(fpCPUs), "cpu-µs/event")
+	b.ReportMetric(median(cpuRatios), "cpu-ratio")
 	if split {
 		b.ReportMetric(median(workers), "worker-events/s")
 		b.ReportMetric(median(replicas), "replica-records/s")
 	}
+}
+
+// replayInterval is REPLAY_PUBLISH_INTERVAL (a duration), else 0: the
+// worker's default.
+func replayInterval(b *testing.B) time.Duration {
+	s := os.Getenv("REPLAY_PUBLISH_INTERVAL")
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		b.Fatalf("REPLAY_PUBLISH_INTERVAL=%s: %v", s, err)
+	}
+	return d
 }
 
 // labeled runs f with the pprof label phase=name (inherited by the
@@ -142,7 +170,7 @@ func replayTogether(b *testing.B, brokers []string, cfg *config.File, total int)
 		b.Fatal(err)
 	}
 	defer st.Close()
-	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st})
+	w, err := worker.New(worker.Options{Brokers: brokers, Config: cfg, Store: st, PublishInterval: replayInterval(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
