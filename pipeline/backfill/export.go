@@ -50,28 +50,30 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 			nf := s.plan.Width()
 			for p, pe := range s.byPart {
 				part := s.ranges[p].Partition
-				for k, e := range pe.events {
-					row := make(parquet.Row, len(fields))
-					row[0] = parquet.ByteArrayValue(topic).Level(0, 0, 0)
-					row[1] = parquet.Int32Value(part).Level(0, 0, 1)
-					row[2] = parquet.Int64Value(e.seq).Level(0, 0, 2)
-					row[3] = parquet.ByteArrayValue([]byte(keys[e.ent])).Level(0, 0, 3)
-					row[4] = parquet.Int64Value(e.ts).Level(0, 0, 4)
-					row[5] = parquet.Int64Value(e.arrival).Level(0, 0, 5)
-					for c := fixed; c < len(fields); c++ {
-						row[c] = parquet.NullValue().Level(0, 0, c)
-					}
-					for i, name := range s.plan.Fields {
-						if s.plan.Encodings[i] == events.EncodeDistinct {
-							continue
+				for _, chunk := range pe.chunks {
+					for k, e := range chunk.events {
+						row := make(parquet.Row, len(fields))
+						row[0] = parquet.ByteArrayValue(topic).Level(0, 0, 0)
+						row[1] = parquet.Int32Value(part).Level(0, 0, 1)
+						row[2] = parquet.Int64Value(e.seq).Level(0, 0, 2)
+						row[3] = parquet.ByteArrayValue([]byte(keys[e.ent])).Level(0, 0, 3)
+						row[4] = parquet.Int64Value(e.ts).Level(0, 0, 4)
+						row[5] = parquet.Int64Value(e.arrival).Level(0, 0, 5)
+						for c := fixed; c < len(fields); c++ {
+							row[c] = parquet.NullValue().Level(0, 0, c)
 						}
-						c := colOf[name]
-						row[c] = parquet.DoubleValue(pe.values[k*nf+i]).Level(0, 1, c)
-					}
-					rows = append(rows, row)
-					if len(rows) == cap(rows) {
-						if err := flush(); err != nil {
-							return err
+						for i, name := range s.plan.Fields {
+							if s.plan.Encodings[i] == events.EncodeDistinct {
+								continue
+							}
+							c := colOf[name]
+							row[c] = parquet.DoubleValue(chunk.values[k*nf+i]).Level(0, 1, c)
+						}
+						rows = append(rows, row)
+						if len(rows) == cap(rows) {
+							if err := flush(); err != nil {
+								return err
+							}
 						}
 					}
 				}

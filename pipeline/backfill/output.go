@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -212,23 +215,63 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	}
 	schema := parquet.NewSchema("backfill", orderedGroup(fields))
 	w := parquet.NewWriter(f, schema, parquet.Compression(&parquet.Zstd))
+	// Row groups of rowGroupRows rows are encoded and compressed at once,
+	// GOMAXPROCS at a time, then written in order: the file is the same
+	// whatever the number of cores.
+	n := len(sp.good)
+	groups := (n + rowGroupRows - 1) / rowGroupRows
+	rgs := make([]*parquet.ConcurrentRowGroupWriter, groups)
+	errs := make([]error, groups)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), groups) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := int(next.Add(1) - 1); g < groups; g = int(next.Add(1) - 1) {
+				rgs[g] = w.BeginRowGroup()
+				errs[g] = fillRowGroup(rgs[g], sp, res, base, g*rowGroupRows, min(n, (g+1)*rowGroupRows))
+			}
+		}()
+	}
+	wg.Wait()
+	for g, rg := range rgs {
+		if errs[g] != nil {
+			return errs[g]
+		}
+		if _, err := rg.Commit(); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// rowGroupRows is the number of rows in a row group of the output (the last
+// one may have fewer).
+const rowGroupRows = 1 << 17
+
+// fillRowGroup writes good rows [from, to) to rg and flushes it; base is the
+// number of spine columns.
+func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
 	const batch = 1024
 	rows := make([]parquet.Row, 0, batch)
+	var vals []parquet.Value // every row of the batch, reused: WriteRows copies
 	flush := func() error {
-		if _, err := w.WriteRows(rows); err != nil {
+		if _, err := rg.WriteRows(rows); err != nil {
 			return err
 		}
-		rows = rows[:0]
+		rows, vals = rows[:0], vals[:0]
 		return nil
 	}
-	for i, src := range sp.good {
-		row := make(parquet.Row, 0, base+nf)
+	for i := from; i < to; i++ {
+		src := sp.good[i]
+		start := len(vals)
 		if sp.format == FormatParquet {
-			row = append(row, sp.prows[src]...)
+			vals = append(vals, sp.prows[src]...)
 		} else {
 			for c, cell := range sp.records[src] {
-				row = append(row, parquet.ByteArrayValue([]byte(cell)).Level(0, 0, c))
+				vals = append(vals, parquet.ByteArrayValue([]byte(cell)).Level(0, 0, c))
 			}
 		}
 		for j := 0; j < nf; j++ {
@@ -237,7 +280,7 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 				// group are present); repetition level 1 after the first.
 				t := res.typeOf(j)
 				for e, x := range res.lists[i*nf+j] {
-					row = append(row, parquetValue(x, t).Level(min(e, 1), 2, base+j))
+					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, base+j))
 				}
 				continue
 			}
@@ -245,9 +288,9 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 			if res.valid[i*nf+j] {
 				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, base+j)
 			}
-			row = append(row, v)
+			vals = append(vals, v)
 		}
-		rows = append(rows, row)
+		rows = append(rows, parquet.Row(vals[start:len(vals):len(vals)]))
 		if len(rows) == batch {
 			if err := flush(); err != nil {
 				return err
@@ -257,7 +300,7 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	return w.Close()
+	return rg.Flush()
 }
 
 // orderedGroup is a Parquet group that keeps its fields in the given order
