@@ -327,15 +327,6 @@ func (o *Options) build(ctx context.Context) (*built, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Shard.Sharded() {
-		feats := make([]*config.Feature, len(cols))
-		for i, c := range cols {
-			feats[i] = c.feature
-		}
-		if err := config.ListFeatureError("a sharded backfill", feats); err != nil {
-			return nil, err
-		}
-	}
 	if err := sp.parse(ent.Keys); err != nil {
 		return nil, err
 	}

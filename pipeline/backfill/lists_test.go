@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +41,8 @@ features:
 // on event time included), empty (null) for an empty window or an unknown
 // key, also next to a derived column; the manifest has no numeric
 // statistics for them; the engine API (Compute: Feast Flight) answers the
-// same lists (Values.List); sharded runs refuse them by name.
+// same lists (Values.List); a sharded run (2 shards) writes the same lists
+// as the single run, row by row, with the same manifest statistics.
 func TestListFeaturesInCSVAndParquet(t *testing.T) {
 	k, cfg, cl := testkit.Setup(t, listFile, testkit.SetupOptions{})
 	ctx := context.Background()
@@ -78,6 +78,7 @@ func TestListFeaturesInCSVAndParquet(t *testing.T) {
 		return l
 	}
 	dir := t.TempDir()
+	var singleMan *Manifest // the Parquet run's
 	for _, format := range []string{"csv", "parquet"} {
 		spine, out := filepath.Join(dir, "spine-"+format+".csv"), filepath.Join(dir, "out."+format)
 		writeSpine(t, spine, rows)
@@ -85,6 +86,7 @@ func TestListFeaturesInCSVAndParquet(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", format, err)
 		}
+		singleMan = m
 		// The manifest's statistics of a list column are those of the
 		// brute force's lists (lengths, elements, top elements), as the
 		// worker computes them.
@@ -156,13 +158,53 @@ func TestListFeaturesInCSVAndParquet(t *testing.T) {
 	if full == 0 {
 		t.Error("Compute: every list was null")
 	}
-	// Sharded runs do not carry lists.
+	// A sharded run writes the same lists: each shard's rows are the
+	// single run's rows of its keys, element by element, and the dataset
+	// manifest's statistics of a list column are the single run's.
 	spine := filepath.Join(dir, "spine-shard.csv")
 	writeSpine(t, spine, rows)
-	shard, _ := ParseShard("0/2")
-	if _, err := Run(ctx, Options{Brokers: k.Brokers, Config: cfg, Spine: spine, Out: filepath.Join(dir, "sharded"), Shard: shard, Features: []string{"last3_7d"}}); err == nil || !strings.Contains(err.Error(), "a sharded backfill does not carry list values") {
-		t.Errorf("sharded run of a list: %v", err)
+	names := []string{"last3_7d", "first4"}
+	single := readLists(t, filepath.Join(dir, "out.parquet"), "parquet", names)
+	sharded := filepath.Join(dir, "sharded")
+	ds, owned := runShards(t, Options{Brokers: k.Brokers, Config: cfg, Spine: spine, Features: []string{"last3_7d", "half_sum_7d", "first4"}}, sharded, 2, 3, rows)
+	seen := 0
+	for i, rs := range owned {
+		got := readLists(t, filepath.Join(sharded, Shard{Index: i, Count: 2}.PartFile()), "parquet", names)
+		for _, name := range names {
+			if len(got[name]) != len(rs) {
+				t.Fatalf("shard %d: %d rows of %s, want %d", i, len(got[name]), name, len(rs))
+			}
+			for j, r := range rs {
+				if !slices.Equal(got[name][j], single[name][r]) || (got[name][j] == nil) != (single[name][r] == nil) {
+					t.Errorf("shard %d row %d (spine row %d) %s = %v, single run %v", i, j, r, name, got[name][j], single[name][r])
+				}
+				seen += len(got[name][j])
+			}
+		}
 	}
+	if seen == 0 {
+		t.Error("sharded: every list was null")
+	}
+	for j, mf := range ds.Features {
+		got, wantSum := mf.Statistics.Summary(), singleMan.Features[j].Statistics.Summary()
+		if mf.Name != "half_sum_7d" && !sameSummary(got, wantSum) {
+			t.Errorf("sharded: manifest statistics of %s:\n%+v\nsingle run\n%+v", mf.Name, got, wantSum)
+		}
+	}
+}
+
+// sameSummary tells whether statistics summaries a and b are equal: counts,
+// top values and quantiles exactly, the moments within float rounding (a
+// merge of shards sums in another order), lengths likewise.
+func sameSummary(a, b monitor.Summary) bool {
+	if (a.Length == nil) != (b.Length == nil) || (a.Length != nil && !sameSummary(*a.Length, *b.Length)) {
+		return false
+	}
+	exact := func(s monitor.Summary) monitor.Summary {
+		s.Length, s.Mean, s.Stddev, s.Min, s.Max = nil, nil, nil, nil, nil
+		return s
+	}
+	return reflect.DeepEqual(exact(a), exact(b)) && near(a.Mean, b.Mean) && near(a.Stddev, b.Stddev) && near(a.Min, b.Min) && near(a.Max, b.Max)
 }
 
 // readLists reads the named list columns of an output: CSV cells as JSON

@@ -392,3 +392,36 @@ func TestShardedRekeyedMatchesSingleProcess(t *testing.T) {
 		t.Fatalf("%d rows in the shards, single run %d; dataset manifest %+v", got, len(want.cells), ds)
 	}
 }
+
+// runShards runs backfill o as n shards, one after the other, into the
+// dataset directory out, and returns the dataset manifest (the last
+// shard's) and, per shard, the spine rows it must hold, in spine order:
+// those whose key's canonical partition among partitions is the shard's
+// index modulo n. It fails t when a shard holds no row.
+func runShards(t *testing.T, o Options, out string, n, partitions int, rows []spineRow) (*Manifest, [][]int) {
+	t.Helper()
+	var ds *Manifest
+	for i := range n {
+		o.Out, o.Shard = out, Shard{Index: i, Count: n}
+		m, err := Run(context.Background(), o)
+		if err != nil {
+			t.Fatalf("shard %d/%d: %v", i, n, err)
+		}
+		ds = m
+	}
+	if len(ds.Shards) != n {
+		t.Fatalf("the last shard returned %d shards, want the dataset of %d", len(ds.Shards), n)
+	}
+	owned := make([][]int, n)
+	part := newPartitioner()
+	for r, row := range rows {
+		s := part.partition(row.key, partitions) % n
+		owned[s] = append(owned[s], r)
+	}
+	for i, rs := range owned {
+		if len(rs) == 0 {
+			t.Fatalf("shard %d/%d owns no spine row: the scenario does not split", i, n)
+		}
+	}
+	return ds, owned
+}

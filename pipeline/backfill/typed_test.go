@@ -50,8 +50,9 @@ features:
 // INT64 and BOOLEAN columns (LISTs of them), CSV integers (longs near
 // 2^53, exact) and true/false (JSON lists of them), equal at every spine
 // row to aggtest.BruteForce / BruteForceList; a record whose long is
-// beyond 2^53 is refused (inexact_long) and counts nowhere; Compute
-// answers the same numbers.
+// beyond 2^53 is refused (inexact_long) and counts nowhere; a sharded run
+// (2 shards) writes the same cells as the single run; Compute answers the
+// same numbers.
 func TestKeptLongsAndBooleansInCSVAndParquet(t *testing.T) {
 	k, cfg, cl := testkit.Setup(t, keptFile, testkit.SetupOptions{Files: map[string]string{"visit.avsc": visitSchema}})
 	ctx := context.Background()
@@ -175,6 +176,26 @@ func TestKeptLongsAndBooleansInCSVAndParquet(t *testing.T) {
 		}
 		if lists == 0 {
 			t.Errorf("%s: no list had two values", format)
+		}
+	}
+	// A sharded run writes the same typed values and lists: each shard's
+	// rows are the single Parquet run's rows of its keys.
+	single := readTyped(t, filepath.Join(dir, "out.parquet"), "parquet", names)
+	spine := filepath.Join(dir, "spine-shard.csv")
+	writeSpine(t, spine, rows)
+	sharded := filepath.Join(dir, "sharded")
+	_, owned := runShards(t, Options{Brokers: k.Brokers, Config: cfg, Spine: spine, Features: names}, sharded, 2, 3, rows)
+	for i, rs := range owned {
+		got := readTyped(t, filepath.Join(sharded, Shard{Index: i, Count: 2}.PartFile()), "parquet", names)
+		for _, name := range names {
+			if len(got[name]) != len(rs) {
+				t.Fatalf("shard %d: %d rows of %s, want %d", i, len(got[name]), name, len(rs))
+			}
+			for j, r := range rs {
+				if got[name][j] != single[name][r] {
+					t.Errorf("shard %d row %d (spine row %d) %s = %q, single run %q", i, j, r, name, got[name][j], single[name][r])
+				}
+			}
 		}
 	}
 	points := make([]Point, len(rows))
