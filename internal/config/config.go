@@ -468,17 +468,3 @@ func quoteList(items []string, lastSep string) string {
 	}
 	return strings.Join(q[:len(q)-1], ", ") + lastSep + q[len(q)-1]
 }
-
-// ListFeatureError reports, for a read path (what: "lookup", "backfill",
-// ...) that carries one number per feature only, the first feature of fs
-// whose value is a list (first_k, last_k), or nil. The read paths refuse
-// such features with this error rather than serve them as null (today:
-// sharded backfills and skew, whose lookup log has no list values).
-func ListFeatureError(what string, fs []*Feature) error {
-	for _, f := range fs {
-		if f.Derived == nil && f.Aggregation.List() {
-			return fmt.Errorf("feature %s@%d is a list (%s): %s does not carry list values yet; remove it or request other features", f.Name, f.Version, f.Aggregation, what)
-		}
-	}
-	return nil
-}

@@ -9,7 +9,10 @@
 // A served value and a recomputed value match when both are null, or both are
 // numbers within Options.Tolerance of each other (relative, default 1e-9,
 // which only absorbs float summation order). Null against a number is always
-// a mismatch. The report gives, per feature: rows compared, mismatches, the
+// a mismatch. A list feature (first_k, last_k; served in the entry's
+// "lists") matches when both lists are null, or both have the same length
+// and equal elements one by one, exactly: elements are event values (doubles,
+// longs, booleans as 0/1), never sums, so no tolerance applies. The report gives, per feature: rows compared, mismatches, the
 // largest absolute and relative differences among rows where both values are
 // numbers, and the first mismatching examples in (At, key) order.
 //

@@ -135,24 +135,33 @@ type Report struct {
 
 // FeatureReport is the comparison of one feature.
 type FeatureReport struct {
-	Feature    string `json:"feature"` // id, name@version
-	Rows       int64  `json:"rows"`
-	Mismatches int64  `json:"mismatches"`
+	Feature string `json:"feature"` // id, name@version
+	// List tells that the feature's values are lists (first_k, last_k):
+	// its examples carry ServedList and RecomputedList.
+	List       bool  `json:"list,omitempty"`
+	Rows       int64 `json:"rows"`
+	Mismatches int64 `json:"mismatches"`
 	// NullMismatches are the mismatches where one side is null.
 	NullMismatches int64 `json:"null_mismatches"`
-	// MaxAbsDiff and MaxRelDiff are over rows where both sides are numbers;
-	// the relative difference is |a-b| / max(|a|, |b|).
+	// MaxAbsDiff and MaxRelDiff are over rows where both sides are numbers
+	// (a list feature: over the elements at the same position of two
+	// non-null lists); the relative difference is |a-b| / max(|a|, |b|).
 	MaxAbsDiff float64   `json:"max_abs_diff"`
 	MaxRelDiff float64   `json:"max_rel_diff"`
 	Examples   []Example `json:"examples"`
 }
 
-// Example is one mismatching row; nil is null.
+// Example is one mismatching row; nil is null. A list feature's example
+// (FeatureReport.List) has Served and Recomputed null and the lists in
+// ServedList and RecomputedList, absent when null (longs and booleans as
+// their float64 values, true as 1).
 type Example struct {
-	Key        string   `json:"key"`
-	At         int64    `json:"at"` // epoch ms
-	Served     *float64 `json:"served"`
-	Recomputed *float64 `json:"recomputed"`
+	Key            string    `json:"key"`
+	At             int64     `json:"at"` // epoch ms
+	Served         *float64  `json:"served"`
+	Recomputed     *float64  `json:"recomputed"`
+	ServedList     []float64 `json:"served_list,omitempty"`
+	RecomputedList []float64 `json:"recomputed_list,omitempty"`
 }
 
 // Err is nil when every compared value matched, else an error wrapping
@@ -212,7 +221,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	type entityWork struct {
 		ids    map[string]bool // features of this entity that were served
 		points []backfill.Point
-		served []map[string]*float64 // per point: its entry's values (only this entity's features are looked up)
+		served []map[string]*float64  // per point: its entry's values (only this entity's features are looked up)
+		lists  []map[string][]float64 // per point: its entry's lists (first_k, last_k)
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -221,30 +231,37 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	work := map[string]*entityWork{}
 	var entities []string
 	var entryEnts []string // entities of the current entry (reused)
+	note := func(id string) {
+		f := byID[id]
+		if f == nil {
+			rep.Unknown[id]++
+			return
+		}
+		ent := f.EntityRef.Name
+		w := work[ent]
+		if w == nil {
+			w = &entityWork{ids: map[string]bool{}}
+			work[ent] = w
+			entities = append(entities, ent)
+		}
+		w.ids[id] = true
+		if !slices.Contains(entryEnts, ent) {
+			entryEnts = append(entryEnts, ent)
+		}
+	}
 	for _, l := range entries {
 		entryEnts = entryEnts[:0]
 		for id := range l.entry.Features {
-			f := byID[id]
-			if f == nil {
-				rep.Unknown[id]++
-				continue
-			}
-			ent := f.EntityRef.Name
-			w := work[ent]
-			if w == nil {
-				w = &entityWork{ids: map[string]bool{}}
-				work[ent] = w
-				entities = append(entities, ent)
-			}
-			w.ids[id] = true
-			if !slices.Contains(entryEnts, ent) {
-				entryEnts = append(entryEnts, ent)
-			}
+			note(id)
+		}
+		for id := range l.entry.Lists {
+			note(id)
 		}
 		for _, ent := range entryEnts {
 			w := work[ent]
 			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
 			w.served = append(w.served, l.entry.Features)
+			w.lists = append(w.lists, l.entry.Lists)
 		}
 	}
 	if len(rep.Unknown) == 0 {
@@ -254,16 +271,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	reports := map[string]*FeatureReport{}
 	for _, ent := range entities {
 		w := work[ent]
-		// List values (first_k, last_k) are in the lookup log's "lists",
-		// which skew does not read (it compares numbers); should one get
-		// here, refuse rather than compare a list's placeholder 0.
-		feats := make([]*config.Feature, 0, len(w.ids))
-		for id := range w.ids {
-			feats = append(feats, byID[id])
-		}
-		if err := config.ListFeatureError("skew", feats); err != nil {
-			return nil, err
-		}
 		vals, err := backfill.Compute(ctx, backfill.Options{
 			Brokers: o.Brokers, Config: o.Config, Features: slices.Sorted(maps.Keys(w.ids)), Mode: o.Mode,
 			Limits: o.Limits, Log: o.Log, ExtraOpts: o.ExtraOpts, Progress: o.Progress,
@@ -278,6 +285,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				fr = &FeatureReport{Feature: f.ID, Examples: []Example{}}
 				reports[f.ID] = fr
 				rep.Features = append(rep.Features, fr)
+			}
+			if vals.IsList(c) { // first_k, last_k: served in the entry's lists
+				fr.List = true
+				for i, p := range w.points {
+					served, ok := w.lists[i][f.ID]
+					if !ok {
+						continue
+					}
+					recomputed, vok := vals.List(i, c)
+					if !vok {
+						recomputed = nil
+					}
+					fr.compareList(p, served, recomputed, ok && served != nil, vok, o.Examples)
+				}
+				continue
 			}
 			for i, p := range w.points {
 				served, ok := w.served[i][f.ID]
@@ -330,5 +352,47 @@ func (fr *FeatureReport) compare(p backfill.Point, served, recomputed *float64, 
 	fr.Mismatches++
 	if len(fr.Examples) < examples {
 		fr.Examples = append(fr.Examples, Example{Key: p.Key, At: p.T, Served: served, Recomputed: recomputed})
+	}
+}
+
+// compareList adds one row of a list feature to fr: served and recomputed
+// match when both are null or both are lists of the same length whose
+// elements are equal one by one, exactly (a list's elements are event
+// values, not sums, so no tolerance applies; longs and booleans are exact
+// as float64). hasS and hasR tell whether each side is a list (not null).
+func (fr *FeatureReport) compareList(p backfill.Point, served, recomputed []float64, hasS, hasR bool, examples int) {
+	fr.Rows++
+	match := true
+	switch {
+	case !hasS && !hasR:
+	case !hasS || !hasR:
+		match = false
+		fr.NullMismatches++
+	default:
+		match = len(served) == len(recomputed)
+		for j := range min(len(served), len(recomputed)) {
+			a, b := served[j], recomputed[j]
+			if a == b || (math.IsNaN(a) && math.IsNaN(b)) {
+				continue
+			}
+			match = false
+			abs := math.Abs(a - b)
+			fr.MaxAbsDiff = math.Max(fr.MaxAbsDiff, abs)
+			fr.MaxRelDiff = math.Max(fr.MaxRelDiff, abs/math.Max(math.Abs(a), math.Abs(b)))
+		}
+	}
+	if match {
+		return
+	}
+	fr.Mismatches++
+	if len(fr.Examples) < examples {
+		ex := Example{Key: p.Key, At: p.T}
+		if hasS {
+			ex.ServedList = slices.Clone(served)
+		}
+		if hasR {
+			ex.RecomputedList = slices.Clone(recomputed)
+		}
+		fr.Examples = append(fr.Examples, ex)
 	}
 }

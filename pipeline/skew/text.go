@@ -3,7 +3,9 @@ package skew
 import (
 	"fmt"
 	"io"
+	"math"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -37,8 +39,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "\n%s: first %d of %d mismatches (key, at, served, recomputed)\n", f.Feature, len(f.Examples), f.Mismatches)
 		for _, e := range f.Examples {
+			served, recomputed := ptr(e.Served), ptr(e.Recomputed)
+			if f.List {
+				served, recomputed = list(e.ServedList), list(e.RecomputedList)
+			}
 			fmt.Fprintf(w, "  %s\t%s (%d)\t%s\t%s\n", e.Key, time.UnixMilli(e.At).UTC().Format("2006-01-02T15:04:05.000Z"), e.At,
-				ptr(e.Served), ptr(e.Recomputed))
+				served, recomputed)
 		}
 	}
 	if r.Mismatches == 0 {
@@ -56,4 +62,21 @@ func ptr(f *float64) string {
 		return "null"
 	}
 	return strconv.FormatFloat(*f, 'g', -1, 64)
+}
+
+// list formats a list feature's value as JSON-like text, whole numbers
+// (longs, booleans as 0 and 1) in full; nil is null.
+func list(l []float64) string {
+	if l == nil {
+		return "null"
+	}
+	parts := make([]string, len(l))
+	for i, x := range l {
+		format := byte('g')
+		if x == math.Trunc(x) && math.Abs(x) < 1e18 {
+			format = 'f'
+		}
+		parts[i] = strconv.FormatFloat(x, format, -1, 64)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
 }
