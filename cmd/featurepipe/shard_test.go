@@ -1,11 +1,18 @@
 package main
 
 import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 )
@@ -99,4 +106,164 @@ func TestBackfillShardFlag(t *testing.T) {
 	if code, _, stderr := execCLI(append(base2, "--merge", "--shard", "0/3")...); code != 2 || !strings.Contains(stderr, "without --shard") {
 		t.Errorf("--merge --shard: exit %d: %s", code, stderr)
 	}
+}
+
+// TestBackfillShardListFeatures: `backfill --shard i/2` of list features
+// (demo's txn_first_times, a first_k of longs, and a last_k of doubles)
+// writes Parquet LIST cells equal, key by key, to the single-process run's
+// CSV JSON text, nulls included.
+func TestBackfillShardListFeatures(t *testing.T) {
+	f := newProduceFixture(t)
+	f.catalog(t, "  - {name: txn_amount_last3, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, window: lifetime, owner: o, description: d}\n")
+	var lines []string
+	for i := range 24 {
+		lines = append(lines, fmt.Sprintf(`{"user_id":"u-%d","merchant_id":"m1","amount":%v,"currency":"EUR","ts":%d}`, i%6, float64(i)*1.25+0.5, 1700000000000+int64(i*7%24)*60_000))
+	}
+	events := f.input(t, "events.jsonl", lines...)
+	if code, _, stderr := execCLI("produce", "--brokers", f.brokers, "--config", f.config, "--source", "transactions", "--input", events); code != 0 {
+		t.Fatalf("produce: exit %d: %s", code, stderr)
+	}
+	spineLines := []string{"user_id,timestamp"}
+	for u := range 8 { // u-6 and u-7 have no events: null lists
+		spineLines = append(spineLines, fmt.Sprintf("u-%d,2023-11-15T00:00:00Z", u))
+	}
+	spine := f.input(t, "spine.csv", spineLines...)
+	names := []string{"txn_first_times", "txn_amount_last3"}
+	base := []string{"backfill", "--brokers", f.brokers, "--config", f.config, "--spine", spine, "--features", strings.Join(names, ",")}
+
+	single := filepath.Join(f.dir, "single.csv")
+	if code, _, stderr := execCLI(append(base, "--out", single)...); code != 0 {
+		t.Fatalf("single run: exit %d: %s", code, stderr)
+	}
+	want := map[string]map[string][]float64{} // feature -> key -> list (nil: null)
+	fh, err := os.Open(single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(fh).ReadAll()
+	fh.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := 0
+	for _, name := range names {
+		c := slices.Index(recs[0], name)
+		if c < 0 {
+			t.Fatalf("no column %s in %v", name, recs[0])
+		}
+		want[name] = map[string][]float64{}
+		for _, r := range recs[1:] {
+			var l []float64
+			if r[c] != "" {
+				if err := json.Unmarshal([]byte(r[c]), &l); err != nil {
+					t.Fatalf("%s of %s: %q: %v", name, r[0], r[c], err)
+				}
+				lists++
+			}
+			want[name][r[0]] = l
+		}
+	}
+	if lists != 12 {
+		t.Fatalf("the single run has %d non-null lists, want 12 (6 keys x 2 features)", lists)
+	}
+
+	out := filepath.Join(f.dir, "train")
+	for _, shard := range []string{"0/2", "1/2"} {
+		if code, _, stderr := execCLI(append(base, "--out", out, "--shard", shard)...); code != 0 {
+			t.Fatalf("--shard %s: exit %d: %s", shard, code, stderr)
+		}
+	}
+	got := map[string]map[string][]float64{}
+	for i := range 2 {
+		for name, byKey := range readListParquet(t, filepath.Join(out, backfill.Shard{Index: i, Count: 2}.PartFile()), names) {
+			if got[name] == nil {
+				got[name] = map[string][]float64{}
+			}
+			for k, l := range byKey {
+				if _, dup := got[name][k]; dup {
+					t.Fatalf("key %s in two shards", k)
+				}
+				got[name][k] = l
+			}
+		}
+	}
+	for _, name := range names {
+		if len(got[name]) != len(want[name]) {
+			t.Fatalf("%s: the shards hold %d keys, the single run %d", name, len(got[name]), len(want[name]))
+		}
+		for k, w := range want[name] {
+			if g := got[name][k]; !slices.Equal(g, w) || (g == nil) != (w == nil) {
+				t.Errorf("%s of %s: shards %v, single run %v", name, k, g, w)
+			}
+		}
+	}
+}
+
+// readListParquet reads the user_id column and the named LIST columns
+// (INT64 or DOUBLE elements, as float64) of a backfill's Parquet file: per
+// feature, per key, the list (nil: null).
+func readListParquet(t *testing.T, path string, names []string) map[string]map[string][]float64 {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(fh, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, ok := pf.Schema().Lookup("user_id")
+	if !ok {
+		t.Fatalf("no user_id column in %v", pf.Schema())
+	}
+	cols := map[int]string{}
+	out := map[string]map[string][]float64{}
+	for _, name := range names {
+		leaf, ok := pf.Schema().Lookup(name, "list", "element")
+		if !ok {
+			t.Fatalf("no LIST column %s in %v", name, pf.Schema())
+		}
+		cols[leaf.ColumnIndex] = name
+		out[name] = map[string][]float64{}
+	}
+	r := parquet.NewReader(pf)
+	defer r.Close()
+	buf := make([]parquet.Row, 16)
+	for {
+		n, err := r.ReadRows(buf)
+		for _, row := range buf[:n] {
+			k := ""
+			lists := map[string][]float64{}
+			for _, v := range row {
+				if v.Column() == key.ColumnIndex {
+					k = v.String()
+					continue
+				}
+				name, ok := cols[v.Column()]
+				if !ok || v.IsNull() {
+					continue
+				}
+				x := v.Double()
+				if v.Kind() == parquet.Int64 {
+					x = float64(v.Int64())
+				}
+				lists[name] = append(lists[name], x)
+			}
+			for _, name := range names {
+				out[name][k] = lists[name]
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
