@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-lookup bench-coldstart bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-replay bench-lookup bench-coldstart bench-produce bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -98,7 +98,7 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 ## bench: every figure in the README (bench-backfill is separate: it needs Python and ~10 minutes)
-bench: bench-apply bench-ingest bench-lookup bench-coldstart
+bench: bench-apply bench-ingest bench-lookup bench-coldstart bench-produce
 
 bench-apply:
 	$(GO) test -run '^$$' -bench 'Apply|Read' -benchmem ./aggregations/
@@ -108,11 +108,19 @@ bench-ingest:
 	INGEST_STATS=0 $(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
 	INGEST_STATS=1 $(GO) test -run '^$$' -bench 'Ingest' -benchtime 1x -timeout 20m ./pipeline/e2e/
 
+## bench-replay: history replay (300,000 events over 40 days, 7 features) against a bare consumer, 3 alternated rounds
+bench-replay:
+	REPLAY_ROUNDS=3 $(GO) test -run '^$$' -bench 'HistoryReplay' -benchtime 1x -timeout 30m ./pipeline/e2e/
+
 bench-lookup: build
 	$(BIN) load --rate 20000 --duration 20s --keys 10000
 
 bench-coldstart:
 	$(GO) test -run '^$$' -bench 'ColdStart' -benchtime 1x -timeout 30m ./pipeline/e2e/
+
+## bench-produce: `featurepipe produce` of JSON lines vs a bare franz-go producer of the same records
+bench-produce:
+	$(GO) test -run '^$$' -bench 'Produce' -benchtime 1x -count 3 ./pipeline/produce/
 
 ## bench-backfill: 10M events, 1M spine rows, featurepipe vs DuckDB (installs duckdb in .cache/)
 bench-backfill:

@@ -5,3 +5,6 @@ var (
 	CanonicalFormOf = canonicalForm
 	ParseInteger    = parseInteger
 )
+
+// FromJSONTokens is FromJSON without its flat-object fast path.
+func (s *Schema) FromJSONTokens(obj []byte) (map[string]any, error) { return s.fromJSONTokens(obj) }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // FromJSON converts one JSON object into the goavro native record for s, ready
@@ -34,9 +35,124 @@ import (
 //
 // Errors name the field and say what was expected, e.g.
 // `field "amount": want double, got string "abc"`; field errors are
-// *FieldError values. Cost: one pass of encoding/json with UseNumber, one map
-// of len(s.Fields).
+// *FieldError values.
+//
+// Cost: json.Valid over obj, then one pass over a flat object (values are
+// strings, numbers, booleans or null), one map of len(s.Fields) and one
+// allocation per string value and per boxed number. Any other line (not
+// valid JSON, or with a nested value) is decoded token by token with
+// encoding/json instead, several times slower, with the same result and the
+// same errors.
 func (s *Schema) FromJSON(obj []byte) (map[string]any, error) {
+	if json.Valid(obj) {
+		if out, ok, err := s.fromFlatJSON(obj); ok {
+			return out, err
+		}
+	}
+	return s.fromJSONTokens(obj)
+}
+
+// fromFlatJSON is FromJSON of obj, which json.Valid accepted, when obj is
+// one object whose values are all strings, numbers, booleans or null (ok
+// true); it gives up (ok false) at the first nested value or when obj is
+// not an object. Errors and their order are those of fromJSONTokens: the
+// fields are converted in input order, and the first problem is returned.
+func (s *Schema) fromFlatJSON(obj []byte) (out map[string]any, ok bool, err error) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, false, nil
+	}
+	i = skipSpace(obj, i+1)
+	out = make(map[string]any, len(s.Fields))
+	for i < len(obj) && obj[i] == '"' {
+		end := stringEnd(obj, i)
+		name, ok := jsonString(obj[i:end])
+		if !ok {
+			return nil, false, nil
+		}
+		i = skipSpace(obj, end)
+		i = skipSpace(obj, i+1) // the ':' (obj is valid JSON)
+		var v any
+		switch c := obj[i]; {
+		case c == '"':
+			end = stringEnd(obj, i)
+			if v, ok = jsonString(obj[i:end]); !ok {
+				return nil, false, nil
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			end = i + 1
+			for end < len(obj) && strings.IndexByte("0123456789+-.eE", obj[end]) >= 0 {
+				end++
+			}
+			v = json.Number(obj[i:end])
+		case c == 't':
+			v, end = true, i+4
+		case c == 'f':
+			v, end = false, i+5
+		case c == 'n':
+			v, end = nil, i+4
+		default: // an object or an array
+			return nil, false, nil
+		}
+		i = skipSpace(obj, end)
+		if obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+		idx, known := s.index[name]
+		if !known {
+			return nil, true, fieldErr(name, ErrUnknownField, "not in schema "+s.Name)
+		}
+		if _, dup := out[name]; dup {
+			return nil, true, fieldErr(name, ErrUnknownField, "appears twice")
+		}
+		nv, err := s.nativeValue(idx, v)
+		if err != nil {
+			return nil, true, err
+		}
+		out[name] = nv
+	}
+	if out, err = s.defaults(out); err != nil {
+		return nil, true, err
+	}
+	return out, true, nil
+}
+
+// skipSpace returns the index of the first byte of b at or after i that is
+// not JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just after the JSON string starting at b[i]
+// (a '"'), in valid JSON.
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++ // the escaped byte (for \uXXXX, the hex digits are not '"')
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// jsonString returns the value of the quoted JSON string q when it has no
+// escapes and is valid UTF-8 (ok false otherwise: encoding/json then
+// decodes it, replacing invalid UTF-8 as it does).
+func jsonString(q []byte) (string, bool) {
+	body := q[1 : len(q)-1]
+	if bytes.IndexByte(body, '\\') >= 0 || !utf8.Valid(body) {
+		return "", false
+	}
+	return string(body), true
+}
+
+// fromJSONTokens is FromJSON decoding obj token by token with encoding/json.
+func (s *Schema) fromJSONTokens(obj []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -75,6 +191,15 @@ func (s *Schema) FromJSON(obj []byte) (map[string]any, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%s from JSON: data after the object", s.Name)
+	}
+	return s.defaults(out)
+}
+
+// defaults fills the fields missing from out with their schema defaults,
+// or fails naming the first missing field without one.
+func (s *Schema) defaults(out map[string]any) (map[string]any, error) {
+	if len(out) == len(s.Fields) {
+		return out, nil
 	}
 	for i, f := range s.Fields {
 		if _, ok := out[f.Name]; ok {

@@ -3,6 +3,7 @@ package schemas_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -249,6 +250,47 @@ func FuzzFromJSON(f *testing.F) {
 		}
 		if _, err := s.Encode(nil, rec); err != nil {
 			t.Fatalf("FromJSON(%s) gave a record Encode refuses: %v", line, err)
+		}
+	})
+}
+
+// FromJSON's flat-object fast path answers exactly as the token-by-token
+// decoder: the same record, or an error with the same message.
+func FuzzFromJSONFastPathMatchesTokens(f *testing.F) {
+	s := mustParse(f, eventSchema)
+	for _, seed := range []string{
+		`{"id":"e1","n":-7,"big":1e3,"x":2.25,"f":0.5,"ok":true,"note":"hi","at":1700000000123,"score":null,"kind":"B","raw":"a"}`,
+		` { "id" : "e" , "n" : 1 , "big" : 2 , "x" : 3 , "f" : 4 , "ok" : false } `,
+		"{\"id\":\"e\",\t\"n\":1,\r\n\"big\":2,\"x\":3,\"f\":4,\"ok\":false}",
+		`{"id":"e\"q\\u00e9\n","n":1,"big":2,"x":3,"f":4,"ok":false}`,
+		`{"i\u0064":"e","n":1,"big":2,"x":3,"f":4,"ok":false}`,
+		"{\"id\":\"\xff\xfe\",\"n\":1,\"big\":2,\"x\":3,\"f\":4,\"ok\":false}",
+		`{"id":"e","n":1,"big":2,"x":3,"f":4,"ok":false,"id":"again"}`,
+		`{"id":"e","n":1,"big":2,"x":3,"f":4,"ok":false,"colour":"red"}`,
+		`{"id":"e","n":1.5,"big":2,"x":3,"f":4,"ok":false}`,
+		`{"id":"e","n":1,"big":2,"x":-0.0e-0,"f":4E+2,"ok":false}`,
+		`{"id":"e","n":1,"big":2,"x":"3","f":4,"ok":null}`,
+		`{"id":"e","n":1,"big":2,"x":3,"f":4}`,
+		`{"id":"e","n":1,"big":2,"x":3,"f":4,"ok":false,"note":{"string":"x"}}`,
+		`{"id":"e","n":[1],"big":2,"x":3,"f":4,"ok":false}`,
+		`{"id":"e","n":1,"big":2,"x":3,"f":4,"ok":false} {}`,
+		`{"id":"e",`,
+		`{}`,
+		`[1]`,
+		`"e"`,
+		`null`,
+		``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got, gotErr := s.FromJSON(line)
+		want, wantErr := s.FromJSONTokens(line)
+		if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+			t.Fatalf("FromJSON(%q): error %v, token decoder: %v", line, gotErr, wantErr)
+		}
+		if gotErr == nil && fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+			t.Fatalf("FromJSON(%q) = %#v, token decoder: %#v", line, got, want)
 		}
 	})
 }

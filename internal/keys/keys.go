@@ -13,6 +13,7 @@
 //	republish      'R' | lp(topic) | u32(partition) | feature id  -> empty
 //	log layout     'K' | lp(topic) | u32(partition)          -> u64 feature-log key layout published under
 //	repartition    'H' | lp(topic) | u32(partition) | lp(scope) | u32(source partition) -> u64 source offset applied through
+//	stats hour     'M' | u64(hour start ms) | feature id       -> that hour's feature statistics (pipeline/monitor)
 //	view entity    'E' | lp(entity) | entity key
 //	view offset    'L' | lp(topic) | u32(partition)          -> u64 next feature-log offset
 //	feature log    lp(entity) | lp(entity key) | lp(feature id) | u32(source partition) | u64(tile start ^ signbit)
@@ -48,6 +49,7 @@ const (
 	prefixRepublish = 'R'
 	prefixLogLayout = 'K'
 	prefixRepMark   = 'H'
+	prefixStatsHour = 'M'
 )
 
 // FeatureLogLayout is the version of the feature-log key layout that
@@ -97,14 +99,21 @@ func StatePartition(topic string, partition int32) (lower, upper []byte) {
 
 // EntityKeyFromState returns the entity key of a state key built by State.
 func EntityKeyFromState(k []byte) (string, error) {
+	key, err := StateEntityKey(k)
+	return string(key), err
+}
+
+// StateEntityKey is EntityKeyFromState without a copy: the entity key
+// aliases k.
+func StateEntityKey(k []byte) ([]byte, error) {
 	if len(k) == 0 || k[0] != prefixState {
-		return "", fmt.Errorf("%w: not a state key", ErrMalformed)
+		return nil, fmt.Errorf("%w: not a state key", ErrMalformed)
 	}
-	_, rest, err := readLP(k[1:])
-	if err != nil || len(rest) < 4 {
-		return "", fmt.Errorf("%w: state key", ErrMalformed)
+	n, w := binary.Uvarint(k[1:])
+	if rest := uint64(len(k) - 1 - w); w <= 0 || rest < n || rest-n < 4 {
+		return nil, fmt.Errorf("%w: state key", ErrMalformed)
 	}
-	return string(rest[4:]), nil
+	return k[1+w+int(n)+4:], nil
 }
 
 // Offset is the key of the next source offset to apply for a partition.
@@ -172,6 +181,34 @@ func RepartitionMarkSource(k []byte) (int32, error) {
 		return 0, fmt.Errorf("%w: not a repartition mark key", ErrMalformed)
 	}
 	return int32(binary.BigEndian.Uint32(k[len(k)-4:])), nil
+}
+
+// StatsHour is the key of one feature version's statistics over the hour
+// starting at hourMS (epoch ms, >= 0): the worker's hourly statistics kept
+// for the week-earlier baseline. Keys sort by hour, so the hours before a
+// time are one range (StatsHoursBefore).
+func StatsHour(hourMS int64, featureID string) []byte {
+	dst := binary.BigEndian.AppendUint64([]byte{prefixStatsHour}, uint64(hourMS))
+	return append(dst, featureID...)
+}
+
+// StatsHours returns the bounds [lower, upper) of every StatsHour key.
+func StatsHours() (lower, upper []byte) {
+	return []byte{prefixStatsHour}, []byte{prefixStatsHour + 1}
+}
+
+// StatsHoursBefore returns the bounds [lower, upper) of the StatsHour keys
+// of hours starting before hourMS.
+func StatsHoursBefore(hourMS int64) (lower, upper []byte) {
+	return []byte{prefixStatsHour}, binary.BigEndian.AppendUint64([]byte{prefixStatsHour}, uint64(max(hourMS, 0)))
+}
+
+// ParseStatsHour returns the hour and feature id of a StatsHour key.
+func ParseStatsHour(k []byte) (hourMS int64, featureID string, err error) {
+	if len(k) < 9 || k[0] != prefixStatsHour {
+		return 0, "", fmt.Errorf("%w: not a statistics hour key", ErrMalformed)
+	}
+	return int64(binary.BigEndian.Uint64(k[1:9])), string(k[9:]), nil
 }
 
 // PutRange encodes a bootstrap range value.

@@ -66,14 +66,9 @@ func writeSST(ctx context.Context, path string, iter func(yield func(key, value 
 
 // readSST calls fn for every key/value of the SST at path, in key order.
 func readSST(path string, fn func(key, value []byte) error) (err error) {
-	f, err := vfs.Default.Open(path)
+	it, err := openSST(path)
 	if err != nil {
 		return err
-	}
-	// NewExternalIter takes ownership of f and closes it with the iterator.
-	it, err := pebble.NewExternalIter(externalOpts, nil, [][]sstable.ReadableFile{{f}})
-	if err != nil {
-		return fmt.Errorf("open sstable: %w", err)
 	}
 	defer func() {
 		if cerr := it.Close(); err == nil && cerr != nil {
@@ -90,6 +85,21 @@ func readSST(path string, fn func(key, value []byte) error) (err error) {
 		}
 	}
 	return it.Error()
+}
+
+// openSST returns an iterator over the SST at path; closing it closes the
+// file.
+func openSST(path string) (*pebble.Iterator, error) {
+	f, err := vfs.Default.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	// NewExternalIter takes ownership of f and closes it with the iterator.
+	it, err := pebble.NewExternalIter(externalOpts, nil, [][]sstable.ReadableFile{{f}})
+	if err != nil {
+		return nil, fmt.Errorf("open sstable: %w", err)
+	}
+	return it, nil
 }
 
 var externalOpts = func() *pebble.Options {

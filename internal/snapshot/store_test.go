@@ -848,3 +848,52 @@ func TestReadLeavesNoTemporaryFiles(t *testing.T) {
 		t.Errorf("Read left %v in TMPDIR", left)
 	}
 }
+
+func TestOpenReadsWhatReadReadsAndCleansUp(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where Open keeps its local copies
+	b := newDir(t)
+	s := NewStore(b, 0)
+	a0, a1 := TopicPartition{"a", 0}, TopicPartition{"a", 1}
+	m := writeSnap(t, s, "w", 0, a0, a1)
+	for _, tp := range []TopicPartition{a0, a1} {
+		src, _ := m.Source(tp)
+		want := readAll(t, s, m, src.File)
+		r, err := s.Open(ctx, m, src.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []kv
+		for r.Next() {
+			v, err := r.Value()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, kv{bytes.Clone(r.Key()), bytes.Clone(v)})
+		}
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if r.Next() {
+			t.Fatal("Next after the end reports a pair")
+		}
+		if len(got) != 100 || !equalPairs(got, want) {
+			t.Fatalf("%s: Open read %d pairs, Read %d; equal: %v", src.File, len(got), len(want), equalPairs(got, want))
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad, _ := m.Source(a1)
+	flipByte(t, b, m.Object(bad.File))
+	if r, err := s.Open(ctx, m, bad.File); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a corrupt file = %v, %v; want ErrCorrupt", r, err)
+	}
+	if _, err := s.Open(ctx, m, "nope.sst"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("Open of a file not in the manifest = %v, want ErrNotExist", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("Open and Close left temporary files: %v", left)
+	}
+}

@@ -5,12 +5,17 @@
 package state
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -55,6 +60,7 @@ var ErrFailed = errors.New("state store failed")
 // Store is an open Pebble database. Safe for concurrent use.
 type Store struct {
 	db     *pebble.DB
+	fs     vfs.FS
 	dir    string
 	sync   *pebble.WriteOptions
 	failed atomic.Pointer[error]
@@ -116,7 +122,12 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, sync: pebble.Sync}
+	fs := vfs.Default
+	if o.FS != nil {
+		fs = o.FS
+	}
+	removeIngestLeftovers(fs, dir)
+	s := &Store{db: db, fs: fs, dir: dir, sync: pebble.Sync}
 	if o.NoSync {
 		s.sync = pebble.NoSync
 	}
@@ -191,6 +202,129 @@ func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 		return fmt.Errorf("commit state batch: %w", err)
 	}
 	return b.Close()
+}
+
+// ingestPrefix names the sstables IngestSorted writes in the store's
+// directory before ingesting them.
+const ingestPrefix = "featurepipe-ingest-"
+
+// IngestSorted writes the pairs fill passes to set, whose keys must be
+// strictly increasing, into a new sstable in the store's directory and
+// ingests it (pebble's DB.Ingest): the pairs skip the memtable and the WAL,
+// and the flushes and compactions that batches of the same pairs would
+// cost. An ingested key replaces the store's value of that key. It returns
+// the number of pairs ingested.
+//
+// All or nothing: when fill or set fails, nothing is ingested and the file is
+// removed. The ingested table is durable when IngestSorted returns (Pebble
+// syncs it and its manifest entry), whatever Options.NoSync. Cost: one write
+// of the pairs (block-compressed) plus a hard link, or a copy where the
+// filesystem has no links.
+func (s *Store) IngestSorted(ctx context.Context, fill func(set func(key, value []byte) error) error) (n int64, err error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	defer s.recoverFatal(&err)
+	path := s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.sst", ingestPrefix, ingestSeq.Add(1)))
+	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return 0, fmt.Errorf("ingest into %s: %w", s.dir, err)
+	}
+	defer s.fs.Remove(path) // after Ingest, a link (or a copy) of it is the store's
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{TableFormat: s.db.TableFormat()})
+	// The sstable writer (block compression, checksums, writes) runs in its
+	// own goroutine, fed runs of pairs, so that it overlaps with fill.
+	runs := make(chan *ingestRun, 4)
+	free := make(chan *ingestRun, 6)
+	for range cap(free) {
+		free <- &ingestRun{}
+	}
+	werr := make(chan error, 1)
+	go func() {
+		var err error
+		for r := range runs {
+			for i := 0; err == nil && i < len(r.ends); i += 2 {
+				from := 0
+				if i > 0 {
+					from = r.ends[i-1]
+				}
+				err = w.Set(r.buf[from:r.ends[i]], r.buf[r.ends[i]:r.ends[i+1]])
+			}
+			r.buf, r.ends = r.buf[:0], r.ends[:0]
+			free <- r
+		}
+		werr <- err
+	}()
+	var prev []byte
+	cur := <-free
+	ferr := fill(func(key, value []byte) error {
+		if n > 0 && bytes.Compare(key, prev) <= 0 {
+			return fmt.Errorf("ingest into %s: key %q after %q: keys must be strictly increasing", s.dir, key, prev)
+		}
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		cur.buf = append(cur.buf, key...)
+		cur.ends = append(cur.ends, len(cur.buf))
+		cur.buf = append(cur.buf, value...)
+		cur.ends = append(cur.ends, len(cur.buf))
+		prev = append(prev[:0], key...)
+		n++
+		if len(cur.buf) >= ingestRunBytes {
+			runs <- cur
+			cur = <-free
+		}
+		return nil
+	})
+	runs <- cur
+	close(runs)
+	err = <-werr
+	if ferr != nil || err != nil {
+		w.Close()
+		if ferr != nil {
+			return 0, ferr
+		}
+		return 0, fmt.Errorf("ingest into %s: %w", s.dir, err)
+	}
+	if err := w.Close(); err != nil { // closes (and syncs) the file
+		return 0, fmt.Errorf("ingest into %s: finish sstable: %w", s.dir, err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := s.db.Ingest(ctx, []string{path}); err != nil {
+		return 0, fmt.Errorf("ingest into %s: %w", s.dir, err)
+	}
+	return n, nil
+}
+
+// ingestRun is a run of pairs IngestSorted passes to its sstable writer:
+// ends holds, for each pair, the end of its key and of its value in buf.
+type ingestRun struct {
+	buf  []byte
+	ends []int
+}
+
+// ingestRunBytes is the size of an ingestRun.
+const ingestRunBytes = 256 << 10
+
+// ingestSeq numbers IngestSorted's files within the process.
+var ingestSeq atomic.Uint64
+
+// removeIngestLeftovers removes sstables IngestSorted wrote but did not
+// ingest before the process died.
+func removeIngestLeftovers(fs vfs.FS, dir string) {
+	names, err := fs.List(dir)
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, ingestPrefix) {
+			_ = fs.Remove(fs.PathJoin(dir, name))
+		}
+	}
 }
 
 // pebbleLogger logs Pebble's informational messages at debug level and its

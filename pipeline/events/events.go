@@ -43,12 +43,16 @@ const (
 	// rejected, for all the features of its source: a record counts for
 	// all of them or for none, never for some.
 	ReasonFilterError = "filter_error"
+	// ReasonInexactLong: a long field read by last, first, first_k or
+	// last_k is beyond ±2^53, where a float64 (the tiles' number) would
+	// round it. Rejected rather than served rounded.
+	ReasonInexactLong = "inexact_long"
 )
 
 // Reasons lists every reason code.
 func Reasons() []string {
 	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonIncompatibleSchema, ReasonInvalidField, ReasonNonFinite,
-		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError}
+		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError, ReasonInexactLong}
 }
 
 // ReasonSchemaRegistry is the Reason of a Temporary rejection: the schema
@@ -83,7 +87,8 @@ type Event struct {
 	// re-keying, parallel to Plan.Rekeys.
 	Rekeyed []string
 	TS      int64 // event time, epoch ms
-	// Values holds Plan.Width() numbers: the value of each of Plan.Fields,
+	// Values holds Plan.Width() numbers: the value of each of Plan.Fields
+	// (read by its Plan.Encodings entry),
 	// then, for each feature with a where (FeaturePlan.Filtered), 1 if the
 	// where holds for the event and 0 if not. Use FeaturePlan.Value and
 	// FeaturePlan.Counts rather than indexing it.
@@ -307,7 +312,30 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 	}
 	out.Key, out.TS = entityKey, ts
 	out.Values = out.Values[:0]
-	for _, f := range plan.Fields {
+	for i, f := range plan.Fields {
+		switch plan.Encodings[i] {
+		case EncodeDistinct:
+			v, err := distinctValue(rec, f, plan.types[i])
+			if err != nil {
+				return reject(ReasonInvalidField, "%v", err)
+			}
+			out.Values = append(out.Values, v)
+			continue
+		case EncodeExactLong:
+			v, rej := exactLongValue(rec, f)
+			if rej != nil {
+				return rej
+			}
+			out.Values = append(out.Values, v)
+			continue
+		case EncodeBool:
+			v, err := boolValue(rec, f)
+			if err != nil {
+				return reject(ReasonInvalidField, "%v", err)
+			}
+			out.Values = append(out.Values, v)
+			continue
+		}
 		v, err := schemas.Float(rec, f)
 		if err != nil {
 			return reject(ReasonInvalidField, "%v", err)

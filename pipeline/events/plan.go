@@ -35,7 +35,13 @@ type Plan struct {
 	// KeyFields, except in a re-key plan.
 	EntityKeys []string
 	Features   []FeaturePlan
-	Fields     []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
+	// Fields are the value fields read by the features, indexed by
+	// FeaturePlan.FieldIdx, each with its Encodings entry: one slot per
+	// (field, encoding), so a name appears twice when a long field is
+	// read both as a number and by approx_distinct.
+	Fields    []string
+	Encodings []Encoding
+	types     []aggregations.ValueType // of each of Fields
 	// Rekeys are, for a source plan, the re-keyings each record also goes
 	// through (config.Source.Repartitions order): Decode fills
 	// Event.Rekeyed with one key each.
@@ -63,6 +69,9 @@ type fastPlan struct {
 func (p *Plan) compileFast() {
 	if p.filters > 0 || p.Source == nil || p.Source.Schema == nil {
 		return
+	}
+	if slices.ContainsFunc(p.Encodings, func(e Encoding) bool { return e != EncodeNumber }) {
+		return // distinct values are hashed, exact longs range-checked, booleans kept: the generic path
 	}
 	var names []string
 	var targets []schemas.Target
@@ -178,7 +187,7 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 		for _, r := range src.Repartitions {
 			for _, f := range r.Features {
 				if f.Aggregation.NeedsField() {
-					indexOrAppend(&p.Fields, f.Field)
+					p.slot(f)
 				}
 			}
 		}
@@ -217,7 +226,7 @@ func (p *Plan) addFeatures(fs []*config.Feature) {
 	for _, f := range fs {
 		fp := FeaturePlan{Feature: f, ID: f.ID, Window: f.Window, Kind: f.Aggregation, FieldIdx: -1}
 		if f.Aggregation.NeedsField() {
-			fp.FieldIdx = indexOrAppend(&p.Fields, f.Field)
+			fp.FieldIdx = p.slot(f)
 		}
 		p.Features = append(p.Features, fp)
 		p.ids = append(p.ids, f.ID)
@@ -258,6 +267,21 @@ func (p *Plan) finish() {
 		wheres(nil, r.Features)
 	}
 	p.compileFast()
+}
+
+// slot returns the index in Fields of the feature's field read its way,
+// adding it when new.
+func (p *Plan) slot(f *config.Feature) int {
+	enc := encodingOf(f.Aggregation, f.ValueType)
+	for i, name := range p.Fields {
+		if name == f.Field && p.Encodings[i] == enc {
+			return i
+		}
+	}
+	p.Fields = append(p.Fields, f.Field)
+	p.Encodings = append(p.Encodings, enc)
+	p.types = append(p.types, f.ValueType)
+	return len(p.Fields) - 1
 }
 
 func indexOrAppend(list *[]string, s string) int {

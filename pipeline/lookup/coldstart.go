@@ -1,8 +1,11 @@
 package lookup
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,7 +19,8 @@ import (
 )
 
 // coldStart fills an empty view from the newest snapshots that together
-// cover every source partition, and records per feature-log partition the
+// cover every source partition (merged and ingested as one sstable, see
+// ingestSnapshots), and records per feature-log partition the
 // offset to continue from: the smallest offset any chosen snapshot
 // corresponds to (0 where one of them has none), so that nothing published
 // after any of the snapshots is missed; replaying a little more is harmless
@@ -57,55 +61,15 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 	for p := range logPartitions {
 		start[p] = -1
 	}
-	entities := 0
 	ids := map[string]bool{}
+	byEntity := map[string][]*snapshotInput{} // the files to merge, by entity
 	for _, c := range choices {
 		src, ok := s.o.Config.SourceByTopic(c.Source.Topic)
 		if !ok || src.Entity == nil {
 			continue
 		}
 		ids[c.Manifest.ID] = true
-		updated := c.Manifest.CreatedAt.UnixMilli()
-		b := s.o.Store.NewBatch()
-		var e entityView
-		var kbuf, vbuf []byte
-		n := 0
-		err := s.o.Snapshots.Read(ctx, c.Manifest, c.Source.File, func(k, v []byte) error {
-			key, err := keys.EntityKeyFromState(k)
-			if err != nil {
-				return err
-			}
-			if _, err := s.load(src.Entity.Name, key, &e, kbuf, vbuf); err != nil {
-				return err
-			}
-			if err := entity.Decode(v, func(id []byte) *aggregations.Series {
-				// The snapshot holds one source partition's state: it
-				// fills that partition's series of the feature only.
-				i := e.index(string(id), c.Source.Partition) // does not escape: no allocation
-				if i < 0 {
-					i = e.add(string(id), c.Source.Partition)
-				}
-				e.updated[i] = updated
-				return &e.series[i]
-			}); err != nil {
-				return err
-			}
-			kbuf = keys.View(kbuf[:0], src.Entity.Name, key)
-			vbuf = e.encode(vbuf[:0])
-			if err := b.Set(kbuf, vbuf, nil); err != nil {
-				return err
-			}
-			n++
-			return nil
-		})
-		if err != nil {
-			b.Close()
-			return fmt.Errorf("load snapshot %s (%s): %w", c.Manifest.ID, c.Source.File, err)
-		}
-		if err := s.o.Store.CommitNoSync(b); err != nil {
-			return err
-		}
-		entities += n
+		byEntity[src.Entity.Name] = append(byEntity[src.Entity.Name], &snapshotInput{choice: c, updated: c.Manifest.CreatedAt.UnixMilli()})
 		have := map[int32]int64{}
 		for _, lp := range c.Manifest.FeatureLog {
 			have[lp.Partition] = lp.Offset
@@ -117,6 +81,10 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 			}
 		}
 	}
+	entities, err := s.ingestSnapshots(ctx, byEntity)
+	if err != nil {
+		return err
+	}
 	b := s.o.Store.NewBatch()
 	for p, off := range start {
 		_ = b.Set(keys.ViewLogOffset(s.o.Config.Kafka.FeatureLogTopic, p), keys.PutU64(max(off, 0)), nil)
@@ -125,6 +93,146 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 		return err
 	}
 	s.log.Info("view loaded from snapshots", zap.Int("snapshots", len(ids)), zap.Int("partitions", len(choices)),
-		zap.Int("entity_values", entities), zap.Any("feature_log_from", start), zap.Duration("took", time.Since(t0)))
+		zap.Int64("entity_values", entities), zap.Any("feature_log_from", start), zap.Duration("took", time.Since(t0)))
 	return nil
+}
+
+// snapshotInput is one snapshot file being merged into the view.
+type snapshotInput struct {
+	choice  snapshot.Choice
+	updated int64 // ms: when the snapshot was taken
+	r       *snapshot.Reader
+	key     []byte // the entity key of the current pair, aliasing r
+	ok      bool   // r is at a pair
+}
+
+// next moves in to its next pair.
+func (in *snapshotInput) next() error {
+	if in.ok = in.r.Next(); !in.ok {
+		return in.r.Err()
+	}
+	key, err := keys.StateEntityKey(in.r.Key())
+	if err != nil {
+		return fmt.Errorf("snapshot %s (%s): %w", in.choice.Manifest.ID, in.choice.Source.File, err)
+	}
+	in.key = key
+	return nil
+}
+
+// ingestSnapshots builds the view of every entity from the snapshot files
+// of byEntity and ingests it into the empty store as one sstable
+// (state.Store.IngestSorted): no read of the store, no memtable, no
+// compaction. Each file holds one source partition's state of one entity
+// type in entity-key order, so a merge of an entity type's files visits its
+// entities in view-key order and sees every partition holding an entity at
+// once: the entity's view gets one series per (feature, source partition)
+// present, as the feature log would give it. It returns the number of
+// entities written.
+func (s *Service) ingestSnapshots(ctx context.Context, byEntity map[string][]*snapshotInput) (int64, error) {
+	prefix := func(name string) []byte { return keys.View(nil, name, "") }
+	names := make([]string, 0, len(byEntity))
+	for name := range byEntity {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return bytes.Compare(prefix(a), prefix(b)) })
+	defer func() {
+		for _, ins := range byEntity {
+			for _, in := range ins {
+				if in.r != nil {
+					in.r.Close()
+				}
+			}
+		}
+	}()
+	// Download and verify the files side by side: I/O and checksums.
+	var wg sync.WaitGroup
+	files := 0
+	for _, ins := range byEntity {
+		files += len(ins)
+	}
+	errs := make(chan error, files)
+	for _, name := range names {
+		for _, in := range byEntity[name] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := s.o.Snapshots.Open(ctx, in.choice.Manifest, in.choice.Source.File)
+				if err != nil {
+					errs <- err
+					return
+				}
+				in.r = r
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	var (
+		e          entityView
+		kbuf, vbuf []byte
+		intern     = map[string]string{} // feature ids, allocated once
+	)
+	return s.o.Store.IngestSorted(ctx, func(set func(key, value []byte) error) error {
+		for _, name := range names {
+			ins := byEntity[name]
+			for _, in := range ins {
+				if err := in.next(); err != nil {
+					return err
+				}
+			}
+			kp := len(prefix(name))
+			for {
+				var least []byte
+				for _, in := range ins {
+					if in.ok && (least == nil || bytes.Compare(in.key, least) < 0) {
+						least = in.key
+					}
+				}
+				if least == nil {
+					break
+				}
+				// The view key: keys.View(name, entity key), built from bytes.
+				kbuf = append(keys.View(kbuf[:0], name, ""), least...)
+				e.reset()
+				for _, in := range ins {
+					if !in.ok || !bytes.Equal(in.key, kbuf[kp:]) {
+						continue
+					}
+					v, err := in.r.Value()
+					if err != nil {
+						return err
+					}
+					part := in.choice.Source.Partition
+					if err := entity.Decode(v, func(id []byte) *aggregations.Series {
+						// A file holds one source partition's state: it
+						// fills that partition's series of the feature only.
+						i := e.index(string(id), part) // does not escape: no allocation
+						if i < 0 {
+							sid, ok := intern[string(id)]
+							if !ok {
+								sid = string(id)
+								intern[sid] = sid
+							}
+							i = e.add(sid, part)
+						}
+						e.updated[i] = in.updated
+						return &e.series[i]
+					}); err != nil {
+						return fmt.Errorf("load snapshot %s (%s): %w", in.choice.Manifest.ID, in.choice.Source.File, err)
+					}
+					if err := in.next(); err != nil {
+						return err
+					}
+				}
+				vbuf = e.encode(vbuf[:0])
+				if err := set(kbuf, vbuf); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }

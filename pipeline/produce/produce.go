@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,6 +156,13 @@ func (e *Encoder) SchemaID(ctx context.Context) (uint32, error) {
 	return id, nil
 }
 
+// ClientOpts are the producer options of `featurepipe produce` for enc's
+// source (on top of kafka.BaseOpts): its topic as the default one and a
+// linger of 5 ms, so that records accumulate into batches.
+func ClientOpts(enc *Encoder) []kgo.Opt {
+	return []kgo.Opt{kgo.DefaultProduceTopic(enc.Source().Topic), kgo.ProducerLinger(5 * time.Millisecond)}
+}
+
 // FromJSON encodes one JSON object line.
 func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
 	native, err := e.src.Schema.FromJSON(line)
@@ -170,52 +178,68 @@ func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
 // Blank lines are skipped and not counted. A line longer than MaxLineBytes
 // (not counting its line ending) is reported invalid and skipped; at most
 // MaxLineBytes+64 KiB of it is held in memory. progress, if not nil, is
-// called after every 10,000 counted lines, valid or not.
+// called after every 10,000 counted lines, valid or not, with the stats as
+// of that line.
+//
+// Records are produced in input order. Lines are encoded and validated
+// (FromJSON) by runtime.GOMAXPROCS(0) goroutines, in chunks of chunkLines
+// lines; at most 4 chunks per goroutine are read ahead of the one being
+// produced, which bounds the memory Send holds besides the client's buffer.
 func Send(ctx context.Context, cl *kgo.Client, enc *Encoder, r io.Reader, progress func(Stats)) (Stats, []*LineError, error) {
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan *chunk, 4*workers)
+	ordered := make(chan *chunk, 4*workers)
+	var scanErr error
+	go func() { // the reader: chunks of lines, in input order
+		defer close(work)
+		defer close(ordered)
+		scanErr = readChunks(r, func(c *chunk) {
+			c.done = make(chan struct{})
+			ordered <- c
+			work <- c
+		})
+	}()
+	for range workers {
+		go func() {
+			for c := range work {
+				c.encode(enc)
+				close(c.done)
+			}
+		}()
+	}
+
 	var st Stats
 	var bad []*LineError
 	var sent atomic.Int64
 	var mu sync.Mutex
 	var firstErr error
-	br := bufio.NewReaderSize(r, 64<<10)
-	var buf []byte
-	var scanErr error
-	for n := 1; ; n++ {
-		var long bool
-		var err error
-		buf, long, err = readLine(br, buf)
+	onAck := func(_ *kgo.Record, err error) {
 		if err != nil {
-			if err != io.EOF {
-				scanErr = err
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = err
 			}
-			break
+			mu.Unlock()
+			return
 		}
-		if !long && len(trimSpace(buf)) == 0 {
-			continue
-		}
-		st.Lines++
-		if long {
-			bad = append(bad, &LineError{Line: n, Err: fmt.Errorf("line longer than %d bytes; skipped", MaxLineBytes)})
-		} else if rec, err := enc.FromJSON(buf); err != nil {
-			bad = append(bad, &LineError{Line: n, Err: err})
-		} else {
-			cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
-				sent.Add(1)
-			})
-		}
-		if progress != nil && st.Lines%10000 == 0 {
-			st.Sent, st.Invalid = int(sent.Load()), len(bad)
-			progress(st)
+		sent.Add(1)
+	}
+	for c := range ordered {
+		<-c.done
+		for i := range c.lines {
+			st.Lines++
+			if c.errs[i] != nil {
+				bad = append(bad, &LineError{Line: c.lines[i], Err: c.errs[i]})
+			} else {
+				cl.Produce(ctx, c.recs[i], onAck)
+			}
+			if progress != nil && st.Lines%10000 == 0 {
+				st.Sent, st.Invalid = int(sent.Load()), len(bad)
+				progress(st)
+			}
 		}
 	}
+	// ordered is closed: the reader has returned and scanErr is set.
 	if err := cl.Flush(ctx); err != nil && firstErr == nil {
 		firstErr = err
 	}
@@ -228,6 +252,86 @@ func Send(ctx context.Context, cl *kgo.Client, enc *Encoder, r io.Reader, progre
 		return st, bad, fmt.Errorf("produce to %s: %w", enc.src.Topic, firstErr)
 	}
 	return st, bad, nil
+}
+
+// chunkLines is the number of counted lines Send encodes as one unit of
+// work.
+const chunkLines = 256
+
+// chunk is a run of counted (non-blank) input lines and, once done is
+// closed, their records or errors.
+type chunk struct {
+	text  []byte // the lines, one after the other
+	ends  []int  // end of each line in text
+	lines []int  // 1-based line number of each line
+	long  []bool // the line was longer than MaxLineBytes
+	recs  []*kgo.Record
+	errs  []error
+	done  chan struct{}
+}
+
+// encode fills c.recs and c.errs.
+func (c *chunk) encode(enc *Encoder) {
+	c.recs = make([]*kgo.Record, len(c.lines))
+	c.errs = make([]error, len(c.lines))
+	from := 0
+	for i, end := range c.ends {
+		if c.long[i] {
+			c.errs[i] = fmt.Errorf("line longer than %d bytes; skipped", MaxLineBytes)
+		} else {
+			c.recs[i], c.errs[i] = enc.FromJSON(c.text[from:end])
+		}
+		from = end
+	}
+	c.text = nil // the records hold their own bytes
+}
+
+// newChunk returns an empty chunk with room for chunkLines lines of
+// textBytes bytes in all (the size of the previous chunk).
+func newChunk(textBytes int) *chunk {
+	return &chunk{
+		text:  make([]byte, 0, textBytes),
+		ends:  make([]int, 0, chunkLines),
+		lines: make([]int, 0, chunkLines),
+		long:  make([]bool, 0, chunkLines),
+	}
+}
+
+// readChunks reads r line by line and passes emit the counted lines in
+// chunks of up to chunkLines, in order. It returns the read error that
+// ended the input, or nil at its end.
+func readChunks(r io.Reader, emit func(*chunk)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	c := newChunk(0)
+	for n := 1; ; n++ {
+		var long bool
+		var err error
+		buf, long, err = readLine(br, buf)
+		if err != nil {
+			if len(c.lines) > 0 {
+				emit(c)
+			}
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if !long && len(trimSpace(buf)) == 0 {
+			continue
+		}
+		if !long {
+			c.text = append(c.text, buf...)
+		}
+		c.ends = append(c.ends, len(c.text))
+		c.lines = append(c.lines, n)
+		c.long = append(c.long, long)
+		if len(c.lines) == chunkLines {
+			size := len(c.text) // c belongs to the encoders once emitted
+			emit(c)
+			c = newChunk(size)
+		}
+	}
 }
 
 // readLine reads the next line of br into buf[:0] and returns it without its

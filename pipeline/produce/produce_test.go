@@ -507,3 +507,59 @@ func TestDemoRunCancelledDuringHistoryReturnsNil(t *testing.T) {
 		t.Fatalf("onSent reported %d events sent under a cancelled context", sent)
 	}
 }
+
+// Send encodes lines on several goroutines, in chunks: records still reach
+// each partition in input order, and the invalid lines scattered over many
+// chunks are reported with their own line numbers, in order.
+func TestSendKeepsInputOrderAcrossChunks(t *testing.T) {
+	cfg := demoConfig(t)
+	enc, err := produce.NewEncoder(cfg, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := startBroker(t, cfg)
+	const n = 5000 // ~20 chunks
+	var input strings.Builder
+	var wantBad []int
+	wantSent := 0
+	for i := 1; i <= n; i++ {
+		switch {
+		case i%997 == 0:
+			input.WriteString("{\"user_id\":\n")
+			wantBad = append(wantBad, i)
+		case i%101 == 0:
+			input.WriteString("\n") // blank: skipped, but it has a line number
+		default:
+			wantSent++
+			fmt.Fprintf(&input, "%s\n", valid(fmt.Sprintf("u-%d", i%7), float64(i), 1_700_000_000_000).text)
+		}
+	}
+	st, lineErrs, err := produce.Send(context.Background(), cl, enc, strings.NewReader(input.String()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotBad []int
+	for _, le := range lineErrs {
+		gotBad = append(gotBad, le.Line)
+	}
+	if !slices.Equal(gotBad, wantBad) {
+		t.Fatalf("invalid lines reported %v, want %v", gotBad, wantBad)
+	}
+	recs := consumeAll(t, cl, st.Sent, enc.Source().Topic)
+	reg := schemas.NewSet(enc.Source().Schema)
+	last := map[string]float64{} // per user: the amount (its line number) of its last record
+	for _, r := range recs {     // in offset order within each partition
+		_, rec, err := reg.Decode(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		amount, _ := schemas.Float(rec, "amount")
+		if prev, ok := last[string(r.Key)]; ok && amount <= prev {
+			t.Fatalf("%s: line %v produced after line %v", r.Key, amount, prev)
+		}
+		last[string(r.Key)] = amount
+	}
+	if st.Sent != wantSent || len(recs) != wantSent {
+		t.Fatalf("%d sent and %d records, want %d", st.Sent, len(recs), wantSent)
+	}
+}
