@@ -41,7 +41,9 @@ const (
 	// ApproxDistinct is the number of distinct values: exact up to
 	// DistinctExactMax of them, beyond a HyperLogLog estimate (standard error
 	// 1.04/sqrt(4096) = 1.625%, see hll.go); empty windows give 0. It needs a
-	// Window made with For(ApproxDistinct, 0).
+	// Window made with For(ApproxDistinct, 0). Its field may also be a
+	// boolean or a string (see Accepts; a string is counted by its 64-bit
+	// hash, see hll.go for the collision error).
 	ApproxDistinct
 	// ApproxPercentile estimates a quantile with a DDSketch-style log-bucket
 	// sketch of relative accuracy 1% (see quantiles.go); empty windows give

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Float, Int and String read one field of a native record (from
+// Float, Int, String and Bool read one field of a native record (from
 // Set.Decode or FromJSON). They unwrap a nullable union's
 // map[string]any{branch: v}. Errors are *FieldError values naming the field,
 // of kind ErrMissingField, ErrNullField or ErrWrongType. They do not allocate
@@ -75,6 +75,18 @@ func String(rec map[string]any, name string) (string, error) {
 		return strconv.Itoa(x), nil
 	}
 	return "", fieldErr(name, ErrWrongType, "want string, got "+nativeKind(v))
+}
+
+// Bool returns field name as a bool. It accepts boolean values only.
+func Bool(rec map[string]any, name string) (bool, error) {
+	v, err := field(rec, name)
+	if err != nil {
+		return false, err
+	}
+	if x, ok := v.(bool); ok {
+		return x, nil
+	}
+	return false, fieldErr(name, ErrWrongType, "want boolean, got "+nativeKind(v))
 }
 
 // field returns the value of name, unwrapping a nullable union.

@@ -28,6 +28,7 @@ func TestAccessors(t *testing.T) {
 		"null_in_union":  map[string]any{"string": nil},
 		"nested_record":  map[string]any{"a": 1, "b": 2},
 		"nullable_empty": map[string]any{},
+		"nullable_bool":  map[string]any{"boolean": false},
 	}
 	type result struct {
 		val  any
@@ -55,7 +56,10 @@ func TestAccessors(t *testing.T) {
 		{"nested_record", result{nil, schemas.ErrWrongType}, result{nil, schemas.ErrWrongType}, result{nil, schemas.ErrWrongType}},
 		{"nullable_empty", result{nil, schemas.ErrWrongType}, result{nil, schemas.ErrWrongType}, result{nil, schemas.ErrWrongType}},
 		{"absent", result{nil, schemas.ErrMissingField}, result{nil, schemas.ErrMissingField}, result{nil, schemas.ErrMissingField}},
+		{"nullable_bool", result{nil, schemas.ErrWrongType}, result{nil, schemas.ErrWrongType}, result{nil, schemas.ErrWrongType}},
 	}
+	// Bool accepts booleans only.
+	bools := map[string]result{"bool": {true, nil}, "nullable_bool": {false, nil}, "null": {nil, schemas.ErrNullField}, "null_in_union": {nil, schemas.ErrNullField}, "absent": {nil, schemas.ErrMissingField}}
 	check := func(t *testing.T, name string, got any, err error, want result) {
 		t.Helper()
 		if want.kind != nil {
@@ -80,6 +84,12 @@ func TestAccessors(t *testing.T) {
 			t.Run("Int", func(t *testing.T) { check(t, tt.field, i, err, tt.intg) })
 			s, err := schemas.String(rec, tt.field)
 			t.Run("String", func(t *testing.T) { check(t, tt.field, s, err, tt.str) })
+			b, err := schemas.Bool(rec, tt.field)
+			want, ok := bools[tt.field]
+			if !ok {
+				want = result{nil, schemas.ErrWrongType}
+			}
+			t.Run("Bool", func(t *testing.T) { check(t, tt.field, b, err, want) })
 		})
 	}
 }

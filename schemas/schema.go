@@ -79,6 +79,7 @@ type Field struct {
 // fieldSpec is what FromJSON needs beyond Field.
 type fieldSpec struct {
 	unionKey   string   // goavro's branch name for the non-null branch of a nullable union
+	nullIndex  int      // position of "null" in a nullable union's branches
 	symbols    []string // enum symbols, when Type is "enum"
 	hasDefault bool
 	defaultVal any    // the schema's default, decoded as JSON with UseNumber
@@ -214,9 +215,10 @@ func (s *Schema) describeField(name string, t any, ns string) (Field, fieldSpec)
 	var spec fieldSpec
 	if members, ok := t.([]any); ok {
 		var other []any
-		for _, m := range members {
+		for i, m := range members {
 			if isNull(m) {
 				f.Nullable = true
+				spec.nullIndex = i
 			} else {
 				other = append(other, m)
 			}

@@ -172,6 +172,21 @@ func (r *Set) Decode(b []byte) (s *Schema, rec map[string]any, err error) {
 	return s, rec, nil
 }
 
+// Split returns the writer schema and the Avro binary body of a
+// single-object encoded record, without decoding it: ok is false when b is
+// not single-object encoded or its schema is not in the set (Decode says
+// which).
+func (r *Set) Split(b []byte) (s *Schema, body []byte, ok bool) {
+	fp, err := Fingerprint(b)
+	if err != nil {
+		return nil, nil, false
+	}
+	if s, ok = r.Lookup(fp); !ok {
+		return nil, nil, false
+	}
+	return s, b[soeHeaderLen:], true
+}
+
 // DecodeBinary decodes the Avro binary body b (no header) of one record
 // written with s. Errors wrap ErrMalformed: b does not decode, or has bytes
 // left after the record. As for Set.Decode, values of Avro type bytes alias b

@@ -126,18 +126,27 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
-	stats, followCatalog, err := stf.live(ctx, reg, catalogAt{kafka.ConnOf(brokers, cfg), cfg.Kafka.RegistryTopic, log.Named("baselines")})
-	if err != nil {
-		return err
-	}
 	snaps, err := openSnapshots(ctx, *snapDir, *snapRetain, true)
 	if err != nil {
 		return err
 	}
 	a := &app{}
 	defer a.closeInto(&err)
-	w, err := openWorker(a, worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
-		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, RebalanceTimeout: *rebalanceTimeout, StallAfter: *stallAfter, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor, Stats: stats}, *sf.data, *noSync)
+	wo := worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, RebalanceTimeout: *rebalanceTimeout, StallAfter: *stallAfter, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor}
+	// The store first: the statistics keep their hours in it (--baseline week).
+	if wo.Store, err = openWorkerStore(a, wo, *sf.data, *noSync); err != nil {
+		return err
+	}
+	stats, followCatalog, err := stf.live(ctx, reg, catalogAt{kafka.ConnOf(brokers, cfg), cfg.Kafka.RegistryTopic, log.Named("baselines")}, monitor.StoreHours(wo.Store))
+	if err != nil {
+		return err
+	}
+	if stats != nil {
+		a.onClose("feature statistics hours", stats.Flush) // before the store closes
+	}
+	wo.Stats = stats
+	w, err := openWorker(a, wo, *sf.data, *noSync)
 	if err != nil {
 		return err
 	}

@@ -90,6 +90,10 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	week, err := monitor.MergeWeek(snaps)
+	if err != nil {
+		return err
+	}
 	var reports []monitor.FeatureReport
 	crossed := 0
 	for _, f := range cfg.Features {
@@ -104,7 +108,8 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if longWindow != "" {
 			r.LongWindow = monitor.CheckWindow(f.ID, longWindow, long[f.ID], bases[f.ID], monitor.MinValues)
 		}
-		bad := len(r.Crossed) > 0
+		r.Week = monitor.CheckWeek(f.ID, week[f.ID], thresholdsOf(f), monitor.MinValues)
+		bad := len(r.Crossed) > 0 || r.Week != nil && len(r.Week.Crossed) > 0
 		if served != nil {
 			r.Served = monitor.CheckServed(f.ID, served, bases[f.ID], thresholdsOf(f), monitor.MinValues)
 			if *consumer != "" {
@@ -150,12 +155,25 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			if r.LongWindow != nil {
 				row(r.LongWindow.Row(), r.LongWindow.Histogram)
 			}
+			if r.Week != nil {
+				row(r.Week.Row(), r.Week.Histogram)
+			}
 			for _, sr := range r.Served {
 				row(sr.Row(), sr.Histogram)
 			}
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		for _, r := range reports { // lists and strings: lengths and top values
+			if line := r.TopLine(); line != "" {
+				fmt.Fprintf(stdout, "%s: %s\n", r.ID, line)
+			}
+			for _, sr := range r.Served {
+				if line := sr.TopLine(); line != "" {
+					fmt.Fprintf(stdout, "%s served to %s (%s): %s\n", r.ID, sr.Consumer, sr.Window, line)
+				}
+			}
 		}
 		if longWindow != "" {
 			fmt.Fprintf(stdout, "statistics over the last %s (and %s, not checked against the thresholds), merged over %d worker(s)\n", snaps[0].Window, longWindow, len(snaps))

@@ -236,3 +236,60 @@ features:
 		t.Fatalf("table without served rows:\n%s", out.String())
 	}
 }
+
+// TestMonitorShowsListStatistics: a list feature's lengths and most
+// frequent elements, merged over two workers, in the table's footer and
+// in --json.
+func TestMonitorShowsListStatistics(t *testing.T) {
+	cfg := testkit.WriteConfig(t, `entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: tx, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: amount_last3, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, window: 1d, owner: o, description: d}
+`, nil)
+	worker := func(lists ...[]float64) string {
+		live, err := monitor.NewLive(nil, monitor.LiveOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := live.NewBatch()
+		for _, l := range lists {
+			b.Stats("amount_last3@1", "amount_last3", 1).AddList(l, true)
+		}
+		if err := live.Commit(b); err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(live.Handler(nil))
+		t.Cleanup(srv.Close)
+		return strings.TrimPrefix(srv.URL, "http://")
+	}
+	addrs := worker([]float64{42, 42, 7}, []float64{42}) + "," + worker([]float64{42, 7, 1.5}, []float64{9, 9})
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"monitor", "--config", cfg.Path, "--workers", addrs, "--sparkline", "never"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
+	}
+	if want := `amount_last3@1: lists of 1-3 (mean 2.25); top: "42" ×4, "7" ×2, "9" ×2, "1.5" ×1`; !strings.Contains(out.String(), want) {
+		t.Errorf("text output lacks %q:\n%s", want, out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"monitor", "--config", cfg.Path, "--workers", addrs, "--json"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var got struct {
+		Features []struct {
+			Statistics monitor.Summary `json:"statistics"`
+		} `json:"features"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Features) != 1 {
+		t.Fatalf("features %+v", got.Features)
+	}
+	s := got.Features[0].Statistics
+	if s.Kind != monitor.KindList || s.Count != 4 || s.Elements != 9 || s.Length == nil || *s.Length.Max != 3 ||
+		len(s.Top) != 4 || s.Top[0] != (monitor.TopValue{Value: "42", Count: 4}) || s.TopError != 0 {
+		t.Errorf("JSON statistics %+v: want 4 lists, 9 elements, 42 four times first", s)
+	}
+}

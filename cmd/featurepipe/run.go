@@ -160,13 +160,25 @@ func newLogger(format, level string) (*zap.Logger, error) {
 // openWorker opens the worker's store under dataDir/worker (closed by a)
 // and returns the worker (o with Store set), not yet running.
 func openWorker(a *app, o worker.Options, dataDir string, noSync bool) (*worker.Worker, error) {
+	if o.Store == nil {
+		st, err := openWorkerStore(a, o, dataDir, noSync)
+		if err != nil {
+			return nil, err
+		}
+		o.Store = st
+	}
+	return worker.New(o)
+}
+
+// openWorkerStore opens the worker's store under dataDir/worker (closed by
+// a), for a caller that needs it before the worker (the statistics' hours).
+func openWorkerStore(a *app, o worker.Options, dataDir string, noSync bool) (*state.Store, error) {
 	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync, Log: o.Log, Registerer: o.Registerer, Name: "worker"})
 	if err != nil {
 		return nil, err
 	}
 	a.onClose("worker store", st.Close)
-	o.Store = st
-	return worker.New(o)
+	return st, nil
 }
 
 // lookupLogSample maps a --lookup-log-sample flag (0 off, 1 every key) to

@@ -22,6 +22,10 @@ import (
 // datasetBaseline is the prefix of a --baseline naming a catalog dataset.
 const datasetBaseline = "dataset:"
 
+// weekBaseline is the --baseline entry of the week-earlier comparison
+// (monitor.LiveOptions.Week).
+const weekBaseline = "week"
+
 // statsFlags are the worker's feature-statistics flags.
 type statsFlags struct {
 	sample    *float64
@@ -37,7 +41,8 @@ func addStatsFlags(fs *flag.FlagSet) *statsFlags {
 		long:   fs.Duration("stats-long-window", 24*time.Hour, "a second, longer rolling window of the feature statistics, for GET /v1/stats and featurepipe monitor (0: none)"),
 		baselines: fs.String("baseline", "", "comma-separated drift baselines (featurepipe_feature_drift_psi/ks), each dataset:NAME@V (a dataset in the catalog) "+
 			"or a backfill manifest (OUT.manifest.json); a later one wins for a feature in several, and features in none get no drift. "+
-			"Default: per feature version, the newest dataset in the catalog with its statistics (datasets registered later are picked up)"),
+			"Default: per feature version, the newest dataset in the catalog with its statistics (datasets registered later are picked up). "+
+			"Add "+weekBaseline+" to also compare every version's last 24h with the same 24h a week earlier (baseline=\""+monitor.WeekBaselineName+"\"; hourly statistics kept 8 days in the worker's store)"),
 	}
 }
 
@@ -50,13 +55,16 @@ type catalogAt struct {
 }
 
 // live builds the statistics the flags ask for (nil with --stats-sample 0),
-// registered on r. With --baseline it reads the baselines now (the
+// registered on r; hours keeps the week baseline's hourly statistics (may
+// be nil: kept in memory only). The --baseline entry "week" adds the
+// week-earlier comparison, next to the dataset baselines of the other
+// entries (or, with none, the default). With --baseline it reads the baselines now (the
 // catalog once, up to its end, for dataset:NAME@V) and fails naming the
 // flag when one is missing or has no statistics. Without it, follow is
 // non-nil: it keeps a catalog view current until ctx ends (run it as a
 // component), and each feature version's baseline is the newest dataset in
 // that view with its statistics.
-func (f *statsFlags) live(ctx context.Context, r prometheus.Registerer, cat catalogAt) (live *monitor.Live, follow func(context.Context) error, err error) {
+func (f *statsFlags) live(ctx context.Context, r prometheus.Registerer, cat catalogAt, hours monitor.HourStore) (live *monitor.Live, follow func(context.Context) error, err error) {
 	if *f.sample == 0 {
 		if *f.baselines != "" {
 			return nil, nil, usagef("--baseline needs statistics: --stats-sample must be above 0")
@@ -67,8 +75,21 @@ func (f *statsFlags) live(ctx context.Context, r prometheus.Registerer, cat cata
 	if *f.long == 0 {
 		o.LongWindow = -1 // none
 	}
-	if strings.TrimSpace(*f.baselines) != "" {
-		if o.Baselines, err = readBaselines(ctx, *f.baselines, cat); err != nil {
+	var datasets []string
+	for _, arg := range strings.Split(*f.baselines, ",") {
+		switch arg = strings.TrimSpace(arg); arg {
+		case "":
+		case weekBaseline:
+			o.Week, o.Hours = true, hours
+			o.OnError = func(err error) {
+				cat.log.Warn("saving the hourly feature statistics failed (the week baseline may miss the last minutes after a restart)", zap.Error(err))
+			}
+		default:
+			datasets = append(datasets, arg)
+		}
+	}
+	if len(datasets) > 0 {
+		if o.Baselines, err = readBaselines(ctx, strings.Join(datasets, ","), cat); err != nil {
 			return nil, nil, err
 		}
 	} else {

@@ -71,6 +71,7 @@ features:
 	} {
 		register(d.name, d.at, d.stats)
 	}
+	var lastLive *monitor.Live
 	start := func(args ...string) (*prometheus.Registry, func(context.Context) error, error) {
 		fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
@@ -79,10 +80,11 @@ features:
 			t.Fatal(err)
 		}
 		reg := prometheus.NewRegistry()
-		live, follow, err := stf.live(ctx, reg, cat)
+		live, follow, err := stf.live(ctx, reg, cat, nil)
 		if err != nil {
 			return nil, nil, err
 		}
+		lastLive = live
 		b := live.NewBatch()
 		for _, f := range []string{"spend", "count"} {
 			for v := range 100 {
@@ -116,6 +118,29 @@ features:
 		if got := testkit.DriftLevels(t, reg); !maps.Equal(got, tc.want) {
 			t.Errorf("--baseline %s: drift %v, want %v", tc.flag, got, tc.want)
 		}
+	}
+
+	// "week" adds the week-earlier comparison to the named datasets (or,
+	// alone, to the default).
+	for flagValue, wantFollow := range map[string]bool{"dataset:train@1,week": false, "week": true, " week ": true} {
+		reg, follow, err := start("--baseline", flagValue)
+		if err != nil {
+			t.Fatalf("--baseline %s: %v", flagValue, err)
+		}
+		if (follow != nil) != wantFollow {
+			t.Errorf("--baseline %s: follows the catalog %v, want %v", flagValue, follow != nil, wantFollow)
+		}
+		if snap := lastLive.Snapshot(); len(snap.Features) == 0 || snap.Features[0].Week == nil || snap.Features[0].Week.Current.Count() != 100 {
+			t.Errorf("--baseline %s: snapshot %+v, want the week's current values", flagValue, snap.Features)
+		}
+		if !wantFollow {
+			if got := testkit.DriftLevels(t, reg); got["spend@1"] != "train@1 stable" {
+				t.Errorf("--baseline %s: drift %v, want spend@1 against train@1 still", flagValue, got)
+			}
+		}
+	}
+	if _, _, err := start("--baseline", "dataset:train@1"); err != nil || lastLive.Snapshot().Features[0].Week != nil {
+		t.Errorf("without week: %v, a week kept", err)
 	}
 
 	// Bad references fail at start-up, naming the flag and what is wrong.

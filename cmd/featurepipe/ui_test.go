@@ -4,9 +4,12 @@ import (
 	"context"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/featurepipe/featurepipe/internal/testkit"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
+	"github.com/featurepipe/featurepipe/pipeline/ui"
 )
 
 // The web catalog's monitor shows a feature's freshness, its drift against
@@ -34,7 +37,7 @@ features:
 	if err := feed.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	m := uiMonitor{feed, cfg}
+	m := uiMonitor{feed: feed, cfg: cfg, served: monitor.NewServedLive(monitor.ServedLiveOptions{})}
 	got, ok := m.Feature("amount_last@1")
 	if !ok {
 		t.Fatal("no monitoring for amount_last@1")
@@ -69,9 +72,46 @@ features:
 	if nowTop < baseTop+0.2 {
 		t.Errorf("the top three deciles hold %.2f of the values now and %.2f at training: the shift does not show", nowTop, baseTop)
 	}
-	// A version no worker reported has no monitoring; nor an unknown id.
+	// A version no worker reported and nobody was served has no
+	// monitoring; nor an unknown id.
 	if _, ok := m.Feature("amount_sum@1"); ok {
 		t.Error("amount_sum@1 has monitoring, yet no worker reported it")
+	}
+
+	// Served values per consumer (from the lookup log), against the same
+	// baseline: ranking is served shifted values, fraud-api trained ones.
+	now := time.Now().UnixMilli()
+	for i, v := range seq(0, 300) {
+		x := *v + 60
+		m.served.Add(&lookuplog.Entry{Entity: "user", Key: "k", At: now - int64(i), Consumer: "ranking",
+			Features: map[string]*float64{"amount_last@1": &x, "amount_sum@1": v}})
+		m.served.Add(&lookuplog.Entry{Entity: "user", Key: "k", At: now - int64(i), Consumer: "fraud-api",
+			Features: map[string]*float64{"amount_last@1": v}})
+	}
+	figures := map[string]ui.Figure{}
+	for _, f := range m.Served("amount_last@1") {
+		figures[f.Name] = f
+	}
+	for name, alert := range map[string]bool{
+		"served to ranking (1h): PSI vs train@3": true, "served to ranking (24h): PSI vs train@3": true,
+		"served to fraud-api (1h): PSI vs train@3": false, "served to fraud-api (24h): PSI vs train@3": false,
+	} {
+		f, ok := figures[name]
+		if !ok || f.Alert != alert || f.Threshold != 0.3 {
+			t.Errorf("figure %q: %+v (present %v), want alert %v against 0.3", name, f, ok, alert)
+		}
+	}
+	if f := figures["served to ranking (24h): values"]; f.Value != 300 {
+		t.Errorf("ranking's values served over 24h: %+v, want 300", f)
+	}
+	// A version no worker reported has served figures alone (no baseline:
+	// no PSI).
+	sum := m.Served("amount_sum@1")
+	if len(sum) != 4 || sum[0].Name != "served to ranking (1h): values" || sum[0].Value != 300 {
+		t.Errorf("amount_sum@1: %+v, want ranking's served values and null rates", sum)
+	}
+	if len(m.Served("nope@1")) != 0 {
+		t.Error("an unknown feature has served figures")
 	}
 	if _, ok := m.Feature("nope@1"); ok {
 		t.Error("an unknown feature has monitoring")

@@ -159,13 +159,13 @@ func TestFeaturesShowsConsumers(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--search", "LARGEST"}, "txn_amount_max_7d"},                                                                  // description
-		{[]string{"--search", "identity"}, "login_count_lifetime"},                                                              // owner and tag
-		{[]string{"--search", "min_7"}, "txn_amount_min_7d"},                                                                    // name
-		{[]string{"--owner", "Fraud-Team"}, "txn_amount_max_7d,txn_amount_min_7d,txn_amount_last_fresh,txn_spend_ratio_1h_30d"}, // owner, any case
-		{[]string{"--tag", "fraud", "--owner", "payments-team"}, "txn_amount_sum_1h"},                                           // both
-		{[]string{"--search", "nothing-matches"}, ""},                                                                           // none
-		{[]string{"--brokers", f.brokers, "--unused"}, "login_count_lifetime"},                                                  // the others are read or younger than 30 days
+		{[]string{"--search", "LARGEST"}, "txn_amount_max_7d"},                                                                               // description
+		{[]string{"--search", "identity"}, "login_outcomes_1d,login_last_at,login_first_success,login_recent_outcomes,login_count_lifetime"}, // owner and tag
+		{[]string{"--search", "min_7"}, "txn_amount_min_7d"},                                                                                 // name
+		{[]string{"--owner", "Fraud-Team"}, "txn_amount_max_7d,txn_amount_min_7d,txn_amount_last_fresh,txn_spend_ratio_1h_30d"},              // owner, any case
+		{[]string{"--tag", "fraud", "--owner", "payments-team"}, "txn_amount_sum_1h"},                                                        // both
+		{[]string{"--search", "nothing-matches"}, ""},                                                                                        // none
+		{[]string{"--brokers", f.brokers, "--unused"}, "login_count_lifetime"},                                                               // the others are read or younger than 30 days
 	} {
 		if got := names(tc.args...); got != tc.want {
 			t.Errorf("features %v: %q, want %q", tc.args, got, tc.want)

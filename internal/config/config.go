@@ -210,6 +210,12 @@ type Feature struct {
 	Source      string
 	Aggregation aggregations.Kind
 	Field       string // empty only for count without a field
+	// ValueType is the type of Field in the source's schema, one the
+	// aggregation accepts (aggregations.Kind.Accepts): double or float is
+	// TypeDouble, int or long TypeLong, boolean TypeBool, string
+	// TypeString. TypeDouble (the zero value) for count and derived
+	// features. The decoder (pipeline/events) reads the field by it.
+	ValueType   aggregations.ValueType
 	Window      aggregations.Window
 	Owner       string
 	Description string

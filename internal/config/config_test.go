@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 16 {
-		t.Fatalf("got %d features, want 16", len(f.Features))
+	if len(f.Features) != 22 {
+		t.Fatalf("got %d features, want 22", len(f.Features))
 	}
 	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
@@ -174,8 +174,8 @@ func TestLoadDemo(t *testing.T) {
 			users = append(users, ft)
 		}
 	}
-	if got := f.EntityFeatures("user"); len(users) != 14 || !slices.Equal(got, users) {
-		t.Errorf("EntityFeatures(user) = %v, want the 14 user features in file order", ids(got))
+	if got := f.EntityFeatures("user"); len(users) != 20 || !slices.Equal(got, users) {
+		t.Errorf("EntityFeatures(user) = %v, want the 20 user features in file order", ids(got))
 	}
 	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
 		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
@@ -340,6 +340,18 @@ func TestInvalidFiles(t *testing.T) {
 			doc:   header + "features:\n" + edit("source: transactions", "source: logins", "aggregation: avg", "aggregation: sum", "field: amount", "field: success # want"),
 			field: "features[0].field",
 			msg:   "is of type boolean; aggregation sum needs a numeric field",
+		},
+		{
+			name:  "a string field names the aggregations that take strings",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last", "field: amount", "field: merchant_id # want"),
+			field: "features[0].field",
+			msg:   `field "merchant_id" is of type string; aggregation last needs a numeric field (double, float, int or long); numeric fields: amount, ts; aggregations of string fields: approx_distinct`,
+		},
+		{
+			name:  "a boolean field names the aggregations that take booleans",
+			doc:   header + "features:\n" + edit("source: transactions", "source: logins", "aggregation: avg", "aggregation: min", "field: amount", "field: success # want"),
+			field: "features[0].field",
+			msg:   "aggregations of boolean fields: last, first, approx_distinct, first_k, last_k",
 		},
 		{
 			name:  "aggregated field must exist in the source schema",

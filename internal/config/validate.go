@@ -482,9 +482,37 @@ func (d *decoder) checkField(it featureItem, src *Source) {
 		d.addf(m.lineOf("field"), m.field("field"), "field %q is not in schema %s of source %q; %s", ft.Field, src.Schema.Name, src.Name, list)
 		return
 	}
-	if k.NeedsField() && !isNumeric(fld) {
+	if !k.NeedsField() {
+		return
+	}
+	vt, typed := valueType(fld)
+	switch {
+	case typed && k.Accepts(vt):
+		ft.ValueType = vt
+	case fld.Type == "array":
+		d.addf(m.lineOf("field"), m.field("field"), "field %q is %s: list values are not supported as a feature's field yet; aggregate a double, float, int, long, boolean or string field", ft.Field, typeName(fld))
+	case typed: // a boolean or a string for an aggregation that takes numbers only
+		d.addf(m.lineOf("field"), m.field("field"), "field %q is %s; aggregation %s needs a numeric field (double, float, int or long); numeric fields: %s; aggregations of %s fields: %s", ft.Field, typeName(fld), k, fieldNames(src.Schema, isNumeric), vt, aggregations.KindsAccepting(vt))
+	default:
 		d.addf(m.lineOf("field"), m.field("field"), "field %q is %s; aggregation %s needs a numeric field (double, float, int or long); numeric fields: %s", ft.Field, typeName(fld), k, fieldNames(src.Schema, isNumeric))
 	}
+}
+
+// valueType is the aggregations.ValueType of a field's Avro type; false for
+// the types no aggregation takes (bytes, enum, array, map, record, union of
+// several types, ...).
+func valueType(f schemas.Field) (aggregations.ValueType, bool) {
+	switch f.Type {
+	case "double", "float":
+		return aggregations.TypeDouble, true
+	case "int", "long":
+		return aggregations.TypeLong, true
+	case "boolean":
+		return aggregations.TypeBool, true
+	case "string":
+		return aggregations.TypeString, true
+	}
+	return 0, false
 }
 
 // checkWhere type-checks and compiles the feature's where against its

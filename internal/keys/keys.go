@@ -13,6 +13,7 @@
 //	republish      'R' | lp(topic) | u32(partition) | feature id  -> empty
 //	log layout     'K' | lp(topic) | u32(partition)          -> u64 feature-log key layout published under
 //	repartition    'H' | lp(topic) | u32(partition) | lp(scope) | u32(source partition) -> u64 source offset applied through
+//	stats hour     'M' | u64(hour start ms) | feature id       -> that hour's feature statistics (pipeline/monitor)
 //	view entity    'E' | lp(entity) | entity key
 //	view offset    'L' | lp(topic) | u32(partition)          -> u64 next feature-log offset
 //	feature log    lp(entity) | lp(entity key) | lp(feature id) | u32(source partition) | u64(tile start ^ signbit)
@@ -48,6 +49,7 @@ const (
 	prefixRepublish = 'R'
 	prefixLogLayout = 'K'
 	prefixRepMark   = 'H'
+	prefixStatsHour = 'M'
 )
 
 // FeatureLogLayout is the version of the feature-log key layout that
@@ -179,6 +181,34 @@ func RepartitionMarkSource(k []byte) (int32, error) {
 		return 0, fmt.Errorf("%w: not a repartition mark key", ErrMalformed)
 	}
 	return int32(binary.BigEndian.Uint32(k[len(k)-4:])), nil
+}
+
+// StatsHour is the key of one feature version's statistics over the hour
+// starting at hourMS (epoch ms, >= 0): the worker's hourly statistics kept
+// for the week-earlier baseline. Keys sort by hour, so the hours before a
+// time are one range (StatsHoursBefore).
+func StatsHour(hourMS int64, featureID string) []byte {
+	dst := binary.BigEndian.AppendUint64([]byte{prefixStatsHour}, uint64(hourMS))
+	return append(dst, featureID...)
+}
+
+// StatsHours returns the bounds [lower, upper) of every StatsHour key.
+func StatsHours() (lower, upper []byte) {
+	return []byte{prefixStatsHour}, []byte{prefixStatsHour + 1}
+}
+
+// StatsHoursBefore returns the bounds [lower, upper) of the StatsHour keys
+// of hours starting before hourMS.
+func StatsHoursBefore(hourMS int64) (lower, upper []byte) {
+	return []byte{prefixStatsHour}, binary.BigEndian.AppendUint64([]byte{prefixStatsHour}, uint64(max(hourMS, 0)))
+}
+
+// ParseStatsHour returns the hour and feature id of a StatsHour key.
+func ParseStatsHour(k []byte) (hourMS int64, featureID string, err error) {
+	if len(k) < 9 || k[0] != prefixStatsHour {
+		return 0, "", fmt.Errorf("%w: not a statistics hour key", ErrMalformed)
+	}
+	return int64(binary.BigEndian.Uint64(k[1:9])), string(k[9:]), nil
 }
 
 // PutRange encodes a bootstrap range value.

@@ -145,3 +145,27 @@ func TestStateEntityKeyAliasesTheKeyAndRejectsMalformedOnes(t *testing.T) {
 		}
 	}
 }
+
+func TestStatsHourKeysSortByHourAndRoundTrip(t *testing.T) {
+	h := int64(1_700_000_000_000) / 3_600_000 * 3_600_000
+	a, b := StatsHour(h, "zzz@9"), StatsHour(h+3_600_000, "a@1")
+	if bytes.Compare(a, b) >= 0 {
+		t.Fatal("statistics hours must sort by hour first")
+	}
+	lo, hi := StatsHoursBefore(h + 3_600_000)
+	if bytes.Compare(lo, a) > 0 || bytes.Compare(a, hi) >= 0 || bytes.Compare(b, hi) < 0 {
+		t.Fatal("StatsHoursBefore must hold the earlier hour only")
+	}
+	all0, all1 := StatsHours()
+	if bytes.Compare(all0, b) > 0 || bytes.Compare(b, all1) >= 0 {
+		t.Fatal("StatsHours must hold every hour")
+	}
+	if hour, id, err := ParseStatsHour(a); err != nil || hour != h || id != "zzz@9" {
+		t.Fatalf("round trip: %d %q %v", hour, id, err)
+	}
+	for _, k := range [][]byte{State(nil, "t", 0, "k"), Offset("t", 0), {prefixStatsHour}} {
+		if _, _, err := ParseStatsHour(k); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q parsed as a statistics hour key", k)
+		}
+	}
+}

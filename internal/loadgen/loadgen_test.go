@@ -63,8 +63,11 @@ func testRunPacesAtTheRate(t *testing.T, c client) {
 	}
 	// Open loop: the requests are spread over the run, not sent as fast as
 	// possible. Every 200ms slice of the run gets about rate/5 of them.
-	if got := res.AchievedRate(); got < 0.9*rate || got > 1.1*rate {
-		t.Errorf("achieved rate %.0f/s, want %d/s ±10%%", got, rate)
+	// Faster than the rate would be a pacing bug; slower is allowed down to
+	// 0.75× because a loaded machine may stretch the last requests' answers
+	// (seen: 449/s with load average 17).
+	if got := res.AchievedRate(); got < 0.75*rate || got > 1.1*rate {
+		t.Errorf("achieved rate %.0f/s, want %d/s (-25%%, +10%%)", got, rate)
 	}
 	first := a.times[0]
 	slices := make([]int, nslices)

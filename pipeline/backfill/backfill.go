@@ -287,9 +287,7 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	}
 	for j, c := range cols {
 		mf := manifestFeature(c)
-		if !b.ev.res.isList(j) { // a list has no numeric statistics
-			mf.Statistics = b.ev.res.columnStats(j)
-		}
+		mf.Statistics = b.ev.res.columnStats(j)
 		m.Features = append(m.Features, mf)
 	}
 	if o.Shard.Sharded() {

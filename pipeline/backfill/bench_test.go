@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,16 +27,27 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// benchFeatures are the 8 features BenchmarkBackfill computes: the
+// aggregations deploy/bench/backfill_duckdb.py computes exactly in SQL
+// (count, sum, avg, min, max, last; sliding, hopping and lifetime windows,
+// a default, two sources). The test feature file has more (variance, the
+// sketches), which the DuckDB comparison cannot check value for value.
+var benchFeatures = []string{"txn_avg_30d", "txn_sum_1d", "txn_count_7d", "txn_min_7d", "txn_max_30d", "txn_last", "txn_count_life", "login_count_1h"}
+
 // BenchmarkBackfill replays BACKFILL_BENCH_EVENTS events (default 1,000,000)
 // of BACKFILL_BENCH_KEYS users (default 10,000) over 60 days against
-// BACKFILL_BENCH_ROWS spine rows (default 100,000) and every feature of the
-// test feature file, on kfake (or KAFKA_BROKERS), and reports events/s and
-// rows/s of the whole job (listing offsets, replay, sweep, Parquet output).
+// BACKFILL_BENCH_ROWS spine rows (default 100,000) and benchFeatures, on
+// kfake (or KAFKA_BROKERS), and reports events/s and rows/s of the whole job (listing offsets, replay, sweep, Parquet output).
 //
 // With BACKFILL_BENCH_DIR set it keeps spine.csv, train.parquet and its
 // manifest there, plus events.parquet (the replayed events, exported by a
 // second, untimed run) and featurepipe.json (the timed run's seconds) for
-// deploy/bench/backfill_duckdb.py. With BACKFILL_BENCH_SHARDS=N (N > 1) it
+// deploy/bench/backfill_duckdb.py; featurepipe.json has the run's CPU time
+// too (cpu_seconds: user + system, the kfake broker's included when it runs
+// in this process). BACKFILL_BENCH_CPUPROFILE and
+// BACKFILL_BENCH_MEMPROFILE name files for a CPU and an allocation profile of
+// the timed runs only (go test's -cpuprofile would include producing the
+// events). With BACKFILL_BENCH_SHARDS=N (N > 1) it
 // then times the same backfill as N shards run at once (--shard i/N) and
 // reports the wall time (sharded-s) and each shard's. The issue's big benchmark
 // (deploy/bench/backfill.sh runs it with DuckDB beside it):
@@ -110,17 +123,23 @@ func BenchmarkBackfill(b *testing.B) {
 	writeSpine(b, spine, rows)
 	out := filepath.Join(dir, "train.parquet")
 	var m *Manifest
+	stopProfiles := startProfiles(b)
+	cpu0 := processCPU()
 	b.ResetTimer()
 	for b.Loop() {
-		if m, err = Run(ctx, Options{Brokers: brokers, Config: cfg, Spine: spine, Out: out}); err != nil {
+		if m, err = Run(ctx, Options{Brokers: brokers, Config: cfg, Spine: spine, Out: out, Features: benchFeatures}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
+	cpuSec := (processCPU() - cpu0).Seconds() / float64(b.N)
+	stopProfiles()
 	sec := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(float64(m.Events.Records)/sec, "events/s")
 	b.ReportMetric(float64(m.Output.Rows)/sec, "rows/s")
-	b.Logf("%d records replayed, %d rows x %d features in %.2fs per run", m.Events.Records, m.Output.Rows, len(m.Features), sec)
+	b.ReportMetric(cpuSec, "cpu-s")
+	b.Logf("%d records replayed, %d rows x %d features in %.2fs per run (%.2fs of CPU, the in-process kfake broker's included)",
+		m.Events.Records, m.Output.Rows, len(m.Features), sec, cpuSec)
 	if n := envInt("BACKFILL_BENCH_SHARDS", 1); n > 1 {
 		// The same backfill as n shards run at once in this process (on one
 		// machine they share its cores; on n machines each has its own).
@@ -130,7 +149,8 @@ func BenchmarkBackfill(b *testing.B) {
 		for i := 0; i < n; i++ {
 			go func() {
 				var err error
-				mans[i], err = Run(ctx, Options{Brokers: brokers, Config: cfg, Spine: spine, Out: filepath.Join(dir, "train-sharded"), Shard: Shard{Index: i, Count: n}})
+				mans[i], err = Run(ctx, Options{Brokers: brokers, Config: cfg, Spine: spine, Out: filepath.Join(dir, "train-sharded"),
+					Features: benchFeatures, Shard: Shard{Index: i, Count: n}})
 				errs <- err
 			}()
 		}
@@ -152,14 +172,64 @@ func BenchmarkBackfill(b *testing.B) {
 		// The events for other engines, exported by a second, untimed run
 		// (writing 10M events to Parquet is not part of a backfill).
 		o := Options{Brokers: brokers, Config: cfg, Spine: spine, Out: filepath.Join(dir, "train-export.parquet"),
-			ExportEvents: filepath.Join(dir, "events.parquet")}
+			Features: benchFeatures, ExportEvents: filepath.Join(dir, "events.parquet")}
 		if _, err := Run(ctx, o); err != nil {
 			b.Fatal(err)
 		}
-		timing := fmt.Sprintf(`{"seconds": %.3f, "events": %d, "rows": %d, "features": %d, "gomaxprocs": %d}`+"\n",
-			sec, m.Events.Records, m.Output.Rows, len(m.Features), runtime.GOMAXPROCS(0))
+		timing := fmt.Sprintf(`{"seconds": %.3f, "cpu_seconds": %.3f, "events": %d, "rows": %d, "features": %d, "gomaxprocs": %d}`+"\n",
+			sec, cpuSec, m.Events.Records, m.Output.Rows, len(m.Features), runtime.GOMAXPROCS(0))
 		if err := os.WriteFile(filepath.Join(dir, "featurepipe.json"), []byte(timing), 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// startProfiles starts the profiles BACKFILL_BENCH_CPUPROFILE and
+// BACKFILL_BENCH_MEMPROFILE ask for (none when unset); stop ends them.
+// The allocation profile samples one allocation per 4 KiB from its start
+// (which costs time: read no figures from a run that takes it) and also holds
+// the events' production before it: look at it with pprof -focus Run.
+func startProfiles(b *testing.B) (stop func()) {
+	cpu, mem := os.Getenv("BACKFILL_BENCH_CPUPROFILE"), os.Getenv("BACKFILL_BENCH_MEMPROFILE")
+	var cf *os.File
+	if cpu != "" {
+		var err error
+		if cf, err = os.Create(cpu); err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(cf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if mem != "" {
+		runtime.MemProfileRate = 4096
+	}
+	return func() {
+		if cf != nil {
+			pprof.StopCPUProfile()
+			if err := cf.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if mem != "" {
+			f, err := os.Create(mem)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// processCPU is the user and system CPU time the process has used: on a
+// machine shared with other work it varies far less than wall time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

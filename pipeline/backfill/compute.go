@@ -49,10 +49,12 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 	counts := make([]int32, entities+1)
 	total := 0
 	for _, pe := range src.byPart {
-		for _, e := range pe.events {
-			counts[e.ent+1]++
+		for _, c := range pe.chunks {
+			for _, e := range c.events {
+				counts[e.ent+1]++
+			}
 		}
-		total += len(pe.events)
+		total += pe.n
 	}
 	for i := 1; i <= entities; i++ {
 		counts[i] += counts[i-1]
@@ -62,15 +64,17 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 	for p := range src.byPart {
 		pe := &src.byPart[p]
 		part := src.ranges[p].Partition
-		for k, e := range pe.events {
-			i := pos[e.ent]
-			pos[e.ent]++
-			vis := e.ts + 1
-			if mode == ModeArrival {
-				vis = max(vis, e.arrival)
+		for _, c := range pe.chunks {
+			for k, e := range c.events {
+				i := pos[e.ent]
+				pos[e.ent]++
+				vis := e.ts + 1
+				if mode == ModeArrival {
+					vis = max(vis, e.arrival)
+				}
+				se.events[i] = entEvent{vis: vis, ts: e.ts, seq: aggregations.Seq(part, e.seq), vi: i}
+				copy(se.values[int(i)*nf:int(i+1)*nf], c.values[k*nf:(k+1)*nf])
 			}
-			se.events[i] = entEvent{vis: vis, ts: e.ts, seq: aggregations.Seq(part, e.seq), vi: i}
-			copy(se.values[int(i)*nf:int(i+1)*nf], pe.values[k*nf:(k+1)*nf])
 		}
 		*pe = partEvents{} // release
 	}
@@ -90,7 +94,7 @@ func compute(ctx context.Context, times []int64, rowsOff []int32, rows []int32, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sw := newSweeper(len(srcs), cols)
+			sw := newSweeper(len(srcs), cols, seeded == nil)
 			for ctx.Err() == nil {
 				e := int(next.Add(1) - 1)
 				if e >= entities {
@@ -106,17 +110,43 @@ func compute(ctx context.Context, times []int64, rowsOff []int32, rows []int32, 
 
 // sweeper holds one worker's reusable state.
 type sweeper struct {
-	series  []aggregations.Series // per column
+	series  []aggregations.Series // per column; only those of owner columns are used
 	cursor  []int                 // per source: next event to apply
-	srcCols [][]int               // per source: the columns it feeds, ascending
+	srcCols [][]int               // per source: the owner columns it feeds, ascending
+	// owner is, per column, the column whose series it reads: itself, or
+	// an earlier column of the same source, window and field, without a
+	// where. An IR holds every aggregation's fields (count, sum, min, max,
+	// last, ...), so such columns fold the same events into the same
+	// tiles and differ only in Finalize: one series serves them all.
+	owner   []int
+	irs     []aggregations.IR // per owner column: its read as of the current row
 	removed []int64
 }
 
+// seriesKey is what makes two columns' series identical.
+type seriesKey struct {
+	src    int
+	window aggregations.Window
+	field  int
+}
+
 // newSweeper returns a sweeper for nsrc sources and cols (each col.src <
-// nsrc).
-func newSweeper(nsrc int, cols []column) *sweeper {
-	sw := &sweeper{series: make([]aggregations.Series, len(cols)), cursor: make([]int, nsrc), srcCols: make([][]int, nsrc)}
+// nsrc). share lets columns share a series (see sweeper.owner); not with
+// snapshots, whose state is per feature (a feature added later holds less).
+func newSweeper(nsrc int, cols []column, share bool) *sweeper {
+	sw := &sweeper{series: make([]aggregations.Series, len(cols)), cursor: make([]int, nsrc), srcCols: make([][]int, nsrc),
+		owner: make([]int, len(cols)), irs: make([]aggregations.IR, len(cols))}
+	owners := map[seriesKey]int{}
 	for c, col := range cols {
+		sw.owner[c] = c
+		if share && !col.plan.Filtered() {
+			k := seriesKey{col.src, col.plan.Window, col.plan.FieldIdx}
+			if o, ok := owners[k]; ok {
+				sw.owner[c] = o
+				continue
+			}
+			owners[k] = c
+		}
 		sw.srcCols[col.src] = append(sw.srcCols[col.src], c)
 	}
 	return sw
@@ -184,10 +214,13 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 		}
 		for c := range cols {
 			col := &cols[c]
-			// Rows are in T order, so tiles no later read can touch may go;
-			// for lifetime windows they fold into Base. Keeps reads O(window).
-			sw.removed, _ = sw.series[c].Expire(col.plan.Window, T, sw.removed[:0])
-			ir := sw.series[c].Read(col.plan.Window, T)
+			if sw.owner[c] == c {
+				// Rows are in T order, so tiles no later read can touch may go;
+				// for lifetime windows they fold into Base. Keeps reads O(window).
+				sw.removed, _ = sw.series[c].Expire(col.plan.Window, T, sw.removed[:0])
+				sw.irs[c] = sw.series[c].Read(col.plan.Window, T)
+			}
+			ir := sw.irs[sw.owner[c]]
 			st := statusPresent
 			switch {
 			case !known:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -210,6 +211,7 @@ func (o *Options) evaluate(ctx context.Context, visible []column, rowKeys []stri
 		}
 		rowEnt[i] = e
 	}
+	keys = packKeys(keep, keys)
 	rowsOff := make([]int32, len(keys)+1)
 	for _, e := range rowEnt {
 		rowsOff[e+1]++
@@ -266,4 +268,30 @@ func (o *Options) evaluate(ctx context.Context, visible []column, rowKeys []stri
 	}
 	res = deriveResults(visible, cols, res)
 	return &evaluation{res: res, ranges: ranges, stats: st, rows: ownedRows}, nil
+}
+
+// packKeys copies the distinct keys into one contiguous string and points
+// keep and keys at it: the replay looks every event's key up in keep, and
+// keys packed together (rather than scattered among the spine's cells) keep
+// those look-ups' comparisons in cache. keys[i] keeps its index in keep.
+func packKeys(keep map[string]int32, keys []string) []string {
+	n := 0
+	for _, k := range keys {
+		n += len(k)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, k := range keys {
+		b.WriteString(k)
+	}
+	all := b.String()
+	packed := make([]string, len(keys))
+	clear(keep)
+	off := 0
+	for i, k := range keys {
+		packed[i] = all[off : off+len(k)]
+		off += len(k)
+		keep[packed[i]] = int32(i)
+	}
+	return packed
 }

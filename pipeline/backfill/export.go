@@ -4,13 +4,16 @@ import (
 	"os"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
 // exportEvents writes the kept events of every source to a Parquet file:
 // topic, partition, offset, key, ts, arrival (all required) and one optional
-// double column per distinct value field name, null for the events of
-// sources without that field. It must run before group, which releases the
-// per-partition events.
+// double column per distinct value field name read as a number, null for
+// the events of sources without that field (a field only approx_distinct
+// reads, a string say, has no column: its events hold a hash of it). It
+// must run before group, which releases the per-partition events.
 func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 	fields := []parquet.Field{
 		namedNode{parquet.String(), "topic"},
@@ -23,7 +26,10 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 	const fixed = 6
 	colOf := map[string]int{}
 	for _, s := range srcs {
-		for _, f := range s.plan.Fields {
+		for i, f := range s.plan.Fields {
+			if s.plan.Encodings[i] == events.EncodeDistinct {
+				continue // approx_distinct's reading of a string, boolean or long: a hash, not the value
+			}
 			if _, ok := colOf[f]; !ok {
 				colOf[f] = len(fields)
 				fields = append(fields, namedNode{parquet.Optional(parquet.Leaf(parquet.DoubleType)), f})
@@ -44,25 +50,30 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 			nf := s.plan.Width()
 			for p, pe := range s.byPart {
 				part := s.ranges[p].Partition
-				for k, e := range pe.events {
-					row := make(parquet.Row, len(fields))
-					row[0] = parquet.ByteArrayValue(topic).Level(0, 0, 0)
-					row[1] = parquet.Int32Value(part).Level(0, 0, 1)
-					row[2] = parquet.Int64Value(e.seq).Level(0, 0, 2)
-					row[3] = parquet.ByteArrayValue([]byte(keys[e.ent])).Level(0, 0, 3)
-					row[4] = parquet.Int64Value(e.ts).Level(0, 0, 4)
-					row[5] = parquet.Int64Value(e.arrival).Level(0, 0, 5)
-					for c := fixed; c < len(fields); c++ {
-						row[c] = parquet.NullValue().Level(0, 0, c)
-					}
-					for i, name := range s.plan.Fields {
-						c := colOf[name]
-						row[c] = parquet.DoubleValue(pe.values[k*nf+i]).Level(0, 1, c)
-					}
-					rows = append(rows, row)
-					if len(rows) == cap(rows) {
-						if err := flush(); err != nil {
-							return err
+				for _, chunk := range pe.chunks {
+					for k, e := range chunk.events {
+						row := make(parquet.Row, len(fields))
+						row[0] = parquet.ByteArrayValue(topic).Level(0, 0, 0)
+						row[1] = parquet.Int32Value(part).Level(0, 0, 1)
+						row[2] = parquet.Int64Value(e.seq).Level(0, 0, 2)
+						row[3] = parquet.ByteArrayValue([]byte(keys[e.ent])).Level(0, 0, 3)
+						row[4] = parquet.Int64Value(e.ts).Level(0, 0, 4)
+						row[5] = parquet.Int64Value(e.arrival).Level(0, 0, 5)
+						for c := fixed; c < len(fields); c++ {
+							row[c] = parquet.NullValue().Level(0, 0, c)
+						}
+						for i, name := range s.plan.Fields {
+							if s.plan.Encodings[i] == events.EncodeDistinct {
+								continue
+							}
+							c := colOf[name]
+							row[c] = parquet.DoubleValue(chunk.values[k*nf+i]).Level(0, 1, c)
+						}
+						rows = append(rows, row)
+						if len(rows) == cap(rows) {
+							if err := flush(); err != nil {
+								return err
+							}
 						}
 					}
 				}

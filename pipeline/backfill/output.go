@@ -8,11 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/encoding"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
@@ -28,12 +33,30 @@ type results struct {
 	// cells are in lists (values holds 0); both nil when there are none.
 	listCol []bool
 	lists   [][]float64
+	// types are the output types of the columns (config.Feature.OutputType:
+	// a last of a long field is written as a long, a first_k of a boolean
+	// field as booleans); nil: every column a double.
+	types []aggregations.ValueType
+}
+
+// typeOf is the output type of column col (of each element, for a list).
+func (r *results) typeOf(col int) aggregations.ValueType {
+	if r.types == nil {
+		return aggregations.TypeDouble
+	}
+	return r.types[col]
 }
 
 // markLists marks the columns of cols (in r's column order) whose feature
-// is a list, allocating their cells.
+// is a list, allocating their cells, and notes every column's output type.
 func (r *results) markLists(cols []column) {
 	for c, col := range cols {
+		if t := col.feature.OutputType(); t != aggregations.TypeDouble {
+			if r.types == nil {
+				r.types = make([]aggregations.ValueType, len(r.columns))
+			}
+			r.types[c] = t
+		}
 		if col.feature.Aggregation.List() {
 			if r.listCol == nil {
 				r.listCol = make([]bool, len(r.columns))
@@ -59,11 +82,18 @@ func newResults(columns []string, rows int) *results {
 }
 
 // columnStats returns the statistics of column col's values (nulls
-// included): the training baseline the manifest records. Cost: one pass
-// over the rows.
+// included; a list column's lists, monitor.Stats.AddList, as the worker
+// observes them): the training baseline the manifest records. Cost: one
+// pass over the rows.
 func (r *results) columnStats(col int) *monitor.Stats {
 	s := monitor.NewStats()
 	nf := len(r.columns)
+	if r.isList(col) {
+		for i := col; i < len(r.values); i += nf {
+			s.AddList(r.lists[i], r.valid[i])
+		}
+		return s
+	}
 	for i := col; i < len(r.values); i += nf {
 		if r.valid[i] {
 			s.AddValue(r.values[i])
@@ -139,13 +169,13 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			switch {
 			case !res.valid[i*nf+j]:
 			case res.isList(j): // a list: its JSON text
-				b, err := json.Marshal(res.lists[i*nf+j])
+				b, err := listJSON(res.lists[i*nf+j], res.typeOf(j))
 				if err != nil {
 					return err
 				}
 				cell = string(b)
 			default:
-				cell = formatFloat(res.values[i*nf+j])
+				cell = formatValue(res.values[i*nf+j], res.typeOf(j))
 			}
 			rec = append(rec, cell)
 		}
@@ -161,9 +191,10 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 }
 
 // writeParquet keeps the columns of a Parquet spine with their types; the
-// columns of a CSV spine become strings. Feature columns are optional doubles;
-// those of list features (first_k, last_k) optional LISTs of doubles (CSV
-// writes a list as its JSON text, e.g. [12.5,3]).
+// columns of a CSV spine become strings. Feature columns are optional doubles,
+// INT64 or BOOLEAN by the feature's output type (a last of a long field is an
+// INT64); those of list features (first_k, last_k) optional LISTs of those
+// (CSV writes a list as its JSON text, e.g. [12.5,3] or [true,false]).
 func writeParquet(f *os.File, sp *spine, res *results) error {
 	var fields []parquet.Field
 	if sp.format == FormatParquet {
@@ -175,49 +206,91 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	}
 	base := len(fields)
 	for j, c := range res.columns {
-		if res.isList(j) { // an optional LIST of required doubles
-			fields = append(fields, namedNode{parquet.Optional(parquet.List(parquet.Required(parquet.Leaf(parquet.DoubleType)))), c})
+		leaf := parquetLeaf(res.typeOf(j))
+		if res.isList(j) { // an optional LIST of required elements
+			fields = append(fields, namedNode{parquet.Optional(parquet.List(parquet.Required(leaf))), c})
 			continue
 		}
-		fields = append(fields, namedNode{parquet.Optional(parquet.Leaf(parquet.DoubleType)), c})
+		fields = append(fields, namedNode{parquet.Optional(leaf), c})
 	}
 	schema := parquet.NewSchema("backfill", orderedGroup(fields))
 	w := parquet.NewWriter(f, schema, parquet.Compression(&parquet.Zstd))
+	// Row groups of rowGroupRows rows are encoded and compressed at once,
+	// GOMAXPROCS at a time, then written in order: the file is the same
+	// whatever the number of cores.
+	n := len(sp.good)
+	groups := (n + rowGroupRows - 1) / rowGroupRows
+	rgs := make([]*parquet.ConcurrentRowGroupWriter, groups)
+	errs := make([]error, groups)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), groups) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := int(next.Add(1) - 1); g < groups; g = int(next.Add(1) - 1) {
+				rgs[g] = w.BeginRowGroup()
+				errs[g] = fillRowGroup(rgs[g], sp, res, base, g*rowGroupRows, min(n, (g+1)*rowGroupRows))
+			}
+		}()
+	}
+	wg.Wait()
+	for g, rg := range rgs {
+		if errs[g] != nil {
+			return errs[g]
+		}
+		if _, err := rg.Commit(); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// rowGroupRows is the number of rows in a row group of the output (the last
+// one may have fewer).
+const rowGroupRows = 1 << 17
+
+// fillRowGroup writes good rows [from, to) to rg and flushes it; base is the
+// number of spine columns.
+func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
 	const batch = 1024
 	rows := make([]parquet.Row, 0, batch)
+	var vals []parquet.Value // every row of the batch, reused: WriteRows copies
 	flush := func() error {
-		if _, err := w.WriteRows(rows); err != nil {
+		if _, err := rg.WriteRows(rows); err != nil {
 			return err
 		}
-		rows = rows[:0]
+		rows, vals = rows[:0], vals[:0]
 		return nil
 	}
-	for i, src := range sp.good {
-		row := make(parquet.Row, 0, base+nf)
+	for i := from; i < to; i++ {
+		src := sp.good[i]
+		start := len(vals)
 		if sp.format == FormatParquet {
-			row = append(row, sp.prows[src]...)
+			vals = append(vals, sp.prows[src]...)
 		} else {
 			for c, cell := range sp.records[src] {
-				row = append(row, parquet.ByteArrayValue([]byte(cell)).Level(0, 0, c))
+				vals = append(vals, parquet.ByteArrayValue([]byte(cell)).Level(0, 0, c))
 			}
 		}
 		for j := 0; j < nf; j++ {
 			if res.isList(j) && res.valid[i*nf+j] {
 				// Definition level 2 (the optional list and its repeated
 				// group are present); repetition level 1 after the first.
+				t := res.typeOf(j)
 				for e, x := range res.lists[i*nf+j] {
-					row = append(row, parquet.DoubleValue(x).Level(min(e, 1), 2, base+j))
+					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, base+j))
 				}
 				continue
 			}
 			v := parquet.NullValue().Level(0, 0, base+j)
 			if res.valid[i*nf+j] {
-				v = parquet.DoubleValue(res.values[i*nf+j]).Level(0, 1, base+j)
+				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, base+j)
 			}
-			row = append(row, v)
+			vals = append(vals, v)
 		}
-		rows = append(rows, row)
+		rows = append(rows, parquet.Row(vals[start:len(vals):len(vals)]))
 		if len(rows) == batch {
 			if err := flush(); err != nil {
 				return err
@@ -227,7 +300,7 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	return w.Close()
+	return rg.Flush()
 }
 
 // orderedGroup is a Parquet group that keeps its fields in the given order
@@ -259,4 +332,53 @@ func (n namedNode) Value(base reflect.Value) reflect.Value {
 		return base.MapIndex(reflect.ValueOf(n.name))
 	}
 	return reflect.Value{}
+}
+
+// parquetLeaf is the Parquet type of a value of output type t.
+func parquetLeaf(t aggregations.ValueType) parquet.Node {
+	switch t {
+	case aggregations.TypeLong:
+		return parquet.Leaf(parquet.Int64Type)
+	case aggregations.TypeBool:
+		return parquet.Leaf(parquet.BooleanType)
+	}
+	return parquet.Leaf(parquet.DoubleType)
+}
+
+// parquetValue is x, a value of output type t, as parquetLeaf(t) holds it:
+// a long is exact (the decoder keeps only longs up to 2^53 for these
+// features), a boolean is x != 0.
+func parquetValue(x float64, t aggregations.ValueType) parquet.Value {
+	switch t {
+	case aggregations.TypeLong:
+		return parquet.Int64Value(int64(x))
+	case aggregations.TypeBool:
+		return parquet.BooleanValue(x != 0)
+	}
+	return parquet.DoubleValue(x)
+}
+
+// formatValue is a CSV cell of x, a value of output type t: a long in base
+// 10 (never an exponent), true or false, or a double as formatFloat writes it.
+func formatValue(x float64, t aggregations.ValueType) string {
+	switch t {
+	case aggregations.TypeLong:
+		return strconv.FormatInt(int64(x), 10)
+	case aggregations.TypeBool:
+		return strconv.FormatBool(x != 0)
+	}
+	return formatFloat(x)
+}
+
+// listJSON is the JSON text of a list of values of output type t: numbers
+// (a long list's are whole numbers, exact up to 2^53) or booleans.
+func listJSON(l []float64, t aggregations.ValueType) ([]byte, error) {
+	if t == aggregations.TypeBool {
+		bs := make([]bool, len(l))
+		for i, x := range l {
+			bs[i] = x != 0
+		}
+		return json.Marshal(bs)
+	}
+	return json.Marshal(l)
 }

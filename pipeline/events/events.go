@@ -43,12 +43,16 @@ const (
 	// rejected, for all the features of its source: a record counts for
 	// all of them or for none, never for some.
 	ReasonFilterError = "filter_error"
+	// ReasonInexactLong: a long field read by last, first, first_k or
+	// last_k is beyond ±2^53, where a float64 (the tiles' number) would
+	// round it. Rejected rather than served rounded.
+	ReasonInexactLong = "inexact_long"
 )
 
 // Reasons lists every reason code.
 func Reasons() []string {
 	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonIncompatibleSchema, ReasonInvalidField, ReasonNonFinite,
-		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError}
+		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError, ReasonInexactLong}
 }
 
 // ReasonSchemaRegistry is the Reason of a Temporary rejection: the schema
@@ -83,13 +87,15 @@ type Event struct {
 	// re-keying, parallel to Plan.Rekeys.
 	Rekeyed []string
 	TS      int64 // event time, epoch ms
-	// Values holds Plan.Width() numbers: the value of each of Plan.Fields,
+	// Values holds Plan.Width() numbers: the value of each of Plan.Fields
+	// (read by its Plan.Encodings entry),
 	// then, for each feature with a where (FeaturePlan.Filtered), 1 if the
 	// where holds for the event and 0 if not. Use FeaturePlan.Value and
 	// FeaturePlan.Counts rather than indexing it.
 	Values  []float64
 	filter  config.FilterInput // reused activation of the wheres
 	keyVals []string           // scratch of entityKey
+	proj    []schemas.Projected
 }
 
 // Defaults of Limits. The stream workers always use them (they have no flag
@@ -237,6 +243,11 @@ func (d *Decoder) resolve(plan *Plan, w *schemas.Schema, rec map[string]any) *Re
 // registry that cannot be asked gives a Temporary rejection, which must not
 // be dead-lettered.
 func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *Rejection {
+	if plan.fast != nil && plan.Source.Encoding != config.EncodingConfluent {
+		if w, body, ok := d.schemas.Split(value); ok && w == plan.Source.Schema && d.decodeFast(plan, key, body, now, out) {
+			return nil
+		}
+	}
 	var w *schemas.Schema
 	var rec map[string]any
 	var err error
@@ -301,7 +312,30 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 	}
 	out.Key, out.TS = entityKey, ts
 	out.Values = out.Values[:0]
-	for _, f := range plan.Fields {
+	for i, f := range plan.Fields {
+		switch plan.Encodings[i] {
+		case EncodeDistinct:
+			v, err := distinctValue(rec, f, plan.types[i])
+			if err != nil {
+				return reject(ReasonInvalidField, "%v", err)
+			}
+			out.Values = append(out.Values, v)
+			continue
+		case EncodeExactLong:
+			v, rej := exactLongValue(rec, f)
+			if rej != nil {
+				return rej
+			}
+			out.Values = append(out.Values, v)
+			continue
+		case EncodeBool:
+			v, err := boolValue(rec, f)
+			if err != nil {
+				return reject(ReasonInvalidField, "%v", err)
+			}
+			out.Values = append(out.Values, v)
+			continue
+		}
 		v, err := schemas.Float(rec, f)
 		if err != nil {
 			return reject(ReasonInvalidField, "%v", err)
@@ -315,6 +349,81 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 		return d.filter(plan, rec, out)
 	}
 	return nil
+}
+
+// decodeFast is Decode for a record written with the plan's own schema,
+// through its projection (Plan.fast), without goavro's native map. It
+// answers only for a valid event, which it then decodes exactly as Decode's
+// generic path would; false means "not answered": the record may be
+// malformed or invalid, and the generic path decodes it again to say why
+// (rejections are rare, so they may cost twice).
+func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event) bool {
+	f := plan.fast
+	if n := f.proj.Slots(); cap(out.proj) < n {
+		out.proj = make([]schemas.Projected, n)
+	}
+	vals := out.proj[:f.proj.Slots()]
+	if !f.proj.Decode(body, vals) {
+		return false
+	}
+	// The Kafka key must equal the key fields' entity key.
+	if len(f.key) == 1 {
+		k := vals[f.key[0]].Bytes()
+		if len(k) == 0 || len(k) > d.maxKeyBytes || string(k) != string(key) {
+			return false
+		}
+	} else {
+		recordKey, ok := d.fastKey(vals, f.key, &out.keyVals)
+		if !ok || string(key) != recordKey {
+			return false
+		}
+	}
+	entityKey := ""
+	if plan.rekeyed() {
+		k, ok := d.fastKey(vals, f.entity, &out.keyVals)
+		if !ok {
+			return false
+		}
+		entityKey = k
+	} else {
+		entityKey = string(key)
+	}
+	out.Rekeyed = out.Rekeyed[:0]
+	for _, r := range f.rekeys {
+		k, ok := d.fastKey(vals, r, &out.keyVals)
+		if !ok {
+			return false
+		}
+		out.Rekeyed = append(out.Rekeyed, k)
+	}
+	ts := vals[f.ts].Int
+	if ts < 0 || ts > now+d.maxFutureMS {
+		return false
+	}
+	out.Values = out.Values[:0]
+	for _, s := range f.fields {
+		v := vals[s].Float
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+		out.Values = append(out.Values, v)
+	}
+	out.Key, out.TS = entityKey, ts
+	return true
+}
+
+// fastKey is entityKey over projected values: false when a field is empty
+// or too long (the generic path then rejects the record).
+func (d *Decoder) fastKey(vals []schemas.Projected, slots []int, scratch *[]string) (string, bool) {
+	*scratch = (*scratch)[:0]
+	for _, s := range slots {
+		v := vals[s].String()
+		if v == "" || len(v) > d.maxKeyBytes {
+			return "", false
+		}
+		*scratch = append(*scratch, v)
+	}
+	return keys.EntityKey(*scratch), true
 }
 
 // filter appends to out.Values the outcome of each feature's where on rec.

@@ -42,6 +42,8 @@ var testSchemas = map[string]string{
 	"payment_textamt.avsc":  paymentSchema(fUserID, fAmountText, fFee, fItems, fTS),
 	"payment_textts.avsc":   paymentSchema(fUserID, fAmount, fFee, fItems, fTSText, fAt),
 	"payment_boolkey.avsc":  paymentSchema(fUserIDBool, fAmount, fFee, fItems, fTS),
+	"visit.avsc": `{"type":"record","name":"Visit","namespace":"featurepipe.test","fields":[` + fUserID + `,` +
+		`{"name":"merchant","type":"string"},{"name":"card","type":"long"},{"name":"flag","type":["null","boolean"],"default":null},` + fAmount + `,` + fTS + `]}`,
 }
 
 // testFeatures feeds payments with five features over three distinct fields
@@ -285,6 +287,20 @@ func TestDecode(t *testing.T) {
 		if rej == nil || rej.Reason != events.ReasonFilterError ||
 			!strings.Contains(rej.Detail, `feature pay_small_count_1d@1: where "int(amount) < 1000": integer overflow`) {
 			t.Fatalf("amount 1e30 under int(amount) < 1000: got %v, want %s naming the feature, the where and the error", rej, events.ReasonFilterError)
+		}
+		seen[rej.Reason] = true
+	})
+	t.Run("a long beyond 2^53 that last keeps is rejected", func(t *testing.T) {
+		cfg := loadConfigWith(t, visitFeatures+"  - {name: last_card, version: 1, entity: user, source: visits, aggregation: last, field: card, window: 7d, owner: t, description: d}\n")
+		plans, err := events.Plans(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev events.Event
+		rej := events.NewDecoder(cfg, events.Limits{}).Decode(plans["visits"], []byte("u-1"),
+			encode(t, sourceSchema(t, cfg, "visits"), visit("m", 1<<53+1, true, 1, now-1000)), now, &ev)
+		if rej == nil || rej.Reason != events.ReasonInexactLong || !strings.Contains(rej.Detail, `field "card" is 9007199254740993, beyond ±2^53`) {
+			t.Fatalf("card 2^53+1 under last: got %v, want %s naming the field and the value", rej, events.ReasonInexactLong)
 		}
 		seen[rej.Reason] = true
 	})

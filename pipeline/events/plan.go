@@ -6,6 +6,7 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/schemas"
 )
 
 // Plan is what to do with the records of one topic: which fields make the
@@ -34,7 +35,13 @@ type Plan struct {
 	// KeyFields, except in a re-key plan.
 	EntityKeys []string
 	Features   []FeaturePlan
-	Fields     []string // distinct value fields read by the features, indexed by FeaturePlan.FieldIdx
+	// Fields are the value fields read by the features, indexed by
+	// FeaturePlan.FieldIdx, each with its Encodings entry: one slot per
+	// (field, encoding), so a name appears twice when a long field is
+	// read both as a number and by approx_distinct.
+	Fields    []string
+	Encodings []Encoding
+	types     []aggregations.ValueType // of each of Fields
 	// Rekeys are, for a source plan, the re-keyings each record also goes
 	// through (config.Source.Repartitions order): Decode fills
 	// Event.Rekeyed with one key each.
@@ -42,6 +49,66 @@ type Plan struct {
 	ids     []string
 	filters int      // features with a where
 	reads   []string // every field a record must provide: keys, event time, Fields, where fields
+	fast    *fastPlan
+}
+
+// fastPlan is how Decode reads a record written with the source's own
+// schema without goavro's native map (schemas.Projection): the slots of
+// the projected fields by role. nil when the plan cannot (a where needs the
+// native record, or the schema has fields the projection does not decode).
+type fastPlan struct {
+	proj   *schemas.Projection
+	key    []int   // Plan.KeyFields
+	entity []int   // Plan.EntityKeys
+	rekeys [][]int // per Plan.Rekeys, its entity's keys
+	ts     int
+	fields []int // Plan.Fields
+}
+
+// compileFast sets p.fast when the plan allows it.
+func (p *Plan) compileFast() {
+	if p.filters > 0 || p.Source == nil || p.Source.Schema == nil {
+		return
+	}
+	if slices.ContainsFunc(p.Encodings, func(e Encoding) bool { return e != EncodeNumber }) {
+		return // distinct values are hashed, exact longs range-checked, booleans kept: the generic path
+	}
+	var names []string
+	var targets []schemas.Target
+	slot := func(name string, t schemas.Target) int {
+		for i, n := range names {
+			if n == name {
+				if targets[i] != t {
+					return -1
+				}
+				return i
+			}
+		}
+		names, targets = append(names, name), append(targets, t)
+		return len(names) - 1
+	}
+	slots := func(fields []string, t schemas.Target) []int {
+		out := make([]int, len(fields))
+		for i, f := range fields {
+			out[i] = slot(f, t)
+		}
+		return out
+	}
+	f := &fastPlan{key: slots(p.KeyFields, schemas.AsString), entity: slots(p.EntityKeys, schemas.AsString)}
+	for _, r := range p.Rekeys {
+		f.rekeys = append(f.rekeys, slots(r.Entity.Keys, schemas.AsString))
+	}
+	f.ts = slot(p.Source.EventTime, schemas.AsInt)
+	f.fields = slots(p.Fields, schemas.AsFloat)
+	for _, s := range slices.Concat(append(f.rekeys, f.key, f.entity, f.fields, []int{f.ts})...) {
+		if s < 0 {
+			return // one field read two ways: left to the generic path
+		}
+	}
+	var ok bool
+	if f.proj, ok = p.Source.Schema.Project(names, targets); ok {
+		p.fast = f
+	}
 }
 
 // Reads lists the fields the plan reads from a record: the entity key, the
@@ -120,7 +187,7 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 		for _, r := range src.Repartitions {
 			for _, f := range r.Features {
 				if f.Aggregation.NeedsField() {
-					indexOrAppend(&p.Fields, f.Field)
+					p.slot(f)
 				}
 			}
 		}
@@ -159,7 +226,7 @@ func (p *Plan) addFeatures(fs []*config.Feature) {
 	for _, f := range fs {
 		fp := FeaturePlan{Feature: f, ID: f.ID, Window: f.Window, Kind: f.Aggregation, FieldIdx: -1}
 		if f.Aggregation.NeedsField() {
-			fp.FieldIdx = indexOrAppend(&p.Fields, f.Field)
+			fp.FieldIdx = p.slot(f)
 		}
 		p.Features = append(p.Features, fp)
 		p.ids = append(p.ids, f.ID)
@@ -199,6 +266,22 @@ func (p *Plan) finish() {
 		}
 		wheres(nil, r.Features)
 	}
+	p.compileFast()
+}
+
+// slot returns the index in Fields of the feature's field read its way,
+// adding it when new.
+func (p *Plan) slot(f *config.Feature) int {
+	enc := encodingOf(f.Aggregation, f.ValueType)
+	for i, name := range p.Fields {
+		if name == f.Field && p.Encodings[i] == enc {
+			return i
+		}
+	}
+	p.Fields = append(p.Fields, f.Field)
+	p.Encodings = append(p.Encodings, enc)
+	p.types = append(p.types, f.ValueType)
+	return len(p.Fields) - 1
 }
 
 func indexOrAppend(list *[]string, s string) int {

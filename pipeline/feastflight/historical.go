@@ -176,14 +176,42 @@ func (s *Server) fail(cmd *command, err error) error {
 // list<double> for first_k and last_k (Feast's Array(Float64)), float64
 // otherwise; null for NOT_FOUND rows and empty avg/min/max/last (and an
 // empty list's window).
+//
+// A feature whose output type (config.Feature.OutputType) is a long is
+// int64 (list<int64>), a boolean bool (list<bool>): Feast's Int64, Bool,
+// Array(Int64), Array(Bool).
 func outType(f *config.Feature) arrow.DataType {
-	switch {
-	case f.Aggregation == aggregations.Count:
+	if f.Aggregation == aggregations.Count {
 		return arrow.PrimitiveTypes.Int64
-	case f.Aggregation.List():
-		return arrow.ListOf(arrow.PrimitiveTypes.Float64)
+	}
+	elem := elemType(f.OutputType())
+	if f.Aggregation.List() {
+		return arrow.ListOf(elem)
+	}
+	return elem
+}
+
+// elemType is the Arrow type of one value of output type t.
+func elemType(t aggregations.ValueType) arrow.DataType {
+	switch t {
+	case aggregations.TypeLong:
+		return arrow.PrimitiveTypes.Int64
+	case aggregations.TypeBool:
+		return arrow.FixedWidthTypes.Boolean
 	}
 	return arrow.PrimitiveTypes.Float64
+}
+
+// appendValue appends x, of output type t, to b, a builder of elemType(t).
+func appendValue(b array.Builder, x float64, t aggregations.ValueType) {
+	switch t {
+	case aggregations.TypeLong:
+		b.(*array.Int64Builder).Append(int64(x))
+	case aggregations.TypeBool:
+		b.(*array.BooleanBuilder).Append(x != 0)
+	default:
+		b.(*array.Float64Builder).Append(x)
+	}
 }
 
 // compute runs the backfill engine once per entity of the requested
@@ -251,10 +279,11 @@ func (s *Server) compute(ctx context.Context, req *request, schema *arrow.Schema
 
 // column builds feature column c of v, of type outType(f).
 func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
-	if v.IsList(c) { // first_k, last_k: a list<double>, null when empty
-		b := array.NewListBuilder(mem, arrow.PrimitiveTypes.Float64)
+	t := f.OutputType()
+	if v.IsList(c) { // first_k, last_k: a list, null when empty
+		b := array.NewListBuilder(mem, elemType(t))
 		defer b.Release()
-		elems := b.ValueBuilder().(*array.Float64Builder)
+		elems := b.ValueBuilder()
 		for i := 0; i < rows; i++ {
 			l, ok := v.List(i, c)
 			if !ok {
@@ -262,27 +291,20 @@ func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Alloc
 				continue
 			}
 			b.Append(true)
-			elems.AppendValues(l, nil)
-		}
-		return b.NewArray()
-	}
-	if f.Aggregation == aggregations.Count {
-		b := array.NewInt64Builder(mem)
-		defer b.Release()
-		for i := 0; i < rows; i++ {
-			if x, ok := v.Get(i, c); ok {
-				b.Append(int64(x))
-			} else {
-				b.AppendNull()
+			for _, x := range l {
+				appendValue(elems, x, t)
 			}
 		}
 		return b.NewArray()
 	}
-	b := array.NewFloat64Builder(mem)
+	if f.Aggregation == aggregations.Count {
+		t = aggregations.TypeLong
+	}
+	b := array.NewBuilder(mem, elemType(t))
 	defer b.Release()
 	for i := 0; i < rows; i++ {
 		if x, ok := v.Get(i, c); ok {
-			b.Append(x)
+			appendValue(b, x, t)
 		} else {
 			b.AppendNull()
 		}

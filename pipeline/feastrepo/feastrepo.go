@@ -13,7 +13,9 @@
 //     source (a source feeds exactly one entity), with one Field per feature
 //     name: Int64 for count, Array(Float64) for first_k and last_k (Feast's
 //     DOUBLE_LIST: the lookup service answers a JSON array of floats, the
-//     Flight server an Arrow list<double>), Float64 otherwise, typed and
+//     Flight server an Arrow list<double>), Float64 otherwise; a feature
+//     whose output type (config.Feature.OutputType) is a long is Int64
+//     (Array(Int64) for a list), a boolean Bool (Array(Bool)); typed and
 //     described after the version a bare name resolves to (the newest not
 //     deprecated; online, the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
@@ -224,11 +226,17 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				return nil, err
 			}
 			typ := "Float64"
+			switch def.OutputType() { // last, first, first_k, last_k of a long or boolean field
+			case aggregations.TypeLong:
+				typ = "Int64"
+			case aggregations.TypeBool:
+				typ = "Bool"
+			}
 			switch {
 			case def.Aggregation == aggregations.Count:
 				typ = "Int64"
 			case def.Aggregation.List():
-				typ = "Array(Float64)"
+				typ = "Array(" + typ + ")"
 			}
 			v.Fields = append(v.Fields, fieldData{Name: f.Name, Type: typ, Description: def.Description})
 		}

@@ -33,11 +33,48 @@ features:
 	}
 	defs := string(b)
 	for _, want := range []string{
-		"from feast.types import Array, Float64, Int64\n",
+		"from feast.types import Array, Bool, Float64, Int64\n",
 		`Field(name="s", dtype=Float64, description="d"),`,
 		`Field(name="n", dtype=Int64, description="d"),`,
 		`Field(name="recent", dtype=Array(Float64), description="newest five"),`,
 		`Field(name="earliest", dtype=Array(Float64), description="first three"),`,
+	} {
+		if !strings.Contains(defs, want) {
+			t.Errorf("%s lacks %q:\n%s", Definitions, want, defs)
+		}
+	}
+}
+
+// TestKeptTypesAreFeastTypes: last, first, first_k and last_k of a long
+// field are Int64 and Array(Int64), of a boolean field Bool and
+// Array(Bool); approx_distinct of a string field stays Float64.
+func TestKeptTypesAreFeastTypes(t *testing.T) {
+	cfg := testkit.WriteConfig(t, `entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: logins, topic: lg, schema: login.avsc, event_time: ts}
+features:
+  - {name: last_ts, version: 1, entity: user, source: logins, aggregation: last, field: ts, window: 1d, owner: t, description: d}
+  - {name: first_ok, version: 1, entity: user, source: logins, aggregation: first, field: success, window: 1d, owner: t, description: d}
+  - {name: ts3, version: 1, entity: user, source: logins, aggregation: last_k, k: 3, field: ts, window: 1d, owner: t, description: d}
+  - {name: ok3, version: 1, entity: user, source: logins, aggregation: first_k, k: 3, field: success, window: 1d, owner: t, description: d}
+  - {name: countries, version: 1, entity: user, source: logins, aggregation: approx_distinct, field: country, window: 1d, owner: t, description: d}
+`, nil)
+	dir := t.TempDir()
+	if err := Write(dir, cfg, Options{URL: "http://127.0.0.1:8080", Flight: "127.0.0.1:8815"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, Definitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs := string(b)
+	for _, want := range []string{
+		`Field(name="last_ts", dtype=Int64, description="d"),`,
+		`Field(name="first_ok", dtype=Bool, description="d"),`,
+		`Field(name="ts3", dtype=Array(Int64), description="d"),`,
+		`Field(name="ok3", dtype=Array(Bool), description="d"),`,
+		`Field(name="countries", dtype=Float64, description="d"),`,
 	} {
 		if !strings.Contains(defs, want) {
 			t.Errorf("%s lacks %q:\n%s", Definitions, want, defs)

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/jsonenc"
 )
 
@@ -52,7 +53,9 @@ func (v *value) appendJSON(b []byte) []byte {
 	b = append(b, `{"value":`...)
 	switch {
 	case v.hasV && v.list != nil:
-		b = appendList(b, v.list)
+		b = appendList(b, v.list, v.typ)
+	case v.hasV && v.typ == aggregations.TypeBool:
+		b = strconv.AppendBool(b, v.v != 0)
 	case v.hasV:
 		b = jsonenc.AppendFloat(b, v.v)
 	default:

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/featurepipe/featurepipe/aggregations"
 )
 
 // The hand-written encoder must write byte for byte what encoding/json
@@ -33,6 +35,17 @@ func TestAnswerEncodingMatchesEncodingJSON(t *testing.T) {
 				v := value{status: statuses[rng.IntN(3)], version: rng.IntN(5)}
 				if rng.IntN(3) > 0 {
 					v.v, v.hasV = floats[rng.IntN(len(floats))], true
+				}
+				switch rng.IntN(6) { // a boolean or long feature's value or list
+				case 0:
+					v.typ, v.v = aggregations.TypeBool, float64(rng.IntN(2))
+				case 1:
+					v.typ, v.v = aggregations.TypeLong, float64(rng.Int64N(1<<53))
+				case 2:
+					v.typ = aggregations.TypeBool
+					if v.hasV {
+						v.list = []float64{1, 0, 1}
+					}
 				}
 				if rng.IntN(2) == 0 {
 					v.updated = rng.Int64N(4e12)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/keys"
 )
 
@@ -225,10 +226,27 @@ func feastCell(fv *value) (status string, v any) {
 		return feastOutsideMaxAge, nil
 	case !fv.hasV:
 		return feastNull, nil
+	case fv.list != nil && fv.typ == aggregations.TypeLong: // Array(Int64): INT64_LIST
+		return feastPresent, longsOf(fv.list)
+	case fv.list != nil && fv.typ == aggregations.TypeBool: // Array(Bool): BOOL_LIST
+		return feastPresent, boolsOf(fv.list)
 	case fv.list != nil: // a list feature: a JSON array, as Feast's DOUBLE_LIST
 		return feastPresent, feastDoubles(fv.list)
+	case fv.typ == aggregations.TypeLong: // Int64
+		return feastPresent, int64(fv.v)
+	case fv.typ == aggregations.TypeBool: // Bool
+		return feastPresent, fv.v != 0
 	}
 	return feastPresent, fv.v
+}
+
+// longsOf is l, whole numbers within ±2^53 (a long feature's), as longs.
+func longsOf(l []float64) []int64 {
+	out := make([]int64, len(l))
+	for i, x := range l {
+		out[i] = int64(x)
+	}
+	return out
 }
 
 // feastDoubles is a list feature's value in Feast's answer: a JSON array

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 )
@@ -255,11 +256,15 @@ type KeyResult struct {
 // A list feature (first_k, last_k) has its value in List, written as a
 // JSON array under "value" (see MarshalJSON); Value is then nil.
 type FeatureValue struct {
-	Value     *float64   `json:"value"`
-	List      []float64  `json:"-"`
-	Status    string     `json:"status"`
-	Version   int        `json:"version"`
-	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	Value *float64  `json:"value"`
+	List  []float64 `json:"-"`
+	// Type is the feature's output type (config.Feature.OutputType): JSON
+	// writes a TypeBool value (or list element) as true or false (Value 1
+	// or 0), every other type as a number (a TypeLong one is whole, exact).
+	Type      aggregations.ValueType `json:"-"`
+	Status    string                 `json:"status"`
+	Version   int                    `json:"version"`
+	UpdatedAt *time.Time             `json:"updated_at,omitempty"`
 }
 
 func (s *Service) entity(name string) (*entityInfo, error) {
@@ -408,6 +413,7 @@ func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 // value is one feature's value as of the lookup time, without the pointers
 // of FeatureValue (no allocation per value).
 type value struct {
+	typ     aggregations.ValueType // the feature's output type (config.Feature.OutputType)
 	v       float64
 	list    []float64 // the value of a list feature (first_k, last_k), with hasV
 	hasV    bool
@@ -417,7 +423,7 @@ type value struct {
 }
 
 func (v *value) public() FeatureValue {
-	fv := FeatureValue{Status: v.status, Version: v.version}
+	fv := FeatureValue{Status: v.status, Version: v.version, Type: v.typ}
 	switch {
 	case v.hasV && v.list != nil:
 		fv.List = v.list
@@ -549,7 +555,7 @@ func (a *lookupAnswer) sortNames() {
 // A derived feature (see foldDef) is NOT_FOUND, WARMING_UP, or PRESENT
 // with its value or null.
 func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
-	fv := value{version: f.def.Version, status: StatusNotFound}
+	fv := value{version: f.def.Version, status: StatusNotFound, typ: f.def.OutputType()}
 	if f.warming {
 		fv.status = StatusWarmingUp
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -28,16 +29,30 @@ func foldList(fv value, f pickedFeature, v *lookupView, T int64) (value, error) 
 }
 
 // appendList appends l as a JSON array of numbers, as encoding/json writes
-// a []float64.
-func appendList(b []byte, l []float64) []byte {
+// a []float64, or of booleans (x != 0) for t TypeBool, as it writes a
+// []bool.
+func appendList(b []byte, l []float64, t aggregations.ValueType) []byte {
 	b = append(b, '[')
 	for i, x := range l {
 		if i > 0 {
 			b = append(b, ',')
 		}
+		if t == aggregations.TypeBool {
+			b = strconv.AppendBool(b, x != 0)
+			continue
+		}
 		b = jsonenc.AppendFloat(b, x)
 	}
 	return append(b, ']')
+}
+
+// boolsOf is l, 0/1 values, as booleans.
+func boolsOf(l []float64) []bool {
+	out := make([]bool, len(l))
+	for i, x := range l {
+		out[i] = x != 0
+	}
+	return out
 }
 
 // featureValueJSON is FeatureValue's JSON form: value is a number, an
@@ -54,8 +69,12 @@ type featureValueJSON struct {
 func (fv FeatureValue) MarshalJSON() ([]byte, error) {
 	w := featureValueJSON{Status: fv.Status, Version: fv.Version, UpdatedAt: fv.UpdatedAt}
 	switch {
+	case fv.List != nil && fv.Type == aggregations.TypeBool:
+		w.Value = boolsOf(fv.List)
 	case fv.List != nil:
 		w.Value = fv.List
+	case fv.Value != nil && fv.Type == aggregations.TypeBool:
+		w.Value = *fv.Value != 0
 	case fv.Value != nil:
 		w.Value = *fv.Value
 	}
@@ -63,7 +82,9 @@ func (fv FeatureValue) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads what MarshalJSON writes: an array "value" into List,
-// a number into Value.
+// a number into Value; booleans (a value or the elements of a list) as 1 or
+// 0 with Type TypeBool (a whole number stays TypeDouble: JSON does not tell
+// a long from a double).
 func (fv *FeatureValue) UnmarshalJSON(b []byte) error {
 	var w struct {
 		Value     json.RawMessage `json:"value"`
@@ -79,11 +100,26 @@ func (fv *FeatureValue) UnmarshalJSON(b []byte) error {
 	case len(raw) == 0 || string(raw) == "null":
 	case raw[0] == '[':
 		if err := json.Unmarshal(raw, &fv.List); err != nil {
-			return fmt.Errorf("feature value list: %w", err)
+			var bs []bool // a list of booleans
+			if json.Unmarshal(raw, &bs) != nil {
+				return fmt.Errorf("feature value list: %w", err)
+			}
+			fv.List, fv.Type = make([]float64, len(bs)), aggregations.TypeBool
+			for i, b := range bs {
+				if b {
+					fv.List[i] = 1
+				}
+			}
 		}
 		if fv.List == nil {
 			fv.List = []float64{}
 		}
+	case string(raw) == "true" || string(raw) == "false":
+		x := 0.0
+		if raw[0] == 't' {
+			x = 1
+		}
+		fv.Value, fv.Type = &x, aggregations.TypeBool
 	default:
 		var x float64
 		if err := json.Unmarshal(raw, &x); err != nil {

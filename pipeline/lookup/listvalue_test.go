@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
 )
@@ -56,10 +57,11 @@ func listConfig(t *testing.T) *config.File {
 	return cfg
 }
 
-// TestLookupLogSkipsLists: the lookup log (read by skew, which compares
-// numbers) records the scalar features of a request and leaves out its list
-// features rather than log them as null.
-func TestLookupLogSkipsLists(t *testing.T) {
+// TestLookupLogCarriesLists: the lookup log records the scalar features of
+// a request under "features" (what skew reads) and its list features under
+// "lists", each the list the response served (what the served-value
+// statistics read).
+func TestLookupLogCarriesLists(t *testing.T) {
 	brokers := newTestCluster(t, 3).ListenAddrs()
 	cfg := listConfig(t)
 	st := openTestStore(t)
@@ -76,6 +78,16 @@ func TestLookupLogSkipsLists(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
 	}
+	var resp struct {
+		Results []struct {
+			Features map[string]struct {
+				Value json.RawMessage `json:"value"`
+			} `json:"features"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Results) != 1 {
+		t.Fatalf("response %s: %v", rec.Body, err)
+	}
 	entries, _ := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 1, 30*time.Second)
 	if len(entries) != 1 {
 		t.Fatalf("%d log entries, want 1", len(entries))
@@ -83,6 +95,20 @@ func TestLookupLogSkipsLists(t *testing.T) {
 	f := entries[0].Features
 	if len(f) != 1 || f["txn_count_7d@1"] == nil {
 		t.Errorf("logged features %v, want txn_count_7d@1 only", f)
+	}
+	lists := entries[0].Lists
+	if len(lists) != 2 {
+		t.Fatalf("logged lists %v, want txn_amount_last3_7d@1 and txn_amount_first5@1", lists)
+	}
+	for name, id := range map[string]string{"txn_amount_last3_7d": "txn_amount_last3_7d@1", "txn_amount_first5": "txn_amount_first5@1"} {
+		var served []float64
+		if err := json.Unmarshal(resp.Results[0].Features[name].Value, &served); err != nil {
+			t.Fatalf("%s served %s: %v", name, resp.Results[0].Features[name].Value, err)
+		}
+		got, ok := lists[id]
+		if !ok || len(got) == 0 || !slices.Equal(got, served) {
+			t.Errorf("%s logged %v (present %v), served %v", id, got, ok, served)
+		}
 	}
 }
 
@@ -236,6 +262,38 @@ func TestListValueEncoding(t *testing.T) {
 		bl, bx := back.Results[0].Features["l"], back.Results[0].Features["x"]
 		if !slices.Equal(bl.List, l.list) || (bl.List == nil) != !l.hasV || bl.Value != nil || bx.Value == nil || *bx.Value != x.v || bx.List != nil {
 			t.Fatalf("case %d: round trip %+v %+v of %s", n, bl, bx, got)
+		}
+	}
+}
+
+// TestBooleanFeatureValueRoundTrip: a boolean feature's value and list are
+// JSON booleans, and read back as 1/0 with Type TypeBool; a long's is a
+// whole JSON number.
+func TestBooleanFeatureValueRoundTrip(t *testing.T) {
+	one, big := 1.0, float64(1<<53)
+	for _, c := range []struct {
+		fv   FeatureValue
+		json string
+	}{
+		{FeatureValue{Value: &one, Type: aggregations.TypeBool, Status: StatusPresent}, `{"value":true,"status":"PRESENT","version":0}`},
+		{FeatureValue{List: []float64{0, 1}, Type: aggregations.TypeBool, Status: StatusPresent}, `{"value":[false,true],"status":"PRESENT","version":0}`},
+		{FeatureValue{Value: &big, Type: aggregations.TypeLong, Status: StatusPresent}, `{"value":9007199254740992,"status":"PRESENT","version":0}`},
+	} {
+		b, err := json.Marshal(c.fv)
+		if err != nil || string(b) != c.json {
+			t.Errorf("Marshal %+v = %s, %v; want %s", c.fv, b, err, c.json)
+			continue
+		}
+		var back FeatureValue
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		wantType := c.fv.Type
+		if wantType == aggregations.TypeLong {
+			wantType = aggregations.TypeDouble // JSON cannot tell a long from a double
+		}
+		if back.Type != wantType || (c.fv.Value != nil) != (back.Value != nil) || (back.Value != nil && *back.Value != *c.fv.Value) || !slices.Equal(back.List, c.fv.List) {
+			t.Errorf("%s read back as %+v", b, back)
 		}
 	}
 }

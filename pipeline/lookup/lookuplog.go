@@ -120,13 +120,24 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		b := append(lr.buf[:0], key...)
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
-		k := 0
+		k, lists := 0, 0
 		for _, j := range order {
 			if a.feats[j].def.Aggregation.List() {
-				continue // lists are not logged yet (skew compares numbers)
+				lists++
+				continue // in "lists", after the numbers
 			}
 			b = lookuplog.AppendFeature(b, k, a.feats[j].def.ID, vals[j].v, vals[j].hasV)
 			k++
+		}
+		if lists > 0 {
+			b = lookuplog.AppendListsStart(b)
+			k = 0
+			for _, j := range order {
+				if a.feats[j].def.Aggregation.List() {
+					b = lookuplog.AppendList(b, k, a.feats[j].def.ID, vals[j].list, vals[j].hasV)
+					k++
+				}
+			}
 		}
 		b = lookuplog.AppendEnd(b)
 		lr.buf = b

@@ -64,6 +64,15 @@ type Options struct {
 	// full cache adds little to garbage-collection work. Default 100,000;
 	// negative disables the cache.
 	CacheEntries int
+	// ApplyCacheEntities bounds the entities whose decoded views the
+	// feature-log consumer keeps between its batches (logApplier), so that
+	// an entity changed by batch after batch (a replay, a busy worker
+	// publishing every poll) is read from Pebble and decoded once, not
+	// once per batch. Memory: one decoded view per entry (every tile of
+	// every feature of the entity, typically a few KiB); when the bound is
+	// reached the kept views are dropped and the next batches read them
+	// again. Default 20,000; negative: nothing is kept between batches.
+	ApplyCacheEntities int
 	// LookupLogSample is the probability that one answered key (of any
 	// route) is logged to the config's lookup-log topic as a
 	// lookuplog.Entry. Default (0): 1.0, every key. Negative (use
@@ -170,6 +179,12 @@ func New(o Options) (*Service, error) {
 		o.CacheEntries = 100_000
 	case o.CacheEntries < 0:
 		o.CacheEntries = 0
+	}
+	switch {
+	case o.ApplyCacheEntities == 0:
+		o.ApplyCacheEntities = 20_000
+	case o.ApplyCacheEntities < 0:
+		o.ApplyCacheEntities = 0
 	}
 	switch {
 	case o.LookupLogSample > 1 || math.IsNaN(o.LookupLogSample):

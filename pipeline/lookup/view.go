@@ -34,6 +34,9 @@ type entityView struct {
 	parts   []int32 // source partition of each entry
 	updated []int64 // ms
 	series  []aggregations.Series
+	// batch is the number of the logApplier batch that last changed the
+	// view (not encoded).
+	batch uint64
 }
 
 func (e *entityView) reset() {
@@ -326,7 +329,7 @@ func (s *Service) consume(ctx context.Context) error {
 		ranges[p] = kafka.Range{From: off, End: max(off, end)} // From 0: the log start (ReadBatches moves past retention)
 	}
 	s.setCatchUp(ends, next)
-	a := newLogApplier(s.cache.enabled())
+	a := newLogApplier(s.cache.enabled(), s.o.ApplyCacheEntities)
 	s.log.Info("catching up with the feature log", zap.String("topic", topic), zap.Int("partitions", len(ends)), zap.Any("end_offsets_at_start", ends))
 	pos, err := kafka.ReadBatches(ctx, admin, topic, ranges, func(p int32, recs []*kgo.Record) error {
 		return s.applyLog(a, topic, p, recs)
@@ -389,20 +392,33 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 }
 
-// logApplier is the scratch of applyLog, reused across batches.
+// logApplier is the scratch of applyLog, reused across batches, and its
+// cache of decoded views.
+//
+// Invariant: a view in cache equals the entity's view in Pebble as of the
+// last committed batch (only applyLog writes views while the consumer
+// runs), so a batch starts from it instead of a Pebble Get and a decode.
+// A batch that fails drops the whole cache: its views may hold changes
+// that were never committed.
 type logApplier struct {
-	cache map[string]*entityView // the entities one batch changes
+	cache map[string]*entityView // decoded views, by entity NUL key
+	// keep bounds cache between batches (Options.ApplyCacheEntities).
+	keep int
+	// changed are the cache keys of the entities the current batch changed.
+	changed []string
+	batch   uint64 // the current batch's number, from 1
 	// published holds their committed encodings, for the lookup cache: nil
 	// when the cache is disabled.
 	published  map[string][]byte
 	kbuf, vbuf []byte
+	ckbuf      []byte // the cache key of the current record
 	// sourceTS are the Kafka timestamps (ms) of the batch's feature-tile
 	// upserts, observed as end-to-end latency once the batch is visible.
 	sourceTS []int64
 }
 
-func newLogApplier(cached bool) *logApplier {
-	a := &logApplier{cache: make(map[string]*entityView)}
+func newLogApplier(cached bool, keep int) *logApplier {
+	a := &logApplier{cache: make(map[string]*entityView), keep: keep}
 	if cached {
 		a.published = make(map[string][]byte)
 	}
@@ -411,13 +427,27 @@ func newLogApplier(cached bool) *logApplier {
 
 // applyLog applies one batch of feature-log records of partition p (in
 // offset order) to the view and commits it, with the partition's read
-// offset (one past the last record), in one Pebble batch.
+// offset (one past the last record), in one Pebble batch. Cost per batch:
+// one Pebble Get and decode per entity not in the applier's cache, one
+// encode and one Set per entity changed.
 func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	clear(a.cache)
+	err := s.applyLogBatch(a, topic, p, recs)
+	if err != nil {
+		clear(a.cache) // may hold changes never committed
+	}
+	return err
+}
+
+func (s *Service) applyLogBatch(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
+	if len(a.cache) >= a.keep {
+		clear(a.cache)
+	}
 	clear(a.published)
+	a.batch++
+	a.changed = a.changed[:0]
 	a.sourceTS = a.sourceTS[:0]
 	b := s.o.Store.NewBatch()
 	oldLayout := 0
@@ -432,15 +462,19 @@ func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Rec
 			continue
 		}
 		ref := rec.Ref
-		ck := ref.Entity + "\x00" + ref.EntityKey
-		e, ok := a.cache[ck]
+		a.ckbuf = append(append(append(a.ckbuf[:0], ref.Entity...), 0), ref.EntityKey...)
+		e, ok := a.cache[string(a.ckbuf)]
 		if !ok {
 			e = new(entityView)
 			if _, err := s.load(ref.Entity, ref.EntityKey, e, a.kbuf, a.vbuf); err != nil {
 				b.Close()
 				return err
 			}
-			a.cache[ck] = e
+			a.cache[string(a.ckbuf)] = e
+		}
+		if e.batch != a.batch {
+			e.batch = a.batch
+			a.changed = append(a.changed, string(a.ckbuf))
 		}
 		// Only the series of the tile's source partition changes: the
 		// other partitions' tiles of the feature stay as they are.
@@ -468,7 +502,8 @@ func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Rec
 			"their tiles are published again under the new layout when the workers republish them",
 			zap.Int32("partition", p), zap.Int("records", oldLayout))
 	}
-	for ck, e := range a.cache {
+	for _, ck := range a.changed {
+		e := a.cache[ck]
 		entity, key, _ := cutNUL(ck)
 		a.kbuf = keys.View(a.kbuf[:0], entity, key)
 		// One encoding, for the batch (which copies it) and the cache

@@ -43,8 +43,8 @@ func decodeFast(b []byte) (e *Entry, ok bool) {
 		return nil, false
 	}
 	e.Features = map[string]*float64{}
-	if p.lit("}}") {
-		return e, p.i == len(b)
+	if p.lit("}") {
+		return p.lists(e)
 	}
 	var vals []float64 // one allocation for the values (a few per entry)
 	for {
@@ -70,8 +70,60 @@ func decodeFast(b []byte) (e *Entry, ok bool) {
 		}
 		switch {
 		case p.lit(","):
+		case p.lit("}"):
+			return p.lists(e)
+		default:
+			return nil, false
+		}
+	}
+}
+
+// lists decodes what follows the features of e: the end of the object, or
+// "lists" (as AppendListsStart and AppendList write them) and the end.
+func (p *parser) lists(e *Entry) (*Entry, bool) {
+	if p.lit("}") {
+		return e, p.i == len(p.b)
+	}
+	if !p.lit(`,"lists":{`) {
+		return nil, false
+	}
+	e.Lists = map[string][]float64{}
+	if p.lit("}}") {
+		return e, p.i == len(p.b)
+	}
+	for {
+		id, ok := p.str()
+		if !ok || !p.lit(":") {
+			return nil, false
+		}
+		switch {
+		case p.lit("null"):
+			e.Lists[id] = nil
+		case p.lit("[]"):
+			e.Lists[id] = []float64{}
+		case p.lit("["):
+			var l []float64
+			for {
+				x, ok := p.float()
+				if !ok {
+					return nil, false
+				}
+				l = append(l, x)
+				if p.lit("]") {
+					break
+				}
+				if !p.lit(",") {
+					return nil, false
+				}
+			}
+			e.Lists[id] = l
+		default:
+			return nil, false
+		}
+		switch {
+		case p.lit(","):
 		case p.lit("}}"):
-			return e, p.i == len(b)
+			return e, p.i == len(p.b)
 		default:
 			return nil, false
 		}

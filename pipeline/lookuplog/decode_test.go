@@ -31,6 +31,13 @@ var decodeSeeds = []string{
 	`{"entity":"user","key":"u1","at":1,"features":{"a":1,}}`,
 	`{"entity":"user","key":"u1","at":1,"features":{"a":1}`,
 	`{"entity":"user","key":"u1","at":1,"service":"s","consumer":"c","features":{}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{"a@1":1},"lists":{"l@1":[3,1.5,-0,1e-7],"m@1":null,"n@1":[]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{"l":[1,]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{"l":[null]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{"l":[1],"l":[2,3]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{"l":[ 1]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"lists":null}`,
 	`{}`, ``, `null`,
 }
 
@@ -66,6 +73,9 @@ func TestWrittenRecordsTakeTheFastPath(t *testing.T) {
 		{Entity: "user", Key: "héllo", At: 1, Consumer: "fraud-model", Service: "fraud_scoring", Request: "r-1",
 			Features: map[string]*float64{"a@1": &v2, "b@1": &tiny, "c@1": &huge}},
 		{Entity: "user_merchant", Key: `["u1","m9"]`, At: 1, Features: map[string]*float64{}},
+		{Entity: "user", Key: "u2", At: 2, Features: map[string]*float64{"a@1": &v1},
+			Lists: map[string][]float64{"l@1": {3, -1.5, tiny, huge}, "m@1": nil, "n@1": {}}},
+		{Entity: "user", Key: "u3", At: 3, Features: map[string]*float64{}, Lists: map[string][]float64{"l@1": {1}}},
 	} {
 		b, err := e.Encode()
 		if err != nil {

@@ -7,10 +7,12 @@
 //
 // Record key: the entity key. Value: the JSON object
 //
-//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","service":"fraud_scoring","request":"9f2c01ab-1k","features":{"a@1":12.5,"b@2":null}}
+//	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","service":"fraud_scoring","request":"9f2c01ab-1k","features":{"a@1":12.5,"b@2":null},"lists":{"c@1":[3,1.5]}}
 //
-// with "consumer", "service" and "request" left out when empty and the features sorted
-// by id, each once (the order and escaping of encoding/json).
+// with "consumer", "service" and "request" left out when empty, "lists"
+// (list features: first_k, last_k) left out without any, and the features
+// and lists sorted by id, each once (the order and escaping of
+// encoding/json).
 package lookuplog
 
 import (
@@ -43,6 +45,10 @@ type Entry struct {
 	// Features maps feature id (name@version) to the value served; null for
 	// an empty window served as null.
 	Features map[string]*float64 `json:"features"`
+	// Lists maps the feature id of each list feature served (first_k,
+	// last_k) to the list served; null for an empty window. Absent without
+	// list features (and in records of older replicas, which logged none).
+	Lists map[string][]float64 `json:"lists,omitempty"`
 }
 
 // Encode returns the record value of e, as the lookup service writes it.
@@ -59,6 +65,18 @@ func (e *Entry) Encode() ([]byte, error) {
 			b = AppendFeature(b, i, id, 0, false)
 		} else {
 			b = AppendFeature(b, i, id, *v, true)
+		}
+	}
+	if len(e.Lists) > 0 {
+		ids = ids[:0]
+		for id := range e.Lists {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		b = AppendListsStart(b)
+		for i, id := range ids {
+			l := e.Lists[id]
+			b = AppendList(b, i, id, l, l != nil)
 		}
 	}
 	return AppendEnd(b), nil
@@ -111,6 +129,34 @@ func AppendFeature(b []byte, i int, id string, v float64, ok bool) []byte {
 		return append(b, "null"...)
 	}
 	return jsonenc.AppendFloat(b, v)
+}
+
+// AppendListsStart closes the features and opens the lists of an entry:
+// after the last AppendFeature, call it once, then AppendList for each list
+// feature, in id order, each id once (i counts them from 0), then AppendEnd.
+// An entry without list features leaves it out.
+func AppendListsStart(b []byte) []byte { return append(b, `},"lists":{`...) }
+
+// AppendList appends the i-th list (from 0) of an entry: its id and the
+// list served as a JSON array of numbers (a non-finite element, which the
+// aggregations never produce, as null), or null when ok is false.
+func AppendList(b []byte, i int, id string, l []float64, ok bool) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	b = append(b, ':')
+	if !ok {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for j, x := range l {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendFloat(b, x)
+	}
+	return append(b, ']')
 }
 
 // AppendEnd closes an entry started with AppendStart.

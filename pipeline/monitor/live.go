@@ -57,6 +57,27 @@ type LiveOptions struct {
 	// and KS are exported: a handful of values is noise, not drift.
 	// Default 100.
 	MinValues int64
+	// Week adds the week-earlier baseline: per version, the last 24 hours
+	// (whole hours: the current one and the 23 before) compared with the
+	// same hours seven days earlier, exported with baseline="week"
+	// (WeekBaselineName) next to the dataset baseline's gauges, once both
+	// sides hold MinValues non-null values. Cost: WeekHours hourly Stats
+	// per version (each at most 32 KiB, typically a few KiB: a few MiB per
+	// version at most), one more sub-window merge per Commit, and 48 more
+	// merges per version at each scrape and Snapshot.
+	Week bool
+	// Hours keeps the hourly statistics of Week durably, so that a
+	// restarted worker compares with last week at once: NewLive restores
+	// them, Commit saves the changed hours at most every FlushEvery, and
+	// Flush saves the rest (call it at shutdown). Default: none (the week
+	// restarts empty with the process). Ignored without Week.
+	Hours HourStore
+	// FlushEvery is how often Commit saves changed hours to Hours (a crash
+	// loses at most that much). Default DefaultFlushEvery (1 minute).
+	FlushEvery time.Duration
+	// OnError receives the errors of saving hours from Commit (which does
+	// not fail for them: statistics never stop publication). May be nil.
+	OnError func(error)
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -73,10 +94,15 @@ type LiveOptions struct {
 // with the baseline. Safe for concurrent use.
 type Live struct {
 	o     LiveOptions
-	rings []ringSpec // [0]: Window; [1]: LongWindow, when kept
+	rings []ringSpec // [0]: Window; [1]: LongWindow, when kept; [weekRing]: hours, with Week
+	// weekRing is the index of the hourly ring in rings (with Week).
+	weekRing int
 
 	mu       sync.Mutex
 	features map[string]*liveFeature
+	// dirty are the hours changed since the last save to Options.Hours.
+	dirty     map[hourRef]bool
+	lastFlush int64 // ms
 
 	psi, ks, nullRate, nullChange, values *prometheus.Desc
 }
@@ -174,7 +200,14 @@ func NewLive(r prometheus.Registerer, o LiveOptions) (*Live, error) {
 	if o.LongWindow > 0 {
 		rings = append(rings, ringSpec{(o.LongWindow / time.Duration(o.LongBuckets)).Milliseconds(), o.LongBuckets})
 	}
-	l := &Live{o: o, rings: rings, features: map[string]*liveFeature{},
+	weekRing := len(rings)
+	if o.Week {
+		rings = append(rings, weekSpec)
+	}
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = DefaultFlushEvery
+	}
+	l := &Live{o: o, rings: rings, weekRing: weekRing, features: map[string]*liveFeature{}, dirty: map[hourRef]bool{},
 		psi: prometheus.NewDesc("featurepipe_feature_drift_psi",
 			"Population stability index of the feature version's published values over the statistics window against its baseline "+
 				"(10 baseline decile bins, smoothed): < 0.1 stable, > 0.25 major shift.", []string{"feature", "version", "baseline"}, nil),
@@ -187,6 +220,12 @@ func NewLive(r prometheus.Registerer, o LiveOptions) (*Live, error) {
 			"The feature version's null rate over the statistics window minus its baseline's.", []string{"feature", "version", "baseline"}, nil),
 		values: prometheus.NewDesc("featurepipe_feature_values",
 			"Published values of the feature version observed over the statistics window (after sampling).", []string{"feature", "version"}, nil),
+	}
+	l.lastFlush = o.Now().UnixMilli()
+	if o.Week && o.Hours != nil {
+		if err := l.loadHours(); err != nil {
+			return nil, err
+		}
 	}
 	if r != nil {
 		if err := r.Register(l); err != nil {
@@ -242,16 +281,21 @@ func (l *Live) Commit(b *Batch) error {
 		f := l.features[id]
 		if f == nil {
 			n := b.names[id]
-			f = &liveFeature{name: n[0], version: n[1]}
-			for _, spec := range l.rings {
-				f.rings = append(f.rings, newRing(spec.buckets))
-			}
-			l.features[id] = f
+			f = l.featureLocked(id)
+			f.name, f.version = n[0], n[1]
 		}
 		for i, spec := range l.rings {
 			if err := f.rings[i].add(spec, now, s); err != nil {
 				return err
 			}
+		}
+		if l.o.Week {
+			l.dirty[hourRef{id, now / hourMS * hourMS}] = true
+		}
+	}
+	if l.o.Week && l.o.Hours != nil && now-l.lastFlush >= l.o.FlushEvery.Milliseconds() {
+		if err := l.flushLocked(now); err != nil && l.o.OnError != nil {
+			l.o.OnError(err)
 		}
 	}
 	return nil
@@ -311,6 +355,7 @@ func (l *Live) Collect(ch chan<- prometheus.Metric) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for id, f := range l.features {
+		l.collectWeekLocked(ch, f, now)
 		w := l.windowLocked(f, now)
 		if w == nil {
 			continue
@@ -331,6 +376,26 @@ func (l *Live) Collect(ch chan<- prometheus.Metric) {
 		if ks, ok := KS(b.Stats, w); ok {
 			ch <- prometheus.MustNewConstMetric(l.ks, prometheus.GaugeValue, ks, f.name, f.version, b.Name)
 		}
+	}
+}
+
+// collectWeekLocked exports version f's drift against the same 24 hours a
+// week earlier (Options.Week): the null-rate change once both sides have
+// values, PSI and KS once both have MinValues non-null values. mu held.
+func (l *Live) collectWeekLocked(ch chan<- prometheus.Metric, f *liveFeature, now int64) {
+	cur, earlier := l.weekLocked(f, now)
+	if cur == nil || earlier == nil || cur.Count() == 0 || earlier.Count() == 0 {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(l.nullChange, prometheus.GaugeValue, cur.NullRate()-earlier.NullRate(), f.name, f.version, WeekBaselineName)
+	if cur.count-cur.nulls < l.o.MinValues || earlier.count-earlier.nulls < l.o.MinValues {
+		return
+	}
+	if psi, ok := PSI(earlier, cur); ok {
+		ch <- prometheus.MustNewConstMetric(l.psi, prometheus.GaugeValue, psi, f.name, f.version, WeekBaselineName)
+	}
+	if ks, ok := KS(earlier, cur); ok {
+		ch <- prometheus.MustNewConstMetric(l.ks, prometheus.GaugeValue, ks, f.name, f.version, WeekBaselineName)
 	}
 }
 

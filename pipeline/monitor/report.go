@@ -31,6 +31,9 @@ type FeatureSnapshot struct {
 	// Long is the statistics over the snapshot's LongWindow.
 	Long     *Stats    `json:"long_window,omitempty"`
 	Baseline *Baseline `json:"baseline,omitempty"`
+	// Week is the last 24 hours and the same hours a week earlier
+	// (LiveOptions.Week), when kept and either has values.
+	Week *WeekSnapshot `json:"week,omitempty"`
 }
 
 // MarshalJSON writes a baseline as its name and statistics.
@@ -65,10 +68,14 @@ func (l *Live) Snapshot() Snapshot {
 	l.mu.Lock()
 	for id, f := range l.features {
 		w, long := l.windowLocked(f, now.UnixMilli()), l.longWindowLocked(f, now.UnixMilli())
-		if w == nil && long == nil {
+		cur, earlier := l.weekLocked(f, now.UnixMilli())
+		if w == nil && long == nil && cur == nil && earlier == nil {
 			continue
 		}
 		fs := FeatureSnapshot{ID: id, Window: w, Long: long}
+		if cur != nil || earlier != nil {
+			fs.Week = &WeekSnapshot{Current: cur, Earlier: earlier}
+		}
 		if b, ok := l.baseline(id); ok {
 			fs.Baseline = &b
 		}
@@ -130,6 +137,43 @@ type FeatureReport struct {
 	// Served are the statistics of the values served to each consumer
 	// (from the lookup log; see Served), when asked for.
 	Served []ServedReport `json:"served,omitempty"`
+	// Week is the last 24 hours against the same hours a week earlier,
+	// when the workers keep them (worker --baseline week).
+	Week *WeekReport `json:"week,omitempty"`
+}
+
+// WeekReport is a version's last 24 hours (Summary) and their drift
+// against the same 24 hours a week earlier (Baseline "week").
+type WeekReport struct {
+	Drift
+	// Crossed lists the thresholds crossed: psi, null_rate.
+	Crossed []string `json:"crossed,omitempty"`
+}
+
+// CheckWeek reports on w's current 24 hours against its earlier ones,
+// checked as Check checks published values against a dataset (without
+// freshness); nil when w has no current values.
+func CheckWeek(id string, w *WeekSnapshot, th Thresholds, minValues int64) *WeekReport {
+	if w == nil || w.Current == nil {
+		return nil
+	}
+	var base *Baseline
+	if w.Earlier != nil && w.Earlier.Count() > 0 {
+		base = &Baseline{Name: WeekBaselineName, Stats: w.Earlier}
+		if w.Earlier.count-w.Earlier.nulls < minValues {
+			// Too few values a week ago for PSI: compare null rates only.
+			r := Check(id, w.Current, base, -1, th, w.Current.count+1)
+			return &WeekReport{Drift: r.Drift, Crossed: r.Crossed}
+		}
+	}
+	r := Check(id, w.Current, base, -1, th, minValues)
+	return &WeekReport{Drift: r.Drift, Crossed: r.Crossed}
+}
+
+// Row renders the report as a table row with FeatureReport.Row's columns:
+// "24h vs week earlier" for the feature, no freshness.
+func (r WeekReport) Row() []string {
+	return FeatureReport{ID: "  24h vs week earlier", Drift: r.Drift, Crossed: r.Crossed}.Row()
 }
 
 // ServedReport is the statistics of one version's values served to one
@@ -312,6 +356,36 @@ func fmtOpt(v *float64, prec int) string {
 		return "-"
 	}
 	return strconv.FormatFloat(*v, 'f', prec, 64)
+}
+
+// TopShownInText is how many top values TopLine shows.
+const TopShownInText = 5
+
+// TopLine describes a list's lengths and the most frequent list elements
+// or strings in one line, "lists of 1-3 (mean 2.9); top: 42 ×399, 7 ×12
+// (counts within 3)"; "" for numbers. Values longer than 24 characters
+// are cut.
+func (d Drift) TopLine() string {
+	var parts []string
+	if l := d.Summary.Length; l != nil && l.Min != nil {
+		parts = append(parts, fmt.Sprintf("lists of %g-%g (mean %.3g)", *l.Min, *l.Max, *l.Mean))
+	}
+	if len(d.Summary.Top) > 0 {
+		var vs []string
+		for _, tv := range d.Summary.Top[:min(TopShownInText, len(d.Summary.Top))] {
+			v := tv.Value
+			if r := []rune(v); len(r) > 24 {
+				v = string(r[:23]) + "…"
+			}
+			vs = append(vs, fmt.Sprintf("%s ×%d", strconv.Quote(v), tv.Count))
+		}
+		top := "top: " + strings.Join(vs, ", ")
+		if d.Summary.TopError > 0 {
+			top += fmt.Sprintf(" (counts within %d)", d.Summary.TopError)
+		}
+		parts = append(parts, top)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // SparklineCell renders h as "P1 |sparkline| P99" (h may be nil: "-").

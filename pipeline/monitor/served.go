@@ -103,7 +103,8 @@ func (s *Served) Windows() []time.Duration { return s.o.Windows }
 func (s *Served) Longest() time.Duration { return slices.Max(s.o.Windows) }
 
 // Add observes the values of one lookup-log entry (with probability
-// Options.Sample) in every window its time falls in.
+// Options.Sample) in every window its time falls in: its numbers
+// (Stats.Add) and its lists (Stats.AddList).
 func (s *Served) Add(e *lookuplog.Entry) {
 	age := s.now - min(e.At, s.now)
 	in := false
@@ -118,29 +119,42 @@ func (s *Served) Add(e *lookuplog.Entry) {
 		consumer = AnonymousConsumer
 	}
 	for id, v := range e.Features {
-		byConsumer := s.feats[id]
-		if byConsumer == nil {
-			byConsumer = map[string][]*Stats{}
-			s.feats[id] = byConsumer
-		}
-		c := consumer
-		if byConsumer[c] == nil && len(byConsumer) >= s.o.MaxConsumers && c != OtherConsumers {
-			c = OtherConsumers
-		}
-		st := byConsumer[c]
-		if st == nil {
-			st = make([]*Stats, len(s.o.Windows))
-			for i := range st {
-				st[i] = NewStats()
-			}
-			byConsumer[c] = st
-		}
-		for i, w := range s.o.Windows {
-			if age <= w.Milliseconds() {
-				st[i].Add(v)
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				st.Add(v)
 			}
 		}
 	}
+	for id, l := range e.Lists { // list features: a null list is nil
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				st.AddList(l, l != nil)
+			}
+		}
+	}
+}
+
+// stats returns the statistics per window of feature version id served to
+// consumer (OtherConsumers beyond MaxConsumers), created when new.
+func (s *Served) stats(id, consumer string) []*Stats {
+	byConsumer := s.feats[id]
+	if byConsumer == nil {
+		byConsumer = map[string][]*Stats{}
+		s.feats[id] = byConsumer
+	}
+	c := consumer
+	if byConsumer[c] == nil && len(byConsumer) >= s.o.MaxConsumers && c != OtherConsumers {
+		c = OtherConsumers
+	}
+	st := byConsumer[c]
+	if st == nil {
+		st = make([]*Stats, len(s.o.Windows))
+		for i := range st {
+			st[i] = NewStats()
+		}
+		byConsumer[c] = st
+	}
+	return st
 }
 
 // Consumers returns the consumers served feature version id in any window,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -188,5 +189,45 @@ func TestCheckServed(t *testing.T) {
 	}
 	if row := reps[2].Row(); row[0] != "  served to shifted (24h)" || row[1] != "1000" {
 		t.Errorf("row %q", row)
+	}
+}
+
+// TestServedLists: the lists served (lookup-log "lists") get list
+// statistics per consumer and window, those of the lists themselves; a
+// null list counts as a null.
+func TestServedLists(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	s, err := NewServed(ServedOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	want := map[string]*Stats{"fraud-api": NewStats(), "ranking": NewStats()}
+	for i := range 500 {
+		consumer := []string{"fraud-api", "ranking"}[i%2]
+		var l []float64
+		for range rng.IntN(4) {
+			l = append(l, float64(rng.IntN(5))+float64(i%2)*10)
+		}
+		if rng.IntN(10) == 0 {
+			l = nil
+		}
+		e := entry(consumer, now.Add(-time.Minute).UnixMilli(), map[string]*float64{})
+		e.Lists = map[string][]float64{"l@1": l}
+		s.Add(e)
+		want[consumer].AddList(l, l != nil)
+	}
+	for c, w := range want {
+		got := s.Stats("l@1", c, time.Hour)
+		if got == nil || !reflect.DeepEqual(got.Summary(), w.Summary()) {
+			t.Errorf("%s: served list statistics %+v, want %+v", c, got, w.Summary())
+			continue
+		}
+		if sum := got.Summary(); sum.Kind != KindList || sum.Nulls == 0 || len(sum.Top) == 0 {
+			t.Errorf("%s: %+v: want list statistics with nulls and top values", c, sum)
+		}
+	}
+	if top, _ := s.Stats("l@1", "ranking", 24*time.Hour).Top(1); top[0].Value < "10" {
+		t.Errorf("ranking's top element %v, want one of 10-14", top)
 	}
 }

@@ -6,7 +6,11 @@
 // Stats are mergeable: count, nulls, Welford's mean and M2 (merged with
 // Chan's formula), min, max and a DDSketch (github.com/DataDog/sketches-go)
 // of the non-null values with 1% relative accuracy, so quantiles are within
-// 1% of a true value of the data. A Stats is not safe for concurrent use.
+// 1% of a true value of the data. List-valued features (first_k, last_k)
+// add the distribution of list lengths and the most frequent elements
+// (TopValues), and their moments, quantiles and drift are over the
+// elements; string-valued features have top values only (AddString). A
+// Stats is not safe for concurrent use.
 package monitor
 
 import (
@@ -32,15 +36,38 @@ const maxBins = 2048
 // p90, p95, p99).
 var Quantiles = []float64{0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99}
 
+// Kind is what a Stats summarizes, set by the first non-null value added
+// (or merged): "number", "list" or "string"; "" while it has none.
+type Kind string
+
+// The kinds of Stats.
+const (
+	KindNumber Kind = "number"
+	KindList   Kind = "list"
+	KindString Kind = "string"
+)
+
 // Stats summarize a stream of feature values, some of them null (an empty
-// window without a default, NOT_FOUND, a missing field).
+// window without a default, NOT_FOUND, a missing field). One Stats takes
+// one kind of value (see Kind): numbers (AddValue), lists of numbers
+// (AddList) or strings (AddString); Merge refuses to mix them.
 type Stats struct {
-	count int64 // values, nulls included
+	kind  Kind
+	count int64 // values, nulls included (a list counts once)
 	nulls int64
-	mean  float64
-	m2    float64
-	min   float64
-	max   float64
+	// values is the number of numbers in the moments and the sketch: the
+	// non-null values of a number feature, the elements of a list
+	// feature's lists, none for strings.
+	values int64
+	// lengths has one value per non-null list: its length (KindList).
+	lengths *Stats
+	// top counts the most frequent list elements (KindList) or strings
+	// (KindString).
+	top  *TopValues
+	mean float64
+	m2   float64
+	min  float64
+	max  float64
 	// sketch holds the non-null, finite values.
 	sketch *ddsketch.DDSketch
 }
@@ -76,22 +103,112 @@ func (s *Stats) AddValue(x float64) {
 		s.AddNull()
 		return
 	}
-	n := s.count - s.nulls
+	s.setKind(KindNumber)
+	s.count++
+	s.addNumber(x)
+}
+
+// setKind sets the kind on the first non-null value; a value of another
+// kind later is still counted (callers keep one kind per feature).
+func (s *Stats) setKind(k Kind) {
+	if s.kind == "" {
+		s.kind = k
+	}
+}
+
+// addNumber adds x to the moments and the sketch (not to count).
+func (s *Stats) addNumber(x float64) {
+	n := s.values
 	if n == 0 {
 		s.min, s.max = x, x
 	} else {
 		s.min, s.max = min(s.min, x), max(s.max, x)
 	}
-	s.count++
+	s.values++
 	d := x - s.mean
 	s.mean += d / float64(n+1)
 	s.m2 += d * (x - s.mean)
 	_ = s.sketch.Add(x) // fails only for values the mapping cannot index (beyond ±1e307)
 }
 
-// Merge adds o's values to s.
+// AddList adds one list value (ok false: a null, e.g. an empty window):
+// its length to the length distribution, its elements to the moments,
+// quantiles and top values (NaN and infinite elements are left out of the
+// moments and quantiles, counted in the length and the top values). Cost:
+// O(len(l)) sketch inserts and map increments.
+func (s *Stats) AddList(l []float64, ok bool) {
+	if !ok {
+		s.AddNull()
+		return
+	}
+	s.setKind(KindList)
+	s.count++
+	if s.lengths == nil {
+		s.lengths = NewStats()
+	}
+	s.lengths.AddValue(float64(len(l)))
+	if s.top == nil {
+		s.top = NewTopValues()
+	}
+	for _, x := range l {
+		s.top.Add(NumberKey(x))
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			s.addNumber(x)
+		}
+	}
+}
+
+// AddString adds one string value (ok false: a null) to the top values:
+// the statistics of a string-valued feature are its count, null rate and
+// most frequent values (no moments, quantiles or PSI).
+func (s *Stats) AddString(v string, ok bool) {
+	if !ok {
+		s.AddNull()
+		return
+	}
+	s.setKind(KindString)
+	s.count++
+	if s.top == nil {
+		s.top = NewTopValues()
+	}
+	s.top.Add(v)
+}
+
+// Kind is the kind of values s summarizes ("" before the first non-null
+// one).
+func (s *Stats) Kind() Kind { return s.kind }
+
+// Top returns the n most frequent list elements or strings (nil for
+// numbers), with the largest undercount of their counts (TopValues).
+func (s *Stats) Top(n int) (top []TopValue, maxUndercount int64) {
+	if s.top == nil {
+		return nil, 0
+	}
+	return s.top.Top(n), s.top.Error()
+}
+
+// Merge adds o's values to s. Statistics of different kinds (a list's
+// and a number's) do not merge.
 func (s *Stats) Merge(o *Stats) error {
-	na, nb := float64(s.count-s.nulls), float64(o.count-o.nulls)
+	if s.kind != "" && o.kind != "" && s.kind != o.kind {
+		return fmt.Errorf("merge feature statistics: %s values with %s values (a feature whose type changed needs a new version)", s.kind, o.kind)
+	}
+	s.setKind(o.kind)
+	if o.lengths != nil {
+		if s.lengths == nil {
+			s.lengths = NewStats()
+		}
+		if err := s.lengths.Merge(o.lengths); err != nil {
+			return err
+		}
+	}
+	if o.top != nil {
+		if s.top == nil {
+			s.top = NewTopValues()
+		}
+		s.top.Merge(o.top)
+	}
+	na, nb := float64(s.values), float64(o.values)
 	switch {
 	case nb == 0:
 	case na == 0:
@@ -105,6 +222,7 @@ func (s *Stats) Merge(o *Stats) error {
 	}
 	s.count += o.count
 	s.nulls += o.nulls
+	s.values += o.values
 	if err := s.sketch.MergeWith(o.sketch); err != nil {
 		return fmt.Errorf("merge feature statistics: %w", err)
 	}
@@ -124,10 +242,25 @@ func (s *Stats) NullRate() float64 {
 
 // Summary is the readable form of Stats.
 type Summary struct {
+	// Kind is "number", "list" or "string"; absent before any non-null
+	// value (and in statistics written before lists had any).
+	Kind     Kind    `json:"kind,omitempty"`
 	Count    int64   `json:"count"`
 	Nulls    int64   `json:"nulls"`
 	NullRate float64 `json:"null_rate"`
-	// The rest are over the non-null values; absent without any.
+	// Elements is the number of list elements (lists only): what the
+	// moments, quantiles and drift of a list feature are over.
+	Elements int64 `json:"elements,omitempty"`
+	// Length is the distribution of the non-null lists' lengths (lists
+	// only).
+	Length *Summary `json:"length,omitempty"`
+	// Top is the TopShown most frequent list elements or strings, most
+	// frequent first; TopError is the largest undercount of their counts
+	// (0: exact).
+	Top      []TopValue `json:"top,omitempty"`
+	TopError int64      `json:"top_error,omitempty"`
+	// The rest are over the non-null numbers (a list's elements); absent
+	// without any.
 	Mean   *float64 `json:"mean,omitempty"`
 	Stddev *float64 `json:"stddev,omitempty"` // sample standard deviation (n-1)
 	Min    *float64 `json:"min,omitempty"`
@@ -138,8 +271,16 @@ type Summary struct {
 
 // Summary returns the statistics in readable form.
 func (s *Stats) Summary() Summary {
-	out := Summary{Count: s.count, Nulls: s.nulls, NullRate: s.NullRate()}
-	n := s.count - s.nulls
+	out := Summary{Kind: s.kind, Count: s.count, Nulls: s.nulls, NullRate: s.NullRate()}
+	if s.kind == KindList {
+		out.Elements = s.values
+	}
+	if s.lengths != nil {
+		l := s.lengths.Summary()
+		out.Length = &l
+	}
+	out.Top, out.TopError = s.Top(TopShown)
+	n := s.values
 	if n == 0 {
 		return out
 	}
@@ -165,13 +306,20 @@ type statsJSON struct {
 	Summary
 	M2     float64 `json:"m2"`
 	Sketch string  `json:"sketch"`
+	// Lengths and TopValues restore a list's or string's parts.
+	Lengths   *Stats   `json:"lengths,omitempty"`
+	TopValues *topJSON `json:"top_values,omitempty"`
 }
 
 // MarshalJSON encodes the summary with what restores the Stats exactly.
 func (s *Stats) MarshalJSON() ([]byte, error) {
 	var b []byte
 	s.sketch.Encode(&b, false)
-	return json.Marshal(statsJSON{Summary: s.Summary(), M2: s.m2, Sketch: base64.StdEncoding.EncodeToString(b)})
+	j := statsJSON{Summary: s.Summary(), M2: s.m2, Sketch: base64.StdEncoding.EncodeToString(b), Lengths: s.lengths}
+	if s.top != nil {
+		j.TopValues = s.top.toJSON()
+	}
+	return json.Marshal(j)
 }
 
 // UnmarshalJSON restores Stats written by MarshalJSON.
@@ -193,7 +341,21 @@ func (s *Stats) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("feature statistics sketch (accuracy other than %v?): %w", RelativeAccuracy, err)
 	}
 	*s = *fresh
-	s.count, s.nulls, s.m2 = j.Count, j.Nulls, j.M2
+	s.kind, s.count, s.nulls, s.m2 = j.Kind, j.Count, j.Nulls, j.M2
+	switch j.Kind {
+	case KindList:
+		s.values = j.Elements
+	case KindString:
+	default: // numbers; statistics written before kinds were numbers too
+		s.values = j.Count - j.Nulls
+		if s.values > 0 {
+			s.kind = KindNumber
+		}
+	}
+	s.lengths = j.Lengths
+	if j.TopValues != nil {
+		s.top = topFromJSON(j.TopValues)
+	}
 	if j.Mean != nil {
 		s.mean = *j.Mean
 	}

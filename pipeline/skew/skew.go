@@ -254,9 +254,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	reports := map[string]*FeatureReport{}
 	for _, ent := range entities {
 		w := work[ent]
-		// The lookup log carries no list values (first_k, last_k), so
-		// there is nothing to compare them with; refuse rather than
-		// compare a list's placeholder 0.
+		// List values (first_k, last_k) are in the lookup log's "lists",
+		// which skew does not read (it compares numbers); should one get
+		// here, refuse rather than compare a list's placeholder 0.
 		feats := make([]*config.Feature, 0, len(w.ids))
 		for id := range w.ids {
 			feats = append(feats, byID[id])

@@ -233,7 +233,16 @@ func (u *UI) handleFeature(w http.ResponseWriter, r *http.Request, c *catalog) {
 		d.UsageChart = usageSVG(d.Usage, c.now)
 	}
 	if u.o.Monitor != nil {
-		if m, ok := u.o.Monitor.Feature(id); ok {
+		m, ok := u.o.Monitor.Feature(id)
+		if !ok {
+			m = Monitoring{}
+		}
+		if sm, served := u.o.Monitor.(ServedMonitor); served {
+			if figs := sm.Served(id); len(figs) > 0 {
+				m.Figures, ok = append(m.Figures, figs...), true
+			}
+		}
+		if ok {
 			d.Monitoring = &m
 			d.Distrib = distributionSVG(m.Now, m.Baseline)
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,6 +196,55 @@ func TestMonitorIsShown(t *testing.T) {
 		t.Error("a version the monitor knows nothing of shows a monitoring section")
 	}
 }
+
+// TestServedMonitorIsShown: a Monitor that is also a ServedMonitor adds
+// its served figures to the feature page's, even for a version Feature
+// knows nothing of; the catalog snapshot never asks for them.
+func TestServedMonitorIsShown(t *testing.T) {
+	f := newFixture(t, 10)
+	asked := map[string]int{}
+	var mu sync.Mutex
+	u := f.ui(t, Options{Monitor: servedMonitor{
+		monitorFunc: func(id string) (Monitoring, bool) {
+			return Monitoring{Figures: []Figure{{Name: "psi", Value: 0.01}}}, id == "f001@1"
+		},
+		served: func(id string) []Figure {
+			mu.Lock()
+			asked[id]++
+			mu.Unlock()
+			if id == "f003@1" {
+				return nil
+			}
+			return []Figure{{Name: "served to ranking (1h): PSI vs train@1", Value: 0.52, Threshold: 0.2, Alert: true}}
+		},
+	}})
+	for _, id := range []string{"f001@1", "f002@1"} {
+		_, body, _ := get(t, u, "/ui/features/"+id)
+		if w := `<tr class="alert"><th scope="row">served to ranking (1h): PSI vs train@1</th><td class="n">0.52</td>`; !strings.Contains(body, w) {
+			t.Errorf("%s: feature page lacks %q", id, w)
+		}
+		if strings.Contains(body, `scope="row">psi<`) != (id == "f001@1") {
+			t.Errorf("%s: Feature's figures shown %v", id, id != "f001@1")
+		}
+	}
+	_, body, _ := get(t, u, "/ui/features/f003@1")
+	if strings.Contains(body, `id="monitoring"`) {
+		t.Error("a version with no monitoring and nothing served shows a monitoring section")
+	}
+	get(t, u, "/ui/")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 3 {
+		t.Errorf("served figures asked for %v: want the three feature pages only", asked)
+	}
+}
+
+type servedMonitor struct {
+	monitorFunc
+	served func(string) []Figure
+}
+
+func (m servedMonitor) Served(id string) []Figure { return m.served(id) }
 
 type monitorFunc func(string) (Monitoring, bool)
 

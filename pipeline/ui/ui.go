@@ -76,6 +76,15 @@ type Monitor interface {
 	Feature(id string) (Monitoring, bool)
 }
 
+// ServedMonitor is an optional part of a Monitor: figures of the values
+// served to each consumer (from the lookup log), appended to the feature
+// page's. Only the feature page asks (not the catalog snapshot): they may
+// cost milliseconds per version (merges of a day of sketches per
+// consumer).
+type ServedMonitor interface {
+	Served(id string) []Figure
+}
+
 // Monitoring is one feature version's monitoring data; every part is
 // optional.
 type Monitoring struct {

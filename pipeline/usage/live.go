@@ -286,6 +286,13 @@ func (f *liveFeature) series(name string, r *liveReader, now time.Time, hours in
 // entry since then (pass now minus UnusedAfter to know last use over 30
 // days without replaying a longer retention).
 func (l *Live) Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger) error {
+	return Follow(ctx, conn, topic, from, log, l.Add)
+}
+
+// Follow is Live.Follow for any reader of lookup-log entries: it passes
+// each decoded entry to add (in one goroutine), so that several readers
+// (usage, served-value statistics) share one decode per record.
+func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger, add func(*lookuplog.Entry)) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -318,7 +325,7 @@ func (l *Live) Follow(ctx context.Context, conn kafka.Conn, topic string, from t
 				}
 				return
 			}
-			l.Add(e)
+			add(e)
 		})
 	}
 }

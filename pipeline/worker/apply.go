@@ -357,9 +357,16 @@ func (w *Worker) setLag(ps *partState, highWatermark int64) {
 	ps.lag.Set(float64(highWatermark - ps.staged))
 }
 
-// entity returns the cached state of key, loading it from Pebble.
+// entity returns the cached state of key: from the entities touched since
+// the last publication, else from those of the interval before it (the
+// state committed to Pebble: every batch commits what it changed), else
+// loaded from Pebble.
 func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
 	if es, ok := ps.cache[key]; ok {
+		return es, nil
+	}
+	if es, ok := ps.kept[key]; ok {
+		ps.cache[key] = es
 		return es, nil
 	}
 	es := &entityState{key: key}

@@ -100,6 +100,10 @@ type Options struct {
 	SnapshotEvery time.Duration
 	// MaxCachedEntities publishes early when this many entities were
 	// touched since the last publication, bounding memory. Default 200,000.
+	// The entities of the previous interval are kept too (so that an
+	// entity touched interval after interval, as in a replay of history,
+	// is decoded from Pebble once): memory is up to twice this many
+	// decoded entities.
 	MaxCachedEntities int
 	// Limits bound what a valid event is (future event times, key size);
 	// invalid events go to the dead-letter topic. Defaults: events.Limits.
@@ -260,7 +264,12 @@ type partState struct {
 	// Pebble), and the tiles changed or to be republished, each with the
 	// newest Kafka timestamp (ms) of a source record folded into it since
 	// then (0: none; see markDirty), which its feature-log record carries.
-	cache    map[string]*entityState
+	cache map[string]*entityState
+	// kept are the entities the previous publication interval touched
+	// (its cache, handed over by publisher.dropLocked), as committed to
+	// Pebble: an entity touched again is taken from here instead of being
+	// read and decoded again (Worker.entity).
+	kept     map[string]*entityState
 	dirty    map[dirtyTile]int64
 	pending  bool  // in Worker.pending
 	staged   int64 // next offset once the staged batch commits
@@ -494,7 +503,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if err == nil {
 			if trigger := w.publishTrigger(fetches); trigger != "" {
-				err = w.pub.publish(ctx, trigger)
+				err = w.pub.publishPipelined(ctx, trigger)
 			}
 		}
 		if err == nil {
@@ -538,9 +547,10 @@ func (w *Worker) Run(ctx context.Context) error {
 //     (its tiles change over and over).
 //
 // Costs of caught_up: per publication one produce flush (a round trip to
-// the feature log's leaders, during which the poll loop waits and records
-// accumulate, so publications grow with the stream: the loop regulates
-// itself) and one Pebble batch without fsync (the published offsets);
+// the feature log's leaders; publications are pipelined, so the loop waits
+// for it only at the next publication, which settles it first: records
+// accumulate meanwhile, so publications grow with the stream and the loop
+// regulates itself) and one Pebble batch without fsync (the published offsets);
 // less deduplication of a tile changed in successive polls, so more
 // feature-log records per event on a busy stream of few entities.
 func (w *Worker) publishTrigger(fetches kgo.Fetches) string {
