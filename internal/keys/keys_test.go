@@ -123,6 +123,29 @@ func TestSeenFeatureIDIsReservedAndRoundTrips(t *testing.T) {
 	}
 }
 
+func TestStateEntityKeyAliasesTheKeyAndRejectsMalformedOnes(t *testing.T) {
+	k := State(nil, "transactions", 7, "user-1")
+	got, err := StateEntityKey(k)
+	if err != nil || string(got) != "user-1" || &got[0] != &k[len(k)-len("user-1")] {
+		t.Fatalf("StateEntityKey = %q, %v; want user-1 aliasing the key", got, err)
+	}
+	if got, err := StateEntityKey(State(nil, "t", 0, "")); err != nil || len(got) != 0 {
+		t.Fatalf("empty entity key: %q, %v", got, err)
+	}
+	long := State(nil, "t", 0, "")
+	for name, bad := range map[string][]byte{
+		"empty":                 nil,
+		"not a state key":       View(nil, "user", "u1"),
+		"topic longer than key": {prefixState, 200, 't'},
+		"huge topic length":     append([]byte{prefixState}, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01),
+		"no partition":          long[:len(long)-1],
+	} {
+		if _, err := StateEntityKey(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
 func TestStatsHourKeysSortByHourAndRoundTrip(t *testing.T) {
 	h := int64(1_700_000_000_000) / 3_600_000 * 3_600_000
 	a, b := StatsHour(h, "zzz@9"), StatsHour(h+3_600_000, "a@1")

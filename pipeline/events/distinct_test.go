@@ -178,39 +178,6 @@ func mustPlan(t *testing.T, features string) *events.Plan {
 	return plans["visits"]
 }
 
-// TestDistinctLongAloneIsHashed: a plan whose only approx_distinct field is
-// a plain long (a schema the fast projection could read as a double) still
-// tells apart two longs beyond 2^53 that a double rounds together.
-func TestDistinctLongAloneIsHashed(t *testing.T) {
-	const cardsOnly = `
-entities:
-  - {name: user, key: user_id}
-sources:
-  - {name: visits, topic: visits, schema: visit.avsc, event_time: ts}
-features:
-  - {name: cards, version: 1, entity: user, source: visits, aggregation: approx_distinct, field: card, window: 7d, owner: t, description: d}
-`
-	cfg := loadConfigWith(t, cardsOnly)
-	plans, err := events.Plans(cfg) // the decoder's own schemas, so the fast path may answer
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := plans["visits"]
-	dec := events.NewDecoder(cfg, events.Limits{})
-	s := sourceSchema(t, cfg, "visits")
-	const big = int64(1) << 60
-	var a, b events.Event
-	if rej := dec.Decode(plan, []byte("u-1"), encode(t, s, visit("m-1", big, true, 1, now-1000)), now, &a); rej != nil {
-		t.Fatal(rej)
-	}
-	if rej := dec.Decode(plan, []byte("u-1"), encode(t, s, visit("m-1", big+1, true, 1, now-1000)), now, &b); rej != nil {
-		t.Fatal(rej)
-	}
-	if a.Values[0] == b.Values[0] {
-		t.Fatalf("2^60 and 2^60+1 both read as %v", a.Values[0])
-	}
-}
-
 // keptFeatures keep long and boolean values as they are.
 const keptFeatures = `
 entities:
@@ -261,26 +228,41 @@ func TestKeptValues(t *testing.T) {
 	}
 }
 
-// TestExactLongAloneIsRangeChecked: a plan whose only kept long (last of a
-// plain long field) the fast projection could read as a double still
-// rejects a long beyond 2^53 instead of rounding it.
-func TestExactLongAloneIsRangeChecked(t *testing.T) {
-	const lastCard = `
+// TestLongAloneSkipsTheFastPath: a plan whose only non-number field is a
+// plain long (a schema the fast projection could read as a double) still
+// reads it as its encoding says: approx_distinct tells apart two longs
+// beyond 2^53 that a double rounds together, and last rejects such a long
+// instead of rounding it.
+func TestLongAloneSkipsTheFastPath(t *testing.T) {
+	decodeCard := func(aggregation string, card int64) (events.Event, *events.Rejection) {
+		t.Helper()
+		cfg := loadConfigWith(t, `
 entities:
   - {name: user, key: user_id}
 sources:
   - {name: visits, topic: visits, schema: visit.avsc, event_time: ts}
 features:
-  - {name: last_card, version: 1, entity: user, source: visits, aggregation: last, field: card, window: 7d, owner: t, description: d}
-`
-	cfg := loadConfigWith(t, lastCard)
-	plans, err := events.Plans(cfg)
-	if err != nil {
-		t.Fatal(err)
+  - {name: cards, version: 1, entity: user, source: visits, aggregation: `+aggregation+`, field: card, window: 7d, owner: t, description: d}
+`)
+		plans, err := events.Plans(cfg) // the decoder's own schemas, so the fast path may answer
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev events.Event
+		rej := events.NewDecoder(cfg, events.Limits{}).Decode(plans["visits"], []byte("u-1"),
+			encode(t, sourceSchema(t, cfg, "visits"), visit("m-1", card, true, 1, now-1000)), now, &ev)
+		return ev, rej
 	}
-	dec := events.NewDecoder(cfg, events.Limits{})
-	var ev events.Event
-	if rej := dec.Decode(plans["visits"], []byte("u-1"), encode(t, sourceSchema(t, cfg, "visits"), visit("m-1", 1<<60+1, true, 1, now-1000)), now, &ev); rej == nil {
-		t.Fatalf("a long beyond 2^53 was read as %v, want a rejection", ev.Values)
+	const big = int64(1) << 60
+	a, rejA := decodeCard("approx_distinct", big)
+	b, rejB := decodeCard("approx_distinct", big+1)
+	if rejA != nil || rejB != nil {
+		t.Fatal(rejA, rejB)
+	}
+	if a.Values[0] == b.Values[0] {
+		t.Errorf("approx_distinct: 2^60 and 2^60+1 both read as %v", a.Values[0])
+	}
+	if ev, rej := decodeCard("last", big+1); rej == nil {
+		t.Errorf("last: a long beyond 2^53 was read as %v, want a rejection", ev.Values)
 	}
 }

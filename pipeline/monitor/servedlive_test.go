@@ -25,8 +25,10 @@ func TestServedLiveRollingWindows(t *testing.T) {
 	ages := []func() time.Duration{
 		func() time.Duration { return time.Duration(rng.Int64N(int64(50 * time.Minute))) },
 		func() time.Duration { return 70*time.Minute + time.Duration(rng.Int64N(int64(21*time.Hour))) },
-		func() time.Duration { return 24*time.Hour + time.Minute + time.Duration(rng.Int64N(int64(6*24*time.Hour))) }, // older
-		func() time.Duration { return -time.Duration(rng.Int64N(int64(time.Hour))) },                                 // future: now
+		func() time.Duration {
+			return 24*time.Hour + time.Minute + time.Duration(rng.Int64N(int64(6*24*time.Hour)))
+		}, // older
+		func() time.Duration { return -time.Duration(rng.Int64N(int64(time.Hour))) }, // future: now
 	}
 	for range 5000 {
 		consumer := []string{"fraud-api", "ranking"}[rng.IntN(2)]

@@ -53,6 +53,8 @@ type Encoder struct {
 	plan *events.Plan
 	dec  *events.Decoder
 
+	events sync.Pool // *events.Event: Record's scratch
+
 	idMu sync.Mutex
 	id   uint32 // the source schema's registry id (encoding confluent), once registered
 	idOK bool
@@ -79,7 +81,9 @@ func NewEncoder(cfg *config.File, name string) (*Encoder, error) {
 	if plan == nil { // a source with an entity feeds a feature, so it has a plan
 		return nil, fmt.Errorf("source %q has no event plan", name)
 	}
-	return &Encoder{src: src, keys: src.Entity.Keys, plan: plan, dec: events.NewDecoder(cfg, events.Limits{})}, nil
+	enc := &Encoder{src: src, keys: src.Entity.Keys, plan: plan, dec: events.NewDecoder(cfg, events.Limits{})}
+	enc.events.New = func() any { return new(events.Event) }
+	return enc, nil
 }
 
 // Source is the source this encoder writes.
@@ -112,23 +116,28 @@ func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		val, err = e.src.Schema.EncodeConfluent(nil, id, native)
+		val, err = e.src.Schema.EncodeConfluent(make([]byte, 0, valueBytes), id, native)
 		if err != nil {
 			return nil, err
 		}
 	} else {
 		var err error
-		if val, err = e.src.Schema.Encode(nil, native); err != nil {
+		if val, err = e.src.Schema.Encode(make([]byte, 0, valueBytes), native); err != nil {
 			return nil, err
 		}
 	}
 	rec := &kgo.Record{Topic: e.src.Topic, Key: []byte(key), Value: val}
-	var ev events.Event
-	if rej := e.dec.Decode(e.plan, rec.Key, val, time.Now().UnixMilli(), &ev); rej != nil {
+	ev := e.events.Get().(*events.Event) // its slices are reused
+	defer e.events.Put(ev)
+	if rej := e.dec.Decode(e.plan, rec.Key, val, time.Now().UnixMilli(), ev); rej != nil {
 		return nil, rej
 	}
 	return rec, nil
 }
+
+// valueBytes is the capacity Record gives an encoded value to start with:
+// enough for a typical event in one allocation.
+const valueBytes = 128
 
 // SchemaID returns the schema registry id of the source's schema, for a
 // source with encoding confluent: the first call registers the schema under
