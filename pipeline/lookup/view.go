@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -362,6 +363,7 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 	defer cl.Close()
 	s.log.Info("following feature log", zap.String("topic", topic), zap.Any("from", pos))
+	var parts []logPart
 	for {
 		fetches := cl.PollRecords(ctx, 50000)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -373,22 +375,26 @@ func (s *Service) consume(ctx context.Context) error {
 			}
 			s.log.Warn("feature log fetch error", zap.Int32("partition", fe.Partition), zap.Error(fe.Err))
 		}
-		var perr error
+		// One batch for the whole poll: an entity's tiles are spread over
+		// the feature log's partitions (the key names the tile), so a
+		// batch per partition would encode and write its view once per
+		// partition.
+		parts = parts[:0]
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if perr != nil || len(fp.Records) == 0 {
-				return
+			if len(fp.Records) > 0 {
+				parts = append(parts, logPart{fp.Partition, fp.Records})
 			}
-			if perr = s.applyLog(a, topic, fp.Partition, fp.Records); perr != nil {
+		})
+		if err := s.applyLogParts(a, topic, parts); err != nil {
+			return fmt.Errorf("apply feature log to view: %w", err)
+		}
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) == 0 || fp.HighWatermark < 0 {
 				return
 			}
 			last := fp.Records[len(fp.Records)-1].Offset + 1
-			if fp.HighWatermark >= 0 {
-				s.m.LogLag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(fp.HighWatermark - last))
-			}
+			s.m.LogLag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(fp.HighWatermark - last))
 		})
-		if perr != nil {
-			return fmt.Errorf("apply feature log to view: %w", perr)
-		}
 	}
 }
 
@@ -425,23 +431,41 @@ func newLogApplier(cached bool, keep int) *logApplier {
 	return a
 }
 
+// logPart is one partition's records of a batch, in offset order.
+type logPart struct {
+	p    int32
+	recs []*kgo.Record
+}
+
 // applyLog applies one batch of feature-log records of partition p (in
 // offset order) to the view and commits it, with the partition's read
-// offset (one past the last record), in one Pebble batch. Cost per batch:
+// offset (one past the last record), in one Pebble batch.
+func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
+	return s.applyLogParts(a, topic, []logPart{{p, recs}})
+}
+
+// applyLogParts applies the records of several partitions as one batch:
+// every changed view and every partition's read offset in one Pebble
+// batch. Records of one key are in one partition, so applying the
+// partitions one after the other keeps each key's order. Cost per batch:
 // one Pebble Get and decode per entity not in the applier's cache, one
 // encode and one Set per entity changed.
-func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
-	if len(recs) == 0 {
+func (s *Service) applyLogParts(a *logApplier, topic string, parts []logPart) error {
+	n := 0
+	for _, lp := range parts {
+		n += len(lp.recs)
+	}
+	if n == 0 {
 		return nil
 	}
-	err := s.applyLogBatch(a, topic, p, recs)
+	err := s.applyLogBatch(a, topic, parts)
 	if err != nil {
 		clear(a.cache) // may hold changes never committed
 	}
 	return err
 }
 
-func (s *Service) applyLogBatch(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
+func (s *Service) applyLogBatch(a *logApplier, topic string, parts []logPart) error {
 	if len(a.cache) >= a.keep {
 		clear(a.cache)
 	}
@@ -451,10 +475,27 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, p int32, recs []*kg
 	a.sourceTS = a.sourceTS[:0]
 	b := s.o.Store.NewBatch()
 	oldLayout := 0
+	for _, lp := range parts {
+		if err := s.applyLogRecords(a, lp.p, lp.recs, &oldLayout); err != nil {
+			b.Close()
+			return err
+		}
+	}
+	if oldLayout > 0 {
+		s.log.Warn("skipping feature-log records of the layout without source partition (written by an older featurepipe); "+
+			"their tiles are published again under the new layout when the workers republish them",
+			zap.Int("records", oldLayout))
+	}
+	return s.commitLogBatch(a, b, topic, parts)
+}
+
+// applyLogRecords applies one partition's records of a batch to the
+// decoded views in a.cache, noting the changed ones in a.changed.
+func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, oldLayout *int) error {
 	for _, r := range recs {
 		rec, err := featurelog.Parse(r.Key, r.Value)
 		if errors.Is(err, keys.ErrOldLayout) {
-			oldLayout++ // reported once per batch below
+			*oldLayout++ // reported once per batch
 			continue
 		}
 		if err != nil {
@@ -467,7 +508,6 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, p int32, recs []*kg
 		if !ok {
 			e = new(entityView)
 			if _, err := s.load(ref.Entity, ref.EntityKey, e, a.kbuf, a.vbuf); err != nil {
-				b.Close()
 				return err
 			}
 			a.cache[string(a.ckbuf)] = e
@@ -497,11 +537,14 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, p int32, recs []*kg
 			e.updated[i] = ts
 		}
 	}
-	if oldLayout > 0 {
-		s.log.Warn("skipping feature-log records of the layout without source partition (written by an older featurepipe); "+
-			"their tiles are published again under the new layout when the workers republish them",
-			zap.Int32("partition", p), zap.Int("records", oldLayout))
-	}
+	return nil
+}
+
+// commitLogBatch writes the views a batch changed and every partition's
+// read offset (one past its last record) in b, commits it, and then makes
+// the new views visible to lookups (the lookup cache) and the partitions'
+// progress to readiness.
+func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, parts []logPart) error {
 	for _, ck := range a.changed {
 		e := a.cache[ck]
 		entity, key, _ := cutNUL(ck)
@@ -518,8 +561,14 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, p int32, recs []*kg
 		// one: see viewCache.
 		s.cache.invalidate(a.kbuf)
 	}
-	last := recs[len(recs)-1].Offset + 1
-	_ = b.Set(keys.ViewLogOffset(topic, p), keys.PutU64(last), nil)
+	n := 0
+	for _, lp := range parts {
+		if len(lp.recs) == 0 {
+			continue
+		}
+		n += len(lp.recs)
+		_ = b.Set(keys.ViewLogOffset(topic, lp.p), keys.PutU64(lp.recs[len(lp.recs)-1].Offset+1), nil)
+	}
 	if err := s.o.Store.CommitNoSync(b); err != nil {
 		return err
 	}
@@ -528,9 +577,13 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, p int32, recs []*kg
 		a.kbuf = keys.View(a.kbuf[:0], entity, key)
 		s.cache.publish(a.kbuf, v)
 	}
-	s.m.LogRecords.Add(float64(len(recs)))
+	s.m.LogRecords.Add(float64(n))
 	s.observeEndToEnd(a.sourceTS)
-	s.advance(p, last)
+	for _, lp := range parts {
+		if len(lp.recs) > 0 {
+			s.advance(lp.p, lp.recs[len(lp.recs)-1].Offset+1)
+		}
+	}
 	return nil
 }
 

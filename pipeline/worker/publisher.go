@@ -22,7 +22,7 @@ import (
 // last published, the first produce error, and the feature-log offsets
 // acknowledged so far (which a snapshot's state corresponds to).
 //
-// mu guards pending, last and inflight. The poll goroutine holds it to publish and
+// mu guards pending and last. The poll goroutine holds it to publish and
 // while it moves committed partitions' offsets on (apply); the revoke
 // callback, which franz-go runs in its group goroutine (gated by
 // BlockRebalanceOnPoll so that it never runs while a poll's records are
@@ -46,10 +46,9 @@ type publisher struct {
 	flMu      sync.Mutex
 	flOffsets map[int32]int64 // feature-log partition -> next offset acknowledged
 
-	mu       sync.Mutex
-	pending  []*partState // partitions with unpublished changes
-	last     time.Time    // the last publication's start
-	inflight *inflight    // the publication produced but not settled; nil: none
+	mu      sync.Mutex
+	pending []*partState // partitions with unpublished changes
+	last    time.Time    // the last publication's start
 }
 
 func newPublisher(o Options, m *metrics.Worker) *publisher {
@@ -123,63 +122,29 @@ func (p *publisher) publish(ctx context.Context, trigger string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.last = time.Now()
-	return p.publishLocked(ctx, nil, trigger, true)
-}
-
-// publishPipelined is publish without waiting for the acknowledgements:
-// the publication stays in flight while the poll loop applies the next
-// batches, and the next publication (or hand-over, snapshot, shutdown)
-// settles it first: waits for its acknowledgements, then records it as
-// published (see settleLocked). Nothing is recorded as published, and no
-// published mark moves, before the acknowledgements; the feature log's
-// order per key is the produce order (one idempotent producer), so a
-// publication's records land before the next one's. Cost: none beyond
-// publish's; it removes the wait for the feature log's round trip from
-// the poll loop (one per publication).
-func (p *publisher) publishPipelined(ctx context.Context, trigger string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.last = time.Now()
-	return p.publishLocked(ctx, nil, trigger, false)
+	return p.publishLocked(ctx, nil, trigger)
 }
 
 // handOver removes the pending partitions sel accepts, publishing them
 // first when publish is set (partitions revoked, not lost). They are
 // dropped even when their publication fails: the error is returned, and
 // their published offset was not recorded, so a later owner from this
-// store republishes. A publication in flight is settled first either way,
-// so that none of a partition's records is still to land once it is
-// handed over.
+// store republishes.
 func (p *publisher) handOver(ctx context.Context, sel func(*partState) bool, publish bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	err := p.settleLocked(ctx)
-	if publish && err == nil {
-		err = p.publishLocked(ctx, sel, "revoke", true)
+	var err error
+	if publish {
+		err = p.publishLocked(ctx, sel, "revoke")
 	}
 	p.dropLocked(sel)
 	return err
 }
 
-// inflight is a publication produced but not yet settled: its partitions
-// and, for each, the offset through which it publishes their changes
-// (partState.next when it was produced).
-type inflight struct {
-	parts []*partState
-	next  []int64
-	n     int // records
-}
-
 // publishLocked publishes the pending partitions sel accepts (nil: all) as
-// publish does, after settling the publication in flight, and removes them
-// from the pending list. With wait false the new publication stays in
-// flight (publishPipelined). On error nothing of the failed publication is
-// recorded as published (the worker stops; a restart republishes). mu
-// held.
-func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool, trigger string, wait bool) error {
-	if err := p.settleLocked(ctx); err != nil {
-		return err
-	}
+// publish does and removes them from the pending list. On error they stay
+// pending and nothing is recorded as published. mu held.
+func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool, trigger string) error {
 	var parts []*partState
 	for _, ps := range p.pending {
 		if sel == nil || sel(ps) {
@@ -195,8 +160,7 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 		n += len(ps.dirty)
 	}
 	// One allocation for all records and one growing slab for their keys
-	// and values (earlier sub-slices stay valid when the slab grows); both
-	// stay referenced by the records until they are acknowledged.
+	// and values (earlier sub-slices stay valid when the slab grows).
 	recs := make([]kgo.Record, n)
 	slab := make([]byte, 0, n*64)
 	i := 0
@@ -215,50 +179,26 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 		}
 	}
 	p.observe(parts)
-	f := &inflight{parts: parts, next: make([]int64, len(parts)), n: n}
-	for j, ps := range parts {
-		f.next[j] = ps.next
-	}
-	p.inflight = f
-	// The values are in the records: the partitions collect the next
-	// changes from here.
-	p.dropLocked(sel)
-	if !wait {
-		return nil
-	}
-	return p.settleLocked(ctx)
-}
-
-// settleLocked waits for the acknowledgements of the publication in flight,
-// if any, and records its partitions as published through the offsets it
-// covered: in Pebble (without fsync: losing this write only causes a
-// harmless republish), in partState.published, and as the published marks
-// to commit. On error the publication stays in flight (a later settle
-// waits for it again; a failed produce fails every later one). mu held.
-func (p *publisher) settleLocked(ctx context.Context) error {
-	f := p.inflight
-	if f == nil {
-		return nil
-	}
 	// Not recorded as published on error: a restart republishes these tiles.
-	if err := p.flush(ctx, f.n); err != nil {
+	if err := p.flush(ctx, n); err != nil {
 		return err
 	}
-	p.inflight = nil
 	b := p.store.NewBatch()
-	for j, ps := range f.parts {
-		if err := b.Set(keys.Published(ps.tp.topic, ps.tp.partition), keys.PutU64(f.next[j]), nil); err != nil {
+	for _, ps := range parts {
+		if err := b.Set(keys.Published(ps.tp.topic, ps.tp.partition), keys.PutU64(ps.next), nil); err != nil {
 			b.Close()
 			return fmt.Errorf("stage published offset: %w", err)
 		}
 	}
+	// Losing this write only causes a harmless republish.
 	if err := p.store.CommitNoSync(b); err != nil {
 		return fmt.Errorf("record published offsets: %w", err)
 	}
-	for j, ps := range f.parts {
-		ps.published = f.next[j]
-		ps.mark.Store(max(f.next[j], ps.quietUntil))
+	for _, ps := range parts {
+		ps.published = ps.next
+		ps.mark.Store(max(ps.next, ps.quietUntil))
 	}
+	p.dropLocked(sel)
 	return nil
 }
 

@@ -503,7 +503,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if err == nil {
 			if trigger := w.publishTrigger(fetches); trigger != "" {
-				err = w.pub.publishPipelined(ctx, trigger)
+				err = w.pub.publish(ctx, trigger)
 			}
 		}
 		if err == nil {
@@ -547,10 +547,9 @@ func (w *Worker) Run(ctx context.Context) error {
 //     (its tiles change over and over).
 //
 // Costs of caught_up: per publication one produce flush (a round trip to
-// the feature log's leaders; publications are pipelined, so the loop waits
-// for it only at the next publication, which settles it first: records
-// accumulate meanwhile, so publications grow with the stream and the loop
-// regulates itself) and one Pebble batch without fsync (the published offsets);
+// the feature log's leaders, during which the poll loop waits and records
+// accumulate, so publications grow with the stream: the loop regulates
+// itself) and one Pebble batch without fsync (the published offsets);
 // less deduplication of a tile changed in successive polls, so more
 // feature-log records per event on a busy stream of few entities.
 func (w *Worker) publishTrigger(fetches kgo.Fetches) string {
