@@ -186,11 +186,19 @@ type ServedReport struct {
 	Crossed []string `json:"crossed,omitempty"`
 }
 
+// ServedValues is what CheckServed reads: the served-value statistics of a
+// lookup-log window (Served) or of rolling windows (ServedLive).
+type ServedValues interface {
+	Consumers(id string) []string
+	Windows() []time.Duration
+	Stats(id, consumer string, window time.Duration) *Stats
+}
+
 // CheckServed reports on the values of version id served to each consumer
 // in s, per window (consumers sorted, windows in s's order; windows a
 // consumer was served nothing in are left out), checked as Check checks
 // published values (without freshness).
-func CheckServed(id string, s *Served, baseline *Baseline, th Thresholds, minValues int64) []ServedReport {
+func CheckServed(id string, s ServedValues, baseline *Baseline, th Thresholds, minValues int64) []ServedReport {
 	var out []ServedReport
 	for _, c := range s.Consumers(id) {
 		for _, w := range s.Windows() {

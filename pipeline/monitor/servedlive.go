@@ -164,18 +164,7 @@ func (s *ServedLive) Stats(id, consumer string, window time.Duration) *Stats {
 // Check reports on the values of version id served to each consumer, per
 // window, as CheckServed does for Served.
 func (s *ServedLive) Check(id string, baseline *Baseline, th Thresholds, minValues int64) []ServedReport {
-	var out []ServedReport
-	for _, c := range s.Consumers(id) {
-		for _, w := range s.Windows() {
-			st := s.Stats(id, c, w)
-			if st == nil {
-				continue
-			}
-			r := Check(id, st, baseline, -1, th, minValues)
-			out = append(out, ServedReport{Consumer: c, Window: w.String(), Drift: r.Drift, Crossed: r.Crossed})
-		}
-	}
-	return out
+	return CheckServed(id, s, baseline, th, minValues)
 }
 
 // Label is the report's short name: "served to CONSUMER (WINDOW)".
