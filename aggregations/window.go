@@ -141,6 +141,8 @@ type Window struct {
 	quantile float64
 	// k is the number of events a FirstK or LastK list keeps (see WithK).
 	k int
+	// strs: the IRs keep the Str of their events (see WithStrings).
+	strs bool
 }
 
 // sketchKind names the sketch an IR keeps besides its exact fields.
@@ -161,7 +163,7 @@ const (
 // WithK). For every other kind it returns w without a sketch and ignores
 // percentile: exact kinds cost no sketch.
 func (w Window) For(k Kind, percentile float64) Window {
-	w.sketch, w.quantile, w.k = noSketch, 0, 0
+	w.sketch, w.quantile, w.k, w.strs = noSketch, 0, 0, false
 	switch k {
 	case FirstK:
 		w.sketch = firstKList
@@ -184,6 +186,18 @@ func (w Window) WithK(k int) Window {
 	}
 	return w
 }
+
+// WithStrings returns w with IRs that keep the Str of their events, for a
+// Last, First, FirstK or LastK feature of a string field (read its values
+// with FinalizeString and FinalizeStringList). It costs a pointer per IR and
+// the strings; For resets it. Windows without it ignore Event.Str.
+func (w Window) WithStrings() Window {
+	w.strs = true
+	return w
+}
+
+// Strings reports whether w was made WithStrings.
+func (w Window) Strings() bool { return w.strs }
 
 // K is the number of events the tiles of a FirstK or LastK window keep, 0
 // for any other window.
