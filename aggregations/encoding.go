@@ -654,7 +654,7 @@ func (d *decoder) kList(last bool, ref int64, strs bool) *kList {
 		if strs {
 			e.Str = d.string("listed string")
 		}
-		if d.err == nil && i > 0 && l.before(e, l.evs[i-1]) {
+		if d.err == nil && i > 0 && l.before(&e, &l.evs[i-1]) {
 			d.fail("listed events out of order")
 		}
 		l.evs = append(l.evs, e)

@@ -243,10 +243,15 @@ func (p *strPart) update(ir *IR, lts, lseq int64, lv float64, ls string, fts, fs
 
 // laterStr is laterThan with the string as the last tie-breaker.
 func laterStr(ts, seq int64, v float64, s string, ts0, seq0 int64, v0 float64, s0 string) bool {
-	if ts == ts0 && seq == seq0 && v == v0 {
-		return s > s0
+	switch {
+	case ts != ts0:
+		return ts > ts0
+	case seq != seq0:
+		return seq > seq0
+	case v != v0:
+		return v > v0
 	}
-	return laterThan(ts, seq, v, ts0, seq0, v0)
+	return s > s0
 }
 
 // laterThan orders candidates for Last by (ts, seq), and by value when both are

@@ -24,7 +24,7 @@ type kList struct {
 // before reports whether a comes before b in the list. Full ties on (TS,
 // Seq, Value) are broken by Str (the larger is later), so string lists are
 // a function of their set of events too.
-func (l *kList) before(a, b Event) bool {
+func (l *kList) before(a, b *Event) bool {
 	if l.last {
 		return laterStr(a.TS, a.Seq, a.Value, a.Str, b.TS, b.Seq, b.Value, b.Str)
 	}
@@ -35,10 +35,10 @@ func (l *kList) before(a, b Event) bool {
 // the list is full and e comes after its last event.
 func (l *kList) add(e Event) {
 	n := len(l.evs)
-	if n == l.k && !l.before(e, l.evs[n-1]) {
+	if n == l.k && !l.before(&e, &l.evs[n-1]) {
 		return
 	}
-	i := sort.Search(n, func(i int) bool { return l.before(e, l.evs[i]) })
+	i := sort.Search(n, func(i int) bool { return l.before(&e, &l.evs[i]) })
 	if n < l.k {
 		l.evs = append(l.evs, e)
 	}
@@ -54,7 +54,7 @@ func (l *kList) merge(o *kList) {
 	out := make([]Event, 0, min(k, len(l.evs)+len(o.evs)))
 	i, j := 0, 0
 	for len(out) < k && (i < len(l.evs) || j < len(o.evs)) {
-		if j == len(o.evs) || (i < len(l.evs) && !l.before(o.evs[j], l.evs[i])) {
+		if j == len(o.evs) || (i < len(l.evs) && !l.before(&o.evs[j], &l.evs[i])) {
 			out = append(out, l.evs[i])
 			i++
 		} else {

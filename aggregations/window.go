@@ -137,12 +137,13 @@ type Window struct {
 	Hop  int64
 	// sketch is the sketch the tiles' IRs keep (see For); zero: none.
 	sketch sketchKind
+	// strs: the IRs keep the Str of their events (see WithStrings). Next to
+	// sketch, in its padding: the window stays 40 bytes.
+	strs bool
 	// quantile is the quantile an ApproxPercentile sketch answers (see For).
 	quantile float64
 	// k is the number of events a FirstK or LastK list keeps (see WithK).
 	k int
-	// strs: the IRs keep the Str of their events (see WithStrings).
-	strs bool
 }
 
 // sketchKind names the sketch an IR keeps besides its exact fields.
