@@ -33,6 +33,9 @@ type Event struct {
 // Window.For of those kinds (Series.Apply, Read and Expire pass the window). An
 // IR owns its sketch: copying an IR by assignment shares it, so only one of the
 // copies may be updated; Merge into an empty IR copies the other's sketch.
+// The string part of a window made WithStrings is the same: one small
+// allocation when the IR gets its first event (or is merged into while
+// empty), owned by the IR, copied by Clone and Merge.
 //
 // Invariant: an IR with Count == 0 is empty and all its other fields are zero
 // (no sketch); when Count > 0, (LastTS, LastSeq) is the largest (TS, Seq) folded
