@@ -75,7 +75,7 @@ func (ir *IR) update(e Event, w Window) {
 	if ir.Count == 0 {
 		*ir = IR{Count: 1, Sum: e.Value, Min: e.Value, Max: e.Value, Last: e.Value, LastTS: e.TS, LastSeq: e.Seq,
 			Mean: e.Value, First: e.Value, FirstTS: e.TS, FirstSeq: e.Seq}
-		switch w.sketch {
+		switch w.kind() {
 		case hllSketch:
 			ir.hll = &hll{}
 			ir.hll.add(e.Value)
@@ -85,10 +85,10 @@ func (ir *IR) update(e Event, w Window) {
 		case firstKList, lastKList:
 			// An invalid k (Validate rejects it) is clamped: no panic.
 			k := min(max(w.k, 1), MaxK)
-			ir.ks = &kList{k: k, last: w.sketch == lastKList, evs: make([]Event, 1, min(k, 8))}
+			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]Event, 1, min(k, 8))}
 			ir.ks.evs[0] = e
 		}
-		if w.strs {
+		if w.sketch&withStrings != 0 {
 			ir.s = &strPart{last: e.Str, first: e.Str}
 		}
 		return
