@@ -1,6 +1,7 @@
 package aggregations_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -82,6 +83,27 @@ func BenchmarkApplyKind(b *testing.B) {
 		b.Run(k.String(), func(b *testing.B) {
 			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0.95).WithK(100)
 			events := benchEvents(w, benchNow, 1<<14)
+			var s aggregations.Series
+			for _, e := range events {
+				s.Apply(w, e, benchNow)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Apply(w, events[i&(len(events)-1)], benchNow)
+			}
+			reportRate(b, "events/s")
+		})
+	}
+	// The kinds that keep values, over a string field (WithStrings): the
+	// events carry one of 16 merchant categories.
+	for _, k := range []aggregations.Kind{aggregations.Last, aggregations.First, aggregations.FirstK, aggregations.LastK} {
+		b.Run(k.String()+"-string", func(b *testing.B) {
+			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0).WithK(100).WithStrings()
+			events := benchEvents(w, benchNow, 1<<14)
+			for i := range events {
+				events[i].Value, events[i].Str = 0, fmt.Sprintf("category-%02d", i%16)
+			}
 			var s aggregations.Series
 			for _, e := range events {
 				s.Apply(w, e, benchNow)

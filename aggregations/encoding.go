@@ -47,8 +47,14 @@ const (
 	// flagFirstK, flagLastK: the event list of a FirstK or LastK IR follows.
 	flagFirstK
 	flagLastK
+	// flagStrings: the IR keeps strings (a window made WithStrings): its
+	// Last and First strings follow, and so does each listed event's.
+	flagStrings
+	// flagPendingStrings: each pending event's Str follows it (set only
+	// when one is non-empty).
+	flagPendingStrings
 
-	flagsKnown = flagLastK<<1 - 1
+	flagsKnown = flagPendingStrings<<1 - 1
 )
 
 // flagsExtended introduces extended flags (see flagCount).
@@ -70,15 +76,24 @@ func appendFlags(dst []byte, flags uint64) []byte {
 // (the non-zero or non-derived ones): Count (varint), Sum, Min, Max, Last (8-byte
 // little-endian IEEE 754; -0 counts as non-zero), LastTS (varint, relative to
 // Start), LastSeq (varint), Mean, M2, First (8 bytes each), FirstTS (varint,
-// relative to Start), FirstSeq (varint), the HyperLogLog sketch, the quantile
-// sketch (see appendHLL and appendQuantiles), and the pending events (uvarint
-// count, then per event TS relative to Start, Seq as varints and Value as 8
-// bytes). A typical non-empty tile of an exact kind takes about 50 to 80 bytes,
+// relative to Start), FirstSeq (varint), the Last and First strings of a
+// string IR (flagStrings, see appendString), the HyperLogLog sketch, the
+// quantile sketch (see appendHLL and appendQuantiles), the event list (see
+// appendKList), and the pending events (uvarint count, then per event TS
+// relative to Start, Seq as varints, Value as 8 bytes and, with
+// flagPendingStrings, Str). Number features never set the string flags: their
+// tiles encode exactly as before strings existed. A typical non-empty tile of an exact kind takes about 50 to 80 bytes,
 // an empty one 1 + len(varint Start).
 func AppendTile(dst []byte, t Tile) []byte {
 	flags := irFlags(t.IR)
 	if len(t.Pending) > 0 {
 		flags |= flagPending
+		for _, p := range t.Pending {
+			if p.Str != "" {
+				flags |= flagPendingStrings
+				break
+			}
+		}
 	}
 	dst = appendFlags(dst, flags)
 	dst = binary.AppendVarint(dst, t.Start)
@@ -89,9 +104,17 @@ func AppendTile(dst []byte, t Tile) []byte {
 			dst = binary.AppendVarint(dst, p.TS-t.Start)
 			dst = binary.AppendVarint(dst, p.Seq)
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Value))
+			if flags&flagPendingStrings != 0 {
+				dst = appendString(dst, p.Str)
+			}
 		}
 	}
 	return dst
+}
+
+// appendString writes s as its length (uvarint) and its bytes.
+func appendString(dst []byte, s string) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
 }
 
 // DecodeTile decodes one tile from the start of src and returns the bytes after it.
@@ -134,7 +157,7 @@ func DecodeSeries(src []byte, s *Series) (rest []byte, err error) {
 		d.fail("unknown series version %d", v)
 	}
 	flags := d.flags("base flags")
-	if flags&flagPending != 0 {
+	if flags&(flagPending|flagPendingStrings) != 0 {
 		d.fail("base has pending events")
 	}
 	d.irFields(flags, &s.Base, 0)
@@ -206,6 +229,9 @@ func irFlags(ir IR) uint64 {
 	if ir.qs != nil {
 		f |= flagQuantiles
 	}
+	if ir.s != nil {
+		f |= flagStrings
+	}
 	if ir.ks != nil {
 		if ir.ks.last {
 			f |= flagLastK
@@ -246,6 +272,10 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 		dst = binary.AppendVarint(dst, ir.FirstTS-ref)
 		dst = binary.AppendVarint(dst, ir.FirstSeq)
 	}
+	if flags&flagStrings != 0 {
+		dst = appendString(dst, ir.s.last)
+		dst = appendString(dst, ir.s.first)
+	}
 	if flags&flagHLL != 0 {
 		dst = appendHLL(dst, ir.hll)
 	}
@@ -253,21 +283,25 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 		dst = appendQuantiles(dst, ir.qs)
 	}
 	if flags&(flagFirstK|flagLastK) != 0 {
-		dst = appendKList(dst, ir.ks, ref)
+		dst = appendKList(dst, ir.ks, ref, flags&flagStrings != 0)
 	}
 	return dst
 }
 
 // appendKList writes the event list of a FirstK or LastK IR: k and the
 // number of events (uvarints), then each event, in list order, as its TS
-// relative to ref and its Seq (varints) and its Value (8 bytes).
-func appendKList(dst []byte, l *kList, ref int64) []byte {
+// relative to ref and its Seq (varints) and its Value (8 bytes), and, when
+// strs (the IR keeps strings), its Str (see appendString).
+func appendKList(dst []byte, l *kList, ref int64, strs bool) []byte {
 	dst = binary.AppendUvarint(dst, uint64(l.k))
 	dst = binary.AppendUvarint(dst, uint64(len(l.evs)))
 	for _, e := range l.evs {
 		dst = binary.AppendVarint(dst, e.TS-ref)
 		dst = binary.AppendVarint(dst, e.Seq)
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.Value))
+		if strs {
+			dst = appendString(dst, e.Str)
+		}
 	}
 	return dst
 }
@@ -409,6 +443,21 @@ func (d *decoder) float(what string) float64 {
 }
 
 // flags reads a flags byte, or flagsExtended and the uvarint after it.
+// string decodes a string written by appendString.
+func (d *decoder) string(what string) string {
+	n := d.uvarint(what + " length")
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.src)) {
+		d.fail("%s length %d exceeds the %d bytes left", what, n, len(d.src))
+		return ""
+	}
+	s := string(d.src[:n])
+	d.advance(int(n))
+	return s
+}
+
 func (d *decoder) flags(what string) uint64 {
 	b := d.byte(what)
 	if d.err != nil || b != flagsExtended {
@@ -462,6 +511,9 @@ func (d *decoder) irFields(flags uint64, ir *IR, ref int64) {
 	} else if ir.Count > 0 {
 		ir.First, ir.FirstTS, ir.FirstSeq = ir.Last, ir.LastTS, ir.LastSeq
 	}
+	if flags&flagStrings != 0 {
+		ir.s = &strPart{last: d.string("last string"), first: d.string("first string")}
+	}
 	if flags&flagHLL != 0 {
 		ir.hll = d.hll()
 	}
@@ -473,11 +525,11 @@ func (d *decoder) irFields(flags uint64, ir *IR, ref int64) {
 	case flagFirstK | flagLastK:
 		d.fail("both a first_k and a last_k list")
 	default:
-		ir.ks = d.kList(flags&flagLastK != 0, ref)
+		ir.ks = d.kList(flags&flagLastK != 0, ref, flags&flagStrings != 0)
 	}
 	switch {
 	case d.err != nil:
-	case ir.Count <= 0 && *ir != (IR{}):
+	case ir.Count <= 0 && *ir != (IR{}), ir.Count <= 0 && flags&flagStrings != 0:
 		d.fail("count %d with non-empty fields", ir.Count)
 	case !(ir.M2 >= 0):
 		d.fail("m2 %v is negative", ir.M2)
@@ -580,7 +632,7 @@ func (d *decoder) hllExact(n uint64) *hll {
 }
 
 // kList decodes an event list written by appendKList.
-func (d *decoder) kList(last bool, ref int64) *kList {
+func (d *decoder) kList(last bool, ref int64, strs bool) *kList {
 	k := d.uvarint("k")
 	n := d.uvarint("listed events")
 	switch {
@@ -599,7 +651,10 @@ func (d *decoder) kList(last bool, ref int64) *kList {
 		e.TS = ref + d.varint("listed ts")
 		e.Seq = d.varint("listed seq")
 		e.Value = d.float("listed value")
-		if d.err == nil && i > 0 && l.before(e, l.evs[i-1]) {
+		if strs {
+			e.Str = d.string("listed string")
+		}
+		if d.err == nil && i > 0 && l.before(&e, &l.evs[i-1]) {
 			d.fail("listed events out of order")
 		}
 		l.evs = append(l.evs, e)
@@ -659,6 +714,9 @@ func (d *decoder) buckets() []bucket {
 // tile decodes one tile into t, appending pending events to pending (reused storage).
 func (d *decoder) tile(t *Tile, pending []Event) {
 	flags := d.flags("flags")
+	if flags&flagPendingStrings != 0 && flags&flagPending == 0 {
+		d.fail("pending strings without pending events")
+	}
 	t.Start = d.varint("start")
 	d.irFields(flags, &t.IR, t.Start)
 	if flags&flagPending == 0 || d.err != nil {
@@ -675,6 +733,9 @@ func (d *decoder) tile(t *Tile, pending []Event) {
 		e.TS = t.Start + d.varint("pending ts")
 		e.Seq = d.varint("pending seq")
 		e.Value = d.float("pending value")
+		if flags&flagPendingStrings != 0 {
+			e.Str = d.string("pending string")
+		}
 		pending = append(pending, e)
 	}
 	t.Pending = pending

@@ -12,6 +12,12 @@ type Event struct {
 	// Value is the aggregated field; Count ignores it. Callers reject NaN and
 	// infinities upstream: they would poison Sum, Min and Max.
 	Value float64
+	// Str is the value of a string field, for the kinds that keep values
+	// (Last, First, FirstK, LastK) over a window made WithStrings; every
+	// other IR ignores it (number features leave it empty and pay nothing
+	// for it but its 16 bytes in Pending and in k lists). "" is a value
+	// like any other.
+	Str string
 }
 
 // IR is the intermediate representation shared by every Kind: a value that is
@@ -27,12 +33,17 @@ type Event struct {
 // Window.For of those kinds (Series.Apply, Read and Expire pass the window). An
 // IR owns its sketch: copying an IR by assignment shares it, so only one of the
 // copies may be updated; Merge into an empty IR copies the other's sketch.
+// The string part of a window made WithStrings is the same: one small
+// allocation when the IR gets its first event (or is merged into while
+// empty), owned by the IR, copied by Clone and Merge.
 //
 // Invariant: an IR with Count == 0 is empty and all its other fields are zero
 // (no sketch); when Count > 0, (LastTS, LastSeq) is the largest (TS, Seq) folded
 // in and Last is that event's value, (FirstTS, FirstSeq) the smallest and First
-// its value, Mean the mean and M2 the sum of squared deviations from it, and a
-// sketch, when present, has seen exactly the Count values.
+// its value, Mean the mean and M2 the sum of squared deviations from it, a
+// sketch, when present, has seen exactly the Count values, and the string
+// part, present exactly when the window was made WithStrings, holds the Str of
+// the Last and First events (ties on (TS, Seq, Value) broken by Str).
 type IR struct {
 	Count               int64
 	Sum, Min, Max, Last float64
@@ -44,6 +55,15 @@ type IR struct {
 	hll *hll       // ApproxDistinct only
 	qs  *quantiles // ApproxPercentile only
 	ks  *kList     // FirstK, LastK only
+	s   *strPart   // windows made WithStrings only
+}
+
+// strPart is the string side of an IR over a string field: the Str of the
+// events Last and First stand for. It exists exactly when the IR is
+// non-empty and its window was made WithStrings, so number features keep
+// their path and their encoding unchanged.
+type strPart struct {
+	last, first string
 }
 
 // Update folds e into ir, and into ir's sketch if it has one. An empty IR gets
@@ -55,7 +75,7 @@ func (ir *IR) update(e Event, w Window) {
 	if ir.Count == 0 {
 		*ir = IR{Count: 1, Sum: e.Value, Min: e.Value, Max: e.Value, Last: e.Value, LastTS: e.TS, LastSeq: e.Seq,
 			Mean: e.Value, First: e.Value, FirstTS: e.TS, FirstSeq: e.Seq}
-		switch w.sketch {
+		switch w.kind() {
 		case hllSketch:
 			ir.hll = &hll{}
 			ir.hll.add(e.Value)
@@ -65,8 +85,11 @@ func (ir *IR) update(e Event, w Window) {
 		case firstKList, lastKList:
 			// An invalid k (Validate rejects it) is clamped: no panic.
 			k := min(max(w.k, 1), MaxK)
-			ir.ks = &kList{k: k, last: w.sketch == lastKList, evs: make([]Event, 1, min(k, 8))}
+			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]Event, 1, min(k, 8))}
 			ir.ks.evs[0] = e
+		}
+		if w.sketch&withStrings != 0 {
+			ir.s = &strPart{last: e.Str, first: e.Str}
 		}
 		return
 	}
@@ -78,11 +101,15 @@ func (ir *IR) update(e Event, w Window) {
 	if e.Value > ir.Max {
 		ir.Max = e.Value
 	}
-	if laterThan(e.TS, e.Seq, e.Value, ir.LastTS, ir.LastSeq, ir.Last) {
-		ir.Last, ir.LastTS, ir.LastSeq = e.Value, e.TS, e.Seq
-	}
-	if earlierThan(e.TS, e.Seq, e.Value, ir.FirstTS, ir.FirstSeq, ir.First) {
-		ir.First, ir.FirstTS, ir.FirstSeq = e.Value, e.TS, e.Seq
+	if ir.s != nil {
+		ir.s.update(ir, e.TS, e.Seq, e.Value, e.Str, e.TS, e.Seq, e.Value, e.Str)
+	} else {
+		if laterThan(e.TS, e.Seq, e.Value, ir.LastTS, ir.LastSeq, ir.Last) {
+			ir.Last, ir.LastTS, ir.LastSeq = e.Value, e.TS, e.Seq
+		}
+		if earlierThan(e.TS, e.Seq, e.Value, ir.FirstTS, ir.FirstSeq, ir.First) {
+			ir.First, ir.FirstTS, ir.FirstSeq = e.Value, e.TS, e.Seq
+		}
 	}
 	// Welford: d*(x - new mean) is never negative, so M2 stays >= 0.
 	d := e.Value - ir.Mean
@@ -121,6 +148,10 @@ func (ir *IR) merge(o *IR) {
 		if o.ks != nil {
 			ir.ks = o.ks.clone()
 		}
+		if o.s != nil {
+			c := *o.s
+			ir.s = &c
+		}
 		return
 	}
 	// Chan et al.: combine from the larger part (by count, then mean) so that
@@ -144,11 +175,18 @@ func (ir *IR) merge(o *IR) {
 	if o.Max > ir.Max {
 		ir.Max = o.Max
 	}
-	if laterThan(o.LastTS, o.LastSeq, o.Last, ir.LastTS, ir.LastSeq, ir.Last) {
-		ir.Last, ir.LastTS, ir.LastSeq = o.Last, o.LastTS, o.LastSeq
-	}
-	if earlierThan(o.FirstTS, o.FirstSeq, o.First, ir.FirstTS, ir.FirstSeq, ir.First) {
-		ir.First, ir.FirstTS, ir.FirstSeq = o.First, o.FirstTS, o.FirstSeq
+	switch {
+	case ir.s != nil && o.s != nil:
+		ir.s.update(ir, o.LastTS, o.LastSeq, o.Last, o.s.last, o.FirstTS, o.FirstSeq, o.First, o.s.first)
+	default:
+		// Number IRs; a string IR merged with a number one (never within one
+		// feature) keeps its own strings.
+		if laterThan(o.LastTS, o.LastSeq, o.Last, ir.LastTS, ir.LastSeq, ir.Last) {
+			ir.Last, ir.LastTS, ir.LastSeq = o.Last, o.LastTS, o.LastSeq
+		}
+		if earlierThan(o.FirstTS, o.FirstSeq, o.First, ir.FirstTS, ir.FirstSeq, ir.First) {
+			ir.First, ir.FirstTS, ir.FirstSeq = o.First, o.FirstTS, o.FirstSeq
+		}
 	}
 	switch {
 	case o.hll == nil:
@@ -186,7 +224,37 @@ func (ir IR) Clone() IR {
 	if ir.ks != nil {
 		ir.ks = ir.ks.clone()
 	}
+	if ir.s != nil {
+		c := *ir.s
+		ir.s = &c
+	}
 	return ir
+}
+
+// update makes the candidate (lts, lseq, lv, ls) ir's Last when it is later
+// and (fts, fseq, fv, fs) its First when it is earlier, as the number path
+// does, breaking full ties on (ts, seq, value) by the string (the larger is
+// later), so that Merge stays commutative.
+func (p *strPart) update(ir *IR, lts, lseq int64, lv float64, ls string, fts, fseq int64, fv float64, fs string) {
+	if laterStr(lts, lseq, lv, ls, ir.LastTS, ir.LastSeq, ir.Last, p.last) {
+		ir.Last, ir.LastTS, ir.LastSeq, p.last = lv, lts, lseq, ls
+	}
+	if laterStr(ir.FirstTS, ir.FirstSeq, ir.First, p.first, fts, fseq, fv, fs) {
+		ir.First, ir.FirstTS, ir.FirstSeq, p.first = fv, fts, fseq, fs
+	}
+}
+
+// laterStr is laterThan with the string as the last tie-breaker.
+func laterStr(ts, seq int64, v float64, s string, ts0, seq0 int64, v0 float64, s0 string) bool {
+	switch {
+	case ts != ts0:
+		return ts > ts0
+	case seq != seq0:
+		return seq > seq0
+	case v != v0:
+		return v > v0
+	}
+	return s > s0
 }
 
 // laterThan orders candidates for Last by (ts, seq), and by value when both are
@@ -211,6 +279,23 @@ func earlierThan(ts, seq int64, v float64, ts0, seq0 int64, v0 float64) bool {
 		return seq < seq0
 	}
 	return v < v0
+}
+
+// FinalizeString turns the IR of a string feature (a window made
+// WithStrings) into the value of Last or First: the string of the latest
+// (earliest) event, ordered by (event time, Seq) as for numbers. ok=false
+// means null: an empty window, an IR without strings, or another kind.
+func FinalizeString(k Kind, ir IR) (value string, ok bool) {
+	if ir.Count == 0 || ir.s == nil {
+		return "", false
+	}
+	switch k {
+	case Last:
+		return ir.s.last, true
+	case First:
+		return ir.s.first, true
+	}
+	return "", false
 }
 
 // Empty reports whether no event was folded into ir (Count == 0).

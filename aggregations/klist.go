@@ -3,7 +3,8 @@ package aggregations
 import "sort"
 
 // MaxK is the largest k of first_k and last_k: a tile keeps at most k events
-// (24 bytes each in memory, at most about 18 bytes each encoded), so a
+// (40 bytes each in memory, at most about 18 bytes each encoded, plus the
+// string and its length for a string feature), so a
 // window of n tiles holds at most n*k events before Finalize.
 const MaxK = 1000
 
@@ -20,22 +21,24 @@ type kList struct {
 	evs  []Event
 }
 
-// before reports whether a comes before b in the list.
-func (l *kList) before(a, b Event) bool {
+// before reports whether a comes before b in the list. Full ties on (TS,
+// Seq, Value) are broken by Str (the larger is later), so string lists are
+// a function of their set of events too.
+func (l *kList) before(a, b *Event) bool {
 	if l.last {
-		return laterThan(a.TS, a.Seq, a.Value, b.TS, b.Seq, b.Value)
+		return laterStr(a.TS, a.Seq, a.Value, a.Str, b.TS, b.Seq, b.Value, b.Str)
 	}
-	return earlierThan(a.TS, a.Seq, a.Value, b.TS, b.Seq, b.Value)
+	return laterStr(b.TS, b.Seq, b.Value, b.Str, a.TS, a.Seq, a.Value, a.Str)
 }
 
 // add folds e in: O(log k) to find its place, O(k) to shift; nothing when
 // the list is full and e comes after its last event.
 func (l *kList) add(e Event) {
 	n := len(l.evs)
-	if n == l.k && !l.before(e, l.evs[n-1]) {
+	if n == l.k && !l.before(&e, &l.evs[n-1]) {
 		return
 	}
-	i := sort.Search(n, func(i int) bool { return l.before(e, l.evs[i]) })
+	i := sort.Search(n, func(i int) bool { return l.before(&e, &l.evs[i]) })
 	if n < l.k {
 		l.evs = append(l.evs, e)
 	}
@@ -51,7 +54,7 @@ func (l *kList) merge(o *kList) {
 	out := make([]Event, 0, min(k, len(l.evs)+len(o.evs)))
 	i, j := 0, 0
 	for len(out) < k && (i < len(l.evs) || j < len(o.evs)) {
-		if j == len(o.evs) || (i < len(l.evs) && !l.before(o.evs[j], l.evs[i])) {
+		if j == len(o.evs) || (i < len(l.evs) && !l.before(&o.evs[j], &l.evs[i])) {
 			out = append(out, l.evs[i])
 			i++
 		} else {
@@ -88,4 +91,20 @@ func FinalizeList(k Kind, ir IR) (values []float64, ok bool) {
 		return nil, false
 	}
 	return ir.ks.values(), true
+}
+
+// FinalizeStringList is FinalizeList for a string feature (a window made
+// WithStrings): the strings of the k earliest events, oldest first
+// (FirstK), or of the k latest, newest first (LastK). ok=false means null:
+// an empty window, an IR without strings or without the list, or a k that is
+// not a list kind. The slice is new on every call.
+func FinalizeStringList(k Kind, ir IR) (values []string, ok bool) {
+	if !k.List() || ir.Count == 0 || ir.s == nil || ir.ks == nil || ir.ks.last != (k == LastK) {
+		return nil, false
+	}
+	out := make([]string, len(ir.ks.evs))
+	for i, e := range ir.ks.evs {
+		out[i] = e.Str
+	}
+	return out, true
 }

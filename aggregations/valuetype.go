@@ -14,7 +14,11 @@ import (
 // other than TypeDouble the decoder (pipeline/events) defines the float64:
 // for approx_distinct of a long, boolean or string field it is a float64
 // whose bits identify the value (see Kind.Accepts), only ever hashed, never
-// added or compared.
+// added or compared. String values themselves can reach Last, First, FirstK
+// and LastK IRs through Event.Str over a window made WithStrings (read with
+// FinalizeString and FinalizeStringList); Accepts does not offer that to
+// features yet (issue 12: backfill, its outputs and skew do not carry
+// strings).
 type ValueType uint8
 
 // The value types.

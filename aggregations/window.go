@@ -152,6 +152,13 @@ const (
 	quantileSketch
 	firstKList
 	lastKList
+
+	// withStrings is a bit of sketch, not a sketch: the IRs also keep the
+	// Str of their events (see WithStrings). A bit rather than a field keeps
+	// Window at four integer words and a float, so that Apply's arguments
+	// still fit the registers of Go's calling convention (a separate field
+	// measured 10-15% slower on every kind in bench-apply).
+	withStrings sketchKind = 0x80
 )
 
 // For returns w set up for aggregation k: the tiles of an ApproxDistinct
@@ -179,11 +186,26 @@ func (w Window) For(k Kind, percentile float64) Window {
 // window keep (1 <= k <= MaxK; Validate checks it); other windows are
 // returned unchanged. For(FirstK or LastK, ...) without WithK is invalid.
 func (w Window) WithK(k int) Window {
-	if w.sketch == firstKList || w.sketch == lastKList {
+	if sk := w.kind(); sk == firstKList || sk == lastKList {
 		w.k = k
 	}
 	return w
 }
+
+// WithStrings returns w with IRs that keep the Str of their events, for a
+// Last, First, FirstK or LastK feature of a string field (read its values
+// with FinalizeString and FinalizeStringList). It costs a pointer per IR and
+// the strings; For resets it. Windows without it ignore Event.Str.
+func (w Window) WithStrings() Window {
+	w.sketch |= withStrings
+	return w
+}
+
+// Strings reports whether w was made WithStrings.
+func (w Window) Strings() bool { return w.sketch&withStrings != 0 }
+
+// kind is the sketch w's IRs keep, without the withStrings bit.
+func (w Window) kind() sketchKind { return w.sketch &^ withStrings }
 
 // K is the number of events the tiles of a FirstK or LastK window keep, 0
 // for any other window.
@@ -273,9 +295,9 @@ func (w Window) problem() string {
 		return fmt.Sprintf("size %dms is negative", w.Size)
 	case w.Hop <= 0:
 		return fmt.Sprintf("hop %dms must be positive", w.Hop)
-	case w.sketch == quantileSketch && !(w.quantile > 0 && w.quantile < 1):
+	case w.kind() == quantileSketch && !(w.quantile > 0 && w.quantile < 1):
 		return fmt.Sprintf("percentile %v must be between 0 and 1 (exclusive)", w.quantile)
-	case (w.sketch == firstKList || w.sketch == lastKList) && (w.k < 1 || w.k > MaxK):
+	case (w.kind() == firstKList || w.kind() == lastKList) && (w.k < 1 || w.k > MaxK):
 		return fmt.Sprintf("k %d must be between 1 and %d", w.k, MaxK)
 	case w.Size == 0:
 		return ""

@@ -6,6 +6,7 @@ package aggtest
 import (
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 )
@@ -216,4 +217,69 @@ func cmpInt(a, b int64) int {
 		return -1
 	}
 	return 1
+}
+
+// BruteForceString computes the value of last or first over a string field
+// (events' Str) as of T by definition: the events of the window (as
+// BruteForce takes them) ordered by (ts, seq, value, str); last is the Str
+// of the largest, first of the smallest. An empty window or another kind
+// gives "", false (null). Cost: O(len(events) log len(events)).
+func BruteForceString(k aggregations.Kind, w aggregations.Window, events []aggregations.Event, T int64) (value string, ok bool) {
+	in := sortedStrings(w, events, T)
+	if len(in) == 0 {
+		return "", false
+	}
+	switch k {
+	case aggregations.Last:
+		return in[len(in)-1].Str, true
+	case aggregations.First:
+		return in[0].Str, true
+	}
+	return "", false
+}
+
+// BruteForceStringList is BruteForceList over a string field: the Str of
+// the first w.K() events of the window ordered by (ts, seq, value, str) for
+// first_k, of the last w.K() in reverse (newest first) for last_k.
+func BruteForceStringList(k aggregations.Kind, w aggregations.Window, events []aggregations.Event, T int64) (values []string, ok bool) {
+	in := sortedStrings(w, events, T)
+	if !k.List() || len(in) == 0 || w.K() < 1 {
+		return nil, false
+	}
+	if k == aggregations.LastK {
+		slices.Reverse(in)
+	}
+	for _, e := range in[:min(len(in), w.K())] {
+		values = append(values, e.Str)
+	}
+	return values, true
+}
+
+// sortedStrings returns the events of the window as of T sorted by (ts,
+// seq, value, str).
+func sortedStrings(w aggregations.Window, events []aggregations.Event, T int64) []aggregations.Event {
+	lo := int64(math.MinInt64)
+	if w.Size != 0 {
+		lo = floor(T-w.Size, w.Hop)
+	}
+	var in []aggregations.Event
+	for _, e := range events {
+		if e.TS >= lo && e.TS < T {
+			in = append(in, e)
+		}
+	}
+	slices.SortFunc(in, func(a, b aggregations.Event) int {
+		switch {
+		case a.TS != b.TS:
+			return cmpInt(a.TS, b.TS)
+		case a.Seq != b.Seq:
+			return cmpInt(a.Seq, b.Seq)
+		case a.Value < b.Value:
+			return -1
+		case a.Value > b.Value:
+			return 1
+		}
+		return strings.Compare(a.Str, b.Str)
+	})
+	return in
 }

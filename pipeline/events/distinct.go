@@ -33,6 +33,11 @@ const (
 	// EncodeBool reads a boolean as 0 (false) or 1 (true), for every
 	// aggregation that takes booleans.
 	EncodeBool
+	// EncodeString reads a string kept as it is by last, first, first_k or
+	// last_k: the string goes to Event.Strs at the field's slot (Values
+	// holds 0 there). The config does not accept such features yet (see
+	// aggregations.Kind.Accepts): the decoder is ready for them.
+	EncodeString
 )
 
 // exactLong is the largest magnitude up to which every long is exactly a
@@ -46,6 +51,8 @@ func encodingOf(k aggregations.Kind, t aggregations.ValueType) Encoding {
 		return EncodeBool
 	case t == aggregations.TypeLong && k.KeepsValues():
 		return EncodeExactLong
+	case t == aggregations.TypeString && k.KeepsValues():
+		return EncodeString
 	case k == aggregations.ApproxDistinct && t != aggregations.TypeDouble:
 		return EncodeDistinct
 	}

@@ -92,7 +92,12 @@ type Event struct {
 	// then, for each feature with a where (FeaturePlan.Filtered), 1 if the
 	// where holds for the event and 0 if not. Use FeaturePlan.Value and
 	// FeaturePlan.Counts rather than indexing it.
-	Values  []float64
+	Values []float64
+	// Strs holds, for a plan with a string slot (EncodeString), one string
+	// per Plan.Fields entry: the value of each EncodeString slot, "" for the
+	// others. It is empty for every other plan: number features pay nothing.
+	// Use FeaturePlan.Str rather than indexing it.
+	Strs    []string
 	filter  config.FilterInput // reused activation of the wheres
 	keyVals []string           // scratch of entityKey
 	proj    []schemas.Projected
@@ -312,8 +317,25 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 	}
 	out.Key, out.TS = entityKey, ts
 	out.Values = out.Values[:0]
+	clear(out.Strs)
+	out.Strs = out.Strs[:0]
+	if plan.strings {
+		if n := len(plan.Fields); cap(out.Strs) < n {
+			out.Strs = make([]string, n)
+		} else {
+			out.Strs = out.Strs[:n]
+		}
+	}
 	for i, f := range plan.Fields {
 		switch plan.Encodings[i] {
+		case EncodeString:
+			v, err := schemas.String(rec, f)
+			if err != nil {
+				return reject(ReasonInvalidField, "%v", err)
+			}
+			out.Values = append(out.Values, 0)
+			out.Strs[i] = v
+			continue
 		case EncodeDistinct:
 			v, err := distinctValue(rec, f, plan.types[i])
 			if err != nil {
@@ -400,6 +422,7 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 	if ts < 0 || ts > now+d.maxFutureMS {
 		return false
 	}
+	out.Strs = out.Strs[:0] // the fast path has no string slot (compileFast)
 	out.Values = out.Values[:0]
 	for _, s := range f.fields {
 		v := vals[s].Float

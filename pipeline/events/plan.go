@@ -48,6 +48,7 @@ type Plan struct {
 	Rekeys  []*config.Repartition
 	ids     []string
 	filters int      // features with a where
+	strings bool     // some slot is EncodeString: Decode fills Event.Strs
 	reads   []string // every field a record must provide: keys, event time, Fields, where fields
 	fast    *fastPlan
 }
@@ -156,6 +157,15 @@ func (f *FeaturePlan) Value(e *Event) float64 {
 		return 0
 	}
 	return e.Values[f.FieldIdx]
+}
+
+// Str returns the feature's input string from a decoded event: the value
+// of its EncodeString slot, "" for a feature of another type.
+func (f *FeaturePlan) Str(e *Event) string {
+	if f.FieldIdx < 0 || f.FieldIdx >= len(e.Strs) {
+		return ""
+	}
+	return e.Strs[f.FieldIdx]
 }
 
 // Plans returns the plan of every topic the workers consume, by topic: each
@@ -280,6 +290,7 @@ func (p *Plan) slot(f *config.Feature) int {
 	}
 	p.Fields = append(p.Fields, f.Field)
 	p.Encodings = append(p.Encodings, enc)
+	p.strings = p.strings || enc == EncodeString
 	p.types = append(p.types, f.ValueType)
 	return len(p.Fields) - 1
 }

@@ -52,6 +52,10 @@ func (a *lookupAnswer) appendJSON(b []byte) []byte {
 func (v *value) appendJSON(b []byte) []byte {
 	b = append(b, `{"value":`...)
 	switch {
+	case v.hasV && v.strs != nil:
+		b = appendStrings(b, v.strs)
+	case v.hasV && v.typ == aggregations.TypeString:
+		b = jsonenc.AppendString(b, v.str)
 	case v.hasV && v.list != nil:
 		b = appendList(b, v.list, v.typ)
 	case v.hasV && v.typ == aggregations.TypeBool:

@@ -46,6 +46,13 @@ func TestAnswerEncodingMatchesEncodingJSON(t *testing.T) {
 					if v.hasV {
 						v.list = []float64{1, 0, 1}
 					}
+				case 3: // a string feature (last, first)
+					v.typ, v.str = aggregations.TypeString, pick(strs)
+				case 4: // a string list feature (first_k, last_k)
+					v.typ = aggregations.TypeString
+					if v.hasV {
+						v.strs = []string{pick(strs), pick(strs)}
+					}
 				}
 				if rng.IntN(2) == 0 {
 					v.updated = rng.Int64N(4e12)

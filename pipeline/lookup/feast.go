@@ -226,6 +226,10 @@ func feastCell(fv *value) (status string, v any) {
 		return feastOutsideMaxAge, nil
 	case !fv.hasV:
 		return feastNull, nil
+	case fv.strs != nil: // Array(String): STRING_LIST
+		return feastPresent, fv.strs
+	case fv.typ == aggregations.TypeString: // String
+		return feastPresent, fv.str
 	case fv.list != nil && fv.typ == aggregations.TypeLong: // Array(Int64): INT64_LIST
 		return feastPresent, longsOf(fv.list)
 	case fv.list != nil && fv.typ == aggregations.TypeBool: // Array(Bool): BOOL_LIST

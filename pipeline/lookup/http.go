@@ -258,6 +258,11 @@ type KeyResult struct {
 type FeatureValue struct {
 	Value *float64  `json:"value"`
 	List  []float64 `json:"-"`
+	// Str and Strs are the value of a string feature (Type TypeString:
+	// last, first, first_k, last_k of a string field), written as a JSON
+	// string or array of strings; Value and List are then nil.
+	Str  *string  `json:"-"`
+	Strs []string `json:"-"`
 	// Type is the feature's output type (config.Feature.OutputType): JSON
 	// writes a TypeBool value (or list element) as true or false (Value 1
 	// or 0), every other type as a number (a TypeLong one is whole, exact).
@@ -416,6 +421,8 @@ type value struct {
 	typ     aggregations.ValueType // the feature's output type (config.Feature.OutputType)
 	v       float64
 	list    []float64 // the value of a list feature (first_k, last_k), with hasV
+	str     string    // the value of a string feature (typ TypeString), with hasV
+	strs    []string  // the value of a string list feature, with hasV
 	hasV    bool
 	status  string
 	version int
@@ -425,6 +432,11 @@ type value struct {
 func (v *value) public() FeatureValue {
 	fv := FeatureValue{Status: v.status, Version: v.version, Type: v.typ}
 	switch {
+	case v.hasV && v.strs != nil:
+		fv.Strs = v.strs
+	case v.hasV && v.typ == aggregations.TypeString:
+		x := v.str
+		fv.Str = &x
 	case v.hasV && v.list != nil:
 		fv.List = v.list
 	case v.hasV:
@@ -562,7 +574,7 @@ func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	if !known {
 		return fv, nil
 	}
-	if f.def.Derived == nil && f.def.Aggregation.List() {
+	if f.def.Derived == nil && (f.def.Aggregation.List() || fv.typ == aggregations.TypeString) {
 		return foldList(fv, f, v, T)
 	}
 	x, ok, status, updated, err := foldDef(f.def, v, T, 0)

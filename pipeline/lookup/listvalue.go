@@ -11,10 +11,12 @@ import (
 	"github.com/featurepipe/featurepipe/internal/jsonenc"
 )
 
-// foldList is fold for a list feature (first_k, last_k): its value is the
-// list aggregations.FinalizeList gives (null for an empty window or an
-// expired one: a list takes no default), with fold's statuses. It allocates
-// the list.
+// foldList is fold for a list feature (first_k, last_k) and for a string
+// feature (output type TypeString: last, first, first_k, last_k of a string
+// field): its value is the list aggregations.FinalizeList gives, or the
+// string or strings FinalizeString and FinalizeStringList give (null for an
+// empty window or an expired one: these take no default), with fold's
+// statuses. It allocates the list.
 func foldList(fv value, f pickedFeature, v *lookupView, T int64) (value, error) {
 	ir, status, updated, err := foldIR(f.def, v, T)
 	if err != nil {
@@ -24,8 +26,28 @@ func foldList(fv value, f pickedFeature, v *lookupView, T int64) (value, error) 
 	if !f.warming {
 		fv.status = status
 	}
-	fv.list, fv.hasV = aggregations.FinalizeList(f.def.Aggregation, ir)
+	switch k := f.def.Aggregation; {
+	case fv.typ == aggregations.TypeString && k.List():
+		fv.strs, fv.hasV = aggregations.FinalizeStringList(k, ir)
+	case fv.typ == aggregations.TypeString:
+		fv.str, fv.hasV = aggregations.FinalizeString(k, ir)
+	default:
+		fv.list, fv.hasV = aggregations.FinalizeList(k, ir)
+	}
 	return fv, nil
+}
+
+// appendStrings appends l as a JSON array of strings, as encoding/json
+// writes a []string.
+func appendStrings(b []byte, l []string) []byte {
+	b = append(b, '[')
+	for i, s := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(b, s)
+	}
+	return append(b, ']')
 }
 
 // appendList appends l as a JSON array of numbers, as encoding/json writes
@@ -69,6 +91,10 @@ type featureValueJSON struct {
 func (fv FeatureValue) MarshalJSON() ([]byte, error) {
 	w := featureValueJSON{Status: fv.Status, Version: fv.Version, UpdatedAt: fv.UpdatedAt}
 	switch {
+	case fv.Strs != nil:
+		w.Value = fv.Strs
+	case fv.Str != nil:
+		w.Value = *fv.Str
 	case fv.List != nil && fv.Type == aggregations.TypeBool:
 		w.Value = boolsOf(fv.List)
 	case fv.List != nil:
@@ -98,8 +124,19 @@ func (fv *FeatureValue) UnmarshalJSON(b []byte) error {
 	*fv = FeatureValue{Status: w.Status, Version: w.Version, UpdatedAt: w.UpdatedAt}
 	switch raw := bytes.TrimSpace(w.Value); {
 	case len(raw) == 0 || string(raw) == "null":
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fmt.Errorf("feature value: %w", err)
+		}
+		fv.Str, fv.Type = &s, aggregations.TypeString
 	case raw[0] == '[':
 		if err := json.Unmarshal(raw, &fv.List); err != nil {
+			var ss []string // a list of strings
+			if json.Unmarshal(raw, &ss) == nil {
+				fv.List, fv.Strs, fv.Type = nil, ss, aggregations.TypeString
+				break
+			}
 			var bs []bool // a list of booleans
 			if json.Unmarshal(raw, &bs) != nil {
 				return fmt.Errorf("feature value list: %w", err)
