@@ -424,7 +424,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.FetchMaxBytes(64<<20),
 		kgo.FetchMaxPartitionBytes(16<<20),
 		kgo.ProducerLinger(5*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(4<<20),
+		// Batches stay at franz-go's default bound (1,000,012 bytes before
+		// compression), under Kafka's default max.message.bytes (1 MiB)
+		// that the broker checks after compression: a larger bound (4 MiB
+		// here before) let a slow broker's backlog fill batches it refused
+		// with MESSAGE_TOO_LARGE, stopping the worker.
 		kgo.MaxBufferedRecords(2_000_000),
 		kgo.SessionTimeout(w.o.SessionTimeout),
 		// Kafka's guidance: at most a third of the session timeout. A
