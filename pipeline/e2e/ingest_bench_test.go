@@ -20,8 +20,8 @@ import (
 
 // BenchmarkIngest measures end-to-end ingest: events already on the broker
 // (the embedded one unless KAFKA_BROKERS is set) are consumed by one worker
-// that decodes, validates, applies them to the tiles of all 7 transaction
-// features, commits state+offsets to Pebble (fsync per batch) and publishes
+// that decodes, validates, applies them to the tiles of all the transaction
+// features of featureFile (15 since the operators of issue 12), commits state+offsets to Pebble (fsync per batch) and publishes
 // the tiles to the feature log. Reported: events/s from worker start to the
 // last event committed. INGEST_EVENTS overrides the event count (default
 // 1,000,000). INGEST_TIMES picks the event times: "live" (default: within
