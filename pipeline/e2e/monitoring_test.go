@@ -77,7 +77,7 @@ func TestFeatureFreshness(t *testing.T) {
 	k, cfg, cl := setup(t, featureFile)
 	now := time.Now().Truncate(time.Millisecond)
 	reg := prometheus.NewRegistry()
-	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, Registerer: reg, Now: func() time.Time { return now }},
+	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, Registerer: reg, Now: func() time.Time { return now }},
 		filepath.Join(t.TempDir(), "w"))
 	newest := now.Add(-10 * time.Second).UnixMilli()
 	// The newest transaction first, then older ones (also of other keys and
@@ -89,9 +89,17 @@ func TestFeatureFreshness(t *testing.T) {
 		event{"logins", "u1", now.Add(-3 * time.Hour).UnixMilli(), 0})
 	want := float64(now.UnixMilli()-newest) / 1000
 	var got map[string]float64
-	waitFor(t, "freshness of every transactions feature", 60*time.Second, func() bool {
+	// Every event applied (the partitions of u1 and u2 may be applied in
+	// either order, in separate polls on Apache Kafka), every transactions
+	// feature exported.
+	waitFor(t, "freshness of every transactions feature, every event applied", 60*time.Second, func() bool {
 		got = freshnessGauges(t, reg)
-		return len(got) >= 7
+		for _, f := range cfg.Features {
+			if _, ok := got[f.Name+"@1"]; f.Source == "transactions" && !ok {
+				return false
+			}
+		}
+		return eventsApplied(w) == 4
 	})
 	for _, f := range cfg.Features {
 		id := f.Name + "@1"
