@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
-	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -60,15 +59,7 @@ func TestListFeaturesThroughWorkerAndLookup(t *testing.T) {
 	}, p)
 	dir := t.TempDir()
 	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(dir, "w"))
-	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls := serveLookup(t, svc, st)
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	keys := []string{"many", "few", "old", "nobody"}
 	names := []string{"txn_last3_7d", "txn_first4"}
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
-	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
@@ -144,15 +143,7 @@ func TestDistinctOfTypedFieldsOnEveryPath(t *testing.T) {
 
 	dir := t.TempDir()
 	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(dir, "w"))
-	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls := serveLookup(t, svc, st)
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	check := func() (bad []string) {
 		var resp lookup.LookupResponse
 		if code := postJSON(t, ls.url+"/v1/lookup", map[string]any{"entity": "user", "keys": keys, "features": names}, &resp); code != http.StatusOK {
@@ -310,15 +301,7 @@ func TestKeptLongsAndBooleansThroughLookup(t *testing.T) {
 	keys := []string{"a", "b", "nobody"}
 	dir := t.TempDir()
 	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(dir, "w"))
-	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls := serveLookup(t, svc, st)
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	var answer struct {
 		AsOf    time.Time `json:"as_of"`
 		Results []struct {
