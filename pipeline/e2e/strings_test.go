@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -23,6 +24,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 	"github.com/featurepipe/featurepipe/pipeline/skew"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
@@ -113,7 +115,12 @@ func TestStringFeaturesOnEveryPath(t *testing.T) {
 	keys := []string{"a", "b", "c", "old", "nobody"}
 
 	dir := t.TempDir()
-	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(dir, "w"))
+	reg := prometheus.NewRegistry()
+	live, err := monitor.NewLive(reg, monitor.LiveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, Registerer: reg, Stats: live}, filepath.Join(dir, "w"))
 	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
 	var answer stringAnswer
 	calls := 0 // answered lookups: each logs every key
@@ -154,6 +161,15 @@ func TestStringFeaturesOnEveryPath(t *testing.T) {
 	}
 	if s := statusOf("nobody", "merchants3"); s != "NOT_FOUND" {
 		t.Errorf("nobody merchants3 status %s, want NOT_FOUND", s)
+	}
+
+	// The worker's statistics of the string features: top values (and
+	// list lengths), no numbers.
+	for id, kind := range map[string]monitor.Kind{"last_merchant@1": monitor.KindString, "merchants3@1": monitor.KindList} {
+		waitFor(t, id+" statistics", 60*time.Second, func() bool { s := live.Window(id); return s != nil && s.Count() > 0 })
+		if sum := live.Window(id).Summary(); sum.Kind != kind || len(sum.Top) == 0 || sum.Mean != nil {
+			t.Errorf("worker statistics of %s: %+v, want %s values with top values and no mean", id, sum, kind)
+		}
 	}
 
 	// Backfill, CSV and Parquet: the same strings at each spine row.
