@@ -230,6 +230,15 @@ func (p *publisher) observe(parts []*partState) {
 			}
 			for i := range fs {
 				f := &fs[i]
+				if f.Window.Strings() { // string features: top values (and lengths of lists); no default
+					ir := es.series[i].Read(f.Window, now)
+					if f.Kind.List() {
+						sts[i].AddStringList(aggregations.FinalizeStringList(f.Kind, ir))
+					} else {
+						sts[i].AddString(aggregations.FinalizeString(f.Kind, ir))
+					}
+					continue
+				}
 				if f.Kind.List() { // lengths, elements, top elements; a list takes no default
 					sts[i].AddList(aggregations.FinalizeList(f.Kind, es.series[i].Read(f.Window, now)))
 					continue
