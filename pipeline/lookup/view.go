@@ -536,7 +536,7 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, parts []logPart) er
 // decoded views in a.cache, noting the changed ones in a.changed.
 func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, oldLayout *int) error {
 	for _, r := range recs {
-		rec, err := featurelog.Parse(r.Key, r.Value)
+		rec, err := featurelog.ParseRaw(r.Key, r.Value) // names alias r.Key: copied only when kept
 		if errors.Is(err, keys.ErrOldLayout) {
 			*oldLayout++ // reported once per batch
 			continue
@@ -550,7 +550,7 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 		e, ok := a.cache[string(a.ckbuf)]
 		if !ok {
 			e = new(entityView)
-			if _, err := s.load(ref.Entity, ref.EntityKey, e, a.kbuf, a.vbuf); err != nil {
+			if _, err := s.load(string(ref.Entity), string(ref.EntityKey), e, a.kbuf, a.vbuf); err != nil {
 				return err
 			}
 			a.loads++
@@ -562,11 +562,11 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 		}
 		// Only the series of the tile's source partition changes: the
 		// other partitions' tiles of the feature stay as they are.
-		i := e.index(ref.FeatureID, ref.SourcePartition)
+		i := e.index(string(ref.FeatureID), ref.SourcePartition) // does not escape: no allocation
 		if i < 0 {
-			i = e.add(ref.FeatureID, ref.SourcePartition)
+			i = e.add(string(ref.FeatureID), ref.SourcePartition)
 		}
-		seen := keys.IsSeenID(ref.FeatureID)
+		seen := keys.IsSeen(ref.FeatureID)
 		switch {
 		case rec.Deleted && seen: // never published; markers are never deleted
 		case rec.Deleted:
