@@ -52,6 +52,8 @@ import (
 //     and time per event. Then, untimed, the lifetime counts of all entities
 //     must add up to the events produced.
 //
+// The CPU time of the whole process per event is reported too (broker
+// included; less moved than wall time by other jobs sharing the cores).
 // For each phase the peak RSS of the whole process and the peak live Go
 // heap (sampled every 20 ms) are reported, less their values just before
 // the phase: the process also holds the embedded broker (unless
@@ -70,6 +72,7 @@ func BenchmarkScaling(b *testing.B) {
 		replica                      time.Duration
 		replicaRSS, replicaHeap      uint64
 		workerPerEvent, replicaPerEv time.Duration
+		workerCPU, replicaCPU        time.Duration // per event, whole process
 	}
 	var results []result
 	for _, n := range sizes {
@@ -101,6 +104,7 @@ func BenchmarkScaling(b *testing.B) {
 		dir := b.TempDir()
 
 		// Worker.
+		cpu0 := processCPU(b)
 		var wtook time.Duration
 		var published float64
 		r.workerRSS, r.workerHeap = scalingPeak(func() {
@@ -141,6 +145,8 @@ func BenchmarkScaling(b *testing.B) {
 		r.workerRate = float64(total) / wtook.Seconds()
 		r.records = published / float64(total)
 		r.workerPerEvent = wtook / time.Duration(total)
+		cpu1 := processCPU(b)
+		r.workerCPU = (cpu1 - cpu0) / time.Duration(total)
 
 		// Replica, started afterwards on an empty store.
 		r.replicaRSS, r.replicaHeap = scalingPeak(func() {
@@ -169,6 +175,7 @@ func BenchmarkScaling(b *testing.B) {
 				}
 			}
 			r.replica = time.Since(start)
+			r.replicaCPU = (processCPU(b) - cpu1) / time.Duration(total)
 			stop()
 			applied := testutil.ToFloat64(svc.Metrics().LogRecords)
 			if counted := scalingCounted(b, svc.Handler(), n); counted != total {
@@ -182,9 +189,9 @@ func BenchmarkScaling(b *testing.B) {
 		})
 		r.replicaPerEv = r.replica / time.Duration(total)
 		b.StopTimer()
-		b.Logf("%d entities, %d events: worker %.0f events/s (%s/event), %.2f feature-log records/event, +%d MiB RSS, +%d MiB live heap; replica catch-up %s (%s/event), +%d MiB RSS, +%d MiB live heap",
-			n, total, r.workerRate, r.workerPerEvent, r.records, r.workerRSS>>20, r.workerHeap>>20,
-			r.replica.Round(time.Millisecond), r.replicaPerEv, r.replicaRSS>>20, r.replicaHeap>>20)
+		b.Logf("%d entities, %d events: worker %.0f events/s (%s/event, CPU %s/event), %.2f feature-log records/event, +%d MiB RSS, +%d MiB live heap; replica catch-up %s (%s/event, CPU %s/event), +%d MiB RSS, +%d MiB live heap",
+			n, total, r.workerRate, r.workerPerEvent, r.workerCPU, r.records, r.workerRSS>>20, r.workerHeap>>20,
+			r.replica.Round(time.Millisecond), r.replicaPerEv, r.replicaCPU, r.replicaRSS>>20, r.replicaHeap>>20)
 		results = append(results, r)
 	}
 	for _, r := range results {
@@ -199,6 +206,8 @@ func BenchmarkScaling(b *testing.B) {
 		first, last := results[0], results[len(results)-1]
 		b.ReportMetric(float64(last.workerPerEvent)/float64(first.workerPerEvent), "worker-time/event-ratio")
 		b.ReportMetric(float64(last.replicaPerEv)/float64(first.replicaPerEv), "replica-time/event-ratio")
+		b.ReportMetric(float64(last.workerCPU)/float64(first.workerCPU), "worker-cpu/event-ratio")
+		b.ReportMetric(float64(last.replicaCPU)/float64(first.replicaCPU), "replica-cpu/event-ratio")
 	}
 }
 
