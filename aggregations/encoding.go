@@ -295,12 +295,12 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 func appendKList(dst []byte, l *kList, ref int64, strs bool) []byte {
 	dst = binary.AppendUvarint(dst, uint64(l.k))
 	dst = binary.AppendUvarint(dst, uint64(len(l.evs)))
-	for _, e := range l.evs {
+	for i, e := range l.evs {
 		dst = binary.AppendVarint(dst, e.TS-ref)
 		dst = binary.AppendVarint(dst, e.Seq)
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.Value))
 		if strs {
-			dst = appendString(dst, e.Str)
+			dst = appendString(dst, l.str(i))
 		}
 	}
 	return dst
@@ -645,19 +645,26 @@ func (d *decoder) kList(last bool, ref int64, strs bool) *kList {
 		d.fail("%d listed events (k %d, %d bytes left)", n, k, len(d.src))
 		return nil
 	}
-	l := &kList{k: int(k), last: last, evs: make([]Event, 0, n)}
+	l := &kList{k: int(k), last: last, evs: make([]kEvent, 0, n)}
+	if strs {
+		l.strs = make([]string, 0, n)
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		var e Event
+		var e kEvent
+		var s string
 		e.TS = ref + d.varint("listed ts")
 		e.Seq = d.varint("listed seq")
 		e.Value = d.float("listed value")
 		if strs {
-			e.Str = d.string("listed string")
+			s = d.string("listed string")
 		}
-		if d.err == nil && i > 0 && l.before(&e, &l.evs[i-1]) {
+		if d.err == nil && i > 0 && l.before(&e, s, &l.evs[i-1], l.str(int(i-1))) {
 			d.fail("listed events out of order")
 		}
 		l.evs = append(l.evs, e)
+		if strs {
+			l.strs = append(l.strs, s)
+		}
 	}
 	return l
 }

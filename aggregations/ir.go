@@ -15,8 +15,9 @@ type Event struct {
 	// Str is the value of a string field, for the kinds that keep values
 	// (Last, First, FirstK, LastK) over a window made WithStrings; every
 	// other IR ignores it (number features leave it empty and pay nothing
-	// for it but its 16 bytes in Pending and in k lists). "" is a value
-	// like any other.
+	// for it but its 16 bytes in Pending; k lists keep strings beside
+	// their events, only for string windows). "" is a value like any
+	// other.
 	Str string
 }
 
@@ -85,8 +86,12 @@ func (ir *IR) update(e Event, w Window) {
 		case firstKList, lastKList:
 			// An invalid k (Validate rejects it) is clamped: no panic.
 			k := min(max(w.k, 1), MaxK)
-			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]Event, 1, min(k, 8))}
-			ir.ks.evs[0] = e
+			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]kEvent, 1, min(k, 8))}
+			ir.ks.evs[0] = kEvent{e.TS, e.Seq, e.Value}
+			if w.sketch&withStrings != 0 {
+				ir.ks.strs = make([]string, 1, min(k, 8))
+				ir.ks.strs[0] = e.Str
+			}
 		}
 		if w.sketch&withStrings != 0 {
 			ir.s = &strPart{last: e.Str, first: e.Str}
