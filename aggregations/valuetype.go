@@ -14,9 +14,9 @@ import (
 // other than TypeDouble the decoder (pipeline/events) defines the float64:
 // for approx_distinct of a long, boolean or string field it is a float64
 // whose bits identify the value (see Kind.Accepts), only ever hashed, never
-// added or compared. String values themselves can reach Last, First, FirstK
-// and LastK IRs through Event.Str over a window made WithStrings (read with
-// FinalizeString and FinalizeStringList); Accepts does not offer that to
+// added or compared. String values themselves can reach Last, First, FirstK,
+// LastK and TopK IRs through Event.Str over a window made WithStrings (read
+// with FinalizeString, FinalizeStringList and FinalizeStringTopK); Accepts does not offer that to
 // features yet (issue 12: backfill, its outputs and skew do not carry
 // strings).
 type ValueType uint8
@@ -48,9 +48,9 @@ func (t ValueType) String() string {
 
 // Accepts reports whether the aggregation takes input values of type t:
 // every aggregation that reads a field takes doubles and longs; the ones
-// that keep values (last, first, first_k, last_k: KeepsValues) and
-// approx_distinct also take booleans; approx_distinct also takes strings
-// (distinct merchants per user). Count reads no field and accepts none.
+// that keep values (last, first, first_k, last_k, top_k: KeepsValues) and
+// approx_distinct also take booleans; approx_distinct and top_k also take
+// strings (distinct merchants per user, a user's most frequent merchants). Count reads no field and accepts none.
 func (k Kind) Accepts(t ValueType) bool {
 	if !k.NeedsField() {
 		return false
@@ -61,15 +61,16 @@ func (k Kind) Accepts(t ValueType) bool {
 	case TypeBool:
 		return k == ApproxDistinct || k.KeepsValues()
 	case TypeString:
-		return k == ApproxDistinct
+		return k == ApproxDistinct || k == TopK
 	}
 	return false
 }
 
 // KeepsValues reports whether the aggregation's value is made of input
-// values as they were (Last, First, FirstK, LastK) rather than computed
-// from them: its output has the input's type (see Output).
-func (k Kind) KeepsValues() bool { return k == Last || k == First || k.List() }
+// values as they were (Last, First, FirstK, LastK, and TopK's values)
+// rather than computed from them: its output has the input's type (see
+// Output; TopK's counts are whole numbers beside the values).
+func (k Kind) KeepsValues() bool { return k == Last || k == First || k.List() || k == TopK }
 
 // Output is the type of the aggregation's value (of each element, for a
 // list) over input values of type t: t for the kinds that keep values
