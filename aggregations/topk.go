@@ -235,3 +235,30 @@ func TopKError(ir IR) int64 {
 	}
 	return ir.tk.err
 }
+
+// TopKValues is the values of FinalizeTopK(ir, k) without their counts,
+// most frequent first (what feature statistics observe of a top_k value).
+func TopKValues(ir IR, k int) ([]float64, bool) {
+	l, ok := FinalizeTopK(ir, k)
+	if !ok {
+		return nil, false
+	}
+	out := make([]float64, len(l))
+	for i, c := range l {
+		out[i] = c.Value
+	}
+	return out, true
+}
+
+// TopKStrings is TopKValues for a string feature (FinalizeStringTopK).
+func TopKStrings(ir IR, k int) ([]string, bool) {
+	l, ok := FinalizeStringTopK(ir, k)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, len(l))
+	for i, c := range l {
+		out[i] = c.Value
+	}
+	return out, true
+}

@@ -664,10 +664,10 @@ features:
 			msg:   "1001 is out of range: give from 1 to 1000 values",
 		},
 		{
-			name:  "top_k is refused until every read path serves it",
-			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: top_k # want") + "    k: 5\n",
-			field: "features[0].aggregation",
-			msg:   "top_k is not served by every read path yet",
+			name:  "top_k takes no default",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: top_k") + "    k: 5\n    default: 1 # want\n",
+			field: "features[0].default",
+			msg:   "top_k is a list, null for an empty window; a number default does not apply to it; remove default",
 		},
 		{
 			name:  "a list takes no default",
@@ -1259,7 +1259,7 @@ func TestDeprecationFields(t *testing.T) {
 // before.
 func TestNewAggregations(t *testing.T) {
 	for _, k := range aggregations.Kinds() {
-		if k == aggregations.Count || k == aggregations.TopK { // top_k: refused at load until served (see TestInvalidFiles)
+		if k == aggregations.Count {
 			continue
 		}
 		doc := header + "features:\n" + strings.Replace(validFeature, "aggregation: avg", "aggregation: "+k.String(), 1)

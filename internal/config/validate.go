@@ -301,13 +301,6 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			}
 			d.checkPercentile(it)
 			d.checkK(it)
-			if ft.Aggregation == aggregations.TopK && ft.K != 0 {
-				// The aggregations package computes top_k (exact, then a
-				// Misra-Gries summary); until every read path (lookup JSON,
-				// backfill Parquet and CSV, Feast, skew) writes its value, a
-				// feature of it would answer null: refuse it rather.
-				d.addf(m.lineOf("aggregation"), m.field("aggregation"), "top_k is not served by every read path yet (lookup, backfill, Feast; issue 12): it cannot be used in a feature file yet")
-			}
 		}
 		if it.window != "" {
 			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {

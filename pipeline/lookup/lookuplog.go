@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
@@ -122,6 +123,11 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		vals := a.vals[i*n : (i+1)*n]
 		k, lists := 0, 0
 		for _, j := range order {
+			if a.feats[j].def.Aggregation == aggregations.TopK {
+				// Not logged: the lookup log carries numbers and lists of
+				// numbers, so skew does not compare top_k (issue 12).
+				continue
+			}
 			if a.feats[j].def.Aggregation.List() {
 				lists++
 				continue // in "lists", after the numbers

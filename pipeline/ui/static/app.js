@@ -84,7 +84,10 @@
           var th = document.createElement("th"); th.scope = "row"; th.textContent = row.key; tr.appendChild(th);
           names.forEach(function (n) {
             var v = (row.features || {})[n] || {};
-            var td = cell(tr, v.value === null || v.value === undefined ? "null" : String(v.value), "n");
+            // A top_k value is a list of {value, count} objects: show its JSON text.
+            var text = v.value === null || v.value === undefined ? "null" :
+              (Array.isArray(v.value) && v.value.length && typeof v.value[0] === "object" ? JSON.stringify(v.value) : String(v.value));
+            var td = cell(tr, text, "n");
             td.dataset.feature = n; td.title = v.status || "";
             if (v.status && v.status !== "PRESENT") { var s = document.createElement("div"); s.className = "note"; s.textContent = v.status; td.appendChild(s); }
           });
