@@ -238,6 +238,15 @@ func (p *publisher) observe(parts []*partState) {
 			}
 			for i := range fs {
 				f := &fs[i]
+				if f.Kind == aggregations.TopK { // the list of its values, most frequent first: lengths, elements
+					ir := es.series[i].Read(f.Window, now)
+					if f.Window.Strings() {
+						sts[i].AddStringList(aggregations.TopKStrings(ir, f.Window.K()))
+					} else {
+						sts[i].AddList(aggregations.TopKValues(ir, f.Window.K()))
+					}
+					continue
+				}
 				if f.Window.Strings() { // string features: top values (and lengths of lists); no default
 					ir := es.series[i].Read(f.Window, now)
 					if f.Kind.List() {
