@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 24 {
-		t.Fatalf("got %d features, want 24", len(f.Features))
+	if len(f.Features) != 25 {
+		t.Fatalf("got %d features, want 25", len(f.Features))
 	}
 	for _, name := range []string{"txn_last_merchant", "txn_recent_merchants"} { // the string features
 		if ft, err := f.Feature(name); err != nil || ft.OutputType() != aggregations.TypeString || !ft.Window.Strings() {
