@@ -179,8 +179,8 @@ func TestLoadDemo(t *testing.T) {
 			users = append(users, ft)
 		}
 	}
-	if got := f.EntityFeatures("user"); len(users) != 22 || !slices.Equal(got, users) {
-		t.Errorf("EntityFeatures(user) = %v, want the 22 user features in file order", ids(got))
+	if got := f.EntityFeatures("user"); len(users) != 23 || !slices.Equal(got, users) {
+		t.Errorf("EntityFeatures(user) = %v, want the 23 user features in file order", ids(got))
 	}
 	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
 		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
