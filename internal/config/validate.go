@@ -300,6 +300,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			d.checkPercentile(it)
 			d.checkK(it)
 		}
+		d.checkBucket(it, ft.SourceRef)
 		if it.window != "" {
 			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {
 				// Report on the setting to change, without the package prefix
@@ -314,6 +315,9 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 				// The window carries the sketch the kind's tiles keep (none for
 				// the exact kinds); an invalid kind was reported above.
 				ft.Window = w.For(ft.Aggregation, ft.Percentile).WithK(ft.K)
+				if ft.Bucket != "" {
+					ft.Window = ft.Window.WithBuckets()
+				}
 			}
 		}
 		d.checkWhere(it, envs)
