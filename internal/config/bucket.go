@@ -23,6 +23,10 @@ func (d *decoder) checkBucket(it featureItem, src *Source) {
 		d.addf(m.lineOf("bucket"), m.field("bucket"), "a derived feature cannot be bucketed; bucket the features it reads instead, or remove bucket")
 		return
 	}
+	if m.get("default") != nil {
+		d.addf(m.lineOf("default"), m.field("default"), "a bucketed feature's value is a map: an empty window gives an empty map (count, sum, approx_distinct) or null, and a number default does not apply; remove default")
+		return
+	}
 	maxBuckets := aggregations.DefaultMaxBuckets
 	switch {
 	case !it.maxBucketsSet:

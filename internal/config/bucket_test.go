@@ -62,6 +62,7 @@ func TestBucketErrors(t *testing.T) {
 		{"double field", "    bucket: amount\n", "features[0].bucket", `field "amount" is of type double; a bucket field must be a string, int, long or boolean`, 10},
 		{"max_buckets too large", "    bucket: currency\n    max_buckets: 1001\n", "features[0].max_buckets", "1001 is out of range: keep from 1 to 1000 buckets", 11},
 		{"max_buckets zero", "    bucket: currency\n    max_buckets: 0\n", "features[0].max_buckets", "0 is out of range", 11},
+		{"default", "    bucket: currency\n    default: 0\n", "features[0].default", "a bucketed feature's value is a map", 11},
 		{"max_buckets without bucket", "    max_buckets: 5\n", "features[0].max_buckets", "applies only to a bucketed feature: add bucket: FIELD", 10},
 	} {
 		doc := header + "features:\n" + validFeature + tt.extra
@@ -76,5 +77,16 @@ func TestBucketErrors(t *testing.T) {
 		if e.Field != tt.field || !strings.Contains(e.Msg, tt.msg) || e.Line != wantLine {
 			t.Errorf("%s: %s:%d %s: %s; want line %d field %s containing %q", tt.name, e.File, e.Line, e.Field, e.Msg, wantLine, tt.field, tt.msg)
 		}
+	}
+}
+
+// TestBucketedFeatureIsNoDerivedInput: a derived feature reads numbers, so
+// a bucketed input (a map) is refused at its expression.
+func TestBucketedFeatureIsNoDerivedInput(t *testing.T) {
+	doc := header + "features:\n" + validFeature + "    bucket: currency\n" +
+		"  - {name: twice, version: 1, entity: user, expression: \"base * 2.0\", owner: o, description: d}\n"
+	_, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
+	if err == nil || !strings.Contains(err.Error(), "is bucketed by currency (a map of buckets): a derived feature reads numbers only") {
+		t.Errorf("derived over a bucketed feature: %v", err)
 	}
 }

@@ -268,6 +268,11 @@ func (d *decoder) compileDerived(f *File, it featureItem, envs map[string]*cel.E
 			bad = true
 			continue
 		}
+		if in.Bucket != "" {
+			d.addf(line, field, "%s is bucketed by %s (a map of buckets): a derived feature reads numbers only", name, in.Bucket)
+			bad = true
+			continue
+		}
 		drv.Inputs = append(drv.Inputs, in)
 	}
 	for name := range pins {
