@@ -14,11 +14,10 @@ import (
 // other than TypeDouble the decoder (pipeline/events) defines the float64:
 // for approx_distinct of a long, boolean or string field it is a float64
 // whose bits identify the value (see Kind.Accepts), only ever hashed, never
-// added or compared. String values themselves can reach Last, First, FirstK
-// and LastK IRs through Event.Str over a window made WithStrings (read with
-// FinalizeString and FinalizeStringList); Accepts does not offer that to
-// features yet (issue 12: backfill, its outputs and skew do not carry
-// strings).
+// added or compared. The string values of Last, First, FirstK and LastK
+// features reach their IRs as Event.Str (Value 0) over a window made
+// WithStrings, and are read with FinalizeString and FinalizeStringList:
+// every read path (lookup, backfill, skew, snapshots) carries them.
 type ValueType uint8
 
 // The value types.
@@ -49,8 +48,10 @@ func (t ValueType) String() string {
 // Accepts reports whether the aggregation takes input values of type t:
 // every aggregation that reads a field takes doubles and longs; the ones
 // that keep values (last, first, first_k, last_k: KeepsValues) and
-// approx_distinct also take booleans; approx_distinct also takes strings
-// (distinct merchants per user). Count reads no field and accepts none.
+// approx_distinct also take booleans and strings (the last merchant
+// category, the last 5 merchant ids, distinct merchants per user). Count
+// reads no field and accepts none. A string feature's window must be made
+// WithStrings (the config does it).
 func (k Kind) Accepts(t ValueType) bool {
 	if !k.NeedsField() {
 		return false
@@ -58,10 +59,8 @@ func (k Kind) Accepts(t ValueType) bool {
 	switch t {
 	case TypeDouble, TypeLong:
 		return true
-	case TypeBool:
+	case TypeBool, TypeString:
 		return k == ApproxDistinct || k.KeepsValues()
-	case TypeString:
-		return k == ApproxDistinct
 	}
 	return false
 }
@@ -74,11 +73,12 @@ func (k Kind) KeepsValues() bool { return k == Last || k == First || k.List() }
 // Output is the type of the aggregation's value (of each element, for a
 // list) over input values of type t: t for the kinds that keep values
 // (a last of a long field is a long, a last_k of a boolean field a list
-// of booleans), TypeDouble for every other (counts, sums, estimates).
-// Output encoders (lookup JSON, backfill Parquet and CSV, Feast) write a
-// value by it; the value itself is the float64 the IR holds: a long is
-// exact (the decoder refuses longs beyond 2^53 for these kinds), a boolean
-// is 0 or 1.
+// of booleans, a last of a string field a string), TypeDouble for every
+// other (counts, sums, estimates). Output encoders (lookup JSON, backfill
+// Parquet and CSV, Feast) write a value by it; a number value is the
+// float64 the IR holds: a long is exact (the decoder refuses longs beyond
+// 2^53 for these kinds), a boolean is 0 or 1; a string value is read with
+// FinalizeString or FinalizeStringList.
 func (k Kind) Output(t ValueType) ValueType {
 	if k.KeepsValues() && k.Accepts(t) {
 		return t

@@ -343,9 +343,15 @@ func TestInvalidFiles(t *testing.T) {
 		},
 		{
 			name:  "a string field names the aggregations that take strings",
-			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last", "field: amount", "field: merchant_id # want"),
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: sum", "field: amount", "field: merchant_id # want"),
 			field: "features[0].field",
-			msg:   `field "merchant_id" is of type string; aggregation last needs a numeric field (double, float, int or long); numeric fields: amount, ts; aggregations of string fields: approx_distinct`,
+			msg:   `field "merchant_id" is of type string; aggregation sum needs a numeric field (double, float, int or long); numeric fields: amount, ts; aggregations of string fields: last, first, approx_distinct, first_k, last_k`,
+		},
+		{
+			name:  "a string feature has no numeric default",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last", "field: amount", "field: merchant_id", "    owner: payments\n", "    owner: payments\n    default: 0 # want\n"),
+			field: "features[0].default",
+			msg:   `default is a number and last of string field "merchant_id" is a string: a string feature's empty window is null; remove default`,
 		},
 		{
 			name:  "a boolean field names the aggregations that take booleans",

@@ -296,6 +296,8 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			d.checkField(it, ft.SourceRef)
 			if ft.Default != nil && ft.Aggregation.EmptyIsZero() {
 				d.addf(m.lineOf("default"), m.field("default"), "%s of an empty window is always 0; default applies only to the aggregations whose empty window is null (%s)", ft.Aggregation, strings.Join(nullWhenEmpty(), ", "))
+			} else if ft.Default != nil && ft.OutputType() == aggregations.TypeString {
+				d.addf(m.lineOf("default"), m.field("default"), "default is a number and %s of string field %q is a string: a string feature's empty window is null; remove default", ft.Aggregation, ft.Field)
 			}
 			d.checkPercentile(it)
 			d.checkK(it)
@@ -315,6 +317,11 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 				// The window carries the sketch the kind's tiles keep (none for
 				// the exact kinds); an invalid kind was reported above.
 				ft.Window = w.For(ft.Aggregation, ft.Percentile).WithK(ft.K)
+				if ft.OutputType() == aggregations.TypeString {
+					// last, first, first_k, last_k of a string field: the
+					// tiles keep the strings (checkField set ValueType).
+					ft.Window = ft.Window.WithStrings()
+				}
 				if ft.Bucket != "" {
 					ft.Window = ft.Window.WithBuckets()
 				}

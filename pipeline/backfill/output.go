@@ -37,6 +37,49 @@ type results struct {
 	// a last of a long field is written as a long, a first_k of a boolean
 	// field as booleans); nil: every column a double.
 	types []aggregations.ValueType
+	// strs and strLists hold the cells of string columns (typeOf
+	// TypeString: last and first, and first_k and last_k, of a string
+	// field), like values and lists (values holds 0, lists nil there);
+	// each nil when there is no such column.
+	strs     []string
+	strLists [][]string
+}
+
+// isString reports whether column col holds strings (lists of strings,
+// if isList).
+func (r *results) isString(col int) bool { return r.typeOf(col) == aggregations.TypeString }
+
+// setStr sets a cell of a string column that is not a list.
+func (r *results) setStr(row, col int, s string, ok bool, st cellStatus) {
+	i := row*len(r.columns) + col
+	if !ok {
+		s = ""
+	}
+	r.strs[i], r.valid[i], r.status[i] = s, ok, st
+}
+
+// setStrList sets a cell of a string list column.
+func (r *results) setStrList(row, col int, l []string, ok bool, st cellStatus) {
+	i := row*len(r.columns) + col
+	if !ok {
+		l = nil
+	}
+	r.strLists[i], r.valid[i], r.status[i] = l, ok, st
+}
+
+// copyCell sets cell (row, col) of r to cell i of src, a results of the
+// same column kinds (derived features copying their base columns).
+func (r *results) copyCell(row, col int, src *results, i, srcCol int) {
+	switch {
+	case src.isString(srcCol) && src.isList(srcCol):
+		r.setStrList(row, col, src.strLists[i], src.valid[i], src.status[i])
+	case src.isString(srcCol):
+		r.setStr(row, col, src.strs[i], src.valid[i], src.status[i])
+	case src.isList(srcCol):
+		r.setList(row, col, src.lists[i], src.valid[i], src.status[i])
+	default:
+		r.set(row, col, src.values[i], src.valid[i], src.status[i])
+	}
 }
 
 // typeOf is the output type of column col (of each element, for a list).
@@ -56,6 +99,14 @@ func (r *results) markLists(cols []column) {
 				r.types = make([]aggregations.ValueType, len(r.columns))
 			}
 			r.types[c] = t
+		}
+		if col.feature.OutputType() == aggregations.TypeString {
+			switch {
+			case col.feature.Aggregation.List() && r.strLists == nil:
+				r.strLists = make([][]string, len(r.values))
+			case !col.feature.Aggregation.List() && r.strs == nil:
+				r.strs = make([]string, len(r.values))
+			}
 		}
 		if col.feature.Aggregation.List() {
 			if r.listCol == nil {
@@ -88,6 +139,18 @@ func newResults(columns []string, rows int) *results {
 func (r *results) columnStats(col int) *monitor.Stats {
 	s := monitor.NewStats()
 	nf := len(r.columns)
+	switch {
+	case r.isString(col) && r.isList(col):
+		for i := col; i < len(r.values); i += nf {
+			s.AddStringList(r.strLists[i], r.valid[i])
+		}
+		return s
+	case r.isString(col):
+		for i := col; i < len(r.values); i += nf {
+			s.AddString(r.strs[i], r.valid[i])
+		}
+		return s
+	}
 	if r.isList(col) {
 		for i := col; i < len(r.values); i += nf {
 			s.AddList(r.lists[i], r.valid[i])
@@ -168,6 +231,14 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			cell := ""
 			switch {
 			case !res.valid[i*nf+j]:
+			case res.isString(j) && res.isList(j): // a list of strings: its JSON text
+				b, err := json.Marshal(res.strLists[i*nf+j])
+				if err != nil {
+					return err
+				}
+				cell = string(b)
+			case res.isString(j): // the string as it is
+				cell = res.strs[i*nf+j]
 			case res.isList(j): // a list: its JSON text
 				b, err := listJSON(res.lists[i*nf+j], res.typeOf(j))
 				if err != nil {
@@ -192,9 +263,11 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 
 // writeParquet keeps the columns of a Parquet spine with their types; the
 // columns of a CSV spine become strings. Feature columns are optional doubles,
-// INT64 or BOOLEAN by the feature's output type (a last of a long field is an
-// INT64); those of list features (first_k, last_k) optional LISTs of those
-// (CSV writes a list as its JSON text, e.g. [12.5,3] or [true,false]).
+// INT64, BOOLEAN or STRING (BYTE_ARRAY, UTF8) by the feature's output type (a
+// last of a long field is an INT64, of a string field a STRING); those of
+// list features (first_k, last_k) optional LISTs of those (CSV writes a
+// string as it is and a list as its JSON text, e.g. [12.5,3], [true,false]
+// or ["m1","m2"]).
 func writeParquet(f *os.File, sp *spine, res *results) error {
 	var fields []parquet.Field
 	if sp.format == FormatParquet {
@@ -275,6 +348,16 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 			}
 		}
 		for j := 0; j < nf; j++ {
+			if res.isString(j) && res.valid[i*nf+j] {
+				if res.isList(j) { // levels as for the lists of numbers below
+					for e, x := range res.strLists[i*nf+j] {
+						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, base+j))
+					}
+					continue
+				}
+				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, base+j))
+				continue
+			}
 			if res.isList(j) && res.valid[i*nf+j] {
 				// Definition level 2 (the optional list and its repeated
 				// group are present); repetition level 1 after the first.
@@ -341,6 +424,8 @@ func parquetLeaf(t aggregations.ValueType) parquet.Node {
 		return parquet.Leaf(parquet.Int64Type)
 	case aggregations.TypeBool:
 		return parquet.Leaf(parquet.BooleanType)
+	case aggregations.TypeString: // BYTE_ARRAY, UTF8 (STRING) logical type
+		return parquet.String()
 	}
 	return parquet.Leaf(parquet.DoubleType)
 }

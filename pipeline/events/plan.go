@@ -139,6 +139,11 @@ type FeaturePlan struct {
 	match int
 }
 
+// HasStrings reports whether some slot is EncodeString (a last, first,
+// first_k or last_k of a string field): Decode then fills Event.Strs with
+// len(Fields) strings per event; for every other plan Event.Strs is empty.
+func (p *Plan) HasStrings() bool { return p.strings }
+
 // IDs returns the feature ids (name@version) in plan order.
 func (p *Plan) IDs() []string { return p.ids }
 

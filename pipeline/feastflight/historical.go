@@ -178,8 +178,9 @@ func (s *Server) fail(cmd *command, err error) error {
 // empty list's window).
 //
 // A feature whose output type (config.Feature.OutputType) is a long is
-// int64 (list<int64>), a boolean bool (list<bool>): Feast's Int64, Bool,
-// Array(Int64), Array(Bool).
+// int64 (list<int64>), a boolean bool (list<bool>), a string utf8
+// (list<utf8>): Feast's Int64, Bool, String, Array(Int64), Array(Bool),
+// Array(String).
 func outType(f *config.Feature) arrow.DataType {
 	if f.Aggregation == aggregations.Count {
 		return arrow.PrimitiveTypes.Int64
@@ -198,6 +199,8 @@ func elemType(t aggregations.ValueType) arrow.DataType {
 		return arrow.PrimitiveTypes.Int64
 	case aggregations.TypeBool:
 		return arrow.FixedWidthTypes.Boolean
+	case aggregations.TypeString:
+		return arrow.BinaryTypes.String
 	}
 	return arrow.PrimitiveTypes.Float64
 }
@@ -280,6 +283,9 @@ func (s *Server) compute(ctx context.Context, req *request, schema *arrow.Schema
 // column builds feature column c of v, of type outType(f).
 func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
 	t := f.OutputType()
+	if v.IsString(c) { // last, first, first_k, last_k of a string field
+		return stringColumn(v, c, rows, mem)
+	}
 	if v.IsList(c) { // first_k, last_k: a list, null when empty
 		b := array.NewListBuilder(mem, elemType(t))
 		defer b.Release()
@@ -305,6 +311,36 @@ func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Alloc
 	for i := 0; i < rows; i++ {
 		if x, ok := v.Get(i, c); ok {
 			appendValue(b, x, t)
+		} else {
+			b.AppendNull()
+		}
+	}
+	return b.NewArray()
+}
+
+// stringColumn builds string feature column c of v: utf8, or list<utf8>
+// for first_k and last_k; null when empty.
+func stringColumn(v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
+	if v.IsList(c) {
+		b := array.NewListBuilder(mem, arrow.BinaryTypes.String)
+		defer b.Release()
+		elems := b.ValueBuilder().(*array.StringBuilder)
+		for i := 0; i < rows; i++ {
+			l, ok := v.StrList(i, c)
+			if !ok {
+				b.AppendNull()
+				continue
+			}
+			b.Append(true)
+			elems.AppendValues(l, nil)
+		}
+		return b.NewArray()
+	}
+	b := array.NewStringBuilder(mem)
+	defer b.Release()
+	for i := 0; i < rows; i++ {
+		if x, ok := v.Str(i, c); ok {
+			b.Append(x)
 		} else {
 			b.AppendNull()
 		}

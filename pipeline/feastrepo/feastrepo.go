@@ -15,7 +15,8 @@
 //     DOUBLE_LIST: the lookup service answers a JSON array of floats, the
 //     Flight server an Arrow list<double>), Float64 otherwise; a feature
 //     whose output type (config.Feature.OutputType) is a long is Int64
-//     (Array(Int64) for a list), a boolean Bool (Array(Bool)); typed and
+//     (Array(Int64) for a list), a boolean Bool (Array(Bool)), a string
+//     String (Array(String)); typed and
 //     described after the version a bare name resolves to (the newest not
 //     deprecated; online, the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
@@ -226,11 +227,13 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				return nil, err
 			}
 			typ := "Float64"
-			switch def.OutputType() { // last, first, first_k, last_k of a long or boolean field
+			switch def.OutputType() { // last, first, first_k, last_k of a long, boolean or string field
 			case aggregations.TypeLong:
 				typ = "Int64"
 			case aggregations.TypeBool:
 				typ = "Bool"
+			case aggregations.TypeString:
+				typ = "String"
 			}
 			switch {
 			case def.Aggregation == aggregations.Count:
