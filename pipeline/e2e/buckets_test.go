@@ -19,7 +19,9 @@ import (
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/skew"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
@@ -158,10 +160,12 @@ func TestBucketedFeaturesThroughWorkerLookupAndBackfill(t *testing.T) {
 		}
 		return m
 	}
+	calls := 0 // answered lookups, each logging every key
 	check := func() (bad []string, resp lookup.LookupResponse) {
 		if code := postJSON(t, ls.url+"/v1/lookup", map[string]any{"entity": "user", "keys": keys, "features": names}, &resp); code != http.StatusOK {
 			return []string{"HTTP " + http.StatusText(code)}, resp
 		}
+		calls++
 		T := resp.AsOf.UnixMilli()
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -198,9 +202,65 @@ func TestBucketedFeaturesThroughWorkerLookupAndBackfill(t *testing.T) {
 		}
 	}
 
+	T := resp.AsOf.UnixMilli()
+
+	// Skew replays the lookup log (the maps served as of T, in "buckets")
+	// through backfill: no mismatch; a tampered served map (one bucket's
+	// value off by 1) is one mismatch, with both maps as the example.
+	waitLogged(t, cl, cfg.Kafka.LookupLogTopic, int64(calls*len(keys)), 60*time.Second)
+	var tampered *lookuplog.Entry
+	for _, r := range resp.Results {
+		if r.Key != "many" {
+			continue
+		}
+		e := &lookuplog.Entry{Entity: "user", Key: "many", At: T, Features: map[string]*float64{}, Buckets: map[string]map[string]*float64{}}
+		for _, name := range names {
+			f, _ := cfg.Feature(name)
+			m := map[string]*float64{}
+			for k, b := range r.Features[name].Buckets {
+				v := *b.Value
+				if name == "count_by_currency" && k == "EUR" {
+					v++
+				}
+				m[k] = &v
+			}
+			e.Buckets[f.ID] = m
+		}
+		tampered = e
+	}
+	val, err := tampered.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Kafka.LookupLogTopic, Key: []byte("many"), Value: val}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := skew.Run(ctx, skew.Options{Brokers: k.Brokers, Config: cfg, Mode: backfill.ModeArrival, Examples: 3,
+		Keep: func(e *lookuplog.Entry) bool { return e.At == T }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	t.Logf("skew:\n%s", text.String())
+	for _, name := range names {
+		f, _ := cfg.Feature(name)
+		fr := rep.Feature(f.ID)
+		wantMis := int64(0)
+		if name == "count_by_currency" {
+			wantMis = 1
+		}
+		if fr == nil || !fr.Buckets || fr.Rows != int64(len(keys)+1) || fr.Mismatches != wantMis {
+			t.Errorf("skew of %s: %+v, want %d rows (the keys and the tampered entry), %d mismatches", name, fr, len(keys)+1, wantMis)
+			continue
+		}
+		if wantMis == 1 && (len(fr.Examples) != 1 || fr.Examples[0].ServedBuckets == nil || *fr.Examples[0].ServedBuckets["EUR"] != *fr.Examples[0].RecomputedBuckets["EUR"]+1) {
+			t.Errorf("skew example of %s: %+v", name, fr.Examples)
+		}
+	}
+
 	// Backfill answers the same maps as of the lookup's T, and the brute
 	// force at other times.
-	T := resp.AsOf.UnixMilli()
 	var points []backfill.Point
 	for _, key := range keys {
 		for _, t := range []int64{T, ms(48 * time.Hour), ms(30 * time.Hour), ms(2*time.Hour) + 1, now.Add(time.Minute).UnixMilli()} {

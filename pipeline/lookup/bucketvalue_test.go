@@ -15,9 +15,26 @@ import (
 )
 
 // bucketFixture is the lookup fixture with three bucketed features added
-// to the test feature file, over the fixture's events with a currency
-// bucket each (EUR, USD, GBP, CHF, in turn).
+// to the test feature file (bucketConfig), over the fixture's events with a
+// currency bucket each (bucketEvents).
 func bucketFixture(t *testing.T) *fixture {
+	t.Helper()
+	cfg := bucketConfig(t)
+	st := openTestStore(t)
+	T := fixtureNow.UnixMilli()
+	events := bucketEvents(T)
+	writeView(t, st, cfg, events, T)
+	svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: st, Now: func() time.Time { return fixtureNow }, LookupLogSample: NoLookupLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.setCatchUp(map[int32]int64{}, nil)
+	svc.registryCaughtUp()
+	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}
+}
+
+// bucketConfig is the test feature file with three bucketed features.
+func bucketConfig(t *testing.T) *config.File {
 	t.Helper()
 	data, err := os.ReadFile("testdata/features.yaml")
 	if err != nil {
@@ -35,8 +52,12 @@ func bucketFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := openTestStore(t)
-	T := fixtureNow.UnixMilli()
+	return cfg
+}
+
+// bucketEvents are the fixture's events with a currency bucket each (EUR,
+// USD, GBP, CHF, in turn).
+func bucketEvents(T int64) fixtureEvents {
 	events := fixtureData(T)
 	currencies := []string{"EUR", "USD", "GBP", "CHF"}
 	for _, byKey := range events {
@@ -46,14 +67,62 @@ func bucketFixture(t *testing.T) *fixture {
 			}
 		}
 	}
-	writeView(t, st, cfg, events, T)
-	svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: st, Now: func() time.Time { return fixtureNow }, LookupLogSample: NoLookupLog})
+	return events
+}
+
+// TestLookupLogCarriesBuckets: the lookup log records a bucketed feature
+// under "buckets" as the map served, next to the scalar features.
+func TestLookupLogCarriesBuckets(t *testing.T) {
+	brokers := newTestCluster(t, 3).ListenAddrs()
+	cfg := bucketConfig(t)
+	st := openTestStore(t)
+	T := fixtureNow.UnixMilli()
+	writeView(t, st, cfg, bucketEvents(T), T)
+	svc, err := New(Options{Brokers: brokers, Config: cfg, Store: st, Now: func() time.Time { return fixtureNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.setCatchUp(map[int32]int64{}, nil)
-	svc.registryCaughtUp()
-	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, "the service did not become ready")
+	fx := &fixture{svc: svc, cfg: cfg, T: T, h: svc.Handler()}
+	rec := fx.do(t, "POST", "/v1/lookup", `{"entity":"user","keys":["u1","u2"],"features":["amount_by_currency_7d","txn_count_7d","last_by_currency_1h"]}`)
+	if rec.Code != 200 {
+		t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
+	}
+	var resp LookupResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Results) != 2 {
+		t.Fatalf("response %s: %v", rec.Body, err)
+	}
+	entries, _ := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 2, 30*time.Second)
+	if len(entries) != 2 {
+		t.Fatalf("%d log entries, want 2", len(entries))
+	}
+	for _, e := range entries {
+		var r KeyResult
+		for _, x := range resp.Results {
+			if x.Key == e.Key {
+				r = x
+			}
+		}
+		if len(e.Features) != 1 || e.Features["txn_count_7d@1"] == nil {
+			t.Errorf("%s: logged features %v, want txn_count_7d@1 only", e.Key, e.Features)
+		}
+		if len(e.Buckets) != 2 {
+			t.Fatalf("%s: logged buckets %v, want two maps", e.Key, e.Buckets)
+		}
+		for name, id := range map[string]string{"amount_by_currency_7d": "amount_by_currency_7d@1", "last_by_currency_1h": "last_by_currency_1h@1"} {
+			served, logged := r.Features[name].Buckets, e.Buckets[id]
+			if (served == nil) != (logged == nil) || len(served) != len(logged) {
+				t.Errorf("%s %s: logged %v, served %v", e.Key, id, logged, served)
+				continue
+			}
+			for k, b := range served {
+				if l, ok := logged[k]; !ok || l == nil || b.Value == nil || *l != *b.Value {
+					t.Errorf("%s %s bucket %s: logged %v, served %v", e.Key, id, k, l, b.Value)
+				}
+			}
+		}
+	}
 }
 
 // TestLookupServesBuckets: a bucketed feature's value is a JSON object from

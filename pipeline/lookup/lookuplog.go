@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
@@ -94,10 +95,8 @@ func (s *Service) logLookups(a *lookupAnswer) {
 	var idx [32]int
 	order := idx[:0]
 	for j, f := range a.feats {
-		if f.def.Bucket != "" {
-			// Bucketed features (maps) are not logged yet: the lookup log
-			// carries numbers and lists only, so skew does not see them.
-			continue
+		if f.def.Bucket != "" && f.def.OutputType() == aggregations.TypeString {
+			continue // maps of strings are not logged (see lookuplog.Entry.Buckets)
 		}
 		dup := false
 		for _, k := range order {
@@ -125,8 +124,12 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		b := append(lr.buf[:0], key...)
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
-		k, lists := 0, 0
+		k, lists, bucketed := 0, 0, 0
 		for _, j := range order {
+			if a.feats[j].def.Bucket != "" {
+				bucketed++
+				continue // in "buckets", after the lists
+			}
 			if a.feats[j].def.Aggregation.List() {
 				lists++
 				continue // in "lists", after the numbers
@@ -138,10 +141,30 @@ func (s *Service) logLookups(a *lookupAnswer) {
 			b = lookuplog.AppendListsStart(b)
 			k = 0
 			for _, j := range order {
-				if a.feats[j].def.Aggregation.List() {
+				if a.feats[j].def.Aggregation.List() && a.feats[j].def.Bucket == "" {
 					b = lookuplog.AppendList(b, k, a.feats[j].def.ID, vals[j].list, vals[j].hasV)
 					k++
 				}
+			}
+		}
+		if bucketed > 0 {
+			b = lookuplog.AppendBucketsStart(b)
+			k = 0
+			for _, j := range order {
+				if a.feats[j].def.Bucket == "" {
+					continue
+				}
+				v := &vals[j]
+				if !v.hasV {
+					b = lookuplog.AppendBucketMapNull(b, k, a.feats[j].def.ID)
+				} else {
+					b = lookuplog.AppendBucketMapStart(b, k, a.feats[j].def.ID)
+					for e := range v.buckets {
+						b = lookuplog.AppendBucket(b, e, v.buckets[e].key, v.buckets[e].val.v, v.buckets[e].val.hasV)
+					}
+					b = lookuplog.AppendBucketMapEnd(b)
+				}
+				k++
 			}
 		}
 		b = lookuplog.AppendEnd(b)
