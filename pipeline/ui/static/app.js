@@ -84,7 +84,9 @@
           var th = document.createElement("th"); th.scope = "row"; th.textContent = row.key; tr.appendChild(th);
           names.forEach(function (n) {
             var v = (row.features || {})[n] || {};
-            var td = cell(tr, v.value === null || v.value === undefined ? "null" : String(v.value), "n");
+            var text = v.value === null || v.value === undefined ? "null" : String(v.value);
+            if (v.value && typeof v.value === "object" && !Array.isArray(v.value)) text = JSON.stringify(v.value); // a bucketed feature's map
+            var td = cell(tr, text, "n");
             td.dataset.feature = n; td.title = v.status || "";
             if (v.status && v.status !== "PRESENT") { var s = document.createElement("div"); s.className = "note"; s.textContent = v.status; td.appendChild(s); }
           });
