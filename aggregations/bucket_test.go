@@ -161,7 +161,7 @@ func TestBucketsOnlineAndReplayMatchBruteForce(t *testing.T) {
 func TestBucketsTilesMergeInEveryOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	orders := 0
-	for trial := range 300 {
+	for trial := range 100 {
 		base := randWindow(rng)
 		w := base.WithBuckets()
 		events := randBucketEvents(rng, 1+rng.IntN(40), 1+rng.IntN(len(bucketKeys)))
