@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/schemaregistry"
@@ -113,7 +115,11 @@ type Event struct {
 	// per Plan.Fields entry: the value of each EncodeString slot, "" for the
 	// others. It is empty for every other plan: number features pay nothing.
 	// Use FeaturePlan.Str rather than indexing it.
-	Strs    []string
+	Strs []string
+	// Buckets holds, for a plan with bucketed features, the bucket key of
+	// each of Plan.BucketFields (see bucketValue); empty otherwise. Use
+	// FeaturePlan.Bucket rather than indexing it.
+	Buckets []string
 	filter  config.FilterInput // reused activation of the wheres
 	keyVals []string           // scratch of entityKey
 	proj    []schemas.Projected
@@ -389,10 +395,49 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 		}
 		out.Values = append(out.Values, v)
 	}
+	clear(out.Buckets)
+	out.Buckets = out.Buckets[:0]
+	for i, f := range plan.BucketFields {
+		v, err := bucketValue(rec, f, plan.bucketTypes[i])
+		if err != nil {
+			return reject(ReasonInvalidField, "bucket: %v", err)
+		}
+		out.Buckets = append(out.Buckets, v)
+	}
 	if plan.filters > 0 {
 		return d.filter(plan, rec, out)
 	}
 	return nil
+}
+
+// bucketValue reads a bucketed feature's bucket field of type t as its
+// bucket key (config.Feature.Bucket): a string as it is, a long or int in
+// base 10, a boolean as "true" or "false", and a null (a nullable field
+// holding null) as aggregations.NullBucket, a bucket like the others rather
+// than a rejection, so that the buckets add up to the unbucketed feature.
+// A missing field or another type is an error. Costs a formatted number
+// for a long; nothing for a string or a boolean.
+func bucketValue(rec map[string]any, name string, t aggregations.ValueType) (string, error) {
+	var v string
+	var err error
+	switch t {
+	case aggregations.TypeLong:
+		var n int64
+		if n, err = schemas.Int(rec, name); err == nil {
+			v = strconv.FormatInt(n, 10)
+		}
+	case aggregations.TypeBool:
+		var b bool
+		if b, err = schemas.Bool(rec, name); err == nil {
+			v = strconv.FormatBool(b)
+		}
+	default:
+		v, err = schemas.String(rec, name)
+	}
+	if errors.Is(err, schemas.ErrNullField) {
+		return aggregations.NullBucket, nil
+	}
+	return v, err
 }
 
 // decodeFast is Decode for a record written with the plan's own schema,

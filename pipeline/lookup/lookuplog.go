@@ -96,6 +96,9 @@ func (s *Service) logLookups(a *lookupAnswer) {
 	var idx [32]int
 	order := idx[:0]
 	for j, f := range a.feats {
+		if f.def.Bucket != "" && f.def.OutputType() == aggregations.TypeString {
+			continue // maps of strings are not logged (see lookuplog.Entry.Buckets)
+		}
 		dup := false
 		for _, k := range order {
 			if a.feats[k].def.ID == f.def.ID {
@@ -163,6 +166,26 @@ func (s *Service) logLookups(a *lookupAnswer) {
 				}
 			}
 		}
+		if count[logBuckets] > 0 {
+			b = lookuplog.AppendBucketsStart(b)
+			k = 0
+			for _, j := range order {
+				if logSectionOf(a.feats[j].def) != logBuckets {
+					continue
+				}
+				v := &vals[j]
+				if !v.hasV {
+					b = lookuplog.AppendBucketMapNull(b, k, a.feats[j].def.ID)
+				} else {
+					b = lookuplog.AppendBucketMapStart(b, k, a.feats[j].def.ID)
+					for e := range v.buckets {
+						b = lookuplog.AppendBucket(b, e, v.buckets[e].key, v.buckets[e].val.v, v.buckets[e].val.hasV)
+					}
+					b = lookuplog.AppendBucketMapEnd(b)
+				}
+				k++
+			}
+		}
 		b = lookuplog.AppendEnd(b)
 		lr.buf = b
 		lr.rec = kgo.Record{Key: b[:len(key)], Value: b[len(key):], Context: context.Background()}
@@ -178,15 +201,18 @@ const (
 	logLists                         // "lists": first_k, last_k of numbers
 	logStrings                       // "strings": last, first of a string field
 	logStringLists                   // "string_lists": first_k, last_k of a string field
-	logNone                          // not logged: top_k (skew does not compare it)
+	logBuckets                       // "buckets": bucketed features of numbers
+	logNone                          // not logged: top_k and bucketed string features (skew does not compare them)
 	logSections                      // the number of sections
 )
 
 func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
-	case f.Aggregation == aggregations.TopK:
+	case f.Aggregation == aggregations.TopK, f.Bucket != "" && str:
 		return logNone
+	case f.Bucket != "":
+		return logBuckets
 	case str && f.Aggregation.List():
 		return logStringLists
 	case str:

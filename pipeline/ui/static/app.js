@@ -45,7 +45,7 @@
   // string stay visible; a number or boolean as it is.
   function shown(x) {
     if (x === null || x === undefined) return "null";
-    if (typeof x === "string" || Array.isArray(x)) return JSON.stringify(x);
+    if (typeof x === "string" || typeof x === "object") return JSON.stringify(x); // strings, lists, top_k lists and bucketed maps
     return String(x);
   }
   cform.querySelectorAll("input[name=feature]").forEach(function (c) { if (preset.indexOf(c.value) >= 0) c.checked = true; });
