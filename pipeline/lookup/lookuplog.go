@@ -202,14 +202,17 @@ const (
 	logStrings                       // "strings": last, first of a string field
 	logStringLists                   // "string_lists": first_k, last_k of a string field
 	logBuckets                       // "buckets": bucketed features of numbers
-	logNone                          // not logged: top_k and bucketed string features (skew does not compare them)
-	logSections                      // the number of sections
+	// logNone: not logged. top_k (the lookup log has no section for a
+	// list of {value, count}) and bucketed string features, so skew does
+	// not compare them.
+	logNone
+	logSections // the number of sections
 )
 
 func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
-	case f.Aggregation == aggregations.TopK, f.Bucket != "" && str:
+	case f.Derived == nil && f.Aggregation == aggregations.TopK, f.Bucket != "" && str:
 		return logNone
 	case f.Bucket != "":
 		return logBuckets
