@@ -53,8 +53,10 @@ const (
 	// flagPendingStrings: each pending event's Str follows it (set only
 	// when one is non-empty).
 	flagPendingStrings
+	// flagTopK: the value counts of a TopK IR follow.
+	flagTopK
 
-	flagsKnown = flagPendingStrings<<1 - 1
+	flagsKnown = flagTopK<<1 - 1
 )
 
 // flagsExtended introduces extended flags (see flagCount).
@@ -79,7 +81,7 @@ func appendFlags(dst []byte, flags uint64) []byte {
 // relative to Start), FirstSeq (varint), the Last and First strings of a
 // string IR (flagStrings, see appendString), the HyperLogLog sketch, the
 // quantile sketch (see appendHLL and appendQuantiles), the event list (see
-// appendKList), and the pending events (uvarint count, then per event TS
+// appendKList), the value counts (see appendTopK), and the pending events (uvarint count, then per event TS
 // relative to Start, Seq as varints, Value as 8 bytes and, with
 // flagPendingStrings, Str). Number features never set the string flags: their
 // tiles encode exactly as before strings existed. A typical non-empty tile of an exact kind takes about 50 to 80 bytes,
@@ -239,6 +241,9 @@ func irFlags(ir IR) uint64 {
 			f |= flagFirstK
 		}
 	}
+	if ir.tk != nil {
+		f |= flagTopK
+	}
 	return f
 }
 
@@ -284,6 +289,27 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 	}
 	if flags&(flagFirstK|flagLastK) != 0 {
 		dst = appendKList(dst, ir.ks, ref, flags&flagStrings != 0)
+	}
+	if flags&flagTopK != 0 {
+		dst = appendTopK(dst, ir.tk)
+	}
+	return dst
+}
+
+// appendTopK writes the value counts of a TopK IR: its error (uvarint, 0
+// while exact) and number of counters (uvarint), then each counter in
+// value order: its value (a string, see appendString, for a string IR;
+// otherwise 8 bytes) and its count (uvarint).
+func appendTopK(dst []byte, t *topK) []byte {
+	dst = binary.AppendUvarint(dst, uint64(t.err))
+	dst = binary.AppendUvarint(dst, uint64(len(t.cs)))
+	for _, c := range t.cs {
+		if t.strs {
+			dst = appendString(dst, c.s)
+		} else {
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(c.v))
+		}
+		dst = binary.AppendUvarint(dst, uint64(c.n))
 	}
 	return dst
 }
@@ -527,13 +553,17 @@ func (d *decoder) irFields(flags uint64, ir *IR, ref int64) {
 	default:
 		ir.ks = d.kList(flags&flagLastK != 0, ref, flags&flagStrings != 0)
 	}
+	if flags&flagTopK != 0 {
+		ir.tk = d.topK(flags&flagStrings != 0, ir.Count)
+	}
 	switch {
 	case d.err != nil:
 	case ir.Count <= 0 && *ir != (IR{}), ir.Count <= 0 && flags&flagStrings != 0:
 		d.fail("count %d with non-empty fields", ir.Count)
 	case !(ir.M2 >= 0):
 		d.fail("m2 %v is negative", ir.M2)
-	case ir.hll != nil && ir.qs != nil, ir.ks != nil && (ir.hll != nil || ir.qs != nil):
+	case ir.hll != nil && ir.qs != nil, ir.ks != nil && (ir.hll != nil || ir.qs != nil),
+		ir.tk != nil && (ir.hll != nil || ir.qs != nil || ir.ks != nil):
 		d.fail("two sketches")
 	case ir.ks != nil && int64(len(ir.ks.evs)) != min(int64(ir.ks.k), ir.Count):
 		d.fail("%d listed events in an IR of %d with k %d", len(ir.ks.evs), ir.Count, ir.ks.k)
@@ -667,6 +697,55 @@ func (d *decoder) kList(last bool, ref int64, strs bool) *kList {
 		}
 	}
 	return l
+}
+
+// topK decodes the value counts written by appendTopK for an IR of count
+// events, checking the invariants of topK.
+func (d *decoder) topK(strs bool, count int64) *topK {
+	e := d.uvarint("top_k error")
+	n := d.uvarint("top_k counters")
+	switch {
+	case d.err != nil:
+		return nil
+	case n > TopKExactMax || n > uint64(len(d.src)/2): // every counter takes at least 2 bytes
+		d.fail("%d top_k counters (at most %d, %d bytes left)", n, TopKExactMax, len(d.src))
+		return nil
+	case e > uint64(count):
+		d.fail("top_k error %d in an IR of %d", e, count)
+		return nil
+	}
+	t := &topK{strs: strs, err: int64(e), cs: make([]topCounter, 0, n)}
+	var sum uint64
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var c topCounter
+		if strs {
+			c.s = d.string("top_k value")
+		} else {
+			c.v = d.float("top_k value")
+		}
+		cn := d.uvarint("top_k count")
+		switch {
+		case d.err != nil:
+		case cn == 0 || cn > uint64(count):
+			d.fail("top_k count %d in an IR of %d", cn, count)
+		case i > 0 && t.compare(&t.cs[i-1], &c) >= 0:
+			d.fail("top_k values out of order")
+		case !strs && (math.IsNaN(c.v) || math.Float64bits(c.v) == 1<<63):
+			d.fail("top_k value %v", c.v)
+		default:
+			c.n = int64(cn)
+			sum += cn
+			t.cs = append(t.cs, c)
+		}
+	}
+	switch {
+	case d.err != nil:
+	case e == 0 && sum != uint64(count):
+		d.fail("exact top_k counts add up to %d in an IR of %d", sum, count)
+	case e > 0 && (sum > uint64(count) || e > (uint64(count)-sum)/(TopKKept+1)):
+		d.fail("top_k error %d beyond the bound for counts of %d in an IR of %d", e, sum, count)
+	}
+	return t
 }
 
 // quantiles decodes a sketch written by appendQuantiles.

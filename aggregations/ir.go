@@ -29,7 +29,8 @@ type Event struct {
 //
 // The exact fields are updated for every kind; Update and Merge of an IR without
 // a sketch never allocate. The sketches of ApproxDistinct and ApproxPercentile,
-// and the event lists of FirstK and LastK (at most k events), are behind
+// the event lists of FirstK and LastK (at most k events) and the value counts
+// of TopK (at most TopKExactMax, see topk.go) are behind
 // pointers, allocated only for IRs created through a Window made by
 // Window.For of those kinds (Series.Apply, Read and Expire pass the window). An
 // IR owns its sketch: copying an IR by assignment shares it, so only one of the
@@ -56,6 +57,7 @@ type IR struct {
 	hll *hll       // ApproxDistinct only
 	qs  *quantiles // ApproxPercentile only
 	ks  *kList     // FirstK, LastK only
+	tk  *topK      // TopK only
 	s   *strPart   // windows made WithStrings only
 }
 
@@ -92,6 +94,9 @@ func (ir *IR) update(e Event, w Window) {
 				ir.ks.strs = make([]string, 1, min(k, 8))
 				ir.ks.strs[0] = e.Str
 			}
+		case topKSketch:
+			ir.tk = &topK{strs: w.sketch&withStrings != 0}
+			ir.tk.add(e)
 		}
 		if w.sketch&withStrings != 0 {
 			ir.s = &strPart{last: e.Str, first: e.Str}
@@ -129,6 +134,9 @@ func (ir *IR) update(e Event, w Window) {
 	if ir.ks != nil {
 		ir.ks.add(e)
 	}
+	if ir.tk != nil {
+		ir.tk.add(e)
+	}
 }
 
 // Merge folds o into ir. Merge is commutative (bit for bit) and associative
@@ -152,6 +160,9 @@ func (ir *IR) merge(o *IR) {
 		}
 		if o.ks != nil {
 			ir.ks = o.ks.clone()
+		}
+		if o.tk != nil {
+			ir.tk = o.tk.clone()
 		}
 		if o.s != nil {
 			c := *o.s
@@ -214,6 +225,13 @@ func (ir *IR) merge(o *IR) {
 	default:
 		ir.ks.merge(o.ks)
 	}
+	switch {
+	case o.tk == nil:
+	case ir.tk == nil:
+		ir.tk = o.tk.clone()
+	default:
+		ir.tk.merge(o.tk)
+	}
 }
 
 // Clone returns a copy of ir with its own copy of ir's sketch, if any: the
@@ -228,6 +246,9 @@ func (ir IR) Clone() IR {
 	}
 	if ir.ks != nil {
 		ir.ks = ir.ks.clone()
+	}
+	if ir.tk != nil {
+		ir.tk = ir.tk.clone()
 	}
 	if ir.s != nil {
 		c := *ir.s
@@ -307,7 +328,8 @@ func FinalizeString(k Kind, ir IR) (value string, ok bool) {
 func (ir IR) Empty() bool { return ir.Count == 0 }
 
 // Finalize turns an IR into the value of aggregation k (for the list kinds,
-// FirstK and LastK, it gives null: use FinalizeList). ok=false means null: an
+// FirstK and LastK, it gives null: use FinalizeList; for TopK too: use
+// FinalizeTopK). ok=false means null: an
 // empty window for every kind but Count, Sum and ApproxDistinct (which give 0), a
 // window of fewer than two events for VarianceSamp and StddevSamp, an IR without
 // the sketch k needs (its series' window was not made by Window.For(k, ...)), or

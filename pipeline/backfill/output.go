@@ -43,6 +43,10 @@ type results struct {
 	// each nil when there is no such column.
 	strs     []string
 	strLists [][]string
+	// topCol marks the columns of top_k features, whose cells are in tops
+	// (values holds 0; see topk.go); both nil when there are none.
+	topCol []bool
+	tops   [][]TopValue
 }
 
 // isString reports whether column col holds strings (lists of strings,
@@ -71,6 +75,8 @@ func (r *results) setStrList(row, col int, l []string, ok bool, st cellStatus) {
 // same column kinds (derived features copying their base columns).
 func (r *results) copyCell(row, col int, src *results, i, srcCol int) {
 	switch {
+	case src.isTop(srcCol):
+		r.setTop(row, col, src.tops[i], src.valid[i], src.status[i])
 	case src.isString(srcCol) && src.isList(srcCol):
 		r.setStrList(row, col, src.strLists[i], src.valid[i], src.status[i])
 	case src.isString(srcCol):
@@ -99,6 +105,10 @@ func (r *results) markLists(cols []column) {
 				r.types = make([]aggregations.ValueType, len(r.columns))
 			}
 			r.types[c] = t
+		}
+		if col.feature.Aggregation == aggregations.TopK {
+			r.markTop(c)
+			continue
 		}
 		if col.feature.OutputType() == aggregations.TypeString {
 			switch {
@@ -140,6 +150,9 @@ func (r *results) columnStats(col int) *monitor.Stats {
 	s := monitor.NewStats()
 	nf := len(r.columns)
 	switch {
+	case r.isTop(col):
+		r.topStats(s, col)
+		return s
 	case r.isString(col) && r.isList(col):
 		for i := col; i < len(r.values); i += nf {
 			s.AddStringList(r.strLists[i], r.valid[i])
@@ -231,6 +244,8 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			cell := ""
 			switch {
 			case !res.valid[i*nf+j]:
+			case res.isTop(j): // top_k: its JSON text, as the lookup API writes it
+				cell = TopJSON(res.tops[i*nf+j], res.typeOf(j))
 			case res.isString(j) && res.isList(j): // a list of strings: its JSON text
 				b, err := json.Marshal(res.strLists[i*nf+j])
 				if err != nil {
@@ -279,6 +294,10 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	}
 	base := len(fields)
 	for j, c := range res.columns {
+		if res.isTop(j) { // a LIST of {value, count}: two leaf columns
+			fields = append(fields, namedNode{parquetTopNode(res.typeOf(j)), c})
+			continue
+		}
 		leaf := parquetLeaf(res.typeOf(j))
 		if res.isList(j) { // an optional LIST of required elements
 			fields = append(fields, namedNode{parquet.Optional(parquet.List(parquet.Required(leaf))), c})
@@ -327,6 +346,16 @@ const rowGroupRows = 1 << 17
 // number of spine columns.
 func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
+	// leaves[j] is the first leaf column of feature column j: a top_k
+	// column takes two (value, count).
+	leaves := make([]int, nf)
+	for j, next := 0, base; j < nf; j++ {
+		leaves[j] = next
+		next++
+		if res.isTop(j) {
+			next++
+		}
+	}
 	const batch = 1024
 	rows := make([]parquet.Row, 0, batch)
 	var vals []parquet.Value // every row of the batch, reused: WriteRows copies
@@ -348,14 +377,18 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 			}
 		}
 		for j := 0; j < nf; j++ {
+			if res.isTop(j) {
+				vals = appendTopValues(vals, res.tops[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				continue
+			}
 			if res.isString(j) && res.valid[i*nf+j] {
 				if res.isList(j) { // levels as for the lists of numbers below
 					for e, x := range res.strLists[i*nf+j] {
-						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, base+j))
+						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, leaves[j]))
 					}
 					continue
 				}
-				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, base+j))
+				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, leaves[j]))
 				continue
 			}
 			if res.isList(j) && res.valid[i*nf+j] {
@@ -363,13 +396,13 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 				// group are present); repetition level 1 after the first.
 				t := res.typeOf(j)
 				for e, x := range res.lists[i*nf+j] {
-					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, base+j))
+					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, leaves[j]))
 				}
 				continue
 			}
-			v := parquet.NullValue().Level(0, 0, base+j)
+			v := parquet.NullValue().Level(0, 0, leaves[j])
 			if res.valid[i*nf+j] {
-				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, base+j)
+				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, leaves[j])
 			}
 			vals = append(vals, v)
 		}

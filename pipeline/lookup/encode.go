@@ -52,6 +52,8 @@ func (a *lookupAnswer) appendJSON(b []byte) []byte {
 func (v *value) appendJSON(b []byte) []byte {
 	b = append(b, `{"value":`...)
 	switch {
+	case v.hasV && v.top != nil:
+		b = appendTop(b, v.top, v.typ)
 	case v.hasV && v.strs != nil:
 		b = appendStrings(b, v.strs)
 	case v.hasV && v.typ == aggregations.TypeString:

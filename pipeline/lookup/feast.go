@@ -226,6 +226,8 @@ func feastCell(fv *value) (status string, v any) {
 		return feastOutsideMaxAge, nil
 	case !fv.hasV:
 		return feastNull, nil
+	case fv.top != nil: // top_k: String, the JSON text of the list
+		return feastPresent, TopJSON(fv.top, fv.typ)
 	case fv.strs != nil: // Array(String): STRING_LIST
 		return feastPresent, fv.strs
 	case fv.typ == aggregations.TypeString: // String

@@ -263,6 +263,10 @@ type FeatureValue struct {
 	// string or array of strings; Value and List are then nil.
 	Str  *string  `json:"-"`
 	Strs []string `json:"-"`
+	// Top is the value of a top_k feature, most frequent first, written as
+	// a JSON array of {"value": v, "count": n} objects (v typed by Type);
+	// the other value fields are then nil.
+	Top []TopValue `json:"-"`
 	// Type is the feature's output type (config.Feature.OutputType): JSON
 	// writes a TypeBool value (or list element) as true or false (Value 1
 	// or 0), every other type as a number (a TypeLong one is whole, exact).
@@ -420,9 +424,10 @@ func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 type value struct {
 	typ     aggregations.ValueType // the feature's output type (config.Feature.OutputType)
 	v       float64
-	list    []float64 // the value of a list feature (first_k, last_k), with hasV
-	str     string    // the value of a string feature (typ TypeString), with hasV
-	strs    []string  // the value of a string list feature, with hasV
+	list    []float64  // the value of a list feature (first_k, last_k), with hasV
+	str     string     // the value of a string feature (typ TypeString), with hasV
+	strs    []string   // the value of a string list feature, with hasV
+	top     []TopValue // the value of a top_k feature, with hasV
 	hasV    bool
 	status  string
 	version int
@@ -432,6 +437,8 @@ type value struct {
 func (v *value) public() FeatureValue {
 	fv := FeatureValue{Status: v.status, Version: v.version, Type: v.typ}
 	switch {
+	case v.hasV && v.top != nil:
+		fv.Top = v.top
 	case v.hasV && v.strs != nil:
 		fv.Strs = v.strs
 	case v.hasV && v.typ == aggregations.TypeString:
@@ -573,6 +580,9 @@ func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	}
 	if !known {
 		return fv, nil
+	}
+	if f.def.Derived == nil && f.def.Aggregation == aggregations.TopK {
+		return foldTop(fv, f, v, T)
 	}
 	if f.def.Derived == nil && (f.def.Aggregation.List() || fv.typ == aggregations.TypeString) {
 		return foldList(fv, f, v, T)

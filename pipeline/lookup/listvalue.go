@@ -91,6 +91,8 @@ type featureValueJSON struct {
 func (fv FeatureValue) MarshalJSON() ([]byte, error) {
 	w := featureValueJSON{Status: fv.Status, Version: fv.Version, UpdatedAt: fv.UpdatedAt}
 	switch {
+	case fv.Top != nil:
+		w.Value = json.RawMessage(appendTop(nil, fv.Top, fv.Type))
 	case fv.Strs != nil:
 		w.Value = fv.Strs
 	case fv.Str != nil:
@@ -130,6 +132,12 @@ func (fv *FeatureValue) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("feature value: %w", err)
 		}
 		fv.Str, fv.Type = &s, aggregations.TypeString
+	case raw[0] == '[' && isTopJSON(raw): // a top_k value
+		top, typ, err := parseTop(raw)
+		if err != nil {
+			return fmt.Errorf("feature value: %w", err)
+		}
+		fv.Top, fv.Type = top, typ
 	case raw[0] == '[':
 		if err := json.Unmarshal(raw, &fv.List); err != nil {
 			var ss []string // a list of strings

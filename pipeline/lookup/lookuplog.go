@@ -122,7 +122,7 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		b := append(lr.buf[:0], key...)
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
-		var count [4]int // features of each logSection
+		var count [logSections]int // features of each logSection
 		for _, j := range order {
 			count[logSectionOf(a.feats[j].def)]++
 		}
@@ -178,11 +178,15 @@ const (
 	logLists                         // "lists": first_k, last_k of numbers
 	logStrings                       // "strings": last, first of a string field
 	logStringLists                   // "string_lists": first_k, last_k of a string field
+	logNone                          // not logged: top_k (skew does not compare it)
+	logSections                      // the number of sections
 )
 
 func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
+	case f.Aggregation == aggregations.TopK:
+		return logNone
 	case str && f.Aggregation.List():
 		return logStringLists
 	case str:
