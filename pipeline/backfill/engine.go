@@ -47,8 +47,8 @@ func (v *Values) Rows() int {
 
 // Get returns the value of column col for point row; ok is false for null
 // (an empty window of avg, min, max or last without a default). A list
-// column (IsList) has no number: Get returns 0 and whether the list is
-// not null; read it with List.
+// column (IsList) or a string column (IsString) has no number: Get returns
+// 0 and whether the value is not null; read it with List, Str or StrList.
 func (v *Values) Get(row, col int) (value float64, ok bool) {
 	i := row*len(v.Columns) + col
 	return v.res.values[i], v.res.valid[i]

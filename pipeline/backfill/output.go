@@ -106,7 +106,8 @@ func (r *results) typeOf(col int) aggregations.ValueType {
 }
 
 // markLists marks the columns of cols (in r's column order) whose feature
-// is a list, allocating their cells, and notes every column's output type.
+// is a list, allocating their cells, notes every column's output type, and
+// allocates the string cells (strs, strLists) when a column holds strings.
 func (r *results) markLists(cols []column) {
 	r.markBuckets(cols)
 	for c, col := range cols {
