@@ -5,7 +5,8 @@ import (
 	"slices"
 )
 
-// Bucketed features (`bucket: merchant_category` on any aggregation).
+// Bucketed features (`bucket: merchant_category` on any aggregation): the
+// design, summarized in the package doc (doc.go, "Buckets").
 //
 // Where the bucket lives: in the tile. The IR of a window made WithBuckets
 // keeps, besides its exact fields over all its events, a map from bucket key
