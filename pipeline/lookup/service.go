@@ -60,9 +60,10 @@ type Options struct {
 	// way the lookup then decodes only the features it asks for. A cached
 	// view is never older than the Pebble view.
 	// Memory: one encoded view per entry, typically a few KiB (every tile
-	// of every feature of the entity), one pointer-free object each, so a
-	// full cache adds little to garbage-collection work. Default 100,000;
-	// negative disables the cache.
+	// of every feature of the entity), plus its cached answers (see
+	// NoAnswerCache): two pointer-free objects each, so a full cache adds
+	// little to garbage-collection work. Default 100,000; negative
+	// disables the cache (and the answer cache).
 	CacheEntries int
 	// ApplyCacheEntities bounds the entities whose decoded views the
 	// feature-log consumer keeps between its batches (logApplier), so that
@@ -73,6 +74,16 @@ type Options struct {
 	// reached the kept views are dropped and the next batches read them
 	// again. Default 20,000; negative: nothing is kept between batches.
 	ApplyCacheEntities int
+	// NoAnswerCache turns off the answer cache (see answercache.go): each
+	// cached view keeps the finalized values lookups computed from it,
+	// each valid until the next window, tile, pending-event, ttl or
+	// first-seen boundary it depends on, and dropped with the view when
+	// the entity changes, so that repeated lookups of an entity copy values
+	// instead of decoding and folding its tiles. Exact: an answer equals
+	// the one computed from the view. Memory: 40 bytes per cached value, at
+	// most one per feature version of the entity per cached view. Default
+	// false: on whenever the view cache is.
+	NoAnswerCache bool
 	// LookupLogSample is the probability that one answered key (of any
 	// route) is logged to the config's lookup-log topic as a
 	// lookuplog.Entry. Default (0): 1.0, every key. Negative (use
@@ -132,6 +143,8 @@ type Service struct {
 	// sequence) make the request id of lookup-log entries.
 	replicaID string
 	requests  atomic.Uint64
+	// answerHits counts the keys answered from the answer cache.
+	answerHits atomic.Uint64
 }
 
 // entityInfo is what the HTTP layer needs of one entity.
