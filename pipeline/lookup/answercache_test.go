@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -275,8 +276,8 @@ func TestAnswerCacheIsExact(t *testing.T) {
 					w.check(step, keyList, refs2)
 				}
 			}
-			if w.s.answerHits.Load() < 1000 {
-				t.Fatalf("only %d keys were answered from the answer cache: the test did not exercise it", w.s.answerHits.Load())
+			if testutil.ToFloat64(w.s.answerHits) < 1000 {
+				t.Fatalf("only %v keys were answered from the answer cache: the test did not exercise it", testutil.ToFloat64(w.s.answerHits))
 			}
 		})
 	}

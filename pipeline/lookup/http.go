@@ -518,7 +518,7 @@ func (s *Service) answer(a *lookupAnswer, info *entityInfo, keyList, names []str
 		v.kbuf = keys.View(v.kbuf[:0], info.name, key)
 		ent, found, gen := s.cache.entry(v.kbuf)
 		if found && !s.o.NoAnswerCache && a.fromAnswerCache(ent.ans, T) {
-			s.answerHits.Add(1)
+			s.answerHits.Inc()
 			continue
 		}
 		ent, cached, err := s.parseView(info.name, key, v, ent, found, gen)
@@ -540,6 +540,7 @@ func (s *Service) answer(a *lookupAnswer, info *entityInfo, keyList, names []str
 			a.vals = append(a.vals, fv)
 		}
 		if cached && !s.o.NoAnswerCache {
+			s.answerMisses.Inc()
 			ans, err := newAnswers(ent.ans, a.feats, a.vals[start:], v, T, known)
 			if err != nil {
 				return fmt.Errorf("view of %s %q: %w", info.name, key, err)

@@ -143,8 +143,9 @@ type Service struct {
 	// sequence) make the request id of lookup-log entries.
 	replicaID string
 	requests  atomic.Uint64
-	// answerHits counts the keys answered from the answer cache.
-	answerHits atomic.Uint64
+	// answerHits and answerMisses are the result series of
+	// metrics.Lookup.AnswerCache.
+	answerHits, answerMisses prometheus.Counter
 }
 
 // entityInfo is what the HTTP layer needs of one entity.
@@ -217,6 +218,7 @@ func New(o Options) (*Service, error) {
 		behind: map[int32]int64{-1: 0}, entities: map[string]*entityInfo{}, byKey: map[string]*entityInfo{},
 		cache: newViewCache(o.CacheEntries), reg: registry.NewView()}
 	s.replicaID = fmt.Sprintf("%016x", rand.Uint64())
+	s.answerHits, s.answerMisses = s.m.AnswerCache.WithLabelValues("hit"), s.m.AnswerCache.WithLabelValues("miss")
 	s.feats = newFeatureIndex(o.Config)
 	s.consumers.init(o.MaxConsumers, s.feats.list, s.m.FeatureLookups, s.m.DeprecatedLookups, o.Tokens.consumers())
 	for _, e := range o.Config.Entities {
