@@ -71,9 +71,9 @@ type Options struct {
 	// once per batch. Memory: one decoded view per entry (every tile of
 	// every feature of the entity, typically a few KiB); when the bound is
 	// reached the views changed longest ago are dropped until half of it
-	// remains (whole batches, the most recent kept), so the cache holds at
-	// most this many plus one batch's entities. Default 20,000; negative:
-	// nothing is kept between batches.
+	// remains (whole batches, the most recent kept; the last batch's always
+	// stay), so the cache holds at most this many plus one batch's
+	// entities. Default 20,000; negative: nothing is kept between batches.
 	ApplyCacheEntities int
 	// LookupLogSample is the probability that one answered key (of any
 	// route) is logged to the config's lookup-log topic as a
