@@ -72,9 +72,9 @@ type Options struct {
 	// once per batch. Memory: one decoded view per entry (every tile of
 	// every feature of the entity, typically a few KiB); when the bound is
 	// reached the views changed longest ago are dropped until half of it
-	// remains (whole batches, the most recent kept), so the cache holds at
-	// most this many plus one batch's entities. Default 20,000; negative:
-	// nothing is kept between batches.
+	// remains (whole batches, the most recent kept; the last batch's always
+	// stay), so the cache holds at most this many plus one batch's
+	// entities. Default 20,000; negative: nothing is kept between batches.
 	ApplyCacheEntities int
 	// NoAnswerCache turns off the answer cache (see answercache.go): each
 	// cached view keeps the finalized values lookups computed from it,

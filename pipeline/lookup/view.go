@@ -448,7 +448,9 @@ func newLogApplier(cached bool, keep int) *logApplier {
 
 // evict bounds the cache before a batch: once it holds keep views or
 // more, it drops the views changed longest ago (by batch number) until at
-// most keep/2 remain, keeping whole batches, the most recent first. An
+// most keep/2 remain, keeping whole batches, the most recent first, and
+// always the last batch's (so the cache holds at most keep plus one
+// batch's entities, as before). An
 // entity changed batch after batch (a user of a busy stream) thus stays
 // while one-off entities (most pairs of a two-key entity) go; before, the
 // whole cache was dropped, and every busy entity was read from Pebble and
@@ -472,8 +474,11 @@ func (a *logApplier) evict() {
 		batches = append(batches, b)
 	}
 	slices.Sort(batches)
-	cutoff, kept := a.batch+1, 0 // views changed before cutoff go
-	for i := len(batches) - 1; i >= 0; i-- {
+	// The last batch's views always stay (the entities most likely to
+	// change again); older batches while they fit in keep/2. Views
+	// changed before cutoff go.
+	cutoff, kept := batches[len(batches)-1], perBatch[batches[len(batches)-1]]
+	for i := len(batches) - 2; i >= 0; i-- {
 		n := perBatch[batches[i]]
 		if kept+n > a.keep/2 {
 			break
