@@ -265,8 +265,13 @@ func (d *decoder) compileDerived(f *File, it featureItem, envs map[string]*cel.E
 			bad = true
 			continue
 		}
-		if in.Aggregation.List() {
+		if in.Aggregation.List() || in.Aggregation == aggregations.TopK {
 			d.addf(line, field, "%s is a list (%s): a derived feature reads numbers only", name, in.Aggregation)
+			bad = true
+			continue
+		}
+		if in.Bucket != "" {
+			d.addf(line, field, "%s is bucketed by %s (a map of buckets): a derived feature reads numbers only", name, in.Bucket)
 			bad = true
 			continue
 		}

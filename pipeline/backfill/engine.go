@@ -80,7 +80,7 @@ func (v *Values) IsString(col int) bool { return v.res.isString(col) }
 // point row, as Run writes it; ok is false for null (an empty window,
 // NOT_FOUND, EXPIRED) and for a column that is not a string.
 func (v *Values) Str(row, col int) (s string, ok bool) {
-	if !v.res.isString(col) || v.res.isList(col) {
+	if !v.res.isString(col) || v.res.isList(col) || v.res.isTop(col) {
 		return "", false
 	}
 	i := row*len(v.Columns) + col
@@ -97,6 +97,25 @@ func (v *Values) StrList(row, col int) (list []string, ok bool) {
 	}
 	i := row*len(v.Columns) + col
 	return v.res.strLists[i], v.res.valid[i]
+}
+
+// IsBuckets reports whether column col is a bucketed feature's (a map,
+// config.Feature.Bucket), whose values Buckets returns; Get, List, Str and
+// StrList return nothing for it.
+func (v *Values) IsBuckets(col int) bool { return v.res.isBucket(col) }
+
+// Buckets returns the value of bucketed column col (IsBuckets) for point
+// row, by increasing key (at most the feature's max_buckets and
+// "__other__"), the map Run writes; ok is false for null (an empty window
+// of a kind whose empty value is null, NOT_FOUND, EXPIRED) and for another
+// column; an empty window of count, sum or approx_distinct is an empty
+// map. The slice is shared: do not modify it.
+func (v *Values) Buckets(row, col int) (cells []BucketCell, ok bool) {
+	if !v.res.isBucket(col) {
+		return nil, false
+	}
+	i := row*len(v.Columns) + col
+	return v.res.bkts[i], v.res.valid[i]
 }
 
 // Status returns the status of column col for point row, as the lookup

@@ -43,11 +43,22 @@ type results struct {
 	// each nil when there is no such column.
 	strs     []string
 	strLists [][]string
+	// topCol marks the columns of top_k features, whose cells are in tops
+	// (values holds 0; see topk.go); both nil when there are none.
+	topCol []bool
+	tops   [][]TopValue
+	// bucketCol marks the columns of bucketed features, whose cells are in
+	// bkts (maps, see BucketCell; values holds 0); both nil when there are
+	// none. A bucketed column is neither a list nor a string column.
+	bucketCol []bool
+	bkts      [][]BucketCell
 }
 
 // isString reports whether column col holds strings (lists of strings,
 // if isList).
-func (r *results) isString(col int) bool { return r.typeOf(col) == aggregations.TypeString }
+func (r *results) isString(col int) bool {
+	return r.typeOf(col) == aggregations.TypeString && !r.isBucket(col)
+}
 
 // setStr sets a cell of a string column that is not a list.
 func (r *results) setStr(row, col int, s string, ok bool, st cellStatus) {
@@ -71,6 +82,10 @@ func (r *results) setStrList(row, col int, l []string, ok bool, st cellStatus) {
 // same column kinds (derived features copying their base columns).
 func (r *results) copyCell(row, col int, src *results, i, srcCol int) {
 	switch {
+	case src.isTop(srcCol):
+		r.setTop(row, col, src.tops[i], src.valid[i], src.status[i])
+	case src.isBucket(srcCol):
+		r.setBuckets(row, col, src.bkts[i], src.valid[i], src.status[i])
 	case src.isString(srcCol) && src.isList(srcCol):
 		r.setStrList(row, col, src.strLists[i], src.valid[i], src.status[i])
 	case src.isString(srcCol):
@@ -93,12 +108,20 @@ func (r *results) typeOf(col int) aggregations.ValueType {
 // markLists marks the columns of cols (in r's column order) whose feature
 // is a list, allocating their cells, and notes every column's output type.
 func (r *results) markLists(cols []column) {
+	r.markBuckets(cols)
 	for c, col := range cols {
 		if t := col.feature.OutputType(); t != aggregations.TypeDouble {
 			if r.types == nil {
 				r.types = make([]aggregations.ValueType, len(r.columns))
 			}
 			r.types[c] = t
+		}
+		if col.feature.Aggregation == aggregations.TopK {
+			r.markTop(c)
+			continue
+		}
+		if col.feature.Bucket != "" {
+			continue // a map (markBuckets), of values of type t
 		}
 		if col.feature.OutputType() == aggregations.TypeString {
 			switch {
@@ -140,6 +163,13 @@ func (r *results) columnStats(col int) *monitor.Stats {
 	s := monitor.NewStats()
 	nf := len(r.columns)
 	switch {
+	case r.isTop(col):
+		r.topStats(s, col)
+	case r.isBucket(col):
+		for i := col; i < len(r.values); i += nf {
+			bucketStats(s, r.bkts[i], r.valid[i], r.typeOf(col))
+		}
+		return s
 	case r.isString(col) && r.isList(col):
 		for i := col; i < len(r.values); i += nf {
 			s.AddStringList(r.strLists[i], r.valid[i])
@@ -231,6 +261,10 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			cell := ""
 			switch {
 			case !res.valid[i*nf+j]:
+			case res.isTop(j): // top_k: its JSON text, as the lookup API writes it
+				cell = TopJSON(res.tops[i*nf+j], res.typeOf(j))
+			case res.isBucket(j): // a map: its JSON text
+				cell = bucketsJSON(res.bkts[i*nf+j], res.typeOf(j))
 			case res.isString(j) && res.isList(j): // a list of strings: its JSON text
 				b, err := json.Marshal(res.strLists[i*nf+j])
 				if err != nil {
@@ -265,9 +299,11 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 // columns of a CSV spine become strings. Feature columns are optional doubles,
 // INT64, BOOLEAN or STRING (BYTE_ARRAY, UTF8) by the feature's output type (a
 // last of a long field is an INT64, of a string field a STRING); those of
-// list features (first_k, last_k) optional LISTs of those (CSV writes a
-// string as it is and a list as its JSON text, e.g. [12.5,3], [true,false]
-// or ["m1","m2"]).
+// list features (first_k, last_k) optional LISTs of those, those of
+// bucketed features optional MAPs from a STRING bucket key to an optional
+// value of that type (CSV writes a string as it is and a list or a map as
+// its JSON text, e.g. [12.5,3], [true,false], ["m1","m2"] or
+// {"EUR":12.5,"__other__":3}).
 func writeParquet(f *os.File, sp *spine, res *results) error {
 	var fields []parquet.Field
 	if sp.format == FormatParquet {
@@ -279,7 +315,15 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	}
 	base := len(fields)
 	for j, c := range res.columns {
+		if res.isTop(j) { // a LIST of {value, count}: two leaf columns
+			fields = append(fields, namedNode{parquetTopNode(res.typeOf(j)), c})
+			continue
+		}
 		leaf := parquetLeaf(res.typeOf(j))
+		if res.isBucket(j) { // an optional MAP: two leaf columns (key, value)
+			fields = append(fields, namedNode{parquetBucketNode(res.typeOf(j)), c})
+			continue
+		}
 		if res.isList(j) { // an optional LIST of required elements
 			fields = append(fields, namedNode{parquet.Optional(parquet.List(parquet.Required(leaf))), c})
 			continue
@@ -327,6 +371,16 @@ const rowGroupRows = 1 << 17
 // number of spine columns.
 func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
+	// leaves[j] is the first leaf column of feature column j: a top_k
+	// column takes two (value, count), a map two (key, value).
+	leaves := make([]int, nf)
+	for j, next := 0, base; j < nf; j++ {
+		leaves[j] = next
+		next++
+		if res.isTop(j) || res.isBucket(j) {
+			next++
+		}
+	}
 	const batch = 1024
 	rows := make([]parquet.Row, 0, batch)
 	var vals []parquet.Value // every row of the batch, reused: WriteRows copies
@@ -348,14 +402,22 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 			}
 		}
 		for j := 0; j < nf; j++ {
+			if res.isTop(j) {
+				vals = appendTopValues(vals, res.tops[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				continue
+			}
+			if res.isBucket(j) {
+				vals = appendBucketValues(vals, res.bkts[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				continue
+			}
 			if res.isString(j) && res.valid[i*nf+j] {
 				if res.isList(j) { // levels as for the lists of numbers below
 					for e, x := range res.strLists[i*nf+j] {
-						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, base+j))
+						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, leaves[j]))
 					}
 					continue
 				}
-				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, base+j))
+				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, leaves[j]))
 				continue
 			}
 			if res.isList(j) && res.valid[i*nf+j] {
@@ -363,13 +425,13 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 				// group are present); repetition level 1 after the first.
 				t := res.typeOf(j)
 				for e, x := range res.lists[i*nf+j] {
-					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, base+j))
+					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, leaves[j]))
 				}
 				continue
 			}
-			v := parquet.NullValue().Level(0, 0, base+j)
+			v := parquet.NullValue().Level(0, 0, leaves[j])
 			if res.valid[i*nf+j] {
-				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, base+j)
+				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, leaves[j])
 			}
 			vals = append(vals, v)
 		}
