@@ -77,7 +77,9 @@ func BenchmarkApply(b *testing.B) {
 // window with every event landing in an existing tile (as existing-tiles above):
 // the exact kinds share one IR and must not allocate; approx_distinct and
 // approx_percentile also update their sketch, first_k and last_k (k = 100)
-// their event list.
+// their event list, top_k its value counts (10,000 distinct values in the
+// events: past TopKExactMax per tile, so this measures the Misra-Gries
+// summary with its purges; top_k-string counts 16 values, exactly).
 func BenchmarkApplyKind(b *testing.B) {
 	for _, k := range aggregations.Kinds() {
 		b.Run(k.String(), func(b *testing.B) {
@@ -97,7 +99,7 @@ func BenchmarkApplyKind(b *testing.B) {
 	}
 	// The kinds that keep values, over a string field (WithStrings): the
 	// events carry one of 16 merchant categories.
-	for _, k := range []aggregations.Kind{aggregations.Last, aggregations.First, aggregations.FirstK, aggregations.LastK} {
+	for _, k := range []aggregations.Kind{aggregations.Last, aggregations.First, aggregations.FirstK, aggregations.LastK, aggregations.TopK} {
 		b.Run(k.String()+"-string", func(b *testing.B) {
 			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0).WithK(100).WithStrings()
 			events := benchEvents(w, benchNow, 1<<14)

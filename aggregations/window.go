@@ -152,6 +152,7 @@ const (
 	quantileSketch
 	firstKList
 	lastKList
+	topKSketch
 
 	// withStrings is a bit of sketch, not a sketch: the IRs also keep the
 	// Str of their events (see WithStrings). A bit rather than a field keeps
@@ -168,7 +169,8 @@ const (
 // feature keep a HyperLogLog sketch, those of an ApproxPercentile feature a
 // quantile sketch answering percentile (0 < percentile < 1; Validate checks
 // it), those of FirstK and LastK the list of their k events (set k with
-// WithK). For every other kind it returns w without a sketch and ignores
+// WithK), those of TopK the counts of their values (see topk.go; set the k
+// it answers with WithK). For every other kind it returns w without a sketch and ignores
 // percentile: exact kinds cost no sketch.
 func (w Window) For(k Kind, percentile float64) Window {
 	w.sketch, w.quantile, w.k = noSketch, 0, 0
@@ -181,23 +183,26 @@ func (w Window) For(k Kind, percentile float64) Window {
 		w.sketch = hllSketch
 	case ApproxPercentile:
 		w.sketch, w.quantile = quantileSketch, percentile
+	case TopK:
+		w.sketch = topKSketch
 	}
 	return w
 }
 
 // WithK returns w with the number of events the tiles of a FirstK or LastK
-// window keep (1 <= k <= MaxK; Validate checks it); other windows are
-// returned unchanged. For(FirstK or LastK, ...) without WithK is invalid.
+// window keep, or the number of values a TopK window answers (1 <= k <=
+// MaxK; Validate checks it); other windows are returned unchanged.
+// For(FirstK, LastK or TopK, ...) without WithK is invalid.
 func (w Window) WithK(k int) Window {
-	if sk := w.kind(); sk == firstKList || sk == lastKList {
+	if sk := w.kind(); sk == firstKList || sk == lastKList || sk == topKSketch {
 		w.k = k
 	}
 	return w
 }
 
 // WithStrings returns w with IRs that keep the Str of their events, for a
-// Last, First, FirstK or LastK feature of a string field (read its values
-// with FinalizeString and FinalizeStringList). It costs a pointer per IR and
+// Last, First, FirstK, LastK or TopK feature of a string field (read its
+// values with FinalizeString, FinalizeStringList and FinalizeStringTopK). It costs a pointer per IR and
 // the strings; For resets it. Windows without it ignore Event.Str.
 func (w Window) WithStrings() Window {
 	w.sketch |= withStrings
@@ -231,8 +236,8 @@ func (w Window) unbucketed() Window {
 	return w
 }
 
-// K is the number of events the tiles of a FirstK or LastK window keep, 0
-// for any other window.
+// K is the number of events the tiles of a FirstK or LastK window keep, or
+// the number of values a TopK window answers, 0 for any other window.
 func (w Window) K() int { return w.k }
 
 // Percentile is the quantile the tiles' quantile sketch answers: the
@@ -321,7 +326,7 @@ func (w Window) problem() string {
 		return fmt.Sprintf("hop %dms must be positive", w.Hop)
 	case w.kind() == quantileSketch && !(w.quantile > 0 && w.quantile < 1):
 		return fmt.Sprintf("percentile %v must be between 0 and 1 (exclusive)", w.quantile)
-	case (w.kind() == firstKList || w.kind() == lastKList) && (w.k < 1 || w.k > MaxK):
+	case (w.kind() == firstKList || w.kind() == lastKList || w.kind() == topKSketch) && (w.k < 1 || w.k > MaxK):
 		return fmt.Sprintf("k %d must be between 1 and %d", w.k, MaxK)
 	case w.Size == 0:
 		return ""

@@ -265,7 +265,7 @@ func (d *decoder) compileDerived(f *File, it featureItem, envs map[string]*cel.E
 			bad = true
 			continue
 		}
-		if in.Aggregation.List() {
+		if in.Aggregation.List() || in.Aggregation == aggregations.TopK {
 			d.addf(line, field, "%s is a list (%s): a derived feature reads numbers only", name, in.Aggregation)
 			bad = true
 			continue

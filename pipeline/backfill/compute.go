@@ -277,6 +277,11 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 				res.setBuckets(int(r), c, cells, ok && known, st)
 				continue
 			}
+			if col.plan.Kind == aggregations.TopK { // null when empty, no default
+				l, ok := topOf(col.plan.Window, ir)
+				res.setTop(int(r), c, l, ok && known, st)
+				continue
+			}
 			if col.plan.Window.Strings() { // last, first, first_k, last_k of a string field: null when empty, no default
 				if col.plan.Kind.List() {
 					l, ok := aggregations.FinalizeStringList(col.plan.Kind, ir)

@@ -80,7 +80,7 @@ func (v *Values) IsString(col int) bool { return v.res.isString(col) }
 // point row, as Run writes it; ok is false for null (an empty window,
 // NOT_FOUND, EXPIRED) and for a column that is not a string.
 func (v *Values) Str(row, col int) (s string, ok bool) {
-	if !v.res.isString(col) || v.res.isList(col) {
+	if !v.res.isString(col) || v.res.isList(col) || v.res.isTop(col) {
 		return "", false
 	}
 	i := row*len(v.Columns) + col

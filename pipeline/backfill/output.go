@@ -43,6 +43,10 @@ type results struct {
 	// each nil when there is no such column.
 	strs     []string
 	strLists [][]string
+	// topCol marks the columns of top_k features, whose cells are in tops
+	// (values holds 0; see topk.go); both nil when there are none.
+	topCol []bool
+	tops   [][]TopValue
 	// bucketCol marks the columns of bucketed features, whose cells are in
 	// bkts (maps, see BucketCell; values holds 0); both nil when there are
 	// none. A bucketed column is neither a list nor a string column.
@@ -80,6 +84,8 @@ func (r *results) copyCell(row, col int, src *results, i, srcCol int) {
 	switch {
 	case src.isBucket(srcCol):
 		r.setBuckets(row, col, src.bkts[i], src.valid[i], src.status[i])
+	case src.isTop(srcCol):
+		r.setTop(row, col, src.tops[i], src.valid[i], src.status[i])
 	case src.isString(srcCol) && src.isList(srcCol):
 		r.setStrList(row, col, src.strLists[i], src.valid[i], src.status[i])
 	case src.isString(srcCol):
@@ -112,6 +118,10 @@ func (r *results) markLists(cols []column) {
 		}
 		if col.feature.Bucket != "" {
 			continue // a map (markBuckets), of values of type t
+		}
+		if col.feature.Aggregation == aggregations.TopK {
+			r.markTop(c)
+			continue
 		}
 		if col.feature.OutputType() == aggregations.TypeString {
 			switch {
@@ -157,6 +167,9 @@ func (r *results) columnStats(col int) *monitor.Stats {
 		for i := col; i < len(r.values); i += nf {
 			bucketStats(s, r.bkts[i], r.valid[i], r.typeOf(col))
 		}
+		return s
+	case r.isTop(col):
+		r.topStats(s, col)
 		return s
 	case r.isString(col) && r.isList(col):
 		for i := col; i < len(r.values); i += nf {
@@ -251,6 +264,8 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			case !res.valid[i*nf+j]:
 			case res.isBucket(j): // a map: its JSON text
 				cell = bucketsJSON(res.bkts[i*nf+j], res.typeOf(j))
+			case res.isTop(j): // top_k: its JSON text, as the lookup API writes it
+				cell = TopJSON(res.tops[i*nf+j], res.typeOf(j))
 			case res.isString(j) && res.isList(j): // a list of strings: its JSON text
 				b, err := json.Marshal(res.strLists[i*nf+j])
 				if err != nil {
@@ -301,6 +316,10 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	}
 	base := len(fields)
 	for j, c := range res.columns {
+		if res.isTop(j) { // a LIST of {value, count}: two leaf columns
+			fields = append(fields, namedNode{parquetTopNode(res.typeOf(j)), c})
+			continue
+		}
 		leaf := parquetLeaf(res.typeOf(j))
 		if res.isBucket(j) { // an optional MAP: two leaf columns (key, value)
 			fields = append(fields, namedNode{parquetBucketNode(res.typeOf(j)), c})
@@ -353,13 +372,13 @@ const rowGroupRows = 1 << 17
 // number of spine columns.
 func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
-	// leaf[j] is the first leaf column of feature column j: base + j until
-	// a map, which has two (key, value).
-	leaf := make([]int, nf)
+	// leaves[j] is the first leaf column of feature column j: a top_k
+	// column takes two (value, count).
+	leaves := make([]int, nf)
 	for j, next := 0, base; j < nf; j++ {
-		leaf[j] = next
+		leaves[j] = next
 		next++
-		if res.isBucket(j) {
+		if res.isTop(j) || res.isBucket(j) { // two leaves: (value, count) or (key, value)
 			next++
 		}
 	}
@@ -385,17 +404,21 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 		}
 		for j := 0; j < nf; j++ {
 			if res.isBucket(j) {
-				vals = appendBucketValues(vals, res.bkts[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaf[j])
+				vals = appendBucketValues(vals, res.bkts[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				continue
+			}
+			if res.isTop(j) {
+				vals = appendTopValues(vals, res.tops[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
 				continue
 			}
 			if res.isString(j) && res.valid[i*nf+j] {
 				if res.isList(j) { // levels as for the lists of numbers below
 					for e, x := range res.strLists[i*nf+j] {
-						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, leaf[j]))
+						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, leaves[j]))
 					}
 					continue
 				}
-				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, leaf[j]))
+				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, leaves[j]))
 				continue
 			}
 			if res.isList(j) && res.valid[i*nf+j] {
@@ -403,13 +426,13 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 				// group are present); repetition level 1 after the first.
 				t := res.typeOf(j)
 				for e, x := range res.lists[i*nf+j] {
-					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, leaf[j]))
+					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, leaves[j]))
 				}
 				continue
 			}
-			v := parquet.NullValue().Level(0, 0, leaf[j])
+			v := parquet.NullValue().Level(0, 0, leaves[j])
 			if res.valid[i*nf+j] {
-				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, leaf[j])
+				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, leaves[j])
 			}
 			vals = append(vals, v)
 		}

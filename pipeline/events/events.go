@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
@@ -49,12 +50,27 @@ const (
 	// last_k is beyond ±2^53, where a float64 (the tiles' number) would
 	// round it. Rejected rather than served rounded.
 	ReasonInexactLong = "inexact_long"
+	// ReasonInvalidString: a string field read by last, first, first_k or
+	// last_k is not valid UTF-8 (every output that carries it, JSON,
+	// Parquet STRING, Arrow utf8, requires UTF-8; replacing the bad bytes
+	// would serve a value the event does not hold) or is longer than
+	// MaxStringBytes.
+	ReasonInvalidString = "invalid_string"
 )
+
+// MaxStringBytes bounds a string value kept by last, first, first_k or
+// last_k (in bytes of UTF-8): a tile of a last_k keeps up to k of them
+// (k <= 1000: at most 256 KiB of strings, within Kafka's default 1 MiB
+// message for the tile's feature-log record), and every lookup answer and
+// training row carries them. Ids, codes, categories and countries are far
+// shorter; a longer value is dead-lettered (ReasonInvalidString), never
+// truncated. Fixed, not a Limit: the workers and backfill must agree.
+const MaxStringBytes = 256
 
 // Reasons lists every reason code.
 func Reasons() []string {
 	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonIncompatibleSchema, ReasonInvalidField, ReasonNonFinite,
-		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError, ReasonInexactLong}
+		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError, ReasonInexactLong, ReasonInvalidString}
 }
 
 // ReasonSchemaRegistry is the Reason of a Temporary rejection: the schema
@@ -338,6 +354,12 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 			v, err := schemas.String(rec, f)
 			if err != nil {
 				return reject(ReasonInvalidField, "%v", err)
+			}
+			if len(v) > MaxStringBytes {
+				return reject(ReasonInvalidString, "field %q is %d bytes; the limit of a kept string is %d", f, len(v), MaxStringBytes)
+			}
+			if !utf8.ValidString(v) {
+				return reject(ReasonInvalidString, "field %q is not valid UTF-8", f)
 			}
 			out.Values = append(out.Values, 0)
 			out.Strs[i] = v

@@ -173,8 +173,9 @@ func (s *Server) fail(cmd *command, err error) error {
 }
 
 // outType is a feature's Arrow type: int64 for count (Feast's Int64 field),
-// list<double> for first_k and last_k (Feast's Array(Float64)), float64
-// otherwise; null for NOT_FOUND rows and empty avg/min/max/last (and an
+// list<double> for first_k and last_k (Feast's Array(Float64)), utf8 for
+// top_k (Feast's String: the JSON text of the list, as the lookup API
+// writes the value), float64 otherwise; null for NOT_FOUND rows and empty avg/min/max/last (and an
 // empty list's window).
 //
 // A feature whose output type (config.Feature.OutputType) is a long is
@@ -186,8 +187,11 @@ func outType(f *config.Feature) arrow.DataType {
 	if f.Bucket != "" { // a map from bucket to value (Feast's Map)
 		return arrow.MapOf(arrow.BinaryTypes.String, bucketItemType(f))
 	}
-	if f.Aggregation == aggregations.Count {
+	switch f.Aggregation {
+	case aggregations.Count:
 		return arrow.PrimitiveTypes.Int64
+	case aggregations.TopK: // the JSON text of the list: Feast's String
+		return arrow.BinaryTypes.String
 	}
 	elem := elemType(f.OutputType())
 	if f.Aggregation.List() {
@@ -289,6 +293,18 @@ func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Alloc
 	t := f.OutputType()
 	if v.IsBuckets(c) { // a bucketed feature: a map
 		return bucketColumn(f, v, c, rows, mem)
+	}
+	if v.IsTop(c) { // top_k: utf8, the JSON text of the list (Feast's String), null when empty
+		b := array.NewStringBuilder(mem)
+		defer b.Release()
+		for i := 0; i < rows; i++ {
+			if l, ok := v.Top(i, c); ok {
+				b.Append(backfill.TopJSON(l, t))
+			} else {
+				b.AppendNull()
+			}
+		}
+		return b.NewArray()
 	}
 	if v.IsString(c) { // last, first, first_k, last_k of a string field
 		return stringColumn(v, c, rows, mem)

@@ -245,6 +245,11 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				typ, d.HasMap = "Map", true
 			case def.Aggregation == aggregations.Count:
 				typ = "Int64"
+			case def.Aggregation == aggregations.TopK:
+				// The JSON text of the list of {value, count}, as the lookup
+				// API writes it: Feast 0.62+ has Json and Struct types, but
+				// String reads the same in every Feast version this targets.
+				typ = "String"
 			case def.Aggregation.List():
 				typ = "Array(" + typ + ")"
 			}

@@ -69,6 +69,8 @@ func (v *value) appendValue(b []byte) []byte {
 	switch {
 	case v.hasV && v.buckets != nil:
 		b = appendBuckets(b, v.buckets)
+	case v.hasV && v.top != nil:
+		b = appendTop(b, v.top, v.typ)
 	case v.hasV && v.strs != nil:
 		b = appendStrings(b, v.strs)
 	case v.hasV && v.typ == aggregations.TypeString:

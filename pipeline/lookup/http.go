@@ -269,6 +269,10 @@ type FeatureValue struct {
 	// only its value and Type. Value, List, Str and Strs are then nil. An
 	// empty map is the empty window of count, sum and approx_distinct.
 	Buckets map[string]FeatureValue `json:"-"`
+	// Top is the value of a top_k feature, most frequent first, written as
+	// a JSON array of {"value": v, "count": n} objects (v typed by Type);
+	// the other value fields are then nil.
+	Top []TopValue `json:"-"`
 	// Type is the feature's output type (config.Feature.OutputType): JSON
 	// writes a TypeBool value (or list element) as true or false (Value 1
 	// or 0), every other type as a number (a TypeLong one is whole, exact).
@@ -426,9 +430,10 @@ func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 type value struct {
 	typ  aggregations.ValueType // the feature's output type (config.Feature.OutputType)
 	v    float64
-	list []float64 // the value of a list feature (first_k, last_k), with hasV
-	str  string    // the value of a string feature (typ TypeString), with hasV
-	strs []string  // the value of a string list feature, with hasV
+	list []float64  // the value of a list feature (first_k, last_k), with hasV
+	str  string     // the value of a string feature (typ TypeString), with hasV
+	strs []string   // the value of a string list feature, with hasV
+	top  []TopValue // the value of a top_k feature, with hasV
 	// buckets is the value of a bucketed feature, with hasV (non-nil,
 	// possibly empty, exactly then), by increasing key.
 	buckets []bucketEntry
@@ -443,6 +448,8 @@ func (v *value) public() FeatureValue {
 	switch {
 	case v.hasV && v.buckets != nil:
 		fv.Buckets = publicBuckets(v.buckets)
+	case v.hasV && v.top != nil:
+		fv.Top = v.top
 	case v.hasV && v.strs != nil:
 		fv.Strs = v.strs
 	case v.hasV && v.typ == aggregations.TypeString:
@@ -587,6 +594,9 @@ func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	}
 	if f.def.Bucket != "" {
 		return foldBuckets(fv, f, v, T)
+	}
+	if f.def.Derived == nil && f.def.Aggregation == aggregations.TopK {
+		return foldTop(fv, f, v, T)
 	}
 	if f.def.Derived == nil && (f.def.Aggregation.List() || fv.typ == aggregations.TypeString) {
 		return foldList(fv, f, v, T)

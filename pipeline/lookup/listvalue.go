@@ -89,6 +89,8 @@ func (fv FeatureValue) MarshalJSON() ([]byte, error) {
 // jsonValue is what MarshalJSON writes under "value".
 func (fv *FeatureValue) jsonValue() any {
 	switch {
+	case fv.Top != nil:
+		return json.RawMessage(appendTop(nil, fv.Top, fv.Type))
 	case fv.Buckets != nil:
 		return bucketsJSON(fv.Buckets)
 	case fv.Strs != nil:
@@ -132,6 +134,12 @@ func (fv *FeatureValue) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("feature value: %w", err)
 		}
 		fv.Str, fv.Type = &s, aggregations.TypeString
+	case raw[0] == '[' && isTopJSON(raw): // a top_k value
+		top, typ, err := parseTop(raw)
+		if err != nil {
+			return fmt.Errorf("feature value: %w", err)
+		}
+		fv.Top, fv.Type = top, typ
 	case raw[0] == '[':
 		if err := json.Unmarshal(raw, &fv.List); err != nil {
 			var ss []string // a list of strings

@@ -40,6 +40,7 @@ func TestDecodeRejectsIncompleteEntries(t *testing.T) {
 // encoding, readable by any JSON reader.
 func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	v1, v2, tiny, huge, nan := 12.5, -0.0, 1e-9, 3e21, math.NaN()
+	odd := "\"<&>\u2028\x00\\ café"
 	for _, e := range []*Entry{
 		{Entity: "user", Key: "u1", At: 1700000000123, Features: map[string]*float64{"b@2": nil, "a@1": &v1}},
 		{Entity: "user", Key: "\"<&>\u2028\x00\xff\\", At: -1, Consumer: "fraud-model \t", Features: map[string]*float64{"z@1": &v2, "é@3": &tiny, "x@9": &huge}},
@@ -47,6 +48,9 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 		{Entity: "user", Key: "u2", At: 2, Consumer: "fraud-api", Service: "fraud_<scoring>", Features: map[string]*float64{"a@1": &v1}},
 		{Entity: "user", Key: "u3", At: 3, Service: "only-service", Features: map[string]*float64{}},
 		{Entity: "user", Key: "u4", At: 4, Request: "9f2c01ab-9ix", Features: map[string]*float64{}},
+		{Entity: "user", Key: "u5", At: 5, Features: map[string]*float64{"a@1": &v1}, Lists: map[string][]float64{"l@1": {1, 2}},
+			Strings: map[string]*string{"m@1": &odd, "n@1": nil}, StringLists: map[string][]string{"s@1": {odd, "", "m-1"}, "t@1": nil}},
+		{Entity: "user", Key: "u6", At: 6, Features: map[string]*float64{}, StringLists: map[string][]string{"s@1": {}}},
 	} {
 		got, err := e.Encode()
 		if err != nil {

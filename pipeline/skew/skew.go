@@ -141,7 +141,12 @@ type FeatureReport struct {
 	List bool `json:"list,omitempty"`
 	// Buckets tells that the feature's values are maps (a bucketed
 	// feature): its examples carry ServedBuckets and RecomputedBuckets.
-	Buckets    bool  `json:"buckets,omitempty"`
+	Buckets bool `json:"buckets,omitempty"`
+	// String tells that the feature's values are strings (last, first,
+	// first_k, last_k of a string field), compared exactly: its examples
+	// carry ServedString and RecomputedString, or for a list ServedStrings
+	// and RecomputedStrings.
+	String     bool  `json:"string,omitempty"`
 	Rows       int64 `json:"rows"`
 	Mismatches int64 `json:"mismatches"`
 	// NullMismatches are the mismatches where one side is null.
@@ -169,6 +174,12 @@ type Example struct {
 	// absent when null.
 	ServedBuckets     map[string]*float64 `json:"served_buckets,omitempty"`
 	RecomputedBuckets map[string]*float64 `json:"recomputed_buckets,omitempty"`
+	// The values of a string feature (FeatureReport.String), absent when
+	// null.
+	ServedString      *string  `json:"served_string,omitempty"`
+	RecomputedString  *string  `json:"recomputed_string,omitempty"`
+	ServedStrings     []string `json:"served_strings,omitempty"`
+	RecomputedStrings []string `json:"recomputed_strings,omitempty"`
 }
 
 // Err is nil when every compared value matched, else an error wrapping
@@ -226,11 +237,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Group the served values by the entity of their feature: one Compute
 	// per entity over the points that served any of its features.
 	type entityWork struct {
-		ids    map[string]bool // features of this entity that were served
-		points []backfill.Point
-		served []map[string]*float64            // per point: its entry's values (only this entity's features are looked up)
-		lists  []map[string][]float64           // per point: its entry's lists (first_k, last_k)
-		bkts   []map[string]map[string]*float64 // per point: its entry's maps (bucketed features)
+		ids      map[string]bool // features of this entity that were served
+		points   []backfill.Point
+		served   []map[string]*float64            // per point: its entry's values (only this entity's features are looked up)
+		lists    []map[string][]float64           // per point: its entry's lists (first_k, last_k)
+		strs     []map[string]*string             // per point: its entry's strings (string last, first)
+		strLists []map[string][]string            // per point: its entry's string lists (string first_k, last_k)
+		bkts     []map[string]map[string]*float64 // per point: its entry's maps (bucketed features)
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -265,6 +278,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for id := range l.entry.Lists {
 			note(id)
 		}
+		for id := range l.entry.Strings {
+			note(id)
+		}
+		for id := range l.entry.StringLists {
+			note(id)
+		}
 		for id := range l.entry.Buckets {
 			note(id)
 		}
@@ -274,6 +293,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			w.served = append(w.served, l.entry.Features)
 			w.lists = append(w.lists, l.entry.Lists)
 			w.bkts = append(w.bkts, l.entry.Buckets)
+			w.strs = append(w.strs, l.entry.Strings)
+			w.strLists = append(w.strLists, l.entry.StringLists)
 		}
 	}
 	if len(rep.Unknown) == 0 {
@@ -319,6 +340,30 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						}
 					}
 					fr.compareBuckets(p, served, recomputed, o.Tolerance, o.Examples)
+				}
+				continue
+			}
+			if vals.IsString(c) { // served in the entry's strings or string lists
+				fr.String, fr.List = true, vals.IsList(c)
+				for i, p := range w.points {
+					if fr.List {
+						served, ok := w.strLists[i][f.ID]
+						if !ok {
+							continue
+						}
+						recomputed, vok := vals.StrList(i, c)
+						fr.compareStrings(p, nil, nil, served, recomputed, served != nil, vok, o.Examples)
+						continue
+					}
+					served, ok := w.strs[i][f.ID]
+					if !ok {
+						continue
+					}
+					var recomputed *string
+					if s, vok := vals.Str(i, c); vok {
+						recomputed = &s
+					}
+					fr.compareStrings(p, served, recomputed, nil, nil, served != nil, recomputed != nil, o.Examples)
 				}
 				continue
 			}
@@ -428,6 +473,39 @@ func (fr *FeatureReport) compareList(p backfill.Point, served, recomputed []floa
 		}
 		if hasR {
 			ex.RecomputedList = slices.Clone(recomputed)
+		}
+		fr.Examples = append(fr.Examples, ex)
+	}
+}
+
+// compareStrings adds one row of a string feature to fr: the served and
+// recomputed string (s, r) or, for a list feature, lists (sl, rl) match when
+// both are null or both equal, exactly (byte for byte, element by element).
+// hasS and hasR tell whether each side is a value (not null).
+func (fr *FeatureReport) compareStrings(p backfill.Point, s, r *string, sl, rl []string, hasS, hasR bool, examples int) {
+	fr.Rows++
+	match := true
+	switch {
+	case !hasS && !hasR:
+	case !hasS || !hasR:
+		match = false
+		fr.NullMismatches++
+	case fr.List:
+		match = slices.Equal(sl, rl)
+	default:
+		match = *s == *r
+	}
+	if match {
+		return
+	}
+	fr.Mismatches++
+	if len(fr.Examples) < examples {
+		ex := Example{Key: p.Key, At: p.T, ServedString: s, RecomputedString: r}
+		if fr.List && hasS {
+			ex.ServedStrings = slices.Clone(sl)
+		}
+		if fr.List && hasR {
+			ex.RecomputedStrings = slices.Clone(rl)
 		}
 		fr.Examples = append(fr.Examples, ex)
 	}

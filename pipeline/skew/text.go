@@ -42,7 +42,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "\n%s: first %d of %d mismatches (key, at, served, recomputed)\n", f.Feature, len(f.Examples), f.Mismatches)
 		for _, e := range f.Examples {
 			served, recomputed := ptr(e.Served), ptr(e.Recomputed)
-			if f.List {
+			switch {
+			case f.String && f.List:
+				served, recomputed = quotedList(e.ServedStrings), quotedList(e.RecomputedStrings)
+			case f.String:
+				served, recomputed = quoted(e.ServedString), quoted(e.RecomputedString)
+			case f.List:
 				served, recomputed = list(e.ServedList), list(e.RecomputedList)
 			}
 			if f.Buckets {
@@ -82,6 +87,28 @@ func list(l []float64) string {
 			format = 'f'
 		}
 		parts[i] = strconv.FormatFloat(x, format, -1, 64)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// quoted formats a string feature's value as a Go-quoted string (control
+// characters and invalid UTF-8 escaped); nil is null.
+func quoted(s *string) string {
+	if s == nil {
+		return "null"
+	}
+	return strconv.Quote(*s)
+}
+
+// quotedList formats a string list feature's value as [ "a", "b" ]; nil
+// is null.
+func quotedList(l []string) string {
+	if l == nil {
+		return "null"
+	}
+	parts := make([]string, len(l))
+	for i, x := range l {
+		parts[i] = strconv.Quote(x)
 	}
 	return "[" + strings.Join(parts, ",") + "]"
 }

@@ -358,7 +358,7 @@ func (w *Worker) setLag(ps *partState, highWatermark int64) {
 }
 
 // entity returns the cached state of key: from the entities touched since
-// the last publication, else from those of the interval before it (the
+// the last publication, else from those kept from earlier intervals (the
 // state committed to Pebble: every batch commits what it changed), else
 // loaded from Pebble.
 func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
