@@ -10,8 +10,8 @@ import (
 // nullable one too: null is the bucket "__null__"); max_buckets is a whole
 // number from 1 to aggregations.BucketsMax, only with bucket, default
 // aggregations.DefaultMaxBuckets. A derived feature takes neither, nor do
-// the list aggregations (first_k, last_k: a map of lists is not written by
-// every output yet), nor a default (the value is a map). It sets
+// the list aggregations (first_k, last_k, top_k: a map of lists is not
+// written by every output yet), nor a default (the value is a map). It sets
 // ft.Bucket, ft.BucketType and ft.MaxBuckets when valid.
 func (d *decoder) checkBucket(it featureItem, src *Source) {
 	ft, m := it.f, it.m

@@ -96,9 +96,6 @@ func (s *Service) logLookups(a *lookupAnswer) {
 	var idx [32]int
 	order := idx[:0]
 	for j, f := range a.feats {
-		if f.def.Bucket != "" && f.def.OutputType() == aggregations.TypeString {
-			continue // maps of strings are not logged (see lookuplog.Entry.Buckets)
-		}
 		dup := false
 		for _, k := range order {
 			if a.feats[k].def.ID == f.def.ID {

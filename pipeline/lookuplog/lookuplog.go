@@ -125,9 +125,10 @@ func (e *Entry) Encode() ([]byte, error) {
 		for id := range e.Buckets {
 			ids = append(ids, id)
 		}
-		slices.Sort(ids)
+	}
+	if len(e.Buckets) > 0 {
 		b = AppendBucketsStart(b)
-		for i, id := range ids {
+		for i, id := range slices.Sorted(maps.Keys(e.Buckets)) {
 			m := e.Buckets[id]
 			if m == nil {
 				b = AppendBucketMapNull(b, i, id)
