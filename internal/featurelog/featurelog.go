@@ -48,19 +48,40 @@ type Record struct {
 // (and keys.ErrOldLayout for a key of the layout without source partition,
 // which readers skip) or aggregations.ErrCorrupt.
 func Parse(key, value []byte) (Record, error) {
-	ref, err := keys.ParseFeatureLog(key)
+	raw, err := ParseRaw(key, value)
+	ref := keys.TileRef{Entity: string(raw.Ref.Entity), EntityKey: string(raw.Ref.EntityKey), FeatureID: string(raw.Ref.FeatureID),
+		SourcePartition: raw.Ref.SourcePartition, Start: raw.Ref.Start}
 	if err != nil {
 		return Record{Ref: ref}, err
 	}
+	return Record{Ref: ref, Tile: raw.Tile, Deleted: raw.Deleted}, nil
+}
+
+// RawRecord is a Record whose key names alias the parsed key
+// (keys.RawTileRef).
+type RawRecord struct {
+	Ref     keys.RawTileRef
+	Tile    aggregations.Tile
+	Deleted bool
+}
+
+// ParseRaw is Parse without copying the key's names: the one parser of
+// feature-log records, for the lookup replica's hot path (which copies a
+// name only when it keeps it). Same errors as Parse.
+func ParseRaw(key, value []byte) (RawRecord, error) {
+	ref, err := keys.ParseFeatureLogRaw(key)
+	if err != nil {
+		return RawRecord{Ref: ref}, err
+	}
 	if value == nil {
-		return Record{Ref: ref, Deleted: true}, nil
+		return RawRecord{Ref: ref, Deleted: true}, nil
 	}
 	t, rest, err := aggregations.DecodeTile(value)
 	if err != nil {
-		return Record{Ref: ref}, fmt.Errorf("feature-log tile of %s: %w", ref.FeatureID, err)
+		return RawRecord{Ref: ref}, fmt.Errorf("feature-log tile of %s: %w", ref.FeatureID, err)
 	}
 	if len(rest) != 0 {
-		return Record{Ref: ref}, fmt.Errorf("feature-log tile of %s: %d trailing bytes: %w", ref.FeatureID, len(rest), aggregations.ErrCorrupt)
+		return RawRecord{Ref: ref}, fmt.Errorf("feature-log tile of %s: %d trailing bytes: %w", ref.FeatureID, len(rest), aggregations.ErrCorrupt)
 	}
-	return Record{Ref: ref, Tile: t}, nil
+	return RawRecord{Ref: ref, Tile: t}, nil
 }

@@ -130,3 +130,71 @@ func viewEntries(t *testing.T, val []byte) string {
 	slices.Sort(out)
 	return strings.Join(out, "\n")
 }
+
+// When the decoded views outgrow Options.ApplyCacheEntities, the consumer
+// drops the views changed longest ago, not all of them: an entity changed
+// in every batch (a busy user) is read from Pebble once while one-off
+// entities (pairs of a two-key entity, each seen once) come and go. The
+// views stay exact (compared with a replica keeping nothing between batches).
+func TestApplyCacheKeepsBusyEntitiesWhenFull(t *testing.T) {
+	cfg := loadTestConfig(t)
+	window := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}
+	T := fixtureNow.UnixMilli()
+	const hot, coldPerBatch, batches, keep = 10, 40, 30, 100
+	off := int64(0)
+	record := func(user string, n int) *kgo.Record {
+		ref := keys.TileRef{Entity: "user", EntityKey: user, FeatureID: "txn_count_7d@1", Start: window.TileStart(T)}
+		r := &kgo.Record{Offset: off, Timestamp: time.UnixMilli(T)}
+		off++
+		_, r.Key, r.Value = featurelog.Append(nil, ref, aggregations.Tile{Start: ref.Start, IR: aggregations.IR{Count: int64(n)}}, true)
+		return r
+	}
+	newReplica := func(keep int) (*Service, *logApplier) {
+		svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog,
+			ApplyCacheEntities: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc, newLogApplier(svc.cache.enabled(), svc.o.ApplyCacheEntities)
+	}
+	svc, a := newReplica(keep)
+	ref, ra := newReplica(-1)
+	for b := range batches {
+		var recs []*kgo.Record
+		for h := range hot {
+			recs = append(recs, record(fmt.Sprintf("hot%d", h), b+1))
+		}
+		for c := range coldPerBatch {
+			recs = append(recs, record(fmt.Sprintf("cold%d-%d", b, c), 1))
+		}
+		for _, r := range []struct {
+			svc *Service
+			a   *logApplier
+		}{{svc, a}, {ref, ra}} {
+			if err := r.svc.applyLog(r.a, cfg.Kafka.FeatureLogTopic, 0, recs); err != nil {
+				t.Fatalf("batch %d: %v", b, err)
+			}
+		}
+		if len(a.cache) > keep+hot+coldPerBatch {
+			t.Fatalf("after batch %d the cache bounded to %d holds %d views", b, keep, len(a.cache))
+		}
+	}
+	// Every view read once: the hot ones survived every eviction.
+	if want := hot + coldPerBatch*batches; a.loads != want {
+		t.Errorf("views read from Pebble: %d, want %d (each entity once; the busy ones were dropped and read again)", a.loads, want)
+	}
+	for _, u := range []string{"hot0", "hot9", "cold0-0", fmt.Sprintf("cold%d-%d", batches-1, coldPerBatch-1)} {
+		key := keys.View(nil, "user", u)
+		want, _, err := ref.o.Store.Get(nil, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := svc.o.Store.Get(nil, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want) == 0 || !bytes.Equal(got, want) {
+			t.Fatalf("view of %s: %x, want %x", u, got, want)
+		}
+	}
+}

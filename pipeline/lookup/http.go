@@ -263,6 +263,16 @@ type FeatureValue struct {
 	// string or array of strings; Value and List are then nil.
 	Str  *string  `json:"-"`
 	Strs []string `json:"-"`
+	// Top is the value of a top_k feature, most frequent first, written as
+	// a JSON array of {"value": v, "count": n} objects (v typed by Type);
+	// the other value fields are then nil.
+	Top []TopValue `json:"-"`
+	// Buckets is the value of a bucketed feature (config.Feature.Bucket),
+	// written as a JSON object from bucket key to each bucket's value
+	// ({"atm": 12.5, "grocery": 3.0, "__other__": 1.0}); each entry holds
+	// only its value and Type. Value, List, Str and Strs are then nil. An
+	// empty map is the empty window of count, sum and approx_distinct.
+	Buckets map[string]FeatureValue `json:"-"`
 	// Type is the feature's output type (config.Feature.OutputType): JSON
 	// writes a TypeBool value (or list element) as true or false (Value 1
 	// or 0), every other type as a number (a TypeLong one is whole, exact).
@@ -418,11 +428,15 @@ func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 // value is one feature's value as of the lookup time, without the pointers
 // of FeatureValue (no allocation per value).
 type value struct {
-	typ     aggregations.ValueType // the feature's output type (config.Feature.OutputType)
-	v       float64
-	list    []float64 // the value of a list feature (first_k, last_k), with hasV
-	str     string    // the value of a string feature (typ TypeString), with hasV
-	strs    []string  // the value of a string list feature, with hasV
+	typ  aggregations.ValueType // the feature's output type (config.Feature.OutputType)
+	v    float64
+	list []float64  // the value of a list feature (first_k, last_k), with hasV
+	str  string     // the value of a string feature (typ TypeString), with hasV
+	strs []string   // the value of a string list feature, with hasV
+	top  []TopValue // the value of a top_k feature, with hasV
+	// buckets is the value of a bucketed feature, with hasV (non-nil,
+	// possibly empty, exactly then), by increasing key.
+	buckets []bucketEntry
 	hasV    bool
 	status  string
 	version int
@@ -432,6 +446,10 @@ type value struct {
 func (v *value) public() FeatureValue {
 	fv := FeatureValue{Status: v.status, Version: v.version, Type: v.typ}
 	switch {
+	case v.hasV && v.top != nil:
+		fv.Top = v.top
+	case v.hasV && v.buckets != nil:
+		fv.Buckets = publicBuckets(v.buckets)
 	case v.hasV && v.strs != nil:
 		fv.Strs = v.strs
 	case v.hasV && v.typ == aggregations.TypeString:
@@ -600,6 +618,12 @@ func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	}
 	if !known {
 		return fv, nil
+	}
+	if f.def.Bucket != "" {
+		return foldBuckets(fv, f, v, T)
+	}
+	if f.def.Derived == nil && f.def.Aggregation == aggregations.TopK {
+		return foldTop(fv, f, v, T)
 	}
 	if f.def.Derived == nil && (f.def.Aggregation.List() || fv.typ == aggregations.TypeString) {
 		return foldList(fv, f, v, T)

@@ -71,8 +71,10 @@ type Options struct {
 	// publishing every poll) is read from Pebble and decoded once, not
 	// once per batch. Memory: one decoded view per entry (every tile of
 	// every feature of the entity, typically a few KiB); when the bound is
-	// reached the kept views are dropped and the next batches read them
-	// again. Default 20,000; negative: nothing is kept between batches.
+	// reached the views changed longest ago are dropped until half of it
+	// remains (whole batches, the most recent kept; the last batch's always
+	// stay), so the cache holds at most this many plus one batch's
+	// entities. Default 20,000; negative: nothing is kept between batches.
 	ApplyCacheEntities int
 	// NoAnswerCache turns off the answer cache (see answercache.go): each
 	// cached view keeps the finalized values lookups computed from it,

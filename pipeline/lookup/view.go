@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -422,6 +423,8 @@ type logApplier struct {
 	cache map[string]*entityView // decoded views, by entity NUL key
 	// keep bounds cache between batches (Options.ApplyCacheEntities).
 	keep int
+	// loads counts the views read from Pebble (cache misses).
+	loads int
 	// changed are the cache keys of the entities the current batch changed.
 	changed []string
 	batch   uint64 // the current batch's number, from 1
@@ -441,6 +444,53 @@ func newLogApplier(cached bool, keep int) *logApplier {
 		a.published = make(map[string][]byte)
 	}
 	return a
+}
+
+// evict bounds the cache before a batch: once it holds keep views or
+// more, it drops the views changed longest ago (by batch number) until at
+// most keep/2 remain, keeping whole batches, the most recent first, and
+// always the last batch's (so the cache holds at most keep plus one
+// batch's entities, as before). An
+// entity changed batch after batch (a user of a busy stream) thus stays
+// while one-off entities (most pairs of a two-key entity) go; before, the
+// whole cache was dropped, and every busy entity was read from Pebble and
+// decoded again after each overflow. Cost: nothing below the bound; above
+// it, two passes over the cache, at most once per keep/2 new views
+// (amortized O(1) per view), and a sort of the distinct batch numbers.
+func (a *logApplier) evict() {
+	if len(a.cache) < a.keep {
+		return
+	}
+	if a.keep <= 1 {
+		clear(a.cache)
+		return
+	}
+	perBatch := make(map[uint64]int)
+	for _, e := range a.cache {
+		perBatch[e.batch]++
+	}
+	batches := make([]uint64, 0, len(perBatch))
+	for b := range perBatch {
+		batches = append(batches, b)
+	}
+	slices.Sort(batches)
+	// The last batch's views always stay (the entities most likely to
+	// change again); older batches while they fit in keep/2. Views
+	// changed before cutoff go.
+	cutoff, kept := batches[len(batches)-1], perBatch[batches[len(batches)-1]]
+	for i := len(batches) - 2; i >= 0; i-- {
+		n := perBatch[batches[i]]
+		if kept+n > a.keep/2 {
+			break
+		}
+		kept += n
+		cutoff = batches[i]
+	}
+	for k, e := range a.cache {
+		if e.batch < cutoff {
+			delete(a.cache, k)
+		}
+	}
 }
 
 // logPart is one partition's records of a batch, in offset order.
@@ -478,9 +528,7 @@ func (s *Service) applyLogParts(a *logApplier, topic string, parts []logPart) er
 }
 
 func (s *Service) applyLogBatch(a *logApplier, topic string, parts []logPart) error {
-	if len(a.cache) >= a.keep {
-		clear(a.cache)
-	}
+	a.evict()
 	clear(a.published)
 	a.batch++
 	a.changed = a.changed[:0]
@@ -505,7 +553,7 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, parts []logPart) er
 // decoded views in a.cache, noting the changed ones in a.changed.
 func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, oldLayout *int) error {
 	for _, r := range recs {
-		rec, err := featurelog.Parse(r.Key, r.Value)
+		rec, err := featurelog.ParseRaw(r.Key, r.Value) // names alias r.Key: copied only when kept
 		if errors.Is(err, keys.ErrOldLayout) {
 			*oldLayout++ // reported once per batch
 			continue
@@ -519,9 +567,10 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 		e, ok := a.cache[string(a.ckbuf)]
 		if !ok {
 			e = new(entityView)
-			if _, err := s.load(ref.Entity, ref.EntityKey, e, a.kbuf, a.vbuf); err != nil {
+			if _, err := s.load(string(ref.Entity), string(ref.EntityKey), e, a.kbuf, a.vbuf); err != nil {
 				return err
 			}
+			a.loads++
 			a.cache[string(a.ckbuf)] = e
 		}
 		if e.batch != a.batch {
@@ -530,11 +579,11 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 		}
 		// Only the series of the tile's source partition changes: the
 		// other partitions' tiles of the feature stay as they are.
-		i := e.index(ref.FeatureID, ref.SourcePartition)
+		i := e.index(string(ref.FeatureID), ref.SourcePartition) // does not escape: no allocation
 		if i < 0 {
-			i = e.add(ref.FeatureID, ref.SourcePartition)
+			i = e.add(string(ref.FeatureID), ref.SourcePartition)
 		}
-		seen := keys.IsSeenID(ref.FeatureID)
+		seen := keys.IsSeen(ref.FeatureID)
 		switch {
 		case rec.Deleted && seen: // never published; markers are never deleted
 		case rec.Deleted:

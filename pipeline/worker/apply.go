@@ -298,7 +298,7 @@ func (w *Worker) applyFeature(ps *partState, es *entityState, i int, seq, now in
 	if !f.Counts(&ps.dec) {
 		return // the feature's where is false for this event
 	}
-	ev := aggregations.Event{TS: ps.dec.TS, Seq: seq, Value: f.Value(&ps.dec), Str: f.Str(&ps.dec)}
+	ev := aggregations.Event{TS: ps.dec.TS, Seq: seq, Value: f.Value(&ps.dec), Str: f.Str(&ps.dec), Bucket: f.Bucket(&ps.dec)}
 	tile, ok := es.series[i].Apply(f.Window, ev, now)
 	if !ok {
 		ps.metrics.droppedLate[i].Inc()
@@ -358,7 +358,7 @@ func (w *Worker) setLag(ps *partState, highWatermark int64) {
 }
 
 // entity returns the cached state of key: from the entities touched since
-// the last publication, else from those of the interval before it (the
+// the last publication, else from those kept from earlier intervals (the
 // state committed to Pebble: every batch commits what it changed), else
 // loaded from Pebble.
 func (w *Worker) entity(ps *partState, key string) (*entityState, error) {

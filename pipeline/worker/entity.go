@@ -16,6 +16,9 @@ type entityState struct {
 	series   []aggregations.Series
 	seen     aggregations.Series // the first-seen marker (see seen.go); empty: none yet
 	modified bool
+	// gen is the publication generation that last handed the entity over
+	// to partState.kept (publisher.dropLocked), for its eviction.
+	gen uint64
 }
 
 // encodeEntity encodes es; its first-seen marker, if any, is the series

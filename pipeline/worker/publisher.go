@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
@@ -49,6 +51,12 @@ type publisher struct {
 	mu      sync.Mutex
 	pending []*partState // partitions with unpublished changes
 	last    time.Time    // the last publication's start
+	// gen numbers the publications (dropLocked calls): the generation
+	// stamped on the entities each one hands over to the kept ones.
+	gen uint64
+	// keptParts are the partitions holding kept entities (partState.kept),
+	// bounded together by maxCached (evictKeptLocked).
+	keptParts map[*partState]struct{}
 }
 
 func newPublisher(o Options, m *metrics.Worker) *publisher {
@@ -138,6 +146,7 @@ func (p *publisher) handOver(ctx context.Context, sel func(*partState) bool, pub
 		err = p.publishLocked(ctx, sel, "revoke")
 	}
 	p.dropLocked(sel)
+	p.forgetLocked(sel)
 	return err
 }
 
@@ -230,6 +239,28 @@ func (p *publisher) observe(parts []*partState) {
 			}
 			for i := range fs {
 				f := &fs[i]
+				if f.Feature.Bucket != "" { // a map: the list of its values, as backfill's manifest
+					addBucketStats(sts[i], f, es.series[i].Read(f.Window, now))
+					continue
+				}
+				if f.Kind == aggregations.TopK { // the list of its values, most frequent first: lengths, elements
+					ir := es.series[i].Read(f.Window, now)
+					if f.Window.Strings() {
+						sts[i].AddStringList(aggregations.TopKStrings(ir, f.Window.K()))
+					} else {
+						sts[i].AddList(aggregations.TopKValues(ir, f.Window.K()))
+					}
+					continue
+				}
+				if f.Window.Strings() { // string features: top values (and lengths of lists); no default
+					ir := es.series[i].Read(f.Window, now)
+					if f.Kind.List() {
+						sts[i].AddStringList(aggregations.FinalizeStringList(f.Kind, ir))
+					} else {
+						sts[i].AddString(aggregations.FinalizeString(f.Kind, ir))
+					}
+					continue
+				}
 				if f.Kind.List() { // lengths, elements, top elements; a list takes no default
 					sts[i].AddList(aggregations.FinalizeList(f.Kind, es.series[i].Read(f.Window, now)))
 					continue
@@ -259,22 +290,93 @@ func (p *publisher) dropLocked(sel func(*partState) bool) {
 			continue
 		}
 		clear(ps.dirty)
-		// The entities just touched become the kept generation, as
-		// committed (every batch commits before it is published or
-		// dropped; a batch that fails stops the worker); the older
-		// generation goes.
-		old := ps.kept
-		ps.kept = ps.cache
-		if old == nil {
-			old = make(map[string]*entityState)
-		} else {
-			clear(old)
+		// The entities just touched join the kept ones, as committed
+		// (every batch commits before it is published or dropped; a
+		// batch that fails stops the worker), stamped with this
+		// publication's generation.
+		if ps.kept == nil {
+			ps.kept = make(map[string]*entityState, len(ps.cache))
 		}
-		ps.cache = old
+		for k, es := range ps.cache {
+			es.gen = p.gen
+			ps.kept[k] = es
+		}
+		clear(ps.cache)
 		ps.pending = false
+		if p.keptParts == nil {
+			p.keptParts = make(map[*partState]struct{})
+		}
+		p.keptParts[ps] = struct{}{}
 	}
 	clear(p.pending[len(kept):])
 	p.pending = kept
+	p.gen++
+	p.evictKeptLocked()
+}
+
+// evictKeptLocked bounds the kept entities of all partitions to
+// maxCached: once they are more, the entities last touched longest ago
+// (by publication generation) go until at most maxCached/2 remain, whole
+// generations at a time, the most recent kept, and the newest generation
+// (the entities the last publication handed over) always stays: at most
+// maxCached kept entities after any publication, as before. An entity touched
+// publication after publication (a busy user while the worker publishes
+// every poll, an entity of a replay) thus stays decoded, while entities
+// seen once (pairs of a two-key entity) go. Cost: nothing below the
+// bound; above it two passes over the kept entities, at most once per
+// maxCached/2 entities newly kept (amortized O(1) each). mu held.
+func (p *publisher) evictKeptLocked() {
+	n := 0
+	for ps := range p.keptParts {
+		n += len(ps.kept)
+	}
+	if n <= p.maxCached {
+		return
+	}
+	perGen := make(map[uint64]int)
+	for ps := range p.keptParts {
+		for _, es := range ps.kept {
+			perGen[es.gen]++
+		}
+	}
+	gens := make([]uint64, 0, len(perGen))
+	for g := range perGen {
+		gens = append(gens, g)
+	}
+	slices.Sort(gens)
+	// The newest generation always stays (as before this bound existed,
+	// when only the previous interval's entities were kept); older ones
+	// while they fit in maxCached/2. Entities of generations before
+	// cutoff go.
+	cutoff, left := gens[len(gens)-1], perGen[gens[len(gens)-1]]
+	for i := len(gens) - 2; i >= 0; i-- {
+		if left+perGen[gens[i]] > p.maxCached/2 {
+			break
+		}
+		left += perGen[gens[i]]
+		cutoff = gens[i]
+	}
+	for ps := range p.keptParts {
+		for k, es := range ps.kept {
+			if es.gen < cutoff {
+				delete(ps.kept, k)
+			}
+		}
+		if len(ps.kept) == 0 {
+			delete(p.keptParts, ps)
+		}
+	}
+}
+
+// forgetLocked releases the kept entities of the partitions sel accepts:
+// they are no longer this worker's. mu held.
+func (p *publisher) forgetLocked(sel func(*partState) bool) {
+	for ps := range p.keptParts {
+		if sel == nil || sel(ps) {
+			ps.kept = nil
+			delete(p.keptParts, ps)
+		}
+	}
 }
 
 // produce sends one feature-log record (built by appendRecord) without
@@ -342,4 +444,31 @@ func appendRecord(slab []byte, ps *partState, es *entityState, feature int, star
 	ref.FeatureID = ps.plan.Features[feature].ID
 	t, ok := es.series[feature].Tile(start)
 	return featurelog.Append(slab, ref, t, ok)
+}
+
+// addBucketStats adds the value of a bucketed feature (a map, see
+// aggregations.FinalizeBuckets) to st as backfill's manifest statistics
+// do: the list of its buckets' non-null values (strings for a string
+// feature), null for a null map. Per-bucket statistics are not kept: a
+// bucket key is data, and a statistic per key would not be bounded.
+func addBucketStats(st *monitor.Stats, f *events.FeaturePlan, ir aggregations.IR) {
+	bs := aggregations.FinalizeBuckets(ir, f.Feature.MaxBuckets)
+	ok := len(bs) > 0 || f.Kind.EmptyIsZero()
+	if f.Feature.OutputType() == aggregations.TypeString {
+		var l []string
+		for _, b := range bs {
+			if v, vok := aggregations.FinalizeString(f.Kind, b.IR); vok {
+				l = append(l, v)
+			}
+		}
+		st.AddStringList(l, ok)
+		return
+	}
+	var l []float64
+	for _, b := range bs {
+		if v, vok := aggregations.Finalize(f.Kind, b.IR); vok {
+			l = append(l, v)
+		}
+	}
+	st.AddList(l, ok)
 }

@@ -100,10 +100,11 @@ type Options struct {
 	SnapshotEvery time.Duration
 	// MaxCachedEntities publishes early when this many entities were
 	// touched since the last publication, bounding memory. Default 200,000.
-	// The entities of the previous interval are kept too (so that an
-	// entity touched interval after interval, as in a replay of history,
-	// is decoded from Pebble once): memory is up to twice this many
-	// decoded entities.
+	// Entities of earlier intervals are kept too, up to this many over all
+	// partitions, the least recently touched dropped first (so that an
+	// entity touched interval after interval, as in a replay of history or
+	// a busy stream published every poll, is decoded from Pebble once):
+	// memory is up to twice this many decoded entities.
 	MaxCachedEntities int
 	// Limits bound what a valid event is (future event times, key size);
 	// invalid events go to the dead-letter topic. Defaults: events.Limits.
@@ -265,10 +266,12 @@ type partState struct {
 	// newest Kafka timestamp (ms) of a source record folded into it since
 	// then (0: none; see markDirty), which its feature-log record carries.
 	cache map[string]*entityState
-	// kept are the entities the previous publication interval touched
-	// (its cache, handed over by publisher.dropLocked), as committed to
+	// kept are the entities earlier publication intervals touched (their
+	// caches, handed over by publisher.dropLocked), as committed to
 	// Pebble: an entity touched again is taken from here instead of being
-	// read and decoded again (Worker.entity).
+	// read and decoded again (Worker.entity). Bounded over all partitions
+	// by MaxCachedEntities, the least recently touched going first
+	// (publisher.evictKeptLocked).
 	kept     map[string]*entityState
 	dirty    map[dirtyTile]int64
 	pending  bool  // in Worker.pending
