@@ -397,3 +397,26 @@ func TestCachedAnswerSize(t *testing.T) {
 		}
 	}
 }
+
+// Every field of value is either kept by a cachedAnswer (or rebuilt from
+// the feature's definition) or checked by scalarValue: a new kind of value
+// must be excluded from the answer cache, or cached, deliberately.
+func TestScalarValueCoversEveryField(t *testing.T) {
+	kept := map[string]bool{"typ": true, "v": true, "hasV": true, "status": true, "version": true, "updated": true}
+	checked := map[string]value{"list": {list: []float64{}}, "str": {str: "x"}, "strs": {strs: []string{}},
+		"top": {top: []TopValue{}}, "buckets": {buckets: []bucketEntry{}}}
+	for i := range reflect.TypeFor[value]().NumField() {
+		name := reflect.TypeFor[value]().Field(i).Name
+		if kept[name] {
+			continue
+		}
+		v, ok := checked[name]
+		if !ok {
+			t.Errorf("value.%s is neither kept by the answer cache nor checked by scalarValue: see answercache.go", name)
+			continue
+		}
+		if scalarValue(&v) {
+			t.Errorf("scalarValue accepts a value with %s set", name)
+		}
+	}
+}
