@@ -39,7 +39,9 @@ import (
 // What is cached: aggregated and derived features with a numeric value.
 // Bucketed, top_k, list (first_k, last_k) and string features are computed
 // at every lookup: their values are slices or strings a caller of the Go API
-// may hold.
+// may hold. A key is answered from the cache only when every feature asked
+// has a valid answer there: a request that asks one of those features folds
+// the view for every key (its numeric answers are still stored).
 //
 // Bound and memory: one slice of answers per cached view (so at most
 // Options.CacheEntries of them), holding at most one answer per feature

@@ -420,3 +420,28 @@ func TestScalarValueCoversEveryField(t *testing.T) {
 		}
 	}
 }
+
+// Features the answer cache leaves out (bucketed ones here) are answered
+// the same on a repeated lookup, when the entity's cached view holds
+// answers. (A key is answered from the cache only when every feature asked
+// is: a request with a bucketed feature folds every time.)
+func TestAnswerCacheLeavesBucketsOut(t *testing.T) {
+	fx := bucketFixture(t)
+	const keyList = `"keys":["u1","u2","42","nobody"]`
+	mixed := `{"entity":"user",` + keyList + `,"features":["txn_count_7d","amount_by_currency_7d","count_by_currency","last_by_currency_1h"]}`
+	first := fx.do(t, "POST", "/v1/lookup", mixed)
+	if first.Code != 200 {
+		t.Fatalf("lookup: %d %s", first.Code, first.Body)
+	}
+	for range 2 {
+		fx.do(t, "POST", "/v1/lookup", `{"entity":"user",`+keyList+`,"features":["txn_count_7d"]}`)
+	}
+	if testutil.ToFloat64(fx.svc.answerHits) == 0 {
+		t.Fatal("txn_count_7d was never answered from the answer cache")
+	}
+	for range 2 {
+		if again := fx.do(t, "POST", "/v1/lookup", mixed); again.Body.String() != first.Body.String() {
+			t.Fatalf("a repeated lookup answered\n%s\nthe first\n%s", again.Body, first.Body)
+		}
+	}
+}
