@@ -37,9 +37,11 @@ import (
 // with one computed from Pebble.
 //
 // What is cached: aggregated and derived features with a numeric value.
-// List features (first_k, last_k) and string features are computed at every
-// lookup: their values are slices or strings a caller of the Go API may
-// hold.
+// Bucketed, top_k, list (first_k, last_k) and string features are computed
+// at every lookup: their values are slices or strings a caller of the Go API
+// may hold. A key is answered from the cache only when every feature asked
+// has a valid answer there: a request that asks one of those features folds
+// the view for every key (its numeric answers are still stored).
 //
 // Bound and memory: one slice of answers per cached view (so at most
 // Options.CacheEntries of them), holding at most one answer per feature
@@ -75,9 +77,23 @@ func statusCode(s string) (uint8, bool) {
 }
 
 // cacheable reports whether values of def can be cached (see the top of
-// this file): every feature whose value is one number.
+// this file): the features fold computes with foldDef, whose value is one
+// number — not bucketed, top_k, list or string features. It must follow
+// fold's dispatch; newAnswers also checks each value (scalarValue).
 func cacheable(def *config.Feature) bool {
-	return def.Derived != nil || (!def.Aggregation.List() && def.OutputType() != aggregations.TypeString)
+	if def.Bucket != "" {
+		return false
+	}
+	if def.Derived != nil {
+		return true
+	}
+	return def.Aggregation != aggregations.TopK && !def.Aggregation.List() && def.OutputType() != aggregations.TypeString
+}
+
+// scalarValue reports whether v holds nothing but what a cachedAnswer
+// keeps (TestScalarValueCoversEveryField keeps it in step with value).
+func scalarValue(v *value) bool {
+	return v.list == nil && v.str == "" && v.strs == nil && v.top == nil && v.buckets == nil
 }
 
 // findAnswer returns the answer of feature idx in ans, and whether it is
@@ -126,7 +142,7 @@ func newAnswers(old []cachedAnswer, feats []pickedFeature, vals []value, v *look
 	ans := make([]cachedAnswer, 0, len(feats)+len(old))
 	kuntil := knownUntil(v, T, known)
 	for j, f := range feats {
-		if !cacheable(f.def) {
+		if !cacheable(f.def) || !scalarValue(&vals[j]) {
 			continue
 		}
 		if c, _ := findAnswer(ans, f.idx, T); c != nil {

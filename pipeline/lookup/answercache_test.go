@@ -397,3 +397,51 @@ func TestCachedAnswerSize(t *testing.T) {
 		}
 	}
 }
+
+// Every field of value is either kept by a cachedAnswer (or rebuilt from
+// the feature's definition) or checked by scalarValue: a new kind of value
+// must be excluded from the answer cache, or cached, deliberately.
+func TestScalarValueCoversEveryField(t *testing.T) {
+	kept := map[string]bool{"typ": true, "v": true, "hasV": true, "status": true, "version": true, "updated": true}
+	checked := map[string]value{"list": {list: []float64{}}, "str": {str: "x"}, "strs": {strs: []string{}},
+		"top": {top: []TopValue{}}, "buckets": {buckets: []bucketEntry{}}}
+	for i := range reflect.TypeFor[value]().NumField() {
+		name := reflect.TypeFor[value]().Field(i).Name
+		if kept[name] {
+			continue
+		}
+		v, ok := checked[name]
+		if !ok {
+			t.Errorf("value.%s is neither kept by the answer cache nor checked by scalarValue: see answercache.go", name)
+			continue
+		}
+		if scalarValue(&v) {
+			t.Errorf("scalarValue accepts a value with %s set", name)
+		}
+	}
+}
+
+// Features the answer cache leaves out (bucketed ones here) are answered
+// the same on a repeated lookup, when the entity's cached view holds
+// answers. (A key is answered from the cache only when every feature asked
+// is: a request with a bucketed feature folds every time.)
+func TestAnswerCacheLeavesBucketsOut(t *testing.T) {
+	fx := bucketFixture(t)
+	const keyList = `"keys":["u1","u2","42","nobody"]`
+	mixed := `{"entity":"user",` + keyList + `,"features":["txn_count_7d","amount_by_currency_7d","count_by_currency","last_by_currency_1h"]}`
+	first := fx.do(t, "POST", "/v1/lookup", mixed)
+	if first.Code != 200 {
+		t.Fatalf("lookup: %d %s", first.Code, first.Body)
+	}
+	for range 2 {
+		fx.do(t, "POST", "/v1/lookup", `{"entity":"user",`+keyList+`,"features":["txn_count_7d"]}`)
+	}
+	if testutil.ToFloat64(fx.svc.answerHits) == 0 {
+		t.Fatal("txn_count_7d was never answered from the answer cache")
+	}
+	for range 2 {
+		if again := fx.do(t, "POST", "/v1/lookup", mixed); again.Body.String() != first.Body.String() {
+			t.Fatalf("a repeated lookup answered\n%s\nthe first\n%s", again.Body, first.Body)
+		}
+	}
+}
