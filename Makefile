@@ -132,6 +132,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLookupEndpointDecoders -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./schemas/
+	$(GO) test -run '^$$' -fuzz FuzzAppendFlatJSON -fuzztime 60s ./schemas/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTile -fuzztime 60s ./aggregations/
 
 clean:

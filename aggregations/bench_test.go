@@ -77,7 +77,9 @@ func BenchmarkApply(b *testing.B) {
 // window with every event landing in an existing tile (as existing-tiles above):
 // the exact kinds share one IR and must not allocate; approx_distinct and
 // approx_percentile also update their sketch, first_k and last_k (k = 100)
-// their event list.
+// their event list, top_k its value counts (10,000 distinct values in the
+// events: past TopKExactMax per tile, so this measures the Misra-Gries
+// summary with its purges; top_k-string counts 16 values, exactly).
 func BenchmarkApplyKind(b *testing.B) {
 	for _, k := range aggregations.Kinds() {
 		b.Run(k.String(), func(b *testing.B) {
@@ -97,12 +99,33 @@ func BenchmarkApplyKind(b *testing.B) {
 	}
 	// The kinds that keep values, over a string field (WithStrings): the
 	// events carry one of 16 merchant categories.
-	for _, k := range []aggregations.Kind{aggregations.Last, aggregations.First, aggregations.FirstK, aggregations.LastK} {
+	for _, k := range []aggregations.Kind{aggregations.Last, aggregations.First, aggregations.FirstK, aggregations.LastK, aggregations.TopK} {
 		b.Run(k.String()+"-string", func(b *testing.B) {
 			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0).WithK(100).WithStrings()
 			events := benchEvents(w, benchNow, 1<<14)
 			for i := range events {
 				events[i].Value, events[i].Str = 0, fmt.Sprintf("category-%02d", i%16)
+			}
+			var s aggregations.Series
+			for _, e := range events {
+				s.Apply(w, e, benchNow)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Apply(w, events[i&(len(events)-1)], benchNow)
+			}
+			reportRate(b, "events/s")
+		})
+	}
+	// Bucketed features (`bucket:`, WithBuckets): the events carry one of 16
+	// merchant categories; each tile keeps a sub-IR per category.
+	for _, k := range []aggregations.Kind{aggregations.Sum, aggregations.ApproxDistinct, aggregations.LastK} {
+		b.Run(k.String()+"-bucketed", func(b *testing.B) {
+			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0).WithK(100).WithBuckets()
+			events := benchEvents(w, benchNow, 1<<14)
+			for i := range events {
+				events[i].Bucket = fmt.Sprintf("category-%02d", i%16)
 			}
 			var s aggregations.Series
 			for _, e := range events {

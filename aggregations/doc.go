@@ -34,8 +34,12 @@
 // window are among the k first of its tiles. Merging keeps the k first of
 // both lists, a function of the set of events whatever the merge order.
 //
+// top_k (k between 1 and MaxK) is a list of the k most frequent values with
+// their counts, most frequent first, ties by value ascending (FinalizeTopK,
+// FinalizeStringTopK).
+//
 // Empty windows are explicit: count, sum and approx_distinct give 0; every other
-// kind gives null (Finalize returns ok=false; first_k and last_k too), and variance_samp and stddev_samp
+// kind gives null (Finalize returns ok=false; first_k, last_k and top_k too), and variance_samp and stddev_samp
 // are null below two events.
 //
 // # Operators and their error bounds
@@ -55,6 +59,13 @@
 // counts), so every merge order gives the identical value online and in backfill.
 // Their IRs hold the sketch behind a pointer, allocated only for the windows made
 // with Window.For of those kinds; the exact kinds never allocate.
+//
+// top_k counts every value exactly while an IR has seen at most TopKExactMax
+// (1000) distinct values (a function of the multiset: every merge order gives
+// the identical value); beyond, it is a mergeable Misra-Gries summary whose
+// counts are at most N/(TopKKept+1) = N/501 below the true ones for N events
+// (a guarantee; see topk.go), and which depends on the order of updates and
+// merges within that bound.
 //
 // Both sketches are implemented here rather than taken from a library (DESIGN.md
 // keeps this package standard-library only, and the issue asked for a sketch
@@ -81,6 +92,17 @@
 // backfills pass NoClock as the clock (nothing is pending, dropped or expired) and
 // then must read as of T before applying any event with ts >= T in the tile holding
 // T-1, e.g. by applying events in event-time order and reading between them.
+//
+// # Buckets
+//
+// A window made WithBuckets (a feature with `bucket:`) keeps in every IR a
+// sub-IR per bucket key (Event.Bucket), merged bucket by bucket, so every
+// kind that merges can be bucketed and every Series operation is unchanged.
+// FinalizeBuckets keeps the max_buckets most populated buckets (by event
+// count, ties: the smaller key) and merges the others into OtherBucket. A
+// tile or lifetime Base keeps at most BucketsMax buckets (further ones fold
+// into OtherBucket there): values are exact while every tile has seen at
+// most BucketsMax distinct buckets. bucket.go states the design in full.
 //
 // The package is pure: no I/O, no goroutines, no locks, standard library only. A
 // Series is not safe for concurrent use.

@@ -209,6 +209,7 @@ func sketchSeries() map[string]struct {
 		"approx_percentile": aggregations.Window{Size: 0, Hop: 10}.For(aggregations.ApproxPercentile, 0.95),
 		"first_k":           aggregations.Window{Size: 0, Hop: 10}.For(aggregations.FirstK, 0).WithK(1000),
 		"last_k":            aggregations.Window{Size: 0, Hop: 10}.For(aggregations.LastK, 0).WithK(7),
+		"top_k":             aggregations.Window{Size: 0, Hop: 10}.For(aggregations.TopK, 0).WithK(10),
 	} {
 		var s aggregations.Series
 		for i := range 3000 {

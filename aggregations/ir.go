@@ -15,9 +15,14 @@ type Event struct {
 	// Str is the value of a string field, for the kinds that keep values
 	// (Last, First, FirstK, LastK) over a window made WithStrings; every
 	// other IR ignores it (number features leave it empty and pay nothing
-	// for it but its 16 bytes in Pending and in k lists). "" is a value
-	// like any other.
+	// for it but its 16 bytes in Pending; k lists keep strings beside
+	// their events, only for string windows). "" is a value like any
+	// other.
 	Str string
+	// Bucket is the event's bucket key for a window made WithBuckets (the
+	// decoder's text of the `bucket:` field, see bucket.go); every other
+	// window ignores it. "" is a bucket like any other.
+	Bucket string
 }
 
 // IR is the intermediate representation shared by every Kind: a value that is
@@ -28,7 +33,8 @@ type Event struct {
 //
 // The exact fields are updated for every kind; Update and Merge of an IR without
 // a sketch never allocate. The sketches of ApproxDistinct and ApproxPercentile,
-// and the event lists of FirstK and LastK (at most k events), are behind
+// the event lists of FirstK and LastK (at most k events) and the value counts
+// of TopK (at most TopKExactMax, see topk.go) are behind
 // pointers, allocated only for IRs created through a Window made by
 // Window.For of those kinds (Series.Apply, Read and Expire pass the window). An
 // IR owns its sketch: copying an IR by assignment shares it, so only one of the
@@ -55,7 +61,9 @@ type IR struct {
 	hll *hll       // ApproxDistinct only
 	qs  *quantiles // ApproxPercentile only
 	ks  *kList     // FirstK, LastK only
+	tk  *topK      // TopK only
 	s   *strPart   // windows made WithStrings only
+	bk  *bucketSet // windows made WithBuckets only (see bucket.go)
 }
 
 // strPart is the string side of an IR over a string field: the Str of the
@@ -72,6 +80,10 @@ func (ir *IR) Update(e Event) { ir.update(e, Window{}) }
 
 // update folds e into ir; an empty ir gets the sketch w asks for.
 func (ir *IR) update(e Event, w Window) {
+	if w.sketch&withBuckets != 0 || ir.bk != nil {
+		ir.updateBucketed(e, w)
+		return
+	}
 	if ir.Count == 0 {
 		*ir = IR{Count: 1, Sum: e.Value, Min: e.Value, Max: e.Value, Last: e.Value, LastTS: e.TS, LastSeq: e.Seq,
 			Mean: e.Value, First: e.Value, FirstTS: e.TS, FirstSeq: e.Seq}
@@ -85,8 +97,15 @@ func (ir *IR) update(e Event, w Window) {
 		case firstKList, lastKList:
 			// An invalid k (Validate rejects it) is clamped: no panic.
 			k := min(max(w.k, 1), MaxK)
-			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]Event, 1, min(k, 8))}
-			ir.ks.evs[0] = e
+			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]kEvent, 1, min(k, 8))}
+			ir.ks.evs[0] = kEvent{e.TS, e.Seq, e.Value}
+			if w.sketch&withStrings != 0 {
+				ir.ks.strs = make([]string, 1, min(k, 8))
+				ir.ks.strs[0] = e.Str
+			}
+		case topKSketch:
+			ir.tk = &topK{strs: w.sketch&withStrings != 0}
+			ir.tk.add(e)
 		}
 		if w.sketch&withStrings != 0 {
 			ir.s = &strPart{last: e.Str, first: e.Str}
@@ -124,6 +143,9 @@ func (ir *IR) update(e Event, w Window) {
 	if ir.ks != nil {
 		ir.ks.add(e)
 	}
+	if ir.tk != nil {
+		ir.tk.add(e)
+	}
 }
 
 // Merge folds o into ir. Merge is commutative (bit for bit) and associative
@@ -148,9 +170,15 @@ func (ir *IR) merge(o *IR) {
 		if o.ks != nil {
 			ir.ks = o.ks.clone()
 		}
+		if o.tk != nil {
+			ir.tk = o.tk.clone()
+		}
 		if o.s != nil {
 			c := *o.s
 			ir.s = &c
+		}
+		if o.bk != nil {
+			ir.bk = o.bk.clone()
 		}
 		return
 	}
@@ -209,6 +237,20 @@ func (ir *IR) merge(o *IR) {
 	default:
 		ir.ks.merge(o.ks)
 	}
+	switch {
+	case o.tk == nil:
+	case ir.tk == nil:
+		ir.tk = o.tk.clone()
+	default:
+		ir.tk.merge(o.tk)
+	}
+	switch {
+	case o.bk == nil:
+	case ir.bk == nil:
+		ir.bk = o.bk.clone()
+	default:
+		ir.bk.merge(o.bk)
+	}
 }
 
 // Clone returns a copy of ir with its own copy of ir's sketch, if any: the
@@ -224,9 +266,15 @@ func (ir IR) Clone() IR {
 	if ir.ks != nil {
 		ir.ks = ir.ks.clone()
 	}
+	if ir.tk != nil {
+		ir.tk = ir.tk.clone()
+	}
 	if ir.s != nil {
 		c := *ir.s
 		ir.s = &c
+	}
+	if ir.bk != nil {
+		ir.bk = ir.bk.clone()
 	}
 	return ir
 }
@@ -302,7 +350,8 @@ func FinalizeString(k Kind, ir IR) (value string, ok bool) {
 func (ir IR) Empty() bool { return ir.Count == 0 }
 
 // Finalize turns an IR into the value of aggregation k (for the list kinds,
-// FirstK and LastK, it gives null: use FinalizeList). ok=false means null: an
+// FirstK and LastK, it gives null: use FinalizeList; for TopK too: use
+// FinalizeTopK). ok=false means null: an
 // empty window for every kind but Count, Sum and ApproxDistinct (which give 0), a
 // window of fewer than two events for VarianceSamp and StddevSamp, an IR without
 // the sketch k needs (its series' window was not made by Window.For(k, ...)), or

@@ -59,6 +59,15 @@ const (
 	// null. It needs a Window made with For(LastK, 0).WithK(k). Its value
 	// comes from FinalizeList.
 	LastK
+	// TopK is the list of the k most frequent values with their counts, the
+	// most frequent first (ties: the smaller value first; strings in byte
+	// order, false before true); empty windows give null. It is exact while
+	// the window has at most TopKExactMax distinct values; beyond, a
+	// Misra-Gries summary undercounts each count by at most N/(TopKKept+1)
+	// for N events (see topk.go). It needs a Window made with For(TopK,
+	// 0).WithK(k). Its value comes from FinalizeTopK (FinalizeStringTopK for
+	// a string field).
+	TopK
 )
 
 // ErrUnknownKind is wrapped by ParseKind errors.
@@ -81,12 +90,13 @@ var kindNames = [...]string{
 	ApproxPercentile: "approx_percentile",
 	FirstK:           "first_k",
 	LastK:            "last_k",
+	TopK:             "top_k",
 }
 
 // Kinds returns every valid Kind, in declaration order. The slice is new on every
 // call and may be modified by the caller.
 func Kinds() []Kind {
-	return []Kind{Count, Sum, Avg, Min, Max, Last, Variance, Stddev, VarianceSamp, StddevSamp, First, ApproxDistinct, ApproxPercentile, FirstK, LastK}
+	return []Kind{Count, Sum, Avg, Min, Max, Last, Variance, Stddev, VarianceSamp, StddevSamp, First, ApproxDistinct, ApproxPercentile, FirstK, LastK, TopK}
 }
 
 // KindNames returns the names ParseKind accepts, in the order of Kinds.
@@ -100,7 +110,8 @@ func KindNames() []string {
 
 // ParseKind parses the lower-case name of an aggregation ("count", "sum", "avg",
 // "min", "max", "last", "variance", "stddev", "variance_samp", "stddev_samp",
-// "first", "approx_distinct", "approx_percentile", "first_k", "last_k"). Names are case-sensitive. The error wraps ErrUnknownKind and
+// "first", "approx_distinct", "approx_percentile", "first_k", "last_k",
+// "top_k"). Names are case-sensitive. The error wraps ErrUnknownKind and
 // lists the allowed names.
 func ParseKind(s string) (Kind, error) {
 	for _, k := range Kinds() {
@@ -120,7 +131,7 @@ func (k Kind) String() string {
 }
 
 // Valid reports whether k is one of the declared kinds.
-func (k Kind) Valid() bool { return k >= Count && k <= LastK }
+func (k Kind) Valid() bool { return k >= Count && k <= TopK }
 
 // NeedsField reports whether the aggregation reads an event field: false only for
 // Count, which ignores Event.Value.
@@ -134,14 +145,16 @@ func (k Kind) EmptyIsZero() bool { return k == Count || k == Sum || k == ApproxD
 // 1): true only for ApproxPercentile.
 func (k Kind) NeedsPercentile() bool { return k == ApproxPercentile }
 
-// Approximate reports whether the aggregation is estimated by a sketch
-// (ApproxDistinct, ApproxPercentile) rather than computed exactly.
-func (k Kind) Approximate() bool { return k == ApproxDistinct || k == ApproxPercentile }
+// Approximate reports whether the aggregation may be estimated by a sketch
+// (ApproxDistinct, ApproxPercentile; TopK beyond TopKExactMax distinct
+// values) rather than computed exactly.
+func (k Kind) Approximate() bool { return k == ApproxDistinct || k == ApproxPercentile || k == TopK }
 
 // List reports whether the aggregation's value is a list of values (FirstK,
-// LastK; see FinalizeList) rather than one number.
+// LastK; see FinalizeList) rather than one number. TopK's value, a list of
+// (value, count) pairs, is not: see FinalizeTopK.
 func (k Kind) List() bool { return k == FirstK || k == LastK }
 
 // NeedsK reports whether the aggregation takes k (1 <= k <= MaxK): true for
-// FirstK and LastK.
-func (k Kind) NeedsK() bool { return k.List() }
+// FirstK, LastK and TopK.
+func (k Kind) NeedsK() bool { return k.List() || k == TopK }

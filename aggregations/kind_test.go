@@ -62,18 +62,18 @@ func TestParseKind(t *testing.T) {
 func TestKinds(t *testing.T) {
 	want := []aggregations.Kind{aggregations.Count, aggregations.Sum, aggregations.Avg, aggregations.Min, aggregations.Max, aggregations.Last,
 		aggregations.Variance, aggregations.Stddev, aggregations.VarianceSamp, aggregations.StddevSamp, aggregations.First,
-		aggregations.ApproxDistinct, aggregations.ApproxPercentile, aggregations.FirstK, aggregations.LastK}
+		aggregations.ApproxDistinct, aggregations.ApproxPercentile, aggregations.FirstK, aggregations.LastK, aggregations.TopK}
 	if got := aggregations.Kinds(); !slices.Equal(got, want) {
 		t.Fatalf("Kinds() = %v, want %v", got, want)
 	}
 	if got := aggregations.KindNames(); !slices.Equal(got, []string{"count", "sum", "avg", "min", "max", "last",
-		"variance", "stddev", "variance_samp", "stddev_samp", "first", "approx_distinct", "approx_percentile", "first_k", "last_k"}) {
+		"variance", "stddev", "variance_samp", "stddev_samp", "first", "approx_distinct", "approx_percentile", "first_k", "last_k", "top_k"}) {
 		t.Fatalf("KindNames() = %v", got)
 	}
 	if got := aggregations.Kind(0).String(); got != "Kind(0)" {
 		t.Errorf("invalid kind String() = %q, want Kind(0)", got)
 	}
-	if aggregations.Kind(0).Valid() || aggregations.Kind(16).Valid() || !aggregations.LastK.Valid() || !aggregations.Last.Valid() || !aggregations.ApproxPercentile.Valid() {
+	if aggregations.Kind(0).Valid() || aggregations.Kind(17).Valid() || !aggregations.TopK.Valid() || !aggregations.LastK.Valid() || !aggregations.Last.Valid() || !aggregations.ApproxPercentile.Valid() {
 		t.Error("Valid() accepts only the declared kinds")
 	}
 }
@@ -98,11 +98,12 @@ func TestKindProperties(t *testing.T) {
 		{aggregations.ApproxPercentile, true, false, true, true},
 		{aggregations.FirstK, true, false, false, false},
 		{aggregations.LastK, true, false, false, false},
+		{aggregations.TopK, true, false, false, true},
 	} {
 		if got := tc.kind.List(); got != (tc.kind == aggregations.FirstK || tc.kind == aggregations.LastK) {
 			t.Errorf("%v.List() = %v", tc.kind, got)
 		}
-		if got := tc.kind.NeedsK(); got != tc.kind.List() {
+		if got := tc.kind.NeedsK(); got != (tc.kind.List() || tc.kind == aggregations.TopK) {
 			t.Errorf("%v.NeedsK() = %v", tc.kind, got)
 		}
 		if got := tc.kind.NeedsPercentile(); got != tc.percentile {

@@ -22,7 +22,9 @@ func randWindow(rng *rand.Rand) aggregations.Window {
 	}
 	// A fifth of the windows keep each sketch or list, as those features'
 	// windows do.
-	switch rng.IntN(5) {
+	switch rng.IntN(6) {
+	case 5:
+		w = w.For(aggregations.TopK, 0).WithK([]int{1, 2, 3, 5, 1000}[rng.IntN(5)])
 	case 3:
 		w = w.For(aggregations.FirstK, 0).WithK([]int{1, 2, 3, 5, 1000}[rng.IntN(5)])
 	case 4:
@@ -140,6 +142,13 @@ func checkRead(t *testing.T, s *aggregations.Series, w aggregations.Window, even
 	t.Helper()
 	ir := s.Read(w, T)
 	for _, k := range kindsOf(w) {
+		if k == aggregations.TopK {
+			if !checkTopK(t, ir, w, events, T) {
+				t.Errorf("%s: window %v k=%d, T=%d\nevents %v\nseries %+v", what, w, w.K(), T, events, *s)
+				return false
+			}
+			continue
+		}
 		if k.List() {
 			got, ok := aggregations.FinalizeList(k, ir)
 			want, wantOK := aggtest.BruteForceList(k, w, events, T)
@@ -159,6 +168,27 @@ func checkRead(t *testing.T, s *aggregations.Series, w aggregations.Window, even
 		}
 	}
 	return true
+}
+
+// checkTopK compares FinalizeTopK of ir (the read of a window over a few
+// distinct values: exact) with the brute force of events as of T, and the
+// error with 0.
+func checkTopK(t *testing.T, ir aggregations.IR, w aggregations.Window, events []ev, T int64) bool {
+	t.Helper()
+	got, ok := aggregations.FinalizeTopK(ir, w.K())
+	typed := make([]aggtest.Typed[float64], len(events))
+	for i, e := range events {
+		typed[i] = aggtest.Typed[float64]{TS: e.TS, Seq: e.Seq, Value: e.Value}
+	}
+	want, wantOK := aggtest.BruteForceTopK(w, typed, T, w.K())
+	same := ok == wantOK && len(got) == len(want) && aggregations.TopKError(ir) == 0
+	for i := 0; same && i < len(got); i++ {
+		same = got[i].Value == want[i].Value && got[i].Count == want[i].Count
+	}
+	if !same {
+		t.Errorf("top_k k=%d T=%d = %v, %v (error %d); brute force %v, %v", w.K(), T, got, ok, aggregations.TopKError(ir), want, wantOK)
+	}
+	return same
 }
 
 func pendingIn(s *aggregations.Series, w aggregations.Window, T int64) bool {
@@ -407,7 +437,10 @@ func TestPropertyMerge(t *testing.T) {
 				return false
 			}
 		}
-		return true
+		// top_k is exact here (a few distinct values): identical counts.
+		ta, oka := aggregations.FinalizeTopK(a, aggregations.TopKExactMax)
+		tb, okb := aggregations.FinalizeTopK(b, aggregations.TopKExactMax)
+		return slices.Equal(ta, tb) && oka == okb
 	}
 	for trial := range 5000 {
 		w := randWindow(rng)
@@ -459,7 +492,7 @@ func TestPropertyTilesMergeInEveryOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	orders := 0
 	for trial := range 400 {
-		w := randWindow(rng).For([]aggregations.Kind{aggregations.Count, aggregations.ApproxDistinct, aggregations.ApproxPercentile, aggregations.FirstK, aggregations.LastK}[rng.IntN(5)], 0.9).WithK(1 + rng.IntN(6))
+		w := randWindow(rng).For([]aggregations.Kind{aggregations.Count, aggregations.ApproxDistinct, aggregations.ApproxPercentile, aggregations.FirstK, aggregations.LastK, aggregations.TopK}[rng.IntN(6)], 0.9).WithK(1 + rng.IntN(6))
 		events := randEvents(rng, 1+rng.IntN(40))
 		var s aggregations.Series
 		for _, e := range events {
@@ -485,6 +518,13 @@ func TestPropertyTilesMergeInEveryOrder(t *testing.T) {
 			}
 			got := make(map[aggregations.Kind]float64)
 			for _, k := range kindsOf(w) {
+				if k == aggregations.TopK {
+					// Exact (few distinct values): equal to the brute force in every order.
+					if !checkTopK(t, ir, aggregations.Window{Hop: 1}.For(k, 0).WithK(w.K()), kept, math.MaxInt64) {
+						t.Fatalf("trial %d order %v: top_k differs from the brute force", trial, order)
+					}
+					continue
+				}
 				if k.List() {
 					l, ok := aggregations.FinalizeList(k, ir)
 					want, wantOK := aggtest.BruteForceList(k, aggregations.Window{Hop: 1}.For(k, 0).WithK(w.K()), kept, math.MaxInt64)
@@ -549,7 +589,7 @@ func foldIR(w aggregations.Window, events ...ev) aggregations.IR {
 	if p := w.Percentile(); p > 0 {
 		life = life.For(aggregations.ApproxPercentile, p)
 	} else if k := w.K(); k > 0 {
-		for _, kind := range []aggregations.Kind{aggregations.FirstK, aggregations.LastK} {
+		for _, kind := range []aggregations.Kind{aggregations.FirstK, aggregations.LastK, aggregations.TopK} {
 			if w == w.For(kind, 0).WithK(k) {
 				life = life.For(kind, 0).WithK(k)
 			}

@@ -2,6 +2,7 @@ package aggregations_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -17,7 +18,7 @@ import (
 // merges in every order. Values are 0 for every event, as the decoder of a
 // string field leaves them, so ties on (ts, seq) are broken by the string.
 
-var stringKinds = []aggregations.Kind{aggregations.Last, aggregations.First, aggregations.FirstK, aggregations.LastK}
+var stringKinds = []aggregations.Kind{aggregations.Last, aggregations.First, aggregations.FirstK, aggregations.LastK, aggregations.TopK}
 
 // randStringWindow returns a random window of one of stringKinds, made
 // WithStrings, and its kind.
@@ -47,6 +48,12 @@ func randStringEvents(rng *rand.Rand, n int) []ev {
 func checkStringRead(t *testing.T, s *aggregations.Series, w aggregations.Window, k aggregations.Kind, events []ev, T int64, what string) {
 	t.Helper()
 	ir := s.Read(w, T)
+	if k == aggregations.TopK {
+		if msg := stringTopKMismatch(ir, w, events, T); msg != "" {
+			t.Fatalf("%s: window %v T=%d: %s\nevents %+v", what, w, T, msg, events)
+		}
+		return
+	}
 	if k.List() {
 		got, ok := aggregations.FinalizeStringList(k, ir)
 		want, wantOK := aggtest.BruteForceStringList(k, w, events, T)
@@ -60,6 +67,26 @@ func checkStringRead(t *testing.T, s *aggregations.Series, w aggregations.Window
 	if ok != wantOK || got != want {
 		t.Fatalf("%s: window %v T=%d %v = %q, %v; brute force %q, %v\nevents %+v", what, w, T, k, got, ok, want, wantOK, events)
 	}
+}
+
+// stringTopKMismatch compares FinalizeStringTopK of ir (exact: few
+// distinct strings) with the brute force over the events' strings as of T,
+// and returns "" when they are equal.
+func stringTopKMismatch(ir aggregations.IR, w aggregations.Window, events []ev, T int64) string {
+	got, ok := aggregations.FinalizeStringTopK(ir, w.K())
+	typed := make([]aggtest.Typed[string], len(events))
+	for i, e := range events {
+		typed[i] = aggtest.Typed[string]{TS: e.TS, Seq: e.Seq, Value: e.Str}
+	}
+	want, wantOK := aggtest.BruteForceTopK(w, typed, T, w.K())
+	same := ok == wantOK && len(got) == len(want) && aggregations.TopKError(ir) == 0
+	for i := 0; same && i < len(got); i++ {
+		same = got[i].Value == want[i].Value && got[i].Count == want[i].Count
+	}
+	if same {
+		return ""
+	}
+	return fmt.Sprintf("top_k k=%d = %+v, %v (error %d); brute force %+v, %v", w.K(), got, ok, aggregations.TopKError(ir), want, wantOK)
 }
 
 // TestStringsOnlineExpireAndEncoding applies random string events with
@@ -152,6 +179,12 @@ func TestStringsTilesMergeInEveryOrder(t *testing.T) {
 			var ir aggregations.IR
 			for _, i := range order {
 				ir.Merge(s.Tiles[i].IR)
+			}
+			if k == aggregations.TopK {
+				if msg := stringTopKMismatch(ir, life, kept, math.MaxInt64); msg != "" {
+					t.Fatalf("trial %d order %v: %s", trial, order, msg)
+				}
+				return
 			}
 			if k.List() {
 				got, ok := aggregations.FinalizeStringList(k, ir)

@@ -14,11 +14,11 @@ import (
 // other than TypeDouble the decoder (pipeline/events) defines the float64:
 // for approx_distinct of a long, boolean or string field it is a float64
 // whose bits identify the value (see Kind.Accepts), only ever hashed, never
-// added or compared. String values themselves can reach Last, First, FirstK
-// and LastK IRs through Event.Str over a window made WithStrings (read with
-// FinalizeString and FinalizeStringList); Accepts does not offer that to
-// features yet (issue 12: backfill, its outputs and skew do not carry
-// strings).
+// added or compared. The string values of Last, First, FirstK, LastK and
+// TopK features reach their IRs as Event.Str (Value 0) over a window made
+// WithStrings, and are read with FinalizeString, FinalizeStringList and
+// FinalizeStringTopK: every read path (lookup, backfill, skew, snapshots)
+// carries them (top_k's: see the config's gate).
 type ValueType uint8
 
 // The value types.
@@ -48,9 +48,11 @@ func (t ValueType) String() string {
 
 // Accepts reports whether the aggregation takes input values of type t:
 // every aggregation that reads a field takes doubles and longs; the ones
-// that keep values (last, first, first_k, last_k: KeepsValues) and
-// approx_distinct also take booleans; approx_distinct also takes strings
-// (distinct merchants per user). Count reads no field and accepts none.
+// that keep values (last, first, first_k, last_k, top_k: KeepsValues) and
+// approx_distinct also take booleans and strings (the last merchant
+// category, the last 5 merchant ids, distinct merchants per user, a user's
+// most frequent merchants). Count reads no field and accepts none. A string
+// feature's window must be made WithStrings (the config does it).
 func (k Kind) Accepts(t ValueType) bool {
 	if !k.NeedsField() {
 		return false
@@ -58,27 +60,27 @@ func (k Kind) Accepts(t ValueType) bool {
 	switch t {
 	case TypeDouble, TypeLong:
 		return true
-	case TypeBool:
+	case TypeBool, TypeString:
 		return k == ApproxDistinct || k.KeepsValues()
-	case TypeString:
-		return k == ApproxDistinct
 	}
 	return false
 }
 
 // KeepsValues reports whether the aggregation's value is made of input
-// values as they were (Last, First, FirstK, LastK) rather than computed
-// from them: its output has the input's type (see Output).
-func (k Kind) KeepsValues() bool { return k == Last || k == First || k.List() }
+// values as they were (Last, First, FirstK, LastK, and TopK's values)
+// rather than computed from them: its output has the input's type (see
+// Output; TopK's counts are whole numbers beside the values).
+func (k Kind) KeepsValues() bool { return k == Last || k == First || k.List() || k == TopK }
 
 // Output is the type of the aggregation's value (of each element, for a
 // list) over input values of type t: t for the kinds that keep values
 // (a last of a long field is a long, a last_k of a boolean field a list
-// of booleans), TypeDouble for every other (counts, sums, estimates).
-// Output encoders (lookup JSON, backfill Parquet and CSV, Feast) write a
-// value by it; the value itself is the float64 the IR holds: a long is
-// exact (the decoder refuses longs beyond 2^53 for these kinds), a boolean
-// is 0 or 1.
+// of booleans, a last of a string field a string), TypeDouble for every
+// other (counts, sums, estimates). Output encoders (lookup JSON, backfill
+// Parquet and CSV, Feast) write a value by it; a number value is the
+// float64 the IR holds: a long is exact (the decoder refuses longs beyond
+// 2^53 for these kinds), a boolean is 0 or 1; a string value is read with
+// FinalizeString or FinalizeStringList.
 func (k Kind) Output(t ValueType) ValueType {
 	if k.KeepsValues() && k.Accepts(t) {
 		return t

@@ -152,6 +152,7 @@ const (
 	quantileSketch
 	firstKList
 	lastKList
+	topKSketch
 
 	// withStrings is a bit of sketch, not a sketch: the IRs also keep the
 	// Str of their events (see WithStrings). A bit rather than a field keeps
@@ -159,13 +160,17 @@ const (
 	// still fit the registers of Go's calling convention (a separate field
 	// measured 10-15% slower on every kind in bench-apply).
 	withStrings sketchKind = 0x80
+	// withBuckets is a bit of sketch too: the IRs keep one sub-IR per
+	// bucket (see WithBuckets and bucket.go).
+	withBuckets sketchKind = 0x40
 )
 
 // For returns w set up for aggregation k: the tiles of an ApproxDistinct
 // feature keep a HyperLogLog sketch, those of an ApproxPercentile feature a
 // quantile sketch answering percentile (0 < percentile < 1; Validate checks
 // it), those of FirstK and LastK the list of their k events (set k with
-// WithK). For every other kind it returns w without a sketch and ignores
+// WithK), those of TopK the counts of their values (see topk.go; set the k
+// it answers with WithK). For every other kind it returns w without a sketch and ignores
 // percentile: exact kinds cost no sketch.
 func (w Window) For(k Kind, percentile float64) Window {
 	w.sketch, w.quantile, w.k = noSketch, 0, 0
@@ -178,23 +183,26 @@ func (w Window) For(k Kind, percentile float64) Window {
 		w.sketch = hllSketch
 	case ApproxPercentile:
 		w.sketch, w.quantile = quantileSketch, percentile
+	case TopK:
+		w.sketch = topKSketch
 	}
 	return w
 }
 
 // WithK returns w with the number of events the tiles of a FirstK or LastK
-// window keep (1 <= k <= MaxK; Validate checks it); other windows are
-// returned unchanged. For(FirstK or LastK, ...) without WithK is invalid.
+// window keep, or the number of values a TopK window answers (1 <= k <=
+// MaxK; Validate checks it); other windows are returned unchanged.
+// For(FirstK, LastK or TopK, ...) without WithK is invalid.
 func (w Window) WithK(k int) Window {
-	if sk := w.kind(); sk == firstKList || sk == lastKList {
+	if sk := w.kind(); sk == firstKList || sk == lastKList || sk == topKSketch {
 		w.k = k
 	}
 	return w
 }
 
 // WithStrings returns w with IRs that keep the Str of their events, for a
-// Last, First, FirstK or LastK feature of a string field (read its values
-// with FinalizeString and FinalizeStringList). It costs a pointer per IR and
+// Last, First, FirstK, LastK or TopK feature of a string field (read its
+// values with FinalizeString, FinalizeStringList and FinalizeStringTopK). It costs a pointer per IR and
 // the strings; For resets it. Windows without it ignore Event.Str.
 func (w Window) WithStrings() Window {
 	w.sketch |= withStrings
@@ -204,11 +212,32 @@ func (w Window) WithStrings() Window {
 // Strings reports whether w was made WithStrings.
 func (w Window) Strings() bool { return w.sketch&withStrings != 0 }
 
-// kind is the sketch w's IRs keep, without the withStrings bit.
-func (w Window) kind() sketchKind { return w.sketch &^ withStrings }
+// WithBuckets returns w with IRs that keep one sub-IR per bucket (the
+// events' Event.Bucket), for a feature with `bucket:` (read its value with
+// FinalizeBuckets; see bucket.go for the bounds and the fold into
+// OtherBucket). The sub-IRs keep what the rest of w asks for (a sketch,
+// a k list, strings); the IR above them keeps only the exact fields of all
+// its events. It costs a map and a sub-IR per bucket per tile; For resets
+// it. Windows without it ignore Event.Bucket.
+func (w Window) WithBuckets() Window {
+	w.sketch |= withBuckets
+	return w
+}
 
-// K is the number of events the tiles of a FirstK or LastK window keep, 0
-// for any other window.
+// Buckets reports whether w was made WithBuckets.
+func (w Window) Buckets() bool { return w.sketch&withBuckets != 0 }
+
+// kind is the sketch w's IRs keep, without the withStrings and withBuckets bits.
+func (w Window) kind() sketchKind { return w.sketch &^ (withStrings | withBuckets) }
+
+// unbucketed is w without the withBuckets bit: the window of a bucket's sub-IR.
+func (w Window) unbucketed() Window {
+	w.sketch &^= withBuckets
+	return w
+}
+
+// K is the number of events the tiles of a FirstK or LastK window keep, or
+// the number of values a TopK window answers, 0 for any other window.
 func (w Window) K() int { return w.k }
 
 // Percentile is the quantile the tiles' quantile sketch answers: the
@@ -297,7 +326,7 @@ func (w Window) problem() string {
 		return fmt.Sprintf("hop %dms must be positive", w.Hop)
 	case w.kind() == quantileSketch && !(w.quantile > 0 && w.quantile < 1):
 		return fmt.Sprintf("percentile %v must be between 0 and 1 (exclusive)", w.quantile)
-	case (w.kind() == firstKList || w.kind() == lastKList) && (w.k < 1 || w.k > MaxK):
+	case (w.kind() == firstKList || w.kind() == lastKList || w.kind() == topKSketch) && (w.k < 1 || w.k > MaxK):
 		return fmt.Sprintf("k %d must be between 1 and %d", w.k, MaxK)
 	case w.Size == 0:
 		return ""

@@ -30,13 +30,18 @@ func ConfluentID(b []byte) (id uint32, body []byte, err error) {
 	return binary.BigEndian.Uint32(b[1:confluentHeaderLen]), b[confluentHeaderLen:], nil
 }
 
+// AppendConfluentHeader appends the Confluent wire-format header (magic byte
+// 0 and the big-endian schema id, 5 bytes) to dst: what EncodeConfluent
+// writes before the Avro body.
+func AppendConfluentHeader(dst []byte, id uint32) []byte {
+	return binary.BigEndian.AppendUint32(append(dst, 0), id)
+}
+
 // EncodeConfluent appends the Confluent wire-format encoding of native,
 // written with s registered under schema id, to dst and returns the extended
 // slice; on error it returns dst unchanged. native is as for Encode.
 func (s *Schema) EncodeConfluent(dst []byte, id uint32, native map[string]any) ([]byte, error) {
-	out := append(dst, 0)
-	out = binary.BigEndian.AppendUint32(out, id)
-	out, err := s.Codec.BinaryFromNative(out, native)
+	out, err := s.Codec.BinaryFromNative(AppendConfluentHeader(dst, id), native)
 	if err != nil {
 		return dst, fmt.Errorf("encode %s: %w", s.Name, err)
 	}

@@ -50,13 +50,18 @@ func Fingerprint(b []byte) (uint64, error) {
 // integer. Encoding allocates only when dst must grow; reuse dst[:0] across
 // calls on a hot path.
 func (s *Schema) Encode(dst []byte, native map[string]any) ([]byte, error) {
-	out := append(dst, soeMarker[0], soeMarker[1])
-	out = binary.LittleEndian.AppendUint64(out, s.Fingerprint)
-	out, err := s.Codec.BinaryFromNative(out, native)
+	out, err := s.Codec.BinaryFromNative(s.AppendSingleObjectHeader(dst), native)
 	if err != nil {
 		return dst, fmt.Errorf("encode %s: %w", s.Name, err)
 	}
 	return out, nil
+}
+
+// AppendSingleObjectHeader appends the single-object encoding header of s
+// (the marker and s.Fingerprint, 10 bytes) to dst: what Encode writes before
+// the Avro body.
+func (s *Schema) AppendSingleObjectHeader(dst []byte) []byte {
+	return binary.LittleEndian.AppendUint64(append(dst, soeMarker[0], soeMarker[1]), s.Fingerprint)
 }
 
 // Set resolves writer schemas by fingerprint. The zero value is an empty

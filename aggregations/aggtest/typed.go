@@ -1,7 +1,9 @@
 package aggtest
 
 import (
+	"cmp"
 	"math"
+	"slices"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 )
@@ -33,4 +35,51 @@ func BruteForceDistinct[V comparable](w aggregations.Window, events []Typed[V], 
 		}
 	}
 	return float64(len(distinct))
+}
+
+// BruteForceTopK is top_k as of T by definition: the count of every
+// distinct value (Go equality: distinct strings, booleans, longs or
+// doubles; give doubles with -0 as 0) among the events in the window
+// (taken as BruteForce takes them), sorted by count descending, then by
+// value ascending (cmp.Compare), the first k of them. An empty window or
+// k < 1 gives nil, false (null). Cost: O(len(events) log len(events)).
+func BruteForceTopK[V cmp.Ordered](w aggregations.Window, events []Typed[V], T int64, k int) (top []Counted[V], ok bool) {
+	counts := Counts(w, events, T)
+	if len(counts) == 0 || k < 1 {
+		return nil, false
+	}
+	for v, n := range counts {
+		top = append(top, Counted[V]{Value: v, Count: n})
+	}
+	slices.SortFunc(top, func(a, b Counted[V]) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Value, b.Value)
+	})
+	return top[:min(k, len(top))], true
+}
+
+// Counted is a value and its number of occurrences: an entry of top_k.
+type Counted[V any] struct {
+	Value V
+	Count int64
+}
+
+// Counts is the exact number of occurrences of every value of the events
+// in the window as of T (taken as BruteForce takes them): what the counts
+// of a top_k summary past aggregations.TopKExactMax distinct values are
+// compared with.
+func Counts[V comparable](w aggregations.Window, events []Typed[V], T int64) map[V]int64 {
+	lo := int64(math.MinInt64)
+	if w.Size != 0 {
+		lo = floor(T-w.Size, w.Hop)
+	}
+	counts := map[V]int64{}
+	for _, e := range events {
+		if e.TS >= lo && e.TS < T {
+			counts[e.Value]++
+		}
+	}
+	return counts
 }

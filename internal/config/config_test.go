@@ -70,8 +70,13 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 22 {
-		t.Fatalf("got %d features, want 22", len(f.Features))
+	if len(f.Features) != 26 {
+		t.Fatalf("got %d features, want 26", len(f.Features))
+	}
+	for _, name := range []string{"txn_last_merchant", "txn_recent_merchants"} { // the string features
+		if ft, err := f.Feature(name); err != nil || ft.OutputType() != aggregations.TypeString || !ft.Window.Strings() {
+			t.Errorf("%s: %v: want a string feature", name, err)
+		}
 	}
 	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
@@ -174,8 +179,8 @@ func TestLoadDemo(t *testing.T) {
 			users = append(users, ft)
 		}
 	}
-	if got := f.EntityFeatures("user"); len(users) != 20 || !slices.Equal(got, users) {
-		t.Errorf("EntityFeatures(user) = %v, want the 20 user features in file order", ids(got))
+	if got := f.EntityFeatures("user"); len(users) != 24 || !slices.Equal(got, users) {
+		t.Errorf("EntityFeatures(user) = %v, want the 24 user features in file order", ids(got))
 	}
 	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
 		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
@@ -343,15 +348,21 @@ func TestInvalidFiles(t *testing.T) {
 		},
 		{
 			name:  "a string field names the aggregations that take strings",
-			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last", "field: amount", "field: merchant_id # want"),
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: sum", "field: amount", "field: merchant_id # want"),
 			field: "features[0].field",
-			msg:   `field "merchant_id" is of type string; aggregation last needs a numeric field (double, float, int or long); numeric fields: amount, ts; aggregations of string fields: approx_distinct`,
+			msg:   `field "merchant_id" is of type string; aggregation sum needs a numeric field (double, float, int or long); numeric fields: amount, ts; aggregations of string fields: last, first, approx_distinct, first_k, last_k, top_k`,
+		},
+		{
+			name:  "a string feature has no numeric default",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: last", "field: amount", "field: merchant_id", "    owner: payments\n", "    owner: payments\n    default: 0 # want\n"),
+			field: "features[0].default",
+			msg:   `default is a number and last of string field "merchant_id" is a string: a string feature's empty window is null; remove default`,
 		},
 		{
 			name:  "a boolean field names the aggregations that take booleans",
 			doc:   header + "features:\n" + edit("source: transactions", "source: logins", "aggregation: avg", "aggregation: min", "field: amount", "field: success # want"),
 			field: "features[0].field",
-			msg:   "aggregations of boolean fields: last, first, approx_distinct, first_k, last_k",
+			msg:   "aggregations of boolean fields: last, first, approx_distinct, first_k, last_k, top_k",
 		},
 		{
 			name:  "aggregated field must exist in the source schema",
@@ -640,10 +651,28 @@ features:
 			msg:   "expected an integer; got",
 		},
 		{
-			name:  "k applies only to first_k and last_k",
+			name:  "k applies only to first_k, last_k and top_k",
 			doc:   header + "features:\n" + validFeature + "    k: 5 # want\n",
 			field: "features[0].k",
-			msg:   "applies only to aggregations first_k and last_k, not avg; remove k",
+			msg:   "applies only to aggregations first_k, last_k and top_k, not avg; remove k",
+		},
+		{
+			name:  "top_k requires k",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: top_k # want"),
+			field: "features[0].k",
+			msg:   "required for aggregation top_k: how many of the most frequent values to give, from 1 to 1000 (e.g. k: 10)",
+		},
+		{
+			name:  "top_k's k above 1000 is rejected",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: top_k") + "    k: 1001 # want\n",
+			field: "features[0].k",
+			msg:   "1001 is out of range: give from 1 to 1000 values",
+		},
+		{
+			name:  "top_k takes no default",
+			doc:   header + "features:\n" + edit("aggregation: avg", "aggregation: top_k") + "    k: 5\n    default: 1 # want\n",
+			field: "features[0].default",
+			msg:   "top_k is a list, null for an empty window; a number default does not apply to it; remove default",
 		},
 		{
 			name:  "a list takes no default",

@@ -13,6 +13,8 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
 	"gopkg.in/yaml.v3"
+
+	"github.com/featurepipe/featurepipe/aggregations"
 )
 
 // Derivation is a derived feature's definition: a CEL (https://cel.dev)
@@ -263,8 +265,18 @@ func (d *decoder) compileDerived(f *File, it featureItem, envs map[string]*cel.E
 			bad = true
 			continue
 		}
-		if in.Aggregation.List() {
+		if in.Aggregation.List() || in.Aggregation == aggregations.TopK {
 			d.addf(line, field, "%s is a list (%s): a derived feature reads numbers only", name, in.Aggregation)
+			bad = true
+			continue
+		}
+		if in.Bucket != "" {
+			d.addf(line, field, "%s is bucketed by %s (a map of buckets): a derived feature reads numbers only", name, in.Bucket)
+			bad = true
+			continue
+		}
+		if in.OutputType() == aggregations.TypeString {
+			d.addf(line, field, "%s is a string (%s of string field %s): a derived feature reads numbers only", name, in.Aggregation, in.Field)
 			bad = true
 			continue
 		}

@@ -193,6 +193,9 @@ func TestInvalidDerived(t *testing.T) {
 		{"a list input", base + derivedFeature("recent * 2.0") +
 			"  - {name: recent, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, window: 7d, owner: t, description: d}\n",
 			exprLine, "features[4].expression", "recent is a list (last_k): a derived feature reads numbers only"},
+		{"a string input", base + derivedFeature("merchant * 2.0") +
+			"  - {name: merchant, version: 1, entity: user, source: transactions, aggregation: last, field: merchant_id, window: 7d, owner: t, description: d}\n",
+			exprLine, "features[4].expression", "merchant is a string (last of string field merchant_id): a derived feature reads numbers only"},
 		{"ttl on a derived feature", base + derivedFeature("sum_1h / avg_30d", "ttl: 1d"), exprLine + 3,
 			"features[4].ttl", "put the ttl on the features its expression reads"},
 		{"pin not read", base + derivedFeature("sum_1h * 2.0", "inputs: [avg_30d@1]"), exprLine + 3,

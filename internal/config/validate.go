@@ -296,10 +296,13 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			d.checkField(it, ft.SourceRef)
 			if ft.Default != nil && ft.Aggregation.EmptyIsZero() {
 				d.addf(m.lineOf("default"), m.field("default"), "%s of an empty window is always 0; default applies only to the aggregations whose empty window is null (%s)", ft.Aggregation, strings.Join(nullWhenEmpty(), ", "))
+			} else if ft.Default != nil && ft.OutputType() == aggregations.TypeString {
+				d.addf(m.lineOf("default"), m.field("default"), "default is a number and %s of string field %q is a string: a string feature's empty window is null; remove default", ft.Aggregation, ft.Field)
 			}
 			d.checkPercentile(it)
 			d.checkK(it)
 		}
+		d.checkBucket(it, ft.SourceRef)
 		if it.window != "" {
 			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {
 				// Report on the setting to change, without the package prefix
@@ -314,6 +317,14 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 				// The window carries the sketch the kind's tiles keep (none for
 				// the exact kinds); an invalid kind was reported above.
 				ft.Window = w.For(ft.Aggregation, ft.Percentile).WithK(ft.K)
+				if ft.OutputType() == aggregations.TypeString {
+					// last, first, first_k, last_k of a string field: the
+					// tiles keep the strings (checkField set ValueType).
+					ft.Window = ft.Window.WithStrings()
+				}
+				if ft.Bucket != "" {
+					ft.Window = ft.Window.WithBuckets()
+				}
 			}
 		}
 		d.checkWhere(it, envs)
@@ -424,25 +435,31 @@ func (d *decoder) checkPercentile(it featureItem) {
 	}
 }
 
-// checkK checks k against the aggregation: required by first_k and last_k,
-// a whole number from 1 to aggregations.MaxK, and rejected elsewhere; a list
-// aggregation takes no default (its empty window is null). It sets ft.K when
-// valid.
+// checkK checks k against the aggregation: required by first_k, last_k and
+// top_k, a whole number from 1 to aggregations.MaxK, and rejected
+// elsewhere; a list aggregation (first_k, last_k, top_k) takes no default
+// (its empty window is null). It sets ft.K when valid.
 func (d *decoder) checkK(it featureItem) {
 	ft, m := it.f, it.m
 	k := ft.Aggregation
+	what := "how many events to keep"
+	if k == aggregations.TopK {
+		what = "how many of the most frequent values to give"
+	}
 	switch {
 	case !it.kPresent && k.NeedsK() && m.get("k") == nil:
-		d.addf(m.lineOf("aggregation"), m.field("k"), "required for aggregation %s: how many events to keep, from 1 to %d (e.g. k: 10)", k, aggregations.MaxK)
+		d.addf(m.lineOf("aggregation"), m.field("k"), "required for aggregation %s: %s, from 1 to %d (e.g. k: 10)", k, what, aggregations.MaxK)
 	case !it.kPresent || !it.kOK: // absent, or a non-integer (reported)
 	case !k.NeedsK():
-		d.addf(m.lineOf("k"), m.field("k"), "applies only to aggregations first_k and last_k, not %s; remove k", k)
+		d.addf(m.lineOf("k"), m.field("k"), "applies only to aggregations first_k, last_k and top_k, not %s; remove k", k)
+	case (it.k < 1 || it.k > aggregations.MaxK) && k == aggregations.TopK:
+		d.addf(m.lineOf("k"), m.field("k"), "%d is out of range: give from 1 to %d values", it.k, aggregations.MaxK)
 	case it.k < 1 || it.k > aggregations.MaxK:
 		d.addf(m.lineOf("k"), m.field("k"), "%d is out of range: keep from 1 to %d events", it.k, aggregations.MaxK)
 	default:
 		ft.K = int(it.k)
 	}
-	if k.List() && m.get("default") != nil {
+	if (k.List() || k == aggregations.TopK) && m.get("default") != nil {
 		d.addf(m.lineOf("default"), m.field("default"), "%s is a list, null for an empty window; a number default does not apply to it; remove default", k)
 	}
 }
@@ -452,7 +469,7 @@ func (d *decoder) checkK(it featureItem) {
 func nullWhenEmpty() []string {
 	var names []string
 	for _, k := range aggregations.Kinds() {
-		if !k.EmptyIsZero() && !k.List() {
+		if !k.EmptyIsZero() && !k.List() && k != aggregations.TopK {
 			names = append(names, k.String())
 		}
 	}

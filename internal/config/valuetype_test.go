@@ -27,12 +27,24 @@ func TestFieldValueTypes(t *testing.T) {
 		{"logins", "last", "success", aggregations.TypeBool},
 		{"logins", "first", "success", aggregations.TypeBool},
 		{"transactions", "last", "ts", aggregations.TypeLong},
+		{"transactions", "last", "merchant_id", aggregations.TypeString},
+		{"transactions", "first", "merchant_id", aggregations.TypeString},
+		{"logins", "last_k", "country", aggregations.TypeString},
+		{"logins", "first_k", "country", aggregations.TypeString},
 	} {
 		doc := header + "features:\n" + strings.NewReplacer("source: transactions", "source: "+tt.source,
 			"aggregation: avg", "aggregation: "+tt.aggregation, "field: amount", "field: "+tt.field).Replace(validFeature)
+		if strings.HasSuffix(tt.aggregation, "_k") {
+			doc = strings.Replace(doc, "    window: 7d\n", "    window: 7d\n    k: 3\n", 1)
+		}
 		f := mustParse(t, doc).Features[0]
 		if f.ValueType != tt.want {
 			t.Errorf("%s of %s.%s: value type %v, want %v", tt.aggregation, tt.source, tt.field, f.ValueType, tt.want)
+		}
+		// The tiles of a string feature keep its strings (and only its).
+		str := tt.want == aggregations.TypeString && f.Aggregation.KeepsValues()
+		if f.Window.Strings() != str || (f.OutputType() == aggregations.TypeString) != str {
+			t.Errorf("%s of %s.%s: window strings %v, output type %v; want strings %v", tt.aggregation, tt.source, tt.field, f.Window.Strings(), f.OutputType(), str)
 		}
 	}
 	count := mustParse(t, header+"features:\n"+strings.Replace(strings.Replace(validFeature, "aggregation: avg", "aggregation: count", 1), "    field: amount\n", "", 1)).Features[0]

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -32,7 +33,19 @@ type Options struct {
 	// Commit is durable across a machine crash. With NoSync a commit still
 	// survives a process kill (it is in the OS page cache) but not power loss.
 	NoSync bool
-	// CacheBytes is the block cache size. Default 64 MiB.
+	// CacheBytes is the block cache size: uncompressed SST blocks kept for
+	// point reads (an entity's state, a view's value). Default 64 MiB.
+	// Pebble charges its memtables against the same cache, so Open sizes
+	// Pebble's cache to CacheBytes plus the memtables' most
+	// (MemTableStopWrites × MemTableBytes): CacheBytes stays for blocks.
+	// Without that, 64 MiB memtables took the whole 64 MiB and every read
+	// of a key already flushed decompressed its block again (issue 18: the
+	// cost per event grew with the number of entities once the state
+	// outgrew one memtable).
+	//
+	// Pebble's memory is bounded by configuration, whatever the number of
+	// entities: CacheBytes + MemTableStopWrites × MemTableBytes, plus the
+	// index and bloom filter blocks of open SSTs (cached in the same cache).
 	CacheBytes int64
 	// MemTableBytes is the size of a memtable (the WAL rotates when one
 	// fills). Default 64 MiB: large batches of tile updates fill Pebble's
@@ -50,6 +63,12 @@ type Options struct {
 	// Default: the directory's base name.
 	Name string
 }
+
+// MemTableStopWrites is the number of memtables (the mutable one and those
+// waiting to be flushed) at which Pebble stops writes until a flush ends:
+// Pebble's default, stated here because Open reserves that much memory in
+// the cache besides Options.CacheBytes.
+const MemTableStopWrites = 2
 
 // ErrFailed is returned (wrapped) by every operation after Pebble reported a
 // fatal error, e.g. a WAL write that failed on a broken disk. Nothing was
@@ -96,11 +115,11 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 64 << 20
 	}
-	cache := pebble.NewCache(o.CacheBytes)
-	defer cache.Unref()
 	if o.MemTableBytes == 0 {
 		o.MemTableBytes = 64 << 20
 	}
+	cache := pebble.NewCache(o.CacheBytes + MemTableStopWrites*int64(o.MemTableBytes))
+	defer cache.Unref()
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
@@ -112,7 +131,16 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", dir, err)
 	}
-	popts := &pebble.Options{Cache: cache, Logger: pebbleLogger{log}, MemTableSize: o.MemTableBytes}
+	popts := &pebble.Options{Cache: cache, Logger: pebbleLogger{log}, MemTableSize: o.MemTableBytes,
+		MemTableStopWritesThreshold: MemTableStopWrites}
+	// Bloom filters (10 bits per key, ~1% false positives) on every level:
+	// a point read of a key a table does not hold (an entity's first event,
+	// a view's new key) skips the table's data block instead of reading
+	// and decompressing it. Pebble's default is none. Tables written
+	// before stay readable; they get filters when compacted.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	el := eventListener(log, events.MustCurryWith(prometheus.Labels{"store": o.Name}))
 	popts.EventListener = &el
 	if o.FS != nil {

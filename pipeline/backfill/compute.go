@@ -31,12 +31,37 @@ type entEvent struct {
 }
 
 // sourceEvents are one source's events grouped by entity: the events of
-// entity e are events[off[e]:off[e+1]].
+// entity e are events[off[e]:off[e+1]]. Event vi's values are
+// values[vi*nf:(vi+1)*nf] and, for a source with string slots (ns > 0,
+// events.Plan.HasStrings), its strings strs[vi*ns:(vi+1)*ns], one per
+// Plan.Fields entry.
 type sourceEvents struct {
 	nf     int
+	ns     int // len(plan.Fields) with string slots, else 0
 	off    []int32
 	events []entEvent
 	values []float64
+	strs   []string
+	nb     int      // len(plan.BucketFields)
+	bkts   []string // event vi's bucket keys: bkts[vi*nb:(vi+1)*nb]
+}
+
+// bucket is the bucket key of bucket slot b of the event at vi ("" for an
+// unbucketed feature, b < 0).
+func (se *sourceEvents) bucket(vi int32, b int) string {
+	if se.nb == 0 || b < 0 {
+		return ""
+	}
+	return se.bkts[int(vi)*se.nb+b]
+}
+
+// str is the string of field slot f of the event at vi ("" for a source
+// without string slots or a count).
+func (se *sourceEvents) str(vi int32, f int) string {
+	if se.ns == 0 || f < 0 {
+		return ""
+	}
+	return se.strs[int(vi)*se.ns+f]
 }
 
 // group merges the per-partition events of src by entity (a counting sort)
@@ -60,6 +85,15 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 		counts[i] += counts[i-1]
 	}
 	se := &sourceEvents{nf: nf, off: slices.Clone(counts), events: make([]entEvent, total), values: make([]float64, total*nf)}
+	if src.plan.HasStrings() {
+		se.ns = len(src.plan.Fields)
+		se.strs = make([]string, total*se.ns)
+	}
+	if nb := len(src.plan.BucketFields); nb > 0 {
+		se.nb = nb
+		se.bkts = make([]string, total*nb)
+	}
+	ns, nb := se.ns, se.nb
 	pos := counts[:entities]
 	for p := range src.byPart {
 		pe := &src.byPart[p]
@@ -74,6 +108,12 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 				}
 				se.events[i] = entEvent{vis: vis, ts: e.ts, seq: aggregations.Seq(part, e.seq), vi: i}
 				copy(se.values[int(i)*nf:int(i+1)*nf], c.values[k*nf:(k+1)*nf])
+				if ns > 0 {
+					copy(se.strs[int(i)*ns:int(i+1)*ns], c.strs[k*ns:(k+1)*ns])
+				}
+				if nb > 0 {
+					copy(se.bkts[int(i)*nb:int(i+1)*nb], c.bkts[k*nb:(k+1)*nb])
+				}
 			}
 		}
 		*pe = partEvents{} // release
@@ -128,6 +168,7 @@ type seriesKey struct {
 	src    int
 	window aggregations.Window
 	field  int
+	bucket int // the bucket slot (-1: none): buckets by two fields are two series
 }
 
 // newSweeper returns a sweeper for nsrc sources and cols (each col.src <
@@ -140,7 +181,7 @@ func newSweeper(nsrc int, cols []column, share bool) *sweeper {
 	for c, col := range cols {
 		sw.owner[c] = c
 		if share && !col.plan.Filtered() {
-			k := seriesKey{col.src, col.plan.Window, col.plan.FieldIdx}
+			k := seriesKey{col.src, col.plan.Window, col.plan.FieldIdx, col.plan.BucketIdx}
 			if o, ok := owners[k]; ok {
 				sw.owner[c] = o
 				continue
@@ -207,7 +248,8 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 					if col.plan.FieldIdx >= 0 {
 						v = vals[col.plan.FieldIdx]
 					}
-					sw.series[c].Apply(col.plan.Window, aggregations.Event{TS: ev.ts, Seq: ev.seq, Value: v}, aggregations.NoClock)
+					sw.series[c].Apply(col.plan.Window, aggregations.Event{TS: ev.ts, Seq: ev.seq, Value: v, Str: se.str(ev.vi, col.plan.FieldIdx),
+						Bucket: se.bucket(ev.vi, col.plan.BucketIdx)}, aggregations.NoClock)
 				}
 			}
 			sw.cursor[s] = i
@@ -229,6 +271,26 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 				st, ir = statusExpired, aggregations.IR{}
 			case ir.Empty():
 				st = statusEmptyWindow
+			}
+			if col.feature.Bucket != "" { // a map: see bucketCells
+				cells, ok := bucketCells(col, ir)
+				res.setBuckets(int(r), c, cells, ok && known, st)
+				continue
+			}
+			if col.plan.Kind == aggregations.TopK { // null when empty, no default
+				l, ok := topOf(col.plan.Window, ir)
+				res.setTop(int(r), c, l, ok && known, st)
+				continue
+			}
+			if col.plan.Window.Strings() { // last, first, first_k, last_k of a string field: null when empty, no default
+				if col.plan.Kind.List() {
+					l, ok := aggregations.FinalizeStringList(col.plan.Kind, ir)
+					res.setStrList(int(r), c, l, ok && known, st)
+					continue
+				}
+				s, ok := aggregations.FinalizeString(col.plan.Kind, ir)
+				res.setStr(int(r), c, s, ok && known, st)
+				continue
 			}
 			if col.plan.Kind.List() { // first_k, last_k: null when empty, no default
 				l, ok := aggregations.FinalizeList(col.plan.Kind, ir)

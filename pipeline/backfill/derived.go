@@ -123,12 +123,7 @@ func deriveResults(cols, base []column, res *results) *results {
 		known := len(base) > 0 && res.status[row*len(base)] != statusNotFound
 		for c, col := range cols {
 			if !col.feature.IsDerived() {
-				i := row*len(base) + baseIdx[col.feature]
-				if out.isList(c) {
-					out.setList(row, c, res.lists[i], res.valid[i], res.status[i])
-					continue
-				}
-				out.set(row, c, res.values[i], res.valid[i], res.status[i])
+				out.copyCell(row, c, res, row*len(base)+baseIdx[col.feature], baseIdx[col.feature])
 				continue
 			}
 			if !known {

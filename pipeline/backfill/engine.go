@@ -47,8 +47,8 @@ func (v *Values) Rows() int {
 
 // Get returns the value of column col for point row; ok is false for null
 // (an empty window of avg, min, max or last without a default). A list
-// column (IsList) has no number: Get returns 0 and whether the list is
-// not null; read it with List.
+// column (IsList) or a string column (IsString) has no number: Get returns
+// 0 and whether the value is not null; read it with List, Str or StrList.
 func (v *Values) Get(row, col int) (value float64, ok bool) {
 	i := row*len(v.Columns) + col
 	return v.res.values[i], v.res.valid[i]
@@ -61,13 +61,61 @@ func (v *Values) IsList(col int) bool { return v.res.isList(col) }
 // List returns the value of list column col (IsList) for point row, ordered
 // as the aggregation defines (last_k newest first), the same list Run
 // writes; ok is false for null (an empty window, NOT_FOUND, EXPIRED) and
-// for a column that is not a list. The slice is shared: do not modify it.
+// for a column that is not a list of numbers (see StrList). The slice is
+// shared: do not modify it.
 func (v *Values) List(row, col int) (list []float64, ok bool) {
-	if !v.res.isList(col) {
+	if !v.res.isList(col) || v.res.isString(col) {
 		return nil, false
 	}
 	i := row*len(v.Columns) + col
 	return v.res.lists[i], v.res.valid[i]
+}
+
+// IsString reports whether column col is a string feature's (last, first,
+// first_k, last_k of a string field), whose values Str (or, for a list,
+// StrList) returns; Get and List return nothing for it.
+func (v *Values) IsString(col int) bool { return v.res.isString(col) }
+
+// Str returns the value of string column col (IsString, not IsList) for
+// point row, as Run writes it; ok is false for null (an empty window,
+// NOT_FOUND, EXPIRED) and for a column that is not a string.
+func (v *Values) Str(row, col int) (s string, ok bool) {
+	if !v.res.isString(col) || v.res.isList(col) || v.res.isTop(col) {
+		return "", false
+	}
+	i := row*len(v.Columns) + col
+	return v.res.strs[i], v.res.valid[i]
+}
+
+// StrList returns the value of string list column col (IsString and
+// IsList) for point row, ordered as the aggregation defines (last_k newest
+// first); ok is false for null and for another column. The slice is
+// shared: do not modify it.
+func (v *Values) StrList(row, col int) (list []string, ok bool) {
+	if !v.res.isString(col) || !v.res.isList(col) {
+		return nil, false
+	}
+	i := row*len(v.Columns) + col
+	return v.res.strLists[i], v.res.valid[i]
+}
+
+// IsBuckets reports whether column col is a bucketed feature's (a map,
+// config.Feature.Bucket), whose values Buckets returns; Get, List, Str and
+// StrList return nothing for it.
+func (v *Values) IsBuckets(col int) bool { return v.res.isBucket(col) }
+
+// Buckets returns the value of bucketed column col (IsBuckets) for point
+// row, by increasing key (at most the feature's max_buckets and
+// "__other__"), the map Run writes; ok is false for null (an empty window
+// of a kind whose empty value is null, NOT_FOUND, EXPIRED) and for another
+// column; an empty window of count, sum or approx_distinct is an empty
+// map. The slice is shared: do not modify it.
+func (v *Values) Buckets(row, col int) (cells []BucketCell, ok bool) {
+	if !v.res.isBucket(col) {
+		return nil, false
+	}
+	i := row*len(v.Columns) + col
+	return v.res.bkts[i], v.res.valid[i]
 }
 
 // Status returns the status of column col for point row, as the lookup

@@ -12,7 +12,8 @@ import (
 // topic, partition, offset, key, ts, arrival (all required) and one optional
 // double column per distinct value field name read as a number, null for
 // the events of sources without that field (a field only approx_distinct
-// reads, a string say, has no column: its events hold a hash of it). It
+// reads, a string say, has no column: its events hold a hash of it; nor
+// does a string field last, first, first_k or last_k read). It
 // must run before group, which releases the per-partition events.
 func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 	fields := []parquet.Field{
@@ -27,8 +28,8 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 	colOf := map[string]int{}
 	for _, s := range srcs {
 		for i, f := range s.plan.Fields {
-			if s.plan.Encodings[i] == events.EncodeDistinct {
-				continue // approx_distinct's reading of a string, boolean or long: a hash, not the value
+			if e := s.plan.Encodings[i]; e == events.EncodeDistinct || e == events.EncodeString {
+				continue // approx_distinct's reading of a string, boolean or long: a hash, not the value; a string: no number
 			}
 			if _, ok := colOf[f]; !ok {
 				colOf[f] = len(fields)
@@ -63,7 +64,7 @@ func exportEvents(path string, srcs []*sourceReplay, keys []string) error {
 							row[c] = parquet.NullValue().Level(0, 0, c)
 						}
 						for i, name := range s.plan.Fields {
-							if s.plan.Encodings[i] == events.EncodeDistinct {
+							if e := s.plan.Encodings[i]; e == events.EncodeDistinct || e == events.EncodeString {
 								continue
 							}
 							c := colOf[name]

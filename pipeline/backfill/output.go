@@ -37,6 +37,64 @@ type results struct {
 	// a last of a long field is written as a long, a first_k of a boolean
 	// field as booleans); nil: every column a double.
 	types []aggregations.ValueType
+	// strs and strLists hold the cells of string columns (typeOf
+	// TypeString: last and first, and first_k and last_k, of a string
+	// field), like values and lists (values holds 0, lists nil there);
+	// each nil when there is no such column.
+	strs     []string
+	strLists [][]string
+	// topCol marks the columns of top_k features, whose cells are in tops
+	// (values holds 0; see topk.go); both nil when there are none.
+	topCol []bool
+	tops   [][]TopValue
+	// bucketCol marks the columns of bucketed features, whose cells are in
+	// bkts (maps, see BucketCell; values holds 0); both nil when there are
+	// none. A bucketed column is neither a list nor a string column.
+	bucketCol []bool
+	bkts      [][]BucketCell
+}
+
+// isString reports whether column col holds strings (lists of strings,
+// if isList).
+func (r *results) isString(col int) bool {
+	return r.typeOf(col) == aggregations.TypeString && !r.isBucket(col)
+}
+
+// setStr sets a cell of a string column that is not a list.
+func (r *results) setStr(row, col int, s string, ok bool, st cellStatus) {
+	i := row*len(r.columns) + col
+	if !ok {
+		s = ""
+	}
+	r.strs[i], r.valid[i], r.status[i] = s, ok, st
+}
+
+// setStrList sets a cell of a string list column.
+func (r *results) setStrList(row, col int, l []string, ok bool, st cellStatus) {
+	i := row*len(r.columns) + col
+	if !ok {
+		l = nil
+	}
+	r.strLists[i], r.valid[i], r.status[i] = l, ok, st
+}
+
+// copyCell sets cell (row, col) of r to cell i of src, a results of the
+// same column kinds (derived features copying their base columns).
+func (r *results) copyCell(row, col int, src *results, i, srcCol int) {
+	switch {
+	case src.isTop(srcCol):
+		r.setTop(row, col, src.tops[i], src.valid[i], src.status[i])
+	case src.isBucket(srcCol):
+		r.setBuckets(row, col, src.bkts[i], src.valid[i], src.status[i])
+	case src.isString(srcCol) && src.isList(srcCol):
+		r.setStrList(row, col, src.strLists[i], src.valid[i], src.status[i])
+	case src.isString(srcCol):
+		r.setStr(row, col, src.strs[i], src.valid[i], src.status[i])
+	case src.isList(srcCol):
+		r.setList(row, col, src.lists[i], src.valid[i], src.status[i])
+	default:
+		r.set(row, col, src.values[i], src.valid[i], src.status[i])
+	}
 }
 
 // typeOf is the output type of column col (of each element, for a list).
@@ -48,14 +106,31 @@ func (r *results) typeOf(col int) aggregations.ValueType {
 }
 
 // markLists marks the columns of cols (in r's column order) whose feature
-// is a list, allocating their cells, and notes every column's output type.
+// is a list, allocating their cells, notes every column's output type, and
+// allocates the string cells (strs, strLists) when a column holds strings.
 func (r *results) markLists(cols []column) {
+	r.markBuckets(cols)
 	for c, col := range cols {
 		if t := col.feature.OutputType(); t != aggregations.TypeDouble {
 			if r.types == nil {
 				r.types = make([]aggregations.ValueType, len(r.columns))
 			}
 			r.types[c] = t
+		}
+		if col.feature.Aggregation == aggregations.TopK {
+			r.markTop(c)
+			continue
+		}
+		if col.feature.Bucket != "" {
+			continue // a map (markBuckets), of values of type t
+		}
+		if col.feature.OutputType() == aggregations.TypeString {
+			switch {
+			case col.feature.Aggregation.List() && r.strLists == nil:
+				r.strLists = make([][]string, len(r.values))
+			case !col.feature.Aggregation.List() && r.strs == nil:
+				r.strs = make([]string, len(r.values))
+			}
 		}
 		if col.feature.Aggregation.List() {
 			if r.listCol == nil {
@@ -88,6 +163,25 @@ func newResults(columns []string, rows int) *results {
 func (r *results) columnStats(col int) *monitor.Stats {
 	s := monitor.NewStats()
 	nf := len(r.columns)
+	switch {
+	case r.isTop(col):
+		r.topStats(s, col)
+	case r.isBucket(col):
+		for i := col; i < len(r.values); i += nf {
+			bucketStats(s, r.bkts[i], r.valid[i], r.typeOf(col))
+		}
+		return s
+	case r.isString(col) && r.isList(col):
+		for i := col; i < len(r.values); i += nf {
+			s.AddStringList(r.strLists[i], r.valid[i])
+		}
+		return s
+	case r.isString(col):
+		for i := col; i < len(r.values); i += nf {
+			s.AddString(r.strs[i], r.valid[i])
+		}
+		return s
+	}
 	if r.isList(col) {
 		for i := col; i < len(r.values); i += nf {
 			s.AddList(r.lists[i], r.valid[i])
@@ -168,6 +262,18 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			cell := ""
 			switch {
 			case !res.valid[i*nf+j]:
+			case res.isTop(j): // top_k: its JSON text, as the lookup API writes it
+				cell = TopJSON(res.tops[i*nf+j], res.typeOf(j))
+			case res.isBucket(j): // a map: its JSON text
+				cell = bucketsJSON(res.bkts[i*nf+j], res.typeOf(j))
+			case res.isString(j) && res.isList(j): // a list of strings: its JSON text
+				b, err := json.Marshal(res.strLists[i*nf+j])
+				if err != nil {
+					return err
+				}
+				cell = string(b)
+			case res.isString(j): // the string as it is
+				cell = res.strs[i*nf+j]
 			case res.isList(j): // a list: its JSON text
 				b, err := listJSON(res.lists[i*nf+j], res.typeOf(j))
 				if err != nil {
@@ -192,9 +298,13 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 
 // writeParquet keeps the columns of a Parquet spine with their types; the
 // columns of a CSV spine become strings. Feature columns are optional doubles,
-// INT64 or BOOLEAN by the feature's output type (a last of a long field is an
-// INT64); those of list features (first_k, last_k) optional LISTs of those
-// (CSV writes a list as its JSON text, e.g. [12.5,3] or [true,false]).
+// INT64, BOOLEAN or STRING (BYTE_ARRAY, UTF8) by the feature's output type (a
+// last of a long field is an INT64, of a string field a STRING); those of
+// list features (first_k, last_k) optional LISTs of those, those of
+// bucketed features optional MAPs from a STRING bucket key to an optional
+// value of that type (CSV writes a string as it is and a list or a map as
+// its JSON text, e.g. [12.5,3], [true,false], ["m1","m2"] or
+// {"EUR":12.5,"__other__":3}).
 func writeParquet(f *os.File, sp *spine, res *results) error {
 	var fields []parquet.Field
 	if sp.format == FormatParquet {
@@ -206,7 +316,15 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 	}
 	base := len(fields)
 	for j, c := range res.columns {
+		if res.isTop(j) { // a LIST of {value, count}: two leaf columns
+			fields = append(fields, namedNode{parquetTopNode(res.typeOf(j)), c})
+			continue
+		}
 		leaf := parquetLeaf(res.typeOf(j))
+		if res.isBucket(j) { // an optional MAP: two leaf columns (key, value)
+			fields = append(fields, namedNode{parquetBucketNode(res.typeOf(j)), c})
+			continue
+		}
 		if res.isList(j) { // an optional LIST of required elements
 			fields = append(fields, namedNode{parquet.Optional(parquet.List(parquet.Required(leaf))), c})
 			continue
@@ -254,6 +372,16 @@ const rowGroupRows = 1 << 17
 // number of spine columns.
 func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
+	// leaves[j] is the first leaf column of feature column j: a top_k
+	// column takes two (value, count), a map two (key, value).
+	leaves := make([]int, nf)
+	for j, next := 0, base; j < nf; j++ {
+		leaves[j] = next
+		next++
+		if res.isTop(j) || res.isBucket(j) {
+			next++
+		}
+	}
 	const batch = 1024
 	rows := make([]parquet.Row, 0, batch)
 	var vals []parquet.Value // every row of the batch, reused: WriteRows copies
@@ -275,18 +403,36 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 			}
 		}
 		for j := 0; j < nf; j++ {
+			if res.isTop(j) {
+				vals = appendTopValues(vals, res.tops[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				continue
+			}
+			if res.isBucket(j) {
+				vals = appendBucketValues(vals, res.bkts[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				continue
+			}
+			if res.isString(j) && res.valid[i*nf+j] {
+				if res.isList(j) { // levels as for the lists of numbers below
+					for e, x := range res.strLists[i*nf+j] {
+						vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(min(e, 1), 2, leaves[j]))
+					}
+					continue
+				}
+				vals = append(vals, parquet.ByteArrayValue([]byte(res.strs[i*nf+j])).Level(0, 1, leaves[j]))
+				continue
+			}
 			if res.isList(j) && res.valid[i*nf+j] {
 				// Definition level 2 (the optional list and its repeated
 				// group are present); repetition level 1 after the first.
 				t := res.typeOf(j)
 				for e, x := range res.lists[i*nf+j] {
-					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, base+j))
+					vals = append(vals, parquetValue(x, t).Level(min(e, 1), 2, leaves[j]))
 				}
 				continue
 			}
-			v := parquet.NullValue().Level(0, 0, base+j)
+			v := parquet.NullValue().Level(0, 0, leaves[j])
 			if res.valid[i*nf+j] {
-				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, base+j)
+				v = parquetValue(res.values[i*nf+j], res.typeOf(j)).Level(0, 1, leaves[j])
 			}
 			vals = append(vals, v)
 		}
@@ -341,6 +487,8 @@ func parquetLeaf(t aggregations.ValueType) parquet.Node {
 		return parquet.Leaf(parquet.Int64Type)
 	case aggregations.TypeBool:
 		return parquet.Leaf(parquet.BooleanType)
+	case aggregations.TypeString: // BYTE_ARRAY, UTF8 (STRING) logical type
+		return parquet.String()
 	}
 	return parquet.Leaf(parquet.DoubleType)
 }

@@ -35,8 +35,8 @@ const (
 	EncodeBool
 	// EncodeString reads a string kept as it is by last, first, first_k or
 	// last_k: the string goes to Event.Strs at the field's slot (Values
-	// holds 0 there). The config does not accept such features yet (see
-	// aggregations.Kind.Accepts): the decoder is ready for them.
+	// holds 0 there). The config makes such features' windows
+	// WithStrings (see aggregations.Kind.Accepts).
 	EncodeString
 )
 

@@ -173,16 +173,25 @@ func (s *Server) fail(cmd *command, err error) error {
 }
 
 // outType is a feature's Arrow type: int64 for count (Feast's Int64 field),
-// list<double> for first_k and last_k (Feast's Array(Float64)), float64
-// otherwise; null for NOT_FOUND rows and empty avg/min/max/last (and an
+// list<double> for first_k and last_k (Feast's Array(Float64)), utf8 for
+// top_k (Feast's String: the JSON text of the list, as the lookup API
+// writes the value), float64 otherwise; null for NOT_FOUND rows and empty avg/min/max/last (and an
 // empty list's window).
 //
 // A feature whose output type (config.Feature.OutputType) is a long is
-// int64 (list<int64>), a boolean bool (list<bool>): Feast's Int64, Bool,
-// Array(Int64), Array(Bool).
+// int64 (list<int64>), a boolean bool (list<bool>), a string utf8
+// (list<utf8>): Feast's Int64, Bool, String, Array(Int64), Array(Bool),
+// Array(String). A bucketed feature is a map<utf8, value> of the
+// unbucketed feature's type (Feast's Map).
 func outType(f *config.Feature) arrow.DataType {
-	if f.Aggregation == aggregations.Count {
+	if f.Bucket != "" { // a map from bucket to value (Feast's Map)
+		return arrow.MapOf(arrow.BinaryTypes.String, bucketItemType(f))
+	}
+	switch f.Aggregation {
+	case aggregations.Count:
 		return arrow.PrimitiveTypes.Int64
+	case aggregations.TopK: // the JSON text of the list: Feast's String
+		return arrow.BinaryTypes.String
 	}
 	elem := elemType(f.OutputType())
 	if f.Aggregation.List() {
@@ -198,6 +207,8 @@ func elemType(t aggregations.ValueType) arrow.DataType {
 		return arrow.PrimitiveTypes.Int64
 	case aggregations.TypeBool:
 		return arrow.FixedWidthTypes.Boolean
+	case aggregations.TypeString:
+		return arrow.BinaryTypes.String
 	}
 	return arrow.PrimitiveTypes.Float64
 }
@@ -280,6 +291,24 @@ func (s *Server) compute(ctx context.Context, req *request, schema *arrow.Schema
 // column builds feature column c of v, of type outType(f).
 func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
 	t := f.OutputType()
+	if v.IsTop(c) { // top_k: utf8, the JSON text of the list (Feast's String), null when empty
+		b := array.NewStringBuilder(mem)
+		defer b.Release()
+		for i := 0; i < rows; i++ {
+			if l, ok := v.Top(i, c); ok {
+				b.Append(backfill.TopJSON(l, t))
+			} else {
+				b.AppendNull()
+			}
+		}
+		return b.NewArray()
+	}
+	if v.IsBuckets(c) { // a bucketed feature: a map
+		return bucketColumn(f, v, c, rows, mem)
+	}
+	if v.IsString(c) { // last, first, first_k, last_k of a string field
+		return stringColumn(v, c, rows, mem)
+	}
 	if v.IsList(c) { // first_k, last_k: a list, null when empty
 		b := array.NewListBuilder(mem, elemType(t))
 		defer b.Release()
@@ -305,6 +334,78 @@ func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Alloc
 	for i := 0; i < rows; i++ {
 		if x, ok := v.Get(i, c); ok {
 			appendValue(b, x, t)
+		} else {
+			b.AppendNull()
+		}
+	}
+	return b.NewArray()
+}
+
+// bucketItemType is the Arrow type of one bucket's value of bucketed
+// feature f: as outType of the unbucketed feature (int64 for count).
+func bucketItemType(f *config.Feature) arrow.DataType {
+	if f.Aggregation == aggregations.Count {
+		return arrow.PrimitiveTypes.Int64
+	}
+	return elemType(f.OutputType())
+}
+
+// bucketColumn builds bucketed feature column c of v: a map<utf8, value>
+// by increasing key, null when the value is null; a bucket whose value is
+// null (variance_samp of one event) has a null item.
+func bucketColumn(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
+	t := f.OutputType()
+	if f.Aggregation == aggregations.Count {
+		t = aggregations.TypeLong
+	}
+	b := array.NewMapBuilderWithType(mem, outType(f).(*arrow.MapType))
+	defer b.Release()
+	keys, items := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder()
+	for i := 0; i < rows; i++ {
+		cells, ok := v.Buckets(i, c)
+		if !ok {
+			b.AppendNull()
+			continue
+		}
+		b.Append(true)
+		for _, cell := range cells {
+			keys.Append(cell.Key)
+			switch {
+			case !cell.OK:
+				items.AppendNull()
+			case t == aggregations.TypeString:
+				items.(*array.StringBuilder).Append(cell.Str)
+			default:
+				appendValue(items, cell.Value, t)
+			}
+		}
+	}
+	return b.NewArray()
+}
+
+// stringColumn builds string feature column c of v: utf8, or list<utf8>
+// for first_k and last_k; null when empty.
+func stringColumn(v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
+	if v.IsList(c) {
+		b := array.NewListBuilder(mem, arrow.BinaryTypes.String)
+		defer b.Release()
+		elems := b.ValueBuilder().(*array.StringBuilder)
+		for i := 0; i < rows; i++ {
+			l, ok := v.StrList(i, c)
+			if !ok {
+				b.AppendNull()
+				continue
+			}
+			b.Append(true)
+			elems.AppendValues(l, nil)
+		}
+		return b.NewArray()
+	}
+	b := array.NewStringBuilder(mem)
+	defer b.Release()
+	for i := 0; i < rows; i++ {
+		if x, ok := v.Str(i, c); ok {
+			b.Append(x)
 		} else {
 			b.AppendNull()
 		}

@@ -23,6 +23,8 @@ features:
   - {name: ok3, version: 1, entity: user, source: logins, aggregation: first_k, k: 3, field: success, window: 1d, owner: t, description: d}
   - {name: n, version: 1, entity: user, source: logins, aggregation: count, window: 1d, owner: t, description: d}
   - {name: countries, version: 1, entity: user, source: logins, aggregation: approx_distinct, field: country, window: 1d, owner: t, description: d}
+  - {name: last_country, version: 1, entity: user, source: logins, aggregation: last, field: country, window: 1d, owner: t, description: d}
+  - {name: countries3, version: 1, entity: user, source: logins, aggregation: last_k, k: 3, field: country, window: 1d, owner: t, description: d}
 `, nil)
 	want := map[string]arrow.DataType{
 		"last_ts":   arrow.PrimitiveTypes.Int64,
@@ -31,6 +33,9 @@ features:
 		"ok3":       arrow.ListOf(arrow.FixedWidthTypes.Boolean),
 		"n":         arrow.PrimitiveTypes.Int64,
 		"countries": arrow.PrimitiveTypes.Float64,
+		// Feast's String and Array(String).
+		"last_country": arrow.BinaryTypes.String,
+		"countries3":   arrow.ListOf(arrow.BinaryTypes.String),
 	}
 	for _, f := range cfg.Features {
 		if got := outType(f); !arrow.TypeEqual(got, want[f.Name]) {

@@ -15,7 +15,10 @@
 //     DOUBLE_LIST: the lookup service answers a JSON array of floats, the
 //     Flight server an Arrow list<double>), Float64 otherwise; a feature
 //     whose output type (config.Feature.OutputType) is a long is Int64
-//     (Array(Int64) for a list), a boolean Bool (Array(Bool)); typed and
+//     (Array(Int64) for a list), a boolean Bool (Array(Bool)), a string
+//     String (Array(String)); a bucketed feature (config.Feature.Bucket)
+//     is Map (Feast's MAP, string keys: the lookup service answers a JSON
+//     object, the Flight server an Arrow map<utf8, value>); typed and
 //     described after the version a bare name resolves to (the newest not
 //     deprecated; online, the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
@@ -136,6 +139,9 @@ type repoData struct {
 	Services                 []serviceData
 	// Skipped are the comments of the services not generated.
 	Skipped []string
+	// HasMap: some field is a Map (a bucketed feature); only then is Map
+	// imported.
+	HasMap bool
 }
 
 // Write writes the repository into dir (created if missing; existing
@@ -226,15 +232,24 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				return nil, err
 			}
 			typ := "Float64"
-			switch def.OutputType() { // last, first, first_k, last_k of a long or boolean field
+			switch def.OutputType() { // last, first, first_k, last_k of a long, boolean or string field
 			case aggregations.TypeLong:
 				typ = "Int64"
 			case aggregations.TypeBool:
 				typ = "Bool"
+			case aggregations.TypeString:
+				typ = "String"
 			}
 			switch {
+			case def.Bucket != "": // a map from bucket to value: Feast's Map (MAP, Dict[str, Any])
+				typ, d.HasMap = "Map", true
 			case def.Aggregation == aggregations.Count:
 				typ = "Int64"
+			case def.Aggregation == aggregations.TopK:
+				// The JSON text of the list of {value, count}, as the lookup
+				// API writes it: Feast 0.62+ has Json and Struct types, but
+				// String reads the same in every Feast version this targets.
+				typ = "String"
 			case def.Aggregation.List():
 				typ = "Array(" + typ + ")"
 			}

@@ -33,7 +33,7 @@ features:
 	}
 	defs := string(b)
 	for _, want := range []string{
-		"from feast.types import Array, Bool, Float64, Int64\n",
+		"from feast.types import Array, Bool, Float64, Int64, String\n",
 		`Field(name="s", dtype=Float64, description="d"),`,
 		`Field(name="n", dtype=Int64, description="d"),`,
 		`Field(name="recent", dtype=Array(Float64), description="newest five"),`,
@@ -47,7 +47,8 @@ features:
 
 // TestKeptTypesAreFeastTypes: last, first, first_k and last_k of a long
 // field are Int64 and Array(Int64), of a boolean field Bool and
-// Array(Bool); approx_distinct of a string field stays Float64.
+// Array(Bool), of a string field String and Array(String); approx_distinct
+// of a string field stays Float64.
 func TestKeptTypesAreFeastTypes(t *testing.T) {
 	cfg := testkit.WriteConfig(t, `entities:
   - {name: user, key: user_id}
@@ -59,6 +60,8 @@ features:
   - {name: ts3, version: 1, entity: user, source: logins, aggregation: last_k, k: 3, field: ts, window: 1d, owner: t, description: d}
   - {name: ok3, version: 1, entity: user, source: logins, aggregation: first_k, k: 3, field: success, window: 1d, owner: t, description: d}
   - {name: countries, version: 1, entity: user, source: logins, aggregation: approx_distinct, field: country, window: 1d, owner: t, description: d}
+  - {name: last_country, version: 1, entity: user, source: logins, aggregation: last, field: country, window: 1d, owner: t, description: d}
+  - {name: countries3, version: 1, entity: user, source: logins, aggregation: last_k, k: 3, field: country, window: 1d, owner: t, description: d}
 `, nil)
 	dir := t.TempDir()
 	if err := Write(dir, cfg, Options{URL: "http://127.0.0.1:8080", Flight: "127.0.0.1:8815"}); err != nil {
@@ -75,6 +78,8 @@ features:
 		`Field(name="ts3", dtype=Array(Int64), description="d"),`,
 		`Field(name="ok3", dtype=Array(Bool), description="d"),`,
 		`Field(name="countries", dtype=Float64, description="d"),`,
+		`Field(name="last_country", dtype=String, description="d"),`,
+		`Field(name="countries3", dtype=Array(String), description="d"),`,
 	} {
 		if !strings.Contains(defs, want) {
 			t.Errorf("%s lacks %q:\n%s", Definitions, want, defs)

@@ -36,7 +36,7 @@ func TestAnswerEncodingMatchesEncodingJSON(t *testing.T) {
 				if rng.IntN(3) > 0 {
 					v.v, v.hasV = floats[rng.IntN(len(floats))], true
 				}
-				switch rng.IntN(6) { // a boolean or long feature's value or list
+				switch rng.IntN(8) { // a boolean or long feature's value or list
 				case 0:
 					v.typ, v.v = aggregations.TypeBool, float64(rng.IntN(2))
 				case 1:
@@ -52,6 +52,23 @@ func TestAnswerEncodingMatchesEncodingJSON(t *testing.T) {
 					v.typ = aggregations.TypeString
 					if v.hasV {
 						v.strs = []string{pick(strs), pick(strs)}
+					}
+				case 5: // a top_k of a string field
+					v.typ = aggregations.TypeString
+					if v.hasV {
+						v.top = []TopValue{{Str: pick(strs), Count: 3}, {Str: pick(strs), Count: 1}}
+					}
+				case 6: // a top_k of a number or boolean field (an empty one in the summary regime)
+					v.typ = []aggregations.ValueType{aggregations.TypeDouble, aggregations.TypeBool, aggregations.TypeLong}[rng.IntN(3)]
+					if v.hasV {
+						v.top = []TopValue{}
+						for i := range rng.IntN(3) {
+							x := floats[rng.IntN(len(floats))]
+							if v.typ != aggregations.TypeDouble {
+								x = float64(i)
+							}
+							v.top = append(v.top, TopValue{Value: x, Count: int64(5 - i)})
+						}
 					}
 				}
 				if rng.IntN(2) == 0 {

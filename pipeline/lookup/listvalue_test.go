@@ -297,3 +297,38 @@ func TestBooleanFeatureValueRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestTopValueRoundTrip: a top_k value is a JSON array of {"value",
+// "count"} objects, the value typed as the feature's (a string, a boolean,
+// a number), and reads back into Top with that type; an empty top_k (the
+// summary kept no value) is [], not null.
+func TestTopValueRoundTrip(t *testing.T) {
+	for _, c := range []struct {
+		fv   FeatureValue
+		json string
+	}{
+		{FeatureValue{Top: []TopValue{{Str: "atm", Count: 3}, {Str: `a"b`, Count: 1}}, Type: aggregations.TypeString, Status: StatusPresent},
+			`{"value":[{"value":"atm","count":3},{"value":"a\"b","count":1}],"status":"PRESENT","version":0}`},
+		{FeatureValue{Top: []TopValue{{Value: 0, Count: 2}, {Value: 1, Count: 2}}, Type: aggregations.TypeBool, Status: StatusPresent},
+			`{"value":[{"value":false,"count":2},{"value":true,"count":2}],"status":"PRESENT","version":0}`},
+		{FeatureValue{Top: []TopValue{{Value: 12.5, Count: 7}}, Status: StatusPresent},
+			`{"value":[{"value":12.5,"count":7}],"status":"PRESENT","version":0}`},
+		{FeatureValue{Top: []TopValue{}, Status: StatusPresent}, `{"value":[],"status":"PRESENT","version":0}`},
+	} {
+		b, err := json.Marshal(c.fv)
+		if err != nil || string(b) != c.json {
+			t.Errorf("Marshal %+v = %s, %v; want %s", c.fv, b, err, c.json)
+			continue
+		}
+		var back FeatureValue
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.fv.Top) == 0 {
+			continue // [] reads back as an empty list: JSON cannot tell which
+		}
+		if back.Type != c.fv.Type || !slices.Equal(back.Top, c.fv.Top) || back.Value != nil || back.List != nil {
+			t.Errorf("%s read back as %+v", b, back)
+		}
+	}
+}

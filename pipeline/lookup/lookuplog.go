@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
@@ -94,6 +96,9 @@ func (s *Service) logLookups(a *lookupAnswer) {
 	var idx [32]int
 	order := idx[:0]
 	for j, f := range a.feats {
+		if f.def.Bucket != "" && f.def.OutputType() == aggregations.TypeString {
+			continue // maps of strings are not logged (see lookuplog.Entry.Buckets)
+		}
 		dup := false
 		for _, k := range order {
 			if a.feats[k].def.ID == f.def.ID {
@@ -120,23 +125,65 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		b := append(lr.buf[:0], key...)
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
-		k, lists := 0, 0
+		var count [logSections]int // features of each logSection
 		for _, j := range order {
-			if a.feats[j].def.Aggregation.List() {
-				lists++
-				continue // in "lists", after the numbers
-			}
-			b = lookuplog.AppendFeature(b, k, a.feats[j].def.ID, vals[j].v, vals[j].hasV)
-			k++
+			count[logSectionOf(a.feats[j].def)]++
 		}
-		if lists > 0 {
+		k := 0
+		for _, j := range order {
+			if logSectionOf(a.feats[j].def) == logNumbers {
+				b = lookuplog.AppendFeature(b, k, a.feats[j].def.ID, vals[j].v, vals[j].hasV)
+				k++
+			}
+		}
+		if count[logLists] > 0 {
 			b = lookuplog.AppendListsStart(b)
 			k = 0
 			for _, j := range order {
-				if a.feats[j].def.Aggregation.List() {
+				if logSectionOf(a.feats[j].def) == logLists {
 					b = lookuplog.AppendList(b, k, a.feats[j].def.ID, vals[j].list, vals[j].hasV)
 					k++
 				}
+			}
+		}
+		if count[logStrings] > 0 {
+			b = lookuplog.AppendStringsStart(b)
+			k = 0
+			for _, j := range order {
+				if logSectionOf(a.feats[j].def) == logStrings {
+					b = lookuplog.AppendString(b, k, a.feats[j].def.ID, vals[j].str, vals[j].hasV)
+					k++
+				}
+			}
+		}
+		if count[logStringLists] > 0 {
+			b = lookuplog.AppendStringListsStart(b)
+			k = 0
+			for _, j := range order {
+				if logSectionOf(a.feats[j].def) == logStringLists {
+					b = lookuplog.AppendStringList(b, k, a.feats[j].def.ID, vals[j].strs, vals[j].hasV)
+					k++
+				}
+			}
+		}
+		if count[logBuckets] > 0 {
+			b = lookuplog.AppendBucketsStart(b)
+			k = 0
+			for _, j := range order {
+				if logSectionOf(a.feats[j].def) != logBuckets {
+					continue
+				}
+				v := &vals[j]
+				if !v.hasV {
+					b = lookuplog.AppendBucketMapNull(b, k, a.feats[j].def.ID)
+				} else {
+					b = lookuplog.AppendBucketMapStart(b, k, a.feats[j].def.ID)
+					for e := range v.buckets {
+						b = lookuplog.AppendBucket(b, e, v.buckets[e].key, v.buckets[e].val.v, v.buckets[e].val.hasV)
+					}
+					b = lookuplog.AppendBucketMapEnd(b)
+				}
+				k++
 			}
 		}
 		b = lookuplog.AppendEnd(b)
@@ -144,6 +191,39 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		lr.rec = kgo.Record{Key: b[:len(key)], Value: b[len(key):], Context: context.Background()}
 		cl.TryProduce(context.Background(), &lr.rec, l.promise)
 	}
+}
+
+// logSection is the part of a lookup-log entry a feature's value goes in.
+type logSection uint8
+
+const (
+	logNumbers     logSection = iota // "features"
+	logLists                         // "lists": first_k, last_k of numbers
+	logStrings                       // "strings": last, first of a string field
+	logStringLists                   // "string_lists": first_k, last_k of a string field
+	logBuckets                       // "buckets": bucketed features of numbers
+	// logNone: not logged. top_k (the lookup log has no section for a
+	// list of {value, count}) and bucketed string features, so skew does
+	// not compare them.
+	logNone
+	logSections // the number of sections
+)
+
+func logSectionOf(f *config.Feature) logSection {
+	str := f.OutputType() == aggregations.TypeString
+	switch {
+	case f.Derived == nil && f.Aggregation == aggregations.TopK, f.Bucket != "" && str:
+		return logNone
+	case f.Bucket != "":
+		return logBuckets
+	case str && f.Aggregation.List():
+		return logStringLists
+	case str:
+		return logStrings
+	case f.Aggregation.List():
+		return logLists
+	}
+	return logNumbers
 }
 
 func (l *lookupLogger) promise(r *kgo.Record, err error) {

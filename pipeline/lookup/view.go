@@ -222,22 +222,34 @@ var absent = []byte{}
 // mentioned leaves v empty. v.kbuf is the key buffer.
 func (s *Service) view(entity, key string, v *lookupView) error {
 	v.kbuf = keys.View(v.kbuf[:0], entity, key)
-	val, gen := s.cache.get(v.kbuf)
-	if val == nil {
-		var err error
-		if val, err = s.readView(v); err != nil {
-			return fmt.Errorf("view of %s %q: %w", entity, key, err)
+	ent, found, gen := s.cache.entry(v.kbuf)
+	_, _, err := s.parseView(entity, key, v, ent, found, gen)
+	return err
+}
+
+// parseView parses into v the view of the entity whose view key is v.kbuf:
+// ent's bytes when found, else the value read from Pebble, cached (ent,
+// found and gen are what viewCache.entry returned). It returns the cache
+// entry whose bytes v parsed (cached false: none holds them, the cache is
+// disabled or a commit raced with the read).
+func (s *Service) parseView(entity, key string, v *lookupView, ent cacheEntry, found bool, gen uint64) (_ cacheEntry, cached bool, _ error) {
+	if !found {
+		val, err := s.readView(v)
+		if err != nil {
+			return cacheEntry{}, false, fmt.Errorf("view of %s %q: %w", entity, key, err)
 		}
-		s.cache.put(v.kbuf, gen, val)
+		if ent, found = s.cache.put(v.kbuf, gen, val); !found {
+			ent = cacheEntry{val: val}
+		}
 	}
-	if len(val) == 0 {
+	if len(ent.val) == 0 {
 		v.reset()
-		return nil
+		return ent, found, nil
 	}
-	if err := v.parse(val); err != nil {
-		return fmt.Errorf("view of %s %q: %w", entity, key, err)
+	if err := v.parse(ent.val); err != nil {
+		return cacheEntry{}, false, fmt.Errorf("view of %s %q: %w", entity, key, err)
 	}
-	return nil
+	return ent, found, nil
 }
 
 // readView reads the value of the view key v.kbuf from Pebble, or absent.

@@ -78,56 +78,114 @@ func decodeFast(b []byte) (e *Entry, ok bool) {
 	}
 }
 
-// lists decodes what follows the features of e: the end of the object, or
-// "lists" (as AppendListsStart and AppendList write them) and the end.
+// lists decodes what follows the features of e: "lists" (as
+// AppendListsStart and AppendList write them), if present, then the string
+// sections and the end (strs).
 func (p *parser) lists(e *Entry) (*Entry, bool) {
-	if p.lit("}") {
-		return e, p.i == len(p.b)
+	if p.lit(`,"lists":{`) {
+		e.Lists = map[string][]float64{}
+		for !p.lit("}") {
+			if len(e.Lists) > 0 && !p.lit(",") {
+				return nil, false
+			}
+			id, ok := p.str()
+			if !ok || !p.lit(":") {
+				return nil, false
+			}
+			switch {
+			case p.lit("null"):
+				e.Lists[id] = nil
+			case p.lit("[]"):
+				e.Lists[id] = []float64{}
+			case p.lit("["):
+				var l []float64
+				for {
+					x, ok := p.float()
+					if !ok {
+						return nil, false
+					}
+					l = append(l, x)
+					if p.lit("]") {
+						break
+					}
+					if !p.lit(",") {
+						return nil, false
+					}
+				}
+				e.Lists[id] = l
+			default:
+				return nil, false
+			}
+		}
 	}
-	if !p.lit(`,"lists":{`) {
+	return p.strs(e)
+}
+
+// strs decodes "strings" and "string_lists" (as AppendStringsStart,
+// AppendString, AppendStringListsStart and AppendStringList write them),
+// each if present, and the end of the object.
+func (p *parser) strs(e *Entry) (*Entry, bool) {
+	if p.lit(`,"strings":{`) {
+		e.Strings = map[string]*string{}
+		for !p.lit("}") {
+			if len(e.Strings) > 0 && !p.lit(",") {
+				return nil, false
+			}
+			id, ok := p.str()
+			if !ok || !p.lit(":") {
+				return nil, false
+			}
+			if p.lit("null") {
+				e.Strings[id] = nil
+				continue
+			}
+			v, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			e.Strings[id] = &v
+		}
+	}
+	if p.lit(`,"string_lists":{`) {
+		e.StringLists = map[string][]string{}
+		for !p.lit("}") {
+			if len(e.StringLists) > 0 && !p.lit(",") {
+				return nil, false
+			}
+			id, ok := p.str()
+			if !ok || !p.lit(":") {
+				return nil, false
+			}
+			switch {
+			case p.lit("null"):
+				e.StringLists[id] = nil
+			case p.lit("[]"):
+				e.StringLists[id] = []string{}
+			case p.lit("["):
+				var l []string
+				for {
+					x, ok := p.str()
+					if !ok {
+						return nil, false
+					}
+					l = append(l, x)
+					if p.lit("]") {
+						break
+					}
+					if !p.lit(",") {
+						return nil, false
+					}
+				}
+				e.StringLists[id] = l
+			default:
+				return nil, false
+			}
+		}
+	}
+	if !p.lit("}") {
 		return nil, false
 	}
-	e.Lists = map[string][]float64{}
-	if p.lit("}}") {
-		return e, p.i == len(p.b)
-	}
-	for {
-		id, ok := p.str()
-		if !ok || !p.lit(":") {
-			return nil, false
-		}
-		switch {
-		case p.lit("null"):
-			e.Lists[id] = nil
-		case p.lit("[]"):
-			e.Lists[id] = []float64{}
-		case p.lit("["):
-			var l []float64
-			for {
-				x, ok := p.float()
-				if !ok {
-					return nil, false
-				}
-				l = append(l, x)
-				if p.lit("]") {
-					break
-				}
-				if !p.lit(",") {
-					return nil, false
-				}
-			}
-			e.Lists[id] = l
-		default:
-			return nil, false
-		}
-		switch {
-		case p.lit(","):
-		case p.lit("}}"):
-			return e, p.i == len(p.b)
-		default:
-			return nil, false
-		}
-	}
+	return e, p.i == len(p.b)
 }
 
 type parser struct {

@@ -38,6 +38,13 @@ var decodeSeeds = []string{
 	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{"l":[1],"l":[2,3]}}`,
 	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{"l":[ 1]}}`,
 	`{"entity":"user","key":"u1","at":1,"features":{},"lists":null}`,
+	`{"entity":"user","key":"u1","at":1,"features":{"a@1":1},"strings":{"m@1":"café","n@1":null,"o@1":""}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"lists":{"l@1":[1]},"strings":{"m@1":"x"},"string_lists":{"s@1":["m-2","m-1"],"t@1":null,"u@1":[]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"string_lists":{"s@1":["a\"b"]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"string_lists":{"s@1":[null]}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"strings":{"m":1}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"string_lists":{},"strings":{}}`,
+	`{"entity":"user","key":"u1","at":1,"features":{},"strings":{"m":"a","m":null}}`,
 	`{}`, ``, `null`,
 }
 
@@ -68,6 +75,7 @@ func FuzzDecodeFast(f *testing.F) {
 // its strings and values.
 func TestWrittenRecordsTakeTheFastPath(t *testing.T) {
 	v1, v2, tiny, huge := 12.5, math.Copysign(0, -1), 1e-9, 3e21
+	cafe, empty := "café ☕", ""
 	for _, e := range []*Entry{
 		{Entity: "user", Key: "u1", At: 1700000000123, Features: map[string]*float64{"a@1": &v1, "b@2": nil}},
 		{Entity: "user", Key: "héllo", At: 1, Consumer: "fraud-model", Service: "fraud_scoring", Request: "r-1",
@@ -76,6 +84,11 @@ func TestWrittenRecordsTakeTheFastPath(t *testing.T) {
 		{Entity: "user", Key: "u2", At: 2, Features: map[string]*float64{"a@1": &v1},
 			Lists: map[string][]float64{"l@1": {3, -1.5, tiny, huge}, "m@1": nil, "n@1": {}}},
 		{Entity: "user", Key: "u3", At: 3, Features: map[string]*float64{}, Lists: map[string][]float64{"l@1": {1}}},
+		{Entity: "user", Key: "u4", At: 4, Features: map[string]*float64{"a@1": &v1},
+			Strings: map[string]*string{"m@1": &cafe, "n@1": nil, "o@1": &empty}},
+		{Entity: "user", Key: "u5", At: 5, Features: map[string]*float64{}, Lists: map[string][]float64{"l@1": {1}},
+			Strings: map[string]*string{"m@1": &cafe}, StringLists: map[string][]string{"s@1": {"m-2", "", "日本"}, "t@1": nil, "u@1": {}}},
+		{Entity: "user", Key: "u6", At: 6, Features: map[string]*float64{}, StringLists: map[string][]string{"s@1": {"m-1"}}},
 	} {
 		b, err := e.Encode()
 		if err != nil {

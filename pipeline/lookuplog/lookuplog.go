@@ -12,12 +12,19 @@
 // with "consumer", "service" and "request" left out when empty, "lists"
 // (list features: first_k, last_k) left out without any, and the features
 // and lists sorted by id, each once (the order and escaping of
-// encoding/json).
+// encoding/json). String features (last, first, first_k, last_k of a
+// string field) follow in "strings" and "string_lists", then bucketed
+// features in "buckets" ({"id":{"EUR":12.5,"__other__":3}}), each left out
+// without any:
+//
+//	...,"strings":{"m@1":"café"},"string_lists":{"ms@1":["m-2","m-1"]}}
 package lookuplog
 
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
 	"strconv"
 
@@ -49,6 +56,22 @@ type Entry struct {
 	// last_k) to the list served; null for an empty window. Absent without
 	// list features (and in records of older replicas, which logged none).
 	Lists map[string][]float64 `json:"lists,omitempty"`
+	// Strings maps the feature id of each string feature served (last,
+	// first of a string field) to the string served; null for an empty
+	// window. Absent without such features (and in records of older
+	// replicas).
+	Strings map[string]*string `json:"strings,omitempty"`
+	// StringLists maps the feature id of each string list feature served
+	// (first_k, last_k of a string field) to the list served; null for an
+	// empty window. Absent without such features.
+	StringLists map[string][]string `json:"string_lists,omitempty"`
+	// Buckets maps the feature id of each bucketed feature served (a map,
+	// config.Feature.Bucket) to the map served, bucket key to value (null
+	// for a bucket whose value is null); a null map for a null value.
+	// Absent without bucketed features (and in records of older replicas).
+	// Only bucketed features with number values are logged: a bucketed
+	// string feature (last or first of a string field) is not.
+	Buckets map[string]map[string]*float64 `json:"buckets,omitempty"`
 }
 
 // Encode returns the record value of e, as the lookup service writes it.
@@ -77,6 +100,49 @@ func (e *Entry) Encode() ([]byte, error) {
 		for i, id := range ids {
 			l := e.Lists[id]
 			b = AppendList(b, i, id, l, l != nil)
+		}
+	}
+	if len(e.Strings) > 0 {
+		b = AppendStringsStart(b)
+		for i, id := range slices.Sorted(maps.Keys(e.Strings)) {
+			v := e.Strings[id]
+			if v == nil {
+				b = AppendString(b, i, id, "", false)
+			} else {
+				b = AppendString(b, i, id, *v, true)
+			}
+		}
+	}
+	if len(e.StringLists) > 0 {
+		b = AppendStringListsStart(b)
+		for i, id := range slices.Sorted(maps.Keys(e.StringLists)) {
+			l := e.StringLists[id]
+			b = AppendStringList(b, i, id, l, l != nil)
+		}
+	}
+	if len(e.Buckets) > 0 {
+		ids = ids[:0]
+		for id := range e.Buckets {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		b = AppendBucketsStart(b)
+		for i, id := range ids {
+			m := e.Buckets[id]
+			if m == nil {
+				b = AppendBucketMapNull(b, i, id)
+				continue
+			}
+			b = AppendBucketMapStart(b, i, id)
+			for j, k := range slices.Sorted(maps.Keys(m)) {
+				v := m[k]
+				if v == nil {
+					b = AppendBucket(b, j, k, 0, false)
+				} else {
+					b = AppendBucket(b, j, k, *v, true)
+				}
+			}
+			b = AppendBucketMapEnd(b)
 		}
 	}
 	return AppendEnd(b), nil
@@ -158,6 +224,99 @@ func AppendList(b []byte, i int, id string, l []float64, ok bool) []byte {
 	}
 	return append(b, ']')
 }
+
+// AppendStringsStart closes the features (or the lists) and opens the
+// string features of an entry: call it once after them, then AppendString
+// for each string feature, in id order, each id once (i counts them from
+// 0), then AppendStringListsStart or AppendEnd. An entry without string
+// features leaves it out.
+func AppendStringsStart(b []byte) []byte { return append(b, `},"strings":{`...) }
+
+// AppendString appends the i-th string feature (from 0) of an entry: its
+// id and the string served (JSON-escaped; invalid UTF-8 as U+FFFD, as
+// encoding/json writes it), or null when ok is false.
+func AppendString(b []byte, i int, id string, v string, ok bool) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	b = append(b, ':')
+	if !ok {
+		return append(b, "null"...)
+	}
+	return jsonenc.AppendString(b, v)
+}
+
+// AppendStringListsStart closes the previous section (features, lists or
+// strings) and opens the string list features of an entry: then
+// AppendStringList for each, in id order, each id once, then AppendEnd.
+// An entry without string list features leaves it out.
+func AppendStringListsStart(b []byte) []byte { return append(b, `},"string_lists":{`...) }
+
+// AppendStringList appends the i-th string list (from 0) of an entry: its
+// id and the list served as a JSON array of strings, or null when ok is
+// false.
+func AppendStringList(b []byte, i int, id string, l []string, ok bool) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	b = append(b, ':')
+	if !ok {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for j, x := range l {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(b, x)
+	}
+	return append(b, ']')
+}
+
+// AppendBucketsStart closes the features (or the lists) and opens the
+// bucketed features of an entry: call it once after them, then, for each
+// bucketed feature in id order (i counts them from 0), AppendBucketMapNull,
+// or AppendBucketMapStart, AppendBucket for each bucket in key order (j
+// counts them from 0) and AppendBucketMapEnd; then AppendEnd. An entry
+// without bucketed features leaves it out.
+func AppendBucketsStart(b []byte) []byte { return append(b, `},"buckets":{`...) }
+
+// AppendBucketMapNull appends the i-th bucketed feature's id with a null map.
+func AppendBucketMapNull(b []byte, i int, id string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	return append(b, ":null"...)
+}
+
+// AppendBucketMapStart appends the i-th bucketed feature's id and opens its map.
+func AppendBucketMapStart(b []byte, i int, id string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	return append(b, ":{"...)
+}
+
+// AppendBucket appends the j-th bucket (from 0) of a map: its key and
+// value, null when ok is false (or the value is not finite).
+func AppendBucket(b []byte, j int, key string, v float64, ok bool) []byte {
+	if j > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, key)
+	b = append(b, ':')
+	if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	return jsonenc.AppendFloat(b, v)
+}
+
+// AppendBucketMapEnd closes a map opened by AppendBucketMapStart.
+func AppendBucketMapEnd(b []byte) []byte { return append(b, '}') }
 
 // AppendEnd closes an entry started with AppendStart.
 func AppendEnd(b []byte) []byte { return append(b, "}}"...) }

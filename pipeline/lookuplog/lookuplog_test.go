@@ -3,6 +3,8 @@ package lookuplog
 import (
 	"encoding/json"
 	"math"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -38,6 +40,7 @@ func TestDecodeRejectsIncompleteEntries(t *testing.T) {
 // encoding, readable by any JSON reader.
 func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	v1, v2, tiny, huge, nan := 12.5, -0.0, 1e-9, 3e21, math.NaN()
+	odd := "\"<&>\u2028\x00\\ café"
 	for _, e := range []*Entry{
 		{Entity: "user", Key: "u1", At: 1700000000123, Features: map[string]*float64{"b@2": nil, "a@1": &v1}},
 		{Entity: "user", Key: "\"<&>\u2028\x00\xff\\", At: -1, Consumer: "fraud-model \t", Features: map[string]*float64{"z@1": &v2, "é@3": &tiny, "x@9": &huge}},
@@ -45,6 +48,9 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 		{Entity: "user", Key: "u2", At: 2, Consumer: "fraud-api", Service: "fraud_<scoring>", Features: map[string]*float64{"a@1": &v1}},
 		{Entity: "user", Key: "u3", At: 3, Service: "only-service", Features: map[string]*float64{}},
 		{Entity: "user", Key: "u4", At: 4, Request: "9f2c01ab-9ix", Features: map[string]*float64{}},
+		{Entity: "user", Key: "u5", At: 5, Features: map[string]*float64{"a@1": &v1}, Lists: map[string][]float64{"l@1": {1, 2}},
+			Strings: map[string]*string{"m@1": &odd, "n@1": nil}, StringLists: map[string][]string{"s@1": {odd, "", "m-1"}, "t@1": nil}},
+		{Entity: "user", Key: "u6", At: 6, Features: map[string]*float64{}, StringLists: map[string][]string{"s@1": {}}},
 	} {
 		got, err := e.Encode()
 		if err != nil {
@@ -87,5 +93,38 @@ func TestAppendStartRequestID(t *testing.T) {
 	}
 	if e.Request != "9f2c01ab-101" {
 		t.Fatalf("request %q in %s", e.Request, b)
+	}
+}
+
+// TestBucketsRoundTrip: an entry with bucketed features (a map, a null
+// map, an empty map, a null bucket value) encodes after its lists as
+// "buckets" and decodes to the same entry.
+func TestBucketsRoundTrip(t *testing.T) {
+	x, y := 12.5, 3.0
+	for _, e := range []*Entry{
+		{Entity: "user", Key: "u1", At: 7, Features: map[string]*float64{"a@1": &x},
+			Lists:   map[string][]float64{"l@1": {1, 2}},
+			Buckets: map[string]map[string]*float64{"b@1": {"atm": &x, "__other__": &y, `q"t`: nil}, "c@1": nil, "d@2": {}}},
+		{Entity: "user", Key: "u2", At: 8, Features: map[string]*float64{},
+			Buckets: map[string]map[string]*float64{"b@1": {"EUR": &y}}},
+	} {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"buckets":{"b@1":{`) {
+			t.Errorf("encoded %s", b)
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, e) {
+			t.Errorf("%s decoded as %+v, want %+v", b, got, e)
+		}
+		var std Entry
+		if err := json.Unmarshal(b, &std); err != nil || !reflect.DeepEqual(&std, e) {
+			t.Errorf("%s: encoding/json reads %+v (%v)", b, std, err)
+		}
 	}
 }

@@ -104,7 +104,8 @@ func (s *Served) Longest() time.Duration { return slices.Max(s.o.Windows) }
 
 // Add observes the values of one lookup-log entry (with probability
 // Options.Sample) in every window its time falls in: its numbers
-// (Stats.Add) and its lists (Stats.AddList).
+// (Stats.Add), its lists (Stats.AddList) and its strings (Stats.AddString,
+// AddStringList).
 func (s *Served) Add(e *lookuplog.Entry) {
 	age := s.now - min(e.At, s.now)
 	in := false
@@ -132,6 +133,29 @@ func (s *Served) Add(e *lookuplog.Entry) {
 			}
 		}
 	}
+	for id, v := range e.Strings { // string features: top values
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				addString(st, v)
+			}
+		}
+	}
+	for id, l := range e.StringLists {
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				st.AddStringList(l, l != nil)
+			}
+		}
+	}
+}
+
+// addString adds a served string (nil: null) to st.
+func addString(st *Stats, v *string) {
+	if v == nil {
+		st.AddNull()
+		return
+	}
+	st.AddString(*v, true)
 }
 
 // stats returns the statistics per window of feature version id served to

@@ -231,3 +231,61 @@ func TestServedLists(t *testing.T) {
 		t.Errorf("ranking's top element %v, want one of 10-14", top)
 	}
 }
+
+// TestServedStrings: the strings and string lists served (lookup-log
+// "strings", "string_lists") get string statistics (top values) and list
+// statistics (lengths, top elements) per consumer; a null counts as a null.
+func TestServedStrings(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	s, err := NewServed(ServedOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := NewServedLive(ServedLiveOptions{Now: func() time.Time { return now }})
+	wantS, wantL := NewStats(), NewStats()
+	merchants := []string{"atm", "grocery", "café", ""}
+	for i := range 200 {
+		var v *string
+		if i%7 != 0 {
+			m := merchants[i%len(merchants)]
+			if i%3 == 0 {
+				m = "atm"
+			}
+			v = &m
+		}
+		l := []string{merchants[i%4], "atm"}
+		if i%9 == 0 {
+			l = nil
+		}
+		e := entry("fraud-api", now.Add(-time.Minute).UnixMilli(), map[string]*float64{})
+		e.Strings = map[string]*string{"m@1": v}
+		e.StringLists = map[string][]string{"ms@1": l}
+		s.Add(e)
+		live.Add(e)
+		if v == nil {
+			wantS.AddNull()
+		} else {
+			wantS.AddString(*v, true)
+		}
+		wantL.AddStringList(l, l != nil)
+	}
+	for id, w := range map[string]*Stats{"m@1": wantS, "ms@1": wantL} {
+		got := s.Stats(id, "fraud-api", time.Hour)
+		if got == nil || !reflect.DeepEqual(got.Summary(), w.Summary()) {
+			t.Fatalf("%s: served statistics %+v, want %+v", id, got, w.Summary())
+		}
+		sum := got.Summary()
+		if sum.Nulls == 0 || len(sum.Top) == 0 || sum.Top[0].Value != "atm" {
+			t.Errorf("%s: %+v: want nulls and atm the top value", id, sum)
+		}
+	}
+	if k := s.Stats("m@1", "fraud-api", time.Hour).Kind(); k != KindString {
+		t.Errorf("m@1 kind %q, want string", k)
+	}
+	if sum := s.Stats("ms@1", "fraud-api", time.Hour).Summary(); sum.Kind != KindList || sum.Length == nil || *sum.Length.Max != 2 {
+		t.Errorf("ms@1: %+v: want lists of 2", sum)
+	}
+	if got := live.Stats("m@1", "fraud-api", time.Hour); got == nil || got.Summary().Top[0].Value != "atm" {
+		t.Errorf("ServedLive m@1: %+v, want atm the top value", got)
+	}
+}

@@ -58,7 +58,7 @@ func NewServedLive(o ServedLiveOptions) *ServedLive {
 	return &ServedLive{o: o, feats: map[string]map[string][]ring{}}
 }
 
-// Add observes one lookup-log entry: its numbers and lists, in the
+// Add observes one lookup-log entry: its numbers, lists and strings, in the
 // sub-window of its request time in each window.
 func (s *ServedLive) Add(e *lookuplog.Entry) {
 	now := s.o.Now().UnixMilli()
@@ -77,6 +77,12 @@ func (s *ServedLive) Add(e *lookuplog.Entry) {
 	}
 	for id, l := range e.Lists {
 		s.each(id, consumer, at, func(st *Stats) { st.AddList(l, l != nil) })
+	}
+	for id, v := range e.Strings {
+		s.each(id, consumer, at, func(st *Stats) { addString(st, v) })
+	}
+	for id, l := range e.StringLists {
+		s.each(id, consumer, at, func(st *Stats) { st.AddStringList(l, l != nil) })
 	}
 }
 

@@ -174,6 +174,29 @@ func (s *Stats) AddString(v string, ok bool) {
 	s.top.Add(v)
 }
 
+// AddStringList adds one list of strings (first_k, last_k of a string
+// field; ok false: a null): a list value (KindList) with its length and
+// its elements in the top values, no moments or quantiles (there are no
+// numbers). Cost: O(len(l)) map increments.
+func (s *Stats) AddStringList(l []string, ok bool) {
+	if !ok {
+		s.AddNull()
+		return
+	}
+	s.setKind(KindList)
+	s.count++
+	if s.lengths == nil {
+		s.lengths = NewStats()
+	}
+	s.lengths.AddValue(float64(len(l)))
+	if s.top == nil {
+		s.top = NewTopValues()
+	}
+	for _, x := range l {
+		s.top.Add(x)
+	}
+}
+
 // Kind is the kind of values s summarizes ("" before the first non-null
 // one).
 func (s *Stats) Kind() Kind { return s.kind }

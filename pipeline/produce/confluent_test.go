@@ -67,6 +67,10 @@ func TestConfluentEncoderRegistersUnderTheTopicSubject(t *testing.T) {
 	if ids[0] != ids[1] || ids[1] != ids[2] {
 		t.Fatalf("schema ids %v, want one", ids)
 	}
+	// The direct JSON-to-Avro path writes the same header and body.
+	if line := `{"user_id":"u-1","merchant_id":"m1","amount":12.5,"currency":"EUR","ts":1767225600000}`; !checkFastPathMatches(t, enc, line) {
+		t.Fatalf("the direct path declined %s", line)
+	}
 	src := enc.Source()
 	// The subject holds exactly that schema as version 1, registered once.
 	c, err := schemaregistry.New(schemaregistry.Options{URL: url})

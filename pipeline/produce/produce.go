@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,12 @@ type Encoder struct {
 
 	events sync.Pool // *events.Event: Record's scratch
 
+	// flat: lines may take the direct JSON-to-Avro path (FromJSON), which
+	// needs the key fields to be plain strings and the event time a plain
+	// integer, so that a line it encodes has the key and time Record reads.
+	flat      bool
+	keyFields []int // positions of the key fields in the schema, when flat
+
 	idMu sync.Mutex
 	id   uint32 // the source schema's registry id (encoding confluent), once registered
 	idOK bool
@@ -82,8 +89,37 @@ func NewEncoder(cfg *config.File, name string) (*Encoder, error) {
 		return nil, fmt.Errorf("source %q has no event plan", name)
 	}
 	enc := &Encoder{src: src, keys: src.Entity.Keys, plan: plan, dec: events.NewDecoder(cfg, events.Limits{})}
+	enc.flat, enc.keyFields = flatPath(src)
 	enc.events.New = func() any { return new(events.Event) }
 	return enc, nil
+}
+
+// flatPath reports whether src's lines may take the direct JSON-to-Avro
+// path, and the schema positions of its key fields.
+func flatPath(src *config.Source) (bool, []int) {
+	pos := make(map[string]int, len(src.Schema.Fields))
+	for i, f := range src.Schema.Fields {
+		pos[f.Name] = i
+	}
+	plain := func(name string, types ...string) bool {
+		i, ok := pos[name]
+		if !ok {
+			return false
+		}
+		f := src.Schema.Fields[i]
+		return !f.Nullable && (f.LogicalType == "" || f.LogicalType == "timestamp-millis") && slices.Contains(types, f.Type)
+	}
+	if !plain(src.EventTime, "long", "int") {
+		return false, nil
+	}
+	var keyFields []int
+	for _, k := range src.Entity.Keys {
+		if !plain(k, "string") {
+			return false, nil
+		}
+		keyFields = append(keyFields, pos[k])
+	}
+	return true, keyFields
 }
 
 // Source is the source this encoder writes.
@@ -172,13 +208,67 @@ func ClientOpts(enc *Encoder) []kgo.Opt {
 	return []kgo.Opt{kgo.DefaultProduceTopic(enc.Source().Topic), kgo.ProducerLinger(5 * time.Millisecond)}
 }
 
-// FromJSON encodes one JSON object line.
+// FromJSON encodes one JSON object line, as Record(Schema.FromJSON(line))
+// would: the same record, the same validation, the same errors.
+//
+// The common line (a flat object the source schema's fields describe, keys
+// of string fields) is written straight from the JSON to Avro
+// (schemas.Schema.AppendFlatJSON), without the native map; every other
+// line, and every line the fast path would refuse, goes through FromJSON
+// and Record, which name the problem.
 func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
+	if e.flat {
+		if rec, ok, err := e.fromFlatJSON(line); ok {
+			return rec, err
+		}
+	}
 	native, err := e.src.Schema.FromJSON(line)
 	if err != nil {
 		return nil, err
 	}
 	return e.Record(native)
+}
+
+// fromFlatJSON is FromJSON through schemas.Schema.AppendFlatJSON; ok false
+// when that declines the line.
+func (e *Encoder) fromFlatJSON(line []byte) (rec *kgo.Record, ok bool, err error) {
+	var raw [][]byte
+	var rawStack [16][]byte
+	if n := len(e.src.Schema.Fields); n <= len(rawStack) {
+		raw = rawStack[:n]
+	} else {
+		raw = make([][]byte, n)
+	}
+	val := make([]byte, 0, valueBytes)
+	if e.src.Encoding == config.EncodingConfluent {
+		id, err := e.SchemaID(context.Background())
+		if err != nil {
+			return nil, true, err
+		}
+		val = schemas.AppendConfluentHeader(val, id)
+	} else {
+		val = e.src.Schema.AppendSingleObjectHeader(val)
+	}
+	if val, ok = e.src.Schema.AppendFlatJSON(val, line, raw); !ok {
+		return nil, false, nil
+	}
+	var key []byte
+	if len(e.keyFields) == 1 {
+		key = append([]byte(nil), raw[e.keyFields[0]]...)
+	} else {
+		vals := make([]string, len(e.keyFields))
+		for i, f := range e.keyFields {
+			vals[i] = string(raw[f])
+		}
+		key = []byte(keys.EntityKey(vals))
+	}
+	rec = &kgo.Record{Topic: e.src.Topic, Key: key, Value: val}
+	ev := e.events.Get().(*events.Event) // its slices are reused
+	defer e.events.Put(ev)
+	if rej := e.dec.Decode(e.plan, rec.Key, val, time.Now().UnixMilli(), ev); rej != nil {
+		return nil, true, rej
+	}
+	return rec, true, nil
 }
 
 // Send reads JSON lines from r and produces every valid one. Invalid lines

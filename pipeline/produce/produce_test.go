@@ -1,6 +1,7 @@
 package produce_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -561,5 +563,70 @@ func TestSendKeepsInputOrderAcrossChunks(t *testing.T) {
 	}
 	if st.Sent != wantSent || len(recs) != wantSent {
 		t.Fatalf("%d sent and %d records, want %d", st.Sent, len(recs), wantSent)
+	}
+}
+
+// checkFastPathMatches fails t unless enc.FromJSON(line) gives what the
+// map path, Record(Schema.FromJSON(line)), gives: the same key and value
+// bytes, or the same error. It reports whether the direct path took line.
+func checkFastPathMatches(t *testing.T, enc *produce.Encoder, line string) bool {
+	t.Helper()
+	got, gotErr := enc.FromJSON([]byte(line))
+	var want *kgo.Record
+	native, wantErr := enc.Source().Schema.FromJSON([]byte(line))
+	if wantErr == nil {
+		want, wantErr = enc.Record(native)
+	}
+	if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+		t.Fatalf("FromJSON(%s): error %v; the map path: %v", line, gotErr, wantErr)
+	}
+	if gotErr == nil && (string(got.Key) != string(want.Key) || !bytes.Equal(got.Value, want.Value) || got.Topic != want.Topic) {
+		t.Fatalf("FromJSON(%s) = %s %q %x; the map path: %s %q %x", line, got.Topic, got.Key, got.Value, want.Topic, want.Key, want.Value)
+	}
+	_, took, _ := produce.FromFlatJSON(enc, []byte(line))
+	return took
+}
+
+// The direct JSON-to-Avro path gives the records and errors of the map
+// path, and takes the plain lines.
+func TestFromJSONDirectPathMatchesTheMapPath(t *testing.T) {
+	enc, err := produce.NewEncoder(demoConfig(t), "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	line := func(key, amount, ts string) string {
+		return `{"user_id":` + key + `,"merchant_id":"m1","amount":` + amount + `,"currency":"EUR","ts":` + ts + `}`
+	}
+	plain := []string{
+		line(`"u-1"`, `12.5`, "1767225600000"),
+		line(`"ü-ñ"`, `-0.0`, strconv.FormatInt(now, 10)),
+		line(`"u-2"`, `1e3`, "1.7e12"),
+		` {"ts":1767225600000, "currency":"EUR","amount":3,"merchant_id":"m","user_id":"k"} `,
+	}
+	for _, l := range plain {
+		if !checkFastPathMatches(t, enc, l) {
+			t.Fatalf("the direct path declined the plain line %s", l)
+		}
+	}
+	for _, l := range []string{
+		line(`"u\u002d1"`, `12.5`, "1767225600000"), // escapes: the map path
+		line(`""`, `12.5`, "1767225600000"),         // empty key: dead-lettered by workers
+		line(`"`+strings.Repeat("k", events.DefaultMaxKeyBytes+1)+`"`, `1`, "1767225600000"),
+		line(`"u-1"`, `"x"`, "1767225600000"),
+		line(`"u-1"`, `1e400`, "1767225600000"),
+		line(`"u-1"`, `1`, "-1"),
+		line(`"u-1"`, `1`, strconv.FormatInt(time.Now().Add(25*time.Hour).UnixMilli(), 10)),
+		line(`"u-1"`, `1`, "1.5"),
+		line(`7`, `1`, "1767225600000"),
+		`{"user_id":"u-1","merchant_id":"m1","amount":1,"currency":"EUR"}`,
+		`{"user_id":"u-1","merchant_id":"m1","amount":1,"currency":"EUR","ts":1767225600000,"extra":1}`,
+		`{"user_id":"u-1","merchant_id":"m1","amount":1,"currency":"EUR","ts":1767225600000,"user_id":"u-2"}`,
+		`{"user_id":"u-1","merchant_id":"m1","amount":01,"currency":"EUR","ts":1767225600000}`,
+		`{"user_id":"u-1","merchant_id":"m1","amount":1,"currency":"EUR","ts":1767225600000}x`,
+		`{"user_id":"u-1",}`,
+		`[]`,
+	} {
+		checkFastPathMatches(t, enc, l)
 	}
 }

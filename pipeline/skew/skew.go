@@ -138,7 +138,15 @@ type FeatureReport struct {
 	Feature string `json:"feature"` // id, name@version
 	// List tells that the feature's values are lists (first_k, last_k):
 	// its examples carry ServedList and RecomputedList.
-	List       bool  `json:"list,omitempty"`
+	List bool `json:"list,omitempty"`
+	// String tells that the feature's values are strings (last, first,
+	// first_k, last_k of a string field), compared exactly: its examples
+	// carry ServedString and RecomputedString, or for a list ServedStrings
+	// and RecomputedStrings.
+	String bool `json:"string,omitempty"`
+	// Buckets tells that the feature's values are maps (a bucketed
+	// feature): its examples carry ServedBuckets and RecomputedBuckets.
+	Buckets    bool  `json:"buckets,omitempty"`
 	Rows       int64 `json:"rows"`
 	Mismatches int64 `json:"mismatches"`
 	// NullMismatches are the mismatches where one side is null.
@@ -162,6 +170,16 @@ type Example struct {
 	Recomputed     *float64  `json:"recomputed"`
 	ServedList     []float64 `json:"served_list,omitempty"`
 	RecomputedList []float64 `json:"recomputed_list,omitempty"`
+	// The values of a string feature (FeatureReport.String), absent when
+	// null.
+	ServedString      *string  `json:"served_string,omitempty"`
+	RecomputedString  *string  `json:"recomputed_string,omitempty"`
+	ServedStrings     []string `json:"served_strings,omitempty"`
+	RecomputedStrings []string `json:"recomputed_strings,omitempty"`
+	// ServedBuckets and RecomputedBuckets are a bucketed feature's maps,
+	// absent when null.
+	ServedBuckets     map[string]*float64 `json:"served_buckets,omitempty"`
+	RecomputedBuckets map[string]*float64 `json:"recomputed_buckets,omitempty"`
 }
 
 // Err is nil when every compared value matched, else an error wrapping
@@ -219,10 +237,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Group the served values by the entity of their feature: one Compute
 	// per entity over the points that served any of its features.
 	type entityWork struct {
-		ids    map[string]bool // features of this entity that were served
-		points []backfill.Point
-		served []map[string]*float64  // per point: its entry's values (only this entity's features are looked up)
-		lists  []map[string][]float64 // per point: its entry's lists (first_k, last_k)
+		ids      map[string]bool // features of this entity that were served
+		points   []backfill.Point
+		served   []map[string]*float64            // per point: its entry's values (only this entity's features are looked up)
+		lists    []map[string][]float64           // per point: its entry's lists (first_k, last_k)
+		strs     []map[string]*string             // per point: its entry's strings (string last, first)
+		strLists []map[string][]string            // per point: its entry's string lists (string first_k, last_k)
+		bkts     []map[string]map[string]*float64 // per point: its entry's maps (bucketed features)
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -257,11 +278,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for id := range l.entry.Lists {
 			note(id)
 		}
+		for id := range l.entry.Strings {
+			note(id)
+		}
+		for id := range l.entry.StringLists {
+			note(id)
+		}
+		for id := range l.entry.Buckets {
+			note(id)
+		}
 		for _, ent := range entryEnts {
 			w := work[ent]
 			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
 			w.served = append(w.served, l.entry.Features)
 			w.lists = append(w.lists, l.entry.Lists)
+			w.strs = append(w.strs, l.entry.Strings)
+			w.strLists = append(w.strLists, l.entry.StringLists)
+			w.bkts = append(w.bkts, l.entry.Buckets)
 		}
 	}
 	if len(rep.Unknown) == 0 {
@@ -285,6 +318,54 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				fr = &FeatureReport{Feature: f.ID, Examples: []Example{}}
 				reports[f.ID] = fr
 				rep.Features = append(rep.Features, fr)
+			}
+			if vals.IsBuckets(c) { // a bucketed feature: served in the entry's buckets
+				fr.Buckets = true
+				for i, p := range w.points {
+					served, ok := w.bkts[i][f.ID]
+					if !ok {
+						continue
+					}
+					cells, vok := vals.Buckets(i, c)
+					var recomputed map[string]*float64
+					if vok {
+						recomputed = make(map[string]*float64, len(cells))
+						for _, cell := range cells {
+							if cell.OK {
+								v := cell.Value
+								recomputed[cell.Key] = &v
+							} else {
+								recomputed[cell.Key] = nil
+							}
+						}
+					}
+					fr.compareBuckets(p, served, recomputed, o.Tolerance, o.Examples)
+				}
+				continue
+			}
+			if vals.IsString(c) { // served in the entry's strings or string lists
+				fr.String, fr.List = true, vals.IsList(c)
+				for i, p := range w.points {
+					if fr.List {
+						served, ok := w.strLists[i][f.ID]
+						if !ok {
+							continue
+						}
+						recomputed, vok := vals.StrList(i, c)
+						fr.compareStrings(p, nil, nil, served, recomputed, served != nil, vok, o.Examples)
+						continue
+					}
+					served, ok := w.strs[i][f.ID]
+					if !ok {
+						continue
+					}
+					var recomputed *string
+					if s, vok := vals.Str(i, c); vok {
+						recomputed = &s
+					}
+					fr.compareStrings(p, served, recomputed, nil, nil, served != nil, recomputed != nil, o.Examples)
+				}
+				continue
 			}
 			if vals.IsList(c) { // first_k, last_k: served in the entry's lists
 				fr.List = true
@@ -394,5 +475,80 @@ func (fr *FeatureReport) compareList(p backfill.Point, served, recomputed []floa
 			ex.RecomputedList = slices.Clone(recomputed)
 		}
 		fr.Examples = append(fr.Examples, ex)
+	}
+}
+
+// compareStrings adds one row of a string feature to fr: the served and
+// recomputed string (s, r) or, for a list feature, lists (sl, rl) match when
+// both are null or both equal, exactly (byte for byte, element by element).
+// hasS and hasR tell whether each side is a value (not null).
+func (fr *FeatureReport) compareStrings(p backfill.Point, s, r *string, sl, rl []string, hasS, hasR bool, examples int) {
+	fr.Rows++
+	match := true
+	switch {
+	case !hasS && !hasR:
+	case !hasS || !hasR:
+		match = false
+		fr.NullMismatches++
+	case fr.List:
+		match = slices.Equal(sl, rl)
+	default:
+		match = *s == *r
+	}
+	if match {
+		return
+	}
+	fr.Mismatches++
+	if len(fr.Examples) < examples {
+		ex := Example{Key: p.Key, At: p.T, ServedString: s, RecomputedString: r}
+		if fr.List && hasS {
+			ex.ServedStrings = slices.Clone(sl)
+		}
+		if fr.List && hasR {
+			ex.RecomputedStrings = slices.Clone(rl)
+		}
+		fr.Examples = append(fr.Examples, ex)
+	}
+}
+
+// compareBuckets adds one row of a bucketed feature to fr: served and
+// recomputed maps (nil: null) match when both are null, or both have the
+// same bucket keys and, bucket by bucket, values that match as compare's
+// numbers do (within tol relative; null only against null).
+func (fr *FeatureReport) compareBuckets(p backfill.Point, served, recomputed map[string]*float64, tol float64, examples int) {
+	fr.Rows++
+	match := true
+	switch {
+	case served == nil && recomputed == nil:
+	case served == nil || recomputed == nil:
+		match = false
+		fr.NullMismatches++
+	default:
+		match = len(served) == len(recomputed)
+		for k, a := range served {
+			b, ok := recomputed[k]
+			switch {
+			case !ok:
+				match = false
+			case a == nil && b == nil:
+			case a == nil || b == nil:
+				match = false
+			case *a != *b:
+				abs := math.Abs(*a - *b)
+				rel := abs / math.Max(math.Abs(*a), math.Abs(*b))
+				fr.MaxAbsDiff = math.Max(fr.MaxAbsDiff, abs)
+				fr.MaxRelDiff = math.Max(fr.MaxRelDiff, rel)
+				if abs > tol*math.Max(math.Abs(*a), math.Abs(*b)) {
+					match = false
+				}
+			}
+		}
+	}
+	if match {
+		return
+	}
+	fr.Mismatches++
+	if len(fr.Examples) < examples {
+		fr.Examples = append(fr.Examples, Example{Key: p.Key, At: p.T, ServedBuckets: maps.Clone(served), RecomputedBuckets: maps.Clone(recomputed)})
 	}
 }

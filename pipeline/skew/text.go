@@ -3,7 +3,9 @@ package skew
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -40,8 +42,16 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "\n%s: first %d of %d mismatches (key, at, served, recomputed)\n", f.Feature, len(f.Examples), f.Mismatches)
 		for _, e := range f.Examples {
 			served, recomputed := ptr(e.Served), ptr(e.Recomputed)
-			if f.List {
+			switch {
+			case f.String && f.List:
+				served, recomputed = quotedList(e.ServedStrings), quotedList(e.RecomputedStrings)
+			case f.String:
+				served, recomputed = quoted(e.ServedString), quoted(e.RecomputedString)
+			case f.List:
 				served, recomputed = list(e.ServedList), list(e.RecomputedList)
+			}
+			if f.Buckets {
+				served, recomputed = bucketText(e.ServedBuckets), bucketText(e.RecomputedBuckets)
 			}
 			fmt.Fprintf(w, "  %s\t%s (%d)\t%s\t%s\n", e.Key, time.UnixMilli(e.At).UTC().Format("2006-01-02T15:04:05.000Z"), e.At,
 				served, recomputed)
@@ -79,4 +89,39 @@ func list(l []float64) string {
 		parts[i] = strconv.FormatFloat(x, format, -1, 64)
 	}
 	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// quoted formats a string feature's value as a Go-quoted string (control
+// characters and invalid UTF-8 escaped); nil is null.
+func quoted(s *string) string {
+	if s == nil {
+		return "null"
+	}
+	return strconv.Quote(*s)
+}
+
+// quotedList formats a string list feature's value as [ "a", "b" ]; nil
+// is null.
+func quotedList(l []string) string {
+	if l == nil {
+		return "null"
+	}
+	parts := make([]string, len(l))
+	for i, x := range l {
+		parts[i] = strconv.Quote(x)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// bucketText formats a bucketed feature's map as {key: value, ...} in key
+// order; nil is null.
+func bucketText(m map[string]*float64) string {
+	if m == nil {
+		return "null"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, strconv.Quote(k)+": "+ptr(m[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }

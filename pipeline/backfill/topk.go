@@ -1,0 +1,163 @@
+package backfill
+
+import (
+	"strconv"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/jsonenc"
+	"github.com/featurepipe/featurepipe/pipeline/monitor"
+)
+
+// TopValue is one entry of a top_k cell: a value of the feature's field
+// (Value for a number field, typed by the column's output type; Str for a
+// string field) and how often it occurs in the window.
+type TopValue struct {
+	Value float64
+	Str   string
+	Count int64
+}
+
+// topOf is the value of a top_k feature over ir: its k most frequent
+// values, most frequent first (aggregations.FinalizeTopK, or
+// FinalizeStringTopK when the window keeps strings).
+func topOf(w aggregations.Window, ir aggregations.IR) ([]TopValue, bool) {
+	if w.Strings() {
+		l, ok := aggregations.FinalizeStringTopK(ir, w.K())
+		if !ok {
+			return nil, false
+		}
+		out := make([]TopValue, len(l))
+		for i, c := range l {
+			out[i] = TopValue{Str: c.Value, Count: c.Count}
+		}
+		return out, true
+	}
+	l, ok := aggregations.FinalizeTopK(ir, w.K())
+	if !ok {
+		return nil, false
+	}
+	out := make([]TopValue, len(l))
+	for i, c := range l {
+		out[i] = TopValue{Value: c.Value, Count: c.Count}
+	}
+	return out, true
+}
+
+// isTop reports whether column col holds top_k values.
+func (r *results) isTop(col int) bool { return r.topCol != nil && r.topCol[col] }
+
+// setTop sets a cell of a top_k column.
+func (r *results) setTop(row, col int, l []TopValue, ok bool, st cellStatus) {
+	i := row*len(r.columns) + col
+	if !ok {
+		l = nil
+	}
+	r.tops[i], r.valid[i], r.status[i] = l, ok, st
+}
+
+// markTop marks column c as a top_k column, allocating the cells.
+func (r *results) markTop(c int) {
+	if r.topCol == nil {
+		r.topCol = make([]bool, len(r.columns))
+		r.tops = make([][]TopValue, len(r.values))
+	}
+	r.topCol[c] = true
+}
+
+// Top returns the value of top_k column col (IsTop) for point row: at most
+// k values with their counts, most frequent first (ties by value). ok=false
+// means null.
+func (v *Values) Top(row, col int) (top []TopValue, ok bool) {
+	if !v.res.isTop(col) {
+		return nil, false
+	}
+	i := row*len(v.res.columns) + col
+	return v.res.tops[i], v.res.valid[i]
+}
+
+// IsTop reports whether column col is a top_k feature's, whose values Top
+// returns (Get, List, Str and StrList give nothing for it).
+func (v *Values) IsTop(col int) bool { return v.res.isTop(col) }
+
+// TopJSON is the JSON text of a top_k cell of output type t, as the lookup
+// API writes the value: [{"value":"atm","count":3},...].
+func TopJSON(l []TopValue, t aggregations.ValueType) string {
+	b := []byte{'['}
+	for i, e := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"value":`...)
+		switch t {
+		case aggregations.TypeString:
+			b = jsonenc.AppendString(b, e.Str)
+		case aggregations.TypeBool:
+			b = strconv.AppendBool(b, e.Value != 0)
+		default:
+			b = jsonenc.AppendFloat(b, e.Value)
+		}
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, e.Count, 10)
+		b = append(b, '}')
+	}
+	return string(append(b, ']'))
+}
+
+// topStats adds column col's top_k values to s as the worker observes
+// them: the list of the values, most frequent first, without the counts.
+func (r *results) topStats(s *monitor.Stats, col int) {
+	nf := len(r.columns)
+	for i := col; i < len(r.values); i += nf {
+		l := r.tops[i]
+		if r.isString(col) {
+			strs := make([]string, len(l))
+			for j, e := range l {
+				strs[j] = e.Str
+			}
+			s.AddStringList(strs, r.valid[i])
+			continue
+		}
+		vals := make([]float64, len(l))
+		for j, e := range l {
+			vals[j] = e.Value
+		}
+		s.AddList(vals, r.valid[i])
+	}
+}
+
+// parquetTopNode is the Parquet type of a top_k column: an optional LIST
+// of required {value, count} groups, value typed by the column's output
+// type (a STRING for a string field), count an INT64. It takes two leaf
+// columns: value, then count.
+func parquetTopNode(t aggregations.ValueType) parquet.Node {
+	return parquet.Optional(parquet.List(parquet.Required(orderedGroup{
+		namedNode{parquet.Required(parquetLeaf(t)), "value"},
+		namedNode{parquet.Required(parquet.Leaf(parquet.Int64Type)), "count"},
+	})))
+}
+
+// appendTopValues appends the Parquet values of a top_k cell whose leaf
+// columns are leaf (value) and leaf+1 (count): null (definition level 0),
+// an empty list (level 1), or each entry at level 2, repetition level 1
+// after the first, the value column's before the count column's.
+func appendTopValues(vals []parquet.Value, l []TopValue, valid bool, t aggregations.ValueType, leaf int) []parquet.Value {
+	switch {
+	case !valid:
+		return append(vals, parquet.NullValue().Level(0, 0, leaf), parquet.NullValue().Level(0, 0, leaf+1))
+	case len(l) == 0:
+		return append(vals, parquet.NullValue().Level(0, 1, leaf), parquet.NullValue().Level(0, 1, leaf+1))
+	}
+	for e, x := range l {
+		v := parquetValue(x.Value, t)
+		if t == aggregations.TypeString {
+			v = parquet.ByteArrayValue([]byte(x.Str))
+		}
+		vals = append(vals, v.Level(min(e, 1), 2, leaf))
+	}
+	for e, x := range l {
+		vals = append(vals, parquet.Int64Value(x.Count).Level(min(e, 1), 2, leaf+1))
+	}
+	return vals
+}
