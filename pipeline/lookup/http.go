@@ -428,6 +428,7 @@ type value struct {
 	str     string     // the value of a string feature (typ TypeString), with hasV
 	strs    []string   // the value of a string list feature, with hasV
 	top     []TopValue // the value of a top_k feature, with hasV
+	topErr  int64      // its error (aggregations.TopKError: 0 while exact)
 	hasV    bool
 	status  string
 	version int

@@ -122,7 +122,7 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		b := append(lr.buf[:0], key...)
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
-		var count [logNot + 1]int // features of each logSection
+		var count [logTops + 1]int // features of each logSection
 		for _, j := range order {
 			count[logSectionOf(a.feats[j].def)]++
 		}
@@ -163,6 +163,17 @@ func (s *Service) logLookups(a *lookupAnswer) {
 				}
 			}
 		}
+		if count[logTops] > 0 {
+			b = lookuplog.AppendTopsStart(b)
+			k = 0
+			for _, j := range order {
+				if logSectionOf(a.feats[j].def) == logTops {
+					v := &vals[j]
+					b = lookuplog.AppendTop(b, k, a.feats[j].def.ID, appendTop(nil, v.top, v.typ), v.topErr, v.hasV && v.top != nil)
+					k++
+				}
+			}
+		}
 		b = lookuplog.AppendEnd(b)
 		lr.buf = b
 		lr.rec = kgo.Record{Key: b[:len(key)], Value: b[len(key):], Context: context.Background()}
@@ -178,16 +189,14 @@ const (
 	logLists                         // "lists": first_k, last_k of numbers
 	logStrings                       // "strings": last, first of a string field
 	logStringLists                   // "string_lists": first_k, last_k of a string field
-	// logNot: top_k is not logged (the lookup log has no section for a
-	// list of {value, count}), so skew does not compare it (issue 12).
-	logNot
+	logTops                          // "tops": top_k, its JSON text and error
 )
 
 func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
 	case f.Derived == nil && f.Aggregation == aggregations.TopK:
-		return logNot
+		return logTops
 	case str && f.Aggregation.List():
 		return logStringLists
 	case str:

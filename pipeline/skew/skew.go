@@ -3,6 +3,7 @@ package skew
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -143,7 +144,10 @@ type FeatureReport struct {
 	// first_k, last_k of a string field), compared exactly: its examples
 	// carry ServedString and RecomputedString, or for a list ServedStrings
 	// and RecomputedStrings.
-	String     bool  `json:"string,omitempty"`
+	String bool `json:"string,omitempty"`
+	// Top tells that the feature is a top_k: its examples carry ServedTop
+	// and RecomputedTop (see compareTop for the rule).
+	Top        bool  `json:"top,omitempty"`
 	Rows       int64 `json:"rows"`
 	Mismatches int64 `json:"mismatches"`
 	// NullMismatches are the mismatches where one side is null.
@@ -173,6 +177,10 @@ type Example struct {
 	RecomputedString  *string  `json:"recomputed_string,omitempty"`
 	ServedStrings     []string `json:"served_strings,omitempty"`
 	RecomputedStrings []string `json:"recomputed_strings,omitempty"`
+	// The values of a top_k feature (FeatureReport.Top), as the lookup
+	// API's JSON text, absent when null.
+	ServedTop     json.RawMessage `json:"served_top,omitempty"`
+	RecomputedTop json.RawMessage `json:"recomputed_top,omitempty"`
 }
 
 // Err is nil when every compared value matched, else an error wrapping
@@ -232,10 +240,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	type entityWork struct {
 		ids      map[string]bool // features of this entity that were served
 		points   []backfill.Point
-		served   []map[string]*float64  // per point: its entry's values (only this entity's features are looked up)
-		lists    []map[string][]float64 // per point: its entry's lists (first_k, last_k)
-		strs     []map[string]*string   // per point: its entry's strings (string last, first)
-		strLists []map[string][]string  // per point: its entry's string lists (string first_k, last_k)
+		served   []map[string]*float64             // per point: its entry's values (only this entity's features are looked up)
+		lists    []map[string][]float64            // per point: its entry's lists (first_k, last_k)
+		strs     []map[string]*string              // per point: its entry's strings (string last, first)
+		strLists []map[string][]string             // per point: its entry's string lists (string first_k, last_k)
+		tops     []map[string]*lookuplog.ServedTop // per point: its entry's top_k values
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -276,6 +285,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for id := range l.entry.StringLists {
 			note(id)
 		}
+		for id := range l.entry.Tops {
+			note(id)
+		}
 		for _, ent := range entryEnts {
 			w := work[ent]
 			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
@@ -283,6 +295,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			w.lists = append(w.lists, l.entry.Lists)
 			w.strs = append(w.strs, l.entry.Strings)
 			w.strLists = append(w.strLists, l.entry.StringLists)
+			w.tops = append(w.tops, l.entry.Tops)
 		}
 	}
 	if len(rep.Unknown) == 0 {
@@ -306,6 +319,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				fr = &FeatureReport{Feature: f.ID, Examples: []Example{}}
 				reports[f.ID] = fr
 				rep.Features = append(rep.Features, fr)
+			}
+			if vals.IsTop(c) { // top_k: served in the entry's tops
+				fr.Top = true
+				for i, p := range w.points {
+					served, ok := w.tops[i][f.ID]
+					if !ok {
+						continue
+					}
+					l, vok := vals.Top(i, c)
+					var text []byte
+					if vok {
+						text = []byte(backfill.TopJSON(l, f.OutputType()))
+					}
+					fr.compareTop(p, served, text, vals.TopError(i, c), vok, o.Examples)
+				}
+				continue
 			}
 			if vals.IsString(c) { // served in the entry's strings or string lists
 				fr.String, fr.List = true, vals.IsList(c)
