@@ -70,8 +70,8 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 22 {
-		t.Fatalf("got %d features, want 22", len(f.Features))
+	if len(f.Features) != 23 {
+		t.Fatalf("got %d features, want 23", len(f.Features))
 	}
 	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
@@ -174,8 +174,8 @@ func TestLoadDemo(t *testing.T) {
 			users = append(users, ft)
 		}
 	}
-	if got := f.EntityFeatures("user"); len(users) != 20 || !slices.Equal(got, users) {
-		t.Errorf("EntityFeatures(user) = %v, want the 20 user features in file order", ids(got))
+	if got := f.EntityFeatures("user"); len(users) != 21 || !slices.Equal(got, users) {
+		t.Errorf("EntityFeatures(user) = %v, want the 21 user features in file order", ids(got))
 	}
 	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
 		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)
