@@ -118,6 +118,27 @@ func BenchmarkApplyKind(b *testing.B) {
 			reportRate(b, "events/s")
 		})
 	}
+	// Bucketed features (`bucket:`, WithBuckets): the events carry one of 16
+	// merchant categories; each tile keeps a sub-IR per category.
+	for _, k := range []aggregations.Kind{aggregations.Sum, aggregations.ApproxDistinct, aggregations.LastK} {
+		b.Run(k.String()+"-bucketed", func(b *testing.B) {
+			w := aggregations.Window{Size: 30 * aggregations.Day, Hop: aggregations.Day}.For(k, 0).WithK(100).WithBuckets()
+			events := benchEvents(w, benchNow, 1<<14)
+			for i := range events {
+				events[i].Bucket = fmt.Sprintf("category-%02d", i%16)
+			}
+			var s aggregations.Series
+			for _, e := range events {
+				s.Apply(w, e, benchNow)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Apply(w, events[i&(len(events)-1)], benchNow)
+			}
+			reportRate(b, "events/s")
+		})
+	}
 }
 
 // BenchmarkRead measures a lookup: fold one series as of the request time.

@@ -93,6 +93,17 @@
 // then must read as of T before applying any event with ts >= T in the tile holding
 // T-1, e.g. by applying events in event-time order and reading between them.
 //
+// # Buckets
+//
+// A window made WithBuckets (a feature with `bucket:`) keeps in every IR a
+// sub-IR per bucket key (Event.Bucket), merged bucket by bucket, so every
+// kind that merges can be bucketed and every Series operation is unchanged.
+// FinalizeBuckets keeps the max_buckets most populated buckets (by event
+// count, ties: the smaller key) and merges the others into OtherBucket. A
+// tile or lifetime Base keeps at most BucketsMax buckets (further ones fold
+// into OtherBucket there): values are exact while every tile has seen at
+// most BucketsMax distinct buckets. bucket.go states the design in full.
+//
 // The package is pure: no I/O, no goroutines, no locks, standard library only. A
 // Series is not safe for concurrent use.
 package aggregations

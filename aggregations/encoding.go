@@ -55,8 +55,15 @@ const (
 	flagPendingStrings
 	// flagTopK: the value counts of a TopK IR follow.
 	flagTopK
+	// flagBuckets: the IR's buckets follow (a window made WithBuckets):
+	// their number (uvarint), then per bucket, by increasing key, the key
+	// (see appendString), the sub-IR's flags and its fields, as a tile's.
+	flagBuckets
+	// flagPendingBuckets: each pending event's Bucket follows it (after its
+	// Str, if any; set only when one is non-empty).
+	flagPendingBuckets
 
-	flagsKnown = flagTopK<<1 - 1
+	flagsKnown = flagPendingBuckets<<1 - 1
 )
 
 // flagsExtended introduces extended flags (see flagCount).
@@ -81,9 +88,10 @@ func appendFlags(dst []byte, flags uint64) []byte {
 // relative to Start), FirstSeq (varint), the Last and First strings of a
 // string IR (flagStrings, see appendString), the HyperLogLog sketch, the
 // quantile sketch (see appendHLL and appendQuantiles), the event list (see
-// appendKList), the value counts (see appendTopK), and the pending events (uvarint count, then per event TS
-// relative to Start, Seq as varints, Value as 8 bytes and, with
-// flagPendingStrings, Str). Number features never set the string flags: their
+// appendKList), the value counts (see appendTopK), the buckets of a
+// bucketed IR (flagBuckets), and the pending events (uvarint count, then per
+// event TS relative to Start, Seq as varints, Value as 8 bytes and, with
+// flagPendingStrings, Str, with flagPendingBuckets, Bucket). Number features never set the string flags: their
 // tiles encode exactly as before strings existed. A typical non-empty tile of an exact kind takes about 50 to 80 bytes,
 // an empty one 1 + len(varint Start).
 func AppendTile(dst []byte, t Tile) []byte {
@@ -93,7 +101,9 @@ func AppendTile(dst []byte, t Tile) []byte {
 		for _, p := range t.Pending {
 			if p.Str != "" {
 				flags |= flagPendingStrings
-				break
+			}
+			if p.Bucket != "" {
+				flags |= flagPendingBuckets
 			}
 		}
 	}
@@ -108,6 +118,9 @@ func AppendTile(dst []byte, t Tile) []byte {
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Value))
 			if flags&flagPendingStrings != 0 {
 				dst = appendString(dst, p.Str)
+			}
+			if flags&flagPendingBuckets != 0 {
+				dst = appendString(dst, p.Bucket)
 			}
 		}
 	}
@@ -159,7 +172,7 @@ func DecodeSeries(src []byte, s *Series) (rest []byte, err error) {
 		d.fail("unknown series version %d", v)
 	}
 	flags := d.flags("base flags")
-	if flags&(flagPending|flagPendingStrings) != 0 {
+	if flags&(flagPending|flagPendingStrings|flagPendingBuckets) != 0 {
 		d.fail("base has pending events")
 	}
 	d.irFields(flags, &s.Base, 0)
@@ -244,6 +257,9 @@ func irFlags(ir IR) uint64 {
 	if ir.tk != nil {
 		f |= flagTopK
 	}
+	if ir.bk != nil {
+		f |= flagBuckets
+	}
 	return f
 }
 
@@ -293,6 +309,21 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 	if flags&flagTopK != 0 {
 		dst = appendTopK(dst, ir.tk)
 	}
+	if flags&flagBuckets != 0 {
+		keys := make([]string, 0, len(ir.bk.m))
+		for k := range ir.bk.m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		dst = binary.AppendUvarint(dst, uint64(len(keys)))
+		for _, k := range keys {
+			sub := ir.bk.m[k]
+			dst = appendString(dst, k)
+			sf := irFlags(*sub)
+			dst = appendFlags(dst, sf)
+			dst = appendIRFields(dst, sf, *sub, ref)
+		}
+	}
 	return dst
 }
 
@@ -321,12 +352,12 @@ func appendTopK(dst []byte, t *topK) []byte {
 func appendKList(dst []byte, l *kList, ref int64, strs bool) []byte {
 	dst = binary.AppendUvarint(dst, uint64(l.k))
 	dst = binary.AppendUvarint(dst, uint64(len(l.evs)))
-	for _, e := range l.evs {
+	for i, e := range l.evs {
 		dst = binary.AppendVarint(dst, e.TS-ref)
 		dst = binary.AppendVarint(dst, e.Seq)
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.Value))
 		if strs {
-			dst = appendString(dst, e.Str)
+			dst = appendString(dst, l.str(i))
 		}
 	}
 	return dst
@@ -556,6 +587,9 @@ func (d *decoder) irFields(flags uint64, ir *IR, ref int64) {
 	if flags&flagTopK != 0 {
 		ir.tk = d.topK(flags&flagStrings != 0, ir.Count)
 	}
+	if flags&flagBuckets != 0 {
+		ir.bk = d.bucketSet(ir.Count, ref)
+	}
 	switch {
 	case d.err != nil:
 	case ir.Count <= 0 && *ir != (IR{}), ir.Count <= 0 && flags&flagStrings != 0:
@@ -675,19 +709,26 @@ func (d *decoder) kList(last bool, ref int64, strs bool) *kList {
 		d.fail("%d listed events (k %d, %d bytes left)", n, k, len(d.src))
 		return nil
 	}
-	l := &kList{k: int(k), last: last, evs: make([]Event, 0, n)}
+	l := &kList{k: int(k), last: last, evs: make([]kEvent, 0, n)}
+	if strs {
+		l.strs = make([]string, 0, n)
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		var e Event
+		var e kEvent
+		var s string
 		e.TS = ref + d.varint("listed ts")
 		e.Seq = d.varint("listed seq")
 		e.Value = d.float("listed value")
 		if strs {
-			e.Str = d.string("listed string")
+			s = d.string("listed string")
 		}
-		if d.err == nil && i > 0 && l.before(&e, &l.evs[i-1]) {
+		if d.err == nil && i > 0 && l.before(&e, s, &l.evs[i-1], l.str(int(i-1))) {
 			d.fail("listed events out of order")
 		}
 		l.evs = append(l.evs, e)
+		if strs {
+			l.strs = append(l.strs, s)
+		}
 	}
 	return l
 }
@@ -793,8 +834,8 @@ func (d *decoder) buckets() []bucket {
 // tile decodes one tile into t, appending pending events to pending (reused storage).
 func (d *decoder) tile(t *Tile, pending []Event) {
 	flags := d.flags("flags")
-	if flags&flagPendingStrings != 0 && flags&flagPending == 0 {
-		d.fail("pending strings without pending events")
+	if flags&(flagPendingStrings|flagPendingBuckets) != 0 && flags&flagPending == 0 {
+		d.fail("pending strings or buckets without pending events")
 	}
 	t.Start = d.varint("start")
 	d.irFields(flags, &t.IR, t.Start)
@@ -815,7 +856,64 @@ func (d *decoder) tile(t *Tile, pending []Event) {
 		if flags&flagPendingStrings != 0 {
 			e.Str = d.string("pending string")
 		}
+		if flags&flagPendingBuckets != 0 {
+			e.Bucket = d.string("pending bucket")
+		}
 		pending = append(pending, e)
 	}
 	t.Pending = pending
+}
+
+// bucketSet decodes the buckets written by appendIRFields for an IR of count
+// events: keys strictly increasing, each sub-IR non-empty and without
+// buckets or pending flags, their counts adding up to count.
+func (d *decoder) bucketSet(count int64, ref int64) *bucketSet {
+	n := d.uvarint("bucket count")
+	switch {
+	case d.err != nil:
+		return nil
+	case n == 0 || n > BucketsMax+1 || n > uint64(len(d.src)/3): // a bucket takes at least 3 bytes
+		d.fail("%d buckets (at most %d, %d bytes left)", n, BucketsMax+1, len(d.src))
+		return nil
+	}
+	b := &bucketSet{m: make(map[string]*IR, n)}
+	var prev string
+	var total int64
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		key := d.string("bucket key")
+		sf := d.flags("bucket flags")
+		if d.err != nil {
+			return nil
+		}
+		if sf&(flagBuckets|flagPending|flagPendingStrings|flagPendingBuckets) != 0 {
+			d.fail("bucket %q has nested buckets or pending events", key)
+			return nil
+		}
+		if i > 0 && key <= prev {
+			d.fail("bucket keys out of order: %q after %q", key, prev)
+			return nil
+		}
+		sub := &IR{}
+		d.irFields(sf, sub, ref)
+		if d.err == nil && sub.Count <= 0 {
+			d.fail("bucket %q is empty", key)
+		}
+		total += sub.Count
+		b.m[key] = sub
+		prev = key
+	}
+	if d.err == nil && total != count {
+		d.fail("buckets hold %d events, the IR %d", total, count)
+	}
+	if d.err == nil && len(b.m)-boolInt(b.m[OtherBucket] != nil) > BucketsMax {
+		d.fail("%d buckets beyond %s, at most %d", len(b.m), OtherBucket, BucketsMax)
+	}
+	return b
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -15,9 +15,14 @@ type Event struct {
 	// Str is the value of a string field, for the kinds that keep values
 	// (Last, First, FirstK, LastK) over a window made WithStrings; every
 	// other IR ignores it (number features leave it empty and pay nothing
-	// for it but its 16 bytes in Pending and in k lists). "" is a value
-	// like any other.
+	// for it but its 16 bytes in Pending; k lists keep strings beside
+	// their events, only for string windows). "" is a value like any
+	// other.
 	Str string
+	// Bucket is the event's bucket key for a window made WithBuckets (the
+	// decoder's text of the `bucket:` field, see bucket.go); every other
+	// window ignores it. "" is a bucket like any other.
+	Bucket string
 }
 
 // IR is the intermediate representation shared by every Kind: a value that is
@@ -58,6 +63,7 @@ type IR struct {
 	ks  *kList     // FirstK, LastK only
 	tk  *topK      // TopK only
 	s   *strPart   // windows made WithStrings only
+	bk  *bucketSet // windows made WithBuckets only (see bucket.go)
 }
 
 // strPart is the string side of an IR over a string field: the Str of the
@@ -74,6 +80,10 @@ func (ir *IR) Update(e Event) { ir.update(e, Window{}) }
 
 // update folds e into ir; an empty ir gets the sketch w asks for.
 func (ir *IR) update(e Event, w Window) {
+	if w.sketch&withBuckets != 0 || ir.bk != nil {
+		ir.updateBucketed(e, w)
+		return
+	}
 	if ir.Count == 0 {
 		*ir = IR{Count: 1, Sum: e.Value, Min: e.Value, Max: e.Value, Last: e.Value, LastTS: e.TS, LastSeq: e.Seq,
 			Mean: e.Value, First: e.Value, FirstTS: e.TS, FirstSeq: e.Seq}
@@ -87,8 +97,12 @@ func (ir *IR) update(e Event, w Window) {
 		case firstKList, lastKList:
 			// An invalid k (Validate rejects it) is clamped: no panic.
 			k := min(max(w.k, 1), MaxK)
-			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]Event, 1, min(k, 8))}
-			ir.ks.evs[0] = e
+			ir.ks = &kList{k: k, last: w.kind() == lastKList, evs: make([]kEvent, 1, min(k, 8))}
+			ir.ks.evs[0] = kEvent{e.TS, e.Seq, e.Value}
+			if w.sketch&withStrings != 0 {
+				ir.ks.strs = make([]string, 1, min(k, 8))
+				ir.ks.strs[0] = e.Str
+			}
 		case topKSketch:
 			ir.tk = &topK{strs: w.sketch&withStrings != 0}
 			ir.tk.add(e)
@@ -163,6 +177,9 @@ func (ir *IR) merge(o *IR) {
 			c := *o.s
 			ir.s = &c
 		}
+		if o.bk != nil {
+			ir.bk = o.bk.clone()
+		}
 		return
 	}
 	// Chan et al.: combine from the larger part (by count, then mean) so that
@@ -227,6 +244,13 @@ func (ir *IR) merge(o *IR) {
 	default:
 		ir.tk.merge(o.tk)
 	}
+	switch {
+	case o.bk == nil:
+	case ir.bk == nil:
+		ir.bk = o.bk.clone()
+	default:
+		ir.bk.merge(o.bk)
+	}
 }
 
 // Clone returns a copy of ir with its own copy of ir's sketch, if any: the
@@ -248,6 +272,9 @@ func (ir IR) Clone() IR {
 	if ir.s != nil {
 		c := *ir.s
 		ir.s = &c
+	}
+	if ir.bk != nil {
+		ir.bk = ir.bk.clone()
 	}
 	return ir
 }

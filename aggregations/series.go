@@ -170,6 +170,9 @@ func (s *Series) Expire(w Window, now int64, dst []int64) (removed []int64, base
 			s.Base.update(p, w)
 		}
 	}
+	if w.Lifetime() {
+		s.Base.foldBuckets() // Base lives on: keep it within BucketsMax (bucket.go)
+	}
 	m := copy(s.Tiles, s.Tiles[n:])
 	clear(s.Tiles[m:])
 	s.Tiles = s.Tiles[:m]

@@ -160,6 +160,9 @@ const (
 	// still fit the registers of Go's calling convention (a separate field
 	// measured 10-15% slower on every kind in bench-apply).
 	withStrings sketchKind = 0x80
+	// withBuckets is a bit of sketch too: the IRs keep one sub-IR per
+	// bucket (see WithBuckets and bucket.go).
+	withBuckets sketchKind = 0x40
 )
 
 // For returns w set up for aggregation k: the tiles of an ApproxDistinct
@@ -209,8 +212,29 @@ func (w Window) WithStrings() Window {
 // Strings reports whether w was made WithStrings.
 func (w Window) Strings() bool { return w.sketch&withStrings != 0 }
 
-// kind is the sketch w's IRs keep, without the withStrings bit.
-func (w Window) kind() sketchKind { return w.sketch &^ withStrings }
+// WithBuckets returns w with IRs that keep one sub-IR per bucket (the
+// events' Event.Bucket), for a feature with `bucket:` (read its value with
+// FinalizeBuckets; see bucket.go for the bounds and the fold into
+// OtherBucket). The sub-IRs keep what the rest of w asks for (a sketch,
+// a k list, strings); the IR above them keeps only the exact fields of all
+// its events. It costs a map and a sub-IR per bucket per tile; For resets
+// it. Windows without it ignore Event.Bucket.
+func (w Window) WithBuckets() Window {
+	w.sketch |= withBuckets
+	return w
+}
+
+// Buckets reports whether w was made WithBuckets.
+func (w Window) Buckets() bool { return w.sketch&withBuckets != 0 }
+
+// kind is the sketch w's IRs keep, without the withStrings and withBuckets bits.
+func (w Window) kind() sketchKind { return w.sketch &^ (withStrings | withBuckets) }
+
+// unbucketed is w without the withBuckets bit: the window of a bucket's sub-IR.
+func (w Window) unbucketed() Window {
+	w.sketch &^= withBuckets
+	return w
+}
 
 // K is the number of events the tiles of a FirstK or LastK window keep, or
 // the number of values a TopK window answers, 0 for any other window.

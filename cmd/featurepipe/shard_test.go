@@ -267,3 +267,168 @@ func readListParquet(t *testing.T, path string, names []string) map[string]map[s
 	}
 	return out
 }
+
+// TestBackfillShardStringFeatures: `backfill --shard i/2` of the demo's
+// string features (txn_last_merchant, a last of merchant_id, and
+// txn_recent_merchants, a last_k of it) writes Parquet STRING and LIST of
+// STRING cells equal, key by key, to the single-process run's CSV (the
+// string, the list's JSON text, nulls included).
+func TestBackfillShardStringFeatures(t *testing.T) {
+	f := newProduceFixture(t)
+	f.catalog(t, "")
+	var lines []string
+	merchants := []string{"m-1", "café", `m,"2"`, "m-3"}
+	for i := range 30 {
+		lines = append(lines, fmt.Sprintf(`{"user_id":"u-%d","merchant_id":%q,"amount":1.5,"currency":"EUR","ts":%d}`,
+			i%6, merchants[i*5%len(merchants)], 1700000000000+int64(i*7%30)*60_000))
+	}
+	events := f.input(t, "events.jsonl", lines...)
+	if code, _, stderr := execCLI("produce", "--brokers", f.brokers, "--config", f.config, "--source", "transactions", "--input", events); code != 0 {
+		t.Fatalf("produce: exit %d: %s", code, stderr)
+	}
+	spineLines := []string{"user_id,timestamp"}
+	for u := range 8 { // u-6 and u-7 have no events: nulls
+		spineLines = append(spineLines, fmt.Sprintf("u-%d,2023-11-15T00:00:00Z", u))
+	}
+	spine := f.input(t, "spine.csv", spineLines...)
+	names := []string{"txn_last_merchant", "txn_recent_merchants"}
+	base := []string{"backfill", "--brokers", f.brokers, "--config", f.config, "--spine", spine, "--features", strings.Join(names, ",")}
+	single := filepath.Join(f.dir, "single.csv")
+	if code, _, stderr := execCLI(append(base, "--out", single)...); code != 0 {
+		t.Fatalf("single run: exit %d: %s", code, stderr)
+	}
+	fh, err := os.Open(single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(fh).ReadAll()
+	fh.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]string{} // feature -> key -> CSV cell
+	values := 0
+	for _, name := range names {
+		c := slices.Index(recs[0], name)
+		if c < 0 {
+			t.Fatalf("no column %s in %v", name, recs[0])
+		}
+		want[name] = map[string]string{}
+		for _, r := range recs[1:] {
+			want[name][r[0]] = r[c]
+			if r[c] != "" {
+				values++
+			}
+		}
+	}
+	if values != 12 {
+		t.Fatalf("the single run has %d non-null values, want 12 (6 keys x 2 features)", values)
+	}
+	out := filepath.Join(f.dir, "train")
+	for _, shard := range []string{"0/2", "1/2"} {
+		if code, _, stderr := execCLI(append(base, "--out", out, "--shard", shard)...); code != 0 {
+			t.Fatalf("--shard %s: exit %d: %s", shard, code, stderr)
+		}
+	}
+	got := map[string]map[string]string{}
+	for i := range 2 {
+		for name, byKey := range readStringParquet(t, filepath.Join(out, backfill.Shard{Index: i, Count: 2}.PartFile()), names) {
+			if got[name] == nil {
+				got[name] = map[string]string{}
+			}
+			for k, v := range byKey {
+				if _, dup := got[name][k]; dup {
+					t.Fatalf("key %s in two shards", k)
+				}
+				got[name][k] = v
+			}
+		}
+	}
+	for _, name := range names {
+		if len(got[name]) != len(want[name]) {
+			t.Fatalf("%s: the shards hold %d keys, the single run %d", name, len(got[name]), len(want[name]))
+		}
+		for k, w := range want[name] {
+			if g := got[name][k]; g != w {
+				t.Errorf("%s of %s: shards %s, single run %s", name, k, g, w)
+			}
+		}
+	}
+}
+
+// readStringParquet reads the user_id column and the named string columns
+// (STRING, or LIST of STRING) of a backfill's Parquet file: per feature,
+// per key, the cell as the CSV output writes it (the string, a list's JSON
+// text, "" for null).
+func readStringParquet(t *testing.T, path string, names []string) map[string]map[string]string {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(fh, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, ok := pf.Schema().Lookup("user_id")
+	if !ok {
+		t.Fatalf("no user_id column in %v", pf.Schema())
+	}
+	cols, list := map[int]string{}, map[string]bool{}
+	out := map[string]map[string]string{}
+	for _, name := range names {
+		leaf, ok := pf.Schema().Lookup(name, "list", "element")
+		list[name] = ok
+		if !ok {
+			leaf, _ = pf.Schema().Lookup(name)
+		}
+		if leaf.Node == nil || leaf.Node.Type().Kind() != parquet.ByteArray {
+			t.Fatalf("column %s: %v, want strings", name, leaf.Node)
+		}
+		cols[leaf.ColumnIndex] = name
+		out[name] = map[string]string{}
+	}
+	r := parquet.NewReader(pf)
+	defer r.Close()
+	buf := make([]parquet.Row, 16)
+	for {
+		n, err := r.ReadRows(buf)
+		for _, row := range buf[:n] {
+			k := ""
+			vals, null := map[string][]string{}, map[string]bool{}
+			for _, v := range row {
+				switch name, ok := cols[v.Column()]; {
+				case v.Column() == key.ColumnIndex:
+					k = string(v.ByteArray())
+				case ok && v.IsNull():
+					null[name] = true
+				case ok:
+					vals[name] = append(vals[name], string(v.ByteArray()))
+				}
+			}
+			for _, name := range names {
+				cell := ""
+				switch {
+				case null[name]:
+				case list[name]:
+					b, _ := json.Marshal(vals[name])
+					cell = string(b)
+				default:
+					cell = vals[name][0]
+				}
+				out[name][k] = cell
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

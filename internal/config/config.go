@@ -239,6 +239,25 @@ type Feature struct {
 	// 0 for the other aggregations. Part of the definition hash when set.
 	// Window carries it too (see aggregations.Window.WithK).
 	K int
+	// Bucket is the event field that splits the feature into buckets
+	// (`bucket: merchant_category`), "" for an unbucketed feature. A
+	// bucketed feature's value is a map from bucket to the aggregation over
+	// that bucket's events (see aggregations/bucket.go for the bounds and
+	// the fold into "__other__"). The field is a string, long, int or
+	// boolean of the source's schema (BucketType); the decoder makes it the
+	// event's bucket key (pipeline/events), a null giving "__null__". Part
+	// of the definition hash when set. Window carries it too
+	// (aggregations.Window.WithBuckets).
+	Bucket string
+	// BucketType is the type of Bucket in the source's schema (TypeString,
+	// TypeLong or TypeBool); TypeDouble (zero) when Bucket is "".
+	BucketType aggregations.ValueType
+	// MaxBuckets is how many buckets a value keeps, the most populated by
+	// event count, before folding the others into "__other__": 1 to
+	// aggregations.BucketsMax, default aggregations.DefaultMaxBuckets (100)
+	// for a bucketed feature, 0 for an unbucketed one. Part of the
+	// definition hash when set.
+	MaxBuckets int
 	// Default is the value of an empty window. nil means the documented
 	// default: null for every aggregation but count, sum and approx_distinct,
 	// which give 0 (and do not accept a default).
@@ -266,8 +285,8 @@ type Feature struct {
 	ID string
 	// Hash is the hex SHA-256 of the canonical definition: entity and its
 	// key field, source, topic and event_time field, aggregation, field,
-	// window size and hop, default, and where, ttl and percentile (when
-	// set); for a derived feature, entity, expression and input versions.
+	// window size and hop, default, and where, ttl, percentile, k, bucket
+	// and max_buckets (when set); for a derived feature, entity, expression and input versions.
 	// Owner, description, tags and deprecated are metadata and do not
 	// change it.
 	Hash      string

@@ -70,8 +70,13 @@ func TestLoadDemo(t *testing.T) {
 	if _, err := LoadFS(schemas.Files, "nope.yaml"); !errors.Is(err, fs.ErrNotExist) || errors.As(err, new(*Error)) {
 		t.Errorf("LoadFS(missing file) = %v, want a wrapped fs.ErrNotExist, not a *Error", err)
 	}
-	if len(f.Features) != 23 {
-		t.Fatalf("got %d features, want 23", len(f.Features))
+	if len(f.Features) != 26 {
+		t.Fatalf("got %d features, want 26", len(f.Features))
+	}
+	for _, name := range []string{"txn_last_merchant", "txn_recent_merchants"} { // the string features
+		if ft, err := f.Feature(name); err != nil || ft.OutputType() != aggregations.TypeString || !ft.Window.Strings() {
+			t.Errorf("%s: %v: want a string feature", name, err)
+		}
 	}
 	want := Kafka{FeatureLogTopic: DefaultFeatureLogTopic, DeadLetterTopic: DefaultDeadLetterTopic, LookupLogTopic: DefaultLookupLogTopic, RegistryTopic: DefaultRegistryTopic, Group: DefaultGroup, Partitions: DefaultPartitions, ReplicationFactor: DefaultReplicationFactor, RepartitionPrefix: DefaultRepartitionPrefix}
 	if f.Kafka != want {
@@ -174,8 +179,8 @@ func TestLoadDemo(t *testing.T) {
 			users = append(users, ft)
 		}
 	}
-	if got := f.EntityFeatures("user"); len(users) != 21 || !slices.Equal(got, users) {
-		t.Errorf("EntityFeatures(user) = %v, want the 21 user features in file order", ids(got))
+	if got := f.EntityFeatures("user"); len(users) != 24 || !slices.Equal(got, users) {
+		t.Errorf("EntityFeatures(user) = %v, want the 24 user features in file order", ids(got))
 	}
 	if got := ids(f.EntityFeatures("merchant")); !slices.Equal(got, []string{"merchant_txn_count_1d@1"}) {
 		t.Errorf("EntityFeatures(merchant) = %v, want merchant_txn_count_1d@1", got)

@@ -22,7 +22,7 @@ var (
 	kafkaKeys   = []string{"feature_log_topic", "dead_letter_topic", "lookup_log_topic", "registry_topic", "group", "partitions", "replication_factor", "security", "schema_registry", "repartition_prefix"}
 	entityKeys  = []string{"name", "key", "keys"}
 	sourceKeys  = []string{"name", "topic", "schema", "event_time", "encoding", "writer_schemas", "entity"}
-	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor", "percentile", "k"}
+	featureKeys = []string{"name", "version", "entity", "source", "aggregation", "field", "window", "hop", "owner", "description", "tags", "deprecated", "replaced_by", "sunset", "default", "where", "ttl", "expression", "inputs", "monitor", "percentile", "k", "bucket", "max_buckets"}
 	serviceKeys = []string{"name", "owner", "description", "features", "models"}
 )
 
@@ -68,6 +68,10 @@ type featureItem struct {
 	percentile      *float64 // nil when absent
 	k               int64    // valid when kOK
 	kPresent, kOK   bool
+	// bucket and max_buckets (bucket.go).
+	bucket                      string
+	maxBuckets                  int64 // valid when maxBucketsOK
+	maxBucketsSet, maxBucketsOK bool
 }
 
 // mapping is a YAML mapping whose keys were checked against an allowed list.
@@ -411,6 +415,8 @@ func (d *decoder) decodeFile(root *yaml.Node) {
 			percentile:  d.number(m, "percentile"),
 		}
 		it.k, it.kPresent, it.kOK = d.integer(m, "k")
+		it.bucket = d.str(m, "bucket", false, "the event field whose values split the feature into buckets, e.g. merchant_category")
+		it.maxBuckets, it.maxBucketsSet, it.maxBucketsOK = d.integer(m, "max_buckets")
 		d.features = append(d.features, it)
 	}
 	d.decodeServices(top)

@@ -270,6 +270,11 @@ func (d *decoder) compileDerived(f *File, it featureItem, envs map[string]*cel.E
 			bad = true
 			continue
 		}
+		if in.Bucket != "" {
+			d.addf(line, field, "%s is bucketed by %s (a map of buckets): a derived feature reads numbers only", name, in.Bucket)
+			bad = true
+			continue
+		}
 		if in.OutputType() == aggregations.TypeString {
 			d.addf(line, field, "%s is a string (%s of string field %s): a derived feature reads numbers only", name, in.Aggregation, in.Field)
 			bad = true

@@ -77,5 +77,9 @@ func (f *Feature) Definition() [][2]string {
 	if f.TTL > 0 { // likewise only when set
 		put("ttl_ms", strconv.FormatInt(f.TTL, 10))
 	}
+	if f.Bucket != "" { // likewise only when set
+		put("bucket", f.Bucket)
+		put("max_buckets", strconv.Itoa(f.MaxBuckets))
+	}
 	return out
 }

@@ -302,6 +302,7 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 			d.checkPercentile(it)
 			d.checkK(it)
 		}
+		d.checkBucket(it, ft.SourceRef)
 		if it.window != "" {
 			if w, err := aggregations.ParseWindow(it.window, it.hop); err != nil {
 				// Report on the setting to change, without the package prefix
@@ -320,6 +321,9 @@ func (d *decoder) buildFeatures(f *File, ents map[string]*Entity, srcs map[strin
 					// last, first, first_k, last_k of a string field: the
 					// tiles keep the strings (checkField set ValueType).
 					ft.Window = ft.Window.WithStrings()
+				}
+				if ft.Bucket != "" {
+					ft.Window = ft.Window.WithBuckets()
 				}
 			}
 		}

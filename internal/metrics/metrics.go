@@ -111,6 +111,10 @@ type Lookup struct {
 	// Kafka timestamp of the newest source record folded into the tile
 	// since its last publication) to the view commit that makes it visible.
 	EndToEnd prometheus.Histogram
+	// AnswerCache counts the keys answered with the answer cache on, by
+	// result: hit (every value copied from the cache) or miss (folded
+	// from the view, then cached).
+	AnswerCache *prometheus.CounterVec // result
 }
 
 // NewLookup creates and registers the lookup metrics on r.
@@ -139,8 +143,12 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 			Help: "Source record Kafka timestamp to visible in this replica's view, per feature-tile upsert applied once the view is ready " +
 				"(a tile republished without a new source record measures publication to visible).",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
+		AnswerCache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "lookup_answer_cache_keys_total",
+			Help: "Keys answered with the answer cache on, by result: hit (values copied from the cache) or miss (folded from the view, then cached)."},
+			[]string{"result"}),
 	}
-	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.DeprecatedLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords, m.EndToEnd)
+	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.DeprecatedLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords, m.EndToEnd,
+		m.AnswerCache)
 	return m
 }
 

@@ -42,6 +42,17 @@ type sourceEvents struct {
 	events []entEvent
 	values []float64
 	strs   []string
+	nb     int      // len(plan.BucketFields)
+	bkts   []string // event vi's bucket keys: bkts[vi*nb:(vi+1)*nb]
+}
+
+// bucket is the bucket key of bucket slot b of the event at vi ("" for an
+// unbucketed feature, b < 0).
+func (se *sourceEvents) bucket(vi int32, b int) string {
+	if se.nb == 0 || b < 0 {
+		return ""
+	}
+	return se.bkts[int(vi)*se.nb+b]
 }
 
 // str is the string of field slot f of the event at vi ("" for a source
@@ -78,7 +89,11 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 		se.ns = len(src.plan.Fields)
 		se.strs = make([]string, total*se.ns)
 	}
-	ns := se.ns
+	if nb := len(src.plan.BucketFields); nb > 0 {
+		se.nb = nb
+		se.bkts = make([]string, total*nb)
+	}
+	ns, nb := se.ns, se.nb
 	pos := counts[:entities]
 	for p := range src.byPart {
 		pe := &src.byPart[p]
@@ -95,6 +110,9 @@ func group(src *sourceReplay, entities int, mode Mode) *sourceEvents {
 				copy(se.values[int(i)*nf:int(i+1)*nf], c.values[k*nf:(k+1)*nf])
 				if ns > 0 {
 					copy(se.strs[int(i)*ns:int(i+1)*ns], c.strs[k*ns:(k+1)*ns])
+				}
+				if nb > 0 {
+					copy(se.bkts[int(i)*nb:int(i+1)*nb], c.bkts[k*nb:(k+1)*nb])
 				}
 			}
 		}
@@ -150,6 +168,7 @@ type seriesKey struct {
 	src    int
 	window aggregations.Window
 	field  int
+	bucket int // the bucket slot (-1: none): buckets by two fields are two series
 }
 
 // newSweeper returns a sweeper for nsrc sources and cols (each col.src <
@@ -162,7 +181,7 @@ func newSweeper(nsrc int, cols []column, share bool) *sweeper {
 	for c, col := range cols {
 		sw.owner[c] = c
 		if share && !col.plan.Filtered() {
-			k := seriesKey{col.src, col.plan.Window, col.plan.FieldIdx}
+			k := seriesKey{col.src, col.plan.Window, col.plan.FieldIdx, col.plan.BucketIdx}
 			if o, ok := owners[k]; ok {
 				sw.owner[c] = o
 				continue
@@ -229,7 +248,8 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 					if col.plan.FieldIdx >= 0 {
 						v = vals[col.plan.FieldIdx]
 					}
-					sw.series[c].Apply(col.plan.Window, aggregations.Event{TS: ev.ts, Seq: ev.seq, Value: v, Str: se.str(ev.vi, col.plan.FieldIdx)}, aggregations.NoClock)
+					sw.series[c].Apply(col.plan.Window, aggregations.Event{TS: ev.ts, Seq: ev.seq, Value: v, Str: se.str(ev.vi, col.plan.FieldIdx),
+						Bucket: se.bucket(ev.vi, col.plan.BucketIdx)}, aggregations.NoClock)
 				}
 			}
 			sw.cursor[s] = i
@@ -251,6 +271,11 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 				st, ir = statusExpired, aggregations.IR{}
 			case ir.Empty():
 				st = statusEmptyWindow
+			}
+			if col.feature.Bucket != "" { // a map: see bucketCells
+				cells, ok := bucketCells(col, ir)
+				res.setBuckets(int(r), c, cells, ok && known, st)
+				continue
 			}
 			if col.plan.Kind == aggregations.TopK { // null when empty, no default
 				l, ok := topOf(col.plan.Window, ir)

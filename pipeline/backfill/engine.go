@@ -47,8 +47,8 @@ func (v *Values) Rows() int {
 
 // Get returns the value of column col for point row; ok is false for null
 // (an empty window of avg, min, max or last without a default). A list
-// column (IsList) has no number: Get returns 0 and whether the list is
-// not null; read it with List.
+// column (IsList) or a string column (IsString) has no number: Get returns
+// 0 and whether the value is not null; read it with List, Str or StrList.
 func (v *Values) Get(row, col int) (value float64, ok bool) {
 	i := row*len(v.Columns) + col
 	return v.res.values[i], v.res.valid[i]
@@ -97,6 +97,25 @@ func (v *Values) StrList(row, col int) (list []string, ok bool) {
 	}
 	i := row*len(v.Columns) + col
 	return v.res.strLists[i], v.res.valid[i]
+}
+
+// IsBuckets reports whether column col is a bucketed feature's (a map,
+// config.Feature.Bucket), whose values Buckets returns; Get, List, Str and
+// StrList return nothing for it.
+func (v *Values) IsBuckets(col int) bool { return v.res.isBucket(col) }
+
+// Buckets returns the value of bucketed column col (IsBuckets) for point
+// row, by increasing key (at most the feature's max_buckets and
+// "__other__"), the map Run writes; ok is false for null (an empty window
+// of a kind whose empty value is null, NOT_FOUND, EXPIRED) and for another
+// column; an empty window of count, sum or approx_distinct is an empty
+// map. The slice is shared: do not modify it.
+func (v *Values) Buckets(row, col int) (cells []BucketCell, ok bool) {
+	if !v.res.isBucket(col) {
+		return nil, false
+	}
+	i := row*len(v.Columns) + col
+	return v.res.bkts[i], v.res.valid[i]
 }
 
 // Status returns the status of column col for point row, as the lookup

@@ -48,11 +48,18 @@ type results struct {
 	topCol  []bool
 	tops    [][]TopValue
 	topErrs []int64 // per cell: aggregations.TopKError
+	// bucketCol marks the columns of bucketed features, whose cells are in
+	// bkts (maps, see BucketCell; values holds 0); both nil when there are
+	// none. A bucketed column is neither a list nor a string column.
+	bucketCol []bool
+	bkts      [][]BucketCell
 }
 
 // isString reports whether column col holds strings (lists of strings,
 // if isList).
-func (r *results) isString(col int) bool { return r.typeOf(col) == aggregations.TypeString }
+func (r *results) isString(col int) bool {
+	return r.typeOf(col) == aggregations.TypeString && !r.isBucket(col)
+}
 
 // setStr sets a cell of a string column that is not a list.
 func (r *results) setStr(row, col int, s string, ok bool, st cellStatus) {
@@ -78,6 +85,8 @@ func (r *results) copyCell(row, col int, src *results, i, srcCol int) {
 	switch {
 	case src.isTop(srcCol):
 		r.setTop(row, col, src.tops[i], src.topErrs[i], src.valid[i], src.status[i])
+	case src.isBucket(srcCol):
+		r.setBuckets(row, col, src.bkts[i], src.valid[i], src.status[i])
 	case src.isString(srcCol) && src.isList(srcCol):
 		r.setStrList(row, col, src.strLists[i], src.valid[i], src.status[i])
 	case src.isString(srcCol):
@@ -98,8 +107,10 @@ func (r *results) typeOf(col int) aggregations.ValueType {
 }
 
 // markLists marks the columns of cols (in r's column order) whose feature
-// is a list, allocating their cells, and notes every column's output type.
+// is a list, allocating their cells, notes every column's output type, and
+// allocates the string cells (strs, strLists) when a column holds strings.
 func (r *results) markLists(cols []column) {
+	r.markBuckets(cols)
 	for c, col := range cols {
 		if t := col.feature.OutputType(); t != aggregations.TypeDouble {
 			if r.types == nil {
@@ -110,6 +121,9 @@ func (r *results) markLists(cols []column) {
 		if col.feature.Aggregation == aggregations.TopK {
 			r.markTop(c)
 			continue
+		}
+		if col.feature.Bucket != "" {
+			continue // a map (markBuckets), of values of type t
 		}
 		if col.feature.OutputType() == aggregations.TypeString {
 			switch {
@@ -153,6 +167,10 @@ func (r *results) columnStats(col int) *monitor.Stats {
 	switch {
 	case r.isTop(col):
 		r.topStats(s, col)
+	case r.isBucket(col):
+		for i := col; i < len(r.values); i += nf {
+			bucketStats(s, r.bkts[i], r.valid[i], r.typeOf(col))
+		}
 		return s
 	case r.isString(col) && r.isList(col):
 		for i := col; i < len(r.values); i += nf {
@@ -247,6 +265,8 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			case !res.valid[i*nf+j]:
 			case res.isTop(j): // top_k: its JSON text, as the lookup API writes it
 				cell = TopJSON(res.tops[i*nf+j], res.typeOf(j))
+			case res.isBucket(j): // a map: its JSON text
+				cell = bucketsJSON(res.bkts[i*nf+j], res.typeOf(j))
 			case res.isString(j) && res.isList(j): // a list of strings: its JSON text
 				b, err := json.Marshal(res.strLists[i*nf+j])
 				if err != nil {
@@ -281,9 +301,11 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 // columns of a CSV spine become strings. Feature columns are optional doubles,
 // INT64, BOOLEAN or STRING (BYTE_ARRAY, UTF8) by the feature's output type (a
 // last of a long field is an INT64, of a string field a STRING); those of
-// list features (first_k, last_k) optional LISTs of those (CSV writes a
-// string as it is and a list as its JSON text, e.g. [12.5,3], [true,false]
-// or ["m1","m2"]).
+// list features (first_k, last_k) optional LISTs of those, those of
+// bucketed features optional MAPs from a STRING bucket key to an optional
+// value of that type (CSV writes a string as it is and a list or a map as
+// its JSON text, e.g. [12.5,3], [true,false], ["m1","m2"] or
+// {"EUR":12.5,"__other__":3}).
 func writeParquet(f *os.File, sp *spine, res *results) error {
 	var fields []parquet.Field
 	if sp.format == FormatParquet {
@@ -300,6 +322,10 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 			continue
 		}
 		leaf := parquetLeaf(res.typeOf(j))
+		if res.isBucket(j) { // an optional MAP: two leaf columns (key, value)
+			fields = append(fields, namedNode{parquetBucketNode(res.typeOf(j)), c})
+			continue
+		}
 		if res.isList(j) { // an optional LIST of required elements
 			fields = append(fields, namedNode{parquet.Optional(parquet.List(parquet.Required(leaf))), c})
 			continue
@@ -348,12 +374,12 @@ const rowGroupRows = 1 << 17
 func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
 	// leaves[j] is the first leaf column of feature column j: a top_k
-	// column takes two (value, count).
+	// column takes two (value, count), a map two (key, value).
 	leaves := make([]int, nf)
 	for j, next := 0, base; j < nf; j++ {
 		leaves[j] = next
 		next++
-		if res.isTop(j) {
+		if res.isTop(j) || res.isBucket(j) {
 			next++
 		}
 	}
@@ -380,6 +406,10 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 		for j := 0; j < nf; j++ {
 			if res.isTop(j) {
 				vals = appendTopValues(vals, res.tops[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				continue
+			}
+			if res.isBucket(j) {
+				vals = appendBucketValues(vals, res.bkts[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
 				continue
 			}
 			if res.isString(j) && res.valid[i*nf+j] {

@@ -56,6 +56,9 @@ type eventChunk struct {
 	events []rawEvent
 	values []float64
 	strs   []string
+	// bkts holds, for a plan with bucketed features, their bucket keys
+	// (len(plan.BucketFields) each, events.Event.Buckets); nil otherwise.
+	bkts []string
 }
 
 // chunkEvents is the capacity of a full chunk.
@@ -64,7 +67,7 @@ const chunkEvents = 1 << 16
 // add appends one event, its values and its strings (events.Event.Strs:
 // empty for a plan without string slots). Chunks start at 1,024 events and
 // double up to chunkEvents.
-func (pe *partEvents) add(e rawEvent, vals []float64, strs []string) {
+func (pe *partEvents) add(e rawEvent, vals []float64, strs, bkts []string) {
 	if k := len(pe.chunks); k == 0 || len(pe.chunks[k-1].events) == cap(pe.chunks[k-1].events) {
 		size := 1 << 10
 		if k > 0 {
@@ -74,12 +77,16 @@ func (pe *partEvents) add(e rawEvent, vals []float64, strs []string) {
 		if len(strs) > 0 {
 			c.strs = make([]string, 0, size*len(strs))
 		}
+		if len(bkts) > 0 {
+			c.bkts = make([]string, 0, size*len(bkts))
+		}
 		pe.chunks = append(pe.chunks, c)
 	}
 	c := &pe.chunks[len(pe.chunks)-1]
 	c.events = append(c.events, e)
 	c.values = append(c.values, vals...)
 	c.strs = append(c.strs, strs...)
+	c.bkts = append(c.bkts, bkts...)
 	pe.n++
 }
 
@@ -262,7 +269,7 @@ func replay(ctx context.Context, opts []kgo.Opt, srcs []*sourceReplay, dec *even
 						}
 						continue
 					}
-					pe.add(rawEvent{ent: ent, ts: ev.TS, seq: rec.Offset, arrival: arrival}, ev.Values[:nf], ev.Strs)
+					pe.add(rawEvent{ent: ent, ts: ev.TS, seq: rec.Offset, arrival: arrival}, ev.Values[:nf], ev.Strs, ev.Buckets)
 				}
 				st.records.Add(int64(len(batch)))
 				if onRecords != nil {

@@ -39,6 +39,10 @@ import (
 // SCALING_EVENTS_PER_ENTITY (default 3) events per entity with event times
 // uniform over the last SCALING_DAYS days (default 30), produced in event
 // time order (a history as it happened); the 7 features of replayFeatures.
+// SCALING_CACHE_MB sets both stores' block cache (state.Options.CacheBytes;
+// default the store's). SCALING_CACHED=n bounds every per-entity cache to n
+// entities: the worker's MaxCachedEntities, the replica's
+// ApplyCacheEntities and CacheEntries (default: theirs).
 // SCALING_PROFILE=prefix writes CPU and heap profiles of each phase
 // (prefix-<entities>-worker.cpu, ….heap, -replica.cpu, ….heap).
 //
@@ -65,6 +69,14 @@ func BenchmarkScaling(b *testing.B) {
 	perEntity := envInt(b, "SCALING_EVENTS_PER_ENTITY", 3)
 	days := envInt(b, "SCALING_DAYS", 30)
 	profile := os.Getenv("SCALING_PROFILE")
+	cacheBytes := int64(envInt(b, "SCALING_CACHE_MB", 1)) << 20
+	if os.Getenv("SCALING_CACHE_MB") == "" {
+		cacheBytes = 0
+	}
+	cached := 0
+	if os.Getenv("SCALING_CACHED") != "" {
+		cached = envInt(b, "SCALING_CACHED", 1)
+	}
 	type result struct {
 		entities, events             int
 		workerRate, records          float64
@@ -110,12 +122,12 @@ func BenchmarkScaling(b *testing.B) {
 		r.workerRSS, r.workerHeap = scalingPeak(func() {
 			stop := scalingProfile(b, profile, n, "worker")
 			defer stop()
-			st, err := state.Open(filepath.Join(dir, "worker"), state.Options{})
+			st, err := state.Open(filepath.Join(dir, "worker"), state.Options{CacheBytes: cacheBytes})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st})
+			w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st, MaxCachedEntities: cached})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -151,12 +163,13 @@ func BenchmarkScaling(b *testing.B) {
 		// Replica, started afterwards on an empty store.
 		r.replicaRSS, r.replicaHeap = scalingPeak(func() {
 			stop := scalingProfile(b, profile, n, "replica")
-			st, err := state.Open(filepath.Join(dir, "replica"), state.Options{NoSync: true})
+			st, err := state.Open(filepath.Join(dir, "replica"), state.Options{NoSync: true, CacheBytes: cacheBytes})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st, LookupLogSample: lookup.NoLookupLog})
+			svc, err := lookup.New(lookup.Options{Brokers: k.Brokers, Config: cfg, Store: st, LookupLogSample: lookup.NoLookupLog,
+				ApplyCacheEntities: cached, CacheEntries: cached})
 			if err != nil {
 				b.Fatal(err)
 			}

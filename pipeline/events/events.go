@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/schemaregistry"
@@ -47,12 +50,27 @@ const (
 	// last_k is beyond ±2^53, where a float64 (the tiles' number) would
 	// round it. Rejected rather than served rounded.
 	ReasonInexactLong = "inexact_long"
+	// ReasonInvalidString: a string field read by last, first, first_k or
+	// last_k is not valid UTF-8 (every output that carries it, JSON,
+	// Parquet STRING, Arrow utf8, requires UTF-8; replacing the bad bytes
+	// would serve a value the event does not hold) or is longer than
+	// MaxStringBytes.
+	ReasonInvalidString = "invalid_string"
 )
+
+// MaxStringBytes bounds a string value kept by last, first, first_k or
+// last_k (in bytes of UTF-8): a tile of a last_k keeps up to k of them
+// (k <= 1000: at most 256 KiB of strings, within Kafka's default 1 MiB
+// message for the tile's feature-log record), and every lookup answer and
+// training row carries them. Ids, codes, categories and countries are far
+// shorter; a longer value is dead-lettered (ReasonInvalidString), never
+// truncated. Fixed, not a Limit: the workers and backfill must agree.
+const MaxStringBytes = 256
 
 // Reasons lists every reason code.
 func Reasons() []string {
 	return []string{ReasonNotAvro, ReasonUnknownSchema, ReasonMalformed, ReasonIncompatibleSchema, ReasonInvalidField, ReasonNonFinite,
-		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError, ReasonInexactLong}
+		ReasonEmptyKey, ReasonKeyTooLarge, ReasonKeyMismatch, ReasonTooOld, ReasonFuture, ReasonFilterError, ReasonInexactLong, ReasonInvalidString}
 }
 
 // ReasonSchemaRegistry is the Reason of a Temporary rejection: the schema
@@ -97,7 +115,11 @@ type Event struct {
 	// per Plan.Fields entry: the value of each EncodeString slot, "" for the
 	// others. It is empty for every other plan: number features pay nothing.
 	// Use FeaturePlan.Str rather than indexing it.
-	Strs    []string
+	Strs []string
+	// Buckets holds, for a plan with bucketed features, the bucket key of
+	// each of Plan.BucketFields (see bucketValue); empty otherwise. Use
+	// FeaturePlan.Bucket rather than indexing it.
+	Buckets []string
 	filter  config.FilterInput // reused activation of the wheres
 	keyVals []string           // scratch of entityKey
 	proj    []schemas.Projected
@@ -333,6 +355,12 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 			if err != nil {
 				return reject(ReasonInvalidField, "%v", err)
 			}
+			if len(v) > MaxStringBytes {
+				return reject(ReasonInvalidString, "field %q is %d bytes; the limit of a kept string is %d", f, len(v), MaxStringBytes)
+			}
+			if !utf8.ValidString(v) {
+				return reject(ReasonInvalidString, "field %q is not valid UTF-8", f)
+			}
 			out.Values = append(out.Values, 0)
 			out.Strs[i] = v
 			continue
@@ -367,10 +395,49 @@ func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *
 		}
 		out.Values = append(out.Values, v)
 	}
+	clear(out.Buckets)
+	out.Buckets = out.Buckets[:0]
+	for i, f := range plan.BucketFields {
+		v, err := bucketValue(rec, f, plan.bucketTypes[i])
+		if err != nil {
+			return reject(ReasonInvalidField, "bucket: %v", err)
+		}
+		out.Buckets = append(out.Buckets, v)
+	}
 	if plan.filters > 0 {
 		return d.filter(plan, rec, out)
 	}
 	return nil
+}
+
+// bucketValue reads a bucketed feature's bucket field of type t as its
+// bucket key (config.Feature.Bucket): a string as it is, a long or int in
+// base 10, a boolean as "true" or "false", and a null (a nullable field
+// holding null) as aggregations.NullBucket, a bucket like the others rather
+// than a rejection, so that the buckets add up to the unbucketed feature.
+// A missing field or another type is an error. Costs a formatted number
+// for a long; nothing for a string or a boolean.
+func bucketValue(rec map[string]any, name string, t aggregations.ValueType) (string, error) {
+	var v string
+	var err error
+	switch t {
+	case aggregations.TypeLong:
+		var n int64
+		if n, err = schemas.Int(rec, name); err == nil {
+			v = strconv.FormatInt(n, 10)
+		}
+	case aggregations.TypeBool:
+		var b bool
+		if b, err = schemas.Bool(rec, name); err == nil {
+			v = strconv.FormatBool(b)
+		}
+	default:
+		v, err = schemas.String(rec, name)
+	}
+	if errors.Is(err, schemas.ErrNullField) {
+		return aggregations.NullBucket, nil
+	}
+	return v, err
 }
 
 // decodeFast is Decode for a record written with the plan's own schema,

@@ -304,6 +304,20 @@ func TestDecode(t *testing.T) {
 		}
 		seen[rej.Reason] = true
 	})
+	t.Run("a string that last keeps must be UTF-8 and short", func(t *testing.T) {
+		cfg := loadConfigWith(t, visitFeatures+"  - {name: last_merchant, version: 1, entity: user, source: visits, aggregation: last, field: merchant, window: 7d, owner: t, description: d}\n")
+		plans, err := events.Plans(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev events.Event
+		rej := events.NewDecoder(cfg, events.Limits{}).Decode(plans["visits"], []byte("u-1"),
+			encode(t, sourceSchema(t, cfg, "visits"), visit("caf\xe9", 1, true, 1, now-1000)), now, &ev)
+		if rej == nil || rej.Reason != events.ReasonInvalidString || !strings.Contains(rej.Detail, `field "merchant" is not valid UTF-8`) {
+			t.Fatalf("merchant caf\\xe9 under last: got %v, want %s naming the field", rej, events.ReasonInvalidString)
+		}
+		seen[rej.Reason] = true
+	})
 	t.Run("every reason code is exercised", func(t *testing.T) {
 		for _, r := range events.Reasons() {
 			if !seen[r] {

@@ -42,6 +42,11 @@ type Plan struct {
 	Fields    []string
 	Encodings []Encoding
 	types     []aggregations.ValueType // of each of Fields
+	// BucketFields are the bucket fields of the bucketed features
+	// (config.Feature.Bucket), indexed by FeaturePlan.BucketIdx; Decode
+	// fills Event.Buckets with one bucket key each (see bucketValue).
+	BucketFields []string
+	bucketTypes  []aggregations.ValueType // of each of BucketFields
 	// Rekeys are, for a source plan, the re-keyings each record also goes
 	// through (config.Source.Repartitions order): Decode fills
 	// Event.Rekeyed with one key each.
@@ -68,8 +73,8 @@ type fastPlan struct {
 
 // compileFast sets p.fast when the plan allows it.
 func (p *Plan) compileFast() {
-	if p.filters > 0 || p.Source == nil || p.Source.Schema == nil {
-		return
+	if p.filters > 0 || p.Source == nil || p.Source.Schema == nil || len(p.BucketFields) > 0 {
+		return // bucket keys are read by the generic path
 	}
 	if slices.ContainsFunc(p.Encodings, func(e Encoding) bool { return e != EncodeNumber }) {
 		return // distinct values are hashed, exact longs range-checked, booleans kept: the generic path
@@ -125,6 +130,9 @@ type FeaturePlan struct {
 	Window   aggregations.Window
 	Kind     aggregations.Kind
 	FieldIdx int // index into Plan.Fields; -1 for count
+	// BucketIdx is the index into Plan.BucketFields of the feature's
+	// bucket field; -1 for an unbucketed feature.
+	BucketIdx int
 	// match is 1 + the index in Event.Values of the outcome of the
 	// feature's where (config.Feature.Filter); 0 (the zero value) when it
 	// has none.
@@ -173,6 +181,15 @@ func (f *FeaturePlan) Str(e *Event) string {
 	return e.Strs[f.FieldIdx]
 }
 
+// Bucket returns the feature's bucket key from a decoded event (see
+// bucketValue), "" for an unbucketed feature.
+func (f *FeaturePlan) Bucket(e *Event) string {
+	if f.BucketIdx < 0 || f.BucketIdx >= len(e.Buckets) {
+		return ""
+	}
+	return e.Buckets[f.BucketIdx]
+}
+
 // Plans returns the plan of every topic the workers consume, by topic: each
 // source that feeds at least one feature (directly or re-keyed), and each
 // repartition topic. It fails when no source feeds a feature.
@@ -203,6 +220,9 @@ func Plans(cfg *config.File) (map[string]*Plan, error) {
 			for _, f := range r.Features {
 				if f.Aggregation.NeedsField() {
 					p.slot(f)
+				}
+				if f.Bucket != "" {
+					p.bucketSlot(f)
 				}
 			}
 		}
@@ -239,9 +259,12 @@ func (p *Plan) rekeyed() bool { return !slices.Equal(p.KeyFields, p.EntityKeys) 
 
 func (p *Plan) addFeatures(fs []*config.Feature) {
 	for _, f := range fs {
-		fp := FeaturePlan{Feature: f, ID: f.ID, Window: f.Window, Kind: f.Aggregation, FieldIdx: -1}
+		fp := FeaturePlan{Feature: f, ID: f.ID, Window: f.Window, Kind: f.Aggregation, FieldIdx: -1, BucketIdx: -1}
 		if f.Aggregation.NeedsField() {
 			fp.FieldIdx = p.slot(f)
+		}
+		if f.Bucket != "" {
+			fp.BucketIdx = p.bucketSlot(f)
 		}
 		p.Features = append(p.Features, fp)
 		p.ids = append(p.ids, f.ID)
@@ -259,7 +282,7 @@ func (p *Plan) finish() {
 			p.Features[i].match = len(p.Fields) + p.filters
 		}
 	}
-	for _, f := range slices.Concat(p.KeyFields, p.EntityKeys, []string{p.Source.EventTime}, p.Fields) {
+	for _, f := range slices.Concat(p.KeyFields, p.EntityKeys, []string{p.Source.EventTime}, p.Fields, p.BucketFields) {
 		indexOrAppend(&p.reads, f)
 	}
 	wheres := func(fps []FeaturePlan, fs []*config.Feature) {
@@ -298,6 +321,17 @@ func (p *Plan) slot(f *config.Feature) int {
 	p.strings = p.strings || enc == EncodeString
 	p.types = append(p.types, f.ValueType)
 	return len(p.Fields) - 1
+}
+
+// bucketSlot returns the index in BucketFields of the feature's bucket
+// field, adding it when new.
+func (p *Plan) bucketSlot(f *config.Feature) int {
+	if i := slices.Index(p.BucketFields, f.Bucket); i >= 0 {
+		return i
+	}
+	p.BucketFields = append(p.BucketFields, f.Bucket)
+	p.bucketTypes = append(p.bucketTypes, f.BucketType)
+	return len(p.BucketFields) - 1
 }
 
 func indexOrAppend(list *[]string, s string) int {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/pipeline/events"
+	"github.com/featurepipe/featurepipe/schemas"
 )
 
 // stringFeatures: merchants is a last (or first, first_k, last_k: the
@@ -69,4 +70,43 @@ func TestKeptStrings(t *testing.T) {
 			t.Errorf("%v: a number plan left Strs %q", k, ev.Strs)
 		}
 	}
+}
+
+// TestKeptStringBounds: a kept string must be valid UTF-8 and at most
+// MaxStringBytes long, else the record is rejected (invalid_string, a dead
+// letter); the same string under approx_distinct (a hash) is not bounded.
+func TestKeptStringBounds(t *testing.T) {
+	cfg := loadConfigWith(t, stringFeatures)
+	plan := mustPlan(t, stringFeatures)
+	dec := events.NewDecoder(cfg, events.Limits{})
+	s := sourceSchema(t, cfg, "visits")
+	for _, tt := range []struct {
+		name, merchant string
+		reason         string // "": accepted
+	}{
+		{"at the limit", strings.Repeat("é", events.MaxStringBytes/2), ""},
+		{"one byte over", strings.Repeat("a", events.MaxStringBytes+1), events.ReasonInvalidString},
+		{"invalid UTF-8", "caf\xe9", events.ReasonInvalidString},
+		{"a lone continuation byte", "\x80", events.ReasonInvalidString},
+	} {
+		var ev events.Event
+		rej := dec.Decode(plan, []byte("u-1"), encode(t, s, visit(tt.merchant, 7, true, 1, now-1000)), now, &ev)
+		switch {
+		case tt.reason == "" && rej != nil:
+			t.Errorf("%s: rejected %v", tt.name, rej)
+		case tt.reason == "" && plan.Features[0].Str(&ev) != tt.merchant:
+			t.Errorf("%s: read %q", tt.name, plan.Features[0].Str(&ev))
+		case tt.reason != "" && (rej == nil || rej.Reason != tt.reason):
+			t.Errorf("%s: %v, want %s", tt.name, rej, tt.reason)
+		}
+		if rej, _ := decodeWith(t, dec, mustPlan(t, numberFeatures), s, tt.merchant); rej != nil {
+			t.Errorf("%s: approx_distinct rejected it: %v", tt.name, rej)
+		}
+	}
+}
+
+func decodeWith(t *testing.T, dec *events.Decoder, plan *events.Plan, s *schemas.Schema, merchant string) (*events.Rejection, events.Event) {
+	t.Helper()
+	var ev events.Event
+	return dec.Decode(plan, []byte("u-1"), encode(t, s, visit(merchant, 7, true, 1, now-1000)), now, &ev), ev
 }

@@ -56,6 +56,8 @@ features:
   - {name: login_last_at, version: 1, entity: user, source: logins, aggregation: last, field: ts, window: lifetime, owner: t, description: "A long: Feast Int64."}
   - {name: login_first_ok, version: 1, entity: user, source: logins, aggregation: first, field: success, window: lifetime, owner: t, description: "A boolean: Feast Bool."}
   - {name: login_times3, version: 1, entity: user, source: logins, aggregation: last_k, k: 3, field: ts, window: lifetime, owner: t, description: "Longs: Feast Array(Int64)."}
+  - {name: txn_last_merchant, version: 1, entity: user, source: transactions, aggregation: last, field: merchant_id, window: lifetime, owner: t, description: "A string: Feast String."}
+  - {name: txn_merchants3, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: merchant_id, window: 30d, owner: t, description: "Strings: Feast Array(String)."}
 services:
   - name: fraud_scoring
     owner: fraud-team
@@ -123,9 +125,32 @@ func (w world) list(f *config.Feature, key string, T int64) []float64 {
 	return l
 }
 
+// strs is the brute-force value of string feature f (last, last_k of
+// merchant_id) for key as of T: a string or a list of strings, nil (null)
+// for an empty window or NOT_FOUND.
+func (w world) strs(f *config.Feature, key string, T int64) any {
+	if !w.known(key, T) {
+		return nil
+	}
+	if f.Aggregation.List() {
+		if l, ok := aggtest.BruteForceStringList(f.Aggregation, f.Window, w.events(f, key), T); ok {
+			return l
+		}
+		return nil
+	}
+	if s, ok := aggtest.BruteForceString(f.Aggregation, f.Window, w.events(f, key), T); ok {
+		return s
+	}
+	return nil
+}
+
 // cell is the brute-force value of f as the cases file carries it: a
-// number, a list of numbers (first_k, last_k) or nil (null).
+// number, a string, a list of numbers or strings (first_k, last_k) or nil
+// (null).
 func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) any {
+	if f.OutputType() == aggregations.TypeString {
+		return w.strs(f, key, T)
+	}
 	if f.Aggregation.List() {
 		if l := w.list(f, key, T); l != nil {
 			return l
@@ -149,7 +174,9 @@ func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) an
 // with the brute force, the last_k feature (a Feast Array(Float64) field) as
 // the brute force's list online and offline, and a long, a boolean and a
 // list of longs (Int64, Bool, Array(Int64): last, first, last_k of the
-// logins' ts and success) as the brute force's, longs exactly. FEAST_PYTHON is the python of a venv with the feast package (make
+// logins' ts and success) as the brute force's, longs exactly, and a string
+// and a list of strings (String, Array(String): last and last_k of the
+// transactions' merchant_id) as the brute force's, exactly. FEAST_PYTHON is the python of a venv with the feast package (make
 // test-feast builds them).
 func TestFeastSDK(t *testing.T) {
 	py := os.Getenv("FEAST_PYTHON")
@@ -217,7 +244,13 @@ func TestFeastSDK(t *testing.T) {
 			}
 			encs[e.source] = enc
 		}
-		r, err := enc.Record(testkit.Event(e.source, e.key, e.ts, e.amount))
+		v := testkit.Event(e.source, e.key, e.ts, e.amount)
+		merchant := ""
+		if e.source == "transactions" { // one of 7 merchants, from the amount's cents
+			merchant = fmt.Sprintf("m-%d", int(e.amount*100)%7)
+			v["merchant_id"] = merchant
+		}
+		r, err := enc.Record(v)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +260,7 @@ func TestFeastSDK(t *testing.T) {
 		if w[e.source] == nil {
 			w[e.source] = map[string][]aggregations.Event{}
 		}
-		w[e.source][e.key] = append(w[e.source][e.key], aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount})
+		w[e.source][e.key] = append(w[e.source][e.key], aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount, Str: merchant})
 	}
 
 	// Worker, lookup service (HTTP) and the Flight offline store.
@@ -509,6 +542,20 @@ func waitOnline(t *testing.T, url string, cfg *config.File, w world, keys []stri
 			T := lr.AsOf.UnixMilli()
 			for i, r := range lr.Results {
 				for _, f := range cfg.Features {
+					if f.OutputType() == aggregations.TypeString {
+						fv := r.Features[f.ID]
+						var got any
+						switch {
+						case fv.Strs != nil:
+							got = fv.Strs
+						case fv.Str != nil:
+							got = *fv.Str
+						}
+						if want := w.strs(f, keys[i], T); !reflect.DeepEqual(got, want) {
+							return fmt.Sprintf("%s %s: %v, want %v", keys[i], f.ID, got, want)
+						}
+						continue
+					}
 					if f.Aggregation.List() {
 						got, want := r.Features[f.ID].List, w.list(f, keys[i], T)
 						if !slices.Equal(got, want) || (got == nil) != (want == nil) {

@@ -181,8 +181,12 @@ func (s *Server) fail(cmd *command, err error) error {
 // A feature whose output type (config.Feature.OutputType) is a long is
 // int64 (list<int64>), a boolean bool (list<bool>), a string utf8
 // (list<utf8>): Feast's Int64, Bool, String, Array(Int64), Array(Bool),
-// Array(String).
+// Array(String). A bucketed feature is a map<utf8, value> of the
+// unbucketed feature's type (Feast's Map).
 func outType(f *config.Feature) arrow.DataType {
+	if f.Bucket != "" { // a map from bucket to value (Feast's Map)
+		return arrow.MapOf(arrow.BinaryTypes.String, bucketItemType(f))
+	}
 	switch f.Aggregation {
 	case aggregations.Count:
 		return arrow.PrimitiveTypes.Int64
@@ -299,6 +303,9 @@ func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Alloc
 		}
 		return b.NewArray()
 	}
+	if v.IsBuckets(c) { // a bucketed feature: a map
+		return bucketColumn(f, v, c, rows, mem)
+	}
 	if v.IsString(c) { // last, first, first_k, last_k of a string field
 		return stringColumn(v, c, rows, mem)
 	}
@@ -329,6 +336,48 @@ func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Alloc
 			appendValue(b, x, t)
 		} else {
 			b.AppendNull()
+		}
+	}
+	return b.NewArray()
+}
+
+// bucketItemType is the Arrow type of one bucket's value of bucketed
+// feature f: as outType of the unbucketed feature (int64 for count).
+func bucketItemType(f *config.Feature) arrow.DataType {
+	if f.Aggregation == aggregations.Count {
+		return arrow.PrimitiveTypes.Int64
+	}
+	return elemType(f.OutputType())
+}
+
+// bucketColumn builds bucketed feature column c of v: a map<utf8, value>
+// by increasing key, null when the value is null; a bucket whose value is
+// null (variance_samp of one event) has a null item.
+func bucketColumn(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
+	t := f.OutputType()
+	if f.Aggregation == aggregations.Count {
+		t = aggregations.TypeLong
+	}
+	b := array.NewMapBuilderWithType(mem, outType(f).(*arrow.MapType))
+	defer b.Release()
+	keys, items := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder()
+	for i := 0; i < rows; i++ {
+		cells, ok := v.Buckets(i, c)
+		if !ok {
+			b.AppendNull()
+			continue
+		}
+		b.Append(true)
+		for _, cell := range cells {
+			keys.Append(cell.Key)
+			switch {
+			case !cell.OK:
+				items.AppendNull()
+			case t == aggregations.TypeString:
+				items.(*array.StringBuilder).Append(cell.Str)
+			default:
+				appendValue(items, cell.Value, t)
+			}
 		}
 	}
 	return b.NewArray()

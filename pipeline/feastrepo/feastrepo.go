@@ -16,7 +16,9 @@
 //     Flight server an Arrow list<double>), Float64 otherwise; a feature
 //     whose output type (config.Feature.OutputType) is a long is Int64
 //     (Array(Int64) for a list), a boolean Bool (Array(Bool)), a string
-//     String (Array(String)); typed and
+//     String (Array(String)); a bucketed feature (config.Feature.Bucket)
+//     is Map (Feast's MAP, string keys: the lookup service answers a JSON
+//     object, the Flight server an Arrow map<utf8, value>); typed and
 //     described after the version a bare name resolves to (the newest not
 //     deprecated; online, the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
@@ -137,6 +139,9 @@ type repoData struct {
 	Services                 []serviceData
 	// Skipped are the comments of the services not generated.
 	Skipped []string
+	// HasMap: some field is a Map (a bucketed feature); only then is Map
+	// imported.
+	HasMap bool
 }
 
 // Write writes the repository into dir (created if missing; existing
@@ -236,6 +241,8 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				typ = "String"
 			}
 			switch {
+			case def.Bucket != "": // a map from bucket to value: Feast's Map (MAP, Dict[str, Any])
+				typ, d.HasMap = "Map", true
 			case def.Aggregation == aggregations.Count:
 				typ = "Int64"
 			case def.Aggregation == aggregations.TopK:

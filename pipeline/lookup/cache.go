@@ -3,6 +3,7 @@ package lookup
 import (
 	"hash/maphash"
 	"sync"
+	"unsafe"
 )
 
 // viewCache holds encoded entity views in front of the Pebble view, so that a
@@ -39,6 +40,11 @@ import (
 // mentioned. Each of the cacheShards shards holds at most max/cacheShards
 // entries; inserting into a full shard evicts an arbitrary entry of it.
 // Hits take a shard read lock.
+//
+// Each entry also carries the answers lookups computed from its bytes (see
+// answercache.go): they go with the bytes, so a commit that replaces or
+// removes the entity's value drops them too, and setAnswers stores answers
+// only on the entry whose bytes they were computed from.
 type viewCache struct {
 	// shards come first, at the object's start: Go's heap size classes
 	// above 1 KiB are multiples of 64 bytes, so the object (about 4 KiB)
@@ -57,8 +63,18 @@ const cacheShards = 64
 type cacheShard struct {
 	mu  sync.RWMutex // 24 bytes
 	gen uint64
-	m   map[string][]byte
+	m   map[string]cacheEntry
 	_   [24]byte
+}
+
+// cacheEntry is one cached view: val, immutable, and the answers lookups
+// computed from it (nil until a lookup stores some; replaced as a whole,
+// never modified, by setAnswers). Both are pointer-free objects, so an
+// entry costs the garbage collector two objects to trace, and a hit
+// copies the entry out under the shard's read lock.
+type cacheEntry struct {
+	val []byte
+	ans []cachedAnswer
 }
 
 func newViewCache(entries int) *viewCache {
@@ -67,7 +83,7 @@ func newViewCache(entries int) *viewCache {
 		c.max = max(entries/cacheShards, 1)
 	}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string][]byte)
+		c.shards[i].m = make(map[string]cacheEntry)
 	}
 	return c
 }
@@ -83,34 +99,73 @@ func (c *viewCache) shard(key []byte) *cacheShard {
 // get returns the cached value of the view key (empty: the entity is
 // absent), or nil and the generation to pass to put after reading Pebble.
 func (c *viewCache) get(key []byte) (v []byte, gen uint64) {
+	e, _, gen := c.entry(key)
+	return e.val, gen
+}
+
+// entry returns the cache entry of the view key (found false: a miss) and
+// the generation to pass to put after reading Pebble.
+func (c *viewCache) entry(key []byte) (e cacheEntry, found bool, gen uint64) {
 	if c.max == 0 {
-		return nil, 0
+		return cacheEntry{}, false, 0
 	}
 	sh := c.shard(key)
 	sh.mu.RLock()
-	v, gen = sh.m[string(key)], sh.gen
+	e, found = sh.m[string(key)]
+	gen = sh.gen
 	sh.mu.RUnlock()
-	return v, gen
+	return e, found, gen
 }
 
-// put caches v (not nil), read from Pebble after get returned gen, unless
-// the shard changed meanwhile. v must not be modified afterwards.
-func (c *viewCache) put(key []byte, gen uint64, v []byte) {
+// put caches v (not nil), read from Pebble after entry returned gen, unless
+// the shard changed meanwhile. v must not be modified afterwards. It
+// returns the entry that holds the key's value afterwards (found false:
+// none does): v's, or one another lookup put meanwhile, kept with its
+// answers (the same value: no commit happened since gen).
+func (c *viewCache) put(key []byte, gen uint64, v []byte) (e cacheEntry, found bool) {
 	if c.max == 0 {
-		return
+		return cacheEntry{}, false
 	}
 	sh := c.shard(key)
 	sh.mu.Lock()
-	if sh.gen == gen {
-		if _, ok := sh.m[string(key)]; !ok && len(sh.m) >= c.max {
-			for k := range sh.m {
-				delete(sh.m, k)
-				break
-			}
+	defer sh.mu.Unlock()
+	if sh.gen != gen {
+		return cacheEntry{}, false
+	}
+	if e, ok := sh.m[string(key)]; ok {
+		return e, true
+	}
+	if len(sh.m) >= c.max {
+		for k := range sh.m {
+			delete(sh.m, k)
+			break
 		}
-		sh.m[string(key)] = v
+	}
+	e = cacheEntry{val: v}
+	sh.m[string(key)] = e
+	return e, true
+}
+
+// setAnswers replaces the answers of the view key's entry with ans, if the
+// entry still holds val (the same bytes, not a copy: the answers were
+// computed from them); otherwise a commit replaced or removed the value,
+// and ans is dropped. ans must not be modified afterwards.
+func (c *viewCache) setAnswers(key, val []byte, ans []cachedAnswer) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	if e, ok := sh.m[string(key)]; ok && sameBytes(e.val, val) {
+		e.ans = ans
+		sh.m[string(key)] = e
 	}
 	sh.mu.Unlock()
+}
+
+// sameBytes reports whether a and b are the same bytes in memory. Two
+// empty values (absent entities) are the same: the view of an entity, once
+// written, is never deleted while the replica runs, so an absent value is
+// only ever replaced by a written one.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || unsafe.SliceData(a) == unsafe.SliceData(b))
 }
 
 // invalidate removes the view key before a commit that changes it.
@@ -135,7 +190,7 @@ func (c *viewCache) publish(key []byte, v []byte) {
 	sh.mu.Lock()
 	sh.gen++
 	if len(sh.m) < c.max {
-		sh.m[string(key)] = v
+		sh.m[string(key)] = cacheEntry{val: v}
 	}
 	sh.mu.Unlock()
 }

@@ -147,3 +147,51 @@ func TestReusedViewsDecodeLikeFreshOnes(t *testing.T) {
 		}
 	}
 }
+
+// Answers stay with the bytes they were computed from: a lookup that
+// computed answers from a value a commit has since replaced (or removed)
+// cannot attach them to the new value, and a commit drops the answers of
+// the value it replaces.
+func TestAnswersStayWithTheirView(t *testing.T) {
+	key := []byte("user\x00u1")
+	old, committed := []byte("old"), []byte("new")
+	ans := []cachedAnswer{{from: 1, until: 2, feat: 3}}
+	answers := func(c *viewCache) []cachedAnswer { e, _, _ := c.entry(key); return e.ans }
+
+	c := newViewCache(1000)
+	_, _, gen := c.entry(key)
+	e, ok := c.put(key, gen, old)
+	if !ok || !bytes.Equal(e.val, old) {
+		t.Fatalf("put returned %q %v", e.val, ok)
+	}
+	c.setAnswers(key, e.val, ans)
+	if got := answers(c); len(got) != 1 {
+		t.Fatalf("answers of the value they were computed from: %v", got)
+	}
+	c.invalidate(key)
+	c.publish(key, committed)
+	if got := answers(c); got != nil {
+		t.Fatalf("a commit kept the old value's answers: %v", got)
+	}
+	c.setAnswers(key, e.val, ans) // computed from old, stored after the commit
+	if got := answers(c); got != nil {
+		t.Fatalf("answers computed from the replaced value were attached to the new one: %v", got)
+	}
+	c.setAnswers(key, bytes.Clone(committed), ans) // equal bytes, not the cached ones
+	if got := answers(c); got != nil {
+		t.Fatalf("answers computed from a copy were attached: %v", got)
+	}
+	c.invalidate(key)
+	c.setAnswers(key, committed, ans)
+	if _, found, _ := c.entry(key); found {
+		t.Fatal("setAnswers re-created an invalidated entry")
+	}
+	// A lookup that put a value returns the entry another lookup put
+	// meanwhile (same generation: the same value), with its answers.
+	_, _, gen = c.entry(key)
+	first, _ := c.put(key, gen, committed)
+	c.setAnswers(key, first.val, ans)
+	if second, ok := c.put(key, gen, bytes.Clone(committed)); !ok || len(second.ans) != 1 || !sameBytes(second.val, first.val) {
+		t.Fatalf("the second put returned %q with %d answers, want the first entry", second.val, len(second.ans))
+	}
+}

@@ -51,9 +51,26 @@ func (a *lookupAnswer) appendJSON(b []byte) []byte {
 // appendJSON appends v as encoding/json writes the FeatureValue v.public().
 func (v *value) appendJSON(b []byte) []byte {
 	b = append(b, `{"value":`...)
+	b = v.appendValue(b)
+	b = append(b, `,"status":`...)
+	b = jsonenc.AppendString(b, v.status)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, int64(v.version), 10)
+	if v.updated > 0 {
+		b = append(b, `,"updated_at":`...)
+		b = appendTime(b, time.UnixMilli(v.updated).UTC())
+	}
+	return append(b, '}')
+}
+
+// appendValue appends v's value alone, as appendJSON writes it under
+// "value" (and appendBuckets for each bucket).
+func (v *value) appendValue(b []byte) []byte {
 	switch {
 	case v.hasV && v.top != nil:
 		b = appendTop(b, v.top, v.typ)
+	case v.hasV && v.buckets != nil:
+		b = appendBuckets(b, v.buckets)
 	case v.hasV && v.strs != nil:
 		b = appendStrings(b, v.strs)
 	case v.hasV && v.typ == aggregations.TypeString:
@@ -67,15 +84,7 @@ func (v *value) appendJSON(b []byte) []byte {
 	default:
 		b = append(b, "null"...)
 	}
-	b = append(b, `,"status":`...)
-	b = jsonenc.AppendString(b, v.status)
-	b = append(b, `,"version":`...)
-	b = strconv.AppendInt(b, int64(v.version), 10)
-	if v.updated > 0 {
-		b = append(b, `,"updated_at":`...)
-		b = appendTime(b, time.UnixMilli(v.updated).UTC())
-	}
-	return append(b, '}')
+	return b
 }
 
 func appendTime(b []byte, t time.Time) []byte {

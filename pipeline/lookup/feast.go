@@ -228,6 +228,8 @@ func feastCell(fv *value) (status string, v any) {
 		return feastNull, nil
 	case fv.top != nil: // top_k: String, the JSON text of the list
 		return feastPresent, TopJSON(fv.top, fv.typ)
+	case fv.buckets != nil: // Map (Feast's MAP: string keys, values as in JSON)
+		return feastPresent, bucketsJSON(publicBuckets(fv.buckets))
 	case fv.strs != nil: // Array(String): STRING_LIST
 		return feastPresent, fv.strs
 	case fv.typ == aggregations.TypeString: // String

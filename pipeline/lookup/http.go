@@ -267,6 +267,12 @@ type FeatureValue struct {
 	// a JSON array of {"value": v, "count": n} objects (v typed by Type);
 	// the other value fields are then nil.
 	Top []TopValue `json:"-"`
+	// Buckets is the value of a bucketed feature (config.Feature.Bucket),
+	// written as a JSON object from bucket key to each bucket's value
+	// ({"atm": 12.5, "grocery": 3.0, "__other__": 1.0}); each entry holds
+	// only its value and Type. Value, List, Str and Strs are then nil. An
+	// empty map is the empty window of count, sum and approx_distinct.
+	Buckets map[string]FeatureValue `json:"-"`
 	// Type is the feature's output type (config.Feature.OutputType): JSON
 	// writes a TypeBool value (or list element) as true or false (Value 1
 	// or 0), every other type as a number (a TypeLong one is whole, exact).
@@ -422,13 +428,17 @@ func (s *Service) handleEntity(r *http.Request) (any, *lookupAnswer, error) {
 // value is one feature's value as of the lookup time, without the pointers
 // of FeatureValue (no allocation per value).
 type value struct {
-	typ     aggregations.ValueType // the feature's output type (config.Feature.OutputType)
-	v       float64
-	list    []float64  // the value of a list feature (first_k, last_k), with hasV
-	str     string     // the value of a string feature (typ TypeString), with hasV
-	strs    []string   // the value of a string list feature, with hasV
-	top     []TopValue // the value of a top_k feature, with hasV
-	topErr  int64      // its error (aggregations.TopKError: 0 while exact)
+	typ  aggregations.ValueType // the feature's output type (config.Feature.OutputType)
+	v    float64
+	list []float64  // the value of a list feature (first_k, last_k), with hasV
+	str  string     // the value of a string feature (typ TypeString), with hasV
+	strs []string   // the value of a string list feature, with hasV
+	top  []TopValue // the value of a top_k feature, with hasV
+	// topErr is its error (aggregations.TopKError: 0 while exact).
+	topErr int64
+	// buckets is the value of a bucketed feature, with hasV (non-nil,
+	// possibly empty, exactly then), by increasing key.
+	buckets []bucketEntry
 	hasV    bool
 	status  string
 	version int
@@ -440,6 +450,8 @@ func (v *value) public() FeatureValue {
 	switch {
 	case v.hasV && v.top != nil:
 		fv.Top = v.top
+	case v.hasV && v.buckets != nil:
+		fv.Buckets = publicBuckets(v.buckets)
 	case v.hasV && v.strs != nil:
 		fv.Strs = v.strs
 	case v.hasV && v.typ == aggregations.TypeString:
@@ -511,29 +523,56 @@ func (a *lookupAnswer) response() *LookupResponse {
 	return resp
 }
 
-// answer computes every (key, feature of a.feats) value as of now into a.
-// Once the pools and the cache are warm, it allocates nothing
-// (TestAnswerPathDoesNotAllocate).
-func (s *Service) answer(a *lookupAnswer, info *entityInfo, keys, names []string) error {
+// answer computes every (key, feature of a.feats) value as of now into a:
+// from the answer cache when the entity's cached view holds every one of
+// them valid as of now (see answercache.go), else by folding the view,
+// whose answers it then caches. Once the pools and the cache are warm, it
+// allocates nothing on a hit (TestAnswerPathDoesNotAllocate).
+func (s *Service) answer(a *lookupAnswer, info *entityInfo, keyList, names []string) error {
 	now := s.o.Now()
 	T := now.UnixMilli()
-	a.info, a.asOf, a.keys, a.names = info, now.UTC(), keys, names
+	a.info, a.asOf, a.keys, a.names = info, now.UTC(), keyList, names
 	v := lookupViewPool.Get().(*lookupView)
 	defer lookupViewPool.Put(v)
-	for _, key := range keys {
-		if err := s.view(info.name, key, v); err != nil {
+	for _, key := range keyList {
+		v.kbuf = keys.View(v.kbuf[:0], info.name, key)
+		ent, found, gen := s.cache.entry(v.kbuf)
+		if found && !s.o.NoAnswerCache && a.fromAnswerCache(ent.ans, T) {
+			s.answerHits.Inc()
+			continue
+		}
+		ent, cached, err := s.parseView(info.name, key, v, ent, found, gen)
+		if err != nil {
 			return err
 		}
 		known, err := knownAt(v, T)
 		if err != nil {
 			return fmt.Errorf("view of %s %q: %w", info.name, key, err)
 		}
+		start := len(a.vals)
 		for _, f := range a.feats {
-			fv, err := fold(f, v, T, known)
+			// Folded as if not warming up, the value the answer cache
+			// keeps; fold then only replaces the status (see fold).
+			fv, err := fold(pickedFeature{f.featureInfo, false}, v, T, known)
 			if err != nil {
 				return fmt.Errorf("view of %s %q: %w", info.name, key, err)
 			}
 			a.vals = append(a.vals, fv)
+		}
+		if cached && !s.o.NoAnswerCache {
+			s.answerMisses.Inc()
+			ans, err := newAnswers(ent.ans, a.feats, a.vals[start:], v, T, known)
+			if err != nil {
+				return fmt.Errorf("view of %s %q: %w", info.name, key, err)
+			}
+			if ans != nil {
+				s.cache.setAnswers(v.kbuf, ent.val, ans)
+			}
+		}
+		for j, f := range a.feats {
+			if f.warming {
+				a.vals[start+j].status = StatusWarmingUp
+			}
 		}
 	}
 	a.sortNames()
@@ -581,6 +620,9 @@ func fold(f pickedFeature, v *lookupView, T int64, known bool) (value, error) {
 	}
 	if !known {
 		return fv, nil
+	}
+	if f.def.Bucket != "" {
+		return foldBuckets(fv, f, v, T)
 	}
 	if f.def.Derived == nil && f.def.Aggregation == aggregations.TopK {
 		return foldTop(fv, f, v, T)

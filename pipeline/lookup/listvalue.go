@@ -26,14 +26,7 @@ func foldList(fv value, f pickedFeature, v *lookupView, T int64) (value, error) 
 	if !f.warming {
 		fv.status = status
 	}
-	switch k := f.def.Aggregation; {
-	case fv.typ == aggregations.TypeString && k.List():
-		fv.strs, fv.hasV = aggregations.FinalizeStringList(k, ir)
-	case fv.typ == aggregations.TypeString:
-		fv.str, fv.hasV = aggregations.FinalizeString(k, ir)
-	default:
-		fv.list, fv.hasV = aggregations.FinalizeList(k, ir)
-	}
+	finalizeInto(&fv, f.def.Aggregation, ir)
 	return fv, nil
 }
 
@@ -78,7 +71,7 @@ func boolsOf(l []float64) []bool {
 }
 
 // featureValueJSON is FeatureValue's JSON form: value is a number, an
-// array of numbers (a list feature) or null.
+// array of numbers (a list feature), an object (a bucketed feature) or null.
 type featureValueJSON struct {
 	Value     any        `json:"value"`
 	Status    string     `json:"status"`
@@ -89,24 +82,31 @@ type featureValueJSON struct {
 // MarshalJSON writes fv with "value" a number (Value), an array (List) or
 // null, then status, version and updated_at (when set).
 func (fv FeatureValue) MarshalJSON() ([]byte, error) {
-	w := featureValueJSON{Status: fv.Status, Version: fv.Version, UpdatedAt: fv.UpdatedAt}
+	w := featureValueJSON{Value: fv.jsonValue(), Status: fv.Status, Version: fv.Version, UpdatedAt: fv.UpdatedAt}
+	return json.Marshal(w)
+}
+
+// jsonValue is what MarshalJSON writes under "value".
+func (fv *FeatureValue) jsonValue() any {
 	switch {
 	case fv.Top != nil:
-		w.Value = json.RawMessage(appendTop(nil, fv.Top, fv.Type))
+		return json.RawMessage(appendTop(nil, fv.Top, fv.Type))
+	case fv.Buckets != nil:
+		return bucketsJSON(fv.Buckets)
 	case fv.Strs != nil:
-		w.Value = fv.Strs
+		return fv.Strs
 	case fv.Str != nil:
-		w.Value = *fv.Str
+		return *fv.Str
 	case fv.List != nil && fv.Type == aggregations.TypeBool:
-		w.Value = boolsOf(fv.List)
+		return boolsOf(fv.List)
 	case fv.List != nil:
-		w.Value = fv.List
+		return fv.List
 	case fv.Value != nil && fv.Type == aggregations.TypeBool:
-		w.Value = *fv.Value != 0
+		return *fv.Value != 0
 	case fv.Value != nil:
-		w.Value = *fv.Value
+		return *fv.Value
 	}
-	return json.Marshal(w)
+	return nil
 }
 
 // UnmarshalJSON reads what MarshalJSON writes: an array "value" into List,
@@ -126,6 +126,8 @@ func (fv *FeatureValue) UnmarshalJSON(b []byte) error {
 	*fv = FeatureValue{Status: w.Status, Version: w.Version, UpdatedAt: w.UpdatedAt}
 	switch raw := bytes.TrimSpace(w.Value); {
 	case len(raw) == 0 || string(raw) == "null":
+	case raw[0] == '{':
+		return fv.unmarshalBuckets(raw)
 	case raw[0] == '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {

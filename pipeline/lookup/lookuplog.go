@@ -96,6 +96,9 @@ func (s *Service) logLookups(a *lookupAnswer) {
 	var idx [32]int
 	order := idx[:0]
 	for j, f := range a.feats {
+		if f.def.Bucket != "" && f.def.OutputType() == aggregations.TypeString {
+			continue // maps of strings are not logged (see lookuplog.Entry.Buckets)
+		}
 		dup := false
 		for _, k := range order {
 			if a.feats[k].def.ID == f.def.ID {
@@ -122,7 +125,7 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		b := append(lr.buf[:0], key...)
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
-		var count [logTops + 1]int // features of each logSection
+		var count [logSections]int // features of each logSection
 		for _, j := range order {
 			count[logSectionOf(a.feats[j].def)]++
 		}
@@ -163,6 +166,26 @@ func (s *Service) logLookups(a *lookupAnswer) {
 				}
 			}
 		}
+		if count[logBuckets] > 0 {
+			b = lookuplog.AppendBucketsStart(b)
+			k = 0
+			for _, j := range order {
+				if logSectionOf(a.feats[j].def) != logBuckets {
+					continue
+				}
+				v := &vals[j]
+				if !v.hasV {
+					b = lookuplog.AppendBucketMapNull(b, k, a.feats[j].def.ID)
+				} else {
+					b = lookuplog.AppendBucketMapStart(b, k, a.feats[j].def.ID)
+					for e := range v.buckets {
+						b = lookuplog.AppendBucket(b, e, v.buckets[e].key, v.buckets[e].val.v, v.buckets[e].val.hasV)
+					}
+					b = lookuplog.AppendBucketMapEnd(b)
+				}
+				k++
+			}
+		}
 		if count[logTops] > 0 {
 			b = lookuplog.AppendTopsStart(b)
 			k = 0
@@ -189,12 +212,21 @@ const (
 	logLists                         // "lists": first_k, last_k of numbers
 	logStrings                       // "strings": last, first of a string field
 	logStringLists                   // "string_lists": first_k, last_k of a string field
+	logBuckets                       // "buckets": bucketed features of numbers
 	logTops                          // "tops": top_k, its JSON text and error
+	// logNone: not logged: bucketed string features, so skew does not
+	// compare them.
+	logNone
+	logSections // the number of sections
 )
 
 func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
+	case f.Bucket != "" && str:
+		return logNone
+	case f.Bucket != "":
+		return logBuckets
 	case f.Derived == nil && f.Aggregation == aggregations.TopK:
 		return logTops
 	case str && f.Aggregation.List():

@@ -60,9 +60,10 @@ type Options struct {
 	// way the lookup then decodes only the features it asks for. A cached
 	// view is never older than the Pebble view.
 	// Memory: one encoded view per entry, typically a few KiB (every tile
-	// of every feature of the entity), one pointer-free object each, so a
-	// full cache adds little to garbage-collection work. Default 100,000;
-	// negative disables the cache.
+	// of every feature of the entity), plus its cached answers (see
+	// NoAnswerCache): two pointer-free objects each, so a full cache adds
+	// little to garbage-collection work. Default 100,000; negative
+	// disables the cache (and the answer cache).
 	CacheEntries int
 	// ApplyCacheEntities bounds the entities whose decoded views the
 	// feature-log consumer keeps between its batches (logApplier), so that
@@ -71,10 +72,20 @@ type Options struct {
 	// once per batch. Memory: one decoded view per entry (every tile of
 	// every feature of the entity, typically a few KiB); when the bound is
 	// reached the views changed longest ago are dropped until half of it
-	// remains (whole batches, the most recent kept), so the cache holds at
-	// most this many plus one batch's entities. Default 20,000; negative:
-	// nothing is kept between batches.
+	// remains (whole batches, the most recent kept; the last batch's always
+	// stay), so the cache holds at most this many plus one batch's
+	// entities. Default 20,000; negative: nothing is kept between batches.
 	ApplyCacheEntities int
+	// NoAnswerCache turns off the answer cache (see answercache.go): each
+	// cached view keeps the finalized values lookups computed from it,
+	// each valid until the next window, tile, pending-event, ttl or
+	// first-seen boundary it depends on, and dropped with the view when
+	// the entity changes, so that repeated lookups of an entity copy values
+	// instead of decoding and folding its tiles. Exact: an answer equals
+	// the one computed from the view. Memory: 40 bytes per cached value, at
+	// most one per feature version of the entity per cached view. Default
+	// false: on whenever the view cache is.
+	NoAnswerCache bool
 	// LookupLogSample is the probability that one answered key (of any
 	// route) is logged to the config's lookup-log topic as a
 	// lookuplog.Entry. Default (0): 1.0, every key. Negative (use
@@ -134,6 +145,9 @@ type Service struct {
 	// sequence) make the request id of lookup-log entries.
 	replicaID string
 	requests  atomic.Uint64
+	// answerHits and answerMisses are the result series of
+	// metrics.Lookup.AnswerCache.
+	answerHits, answerMisses prometheus.Counter
 }
 
 // entityInfo is what the HTTP layer needs of one entity.
@@ -206,6 +220,7 @@ func New(o Options) (*Service, error) {
 		behind: map[int32]int64{-1: 0}, entities: map[string]*entityInfo{}, byKey: map[string]*entityInfo{},
 		cache: newViewCache(o.CacheEntries), reg: registry.NewView()}
 	s.replicaID = fmt.Sprintf("%016x", rand.Uint64())
+	s.answerHits, s.answerMisses = s.m.AnswerCache.WithLabelValues("hit"), s.m.AnswerCache.WithLabelValues("miss")
 	s.feats = newFeatureIndex(o.Config)
 	s.consumers.init(o.MaxConsumers, s.feats.list, s.m.FeatureLookups, s.m.DeprecatedLookups, o.Tokens.consumers())
 	for _, e := range o.Config.Entities {

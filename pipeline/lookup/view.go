@@ -222,22 +222,34 @@ var absent = []byte{}
 // mentioned leaves v empty. v.kbuf is the key buffer.
 func (s *Service) view(entity, key string, v *lookupView) error {
 	v.kbuf = keys.View(v.kbuf[:0], entity, key)
-	val, gen := s.cache.get(v.kbuf)
-	if val == nil {
-		var err error
-		if val, err = s.readView(v); err != nil {
-			return fmt.Errorf("view of %s %q: %w", entity, key, err)
+	ent, found, gen := s.cache.entry(v.kbuf)
+	_, _, err := s.parseView(entity, key, v, ent, found, gen)
+	return err
+}
+
+// parseView parses into v the view of the entity whose view key is v.kbuf:
+// ent's bytes when found, else the value read from Pebble, cached (ent,
+// found and gen are what viewCache.entry returned). It returns the cache
+// entry whose bytes v parsed (cached false: none holds them, the cache is
+// disabled or a commit raced with the read).
+func (s *Service) parseView(entity, key string, v *lookupView, ent cacheEntry, found bool, gen uint64) (_ cacheEntry, cached bool, _ error) {
+	if !found {
+		val, err := s.readView(v)
+		if err != nil {
+			return cacheEntry{}, false, fmt.Errorf("view of %s %q: %w", entity, key, err)
 		}
-		s.cache.put(v.kbuf, gen, val)
+		if ent, found = s.cache.put(v.kbuf, gen, val); !found {
+			ent = cacheEntry{val: val}
+		}
 	}
-	if len(val) == 0 {
+	if len(ent.val) == 0 {
 		v.reset()
-		return nil
+		return ent, found, nil
 	}
-	if err := v.parse(val); err != nil {
-		return fmt.Errorf("view of %s %q: %w", entity, key, err)
+	if err := v.parse(ent.val); err != nil {
+		return cacheEntry{}, false, fmt.Errorf("view of %s %q: %w", entity, key, err)
 	}
-	return nil
+	return ent, found, nil
 }
 
 // readView reads the value of the view key v.kbuf from Pebble, or absent.
@@ -436,7 +448,9 @@ func newLogApplier(cached bool, keep int) *logApplier {
 
 // evict bounds the cache before a batch: once it holds keep views or
 // more, it drops the views changed longest ago (by batch number) until at
-// most keep/2 remain, keeping whole batches, the most recent first. An
+// most keep/2 remain, keeping whole batches, the most recent first, and
+// always the last batch's (so the cache holds at most keep plus one
+// batch's entities, as before). An
 // entity changed batch after batch (a user of a busy stream) thus stays
 // while one-off entities (most pairs of a two-key entity) go; before, the
 // whole cache was dropped, and every busy entity was read from Pebble and
@@ -460,8 +474,11 @@ func (a *logApplier) evict() {
 		batches = append(batches, b)
 	}
 	slices.Sort(batches)
-	cutoff, kept := a.batch+1, 0 // views changed before cutoff go
-	for i := len(batches) - 1; i >= 0; i-- {
+	// The last batch's views always stay (the entities most likely to
+	// change again); older batches while they fit in keep/2. Views
+	// changed before cutoff go.
+	cutoff, kept := batches[len(batches)-1], perBatch[batches[len(batches)-1]]
+	for i := len(batches) - 2; i >= 0; i-- {
 		n := perBatch[batches[i]]
 		if kept+n > a.keep/2 {
 			break

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/state"
@@ -191,6 +193,14 @@ func TestAnswerPathDoesNotAllocate(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, run); n != 0 {
 		t.Fatalf("answering from a warm cache allocated %v times per request, want 0", n)
+	}
+	if testutil.ToFloat64(s.answerHits) == 0 {
+		t.Fatal("no key was answered from the answer cache")
+	}
+	// Folding the views (the answer cache off) allocates nothing either.
+	s.o.NoAnswerCache = true
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Fatalf("answering from warm views without the answer cache allocated %v times per request, want 0", n)
 	}
 	if !bytes.Contains(buf, []byte("feature txn_amount_max_30d@1 is deprecated")) {
 		t.Fatalf("the deprecation warning is missing: %s", buf)

@@ -13,7 +13,8 @@
 // (list features: first_k, last_k) left out without any, and the features
 // and lists sorted by id, each once (the order and escaping of
 // encoding/json). String features (last, first, first_k, last_k of a
-// string field) follow in "strings" and "string_lists", each left out
+// string field) follow in "strings" and "string_lists", then bucketed
+// features in "buckets" ({"id":{"EUR":12.5,"__other__":3}}), each left out
 // without any:
 //
 //	...,"strings":{"m@1":"café"},"string_lists":{"ms@1":["m-2","m-1"]}}
@@ -23,6 +24,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 
@@ -63,6 +65,13 @@ type Entry struct {
 	// (first_k, last_k of a string field) to the list served; null for an
 	// empty window. Absent without such features.
 	StringLists map[string][]string `json:"string_lists,omitempty"`
+	// Buckets maps the feature id of each bucketed feature served (a map,
+	// config.Feature.Bucket) to the map served, bucket key to value (null
+	// for a bucket whose value is null); a null map for a null value.
+	// Absent without bucketed features (and in records of older replicas).
+	// Only bucketed features with number values are logged: a bucketed
+	// string feature (last or first of a string field) is not.
+	Buckets map[string]map[string]*float64 `json:"buckets,omitempty"`
 	// Tops maps the feature id of each top_k feature served to the value
 	// served (its JSON text and error); null for an empty window. Absent
 	// without top_k features. Records with tops are decoded by
@@ -123,6 +132,31 @@ func (e *Entry) Encode() ([]byte, error) {
 		for i, id := range slices.Sorted(maps.Keys(e.StringLists)) {
 			l := e.StringLists[id]
 			b = AppendStringList(b, i, id, l, l != nil)
+		}
+	}
+	if len(e.Buckets) > 0 {
+		ids = ids[:0]
+		for id := range e.Buckets {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		b = AppendBucketsStart(b)
+		for i, id := range ids {
+			m := e.Buckets[id]
+			if m == nil {
+				b = AppendBucketMapNull(b, i, id)
+				continue
+			}
+			b = AppendBucketMapStart(b, i, id)
+			for j, k := range slices.Sorted(maps.Keys(m)) {
+				v := m[k]
+				if v == nil {
+					b = AppendBucket(b, j, k, 0, false)
+				} else {
+					b = AppendBucket(b, j, k, *v, true)
+				}
+			}
+			b = AppendBucketMapEnd(b)
 		}
 	}
 	if len(e.Tops) > 0 {
@@ -265,6 +299,49 @@ func AppendStringList(b []byte, i int, id string, l []string, ok bool) []byte {
 	}
 	return append(b, ']')
 }
+
+// AppendBucketsStart closes the features (or the lists) and opens the
+// bucketed features of an entry: call it once after them, then, for each
+// bucketed feature in id order (i counts them from 0), AppendBucketMapNull,
+// or AppendBucketMapStart, AppendBucket for each bucket in key order (j
+// counts them from 0) and AppendBucketMapEnd; then AppendEnd. An entry
+// without bucketed features leaves it out.
+func AppendBucketsStart(b []byte) []byte { return append(b, `},"buckets":{`...) }
+
+// AppendBucketMapNull appends the i-th bucketed feature's id with a null map.
+func AppendBucketMapNull(b []byte, i int, id string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	return append(b, ":null"...)
+}
+
+// AppendBucketMapStart appends the i-th bucketed feature's id and opens its map.
+func AppendBucketMapStart(b []byte, i int, id string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	return append(b, ":{"...)
+}
+
+// AppendBucket appends the j-th bucket (from 0) of a map: its key and
+// value, null when ok is false (or the value is not finite).
+func AppendBucket(b []byte, j int, key string, v float64, ok bool) []byte {
+	if j > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, key)
+	b = append(b, ':')
+	if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	return jsonenc.AppendFloat(b, v)
+}
+
+// AppendBucketMapEnd closes a map opened by AppendBucketMapStart.
+func AppendBucketMapEnd(b []byte) []byte { return append(b, '}') }
 
 // AppendTopsStart closes the previous section and opens the top_k
 // features of an entry: then AppendTop for each, in id order, each id

@@ -3,6 +3,8 @@ package lookuplog
 import (
 	"encoding/json"
 	"math"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -112,5 +114,38 @@ func TestTopsRoundTrip(t *testing.T) {
 	got, null := out.Tops["t@1"], out.Tops["n@1"]
 	if _, ok := out.Tops["n@1"]; !ok || null != nil || got == nil || got.Error != 2 || string(got.Value) != `[{"value":true,"count":5}]` {
 		t.Fatalf("round trip of %s: %+v", b, out.Tops)
+	}
+}
+
+// TestBucketsRoundTrip: an entry with bucketed features (a map, a null
+// map, an empty map, a null bucket value) encodes after its lists as
+// "buckets" and decodes to the same entry.
+func TestBucketsRoundTrip(t *testing.T) {
+	x, y := 12.5, 3.0
+	for _, e := range []*Entry{
+		{Entity: "user", Key: "u1", At: 7, Features: map[string]*float64{"a@1": &x},
+			Lists:   map[string][]float64{"l@1": {1, 2}},
+			Buckets: map[string]map[string]*float64{"b@1": {"atm": &x, "__other__": &y, `q"t`: nil}, "c@1": nil, "d@2": {}}},
+		{Entity: "user", Key: "u2", At: 8, Features: map[string]*float64{},
+			Buckets: map[string]map[string]*float64{"b@1": {"EUR": &y}}},
+	} {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"buckets":{"b@1":{`) {
+			t.Errorf("encoded %s", b)
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, e) {
+			t.Errorf("%s decoded as %+v, want %+v", b, got, e)
+		}
+		var std Entry
+		if err := json.Unmarshal(b, &std); err != nil || !reflect.DeepEqual(&std, e) {
+			t.Errorf("%s: encoding/json reads %+v (%v)", b, std, err)
+		}
 	}
 }

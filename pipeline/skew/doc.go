@@ -12,7 +12,10 @@
 // a mismatch. A list feature (first_k, last_k; served in the entry's
 // "lists") matches when both lists are null, or both have the same length
 // and equal elements one by one, exactly: elements are event values (doubles,
-// longs, booleans as 0/1), never sums, so no tolerance applies. The report gives, per feature: rows compared, mismatches, the
+// longs, booleans as 0/1), never sums, so no tolerance applies. A string
+// feature (last, first, first_k, last_k of a string field; served in the
+// entry's "strings" or "string_lists") matches when both are null or both
+// are equal byte for byte (a list: element by element). The report gives, per feature: rows compared, mismatches, the
 // largest absolute and relative differences among rows where both values are
 // numbers, and the first mismatching examples in (At, key) order.
 //

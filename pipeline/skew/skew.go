@@ -147,7 +147,10 @@ type FeatureReport struct {
 	String bool `json:"string,omitempty"`
 	// Top tells that the feature is a top_k: its examples carry ServedTop
 	// and RecomputedTop (see compareTop for the rule).
-	Top        bool  `json:"top,omitempty"`
+	Top bool `json:"top,omitempty"`
+	// Buckets tells that the feature's values are maps (a bucketed
+	// feature): its examples carry ServedBuckets and RecomputedBuckets.
+	Buckets    bool  `json:"buckets,omitempty"`
 	Rows       int64 `json:"rows"`
 	Mismatches int64 `json:"mismatches"`
 	// NullMismatches are the mismatches where one side is null.
@@ -181,6 +184,10 @@ type Example struct {
 	// API's JSON text, absent when null.
 	ServedTop     json.RawMessage `json:"served_top,omitempty"`
 	RecomputedTop json.RawMessage `json:"recomputed_top,omitempty"`
+	// ServedBuckets and RecomputedBuckets are a bucketed feature's maps,
+	// absent when null.
+	ServedBuckets     map[string]*float64 `json:"served_buckets,omitempty"`
+	RecomputedBuckets map[string]*float64 `json:"recomputed_buckets,omitempty"`
 }
 
 // Err is nil when every compared value matched, else an error wrapping
@@ -245,6 +252,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		strs     []map[string]*string              // per point: its entry's strings (string last, first)
 		strLists []map[string][]string             // per point: its entry's string lists (string first_k, last_k)
 		tops     []map[string]*lookuplog.ServedTop // per point: its entry's top_k values
+		bkts     []map[string]map[string]*float64  // per point: its entry's maps (bucketed features)
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -288,6 +296,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for id := range l.entry.Tops {
 			note(id)
 		}
+		for id := range l.entry.Buckets {
+			note(id)
+		}
 		for _, ent := range entryEnts {
 			w := work[ent]
 			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
@@ -296,6 +307,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			w.strs = append(w.strs, l.entry.Strings)
 			w.strLists = append(w.strLists, l.entry.StringLists)
 			w.tops = append(w.tops, l.entry.Tops)
+			w.bkts = append(w.bkts, l.entry.Buckets)
 		}
 	}
 	if len(rep.Unknown) == 0 {
@@ -333,6 +345,30 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						text = []byte(backfill.TopJSON(l, f.OutputType()))
 					}
 					fr.compareTop(p, served, text, vals.TopError(i, c), vok, o.Examples)
+				}
+				continue
+			}
+			if vals.IsBuckets(c) { // a bucketed feature: served in the entry's buckets
+				fr.Buckets = true
+				for i, p := range w.points {
+					served, ok := w.bkts[i][f.ID]
+					if !ok {
+						continue
+					}
+					cells, vok := vals.Buckets(i, c)
+					var recomputed map[string]*float64
+					if vok {
+						recomputed = make(map[string]*float64, len(cells))
+						for _, cell := range cells {
+							if cell.OK {
+								v := cell.Value
+								recomputed[cell.Key] = &v
+							} else {
+								recomputed[cell.Key] = nil
+							}
+						}
+					}
+					fr.compareBuckets(p, served, recomputed, o.Tolerance, o.Examples)
 				}
 				continue
 			}
@@ -501,5 +537,47 @@ func (fr *FeatureReport) compareStrings(p backfill.Point, s, r *string, sl, rl [
 			ex.RecomputedStrings = slices.Clone(rl)
 		}
 		fr.Examples = append(fr.Examples, ex)
+	}
+}
+
+// compareBuckets adds one row of a bucketed feature to fr: served and
+// recomputed maps (nil: null) match when both are null, or both have the
+// same bucket keys and, bucket by bucket, values that match as compare's
+// numbers do (within tol relative; null only against null).
+func (fr *FeatureReport) compareBuckets(p backfill.Point, served, recomputed map[string]*float64, tol float64, examples int) {
+	fr.Rows++
+	match := true
+	switch {
+	case served == nil && recomputed == nil:
+	case served == nil || recomputed == nil:
+		match = false
+		fr.NullMismatches++
+	default:
+		match = len(served) == len(recomputed)
+		for k, a := range served {
+			b, ok := recomputed[k]
+			switch {
+			case !ok:
+				match = false
+			case a == nil && b == nil:
+			case a == nil || b == nil:
+				match = false
+			case *a != *b:
+				abs := math.Abs(*a - *b)
+				rel := abs / math.Max(math.Abs(*a), math.Abs(*b))
+				fr.MaxAbsDiff = math.Max(fr.MaxAbsDiff, abs)
+				fr.MaxRelDiff = math.Max(fr.MaxRelDiff, rel)
+				if abs > tol*math.Max(math.Abs(*a), math.Abs(*b)) {
+					match = false
+				}
+			}
+		}
+	}
+	if match {
+		return
+	}
+	fr.Mismatches++
+	if len(fr.Examples) < examples {
+		fr.Examples = append(fr.Examples, Example{Key: p.Key, At: p.T, ServedBuckets: maps.Clone(served), RecomputedBuckets: maps.Clone(recomputed)})
 	}
 }

@@ -3,7 +3,9 @@ package skew
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -49,6 +51,9 @@ func (r *Report) WriteText(w io.Writer) error {
 				served, recomputed = quoted(e.ServedString), quoted(e.RecomputedString)
 			case f.List:
 				served, recomputed = list(e.ServedList), list(e.RecomputedList)
+			}
+			if f.Buckets {
+				served, recomputed = bucketText(e.ServedBuckets), bucketText(e.RecomputedBuckets)
 			}
 			fmt.Fprintf(w, "  %s\t%s (%d)\t%s\t%s\n", e.Key, time.UnixMilli(e.At).UTC().Format("2006-01-02T15:04:05.000Z"), e.At,
 				served, recomputed)
@@ -116,4 +121,17 @@ func topText(b []byte) string {
 		return "null"
 	}
 	return string(b)
+}
+
+// bucketText formats a bucketed feature's map as {key: value, ...} in key
+// order; nil is null.
+func bucketText(m map[string]*float64) string {
+	if m == nil {
+		return "null"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, strconv.Quote(k)+": "+ptr(m[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }

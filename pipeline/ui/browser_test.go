@@ -13,6 +13,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -331,6 +332,36 @@ func TestBrowser(t *testing.T) {
 	}
 	b.readmeShot("console")
 	b.noConsoleErrors("console")
+
+	// String features: the console shows a string and a list of strings as
+	// their JSON text, equal to /v1/lookup's.
+	strFeatures := []string{"txn_last_merchant@1", "txn_recent_merchants@1"}
+	b.do("console: string features", chromedp.Navigate(env.url+"/ui/console?entity=user&feature="+strFeatures[0]+"&feature="+strFeatures[1]),
+		chromedp.WaitVisible("#c-keys"), chromedp.SendKeys("#c-keys", "u004, nobody"), chromedp.Click("#c-run"),
+		chromedp.WaitVisible("#c-table"))
+	got = eval[map[string]map[string]string](b, `Object.fromEntries(Array.from(document.querySelectorAll("#c-table tbody tr")).map(
+		r => [r.dataset.key, Object.fromEntries(Array.from(r.querySelectorAll("td")).map(td => [td.dataset.feature, td.firstChild.textContent]))]))`)
+	var strWant lookup.LookupResponse
+	env.post(t, "", map[string]any{"entity": "user", "keys": []string{"u004", "nobody"}, "features": strFeatures}, &strWant)
+	for _, r := range strWant.Results {
+		for name, v := range r.Features {
+			want, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var w struct{ Value json.RawMessage }
+			if err := json.Unmarshal(want, &w); err != nil {
+				t.Fatal(err)
+			}
+			if shown := got[r.Key][name]; shown != string(w.Value) {
+				t.Errorf("console %s %s = %s, /v1/lookup %s", r.Key, name, shown, w.Value)
+			}
+		}
+	}
+	if v := got["u004"]["txn_last_merchant@1"]; !strings.HasPrefix(v, `"`) {
+		t.Errorf("console: u004 txn_last_merchant@1 = %s, want a JSON string (the demo's merchants)", v)
+	}
+	b.noConsoleErrors("console with string features")
 
 	// A phone: the search page fits the width.
 	b.do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1)), chromedp.Navigate(env.url+"/ui/?q=txn"),

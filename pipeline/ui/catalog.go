@@ -255,6 +255,9 @@ func plainWords(f *config.Feature) string {
 	if f.Where != "" {
 		b.WriteString(", counting events where " + f.Where)
 	}
+	if f.Bucket != "" {
+		b.WriteString(", by " + f.Bucket + " (its " + strconv.Itoa(f.MaxBuckets) + " most frequent values, the others together as " + aggregations.OtherBucket + ")")
+	}
 	b.WriteString(", per " + f.Entity + ", from topic " + f.SourceRef.Topic)
 	if f.TTL > 0 {
 		b.WriteString("; expires when its newest event is older than " + spellDuration(f.TTL))

@@ -27,6 +27,8 @@ type yamlFeature struct {
 	Inputs      []string `yaml:"inputs,flow,omitempty"`
 	Hop         string   `yaml:"hop,omitempty"`
 	Where       string   `yaml:"where,omitempty"`
+	Bucket      string   `yaml:"bucket,omitempty"`
+	MaxBuckets  int      `yaml:"max_buckets,omitempty"`
 	Default     *float64 `yaml:"default,omitempty"`
 	Owner       string   `yaml:"owner"`
 	Description string   `yaml:"description"`
@@ -40,7 +42,7 @@ type yamlFeature struct {
 // spelled out, also when the file left it to its default).
 func featureYAML(f *config.Feature) string {
 	y := yamlFeature{Name: f.Name, Version: f.Version, Entity: f.Entity, Source: f.Source, Aggregation: f.Aggregation.String(),
-		Field: f.Field, Window: "lifetime", Where: f.Where, Default: f.Default, Owner: f.Owner,
+		Field: f.Field, Window: "lifetime", Where: f.Where, Bucket: f.Bucket, MaxBuckets: f.MaxBuckets, Default: f.Default, Owner: f.Owner,
 		Description: strings.TrimSpace(f.Description), Tags: f.Tags, Deprecated: f.Deprecated, ReplacedBy: f.ReplacedBy}
 	switch {
 	case f.Derived != nil: // no source, aggregation or window; inputs pinned

@@ -42,12 +42,14 @@ features:
   - {name: b, version: 1, entity: user, source: transactions, aggregation: count, window: 7d, owner: o, description: d}
   - {name: c, version: 1, entity: user, source: transactions, aggregation: last, field: amount, window: lifetime, owner: o, description: d}
   - {name: d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1h, hop: 5m, where: "currency == 'EUR'", owner: o, description: d}
+  - {name: e, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, bucket: currency, max_buckets: 5, owner: o, description: d}
 `, nil)
 	for _, tc := range []struct{ id, want string }{
 		{"a@1", "average of amount over the last 30 days, 1-day hops, per user, from topic transactions"},
 		{"b@1", "number of events over the last 7 days, 1-hour hops, "},
 		{"c@1", "latest value of amount over all time, per user, from topic transactions"},
 		{"d@1", "sum of amount over the last 1 hour, 5-minute hops, counting events where currency == 'EUR', per user, from topic transactions"},
+		{"e@1", "sum of amount over the last 7 days, 1-hour hops, by currency (its 5 most frequent values, the others together as __other__), per user"},
 	} {
 		f, err := cfg.Feature(tc.id)
 		if err != nil {

@@ -28,7 +28,8 @@ import (
 // per reader, with at most MaxLiveConsumers consumers of their own (later
 // ones are counted as OtherConsumers), so at most about 60 KiB per version
 // ever read; and a FIFO set of the last liveRequests (request, version)
-// pairs seen, to count a request once however many keys it has (see Add).
+// pairs seen (one pair per request with a request id), to count a request
+// once however many keys it has (see Add).
 // Safe for concurrent use.
 type Live struct {
 	mu      sync.Mutex
@@ -49,10 +50,11 @@ const MaxLiveConsumers = 20
 // beyond the first MaxLiveConsumers.
 const OtherConsumers = "other"
 
-// liveRequests bounds the set of recent (request, version) pairs used to
-// count each request once: the keys of one request reach the log at about
-// the same time, so a request is counted twice only when more than this
-// many other pairs were seen between two of its keys.
+// liveRequests bounds the set of recent requests (with a request id) and
+// (request, version) pairs (without) used to count each request once: the
+// keys of one request reach the log at about the same time, so a request is
+// counted twice only when more than this many other requests or pairs were
+// seen between two of its keys.
 const liveRequests = 1 << 16
 
 type liveReq struct {
@@ -86,8 +88,14 @@ func (l *Live) Add(e *lookuplog.Entry) {
 	if consumer == "" {
 		consumer = anonymous
 	}
-	req := e.Request
-	if req == "" {
+	// An entry with a request id is one key of that request, whose entries
+	// all name the same versions (the lookup service logs every key of a
+	// request with the request's features): the request is new for all of
+	// them or for none, so one FIFO entry per request counts it, one map
+	// operation per entry instead of one per version. Entries without one
+	// (older replicas) are told apart per version, as in Aggregator.
+	req, perRequest := e.Request, e.Request != ""
+	if !perRequest {
 		req = fmt.Sprintf("%s\x00%s\x00%s\x00%d", e.Entity, consumer, e.Service, e.At)
 	}
 	hour := e.At / int64(time.Hour/time.Millisecond)
@@ -97,6 +105,7 @@ func (l *Live) Add(e *lookuplog.Entry) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	newReq := perRequest && l.firstOf(liveReq{request: req})
 	for id := range e.Features {
 		f := l.feats[id]
 		if f == nil {
@@ -114,7 +123,9 @@ func (l *Live) Add(e *lookuplog.Entry) {
 				f.consumers[consumer] = r
 			}
 		}
-		newReq := l.firstOf(liveReq{req, id})
+		if !perRequest {
+			newReq = l.firstOf(liveReq{req, id})
+		}
 		inRing := true
 		switch {
 		case f.hours[slot] == hour:

@@ -3,6 +3,7 @@ package usage
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -74,6 +75,44 @@ func TestLiveCountsKeysAndRequestsPerHour(t *testing.T) {
 	add(withRequest(request("fraud-api", "", -LiveHours*time.Hour+30*time.Minute, []string{"u1"}, "a@1"), "r3"))
 	if st := l.Stats("a@1", asOf.Add(LiveHours*time.Hour), 1); st.Total.Keys != 1 {
 		t.Errorf("reused slot: %d keys, want 1 (the old hour's 4 cleared)", st.Total.Keys)
+	}
+}
+
+// Live counts what Aggregator counts: a request once per version however
+// its keys interleave with other requests' (one FIFO entry per request id),
+// and entries without a request id per (entity, consumer, service, time)
+// and version.
+func TestLiveCountsLikeTheAggregator(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var all []*lookuplog.Entry
+	for r := range 300 {
+		feats := [][]string{{"a@1", "b@1"}, {"a@1"}, {"c@2", "a@1", "b@1"}}[rng.IntN(3)]
+		var keys []string
+		for k := range 1 + rng.IntN(4) {
+			keys = append(keys, fmt.Sprintf("u%d", k))
+		}
+		es := request([]string{"x", "y", ""}[rng.IntN(3)], "", time.Duration(1+rng.IntN(50))*time.Minute, keys, feats...) // within the clock hour before now
+		if rng.IntN(4) > 0 {
+			withRequest(es, fmt.Sprintf("replica-%d", r))
+		}
+		all = append(all, es...)
+	}
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	l := NewLive()
+	for _, e := range all {
+		l.Add(e)
+	}
+	want := aggregate(all)
+	asOf := now.Add(-time.Minute)
+	for id, st := range want {
+		got := l.Stats(id, asOf, 24)
+		if got == nil {
+			t.Fatalf("%s: no live stats", id)
+		}
+		w := st.Windows.Day
+		if got.Total.Keys != w.Keys || got.Total.Lookups != w.Lookups {
+			t.Errorf("%s: live %d keys %d lookups, aggregator %d keys %d lookups", id, got.Total.Keys, got.Total.Lookups, w.Keys, w.Lookups)
+		}
 	}
 }
 
@@ -152,5 +191,27 @@ func TestLiveFollow(t *testing.T) {
 	<-done
 	if st := later.Stats("a@1", at, 1); st.Total.Keys != 1 {
 		t.Errorf("Follow from a time counted %d keys, want 1 (u3 only)", st.Total.Keys)
+	}
+}
+
+// BenchmarkLiveAdd is the web catalog's usage follower counting one
+// lookup-log entry of a one-key request of 7 features (the wrk benchmark's
+// shape, README "Lookup handler").
+func BenchmarkLiveAdd(b *testing.B) {
+	l := NewLive()
+	feats := map[string]*float64{}
+	for i := range 7 {
+		feats[fmt.Sprintf("feature_%d@1", i)] = nil
+	}
+	es := make([]*lookuplog.Entry, 1<<18) // more than liveRequests: every request is new
+	for i := range es {
+		es[i] = &lookuplog.Entry{Entity: "user", Key: fmt.Sprintf("u%04d", i), At: now.UnixMilli(),
+			Request: fmt.Sprintf("0123456789abcdef-%x", i), Features: feats}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		l.Add(es[i%len(es)])
+		i++
 	}
 }

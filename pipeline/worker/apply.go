@@ -298,7 +298,7 @@ func (w *Worker) applyFeature(ps *partState, es *entityState, i int, seq, now in
 	if !f.Counts(&ps.dec) {
 		return // the feature's where is false for this event
 	}
-	ev := aggregations.Event{TS: ps.dec.TS, Seq: seq, Value: f.Value(&ps.dec), Str: f.Str(&ps.dec)}
+	ev := aggregations.Event{TS: ps.dec.TS, Seq: seq, Value: f.Value(&ps.dec), Str: f.Str(&ps.dec), Bucket: f.Bucket(&ps.dec)}
 	tile, ok := es.series[i].Apply(f.Window, ev, now)
 	if !ok {
 		ps.metrics.droppedLate[i].Inc()

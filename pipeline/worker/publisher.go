@@ -15,6 +15,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/keys"
 	"github.com/featurepipe/featurepipe/internal/metrics"
 	"github.com/featurepipe/featurepipe/internal/state"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
@@ -238,6 +239,10 @@ func (p *publisher) observe(parts []*partState) {
 			}
 			for i := range fs {
 				f := &fs[i]
+				if f.Feature.Bucket != "" { // a map: the list of its values, as backfill's manifest
+					addBucketStats(sts[i], f, es.series[i].Read(f.Window, now))
+					continue
+				}
 				if f.Kind == aggregations.TopK { // the list of its values, most frequent first: lengths, elements
 					ir := es.series[i].Read(f.Window, now)
 					if f.Window.Strings() {
@@ -439,4 +444,31 @@ func appendRecord(slab []byte, ps *partState, es *entityState, feature int, star
 	ref.FeatureID = ps.plan.Features[feature].ID
 	t, ok := es.series[feature].Tile(start)
 	return featurelog.Append(slab, ref, t, ok)
+}
+
+// addBucketStats adds the value of a bucketed feature (a map, see
+// aggregations.FinalizeBuckets) to st as backfill's manifest statistics
+// do: the list of its buckets' non-null values (strings for a string
+// feature), null for a null map. Per-bucket statistics are not kept: a
+// bucket key is data, and a statistic per key would not be bounded.
+func addBucketStats(st *monitor.Stats, f *events.FeaturePlan, ir aggregations.IR) {
+	bs := aggregations.FinalizeBuckets(ir, f.Feature.MaxBuckets)
+	ok := len(bs) > 0 || f.Kind.EmptyIsZero()
+	if f.Feature.OutputType() == aggregations.TypeString {
+		var l []string
+		for _, b := range bs {
+			if v, vok := aggregations.FinalizeString(f.Kind, b.IR); vok {
+				l = append(l, v)
+			}
+		}
+		st.AddStringList(l, ok)
+		return
+	}
+	var l []float64
+	for _, b := range bs {
+		if v, vok := aggregations.Finalize(f.Kind, b.IR); vok {
+			l = append(l, v)
+		}
+	}
+	st.AddList(l, ok)
 }

@@ -6,7 +6,8 @@ CASES.json (written by the Go test, which computed every expected value by
 brute force over the produced events):
   online:  {"features": ["view:name", ...], "rows": [{"user_id": k}, ...],
             "expected": [[value or null per feature] per row]}; a list
-            feature's value (first_k, last_k: Array(Float64)) is a list
+            feature's value (first_k, last_k: Array(Float64), Array(String))
+            is a list, a string feature's (String) a string
   offline: {"features": [...], "keys": [...], "times_ms": [...],
             "expected": [[value or null per feature] per row]}
   service: {"name": NAME, "features": ["view:name", ...]}: the generated
@@ -32,13 +33,19 @@ def same(got, want):
     if want is None:
         return is_null(got)
     if isinstance(want, list):
-        # A list feature (Array(Float64)): the same doubles in the same
-        # order, exactly (a list, or a numpy array from a DataFrame).
+        # A list feature (Array(Float64), Array(String)): the same doubles
+        # or strings in the same order, exactly (a list, or a numpy array
+        # from a DataFrame).
         if is_null(got) or isinstance(got, (str, bytes)) or not hasattr(got, "__len__"):
             return False
+        if want and isinstance(want[0], str):
+            return len(got) == len(want) and all(isinstance(g, str) and g == w for g, w in zip(got, want))
         return len(got) == len(want) and all(float(g) == float(w) for g, w in zip(got, want))
     if is_null(got):
         return False
+    if isinstance(want, str):
+        # A string feature (String): the same string, exactly.
+        return isinstance(got, str) and got == want
     if isinstance(want, int) and abs(want) >= 2**32:
         # A long (an event time in ms): exactly, as an Int64 field carries it.
         return float(got) == float(want) and float(got).is_integer()

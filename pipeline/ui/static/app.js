@@ -40,6 +40,14 @@
   var keys = document.getElementById("c-keys"), status = document.getElementById("c-status");
   var answer = document.getElementById("c-answer"), raw = document.getElementById("c-raw"), reqOut = document.getElementById("c-request");
   var preset = JSON.parse(document.getElementById("c-preset").textContent || "null") || [];
+  // A value as text: null; a string (last, first of a string field) or a
+  // list (first_k, last_k) as its JSON, so that "" and a comma inside a
+  // string stay visible; a number or boolean as it is.
+  function shown(x) {
+    if (x === null || x === undefined) return "null";
+    if (typeof x === "string" || typeof x === "object") return JSON.stringify(x); // strings, lists, top_k lists and bucketed maps
+    return String(x);
+  }
   cform.querySelectorAll("input[name=feature]").forEach(function (c) { if (preset.indexOf(c.value) >= 0) c.checked = true; });
   var showEntity = function () {
     cform.querySelectorAll(".feats").forEach(function (d) {
@@ -84,10 +92,7 @@
           var th = document.createElement("th"); th.scope = "row"; th.textContent = row.key; tr.appendChild(th);
           names.forEach(function (n) {
             var v = (row.features || {})[n] || {};
-            // A top_k value is a list of {value, count} objects: show its JSON text.
-            var text = v.value === null || v.value === undefined ? "null" :
-              (Array.isArray(v.value) && v.value.length && typeof v.value[0] === "object" ? JSON.stringify(v.value) : String(v.value));
-            var td = cell(tr, text, "n");
+            var td = cell(tr, shown(v.value), "n");
             td.dataset.feature = n; td.title = v.status || "";
             if (v.status && v.status !== "PRESENT") { var s = document.createElement("div"); s.className = "note"; s.textContent = v.status; td.appendChild(s); }
           });

@@ -1,0 +1,97 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+)
+
+// TestBucketSettings: bucket names a string, long or boolean field, sets
+// the window's buckets and max_buckets (default 100), and both are in the
+// definition hash only when set.
+func TestBucketSettings(t *testing.T) {
+	plain := mustParse(t, header+"features:\n"+validFeature).Features[0]
+	for _, tt := range []struct {
+		source, bucket, extra string
+		wantType              aggregations.ValueType
+		wantMax               int
+	}{
+		{"transactions", "currency", "", aggregations.TypeString, aggregations.DefaultMaxBuckets},
+		{"transactions", "merchant_id", "    max_buckets: 7\n", aggregations.TypeString, 7},
+		{"transactions", "ts", "    max_buckets: 1000\n", aggregations.TypeLong, 1000},
+		{"logins", "success", "", aggregations.TypeBool, aggregations.DefaultMaxBuckets},
+	} {
+		doc := header + "features:\n" + strings.Replace(validFeature, "source: transactions", "source: "+tt.source, 1) + "    bucket: " + tt.bucket + "\n" + tt.extra
+		if tt.source == "logins" {
+			doc = strings.Replace(doc, "field: amount", "field: ts", 1)
+		}
+		f := mustParse(t, doc).Features[0]
+		if f.Bucket != tt.bucket || f.BucketType != tt.wantType || f.MaxBuckets != tt.wantMax || !f.Window.Buckets() {
+			t.Errorf("bucket %s: got %q %v max %d window buckets %v", tt.bucket, f.Bucket, f.BucketType, f.MaxBuckets, f.Window.Buckets())
+		}
+		if f.Hash == plain.Hash {
+			t.Errorf("bucket %s: hash equals the unbucketed feature's", tt.bucket)
+		}
+	}
+	if plain.Bucket != "" || plain.MaxBuckets != 0 || plain.Window.Buckets() {
+		t.Errorf("unbucketed: %q %d %v", plain.Bucket, plain.MaxBuckets, plain.Window.Buckets())
+	}
+	for _, kv := range plain.Definition() {
+		if strings.Contains(kv[0], "bucket") {
+			t.Errorf("unbucketed definition has %v", kv)
+		}
+	}
+	h := func(extra string) string {
+		return mustParse(t, header+"features:\n"+validFeature+"    bucket: currency\n"+extra).Features[0].Hash
+	}
+	if h("") != h("    max_buckets: 100\n") || h("") == h("    max_buckets: 99\n") {
+		t.Error("max_buckets: the default must hash as 100, and another value differently")
+	}
+}
+
+// TestBucketErrors: each wrong bucket setting is one problem on its line,
+// naming the field and what to do.
+func TestBucketErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, extra, field, msg string
+		line                    int // of the feature's lines after header + "features:\n"
+	}{
+		{"unknown field", "    bucket: category\n", "features[0].bucket", `field "category" is not in schema featurepipe.demo.Transaction of source "transactions"; fields a feature can be bucketed by (string, int, long or boolean): user_id, merchant_id, currency, ts`, 10},
+		{"double field", "    bucket: amount\n", "features[0].bucket", `field "amount" is of type double; a bucket field must be a string, int, long or boolean`, 10},
+		{"max_buckets too large", "    bucket: currency\n    max_buckets: 1001\n", "features[0].max_buckets", "1001 is out of range: keep from 1 to 1000 buckets", 11},
+		{"max_buckets zero", "    bucket: currency\n    max_buckets: 0\n", "features[0].max_buckets", "0 is out of range", 11},
+		{"default", "    bucket: currency\n    default: 0\n", "features[0].default", "a bucketed feature's value is a map", 11},
+		{"list", "    bucket: currency\n    k: 3\n", "features[0].bucket", "last_k is a list; bucketing a list (a map of lists) is not supported yet", 10},
+		{"max_buckets without bucket", "    max_buckets: 5\n", "features[0].max_buckets", "applies only to a bucketed feature: add bucket: FIELD", 10},
+	} {
+		feature := validFeature
+		if tt.name == "list" {
+			feature = strings.Replace(feature, "aggregation: avg", "aggregation: last_k", 1)
+		}
+		doc := header + "features:\n" + feature + tt.extra
+		_, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
+		var list Errors
+		var e *Error
+		if errors.As(err, &list) || !errors.As(err, &e) {
+			t.Errorf("%s: %v; want one problem", tt.name, err)
+			continue
+		}
+		wantLine := strings.Count(header, "\n") + 1 + tt.line
+		if e.Field != tt.field || !strings.Contains(e.Msg, tt.msg) || e.Line != wantLine {
+			t.Errorf("%s: %s:%d %s: %s; want line %d field %s containing %q", tt.name, e.File, e.Line, e.Field, e.Msg, wantLine, tt.field, tt.msg)
+		}
+	}
+}
+
+// TestBucketedFeatureIsNoDerivedInput: a derived feature reads numbers, so
+// a bucketed input (a map) is refused at its expression.
+func TestBucketedFeatureIsNoDerivedInput(t *testing.T) {
+	doc := header + "features:\n" + validFeature + "    bucket: currency\n" +
+		"  - {name: twice, version: 1, entity: user, expression: \"base * 2.0\", owner: o, description: d}\n"
+	_, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
+	if err == nil || !strings.Contains(err.Error(), "is bucketed by currency (a map of buckets): a derived feature reads numbers only") {
+		t.Errorf("derived over a bucketed feature: %v", err)
+	}
+}
