@@ -279,7 +279,7 @@ func (sw *sweeper) entity(times []int64, rows []int32, e int, srcs []*sourceEven
 			}
 			if col.plan.Kind == aggregations.TopK { // null when empty, no default
 				l, ok := topOf(col.plan.Window, ir)
-				res.setTop(int(r), c, l, ok && known, st)
+				res.setTop(int(r), c, l, aggregations.TopKError(ir), ok && known, st)
 				continue
 			}
 			if col.plan.Window.Strings() { // last, first, first_k, last_k of a string field: null when empty, no default

@@ -45,8 +45,9 @@ type results struct {
 	strLists [][]string
 	// topCol marks the columns of top_k features, whose cells are in tops
 	// (values holds 0; see topk.go); both nil when there are none.
-	topCol []bool
-	tops   [][]TopValue
+	topCol  []bool
+	tops    [][]TopValue
+	topErrs []int64 // per cell: aggregations.TopKError
 	// bucketCol marks the columns of bucketed features, whose cells are in
 	// bkts (maps, see BucketCell; values holds 0); both nil when there are
 	// none. A bucketed column is neither a list nor a string column.
@@ -83,7 +84,7 @@ func (r *results) setStrList(row, col int, l []string, ok bool, st cellStatus) {
 func (r *results) copyCell(row, col int, src *results, i, srcCol int) {
 	switch {
 	case src.isTop(srcCol):
-		r.setTop(row, col, src.tops[i], src.valid[i], src.status[i])
+		r.setTop(row, col, src.tops[i], src.topErrs[i], src.valid[i], src.status[i])
 	case src.isBucket(srcCol):
 		r.setBuckets(row, col, src.bkts[i], src.valid[i], src.status[i])
 	case src.isString(srcCol) && src.isList(srcCol):

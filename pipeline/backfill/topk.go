@@ -48,13 +48,14 @@ func topOf(w aggregations.Window, ir aggregations.IR) ([]TopValue, bool) {
 // isTop reports whether column col holds top_k values.
 func (r *results) isTop(col int) bool { return r.topCol != nil && r.topCol[col] }
 
-// setTop sets a cell of a top_k column.
-func (r *results) setTop(row, col int, l []TopValue, ok bool, st cellStatus) {
+// setTop sets a cell of a top_k column; e is its error
+// (aggregations.TopKError).
+func (r *results) setTop(row, col int, l []TopValue, e int64, ok bool, st cellStatus) {
 	i := row*len(r.columns) + col
 	if !ok {
-		l = nil
+		l, e = nil, 0
 	}
-	r.tops[i], r.valid[i], r.status[i] = l, ok, st
+	r.tops[i], r.topErrs[i], r.valid[i], r.status[i] = l, e, ok, st
 }
 
 // markTop marks column c as a top_k column, allocating the cells.
@@ -62,6 +63,7 @@ func (r *results) markTop(c int) {
 	if r.topCol == nil {
 		r.topCol = make([]bool, len(r.columns))
 		r.tops = make([][]TopValue, len(r.values))
+		r.topErrs = make([]int64, len(r.values))
 	}
 	r.topCol[c] = true
 }
@@ -75,6 +77,16 @@ func (v *Values) Top(row, col int) (top []TopValue, ok bool) {
 	}
 	i := row*len(v.res.columns) + col
 	return v.res.tops[i], v.res.valid[i]
+}
+
+// TopError is the error of the top_k cell (row, col): the largest amount
+// by which its counts may be below the true ones, 0 while exact (at most
+// aggregations.TopKExactMax distinct values in the window) or null.
+func (v *Values) TopError(row, col int) int64 {
+	if !v.res.isTop(col) {
+		return 0
+	}
+	return v.res.topErrs[row*len(v.res.columns)+col]
 }
 
 // IsTop reports whether column col is a top_k feature's, whose values Top

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/produce"
+	"github.com/featurepipe/featurepipe/pipeline/skew"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
@@ -246,6 +249,7 @@ func TestTopKOnEveryPath(t *testing.T) {
 		}
 	}
 	T := resp.AsOf.UnixMilli()
+	final := resp
 	if tw, _ := want("top_merchants_7d", "huge", T); !tw.sketched {
 		t.Errorf("key huge has %d distinct merchants in 7d: the summary was not tested", len(tw.counts))
 	}
@@ -317,4 +321,62 @@ func TestTopKOnEveryPath(t *testing.T) {
 			}
 		}
 	}
+
+	// skew: the lookup log carries top_k values (JSON text and error); the
+	// last lookups reproduce (exactly while exact, within the error past
+	// TopKExactMax); a hand-written entry with one count changed is one
+	// mismatch.
+	served := map[servedAt]bool{}
+	record(served, keys, T)
+	var rep *skew.Report
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if rep, err = skew.Run(ctx, skew.Options{Brokers: k.Brokers, Config: cfg, Keep: keepServed(served)}); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Entries >= int64(len(keys)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("skew found %d of the %d logged entries after 60s", rep.Entries, len(keys))
+		}
+	}
+	if rep.Entries != int64(len(keys)) || rep.Compared != int64(len(keys)*len(names)) || rep.Mismatches != 0 {
+		var sb strings.Builder
+		rep.WriteText(&sb)
+		t.Fatalf("skew of the last lookups: %d entries, %d compared, %d mismatches; want %d, %d, 0:\n%s", rep.Entries, rep.Compared, rep.Mismatches, len(keys), len(keys)*len(names), sb.String())
+	}
+	for _, name := range names {
+		if f := rep.Feature(name + "@1"); f == nil || !f.Top || f.Rows != int64(len(keys)) {
+			t.Fatalf("skew %s: %+v, want a top_k feature with %d rows", name, f, len(keys))
+		}
+	}
+	var cards []lookup.TopValue
+	for _, r := range final.Results {
+		if r.Key == "wide" {
+			cards = slices.Clone(r.Features["top_cards_life"].Top)
+		}
+	}
+	if len(cards) == 0 {
+		t.Fatal("no top_cards_life for wide")
+	}
+	cards[len(cards)-1].Count++
+	tat := T + 1 // no event between T and T+1: the same values
+	e := &lookuplog.Entry{Entity: "user", Key: "wide", At: tat, Features: map[string]*float64{},
+		Tops: map[string]*lookuplog.ServedTop{"top_cards_life@1": {Value: []byte(lookup.TopJSON(cards, aggregations.TypeLong))}}}
+	b, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Kafka.LookupLogTopic, Key: []byte("wide"), Value: b}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = skew.Run(ctx, skew.Options{Brokers: k.Brokers, Config: cfg, Keep: func(e *lookuplog.Entry) bool { return e.At == tat }}); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Entries != 1 || rep.Compared != 1 || rep.Mismatches != 1 || len(rep.Feature("top_cards_life@1").Examples) != 1 {
+		var sb strings.Builder
+		rep.WriteText(&sb)
+		t.Fatalf("skew of the tampered entry: %d entries, %d compared, %d mismatches, want 1, 1, 1:\n%s", rep.Entries, rep.Compared, rep.Mismatches, sb.String())
+	}
+
 }

@@ -434,6 +434,8 @@ type value struct {
 	str  string     // the value of a string feature (typ TypeString), with hasV
 	strs []string   // the value of a string list feature, with hasV
 	top  []TopValue // the value of a top_k feature, with hasV
+	// topErr is its error (aggregations.TopKError: 0 while exact).
+	topErr int64
 	// buckets is the value of a bucketed feature, with hasV (non-nil,
 	// possibly empty, exactly then), by increasing key.
 	buckets []bucketEntry

@@ -183,6 +183,17 @@ func (s *Service) logLookups(a *lookupAnswer) {
 				k++
 			}
 		}
+		if count[logTops] > 0 {
+			b = lookuplog.AppendTopsStart(b)
+			k = 0
+			for _, j := range order {
+				if logSectionOf(a.feats[j].def) == logTops {
+					v := &vals[j]
+					b = lookuplog.AppendTop(b, k, a.feats[j].def.ID, appendTop(nil, v.top, v.typ), v.topErr, v.hasV && v.top != nil)
+					k++
+				}
+			}
+		}
 		b = lookuplog.AppendEnd(b)
 		lr.buf = b
 		lr.rec = kgo.Record{Key: b[:len(key)], Value: b[len(key):], Context: context.Background()}
@@ -199,9 +210,9 @@ const (
 	logStrings                       // "strings": last, first of a string field
 	logStringLists                   // "string_lists": first_k, last_k of a string field
 	logBuckets                       // "buckets": bucketed features of numbers
-	// logNone: not logged. top_k (the lookup log has no section for a
-	// list of {value, count}) and bucketed string features, so skew does
-	// not compare them.
+	logTops                          // "tops": top_k, its JSON text and error
+	// logNone: not logged: bucketed string features, so skew does not
+	// compare them.
 	logNone
 	logSections // the number of sections
 )
@@ -209,10 +220,12 @@ const (
 func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
-	case f.Derived == nil && f.Aggregation == aggregations.TopK, f.Bucket != "" && str:
+	case f.Bucket != "" && str:
 		return logNone
 	case f.Bucket != "":
 		return logBuckets
+	case f.Derived == nil && f.Aggregation == aggregations.TopK:
+		return logTops
 	case str && f.Aggregation.List():
 		return logStringLists
 	case str:

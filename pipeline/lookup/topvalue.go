@@ -36,6 +36,7 @@ func foldTop(fv value, f pickedFeature, v *lookupView, T int64) (value, error) {
 	if !f.warming {
 		fv.status = status
 	}
+	fv.topErr = aggregations.TopKError(ir)
 	if fv.typ == aggregations.TypeString {
 		l, ok := aggregations.FinalizeStringTopK(ir, f.def.K)
 		if ok {

@@ -72,6 +72,20 @@ type Entry struct {
 	// Only bucketed features with number values are logged: a bucketed
 	// string feature (last or first of a string field) is not.
 	Buckets map[string]map[string]*float64 `json:"buckets,omitempty"`
+	// Tops maps the feature id of each top_k feature served to the value
+	// served (its JSON text and error); null for an empty window. Absent
+	// without top_k features. Records with tops are decoded by
+	// encoding/json (decodeFast leaves them).
+	Tops map[string]*ServedTop `json:"tops,omitempty"`
+}
+
+// ServedTop is a top_k value as served: Value the JSON text the lookup
+// API wrote ([{"value":..,"count":..},...]), Error the largest amount by
+// which its counts may be below the true ones (aggregations.TopKError: 0
+// while exact).
+type ServedTop struct {
+	Error int64           `json:"error"`
+	Value json.RawMessage `json:"value"`
 }
 
 // Encode returns the record value of e, as the lookup service writes it.
@@ -144,6 +158,17 @@ func (e *Entry) Encode() ([]byte, error) {
 				}
 			}
 			b = AppendBucketMapEnd(b)
+		}
+	}
+	if len(e.Tops) > 0 {
+		b = AppendTopsStart(b)
+		for i, id := range slices.Sorted(maps.Keys(e.Tops)) {
+			v := e.Tops[id]
+			if v == nil {
+				b = AppendTop(b, i, id, nil, 0, false)
+			} else {
+				b = AppendTop(b, i, id, v.Value, v.Error, true)
+			}
 		}
 	}
 	return AppendEnd(b), nil
@@ -318,6 +343,30 @@ func AppendBucket(b []byte, j int, key string, v float64, ok bool) []byte {
 
 // AppendBucketMapEnd closes a map opened by AppendBucketMapStart.
 func AppendBucketMapEnd(b []byte) []byte { return append(b, '}') }
+
+// AppendTopsStart closes the previous section and opens the top_k
+// features of an entry: then AppendTop for each, in id order, each id
+// once, then AppendEnd. An entry without top_k features leaves it out.
+func AppendTopsStart(b []byte) []byte { return append(b, `},"tops":{`...) }
+
+// AppendTop appends the i-th top_k feature (from 0) of an entry: its id
+// and {"error":e,"value":text} (text the JSON the lookup API wrote), or
+// null when ok is false.
+func AppendTop(b []byte, i int, id string, text []byte, e int64, ok bool) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	b = append(b, ':')
+	if !ok {
+		return append(b, "null"...)
+	}
+	b = append(b, `{"error":`...)
+	b = strconv.AppendInt(b, e, 10)
+	b = append(b, `,"value":`...)
+	b = append(b, text...)
+	return append(b, '}')
+}
 
 // AppendEnd closes an entry started with AppendStart.
 func AppendEnd(b []byte) []byte { return append(b, "}}"...) }

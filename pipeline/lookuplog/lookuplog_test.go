@@ -51,6 +51,8 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 		{Entity: "user", Key: "u5", At: 5, Features: map[string]*float64{"a@1": &v1}, Lists: map[string][]float64{"l@1": {1, 2}},
 			Strings: map[string]*string{"m@1": &odd, "n@1": nil}, StringLists: map[string][]string{"s@1": {odd, "", "m-1"}, "t@1": nil}},
 		{Entity: "user", Key: "u6", At: 6, Features: map[string]*float64{}, StringLists: map[string][]string{"s@1": {}}},
+		{Entity: "user", Key: "u7", At: 7, Features: map[string]*float64{"a@1": &v1}, Lists: map[string][]float64{"l@1": {1}},
+			Tops: map[string]*ServedTop{"t@1": {Error: 3, Value: json.RawMessage(`[{"value":"m-1","count":4},{"value":"\u003c","count":2}]`)}, "u@1": nil, "v@1": {Value: json.RawMessage(`[]`)}}},
 	} {
 		got, err := e.Encode()
 		if err != nil {
@@ -93,6 +95,25 @@ func TestAppendStartRequestID(t *testing.T) {
 	}
 	if e.Request != "9f2c01ab-101" {
 		t.Fatalf("request %q in %s", e.Request, b)
+	}
+}
+
+// TestTopsRoundTrip: an entry with top_k values (their JSON text and
+// error, null for an empty window) decodes back to the same values.
+func TestTopsRoundTrip(t *testing.T) {
+	in := &Entry{Entity: "user", Key: "u1", At: 9, Features: map[string]*float64{},
+		Tops: map[string]*ServedTop{"t@1": {Error: 2, Value: json.RawMessage(`[{"value":true,"count":5}]`)}, "n@1": nil}}
+	b, err := in.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, null := out.Tops["t@1"], out.Tops["n@1"]
+	if _, ok := out.Tops["n@1"]; !ok || null != nil || got == nil || got.Error != 2 || string(got.Value) != `[{"value":true,"count":5}]` {
+		t.Fatalf("round trip of %s: %+v", b, out.Tops)
 	}
 }
 

@@ -3,6 +3,7 @@ package skew
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -144,6 +145,9 @@ type FeatureReport struct {
 	// carry ServedString and RecomputedString, or for a list ServedStrings
 	// and RecomputedStrings.
 	String bool `json:"string,omitempty"`
+	// Top tells that the feature is a top_k: its examples carry ServedTop
+	// and RecomputedTop (see compareTop for the rule).
+	Top bool `json:"top,omitempty"`
 	// Buckets tells that the feature's values are maps (a bucketed
 	// feature): its examples carry ServedBuckets and RecomputedBuckets.
 	Buckets    bool  `json:"buckets,omitempty"`
@@ -176,6 +180,10 @@ type Example struct {
 	RecomputedString  *string  `json:"recomputed_string,omitempty"`
 	ServedStrings     []string `json:"served_strings,omitempty"`
 	RecomputedStrings []string `json:"recomputed_strings,omitempty"`
+	// The values of a top_k feature (FeatureReport.Top), as the lookup
+	// API's JSON text, absent when null.
+	ServedTop     json.RawMessage `json:"served_top,omitempty"`
+	RecomputedTop json.RawMessage `json:"recomputed_top,omitempty"`
 	// ServedBuckets and RecomputedBuckets are a bucketed feature's maps,
 	// absent when null.
 	ServedBuckets     map[string]*float64 `json:"served_buckets,omitempty"`
@@ -239,11 +247,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	type entityWork struct {
 		ids      map[string]bool // features of this entity that were served
 		points   []backfill.Point
-		served   []map[string]*float64            // per point: its entry's values (only this entity's features are looked up)
-		lists    []map[string][]float64           // per point: its entry's lists (first_k, last_k)
-		strs     []map[string]*string             // per point: its entry's strings (string last, first)
-		strLists []map[string][]string            // per point: its entry's string lists (string first_k, last_k)
-		bkts     []map[string]map[string]*float64 // per point: its entry's maps (bucketed features)
+		served   []map[string]*float64             // per point: its entry's values (only this entity's features are looked up)
+		lists    []map[string][]float64            // per point: its entry's lists (first_k, last_k)
+		strs     []map[string]*string              // per point: its entry's strings (string last, first)
+		strLists []map[string][]string             // per point: its entry's string lists (string first_k, last_k)
+		tops     []map[string]*lookuplog.ServedTop // per point: its entry's top_k values
+		bkts     []map[string]map[string]*float64  // per point: its entry's maps (bucketed features)
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -284,6 +293,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for id := range l.entry.StringLists {
 			note(id)
 		}
+		for id := range l.entry.Tops {
+			note(id)
+		}
 		for id := range l.entry.Buckets {
 			note(id)
 		}
@@ -294,6 +306,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			w.lists = append(w.lists, l.entry.Lists)
 			w.strs = append(w.strs, l.entry.Strings)
 			w.strLists = append(w.strLists, l.entry.StringLists)
+			w.tops = append(w.tops, l.entry.Tops)
 			w.bkts = append(w.bkts, l.entry.Buckets)
 		}
 	}
@@ -318,6 +331,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				fr = &FeatureReport{Feature: f.ID, Examples: []Example{}}
 				reports[f.ID] = fr
 				rep.Features = append(rep.Features, fr)
+			}
+			if vals.IsTop(c) { // top_k: served in the entry's tops
+				fr.Top = true
+				for i, p := range w.points {
+					served, ok := w.tops[i][f.ID]
+					if !ok {
+						continue
+					}
+					l, vok := vals.Top(i, c)
+					var text []byte
+					if vok {
+						text = []byte(backfill.TopJSON(l, f.OutputType()))
+					}
+					fr.compareTop(p, served, text, vals.TopError(i, c), vok, o.Examples)
+				}
+				continue
 			}
 			if vals.IsBuckets(c) { // a bucketed feature: served in the entry's buckets
 				fr.Buckets = true

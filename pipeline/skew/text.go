@@ -43,6 +43,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, e := range f.Examples {
 			served, recomputed := ptr(e.Served), ptr(e.Recomputed)
 			switch {
+			case f.Top:
+				served, recomputed = topText(e.ServedTop), topText(e.RecomputedTop)
 			case f.String && f.List:
 				served, recomputed = quotedList(e.ServedStrings), quotedList(e.RecomputedStrings)
 			case f.String:
@@ -111,6 +113,14 @@ func quotedList(l []string) string {
 		parts[i] = strconv.Quote(x)
 	}
 	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// topText is a top_k value's JSON text; nil is null.
+func topText(b []byte) string {
+	if b == nil {
+		return "null"
+	}
+	return string(b)
 }
 
 // bucketText formats a bucketed feature's map as {key: value, ...} in key
