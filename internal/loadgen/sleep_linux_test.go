@@ -32,10 +32,11 @@ func TestTimerSleeperWakesOnTime(t *testing.T) {
 		over = append(over, d)
 	}
 	slices.Sort(over)
-	// A loaded machine (make test runs every package at once) delays some
-	// wake-ups; the median is robust to that, and 1ms still catches a wait
-	// armed with the wrong unit or duration (idle, the median is ~60µs).
-	if med := over[tries/2]; med > time.Millisecond {
-		t.Errorf("median overshoot %v, want < 1ms (all: %v)", med, over)
+	// A loaded machine (make test runs every package at once, beside other
+	// jobs) delays many wake-ups: the median reached ~2ms at load average
+	// 20. 10ms (5 waits) still catches a wait armed with the wrong unit
+	// (2s) or with a period (idle, the median is ~60µs).
+	if med := over[tries/2]; med > 10*time.Millisecond {
+		t.Errorf("median overshoot %v, want < 10ms (all: %v)", med, over)
 	}
 }
