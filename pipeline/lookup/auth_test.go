@@ -318,8 +318,10 @@ func TestLookupLogRecordsTheConsumer(t *testing.T) {
 	if len(entries) != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("lookup log consumers %v (%d entries), want %v; the 403 must not be logged", got, len(entries), want)
 	}
-	// Nothing more arrives: the refused lookup was not logged.
-	if more, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 4, 2*time.Second); len(more) != 3 {
+	// Nothing more arrives: the refused lookup was not logged. (Fewer than
+	// 3 in the time allowed is a slow read on a loaded machine, not a
+	// fourth entry: it failed once under -race at load average 30.)
+	if more, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 4, 5*time.Second); len(more) > 3 {
 		t.Fatalf("%d entries, want 3", len(more))
 	}
 }
