@@ -93,7 +93,7 @@ func cacheable(def *config.Feature) bool {
 // scalarValue reports whether v holds nothing but what a cachedAnswer
 // keeps (TestScalarValueCoversEveryField keeps it in step with value).
 func scalarValue(v *value) bool {
-	return v.list == nil && v.str == "" && v.strs == nil && v.top == nil && v.buckets == nil
+	return v.list == nil && v.str == "" && v.strs == nil && v.top == nil && v.topErr == 0 && v.buckets == nil
 }
 
 // findAnswer returns the answer of feature idx in ans, and whether it is

@@ -404,7 +404,7 @@ func TestCachedAnswerSize(t *testing.T) {
 func TestScalarValueCoversEveryField(t *testing.T) {
 	kept := map[string]bool{"typ": true, "v": true, "hasV": true, "status": true, "version": true, "updated": true}
 	checked := map[string]value{"list": {list: []float64{}}, "str": {str: "x"}, "strs": {strs: []string{}},
-		"top": {top: []TopValue{}}, "buckets": {buckets: []bucketEntry{}}}
+		"top": {top: []TopValue{}}, "topErr": {topErr: 1}, "buckets": {buckets: []bucketEntry{}}}
 	for i := range reflect.TypeFor[value]().NumField() {
 		name := reflect.TypeFor[value]().Field(i).Name
 		if kept[name] {
