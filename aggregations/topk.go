@@ -262,3 +262,39 @@ func TopKStrings(ir IR, k int) ([]string, bool) {
 	}
 	return out, true
 }
+
+// TopValue is one entry of a top_k value of a field of any type, as the
+// read paths carry it: Value for a number field (a long, or a boolean as 0
+// or 1, is told from a double by the feature's output type), Str for a
+// string field, and how often it occurs in the window.
+type TopValue struct {
+	Value float64
+	Str   string
+	Count int64
+}
+
+// FinalizeTopValues is FinalizeTopK, or FinalizeStringTopK when w keeps
+// strings, as TopValues: the value of a top_k feature of window w over ir
+// (k is w.K()). The slice is new on every call.
+func FinalizeTopValues(w Window, ir IR) ([]TopValue, bool) {
+	if w.Strings() {
+		l, ok := FinalizeStringTopK(ir, w.K())
+		if !ok {
+			return nil, false
+		}
+		out := make([]TopValue, len(l))
+		for i, c := range l {
+			out[i] = TopValue{Str: c.Value, Count: c.Count}
+		}
+		return out, true
+	}
+	l, ok := FinalizeTopK(ir, w.K())
+	if !ok {
+		return nil, false
+	}
+	out := make([]TopValue, len(l))
+	for i, c := range l {
+		out[i] = TopValue{Value: c.Value, Count: c.Count}
+	}
+	return out, true
+}

@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/featurepipe/featurepipe/aggregations"
 )
 
 // AppendFloat formats f as encoding/json does. NaN and infinities, which
@@ -85,4 +87,30 @@ func AppendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// AppendTopValues appends the value of a top_k feature as the lookup API
+// and backfill's CSV write it: a JSON array of {"value": v, "count": n}
+// objects, v written as a single value of output type t is (a string, a
+// boolean, a number), as encoding/json writes it.
+func AppendTopValues(b []byte, l []aggregations.TopValue, t aggregations.ValueType) []byte {
+	b = append(b, '[')
+	for i, e := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"value":`...)
+		switch t {
+		case aggregations.TypeString:
+			b = AppendString(b, e.Str)
+		case aggregations.TypeBool:
+			b = strconv.AppendBool(b, e.Value != 0)
+		default:
+			b = AppendFloat(b, e.Value)
+		}
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, e.Count, 10)
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }

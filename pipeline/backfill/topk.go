@@ -1,7 +1,6 @@
 package backfill
 
 import (
-	"strconv"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -13,36 +12,12 @@ import (
 // TopValue is one entry of a top_k cell: a value of the feature's field
 // (Value for a number field, typed by the column's output type; Str for a
 // string field) and how often it occurs in the window.
-type TopValue struct {
-	Value float64
-	Str   string
-	Count int64
-}
+type TopValue = aggregations.TopValue
 
 // topOf is the value of a top_k feature over ir: its k most frequent
-// values, most frequent first (aggregations.FinalizeTopK, or
-// FinalizeStringTopK when the window keeps strings).
+// values, most frequent first (aggregations.FinalizeTopValues).
 func topOf(w aggregations.Window, ir aggregations.IR) ([]TopValue, bool) {
-	if w.Strings() {
-		l, ok := aggregations.FinalizeStringTopK(ir, w.K())
-		if !ok {
-			return nil, false
-		}
-		out := make([]TopValue, len(l))
-		for i, c := range l {
-			out[i] = TopValue{Str: c.Value, Count: c.Count}
-		}
-		return out, true
-	}
-	l, ok := aggregations.FinalizeTopK(ir, w.K())
-	if !ok {
-		return nil, false
-	}
-	out := make([]TopValue, len(l))
-	for i, c := range l {
-		out[i] = TopValue{Value: c.Value, Count: c.Count}
-	}
-	return out, true
+	return aggregations.FinalizeTopValues(w, ir)
 }
 
 // isTop reports whether column col holds top_k values.
@@ -96,25 +71,7 @@ func (v *Values) IsTop(col int) bool { return v.res.isTop(col) }
 // TopJSON is the JSON text of a top_k cell of output type t, as the lookup
 // API writes the value: [{"value":"atm","count":3},...].
 func TopJSON(l []TopValue, t aggregations.ValueType) string {
-	b := []byte{'['}
-	for i, e := range l {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"value":`...)
-		switch t {
-		case aggregations.TypeString:
-			b = jsonenc.AppendString(b, e.Str)
-		case aggregations.TypeBool:
-			b = strconv.AppendBool(b, e.Value != 0)
-		default:
-			b = jsonenc.AppendFloat(b, e.Value)
-		}
-		b = append(b, `,"count":`...)
-		b = strconv.AppendInt(b, e.Count, 10)
-		b = append(b, '}')
-	}
-	return string(append(b, ']'))
+	return string(jsonenc.AppendTopValues(nil, l, t))
 }
 
 // topStats adds column col's top_k values to s as the worker observes

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/jsonenc"
@@ -13,15 +12,10 @@ import (
 // TopValue is one entry of a top_k feature's value: a value of the
 // feature's field and how often it occurs in the window (exact while the
 // window has at most aggregations.TopKExactMax distinct values, otherwise
-// at most aggregations.TopKError below the true count).
-type TopValue struct {
-	// Value is the value of a number field (FeatureValue.Type tells a long
-	// or a boolean, 0 or 1, from a double); Str that of a string field
-	// (Type TypeString).
-	Value float64
-	Str   string
-	Count int64
-}
+// at most aggregations.TopKError below the true count). Value is the value
+// of a number field (FeatureValue.Type tells a long or a boolean, 0 or 1,
+// from a double); Str that of a string field (Type TypeString).
+type TopValue = aggregations.TopValue
 
 // foldTop is fold for a top_k feature: its value is the list
 // aggregations.FinalizeTopK (FinalizeStringTopK for a string field) gives,
@@ -37,51 +31,14 @@ func foldTop(fv value, f pickedFeature, v *lookupView, T int64) (value, error) {
 		fv.status = status
 	}
 	fv.topErr = aggregations.TopKError(ir)
-	if fv.typ == aggregations.TypeString {
-		l, ok := aggregations.FinalizeStringTopK(ir, f.def.K)
-		if ok {
-			fv.top = make([]TopValue, len(l))
-			for i, c := range l {
-				fv.top[i] = TopValue{Str: c.Value, Count: c.Count}
-			}
-		}
-		fv.hasV = ok
-		return fv, nil
-	}
-	l, ok := aggregations.FinalizeTopK(ir, f.def.K)
-	if ok {
-		fv.top = make([]TopValue, len(l))
-		for i, c := range l {
-			fv.top[i] = TopValue{Value: c.Value, Count: c.Count}
-		}
-	}
-	fv.hasV = ok
+	fv.top, fv.hasV = aggregations.FinalizeTopValues(f.def.Window, ir)
 	return fv, nil
 }
 
-// appendTop appends l as a JSON array of {"value": v, "count": n} objects,
-// v written by t as a single value of that type is (a string, a boolean,
-// a number), as encoding/json writes FeatureValue's.
+// appendTop appends l as a JSON array of {"value": v, "count": n} objects
+// (jsonenc.AppendTopValues).
 func appendTop(b []byte, l []TopValue, t aggregations.ValueType) []byte {
-	b = append(b, '[')
-	for i, e := range l {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"value":`...)
-		switch t {
-		case aggregations.TypeString:
-			b = jsonenc.AppendString(b, e.Str)
-		case aggregations.TypeBool:
-			b = strconv.AppendBool(b, e.Value != 0)
-		default:
-			b = jsonenc.AppendFloat(b, e.Value)
-		}
-		b = append(b, `,"count":`...)
-		b = strconv.AppendInt(b, e.Count, 10)
-		b = append(b, '}')
-	}
-	return append(b, ']')
+	return jsonenc.AppendTopValues(b, l, t)
 }
 
 // TopJSON is the JSON text of a top_k value, as the lookup API writes it
