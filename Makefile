@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-replay bench-lookup bench-coldstart bench-produce bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-replay bench-scaling bench-lookup bench-coldstart bench-produce bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -111,6 +111,10 @@ bench-ingest:
 ## bench-replay: history replay (300,000 events over 40 days, 7 features) against a bare consumer, 3 alternated rounds
 bench-replay:
 	REPLAY_ROUNDS=3 $(GO) test -run '^$$' -bench 'HistoryReplay' -benchtime 1x -timeout 30m ./pipeline/e2e/
+
+## bench-scaling: the same history per entity at 50,000 and 200,000 entities (SCALING_ENTITIES), worker and replica cost per event
+bench-scaling:
+	$(GO) test -run '^$$' -bench 'Scaling' -benchtime 1x -timeout 40m ./pipeline/e2e/
 
 bench-lookup: build
 	$(BIN) load --rate 20000 --duration 20s --keys 10000
