@@ -126,70 +126,15 @@ func (s *Service) logLookups(a *lookupAnswer) {
 		for _, j := range order {
 			count[logSectionOf(a.feats[j].def)]++
 		}
-		k := 0
-		for _, j := range order {
-			if logSectionOf(a.feats[j].def) == logNumbers {
-				b = lookuplog.AppendFeature(b, k, a.feats[j].def.ID, vals[j].v, vals[j].hasV)
-				k++
+		for sec := logNumbers; sec < logNone; sec++ {
+			if sec != logNumbers && count[sec] == 0 { // the features object is always written
+				continue
 			}
-		}
-		if count[logLists] > 0 {
-			b = lookuplog.AppendListsStart(b)
-			k = 0
+			b = appendSectionStart(b, sec)
+			k := 0
 			for _, j := range order {
-				if logSectionOf(a.feats[j].def) == logLists {
-					b = lookuplog.AppendList(b, k, a.feats[j].def.ID, vals[j].list, vals[j].hasV)
-					k++
-				}
-			}
-		}
-		if count[logStrings] > 0 {
-			b = lookuplog.AppendStringsStart(b)
-			k = 0
-			for _, j := range order {
-				if logSectionOf(a.feats[j].def) == logStrings {
-					b = lookuplog.AppendString(b, k, a.feats[j].def.ID, vals[j].str, vals[j].hasV)
-					k++
-				}
-			}
-		}
-		if count[logStringLists] > 0 {
-			b = lookuplog.AppendStringListsStart(b)
-			k = 0
-			for _, j := range order {
-				if logSectionOf(a.feats[j].def) == logStringLists {
-					b = lookuplog.AppendStringList(b, k, a.feats[j].def.ID, vals[j].strs, vals[j].hasV)
-					k++
-				}
-			}
-		}
-		if count[logBuckets] > 0 {
-			b = lookuplog.AppendBucketsStart(b)
-			k = 0
-			for _, j := range order {
-				if logSectionOf(a.feats[j].def) != logBuckets {
-					continue
-				}
-				v := &vals[j]
-				if !v.hasV {
-					b = lookuplog.AppendBucketMapNull(b, k, a.feats[j].def.ID)
-				} else {
-					b = lookuplog.AppendBucketMapStart(b, k, a.feats[j].def.ID)
-					for e := range v.buckets {
-						b = lookuplog.AppendBucket(b, e, v.buckets[e].key, v.buckets[e].val.v, v.buckets[e].val.hasV)
-					}
-					b = lookuplog.AppendBucketMapEnd(b)
-				}
-				k++
-			}
-		}
-		if count[logTops] > 0 {
-			b = lookuplog.AppendTopsStart(b)
-			k = 0
-			for _, j := range order {
-				if logSectionOf(a.feats[j].def) == logTops {
-					v := &vals[j]
-					b = lookuplog.AppendTop(b, k, a.feats[j].def.ID, appendTop(nil, v.top, v.typ), v.topErr, v.hasV && v.top != nil)
+				if logSectionOf(a.feats[j].def) == sec {
+					b = appendLogged(b, sec, k, a.feats[j].def.ID, &vals[j])
 					k++
 				}
 			}
@@ -256,4 +201,47 @@ func (l *lookupLogger) promise(r *kgo.Record, err error) {
 		lr.rec = kgo.Record{}
 		logRecordPool.Put(lr)
 	}
+}
+
+// appendSectionStart opens section sec of a lookup-log entry after the
+// previous one (the features object is opened by lookuplog.AppendStart).
+func appendSectionStart(b []byte, sec logSection) []byte {
+	switch sec {
+	case logLists:
+		return lookuplog.AppendListsStart(b)
+	case logStrings:
+		return lookuplog.AppendStringsStart(b)
+	case logStringLists:
+		return lookuplog.AppendStringListsStart(b)
+	case logBuckets:
+		return lookuplog.AppendBucketsStart(b)
+	case logTops:
+		return lookuplog.AppendTopsStart(b)
+	}
+	return b
+}
+
+// appendLogged appends the k-th value (from 0) of section sec: feature id
+// served v.
+func appendLogged(b []byte, sec logSection, k int, id string, v *value) []byte {
+	switch sec {
+	case logLists:
+		return lookuplog.AppendList(b, k, id, v.list, v.hasV)
+	case logStrings:
+		return lookuplog.AppendString(b, k, id, v.str, v.hasV)
+	case logStringLists:
+		return lookuplog.AppendStringList(b, k, id, v.strs, v.hasV)
+	case logBuckets:
+		if !v.hasV {
+			return lookuplog.AppendBucketMapNull(b, k, id)
+		}
+		b = lookuplog.AppendBucketMapStart(b, k, id)
+		for e := range v.buckets {
+			b = lookuplog.AppendBucket(b, e, v.buckets[e].key, v.buckets[e].val.v, v.buckets[e].val.hasV)
+		}
+		return lookuplog.AppendBucketMapEnd(b)
+	case logTops:
+		return lookuplog.AppendTop(b, k, id, appendTop(nil, v.top, v.typ), v.topErr, v.hasV && v.top != nil)
+	}
+	return lookuplog.AppendFeature(b, k, id, v.v, v.hasV)
 }
