@@ -24,7 +24,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strconv"
 
@@ -212,11 +211,7 @@ func AppendStart(b []byte, entity, key string, at int64, consumer, service, requ
 // AppendFeature appends the i-th feature (from 0) of an entry: its id and
 // the value served, or null when ok is false (or the value is not finite).
 func AppendFeature(b []byte, i int, id string, v float64, ok bool) []byte {
-	if i > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, id)
-	b = append(b, ':')
+	b = appendMember(b, i, id)
 	if !ok {
 		return append(b, "null"...)
 	}
@@ -233,11 +228,7 @@ func AppendListsStart(b []byte) []byte { return append(b, `},"lists":{`...) }
 // list served as a JSON array of numbers (a non-finite element, which the
 // aggregations never produce, as null), or null when ok is false.
 func AppendList(b []byte, i int, id string, l []float64, ok bool) []byte {
-	if i > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, id)
-	b = append(b, ':')
+	b = appendMember(b, i, id)
 	if !ok {
 		return append(b, "null"...)
 	}
@@ -262,11 +253,7 @@ func AppendStringsStart(b []byte) []byte { return append(b, `},"strings":{`...) 
 // id and the string served (JSON-escaped; invalid UTF-8 as U+FFFD, as
 // encoding/json writes it), or null when ok is false.
 func AppendString(b []byte, i int, id string, v string, ok bool) []byte {
-	if i > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, id)
-	b = append(b, ':')
+	b = appendMember(b, i, id)
 	if !ok {
 		return append(b, "null"...)
 	}
@@ -283,11 +270,7 @@ func AppendStringListsStart(b []byte) []byte { return append(b, `},"string_lists
 // id and the list served as a JSON array of strings, or null when ok is
 // false.
 func AppendStringList(b []byte, i int, id string, l []string, ok bool) []byte {
-	if i > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, id)
-	b = append(b, ':')
+	b = appendMember(b, i, id)
 	if !ok {
 		return append(b, "null"...)
 	}
@@ -311,34 +294,18 @@ func AppendBucketsStart(b []byte) []byte { return append(b, `},"buckets":{`...) 
 
 // AppendBucketMapNull appends the i-th bucketed feature's id with a null map.
 func AppendBucketMapNull(b []byte, i int, id string) []byte {
-	if i > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, id)
-	return append(b, ":null"...)
+	return append(appendMember(b, i, id), "null"...)
 }
 
 // AppendBucketMapStart appends the i-th bucketed feature's id and opens its map.
 func AppendBucketMapStart(b []byte, i int, id string) []byte {
-	if i > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, id)
-	return append(b, ":{"...)
+	return append(appendMember(b, i, id), '{')
 }
 
 // AppendBucket appends the j-th bucket (from 0) of a map: its key and
 // value, null when ok is false (or the value is not finite).
 func AppendBucket(b []byte, j int, key string, v float64, ok bool) []byte {
-	if j > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, key)
-	b = append(b, ':')
-	if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
-		return append(b, "null"...)
-	}
-	return jsonenc.AppendFloat(b, v)
+	return AppendFeature(b, j, key, v, ok) // the same member: a name and a number
 }
 
 // AppendBucketMapEnd closes a map opened by AppendBucketMapStart.
@@ -353,11 +320,7 @@ func AppendTopsStart(b []byte) []byte { return append(b, `},"tops":{`...) }
 // and {"error":e,"value":text} (text the JSON the lookup API wrote), or
 // null when ok is false.
 func AppendTop(b []byte, i int, id string, text []byte, e int64, ok bool) []byte {
-	if i > 0 {
-		b = append(b, ',')
-	}
-	b = jsonenc.AppendString(b, id)
-	b = append(b, ':')
+	b = appendMember(b, i, id)
 	if !ok {
 		return append(b, "null"...)
 	}
@@ -386,4 +349,14 @@ func Decode(b []byte) (*Entry, error) {
 		return nil, fmt.Errorf("decode lookup log entry: missing entity or time")
 	}
 	return e, nil
+}
+
+// appendMember appends the name of the i-th member (from 0) of a section's
+// object: a comma after the first, the id and the colon.
+func appendMember(b []byte, i int, id string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, id)
+	return append(b, ':')
 }
