@@ -1,7 +1,6 @@
 package backfill
 
 import (
-
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/featurepipe/featurepipe/aggregations"
