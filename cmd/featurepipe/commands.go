@@ -119,10 +119,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
 	actor := fs.String("actor", "", "who runs this worker: recorded with the feature versions it registers (featurepipe history); default: the OS user")
+	maxCached := fs.Int("max-cached-entities", 200_000, "decoded entities kept in memory between publications (a few KiB each; memory up to twice this many): the worker's memory bound, whatever the number of entities")
+	stateCacheMB := fs.Int("state-cache-mb", 64, "Pebble block cache of the worker's state, MiB (Pebble's memory: this plus 128 MiB of memtables)")
 	stf := addStatsFlags(fs)
 	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
 		return err
+	}
+	if *maxCached < 1 || *stateCacheMB < 1 {
+		return usagef("--max-cached-entities (%d) and --state-cache-mb (%d) must be at least 1", *maxCached, *stateCacheMB)
 	}
 	defer log.Sync()
 	reg := metrics.NewRegistry()
@@ -133,9 +138,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	a := &app{}
 	defer a.closeInto(&err)
 	wo := worker.Options{Brokers: brokers, Config: cfg, Registerer: reg, Log: log,
-		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, RebalanceTimeout: *rebalanceTimeout, StallAfter: *stallAfter, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor}
+		InstanceID: *instanceID, SessionTimeout: *sessionTimeout, RebalanceTimeout: *rebalanceTimeout, StallAfter: *stallAfter, Snapshots: snaps, SnapshotEvery: *snapEvery, Actor: *actor,
+		MaxCachedEntities: *maxCached}
 	// The store first: the statistics keep their hours in it (--baseline week).
-	if wo.Store, err = openWorkerStore(a, wo, *sf.data, *noSync); err != nil {
+	if wo.Store, err = openWorkerStore(a, wo, *sf.data, *noSync, int64(*stateCacheMB)<<20); err != nil {
 		return err
 	}
 	stats, followCatalog, err := stf.live(ctx, reg, catalogAt{kafka.ConnOf(brokers, cfg), cfg.Kafka.RegistryTopic, log.Named("baselines")}, monitor.StoreHours(wo.Store))
@@ -184,9 +190,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	withWebUI := fs.Bool("ui", true, "serve the web catalog at /ui/ (it obeys --tokens: a browser signs in with a token)")
 	monitorWorkers := fs.String("monitor-workers", "", "comma-separated --metrics addresses of every worker: the web catalog's feature pages show their statistics and drift (as featurepipe monitor does); empty: none")
 	flightAddr := fs.String("flight", "", "host:port for Feast's remote offline store (Arrow Flight): get_historical_features computed by the backfill engine; empty: off")
+	cacheEntries := fs.Int("cache-entries", 100_000, "entity views kept in memory, encoded, in front of Pebble, with their cached answers (a few KiB each; 0: none)")
+	applyCache := fs.Int("apply-cache-entities", 20_000, "decoded views the feature-log consumer keeps between its batches (a few KiB each; 0: none)")
+	stateCacheMB := fs.Int("state-cache-mb", 64, "Pebble block cache of the replica's view, MiB (Pebble's memory: this plus 128 MiB of memtables)")
 	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
 		return err
+	}
+	if *cacheEntries < 0 || *applyCache < 0 || *stateCacheMB < 1 {
+		return usagef("--cache-entries (%d) and --apply-cache-entities (%d) must be at least 0, --state-cache-mb (%d) at least 1", *cacheEntries, *applyCache, *stateCacheMB)
 	}
 	if *maxConsumers < 1 {
 		return usagef("--max-consumers must be at least 1; got %d", *maxConsumers)
@@ -210,7 +222,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	a := &app{}
 	defer a.closeInto(&err)
 	svc, err := openLookup(a, lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
-		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens, MaxConsumers: *maxConsumers}, *sf.data)
+		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens, MaxConsumers: *maxConsumers,
+		CacheEntries: zeroIsNone(*cacheEntries), ApplyCacheEntities: zeroIsNone(*applyCache)}, *sf.data, int64(*stateCacheMB)<<20)
 	if err != nil {
 		return err
 	}
@@ -377,4 +390,13 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// zeroIsNone maps a cache-size flag (0: no cache) to a lookup.Options
+// bound (whose zero value means the default and a negative one none).
+func zeroIsNone(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

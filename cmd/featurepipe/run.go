@@ -161,7 +161,7 @@ func newLogger(format, level string) (*zap.Logger, error) {
 // and returns the worker (o with Store set), not yet running.
 func openWorker(a *app, o worker.Options, dataDir string, noSync bool) (*worker.Worker, error) {
 	if o.Store == nil {
-		st, err := openWorkerStore(a, o, dataDir, noSync)
+		st, err := openWorkerStore(a, o, dataDir, noSync, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -171,9 +171,10 @@ func openWorker(a *app, o worker.Options, dataDir string, noSync bool) (*worker.
 }
 
 // openWorkerStore opens the worker's store under dataDir/worker (closed by
-// a), for a caller that needs it before the worker (the statistics' hours).
-func openWorkerStore(a *app, o worker.Options, dataDir string, noSync bool) (*state.Store, error) {
-	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync, Log: o.Log, Registerer: o.Registerer, Name: "worker"})
+// a), for a caller that needs it before the worker (the statistics' hours),
+// with a block cache of cacheBytes (0: state.Options' default).
+func openWorkerStore(a *app, o worker.Options, dataDir string, noSync bool, cacheBytes int64) (*state.Store, error) {
+	st, err := state.Open(filepath.Join(dataDir, "worker"), state.Options{NoSync: noSync, Log: o.Log, Registerer: o.Registerer, Name: "worker", CacheBytes: cacheBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -195,9 +196,10 @@ func lookupLogSample(p float64) (float64, error) {
 
 // openLookup opens the view store under dataDir/view (without fsync: view
 // writes lost in a crash are read again from the feature log; closed by a)
-// and returns the lookup service (o with Store set), not yet running.
-func openLookup(a *app, o lookup.Options, dataDir string) (*lookup.Service, error) {
-	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true, Log: o.Log, Registerer: o.Registerer, Name: "view"})
+// with a block cache of cacheBytes (0: state.Options' default) and returns the
+// lookup service (o with Store set), not yet running.
+func openLookup(a *app, o lookup.Options, dataDir string, cacheBytes int64) (*lookup.Service, error) {
+	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true, Log: o.Log, Registerer: o.Registerer, Name: "view", CacheBytes: cacheBytes})
 	if err != nil {
 		return nil, err
 	}

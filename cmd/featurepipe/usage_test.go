@@ -197,3 +197,24 @@ func TestServeRejectsABadMaxConsumers(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+// The memory bounds of workers and replicas are flags; a bound that would
+// hold nothing is refused, naming the flag.
+func TestMemoryBoundFlagsRejectBadValues(t *testing.T) {
+	f := newProduceFixture(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"worker", "--metrics", "", "--max-cached-entities", "0"}, "--max-cached-entities (0) and --state-cache-mb (64) must be at least 1"},
+		{[]string{"worker", "--metrics", "", "--state-cache-mb", "0"}, "--max-cached-entities (200000) and --state-cache-mb (0) must be at least 1"},
+		{[]string{"serve", "--listen", "127.0.0.1:0", "--cache-entries", "-1"}, "--cache-entries (-1) and --apply-cache-entities (20000) must be at least 0"},
+		{[]string{"serve", "--listen", "127.0.0.1:0", "--state-cache-mb", "0"}, "--state-cache-mb (0) at least 1"},
+	} {
+		args := append(tc.args, "--brokers", f.brokers, "--config", f.config, "--data", t.TempDir())
+		code, _, stderr := execCLI(args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
