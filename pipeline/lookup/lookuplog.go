@@ -155,9 +155,9 @@ const (
 	logStrings                       // "strings": last, first of a string field
 	logStringLists                   // "string_lists": first_k, last_k of a string field
 	logBuckets                       // "buckets": bucketed features of numbers
+	logBucketStrings                 // "bucket_strings": bucketed last, first of a string field
 	logTops                          // "tops": top_k, its JSON text and error
-	// logNone: not logged: bucketed string features, so skew does not
-	// compare them.
+	// logNone: not logged (no feature is today; it ends the section loop).
 	logNone
 	logSections // the number of sections
 )
@@ -166,7 +166,7 @@ func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
 	case f.Bucket != "" && str:
-		return logNone
+		return logBucketStrings
 	case f.Bucket != "":
 		return logBuckets
 	case f.Derived == nil && f.Aggregation == aggregations.TopK:
@@ -215,6 +215,8 @@ func appendSectionStart(b []byte, sec logSection) []byte {
 		return lookuplog.AppendStringListsStart(b)
 	case logBuckets:
 		return lookuplog.AppendBucketsStart(b)
+	case logBucketStrings:
+		return lookuplog.AppendBucketStringsStart(b)
 	case logTops:
 		return lookuplog.AppendTopsStart(b)
 	}
@@ -238,6 +240,15 @@ func appendLogged(b []byte, sec logSection, k int, id string, v *value) []byte {
 		b = lookuplog.AppendBucketMapStart(b, k, id)
 		for e := range v.buckets {
 			b = lookuplog.AppendBucket(b, e, v.buckets[e].key, v.buckets[e].val.v, v.buckets[e].val.hasV)
+		}
+		return lookuplog.AppendBucketMapEnd(b)
+	case logBucketStrings:
+		if !v.hasV {
+			return lookuplog.AppendBucketMapNull(b, k, id)
+		}
+		b = lookuplog.AppendBucketMapStart(b, k, id)
+		for e := range v.buckets {
+			b = lookuplog.AppendBucketString(b, e, v.buckets[e].key, v.buckets[e].val.str, v.buckets[e].val.hasV)
 		}
 		return lookuplog.AppendBucketMapEnd(b)
 	case logTops:

@@ -14,8 +14,10 @@
 // and lists sorted by id, each once (the order and escaping of
 // encoding/json). String features (last, first, first_k, last_k of a
 // string field) follow in "strings" and "string_lists", then bucketed
-// features in "buckets" ({"id":{"EUR":12.5,"__other__":3}}), each left out
-// without any:
+// features in "buckets" ({"id":{"EUR":12.5,"__other__":3}}), bucketed
+// string features (last, first of a string field) in "bucket_strings"
+// ({"id":{"EUR":"m-3","__other__":null}}) and top_k features in "tops",
+// each left out without any:
 //
 //	...,"strings":{"m@1":"café"},"string_lists":{"ms@1":["m-2","m-1"]}}
 package lookuplog
@@ -68,9 +70,16 @@ type Entry struct {
 	// config.Feature.Bucket) to the map served, bucket key to value (null
 	// for a bucket whose value is null); a null map for a null value.
 	// Absent without bucketed features (and in records of older replicas).
-	// Only bucketed features with number values are logged: a bucketed
-	// string feature (last or first of a string field) is not.
+	// Bucketed string features (last or first of a string field) are in
+	// BucketStrings instead.
 	Buckets map[string]map[string]*float64 `json:"buckets,omitempty"`
+	// BucketStrings maps the feature id of each bucketed string feature
+	// served (last or first of a string field with a bucket) to the map
+	// served, bucket key to string (null for a bucket whose value is null);
+	// a null map for a null value. Absent without such features (and in
+	// records of older replicas, which did not log them). Records with
+	// them are decoded by encoding/json (decodeFast leaves them).
+	BucketStrings map[string]map[string]*string `json:"bucket_strings,omitempty"`
 	// Tops maps the feature id of each top_k feature served to the value
 	// served (its JSON text and error); null for an empty window. Absent
 	// without top_k features. Records with tops are decoded by
@@ -134,12 +143,6 @@ func (e *Entry) Encode() ([]byte, error) {
 		}
 	}
 	if len(e.Buckets) > 0 {
-		ids = ids[:0]
-		for id := range e.Buckets {
-			ids = append(ids, id)
-		}
-	}
-	if len(e.Buckets) > 0 {
 		b = AppendBucketsStart(b)
 		for i, id := range slices.Sorted(maps.Keys(e.Buckets)) {
 			m := e.Buckets[id]
@@ -154,6 +157,26 @@ func (e *Entry) Encode() ([]byte, error) {
 					b = AppendBucket(b, j, k, 0, false)
 				} else {
 					b = AppendBucket(b, j, k, *v, true)
+				}
+			}
+			b = AppendBucketMapEnd(b)
+		}
+	}
+	if len(e.BucketStrings) > 0 {
+		b = AppendBucketStringsStart(b)
+		for i, id := range slices.Sorted(maps.Keys(e.BucketStrings)) {
+			m := e.BucketStrings[id]
+			if m == nil {
+				b = AppendBucketMapNull(b, i, id)
+				continue
+			}
+			b = AppendBucketMapStart(b, i, id)
+			for j, k := range slices.Sorted(maps.Keys(m)) {
+				v := m[k]
+				if v == nil {
+					b = AppendBucketString(b, j, k, "", false)
+				} else {
+					b = AppendBucketString(b, j, k, *v, true)
 				}
 			}
 			b = AppendBucketMapEnd(b)
@@ -310,6 +333,21 @@ func AppendBucket(b []byte, j int, key string, v float64, ok bool) []byte {
 
 // AppendBucketMapEnd closes a map opened by AppendBucketMapStart.
 func AppendBucketMapEnd(b []byte) []byte { return append(b, '}') }
+
+// AppendBucketStringsStart closes the previous section and opens the
+// bucketed string features of an entry (after "buckets", before "tops"):
+// then, for each in id order (i counts them from 0), AppendBucketMapNull,
+// or AppendBucketMapStart, AppendBucketString for each bucket in key order
+// (j counts them from 0) and AppendBucketMapEnd; then the next section or
+// AppendEnd. An entry without bucketed string features leaves it out.
+func AppendBucketStringsStart(b []byte) []byte { return append(b, `},"bucket_strings":{`...) }
+
+// AppendBucketString appends the j-th bucket (from 0) of a bucketed string
+// feature's map: its key and the string served (escaped as AppendString
+// does), null when ok is false.
+func AppendBucketString(b []byte, j int, key string, v string, ok bool) []byte {
+	return AppendString(b, j, key, v, ok) // the same member: a name and a string
+}
 
 // AppendTopsStart closes the previous section and opens the top_k
 // features of an entry: then AppendTop for each, in id order, each id

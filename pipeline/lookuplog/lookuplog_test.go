@@ -149,3 +149,43 @@ func TestBucketsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestBucketStringsRoundTrip: an entry with bucketed string features (a
+// map with escaped and non-ASCII strings and a null bucket, a null map, an
+// empty map) encodes after "buckets" and before "tops" as
+// "bucket_strings" and decodes to the same entry, as encoding/json reads
+// it too.
+func TestBucketStringsRoundTrip(t *testing.T) {
+	x := 12.5
+	s, u, q := "m-3", "café ☕", `quote " and \ backslash`
+	for _, e := range []*Entry{
+		{Entity: "user", Key: "u1", At: 7, Features: map[string]*float64{"a@1": &x},
+			Strings:       map[string]*string{"s@1": &s},
+			Buckets:       map[string]map[string]*float64{"b@1": {"EUR": &x}},
+			BucketStrings: map[string]map[string]*string{"m@1": {"EUR": &s, "USD": &u, `q"t`: &q, "__other__": nil}, "n@1": nil, "o@2": {}},
+			Tops:          map[string]*ServedTop{"t@1": {Error: 0, Value: json.RawMessage(`[{"value":"a","count":2}]`)}}},
+		{Entity: "user", Key: "u2", At: 8, Features: map[string]*float64{},
+			BucketStrings: map[string]map[string]*string{"m@1": {"GBP": &s}}},
+	} {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		i, j, k := strings.Index(text, `"buckets":`), strings.Index(text, `"bucket_strings":{"m@1":{`), strings.Index(text, `"tops":`)
+		if j < 0 || (e.Buckets != nil && i > j) || (e.Tops != nil && k < j) {
+			t.Errorf("encoded %s: want bucket_strings after buckets and before tops", b)
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, e) {
+			t.Errorf("%s decoded as %+v, want %+v", b, got, e)
+		}
+		var std Entry
+		if err := json.Unmarshal(b, &std); err != nil || !reflect.DeepEqual(&std, e) {
+			t.Errorf("%s: encoding/json reads %+v (%v)", b, std, err)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
@@ -149,7 +150,9 @@ type FeatureReport struct {
 	// and RecomputedTop (see compareTop for the rule).
 	Top bool `json:"top,omitempty"`
 	// Buckets tells that the feature's values are maps (a bucketed
-	// feature): its examples carry ServedBuckets and RecomputedBuckets.
+	// feature): its examples carry ServedBuckets and RecomputedBuckets, or,
+	// with String (a bucketed last or first of a string field, compared
+	// exactly), ServedBucketStrings and RecomputedBucketStrings.
 	Buckets    bool  `json:"buckets,omitempty"`
 	Rows       int64 `json:"rows"`
 	Mismatches int64 `json:"mismatches"`
@@ -188,6 +191,10 @@ type Example struct {
 	// absent when null.
 	ServedBuckets     map[string]*float64 `json:"served_buckets,omitempty"`
 	RecomputedBuckets map[string]*float64 `json:"recomputed_buckets,omitempty"`
+	// ServedBucketStrings and RecomputedBucketStrings are a bucketed string
+	// feature's maps, absent when null.
+	ServedBucketStrings     map[string]*string `json:"served_bucket_strings,omitempty"`
+	RecomputedBucketStrings map[string]*string `json:"recomputed_bucket_strings,omitempty"`
 }
 
 // Err is nil when every compared value matched, else an error wrapping
@@ -253,6 +260,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		strLists []map[string][]string             // per point: its entry's string lists (string first_k, last_k)
 		tops     []map[string]*lookuplog.ServedTop // per point: its entry's top_k values
 		bkts     []map[string]map[string]*float64  // per point: its entry's maps (bucketed features)
+		bstrs    []map[string]map[string]*string   // per point: its entry's string maps (bucketed string features)
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -299,6 +307,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for id := range l.entry.Buckets {
 			note(id)
 		}
+		for id := range l.entry.BucketStrings {
+			note(id)
+		}
 		for _, ent := range entryEnts {
 			w := work[ent]
 			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
@@ -308,6 +319,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			w.strLists = append(w.strLists, l.entry.StringLists)
 			w.tops = append(w.tops, l.entry.Tops)
 			w.bkts = append(w.bkts, l.entry.Buckets)
+			w.bstrs = append(w.bstrs, l.entry.BucketStrings)
 		}
 	}
 	if len(rep.Unknown) == 0 {
@@ -345,6 +357,30 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						text = []byte(backfill.TopJSON(l, f.OutputType()))
 					}
 					fr.compareTop(p, served, text, vals.TopError(i, c), vok, o.Examples)
+				}
+				continue
+			}
+			if vals.IsBuckets(c) && f.OutputType() == aggregations.TypeString { // served in the entry's bucket_strings
+				fr.Buckets, fr.String = true, true
+				for i, p := range w.points {
+					served, ok := w.bstrs[i][f.ID]
+					if !ok {
+						continue
+					}
+					cells, vok := vals.Buckets(i, c)
+					var recomputed map[string]*string
+					if vok {
+						recomputed = make(map[string]*string, len(cells))
+						for _, cell := range cells {
+							if cell.OK {
+								s := cell.Str
+								recomputed[cell.Key] = &s
+							} else {
+								recomputed[cell.Key] = nil
+							}
+						}
+					}
+					fr.compareBucketStrings(p, served, recomputed, o.Examples)
 				}
 				continue
 			}
@@ -579,5 +615,31 @@ func (fr *FeatureReport) compareBuckets(p backfill.Point, served, recomputed map
 	fr.Mismatches++
 	if len(fr.Examples) < examples {
 		fr.Examples = append(fr.Examples, Example{Key: p.Key, At: p.T, ServedBuckets: maps.Clone(served), RecomputedBuckets: maps.Clone(recomputed)})
+	}
+}
+
+// compareBucketStrings adds one row of a bucketed string feature to fr:
+// served and recomputed maps (nil: null) match when both are null, or both
+// have the same bucket keys and, bucket by bucket, the same string exactly
+// (byte for byte; null only against null).
+func (fr *FeatureReport) compareBucketStrings(p backfill.Point, served, recomputed map[string]*string, examples int) {
+	fr.Rows++
+	match := true
+	switch {
+	case served == nil && recomputed == nil:
+	case served == nil || recomputed == nil:
+		match = false
+		fr.NullMismatches++
+	default:
+		match = maps.EqualFunc(served, recomputed, func(a, b *string) bool {
+			return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+		})
+	}
+	if match {
+		return
+	}
+	fr.Mismatches++
+	if len(fr.Examples) < examples {
+		fr.Examples = append(fr.Examples, Example{Key: p.Key, At: p.T, ServedBucketStrings: maps.Clone(served), RecomputedBucketStrings: maps.Clone(recomputed)})
 	}
 }

@@ -52,8 +52,11 @@ func (r *Report) WriteText(w io.Writer) error {
 			case f.List:
 				served, recomputed = list(e.ServedList), list(e.RecomputedList)
 			}
-			if f.Buckets {
-				served, recomputed = bucketText(e.ServedBuckets), bucketText(e.RecomputedBuckets)
+			switch {
+			case f.Buckets && f.String:
+				served, recomputed = bucketText(e.ServedBucketStrings, quoted), bucketText(e.RecomputedBucketStrings, quoted)
+			case f.Buckets:
+				served, recomputed = bucketText(e.ServedBuckets, ptr), bucketText(e.RecomputedBuckets, ptr)
 			}
 			fmt.Fprintf(w, "  %s\t%s (%d)\t%s\t%s\n", e.Key, time.UnixMilli(e.At).UTC().Format("2006-01-02T15:04:05.000Z"), e.At,
 				served, recomputed)
@@ -124,14 +127,15 @@ func topText(b []byte) string {
 }
 
 // bucketText formats a bucketed feature's map as {key: value, ...} in key
-// order; nil is null.
-func bucketText(m map[string]*float64) string {
+// order, each value formatted by value (ptr for numbers, quoted for
+// strings); nil is null.
+func bucketText[V any](m map[string]*V, value func(*V) string) string {
 	if m == nil {
 		return "null"
 	}
 	parts := make([]string, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, strconv.Quote(k)+": "+ptr(m[k]))
+		parts = append(parts, strconv.Quote(k)+": "+value(m[k]))
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
