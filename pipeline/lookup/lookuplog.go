@@ -150,13 +150,13 @@ func (s *Service) logLookups(a *lookupAnswer) {
 type logSection uint8
 
 const (
-	logNumbers     logSection = iota // "features"
-	logLists                         // "lists": first_k, last_k of numbers
-	logStrings                       // "strings": last, first of a string field
-	logStringLists                   // "string_lists": first_k, last_k of a string field
-	logBuckets                       // "buckets": bucketed features of numbers
-	logBucketStrings                 // "bucket_strings": bucketed last, first of a string field
-	logTops                          // "tops": top_k, its JSON text and error
+	logNumbers       logSection = iota // "features"
+	logLists                           // "lists": first_k, last_k of numbers
+	logStrings                         // "strings": last, first of a string field
+	logStringLists                     // "string_lists": first_k, last_k of a string field
+	logBuckets                         // "buckets": bucketed features of numbers
+	logBucketStrings                   // "bucket_strings": bucketed last, first of a string field
+	logTops                            // "tops": top_k, its JSON text and error
 	// logNone: not logged (no feature is today; it ends the section loop).
 	logNone
 	logSections // the number of sections
