@@ -29,7 +29,8 @@ import (
 )
 
 // bucketFile has bucketed features of three kinds and windows, one with
-// max_buckets folding into __other__.
+// max_buckets folding into __other__, and a bucketed last of a string
+// field (merchant_id by currency, also folding).
 var bucketFile = testkit.KafkaSection(4) + `entities:
   - name: user
     key: user_id
@@ -42,6 +43,7 @@ features:
   - {name: amount_by_currency_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
   - {name: count_by_currency, version: 1, entity: user, source: transactions, aggregation: count, bucket: currency, window: lifetime, owner: t, description: d}
   - {name: avg_by_merchant_1d, version: 1, entity: user, source: transactions, aggregation: avg, field: amount, bucket: merchant_id, window: 1d, owner: t, description: d}
+  - {name: last_merchant_by_currency, version: 1, entity: user, source: transactions, aggregation: last, field: merchant_id, bucket: currency, max_buckets: 2, window: 7d, owner: t, description: d}
 `
 
 // bucketTxn is a transaction with its bucket fields.
@@ -53,7 +55,8 @@ type bucketTxn struct {
 
 // produceBucketTxns produces txns and records each in p under both of its
 // buckets' keys: events[source][key] keeps one aggregations.Event per
-// record, with Bucket "currency|merchant" (split by wantBucketMap).
+// record, with Bucket "currency|merchant" (split by wantBucketMap) and
+// Str the merchant.
 func produceBucketTxns(t *testing.T, ctx context.Context, cl *kgo.Client, cfg *config.File, txns []bucketTxn, p *produced) {
 	t.Helper()
 	enc, err := produce.NewEncoder(cfg, "transactions")
@@ -75,7 +78,7 @@ func produceBucketTxns(t *testing.T, ctx context.Context, cl *kgo.Client, cfg *c
 	defer p.mu.Unlock()
 	for i, r := range recs {
 		x := txns[i]
-		p.addLocked(cfg, "transactions", x.key, aggregations.Event{TS: x.ts, Seq: aggregations.Seq(r.Partition, r.Offset), Value: x.amount, Bucket: x.currency + "|" + x.merchant})
+		p.addLocked(cfg, "transactions", x.key, aggregations.Event{TS: x.ts, Seq: aggregations.Seq(r.Partition, r.Offset), Value: x.amount, Str: x.merchant, Bucket: x.currency + "|" + x.merchant})
 	}
 }
 
