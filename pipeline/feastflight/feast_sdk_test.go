@@ -63,8 +63,8 @@ features:
 services:
   - name: fraud_scoring
     owner: fraud-team
-    description: A pinned version and bare names of two sources, and a list.
-    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d, txn_amount_last5_30d]
+    description: A pinned version and bare names of two sources, a list, a top_k and a map.
+    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d, txn_amount_last5_30d, txn_top_merchants_30d, txn_amount_by_merchant_7d]
 `
 
 // world is every produced event, by source and key, Seq = Kafka offset.
