@@ -58,11 +58,13 @@ features:
   - {name: login_times3, version: 1, entity: user, source: logins, aggregation: last_k, k: 3, field: ts, window: lifetime, owner: t, description: "Longs: Feast Array(Int64)."}
   - {name: txn_last_merchant, version: 1, entity: user, source: transactions, aggregation: last, field: merchant_id, window: lifetime, owner: t, description: "A string: Feast String."}
   - {name: txn_merchants3, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: merchant_id, window: 30d, owner: t, description: "Strings: Feast Array(String)."}
+  - {name: txn_top_merchants_30d, version: 1, entity: user, source: transactions, aggregation: top_k, k: 3, field: merchant_id, window: 30d, owner: t, description: "top_k: Feast String, the JSON text."}
+  - {name: txn_amount_by_merchant_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, bucket: merchant_id, max_buckets: 4, window: 7d, owner: t, description: "Bucketed: Feast Map."}
 services:
   - name: fraud_scoring
     owner: fraud-team
-    description: A pinned version and bare names of two sources, and a list.
-    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d, txn_amount_last5_30d]
+    description: A pinned version and bare names of two sources, a list, a top_k and a map.
+    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d, txn_amount_last5_30d, txn_top_merchants_30d, txn_amount_by_merchant_7d]
 `
 
 // world is every produced event, by source and key, Seq = Kafka offset.
@@ -144,10 +146,60 @@ func (w world) strs(f *config.Feature, key string, T int64) any {
 	return nil
 }
 
+// top is the brute-force value of top_k feature f (of merchant_id) for key
+// as of T as the lookup service writes it (lookup.TopJSON: the JSON text
+// Feast's String field carries), nil (null) for an empty window or
+// NOT_FOUND.
+func (w world) top(f *config.Feature, key string, T int64) any {
+	if !w.known(key, T) {
+		return nil
+	}
+	var typed []aggtest.Typed[string]
+	for _, e := range w.events(f, key) {
+		typed = append(typed, aggtest.Typed[string]{TS: e.TS, Seq: e.Seq, Value: e.Str})
+	}
+	top, ok := aggtest.BruteForceTopK(f.Window, typed, T, f.K)
+	if !ok {
+		return nil
+	}
+	l := make([]lookup.TopValue, len(top))
+	for i, c := range top {
+		l[i] = lookup.TopValue{Str: c.Value, Count: c.Count}
+	}
+	return lookup.TopJSON(l, aggregations.TypeString)
+}
+
+// buckets is the brute-force value of bucketed feature f (a number per
+// bucket) for key as of T: aggtest.BucketGroups, then BruteForce per
+// bucket; an empty map for an empty window of sum, nil (null) for
+// NOT_FOUND.
+func (w world) buckets(f *config.Feature, key string, T int64) map[string]float64 {
+	if !w.known(key, T) {
+		return nil
+	}
+	out := map[string]float64{}
+	for b, g := range aggtest.BucketGroups(f.Window, w.events(f, key), T, f.MaxBuckets) {
+		if v, ok := aggtest.BruteForce(f.Aggregation, f.Window, g, T); ok {
+			out[b] = v
+		}
+	}
+	return out
+}
+
 // cell is the brute-force value of f as the cases file carries it: a
-// number, a string, a list of numbers or strings (first_k, last_k) or nil
-// (null).
+// number, a string (a string feature's, or a top_k feature's JSON text),
+// a list of numbers or strings (first_k, last_k), a map from bucket to
+// number (a bucketed feature) or nil (null).
 func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) any {
+	if f.Bucket != "" {
+		if m := w.buckets(f, key, T); m != nil {
+			return m
+		}
+		return nil
+	}
+	if f.Aggregation == aggregations.TopK {
+		return w.top(f, key, T)
+	}
 	if f.OutputType() == aggregations.TypeString {
 		return w.strs(f, key, T)
 	}
@@ -176,8 +228,13 @@ func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) an
 // list of longs (Int64, Bool, Array(Int64): last, first, last_k of the
 // logins' ts and success) as the brute force's, longs exactly, and a string
 // and a list of strings (String, Array(String): last and last_k of the
-// transactions' merchant_id) as the brute force's, exactly. FEAST_PYTHON is the python of a venv with the feast package (make
-// test-feast builds them).
+// transactions' merchant_id) as the brute force's, exactly, and a top_k
+// feature (String: the JSON text of its {value, count} list, exactly as
+// lookup.TopJSON writes the brute force's) and a bucketed sum (Map: amount
+// by merchant_id, max_buckets 4 folding into __other__; online a dict, an
+// empty map null as Feast's answer has it, offline the Arrow map<utf8,
+// double>, an empty map empty) as the brute force's. FEAST_PYTHON is the
+// python of a venv with the feast package (make test-feast builds them).
 func TestFeastSDK(t *testing.T) {
 	py := os.Getenv("FEAST_PYTHON")
 	if py == "" {
@@ -260,7 +317,7 @@ func TestFeastSDK(t *testing.T) {
 		if w[e.source] == nil {
 			w[e.source] = map[string][]aggregations.Event{}
 		}
-		w[e.source][e.key] = append(w[e.source][e.key], aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount, Str: merchant})
+		w[e.source][e.key] = append(w[e.source][e.key], aggregations.Event{TS: e.ts, Seq: r.Offset, Value: e.amount, Str: merchant, Bucket: merchant})
 	}
 
 	// Worker, lookup service (HTTP) and the Flight offline store.
@@ -359,7 +416,16 @@ func TestFeastSDK(t *testing.T) {
 			t.Fatalf("%s's values change within 10 minutes", key)
 		}
 		c.Online.Rows = append(c.Online.Rows, map[string]string{"user_id": key})
-		c.Online.Expected = append(c.Online.Expected, row(key, time.Now().UnixMilli()))
+		r := row(key, time.Now().UnixMilli())
+		for j, f := range feats {
+			// Feast's online answer has null for an empty map (see
+			// lookup's feastCell: the SDK cannot read {}); offline, the
+			// Arrow map is empty.
+			if m, ok := r[j].(map[string]float64); ok && f.Bucket != "" && len(m) == 0 {
+				r[j] = nil
+			}
+		}
+		c.Online.Expected = append(c.Online.Expected, r)
 	}
 	// The contract on the three special keys, stated (the brute force
 	// computes it too).
@@ -387,6 +453,38 @@ func TestFeastSDK(t *testing.T) {
 	}
 	if fullLists == 0 {
 		t.Fatalf("setup: no online key has %d values of %s", lastK.K, lastK.Name)
+	}
+	// The top_k and bucketed features: u-old's top_k holds its one
+	// merchant and its 7-day map is empty (null online); some online key has k entries
+	// of top_k, and some a map folding buckets into __other__.
+	topF, err := cfg.Feature("txn_top_merchants_30d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byF, err := cfg.Feature("txn_amount_by_merchant_7d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, bk := slices.Index(feats, topF), slices.Index(feats, byF)
+	if m := w.buckets(byF, "u-old", now); m == nil || len(m) != 0 || c.Online.Expected[0][bk] != nil {
+		t.Fatalf("setup: u-old's %s is %v (online %v), want an empty map (null online)", byF.Name, m, c.Online.Expected[0][bk])
+	}
+	if v, ok := c.Online.Expected[0][tk].(string); !ok || !strings.HasPrefix(v, `[{"value":"m-`) || strings.Count(v, "count") != 1 {
+		t.Fatalf("setup: u-old's %s is %v, want one merchant", topF.Name, c.Online.Expected[0][tk])
+	}
+	fullTops, others := 0, 0
+	for _, r := range c.Online.Expected {
+		if v, ok := r[tk].(string); ok && strings.Count(v, `"count"`) == topF.K {
+			fullTops++
+		}
+		if v, ok := r[bk].(map[string]float64); ok {
+			if _, ok := v[aggregations.OtherBucket]; ok && len(v) == byF.MaxBuckets+1 {
+				others++
+			}
+		}
+	}
+	if fullTops == 0 || others == 0 {
+		t.Fatalf("setup: %d online keys have %d values of %s and %d a map with %s", fullTops, topF.K, topF.Name, others, aggregations.OtherBucket)
 	}
 
 	// Offline cases: random times, every event time of some keys and 1ms
@@ -542,6 +640,37 @@ func waitOnline(t *testing.T, url string, cfg *config.File, w world, keys []stri
 			T := lr.AsOf.UnixMilli()
 			for i, r := range lr.Results {
 				for _, f := range cfg.Features {
+					if f.Bucket != "" {
+						var got map[string]float64
+						if bs := r.Features[f.ID].Buckets; bs != nil {
+							got = map[string]float64{}
+							for b, fv := range bs {
+								if fv.Value != nil {
+									got[b] = *fv.Value
+								}
+							}
+						}
+						want := w.buckets(f, keys[i], T)
+						same := (got == nil) == (want == nil) && len(got) == len(want)
+						for b, v := range want {
+							g, ok := got[b]
+							same = same && ok && aggtest.Close(g, v)
+						}
+						if !same {
+							return fmt.Sprintf("%s %s: %v, want %v", keys[i], f.ID, got, want)
+						}
+						continue
+					}
+					if f.Aggregation == aggregations.TopK {
+						var got any
+						if top := r.Features[f.ID].Top; top != nil {
+							got = lookup.TopJSON(top, r.Features[f.ID].Type)
+						}
+						if want := w.top(f, keys[i], T); got != want {
+							return fmt.Sprintf("%s %s: %v, want %v", keys[i], f.ID, got, want)
+						}
+						continue
+					}
 					if f.OutputType() == aggregations.TypeString {
 						fv := r.Features[f.ID]
 						var got any

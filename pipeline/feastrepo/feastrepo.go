@@ -18,7 +18,8 @@
 //     (Array(Int64) for a list), a boolean Bool (Array(Bool)), a string
 //     String (Array(String)); a bucketed feature (config.Feature.Bucket)
 //     is Map (Feast's MAP, string keys: the lookup service answers a JSON
-//     object, the Flight server an Arrow map<utf8, value>); typed and
+//     object, null for an empty map, which the Feast SDK cannot read; the
+//     Flight server an Arrow map<utf8, value>); typed and
 //     described after the version a bare name resolves to (the newest not
 //     deprecated; online, the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote

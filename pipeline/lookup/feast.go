@@ -217,7 +217,15 @@ func feastShape(joinKeys []string, keyCols [][]string, requested []string, full 
 //   - no value (avg, min, max, last of an empty window): NULL_VALUE, null;
 //   - EXPIRED without a value: OUTSIDE_MAX_AGE (Feast's status of a value
 //     older than its view's ttl), null; with one (count, sum, a default),
-//     PRESENT like an empty window's.
+//     PRESENT like an empty window's;
+//   - a bucketed feature's empty map (the empty window of count, sum,
+//     approx_distinct; GET and POST /v1/lookup answer {}): NULL_VALUE,
+//     null. The Feast SDK's remote online store (0.64+) infers each value's
+//     type from its JSON and fails the whole get_online_features call on an
+//     empty object ("Couldn't infer value type from empty value", also
+//     against Feast's own server), so an empty map cannot be answered as
+//     one. A non-empty map is a JSON object whose values are written as
+//     feastCell writes unbucketed ones, doubles as floats (feastBuckets).
 func feastCell(fv *value) (status string, v any) {
 	switch {
 	case fv.status == StatusNotFound:
@@ -228,8 +236,10 @@ func feastCell(fv *value) (status string, v any) {
 		return feastNull, nil
 	case fv.top != nil: // top_k: String, the JSON text of the list
 		return feastPresent, TopJSON(fv.top, fv.typ)
+	case fv.buckets != nil && len(fv.buckets) == 0: // an empty map: see feastCell's doc
+		return feastNull, nil
 	case fv.buckets != nil: // Map (Feast's MAP: string keys, values as in JSON)
-		return feastPresent, bucketsJSON(publicBuckets(fv.buckets))
+		return feastPresent, feastBuckets(fv.buckets)
 	case fv.strs != nil: // Array(String): STRING_LIST
 		return feastPresent, fv.strs
 	case fv.typ == aggregations.TypeString: // String
@@ -246,6 +256,38 @@ func feastCell(fv *value) (status string, v any) {
 		return feastPresent, fv.v != 0
 	}
 	return feastPresent, fv.v
+}
+
+// feastBuckets is a non-empty bucketed value in Feast's answer: a JSON
+// object from bucket key to each bucket's value as feastCell writes an
+// unbucketed one (null for a bucket without a value), except that a double
+// is written as a float (12.0, not 12): the SDK infers each entry's type
+// from its JSON, and an integral sum would otherwise come back as an int
+// beside float entries, where Feast's own server writes 12.0. Cost: one
+// map and one boxed value per bucket.
+func feastBuckets(bs []bucketEntry) map[string]any {
+	out := make(map[string]any, len(bs))
+	for i := range bs {
+		_, v := feastCell(&bs[i].val)
+		if x, ok := v.(float64); ok {
+			v = feastDouble(x)
+		}
+		out[bs[i].key] = v
+	}
+	return out
+}
+
+// feastDouble is a double written as feastDoubles writes each element:
+// always with a decimal point or exponent (12.0).
+type feastDouble float64
+
+// MarshalJSON writes d as one element of feastDoubles.
+func (d feastDouble) MarshalJSON() ([]byte, error) {
+	b, err := feastDoubles{float64(d)}.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return b[1 : len(b)-1], nil
 }
 
 // longsOf is l, whole numbers within ±2^53 (a long feature's), as longs.

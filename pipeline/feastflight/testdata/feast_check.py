@@ -14,6 +14,9 @@ brute force over the produced events):
             FeatureService, read with store.get_feature_service(NAME) online
             and offline; its features' expected values are the online and
             offline ones of the same references.
+  A top_k feature's value (String) is the JSON text of its list, exactly as
+  the lookup service writes it; a bucketed feature's (Map) an object from
+  bucket to number.
 
 Exits 1 with the first mismatches printed, 0 with a one-line summary.
 """
@@ -32,6 +35,22 @@ def is_null(got):
 def same(got, want):
     if want is None:
         return is_null(got)
+    if isinstance(want, dict):
+        # A bucketed feature (Map): the same buckets, each value as a
+        # number is compared. Online the SDK gives a dict; offline pyarrow
+        # turns an Arrow map<utf8, value> into a list of (key, value) pairs.
+        if is_null(got) or isinstance(got, (str, bytes)):
+            return False
+        if not isinstance(got, dict):
+            try:
+                pairs = list(got)
+                got = dict(pairs)
+            except (TypeError, ValueError):
+                return False
+            if len(got) != len(pairs):
+                return False
+        return sorted(got) == sorted(want) and all(
+            isinstance(k, str) and not is_null(got[k]) and same(got[k], want[k]) for k in want)
     if isinstance(want, list):
         # A list feature (Array(Float64), Array(String)): the same doubles
         # or strings in the same order, exactly (a list, or a numpy array
