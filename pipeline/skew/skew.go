@@ -368,18 +368,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						continue
 					}
 					cells, vok := vals.Buckets(i, c)
-					var recomputed map[string]*string
-					if vok {
-						recomputed = make(map[string]*string, len(cells))
-						for _, cell := range cells {
-							if cell.OK {
-								s := cell.Str
-								recomputed[cell.Key] = &s
-							} else {
-								recomputed[cell.Key] = nil
-							}
-						}
-					}
+					recomputed := bucketMap(cells, vok, func(c backfill.BucketCell) string { return c.Str })
 					fr.compareBucketStrings(p, served, recomputed, o.Examples)
 				}
 				continue
@@ -392,18 +381,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						continue
 					}
 					cells, vok := vals.Buckets(i, c)
-					var recomputed map[string]*float64
-					if vok {
-						recomputed = make(map[string]*float64, len(cells))
-						for _, cell := range cells {
-							if cell.OK {
-								v := cell.Value
-								recomputed[cell.Key] = &v
-							} else {
-								recomputed[cell.Key] = nil
-							}
-						}
-					}
+					recomputed := bucketMap(cells, vok, func(c backfill.BucketCell) float64 { return c.Value })
 					fr.compareBuckets(p, served, recomputed, o.Tolerance, o.Examples)
 				}
 				continue
@@ -642,4 +620,23 @@ func (fr *FeatureReport) compareBucketStrings(p backfill.Point, served, recomput
 	if len(fr.Examples) < examples {
 		fr.Examples = append(fr.Examples, Example{Key: p.Key, At: p.T, ServedBucketStrings: maps.Clone(served), RecomputedBucketStrings: maps.Clone(recomputed)})
 	}
+}
+
+// bucketMap is a recomputed bucketed value as the lookup log carries one:
+// nil when ok is false (null), else each cell's value by its key, nil for
+// a cell without one.
+func bucketMap[T any](cells []backfill.BucketCell, ok bool, value func(backfill.BucketCell) T) map[string]*T {
+	if !ok {
+		return nil
+	}
+	m := make(map[string]*T, len(cells))
+	for _, cell := range cells {
+		if cell.OK {
+			v := value(cell)
+			m[cell.Key] = &v
+		} else {
+			m[cell.Key] = nil
+		}
+	}
+	return m
 }
