@@ -2,21 +2,12 @@ package feastflight_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/flight"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
@@ -63,26 +54,7 @@ features:
 		}
 		events[key] = append(events[key], aggregations.Event{TS: ts, Seq: r.Offset, Value: float64(i) + 0.5, Bucket: cur})
 	}
-	s, err := feastflight.New(feastflight.Options{Brokers: k.Brokers, Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(sctx, ln) }()
-	cl, err := flight.NewClientWithMiddleware(ln.Addr().String(), nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cl.Close()
-		cancel()
-		<-done
-	})
+	cl := serveFlight(t, feastflight.Options{Brokers: k.Brokers, Config: cfg})
 	var keys []string
 	var times []int64
 	for _, key := range []string{"many", "old", "nobody"} {
@@ -90,36 +62,9 @@ features:
 			keys, times = append(keys, key), append(times, T)
 		}
 	}
-	mem := memory.NewGoAllocator()
-	kb := array.NewStringBuilder(mem)
-	kb.AppendValues(keys, nil)
-	tb := array.NewTimestampBuilder(mem, &arrow.TimestampType{Unit: arrow.Millisecond, TimeZone: "UTC"})
-	for _, T := range times {
-		tb.Append(arrow.Timestamp(T))
-	}
-	schema := arrow.NewSchema([]arrow.Field{{Name: "user_id", Type: arrow.BinaryTypes.String, Nullable: true},
-		{Name: "event_timestamp", Type: tb.Type(), Nullable: true}}, nil)
-	rec := array.NewRecordBatch(schema, []arrow.Array{kb.NewArray(), tb.NewArray()}, int64(len(keys)))
-	cmd, _ := json.Marshal(historical("transactions:by_cur", "transactions:n_by_cur"))
-	stream, err := cl.DoExchange(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := flight.NewRecordWriter(stream, ipc.WithSchema(schema))
-	w.SetFlightDescriptor(&flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: cmd})
-	if err := w.Write(rec); err != nil && !errors.Is(err, io.EOF) {
-		t.Fatal(err)
-	}
-	_ = w.Close()
-	_ = stream.CloseSend()
-	r, err := flight.NewRecordReader(stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Release()
+	batches := retrieve(t, cl, []string{"transactions:by_cur", "transactions:n_by_cur"}, keys, times)
 	got := map[string][]map[string]float64{}
-	for r.Next() {
-		b := r.RecordBatch()
+	for _, b := range batches {
 		for c, f := range b.Schema().Fields() {
 			if f.Name != "by_cur" && f.Name != "n_by_cur" {
 				continue
@@ -151,9 +96,6 @@ features:
 				got[f.Name] = append(got[f.Name], row)
 			}
 		}
-	}
-	if err := r.Err(); err != nil {
-		t.Fatal(err)
 	}
 	reached := map[string]bool{}
 	for _, name := range []string{"by_cur", "n_by_cur"} {

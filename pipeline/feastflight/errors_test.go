@@ -30,7 +30,15 @@ import (
 func startFlight(t *testing.T) flight.Client {
 	t.Helper()
 	cfg := testkit.WriteConfig(t, featureFile, nil)
-	s, err := feastflight.New(feastflight.Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, MaxPending: 2})
+	return serveFlight(t, feastflight.Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, MaxPending: 2})
+}
+
+// serveFlight serves a Server made with o on a free port and returns a
+// client to it; both stop at the end of the test, which fails if Serve
+// returned an error.
+func serveFlight(t *testing.T, o feastflight.Options) flight.Client {
+	t.Helper()
+	s, err := feastflight.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +61,50 @@ func startFlight(t *testing.T) flight.Client {
 		}
 	})
 	return cl
+}
+
+// retrieve asks cl for the historical retrieval of refs at the entity rows
+// (keys[i] as user_id, times[i] in epoch milliseconds as event_timestamp)
+// and returns the answer's record batches, failing the test on an error.
+func retrieve(t *testing.T, cl flight.Client, refs []string, keys []string, times []int64) []arrow.RecordBatch {
+	t.Helper()
+	mem := memory.NewGoAllocator()
+	kb := array.NewStringBuilder(mem)
+	kb.AppendValues(keys, nil)
+	tb := array.NewTimestampBuilder(mem, &arrow.TimestampType{Unit: arrow.Millisecond, TimeZone: "UTC"})
+	for _, T := range times {
+		tb.Append(arrow.Timestamp(T))
+	}
+	schema := arrow.NewSchema([]arrow.Field{{Name: "user_id", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "event_timestamp", Type: tb.Type(), Nullable: true}}, nil)
+	rec := array.NewRecordBatch(schema, []arrow.Array{kb.NewArray(), tb.NewArray()}, int64(len(keys)))
+	cmd, _ := json.Marshal(historical(refs...))
+	stream, err := cl.DoExchange(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := flight.NewRecordWriter(stream, ipc.WithSchema(schema))
+	w.SetFlightDescriptor(&flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: cmd})
+	if err := w.Write(rec); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	_ = stream.CloseSend()
+	r, err := flight.NewRecordReader(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	var out []arrow.RecordBatch
+	for r.Next() {
+		b := r.RecordBatch()
+		b.Retain()
+		out = append(out, b)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // entityTable is a one-row table with the given columns.

@@ -2,21 +2,12 @@ package feastflight_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
-	"net"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/flight"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
@@ -66,26 +57,7 @@ features:
 	add("many", now-5*h, "tie-2")
 	add("old", now-30*aggregations.Day, "gone")
 
-	s, err := feastflight.New(feastflight.Options{Brokers: k.Brokers, Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(sctx, ln) }()
-	cl, err := flight.NewClientWithMiddleware(ln.Addr().String(), nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cl.Close()
-		cancel()
-		<-done
-	})
+	cl := serveFlight(t, feastflight.Options{Brokers: k.Brokers, Config: cfg})
 
 	var keys []string
 	var times []int64
@@ -94,37 +66,10 @@ features:
 			keys, times = append(keys, key), append(times, T)
 		}
 	}
-	mem := memory.NewGoAllocator()
-	kb := array.NewStringBuilder(mem)
-	kb.AppendValues(keys, nil)
-	tb := array.NewTimestampBuilder(mem, &arrow.TimestampType{Unit: arrow.Millisecond, TimeZone: "UTC"})
-	for _, T := range times {
-		tb.Append(arrow.Timestamp(T))
-	}
-	schema := arrow.NewSchema([]arrow.Field{{Name: "user_id", Type: arrow.BinaryTypes.String, Nullable: true},
-		{Name: "event_timestamp", Type: tb.Type(), Nullable: true}}, nil)
-	rec := array.NewRecordBatch(schema, []arrow.Array{kb.NewArray(), tb.NewArray()}, int64(len(keys)))
-	cmd, _ := json.Marshal(historical("transactions:merchant", "transactions:merchants"))
-	stream, err := cl.DoExchange(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := flight.NewRecordWriter(stream, ipc.WithSchema(schema))
-	w.SetFlightDescriptor(&flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: cmd})
-	if err := w.Write(rec); err != nil && !errors.Is(err, io.EOF) {
-		t.Fatal(err)
-	}
-	_ = w.Close()
-	_ = stream.CloseSend()
-	r, err := flight.NewRecordReader(stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Release()
+	batches := retrieve(t, cl, []string{"transactions:merchant", "transactions:merchants"}, keys, times)
 	var last []*string
 	var lists [][]string // nil: null
-	for r.Next() {
-		b := r.RecordBatch()
+	for _, b := range batches {
 		for c, f := range b.Schema().Fields() {
 			switch f.Name {
 			case "merchant":
@@ -160,9 +105,6 @@ features:
 				}
 			}
 		}
-	}
-	if err := r.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if len(last) != len(keys) || len(lists) != len(keys) {
 		t.Fatalf("%d and %d rows, want %d", len(last), len(lists), len(keys))
