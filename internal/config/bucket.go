@@ -9,11 +9,9 @@ import (
 // names a string, long, int or boolean field of the source's schema (a
 // nullable one too: null is the bucket "__null__"); max_buckets is a whole
 // number from 1 to aggregations.BucketsMax, only with bucket, default
-// aggregations.DefaultMaxBuckets. Every aggregation may be bucketed, the
-// list ones too (first_k, last_k, top_k: a map from bucket to the kind's
-// list, k bounded as unbucketed); a derived feature takes neither, nor a
-// default (the value is a map). It sets ft.Bucket, ft.BucketType and
-// ft.MaxBuckets when valid.
+// aggregations.DefaultMaxBuckets. A derived feature takes neither, nor a
+// default (the value is a map; of lists for first_k, last_k, top_k). It sets
+// ft.Bucket, ft.BucketType and ft.MaxBuckets when valid.
 func (d *decoder) checkBucket(it featureItem, src *Source) {
 	ft, m := it.f, it.m
 	if it.bucket == "" {

@@ -63,18 +63,9 @@ func TestBucketErrors(t *testing.T) {
 		{"max_buckets too large", "    bucket: currency\n    max_buckets: 1001\n", "features[0].max_buckets", "1001 is out of range: keep from 1 to 1000 buckets", 11},
 		{"max_buckets zero", "    bucket: currency\n    max_buckets: 0\n", "features[0].max_buckets", "0 is out of range", 11},
 		{"default", "    bucket: currency\n    default: 0\n", "features[0].default", "a bucketed feature's value is a map", 11},
-		{"list", "    bucket: currency\n    k: 1001\n", "features[0].k", "1001 is out of range: keep from 1 to 1000 events", 11},
-		{"top_k", "    bucket: currency\n    k: 0\n", "features[0].k", "0 is out of range: give from 1 to 1000 values", 11},
 		{"max_buckets without bucket", "    max_buckets: 5\n", "features[0].max_buckets", "applies only to a bucketed feature: add bucket: FIELD", 10},
 	} {
-		feature := validFeature
-		switch tt.name {
-		case "list":
-			feature = strings.Replace(feature, "aggregation: avg", "aggregation: last_k", 1)
-		case "top_k":
-			feature = strings.Replace(feature, "aggregation: avg", "aggregation: top_k", 1)
-		}
-		doc := header + "features:\n" + feature + tt.extra
+		doc := header + "features:\n" + validFeature + tt.extra
 		_, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
 		var list Errors
 		var e *Error
@@ -112,6 +103,17 @@ func TestBucketedLists(t *testing.T) {
 		}
 		if f.Hash == plain.Hash {
 			t.Errorf("%s: the bucketed hash equals the unbucketed one", what)
+		}
+	}
+	// k keeps its bounds with a bucket: one problem, on k's line.
+	for agg, msg := range map[string]string{"last_k": "1001 is out of range: keep from 1 to 1000 events", "top_k": "1001 is out of range: give from 1 to 1000 values"} {
+		feature := strings.Replace(validFeature, "aggregation: avg", "aggregation: "+agg, 1) + "    bucket: currency\n    k: 1001\n"
+		_, err := Parse("features.yaml", []byte(header+"features:\n"+feature), schemaFS(t), ".")
+		var list Errors
+		var e *Error
+		wantLine := strings.Count(header, "\n") + 1 + 11
+		if errors.As(err, &list) || !errors.As(err, &e) || e.Field != "features[0].k" || e.Line != wantLine || !strings.Contains(e.Msg, msg) {
+			t.Errorf("bucketed %s with k 1001: %v; want one problem at line %d features[0].k: %s", agg, err, wantLine, msg)
 		}
 	}
 }
