@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
 	"github.com/featurepipe/featurepipe/internal/config"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
 
 // bucketListFeatures are the bucketed list features bucketListConfig adds:
@@ -383,6 +387,137 @@ func TestBucketedListValueJSON(t *testing.T) {
 		}
 		if again, err := json.Marshal(fv); err != nil || string(again) != tt.want {
 			t.Errorf("%s re-written as %s, %v", b, again, err)
+		}
+	}
+}
+
+// TestLookupLogCarriesBucketedLists: the lookup log records bucketed
+// first_k/last_k of numbers under "bucket_lists", of a string field under
+// "bucket_string_lists" and bucketed top_k under "bucket_tops" (each
+// bucket's JSON text and its error, 0 here: few values), exactly the maps
+// served (null for an empty window), next to the scalar features; each
+// record is byte for byte what the lookuplog codec encodes for it.
+func TestLookupLogCarriesBucketedLists(t *testing.T) {
+	brokers := newTestCluster(t, 3).ListenAddrs()
+	cfg := bucketListConfig(t)
+	st := openTestStore(t)
+	T := fixtureNow.UnixMilli()
+	writeView(t, st, cfg, bucketListEvents(T), T)
+	svc, err := New(Options{Brokers: brokers, Config: cfg, Store: st, Now: func() time.Time { return fixtureNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, "the service did not become ready")
+	fx := &fixture{svc: svc, cfg: cfg, T: T, h: svc.Handler()}
+	keys := []string{"u1", "u2", "42"}
+	body, _ := json.Marshal(map[string]any{"entity": "user", "keys": keys, "features": append([]string{"txn_count_7d"}, bucketListFeatures...)})
+	rec := fx.do(t, "POST", "/v1/lookup", string(body))
+	if rec.Code != 200 {
+		t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
+	}
+	var resp struct {
+		Results []struct {
+			Key      string `json:"key"`
+			Features map[string]struct {
+				Value json.RawMessage `json:"value"`
+			} `json:"features"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Results) != len(keys) {
+		t.Fatalf("response %s: %v", rec.Body, err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(cfg.Kafka.LookupLogTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var entries []*lookuplog.Entry
+	for len(entries) < len(keys) && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			e, err := lookuplog.Decode(r.Value)
+			if err != nil {
+				t.Fatalf("%s: %v", r.Value, err)
+			}
+			if again, err := e.Encode(); err != nil || string(again) != string(r.Value) {
+				t.Errorf("written  %s\nre-encoded %s (%v)", r.Value, again, err)
+			}
+			entries = append(entries, e)
+		})
+	}
+	if len(entries) != len(keys) {
+		t.Fatalf("%d log entries, want %d", len(entries), len(keys))
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		var served map[string]struct {
+			Value json.RawMessage `json:"value"`
+		}
+		for _, r := range resp.Results {
+			if r.Key == e.Key {
+				served = r.Features
+			}
+		}
+		if len(e.Features) != 1 || e.Features["txn_count_7d@1"] == nil || e.Buckets != nil || e.Tops != nil || e.Lists != nil {
+			t.Errorf("%s: logged %+v, want txn_count_7d@1 among the numbers and nothing in the other sections", e.Key, e)
+		}
+		for _, name := range bucketListFeatures {
+			f, _ := cfg.Feature(name)
+			id := f.Name + "@1"
+			var logged any
+			var ok bool
+			switch {
+			case f.Aggregation == aggregations.TopK:
+				var m map[string]*lookuplog.ServedTop
+				m, ok = e.BucketTops[id]
+				if m != nil {
+					texts := map[string]json.RawMessage{}
+					for k, top := range m {
+						if top == nil || top.Error != 0 {
+							t.Errorf("%s %s bucket %s: logged %+v, want an exact top_k", e.Key, id, k, top)
+							continue
+						}
+						texts[k] = top.Value
+					}
+					logged = texts
+				}
+				seen["tops"] = seen["tops"] || m != nil
+			case f.Window.Strings():
+				var m map[string][]string
+				m, ok = e.BucketStringLists[id]
+				if m != nil {
+					logged = m
+				}
+				seen["strings"] = seen["strings"] || m != nil
+			default:
+				var m map[string][]float64
+				m, ok = e.BucketLists[id]
+				if m != nil {
+					logged = m
+				}
+				seen["lists"] = seen["lists"] || m != nil
+			}
+			if !ok {
+				t.Errorf("%s: %s not logged (%+v)", e.Key, id, e)
+				continue
+			}
+			lb, err := json.Marshal(logged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if canonicalJSON(t, lb) != canonicalJSON(t, served[name].Value) {
+				t.Errorf("%s %s: logged %s, served %s", e.Key, id, lb, served[name].Value)
+			}
+			if logged == nil {
+				seen["null"] = true
+			}
+		}
+	}
+	for _, s := range []string{"tops", "strings", "lists", "null"} {
+		if !seen[s] {
+			t.Errorf("the log did not carry %s (seen %v)", s, seen)
 		}
 	}
 }
