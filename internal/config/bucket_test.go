@@ -63,18 +63,9 @@ func TestBucketErrors(t *testing.T) {
 		{"max_buckets too large", "    bucket: currency\n    max_buckets: 1001\n", "features[0].max_buckets", "1001 is out of range: keep from 1 to 1000 buckets", 11},
 		{"max_buckets zero", "    bucket: currency\n    max_buckets: 0\n", "features[0].max_buckets", "0 is out of range", 11},
 		{"default", "    bucket: currency\n    default: 0\n", "features[0].default", "a bucketed feature's value is a map", 11},
-		{"list", "    bucket: currency\n    k: 3\n", "features[0].bucket", "last_k is a list; bucketing a list (a map of lists) is not supported yet", 10},
-		{"top_k", "    bucket: currency\n    k: 3\n", "features[0].bucket", "top_k is a list; bucketing a list (a map of lists) is not supported yet", 10},
 		{"max_buckets without bucket", "    max_buckets: 5\n", "features[0].max_buckets", "applies only to a bucketed feature: add bucket: FIELD", 10},
 	} {
-		feature := validFeature
-		switch tt.name {
-		case "list":
-			feature = strings.Replace(feature, "aggregation: avg", "aggregation: last_k", 1)
-		case "top_k":
-			feature = strings.Replace(feature, "aggregation: avg", "aggregation: top_k", 1)
-		}
-		doc := header + "features:\n" + feature + tt.extra
+		doc := header + "features:\n" + validFeature + tt.extra
 		_, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
 		var list Errors
 		var e *Error
