@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +205,7 @@ func TestBucketedListsInCSVAndParquet(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
+	var singleMan *Manifest // the Parquet run's
 	features := append(append([]string{}, bucketListNames...), "sum_7d")
 	for _, format := range []string{"csv", "parquet"} {
 		spine, out := filepath.Join(dir, "spine-"+format+".csv"), filepath.Join(dir, "out."+format)
@@ -211,9 +214,24 @@ func TestBucketedListsInCSVAndParquet(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", format, err)
 		}
+		// The manifest's statistics of a map of lists are those of the
+		// brute force's lists one after the other by increasing key (a
+		// top_k's values without counts), as the worker computes them.
+		singleMan = m
 		for _, mf := range m.Features {
 			if mf.Statistics == nil || (mf.Name != "sum_7d" && mf.Statistics.Kind() != monitor.KindList) {
 				t.Errorf("%s: manifest statistics of %s: %v, want a list's", format, mf.Name, mf.Statistics)
+				continue
+			}
+			if mf.Name == "sum_7d" {
+				continue
+			}
+			ws := monitor.NewStats()
+			for _, r := range rows {
+				addFlattened(ws, want(mf.Name, r))
+			}
+			if got, w := mf.Statistics.Summary(), ws.Summary(); !reflect.DeepEqual(got, w) {
+				t.Errorf("%s: manifest statistics of %s:\n%+v\nwant\n%+v", format, mf.Name, got, w)
 			}
 		}
 		var got map[string][]any
@@ -312,7 +330,7 @@ func TestBucketedListsInCSVAndParquet(t *testing.T) {
 	writeSpine(t, spine, rows)
 	single, _ := readArrowJSON(t, filepath.Join(dir, "out.parquet"), bucketListNames)
 	sharded := filepath.Join(dir, "sharded")
-	_, owned := runShards(t, Options{Brokers: k.Brokers, Config: cfg, Spine: spine, Features: bucketListNames}, sharded, 2, 3, rows)
+	ds, owned := runShards(t, Options{Brokers: k.Brokers, Config: cfg, Spine: spine, Features: features}, sharded, 2, 3, rows)
 	for i, rs := range owned {
 		got, _ := readArrowJSON(t, filepath.Join(sharded, Shard{Index: i, Count: 2}.PartFile()), bucketListNames)
 		for _, name := range bucketListNames {
@@ -326,6 +344,40 @@ func TestBucketedListsInCSVAndParquet(t *testing.T) {
 			}
 		}
 	}
+	for j, mf := range ds.Features {
+		if got, w := mf.Statistics.Summary(), singleMan.Features[j].Statistics.Summary(); mf.Name != "sum_7d" && !sameSummary(got, w) {
+			t.Errorf("sharded: manifest statistics of %s:\n%+v\nsingle run\n%+v", mf.Name, got, w)
+		}
+	}
+}
+
+// addFlattened adds a map of lists (as wantBucketLists gives it; nil:
+// null) to s as one list: the buckets' lists one after the other by
+// increasing key, a top_k entry's value without its count; strings when
+// the elements are strings.
+func addFlattened(s *monitor.Stats, m any) {
+	var nums []float64
+	var strs []string
+	isStr := false
+	mm, _ := m.(map[string]any)
+	for _, k := range slices.Sorted(maps.Keys(mm)) {
+		for _, x := range mm[k].([]any) {
+			if o, ok := x.(map[string]any); ok {
+				x = o["value"]
+			}
+			switch v := x.(type) {
+			case string:
+				strs, isStr = append(strs, v), true
+			case float64:
+				nums = append(nums, v)
+			}
+		}
+	}
+	if isStr {
+		s.AddStringList(strs, m != nil)
+		return
+	}
+	s.AddList(nums, m != nil)
 }
 
 // readCSVJSON reads the named columns of a CSV output, each cell decoded

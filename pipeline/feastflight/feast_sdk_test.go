@@ -292,8 +292,12 @@ func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) an
 // lookup.TopJSON writes the brute force's) and a bucketed sum (Map: amount
 // by merchant_id, max_buckets 4 folding into __other__; online a dict, an
 // empty map null as Feast's answer has it, offline the Arrow map<utf8,
-// double>, an empty map empty) as the brute force's. FEAST_PYTHON is the
-// python of a venv with the feast package (make test-feast builds them).
+// double>, an empty map empty) as the brute force's, and a bucketed
+// last_k (Map: a list of amounts per merchant) and a bucketed top_k (Map:
+// per currency, 2 kept and __other__, a list of {value, count} objects:
+// online dicts, offline Arrow list<struct<value, count>>) as the brute
+// force's. FEAST_PYTHON is the python of a venv with the feast package
+// (make test-feast builds them).
 func TestFeastSDK(t *testing.T) {
 	py := os.Getenv("FEAST_PYTHON")
 	if py == "" {
