@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/aggregations/aggtest"
@@ -458,4 +459,150 @@ func readArrowJSON(t *testing.T, path string, names []string) (map[string][]any,
 		}
 	}
 	return out, fmt.Sprint(tbl.Schema())
+}
+
+// TestBucketedListsOfLongsAndBooleans: bucketed last_k of a long field,
+// first_k of a boolean field and top_k of a boolean field (bucket: a
+// string field) are written as Parquet MAP<STRING, LIST<INT64>>,
+// MAP<STRING, LIST<BOOLEAN>> and MAP<STRING, LIST<STRUCT<value: BOOLEAN,
+// count>>> (as Arrow reads them) and in CSV as JSON text with whole
+// numbers and true/false, equal to the brute force (false before true on
+// a tie of counts).
+func TestBucketedListsOfLongsAndBooleans(t *testing.T) {
+	k, cfg, cl := testkit.Setup(t, testkit.KafkaSection(2)+`entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: logins, topic: logins-{{ID}}, schema: login.avsc, event_time: ts}
+features:
+  - {name: times_by_country, version: 1, entity: user, source: logins, aggregation: last_k, k: 2, field: ts, bucket: country, window: lifetime, owner: t, description: d}
+  - {name: oks_by_country, version: 1, entity: user, source: logins, aggregation: first_k, k: 3, field: success, bucket: country, max_buckets: 1, window: lifetime, owner: t, description: d}
+  - {name: top_ok_by_country, version: 1, entity: user, source: logins, aggregation: top_k, k: 2, field: success, bucket: country, window: lifetime, owner: t, description: d}
+`, testkit.SetupOptions{})
+	ctx := context.Background()
+	enc, err := produce.NewEncoder(cfg, "logins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	rng := rand.New(rand.NewPCG(3, 4))
+	type login struct {
+		key, country string
+		ok           bool
+		ts           int64
+		seq          int64
+	}
+	var ls []login
+	var recs []*kgo.Record
+	for i := range 40 {
+		l := login{[]string{"a", "b"}[i%2], []string{"DE", "FR", "FR", "IT"}[rng.IntN(4)], rng.IntN(3) > 0, now - rng.Int64N(5*aggregations.Day), 0}
+		r, err := enc.Record(map[string]any{"user_id": l.key, "ts": l.ts, "country": l.country, "success": l.ok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, recs = append(ls, l), append(recs, r)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ls {
+		ls[i].seq = aggregations.Seq(recs[i].Partition, recs[i].Offset)
+	}
+	var rows []spineRow
+	for _, key := range []string{"a", "b", "nobody"} {
+		for _, T := range []int64{now - 3*aggregations.Day, now + 1} {
+			rows = append(rows, spineRow{key: key, T: T})
+		}
+	}
+	names := []string{"times_by_country", "oks_by_country", "top_ok_by_country"}
+	want := func(name string, r spineRow) any {
+		f, err := cfg.Feature(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []aggregations.Event
+		var typed []aggtest.Typed[float64]
+		for _, l := range ls {
+			if l.key != r.key {
+				continue
+			}
+			v := float64(l.ts)
+			if f.Field == "success" {
+				v = 0
+				if l.ok {
+					v = 1
+				}
+			}
+			evs = append(evs, aggregations.Event{TS: l.ts, Seq: l.seq, Value: v, Bucket: l.country})
+		}
+		groups := aggtest.BucketGroups(f.Window, evs, r.T, f.MaxBuckets)
+		if len(groups) == 0 {
+			return nil
+		}
+		asType := func(x float64) any {
+			if f.Field == "success" {
+				return x != 0
+			}
+			return int64(x)
+		}
+		m := map[string]any{}
+		for b, g := range groups {
+			var out []any
+			if f.Aggregation == aggregations.TopK {
+				typed = typed[:0]
+				for _, e := range g {
+					typed = append(typed, aggtest.Typed[float64]{TS: e.TS, Seq: e.Seq, Value: e.Value})
+				}
+				top, _ := aggtest.BruteForceTopK(f.Window, typed, r.T, f.K)
+				for _, c := range top {
+					out = append(out, map[string]any{"value": asType(c.Value), "count": c.Count})
+				}
+			} else {
+				l, _ := aggtest.BruteForceList(f.Aggregation, f.Window, g, r.T)
+				for _, x := range l {
+					out = append(out, asType(x))
+				}
+			}
+			m[b] = out
+		}
+		return normJSON(t, m)
+	}
+	dir := t.TempDir()
+	for _, format := range []string{"csv", "parquet"} {
+		spine, out := filepath.Join(dir, "spine-"+format+".csv"), filepath.Join(dir, "out."+format)
+		writeSpine(t, spine, rows)
+		if _, err := Run(ctx, Options{Brokers: k.Brokers, Config: cfg, Spine: spine, Out: out, Features: names}); err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		var got map[string][]any
+		if format == "csv" {
+			got = readCSVJSON(t, out, names)
+		} else {
+			var schema string
+			got, schema = readArrowJSON(t, out, names)
+			for _, s := range []string{
+				"times_by_country: type=map<utf8, list<element: int64>",
+				"oks_by_country: type=map<utf8, list<element: bool>",
+				"top_ok_by_country: type=map<utf8, list<element: struct<value: bool, count: int64>",
+			} {
+				if !strings.Contains(schema, s) {
+					t.Errorf("Arrow schema of the Parquet output has no %q:\n%s", s, schema)
+				}
+			}
+		}
+		others := 0
+		for _, name := range names {
+			for i, r := range rows {
+				w := want(name, r)
+				if !reflect.DeepEqual(got[name][i], w) {
+					t.Errorf("%s row %d (%s, T=%d) %s =\n %v\nwant\n %v", format, i, r.key, r.T, name, got[name][i], w)
+				}
+				if m, _ := w.(map[string]any); m[aggregations.OtherBucket] != nil {
+					others++
+				}
+			}
+		}
+		if others == 0 {
+			t.Errorf("%s: the test did not reach __other__", format)
+		}
+	}
 }
