@@ -15,7 +15,12 @@
 // longs, booleans as 0/1), never sums, so no tolerance applies. A string
 // feature (last, first, first_k, last_k of a string field; served in the
 // entry's "strings" or "string_lists") matches when both are null or both
-// are equal byte for byte (a list: element by element). The report gives, per feature: rows compared, mismatches, the
+// are equal byte for byte (a list: element by element). A bucketed feature
+// (a map, served in "buckets", "bucket_strings", "bucket_lists",
+// "bucket_string_lists" or "bucket_tops") matches when both maps are null,
+// or both have the same bucket keys and every bucket's values match by the
+// rule of the kind (numbers within the tolerance, strings and lists
+// exactly, a top_k as compareTop compares one). The report gives, per feature: rows compared, mismatches, the
 // largest absolute and relative differences among rows where both values are
 // numbers, and the first mismatching examples in (At, key) order.
 //

@@ -152,7 +152,11 @@ type FeatureReport struct {
 	// Buckets tells that the feature's values are maps (a bucketed
 	// feature): its examples carry ServedBuckets and RecomputedBuckets, or,
 	// with String (a bucketed last or first of a string field, compared
-	// exactly), ServedBucketStrings and RecomputedBucketStrings.
+	// exactly), ServedBucketStrings and RecomputedBucketStrings; with List
+	// (a bucketed first_k, last_k) ServedBucketLists and
+	// RecomputedBucketLists, or with String too ServedBucketStringLists and
+	// RecomputedBucketStringLists; with Top (a bucketed top_k)
+	// ServedBucketTops and RecomputedBucketTops.
 	Buckets    bool  `json:"buckets,omitempty"`
 	Rows       int64 `json:"rows"`
 	Mismatches int64 `json:"mismatches"`
@@ -195,6 +199,16 @@ type Example struct {
 	// feature's maps, absent when null.
 	ServedBucketStrings     map[string]*string `json:"served_bucket_strings,omitempty"`
 	RecomputedBucketStrings map[string]*string `json:"recomputed_bucket_strings,omitempty"`
+	// The maps of a bucketed first_k or last_k (of numbers; of strings),
+	// absent when null.
+	ServedBucketLists           map[string][]float64 `json:"served_bucket_lists,omitempty"`
+	RecomputedBucketLists       map[string][]float64 `json:"recomputed_bucket_lists,omitempty"`
+	ServedBucketStringLists     map[string][]string  `json:"served_bucket_string_lists,omitempty"`
+	RecomputedBucketStringLists map[string][]string  `json:"recomputed_bucket_string_lists,omitempty"`
+	// The map of a bucketed top_k, each bucket's top_k as the lookup API's
+	// JSON text (null for a bucket without one), absent when null.
+	ServedBucketTops     map[string]json.RawMessage `json:"served_bucket_tops,omitempty"`
+	RecomputedBucketTops map[string]json.RawMessage `json:"recomputed_bucket_tops,omitempty"`
 }
 
 // Err is nil when every compared value matched, else an error wrapping
@@ -261,6 +275,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		tops     []map[string]*lookuplog.ServedTop // per point: its entry's top_k values
 		bkts     []map[string]map[string]*float64  // per point: its entry's maps (bucketed features)
 		bstrs    []map[string]map[string]*string   // per point: its entry's string maps (bucketed string features)
+		blists   []servedBucketLists               // per point: its entry's maps of lists (bucketed first_k, last_k, top_k)
 	}
 	byID := make(map[string]*config.Feature, len(o.Config.Features))
 	for _, f := range o.Config.Features {
@@ -310,6 +325,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for id := range l.entry.BucketStrings {
 			note(id)
 		}
+		bl := bucketListsOf(l.entry)
+		bl.ids(note)
 		for _, ent := range entryEnts {
 			w := work[ent]
 			w.points = append(w.points, backfill.Point{Key: l.entry.Key, T: l.entry.At})
@@ -320,6 +337,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			w.tops = append(w.tops, l.entry.Tops)
 			w.bkts = append(w.bkts, l.entry.Buckets)
 			w.bstrs = append(w.bstrs, l.entry.BucketStrings)
+			w.blists = append(w.blists, bl)
 		}
 	}
 	if len(rep.Unknown) == 0 {
@@ -343,6 +361,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				fr = &FeatureReport{Feature: f.ID, Examples: []Example{}}
 				reports[f.ID] = fr
 				rep.Features = append(rep.Features, fr)
+			}
+			if isBucketList(f) { // served in the entry's bucket_lists, bucket_string_lists or bucket_tops
+				fr.compareBucketListColumn(f, vals, c, w.points, w.blists, o.Examples)
+				continue
 			}
 			if vals.IsTop(c) { // top_k: served in the entry's tops
 				fr.Top = true

@@ -1,6 +1,7 @@
 package skew
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -53,6 +54,12 @@ func (r *Report) WriteText(w io.Writer) error {
 				served, recomputed = list(e.ServedList), list(e.RecomputedList)
 			}
 			switch {
+			case f.Buckets && f.Top:
+				served, recomputed = bucketListText(e.ServedBucketTops, topText), bucketListText(e.RecomputedBucketTops, topText)
+			case f.Buckets && f.List && f.String:
+				served, recomputed = bucketListText(e.ServedBucketStringLists, quotedList), bucketListText(e.RecomputedBucketStringLists, quotedList)
+			case f.Buckets && f.List:
+				served, recomputed = bucketListText(e.ServedBucketLists, list), bucketListText(e.RecomputedBucketLists, list)
 			case f.Buckets && f.String:
 				served, recomputed = bucketText(e.ServedBucketStrings, quoted), bucketText(e.RecomputedBucketStrings, quoted)
 			case f.Buckets:
@@ -119,11 +126,25 @@ func quotedList(l []string) string {
 }
 
 // topText is a top_k value's JSON text; nil is null.
-func topText(b []byte) string {
+func topText(b json.RawMessage) string {
 	if b == nil {
 		return "null"
 	}
 	return string(b)
+}
+
+// bucketListText formats a bucketed list feature's map (of lists, or of
+// top_k texts) as {key: value, ...} in key order, each value formatted by
+// value (list, quotedList, topText); nil is null.
+func bucketListText[V any](m map[string]V, value func(V) string) string {
+	if m == nil {
+		return "null"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, strconv.Quote(k)+": "+value(m[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 // bucketText formats a bucketed feature's map as {key: value, ...} in key
