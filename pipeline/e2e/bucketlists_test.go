@@ -129,7 +129,8 @@ type rawLookup struct {
 // the maps in bucket_lists, bucket_string_lists and bucket_tops, and
 // `skew` replays it through backfill with 0 mismatches; a tampered entry
 // (one bucket of each feature changed) is exactly one mismatch per
-// feature, with both values as its example.
+// feature, with both values as its example. Backfill answers the lookup's
+// maps at the same T and the brute force at other times.
 func TestBucketedListFeaturesThroughWorkerLookupAndSkew(t *testing.T) {
 	k, cfg, cl := setup(t, bucketListFile)
 	ctx := context.Background()
@@ -325,5 +326,59 @@ func TestBucketedListFeaturesThroughWorkerLookupAndSkew(t *testing.T) {
 	}
 	if rep.Mismatches != int64(len(bucketListNames)) {
 		t.Errorf("skew: %d mismatches, want %d (one per feature, in the tampered entry)", rep.Mismatches, len(bucketListNames))
+	}
+
+	// Backfill answers the same maps as of the lookup's T, and the brute
+	// force at other times (empty windows and unknown keys included).
+	var points []backfill.Point
+	for _, key := range keys {
+		for _, at := range []int64{T, ms(48 * time.Hour), ms(8 * 24 * time.Hour), ms(2*time.Hour) + 1, ms(30 * 24 * time.Hour)} {
+			points = append(points, backfill.Point{Key: key, T: at})
+		}
+	}
+	v, err := backfill.Compute(ctx, backfill.Options{Brokers: k.Brokers, Config: cfg, Features: bucketListNames}, points)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nulls := 0
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for row, pt := range points {
+		for col, name := range bucketListNames {
+			f, _ := cfg.Feature(name)
+			cells, ok := v.Buckets(row, col)
+			got := "null"
+			if ok {
+				m := map[string]any{}
+				for _, c := range cells {
+					switch {
+					case f.Aggregation == aggregations.TopK:
+						l := make([]map[string]any, len(c.Top))
+						for i, x := range c.Top {
+							l[i] = map[string]any{"value": x.Str, "count": x.Count}
+						}
+						m[c.Key] = l
+					case f.Window.Strings():
+						m[c.Key] = c.Strs
+					default:
+						m[c.Key] = c.List
+					}
+				}
+				got = canonical(t, mustJSON(t, m))
+			}
+			want := wantBucketList(t, f, p.events["transactions"][pt.Key], pt.T, p.knownLocked("user", pt.Key, pt.T))
+			if got != want {
+				t.Errorf("backfill %s at T%+d: %s = %s, want %s", pt.Key, pt.T-T, name, got, want)
+			}
+			if pt.T == T && got != canonical(t, servedOf(pt.Key, name)) {
+				t.Errorf("%s %s: lookup %s, backfill %s at the same T", pt.Key, name, servedOf(pt.Key, name), got)
+			}
+			if got == "null" {
+				nulls++
+			}
+		}
+	}
+	if nulls == 0 || nulls == len(points)*len(bucketListNames) {
+		t.Errorf("backfill: %d null maps of %d, want some and not all", nulls, len(points)*len(bucketListNames))
 	}
 }
