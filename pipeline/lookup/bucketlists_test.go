@@ -279,8 +279,8 @@ func TestLookupServesBucketedLists(t *testing.T) {
 	}
 
 	// Feast's online endpoint: the same maps, lists of numbers as floats
-	// and a top_k as its JSON text (as an unbucketed top_k is: a String);
-	// an empty window is NULL_VALUE and null.
+	// and a top_k bucket as its list of {value, count} objects (Feast
+	// MAP_LIST; an unbucketed top_k is a String, its JSON text); an empty window is NULL_VALUE and null.
 	prefixed := make([]string, len(bucketListFeatures))
 	for i, n := range bucketListFeatures {
 		prefixed[i] = "transactions:" + n
