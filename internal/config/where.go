@@ -77,12 +77,93 @@ func (in *FilterInput) ResolveName(name string) (any, bool) {
 // Parent implements interpreter.Activation; there is none.
 func (in *FilterInput) Parent() interpreter.Activation { return nil }
 
-// Match evaluates the filter on in.Rec. An error means the record cannot be
+// ProjectedInput is FilterInput for a record read with a
+// schemas.Projection instead of goavro's native map: each field a where
+// reads is a slot of Vals (see ProjectedTarget), and ResolveName gives it
+// exactly the CEL value FilterInput gives the native record's field (a
+// double or float as types.Double, an int or long, timestamp-millis
+// included, as types.Int of its epoch milliseconds, a string as
+// types.String, a boolean as types.Bool), so Match gives the same result
+// and the same error on both. A projection reads no null (it declines such
+// a record), so no value here is null. Reuse one per goroutine: it costs no
+// allocation itself; CEL boxes each value it reads (8 bytes for a number,
+// 16 plus the bytes for a string).
+type ProjectedInput struct {
+	Vars []ProjectedVar      // the fields the wheres read; a short list, searched in order
+	Vals []schemas.Projected // the projected record
+	// Schema is the schema the record was projected with. A field of it
+	// that Vars lacks sets Missed and is unresolved: the caller must then
+	// evaluate on the native record (FilterInput) instead, which has every
+	// field.
+	Schema *schemas.Schema
+	Missed bool
+}
+
+// ProjectedVar is one field of a ProjectedInput: its name, its slot in
+// Vals and the target it was projected with (ProjectedTarget).
+type ProjectedVar struct {
+	Name   string
+	Slot   int
+	Target schemas.Target
+}
+
+// ProjectedTarget is the projection target that gives a where field f its
+// CEL value (see ProjectedInput); false for a field a projection cannot
+// give where's value of (an enum: projections refuse enum schemas).
+func ProjectedTarget(f schemas.Field) (schemas.Target, bool) {
+	switch f.Type {
+	case "double", "float":
+		return schemas.AsFloat, true
+	case "int", "long":
+		return schemas.AsInt, true
+	case "string":
+		return schemas.AsString, true
+	case "boolean":
+		return schemas.AsBool, true
+	}
+	return 0, false
+}
+
+// ResolveName implements interpreter.Activation (see ProjectedInput).
+func (in *ProjectedInput) ResolveName(name string) (any, bool) {
+	for i := range in.Vars {
+		v := &in.Vars[i]
+		if v.Name != name {
+			continue
+		}
+		p := &in.Vals[v.Slot]
+		switch v.Target {
+		case schemas.AsFloat:
+			return types.Double(p.Float), true
+		case schemas.AsInt:
+			return types.Int(p.Int), true
+		case schemas.AsString:
+			return types.String(p.Str), true
+		case schemas.AsBool:
+			return types.Bool(p.Bool), true
+		}
+		in.Missed = true // defensive: not a target ProjectedTarget gives
+		return nil, false
+	}
+	if _, ok := in.Schema.Field(name); ok {
+		in.Missed = true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation; there is none.
+func (in *ProjectedInput) Parent() interpreter.Activation { return nil }
+
+// Match evaluates the filter on the fields vars resolves: a *FilterInput
+// (a native record), or any other activation that resolves each field the
+// schema declares to the CEL value FilterInput gives for it (types.Double,
+// types.Int, types.String, types.Bool, types.NullValue), so that both give
+// the same result and the same error. An error means the record cannot be
 // evaluated (a field missing or of another type than the schema says, an
 // integer overflow, a division by zero, ...); callers dead-letter such a
 // record rather than guess.
-func (f *Filter) Match(in *FilterInput) (bool, error) {
-	out, _, err := f.prg.Eval(in)
+func (f *Filter) Match(vars interpreter.Activation) (bool, error) {
+	out, _, err := f.prg.Eval(vars)
 	if err != nil {
 		return false, fmt.Errorf("where %q: %w", f.Expr, err)
 	}

@@ -119,10 +119,11 @@ type Event struct {
 	// Buckets holds, for a plan with bucketed features, the bucket key of
 	// each of Plan.BucketFields (see bucketValue); empty otherwise. Use
 	// FeaturePlan.Bucket rather than indexing it.
-	Buckets []string
-	filter  config.FilterInput // reused activation of the wheres
-	keyVals []string           // scratch of entityKey
-	proj    []schemas.Projected
+	Buckets    []string
+	filter     config.FilterInput    // reused activation of the wheres
+	projFilter config.ProjectedInput // the same, for the fast path
+	keyVals    []string              // scratch of entityKey
+	proj       []schemas.Projected
 }
 
 // Defaults of Limits. The stream workers always use them (they have no flag
@@ -438,82 +439,6 @@ func bucketValue(rec map[string]any, name string, t aggregations.ValueType) (str
 		return aggregations.NullBucket, nil
 	}
 	return v, err
-}
-
-// decodeFast is Decode for a record written with the plan's own schema,
-// through its projection (Plan.fast), without goavro's native map. It
-// answers only for a valid event, which it then decodes exactly as Decode's
-// generic path would; false means "not answered": the record may be
-// malformed or invalid, and the generic path decodes it again to say why
-// (rejections are rare, so they may cost twice).
-func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event) bool {
-	f := plan.fast
-	if n := f.proj.Slots(); cap(out.proj) < n {
-		out.proj = make([]schemas.Projected, n)
-	}
-	vals := out.proj[:f.proj.Slots()]
-	if !f.proj.Decode(body, vals) {
-		return false
-	}
-	// The Kafka key must equal the key fields' entity key.
-	if len(f.key) == 1 {
-		k := vals[f.key[0]].Bytes()
-		if len(k) == 0 || len(k) > d.maxKeyBytes || string(k) != string(key) {
-			return false
-		}
-	} else {
-		recordKey, ok := d.fastKey(vals, f.key, &out.keyVals)
-		if !ok || string(key) != recordKey {
-			return false
-		}
-	}
-	entityKey := ""
-	if plan.rekeyed() {
-		k, ok := d.fastKey(vals, f.entity, &out.keyVals)
-		if !ok {
-			return false
-		}
-		entityKey = k
-	} else {
-		entityKey = string(key)
-	}
-	out.Rekeyed = out.Rekeyed[:0]
-	for _, r := range f.rekeys {
-		k, ok := d.fastKey(vals, r, &out.keyVals)
-		if !ok {
-			return false
-		}
-		out.Rekeyed = append(out.Rekeyed, k)
-	}
-	ts := vals[f.ts].Int
-	if ts < 0 || ts > now+d.maxFutureMS {
-		return false
-	}
-	out.Strs = out.Strs[:0] // the fast path has no string slot (compileFast)
-	out.Values = out.Values[:0]
-	for _, s := range f.fields {
-		v := vals[s].Float
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return false
-		}
-		out.Values = append(out.Values, v)
-	}
-	out.Key, out.TS = entityKey, ts
-	return true
-}
-
-// fastKey is entityKey over projected values: false when a field is empty
-// or too long (the generic path then rejects the record).
-func (d *Decoder) fastKey(vals []schemas.Projected, slots []int, scratch *[]string) (string, bool) {
-	*scratch = (*scratch)[:0]
-	for _, s := range slots {
-		v := vals[s].String()
-		if v == "" || len(v) > d.maxKeyBytes {
-			return "", false
-		}
-		*scratch = append(*scratch, v)
-	}
-	return keys.EntityKey(*scratch), true
 }
 
 // filter appends to out.Values the outcome of each feature's where on rec.

@@ -17,3 +17,7 @@ func DecodeFast(d *Decoder, p *Plan, key, value []byte, now int64, out *Event) b
 	w, body, ok := d.schemas.Split(value)
 	return ok && w == p.Source.Schema && d.decodeFast(p, key, body, now, out)
 }
+
+// HasFast reports whether p has a fast path (a projection of its source's
+// schema).
+func HasFast(p *Plan) bool { return p.fast != nil }
