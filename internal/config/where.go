@@ -86,8 +86,9 @@ func (in *FilterInput) Parent() interpreter.Activation { return nil }
 // types.String, a boolean as types.Bool), so Match gives the same result
 // and the same error on both. A projection reads no null (it declines such
 // a record), so no value here is null. Reuse one per goroutine: it costs no
-// allocation itself; CEL boxes each value it reads (8 bytes for a number,
-// 16 plus the bytes for a string).
+// allocation itself; CEL boxes each number it reads (8 bytes), and each
+// string the first time it sees it (short strings are kept: see
+// maxInterned).
 type ProjectedInput struct {
 	Vars []ProjectedVar      // the fields the wheres read; a short list, searched in order
 	Vals []schemas.Projected // the projected record
@@ -97,7 +98,18 @@ type ProjectedInput struct {
 	// field.
 	Schema *schemas.Schema
 	Missed bool
+	// strs keeps the CEL values of the short strings seen (up to
+	// maxInterned of at most maxInternedBytes each: ids and codes such as
+	// currencies), so that a value seen before costs no allocation.
+	strs map[string]any
 }
+
+// Bounds of ProjectedInput's interned strings: at most 256 values of at
+// most 64 bytes per ProjectedInput (a few tens of KiB per goroutine).
+const (
+	maxInterned      = 256
+	maxInternedBytes = 64
+)
 
 // ProjectedVar is one field of a ProjectedInput: its name, its slot in
 // Vals and the target it was projected with (ProjectedTarget).
@@ -138,7 +150,17 @@ func (in *ProjectedInput) ResolveName(name string) (any, bool) {
 		case schemas.AsInt:
 			return types.Int(p.Int), true
 		case schemas.AsString:
-			return types.String(p.Str), true
+			if v, ok := in.strs[string(p.Str)]; ok { // no allocation: the key is not kept
+				return v, true
+			}
+			var v any = types.String(p.Str)
+			if len(p.Str) <= maxInternedBytes && len(in.strs) < maxInterned {
+				if in.strs == nil {
+					in.strs = make(map[string]any)
+				}
+				in.strs[string(p.Str)] = v
+			}
+			return v, true
 		case schemas.AsBool:
 			return types.Bool(p.Bool), true
 		}

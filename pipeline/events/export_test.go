@@ -15,7 +15,7 @@ func DecodeFast(d *Decoder, p *Plan, key, value []byte, now int64, out *Event) b
 		return false
 	}
 	w, body, ok := d.schemas.Split(value)
-	return ok && w == p.Source.Schema && d.decodeFast(p, key, body, now, out)
+	return ok && w == p.Source.Schema && d.decodeFast(p, key, body, now, out, false)
 }
 
 // HasFast reports whether p has a fast path (a projection of its source's

@@ -140,8 +140,9 @@ func (p *Plan) compileFast() {
 // invalid (a null where a value is read, a non-finite number, a long
 // beyond 2^53 kept exactly, an invalid or over-long kept string, a where
 // that fails), and the generic path decodes it again to say why
-// (rejections are rare, so they may cost twice).
-func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event) bool {
+// (rejections are rare, so they may cost twice). With check (Check) it makes
+// the same checks but builds none of the event's strings.
+func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event, check bool) bool {
 	f := plan.fast
 	if n := f.proj.Slots(); cap(out.proj) < n {
 		out.proj = make([]schemas.Projected, n)
@@ -163,17 +164,28 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 		}
 	}
 	entityKey := ""
-	if plan.rekeyed() {
+	switch {
+	case check:
+		if plan.rekeyed() && !d.fastKeyOK(vals, f.entity) {
+			return false
+		}
+	case plan.rekeyed():
 		k, ok := d.fastKey(vals, f.entity, &out.keyVals)
 		if !ok {
 			return false
 		}
 		entityKey = k
-	} else {
+	default:
 		entityKey = string(key)
 	}
 	out.Rekeyed = out.Rekeyed[:0]
 	for _, r := range f.rekeys {
+		if check {
+			if !d.fastKeyOK(vals, r) {
+				return false
+			}
+			continue
+		}
 		k, ok := d.fastKey(vals, r, &out.keyVals)
 		if !ok {
 			return false
@@ -187,7 +199,7 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 	out.Values = out.Values[:0]
 	clear(out.Strs)
 	out.Strs = out.Strs[:0]
-	if plan.strings {
+	if plan.strings && !check {
 		if n := len(plan.Fields); cap(out.Strs) < n {
 			out.Strs = make([]string, n)
 		} else {
@@ -222,13 +234,18 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 			if len(b) > MaxStringBytes || !utf8.Valid(b) {
 				return false
 			}
-			out.Strs[i] = string(b)
+			if !check {
+				out.Strs[i] = string(b)
+			}
 		}
 		out.Values = append(out.Values, x)
 	}
 	clear(out.Buckets)
 	out.Buckets = out.Buckets[:0]
-	for i, s := range f.buckets {
+	for i, s := range f.buckets { // a projected bucket key is never refused: check skips them
+		if check {
+			break
+		}
 		v := &vals[s]
 		var b string
 		switch plan.bucketTypes[i] {
@@ -268,6 +285,20 @@ func (d *Decoder) filterFast(plan *Plan, vals []schemas.Projected, out *Event) b
 			m = 1
 		}
 		out.Values = append(out.Values, m)
+	}
+	return true
+}
+
+// fastKeyOK is fastKey's checks alone.
+func (d *Decoder) fastKeyOK(vals []schemas.Projected, slots []int) bool {
+	for _, s := range slots {
+		n := len(vals[s].Str)
+		if n == 0 { // an empty string, or an integer field (formatted)
+			n = len(vals[s].String())
+		}
+		if n == 0 || n > d.maxKeyBytes {
+			return false
+		}
 	}
 	return true
 }

@@ -310,12 +310,21 @@ func sameDecode(t *testing.T, what string, rf, rg *events.Rejection, fast, gen *
 	}
 }
 
+// sameVerdict fails t unless Check's verdict rc is the generic decode's rg.
+func sameVerdict(t *testing.T, what string, rc, rg *events.Rejection) {
+	t.Helper()
+	if (rc == nil) != (rg == nil) || (rc != nil && *rc != *rg) {
+		t.Fatalf("%s: Check %v, generic Decode %v", what, rc, rg)
+	}
+}
+
 // TestFastDecodeEqualsGenericRandom: for every plan of the demo feature
 // file (its where, bucket by currency, kept strings and longs, distinct
 // counts, booleans, re-keyings) and of evilVisitFeatures (wheres that fail,
 // nullable fields, buckets by a long and a boolean), random records give
 // exactly the generic path's event or the generic path's rejection (reason
 // and detail), whether or not the fast path answers; malformed bytes too.
+// Check gives the same verdict.
 // Every plan has a fast path and it answers most valid records.
 func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 	for _, c := range fastCases(t) {
@@ -327,7 +336,7 @@ func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 			dec := events.NewDecoder(c.cfg, events.Limits{MaxKeyBytes: 8})
 			s := c.plan.Source.Schema
 			rng := rand.New(rand.NewPCG(3, 4))
-			var fast, gen, probe events.Event // reused, as callers do
+			var fast, gen, probe, checked events.Event // reused, as callers do
 			accepted, answered := 0, 0
 			reasons := map[string]int{}
 			for i := range 5000 {
@@ -340,6 +349,7 @@ func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 				rf := dec.Decode(c.plan, key, val, now, &fast)
 				rg := dec.Decode(generic, key, val, now, &gen)
 				sameDecode(t, fmt.Sprintf("record %d %v key %q", i, rec, key), rf, rg, &fast, &gen)
+				sameVerdict(t, fmt.Sprintf("record %d %v key %q", i, rec, key), dec.Check(c.plan, key, val, now, &checked), rg)
 				ok := events.DecodeFast(dec, c.plan, key, val, now, &probe)
 				if ok && rg != nil {
 					t.Fatalf("record %d %v: the fast path answered a record the generic path rejects (%v)", i, rec, rg)
@@ -356,6 +366,7 @@ func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 					for n := 0; n < len(val); n++ {
 						rf, rg := dec.Decode(c.plan, key, val[:n], now, &fast), dec.Decode(generic, key, val[:n], now, &gen)
 						sameDecode(t, fmt.Sprintf("record %d truncated to %d", i, n), rf, rg, &fast, &gen)
+						sameVerdict(t, fmt.Sprintf("record %d truncated to %d", i, n), dec.Check(c.plan, key, val[:n], now, &checked), rg)
 					}
 					for range 20 {
 						m := slices.Clone(val)
@@ -364,6 +375,7 @@ func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 						}
 						rf, rg := dec.Decode(c.plan, key, m, now, &fast), dec.Decode(generic, key, m, now, &gen)
 						sameDecode(t, fmt.Sprintf("record %d mutated %x", i, m), rf, rg, &fast, &gen)
+						sameVerdict(t, fmt.Sprintf("record %d mutated %x", i, m), dec.Check(c.plan, key, m, now, &checked), rg)
 					}
 					m := append(slices.Clone(val), 0)
 					rf, rg := dec.Decode(c.plan, key, m, now, &fast), dec.Decode(generic, key, m, now, &gen)
