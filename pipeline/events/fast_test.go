@@ -389,3 +389,45 @@ func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 		})
 	}
 }
+
+// FuzzFastDecodeEqualsGeneric: for any Avro body written (or not) with the
+// demo transactions schema, under any Kafka key, every plan of the demo
+// feature file decodes it on the fast path exactly as on the generic path
+// (the same event or the same rejection), and Check gives the same verdict.
+// Run with `make fuzz`.
+func FuzzFastDecodeEqualsGeneric(f *testing.F) {
+	var cfg *config.File
+	var plans []*events.Plan
+	for _, c := range fastCases(f) {
+		if strings.HasPrefix(c.name, "demo ") && c.plan.Source.Name == "transactions" {
+			cfg = c.cfg
+			plans = append(plans, c.plan)
+		}
+	}
+	src, _ := cfg.Source("transactions")
+	s := src.Schema
+	dec := events.NewDecoder(cfg, events.Limits{MaxKeyBytes: 8})
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 20 {
+		rec := randomNative(rng, s)
+		val, err := s.Encode(nil, rec)
+		if err != nil {
+			f.Fatal(err)
+		}
+		key, _ := schemas.String(rec, "user_id")
+		f.Add([]byte(key), val[10:]) // the body, after the single-object header
+	}
+	f.Fuzz(func(t *testing.T, key, body []byte) {
+		val := append(s.AppendSingleObjectHeader(nil), body...)
+		var fast, gen, checked events.Event
+		if len(plans) != 5 {
+			t.Fatalf("%d plans of the demo's transactions, want 5", len(plans))
+		}
+		for _, plan := range plans {
+			rf := dec.Decode(plan, key, val, now, &fast)
+			rg := dec.Decode(events.GenericPlan(plan), key, val, now, &gen)
+			sameDecode(t, fmt.Sprintf("plan %s, key %q, body %x", plan.Topic, key, body), rf, rg, &fast, &gen)
+			sameVerdict(t, fmt.Sprintf("plan %s, key %q, body %x", plan.Topic, key, body), dec.Check(plan, key, val, now, &checked), rg)
+		}
+	})
+}
