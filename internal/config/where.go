@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
@@ -41,7 +43,15 @@ type Filter struct {
 	// Fields are the schema fields the expression reads, sorted: what a
 	// record's writer schema must provide for the filter to be evaluated.
 	Fields []string
-	prg    cel.Program
+	// Total reports that the expression cannot fail on a record whose
+	// fields it reads are all present and not null: it is made of the
+	// fields, literals, comparisons (== != < <= > >=), && || ! ?: and in
+	// over a list literal only, none of which has an error case (no
+	// arithmetic to overflow or divide by zero, no conversion, no
+	// function). A caller that needs only whether the record can be
+	// evaluated (events.Decoder.Check) need not evaluate such a where.
+	Total bool
+	prg   cel.Program
 }
 
 // FilterInput is the activation a Filter reads a record's fields from: a
@@ -263,7 +273,46 @@ func (envs filterEnvs) compileWhere(s *schemas.Schema, expr string) (*Filter, er
 		}
 	}
 	slices.Sort(fields)
-	return &Filter{Expr: expr, Fields: fields, prg: prg}, nil
+	return &Filter{Expr: expr, Fields: fields, Total: totalExpr(ast.NativeRep().Expr()), prg: prg}, nil
+}
+
+// totalOps are the operators Filter.Total allows: none fails on non-null
+// operands of the types the checker proved.
+var totalOps = map[string]bool{
+	operators.Equals: true, operators.NotEquals: true, operators.Less: true, operators.LessEquals: true,
+	operators.Greater: true, operators.GreaterEquals: true, operators.LogicalAnd: true, operators.LogicalOr: true,
+	operators.LogicalNot: true, operators.Conditional: true, operators.In: true,
+}
+
+// totalExpr reports whether e is built only of what Filter.Total allows.
+func totalExpr(e celast.Expr) bool {
+	switch e.Kind() {
+	case celast.IdentKind, celast.LiteralKind:
+		return true
+	case celast.ListKind:
+		for _, el := range e.AsList().Elements() {
+			if !totalExpr(el) {
+				return false
+			}
+		}
+		return true
+	case celast.CallKind:
+		c := e.AsCall()
+		if c.IsMemberFunction() || !totalOps[c.FunctionName()] {
+			return false
+		}
+		args := c.Args()
+		if c.FunctionName() == operators.In && (len(args) != 2 || args[1].Kind() != celast.ListKind) {
+			return false // in a map literal fails on a duplicate key
+		}
+		for _, a := range args {
+			if !totalExpr(a) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // unsupportedField explains an undeclared reference to a field the schema

@@ -80,10 +80,33 @@ func BenchmarkFilterMatch(b *testing.B) {
 	}
 }
 
+// TestFilterTotal: Total holds for the wheres built only of fields,
+// literals, comparisons, logical operators and in over a list literal, and
+// for no where that does arithmetic, converts or calls a function.
+func TestFilterTotal(t *testing.T) {
+	for where, want := range map[string]bool{
+		`amount > 100.0 && currency != "JPY"`:         true,
+		`currency in ["EUR", "USD"] || !(ts < 5)`:     true,
+		`amount == 3.0 ? currency == "EUR" : ts >= 0`: true,
+		`user_id == merchant_id`:                      true,
+		`int(amount) > 0`:                             false,
+		`ts % 2 == 0`:                                 false,
+		`amount + 1.0 > 2.0`:                          false,
+		`currency.startsWith("E")`:                    false,
+		`size(currency) == 3`:                         false,
+		`currency in {"EUR": 1}`:                      false,
+		`[1, 2].all(x, x > 0)`:                        false,
+	} {
+		if got := whereFilter(t, where).Total; got != want {
+			t.Errorf("where %s: Total %v, want %v", where, got, want)
+		}
+	}
+}
+
 // TestProjectedInputMatchesFilterInput: a where evaluated over a projected
 // record (ProjectedInput) gives what it gives over the native record goavro
 // decodes (FilterInput): the same outcome and the same error, for strings
-// beyond the interned ones too.
+// beyond the interned ones too; a Total where never fails.
 func TestProjectedInputMatchesFilterInput(t *testing.T) {
 	wheres := []string{
 		`amount > 100.0 && currency != "JPY"`,
@@ -91,6 +114,8 @@ func TestProjectedInputMatchesFilterInput(t *testing.T) {
 		`ts % 2 == 0 || merchant_id.startsWith("m1")`,
 		`currency + user_id == "EURu1"`,
 		`size(merchant_id) > 3 && 10 / (ts % 5) > 2`,
+		`currency in ["EUR", "USD"] || !(ts < 5)`,
+		`amount == 3.0 ? currency == "EUR" : ts >= 0`,
 	}
 	var fs []*Filter
 	for _, w := range wheres {
@@ -134,6 +159,9 @@ func TestProjectedInputMatchesFilterInput(t *testing.T) {
 			got, gotErr := f.Match(&projected)
 			if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || projected.Missed {
 				t.Fatalf("record %d %v, where %s: projected %v %v (missed %v), native %v %v", i, rec, f.Expr, got, gotErr, projected.Missed, want, wantErr)
+			}
+			if wantErr != nil && f.Total {
+				t.Fatalf("record %d %v: where %s is Total but failed: %v", i, rec, f.Expr, wantErr)
 			}
 			if wantErr != nil {
 				failed++

@@ -258,7 +258,7 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 		}
 		out.Buckets = append(out.Buckets, b)
 	}
-	if plan.filters > 0 && !d.filterFast(plan, vals, out) {
+	if plan.filters > 0 && !d.filterFast(plan, vals, out, check) {
 		return false
 	}
 	out.Key, out.TS = entityKey, ts
@@ -267,13 +267,15 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 
 // filterFast is filter over the projected record vals: false when a where
 // fails (the generic path then rejects the record with the same error) or
-// reads a field the projection lacks.
-func (d *Decoder) filterFast(plan *Plan, vals []schemas.Projected, out *Event) bool {
+// reads a field the projection lacks. With check it skips the wheres that
+// cannot fail on a projected record (config.Filter.Total: the projection
+// holds no null), whose outcome Check does not need.
+func (d *Decoder) filterFast(plan *Plan, vals []schemas.Projected, out *Event, check bool) bool {
 	in := &out.projFilter
 	in.Vars, in.Vals, in.Schema, in.Missed = plan.fast.vars, vals, plan.Source.Schema, false
 	for i := range plan.Features {
 		f := &plan.Features[i]
-		if !f.Filtered() {
+		if !f.Filtered() || check && f.Feature.Filter.Total {
 			continue
 		}
 		ok, err := f.Feature.Filter.Match(in)

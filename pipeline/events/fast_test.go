@@ -170,7 +170,8 @@ func TestFastPathWithAWhere(t *testing.T) {
 // plan can: kept strings, longs and booleans, distinct counts of a string
 // and a long, buckets by a string, a long and a nullable boolean, and
 // wheres over all of them that fail on some records (int() of a huge
-// double, a division by zero, a null flag negated), re-keyed by merchant.
+// double, a division by zero, a null flag negated) or cannot
+// (config.Filter.Total, which Check skips), re-keyed by merchant.
 const evilVisitFeatures = `
 entities:
   - {name: user, key: user_id}
@@ -186,6 +187,7 @@ features:
   - {name: v_cards, version: 1, entity: user, source: visits, aggregation: approx_distinct, field: card, window: 7d, owner: t, description: d, bucket: merchant}
   - {name: v_card_sum, version: 1, entity: user, source: visits, aggregation: sum, field: card, window: 7d, owner: t, description: d, bucket: card}
   - {name: v_by_flag, version: 1, entity: user, source: visits, aggregation: count, window: 7d, owner: t, description: d, bucket: flag, where: "!flag || ts % 2 == 0"}
+  - {name: v_flag_count, version: 1, entity: user, source: visits, aggregation: count, window: 7d, owner: t, description: d, where: "flag == true || card > 3"}
   - {name: m_count, version: 1, entity: merchant, source: visits, aggregation: count, window: 1d, owner: t, description: d, where: "amount > 100.0 && user_id != 'u-0'"}
   - {name: m_last_user, version: 1, entity: merchant, source: visits, aggregation: last, field: user_id, window: 1d, owner: t, description: d}
 `
