@@ -96,7 +96,8 @@ func reject(reason, format string, args ...any) *Rejection {
 	return &Rejection{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
-// Event is a valid decoded event.
+// Event is a valid decoded event. It is also Decode's scratch (reused
+// activations of the wheres, projected values): use one per goroutine.
 type Event struct {
 	// Key is the entity key of the plan's features (keys.EntityKey over
 	// Plan.EntityKeys).
