@@ -203,7 +203,8 @@ type fastCase struct {
 // of evilVisitFeatures: source, repartition and re-key plans.
 func fastCases(t testing.TB) []fastCase {
 	var cases []fastCase
-	for label, cfg := range map[string]*config.File{"demo": demoConfig(t, true), "visits": loadConfigWith(t, evilVisitFeatures)} {
+	for label, cfg := range map[string]*config.File{"demo": demoConfig(t, true), "visits": loadConfigWith(t, evilVisitFeatures),
+		"evolution": evolutionConfigTB(t, "single-object", "    writer_schemas: [v1.avsc, v3.avsc, bad.avsc]", "http://127.0.0.1:1")} {
 		plans, err := events.Plans(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -325,7 +326,8 @@ func sameVerdict(t *testing.T, what string, rc, rg *events.Rejection) {
 // counts, booleans, re-keyings) and of evilVisitFeatures (wheres that fail,
 // nullable fields, buckets by a long and a boolean), random records give
 // exactly the generic path's event or the generic path's rejection (reason
-// and detail), whether or not the fast path answers; malformed bytes too.
+// and detail), whether or not the fast path answers; malformed bytes and
+// records of other writer schemas (evolved ones, another source's) too.
 // Check gives the same verdict.
 // Every plan has a fast path and it answers most valid records.
 func TestFastDecodeEqualsGenericRandom(t *testing.T) {
@@ -341,9 +343,14 @@ func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 			var fast, gen, probe, checked events.Event // reused, as callers do
 			accepted, answered := 0, 0
 			reasons := map[string]int{}
+			writers := c.cfg.WriterSchemas()
 			for i := range 5000 {
-				rec := randomNative(rng, s)
-				val, err := s.Encode(nil, rec)
+				w := s
+				if rng.IntN(4) == 0 { // another schema of the file: an evolved writer, or another source's
+					w = writers[rng.IntN(len(writers))]
+				}
+				rec := randomNative(rng, w)
+				val, err := w.Encode(nil, rec)
 				if err != nil {
 					t.Fatalf("encode %v: %v", rec, err)
 				}
@@ -385,7 +392,7 @@ func TestFastDecodeEqualsGenericRandom(t *testing.T) {
 				}
 			}
 			t.Logf("%d of 5000 accepted, %d of them by the fast path; rejections %v", accepted, answered, reasons)
-			if accepted < 500 || answered < accepted*9/10 {
+			if accepted < 500 || answered < accepted*7/10 {
 				t.Fatalf("%d accepted, %d by the fast path: the generator or the fast path is off", accepted, answered)
 			}
 		})
