@@ -188,6 +188,7 @@ features:
   - {name: v_card_sum, version: 1, entity: user, source: visits, aggregation: sum, field: card, window: 7d, owner: t, description: d, bucket: card}
   - {name: v_by_flag, version: 1, entity: user, source: visits, aggregation: count, window: 7d, owner: t, description: d, bucket: flag, where: "!flag || ts % 2 == 0"}
   - {name: v_flag_count, version: 1, entity: user, source: visits, aggregation: count, window: 7d, owner: t, description: d, where: "flag == true || card > 3"}
+  - {name: v_recent_by_card, version: 1, entity: user, source: visits, aggregation: last_k, k: 2, field: merchant, bucket: card, window: 7d, owner: t, description: d}
   - {name: m_count, version: 1, entity: merchant, source: visits, aggregation: count, window: 1d, owner: t, description: d, where: "amount > 100.0 && user_id != 'u-0'"}
   - {name: m_last_user, version: 1, entity: merchant, source: visits, aggregation: last, field: user_id, window: 1d, owner: t, description: d}
 `
