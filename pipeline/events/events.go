@@ -174,6 +174,9 @@ type resolutionKey struct {
 type resolution struct {
 	r   *schemas.Resolution
 	err error
+	// fast is the plan's fast path for records of this writer schema,
+	// when the resolution is the identity (see Plan.compileFastFor).
+	fast *fastPlan
 }
 
 // NewDecoder knows every schema cfg names. When a source uses encoding
@@ -246,15 +249,25 @@ func (d *Decoder) writerByID(id uint32) (*schemas.Schema, *Rejection) {
 	return s, nil
 }
 
-// resolve reads rec, written with w, as plan's source schema.
-func (d *Decoder) resolve(plan *Plan, w *schemas.Schema, rec map[string]any) *Rejection {
+// resolution is the resolution of writer w to plan's source schema, worked
+// out on first use and cached.
+func (d *Decoder) resolution(plan *Plan, w *schemas.Schema) *resolution {
 	key := resolutionKey{plan, w}
 	v, ok := d.resolutions.Load(key)
 	if !ok {
-		r, err := schemas.Resolve(w, plan.Source.Schema, plan.reads)
-		v, _ = d.resolutions.LoadOrStore(key, &resolution{r: r, err: err})
+		res := &resolution{}
+		res.r, res.err = schemas.Resolve(w, plan.Source.Schema, plan.reads)
+		if res.err == nil && res.r.Identity() {
+			res.fast = plan.compileFastFor(w)
+		}
+		v, _ = d.resolutions.LoadOrStore(key, res)
 	}
-	res := v.(*resolution)
+	return v.(*resolution)
+}
+
+// resolve reads rec, written with w, as plan's source schema.
+func (d *Decoder) resolve(plan *Plan, w *schemas.Schema, rec map[string]any) *Rejection {
+	res := d.resolution(plan, w)
 	if res.err != nil {
 		return reject(ReasonIncompatibleSchema, "%v", res.err)
 	}
@@ -291,14 +304,37 @@ func (d *Decoder) Check(plan *Plan, key, value []byte, now int64, scratch *Event
 	return d.decodeGeneric(plan, key, value, now, scratch)
 }
 
-// tryFast is decodeFast when the record is one the plan's projection
-// reads: a single-object record written with the source's own schema.
+// tryFast is decodeFast when the record is one a projection reads: written
+// with the source's own schema, or with a writer schema known already (a
+// fingerprint of the file, a registry id fetched before) whose resolution to
+// it is the identity for the fields the plan reads.
 func (d *Decoder) tryFast(plan *Plan, key, value []byte, now int64, out *Event, check bool) bool {
-	if plan.fast == nil || plan.Source.Encoding == config.EncodingConfluent {
+	if plan.generic {
 		return false
 	}
-	w, body, ok := d.schemas.Split(value)
-	return ok && w == plan.Source.Schema && d.decodeFast(plan, key, body, now, out, check)
+	var w *schemas.Schema
+	var body []byte
+	if plan.Source.Encoding == config.EncodingConfluent {
+		id, b, err := schemas.ConfluentID(value)
+		if err != nil {
+			return false
+		}
+		s, ok := d.byID.Load(id)
+		if !ok {
+			return false // the generic path fetches it
+		}
+		w, body = s.(*schemas.Schema), b
+	} else {
+		var ok bool
+		if w, body, ok = d.schemas.Split(value); !ok {
+			return false
+		}
+	}
+	f := plan.fast
+	if w != plan.Source.Schema {
+		f = d.resolution(plan, w).fast
+	}
+	return f != nil && d.decodeFast(plan, f, key, body, now, out, check)
 }
 
 // decodeGeneric is Decode through goavro's native record: every record,

@@ -21,6 +21,7 @@ import (
 // record, a field is read two ways no one projection gives, or a where
 // reads a field a projection cannot give its CEL value of).
 type fastPlan struct {
+	schema  *schemas.Schema // the writer schema it reads
 	proj    *schemas.Projection
 	key     []int   // Plan.KeyFields
 	entity  []int   // Plan.EntityKeys
@@ -68,13 +69,21 @@ func bucketTarget(t aggregations.ValueType) schemas.Target {
 	return schemas.AsString
 }
 
-// compileFast sets p.fast when the plan allows it. A field read several
-// ways (an int as a where's CEL int and as a summed number) is projected
-// once with the union of its targets.
+// compileFast sets p.fast when the plan allows it.
 func (p *Plan) compileFast() {
 	if p.Source == nil || p.Source.Schema == nil {
 		return
 	}
+	p.fast = p.compileFastFor(p.Source.Schema)
+}
+
+// compileFastFor is the fast plan of records written with s: the source's
+// schema, or a writer schema whose resolution to it is the identity for
+// the fields the plan reads (schemas.Resolution.Identity), so that reading
+// a field of s is reading the source's field. nil when the plan cannot. A
+// field read several ways (an int as a where's CEL int and as a summed
+// number) is projected once with the union of its targets.
+func (p *Plan) compileFastFor(s *schemas.Schema) *fastPlan {
 	var names []string
 	var targets []schemas.Target
 	slot := func(name string, t schemas.Target) int {
@@ -92,7 +101,7 @@ func (p *Plan) compileFast() {
 		}
 		return out
 	}
-	f := &fastPlan{key: slots(p.KeyFields, schemas.AsString), entity: slots(p.EntityKeys, schemas.AsString)}
+	f := &fastPlan{schema: s, key: slots(p.KeyFields, schemas.AsString), entity: slots(p.EntityKeys, schemas.AsString)}
 	for _, r := range p.Rekeys {
 		f.rekeys = append(f.rekeys, slots(r.Entity.Keys, schemas.AsString))
 	}
@@ -100,7 +109,7 @@ func (p *Plan) compileFast() {
 	for i, name := range p.Fields {
 		t := fieldTarget(p.Encodings[i], p.types[i])
 		if t == 0 {
-			return
+			return nil
 		}
 		f.fields = append(f.fields, slot(name, t))
 	}
@@ -115,25 +124,27 @@ func (p *Plan) compileFast() {
 			if slices.ContainsFunc(f.vars, func(v config.ProjectedVar) bool { return v.Name == name }) {
 				continue
 			}
-			field, ok := p.Source.Schema.Field(name)
+			field, ok := s.Field(name)
 			if !ok {
-				return
+				return nil
 			}
 			t, ok := config.ProjectedTarget(field)
 			if !ok {
-				return
+				return nil
 			}
 			f.vars = append(f.vars, config.ProjectedVar{Name: name, Slot: slot(name, t), Target: t})
 		}
 	}
 	var ok bool
-	if f.proj, ok = p.Source.Schema.Project(names, targets); ok {
-		p.fast = f
+	if f.proj, ok = s.Project(names, targets); !ok {
+		return nil
 	}
+	return f
 }
 
-// decodeFast is Decode for a record written with the plan's own schema,
-// through its projection (Plan.fast), without goavro's native map. It
+// decodeFast is Decode for a record written with f.schema (the plan's own
+// schema, or a writer schema that resolves to it as the identity), through
+// its projection, without goavro's native map. It
 // answers only for a valid event, which it then decodes exactly as Decode's
 // generic path would (the same key, time, Values, Strs, Buckets and where
 // outcomes); false means "not answered": the record may be malformed or
@@ -142,8 +153,7 @@ func (p *Plan) compileFast() {
 // that fails), and the generic path decodes it again to say why
 // (rejections are rare, so they may cost twice). With check (Check) it makes
 // the same checks but builds none of the event's strings.
-func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event, check bool) bool {
-	f := plan.fast
+func (d *Decoder) decodeFast(plan *Plan, f *fastPlan, key, body []byte, now int64, out *Event, check bool) bool {
 	if n := f.proj.Slots(); cap(out.proj) < n {
 		out.proj = make([]schemas.Projected, n)
 	}
@@ -258,7 +268,7 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 		}
 		out.Buckets = append(out.Buckets, b)
 	}
-	if plan.filters > 0 && !d.filterFast(plan, vals, out, check) {
+	if plan.filters > 0 && !d.filterFast(plan, f, vals, out, check) {
 		return false
 	}
 	out.Key, out.TS = entityKey, ts
@@ -270,15 +280,15 @@ func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event
 // reads a field the projection lacks. With check it skips the wheres that
 // cannot fail on a projected record (config.Filter.Total: the projection
 // holds no null), whose outcome Check does not need.
-func (d *Decoder) filterFast(plan *Plan, vals []schemas.Projected, out *Event, check bool) bool {
+func (d *Decoder) filterFast(plan *Plan, f *fastPlan, vals []schemas.Projected, out *Event, check bool) bool {
 	in := &out.projFilter
-	in.Vars, in.Vals, in.Schema, in.Missed = plan.fast.vars, vals, plan.Source.Schema, false
+	in.Vars, in.Vals, in.Schema, in.Missed = f.vars, vals, f.schema, false
 	for i := range plan.Features {
-		f := &plan.Features[i]
-		if !f.Filtered() || check && f.Feature.Filter.Total {
+		fp := &plan.Features[i]
+		if !fp.Filtered() || check && fp.Feature.Filter.Total {
 			continue
 		}
-		ok, err := f.Feature.Filter.Match(in)
+		ok, err := fp.Feature.Filter.Match(in)
 		if err != nil || in.Missed {
 			return false
 		}

@@ -55,6 +55,7 @@ type Plan struct {
 	strings bool     // some slot is EncodeString: Decode fills Event.Strs
 	reads   []string // every field a record must provide: keys, event time, Fields, where fields
 	fast    *fastPlan
+	generic bool // never the fast path (tests compare both paths)
 }
 
 // Reads lists the fields the plan reads from a record: the entity key, the
