@@ -14,3 +14,13 @@ func FromFlatJSON(e *Encoder, line []byte) (*kgo.Record, bool, error) {
 	}
 	return e.fromFlatJSON(line, time.Now().UnixMilli())
 }
+
+// FromJSONAt and RecordAt are FromJSON and Record with the clock given, so
+// that a test can compare the two paths' errors, which name "now".
+func FromJSONAt(e *Encoder, line []byte, now int64) (*kgo.Record, error) {
+	return e.fromJSONAt(line, now)
+}
+
+func RecordAt(e *Encoder, native map[string]any, now int64) (*kgo.Record, error) {
+	return e.recordAt(native, now)
+}
