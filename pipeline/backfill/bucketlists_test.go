@@ -606,3 +606,62 @@ features:
 		}
 	}
 }
+
+// TestBucketedTopKPastExact: a bucket with more than
+// aggregations.TopKExactMax distinct values in its window keeps the
+// frequent-items summary an unbucketed top_k keeps: over the same events
+// (every event in one bucket) the bucket's list and error (BucketCell.Top,
+// TopErr > 0) are the unbucketed feature's (Values.Top, TopError), and the
+// counts are within the error of the true ones.
+func TestBucketedTopKPastExact(t *testing.T) {
+	k, cfg, cl := testkit.Setup(t, testkit.KafkaSection(1)+`entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: transactions, topic: transactions-{{ID}}, schema: transaction.avsc, event_time: ts}
+features:
+  - {name: top_by_cur, version: 1, entity: user, source: transactions, aggregation: top_k, k: 3, field: merchant_id, bucket: currency, window: lifetime, owner: t, description: d}
+  - {name: top, version: 1, entity: user, source: transactions, aggregation: top_k, k: 3, field: merchant_id, window: lifetime, owner: t, description: d}
+`, testkit.SetupOptions{})
+	ctx := context.Background()
+	enc, err := produce.NewEncoder(cfg, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	n := aggregations.TopKExactMax + 300
+	truth := map[string]int64{}
+	var recs []*kgo.Record
+	for i := range n {
+		m := fmt.Sprintf("m-%d", i) // distinct values, and a few frequent ones
+		if i%10 == 0 {
+			m = fmt.Sprintf("hot-%d", i%30)
+		}
+		truth[m]++
+		r, err := enc.Record(map[string]any{"user_id": "u", "ts": now - int64(n-i)*1000, "merchant_id": m, "amount": 1.0, "currency": "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Compute(ctx, Options{Brokers: k.Brokers, Config: cfg, Features: []string{"top_by_cur", "top"}}, []Point{{Key: "u", T: now + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, ok := v.Buckets(0, 0)
+	top, topOK := v.Top(0, 1)
+	if !ok || len(cells) != 1 || cells[0].Key != "EUR" || !cells[0].OK || !topOK {
+		t.Fatalf("bucketed %+v (%v), unbucketed %+v (%v)", cells, ok, top, topOK)
+	}
+	c := cells[0]
+	if c.TopErr == 0 || c.TopErr != v.TopError(0, 1) || !reflect.DeepEqual(c.Top, top) {
+		t.Errorf("bucket EUR: %+v error %d; unbucketed %+v error %d (want equal, error > 0 past %d distinct values)", c.Top, c.TopErr, top, v.TopError(0, 1), aggregations.TopKExactMax)
+	}
+	for _, x := range c.Top {
+		if x.Count > truth[x.Str] || x.Count < truth[x.Str]-c.TopErr {
+			t.Errorf("%s: count %d, true %d, error %d", x.Str, x.Count, truth[x.Str], c.TopErr)
+		}
+	}
+}

@@ -29,8 +29,11 @@ type BucketCell struct {
 	List []float64
 	Strs []string
 	// Top is the bucket's value for a top_k column: at most k values with
-	// their counts, most frequent first (aggregations.FinalizeTopValues).
-	Top []TopValue
+	// their counts, most frequent first (aggregations.FinalizeTopValues);
+	// TopErr its error (aggregations.TopKError: 0 while the bucket has at
+	// most aggregations.TopKExactMax distinct values in the window).
+	Top    []TopValue
+	TopErr int64
 	// OK is false when the bucket's value is null (a variance_samp or
 	// stddev_samp of one event).
 	OK bool
@@ -87,6 +90,7 @@ func bucketCells(col *column, ir aggregations.IR) (cells []BucketCell, ok bool) 
 		switch {
 		case k == aggregations.TopK:
 			c.Top, c.OK = aggregations.FinalizeTopValues(col.plan.Window, b.IR)
+			c.TopErr = aggregations.TopKError(b.IR)
 		case k.List() && str:
 			c.Strs, c.OK = aggregations.FinalizeStringList(k, b.IR)
 		case k.List():

@@ -172,3 +172,106 @@ func jsonValue(t *testing.T, x any) any {
 	}
 	return out
 }
+
+// TestFlightBucketedListsOfLongsAndBooleans: a bucketed last_k of a long
+// field and top_k of a boolean field answer map<utf8, list<int64>> and
+// map<utf8, list<struct<value: bool, count: int64>>>, equal to the brute
+// force (false before true on a tie of counts).
+func TestFlightBucketedListsOfLongsAndBooleans(t *testing.T) {
+	k, cfg, pc := testkit.Setup(t, `entities:
+  - {name: user, key: user_id}
+sources:
+  - {name: logins, topic: logins-{{ID}}, schema: login.avsc, event_time: ts}
+features:
+  - {name: times_by_country, version: 1, entity: user, source: logins, aggregation: last_k, k: 2, field: ts, bucket: country, window: lifetime, owner: t, description: d}
+  - {name: top_ok_by_country, version: 1, entity: user, source: logins, aggregation: top_k, k: 2, field: success, bucket: country, max_buckets: 1, window: lifetime, owner: t, description: d}
+`, testkit.SetupOptions{})
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	enc, err := produce.NewEncoder(cfg, "logins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var times, oks []aggregations.Event
+	for range 20 {
+		ts, country, ok := now-rng.Int64N(3*aggregations.Day), []string{"DE", "FR", "FR"}[rng.IntN(3)], rng.IntN(2) == 0
+		r, err := enc.Record(map[string]any{"user_id": "u", "ts": ts, "country": country, "success": ok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		b := 0.0
+		if ok {
+			b = 1
+		}
+		times = append(times, aggregations.Event{TS: ts, Seq: r.Offset, Value: float64(ts), Bucket: country})
+		oks = append(oks, aggregations.Event{TS: ts, Seq: r.Offset, Value: b, Bucket: country})
+	}
+	cl := serveFlight(t, feastflight.Options{Brokers: k.Brokers, Config: cfg})
+	batches := retrieve(t, cl, []string{"logins:times_by_country", "logins:top_ok_by_country"}, []string{"u", "nobody"}, []int64{now + 1, now + 1})
+	wantTypes := map[string]arrow.DataType{
+		"times_by_country": arrow.MapOf(arrow.BinaryTypes.String, arrow.ListOfNonNullable(arrow.PrimitiveTypes.Int64)),
+		"top_ok_by_country": arrow.MapOf(arrow.BinaryTypes.String, arrow.ListOfNonNullable(arrow.StructOf(
+			arrow.Field{Name: "value", Type: arrow.FixedWidthTypes.Boolean}, arrow.Field{Name: "count", Type: arrow.PrimitiveTypes.Int64}))),
+	}
+	got := map[string][]any{}
+	for _, b := range batches {
+		for c, f := range b.Schema().Fields() {
+			want, ok := wantTypes[f.Name]
+			if !ok {
+				continue
+			}
+			if !arrow.TypeEqual(f.Type, want) {
+				t.Fatalf("column %s is %s, want %s", f.Name, f.Type, want)
+			}
+			m := b.Column(c).(*array.Map)
+			ks := m.Keys().(*array.String)
+			for i := 0; i < m.Len(); i++ {
+				if m.IsNull(i) {
+					got[f.Name] = append(got[f.Name], nil)
+					continue
+				}
+				lo, hi := m.ValueOffsets(i)
+				row := map[string]any{}
+				for j := lo; j < hi; j++ {
+					row[ks.Value(int(j))] = m.Items().GetOneForMarshal(int(j))
+				}
+				got[f.Name] = append(got[f.Name], jsonValue(t, row))
+			}
+		}
+	}
+	wantTimes, wantTops := map[string]any{}, map[string]any{}
+	f, _ := cfg.Feature("times_by_country")
+	for b, g := range aggtest.BucketGroups(f.Window, times, now+1, f.MaxBuckets) {
+		l, _ := aggtest.BruteForceList(f.Aggregation, f.Window, g, now+1)
+		var longs []int64
+		for _, x := range l {
+			longs = append(longs, int64(x))
+		}
+		wantTimes[b] = longs
+	}
+	f, _ = cfg.Feature("top_ok_by_country")
+	for b, g := range aggtest.BucketGroups(f.Window, oks, now+1, f.MaxBuckets) {
+		var typed []aggtest.Typed[float64]
+		for _, e := range g {
+			typed = append(typed, aggtest.Typed[float64]{TS: e.TS, Seq: e.Seq, Value: e.Value})
+		}
+		top, _ := aggtest.BruteForceTopK(f.Window, typed, now+1, f.K)
+		var l []map[string]any
+		for _, x := range top {
+			l = append(l, map[string]any{"value": x.Value != 0, "count": x.Count})
+		}
+		wantTops[b] = l
+	}
+	if _, ok := wantTops[aggregations.OtherBucket]; !ok {
+		t.Fatalf("setup: no %s in %v", aggregations.OtherBucket, wantTops)
+	}
+	for name, want := range map[string]any{"times_by_country": jsonValue(t, wantTimes), "top_ok_by_country": jsonValue(t, wantTops)} {
+		if len(got[name]) != 2 || !reflect.DeepEqual(got[name][0], want) || got[name][1] != nil {
+			t.Errorf("%s = %v, want [%v <nil>]", name, got[name], want)
+		}
+	}
+}
