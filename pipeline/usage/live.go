@@ -317,6 +317,14 @@ func (l *Live) Follow(ctx context.Context, conn kafka.Conn, topic string, from t
 	return Follow(ctx, conn, topic, from, log, l.AddRecord)
 }
 
+// followFetchMinBytes and followFetchMaxWait shape Follow's fetches: the
+// broker answers once 256 KiB (about a thousand records) are there, or
+// after 500 ms, so usage shows a lookup within about half a second.
+const (
+	followFetchMinBytes = 256 << 10
+	followFetchMaxWait  = 500 * time.Millisecond
+)
+
 // Follow is Live.Follow for any reader of lookup-log records: it passes
 // each decoded record to add (in one goroutine), so that several readers
 // (usage, served-value statistics) share one decode per record. The
@@ -336,7 +344,12 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, 
 	}
 	cl, err := kgo.NewClient(append(base,
 		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start),
-		kgo.MetadataMaxAge(5*time.Second))...)
+		kgo.MetadataMaxAge(5*time.Second),
+		// Under load, fewer and larger fetches (the broker answers once
+		// followFetchMinBytes are there): every replica's follower reads
+		// every replica's records, so per-fetch work on the broker and
+		// here adds up. A quiet log is seen within followFetchMaxWait.
+		kgo.FetchMinBytes(followFetchMinBytes), kgo.FetchMaxWait(followFetchMaxWait))...)
 	if err != nil {
 		return fmt.Errorf("lookup log client: %w", err)
 	}
