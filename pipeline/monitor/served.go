@@ -2,7 +2,9 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -104,8 +106,8 @@ func (s *Served) Longest() time.Duration { return slices.Max(s.o.Windows) }
 
 // Add observes the values of one lookup-log entry (with probability
 // Options.Sample) in every window its time falls in: its numbers
-// (Stats.Add), its lists (Stats.AddList) and its strings (Stats.AddString,
-// AddStringList).
+// (Stats.Add), its lists (Stats.AddList), its strings (Stats.AddString,
+// AddStringList), its bucketed and top_k values as lists (eachServedList).
 func (s *Served) Add(e *lookuplog.Entry) {
 	age := s.now - min(e.At, s.now)
 	in := false
@@ -147,6 +149,19 @@ func (s *Served) Add(e *lookuplog.Entry) {
 			}
 		}
 	}
+	eachServedList(e, func(id string, l []float64, ok bool) {
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				st.AddList(l, ok)
+			}
+		}
+	}, func(id string, l []string, ok bool) {
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				st.AddStringList(l, ok)
+			}
+		}
+	})
 }
 
 // addString adds a served string (nil: null) to st.
@@ -265,4 +280,71 @@ func ReadServed(ctx context.Context, conn kafka.Conn, topic string, o ServedOpti
 		return nil, fmt.Errorf("read the lookup log %s: %w", topic, err)
 	}
 	return s, nil
+}
+
+// eachServedList passes the bucketed and top_k values of e to num (numbers)
+// and str (strings) as lists, the way the baseline's statistics take them
+// (the workers' and backfill's): a bucketed feature's map as the list of
+// its non-null bucket values in bucket-key order (so the lengths are the
+// numbers of buckets and a null map is a null), a top_k value as the list
+// of its values, most frequent first, without the counts (booleans as 0
+// and 1). Per-bucket statistics are not kept: bucket keys are data, and a
+// Stats per key would not be bounded. A top_k text that does not parse
+// (no replica writes one) counts as a null.
+func eachServedList(e *lookuplog.Entry, num func(id string, l []float64, ok bool), str func(id string, l []string, ok bool)) {
+	for _, id := range slices.Sorted(maps.Keys(e.Buckets)) {
+		m := e.Buckets[id]
+		var l []float64
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if v := m[k]; v != nil {
+				l = append(l, *v)
+			}
+		}
+		num(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketStrings)) {
+		m := e.BucketStrings[id]
+		var l []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if v := m[k]; v != nil {
+				l = append(l, *v)
+			}
+		}
+		str(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.Tops)) {
+		t := e.Tops[id]
+		if t == nil {
+			num(id, nil, false)
+			continue
+		}
+		var top []struct {
+			Value any `json:"value"`
+		}
+		if err := json.Unmarshal(t.Value, &top); err != nil || top == nil {
+			num(id, nil, false)
+			continue
+		}
+		var nums []float64
+		var strs []string
+		for _, x := range top {
+			switch v := x.Value.(type) {
+			case string:
+				strs = append(strs, v)
+			case float64:
+				nums = append(nums, v)
+			case bool:
+				b := 0.0
+				if v {
+					b = 1
+				}
+				nums = append(nums, b)
+			}
+		}
+		if len(strs) > 0 {
+			str(id, strs, true)
+		} else {
+			num(id, nums, true)
+		}
+	}
 }

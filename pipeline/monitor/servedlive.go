@@ -75,7 +75,8 @@ func NewServedLive(o ServedLiveOptions) *ServedLive {
 	return &ServedLive{o: o, feats: map[string]map[string][]ring{}}
 }
 
-// Add observes one lookup-log entry: its numbers, lists and strings, in the
+// Add observes one lookup-log entry: its numbers, lists and strings, and
+// its bucketed and top_k values as lists (as Served.Add does), in the
 // sub-window of its request time in each window. It is AddRecord of the
 // entry.
 func (s *ServedLive) Add(e *lookuplog.Entry) {
@@ -139,6 +140,21 @@ func (s *ServedLive) AddRecord(e *lookuplog.Record) {
 				st.AddStringList(l.Values, l.OK)
 			}
 		}
+	}
+	if e.Entry != nil { // sections only encoding/json reads: buckets, bucket strings, tops
+		eachServedList(e.Entry, func(id string, l []float64, ok bool) {
+			for _, st := range s.slots(id, consumer, &pos) {
+				if st != nil {
+					st.AddList(l, ok)
+				}
+			}
+		}, func(id string, l []string, ok bool) {
+			for _, st := range s.slots(id, consumer, &pos) {
+				if st != nil {
+					st.AddStringList(l, ok)
+				}
+			}
+		})
 	}
 }
 
