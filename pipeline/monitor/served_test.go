@@ -344,7 +344,9 @@ func TestServedBucketsAndTops(t *testing.T) {
 			"Served": s.Stats(id, "fraud-api", time.Hour), "ServedLive": live.Stats(id, "fraud-api", time.Hour),
 			"decoded": decoded.Stats(id, "fraud-api", time.Hour),
 		} {
-			if got == nil || !reflect.DeepEqual(got.Summary(), w.Summary()) {
+			if got == nil {
+				t.Errorf("%s %s: no statistics, want %+v", name, id, w.Summary())
+			} else if !reflect.DeepEqual(got.Summary(), w.Summary()) {
 				t.Errorf("%s %s: %+v, want %+v", name, id, got.Summary(), w.Summary())
 			}
 		}
