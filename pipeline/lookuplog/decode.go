@@ -498,12 +498,73 @@ func (p *parser) int() (int64, bool) {
 }
 
 // float consumes a JSON number that is a finite float64 (encoding/json's
-// rule for a float64).
+// rule for a float64), with the value encoding/json gives (ParseFloat's,
+// correctly rounded). A decimal without an exponent whose digits fit 2^53
+// and whose fraction has at most 22 digits (what the lookup service writes
+// for most values) is the quotient of two exactly represented float64s,
+// which IEEE division rounds correctly: Clinger's fast path, computed here
+// while scanning the digits; anything else goes to strconv.ParseFloat.
 func (p *parser) float() (float64, bool) {
+	if x, ok := p.simpleFloat(); ok {
+		return x, true
+	}
 	text, _, ok := p.number()
 	if !ok {
 		return 0, false
 	}
 	x, err := strconv.ParseFloat(string(text), 64)
 	return x, err == nil
+}
+
+// pow10 are the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// simpleFloat consumes a number -?(0|[1-9][0-9]*)(\.[0-9]+)? whose digits,
+// read as an integer, are at most 2^53 (so at most 22 after the point), not
+// followed by an exponent, and returns its value (see float); ok false
+// consumes nothing.
+func (p *parser) simpleFloat() (float64, bool) {
+	b, i := p.b, p.i
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	var m uint64
+	digits, frac := 0, -1 // frac: digits after the point, -1 before it
+	start := i
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if digits == 1 && m == 0 && frac < 0 { // a leading zero: "01"
+				return 0, false
+			}
+			m = m*10 + uint64(c-'0')
+			digits++
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.' && frac < 0 && digits > 0:
+			frac = 0
+		default:
+			goto end
+		}
+		if digits > 19 { // m would overflow
+			return 0, false
+		}
+	}
+end:
+	if digits == 0 || frac == 0 || i == start || m > 1<<53 || (i < len(b) && (b[i] == 'e' || b[i] == 'E' || b[i] == '.')) {
+		return 0, false
+	}
+	x := float64(m) // exact: m <= 2^53
+	if frac > 0 {
+		x /= pow10[frac]
+	}
+	if neg {
+		x = -x
+	}
+	p.i = i
+	return x, true
 }

@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"testing"
+
+	"github.com/featurepipe/featurepipe/internal/jsonenc"
 )
 
 var decodeSeeds = []string{
@@ -254,5 +258,41 @@ func BenchmarkDecoder(b *testing.B) {
 		if err := d.Decode(benchRecord, &r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The float fast path gives ParseFloat's value, bit for bit (so -0 stays
+// -0), on numbers written as the lookup service writes them and as people
+// do, and leaves the rest (exponents, leading zeros, too many digits) to
+// ParseFloat.
+func TestSimpleFloatIsParseFloat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	texts := []string{"0", "-0", "0.0", "-0.5", "1", "10", "123.456", "9007199254740992", "9007199254740993", "0.1", "0.30000000000000004",
+		"1234567890123456789", "12345678901234567890", "0.0000000000000000000001", "0.00000000000000000000001", "00", "01", "1.", ".5", "-", "1e5", "1.5e-3", "1.5.3"}
+	for range 100_000 {
+		x := rng.ExpFloat64() * math.Pow(10, float64(rng.IntN(12)-4))
+		if rng.IntN(2) == 0 {
+			x = -x
+		}
+		texts = append(texts, string(jsonenc.AppendFloat(nil, x)), strconv.FormatFloat(x, 'f', rng.IntN(8), 64), strconv.FormatFloat(x, 'f', -1, 64))
+	}
+	fast := 0
+	for _, s := range texts {
+		p := parser{b: []byte(s + "}")}
+		got, ok := p.simpleFloat()
+		if !ok {
+			if p.i != 0 {
+				t.Fatalf("%q: not taken, but %d bytes consumed", s, p.i)
+			}
+			continue
+		}
+		fast++
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || p.i != len(s) || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("%q: fast path %v (consumed %d of %d), ParseFloat %v (%v)", s, got, p.i, len(s), want, err)
+		}
+	}
+	if fast < len(texts)/2 {
+		t.Errorf("fast path taken for %d of %d numbers; want most", fast, len(texts))
 	}
 }
