@@ -284,13 +284,15 @@ func ReadServed(ctx context.Context, conn kafka.Conn, topic string, o ServedOpti
 
 // eachServedList passes the bucketed and top_k values of e to num (numbers)
 // and str (strings) as lists, the way the baseline's statistics take them
-// (the workers' and backfill's): a bucketed feature's map as the list of
-// its non-null bucket values in bucket-key order (so the lengths are the
-// numbers of buckets and a null map is a null), a top_k value as the list
-// of its values, most frequent first, without the counts (booleans as 0
-// and 1). Per-bucket statistics are not kept: bucket keys are data, and a
-// Stats per key would not be bounded. A top_k text that does not parse
-// (no replica writes one) counts as a null.
+// (the workers' addBucketStats and backfill's): a bucketed feature's map as
+// the list of its non-null bucket values in bucket-key order (so the
+// lengths are the numbers of buckets and a null map is a null), a top_k
+// value as the list of its values, most frequent first, without the counts
+// (booleans as 0 and 1), and a bucketed list or top_k feature's map as its
+// buckets' lists (or top values) one after the other in bucket-key order.
+// Per-bucket statistics are not kept: bucket keys are data, and a Stats
+// per key would not be bounded. A top_k text that does not parse (no
+// replica writes one) counts as a null.
 func eachServedList(e *lookuplog.Entry, num func(id string, l []float64, ok bool), str func(id string, l []string, ok bool)) {
 	for _, id := range slices.Sorted(maps.Keys(e.Buckets)) {
 		m := e.Buckets[id]
@@ -313,38 +315,84 @@ func eachServedList(e *lookuplog.Entry, num func(id string, l []float64, ok bool
 		str(id, l, m != nil)
 	}
 	for _, id := range slices.Sorted(maps.Keys(e.Tops)) {
-		t := e.Tops[id]
-		if t == nil {
-			num(id, nil, false)
-			continue
-		}
-		var top []struct {
-			Value any `json:"value"`
-		}
-		if err := json.Unmarshal(t.Value, &top); err != nil || top == nil {
-			num(id, nil, false)
-			continue
-		}
-		var nums []float64
-		var strs []string
-		for _, x := range top {
-			switch v := x.Value.(type) {
-			case string:
-				strs = append(strs, v)
-			case float64:
-				nums = append(nums, v)
-			case bool:
-				b := 0.0
-				if v {
-					b = 1
-				}
-				nums = append(nums, b)
-			}
-		}
-		if len(strs) > 0 {
-			str(id, strs, true)
+		var tv topValues
+		if tv.add(e.Tops[id]) {
+			tv.pass(id, num, str)
 		} else {
-			num(id, nums, true)
+			num(id, nil, false)
 		}
 	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketLists)) {
+		m := e.BucketLists[id]
+		var l []float64
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			l = append(l, m[k]...)
+		}
+		num(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketStringLists)) {
+		m := e.BucketStringLists[id]
+		var l []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			l = append(l, m[k]...)
+		}
+		str(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketTops)) {
+		m := e.BucketTops[id]
+		if m == nil {
+			num(id, nil, false)
+			continue
+		}
+		var tv topValues
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			tv.add(m[k]) // a null or unreadable bucket adds nothing
+		}
+		tv.pass(id, num, str)
+	}
+}
+
+// topValues collects the values of served top_k texts, numbers and
+// strings apart.
+type topValues struct {
+	nums []float64
+	strs []string
+}
+
+// add appends the values of t, most frequent first; false if t is null or
+// does not parse.
+func (tv *topValues) add(t *lookuplog.ServedTop) bool {
+	if t == nil {
+		return false
+	}
+	var top []struct {
+		Value any `json:"value"`
+	}
+	if err := json.Unmarshal(t.Value, &top); err != nil || top == nil {
+		return false
+	}
+	for _, x := range top {
+		switch v := x.Value.(type) {
+		case string:
+			tv.strs = append(tv.strs, v)
+		case float64:
+			tv.nums = append(tv.nums, v)
+		case bool:
+			b := 0.0
+			if v {
+				b = 1
+			}
+			tv.nums = append(tv.nums, b)
+		}
+	}
+	return true
+}
+
+// pass gives the values collected to str if any is a string, else to num.
+func (tv *topValues) pass(id string, num func(string, []float64, bool), str func(string, []string, bool)) {
+	if len(tv.strs) > 0 {
+		str(id, tv.strs, true)
+		return
+	}
+	num(id, tv.nums, true)
 }

@@ -292,10 +292,12 @@ func TestServedStrings(t *testing.T) {
 }
 
 // TestServedBucketsAndTops: bucketed and top_k values served (lookup-log
-// "buckets", "bucket_strings", "tops") get the list statistics the
-// baseline keeps of them (backfill's bucketStats and topStats): a map as
-// the list of its non-null bucket values, a top_k value as its values
-// without the counts; a null map or top_k value is a null. The same for
+// "buckets", "bucket_strings", "tops", "bucket_lists",
+// "bucket_string_lists", "bucket_tops") get the list statistics the
+// baseline keeps of them (the workers' addBucketStats, backfill's
+// bucketStats and topStats): a map as the list of its non-null bucket
+// values, a top_k value as its values without the counts, a bucketed list
+// or top_k as its buckets' elements in key order; a null is a null. The same for
 // Served, ServedLive.Add and a record decoded by a lookuplog.Decoder.
 func TestServedBucketsAndTops(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -307,7 +309,8 @@ func TestServedBucketsAndTops(t *testing.T) {
 	decoded := NewServedLive(ServedLiveOptions{Now: func() time.Time { return now }})
 	var dec lookuplog.Decoder
 	var rec lookuplog.Record
-	want := map[string]*Stats{"b@1": NewStats(), "bs@1": NewStats(), "t@1": NewStats(), "ts@1": NewStats(), "tb@1": NewStats()}
+	want := map[string]*Stats{"b@1": NewStats(), "bs@1": NewStats(), "t@1": NewStats(), "ts@1": NewStats(), "tb@1": NewStats(),
+		"bl@1": NewStats(), "bsl@1": NewStats(), "bt@1": NewStats()}
 	f := func(x float64) *float64 { return &x }
 	str := func(x string) *string { return &x }
 	for i := range 120 {
@@ -319,10 +322,18 @@ func TestServedBucketsAndTops(t *testing.T) {
 			"ts@1": {Value: json.RawMessage(`[{"value":"atm","count":2}]`)},
 			"tb@1": {Value: json.RawMessage(`[{"value":true,"count":2},{"value":false,"count":1}]`)},
 		}
+		e.BucketLists = map[string]map[string][]float64{"bl@1": {"USD": {float64(i), 1}, "EUR": {5}, "GBP": nil}}
+		e.BucketStringLists = map[string]map[string][]string{"bsl@1": {"b": {"m-2"}, "a": {"m-1", "m-0"}}}
+		e.BucketTops = map[string]map[string]*lookuplog.ServedTop{"bt@1": {
+			"b": {Value: json.RawMessage(`[{"value":4,"count":2}]`)}, "a": {Value: json.RawMessage(fmt.Sprintf(`[{"value":%d,"count":1}]`, i%3))}}}
 		null := i%10 == 0 // null values
 		if null {
 			e.Buckets["b@1"], e.BucketStrings["bs@1"], e.Tops["t@1"] = nil, nil, nil
+			e.BucketLists["bl@1"], e.BucketTops["bt@1"] = nil, nil
 		}
+		want["bl@1"].AddList([]float64{5, float64(i), 1}, !null) // EUR, GBP (null), USD
+		want["bsl@1"].AddStringList([]string{"m-1", "m-0", "m-2"}, true)
+		want["bt@1"].AddList([]float64{float64(i % 3), 4}, !null)
 		want["b@1"].AddList([]float64{float64(i), 2}, !null) // EUR, __other__ (key order); USD null
 		want["bs@1"].AddStringList([]string{"m-1", fmt.Sprint("m-", i%3)}, !null)
 		want["t@1"].AddList([]float64{float64(i % 4), 7.5}, !null)
