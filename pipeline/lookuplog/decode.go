@@ -32,7 +32,7 @@ type Record struct {
 	// Entry is the record as encoding/json decoded it, set when the record
 	// has anything the hand-written path does not read (an escaped string,
 	// another member order, a section it does not know such as "buckets",
-	// "bucket_strings" or "tops"); nil otherwise. The slices above are
+	// "bucket_strings", "tops" or the bucketed lists and tops); nil otherwise. The slices above are
 	// then filled from it, and the sections they do not hold are only in
 	// Entry.
 	Entry *Entry
