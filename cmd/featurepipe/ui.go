@@ -56,7 +56,7 @@ func withUI(a *app, svc *lookup.Service, brokers []string, cfg *config.File, tok
 		// From 30 days back: enough to tell unused versions, without
 		// replaying a longer retention at every start.
 		return featureusage.Follow(ctx, kafka.ConnOf(brokers, cfg), cfg.Kafka.LookupLogTopic, time.Now().Add(-featureusage.UnusedAfter), log.Named("usage"),
-			func(e *lookuplog.Entry) { live.Add(e); served.Add(e) })
+			func(r *lookuplog.Record) { live.AddRecord(r); served.AddRecord(r) })
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", u)

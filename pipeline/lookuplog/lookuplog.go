@@ -3,7 +3,9 @@
 // skew` replays as a spine through the backfill engine: what was served, for
 // which key, as of which time, to which consumer. The lookup service writes
 // records with the Append functions (no allocation), everything else with
-// Encode, and every reader decodes with Decode: one encoding, one place.
+// Encode, and every reader decodes with Decode (an Entry of maps) or, to
+// follow every record, a Decoder (a reused Record of slices): one encoding,
+// one place.
 //
 // Record key: the entity key. Value: the JSON object
 //

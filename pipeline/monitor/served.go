@@ -2,7 +2,9 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -104,8 +106,8 @@ func (s *Served) Longest() time.Duration { return slices.Max(s.o.Windows) }
 
 // Add observes the values of one lookup-log entry (with probability
 // Options.Sample) in every window its time falls in: its numbers
-// (Stats.Add), its lists (Stats.AddList) and its strings (Stats.AddString,
-// AddStringList).
+// (Stats.Add), its lists (Stats.AddList), its strings (Stats.AddString,
+// AddStringList), its bucketed and top_k values as lists (eachServedList).
 func (s *Served) Add(e *lookuplog.Entry) {
 	age := s.now - min(e.At, s.now)
 	in := false
@@ -147,6 +149,19 @@ func (s *Served) Add(e *lookuplog.Entry) {
 			}
 		}
 	}
+	eachServedList(e, func(id string, l []float64, ok bool) {
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				st.AddList(l, ok)
+			}
+		}
+	}, func(id string, l []string, ok bool) {
+		for i, st := range s.stats(id, consumer) {
+			if age <= s.o.Windows[i].Milliseconds() {
+				st.AddStringList(l, ok)
+			}
+		}
+	})
 }
 
 // addString adds a served string (nil: null) to st.
@@ -265,4 +280,119 @@ func ReadServed(ctx context.Context, conn kafka.Conn, topic string, o ServedOpti
 		return nil, fmt.Errorf("read the lookup log %s: %w", topic, err)
 	}
 	return s, nil
+}
+
+// eachServedList passes the bucketed and top_k values of e to num (numbers)
+// and str (strings) as lists, the way the baseline's statistics take them
+// (the workers' addBucketStats and backfill's): a bucketed feature's map as
+// the list of its non-null bucket values in bucket-key order (so the
+// lengths are the numbers of buckets and a null map is a null), a top_k
+// value as the list of its values, most frequent first, without the counts
+// (booleans as 0 and 1), and a bucketed list or top_k feature's map as its
+// buckets' lists (or top values) one after the other in bucket-key order.
+// Per-bucket statistics are not kept: bucket keys are data, and a Stats
+// per key would not be bounded. A top_k text that does not parse (no
+// replica writes one) counts as a null.
+func eachServedList(e *lookuplog.Entry, num func(id string, l []float64, ok bool), str func(id string, l []string, ok bool)) {
+	for _, id := range slices.Sorted(maps.Keys(e.Buckets)) {
+		m := e.Buckets[id]
+		var l []float64
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if v := m[k]; v != nil {
+				l = append(l, *v)
+			}
+		}
+		num(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketStrings)) {
+		m := e.BucketStrings[id]
+		var l []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if v := m[k]; v != nil {
+				l = append(l, *v)
+			}
+		}
+		str(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.Tops)) {
+		var tv topValues
+		if tv.add(e.Tops[id]) {
+			tv.pass(id, num, str)
+		} else {
+			num(id, nil, false)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketLists)) {
+		m := e.BucketLists[id]
+		var l []float64
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			l = append(l, m[k]...)
+		}
+		num(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketStringLists)) {
+		m := e.BucketStringLists[id]
+		var l []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			l = append(l, m[k]...)
+		}
+		str(id, l, m != nil)
+	}
+	for _, id := range slices.Sorted(maps.Keys(e.BucketTops)) {
+		m := e.BucketTops[id]
+		if m == nil {
+			num(id, nil, false)
+			continue
+		}
+		var tv topValues
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			tv.add(m[k]) // a null or unreadable bucket adds nothing
+		}
+		tv.pass(id, num, str)
+	}
+}
+
+// topValues collects the values of served top_k texts, numbers and
+// strings apart.
+type topValues struct {
+	nums []float64
+	strs []string
+}
+
+// add appends the values of t, most frequent first; false if t is null or
+// does not parse.
+func (tv *topValues) add(t *lookuplog.ServedTop) bool {
+	if t == nil {
+		return false
+	}
+	var top []struct {
+		Value any `json:"value"`
+	}
+	if err := json.Unmarshal(t.Value, &top); err != nil || top == nil {
+		return false
+	}
+	for _, x := range top {
+		switch v := x.Value.(type) {
+		case string:
+			tv.strs = append(tv.strs, v)
+		case float64:
+			tv.nums = append(tv.nums, v)
+		case bool:
+			b := 0.0
+			if v {
+				b = 1
+			}
+			tv.nums = append(tv.nums, b)
+		}
+	}
+	return true
+}
+
+// pass gives the values collected to str if any is a string, else to num.
+func (tv *topValues) pass(id string, num func(string, []float64, bool), str func(string, []string, bool)) {
+	if len(tv.strs) > 0 {
+		str(id, tv.strs, true)
+		return
+	}
+	num(id, tv.nums, true)
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -287,5 +288,81 @@ func TestServedStrings(t *testing.T) {
 	}
 	if got := live.Stats("m@1", "fraud-api", time.Hour); got == nil || got.Summary().Top[0].Value != "atm" {
 		t.Errorf("ServedLive m@1: %+v, want atm the top value", got)
+	}
+}
+
+// TestServedBucketsAndTops: bucketed and top_k values served (lookup-log
+// "buckets", "bucket_strings", "tops", "bucket_lists",
+// "bucket_string_lists", "bucket_tops") get the list statistics the
+// baseline keeps of them (the workers' addBucketStats, backfill's
+// bucketStats and topStats): a map as the list of its non-null bucket
+// values, a top_k value as its values without the counts, a bucketed list
+// or top_k as its buckets' elements in key order; a null is a null. The same for
+// Served, ServedLive.Add and a record decoded by a lookuplog.Decoder.
+func TestServedBucketsAndTops(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	s, err := NewServed(ServedOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := NewServedLive(ServedLiveOptions{Now: func() time.Time { return now }})
+	decoded := NewServedLive(ServedLiveOptions{Now: func() time.Time { return now }})
+	var dec lookuplog.Decoder
+	var rec lookuplog.Record
+	want := map[string]*Stats{"b@1": NewStats(), "bs@1": NewStats(), "t@1": NewStats(), "ts@1": NewStats(), "tb@1": NewStats(),
+		"bl@1": NewStats(), "bsl@1": NewStats(), "bt@1": NewStats()}
+	f := func(x float64) *float64 { return &x }
+	str := func(x string) *string { return &x }
+	for i := range 120 {
+		e := entry("fraud-api", now.Add(-time.Minute).UnixMilli(), map[string]*float64{})
+		e.Buckets = map[string]map[string]*float64{"b@1": {"EUR": f(float64(i)), "USD": nil, "__other__": f(2)}}
+		e.BucketStrings = map[string]map[string]*string{"bs@1": {"EUR": str("m-1"), "GBP": str(fmt.Sprint("m-", i%3))}}
+		e.Tops = map[string]*lookuplog.ServedTop{
+			"t@1":  {Value: json.RawMessage(fmt.Sprintf(`[{"value":%d,"count":3},{"value":7.5,"count":1}]`, i%4))},
+			"ts@1": {Value: json.RawMessage(`[{"value":"atm","count":2}]`)},
+			"tb@1": {Value: json.RawMessage(`[{"value":true,"count":2},{"value":false,"count":1}]`)},
+		}
+		e.BucketLists = map[string]map[string][]float64{"bl@1": {"USD": {float64(i), 1}, "EUR": {5}, "GBP": nil}}
+		e.BucketStringLists = map[string]map[string][]string{"bsl@1": {"b": {"m-2"}, "a": {"m-1", "m-0"}}}
+		e.BucketTops = map[string]map[string]*lookuplog.ServedTop{"bt@1": {
+			"b": {Value: json.RawMessage(`[{"value":4,"count":2}]`)}, "a": {Value: json.RawMessage(fmt.Sprintf(`[{"value":%d,"count":1}]`, i%3))}}}
+		null := i%10 == 0 // null values
+		if null {
+			e.Buckets["b@1"], e.BucketStrings["bs@1"], e.Tops["t@1"] = nil, nil, nil
+			e.BucketLists["bl@1"], e.BucketTops["bt@1"] = nil, nil
+		}
+		want["bl@1"].AddList([]float64{5, float64(i), 1}, !null) // EUR, GBP (null), USD
+		want["bsl@1"].AddStringList([]string{"m-1", "m-0", "m-2"}, true)
+		want["bt@1"].AddList([]float64{float64(i % 3), 4}, !null)
+		want["b@1"].AddList([]float64{float64(i), 2}, !null) // EUR, __other__ (key order); USD null
+		want["bs@1"].AddStringList([]string{"m-1", fmt.Sprint("m-", i%3)}, !null)
+		want["t@1"].AddList([]float64{float64(i % 4), 7.5}, !null)
+		want["ts@1"].AddStringList([]string{"atm"}, true)
+		want["tb@1"].AddList([]float64{1, 0}, true)
+		s.Add(e)
+		live.Add(e)
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dec.Decode(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		decoded.AddRecord(&rec)
+	}
+	for id, w := range want {
+		for name, got := range map[string]*Stats{
+			"Served": s.Stats(id, "fraud-api", time.Hour), "ServedLive": live.Stats(id, "fraud-api", time.Hour),
+			"decoded": decoded.Stats(id, "fraud-api", time.Hour),
+		} {
+			if got == nil {
+				t.Errorf("%s %s: no statistics, want %+v", name, id, w.Summary())
+			} else if !reflect.DeepEqual(got.Summary(), w.Summary()) {
+				t.Errorf("%s %s: %+v, want %+v", name, id, got.Summary(), w.Summary())
+			}
+		}
+	}
+	if sum := s.Stats("b@1", "fraud-api", time.Hour).Summary(); sum.Kind != KindList || sum.Nulls != 12 || *sum.Length.Max != 2 {
+		t.Errorf("b@1: %+v: want lists of 2 buckets, 12 null maps", sum)
 	}
 }

@@ -2,9 +2,13 @@ package monitor
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
 
 // TestServedLiveRollingWindows: entries arriving in any order land in the
@@ -107,6 +111,95 @@ func BenchmarkServedLiveCheck(b *testing.B) {
 	for b.Loop() {
 		if len(s.Check("a@1", bl, Thresholds{PSI: 0.2}, 100)) != 6 {
 			b.Fatal("want 6 reports")
+		}
+	}
+}
+
+// BenchmarkServedLiveAddRecord is the web catalog's follower observing one
+// lookup-log record of the wrk benchmark's shape (README "Lookup handler":
+// one key, 7 number features, one of them null) at the current time.
+func BenchmarkServedLiveAddRecord(b *testing.B) {
+	now := time.Now()
+	s := NewServedLive(ServedLiveOptions{Now: func() time.Time { return now }})
+	rng := rand.New(rand.NewPCG(1, 2))
+	recs := make([]lookuplog.Record, 1024)
+	for i := range recs {
+		r := &recs[i]
+		r.Entity, r.Key, r.At, r.Consumer = "user", fmt.Sprintf("u%04d", i), now.UnixMilli(), "anonymous"
+		for f := range 7 {
+			r.Features = append(r.Features, lookuplog.Feature{ID: fmt.Sprintf("feature_%d@1", f), Value: rng.ExpFloat64() * 50, OK: f != 3})
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.AddRecord(&recs[i%len(recs)])
+		i++
+	}
+}
+
+// TestServedLiveSamplesPastThinAfter: past ServedThinAfter values in a
+// sub-window, the statistics stay within the error ServedThinAfter states
+// (checked at about twice it, so that a correct sample fails with a
+// negligible probability), while counts and nulls stay exact; PSI against
+// the values' own distribution stays near 0. A wrong weight (a value
+// counted once instead of w times) moves the quantiles of this skewed,
+// drifting stream by far more.
+func TestServedLiveSamplesPastThinAfter(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 34, 0, 0, time.UTC)
+	s := NewServedLive(ServedLiveOptions{Now: func() time.Time { return now }})
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 30 * ServedThinAfter
+	var xs []float64
+	nulls := 0
+	base := NewStats()
+	var r lookuplog.Record
+	for i := range n {
+		// exponential whose scale grows along the stream: the later
+		// (sampled, heavier) values differ from the first (exact) ones
+		f := lookuplog.Feature{ID: "a@1"}
+		if rng.IntN(10) > 0 {
+			f.Value, f.OK = rng.ExpFloat64()*(1+3*float64(i)/n), true
+			xs = append(xs, f.Value)
+			base.AddValue(f.Value)
+		} else {
+			nulls++
+		}
+		r = lookuplog.Record{Entity: "user", Key: "k", At: now.UnixMilli() - int64(i%1000), Consumer: "c", Features: []lookuplog.Feature{f}}
+		s.AddRecord(&r)
+	}
+	slices.Sort(xs)
+	mean, m2 := 0.0, 0.0
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	for _, x := range xs {
+		m2 += (x - mean) * (x - mean)
+	}
+	sd := math.Sqrt(m2 / float64(len(xs)-1))
+	for _, w := range []time.Duration{time.Hour, 24 * time.Hour} {
+		st := s.Stats("a@1", "c", w)
+		sum := st.Summary()
+		if sum.Count != n || sum.Nulls != int64(nulls) {
+			t.Fatalf("%s: count %d nulls %d, want exactly %d and %d", w, sum.Count, sum.Nulls, n, nulls)
+		}
+		if math.Abs(*sum.Mean-mean) > 0.04*sd {
+			t.Errorf("%s: mean %v, want %v ± 4%% of the standard deviation %v", w, *sum.Mean, mean, sd)
+		}
+		if math.Abs(*sum.Stddev-sd) > 0.08*sd {
+			t.Errorf("%s: stddev %v, want %v ± 8%%", w, *sum.Stddev, sd)
+		}
+		for _, q := range []float64{0.01, 0.1, 0.5, 0.9, 0.99} {
+			got := sum.Quantiles[fmt.Sprintf("p%d", int(math.Round(q*100)))]
+			lo := xs[int(math.Max(0, q-0.02)*float64(len(xs)-1))] * (1 - 2*RelativeAccuracy)
+			hi := xs[int(math.Min(1, q+0.02)*float64(len(xs)-1))] * (1 + 2*RelativeAccuracy)
+			if got < lo || got > hi {
+				t.Errorf("%s: p%v %v, want within ranks ±2%% of the true one: [%v, %v]", w, q*100, got, lo, hi)
+			}
+		}
+		if psi, ok := PSI(base, st); !ok || psi > 0.01 {
+			t.Errorf("%s: PSI against the exact statistics of the same values %v (ok %v), want < 0.01", w, psi, ok)
 		}
 	}
 }

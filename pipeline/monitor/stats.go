@@ -18,6 +18,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
+	"math/rand/v2"
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/mapping"
@@ -70,6 +72,9 @@ type Stats struct {
 	max  float64
 	// sketch holds the non-null, finite values.
 	sketch *ddsketch.DDSketch
+	// thinAfter, when > 0, makes AddValue sample numbers past that many
+	// (see newThinnedStats); 0: every number is added.
+	thinAfter int64
 }
 
 // logMapping is the index mapping of every sketch (immutable, shared). Its
@@ -79,6 +84,23 @@ var logMapping, logMappingErr = mapping.NewLogarithmicMapping(RelativeAccuracy)
 // NewStats returns empty statistics.
 func NewStats() *Stats {
 	return &Stats{sketch: ddsketch.NewDDSketch(logMapping, store.NewCollapsingLowestDenseStore(maxBins), store.NewCollapsingLowestDenseStore(maxBins))}
+}
+
+// newThinnedStats returns empty statistics that add every number value
+// until they hold k (count - nulls >= k), then each next one with
+// probability 1/w and weight w, w the smallest power of two above
+// (count - nulls) / k: an unbiased sample (the weights add up to the number
+// of values in expectation) of at least about k values, whose effective
+// size (Kish's, (Σw)²/Σw²) stays above 1.3k however many are added, so
+// that adding a value past k costs a counter and a random draw rather than
+// a sketch insert. Count, nulls, the null rate, min and max of the kept
+// values are exact for counts and nulls; the mean, standard deviation,
+// quantiles and drift are estimates from the sample (see ServedLive for the
+// error). Lists and strings are not sampled.
+func newThinnedStats(k int64) *Stats {
+	s := NewStats()
+	s.thinAfter = k
+	return s
 }
 
 // Add adds one value; nil is a null. NaN and infinities count as nulls.
@@ -105,6 +127,15 @@ func (s *Stats) AddValue(x float64) {
 	}
 	s.setKind(KindNumber)
 	s.count++
+	if n := s.count - s.nulls; s.thinAfter > 0 && n > s.thinAfter {
+		// weight: the smallest power of two above (n-1)/thinAfter
+		w := int64(1) << bits.Len64(uint64((n-1)/s.thinAfter))
+		if rand.Uint64()&uint64(w-1) != 0 {
+			return
+		}
+		s.addWeighted(x, w)
+		return
+	}
 	s.addNumber(x)
 }
 
@@ -129,6 +160,22 @@ func (s *Stats) addNumber(x float64) {
 	s.mean += d / float64(n+1)
 	s.m2 += d * (x - s.mean)
 	_ = s.sketch.Add(x) // fails only for values the mapping cannot index (beyond ±1e307)
+}
+
+// addWeighted adds x with weight w (it stands for w values) to the
+// moments and the sketch: West's weighted form of Welford's update.
+func (s *Stats) addWeighted(x float64, w int64) {
+	n := s.values
+	if n == 0 {
+		s.min, s.max = x, x
+	} else {
+		s.min, s.max = min(s.min, x), max(s.max, x)
+	}
+	s.values += w
+	d := x - s.mean
+	s.mean += d * float64(w) / float64(s.values)
+	s.m2 += float64(w) * d * (x - s.mean)
+	_ = s.sketch.AddWithCount(x, float64(w))
 }
 
 // AddList adds one list value (ok false: a null, e.g. an empty window):

@@ -195,23 +195,23 @@ func TestLiveFollow(t *testing.T) {
 }
 
 // BenchmarkLiveAdd is the web catalog's usage follower counting one
-// lookup-log entry of a one-key request of 7 features (the wrk benchmark's
-// shape, README "Lookup handler").
+// lookup-log record of a one-key request of 7 features (the wrk benchmark's
+// shape, README "Lookup handler") as Follow passes it (AddRecord).
 func BenchmarkLiveAdd(b *testing.B) {
 	l := NewLive()
-	feats := map[string]*float64{}
+	var feats []lookuplog.Feature
 	for i := range 7 {
-		feats[fmt.Sprintf("feature_%d@1", i)] = nil
+		feats = append(feats, lookuplog.Feature{ID: fmt.Sprintf("feature_%d@1", i)})
 	}
-	es := make([]*lookuplog.Entry, 1<<18) // more than liveRequests: every request is new
-	for i := range es {
-		es[i] = &lookuplog.Entry{Entity: "user", Key: fmt.Sprintf("u%04d", i), At: now.UnixMilli(),
+	rs := make([]lookuplog.Record, 1<<18) // more than liveRequests: every request is new
+	for i := range rs {
+		rs[i] = lookuplog.Record{Entity: "user", Key: fmt.Sprintf("u%04d", i), At: now.UnixMilli(),
 			Request: fmt.Sprintf("0123456789abcdef-%x", i), Features: feats}
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		l.Add(es[i%len(es)])
+		l.AddRecord(&rs[i%len(rs)])
 		i++
 	}
 }
