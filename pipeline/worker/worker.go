@@ -272,12 +272,15 @@ type partState struct {
 	// read and decoded again (Worker.entity). Bounded over all partitions
 	// by MaxCachedEntities, the least recently touched going first
 	// (publisher.evictKeptLocked).
-	kept     map[string]*entityState
-	dirty    map[dirtyTile]int64
-	pending  bool  // in Worker.pending
-	staged   int64 // next offset once the staged batch commits
-	applied  int   // events applied in the staged batch
-	modified []*entityState
+	kept  map[string]*entityState
+	dirty map[dirtyTile]int64
+	// cacheBusiest and dirtyBusiest are the most entries cache and dirty
+	// held at a publication since they were allocated (see emptied).
+	cacheBusiest, dirtyBusiest int
+	pending                    bool  // in Worker.pending
+	staged                     int64 // next offset once the staged batch commits
+	applied                    int   // events applied in the staged batch
+	modified                   []*entityState
 
 	// Scratch of applyPartition, which runs for different partitions in
 	// parallel: each partition owns its own.
