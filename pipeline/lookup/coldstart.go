@@ -24,7 +24,8 @@ import (
 )
 
 // coldStart fills an empty view from the newest snapshots that together
-// cover every source partition (merged and ingested as one sstable, see
+// cover every source partition (opened by snapshot.Store.OpenNewest: one
+// download and checksum of each file; merged and ingested, see
 // ingestSnapshots), and records per feature-log partition the
 // offset to continue from: the smallest offset any chosen snapshot
 // corresponds to (0 where one of them has none), so that nothing published
@@ -50,16 +51,21 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 			want = append(want, snapshot.TopicPartition{Topic: src.Topic, Partition: p})
 		}
 	}
-	choices, problems, err := s.o.Snapshots.Newest(ctx, want, nil)
+	opened, problems, err := s.o.Snapshots.OpenNewest(ctx, want, nil)
 	if err != nil {
 		return fmt.Errorf("choose snapshots: %w", err)
 	}
+	defer func() {
+		for _, o := range opened {
+			o.Reader.Close()
+		}
+	}()
 	for _, p := range problems {
 		s.log.Warn("corrupt or partial snapshot skipped", zap.Error(p))
 	}
-	if len(choices) < len(want) {
+	if len(opened) < len(want) {
 		s.log.Info("no snapshots cover every source partition; replaying the whole feature log",
-			zap.Int("covered", len(choices)), zap.Int("partitions", len(want)))
+			zap.Int("covered", len(opened)), zap.Int("partitions", len(want)))
 		return nil
 	}
 	start := map[int32]int64{}
@@ -68,13 +74,14 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 	}
 	ids := map[string]bool{}
 	byEntity := map[string][]*snapshotInput{} // the files to merge, by entity
-	for _, c := range choices {
+	for _, o := range opened {
+		c := o.Choice
 		src, ok := s.o.Config.SourceByTopic(c.Source.Topic)
 		if !ok || src.Entity == nil {
 			continue
 		}
 		ids[c.Manifest.ID] = true
-		byEntity[src.Entity.Name] = append(byEntity[src.Entity.Name], &snapshotInput{choice: c, updated: c.Manifest.CreatedAt.UnixMilli()})
+		byEntity[src.Entity.Name] = append(byEntity[src.Entity.Name], &snapshotInput{choice: c, updated: c.Manifest.CreatedAt.UnixMilli(), r: o.Reader})
 		have := map[int32]int64{}
 		for _, lp := range c.Manifest.FeatureLog {
 			have[lp.Partition] = lp.Offset
@@ -104,7 +111,7 @@ func (s *Service) coldStart(ctx context.Context, admin *kgo.Client, logPartition
 	if err := s.o.Store.Commit(b); err != nil {
 		return err
 	}
-	s.log.Info("view loaded from snapshots", zap.Int("snapshots", len(ids)), zap.Int("partitions", len(choices)),
+	s.log.Info("view loaded from snapshots", zap.Int("snapshots", len(ids)), zap.Int("partitions", len(opened)),
 		zap.Int64("entity_values", entities), zap.Any("feature_log_from", start), zap.Duration("took", time.Since(t0)))
 	return nil
 }
@@ -137,7 +144,7 @@ func (in *snapshotInput) next() error {
 const coldChunkBytes = 8 << 20
 
 // ingestSnapshots builds the view of every entity from the snapshot files
-// of byEntity and ingests it into the empty store (state.Store.IngestTables):
+// of byEntity (open: each input's r, at its start) and ingests it into the empty store (state.Store.IngestTables):
 // no read of the store, no memtable, no compaction. Each file holds one
 // source partition's state of one entity type in entity-key order, so a
 // merge of an entity type's files visits its entities in view-key order and
@@ -163,41 +170,6 @@ func (s *Service) ingestSnapshots(ctx context.Context, byEntity map[string][]*sn
 		names = append(names, name)
 	}
 	slices.SortFunc(names, func(a, b string) int { return bytes.Compare(prefix(a), prefix(b)) })
-	defer func() {
-		for _, ins := range byEntity {
-			for _, in := range ins {
-				if in.r != nil {
-					in.r.Close()
-				}
-			}
-		}
-	}()
-	// Download and verify the files side by side: I/O and checksums.
-	var wg sync.WaitGroup
-	files := 0
-	for _, ins := range byEntity {
-		files += len(ins)
-	}
-	errs := make(chan error, files)
-	for _, name := range names {
-		for _, in := range byEntity[name] {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r, err := s.o.Snapshots.Open(ctx, in.choice.Manifest, in.choice.Source.File)
-				if err != nil {
-					errs <- err
-					return
-				}
-				in.r = r
-			}()
-		}
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return 0, err
-	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	workers := runtime.GOMAXPROCS(0)

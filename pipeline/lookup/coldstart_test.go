@@ -64,7 +64,7 @@ func benchColdFeatures(tb testing.TB) []coldFeature {
 // would: entity i is in partition i%parts, and every fifth entity also in
 // the next partition (two producers' partitioners), with other features
 // in a different order there. It returns the inputs ingestSnapshots takes.
-func writeColdSnapshot(tb testing.TB, dir string, n, parts int, features []coldFeature) (*snapshot.Store, map[string][]*snapshotInput) {
+func writeColdSnapshot(tb testing.TB, dir string, n, parts int, features []coldFeature) (*snapshot.Store, *snapshot.Manifest) {
 	tb.Helper()
 	ctx := context.Background()
 	b, err := snapshot.NewDirBackend(dir)
@@ -125,15 +125,20 @@ func writeColdSnapshot(tb testing.TB, dir string, n, parts int, features []coldF
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return store, coldInputs(m)
+	return store, m
 }
 
 // coldInputs are the inputs of ingestSnapshots for every file of m, in
-// manifest order, as entity type "user".
-func coldInputs(m *snapshot.Manifest) map[string][]*snapshotInput {
+// manifest order, as entity type "user", open; the test closes them.
+func coldInputs(tb testing.TB, snaps *snapshot.Store, m *snapshot.Manifest) map[string][]*snapshotInput {
 	byEntity := map[string][]*snapshotInput{}
 	for _, sp := range m.Sources {
-		byEntity["user"] = append(byEntity["user"], &snapshotInput{choice: snapshot.Choice{Manifest: m, Source: sp}, updated: m.CreatedAt.UnixMilli()})
+		r, err := snaps.Open(context.Background(), m, sp.File)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { r.Close() })
+		byEntity["user"] = append(byEntity["user"], &snapshotInput{choice: snapshot.Choice{Manifest: m, Source: sp}, updated: m.CreatedAt.UnixMilli(), r: r})
 	}
 	return byEntity
 }
@@ -142,21 +147,12 @@ func coldInputs(m *snapshot.Manifest) map[string][]*snapshotInput {
 // first version of ingestSnapshots built it (one merge, one full decode and
 // re-encode of every entity, in one goroutine): the reference the parallel
 // ingestion must match byte for byte.
-func referenceViews(tb testing.TB, snaps *snapshot.Store, byEntity map[string][]*snapshotInput) (ks, vs [][]byte) {
+func referenceViews(tb testing.TB, byEntity map[string][]*snapshotInput) (ks, vs [][]byte) {
 	tb.Helper()
-	ctx := context.Background()
 	prefix := func(name string) []byte { return keys.View(nil, name, "") }
 	names := make([]string, 0, len(byEntity))
-	for name, ins := range byEntity {
+	for name := range byEntity {
 		names = append(names, name)
-		for _, in := range ins {
-			r, err := snaps.Open(ctx, in.choice.Manifest, in.choice.Source.File)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			defer r.Close()
-			in.r = r
-		}
 	}
 	slices.SortFunc(names, func(a, b string) int { return bytes.Compare(prefix(a), prefix(b)) })
 	var e entityView
@@ -204,11 +200,6 @@ func referenceViews(tb testing.TB, snaps *snapshot.Store, byEntity map[string][]
 			ks, vs = append(ks, k), append(vs, e.encode(nil))
 		}
 	}
-	for _, ins := range byEntity {
-		for _, in := range ins {
-			in.r, in.ok, in.key = nil, false, nil
-		}
-	}
 	return ks, vs
 }
 
@@ -236,8 +227,8 @@ func storeViews(tb testing.TB, st *state.Store) (ks, vs [][]byte) {
 // into, and every entity is there once.
 func TestColdStartViewsAreTheReferenceViews(t *testing.T) {
 	const n = 8_000
-	snaps, byEntity := writeColdSnapshot(t, t.TempDir(), n, 3, richColdFeatures(t))
-	wantK, wantV := referenceViews(t, snaps, byEntity)
+	snaps, m := writeColdSnapshot(t, t.TempDir(), n, 3, richColdFeatures(t))
+	wantK, wantV := referenceViews(t, coldInputs(t, snaps, m))
 	if len(wantK) != n {
 		t.Fatalf("the reference has %d views, want %d", len(wantK), n)
 	}
@@ -249,7 +240,7 @@ func TestColdStartViewsAreTheReferenceViews(t *testing.T) {
 			}
 			defer st.Close()
 			s := &Service{o: Options{Store: st, Snapshots: snaps}, log: zap.NewNop()}
-			got, err := s.ingestSnapshots(context.Background(), coldInputs(byEntity["user"][0].choice.Manifest), chunk)
+			got, err := s.ingestSnapshots(context.Background(), coldInputs(t, snaps, m), chunk)
 			if err != nil || got != n {
 				t.Fatalf("ingestSnapshots = %d, %v; want %d entities", got, err, n)
 			}
@@ -279,8 +270,7 @@ func BenchmarkColdStartIngest(b *testing.B) {
 		}
 	}
 	dir := b.TempDir()
-	snaps, byEntity := writeColdSnapshot(b, filepath.Join(dir, "snapshots"), n, 6, benchColdFeatures(b))
-	m := byEntity["user"][0].choice.Manifest
+	snaps, m := writeColdSnapshot(b, filepath.Join(dir, "snapshots"), n, 6, benchColdFeatures(b))
 	var snapBytes int64
 	for _, f := range m.Files {
 		snapBytes += f.Size
@@ -294,7 +284,7 @@ func BenchmarkColdStartIngest(b *testing.B) {
 		}
 		s := &Service{o: Options{Store: st, Snapshots: snaps}, log: zap.NewNop()}
 		t0 := time.Now()
-		got, err := s.ingestSnapshots(context.Background(), coldInputs(m), 0)
+		got, err := s.ingestSnapshots(context.Background(), coldInputs(b, snaps, m), 0)
 		if err != nil || got != int64(n) {
 			b.Fatalf("ingestSnapshots = %d, %v; want %d entities", got, err, n)
 		}
