@@ -263,6 +263,9 @@ func mergeSnapshots(ctx context.Context, names []string, byEntity map[string][]*
 		}
 		select {
 		case cur = <-free:
+			if cap(cur.buf) == 0 { // a new chunk: one allocation, not a doubling series
+				cur.buf = make([]byte, 0, chunkBytes+chunkBytes/4)
+			}
 			return nil
 		case <-ctx.Done():
 			return context.Cause(ctx)
