@@ -3,12 +3,14 @@ package lookup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -295,5 +297,62 @@ func BenchmarkColdStartIngest(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+	}
+}
+
+// A snapshot value that does not decode (its file's checksum is right: the
+// worker wrote it so) fails the ingestion wherever its chunk is built:
+// nothing is ingested, no table is left behind, and the caller replays the
+// feature log instead.
+func TestColdStartCorruptValueIngestsNothing(t *testing.T) {
+	ctx := context.Background()
+	b, err := snapshot.NewDirBackend(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps := snapshot.NewStore(b, 0)
+	w := aggregations.Window{Size: aggregations.Day, Hop: aggregations.Hour}
+	var good aggregations.Series
+	good.Apply(w, aggregations.Event{TS: 1_700_000_000_000, Value: 1}, aggregations.NoClock)
+	value := entity.Append(nil, []string{"f@1"}, []aggregations.Series{good})
+	const n, bad = 20_000, 15_000
+	m, err := snaps.Write(ctx, snapshot.Manifest{Worker: "w"}, []snapshot.PartitionData{{Topic: "tx", Partition: 0, NextOffset: 1,
+		Iter: func(yield func(key, value []byte) bool) error {
+			for i := range n {
+				v := value
+				if i == bad {
+					v = append(slices.Clone(value[:len(value)-2]), 0xff, 0xff)
+				}
+				if !yield(keys.State(nil, "tx", 0, fmt.Sprintf("user-%07d", i)), v) {
+					return nil
+				}
+			}
+			return nil
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := state.Open(dir, state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := &Service{o: Options{Store: st, Snapshots: snaps}, log: zap.NewNop()}
+	got, err := s.ingestSnapshots(ctx, coldInputs(t, snaps, m), 16<<10)
+	if !errors.Is(err, aggregations.ErrCorrupt) || got != 0 {
+		t.Fatalf("ingestSnapshots = %d, %v; want an error wrapping ErrCorrupt", got, err)
+	}
+	if ks, _ := storeViews(t, st); len(ks) != 0 {
+		t.Fatalf("%d keys in the store after a failed ingestion, first %q", len(ks), ks[0])
+	}
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range names {
+		if strings.HasPrefix(e.Name(), "featurepipe-ingest-") {
+			t.Errorf("%s left in the store's directory", e.Name())
+		}
 	}
 }
