@@ -136,6 +136,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLookupEndpointDecoders -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzAuthorization -fuzztime 60s ./pipeline/lookup/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./schemas/
+	$(GO) test -run '^$$' -fuzz FuzzFastDecodeEqualsGeneric -fuzztime 60s ./pipeline/events/
 	$(GO) test -run '^$$' -fuzz FuzzAppendFlatJSON -fuzztime 60s ./schemas/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTile -fuzztime 60s ./aggregations/
 

@@ -28,22 +28,28 @@ type Projection struct {
 }
 
 // Target is how a projected field is read, like the accessor of that name.
+// Targets are bits: a field read several ways (an int both as a where's
+// CEL int and as a summed number) is projected once with their union, and
+// Project checks that the field's type fits every one of them.
 type Target uint8
 
 // The targets of a projected field.
 const (
-	AsString Target = iota + 1 // as String: a string, or an int or long in base 10
-	AsInt                      // as Int: an int or a long (timestamp-millis included)
-	AsFloat                    // as Float: a double, float, int or long
+	AsString Target = 1 << iota // as String: a string, or an int or long in base 10
+	AsInt                       // as Int: an int or a long (timestamp-millis included)
+	AsFloat                     // as Float: a double, float, int or long
+	AsBool                      // as Bool: a boolean
 )
 
 // Projected is the value of one projected field after Projection.Decode:
-// Str for AsString (aliasing the decoded body; Num formats an integer
-// there), Int for AsInt, Float for AsFloat.
+// Str for AsString (aliasing the decoded body; String formats an integer
+// there), Int for AsInt, Float for AsFloat, Bool for AsBool. An int or long
+// field fills Int, Float and (as a number) String at once.
 type Projected struct {
 	Str   []byte
 	Int   int64
 	Float float64
+	Bool  bool
 	num   bool // Str is empty because the field is an integer: see String
 }
 
@@ -87,8 +93,8 @@ type projStep struct {
 	str       bool // a string (not bytes): the only kind AsString reads as text
 }
 
-// Project compiles a projection of s reading fields[i] as targets[i] into
-// slot i of Decode's out. ok is false when s has a field the projection
+// Project compiles a projection of s reading fields[i] as targets[i] (one
+// or more Target bits) into slot i of Decode's out. ok is false when s has a field the projection
 // cannot decode (a record, enum, array, map, fixed or union that is not a
 // nullable primitive, or a logical type other than date, time-millis,
 // time-micros, timestamp-millis and timestamp-micros), a field it should
@@ -150,20 +156,20 @@ func (s *Schema) Project(fields []string, targets []Target) (p *Projection, ok b
 			return nil, false // one slot per field
 		}
 		lt := s.Fields[i].LogicalType
-		switch targets[slot] {
-		case AsString:
-			if !(st.str && lt == "") && !((st.kind == pInt || st.kind == pLong) && lt == "") {
-				return nil, false
-			}
-		case AsInt:
-			if !((st.kind == pInt && lt == "") || (st.kind == pLong && (lt == "" || lt == "timestamp-millis"))) {
-				return nil, false
-			}
-		case AsFloat:
-			if st.kind != pDouble && st.kind != pFloat && !((st.kind == pInt || st.kind == pLong) && lt == "") {
-				return nil, false
-			}
-		default:
+		t := targets[slot]
+		if t == 0 || t&^(AsString|AsInt|AsFloat|AsBool) != 0 {
+			return nil, false
+		}
+		if t&AsString != 0 && !(st.str && lt == "") && !((st.kind == pInt || st.kind == pLong) && lt == "") {
+			return nil, false
+		}
+		if t&AsInt != 0 && !((st.kind == pInt && lt == "") || (st.kind == pLong && (lt == "" || lt == "timestamp-millis"))) {
+			return nil, false
+		}
+		if t&AsFloat != 0 && st.kind != pDouble && st.kind != pFloat && !((st.kind == pInt || st.kind == pLong) && lt == "") {
+			return nil, false
+		}
+		if t&AsBool != 0 && st.kind != pBool {
 			return nil, false
 		}
 		st.slot, st.target = slot, targets[slot]
@@ -203,6 +209,7 @@ func (p *Projection) Decode(b []byte, out []Projected) (ok bool) {
 			if len(b) < 1 || b[0] > 1 {
 				return false
 			}
+			v.Bool = b[0] == 1
 			b = b[1:]
 		case pInt:
 			x, n := varint(b)

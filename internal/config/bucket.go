@@ -9,9 +9,8 @@ import (
 // names a string, long, int or boolean field of the source's schema (a
 // nullable one too: null is the bucket "__null__"); max_buckets is a whole
 // number from 1 to aggregations.BucketsMax, only with bucket, default
-// aggregations.DefaultMaxBuckets. A derived feature takes neither, nor do
-// the list aggregations (first_k, last_k, top_k: a map of lists is not
-// written by every output yet), nor a default (the value is a map). It sets
+// aggregations.DefaultMaxBuckets. A derived feature takes neither, nor a
+// default (the value is a map; of lists for first_k, last_k, top_k). It sets
 // ft.Bucket, ft.BucketType and ft.MaxBuckets when valid.
 func (d *decoder) checkBucket(it featureItem, src *Source) {
 	ft, m := it.f, it.m
@@ -23,10 +22,6 @@ func (d *decoder) checkBucket(it featureItem, src *Source) {
 	}
 	if it.expression != "" {
 		d.addf(m.lineOf("bucket"), m.field("bucket"), "a derived feature cannot be bucketed; bucket the features it reads instead, or remove bucket")
-		return
-	}
-	if ft.Aggregation.List() || ft.Aggregation == aggregations.TopK {
-		d.addf(m.lineOf("bucket"), m.field("bucket"), "%s is a list; bucketing a list (a map of lists) is not supported yet: bucket a scalar aggregation, or remove bucket", ft.Aggregation)
 		return
 	}
 	if m.get("default") != nil {

@@ -63,18 +63,9 @@ func TestBucketErrors(t *testing.T) {
 		{"max_buckets too large", "    bucket: currency\n    max_buckets: 1001\n", "features[0].max_buckets", "1001 is out of range: keep from 1 to 1000 buckets", 11},
 		{"max_buckets zero", "    bucket: currency\n    max_buckets: 0\n", "features[0].max_buckets", "0 is out of range", 11},
 		{"default", "    bucket: currency\n    default: 0\n", "features[0].default", "a bucketed feature's value is a map", 11},
-		{"list", "    bucket: currency\n    k: 3\n", "features[0].bucket", "last_k is a list; bucketing a list (a map of lists) is not supported yet", 10},
-		{"top_k", "    bucket: currency\n    k: 3\n", "features[0].bucket", "top_k is a list; bucketing a list (a map of lists) is not supported yet", 10},
 		{"max_buckets without bucket", "    max_buckets: 5\n", "features[0].max_buckets", "applies only to a bucketed feature: add bucket: FIELD", 10},
 	} {
-		feature := validFeature
-		switch tt.name {
-		case "list":
-			feature = strings.Replace(feature, "aggregation: avg", "aggregation: last_k", 1)
-		case "top_k":
-			feature = strings.Replace(feature, "aggregation: avg", "aggregation: top_k", 1)
-		}
-		doc := header + "features:\n" + feature + tt.extra
+		doc := header + "features:\n" + validFeature + tt.extra
 		_, err := Parse("features.yaml", []byte(doc), schemaFS(t), ".")
 		var list Errors
 		var e *Error
@@ -85,6 +76,44 @@ func TestBucketErrors(t *testing.T) {
 		wantLine := strings.Count(header, "\n") + 1 + tt.line
 		if e.Field != tt.field || !strings.Contains(e.Msg, tt.msg) || e.Line != wantLine {
 			t.Errorf("%s: %s:%d %s: %s; want line %d field %s containing %q", tt.name, e.File, e.Line, e.Field, e.Msg, wantLine, tt.field, tt.msg)
+		}
+	}
+}
+
+// TestBucketedLists: first_k, last_k (of a number or a string field) and
+// top_k take bucket like the scalar kinds: the window keeps k, its strings
+// and its buckets, and the definition hash differs from the unbucketed one.
+func TestBucketedLists(t *testing.T) {
+	for _, tt := range []struct {
+		agg, field string
+		strings    bool
+	}{
+		{"first_k", "amount", false},
+		{"last_k", "amount", false},
+		{"last_k", "merchant_id", true},
+		{"top_k", "merchant_id", true},
+		{"top_k", "amount", false},
+	} {
+		feature := strings.Replace(strings.Replace(validFeature, "aggregation: avg", "aggregation: "+tt.agg, 1), "field: amount", "field: "+tt.field, 1) + "    k: 3\n"
+		plain := mustParse(t, header+"features:\n"+feature).Features[0]
+		f := mustParse(t, header+"features:\n"+feature+"    bucket: currency\n    max_buckets: 4\n").Features[0]
+		what := tt.agg + " of " + tt.field
+		if f.Bucket != "currency" || f.MaxBuckets != 4 || !f.Window.Buckets() || f.Window.K() != 3 || f.K != 3 || f.Window.Strings() != tt.strings {
+			t.Errorf("%s: bucket %q max %d window %+v (buckets %v, k %d, strings %v), k %d", what, f.Bucket, f.MaxBuckets, f.Window, f.Window.Buckets(), f.Window.K(), f.Window.Strings(), f.K)
+		}
+		if f.Hash == plain.Hash {
+			t.Errorf("%s: the bucketed hash equals the unbucketed one", what)
+		}
+	}
+	// k keeps its bounds with a bucket: one problem, on k's line.
+	for agg, msg := range map[string]string{"last_k": "1001 is out of range: keep from 1 to 1000 events", "top_k": "1001 is out of range: give from 1 to 1000 values"} {
+		feature := strings.Replace(validFeature, "aggregation: avg", "aggregation: "+agg, 1) + "    bucket: currency\n    k: 1001\n"
+		_, err := Parse("features.yaml", []byte(header+"features:\n"+feature), schemaFS(t), ".")
+		var list Errors
+		var e *Error
+		wantLine := strings.Count(header, "\n") + 1 + 11
+		if errors.As(err, &list) || !errors.As(err, &e) || e.Field != "features[0].k" || e.Line != wantLine || !strings.Contains(e.Msg, msg) {
+			t.Errorf("bucketed %s with k 1001: %v; want one problem at line %d features[0].k: %s", agg, err, wantLine, msg)
 		}
 	}
 }

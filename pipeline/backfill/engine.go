@@ -104,6 +104,11 @@ func (v *Values) StrList(row, col int) (list []string, ok bool) {
 // StrList return nothing for it.
 func (v *Values) IsBuckets(col int) bool { return v.res.isBucket(col) }
 
+// BucketShape is what each bucket of bucketed column col (IsBuckets)
+// holds: BucketScalars, BucketLists (first_k, last_k) or BucketTops
+// (top_k); NotBuckets for another column.
+func (v *Values) BucketShape(col int) BucketShape { return v.res.bucketShape(col) }
+
 // Buckets returns the value of bucketed column col (IsBuckets) for point
 // row, by increasing key (at most the feature's max_buckets and
 // "__other__"), the map Run writes; ok is false for null (an empty window

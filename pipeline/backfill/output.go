@@ -48,10 +48,11 @@ type results struct {
 	topCol  []bool
 	tops    [][]TopValue
 	topErrs []int64 // per cell: aggregations.TopKError
-	// bucketCol marks the columns of bucketed features, whose cells are in
-	// bkts (maps, see BucketCell; values holds 0); both nil when there are
-	// none. A bucketed column is neither a list nor a string column.
-	bucketCol []bool
+	// bucketCol marks the columns of bucketed features with their shape
+	// (NotBuckets for the others), whose cells are in bkts (maps, see
+	// BucketCell; values holds 0); both nil when there are none. A
+	// bucketed column is neither a list, a top_k nor a string column.
+	bucketCol []BucketShape
 	bkts      [][]BucketCell
 }
 
@@ -118,12 +119,12 @@ func (r *results) markLists(cols []column) {
 			}
 			r.types[c] = t
 		}
+		if col.feature.Bucket != "" {
+			continue // a map (markBuckets), of values of type t
+		}
 		if col.feature.Aggregation == aggregations.TopK {
 			r.markTop(c)
 			continue
-		}
-		if col.feature.Bucket != "" {
-			continue // a map (markBuckets), of values of type t
 		}
 		if col.feature.OutputType() == aggregations.TypeString {
 			switch {
@@ -169,7 +170,7 @@ func (r *results) columnStats(col int) *monitor.Stats {
 		r.topStats(s, col)
 	case r.isBucket(col):
 		for i := col; i < len(r.values); i += nf {
-			bucketStats(s, r.bkts[i], r.valid[i], r.typeOf(col))
+			bucketStats(s, r.bkts[i], r.valid[i], r.typeOf(col), r.bucketShape(col))
 		}
 		return s
 	case r.isString(col) && r.isList(col):
@@ -266,7 +267,7 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 			case res.isTop(j): // top_k: its JSON text, as the lookup API writes it
 				cell = TopJSON(res.tops[i*nf+j], res.typeOf(j))
 			case res.isBucket(j): // a map: its JSON text
-				cell = bucketsJSON(res.bkts[i*nf+j], res.typeOf(j))
+				cell = bucketsJSON(res.bkts[i*nf+j], res.typeOf(j), res.bucketShape(j))
 			case res.isString(j) && res.isList(j): // a list of strings: its JSON text
 				b, err := json.Marshal(res.strLists[i*nf+j])
 				if err != nil {
@@ -303,9 +304,11 @@ func writeCSV(f *os.File, sp *spine, res *results) error {
 // last of a long field is an INT64, of a string field a STRING); those of
 // list features (first_k, last_k) optional LISTs of those, those of
 // bucketed features optional MAPs from a STRING bucket key to an optional
-// value of that type (CSV writes a string as it is and a list or a map as
-// its JSON text, e.g. [12.5,3], [true,false], ["m1","m2"] or
-// {"EUR":12.5,"__other__":3}).
+// value of that type, or of a LIST of it (bucketed first_k, last_k), or of
+// a top_k's LIST of {value, count} (CSV writes a string as it is and a
+// list or a map as its JSON text, e.g. [12.5,3], [true,false],
+// ["m1","m2"], {"EUR":12.5,"__other__":3}, {"EUR":[3.5,1]} or
+// {"EUR":[{"value":"m-1","count":3}]}).
 func writeParquet(f *os.File, sp *spine, res *results) error {
 	var fields []parquet.Field
 	if sp.format == FormatParquet {
@@ -322,8 +325,8 @@ func writeParquet(f *os.File, sp *spine, res *results) error {
 			continue
 		}
 		leaf := parquetLeaf(res.typeOf(j))
-		if res.isBucket(j) { // an optional MAP: two leaf columns (key, value)
-			fields = append(fields, namedNode{parquetBucketNode(res.typeOf(j)), c})
+		if res.isBucket(j) { // an optional MAP: two or three leaf columns (key, value[, count])
+			fields = append(fields, namedNode{parquetBucketNode(res.typeOf(j), res.bucketShape(j)), c})
 			continue
 		}
 		if res.isList(j) { // an optional LIST of required elements
@@ -374,12 +377,17 @@ const rowGroupRows = 1 << 17
 func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results, base, from, to int) error {
 	nf := len(res.columns)
 	// leaves[j] is the first leaf column of feature column j: a top_k
-	// column takes two (value, count), a map two (key, value).
+	// column takes two (value, count), a map two (key, value) or, of top_k
+	// lists, three (key, value, count).
 	leaves := make([]int, nf)
 	for j, next := 0, base; j < nf; j++ {
 		leaves[j] = next
-		next++
-		if res.isTop(j) || res.isBucket(j) {
+		switch {
+		case res.isBucket(j):
+			next += bucketLeaves(res.bucketShape(j))
+		case res.isTop(j):
+			next += 2
+		default:
 			next++
 		}
 	}
@@ -409,7 +417,7 @@ func fillRowGroup(rg *parquet.ConcurrentRowGroupWriter, sp *spine, res *results,
 				continue
 			}
 			if res.isBucket(j) {
-				vals = appendBucketValues(vals, res.bkts[i*nf+j], res.valid[i*nf+j], res.typeOf(j), leaves[j])
+				vals = appendBucketValues(vals, res.bkts[i*nf+j], res.valid[i*nf+j], res.typeOf(j), res.bucketShape(j), leaves[j])
 				continue
 			}
 			if res.isString(j) && res.valid[i*nf+j] {

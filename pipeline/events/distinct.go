@@ -110,14 +110,19 @@ func distinctValue(rec map[string]any, name string, t aggregations.ValueType) (f
 		if err != nil {
 			return 0, err
 		}
-		if v >= -exactLong && v <= exactLong {
-			return float64(v), nil
-		}
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], uint64(v))
-		return hashFloat(xxhash.Sum64(b[:])), nil
+		return distinctLong(v), nil
 	}
 	return 0, fmt.Errorf("field %q: approx_distinct reads no %v field this way", name, t) // unreachable for a validated file
+}
+
+// distinctLong is distinctValue of a long v.
+func distinctLong(v int64) float64 {
+	if v >= -exactLong && v <= exactLong {
+		return float64(v)
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(v))
+	return hashFloat(xxhash.Sum64(b[:]))
 }
 
 // hashFloat is the finite float64 (magnitude below 2) with the bits of h

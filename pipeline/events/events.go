@@ -96,7 +96,8 @@ func reject(reason, format string, args ...any) *Rejection {
 	return &Rejection{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
-// Event is a valid decoded event.
+// Event is a valid decoded event. It is also Decode's scratch (reused
+// activations of the wheres, projected values): use one per goroutine.
 type Event struct {
 	// Key is the entity key of the plan's features (keys.EntityKey over
 	// Plan.EntityKeys).
@@ -119,10 +120,11 @@ type Event struct {
 	// Buckets holds, for a plan with bucketed features, the bucket key of
 	// each of Plan.BucketFields (see bucketValue); empty otherwise. Use
 	// FeaturePlan.Bucket rather than indexing it.
-	Buckets []string
-	filter  config.FilterInput // reused activation of the wheres
-	keyVals []string           // scratch of entityKey
-	proj    []schemas.Projected
+	Buckets    []string
+	filter     config.FilterInput    // reused activation of the wheres
+	projFilter config.ProjectedInput // the same, for the fast path
+	keyVals    []string              // scratch of entityKey
+	proj       []schemas.Projected
 }
 
 // Defaults of Limits. The stream workers always use them (they have no flag
@@ -172,6 +174,9 @@ type resolutionKey struct {
 type resolution struct {
 	r   *schemas.Resolution
 	err error
+	// fast is the plan's fast path for records of this writer schema,
+	// when the resolution is the identity (see Plan.compileFastFor).
+	fast *fastPlan
 }
 
 // NewDecoder knows every schema cfg names. When a source uses encoding
@@ -244,15 +249,25 @@ func (d *Decoder) writerByID(id uint32) (*schemas.Schema, *Rejection) {
 	return s, nil
 }
 
-// resolve reads rec, written with w, as plan's source schema.
-func (d *Decoder) resolve(plan *Plan, w *schemas.Schema, rec map[string]any) *Rejection {
+// resolution is the resolution of writer w to plan's source schema, worked
+// out on first use and cached.
+func (d *Decoder) resolution(plan *Plan, w *schemas.Schema) *resolution {
 	key := resolutionKey{plan, w}
 	v, ok := d.resolutions.Load(key)
 	if !ok {
-		r, err := schemas.Resolve(w, plan.Source.Schema, plan.reads)
-		v, _ = d.resolutions.LoadOrStore(key, &resolution{r: r, err: err})
+		res := &resolution{}
+		res.r, res.err = schemas.Resolve(w, plan.Source.Schema, plan.reads)
+		if res.err == nil && res.r.Identity() {
+			res.fast = plan.compileFastFor(w)
+		}
+		v, _ = d.resolutions.LoadOrStore(key, res)
 	}
-	res := v.(*resolution)
+	return v.(*resolution)
+}
+
+// resolve reads rec, written with w, as plan's source schema.
+func (d *Decoder) resolve(plan *Plan, w *schemas.Schema, rec map[string]any) *Rejection {
+	res := d.resolution(plan, w)
 	if res.err != nil {
 		return reject(ReasonIncompatibleSchema, "%v", res.err)
 	}
@@ -270,11 +285,61 @@ func (d *Decoder) resolve(plan *Plan, w *schemas.Schema, rec map[string]any) *Re
 // registry that cannot be asked gives a Temporary rejection, which must not
 // be dead-lettered.
 func (d *Decoder) Decode(plan *Plan, key, value []byte, now int64, out *Event) *Rejection {
-	if plan.fast != nil && plan.Source.Encoding != config.EncodingConfluent {
-		if w, body, ok := d.schemas.Split(value); ok && w == plan.Source.Schema && d.decodeFast(plan, key, body, now, out) {
-			return nil
+	if d.tryFast(plan, key, value, now, out, false) {
+		return nil
+	}
+	return d.decodeGeneric(plan, key, value, now, out)
+}
+
+// Check is Decode for a caller that needs only the verdict, not the event
+// (produce checks that the workers will accept a record it sends): the same
+// rejection for every record, at a lower cost for a record the fast path
+// reads (it builds no string of the event: no entity or re-keyed key, kept
+// string or bucket key, only their checks). scratch is reused like Decode's
+// out; its content afterwards is unspecified.
+func (d *Decoder) Check(plan *Plan, key, value []byte, now int64, scratch *Event) *Rejection {
+	if d.tryFast(plan, key, value, now, scratch, true) {
+		return nil
+	}
+	return d.decodeGeneric(plan, key, value, now, scratch)
+}
+
+// tryFast is decodeFast when the record is one a projection reads: written
+// with the source's own schema, or with a writer schema known already (a
+// fingerprint of the file, a registry id fetched before) whose resolution to
+// it is the identity for the fields the plan reads.
+func (d *Decoder) tryFast(plan *Plan, key, value []byte, now int64, out *Event, check bool) bool {
+	if plan.generic {
+		return false
+	}
+	var w *schemas.Schema
+	var body []byte
+	if plan.Source.Encoding == config.EncodingConfluent {
+		id, b, err := schemas.ConfluentID(value)
+		if err != nil {
+			return false
+		}
+		s, ok := d.byID.Load(id)
+		if !ok {
+			return false // the generic path fetches it
+		}
+		w, body = s.(*schemas.Schema), b
+	} else {
+		var ok bool
+		if w, body, ok = d.schemas.Split(value); !ok {
+			return false
 		}
 	}
+	f := plan.fast
+	if w != plan.Source.Schema {
+		f = d.resolution(plan, w).fast
+	}
+	return f != nil && d.decodeFast(plan, f, key, body, now, out, check)
+}
+
+// decodeGeneric is Decode through goavro's native record: every record,
+// every writer schema, every rejection.
+func (d *Decoder) decodeGeneric(plan *Plan, key, value []byte, now int64, out *Event) *Rejection {
 	var w *schemas.Schema
 	var rec map[string]any
 	var err error
@@ -438,82 +503,6 @@ func bucketValue(rec map[string]any, name string, t aggregations.ValueType) (str
 		return aggregations.NullBucket, nil
 	}
 	return v, err
-}
-
-// decodeFast is Decode for a record written with the plan's own schema,
-// through its projection (Plan.fast), without goavro's native map. It
-// answers only for a valid event, which it then decodes exactly as Decode's
-// generic path would; false means "not answered": the record may be
-// malformed or invalid, and the generic path decodes it again to say why
-// (rejections are rare, so they may cost twice).
-func (d *Decoder) decodeFast(plan *Plan, key, body []byte, now int64, out *Event) bool {
-	f := plan.fast
-	if n := f.proj.Slots(); cap(out.proj) < n {
-		out.proj = make([]schemas.Projected, n)
-	}
-	vals := out.proj[:f.proj.Slots()]
-	if !f.proj.Decode(body, vals) {
-		return false
-	}
-	// The Kafka key must equal the key fields' entity key.
-	if len(f.key) == 1 {
-		k := vals[f.key[0]].Bytes()
-		if len(k) == 0 || len(k) > d.maxKeyBytes || string(k) != string(key) {
-			return false
-		}
-	} else {
-		recordKey, ok := d.fastKey(vals, f.key, &out.keyVals)
-		if !ok || string(key) != recordKey {
-			return false
-		}
-	}
-	entityKey := ""
-	if plan.rekeyed() {
-		k, ok := d.fastKey(vals, f.entity, &out.keyVals)
-		if !ok {
-			return false
-		}
-		entityKey = k
-	} else {
-		entityKey = string(key)
-	}
-	out.Rekeyed = out.Rekeyed[:0]
-	for _, r := range f.rekeys {
-		k, ok := d.fastKey(vals, r, &out.keyVals)
-		if !ok {
-			return false
-		}
-		out.Rekeyed = append(out.Rekeyed, k)
-	}
-	ts := vals[f.ts].Int
-	if ts < 0 || ts > now+d.maxFutureMS {
-		return false
-	}
-	out.Strs = out.Strs[:0] // the fast path has no string slot (compileFast)
-	out.Values = out.Values[:0]
-	for _, s := range f.fields {
-		v := vals[s].Float
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return false
-		}
-		out.Values = append(out.Values, v)
-	}
-	out.Key, out.TS = entityKey, ts
-	return true
-}
-
-// fastKey is entityKey over projected values: false when a field is empty
-// or too long (the generic path then rejects the record).
-func (d *Decoder) fastKey(vals []schemas.Projected, slots []int, scratch *[]string) (string, bool) {
-	*scratch = (*scratch)[:0]
-	for _, s := range slots {
-		v := vals[s].String()
-		if v == "" || len(v) > d.maxKeyBytes {
-			return "", false
-		}
-		*scratch = append(*scratch, v)
-	}
-	return keys.EntityKey(*scratch), true
 }
 
 // filter appends to out.Values the outcome of each feature's where on rec.

@@ -508,7 +508,7 @@ func TestConcurrentDecode(t *testing.T) {
 // features) per iteration and reports events/s.
 // demoConfig loads schemas/demo.yaml, without its where lines unless
 // filtered: the same features, with or without the demo's filter.
-func demoConfig(b *testing.B, filtered bool) *config.File {
+func demoConfig(b testing.TB, filtered bool) *config.File {
 	raw, err := schemas.Files.ReadFile("demo.yaml")
 	if err != nil {
 		b.Fatal(err)

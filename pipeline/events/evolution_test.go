@@ -201,6 +201,16 @@ func TestSchemaEvolutionConfluent(t *testing.T) {
 			for range 3 {
 				checkEvolution(t, dec, plans["payments"], tc, b)
 			}
+			// Once the id is known, a writer that resolves to the source's
+			// schema as the identity (v2 itself, v3 with an extra field) is
+			// read through a projection, exactly as the generic path reads it.
+			var fast, gen events.Event
+			if got, want := events.DecodeFast(dec, plans["payments"], []byte("u-1"), b, now, &fast), tc.writer == "v2.avsc" || tc.writer == "v3.avsc"; got != want {
+				t.Errorf("answered by the fast path %v, want %v", got, want)
+			}
+			rf := dec.Decode(plans["payments"], []byte("u-1"), b, now, &fast)
+			rg := dec.Decode(events.GenericPlan(plans["payments"]), []byte("u-1"), b, now, &gen)
+			sameDecode(t, tc.name, rf, rg, &fast, &gen)
 			if n := reg.IDFetches(int(id)); n != 1 {
 				t.Errorf("schema id %d fetched %d times for 3 records, want 1", id, n)
 			}

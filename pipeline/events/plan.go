@@ -6,7 +6,6 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
-	"github.com/featurepipe/featurepipe/schemas"
 )
 
 // Plan is what to do with the records of one topic: which fields make the
@@ -56,65 +55,7 @@ type Plan struct {
 	strings bool     // some slot is EncodeString: Decode fills Event.Strs
 	reads   []string // every field a record must provide: keys, event time, Fields, where fields
 	fast    *fastPlan
-}
-
-// fastPlan is how Decode reads a record written with the source's own
-// schema without goavro's native map (schemas.Projection): the slots of
-// the projected fields by role. nil when the plan cannot (a where needs the
-// native record, or the schema has fields the projection does not decode).
-type fastPlan struct {
-	proj   *schemas.Projection
-	key    []int   // Plan.KeyFields
-	entity []int   // Plan.EntityKeys
-	rekeys [][]int // per Plan.Rekeys, its entity's keys
-	ts     int
-	fields []int // Plan.Fields
-}
-
-// compileFast sets p.fast when the plan allows it.
-func (p *Plan) compileFast() {
-	if p.filters > 0 || p.Source == nil || p.Source.Schema == nil || len(p.BucketFields) > 0 {
-		return // bucket keys are read by the generic path
-	}
-	if slices.ContainsFunc(p.Encodings, func(e Encoding) bool { return e != EncodeNumber }) {
-		return // distinct values are hashed, exact longs range-checked, booleans kept: the generic path
-	}
-	var names []string
-	var targets []schemas.Target
-	slot := func(name string, t schemas.Target) int {
-		for i, n := range names {
-			if n == name {
-				if targets[i] != t {
-					return -1
-				}
-				return i
-			}
-		}
-		names, targets = append(names, name), append(targets, t)
-		return len(names) - 1
-	}
-	slots := func(fields []string, t schemas.Target) []int {
-		out := make([]int, len(fields))
-		for i, f := range fields {
-			out[i] = slot(f, t)
-		}
-		return out
-	}
-	f := &fastPlan{key: slots(p.KeyFields, schemas.AsString), entity: slots(p.EntityKeys, schemas.AsString)}
-	for _, r := range p.Rekeys {
-		f.rekeys = append(f.rekeys, slots(r.Entity.Keys, schemas.AsString))
-	}
-	f.ts = slot(p.Source.EventTime, schemas.AsInt)
-	f.fields = slots(p.Fields, schemas.AsFloat)
-	for _, s := range slices.Concat(append(f.rekeys, f.key, f.entity, f.fields, []int{f.ts})...) {
-		if s < 0 {
-			return // one field read two ways: left to the generic path
-		}
-	}
-	var ok bool
-	if f.proj, ok = p.Source.Schema.Project(names, targets); ok {
-		p.fast = f
-	}
+	generic bool // never the fast path (tests compare both paths)
 }
 
 // Reads lists the fields the plan reads from a record: the entity key, the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -60,21 +61,38 @@ features:
   - {name: txn_merchants3, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: merchant_id, window: 30d, owner: t, description: "Strings: Feast Array(String)."}
   - {name: txn_top_merchants_30d, version: 1, entity: user, source: transactions, aggregation: top_k, k: 3, field: merchant_id, window: 30d, owner: t, description: "top_k: Feast String, the JSON text."}
   - {name: txn_amount_by_merchant_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, bucket: merchant_id, max_buckets: 4, window: 7d, owner: t, description: "Bucketed: Feast Map."}
+  - {name: txn_amounts_by_merchant_30d, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, bucket: merchant_id, max_buckets: 4, window: 30d, owner: t, description: "Bucketed last_k: Feast Map of lists."}
+  - {name: txn_top_merchants_by_cur_30d, version: 1, entity: user, source: transactions, aggregation: top_k, k: 2, field: merchant_id, bucket: currency, max_buckets: 2, window: 30d, owner: t, description: "Bucketed top_k: Feast Map of lists of {value, count}."}
 services:
   - name: fraud_scoring
     owner: fraud-team
-    description: A pinned version and bare names of two sources, a list, a top_k and a map.
-    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d, txn_amount_last5_30d, txn_top_merchants_30d, txn_amount_by_merchant_7d]
+    description: A pinned version and bare names of two sources, a list, a top_k and maps (of numbers, of lists, of top_k lists).
+    features: [txn_count_7d@1, txn_avg_30d, login_count_1h, txn_max_7d, txn_amount_last5_30d, txn_top_merchants_30d, txn_amount_by_merchant_7d, txn_amounts_by_merchant_30d, txn_top_merchants_by_cur_30d]
 `
 
 // world is every produced event, by source and key, Seq = Kafka offset.
 type world map[string]map[string][]aggregations.Event
 
+// currencyOf is the currency of a produced transaction: one of three, from
+// its amount's whole part (so the world needs no other field).
+func currencyOf(amount float64) string {
+	return []string{"EUR", "USD", "GBP"}[int(amount)%3]
+}
+
 // events are the events of f's source for key with f's field as their
 // value: the amount, or the event time (a long field: ts), or 1 (success,
-// always true in testkit.Event's logins).
+// always true in testkit.Event's logins); a feature bucketed by currency
+// has each event's currency as its bucket (merchant_id otherwise).
 func (w world) events(f *config.Feature, key string) []aggregations.Event {
 	evs := w[f.Source][key]
+	if f.Bucket == "currency" {
+		out := make([]aggregations.Event, len(evs))
+		for i, e := range evs {
+			out[i] = e
+			out[i].Bucket = currencyOf(e.Value)
+		}
+		return out
+	}
 	if f.Field != "ts" && f.Field != "success" {
 		return evs
 	}
@@ -186,11 +204,52 @@ func (w world) buckets(f *config.Feature, key string, T int64) map[string]float6
 	return out
 }
 
+// bucketLists is the brute-force value of a bucketed first_k, last_k or
+// top_k feature f (of amount or merchant_id) for key as of T:
+// aggtest.BucketGroups, then BruteForceList or BruteForceTopK per bucket,
+// a map from bucket to a list of numbers or of {"value", "count"}
+// objects; nil (null) for an empty window or NOT_FOUND.
+func (w world) bucketLists(f *config.Feature, key string, T int64) map[string]any {
+	if !w.known(key, T) {
+		return nil
+	}
+	groups := aggtest.BucketGroups(f.Window, w.events(f, key), T, f.MaxBuckets)
+	if len(groups) == 0 {
+		return nil
+	}
+	out := map[string]any{}
+	for b, g := range groups {
+		if f.Aggregation != aggregations.TopK {
+			out[b], _ = aggtest.BruteForceList(f.Aggregation, f.Window, g, T)
+			continue
+		}
+		var typed []aggtest.Typed[string]
+		for _, e := range g {
+			typed = append(typed, aggtest.Typed[string]{TS: e.TS, Seq: e.Seq, Value: e.Str})
+		}
+		top, _ := aggtest.BruteForceTopK(f.Window, typed, T, f.K)
+		l := make([]any, len(top))
+		for i, c := range top {
+			l[i] = map[string]any{"value": c.Value, "count": c.Count}
+		}
+		out[b] = l
+	}
+	return out
+}
+
 // cell is the brute-force value of f as the cases file carries it: a
 // number, a string (a string feature's, or a top_k feature's JSON text),
 // a list of numbers or strings (first_k, last_k), a map from bucket to
-// number (a bucketed feature) or nil (null).
+// number (a bucketed feature), to a list (a bucketed first_k or last_k)
+// or to a list of {"value", "count"} objects (a bucketed top_k), or nil
+// (null).
 func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) any {
+	if f.Bucket != "" && (f.Aggregation.List() || f.Aggregation == aggregations.TopK) {
+		if m := w.bucketLists(f, key, T); m != nil {
+			return m
+		}
+		return nil
+	}
 	if f.Bucket != "" {
 		if m := w.buckets(f, key, T); m != nil {
 			return m
@@ -233,8 +292,12 @@ func (w world) cell(cfg *config.File, f *config.Feature, key string, T int64) an
 // lookup.TopJSON writes the brute force's) and a bucketed sum (Map: amount
 // by merchant_id, max_buckets 4 folding into __other__; online a dict, an
 // empty map null as Feast's answer has it, offline the Arrow map<utf8,
-// double>, an empty map empty) as the brute force's. FEAST_PYTHON is the
-// python of a venv with the feast package (make test-feast builds them).
+// double>, an empty map empty) as the brute force's, and a bucketed
+// last_k (Map: a list of amounts per merchant) and a bucketed top_k (Map:
+// per currency, 2 kept and __other__, a list of {value, count} objects:
+// online dicts, offline Arrow list<struct<value, count>>) as the brute
+// force's. FEAST_PYTHON is the python of a venv with the feast package
+// (make test-feast builds them).
 func TestFeastSDK(t *testing.T) {
 	py := os.Getenv("FEAST_PYTHON")
 	if py == "" {
@@ -305,7 +368,7 @@ func TestFeastSDK(t *testing.T) {
 		merchant := ""
 		if e.source == "transactions" { // one of 7 merchants, from the amount's cents
 			merchant = fmt.Sprintf("m-%d", int(e.amount*100)%7)
-			v["merchant_id"] = merchant
+			v["merchant_id"], v["currency"] = merchant, currencyOf(e.amount)
 		}
 		r, err := enc.Record(v)
 		if err != nil {
@@ -486,6 +549,40 @@ func TestFeastSDK(t *testing.T) {
 	if fullTops == 0 || others == 0 {
 		t.Fatalf("setup: %d online keys have %d values of %s and %d a map with %s", fullTops, topF.K, topF.Name, others, aggregations.OtherBucket)
 	}
+	// The bucketed last_k and top_k: u-old's last_k map holds its one
+	// integral amount (a JSON float in Feast's answer); some online key
+	// has a full list in a bucket, and some a top_k map folding a currency
+	// into __other__ with k merchants in a bucket.
+	lkB, err := cfg.Feature("txn_amounts_by_merchant_30d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tkB, err := cfg.Feature("txn_top_merchants_by_cur_30d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbk, tbk := slices.Index(feats, lkB), slices.Index(feats, tkB)
+	if m, ok := c.Online.Expected[0][lbk].(map[string]any); !ok || len(m) != 1 || fmt.Sprint(m) != fmt.Sprintf("map[%s:[12]]", w["transactions"]["u-old"][0].Str) {
+		t.Fatalf("setup: u-old's %s is %v, want one bucket [12]", lkB.Name, c.Online.Expected[0][lbk])
+	}
+	fullBucketLists, topOthers := 0, 0
+	for _, r := range c.Online.Expected {
+		if m, ok := r[lbk].(map[string]any); ok {
+			for _, l := range m {
+				if len(l.([]float64)) == lkB.K {
+					fullBucketLists++
+				}
+			}
+		}
+		if m, ok := r[tbk].(map[string]any); ok {
+			if o, ok := m[aggregations.OtherBucket]; ok && len(m) == tkB.MaxBuckets+1 && len(o.([]any)) == tkB.K {
+				topOthers++
+			}
+		}
+	}
+	if fullBucketLists == 0 || topOthers == 0 {
+		t.Fatalf("setup: %d buckets of %s hold %d values, %d maps of %s have %s with %d merchants", fullBucketLists, lkB.Name, lkB.K, topOthers, tkB.Name, aggregations.OtherBucket, tkB.K)
+	}
 
 	// Offline cases: random times, every event time of some keys and 1ms
 	// after, and unknown keys.
@@ -633,13 +730,38 @@ func waitOnline(t *testing.T, url string, cfg *config.File, w world, keys []stri
 			if resp.StatusCode != http.StatusOK {
 				return resp.Status
 			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err.Error()
+			}
 			var lr lookup.LookupResponse
-			if err := json.NewDecoder(resp.Body).Decode(&lr); err != nil {
+			if err := json.Unmarshal(body, &lr); err != nil {
+				return err.Error()
+			}
+			// The answer as plain JSON: a bucketed list's value as written.
+			var raw struct {
+				Results []struct {
+					Features map[string]struct {
+						Value any `json:"value"`
+					} `json:"features"`
+				} `json:"results"`
+			}
+			if err := json.Unmarshal(body, &raw); err != nil {
 				return err.Error()
 			}
 			T := lr.AsOf.UnixMilli()
 			for i, r := range lr.Results {
 				for _, f := range cfg.Features {
+					if f.Bucket != "" && (f.Aggregation.List() || f.Aggregation == aggregations.TopK) {
+						var want any
+						if m := w.bucketLists(f, keys[i], T); m != nil {
+							want = jsonValueOf(m)
+						}
+						if got := raw.Results[i].Features[f.ID].Value; !reflect.DeepEqual(got, want) {
+							return fmt.Sprintf("%s %s: %v, want %v", keys[i], f.ID, got, want)
+						}
+						continue
+					}
 					if f.Bucket != "" {
 						var got map[string]float64
 						if bs := r.Features[f.ID].Buckets; bs != nil {
@@ -706,6 +828,20 @@ func waitOnline(t *testing.T, url string, cfg *config.File, w world, keys []stri
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("the lookup service did not reach the brute force within %s: %s", timeout, last)
+}
+
+// jsonValueOf is x as encoding/json decodes its JSON text (nil if x does
+// not encode).
+func jsonValueOf(x any) any {
+	b, err := json.Marshal(x)
+	if err != nil {
+		return nil
+	}
+	var out any
+	if json.Unmarshal(b, &out) != nil {
+		return nil
+	}
+	return out
 }
 
 func fmtV(v *float64) any {

@@ -182,7 +182,8 @@ func (s *Server) fail(cmd *command, err error) error {
 // int64 (list<int64>), a boolean bool (list<bool>), a string utf8
 // (list<utf8>): Feast's Int64, Bool, String, Array(Int64), Array(Bool),
 // Array(String). A bucketed feature is a map<utf8, value> of the
-// unbucketed feature's type (Feast's Map).
+// unbucketed feature's type (Feast's Map; a bucketed top_k's value is a
+// list<struct<value, count>>, see bucketItemType).
 func outType(f *config.Feature) arrow.DataType {
 	if f.Bucket != "" { // a map from bucket to value (Feast's Map)
 		return arrow.MapOf(arrow.BinaryTypes.String, bucketItemType(f))
@@ -342,22 +343,34 @@ func column(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Alloc
 }
 
 // bucketItemType is the Arrow type of one bucket's value of bucketed
-// feature f: as outType of the unbucketed feature (int64 for count).
+// feature f: as outType of the unbucketed feature (int64 for count,
+// list<elem> for first_k and last_k), except top_k, whose bucket is its
+// list itself: list<struct<value: elem, count: int64>> (unbucketed, a
+// top_k is the utf8 JSON text of that list for Feast's String; in a Map
+// the list reads natively in every Feast version this targets).
 func bucketItemType(f *config.Feature) arrow.DataType {
-	if f.Aggregation == aggregations.Count {
+	switch {
+	case f.Aggregation == aggregations.Count:
 		return arrow.PrimitiveTypes.Int64
+	case f.Aggregation == aggregations.TopK:
+		return arrow.ListOfNonNullable(arrow.StructOf(
+			arrow.Field{Name: "value", Type: elemType(f.OutputType())},
+			arrow.Field{Name: "count", Type: arrow.PrimitiveTypes.Int64}))
+	case f.Aggregation.List():
+		return arrow.ListOfNonNullable(elemType(f.OutputType()))
 	}
 	return elemType(f.OutputType())
 }
 
 // bucketColumn builds bucketed feature column c of v: a map<utf8, value>
-// by increasing key, null when the value is null; a bucket whose value is
-// null (variance_samp of one event) has a null item.
+// (bucketItemType) by increasing key, null when the value is null; a
+// bucket whose value is null (variance_samp of one event) has a null item.
 func bucketColumn(f *config.Feature, v *backfill.Values, c, rows int, mem memory.Allocator) arrow.Array {
 	t := f.OutputType()
 	if f.Aggregation == aggregations.Count {
 		t = aggregations.TypeLong
 	}
+	shape := v.BucketShape(c)
 	b := array.NewMapBuilderWithType(mem, outType(f).(*arrow.MapType))
 	defer b.Release()
 	keys, items := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder()
@@ -373,6 +386,18 @@ func bucketColumn(f *config.Feature, v *backfill.Values, c, rows int, mem memory
 			switch {
 			case !cell.OK:
 				items.AppendNull()
+			case shape == backfill.BucketTops:
+				appendTops(items.(*array.ListBuilder), cell.Top, t)
+			case shape == backfill.BucketLists && t == aggregations.TypeString:
+				lb := items.(*array.ListBuilder)
+				lb.Append(true)
+				lb.ValueBuilder().(*array.StringBuilder).AppendValues(cell.Strs, nil)
+			case shape == backfill.BucketLists:
+				lb := items.(*array.ListBuilder)
+				lb.Append(true)
+				for _, x := range cell.List {
+					appendValue(lb.ValueBuilder(), x, t)
+				}
 			case t == aggregations.TypeString:
 				items.(*array.StringBuilder).Append(cell.Str)
 			default:
@@ -381,6 +406,23 @@ func bucketColumn(f *config.Feature, v *backfill.Values, c, rows int, mem memory
 		}
 	}
 	return b.NewArray()
+}
+
+// appendTops appends a top_k list (most frequent first) to lb, a builder
+// of list<struct<value, count>> (bucketItemType), values of output type t.
+func appendTops(lb *array.ListBuilder, l []backfill.TopValue, t aggregations.ValueType) {
+	lb.Append(true)
+	sb := lb.ValueBuilder().(*array.StructBuilder)
+	vb, cb := sb.FieldBuilder(0), sb.FieldBuilder(1).(*array.Int64Builder)
+	for _, x := range l {
+		sb.Append(true)
+		if t == aggregations.TypeString {
+			vb.(*array.StringBuilder).Append(x.Str)
+		} else {
+			appendValue(vb, x.Value, t)
+		}
+		cb.Append(x.Count)
+	}
 }
 
 // stringColumn builds string feature column c of v: utf8, or list<utf8>

@@ -19,7 +19,9 @@
 //     String (Array(String)); a bucketed feature (config.Feature.Bucket)
 //     is Map (Feast's MAP, string keys: the lookup service answers a JSON
 //     object, null for an empty map, which the Feast SDK cannot read; the
-//     Flight server an Arrow map<utf8, value>); typed and
+//     Flight server an Arrow map<utf8, value>), a bucketed first_k, last_k
+//     or top_k too (a map of lists; a top_k bucket a list of {value,
+//     count} objects, Arrow list<struct<value, count>>); typed and
 //     described after the version a bare name resolves to (the newest not
 //     deprecated; online, the newest ready one). Its batch source is a FileSource
 //     placeholder that is never read: Feast requires one, and the remote
@@ -242,7 +244,7 @@ func build(cfg *config.File, o Options) (*repoData, error) {
 				typ = "String"
 			}
 			switch {
-			case def.Bucket != "": // a map from bucket to value: Feast's Map (MAP, Dict[str, Any])
+			case def.Bucket != "": // a map from bucket to value (of lists too): Feast's Map (MAP, Dict[str, Any])
 				typ, d.HasMap = "Map", true
 			case def.Aggregation == aggregations.Count:
 				typ = "Int64"

@@ -20,10 +20,13 @@ type bucketEntry struct {
 // foldBuckets is fold for a bucketed feature (config.Feature.Bucket): its
 // value is the map aggregations.FinalizeBuckets gives (at most MaxBuckets
 // buckets and "__other__"), each bucket finalized as an unbucketed feature
-// of its kind and type would be (a number, a list, a string; null for a
-// variance_samp of one event), with fold's statuses. An empty window (or an
-// expired one) is an empty map for count, sum and approx_distinct and null
-// for the others. It allocates the map.
+// of its kind and type would be (a number, a string, a list of numbers or
+// strings for first_k/last_k, a list of {value, count} with its error for
+// top_k; null for a variance_samp of one event), with fold's statuses. An
+// empty window (or an expired one) is an empty map for count, sum and
+// approx_distinct and null for the others, the list kinds included (a
+// bucket that is in the map has events, so its list is never empty). It
+// allocates the map and each bucket's list.
 func foldBuckets(fv value, f pickedFeature, v *lookupView, T int64) (value, error) {
 	ir, status, updated, err := foldIR(f.def, v, T)
 	if err != nil {
@@ -44,16 +47,20 @@ func foldBuckets(fv value, f pickedFeature, v *lookupView, T int64) (value, erro
 	for i, b := range bs {
 		e := &fv.buckets[i]
 		e.key, e.val.typ = b.Key, fv.typ
-		finalizeInto(&e.val, f.def.Aggregation, b.IR)
+		finalizeInto(&e.val, f.def.Aggregation, f.def.Window, b.IR)
 	}
 	fv.hasV = true
 	return fv, nil
 }
 
 // finalizeInto sets fv's value (and hasV) to the aggregation k of ir, by
-// fv.typ: a string or list of strings, a list, or a number.
-func finalizeInto(fv *value, k aggregations.Kind, ir aggregations.IR) {
+// k and fv.typ: a top_k list (with its error; w gives k and whether the
+// values are strings), a string or list of strings, a list, or a number.
+func finalizeInto(fv *value, k aggregations.Kind, w aggregations.Window, ir aggregations.IR) {
 	switch {
+	case k == aggregations.TopK:
+		fv.topErr = aggregations.TopKError(ir)
+		fv.top, fv.hasV = aggregations.FinalizeTopValues(w, ir)
 	case fv.typ == aggregations.TypeString && k.List():
 		fv.strs, fv.hasV = aggregations.FinalizeStringList(k, ir)
 	case fv.typ == aggregations.TypeString:

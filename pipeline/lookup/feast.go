@@ -225,7 +225,8 @@ func feastShape(joinKeys []string, keyCols [][]string, requested []string, full 
 //     empty object ("Couldn't infer value type from empty value", also
 //     against Feast's own server), so an empty map cannot be answered as
 //     one. A non-empty map is a JSON object whose values are written as
-//     feastCell writes unbucketed ones, doubles as floats (feastBuckets).
+//     feastCell writes unbucketed ones, doubles as floats, a bucketed
+//     top_k's as its list of {value, count} objects (feastBuckets).
 func feastCell(fv *value) (status string, v any) {
 	switch {
 	case fv.status == StatusNotFound:
@@ -268,11 +269,41 @@ func feastCell(fv *value) (status string, v any) {
 func feastBuckets(bs []bucketEntry) map[string]any {
 	out := make(map[string]any, len(bs))
 	for i := range bs {
+		if e := &bs[i].val; e.hasV && e.top != nil { // a bucketed top_k: see feastTops
+			out[bs[i].key] = feastTops(e.top, e.typ)
+			continue
+		}
 		_, v := feastCell(&bs[i].val)
 		if x, ok := v.(float64); ok {
 			v = feastDouble(x)
 		}
 		out[bs[i].key] = v
+	}
+	return out
+}
+
+// feastTops is one bucket of a bucketed top_k in Feast's answer: the list
+// of {"value": v, "count": n} objects itself (not its JSON text, as an
+// unbucketed top_k's String is), v a string, long, boolean or a double
+// written as a float. The Feast SDK (0.63 and 0.67, the versions
+// TestFeastSDK runs) reads a list of objects inside a Map as a MAP_LIST
+// and gives the bucket back as a list of dicts, as the Flight server's
+// map<utf8, list<struct<value, count>>> reads offline.
+func feastTops(l []TopValue, t aggregations.ValueType) []map[string]any {
+	out := make([]map[string]any, len(l))
+	for i, x := range l {
+		var v any
+		switch t {
+		case aggregations.TypeString:
+			v = x.Str
+		case aggregations.TypeLong:
+			v = int64(x.Value)
+		case aggregations.TypeBool:
+			v = x.Value != 0
+		default:
+			v = feastDouble(x.Value)
+		}
+		out[i] = map[string]any{"value": v, "count": x.Count}
 	}
 	return out
 }

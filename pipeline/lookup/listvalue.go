@@ -26,7 +26,7 @@ func foldList(fv value, f pickedFeature, v *lookupView, T int64) (value, error) 
 	if !f.warming {
 		fv.status = status
 	}
-	finalizeInto(&fv, f.def.Aggregation, ir)
+	finalizeInto(&fv, f.def.Aggregation, f.def.Window, ir)
 	return fv, nil
 }
 

@@ -150,13 +150,16 @@ func (s *Service) logLookups(a *lookupAnswer) {
 type logSection uint8
 
 const (
-	logNumbers       logSection = iota // "features"
-	logLists                           // "lists": first_k, last_k of numbers
-	logStrings                         // "strings": last, first of a string field
-	logStringLists                     // "string_lists": first_k, last_k of a string field
-	logBuckets                         // "buckets": bucketed features of numbers
-	logBucketStrings                   // "bucket_strings": bucketed last, first of a string field
-	logTops                            // "tops": top_k, its JSON text and error
+	logNumbers           logSection = iota // "features"
+	logLists                               // "lists": first_k, last_k of numbers
+	logStrings                             // "strings": last, first of a string field
+	logStringLists                         // "string_lists": first_k, last_k of a string field
+	logBuckets                             // "buckets": bucketed features of numbers
+	logBucketStrings                       // "bucket_strings": bucketed last, first of a string field
+	logTops                                // "tops": top_k, its JSON text and error
+	logBucketLists                         // "bucket_lists": bucketed first_k, last_k of numbers
+	logBucketStringLists                   // "bucket_string_lists": bucketed first_k, last_k of a string field
+	logBucketTops                          // "bucket_tops": bucketed top_k, each bucket's JSON text and error
 	// logNone: not logged (no feature is today; it ends the section loop).
 	logNone
 	logSections // the number of sections
@@ -165,6 +168,12 @@ const (
 func logSectionOf(f *config.Feature) logSection {
 	str := f.OutputType() == aggregations.TypeString
 	switch {
+	case f.Bucket != "" && f.Aggregation == aggregations.TopK:
+		return logBucketTops
+	case f.Bucket != "" && str && f.Aggregation.List():
+		return logBucketStringLists
+	case f.Bucket != "" && f.Aggregation.List():
+		return logBucketLists
 	case f.Bucket != "" && str:
 		return logBucketStrings
 	case f.Bucket != "":
@@ -219,6 +228,12 @@ func appendSectionStart(b []byte, sec logSection) []byte {
 		return lookuplog.AppendBucketStringsStart(b)
 	case logTops:
 		return lookuplog.AppendTopsStart(b)
+	case logBucketLists:
+		return lookuplog.AppendBucketListsStart(b)
+	case logBucketStringLists:
+		return lookuplog.AppendBucketStringListsStart(b)
+	case logBucketTops:
+		return lookuplog.AppendBucketTopsStart(b)
 	}
 	return b
 }
@@ -253,6 +268,23 @@ func appendLogged(b []byte, sec logSection, k int, id string, v *value) []byte {
 		return lookuplog.AppendBucketMapEnd(b)
 	case logTops:
 		return lookuplog.AppendTop(b, k, id, appendTop(nil, v.top, v.typ), v.topErr, v.hasV && v.top != nil)
+	case logBucketLists, logBucketStringLists, logBucketTops:
+		if !v.hasV {
+			return lookuplog.AppendBucketMapNull(b, k, id)
+		}
+		b = lookuplog.AppendBucketMapStart(b, k, id)
+		for e := range v.buckets {
+			bv := &v.buckets[e].val
+			switch sec {
+			case logBucketLists:
+				b = lookuplog.AppendBucketList(b, e, v.buckets[e].key, bv.list, bv.hasV)
+			case logBucketStringLists:
+				b = lookuplog.AppendBucketStringList(b, e, v.buckets[e].key, bv.strs, bv.hasV)
+			default:
+				b = lookuplog.AppendBucketTop(b, e, v.buckets[e].key, appendTop(nil, bv.top, bv.typ), bv.topErr, bv.hasV)
+			}
+		}
+		return lookuplog.AppendBucketMapEnd(b)
 	}
 	return lookuplog.AppendFeature(b, k, id, v.v, v.hasV)
 }

@@ -30,8 +30,7 @@ func foldTop(fv value, f pickedFeature, v *lookupView, T int64) (value, error) {
 	if !f.warming {
 		fv.status = status
 	}
-	fv.topErr = aggregations.TopKError(ir)
-	fv.top, fv.hasV = aggregations.FinalizeTopValues(f.def.Window, ir)
+	finalizeInto(&fv, f.def.Aggregation, f.def.Window, ir)
 	return fv, nil
 }
 

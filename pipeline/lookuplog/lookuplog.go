@@ -16,7 +16,11 @@
 // string field) follow in "strings" and "string_lists", then bucketed
 // features in "buckets" ({"id":{"EUR":12.5,"__other__":3}}), bucketed
 // string features (last, first of a string field) in "bucket_strings"
-// ({"id":{"EUR":"m-3","__other__":null}}) and top_k features in "tops",
+// ({"id":{"EUR":"m-3","__other__":null}}), top_k features in "tops", then
+// bucketed first_k/last_k of numbers in "bucket_lists"
+// ({"id":{"EUR":[3.5,1],"__other__":[2]}}), of a string field in
+// "bucket_string_lists" ({"id":{"EUR":["m-3","m-1"]}}) and bucketed top_k
+// in "bucket_tops" ({"id":{"EUR":{"error":0,"value":[{"value":"m-1","count":3}]}}}),
 // each left out without any:
 //
 //	...,"strings":{"m@1":"café"},"string_lists":{"ms@1":["m-2","m-1"]}}
@@ -85,6 +89,20 @@ type Entry struct {
 	// without top_k features. Records with tops are decoded by
 	// encoding/json (decodeFast leaves them).
 	Tops map[string]*ServedTop `json:"tops,omitempty"`
+	// BucketLists maps the feature id of each bucketed list feature served
+	// (first_k, last_k of a number field with a bucket) to the map served,
+	// bucket key to list; a null map for a null value (an empty window).
+	// Absent without such features (and in records of older replicas,
+	// which did not log them). Records with them, and with BucketStringLists
+	// or BucketTops, are decoded by encoding/json (decodeFast leaves them).
+	BucketLists map[string]map[string][]float64 `json:"bucket_lists,omitempty"`
+	// BucketStringLists is BucketLists for bucketed first_k, last_k of a
+	// string field: bucket key to the list of strings served.
+	BucketStringLists map[string]map[string][]string `json:"bucket_string_lists,omitempty"`
+	// BucketTops maps the feature id of each bucketed top_k feature served
+	// to the map served, bucket key to that bucket's top_k (its JSON text
+	// and its own error, as Tops has them); a null map for a null value.
+	BucketTops map[string]map[string]*ServedTop `json:"bucket_tops,omitempty"`
 }
 
 // ServedTop is a top_k value as served: Value the JSON text the lookup
@@ -193,7 +211,47 @@ func (e *Entry) Encode() ([]byte, error) {
 			}
 		}
 	}
+	if len(e.BucketLists) > 0 {
+		b = AppendBucketListsStart(b)
+		for i, id := range slices.Sorted(maps.Keys(e.BucketLists)) {
+			b = appendBucketMap(b, i, id, e.BucketLists[id], func(b []byte, j int, k string, l []float64) []byte {
+				return AppendBucketList(b, j, k, l, l != nil)
+			})
+		}
+	}
+	if len(e.BucketStringLists) > 0 {
+		b = AppendBucketStringListsStart(b)
+		for i, id := range slices.Sorted(maps.Keys(e.BucketStringLists)) {
+			b = appendBucketMap(b, i, id, e.BucketStringLists[id], func(b []byte, j int, k string, l []string) []byte {
+				return AppendBucketStringList(b, j, k, l, l != nil)
+			})
+		}
+	}
+	if len(e.BucketTops) > 0 {
+		b = AppendBucketTopsStart(b)
+		for i, id := range slices.Sorted(maps.Keys(e.BucketTops)) {
+			b = appendBucketMap(b, i, id, e.BucketTops[id], func(b []byte, j int, k string, v *ServedTop) []byte {
+				if v == nil {
+					return AppendBucketTop(b, j, k, nil, 0, false)
+				}
+				return AppendBucketTop(b, j, k, v.Value, v.Error, true)
+			})
+		}
+	}
 	return AppendEnd(b), nil
+}
+
+// appendBucketMap appends the i-th bucketed feature id of a section with
+// map m (null when nil), each bucket in key order written by bucket.
+func appendBucketMap[V any](b []byte, i int, id string, m map[string]V, bucket func(b []byte, j int, key string, v V) []byte) []byte {
+	if m == nil {
+		return AppendBucketMapNull(b, i, id)
+	}
+	b = AppendBucketMapStart(b, i, id)
+	for j, k := range slices.Sorted(maps.Keys(m)) {
+		b = bucket(b, j, k, m[k])
+	}
+	return AppendBucketMapEnd(b)
 }
 
 // AppendStart appends the start of an entry's record value to b: everything
@@ -367,6 +425,44 @@ func AppendTop(b []byte, i int, id string, text []byte, e int64, ok bool) []byte
 	b = append(b, `,"value":`...)
 	b = append(b, text...)
 	return append(b, '}')
+}
+
+// AppendBucketListsStart closes the previous section and opens the
+// bucketed list features (first_k, last_k of numbers) of an entry, after
+// "tops": then, for each in id order (i counts them from 0),
+// AppendBucketMapNull, or AppendBucketMapStart, AppendBucketList for each
+// bucket in key order (j counts them from 0) and AppendBucketMapEnd; then
+// the next section or AppendEnd. An entry without them leaves it out.
+func AppendBucketListsStart(b []byte) []byte { return append(b, `},"bucket_lists":{`...) }
+
+// AppendBucketList appends the j-th bucket (from 0) of a bucketed list
+// feature's map: its key and the list served, as AppendList writes it.
+func AppendBucketList(b []byte, j int, key string, l []float64, ok bool) []byte {
+	return AppendList(b, j, key, l, ok)
+}
+
+// AppendBucketStringListsStart opens the bucketed string list features
+// (first_k, last_k of a string field), after "bucket_lists": used as
+// AppendBucketListsStart, with AppendBucketStringList for each bucket.
+func AppendBucketStringListsStart(b []byte) []byte { return append(b, `},"bucket_string_lists":{`...) }
+
+// AppendBucketStringList appends the j-th bucket (from 0) of a bucketed
+// string list feature's map: its key and the list served, as
+// AppendStringList writes it.
+func AppendBucketStringList(b []byte, j int, key string, l []string, ok bool) []byte {
+	return AppendStringList(b, j, key, l, ok)
+}
+
+// AppendBucketTopsStart opens the bucketed top_k features, after
+// "bucket_string_lists": used as AppendBucketListsStart, with
+// AppendBucketTop for each bucket.
+func AppendBucketTopsStart(b []byte) []byte { return append(b, `},"bucket_tops":{`...) }
+
+// AppendBucketTop appends the j-th bucket (from 0) of a bucketed top_k
+// feature's map: its key and {"error":e,"value":text}, as AppendTop writes
+// a top_k feature (e the bucket's own error).
+func AppendBucketTop(b []byte, j int, key string, text []byte, e int64, ok bool) []byte {
+	return AppendTop(b, j, key, text, e, ok)
 }
 
 // AppendEnd closes an entry started with AppendStart.

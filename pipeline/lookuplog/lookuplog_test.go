@@ -189,3 +189,81 @@ func TestBucketStringsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestBucketListsRoundTrip: an entry with bucketed first_k/last_k of
+// numbers ("bucket_lists"), of strings ("bucket_string_lists") and bucketed
+// top_k ("bucket_tops", each bucket with its own error) — maps, null maps
+// (an empty window), empty maps — encodes after every other section, byte
+// for byte as encoding/json writes the Entry, and decodes to the same entry.
+func TestBucketListsRoundTrip(t *testing.T) {
+	x := 12.5
+	s, q := "m-3", `quote " and \ café`
+	for _, e := range []*Entry{
+		{Entity: "user", Key: "u1", At: 7, Features: map[string]*float64{"a@1": &x},
+			Lists:             map[string][]float64{"l@1": {1, 2}},
+			StringLists:       map[string][]string{"sl@1": {s}},
+			Buckets:           map[string]map[string]*float64{"b@1": {"EUR": &x}},
+			BucketStrings:     map[string]map[string]*string{"m@1": {"EUR": &s}},
+			Tops:              map[string]*ServedTop{"t@1": {Error: 0, Value: json.RawMessage(`[{"value":"a","count":2}]`)}},
+			BucketLists:       map[string]map[string][]float64{"bl@1": {"EUR": {3.5, 1}, "__other__": {2}, `q"t`: {-0.25}}, "bn@1": nil, "be@2": {}},
+			BucketStringLists: map[string]map[string][]string{"bs@1": {"EUR": {"m-3", q, ""}, "USD": {"m-1"}}, "bsn@1": nil},
+			BucketTops: map[string]map[string]*ServedTop{
+				"bt@1":  {"EUR": {Error: 0, Value: json.RawMessage(`[{"value":"m-1","count":3},{"value":"m-0","count":1}]`)}, "__other__": {Error: 4, Value: json.RawMessage(`[{"value":2.5,"count":9}]`)}},
+				"btn@1": nil}},
+		{Entity: "user", Key: "u2", At: 8, Features: map[string]*float64{},
+			BucketTops: map[string]map[string]*ServedTop{"bt@1": {"true": {Value: json.RawMessage(`[{"value":true,"count":1}]`)}}}},
+		{Entity: "user", Key: "u3", At: 9, Features: map[string]*float64{},
+			BucketStringLists: map[string]map[string][]string{"bs@1": {"__null__": {"a"}}}},
+	} {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != string(want) {
+			t.Errorf("Encode:\n%s\nencoding/json:\n%s", b, want)
+		}
+		text := string(b)
+		last := -1
+		for _, sec := range []string{`"tops":`, `"bucket_lists":`, `"bucket_string_lists":`, `"bucket_tops":`} {
+			if i := strings.Index(text, sec); i >= 0 {
+				if i < last {
+					t.Errorf("encoded %s: %s out of order", b, sec)
+				}
+				last = i
+			}
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, e) {
+			t.Errorf("%s decoded as %+v, want %+v", b, got, e)
+		}
+	}
+	// The lookup service's Append calls write the same bytes as Encode.
+	e := &Entry{Entity: "user", Key: "u9", At: 10, Features: map[string]*float64{},
+		BucketLists:       map[string]map[string][]float64{"bl@1": {"EUR": {3.5, 1}}, "bn@1": nil},
+		BucketStringLists: map[string]map[string][]string{"bs@1": {"EUR": {"m-3"}}},
+		BucketTops:        map[string]map[string]*ServedTop{"bt@1": {"EUR": {Error: 1, Value: json.RawMessage(`[{"value":"m","count":3}]`)}}}}
+	b := AppendStart(nil, "user", "u9", 10, "", "", "", 0)
+	b = AppendBucketListsStart(b)
+	b = AppendBucketMapStart(b, 0, "bl@1")
+	b = AppendBucketList(b, 0, "EUR", []float64{3.5, 1}, true)
+	b = AppendBucketMapEnd(b)
+	b = AppendBucketMapNull(b, 1, "bn@1")
+	b = AppendBucketStringListsStart(b)
+	b = AppendBucketMapStart(b, 0, "bs@1")
+	b = AppendBucketStringList(b, 0, "EUR", []string{"m-3"}, true)
+	b = AppendBucketMapEnd(b)
+	b = AppendBucketTopsStart(b)
+	b = AppendBucketMapStart(b, 0, "bt@1")
+	b = AppendBucketTop(b, 0, "EUR", []byte(`[{"value":"m","count":3}]`), 1, true)
+	b = AppendEnd(AppendBucketMapEnd(b))
+	if enc, _ := e.Encode(); string(b) != string(enc) {
+		t.Errorf("Append calls wrote\n%s\nEncode\n%s", b, enc)
+	}
+}

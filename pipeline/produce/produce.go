@@ -132,6 +132,11 @@ func (e *Encoder) Source() *config.Source { return e.src }
 // encoded record is decoded and validated as a worker does, which costs one
 // Avro decode per record.
 func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
+	return e.recordAt(native, time.Now().UnixMilli())
+}
+
+// recordAt is Record checked against the clock now (epoch ms).
+func (e *Encoder) recordAt(native map[string]any, now int64) (*kgo.Record, error) {
 	vals := make([]string, len(e.keys))
 	for i, k := range e.keys {
 		v, err := schemas.String(native, k)
@@ -165,7 +170,7 @@ func (e *Encoder) Record(native map[string]any) (*kgo.Record, error) {
 	rec := &kgo.Record{Topic: e.src.Topic, Key: []byte(key), Value: val}
 	ev := e.events.Get().(*events.Event) // its slices are reused
 	defer e.events.Put(ev)
-	if rej := e.dec.Decode(e.plan, rec.Key, val, time.Now().UnixMilli(), ev); rej != nil {
+	if rej := e.dec.Check(e.plan, rec.Key, val, now, ev); rej != nil {
 		return nil, rej
 	}
 	return rec, nil
@@ -217,8 +222,16 @@ func ClientOpts(enc *Encoder) []kgo.Opt {
 // line, and every line the fast path would refuse, goes through FromJSON
 // and Record, which name the problem.
 func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
+	return e.fromJSONAt(line, time.Now().UnixMilli())
+}
+
+// fromJSONAt is FromJSON checked against the clock now (epoch ms): Send
+// reads the clock once per chunk of lines. A clock a few milliseconds old
+// only makes the future bound (now + events.DefaultMaxFuture) stricter
+// than the workers', which decode later.
+func (e *Encoder) fromJSONAt(line []byte, now int64) (*kgo.Record, error) {
 	if e.flat {
-		if rec, ok, err := e.fromFlatJSON(line); ok {
+		if rec, ok, err := e.fromFlatJSON(line, now); ok {
 			return rec, err
 		}
 	}
@@ -226,12 +239,12 @@ func (e *Encoder) FromJSON(line []byte) (*kgo.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.Record(native)
+	return e.recordAt(native, now)
 }
 
 // fromFlatJSON is FromJSON through schemas.Schema.AppendFlatJSON; ok false
 // when that declines the line.
-func (e *Encoder) fromFlatJSON(line []byte) (rec *kgo.Record, ok bool, err error) {
+func (e *Encoder) fromFlatJSON(line []byte, now int64) (rec *kgo.Record, ok bool, err error) {
 	var raw [][]byte
 	var rawStack [16][]byte
 	if n := len(e.src.Schema.Fields); n <= len(rawStack) {
@@ -265,7 +278,7 @@ func (e *Encoder) fromFlatJSON(line []byte) (rec *kgo.Record, ok bool, err error
 	rec = &kgo.Record{Topic: e.src.Topic, Key: key, Value: val}
 	ev := e.events.Get().(*events.Event) // its slices are reused
 	defer e.events.Put(ev)
-	if rej := e.dec.Decode(e.plan, rec.Key, val, time.Now().UnixMilli(), ev); rej != nil {
+	if rej := e.dec.Check(e.plan, rec.Key, val, now, ev); rej != nil {
 		return nil, true, rej
 	}
 	return rec, true, nil
@@ -374,11 +387,12 @@ func (c *chunk) encode(enc *Encoder) {
 	c.recs = make([]*kgo.Record, len(c.lines))
 	c.errs = make([]error, len(c.lines))
 	from := 0
+	now := time.Now().UnixMilli() // one clock per chunk: see fromJSONAt
 	for i, end := range c.ends {
 		if c.long[i] {
 			c.errs[i] = fmt.Errorf("line longer than %d bytes; skipped", MaxLineBytes)
 		} else {
-			c.recs[i], c.errs[i] = enc.FromJSON(c.text[from:end])
+			c.recs[i], c.errs[i] = enc.fromJSONAt(c.text[from:end], now)
 		}
 		from = end
 	}

@@ -571,11 +571,12 @@ func TestSendKeepsInputOrderAcrossChunks(t *testing.T) {
 // bytes, or the same error. It reports whether the direct path took line.
 func checkFastPathMatches(t *testing.T, enc *produce.Encoder, line string) bool {
 	t.Helper()
-	got, gotErr := enc.FromJSON([]byte(line))
+	now := time.Now().UnixMilli() // one clock for both paths: their errors name it
+	got, gotErr := produce.FromJSONAt(enc, []byte(line), now)
 	var want *kgo.Record
 	native, wantErr := enc.Source().Schema.FromJSON([]byte(line))
 	if wantErr == nil {
-		want, wantErr = enc.Record(native)
+		want, wantErr = produce.RecordAt(enc, native, now)
 	}
 	if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
 		t.Fatalf("FromJSON(%s): error %v; the map path: %v", line, gotErr, wantErr)

@@ -449,16 +449,27 @@ func appendRecord(slab []byte, ps *partState, es *entityState, feature int, star
 // addBucketStats adds the value of a bucketed feature (a map, see
 // aggregations.FinalizeBuckets) to st as backfill's manifest statistics
 // do: the list of its buckets' non-null values (strings for a string
-// feature), null for a null map. Per-bucket statistics are not kept: a
-// bucket key is data, and a statistic per key would not be bounded.
+// feature), null for a null map; for a map of lists (first_k, last_k,
+// top_k) the buckets' lists one after the other by increasing key (a
+// top_k's values without their counts). Per-bucket statistics are not
+// kept: a bucket key is data, and a statistic per key would not be bounded.
 func addBucketStats(st *monitor.Stats, f *events.FeaturePlan, ir aggregations.IR) {
 	bs := aggregations.FinalizeBuckets(ir, f.Feature.MaxBuckets)
 	ok := len(bs) > 0 || f.Kind.EmptyIsZero()
 	if f.Feature.OutputType() == aggregations.TypeString {
 		var l []string
 		for _, b := range bs {
-			if v, vok := aggregations.FinalizeString(f.Kind, b.IR); vok {
-				l = append(l, v)
+			switch {
+			case f.Kind == aggregations.TopK:
+				v, _ := aggregations.TopKStrings(b.IR, f.Window.K())
+				l = append(l, v...)
+			case f.Kind.List():
+				v, _ := aggregations.FinalizeStringList(f.Kind, b.IR)
+				l = append(l, v...)
+			default:
+				if v, vok := aggregations.FinalizeString(f.Kind, b.IR); vok {
+					l = append(l, v)
+				}
 			}
 		}
 		st.AddStringList(l, ok)
@@ -466,8 +477,17 @@ func addBucketStats(st *monitor.Stats, f *events.FeaturePlan, ir aggregations.IR
 	}
 	var l []float64
 	for _, b := range bs {
-		if v, vok := aggregations.Finalize(f.Kind, b.IR); vok {
-			l = append(l, v)
+		switch {
+		case f.Kind == aggregations.TopK:
+			v, _ := aggregations.TopKValues(b.IR, f.Window.K())
+			l = append(l, v...)
+		case f.Kind.List():
+			v, _ := aggregations.FinalizeList(f.Kind, b.IR)
+			l = append(l, v...)
+		default:
+			if v, vok := aggregations.Finalize(f.Kind, b.IR); vok {
+				l = append(l, v)
+			}
 		}
 	}
 	st.AddList(l, ok)

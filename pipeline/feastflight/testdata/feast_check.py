@@ -16,7 +16,8 @@ brute force over the produced events):
             offline ones of the same references.
   A top_k feature's value (String) is the JSON text of its list, exactly as
   the lookup service writes it; a bucketed feature's (Map) an object from
-  bucket to number.
+  bucket to number, to a list of numbers (a bucketed last_k) or to a list
+  of {"value", "count"} objects (a bucketed top_k).
 
 Exits 1 with the first mismatches printed, 0 with a one-line summary.
 """
@@ -59,6 +60,13 @@ def same(got, want):
             return False
         if want and isinstance(want[0], str):
             return len(got) == len(want) and all(isinstance(g, str) and g == w for g, w in zip(got, want))
+        if want and isinstance(want[0], dict):
+            # A bucketed top_k's bucket: {value, count} entries in order
+            # (online dicts from Feast's MAP_LIST, offline from the Arrow
+            # list<struct<value, count>>).
+            return len(got) == len(want) and all(
+                isinstance(g, dict) and sorted(g) == ["count", "value"] and same(g["value"], w["value"])
+                and not is_null(g["count"]) and int(g["count"]) == w["count"] for g, w in zip(got, want))
         return len(got) == len(want) and all(float(g) == float(w) for g, w in zip(got, want))
     if is_null(got):
         return False
