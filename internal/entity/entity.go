@@ -52,6 +52,14 @@ func AppendWith(dst []byte, ids []string, series []aggregations.Series, extraID 
 // wrapping aggregations.ErrCorrupt; targets already returned may then hold
 // decoded series.
 func Decode(src []byte, target func(id []byte) *aggregations.Series) error {
+	return DecodeEncoded(src, target, nil)
+}
+
+// DecodeEncoded is Decode that also passes to encoded, when not nil, the
+// encoding of each series (aliasing src, valid only during the call) right
+// after decoding it, so that a caller that stores the series as they are
+// can copy their bytes instead of encoding the decoded series again.
+func DecodeEncoded(src []byte, target func(id []byte) *aggregations.Series, encoded func(series []byte)) error {
 	n, w := binary.Uvarint(src)
 	if w <= 0 {
 		return fmt.Errorf("entity value: %w", aggregations.ErrCorrupt)
@@ -69,10 +77,14 @@ func Decode(src []byte, target func(id []byte) *aggregations.Series) error {
 		if s == nil {
 			s = &skip
 		}
-		var err error
-		if src, err = aggregations.DecodeSeries(src, s); err != nil {
+		rest, err := aggregations.DecodeSeries(src, s)
+		if err != nil {
 			return fmt.Errorf("entity value, feature %s: %w", id, err)
 		}
+		if encoded != nil {
+			encoded(src[:len(src)-len(rest)])
+		}
+		src = rest
 	}
 	if len(src) > 0 {
 		return fmt.Errorf("entity value: %d bytes after the last of %d series: %w", len(src), n, aggregations.ErrCorrupt)

@@ -1,6 +1,7 @@
 package entity
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -71,5 +72,41 @@ func TestDecodeByteIDsDoesNotAllocate(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("Decode allocates %v times per value", n)
+	}
+}
+
+// DecodeEncoded passes each series' encoding right after decoding it: the
+// bytes Append wrote for it, which encode the series decoded.
+func TestDecodeEncodedPassesEachSeriesBytes(t *testing.T) {
+	w := aggregations.Window{Size: aggregations.Day, Hop: aggregations.Hour}
+	series := make([]aggregations.Series, 3)
+	for i := range series {
+		for j := range 5 * (i + 1) {
+			series[i].Apply(w, aggregations.Event{TS: 1_700_000_000_000 + int64(j)*1_800_000, Seq: int64(j), Value: float64(i * j)}, aggregations.NoClock)
+		}
+	}
+	ids := []string{"a@1", "b@1", "c@1"}
+	b := Append(nil, ids, series)
+	into := make([]aggregations.Series, len(ids))
+	var got [][]byte
+	cur := -1
+	if err := DecodeEncoded(b, func(id []byte) *aggregations.Series {
+		cur++
+		if string(id) != ids[cur] {
+			t.Fatalf("series %d is %s, want %s", cur, id, ids[cur])
+		}
+		return &into[cur]
+	}, func(enc []byte) {
+		if !bytes.Equal(enc, aggregations.AppendSeries(nil, &into[cur])) {
+			t.Errorf("series %d: encoding %x is not that of the series decoded", cur, enc)
+		}
+		got = append(got, enc)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range series {
+		if want := aggregations.AppendSeries(nil, &series[i]); i >= len(got) || !bytes.Equal(got[i], want) {
+			t.Fatalf("series %d: passed %x, want %x", i, got, want)
+		}
 	}
 }

@@ -33,6 +33,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -546,32 +548,125 @@ type Choice struct {
 // Lookup cold start accepts all; backfill accepts only snapshots whose
 // SourcePartition.MaxEventTime is before the earliest spine time.
 func (s *Store) Newest(ctx context.Context, want []TopicPartition, accept func(*Manifest, SourcePartition) bool) (map[TopicPartition]Choice, []Problem, error) {
+	return s.newest(ctx, want, accept, 1, func(m *Manifest, sp SourcePartition, f FileRef) error {
+		return s.verifyFile(ctx, m, f)
+	})
+}
+
+// Opened is a snapshot file chosen and opened by OpenNewest.
+type Opened struct {
+	Choice
+	Reader *Reader
+}
+
+// OpenNewest is Newest followed by Open of each file chosen, in one read of
+// each: it opens (Open: download and verify) the file of the newest
+// snapshot that covers each partition of want and satisfies accept,
+// falling back to older snapshots, reported as Problems, as Newest does
+// when a file is corrupt. Up to openNewestParallel files are downloaded and
+// verified at once. The caller closes every Reader returned; on error none
+// is left open.
+func (s *Store) OpenNewest(ctx context.Context, want []TopicPartition, accept func(*Manifest, SourcePartition) bool) (map[TopicPartition]Opened, []Problem, error) {
+	var mu sync.Mutex
+	readers := map[string]*Reader{} // by snapshot id and file
+	chosen, problems, err := s.newest(ctx, want, accept, openNewestParallel, func(m *Manifest, sp SourcePartition, f FileRef) error {
+		r, err := s.Open(ctx, m, f.Name)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		readers[m.ID+"/"+f.Name] = r
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		for _, r := range readers {
+			r.Close()
+		}
+		return nil, nil, err
+	}
+	opened := make(map[TopicPartition]Opened, len(chosen))
+	for tp, c := range chosen {
+		opened[tp] = Opened{Choice: c, Reader: readers[c.Manifest.ID+"/"+c.Source.File]}
+	}
+	return opened, problems, nil
+}
+
+// openNewestParallel is how many files OpenNewest downloads and verifies at
+// once: enough to keep the cores hashing and an object store's connections
+// busy.
+const openNewestParallel = 8
+
+// newest chooses, for each partition of want, the newest snapshot covering
+// it that accept accepts and whose file try accepts: try returns an error
+// matching ErrCorrupt to pass over a snapshot (a Problem), any other error
+// to stop. Partitions are tried parallel at once, each partition's
+// candidates one after the other, newest first; Problems come in the order
+// of want.
+func (s *Store) newest(ctx context.Context, want []TopicPartition, accept func(*Manifest, SourcePartition) bool, parallel int, try func(*Manifest, SourcePartition, FileRef) error) (map[TopicPartition]Choice, []Problem, error) {
 	ms, problems, err := s.List(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	chosen := make(map[TopicPartition]Choice, len(want))
+	type result struct {
+		choice   Choice
+		ok       bool
+		problems []Problem
+		err      error
+	}
+	var tps []TopicPartition
 	seen := make(map[TopicPartition]bool, len(want))
 	for _, tp := range want {
-		if seen[tp] {
-			continue // each partition's files are verified once
+		if !seen[tp] {
+			seen[tp] = true // each partition's files are tried once
+			tps = append(tps, tp)
 		}
-		seen[tp] = true
+	}
+	results := make([]result, len(tps))
+	var failed atomic.Bool // stop trying once one partition failed
+	choose := func(i int) {
+		r := &results[i]
 		for _, m := range ms {
-			sp, ok := m.Source(tp)
+			if failed.Load() {
+				return
+			}
+			sp, ok := m.Source(tps[i])
 			if !ok || (accept != nil && !accept(m, sp)) {
 				continue
 			}
 			f, _ := m.fileRef(sp.File) // validate guarantees it is listed
-			verr := s.verifyFile(ctx, m, f)
-			if verr == nil {
-				chosen[tp] = Choice{Manifest: m, Source: sp}
-				break
+			terr := try(m, sp, f)
+			if terr == nil {
+				r.choice, r.ok = Choice{Manifest: m, Source: sp}, true
+				return
 			}
-			if !errors.Is(verr, ErrCorrupt) {
-				return nil, nil, verr
+			if !errors.Is(terr, ErrCorrupt) {
+				r.err = terr
+				failed.Store(true)
+				return
 			}
-			problems = append(problems, problemOf(verr))
+			r.problems = append(r.problems, problemOf(terr))
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(parallel, 1))
+	for i := range tps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			choose(i)
+		}()
+	}
+	wg.Wait()
+	chosen := make(map[TopicPartition]Choice, len(tps))
+	for i, r := range results {
+		if r.err != nil {
+			return nil, nil, r.err
+		}
+		problems = append(problems, r.problems...)
+		if r.ok {
+			chosen[tps[i]] = r.choice
 		}
 	}
 	return chosen, problems, nil

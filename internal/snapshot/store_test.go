@@ -897,3 +897,66 @@ func TestOpenReadsWhatReadReadsAndCleansUp(t *testing.T) {
 		t.Fatalf("Open and Close left temporary files: %v", left)
 	}
 }
+
+// OpenNewest chooses what Newest chooses, reports the same problems, and
+// returns the chosen files open, in one read of each; once the readers are
+// closed (and after a corrupt file) no local copy is left.
+func TestOpenNewestOpensWhatNewestChooses(t *testing.T) {
+	ctx := context.Background()
+	a0, a1, b0 := TopicPartition{"a", 0}, TopicPartition{"a", 1}, TopicPartition{"b", 0}
+	for name, damage := range map[string]damage{"flipped byte": flipByte, "missing file": removeFile, "truncated": truncateFile} {
+		t.Run(name, func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			b := newDir(t)
+			s := NewStore(b, 0)
+			writeSnap(t, s, "w", 0, a0, a1)
+			newer := writeSnap(t, s, "w", 1, a0, a1)
+			writeSnap(t, s, "v", 2, b0)
+			bad, _ := newer.Source(a1)
+			damage(t, b, newer.Object(bad.File))
+			want := []TopicPartition{a0, a1, b0, a0}
+			chosen, wantProblems, err := s.Newest(ctx, want, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opened, problems, err := s.OpenNewest(ctx, want, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(problems) != fmt.Sprint(wantProblems) || len(problems) != 1 {
+				t.Errorf("problems = %v, want %v", problems, wantProblems)
+			}
+			if len(opened) != 3 || len(chosen) != 3 {
+				t.Fatalf("opened %d partitions, Newest chose %d; want 3", len(opened), len(chosen))
+			}
+			for tp, c := range chosen {
+				o := opened[tp]
+				if o.Manifest.ID != c.Manifest.ID || o.Source != c.Source {
+					t.Errorf("%v: opened %s %+v, Newest chose %s %+v", tp, o.Manifest.ID, o.Source, c.Manifest.ID, c.Source)
+				}
+				wantPairs := readAll(t, s, c.Manifest, c.Source.File)
+				var got []kv
+				for o.Reader.Next() {
+					v, err := o.Reader.Value()
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, kv{bytes.Clone(o.Reader.Key()), bytes.Clone(v)})
+				}
+				if err := o.Reader.Err(); err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(wantPairs) || len(got) != 100 {
+					t.Errorf("%v: read %d pairs, not those of %s", tp, len(got), c.Source.File)
+				}
+				if err := o.Reader.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Errorf("local copies left: %v", left)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -232,13 +233,161 @@ func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 	return b.Close()
 }
 
-// ingestPrefix names the sstables IngestSorted writes in the store's
-// directory before ingesting them.
+// ingestPrefix names the sstables IngestSorted and NewIngestTable write in
+// the store's directory before ingesting them.
 const ingestPrefix = "featurepipe-ingest-"
+
+// IngestTable is one sstable being written in the store's directory for
+// IngestTables: keys strictly increasing, set with Set, finished with
+// Finish. Not safe for concurrent use; distinct tables may be written by
+// distinct goroutines at once. A table not given to IngestTables must be
+// removed with Discard.
+type IngestTable struct {
+	s      *Store
+	path   string
+	w      *sstable.Writer
+	n      int64
+	first  []byte
+	prev   []byte
+	done   bool // Finish or Discard was called
+	closed bool // w is closed
+}
+
+// IngestTableOptions configure NewIngestTable. The zero value is valid.
+type IngestTableOptions struct {
+	// Uncompressed writes the table's blocks without compression. Default
+	// false: Snappy, as Pebble writes its own tables. Uncompressed saves
+	// the compression's CPU (the largest part of writing a table) at the
+	// cost of the bytes the compression would have saved on disk until a
+	// compaction rewrites the table: Pebble compresses every table it
+	// writes, so a compaction that includes an ingested table writes its
+	// keys compressed (an ingested table that no compaction touches stays
+	// as it is).
+	Uncompressed bool
+}
+
+// NewIngestTable creates an empty sstable in the store's directory, in the
+// store's table format, for IngestTables. Cost: one file; the pairs set are
+// written block by block (block-compressed unless o.Uncompressed, with
+// checksums) as they come.
+func (s *Store) NewIngestTable(o IngestTableOptions) (*IngestTable, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	path := s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.sst", ingestPrefix, ingestSeq.Add(1)))
+	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("ingest into %s: %w", s.dir, err)
+	}
+	wo := sstable.WriterOptions{TableFormat: s.db.TableFormat()}
+	if o.Uncompressed {
+		wo.Compression = sstable.NoCompression
+	}
+	return &IngestTable{s: s, path: path, w: sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)}, nil
+}
+
+// Set appends a pair; key must be greater than the previous key set. The
+// table copies key and value before Set returns.
+func (t *IngestTable) Set(key, value []byte) error {
+	if t.done {
+		return fmt.Errorf("ingest into %s: set after Finish or Discard", t.s.dir)
+	}
+	if t.n > 0 && bytes.Compare(key, t.prev) <= 0 {
+		return fmt.Errorf("ingest into %s: key %q after %q: keys must be strictly increasing", t.s.dir, key, t.prev)
+	}
+	if err := t.w.Set(key, value); err != nil {
+		return fmt.Errorf("ingest into %s: %w", t.s.dir, err)
+	}
+	if t.n == 0 {
+		t.first = append(t.first[:0], key...)
+	}
+	t.prev = append(t.prev[:0], key...)
+	t.n++
+	return nil
+}
+
+// Len is the number of pairs set.
+func (t *IngestTable) Len() int64 { return t.n }
+
+// Finish completes the table (and syncs its file); no Set may follow.
+func (t *IngestTable) Finish() error {
+	if t.done {
+		return fmt.Errorf("ingest into %s: Finish after Finish or Discard", t.s.dir)
+	}
+	t.done, t.closed = true, true
+	if err := t.w.Close(); err != nil {
+		return fmt.Errorf("ingest into %s: finish sstable: %w", t.s.dir, err)
+	}
+	return nil
+}
+
+// Discard removes the table's file (it is never ingested). It may be
+// called at any time, also after Finish, and more than once.
+func (t *IngestTable) Discard() {
+	t.done = true
+	if !t.closed {
+		t.closed = true
+		_ = t.w.Close()
+	}
+	_ = t.s.fs.Remove(t.path)
+}
+
+// IngestTables ingests the finished tables ts in one Pebble Ingest (one
+// atomic step: every pair becomes visible at once, or none), after which
+// an ingested key replaces the store's value of that key; empty tables are
+// skipped. The tables' key ranges must not overlap. It removes the tables'
+// files in every case (Pebble keeps hard links, or copies where the
+// filesystem has none) and returns the number of pairs ingested. The pairs
+// skip the memtable and the WAL, and the flushes and compactions batches
+// of the same pairs would cost. The ingested tables are durable when
+// IngestTables returns (Pebble syncs them and their manifest entry),
+// whatever Options.NoSync.
+func (s *Store) IngestTables(ctx context.Context, ts []*IngestTable) (n int64, err error) {
+	defer func() {
+		for _, t := range ts {
+			t.Discard()
+		}
+	}()
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	defer s.recoverFatal(&err)
+	var paths []string
+	sorted := make([]*IngestTable, 0, len(ts))
+	for _, t := range ts {
+		if t.s != s {
+			return 0, fmt.Errorf("ingest into %s: a table of another store", s.dir)
+		}
+		if !t.done || !t.closed {
+			return 0, fmt.Errorf("ingest into %s: a table not finished", s.dir)
+		}
+		if t.n > 0 {
+			sorted = append(sorted, t)
+		}
+	}
+	slices.SortFunc(sorted, func(a, b *IngestTable) int { return bytes.Compare(a.first, b.first) })
+	for i, t := range sorted {
+		if i > 0 && bytes.Compare(t.first, sorted[i-1].prev) <= 0 {
+			return 0, fmt.Errorf("ingest into %s: tables overlap: %q..%q and %q..%q", s.dir, sorted[i-1].first, sorted[i-1].prev, t.first, t.prev)
+		}
+		paths = append(paths, t.path)
+		n += t.n
+	}
+	if len(paths) == 0 {
+		return 0, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := s.db.Ingest(ctx, paths); err != nil {
+		return 0, fmt.Errorf("ingest into %s: %w", s.dir, err)
+	}
+	return n, nil
+}
 
 // IngestSorted writes the pairs fill passes to set, whose keys must be
 // strictly increasing, into a new sstable in the store's directory and
-// ingests it (pebble's DB.Ingest): the pairs skip the memtable and the WAL,
+// ingests it (see IngestTables): the pairs skip the memtable and the WAL,
 // and the flushes and compactions that batches of the same pairs would
 // cost. An ingested key replaces the store's value of that key. It returns
 // the number of pairs ingested.
@@ -249,17 +398,11 @@ const ingestPrefix = "featurepipe-ingest-"
 // of the pairs (block-compressed) plus a hard link, or a copy where the
 // filesystem has no links.
 func (s *Store) IngestSorted(ctx context.Context, fill func(set func(key, value []byte) error) error) (n int64, err error) {
-	if err := s.check(); err != nil {
+	t, err := s.NewIngestTable(IngestTableOptions{})
+	if err != nil {
 		return 0, err
 	}
-	defer s.recoverFatal(&err)
-	path := s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.sst", ingestPrefix, ingestSeq.Add(1)))
-	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return 0, fmt.Errorf("ingest into %s: %w", s.dir, err)
-	}
-	defer s.fs.Remove(path) // after Ingest, a link (or a copy) of it is the store's
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{TableFormat: s.db.TableFormat()})
+	defer t.Discard()
 	// The sstable writer (block compression, checksums, writes) runs in its
 	// own goroutine, fed runs of pairs, so that it overlaps with fill.
 	runs := make(chan *ingestRun, 4)
@@ -276,7 +419,7 @@ func (s *Store) IngestSorted(ctx context.Context, fill func(set func(key, value 
 				if i > 0 {
 					from = r.ends[i-1]
 				}
-				err = w.Set(r.buf[from:r.ends[i]], r.buf[r.ends[i]:r.ends[i+1]])
+				err = t.Set(r.buf[from:r.ends[i]], r.buf[r.ends[i]:r.ends[i+1]])
 			}
 			r.buf, r.ends = r.buf[:0], r.ends[:0]
 			free <- r
@@ -309,23 +452,16 @@ func (s *Store) IngestSorted(ctx context.Context, fill func(set func(key, value 
 	runs <- cur
 	close(runs)
 	err = <-werr
-	if ferr != nil || err != nil {
-		w.Close()
-		if ferr != nil {
-			return 0, ferr
-		}
-		return 0, fmt.Errorf("ingest into %s: %w", s.dir, err)
+	if ferr != nil {
+		return 0, ferr
 	}
-	if err := w.Close(); err != nil { // closes (and syncs) the file
-		return 0, fmt.Errorf("ingest into %s: finish sstable: %w", s.dir, err)
+	if err != nil {
+		return 0, err
 	}
-	if n == 0 {
-		return 0, nil
+	if err := t.Finish(); err != nil {
+		return 0, err
 	}
-	if err := s.db.Ingest(ctx, []string{path}); err != nil {
-		return 0, fmt.Errorf("ingest into %s: %w", s.dir, err)
-	}
-	return n, nil
+	return s.IngestTables(ctx, []*IngestTable{t})
 }
 
 // ingestRun is a run of pairs IngestSorted passes to its sstable writer:
