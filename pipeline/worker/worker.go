@@ -61,7 +61,7 @@ import (
 // DefaultMaxCachedEntities is Options.MaxCachedEntities' default (and the
 // featurepipe worker --max-cached-entities flag's). With 200,000 entities
 // (BenchmarkScaling, 2026-12-01) a bound of 50,000 cost no measurably
-// more CPU per event than the former 200,000, and ~350 MiB less peak RSS.
+// more CPU per event than the former 200,000, and ~400 MiB less peak RSS.
 const DefaultMaxCachedEntities = 50_000
 
 // Options configure a Worker. Brokers, Config and Store are required.
@@ -113,9 +113,9 @@ type Options struct {
 	// poll, is decoded from Pebble once): memory is up to twice this many
 	// decoded entities, a few KiB each (BenchmarkScaling, 200,000
 	// entities of 7 features: ~2 KiB of live heap each, peak RSS +1.2 GiB
-	// at 50,000 against +1.6 GiB at 200,000). An entity no longer kept is
-	// read from Pebble again when touched (a point read, usually from the
-	// block cache).
+	// with a bound of 50,000 against +1.6 GiB with 200,000). An entity no
+	// longer kept is read from Pebble again when touched (a point read,
+	// usually from the block cache).
 	MaxCachedEntities int
 	// Limits bound what a valid event is (future event times, key size);
 	// invalid events go to the dead-letter topic. Defaults: events.Limits.
