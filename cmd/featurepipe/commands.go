@@ -119,7 +119,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	snapEvery := fs.Duration("snapshot-every", 10*time.Minute, "snapshot period (with --snapshots); POST /v1/snapshot on --metrics takes one now")
 	snapRetain := fs.Int("snapshot-retain", 5, "snapshots kept per partition (older ones are deleted)")
 	actor := fs.String("actor", "", "who runs this worker: recorded with the feature versions it registers (featurepipe history); default: the OS user")
-	maxCached := fs.Int("max-cached-entities", 200_000, "decoded entities kept in memory between publications (a few KiB each; memory up to twice this many): the worker's memory bound, whatever the number of entities")
+	maxCached := fs.Int("max-cached-entities", worker.DefaultMaxCachedEntities, "decoded entities kept in memory between publications (a few KiB each; memory up to twice this many): the worker's memory bound, whatever the number of entities")
 	stateCacheMB := fs.Int("state-cache-mb", 64, "Pebble block cache of the worker's state, MiB (Pebble's memory: this plus 128 MiB of memtables)")
 	stf := addStatsFlags(fs)
 	brokers, log, cfg, err := sf.setup(ctx, fs, args)

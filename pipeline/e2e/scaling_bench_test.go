@@ -43,6 +43,9 @@ import (
 // default the store's). SCALING_CACHED=n bounds every per-entity cache to n
 // entities: the worker's MaxCachedEntities, the replica's
 // ApplyCacheEntities and CacheEntries (default: theirs).
+// SCALING_WORKER_CACHED=n bounds only the worker's MaxCachedEntities to n
+// (it overrides SCALING_CACHED for the worker; the replica's caches keep
+// SCALING_CACHED or their defaults).
 // SCALING_PROFILE=prefix writes CPU and heap profiles of each phase
 // (prefix-<entities>-worker.cpu, ….heap, -replica.cpu, ….heap).
 //
@@ -77,6 +80,11 @@ func BenchmarkScaling(b *testing.B) {
 	if os.Getenv("SCALING_CACHED") != "" {
 		cached = envInt(b, "SCALING_CACHED", 1)
 	}
+	workerCached := cached
+	if os.Getenv("SCALING_WORKER_CACHED") != "" {
+		workerCached = envInt(b, "SCALING_WORKER_CACHED", 1)
+	}
+	b.Logf("worker MaxCachedEntities %d, replica ApplyCacheEntities and CacheEntries %d (0: the default)", workerCached, cached)
 	type result struct {
 		entities, events             int
 		workerRate, records          float64
@@ -127,7 +135,7 @@ func BenchmarkScaling(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st, MaxCachedEntities: cached})
+			w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: st, MaxCachedEntities: workerCached})
 			if err != nil {
 				b.Fatal(err)
 			}
