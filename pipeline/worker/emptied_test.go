@@ -9,7 +9,9 @@ import (
 // few in it, so that later publications do not iterate and clear its old
 // size; one that stays busy is cleared in place.
 func TestEmptiedReplacesAMapThatOutgrewItsEntries(t *testing.T) {
-	same := func(a, b map[int]int64) bool { return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() }
+	same := func(a, b map[int]int64) bool {
+		return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+	}
 	fill := func(m map[int]int64, n int) {
 		for i := range n {
 			m[i] = 1
