@@ -42,6 +42,28 @@ type Record struct {
 	strs                                 []string
 }
 
+// FeatureIDs calls f with the id of every feature r served, whatever
+// section holds it: the number, list, string and string-list sections,
+// then (when Entry is set) the bucketed maps and tops only Entry holds.
+// Each feature once: the lookup service logs a feature in one section.
+func (r *Record) FeatureIDs(f func(id string)) {
+	for i := range r.Features {
+		f(r.Features[i].ID)
+	}
+	for i := range r.Lists {
+		f(r.Lists[i].ID)
+	}
+	for i := range r.Strings {
+		f(r.Strings[i].ID)
+	}
+	for i := range r.StringLists {
+		f(r.StringLists[i].ID)
+	}
+	if r.Entry != nil {
+		r.Entry.mapSectionIDs(f)
+	}
+}
+
 // Feature is one number feature served: Value, or a null when OK is false.
 type Feature struct {
 	ID    string

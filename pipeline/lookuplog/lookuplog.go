@@ -107,6 +107,49 @@ type Entry struct {
 	BucketTops map[string]map[string]*ServedTop `json:"bucket_tops,omitempty"`
 }
 
+// FeatureIDs calls f with the id of every feature e served, whatever
+// section holds it (numbers, lists, strings, string lists, bucketed maps,
+// tops): each once per section entry; the lookup service logs a feature in
+// one section only. Order: section by section, map order within one.
+func (e *Entry) FeatureIDs(f func(id string)) {
+	for id := range e.Features {
+		f(id)
+	}
+	for id := range e.Lists {
+		f(id)
+	}
+	for id := range e.Strings {
+		f(id)
+	}
+	for id := range e.StringLists {
+		f(id)
+	}
+	e.mapSectionIDs(f)
+}
+
+// mapSectionIDs calls f with the ids of the sections Record keeps only in
+// its Entry: the bucketed maps and the tops.
+func (e *Entry) mapSectionIDs(f func(id string)) {
+	for id := range e.Buckets {
+		f(id)
+	}
+	for id := range e.BucketStrings {
+		f(id)
+	}
+	for id := range e.Tops {
+		f(id)
+	}
+	for id := range e.BucketLists {
+		f(id)
+	}
+	for id := range e.BucketStringLists {
+		f(id)
+	}
+	for id := range e.BucketTops {
+		f(id)
+	}
+}
+
 // ServedTop is a top_k value as served: Value the JSON text the lookup
 // API wrote ([{"value":..,"count":..},...]), Error the largest amount by
 // which its counts may be below the true ones (aggregations.TopKError: 0

@@ -116,8 +116,8 @@ func (l *Live) AddRecord(e *lookuplog.Record) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	newReq := perRequest && l.firstOf(liveReq{request: req})
-	for i := range e.Features {
-		id := e.Features[i].ID
+	// Every section's features: numbers, lists, strings, bucketed maps, tops.
+	e.FeatureIDs(func(id string) {
 		f := l.feats[id]
 		if f == nil {
 			f = &liveFeature{total: &liveReader{}, consumers: map[string]*liveReader{}}
@@ -152,7 +152,7 @@ func (l *Live) AddRecord(e *lookuplog.Record) {
 		}
 		f.total.add(slot, e.At, inRing, newReq)
 		r.add(slot, e.At, inRing, newReq)
-	}
+	})
 }
 
 // add counts one key served at time at (ms) in slot (if inRing), and a

@@ -152,7 +152,8 @@ func (a *Aggregator) Add(e *lookuplog.Entry) {
 	if e.Request != "" {
 		rid = requestID{request: e.Request}
 	}
-	for id := range e.Features {
+	// Every section's features: numbers, lists, strings, bucketed maps, tops.
+	e.FeatureIDs(func(id string) {
 		x := a.accs[id]
 		if x == nil {
 			x = &acc{consumers: map[string]*reader{}, services: map[string]*reader{}, seen: map[requestID]struct{}{}}
@@ -185,7 +186,7 @@ func (a *Aggregator) Add(e *lookuplog.Entry) {
 			s.retained++
 			count(&s.w, age, newRequest)
 		}
-	}
+	})
 }
 
 // count adds one key, and one request when newRequest, to the windows that
