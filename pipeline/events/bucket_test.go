@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -83,5 +84,46 @@ func TestBucketKeys(t *testing.T) {
 	}
 	if len(ev.Buckets) != 0 {
 		t.Errorf("an unbucketed plan left Buckets %q", ev.Buckets)
+	}
+}
+
+// TestBucketKeyBounds: a string bucket key is bounded like a kept string
+// (valid UTF-8, at most MaxStringBytes), since a tile keeps up to
+// aggregations.BucketsMax of them: beyond, the record is rejected
+// (invalid_string), by Decode and by Check (what produce sends) alike,
+// whether the fast path or the generic one reads it.
+func TestBucketKeyBounds(t *testing.T) {
+	cfg := loadConfigWith(t, bucketFeatures)
+	plan := mustPlan(t, bucketFeatures)
+	dec := events.NewDecoder(cfg, events.Limits{})
+	s := sourceSchema(t, cfg, "visits")
+	for _, tt := range []struct {
+		name, merchant string
+		flag           any // nil: the generic path reads the record (a null bucket)
+		reason         string
+	}{
+		{"at the limit", strings.Repeat("é", events.MaxStringBytes/2), true, ""},
+		{"at the limit, generic path", strings.Repeat("é", events.MaxStringBytes/2), nil, ""},
+		{"one byte over", strings.Repeat("a", events.MaxStringBytes+1), true, events.ReasonInvalidString},
+		{"one byte over, generic path", strings.Repeat("a", events.MaxStringBytes+1), nil, events.ReasonInvalidString},
+		{"invalid UTF-8", "caf\xe9", true, events.ReasonInvalidString},
+		{"invalid UTF-8, generic path", "caf\xe9", nil, events.ReasonInvalidString},
+	} {
+		value := encode(t, s, visit(tt.merchant, 7, tt.flag, 1, now-1000))
+		var ev events.Event
+		rej := dec.Decode(plan, []byte("u-1"), value, now, &ev)
+		switch {
+		case tt.reason == "" && rej != nil:
+			t.Errorf("%s: rejected %v", tt.name, rej)
+		case tt.reason == "" && plan.Features[0].Bucket(&ev) != tt.merchant:
+			t.Errorf("%s: bucket %q", tt.name, plan.Features[0].Bucket(&ev))
+		case tt.reason != "" && (rej == nil || rej.Reason != tt.reason):
+			t.Errorf("%s: Decode %v, want %s", tt.name, rej, tt.reason)
+		}
+		var scratch events.Event
+		crej := dec.Check(plan, []byte("u-1"), value, now, &scratch)
+		if (crej == nil) != (rej == nil) || crej != nil && crej.Reason != rej.Reason {
+			t.Errorf("%s: Check %v, Decode %v", tt.name, crej, rej)
+		}
 	}
 }

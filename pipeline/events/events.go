@@ -54,7 +54,7 @@ const (
 	// last_k is not valid UTF-8 (every output that carries it, JSON,
 	// Parquet STRING, Arrow utf8, requires UTF-8; replacing the bad bytes
 	// would serve a value the event does not hold) or is longer than
-	// MaxStringBytes.
+	// MaxStringBytes; or a string bucket key (config.Feature.Bucket) is.
 	ReasonInvalidString = "invalid_string"
 )
 
@@ -64,7 +64,9 @@ const (
 // message for the tile's feature-log record), and every lookup answer and
 // training row carries them. Ids, codes, categories and countries are far
 // shorter; a longer value is dead-lettered (ReasonInvalidString), never
-// truncated. Fixed, not a Limit: the workers and backfill must agree.
+// truncated. It bounds a string bucket key (config.Feature.Bucket) too:
+// a tile keeps up to aggregations.BucketsMax of them. Fixed, not a Limit:
+// the workers and backfill must agree.
 const MaxStringBytes = 256
 
 // Reasons lists every reason code.
@@ -466,6 +468,12 @@ func (d *Decoder) decodeGeneric(plan *Plan, key, value []byte, now int64, out *E
 		v, err := bucketValue(rec, f, plan.bucketTypes[i])
 		if err != nil {
 			return reject(ReasonInvalidField, "bucket: %v", err)
+		}
+		if len(v) > MaxStringBytes {
+			return reject(ReasonInvalidString, "bucket field %q is %d bytes; the limit of a bucket key is %d", f, len(v), MaxStringBytes)
+		}
+		if !utf8.ValidString(v) {
+			return reject(ReasonInvalidString, "bucket field %q is not valid UTF-8", f)
 		}
 		out.Buckets = append(out.Buckets, v)
 	}

@@ -252,18 +252,27 @@ func (d *Decoder) decodeFast(plan *Plan, f *fastPlan, key, body []byte, now int6
 	}
 	clear(out.Buckets)
 	out.Buckets = out.Buckets[:0]
-	for i, s := range f.buckets { // a projected bucket key is never refused: check skips them
-		if check {
-			break
-		}
+	for i, s := range f.buckets {
 		v := &vals[s]
 		var b string
 		switch plan.bucketTypes[i] {
 		case aggregations.TypeLong:
+			if check {
+				continue
+			}
 			b = strconv.FormatInt(v.Int, 10)
 		case aggregations.TypeBool:
+			if check {
+				continue
+			}
 			b = strconv.FormatBool(v.Bool)
-		default:
+		default: // a string key: too long or invalid UTF-8 is the generic path's invalid_string
+			if k := v.Bytes(); len(k) > MaxStringBytes || !utf8.Valid(k) {
+				return false
+			}
+			if check {
+				continue
+			}
 			b = v.String()
 		}
 		out.Buckets = append(out.Buckets, b)
