@@ -112,40 +112,27 @@ type Entry struct {
 // tops): each once per section entry; the lookup service logs a feature in
 // one section only. Order: section by section, map order within one.
 func (e *Entry) FeatureIDs(f func(id string)) {
-	for id := range e.Features {
-		f(id)
-	}
-	for id := range e.Lists {
-		f(id)
-	}
-	for id := range e.Strings {
-		f(id)
-	}
-	for id := range e.StringLists {
-		f(id)
-	}
+	eachID(e.Features, f)
+	eachID(e.Lists, f)
+	eachID(e.Strings, f)
+	eachID(e.StringLists, f)
 	e.mapSectionIDs(f)
 }
 
 // mapSectionIDs calls f with the ids of the sections Record keeps only in
 // its Entry: the bucketed maps and the tops.
 func (e *Entry) mapSectionIDs(f func(id string)) {
-	for id := range e.Buckets {
-		f(id)
-	}
-	for id := range e.BucketStrings {
-		f(id)
-	}
-	for id := range e.Tops {
-		f(id)
-	}
-	for id := range e.BucketLists {
-		f(id)
-	}
-	for id := range e.BucketStringLists {
-		f(id)
-	}
-	for id := range e.BucketTops {
+	eachID(e.Buckets, f)
+	eachID(e.BucketStrings, f)
+	eachID(e.Tops, f)
+	eachID(e.BucketLists, f)
+	eachID(e.BucketStringLists, f)
+	eachID(e.BucketTops, f)
+}
+
+// eachID calls f with every feature id of one section.
+func eachID[V any](section map[string]V, f func(id string)) {
+	for id := range section {
 		f(id)
 	}
 }
