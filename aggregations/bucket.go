@@ -2,6 +2,7 @@ package aggregations
 
 import (
 	"cmp"
+	"encoding/binary"
 	"slices"
 )
 
@@ -35,6 +36,31 @@ import (
 // by arrival order and are approximate, though every event is still counted
 // (in OtherBucket). A read merges the window's tiles without a bound: its
 // transient IR may hold up to BucketsMax buckets per tile.
+//
+// The tile budget: a bucketed tile whose buckets keep more than the exact
+// fields (a sketch, a k list, value counts or strings: Window.heavyBuckets)
+// can outgrow what one feature-log record may carry (Kafka's default
+// message is 1 MiB) long before BucketsMax buckets: 1000 buckets of a
+// top_k of strings would take ~260 MB. Such a tile (and a lifetime Base)
+// keeps its encoded size within TileBytesBudget (512 KiB): when an event
+// opens a bucket, or the tile's Count crosses a multiple of
+// sizeCheckEvery, it measures its encoding (irLen, without encoding) and,
+// past the budget, folds its least-populated buckets (ranked's order,
+// the lowest first) into OtherBucket until it is back within three
+// quarters of it (or only OtherBucket is left, which is at most one
+// bucket of the kind's largest size, ~300 KB). Expire does the same for a
+// lifetime Base after merging tiles into it. So a tile stays under about
+// TileBytesBudget plus sizeCheckEvery events' growth (~40 KB). Values are
+// exact while every tile of the window fits its budget (and BucketsMax);
+// beyond, as beyond BucketsMax, a folded bucket's later events open it
+// again in that tile and its value is approximate, though every event is
+// still counted. Both triggers are functions of the tile's content and the
+// events applied, so a restarted worker and a backfill replaying the same
+// events in the same order fold at the same events. Cost: nothing for
+// exact number kinds (BucketsMax of their buckets fit the budget); for the
+// others a few comparisons per event, and a walk of the tile (linear in
+// its size) at a check point only when the size last measured plus a
+// bound on what the events since added could be past the budget.
 //
 // The fold at finalize (FinalizeBuckets) is exact: it keeps the maxBuckets
 // most populated buckets (by event count; ties: the smaller key first) and
@@ -73,6 +99,13 @@ const NullBucket = "__null__"
 // most BucketsMax keys besides OtherBucket.
 type bucketSet struct {
 	m map[string]*IR
+	// size is the encoded size of the IR holding the set as last measured
+	// by foldToBudget (0: not measured since it was decoded or merged into),
+	// and grown a bound on what the events folded in since then added to
+	// it (see growthBound): checkBudget skips measuring while size+grown
+	// is within the budget. Neither is encoded: both are a cache, and the
+	// folds do not depend on them.
+	size, grown int
 }
 
 // updateBucketed folds e into ir's exact fields and into the sub-IR of its
@@ -99,8 +132,24 @@ func (ir *IR) updateBucketed(e Event, w Window) {
 			bk.m[key] = sub
 		}
 	}
+	var dense bool
+	if sub.hll != nil {
+		dense = sub.hll.dense != nil
+	}
 	sub.update(e, w.unbucketed())
+	bk.grown += growthBound(e)
+	if sub.hll != nil && sub.hll.dense != nil && !dense {
+		bk.grown += hllM // registers turned dense
+	}
 }
+
+// growthBound bounds what folding e into an existing bucket adds to the
+// encoding of the IR holding it: the exact fields' flags and varints (at
+// most ~110 bytes), a list entry, value counter or quantile key (at most
+// ~30 bytes), and e's string twice (a Last and a First string, with
+// their lengths). A sketch's registers turning dense add hllM more (see
+// updateBucketed); an event that opens a bucket is measured anyway.
+func growthBound(e Event) int { return 160 + 2*(len(e.Str)+binary.MaxVarintLen64) }
 
 // named is the number of buckets other than OtherBucket.
 func (b *bucketSet) named() int {
@@ -111,7 +160,7 @@ func (b *bucketSet) named() int {
 }
 
 func (b *bucketSet) clone() *bucketSet {
-	c := &bucketSet{m: make(map[string]*IR, len(b.m))}
+	c := &bucketSet{m: make(map[string]*IR, len(b.m)), size: b.size, grown: b.grown}
 	for k, sub := range b.m {
 		s := sub.Clone()
 		c.m[k] = &s
@@ -121,6 +170,7 @@ func (b *bucketSet) clone() *bucketSet {
 
 // merge folds o's buckets into b, bucket by bucket (no bound: see foldTo).
 func (b *bucketSet) merge(o *bucketSet) {
+	b.size, b.grown = 0, 0 // not measured since
 	for k, sub := range o.m {
 		if mine := b.m[k]; mine != nil {
 			mine.merge(sub)
@@ -172,6 +222,94 @@ func (b *bucketSet) foldTo(n int) {
 func (ir *IR) foldBuckets() {
 	if ir.bk != nil {
 		ir.bk.foldTo(BucketsMax)
+	}
+}
+
+// TileBytesBudget bounds the encoded size of a bucketed tile's IR (and of a
+// lifetime Base) whose buckets keep a sketch, a list, value counts or
+// strings: past it, the tile folds its least-populated buckets into
+// OtherBucket (see "The tile budget" above). 512 KiB keeps a tile's
+// feature-log record under Kafka's default max.message.bytes (1 MiB) with
+// room for the growth between checks (at most sizeCheckEvery events) and
+// for OtherBucket itself, which is at most one bucket of the kind's largest
+// size (about 300 KB: a top_k of TopKExactMax 256-byte strings, a
+// last_k of MaxK of them, or a quantile sketch spanning the whole float64
+// range).
+const TileBytesBudget = 512 << 10
+
+// sizeCheckEvery is how often, in events, a heavy bucketed tile checks its
+// size besides when an event opens a bucket: when its Count crosses a
+// multiple of sizeCheckEvery. One event grows a bucket by at most about
+// 600 bytes (a 256-byte string and key, a list entry, a register), so a
+// tile grows at most ~40 KB past the budget between checks.
+const sizeCheckEvery = 64
+
+// heavyBuckets reports whether w's buckets can outgrow the tile budget: a
+// bucketed window whose sub-IRs keep more than the exact fields (a sketch,
+// a k list, value counts or strings). An exact number kind's bucket is at
+// most ~370 bytes encoded (a 256-byte key included), so BucketsMax of them
+// stay within TileBytesBudget and those windows never check.
+func (w Window) heavyBuckets() bool {
+	return w.sketch&withBuckets != 0 && w.sketch&^withBuckets != 0
+}
+
+// budgetMark is what an Apply must remember to decide whether the tile's
+// size is due for a check (see checkBudget): its Count and number of
+// buckets before the Apply.
+type budgetMark struct {
+	count   int64
+	buckets int
+}
+
+func (ir *IR) mark() budgetMark { return budgetMark{ir.Count, ir.BucketCount()} }
+
+// checkBudget folds ir to the tile budget (foldToBudget) when the Apply
+// that began at m opened a bucket or made Count cross a multiple of
+// sizeCheckEvery. Both are functions of the tile's content and the events
+// applied, so a replay of the same events (a restarted worker, backfill)
+// folds at the same events. ref is the tile's Start (sizes are those of
+// its encoding).
+//
+// It measures only when the size last measured plus what the events since
+// may have added (bucketSet.size and grown) could be past the budget, so
+// a tile well within it costs nothing more than that sum.
+func (ir *IR) checkBudget(m budgetMark, ref int64) {
+	bk := ir.bk
+	if bk == nil || (len(bk.m) == m.buckets && ir.Count/sizeCheckEvery == m.count/sizeCheckEvery) {
+		return
+	}
+	if bk.size > 0 && bk.size+bk.grown <= TileBytesBudget && len(bk.m) == m.buckets {
+		return
+	}
+	ir.foldToBudget(ref)
+}
+
+// foldToBudget folds ir's least-populated buckets (the order of ranked, the
+// lowest first) into OtherBucket while ir's encoding with reference ref is
+// larger than TileBytesBudget, aiming at three quarters of it so that a tile
+// at the edge does not fold again at its next check; it stops when no named
+// bucket is left. Cost: O(encoded size) to measure, which is linear in the
+// tile and allocates nothing, and O(b log b) per fold for b buckets.
+func (ir *IR) foldToBudget(ref int64) {
+	for ir.bk != nil {
+		size := irLen(ir, ref)
+		ir.bk.size, ir.bk.grown = size, 0
+		if size <= TileBytesBudget || ir.bk.named() == 0 {
+			return
+		}
+		keys := ir.bk.ranked()
+		lens := make([]int, len(keys))
+		rest := size // the size without the named buckets
+		for i, k := range keys {
+			lens[i] = bucketLen(k, ir.bk.m[k], ref)
+			rest -= lens[i]
+		}
+		keep := 0
+		for keep < len(keys)-1 && rest+lens[keep] <= TileBytesBudget/4*3 {
+			rest += lens[keep]
+			keep++
+		}
+		ir.bk.foldTo(keep)
 	}
 }
 

@@ -327,3 +327,171 @@ func TestBucketsDecodeRejectsCorruption(t *testing.T) {
 		t.Error("re-encoding differs")
 	}
 }
+
+// budgetCase is a heavy bucketed kind and a stream of events whose tile,
+// without the budget, would encode past it (for the string kinds, past
+// 1 MiB).
+type budgetCase struct {
+	name   string
+	w      aggregations.Window
+	events func(rng *rand.Rand) []ev
+}
+
+// longStr is a distinct string of 250 bytes (valid strings are at most 256).
+func longStr(i int) string { return fmt.Sprintf("%0250d", i) }
+
+func budgetCases() []budgetCase {
+	day := aggregations.Day
+	w := aggregations.Window{Size: 7 * day, Hop: day}
+	gen := func(buckets, perBucket int, ev1 func(rng *rand.Rand, b, i int) ev) func(rng *rand.Rand) []ev {
+		return func(rng *rand.Rand) []ev {
+			var evs []ev
+			for i := range perBucket { // buckets interleaved, as real traffic is
+				for b := range buckets {
+					e := ev1(rng, b, i)
+					e.TS, e.Seq = int64(rng.IntN(int(day))), int64(len(evs))
+					if e.Bucket == "" {
+						e.Bucket = fmt.Sprintf("bucket-%03d", b)
+					}
+					evs = append(evs, e)
+				}
+			}
+			return evs
+		}
+	}
+	return []budgetCase{
+		{"top_k of strings", w.For(aggregations.TopK, 0).WithK(10).WithStrings().WithBuckets(),
+			gen(30, 200, func(rng *rand.Rand, b, i int) ev { return ev{Str: longStr(i)} })},
+		{"last_k of strings", w.For(aggregations.LastK, 0).WithK(aggregations.MaxK).WithStrings().WithBuckets(),
+			gen(6, 1000, func(rng *rand.Rand, b, i int) ev { return ev{Str: longStr(i)} })},
+		{"first_k of numbers", w.For(aggregations.FirstK, 0).WithK(aggregations.MaxK).WithBuckets(),
+			gen(60, 1000, func(rng *rand.Rand, b, i int) ev { return ev{Value: float64(i)} })},
+		{"top_k of numbers", w.For(aggregations.TopK, 0).WithK(5).WithBuckets(),
+			gen(60, 1000, func(rng *rand.Rand, b, i int) ev { return ev{Value: float64(i) + 0.5} })},
+		{"approx_distinct", w.For(aggregations.ApproxDistinct, 0).WithBuckets(),
+			gen(135, 1400, func(rng *rand.Rand, b, i int) ev { return ev{Value: rng.Float64()} })},
+		{"approx_percentile", w.For(aggregations.ApproxPercentile, 0.9).WithBuckets(),
+			gen(100, 2600, func(rng *rand.Rand, b, i int) ev {
+				return ev{Value: math.Exp(1400*rng.Float64()-700) * float64(1-2*rng.IntN(2))}
+			})},
+		{"last of strings, long keys", w.For(aggregations.Last, 0).WithStrings().WithBuckets(),
+			gen(900, 2, func(rng *rand.Rand, b, i int) ev {
+				return ev{Str: longStr(b*2 + i), Bucket: fmt.Sprintf("%0200d", b)}
+			})},
+	}
+}
+
+// TestTileBudgetHeavyKinds applies, for each kind whose buckets can grow
+// large, a stream that would make one tile encode past TileBytesBudget
+// (past 1 MiB, Kafka's default message size and so one feature-log
+// record, for the string kinds) into a tile and into a lifetime Base: both
+// stay within TileBytesBudget plus one check's growth, still count every event (in named buckets or
+// OtherBucket), fold at the same events when the series is encoded and
+// decoded midway (a worker restarting on its state), and decode.
+func TestTileBudgetHeavyKinds(t *testing.T) {
+	const bound = aggregations.TileBytesBudget + 64<<10
+	for _, c := range budgetCases() {
+		t.Run(c.name, func(t *testing.T) {
+			evs := c.events(rand.New(rand.NewPCG(1, 2)))
+			var s, restarted aggregations.Series
+			for i, e := range evs {
+				s.Apply(c.w, e, aggregations.NoClock)
+				restarted.Apply(c.w, e, aggregations.NoClock)
+				if i%7919 == 0 {
+					var dec aggregations.Series
+					if _, err := aggregations.DecodeSeries(aggregations.AppendSeries(nil, &restarted), &dec); err != nil {
+						t.Fatal(err)
+					}
+					restarted = dec
+				}
+				if i%5000 == 0 || i == len(evs)-1 {
+					if n := len(aggregations.AppendTile(nil, s.Tiles[0])); n > bound {
+						t.Fatalf("after %d events the tile encodes to %d bytes, more than %d", i+1, n, bound)
+					}
+				}
+			}
+			if len(s.Tiles) != 1 {
+				t.Fatalf("%d tiles, want 1", len(s.Tiles))
+			}
+			tile := s.Tiles[0]
+			if string(aggregations.AppendTile(nil, tile)) != string(aggregations.AppendTile(nil, restarted.Tiles[0])) {
+				t.Error("a series encoded and decoded every 7919 events folded differently")
+			}
+			checkFolded(t, tile.IR, int64(len(evs)), "tile")
+
+			// A lifetime Base that takes two tiles of half the events each
+			// (within the budget, or folded to it) stays within the budget.
+			lw := c.w
+			lw.Size = 0
+			var life aggregations.Series
+			for i, e := range evs { // half of them in the next tile
+				e.TS += int64(i%2) * lw.Hop
+				life.Apply(lw, e, aggregations.NoClock)
+			}
+			life.Expire(lw, 10*lw.Hop, nil)
+			if len(life.Tiles) != 0 {
+				t.Fatalf("%d tiles left after Expire", len(life.Tiles))
+			}
+			base, _ := life.Tile(aggregations.BaseStart)
+			if n := len(aggregations.AppendTile(nil, base)); n > bound {
+				t.Fatalf("Base encodes to %d bytes, more than %d", n, bound)
+			}
+			checkFolded(t, base.IR, int64(len(evs)), "Base")
+		})
+	}
+}
+
+// checkFolded checks that ir counts n events over its buckets, OtherBucket
+// among them, and round-trips through its encoding.
+func checkFolded(t *testing.T, ir aggregations.IR, n int64, what string) {
+	t.Helper()
+	all := aggregations.FinalizeBuckets(ir, aggregations.BucketsMax)
+	var total int64
+	hasOther := false
+	for _, b := range all {
+		total += b.IR.Count
+		hasOther = hasOther || b.Key == aggregations.OtherBucket
+	}
+	if ir.Count != n || total != n {
+		t.Errorf("%s counts %d events, its buckets %d, want %d", what, ir.Count, total, n)
+	}
+	if !hasOther || len(all) < 2 {
+		t.Errorf("%s: %d buckets, want named ones and %s", what, len(all), aggregations.OtherBucket)
+	}
+	enc := aggregations.AppendTile(nil, aggregations.Tile{IR: ir})
+	dec, _, err := aggregations.DecodeTile(enc)
+	if err != nil || string(aggregations.AppendTile(nil, dec)) != string(enc) {
+		t.Errorf("%s does not round-trip: %v", what, err)
+	}
+}
+
+// TestTileBudgetKeepsWhatFits checks that the budget changes nothing below
+// it: a last_k of 250-byte strings whose tile encodes to ~340 KB keeps
+// every bucket, exact against the brute force.
+func TestTileBudgetKeepsWhatFits(t *testing.T) {
+	w := aggregations.Window{Size: 7 * aggregations.Day, Hop: aggregations.Day}.For(aggregations.LastK, 0).WithK(aggregations.MaxK).WithStrings().WithBuckets()
+	var evs []ev
+	for i := range 1300 {
+		evs = append(evs, ev{TS: int64(i), Seq: int64(i), Str: longStr(i), Bucket: []string{"a", "a", "a", "b"}[i%4]})
+	}
+	var s aggregations.Series
+	for _, e := range evs {
+		s.Apply(w, e, aggregations.NoClock)
+	}
+	n := len(aggregations.AppendTile(nil, s.Tiles[0]))
+	if n < 300<<10 || n > aggregations.TileBytesBudget {
+		t.Fatalf("tile of %d bytes, want between 300 KiB and the budget", n)
+	}
+	got := aggregations.FinalizeBuckets(s.Read(w, aggregations.Day), 10)
+	if len(got) != 2 || got[0].Key != "a" || got[1].Key != "b" {
+		t.Fatalf("buckets %v, want a and b", got)
+	}
+	want := aggtest.BucketGroups(w, evs, aggregations.Day, 10)
+	for _, b := range got {
+		l, _ := aggregations.FinalizeStringList(aggregations.LastK, b.IR)
+		wl, _ := aggtest.BruteForceStringList(aggregations.LastK, w, want[b.Key], aggregations.Day)
+		if !slices.Equal(l, wl) {
+			t.Errorf("bucket %s: %d strings, brute force %d", b.Key, len(l), len(wl))
+		}
+	}
+}

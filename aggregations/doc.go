@@ -101,8 +101,12 @@
 // FinalizeBuckets keeps the max_buckets most populated buckets (by event
 // count, ties: the smaller key) and merges the others into OtherBucket. A
 // tile or lifetime Base keeps at most BucketsMax buckets (further ones fold
-// into OtherBucket there): values are exact while every tile has seen at
-// most BucketsMax distinct buckets. bucket.go states the design in full.
+// into OtherBucket there), and a tile of a kind whose buckets keep a
+// sketch, a list, value counts or strings keeps its encoding within
+// TileBytesBudget (512 KiB) by folding its least-populated buckets into
+// OtherBucket: values are exact while every tile has seen at most
+// BucketsMax distinct buckets and fits its budget. bucket.go states the
+// design in full.
 //
 // The package is pure: no I/O, no goroutines, no locks, standard library only. A
 // Series is not safe for concurrent use.

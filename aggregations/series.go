@@ -74,6 +74,12 @@ func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied b
 		if !w.Lifetime() {
 			return start, false
 		}
+		if w.heavyBuckets() {
+			m := s.Base.mark()
+			s.Base.update(e, w)
+			s.Base.checkBudget(m, BaseStart)
+			return BaseStart, true
+		}
 		s.Base.update(e, w)
 		return BaseStart, true
 	}
@@ -82,6 +88,11 @@ func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied b
 		s.Tiles = slices.Insert(s.Tiles, i, Tile{Start: start})
 	}
 	t := &s.Tiles[i]
+	var m budgetMark
+	heavy := w.heavyBuckets()
+	if heavy {
+		m = t.IR.mark()
+	}
 	if e.TS >= now {
 		t.Pending = append(t.Pending, e)
 	} else {
@@ -89,6 +100,9 @@ func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied b
 	}
 	if len(t.Pending) > 0 && now != NoClock {
 		t.promote(w, now)
+	}
+	if heavy {
+		t.IR.checkBudget(m, start)
 	}
 	return start, true
 }
@@ -172,6 +186,9 @@ func (s *Series) Expire(w Window, now int64, dst []int64) (removed []int64, base
 	}
 	if w.Lifetime() {
 		s.Base.foldBuckets() // Base lives on: keep it within BucketsMax (bucket.go)
+		if w.heavyBuckets() {
+			s.Base.foldToBudget(BaseStart) // and within the tile budget
+		}
 	}
 	m := copy(s.Tiles, s.Tiles[n:])
 	clear(s.Tiles[m:])
