@@ -84,7 +84,9 @@
 // any window read at or after the caller's clock are removed by Expire (finite
 // windows) or folded into the Base IR (lifetime windows). Events stamped at or after
 // the caller's clock are kept per tile as Pending so that the leading edge stays
-// exact for every read time T at or after that clock.
+// exact for every read time T at or after that clock, up to PendingBytesBudget of
+// them per tile (past it the earliest are folded into the IR at once: a read before
+// such an event's time includes it).
 //
 // A read as of T is exact when every event folded into a tile's IR has ts < T. That
 // holds for every T at or after every clock value passed to Apply and Expire for the

@@ -1,6 +1,7 @@
 package aggregations
 
 import (
+	"cmp"
 	"math"
 	"slices"
 )
@@ -95,6 +96,9 @@ func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied b
 	}
 	if e.TS >= now {
 		t.Pending = append(t.Pending, e)
+		if len(t.Pending)%sizeCheckEvery == 0 {
+			t.boundPending(w)
+		}
 	} else {
 		t.IR.update(e, w)
 	}
@@ -105,6 +109,55 @@ func (s *Series) Apply(w Window, e Event, now int64) (tileStart int64, applied b
 		t.IR.checkBudget(m, start)
 	}
 	return start, true
+}
+
+// PendingBytesBudget bounds the encoded size of a tile's pending events
+// (events stamped at or after the writer's clock, see Apply), which a
+// feature-log record carries with the tile: thousands of events stamped
+// ahead on one hot key (a producer whose clock runs minutes ahead) would
+// otherwise pass Kafka's default 1 MiB message. Every sizeCheckEvery
+// pending events, Apply measures them (an upper bound of their encoding:
+// each with its string and bucket key); past the budget it folds the
+// earliest (by TS, then Seq) into the tile's IR until the rest are within
+// half of it. Such an event counts at once: a read as of T before its
+// time includes it (every read at or after its time is exact, as before).
+// With the bucket budget (TileBytesBudget) a tile's record stays under
+// about 800 KB.
+const PendingBytesBudget = 256 << 10
+
+// boundPending folds the earliest pending events into the IR while the
+// pending events are past PendingBytesBudget (see there). Cost: linear in
+// the pending events, once per sizeCheckEvery of them; a sort when it folds.
+func (t *Tile) boundPending(w Window) {
+	size := 0
+	for _, p := range t.Pending {
+		size += pendingLen(p, t.Start)
+	}
+	if size <= PendingBytesBudget {
+		return
+	}
+	slices.SortFunc(t.Pending, func(a, b Event) int {
+		if c := cmp.Compare(a.TS, b.TS); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
+	n := 0
+	for ; n < len(t.Pending) && size > PendingBytesBudget/2; n++ {
+		size -= pendingLen(t.Pending[n], t.Start)
+		t.IR.update(t.Pending[n], w)
+	}
+	m := copy(t.Pending, t.Pending[n:])
+	clear(t.Pending[m:])
+	t.Pending = t.Pending[:m]
+}
+
+// pendingLen bounds what AppendTile writes for pending event p of a tile
+// starting at start: exact for the numbers, and p's string and bucket key
+// with their lengths (written only when some pending event of the tile has
+// one).
+func pendingLen(p Event, start int64) int {
+	return varintLen(p.TS-start) + varintLen(p.Seq) + 8 + stringLen(p.Str) + stringLen(p.Bucket)
 }
 
 // promote moves the pending events with ts < now into the IR.

@@ -1,6 +1,7 @@
 package aggregations_test
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -273,5 +274,43 @@ func TestReadDoesNotAllocate(t *testing.T) {
 	}
 	if sink.Count == 0 || math.IsNaN(sink.Sum) {
 		t.Fatal("unexpected empty read")
+	}
+}
+
+// TestPendingBudget applies 6,000 events stamped ahead of the clock, each
+// with a 250-byte string, to one tile of a last_k of strings: unbounded,
+// their pending events would encode to ~1.6 MB (past Kafka's 1 MiB). The
+// tile stays within PendingBytesBudget (plus one check's growth); the
+// events folded early are the earliest; every event is counted once, and
+// a read as of a time after all of them is exact (the brute force).
+func TestPendingBudget(t *testing.T) {
+	w := aggregations.Window{Size: 1000, Hop: 1000}.For(aggregations.LastK, 0).WithK(5).WithStrings()
+	var s aggregations.Series
+	var evs []ev
+	const now = 10
+	for i := range 6000 {
+		e := ev{TS: now + int64(i)/10, Seq: int64(i), Str: fmt.Sprintf("%0250d", i)}
+		evs = append(evs, e)
+		s.Apply(w, e, now)
+		if i%100 == 0 {
+			if n := len(aggregations.AppendTile(nil, s.Tiles[0])); n > aggregations.PendingBytesBudget+64*300 {
+				t.Fatalf("after %d events the tile encodes to %d bytes", i+1, n)
+			}
+		}
+	}
+	tile := s.Tiles[0]
+	if tile.IR.Count == 0 || len(tile.Pending) == 0 || tile.IR.Count+int64(len(tile.Pending)) != int64(len(evs)) {
+		t.Fatalf("IR counts %d, %d pending: want some of each, %d in all", tile.IR.Count, len(tile.Pending), len(evs))
+	}
+	for _, p := range tile.Pending {
+		if p.TS < tile.IR.LastTS {
+			t.Fatalf("pending event at %d kept while one at %d was folded: the earliest must fold first", p.TS, tile.IR.LastTS)
+		}
+	}
+	T := int64(now + 1000)
+	got, _ := aggregations.FinalizeStringList(aggregations.LastK, s.Read(w, T))
+	want, _ := aggtest.BruteForceStringList(aggregations.LastK, w, evs, T)
+	if !slices.Equal(got, want) || s.Read(w, T).Count != int64(len(evs)) {
+		t.Errorf("read after every event: %d strings, brute force %d", len(got), len(want))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 	"github.com/featurepipe/featurepipe/pipeline/backfill"
+	"github.com/featurepipe/featurepipe/pipeline/lookup"
 )
 
 // tileBudgetFile has a bucketed last_k of 1000 strings (the largest k,
@@ -112,5 +113,51 @@ func TestHeavyBucketedTileStaysPublishable(t *testing.T) {
 	}
 	if got, want := canonical(t, mustJSON(t, m)), canonical(t, resp.Results[0].Features[names[0]].Value); got != want {
 		t.Errorf("backfill at the lookup's T differs from the lookup (%d and %d bytes)", len(got), len(want))
+	}
+}
+
+// TestEventsStampedAheadStayPublishable sends one user 5,000 transactions
+// stamped an hour ahead of the worker's clock (a producer whose clock runs
+// fast), each with a distinct 250-byte merchant: kept pending in their
+// tile, unbounded, they would make its feature-log record ~1.3 MB and stop
+// the worker (MESSAGE_TOO_LARGE, at every restart). With the pending
+// budget the worker publishes and keeps going: a transaction of another
+// user sent afterwards is served; the hot user, all of whose events are
+// ahead of now, is still NOT_FOUND.
+func TestEventsStampedAheadStayPublishable(t *testing.T) {
+	k, cfg, cl := setup(t, tileBudgetFile)
+	ctx := context.Background()
+	p := newProduced()
+	ahead := time.Now().Add(time.Hour).UnixMilli()
+	var txns []bucketTxn
+	for i := range 5000 {
+		txns = append(txns, bucketTxn{"early", "EUR", fmt.Sprintf("%0250d", i), ahead + int64(i%1000), 1})
+	}
+	for i := 0; i < len(txns); i += 1000 {
+		produceBucketTxns(t, ctx, cl, cfg, txns[i:min(i+1000, len(txns))], p)
+	}
+	dir := t.TempDir()
+	runWorker(t, k.Brokers, cfg, filepath.Join(dir, "w"))
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	produceBucketTxns(t, ctx, cl, cfg, []bucketTxn{{"later", "USD", "m1", time.Now().UnixMilli(), 1}}, p)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var resp rawLookup
+		var counts map[string]float64
+		if code := postJSON(t, ls.url+"/v1/lookup", map[string]any{"entity": "user", "keys": []string{"later"}, "features": []string{"txn_count_by_currency"}}, &resp); code == http.StatusOK {
+			_ = json.Unmarshal(resp.Results[0].Features["txn_count_by_currency"].Value, &counts)
+		}
+		if counts["USD"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("after 60s the transaction sent after the early ones is not served: the worker stopped?")
+		}
+	}
+	var resp rawLookup
+	if code := postJSON(t, ls.url+"/v1/lookup", map[string]any{"entity": "user", "keys": []string{"early"}, "features": []string{"txn_count_by_currency"}}, &resp); code != http.StatusOK {
+		t.Fatalf("lookup: HTTP %d", code)
+	}
+	if st := resp.Results[0].Features["txn_count_by_currency"].Status; st != lookup.StatusNotFound {
+		t.Errorf("early, whose events are all ahead of now: %s, want %s", st, lookup.StatusNotFound)
 	}
 }
