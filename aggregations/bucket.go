@@ -56,7 +56,8 @@ import (
 // again in that tile and its value is approximate, though every event is
 // still counted. Both triggers are functions of the tile's content and the
 // events applied, so a restarted worker and a backfill replaying the same
-// events in the same order fold at the same events. Cost: nothing for
+// events in the same order fold a tile at the same events (a lifetime
+// Base, which only Expire folds and a backfill never builds, aside). Cost: nothing for
 // exact number kinds (BucketsMax of their buckets fit the budget); for the
 // others a few comparisons per event, and a walk of the tile (linear in
 // its size) at a check point only when the size last measured plus a
