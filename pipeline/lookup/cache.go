@@ -27,7 +27,10 @@ import (
 //     generation, so lookups miss and read Pebble (old or new value, as they
 //     would without a cache);
 //  2. after the commit, publish: store the new committed value (the same
-//     bytes the batch wrote) and bump the generation again.
+//     bytes the batch wrote) and bump the generation again. The store
+//     replaces whatever entry the key has, full shard or not: a lookup
+//     that missed after step 1 and read Pebble before the commit put the
+//     old value under the generation step 1 left.
 //
 // A miss inserts the value it read from Pebble only if its shard's generation
 // did not move between before the read and the insert: otherwise a commit may
@@ -189,7 +192,12 @@ func (c *viewCache) publish(key []byte, v []byte) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	sh.gen++
-	if len(sh.m) < c.max {
+	// Replace the key's entry even in a full shard: a lookup that missed
+	// after invalidate and read Pebble before the commit may have put the
+	// old value since (its generation was already the invalidated one),
+	// and only this store removes it. A full shard without the key stays
+	// as it is (its entries are the ones lookups read).
+	if _, ok := sh.m[string(key)]; ok || len(sh.m) < c.max {
 		sh.m[string(key)] = cacheEntry{val: v}
 	}
 	sh.mu.Unlock()
