@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-replay bench-scaling bench-lookup bench-coldstart bench-produce bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-replay bench-scaling bench-lookup bench-freshness bench-coldstart bench-produce bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -98,7 +98,7 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 ## bench: every figure in the README (bench-backfill is separate: it needs Python and ~10 minutes)
-bench: bench-apply bench-ingest bench-lookup bench-coldstart bench-produce
+bench: bench-apply bench-ingest bench-lookup bench-freshness bench-coldstart bench-produce
 
 bench-apply:
 	$(GO) test -run '^$$' -bench 'Apply|Read' -benchmem ./aggregations/
@@ -118,6 +118,11 @@ bench-scaling:
 
 bench-lookup: build
 	$(BIN) load --rate 20000 --duration 20s --keys 10000
+
+## bench-freshness: produce → visible in a lookup replica at 10,000 events/s: issue 18's 7 features (schemas/history.yaml), then the demo file
+bench-freshness: build
+	$(BIN) load --freshness --config schemas/history.yaml --rate 10000 --keys 5000 --duration 10s
+	$(BIN) load --freshness --rate 10000 --keys 5000 --duration 10s
 
 bench-coldstart:
 	$(GO) test -run '^$$' -bench 'ColdStart' -benchtime 1x -timeout 30m ./pipeline/e2e/

@@ -12,6 +12,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/metrics"
@@ -48,6 +50,9 @@ type freshParams struct {
 	publishInterval time.Duration
 	fixedInterval   bool
 	cpuProfile      string // --cpuprofile: this process's measured period
+	// configPath is --config: the feature file ("": the embedded demo
+	// file, schemas/demo.yaml).
+	configPath string
 }
 
 func (p freshParams) String() string {
@@ -61,37 +66,102 @@ func (p freshParams) String() string {
 	if p.url == "" && p.fixedInterval {
 		target += " --fixed-publish-interval"
 	}
+	if p.configPath != "" {
+		target += " --config " + p.configPath
+	}
 	return fmt.Sprintf("--freshness %s --rate %g --duration %s --warmup %s --keys %d --probe-interval %s --probe-poll %s",
 		target, p.rate, p.duration, p.warmup, p.keys, p.probeEvery, p.pollEvery)
 }
 
-// freshnessFeature is the probe's feature: the demo feature file's count
-// of a user's transactions in 7 days. The probe user's count is the number
-// of probe events visible.
+// freshnessFeature is the probe's feature in the demo feature file: the
+// count of a user's transactions in 7 days. The probe user's count is the
+// number of probe events visible.
 const freshnessFeature = "txn_count_7d"
+
+// freshnessSource is the source both streams are produced to: the
+// transactions of schemas/transaction.avsc (user_id, merchant_id, amount,
+// currency, ts).
+const freshnessSource = "transactions"
+
+// probeFeature is the feature the probe user is looked up by: in the demo
+// file freshnessFeature, in another file the count over freshnessSource,
+// without a where, of an entity keyed by user_id alone, with the longest
+// window (lifetime first; ties: the first in the file). Any other feature
+// could miss probes (a where) or forget them during the run (a short
+// window).
+func probeFeature(cfg *config.File) (*config.Feature, error) {
+	usable := func(f *config.Feature) bool {
+		e, ok := cfg.Entity(f.Entity)
+		return ok && f.Source == freshnessSource && f.Aggregation == aggregations.Count && f.Where == "" &&
+			slices.Equal(e.Keys, []string{"user_id"})
+	}
+	var best *config.Feature
+	for _, f := range cfg.Features {
+		switch {
+		case !usable(f):
+		case f.Name == freshnessFeature:
+			return f, nil
+		case best == nil || longerWindow(f.Window, best.Window):
+			best = f
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("--freshness needs a feature to look the probe user up by: a count over source %s, without where, of an entity keyed by user_id alone", freshnessSource)
+	}
+	return best, nil
+}
+
+// longerWindow reports whether a keeps events longer than b (lifetime
+// longest).
+func longerWindow(a, b aggregations.Window) bool {
+	switch {
+	case b.Lifetime():
+		return false
+	case a.Lifetime():
+		return true
+	}
+	return a.Size > b.Size
+}
 
 // selfHostedFreshness starts what `featurepipe dev` runs, as `featurepipe
 // load` self-hosted does: an embedded broker and one worker (Pebble without
 // fsync, as dev) in this process, `featurepipe serve` (the lookup replica)
 // in a child process, then measures (see measureFreshness).
-func selfHostedFreshness(ctx context.Context, p freshParams, stdout, stderr io.Writer) error {
-	cfg, err := config.LoadFS(schemas.Files, "demo.yaml")
-	if err != nil {
-		return fmt.Errorf("demo feature file: %w", err)
-	}
-	sp := selfHostedSpec{name: "freshness", cfg: cfg, lookupLogSample: "0",
+func selfHostedFreshness(ctx context.Context, p freshParams, cfg *config.File, stdout, stderr io.Writer) error {
+	sp := selfHostedSpec{name: "freshness", cfg: cfg, configPath: p.configPath, lookupLogSample: "0",
 		worker: worker.Options{PublishInterval: p.publishInterval, FixedPublishInterval: p.fixedInterval}}
 	return runSelfHosted(ctx, sp, stderr, func(ctx context.Context, s selfHosted) error {
 		publication := "adaptive publication"
 		if p.fixedInterval {
 			publication = "fixed publish interval"
 		}
-		target := fmt.Sprintf("embedded broker and 1 worker (demo feature file, Pebble without fsync, as `featurepipe dev`; %s) in this process; `featurepipe serve` in its own process over loopback; %d partitions",
-			publication, cfg.Kafka.Partitions)
+		target := fmt.Sprintf("embedded broker and 1 worker (%s, %d features, Pebble without fsync, as `featurepipe dev`; %s) in this process; `featurepipe serve` in its own process over loopback; %d partitions",
+			freshnessConfigName(p.configPath), len(cfg.Features), publication, cfg.Kafka.Partitions)
 		err := measureFreshness(ctx, p, s.brokers, cfg, s.base, target, stdout, stderr)
 		printWorkerPublications(stdout, s.worker.Metrics())
 		return err
 	})
+}
+
+// loadFreshnessConfig loads --config, or the embedded demo file when path
+// is "".
+func loadFreshnessConfig(path string) (*config.File, error) {
+	if path == "" {
+		cfg, err := config.LoadFS(schemas.Files, "demo.yaml")
+		if err != nil {
+			return nil, fmt.Errorf("demo feature file: %w", err)
+		}
+		return cfg, nil
+	}
+	return config.Load(path)
+}
+
+// freshnessConfigName names the feature file in reports.
+func freshnessConfigName(path string) string {
+	if path == "" {
+		return "demo feature file"
+	}
+	return "feature file " + path
 }
 
 // probeTimes are one probe event's instants.
@@ -137,11 +207,15 @@ func measureFreshness(ctx context.Context, p freshParams, brokers []string, cfg 
 	if err := kafka.EnsureTopics(ctx, loadCl, cfg); err != nil {
 		return err
 	}
-	probeEnc, err := produce.NewEncoder(cfg, "transactions")
+	probe, err := probeFeature(cfg)
 	if err != nil {
-		return fmt.Errorf("--freshness needs the demo feature file's transactions source: %w", err)
+		return err
 	}
-	loadEnc, err := produce.NewEncoder(cfg, "transactions")
+	probeEnc, err := produce.NewEncoder(cfg, freshnessSource)
+	if err != nil {
+		return fmt.Errorf("--freshness needs a source %s of schemas/transaction.avsc's fields: %w", freshnessSource, err)
+	}
+	loadEnc, err := produce.NewEncoder(cfg, freshnessSource)
 	if err != nil {
 		return err
 	}
@@ -157,7 +231,7 @@ func measureFreshness(ctx context.Context, p freshParams, brokers []string, cfg 
 	defer stopPoll()
 	pollErr := make(chan error, 1)
 	go func() {
-		req := lookup.LookupRequest{Entity: "user", Keys: []string{probeKey}, Features: []string{freshnessFeature}}
+		req := lookup.LookupRequest{Entity: probe.Entity, Keys: []string{probeKey}, Features: []string{probe.Name}}
 		var lastErr error
 		failures := 0
 		for pollCtx.Err() == nil {
@@ -180,7 +254,7 @@ func measureFreshness(ctx context.Context, p freshParams, brokers []string, cfg 
 				failures = 0
 				n := 0
 				if len(resp.Results) == 1 {
-					if v := resp.Results[0].Features[freshnessFeature].Value; v != nil {
+					if v := resp.Results[0].Features[probe.Name].Value; v != nil {
 						n = int(*v)
 					}
 				}
@@ -233,7 +307,7 @@ func measureFreshness(ctx context.Context, p freshParams, brokers []string, cfg 
 		return err
 	}
 	if err := waitVisible(ctx, 1, 2*time.Minute, visibleCount, pollErr); err != nil {
-		return fmt.Errorf("the first probe: %w", err)
+		return fmt.Errorf("the first probe (user %s, feature %s): %w", probeKey, probe.Name, err)
 	}
 	fmt.Fprintf(stderr, "a first probe is visible after %s; running %g events/s for %s (after %s of warm-up), a probe every %s...\n",
 		time.Since(t0).Round(time.Millisecond), p.rate, p.duration, p.warmup, p.probeEvery)
@@ -316,7 +390,7 @@ func measureFreshness(ctx context.Context, p freshParams, brokers []string, cfg 
 	mu.Lock()
 	res := freshResult{probes: slices.Clone(probes), events: acked.Load(), elapsed: elapsed, polls: polls.Load()}
 	mu.Unlock()
-	printFreshReport(stdout, p, target, base, probeKey, res)
+	printFreshReport(stdout, p, target, base, probeKey, probe.Name, res)
 	if werr != nil {
 		return fmt.Errorf("%d of %d probes visible: %w", visibleCount(), total, werr)
 	}
@@ -354,7 +428,7 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-func printFreshReport(w io.Writer, p freshParams, target, base, probeKey string, r freshResult) {
+func printFreshReport(w io.Writer, p freshParams, target, base, probeKey, probeFeature string, r freshResult) {
 	var fromAck, fromSend, ackLag []time.Duration
 	missing := 0
 	for _, pr := range r.probes {
@@ -388,7 +462,7 @@ func printFreshReport(w io.Writer, p freshParams, target, base, probeKey string,
 	fmt.Fprintf(w, "  stream       %d events acknowledged in %s (%.0f/s achieved), users u0001..%s, event times now\n",
 		r.events, r.elapsed.Round(time.Millisecond), float64(r.events)/r.elapsed.Seconds(), loadKey(p.keys))
 	fmt.Fprintf(w, "  probes       %d measured (after the warm-up), %d not visible within %s; user %s, visible when POST %s/v1/lookup answers its %s ≥ the probe's number (%d lookups)\n",
-		len(fromAck)+missing, missing, p.settle, probeKey, base, freshnessFeature, r.polls)
+		len(fromAck)+missing, missing, p.settle, probeKey, base, probeFeature, r.polls)
 	fmt.Fprintf(w, "latency of the %d visible probes (visible: the first lookup answer showing it; resolution one lookup + %s):\n", len(fromAck), p.pollEvery)
 	row("producer ack → visible", fromAck)
 	row("produce call → visible", fromSend)
@@ -401,13 +475,14 @@ type freshFlags struct {
 	brokers                         []string
 	probeEvery, probePoll, pubEvery time.Duration
 	fixedInterval                   bool
+	configPath                      string
 }
 
 func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, ff freshFlags, stdout, stderr io.Writer) error {
 	brokers, probeEvery, probePoll := ff.brokers, ff.probeEvery, ff.probePoll
 	p := freshParams{url: strings.TrimSuffix(lp.url, "/"), brokers: brokers, rate: lp.rate, duration: lp.duration, warmup: lp.warmup,
 		keys: lp.keys, probeEvery: probeEvery, pollEvery: probePoll, settle: 30 * time.Second,
-		publishInterval: ff.pubEvery, fixedInterval: ff.fixedInterval, cpuProfile: lp.cpuProfile}
+		publishInterval: ff.pubEvery, fixedInterval: ff.fixedInterval, cpuProfile: lp.cpuProfile, configPath: ff.configPath}
 	rateSet := false
 	fs.Visit(func(f *flag.Flag) { rateSet = rateSet || f.Name == "rate" })
 	if !rateSet {
@@ -432,14 +507,24 @@ func runFreshness(ctx context.Context, fs *flag.FlagSet, lp loadParams, ff fresh
 	case p.publishInterval < 0:
 		return usagef("--publish-interval must not be negative")
 	}
-	if p.url == "" {
-		return selfHostedFreshness(ctx, p, stdout, stderr)
+	if p.configPath != "" {
+		abs, err := filepath.Abs(p.configPath) // the lookup service's working directory may differ
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		p.configPath = abs
 	}
-	cfg, err := config.LoadFS(schemas.Files, "demo.yaml")
+	cfg, err := loadFreshnessConfig(p.configPath)
 	if err != nil {
-		return fmt.Errorf("demo feature file: %w", err)
+		return err
 	}
-	return measureFreshness(ctx, p, brokers, cfg, p.url, "the pipeline of --brokers and --url (demo feature file)", stdout, stderr)
+	if _, err := probeFeature(cfg); err != nil { // before anything starts
+		return err
+	}
+	if p.url == "" {
+		return selfHostedFreshness(ctx, p, cfg, stdout, stderr)
+	}
+	return measureFreshness(ctx, p, brokers, cfg, p.url, "the pipeline of --brokers and --url ("+freshnessConfigName(p.configPath)+")", stdout, stderr)
 }
 
 // printWorkerPublications reports what the self-hosted worker applied and

@@ -65,20 +65,22 @@ func loadKey(i int) string { return fmt.Sprintf("u%04d", i) }
 
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("load", `[--url http://127.0.0.1:8080] [--rate 20000] [--duration 20s] [--keys 10000]
-       featurepipe load --freshness [--url http://127.0.0.1:8080 --brokers 127.0.0.1:9092] [--rate 10000] [--duration 20s]
+       featurepipe load --freshness [--url http://127.0.0.1:8080 --brokers 127.0.0.1:9092] [--config FILE] [--rate 10000] [--duration 20s]
 
 Without --freshness: open-loop lookups at --rate, latency percentiles.
 
 With --freshness: produce → visible. A steady stream of --rate transactions/s
-(demo feature file: users u0001..u<keys>, event times now) and, every
+(source transactions: users u0001..u<keys>, event times now) and, every
 --probe-interval, one transaction of a probe user unique to the run; the probe
-user's txn_count_7d is looked up every --probe-poll, and a probe is visible at
-the first answer counting it. Reports p50/p90/p99/max from the producer's
+user's count (txn_count_7d in the demo file; with --config, the longest count
+over transactions without where of an entity keyed by user_id) is looked up
+every --probe-poll, and a probe is visible at the first answer counting it. Reports p50/p90/p99/max from the producer's
 acknowledgement (and from the produce call) to visible: the whole path, Kafka,
 worker, feature log, lookup replica, HTTP. Self-hosted (no --url): an embedded
 broker and a worker as in featurepipe dev, featurepipe serve in its own process.
-With --url: a running pipeline of the demo feature file (featurepipe dev), whose
-brokers --brokers names.`, stderr)
+With --url: a running pipeline (featurepipe dev, or the pipeline of --config),
+whose brokers --brokers names. --config (default: the embedded demo file) is
+the feature file: schemas/history.yaml is issue 18's 7 features over one source.`, stderr)
 	var p loadParams
 	fs.StringVar(&p.url, "url", "", "lookup service to drive (e.g. http://127.0.0.1:8080); empty: self-host an embedded broker and a worker in this process and `featurepipe serve` in its own, with --keys users")
 	fs.Float64Var(&p.rate, "rate", 20000, "requests per second (open loop: request i is due at start + i/rate)")
@@ -96,6 +98,7 @@ brokers --brokers names.`, stderr)
 	probeEvery := fs.Duration("probe-interval", 20*time.Millisecond, "--freshness: one probe event per interval")
 	probePoll := fs.Duration("probe-poll", time.Millisecond, "--freshness: pause between lookups of the probe user (the measure's resolution)")
 	pubEvery := fs.Duration("publish-interval", 0, "--freshness, self-hosted: the worker's publish interval, the longest batching under load (0: the worker's default, 200ms)")
+	configPath := fs.String("config", "", "--freshness: the feature file, with a source transactions of schemas/transaction.avsc (default: the embedded demo file)")
 	fixedInterval := fs.Bool("fixed-publish-interval", false, "--freshness, self-hosted: the worker publishes at the interval only, never as soon as a light stream's poll is applied (the behaviour before adaptive publication, for comparison)")
 	baselineServe := ""
 	fs.StringVar(&baselineServe, "baseline-serve", "", "only serve the --baseline server on this host:port until interrupted (--baseline starts it)")
@@ -105,10 +108,10 @@ brokers --brokers names.`, stderr)
 	p.features = splitList(*features)
 	if *freshness {
 		return runFreshness(ctx, fs, p, freshFlags{brokers: splitList(*brokerList), probeEvery: *probeEvery, probePoll: *probePoll,
-			pubEvery: *pubEvery, fixedInterval: *fixedInterval}, stdout, stderr)
+			pubEvery: *pubEvery, fixedInterval: *fixedInterval, configPath: *configPath}, stdout, stderr)
 	}
-	if *brokerList != "" || *pubEvery != 0 || *fixedInterval {
-		return usagef("--brokers, --publish-interval and --fixed-publish-interval apply to --freshness only")
+	if *brokerList != "" || *pubEvery != 0 || *fixedInterval || *configPath != "" {
+		return usagef("--brokers, --config, --publish-interval and --fixed-publish-interval apply to --freshness only")
 	}
 	if err := checkLoadRun(p.rate, p.duration, p.warmup, p.keys); err != nil {
 		return err

@@ -18,7 +18,11 @@ import (
 // `featurepipe load` (lookups and --freshness).
 type selfHostedSpec struct {
 	name string       // the measuring component's name ("load"), in errors and the temporary directory's
-	cfg  *config.File // the demo feature file (config.LoadFS(schemas.Files, "demo.yaml"))
+	cfg  *config.File // the feature file: the demo one (config.LoadFS(schemas.Files, "demo.yaml")) unless configPath
+	// configPath is the feature file cfg was loaded from, given to
+	// `featurepipe serve`; "": the embedded demo file, written to the
+	// temporary directory.
+	configPath string
 	// worker is the worker's options; Brokers, Config, Registerer and Log
 	// are set by runSelfHosted.
 	worker worker.Options
@@ -76,16 +80,20 @@ func runSelfHosted(ctx context.Context, sp selfHostedSpec, stderr io.Writer, mea
 	if err != nil {
 		return err
 	}
-	cfgDir := filepath.Join(dir, "config")
-	if err := os.CopyFS(cfgDir, schemas.Files); err != nil {
-		return fmt.Errorf("write the demo feature file: %w", err)
+	cfgPath := sp.configPath
+	if cfgPath == "" {
+		cfgDir := filepath.Join(dir, "config")
+		if err := os.CopyFS(cfgDir, schemas.Files); err != nil {
+			return fmt.Errorf("write the demo feature file: %w", err)
+		}
+		cfgPath = filepath.Join(cfgDir, "demo.yaml")
 	}
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return err
 	}
 	base := "http://" + addr
-	serve, err := startChild(stderr, "serve", "--brokers", b.Addr(), "--config", filepath.Join(cfgDir, "demo.yaml"),
+	serve, err := startChild(stderr, "serve", "--brokers", b.Addr(), "--config", cfgPath,
 		"--data", filepath.Join(dir, "serve"), "--listen", addr, "--log-format", "console", "--log-level", "warn",
 		"--lookup-log-sample", sp.lookupLogSample)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,22 +29,22 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
 
-// replayFeatures is the feature file of issue 18's history replay: 7
-// features over one source with hops of 5 minutes, 1 hour, 1 day and a
-// lifetime window.
-var replayFeatures = testkit.KafkaSection(4) + `entities:
-  - {name: user, key: user_id}
-sources:
-  - {name: transactions, topic: transactions-{{ID}}, schema: transaction.avsc, event_time: ts}
-features:
-  - {name: txn_count_1h, version: 1, entity: user, source: transactions, aggregation: count, window: 1h, hop: 5m, owner: t, description: d}
-  - {name: txn_sum_1h, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1h, hop: 5m, owner: t, description: d}
-  - {name: txn_count_1d, version: 1, entity: user, source: transactions, aggregation: count, window: 1d, hop: 1h, owner: t, description: d}
-  - {name: txn_avg_1d, version: 1, entity: user, source: transactions, aggregation: avg, field: amount, window: 1d, hop: 1h, owner: t, description: d}
-  - {name: txn_sum_30d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 30d, hop: 1d, owner: t, description: d}
-  - {name: txn_max_30d, version: 1, entity: user, source: transactions, aggregation: max, field: amount, window: 30d, hop: 1d, owner: t, description: d}
-  - {name: txn_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d}
-`
+// replayFeatures is the feature file of issue 18's history replay,
+// schemas/history.yaml (7 features over one source with hops of 5
+// minutes, 1 hour, 1 day and a lifetime window), with this run's topics.
+func replayFeatures(tb testing.TB) string {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "schemas", "history.yaml"))
+	if err != nil {
+		tb.Fatalf("the history feature file: %v", err)
+	}
+	text := string(data)
+	i := strings.Index(text, "\nentities:")
+	if i < 0 || !strings.Contains(text, "topic: transactions,") {
+		tb.Fatalf("schemas/history.yaml: no entities section or no topic: transactions")
+	}
+	return testkit.KafkaSection(4) + strings.Replace(text[i+1:], "topic: transactions,", "topic: transactions-{{ID}},", 1)
+}
 
 // replayTimeout bounds every wait of the replay benchmarks, so that a
 // broken pipeline fails them instead of hanging them.
@@ -82,7 +83,7 @@ func BenchmarkHistoryReplay(b *testing.B) {
 	split := envInt(b, "REPLAY_SPLIT", 2) == 1
 	var bares, fps, ratios, workers, replicas, bareCPUs, fpCPUs, cpuRatios []float64
 	for round := range rounds {
-		k, cfg, cl := setup(b, replayFeatures)
+		k, cfg, cl := setup(b, replayFeatures(b))
 		rng := rand.New(rand.NewPCG(18, uint64(round)))
 		now := time.Now()
 		produceTransactions(b, cl, cfg, total, func(int) (string, int64) {

@@ -97,7 +97,7 @@ func BenchmarkScaling(b *testing.B) {
 	var results []result
 	for _, n := range sizes {
 		total := n * perEntity
-		k, cfg, cl := setup(b, replayFeatures)
+		k, cfg, cl := setup(b, replayFeatures(b))
 		rng := rand.New(rand.NewPCG(18, uint64(n)))
 		now := time.Now()
 		span := int64(time.Duration(days) * 24 * time.Hour)
