@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/featurepipe
 PKGS     := ./...
 
-.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-replay bench-scaling bench-lookup bench-freshness bench-coldstart bench-produce bench-backfill fmt lint fuzz clean
+.PHONY: all build run test test-ui screenshots test-kafka test-s3 test-feast test-registry test-monitoring bench bench-apply bench-ingest bench-replay bench-scaling bench-lookup bench-lookups bench-freshness bench-coldstart bench-produce bench-backfill fmt lint fuzz clean
 
 all: build
 
@@ -118,6 +118,10 @@ bench-scaling:
 
 bench-lookup: build
 	$(BIN) load --rate 20000 --duration 20s --keys 10000
+
+## bench-lookups: wrk against a replica with default flags, one without the lookup log and catalog, and the bare server (needs wrk; ~4 minutes)
+bench-lookups: build
+	deploy/bench/lookups.sh
 
 ## bench-freshness: produce → visible in a lookup replica at 10,000 events/s: issue 18's 7 features (schemas/history.yaml), then the demo file
 bench-freshness: build

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Lookups over HTTP against the floor (README, "Lookup handler"): `featurepipe serve` with its
+# default flags, the same with --lookup-log-sample 0 --ui=false, and the bare net/http server
+# of `featurepipe load --baseline`, each driven by wrk (1 thread, 8 connections, one random
+# key of USERS, the 7 features of lookup.lua), alternated ROUNDS times.
+#
+#   deploy/bench/lookups.sh                    # ROUNDS=3 USERS=5000 DURATION=10s
+#
+# Needs wrk (Debian: apt-get install wrk) and bin/featurepipe (make build). It starts
+# `featurepipe dev` (embedded broker, worker, USERS users at 50 events/s) and the replicas on
+# loopback ports 185xx, waits until both replicas answer and the processes are nearly idle
+# (the dev history, the catch-up and the compactions take 1-3 minutes), and stops everything on exit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-3}
+USERS=${USERS:-5000}
+DURATION=${DURATION:-10s}
+BIN=${BIN:-bin/featurepipe}
+command -v wrk >/dev/null || { echo "lookups.sh: wrk not found (apt-get install wrk)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "lookups.sh: $BIN not found (make build)" >&2; exit 1; }
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$BIN" dev --users "$USERS" --rate 50 --listen 127.0.0.1:18580 --kafka 127.0.0.1:18592 --log-level warn >"$dir/dev.log" 2>&1 &
+pids+=($!)
+"$BIN" load --baseline-serve 127.0.0.1:18590 >"$dir/bare.log" 2>&1 &
+pids+=($!)
+for i in $(seq 1 100); do
+  curl -sf -o /dev/null -XPOST 127.0.0.1:18580/v1/lookup -d '{"entity":"user","keys":["u0001"],"features":["txn_count_7d"]}' && break
+  sleep 0.5
+done
+"$BIN" serve --brokers 127.0.0.1:18592 --config schemas/demo.yaml --data "$dir/default" --listen 127.0.0.1:18581 --log-level warn >"$dir/default.log" 2>&1 &
+pids+=($!)
+"$BIN" serve --brokers 127.0.0.1:18592 --config schemas/demo.yaml --data "$dir/nolog" --listen 127.0.0.1:18582 --log-level warn \
+  --lookup-log-sample 0 --ui=false >"$dir/nolog.log" 2>&1 &
+pids+=($!)
+for port in 18581 18582; do
+  for i in $(seq 1 240); do
+    curl -sf -o /dev/null -XPOST 127.0.0.1:$port/v1/lookup -d '{"entity":"user","keys":["u0001"],"features":["txn_count_7d"]}' && break
+    sleep 0.5
+  done
+done
+# cpu PID...: CPU ticks (utime+stime) of the processes together.
+cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# The dev history, the replicas' catch-up and their compactions take a minute or more on 2
+# cores: wait until dev and both replicas together use under 0.3 cores over 5 s (at most 5 min).
+hz=$(getconf CLK_TCK)
+for i in $(seq 1 60); do
+  a=$(cpu "${pids[@]}"); sleep 5; b=$(cpu "${pids[@]}")
+  [ $(((b - a) * 10 / (5 * hz))) -lt 3 ] && break
+done
+echo "settled after $((i * 5)) s: $(((b - a) * 100 / (5 * hz)))% of a core over the last 5 s"
+
+# run NAME PORT: one wrk run, prints "NAME req/s p50".
+run() {
+  local out
+  out=$(USERS=$USERS wrk -t1 -c8 -d"$DURATION" --latency -s deploy/bench/lookup.lua "http://127.0.0.1:$2")
+  printf '%-8s %10s req/s  p50 %s  non-2xx %s\n' "$1" \
+    "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
+    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
+}
+echo "$(nproc) cores, $(uptime | sed 's/.*load average/load average/'), $USERS users, wrk -t1 -c8 -d$DURATION"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r"
+  run bare 18590
+  run default 18581
+  run nolog 18582
+done
+echo "$(uptime | sed 's/.*load average/load average/')"
