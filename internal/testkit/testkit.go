@@ -98,6 +98,21 @@ func KafkaSection(partitions int) string {
 `, partitions)
 }
 
+// UserTransactions is the part of a test feature file between its kafka
+// section (KafkaSection) and its features: the entity user (key user_id)
+// and the source transactions (transaction.avsc, event time ts), ending
+// with the "features:" line.
+const UserTransactions = `entities:
+  - name: user
+    key: user_id
+sources:
+  - name: transactions
+    topic: transactions-{{ID}}
+    schema: transaction.avsc
+    event_time: ts
+features:
+`
+
 // SetupOptions tunes Setup; the zero value suits most tests.
 type SetupOptions struct {
 	// Files are written beside the feature file (e.g. more schemas).
