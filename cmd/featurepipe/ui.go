@@ -13,7 +13,6 @@ import (
 	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
-	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/ui"
@@ -36,6 +35,7 @@ import (
 func withUI(a *app, svc *lookup.Service, brokers []string, cfg *config.File, tokens *lookup.Tokens, feed *monitor.Feed, log *zap.Logger) (http.Handler, error) {
 	api := svc.Handler()
 	live := featureusage.NewLive()
+	live.BeginCatchUp() // partial until the follower below has read the log up to its start
 	o := ui.Options{Config: cfg, Registry: svc.Registry(), Usage: live, API: api, Log: log.Named("ui")}
 	if tokens != nil {
 		o.Tokens = tokens
@@ -55,8 +55,7 @@ func withUI(a *app, svc *lookup.Service, brokers []string, cfg *config.File, tok
 	a.add("usage from the lookup log", func(ctx context.Context) error {
 		// From 30 days back: enough to tell unused versions, without
 		// replaying a longer retention at every start.
-		return featureusage.Follow(ctx, kafka.ConnOf(brokers, cfg), cfg.Kafka.LookupLogTopic, time.Now().Add(-featureusage.UnusedAfter), log.Named("usage"),
-			func(r *lookuplog.Record) { live.AddRecord(r); served.AddRecord(r) })
+		return live.Follow(ctx, kafka.ConnOf(brokers, cfg), cfg.Kafka.LookupLogTopic, time.Now().Add(-featureusage.UnusedAfter), log.Named("usage"), served.AddRecord)
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", u)

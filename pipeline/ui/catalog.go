@@ -35,6 +35,10 @@ type catalog struct {
 	reg       *registry.View
 	graph     *lineage.Graph
 	consumers lineage.Consumers
+	// usagePartial: built while the usage follower was still reading the
+	// lookup log (usage.Live.CaughtUp): no version is called unused, and
+	// the pages say the counts are partial.
+	usagePartial bool
 
 	features []*featureRow            // every version: file order, then the catalog's others by id
 	byID     map[string]*featureRow   // name@version
@@ -78,6 +82,8 @@ func buildCatalog(o *Options, now time.Time) *catalog {
 	c := &catalog{now: now, cfg: o.Config, reg: o.Registry, byID: map[string]*featureRow{}, byName: map[string][]*featureRow{}}
 	var sums map[string]usage.Summary
 	if o.Usage != nil {
+		// Read before the counts: a catalog built complete has them all.
+		c.usagePartial = !o.Usage.CaughtUp()
 		c.consumers = o.Usage.ConsumerKeys()
 		sums = o.Usage.Summaries(now)
 	}
@@ -144,7 +150,7 @@ func buildCatalog(o *Options, now time.Time) *catalog {
 			}
 		}
 		r.Usage, r.Used = sums[r.ID]
-		r.Status = c.status(r, o.Usage != nil)
+		r.Status = c.status(r, o.Usage != nil && !c.usagePartial)
 		owners[r.Owner], ents[r.Entity] = true, true
 		for _, t := range r.Tags {
 			tags[t] = true
@@ -158,7 +164,9 @@ func buildCatalog(o *Options, now time.Time) *catalog {
 // status is the one word a version's state is shown with: warming up
 // (some partition is bootstrapping) before deprecated, before unused
 // (registered 30 days ago or more, and nobody read it in the 30 days before
-// now: usage.Stats.Unused; only known with usage), before ready.
+// now: usage.Stats.Unused; only known with complete usage, not while the
+// follower is still reading the lookup log: usage.Live.CaughtUp), before
+// ready.
 func (c *catalog) status(r *featureRow, withUsage bool) string {
 	switch {
 	case r.Warming > 0:

@@ -126,7 +126,7 @@ func startLive(t *testing.T, withTokens bool) *liveEnv {
 	run("worker", w.Run)
 	run("lookup", svc.Run)
 	run("usage", func(ctx context.Context) error {
-		return live.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, cfg.Kafka.LookupLogTopic, time.Now().Add(-usage.UnusedAfter), nil)
+		return live.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, cfg.Kafka.LookupLogTopic, time.Now().Add(-usage.UnusedAfter), nil, nil)
 	})
 
 	// Demo events: user u0NN made NN+2 transactions in the last days, and logged in twice.

@@ -69,6 +69,7 @@ type searchData struct {
 	Owners, Tags, Entities, Statuses []string
 	Now                              time.Time
 	Usage                            bool
+	UsagePartial                     bool // the lookup log is still being read: see usage.Live.CaughtUp
 	Services, Sources, EntityLinks   []link
 	Datasets, Models                 []link
 	Filtered                         bool
@@ -87,6 +88,7 @@ func (u *UI) handleSearch(w http.ResponseWriter, r *http.Request, c *catalog) {
 	q := query{Q: strings.TrimSpace(v.Get("q")), Owner: v.Get("owner"), Tag: v.Get("tag"), Entity: v.Get("entity"), Status: v.Get("status")}
 	d := searchData{Query: q, Rows: c.search(q), Total: len(c.features), Owners: c.owners, Tags: c.tags, Entities: c.entities,
 		Statuses: statuses, Now: c.now, Usage: u.o.Usage != nil, Filtered: q != query{}}
+	d.UsagePartial = c.usagePartial
 	if q.Q != "" && q.Owner == "" && q.Tag == "" && q.Status == "" {
 		words := strings.Fields(strings.ToLower(q.Q))
 		match := func(texts ...string) bool {
@@ -148,29 +150,31 @@ type versionInfo struct {
 }
 
 type featureData struct {
-	Row         *featureRow
-	Words       string
-	YAML        string
-	At          string
-	ReplacedBy  string
-	Sunset      string
-	Versions    []versionInfo
-	Statuses    []registry.Status
-	Definition  *registry.Definition
-	Differs     bool
-	Services    []link
-	Datasets    []link
-	Models      []link
-	Consumers   []link
-	Lineage     template.HTML
-	Usage       *usage.LiveStats
-	UsageChart  template.HTML
-	UsageOn     bool
-	Monitoring  *Monitoring
-	Distrib     template.HTML
-	Curl, Feast string
-	Backfill    string
-	Now         time.Time
+	Row        *featureRow
+	Words      string
+	YAML       string
+	At         string
+	ReplacedBy string
+	Sunset     string
+	Versions   []versionInfo
+	Statuses   []registry.Status
+	Definition *registry.Definition
+	Differs    bool
+	Services   []link
+	Datasets   []link
+	Models     []link
+	Consumers  []link
+	Lineage    template.HTML
+	Usage      *usage.LiveStats
+	UsageChart template.HTML
+	UsageOn    bool
+	// UsagePartial: the lookup log is still being read (usage.Live.CaughtUp).
+	UsagePartial bool
+	Monitoring   *Monitoring
+	Distrib      template.HTML
+	Curl, Feast  string
+	Backfill     string
+	Now          time.Time
 }
 
 func (u *UI) handleFeature(w http.ResponseWriter, r *http.Request, c *catalog) {
@@ -195,6 +199,7 @@ func (u *UI) handleFeature(w http.ResponseWriter, r *http.Request, c *catalog) {
 		return
 	}
 	d := featureData{Row: row, Now: c.now, Statuses: desc.Statuses, Definition: desc.Definition, UsageOn: u.o.Usage != nil}
+	d.UsagePartial = c.usagePartial
 	if f := desc.Feature; f != nil {
 		d.At, d.ReplacedBy, d.Sunset = f.At, f.ReplacedBy, f.Sunset
 	}

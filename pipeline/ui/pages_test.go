@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"html"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
@@ -317,5 +319,50 @@ func TestNiceCeil(t *testing.T) {
 		if got := niceCeil(tc.n); got != tc.want {
 			t.Errorf("niceCeil(%d) = %d, want %d", tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestPartialUsageCallsNothingUnused: while the usage follower is still
+// reading the lookup log (usage.Live.CaughtUp false), a version never read
+// in what was read so far is not called unused, and the search and feature
+// pages say the counts are partial; once it has caught up, the next page
+// shows the statuses (the catalog is rebuilt at once, not at its refresh).
+func TestPartialUsageCallsNothingUnused(t *testing.T) {
+	f := newFixture(t, 40)
+	f.live.BeginCatchUp()
+	u := f.ui(t, Options{Refresh: time.Hour})
+	_, body, _ := get(t, u, "/ui/?status=unused")
+	if strings.Contains(body, `href="/ui/features/f002@1"`) {
+		t.Error("f002@1 is shown unused while usage is partial")
+	}
+	if !strings.Contains(body, `id="usage-partial"`) {
+		t.Error("the search page does not say usage is partial")
+	}
+	if _, body, _ = get(t, u, "/ui/features/f001@1"); !strings.Contains(body, `id="usage-partial"`) {
+		t.Error("the feature page does not say usage is partial")
+	}
+
+	// A follower of an empty lookup log catches up at once.
+	k := testkit.StartKafka(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- f.live.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, "lookups-none", time.Time{}, nil, nil)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); !f.live.CaughtUp(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Follow of an empty lookup log did not catch up in 30 s")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ = get(t, u, "/ui/?status=unused")
+	if !strings.Contains(body, `href="/ui/features/f002@1"`) {
+		t.Error("f002@1 (never read) is not shown unused once usage is complete")
+	}
+	if strings.Contains(body, `id="usage-partial"`) {
+		t.Error("the search page still says usage is partial")
 	}
 }

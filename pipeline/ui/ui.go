@@ -226,7 +226,8 @@ func (u *UI) catalog() *catalog {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.cat == nil || now.Sub(u.built) >= u.o.Refresh || now.Before(u.built) {
+	if u.cat == nil || now.Sub(u.built) >= u.o.Refresh || now.Before(u.built) ||
+		(u.cat.usagePartial && u.o.Usage.CaughtUp()) { // the usage follower has caught up since
 		u.cat, u.built = buildCatalog(&u.o, now), now
 	}
 	return u.cat

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -32,6 +34,7 @@ import (
 // once however many keys it has (see Add).
 // Safe for concurrent use.
 type Live struct {
+	partial atomic.Bool // see CaughtUp
 	mu      sync.Mutex
 	feats   map[string]*liveFeature
 	recent  map[liveReq]struct{}
@@ -312,10 +315,31 @@ func (f *liveFeature) series(name string, r *liveReader, now time.Time, hours in
 // first ten). It uses no consumer group and commits nothing: every
 // follower replays the log from from at start, which costs one decode per
 // entry since then (pass now minus UnusedAfter to know last use over 30
-// days without replaying a longer retention).
-func (l *Live) Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger) error {
-	return Follow(ctx, conn, topic, from, log, l.AddRecord)
+// days without replaying a longer retention). also, if not nil, is called
+// with every record after l counted it (see the package-level Follow).
+//
+// l is partial (CaughtUp reports false) from the call, or from
+// BeginCatchUp, until Follow has read the records the topic held when it
+// started.
+func (l *Live) Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger, also func(*lookuplog.Record)) error {
+	l.BeginCatchUp()
+	add := l.AddRecord
+	if also != nil {
+		add = func(r *lookuplog.Record) { l.AddRecord(r); also(r) }
+	}
+	return Follow(ctx, conn, topic, from, log, add, func() { l.partial.Store(false) })
 }
+
+// BeginCatchUp marks l partial until a Follow of it has read what the
+// lookup log held when it started: call it before l is shown when Follow
+// starts concurrently (Follow marks it too, but a reader could come first).
+func (l *Live) BeginCatchUp() { l.partial.Store(true) }
+
+// CaughtUp reports whether l's counts are complete: false while its
+// Follow is still reading the records the lookup log held when it started
+// (from its from time), so that a version used in that part of the log
+// would look unused. A Live that is not followed is complete.
+func (l *Live) CaughtUp() bool { return !l.partial.Load() }
 
 // followFetchMinBytes and followFetchMaxWait shape Follow's fetches: the
 // broker answers once 256 KiB (about a thousand records) are there, or
@@ -330,46 +354,118 @@ const (
 // (usage, served-value statistics) share one decode per record. The
 // Record is reused for the next one (one lookuplog.Decoder): add must not
 // keep it or its slices.
-func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger, add func(*lookuplog.Record)) error {
+//
+// It first reads the topic up to the end offsets it has when Follow
+// starts (kafka.ToEnd: the last stable offsets), from the first offset at
+// or after from, retrying every second while Kafka is unreachable; then it
+// calls caughtUp (if not nil) once and goes on from where it stopped,
+// following every partition. caughtUp is never called if ctx ends first.
+func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger, add func(*lookuplog.Record), caughtUp func()) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	start := kgo.NewOffset().AtStart()
-	if !from.IsZero() {
-		start = kgo.NewOffset().AfterMilli(from.UnixMilli())
+	skipped := 0
+	var dec lookuplog.Decoder
+	var rec lookuplog.Record
+	apply := func(r *kgo.Record) {
+		if err := dec.Decode(r.Value, &rec); err != nil {
+			if skipped++; skipped <= 10 {
+				log.Warn("skipping an unreadable lookup-log record", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+			}
+			return
+		}
+		add(&rec)
 	}
 	base, err := kafka.BaseOpts(conn, "featurepipe-usage-live", log)
 	if err != nil {
 		return fmt.Errorf("lookup log client: %w", err)
 	}
-	cl, err := kgo.NewClient(append(base,
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start),
+	admin, err := kgo.NewClient(base...)
+	if err != nil {
+		return fmt.Errorf("lookup log client: %w", err)
+	}
+	var next map[int32]int64
+	for {
+		var rs kafka.Ranges
+		rs, err = kafka.ToEnd(ctx, admin, topic)
+		if err == nil {
+			err = startAt(ctx, admin, topic, from, rs)
+		}
+		if err == nil {
+			next, err = kafka.ReadRanges(ctx, admin, topic, rs, func(r *kgo.Record) error { apply(r); return nil })
+		}
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		log.Warn("waiting for the lookup log", zap.String("topic", topic), zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	admin.Close()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if caughtUp != nil {
+		caughtUp()
+	}
+	opts := append(base,
 		kgo.MetadataMaxAge(5*time.Second),
 		// Under load, fewer and larger fetches (the broker answers once
 		// followFetchMinBytes are there): every replica's follower reads
 		// every replica's records, so per-fetch work on the broker and
 		// here adds up. A quiet log is seen within followFetchMaxWait.
-		kgo.FetchMinBytes(followFetchMinBytes), kgo.FetchMaxWait(followFetchMaxWait))...)
+		kgo.FetchMinBytes(followFetchMinBytes), kgo.FetchMaxWait(followFetchMaxWait))
+	if len(next) == 0 {
+		// The topic does not exist yet: follow it once it does.
+		start := kgo.NewOffset().AtStart()
+		if !from.IsZero() {
+			start = kgo.NewOffset().AfterMilli(from.UnixMilli())
+		}
+		opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start))
+	} else {
+		parts := map[int32]kgo.Offset{}
+		for p, off := range next {
+			parts[p] = kgo.NewOffset().At(off)
+		}
+		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("lookup log client: %w", err)
 	}
 	defer cl.Close()
-	skipped := 0
-	var dec lookuplog.Decoder
-	var rec lookuplog.Record
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			if err := dec.Decode(r.Value, &rec); err != nil {
-				if skipped++; skipped <= 10 {
-					log.Warn("skipping an unreadable lookup-log record", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
-				}
-				return
-			}
-			add(&rec)
-		})
+		fetches.EachRecord(apply)
 	}
+}
+
+// startAt moves each range's From to the first offset appended at or
+// after from (zero: unchanged), or to its End when there is none.
+func startAt(ctx context.Context, cl *kgo.Client, topic string, from time.Time, rs kafka.Ranges) error {
+	if from.IsZero() || len(rs) == 0 {
+		return nil
+	}
+	offs, err := kadm.NewClient(cl).ListOffsetsAfterMilli(ctx, from.UnixMilli(), topic)
+	if err == nil {
+		err = offs.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("list offsets of %s after %s: %w", topic, from.Format(time.RFC3339), err)
+	}
+	for p, r := range rs {
+		if o, ok := offs.Lookup(topic, p); ok {
+			if o.Offset < 0 { // no record at or after from
+				o.Offset = r.End
+			}
+			r.From = min(max(r.From, o.Offset), r.End)
+		}
+		rs[p] = r
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,7 +156,7 @@ func TestLiveFollow(t *testing.T) {
 	l := NewLive()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- l.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, time.Time{}, nil) }()
+	go func() { done <- l.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, time.Time{}, nil, nil) }()
 	produce("u2")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -178,7 +179,7 @@ func TestLiveFollow(t *testing.T) {
 	produce("u3")
 	later := NewLive()
 	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- later.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, from, nil) }()
+	go func() { done <- later.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, from, nil, nil) }()
 	deadline = time.Now().Add(30 * time.Second)
 	for later.Stats("a@1", at, 1) == nil {
 		if time.Now().After(deadline) {
@@ -213,5 +214,108 @@ func BenchmarkLiveAdd(b *testing.B) {
 	for b.Loop() {
 		l.AddRecord(&rs[i%len(rs)])
 		i++
+	}
+}
+
+// TestFollowCallsCaughtUpAfterTheBacklog: Follow calls caughtUp once, after
+// every record the lookup log held at its start (from its from time) was
+// passed to add, and none older; records appended afterwards are followed
+// too. Live.Follow reports the same through CaughtUp.
+func TestFollowCallsCaughtUpAfterTheBacklog(t *testing.T) {
+	k := testkit.StartKafka(t)
+	cl, err := kafka.NewClient(kafka.Conn{Brokers: k.Brokers}, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := "lookups-backlog"
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	produce := func(from, to int) {
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			e := &lookuplog.Entry{Entity: "user", Key: fmt.Sprintf("u%d", i), At: time.Now().UnixMilli(), Request: fmt.Sprint(i),
+				Features: map[string]*float64{"a@1": nil}}
+			b, _ := e.Encode()
+			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(e.Key), Value: b})
+		}
+		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(0, 100) // older than from: skipped
+	time.Sleep(20 * time.Millisecond)
+	from := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	produce(100, 2100) // the backlog
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	atCaughtUp := -1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, from, nil,
+			func(r *lookuplog.Record) { mu.Lock(); seen[string(r.Key)]++; mu.Unlock() },
+			func() { mu.Lock(); atCaughtUp = len(seen); mu.Unlock() })
+	}()
+	count := func() (int, int) { mu.Lock(); defer mu.Unlock(); return len(seen), atCaughtUp }
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, at := count(); at >= 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("caughtUp not called in 30 s")
+		}
+	}
+	if _, at := count(); at != 2000 {
+		t.Errorf("caughtUp called after %d records, want the backlog's 2000", at)
+	}
+	produce(2100, 2200) // after catching up
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := count(); n == 2100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			n, _ := count()
+			t.Fatalf("%d records followed, want 2100", n)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for key, n := range seen {
+		var i int
+		fmt.Sscanf(key, "u%d", &i)
+		if i < 100 || n != 1 {
+			t.Errorf("%s passed %d times (records before from are skipped, the others passed once)", key, n)
+		}
+	}
+
+	// Live.Follow: partial until caught up, and stays partial if it ends first.
+	l := NewLive()
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if err := l.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, from, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if l.CaughtUp() {
+		t.Error("a Follow that ended before reading the log marked the usage complete")
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- l.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, from, nil, nil) }()
+	for deadline := time.Now().Add(30 * time.Second); !l.CaughtUp(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Live.Follow did not catch up in 30 s")
+		}
+	}
+	if st := l.Stats("a@1", time.Now(), 1); st == nil || st.Total.Keys != 2100 {
+		t.Errorf("caught up with %+v, want 2100 keys", st)
 	}
 }
