@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,7 +22,11 @@ import (
 
 // withUI returns the lookup API with the web catalog (pipeline/ui) mounted
 // at /ui/ in front of it, and adds to a the component that keeps the UI's
-// usage current by following the lookup-log topic. The UI reads the
+// usage current by following the lookup-log topic, from the catalog's
+// first request on (the follower reads every replica's records: a replica
+// whose catalog nobody opens does not; the first request waits up to
+// firstPageWait for it to catch up, later ones until then say the usage is
+// partial). The UI reads the
 // replica's own registry view, obeys its tokens (a browser signs in with
 // one, see package ui) and sends the console's lookups to the same API.
 //
@@ -52,14 +57,19 @@ func withUI(a *app, svc *lookup.Service, brokers []string, cfg *config.File, tok
 	if err != nil {
 		return nil, fmt.Errorf("web UI: %w", err)
 	}
+	opened := newFirstRequest()
 	a.add("usage from the lookup log", func(ctx context.Context) error {
+		if !opened.wait(ctx) {
+			return nil
+		}
 		// From 30 days back: enough to tell unused versions, without
 		// replaying a longer retention at every start.
 		return live.Follow(ctx, kafka.ConnOf(brokers, cfg), cfg.Kafka.LookupLogTopic, time.Now().Add(-featureusage.UnusedAfter), log.Named("usage"), served.AddRecord)
 	})
+	catalog := opened.handler(u, live.CaughtUp, firstPageWait)
 	mux := http.NewServeMux()
-	mux.Handle("/ui/", u)
-	mux.Handle("/ui", u)
+	mux.Handle("/ui/", catalog)
+	mux.Handle("/ui", catalog)
 	mux.Handle("/", api)
 	return mux, nil
 }
@@ -67,6 +77,44 @@ func withUI(a *app, svc *lookup.Service, brokers []string, cfg *config.File, tok
 // monitorRefresh is how often the web catalog re-reads the workers'
 // statistics.
 const monitorRefresh = 5 * time.Second
+
+// firstRequest starts the web catalog's usage follower with the catalog's
+// first request (see withUI).
+type firstRequest struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newFirstRequest() *firstRequest { return &firstRequest{ch: make(chan struct{})} }
+
+// wait blocks until the first request, and reports false if ctx ended first.
+func (f *firstRequest) wait(ctx context.Context) bool {
+	select {
+	case <-f.ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// handler serves h, marking the first request; that one waits up to
+// maxWait for ready (the follower caught up) before h answers it.
+func (f *firstRequest) handler(h http.Handler, ready func() bool, maxWait time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first := false
+		f.once.Do(func() { close(f.ch); first = true })
+		for deadline := time.Now().Add(maxWait); first && !ready() && time.Now().Before(deadline) && r.Context().Err() == nil; {
+			time.Sleep(10 * time.Millisecond)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// firstPageWait is how long the web catalog's first request waits for the
+// usage follower it starts to catch up before answering; a longer replay
+// leaves that page, and the next ones until it ends, saying the usage is
+// partial.
+const firstPageWait = 2 * time.Second
 
 // uiMonitor shows a monitor.Feed (may be nil) and the served values'
 // statistics on the web catalog's feature pages: the figures and verdicts

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,5 +118,63 @@ features:
 	}
 	if _, ok := m.Feature("nope@1"); ok {
 		t.Error("an unknown feature has monitoring")
+	}
+}
+
+// TestCatalogStartsItsFollowerOnItsFirstRequest: the web catalog's usage
+// follower waits for the catalog's first request (a replica whose catalog
+// nobody opens does not read the lookup log); that request waits for it to
+// catch up, at most the given time; later ones do not wait.
+func TestCatalogStartsItsFollowerOnItsFirstRequest(t *testing.T) {
+	f := newFirstRequest()
+	started := make(chan bool, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { started <- f.wait(ctx) }()
+	var caughtUp atomic.Bool
+	served := 0
+	h := f.handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served++
+		if served == 1 && !caughtUp.Load() {
+			t.Error("the first request was answered before the follower caught up")
+		}
+	}), caughtUp.Load, 10*time.Second)
+	select {
+	case <-started:
+		t.Fatal("the follower started before any request")
+	case <-time.After(100 * time.Millisecond):
+	}
+	go func() {
+		if !<-started {
+			t.Error("wait reported the context's end, not the first request")
+		}
+		time.Sleep(50 * time.Millisecond) // the replay
+		caughtUp.Store(true)
+	}()
+	t0 := time.Now()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/ui/", nil))
+	if d := time.Since(t0); d < 50*time.Millisecond || d > 5*time.Second {
+		t.Errorf("the first request took %v: want it to wait for the catch-up (~50 ms)", d)
+	}
+	// Later requests do not wait, even while partial.
+	caughtUp.Store(false)
+	t0 = time.Now()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/ui/", nil))
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("a later request waited %v", d)
+	}
+	// A first request waits at most maxWait.
+	g := newFirstRequest()
+	t0 = time.Now()
+	g.handler(http.NotFoundHandler(), func() bool { return false }, 100*time.Millisecond).
+		ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/ui/", nil))
+	if d := time.Since(t0); d < 100*time.Millisecond || d > 5*time.Second {
+		t.Errorf("a first request with a replay that never ends took %v, want its 100 ms bound", d)
+	}
+	// Without a request, wait returns false when the context ends.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if newFirstRequest().wait(ctx2) {
+		t.Error("wait reported a first request after its context ended")
 	}
 }
