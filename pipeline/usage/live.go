@@ -358,8 +358,10 @@ const (
 // It first reads the topic up to the end offsets it has when Follow
 // starts (kafka.ToEnd: the last stable offsets), from the first offset at
 // or after from, retrying every second while Kafka is unreachable; then it
-// calls caughtUp (if not nil) once and goes on from where it stopped,
-// following every partition. caughtUp is never called if ctx ends first.
+// calls caughtUp (if not nil) once and goes on from where it stopped.
+// caughtUp is never called if ctx ends first. Partitions added to the
+// topic after the start are not followed (a topic that did not exist at
+// the start is followed whole once it does).
 func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, log *zap.Logger, add func(*lookuplog.Record), caughtUp func()) error {
 	if log == nil {
 		log = zap.NewNop()
