@@ -100,6 +100,54 @@ func ReadToEnd(ctx context.Context, cl *kgo.Client, topic string, fn func(*kgo.R
 	return err
 }
 
+// CatchUp reads topic up to its end offsets (ToEnd) and calls fn with
+// every record, as ReadRanges does, and returns each partition's read
+// position (see ReadBatches): where a follower goes on from. adjust, if not
+// nil, may move the ranges' starts before the read (e.g. to a time).
+//
+// A failure (Kafka unreachable, a topic created moments ago) is passed to
+// onRetry (may be nil) and the read is retried after a second, until it
+// succeeds or ctx ends (ctx's error is returned then). A retry resumes
+// each partition after the last record passed to fn, so fn sees each
+// record once.
+func CatchUp(ctx context.Context, cl *kgo.Client, topic string, adjust func(Ranges) error, fn func(*kgo.Record), onRetry func(error)) (map[int32]int64, error) {
+	passed := map[int32]int64{} // per partition, one past the last record passed to fn
+	for {
+		rs, err := ToEnd(ctx, cl, topic)
+		if err == nil && adjust != nil {
+			err = adjust(rs)
+		}
+		var next map[int32]int64
+		if err == nil {
+			for p, r := range rs {
+				if o, ok := passed[p]; ok && o > r.From {
+					r.From = min(o, r.End)
+					rs[p] = r
+				}
+			}
+			next, err = ReadRanges(ctx, cl, topic, rs, func(r *kgo.Record) error {
+				fn(r)
+				passed[r.Partition] = r.Offset + 1
+				return nil
+			})
+		}
+		if err == nil {
+			return next, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if onRetry != nil {
+			onRetry(err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // ReadRanges is ReadBatches with one call of fn per record.
 func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(*kgo.Record) error) (next map[int32]int64, err error) {
 	return ReadBatches(ctx, cl, topic, ranges, func(_ int32, recs []*kgo.Record) error {
@@ -276,6 +324,21 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 				refresh = true
 				continue
 			}
+			// A partition answered without batches below its last stable
+			// offset was compacted away from there only if the response had
+			// room for it: a broker that reaches the request's MaxBytes
+			// answers the partitions after that point without batches. No
+			// batch for any partition means the limit was not reached (the
+			// first partition with data always gets one batch).
+			busy := false
+			for i := range resp.Topics {
+				for j := range resp.Topics[i].Partitions {
+					rp := &resp.Topics[i].Partitions[j]
+					if start, ok := pos[rp.Partition]; ok && rp.ErrorCode == 0 && batchesEnd(rp.RecordBatches) > start {
+						busy = true
+					}
+				}
+			}
 			var out []fetched
 			for i := range resp.Topics {
 				for j := range resp.Topics[i].Partitions {
@@ -303,9 +366,10 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges,
 						out = append(out, fetched{rp: rp, start: start, end: end})
 						pos[rp.Partition] = to
 						stalled = false
-					case len(rp.RecordBatches) == 0 && rp.LastStableOffset >= end:
-						// Nothing left below the last stable offset: the
-						// rest of the range was compacted away.
+					case len(rp.RecordBatches) == 0 && rp.LastStableOffset >= end && !busy:
+						// Nothing left below the last stable offset, and
+						// the response had room: the rest of the range was
+						// compacted away.
 						pos[rp.Partition] = end
 						stalled = false
 					}

@@ -278,30 +278,17 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, v *View, log *za
 	if err != nil {
 		return fmt.Errorf("registry client: %w", err)
 	}
-	apply := func(r *kgo.Record) error {
+	apply := func(r *kgo.Record) {
 		if err := v.Apply(r.Key, r.Value); err != nil {
 			log.Warn("skipping unreadable registry record", zap.Error(err))
 		}
-		return nil
 	}
-	var next map[int32]int64
-	for {
-		var rs kafka.Ranges
-		rs, err = kafka.ToEnd(ctx, admin, topic)
-		if err == nil {
-			next, err = kafka.ReadRanges(ctx, admin, topic, rs, apply)
-		}
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		log.Warn("waiting for the feature registry", zap.String("topic", topic), zap.Error(err))
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	next, err := kafka.CatchUp(ctx, admin, topic, nil, apply,
+		func(err error) {
+			log.Warn("waiting for the feature registry", zap.String("topic", topic), zap.Error(err))
+		})
 	admin.Close()
-	if ctx.Err() != nil {
+	if err != nil { // CatchUp fails only when ctx ends
 		return nil
 	}
 	if caughtUp != nil {
@@ -332,7 +319,7 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, v *View, log *za
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
-		fetches.EachRecord(func(r *kgo.Record) { _ = apply(r) })
+		fetches.EachRecord(apply)
 	}
 }
 

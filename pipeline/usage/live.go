@@ -386,27 +386,10 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, 
 	if err != nil {
 		return fmt.Errorf("lookup log client: %w", err)
 	}
-	var next map[int32]int64
-	for {
-		var rs kafka.Ranges
-		rs, err = kafka.ToEnd(ctx, admin, topic)
-		if err == nil {
-			err = startAt(ctx, admin, topic, from, rs)
-		}
-		if err == nil {
-			next, err = kafka.ReadRanges(ctx, admin, topic, rs, func(r *kgo.Record) error { apply(r); return nil })
-		}
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		log.Warn("waiting for the lookup log", zap.String("topic", topic), zap.Error(err))
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	next, err := kafka.CatchUp(ctx, admin, topic, func(rs kafka.Ranges) error { return startAt(ctx, admin, topic, from, rs) }, apply,
+		func(err error) { log.Warn("waiting for the lookup log", zap.String("topic", topic), zap.Error(err)) })
 	admin.Close()
-	if ctx.Err() != nil {
+	if err != nil { // CatchUp fails only when ctx ends
 		return nil
 	}
 	if caughtUp != nil {

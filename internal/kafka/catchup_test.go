@@ -1,0 +1,151 @@
+package kafka_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/featurepipe/featurepipe/internal/kafka"
+)
+
+// smallFetches seeds topic "t" of c with perPartition incompressible 1 KiB
+// records in each of its 2 partitions and makes c answer Fetches of at most
+// 1 MiB in all (kfake, like Kafka, answers the partitions after that point
+// without batches), failing the failAt-th Fetch (0: none) with a
+// non-retriable partition error.
+func smallFetches(t *testing.T, c *kfake.Cluster, perPartition int, failAt int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for p := range int32(2) {
+		var recs []*kgo.Record
+		for i := range perPartition {
+			value := make([]byte, 1<<10)
+			rand.Read(value) // incompressible: the batches keep their size
+			recs = append(recs, &kgo.Record{Topic: "t", Partition: p, Key: []byte(fmt.Sprint(i)), Value: value})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fetches atomic.Int32
+	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		fr := req.(*kmsg.FetchRequest)
+		if fetches.Add(1) != failAt {
+			fr.MaxBytes = 1 << 20
+			for i := range fr.Topics {
+				for j := range fr.Topics[i].Partitions {
+					fr.Topics[i].Partitions[j].PartitionMaxBytes = 1 << 20
+				}
+			}
+			return nil, nil, false
+		}
+		resp := fr.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range fr.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+}
+
+// checkOnce fails unless each of the 2 partitions had its perPartition
+// records passed exactly once and reads on from its end.
+func checkOnce(t *testing.T, seen map[int32]map[int64]int, next map[int32]int64, perPartition int) {
+	t.Helper()
+	for p := range int32(2) {
+		offs := seen[p]
+		if len(offs) != perPartition || next[p] != int64(perPartition) {
+			t.Errorf("partition %d: %d records passed, read position %d; want %d and %d", p, len(offs), next[p], perPartition, perPartition)
+		}
+		for o, n := range offs {
+			if n != 1 {
+				t.Errorf("partition %d offset %d passed %d times", p, o, n)
+			}
+		}
+	}
+}
+
+// TestReadRangesWhenResponsesAreFull: a partition answered without batches
+// because the response reached its MaxBytes on another partition is read
+// later, not taken for compacted away (before: partition 1, answered empty
+// while partition 0 filled every response, was skipped whole).
+func TestReadRangesWhenResponsesAreFull(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const perPartition = 4 << 10 // 4 MiB per partition, 1 MiB per Fetch
+	smallFetches(t, c, perPartition, 0)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := kafka.ToEnd(ctx, cl, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int32]map[int64]int{0: {}, 1: {}}
+	next, err := kafka.ReadRanges(ctx, cl, "t", rs, func(r *kgo.Record) error { seen[r.Partition][r.Offset]++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, seen, next, perPartition)
+}
+
+// TestCatchUpResumesAfterAFailure: a catch-up read that fails midway (here
+// its third Fetch is answered with a non-retriable partition error) is
+// retried, each partition resuming after the last record passed on, so
+// every record is passed exactly once, and the read positions returned are
+// the partitions' ends.
+func TestCatchUpResumesAfterAFailure(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const perPartition = 4 << 10
+	smallFetches(t, c, perPartition, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seen := map[int32]map[int64]int{0: {}, 1: {}}
+	retries := 0
+	next, err := kafka.CatchUp(ctx, cl, "t", nil, func(r *kgo.Record) { seen[r.Partition][r.Offset]++ },
+		func(err error) { retries++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retries != 1 {
+		t.Errorf("%d retries, want 1 (the failed Fetch)", retries)
+	}
+	checkOnce(t, seen, next, perPartition)
+}
