@@ -16,20 +16,26 @@ import (
 	"github.com/featurepipe/featurepipe/internal/kafka"
 )
 
-// smallFetches seeds topic "t" of c with perPartition incompressible 1 KiB
-// records in each of its 2 partitions and makes c answer Fetches of at most
-// 1 MiB in all (kfake, like Kafka, answers the partitions after that point
-// without batches), failing the failAt-th Fetch (0: none) with a
-// non-retriable partition error.
-func smallFetches(t *testing.T, c *kfake.Cluster, perPartition int, failAt int32) {
+// smallFetches starts a kfake cluster whose topic "t" holds perPartition
+// incompressible 1 KiB records in each of its 2 partitions and answers
+// Fetches of at most 1 MiB in all (kfake, like Kafka, answers the
+// partitions after that point without batches), failing the failAt-th
+// Fetch (0: none) with a non-retriable partition error. It returns a
+// client of it and a context for the read.
+func smallFetches(t *testing.T, perPartition int, failAt int32) (*kgo.Client, context.Context) {
 	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(cl.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	for p := range int32(2) {
 		var recs []*kgo.Record
 		for i := range perPartition {
@@ -67,6 +73,7 @@ func smallFetches(t *testing.T, c *kfake.Cluster, perPartition int, failAt int32
 		}
 		return resp, nil, true
 	})
+	return cl, ctx
 }
 
 // checkOnce fails unless each of the 2 partitions had its perPartition
@@ -91,20 +98,8 @@ func checkOnce(t *testing.T, seen map[int32]map[int64]int, next map[int32]int64,
 // later, not taken for compacted away (before: partition 1, answered empty
 // while partition 0 filled every response, was skipped whole).
 func TestReadRangesWhenResponsesAreFull(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	const perPartition = 4 << 10 // 4 MiB per partition, 1 MiB per Fetch
-	smallFetches(t, c, perPartition, 0)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ctx := smallFetches(t, perPartition, 0)
 	rs, err := kafka.ToEnd(ctx, cl, "t")
 	if err != nil {
 		t.Fatal(err)
@@ -123,20 +118,8 @@ func TestReadRangesWhenResponsesAreFull(t *testing.T) {
 // every record is passed exactly once, and the read positions returned are
 // the partitions' ends.
 func TestCatchUpResumesAfterAFailure(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	const perPartition = 4 << 10
-	smallFetches(t, c, perPartition, 3)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ctx := smallFetches(t, perPartition, 3)
 	seen := map[int32]map[int64]int{0: {}, 1: {}}
 	retries := 0
 	next, err := kafka.CatchUp(ctx, cl, "t", nil, func(r *kgo.Record) { seen[r.Partition][r.Offset]++ },
