@@ -318,4 +318,8 @@ func TestFollowCallsCaughtUpAfterTheBacklog(t *testing.T) {
 	if st := l.Stats("a@1", time.Now(), 1); st == nil || st.Total.Keys != 2100 {
 		t.Errorf("caught up with %+v, want 2100 keys", st)
 	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
