@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/internal/broker"
@@ -47,6 +48,26 @@ func StartKafka(t testing.TB) *Kafka {
 	}
 	t.Cleanup(b.Close)
 	return &Kafka{Brokers: []string{b.Addr()}, Embed: b}
+}
+
+// KFake starts a bare kfake cluster (one broker) with the topics, each of
+// partitions partitions, for tests that need its control functions (to
+// observe or fail requests), whatever KAFKA_BROKERS says. It returns the
+// cluster and a client that produces each record to the partition it names
+// (ManualPartitioner); both are closed when the test ends.
+func KFake(t testing.TB, partitions int32, topics ...string) (*kfake.Cluster, *kgo.Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return c, cl
 }
 
 // WriteConfig writes a feature file and the demo schemas it may name
@@ -98,10 +119,10 @@ func KafkaSection(partitions int) string {
 `, partitions)
 }
 
-// UserTransactions is the part of a test feature file between its kafka
-// section (KafkaSection) and its features: the entity user (key user_id)
-// and the source transactions (transaction.avsc, event time ts), ending
-// with the "features:" line.
+// UserTransactions is what most test feature files have after their kafka
+// section (KafkaSection): the entity user (key user_id) and the source
+// transactions (transaction.avsc, event time ts). More sources may follow,
+// then "features:".
 const UserTransactions = `entities:
   - name: user
     key: user_id
@@ -110,7 +131,6 @@ sources:
     topic: transactions-{{ID}}
     schema: transaction.avsc
     event_time: ts
-features:
 `
 
 // SetupOptions tunes Setup; the zero value suits most tests.

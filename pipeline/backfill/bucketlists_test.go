@@ -27,7 +27,8 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 )
 
-var bucketListFile = testkit.KafkaSection(3) + testkit.UserTransactions + `  - {name: last_amounts_by_cur, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
+var bucketListFile = testkit.KafkaSection(3) + testkit.UserTransactions + `features:
+  - {name: last_amounts_by_cur, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
   - {name: first_merchants_by_cur, version: 1, entity: user, source: transactions, aggregation: first_k, k: 2, field: merchant_id, bucket: currency, window: lifetime, owner: t, description: d}
   - {name: top_merchants_by_cur, version: 1, entity: user, source: transactions, aggregation: top_k, k: 2, field: merchant_id, bucket: currency, max_buckets: 2, window: 7d, owner: t, description: d}
   - {name: top_amounts_by_merchant, version: 1, entity: user, source: transactions, aggregation: top_k, k: 2, field: amount, bucket: merchant_id, window: lifetime, owner: t, description: d}

@@ -23,7 +23,8 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 )
 
-var bucketFile = testkit.KafkaSection(3) + testkit.UserTransactions + `  - {name: sum_by_cur_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
+var bucketFile = testkit.KafkaSection(3) + testkit.UserTransactions + `features:
+  - {name: sum_by_cur_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
   - {name: count_by_cur, version: 1, entity: user, source: transactions, aggregation: count, bucket: currency, window: lifetime, owner: t, description: d}
   - {name: last_by_merchant_1d, version: 1, entity: user, source: transactions, aggregation: last, field: amount, bucket: merchant_id, window: 1d, owner: t, description: d}
   - {name: sum_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, hop: 6h, owner: t, description: d}

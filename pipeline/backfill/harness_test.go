@@ -25,15 +25,7 @@ import (
 // featureFile has one entity, two sources and every aggregation over finite
 // and lifetime windows with default and explicit hops, a feature with a
 // declared default and two versions of one feature, and a feature service.
-var featureFile = testkit.KafkaSection(3) + `entities:
-  - name: user
-    key: user_id
-sources:
-  - name: transactions
-    topic: transactions-{{ID}}
-    schema: transaction.avsc
-    event_time: ts
-  - name: logins
+var featureFile = testkit.KafkaSection(3) + testkit.UserTransactions + `  - name: logins
     topic: logins-{{ID}}
     schema: login.avsc
     event_time: ts

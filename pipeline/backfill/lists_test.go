@@ -20,7 +20,8 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/monitor"
 )
 
-var listFile = testkit.KafkaSection(3) + testkit.UserTransactions + `  - {name: last3_7d, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, window: 7d, hop: 6h, owner: t, description: d}
+var listFile = testkit.KafkaSection(3) + testkit.UserTransactions + `features:
+  - {name: last3_7d, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, window: 7d, hop: 6h, owner: t, description: d}
   - {name: first4, version: 1, entity: user, source: transactions, aggregation: first_k, k: 4, field: amount, window: lifetime, owner: t, description: d}
   - {name: sum_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, owner: t, description: d}
   - {name: half_sum_7d, version: 1, entity: user, expression: "sum_7d / 2.0", owner: t, description: d}

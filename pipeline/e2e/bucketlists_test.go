@@ -27,7 +27,8 @@ import (
 // bucketListFile has bucketed list features: a last_k of a number field
 // and a last_k of a string field (both max_buckets 2, folding into
 // __other__) and a top_k of a string field.
-var bucketListFile = testkit.KafkaSection(4) + testkit.UserTransactions + `  - {name: last_amounts_by_currency, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
+var bucketListFile = testkit.KafkaSection(4) + testkit.UserTransactions + `features:
+  - {name: last_amounts_by_currency, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
   - {name: last_merchants_by_currency, version: 1, entity: user, source: transactions, aggregation: last_k, k: 2, field: merchant_id, bucket: currency, max_buckets: 2, window: 7d, owner: t, description: d}
   - {name: top_merchants_by_currency, version: 1, entity: user, source: transactions, aggregation: top_k, k: 2, field: merchant_id, bucket: currency, window: lifetime, owner: t, description: d}
 `

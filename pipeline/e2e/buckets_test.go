@@ -31,7 +31,8 @@ import (
 // bucketFile has bucketed features of three kinds and windows, one with
 // max_buckets folding into __other__, and a bucketed last of a string
 // field (merchant_id by currency, also folding).
-var bucketFile = testkit.KafkaSection(4) + testkit.UserTransactions + `  - {name: amount_by_currency_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
+var bucketFile = testkit.KafkaSection(4) + testkit.UserTransactions + `features:
+  - {name: amount_by_currency_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, bucket: currency, max_buckets: 2, window: 7d, hop: 6h, owner: t, description: d}
   - {name: count_by_currency, version: 1, entity: user, source: transactions, aggregation: count, bucket: currency, window: lifetime, owner: t, description: d}
   - {name: avg_by_merchant_1d, version: 1, entity: user, source: transactions, aggregation: avg, field: amount, bucket: merchant_id, window: 1d, owner: t, description: d}
   - {name: last_merchant_by_currency, version: 1, entity: user, source: transactions, aggregation: last, field: merchant_id, bucket: currency, max_buckets: 2, window: 7d, owner: t, description: d}

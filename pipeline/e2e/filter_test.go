@@ -27,7 +27,8 @@ import (
 
 // filterFile has features with and without a where on one source; each
 // where has its Go twin in filterPredicates.
-var filterFile = testkit.KafkaSection(4) + testkit.UserTransactions + `  - {name: txn_sum_1d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1d, owner: t, description: d}
+var filterFile = testkit.KafkaSection(4) + testkit.UserTransactions + `features:
+  - {name: txn_sum_1d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1d, owner: t, description: d}
   - {name: txn_big_sum_7d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 7d, owner: t, description: d, where: "amount > 5000.0 && currency != 'JPY'"}
   - {name: txn_big_count_life, version: 1, entity: user, source: transactions, aggregation: count, window: lifetime, owner: t, description: d, where: "amount > 5000.0 && currency != 'JPY'"}
   - {name: txn_odd_max_30d, version: 1, entity: user, source: transactions, aggregation: max, field: amount, window: 30d, hop: 12h, owner: t, description: d, where: "int(amount) % 3 != 0"}

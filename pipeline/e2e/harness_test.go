@@ -36,15 +36,7 @@ type kafkaCluster = testkit.Kafka
 //
 // txn_last_fresh has a ttl and txn_sum_ratio is derived: every test
 // checks them too (bruteForceLocked, derived_test.go).
-var featureFile = testkit.KafkaSection(4) + `entities:
-  - name: user
-    key: user_id
-sources:
-  - name: transactions
-    topic: transactions-{{ID}}
-    schema: transaction.avsc
-    event_time: ts
-  - name: logins
+var featureFile = testkit.KafkaSection(4) + testkit.UserTransactions + `  - name: logins
     topic: logins-{{ID}}
     schema: login.avsc
     event_time: ts

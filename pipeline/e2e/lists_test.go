@@ -16,7 +16,8 @@ import (
 )
 
 // listFile has the two list aggregations, a finite and a lifetime one.
-var listFile = testkit.KafkaSection(4) + testkit.UserTransactions + `  - {name: txn_last3_7d, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, window: 7d, hop: 6h, owner: t, description: d}
+var listFile = testkit.KafkaSection(4) + testkit.UserTransactions + `features:
+  - {name: txn_last3_7d, version: 1, entity: user, source: transactions, aggregation: last_k, k: 3, field: amount, window: 7d, hop: 6h, owner: t, description: d}
   - {name: txn_first4, version: 1, entity: user, source: transactions, aggregation: first_k, k: 4, field: amount, window: lifetime, owner: t, description: d}
   - {name: txn_count_7d, version: 1, entity: user, source: transactions, aggregation: count, window: 7d, hop: 6h, owner: t, description: d}
 `

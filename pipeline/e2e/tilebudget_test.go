@@ -17,7 +17,8 @@ import (
 
 // tileBudgetFile has a bucketed last_k of 1000 strings (the largest k,
 // over a string field) and counts to check it against.
-var tileBudgetFile = testkit.KafkaSection(2) + testkit.UserTransactions + `  - {name: last_merchants_by_currency, version: 1, entity: user, source: transactions, aggregation: last_k, k: 1000, field: merchant_id, bucket: currency, max_buckets: 3, window: 7d, hop: 1d, owner: t, description: d}
+var tileBudgetFile = testkit.KafkaSection(2) + testkit.UserTransactions + `features:
+  - {name: last_merchants_by_currency, version: 1, entity: user, source: transactions, aggregation: last_k, k: 1000, field: merchant_id, bucket: currency, max_buckets: 3, window: 7d, hop: 1d, owner: t, description: d}
   - {name: txn_count_by_currency, version: 1, entity: user, source: transactions, aggregation: count, bucket: currency, window: 7d, hop: 1d, owner: t, description: d}
 `
 

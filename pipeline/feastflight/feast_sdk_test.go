@@ -32,15 +32,7 @@ import (
 
 // featureFile has a lifetime feature in each source, so that a backfill of
 // every feature replays all history (exactly what the brute force sees).
-var featureFile = testkit.KafkaSection(2) + `entities:
-  - name: user
-    key: user_id
-sources:
-  - name: transactions
-    topic: transactions-{{ID}}
-    schema: transaction.avsc
-    event_time: ts
-  - name: logins
+var featureFile = testkit.KafkaSection(2) + testkit.UserTransactions + `  - name: logins
     topic: logins-{{ID}}
     schema: login.avsc
     event_time: ts

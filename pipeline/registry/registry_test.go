@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
 func TestReadyFollowsTheWarmingUpPartitions(t *testing.T) {
@@ -53,16 +53,7 @@ func TestReadyFollowsTheWarmingUpPartitions(t *testing.T) {
 // and returns its addresses and a producer.
 func newCluster(t *testing.T, topics ...string) ([]string, *kgo.Client) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	c, cl := testkit.KFake(t, 3, topics...)
 	return c.ListenAddrs(), cl
 }
 

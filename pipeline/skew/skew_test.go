@@ -24,7 +24,8 @@ import (
 
 // featureFile has one entity, one source and features over finite and
 // lifetime windows, two versions of one of them.
-var featureFile = testkit.KafkaSection(3) + testkit.UserTransactions + `  - {name: txn_avg_30d, version: 1, entity: user, source: transactions, aggregation: avg, field: amount, window: 30d, owner: t, description: d}
+var featureFile = testkit.KafkaSection(3) + testkit.UserTransactions + `features:
+  - {name: txn_avg_30d, version: 1, entity: user, source: transactions, aggregation: avg, field: amount, window: 30d, owner: t, description: d}
   - {name: txn_sum_1d, version: 1, entity: user, source: transactions, aggregation: sum, field: amount, window: 1d, owner: t, description: d}
   - {name: txn_count_7d, version: 1, entity: user, source: transactions, aggregation: count, window: 7d, hop: 6h, owner: t, description: d}
   - {name: txn_count_7d, version: 2, entity: user, source: transactions, aggregation: count, window: 3d, hop: 1h, owner: t, description: d}
