@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/featurepipe/featurepipe/internal/kafka"
+	"github.com/featurepipe/featurepipe/internal/testkit"
 )
 
 // smallFetches starts a kfake cluster whose topic "t" holds perPartition
@@ -24,16 +24,7 @@ import (
 // client of it and a context for the read.
 func smallFetches(t *testing.T, perPartition int, failAt int32) (*kgo.Client, context.Context) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	c, cl := testkit.KFake(t, 2, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	for p := range int32(2) {
@@ -131,4 +122,43 @@ func TestCatchUpResumesAfterAFailure(t *testing.T) {
 		t.Errorf("%d retries, want 1 (the failed Fetch)", retries)
 	}
 	checkOnce(t, seen, next, perPartition)
+}
+
+// TestStartAt: a range starts at its first record stamped at or after the
+// time, or at its End when it has none; never before its own From.
+func TestStartAt(t *testing.T) {
+	c, cl := testkit.KFake(t, 3, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	base := time.UnixMilli(1_700_000_000_000)
+	var recs []*kgo.Record
+	for i := range 10 {
+		for p := range int32(3) {
+			ts := base.Add(time.Duration(i) * time.Second)
+			if p == 1 {
+				ts = base // every record before the time
+			}
+			recs = append(recs, &kgo.Record{Topic: "t", Partition: p, Value: []byte{byte(i)}, Timestamp: ts})
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	rs, err := kafka.ToEnd(ctx, reader, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs[2] = kafka.Range{From: 8, End: rs[2].End} // already past the time
+	if err := kafka.StartAt(ctx, reader, "t", base.Add(5*time.Second).UnixMilli(), rs); err != nil {
+		t.Fatal(err)
+	}
+	want := kafka.Ranges{0: {From: 5, End: 10}, 1: {From: 10, End: 10}, 2: {From: 8, End: 10}}
+	if fmt.Sprint(rs) != fmt.Sprint(want) {
+		t.Errorf("ranges %v, want %v", rs, want)
+	}
 }

@@ -125,9 +125,11 @@ func CatchUp(ctx context.Context, cl *kgo.Client, topic string, adjust func(Rang
 					rs[p] = r
 				}
 			}
-			next, err = ReadRanges(ctx, cl, topic, rs, func(r *kgo.Record) error {
-				fn(r)
-				passed[r.Partition] = r.Offset + 1
+			next, err = ReadBatches(ctx, cl, topic, rs, func(p int32, recs []*kgo.Record) error {
+				for _, r := range recs {
+					fn(r)
+				}
+				passed[p] = recs[len(recs)-1].Offset + 1
 				return nil
 			})
 		}
@@ -146,6 +148,49 @@ func CatchUp(ctx context.Context, cl *kgo.Client, topic string, adjust func(Rang
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// StartAt moves each range of topic to the first offset appended at or
+// after ms (Kafka's ListOffsets by timestamp), never before its From nor
+// past its End; a partition without a record at or after ms starts at its
+// End (nothing to read).
+func StartAt(ctx context.Context, cl *kgo.Client, topic string, ms int64, rs Ranges) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	after, err := kadm.NewClient(cl).ListOffsetsAfterMilli(ctx, ms, topic)
+	if err == nil {
+		err = after.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("list offsets of %s after %s: %w", topic, time.UnixMilli(ms).UTC().Format(time.RFC3339), err)
+	}
+	for p, r := range rs {
+		if o, ok := after.Lookup(topic, p); ok {
+			if o.Offset < 0 { // none at or after ms (kadm may also answer the end offset)
+				o.Offset = r.End
+			}
+			r.From = min(max(r.From, o.Offset), r.End)
+			rs[p] = r
+		}
+	}
+	return nil
+}
+
+// FollowFrom returns the consume options that go on reading topic where a
+// CatchUp stopped: each partition of next from its read position; when
+// next is empty (the topic did not exist), the whole topic from reset once
+// it appears (metadata is refreshed every 5 s to see it). Partitions added
+// to the topic later are not followed.
+func FollowFrom(topic string, next map[int32]int64, reset kgo.Offset) []kgo.Opt {
+	if len(next) == 0 {
+		return []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(reset), kgo.MetadataMaxAge(5 * time.Second)}
+	}
+	parts := make(map[int32]kgo.Offset, len(next))
+	for p, off := range next {
+		parts[p] = kgo.NewOffset().At(off)
+	}
+	return []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})}
 }
 
 // ReadRanges is ReadBatches with one call of fn per record.

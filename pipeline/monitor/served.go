@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -247,22 +246,8 @@ func ReadServed(ctx context.Context, conn kafka.Conn, topic string, o ServedOpti
 	if len(rs) == 0 {
 		return s, nil
 	}
-	from, err := kadm.NewClient(cl).ListOffsetsAfterMilli(ctx, s.now-s.Longest().Milliseconds(), topic)
-	if err == nil {
-		err = from.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lookup log %s: offsets of the last %s: %w", topic, s.Longest(), err)
-	}
-	for p, r := range rs {
-		// No record at or after the time: kadm answers the end offset.
-		if o, ok := from.Lookup(topic, p); ok {
-			if o.Offset < 0 {
-				o.Offset = r.End
-			}
-			r.From = min(max(r.From, o.Offset), r.End)
-			rs[p] = r
-		}
+	if err := kafka.StartAt(ctx, cl, topic, s.now-s.Longest().Milliseconds(), rs); err != nil {
+		return nil, fmt.Errorf("lookup log %s: the last %s: %w", topic, s.Longest(), err)
 	}
 	skipped := 0
 	_, err = kafka.ReadRanges(ctx, cl, topic, rs, func(r *kgo.Record) error {

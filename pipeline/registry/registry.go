@@ -294,21 +294,7 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, v *View, log *za
 	if caughtUp != nil {
 		caughtUp()
 	}
-	if len(next) == 0 {
-		// The topic does not exist yet: follow it from the start once it does.
-		next = nil
-	}
-	start := map[string]map[int32]kgo.Offset{topic: {}}
-	for p, off := range next {
-		start[topic][p] = kgo.NewOffset().At(off)
-	}
-	opts := []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())}
-	if next == nil {
-		opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.MetadataMaxAge(5*time.Second))
-	} else {
-		opts = append(opts, kgo.ConsumePartitions(start))
-	}
+	opts := append(kafka.FollowFrom(topic, next, kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	cl, err := kafka.NewClient(conn, "featurepipe-registry", log, opts...)
 	if err != nil {
 		return fmt.Errorf("registry client: %w", err)

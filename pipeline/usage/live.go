@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -386,7 +385,13 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, 
 	if err != nil {
 		return fmt.Errorf("lookup log client: %w", err)
 	}
-	next, err := kafka.CatchUp(ctx, admin, topic, func(rs kafka.Ranges) error { return startAt(ctx, admin, topic, from, rs) }, apply,
+	var adjust func(kafka.Ranges) error
+	reset := kgo.NewOffset().AtStart()
+	if !from.IsZero() {
+		adjust = func(rs kafka.Ranges) error { return kafka.StartAt(ctx, admin, topic, from.UnixMilli(), rs) }
+		reset = kgo.NewOffset().AfterMilli(from.UnixMilli())
+	}
+	next, err := kafka.CatchUp(ctx, admin, topic, adjust, apply,
 		func(err error) { log.Warn("waiting for the lookup log", zap.String("topic", topic), zap.Error(err)) })
 	admin.Close()
 	if err != nil { // CatchUp fails only when ctx ends
@@ -395,27 +400,12 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, 
 	if caughtUp != nil {
 		caughtUp()
 	}
-	opts := append(base,
-		kgo.MetadataMaxAge(5*time.Second),
+	opts := append(append(base, kafka.FollowFrom(topic, next, reset)...),
 		// Under load, fewer and larger fetches (the broker answers once
 		// followFetchMinBytes are there): every replica's follower reads
 		// every replica's records, so per-fetch work on the broker and
 		// here adds up. A quiet log is seen within followFetchMaxWait.
 		kgo.FetchMinBytes(followFetchMinBytes), kgo.FetchMaxWait(followFetchMaxWait))
-	if len(next) == 0 {
-		// The topic does not exist yet: follow it once it does.
-		start := kgo.NewOffset().AtStart()
-		if !from.IsZero() {
-			start = kgo.NewOffset().AfterMilli(from.UnixMilli())
-		}
-		opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start))
-	} else {
-		parts := map[int32]kgo.Offset{}
-		for p, off := range next {
-			parts[p] = kgo.NewOffset().At(off)
-		}
-		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
-	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("lookup log client: %w", err)
@@ -428,29 +418,4 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, 
 		}
 		fetches.EachRecord(apply)
 	}
-}
-
-// startAt moves each range's From to the first offset appended at or
-// after from (zero: unchanged), or to its End when there is none.
-func startAt(ctx context.Context, cl *kgo.Client, topic string, from time.Time, rs kafka.Ranges) error {
-	if from.IsZero() || len(rs) == 0 {
-		return nil
-	}
-	offs, err := kadm.NewClient(cl).ListOffsetsAfterMilli(ctx, from.UnixMilli(), topic)
-	if err == nil {
-		err = offs.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("list offsets of %s after %s: %w", topic, from.Format(time.RFC3339), err)
-	}
-	for p, r := range rs {
-		if o, ok := offs.Lookup(topic, p); ok {
-			if o.Offset < 0 { // no record at or after from
-				o.Offset = r.End
-			}
-			r.From = min(max(r.From, o.Offset), r.End)
-		}
-		rs[p] = r
-	}
-	return nil
 }
