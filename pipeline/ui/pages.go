@@ -87,8 +87,7 @@ func (u *UI) handleSearch(w http.ResponseWriter, r *http.Request, c *catalog) {
 	v := r.URL.Query()
 	q := query{Q: strings.TrimSpace(v.Get("q")), Owner: v.Get("owner"), Tag: v.Get("tag"), Entity: v.Get("entity"), Status: v.Get("status")}
 	d := searchData{Query: q, Rows: c.search(q), Total: len(c.features), Owners: c.owners, Tags: c.tags, Entities: c.entities,
-		Statuses: statuses, Now: c.now, Usage: u.o.Usage != nil, Filtered: q != query{}}
-	d.UsagePartial = c.usagePartial
+		Statuses: statuses, Now: c.now, Usage: u.o.Usage != nil, UsagePartial: c.usagePartial, Filtered: q != query{}}
 	if q.Q != "" && q.Owner == "" && q.Tag == "" && q.Status == "" {
 		words := strings.Fields(strings.ToLower(q.Q))
 		match := func(texts ...string) bool {
@@ -198,8 +197,8 @@ func (u *UI) handleFeature(w http.ResponseWriter, r *http.Request, c *catalog) {
 		u.notFound(w, r, err.Error())
 		return
 	}
-	d := featureData{Row: row, Now: c.now, Statuses: desc.Statuses, Definition: desc.Definition, UsageOn: u.o.Usage != nil}
-	d.UsagePartial = c.usagePartial
+	d := featureData{Row: row, Now: c.now, Statuses: desc.Statuses, Definition: desc.Definition, UsageOn: u.o.Usage != nil,
+		UsagePartial: c.usagePartial}
 	if f := desc.Feature; f != nil {
 		d.At, d.ReplacedBy, d.Sunset = f.At, f.ReplacedBy, f.Sunset
 	}
