@@ -94,8 +94,12 @@ func appendFlags(dst []byte, flags uint64) []byte {
 // flagPendingStrings, Str, with flagPendingBuckets, Bucket). Number features never set the string flags: their
 // tiles encode exactly as before strings existed. A typical non-empty tile of an exact kind takes about 50 to 80 bytes,
 // an empty one 1 + len(varint Start).
-func AppendTile(dst []byte, t Tile) []byte {
-	flags := irFlags(t.IR)
+func AppendTile(dst []byte, t Tile) []byte { return appendTile(dst, &t) }
+
+// appendTile is AppendTile of *t: a series' tiles are appended in place, not
+// copied (a Tile is 176 bytes).
+func appendTile(dst []byte, t *Tile) []byte {
+	flags := irFlags(&t.IR)
 	if len(t.Pending) > 0 {
 		flags |= flagPending
 		for _, p := range t.Pending {
@@ -109,7 +113,7 @@ func AppendTile(dst []byte, t Tile) []byte {
 	}
 	dst = appendFlags(dst, flags)
 	dst = binary.AppendVarint(dst, t.Start)
-	dst = appendIRFields(dst, flags, t.IR, t.Start)
+	dst = appendIRFields(dst, flags, &t.IR, t.Start)
 	if flags&flagPending != 0 {
 		dst = binary.AppendUvarint(dst, uint64(len(t.Pending)))
 		for _, p := range t.Pending {
@@ -149,12 +153,12 @@ func DecodeTile(src []byte) (t Tile, rest []byte, err error) {
 // it.
 func AppendSeries(dst []byte, s *Series) []byte {
 	dst = append(dst, seriesVersion)
-	flags := irFlags(s.Base)
+	flags := irFlags(&s.Base)
 	dst = appendFlags(dst, flags)
-	dst = appendIRFields(dst, flags, s.Base, 0)
+	dst = appendIRFields(dst, flags, &s.Base, 0)
 	dst = binary.AppendUvarint(dst, uint64(len(s.Tiles)))
-	for _, t := range s.Tiles {
-		dst = AppendTile(dst, t)
+	for i := range s.Tiles {
+		dst = appendTile(dst, &s.Tiles[i])
 	}
 	return dst
 }
@@ -206,7 +210,7 @@ func DecodeSeries(src []byte, s *Series) (rest []byte, err error) {
 	return d.src, nil
 }
 
-func irFlags(ir IR) uint64 {
+func irFlags(ir *IR) uint64 {
 	var f uint64
 	if ir.Count != 0 {
 		f |= flagCount
@@ -264,17 +268,21 @@ func irFlags(ir IR) uint64 {
 }
 
 // appendIRFields writes the fields flagged in flags; LastTS is written relative to ref.
-func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
+func appendIRFields(dst []byte, flags uint64, ir *IR, ref int64) []byte {
 	if flags&flagCount != 0 {
 		dst = binary.AppendVarint(dst, ir.Count)
 	}
-	for _, f := range [...]struct {
-		flag uint64
-		v    float64
-	}{{flagSum, ir.Sum}, {flagMin, ir.Min}, {flagMax, ir.Max}, {flagLast, ir.Last}} {
-		if flags&f.flag != 0 {
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f.v))
-		}
+	if flags&flagSum != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Sum))
+	}
+	if flags&flagMin != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Min))
+	}
+	if flags&flagMax != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Max))
+	}
+	if flags&flagLast != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Last))
 	}
 	if flags&flagLastTS != 0 {
 		dst = binary.AppendVarint(dst, ir.LastTS-ref)
@@ -319,9 +327,9 @@ func appendIRFields(dst []byte, flags uint64, ir IR, ref int64) []byte {
 		for _, k := range keys {
 			sub := ir.bk.m[k]
 			dst = appendString(dst, k)
-			sf := irFlags(*sub)
+			sf := irFlags(sub)
 			dst = appendFlags(dst, sf)
-			dst = appendIRFields(dst, sf, *sub, ref)
+			dst = appendIRFields(dst, sf, sub, ref)
 		}
 	}
 	return dst

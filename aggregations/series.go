@@ -3,6 +3,7 @@ package aggregations
 import (
 	"cmp"
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -34,17 +35,54 @@ type Series struct {
 }
 
 // search returns the index of the first tile with Start >= start, and whether that
-// tile's Start equals start. It checks the newest tile first: most events land there.
+// tile's Start equals start. It checks the newest tile first (most live events land
+// there), then the oldest, then guesses the index as if the tiles were evenly spaced
+// between the two (a window's tiles are multiples of its hop, and a busy entity has
+// most of them) and checks the guess and its neighbour before a binary search
+// between them. In a replay of history, whose events come in no time order, a
+// binary search over a month of daily tiles read five or six tiles, each in its
+// own cache line and most of them cache misses once the series outgrow the CPU's
+// caches; the guess reads three or four (BenchmarkSearchCold). Cost: O(1) for
+// evenly spaced tiles, O(log tiles) at worst.
 func (s *Series) search(start int64) (int, bool) {
 	n := len(s.Tiles)
-	if n > 0 {
-		if last := s.Tiles[n-1].Start; last == start {
-			return n - 1, true
-		} else if last < start {
-			return n, false
-		}
+	if n == 0 {
+		return 0, false
 	}
-	lo, hi := 0, n
+	if last := s.Tiles[n-1].Start; last == start {
+		return n - 1, true
+	} else if last < start {
+		return n, false
+	}
+	first := s.Tiles[0].Start
+	if start <= first {
+		return 0, start == first
+	}
+	// Now first < start < last, so n >= 2 and the answer is in [1, n-1].
+	// The guess g = (start-first)·(n-1)/(last-first) is in [0, n-2]; the
+	// differences are taken unsigned, so no Start overflows them.
+	hi64, lo64 := bits.Mul64(uint64(start)-uint64(first), uint64(n-1))
+	q, _ := bits.Div64(hi64, lo64, uint64(s.Tiles[n-1].Start)-uint64(first)) // hi64 < divisor: q < n-1
+	g := int(q)
+	lo, hi := 1, n-1 // the answer is in [lo, hi]: Tiles[hi].Start > start
+	switch gs := s.Tiles[g].Start; {
+	case gs == start:
+		return g, true
+	case gs < start:
+		if next := s.Tiles[g+1].Start; next >= start {
+			return g + 1, next == start
+		}
+		lo = g + 2
+	default:
+		if g >= 1 {
+			if prev := s.Tiles[g-1].Start; prev < start {
+				return g, false
+			} else if prev == start {
+				return g - 1, true
+			}
+		}
+		hi = g - 1
+	}
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
 		if s.Tiles[mid].Start < start {
@@ -53,7 +91,7 @@ func (s *Series) search(start int64) (int, bool) {
 			hi = mid
 		}
 	}
-	return lo, lo < n && s.Tiles[lo].Start == start
+	return lo, s.Tiles[lo].Start == start
 }
 
 // Apply adds e to the series. now is the caller's wall clock in milliseconds; pass

@@ -77,7 +77,7 @@ func irFieldsLen(flags uint64, ir *IR, ref int64) int {
 // bucketLen is the encoded size of one bucket of a bucketed IR: its key,
 // the sub-IR's flags and its fields.
 func bucketLen(key string, sub *IR, ref int64) int {
-	sf := irFlags(*sub)
+	sf := irFlags(sub)
 	return stringLen(key) + flagsLen(sf) + irFieldsLen(sf, sub, ref)
 }
 
@@ -170,6 +170,6 @@ func quantilesLen(s *quantiles) int {
 // irLen is the encoded size of ir as a tile's IR: its flags and fields
 // (AppendTile adds the tile's Start and its pending events).
 func irLen(ir *IR, ref int64) int {
-	f := irFlags(*ir)
+	f := irFlags(ir)
 	return flagsLen(f) + irFieldsLen(f, ir, ref)
 }
