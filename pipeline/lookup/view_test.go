@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -118,6 +119,33 @@ func TestEncodeAllocatesOnlyDst(t *testing.T) {
 	buf := e.encode(nil)
 	if n := testing.AllocsPerRun(100, func() { buf = e.encode(buf[:0]) }); n != 0 {
 		t.Fatalf("encode into a large enough buffer allocated %v times", n)
+	}
+}
+
+// decode sizes a fresh view once from the entry count it reads: the four
+// slices are allocated once, not grown entry by entry (for 20 features,
+// six reallocations each).
+func TestDecodeSizesTheViewOnce(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	const n = 20
+	var src entityView
+	for i := range n {
+		j := src.add(fmt.Sprintf("f%02d@1", i), 0)
+		src.series[j].SetTile(aggregations.Tile{Start: 60_000, IR: aggregations.IR{Count: 1, Sum: 2}})
+	}
+	buf := src.encode(nil)
+	// Per entry: its id and its one tile's slice; per view: its four slices.
+	const want = 2*n + 4
+	allocs := testing.AllocsPerRun(50, func() {
+		var e entityView
+		if err := e.decode(buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > want {
+		t.Fatalf("decoding a view of %d entries into a fresh view allocated %v times, want at most %d", n, allocs, want)
 	}
 }
 
