@@ -232,6 +232,30 @@ func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges
 // Record batches must be of the v2 format (Kafka 0.11 on; Kafka 4 writes
 // nothing else).
 func ReadBatches(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(partition int32, recs []*kgo.Record) error) (next map[int32]int64, err error) {
+	return read(ctx, cl, topic, ranges, fn, nil)
+}
+
+// Part is one partition's records of a ReadRounds round, in offset order.
+type Part struct {
+	Partition int32
+	Records   []*kgo.Record
+}
+
+// ReadRounds is ReadBatches calling fn once per fetch response (a round)
+// with the records of all its partitions that have some, in the
+// response's order, instead of once per partition: a reader whose
+// entities' records are spread over the partitions (the feature log, keyed
+// by tile) can then apply them together. fn may keep the slices. Memory:
+// a round's records are all decoded before fn is called, up to 64 MiB of
+// batches (8 MiB per partition), where ReadBatches decodes one partition
+// at a time.
+func ReadRounds(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(round []Part) error) (next map[int32]int64, err error) {
+	return read(ctx, cl, topic, ranges, nil, fn)
+}
+
+// read is ReadBatches (perPart) or ReadRounds (perRound): exactly one of
+// them is set.
+func read(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, perPart func(int32, []*kgo.Record) error, perRound func([]Part) error) (map[int32]int64, error) {
 	// Two goroutines: the fetcher issues Fetch requests and moves the
 	// positions on from the raw batch headers (see fetchLoop); this one
 	// decodes the batches it sent and calls fn, while the next fetch is in
@@ -239,7 +263,10 @@ func ReadBatches(ctx context.Context, cl *kgo.Client, topic string, ranges Range
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan []fetched, 2)
-	var ferr error
+	var (
+		ferr error
+		next map[int32]int64
+	)
 	go func() {
 		defer close(work)
 		next, ferr = fetchLoop(fctx, cl, topic, ranges, work)
@@ -250,6 +277,7 @@ func ReadBatches(ctx context.Context, cl *kgo.Client, topic string, ranges Range
 		if perr != nil {
 			continue // drain until the fetcher stops
 		}
+		var round []Part
 		for _, f := range batch {
 			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 				Offset: f.start, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: f.rp.Partition,
@@ -265,11 +293,19 @@ func ReadBatches(ctx context.Context, cl *kgo.Client, topic string, ranges Range
 					break
 				}
 			}
-			if len(recs) > 0 {
-				if perr = fn(f.rp.Partition, recs); perr != nil {
-					break
-				}
+			switch {
+			case len(recs) == 0:
+			case perPart != nil:
+				perr = perPart(f.rp.Partition, recs)
+			default:
+				round = append(round, Part{f.rp.Partition, recs})
 			}
+			if perr != nil {
+				break
+			}
+		}
+		if perr == nil && perRound != nil && len(round) > 0 {
+			perr = perRound(round)
 		}
 		if perr != nil {
 			cancel()

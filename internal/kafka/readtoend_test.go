@@ -266,3 +266,76 @@ func TestReadRangesPastRetention(t *testing.T) {
 		t.Fatalf("positions %v, want 10 for both (p0 its End, p1 its new log start past End 6)", next)
 	}
 }
+
+// ReadRounds passes each fetch response's partitions together: the same
+// records, in the same per-partition order, and the same read positions as
+// ReadBatches, with a round holding several partitions (the point of it)
+// and each partition at most once per round. Records of an aborted
+// transaction are skipped by both.
+func TestReadRoundsGroupsAResponsesPartitions(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic, cl := newTopic(t, k, 3, nil)
+	var recs []*kgo.Record
+	for i := range 300 {
+		p := int32(i % 3)
+		recs = append(recs, rec(topic, p, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)))
+	}
+	txn(t, k, "rounds-a", true, recs[:150]...)
+	txn(t, k, "rounds-b", false, rec(topic, 1, "aborted", "x"))
+	txn(t, k, "rounds-c", true, recs[150:]...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ranges, err := kafka.ToEnd(ctx, cl, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32][]string{}
+	wantNext, err := kafka.ReadBatches(ctx, cl, topic, ranges, func(p int32, rs []*kgo.Record) error {
+		for _, r := range rs {
+			want[p] = append(want[p], fmt.Sprintf("%s=%s@%d", r.Key, r.Value, r.Offset))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32][]string{}
+	widest := 0
+	next, err := kafka.ReadRounds(ctx, cl, topic, ranges, func(round []kafka.Part) error {
+		seen := map[int32]bool{}
+		for _, part := range round {
+			if seen[part.Partition] {
+				t.Errorf("partition %d twice in one round", part.Partition)
+			}
+			seen[part.Partition] = true
+			if len(part.Records) == 0 {
+				t.Errorf("partition %d passed without records", part.Partition)
+			}
+			for _, r := range part.Records {
+				if r.Partition != part.Partition {
+					t.Errorf("a record of partition %d in part %d", r.Partition, part.Partition)
+				}
+				got[part.Partition] = append(got[part.Partition], fmt.Sprintf("%s=%s@%d", r.Key, r.Value, r.Offset))
+			}
+		}
+		widest = max(widest, len(round))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(3) {
+		if !slices.Equal(got[p], want[p]) {
+			t.Errorf("partition %d: ReadRounds read %v, ReadBatches %v", p, got[p], want[p])
+		}
+		if len(want[p]) != 100 {
+			t.Errorf("partition %d: %d records, want 100", p, len(want[p]))
+		}
+		if next[p] != wantNext[p] {
+			t.Errorf("partition %d: ReadRounds ends at %d, ReadBatches at %d", p, next[p], wantNext[p])
+		}
+	}
+	if widest < 2 {
+		t.Errorf("no round held more than %d partition(s): ReadRounds did not group a response", widest)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/featurepipe/featurepipe/aggregations"
 	"github.com/featurepipe/featurepipe/internal/featurelog"
+	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/keys"
 )
 
@@ -22,7 +23,8 @@ import (
 // cache, with a cache smaller than the entities (dropped over and over) and
 // with one holding them all, leave byte-identical Pebble views after every
 // batch. Nor does applying a poll's partitions as one batch
-// (applyLogParts): each key's records in one partition, the view holds the
+// (applyLogParts), or a catch-up round's in batches of a share of each
+// (applyLogRound): each key's records in one partition, the view holds the
 // same series (its entries may be in another order).
 func TestApplyCacheKeepsTheViewExact(t *testing.T) {
 	cfg := loadTestConfig(t)
@@ -64,6 +66,11 @@ func TestApplyCacheKeepsTheViewExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	ma := newLogApplier(multi.cache.enabled(), multi.o.ApplyCacheEntities)
+	rounds, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := newLogApplier(rounds.cache.enabled(), rounds.o.ApplyCacheEntities)
 	for n, recs := range batches {
 		for _, r := range reps {
 			if err := r.svc.applyLog(r.a, cfg.Kafka.FeatureLogTopic, 0, recs); err != nil {
@@ -71,17 +78,22 @@ func TestApplyCacheKeepsTheViewExact(t *testing.T) {
 			}
 		}
 		// The same records over 3 feature-log partitions, by key.
-		parts := []logPart{{p: 0}, {p: 1}, {p: 2}}
+		parts := []kafka.Part{{Partition: 0}, {Partition: 1}, {Partition: 2}}
 		for _, r := range recs {
 			h := 0
 			for _, c := range r.Key {
 				h = h*31 + int(c)
 			}
 			lp := &parts[(h%3+3)%3]
-			lp.recs = append(lp.recs, r)
+			lp.Records = append(lp.Records, r)
 		}
 		if err := multi.applyLogParts(ma, cfg.Kafka.FeatureLogTopic, parts); err != nil {
 			t.Fatalf("one batch of 3 partitions, batch %d: %v", n, err)
+		}
+		// A catch-up round of the same 3 partitions, applied in batches
+		// of at most about 7 records (a share of each partition).
+		if err := rounds.applyLogRound(ra, cfg.Kafka.FeatureLogTopic, parts, 7); err != nil {
+			t.Fatalf("a round of 3 partitions, batch %d: %v", n, err)
 		}
 		for u := range 12 {
 			key := keys.View(nil, "user", fmt.Sprintf("u%d", u))
@@ -105,10 +117,77 @@ func TestApplyCacheKeepsTheViewExact(t *testing.T) {
 			if w, g := viewEntries(t, want), viewEntries(t, got); w != g {
 				t.Fatalf("after batch %d, the view of u%d applied as one batch of 3 partitions:\n%s\nwant\n%s", n, u, g, w)
 			}
+			if got, _, err = rounds.o.Store.Get(nil, key); err != nil {
+				t.Fatal(err)
+			}
+			if w, g := viewEntries(t, want), viewEntries(t, got); w != g {
+				t.Fatalf("after batch %d, the view of u%d applied as a round of 3 partitions:\n%s\nwant\n%s", n, u, g, w)
+			}
 		}
 	}
 	if len(reps[1].a.cache) > 3+30 {
 		t.Errorf("the cache bounded to 3 entities between batches holds %d", len(reps[1].a.cache))
+	}
+}
+
+// A catch-up round (one fetch response of every feature-log partition)
+// is applied as one batch, not one per partition: an entity whose tiles
+// are spread over the partitions (the key names the tile) has its view
+// written once, where a batch per partition wrote it once per partition.
+func TestCatchUpRoundWritesEachViewOnce(t *testing.T) {
+	cfg := loadTestConfig(t)
+	window := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}
+	T := fixtureNow.UnixMilli()
+	const users, partitions = 12, 3
+	round := make([]kafka.Part, partitions)
+	for u := range users {
+		for d := range partitions { // a tile of each user in each partition
+			ref := keys.TileRef{Entity: "user", EntityKey: fmt.Sprintf("u%d", u), FeatureID: "txn_count_7d@1",
+				Start: window.TileStart(T - int64(d)*aggregations.Day)}
+			r := &kgo.Record{Offset: int64(len(round[d].Records)), Timestamp: time.UnixMilli(T)}
+			_, r.Key, r.Value = featurelog.Append(nil, ref, aggregations.Tile{Start: ref.Start, IR: aggregations.IR{Count: 1}}, true)
+			round[d].Partition = int32(d)
+			round[d].Records = append(round[d].Records, r)
+		}
+	}
+	apply := func(perPartition bool) (*Service, *logApplier) {
+		svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := newLogApplier(svc.cache.enabled(), svc.o.ApplyCacheEntities)
+		if perPartition {
+			for _, part := range round {
+				if err = svc.applyLog(a, cfg.Kafka.FeatureLogTopic, part.Partition, part.Records); err != nil {
+					break
+				}
+			}
+		} else {
+			err = svc.applyLogRound(a, cfg.Kafka.FeatureLogTopic, round, logBatchRecords)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc, a
+	}
+	bySvc, byPart := apply(true)
+	rdSvc, byRound := apply(false)
+	if byRound.writes != users || byPart.writes != users*partitions {
+		t.Errorf("views written: %d as a round, %d partition by partition; want %d and %d", byRound.writes, byPart.writes, users, users*partitions)
+	}
+	for u := range users {
+		key := keys.View(nil, "user", fmt.Sprintf("u%d", u))
+		want, _, _ := bySvc.o.Store.Get(nil, key)
+		got, _, _ := rdSvc.o.Store.Get(nil, key)
+		if w, g := viewEntries(t, want), viewEntries(t, got); w != g || w == "" {
+			t.Fatalf("the view of u%d applied as a round:\n%s\nwant\n%s", u, g, w)
+		}
+	}
+	for p := range int32(partitions) {
+		off, found, err := rdSvc.o.Store.GetOffset(keys.ViewLogOffset(cfg.Kafka.FeatureLogTopic, p))
+		if err != nil || !found || off != users {
+			t.Errorf("partition %d: read offset %d (found %v, %v), want %d", p, off, found, err, users)
+		}
 	}
 }
 

@@ -309,7 +309,8 @@ func (s *Service) load(entity, key string, e *entityView, kbuf, vbuf []byte) (fo
 
 // consume follows the feature log into the Pebble view until ctx ends. It
 // first catches up with the end offsets (last stable offsets) seen at start
-// with kafka.ReadBatches, which ends by read position (a compacted tail or a
+// with kafka.ReadRounds (applyLogRound: every partition of a fetch response
+// together), which ends by read position (a compacted tail or a
 // transaction marker at end-1 does not keep the replica unready), then
 // follows the log from the positions that read reached.
 func (s *Service) consume(ctx context.Context) error {
@@ -361,13 +362,13 @@ func (s *Service) consume(ctx context.Context) error {
 		if found {
 			next[p] = off
 		}
-		ranges[p] = kafka.Range{From: off, End: max(off, end)} // From 0: the log start (ReadBatches moves past retention)
+		ranges[p] = kafka.Range{From: off, End: max(off, end)} // From 0: the log start (ReadRounds moves past retention)
 	}
 	s.setCatchUp(ends, next)
 	a := newLogApplier(s.cache.enabled(), s.o.ApplyCacheEntities)
 	s.log.Info("catching up with the feature log", zap.String("topic", topic), zap.Int("partitions", len(ends)), zap.Any("end_offsets_at_start", ends))
-	pos, err := kafka.ReadBatches(ctx, admin, topic, ranges, func(p int32, recs []*kgo.Record) error {
-		return s.applyLog(a, topic, p, recs)
+	pos, err := kafka.ReadRounds(ctx, admin, topic, ranges, func(round []kafka.Part) error {
+		return s.applyLogRound(a, topic, round, logBatchRecords)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -397,7 +398,7 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 	defer cl.Close()
 	s.log.Info("following feature log", zap.String("topic", topic), zap.Any("from", pos))
-	var parts []logPart
+	var parts []kafka.Part
 	for {
 		fetches := cl.PollRecords(ctx, 50000)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -416,7 +417,7 @@ func (s *Service) consume(ctx context.Context) error {
 		parts = parts[:0]
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if len(fp.Records) > 0 {
-				parts = append(parts, logPart{fp.Partition, fp.Records})
+				parts = append(parts, kafka.Part{Partition: fp.Partition, Records: fp.Records})
 			}
 		})
 		if err := s.applyLogParts(a, topic, parts); err != nil {
@@ -444,8 +445,9 @@ type logApplier struct {
 	cache map[string]*entityView // decoded views, by entity NUL key
 	// keep bounds cache between batches (Options.ApplyCacheEntities).
 	keep int
-	// loads counts the views read from Pebble (cache misses).
-	loads int
+	// loads counts the views read from Pebble (cache misses), writes the
+	// views written.
+	loads, writes int
 	// changed are the cache keys of the entities the current batch changed.
 	changed []string
 	batch   uint64 // the current batch's number, from 1
@@ -517,17 +519,46 @@ func (a *logApplier) evict() {
 	}
 }
 
-// logPart is one partition's records of a batch, in offset order.
-type logPart struct {
-	p    int32
-	recs []*kgo.Record
-}
-
 // applyLog applies one batch of feature-log records of partition p (in
 // offset order) to the view and commits it, with the partition's read
 // offset (one past the last record), in one Pebble batch.
 func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
-	return s.applyLogParts(a, topic, []logPart{{p, recs}})
+	return s.applyLogParts(a, topic, []kafka.Part{{Partition: p, Records: recs}})
+}
+
+// logBatchRecords is about the most records applyLogRound applies as one
+// batch, as many as a poll of the follow loop holds.
+const logBatchRecords = 50_000
+
+// applyLogRound applies one catch-up round (every partition of one fetch
+// response, up to 8 MiB each) in batches of at most about maxBatch
+// records, each with a like share of every partition's records. A worker's
+// publication spreads an entity's tiles over the feature log's partitions
+// (the key names the tile), and partitions fill at about the same pace, so
+// its records mostly meet in one batch: the entity's view is read,
+// decoded, encoded and written once per batch, where a batch per
+// partition did it once per partition (as the follow loop, which applies
+// a whole poll as one batch).
+func (s *Service) applyLogRound(a *logApplier, topic string, round []kafka.Part, maxBatch int) error {
+	total := 0
+	for _, part := range round {
+		total += len(part.Records)
+	}
+	n := max(1, (total+maxBatch-1)/maxBatch)
+	parts := make([]kafka.Part, 0, len(round))
+	for k := range n {
+		parts = parts[:0]
+		for _, part := range round {
+			from, to := len(part.Records)*k/n, len(part.Records)*(k+1)/n
+			if to > from {
+				parts = append(parts, kafka.Part{Partition: part.Partition, Records: part.Records[from:to]})
+			}
+		}
+		if err := s.applyLogParts(a, topic, parts); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // applyLogParts applies the records of several partitions as one batch:
@@ -536,10 +567,10 @@ func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Rec
 // partitions one after the other keeps each key's order. Cost per batch:
 // one Pebble Get and decode per entity not in the applier's cache, one
 // encode and one Set per entity changed.
-func (s *Service) applyLogParts(a *logApplier, topic string, parts []logPart) error {
+func (s *Service) applyLogParts(a *logApplier, topic string, parts []kafka.Part) error {
 	n := 0
 	for _, lp := range parts {
-		n += len(lp.recs)
+		n += len(lp.Records)
 	}
 	if n == 0 {
 		return nil
@@ -551,7 +582,7 @@ func (s *Service) applyLogParts(a *logApplier, topic string, parts []logPart) er
 	return err
 }
 
-func (s *Service) applyLogBatch(a *logApplier, topic string, parts []logPart) error {
+func (s *Service) applyLogBatch(a *logApplier, topic string, parts []kafka.Part) error {
 	a.evict()
 	clear(a.published)
 	a.batch++
@@ -560,7 +591,7 @@ func (s *Service) applyLogBatch(a *logApplier, topic string, parts []logPart) er
 	b := s.o.Store.NewBatch()
 	oldLayout := 0
 	for _, lp := range parts {
-		if err := s.applyLogRecords(a, lp.p, lp.recs, &oldLayout); err != nil {
+		if err := s.applyLogRecords(a, lp.Partition, lp.Records, &oldLayout); err != nil {
 			b.Close()
 			return err
 		}
@@ -633,7 +664,12 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 // read offset (one past its last record) in b, commits it, and then makes
 // the new views visible to lookups (the lookup cache) and the partitions'
 // progress to readiness.
-func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, parts []logPart) error {
+func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, parts []kafka.Part) error {
+	// In key order (the view key is the entity, then its key, as the cache
+	// key): Pebble's memtable inserts a batch in its order, and an insert
+	// just after the previous one starts its skiplist search from there,
+	// not from the top.
+	slices.Sort(a.changed)
 	for _, ck := range a.changed {
 		e := a.cache[ck]
 		entity, key, _ := cutNUL(ck)
@@ -645,6 +681,7 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 		// (which keeps an exact-size copy).
 		a.vbuf = e.encode(a.vbuf[:0])
 		_ = b.Set(a.kbuf, a.vbuf, nil)
+		a.writes++
 		if a.published == nil {
 			continue
 		}
@@ -655,11 +692,11 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 	}
 	n := 0
 	for _, lp := range parts {
-		if len(lp.recs) == 0 {
+		if len(lp.Records) == 0 {
 			continue
 		}
-		n += len(lp.recs)
-		_ = b.Set(keys.ViewLogOffset(topic, lp.p), keys.PutU64(lp.recs[len(lp.recs)-1].Offset+1), nil)
+		n += len(lp.Records)
+		_ = b.Set(keys.ViewLogOffset(topic, lp.Partition), keys.PutU64(lp.Records[len(lp.Records)-1].Offset+1), nil)
 	}
 	if err := s.o.Store.CommitNoSync(b); err != nil {
 		return err
@@ -672,8 +709,8 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 	s.m.LogRecords.Add(float64(n))
 	s.observeEndToEnd(a.sourceTS)
 	for _, lp := range parts {
-		if len(lp.recs) > 0 {
-			s.advance(lp.p, lp.recs[len(lp.recs)-1].Offset+1)
+		if len(lp.Records) > 0 {
+			s.advance(lp.Partition, lp.Records[len(lp.Records)-1].Offset+1)
 		}
 	}
 	return nil
