@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,6 +105,10 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	b := w.o.Store.NewBatch()
 	for _, ps := range staged {
+		// In key order: Pebble's memtable inserts a batch in its order,
+		// and an insert just after the previous one starts its skiplist
+		// search from there, not from the top.
+		slices.SortFunc(ps.modified, func(a, b *entityState) int { return strings.Compare(a.key, b.key) })
 		for _, es := range ps.modified {
 			w.keyBuf = keys.State(w.keyBuf[:0], ps.tp.topic, ps.tp.partition, es.key)
 			w.valBuf = encodeEntity(w.valBuf[:0], ps.plan, ps.seenID, es)
