@@ -267,35 +267,33 @@ func irFlags(ir *IR) uint64 {
 	return f
 }
 
+// appendFloatIf appends v as 8 little-endian bytes (IEEE 754) when on.
+func appendFloatIf(dst []byte, on bool, v float64) []byte {
+	if on {
+		return binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
+	}
+	return dst
+}
+
 // appendIRFields writes the fields flagged in flags; LastTS is written relative to ref.
 func appendIRFields(dst []byte, flags uint64, ir *IR, ref int64) []byte {
 	if flags&flagCount != 0 {
 		dst = binary.AppendVarint(dst, ir.Count)
 	}
-	if flags&flagSum != 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Sum))
-	}
-	if flags&flagMin != 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Min))
-	}
-	if flags&flagMax != 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Max))
-	}
-	if flags&flagLast != 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Last))
-	}
+	// One call per field, not a loop over an array of them: the array was
+	// built on every call (a third of AppendSeries' time).
+	dst = appendFloatIf(dst, flags&flagSum != 0, ir.Sum)
+	dst = appendFloatIf(dst, flags&flagMin != 0, ir.Min)
+	dst = appendFloatIf(dst, flags&flagMax != 0, ir.Max)
+	dst = appendFloatIf(dst, flags&flagLast != 0, ir.Last)
 	if flags&flagLastTS != 0 {
 		dst = binary.AppendVarint(dst, ir.LastTS-ref)
 	}
 	if flags&flagLastSeq != 0 {
 		dst = binary.AppendVarint(dst, ir.LastSeq)
 	}
-	if flags&flagMean != 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.Mean))
-	}
-	if flags&flagM2 != 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.M2))
-	}
+	dst = appendFloatIf(dst, flags&flagMean != 0, ir.Mean)
+	dst = appendFloatIf(dst, flags&flagM2 != 0, ir.M2)
 	if flags&flagFirst != 0 {
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ir.First))
 		dst = binary.AppendVarint(dst, ir.FirstTS-ref)
