@@ -400,7 +400,7 @@ func (s *Service) consume(ctx context.Context) error {
 	s.log.Info("following feature log", zap.String("topic", topic), zap.Any("from", pos))
 	var parts []kafka.Part
 	for {
-		fetches := cl.PollRecords(ctx, 50000)
+		fetches := cl.PollRecords(ctx, logBatchRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}
@@ -526,8 +526,8 @@ func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Rec
 	return s.applyLogParts(a, topic, []kafka.Part{{Partition: p, Records: recs}})
 }
 
-// logBatchRecords is about the most records applyLogRound applies as one
-// batch, as many as a poll of the follow loop holds.
+// logBatchRecords is the most records the follow loop polls and applies
+// as one batch, and about the most applyLogRound applies as one.
 const logBatchRecords = 50_000
 
 // applyLogRound applies one catch-up round (every partition of one fetch
