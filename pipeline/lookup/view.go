@@ -665,10 +665,10 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 // the new views visible to lookups (the lookup cache) and the partitions'
 // progress to readiness.
 func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, parts []kafka.Part) error {
-	// In key order (the view key is the entity, then its key, as the cache
-	// key): Pebble's memtable inserts a batch in its order, and an insert
-	// just after the previous one starts its skiplist search from there,
-	// not from the top.
+	// In key order (an entity's view keys sort as its cache keys do):
+	// Pebble's memtable inserts a batch in its order, and an insert just
+	// after the previous one starts its skiplist search from there, not
+	// from the top.
 	slices.Sort(a.changed)
 	for _, ck := range a.changed {
 		e := a.cache[ck]
