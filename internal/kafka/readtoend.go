@@ -232,7 +232,7 @@ func ReadRanges(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges
 // Record batches must be of the v2 format (Kafka 0.11 on; Kafka 4 writes
 // nothing else).
 func ReadBatches(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(partition int32, recs []*kgo.Record) error) (next map[int32]int64, err error) {
-	return read(ctx, cl, topic, ranges, fn, nil)
+	return read(ctx, cl, topic, ranges, func(p Part) error { return fn(p.Partition, p.Records) }, nil)
 }
 
 // Part is one partition's records of a ReadRounds round, in offset order.
@@ -250,15 +250,24 @@ type Part struct {
 // batches (8 MiB per partition), where ReadBatches decodes one partition
 // at a time.
 func ReadRounds(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, fn func(round []Part) error) (next map[int32]int64, err error) {
-	return read(ctx, cl, topic, ranges, nil, fn)
+	var round []Part
+	return read(ctx, cl, topic, ranges, func(p Part) error {
+		round = append(round, p)
+		return nil
+	}, func() error {
+		r := round
+		round = nil // fn may keep r
+		return fn(r)
+	})
 }
 
-// read is ReadBatches (perPart) or ReadRounds (perRound): exactly one of
-// them is set.
-func read(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, perPart func(int32, []*kgo.Record) error, perRound func([]Part) error) (map[int32]int64, error) {
+// read reads the ranges and calls each with every partition's decoded
+// records of a fetch response, as it decodes them, then responseDone (if
+// not nil) once that response had records.
+func read(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, each func(Part) error, responseDone func() error) (map[int32]int64, error) {
 	// Two goroutines: the fetcher issues Fetch requests and moves the
 	// positions on from the raw batch headers (see fetchLoop); this one
-	// decodes the batches it sent and calls fn, while the next fetch is in
+	// decodes the batches it sent and calls each, while the next fetch is in
 	// flight.
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -277,7 +286,7 @@ func read(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, perP
 		if perr != nil {
 			continue // drain until the fetcher stops
 		}
-		var round []Part
+		passed := false
 		for _, f := range batch {
 			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 				Offset: f.start, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: f.rp.Partition,
@@ -293,19 +302,15 @@ func read(ctx context.Context, cl *kgo.Client, topic string, ranges Ranges, perP
 					break
 				}
 			}
-			switch {
-			case len(recs) == 0:
-			case perPart != nil:
-				perr = perPart(f.rp.Partition, recs)
-			default:
-				round = append(round, Part{f.rp.Partition, recs})
-			}
-			if perr != nil {
-				break
+			if len(recs) > 0 {
+				passed = true
+				if perr = each(Part{f.rp.Partition, recs}); perr != nil {
+					break
+				}
 			}
 		}
-		if perr == nil && perRound != nil && len(round) > 0 {
-			perr = perRound(round)
+		if perr == nil && passed && responseDone != nil {
+			perr = responseDone()
 		}
 		if perr != nil {
 			cancel()
