@@ -101,8 +101,12 @@ type Lookup struct {
 	// DeprecatedLookups is FeatureLookups of deprecated versions only.
 	DeprecatedLookups *prometheus.CounterVec // feature, version, consumer
 	LogRecords        prometheus.Counter     // feature-log records applied to the view
-	LogLag            *prometheus.GaugeVec   // partition
-	Ready             prometheus.Gauge
+	// ViewWrites counts entity views written to the view (one per entity
+	// a batch of feature-log records changed): divided by LogRecords, how
+	// well batches gather each entity's records.
+	ViewWrites prometheus.Counter
+	LogLag     *prometheus.GaugeVec // partition
+	Ready      prometheus.Gauge
 	// LookupLogRecords counts lookup-log records by result: sent (acked by
 	// Kafka), dropped (the producer buffer was full) or error (failed).
 	LookupLogRecords *prometheus.CounterVec // result
@@ -133,6 +137,8 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 			[]string{"feature", "version", "consumer"}),
 		LogRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "view_records_total",
 			Help: "Feature-log records applied to the lookup view."}),
+		ViewWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "view_writes_total",
+			Help: "Entity views written to the lookup view: one per entity a batch of feature-log records changed."}),
 		LogLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "view_lag_records",
 			Help: "Feature-log high watermark minus the next offset to read, per partition."}, []string{"partition"}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "view_ready",
@@ -147,7 +153,7 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 			Help: "Keys answered with the answer cache on, by result: hit (values copied from the cache) or miss (folded from the view, then cached)."},
 			[]string{"result"}),
 	}
-	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.DeprecatedLookups, m.LogRecords, m.LogLag, m.Ready, m.LookupLogRecords, m.EndToEnd,
+	r.MustRegister(m.Latency, m.Requests, m.FeatureLookups, m.DeprecatedLookups, m.LogRecords, m.ViewWrites, m.LogLag, m.Ready, m.LookupLogRecords, m.EndToEnd,
 		m.AnswerCache)
 	return m
 }

@@ -2,9 +2,11 @@ package lookup
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -71,5 +73,76 @@ func TestViewCatchesUpOverATransactionMarker(t *testing.T) {
 	}
 	if got, ok := e.series[i].Tile(start); !ok || got.IR.Count != 4 {
 		t.Fatalf("u1's %s tile: %+v (found %v), want count 4", count, got, ok)
+	}
+}
+
+// A replica catching up applies each fetch response's feature-log
+// partitions together: every user here has a tile in each partition (the
+// record key names the tile, so a publication spreads an entity's tiles
+// over them), and each user's view is written once
+// (featurepipe_view_writes_total), where a batch per partition wrote it
+// once per partition; the views hold every tile.
+func TestCatchUpWritesEachViewOncePerRound(t *testing.T) {
+	c := newTestCluster(t, 1)
+	cfg := loadTestConfig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(cfg.Kafka.FeatureLogTopic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	parts, err := kafka.ToEnd(ctx, cl, cfg.Kafka.FeatureLogTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) < 2 {
+		t.Fatalf("the feature log has %d partition(s): the test needs several", len(parts))
+	}
+	const users, count = 20, "txn_count_7d@1"
+	w := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}
+	T := fixtureNow.UnixMilli()
+	var recs []*kgo.Record
+	for u := range users {
+		for p := range int32(len(parts)) {
+			start := w.TileStart(T - int64(p)*w.Hop)
+			r := &kgo.Record{Partition: p}
+			_, r.Key, r.Value = featurelog.Append(nil, keys.TileRef{Entity: "user", EntityKey: fmt.Sprintf("u%d", u), FeatureID: count, Start: start},
+				aggregations.Tile{Start: start, IR: aggregations.IR{Count: int64(p) + 1}}, true)
+			recs = append(recs, r)
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog,
+		Now: func() time.Time { return fixtureNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start")
+	if got := testutil.ToFloat64(svc.Metrics().ViewWrites); got != users {
+		t.Errorf("catching up wrote %v views of %d users with a tile in each of %d partitions: want one each", got, users, len(parts))
+	}
+	for u := range users {
+		e := new(entityView)
+		if found, err := svc.load("user", fmt.Sprintf("u%d", u), e, nil, nil); err != nil || !found {
+			t.Fatalf("u%d in the view: found %v, %v", u, found, err)
+		}
+		i := e.index(count, 0)
+		if i < 0 || len(e.series[i].Tiles) != len(parts) {
+			t.Fatalf("u%d's %s: entry %d, want a series of %d tiles", u, count, i, len(parts))
+		}
+		for p := range len(parts) {
+			if got, ok := e.series[i].Tile(w.TileStart(T - int64(p)*w.Hop)); !ok || got.IR.Count != int64(p)+1 {
+				t.Errorf("u%d's tile from partition %d: %+v (found %v), want count %d", u, p, got, ok, p+1)
+			}
+		}
 	}
 }

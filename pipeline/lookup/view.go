@@ -445,9 +445,8 @@ type logApplier struct {
 	cache map[string]*entityView // decoded views, by entity NUL key
 	// keep bounds cache between batches (Options.ApplyCacheEntities).
 	keep int
-	// loads counts the views read from Pebble (cache misses), writes the
-	// views written.
-	loads, writes int
+	// loads counts the views read from Pebble (cache misses).
+	loads int
 	// changed are the cache keys of the entities the current batch changed.
 	changed []string
 	batch   uint64 // the current batch's number, from 1
@@ -517,13 +516,6 @@ func (a *logApplier) evict() {
 			delete(a.cache, k)
 		}
 	}
-}
-
-// applyLog applies one batch of feature-log records of partition p (in
-// offset order) to the view and commits it, with the partition's read
-// offset (one past the last record), in one Pebble batch.
-func (s *Service) applyLog(a *logApplier, topic string, p int32, recs []*kgo.Record) error {
-	return s.applyLogParts(a, topic, []kafka.Part{{Partition: p, Records: recs}})
 }
 
 // logBatchRecords is the most records the follow loop polls and applies
@@ -681,7 +673,6 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 		// (which keeps an exact-size copy).
 		a.vbuf = e.encode(a.vbuf[:0])
 		_ = b.Set(a.kbuf, a.vbuf, nil)
-		a.writes++
 		if a.published == nil {
 			continue
 		}
@@ -707,6 +698,7 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 		s.cache.publish(a.kbuf, v)
 	}
 	s.m.LogRecords.Add(float64(n))
+	s.m.ViewWrites.Add(float64(len(a.changed)))
 	s.observeEndToEnd(a.sourceTS)
 	for _, lp := range parts {
 		if len(lp.Records) > 0 {
