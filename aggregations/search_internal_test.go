@@ -69,16 +69,19 @@ func TestSearchEqualsABinarySearch(t *testing.T) {
 	for si, shape := range shapes {
 		for n := 0; n <= 70; n++ {
 			starts := shape(n)
-			if n > 0 && starts[0] >= starts[n-1] && n > 1 {
-				t.Fatalf("shape %d: not increasing", si)
+			for i := 1; i < n; i++ {
+				if starts[i] <= starts[i-1] {
+					t.Fatalf("shape %d: starts not increasing at %d: %v", si, i, starts)
+				}
 			}
 			probes := []int64{math.MinInt64 + 1, math.MaxInt64}
 			for _, st := range starts {
 				probes = append(probes, st, st-1, st+1)
 			}
-			for range 50 {
-				if n > 0 {
-					probes = append(probes, starts[0]+r.Int64N(max(1, (starts[n-1]-starts[0])/2+1))*2)
+			if n > 0 { // anywhere between the first and last tile (unsigned: the span may pass int64)
+				span := uint64(starts[n-1]) - uint64(starts[0])
+				for range 50 {
+					probes = append(probes, int64(uint64(starts[0])+r.Uint64N(span+1)))
 				}
 			}
 			for _, p := range probes {
