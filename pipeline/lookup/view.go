@@ -379,10 +379,8 @@ func (s *Service) consume(ctx context.Context) error {
 	// The read positions, past any marker or compacted tail: kept so that a
 	// restart does not read them again, and the start of the follow.
 	b := s.o.Store.NewBatch()
-	start := make(map[int32]kgo.Offset, len(pos))
 	for p, off := range pos {
 		_ = b.Set(keys.ViewLogOffset(topic, p), keys.PutU64(off), nil)
-		start[p] = kgo.NewOffset().At(off).WithEpoch(-1)
 	}
 	if err := s.o.Store.CommitNoSync(b); err != nil {
 		return fmt.Errorf("record feature-log positions: %w", err)
@@ -390,9 +388,9 @@ func (s *Service) consume(ctx context.Context) error {
 	for p, off := range pos {
 		s.advance(p, off)
 	}
-	cl, err := kafka.NewClient(kafka.ConnOf(s.o.Brokers, s.o.Config), s.o.ClientID, s.log,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxWait(100*time.Millisecond))
+	// pos has every partition: consume waited for the topic's partitions.
+	opts := append(kafka.FollowFrom(topic, pos, kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxWait(100*time.Millisecond))
+	cl, err := kafka.NewClient(kafka.ConnOf(s.o.Brokers, s.o.Config), s.o.ClientID, s.log, opts...)
 	if err != nil {
 		return fmt.Errorf("lookup kafka client: %w", err)
 	}
