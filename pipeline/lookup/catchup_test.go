@@ -3,6 +3,8 @@ package lookup
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +146,97 @@ func TestCatchUpWritesEachViewOncePerRound(t *testing.T) {
 				t.Errorf("u%d's tile from partition %d: %+v (found %v), want count %d", u, p, got, ok, p+1)
 			}
 		}
+	}
+}
+
+// cacheEntries is the number of views in the lookup cache.
+func cacheEntries(c *viewCache) int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// A replica catching up does not copy its views into the lookup cache (no
+// lookup can read them before it is ready); once ready, a lookup fills the
+// cache with what Pebble holds, and a feature-log record committed
+// afterwards replaces the cached view, so the next lookup answers the new
+// value.
+func TestCatchUpLeavesTheLookupCacheToLookups(t *testing.T) {
+	c := newTestCluster(t, 1)
+	cfg := loadTestConfig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(cfg.Kafka.FeatureLogTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	const users, count = 20, "txn_count_7d@1"
+	T := fixtureNow.UnixMilli()
+	start := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}.TileStart(T - aggregations.Hour)
+	tile := func(user string, n int64) *kgo.Record {
+		r := &kgo.Record{}
+		_, r.Key, r.Value = featurelog.Append(nil, keys.TileRef{Entity: "user", EntityKey: user, FeatureID: count, Start: start},
+			aggregations.Tile{Start: start, IR: aggregations.IR{Count: n}}, true)
+		return r
+	}
+	var recs []*kgo.Record
+	for u := range users {
+		recs = append(recs, tile(fmt.Sprintf("u%d", u), int64(u)+1))
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog,
+		Now: func() time.Time { return fixtureNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start")
+	if n := cacheEntries(svc.cache); n != 0 {
+		t.Errorf("the lookup cache holds %d views after the catch-up, want 0 (no lookup has run)", n)
+	}
+	h := svc.Handler()
+	lookupCount := func() string {
+		req := httptest.NewRequest("POST", "/v1/lookup", strings.NewReader(`{"entity":"user","keys":["u3"],"features":["txn_count_7d"]}`))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	if body := lookupCount(); !strings.Contains(body, `"value":4`) {
+		t.Fatalf("u3's count after the catch-up: %s, want 4", body)
+	}
+	if n := cacheEntries(svc.cache); n != 1 {
+		t.Errorf("the lookup cache holds %d views after one lookup, want 1", n)
+	}
+	if err := cl.ProduceSync(ctx, tile("u3", 9)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for body := lookupCount(); !strings.Contains(body, `"value":9`); body = lookupCount() {
+		if time.Now().After(deadline) {
+			t.Fatalf("u3's count 20s after a new tile was published: %s, want 9", body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	v, _ := svc.cache.get(keys.View(nil, "user", "u3"))
+	e := new(entityView)
+	if err := e.decode(v); err != nil {
+		t.Fatalf("u3's cached view: %v", err)
+	}
+	if i := e.index(count, 0); i < 0 || e.series[i].Tiles[0].IR.Count != 9 {
+		t.Errorf("u3's cached view after the new tile: %+v, want count 9", e.series)
 	}
 }
