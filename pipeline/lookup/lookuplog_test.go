@@ -18,7 +18,7 @@ import (
 
 // logFixture is a fixture whose service runs against a kfake broker, so
 // that its lookup log can be consumed.
-func logFixture(t *testing.T, sample float64) (*fixture, []string) {
+func logFixture(t testing.TB, sample float64) (*fixture, []string) {
 	t.Helper()
 	brokers := newTestCluster(t, 3).ListenAddrs()
 	cfg := loadTestConfig(t)
