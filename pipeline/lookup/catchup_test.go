@@ -9,13 +9,48 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/featurelog"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/keys"
 )
+
+// startReplica starts a replica without a lookup log on an empty store and
+// waits until it is ready (failing with msg after 30 s).
+func startReplica(t *testing.T, c *kfake.Cluster, cfg *config.File, msg string) *Service {
+	t.Helper()
+	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog,
+		Now: func() time.Time { return fixtureNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, msg)
+	return svc
+}
+
+// newFeatureLog starts a broker with the test config's topics and returns a
+// client producing to its feature log (opts added).
+func newFeatureLog(t *testing.T, opts ...kgo.Opt) (*kfake.Cluster, *config.File, *kgo.Client) {
+	t.Helper()
+	c := newTestCluster(t, 1)
+	cfg := loadTestConfig(t)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(cfg.Kafka.FeatureLogTopic)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return c, cfg, cl
+}
 
 // The view is caught up when its read position reaches the end offsets
 // seen at start, not when it sees a record at end-1: here the feature log's
@@ -56,14 +91,7 @@ func TestViewCatchesUpOverATransactionMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st := openTestStore(t)
-	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: st, LookupLogSample: NoLookupLog,
-		Now: func() time.Time { return fixtureNow }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	startRun(t, svc)
-	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start: the feature log's tail is a transaction marker, and its catch-up waits for a record at end-1")
+	svc := startReplica(t, c, cfg, "the replica is not ready 30s after start: the feature log's tail is a transaction marker, and its catch-up waits for a record at end-1")
 	e := new(entityView)
 	found, err := svc.load("user", "u1", e, nil, nil)
 	if err != nil || !found {
@@ -85,19 +113,9 @@ func TestViewCatchesUpOverATransactionMarker(t *testing.T) {
 // (featurepipe_view_writes_total), where a batch per partition wrote it
 // once per partition; the views hold every tile.
 func TestCatchUpWritesEachViewOncePerRound(t *testing.T) {
-	c := newTestCluster(t, 1)
-	cfg := loadTestConfig(t)
+	c, cfg, cl := newFeatureLog(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(cfg.Kafka.FeatureLogTopic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	parts, err := kafka.ToEnd(ctx, cl, cfg.Kafka.FeatureLogTopic)
 	if err != nil {
 		t.Fatal(err)
@@ -122,13 +140,7 @@ func TestCatchUpWritesEachViewOncePerRound(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog,
-		Now: func() time.Time { return fixtureNow }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	startRun(t, svc)
-	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start")
+	svc := startReplica(t, c, cfg, "the replica is not ready 30s after start")
 	if got := testutil.ToFloat64(svc.Metrics().ViewWrites); got != users {
 		t.Errorf("catching up wrote %v views of %d users with a tile in each of %d partitions: want one each", got, users, len(parts))
 	}
@@ -167,18 +179,9 @@ func cacheEntries(c *viewCache) int {
 // afterwards replaces the cached view, so the next lookup answers the new
 // value.
 func TestCatchUpLeavesTheLookupCacheToLookups(t *testing.T) {
-	c := newTestCluster(t, 1)
-	cfg := loadTestConfig(t)
+	c, cfg, cl := newFeatureLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(cfg.Kafka.FeatureLogTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		t.Fatal(err)
-	}
 	const users, count = 20, "txn_count_7d@1"
 	T := fixtureNow.UnixMilli()
 	start := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}.TileStart(T - aggregations.Hour)
@@ -195,13 +198,7 @@ func TestCatchUpLeavesTheLookupCacheToLookups(t *testing.T) {
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog,
-		Now: func() time.Time { return fixtureNow }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	startRun(t, svc)
-	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start")
+	svc := startReplica(t, c, cfg, "the replica is not ready 30s after start")
 	if n := cacheEntries(svc.cache); n != 0 {
 		t.Errorf("the lookup cache holds %d views after the catch-up, want 0 (no lookup has run)", n)
 	}
