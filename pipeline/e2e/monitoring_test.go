@@ -91,15 +91,20 @@ func TestFeatureFreshness(t *testing.T) {
 	var got map[string]float64
 	// Every event applied (the partitions of u1 and u2 may be applied in
 	// either order, in separate polls on Apache Kafka), every transactions
-	// feature exported.
+	// feature exported. The count first: the worker makes a batch's event
+	// times visible before its count, so gauges read after the count of 4
+	// include every event.
 	waitFor(t, "freshness of every transactions feature, every event applied", 60*time.Second, func() bool {
+		if eventsApplied(w) != 4 {
+			return false
+		}
 		got = freshnessGauges(t, reg)
 		for _, f := range cfg.Features {
 			if _, ok := got[f.Name+"@1"]; f.Source == "transactions" && !ok {
 				return false
 			}
 		}
-		return eventsApplied(w) == 4
+		return true
 	})
 	for _, f := range cfg.Features {
 		id := f.Name + "@1"

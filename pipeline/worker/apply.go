@@ -173,9 +173,11 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		ps.modified = ps.modified[:0]
 		total += ps.applied
+		// Freshness before the event count: whoever sees the count of
+		// these events sees their event times too.
+		ps.commitNewest()
 		ps.metrics.eventsIn.Add(float64(ps.applied))
 		w.commitOffCanonical(ps, ps.metrics.offCanonical)
-		ps.commitNewest()
 		w.pub.addLocked(ps)
 	}
 	w.m.BatchEvents.Observe(float64(total))
