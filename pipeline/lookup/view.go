@@ -663,7 +663,7 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 	slices.Sort(a.changed)
 	// While no lookup can run, the lookup cache is left alone: it is empty
 	// (nothing was ever read), so there is nothing to invalidate, and the
-	// views of a catch-up are not copied into it (the copies, ~8% of a
+	// views of a catch-up are not copied into it (the copies, 5-10% of a
 	// catch-up's CPU, would mostly be evicted before the first lookup).
 	feedCache := a.published != nil && !s.lookupsOff()
 	for _, ck := range a.changed {
