@@ -54,45 +54,7 @@ func txn(t *testing.T, k *testkit.Kafka, id string, commit bool, recs ...*kgo.Re
 	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 		t.Fatal(err)
 	}
-	waitStable(t, cl, recs[0].Topic)
-}
-
-// waitStable waits until topic's last stable offsets reach its high
-// watermarks. Apache Kafka writes a transaction's markers after
-// EndTransaction returns, so until then the transaction still holds the last
-// stable offset back and a read to the end stops before it (kfake writes them
-// at once).
-func waitStable(t *testing.T, cl *kgo.Client, topic string) {
-	t.Helper()
-	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		stable, err := adm.ListCommittedOffsets(ctx, topic)
-		if err == nil {
-			err = stable.Error()
-		}
-		high, err2 := adm.ListEndOffsets(ctx, topic)
-		if err == nil && err2 == nil {
-			err2 = high.Error()
-		}
-		if err == nil && err2 == nil {
-			behind := 0
-			high.Each(func(o kadm.ListedOffset) {
-				if s, ok := stable.Lookup(topic, o.Partition); !ok || s.Offset < o.Offset {
-					behind++
-				}
-			})
-			if behind == 0 {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: last stable offsets did not reach the high watermarks (errors %v, %v)", topic, err, err2)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	testkit.WaitStable(t, cl, recs[0].Topic)
 }
 
 func rec(topic string, p int32, key, value string) *kgo.Record {

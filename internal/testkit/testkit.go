@@ -7,6 +7,7 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -198,4 +199,41 @@ func Event(source, key string, ts int64, amount float64) map[string]any {
 		return map[string]any{"user_id": key, "ts": ts, "country": "DE", "success": true}
 	}
 	return map[string]any{"user_id": key, "ts": ts, "merchant_id": "m1", "amount": amount, "currency": "EUR"}
+}
+
+// WaitStable waits (up to 30 s) until topic's last stable offsets reach its
+// high watermarks. Apache Kafka writes a transaction's commit or abort
+// markers after EndTransaction returns (the coordinator completes it
+// asynchronously), so until then the transaction holds the last stable
+// offset back and a read-committed read to the end stops before it; kfake
+// writes them at once.
+func WaitStable(t testing.TB, cl *kgo.Client, topic string) {
+	t.Helper()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		stable, err1 := adm.ListCommittedOffsets(ctx, topic)
+		high, err2 := adm.ListEndOffsets(ctx, topic)
+		err := errors.Join(err1, err2)
+		if err == nil {
+			err = errors.Join(stable.Error(), high.Error())
+		}
+		if err == nil {
+			settled := true
+			high.Each(func(o kadm.ListedOffset) {
+				if s, ok := stable.Lookup(topic, o.Partition); !ok || s.Offset < o.Offset {
+					settled = false
+				}
+			})
+			if settled {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: the last stable offsets did not reach the high watermarks in 30s (last error: %v)", topic, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/featurepipe/featurepipe/aggregations"
@@ -188,31 +187,9 @@ func TestLoadEndsOnTransactionMarkersAndSkipsAborted(t *testing.T) {
 	}
 	produceTxn(b, false) // aborted: must not count
 	produceTxn(a, true)  // committed: its marker is the last offset
-	// Apache Kafka writes the markers after EndTransaction returns (the
-	// coordinator completes the transaction asynchronously): wait until
-	// the last stable offset reaches the end, so that the commit is
-	// visible to a read-committed reader at all.
-	adm := kadm.NewClient(admin)
-	for {
-		stable, err1 := adm.ListCommittedOffsets(ctx, topic)
-		end, err2 := adm.ListEndOffsets(ctx, topic)
-		if err := errors.Join(err1, err2, stable.Error(), end.Error()); err != nil {
-			t.Fatal(err)
-		}
-		settled := true
-		end.Each(func(o kadm.ListedOffset) {
-			if s, ok := stable.Lookup(o.Topic, o.Partition); !ok || s.Offset != o.Offset {
-				settled = false
-			}
-		})
-		if settled {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the transaction markers were not written: %v", ctx.Err())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Apache Kafka completes the transaction after EndTransaction returns:
+	// wait until the commit is visible to a read-committed reader at all.
+	testkit.WaitStable(t, admin, topic)
 	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer lcancel()
 	v, err := Load(lctx, kafka.Conn{Brokers: k.Brokers}, topic, nil)
