@@ -191,14 +191,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	monitorWorkers := fs.String("monitor-workers", "", "comma-separated --metrics addresses of every worker: the web catalog's feature pages show their statistics and drift (as featurepipe monitor does); empty: none")
 	flightAddr := fs.String("flight", "", "host:port for Feast's remote offline store (Arrow Flight): get_historical_features computed by the backfill engine; empty: off")
 	cacheEntries := fs.Int("cache-entries", 100_000, "entity views kept in memory, encoded, in front of Pebble, with their cached answers (a few KiB each; 0: none)")
-	applyCache := fs.Int("apply-cache-entities", 20_000, "decoded views the feature-log consumer keeps between its batches (a few KiB each; 0: none)")
 	stateCacheMB := fs.Int("state-cache-mb", 64, "Pebble block cache of the replica's view, MiB (Pebble's memory: this plus 128 MiB of memtables)")
 	brokers, log, cfg, err := sf.setup(ctx, fs, args)
 	if err != nil {
 		return err
 	}
-	if *cacheEntries < 0 || *applyCache < 0 || *stateCacheMB < 1 {
-		return usagef("--cache-entries (%d) and --apply-cache-entities (%d) must be at least 0, --state-cache-mb (%d) at least 1", *cacheEntries, *applyCache, *stateCacheMB)
+	if *cacheEntries < 0 || *stateCacheMB < 1 {
+		return usagef("--cache-entries (%d) must be at least 0, --state-cache-mb (%d) at least 1", *cacheEntries, *stateCacheMB)
 	}
 	if *maxConsumers < 1 {
 		return usagef("--max-consumers must be at least 1; got %d", *maxConsumers)
@@ -223,7 +222,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	defer a.closeInto(&err)
 	svc, err := openLookup(a, lookup.Options{Brokers: brokers, Config: cfg, Registerer: reg, Gatherer: reg, Log: log,
 		LookupLogSample: sample, Snapshots: snaps, Tokens: tokens, MaxConsumers: *maxConsumers,
-		CacheEntries: zeroIsNone(*cacheEntries), ApplyCacheEntities: zeroIsNone(*applyCache)}, *sf.data, int64(*stateCacheMB)<<20)
+		CacheEntries: zeroIsNone(*cacheEntries)}, *sf.data, int64(*stateCacheMB)<<20)
 	if err != nil {
 		return err
 	}

@@ -199,7 +199,7 @@ func lookupLogSample(p float64) (float64, error) {
 // with a block cache of cacheBytes (0: state.Options' default) and returns the
 // lookup service (o with Store set), not yet running.
 func openLookup(a *app, o lookup.Options, dataDir string, cacheBytes int64) (*lookup.Service, error) {
-	st, err := state.Open(filepath.Join(dataDir, "view"), state.Options{NoSync: true, Log: o.Log, Registerer: o.Registerer, Name: "view", CacheBytes: cacheBytes})
+	st, err := lookup.OpenStore(filepath.Join(dataDir, "view"), state.Options{NoSync: true, Log: o.Log, Registerer: o.Registerer, Name: "view", CacheBytes: cacheBytes})
 	if err != nil {
 		return nil, err
 	}

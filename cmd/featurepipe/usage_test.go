@@ -208,7 +208,7 @@ func TestMemoryBoundFlagsRejectBadValues(t *testing.T) {
 	}{
 		{[]string{"worker", "--metrics", "", "--max-cached-entities", "0"}, "--max-cached-entities (0) and --state-cache-mb (64) must be at least 1"},
 		{[]string{"worker", "--metrics", "", "--state-cache-mb", "0"}, "--max-cached-entities (50000) and --state-cache-mb (0) must be at least 1"},
-		{[]string{"serve", "--listen", "127.0.0.1:0", "--cache-entries", "-1"}, "--cache-entries (-1) and --apply-cache-entities (20000) must be at least 0"},
+		{[]string{"serve", "--listen", "127.0.0.1:0", "--cache-entries", "-1"}, "--cache-entries (-1) must be at least 0"},
 		{[]string{"serve", "--listen", "127.0.0.1:0", "--state-cache-mb", "0"}, "--state-cache-mb (0) at least 1"},
 	} {
 		args := append(tc.args, "--brokers", f.brokers, "--config", f.config, "--data", t.TempDir())

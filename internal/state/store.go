@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,6 +65,12 @@ type Options struct {
 	// Name labels this store in logs and metrics ("worker", "view").
 	// Default: the directory's base name.
 	Name string
+	// Merger is the store's merge operator, for writes with Batch.Merge.
+	// Default: Pebble's (concatenation). Pebble records its name in the
+	// store and refuses to open the store with another one: a store is
+	// always opened with the merger it was created with (the lookup view's
+	// is lookup.ViewMerger; see lookup.OpenStore).
+	Merger *pebble.Merger
 }
 
 // MemTableStopWrites is the number of memtables (the mutable one and those
@@ -84,6 +92,7 @@ type Store struct {
 	dir    string
 	sync   *pebble.WriteOptions
 	failed atomic.Pointer[error]
+	merger string // the name of Options.Merger (Pebble's when none)
 }
 
 // fatal is what Pebble's Fatalf panics with (see quietLogger): the calls
@@ -147,6 +156,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.FS != nil {
 		popts.FS = o.FS
 	}
+	if o.Merger == nil {
+		o.Merger = pebble.DefaultMerger
+	}
+	popts.Merger = o.Merger
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", dir, err)
@@ -156,12 +169,50 @@ func Open(dir string, o Options) (*Store, error) {
 		fs = o.FS
 	}
 	removeIngestLeftovers(fs, dir)
-	s := &Store{db: db, fs: fs, dir: dir, sync: pebble.Sync}
+	s := &Store{db: db, fs: fs, dir: dir, sync: pebble.Sync, merger: o.Merger.Name}
 	if o.NoSync {
 		s.sync = pebble.NoSync
 	}
 	return s, nil
 }
+
+// StoredMergerName returns the name of the merge operator the store in dir
+// was last opened with (what Open checks Options.Merger against), read from
+// its OPTIONS file without opening it; "" when dir holds no store. fs nil:
+// the OS filesystem.
+func StoredMergerName(dir string, fs vfs.FS) (string, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if _, err := fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	desc, err := pebble.Peek(dir, fs)
+	if err != nil {
+		return "", fmt.Errorf("read state store %s: %w", dir, err)
+	}
+	if !desc.Exists || desc.OptionsFilename == "" {
+		return "", nil
+	}
+	f, err := fs.Open(desc.OptionsFilename)
+	if err != nil {
+		return "", fmt.Errorf("read state store %s: %w", dir, err)
+	}
+	defer f.Close()
+	text, err := io.ReadAll(f)
+	if err != nil {
+		return "", fmt.Errorf("read state store %s: %w", dir, err)
+	}
+	for line := range strings.Lines(string(text)) {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "merger="); ok {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("read state store %s: no merger in %s", dir, desc.OptionsFilename)
+}
+
+// MergerName is the name of the store's merge operator (Options.Merger).
+func (s *Store) MergerName() string { return s.merger }
 
 // DB exposes the underlying Pebble database for iteration and checkpoints.
 func (s *Store) DB() *pebble.DB { return s.db }
@@ -279,7 +330,9 @@ func (s *Store) NewIngestTable(o IngestTableOptions) (*IngestTable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest into %s: %w", s.dir, err)
 	}
-	wo := sstable.WriterOptions{TableFormat: s.db.TableFormat()}
+	// The table names the store's merger, as Pebble's own tables do: a
+	// table naming another is refused when read.
+	wo := sstable.WriterOptions{TableFormat: s.db.TableFormat(), MergerName: s.merger}
 	if o.Uncompressed {
 		wo.Compression = sstable.NoCompression
 	}

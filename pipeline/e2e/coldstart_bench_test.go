@@ -70,7 +70,7 @@ func BenchmarkColdStart(b *testing.B) {
 	b.Logf("snapshot %s of %d entities written", m.ID, entities)
 
 	ready := func(name string, snaps *snapshot.Store, prof string) time.Duration {
-		st, err := state.Open(filepath.Join(dir, name), state.Options{NoSync: true})
+		st, err := lookup.OpenStore(filepath.Join(dir, name), state.Options{NoSync: true})
 		if err != nil {
 			b.Fatal(err)
 		}

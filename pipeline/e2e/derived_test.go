@@ -126,7 +126,7 @@ func TestDerivedAndTTLOnEveryReadPath(t *testing.T) {
 	dir := t.TempDir()
 	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg}, filepath.Join(dir, "w"))
 	var clock atomic.Int64 // the lookup service's now (ms); 0: the wall clock
-	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
+	st, err := lookup.OpenStore(filepath.Join(dir, "view"), state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -271,7 +271,7 @@ func (ls *lookupServer) ready() bool {
 
 func runLookup(t testing.TB, brokers []string, cfg *config.File, dir string) (*lookupServer, func()) {
 	t.Helper()
-	st, err := state.Open(dir, state.Options{NoSync: true})
+	st, err := lookup.OpenStore(dir, state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

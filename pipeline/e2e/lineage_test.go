@@ -93,7 +93,7 @@ func TestPlanAndLineage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
+	st, err := lookup.OpenStore(filepath.Join(dir, "view"), state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

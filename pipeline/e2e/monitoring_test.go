@@ -139,7 +139,7 @@ func TestEndToEndLatency(t *testing.T) {
 	// A fixed publish interval: the two records below must be folded into
 	// one publication (adaptive publication would publish each on its own).
 	startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, FixedPublishInterval: true}, filepath.Join(dir, "w"))
-	st, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true})
+	st, err := lookup.OpenStore(filepath.Join(dir, "view"), state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

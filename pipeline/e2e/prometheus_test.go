@@ -356,7 +356,7 @@ func TestMonitoringOnPrometheus(t *testing.T) {
 	t.Cleanup(wsrv.Close)
 
 	lreg := metrics.NewRegistry()
-	lst, err := state.Open(filepath.Join(dir, "view"), state.Options{NoSync: true, Registerer: lreg, Name: "view"})
+	lst, err := lookup.OpenStore(filepath.Join(dir, "view"), state.Options{NoSync: true, Registerer: lreg, Name: "view"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,7 +235,7 @@ func replayWorker(b *testing.B, brokers []string, cfg *config.File, total int) t
 // total (checked when worth, if not nil, says it is worth checking). It returns the time from start (now when nil) and the feature-log
 // records the replica applied.
 func replayReplica(b *testing.B, brokers []string, cfg *config.File, total int, start *time.Time, worth func(*lookup.Service) bool) (time.Duration, float64) {
-	st, err := state.Open(filepath.Join(b.TempDir(), "replica"), state.Options{NoSync: true})
+	st, err := lookup.OpenStore(filepath.Join(b.TempDir(), "replica"), state.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}

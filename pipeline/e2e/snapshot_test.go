@@ -54,7 +54,7 @@ func takeSnapshot(t testing.TB, w *worker.Worker) *snapshot.Manifest {
 // runLookupFrom is runLookup with a snapshot store for cold starts.
 func runLookupFrom(t testing.TB, brokers []string, cfg *config.File, dir string, store *snapshot.Store) (*lookupServer, *lookup.Service) {
 	t.Helper()
-	st, err := state.Open(dir, state.Options{NoSync: true})
+	st, err := lookup.OpenStore(dir, state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

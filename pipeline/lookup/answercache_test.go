@@ -48,7 +48,7 @@ func newAnswerCacheWorld(t *testing.T, seed uint64) *answerCacheWorld {
 		keys: []string{"u1", "u2", "42", "u404", "u7", "u8", "n0", "n1", "n2"}}
 	w.clock.Store(fx.T)
 	w.s.o.Now = func() time.Time { return time.UnixMilli(w.clock.Load()) }
-	w.a = newLogApplier(true, w.s.o.ApplyCacheEntities)
+	w.a = newLogApplier(true)
 	seen := map[string]bool{}
 	for _, f := range fx.cfg.EntityFeatures("user") {
 		if f.Derived == nil {

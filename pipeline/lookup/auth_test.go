@@ -347,7 +347,7 @@ func TestRunLogsWhetherTheAPIIsOpen(t *testing.T) {
 		{tokens, zapcore.InfoLevel, "the lookup API requires tokens"},
 	} {
 		core, logs := observer.New(zapcore.InfoLevel)
-		st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+		st, err := OpenStore(t.TempDir(), state.Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}

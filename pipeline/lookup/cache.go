@@ -26,11 +26,14 @@ import (
 //  1. before the commit, invalidate: remove the entity and bump its shard's
 //     generation, so lookups miss and read Pebble (old or new value, as they
 //     would without a cache);
-//  2. after the commit, publish: store the new committed value (the same
-//     bytes the batch wrote) and bump the generation again. The store
-//     replaces whatever entry the key has, full shard or not: a lookup
-//     that missed after step 1 and read Pebble before the commit put the
-//     old value under the generation step 1 left.
+//  2. after the commit, either publish: store the new committed value (the
+//     value Pebble's merge of the batch's operand gives) and bump the
+//     generation again, replacing whatever entry the key has, full shard
+//     or not; or invalidate again. Either way the entry a lookup may have
+//     put in between goes: one that missed after step 1 and read Pebble
+//     before the commit put the old value under the generation step 1
+//     left. The consumer publishes the entities the cache held before the
+//     commit, and invalidates the others.
 //
 // A miss inserts the value it read from Pebble only if its shard's generation
 // did not move between before the read and the insert: otherwise a commit may

@@ -236,7 +236,7 @@ func TestColdStartViewsAreTheReferenceViews(t *testing.T) {
 	}
 	for _, chunk := range []int{0, 128 << 10} {
 		t.Run(fmt.Sprintf("chunk %d bytes", chunk), func(t *testing.T) {
-			st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+			st, err := OpenStore(t.TempDir(), state.Options{NoSync: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -280,7 +280,7 @@ func BenchmarkColdStartIngest(b *testing.B) {
 	b.Logf("snapshot: %d files, %.1f MiB", len(m.Files), float64(snapBytes)/(1<<20))
 	b.ResetTimer()
 	for i := range b.N {
-		st, err := state.Open(filepath.Join(dir, fmt.Sprint("view", i)), state.Options{NoSync: true})
+		st, err := OpenStore(filepath.Join(dir, fmt.Sprint("view", i)), state.Options{NoSync: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -333,7 +333,7 @@ func TestColdStartCorruptValueIngestsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	st, err := state.Open(dir, state.Options{NoSync: true})
+	st, err := OpenStore(dir, state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

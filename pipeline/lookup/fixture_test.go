@@ -291,7 +291,7 @@ func newTestCluster(t testing.TB, partitions int) *kfake.Cluster {
 // test ends (after the cleanups registered later, such as startRun's).
 func openTestStore(t testing.TB) *state.Store {
 	t.Helper()
-	st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+	st, err := OpenStore(t.TempDir(), state.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestRunWaitsForTheRegistryFollower(t *testing.T) {
 	defer c.Close()
 	cfg := loadTestConfig(t)
 	for i := range 10 {
-		st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+		st, err := OpenStore(t.TempDir(), state.Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}

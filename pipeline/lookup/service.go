@@ -38,7 +38,9 @@ type Options struct {
 	// Config.Kafka.Security (TLS, SASL; kafka.ConnOf).
 	Brokers []string
 	Config  *config.File
-	Store   *state.Store
+	// Store holds the view: opened with the view's merge operator
+	// (OpenStore, or state.Open with StoreOptions), which New checks.
+	Store *state.Store
 	// Registerer receives the lookup metrics. Default: a private registry.
 	Registerer prometheus.Registerer
 	// Gatherer serves /metrics. Default: nothing is served on /metrics
@@ -65,17 +67,6 @@ type Options struct {
 	// little to garbage-collection work. Default 100,000; negative
 	// disables the cache (and the answer cache).
 	CacheEntries int
-	// ApplyCacheEntities bounds the entities whose decoded views the
-	// feature-log consumer keeps between its batches (logApplier), so that
-	// an entity changed by batch after batch (a replay, a busy worker
-	// publishing every poll) is read from Pebble and decoded once, not
-	// once per batch. Memory: one decoded view per entry (every tile of
-	// every feature of the entity, typically a few KiB); when the bound is
-	// reached the views changed longest ago are dropped until half of it
-	// remains (whole batches, the most recent kept; the last batch's always
-	// stay), so the cache holds at most this many plus one batch's
-	// entities. Default 20,000; negative: nothing is kept between batches.
-	ApplyCacheEntities int
 	// NoAnswerCache turns off the answer cache (see answercache.go): each
 	// cached view keeps the finalized values lookups computed from it,
 	// each valid until the next window, tile, pending-event, ttl or
@@ -123,9 +114,12 @@ type Service struct {
 	// jsonOnly makes POST /v1/lookup decode every body with encoding/json
 	// (tests compare the fast decoder with it; see decodeLookup).
 	jsonOnly bool
-	log      *zap.Logger
-	m        *metrics.Lookup
-	started  time.Time
+	// beforeCommit, if set, runs in commitLogBatch just before the commit
+	// (tests interleave lookups there).
+	beforeCommit func()
+	log          *zap.Logger
+	m            *metrics.Lookup
+	started      time.Time
 
 	mu          sync.Mutex
 	behind      map[int32]int64 // partitions not yet caught up -> end offset to reach
@@ -166,6 +160,10 @@ func New(o Options) (*Service, error) {
 	if len(o.Brokers) == 0 || o.Config == nil || o.Store == nil {
 		return nil, errors.New("lookup: Brokers, Config and Store are required")
 	}
+	if o.Store.MergerName() != ViewMergerName {
+		return nil, fmt.Errorf("lookup: the store has merge operator %q, the view needs %q: open it with lookup.OpenStore (or lookup.StoreOptions)",
+			o.Store.MergerName(), ViewMergerName)
+	}
 	if o.Registerer == nil {
 		reg := prometheus.NewRegistry()
 		o.Registerer, o.Gatherer = reg, reg
@@ -195,12 +193,6 @@ func New(o Options) (*Service, error) {
 		o.CacheEntries = 100_000
 	case o.CacheEntries < 0:
 		o.CacheEntries = 0
-	}
-	switch {
-	case o.ApplyCacheEntities == 0:
-		o.ApplyCacheEntities = 20_000
-	case o.ApplyCacheEntities < 0:
-		o.ApplyCacheEntities = 0
 	}
 	switch {
 	case o.LookupLogSample > 1 || math.IsNaN(o.LookupLogSample):

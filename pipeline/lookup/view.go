@@ -9,9 +9,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -36,12 +36,6 @@ type entityView struct {
 	parts   []int32 // source partition of each entry
 	updated []int64 // ms
 	series  []aggregations.Series
-	// batch is the number of the logApplier batch that last changed the
-	// view (not encoded).
-	batch uint64
-	// ck is the view's key in the logApplier's cache (entity NUL key; not
-	// encoded; empty outside it).
-	ck string
 }
 
 func (e *entityView) reset() {
@@ -52,9 +46,8 @@ func (e *entityView) reset() {
 }
 
 // grow makes room for n more entries without reallocating: a view about
-// to be decoded (n from its encoding) or a new one (n the width of its
-// entity's other views, see logApplier.width), so that its four slices do
-// not grow one entry at a time (six reallocations each for 20 features).
+// to be decoded (n from its encoding), so that its four slices do not grow
+// one entry at a time (six reallocations each for 20 features).
 func (e *entityView) grow(n int) {
 	e.ids = slices.Grow(e.ids, n)
 	e.parts = slices.Grow(e.parts, n)
@@ -136,8 +129,8 @@ func (e *entityView) appendBytes(id []byte, part int32) int {
 
 // encode appends e in the view layout: the one encoding of an entity's
 // view, in the Pebble view and in the lookup cache alike, so that a cache
-// miss caches the bytes it read and the consumer encodes a changed entity
-// once. Each series is length-prefixed, so that a lookup decodes only the
+// miss caches the bytes it read and a merge (viewmerge.go) encodes an
+// entity once for all the operands it folds in. Each series is length-prefixed, so that a lookup decodes only the
 // features it asks for (see lookupView.parse).
 //
 // Layout (viewFormat 3): uvarint(n), n × (uvarint len, id, uvarint source
@@ -365,7 +358,7 @@ func (s *Service) consume(ctx context.Context) error {
 		ranges[p] = kafka.Range{From: off, End: max(off, end)} // From 0: the log start (ReadRounds moves past retention)
 	}
 	s.setCatchUp(ends, next)
-	a := newLogApplier(s.cache.enabled(), s.o.ApplyCacheEntities)
+	a := newLogApplier(s.cache.enabled())
 	s.log.Info("catching up with the feature log", zap.String("topic", topic), zap.Int("partitions", len(ends)), zap.Any("end_offsets_at_start", ends))
 	pos, err := kafka.ReadRounds(ctx, admin, topic, ranges, func(round []kafka.Part) error {
 		return s.applyLogRound(a, topic, round, logBatchRecords)
@@ -431,90 +424,40 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 }
 
-// logApplier is the scratch of applyLog, reused across batches, and its
-// cache of decoded views.
-//
-// Invariant: a view in cache equals the entity's view in Pebble as of the
-// last committed batch (only applyLog writes views while the consumer
-// runs), so a batch starts from it instead of a Pebble Get and a decode.
-// A batch that fails drops the whole cache: its views may hold changes
-// that were never committed.
+// logApplier is the scratch of applyLog, reused across batches: the ops
+// value (see viewmerge.go) of every entity the current batch changes.
 type logApplier struct {
-	cache map[string]*entityView // decoded views, by entity NUL key
-	// keep bounds cache between batches (Options.ApplyCacheEntities).
-	keep int
-	// loads counts the views read from Pebble (cache misses).
-	loads int
-	// changed are the cache keys of the entities the current batch changed.
-	changed []string
-	batch   uint64 // the current batch's number, from 1
-	// published holds their committed encodings, for the lookup cache: nil
-	// when the cache is disabled, left empty while no lookup can run
-	// (Service.lookupsOff).
+	// index maps the cache key (entity NUL key) of an entity the current
+	// batch changed to its entry of ops.
+	index map[string]int
+	// ops are the changed entities' ops values, ops[:n] in use; their
+	// buffers are reused by later batches.
+	ops []entityOps
+	n   int
+	// published holds the new encodings of the changed entities the lookup
+	// cache holds, for the cache: nil when the cache is disabled, left
+	// empty while no lookup can run (Service.lookupsOff).
 	published  map[string][]byte
 	kbuf, vbuf []byte
 	ckbuf      []byte // the cache key of the current record
+	scratch    entityView
 	// sourceTS are the Kafka timestamps (ms) of the batch's feature-tile
 	// upserts, observed as end-to-end latency once the batch is visible.
 	sourceTS []int64
-	// width is, per entity name, the most entries a committed view of it
-	// had: a new view starts with room for as many.
-	width map[string]int
 }
 
-func newLogApplier(cached bool, keep int) *logApplier {
-	a := &logApplier{cache: make(map[string]*entityView), keep: keep, width: make(map[string]int)}
+// entityOps is one entity's ops value in a batch.
+type entityOps struct {
+	ck  string // entity NUL key
+	ops []byte
+}
+
+func newLogApplier(cached bool) *logApplier {
+	a := &logApplier{index: make(map[string]int)}
 	if cached {
 		a.published = make(map[string][]byte)
 	}
 	return a
-}
-
-// evict bounds the cache before a batch: once it holds keep views or
-// more, it drops the views changed longest ago (by batch number) until at
-// most keep/2 remain, keeping whole batches, the most recent first, and
-// always the last batch's (so the cache holds at most keep plus one
-// batch's entities, as before). An
-// entity changed batch after batch (a user of a busy stream) thus stays
-// while one-off entities (most pairs of a two-key entity) go; before, the
-// whole cache was dropped, and every busy entity was read from Pebble and
-// decoded again after each overflow. Cost: nothing below the bound; above
-// it, two passes over the cache, at most once per keep/2 new views
-// (amortized O(1) per view), and a sort of the distinct batch numbers.
-func (a *logApplier) evict() {
-	if len(a.cache) < a.keep {
-		return
-	}
-	if a.keep <= 1 {
-		clear(a.cache)
-		return
-	}
-	perBatch := make(map[uint64]int)
-	for _, e := range a.cache {
-		perBatch[e.batch]++
-	}
-	batches := make([]uint64, 0, len(perBatch))
-	for b := range perBatch {
-		batches = append(batches, b)
-	}
-	slices.Sort(batches)
-	// The last batch's views always stay (the entities most likely to
-	// change again); older batches while they fit in keep/2. Views
-	// changed before cutoff go.
-	cutoff, kept := batches[len(batches)-1], perBatch[batches[len(batches)-1]]
-	for i := len(batches) - 2; i >= 0; i-- {
-		n := perBatch[batches[i]]
-		if kept+n > a.keep/2 {
-			break
-		}
-		kept += n
-		cutoff = batches[i]
-	}
-	for k, e := range a.cache {
-		if e.batch < cutoff {
-			delete(a.cache, k)
-		}
-	}
 }
 
 // logBatchRecords is the most records the follow loop polls and applies
@@ -526,10 +469,9 @@ const logBatchRecords = 50_000
 // records, each with a like share of every partition's records. A worker's
 // publication spreads an entity's tiles over the feature log's partitions
 // (the key names the tile), and partitions fill at about the same pace, so
-// its records mostly meet in one batch: the entity's view is read,
-// decoded, encoded and written once per batch, where a batch per
-// partition did it once per partition (as the follow loop, which applies
-// a whole poll as one batch).
+// its records mostly meet in one batch: the entity gets one merge operand
+// per batch, where a batch per partition wrote one per partition (as the
+// follow loop, which applies a whole poll as one batch).
 func (s *Service) applyLogRound(a *logApplier, topic string, round []kafka.Part, maxBatch int) error {
 	total := 0
 	for _, part := range round {
@@ -553,11 +495,11 @@ func (s *Service) applyLogRound(a *logApplier, topic string, round []kafka.Part,
 }
 
 // applyLogParts applies the records of several partitions as one batch:
-// every changed view and every partition's read offset in one Pebble
-// batch. Records of one key are in one partition, so applying the
-// partitions one after the other keeps each key's order. Cost per batch:
-// one Pebble Get and decode per entity not in the applier's cache, one
-// encode and one Set per entity changed.
+// every changed view (one merge operand per entity) and every partition's
+// read offset in one Pebble batch. Records of one key are in one
+// partition, so applying the partitions one after the other keeps each
+// key's order. Cost per batch: no read of the view; one Merge per entity
+// changed, of the entity's records as they came.
 func (s *Service) applyLogParts(a *logApplier, topic string, parts []kafka.Part) error {
 	n := 0
 	for _, lp := range parts {
@@ -566,40 +508,27 @@ func (s *Service) applyLogParts(a *logApplier, topic string, parts []kafka.Part)
 	if n == 0 {
 		return nil
 	}
-	err := s.applyLogBatch(a, topic, parts)
-	if err != nil {
-		clear(a.cache) // may hold changes never committed
-	}
-	return err
-}
-
-func (s *Service) applyLogBatch(a *logApplier, topic string, parts []kafka.Part) error {
-	a.evict()
 	clear(a.published)
-	a.batch++
-	a.changed = a.changed[:0]
+	clear(a.index)
+	a.n = 0
 	a.sourceTS = a.sourceTS[:0]
-	b := s.o.Store.NewBatch()
 	oldLayout := 0
 	for _, lp := range parts {
-		if err := s.applyLogRecords(a, lp.Partition, lp.Records, &oldLayout); err != nil {
-			b.Close()
-			return err
-		}
+		s.applyLogRecords(a, lp.Partition, lp.Records, &oldLayout)
 	}
 	if oldLayout > 0 {
 		s.log.Warn("skipping feature-log records of the layout without source partition (written by an older featurepipe); "+
 			"their tiles are published again under the new layout when the workers republish them",
 			zap.Int("records", oldLayout))
 	}
-	return s.commitLogBatch(a, b, topic, parts)
+	return s.commitLogBatch(a, topic, parts)
 }
 
-// applyLogRecords applies one partition's records of a batch to the
-// decoded views in a.cache, noting the changed ones in a.changed.
-func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, oldLayout *int) error {
+// applyLogRecords adds one partition's records of a batch to the ops
+// values of their entities (a.ops), skipping malformed ones.
+func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, oldLayout *int) {
 	for _, r := range recs {
-		rec, err := featurelog.ParseRaw(r.Key, r.Value) // names alias r.Key: copied only when kept
+		rec, err := featurelog.ParseRaw(r.Key, r.Value) // names alias r.Key
 		if errors.Is(err, keys.ErrOldLayout) {
 			*oldLayout++ // reported once per batch
 			continue
@@ -610,79 +539,60 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 		}
 		ref := rec.Ref
 		a.ckbuf = append(append(append(a.ckbuf[:0], ref.Entity...), 0), ref.EntityKey...)
-		e, ok := a.cache[string(a.ckbuf)]
+		i, ok := a.index[string(a.ckbuf)]
 		if !ok {
-			e = &entityView{ck: string(a.ckbuf)} // the one copy of the key: the cache's and a.changed's
-			entity, key, _ := cutNUL(e.ck)
-			if _, err := s.load(entity, key, e, a.kbuf, a.vbuf); err != nil {
-				return err
+			if a.n == len(a.ops) {
+				a.ops = append(a.ops, entityOps{})
 			}
-			a.loads++
-			if len(e.ids) == 0 {
-				e.grow(a.width[entity])
-			}
-			a.cache[e.ck] = e
+			i = a.n
+			a.n++
+			a.ops[i].ck = string(a.ckbuf)
+			a.ops[i].ops = append(a.ops[i].ops[:0], opsMagic...)
+			a.index[a.ops[i].ck] = i
 		}
-		if e.batch != a.batch {
-			e.batch = a.batch
-			a.changed = append(a.changed, e.ck)
-		}
-		// Only the series of the tile's source partition changes: the
-		// other partitions' tiles of the feature stay as they are.
-		i := e.index(string(ref.FeatureID), ref.SourcePartition) // does not escape: no allocation
-		if i < 0 {
-			i = e.add(string(ref.FeatureID), ref.SourcePartition)
-		}
-		seen := keys.IsSeen(ref.FeatureID)
-		switch {
-		case rec.Deleted && seen: // never published; markers are never deleted
-		case rec.Deleted:
-			e.series[i].DeleteTile(ref.Start)
-		case seen:
-			setSeen(&e.series[i], rec.Tile)
-		default:
-			e.series[i].SetTile(rec.Tile)
-			a.sourceTS = append(a.sourceTS, r.Timestamp.UnixMilli())
-		}
-		if ts := r.Timestamp.UnixMilli(); ts > e.updated[i] {
-			e.updated[i] = ts
+		ts := r.Timestamp.UnixMilli()
+		a.ops[i].ops = appendOp(a.ops[i].ops, r.Key, r.Value, ts)
+		if !rec.Deleted && !keys.IsSeen(ref.FeatureID) {
+			a.sourceTS = append(a.sourceTS, ts)
 		}
 	}
-	return nil
 }
 
-// commitLogBatch writes the views a batch changed and every partition's
-// read offset (one past its last record) in b, commits it, and then makes
-// the new views visible to lookups (the lookup cache) and the partitions'
-// progress to readiness.
-func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, parts []kafka.Part) error {
+// commitLogBatch writes the ops values of the batch's entities (merges)
+// and every partition's read offset (one past its last record) in one
+// batch, commits it, and then makes the new views visible to lookups (the
+// lookup cache) and the partitions' progress to readiness.
+func (s *Service) commitLogBatch(a *logApplier, topic string, parts []kafka.Part) error {
+	changed := a.ops[:a.n]
 	// In key order (an entity's view keys sort as its cache keys do):
 	// Pebble's memtable inserts a batch in its order, and an insert just
 	// after the previous one starts its skiplist search from there, not
 	// from the top.
-	slices.Sort(a.changed)
+	slices.SortFunc(changed, func(x, y entityOps) int { return strings.Compare(x.ck, y.ck) })
 	// While no lookup can run, the lookup cache is left alone: it is empty
-	// (nothing was ever read), so there is nothing to invalidate, and the
-	// views of a catch-up are not copied into it (the copies, 5-10% of a
-	// catch-up's CPU, would mostly be evicted before the first lookup).
+	// (nothing was ever read), so there is nothing to invalidate or update.
 	feedCache := a.published != nil && !s.lookupsOff()
-	for _, ck := range a.changed {
-		e := a.cache[ck]
-		entity, key, _ := cutNUL(ck)
-		if len(e.ids) > a.width[entity] {
-			a.width[entity] = len(e.ids)
-		}
+	b := s.o.Store.NewBatch()
+	for i := range changed {
+		c := &changed[i]
+		entity, key, _ := cutNUL(c.ck)
 		a.kbuf = keys.View(a.kbuf[:0], entity, key)
-		// One encoding, for the batch (which copies it) and the cache
-		// (which keeps an exact-size copy).
-		a.vbuf = e.encode(a.vbuf[:0])
-		_ = b.Set(a.kbuf, a.vbuf, nil)
+		_ = b.Merge(a.kbuf, c.ops, nil)
 		if !feedCache {
 			continue
 		}
-		a.published[ck] = bytes.Clone(a.vbuf)
-		// Lookups must not hit the old value once Pebble has the new
-		// one: see viewCache.
+		// A view the cache holds gets its new value, the one Pebble's
+		// merge will read: its cached (committed) value with the batch's
+		// records applied. Lookups must not hit the old value once Pebble
+		// has the new one: see viewCache.
+		if old, _ := s.cache.get(a.kbuf); old != nil {
+			v, err := a.applyTo(old, c.ops)
+			if err != nil {
+				b.Close()
+				return fmt.Errorf("view of %s %q: %w", entity, key, err)
+			}
+			a.published[c.ck] = v
+		}
 		s.cache.invalidate(a.kbuf)
 	}
 	n := 0
@@ -693,16 +603,30 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 		n += len(lp.Records)
 		_ = b.Set(keys.ViewLogOffset(topic, lp.Partition), keys.PutU64(lp.Records[len(lp.Records)-1].Offset+1), nil)
 	}
+	if s.beforeCommit != nil {
+		s.beforeCommit()
+	}
 	if err := s.o.Store.CommitNoSync(b); err != nil {
 		return err
 	}
-	for ck, v := range a.published {
-		entity, key, _ := cutNUL(ck)
-		a.kbuf = keys.View(a.kbuf[:0], entity, key)
-		s.cache.publish(a.kbuf, v)
+	if feedCache {
+		// The views the cache held get their new values; the others are
+		// invalidated again: a lookup that missed after the first
+		// invalidate and read Pebble before the commit may have put the
+		// old value (under the generation the first one left).
+		for i := range changed {
+			c := &changed[i]
+			entity, key, _ := cutNUL(c.ck)
+			a.kbuf = keys.View(a.kbuf[:0], entity, key)
+			if v, ok := a.published[c.ck]; ok {
+				s.cache.publish(a.kbuf, v)
+			} else {
+				s.cache.invalidate(a.kbuf)
+			}
+		}
 	}
 	s.m.LogRecords.Add(float64(n))
-	s.m.ViewWrites.Add(float64(len(a.changed)))
+	s.m.ViewWrites.Add(float64(len(changed)))
 	s.observeEndToEnd(a.sourceTS)
 	for _, lp := range parts {
 		if len(lp.Records) > 0 {
@@ -710,6 +634,23 @@ func (s *Service) commitLogBatch(a *logApplier, b *pebble.Batch, topic string, p
 		}
 	}
 	return nil
+}
+
+// applyTo returns the encoding of the view encoded as old (empty: none)
+// with the records of the ops value ops applied: a new slice of its exact
+// size.
+func (a *logApplier) applyTo(old, ops []byte) ([]byte, error) {
+	e := &a.scratch
+	if len(old) == 0 {
+		e.reset()
+	} else if err := e.decode(old); err != nil {
+		return nil, err
+	}
+	if err := applyOps(e, ops); err != nil {
+		return nil, err
+	}
+	a.vbuf = e.encode(a.vbuf[:0])
+	return bytes.Clone(a.vbuf), nil
 }
 
 // observeEndToEnd observes, for each feature-tile upsert just made visible,

@@ -14,7 +14,10 @@ import (
 // marker): series not length-prefixed. 2: length-prefixed series, the
 // layout the lookup cache holds. 3: one entry per feature and source
 // partition (the feature-log key names the source partition; a read merges
-// the partitions' series).
+// the partitions' series). Since blind view writes a key's value may also
+// be a merge operand (viewmerge.go): a value change that needs no new
+// format, since the store's merger name (ViewMergerName) keeps a
+// featurepipe without that merger from opening it.
 const viewFormat = 3
 
 // viewFormatKey is the Pebble key of the view's format. It is built here,

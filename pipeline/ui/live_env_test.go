@@ -85,15 +85,15 @@ func startLive(t *testing.T, withTokens bool) *liveEnv {
 			}
 		}()
 	}
-	open := func() *state.Store {
-		st, err := state.Open(t.TempDir(), state.Options{NoSync: true})
+	open := func(o state.Options) *state.Store {
+		st, err := state.Open(t.TempDir(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() }) // after the components stop (cleanups run last first)
 		return st
 	}
-	wst, lst := open(), open()
+	wst, lst := open(state.Options{NoSync: true}), open(lookup.StoreOptions(state.Options{NoSync: true}))
 	w, err := worker.New(worker.Options{Brokers: k.Brokers, Config: cfg, Store: wst, StatusInterval: time.Second, Actor: "alice"})
 	if err != nil {
 		t.Fatal(err)
