@@ -101,9 +101,10 @@ type Lookup struct {
 	// DeprecatedLookups is FeatureLookups of deprecated versions only.
 	DeprecatedLookups *prometheus.CounterVec // feature, version, consumer
 	LogRecords        prometheus.Counter     // feature-log records applied to the view
-	// ViewWrites counts entity views written to the view (one per entity
-	// a batch of feature-log records changed): divided by LogRecords, how
-	// well batches gather each entity's records.
+	// ViewWrites counts writes of entity views (one per entity a batch of
+	// feature-log records changed: a merge operand of its records, see
+	// pipeline/lookup/viewmerge.go): divided by LogRecords, how well
+	// batches gather each entity's records.
 	ViewWrites prometheus.Counter
 	LogLag     *prometheus.GaugeVec // partition
 	Ready      prometheus.Gauge
@@ -138,7 +139,7 @@ func NewLookup(r prometheus.Registerer) *Lookup {
 		LogRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "view_records_total",
 			Help: "Feature-log records applied to the lookup view."}),
 		ViewWrites: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "view_writes_total",
-			Help: "Entity views written to the lookup view: one per entity a batch of feature-log records changed."}),
+			Help: "Entity view writes to the lookup view: one per entity a batch of feature-log records changed (a merge of its records)."}),
 		LogLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "view_lag_records",
 			Help: "Feature-log high watermark minus the next offset to read, per partition."}, []string{"partition"}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "view_ready",
