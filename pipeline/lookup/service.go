@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -114,9 +115,9 @@ type Service struct {
 	// jsonOnly makes POST /v1/lookup decode every body with encoding/json
 	// (tests compare the fast decoder with it; see decodeLookup).
 	jsonOnly bool
-	// beforeCommit, if set, runs in commitLogBatch just before the commit
-	// (tests interleave lookups there).
-	beforeCommit func()
+	// beforeCommit, if set, runs in commitLogBatch just before the batch
+	// is committed (tests interleave lookups there, and read the batch).
+	beforeCommit func(*pebble.Batch)
 	log          *zap.Logger
 	m            *metrics.Lookup
 	started      time.Time

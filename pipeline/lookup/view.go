@@ -577,23 +577,32 @@ func (s *Service) commitLogBatch(a *logApplier, topic string, parts []kafka.Part
 		c := &changed[i]
 		entity, key, _ := cutNUL(c.ck)
 		a.kbuf = keys.View(a.kbuf[:0], entity, key)
-		_ = b.Merge(a.kbuf, c.ops, nil)
-		if !feedCache {
-			continue
+		var old []byte
+		if feedCache {
+			old, _ = s.cache.get(a.kbuf)
 		}
-		// A view the cache holds gets its new value, the one Pebble's
-		// merge will read: its cached (committed) value with the batch's
-		// records applied. Lookups must not hit the old value once Pebble
-		// has the new one: see viewCache.
-		if old, _ := s.cache.get(a.kbuf); old != nil {
+		if old == nil {
+			_ = b.Merge(a.kbuf, c.ops, nil)
+		} else {
+			// A view the cache holds gets its new value: its cached
+			// (committed) value with the batch's records applied, what
+			// Pebble's merge would give. It is written whole (a Set, as
+			// cheap as the operand now that it is encoded): the entities
+			// lookups read (a busy user's) thus never pile up operands
+			// that every read of theirs would merge again.
 			v, err := a.applyTo(old, c.ops)
 			if err != nil {
 				b.Close()
 				return fmt.Errorf("view of %s %q: %w", entity, key, err)
 			}
 			a.published[c.ck] = v
+			_ = b.Set(a.kbuf, v, nil)
 		}
-		s.cache.invalidate(a.kbuf)
+		if feedCache {
+			// Lookups must not hit the old value once Pebble has the new
+			// one: see viewCache.
+			s.cache.invalidate(a.kbuf)
+		}
 	}
 	n := 0
 	for _, lp := range parts {
@@ -604,7 +613,7 @@ func (s *Service) commitLogBatch(a *logApplier, topic string, parts []kafka.Part
 		_ = b.Set(keys.ViewLogOffset(topic, lp.Partition), keys.PutU64(lp.Records[len(lp.Records)-1].Offset+1), nil)
 	}
 	if s.beforeCommit != nil {
-		s.beforeCommit()
+		s.beforeCommit(b)
 	}
 	if err := s.o.Store.CommitNoSync(b); err != nil {
 		return err

@@ -24,7 +24,13 @@ import (
 // base value is in the compaction, which makes it a plain value again).
 // So a catch-up costs no point read per entity and batch, and an entity
 // changed in many batches is decoded and encoded once per compaction
-// instead of once per batch.
+// instead of once per batch. The exception: a view the lookup cache holds
+// is written whole (its cached value with the records applied, which the
+// cache needs anyway), so that the entities lookups read do not pile up
+// operands for every read to merge again. With the lookup cache disabled
+// (Options.CacheEntries < 0) every write is an operand, and a read of an
+// entity changed in many batches since Pebble last flushed or compacted it
+// merges them all.
 //
 // Values of view keys are thus of two kinds, told apart by their first
 // bytes:

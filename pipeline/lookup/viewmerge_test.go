@@ -361,7 +361,9 @@ func viewEntries(t *testing.T, val []byte) string {
 // A lookup that misses between a commit's invalidation and the commit reads
 // the old value from Pebble and caches it; the consumer then drops it after
 // the commit (an entity the cache did not hold gets no new value there), so
-// the next lookup reads the new one.
+// the next lookup reads the new one. The batch holds a merge operand for an
+// entity the cache did not hold, and the whole new view (a Set, no operand
+// for reads to merge) for one it held.
 func TestACommitDropsTheOldValueALookupCachedDuringIt(t *testing.T) {
 	cfg := loadTestConfig(t)
 	svc, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg, Store: openTestStore(t), LookupLogSample: NoLookupLog})
@@ -398,7 +400,23 @@ func TestACommitDropsTheOldValueALookupCachedDuringIt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	svc.beforeCommit = func() {
+	// written returns the kind and value the batch writes for u1's view.
+	written := func(b *pebble.Batch) (pebble.InternalKeyKind, []byte) {
+		r := b.Reader()
+		for {
+			kind, k, v, ok, err := r.Next()
+			if err != nil || !ok {
+				t.Fatalf("the batch has no write of u1's view (%v)", err)
+			}
+			if bytes.Equal(k, keys.View(nil, "user", "u1")) {
+				return kind, v
+			}
+		}
+	}
+	svc.beforeCommit = func(b *pebble.Batch) {
+		if kind, v := written(b); kind != pebble.InternalKeyKindMerge || !isOps(v) {
+			t.Errorf("an entity the lookup cache does not hold: the batch writes a %s of %x, want a merge of its records", kind, v)
+		}
 		lookup()
 		if n, ok := cachedCount(); !ok || n != 1 {
 			t.Fatalf("a lookup during the commit cached count %d (cached %v), want the old 1", n, ok)
@@ -415,9 +433,21 @@ func TestACommitDropsTheOldValueALookupCachedDuringIt(t *testing.T) {
 	if n, ok := cachedCount(); !ok || n != 2 {
 		t.Fatalf("a lookup after the commit cached count %d (cached %v), want 2", n, ok)
 	}
-	// Cached now: the next commit gives the cache the new value itself.
+	// Cached now: the next commit writes the new view whole and gives the
+	// cache the same bytes.
+	var set []byte
+	svc.beforeCommit = func(b *pebble.Batch) {
+		kind, v := written(b)
+		if kind != pebble.InternalKeyKindSet || isOps(v) {
+			t.Errorf("an entity the lookup cache holds: the batch writes a %s of %x, want a Set of its view", kind, v)
+		}
+		set = bytes.Clone(v)
+	}
 	if err := svc.applyLog(a, cfg.Kafka.FeatureLogTopic, 0, tile(3)); err != nil {
 		t.Fatal(err)
+	}
+	if v, _ := svc.cache.get(keys.View(nil, "user", "u1")); !bytes.Equal(v, set) {
+		t.Errorf("the cached view %x is not the one written %x", v, set)
 	}
 	if n, ok := cachedCount(); !ok || n != 3 {
 		t.Fatalf("after a commit of a cached view the cache holds count %d (cached %v), want 3", n, ok)
