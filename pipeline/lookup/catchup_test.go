@@ -237,3 +237,19 @@ func TestCatchUpLeavesTheLookupCacheToLookups(t *testing.T) {
 		t.Errorf("u3's cached view after the new tile: %+v, want count 9", e.series)
 	}
 }
+
+// load reads the view of one entity into e (the tests' way to read a
+// view whole). found is false for an entity the feature log never
+// mentioned.
+func (s *Service) load(entity, key string, e *entityView, kbuf, vbuf []byte) (found bool, err error) {
+	kbuf = keys.View(kbuf[:0], entity, key)
+	val, found, err := s.o.Store.Get(vbuf[:0], kbuf)
+	if err != nil || !found {
+		e.reset()
+		return found, err
+	}
+	if err := e.decode(val); err != nil {
+		return false, fmt.Errorf("view of %s %q: %w", entity, key, err)
+	}
+	return true, nil
+}

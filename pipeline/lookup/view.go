@@ -285,21 +285,6 @@ func (s *Service) readView(v *lookupView) ([]byte, error) {
 	return val, nil
 }
 
-// load reads the view of one entity into e. found is false for an entity the
-// feature log never mentioned.
-func (s *Service) load(entity, key string, e *entityView, kbuf, vbuf []byte) (found bool, err error) {
-	kbuf = keys.View(kbuf[:0], entity, key)
-	val, found, err := s.o.Store.Get(vbuf[:0], kbuf)
-	if err != nil || !found {
-		e.reset()
-		return found, err
-	}
-	if err := e.decode(val); err != nil {
-		return false, fmt.Errorf("view of %s %q: %w", entity, key, err)
-	}
-	return true, nil
-}
-
 // consume follows the feature log into the Pebble view until ctx ends. It
 // first catches up with the end offsets (last stable offsets) seen at start
 // with kafka.ReadRounds (applyLogRound: every partition of a fetch response
