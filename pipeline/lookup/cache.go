@@ -174,16 +174,19 @@ func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || unsafe.SliceData(a) == unsafe.SliceData(b))
 }
 
-// invalidate removes the view key before a commit that changes it.
-func (c *viewCache) invalidate(key []byte) {
+// invalidate removes the view key before a commit that changes it, and
+// returns the value it held (nil: none), which is the committed value.
+func (c *viewCache) invalidate(key []byte) []byte {
 	if c.max == 0 {
-		return
+		return nil
 	}
 	sh := c.shard(key)
 	sh.mu.Lock()
+	old := sh.m[string(key)].val
 	delete(sh.m, string(key))
 	sh.gen++
 	sh.mu.Unlock()
+	return old
 }
 
 // publish stores v, the committed value of the view key. v must not be

@@ -130,8 +130,9 @@ func (e *entityView) appendBytes(id []byte, part int32) int {
 // encode appends e in the view layout: the one encoding of an entity's
 // view, in the Pebble view and in the lookup cache alike, so that a cache
 // miss caches the bytes it read and a merge (viewmerge.go) encodes an
-// entity once for all the operands it folds in. Each series is length-prefixed, so that a lookup decodes only the
-// features it asks for (see lookupView.parse).
+// entity once for all the operands it folds in. Each series is
+// length-prefixed, so that a lookup decodes only the features it asks for
+// (see lookupView.parse).
 //
 // Layout (viewFormat 3): uvarint(n), n × (uvarint len, id, uvarint source
 // partition, varint updated, uvarint len, series), entries of one id
@@ -564,7 +565,9 @@ func (s *Service) commitLogBatch(a *logApplier, topic string, parts []kafka.Part
 		a.kbuf = keys.View(a.kbuf[:0], entity, key)
 		var old []byte
 		if feedCache {
-			old, _ = s.cache.get(a.kbuf)
+			// Lookups must not hit the old value once Pebble has the new
+			// one: see viewCache.
+			old = s.cache.invalidate(a.kbuf)
 		}
 		if old == nil {
 			_ = b.Merge(a.kbuf, c.ops, nil)
@@ -582,11 +585,6 @@ func (s *Service) commitLogBatch(a *logApplier, topic string, parts []kafka.Part
 			}
 			a.published[c.ck] = v
 			_ = b.Set(a.kbuf, v, nil)
-		}
-		if feedCache {
-			// Lookups must not hit the old value once Pebble has the new
-			// one: see viewCache.
-			s.cache.invalidate(a.kbuf)
 		}
 	}
 	n := 0
