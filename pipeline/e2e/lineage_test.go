@@ -20,6 +20,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/state"
 	"github.com/featurepipe/featurepipe/pipeline/lineage"
 	"github.com/featurepipe/featurepipe/pipeline/lookup"
+	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 	"github.com/featurepipe/featurepipe/pipeline/registry"
 	"github.com/featurepipe/featurepipe/pipeline/worker"
 )
@@ -131,14 +132,19 @@ func TestPlanAndLineage(t *testing.T) {
 	// three keys.
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		n := 0
-		if err := kafka.ReadToEnd(ctx, cl, cfg.Kafka.LookupLogTopic, func(*kgo.Record) error { n++; return nil }); err != nil {
+		if err := kafka.ReadToEnd(ctx, cl, cfg.Kafka.LookupLogTopic, func(r *kgo.Record) error {
+			for range lookuplog.Entries(r.Value) {
+				n++
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 		if n >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the lookup log holds %d records after 60s, want 3", n)
+			t.Fatalf("the lookup log holds %d entries after 60s, want 3", n)
 		}
 	}
 

@@ -459,7 +459,13 @@ func TestRekeyedBackfill(t *testing.T) {
 	// skew recomputes served values of every entity, re-keyed ones too,
 	// and finds them equal: one more exact round of lookups, once the log
 	// holds every earlier one.
-	logged := func() int64 { return recordsWritten(t, cl, cfg.Kafka.LookupLogTopic) }
+	logged := func() int64 {
+		n, err := entriesLogged(cl, cfg.Kafka.LookupLogTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	for prev := int64(-1); ; time.Sleep(time.Second) {
 		if n := logged(); n == prev {
 			break

@@ -309,7 +309,7 @@ func TestLookupLogRecordsTheConsumer(t *testing.T) {
 	if rec := fx.doAuth(t, "GET", "/v1/features/merchant/m1", "", "Bearer "+tokMerchant); rec.Code != 200 {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
-	entries, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 3, 20*time.Second)
+	entries := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 3, 20*time.Second)
 	got := map[string]string{}
 	for _, e := range entries {
 		got[e.Key] = e.Consumer
@@ -321,7 +321,7 @@ func TestLookupLogRecordsTheConsumer(t *testing.T) {
 	// Nothing more arrives: the refused lookup was not logged. (Fewer than
 	// 3 in the time allowed is a slow read on a loaded machine, not a
 	// fourth entry: it failed once under -race at load average 30.)
-	if more, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 4, 5*time.Second); len(more) > 3 {
+	if more := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 4, 5*time.Second); len(more) > 3 {
 		t.Fatalf("%d entries, want 3", len(more))
 	}
 }

@@ -437,14 +437,16 @@ func TestLookupLogCarriesBucketedLists(t *testing.T) {
 	var entries []*lookuplog.Entry
 	for len(entries) < len(keys) && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			e, err := lookuplog.Decode(r.Value)
-			if err != nil {
-				t.Fatalf("%s: %v", r.Value, err)
+			for b := range lookuplog.Entries(r.Value) {
+				e, err := lookuplog.Decode(b)
+				if err != nil {
+					t.Fatalf("%s: %v", b, err)
+				}
+				if again, err := e.Encode(); err != nil || string(again) != string(b) {
+					t.Errorf("written  %s\nre-encoded %s (%v)", b, again, err)
+				}
+				entries = append(entries, e)
 			}
-			if again, err := e.Encode(); err != nil || string(again) != string(r.Value) {
-				t.Errorf("written  %s\nre-encoded %s (%v)", r.Value, again, err)
-			}
-			entries = append(entries, e)
 		})
 	}
 	if len(entries) != len(keys) {

@@ -93,7 +93,7 @@ func TestLookupLogCarriesBuckets(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Results) != 2 {
 		t.Fatalf("response %s: %v", rec.Body, err)
 	}
-	entries, _ := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 2, 30*time.Second)
+	entries := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 2, 30*time.Second)
 	if len(entries) != 2 {
 		t.Fatalf("%d log entries, want 2", len(entries))
 	}

@@ -194,7 +194,7 @@ func TestLookupLogRecordsConsumerAndService(t *testing.T) {
 	if rec := fx.doAs(t, "", "", `{"entity":"user","keys":["u2"],"features":["txn_count_7d"]}`); rec.Code != 200 {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
-	entries, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 2, 20*time.Second)
+	entries := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, 2, 20*time.Second)
 	got := map[string]string{}
 	ids := map[string]bool{}
 	for _, e := range entries {

@@ -88,7 +88,7 @@ func TestLookupLogCarriesLists(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Results) != 1 {
 		t.Fatalf("response %s: %v", rec.Body, err)
 	}
-	entries, _ := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 1, 30*time.Second)
+	entries := consumeLog(t, brokers, cfg.Kafka.LookupLogTopic, 1, 30*time.Second)
 	if len(entries) != 1 {
 		t.Fatalf("%d log entries, want 1", len(entries))
 	}

@@ -20,24 +20,48 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/lookuplog"
 )
 
-// lookupLogger produces a lookuplog.Entry for every answered key (with
-// probability Options.LookupLogSample) to the lookup-log topic, keyed by the
-// entity key.
+// lookupLogger writes a lookuplog.Entry for every answered key (with
+// probability Options.LookupLogSample) to the lookup-log topic. Entries are
+// batched: the entries of many keys and requests go, one per line, into one
+// record without a key, produced once it holds logBatchBytes or after
+// logBatchLinger. One record per key cost the replica and the broker
+// several microseconds per lookup in franz-go's and the broker's
+// per-record work (README, "A lookup-log record per batch of entries").
 //
-// It never blocks or fails a lookup: records go to the producer with
-// TryProduce, which fails at once (the record is dropped and counted) when
-// Options.LookupLogBuffer records are already buffered, e.g. while the
-// broker is slow or down. Records and their buffers are pooled and returned
-// in the produce promise, so logging adds little garbage. The record value
-// is written with the lookuplog codec's Append functions.
+// It never blocks or fails a lookup: batches go to the producer with
+// TryProduce, and a batch that would take the entries waiting for the
+// broker past Options.LookupLogBuffer is dropped and counted, e.g. while
+// the broker is slow or down. Records and their buffers are pooled and
+// returned in the produce promise, so logging adds little garbage. Entries
+// are written with the lookuplog codec's Append functions.
 type lookupLogger struct {
 	s      *Service
 	sample float64 // 0: off
 	cl     atomic.Pointer[kgo.Client]
 
+	// mu guards cur, the batch being filled: entries of answered keys, one
+	// per line, produced as one record once it holds logBatchBytes or is
+	// logBatchLinger old (timer).
+	mu    sync.Mutex
+	cur   *logRecord
+	timer *time.Timer
+	// buffered counts the entries produced and not yet acknowledged: a
+	// batch that would take it past Options.LookupLogBuffer is dropped.
+	buffered atomic.Int64
+
 	sent, dropped, failed prometheus.Counter
 	lastErrLog            atomic.Int64 // unix ns of the last error logged
 }
+
+const (
+	// logBatchBytes is the size at which a batch of lookup-log entries is
+	// produced: far below Kafka's default 1 MiB message limit (a batch is
+	// at most this plus one key's entry).
+	logBatchBytes = 64 << 10
+	// logBatchLinger is how long an entry waits for others to share its
+	// record, at most.
+	logBatchLinger = 10 * time.Millisecond
+)
 
 func (l *lookupLogger) init(s *Service) {
 	l.s, l.sample = s, s.o.LookupLogSample
@@ -55,14 +79,24 @@ func (l *lookupLogger) start(ctx context.Context) (stop func(), err error) {
 	o := &l.s.o
 	cl, err := kafka.NewClient(kafka.ConnOf(o.Brokers, o.Config), o.ClientID+"-lookup-log", l.s.log,
 		kgo.DefaultProduceTopic(o.Config.Kafka.LookupLogTopic),
-		kgo.MaxBufferedRecords(o.LookupLogBuffer),
+		kgo.MaxBufferedRecords(o.LookupLogBuffer), // records hold one entry or more: our own bound (buffered) comes first
 		kgo.ProducerLinger(10*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("lookup log producer: %w", err)
 	}
+	l.timer = time.AfterFunc(time.Hour, l.flushBatch)
+	l.timer.Stop()
 	l.cl.Store(cl)
 	return func() {
 		l.cl.Store(nil)
+		l.timer.Stop()
+		l.mu.Lock()
+		lr := l.cur
+		l.cur = nil
+		l.mu.Unlock()
+		if lr != nil {
+			l.produce(cl, lr)
+		}
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := cl.Flush(fctx); err != nil {
@@ -72,13 +106,48 @@ func (l *lookupLogger) start(ctx context.Context) (stop func(), err error) {
 	}, nil
 }
 
-// logRecord is a pooled record with its key and value buffer.
+// logRecord is a pooled record with its value buffer: n entries, one per
+// line.
 type logRecord struct {
 	rec kgo.Record
 	buf []byte
+	n   int
 }
 
-var logRecordPool = sync.Pool{New: func() any { return &logRecord{buf: make([]byte, 0, 256)} }}
+var logRecordPool = sync.Pool{New: func() any { return &logRecord{buf: make([]byte, 0, logBatchBytes+4<<10)} }}
+
+// flushBatch produces the batch being filled, if any (the linger timer).
+func (l *lookupLogger) flushBatch() {
+	l.mu.Lock()
+	lr := l.cur
+	l.cur = nil
+	l.mu.Unlock()
+	if cl := l.cl.Load(); lr != nil && cl != nil {
+		l.produce(cl, lr)
+	}
+}
+
+// produce sends lr's entries as one record, or drops them (counted) when
+// Options.LookupLogBuffer entries already wait for the broker.
+func (l *lookupLogger) produce(cl *kgo.Client, lr *logRecord) {
+	n := int64(lr.n)
+	if l.buffered.Add(n) > int64(l.s.o.LookupLogBuffer) {
+		l.buffered.Add(-n)
+		l.dropped.Add(float64(n))
+		l.release(lr)
+		return
+	}
+	lr.rec = kgo.Record{Value: lr.buf, Context: context.Background()}
+	cl.TryProduce(context.Background(), &lr.rec, l.promise)
+}
+
+func (l *lookupLogger) release(lr *logRecord) {
+	if cap(lr.buf) <= 2*logBatchBytes {
+		lr.rec = kgo.Record{}
+		lr.buf, lr.n = lr.buf[:0], 0
+		logRecordPool.Put(lr)
+	}
+}
 
 // logLookups produces the sampled keys of a. It must not be called after a
 // is released.
@@ -114,12 +183,27 @@ func (s *Service) logLookups(a *lookupAnswer) {
 	}
 	at := a.asOf.UnixMilli()
 	n := len(a.feats)
+	var full []*logRecord
+	l.mu.Lock()
 	for i, key := range a.keys {
 		if l.sample < 1 && rand.Float64() >= l.sample {
 			continue
 		}
-		lr := logRecordPool.Get().(*logRecord)
-		b := append(lr.buf[:0], key...)
+		lr := l.cur
+		if lr != nil && len(lr.buf) >= logBatchBytes {
+			full = append(full, lr)
+			lr = nil
+		}
+		if lr == nil {
+			lr = logRecordPool.Get().(*logRecord)
+			l.cur = lr
+			l.timer.Reset(logBatchLinger)
+		}
+		b0 := lr.buf
+		b := b0
+		if len(b) > 0 {
+			b = append(b, '\n')
+		}
 		b = lookuplog.AppendStart(b, a.info.name, key, at, a.consumer, a.service, s.replicaID, a.request)
 		vals := a.vals[i*n : (i+1)*n]
 		var count [logSections]int // features of each logSection
@@ -139,10 +223,25 @@ func (s *Service) logLookups(a *lookupAnswer) {
 				}
 			}
 		}
-		b = lookuplog.AppendEnd(b)
-		lr.buf = b
-		lr.rec = kgo.Record{Key: b[:len(key)], Value: b[len(key):], Context: context.Background()}
-		cl.TryProduce(context.Background(), &lr.rec, l.promise)
+		lr.buf = lookuplog.AppendEnd(b)
+		if start := len(b0); start > 0 && len(lr.buf)-start > logBatchBytes {
+			// A huge entry (long lists) goes alone, so that Kafka's refusal
+			// of a record over its message size loses no other entry.
+			alone := logRecordPool.Get().(*logRecord)
+			alone.buf, alone.n = append(alone.buf[:0], lr.buf[start+1:]...), 1
+			lr.buf = lr.buf[:start]
+			full = append(full, alone)
+			continue
+		}
+		lr.n++
+	}
+	if lr := l.cur; lr != nil && len(lr.buf) >= logBatchBytes {
+		full = append(full, lr)
+		l.cur = nil
+	}
+	l.mu.Unlock()
+	for _, lr := range full {
+		l.produce(cl, lr)
 	}
 }
 
@@ -191,25 +290,24 @@ func logSectionOf(f *config.Feature) logSection {
 }
 
 func (l *lookupLogger) promise(r *kgo.Record, err error) {
+	// Every record of this client is the rec field, the first, of a pooled
+	// logRecord: recover it.
+	lr := (*logRecord)(unsafe.Pointer(r))
+	n := float64(lr.n)
+	l.buffered.Add(-int64(lr.n))
 	switch {
 	case err == nil:
-		l.sent.Inc()
+		l.sent.Add(n)
 	case errors.Is(err, kgo.ErrMaxBuffered):
-		l.dropped.Inc()
+		l.dropped.Add(n)
 	default:
-		l.failed.Inc()
+		l.failed.Add(n)
 		if now := time.Now().UnixNano(); now-l.lastErrLog.Load() > int64(10*time.Second) {
 			l.lastErrLog.Store(now)
 			l.s.log.Warn("lookup log: producing a record failed (counted in featurepipe_lookup_log_records_total{result=\"error\"}; logged at most every 10s)", zap.Error(err))
 		}
 	}
-	// Every record of this client is the rec field, the first, of a pooled
-	// logRecord: recover it.
-	lr := (*logRecord)(unsafe.Pointer(r))
-	if cap(lr.buf) <= 64<<10 {
-		lr.rec = kgo.Record{}
-		logRecordPool.Put(lr)
-	}
+	l.release(lr)
 }
 
 // appendSectionStart opens section sec of a lookup-log entry after the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 
 // logFixture is a fixture whose service runs against a kfake broker, so
 // that its lookup log can be consumed.
-func logFixture(t testing.TB, sample float64) (*fixture, []string) {
+func logFixture(t testing.TB, sample float64, opts ...func(*Options)) (*fixture, []string) {
 	t.Helper()
 	brokers := newTestCluster(t, 3).ListenAddrs()
 	cfg := loadTestConfig(t)
@@ -26,8 +27,12 @@ func logFixture(t testing.TB, sample float64) (*fixture, []string) {
 	T := fixtureNow.UnixMilli()
 	events := fixtureData(T)
 	writeView(t, st, cfg, events, T)
-	svc, err := New(Options{Brokers: brokers, Config: cfg, Store: st, LookupLogSample: sample,
-		Now: func() time.Time { return fixtureNow }})
+	o := Options{Brokers: brokers, Config: cfg, Store: st, LookupLogSample: sample,
+		Now: func() time.Time { return fixtureNow }}
+	for _, f := range opts {
+		f(&o)
+	}
+	svc, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +41,9 @@ func logFixture(t testing.TB, sample float64) (*fixture, []string) {
 	return &fixture{svc: svc, cfg: cfg, events: events, T: T, h: svc.Handler()}, brokers
 }
 
-// consumeLog reads the lookup-log topic until it has want records or wait
-// passes, and returns the decoded entries with their record keys.
-func consumeLog(t *testing.T, brokers []string, topic string, want int, wait time.Duration) (entries []*lookuplog.Entry, keys []string) {
+// consumeLog reads the lookup-log topic until it has want entries or wait
+// passes, and returns the decoded entries.
+func consumeLog(t *testing.T, brokers []string, topic string, want int, wait time.Duration) (entries []*lookuplog.Entry) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -53,15 +58,16 @@ func consumeLog(t *testing.T, brokers []string, topic string, want int, wait tim
 			break
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			e, err := lookuplog.Decode(r.Value)
-			if err != nil {
-				t.Fatalf("record %s: %v", r.Value, err)
+			for b := range lookuplog.Entries(r.Value) {
+				e, err := lookuplog.Decode(b)
+				if err != nil {
+					t.Fatalf("record %s: %v", r.Value, err)
+				}
+				entries = append(entries, e)
 			}
-			entries = append(entries, e)
-			keys = append(keys, string(r.Key))
 		})
 	}
-	return entries, keys
+	return entries
 }
 
 func TestLookupLogRecordsWhatWasServed(t *testing.T) {
@@ -116,18 +122,18 @@ func TestLookupLogRecordsWhatWasServed(t *testing.T) {
 	fv := feast.Results[1].Values[0].(float64)
 	want["42"] = served{"user", map[string]*float64{f.ID: &fv}}
 
-	entries, keys := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, len(want), 10*time.Second)
+	entries := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, len(want), 10*time.Second)
 	if len(entries) != len(want) {
-		t.Fatalf("%d lookup-log records, want %d (one per served key)", len(entries), len(want))
+		t.Fatalf("%d lookup-log entries, want %d (one per served key)", len(entries), len(want))
 	}
-	for i, e := range entries {
+	for _, e := range entries {
 		w, ok := want[e.Key]
 		if !ok {
 			t.Errorf("entry for key %q, which was not served", e.Key)
 			continue
 		}
-		if keys[i] != e.Key || e.Entity != w.entity || e.At != fx.T {
-			t.Errorf("entry %+v with record key %q, want entity %s, record key %s, at %d", e, keys[i], w.entity, e.Key, fx.T)
+		if e.Entity != w.entity || e.At != fx.T {
+			t.Errorf("entry %+v, want entity %s, at %d", e, w.entity, fx.T)
 		}
 		if len(e.Features) != len(w.values) {
 			t.Errorf("%s: features %v, want %v", e.Key, e.Features, w.values)
@@ -169,11 +175,140 @@ func TestLookupLogSampling(t *testing.T) {
 				}
 			}
 			// Read until nothing more arrives (the producer lingers 10ms).
-			entries, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, -1, 2*time.Second)
+			entries := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, -1, 2*time.Second)
 			if got := len(entries); got < tc.min || got > tc.max {
 				t.Errorf("%d of %d keys logged, want %d..%d", got, draws, tc.min, tc.max)
 			}
 		})
+	}
+}
+
+// TestLookupLogBatchesEntries: the entries of many keys and requests share
+// records, one entry per line and no record key, each record cut once it
+// holds logBatchBytes; the metric counts entries, not records.
+func TestLookupLogBatchesEntries(t *testing.T) {
+	const requests, perRequest = 40, 50 // 2,000 entries of ~130 bytes: several records
+	fx, brokers := logFixture(t, 0)
+	keys := make([]string, perRequest)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%q", fmt.Sprintf("k%d", i))
+	}
+	body := `{"entity":"user","keys":[` + strings.Join(keys, ",") + `],"features":["txn_count_7d"]}`
+	for range requests {
+		if rec := fx.do(t, "POST", "/v1/lookup", body); rec.Code != http.StatusOK {
+			t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(fx.cfg.Kafka.LookupLogTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	records, entries, largest := 0, 0, 0
+	for entries < requests*perRequest && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			records++
+			largest = max(largest, len(r.Value))
+			if r.Key != nil {
+				t.Errorf("record key %q, want none", r.Key)
+			}
+			for b := range lookuplog.Entries(r.Value) {
+				if _, err := lookuplog.Decode(b); err != nil {
+					t.Fatalf("entry %s: %v", b, err)
+				}
+				entries++
+			}
+		})
+	}
+	if entries != requests*perRequest {
+		t.Fatalf("%d entries logged, want %d", entries, requests*perRequest)
+	}
+	if records < 2 || records > entries/100 {
+		t.Errorf("%d records for %d entries: want them batched, several records (each cut at %d bytes)", records, entries, logBatchBytes)
+	}
+	if largest > logBatchBytes+1024 {
+		t.Errorf("largest record %d bytes, want at most %d plus one entry", largest, logBatchBytes)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for counterValue(t, fx.svc, "sent") != float64(entries) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := counterValue(t, fx.svc, "sent"); got != float64(entries) {
+		t.Errorf("lookup_log_records_total{result=sent} = %v, want %d (entries)", got, entries)
+	}
+}
+
+// TestLookupLogHugeEntryGoesAlone: an entry over logBatchBytes gets a
+// record of its own, so that a broker refusing it (over its message size)
+// would lose no other entry.
+func TestLookupLogHugeEntryGoesAlone(t *testing.T) {
+	fx, brokers := logFixture(t, 0)
+	huge := strings.Repeat("k", logBatchBytes+1000)
+	if rec := fx.do(t, "POST", "/v1/lookup", `{"entity":"user","keys":["u1","`+huge+`","u2"],"features":["txn_count_7d"]}`); rec.Code != http.StatusOK {
+		t.Fatalf("lookup: %d %.200s", rec.Code, rec.Body)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(fx.cfg.Kafka.LookupLogTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var records [][]string // keys of each record's entries
+	entries := 0
+	for entries < 3 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var keys []string
+			for b := range lookuplog.Entries(r.Value) {
+				e, err := lookuplog.Decode(b)
+				if err != nil {
+					t.Fatalf("entry %.200s: %v", b, err)
+				}
+				keys = append(keys, e.Key)
+				entries++
+			}
+			records = append(records, keys)
+		})
+	}
+	if entries != 3 {
+		t.Fatalf("%d entries logged, want 3", entries)
+	}
+	for _, keys := range records {
+		if slices.Contains(keys, huge) && len(keys) != 1 {
+			t.Errorf("the huge entry shares its record with %d others", len(keys)-1)
+		}
+	}
+}
+
+// TestLookupLogDropsWhatExceedsItsBuffer: a batch that would take the
+// entries waiting for the broker past Options.LookupLogBuffer is dropped
+// and counted, and the lookups are answered anyway.
+func TestLookupLogDropsWhatExceedsItsBuffer(t *testing.T) {
+	fx, _ := logFixture(t, 0, func(o *Options) { o.LookupLogBuffer = 5 })
+	lookup := func(keys string) {
+		t.Helper()
+		if rec := fx.do(t, "POST", "/v1/lookup", `{"entity":"user","keys":[`+keys+`],"features":["txn_count_7d"]}`); rec.Code != http.StatusOK {
+			t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
+		}
+	}
+	wait := func(result string, want float64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for counterValue(t, fx.svc, result) != want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := counterValue(t, fx.svc, result); got != want {
+			t.Fatalf("lookup_log_records_total{result=%s} = %v, want %v", result, got, want)
+		}
+	}
+	lookup(`"a","b","c","d","e","f","g","h","i","j"`) // one batch of 10 > 5
+	wait("dropped", 10)
+	lookup(`"u1","u2","u3"`)
+	wait("sent", 3)
+	if got := counterValue(t, fx.svc, "dropped"); got != 10 {
+		t.Errorf("dropped %v, want 10", got)
 	}
 }
 

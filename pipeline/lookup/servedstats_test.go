@@ -55,7 +55,7 @@ func TestServedStatisticsPerConsumer(t *testing.T) {
 		}
 	}
 	// Wait until every key is in the log, then read it as monitor does.
-	if entries, _ := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, keysServed, 20*time.Second); len(entries) != keysServed {
+	if entries := consumeLog(t, brokers, fx.cfg.Kafka.LookupLogTopic, keysServed, 20*time.Second); len(entries) != keysServed {
 		t.Fatalf("%d lookup-log records, want %d", len(entries), keysServed)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

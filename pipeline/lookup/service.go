@@ -90,9 +90,10 @@ type Options struct {
 	// worker snapshots covering every source partition instead of replaying
 	// the whole feature log (see coldStart). Default nil.
 	Snapshots *snapshot.Store
-	// LookupLogBuffer bounds the lookup-log records buffered in the
-	// producer (kgo.MaxBufferedRecords); when it is full, new records are
-	// dropped instead of slowing lookups down. Default 100,000.
+	// LookupLogBuffer bounds the lookup-log entries produced and not yet
+	// acknowledged by the broker; a batch of entries that would exceed it
+	// is dropped (and counted) instead of slowing lookups down. Default
+	// 100,000 (a few tens of MB of entries).
 	LookupLogBuffer int
 	// Tokens, when set, are the API tokens the lookup routes accept, each
 	// with its consumer and scopes (see auth.go, LoadTokens). Default nil:

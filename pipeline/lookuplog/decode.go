@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-// Record is a lookup-log record decoded for the followers that read every
+// Record is a lookup-log entry decoded for the followers that read every
 // record of every replica (the web catalog's usage and served-value
 // statistics): Entry's content in slices that a Decoder reuses from one
 // record to the next, instead of the maps Decode builds per record.
@@ -109,8 +109,9 @@ type Decoder struct {
 	p     parser // here rather than on the stack: the section table's calls would move it to the heap
 }
 
-// Decode decodes the record value b into r, reusing r's slices. It fails,
-// as Decode does, on input that is not a lookup-log record.
+// Decode decodes the entry b (a line of a record value, see Entries) into
+// r, reusing r's slices. It fails, as Decode does, on input that is not a
+// lookup-log entry.
 func (d *Decoder) Decode(b []byte, r *Record) error {
 	if d.names == nil {
 		d.names = map[string]string{}

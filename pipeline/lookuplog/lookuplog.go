@@ -7,7 +7,10 @@
 // follow every record, a Decoder (a reused Record of slices): one encoding,
 // one place.
 //
-// Record key: the entity key. Value: the JSON object
+// Record value: one entry or more, one per line (the lookup service puts the
+// entries of many keys, and of many requests, in one record; Entries splits
+// them), no record key. Records of replicas before 2026-12-02 hold one entry
+// each, keyed by its entity key. An entry is the JSON object, on one line:
 //
 //	{"entity":"user","key":"u1","at":1700000000123,"consumer":"fraud-model","service":"fraud_scoring","request":"9f2c01ab-1k","features":{"a@1":12.5,"b@2":null},"lists":{"c@1":[3,1.5]}}
 //
@@ -29,8 +32,10 @@
 package lookuplog
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"strconv"
@@ -500,7 +505,26 @@ func AppendBucketTop(b []byte, j int, key string, text []byte, e int64, ok bool)
 // AppendEnd closes an entry started with AppendStart.
 func AppendEnd(b []byte) []byte { return append(b, "}}"...) }
 
-// Decode parses a record value. Values as the Append functions write them
+// Entries yields the entries of a record value, each one line (Decode or a
+// Decoder reads it), in the order they were written; empty lines are
+// skipped. A record of one entry, without a newline, yields itself.
+func Entries(value []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(value) > 0 {
+			line := value
+			if i := bytes.IndexByte(value, '\n'); i >= 0 {
+				line, value = value[:i], value[i+1:]
+			} else {
+				value = nil
+			}
+			if len(bytes.TrimSpace(line)) > 0 && !yield(line) {
+				return
+			}
+		}
+	}
+}
+
+// Decode parses one entry (a line of a record value, see Entries). Values as the Append functions write them
 // take a hand-written path (decodeFast); any other JSON is decoded by
 // encoding/json, with the same result.
 func Decode(b []byte) (*Entry, error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -265,5 +266,34 @@ func TestBucketListsRoundTrip(t *testing.T) {
 	b = AppendEnd(AppendBucketMapEnd(b))
 	if enc, _ := e.Encode(); string(b) != string(enc) {
 		t.Errorf("Append calls wrote\n%s\nEncode\n%s", b, enc)
+	}
+}
+
+func TestEntries(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  []string
+	}{
+		{`{"a":1}`, []string{`{"a":1}`}}, // a record of an older replica: one entry
+		{"{\"a\":1}\n{\"b\":2}", []string{`{"a":1}`, `{"b":2}`}},
+		{"{\"a\":1}\n\n \n{\"b\":2}\n", []string{`{"a":1}`, `{"b":2}`}},
+		{"", nil},
+	} {
+		var got []string
+		for b := range Entries([]byte(tc.value)) {
+			got = append(got, string(b))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Entries(%q) = %q, want %q", tc.value, got, tc.want)
+		}
+	}
+	n := 0
+	for range Entries([]byte("1\n2\n3")) {
+		if n++; n == 2 {
+			break
+		}
+	}
+	if n != 2 {
+		t.Errorf("a loop that breaks after 2 entries saw %d", n)
 	}
 }

@@ -251,14 +251,16 @@ func ReadServed(ctx context.Context, conn kafka.Conn, topic string, o ServedOpti
 	}
 	skipped := 0
 	_, err = kafka.ReadRanges(ctx, cl, topic, rs, func(r *kgo.Record) error {
-		e, err := lookuplog.Decode(r.Value)
-		if err != nil {
-			if skipped++; skipped <= 10 {
-				log.Warn("skipping an unreadable lookup-log record", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+		for b := range lookuplog.Entries(r.Value) {
+			e, err := lookuplog.Decode(b)
+			if err != nil {
+				if skipped++; skipped <= 10 {
+					log.Warn("skipping an unreadable lookup-log entry", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+				}
+				continue
 			}
-			return nil
+			s.Add(e)
 		}
-		s.Add(e)
 		return nil
 	})
 	if err != nil {

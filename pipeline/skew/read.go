@@ -19,11 +19,12 @@ type logged struct {
 	entry     *lookuplog.Entry
 	partition int32
 	offset    int64
+	index     int // of the entry in its record
 }
 
 // readLog reads topic from the first offset at or after since (zero: the log
 // start) to the end offsets listed first, returning the decoded entries and
-// the number of records that did not decode.
+// the number of entries that did not decode.
 func readLog(ctx context.Context, opts []kgo.Opt, topic string, since time.Time) ([]logged, []backfill.OffsetRange, int64, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -45,12 +46,16 @@ func readLog(ctx context.Context, opts []kgo.Opt, topic string, since time.Time)
 	var out []logged
 	var invalid int64
 	_, err = kafka.ReadRanges(ctx, cl, topic, read, func(rec *kgo.Record) error {
-		e, err := lookuplog.Decode(rec.Value)
-		if err != nil {
-			invalid++
-			return nil
+		i := 0
+		for b := range lookuplog.Entries(rec.Value) {
+			e, err := lookuplog.Decode(b)
+			if err != nil {
+				invalid++
+				continue
+			}
+			out = append(out, logged{entry: e, partition: rec.Partition, offset: rec.Offset, index: i})
+			i++
 		}
-		out = append(out, logged{entry: e, partition: rec.Partition, offset: rec.Offset})
 		return nil
 	})
 	if err != nil {

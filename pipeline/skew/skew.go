@@ -117,8 +117,8 @@ type Report struct {
 	Since *time.Time             `json:"since,omitempty"`
 	Mode  backfill.Mode          `json:"point_in_time"`
 	Log   []backfill.OffsetRange `json:"lookup_log"` // offsets read
-	// Entries are the lookup-log entries read; Invalid the records that did
-	// not decode as entries (skipped).
+	// Entries are the lookup-log entries read; Invalid the entries (lines of
+	// a record) that did not decode (skipped).
 	Entries int64 `json:"entries"`
 	Invalid int64 `json:"invalid"`
 	// Unknown counts served values of feature ids the feature file does not
@@ -260,7 +260,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// "First" examples are the earliest lookups.
 	slices.SortFunc(entries, func(a, b logged) int {
 		return cmp.Or(cmp.Compare(a.entry.At, b.entry.At), cmp.Compare(a.entry.Key, b.entry.Key),
-			cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset))
+			cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset), cmp.Compare(a.index, b.index))
 	})
 
 	// Group the served values by the entity of their feature: one Compute

@@ -104,6 +104,24 @@ func logEntry(t *testing.T, e *lookuplog.Entry, topic string) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: []byte(e.Key), Value: b, Timestamp: time.UnixMilli(e.At)}
 }
 
+// logEntries is the record of entries es, one per line, as the lookup
+// service batches them (no key), stamped with the first one's time.
+func logEntries(t *testing.T, topic string, es ...*lookuplog.Entry) *kgo.Record {
+	t.Helper()
+	var v []byte
+	for i, e := range es {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			v = append(v, '\n')
+		}
+		v = append(v, b...)
+	}
+	return &kgo.Record{Topic: topic, Value: v, Timestamp: time.UnixMilli(es[0].At)}
+}
+
 func same(a, b *float64) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
@@ -145,7 +163,12 @@ func TestSkewReport(t *testing.T) {
 			rows = append(rows, row{fmt.Sprintf("user-%d", u), at})
 		}
 	}
+	var batch []*lookuplog.Entry // the entries of one time: one record, as a replica batches them
 	for i, r := range rows {
+		if len(batch) > 0 && batch[0].At != r.at {
+			recs = append(recs, logEntries(t, cfg.Kafka.LookupLogTopic, batch...))
+			batch = nil
+		}
 		e := &lookuplog.Entry{Entity: "user", Key: r.key, At: r.at, Features: map[string]*float64{}}
 		for _, f := range feats {
 			served := truth(f, byKey[r.key], r.at, true)
@@ -172,8 +195,13 @@ func TestSkewReport(t *testing.T) {
 			e.Features["txn_count_7d@2"] = &v
 			e.Features["gone@1"] = &v // a feature the file no longer defines
 		}
-		recs = append(recs, logEntry(t, e, cfg.Kafka.LookupLogTopic))
+		if i == len(rows)-40 { // as a replica before 2026-12-02 wrote it: one entry, keyed
+			recs = append(recs, logEntry(t, e, cfg.Kafka.LookupLogTopic))
+			continue
+		}
+		batch = append(batch, e)
 	}
+	recs = append(recs, logEntries(t, cfg.Kafka.LookupLogTopic, batch...))
 	recs = append(recs, &kgo.Record{Topic: cfg.Kafka.LookupLogTopic, Key: []byte("x"), Value: []byte("{not json"), Timestamp: time.UnixMilli(now)})
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)

@@ -369,13 +369,15 @@ func Follow(ctx context.Context, conn kafka.Conn, topic string, from time.Time, 
 	var dec lookuplog.Decoder
 	var rec lookuplog.Record
 	apply := func(r *kgo.Record) {
-		if err := dec.Decode(r.Value, &rec); err != nil {
-			if skipped++; skipped <= 10 {
-				log.Warn("skipping an unreadable lookup-log record", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+		for b := range lookuplog.Entries(r.Value) {
+			if err := dec.Decode(b, &rec); err != nil {
+				if skipped++; skipped <= 10 {
+					log.Warn("skipping an unreadable lookup-log entry", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+				}
+				continue
 			}
-			return
+			add(&rec)
 		}
-		add(&rec)
 	}
 	base, err := kafka.BaseOpts(conn, "featurepipe-usage-live", log)
 	if err != nil {

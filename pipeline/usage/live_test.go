@@ -144,11 +144,18 @@ func TestLiveFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Now()
-	produce := func(key string) {
-		e := &lookuplog.Entry{Entity: "user", Key: key, At: at.UnixMilli(), Consumer: "fraud-api", Request: key,
-			Features: map[string]*float64{"a@1": nil}}
-		b, _ := e.Encode()
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: b}).FirstErr(); err != nil {
+	produce := func(keys ...string) { // one record, one entry per line
+		var v []byte
+		for i, key := range keys {
+			e := &lookuplog.Entry{Entity: "user", Key: key, At: at.UnixMilli(), Consumer: "fraud-api", Request: key,
+				Features: map[string]*float64{"a@1": nil}}
+			b, _ := e.Encode()
+			if i > 0 {
+				v = append(v, '\n')
+			}
+			v = append(v, b...)
+		}
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -157,14 +164,14 @@ func TestLiveFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Follow(ctx, kafka.Conn{Brokers: k.Brokers}, topic, time.Time{}, nil, nil) }()
-	produce("u2")
+	produce("u2", "u2b")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if st := l.Stats("a@1", at, 1); st != nil && st.Total.Keys == 2 {
+		if st := l.Stats("a@1", at, 1); st != nil && st.Total.Keys == 3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Follow did not count both entries in 30s: %+v", l.Stats("a@1", at, 1))
+			t.Fatalf("Follow did not count all three entries in 30s: %+v", l.Stats("a@1", at, 1))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -250,14 +250,16 @@ func Read(ctx context.Context, conn kafka.Conn, topic string, now time.Time, log
 	agg := NewAggregator(now)
 	skipped := 0
 	err = kafka.ReadToEnd(ctx, cl, topic, func(r *kgo.Record) error {
-		e, err := lookuplog.Decode(r.Value)
-		if err != nil {
-			if skipped++; skipped <= 10 {
-				log.Warn("skipping an unreadable lookup-log record", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+		for b := range lookuplog.Entries(r.Value) {
+			e, err := lookuplog.Decode(b)
+			if err != nil {
+				if skipped++; skipped <= 10 {
+					log.Warn("skipping an unreadable lookup-log entry", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+				}
+				continue
 			}
-			return nil
+			agg.Add(e)
 		}
-		agg.Add(e)
 		return nil
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -155,15 +156,22 @@ func TestReadFromTheLookupLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	var recs []*kgo.Record
-	for _, e := range request("fraud-api", "", time.Minute, []string{"u1", "u2"}, "a@1") {
+	// One record of an older replica (one entry, keyed), one of today's
+	// (several entries, one per line; an unreadable one between them is
+	// skipped), and an unreadable record.
+	var lines [][]byte
+	for _, e := range request("fraud-api", "", time.Minute, []string{"u1", "u2", "u3"}, "a@1") {
 		b, err := e.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(e.Key), Value: b})
+		lines = append(lines, b)
 	}
-	recs = append(recs, &kgo.Record{Topic: topic, Key: []byte("x"), Value: []byte("not json")})
+	recs := []*kgo.Record{
+		{Topic: topic, Key: []byte("u1"), Value: lines[0]},
+		{Topic: topic, Value: bytes.Join([][]byte{lines[1], []byte("not json"), lines[2]}, []byte("\n"))},
+		{Topic: topic, Key: []byte("x"), Value: []byte("not json")},
+	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +179,7 @@ func TestReadFromTheLookupLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s) != 1 || s["a@1"].Windows.Hour != (Counts{Lookups: 1, Keys: 2}) || s["a@1"].Consumers[0].Name != "fraud-api" {
+	if len(s) != 1 || s["a@1"].Windows.Hour != (Counts{Lookups: 1, Keys: 3}) || s["a@1"].Consumers[0].Name != "fraud-api" {
 		t.Fatalf("usage %+v", s["a@1"])
 	}
 }
