@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,6 +19,7 @@ import (
 	"github.com/featurepipe/featurepipe/internal/featurelog"
 	"github.com/featurepipe/featurepipe/internal/kafka"
 	"github.com/featurepipe/featurepipe/internal/keys"
+	"github.com/featurepipe/featurepipe/internal/state"
 )
 
 // startReplica starts a replica without a lookup log on an empty store and
@@ -252,4 +255,74 @@ func (s *Service) load(entity, key string, e *entityView, kbuf, vbuf []byte) (fo
 		return false, fmt.Errorf("view of %s %q: %w", entity, key, err)
 	}
 	return true, nil
+}
+
+// A catch-up that wrote merge operands settles the view: every view is
+// written back whole, so that no read merges operands afterwards. Here
+// 50,005 records of 5 users (one tile, upserted again and again) are
+// applied in two batches, two operands per user; once settled, reading
+// every user's view calls the merge operator not once, and gives the last
+// value.
+func TestCatchUpSettlesTheViewItMerged(t *testing.T) {
+	defer func(v int64) { settleAfterCatchUp = v }(settleAfterCatchUp)
+	settleAfterCatchUp = 1
+	c, cfg, cl := newFeatureLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const users, records, count = 5, logBatchRecords + 5, "txn_count_7d@1"
+	w := aggregations.Window{Size: 7 * aggregations.Day, Hop: 6 * aggregations.Hour}
+	start := w.TileStart(fixtureNow.UnixMilli())
+	recs := make([]*kgo.Record, records)
+	for i := range recs {
+		r := &kgo.Record{}
+		_, r.Key, r.Value = featurelog.Append(nil, keys.TileRef{Entity: "user", EntityKey: fmt.Sprintf("u%d", i%users), FeatureID: count, Start: start},
+			aggregations.Tile{Start: start, IR: aggregations.IR{Count: int64(i + 1)}}, true)
+		recs[i] = r
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	var merges atomic.Int64
+	counting := &pebble.Merger{Name: ViewMergerName, Merge: func(key, value []byte) (pebble.ValueMerger, error) {
+		merges.Add(1)
+		return newViewMerge(key, value)
+	}}
+	st, err := state.Open(t.TempDir(), state.Options{NoSync: true, Merger: counting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: st, LookupLogSample: NoLookupLog,
+		Now: func() time.Time { return fixtureNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled := make(chan struct{})
+	svc.settled = func() { close(settled) }
+	startRun(t, svc)
+	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start")
+	select {
+	case <-settled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the view was not settled in the 30s after the catch-up")
+	}
+	merges.Store(0)
+	for u := range users {
+		e := new(entityView)
+		if found, err := svc.load("user", fmt.Sprintf("u%d", u), e, nil, nil); err != nil || !found {
+			t.Fatalf("u%d in the view: found %v, %v", u, found, err)
+		}
+		i := e.index(count, 0)
+		if i < 0 {
+			t.Fatalf("u%d has no %s series", u, count)
+		}
+		last := int64(records - users + u + 1) // the last record of user u
+		if got, ok := e.series[i].Tile(start); !ok || got.IR.Count != last {
+			t.Errorf("u%d's tile: %+v (found %v), want count %d", u, got, ok, last)
+		}
+	}
+	if n := merges.Load(); n != 0 {
+		t.Errorf("reading %d users' views once settled called the merge operator %d times, want none", users, n)
+	}
 }

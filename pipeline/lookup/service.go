@@ -119,9 +119,14 @@ type Service struct {
 	// beforeCommit, if set, runs in commitLogBatch just before the batch
 	// is committed (tests interleave lookups there, and read the batch).
 	beforeCommit func(*pebble.Batch)
-	log          *zap.Logger
-	m            *metrics.Lookup
-	started      time.Time
+	// settled, if set, is called when settleViews ends (tests).
+	settled func()
+	// viewMu is held by each feature-log batch's commit and by each chunk
+	// of settleViews: see settle.go.
+	viewMu  sync.Mutex
+	log     *zap.Logger
+	m       *metrics.Lookup
+	started time.Time
 
 	mu          sync.Mutex
 	behind      map[int32]int64 // partitions not yet caught up -> end offset to reach

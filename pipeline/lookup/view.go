@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -367,6 +368,16 @@ func (s *Service) consume(ctx context.Context) error {
 	for p, off := range pos {
 		s.advance(p, off)
 	}
+	if a.merges >= settleAfterCatchUp {
+		// Stopped and waited for when consume returns, before the caller
+		// closes the store.
+		var settling sync.WaitGroup
+		sctx, stop := context.WithCancel(ctx)
+		defer settling.Wait()
+		defer stop()
+		merges := a.merges
+		settling.Go(func() { s.settleViews(sctx, merges) })
+	}
 	// pos has every partition: consume waited for the topic's partitions.
 	opts := append(kafka.FollowFrom(topic, pos, kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxWait(100*time.Millisecond))
 	cl, err := kafka.NewClient(kafka.ConnOf(s.o.Brokers, s.o.Config), s.o.ClientID, s.log, opts...)
@@ -430,6 +441,8 @@ type logApplier struct {
 	// sourceTS are the Kafka timestamps (ms) of the batch's feature-tile
 	// upserts, observed as end-to-end latency once the batch is visible.
 	sourceTS []int64
+	// merges counts the merge operands written (see settleAfterCatchUp).
+	merges int64
 }
 
 // entityOps is one entity's ops value in a batch.
@@ -549,6 +562,8 @@ func (s *Service) applyLogRecords(a *logApplier, p int32, recs []*kgo.Record, ol
 // batch, commits it, and then makes the new views visible to lookups (the
 // lookup cache) and the partitions' progress to readiness.
 func (s *Service) commitLogBatch(a *logApplier, topic string, parts []kafka.Part) error {
+	s.viewMu.Lock() // see settleViews
+	defer s.viewMu.Unlock()
 	changed := a.ops[:a.n]
 	// In key order (an entity's view keys sort as its cache keys do):
 	// Pebble's memtable inserts a batch in its order, and an insert just
@@ -571,6 +586,7 @@ func (s *Service) commitLogBatch(a *logApplier, topic string, parts []kafka.Part
 		}
 		if old == nil {
 			_ = b.Merge(a.kbuf, c.ops, nil)
+			a.merges++
 		} else {
 			// A view the cache holds gets its new value: its cached
 			// (committed) value with the batch's records applied, what
