@@ -1,7 +1,6 @@
 package lookup
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -18,32 +17,24 @@ func TestLookupLogRecordsAreTheCodecs(t *testing.T) {
 	if rec := fx.do(t, "POST", "/v1/lookup", `{"entity":"user","keys":["u1","u404","<&>"],"features":["txn_count_7d","txn_amount_avg","txn_amount_avg@2","login_count_1h"]}`); rec.Code != http.StatusOK {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(fx.cfg.Kafka.LookupLogTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	n := 0
-	for n < 3 && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			for b := range lookuplog.Entries(r.Value) {
-				n++
-				e, err := lookuplog.Decode(b)
-				if err != nil {
-					t.Fatalf("%s: %v", b, err)
-				}
-				again, err := e.Encode()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if string(again) != string(b) {
-					t.Errorf("written  %s\nre-encoded %s", b, again)
-				}
+	eachLogRecord(t, brokers, fx.cfg.Kafka.LookupLogTopic, 20*time.Second, func(r *kgo.Record) bool {
+		for b := range lookuplog.Entries(r.Value) {
+			n++
+			e, err := lookuplog.Decode(b)
+			if err != nil {
+				t.Fatalf("%s: %v", b, err)
 			}
-		})
-	}
+			again, err := e.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(again) != string(b) {
+				t.Errorf("written  %s\nre-encoded %s", b, again)
+			}
+		}
+		return n >= 3
+	})
 	if n != 3 {
 		t.Fatalf("%d entries, want 3", n)
 	}

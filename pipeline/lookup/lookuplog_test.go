@@ -45,6 +45,23 @@ func logFixture(t testing.TB, sample float64, opts ...func(*Options)) (*fixture,
 // passes, and returns the decoded entries.
 func consumeLog(t *testing.T, brokers []string, topic string, want int, wait time.Duration) (entries []*lookuplog.Entry) {
 	t.Helper()
+	eachLogRecord(t, brokers, topic, wait, func(r *kgo.Record) bool {
+		for b := range lookuplog.Entries(r.Value) {
+			e, err := lookuplog.Decode(b)
+			if err != nil {
+				t.Fatalf("record %s: %v", r.Value, err)
+			}
+			entries = append(entries, e)
+		}
+		return want >= 0 && len(entries) >= want
+	})
+	return entries
+}
+
+// eachLogRecord passes the lookup-log topic's records, from its start, to
+// fn until fn returns true or wait passes.
+func eachLogRecord(t *testing.T, brokers []string, topic string, wait time.Duration, fn func(*kgo.Record) (done bool)) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -52,22 +69,17 @@ func consumeLog(t *testing.T, brokers []string, topic string, want int, wait tim
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	for len(entries) < want || want < 0 {
+	for done := false; !done; {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			break
+			return
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			for b := range lookuplog.Entries(r.Value) {
-				e, err := lookuplog.Decode(b)
-				if err != nil {
-					t.Fatalf("record %s: %v", r.Value, err)
-				}
-				entries = append(entries, e)
+			if !done {
+				done = fn(r)
 			}
 		})
 	}
-	return entries
 }
 
 func TestLookupLogRecordsWhatWasServed(t *testing.T) {
@@ -199,29 +211,21 @@ func TestLookupLogBatchesEntries(t *testing.T) {
 			t.Fatalf("lookup: %d %s", rec.Code, rec.Body)
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(fx.cfg.Kafka.LookupLogTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	records, entries, largest := 0, 0, 0
-	for entries < requests*perRequest && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			records++
-			largest = max(largest, len(r.Value))
-			if r.Key != nil {
-				t.Errorf("record key %q, want none", r.Key)
+	eachLogRecord(t, brokers, fx.cfg.Kafka.LookupLogTopic, 20*time.Second, func(r *kgo.Record) bool {
+		records++
+		largest = max(largest, len(r.Value))
+		if r.Key != nil {
+			t.Errorf("record key %q, want none", r.Key)
+		}
+		for b := range lookuplog.Entries(r.Value) {
+			if _, err := lookuplog.Decode(b); err != nil {
+				t.Fatalf("entry %s: %v", b, err)
 			}
-			for b := range lookuplog.Entries(r.Value) {
-				if _, err := lookuplog.Decode(b); err != nil {
-					t.Fatalf("entry %s: %v", b, err)
-				}
-				entries++
-			}
-		})
-	}
+			entries++
+		}
+		return entries >= requests*perRequest
+	})
 	if entries != requests*perRequest {
 		t.Fatalf("%d entries logged, want %d", entries, requests*perRequest)
 	}
@@ -249,29 +253,21 @@ func TestLookupLogHugeEntryGoesAlone(t *testing.T) {
 	if rec := fx.do(t, "POST", "/v1/lookup", `{"entity":"user","keys":["u1","`+huge+`","u2"],"features":["txn_count_7d"]}`); rec.Code != http.StatusOK {
 		t.Fatalf("lookup: %d %.200s", rec.Code, rec.Body)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(fx.cfg.Kafka.LookupLogTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	var records [][]string // keys of each record's entries
 	entries := 0
-	for entries < 3 && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			var keys []string
-			for b := range lookuplog.Entries(r.Value) {
-				e, err := lookuplog.Decode(b)
-				if err != nil {
-					t.Fatalf("entry %.200s: %v", b, err)
-				}
-				keys = append(keys, e.Key)
-				entries++
+	eachLogRecord(t, brokers, fx.cfg.Kafka.LookupLogTopic, 20*time.Second, func(r *kgo.Record) bool {
+		var keys []string
+		for b := range lookuplog.Entries(r.Value) {
+			e, err := lookuplog.Decode(b)
+			if err != nil {
+				t.Fatalf("entry %.200s: %v", b, err)
 			}
-			records = append(records, keys)
-		})
-	}
+			keys = append(keys, e.Key)
+			entries++
+		}
+		records = append(records, keys)
+		return entries >= 3
+	})
 	if entries != 3 {
 		t.Fatalf("%d entries logged, want 3", entries)
 	}

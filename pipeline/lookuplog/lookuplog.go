@@ -524,6 +524,23 @@ func Entries(value []byte) iter.Seq[[]byte] {
 	}
 }
 
+// DecodeEach decodes every entry of a record value (see Entries) and passes
+// each to fn, skipping those that do not decode: it returns how many it
+// skipped, and the error of the first.
+func DecodeEach(value []byte, fn func(*Entry)) (skipped int, err error) {
+	for b := range Entries(value) {
+		e, derr := Decode(b)
+		if derr != nil {
+			if skipped++; skipped == 1 {
+				err = derr
+			}
+			continue
+		}
+		fn(e)
+	}
+	return skipped, err
+}
+
 // Decode parses one entry (a line of a record value, see Entries). Values as the Append functions write them
 // take a hand-written path (decodeFast); any other JSON is decoded by
 // encoding/json, with the same result.

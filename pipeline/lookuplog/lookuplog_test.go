@@ -297,3 +297,13 @@ func TestEntries(t *testing.T) {
 		t.Errorf("a loop that breaks after 2 entries saw %d", n)
 	}
 }
+
+func TestDecodeEachSkipsWhatDoesNotDecode(t *testing.T) {
+	a, _ := (&Entry{Entity: "user", Key: "u1", At: 1, Features: map[string]*float64{}}).Encode()
+	b, _ := (&Entry{Entity: "user", Key: "u2", At: 2, Features: map[string]*float64{}}).Encode()
+	var keys []string
+	n, err := DecodeEach(slices.Concat(a, []byte("\n{not json\n"), b), func(e *Entry) { keys = append(keys, e.Key) })
+	if n != 1 || err == nil || !slices.Equal(keys, []string{"u1", "u2"}) {
+		t.Errorf("DecodeEach: %d skipped (%v), passed %q; want 1 skipped with its error, u1 and u2 passed", n, err, keys)
+	}
+}

@@ -251,15 +251,9 @@ func ReadServed(ctx context.Context, conn kafka.Conn, topic string, o ServedOpti
 	}
 	skipped := 0
 	_, err = kafka.ReadRanges(ctx, cl, topic, rs, func(r *kgo.Record) error {
-		for b := range lookuplog.Entries(r.Value) {
-			e, err := lookuplog.Decode(b)
-			if err != nil {
-				if skipped++; skipped <= 10 {
-					log.Warn("skipping an unreadable lookup-log entry", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
-				}
-				continue
-			}
-			s.Add(e)
+		if n, err := lookuplog.DecodeEach(r.Value, s.Add); n > 0 && skipped < 10 {
+			log.Warn("skipping unreadable lookup-log entries", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Int("entries", n), zap.Error(err))
+			skipped++
 		}
 		return nil
 	})

@@ -47,15 +47,11 @@ func readLog(ctx context.Context, opts []kgo.Opt, topic string, since time.Time)
 	var invalid int64
 	_, err = kafka.ReadRanges(ctx, cl, topic, read, func(rec *kgo.Record) error {
 		i := 0
-		for b := range lookuplog.Entries(rec.Value) {
-			e, err := lookuplog.Decode(b)
-			if err != nil {
-				invalid++
-				continue
-			}
+		bad, _ := lookuplog.DecodeEach(rec.Value, func(e *lookuplog.Entry) {
 			out = append(out, logged{entry: e, partition: rec.Partition, offset: rec.Offset, index: i})
 			i++
-		}
+		})
+		invalid += int64(bad)
 		return nil
 	})
 	if err != nil {

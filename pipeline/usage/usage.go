@@ -250,15 +250,9 @@ func Read(ctx context.Context, conn kafka.Conn, topic string, now time.Time, log
 	agg := NewAggregator(now)
 	skipped := 0
 	err = kafka.ReadToEnd(ctx, cl, topic, func(r *kgo.Record) error {
-		for b := range lookuplog.Entries(r.Value) {
-			e, err := lookuplog.Decode(b)
-			if err != nil {
-				if skipped++; skipped <= 10 {
-					log.Warn("skipping an unreadable lookup-log entry", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
-				}
-				continue
-			}
-			agg.Add(e)
+		if n, err := lookuplog.DecodeEach(r.Value, agg.Add); n > 0 && skipped < 10 {
+			log.Warn("skipping unreadable lookup-log entries", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Int("entries", n), zap.Error(err))
+			skipped++
 		}
 		return nil
 	})
