@@ -119,8 +119,9 @@ type Service struct {
 	// beforeCommit, if set, runs in commitLogBatch just before the batch
 	// is committed (tests interleave lookups there, and read the batch).
 	beforeCommit func(*pebble.Batch)
-	// settled, if set, is called when settleViews ends (tests).
-	settled func()
+	// settled, if set, is called when settleViews ends, with the operands
+	// that started it (tests).
+	settled func(operands int64)
 	// viewMu is held by each feature-log batch's commit and by each chunk
 	// of settleViews: see settle.go.
 	viewMu  sync.Mutex

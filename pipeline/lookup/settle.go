@@ -3,6 +3,8 @@ package lookup
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -11,44 +13,98 @@ import (
 	"github.com/featurepipe/featurepipe/internal/keys"
 )
 
-// Settling the view after a catch-up.
+// Settling the view.
 //
-// A catch-up writes each entity's records as merge operands (viewmerge.go),
-// one per entity and batch, so a replica that replayed a long feature log
-// leaves most entities several operands, each holding every record of its
-// batch. Until a compaction merges them, every read of such an entity
+// A replica writes each entity's feature-log records as merge operands
+// (viewmerge.go), one per entity and batch, except for the entities its
+// lookup cache holds. So a replica that replayed a long feature log, or
+// followed a burst of it (a worker's backlog, a republication), leaves many
+// entities several operands, each holding every record of its batch. Until a
+// compaction merges them into the bottom level, every read of such an entity
 // merges all of them again: measured ~0.8 ms per entity for the 5,000 users
 // of `featurepipe dev` after its history, against a few microseconds for a
-// whole view. Compactions do not help by themselves: they run as new
+// whole view. Compactions do not settle it by themselves: they run as new
 // writes arrive, and a manual compaction of a store nothing overlaps only
 // moves its tables down, operands included.
 //
-// So once a catch-up wrote settleAfterCatchUp operands or more, settleViews
-// reads every view in key order (each read merges its operands once) and
-// writes it back whole (a Set), settleChunk views at a time, in the
-// background while the replica serves. A chunk holds viewMu, as
-// commitLogBatch does, so no feature-log batch commits between a view's
-// read and its rewrite; the rewrite is the value a lookup would read, so
-// the lookup cache stays as it is. Cost: one read and one write of every
-// view, about what a lookup of each entity would have paid once.
+// So once the operands written since the last settling reach
+// max(settleAfter, the views the last one rewrote) (on average one per
+// entity: the rewrite's cost, proportional to the entities, is paid once
+// per as many operands), settleViews reads every view in key order (each
+// read merges its operands once) and writes it back whole (a Set),
+// settleChunk views at a time, in the background while the replica serves
+// and follows. A chunk holds viewMu, as commitLogBatch does, so no
+// feature-log batch commits between a view's read and its rewrite; the
+// rewrite is the value a lookup would read, so the lookup cache stays as it
+// is. Cost: one read and one write of every view, about what a lookup of
+// each entity would have paid once.
 
-// settleAfterCatchUp is the number of merge operands a catch-up must have
-// written for the view to be settled. A variable for tests.
-var settleAfterCatchUp int64 = 10_000
+// settleAfter is the fewest operands written since the last settling that
+// start another. A variable for tests.
+var settleAfter int64 = 10_000
 
 // settleChunk is the number of views settled under one hold of viewMu: the
 // longest a feature-log batch waits for the settling (a few milliseconds).
 const settleChunk = 256
 
+// settler starts settleViews when enough operands were written, again
+// and again while more were written during a settling. maybeStart is
+// called by the feature-log consumer's goroutine only; the fields are
+// atomics because the settling goroutine reads and sets them too.
+type settler struct {
+	wg      sync.WaitGroup
+	running atomic.Bool
+	written atomic.Int64 // operands written so far (the consumer's count)
+	from    atomic.Int64 // written when the last settling started
+	views   atomic.Int64 // rewritten by the last settling
+}
+
+// due reports whether the operands written since the last settling reached
+// the threshold.
+func (st *settler) due() bool {
+	return st.written.Load()-st.from.Load() >= max(settleAfter, st.views.Load())
+}
+
+// maybeStart records merges, the operands written so far, and starts the
+// settling goroutine if none runs and a settling is due.
+func (st *settler) maybeStart(ctx context.Context, s *Service, merges int64) {
+	st.written.Store(merges)
+	if st.running.Load() || !st.due() {
+		return
+	}
+	st.running.Store(true)
+	st.wg.Go(func() {
+		for {
+			w := st.written.Load()
+			operands := w - st.from.Load()
+			st.from.Store(w)
+			st.views.Store(int64(s.settleViews(ctx, operands)))
+			if ctx.Err() != nil {
+				break
+			}
+			// Operands written while it ran: settle again if they are
+			// enough, else leave it to the next maybeStart. Clearing
+			// running first, then looking again, misses no write: a
+			// maybeStart that saw running set stored its count before.
+			st.running.Store(false)
+			if !st.due() || !st.running.CompareAndSwap(false, true) {
+				return
+			}
+		}
+		st.running.Store(false)
+	})
+}
+
 // settleViews rewrites every view whole, chunk by chunk, until done or ctx
-// ends; s.settled, if set (tests), is called when it ends.
-func (s *Service) settleViews(ctx context.Context, operands int64) {
+// ends, and returns how many it rewrote; s.settled, if set (tests), is
+// called when it ends, with the operands that started it.
+func (s *Service) settleViews(ctx context.Context, operands int64) (views int) {
 	defer func() {
 		if s.settled != nil {
-			s.settled()
+			s.settled(operands)
 		}
 	}()
-	start, views := time.Now(), 0
+	start := time.Now()
 	from := keys.View(nil, "", "")[:1] // the view keys' prefix
 	upper := []byte{from[0] + 1}
 	for from != nil && ctx.Err() == nil {
@@ -57,14 +113,15 @@ func (s *Service) settleViews(ctx context.Context, operands int64) {
 		from, n, err = s.settleNext(from, upper)
 		views += n
 		if err != nil {
-			s.log.Warn("settling the view after the catch-up stopped: reads merge the operands left until compactions do", zap.Error(err))
-			return
+			s.log.Warn("settling the view stopped: reads merge the operands left until compactions do", zap.Error(err))
+			return views
 		}
 	}
 	if ctx.Err() == nil {
-		s.log.Info("settled the view after the catch-up: every view written whole", zap.Int64("merge_operands", operands),
+		s.log.Info("settled the view: every view written whole", zap.Int64("merge_operands", operands),
 			zap.Int("views", views), zap.Duration("took", time.Since(start)))
 	}
+	return views
 }
 
 // settleNext rewrites up to settleChunk views from key from on, and returns

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -368,16 +367,13 @@ func (s *Service) consume(ctx context.Context) error {
 	for p, off := range pos {
 		s.advance(p, off)
 	}
-	if a.merges >= settleAfterCatchUp {
-		// Stopped and waited for when consume returns, before the caller
-		// closes the store.
-		var settling sync.WaitGroup
-		sctx, stop := context.WithCancel(ctx)
-		defer settling.Wait()
-		defer stop()
-		merges := a.merges
-		settling.Go(func() { s.settleViews(sctx, merges) })
-	}
+	// Settling runs in the background; it is stopped and waited for when
+	// consume returns, before the caller closes the store.
+	sctx, stop := context.WithCancel(ctx)
+	st := &settler{}
+	defer st.wg.Wait()
+	defer stop()
+	st.maybeStart(sctx, s, a.merges)
 	// pos has every partition: consume waited for the topic's partitions.
 	opts := append(kafka.FollowFrom(topic, pos, kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxWait(100*time.Millisecond))
 	cl, err := kafka.NewClient(kafka.ConnOf(s.o.Brokers, s.o.Config), s.o.ClientID, s.log, opts...)
@@ -411,6 +407,7 @@ func (s *Service) consume(ctx context.Context) error {
 		if err := s.applyLogParts(a, topic, parts); err != nil {
 			return fmt.Errorf("apply feature log to view: %w", err)
 		}
+		st.maybeStart(sctx, s, a.merges)
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if len(fp.Records) == 0 || fp.HighWatermark < 0 {
 				return
@@ -441,7 +438,7 @@ type logApplier struct {
 	// sourceTS are the Kafka timestamps (ms) of the batch's feature-tile
 	// upserts, observed as end-to-end latency once the batch is visible.
 	sourceTS []int64
-	// merges counts the merge operands written (see settleAfterCatchUp).
+	// merges counts the merge operands written (see settler).
 	merges int64
 }
 
