@@ -43,9 +43,11 @@ import (
 // start another. A variable for tests.
 var settleAfter int64 = 10_000
 
-// settleChunk is the number of views settled under one hold of viewMu: the
-// longest a feature-log batch waits for the settling (a few milliseconds).
-const settleChunk = 256
+// settleChunk is the number of views settled under one hold of viewMu,
+// which bounds how long a feature-log batch waits for the settling: a few
+// milliseconds for views already settled, up to ~64 ms for views of ~1 ms
+// of operands each (the worst measured, after `featurepipe dev`'s history).
+const settleChunk = 64
 
 // settler starts settleViews when enough operands were written, again
 // and again while more were written during a settling. maybeStart is
