@@ -135,13 +135,13 @@ func (s *Service) settleNext(from, upper []byte) (next []byte, n int, err error)
 	if err != nil {
 		return nil, 0, fmt.Errorf("view iterator: %w", err)
 	}
-	b := s.o.Store.NewBatch()
-	defer b.Close()
+	b := s.o.Store.NewBatch() // closed by CommitNoSync, or here on an error before it
 	valid := it.First()
 	for ; valid && n < settleChunk; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
+			b.Close()
 			return nil, 0, fmt.Errorf("view %q: %w", it.Key(), err)
 		}
 		_ = b.Set(it.Key(), v, nil)
@@ -151,6 +151,7 @@ func (s *Service) settleNext(from, upper []byte) (next []byte, n int, err error)
 		next = append([]byte(nil), it.Key()...)
 	}
 	if err := it.Close(); err != nil {
+		b.Close()
 		return nil, 0, fmt.Errorf("view iterator: %w", err)
 	}
 	if err := s.o.Store.CommitNoSync(b); err != nil {
