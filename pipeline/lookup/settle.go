@@ -71,10 +71,9 @@ func (st *settler) due() bool {
 // settling goroutine if none runs and a settling is due.
 func (st *settler) maybeStart(ctx context.Context, s *Service, merges int64) {
 	st.written.Store(merges)
-	if st.running.Load() || !st.due() {
-		return
+	if !st.due() || !st.running.CompareAndSwap(false, true) {
+		return // not due, or a settling runs (and looks again when it ends)
 	}
-	st.running.Store(true)
 	st.wg.Go(func() {
 		for {
 			w := st.written.Load()
