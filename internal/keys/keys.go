@@ -240,6 +240,10 @@ func View(dst []byte, entity, entityKey string) []byte {
 	return append(dst, entityKey...)
 }
 
+// ViewBounds are the bounds of every lookup-view key (View): lower
+// inclusive, upper exclusive.
+func ViewBounds() (lower, upper []byte) { return []byte{prefixView}, []byte{prefixView + 1} }
+
 // ViewLogOffset is the lookup-view key of the next feature-log offset to read.
 func ViewLogOffset(topic string, partition int32) []byte {
 	return appendTopicPartition(nil, prefixViewLog, topic, partition)

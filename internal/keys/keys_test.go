@@ -169,3 +169,16 @@ func TestStatsHourKeysSortByHourAndRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestViewBoundsHoldEveryViewKeyAndNothingElse(t *testing.T) {
+	lower, upper := ViewBounds()
+	in := func(k []byte) bool { return string(k) >= string(lower) && string(k) < string(upper) }
+	for _, k := range [][]byte{View(nil, "user", "u1"), View(nil, "", ""), View(nil, "\xff\xff", "\xff")} {
+		if !in(k) {
+			t.Errorf("view key %q outside [%q, %q)", k, lower, upper)
+		}
+	}
+	if in(ViewLogOffset("featurepipe.features", 3)) {
+		t.Error("a view's feature-log offset key is inside the view bounds")
+	}
+}

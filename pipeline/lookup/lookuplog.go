@@ -199,8 +199,8 @@ func (s *Service) logLookups(a *lookupAnswer) {
 			l.cur = lr
 			l.timer.Reset(logBatchLinger)
 		}
-		b0 := lr.buf
-		b := b0
+		start := len(lr.buf) // of this entry's separating newline, if any
+		b := lr.buf
 		if len(b) > 0 {
 			b = append(b, '\n')
 		}
@@ -224,7 +224,7 @@ func (s *Service) logLookups(a *lookupAnswer) {
 			}
 		}
 		lr.buf = lookuplog.AppendEnd(b)
-		if start := len(b0); start > 0 && len(lr.buf)-start > logBatchBytes {
+		if start > 0 && len(lr.buf)-start > logBatchBytes {
 			// A huge entry (long lists) goes alone, so that Kafka's refusal
 			// of a record over its message size loses no other entry.
 			alone := logRecordPool.Get().(*logRecord)

@@ -106,8 +106,7 @@ func (s *Service) settleViews(ctx context.Context, operands int64) (views int) {
 		}
 	}()
 	start := time.Now()
-	from := keys.View(nil, "", "")[:1] // the view keys' prefix
-	upper := []byte{from[0] + 1}
+	from, upper := keys.ViewBounds()
 	for from != nil && ctx.Err() == nil {
 		var n int
 		var err error
@@ -139,9 +138,10 @@ func (s *Service) settleNext(from, upper []byte) (next []byte, n int, err error)
 	for ; valid && n < settleChunk; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
+			err = fmt.Errorf("view %q: %w", it.Key(), err) // the key is the iterator's until Close
 			it.Close()
 			b.Close()
-			return nil, 0, fmt.Errorf("view %q: %w", it.Key(), err)
+			return nil, 0, err
 		}
 		_ = b.Set(it.Key(), v, nil)
 		n++
