@@ -265,8 +265,8 @@ func (s *Service) load(entity, key string, e *entityView, kbuf, vbuf []byte) (fo
 // while it follows the log; once settled, reading every user's view calls
 // the merge operator not once, and gives the last value.
 func TestReplicaSettlesTheViewItMerged(t *testing.T) {
-	defer func(v int64) { settleAfter = v }(settleAfter)
-	settleAfter = 1
+	defer func(v int64, c int) { settleAfter, settleChunk = v, c }(settleAfter, settleChunk)
+	settleAfter, settleChunk = 1, 2 // 5 users: 3 chunks, 2 pauses per settling
 	for _, follow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) { testSettles(t, follow) })
 	}
@@ -313,8 +313,24 @@ func testSettles(t *testing.T, follow bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var settlings atomic.Int64
+	var settlings, pauses atomic.Int64
 	svc.settled = func(int64) { settlings.Add(1) }
+	// Between two chunks the settling pauses as long as the chunk took,
+	// with viewMu free: a commit waits for a chunk at most, not for a
+	// whole settling.
+	var pauseErr atomic.Value
+	svc.settlePause = func(ctx context.Context, d time.Duration) {
+		pauses.Add(1)
+		if d <= 0 {
+			pauseErr.Store(fmt.Sprintf("a pause of %v after a chunk", d))
+		}
+		if !svc.viewMu.TryLock() {
+			pauseErr.Store("viewMu held during a pause between chunks")
+		} else {
+			svc.viewMu.Unlock()
+		}
+		sleep(ctx, d)
+	}
 	startRun(t, svc)
 	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start")
 	if follow {
@@ -344,6 +360,12 @@ func testSettles(t *testing.T, follow bool) {
 		merges.Store(0)
 		bad := read()
 		if bad == "" && merges.Load() == 0 && settlings.Load() > 0 {
+			if msg := pauseErr.Load(); msg != nil {
+				t.Fatal(msg)
+			}
+			if got, want := pauses.Load(), 2*settlings.Load(); got < want {
+				t.Fatalf("%d settlings of 5 views, 2 at a time, paused %d times, want %d at least", settlings.Load(), got, want)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
