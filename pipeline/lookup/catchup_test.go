@@ -307,7 +307,10 @@ func testSettles(t *testing.T, follow bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	// Closed after startRun's cleanup has stopped Run (cleanups run last
+	// registered first), not by a defer, which would close it under a
+	// settling still running.
+	t.Cleanup(func() { st.Close() })
 	svc, err := New(Options{Brokers: c.ListenAddrs(), Config: cfg, Store: st, LookupLogSample: NoLookupLog,
 		Now: func() time.Time { return fixtureNow }})
 	if err != nil {
