@@ -36,8 +36,8 @@ import (
 // the background while the replica serves and follows. A chunk holds
 // viewMu, as commitLogBatch does, so no feature-log batch commits between a
 // view's read and its rewrite; the rewrite is the value a lookup would read,
-// so the lookup cache stays as it is. Cost: one read and one write of every view, about what a lookup of
-// each entity would have paid once.
+// so the lookup cache stays as it is. Cost: one read and one write of every
+// view, about what a lookup of each entity would have paid once.
 
 // settleAfter is the fewest operands written since the last settling that
 // start another. A variable for tests.
