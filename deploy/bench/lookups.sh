@@ -2,7 +2,8 @@
 # Lookups over HTTP against the floor (README, "Lookup handler"): `featurepipe serve` with its
 # default flags, the same with --lookup-log-sample 0 --ui=false, and the bare net/http server
 # of `featurepipe load --baseline`, each driven by wrk (1 thread, 8 connections, one random
-# key of USERS, the 7 features of lookup.lua), alternated ROUNDS times.
+# key of USERS, the 7 features of lookup.lua), alternated ROUNDS times. Each run prints its
+# req/s and p50, and the CPU time per request of its server and of `featurepipe dev`.
 #
 #   deploy/bench/lookups.sh                    # ROUNDS=3 USERS=5000 DURATION=10s
 #
@@ -58,20 +59,27 @@ for i in $(seq 1 60); do
 done
 echo "settled after $((i * 5)) s: $(((b - a) * 100 / (5 * hz)))% of a core over the last 5 s"
 
-# run NAME PORT: one wrk run, prints "NAME req/s p50".
+# run NAME PORT PID: one wrk run, prints "NAME req/s p50", then the CPU time per request of
+# the server (PID) and of dev (the broker the lookup log goes to, and its own worker), from
+# /proc: a steadier measure than req/s on a shared machine (10 ms ticks: ~1% over a 10 s run).
 run() {
-  local out
+  local out s0 d0 s1 d1 n
+  s0=$(cpu "$3"); d0=$(cpu "${pids[0]}")
   out=$(USERS=$USERS wrk -t1 -c8 -d"$DURATION" --latency -s deploy/bench/lookup.lua "http://127.0.0.1:$2")
-  printf '%-8s %10s req/s  p50 %s  non-2xx %s\n' "$1" \
+  s1=$(cpu "$3"); d1=$(cpu "${pids[0]}")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  printf '%-8s %10s req/s  p50 %s  non-2xx %s  CPU-µs/request: server %s, dev %s\n' "$1" \
     "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
-    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)"
+    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" \
+    "$(awk -v t=$((s1 - s0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')" \
+    "$(awk -v t=$((d1 - d0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
 }
 echo "$(nproc) cores, $(uptime | sed 's/.*load average/load average/'), $USERS users, wrk -t1 -c8 -d$DURATION"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r"
-  run bare 18590
-  run default 18581
-  run nolog 18582
+  run bare 18590 "${pids[1]}"
+  run default 18581 "${pids[2]}"
+  run nolog 18582 "${pids[3]}"
 done
 echo "$(uptime | sed 's/.*load average/load average/')"
