@@ -319,19 +319,23 @@ func testSettles(t *testing.T, follow bool) {
 	var settlings, pauses atomic.Int64
 	svc.settled = func(int64) { settlings.Add(1) }
 	// Between two chunks the settling pauses as long as the chunk took,
-	// with viewMu free: a commit waits for a chunk at most, not for a
-	// whole settling.
+	// without holding viewMu: a commit waits for a chunk at most, not for a
+	// whole settling. (The hook runs on the settling goroutine, so had it
+	// kept viewMu, no TryLock could take it during the hook; a feature-log
+	// commit may hold it for a moment, hence the retries.)
 	var pauseErr atomic.Value
 	svc.settlePause = func(ctx context.Context, d time.Duration) {
 		pauses.Add(1)
 		if d <= 0 {
 			pauseErr.Store(fmt.Sprintf("a pause of %v after a chunk", d))
 		}
-		if !svc.viewMu.TryLock() {
-			pauseErr.Store("viewMu held during a pause between chunks")
-		} else {
-			svc.viewMu.Unlock()
+		for deadline := time.Now().Add(5 * time.Second); !svc.viewMu.TryLock(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				pauseErr.Store("viewMu held for 5s during a pause between chunks")
+				return
+			}
 		}
+		svc.viewMu.Unlock()
 		sleep(ctx, d)
 	}
 	startRun(t, svc)
