@@ -62,6 +62,7 @@ echo "settled after $((i * 5)) s: $(((b - a) * 100 / (5 * hz)))% of a core over 
 # run NAME PORT PID: one wrk run, prints "NAME req/s p50", then the CPU time per request of
 # the server (PID) and of dev (the broker the lookup log goes to, and its own worker), from
 # /proc: a steadier measure than req/s on a shared machine (10 ms ticks: ~1% over a 10 s run).
+per_request() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}'; } # TICKS N → µs
 run() {
   local out s0 d0 s1 d1 n
   s0=$(cpu "$3"); d0=$(cpu "${pids[0]}")
@@ -72,8 +73,7 @@ run() {
     "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
     "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" \
-    "$(awk -v t=$((s1 - s0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')" \
-    "$(awk -v t=$((d1 - d0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
+    "$(per_request $((s1 - s0)) "$n")" "$(per_request $((d1 - d0)) "$n")"
 }
 echo "$(nproc) cores, $(uptime | sed 's/.*load average/load average/'), $USERS users, wrk -t1 -c8 -d$DURATION"
 for r in $(seq 1 "$ROUNDS"); do

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -320,14 +321,26 @@ func testSettles(t *testing.T, follow bool) {
 	svc.settled = func(int64) { settlings.Add(1) }
 	// Between two chunks the settling pauses as long as the chunk took,
 	// without holding viewMu: a commit waits for a chunk at most, not for a
-	// whole settling. (The hook runs on the settling goroutine, so had it
-	// kept viewMu, no TryLock could take it during the hook; a feature-log
-	// commit may hold it for a moment, hence the retries.)
+	// whole settling. The hook runs on the settling goroutine as a pause
+	// begins, so had the settling kept viewMu, no TryLock could take it
+	// during the hook (a feature-log commit may hold it for a moment, hence
+	// the retries). From the end of one hook to the start of the next there
+	// is the pause, then the next chunk: at least the two chunks' times.
 	var pauseErr atomic.Value
-	svc.settlePause = func(ctx context.Context, d time.Duration) {
+	var hookMu sync.Mutex // the settling goroutines run one at a time; the race detector needs telling
+	var prevEnd time.Time
+	var prevTook time.Duration
+	svc.settlePausing = func(took time.Duration) {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		began := time.Now()
 		pauses.Add(1)
-		if d <= 0 {
-			pauseErr.Store(fmt.Sprintf("a pause of %v after a chunk", d))
+		if took <= 0 {
+			pauseErr.Store(fmt.Sprintf("a pause of %v after a chunk", took))
+		}
+		if !prevEnd.IsZero() && began.Sub(prevEnd) < prevTook+took {
+			pauseErr.Store(fmt.Sprintf("%v from one pause to the next, less than the chunk before the first (%v) and the one between (%v): the settling did not pause",
+				began.Sub(prevEnd), prevTook, took))
 		}
 		for deadline := time.Now().Add(5 * time.Second); !svc.viewMu.TryLock(); time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -336,7 +349,7 @@ func testSettles(t *testing.T, follow bool) {
 			}
 		}
 		svc.viewMu.Unlock()
-		sleep(ctx, d)
+		prevEnd, prevTook = time.Now(), took
 	}
 	startRun(t, svc)
 	waitReady(t, svc, 30*time.Second, "the replica is not ready 30s after start")

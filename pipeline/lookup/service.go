@@ -122,9 +122,9 @@ type Service struct {
 	// settled, if set, is called when settleViews ends, with the operands
 	// that started it (tests).
 	settled func(operands int64)
-	// settlePause, if set, replaces the pause between two chunks of
-	// settleViews (tests); d is how long the chunk before it took.
-	settlePause func(ctx context.Context, d time.Duration)
+	// settlePausing, if set, is called by settleViews as each pause between
+	// two chunks begins, with how long the chunk before it took (tests).
+	settlePausing func(took time.Duration)
 	// viewMu is held by each feature-log batch's commit and by each chunk
 	// of settleViews: see settle.go.
 	viewMu  sync.Mutex

@@ -100,7 +100,7 @@ func (st *settler) maybeStart(ctx context.Context, s *Service, merges int64) {
 // ends, and returns how many it rewrote; s.settled, if set (tests), is
 // called when it ends, with the operands that started it.
 //
-// After each chunk it pauses as long as the chunk took (s.settlePause), so
+// After each chunk it pauses as long as the chunk took, so
 // the settling takes at most about half of one core, and the feature-log
 // consumer finds viewMu free at least half of the time: without the pause,
 // the goroutine took the mutex back as soon as it let it go, and a commit
@@ -113,10 +113,6 @@ func (s *Service) settleViews(ctx context.Context, operands int64) (views int) {
 			s.settled(operands)
 		}
 	}()
-	pause := s.settlePause
-	if pause == nil {
-		pause = sleep
-	}
 	start := time.Now()
 	from, upper := keys.ViewBounds()
 	for from != nil && ctx.Err() == nil {
@@ -130,7 +126,14 @@ func (s *Service) settleViews(ctx context.Context, operands int64) (views int) {
 			return views
 		}
 		if from != nil {
-			pause(ctx, time.Since(began))
+			took := time.Since(began)
+			if s.settlePausing != nil {
+				s.settlePausing(took)
+			}
+			select {
+			case <-time.After(took):
+			case <-ctx.Done():
+			}
 		}
 	}
 	if ctx.Err() == nil {
@@ -173,14 +176,4 @@ func (s *Service) settleNext(from, upper []byte) (next []byte, n int, err error)
 		return nil, 0, fmt.Errorf("rewrite views: %w", err)
 	}
 	return next, n, nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
