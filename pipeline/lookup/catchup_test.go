@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -327,12 +326,11 @@ func testSettles(t *testing.T, follow bool) {
 	// the retries). From the end of one hook to the start of the next there
 	// is the pause, then the next chunk: at least the two chunks' times.
 	var pauseErr atomic.Value
-	var hookMu sync.Mutex // the settling goroutines run one at a time; the race detector needs telling
+	// Only the settling goroutine touches these: one runs at a time, and
+	// the next starts after the settler's running flag saw it end.
 	var prevEnd time.Time
 	var prevTook time.Duration
 	svc.settlePausing = func(took time.Duration) {
-		hookMu.Lock()
-		defer hookMu.Unlock()
 		began := time.Now()
 		pauses.Add(1)
 		if took <= 0 {
