@@ -377,7 +377,8 @@ func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
 		ps.cache[key] = es
 		return es, nil
 	}
-	es := &entityState{key: key}
+	ps.ords++
+	es := &entityState{key: key, ord: ps.ords}
 	ps.keyBuf = keys.State(ps.keyBuf[:0], ps.tp.topic, ps.tp.partition, key)
 	val, found, err := w.o.Store.Get(ps.valBuf[:0], ps.keyBuf)
 	if err != nil {

@@ -19,6 +19,9 @@ type entityState struct {
 	// gen is the publication generation that last handed the entity over
 	// to partState.kept (publisher.dropLocked), for its eviction.
 	gen uint64
+	// ord numbers the entity among its partition's (partState.ords): the
+	// order in which a publication reads their dirty tiles (sortedDirty).
+	ord uint64
 }
 
 // encodeEntity encodes es; its first-seen marker, if any, is the series

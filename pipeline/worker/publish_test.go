@@ -1,9 +1,13 @@
 package worker
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/featurepipe/featurepipe/aggregations"
 )
 
 // fetchOf is one poll of one topic: per partition, the offsets of its
@@ -40,5 +44,50 @@ func TestCaughtUp(t *testing.T) {
 		if got := caughtUp(tc.poll); got != tc.light {
 			t.Errorf("%s: caughtUp = %v, want %v", tc.name, got, tc.light)
 		}
+	}
+}
+
+// TestSortedDirtyKeepsEveryTileInEntityOrder: a publication produces every
+// dirty tile once with its timestamp, each entity's tiles together, by
+// feature and start (the order that reads each series sequentially);
+// entities without an ord (0) are told apart by key.
+func TestSortedDirtyKeepsEveryTileInEntityOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var ents []*entityState // keys unique, as in a partition
+	for i, k := range rng.Perm(1000)[:50] {
+		ents = append(ents, &entityState{key: fmt.Sprintf("k%03d", k), ord: uint64(rng.IntN(3) * (i + 1))})
+	}
+	dirty := map[dirtyTile]int64{}
+	for range 2000 {
+		d := dirtyTile{ents[rng.IntN(len(ents))], rng.IntN(4) - 1, rng.Int64N(40) * 3600_000}
+		if rng.IntN(20) == 0 {
+			d.start = aggregations.BaseStart
+		}
+		dirty[d] = rng.Int64N(1000)
+	}
+	got := sortedDirty(nil, dirty)
+	if len(got) != len(dirty) {
+		t.Fatalf("%d entries, want the %d dirty tiles", len(got), len(dirty))
+	}
+	done := map[*entityState]bool{}
+	for i, e := range got {
+		if ts, ok := dirty[e.dirtyTile]; !ok || ts != e.ts {
+			t.Fatalf("entry %d: %+v with ts %d, dirty has %d (%v)", i, e.dirtyTile, e.ts, ts, ok)
+		}
+		delete(dirty, e.dirtyTile)
+		if i == 0 || got[i-1].es != e.es {
+			if done[e.es] {
+				t.Fatalf("entry %d: entity %q (ord %d) comes back after another entity's tiles", i, e.es.key, e.es.ord)
+			}
+			done[e.es] = true
+			continue
+		}
+		p := got[i-1]
+		if p.feature > e.feature || (p.feature == e.feature && p.start >= e.start) {
+			t.Fatalf("entry %d of entity %q: feature %d start %d after feature %d start %d", i, e.es.key, e.feature, e.start, p.feature, p.start)
+		}
+	}
+	if len(dirty) != 0 {
+		t.Fatalf("%d dirty tiles not produced", len(dirty))
 	}
 }

@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,17 +175,19 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	recs := make([]kgo.Record, n)
 	slab := make([]byte, 0, n*64)
 	i := 0
+	var order []dirtyEntry
 	for _, ps := range parts {
-		for d, ts := range ps.dirty {
+		order = sortedDirty(order[:0], ps.dirty)
+		for _, e := range order {
 			r := &recs[i]
 			i++
 			r.Topic = p.topic
-			if ts > 0 {
+			if e.ts > 0 {
 				// The newest source record folded into the tile since the
 				// last publication; zero: franz-go stamps the produce time.
-				r.Timestamp = time.UnixMilli(ts)
+				r.Timestamp = time.UnixMilli(e.ts)
 			}
-			slab, r.Key, r.Value = appendRecord(slab, ps, d.es, d.feature, d.start)
+			slab, r.Key, r.Value = appendRecord(slab, ps, e.es, e.feature, e.start)
 			p.produce(ctx, r)
 		}
 	}
@@ -426,6 +430,38 @@ func (p *publisher) featureLogOffsets() map[int32]int64 {
 		out[k] = v
 	}
 	return out
+}
+
+// dirtyEntry is a dirty tile with the newest source record timestamp
+// folded into it (partState.dirty's key and value).
+type dirtyEntry struct {
+	dirtyTile
+	ts int64
+}
+
+// sortedDirty appends the tiles of dirty to dst by entity (entityState.ord,
+// then key), feature and start: a publication then reads each entity's
+// series one after the other, each in its tiles' order, instead of in the
+// map's random order, which made finding each tile a cache miss (in a
+// replay of history, 0.2 of the worker's ~1.8 CPU-s went to those
+// searches). Cost: a sort of the entries, O(n log n) integer comparisons.
+func sortedDirty(dst []dirtyEntry, dirty map[dirtyTile]int64) []dirtyEntry {
+	for d, ts := range dirty {
+		dst = append(dst, dirtyEntry{d, ts})
+	}
+	slices.SortFunc(dst, func(a, b dirtyEntry) int {
+		if a.es != b.es {
+			if c := cmp.Compare(a.es.ord, b.es.ord); c != 0 {
+				return c
+			}
+			return strings.Compare(a.es.key, b.es.key)
+		}
+		if c := cmp.Compare(a.feature, b.feature); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.start, b.start)
+	})
+	return dst
 }
 
 // appendRecord appends the feature-log record of tile start of feature

@@ -288,9 +288,10 @@ type partState struct {
 	// cacheBusiest and dirtyBusiest are the most entries cache and dirty
 	// held at a publication since they were allocated (see emptied).
 	cacheBusiest, dirtyBusiest int
-	pending                    bool  // in Worker.pending
-	staged                     int64 // next offset once the staged batch commits
-	applied                    int   // events applied in the staged batch
+	ords                       uint64 // the last entityState.ord given
+	pending                    bool   // in Worker.pending
+	staged                     int64  // next offset once the staged batch commits
+	applied                    int    // events applied in the staged batch
 	modified                   []*entityState
 
 	// Scratch of applyPartition, which runs for different partitions in
