@@ -61,9 +61,11 @@ func TestLightStreamIsPublishedBeforeTheInterval(t *testing.T) {
 
 // TestBacklogIsPublishedInBatches: under load (a backlog, polls that stop
 // short of their partitions' ends) the worker does not publish after every
-// poll: with a 10s interval and polls of at most 500 records, replaying
-// 40,000 events takes some 80+ batches but only a few publications (the
-// polls that reached the end of everything, and the interval).
+// poll: with a 10s interval and polls of 500 to 1,000 records
+// (MaxPollRecords 500, or the entity caches' room when larger:
+// MaxCachedEntities 1,000 less the entities cached), replaying 40,000
+// events takes some 40+ batches but only a few publications (the polls that
+// reached the end of everything, a full cache, and the interval).
 func TestBacklogIsPublishedInBatches(t *testing.T) {
 	k, cfg, cl := setup(t, featureFile)
 	ctx := context.Background()
@@ -74,7 +76,7 @@ func TestBacklogIsPublishedInBatches(t *testing.T) {
 	const users = 500
 	produceEvents(t, ctx, cl, cfg, genEvents(rng, 40_000, users, 30*24*time.Hour, time.Now()), p)
 
-	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, PublishInterval: 10 * time.Second, MaxPollRecords: 500}, filepath.Join(dir, "w"))
+	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, PublishInterval: 10 * time.Second, MaxPollRecords: 500, MaxCachedEntities: 1000}, filepath.Join(dir, "w"))
 	waitFor(t, "the worker applies the backlog", 2*time.Minute, func() bool { return eventsApplied(w) == p.total })
 	waitExact(t, ls, cfg, p, allKeys(users), time.Minute)
 	var m dto.Metric

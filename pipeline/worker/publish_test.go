@@ -91,3 +91,36 @@ func TestSortedDirtyKeepsEveryTileInEntityOrder(t *testing.T) {
 		t.Fatalf("%d dirty tiles not produced", len(dirty))
 	}
 }
+
+// TestPollSizeFollowsTheCachesRoom: a poll takes MaxPollRecords records, or
+// the entity caches' room when larger, so that a poll never takes them
+// further past MaxCachedEntities than MaxPollRecords would.
+func TestPollSizeFollowsTheCachesRoom(t *testing.T) {
+	cacheOf := func(n int) map[string]*entityState {
+		m := map[string]*entityState{}
+		for i := range n {
+			m[fmt.Sprint(i)] = &entityState{}
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name   string
+		cached []int // entities cached per pending partition
+		want   int
+	}{
+		{"empty caches: their whole room", nil, 50_000},
+		{"room for more than MaxPollRecords", []int{10_000, 5_000}, 35_000},
+		{"room for exactly MaxPollRecords", []int{30_000}, 20_000},
+		{"less room: MaxPollRecords", []int{20_000, 15_000}, 20_000},
+		{"full caches: MaxPollRecords", []int{50_000}, 20_000},
+		{"past the bound: MaxPollRecords", []int{60_000}, 20_000},
+	} {
+		w := &Worker{o: Options{MaxPollRecords: 20_000, MaxCachedEntities: 50_000}, pub: &publisher{}}
+		for _, n := range tc.cached {
+			w.pub.pending = append(w.pub.pending, &partState{cache: cacheOf(n)})
+		}
+		if got := w.pollSize(); got != tc.want {
+			t.Errorf("%s: pollSize %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -110,6 +110,13 @@ func (p *publisher) addLocked(ps *partState) {
 	}
 }
 
+// cached is cachedEntities under mu.
+func (p *publisher) cached() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cachedEntities()
+}
+
 // cachedEntities is the number of entities cached since the last
 // publication, over all partitions: the live stream and bootstraps both
 // load through Worker.entity, and only partitions with unpublished changes

@@ -78,8 +78,16 @@ type Options struct {
 	// Now is the wall clock. Default time.Now. It decides which events are
 	// still in the future (kept pending in their tile) and which tiles expire.
 	Now func() time.Time
-	// MaxPollRecords bounds one batch. Default 20,000. Larger batches
-	// amortize the Pebble commit and its fsync.
+	// MaxPollRecords is the most records one poll takes (one batch: one
+	// Pebble commit and its fsync) while the entity caches are nearly
+	// full. Default 20,000. While they have room for more new entities,
+	// a poll takes up to that room instead (MaxCachedEntities less the
+	// entities cached since the last publication; see Worker.pollSize):
+	// in a backlog, such as a replay of history, a poll after a
+	// publication then holds several partitions' records, which are
+	// applied in parallel, and fewer commits are made. Either way a poll
+	// takes the caches past MaxCachedEntities by at most MaxPollRecords
+	// entities.
 	MaxPollRecords int
 	// PublishInterval is the longest time changed tiles are collected
 	// before they are published to the feature log, deduplicated: the
@@ -644,7 +652,20 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 	if w.fatal.Load() != nil {
 		cancel()
 	}
-	return w.cl.PollRecords(pctx, w.o.MaxPollRecords)
+	return w.cl.PollRecords(pctx, w.pollSize())
+}
+
+// pollSize is how many records the next poll may take: MaxPollRecords, or
+// the entity caches' room when larger (MaxCachedEntities less the entities
+// cached since the last publication). A record brings at most one new
+// entity, so a poll never takes the caches further past MaxCachedEntities
+// than MaxPollRecords allows. A poll takes buffered records partition by
+// partition, each fetch bringing up to FetchMaxPartitionBytes of one: a
+// poll of 20,000 records in a backlog holds mostly one partition, whose
+// apply runs on one core, where a larger one spans partitions applied in
+// parallel.
+func (w *Worker) pollSize() int {
+	return max(w.o.MaxPollRecords, w.o.MaxCachedEntities-w.pub.cached())
 }
 
 // shutdown publishes what is committed but not yet published, so that a
