@@ -61,8 +61,8 @@ func TestLightStreamIsPublishedBeforeTheInterval(t *testing.T) {
 
 // TestBacklogIsPublishedInBatches: under load (a backlog, polls that stop
 // short of their partitions' ends) the worker does not publish after every
-// poll: with a 10s interval and polls of 500 to 1,000 records
-// (MaxPollRecords 500, or the entity caches' room when larger:
+// poll: with a 10s interval and polls of 500 to 1,000 records (records
+// for about MaxPollRecords 500 entities, at most the entity caches' room:
 // MaxCachedEntities 1,000 less the entities cached), replaying 40,000
 // events takes some 40+ batches but only a few publications (the polls that
 // reached the end of everything, a full cache, and the interval).

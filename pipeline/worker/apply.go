@@ -158,7 +158,11 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		return fmt.Errorf("commit %s/%d through offset %d: %w", staged[0].tp.topic, staged[0].tp.partition, staged[0].staged, err)
 	}
 	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
-	total := 0
+	total, modified := 0, 0
+	for _, ps := range staged {
+		modified += len(ps.modified)
+	}
+	w.lastRecords, w.lastModified = fetches.NumRecords(), modified
 	// Under the publisher's lock: the revoke callback publishes from these
 	// fields (ps.next) and the pending list.
 	w.pub.mu.Lock()

@@ -92,10 +92,11 @@ func TestSortedDirtyKeepsEveryTileInEntityOrder(t *testing.T) {
 	}
 }
 
-// TestPollSizeFollowsTheCachesRoom: a poll takes MaxPollRecords records, or
-// the entity caches' room when larger, so that a poll never takes them
-// further past MaxCachedEntities than MaxPollRecords would.
-func TestPollSizeFollowsTheCachesRoom(t *testing.T) {
+// TestPollSizeCountsEntities: a poll takes records for about
+// MaxPollRecords entities at the last batch's records per modified entity
+// (at most maxPollGrowth times MaxPollRecords), within the entity caches'
+// room, and never fewer than MaxPollRecords records.
+func TestPollSizeCountsEntities(t *testing.T) {
 	cacheOf := func(n int) map[string]*entityState {
 		m := map[string]*entityState{}
 		for i := range n {
@@ -104,18 +105,23 @@ func TestPollSizeFollowsTheCachesRoom(t *testing.T) {
 		return m
 	}
 	for _, tc := range []struct {
-		name   string
-		cached []int // entities cached per pending partition
-		want   int
+		name              string
+		records, modified int   // the last batch's
+		cached            []int // entities cached per pending partition
+		want              int
 	}{
-		{"empty caches: their whole room", nil, 50_000},
-		{"room for more than MaxPollRecords", []int{10_000, 5_000}, 35_000},
-		{"room for exactly MaxPollRecords", []int{30_000}, 20_000},
-		{"less room: MaxPollRecords", []int{20_000, 15_000}, 20_000},
-		{"full caches: MaxPollRecords", []int{50_000}, 20_000},
-		{"past the bound: MaxPollRecords", []int{60_000}, 20_000},
+		{"no batch yet", 0, 0, nil, 20_000},
+		{"a record per entity", 20_000, 20_000, nil, 20_000},
+		{"fewer records than entities (none counted)", 100, 300, nil, 20_000},
+		{"2 records per entity", 20_000, 10_000, nil, 40_000},
+		{"2.5 records per entity", 5, 2, nil, 50_000},
+		{"16 records per entity: the caches' room", 20_000, 1_250, []int{50_000, 5_000}, 45_000},
+		{"16 records per entity, a larger room: the growth bound", 20_000, 1_250, nil, 100_000},
+		{"2 records per entity, less room: the room", 20_000, 10_000, []int{60_000, 5_000}, 35_000},
+		{"room below MaxPollRecords: MaxPollRecords", 20_000, 1_000, []int{90_000}, 20_000},
+		{"full caches: MaxPollRecords", 20_000, 1_000, []int{100_000}, 20_000},
 	} {
-		w := &Worker{o: Options{MaxPollRecords: 20_000, MaxCachedEntities: 50_000}, pub: &publisher{}}
+		w := &Worker{o: Options{MaxPollRecords: 20_000, MaxCachedEntities: 100_000}, pub: &publisher{}, lastRecords: tc.records, lastModified: tc.modified}
 		for _, n := range tc.cached {
 			w.pub.pending = append(w.pub.pending, &partState{cache: cacheOf(n)})
 		}

@@ -78,16 +78,13 @@ type Options struct {
 	// Now is the wall clock. Default time.Now. It decides which events are
 	// still in the future (kept pending in their tile) and which tiles expire.
 	Now func() time.Time
-	// MaxPollRecords is the most records one poll takes (one batch: one
-	// Pebble commit and its fsync) while the entity caches are nearly
-	// full. Default 20,000. While they have room for more new entities,
-	// a poll takes up to that room instead (MaxCachedEntities less the
-	// entities cached since the last publication; see Worker.pollSize):
-	// in a backlog, such as a replay of history, a poll after a
-	// publication then holds several partitions' records, which are
-	// applied in parallel, and fewer commits are made. Either way a poll
-	// takes the caches past MaxCachedEntities by at most MaxPollRecords
-	// entities.
+	// MaxPollRecords sizes one batch (one Pebble commit and its fsync):
+	// a poll takes records for about this many entities, so this many
+	// records when each brings a new entity, and up to 5 times as many
+	// when the last batch had several records per entity and the entity
+	// caches have room for them (see Worker.pollSize): in a backlog of a
+	// few busy entities, such as a replay of history, a poll then spans
+	// several partitions, applied in parallel. Default 20,000.
 	MaxPollRecords int
 	// PublishInterval is the longest time changed tiles are collected
 	// before they are published to the feature log, deduplicated: the
@@ -227,6 +224,9 @@ type Worker struct {
 	keyBuf     []byte
 	dead       []*kgo.Record
 	repart     []*kgo.Record
+	// The last committed batch's records and the entities it modified:
+	// how many records bring one entity, for pollSize.
+	lastRecords, lastModified int
 }
 
 type topicPartition struct {
@@ -655,18 +655,32 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 	return w.cl.PollRecords(pctx, w.pollSize())
 }
 
-// pollSize is how many records the next poll may take: MaxPollRecords, or
-// the entity caches' room when larger (MaxCachedEntities less the entities
-// cached since the last publication). A record brings at most one new
-// entity, so a poll never takes the caches further past MaxCachedEntities
-// than MaxPollRecords allows. A poll takes buffered records partition by
-// partition, each fetch bringing up to FetchMaxPartitionBytes of one: a
-// poll of 20,000 records in a backlog holds mostly one partition, whose
-// apply runs on one core, where a larger one spans partitions applied in
-// parallel.
+// pollSize is how many records the next poll may take: enough for about
+// MaxPollRecords entities, at the last batch's records per modified entity
+// (at most maxPollGrowth × MaxPollRecords records), but no more than the
+// entity caches' room (MaxCachedEntities less the entities cached since the
+// last publication) allows, and never fewer than MaxPollRecords.
+//
+// Why: a poll takes buffered records partition by partition, each fetch
+// bringing up to FetchMaxPartitionBytes of one, so in a backlog of a few
+// busy entities (a replay of history) a poll of MaxPollRecords records holds
+// one partition, whose apply runs on one core, where a larger one spans
+// partitions applied in parallel, with fewer commits. Counting entities
+// rather than records keeps what a batch holds (its entities' encoded
+// states, and Pebble's memory for a batch that large) as before when every
+// record brings a new entity; the room keeps the caches' bound: a record
+// brings at most one new entity, so a poll takes the caches past
+// MaxCachedEntities by no more than MaxPollRecords.
 func (w *Worker) pollSize() int {
-	return max(w.o.MaxPollRecords, w.o.MaxCachedEntities-w.pub.cached())
+	n := w.o.MaxPollRecords
+	if w.lastModified > 0 && w.lastRecords > w.lastModified {
+		n = int(min(int64(n)*int64(w.lastRecords)/int64(w.lastModified), int64(maxPollGrowth)*int64(n)))
+	}
+	return max(w.o.MaxPollRecords, min(n, w.o.MaxCachedEntities-w.pub.cached()))
 }
+
+// maxPollGrowth bounds pollSize: at most this many times MaxPollRecords.
+const maxPollGrowth = 5
 
 // shutdown publishes what is committed but not yet published, so that a
 // clean stop leaves nothing to republish, and commits the published marks
