@@ -95,3 +95,33 @@ func TestBacklogIsPublishedInBatches(t *testing.T) {
 		t.Fatalf("%v publications for %v batches of a backlog (by trigger %v): want at most a quarter", total, batches, by)
 	}
 }
+
+// TestBacklogOfFewEntitiesTakesLargerPolls: in a backlog whose records bring
+// few entities (a replay of history), a poll takes records for about
+// MaxPollRecords entities, so batches of more than MaxPollRecords events
+// (Worker.pollSize: here up to 5 × 200), and every value stays exact.
+func TestBacklogOfFewEntitiesTakesLargerPolls(t *testing.T) {
+	k, cfg, cl := setup(t, featureFile)
+	ctx := context.Background()
+	dir := t.TempDir()
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	p := newProduced()
+	rng := rand.New(rand.NewPCG(37, 4))
+	const users = 20
+	produceEvents(t, ctx, cl, cfg, genEvents(rng, 20_000, users, 30*24*time.Hour, time.Now()), p)
+
+	const maxPoll = 200
+	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, MaxPollRecords: maxPoll}, filepath.Join(dir, "w"))
+	waitFor(t, "the worker applies the backlog", 2*time.Minute, func() bool { return eventsApplied(w) == p.total })
+	waitExact(t, ls, cfg, p, allKeys(users), time.Minute)
+	var m dto.Metric
+	if err := w.Metrics().BatchEvents.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	h := m.GetHistogram()
+	mean := h.GetSampleSum() / float64(h.GetSampleCount())
+	t.Logf("%d batches, %.0f events each on average", h.GetSampleCount(), mean)
+	if mean <= 2*maxPoll {
+		t.Fatalf("batches of %.0f events on average over %d batches: want more than twice MaxPollRecords (%d) in a backlog of %d entities", mean, h.GetSampleCount(), maxPoll, users)
+	}
+}

@@ -28,6 +28,12 @@ import (
 // state.
 func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	now := w.o.Now().UnixMilli()
+	// Only a full poll (a backlog) tells pollSize how many records bring
+	// an entity; after any other, polls take MaxPollRecords again.
+	full := fetches.NumRecords() >= w.pollN
+	if !full {
+		w.lastRecords, w.lastModified = 0, 0
+	}
 	type work struct {
 		ps *partState
 		fp kgo.FetchTopicPartition
@@ -158,11 +164,16 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		return fmt.Errorf("commit %s/%d through offset %d: %w", staged[0].tp.topic, staged[0].tp.partition, staged[0].staged, err)
 	}
 	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
-	total, modified := 0, 0
-	for _, ps := range staged {
-		modified += len(ps.modified)
+	if full {
+		w.lastRecords, w.lastModified = 0, 0
+		for _, ps := range staged {
+			if len(ps.plan.Features) > 0 { // not a source whose features are all re-keyed
+				w.lastRecords += ps.applied
+				w.lastModified += len(ps.modified)
+			}
+		}
 	}
-	w.lastRecords, w.lastModified = fetches.NumRecords(), modified
+	total := 0
 	// Under the publisher's lock: the revoke callback publishes from these
 	// fields (ps.next) and the pending list.
 	w.pub.mu.Lock()

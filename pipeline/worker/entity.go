@@ -19,9 +19,13 @@ type entityState struct {
 	// gen is the publication generation that last handed the entity over
 	// to partState.kept (publisher.dropLocked), for its eviction.
 	gen uint64
-	// ord numbers the entity among its partition's (partState.ords): the
-	// order in which a publication reads their dirty tiles (sortedDirty).
+	// ord numbers the entity among those its partition loaded
+	// (partState.ords): the order in which a publication reads their
+	// dirty tiles (groupedDirty).
 	ord uint64
+	// pubPos is groupedDirty's scratch (0 outside it): the entity's count
+	// of dirty tiles, then their place in the publication's order.
+	pubPos int
 }
 
 // encodeEntity encodes es; its first-seen marker, if any, is the series

@@ -47,48 +47,63 @@ func TestCaughtUp(t *testing.T) {
 	}
 }
 
-// TestSortedDirtyKeepsEveryTileInEntityOrder: a publication produces every
-// dirty tile once with its timestamp, each entity's tiles together, by
-// feature and start (the order that reads each series sequentially);
-// entities without an ord (0) are told apart by key.
-func TestSortedDirtyKeepsEveryTileInEntityOrder(t *testing.T) {
+// TestGroupedDirtyKeepsEveryTileInEntityOrder: a publication produces
+// every dirty tile once with its timestamp, each entity's tiles together,
+// the entities in load order (ord), each one's by feature and start (the
+// order that reads each series sequentially), after what dst already held;
+// the entities' scratch is left at 0.
+func TestGroupedDirtyKeepsEveryTileInEntityOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	var ents []*entityState // keys unique, as in a partition
-	for i, k := range rng.Perm(1000)[:50] {
-		ents = append(ents, &entityState{key: fmt.Sprintf("k%03d", k), ord: uint64(rng.IntN(3) * (i + 1))})
+	var ents []*entityState
+	for i, ord := range rng.Perm(50) {
+		ents = append(ents, &entityState{key: fmt.Sprintf("k%03d", i), ord: uint64(ord + 1)})
 	}
-	dirty := map[dirtyTile]int64{}
-	for range 2000 {
-		d := dirtyTile{ents[rng.IntN(len(ents))], rng.IntN(4) - 1, rng.Int64N(40) * 3600_000}
-		if rng.IntN(20) == 0 {
-			d.start = aggregations.BaseStart
-		}
-		dirty[d] = rng.Int64N(1000)
-	}
-	got := sortedDirty(nil, dirty)
-	if len(got) != len(dirty) {
-		t.Fatalf("%d entries, want the %d dirty tiles", len(got), len(dirty))
-	}
-	done := map[*entityState]bool{}
-	for i, e := range got {
-		if ts, ok := dirty[e.dirtyTile]; !ok || ts != e.ts {
-			t.Fatalf("entry %d: %+v with ts %d, dirty has %d (%v)", i, e.dirtyTile, e.ts, ts, ok)
-		}
-		delete(dirty, e.dirtyTile)
-		if i == 0 || got[i-1].es != e.es {
-			if done[e.es] {
-				t.Fatalf("entry %d: entity %q (ord %d) comes back after another entity's tiles", i, e.es.key, e.es.ord)
+	var order []dirtyEntry
+	var scratch []*entityState
+	for round := range 3 { // scratch reused, as publications do
+		dirty := map[dirtyTile]int64{}
+		for range 200 + 1000*round {
+			d := dirtyTile{ents[rng.IntN(len(ents))], rng.IntN(4) - 1, rng.Int64N(40) * 3600_000}
+			if rng.IntN(20) == 0 {
+				d.start = aggregations.BaseStart
 			}
-			done[e.es] = true
-			continue
+			dirty[d] = rng.Int64N(1000)
 		}
-		p := got[i-1]
-		if p.feature > e.feature || (p.feature == e.feature && p.start >= e.start) {
-			t.Fatalf("entry %d of entity %q: feature %d start %d after feature %d start %d", i, e.es.key, e.feature, e.start, p.feature, p.start)
+		prefix := dirtyEntry{ts: -1}
+		order, scratch = groupedDirty(append(order[:0], prefix), scratch, dirty)
+		if len(order) != 1+len(dirty) || order[0] != prefix {
+			t.Fatalf("round %d: %d entries after dst's one, want the %d dirty tiles after it", round, len(order)-1, len(dirty))
 		}
-	}
-	if len(dirty) != 0 {
-		t.Fatalf("%d dirty tiles not produced", len(dirty))
+		got := order[1:]
+		done := map[*entityState]bool{}
+		for i, e := range got {
+			if ts, ok := dirty[e.dirtyTile]; !ok || ts != e.ts {
+				t.Fatalf("round %d, entry %d: %+v with ts %d, dirty has %d (%v)", round, i, e.dirtyTile, e.ts, ts, ok)
+			}
+			delete(dirty, e.dirtyTile)
+			if i == 0 || got[i-1].es != e.es {
+				if done[e.es] {
+					t.Fatalf("round %d, entry %d: entity %q comes back after another entity's tiles", round, i, e.es.key)
+				}
+				if i > 0 && got[i-1].es.ord > e.es.ord {
+					t.Fatalf("round %d, entry %d: entity %q (ord %d) after %q (ord %d)", round, i, e.es.key, e.es.ord, got[i-1].es.key, got[i-1].es.ord)
+				}
+				done[e.es] = true
+				continue
+			}
+			p := got[i-1]
+			if p.feature > e.feature || (p.feature == e.feature && p.start >= e.start) {
+				t.Fatalf("round %d, entry %d of entity %q: feature %d start %d after feature %d start %d", round, i, e.es.key, e.feature, e.start, p.feature, p.start)
+			}
+		}
+		if len(dirty) != 0 {
+			t.Fatalf("round %d: %d dirty tiles not produced", round, len(dirty))
+		}
+		for _, es := range ents {
+			if es.pubPos != 0 {
+				t.Fatalf("round %d: entity %q left with pubPos %d", round, es.key, es.pubPos)
+			}
+		}
 	}
 }
 

@@ -79,12 +79,12 @@ type Options struct {
 	// still in the future (kept pending in their tile) and which tiles expire.
 	Now func() time.Time
 	// MaxPollRecords sizes one batch (one Pebble commit and its fsync):
-	// a poll takes records for about this many entities, so this many
-	// records when each brings a new entity, and up to 5 times as many
-	// when the last batch had several records per entity and the entity
-	// caches have room for them (see Worker.pollSize): in a backlog of a
-	// few busy entities, such as a replay of history, a poll then spans
-	// several partitions, applied in parallel. Default 20,000.
+	// a poll takes this many records, or in a backlog records for about
+	// this many entities: up to maxPollGrowth (5) times as many records
+	// when the last full poll's batch had several per entity and the
+	// entity caches have room for them (see Worker.pollSize). In a backlog
+	// of a few busy entities, such as a replay of history, a poll then
+	// spans several partitions, applied in parallel. Default 20,000.
 	MaxPollRecords int
 	// PublishInterval is the longest time changed tiles are collected
 	// before they are published to the feature log, deduplicated: the
@@ -224,8 +224,12 @@ type Worker struct {
 	keyBuf     []byte
 	dead       []*kgo.Record
 	repart     []*kgo.Record
-	// The last committed batch's records and the entities it modified:
-	// how many records bring one entity, for pollSize.
+	// pollN is the size the last poll asked for (pollSize). lastRecords
+	// and lastModified are the events applied and the entities modified
+	// by the last batch of a full poll, over sources with features of
+	// their own: how many records bring one entity in a backlog (0 after
+	// any poll that was not full).
+	pollN                     int
 	lastRecords, lastModified int
 }
 
@@ -652,12 +656,14 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 	if w.fatal.Load() != nil {
 		cancel()
 	}
-	return w.cl.PollRecords(pctx, w.pollSize())
+	w.pollN = w.pollSize()
+	return w.cl.PollRecords(pctx, w.pollN)
 }
 
 // pollSize is how many records the next poll may take: enough for about
-// MaxPollRecords entities, at the last batch's records per modified entity
-// (at most maxPollGrowth × MaxPollRecords records), but no more than the
+// MaxPollRecords entities, at the records per modified entity of the last
+// batch if its poll was full (a backlog; MaxPollRecords records otherwise),
+// at most maxPollGrowth × MaxPollRecords records, but no more than the
 // entity caches' room (MaxCachedEntities less the entities cached since the
 // last publication) allows, and never fewer than MaxPollRecords.
 //
@@ -670,7 +676,9 @@ func (w *Worker) poll(ctx context.Context) kgo.Fetches {
 // states, and Pebble's memory for a batch that large) as before when every
 // record brings a new entity; the room keeps the caches' bound: a record
 // brings at most one new entity, so a poll takes the caches past
-// MaxCachedEntities by no more than MaxPollRecords.
+// MaxCachedEntities by no more than MaxPollRecords (plus, while new
+// feature versions replay history, up to about MaxPollRecords entities that
+// applyBoot loads, as before).
 func (w *Worker) pollSize() int {
 	n := w.o.MaxPollRecords
 	if w.lastModified > 0 && w.lastRecords > w.lastModified {
