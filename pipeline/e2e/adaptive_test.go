@@ -67,23 +67,8 @@ func TestLightStreamIsPublishedBeforeTheInterval(t *testing.T) {
 // events takes some 40+ batches but only a few publications (the polls that
 // reached the end of everything, a full cache, and the interval).
 func TestBacklogIsPublishedInBatches(t *testing.T) {
-	k, cfg, cl := setup(t, featureFile)
-	ctx := context.Background()
-	dir := t.TempDir()
-	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
-	p := newProduced()
-	rng := rand.New(rand.NewPCG(37, 3))
-	const users = 500
-	produceEvents(t, ctx, cl, cfg, genEvents(rng, 40_000, users, 30*24*time.Hour, time.Now()), p)
-
-	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, PublishInterval: 10 * time.Second, MaxPollRecords: 500, MaxCachedEntities: 1000}, filepath.Join(dir, "w"))
-	waitFor(t, "the worker applies the backlog", 2*time.Minute, func() bool { return eventsApplied(w) == p.total })
-	waitExact(t, ls, cfg, p, allKeys(users), time.Minute)
-	var m dto.Metric
-	if err := w.Metrics().BatchEvents.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	batches := float64(m.GetHistogram().GetSampleCount())
+	w := replayBacklog(t, 3, 40_000, 500, worker.Options{PublishInterval: 10 * time.Second, MaxPollRecords: 500, MaxCachedEntities: 1000})
+	batches := float64(batchEvents(t, w).GetSampleCount())
 	by, total := publications(w)
 	t.Logf("%v batches committed, %v publications by trigger %v", batches, total, by)
 	if batches < 40 {
@@ -101,27 +86,39 @@ func TestBacklogIsPublishedInBatches(t *testing.T) {
 // MaxPollRecords entities, so batches of more than MaxPollRecords events
 // (Worker.pollSize: here up to 5 × 200), and every value stays exact.
 func TestBacklogOfFewEntitiesTakesLargerPolls(t *testing.T) {
-	k, cfg, cl := setup(t, featureFile)
-	ctx := context.Background()
-	dir := t.TempDir()
-	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
-	p := newProduced()
-	rng := rand.New(rand.NewPCG(37, 4))
-	const users = 20
-	produceEvents(t, ctx, cl, cfg, genEvents(rng, 20_000, users, 30*24*time.Hour, time.Now()), p)
-
-	const maxPoll = 200
-	w, _ := startWorker(t, worker.Options{Brokers: k.Brokers, Config: cfg, MaxPollRecords: maxPoll}, filepath.Join(dir, "w"))
-	waitFor(t, "the worker applies the backlog", 2*time.Minute, func() bool { return eventsApplied(w) == p.total })
-	waitExact(t, ls, cfg, p, allKeys(users), time.Minute)
-	var m dto.Metric
-	if err := w.Metrics().BatchEvents.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	h := m.GetHistogram()
+	const maxPoll, users = 200, 20
+	h := batchEvents(t, replayBacklog(t, 4, 20_000, users, worker.Options{MaxPollRecords: maxPoll}))
 	mean := h.GetSampleSum() / float64(h.GetSampleCount())
 	t.Logf("%d batches, %.0f events each on average", h.GetSampleCount(), mean)
 	if mean <= 2*maxPoll {
 		t.Fatalf("batches of %.0f events on average over %d batches: want more than twice MaxPollRecords (%d) in a backlog of %d entities", mean, h.GetSampleCount(), maxPoll, users)
 	}
+}
+
+// replayBacklog produces events events of users users (event times over the
+// last 30 days, seeded by seed) before starting a worker with o (its
+// brokers and feature file set here), and returns it once it has applied
+// them all and a lookup replica serves every value exactly.
+func replayBacklog(t *testing.T, seed uint64, events, users int, o worker.Options) *worker.Worker {
+	t.Helper()
+	k, cfg, cl := setup(t, featureFile)
+	dir := t.TempDir()
+	ls, _ := runLookup(t, k.Brokers, cfg, filepath.Join(dir, "view"))
+	p := newProduced()
+	produceEvents(t, context.Background(), cl, cfg, genEvents(rand.New(rand.NewPCG(37, seed)), events, users, 30*24*time.Hour, time.Now()), p)
+	o.Brokers, o.Config = k.Brokers, cfg
+	w, _ := startWorker(t, o, filepath.Join(dir, "w"))
+	waitFor(t, "the worker applies the backlog", 2*time.Minute, func() bool { return eventsApplied(w) == p.total })
+	waitExact(t, ls, cfg, p, allKeys(users), time.Minute)
+	return w
+}
+
+// batchEvents is w's histogram of events per committed batch.
+func batchEvents(t *testing.T, w *worker.Worker) *dto.Histogram {
+	t.Helper()
+	var m dto.Metric
+	if err := w.Metrics().BatchEvents.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram()
 }
