@@ -301,7 +301,7 @@ type partState struct {
 	// held at a publication since they were allocated (see emptied).
 	cacheBusiest, dirtyBusiest int
 	ords                       uint64 // the last entityState.ord given
-	pending                    bool   // in Worker.pending
+	pending                    bool   // in publisher.pending
 	staged                     int64  // next offset once the staged batch commits
 	applied                    int    // events applied in the staged batch
 	modified                   []*entityState
