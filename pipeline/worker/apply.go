@@ -28,12 +28,11 @@ import (
 // state.
 func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	now := w.o.Now().UnixMilli()
-	// Only a full poll (a backlog) tells pollSize how many records bring
-	// an entity; after any other, polls take MaxPollRecords again.
+	// Only a full poll's batch (a backlog) tells pollSize how many records
+	// bring an entity (counted at the commit); after any other poll, or
+	// one that commits nothing, polls take MaxPollRecords again.
 	full := fetches.NumRecords() >= w.pollN
-	if !full {
-		w.lastRecords, w.lastModified = 0, 0
-	}
+	w.lastRecords, w.lastModified = 0, 0
 	type work struct {
 		ps *partState
 		fp kgo.FetchTopicPartition
@@ -165,7 +164,6 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	w.m.BatchCommit.Observe(time.Since(t0).Seconds())
 	if full {
-		w.lastRecords, w.lastModified = 0, 0
 		for _, ps := range staged {
 			if len(ps.plan.Features) > 0 { // not a source whose features are all re-keyed
 				w.lastRecords += ps.applied

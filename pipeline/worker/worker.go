@@ -228,7 +228,7 @@ type Worker struct {
 	// and lastModified are the events applied and the entities modified
 	// by the last batch of a full poll, over sources with features of
 	// their own: how many records bring one entity in a backlog (0 after
-	// any poll that was not full).
+	// any poll that was not full or committed nothing).
 	pollN                     int
 	lastRecords, lastModified int
 }
