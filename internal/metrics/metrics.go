@@ -47,6 +47,10 @@ type Worker struct {
 	// (each one produce flush), by trigger: caught_up (adaptive, a light
 	// stream), interval, cache_full, revoke, shutdown, snapshot, republish.
 	Publications *prometheus.CounterVec
+	// EntityLoads counts entities read back from the state store because
+	// neither entity cache held them, by how: prefetch (in parallel,
+	// before a batch is applied) or single (one at a time while it is).
+	EntityLoads *prometheus.CounterVec
 }
 
 // NewWorker creates and registers the worker metrics on r.
@@ -81,8 +85,12 @@ func NewWorker(r prometheus.Registerer) *Worker {
 	m.Publications = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "publications_total",
 		Help: "Publications of changed tiles to the feature log (one produce flush each), by trigger: caught_up (adaptive: the poll " +
 			"caught up, a light stream), interval, cache_full, revoke, shutdown, snapshot, republish."}, []string{"trigger"})
+	m.EntityLoads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "entity_loads_total",
+		Help: "Entities read from the state store because no entity cache held them (new ones, or evicted: see " +
+			"--max-cached-entities), by how: prefetch (in parallel before a batch's apply) or single (one at a time during it)."}, []string{"how"})
 	r.MustRegister(m.EventsIn, m.DeadLetters, m.DroppedLate, m.ConsumerLag, m.BatchCommit, m.BatchEvents,
-		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical, m.Repartitioned, m.RepartitionDuplicates, m.Publications)
+		m.TilesPublished, m.Errors, m.Assigned, m.OffCanonical, m.Repartitioned, m.RepartitionDuplicates, m.Publications,
+		m.EntityLoads)
 	// Every stage's error series exists from the start at 0, so that
 	// rate() and increase() see the first error (and alerts can use them).
 	for _, stage := range []string{"commit", "publish", "dead_letter", "fetch", "snapshot"} {

@@ -95,6 +95,24 @@ func TestBacklogOfFewEntitiesTakesLargerPolls(t *testing.T) {
 	}
 }
 
+// TestEvictedEntitiesArePrefetched: in a backlog of many more entities than
+// the entity caches hold (MaxCachedEntities), a batch loads the entities
+// it needs from the state store in parallel before applying its records
+// (Worker.prefetch) rather than one at a time, and every value stays exact
+// (replayBacklog compares a lookup replica's values with the events).
+func TestEvictedEntitiesArePrefetched(t *testing.T) {
+	w := replayBacklog(t, 5, 10_000, 1_000, worker.Options{MaxPollRecords: 250, MaxCachedEntities: 100})
+	single := testutil.ToFloat64(w.Metrics().EntityLoads.WithLabelValues("single"))
+	prefetched := testutil.ToFloat64(w.Metrics().EntityLoads.WithLabelValues("prefetch"))
+	t.Logf("entities loaded: %v prefetched, %v one at a time", prefetched, single)
+	// Batches load one at a time until a partition's previous batch loaded
+	// enough to prefetch: its first, and those after a batch that found
+	// most of its entities cached.
+	if prefetched < 2*single {
+		t.Fatalf("%v entities prefetched and %v loaded one at a time: want most prefetched in a backlog of 1,000 entities with 100 cached", prefetched, single)
+	}
+}
+
 // replayBacklog produces events events of users users (event times over the
 // last 30 days, seeded by seed) before starting a worker with o (its
 // brokers and feature file set here), and returns it once it has applied

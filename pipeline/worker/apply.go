@@ -190,6 +190,10 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		// these events sees their event times too.
 		ps.commitNewest()
 		ps.metrics.eventsIn.Add(float64(ps.applied))
+		ps.metrics.singleLoads.Add(float64(ps.singleLoads))
+		ps.metrics.prefetchLoads.Add(float64(ps.prefetchLoads))
+		ps.skipPrefetch = !prefetchNext(ps.applied, ps.singleLoads+ps.prefetchLoads)
+		ps.singleLoads, ps.prefetchLoads = 0, 0
 		w.commitOffCanonical(ps, ps.metrics.offCanonical)
 		w.pub.addLocked(ps)
 	}
@@ -208,6 +212,9 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 	ps.dead = ps.dead[:0]
 	ps.repart = ps.repart[:0]
 	defer func() { ps.quiet = false }()
+	if err := w.prefetch(ps, fp.Records, now); err != nil {
+		return err
+	}
 	for _, r := range fp.Records {
 		if r.Offset < ps.staged {
 			continue
@@ -390,21 +397,13 @@ func (w *Worker) entity(ps *partState, key string) (*entityState, error) {
 		ps.cache[key] = es
 		return es, nil
 	}
-	ps.ords++
-	es := &entityState{key: key, ord: ps.ords}
-	ps.keyBuf = keys.State(ps.keyBuf[:0], ps.tp.topic, ps.tp.partition, key)
-	val, found, err := w.o.Store.Get(ps.valBuf[:0], ps.keyBuf)
+	es, err := w.load(ps.tp, ps.plan, key, &ps.scratch)
 	if err != nil {
-		return nil, fmt.Errorf("load state of %q in %s/%d: %w", key, ps.tp.topic, ps.tp.partition, err)
+		return nil, err
 	}
-	ps.valBuf = val
-	if found {
-		if err := decodeEntity(val, ps.plan, es); err != nil {
-			return nil, fmt.Errorf("%s/%d: %w", ps.tp.topic, ps.tp.partition, err)
-		}
-	} else {
-		es.series = make([]aggregations.Series, len(ps.plan.Features))
-	}
+	ps.ords++
+	es.ord = ps.ords
+	ps.singleLoads++
 	ps.cache[key] = es
 	return es, nil
 }

@@ -244,6 +244,9 @@ type planMetrics struct {
 	offCanonical prometheus.Counter
 	droppedLate  []prometheus.Counter // per feature, in plan order
 	duplicates   prometheus.Counter   // repartition records skipped as duplicates
+	// singleLoads and prefetchLoads are the entity-loads metric's children
+	// (shared by every source: the metric has no source label).
+	singleLoads, prefetchLoads prometheus.Counter
 }
 
 func newPlanMetrics(m *metrics.Worker, plan *events.Plan) *planMetrics {
@@ -254,8 +257,10 @@ func newPlanMetrics(m *metrics.Worker, plan *events.Plan) *planMetrics {
 		label = plan.Topic
 	}
 	pm := &planMetrics{eventsIn: m.EventsIn.WithLabelValues(label),
-		offCanonical: m.OffCanonical.WithLabelValues(label),
-		duplicates:   m.RepartitionDuplicates.WithLabelValues(plan.Topic)}
+		offCanonical:  m.OffCanonical.WithLabelValues(label),
+		duplicates:    m.RepartitionDuplicates.WithLabelValues(plan.Topic),
+		singleLoads:   m.EntityLoads.WithLabelValues("single"),
+		prefetchLoads: m.EntityLoads.WithLabelValues("prefetch")}
 	for i := range plan.Features {
 		pm.droppedLate = append(pm.droppedLate, m.DroppedLate.WithLabelValues(plan.Features[i].ID))
 	}
@@ -308,12 +313,18 @@ type partState struct {
 
 	// Scratch of applyPartition, which runs for different partitions in
 	// parallel: each partition owns its own.
-	dec    events.Event
-	recTS  int64 // the Kafka timestamp (ms) of the record being applied; 0 for history and expiry
-	keyBuf []byte
-	valBuf []byte
-	dead   []*kgo.Record
-	repart []*kgo.Record // re-keyed copies of the staged batch's records
+	dec     events.Event
+	recTS   int64       // the Kafka timestamp (ms) of the record being applied; 0 for history and expiry
+	scratch loadScratch // entity's
+	dead    []*kgo.Record
+	repart  []*kgo.Record // re-keyed copies of the staged batch's records
+
+	// singleLoads and prefetchLoads count the entities loaded from Pebble
+	// since the partition's last commit (by entity, by prefetch);
+	// skipPrefetch is set when the next batch does not prefetch (not
+	// prefetchNext at the commit; a partition's first batch does).
+	singleLoads, prefetchLoads int
+	skipPrefetch               bool
 
 	// marks are a repartition partition's high-water marks (nil for a
 	// source partition): see repartition.go.
