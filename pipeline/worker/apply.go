@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -108,16 +106,14 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		w.m.Repartitioned.Add(float64(len(w.repart)))
 	}
+	w.enc.encode(staged)
 	b := w.o.Store.NewBatch()
+	next := 0
 	for _, ps := range staged {
-		// In key order: Pebble's memtable inserts a batch in its order,
-		// and an insert just after the previous one starts its skiplist
-		// search from there, not from the top.
-		slices.SortFunc(ps.modified, func(a, b *entityState) int { return strings.Compare(a.key, b.key) })
-		for _, es := range ps.modified {
-			w.keyBuf = keys.State(w.keyBuf[:0], ps.tp.topic, ps.tp.partition, es.key)
-			w.valBuf = encodeEntity(w.valBuf[:0], ps.plan, ps.seenID, es)
-			if err := b.Set(w.keyBuf, w.valBuf, nil); err != nil {
+		for range ps.modified {
+			key, val := w.enc.entry(next)
+			next++
+			if err := b.Set(key, val, nil); err != nil {
 				b.Close()
 				return fmt.Errorf("stage state of %s/%d: %w", ps.tp.topic, ps.tp.partition, err)
 			}

@@ -158,6 +158,10 @@ func (p *publisher) handOver(ctx context.Context, sel func(*partState) bool, pub
 	return err
 }
 
+// publishChunk is the fewest records a publication builds and produces
+// per goroutine (see inChunks): below it, one goroutine does it all.
+const publishChunk = 2048
+
 // publishLocked publishes the pending partitions sel accepts (nil: all) as
 // publish does and removes them from the pending list. On error they stay
 // pending and nothing is recorded as published. mu held.
@@ -176,28 +180,40 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	for _, ps := range parts {
 		n += len(ps.dirty)
 	}
-	// One allocation for all records and one growing slab for their keys
-	// and values (earlier sub-slices stay valid when the slab grows).
-	recs := make([]kgo.Record, n)
-	slab := make([]byte, 0, n*64)
-	i := 0
+	// The tiles in publication order (groupedDirty), all partitions one
+	// after the other; ends[k] is where parts[k]'s end.
 	var order []dirtyEntry
 	var ents []*entityState
-	for _, ps := range parts {
-		order, ents = groupedDirty(order[:0], ents, ps.dirty)
-		for _, e := range order {
-			r := &recs[i]
-			i++
+	ends := make([]int, len(parts))
+	for k, ps := range parts {
+		order, ents = groupedDirty(order, ents, ps.dirty)
+		ends[k] = len(order)
+	}
+	// Records are built and produced in parallel chunks of the order (a
+	// large publication is most of a backlog's time on the poll
+	// goroutine): one allocation for all records, one growing slab per
+	// chunk for their keys and values (earlier sub-slices stay valid when
+	// it grows). Each tile's key is unique within a publication, so the
+	// order in which the chunks' records reach the feature log is free.
+	recs := make([]kgo.Record, n)
+	inChunks(n, publishChunk, func(_, lo, hi int) {
+		slab := make([]byte, 0, (hi-lo)*64)
+		k, _ := slices.BinarySearch(ends, lo+1)
+		for i := lo; i < hi; i++ {
+			for i >= ends[k] {
+				k++
+			}
+			e, r := &order[i], &recs[i]
 			r.Topic = p.topic
 			if e.ts > 0 {
 				// The newest source record folded into the tile since the
 				// last publication; zero: franz-go stamps the produce time.
 				r.Timestamp = time.UnixMilli(e.ts)
 			}
-			slab, r.Key, r.Value = appendRecord(slab, ps, e.es, e.feature, e.start)
+			slab, r.Key, r.Value = appendRecord(slab, parts[k], e.es, e.feature, e.start)
 			p.produce(ctx, r)
 		}
-	}
+	})
 	p.observe(parts)
 	// Not recorded as published on error: a restart republishes these tiles.
 	if err := p.flush(ctx, n); err != nil {

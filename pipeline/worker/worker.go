@@ -220,8 +220,7 @@ type Worker struct {
 
 	// Only the poll goroutine touches these.
 	lastStatus time.Time
-	valBuf     []byte
-	keyBuf     []byte
+	enc        stateEncoder // apply's
 	dead       []*kgo.Record
 	repart     []*kgo.Record
 	// pollN is the size the last poll asked for (pollSize). lastRecords

@@ -1,0 +1,84 @@
+package worker
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/keys"
+)
+
+// TestInChunksCoversEveryIndexOnce: the chunks are disjoint, cover [0, n)
+// and number at most GOMAXPROCS, each at least minChunk long when there
+// is more than one.
+func TestInChunksCoversEveryIndexOnce(t *testing.T) {
+	for _, tc := range []struct{ n, minChunk int }{{0, 1}, {1, 1}, {5, 1}, {100, 64}, {1000, 64}, {10_000, 512}} {
+		seen := make([]atomic.Int32, tc.n)
+		var shortest atomic.Int64
+		shortest.Store(int64(tc.n))
+		k := inChunks(tc.n, tc.minChunk, func(g, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				seen[i].Add(1)
+			}
+			for {
+				cur := shortest.Load()
+				if int64(hi-lo) >= cur || shortest.CompareAndSwap(cur, int64(hi-lo)) {
+					break
+				}
+			}
+		})
+		for i := range seen {
+			if c := seen[i].Load(); c != 1 {
+				t.Fatalf("n %d: index %d visited %d times", tc.n, i, c)
+			}
+		}
+		if k > runtime.GOMAXPROCS(0) || (k > 1 && shortest.Load() < int64(tc.minChunk)) {
+			t.Fatalf("n %d, minChunk %d: %d chunks, the shortest %d", tc.n, tc.minChunk, k, shortest.Load())
+		}
+	}
+}
+
+// TestStateEncoderMatchesOneByOne: the parallel encoder gives each staged
+// partition's modified entities in key order, each with the key and value
+// a one-by-one encoding gives, across chunks and partitions.
+func TestStateEncoderMatchesOneByOne(t *testing.T) {
+	plan := planOf("a@1", "b@1")
+	var staged []*partState
+	for p := range int32(3) {
+		ps := &partState{tp: topicPartition{"t", p}, plan: plan, seenID: "seen"}
+		for i := range 1500 {
+			es := &entityState{key: fmt.Sprintf("u%05d", (i*7919)%1500),
+				series: []aggregations.Series{seriesAt(t0 + int64(i)*aggregations.Hour), seriesAt(t0, t0+int64(p)*aggregations.Hour)}}
+			if i%3 == 0 {
+				es.seen = seriesAt(t0)
+			}
+			ps.modified = append(ps.modified, es)
+		}
+		staged = append(staged, ps)
+	}
+	var e stateEncoder
+	for round := range 2 { // the second reuses the buffers
+		e.encode(staged)
+		i := 0
+		for _, ps := range staged {
+			if !slices.IsSortedFunc(ps.modified, func(a, b *entityState) int { return strings.Compare(a.key, b.key) }) {
+				t.Fatalf("round %d: partition %d's entities not in key order", round, ps.tp.partition)
+			}
+			for _, es := range ps.modified {
+				key, val := e.entry(i)
+				i++
+				if want := keys.State(nil, "t", ps.tp.partition, es.key); !bytes.Equal(key, want) {
+					t.Fatalf("round %d, entry %d: key %q, want %q", round, i-1, key, want)
+				}
+				if want := encodeEntity(nil, plan, ps.seenID, es); !bytes.Equal(val, want) {
+					t.Fatalf("round %d, entry %d (%s/%d): value differs from a one-by-one encoding", round, i-1, es.key, ps.tp.partition)
+				}
+			}
+		}
+	}
+}
