@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -10,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/featurepipe/featurepipe/aggregations"
+	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/keys"
+	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
 // TestInChunksCoversEveryIndexOnce: the chunks are disjoint, cover [0, n)
@@ -47,13 +50,28 @@ func TestInChunksCoversEveryIndexOnce(t *testing.T) {
 // partition's modified entities in key order, each with the key and value
 // a one-by-one encoding gives, across chunks and partitions.
 func TestStateEncoderMatchesOneByOne(t *testing.T) {
-	plan := planOf("a@1", "b@1")
+	// A plan of the repository's history feature file: its feature IDs are
+	// what the values are encoded under.
+	cfg, err := config.Load(filepath.Join("..", "..", "schemas", "history.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans, err := events.Plans(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := plans["transactions"]
+	if plan == nil || len(plan.IDs()) < 2 {
+		t.Fatalf("no transactions plan with features in schemas/history.yaml: %v", plans)
+	}
 	var staged []*partState
 	for p := range int32(3) {
 		ps := &partState{tp: topicPartition{"t", p}, plan: plan, seenID: "seen"}
 		for i := range 1500 {
-			es := &entityState{key: fmt.Sprintf("u%05d", (i*7919)%1500),
-				series: []aggregations.Series{seriesAt(t0 + int64(i)*aggregations.Hour), seriesAt(t0, t0+int64(p)*aggregations.Hour)}}
+			es := &entityState{key: fmt.Sprintf("u%05d", (i*7919)%1500), series: make([]aggregations.Series, len(plan.Features))}
+			for f := range es.series {
+				es.series[f] = seriesAt(t0+int64(i)*aggregations.Hour, t0+(int64(p)+int64(f))*aggregations.Hour)
+			}
 			if i%3 == 0 {
 				es.seen = seriesAt(t0)
 			}
@@ -62,7 +80,12 @@ func TestStateEncoderMatchesOneByOne(t *testing.T) {
 		staged = append(staged, ps)
 	}
 	var e stateEncoder
-	for round := range 2 { // the second reuses the buffers
+	for round := range 3 { // the later ones reuse the buffers, the last with fewer entities
+		if round == 2 {
+			for _, ps := range staged {
+				ps.modified = ps.modified[:100]
+			}
+		}
 		e.encode(staged)
 		i := 0
 		for _, ps := range staged {
