@@ -46,6 +46,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	})
 	errs := make([]error, len(todo))
+	w.applying = len(todo) // read by prefetch, in the goroutines below
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	for i, t := range todo {
@@ -107,6 +108,7 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		w.m.Repartitioned.Add(float64(len(w.repart)))
 	}
 	w.enc.encode(staged)
+	defer w.enc.release()
 	b := w.o.Store.NewBatch()
 	next := 0
 	for _, ps := range staged {
@@ -188,8 +190,8 @@ func (w *Worker) apply(ctx context.Context, fetches kgo.Fetches) error {
 		ps.metrics.eventsIn.Add(float64(ps.applied))
 		ps.metrics.singleLoads.Add(float64(ps.singleLoads))
 		ps.metrics.prefetchLoads.Add(float64(ps.prefetchLoads))
-		ps.skipPrefetch = !prefetchNext(ps.applied, ps.singleLoads+ps.prefetchLoads)
-		ps.singleLoads, ps.prefetchLoads = 0, 0
+		ps.skipPrefetch = !prefetchNext(ps.touches, ps.singleLoads+ps.prefetchLoads)
+		ps.singleLoads, ps.prefetchLoads, ps.touches = 0, 0, 0
 		w.commitOffCanonical(ps, ps.metrics.offCanonical)
 		w.pub.addLocked(ps)
 	}
@@ -272,6 +274,7 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 			}
 			continue
 		}
+		ps.touches++
 		es, err := w.entity(ps, ps.dec.Key)
 		if err != nil {
 			return err

@@ -16,8 +16,8 @@ const encodeChunk = 512
 // values) in parallel before the batch is staged: after a backlog's poll,
 // most of them come from one partition, whose apply ran on one core, and
 // their encoding is most of what the poll goroutine does before the
-// commit. Its buffers are reused from batch to batch; only the poll
-// goroutine uses it.
+// commit. Its buffers are reused from batch to batch (up to
+// encodeRetainBytes each, see release); only the poll goroutine uses it.
 type stateEncoder struct {
 	slabs [][]byte // one per chunk: keys and values one after the other
 	spans []encodedSpan
@@ -48,7 +48,7 @@ func (e *stateEncoder) encode(staged []*partState) {
 	if n := runtime.GOMAXPROCS(0); len(e.slabs) < n {
 		e.slabs = append(e.slabs, make([][]byte, n-len(e.slabs))...)
 	}
-	inChunks(len(e.items), encodeChunk, func(g, lo, hi int) {
+	inChunks(len(e.items), encodeChunk, len(e.slabs), func(g, lo, hi int) {
 		slab := e.slabs[g][:0]
 		for i := lo; i < hi; i++ {
 			ps, es := e.items[i].ps, e.items[i].es
@@ -62,8 +62,26 @@ func (e *stateEncoder) encode(staged []*partState) {
 	})
 }
 
+// encodeRetainBytes bounds the slab a stateEncoder keeps between batches:
+// a larger one (a backlog's batch of many entities, ~1 KiB each) is
+// dropped after its batch is staged rather than held for good.
+const encodeRetainBytes = 4 << 20
+
+// release forgets the batch's entities and drops slabs above
+// encodeRetainBytes, once the batch is staged (entry's slices are no
+// longer valid).
+func (e *stateEncoder) release() {
+	clear(e.items)
+	e.items = e.items[:0]
+	for g, slab := range e.slabs {
+		if cap(slab) > encodeRetainBytes {
+			e.slabs[g] = nil
+		}
+	}
+}
+
 // entry returns the key and value of the i-th entity encode encoded, valid
-// until the next encode.
+// until the next encode or release.
 func (e *stateEncoder) entry(i int) (key, value []byte) {
 	s := e.spans[i]
 	slab := e.slabs[s.slab]

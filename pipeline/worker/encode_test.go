@@ -17,14 +17,18 @@ import (
 )
 
 // TestInChunksCoversEveryIndexOnce: the chunks are disjoint, cover [0, n)
-// and number at most GOMAXPROCS, each at least minChunk long when there
-// is more than one.
+// and number at most maxChunks (g below it), each at least minChunk long
+// when there is more than one.
 func TestInChunksCoversEveryIndexOnce(t *testing.T) {
-	for _, tc := range []struct{ n, minChunk int }{{0, 1}, {1, 1}, {5, 1}, {100, 64}, {1000, 64}, {10_000, 512}} {
+	for _, tc := range []struct{ n, minChunk, maxChunks int }{{0, 1, 2}, {1, 1, 2}, {5, 1, 4}, {100, 64, 2}, {1000, 64, 3}, {10_000, 512, 4}, {10_000, 512, 1}} {
 		seen := make([]atomic.Int32, tc.n)
 		var shortest atomic.Int64
 		shortest.Store(int64(tc.n))
-		k := inChunks(tc.n, tc.minChunk, func(g, lo, hi int) {
+		var badG atomic.Bool
+		k := inChunks(tc.n, tc.minChunk, tc.maxChunks, func(g, lo, hi int) {
+			if g < 0 || g >= tc.maxChunks {
+				badG.Store(true)
+			}
 			for i := lo; i < hi; i++ {
 				seen[i].Add(1)
 			}
@@ -40,8 +44,9 @@ func TestInChunksCoversEveryIndexOnce(t *testing.T) {
 				t.Fatalf("n %d: index %d visited %d times", tc.n, i, c)
 			}
 		}
-		if k > runtime.GOMAXPROCS(0) || (k > 1 && shortest.Load() < int64(tc.minChunk)) {
-			t.Fatalf("n %d, minChunk %d: %d chunks, the shortest %d", tc.n, tc.minChunk, k, shortest.Load())
+		if k > tc.maxChunks || badG.Load() || (k > 1 && shortest.Load() < int64(tc.minChunk)) {
+			t.Fatalf("n %d, minChunk %d, maxChunks %d: %d chunks (a chunk number out of range: %v), the shortest %d",
+				tc.n, tc.minChunk, tc.maxChunks, k, badG.Load(), shortest.Load())
 		}
 	}
 }
@@ -50,6 +55,7 @@ func TestInChunksCoversEveryIndexOnce(t *testing.T) {
 // partition's modified entities in key order, each with the key and value
 // a one-by-one encoding gives, across chunks and partitions.
 func TestStateEncoderMatchesOneByOne(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // several chunks on any machine
 	// A plan of the repository's history feature file: its feature IDs are
 	// what the values are encoded under.
 	cfg, err := config.Load(filepath.Join("..", "..", "schemas", "history.yaml"))

@@ -1,19 +1,18 @@
 package worker
 
-import (
-	"runtime"
-	"sync"
-)
+import "sync"
 
-// inChunks calls f once per chunk of [0, n), on up to GOMAXPROCS
+// inChunks calls f once per chunk of [0, n), on up to maxChunks
 // contiguous chunks of at least minChunk items each, at once (one chunk,
-// on the calling goroutine, when n < 2 × minChunk), and waits for them. g
-// numbers the chunks from 0; it returns how many there were. f must be
-// safe to run concurrently on disjoint ranges.
+// on the calling goroutine, when n < 2 × minChunk or maxChunks ≤ 1), and
+// waits for them. g numbers the chunks from 0 (below maxChunks, so it can
+// index per-chunk state sized maxChunks); it returns how many there were.
+// f must be safe to run concurrently on disjoint ranges. Callers pass
+// runtime.GOMAXPROCS(0) or less as maxChunks.
 //
 // Cost: a goroutine per chunk beyond the first (~1 µs each).
-func inChunks(n, minChunk int, f func(g, lo, hi int)) int {
-	k := min(runtime.GOMAXPROCS(0), n/max(minChunk, 1))
+func inChunks(n, minChunk, maxChunks int, f func(g, lo, hi int)) int {
+	k := min(maxChunks, n/max(minChunk, 1))
 	if k <= 1 {
 		if n > 0 {
 			f(0, 0, n)

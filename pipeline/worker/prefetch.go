@@ -15,60 +15,101 @@ import (
 
 // A partition's next batch prefetches (Worker.prefetch) when its last
 // batch loaded at least prefetchMinLoads entities from Pebble, and at least
-// one per prefetchRecordsPerLoad events: below that, the extra decode of
-// every record costs about what loading on two cores saves (a load, a
-// point read and a decode of the entity's tiles, costs a few µs; a
-// record's decode a tenth of a µs on the fast path). See prefetchNext.
+// one per prefetchRecordsPerLoad records that reached an entity: below
+// that, the extra decode of every record costs about what loading on two
+// cores saves (a load, a point read and a decode of the entity's tiles,
+// costs a few µs; a record's decode a tenth of a µs on the fast path, the
+// fixed writer schema or a known one; a generic goavro decode, several
+// µs, makes the pass dearer). See prefetchNext.
 const (
 	prefetchMinLoads       = 16
 	prefetchRecordsPerLoad = 8
 )
 
-// prefetchNext reports whether a partition whose batch applied events
-// events and loaded loads entities should prefetch for its next batch.
-func prefetchNext(events, loads int) bool {
-	return loads >= prefetchMinLoads && loads*prefetchRecordsPerLoad >= events
+// prefetchNext reports whether a partition whose batch passed touches
+// records to its entities and loaded loads entities should prefetch for its
+// next batch. loads also counts a bootstrap's loads (Worker.entity loads
+// for both): a bootstrap may make the next batch prefetch for nothing,
+// which costs its decode pass.
+func prefetchNext(touches, loads int) bool {
+	return loads >= prefetchMinLoads && loads*prefetchRecordsPerLoad >= touches
 }
 
 // prefetch loads, in parallel and in key order, the state of the entities
 // that records (one partition's batch, from ps.next on) will touch and that
-// neither entity cache holds, into ps.cache: what Worker.entity would load
-// one at a time, in record order, in the partition's single goroutine.
+// neither entity cache holds, into ps.cache: the entities Worker.entity
+// would load one at a time, in the partition's single goroutine, as the
+// apply reaches them.
 //
 // Why: a poll's records often come from one partition (franz-go hands out a
 // fetch's partitions in turn, and a backlog's partition fills a poll), so
 // a batch's apply runs on one core, and once the entities outnumber the
 // caches (MaxCachedEntities) most of its time goes to point reads of
-// evicted entities. Those reads are independent, so they run on
-// GOMAXPROCS goroutines, each over a contiguous run of the sorted keys
-// (Pebble's blocks and memtable nodes are then read in order).
+// evicted entities. Those reads are independent, so they run on up to
+// GOMAXPROCS goroutines (divided among the partitions applied at once),
+// each over a contiguous run of the sorted keys (Pebble's blocks and
+// memtable nodes are then read in order).
 //
 // It runs for a partition's first batch, and then only when the previous
 // batch loaded enough entities (partState.skipPrefetch: a stream whose
 // entities stay cached pays nothing); it loads only when at least
 // prefetchMinLoads are missing. Cost: one more decode per record (for its
-// entity key; cheap next to the apply), and a map and slice of the
-// missing keys. Entities are loaded exactly as entity loads them, so the
-// batch's result is the same. A record that will be rejected is skipped
-// here and rejected by the apply; at a temporary rejection (a writer
-// schema the registry could not serve) the pass stops, leaving the rest
-// to the apply, which fails the batch there (one registry attempt per
-// batch more than without the prefetch). A failed load fails the batch, as it
-// would in entity.
+// entity key), and a map and slice of the missing keys.
+//
+// It loads the entities of exactly the records applyPartition passes to
+// entity, with entity's load, so the batch's state is the same; only the
+// entities' ord (and so the order of their tiles in a publication,
+// groupedDirty) follows key order rather than first touch. Records the
+// apply reaches no entity for are skipped the same way: a repartition
+// record without its origin headers or below the marks, a re-key history
+// record below the published offset, a rejected record. At a temporary
+// rejection (a writer schema the registry could not serve) the pass
+// stops, leaving the rest to the apply, which asks the registry again and
+// fails the batch if it still cannot serve it. A failed load fails the
+// batch, as it would in entity.
 func (w *Worker) prefetch(ps *partState, records []*kgo.Record, now int64) error {
 	plan := ps.plan
-	if ps.skipPrefetch || len(plan.Features) == 0 {
+	if ps.skipPrefetch || len(plan.Features) == 0 || len(records) == 0 {
 		return nil
 	}
+	if last := records[len(records)-1].Offset; len(ps.rekeyHist) > 0 && last < ps.published && last < ps.applyFrom {
+		return nil // only re-keyed history: no state (applyPartition)
+	}
 	missing := make(map[string]struct{})
+	var hwm map[int32]int64 // the repartition marks as the apply advances them
 	for _, r := range records {
 		if r.Offset < ps.next {
 			continue
 		}
-		if rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec); rej != nil {
-			if rej.Temporary {
-				break
+		// applyPartition's skips, in its order.
+		replay := r.Offset < ps.applyFrom
+		if plan.Repartition != nil {
+			sp, soff, err := origin(r)
+			if err != nil {
+				continue
 			}
+			if !replay {
+				if hwm == nil {
+					hwm = make(map[int32]int64)
+				}
+				h, ok := hwm[sp]
+				if !ok {
+					h, ok = ps.marks.hwm[sp]
+				}
+				if ok && soff <= h {
+					continue // a duplicate: marks.admit refuses it
+				}
+				hwm[sp] = soff
+			}
+		}
+		rej := w.decoder.Decode(plan, r.Key, r.Value, now, &ps.dec)
+		if rej != nil && rej.Temporary {
+			break
+		}
+		if replay && len(ps.rekeyHist) > 0 && r.Offset < ps.published {
+			continue
+		}
+		if rej != nil {
 			continue
 		}
 		k := ps.dec.Key
@@ -89,8 +130,10 @@ func (w *Worker) prefetch(ps *partState, records []*kgo.Record, now int64) error
 	}
 	slices.Sort(sorted)
 	loaded := make([]*entityState, len(sorted))
-	errs := make([]error, runtime.GOMAXPROCS(0))
-	inChunks(len(sorted), 1, func(g, lo, hi int) {
+	// The partitions of this poll apply at once (Worker.apply), each
+	// possibly prefetching: together they use about GOMAXPROCS goroutines.
+	errs := make([]error, max(1, runtime.GOMAXPROCS(0)/max(1, w.applying)))
+	inChunks(len(sorted), 1, len(errs), func(g, lo, hi int) {
 		var sc loadScratch
 		for i := lo; i < hi; i++ {
 			es, err := w.load(ps.tp, plan, sorted[i], &sc)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -181,7 +182,7 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 		n += len(ps.dirty)
 	}
 	// The tiles in publication order (groupedDirty), all partitions one
-	// after the other; ends[k] is where parts[k]'s end.
+	// after the other; ends[k] is where parts[k]'s tiles end.
 	var order []dirtyEntry
 	var ents []*entityState
 	ends := make([]int, len(parts))
@@ -196,7 +197,7 @@ func (p *publisher) publishLocked(ctx context.Context, sel func(*partState) bool
 	// it grows). Each tile's key is unique within a publication, so the
 	// order in which the chunks' records reach the feature log is free.
 	recs := make([]kgo.Record, n)
-	inChunks(n, publishChunk, func(_, lo, hi int) {
+	inChunks(n, publishChunk, runtime.GOMAXPROCS(0), func(_, lo, hi int) {
 		slab := make([]byte, 0, (hi-lo)*64)
 		k, _ := slices.BinarySearch(ends, lo+1)
 		for i := lo; i < hi; i++ {

@@ -230,6 +230,9 @@ type Worker struct {
 	// any poll that was not full or committed nothing).
 	pollN                     int
 	lastRecords, lastModified int
+	// applying is how many partitions the current poll applies at once
+	// (Worker.apply; prefetch divides its goroutines by it).
+	applying int
 }
 
 type topicPartition struct {
@@ -319,11 +322,12 @@ type partState struct {
 	repart  []*kgo.Record // re-keyed copies of the staged batch's records
 
 	// singleLoads and prefetchLoads count the entities loaded from Pebble
-	// since the partition's last commit (by entity, by prefetch);
-	// skipPrefetch is set when the next batch does not prefetch (not
-	// prefetchNext at the commit; a partition's first batch does).
-	singleLoads, prefetchLoads int
-	skipPrefetch               bool
+	// since the partition's last commit (by entity, by prefetch), touches
+	// the records applyPartition passed to entity; skipPrefetch is set
+	// when the next batch does not prefetch (not prefetchNext at the
+	// commit; a partition's first batch does).
+	singleLoads, prefetchLoads, touches int
+	skipPrefetch                        bool
 
 	// marks are a repartition partition's high-water marks (nil for a
 	// source partition): see repartition.go.
