@@ -3,7 +3,6 @@ package worker
 import (
 	"bytes"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -11,9 +10,7 @@ import (
 	"testing"
 
 	"github.com/featurepipe/featurepipe/aggregations"
-	"github.com/featurepipe/featurepipe/internal/config"
 	"github.com/featurepipe/featurepipe/internal/keys"
-	"github.com/featurepipe/featurepipe/pipeline/events"
 )
 
 // TestInChunksCoversEveryIndexOnce: the chunks are disjoint, cover [0, n)
@@ -58,14 +55,7 @@ func TestStateEncoderMatchesOneByOne(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // several chunks on any machine
 	// A plan of the repository's history feature file: its feature IDs are
 	// what the values are encoded under.
-	cfg, err := config.Load(filepath.Join("..", "..", "schemas", "history.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plans, err := events.Plans(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, plans := repoPlans(t, "history.yaml")
 	plan := plans["transactions"]
 	if plan == nil || len(plan.IDs()) < 2 {
 		t.Fatalf("no transactions plan with features in schemas/history.yaml: %v", plans)

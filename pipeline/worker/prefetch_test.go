@@ -19,13 +19,10 @@ import (
 	"github.com/featurepipe/featurepipe/pipeline/produce"
 )
 
-// TestPrefetchLoadsWhatTheApplyWould: prefetch loads into the entity cache
-// the stored state of exactly the entities a batch's records reach (not
-// those cached or kept, not those of records before ps.next, rejected, or
-// only re-keyed history below the published offset), equal to what
-// entity loads, and only when enough are missing.
-func TestPrefetchLoadsWhatTheApplyWould(t *testing.T) {
-	cfg, err := config.Load(filepath.Join("..", "..", "schemas", "history.yaml"))
+// repoPlans loads the repository's feature file schemas/name and its plans.
+func repoPlans(t *testing.T, name string) (*config.File, map[string]*events.Plan) {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join("..", "..", "schemas", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,17 +30,34 @@ func TestPrefetchLoadsWhatTheApplyWould(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := produce.NewEncoder(cfg, "transactions")
-	if err != nil {
-		t.Fatal(err)
-	}
+	return cfg, plans
+}
+
+// prefetchWorker returns a worker over an in-memory store that decodes
+// cfg's sources, and the store.
+func prefetchWorker(t *testing.T, cfg *config.File) (*Worker, *state.Store) {
+	t.Helper()
 	st, err := state.Open("state", state.Options{FS: vfs.NewMem(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
+	return &Worker{o: Options{Store: st}, pub: &publisher{}, decoder: events.NewDecoder(cfg, events.Limits{})}, st
+}
+
+// TestPrefetchLoadsWhatTheApplyWould: prefetch loads into the entity cache
+// the stored state of exactly the entities a batch's records reach (not
+// those cached or kept, not those of records before ps.next, rejected, or
+// only re-keyed history below the published offset), equal to what
+// entity loads, and only when enough are missing.
+func TestPrefetchLoadsWhatTheApplyWould(t *testing.T) {
+	cfg, plans := repoPlans(t, "history.yaml")
+	enc, err := produce.NewEncoder(cfg, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, st := prefetchWorker(t, cfg)
 	now := time.Now()
-	w := &Worker{o: Options{Store: st}, pub: &publisher{}, decoder: events.NewDecoder(cfg, events.Limits{})}
 	newPart := func() *partState {
 		return &partState{tp: topicPartition{"transactions", 0}, plan: plans["transactions"],
 			cache: map[string]*entityState{}, kept: map[string]*entityState{}, dirty: map[dirtyTile]int64{}}
@@ -149,14 +163,7 @@ func TestPrefetchLoadsWhatTheApplyWould(t *testing.T) {
 // one: without its origin headers, or at or below the marks (already
 // applied, or a duplicate within the batch).
 func TestPrefetchSkipsRepartitionDuplicates(t *testing.T) {
-	cfg, err := config.Load(filepath.Join("..", "..", "schemas", "demo.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plans, err := events.Plans(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, plans := repoPlans(t, "demo.yaml")
 	var plan *events.Plan
 	for _, p := range plans {
 		if p.Repartition != nil && len(p.Features) > 0 && (plan == nil || p.Topic < plan.Topic) {
@@ -170,13 +177,8 @@ func TestPrefetchSkipsRepartitionDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := state.Open("state", state.Options{FS: vfs.NewMem(), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	w, _ := prefetchWorker(t, cfg)
 	now := time.Now()
-	w := &Worker{o: Options{Store: st}, pub: &publisher{}, decoder: events.NewDecoder(cfg, events.Limits{})}
 	check := events.NewDecoder(cfg, events.Limits{})
 	// The source plan gives each record's key in the repartition topic.
 	src, rekey := plans[plan.Source.Topic], -1
