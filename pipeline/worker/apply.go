@@ -252,9 +252,9 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		}
 		if replay && len(ps.rekeyHist) > 0 {
 			rekeyHistoryRecord(ps, r, rej != nil)
-			if r.Offset < ps.published {
-				continue // before the republish range: only re-keyed
-			}
+		}
+		if ps.onlyRekeyed(r.Offset) {
+			continue
 		}
 		if rej != nil {
 			if !replay {
@@ -314,6 +314,14 @@ func (w *Worker) applyPartition(ps *partState, fp kgo.FetchTopicPartition, now i
 		}
 	}
 	return nil
+}
+
+// onlyRekeyed reports whether the record at offset only feeds the re-keyed
+// history (rekeyHistoryRecord) and reaches no entity: a record already in
+// state (below applyFrom) and before the republish range (below
+// published), while history is re-keyed to new repartition topics.
+func (ps *partState) onlyRekeyed(offset int64) bool {
+	return len(ps.rekeyHist) > 0 && offset < ps.applyFrom && offset < ps.published
 }
 
 // applyFeature applies the decoded event ps.dec (of order seq, see

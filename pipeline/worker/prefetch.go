@@ -72,7 +72,7 @@ func (w *Worker) prefetch(ps *partState, records []*kgo.Record, now int64) error
 	if ps.skipPrefetch || len(plan.Features) == 0 || len(records) == 0 {
 		return nil
 	}
-	if last := records[len(records)-1].Offset; len(ps.rekeyHist) > 0 && last < ps.published && last < ps.applyFrom {
+	if ps.onlyRekeyed(records[len(records)-1].Offset) {
 		return nil // only re-keyed history: no state (applyPartition)
 	}
 	missing := make(map[string]struct{})
@@ -92,11 +92,7 @@ func (w *Worker) prefetch(ps *partState, records []*kgo.Record, now int64) error
 				if hwm == nil {
 					hwm = make(map[int32]int64)
 				}
-				h, ok := hwm[sp]
-				if !ok {
-					h, ok = ps.marks.hwm[sp]
-				}
-				if ok && soff <= h {
+				if ps.marks.covers(sp, soff, hwm) {
 					continue // a duplicate: marks.admit refuses it
 				}
 				hwm[sp] = soff
@@ -106,7 +102,7 @@ func (w *Worker) prefetch(ps *partState, records []*kgo.Record, now int64) error
 		if rej != nil && rej.Temporary {
 			break
 		}
-		if replay && len(ps.rekeyHist) > 0 && r.Offset < ps.published {
+		if ps.onlyRekeyed(r.Offset) {
 			continue
 		}
 		if rej != nil {

@@ -105,10 +105,22 @@ type marks struct {
 
 func newMarks() *marks { return &marks{hwm: map[int32]int64{}, dirty: map[int32]struct{}{}} }
 
+// covers reports whether offset off of source partition p is at or below
+// its mark: a duplicate admit refuses. ahead, when not nil, holds marks
+// raised past m's (a caller reading ahead without raising m's, as
+// Worker.prefetch does); they take precedence.
+func (m *marks) covers(p int32, off int64, ahead map[int32]int64) bool {
+	h, ok := ahead[p]
+	if !ok {
+		h, ok = m.hwm[p]
+	}
+	return ok && off <= h
+}
+
 // admit reports whether the record from source partition p at offset off is
 // new (above the mark), and if so raises the mark.
 func (m *marks) admit(p int32, off int64) bool {
-	if h, ok := m.hwm[p]; ok && off <= h {
+	if m.covers(p, off, nil) {
 		return false
 	}
 	m.hwm[p] = off
