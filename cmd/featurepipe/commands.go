@@ -172,7 +172,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		if stats != nil {
 			mux.Handle("GET /v1/stats", stats.Handler(w.Freshness)) // featurepipe monitor
 		}
-		a.add("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) })
+		a.add("metrics", func(ctx context.Context) error { return serveHTTP(ctx, ln, mux, log) })
 	}
 	return a.run(ctx)
 }
@@ -258,7 +258,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return usagef("--monitor-workers is for the web catalog: drop it or --ui=false")
 	}
 	a.add("view", svc.Run)
-	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, h) })
+	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, h, log) })
 	return a.run(ctx)
 }
 

@@ -103,7 +103,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	if err != nil {
 		return err
 	}
-	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, h) })
+	a.add("http", func(ctx context.Context) error { return serveHTTP(ctx, ln, h, log) })
 	a.add("demo events", func(ctx context.Context) error {
 		d := produce.Demo{Users: *users, Rate: *rate, History: 35 * 24 * time.Hour}
 		err := d.Run(ctx, prod, cfg, func(n int) { sent.Store(int64(n)) })

@@ -300,7 +300,7 @@ func serveBaseline(ctx context.Context, addr string) error {
 		return err
 	}
 	body := []byte(`{"results":[]}`)
-	return serveHTTP(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return serveNetHTTP(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header()["Content-Type"] = []string{"application/json"}
 		_, _ = w.Write(body)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/featurepipe/featurepipe/internal/httpserve"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -99,9 +100,18 @@ func (a *app) close() error {
 // closeInto is close for a defer: its error joins *err.
 func (a *app) closeInto(err *error) { *err = errors.Join(*err, a.close()) }
 
-// serveHTTP serves h on ln until ctx ends, with timeouts that keep slow or
-// stuck clients from holding connections.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+// serveHTTP serves h on ln until ctx ends, through fasthttp's server
+// (internal/httpserve: buffered responses, the handler on the connection's
+// goroutine), with timeouts that keep slow or stuck clients from holding
+// connections; errors of the server itself go to log.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
+	return httpserve.Serve(ctx, ln, h, httpserve.Options{Log: log})
+}
+
+// serveNetHTTP serves h on ln until ctx ends with net/http's server and the
+// same bounds as serveHTTP. Only `load --baseline` uses it: issue 18 defines
+// the lookups' floor as a net/http handler.
+func serveNetHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -116,7 +126,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), httpserve.ShutdownTimeout)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		return nil

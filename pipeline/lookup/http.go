@@ -149,12 +149,14 @@ func (s *Service) endpoint(route string, h handler) http.Handler {
 var contentTypeJSON = []string{"application/json"}
 
 // writeAnswer writes a lookup answer with the hand-written encoder: one
-// pooled buffer, one Write, a Content-Length (no chunking). net/http adds
-// the Content-Length itself, without allocating, when the handler's whole
-// output fits its response buffer (bufferBeforeChunkingSize, 2 KiB, for
-// HTTP/1.1; 4 KiB for HTTP/2) and the handler returns without flushing:
-// the answer sets it explicitly only when it is larger
-// (TestAnswerHasContentLength).
+// pooled buffer, one Write, a Content-Length (no chunking). featurepipe's
+// server (internal/httpserve) buffers every response and frames it with
+// its length; under net/http's server (httptest, or a caller's own),
+// net/http adds the Content-Length itself, without allocating, when the
+// handler's whole output fits its response buffer
+// (bufferBeforeChunkingSize, 2 KiB, for HTTP/1.1; 4 KiB for HTTP/2) and
+// the handler returns without flushing: the answer sets it explicitly only
+// when it is larger (TestAnswerHasContentLength).
 func writeAnswer(w http.ResponseWriter, a *lookupAnswer) int {
 	bp := bufPool.Get().(*[]byte)
 	b := a.appendJSON((*bp)[:0])
