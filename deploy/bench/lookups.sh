@@ -48,6 +48,9 @@ for port in 18581 18582; do
     sleep 0.5
   done
 done
+# steal: CPU ticks the hypervisor gave other guests (all CPUs, /proc/stat). On a shared host a
+# run with much steal is slower for reasons outside this machine: compare rounds with little.
+steal() { awk '/^cpu / {print $9}' /proc/stat; }
 # cpu PID...: CPU ticks (utime+stime) of the processes together.
 cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 # The dev history, the replicas' catch-up and their compactions take a minute or more on 2
@@ -61,20 +64,27 @@ echo "settled after $((i * 5)) s: $(((b - a) * 100 / (5 * hz)))% of a core over 
 
 # run NAME PORT PID: one wrk run, prints "NAME req/s p50", then the CPU time per request of
 # the server (PID) and of dev (the broker the lookup log goes to, and its own worker), from
-# /proc: a steadier measure than req/s on a shared machine (10 ms ticks: ~1% over a 10 s run).
+# /proc: a steadier measure than req/s on a shared machine (10 ms ticks: ~1% over a 10 s run),
+# and the share of the machine's CPU time the hypervisor stole during the run.
 per_request() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}'; } # TICKS N → µs
 run() {
-  local out s0 d0 s1 d1 n
-  s0=$(cpu "$3"); d0=$(cpu "${pids[0]}")
+  local out s0 d0 s1 d1 n st0 st1 t0 t1
+  s0=$(cpu "$3"); d0=$(cpu "${pids[0]}"); st0=$(steal); t0=$(date +%s%N)
   out=$(USERS=$USERS wrk -t1 -c8 -d"$DURATION" --latency -s deploy/bench/lookup.lua "http://127.0.0.1:$2")
-  s1=$(cpu "$3"); d1=$(cpu "${pids[0]}")
+  s1=$(cpu "$3"); d1=$(cpu "${pids[0]}"); st1=$(steal); t1=$(date +%s%N)
   n=$(awk '/requests in/ {print $1}' <<<"$out")
-  printf '%-8s %10s req/s  p50 %s  non-2xx %s  CPU-µs/request: server %s, dev %s\n' "$1" \
+  printf '%-8s %10s req/s  p50 %s  non-2xx %s  CPU-µs/request: server %s, dev %s  steal %s%%\n' "$1" \
     "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
     "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | grep . || echo 0)" \
-    "$(per_request $((s1 - s0)) "$n")" "$(per_request $((d1 - d0)) "$n")"
+    "$(per_request $((s1 - s0)) "$n")" "$(per_request $((d1 - d0)) "$n")" \
+    "$(awk -v t=$((st1 - st0)) -v c="$(nproc)" -v hz="$hz" -v d=$((t1 - t0)) 'BEGIN {printf "%.0f", 100 * t / (c * hz * d / 1e9)}')"
 }
+# One unmeasured pass over the keys per replica first, so that no round holds their first reads
+# (the view and answer caches filling).
+for port in 18581 18582; do
+  USERS=$USERS wrk -t1 -c8 -d3s -s deploy/bench/lookup.lua "http://127.0.0.1:$port" >/dev/null
+done
 echo "$(nproc) cores, $(uptime | sed 's/.*load average/load average/'), $USERS users, wrk -t1 -c8 -d$DURATION"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r"

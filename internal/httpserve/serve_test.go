@@ -22,6 +22,7 @@ import (
 func echoHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		form := r.PostFormValue("f") // reads a form body; leaves others
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -33,6 +34,7 @@ func echoHandler() http.Handler {
 			"host": r.Host, "proto": r.Proto, "length": r.ContentLength, "body": string(body),
 			"consumer": r.Header.Get("X-Featurepipe-Consumer"), "multi": r.Header.Values("X-Multi"),
 			"auth": r.Header.Get("Authorization"), "hostHeader": r.Header.Get("Host"), "tls": r.TLS != nil,
+			"cookies": r.Cookies(), "form": form,
 		})
 	})
 	mux.HandleFunc("POST /v1/items/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -151,6 +153,7 @@ func TestHandlersSeeWhatNetHTTPGivesThem(t *testing.T) {
 		{"GET", "/echo?q=a%20b", "", [][2]string{{"X-Featurepipe-Consumer", "fraud-model"}, {"Authorization", "Bearer t0k"}}},
 		{"POST", "/echo", `{"entity":"user","keys":["u1"]}`, [][2]string{{"X-Multi", "1"}, {"x-multi", "2"}}},
 		{"POST", "/echo", "", nil},
+		{"POST", "/echo", "f=a+b&g=2", [][2]string{{"Content-Type", "application/x-www-form-urlencoded"}, {"Cookie", "fp_token=abc; other=x y"}}},
 		{"PUT", "/echo/", "", nil}, // the mux redirects to /echo... or 404s: the same either way
 		{"GET", "/echo", "", [][2]string{{"Host", "lookup.example:8080"}}},
 		{"POST", "/v1/items/u%2F1", "", nil},
@@ -176,6 +179,9 @@ func TestHandlersSeeWhatNetHTTPGivesThem(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%s %s:\n got %+v\nwant %+v (net/http)", tc.method, tc.path, got, want)
+		}
+		if strings.Contains(tc.body, "f=a+b") && (!strings.Contains(got.body, `"form":"a b"`) || !strings.Contains(got.body, `"Value":"abc"`)) {
+			t.Errorf("the form and cookie did not reach the handler: %s", got.body)
 		}
 	}
 }
