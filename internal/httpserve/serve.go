@@ -43,13 +43,16 @@ package httpserve
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -77,6 +80,10 @@ type Options struct {
 	// bounds (the lookup service's MaxBodyBytes, 1 MiB by default) so that
 	// they answer with their own messages. Default 4 MiB.
 	MaxBodyBytes int
+	// ShutdownTimeout is how long Serve waits, once its context ends, for
+	// the requests in progress to finish; then it closes every connection
+	// still open. Default 5 s.
+	ShutdownTimeout time.Duration
 	// Log receives errors of the server itself (not of handlers). Default
 	// none.
 	Log *zap.Logger
@@ -98,6 +105,9 @@ func (o *Options) defaults() {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 4 << 20
 	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = ShutdownTimeout
+	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
@@ -109,15 +119,22 @@ func (o *Options) defaults() {
 // them.
 const DateUpdater = "github.com/valyala/fasthttp.updateServerDate.func1"
 
-// ShutdownTimeout is how long Serve waits, once its context ends, for the
-// requests in progress to finish before it closes their connections.
+// ShutdownTimeout is Options.ShutdownTimeout's default.
 const ShutdownTimeout = 5 * time.Second
 
 // Serve serves h on ln until ctx ends, then stops accepting, lets the
-// requests in progress finish (up to ShutdownTimeout) and returns nil; or
-// returns the listener's error. It closes ln.
+// requests in progress finish (up to Options.ShutdownTimeout), closes every
+// connection and returns nil once nothing of the server runs; or returns
+// the listener's error. It closes ln. Like net/http's server it retries
+// accepting after a temporary error (out of file descriptors: EMFILE,
+// ENFILE), with a backoff from 5 ms to 1 s, rather than stopping.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, o Options) error {
 	o.defaults()
+	if ctx.Err() != nil {
+		_ = ln.Close()
+		return nil
+	}
+	tl := &trackingListener{Listener: ln, log: o.Log, conns: map[*trackedConn]struct{}{}}
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	srv := &fasthttp.Server{
@@ -143,17 +160,107 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, o Options) erro
 		SecureErrorLogMessage: true, // no request contents in logs
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(tl) }()
 	select {
 	case err := <-errc:
+		tl.closeAll()
 		return err
 	case <-ctx.Done():
-		cancel() // the requests' contexts: handlers that wait give up
-		sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-		defer scancel()
-		_ = srv.ShutdownWithContext(sctx)
-		return nil
 	}
+	cancel() // the requests' contexts: handlers that wait give up
+	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer scancel()
+	_ = srv.ShutdownWithContext(sctx) // closes the listener; on timeout leaves the connections open
+	_ = tl.Close()
+	tl.closeAll()
+	<-errc
+	return nil
+}
+
+// trackingListener retries temporary Accept errors (fasthttp's server
+// stops at any error but a timeout) and keeps the accepted connections,
+// so that Serve can close those still open when it stops.
+type trackingListener struct {
+	net.Listener
+	log   *zap.Logger
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+	done  bool // closeAll ran: close what is accepted after it
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	delay := 5 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if !temporary(err) {
+				return nil, err
+			}
+			l.log.Warn("accepting a connection failed; retrying", zap.Error(err), zap.Duration("in", delay))
+			time.Sleep(delay)
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		tc := &trackedConn{Conn: c, l: l}
+		l.mu.Lock()
+		done := l.done
+		if !done {
+			l.conns[tc] = struct{}{}
+		}
+		l.mu.Unlock()
+		if done {
+			_ = c.Close()
+			continue
+		}
+		if t, ok := c.(*tls.Conn); ok {
+			return trackedTLSConn{tc, t}, nil // fasthttp finds the TLS state through these methods
+		}
+		return tc, nil
+	}
+}
+
+// temporary reports whether an Accept error passes: out of file
+// descriptors or buffers, or a connection aborted before it was accepted.
+func temporary(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// closeAll closes every connection still open, and any accepted later.
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	l.done = true
+	conns := l.conns
+	l.conns = map[*trackedConn]struct{}{}
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+// trackedTLSConn is a trackedConn over TLS, with the methods fasthttp
+// looks for to report the TLS state (Request.TLS).
+type trackedTLSConn struct {
+	*trackedConn
+	tls *tls.Conn
+}
+
+func (c trackedTLSConn) Handshake() error                     { return c.tls.Handshake() }
+func (c trackedTLSConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // Handler returns the fasthttp handler that serves h: each request becomes
@@ -173,8 +280,11 @@ func Handler(base context.Context, h http.Handler, log *zap.Logger) fasthttp.Req
 			writeError(ctx, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
+		if base.Err() != nil {
+			ctx.SetConnectionClose() // shutting down: no next request on this connection
+		}
 		w := writerPool.Get().(*responseWriter)
-		w.ctx, w.status = ctx, 0
+		*w = responseWriter{ctx: ctx, header: w.header}
 		defer func() {
 			if p := recover(); p != nil {
 				if p != http.ErrAbortHandler {
@@ -315,7 +425,14 @@ func (w *responseWriter) WriteHeader(code int) {
 	w.sniff = !w.sniff
 	for k, vs := range w.header {
 		switch k {
-		case "Content-Length", "Transfer-Encoding":
+		case "Content-Length":
+			// fasthttp frames the buffered body with its length; a HEAD
+			// answer without a body (http.FileServer's) keeps this one.
+			if n, err := strconv.Atoi(firstValue(vs)); err == nil && n >= 0 {
+				rh.SetContentLength(n)
+			}
+			continue
+		case "Transfer-Encoding":
 			continue // fasthttp frames the buffered body itself
 		case "Content-Type":
 			if len(vs) > 0 {
@@ -360,6 +477,13 @@ func (w *responseWriter) finish() {
 		w.ctx.Response.Header.SetContentType(http.DetectContentType(w.ctx.Response.Body()))
 	}
 	w.sniff, w.written = false, false
+}
+
+func firstValue(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }
 
 // writeServerError answers the errors fasthttp meets before a handler
