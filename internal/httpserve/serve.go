@@ -349,21 +349,15 @@ func newRequest(ctx *fasthttp.RequestCtx, template *http.Request) (*http.Request
 	return r, nil
 }
 
+// knownMethods are the methods method returns without allocating.
+var knownMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions}
+
 // method returns m as a string, without allocating for the usual methods.
 func method(m []byte) string {
-	switch string(m) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodOptions:
-		return http.MethodOptions
+	for _, k := range knownMethods {
+		if string(m) == k {
+			return k
+		}
 	}
 	return string(m)
 }
