@@ -390,11 +390,10 @@ func headerName(k []byte) string {
 // into fasthttp's response at WriteHeader (later changes are ignored, as
 // with net/http), the body appended to its buffer.
 type responseWriter struct {
-	ctx     *fasthttp.RequestCtx
-	header  http.Header
-	status  int  // 0 until WriteHeader
-	sniff   bool // no Content-Type was set: finish sniffs one
-	written bool // the body has bytes
+	ctx    *fasthttp.RequestCtx
+	header http.Header
+	status int  // 0 until WriteHeader
+	sniff  bool // no Content-Type was set: finish sniffs one
 }
 
 var writerPool = sync.Pool{New: func() any { return &responseWriter{header: make(http.Header)} }}
@@ -418,8 +417,8 @@ func (w *responseWriter) WriteHeader(code int) {
 	w.status = code
 	w.ctx.SetStatusCode(code)
 	rh := &w.ctx.Response.Header
-	_, w.sniff = w.header["Content-Type"]
-	w.sniff = !w.sniff
+	_, typed := w.header["Content-Type"]
+	w.sniff = !typed
 	for k, vs := range w.header {
 		switch k {
 		case "Content-Length":
@@ -444,36 +443,23 @@ func (w *responseWriter) WriteHeader(code int) {
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.WriteHeader(http.StatusOK)
-	}
-	if len(b) > 0 {
-		w.written = true
-	}
+	w.WriteHeader(http.StatusOK) // no-op once sent
 	return w.ctx.Write(b)
 }
 
 // WriteString lets io.WriteString write without a conversion.
 func (w *responseWriter) WriteString(s string) (int, error) {
-	if w.status == 0 {
-		w.WriteHeader(http.StatusOK)
-	}
-	if len(s) > 0 {
-		w.written = true
-	}
+	w.WriteHeader(http.StatusOK)
 	return w.ctx.WriteString(s)
 }
 
 // finish completes a response the handler returned from: 200 if it wrote
 // nothing, a sniffed Content-Type if it set none and wrote a body.
 func (w *responseWriter) finish() {
-	if w.status == 0 {
-		w.WriteHeader(http.StatusOK)
+	w.WriteHeader(http.StatusOK)
+	if body := w.ctx.Response.Body(); w.sniff && len(body) > 0 {
+		w.ctx.Response.Header.SetContentType(http.DetectContentType(body))
 	}
-	if w.sniff && w.written {
-		w.ctx.Response.Header.SetContentType(http.DetectContentType(w.ctx.Response.Body()))
-	}
-	w.sniff, w.written = false, false
 }
 
 func firstValue(vs []string) string {
